@@ -1,0 +1,76 @@
+// Package syncproto is the wire protocol between smartclient and appserver:
+// framing, messages, limits and error codes. It works on io.Reader and
+// io.Writer only and knows nothing of folders; this comment is the
+// protocol's specification.
+//
+// # Frames
+//
+// Every message travels in one frame:
+//
+//	offset size field
+//	0      2    magic, the bytes 'S' 'C'
+//	2      1    protocol version (Version, currently 1)
+//	3      1    message type (MsgHello ...)
+//	4      4    payload length, big-endian uint32
+//	8      n    payload
+//
+// A reader checks the magic, the version, the type and the length against
+// that type's limit (see MaxPayload) before it allocates or reads a payload
+// byte, so a peer cannot make the other side allocate more than the largest
+// limit (a little over 1 MiB) by lying about a length. Integers are
+// big-endian. A string is a uint16 length followed by that many bytes of
+// valid UTF-8; every string field has its own limit, checked on decode. A
+// hash is the 32-byte BLAKE3-256 digest of a file's content.
+//
+// # Messages and their flow
+//
+//	client                               server
+//	Hello{build, os, client id}   ->
+//	                              <-     Welcome{build, compatible, enabled, message}
+//	GetManifest{}                 ->     (only when enabled and the client goes on)
+//	                              <-     ManifestHeader{build, count, total bytes}
+//	                              <-     ManifestEntry x count
+//	Request{indices} x k          ->     (k >= 0; indices into the manifest)
+//	RequestEnd{}                  ->
+//	                              <-     for every requested index, in request order:
+//	                                     FileStart{index, size}, FileData x m, FileEnd{hash}
+//	Report{outcome, build, ...}   ->
+//	                              <-     ReportAck{}
+//
+// A client that only checks for an update, or that the user declined,
+// sends Report without requesting anything. Either side may send Error{code,
+// message} instead of the message it owes and then closes the connection;
+// an Error is final.
+//
+// The server reads every Request up to RequestEnd before it sends the first
+// file, so neither side ever blocks writing while the other is also
+// writing. Requests name manifest indices, never paths, so the server only
+// serves files it listed.
+//
+// File content travels in FileData chunks of at most MaxChunk raw bytes.
+// Each chunk is either raw (EncodingRaw) or one complete zstd frame
+// (EncodingZstd) that decodes to exactly RawLen bytes; the sender picks raw
+// when compression does not pay. A receiver decodes with a bounded window
+// and memory and rejects a chunk whose decoded length differs from RawLen,
+// so a compression bomb costs it at most MaxChunk bytes. FileEnd carries the
+// BLAKE3 hash of the whole content; the server computes it while it reads
+// the file and sends Error{CodeFileChanged} instead if the file no longer
+// matches the manifest, and the client checks it against the manifest. The
+// sum of the chunks' RawLen must equal FileStart.Size.
+//
+// # Limits
+//
+// A manifest holds at most MaxFiles entries; a path is at most MaxPath bytes;
+// a Request frame carries at most MaxRequestBatch indices; builds, OS names
+// and client ids are at most MaxShortString bytes; messages at most
+// MaxMessage bytes.
+//
+// # Error codes
+//
+// See the Code constants. Codes are stable: a new code may be added, a
+// code's meaning never changes.
+//
+// # Version history
+//
+//	1  2026-11: first version.
+package syncproto

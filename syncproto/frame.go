@@ -1,0 +1,189 @@
+package syncproto
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Reader reads frames from a stream. It is not safe for concurrent use.
+type Reader struct {
+	r   *bufio.Reader
+	hdr [HeaderSize]byte
+	buf []byte
+	// N counts the bytes read, headers included.
+	N int64
+}
+
+// NewReader returns a Reader on r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// ReadHeader reads and checks one frame header. It returns the type and
+// payload length, both already checked against the protocol's limits.
+func (r *Reader) readHeader() (MsgType, int, error) {
+	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, 0, fmt.Errorf("reading frame header: %w", err)
+		}
+		return 0, 0, err // io.EOF at a frame boundary is a clean close
+	}
+	r.N += HeaderSize
+	if r.hdr[0] != Magic[0] || r.hdr[1] != Magic[1] {
+		return 0, 0, fmt.Errorf("reading frame header: got % x: %w", r.hdr[:2], ErrBadMagic)
+	}
+	if r.hdr[2] != Version {
+		return 0, 0, fmt.Errorf("reading frame header: peer speaks version %d, we speak %d: %w", r.hdr[2], Version, ErrVersion)
+	}
+	t := MsgType(r.hdr[3])
+	limit, ok := MaxPayload(t)
+	if !ok {
+		return 0, 0, fmt.Errorf("reading frame header: type %d: %w", r.hdr[3], ErrUnknownType)
+	}
+	n := binary.BigEndian.Uint32(r.hdr[4:])
+	if uint64(n) > uint64(limit) {
+		return 0, 0, fmt.Errorf("reading frame header: %v of %d bytes, limit %d: %w", t, n, limit, ErrTooLarge)
+	}
+	return t, int(n), nil
+}
+
+// Read reads the next message. A received Error message is returned as a
+// *Error error, so callers see the peer's final word as an error. io.EOF is
+// returned only when the stream ends cleanly between frames.
+func (r *Reader) Read() (Message, error) {
+	t, n, err := r.readHeader()
+	if err != nil {
+		return nil, err
+	}
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n)
+	}
+	p := r.buf[:n]
+	if _, err := io.ReadFull(r.r, p); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("reading %v payload: %w", t, err)
+	}
+	r.N += int64(n)
+	m, err := Decode(t, p)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := m.(*Error); ok {
+		return nil, e
+	}
+	return m, nil
+}
+
+// Writer writes frames to a buffered stream. Call Flush when the peer must
+// see what was written. It is not safe for concurrent use.
+type Writer struct {
+	w   *bufio.Writer
+	buf []byte
+	// N counts the bytes written, headers included.
+	N int64
+}
+
+// NewWriter returns a Writer on w.
+func NewWriter(w io.Writer) *Writer {
+	return &Writer{w: bufio.NewWriterSize(w, 64<<10)}
+}
+
+// Write encodes and buffers one message.
+func (w *Writer) Write(m Message) error {
+	w.buf = append(w.buf[:0], Magic[0], Magic[1], Version, byte(m.Type()), 0, 0, 0, 0)
+	w.buf = m.appendPayload(w.buf)
+	return w.writeFrame(m.Type())
+}
+
+func (w *Writer) writeFrame(t MsgType) error {
+	n := len(w.buf) - HeaderSize
+	if limit, _ := MaxPayload(t); n > limit {
+		return fmt.Errorf("writing %v: payload of %d bytes, limit %d: %w", t, n, limit, ErrTooLarge)
+	}
+	binary.BigEndian.PutUint32(w.buf[4:], uint32(n))
+	if _, err := w.w.Write(w.buf); err != nil {
+		return fmt.Errorf("writing %v: %w", t, err)
+	}
+	w.N += int64(len(w.buf))
+	return nil
+}
+
+// Flush sends everything buffered.
+func (w *Writer) Flush() error {
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("flushing: %w", err)
+	}
+	return nil
+}
+
+// WriteChunk writes raw (at most MaxChunk bytes) as one FileData message,
+// zstd-compressed by enc when that makes it smaller, raw otherwise. enc may
+// be nil to always send raw bytes.
+func (w *Writer) WriteChunk(enc *zstd.Encoder, raw []byte) error {
+	if len(raw) == 0 || len(raw) > MaxChunk {
+		return fmt.Errorf("writing FileData: chunk of %d bytes, must be 1..%d", len(raw), MaxChunk)
+	}
+	w.buf = append(w.buf[:0], Magic[0], Magic[1], Version, byte(MsgFileData), 0, 0, 0, 0, EncodingZstd)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(raw)))
+	body := len(w.buf)
+	if enc != nil {
+		w.buf = enc.EncodeAll(raw, w.buf)
+	}
+	if enc == nil || len(w.buf)-body >= len(raw) {
+		w.buf[HeaderSize] = EncodingRaw
+		w.buf = append(w.buf[:body], raw...)
+	}
+	return w.writeFrame(MsgFileData)
+}
+
+// NewChunkDecoder returns a zstd decoder whose memory and window are
+// bounded by MaxChunk, for use with DecodeChunk. Close it when done.
+func NewChunkDecoder() (*zstd.Decoder, error) {
+	return zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(MaxChunk),
+		zstd.WithDecoderMaxWindow(MaxChunk),
+		zstd.WithDecoderLowmem(true),
+	)
+}
+
+// DecodeChunk returns the raw bytes of c, appended to dst[:0]. It fails
+// unless the chunk decodes to exactly c.RawLen bytes.
+func DecodeChunk(dec *zstd.Decoder, c FileData, dst []byte) ([]byte, error) {
+	switch c.Encoding {
+	case EncodingRaw:
+		if len(c.Data) != int(c.RawLen) {
+			return nil, fmt.Errorf("decoding chunk: raw chunk declares %d bytes, carries %d: %w", c.RawLen, len(c.Data), ErrMalformed)
+		}
+		return append(dst[:0], c.Data...), nil
+	case EncodingZstd:
+		out, err := dec.DecodeAll(c.Data, dst[:0])
+		if err != nil {
+			return nil, fmt.Errorf("decoding chunk: %w: %w", ErrMalformed, err)
+		}
+		if len(out) != int(c.RawLen) {
+			return nil, fmt.Errorf("decoding chunk: declares %d bytes, decodes to %d: %w", c.RawLen, len(out), ErrMalformed)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("decoding chunk: unknown encoding %d: %w", c.Encoding, ErrMalformed)
+}
+
+// Expect reads the next message and checks that it has type want.
+func (r *Reader) Expect(want MsgType) (Message, error) {
+	m, err := r.Read()
+	if err != nil {
+		return nil, err
+	}
+	if m.Type() != want {
+		return nil, fmt.Errorf("expected %v, got %v: %w", want, m.Type(), ErrUnexpected)
+	}
+	return m, nil
+}

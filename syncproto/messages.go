@@ -1,0 +1,562 @@
+package syncproto
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Version is the protocol version this package speaks.
+const Version = 1
+
+// Magic is the first two bytes of every frame.
+var Magic = [2]byte{'S', 'C'}
+
+// HeaderSize is the size of a frame header.
+const HeaderSize = 8
+
+// Limits of the protocol (see the package documentation).
+const (
+	MaxChunk        = 256 << 10 // raw bytes in one FileData chunk
+	MaxFiles        = 1 << 20   // entries in one manifest
+	MaxPath         = 4096      // bytes in one path
+	MaxRequestBatch = 16384     // indices in one Request frame
+	MaxShortString  = 128       // builds, OS names, client ids
+	MaxMessage      = 4096      // human-readable messages
+	HashSize        = 32        // BLAKE3-256
+)
+
+// MsgType is the type byte of a frame.
+type MsgType uint8
+
+// Message types. The numbers are part of the protocol.
+const (
+	MsgHello          MsgType = 1
+	MsgWelcome        MsgType = 2
+	MsgGetManifest    MsgType = 3
+	MsgManifestHeader MsgType = 4
+	MsgManifestEntry  MsgType = 5
+	MsgRequest        MsgType = 6
+	MsgRequestEnd     MsgType = 7
+	MsgFileStart      MsgType = 8
+	MsgFileData       MsgType = 9
+	MsgFileEnd        MsgType = 10
+	MsgReport         MsgType = 11
+	MsgReportAck      MsgType = 12
+	MsgError          MsgType = 13
+)
+
+var msgNames = map[MsgType]string{
+	MsgHello: "Hello", MsgWelcome: "Welcome", MsgGetManifest: "GetManifest",
+	MsgManifestHeader: "ManifestHeader", MsgManifestEntry: "ManifestEntry",
+	MsgRequest: "Request", MsgRequestEnd: "RequestEnd", MsgFileStart: "FileStart",
+	MsgFileData: "FileData", MsgFileEnd: "FileEnd", MsgReport: "Report",
+	MsgReportAck: "ReportAck", MsgError: "Error",
+}
+
+func (t MsgType) String() string {
+	if n, ok := msgNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("MsgType(%d)", uint8(t))
+}
+
+// MaxPayload returns the largest payload a frame of type t may carry, and
+// false for an unknown type. Readers check it before allocating.
+func MaxPayload(t MsgType) (int, bool) {
+	str := 2 + MaxShortString
+	switch t {
+	case MsgHello:
+		return 3 * str, true
+	case MsgWelcome:
+		return str + 2 + 2 + MaxMessage, true
+	case MsgGetManifest, MsgRequestEnd, MsgReportAck:
+		return 0, true
+	case MsgManifestHeader:
+		return str + 4 + 8, true
+	case MsgManifestEntry:
+		return 2 + MaxPath + 8 + 8 + 4 + 1 + HashSize, true
+	case MsgRequest:
+		return 4 + 4*MaxRequestBatch, true
+	case MsgFileStart:
+		return 4 + 8, true
+	case MsgFileData:
+		// A zstd frame is never much larger than its input; the sender
+		// switches to raw when it would be, so MaxChunk plus a small
+		// margin bounds every legal chunk.
+		return 1 + 4 + MaxChunk + 1024, true
+	case MsgFileEnd:
+		return HashSize, true
+	case MsgReport:
+		return 1 + str + 4 + 8 + 2 + MaxMessage, true
+	case MsgError:
+		return 2 + 2 + MaxMessage, true
+	}
+	return 0, false
+}
+
+// Message is one protocol message.
+type Message interface {
+	Type() MsgType
+	// appendPayload appends the encoded payload to b.
+	appendPayload(b []byte) []byte
+}
+
+// Hello is the client's first message.
+type Hello struct {
+	ClientBuild string // installed build, "" when none is installed yet
+	OS          string // "windows", "linux" or "darwin"
+	ClientID    string // stable per install folder
+}
+
+// Welcome is the server's answer to Hello.
+type Welcome struct {
+	ServerBuild    string
+	Compatible     bool   // the client's build may be updated differentially
+	UpdatesEnabled bool   // false: the client changes nothing
+	Message        string // why incompatible or disabled, for people
+}
+
+// GetManifest asks for the manifest of the client's OS folder.
+type GetManifest struct{}
+
+// ManifestHeader precedes Count ManifestEntry messages.
+type ManifestHeader struct {
+	Build      string
+	Count      uint32
+	TotalBytes uint64
+}
+
+// Entry flags.
+const (
+	FlagPreserve uint8 = 1 << 0 // copy only when missing or on a full update
+)
+
+// ManifestEntry describes one file of the update folder.
+type ManifestEntry struct {
+	Path    string // slash-separated, relative to the update folder
+	Size    uint64
+	MtimeNs int64 // modification time, Unix nanoseconds
+	Mode    uint32
+	Flags   uint8
+	Hash    [HashSize]byte
+}
+
+// Request names manifest indices the client wants.
+type Request struct{ Indices []uint32 }
+
+// RequestEnd ends the client's requests.
+type RequestEnd struct{}
+
+// FileStart begins a requested file.
+type FileStart struct {
+	Index uint32
+	Size  uint64
+}
+
+// Chunk encodings.
+const (
+	EncodingRaw  uint8 = 0
+	EncodingZstd uint8 = 1
+)
+
+// FileData carries one chunk. Data aliases the Reader's buffer and is valid
+// only until the next Read.
+type FileData struct {
+	Encoding uint8
+	RawLen   uint32
+	Data     []byte
+}
+
+// FileEnd ends a file with the BLAKE3 hash of its whole content.
+type FileEnd struct{ Hash [HashSize]byte }
+
+// Outcome is what a sync came to, as reported to the server.
+type Outcome uint8
+
+// Outcomes. The numbers are part of the protocol.
+const (
+	OutcomeUpdated  Outcome = 1
+	OutcomeUpToDate Outcome = 2
+	OutcomeFailed   Outcome = 3
+	OutcomeDeclined Outcome = 4
+	OutcomeChecked  Outcome = 5
+)
+
+var outcomeNames = map[Outcome]string{
+	OutcomeUpdated: "updated", OutcomeUpToDate: "up-to-date", OutcomeFailed: "failed",
+	OutcomeDeclined: "declined", OutcomeChecked: "checked",
+}
+
+func (o Outcome) String() string {
+	if n, ok := outcomeNames[o]; ok {
+		return n
+	}
+	return fmt.Sprintf("outcome(%d)", uint8(o))
+}
+
+// Report is the client's account of the sync.
+type Report struct {
+	Outcome Outcome
+	Build   string // build installed after the sync
+	Files   uint32 // files fetched
+	Bytes   uint64 // bytes received on the wire for file data
+	Message string // the reason, on failure
+}
+
+// ReportAck acknowledges a Report.
+type ReportAck struct{}
+
+// Code is an error code carried by Error.
+type Code uint16
+
+// Error codes. The numbers are part of the protocol.
+const (
+	CodeProtocol      Code = 1 // malformed or unexpected message
+	CodeVersion       Code = 2 // protocol version not supported
+	CodeBadRequest    Code = 3 // request names something not in the manifest
+	CodeUnknownOS     Code = 4 // no update folder for this OS
+	CodeFileChanged   Code = 5 // file changed in the update folder; retry
+	CodeInternal      Code = 6 // server-side failure
+	CodeBusy          Code = 7 // overloaded; retry later
+	CodeShuttingDown  Code = 8 // server stopping; retry later
+	CodeUpdateAborted Code = 9 // client gave up (sent by the client)
+)
+
+var codeNames = map[Code]string{
+	CodeProtocol: "protocol error", CodeVersion: "unsupported protocol version",
+	CodeBadRequest: "bad request", CodeUnknownOS: "unknown OS",
+	CodeFileChanged: "file changed on server", CodeInternal: "internal server error",
+	CodeBusy: "server busy", CodeShuttingDown: "server shutting down",
+	CodeUpdateAborted: "update aborted",
+}
+
+func (c Code) String() string {
+	if n, ok := codeNames[c]; ok {
+		return n
+	}
+	return fmt.Sprintf("code %d", uint16(c))
+}
+
+// Error is a final error from the peer. It is also a Go error, so a Reader
+// can hand it to the caller as received.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return e.Code.String()
+	}
+	return e.Code.String() + ": " + e.Message
+}
+
+func (Hello) Type() MsgType          { return MsgHello }
+func (Welcome) Type() MsgType        { return MsgWelcome }
+func (GetManifest) Type() MsgType    { return MsgGetManifest }
+func (ManifestHeader) Type() MsgType { return MsgManifestHeader }
+func (ManifestEntry) Type() MsgType  { return MsgManifestEntry }
+func (Request) Type() MsgType        { return MsgRequest }
+func (RequestEnd) Type() MsgType     { return MsgRequestEnd }
+func (FileStart) Type() MsgType      { return MsgFileStart }
+func (FileData) Type() MsgType       { return MsgFileData }
+func (FileEnd) Type() MsgType        { return MsgFileEnd }
+func (Report) Type() MsgType         { return MsgReport }
+func (ReportAck) Type() MsgType      { return MsgReportAck }
+func (Error) Type() MsgType          { return MsgError }
+
+// Sentinel errors. Decoding errors wrap ErrMalformed.
+var (
+	ErrMalformed   = errors.New("syncproto: malformed message")
+	ErrBadMagic    = errors.New("syncproto: bad frame magic (not a SmartClient update peer)")
+	ErrVersion     = errors.New("syncproto: unsupported protocol version")
+	ErrUnknownType = errors.New("syncproto: unknown message type")
+	ErrTooLarge    = errors.New("syncproto: frame length over the limit for its type")
+	ErrUnexpected  = errors.New("syncproto: unexpected message")
+)
+
+func appendString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func (m Hello) appendPayload(b []byte) []byte {
+	b = appendString(b, m.ClientBuild)
+	b = appendString(b, m.OS)
+	return appendString(b, m.ClientID)
+}
+
+func (m Welcome) appendPayload(b []byte) []byte {
+	b = appendString(b, m.ServerBuild)
+	b = appendBool(b, m.Compatible)
+	b = appendBool(b, m.UpdatesEnabled)
+	return appendString(b, m.Message)
+}
+
+func (GetManifest) appendPayload(b []byte) []byte { return b }
+func (RequestEnd) appendPayload(b []byte) []byte  { return b }
+func (ReportAck) appendPayload(b []byte) []byte   { return b }
+
+func (m ManifestHeader) appendPayload(b []byte) []byte {
+	b = appendString(b, m.Build)
+	b = binary.BigEndian.AppendUint32(b, m.Count)
+	return binary.BigEndian.AppendUint64(b, m.TotalBytes)
+}
+
+func (m ManifestEntry) appendPayload(b []byte) []byte {
+	b = appendString(b, m.Path)
+	b = binary.BigEndian.AppendUint64(b, m.Size)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.MtimeNs))
+	b = binary.BigEndian.AppendUint32(b, m.Mode)
+	b = append(b, m.Flags)
+	return append(b, m.Hash[:]...)
+}
+
+func (m Request) appendPayload(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Indices)))
+	for _, i := range m.Indices {
+		b = binary.BigEndian.AppendUint32(b, i)
+	}
+	return b
+}
+
+func (m FileStart) appendPayload(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, m.Index)
+	return binary.BigEndian.AppendUint64(b, m.Size)
+}
+
+func (m FileData) appendPayload(b []byte) []byte {
+	b = append(b, m.Encoding)
+	b = binary.BigEndian.AppendUint32(b, m.RawLen)
+	return append(b, m.Data...)
+}
+
+func (m FileEnd) appendPayload(b []byte) []byte { return append(b, m.Hash[:]...) }
+
+func (m Report) appendPayload(b []byte) []byte {
+	b = append(b, uint8(m.Outcome))
+	b = appendString(b, m.Build)
+	b = binary.BigEndian.AppendUint32(b, m.Files)
+	b = binary.BigEndian.AppendUint64(b, m.Bytes)
+	return appendString(b, m.Message)
+}
+
+func (m Error) appendPayload(b []byte) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(m.Code))
+	return appendString(b, m.Message)
+}
+
+// decoder reads fields from a payload with a sticky error, in the manner
+// of archive/zip's checksum reader: the first problem is kept and every
+// later read returns zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+	}
+}
+
+func (d *decoder) take(n int, what string) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > len(d.b) {
+		d.fail("%s: need %d bytes, have %d", what, n, len(d.b))
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u8(what string) uint8 {
+	if v := d.take(1, what); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (d *decoder) bool(what string) bool {
+	switch d.u8(what) {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	d.fail("%s: boolean is neither 0 nor 1", what)
+	return false
+}
+
+func (d *decoder) u16(what string) uint16 {
+	if v := d.take(2, what); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (d *decoder) u32(what string) uint32 {
+	if v := d.take(4, what); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (d *decoder) u64(what string) uint64 {
+	if v := d.take(8, what); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (d *decoder) str(what string, limit int) string {
+	n := int(d.u16(what + " length"))
+	if d.err != nil {
+		return ""
+	}
+	if n > limit {
+		d.fail("%s: %d bytes, limit %d", what, n, limit)
+		return ""
+	}
+	v := d.take(n, what)
+	if d.err != nil {
+		return ""
+	}
+	if !utf8.Valid(v) {
+		d.fail("%s: not valid UTF-8", what)
+		return ""
+	}
+	return string(v)
+}
+
+func (d *decoder) hash(what string) (h [HashSize]byte) {
+	copy(h[:], d.take(HashSize, what))
+	return h
+}
+
+func (d *decoder) end(t MsgType) error {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d trailing bytes", len(d.b))
+	}
+	if d.err != nil {
+		return fmt.Errorf("decoding %v: %w", t, d.err)
+	}
+	return nil
+}
+
+// Decode decodes the payload of a frame of type t. FileData.Data aliases
+// payload; everything else is copied.
+func Decode(t MsgType, payload []byte) (Message, error) {
+	limit, ok := MaxPayload(t)
+	if !ok {
+		return nil, fmt.Errorf("decoding type %d: %w", uint8(t), ErrUnknownType)
+	}
+	if len(payload) > limit {
+		return nil, fmt.Errorf("decoding %v: %d bytes: %w", t, len(payload), ErrTooLarge)
+	}
+	d := &decoder{b: payload}
+	var m Message
+	switch t {
+	case MsgHello:
+		m = Hello{
+			ClientBuild: d.str("client build", MaxShortString),
+			OS:          d.str("OS", MaxShortString),
+			ClientID:    d.str("client id", MaxShortString),
+		}
+	case MsgWelcome:
+		m = Welcome{
+			ServerBuild:    d.str("server build", MaxShortString),
+			Compatible:     d.bool("compatible"),
+			UpdatesEnabled: d.bool("updates enabled"),
+			Message:        d.str("message", MaxMessage),
+		}
+	case MsgGetManifest:
+		m = GetManifest{}
+	case MsgRequestEnd:
+		m = RequestEnd{}
+	case MsgReportAck:
+		m = ReportAck{}
+	case MsgManifestHeader:
+		h := ManifestHeader{Build: d.str("build", MaxShortString), Count: d.u32("count"), TotalBytes: d.u64("total bytes")}
+		if d.err == nil && h.Count > MaxFiles {
+			d.fail("manifest of %d files, limit %d", h.Count, MaxFiles)
+		}
+		m = h
+	case MsgManifestEntry:
+		m = ManifestEntry{
+			Path:    d.str("path", MaxPath),
+			Size:    d.u64("size"),
+			MtimeNs: int64(d.u64("mtime")),
+			Mode:    d.u32("mode"),
+			Flags:   d.u8("flags"),
+			Hash:    d.hash("hash"),
+		}
+	case MsgRequest:
+		n := d.u32("index count")
+		if d.err == nil && n > MaxRequestBatch {
+			d.fail("%d indices, limit %d", n, MaxRequestBatch)
+		}
+		if d.err == nil && int(n)*4 != len(d.b) {
+			d.fail("%d indices in %d bytes", n, len(d.b))
+		}
+		var r Request
+		if d.err == nil {
+			r.Indices = make([]uint32, n)
+			for i := range r.Indices {
+				r.Indices[i] = d.u32("index")
+			}
+		}
+		m = r
+	case MsgFileStart:
+		m = FileStart{Index: d.u32("index"), Size: d.u64("size")}
+	case MsgFileData:
+		fd := FileData{Encoding: d.u8("encoding"), RawLen: d.u32("raw length")}
+		if d.err == nil {
+			switch {
+			case fd.Encoding != EncodingRaw && fd.Encoding != EncodingZstd:
+				d.fail("unknown encoding %d", fd.Encoding)
+			case fd.RawLen == 0 || fd.RawLen > MaxChunk:
+				d.fail("chunk of %d raw bytes, must be 1..%d", fd.RawLen, MaxChunk)
+			case fd.Encoding == EncodingRaw && int(fd.RawLen) != len(d.b):
+				d.fail("raw chunk declares %d bytes, carries %d", fd.RawLen, len(d.b))
+			}
+		}
+		fd.Data = d.b
+		d.b = nil
+		m = fd
+	case MsgFileEnd:
+		m = FileEnd{Hash: d.hash("hash")}
+	case MsgReport:
+		r := Report{
+			Outcome: Outcome(d.u8("outcome")),
+			Build:   d.str("build", MaxShortString),
+			Files:   d.u32("files"),
+			Bytes:   d.u64("bytes"),
+			Message: d.str("message", MaxMessage),
+		}
+		if d.err == nil {
+			if _, ok := outcomeNames[r.Outcome]; !ok {
+				d.fail("unknown outcome %d", r.Outcome)
+			}
+		}
+		m = r
+	case MsgError:
+		m = &Error{Code: Code(d.u16("code")), Message: d.str("message", MaxMessage)}
+	}
+	if err := d.end(t); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,0 +1,326 @@
+package syncproto
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden frames in testdata/frames")
+
+const goldenDir = "../testdata/frames"
+
+// samples holds one message of every type; the golden files are made from it.
+var samples = map[string]Message{
+	"hello":            Hello{ClientBuild: "7.00.240501A", OS: "linux", ClientID: "0123456789abcdef"},
+	"welcome":          Welcome{ServerBuild: "7.00.240501A", Compatible: true, UpdatesEnabled: true},
+	"welcome_incompat": Welcome{ServerBuild: "7.00.240501A", UpdatesEnabled: true, Message: "client build 7.00.200101A is older than 7.00.231101A"},
+	"get_manifest":     GetManifest{},
+	"manifest_header":  ManifestHeader{Build: "7.00.240501A", Count: 3, TotalBytes: 12345},
+	"manifest_entry":   ManifestEntry{Path: "lib/libsmartclient.so", Size: 4096, MtimeNs: 1714521600123456789, Mode: 0o755, Flags: FlagPreserve, Hash: [32]byte{1, 2, 3}},
+	"request":          Request{Indices: []uint32{0, 2, 7}},
+	"request_end":      RequestEnd{},
+	"file_start":       FileStart{Index: 2, Size: 5},
+	"file_data":        FileData{Encoding: EncodingRaw, RawLen: 5, Data: []byte("hello")},
+	"file_end":         FileEnd{Hash: [32]byte{9, 9, 9}},
+	"report":           Report{Outcome: OutcomeFailed, Build: "7.00.231101A", Files: 3, Bytes: 999, Message: "disk full"},
+	"report_ack":       ReportAck{},
+	"error":            &Error{Code: CodeFileChanged, Message: "lib/x.so changed while being sent; retry"},
+}
+
+func encode(t testing.TB, m Message) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w := NewWriter(&b)
+	if err := w.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestRoundTrip(t *testing.T) {
+	for name, m := range samples {
+		t.Run(name, func(t *testing.T) {
+			frame := encode(t, m)
+			r := NewReader(bytes.NewReader(frame))
+			got, err := r.Read()
+			if e, ok := err.(*Error); ok {
+				got, err = e, nil
+			}
+			if err != nil {
+				t.Fatalf("Read: %v", err)
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Fatalf("got %#v, want %#v", got, m)
+			}
+			if r.N != int64(len(frame)) {
+				t.Fatalf("reader counted %d bytes, frame has %d", r.N, len(frame))
+			}
+			if _, err := r.Read(); err != io.EOF {
+				t.Fatalf("after the frame: %v, want io.EOF", err)
+			}
+		})
+	}
+}
+
+// TestGolden pins the wire format: a change that alters the bytes of an
+// existing message breaks old peers and must bump Version.
+func TestGolden(t *testing.T) {
+	for name, m := range samples {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(goldenDir, name+".bin")
+			frame := encode(t, m)
+			if *update {
+				if err := os.MkdirAll(goldenDir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, frame, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./syncproto -update to create)", err)
+			}
+			if !bytes.Equal(frame, want) {
+				t.Fatalf("encoding changed:\n got % x\nwant % x", frame, want)
+			}
+		})
+	}
+}
+
+func header(t MsgType, n uint32) []byte {
+	h := []byte{'S', 'C', Version, byte(t), 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(h[4:], n)
+	return h
+}
+
+func TestReaderRejects(t *testing.T) {
+	hello := encode(t, samples["hello"])
+	tests := []struct {
+		name  string
+		input []byte
+		want  error
+	}{
+		{"bad magic", append([]byte("GET / HTTP/1.1\r\n"), hello...), ErrBadMagic},
+		{"other version", append([]byte{'S', 'C', 9}, hello[3:]...), ErrVersion},
+		{"unknown type", header(200, 0), ErrUnknownType},
+		{"zero type", header(0, 0), ErrUnknownType},
+		{"4 GB length", header(MsgFileData, 0xFFFFFFFF), ErrTooLarge},
+		{"hello over its limit", header(MsgHello, 1<<20), ErrTooLarge},
+		{"payload on empty message", append(header(MsgRequestEnd, 1), 0), ErrTooLarge},
+		{"truncated header", hello[:5], io.ErrUnexpectedEOF},
+		{"truncated payload", hello[:len(hello)-1], io.ErrUnexpectedEOF},
+		{"trailing bytes", append(header(MsgHello, 7), make([]byte, 7)...), ErrMalformed},
+		{"short string", append(header(MsgHello, 3), 0, 9, 'x'), ErrMalformed},
+		{"invalid utf-8", append(header(MsgHello, 7), 0, 1, 0xff, 0, 0, 0, 0), ErrMalformed},
+		{"bool 2", append(header(MsgWelcome, 6), 0, 0, 2, 0, 0, 0), ErrMalformed},
+		{"raw chunk length lies", append(header(MsgFileData, 7), EncodingRaw, 0, 0, 0, 9, 'a', 'b'), ErrMalformed},
+		{"empty chunk", append(header(MsgFileData, 5), EncodingRaw, 0, 0, 0, 0), ErrMalformed},
+		{"unknown encoding", append(header(MsgFileData, 6), 7, 0, 0, 0, 1, 'a'), ErrMalformed},
+		{"request count lies", append(header(MsgRequest, 8), 0, 0, 0, 5, 0, 0, 0, 1), ErrMalformed},
+		{"unknown outcome", encodeRaw(MsgReport, append([]byte{99}, make([]byte, 2+4+8+2)...)), ErrMalformed},
+		{"manifest too many files", encodeRaw(MsgManifestHeader, []byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0}), ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewReader(bytes.NewReader(tc.input)).Read()
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func encodeRaw(t MsgType, payload []byte) []byte {
+	return append(header(t, uint32(len(payload))), payload...)
+}
+
+func TestErrorMessageIsReturnedAsError(t *testing.T) {
+	frame := encode(t, &Error{Code: CodeBusy, Message: "retry in 7 s"})
+	_, err := NewReader(bytes.NewReader(frame)).Read()
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Code != CodeBusy || !strings.Contains(err.Error(), "retry in 7 s") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestWriterRefusesOversize(t *testing.T) {
+	w := NewWriter(io.Discard)
+	if err := w.Write(Hello{ClientBuild: strings.Repeat("x", MaxShortString+1000)}); !errors.Is(err, ErrTooLarge) {
+		// The string fits the frame limit only while under 3 short strings;
+		// this one does not.
+		t.Fatalf("got %v, want ErrTooLarge", err)
+	}
+}
+
+func TestChunks(t *testing.T) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := NewChunkDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	random := make([]byte, MaxChunk)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		raw      []byte
+		encoding uint8
+	}{
+		{"text compresses", bytes.Repeat([]byte("key=value\r\n"), 2000), EncodingZstd},
+		{"random stays raw", random, EncodingRaw},
+		{"one byte", []byte{7}, EncodingRaw},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			w := NewWriter(&b)
+			if err := w.WriteChunk(enc, tc.raw); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			m, err := NewReader(&b).Expect(MsgFileData)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := m.(FileData)
+			if c.Encoding != tc.encoding {
+				t.Fatalf("encoding %d, want %d", c.Encoding, tc.encoding)
+			}
+			out, err := DecodeChunk(dec, c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out, tc.raw) {
+				t.Fatal("chunk changed in transit")
+			}
+		})
+	}
+}
+
+// TestChunkBomb checks that a zstd frame that expands far beyond its
+// declared length is refused without decoding it all.
+func TestChunkBomb(t *testing.T) {
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bomb := enc.EncodeAll(make([]byte, 64<<20), nil)
+	dec, err := NewChunkDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	_, err = DecodeChunk(dec, FileData{Encoding: EncodingZstd, RawLen: MaxChunk, Data: bomb}, nil)
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("got %v, want ErrMalformed", err)
+	}
+	// A frame that decodes to more than it declares is refused too.
+	small := enc.EncodeAll(make([]byte, 1000), nil)
+	if _, err := DecodeChunk(dec, FileData{Encoding: EncodingZstd, RawLen: 10, Data: small}, nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("got %v, want ErrMalformed", err)
+	}
+}
+
+func goldenSeeds(f *testing.F) [][]byte {
+	files, _ := filepath.Glob(filepath.Join(goldenDir, "*.bin"))
+	if len(files) == 0 {
+		f.Fatal("no golden frames in " + goldenDir)
+	}
+	var seeds [][]byte
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, b)
+	}
+	return seeds
+}
+
+// FuzzReader feeds arbitrary streams to the frame reader: it must never
+// panic, and every message it accepts must encode back to the same bytes.
+func FuzzReader(f *testing.F) {
+	for _, s := range goldenSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewReader(bytes.NewReader(data))
+		for range 64 {
+			m, err := r.Read()
+			if err != nil {
+				return
+			}
+			if m.Type() == MsgFileData {
+				continue // Data aliases the buffer; checked by FuzzDecode
+			}
+			again, err := Decode(m.Type(), m.appendPayload(nil))
+			if err != nil || !reflect.DeepEqual(again, m) {
+				t.Fatalf("re-encoding %#v gave %#v, %v", m, again, err)
+			}
+		}
+	})
+}
+
+// FuzzDecode feeds arbitrary payloads to every message decoder.
+func FuzzDecode(f *testing.F) {
+	for _, s := range goldenSeeds(f) {
+		if len(s) >= HeaderSize {
+			f.Add(s[3], s[HeaderSize:])
+		}
+	}
+	f.Fuzz(func(t *testing.T, typ byte, payload []byte) {
+		m, err := Decode(MsgType(typ), payload)
+		if err != nil {
+			return
+		}
+		if limit, _ := MaxPayload(MsgType(typ)); len(payload) > limit {
+			t.Fatalf("accepted %d bytes over limit %d", len(payload), limit)
+		}
+		if m.Type() != MsgType(typ) {
+			t.Fatalf("decoded %v as %v", MsgType(typ), m.Type())
+		}
+		if !bytes.Equal(m.appendPayload(nil), payload) {
+			t.Fatalf("%v does not re-encode to its payload", m.Type())
+		}
+	})
+}
+
+// FuzzDecodeChunk checks that no chunk makes the decoder return more than
+// the declared length or panic.
+func FuzzDecodeChunk(f *testing.F) {
+	enc, _ := zstd.NewWriter(nil)
+	f.Add(uint32(11), enc.EncodeAll([]byte("hello world"), nil))
+	f.Add(uint32(5), []byte("bogus"))
+	dec, err := NewChunkDecoder()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, rawLen uint32, data []byte) {
+		out, err := DecodeChunk(dec, FileData{Encoding: EncodingZstd, RawLen: rawLen, Data: data}, nil)
+		if err == nil && len(out) != int(rawLen) {
+			t.Fatalf("decoded %d bytes, declared %d", len(out), rawLen)
+		}
+	})
+}
