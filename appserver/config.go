@@ -1,0 +1,622 @@
+package appserver
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gopkg.in/ini.v1"
+)
+
+// Config is a validated AppServer.ini.
+type Config struct {
+	// File is the path the configuration was read from, as given.
+	File string
+	// Port is [TCP] Port, the port clients connect to (1..65535).
+	Port int
+	// Enable is [UPDATE] Enable: whether clients are updated at all.
+	Enable bool
+	// Folders maps a client OS ("windows", "linux", "darwin", as in
+	// runtime.GOOS) to the absolute, cleaned path of the folder holding that
+	// OS's client files. Only the OSes whose key is set are present.
+	Folders map[string]string
+	// Build is [UPDATE] Build: the build the update folders hold.
+	Build Build
+	// MinClientBuild is [UPDATE] MinClientBuild, the oldest client build that
+	// is still compatible. It is zero when not set; then any client that has
+	// a build installed is compatible.
+	MinClientBuild Build
+	// Preserve is [UPDATE] Preserve: clean relative slash paths of client
+	// files that are copied only when missing or on a full update.
+	Preserve []string
+}
+
+// ConfigError is one problem with an AppServer.ini. It names the file, the
+// section, the key and the problem, so that an administrator can go straight
+// to the line to fix. Section and Key are empty when the problem is with the
+// whole file (a syntax error); Key is empty when it is with a whole section.
+type ConfigError struct {
+	File    string // the file, as given to LoadConfig or ParseConfig
+	Section string // e.g. "UPDATE", without brackets
+	Key     string // e.g. "PathLinux"
+	Problem string // the whole human-readable description of what is wrong
+	Err     error  // the underlying cause, if any, already described in Problem
+}
+
+// Error reads, for example,
+//
+//	AppServer.ini: [UPDATE] PathLinux: folder "/srv/x" does not exist
+//	AppServer.ini: [UPDATE] section is missing
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteString(": ")
+	}
+	if e.Section != "" {
+		b.WriteString("[" + e.Section + "] ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Problem)
+	return b.String()
+}
+
+// Unwrap returns the underlying cause, so that errors.Is(err, fs.ErrNotExist)
+// and the like work through a ConfigError.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// The sections and keys we read, spelled as administrators know them from
+// the documentation. ini.v1 lower-cases names (Insensitive), so these are
+// looked up case-insensitively but always printed in this form.
+const (
+	sectionTCP    = "TCP"
+	sectionUpdate = "UPDATE"
+
+	keyPort           = "Port"
+	keyEnable         = "Enable"
+	keyPathWindows    = "PathWindows"
+	keyPathLinux      = "PathLinux"
+	keyPathMacOSX     = "PathMacOSX"
+	keyBuild          = "Build"
+	keyMinClientBuild = "MinClientBuild"
+	keyPreserve       = "Preserve"
+)
+
+// updateKeys are the only keys allowed in [UPDATE]. The section is ours, so
+// an unknown key there is almost certainly a typo that would otherwise
+// silently disable part of the updates.
+var updateKeys = []string{
+	keyEnable, keyPathWindows, keyPathLinux, keyPathMacOSX,
+	keyBuild, keyMinClientBuild, keyPreserve,
+}
+
+// folderKeys maps each folder key to the client OS it serves, in GOOS terms.
+var folderKeys = []struct{ key, goos string }{
+	{keyPathWindows, "windows"},
+	{keyPathLinux, "linux"},
+	{keyPathMacOSX, "darwin"},
+}
+
+// loadOptions are the ini.v1 options that make it read INI files the way
+// Windows and TOTVS do.
+func loadOptions() ini.LoadOptions {
+	return ini.LoadOptions{
+		// Windows INI files are case-insensitive: [update] and pathlinux=
+		// mean [UPDATE] and PathLinux=.
+		Insensitive: true,
+		// Keep every value of a repeated key rather than silently letting
+		// one win, so that a duplicate can be reported.
+		AllowShadows: true,
+		// Keep repeated identical values too: "Port=1234" written twice is
+		// still a duplicate line an administrator should know about.
+		AllowDuplicateShadowValues: true,
+		// "Build=7.00.240501A ; comment" is a comment after the value, but
+		// a ';' inside a value (no space before it) is part of the value.
+		SpaceBeforeInlineComment: true,
+		// A line without '=' in a TOTVS section must not make the whole file
+		// unreadable.
+		AllowBooleanKeys: true,
+		// Windows paths are written with single backslashes, so they must
+		// reach us as written. ini.v1 v1.67 has no UnescapeValueBackslashes
+		// option; it leaves backslashes alone as long as
+		// UnescapeValueDoubleQuotes and UnescapeValueCommentSymbols stay
+		// false, as they do here (TestParseConfigTrailingBackslash).
+		// TOTVS files are full of paths ending in a backslash
+		// ("SourcePath=C:\TOTVS\apo\"); by default ini.v1 would take that
+		// as a line continuation and swallow the next line into the value.
+		IgnoreContinuation: true,
+		// Windows INI files separate key and value with '=' only; ini.v1's
+		// default "=:" would split a bare line such as "C:\TOTVS" at the
+		// drive letter.
+		KeyValueDelimiters: "=",
+	}
+}
+
+// LoadConfig reads the AppServer.ini at path and validates it with
+// ParseConfig; relative folder paths are relative to the file's directory.
+// Any error is an errors.Join of *ConfigError values.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		cause := err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			cause = pe.Err // The path is already in the message.
+		}
+		return nil, errors.Join(&ConfigError{
+			File:    path,
+			Problem: fmt.Sprintf("cannot read the file: %v", cause),
+			Err:     err,
+		})
+	}
+	return ParseConfig(path, data, filepath.Dir(path))
+}
+
+// ParseConfig parses and validates the AppServer.ini text in data. file is
+// used only in messages; relative folder paths resolve against baseDir.
+//
+// Every problem found is reported, not only the first, so that an
+// administrator can fix a file in one go: the error is an errors.Join of
+// *ConfigError values, which errors.As can pick out.
+func ParseConfig(file string, data []byte, baseDir string) (*Config, error) {
+	f, err := ini.LoadSources(loadOptions(), data)
+	if err != nil {
+		// ini.v1 cannot keep a shadow of a bare key, so a TOTVS section
+		// with the same bare line twice would make the whole file
+		// unreadable. Without shadows it reads such a file, and countKeys
+		// still finds duplicates in the sections we use. Any other syntax
+		// error fails both ways, and the first message is the one to show.
+		opts := loadOptions()
+		opts.AllowShadows = false
+		if f2, err2 := ini.LoadSources(opts, data); err2 == nil {
+			f, err = f2, nil
+		}
+	}
+	if err != nil {
+		// ini.v1 stops at the first syntax error, so nothing else can be
+		// checked. Its messages quote the offending line with its line end.
+		return nil, errors.Join(&ConfigError{
+			File:    file,
+			Problem: "not a valid INI file: " + strings.TrimSpace(err.Error()),
+			Err:     err,
+		})
+	}
+
+	// An absolute base makes the messages about relative paths say exactly
+	// where they were looked for, whatever the working directory.
+	if abs, err := filepath.Abs(baseDir); err == nil {
+		baseDir = abs
+	}
+	v := &validator{file: file, baseDir: baseDir, uses: countKeys(data)}
+	cfg := &Config{File: file, Folders: make(map[string]string)}
+	v.tcp(f, cfg)
+	v.update(f, cfg)
+	if len(v.errs) > 0 {
+		return nil, errors.Join(v.errs...)
+	}
+	return cfg, nil
+}
+
+// validator collects the problems of one file.
+type validator struct {
+	file    string
+	baseDir string
+	// uses counts how often each key was written in [TCP] and [UPDATE],
+	// by lower-case section and key name.
+	uses map[string]map[string]*keyUse
+	errs []error
+}
+
+func (v *validator) add(section, key string, cause error, format string, args ...any) {
+	v.errs = append(v.errs, &ConfigError{
+		File:    v.file,
+		Section: section,
+		Key:     key,
+		Problem: fmt.Sprintf(format, args...),
+		Err:     cause,
+	})
+}
+
+// section returns the named section, or nil when the file has none.
+func section(f *ini.File, name string) *ini.Section {
+	sec, err := f.GetSection(name)
+	if err != nil {
+		return nil
+	}
+	return sec
+}
+
+func (v *validator) tcp(f *ini.File, cfg *Config) {
+	sec := section(f, sectionTCP)
+	if sec == nil {
+		v.add(sectionTCP, "", nil, "section is missing; it must set %s, the port clients connect to", keyPort)
+		return
+	}
+	// Other [TCP] keys (TOTVS's TYPE=TCPIP and friends) are not ours and
+	// are ignored.
+	val, present, ok := v.value(sec, sectionTCP, keyPort)
+	switch {
+	case !present:
+		v.add(sectionTCP, keyPort, nil, "is missing; set it to the port clients connect to")
+	case ok:
+		port, err := parsePort(val)
+		if err != nil {
+			v.add(sectionTCP, keyPort, err, "%q is not a valid port: want a number from 1 to 65535", val)
+			return
+		}
+		cfg.Port = port
+	}
+}
+
+func (v *validator) update(f *ini.File, cfg *Config) {
+	sec := section(f, sectionUpdate)
+	if sec == nil {
+		v.add(sectionUpdate, "", nil, "section is missing; it must at least say Enable=0 or Enable=1")
+		return
+	}
+
+	for _, k := range sec.Keys() {
+		if knownUpdateKey(k.Name()) == "" {
+			name := v.originalName(sectionUpdate, k.Name())
+			v.add(sectionUpdate, name, nil, "unknown key%s; known keys are %s",
+				suggest(k.Name()), strings.Join(updateKeys, ", "))
+		}
+	}
+
+	// Enable defaults to false when absent. When it is present but broken
+	// we go on as if it were false, so that every other message stays true
+	// whichever value the administrator meant.
+	if val, _, ok := v.value(sec, sectionUpdate, keyEnable); ok {
+		enable, err := parseBool(val)
+		if err != nil {
+			v.add(sectionUpdate, keyEnable, err, "%q is not a yes/no value; write 1 to enable updates or 0 to disable them", val)
+		}
+		cfg.Enable = enable
+	}
+
+	anyFolder := false
+	for _, fk := range folderKeys {
+		val, present, ok := v.value(sec, sectionUpdate, fk.key)
+		if present {
+			anyFolder = true
+		}
+		if !ok {
+			continue
+		}
+		if val == "" {
+			// An empty key while updates are off is taken as "not set",
+			// as administrators blank a key rather than delete it.
+			if cfg.Enable {
+				v.add(sectionUpdate, fk.key, nil, "is empty; set it to the folder that holds the %s client files, or remove the line", fk.goos)
+			}
+			continue
+		}
+		if dir, ok := v.folder(fk.key, val, cfg.Enable); ok {
+			cfg.Folders[fk.goos] = dir
+		}
+	}
+	if cfg.Enable && !anyFolder {
+		v.add(sectionUpdate, "", nil, "updates are enabled but no folder is set; set at least one of %s, %s, %s",
+			keyPathWindows, keyPathLinux, keyPathMacOSX)
+	}
+
+	val, present, ok := v.value(sec, sectionUpdate, keyBuild)
+	switch {
+	case ok && val != "":
+		cfg.Build = v.build(keyBuild, val)
+	case cfg.Enable && (!present || ok):
+		v.add(sectionUpdate, keyBuild, nil, "is required when updates are enabled: the build the update folders hold, as in 7.00.240501A")
+	}
+	// An empty MinClientBuild means "not set", like an absent one.
+	if val, _, ok := v.value(sec, sectionUpdate, keyMinClientBuild); ok && val != "" {
+		cfg.MinClientBuild = v.build(keyMinClientBuild, val)
+	}
+	if !cfg.Build.IsZero() && !cfg.MinClientBuild.IsZero() && cfg.MinClientBuild.Compare(cfg.Build) > 0 {
+		v.add(sectionUpdate, keyMinClientBuild, nil,
+			"%s is newer than Build %s, so even clients updated to Build would be refused", cfg.MinClientBuild, cfg.Build)
+	}
+
+	if val, _, ok := v.value(sec, sectionUpdate, keyPreserve); ok {
+		for item := range strings.SplitSeq(val, ",") {
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			if problem := checkPreservePath(item); problem != "" {
+				v.add(sectionUpdate, keyPreserve, nil, "%q %s", item, problem)
+				continue
+			}
+			cfg.Preserve = append(cfg.Preserve, item)
+		}
+	}
+}
+
+// value returns the value of key in sec. present reports whether the key is
+// in the file at all; ok reports whether val can be used. A key written more
+// than once, or written without '=', is reported here, and ok is false so
+// that the caller does not pile further messages on the same line.
+func (v *validator) value(sec *ini.Section, section, key string) (val string, present, ok bool) {
+	if !sec.HasKey(key) {
+		return "", false, false
+	}
+	k := sec.Key(key)
+	vals := k.ValueWithShadows()
+	n := len(vals)
+	// ValueWithShadows leaves out empty values, so "PathLinux=" next to
+	// "PathLinux=/srv/x" would not show up there; the raw count does.
+	use := v.uses[strings.ToLower(section)][strings.ToLower(key)]
+	if use != nil && use.count > n {
+		n = use.count
+	}
+	if k.Value() == "" && len(vals) > 0 && n < len(vals)+1 {
+		n = len(vals) + 1
+	}
+	if n > 1 {
+		v.add(section, key, nil, "is given %d times; keep only one", n)
+		return "", true, false
+	}
+	// With AllowBooleanKeys a bare "Enable" means Enable=1, as in my.cnf;
+	// for any other key a bare name is a forgotten value.
+	if use != nil && use.bare && key != keyEnable {
+		v.add(section, key, nil, "has no value; write %s=VALUE", key)
+		return "", true, false
+	}
+	return stripTabComment(k.Value()), true, true
+}
+
+// folder resolves a folder key's value against the base directory and, when
+// updates are enabled, checks that it is an existing folder: a missing
+// update folder must stop the server at start-up, not fail the first client.
+func (v *validator) folder(key, val string, mustExist bool) (string, bool) {
+	p := val
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(v.baseDir, p)
+	}
+	dir, err := filepath.Abs(p)
+	if err != nil {
+		v.add(sectionUpdate, key, err, "cannot resolve %q: %v", val, err)
+		return "", false
+	}
+	if !mustExist {
+		return dir, true
+	}
+	// Saying what a relative path was resolved against answers the usual
+	// "but the folder is there" puzzle.
+	var rel string
+	if !filepath.IsAbs(val) {
+		rel = fmt.Sprintf(" (%q is relative to %q)", val, v.baseDir)
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		v.add(sectionUpdate, key, err, "folder %q does not exist%s", dir, rel)
+	case err != nil:
+		cause := err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			cause = pe.Err
+		}
+		v.add(sectionUpdate, key, err, "cannot use folder %q: %v%s", dir, cause, rel)
+	case fi.Mode().IsRegular():
+		v.add(sectionUpdate, key, nil, "%q is a file, not a folder%s", dir, rel)
+	case !fi.IsDir():
+		v.add(sectionUpdate, key, nil, "%q is not a folder%s", dir, rel)
+	default:
+		return dir, true
+	}
+	return "", false
+}
+
+// build parses a build key's value, reporting a bad one.
+func (v *validator) build(key, val string) Build {
+	b, err := ParseBuild(val)
+	if err != nil {
+		v.add(sectionUpdate, key, err, "%v", err)
+		return Build{}
+	}
+	return b
+}
+
+// originalName returns a key name as the administrator wrote it, since
+// ini.v1 hands names back lower-cased.
+func (v *validator) originalName(section, lower string) string {
+	if use := v.uses[strings.ToLower(section)][lower]; use != nil {
+		return use.name
+	}
+	return lower
+}
+
+// parsePort accepts only plain digits: strconv.Atoi alone would also take
+// "+80".
+func parsePort(s string) (int, error) {
+	if s == "" {
+		return 0, errors.New("empty")
+	}
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return 0, fmt.Errorf("%q is not a number", s)
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("parsing port: %w", err)
+	}
+	if n < 1 || n > 65535 {
+		return 0, fmt.Errorf("%d is out of range", n)
+	}
+	return n, nil
+}
+
+// parseBool accepts the forms ini.v1's Key.Bool does. It is repeated here
+// because Key.Bool reads Key.String, which expands "%(name)s" references,
+// and we read raw values.
+func parseBool(s string) (bool, error) {
+	switch s {
+	case "1", "t", "T", "true", "TRUE", "True", "YES", "yes", "Yes", "y", "ON", "on", "On":
+		return true, nil
+	case "0", "f", "F", "false", "FALSE", "False", "NO", "no", "No", "n", "OFF", "off", "Off":
+		return false, nil
+	}
+	return false, fmt.Errorf("parsing %q: invalid boolean", s)
+}
+
+// stripTabComment removes a comment that follows the value after a tab.
+// ini.v1 with SpaceBeforeInlineComment recognises only " ;" and " #", but
+// administrators line comments up with tabs just as often.
+func stripTabComment(s string) string {
+	i := strings.Index(s, "\t;")
+	if j := strings.Index(s, "\t#"); j >= 0 && (i < 0 || j < i) {
+		i = j
+	}
+	if i < 0 {
+		return s
+	}
+	s = strings.TrimSpace(s[:i])
+	// ini.v1 only unquotes a whole value; here the comment hid the quotes.
+	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
+		s = s[1 : len(s)-1]
+	}
+	return s
+}
+
+// checkPreservePath returns what is wrong with a Preserve item, or "". The
+// items are matched against manifest paths on every client OS, so they
+// must be in the manifest's form: relative, slash-separated and clean, with
+// nothing that could reach outside the install folder.
+func checkPreservePath(p string) string {
+	switch {
+	case strings.Contains(p, `\`):
+		return "contains a backslash; separate folders with /"
+	case strings.HasPrefix(p, "/"):
+		return "is absolute; give a path relative to the client's install folder"
+	case strings.Contains(p, ":"):
+		return "contains a colon (a drive letter?); give a path relative to the client's install folder"
+	case p == ".." || strings.HasPrefix(p, "../") || strings.HasSuffix(p, "/..") || strings.Contains(p, "/../"):
+		return "goes outside the client's install folder (..)"
+	case p == ".":
+		return "is the install folder itself; name files or folders inside it"
+	case path.Clean(p) != p:
+		return fmt.Sprintf("is not a clean relative path; write %q", path.Clean(p))
+	}
+	return ""
+}
+
+// knownUpdateKey returns the documented spelling of an [UPDATE] key, or ""
+// for an unknown one.
+func knownUpdateKey(name string) string {
+	for _, k := range updateKeys {
+		if strings.EqualFold(k, name) {
+			return k
+		}
+	}
+	return ""
+}
+
+// suggest returns " (did you mean X?)" for an unknown [UPDATE] key that is
+// one or two edits away from a known one, as "PathLinx" is from PathLinux.
+func suggest(name string) string {
+	best, bestDist := "", 3
+	for _, k := range updateKeys {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(k)); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// keyUse records how a key was written in the file.
+type keyUse struct {
+	name  string // as first written, for messages
+	count int    // how many lines set it
+	bare  bool   // some line named it without '='
+}
+
+// countKeys counts, for [TCP] and [UPDATE], how many lines set each key.
+// ini.v1 cannot tell us that exactly (ValueWithShadows drops empty values
+// and names come back lower-cased), so the two sections are read a second
+// time as raw text, with every other detail of parsing left to ini.v1.
+func countKeys(data []byte) map[string]map[string]*keyUse {
+	sections := []string{strings.ToLower(sectionTCP), strings.ToLower(sectionUpdate)}
+	uses := make(map[string]map[string]*keyUse)
+	opts := loadOptions()
+	opts.UnparseableSections = sections
+	// Shadows are not needed to count lines, and without them a repeated
+	// bare key elsewhere cannot fail this parse (see ParseConfig).
+	opts.AllowShadows = false
+	f, err := ini.LoadSources(opts, data)
+	if err != nil {
+		// ParseConfig's parse succeeded, and this one parses strictly less.
+		return uses
+	}
+	for _, name := range sections {
+		sec := section(f, name)
+		if sec == nil {
+			continue
+		}
+		m := make(map[string]*keyUse)
+		uses[name] = m
+		for line := range strings.SplitSeq(sec.Body(), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || line[0] == ';' || line[0] == '#' {
+				continue
+			}
+			key, _, hasValue := strings.Cut(line, "=")
+			if !hasValue {
+				// A bare key may still carry an inline comment.
+				if i := strings.Index(key, " ;"); i >= 0 {
+					key = key[:i]
+				}
+				if i := strings.Index(key, " #"); i >= 0 {
+					key = key[:i]
+				}
+			}
+			key = strings.Trim(strings.TrimSpace(key), "\"`")
+			if key == "" {
+				continue
+			}
+			lower := strings.ToLower(key)
+			use := m[lower]
+			if use == nil {
+				use = &keyUse{name: key}
+				m[lower] = use
+			}
+			use.count++
+			if !hasValue {
+				use.bare = true
+			}
+		}
+	}
+	return uses
+}
