@@ -1,0 +1,5 @@
+//go:build !windows
+
+package atomicfile
+
+func syncDirUnsupported(error) bool { return false }
