@@ -1,0 +1,96 @@
+package appserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/spf13/pflag"
+)
+
+// ErrUsage marks errors in the command line or configuration; the command
+// exits 2 for them.
+var ErrUsage = errors.New("usage or configuration error")
+
+// Run is the appserver command: it parses args (without the program
+// name), loads the configuration and serves until ctx is cancelled, or
+// with --check validates and prints a summary.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := pflag.NewFlagSet("appserver", pflag.ContinueOnError)
+	fl.SetOutput(stderr)
+	config := fl.String("config", "AppServer.ini", "AppServer.ini to use")
+	check := fl.Bool("check", false, "validate the configuration, index every update folder, print a summary and exit")
+	state := fl.String("state", "", "folder for the server's state (hash caches); default: appserver-state beside the configuration")
+	listen := fl.String("listen", "", "address to listen on, overriding [TCP] Port (e.g. 127.0.0.1:0)")
+	if err := fl.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", ErrUsage, fl.Args())
+	}
+	cfg, err := LoadConfig(*config)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if *state == "" {
+		*state = filepath.Join(filepath.Dir(*config), "appserver-state")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	srv, err := New(ctx, log, cfg, *state)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if *check {
+		return printSummary(stdout, cfg, srv)
+	}
+	addr := *listen
+	if addr == "" {
+		addr = ":" + strconv.Itoa(cfg.Port)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	return srv.Serve(ctx, ln)
+}
+
+func printSummary(w io.Writer, cfg *Config, srv *Server) error {
+	fmt.Fprintf(w, "%s: configuration is valid; port %d, updates enabled: %v, build %s, oldest compatible client build %s\n",
+		cfg.File, cfg.Port, cfg.Enable, orNone(cfg.Build.String()), orNone(cfg.MinClientBuild.String()))
+	oses := make([]string, 0, len(srv.indexes))
+	for o := range srv.indexes {
+		oses = append(oses, o)
+	}
+	sort.Strings(oses)
+	for _, o := range oses {
+		ix := srv.indexes[o]
+		m := ix.cur
+		fmt.Fprintf(w, "%-8s %6d files %14s bytes  build %s  %s\n", o, len(m.Files), groupDigits(m.TotalBytes), m.Build, ix.Dir)
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// groupDigits writes n with thousands separators, as administrators read
+// byte counts.
+func groupDigits(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}

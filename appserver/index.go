@@ -1,0 +1,356 @@
+package appserver
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/erpupdate/smartsync/internal/atomicfile"
+	"github.com/zeebo/blake3"
+)
+
+// File is one file of an update folder, as the index knows it.
+type File struct {
+	Path     string // slash-separated, relative to the folder
+	Size     int64
+	MtimeNs  int64
+	Mode     fs.FileMode // permission bits only
+	Inode    uint64
+	Hash     [32]byte
+	Preserve bool
+}
+
+// Manifest is a consistent snapshot of one update folder: every file was
+// hashed with exactly the size and mtime recorded beside it.
+type Manifest struct {
+	OS         string
+	Build      string
+	Files      []File // sorted by Path
+	TotalBytes int64
+}
+
+// Index keeps the manifest of one OS folder current. It rescans the folder
+// (a stat of every file) before it hands out a manifest, rehashing only
+// files whose path, size, mtime or inode changed, and keeps the hashes in a
+// cache file under the state folder so that a restart does not rehash.
+type Index struct {
+	OS       string
+	Dir      string
+	build    string
+	preserve []string
+	root     *os.Root
+	cache    string // path of the cache file
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	cur      *Manifest
+	known    map[string]cacheEntry
+	scanning chan struct{} // closed when the running scan ends
+	scanErr  error
+
+	// Hashed counts files hashed since the index was opened; tests and
+	// logs use it to show what the cache saved.
+	Hashed int64
+}
+
+type cacheEntry struct {
+	Size    int64  `json:"size"`
+	MtimeNs int64  `json:"mtime"`
+	Inode   uint64 `json:"ino"`
+	Hash    string `json:"blake3"`
+}
+
+type cacheFile struct {
+	Version int                   `json:"version"`
+	Dir     string                `json:"dir"`
+	Files   map[string]cacheEntry `json:"files"`
+}
+
+const cacheVersion = 1
+
+// racyWindow: a file modified this close to the scan may change again
+// within the same mtime tick without its size or mtime changing, so its
+// hash is used but not remembered (the "racy git" problem).
+const racyWindow = 2 * time.Second
+
+// OpenIndex opens the update folder dir for OS osName, loads the hash
+// cache from stateDir and scans the folder once.
+func OpenIndex(ctx context.Context, log *slog.Logger, osName, dir, stateDir, build string, preserve []string) (*Index, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening update folder for %s: %w", osName, err)
+	}
+	ix := &Index{
+		OS: osName, Dir: dir, build: build, preserve: preserve, root: root,
+		cache: filepath.Join(stateDir, "hashcache-"+osName+".json"),
+		log:   log.With("os", osName),
+		known: map[string]cacheEntry{},
+	}
+	ix.loadCache()
+	if _, err := ix.Current(ctx); err != nil {
+		root.Close()
+		return nil, err
+	}
+	return ix, nil
+}
+
+// Close releases the folder.
+func (ix *Index) Close() error { return ix.root.Close() }
+
+func (ix *Index) loadCache() {
+	data, err := os.ReadFile(ix.cache)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	var cf cacheFile
+	if err == nil {
+		err = json.Unmarshal(data, &cf)
+	}
+	switch {
+	case err != nil:
+		// A damaged cache costs a rehash, never a wrong hash.
+		ix.log.Warn("ignoring hash cache", "file", ix.cache, "err", err)
+	case cf.Version != cacheVersion || cf.Dir != ix.Dir:
+		ix.log.Info("hash cache is for another folder or version; rehashing", "file", ix.cache)
+	default:
+		ix.known = cf.Files
+	}
+}
+
+// Current rescans the folder and returns a manifest that matches it.
+// Concurrent callers share one scan.
+func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
+	ix.mu.Lock()
+	if ch := ix.scanning; ch != nil {
+		ix.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		ix.mu.Lock()
+		defer ix.mu.Unlock()
+		return ix.cur, ix.scanErr
+	}
+	ch := make(chan struct{})
+	ix.scanning = ch
+	known := ix.known
+	ix.mu.Unlock()
+
+	m, next, err := ix.scan(ctx, known)
+
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.scanning = nil
+	ix.scanErr = err
+	if err == nil {
+		ix.cur = m
+		if !sameCache(known, next) {
+			ix.known = next
+			if err := ix.saveCache(next); err != nil {
+				ix.log.Warn("saving hash cache", "file", ix.cache, "err", err)
+			}
+		}
+	}
+	close(ch)
+	return ix.cur, err
+}
+
+func sameCache(a, b map[string]cacheEntry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (ix *Index) saveCache(files map[string]cacheEntry) error {
+	data, err := json.Marshal(cacheFile{Version: cacheVersion, Dir: ix.Dir, Files: files})
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(ix.cache, data, 0o644)
+}
+
+// scan walks the folder, reuses known hashes and hashes the rest in
+// parallel. It returns the manifest and the cache entries to keep.
+func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manifest, map[string]cacheEntry, error) {
+	start := time.Now()
+	m := &Manifest{OS: ix.OS, Build: ix.build}
+	var todo []int
+	err := filepath.WalkDir(ix.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("scanning %s: %w", p, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(ix.Dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		switch {
+		case d.IsDir():
+			return nil
+		case d.Type()&fs.ModeSymlink != 0:
+			return fmt.Errorf("scanning %s: symbolic links are not supported in an update folder", p)
+		case !d.Type().IsRegular():
+			return fmt.Errorf("scanning %s: not a regular file (%v)", p, d.Type())
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return fmt.Errorf("scanning %s: %w", p, err)
+		}
+		f := File{
+			Path: rel, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(),
+			Mode: fi.Mode().Perm(), Inode: inode(fi), Preserve: ix.preserved(rel),
+		}
+		if c, ok := known[rel]; ok && c.Size == f.Size && c.MtimeNs == f.MtimeNs && c.Inode == f.Inode {
+			if h, err := hex.DecodeString(c.Hash); err == nil && len(h) == 32 {
+				copy(f.Hash[:], h)
+				m.Files = append(m.Files, f)
+				return nil
+			}
+		}
+		todo = append(todo, len(m.Files))
+		m.Files = append(m.Files, f)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ix.hashAll(ctx, m.Files, todo); err != nil {
+		return nil, nil, err
+	}
+	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
+	next := make(map[string]cacheEntry, len(m.Files))
+	racy := start.Add(-racyWindow).UnixNano()
+	for _, f := range m.Files {
+		m.TotalBytes += f.Size
+		if f.MtimeNs < racy {
+			next[f.Path] = cacheEntry{Size: f.Size, MtimeNs: f.MtimeNs, Inode: f.Inode, Hash: hex.EncodeToString(f.Hash[:])}
+		}
+	}
+	if len(todo) > 0 {
+		ix.log.Info("indexed update folder", "dir", ix.Dir, "files", len(m.Files), "bytes", m.TotalBytes,
+			"hashed", len(todo), "took", time.Since(start).Round(time.Millisecond))
+	}
+	return m, next, nil
+}
+
+func (ix *Index) preserved(rel string) bool {
+	for _, p := range ix.preserve {
+		// Windows clients see paths case-insensitively, so the
+		// administrator's spelling need not match the folder's.
+		if strings.EqualFold(p, rel) {
+			return true
+		}
+	}
+	return false
+}
+
+// hashAll hashes files[i] for every i in todo, on all cores.
+func (ix *Index) hashAll(ctx context.Context, files []File, todo []int) error {
+	if len(todo) == 0 {
+		return nil
+	}
+	work := make(chan int)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 256<<10)
+			for i := range work {
+				if err := ix.hashFile(&files[i], buf); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	var err error
+feed:
+	for _, i := range todo {
+		select {
+		case work <- i:
+		case err = <-errs:
+			break feed
+		case <-ctx.Done():
+			err = ctx.Err()
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	ix.mu.Lock()
+	ix.Hashed += int64(len(todo))
+	ix.mu.Unlock()
+	return err
+}
+
+// hashFile hashes f and checks that the file did not change while it was
+// read; a file that keeps changing is an error rather than a torn entry.
+func (ix *Index) hashFile(f *File, buf []byte) error {
+	for attempt := 0; ; attempt++ {
+		h, fi, err := hashOpen(ix.root, f.Path, buf)
+		if err != nil {
+			return fmt.Errorf("hashing %s: %w", filepath.Join(ix.Dir, f.Path), err)
+		}
+		if fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs {
+			f.Hash = h
+			return nil
+		}
+		if attempt == 2 {
+			return fmt.Errorf("hashing %s: file keeps changing while it is read", filepath.Join(ix.Dir, f.Path))
+		}
+		f.Size, f.MtimeNs, f.Inode = fi.Size(), fi.ModTime().UnixNano(), inode(fi)
+	}
+}
+
+// hashOpen hashes the named file and returns its hash with the file's
+// state after reading, so the caller can tell whether it changed.
+func hashOpen(root *os.Root, name string, buf []byte) ([32]byte, fs.FileInfo, error) {
+	var sum [32]byte
+	fh, err := root.Open(name)
+	if err != nil {
+		return sum, nil, err
+	}
+	defer fh.Close()
+	h := blake3.New()
+	if _, err := io.CopyBuffer(h, fh, buf); err != nil {
+		return sum, nil, err
+	}
+	fi, err := fh.Stat()
+	if err != nil {
+		return sum, nil, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, fi, nil
+}

@@ -1,0 +1,9 @@
+//go:build !unix
+
+package appserver
+
+import "io/fs"
+
+// inode is 0 where the platform's FileInfo does not carry one; size and
+// mtime then key the hash cache alone.
+func inode(fs.FileInfo) uint64 { return 0 }

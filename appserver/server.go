@@ -1,0 +1,438 @@
+package appserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/blake3"
+)
+
+// Server serves the update folders of one AppServer.ini.
+type Server struct {
+	cfg     *Config
+	log     *slog.Logger
+	indexes map[string]*Index // by OS
+
+	// Deadlines. A client gets HandshakeTimeout to say hello, IdleTimeout
+	// between messages, and WriteTimeout for every chunk it is sent (a
+	// client that stops reading is dropped). Grace is how long transfers
+	// may run on after shutdown begins.
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
+	WriteTimeout     time.Duration
+	Grace            time.Duration
+
+	draining atomic.Bool
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+}
+
+// New validates the update folders of cfg and indexes each one, using and
+// refreshing the hash caches in stateDir.
+func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*Server, error) {
+	s := &Server{
+		cfg: cfg, log: log, indexes: map[string]*Index{},
+		HandshakeTimeout: 10 * time.Second,
+		IdleTimeout:      5 * time.Minute,
+		WriteTimeout:     time.Minute,
+		Grace:            30 * time.Second,
+		conns:            map[net.Conn]struct{}{},
+	}
+	if !cfg.Enable {
+		return s, nil
+	}
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating state folder: %w", err)
+	}
+	oses := make([]string, 0, len(cfg.Folders))
+	for osName := range cfg.Folders {
+		oses = append(oses, osName)
+	}
+	sort.Strings(oses)
+	for _, osName := range oses {
+		ix, err := OpenIndex(ctx, log, osName, cfg.Folders[osName], stateDir, cfg.Build.String(), cfg.Preserve)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.indexes[osName] = ix
+	}
+	return s, nil
+}
+
+// Indexes returns the index of every served OS folder, by OS name.
+func (s *Server) Indexes() map[string]*Index { return s.indexes }
+
+// Close releases the update folders.
+func (s *Server) Close() error {
+	for _, ix := range s.indexes {
+		ix.Close()
+	}
+	return nil
+}
+
+// Serve accepts connections on ln until ctx is cancelled, then stops
+// accepting, lets running sessions finish for up to Grace, closes the
+// rest and returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// hard ends every session: it is cancelled after the grace period.
+	hard, stopHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHard()
+	stop := context.AfterFunc(ctx, func() {
+		s.draining.Store(true)
+		ln.Close()
+	})
+	defer stop()
+	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable)
+	var acceptErr error
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() == nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				acceptErr = fmt.Errorf("accepting connections: %w", err)
+			}
+			break
+		}
+		s.track(conn, true)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.track(conn, false)
+			s.serveConn(hard, conn)
+		}()
+	}
+	s.draining.Store(true)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.Grace):
+		s.log.Warn("grace period over; closing remaining sessions", "grace", s.Grace)
+		stopHard()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	s.log.Info("stopped")
+	return acceptErr
+}
+
+func (s *Server) track(c net.Conn, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+}
+
+// session is the state of one client connection, kept for its log line.
+type session struct {
+	conn     net.Conn
+	r        *syncproto.Reader
+	w        *syncproto.Writer
+	hello    syncproto.Hello
+	outcome  string
+	files    int
+	fileByte int64
+}
+
+func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	start := time.Now()
+	ss := &session{conn: conn, r: syncproto.NewReader(conn), w: syncproto.NewWriter(conn), outcome: "disconnected"}
+	err := s.converse(ctx, ss)
+	attrs := []any{
+		"client", conn.RemoteAddr().String(), "id", ss.hello.ClientID, "build", ss.hello.ClientBuild,
+		"os", ss.hello.OS, "outcome", ss.outcome, "files", ss.files, "file_bytes", ss.fileByte,
+		"sent", ss.w.N, "received", ss.r.N, "took", time.Since(start).Round(time.Millisecond),
+	}
+	if err != nil {
+		s.log.Warn("session", append(attrs, "err", err)...)
+		s.sendError(ss, err)
+		return
+	}
+	s.log.Info("session", attrs...)
+}
+
+// sendError tells the client, in one place, which wire code an error maps
+// to. It is best effort: the connection may already be gone.
+func (s *Server) sendError(ss *session, err error) {
+	var pe *syncproto.Error
+	switch {
+	case errors.As(err, &pe):
+		if pe.Code == syncproto.CodeUpdateAborted {
+			return // the client's own final word
+		}
+	case errors.Is(err, syncproto.ErrVersion):
+		pe = &syncproto.Error{Code: syncproto.CodeVersion, Message: fmt.Sprintf("this server speaks protocol version %d", syncproto.Version)}
+	case errors.Is(err, syncproto.ErrBadMagic), errors.Is(err, syncproto.ErrMalformed),
+		errors.Is(err, syncproto.ErrUnknownType), errors.Is(err, syncproto.ErrTooLarge),
+		errors.Is(err, syncproto.ErrUnexpected):
+		pe = &syncproto.Error{Code: syncproto.CodeProtocol, Message: err.Error()}
+	default:
+		return // network errors: nobody to tell
+	}
+	ss.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if ss.w.Write(pe) == nil {
+		ss.w.Flush()
+	}
+}
+
+// next reads the next message within timeout; step names what the session
+// was waiting for, for the error.
+func (s *Server) next(ss *session, timeout time.Duration, step string) (syncproto.Message, error) {
+	ss.conn.SetReadDeadline(time.Now().Add(timeout))
+	m, err := ss.r.Read()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", step, err)
+	}
+	return m, nil
+}
+
+func (s *Server) send(ss *session, msgs ...syncproto.Message) error {
+	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+	for _, m := range msgs {
+		if err := ss.w.Write(m); err != nil {
+			return err
+		}
+	}
+	return ss.w.Flush()
+}
+
+// converse runs the protocol of one session (see syncproto's doc).
+func (s *Server) converse(ctx context.Context, ss *session) error {
+	m, err := s.next(ss, s.HandshakeTimeout, "hello")
+	if err != nil {
+		return err
+	}
+	hello, ok := m.(syncproto.Hello)
+	if !ok {
+		return fmt.Errorf("got %v instead of Hello: %w", m.Type(), syncproto.ErrUnexpected)
+	}
+	ss.hello = hello
+	welcome, ix, err := s.gate(ss.hello)
+	if err != nil {
+		return err
+	}
+	if err := s.send(ss, welcome); err != nil {
+		return err
+	}
+	ss.outcome = "welcomed"
+	for {
+		m, err := s.next(ss, s.IdleTimeout, "request")
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch m := m.(type) {
+		case syncproto.GetManifest:
+			if ix == nil {
+				return fmt.Errorf("manifest asked for while updates are disabled: %w", syncproto.ErrUnexpected)
+			}
+			if err := s.serveManifest(ctx, ss, ix); err != nil {
+				return err
+			}
+		case syncproto.Report:
+			ss.outcome = m.Outcome.String()
+			if m.Message != "" {
+				s.log.Info("client report", "client", ss.conn.RemoteAddr().String(), "id", ss.hello.ClientID,
+					"outcome", m.Outcome.String(), "build", m.Build, "message", m.Message)
+			}
+			return s.send(ss, syncproto.ReportAck{})
+		default:
+			return fmt.Errorf("got %v after Welcome: %w", m.Type(), syncproto.ErrUnexpected)
+		}
+	}
+}
+
+// gate decides what the client may do: the compatibility check of the
+// design, made from the client's build and MinClientBuild.
+func (s *Server) gate(h syncproto.Hello) (syncproto.Welcome, *Index, error) {
+	w := syncproto.Welcome{ServerBuild: s.cfg.Build.String(), UpdatesEnabled: s.cfg.Enable}
+	if !s.cfg.Enable {
+		w.Message = "automatic updates are disabled on this server ([UPDATE] Enable=0)"
+		return w, nil, nil
+	}
+	ix, ok := s.indexes[h.OS]
+	if !ok {
+		return w, nil, &syncproto.Error{Code: syncproto.CodeUnknownOS,
+			Message: fmt.Sprintf("this server has no update folder for OS %q (AppServer.ini [UPDATE] %s is not set)", h.OS, pathKeyFor(h.OS))}
+	}
+	switch {
+	case h.ClientBuild == "":
+		w.Message = "no SmartClient build is installed yet"
+	default:
+		b, err := ParseBuild(h.ClientBuild)
+		switch {
+		case err != nil:
+			w.Message = fmt.Sprintf("client build %q is not a build this server knows", h.ClientBuild)
+		case !s.cfg.MinClientBuild.IsZero() && b.Compare(s.cfg.MinClientBuild) < 0:
+			w.Message = fmt.Sprintf("client build %s is older than the oldest compatible build %s", b, s.cfg.MinClientBuild)
+		default:
+			w.Compatible = true
+		}
+	}
+	return w, ix, nil
+}
+
+func pathKeyFor(osName string) string {
+	switch osName {
+	case "windows":
+		return "PathWindows"
+	case "linux":
+		return "PathLinux"
+	case "darwin":
+		return "PathMacOSX"
+	}
+	return "Path" + osName
+}
+
+func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index) error {
+	if s.draining.Load() {
+		return &syncproto.Error{Code: syncproto.CodeShuttingDown, Message: "server is stopping, retry in 30 s"}
+	}
+	man, err := ix.Current(ctx)
+	if err != nil {
+		s.log.Error("indexing update folder", "os", ix.OS, "err", err)
+		return &syncproto.Error{Code: syncproto.CodeInternal, Message: "the server cannot read its update folder; retry later"}
+	}
+	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+	if err := ss.w.Write(syncproto.ManifestHeader{Build: man.Build, Count: uint32(len(man.Files)), TotalBytes: uint64(man.TotalBytes)}); err != nil {
+		return err
+	}
+	for i, f := range man.Files {
+		if i%1024 == 0 {
+			ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+		}
+		e := syncproto.ManifestEntry{Path: f.Path, Size: uint64(f.Size), MtimeNs: f.MtimeNs, Mode: uint32(f.Mode), Hash: f.Hash}
+		if f.Preserve {
+			e.Flags |= syncproto.FlagPreserve
+		}
+		if err := ss.w.Write(e); err != nil {
+			return err
+		}
+	}
+	if err := ss.w.Flush(); err != nil {
+		return err
+	}
+	ss.outcome = "manifest sent"
+
+	// Read every request first (see syncproto's doc: no write/write lock).
+	var want []uint32
+	for {
+		m, err := s.next(ss, s.IdleTimeout, "file requests")
+		if err != nil {
+			return err
+		}
+		if _, ok := m.(syncproto.RequestEnd); ok {
+			break
+		}
+		req, ok := m.(syncproto.Request)
+		if !ok {
+			return fmt.Errorf("got %v while reading requests: %w", m.Type(), syncproto.ErrUnexpected)
+		}
+		for _, i := range req.Indices {
+			if int(i) >= len(man.Files) {
+				return &syncproto.Error{Code: syncproto.CodeBadRequest, Message: fmt.Sprintf("file index %d is not in the manifest of %d files", i, len(man.Files))}
+			}
+		}
+		if len(want)+len(req.Indices) > len(man.Files) {
+			return &syncproto.Error{Code: syncproto.CodeBadRequest, Message: "more files requested than the manifest holds"}
+		}
+		want = append(want, req.Indices...)
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	ss.outcome = "sending"
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return fmt.Errorf("starting compressor: %w", err)
+	}
+	defer enc.Close()
+	buf := make([]byte, syncproto.MaxChunk)
+	for _, i := range want {
+		if err := s.sendFile(ctx, ss, ix, i, man.Files[i], enc, buf); err != nil {
+			return err
+		}
+	}
+	return ss.w.Flush()
+}
+
+// sendFile streams one file, hashing what it reads. A file whose size or
+// mtime no longer matches the manifest, or whose content no longer matches
+// its hash, is refused with CodeFileChanged instead of its FileEnd, so the
+// client never accepts a file that changed under the server.
+func (s *Server) sendFile(ctx context.Context, ss *session, ix *Index, index uint32, f File, enc *zstd.Encoder, buf []byte) error {
+	changed := &syncproto.Error{Code: syncproto.CodeFileChanged,
+		Message: fmt.Sprintf("%s changed in the update folder while being sent; retry", f.Path)}
+	fh, err := ix.root.Open(filepath.FromSlash(f.Path))
+	if err != nil {
+		s.log.Warn("opening file to send", "os", ix.OS, "path", f.Path, "err", err)
+		return changed
+	}
+	defer fh.Close()
+	same := func() bool {
+		fi, err := fh.Stat()
+		return err == nil && fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs
+	}
+	if !same() {
+		return changed
+	}
+	if err := ss.w.Write(syncproto.FileStart{Index: index, Size: uint64(f.Size)}); err != nil {
+		return err
+	}
+	h := blake3.New()
+	var sent int64
+	for sent < f.Size {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := int(min(int64(len(buf)), f.Size-sent))
+		if _, err := io.ReadFull(fh, buf[:n]); err != nil {
+			s.log.Warn("reading file to send", "os", ix.OS, "path", f.Path, "err", err)
+			return changed
+		}
+		h.Write(buf[:n])
+		ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+		if err := ss.w.WriteChunk(enc, buf[:n]); err != nil {
+			return err
+		}
+		sent += int64(n)
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	if sum != f.Hash || !same() {
+		return changed
+	}
+	ss.files++
+	ss.fileByte += f.Size
+	return ss.w.Write(syncproto.FileEnd{Hash: sum})
+}
