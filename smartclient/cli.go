@@ -1,0 +1,275 @@
+package smartclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+)
+
+// Exit codes of the smartclient command (see the README).
+const (
+	ExitOK          = 0
+	ExitFailed      = 1
+	ExitUsage       = 2
+	ExitDeclined    = 3
+	ExitInterrupted = 130
+)
+
+// ErrUsage marks a bad command line or configuration.
+var ErrUsage = errors.New("usage error")
+
+const usage = `usage:
+  smartclient sync    [--server HOST:PORT] [--dir INSTALL] [--os windows|linux|darwin] [--yes] [--check]
+  smartclient run     [sync flags] -- PROGRAM [ARGS...]
+`
+
+// Run is the smartclient command: args are without the program name. It
+// returns the process exit code.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "sync", "run":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	default:
+		fmt.Fprintf(stderr, "smartclient: unknown command %q\n%s", cmd, usage)
+		return ExitUsage
+	}
+	o, rest, err := parseSyncFlags(cmd, args, stdin, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "smartclient: %v\n", err)
+		return ExitUsage
+	}
+	if cmd == "run" && len(rest) == 0 {
+		fmt.Fprintf(stderr, "smartclient: run needs a program after --\n%s", usage)
+		return ExitUsage
+	}
+	if cmd == "sync" && len(rest) > 0 {
+		fmt.Fprintf(stderr, "smartclient: unexpected arguments %q\n%s", rest, usage)
+		return ExitUsage
+	}
+	res, err := Sync(ctx, o)
+	code := exitCode(ctx, err)
+	say(stdout, stderr, o, res, err, code)
+	if cmd == "run" && code != ExitUsage && code != ExitInterrupted {
+		// The old installation still works after a failed update, so the
+		// application starts either way.
+		return runProgram(ctx, o.Dir, rest, stdin, stdout, stderr)
+	}
+	return code
+}
+
+// exitCode is the one place where an error becomes an exit code.
+func exitCode(ctx context.Context, err error) int {
+	switch {
+	case err == nil, errors.Is(err, ErrDisabled):
+		return ExitOK
+	case ctx.Err() != nil:
+		return ExitInterrupted
+	case errors.Is(err, ErrUsage):
+		return ExitUsage
+	case errors.Is(err, ErrDeclined):
+		return ExitDeclined
+	}
+	return ExitFailed
+}
+
+func say(stdout, stderr io.Writer, o Options, res *Result, err error, code int) {
+	switch code {
+	case ExitInterrupted:
+		fmt.Fprintln(stderr, "Interrupted; the installation was left as it was.")
+		return
+	case ExitDeclined:
+		fmt.Fprintln(stdout, "Update declined; nothing was changed.")
+		return
+	case ExitFailed:
+		fmt.Fprintf(stderr, "Could not update automatically: %s. Please contact your system administrator.\n", reason(err))
+		return
+	}
+	if errors.Is(err, ErrDisabled) {
+		fmt.Fprintf(stdout, "Automatic updates are disabled on the server (%s); nothing was changed.\n", strings.TrimSuffix(res.Message, "."))
+		return
+	}
+	switch res.Outcome {
+	case syncproto.OutcomeChecked:
+		if res.Fetched == 0 && res.Touched == 0 && res.Removed == 0 {
+			fmt.Fprintf(stdout, "Up to date: build %s.\n", res.Build)
+			return
+		}
+		kind := ""
+		if !res.Compatible {
+			kind = " (full update: the installed build is incompatible)"
+		}
+		fmt.Fprintf(stdout, "Update available: build %s%s, %d files to download (%s), %d to remove, %d to retime.\n",
+			res.Build, kind, res.Fetched, humanBytes(res.FetchedBytes), res.Removed, res.Touched)
+	case syncproto.OutcomeUpdated:
+		fmt.Fprintf(stdout, "Updated to build %s: %d files downloaded (%s, %s on the wire), %d removed, %d retimed",
+			res.Build, res.Fetched, humanBytes(res.FetchedBytes), humanBytes(res.WireBytes), res.Removed, res.Touched)
+		if res.Backup != "" {
+			fmt.Fprintf(stdout, "; previous installation kept in %s", res.Backup)
+		}
+		fmt.Fprintln(stdout, ".")
+	default:
+		fmt.Fprintf(stdout, "Up to date: build %s.\n", res.Build)
+	}
+}
+
+// reason turns an error into words for the failure message.
+func reason(err error) string {
+	var pe *syncproto.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &pe):
+		return "the update server refused: " + pe.Error()
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, net.ErrClosed), errors.As(err, &ne) && ne.Timeout():
+		return "the connection to the update server was lost (" + err.Error() + ")"
+	}
+	return strings.TrimSuffix(err.Error(), ".")
+}
+
+func parseSyncFlags(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) (Options, []string, error) {
+	fl := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
+	fl.SetOutput(stderr)
+	server := fl.String("server", "", "update server as HOST:PORT (default: [TCP] Server and Port of smartclient.ini)")
+	dir := fl.String("dir", "", "install folder to update (default: the folder of the smartclient executable)")
+	osName := fl.String("os", runtime.GOOS, "which update folder to follow: windows, linux or darwin")
+	yes := fl.Bool("yes", false, "accept a full update for an incompatible build without asking")
+	check := fl.Bool("check", false, "only say whether an update is available; change nothing")
+	verbose := fl.BoolP("verbose", "v", false, "log each step to stderr")
+	if err := fl.Parse(args); err != nil {
+		return Options{}, nil, err
+	}
+	o := Options{Yes: *yes, CheckOnly: *check}
+	o.Dir = *dir
+	if o.Dir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return o, nil, fmt.Errorf("finding the install folder: %w (use --dir)", err)
+		}
+		o.Dir = filepath.Dir(exe)
+	}
+	abs, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return o, nil, err
+	}
+	o.Dir = abs
+	switch strings.ToLower(*osName) {
+	case "windows":
+		o.OS = "windows"
+	case "linux":
+		o.OS = "linux"
+	case "darwin", "macos", "macosx", "osx":
+		o.OS = "darwin"
+	default:
+		return o, nil, fmt.Errorf("--os %q: must be windows, linux or darwin", *osName)
+	}
+	ini, err := LoadClientINI(o.Dir)
+	if err != nil {
+		return o, nil, err
+	}
+	o.Server, err = serverAddr(*server, ini)
+	if err != nil {
+		return o, nil, err
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	o.Out = stdout
+	o.Progress = NewProgress(stdout, isTerminal(stdout))
+	if isTerminal(stdin) {
+		o.Confirm = func(q string) (bool, error) { return askYesNo(stdin, stdout, q) }
+	}
+	return o, fl.Args(), nil
+}
+
+// serverAddr resolves the server address: the flag wins over the INI; a
+// flag without a port takes the INI's port.
+func serverAddr(flag string, ini ClientINI) (string, error) {
+	host, port := ini.Server, ini.Port
+	if flag != "" {
+		h, p, err := net.SplitHostPort(flag)
+		if err != nil {
+			host = flag
+		} else {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 1 || n > 65535 {
+				return "", fmt.Errorf("--server %q: %q is not a port number (1-65535)", flag, p)
+			}
+			host, port = h, n
+		}
+	}
+	if host == "" {
+		return "", errors.New("no update server: set [TCP] Server and Port in smartclient.ini, or use --server HOST:PORT")
+	}
+	if port == 0 {
+		return "", fmt.Errorf("no port for update server %s: set [TCP] Port in smartclient.ini, or use --server HOST:PORT", host)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// isTerminal asks the terminal driver, since a mode check would take
+// /dev/null, a character device, for a person.
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func askYesNo(in io.Reader, out io.Writer, q string) (bool, error) {
+	fmt.Fprint(out, q+" ")
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && line == "" {
+		return false, err
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "", "y", "yes", "s", "sim":
+		return true, nil
+	}
+	return false, nil
+}
+
+// runProgram starts the application and returns its exit code. A bare
+// program name is looked for in the install folder first.
+func runProgram(ctx context.Context, dir string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	prog := argv[0]
+	if !strings.ContainsAny(prog, `/\`) {
+		if fi, err := os.Stat(filepath.Join(dir, prog)); err == nil && !fi.IsDir() {
+			prog = filepath.Join(dir, prog)
+		}
+	}
+	cmd := exec.CommandContext(ctx, prog, argv[1:]...)
+	cmd.Dir = dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	fmt.Fprintf(stderr, "smartclient: starting %s: %v\n", argv[0], err)
+	return ExitFailed
+}

@@ -1,0 +1,21 @@
+// Package smartclient is the update client as a library. One sync:
+//
+//  1. recover: finish any switch a crash interrupted (the journal);
+//  2. hello: send the installed build, OS and client id; the server's
+//     welcome says whether the builds are compatible and updates enabled;
+//     an incompatible build asks before a full update;
+//  3. plan: compare the validated manifest with the install folder and
+//     the client's own state (.smartclient/state.json): missing or changed
+//     files are fetched, files whose content is known to match only get
+//     their mtime fixed, files an earlier sync installed and the server no
+//     longer lists are removed, files the client never installed are left
+//     alone, and preserved files are kept unless missing or the update is
+//     full;
+//  4. fetch into .smartclient/staging, verifying every file's size and
+//     BLAKE3 hash as it streams;
+//  5. back up the install into bkp_remote.00N (rotating three), then
+//     switch by renames under a journal made durable first;
+//  6. record the new state and report the outcome to the server.
+//
+// Any failure before step 5 leaves the install folder as it was.
+package smartclient

@@ -1,0 +1,154 @@
+package smartclient
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gopkg.in/ini.v1"
+)
+
+// ClientININame is the name of the client's configuration file in its
+// install folder.
+const ClientININame = "smartclient.ini"
+
+// defaultDriver is the connection section used when [drivers] names none:
+// TOTVS clients connect over plain TCP unless told otherwise, and our own
+// minimal smartclient.ini is just a [TCP] section.
+const defaultDriver = "tcp"
+
+// ClientINI is what the client reads from smartclient.ini in its install folder.
+type ClientINI struct {
+	File   string // path it was read from, "" when there was no file
+	Server string // host name or address
+	Port   int    // 0 when not set
+}
+
+// ClientINIError reports a smartclient.ini that cannot be used. It names the
+// file and, when the problem is one value, the section and the key, so that an
+// administrator can go straight to the line. Callers can tell a configuration
+// error (exit code 2) from other failures with errors.As.
+type ClientINIError struct {
+	File    string // as given to ParseClientINI
+	Section string // lower case, "" when the error is not about one key
+	Key     string // lower case, "" when the error is not about one key
+	Err     error  // what is wrong
+}
+
+func (e *ClientINIError) Error() string {
+	switch {
+	case e.Section != "" && e.Key != "":
+		return fmt.Sprintf("%s: [%s] %s: %v", e.File, e.Section, e.Key, e.Err)
+	case e.Section != "":
+		return fmt.Sprintf("%s: [%s]: %v", e.File, e.Section, e.Err)
+	default:
+		return fmt.Sprintf("%s: %v", e.File, e.Err)
+	}
+}
+
+func (e *ClientINIError) Unwrap() error { return e.Err }
+
+// LoadClientINI reads dir/smartclient.ini. A missing file is not an error
+// (returns a zero ClientINI with File ""): a workstation may be configured by
+// flags alone, or be about to receive its smartclient.ini from the server.
+func LoadClientINI(dir string) (ClientINI, error) {
+	file := filepath.Join(dir, ClientININame)
+	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ClientINI{}, nil
+	}
+	if err != nil {
+		// An *fs.PathError already names the file and the operation.
+		return ClientINI{}, err
+	}
+	return ParseClientINI(file, data)
+}
+
+// iniOptions accept a TOTVS smartclient.ini as administrators write it: names
+// are case-insensitive as on Windows, "key = value ; note" carries an inline
+// comment, and a bare key is allowed rather than an error. Line continuation
+// is off because a Windows path ends in a backslash (path=C:\totvs\), which
+// would otherwise swallow the next line, section headers included.
+var iniOptions = ini.LoadOptions{
+	Insensitive:              true,
+	SpaceBeforeInlineComment: true,
+	AllowBooleanKeys:         true,
+	AllowShadows:             false,
+	IgnoreContinuation:       true,
+}
+
+// ParseClientINI parses the contents of a smartclient.ini; file names it in
+// errors and in the result. It reads server and port from the section that
+// [drivers] active= names ([tcp] when there is none), so a TOTVS file with
+// [config], [drivers] and [ssl] sections works unchanged; every other section
+// and key is ignored, since the file belongs to the application as much as to
+// us. A UTF-8 byte order mark and CRLF line endings are accepted.
+func ParseClientINI(file string, data []byte) (ClientINI, error) {
+	f, err := ini.LoadSources(iniOptions, data)
+	if err != nil {
+		return ClientINI{}, &ClientINIError{File: file, Err: err}
+	}
+
+	driver := defaultDriver
+	if s, err := f.GetSection("drivers"); err == nil && s.HasKey("active") {
+		if v := strings.ToLower(strings.TrimSpace(s.Key("active").String())); v != "" {
+			driver = v
+		}
+	}
+
+	cfg := ClientINI{File: file}
+	sec, err := f.GetSection(driver)
+	if err != nil {
+		if driver != defaultDriver {
+			// The administrator chose a connection explicitly; ignoring
+			// that choice would send the client somewhere else silently.
+			return ClientINI{}, &ClientINIError{File: file, Section: "drivers", Key: "active",
+				Err: fmt.Errorf("%q names no [%s] section", driver, driver)}
+		}
+		return cfg, nil
+	}
+
+	if sec.HasKey("server") {
+		server := strings.TrimSpace(sec.Key("server").String())
+		if strings.ContainsFunc(server, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			return ClientINI{}, &ClientINIError{File: file, Section: driver, Key: "server",
+				Err: fmt.Errorf("%q is not a host name or address", server)}
+		}
+		cfg.Server = server
+	}
+	if sec.HasKey("port") {
+		v := strings.TrimSpace(sec.Key("port").String())
+		if v != "" {
+			port, ok := parsePort(v)
+			if !ok {
+				return ClientINI{}, &ClientINIError{File: file, Section: driver, Key: "port",
+					Err: fmt.Errorf("%q is not a port number (1-65535)", v)}
+			}
+			cfg.Port = port
+		}
+	}
+	return cfg, nil
+}
+
+// parsePort accepts decimal digits only: strconv.Atoi alone would also take
+// "+80" and "-1", which no administrator means as a port. Atoi still rejects
+// values too long for an int, so a huge number is an error, not a wrap.
+func parsePort(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, false
+	}
+	return n, true
+}

@@ -1,0 +1,191 @@
+package smartclient
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/erpupdate/smartsync/syncproto"
+)
+
+// remoteFile is one file of the server's manifest, as the client uses it.
+type remoteFile struct {
+	Path     string
+	Size     int64
+	MtimeNs  int64
+	Mode     fs.FileMode
+	Hash     [32]byte
+	Preserve bool
+}
+
+// manifest is the validated list of the server's files; a file's index in
+// Files is its index on the wire.
+type manifest struct {
+	Build string
+	Files []remoteFile
+	Total int64
+}
+
+// ErrBadManifest marks a manifest the client refuses before it downloads
+// a byte.
+var ErrBadManifest = errors.New("smartclient: server sent an invalid manifest")
+
+// readManifest reads and validates a whole manifest.
+func readManifest(r *syncproto.Reader) (*manifest, error) {
+	m, err := r.Expect(syncproto.MsgManifestHeader)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	h := m.(syncproto.ManifestHeader)
+	man := &manifest{Build: h.Build, Files: make([]remoteFile, 0, h.Count)}
+	seen := make(map[string]string, h.Count)
+	for i := range h.Count {
+		m, err := r.Expect(syncproto.MsgManifestEntry)
+		if err != nil {
+			return nil, fmt.Errorf("reading manifest entry %d of %d: %w", i, h.Count, err)
+		}
+		e := m.(syncproto.ManifestEntry)
+		if err := checkPath(e.Path); err != nil {
+			return nil, fmt.Errorf("%w: entry %d %q: %w", ErrBadManifest, i, e.Path, err)
+		}
+		// Two names that differ only in case are one file on Windows
+		// and macOS, so the manifest may not hold both.
+		fold := strings.ToLower(e.Path)
+		if other, dup := seen[fold]; dup {
+			return nil, fmt.Errorf("%w: %q and %q name the same file", ErrBadManifest, other, e.Path)
+		}
+		seen[fold] = e.Path
+		if e.Size > 1<<50 || e.MtimeNs < 0 {
+			return nil, fmt.Errorf("%w: entry %q: size %d or mtime %d out of range", ErrBadManifest, e.Path, e.Size, e.MtimeNs)
+		}
+		man.Total += int64(e.Size)
+		man.Files = append(man.Files, remoteFile{
+			Path: e.Path, Size: int64(e.Size), MtimeNs: e.MtimeNs, Mode: fs.FileMode(e.Mode).Perm(),
+			Hash: e.Hash, Preserve: e.Flags&syncproto.FlagPreserve != 0,
+		})
+	}
+	if uint64(man.Total) != h.TotalBytes {
+		return nil, fmt.Errorf("%w: entries add up to %d bytes, header says %d", ErrBadManifest, man.Total, h.TotalBytes)
+	}
+	// A file may not sit below another file's name ("a" and "a/b").
+	names := make([]string, len(man.Files))
+	for i, f := range man.Files {
+		names[i] = strings.ToLower(f.Path)
+	}
+	sort.Strings(names)
+	for i := 1; i < len(names); i++ {
+		if strings.HasPrefix(names[i], names[i-1]+"/") {
+			return nil, fmt.Errorf("%w: %q is both a file and a folder", ErrBadManifest, names[i-1])
+		}
+	}
+	return man, nil
+}
+
+// checkPath accepts only clean, relative, slash-separated paths that stay
+// inside the install folder and do not touch the client's bookkeeping.
+func checkPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case !fs.ValidPath(p) || p == ".":
+		return errors.New("not a clean relative path")
+	case strings.ContainsAny(p, "\\:\x00"):
+		return errors.New("contains a backslash, colon or NUL")
+	case reserved(p):
+		return errors.New("names the client's own bookkeeping (.smartclient or bkp_remote.*)")
+	}
+	return nil
+}
+
+// plan is what one sync will do.
+type plan struct {
+	fetch      []int    // manifest indices to download
+	touch      []int    // same content, only the mtime differs
+	current    []int    // already as the server has them
+	kept       []int    // preserved files left as the user has them
+	remove     []string // installed by an earlier sync, no longer listed
+	fetchBytes int64
+}
+
+func (p *plan) empty() bool { return len(p.fetch) == 0 && len(p.touch) == 0 && len(p.remove) == 0 }
+
+// makePlan compares the manifest with the install folder. A full plan
+// (incompatible builds) fetches every file, preserved ones included.
+func makePlan(root *os.Root, st *State, man *manifest, full bool) (*plan, error) {
+	p := &plan{}
+	listed := make(map[string]bool, len(man.Files))
+	for i, f := range man.Files {
+		listed[f.Path] = true
+		fi, err := root.Lstat(f.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			p.fetch = append(p.fetch, i)
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("planning: %w", err)
+		case fi.IsDir():
+			return nil, fmt.Errorf("planning: cannot install %s: a folder of that name is in the way", f.Path)
+		case !fi.Mode().IsRegular():
+			return nil, fmt.Errorf("planning: cannot install %s: a %v of that name is in the way", f.Path, fi.Mode().Type())
+		}
+		switch {
+		case full:
+			p.fetch = append(p.fetch, i)
+		case f.Preserve:
+			p.kept = append(p.kept, i)
+		case fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs:
+			p.current = append(p.current, i)
+		case knownSame(st, f, fi):
+			p.touch = append(p.touch, i)
+		default:
+			p.fetch = append(p.fetch, i)
+		}
+	}
+	for _, i := range p.fetch {
+		p.fetchBytes += man.Files[i].Size
+	}
+	for name := range st.Files {
+		if !listed[name] {
+			p.remove = append(p.remove, name)
+		}
+	}
+	sort.Strings(p.remove)
+	return p, checkParents(root, man, p)
+}
+
+// knownSame reports whether the local file is untouched since the client
+// installed it and what it installed has the server's hash: then only its
+// mtime differs.
+func knownSame(st *State, f remoteFile, fi fs.FileInfo) bool {
+	k, ok := st.Files[f.Path]
+	if !ok || k.Size != fi.Size() || k.MtimeNs != fi.ModTime().UnixNano() || k.Size != f.Size {
+		return false
+	}
+	return k.Hash == hex.EncodeToString(f.Hash[:])
+}
+
+// checkParents makes sure every fetched file's folder can be created: a
+// file the client did not install must never be in the way, and finding
+// that out halfway through the switch would be too late.
+func checkParents(root *os.Root, man *manifest, p *plan) error {
+	removing := make(map[string]bool, len(p.remove))
+	for _, r := range p.remove {
+		removing[r] = true
+	}
+	checked := map[string]bool{}
+	for _, i := range p.fetch {
+		for dir := path.Dir(man.Files[i].Path); dir != "." && !checked[dir]; dir = path.Dir(dir) {
+			checked[dir] = true
+			fi, err := root.Lstat(dir)
+			if err == nil && !fi.IsDir() && !removing[dir] {
+				return fmt.Errorf("planning: cannot install %s: %s is a file, not a folder", man.Files[i].Path, dir)
+			}
+		}
+	}
+	return nil
+}

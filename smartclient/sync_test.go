@@ -1,0 +1,622 @@
+package smartclient_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/erpupdate/smartsync/appserver"
+	"github.com/erpupdate/smartsync/smartclient"
+	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/otiai10/copy"
+)
+
+const (
+	buildOld = "7.00.231101A"
+	buildNew = "7.00.240501A"
+)
+
+// server is a real appserver on 127.0.0.1:0 over update folders copied
+// from testdata into a temporary folder, so tests may change them.
+type server struct {
+	t       *testing.T
+	folders map[string]string // OS -> update folder
+	state   string
+	addr    string
+	log     *logBuf
+	stop    func()
+}
+
+type serverConf struct {
+	enable   bool
+	build    string
+	minBuild string
+	preserve string
+}
+
+var defaultConf = serverConf{enable: true, build: buildNew, minBuild: buildOld, preserve: "smartclient.ini"}
+
+func newServer(t *testing.T, conf serverConf) *server {
+	t.Helper()
+	base := t.TempDir()
+	s := &server{t: t, folders: map[string]string{}, state: filepath.Join(base, "state")}
+	for osName, fixture := range map[string]string{"windows": "windows", "linux": "linux", "darwin": "macosx"} {
+		dst := filepath.Join(base, "upd_"+osName)
+		if err := copy.Copy(filepath.Join("..", "testdata", "update", fixture), dst, copy.Options{PreserveTimes: true}); err != nil {
+			t.Fatal(err)
+		}
+		s.folders[osName] = dst
+	}
+	s.start(conf)
+	return s
+}
+
+// start (re)starts the server with conf over the same folders and state.
+func (s *server) start(conf serverConf) {
+	t := s.t
+	t.Helper()
+	if s.stop != nil {
+		s.stop()
+	}
+	ini := fmt.Sprintf("[TCP]\nPort=1234\n[UPDATE]\nEnable=%d\nPathWindows=%s\nPathLinux=%s\nPathMacOSX=%s\nBuild=%s\nMinClientBuild=%s\nPreserve=%s\n",
+		map[bool]int{true: 1, false: 0}[conf.enable], s.folders["windows"], s.folders["linux"], s.folders["darwin"], conf.build, conf.minBuild, conf.preserve)
+	path := filepath.Join(filepath.Dir(s.state), "AppServer.ini")
+	if err := os.WriteFile(path, []byte(ini), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := appserver.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.log = &logBuf{}
+	logger := slog.New(slog.NewTextHandler(s.log, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := appserver.New(ctx, logger, cfg, s.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	s.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+		srv.Close()
+		s.stop = nil
+	}
+	t.Cleanup(func() {
+		if s.stop != nil {
+			s.stop()
+		}
+	})
+}
+
+// logBuf collects the server's log; sessions write it concurrently.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitFor waits for the server to log want: the session's line is written
+// after the client has its answer.
+func (l *logBuf) waitFor(t *testing.T, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(l.String(), want) {
+			return
+		}
+	}
+	t.Errorf("server did not log %q:\n%s", want, l.String())
+}
+
+// write changes a file in an update folder, with an mtime that a
+// size+mtime check sees.
+func (s *server) write(osName, rel, content string) {
+	s.t.Helper()
+	p := filepath.Join(s.folders[osName], filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	bump(s.t, p)
+}
+
+var clock = time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
+
+// bump gives p a new mtime, distinct from every earlier one in the test.
+func bump(t *testing.T, p string) {
+	t.Helper()
+	clock = clock.Add(time.Minute)
+	if err := os.Chtimes(p, clock, clock); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sync1(t *testing.T, s *server, dir string, mod func(*smartclient.Options)) (*smartclient.Result, error) {
+	t.Helper()
+	o := smartclient.Options{Dir: dir, Server: s.addr, OS: "linux", Timeout: 10 * time.Second}
+	if mod != nil {
+		mod(&o)
+	}
+	return smartclient.Sync(context.Background(), o)
+}
+
+func yes(o *smartclient.Options) { o.Yes = true }
+
+func mustSync(t *testing.T, s *server, dir string, mod func(*smartclient.Options)) *smartclient.Result {
+	t.Helper()
+	res, err := sync1(t, s, dir, mod)
+	if err != nil {
+		t.Fatalf("sync: %v\nserver log:\n%s", err, s.log)
+	}
+	return res
+}
+
+// runCLI runs the smartclient command as a user would, without a terminal.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := smartclient.Run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// tree describes every file under dir but the client's bookkeeping and
+// backups: path -> mode and content hash.
+func tree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return m
+	}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel == ".smartclient" || strings.HasPrefix(rel, "bkp_remote.") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		m[rel] = fmt.Sprintf("%v %x", fi.Mode().Perm(), sha256.Sum256(data))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func sameTree(t *testing.T, got, want map[string]string, what string) {
+	t.Helper()
+	if maps.Equal(got, want) {
+		return
+	}
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if got[k] != want[k] {
+			t.Errorf("%s: %s: got %q, want %q", what, k, got[k], want[k])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: unexpected %s", what, k)
+		}
+	}
+}
+
+func backups(t *testing.T, dir string) []string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "bkp_remote.*"))
+	for i := range m {
+		m[i] = filepath.Base(m[i])
+	}
+	return m
+}
+
+func noLeftovers(t *testing.T, dir string) {
+	t.Helper()
+	for _, p := range []string{".smartclient/staging", ".smartclient/journal.json", ".smartclient/bkp_new"} {
+		if _, err := os.Lstat(filepath.Join(dir, p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left behind (%v)", p, err)
+		}
+	}
+}
+
+func TestFreshInstall(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := filepath.Join(t.TempDir(), "install")
+	res := mustSync(t, s, dir, yes)
+	if res.Outcome != syncproto.OutcomeUpdated || res.Fetched != 6 {
+		t.Fatalf("outcome %v, fetched %d; want updated, 6", res.Outcome, res.Fetched)
+	}
+	sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "install")
+	// The server's mtimes are kept to the nanosecond, so the next sync's
+	// size+mtime check matches.
+	src, _ := os.Stat(filepath.Join(s.folders["linux"], "lib", "libsmartclient.so"))
+	dst, _ := os.Stat(filepath.Join(dir, "lib", "libsmartclient.so"))
+	if !src.ModTime().Equal(dst.ModTime()) {
+		t.Errorf("mtime %v, server has %v", dst.ModTime(), src.ModTime())
+	}
+	if b := backups(t, dir); len(b) != 0 {
+		t.Errorf("backups of an empty folder: %v", b)
+	}
+	noLeftovers(t, dir)
+	s.log.waitFor(t, "outcome=updated files=6")
+}
+
+func TestIncrementalNoopAndMtimeOnly(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	v1 := tree(t, dir)
+
+	// Change, add and remove files on the server.
+	s.write("linux", "lib/libtlpp.so", "new tlpp")
+	s.write("linux", "plugins/chart/libchart.so", "a new plugin")
+	if err := os.Remove(filepath.Join(s.folders["linux"], "lang", "pt-br.txt")); err != nil {
+		t.Fatal(err)
+	}
+	res := mustSync(t, s, dir, nil)
+	if res.Outcome != syncproto.OutcomeUpdated || res.Fetched != 2 || res.Removed != 1 {
+		t.Fatalf("got %+v; want updated with 2 fetched and 1 removed", res)
+	}
+	sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after incremental")
+	if _, err := os.Stat(filepath.Join(dir, "lang")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("emptied folder lang kept: %v", err)
+	}
+	sameTree(t, tree(t, filepath.Join(dir, "bkp_remote.001")), v1, "bkp_remote.001")
+	noLeftovers(t, dir)
+
+	t.Run("no-op", func(t *testing.T) {
+		res := mustSync(t, s, dir, nil)
+		if res.Outcome != syncproto.OutcomeUpToDate || res.Fetched != 0 || res.WireBytes != 0 || res.Touched != 0 {
+			t.Fatalf("got %+v; want up to date, nothing transferred", res)
+		}
+		if b := backups(t, dir); len(b) != 1 {
+			t.Errorf("a no-op sync made a backup: %v", b)
+		}
+	})
+	t.Run("mtime only", func(t *testing.T) {
+		p := filepath.Join(s.folders["linux"], "smartclient")
+		bump(t, p)
+		res := mustSync(t, s, dir, nil)
+		if res.Fetched != 0 || res.WireBytes != 0 || res.Touched != 1 {
+			t.Fatalf("got %+v; want one file retimed, nothing transferred", res)
+		}
+		src, _ := os.Stat(p)
+		dst, _ := os.Stat(filepath.Join(dir, "smartclient"))
+		if !src.ModTime().Equal(dst.ModTime()) {
+			t.Errorf("mtime %v, server has %v", dst.ModTime(), src.ModTime())
+		}
+		if res := mustSync(t, s, dir, nil); res.Touched != 0 || res.Fetched != 0 {
+			t.Errorf("retimed file is not current on the next sync: %+v", res)
+		}
+	})
+	t.Run("local change is repaired", func(t *testing.T) {
+		p := filepath.Join(dir, "lib", "libsmartclient.so")
+		if err := os.WriteFile(p, []byte("damaged"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res := mustSync(t, s, dir, nil)
+		if res.Fetched != 1 {
+			t.Fatalf("fetched %d, want 1", res.Fetched)
+		}
+		sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after repair")
+	})
+}
+
+func TestIncompatible(t *testing.T) {
+	s := newServer(t, serverConf{enable: true, build: buildOld, preserve: "smartclient.ini"})
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	// The user edits INI files; then the server moves to a build the
+	// installed one is not compatible with.
+	for _, name := range []string{"smartclient.ini", "lang/pt-br.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("[local]\nedited=1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.start(serverConf{enable: true, build: buildNew, minBuild: buildNew, preserve: "smartclient.ini"})
+	before := tree(t, dir)
+
+	t.Run("declined at the prompt", func(t *testing.T) {
+		var asked string
+		_, err := sync1(t, s, dir, func(o *smartclient.Options) {
+			o.Confirm = func(q string) (bool, error) { asked = q; return false, nil }
+		})
+		if !errors.Is(err, smartclient.ErrDeclined) {
+			t.Fatalf("got %v, want ErrDeclined", err)
+		}
+		if asked != smartclient.IncompatiblePrompt {
+			t.Errorf("asked %q", asked)
+		}
+		sameTree(t, tree(t, dir), before, "after decline")
+	})
+	t.Run("no terminal and no --yes", func(t *testing.T) {
+		code, out, _ := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux")
+		if code != smartclient.ExitDeclined || !strings.Contains(out, "--yes") {
+			t.Fatalf("exit %d, output %q; want 3 and a hint to use --yes", code, out)
+		}
+		sameTree(t, tree(t, dir), before, "after decline")
+	})
+	t.Run("--yes copies everything, INI files included", func(t *testing.T) {
+		code, out, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux", "--yes")
+		if code != smartclient.ExitOK {
+			t.Fatalf("exit %d: %s %s", code, out, errOut)
+		}
+		sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after full update")
+		sameTree(t, tree(t, filepath.Join(dir, "bkp_remote.001")), before, "backup")
+		if res := mustSync(t, s, dir, nil); res.Fetched != 0 || !res.Compatible {
+			t.Errorf("next sync: %+v; want compatible and current", res)
+		}
+	})
+}
+
+func TestUpdatesDisabled(t *testing.T) {
+	s := newServer(t, serverConf{enable: false})
+	dir := filepath.Join(t.TempDir(), "install")
+	code, out, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux", "--yes")
+	if code != smartclient.ExitOK || !strings.Contains(out, "disabled") {
+		t.Fatalf("exit %d, %q %q; want 0 and a message", code, out, errOut)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("install folder created: %v", err)
+	}
+}
+
+func TestPreserve(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	ini := filepath.Join(dir, "smartclient.ini")
+	mine := "[tcp]\nserver=my-server\nport=1234\n"
+	if err := os.WriteFile(ini, []byte(mine), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.write("linux", "smartclient.ini", "[tcp]\nserver=erp2\nport=1234\n")
+	res := mustSync(t, s, dir, nil)
+	if res.Fetched != 0 || res.Kept != 1 {
+		t.Fatalf("got %+v; want the preserved file kept", res)
+	}
+	if b, _ := os.ReadFile(ini); string(b) != mine {
+		t.Fatalf("preserved file overwritten: %q", b)
+	}
+	// A preserved file that is missing is copied.
+	if err := os.Remove(ini); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, s, dir, nil)
+	if b, _ := os.ReadFile(ini); !strings.Contains(string(b), "erp2") {
+		t.Fatalf("missing preserved file not copied: %q", b)
+	}
+}
+
+func TestEachOS(t *testing.T) {
+	s := newServer(t, defaultConf)
+	for _, osName := range []string{"windows", "linux", "darwin"} {
+		t.Run(osName, func(t *testing.T) {
+			dir := t.TempDir()
+			code, out, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", osName, "--yes")
+			if code != smartclient.ExitOK {
+				t.Fatalf("exit %d: %s %s", code, out, errOut)
+			}
+			sameTree(t, tree(t, dir), tree(t, s.folders[osName]), osName)
+		})
+	}
+}
+
+func TestBackupRotation(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	var versions []map[string]string
+	for v := 1; v <= 5; v++ {
+		s.write("linux", "lib/libtlpp.so", fmt.Sprintf("version %d", v))
+		mustSync(t, s, dir, yes)
+		versions = append(versions, tree(t, dir))
+		if v == 4 {
+			// Four syncs: the first installed into an empty folder, each
+			// later one kept the install it replaced.
+			if b := backups(t, dir); !slices.Equal(b, []string{"bkp_remote.001", "bkp_remote.002", "bkp_remote.003"}) {
+				t.Fatalf("backups %v", b)
+			}
+			for i := 1; i <= 3; i++ {
+				sameTree(t, tree(t, filepath.Join(dir, fmt.Sprintf("bkp_remote.%03d", i))), versions[i-1], fmt.Sprintf("after 4 syncs, bkp_remote.%03d", i))
+			}
+		}
+	}
+	// The fifth drops the oldest; .003 is always the newest.
+	if b := backups(t, dir); len(b) != 3 {
+		t.Fatalf("backups %v", b)
+	}
+	for i := 1; i <= 3; i++ {
+		sameTree(t, tree(t, filepath.Join(dir, fmt.Sprintf("bkp_remote.%03d", i))), versions[i], fmt.Sprintf("after 5 syncs, bkp_remote.%03d", i))
+	}
+}
+
+func TestForeignFilesSurvive(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	foreign := map[string]string{"notes.txt": "mine", "lib/custom.so": "a local plugin", "lang/pt-br.txt.orig": "x"}
+	for p, c := range foreign {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustSync(t, s, dir, yes)
+	// The server drops a whole folder, the client's plugin beside it stays.
+	if err := os.RemoveAll(filepath.Join(s.folders["linux"], "lang")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(s.folders["linux"], "lib")); err != nil {
+		t.Fatal(err)
+	}
+	res := mustSync(t, s, dir, nil)
+	if res.Removed != 3 {
+		t.Errorf("removed %d, want 3", res.Removed)
+	}
+	for p, c := range foreign {
+		if b, err := os.ReadFile(filepath.Join(dir, p)); err != nil || string(b) != c {
+			t.Errorf("%s: %q, %v; want it untouched", p, b, err)
+		}
+	}
+}
+
+func TestServerUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.bin"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, dir)
+	code, _, errOut := runCLI(t, "sync", "--server", addr, "--dir", dir, "--os", "linux", "--yes")
+	if code != smartclient.ExitFailed {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	for _, want := range []string{"Could not update automatically: cannot reach the update server", "Please contact your system administrator."} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr %q lacks %q", errOut, want)
+		}
+	}
+	sameTree(t, tree(t, dir), before, "after failure")
+	if _, err := os.Stat(filepath.Join(dir, ".smartclient")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf(".smartclient created by a failed first sync: %v", err)
+	}
+}
+
+// cutProxy forwards to addr but closes both sides once limit bytes have
+// gone from the server to the client: a connection dropped mid-transfer.
+func cutProxy(t *testing.T, addr string, limit int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.CopyN(c, up, limit)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestDroppedMidTransfer(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	before := tree(t, dir)
+	// A large incompressible file makes sure the cut falls inside it.
+	big := make([]byte, 3<<20)
+	rand.NewChaCha8([32]byte{1}).Read(big)
+	s.write("linux", "lib/big.so", string(big))
+	s.write("linux", "smartclient", "new binary")
+	proxy := cutProxy(t, s.addr, 1<<20)
+	code, _, errOut := runCLI(t, "sync", "--server", proxy, "--dir", dir, "--os", "linux")
+	if code != smartclient.ExitFailed || !strings.Contains(errOut, "connection to the update server was lost") {
+		t.Fatalf("exit %d, stderr %q; want 1 and a lost connection", code, errOut)
+	}
+	sameTree(t, tree(t, dir), before, "after a dropped transfer")
+	noLeftovers(t, dir)
+	if b := backups(t, dir); len(b) != 0 {
+		t.Errorf("backup made for an update that did not happen: %v", b)
+	}
+	// And the next sync, on a good connection, completes.
+	mustSync(t, s, dir, nil)
+	sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after retry")
+}
+
+func TestCheckChangesNothing(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	s.write("linux", "lib/libtlpp.so", "newer")
+	state, _ := os.ReadFile(filepath.Join(dir, ".smartclient", "state.json"))
+	before := tree(t, dir)
+	code, out, errOut := runCLI(t, "sync", "--check", "--server", s.addr, "--dir", dir, "--os", "linux")
+	if code != smartclient.ExitOK || !strings.Contains(out, "Update available: build "+buildNew) || !strings.Contains(out, "1 files to download") {
+		t.Fatalf("exit %d, %q %q", code, out, errOut)
+	}
+	sameTree(t, tree(t, dir), before, "after --check")
+	if after, _ := os.ReadFile(filepath.Join(dir, ".smartclient", "state.json")); !bytes.Equal(after, state) {
+		t.Error("--check changed the client's state")
+	}
+	mustSync(t, s, dir, nil)
+	if _, out, _ := runCLI(t, "sync", "--check", "--server", s.addr, "--dir", dir, "--os", "linux"); !strings.Contains(out, "Up to date") {
+		t.Errorf("after syncing, --check says %q", out)
+	}
+}
+
+func TestRunStartsProgram(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	code, out, errOut := runCLI(t, "run", "--server", s.addr, "--dir", dir, "--os", "linux", "--yes", "--", "sh", "-c", "test -x ./smartclient && echo started; exit 7")
+	if code != 7 || !strings.Contains(out, "started") {
+		t.Fatalf("exit %d, %q %q; want the program's exit code 7 after the sync", code, out, errOut)
+	}
+}
