@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# demo.sh shows one appserver and one smartclient at work on this machine:
+# a first sync that installs the Linux client from testdata/update/linux, a
+# second sync that transfers nothing, and a check that finds nothing to do.
+#
+#   bash scripts/demo.sh          (or: make demo)
+#   KEEP=1 bash scripts/demo.sh   keep the scratch folder for a look around
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+make build
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/smartsync-demo.XXXXXX")
+log="$scratch/appserver.log"
+client="$scratch/client"
+server_pid=
+
+cleanup() {
+	local status=$?
+	if [ -n "$server_pid" ]; then
+		# SIGTERM asks the server to drain and stop; wait so that it is gone
+		# before its folder is removed.
+		kill "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+	fi
+	if [ "$status" -ne 0 ] && [ -f "$log" ]; then
+		echo
+		echo "demo failed (exit status $status); appserver log:" >&2
+		sed 's/^/    /' "$log" >&2
+	fi
+	if [ "${KEEP:-0}" = 1 ]; then
+		echo "KEEP=1: scratch folder kept at $scratch"
+	else
+		rm -rf "$scratch"
+	fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+header() {
+	echo
+	echo "=== $* ==="
+}
+
+# --listen overrides [TCP] Port of the INI file, so that the demo never
+# collides with a server already on port 1234: port 0 lets the kernel choose.
+bin/appserver --config AppServer.ini.example --state "$scratch/state" \
+	--listen 127.0.0.1:0 >"$log" 2>&1 &
+server_pid=$!
+
+# The server logs `level=INFO msg=listening addr=127.0.0.1:PORT` once it
+# accepts connections; wait up to 10 s for it.
+addr=
+for _ in $(seq 1 100); do
+	if ! kill -0 "$server_pid" 2>/dev/null; then
+		wait "$server_pid" || true
+		server_pid=
+		echo "appserver exited before listening" >&2
+		exit 1
+	fi
+	line=$({ grep 'listening' "$log" || true; } | grep -m1 'addr=' || true)
+	if [ -n "$line" ]; then
+		addr=$(printf '%s\n' "$line" | grep -o 'addr=[^ ]*' | head -n1 | sed 's/^addr=//; s/"//g')
+		[ -n "$addr" ] && break
+	fi
+	sleep 0.1
+done
+if [ -z "$addr" ]; then
+	echo "appserver did not report a listening address within 10 s" >&2
+	exit 1
+fi
+
+header "appserver listening on $addr (AppServer.ini.example, update folders in testdata/update)"
+
+mkdir -p "$client"
+
+header "first sync: install the Linux client into $client"
+bin/smartclient sync --server "$addr" --dir "$client" --os linux --yes
+
+header "the client folder (without the client's own state in .smartclient)"
+(
+	cd "$client"
+	find . -name .smartclient -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort |
+		while IFS= read -r f; do
+			printf '%s %8d  %s\n' "$(ls -ld "$f" | cut -c1-10)" "$(wc -c <"$f")" "$f"
+		done
+)
+
+header "second sync: nothing changed on the server, so nothing is transferred"
+bin/smartclient sync --server "$addr" --dir "$client" --os linux --yes
+
+header "check: compare with the server without changing anything"
+bin/smartclient sync --check --server "$addr" --dir "$client" --os linux
+
+header "appserver log"
+sed 's/^/    /' "$log"
