@@ -39,7 +39,17 @@ type Manifest struct {
 	Build      string
 	Files      []File // sorted by Path
 	TotalBytes int64
+
+	// root is the folder the manifest was made from. Each scan opens the
+	// folder anew, so an administrator who replaces the whole folder
+	// (the usual way to publish a release) is seen at the next scan,
+	// while sessions still sending the previous manifest keep reading
+	// the files it describes.
+	root *os.Root
 }
+
+// Open opens a file of the manifest's folder for reading.
+func (m *Manifest) Open(name string) (*os.File, error) { return m.root.Open(name) }
 
 // Index keeps the manifest of one OS folder current. It rescans the folder
 // (a stat of every file) before it hands out a manifest, rehashing only
@@ -50,7 +60,6 @@ type Index struct {
 	Dir      string
 	build    string
 	preserve []string
-	root     *os.Root
 	cache    string // path of the cache file
 	log      *slog.Logger
 
@@ -88,26 +97,29 @@ const racyWindow = 2 * time.Second
 // OpenIndex opens the update folder dir for OS osName, loads the hash
 // cache from stateDir and scans the folder once.
 func OpenIndex(ctx context.Context, log *slog.Logger, osName, dir, stateDir, build string, preserve []string) (*Index, error) {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, fmt.Errorf("opening update folder for %s: %w", osName, err)
-	}
 	ix := &Index{
-		OS: osName, Dir: dir, build: build, preserve: preserve, root: root,
+		OS: osName, Dir: dir, build: build, preserve: preserve,
 		cache: filepath.Join(stateDir, "hashcache-"+osName+".json"),
 		log:   log.With("os", osName),
 		known: map[string]cacheEntry{},
 	}
 	ix.loadCache()
 	if _, err := ix.Current(ctx); err != nil {
-		root.Close()
 		return nil, err
 	}
 	return ix, nil
 }
 
-// Close releases the folder.
-func (ix *Index) Close() error { return ix.root.Close() }
+// Close releases the folder of the current manifest; older ones are
+// released when no session uses them any more.
+func (ix *Index) Close() error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.cur != nil {
+		return ix.cur.root.Close()
+	}
+	return nil
+}
 
 func (ix *Index) loadCache() {
 	data, err := os.ReadFile(ix.cache)
@@ -150,12 +162,24 @@ func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 	ix.mu.Unlock()
 
 	m, next, err := ix.scan(ctx, known)
+	for retry := 0; retry < 3 && errors.Is(err, fs.ErrNotExist); retry++ {
+		// A file removed while the folder was being scanned: the
+		// administrator is publishing; look again.
+		time.Sleep(100 * time.Millisecond)
+		m, next, err = ix.scan(ctx, known)
+	}
 
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.scanning = nil
 	ix.scanErr = err
 	if err == nil {
+		if ix.cur != nil && sameDir(ix.cur.root, m.root) {
+			// Same folder as before: keep one open handle, not one
+			// per scan.
+			m.root.Close()
+			m.root = ix.cur.root
+		}
 		ix.cur = m
 		if !sameCache(known, next) {
 			ix.known = next
@@ -166,6 +190,15 @@ func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 	}
 	close(ch)
 	return ix.cur, err
+}
+
+func sameDir(a, b *os.Root) bool {
+	fa, err := a.Stat(".")
+	if err != nil {
+		return false
+	}
+	fb, err := b.Stat(".")
+	return err == nil && os.SameFile(fa, fb)
 }
 
 func sameCache(a, b map[string]cacheEntry) bool {
@@ -192,20 +225,20 @@ func (ix *Index) saveCache(files map[string]cacheEntry) error {
 // parallel. It returns the manifest and the cache entries to keep.
 func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manifest, map[string]cacheEntry, error) {
 	start := time.Now()
-	m := &Manifest{OS: ix.OS, Build: ix.build}
+	root, err := os.OpenRoot(ix.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening update folder for %s: %w", ix.OS, err)
+	}
+	m := &Manifest{OS: ix.OS, Build: ix.build, root: root}
 	var todo []int
-	err := filepath.WalkDir(ix.Dir, func(p string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
+		p := filepath.Join(ix.Dir, filepath.FromSlash(rel))
 		if err != nil {
 			return fmt.Errorf("scanning %s: %w", p, err)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(ix.Dir, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
 		switch {
 		case d.IsDir():
 			return nil
@@ -233,10 +266,11 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 		m.Files = append(m.Files, f)
 		return nil
 	})
-	if err != nil {
-		return nil, nil, err
+	if err == nil {
+		err = ix.hashAll(ctx, root, m.Files, todo)
 	}
-	if err := ix.hashAll(ctx, m.Files, todo); err != nil {
+	if err != nil {
+		root.Close()
 		return nil, nil, err
 	}
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
@@ -267,7 +301,7 @@ func (ix *Index) preserved(rel string) bool {
 }
 
 // hashAll hashes files[i] for every i in todo, on all cores.
-func (ix *Index) hashAll(ctx context.Context, files []File, todo []int) error {
+func (ix *Index) hashAll(ctx context.Context, root *os.Root, files []File, todo []int) error {
 	if len(todo) == 0 {
 		return nil
 	}
@@ -280,7 +314,7 @@ func (ix *Index) hashAll(ctx context.Context, files []File, todo []int) error {
 			defer wg.Done()
 			buf := make([]byte, 256<<10)
 			for i := range work {
-				if err := ix.hashFile(&files[i], buf); err != nil {
+				if err := ix.hashFile(root, &files[i], buf); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -317,9 +351,9 @@ feed:
 
 // hashFile hashes f and checks that the file did not change while it was
 // read; a file that keeps changing is an error rather than a torn entry.
-func (ix *Index) hashFile(f *File, buf []byte) error {
+func (ix *Index) hashFile(root *os.Root, f *File, buf []byte) error {
 	for attempt := 0; ; attempt++ {
-		h, fi, err := hashOpen(ix.root, f.Path, buf)
+		h, fi, err := hashOpen(root, f.Path, buf)
 		if err != nil {
 			return fmt.Errorf("hashing %s: %w", filepath.Join(ix.Dir, f.Path), err)
 		}

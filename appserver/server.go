@@ -379,7 +379,7 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index) erro
 	defer enc.Close()
 	buf := make([]byte, syncproto.MaxChunk)
 	for _, i := range want {
-		if err := s.sendFile(ctx, ss, ix, i, man.Files[i], enc, buf); err != nil {
+		if err := s.sendFile(ctx, ss, man, i, enc, buf); err != nil {
 			return err
 		}
 	}
@@ -390,12 +390,13 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index) erro
 // mtime no longer matches the manifest, or whose content no longer matches
 // its hash, is refused with CodeFileChanged instead of its FileEnd, so the
 // client never accepts a file that changed under the server.
-func (s *Server) sendFile(ctx context.Context, ss *session, ix *Index, index uint32, f File, enc *zstd.Encoder, buf []byte) error {
+func (s *Server) sendFile(ctx context.Context, ss *session, man *Manifest, index uint32, enc *zstd.Encoder, buf []byte) error {
+	f := man.Files[index]
 	changed := &syncproto.Error{Code: syncproto.CodeFileChanged,
 		Message: fmt.Sprintf("%s changed in the update folder while being sent; retry", f.Path)}
-	fh, err := ix.root.Open(filepath.FromSlash(f.Path))
+	fh, err := man.Open(filepath.FromSlash(f.Path))
 	if err != nil {
-		s.log.Warn("opening file to send", "os", ix.OS, "path", f.Path, "err", err)
+		s.log.Warn("opening file to send", "os", man.OS, "path", f.Path, "err", err)
 		return changed
 	}
 	defer fh.Close()
@@ -417,7 +418,7 @@ func (s *Server) sendFile(ctx context.Context, ss *session, ix *Index, index uin
 		}
 		n := int(min(int64(len(buf)), f.Size-sent))
 		if _, err := io.ReadFull(fh, buf[:n]); err != nil {
-			s.log.Warn("reading file to send", "os", ix.OS, "path", f.Path, "err", err)
+			s.log.Warn("reading file to send", "os", man.OS, "path", f.Path, "err", err)
 			return changed
 		}
 		h.Write(buf[:n])

@@ -620,3 +620,31 @@ func TestRunStartsProgram(t *testing.T) {
 		t.Fatalf("exit %d, %q %q; want the program's exit code 7 after the sync", code, out, errOut)
 	}
 }
+
+// TestUpdateFolderReplaced publishes a release the way administrators do:
+// the whole update folder is replaced while the server runs.
+func TestUpdateFolderReplaced(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	folder := s.folders["linux"]
+	next := folder + ".next"
+	if err := copy.Copy(folder, next, copy.Options{PreserveTimes: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(next, "smartclient"), []byte("release 2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bump(t, filepath.Join(next, "smartclient"))
+	if err := os.RemoveAll(folder); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, folder); err != nil {
+		t.Fatal(err)
+	}
+	res := mustSync(t, s, dir, nil)
+	if res.Fetched != 1 {
+		t.Errorf("fetched %d, want 1", res.Fetched)
+	}
+	sameTree(t, tree(t, dir), tree(t, folder), "after the folder was replaced")
+}
