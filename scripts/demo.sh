@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh shows one appserver and one smartclient at work on this machine:
 # a first sync that installs the Linux client from testdata/update/linux, a
-# second sync that transfers nothing, and a check that finds nothing to do.
+# second sync that transfers nothing, then a damaged install that a check
+# reports and a third sync repairs, with a backup of what it replaced.
 #
 #   bash scripts/demo.sh          (or: make demo)
 #   KEEP=1 bash scripts/demo.sh   keep the scratch folder for a look around
@@ -92,8 +93,18 @@ header "the client folder (without the client's own state in .smartclient)"
 header "second sync: nothing changed on the server, so nothing is transferred"
 bin/smartclient sync --server "$addr" --dir "$client" --os linux --yes
 
+header "damage the install: overwrite lib/libtlpp.so, delete plugins/report/libreport.so, add a file of our own"
+printf 'damaged' >"$client/lib/libtlpp.so"
+rm "$client/plugins/report/libreport.so"
+printf 'my notes\n' >"$client/notes.txt"
+
 header "check: compare with the server without changing anything"
 bin/smartclient sync --check --server "$addr" --dir "$client" --os linux
+
+header "third sync: only the two damaged files are fetched; the install is backed up first, notes.txt is left alone"
+bin/smartclient sync --server "$addr" --dir "$client" --os linux
+ls -d "$client"/bkp_remote.* | sed "s|^$client/||"
+cat "$client/notes.txt"
 
 header "appserver log"
 sed 's/^/    /' "$log"
