@@ -60,7 +60,8 @@
 //
 // # Limits
 //
-// A manifest holds at most MaxFiles entries; a path is at most MaxPath bytes;
+// A manifest holds at most MaxFiles entries; a path is at most MaxPath bytes
+// and all of a manifest's paths together at most MaxManifestPathBytes;
 // a Request frame carries at most MaxRequestBatch indices; builds, OS names
 // and client ids are at most MaxShortString bytes; messages at most
 // MaxMessage bytes.

@@ -18,13 +18,17 @@ const HeaderSize = 8
 
 // Limits of the protocol (see the package documentation).
 const (
-	MaxChunk        = 256 << 10 // raw bytes in one FileData chunk
-	MaxFiles        = 1 << 20   // entries in one manifest
-	MaxPath         = 4096      // bytes in one path
-	MaxRequestBatch = 16384     // indices in one Request frame
-	MaxShortString  = 128       // builds, OS names, client ids
-	MaxMessage      = 4096      // human-readable messages
-	HashSize        = 32        // BLAKE3-256
+	MaxChunk = 256 << 10 // raw bytes in one FileData chunk
+	MaxFiles = 1 << 20   // entries in one manifest
+	MaxPath  = 4096      // bytes in one path
+	// MaxManifestPathBytes bounds the paths of a whole manifest, so that
+	// a receiver's memory for one is bounded too (a manifest of MaxFiles
+	// paths of MaxPath bytes would be 4 GiB).
+	MaxManifestPathBytes = 64 << 20
+	MaxRequestBatch      = 16384 // indices in one Request frame
+	MaxShortString       = 128   // builds, OS names, client ids
+	MaxMessage           = 4096  // human-readable messages
+	HashSize             = 32    // BLAKE3-256
 )
 
 // MsgType is the type byte of a frame.
