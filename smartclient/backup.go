@@ -1,6 +1,7 @@
 package smartclient
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,25 +16,39 @@ import (
 // backupName returns the folder of backup n (1..3), as TOTVS names them.
 func backupName(n int) string { return fmt.Sprintf("%s%03d", backupPrefix, n) }
 
-// backup copies the current install into a new backup and rotates the
-// bkp_remote.00N folders: backups fill .001, .002, .003 in turn; once all
-// three exist, .001 is dropped, .002 becomes .001, .003 becomes .002 and
-// the new one is .003, so .003 is always the newest. The new backup is
-// built aside and put in place by renames, so a crash never leaves a half
-// backup under a bkp_remote name. It returns the name of the new backup, or
-// "" when the install held nothing to back up.
-func backup(root *os.Root, dir string) (string, error) {
-	if err := root.RemoveAll(newBackupDir); err != nil {
-		return "", fmt.Errorf("backup: clearing %s: %w", newBackupDir, err)
+// prepareBackup copies the current install into .smartclient/bkp_new,
+// where rotate later puts it in place once the switch has succeeded. It
+// reports false when the install held nothing to back up.
+func prepareBackup(ctx context.Context, root *os.Root, dir string) (bool, error) {
+	// A slot that is not a folder would stop the rotation after the
+	// switch; find out now, while nothing is changed.
+	for i := 1; i <= maxBackups; i++ {
+		if fi, err := root.Lstat(backupName(i)); err == nil && !fi.IsDir() {
+			return false, fmt.Errorf("backup: %s is not a folder; move it away and retry", backupName(i))
+		}
 	}
-	n, err := snapshot(root, dir, newBackupDir)
+	if err := root.RemoveAll(newBackupDir); err != nil {
+		return false, fmt.Errorf("backup: clearing %s: %w", newBackupDir, err)
+	}
+	n, err := snapshot(ctx, root, dir, newBackupDir)
+	if err == nil && n == 0 {
+		err = root.RemoveAll(newBackupDir)
+	}
 	if err != nil {
 		root.RemoveAll(newBackupDir)
-		return "", err
+		return false, fmt.Errorf("backup: %w", err)
 	}
-	if n == 0 {
-		return "", root.RemoveAll(newBackupDir)
-	}
+	return n > 0, nil
+}
+
+// rotate puts .smartclient/bkp_new in place as the newest backup:
+// backups fill .001, .002, .003 in turn; once all three exist, .001 is
+// dropped, .002 becomes .001, .003 becomes .002 and the new one is .003,
+// so the highest number is always the newest. Every step is a rename and
+// the gaps a crash may leave are closed first, so running it again after a
+// crash finishes the rotation, and a half backup never carries a
+// bkp_remote name. It returns the new backup's name.
+func rotate(root *os.Root) (string, error) {
 	var have []int
 	for i := 1; i <= maxBackups; i++ {
 		fi, err := root.Lstat(backupName(i))
@@ -47,7 +62,7 @@ func backup(root *os.Root, dir string) (string, error) {
 			have = append(have, i)
 		}
 	}
-	// Close gaps left by hand (".001" and ".003" only), oldest first.
+	// Close gaps (".001" and ".003" only), oldest first.
 	for slot, i := range have {
 		if i != slot+1 {
 			if err := root.Rename(backupName(i), backupName(slot+1)); err != nil {
@@ -87,11 +102,14 @@ func backup(root *os.Root, dir string) (string, error) {
 // writes a file in place: it renames new files over old ones, so the
 // backup keeps the old content. INI files are copied all the same, since
 // users and programs do edit those in place. It returns the files copied.
-func snapshot(root *os.Root, dir, dst string) (int, error) {
+func snapshot(ctx context.Context, root *os.Root, dir, dst string) (int, error) {
 	n := 0
 	err := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return fmt.Errorf("backup: reading %s: %w", p, err)
+			return fmt.Errorf("reading %s: %w", p, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		if p == "." {
 			return nil
@@ -106,7 +124,7 @@ func snapshot(root *os.Root, dir, dst string) (int, error) {
 		switch {
 		case d.IsDir():
 			if err := root.MkdirAll(target, 0o755); err != nil {
-				return fmt.Errorf("backup: %w", err)
+				return err
 			}
 			return nil
 		case d.Type()&fs.ModeSymlink != 0:
@@ -115,7 +133,7 @@ func snapshot(root *os.Root, dir, dst string) (int, error) {
 				err = root.Symlink(link, target)
 			}
 			if err != nil {
-				return fmt.Errorf("backup: copying link %s: %w", p, err)
+				return fmt.Errorf("copying link %s: %w", p, err)
 			}
 		case !d.Type().IsRegular():
 			return nil // sockets, pipes and devices are not part of an install
@@ -124,7 +142,7 @@ func snapshot(root *os.Root, dir, dst string) (int, error) {
 				src := filepath.Join(dir, filepath.FromSlash(p))
 				dstPath := filepath.Join(dir, filepath.FromSlash(target))
 				if err := copy.Copy(src, dstPath, copy.Options{PreserveTimes: true}); err != nil {
-					return fmt.Errorf("backup: copying %s: %w", p, err)
+					return fmt.Errorf("copying %s: %w", p, err)
 				}
 			}
 		}

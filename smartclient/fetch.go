@@ -49,7 +49,8 @@ func (c *conn) send(msgs ...syncproto.Message) error {
 	return c.w.Flush()
 }
 
-func (c *conn) expect(t syncproto.MsgType) (syncproto.Message, error) {
+// Expect reads the next message, of type t, within the timeout.
+func (c *conn) Expect(t syncproto.MsgType) (syncproto.Message, error) {
 	c.nc.SetReadDeadline(time.Now().Add(c.timeout))
 	return c.r.Expect(t)
 }
@@ -101,7 +102,7 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 	made := map[string]bool{}
 	for _, i := range order {
 		if err := ctx.Err(); err != nil {
-			return err
+			return fmt.Errorf("receiving files: %w", err)
 		}
 		rf := f.man.Files[i]
 		dir := path.Dir(stagingDir + "/" + rf.Path)
@@ -119,7 +120,7 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 }
 
 func (f *fetcher) fetchOne(index int, rf remoteFile) error {
-	m, err := f.c.expect(syncproto.MsgFileStart)
+	m, err := f.c.Expect(syncproto.MsgFileStart)
 	if err != nil {
 		return fmt.Errorf("receiving %s: %w", rf.Path, err)
 	}
@@ -137,7 +138,7 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	h := blake3.New()
 	var got int64
 	for got < rf.Size {
-		m, err := f.c.expect(syncproto.MsgFileData)
+		m, err := f.c.Expect(syncproto.MsgFileData)
 		if err != nil {
 			return fmt.Errorf("receiving %s: %w", rf.Path, err)
 		}
@@ -158,7 +159,7 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 		got += int64(len(raw))
 		f.progress.Add(int64(len(raw)))
 	}
-	m, err = f.c.expect(syncproto.MsgFileEnd)
+	m, err = f.c.Expect(syncproto.MsgFileEnd)
 	if err != nil {
 		return fmt.Errorf("receiving %s: %w", rf.Path, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"sort"
@@ -35,15 +36,21 @@ type manifest struct {
 // a byte.
 var ErrBadManifest = errors.New("smartclient: server sent an invalid manifest")
 
+// expecter reads the next message, which must be of type t.
+type expecter interface {
+	Expect(t syncproto.MsgType) (syncproto.Message, error)
+}
+
 // readManifest reads and validates a whole manifest.
-func readManifest(r *syncproto.Reader) (*manifest, error) {
+func readManifest(r expecter) (*manifest, error) {
 	m, err := r.Expect(syncproto.MsgManifestHeader)
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
 	}
 	h := m.(syncproto.ManifestHeader)
-	man := &manifest{Build: h.Build, Files: make([]remoteFile, 0, h.Count)}
-	seen := make(map[string]string, h.Count)
+	man := &manifest{Build: h.Build, Files: make([]remoteFile, 0, min(h.Count, 1<<16))}
+	seen := make(map[string]string, min(h.Count, 1<<16))
+	pathBytes := 0
 	for i := range h.Count {
 		m, err := r.Expect(syncproto.MsgManifestEntry)
 		if err != nil {
@@ -60,6 +67,10 @@ func readManifest(r *syncproto.Reader) (*manifest, error) {
 			return nil, fmt.Errorf("%w: %q and %q name the same file", ErrBadManifest, other, e.Path)
 		}
 		seen[fold] = e.Path
+		pathBytes += len(e.Path)
+		if pathBytes > syncproto.MaxManifestPathBytes {
+			return nil, fmt.Errorf("%w: paths add up to more than %d bytes", ErrBadManifest, syncproto.MaxManifestPathBytes)
+		}
 		if e.Size > 1<<50 || e.MtimeNs < 0 {
 			return nil, fmt.Errorf("%w: entry %q: size %d or mtime %d out of range", ErrBadManifest, e.Path, e.Size, e.MtimeNs)
 		}
@@ -99,6 +110,11 @@ func checkPath(p string) error {
 	case reserved(p):
 		return errors.New("names the client's own bookkeeping (.smartclient or bkp_remote.*)")
 	}
+	for _, part := range strings.Split(p, "/") {
+		if len(part) > 255 {
+			return errors.New("a name in it is longer than 255 bytes")
+		}
+	}
 	return nil
 }
 
@@ -110,17 +126,24 @@ type plan struct {
 	kept       []int    // preserved files left as the user has them
 	remove     []string // installed by an earlier sync, no longer listed
 	fetchBytes int64
+	// known holds what the client now knows of current files: the
+	// state for the next sync.
+	known map[string]FileState
 }
 
 func (p *plan) empty() bool { return len(p.fetch) == 0 && len(p.touch) == 0 && len(p.remove) == 0 }
 
+// changesContent reports whether the plan replaces or removes files, and
+// so needs a backup; fixing mtimes does not.
+func (p *plan) changesContent() bool { return len(p.fetch) > 0 || len(p.remove) > 0 }
+
 // makePlan compares the manifest with the install folder. A full plan
 // (incompatible builds) fetches every file, preserved ones included.
-func makePlan(root *os.Root, st *State, man *manifest, full bool) (*plan, error) {
-	p := &plan{}
+func makePlan(root *os.Root, st *State, man *manifest, full bool, log *slog.Logger) (*plan, error) {
+	p := &plan{known: map[string]FileState{}}
 	listed := make(map[string]bool, len(man.Files))
 	for i, f := range man.Files {
-		listed[f.Path] = true
+		listed[strings.ToLower(f.Path)] = true
 		fi, err := root.Lstat(f.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -133,15 +156,25 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool) (*plan, error)
 		case !fi.Mode().IsRegular():
 			return nil, fmt.Errorf("planning: cannot install %s: a %v of that name is in the way", f.Path, fi.Mode().Type())
 		}
+		hash := hex.EncodeToString(f.Hash[:])
+		k, installed := st.Files[f.Path]
+		untouched := installed && k.Size == fi.Size() && k.MtimeNs == fi.ModTime().UnixNano()
 		switch {
 		case full:
 			p.fetch = append(p.fetch, i)
 		case f.Preserve:
 			p.kept = append(p.kept, i)
+		case untouched && k.Hash == hash && k.ServerMtimeNs == f.MtimeNs:
+			// As installed, for this very release: compared with the
+			// state, not the server's mtime, which the file system may
+			// have rounded.
+			p.current = append(p.current, i)
+			p.known[f.Path] = k
+		case untouched && k.Hash == hash:
+			p.touch = append(p.touch, i)
 		case fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs:
 			p.current = append(p.current, i)
-		case knownSame(st, f, fi):
-			p.touch = append(p.touch, i)
+			p.known[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hash, ServerMtimeNs: f.MtimeNs}
 		default:
 			p.fetch = append(p.fetch, i)
 		}
@@ -149,24 +182,28 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool) (*plan, error)
 	for _, i := range p.fetch {
 		p.fetchBytes += man.Files[i].Size
 	}
-	for name := range st.Files {
-		if !listed[name] {
+	for name, k := range st.Files {
+		switch {
+		case listed[strings.ToLower(name)]:
+			// Still listed, perhaps with other letter case: on Windows
+			// and macOS that is the same file, and removing the old
+			// name would remove the new one.
+		case k.Preserve:
+			// The workstation's own copy now; never removed.
+		default:
+			fi, err := root.Lstat(name)
+			if err != nil || !fi.Mode().IsRegular() {
+				continue // gone already: just forgotten
+			}
+			if fi.Size() != k.Size || fi.ModTime().UnixNano() != k.MtimeNs {
+				log.Info("leaving a file the user changed, though the server no longer lists it", "path", name)
+				continue
+			}
 			p.remove = append(p.remove, name)
 		}
 	}
 	sort.Strings(p.remove)
 	return p, checkParents(root, man, p)
-}
-
-// knownSame reports whether the local file is untouched since the client
-// installed it and what it installed has the server's hash: then only its
-// mtime differs.
-func knownSame(st *State, f remoteFile, fi fs.FileInfo) bool {
-	k, ok := st.Files[f.Path]
-	if !ok || k.Size != fi.Size() || k.MtimeNs != fi.ModTime().UnixNano() || k.Size != f.Size {
-		return false
-	}
-	return k.Hash == hex.EncodeToString(f.Hash[:])
 }
 
 // checkParents makes sure every fetched file's folder can be created: a

@@ -3,7 +3,11 @@ package smartclient
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -80,4 +84,110 @@ func FuzzReadManifest(f *testing.F) {
 			t.Fatalf("total %d, files add up to %d", man.Total, total)
 		}
 	})
+}
+
+// TestPlan checks each decision of the plan against a real folder and a
+// state, including mtimes that the file system rounded (NTFS keeps 100 ns,
+// FAT 2 s): what the state recorded from the disk counts, not the
+// server's nanoseconds.
+func TestPlan(t *testing.T) {
+	const (
+		srvMtime     = int64(1714521600123456789)
+		rounded      = int64(1714521600123456700) // as NTFS would keep it
+		otherSrvTime = int64(1714521700000000000)
+	)
+	hashA, hashB := [32]byte{1}, [32]byte{2}
+	hexA := "01" + strings.Repeat("00", 31)
+	tests := []struct {
+		name   string
+		local  string // "" = missing
+		mtime  int64
+		state  *FileState
+		remote remoteFile
+		full   bool
+		want   string
+	}{
+		{"missing", "", 0, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "fetch"},
+		{"same size and mtime", "abc", srvMtime, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "current"},
+		{"rounded mtime, known from state", "abc", rounded, &FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "current"},
+		{"server retimed, same hash", "abc", rounded, &FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: otherSrvTime, Hash: hashA}, false, "touch"},
+		{"server changed content", "abc", rounded, &FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: otherSrvTime, Hash: hashB}, false, "fetch"},
+		{"user changed the file", "xyz!", srvMtime + 5, &FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "fetch"},
+		{"unknown file, other mtime", "abc", rounded, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "fetch"},
+		{"full update fetches all", "abc", srvMtime, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, true, "fetch"},
+		{"preserved and present", "mine", 1, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA, Preserve: true}, false, "kept"},
+		{"preserved, full update", "mine", 1, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA, Preserve: true}, true, "fetch"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			root, err := os.OpenRoot(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
+			if tc.local != "" {
+				p := filepath.Join(dir, "f.dll")
+				if err := os.WriteFile(p, []byte(tc.local), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				mt := time.Unix(0, tc.mtime)
+				if err := os.Chtimes(p, mt, mt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st := &State{Files: map[string]FileState{}}
+			if tc.state != nil {
+				st.Files["f.dll"] = *tc.state
+			}
+			tc.remote.Path = "f.dll"
+			p, err := makePlan(root, st, &manifest{Files: []remoteFile{tc.remote}}, tc.full, discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for name, n := range map[string]int{"fetch": len(p.fetch), "touch": len(p.touch), "current": len(p.current), "kept": len(p.kept)} {
+				for range n {
+					got = append(got, name)
+				}
+			}
+			if len(got) != 1 || got[0] != tc.want {
+				t.Fatalf("plan says %v, want [%s]", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPlanRemovals: only files the client installed, unchanged since, and
+// no longer listed under any letter case are removed.
+func TestPlanRemovals(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	st := &State{Files: map[string]FileState{}}
+	for name, edited := range map[string]bool{"gone.dll": false, "edited.ini": true, "foo.dll": false, "kept.ini": false} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(p)
+		k := FileState{Size: 1, MtimeNs: fi.ModTime().UnixNano(), Preserve: name == "kept.ini"}
+		if edited {
+			k.Size = 99
+		}
+		st.Files[name] = k
+	}
+	st.Files["vanished.dll"] = FileState{Size: 1}
+	// The server renamed foo.dll to Foo.dll: one file on Windows and macOS.
+	man := &manifest{Files: []remoteFile{{Path: "Foo.dll", Size: 1}}}
+	p, err := makePlan(root, st, man, false, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(p.remove, ",") != "gone.dll" {
+		t.Fatalf("remove %v, want only gone.dll", p.remove)
+	}
 }

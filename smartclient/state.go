@@ -22,6 +22,7 @@ const (
 	stateFile    = metaDir + "/state.json"
 	journalFile  = metaDir + "/journal.json"
 	stagingDir   = metaDir + "/staging"
+	oldDir       = metaDir + "/old"
 	newBackupDir = metaDir + "/bkp_new"
 	dropBackup   = metaDir + "/bkp_drop"
 	lockFile     = metaDir + "/lock"
@@ -38,11 +39,14 @@ func reserved(rel string) bool {
 }
 
 // FileState is what the client knows of a file it installed: the size and
-// mtime it left the file with, and the hash of the content it wrote.
+// mtime the file has on disk (which the file system may have rounded), the
+// hash of its content, and the server's mtime it was installed for.
 type FileState struct {
-	Size    int64  `json:"size"`
-	MtimeNs int64  `json:"mtime"`
-	Hash    string `json:"blake3"`
+	Size          int64  `json:"size"`
+	MtimeNs       int64  `json:"mtime"`
+	Hash          string `json:"blake3"`
+	ServerMtimeNs int64  `json:"server_mtime"`
+	Preserve      bool   `json:"preserve,omitempty"`
 }
 
 // State is the client's persistent record, .smartclient/state.json.
@@ -92,7 +96,7 @@ func loadState(dir string) (*State, error) {
 func (st *State) save(dir string) error {
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("encoding client state: %w", err)
 	}
 	if err := atomicfile.Write(filepath.Join(dir, filepath.FromSlash(stateFile)), data, 0o644); err != nil {
 		return fmt.Errorf("saving client state: %w", err)

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
@@ -104,7 +105,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		// A fresh install that did not happen leaves no empty folder.
 		os.Remove(o.Dir)
 	}
-	if err != nil && !o.CheckOnly && st.exists {
+	if err != nil && !o.CheckOnly && st.exists && !errors.Is(err, ErrDeclined) && !errors.Is(err, ErrDisabled) {
 		// Record the failure for 'status'; the install is untouched.
 		st.LastSync, st.LastOutcome, st.LastMessage, st.Server = time.Now().UTC(), "failed", err.Error(), o.Server
 		if serr := st.save(o.Dir); serr != nil {
@@ -114,34 +115,48 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	return res, err
 }
 
-func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result, error) {
+// hello opens a session: it connects, says hello and reads the welcome.
+func hello(ctx context.Context, st *State, o Options) (*conn, syncproto.Welcome, error) {
 	c, err := dial(ctx, o.Server, o.Timeout)
+	if err != nil {
+		return nil, syncproto.Welcome{}, err
+	}
+	if err := c.send(syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID}); err != nil {
+		c.Close()
+		return nil, syncproto.Welcome{}, fmt.Errorf("sending hello: %w", err)
+	}
+	m, err := c.Expect(syncproto.MsgWelcome)
+	if err != nil {
+		c.Close()
+		return nil, syncproto.Welcome{}, fmt.Errorf("waiting for the server's welcome: %w", err)
+	}
+	return c, m.(syncproto.Welcome), nil
+}
+
+// report tells the server how the sync ended. It is for the
+// administrator's log; the sync's result does not depend on it.
+func (c *conn) report(log *slog.Logger, r syncproto.Report) {
+	err := c.send(r)
+	if err == nil {
+		_, err = c.Expect(syncproto.MsgReportAck)
+	}
+	if err != nil {
+		log.Warn("reporting the outcome to the server", "err", err)
+	}
+}
+
+func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result, error) {
+	c, w, err := hello(ctx, st, o)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	if err := c.send(syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID}); err != nil {
-		return nil, fmt.Errorf("sending hello: %w", err)
-	}
-	m, err := c.expect(syncproto.MsgWelcome)
-	if err != nil {
-		return nil, fmt.Errorf("waiting for the server's welcome: %w", err)
-	}
-	w := m.(syncproto.Welcome)
+	defer func() { c.Close() }()
 	res := &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message}
 	o.Log.Info("connected", "server", o.Server, "server_build", w.ServerBuild, "installed_build", st.Build,
 		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
-
 	report := func(r syncproto.Report) {
-		// The outcome is for the administrator's log; the sync's
-		// result does not depend on it reaching the server.
 		r.Build = st.Build
-		if err := c.send(r); err == nil {
-			_, err = c.expect(syncproto.MsgReportAck)
-		}
-		if err != nil {
-			o.Log.Warn("reporting the outcome to the server", "err", err)
-		}
+		c.report(o.Log, r)
 	}
 	if !w.UpdatesEnabled {
 		res.Outcome = syncproto.OutcomeUpToDate
@@ -150,29 +165,31 @@ func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result
 	}
 	full := !w.Compatible
 	if full && !o.CheckOnly && !o.Yes {
-		ok := false
-		if o.Confirm != nil {
-			if ok, err = o.Confirm(IncompatiblePrompt); err != nil {
-				return nil, fmt.Errorf("asking to update: %w", err)
-			}
-		} else {
-			fmt.Fprintf(o.Out, "SmartClient and AppServer builds are incompatible (%s); not updating without a terminal to ask on: run with --yes to accept.\n", w.Message)
+		ok, err := confirm(ctx, c, o, w)
+		if err != nil {
+			return nil, err
 		}
 		if !ok {
 			res.Outcome = syncproto.OutcomeDeclined
-			report(syncproto.Report{Outcome: syncproto.OutcomeDeclined})
 			return res, ErrDeclined
 		}
+		// A person may take longer to answer than the server waits, so
+		// the session that asked was closed; start a new one.
+		if c, w, err = hello(ctx, st, o); err != nil {
+			return nil, err
+		}
+		full = !w.Compatible
+		res.Build, res.Compatible = w.ServerBuild, w.Compatible
 	}
 
 	if err := c.send(syncproto.GetManifest{}); err != nil {
 		return nil, fmt.Errorf("asking for the manifest: %w", err)
 	}
-	man, err := readManifest(c.r)
+	man, err := readManifest(c)
 	if err != nil {
 		return nil, err
 	}
-	p, err := makePlan(root, st, man, full)
+	p, err := makePlan(root, st, man, full, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +198,7 @@ func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result
 		res.Outcome = syncproto.OutcomeChecked
 		res.Fetched, res.FetchedBytes = len(p.fetch), p.fetchBytes
 		if err := c.request(nil); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("ending the check: %w", err)
 		}
 		report(syncproto.Report{Outcome: syncproto.OutcomeChecked})
 		return res, nil
@@ -189,7 +206,12 @@ func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result
 
 	fail := func(err error) (*Result, error) {
 		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
-		root.RemoveAll(stagingDir)
+		if !exists(root, journalFile) {
+			// Nothing of the update is in the install; drop what was
+			// staged. A kept journal keeps its staged files for the
+			// next start to finish or undo.
+			tidy(root, o.Log)
+		}
 		return nil, err
 	}
 	if err := c.request(p.fetch); err != nil {
@@ -203,33 +225,37 @@ func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result
 		var pe *syncproto.Error
 		if errors.As(err, &pe) {
 			// The server's final word: nothing to report back.
-			root.RemoveAll(stagingDir)
+			tidy(root, o.Log)
 			return nil, fmt.Errorf("the server stopped the transfer: %w", err)
 		}
 		return fail(err)
 	}
 	res.Fetched, res.FetchedBytes, res.WireBytes = len(p.fetch), p.fetchBytes, fe.wire
 
-	if !p.empty() {
-		// Every file is staged and verified: only now is the install
-		// touched, first by backing it up.
-		res.Backup, err = backup(root, o.Dir)
-		if err != nil {
+	// Every file is staged and verified: only now is the install
+	// touched, after a last chance to stop.
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	j := &journal{Remove: p.remove, State: nextState(st, man, p, o)}
+	if p.changesContent() {
+		if j.Backup, err = prepareBackup(ctx, root, o.Dir); err != nil {
 			return fail(err)
 		}
 	}
-	next := nextState(st, man, p, o)
-	j := &journal{Remove: p.remove, State: next}
 	for _, i := range p.fetch {
 		j.Install = append(j.Install, man.Files[i].Path)
 	}
 	for _, i := range p.touch {
 		j.Touch = append(j.Touch, touchStep{Path: man.Files[i].Path, MtimeNs: man.Files[i].MtimeNs})
 	}
-	if err := commit(root, o.Dir, j, o.Log); err != nil {
+	if err := commit(ctx, root, o.Dir, j, o.Log); err != nil {
 		return fail(fmt.Errorf("applying the update: %w", err))
 	}
-	*st = *next
+	if j.Backup {
+		res.Backup = newestBackup(root)
+	}
+	*st = *j.State
 	res.Outcome = syncproto.OutcomeUpToDate
 	if !p.empty() {
 		res.Outcome = syncproto.OutcomeUpdated
@@ -238,8 +264,51 @@ func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result
 	return res, nil
 }
 
+// confirm asks whether to go ahead with a full update. The session is
+// told the answer and closed first when the answer is no.
+func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome) (bool, error) {
+	if o.Confirm == nil {
+		fmt.Fprintf(o.Out, "SmartClient and AppServer builds are incompatible (%s); not updating without a terminal to ask on: run with --yes to accept.\n", w.Message)
+		c.report(o.Log, syncproto.Report{Outcome: syncproto.OutcomeDeclined, Message: "no terminal to ask on"})
+		return false, nil
+	}
+	c.Close()
+	// The answer is read aside so that an interrupt is not held up by a
+	// prompt nobody answers.
+	type answer struct {
+		ok  bool
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		ok, err := o.Confirm(IncompatiblePrompt)
+		ch <- answer{ok, err}
+	}()
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case a := <-ch:
+		if a.err != nil {
+			return false, fmt.Errorf("asking to update: %w", a.err)
+		}
+		return a.ok, nil
+	}
+}
+
+// newestBackup names the highest-numbered backup folder.
+func newestBackup(root *os.Root) string {
+	for i := maxBackups; i >= 1; i-- {
+		if fi, err := root.Lstat(backupName(i)); err == nil && fi.IsDir() {
+			return backupName(i)
+		}
+	}
+	return ""
+}
+
 // nextState is the state after the plan is applied: every listed file
-// the client installed or found identical, with its server hash.
+// the client installed or found identical, with its server hash. The
+// mtimes of fetched and retimed files are filled in from the disk once
+// they are in place.
 func nextState(st *State, man *manifest, p *plan, o Options) *State {
 	next := &State{
 		Version: stateVersion, ClientID: st.ClientID, Build: man.Build, OS: o.OS, Server: o.Server,
@@ -248,19 +317,22 @@ func nextState(st *State, man *manifest, p *plan, o Options) *State {
 	if p.empty() {
 		next.LastOutcome = "up-to-date"
 	}
-	record := func(idx []int) {
-		for _, i := range idx {
-			f := man.Files[i]
-			next.Files[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hex.EncodeToString(f.Hash[:])}
-		}
+	for _, i := range slices.Concat(p.fetch, p.touch) {
+		f := man.Files[i]
+		next.Files[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hex.EncodeToString(f.Hash[:]),
+			ServerMtimeNs: f.MtimeNs, Preserve: f.Preserve}
 	}
-	record(p.fetch)
-	record(p.touch)
-	record(p.current)
-	// A preserved file the user kept stays the client's to remove
-	// later only if an earlier sync installed it.
+	for _, i := range p.current {
+		f := man.Files[i]
+		k := p.known[f.Path]
+		k.Preserve = f.Preserve
+		next.Files[f.Path] = k
+	}
+	// A preserved file the user kept stays recorded only if an earlier
+	// sync installed it; it is the workstation's own now.
 	for _, i := range p.kept {
 		if k, ok := st.Files[man.Files[i].Path]; ok {
+			k.Preserve = true
 			next.Files[man.Files[i].Path] = k
 		}
 	}

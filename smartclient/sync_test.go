@@ -47,6 +47,7 @@ type serverConf struct {
 	build    string
 	minBuild string
 	preserve string
+	idle     time.Duration // server's idle timeout; 0: its default
 }
 
 var defaultConf = serverConf{enable: true, build: buildNew, minBuild: buildOld, preserve: "smartclient.ini"}
@@ -89,6 +90,9 @@ func (s *server) start(conf serverConf) {
 	srv, err := appserver.New(ctx, logger, cfg, s.state)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if conf.idle > 0 {
+		srv.IdleTimeout = conf.idle
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -336,6 +340,9 @@ func TestIncrementalNoopAndMtimeOnly(t *testing.T) {
 		if res := mustSync(t, s, dir, nil); res.Touched != 0 || res.Fetched != 0 {
 			t.Errorf("retimed file is not current on the next sync: %+v", res)
 		}
+		if b := backups(t, dir); len(b) != 1 {
+			t.Errorf("fixing an mtime made a backup: %v", b)
+		}
 	})
 	t.Run("local change is repaired", func(t *testing.T) {
 		p := filepath.Join(dir, "lib", "libsmartclient.so")
@@ -361,7 +368,7 @@ func TestIncompatible(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s.start(serverConf{enable: true, build: buildNew, minBuild: buildNew, preserve: "smartclient.ini"})
+	s.start(serverConf{enable: true, build: buildNew, minBuild: buildNew, preserve: "smartclient.ini", idle: 2 * time.Second})
 	before := tree(t, dir)
 
 	t.Run("declined at the prompt", func(t *testing.T) {
@@ -376,6 +383,19 @@ func TestIncompatible(t *testing.T) {
 			t.Errorf("asked %q", asked)
 		}
 		sameTree(t, tree(t, dir), before, "after decline")
+	})
+	t.Run("yes at the prompt, answered after the server stopped waiting", func(t *testing.T) {
+		other := t.TempDir()
+		if err := copy.Copy(dir, other, copy.Options{PreserveTimes: true}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := sync1(t, s, other, func(o *smartclient.Options) {
+			o.Confirm = func(string) (bool, error) { time.Sleep(2500 * time.Millisecond); return true, nil }
+		})
+		if err != nil || res.Outcome != syncproto.OutcomeUpdated {
+			t.Fatalf("got %+v, %v", res, err)
+		}
+		sameTree(t, tree(t, other), tree(t, s.folders["linux"]), "after yes")
 	})
 	t.Run("no terminal and no --yes", func(t *testing.T) {
 		code, out, _ := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux")
