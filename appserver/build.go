@@ -39,11 +39,11 @@ func ParseBuild(s string) (Build, error) {
 	if len(parts) != 3 {
 		return bad("want MAJOR.MINOR.YYMMDD with an optional letter A-Z, as in 7.00.240501A")
 	}
-	major, err := parseBuildNumber(parts[0])
+	major, err := parseDigits(parts[0])
 	if err != nil {
 		return Build{}, fmt.Errorf("invalid build %q: major version: %w", s, err)
 	}
-	minor, err := parseBuildNumber(parts[1])
+	minor, err := parseDigits(parts[1])
 	if err != nil {
 		return Build{}, fmt.Errorf("invalid build %q: minor version: %w", s, err)
 	}
@@ -76,9 +76,9 @@ func ParseBuild(s string) (Build, error) {
 	return Build{Major: major, Minor: minor, Date: date, Suffix: suffix, raw: s}, nil
 }
 
-// parseBuildNumber accepts only plain ASCII digits: strconv.Atoi alone would
-// also take signs such as "+7".
-func parseBuildNumber(s string) (int, error) {
+// parseDigits accepts only plain ASCII digits: strconv.Atoi alone would
+// also take signs such as "+7". Builds and ports both use it.
+func parseDigits(s string) (int, error) {
 	if s == "" {
 		return 0, errors.New("empty")
 	}

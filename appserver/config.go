@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"gopkg.in/ini.v1"
@@ -434,20 +433,11 @@ func (v *validator) originalName(section, lower string) string {
 	return lower
 }
 
-// parsePort accepts only plain digits: strconv.Atoi alone would also take
-// "+80".
+// parsePort accepts only plain digits from 1 to 65535.
 func parsePort(s string) (int, error) {
-	if s == "" {
-		return 0, errors.New("empty")
-	}
-	for i := 0; i < len(s); i++ {
-		if !isDigit(s[i]) {
-			return 0, fmt.Errorf("%q is not a number", s)
-		}
-	}
-	n, err := strconv.Atoi(s)
+	n, err := parseDigits(s)
 	if err != nil {
-		return 0, fmt.Errorf("parsing port: %w", err)
+		return 0, err
 	}
 	if n < 1 || n > 65535 {
 		return 0, fmt.Errorf("%d is out of range", n)
