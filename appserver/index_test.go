@@ -1,0 +1,501 @@
+package appserver
+
+import (
+	"context"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zeebo/blake3"
+)
+
+// discardLogger is the logger of tests that do not look at the log.
+func discardLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// oldTime is an mtime well outside the hash cache's racy window.
+var oldTime = time.Now().Add(-time.Hour).Truncate(time.Second)
+
+// writeTree writes files (slash paths relative to dir) and sets their mtime
+// to mtime, unless mtime is zero.
+func writeTree(t testing.TB, dir string, files map[string]string, mtime time.Time) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if !mtime.IsZero() {
+			if err := os.Chtimes(p, mtime, mtime); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// openIndex opens dir as the linux update folder with its cache in state.
+func openIndex(t testing.TB, dir, state string, preserve ...string) *Index {
+	t.Helper()
+	ix, err := OpenIndex(context.Background(), discardLogger(), "linux", dir, state, "7.00.240501A", preserve)
+	if err != nil {
+		t.Fatalf("OpenIndex(%s): %v", dir, err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	return ix
+}
+
+// current returns the index's manifest, failing the test on error.
+func current(t testing.TB, ix *Index) *Manifest {
+	t.Helper()
+	m, err := ix.Current(context.Background())
+	if err != nil {
+		t.Fatalf("Current: %v", err)
+	}
+	return m
+}
+
+// checkManifest checks that m lists exactly files, sorted, each with the
+// BLAKE3 hash and size of its content.
+func checkManifest(t testing.TB, m *Manifest, files map[string]string) {
+	t.Helper()
+	if len(m.Files) != len(files) {
+		t.Fatalf("manifest has %d files, want %d: %+v", len(m.Files), len(files), m.Files)
+	}
+	var total int64
+	for i, f := range m.Files {
+		if i > 0 && m.Files[i-1].Path >= f.Path {
+			t.Errorf("manifest not sorted: %q before %q", m.Files[i-1].Path, f.Path)
+		}
+		content, ok := files[f.Path]
+		if !ok {
+			t.Errorf("manifest lists %q, which was not written", f.Path)
+			continue
+		}
+		if f.Size != int64(len(content)) {
+			t.Errorf("%s: size %d, want %d", f.Path, f.Size, len(content))
+		}
+		if want := blake3.Sum256([]byte(content)); f.Hash != want {
+			t.Errorf("%s: hash %x, want %x", f.Path, f.Hash, want)
+		}
+		total += f.Size
+	}
+	if m.TotalBytes != total {
+		t.Errorf("TotalBytes = %d, want %d", m.TotalBytes, total)
+	}
+}
+
+func sampleTree() map[string]string {
+	return map[string]string{
+		"smartclient":            strings.Repeat("binary\x00", 5000),
+		"smartclient.ini":        "[TCP]\nServer=erp\nPort=1234\n",
+		"lib/liberp.so":          strings.Repeat("lib", 3000),
+		"lib/plugins/report.so":  "report plugin",
+		"empty":                  "",
+		"docs/release notes.txt": "7.00.240501A",
+	}
+}
+
+// TestIndexHashCachePersists shows that a restart does not rehash what was
+// hashed before, except files modified within the racy window, whose hashes
+// are used but deliberately not remembered.
+func TestIndexHashCachePersists(t *testing.T) {
+	tests := []struct {
+		name  string
+		fresh []string // files left with the mtime of their writing
+	}{
+		{name: "all files old", fresh: nil},
+		{name: "one file just written is rehashed", fresh: []string{"lib/liberp.so"}},
+		{name: "two files just written are rehashed", fresh: []string{"empty", "smartclient"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, state := t.TempDir(), t.TempDir()
+			files := sampleTree()
+			writeTree(t, dir, files, oldTime)
+			for _, name := range tc.fresh {
+				// Rewrite so that the mtime is now, inside the racy window.
+				writeTree(t, dir, map[string]string{name: files[name]}, time.Time{})
+			}
+
+			ix := openIndex(t, dir, state)
+			if ix.Hashed != int64(len(files)) {
+				t.Errorf("first open: Hashed = %d, want %d", ix.Hashed, len(files))
+			}
+			first := current(t, ix)
+			checkManifest(t, first, files)
+			if err := ix.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			ix2 := openIndex(t, dir, state)
+			if ix2.Hashed != int64(len(tc.fresh)) {
+				t.Errorf("second open: Hashed = %d, want %d (only the files inside the racy window)", ix2.Hashed, len(tc.fresh))
+			}
+			second := current(t, ix2)
+			checkManifest(t, second, files)
+			for i := range first.Files {
+				if first.Files[i] != second.Files[i] {
+					t.Errorf("entry %d differs after reopening:\n got %+v\nwant %+v", i, second.Files[i], first.Files[i])
+				}
+			}
+		})
+	}
+}
+
+// TestIndexCurrentNoticesChange shows that Current rescans before it hands
+// out a manifest and rehashes exactly the file that changed.
+func TestIndexCurrentNoticesChange(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		mtime   time.Time
+	}{
+		{name: "new size and mtime", content: "a much longer replacement of the report plugin", mtime: oldTime.Add(time.Minute)},
+		{name: "same size, new mtime", content: "REPORT PLUGIN", mtime: oldTime.Add(time.Minute)},
+		{name: "new size, same mtime", content: "report plugin v2", mtime: oldTime},
+		{name: "modified just now", content: "report plugin 3", mtime: time.Time{}},
+	}
+	const name = "lib/plugins/report.so"
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := sampleTree()
+			writeTree(t, dir, files, oldTime)
+			ix := openIndex(t, dir, t.TempDir())
+			before := ix.Hashed
+			old := current(t, ix)
+			if ix.Hashed != before {
+				t.Fatalf("Current on an unchanged folder hashed %d files", ix.Hashed-before)
+			}
+
+			files[name] = tc.content
+			writeTree(t, dir, map[string]string{name: tc.content}, tc.mtime)
+			m := current(t, ix)
+			if got := ix.Hashed - before; got != 1 {
+				t.Errorf("Current hashed %d files, want 1", got)
+			}
+			checkManifest(t, m, files)
+			for i, f := range m.Files {
+				if f.Path != name && f != old.Files[i] {
+					t.Errorf("unchanged %s changed in the manifest: %+v, was %+v", f.Path, f, old.Files[i])
+				}
+			}
+		})
+	}
+}
+
+// TestIndexReplacedFileSameSizeAndMtime shows that the inode is part of the
+// cache key: a file renamed over another with the same size and mtime, as
+// deployment tools do, is rehashed.
+func TestIndexReplacedFileSameSizeAndMtime(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	files := sampleTree()
+	writeTree(t, dir, files, oldTime)
+	const name = "lib/liberp.so"
+	target := filepath.Join(dir, filepath.FromSlash(name))
+	oldInfo, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inode(oldInfo) == 0 {
+		t.Skip("no inode numbers on this platform; size and mtime key the cache alone")
+	}
+	ix := openIndex(t, dir, state)
+	current(t, ix)
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The replacement is written beside the folder, so that no scan can see
+	// it half-written, then renamed over the original.
+	replacement := strings.Repeat("LIB", 3000)
+	tmp := filepath.Join(t.TempDir(), "liberp.so.new")
+	if err := os.WriteFile(tmp, []byte(replacement), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(tmp, oldInfo.ModTime(), oldInfo.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		t.Skipf("cannot rename across temporary folders here: %v", err)
+	}
+	newInfo, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newInfo.Size() != oldInfo.Size() || !newInfo.ModTime().Equal(oldInfo.ModTime()) || inode(newInfo) == inode(oldInfo) {
+		t.Fatalf("test setup: replacement has size %d mtime %v inode %d; original %d %v %d",
+			newInfo.Size(), newInfo.ModTime(), inode(newInfo), oldInfo.Size(), oldInfo.ModTime(), inode(oldInfo))
+	}
+
+	files[name] = replacement
+	ix2 := openIndex(t, dir, state)
+	if ix2.Hashed != 1 {
+		t.Errorf("reopening hashed %d files, want 1 (the replaced file)", ix2.Hashed)
+	}
+	checkManifest(t, current(t, ix2), files)
+}
+
+// TestIndexIgnoresBadCache shows that a cache that cannot be trusted costs a
+// rehash, never an error or a wrong hash.
+func TestIndexIgnoresBadCache(t *testing.T) {
+	files := sampleTree()
+	tests := []struct {
+		name string
+		// spoil damages the cache written for dir, and returns the folder
+		// to open next.
+		spoil      func(t *testing.T, cache, dir string) string
+		wantHashed int64
+	}{
+		{
+			name: "garbage",
+			spoil: func(t *testing.T, cache, dir string) string {
+				writeFile(t, cache, "\x00\x01 this is not JSON {{{")
+				return dir
+			},
+			wantHashed: int64(len(files)),
+		},
+		{
+			name: "truncated",
+			spoil: func(t *testing.T, cache, dir string) string {
+				data, err := os.ReadFile(cache)
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, cache, string(data[:len(data)/2]))
+				return dir
+			},
+			wantHashed: int64(len(files)),
+		},
+		{
+			name: "JSON of another shape",
+			spoil: func(t *testing.T, cache, dir string) string {
+				writeFile(t, cache, `[1, 2, 3]`)
+				return dir
+			},
+			wantHashed: int64(len(files)),
+		},
+		{
+			name: "another version",
+			spoil: func(t *testing.T, cache, dir string) string {
+				data, err := os.ReadFile(cache)
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, cache, strings.Replace(string(data), `"version":1`, `"version":99`, 1))
+				return dir
+			},
+			wantHashed: int64(len(files)),
+		},
+		{
+			name: "hash that is not hex",
+			spoil: func(t *testing.T, cache, dir string) string {
+				data, err := os.ReadFile(cache)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := blake3.Sum256([]byte(files["smartclient.ini"]))
+				s := strings.Replace(string(data), hex.EncodeToString(h[:]), strings.Repeat("zz", 32), 1)
+				if s == string(data) {
+					t.Fatal("test setup: hash of smartclient.ini not found in the cache")
+				}
+				writeFile(t, cache, s)
+				return dir
+			},
+			wantHashed: 1,
+		},
+		{
+			name: "cache of another folder",
+			spoil: func(t *testing.T, cache, dir string) string {
+				// A moved folder keeps names, sizes, mtimes and inodes,
+				// so only the folder recorded in the cache tells.
+				moved := filepath.Join(filepath.Dir(dir), "moved")
+				if err := os.Rename(dir, moved); err != nil {
+					t.Fatal(err)
+				}
+				return moved
+			},
+			wantHashed: int64(len(files)),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "linux")
+			state := t.TempDir()
+			writeTree(t, dir, files, oldTime)
+			ix := openIndex(t, dir, state)
+			cache := ix.cache
+			if err := ix.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(cache); err != nil {
+				t.Fatalf("no cache written: %v", err)
+			}
+			dir = tc.spoil(t, cache, dir)
+
+			ix2 := openIndex(t, dir, state)
+			if ix2.Hashed != tc.wantHashed {
+				t.Errorf("Hashed = %d, want %d", ix2.Hashed, tc.wantHashed)
+			}
+			checkManifest(t, current(t, ix2), files)
+			if err := ix2.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			// The damaged cache was replaced by a good one.
+			ix3 := openIndex(t, dir, state)
+			if ix3.Hashed != 0 {
+				t.Errorf("after the cache was rewritten: Hashed = %d, want 0", ix3.Hashed)
+			}
+		})
+	}
+}
+
+func writeFile(t testing.TB, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIndexPreserve shows that Preserve matches manifest paths
+// case-insensitively, as Windows clients see them, and whole paths only.
+func TestIndexPreserve(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"smartclient.ini":      "a",
+		"conf/App.INI":         "b",
+		"other.ini":            "c",
+		"sub/smartclient.ini":  "d",
+		"smartclient.ini.bak":  "e",
+		"conf/app.ini.example": "f",
+	}, oldTime)
+	ix := openIndex(t, dir, t.TempDir(), "SmartClient.INI", "conf/app.ini")
+	want := map[string]bool{
+		"smartclient.ini":      true,
+		"conf/App.INI":         true,
+		"other.ini":            false,
+		"sub/smartclient.ini":  false,
+		"smartclient.ini.bak":  false,
+		"conf/app.ini.example": false,
+	}
+	m := current(t, ix)
+	if len(m.Files) != len(want) {
+		t.Fatalf("manifest has %d files, want %d", len(m.Files), len(want))
+	}
+	for _, f := range m.Files {
+		t.Run(f.Path, func(t *testing.T) {
+			if f.Preserve != want[f.Path] {
+				t.Errorf("Preserve = %v, want %v", f.Preserve, want[f.Path])
+			}
+		})
+	}
+}
+
+// TestIndexRefusesSymlinks shows that a symbolic link in an update folder
+// stops OpenIndex with an error naming the link: following it could serve
+// files from outside the folder, and not following it would hide a file.
+func TestIndexRefusesSymlinks(t *testing.T) {
+	tests := []struct {
+		name   string
+		link   string // slash path inside the folder
+		target string
+	}{
+		{name: "to a file", link: "smartclient.lnk", target: "smartclient"},
+		{name: "to a folder", link: "libs", target: "lib"},
+		{name: "outside the folder", link: "lib/passwd", target: "/etc/passwd"},
+		{name: "dangling", link: "lib/plugins/gone.so", target: "nowhere.so"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeTree(t, dir, sampleTree(), oldTime)
+			link := filepath.Join(dir, filepath.FromSlash(tc.link))
+			if err := os.Symlink(tc.target, link); err != nil {
+				t.Skipf("cannot create symbolic links here: %v", err)
+			}
+			ix, err := OpenIndex(context.Background(), discardLogger(), "linux", dir, t.TempDir(), "7.00.240501A", nil)
+			if err == nil {
+				ix.Close()
+				t.Fatal("OpenIndex succeeded on a folder holding a symbolic link")
+			}
+			if !strings.Contains(err.Error(), link) {
+				t.Errorf("error %q does not name the link %s", err, link)
+			}
+			if !strings.Contains(err.Error(), "symbolic link") {
+				t.Errorf("error %q does not say what is wrong", err)
+			}
+		})
+	}
+}
+
+// TestIndexFolderThroughSymlink shows that only links inside the folder are
+// refused: administrators commonly point PathLinux at a "current" symbolic
+// link that is switched between release folders, and LoadConfig accepts it.
+func TestIndexFolderThroughSymlink(t *testing.T) {
+	base := t.TempDir()
+	release := filepath.Join(base, "release-240501")
+	files := sampleTree()
+	writeTree(t, release, files, oldTime)
+	link := filepath.Join(base, "current")
+	if err := os.Symlink(release, link); err != nil {
+		t.Skipf("cannot create symbolic links here: %v", err)
+	}
+	cfg, err := ParseConfig("AppServer.ini", []byte("[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux="+link+"\nBuild=7.00.240501A\n"), base)
+	if err != nil {
+		t.Fatalf("ParseConfig refuses the folder: %v", err)
+	}
+	ix, err := OpenIndex(context.Background(), discardLogger(), "linux", cfg.Folders["linux"], t.TempDir(), "7.00.240501A", nil)
+	if err != nil {
+		t.Fatalf("OpenIndex refuses the folder %s -> %s: %v", link, release, err)
+	}
+	defer ix.Close()
+	m, err := ix.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkManifest(t, m, files)
+}
+
+// TestIndexConcurrentCurrent shows that sessions may ask for the manifest
+// at the same time (run with -race): each gets the current manifest, and a
+// changed file is hashed once.
+func TestIndexConcurrentCurrent(t *testing.T) {
+	dir := t.TempDir()
+	files := sampleTree()
+	writeTree(t, dir, files, oldTime)
+	ix := openIndex(t, dir, t.TempDir())
+	before := ix.Hashed
+	files["smartclient"] = strings.Repeat("new binary", 4000)
+	writeTree(t, dir, map[string]string{"smartclient": files["smartclient"]}, oldTime.Add(time.Minute))
+
+	const n = 16
+	results := make(chan *Manifest, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			m, err := ix.Current(context.Background())
+			results <- m
+			errs <- err
+		}()
+	}
+	for range n {
+		m, err := <-results, <-errs
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkManifest(t, m, files)
+	}
+	if got := ix.Hashed - before; got != 1 {
+		t.Errorf("%d concurrent Current calls hashed %d files, want 1", n, got)
+	}
+}

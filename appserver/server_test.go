@@ -1,0 +1,1214 @@
+package appserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/blake3"
+)
+
+const (
+	srvBuild    = "7.00.240501A"
+	srvMinBuild = "7.00.231101A"
+)
+
+// lockedBuffer collects a server's log, which its sessions write from
+// their own goroutines while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// loadServerConfig writes an AppServer.ini with the given [UPDATE] lines
+// into a new temporary folder and loads it. It returns the configuration
+// and the file's path.
+func loadServerConfig(t testing.TB, update ...string) (*Config, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "AppServer.ini")
+	writeFile(t, path, "[TCP]\nPort=1234\n\n[UPDATE]\n"+strings.Join(update, "\n")+"\n")
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	return cfg, path
+}
+
+// linuxConfig serves dir to linux clients, with updates enabled.
+func linuxConfig(t testing.TB, dir string) *Config {
+	t.Helper()
+	cfg, _ := loadServerConfig(t, "Enable=1", "PathLinux="+dir, "Build="+srvBuild,
+		"MinClientBuild="+srvMinBuild, "Preserve=SmartClient.ini")
+	return cfg
+}
+
+// testServer is a Server serving on 127.0.0.1 from a goroutine.
+type testServer struct {
+	srv    *Server
+	addr   string
+	logs   *lockedBuffer
+	cancel context.CancelFunc
+	served chan struct{} // closed when Serve returns
+	err    error         // what Serve returned, valid once served is closed
+}
+
+// startServer starts a server for cfg with deadlines short enough for
+// tests; tune may change them before it starts. ln, when not nil, is the
+// listener to serve on.
+func startServer(t testing.TB, cfg *Config, tune func(*Server), ln net.Listener) *testServer {
+	t.Helper()
+	logs := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := New(ctx, slog.New(slog.NewTextHandler(logs, nil)), cfg, t.TempDir())
+	if err != nil {
+		cancel()
+		t.Fatalf("New: %v", err)
+	}
+	srv.HandshakeTimeout = time.Second
+	srv.IdleTimeout = time.Second
+	srv.WriteTimeout = time.Second
+	srv.Grace = time.Second
+	if tune != nil {
+		tune(srv)
+	}
+	if ln == nil {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			cancel()
+			srv.Close()
+			t.Fatal(err)
+		}
+	}
+	ts := &testServer{srv: srv, addr: ln.Addr().String(), logs: logs, cancel: cancel, served: make(chan struct{})}
+	go func() {
+		ts.err = srv.Serve(ctx, ln)
+		close(ts.served)
+	}()
+	t.Cleanup(func() {
+		if err := ts.stop(5 * time.Second); err != nil {
+			t.Errorf("stopping the server: %v", err)
+		}
+		srv.Close()
+	})
+	return ts
+}
+
+// stop cancels the server and waits up to limit for Serve to return.
+func (ts *testServer) stop(limit time.Duration) error {
+	ts.cancel()
+	select {
+	case <-ts.served:
+		return ts.err
+	case <-time.After(limit):
+		return fmt.Errorf("Serve did not return within %v of cancel", limit)
+	}
+}
+
+// testClient speaks the protocol by hand.
+type testClient struct {
+	conn net.Conn
+	r    *syncproto.Reader
+	w    *syncproto.Writer
+}
+
+// dialClient connects to addr. Every read and write must be done within
+// 5 s, so that a server that hangs fails the test rather than hanging it.
+func dialClient(addr string) (*testClient, error) {
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	return &testClient{conn: conn, r: syncproto.NewReader(conn), w: syncproto.NewWriter(conn)}, nil
+}
+
+func mustDial(t testing.TB, addr string) *testClient {
+	t.Helper()
+	c, err := dialClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.conn.Close() })
+	return c
+}
+
+func (c *testClient) send(msgs ...syncproto.Message) error {
+	for _, m := range msgs {
+		if err := c.w.Write(m); err != nil {
+			return err
+		}
+	}
+	return c.w.Flush()
+}
+
+func (c *testClient) hello(build, osName, id string) (syncproto.Welcome, error) {
+	if err := c.send(syncproto.Hello{ClientBuild: build, OS: osName, ClientID: id}); err != nil {
+		return syncproto.Welcome{}, err
+	}
+	m, err := c.r.Expect(syncproto.MsgWelcome)
+	if err != nil {
+		return syncproto.Welcome{}, fmt.Errorf("waiting for Welcome: %w", err)
+	}
+	return m.(syncproto.Welcome), nil
+}
+
+func (c *testClient) manifest() (syncproto.ManifestHeader, []syncproto.ManifestEntry, error) {
+	if err := c.send(syncproto.GetManifest{}); err != nil {
+		return syncproto.ManifestHeader{}, nil, err
+	}
+	m, err := c.r.Expect(syncproto.MsgManifestHeader)
+	if err != nil {
+		return syncproto.ManifestHeader{}, nil, fmt.Errorf("waiting for ManifestHeader: %w", err)
+	}
+	h := m.(syncproto.ManifestHeader)
+	entries := make([]syncproto.ManifestEntry, 0, h.Count)
+	for i := range h.Count {
+		m, err := c.r.Expect(syncproto.MsgManifestEntry)
+		if err != nil {
+			return h, entries, fmt.Errorf("waiting for ManifestEntry %d of %d: %w", i, h.Count, err)
+		}
+		entries = append(entries, m.(syncproto.ManifestEntry))
+	}
+	return h, entries, nil
+}
+
+// received is one file as a client received it.
+type received struct {
+	data      []byte
+	hash      [32]byte // as FileEnd carried it
+	encodings map[uint8]int
+}
+
+// receiveFile reads FileStart for index, the file's chunks and FileEnd.
+func (c *testClient) receiveFile(dec *zstd.Decoder, index uint32) (received, error) {
+	got := received{encodings: map[uint8]int{}}
+	m, err := c.r.Expect(syncproto.MsgFileStart)
+	if err != nil {
+		return got, fmt.Errorf("waiting for FileStart of %d: %w", index, err)
+	}
+	start := m.(syncproto.FileStart)
+	if start.Index != index {
+		return got, fmt.Errorf("got file %d, want %d", start.Index, index)
+	}
+	var chunk []byte
+	for {
+		m, err := c.r.Read()
+		if err != nil {
+			return got, fmt.Errorf("reading file %d after %d bytes: %w", index, len(got.data), err)
+		}
+		switch m := m.(type) {
+		case syncproto.FileData:
+			got.encodings[m.Encoding]++
+			if chunk, err = syncproto.DecodeChunk(dec, m, chunk); err != nil {
+				return got, err
+			}
+			got.data = append(got.data, chunk...)
+		case syncproto.FileEnd:
+			got.hash = m.Hash
+			if uint64(len(got.data)) != start.Size {
+				return got, fmt.Errorf("file %d: got %d bytes, FileStart said %d", index, len(got.data), start.Size)
+			}
+			return got, nil
+		default:
+			return got, fmt.Errorf("got %v inside file %d", m.Type(), index)
+		}
+	}
+}
+
+func (c *testClient) report(r syncproto.Report) error {
+	if err := c.send(r); err != nil {
+		return err
+	}
+	if _, err := c.r.Expect(syncproto.MsgReportAck); err != nil {
+		return fmt.Errorf("waiting for ReportAck: %w", err)
+	}
+	return nil
+}
+
+// readUntilClosed reads until the server closes the connection and
+// returns the codes of the Error frames it sent first. Any other message,
+// or a read that times out, is an error.
+func (c *testClient) readUntilClosed() ([]syncproto.Code, error) {
+	var codes []syncproto.Code
+	for {
+		m, err := c.r.Read()
+		var pe *syncproto.Error
+		switch {
+		case err == nil:
+			return codes, fmt.Errorf("got %v, want an Error or a closed connection", m.Type())
+		case errors.As(err, &pe):
+			codes = append(codes, pe.Code)
+		case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+			return codes, nil
+		default:
+			return codes, fmt.Errorf("waiting for the server to close the connection: %w", err)
+		}
+	}
+}
+
+// fullSession is a well-behaved client fetching every file of the linux
+// folder, which holds files, and reporting success.
+func fullSession(addr, id string, files map[string]string) error {
+	c, err := dialClient(addr)
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	w, err := c.hello(srvBuild, "linux", id)
+	if err != nil {
+		return err
+	}
+	if !w.Compatible || !w.UpdatesEnabled {
+		return fmt.Errorf("got %+v, want a compatible client with updates enabled", w)
+	}
+	_, entries, err := c.manifest()
+	if err != nil {
+		return err
+	}
+	if len(entries) != len(files) {
+		return fmt.Errorf("manifest of %d files, want %d", len(entries), len(files))
+	}
+	req := syncproto.Request{}
+	for i := range entries {
+		req.Indices = append(req.Indices, uint32(i))
+	}
+	if err := c.send(req, syncproto.RequestEnd{}); err != nil {
+		return err
+	}
+	dec, err := syncproto.NewChunkDecoder()
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	for i, e := range entries {
+		got, err := c.receiveFile(dec, uint32(i))
+		if err != nil {
+			return err
+		}
+		if string(got.data) != files[e.Path] || got.hash != e.Hash || blake3.Sum256(got.data) != e.Hash {
+			return fmt.Errorf("%s: received content or hash differs from the folder's", e.Path)
+		}
+	}
+	return c.report(syncproto.Report{Outcome: syncproto.OutcomeUpdated, Build: srvBuild, Files: uint32(len(entries))})
+}
+
+func randomBytes(n int, seed byte) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{seed}).Read(b)
+	return b
+}
+
+// TestServerGate checks the compatibility decision of the Welcome, and
+// that it decides what the session may do next.
+func TestServerGate(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"smartclient": "binary"}, oldTime)
+	enabled := startServer(t, linuxConfig(t, dir), nil, nil)
+	disabledCfg, _ := loadServerConfig(t, "Enable=0", "PathLinux="+dir, "Build="+srvBuild, "MinClientBuild="+srvMinBuild)
+	disabled := startServer(t, disabledCfg, nil, nil)
+
+	tests := []struct {
+		name           string
+		disabled       bool
+		build, os      string
+		wantCompatible bool
+		wantEnabled    bool
+		wantMessage    string         // a part of Welcome.Message; "" wants none
+		wantCode       syncproto.Code // Error instead of Welcome
+	}{
+		{name: "no build installed", build: "", os: "linux", wantEnabled: true, wantMessage: "no SmartClient build"},
+		{name: "older than MinClientBuild", build: "7.00.230101A", os: "linux", wantEnabled: true, wantMessage: "older than"},
+		{name: "one suffix older than MinClientBuild", build: "7.00.231101", os: "linux", wantEnabled: true, wantMessage: srvMinBuild},
+		{name: "older major version", build: "6.99.991231Z", os: "linux", wantEnabled: true, wantMessage: "older than"},
+		{name: "equal to MinClientBuild", build: srvMinBuild, os: "linux", wantCompatible: true, wantEnabled: true},
+		{name: "equal to MinClientBuild spelled differently", build: " 7.0.231101A ", os: "linux", wantCompatible: true, wantEnabled: true},
+		{name: "same as the server", build: srvBuild, os: "linux", wantCompatible: true, wantEnabled: true},
+		{name: "newer than the server", build: "7.01.250101", os: "linux", wantCompatible: true, wantEnabled: true},
+		{name: "unparsable", build: "seven", os: "linux", wantEnabled: true, wantMessage: `"seven"`},
+		{name: "impossible date", build: "7.00.240231A", os: "linux", wantEnabled: true, wantMessage: "7.00.240231A"},
+		{name: "updates disabled", disabled: true, build: srvBuild, os: "linux", wantMessage: "Enable=0"},
+		{name: "updates disabled, incompatible", disabled: true, build: "", os: "linux", wantMessage: "Enable=0"},
+		{name: "updates disabled, OS without folder", disabled: true, build: srvBuild, os: "windows", wantMessage: "Enable=0"},
+		{name: "OS without folder", build: srvBuild, os: "windows", wantCode: syncproto.CodeUnknownOS, wantMessage: "PathWindows"},
+		{name: "macOS without folder", build: srvBuild, os: "darwin", wantCode: syncproto.CodeUnknownOS, wantMessage: "PathMacOSX"},
+		{name: "no OS", build: srvBuild, os: "", wantCode: syncproto.CodeUnknownOS},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := enabled
+			if tc.disabled {
+				ts = disabled
+			}
+			c := mustDial(t, ts.addr)
+			w, err := c.hello(tc.build, tc.os, "gate-test")
+			if tc.wantCode != 0 {
+				var pe *syncproto.Error
+				if !errors.As(err, &pe) || pe.Code != tc.wantCode {
+					t.Fatalf("got %+v, %v; want Error with code %v", w, err, tc.wantCode)
+				}
+				if !strings.Contains(pe.Message, tc.wantMessage) {
+					t.Errorf("error message %q does not contain %q", pe.Message, tc.wantMessage)
+				}
+				if _, err := c.readUntilClosed(); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.ServerBuild != srvBuild {
+				t.Errorf("ServerBuild = %q, want %q", w.ServerBuild, srvBuild)
+			}
+			if w.Compatible != tc.wantCompatible || w.UpdatesEnabled != tc.wantEnabled {
+				t.Errorf("Compatible, UpdatesEnabled = %v, %v; want %v, %v (message %q)",
+					w.Compatible, w.UpdatesEnabled, tc.wantCompatible, tc.wantEnabled, w.Message)
+			}
+			switch {
+			case tc.wantMessage == "" && w.Message != "":
+				t.Errorf("Message = %q, want none", w.Message)
+			case tc.wantMessage != "" && !strings.Contains(w.Message, tc.wantMessage):
+				t.Errorf("Message = %q, want it to contain %q", w.Message, tc.wantMessage)
+			}
+
+			// Enabled, even an incompatible client gets the manifest (for a
+			// full copy); disabled, nobody does.
+			if tc.wantEnabled {
+				h, entries, err := c.manifest()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if h.Count != 1 || len(entries) != 1 {
+					t.Errorf("manifest of %d files, want 1", h.Count)
+				}
+				if err := c.send(syncproto.RequestEnd{}); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.report(syncproto.Report{Outcome: syncproto.OutcomeChecked, Build: tc.build}); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err := c.send(syncproto.GetManifest{}); err != nil {
+				t.Fatal(err)
+			}
+			codes, err := c.readUntilClosed()
+			if err != nil || len(codes) != 1 || codes[0] != syncproto.CodeProtocol {
+				t.Errorf("GetManifest with updates disabled: got codes %v, %v; want Error %v and a closed connection",
+					codes, err, syncproto.CodeProtocol)
+			}
+		})
+	}
+}
+
+// TestServerSession is a whole session spoken by hand: every message of
+// the flow, files in request order, chunks decoded and verified, and the
+// session's log line.
+func TestServerSession(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"smartclient.ini": "[TCP]\nServer=erp.example.local\nPort=1234\n",
+		"bin/smartclient": strings.Repeat("compressible client binary ", 26000), // 3 chunks
+		"lib/data.bin":    string(randomBytes(300<<10, 1)),                      // 2 chunks that do not compress
+		"empty":           "",
+	}
+	writeTree(t, dir, files, oldTime)
+	if err := os.Chmod(filepath.Join(dir, "bin", "smartclient"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+	c := mustDial(t, ts.addr)
+
+	w, err := c.hello(srvBuild, "linux", "client-42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.Compatible || !w.UpdatesEnabled || w.ServerBuild != srvBuild || w.Message != "" {
+		t.Fatalf("Welcome = %+v, want compatible, enabled, build %s, no message", w, srvBuild)
+	}
+
+	h, entries, err := c.manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	for _, content := range files {
+		total += uint64(len(content))
+	}
+	if h.Build != srvBuild || h.Count != uint32(len(files)) || h.TotalBytes != total {
+		t.Errorf("ManifestHeader = %+v, want build %s, %d files, %d bytes", h, srvBuild, len(files), total)
+	}
+	index := map[string]uint32{}
+	for i, e := range entries {
+		index[e.Path] = uint32(i)
+		if i > 0 && entries[i-1].Path >= e.Path {
+			t.Errorf("manifest not sorted: %q before %q", entries[i-1].Path, e.Path)
+		}
+		content, ok := files[e.Path]
+		if !ok {
+			t.Errorf("manifest lists %q, which is not in the folder", e.Path)
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(e.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Size != uint64(len(content)) || e.MtimeNs != fi.ModTime().UnixNano() || e.Mode != uint32(fi.Mode().Perm()) ||
+			e.Hash != blake3.Sum256([]byte(content)) {
+			t.Errorf("entry %+v does not describe %s (size %d, mtime %d, mode %o)", e, e.Path, fi.Size(), fi.ModTime().UnixNano(), fi.Mode().Perm())
+		}
+		if wantPreserve := e.Path == "smartclient.ini"; (e.Flags&syncproto.FlagPreserve != 0) != wantPreserve {
+			t.Errorf("%s: flags %#x, want preserve %v", e.Path, e.Flags, wantPreserve)
+		}
+	}
+
+	// Two Request frames; files must come in request order.
+	order := []string{"lib/data.bin", "empty", "bin/smartclient"}
+	if err := c.send(
+		syncproto.Request{Indices: []uint32{index[order[0]], index[order[1]]}},
+		syncproto.Request{Indices: []uint32{index[order[2]]}},
+		syncproto.RequestEnd{},
+	); err != nil {
+		t.Fatal(err)
+	}
+	dec, err := syncproto.NewChunkDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	for _, name := range order {
+		got, err := c.receiveFile(dec, index[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.data, []byte(files[name])) {
+			t.Errorf("%s: received %d bytes that differ from the file's %d", name, len(got.data), len(files[name]))
+		}
+		if want := blake3.Sum256([]byte(files[name])); got.hash != want {
+			t.Errorf("%s: FileEnd hash %x, want %x", name, got.hash, want)
+		}
+		switch name {
+		case "bin/smartclient":
+			if got.encodings[syncproto.EncodingZstd] == 0 {
+				t.Errorf("%s: no chunk compressed (%v)", name, got.encodings)
+			}
+		case "lib/data.bin":
+			if got.encodings[syncproto.EncodingRaw] != 2 || got.encodings[syncproto.EncodingZstd] != 0 {
+				t.Errorf("%s: chunk encodings %v, want 2 raw chunks", name, got.encodings)
+			}
+		case "empty":
+			if len(got.encodings) != 0 {
+				t.Errorf("%s: got chunks %v for an empty file", name, got.encodings)
+			}
+		}
+	}
+
+	if err := c.report(syncproto.Report{Outcome: syncproto.OutcomeUpdated, Build: srvBuild, Files: 3, Bytes: uint64(c.r.N)}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.r.Read(); !errors.Is(err, io.EOF) {
+		t.Errorf("after ReportAck: got %v, %v; want the server to close the connection", m, err)
+	}
+	c.conn.Close()
+
+	// Serve returns only when every session has ended and logged.
+	if err := ts.stop(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for l := range strings.SplitSeq(ts.logs.String(), "\n") {
+		if strings.Contains(l, "msg=session") && strings.Contains(l, "id=client-42") {
+			line = l
+		}
+	}
+	if line == "" {
+		t.Fatalf("no session line for client-42 in the log:\n%s", ts.logs)
+	}
+	for _, want := range []string{"level=INFO", "build=" + srvBuild, "os=linux", "outcome=updated", "files=3", "client=127.0.0.1:"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("session line lacks %q: %s", want, line)
+		}
+	}
+}
+
+// TestServerRefusesChangedFile shows that a file that changed after the
+// manifest was sent is refused with CodeFileChanged, never served with a
+// FileEnd whose hash the manifest did not promise.
+func TestServerRefusesChangedFile(t *testing.T) {
+	const name = "lib/liberp.so"
+	orig := randomBytes(300<<10, 2)
+	tests := []struct {
+		name string
+		// change changes path, whose manifest entry says mtime.
+		change func(t *testing.T, path string, mtime time.Time)
+	}{
+		{
+			name: "new content and mtime",
+			change: func(t *testing.T, path string, mtime time.Time) {
+				writeFile(t, path, string(randomBytes(len(orig), 3)))
+				if err := os.Chtimes(path, mtime.Add(time.Minute), mtime.Add(time.Minute)); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "appended to",
+			change: func(t *testing.T, path string, mtime time.Time) {
+				f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				if _, err := f.WriteString("more"); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "same size and mtime, new content",
+			change: func(t *testing.T, path string, mtime time.Time) {
+				writeFile(t, path, string(randomBytes(len(orig), 4)))
+				if err := os.Chtimes(path, mtime, mtime); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "replaced by rename with the same size and mtime",
+			change: func(t *testing.T, path string, mtime time.Time) {
+				tmp := path + ".new"
+				writeFile(t, tmp, string(randomBytes(len(orig), 5)))
+				if err := os.Chtimes(tmp, mtime, mtime); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(tmp, path); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "deleted",
+			change: func(t *testing.T, path string, mtime time.Time) {
+				if err := os.Remove(path); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeTree(t, dir, map[string]string{name: string(orig), "other": "other"}, oldTime)
+			ts := startServer(t, linuxConfig(t, dir), nil, nil)
+			c := mustDial(t, ts.addr)
+			if _, err := c.hello(srvBuild, "linux", "changed-test"); err != nil {
+				t.Fatal(err)
+			}
+			_, entries, err := c.manifest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := -1
+			for j, e := range entries {
+				if e.Path == name {
+					i = j
+				}
+			}
+			if i < 0 {
+				t.Fatalf("%s not in the manifest %+v", name, entries)
+			}
+			tc.change(t, filepath.Join(dir, filepath.FromSlash(name)), time.Unix(0, entries[i].MtimeNs))
+
+			if err := c.send(syncproto.Request{Indices: []uint32{uint32(i)}}, syncproto.RequestEnd{}); err != nil {
+				t.Fatal(err)
+			}
+			// The server may have streamed the file before it could tell;
+			// what matters is that it ends with Error, not FileEnd.
+			var pe *syncproto.Error
+			for {
+				m, err := c.r.Read()
+				if errors.As(err, &pe) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("got %v, want Error %v", err, syncproto.CodeFileChanged)
+				}
+				if m.Type() == syncproto.MsgFileEnd {
+					t.Fatalf("the server served %s, which changed after the manifest, with FileEnd %x (manifest hash %x)",
+						name, m.(syncproto.FileEnd).Hash, entries[i].Hash)
+				}
+				if m.Type() != syncproto.MsgFileStart && m.Type() != syncproto.MsgFileData {
+					t.Fatalf("got %v while waiting for the file", m.Type())
+				}
+			}
+			if pe.Code != syncproto.CodeFileChanged {
+				t.Errorf("got Error %v, want %v", pe, syncproto.CodeFileChanged)
+			}
+			if !strings.Contains(pe.Message, name) {
+				t.Errorf("error message %q does not name %s", pe.Message, name)
+			}
+			if _, err := c.readUntilClosed(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestServerBadRequest shows that only indices of the manifest are served.
+func TestServerBadRequest(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{"a": "a", "b": "b", "c": "c"}
+	writeTree(t, dir, files, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+	n := uint32(len(files))
+	tests := []struct {
+		name     string
+		requests []syncproto.Request
+	}{
+		{name: "index equal to count", requests: []syncproto.Request{{Indices: []uint32{n}}}},
+		{name: "largest index", requests: []syncproto.Request{{Indices: []uint32{1<<32 - 1}}}},
+		{name: "bad index after good ones", requests: []syncproto.Request{{Indices: []uint32{0, 1}}, {Indices: []uint32{2, n + 7}}}},
+		{name: "more files than the manifest holds", requests: []syncproto.Request{{Indices: []uint32{0, 0}}, {Indices: []uint32{0, 0}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustDial(t, ts.addr)
+			if _, err := c.hello(srvBuild, "linux", "bad-request"); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := c.manifest(); err != nil {
+				t.Fatal(err)
+			}
+			var msgs []syncproto.Message
+			for _, r := range tc.requests {
+				msgs = append(msgs, r)
+			}
+			if err := c.send(append(msgs, syncproto.RequestEnd{})...); err != nil {
+				t.Fatal(err)
+			}
+			codes, err := c.readUntilClosed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(codes) != 1 || codes[0] != syncproto.CodeBadRequest {
+				t.Errorf("got Error codes %v, want [%v]", codes, syncproto.CodeBadRequest)
+			}
+		})
+	}
+}
+
+// frameHeader returns a frame header with the given fields.
+func frameHeader(version byte, t syncproto.MsgType, n uint32) []byte {
+	b := []byte{syncproto.Magic[0], syncproto.Magic[1], version, byte(t)}
+	return binary.BigEndian.AppendUint32(b, n)
+}
+
+// TestServerHostileClients shows that every kind of bad client gets its
+// connection closed quickly, with an Error where one can be delivered,
+// while a well-behaved client is served at the same time.
+func TestServerHostileClients(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{"smartclient": strings.Repeat("x", 100<<10), "smartclient.ini": "[TCP]\n"}
+	writeTree(t, dir, files, oldTime)
+	const handshake = 200 * time.Millisecond
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) { s.HandshakeTimeout = handshake }, nil)
+
+	raw := func(b []byte) func(*testClient) error {
+		return func(c *testClient) error {
+			_, err := c.conn.Write(b)
+			return err
+		}
+	}
+	bigHello := frameHeader(syncproto.Version, syncproto.MsgHello, 1<<20+6)
+	bigHello = append(bigHello, 0xff, 0xff)
+	bigHello = append(bigHello, bytes.Repeat([]byte("7"), 1<<20)...)
+	bigHello = append(bigHello, 0, 0, 0, 0)
+	longBuild := append(frameHeader(syncproto.Version, syncproto.MsgHello, 2+200+2+2), 0, 200)
+	longBuild = append(append(longBuild, bytes.Repeat([]byte("7"), 200)...), 0, 0, 0, 0)
+
+	tests := []struct {
+		name   string
+		attack func(*testClient) error
+		// wantCode is the Error the server must send before closing; 0
+		// leaves it open.
+		wantCode syncproto.Code
+		// mayReset: the server closes with our bytes unread, so the
+		// kernel may reset the connection and drop its Error.
+		mayReset bool
+		// minWait and maxWait bound when the server closes the
+		// connection; maxWait 0 means at once (within the read deadline).
+		minWait, maxWait time.Duration
+	}{
+		{name: "HTTP request", attack: raw([]byte("GET / HTTP/1.1\r\nHost: erp\r\n\r\n")), wantCode: syncproto.CodeProtocol},
+		{name: "4 GB frame", attack: raw(frameHeader(syncproto.Version, syncproto.MsgHello, 1<<32-1)), wantCode: syncproto.CodeProtocol},
+		{name: "4 GB FileData frame", attack: raw(frameHeader(syncproto.Version, syncproto.MsgFileData, 1<<32-1)), wantCode: syncproto.CodeProtocol},
+		{name: "protocol version 2", attack: raw(frameHeader(2, syncproto.MsgHello, 0)), wantCode: syncproto.CodeVersion},
+		{name: "unknown message type", attack: raw(frameHeader(syncproto.Version, 200, 0)), wantCode: syncproto.CodeProtocol},
+		{name: "Hello with a 1 MB build", attack: raw(bigHello), wantCode: syncproto.CodeProtocol, mayReset: true},
+		{name: "Hello with a build over its limit", attack: raw(longBuild), wantCode: syncproto.CodeProtocol},
+		{name: "Report before Hello", attack: func(c *testClient) error {
+			return c.send(syncproto.Report{Outcome: syncproto.OutcomeUpdated})
+		}, wantCode: syncproto.CodeProtocol},
+		{name: "Request before GetManifest", attack: func(c *testClient) error {
+			if _, err := c.hello(srvBuild, "linux", "hostile"); err != nil {
+				return err
+			}
+			return c.send(syncproto.Request{Indices: []uint32{0}}, syncproto.RequestEnd{})
+		}, wantCode: syncproto.CodeProtocol},
+		{name: "silent client", attack: func(*testClient) error { return nil }, minWait: handshake * 3 / 4, maxWait: 3 * handshake},
+		{name: "half a header, then silence", attack: raw([]byte("SC\x01")), minWait: handshake * 3 / 4, maxWait: 3 * handshake},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := mustDial(t, ts.addr)
+			start := time.Now()
+			if err := tc.attack(bad); err != nil && !tc.mayReset {
+				t.Fatalf("attack: %v", err)
+			}
+
+			// A good client is served while the bad one is connected.
+			good := make(chan error, 1)
+			go func() { good <- fullSession(ts.addr, "good-client", files) }()
+
+			bad.conn.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+			codes, err := bad.readUntilClosed()
+			took := time.Since(start)
+			if err != nil {
+				t.Errorf("bad client: %v (after %v)", err, took.Round(time.Millisecond))
+			}
+			switch {
+			case tc.wantCode == 0:
+			case tc.mayReset && len(codes) == 0:
+			case len(codes) != 1 || codes[0] != tc.wantCode:
+				t.Errorf("bad client got Error codes %v, want [%v]", codes, tc.wantCode)
+			}
+			if took < tc.minWait || (tc.maxWait > 0 && took > tc.maxWait) {
+				t.Errorf("connection closed after %v; want it closed by the handshake timeout of %v", took, handshake)
+			}
+			if err := <-good; err != nil {
+				t.Errorf("good client: %v", err)
+			}
+		})
+	}
+}
+
+// smallBuffers makes the server's sockets' send buffers small, so that a
+// file of a few MB cannot hide in kernel buffers: the server is still
+// sending it for as long as the client has not read it.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(16 << 10)
+	}
+	return c, err
+}
+
+// dialSmall connects with a small receive buffer (see smallBuffers).
+func dialSmall(t *testing.T, addr string) *testClient {
+	t.Helper()
+	c := mustDial(t, addr)
+	if err := c.conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// listenSmall returns a listener on 127.0.0.1 with small send buffers.
+func listenSmall(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return smallBuffers{ln}
+}
+
+// requestFile has c say hello, get the manifest and ask for name; it
+// returns name's manifest entry.
+func requestFile(t *testing.T, c *testClient, name string) (uint32, syncproto.ManifestEntry) {
+	t.Helper()
+	if _, err := c.hello(srvBuild, "linux", "shutdown-test"); err != nil {
+		t.Fatal(err)
+	}
+	_, entries, err := c.manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range entries {
+		if e.Path == name {
+			if err := c.send(syncproto.Request{Indices: []uint32{uint32(i)}}, syncproto.RequestEnd{}); err != nil {
+				t.Fatal(err)
+			}
+			return uint32(i), e
+		}
+	}
+	t.Fatalf("%s not in the manifest", name)
+	return 0, syncproto.ManifestEntry{}
+}
+
+// waitRefused waits until connections to addr are refused.
+func waitRefused(t *testing.T, addr string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		c, err := net.DialTimeout("tcp", addr, limit)
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return
+		case errors.Is(err, syscall.ECONNRESET):
+			// Queued just before the listener closed; try again.
+		case err != nil:
+			t.Fatalf("dialing %s after cancel: %v, want connection refused", addr, err)
+		default:
+			c.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts connections %v after cancel", addr, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestServerGracefulShutdown shows that cancelling Serve stops accepting at
+// once but lets a running transfer finish within Grace, and that Serve
+// returns as soon as the last session ends.
+func TestServerGracefulShutdown(t *testing.T) {
+	dir := t.TempDir()
+	big := randomBytes(3<<20, 6)
+	writeTree(t, dir, map[string]string{"big.bin": string(big), "small": "small"}, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) { s.Grace = 10 * time.Second }, listenSmall(t))
+
+	c := dialSmall(t, ts.addr)
+	idle := mustDial(t, ts.addr) // connected, not yet asking for anything
+	if _, err := idle.hello(srvBuild, "linux", "idle"); err != nil {
+		t.Fatal(err)
+	}
+	index, entry := requestFile(t, c, "big.bin")
+	if _, err := c.r.Expect(syncproto.MsgFileStart); err != nil {
+		t.Fatal(err)
+	}
+	dec, err := syncproto.NewChunkDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	var data, chunk []byte
+	m, err := c.r.Expect(syncproto.MsgFileData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chunk, err = syncproto.DecodeChunk(dec, m.(syncproto.FileData), chunk); err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, chunk...)
+
+	// Shut down in the middle of the transfer.
+	ts.cancel()
+	waitRefused(t, ts.addr, time.Second)
+
+	// A session that had not asked for its manifest yet is told to come
+	// back later.
+	if err := idle.send(syncproto.GetManifest{}); err != nil {
+		t.Fatal(err)
+	}
+	if codes, err := idle.readUntilClosed(); err != nil || len(codes) != 1 || codes[0] != syncproto.CodeShuttingDown {
+		t.Errorf("GetManifest while draining: got codes %v, %v; want [%v]", codes, err, syncproto.CodeShuttingDown)
+	}
+
+	for {
+		m, err := c.r.Read()
+		if err != nil {
+			t.Fatalf("transfer broken by shutdown after %d of %d bytes: %v", len(data), len(big), err)
+		}
+		if end, ok := m.(syncproto.FileEnd); ok {
+			if end.Hash != entry.Hash || end.Hash != blake3.Sum256(big) {
+				t.Errorf("FileEnd hash %x, want %x", end.Hash, entry.Hash)
+			}
+			break
+		}
+		fd, ok := m.(syncproto.FileData)
+		if !ok {
+			t.Fatalf("got %v inside file %d", m.Type(), index)
+		}
+		if chunk, err = syncproto.DecodeChunk(dec, fd, chunk); err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, chunk...)
+	}
+	if !bytes.Equal(data, big) {
+		t.Fatalf("received %d bytes that differ from the file's %d", len(data), len(big))
+	}
+	select {
+	case <-ts.served:
+		t.Fatal("Serve returned while a session was still running")
+	default:
+	}
+	if err := c.report(syncproto.Report{Outcome: syncproto.OutcomeUpdated, Build: srvBuild, Files: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.conn.Close()
+
+	// Serve returns when the session ends, not when Grace is over.
+	select {
+	case <-ts.served:
+		if ts.err != nil {
+			t.Errorf("Serve: %v", ts.err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("Serve did not return within 1 s of the last session's end")
+	}
+	if c, err := net.DialTimeout("tcp", ts.addr, time.Second); err == nil {
+		c.Close()
+		t.Error("the server accepts connections after Serve returned")
+	}
+}
+
+// TestServerGraceOver shows that a client that stops reading cannot hold
+// the server up beyond Grace.
+func TestServerGraceOver(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"big.bin": string(randomBytes(3<<20, 7))}, oldTime)
+	const grace = 100 * time.Millisecond
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) {
+		s.Grace = grace
+		s.WriteTimeout = 10 * time.Second // only Grace may end the stuck transfer
+		s.IdleTimeout = 10 * time.Second
+	}, listenSmall(t))
+
+	c := dialSmall(t, ts.addr)
+	requestFile(t, c, "big.bin")
+	if _, err := c.r.Expect(syncproto.MsgFileStart); err != nil {
+		t.Fatal(err)
+	}
+	// The client reads no more, so the server is stuck writing.
+	start := time.Now()
+	ts.cancel()
+	select {
+	case <-ts.served:
+	case <-time.After(grace + 900*time.Millisecond):
+		t.Fatalf("Serve did not return within %v of cancel with Grace %v", grace+900*time.Millisecond, grace)
+	}
+	if took := time.Since(start); took < grace {
+		t.Errorf("Serve returned %v after cancel, before Grace %v was over, with a transfer running", took, grace)
+	}
+	if !strings.Contains(ts.logs.String(), "grace period over") {
+		t.Errorf("log does not say that the grace period ended sessions:\n%s", ts.logs)
+	}
+	// The connection was closed: the client gets what was in flight and
+	// then the end, never FileEnd.
+	c.conn.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		m, err := c.r.Read()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("connection still open after Serve returned: %v", err)
+			}
+			break
+		}
+		if m.Type() != syncproto.MsgFileData {
+			t.Fatalf("got %v after the grace period", m.Type())
+		}
+	}
+}
+
+// TestRunCheck shows that --check indexes every folder, prints one line
+// per OS and returns without serving.
+func TestRunCheck(t *testing.T) {
+	base := t.TempDir()
+	writeTree(t, filepath.Join(base, "linux"), map[string]string{
+		"smartclient": strings.Repeat("l", 1000), "smartclient.ini": strings.Repeat("i", 200), "lib/a.so": strings.Repeat("a", 34),
+	}, oldTime)
+	writeTree(t, filepath.Join(base, "windows"), map[string]string{
+		"smartclient.exe": strings.Repeat("w", 1234567),
+	}, oldTime)
+	cfgPath := filepath.Join(base, "AppServer.ini")
+	writeFile(t, cfgPath, "[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux=linux\nPathWindows=windows\nBuild="+srvBuild+"\nMinClientBuild="+srvMinBuild+"\n")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, []string{"--config", cfgPath, "--check"}, &out, &errb) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run --check: %v\nstderr:\n%s", err, errb.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run --check did not return")
+	}
+
+	text := out.String()
+	for _, tc := range []struct{ os, files, bytes, dir string }{
+		{"linux", "3", "1,234", filepath.Join(base, "linux")},
+		{"windows", "1", "1,234,567", filepath.Join(base, "windows")},
+	} {
+		re := regexp.MustCompile(`(?m)^` + tc.os + `\s+` + tc.files + ` files\s+` + tc.bytes + ` bytes\s+build ` +
+			regexp.QuoteMeta(srvBuild) + `\s+` + regexp.QuoteMeta(tc.dir) + `$`)
+		if n := len(re.FindAllString(text, -1)); n != 1 {
+			t.Errorf("%d lines for %s with %s files and %s bytes, want 1:\n%s", n, tc.os, tc.files, tc.bytes, text)
+		}
+	}
+	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 3 {
+		t.Errorf("%d lines, want a summary and one line per OS:\n%s", n, text)
+	}
+	if strings.Contains(text, "darwin") {
+		t.Errorf("summary lists darwin, which has no folder:\n%s", text)
+	}
+}
+
+// TestRunErrors shows that a usage or configuration error is an ErrUsage
+// that says what to fix, and that nothing is served.
+func TestRunErrors(t *testing.T) {
+	base := t.TempDir()
+	good := filepath.Join(base, "good.ini")
+	writeTree(t, filepath.Join(base, "linux"), map[string]string{"smartclient": "x"}, oldTime)
+	writeFile(t, good, "[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux=linux\nBuild="+srvBuild+"\n")
+	missing := filepath.Join(base, "no-such-folder")
+	bad := filepath.Join(base, "bad.ini")
+	writeFile(t, bad, "[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux="+missing+"\nBuild="+srvBuild+"\n")
+
+	tests := []struct {
+		name string
+		args []string
+		want []string // parts of the error message
+	}{
+		{name: "missing update folder", args: []string{"--config", bad}, want: []string{bad, "[UPDATE]", "PathLinux", missing, "does not exist"}},
+		{name: "missing configuration", args: []string{"--config", filepath.Join(base, "none.ini")}, want: []string{"none.ini"}},
+		{name: "unknown flag", args: []string{"--config", good, "--port", "1"}, want: []string{"port"}},
+		{name: "stray argument", args: []string{"--config", good, "serve"}, want: []string{"serve"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			ln.Close()
+
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			var out, errb lockedBuffer
+			err = Run(ctx, append(tc.args, "--listen", addr), &out, &errb)
+			if !errors.Is(err, ErrUsage) {
+				t.Fatalf("Run = %v, want an error wrapping ErrUsage", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				c.Close()
+				t.Errorf("something listens on %s after Run failed", addr)
+			}
+		})
+	}
+}
+
+// TestServerManifestPathsAreUTF8: the protocol carries paths as valid
+// UTF-8, and Linux file names are arbitrary bytes. A name the protocol
+// cannot carry must be refused when the folder is indexed, naming the file
+// (as a symbolic link is), not sent to every client in a frame they reject.
+func TestServerManifestPathsAreUTF8(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{"smartclient": "binary", "caf\xe9.txt": "Latin-1 name"}
+	writeTree(t, dir, files, oldTime)
+	cfg := linuxConfig(t, dir)
+	srv, err := New(context.Background(), discardLogger(), cfg, t.TempDir())
+	if err == nil {
+		srv.Close()
+		t.Fatal("a file name that is not valid UTF-8 was indexed; every client would refuse the manifest")
+	}
+	if bad := fmt.Sprintf("%q", filepath.Join(dir, "caf\xe9.txt")); !strings.Contains(err.Error(), bad) {
+		t.Errorf("error %q does not name %s", err, bad)
+	}
+}
+
+// TestServerClientErrorIsFinal: an Error is the peer's final word (see
+// syncproto's doc), so the server answers it with nothing and closes.
+func TestServerClientErrorIsFinal(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"smartclient": "binary"}, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+	tests := []struct {
+		name string
+		code syncproto.Code
+	}{
+		{name: "update aborted", code: syncproto.CodeUpdateAborted},
+		{name: "protocol error", code: syncproto.CodeProtocol},
+		{name: "internal error", code: syncproto.CodeInternal},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustDial(t, ts.addr)
+			if _, err := c.hello(srvBuild, "linux", "gives-up"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.send(&syncproto.Error{Code: tc.code, Message: "the user closed the window"}); err != nil {
+				t.Fatal(err)
+			}
+			codes, err := c.readUntilClosed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(codes) != 0 {
+				t.Errorf("the server answered the client's Error %v with Errors %v", tc.code, codes)
+			}
+		})
+	}
+}
+
+// TestServerConcurrentClients shows that sessions run side by side (run
+// with -race) and each gets every file intact.
+func TestServerConcurrentClients(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"smartclient":     strings.Repeat("client ", 60000),
+		"lib/data.bin":    string(randomBytes(200<<10, 8)),
+		"smartclient.ini": "[TCP]\n",
+	}
+	writeTree(t, dir, files, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() { errs <- fullSession(ts.addr, fmt.Sprintf("client-%d", i), files) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
