@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/erpupdate/smartsync/internal/atomicfile"
 	"github.com/zeebo/blake3"
@@ -240,6 +241,11 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 			return err
 		}
 		switch {
+		case !utf8.ValidString(rel):
+			// The protocol carries UTF-8 paths, and clients refuse any
+			// other; better one clear error here than every client
+			// failing on the manifest.
+			return fmt.Errorf("scanning %q: the name is not valid UTF-8; rename it", p)
 		case d.IsDir():
 			return nil
 		case d.Type()&fs.ModeSymlink != 0:

@@ -184,10 +184,9 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 func (s *Server) sendError(ss *session, err error) {
 	var pe *syncproto.Error
 	switch {
+	case errors.Is(err, errFromClient):
+		return // the client's own final word is never answered
 	case errors.As(err, &pe):
-		if pe.Code == syncproto.CodeUpdateAborted {
-			return // the client's own final word
-		}
 	case errors.Is(err, syncproto.ErrVersion):
 		pe = &syncproto.Error{Code: syncproto.CodeVersion, Message: fmt.Sprintf("this server speaks protocol version %d", syncproto.Version)}
 	case errors.Is(err, syncproto.ErrBadMagic), errors.Is(err, syncproto.ErrMalformed),
@@ -208,11 +207,18 @@ func (s *Server) sendError(ss *session, err error) {
 func (s *Server) next(ss *session, timeout time.Duration, step string) (syncproto.Message, error) {
 	ss.conn.SetReadDeadline(time.Now().Add(timeout))
 	m, err := ss.r.Read()
+	var pe *syncproto.Error
+	if errors.As(err, &pe) {
+		return nil, fmt.Errorf("reading %s: %w: %w", step, errFromClient, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", step, err)
 	}
 	return m, nil
 }
+
+// errFromClient marks an Error message the client sent.
+var errFromClient = errors.New("the client sent an error")
 
 func (s *Server) send(ss *session, msgs ...syncproto.Message) error {
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
