@@ -48,6 +48,7 @@ type serverConf struct {
 	minBuild string
 	preserve string
 	idle     time.Duration // server's idle timeout; 0: its default
+	noMac    bool          // leave PathMacOSX out
 }
 
 var defaultConf = serverConf{enable: true, build: buildNew, minBuild: buildOld, preserve: "smartclient.ini"}
@@ -74,8 +75,11 @@ func (s *server) start(conf serverConf) {
 	if s.stop != nil {
 		s.stop()
 	}
-	ini := fmt.Sprintf("[TCP]\nPort=1234\n[UPDATE]\nEnable=%d\nPathWindows=%s\nPathLinux=%s\nPathMacOSX=%s\nBuild=%s\nMinClientBuild=%s\nPreserve=%s\n",
-		map[bool]int{true: 1, false: 0}[conf.enable], s.folders["windows"], s.folders["linux"], s.folders["darwin"], conf.build, conf.minBuild, conf.preserve)
+	ini := fmt.Sprintf("[TCP]\nPort=1234\n[UPDATE]\nEnable=%d\nPathWindows=%s\nPathLinux=%s\nBuild=%s\nMinClientBuild=%s\nPreserve=%s\n",
+		map[bool]int{true: 1, false: 0}[conf.enable], s.folders["windows"], s.folders["linux"], conf.build, conf.minBuild, conf.preserve)
+	if !conf.noMac {
+		ini += "PathMacOSX=" + s.folders["darwin"] + "\n"
+	}
 	path := filepath.Join(filepath.Dir(s.state), "AppServer.ini")
 	if err := os.WriteFile(path, []byte(ini), 0o644); err != nil {
 		t.Fatal(err)
@@ -667,4 +671,51 @@ func TestUpdateFolderReplaced(t *testing.T) {
 		t.Errorf("fetched %d, want 1", res.Fetched)
 	}
 	sameTree(t, tree(t, dir), tree(t, folder), "after the folder was replaced")
+}
+
+func TestServerRefuses(t *testing.T) {
+	s := newServer(t, serverConf{enable: true, build: buildNew, noMac: true})
+	dir := t.TempDir()
+	code, _, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "darwin", "--yes")
+	if code != smartclient.ExitFailed || !strings.Contains(errOut, "Could not update automatically: the update server refused") || !strings.Contains(errOut, "PathMacOSX") {
+		t.Fatalf("exit %d, stderr %q; want 1 and the server's reason", code, errOut)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("install folder changed: %v", entries)
+	}
+}
+
+// TestServerFromSmartclientINI: without --server the client finds its
+// server in the TOTVS smartclient.ini of the install folder; a flag wins
+// over the file.
+func TestServerFromSmartclientINI(t *testing.T) {
+	s := newServer(t, defaultConf)
+	host, port, _ := net.SplitHostPort(s.addr)
+	tests := []struct {
+		name string
+		ini  string
+		args []string
+	}{
+		{"TOTVS file", "[config]\r\nlastmainprog=sigamdi\r\n[drivers]\r\nactive=tcp\r\n[tcp]\r\nserver=" + host + "\r\nport=" + port + "\r\n", nil},
+		{"flag overrides the file", "[TCP]\nServer=192.0.2.1\nPort=1\n", []string{"--server", s.addr}},
+		{"flag with host only takes the file's port", "[TCP]\nServer=192.0.2.1\nPort=" + port + "\n", []string{"--server", host}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "smartclient.ini"), []byte(tc.ini), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"sync", "--dir", dir, "--os", "linux", "--yes"}, tc.args...)
+			if code, out, errOut := runCLI(t, args...); code != smartclient.ExitOK {
+				t.Fatalf("exit %d: %s %s", code, out, errOut)
+			}
+		})
+	}
+	t.Run("no server anywhere", func(t *testing.T) {
+		code, _, errOut := runCLI(t, "sync", "--dir", t.TempDir(), "--os", "linux")
+		if code != smartclient.ExitUsage || !strings.Contains(errOut, "--server") {
+			t.Fatalf("exit %d, %q; want 2 and how to name a server", code, errOut)
+		}
+	})
 }
