@@ -2,9 +2,11 @@ package smartclient
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -13,7 +15,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/erpupdate/smartsync/internal/atomicfile"
+	"github.com/zeebo/blake3"
 )
 
 // journal is the intent of one switch from staged files to the install.
@@ -26,13 +28,20 @@ type journal struct {
 	Remove  []string    `json:"remove"`  // installed files to take out
 	Install []string    `json:"install"` // staged paths to rename into place
 	Touch   []touchStep `json:"touch"`   // mtime-only fixes
-	Backup  bool        `json:"backup"`  // a new backup waits in .smartclient/bkp_new
+	Backup  bool        `json:"backup"`  // .smartclient/bkp_new becomes the newest backup
 	State   *State      `json:"state"`   // the state to record once done
 }
 
 type touchStep struct {
 	Path    string `json:"path"`
 	MtimeNs int64  `json:"mtime"`
+}
+
+// envelope is the journal as stored: its BLAKE3 checksum beside it, so a
+// torn or corrupted journal is recognized rather than obeyed.
+type envelope struct {
+	Sum     string          `json:"blake3"`
+	Journal json.RawMessage `json:"journal"`
 }
 
 const journalVersion = 1
@@ -43,82 +52,103 @@ var ErrRolledBack = errors.New("smartclient: the update was rolled back")
 
 // commit makes the staged files durable, writes the journal and plays it;
 // if a step fails, it undoes what was done.
-func commit(ctx context.Context, root *os.Root, dir string, j *journal, log *slog.Logger) error {
+func commit(ctx context.Context, d disk, j *journal, log *slog.Logger) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := writeJournal(root, dir, j); err != nil {
+	if err := writeJournal(d, j); err != nil {
 		return err
 	}
-	return playOrUndo(root, dir, j, log)
+	return playOrUndo(d, j, log)
 }
 
-// writeJournal makes the staged files durable, then the journal.
-func writeJournal(root *os.Root, dir string, j *journal) error {
+// writeJournal makes the staged files durable, then the journal. A
+// failed sync of the file system is final: the data may not be on disk,
+// so the switch does not start (and is not retried).
+func writeJournal(d disk, j *journal) error {
 	// One sync of the file system makes every staged file durable before
 	// the journal commits to using them; no fsync per file.
 	if len(j.Install) > 0 {
-		if err := syncFS(root, stagingDir, j.Install); err != nil {
+		if err := d.syncFS(stagingDir, j.Install); err != nil {
 			return fmt.Errorf("syncing staged files: %w", err)
 		}
 	}
 	j.Version = journalVersion
-	data, err := json.Marshal(j)
+	body, err := json.Marshal(j)
 	if err != nil {
 		return fmt.Errorf("encoding journal: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(dir, filepath.FromSlash(journalFile)), data, 0o644); err != nil {
+	sum := blake3.Sum256(body)
+	data, err := json.Marshal(envelope{Sum: hex.EncodeToString(sum[:]), Journal: body})
+	if err != nil {
+		return fmt.Errorf("encoding journal: %w", err)
+	}
+	if err := d.writeFile(journalFile, data); err != nil {
 		return fmt.Errorf("writing journal: %w", err)
 	}
 	return nil
 }
 
-func playOrUndo(root *os.Root, dir string, j *journal, log *slog.Logger) error {
-	err := play(root, dir, j, log)
+// readJournal returns the journal, nil when there is none, or an error
+// when it is damaged.
+func readJournal(d disk) (*journal, error) {
+	data, err := d.ReadFile(journalFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading journal: %w", err)
+	}
+	var env envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, fmt.Errorf("journal is torn or corrupt: %w", err)
+	}
+	sum := blake3.Sum256(env.Journal)
+	if hex.EncodeToString(sum[:]) != env.Sum {
+		return nil, errors.New("journal does not match its checksum")
+	}
+	var j journal
+	if err := json.Unmarshal(env.Journal, &j); err != nil {
+		return nil, fmt.Errorf("journal is corrupt: %w", err)
+	}
+	if j.Version != journalVersion || j.State == nil || j.State.Files == nil {
+		return nil, fmt.Errorf("journal of version %d is not one this smartclient knows", j.Version)
+	}
+	return &j, nil
+}
+
+func playOrUndo(d disk, j *journal, log *slog.Logger) error {
+	err := play(d, j, log)
 	if err == nil {
 		return nil
 	}
-	if uerr := undo(root, j); uerr != nil {
+	if uerr := undo(d, j); uerr != nil {
 		return fmt.Errorf("%w; undoing it failed too: %w (the journal %s is kept for the next start)",
-			err, uerr, filepath.Join(dir, filepath.FromSlash(journalFile)))
+			err, uerr, filepath.Join(d.Name(), filepath.FromSlash(journalFile)))
 	}
 	return fmt.Errorf("%w: %w", ErrRolledBack, err)
 }
 
-// testHookStep, when set by a test, runs before every rename of a switch;
-// an error from it stands for a crash or a failure at that point.
-var testHookStep func(op, path string) error
-
-func step(op, p string) error {
-	if testHookStep != nil {
-		return testHookStep(op, p)
-	}
-	return nil
-}
-
-func exists(root *os.Root, name string) bool {
-	_, err := root.Lstat(name)
+func exists(d disk, name string) bool {
+	_, err := d.Lstat(name)
 	return err == nil
 }
 
 // moveAside moves an install file under .smartclient/old, from where undo
 // can put it back.
-func moveAside(root *os.Root, p string) error {
-	if err := root.MkdirAll(path.Dir(oldDir+"/"+p), 0o755); err != nil {
+func moveAside(d disk, p string) error {
+	if err := d.MkdirAll(path.Dir(oldDir+"/"+p), 0o755); err != nil {
 		return err
 	}
-	return root.Rename(p, oldDir+"/"+p)
+	return d.Rename(p, oldDir+"/"+p)
 }
 
 // play carries out a journal, from the start or from wherever a crash
 // stopped it.
-func play(root *os.Root, dir string, j *journal, log *slog.Logger) error {
+func play(d disk, j *journal, log *slog.Logger) error {
 	for _, p := range j.Remove {
-		if exists(root, p) {
-			if err := step("remove", p); err != nil {
-				return err
-			}
-			if err := moveAside(root, p); err != nil {
+		if exists(d, p) {
+			if err := moveAside(d, p); err != nil {
 				return fmt.Errorf("removing %s: %w", p, err)
 			}
 		}
@@ -126,36 +156,27 @@ func play(root *os.Root, dir string, j *journal, log *slog.Logger) error {
 	made := map[string]bool{}
 	for _, p := range j.Install {
 		staged := stagingDir + "/" + p
-		if !exists(root, staged) {
+		if !exists(d, staged) {
 			continue // renamed into place before a crash
 		}
-		if exists(root, p) {
-			if err := step("aside", p); err != nil {
-				return err
-			}
-			if err := moveAside(root, p); err != nil {
+		if exists(d, p) {
+			if err := moveAside(d, p); err != nil {
 				return fmt.Errorf("replacing %s: %w", p, err)
 			}
 		}
-		if d := path.Dir(p); d != "." && !made[d] {
-			if err := root.MkdirAll(d, 0o755); err != nil {
+		if dir := path.Dir(p); dir != "." && !made[dir] {
+			if err := d.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("installing %s: %w", p, err)
 			}
-			made[d] = true
+			made[dir] = true
 		}
-		if err := step("install", p); err != nil {
-			return err
-		}
-		if err := root.Rename(staged, p); err != nil {
+		if err := d.Rename(staged, p); err != nil {
 			return fmt.Errorf("installing %s: %w", p, err)
 		}
 	}
 	for _, t := range j.Touch {
-		if err := step("touch", t.Path); err != nil {
-			return err
-		}
 		mt := time.Unix(0, t.MtimeNs)
-		if err := root.Chtimes(t.Path, mt, mt); err != nil {
+		if err := d.Chtimes(t.Path, mt, mt); err != nil {
 			return fmt.Errorf("setting the time of %s: %w", t.Path, err)
 		}
 	}
@@ -163,7 +184,7 @@ func play(root *os.Root, dir string, j *journal, log *slog.Logger) error {
 	// round the server's nanoseconds, and the next plan compares with
 	// what is on disk.
 	for _, p := range slices.Concat(j.Install, touchPaths(j.Touch)) {
-		fi, err := root.Lstat(p)
+		fi, err := d.Lstat(p)
 		if err != nil {
 			return fmt.Errorf("checking %s: %w", p, err)
 		}
@@ -171,26 +192,23 @@ func play(root *os.Root, dir string, j *journal, log *slog.Logger) error {
 		k.MtimeNs = fi.ModTime().UnixNano()
 		j.State.Files[p] = k
 	}
-	if err := step("state", stateFile); err != nil {
-		return err
-	}
-	if err := j.State.save(dir); err != nil {
+	if err := j.State.save(d); err != nil {
 		return err
 	}
 	// From here on the new release is installed and recorded; what
 	// remains is tidying, and a failure no longer undoes the switch.
-	if j.Backup && exists(root, newBackupDir) {
-		if _, err := rotate(root); err != nil {
+	if j.Backup && exists(d, newBackupDir) {
+		if _, err := rotate(d); err != nil {
 			log.Warn("the update is installed but its backup could not be put in place", "err", err)
 		}
 	}
-	if err := root.Remove(journalFile); err != nil {
+	if err := d.Remove(journalFile); err != nil {
 		log.Warn("removing journal", "err", err)
 	}
 	for _, p := range j.Remove {
-		pruneEmpty(root, path.Dir(p))
+		pruneEmpty(d, path.Dir(p))
 	}
-	tidy(root, log)
+	tidy(d, log)
 	return nil
 }
 
@@ -204,27 +222,27 @@ func touchPaths(t []touchStep) []string {
 
 // undo puts back what play did: new files go back to staging, old ones
 // come back from .smartclient/old, and the journal is removed.
-func undo(root *os.Root, j *journal) error {
+func undo(d disk, j *journal) error {
 	var errs []error
 	for _, p := range slices.Backward(j.Install) {
 		staged := stagingDir + "/" + p
-		if !exists(root, staged) && exists(root, p) {
-			if err := root.Rename(p, staged); err != nil {
+		if !exists(d, staged) && exists(d, p) {
+			if err := d.Rename(p, staged); err != nil {
 				errs = append(errs, fmt.Errorf("taking back %s: %w", p, err))
 				continue
 			}
 		}
-		if exists(root, oldDir+"/"+p) {
-			if err := root.Rename(oldDir+"/"+p, p); err != nil {
+		if exists(d, oldDir+"/"+p) {
+			if err := d.Rename(oldDir+"/"+p, p); err != nil {
 				errs = append(errs, fmt.Errorf("restoring %s: %w", p, err))
 			}
 		} else {
-			pruneEmpty(root, path.Dir(p))
+			pruneEmpty(d, path.Dir(p))
 		}
 	}
 	for _, p := range j.Remove {
-		if exists(root, oldDir+"/"+p) {
-			if err := root.Rename(oldDir+"/"+p, p); err != nil {
+		if exists(d, oldDir+"/"+p) {
+			if err := d.Rename(oldDir+"/"+p, p); err != nil {
 				errs = append(errs, fmt.Errorf("restoring %s: %w", p, err))
 			}
 		}
@@ -232,7 +250,7 @@ func undo(root *os.Root, j *journal) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if err := root.Remove(journalFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := d.Remove(journalFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing journal: %w", err)
 	}
 	return nil
@@ -240,45 +258,149 @@ func undo(root *os.Root, j *journal) error {
 
 // pruneEmpty removes dir and its parents while they are empty, so that
 // removing the last file a sync installed in a folder removes the folder.
-func pruneEmpty(root *os.Root, dir string) {
+func pruneEmpty(d disk, dir string) {
 	for ; dir != "." && dir != "/"; dir = path.Dir(dir) {
-		if root.Remove(dir) != nil {
+		if d.Remove(dir) != nil {
 			return
 		}
 	}
 }
 
 // tidy removes what a finished or abandoned sync leaves in .smartclient.
-func tidy(root *os.Root, log *slog.Logger) {
-	for _, d := range []string{stagingDir, oldDir, newBackupDir, dropBackup} {
-		if err := root.RemoveAll(d); err != nil {
-			log.Warn("removing leftover folder", "folder", d, "err", err)
+func tidy(d disk, log *slog.Logger) {
+	for _, dir := range []string{stagingDir, oldDir, newBackupDir, dropBackup} {
+		if err := d.RemoveAll(dir); err != nil {
+			log.Warn("removing leftover folder", "folder", dir, "err", err)
 		}
 	}
 }
 
-// recoverJournal finishes a switch that a crash interrupted, or undoes it
-// if it cannot be finished. Every command calls it before it looks at the
-// install folder.
-func recoverJournal(root *os.Root, dir string, log *slog.Logger) error {
-	data, err := root.ReadFile(journalFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		// No switch was under way: whatever is left is from a sync that
-		// failed or was killed before committing.
-		tidy(root, log)
+// recoverJournal finishes a switch that a crash interrupted when every
+// file it needs is present and verified, and undoes it otherwise. Every
+// command calls it before it looks at the install folder.
+func recoverJournal(d disk, log *slog.Logger) error {
+	j, err := readJournal(d)
+	if err != nil {
+		log.Warn("the journal of an interrupted update is damaged; rolling back from its snapshot", "err", err)
+		if rerr := rollbackToSnapshot(d); rerr != nil {
+			return fmt.Errorf("the journal %s of an interrupted update is damaged (%w) and rolling back failed: %w; the previous installation is in the newest bkp_remote folder",
+				filepath.Join(d.Name(), filepath.FromSlash(journalFile)), err, rerr)
+		}
+		if err := d.Remove(journalFile); err != nil {
+			return fmt.Errorf("removing the damaged journal: %w", err)
+		}
+		tidy(d, log)
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("reading journal: %w", err)
+	if j == nil {
+		// No switch was under way: whatever is left is from a sync that
+		// failed or was killed before committing.
+		tidy(d, log)
+		return nil
 	}
-	var j journal
-	if err := json.Unmarshal(data, &j); err != nil || j.Version != journalVersion || j.State == nil || j.State.Files == nil {
-		return fmt.Errorf("the journal %s of an interrupted update is damaged: the installation may be incomplete; the previous one is in the newest bkp_remote folder",
-			filepath.Join(dir, filepath.FromSlash(journalFile)))
+	if err := verifyForward(d, j); err != nil {
+		log.Warn("rolling back an interrupted update", "reason", err)
+		if uerr := undo(d, j); uerr != nil {
+			return fmt.Errorf("rolling back an interrupted update: %w", uerr)
+		}
+		tidy(d, log)
+		return nil
 	}
 	log.Warn("finishing an update that was interrupted", "files", len(j.Install), "removals", len(j.Remove))
-	if err := playOrUndo(root, dir, &j, log); err != nil {
+	if err := playOrUndo(d, j, log); err != nil {
 		return fmt.Errorf("finishing an interrupted update: %w", err)
 	}
 	return nil
+}
+
+// verifyForward checks that the switch can be finished: every file to
+// install is there, staged or already in place, with the content the
+// journal's state records.
+func verifyForward(d disk, j *journal) error {
+	for _, p := range j.Install {
+		want := j.State.Files[p].Hash
+		name := stagingDir + "/" + p
+		if !exists(d, name) {
+			name = p
+		}
+		got, err := hashFile(d, name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		if got != want {
+			return fmt.Errorf("%s does not match its hash", name)
+		}
+	}
+	return nil
+}
+
+func hashFile(d disk, name string) (string, error) {
+	f, err := d.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := blake3.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// rollbackToSnapshot makes the install equal to .smartclient/bkp_new, the
+// copy of the old install taken before the journal was written, when the
+// journal itself cannot be trusted. Files still the snapshot's (the same
+// inode) are left alone; the rest are put back from it, and files the
+// snapshot does not have were added by the update and go.
+func rollbackToSnapshot(d disk) error {
+	if fi, err := d.Lstat(newBackupDir); err != nil || !fi.IsDir() {
+		return errors.New("no snapshot of the previous installation to roll back to")
+	}
+	snap, err := os.OpenRoot(filepath.Join(d.Name(), filepath.FromSlash(newBackupDir)))
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	err = fs.WalkDir(d.FS(), ".", func(p string, e fs.DirEntry, err error) error {
+		if err != nil || p == "." {
+			return err
+		}
+		if reserved(p) {
+			if e.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if e.IsDir() {
+			return nil
+		}
+		if _, err := snap.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			return d.Remove(p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("removing files the update added: %w", err)
+	}
+	return fs.WalkDir(snap.FS(), ".", func(p string, e fs.DirEntry, err error) error {
+		if err != nil || p == "." {
+			return err
+		}
+		if e.IsDir() {
+			return d.MkdirAll(p, 0o755)
+		}
+		si, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if li, err := d.Lstat(p); err == nil {
+			if os.SameFile(li, si) || (li.Size() == si.Size() && li.ModTime().Equal(si.ModTime()) && li.Mode() == si.Mode()) {
+				return nil
+			}
+			if err := d.Remove(p); err != nil {
+				return err
+			}
+		}
+		return d.Link(newBackupDir+"/"+p, p)
+	})
 }

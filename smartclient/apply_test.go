@@ -1,67 +1,113 @@
 package smartclient
 
 import (
+	"context"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/zeebo/blake3"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-var errCrash = errors.New("simulated crash")
+var errInjected = errors.New("injected fault")
 
-// switchFixture is an install holding the old release (a, b, lib/c) with a
-// file of the user's, and staging holding the new one: a and lib/c
-// changed, b removed, d/e added.
-func switchFixture(t *testing.T) (dir string, root *os.Root, j *journal, oldTree, newTree map[string]string) {
+const newBuild = "7.00.240501A"
+
+// The switch fixture: an install holding the old release (a, b, lib/c,
+// config.ini) and a file of the user's, three backups of older releases,
+// and staging holding the new release: a, lib/c and config.ini changed, b
+// removed, d/e added.
+var (
+	oldRelease = map[string]string{"a": "old a", "b": "old b", "lib/c": "old c", "config.ini": "[old]", "mine.txt": "user"}
+	newRelease = map[string]string{"a": "new a", "lib/c": "new c", "config.ini": "[new]", "d/e": "new e", "mine.txt": "user"}
+	staged     = map[string]string{"a": "new a", "lib/c": "new c", "config.ini": "[new]", "d/e": "new e"}
+	olderOnes  = []map[string]string{{"a": "v1"}, {"a": "v2", "b": "v2"}, {"a": "v3", "lib/c": "v3"}}
+)
+
+func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
-	dir = t.TempDir()
-	oldTree = map[string]string{"a": "old a", "b": "old b", "lib/c": "old c", "mine.txt": "user"}
-	newTree = map[string]string{"a": "new a", "lib/c": "new c", "d/e": "new e", "mine.txt": "user"}
-	write := func(files map[string]string, prefix string) {
-		for p, c := range files {
-			full := filepath.Join(dir, filepath.FromSlash(prefix+p))
-			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-				t.Fatal(err)
-			}
+	for p, c := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	write(oldTree, "")
-	write(map[string]string{"a": "new a", "lib/c": "new c", "d/e": "new e"}, stagingDir+"/")
-	root, err := os.OpenRoot(dir)
+}
+
+func makeSwitchFixture(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFiles(t, dir, oldRelease)
+	writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), staged)
+	for i, files := range olderOnes {
+		writeFiles(t, filepath.Join(dir, backupName(i+1)), files)
+	}
+	return dir
+}
+
+// fixtureJournal is the journal of the fixture's switch.
+func fixtureJournal() *journal {
+	st := &State{Version: stateVersion, ClientID: "test", Build: newBuild, Files: map[string]FileState{}}
+	for p, c := range staged {
+		sum := blake3.Sum256([]byte(c))
+		st.Files[p] = FileState{Size: int64(len(c)), Hash: hex.EncodeToString(sum[:])}
+	}
+	return &journal{Install: []string{"a", "config.ini", "d/e", "lib/c"}, Remove: []string{"b"}, State: st}
+}
+
+func openDisk(t testing.TB, dir string) disk {
+	t.Helper()
+	r, err := os.OpenRoot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { root.Close() })
-	st := &State{Version: stateVersion, ClientID: "x", Build: "7.00.240501A", Files: map[string]FileState{
-		"a": {Size: 5}, "lib/c": {Size: 5}, "d/e": {Size: 5},
-	}}
-	j = &journal{Install: []string{"a", "d/e", "lib/c"}, Remove: []string{"b"}, State: st}
-	return dir, root, j, oldTree, newTree
+	t.Cleanup(func() { r.Close() })
+	return disk{r}
 }
 
-func readTree(t *testing.T, dir string) map[string]string {
+// doSwitch is what a sync does once every file is staged: back up, write
+// the journal, switch.
+func doSwitch(ctx context.Context, d disk) error {
+	j := fixtureJournal()
+	var err error
+	if j.Backup, err = prepareBackup(ctx, d); err != nil {
+		return err
+	}
+	return commit(ctx, d, j, discard)
+}
+
+// readTree reads the install (without bookkeeping and backups), or one
+// backup folder.
+func readTree(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	m := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)
-		if rel == metaDir {
+		if rel != "." && reserved(rel) {
 			return fs.SkipDir
 		}
-		if d.IsDir() {
+		if e.IsDir() {
 			return nil
 		}
 		b, err := os.ReadFile(p)
@@ -74,109 +120,283 @@ func readTree(t *testing.T, dir string) map[string]string {
 	return m
 }
 
-// crashAt makes the n-th step of a switch (counting from 1) fail.
-func crashAt(t *testing.T, n int) *int {
+// checkInvariant is invariant I: the install is exactly the old or the
+// new release, nothing of a switch is left over, and there are at most
+// three backups, each a complete earlier install. It returns which
+// release the install is.
+func checkInvariant(t testing.TB, dir, when string) string {
+	t.Helper()
+	got := readTree(t, dir)
+	which := ""
+	switch {
+	case maps.Equal(got, oldRelease):
+		which = "old"
+	case maps.Equal(got, newRelease):
+		which = "new"
+	default:
+		t.Fatalf("%s: the install is neither release: %v", when, got)
+	}
+	d := openDisk(t, dir)
+	for _, p := range []string{journalFile, stagingDir, oldDir, newBackupDir, dropBackup} {
+		if exists(d, p) {
+			t.Errorf("%s: %s left behind", when, p)
+		}
+	}
+	complete := append([]map[string]string{oldRelease}, olderOnes...)
+	backups, _ := filepath.Glob(filepath.Join(dir, "bkp_remote.*"))
+	if len(backups) > maxBackups {
+		t.Errorf("%s: %d backups", when, len(backups))
+	}
+	for _, b := range backups {
+		tree := readTree(t, b)
+		ok := false
+		for _, c := range complete {
+			ok = ok || maps.Equal(tree, c)
+		}
+		if !ok {
+			t.Errorf("%s: %s is not a complete install: %v", when, filepath.Base(b), tree)
+		}
+	}
+	// The state says what is installed.
+	st, err := loadState(dir)
+	if err != nil {
+		t.Fatalf("%s: %v", when, err)
+	}
+	if (which == "new") != (st.Build == newBuild) {
+		t.Errorf("%s: the install is the %s release but the state says build %q", when, which, st.Build)
+	}
+	return which
+}
+
+// countOps counts the file-system operations of a whole switch.
+func countOps(t *testing.T) int {
+	d := openDisk(t, makeSwitchFixture(t))
+	n := 0
+	faultHook = func(string, string) error { n++; return nil }
+	defer func() { faultHook = nil }()
+	if err := doSwitch(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestFailureAtEveryOperationRollsBack makes each operation of the switch
+// fail in the running client, as a full disk, an I/O error on fsync or on
+// rename would: the install is the old release again, the backups are
+// the old ones, and the error says what failed.
+func TestFailureAtEveryOperationRollsBack(t *testing.T) {
+	n := countOps(t)
+	for k := 1; k <= n; k++ {
+		dir := makeSwitchFixture(t)
+		d := openDisk(t, dir)
+		count := 0
+		var failed string
+		committed := false // the new state was written before the fault
+		faultHook = func(op, name string) error {
+			count++
+			if count == k {
+				failed = op + " " + name
+				return errInjected
+			}
+			committed = committed || (op == "write" && name == stateFile)
+			return nil
+		}
+		err := doSwitch(t.Context(), d)
+		faultHook = nil
+		// The next start recovers whatever is left.
+		if rerr := recoverJournal(d, discard); rerr != nil {
+			t.Fatalf("fault at operation %d (%s): recovery: %v", k, failed, rerr)
+		}
+		which := checkInvariant(t, dir, fmt.Sprintf("fault at operation %d (%s)", k, failed))
+		switch {
+		case committed || strings.HasPrefix(failed, "link "):
+			// Once the new state is written the switch is done, and a
+			// fault while tidying is only logged; a backup file that
+			// cannot be linked is copied instead.
+			if err != nil || which != "new" {
+				t.Errorf("fault at operation %d (%s): %v, and the %s release", k, failed, err, which)
+			}
+		case !errors.Is(err, errInjected) || which != "old":
+			t.Errorf("fault at operation %d (%s): %v, and the %s release; want the fault reported and the old release", k, failed, err, which)
+		}
+	}
+	t.Logf("%d fault points", n)
+}
+
+// The crash-point enumeration: a child process (this test binary) runs
+// the switch and exits for real at operation k, as a kill or a power cut
+// would stop it; then recovery runs, itself killed zero to three times at
+// its own operations, and invariant I must hold.
+const (
+	envCrashDir    = "SMARTCLIENT_CRASH_DIR"
+	envCrashAction = "SMARTCLIENT_CRASH_ACTION"
+	envCrashAt     = "SMARTCLIENT_CRASH_AT"
+	crashExit      = 77
+)
+
+// TestCrashChild is the child's side; it does nothing in a normal run.
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv(envCrashDir)
+	if dir == "" {
+		t.Skip("runs only as the child of TestCrashAtEveryOperation")
+	}
+	at, _ := strconv.Atoi(os.Getenv(envCrashAt))
 	count := 0
-	testHookStep = func(op, p string) error {
+	faultHook = func(string, string) error {
 		count++
-		if count == n {
-			return errCrash
+		if count == at {
+			os.Exit(crashExit)
 		}
 		return nil
 	}
-	t.Cleanup(func() { testHookStep = nil })
-	return &count
-}
-
-// steps counts the steps of a whole switch of the fixture.
-func steps(t *testing.T) int {
-	dir, root, j, _, _ := switchFixture(t)
-	count := crashAt(t, -1)
-	if err := writeJournal(root, dir, j); err != nil {
+	d := openDisk(t, dir)
+	var err error
+	switch os.Getenv(envCrashAction) {
+	case "switch":
+		err = doSwitch(context.Background(), d)
+	case "recover":
+		err = recoverJournal(d, discard)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := play(root, dir, j, discard); err != nil {
-		t.Fatal(err)
-	}
-	testHookStep = nil
-	return *count
 }
 
-// TestCrashAtEveryStep kills the switch at each of its steps, as Mender's
-// state-machine tests do, and checks that the next start leaves exactly
-// the new release, with no journal, staging or old files behind.
-func TestCrashAtEveryStep(t *testing.T) {
-	n := steps(t)
-	if n < 6 {
-		t.Fatalf("only %d steps in the switch", n)
+// crashChild runs action in a child process that exits at operation at;
+// it reports whether the child crashed (false: it finished first).
+func crashChild(t *testing.T, dir, action string, at int) bool {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), envCrashDir+"="+dir, envCrashAction+"="+action, envCrashAt+"="+strconv.Itoa(at))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).ExitStatus() == crashExit:
+		return true
 	}
-	for at := 1; at <= n; at++ {
-		dir, root, j, _, newTree := switchFixture(t)
-		crashAt(t, at)
-		if err := writeJournal(root, dir, j); err != nil {
-			t.Fatal(err)
+	t.Fatalf("child %s at %d: %v\n%s", action, at, err, out)
+	return false
+}
+
+func TestCrashAtEveryOperation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process per crash point")
+	}
+	n := countOps(t)
+	points, recoveryCrashes := 0, 0
+	seen := map[string]int{}
+	for k := 1; k <= n; k++ {
+		dir := makeSwitchFixture(t)
+		if !crashChild(t, dir, "switch", k) {
+			t.Fatalf("the switch finished before operation %d of %d", k, n)
 		}
-		if err := play(root, dir, j, discard); !errors.Is(err, errCrash) {
-			t.Fatalf("step %d: play: %v", at, err)
-		}
-		testHookStep = nil
-		// The crash may have left a mix; that is what recovery is for.
-		if err := recoverJournal(root, dir, discard); err != nil {
-			t.Fatalf("step %d: recovery: %v", at, err)
-		}
-		if got := readTree(t, dir); !maps.Equal(got, newTree) {
-			t.Errorf("crash at step %d: after recovery %v, want %v", at, got, newTree)
-		}
-		for _, p := range []string{journalFile, stagingDir, oldDir} {
-			if exists(root, p) {
-				t.Errorf("crash at step %d: %s left behind", at, p)
+		points++
+		// Crash recovery too, 0 to 3 times in a row, at varying points.
+		for i := range k % 4 {
+			if crashChild(t, dir, "recover", 1+(k+i)%3) {
+				recoveryCrashes++
 			}
 		}
-		st, err := loadState(dir)
-		if err != nil || st.Build != "7.00.240501A" || len(st.Files) != 3 {
-			t.Errorf("crash at step %d: state %+v, %v", at, st, err)
+		d := openDisk(t, dir)
+		if err := recoverJournal(d, discard); err != nil {
+			t.Fatalf("crash at operation %d: recovery: %v", k, err)
 		}
+		seen[checkInvariant(t, dir, fmt.Sprintf("crash at operation %d", k))]++
 	}
+	if seen["old"] == 0 || seen["new"] == 0 {
+		t.Errorf("outcomes %v: expected both rollbacks and roll-forwards", seen)
+	}
+	t.Logf("%d crash points in the switch, %d crashes during recovery; after recovery: %v", points, recoveryCrashes, seen)
 }
 
-// TestFailureAtEveryStepRollsBack makes each step fail in the running
-// client (a locked file, a full disk): the switch is undone and the
-// install is exactly the old release.
-func TestFailureAtEveryStepRollsBack(t *testing.T) {
-	n := steps(t)
-	for at := 1; at <= n; at++ {
-		dir, root, j, oldTree, _ := switchFixture(t)
-		crashAt(t, at)
-		err := commit(t.Context(), root, dir, j, discard)
-		testHookStep = nil
-		if !errors.Is(err, ErrRolledBack) || !errors.Is(err, errCrash) {
-			t.Fatalf("step %d: commit: %v; want a rollback", at, err)
-		}
-		if got := readTree(t, dir); !maps.Equal(got, oldTree) {
-			t.Errorf("failure at step %d: %v, want the old release %v", at, got, oldTree)
-		}
-		if exists(root, journalFile) || exists(root, stateFile) {
-			t.Errorf("failure at step %d: journal or new state left behind", at)
-		}
-		if exists(root, "d") {
-			t.Errorf("failure at step %d: folder d created by the update left behind", at)
-		}
-	}
-}
-
-func TestDamagedJournalIsReported(t *testing.T) {
-	dir, root, _, oldTree, _ := switchFixture(t)
-	for name, content := range map[string]string{"garbage": "{not json", "torn": `{"version":1,"install":["a"`, "no state": `{"version":1}`} {
+func TestDamagedJournalRollsBack(t *testing.T) {
+	for name, damage := range map[string]func(b []byte) []byte{
+		"torn":         func(b []byte) []byte { return b[:len(b)/2] },
+		"bit flipped":  func(b []byte) []byte { b[len(b)/2] ^= 0x20; return b },
+		"not json":     func([]byte) []byte { return []byte("garbage") },
+		"empty":        func([]byte) []byte { return nil },
+		"other fields": func([]byte) []byte { return []byte(`{"blake3":"00","journal":{}}`) },
+	} {
 		t.Run(name, func(t *testing.T) {
-			if err := os.WriteFile(filepath.Join(dir, journalFile), []byte(content), 0o644); err != nil {
+			dir := makeSwitchFixture(t)
+			d := openDisk(t, dir)
+			// Stop the switch halfway: after the first file is in place.
+			count := 0
+			faultHook = func(op, name string) error {
+				if op == "rename" && !strings.HasPrefix(name, metaDir) {
+					count++
+					if count == 2 {
+						return errInjected
+					}
+				}
+				return nil
+			}
+			j := fixtureJournal()
+			var err error
+			if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
 				t.Fatal(err)
 			}
-			err := recoverJournal(root, dir, discard)
-			if err == nil || !strings.Contains(err.Error(), "damaged") {
-				t.Fatalf("got %v, want a damaged-journal error", err)
+			if err := writeJournal(d, j); err != nil {
+				t.Fatal(err)
 			}
-			if got := readTree(t, dir); !maps.Equal(got, oldTree) {
-				t.Errorf("install changed: %v", got)
+			if err := play(d, j, discard); !errors.Is(err, errInjected) {
+				t.Fatalf("play: %v", err)
+			}
+			faultHook = nil
+			p := filepath.Join(dir, filepath.FromSlash(journalFile))
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, damage(b), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := recoverJournal(d, discard); err != nil {
+				t.Fatalf("recovery: %v", err)
+			}
+			if which := checkInvariant(t, dir, name); which != "old" {
+				t.Errorf("a damaged journal led to the %s release", which)
+			}
+		})
+	}
+}
+
+// TestLockedFileIsRetriedThenRolledBack: a file another program holds is
+// retried with backoff; if it stays locked the update is rolled back and
+// the message names the file.
+func TestLockedFileIsRetriedThenRolledBack(t *testing.T) {
+	saved := lockedBackoff
+	lockedBackoff = []time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond}
+	t.Cleanup(func() { lockedBackoff = saved })
+	for _, tc := range []struct {
+		name     string
+		failures int // times the rename of lib/c finds it locked
+		want     string
+	}{
+		{"released while retrying", 2, "new"},
+		{"stays locked", 100, "old"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := makeSwitchFixture(t)
+			d := openDisk(t, dir)
+			n := 0
+			faultHook = func(op, name string) error {
+				if op == "rename" && name == oldDir+"/lib/c" && n < tc.failures {
+					n++
+					return &fs.PathError{Op: "rename", Path: name, Err: syscall.EBUSY}
+				}
+				return nil
+			}
+			err := doSwitch(t.Context(), d)
+			faultHook = nil
+			tidy(d, discard)
+			if which := checkInvariant(t, dir, tc.name); which != tc.want {
+				t.Fatalf("install is the %s release, want %s (err %v)", which, tc.want, err)
+			}
+			if tc.want == "old" && (!errors.Is(err, ErrLocked) || !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "lib/c")) {
+				t.Errorf("error %v; want a rollback naming lib/c as locked", err)
 			}
 		})
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -17,9 +16,10 @@ import (
 func backupName(n int) string { return fmt.Sprintf("%s%03d", backupPrefix, n) }
 
 // prepareBackup copies the current install into .smartclient/bkp_new,
-// where rotate later puts it in place once the switch has succeeded. It
-// reports false when the install held nothing to back up.
-func prepareBackup(ctx context.Context, root *os.Root, dir string) (bool, error) {
+// where rotate later puts it in place once the switch has succeeded; until
+// then it is also the snapshot that a damaged journal rolls back to. It
+// reports false when the install held nothing worth a backup folder.
+func prepareBackup(ctx context.Context, root disk) (bool, error) {
 	// A slot that is not a folder would stop the rotation after the
 	// switch; find out now, while nothing is changed.
 	for i := 1; i <= maxBackups; i++ {
@@ -30,10 +30,10 @@ func prepareBackup(ctx context.Context, root *os.Root, dir string) (bool, error)
 	if err := root.RemoveAll(newBackupDir); err != nil {
 		return false, fmt.Errorf("backup: clearing %s: %w", newBackupDir, err)
 	}
-	n, err := snapshot(ctx, root, dir, newBackupDir)
-	if err == nil && n == 0 {
-		err = root.RemoveAll(newBackupDir)
+	if err := root.MkdirAll(newBackupDir, 0o755); err != nil {
+		return false, fmt.Errorf("backup: %w", err)
 	}
+	n, err := snapshot(ctx, root, newBackupDir)
 	if err != nil {
 		root.RemoveAll(newBackupDir)
 		return false, fmt.Errorf("backup: %w", err)
@@ -48,7 +48,7 @@ func prepareBackup(ctx context.Context, root *os.Root, dir string) (bool, error)
 // the gaps a crash may leave are closed first, so running it again after a
 // crash finishes the rotation, and a half backup never carries a
 // bkp_remote name. It returns the new backup's name.
-func rotate(root *os.Root) (string, error) {
+func rotate(root disk) (string, error) {
 	var have []int
 	for i := 1; i <= maxBackups; i++ {
 		fi, err := root.Lstat(backupName(i))
@@ -102,7 +102,7 @@ func rotate(root *os.Root) (string, error) {
 // writes a file in place: it renames new files over old ones, so the
 // backup keeps the old content. INI files are copied all the same, since
 // users and programs do edit those in place. It returns the files copied.
-func snapshot(ctx context.Context, root *os.Root, dir, dst string) (int, error) {
+func snapshot(ctx context.Context, root disk, dst string) (int, error) {
 	n := 0
 	err := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -139,8 +139,11 @@ func snapshot(ctx context.Context, root *os.Root, dir, dst string) (int, error) 
 			return nil // sockets, pipes and devices are not part of an install
 		default:
 			if strings.EqualFold(path.Ext(p), ".ini") || root.Link(p, target) != nil {
-				src := filepath.Join(dir, filepath.FromSlash(p))
-				dstPath := filepath.Join(dir, filepath.FromSlash(target))
+				if err := root.hook("copy", target); err != nil {
+					return err
+				}
+				src := filepath.Join(root.Name(), filepath.FromSlash(p))
+				dstPath := filepath.Join(root.Name(), filepath.FromSlash(target))
 				if err := copy.Copy(src, dstPath, copy.Options{PreserveTimes: true}); err != nil {
 					return fmt.Errorf("copying %s: %w", p, err)
 				}

@@ -81,7 +81,7 @@ var ErrVerify = errors.New("smartclient: received file does not match the manife
 // fetcher receives requested files into the staging folder.
 type fetcher struct {
 	c        *conn
-	root     *os.Root // the install folder
+	root     disk // the install folder
 	man      *manifest
 	progress Progress
 	dec      *zstd.Decoder

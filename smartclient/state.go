@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpupdate/smartsync/internal/atomicfile"
 )
 
 // The client's own bookkeeping lives in one hidden folder of the install
@@ -93,12 +92,12 @@ func loadState(dir string) (*State, error) {
 	return &st, nil
 }
 
-func (st *State) save(dir string) error {
+func (st *State) save(d disk) error {
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding client state: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(dir, filepath.FromSlash(stateFile)), data, 0o644); err != nil {
+	if err := d.writeFile(stateFile, data); err != nil {
 		return fmt.Errorf("saving client state: %w", err)
 	}
 	st.exists = true

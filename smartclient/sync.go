@@ -81,18 +81,19 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("creating install folder: %w", err)
 		}
 	}
-	root, err := os.OpenRoot(o.Dir)
+	r, err := os.OpenRoot(o.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening install folder: %w", err)
 	}
-	defer root.Close()
+	defer r.Close()
+	root := disk{r}
 	if !o.CheckOnly {
-		unlock, err := lockInstall(root)
+		unlock, err := lockInstall(root.Root)
 		if err != nil {
 			return nil, err
 		}
 		defer unlock()
-		if err := recoverJournal(root, o.Dir, o.Log); err != nil {
+		if err := recoverJournal(root, o.Log); err != nil {
 			return nil, err
 		}
 	}
@@ -108,7 +109,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	if err != nil && !o.CheckOnly && st.exists && !errors.Is(err, ErrDeclined) && !errors.Is(err, ErrDisabled) {
 		// Record the failure for 'status'; the install is untouched.
 		st.LastSync, st.LastOutcome, st.LastMessage, st.Server = time.Now().UTC(), "failed", err.Error(), o.Server
-		if serr := st.save(o.Dir); serr != nil {
+		if serr := st.save(root); serr != nil {
 			o.Log.Warn("recording the failed sync", "err", serr)
 		}
 	}
@@ -145,7 +146,7 @@ func (c *conn) report(log *slog.Logger, r syncproto.Report) {
 	}
 }
 
-func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result, error) {
+func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, error) {
 	c, w, err := hello(ctx, st, o)
 	if err != nil {
 		return nil, err
@@ -189,7 +190,7 @@ func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result
 	if err != nil {
 		return nil, err
 	}
-	p, err := makePlan(root, st, man, full, o.Log)
+	p, err := makePlan(root.Root, st, man, full, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +240,7 @@ func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result
 	}
 	j := &journal{Remove: p.remove, State: nextState(st, man, p, o)}
 	if p.changesContent() {
-		if j.Backup, err = prepareBackup(ctx, root, o.Dir); err != nil {
+		if j.Backup, err = prepareBackup(ctx, root); err != nil {
 			return fail(err)
 		}
 	}
@@ -249,7 +250,7 @@ func syncWith(ctx context.Context, root *os.Root, st *State, o Options) (*Result
 	for _, i := range p.touch {
 		j.Touch = append(j.Touch, touchStep{Path: man.Files[i].Path, MtimeNs: man.Files[i].MtimeNs})
 	}
-	if err := commit(ctx, root, o.Dir, j, o.Log); err != nil {
+	if err := commit(ctx, root, j, o.Log); err != nil {
 		return fail(fmt.Errorf("applying the update: %w", err))
 	}
 	if j.Backup {
@@ -296,7 +297,7 @@ func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome) (bool
 }
 
 // newestBackup names the highest-numbered backup folder.
-func newestBackup(root *os.Root) string {
+func newestBackup(root disk) string {
 	for i := maxBackups; i >= 1; i-- {
 		if fi, err := root.Lstat(backupName(i)); err == nil && fi.IsDir() {
 			return backupName(i)

@@ -1,0 +1,130 @@
+package smartclient
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/erpupdate/smartsync/internal/atomicfile"
+)
+
+// disk is the client's file-system seam: every change that staging, the
+// backup and the switch make to the install folder goes through it, so
+// tests can count the operations, crash the process at any one of them,
+// or make one fail as a full disk, an I/O error or a locked file would.
+// It is an os.Root, so nothing it does leaves the install folder.
+type disk struct{ *os.Root }
+
+// faultHook, when a test sets it, runs before every operation with the
+// operation's name and the path it changes; an error it returns is the
+// operation's error.
+var faultHook func(op, name string) error
+
+func (d disk) hook(op, name string) error {
+	if faultHook != nil {
+		return faultHook(op, name)
+	}
+	return nil
+}
+
+// lockedBackoff is how long a rename waits for a file another program
+// holds (on Windows a running program or an antivirus scan) before it
+// tries again; after the last wait the update is rolled back.
+var lockedBackoff = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond,
+	400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond}
+
+// ErrLocked marks a file that stayed in use by another program.
+var ErrLocked = fmt.Errorf("smartclient: file in use by another program")
+
+// Rename renames, retrying while the file is locked.
+func (d disk) Rename(oldname, newname string) error {
+	for i := 0; ; i++ {
+		err := d.hook("rename", newname)
+		if err == nil {
+			err = d.Root.Rename(oldname, newname)
+		}
+		if err == nil || !isLocked(err) {
+			return err
+		}
+		if i == len(lockedBackoff) {
+			return fmt.Errorf("%s stayed in use by another program (close it and retry): %w: %w", localName(oldname, newname), ErrLocked, err)
+		}
+		time.Sleep(lockedBackoff[i])
+	}
+}
+
+// localName is the install file a rename is about, not the bookkeeping
+// side of it.
+func localName(oldname, newname string) string {
+	if reserved(newname) {
+		return oldname
+	}
+	return newname
+}
+
+func (d disk) Remove(name string) error {
+	if err := d.hook("remove", name); err != nil {
+		return err
+	}
+	return d.Root.Remove(name)
+}
+
+func (d disk) RemoveAll(name string) error {
+	if err := d.hook("removeall", name); err != nil {
+		return err
+	}
+	return d.Root.RemoveAll(name)
+}
+
+func (d disk) MkdirAll(name string, perm fs.FileMode) error {
+	if err := d.hook("mkdir", name); err != nil {
+		return err
+	}
+	return d.Root.MkdirAll(name, perm)
+}
+
+func (d disk) Chtimes(name string, atime, mtime time.Time) error {
+	if err := d.hook("chtimes", name); err != nil {
+		return err
+	}
+	return d.Root.Chtimes(name, atime, mtime)
+}
+
+func (d disk) Link(oldname, newname string) error {
+	if err := d.hook("link", newname); err != nil {
+		return err
+	}
+	return d.Root.Link(oldname, newname)
+}
+
+func (d disk) Symlink(oldname, newname string) error {
+	if err := d.hook("symlink", newname); err != nil {
+		return err
+	}
+	return d.Root.Symlink(oldname, newname)
+}
+
+func (d disk) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	if err := d.hook("create", name); err != nil {
+		return nil, err
+	}
+	return d.Root.OpenFile(name, flag, perm)
+}
+
+// writeFile replaces the bookkeeping file rel atomically and durably.
+func (d disk) writeFile(rel string, data []byte) error {
+	if err := d.hook("write", rel); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(d.Name(), filepath.FromSlash(rel)), data, 0o644)
+}
+
+// syncFS makes the staged files durable (see syncFS).
+func (d disk) syncFS(dir string, files []string) error {
+	if err := d.hook("syncfs", dir); err != nil {
+		return err
+	}
+	return syncFS(d.Root, dir, files)
+}

@@ -1,0 +1,5 @@
+//go:build !unix && !windows
+
+package smartclient
+
+func isLocked(error) bool { return false }
