@@ -24,12 +24,13 @@ import (
 // renamed into place; an old file under .smartclient/old was moved aside),
 // so a switch can be replayed after a crash, or undone after a failure.
 type journal struct {
-	Version int         `json:"version"`
-	Remove  []string    `json:"remove"`  // installed files to take out
-	Install []string    `json:"install"` // staged paths to rename into place
-	Touch   []touchStep `json:"touch"`   // mtime-only fixes
-	Backup  bool        `json:"backup"`  // .smartclient/bkp_new becomes the newest backup
-	State   *State      `json:"state"`   // the state to record once done
+	Version int               `json:"version"`
+	Remove  []string          `json:"remove"`  // installed files to take out
+	Install []string          `json:"install"` // staged paths to rename into place
+	Hashes  map[string]string `json:"hashes"`  // BLAKE3 of each file to install, for recovery
+	Touch   []touchStep       `json:"touch"`   // mtime-only fixes
+	Backup  bool              `json:"backup"`  // .smartclient/bkp_new becomes the newest backup
+	State   *State            `json:"state"`   // the state to record once done
 }
 
 type touchStep struct {
@@ -318,7 +319,10 @@ func recoverJournal(d disk, log *slog.Logger) error {
 // journal's state records.
 func verifyForward(d disk, j *journal) error {
 	for _, p := range j.Install {
-		want := j.State.Files[p].Hash
+		want, ok := j.Hashes[p]
+		if !ok {
+			return fmt.Errorf("%s has no recorded hash", p)
+		}
 		name := stagingDir + "/" + p
 		if !exists(d, name) {
 			name = p

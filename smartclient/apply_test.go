@@ -65,11 +65,13 @@ func makeSwitchFixture(t testing.TB) string {
 // fixtureJournal is the journal of the fixture's switch.
 func fixtureJournal() *journal {
 	st := &State{Version: stateVersion, ClientID: "test", Build: newBuild, Files: map[string]FileState{}}
+	hashes := map[string]string{}
 	for p, c := range staged {
 		sum := blake3.Sum256([]byte(c))
-		st.Files[p] = FileState{Size: int64(len(c)), Hash: hex.EncodeToString(sum[:])}
+		hashes[p] = hex.EncodeToString(sum[:])
+		st.Files[p] = FileState{Size: int64(len(c)), Hash: hashes[p]}
 	}
-	return &journal{Install: []string{"a", "config.ini", "d/e", "lib/c"}, Remove: []string{"b"}, State: st}
+	return &journal{Install: []string{"a", "config.ini", "d/e", "lib/c"}, Remove: []string{"b"}, State: st, Hashes: hashes}
 }
 
 func openDisk(t testing.TB, dir string) disk {

@@ -34,6 +34,13 @@ func prepareBackup(ctx context.Context, root disk) (bool, error) {
 		return false, fmt.Errorf("backup: %w", err)
 	}
 	n, err := snapshot(ctx, root, newBackupDir)
+	if err == nil {
+		// The client's state goes with the files, so that status can
+		// tell which build a backup holds and restore can put it back.
+		if data, rerr := root.ReadFile(stateFile); rerr == nil {
+			err = root.writeFile(newBackupDir+"/"+stateFile, data)
+		}
+	}
 	if err != nil {
 		root.RemoveAll(newBackupDir)
 		return false, fmt.Errorf("backup: %w", err)

@@ -36,6 +36,8 @@ var ErrUsage = errors.New("usage error")
 const usage = `usage:
   smartclient sync    [--server HOST:PORT] [--dir INSTALL] [--os windows|linux|darwin] [--yes] [--check]
   smartclient run     [sync flags] -- PROGRAM [ARGS...]
+  smartclient status  [--dir INSTALL]
+  smartclient restore [--dir INSTALL] [--backup 3|2|1]
 `
 
 // Run is the smartclient command: args are without the program name. It
@@ -48,6 +50,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd, args := args[0], args[1:]
 	switch cmd {
 	case "sync", "run":
+	case "status", "restore":
+		return runLocal(ctx, cmd, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
@@ -77,6 +81,104 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runProgram(ctx, o.Dir, rest, stdin, stdout, stderr)
 	}
 	return code
+}
+
+// runLocal runs the commands that work on the install folder alone.
+func runLocal(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+	fl := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
+	fl.SetOutput(stderr)
+	dir := fl.String("dir", "", "install folder (default: the folder of the smartclient executable)")
+	n := 0
+	if cmd == "restore" {
+		fl.IntVar(&n, "backup", 0, "which backup to put back: 3 (the newest), 2 or 1 (default: the newest)")
+	}
+	verbose := fl.BoolP("verbose", "v", false, "log each step to stderr")
+	if err := fl.Parse(args); err != nil || fl.NArg() > 0 {
+		if err == nil {
+			fmt.Fprintf(stderr, "smartclient: unexpected arguments %q\n", fl.Args())
+		}
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	d, err := installDir(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "smartclient: %v\n", err)
+		return ExitUsage
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if cmd == "status" {
+		r, err := Status(ctx, d, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "smartclient status: %v\n", err)
+			return exitCode(ctx, err)
+		}
+		printStatus(stdout, r)
+		return ExitOK
+	}
+	res, err := Restore(ctx, d, n, log)
+	if err != nil {
+		code := exitCode(ctx, err)
+		if code == ExitFailed {
+			fmt.Fprintf(stderr, "Could not restore: %s. The installation was left as it was.\n", reason(err))
+		} else {
+			fmt.Fprintf(stderr, "smartclient restore: %v\n", err)
+		}
+		return code
+	}
+	fmt.Fprintf(stdout, "Restored %s (build %s): %d files put back, %d removed", res.From, orUnknown(res.Build), res.Restored, res.Removed)
+	if res.Backup != "" {
+		fmt.Fprintf(stdout, "; the replaced installation is kept in %s", res.Backup)
+	}
+	fmt.Fprintln(stdout, ".")
+	return ExitOK
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func printStatus(w io.Writer, r *StatusReport) {
+	fmt.Fprintf(w, "Install folder:  %s\n", r.Dir)
+	if r.Build == "" {
+		fmt.Fprintln(w, "Installed build: none (never synced)")
+	} else {
+		fmt.Fprintf(w, "Installed build: %s (%s), %d files installed by smartclient\n", r.Build, r.OS, r.Files)
+	}
+	if !r.LastSync.IsZero() {
+		fmt.Fprintf(w, "Last sync:       %s from %s: %s", r.LastSync.Local().Format("2006-01-02 15:04:05 MST"), orUnknown(r.Server), r.LastOutcome)
+		if r.LastMessage != "" {
+			fmt.Fprintf(w, " (%s)", r.LastMessage)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.Backups) == 0 {
+		fmt.Fprintln(w, "Backups:         none")
+		return
+	}
+	fmt.Fprintln(w, "Backups (newest last):")
+	for _, b := range r.Backups {
+		fmt.Fprintf(w, "  %s  build %-14s %s  %6d files  %s\n", b.Name, orUnknown(b.Build),
+			b.When.Local().Format("2006-01-02 15:04"), b.Files, humanBytes(b.Bytes))
+	}
+}
+
+// installDir resolves --dir, defaulting to the executable's folder.
+func installDir(dir string) (string, error) {
+	if dir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", fmt.Errorf("finding the install folder: %w (use --dir)", err)
+		}
+		dir = filepath.Dir(exe)
+	}
+	return filepath.Abs(dir)
 }
 
 // exitCode is the one place where an error becomes an exit code.
@@ -161,19 +263,10 @@ func parseSyncFlags(cmd string, args []string, stdin io.Reader, stdout, stderr i
 		return Options{}, nil, err
 	}
 	o := Options{Yes: *yes, CheckOnly: *check}
-	o.Dir = *dir
-	if o.Dir == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return o, nil, fmt.Errorf("finding the install folder: %w (use --dir)", err)
-		}
-		o.Dir = filepath.Dir(exe)
-	}
-	abs, err := filepath.Abs(o.Dir)
-	if err != nil {
+	var err error
+	if o.Dir, err = installDir(*dir); err != nil {
 		return o, nil, err
 	}
-	o.Dir = abs
 	switch strings.ToLower(*osName) {
 	case "windows":
 		o.OS = "windows"

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
 )
 
 // The client's own bookkeeping lives in one hidden folder of the install

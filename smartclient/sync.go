@@ -238,14 +238,16 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	j := &journal{Remove: p.remove, State: nextState(st, man, p, o)}
+	j := &journal{Remove: p.remove, State: nextState(st, man, p, o), Hashes: map[string]string{}}
 	if p.changesContent() {
 		if j.Backup, err = prepareBackup(ctx, root); err != nil {
 			return fail(err)
 		}
 	}
 	for _, i := range p.fetch {
-		j.Install = append(j.Install, man.Files[i].Path)
+		f := man.Files[i]
+		j.Install = append(j.Install, f.Path)
+		j.Hashes[f.Path] = hex.EncodeToString(f.Hash[:])
 	}
 	for _, i := range p.touch {
 		j.Touch = append(j.Touch, touchStep{Path: man.Files[i].Path, MtimeNs: man.Files[i].MtimeNs})

@@ -719,3 +719,67 @@ func TestServerFromSmartclientINI(t *testing.T) {
 		}
 	})
 }
+
+// TestStatusAndRestore: status lists the installed build and the backups
+// with their builds; restore puts a backup back and keeps the install it
+// replaced as the newest backup.
+func TestStatusAndRestore(t *testing.T) {
+	s := newServer(t, serverConf{enable: true, build: "7.00.240101A", preserve: "smartclient.ini"})
+	dir := t.TempDir()
+	var versions []map[string]string
+	for i, build := range []string{"7.00.240101A", "7.00.240201A", "7.00.240301A"} {
+		if i > 0 {
+			s.start(serverConf{enable: true, build: build, preserve: "smartclient.ini"})
+			s.write("linux", "lib/libtlpp.so", "release "+build)
+			s.write("linux", fmt.Sprintf("plugins/p%d.so", i), "added in "+build)
+		}
+		mustSync(t, s, dir, yes)
+		if i == 0 {
+			// A file of the user's, which restore must leave alone.
+			if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		versions = append(versions, tree(t, dir))
+	}
+	code, out, errOut := runCLI(t, "status", "--dir", dir)
+	if code != smartclient.ExitOK {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"Installed build: 7.00.240301A (linux)", "Last sync:", s.addr, "bkp_remote.001  build 7.00.240101A", "bkp_remote.002  build 7.00.240201A"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, errOut = runCLI(t, "restore", "--dir", dir, "--backup", "1")
+	if code != smartclient.ExitOK || !strings.Contains(out, "Restored bkp_remote.001 (build 7.00.240101A)") {
+		t.Fatalf("restore: exit %d: %s %s", code, out, errOut)
+	}
+	sameTree(t, tree(t, dir), versions[0], "after restoring bkp_remote.001")
+	sameTree(t, tree(t, filepath.Join(dir, "bkp_remote.003")), versions[2], "the replaced install")
+	if b := backups(t, dir); len(b) != 3 {
+		t.Errorf("backups %v", b)
+	}
+	noLeftovers(t, dir)
+	// The restored build is what the client now reports, and the next
+	// sync brings it forward again.
+	_, out, _ = runCLI(t, "status", "--dir", dir)
+	if !strings.Contains(out, "Installed build: 7.00.240101A") {
+		t.Errorf("status after restore:\n%s", out)
+	}
+	res := mustSync(t, s, dir, nil)
+	if res.Fetched != 3 {
+		t.Errorf("sync after restore fetched %d files, want 3", res.Fetched)
+	}
+	sameTree(t, tree(t, dir), versions[2], "after syncing again")
+
+	for _, bad := range [][]string{{"--backup", "4"}, {"--backup", "x"}} {
+		if code, _, _ := runCLI(t, append([]string{"restore", "--dir", dir}, bad...)...); code != smartclient.ExitUsage {
+			t.Errorf("restore %v: exit %d, want 2", bad, code)
+		}
+	}
+	if code, _, errOut := runCLI(t, "restore", "--dir", t.TempDir()); code != smartclient.ExitFailed || !strings.Contains(errOut, "no backup") {
+		t.Errorf("restore without backups: exit %d, %q", code, errOut)
+	}
+}

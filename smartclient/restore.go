@@ -1,0 +1,254 @@
+package smartclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"sort"
+	"time"
+)
+
+// BackupInfo describes one kept backup.
+type BackupInfo struct {
+	Name  string    // bkp_remote.00N
+	Build string    // build it holds, "" when unknown
+	When  time.Time // when that build was installed, or the folder's time
+	Files int
+	Bytes int64
+}
+
+// StatusReport is what 'smartclient status' shows.
+type StatusReport struct {
+	Dir         string
+	Build       string
+	OS          string
+	Server      string
+	LastSync    time.Time
+	LastOutcome string
+	LastMessage string
+	Files       int // files the client installed and tracks
+	Backups     []BackupInfo
+}
+
+// openInstall opens an existing install folder for a command that may
+// change it: it takes the lock and finishes or undoes an interrupted
+// switch first, as every command does.
+func openInstall(dir string, log *slog.Logger) (disk, func(), error) {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return disk{}, nil, fmt.Errorf("opening install folder: %w", err)
+	}
+	unlock, err := lockInstall(r)
+	if err != nil {
+		r.Close()
+		return disk{}, nil, err
+	}
+	d := disk{r}
+	if err := recoverJournal(d, log); err != nil {
+		unlock()
+		r.Close()
+		return disk{}, nil, err
+	}
+	return d, func() { unlock(); r.Close() }, nil
+}
+
+// Status reports the installed build, the last sync and the backups kept.
+func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, error) {
+	d, done, err := openInstall(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	st, err := loadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	r := &StatusReport{Dir: dir, Build: st.Build, OS: st.OS, Server: st.Server, LastSync: st.LastSync,
+		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: len(st.Files)}
+	for i := 1; i <= maxBackups; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		info, err := describeBackup(d, backupName(i))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		r.Backups = append(r.Backups, info)
+	}
+	return r, nil
+}
+
+func describeBackup(d disk, name string) (BackupInfo, error) {
+	info := BackupInfo{Name: name}
+	fi, err := d.Lstat(name)
+	if err != nil {
+		return info, err
+	}
+	if !fi.IsDir() {
+		return info, fmt.Errorf("%s is not a folder", name)
+	}
+	info.When = fi.ModTime()
+	if data, err := d.ReadFile(name + "/" + stateFile); err == nil {
+		var st State
+		if json.Unmarshal(data, &st) == nil {
+			info.Build = st.Build
+			if !st.LastSync.IsZero() {
+				info.When = st.LastSync
+			}
+		}
+	}
+	err = fs.WalkDir(d.FS(), name, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() && path.Base(p) == metaDir {
+			return fs.SkipDir
+		}
+		if e.Type().IsRegular() {
+			fi, err := e.Info()
+			if err != nil {
+				return err
+			}
+			info.Files++
+			info.Bytes += fi.Size()
+		}
+		return nil
+	})
+	return info, err
+}
+
+// RestoreResult says what a restore did.
+type RestoreResult struct {
+	From     string // the backup put back
+	Build    string // its build, "" when unknown
+	Restored int    // files put back
+	Removed  int    // files the replaced install had and the backup does not
+	Backup   string // where the replaced install was kept
+}
+
+// Restore puts backup n (1, 2 or 3; 0 for the newest) back in place
+// through the same journaled switch as a sync, so a crash leaves the
+// install as it was or as the backup; the install it replaces becomes the
+// newest backup. Files the client did not install, and files the backup
+// already shares with the install, are left alone.
+func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*RestoreResult, error) {
+	if n < 0 || n > maxBackups {
+		return nil, fmt.Errorf("%w: --backup %d: must be 1, 2 or 3", ErrUsage, n)
+	}
+	d, done, err := openInstall(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if n == 0 {
+		for i := maxBackups; i >= 1 && n == 0; i-- {
+			if fi, err := d.Lstat(backupName(i)); err == nil && fi.IsDir() {
+				n = i
+			}
+		}
+		if n == 0 {
+			return nil, errors.New("there is no backup to restore (no bkp_remote.00N folder)")
+		}
+	}
+	from := backupName(n)
+	if fi, err := d.Lstat(from); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("there is no backup %s to restore", from)
+	}
+	st, err := loadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	next := &State{Version: stateVersion, Files: map[string]FileState{}}
+	if data, err := d.ReadFile(from + "/" + stateFile); err == nil {
+		if err := json.Unmarshal(data, next); err != nil || next.Files == nil {
+			next = &State{Version: stateVersion, Files: map[string]FileState{}}
+		}
+	}
+	next.Version, next.ClientID = stateVersion, st.ClientID
+	next.LastSync, next.LastOutcome, next.LastMessage = time.Now().UTC(), "restored", "restored from "+from
+	res := &RestoreResult{From: from, Build: next.Build}
+
+	j := &journal{State: next, Hashes: map[string]string{}}
+	inBackup := map[string]bool{}
+	err = fs.WalkDir(d.FS(), from, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel := p[len(from):]
+		if rel == "" {
+			return nil
+		}
+		rel = rel[1:]
+		if reserved(rel) {
+			if e.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !e.Type().IsRegular() {
+			return nil
+		}
+		inBackup[rel] = true
+		bi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if li, err := d.Lstat(rel); err == nil && os.SameFile(li, bi) {
+			return nil // the install still has this very file
+		}
+		staged := stagingDir + "/" + rel
+		if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
+			return err
+		}
+		if err := d.Link(p, staged); err != nil {
+			return fmt.Errorf("staging %s: %w", rel, err)
+		}
+		h, err := hashFile(d, staged)
+		if err != nil {
+			return err
+		}
+		j.Install = append(j.Install, rel)
+		j.Hashes[rel] = h
+		return nil
+	})
+	if err != nil {
+		tidy(d, log)
+		return nil, fmt.Errorf("restoring %s: %w", from, err)
+	}
+	for name, k := range st.Files {
+		if inBackup[name] || k.Preserve {
+			continue
+		}
+		if fi, err := d.Lstat(name); err == nil && fi.Size() == k.Size && fi.ModTime().UnixNano() == k.MtimeNs {
+			j.Remove = append(j.Remove, name)
+		}
+	}
+	sort.Strings(j.Install)
+	sort.Strings(j.Remove)
+	res.Restored, res.Removed = len(j.Install), len(j.Remove)
+	if j.Backup, err = prepareBackup(ctx, d); err != nil {
+		tidy(d, log)
+		return nil, err
+	}
+	if err := commit(ctx, d, j, log); err != nil {
+		if !exists(d, journalFile) {
+			tidy(d, log)
+		}
+		return nil, fmt.Errorf("restoring %s: %w", from, err)
+	}
+	if j.Backup {
+		res.Backup = newestBackup(d)
+	}
+	return res, nil
+}
