@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"gopkg.in/ini.v1"
 )
@@ -33,6 +34,12 @@ type Config struct {
 	// Preserve is [UPDATE] Preserve: clean relative slash paths of client
 	// files that are copied only when missing or on a full update.
 	Preserve []string
+	// PostInstall is [UPDATE] PostInstall: a program inside the update
+	// folder (relative slash path) that clients run after a switch, to
+	// upgrade their data; "" for none. PostInstallTimeout is how long it
+	// may run ([UPDATE] PostInstallTimeout, seconds, default 120).
+	PostInstall        string
+	PostInstallTimeout time.Duration
 }
 
 // ConfigError is one problem with an AppServer.ini. It names the file, the
@@ -87,6 +94,8 @@ const (
 	keyBuild          = "Build"
 	keyMinClientBuild = "MinClientBuild"
 	keyPreserve       = "Preserve"
+	keyPostInstall    = "PostInstall"
+	keyPostInstallMax = "PostInstallTimeout"
 )
 
 // updateKeys are the only keys allowed in [UPDATE]. The section is ours, so
@@ -94,7 +103,7 @@ const (
 // silently disable part of the updates.
 var updateKeys = []string{
 	keyEnable, keyPathWindows, keyPathLinux, keyPathMacOSX,
-	keyBuild, keyMinClientBuild, keyPreserve,
+	keyBuild, keyMinClientBuild, keyPreserve, keyPostInstall, keyPostInstallMax,
 }
 
 // folderKeys maps each folder key to the client OS it serves, in GOOS terms.
@@ -334,6 +343,23 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 				continue
 			}
 			cfg.Preserve = append(cfg.Preserve, item)
+		}
+	}
+
+	cfg.PostInstallTimeout = 2 * time.Minute
+	if val, _, ok := v.value(sec, sectionUpdate, keyPostInstall); ok && val != "" {
+		if problem := checkPreservePath(val); problem != "" {
+			v.add(sectionUpdate, keyPostInstall, nil, "%q %s", val, problem)
+		} else {
+			cfg.PostInstall = val
+		}
+	}
+	if val, _, ok := v.value(sec, sectionUpdate, keyPostInstallMax); ok && val != "" {
+		n, err := parseDigits(val)
+		if err != nil || n < 1 || n > 3600 {
+			v.add(sectionUpdate, keyPostInstallMax, nil, "%q is not a number of seconds from 1 to 3600", val)
+		} else {
+			cfg.PostInstallTimeout = time.Duration(n) * time.Second
 		}
 	}
 }

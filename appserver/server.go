@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,7 +72,25 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		}
 		s.indexes[osName] = ix
 	}
+	if cfg.PostInstall != "" && !slices.ContainsFunc(oses, func(o string) bool { return s.postInstall(s.indexes[o].cur) != "" }) {
+		s.Close()
+		return nil, fmt.Errorf("%s: [UPDATE] PostInstall: %q is in none of the update folders", cfg.File, cfg.PostInstall)
+	}
 	return s, nil
+}
+
+// postInstall returns the manifest's path of the post-install program, or
+// "" when this folder has none (each OS folder may carry its own).
+func (s *Server) postInstall(m *Manifest) string {
+	if s.cfg.PostInstall == "" {
+		return ""
+	}
+	for _, f := range m.Files {
+		if strings.EqualFold(f.Path, s.cfg.PostInstall) {
+			return f.Path
+		}
+	}
+	return ""
 }
 
 // Indexes returns the index of every served OS folder, by OS name.
@@ -330,7 +350,11 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index) erro
 		return &syncproto.Error{Code: syncproto.CodeInternal, Message: "the server cannot read its update folder; retry later"}
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-	if err := ss.w.Write(syncproto.ManifestHeader{Build: man.Build, Count: uint32(len(man.Files)), TotalBytes: uint64(man.TotalBytes)}); err != nil {
+	hdr := syncproto.ManifestHeader{Build: man.Build, Count: uint32(len(man.Files)), TotalBytes: uint64(man.TotalBytes)}
+	if hdr.PostInstall = s.postInstall(man); hdr.PostInstall != "" {
+		hdr.PostInstallTimeout = uint32(s.cfg.PostInstallTimeout / time.Second)
+	}
+	if err := ss.w.Write(hdr); err != nil {
 		return err
 	}
 	for i, f := range man.Files {

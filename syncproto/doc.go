@@ -28,7 +28,7 @@
 //	Hello{build, os, client id}   ->
 //	                              <-     Welcome{build, compatible, enabled, message}
 //	GetManifest{}                 ->     (only when enabled and the client goes on)
-//	                              <-     ManifestHeader{build, count, total bytes}
+//	                              <-     ManifestHeader{build, count, total bytes, post-install}
 //	                              <-     ManifestEntry x count
 //	Request{indices} x k          ->     (k >= 0; indices into the manifest)
 //	RequestEnd{}                  ->

@@ -78,7 +78,7 @@ func MaxPayload(t MsgType) (int, bool) {
 	case MsgGetManifest, MsgRequestEnd, MsgReportAck:
 		return 0, true
 	case MsgManifestHeader:
-		return str + 4 + 8, true
+		return str + 4 + 8 + 2 + MaxPath + 4, true
 	case MsgManifestEntry:
 		return 2 + MaxPath + 8 + 8 + 4 + 1 + HashSize, true
 	case MsgRequest:
@@ -130,6 +130,11 @@ type ManifestHeader struct {
 	Build      string
 	Count      uint32
 	TotalBytes uint64
+	// PostInstall names a file of the manifest that the client runs
+	// after a switch that changed files, for at most PostInstallTimeout
+	// seconds; "" for none.
+	PostInstall        string
+	PostInstallTimeout uint32
 }
 
 // Entry flags.
@@ -313,7 +318,9 @@ func (ReportAck) appendPayload(b []byte) []byte   { return b }
 func (m ManifestHeader) appendPayload(b []byte) []byte {
 	b = appendString(b, m.Build)
 	b = binary.BigEndian.AppendUint32(b, m.Count)
-	return binary.BigEndian.AppendUint64(b, m.TotalBytes)
+	b = binary.BigEndian.AppendUint64(b, m.TotalBytes)
+	b = appendString(b, m.PostInstall)
+	return binary.BigEndian.AppendUint32(b, m.PostInstallTimeout)
 }
 
 func (m ManifestEntry) appendPayload(b []byte) []byte {
@@ -493,7 +500,8 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 	case MsgReportAck:
 		m = ReportAck{}
 	case MsgManifestHeader:
-		h := ManifestHeader{Build: d.str("build", MaxShortString), Count: d.u32("count"), TotalBytes: d.u64("total bytes")}
+		h := ManifestHeader{Build: d.str("build", MaxShortString), Count: d.u32("count"), TotalBytes: d.u64("total bytes"),
+			PostInstall: d.str("post-install", MaxPath), PostInstallTimeout: d.u32("post-install timeout")}
 		if d.err == nil && h.Count > MaxFiles {
 			d.fail("manifest of %d files, limit %d", h.Count, MaxFiles)
 		}

@@ -26,7 +26,7 @@ var samples = map[string]Message{
 	"welcome":          Welcome{ServerBuild: "7.00.240501A", Compatible: true, UpdatesEnabled: true},
 	"welcome_incompat": Welcome{ServerBuild: "7.00.240501A", UpdatesEnabled: true, Message: "client build 7.00.200101A is older than 7.00.231101A"},
 	"get_manifest":     GetManifest{},
-	"manifest_header":  ManifestHeader{Build: "7.00.240501A", Count: 3, TotalBytes: 12345},
+	"manifest_header":  ManifestHeader{Build: "7.00.240501A", Count: 3, TotalBytes: 12345, PostInstall: "tools/upgrade.sh", PostInstallTimeout: 120},
 	"manifest_entry":   ManifestEntry{Path: "lib/libsmartclient.so", Size: 4096, MtimeNs: 1714521600123456789, Mode: 0o755, Flags: FlagPreserve, Hash: [32]byte{1, 2, 3}},
 	"request":          Request{Indices: []uint32{0, 2, 7}},
 	"request_end":      RequestEnd{},
@@ -133,7 +133,7 @@ func TestReaderRejects(t *testing.T) {
 		{"unknown encoding", append(header(MsgFileData, 6), 7, 0, 0, 0, 1, 'a'), ErrMalformed},
 		{"request count lies", append(header(MsgRequest, 8), 0, 0, 0, 5, 0, 0, 0, 1), ErrMalformed},
 		{"unknown outcome", encodeRaw(MsgReport, append([]byte{99}, make([]byte, 2+4+8+2)...)), ErrMalformed},
-		{"manifest too many files", encodeRaw(MsgManifestHeader, []byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0}), ErrMalformed},
+		{"manifest too many files", encodeRaw(MsgManifestHeader, []byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}), ErrMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
