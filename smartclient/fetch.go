@@ -165,8 +165,11 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	}
 	end := m.(syncproto.FileEnd)
 	sum := h.Sum(nil)
-	if !bytes.Equal(sum, rf.Hash[:]) || end.Hash != rf.Hash {
-		return fmt.Errorf("receiving %s: BLAKE3 %x, manifest says %x: %w", rf.Path, sum, rf.Hash, ErrVerify)
+	if !bytes.Equal(sum, rf.Hash[:]) {
+		return fmt.Errorf("receiving %s: content has BLAKE3 %x, the manifest says %x: %w", rf.Path, sum, rf.Hash, ErrVerify)
+	}
+	if end.Hash != rf.Hash {
+		return fmt.Errorf("receiving %s: the server ended it with hash %x, the manifest says %x: %w", rf.Path, end.Hash, rf.Hash, ErrVerify)
 	}
 	if err := out.Chmod(stagedMode(rf.Mode)); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -30,6 +32,10 @@ type manifest struct {
 	Build string
 	Files []remoteFile
 	Total int64
+	// PostInstall is the listed file to run after a switch that changed
+	// files, for at most PostInstallTimeout; "" for none.
+	PostInstall        string
+	PostInstallTimeout time.Duration
 }
 
 // ErrBadManifest marks a manifest the client refuses before it downloads
@@ -41,15 +47,22 @@ type expecter interface {
 	Expect(t syncproto.MsgType) (syncproto.Message, error)
 }
 
-// readManifest reads and validates a whole manifest.
+// readManifest reads and validates a whole manifest. It runs before the
+// client requests a single file, so a manifest with one bad entry costs
+// nothing but the manifest: see validate.go for what is refused and why.
 func readManifest(r expecter) (*manifest, error) {
 	m, err := r.Expect(syncproto.MsgManifestHeader)
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
 	}
 	h := m.(syncproto.ManifestHeader)
-	man := &manifest{Build: h.Build, Files: make([]remoteFile, 0, min(h.Count, 1<<16))}
-	seen := make(map[string]string, min(h.Count, 1<<16))
+	man := &manifest{Build: h.Build, Files: make([]remoteFile, 0, min(h.Count, 1<<16)),
+		PostInstall: h.PostInstall, PostInstallTimeout: time.Duration(h.PostInstallTimeout) * time.Second}
+	// seen maps every path's fold key to its entry: two paths with one
+	// key are one file on Windows or macOS, so the manifest may not hold
+	// both.
+	seen := make(map[string]int, min(h.Count, 1<<16))
+	keys := make([]string, 0, min(h.Count, 1<<16))
 	pathBytes := 0
 	for i := range h.Count {
 		m, err := r.Expect(syncproto.MsgManifestEntry)
@@ -57,65 +70,48 @@ func readManifest(r expecter) (*manifest, error) {
 			return nil, fmt.Errorf("reading manifest entry %d of %d: %w", i, h.Count, err)
 		}
 		e := m.(syncproto.ManifestEntry)
-		if err := checkPath(e.Path); err != nil {
-			return nil, fmt.Errorf("%w: entry %d %q: %w", ErrBadManifest, i, e.Path, err)
-		}
-		// Two names that differ only in case are one file on Windows
-		// and macOS, so the manifest may not hold both.
-		fold := strings.ToLower(e.Path)
-		if other, dup := seen[fold]; dup {
-			return nil, fmt.Errorf("%w: %q and %q name the same file", ErrBadManifest, other, e.Path)
-		}
-		seen[fold] = e.Path
 		pathBytes += len(e.Path)
 		if pathBytes > syncproto.MaxManifestPathBytes {
 			return nil, fmt.Errorf("%w: paths add up to more than %d bytes", ErrBadManifest, syncproto.MaxManifestPathBytes)
 		}
-		if e.Size > 1<<50 || e.MtimeNs < 0 {
-			return nil, fmt.Errorf("%w: entry %q: size %d or mtime %d out of range", ErrBadManifest, e.Path, e.Size, e.MtimeNs)
+		f, err := checkEntry(e)
+		if err != nil {
+			return nil, fmt.Errorf("%w: entry %d %q: %w", ErrBadManifest, i, e.Path, err)
 		}
-		man.Total += int64(e.Size)
-		man.Files = append(man.Files, remoteFile{
-			Path: e.Path, Size: int64(e.Size), MtimeNs: e.MtimeNs, Mode: fs.FileMode(e.Mode).Perm(),
-			Hash: e.Hash, Preserve: e.Flags&syncproto.FlagPreserve != 0,
-		})
+		key := foldKey(e.Path)
+		if j, dup := seen[key]; dup {
+			if other := man.Files[j].Path; other != e.Path {
+				return nil, fmt.Errorf("%w: entries %d %q and %d %q are one file on Windows or macOS (%s)",
+					ErrBadManifest, j, other, i, e.Path, sameFileWhy(other, e.Path))
+			}
+			return nil, fmt.Errorf("%w: entries %d and %d are both %q", ErrBadManifest, j, i, e.Path)
+		}
+		seen[key] = int(i)
+		keys = append(keys, key)
+		man.Total += f.Size // no overflow: at most MaxFiles entries of maxFileSize
+		man.Files = append(man.Files, f)
 	}
 	if uint64(man.Total) != h.TotalBytes {
 		return nil, fmt.Errorf("%w: entries add up to %d bytes, header says %d", ErrBadManifest, man.Total, h.TotalBytes)
 	}
-	// A file may not sit below another file's name ("a" and "a/b").
-	names := make([]string, len(man.Files))
-	for i, f := range man.Files {
-		names[i] = strings.ToLower(f.Path)
-	}
-	sort.Strings(names)
-	for i := 1; i < len(names); i++ {
-		if strings.HasPrefix(names[i], names[i-1]+"/") {
-			return nil, fmt.Errorf("%w: %q is both a file and a folder", ErrBadManifest, names[i-1])
+	// A file may not sit below another file's name ("a" and "a/b", or
+	// "A/b"). Every parent of every path is looked up, rather than
+	// neighbours compared after sorting, which misses "a", "a-b", "a/c".
+	for i, key := range keys {
+		for j := strings.LastIndexByte(key, '/'); j > 0; j = strings.LastIndexByte(key[:j], '/') {
+			if k, ok := seen[key[:j]]; ok {
+				return nil, fmt.Errorf("%w: entry %d %q is a file, and entry %d %q needs it to be a folder",
+					ErrBadManifest, k, man.Files[k].Path, i, man.Files[i].Path)
+			}
 		}
+	}
+	if man.PostInstall != "" && !slices.ContainsFunc(man.Files, func(f remoteFile) bool { return f.Path == man.PostInstall }) {
+		return nil, fmt.Errorf("%w: the post-install program %q is not in the manifest", ErrBadManifest, man.PostInstall)
+	}
+	if man.PostInstall != "" && (man.PostInstallTimeout <= 0 || man.PostInstallTimeout > time.Hour) {
+		return nil, fmt.Errorf("%w: post-install time limit %v out of range", ErrBadManifest, man.PostInstallTimeout)
 	}
 	return man, nil
-}
-
-// checkPath accepts only clean, relative, slash-separated paths that stay
-// inside the install folder and do not touch the client's bookkeeping.
-func checkPath(p string) error {
-	switch {
-	case p == "":
-		return errors.New("empty path")
-	case !fs.ValidPath(p) || p == ".":
-		return errors.New("not a clean relative path")
-	case strings.ContainsAny(p, "\\:\x00"):
-		return errors.New("contains a backslash, colon or NUL")
-	case reserved(p):
-		return errors.New("names the client's own bookkeeping (.smartclient or bkp_remote.*)")
-	}
-	for _, part := range strings.Split(p, "/") {
-		if len(part) > 255 {
-			return errors.New("a name in it is longer than 255 bytes")
-		}
-	}
-	return nil
 }
 
 // plan is what one sync will do.

@@ -1,0 +1,835 @@
+package smartclient_test
+
+// Hostile-server tests: a server that speaks the real protocol over real
+// TCP, with lies built in, and an install folder that must come out of
+// every lie byte for byte as it went in, with nothing written beside it.
+// In the manner of go-tuf's attack tests, each case asserts the specific
+// error the client gives, not merely that it failed.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/erpupdate/smartsync/smartclient"
+	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/blake3"
+)
+
+const liarBuild = "7.00.240501A"
+
+// liarMtime is the release's modification time, older than the test.
+var liarMtime = time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC).UnixNano()
+
+// oldMtime is the old install's modification time.
+var oldMtime = time.Date(2023, 11, 1, 8, 0, 0, 0, time.UTC)
+
+// releaseFile is one file of a release.
+type releaseFile struct {
+	path    string
+	mode    uint32
+	content []byte
+	mtime   time.Time // zero: liarMtime
+}
+
+// liarRelease is the release the liar serves when it tells the truth:
+// one file that replaces a file of the old install, a new one of several
+// chunks, a small last one, and one the old install already has as it
+// is, which the client does not ask for.
+func liarRelease() []releaseFile {
+	big := make([]byte, 300<<10)
+	rand.NewChaCha8([32]byte{7}).Read(big)
+	return []releaseFile{
+		{path: "app.bin", mode: 0o755, content: []byte("the new application binary")},
+		{path: "lib/libnew.so", mode: 0o644, content: big},
+		{path: "data/last.dat", mode: 0o644, content: []byte("the last file of the release")},
+		{path: "readme.txt", mode: 0o644, content: []byte("read me"), mtime: oldMtime},
+	}
+}
+
+// oldRelease is what the install folder holds before each lie.
+func oldRelease() []releaseFile {
+	return []releaseFile{
+		{path: "app.bin", mode: 0o755, content: []byte("the old application binary")},
+		{path: "lib/libold.so", mode: 0o644, content: []byte("an old library")},
+		{path: "readme.txt", mode: 0o644, content: []byte("read me")},
+		{path: "smartclient.ini", mode: 0o644, content: []byte("[TCP]\nServer=erp\nPort=1234\n")},
+	}
+}
+
+func releaseEntries(files []releaseFile) []syncproto.ManifestEntry {
+	es := make([]syncproto.ManifestEntry, len(files))
+	for i, f := range files {
+		mt := liarMtime
+		if !f.mtime.IsZero() {
+			mt = f.mtime.UnixNano()
+		}
+		es[i] = syncproto.ManifestEntry{Path: f.path, Size: uint64(len(f.content)), MtimeNs: mt, Mode: f.mode, Hash: blake3.Sum256(f.content)}
+	}
+	return es
+}
+
+// lie scripts one hostile session. The zero lie is an honest server.
+type lie struct {
+	name string
+	// entries turns the honest manifest into the lie; nil sends it as is.
+	entries func([]syncproto.ManifestEntry) []syncproto.ManifestEntry
+	// header changes the header computed from the entries.
+	header func(*syncproto.ManifestHeader)
+	// among is sent after the entries, as if it were one.
+	among syncproto.Message
+	// hangUp closes the connection right after the manifest.
+	hangUp bool
+	// send answers the client's requests; nil sends what it asked for,
+	// honestly.
+	send func(s *liarStream)
+	want error
+	// orWant is another error that will do, when two parts of the
+	// client may rightly find the lie.
+	orWant error
+	// wantMsg are pieces of the error's text: the entry it names, the
+	// reason.
+	wantMsg []string
+}
+
+// liarSaw is what the liar saw the client do.
+type liarSaw struct {
+	asked     []uint32 // indices requested
+	askedEnd  bool     // RequestEnd received: the client went on to download
+	report    *syncproto.Report
+	serverErr error // the client broke the protocol before the lie was told
+}
+
+// liarStream is the liar's side of the file transfer.
+type liarStream struct {
+	nc    net.Conn
+	w     *syncproto.Writer
+	files []releaseFile
+	enc   *zstd.Encoder
+}
+
+// msg sends m. Write errors are ignored here and below: a client that
+// hangs up in the middle of a lie is what the tests want.
+func (s *liarStream) msg(m syncproto.Message) { s.w.Write(m) }
+
+// data sends b in chunks of at most MaxChunk bytes, zstd-compressed
+// where that pays, as a real server sends them.
+func (s *liarStream) data(b []byte) {
+	for len(b) > 0 {
+		n := min(len(b), syncproto.MaxChunk)
+		s.w.WriteChunk(s.enc, b[:n])
+		b = b[n:]
+	}
+}
+
+// file sends file i honestly. An index past the release is one of the
+// lies' added entries, whose content is "x" (see entry): a client that
+// wrongly accepts one gets it, and the test, not the liar, says so.
+func (s *liarStream) file(i int) {
+	f := releaseFile{content: []byte("x")}
+	if i < len(s.files) {
+		f = s.files[i]
+	}
+	s.msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(f.content))})
+	s.data(f.content)
+	s.msg(syncproto.FileEnd{Hash: blake3.Sum256(f.content)})
+}
+
+// raw sends bytes that need not be a valid frame.
+func (s *liarStream) raw(b []byte) {
+	s.w.Flush()
+	s.nc.Write(b)
+}
+
+// frameHeader is a frame header with any type and length.
+func frameHeader(t syncproto.MsgType, n uint32) []byte {
+	b := []byte{syncproto.Magic[0], syncproto.Magic[1], syncproto.Version, byte(t), 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[4:], n)
+	return b
+}
+
+// serveLie listens on 127.0.0.1:0 and tells l to the first client. wait
+// returns what the liar saw, once the client has hung up.
+func serveLie(t *testing.T, l lie, files []releaseFile) (addr string, wait func() liarSaw) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	done := make(chan liarSaw, 1)
+	go func() {
+		var saw liarSaw
+		defer func() { done <- saw }()
+		nc, err := ln.Accept()
+		if err != nil {
+			saw.serverErr = err
+			return
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(30 * time.Second))
+		saw.serverErr = tellLie(nc, l, files, &saw)
+	}()
+	return ln.Addr().String(), func() liarSaw {
+		select {
+		case saw := <-done:
+			return saw
+		case <-time.After(30 * time.Second):
+			t.Fatal("the hostile server's session did not end")
+			return liarSaw{}
+		}
+	}
+}
+
+func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
+	r, w := syncproto.NewReader(nc), syncproto.NewWriter(nc)
+	if _, err := r.Expect(syncproto.MsgHello); err != nil {
+		return fmt.Errorf("waiting for Hello: %w", err)
+	}
+	w.Write(syncproto.Welcome{ServerBuild: liarBuild, Compatible: true, UpdatesEnabled: true})
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if _, err := r.Expect(syncproto.MsgGetManifest); err != nil {
+		return fmt.Errorf("waiting for GetManifest: %w", err)
+	}
+	entries := releaseEntries(files)
+	if l.entries != nil {
+		entries = l.entries(entries)
+	}
+	h := syncproto.ManifestHeader{Build: liarBuild, Count: uint32(len(entries))}
+	for _, e := range entries {
+		h.TotalBytes += e.Size
+	}
+	if l.header != nil {
+		l.header(&h)
+	}
+	w.Write(h)
+	for _, e := range entries {
+		if err := w.Write(e); err != nil {
+			return err
+		}
+	}
+	if l.among != nil {
+		w.Write(l.among)
+	}
+	if err := w.Flush(); err != nil || l.hangUp {
+		return err
+	}
+	// The client's answer: requests, or a report when it gives up
+	// before downloading, or nothing when it hangs up.
+	for !saw.askedEnd {
+		m, err := r.Read()
+		if err != nil {
+			return nil
+		}
+		switch m := m.(type) {
+		case syncproto.Request:
+			saw.asked = append(saw.asked, m.Indices...)
+		case syncproto.RequestEnd:
+			saw.askedEnd = true
+		case syncproto.Report:
+			saw.report = &m
+			w.Write(syncproto.ReportAck{})
+			w.Flush()
+			return nil
+		default:
+			return fmt.Errorf("client sent %v", m.Type())
+		}
+	}
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		return err
+	}
+	defer enc.Close()
+	s := &liarStream{nc: nc, w: w, files: files, enc: enc}
+	if l.send != nil {
+		l.send(s)
+	} else {
+		for _, i := range saw.asked {
+			s.file(int(i))
+		}
+	}
+	w.Flush()
+	// The client's last word, as a real server takes it.
+	for {
+		m, err := r.Read()
+		if err != nil {
+			return nil
+		}
+		if rep, ok := m.(syncproto.Report); ok {
+			saw.report = &rep
+			w.Write(syncproto.ReportAck{})
+			w.Flush()
+		}
+	}
+}
+
+// oldInstall fills dir with an installed release: what every lie must
+// leave as it is. The .smartclient folder is there, as after any earlier
+// sync, but without state.json: a failed sync records its outcome there.
+func oldInstall(t *testing.T, dir string) {
+	t.Helper()
+	for _, f := range oldRelease() {
+		p := filepath.Join(dir, filepath.FromSlash(f.path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, f.content, fs.FileMode(f.mode)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, oldMtime, oldMtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, ".smartclient"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wholeTree describes everything under dir, the client's bookkeeping
+// included: type, permissions, size, modification time and content hash
+// of every file, type and permissions of every folder.
+func wholeTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case fi.IsDir():
+			m[filepath.ToSlash(rel)] = "folder " + fi.Mode().String()
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			m[filepath.ToSlash(rel)] = fmt.Sprintf("file %v %d %d %x", fi.Mode(), fi.Size(), fi.ModTime().UnixNano(), sha256.Sum256(data))
+		default:
+			target, _ := os.Readlink(p)
+			m[filepath.ToSlash(rel)] = fmt.Sprintf("%v %s", fi.Mode(), target)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// hostileRun runs one sync against l and checks what must hold whatever
+// the lie: the error is the one wanted, the install folder is byte for
+// byte what it was, and nothing appeared beside it. It returns what the
+// liar saw and the install folder.
+func hostileRun(t *testing.T, l lie) (liarSaw, string) {
+	t.Helper()
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "install")
+	oldInstall(t, dir)
+	before := wholeTree(t, dir)
+	addr, wait := serveLie(t, l, liarRelease())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := smartclient.Sync(ctx, smartclient.Options{Dir: dir, Server: addr, OS: "linux", Yes: true, Timeout: 5 * time.Second})
+	saw := wait()
+	if saw.serverErr != nil {
+		t.Errorf("hostile server: %v", saw.serverErr)
+	}
+	switch {
+	case l.want == nil && err != nil:
+		t.Errorf("sync failed: %v", err)
+	case l.want != nil && !errors.Is(err, l.want) && (l.orWant == nil || !errors.Is(err, l.orWant)):
+		t.Errorf("got %v; want %v", err, l.want)
+	}
+	for _, s := range l.wantMsg {
+		if err == nil || !strings.Contains(err.Error(), s) {
+			t.Errorf("error %v does not say %s", err, s)
+		}
+	}
+	if l.want != nil {
+		after := wholeTree(t, dir)
+		all := maps.Clone(before)
+		maps.Copy(all, after)
+		for _, k := range slices.Sorted(maps.Keys(all)) {
+			if before[k] != after[k] {
+				t.Errorf("install changed: %s: was %q, is %q", k, before[k], after[k])
+			}
+		}
+	}
+	entries, rerr := os.ReadDir(parent)
+	if rerr != nil || len(entries) != 1 || entries[0].Name() != "install" {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("beside the install folder: %v, %v; want only install", names, rerr)
+	}
+	return saw, dir
+}
+
+// bad returns an entries function that adds e to the honest manifest.
+func bad(es ...syncproto.ManifestEntry) func([]syncproto.ManifestEntry) []syncproto.ManifestEntry {
+	return func(honest []syncproto.ManifestEntry) []syncproto.ManifestEntry {
+		return append(honest, es...)
+	}
+}
+
+// entry is a manifest entry of one byte with mode 0o644, for a lie about
+// its path.
+func entry(p string) syncproto.ManifestEntry {
+	return syncproto.ManifestEntry{Path: p, Size: 1, MtimeNs: liarMtime, Mode: 0o644, Hash: blake3.Sum256([]byte("x"))}
+}
+
+func moded(mode fs.FileMode) syncproto.ManifestEntry {
+	e := entry("bin/special")
+	e.Mode = uint32(mode)
+	return e
+}
+
+func TestHostileServerHonestControl(t *testing.T) {
+	// The harness itself: the liar telling the truth installs the
+	// release, so every refusal below is for the lie, not the harness.
+	saw, dir := hostileRun(t, lie{name: "honest"})
+	if !slices.Equal(saw.asked, []uint32{0, 1, 2}) || saw.report == nil || saw.report.Outcome != syncproto.OutcomeUpdated {
+		t.Fatalf("asked %v, report %+v; want the three changed files and an update", saw.asked, saw.report)
+	}
+	for _, f := range liarRelease() {
+		if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.path))); err != nil || !bytes.Equal(got, f.content) {
+			t.Errorf("%s: %.30q, %v; want the release's content", f.path, got, err)
+		}
+	}
+}
+
+// TestHostileManifestRefusedBeforeAnyDownload: every manifest lie is
+// refused with ErrBadManifest naming the entry and the reason, before the
+// client requests a single file.
+func TestHostileManifestRefusedBeforeAnyDownload(t *testing.T) {
+	var lies []lie
+	for _, tc := range []struct{ name, path, why string }{
+		{"absolute", "/etc/passwd", "absolute"},
+		{"parent first", "../outside.txt", `".."`},
+		{"parent inside", "lib/../../outside.txt", `".."`},
+		{"drive letter", "C:/Windows/evil.dll", "drive letter"},
+		{"drive-relative", "c:evil.dll", "drive letter"},
+		{"UNC", `\\server\share\evil.dll`, "UNC"},
+		{"UNC with slashes", "//server/share/evil.dll", "UNC"},
+		{"long-path prefix", `\\?\C:\evil.dll`, "UNC"},
+		{"device namespace", `\\.\PhysicalDrive0`, "UNC"},
+		{"backslash", `lib\evil.dll`, "backslash"},
+		{"backslash climbing out on Windows", `lib\..\..\evil.dll`, "backslash"},
+		{"empty part", "lib//evil.dll", "empty part"},
+		{"dot part", "lib/./evil.dll", `"."`},
+		{"leading dot part", "./evil.dll", `"."`},
+		{"trailing slash", "lib/", "empty part"},
+		{"dot", ".", `"."`},
+		{"empty", "", "empty path"},
+		{"CON", "CON", "device CON"},
+		{"NUL with extension", "NUL.txt", "device NUL"},
+		{"com1 in a folder", "lib/com1.dll", "device COM1"},
+		{"COM0", "com0", "device COM0"},
+		{"LPT9", "Lpt9.log", "device LPT9"},
+		{"PRN", "docs/prn", "device PRN"},
+		{"AUX, two extensions", "aux.tar.gz", "device AUX"},
+		{"COM superscript", "COM¹.txt", "device COM¹"},
+		{"LPT superscript", "lpt³", "device LPT³"},
+		{"device before a space", "NUL .txt", "device NUL"},
+		{"CONIN$", "conin$", "device CONIN$"},
+		{"trailing dot", "lib/evil.dll.", "dot or space"},
+		{"trailing space", "evil.dll ", "dot or space"},
+		{"trailing dot on a folder", "lib./x.so", "dot or space"},
+		{"only dots", "...", "dot or space"},
+		{"less than", "a<b", `'<'`},
+		{"greater than", "a>b", `'>'`},
+		{"colon (alternate data stream)", "app.bin:evil", `':'`},
+		{"double quote", `a"b`, `'"'`},
+		{"pipe", "a|b", `'|'`},
+		{"question mark", "a?b", `'?'`},
+		{"asterisk", "a*b", `'*'`},
+		{"NUL byte", "a\x00b", "control character U+0000"},
+		{"control character", "a\x01b", "control character U+0001"},
+		{"newline", "a\nb", "control character U+000A"},
+		{"unit separator", "a\x1fb", "control character U+001F"},
+		{"DEL", "a\x7fb", "control character U+007F"},
+		{"name over 255 bytes", "lib/" + strings.Repeat("a", 256), "limit 255"},
+		{"UTF-8 name over 255 bytes", strings.Repeat("é", 128), "limit 255"},
+		{"client state", ".smartclient/state.json", "bookkeeping"},
+		{"client journal, other case", ".SmartClient/journal.json", "bookkeeping"},
+		{"client folder with a long s", ".ſmartclient/state.json", "bookkeeping"},
+		{"client folder behind an invisible character", ".smart\u200cclient/state.json", "invisible"},
+		{"client folder by its 8.3 name", "SMARTC~1/state.json", "8.3"},
+		{"backup folder", "bkp_remote.003/app.bin", "bookkeeping"},
+		{"backup folder, other case", "BKP_REMOTE.001/x", "bookkeeping"},
+		{"another file by its 8.3 name", "lib/LIBNEW~1.SO", "8.3"},
+	} {
+		lies = append(lies, lie{name: "path: " + tc.name, entries: bad(entry(tc.path)), want: smartclient.ErrBadManifest,
+			wantMsg: []string{fmt.Sprintf("entry 4 %q", tc.path), tc.why}})
+	}
+	lies = append(lies,
+		lie{name: "duplicate", entries: bad(entry("app.bin")), want: smartclient.ErrBadManifest,
+			wantMsg: []string{`entries 0 and 4 are both "app.bin"`}},
+		lie{name: "case-fold duplicate", entries: bad(entry("App.BIN")), want: smartclient.ErrBadManifest,
+			wantMsg: []string{`entries 0 "app.bin" and 4 "App.BIN" are one file`}},
+		lie{name: "case-fold duplicate ToLower misses (final sigma)", entries: bad(entry("λόγος.txt"), entry("ΛΌΓΟΣ.txt")), want: smartclient.ErrBadManifest,
+			wantMsg: []string{`"λόγος.txt" and 5 "ΛΌΓΟΣ.txt" are one file`}},
+		lie{name: "NFC and NFD duplicate", entries: bad(entry("café.txt"), entry("cafe\u0301.txt")), want: smartclient.ErrBadManifest,
+			wantMsg: []string{fmt.Sprintf("%q and 5 %q are one file", "café.txt", "cafe\u0301.txt")}},
+		lie{name: "NFC upper and NFD lower duplicate", entries: bad(entry("CAFÉ.txt"), entry("cafe\u0301.txt")), want: smartclient.ErrBadManifest,
+			wantMsg: []string{"are one file"}},
+		lie{name: "file below a file", entries: bad(entry("app.bin/evil")), want: smartclient.ErrBadManifest,
+			wantMsg: []string{`entry 0 "app.bin" is a file, and entry 4 "app.bin/evil"`}},
+		lie{name: "file above a file, other case", entries: bad(entry("LIB")), want: smartclient.ErrBadManifest,
+			wantMsg: []string{`entry 4 "LIB" is a file, and entry 1 "lib/libnew.so"`}},
+		lie{name: "file above a file, a neighbour between them", entries: bad(entry("lib"), entry("lib-x")), want: smartclient.ErrBadManifest,
+			wantMsg: []string{`entry 4 "lib" is a file`}},
+	)
+	for _, tc := range []struct {
+		name string
+		mode fs.FileMode
+		why  string
+	}{
+		{"folder", fs.ModeDir | 0o755, "a folder"},
+		{"symbolic link", fs.ModeSymlink | 0o777, "a symbolic link"},
+		{"named pipe", fs.ModeNamedPipe | 0o644, "a named pipe"},
+		{"socket", fs.ModeSocket | 0o644, "a socket"},
+		{"device", fs.ModeDevice | 0o644, "a device"},
+		{"character device", fs.ModeDevice | fs.ModeCharDevice | 0o644, "a character device"},
+		{"irregular", fs.ModeIrregular | 0o644, "an irregular file"},
+		{"setuid", fs.ModeSetuid | 0o755, "setuid"},
+		{"setgid", fs.ModeSetgid | 0o755, "setgid"},
+		{"Unix setuid bit", 0o4755, "setuid"},
+		{"sticky", fs.ModeSticky | 0o755, "other than the permissions"},
+		{"raw st_mode", 0o100644, "other than the permissions"},
+	} {
+		lies = append(lies, lie{name: "mode: " + tc.name, entries: bad(moded(tc.mode)), want: smartclient.ErrBadManifest,
+			wantMsg: []string{`entry 4 "bin/special"`, tc.why}})
+	}
+	huge := entry("huge.bin")
+	huge.Size = 64<<30 + 1
+	maxed := entry("maxed.bin")
+	maxed.Size = 1<<64 - 1
+	past := entry("past.bin")
+	past.MtimeNs = -1
+	lies = append(lies,
+		lie{name: "size over the cap", entries: bad(huge), want: smartclient.ErrBadManifest,
+			wantMsg: []string{`entry 4 "huge.bin"`, "declares 68719476737 bytes, over the limit"}},
+		lie{name: "size of 2^64-1, that would overflow the total", entries: bad(maxed), want: smartclient.ErrBadManifest,
+			wantMsg: []string{`entry 4 "maxed.bin"`, "over the limit"}},
+		lie{name: "mtime before 1970", entries: bad(past), want: smartclient.ErrBadManifest,
+			wantMsg: []string{`entry 4 "past.bin"`, "before 1970"}},
+		lie{name: "total bytes more than the entries", header: func(h *syncproto.ManifestHeader) { h.TotalBytes++ },
+			want: smartclient.ErrBadManifest, wantMsg: []string{"header says"}},
+		lie{name: "total bytes less than the entries", header: func(h *syncproto.ManifestHeader) { h.TotalBytes = 1 },
+			want: smartclient.ErrBadManifest, wantMsg: []string{"header says 1"}},
+		// A count the entries do not reach, then silence: the
+		// connection was lost, whatever the server meant.
+		lie{name: "count larger than the entries sent, then hang up", header: func(h *syncproto.ManifestHeader) { h.Count += 2 },
+			hangUp: true, want: io.EOF, wantMsg: []string{"reading manifest entry 4 of 6"}},
+		lie{name: "count over the protocol's limit", header: func(h *syncproto.ManifestHeader) { h.Count = syncproto.MaxFiles + 1 },
+			want: syncproto.ErrMalformed, wantMsg: []string{"limit 1048576"}},
+		lie{name: "path not UTF-8", entries: bad(entry("a\xffb")), want: syncproto.ErrMalformed, wantMsg: []string{"not valid UTF-8"}},
+		lie{name: "another message among the entries", header: func(h *syncproto.ManifestHeader) { h.Count++ },
+			among: syncproto.FileStart{Index: 0, Size: 1}, want: syncproto.ErrUnexpected, wantMsg: []string{"expected ManifestEntry, got FileStart"}},
+	)
+
+	for _, l := range lies {
+		t.Run(l.name, func(t *testing.T) {
+			saw, _ := hostileRun(t, l)
+			if len(saw.asked) > 0 || saw.askedEnd {
+				t.Errorf("the client requested %v after a bad manifest", saw.asked)
+			}
+		})
+	}
+}
+
+// TestHostileServerDeclaresMoreThanFreeSpace: a manifest of files each
+// under the size cap that together do not fit on the disk is refused
+// before a file is requested.
+func TestHostileServerDeclaresMoreThanFreeSpace(t *testing.T) {
+	const each = 60 << 30
+	have, err := smartclient.FreeSpace(t.TempDir())
+	if err != nil {
+		t.Skipf("free space unknown here: %v", err)
+	}
+	n := int(have/each) + 1
+	if n > 64 {
+		t.Skipf("%d bytes free: a manifest that does not fit would need %d files of 60 GiB", have, n)
+	}
+	l := lie{
+		entries: func(honest []syncproto.ManifestEntry) []syncproto.ManifestEntry {
+			for i := range n {
+				e := entry(fmt.Sprintf("data/part%03d.bin", i))
+				e.Size = each
+				honest = append(honest, e)
+			}
+			return honest
+		},
+		// Preflight finds it; checkFreeSpace says the same with
+		// ErrNoSpace, whichever of the two Sync ends up calling.
+		want: smartclient.ErrPreflight, orWant: smartclient.ErrNoSpace,
+		wantMsg: []string{"not enough free space", "need "},
+	}
+	saw, _ := hostileRun(t, l)
+	if len(saw.asked) > 0 || saw.askedEnd {
+		t.Errorf("the client requested %v of a release that does not fit", saw.asked)
+	}
+}
+
+// zstdBomb returns one zstd frame that decodes to n zero bytes. declared
+// says whether the frame header states that size; window, when not 0,
+// keeps the frame's window that small, so that a decoder cannot refuse
+// it for its window and must count what it decodes.
+func zstdBomb(t testing.TB, n int, declared bool, window int) []byte {
+	t.Helper()
+	zeros := make([]byte, n)
+	var opts []zstd.EOption
+	if window != 0 {
+		opts = append(opts, zstd.WithWindowSize(window))
+	}
+	if declared {
+		enc, err := zstd.NewWriter(nil, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer enc.Close()
+		return enc.EncodeAll(zeros, nil)
+	}
+	var b bytes.Buffer
+	enc, err := zstd.NewWriter(&b, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enc.Write(zeros); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var h zstd.Header
+	if err := h.Decode(b.Bytes()); err != nil || h.HasFCS {
+		t.Fatalf("streamed zstd frame: header %+v, %v; want no content size", h, err)
+	}
+	return b.Bytes()
+}
+
+// streamLies are the lies told while files stream. Each is told after
+// the client requested all three files of the release.
+func streamLies(t testing.TB) []lie {
+	files := liarRelease()
+	app, lib, last := files[0].content, files[1].content, files[2].content
+	bomb := zstdBomb(t, 64<<20, true, 0)
+	bombSmallWindow := zstdBomb(t, 64<<20, true, 128<<10)
+	bombNoSize := zstdBomb(t, 64<<20, false, 128<<10)
+	var frames []byte
+	small := zstdBomb(t, syncproto.MaxChunk, true, 0)
+	for range 256 {
+		frames = append(frames, small...) // 64 MiB in frames of 256 KiB
+	}
+	if len(frames) > syncproto.MaxChunk {
+		t.Fatalf("the multi-frame bomb is %d bytes, over a chunk", len(frames))
+	}
+	return []lie{
+		{name: "one chunk longer than the file", want: smartclient.ErrVerify, wantMsg: []string{"app.bin", "more bytes than the 26 declared"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.data(append(slices.Clip(app), "and more"...))
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+			}},
+		{name: "an extra chunk after the declared bytes", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "expected FileEnd, got FileData"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.data(app)
+				s.data([]byte("extra"))
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+			}},
+		{name: "fewer bytes, then FileEnd", want: syncproto.ErrUnexpected, wantMsg: []string{"lib/libnew.so", "expected FileData, got FileEnd"},
+			send: func(s *liarStream) {
+				s.file(0)
+				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
+				s.data(lib[:len(lib)-1])
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(lib)})
+			}},
+		{name: "hash mismatch on the last of three files", want: smartclient.ErrVerify, wantMsg: []string{"data/last.dat", "BLAKE3"},
+			send: func(s *liarStream) {
+				s.file(0)
+				s.file(1)
+				forged := bytes.ToUpper(last) // same size, other content
+				s.msg(syncproto.FileStart{Index: 2, Size: uint64(len(forged))})
+				s.data(forged)
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(last)}) // and a lie about it
+			}},
+		{name: "right content, FileEnd with another hash", want: smartclient.ErrVerify, wantMsg: []string{"data/last.dat"},
+			send: func(s *liarStream) {
+				s.file(0)
+				s.file(1)
+				s.msg(syncproto.FileStart{Index: 2, Size: uint64(len(last))})
+				s.data(last)
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256([]byte("other"))})
+			}},
+		{name: "zstd bomb: 64 MiB declared as RawLen 1000", want: syncproto.ErrMalformed, wantMsg: []string{"lib/libnew.so", "decoding chunk"},
+			send: func(s *liarStream) {
+				s.file(0)
+				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
+				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: bomb})
+			}},
+		{name: "zstd bomb in a small window", want: syncproto.ErrMalformed, wantMsg: []string{"lib/libnew.so", "decoding chunk"},
+			send: func(s *liarStream) {
+				s.file(0)
+				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
+				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: bombSmallWindow})
+			}},
+		{name: "zstd bomb in a small window, without a content size", want: syncproto.ErrMalformed, wantMsg: []string{"lib/libnew.so", "decoding chunk"},
+			send: func(s *liarStream) {
+				s.file(0)
+				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
+				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: bombNoSize})
+			}},
+		{name: "zstd bomb of 256 frames in one chunk", want: syncproto.ErrMalformed, wantMsg: []string{"lib/libnew.so", "decoding chunk"},
+			send: func(s *liarStream) {
+				s.file(0)
+				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
+				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: frames})
+			}},
+		{name: "zstd chunk decoding to less than its RawLen", want: syncproto.ErrMalformed, wantMsg: []string{"app.bin", "decodes to 5"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: uint32(len(app)), Data: zstdBomb(t, 5, true, 0)})
+			}},
+		{name: "zstd chunk of garbage", want: syncproto.ErrMalformed, wantMsg: []string{"app.bin"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: uint32(len(app)), Data: []byte("not zstd at all, not at all")})
+			}},
+		{name: "FileData frame of zero length", want: syncproto.ErrMalformed, wantMsg: []string{"app.bin", "decoding FileData"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.raw(frameHeader(syncproto.MsgFileData, 0))
+			}},
+		{name: "FileData of zero raw bytes", want: syncproto.ErrMalformed, wantMsg: []string{"app.bin", "chunk of 0 raw bytes"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.raw(append(frameHeader(syncproto.MsgFileData, 5), syncproto.EncodingRaw, 0, 0, 0, 0))
+			}},
+		{name: "raw FileData whose RawLen is not its length", want: syncproto.ErrMalformed, wantMsg: []string{"app.bin", "declares 9 bytes, carries 3"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.raw(append(frameHeader(syncproto.MsgFileData, 8), syncproto.EncodingRaw, 0, 0, 0, 9, 'a', 'b', 'c'))
+			}},
+		{name: "frame length 0xFFFFFFFF", want: syncproto.ErrTooLarge, wantMsg: []string{"app.bin", "4294967295 bytes"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.raw(frameHeader(syncproto.MsgFileData, 0xFFFFFFFF))
+			}},
+		{name: "frame length negative as an int32", want: syncproto.ErrTooLarge, wantMsg: []string{"app.bin", "2147483648 bytes"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.raw(frameHeader(syncproto.MsgFileData, 0x80000000))
+			}},
+		{name: "frame just over the FileData limit", want: syncproto.ErrTooLarge, wantMsg: []string{"app.bin"},
+			send: func(s *liarStream) {
+				limit, _ := syncproto.MaxPayload(syncproto.MsgFileData)
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.raw(frameHeader(syncproto.MsgFileData, uint32(limit+1)))
+			}},
+		{name: "unknown message type", want: syncproto.ErrUnknownType, wantMsg: []string{"app.bin", "type 200"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.raw(frameHeader(200, 0))
+			}},
+		{name: "bad magic", want: syncproto.ErrBadMagic, wantMsg: []string{"app.bin"},
+			send: func(s *liarStream) { s.raw([]byte("HTTP/1.1 200 OK\r\n\r\n")) }},
+		{name: "another protocol version", want: syncproto.ErrVersion, wantMsg: []string{"app.bin"},
+			send: func(s *liarStream) {
+				h := frameHeader(syncproto.MsgFileStart, 12)
+				h[2] = syncproto.Version + 1
+				s.raw(append(h, make([]byte, 12)...))
+			}},
+		{name: "a file not asked for", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "server sent file 3"},
+			send: func(s *liarStream) { s.file(3) }},
+		{name: "a file asked for, before its turn", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "server sent file 1"},
+			send: func(s *liarStream) { s.file(1) }},
+		{name: "an index outside the manifest", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "server sent file 99"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 99, Size: 5})
+				s.data([]byte("evil!"))
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256([]byte("evil!"))})
+			}},
+		{name: "the files in another order", want: syncproto.ErrUnexpected, wantMsg: []string{"lib/libnew.so", "server sent file 2"},
+			send: func(s *liarStream) { s.file(0); s.file(2); s.file(1) }},
+		{name: "the right file with another size", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "of 27 bytes, expected file 0 of 26 bytes"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app) + 1)})
+				s.data(append(slices.Clip(app), '!'))
+			}},
+		{name: "another message instead of a file", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "expected FileStart, got Welcome"},
+			send: func(s *liarStream) {
+				s.msg(syncproto.Welcome{ServerBuild: liarBuild, Compatible: true, UpdatesEnabled: true})
+			}},
+	}
+}
+
+// TestHostileStreamAbortsTheWholeUpdate: a lie in any file, even the last
+// of three, aborts the whole update with its own error; nothing of the
+// release is applied and nothing staged is left.
+func TestHostileStreamAbortsTheWholeUpdate(t *testing.T) {
+	for _, l := range streamLies(t) {
+		t.Run(l.name, func(t *testing.T) {
+			saw, _ := hostileRun(t, l)
+			if !saw.askedEnd || !slices.Equal(saw.asked, []uint32{0, 1, 2}) {
+				t.Errorf("the client asked for %v (end %v); want the lie told after it asked for 0 1 2", saw.asked, saw.askedEnd)
+			}
+			if saw.report == nil || saw.report.Outcome != syncproto.OutcomeFailed || saw.report.Message == "" {
+				t.Errorf("report %+v; want the failure and its reason told to the server", saw.report)
+			}
+		})
+	}
+}
+
+// TestHostileZstdBombIsBounded: a chunk that decompresses to 64 MiB costs
+// the client a small, bounded amount of memory, not the 64 MiB.
+func TestHostileZstdBombIsBounded(t *testing.T) {
+	var bombs []lie
+	for _, l := range streamLies(t) {
+		if strings.HasPrefix(l.name, "zstd bomb") {
+			bombs = append(bombs, l)
+		}
+	}
+	if len(bombs) != 4 {
+		t.Fatalf("%d bomb cases", len(bombs))
+	}
+	for _, l := range bombs {
+		t.Run(l.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			hostileRun(t, l)
+			runtime.ReadMemStats(&after)
+			// Everything the process allocated meanwhile, the server's
+			// side and the test's included, stays well under the bomb.
+			if got := after.TotalAlloc - before.TotalAlloc; got > 24<<20 {
+				t.Errorf("allocated %d MiB during the sync; the decoder is not bounded", got>>20)
+			}
+		})
+	}
+}
