@@ -30,7 +30,10 @@ type journal struct {
 	Hashes  map[string]string `json:"hashes"`  // BLAKE3 of each file to install, for recovery
 	Touch   []touchStep       `json:"touch"`   // mtime-only fixes
 	Backup  bool              `json:"backup"`  // .smartclient/bkp_new becomes the newest backup
-	State   *State            `json:"state"`   // the state to record once done
+	// PostInstall runs once the files are in place; if it fails, the
+	// switch is undone.
+	PostInstall *postInstallStep `json:"post_install,omitempty"`
+	State       *State           `json:"state"` // the state to record once done
 }
 
 type touchStep struct {
@@ -179,6 +182,14 @@ func play(d disk, j *journal, log *slog.Logger) error {
 		mt := time.Unix(0, t.MtimeNs)
 		if err := d.Chtimes(t.Path, mt, mt); err != nil {
 			return fmt.Errorf("setting the time of %s: %w", t.Path, err)
+		}
+	}
+	if j.PostInstall != nil {
+		if err := d.hook("postinstall", j.PostInstall.Path); err != nil {
+			return err
+		}
+		if err := runPostInstall(d.Name(), j.PostInstall); err != nil {
+			return err
 		}
 	}
 	// Record the mtimes as the file system keeps them: NTFS, HFS+ and FAT

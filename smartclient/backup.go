@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"path/filepath"
-	"strings"
 
 	"github.com/otiai10/copy"
 )
@@ -145,7 +143,7 @@ func snapshot(ctx context.Context, root disk, dst string) (int, error) {
 		case !d.Type().IsRegular():
 			return nil // sockets, pipes and devices are not part of an install
 		default:
-			if strings.EqualFold(path.Ext(p), ".ini") || root.Link(p, target) != nil {
+			if isINI(p) || root.Link(p, target) != nil {
 				if err := root.hook("copy", target); err != nil {
 					return err
 				}

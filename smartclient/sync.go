@@ -101,10 +101,15 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	hadMeta := exists(root, metaDir)
 	res, err := syncWith(ctx, root, st, o)
-	if err != nil && created {
-		// A fresh install that did not happen leaves no empty folder.
-		os.Remove(o.Dir)
+	if err != nil && !hadMeta && !exists(root, journalFile) {
+		// A first sync that did not happen leaves no trace: no
+		// bookkeeping folder, and no install folder it created.
+		root.RemoveAll(metaDir)
+		if created {
+			os.Remove(o.Dir)
+		}
 	}
 	if err != nil && !o.CheckOnly && st.exists && !errors.Is(err, ErrDeclined) && !errors.Is(err, ErrDisabled) {
 		// Record the failure for 'status'; the install is untouched.
@@ -137,14 +142,22 @@ func hello(ctx context.Context, st *State, o Options) (*conn, syncproto.Welcome,
 // report tells the server how the sync ended. It is for the
 // administrator's log; the sync's result does not depend on it.
 func (c *conn) report(log *slog.Logger, r syncproto.Report) {
+	// A report is worth a short wait, not another full timeout on a
+	// connection that may be why the sync failed.
+	saved := c.timeout
+	c.timeout = min(c.timeout, reportTimeout)
+	defer func() { c.timeout = saved }()
 	err := c.send(r)
 	if err == nil {
 		_, err = c.Expect(syncproto.MsgReportAck)
 	}
 	if err != nil {
-		log.Warn("reporting the outcome to the server", "err", err)
+		log.Info("could not report the outcome to the server", "err", err)
 	}
 }
+
+// reportTimeout bounds the wait for the server to take a report.
+const reportTimeout = 3 * time.Second
 
 func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, error) {
 	c, w, err := hello(ctx, st, o)
@@ -205,8 +218,14 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		return res, nil
 	}
 
-	fail := func(err error) (*Result, error) {
+	if err := preflight(root, man, p); err != nil {
 		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
+		return nil, err
+	}
+	fail := func(err error) (*Result, error) {
+		if !lostConnection(err) {
+			report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
+		}
 		if !exists(root, journalFile) {
 			// Nothing of the update is in the install; drop what was
 			// staged. A kept journal keeps its staged files for the
@@ -242,6 +261,9 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if p.changesContent() {
 		if j.Backup, err = prepareBackup(ctx, root); err != nil {
 			return fail(err)
+		}
+		if man.PostInstall != "" {
+			j.PostInstall = &postInstallStep{Path: man.PostInstall, Timeout: man.PostInstallTimeout}
 		}
 	}
 	for _, i := range p.fetch {

@@ -49,6 +49,8 @@ type serverConf struct {
 	preserve string
 	idle     time.Duration // server's idle timeout; 0: its default
 	noMac    bool          // leave PathMacOSX out
+	post     string        // [UPDATE] PostInstall
+	postMax  int           // [UPDATE] PostInstallTimeout, seconds
 }
 
 var defaultConf = serverConf{enable: true, build: buildNew, minBuild: buildOld, preserve: "smartclient.ini"}
@@ -79,6 +81,9 @@ func (s *server) start(conf serverConf) {
 		map[bool]int{true: 1, false: 0}[conf.enable], s.folders["windows"], s.folders["linux"], conf.build, conf.minBuild, conf.preserve)
 	if !conf.noMac {
 		ini += "PathMacOSX=" + s.folders["darwin"] + "\n"
+	}
+	if conf.post != "" {
+		ini += fmt.Sprintf("PostInstall=%s\nPostInstallTimeout=%d\n", conf.post, conf.postMax)
 	}
 	path := filepath.Join(filepath.Dir(s.state), "AppServer.ini")
 	if err := os.WriteFile(path, []byte(ini), 0o644); err != nil {
@@ -781,5 +786,88 @@ func TestStatusAndRestore(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "restore", "--dir", t.TempDir()); code != smartclient.ExitFailed || !strings.Contains(errOut, "no backup") {
 		t.Errorf("restore without backups: exit %d, %q", code, errOut)
+	}
+}
+
+// TestPreflightRefusesReadOnly: a read-only file or folder where the
+// update must write is reported by path before anything is downloaded.
+func TestPreflightRefusesReadOnly(t *testing.T) {
+	s := newServer(t, defaultConf)
+	for _, tc := range []struct{ name, chmod, want string }{
+		{"read-only file", "lib/libtlpp.so", "the file lib/libtlpp.so is read-only"},
+		{"read-only folder", "lib", "the folder lib is read-only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			mustSync(t, s, dir, yes)
+			s.write("linux", "lib/libtlpp.so", "new "+tc.name)
+			p := filepath.Join(dir, filepath.FromSlash(tc.chmod))
+			fi, _ := os.Stat(p)
+			if err := os.Chmod(p, fi.Mode().Perm()&^0o222); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Chmod(p, fi.Mode().Perm()) })
+			before := tree(t, dir)
+			res, err := sync1(t, s, dir, nil)
+			if !errors.Is(err, smartclient.ErrPreflight) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %+v, %v; want a preflight error saying %q", res, err, tc.want)
+			}
+			sameTree(t, tree(t, dir), before, "after preflight")
+			noLeftovers(t, dir)
+		})
+	}
+}
+
+// TestPostInstall: the release's post-install program runs after the
+// switch; a failure or a timeout rolls the install back, and the reason,
+// with the program's last output, reaches the user and the server.
+func TestPostInstall(t *testing.T) {
+	tests := []struct {
+		name   string
+		script string
+		ok     bool
+		want   []string
+	}{
+		{"success", "#!/bin/sh\necho upgrading\necho done > data-upgraded.txt\n", true, nil},
+		{"failure", "#!/bin/sh\necho migrating tables\necho 'ERROR: database is locked' >&2\nexit 3\n", false,
+			[]string{"tools/upgrade.sh: exit status 3", "ERROR: database is locked"}},
+		{"timeout", "#!/bin/sh\necho started\nsleep 30\n", false, []string{"did not finish within 1s", "started"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, defaultConf)
+			dir := t.TempDir()
+			mustSync(t, s, dir, yes)
+			before := tree(t, dir)
+			s.write("linux", "tools/upgrade.sh", tc.script)
+			if err := os.Chmod(filepath.Join(s.folders["linux"], "tools", "upgrade.sh"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			s.write("linux", "lib/libtlpp.so", "release 2")
+			conf := defaultConf
+			conf.post, conf.postMax = "tools/upgrade.sh", 1
+			s.start(conf)
+			code, out, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux")
+			if tc.ok {
+				if code != smartclient.ExitOK {
+					t.Fatalf("exit %d: %s %s", code, out, errOut)
+				}
+				if b, err := os.ReadFile(filepath.Join(dir, "data-upgraded.txt")); err != nil || string(b) != "done\n" {
+					t.Errorf("post-install did not run: %q, %v", b, err)
+				}
+				return
+			}
+			if code != smartclient.ExitFailed || !strings.Contains(errOut, "rolled back") {
+				t.Fatalf("exit %d, %q; want 1 and a rollback", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr %q lacks %q", errOut, w)
+				}
+				s.log.waitFor(t, w)
+			}
+			sameTree(t, tree(t, dir), before, "after the failed post-install step")
+			noLeftovers(t, dir)
+		})
 	}
 }

@@ -1,0 +1,121 @@
+package smartclient
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+)
+
+// ErrPreflight marks an update that cannot be applied, found out before
+// anything is written.
+var ErrPreflight = errors.New("smartclient: the update cannot be applied here")
+
+// preflight checks, before a byte is downloaded, that the update can be
+// applied: no read-only file or folder stands where the switch must
+// write, and the file system has room for the staged files plus what the
+// backup copies.
+func preflight(d disk, man *manifest, p *plan) error {
+	var problems []string
+	checked := map[string]bool{}
+	// The folder a file is created in, or renamed out of, must be
+	// writable; on Windows so must the file it replaces.
+	dirOf := func(p string) {
+		for dir := path.Dir(p); !checked[dir]; dir = path.Dir(dir) {
+			checked[dir] = true
+			fi, err := d.Lstat(dir)
+			if err == nil {
+				if fi.Mode().Perm()&0o200 == 0 {
+					problems = append(problems, fmt.Sprintf("the folder %s is read-only", dir))
+				}
+				return
+			}
+			if dir == "." {
+				return
+			}
+		}
+	}
+	file := func(p string) {
+		if fi, err := d.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o200 == 0 {
+			problems = append(problems, fmt.Sprintf("the file %s is read-only", p))
+		}
+		dirOf(p)
+	}
+	dirOf(metaDir + "/x")
+	for _, i := range p.fetch {
+		file(man.Files[i].Path)
+	}
+	for _, name := range p.remove {
+		file(name)
+	}
+	if len(problems) > 0 {
+		if len(problems) > 5 {
+			problems = append(problems[:5], fmt.Sprintf("and %d more", len(problems)-5))
+		}
+		return fmt.Errorf("%w: %s (make them writable and retry)", ErrPreflight, strings.Join(problems, "; "))
+	}
+
+	need := p.fetchBytes + 1<<20
+	if p.changesContent() {
+		copied, err := backupCopyBytes(d)
+		if err != nil {
+			return fmt.Errorf("preflight: %w", err)
+		}
+		need += copied
+	}
+	have, err := measureFree(d.Name())
+	if errors.Is(err, errors.ErrUnsupported) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("preflight: measuring free space: %w", err)
+	}
+	if have < need {
+		return fmt.Errorf("%w: not enough free space in %s: need %s, have %s", ErrPreflight, d.Name(), humanBytes(need), humanBytes(have))
+	}
+	return nil
+}
+
+// measureFree is freeSpace, or what a test says it is.
+var measureFree = freeSpace
+
+// backupCopyBytes is what a backup of the install would copy rather than
+// link: the INI files, or everything where the file system cannot link.
+func backupCopyBytes(d disk) (int64, error) {
+	canLink := probeLink(d)
+	var n int64
+	err := fs.WalkDir(d.FS(), ".", func(p string, e fs.DirEntry, err error) error {
+		if err != nil || p == "." {
+			return err
+		}
+		if reserved(p) {
+			if e.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !e.Type().IsRegular() || (canLink && !isINI(p)) {
+			return nil
+		}
+		fi, err := e.Info()
+		if err == nil {
+			n += fi.Size()
+		}
+		return err
+	})
+	return n, err
+}
+
+// probeLink reports whether the install's file system takes hard links.
+func probeLink(d disk) bool {
+	const a, b = metaDir + "/.linkprobe", metaDir + "/.linkprobe2"
+	defer d.Root.Remove(a)
+	defer d.Root.Remove(b)
+	if d.Root.MkdirAll(metaDir, 0o755) != nil || d.Root.WriteFile(a, nil, 0o644) != nil {
+		return false
+	}
+	return d.Root.Link(a, b) == nil
+}
+
+func isINI(p string) bool { return strings.EqualFold(path.Ext(p), ".ini") }
