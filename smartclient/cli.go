@@ -239,15 +239,21 @@ func say(stdout, stderr io.Writer, o Options, res *Result, err error, code int) 
 // reason turns an error into words for the failure message.
 func reason(err error) string {
 	var pe *syncproto.Error
-	var ne net.Error
 	switch {
 	case errors.As(err, &pe):
 		return "the update server refused: " + pe.Error()
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, net.ErrClosed), errors.As(err, &ne) && ne.Timeout():
+	case lostConnection(err):
 		return "the connection to the update server was lost (" + err.Error() + ")"
 	}
 	return strings.TrimSuffix(err.Error(), ".")
+}
+
+// lostConnection reports an error that means the connection to the
+// server broke or went silent.
+func lostConnection(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && ne.Timeout()
 }
 
 func parseSyncFlags(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) (Options, []string, error) {
