@@ -128,3 +128,18 @@ func (d disk) syncFS(dir string, files []string) error {
 	}
 	return syncFS(d.Root, dir, files)
 }
+
+// reclaimMeta makes sure .smartclient is a real folder, or absent: a
+// symbolic link planted there would send staging, the journal and the
+// backups' work to wherever it points inside the install. The name is the
+// client's own, so a link or a file there is removed.
+func reclaimMeta(root *os.Root) error {
+	fi, err := root.Lstat(metaDir)
+	if err != nil || fi.IsDir() {
+		return nil
+	}
+	if err := root.Remove(metaDir); err != nil {
+		return fmt.Errorf("removing %s, which is not a folder: %w", metaDir, err)
+	}
+	return nil
+}

@@ -204,21 +204,45 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, log *slog.Logg
 
 // checkParents makes sure every fetched file's folder can be created: a
 // file the client did not install must never be in the way, and finding
-// that out halfway through the switch would be too late.
+// that out halfway through the switch would be too late. Nor is anything
+// written or removed through a symbolic link planted in the install: the
+// os.Root keeps the client inside the install folder, but a link inside
+// it would still redirect a write to another of its files.
 func checkParents(root *os.Root, man *manifest, p *plan) error {
 	removing := make(map[string]bool, len(p.remove))
 	for _, r := range p.remove {
 		removing[r] = true
 	}
+	linked := map[string]bool{} // folder -> a folder on its path is a link
+	var viaLink func(dir string) bool
+	viaLink = func(dir string) bool {
+		if dir == "." {
+			return false
+		}
+		if v, ok := linked[dir]; ok {
+			return v
+		}
+		fi, err := root.Lstat(dir)
+		v := err == nil && fi.Mode()&fs.ModeSymlink != 0 || viaLink(path.Dir(dir))
+		linked[dir] = v
+		return v
+	}
 	checked := map[string]bool{}
 	for _, i := range p.fetch {
-		for dir := path.Dir(man.Files[i].Path); dir != "." && !checked[dir]; dir = path.Dir(dir) {
+		name := man.Files[i].Path
+		if viaLink(path.Dir(name)) {
+			return fmt.Errorf("planning: will not install %s: a folder on its path in the install is a symbolic link", name)
+		}
+		for dir := path.Dir(name); dir != "." && !checked[dir]; dir = path.Dir(dir) {
 			checked[dir] = true
 			fi, err := root.Lstat(dir)
 			if err == nil && !fi.IsDir() && !removing[dir] {
-				return fmt.Errorf("planning: cannot install %s: %s is a file, not a folder", man.Files[i].Path, dir)
+				return fmt.Errorf("planning: cannot install %s: %s is a file, not a folder", name, dir)
 			}
 		}
 	}
+	// A file to remove that sits behind a link is not the file the
+	// client installed: it is left alone and forgotten.
+	p.remove = slices.DeleteFunc(p.remove, func(name string) bool { return viaLink(path.Dir(name)) })
 	return nil
 }

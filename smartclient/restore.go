@@ -43,6 +43,10 @@ func openInstall(dir string, log *slog.Logger) (disk, func(), error) {
 	if err != nil {
 		return disk{}, nil, fmt.Errorf("opening install folder: %w", err)
 	}
+	if err := reclaimMeta(r); err != nil {
+		r.Close()
+		return disk{}, nil, err
+	}
 	unlock, err := lockInstall(r)
 	if err != nil {
 		r.Close()

@@ -88,6 +88,9 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	defer r.Close()
 	root := disk{r}
 	if !o.CheckOnly {
+		if err := reclaimMeta(r); err != nil {
+			return nil, err
+		}
 		unlock, err := lockInstall(root.Root)
 		if err != nil {
 			return nil, err

@@ -222,11 +222,18 @@ func tree(t *testing.T, dir string) map[string]string {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel == ".smartclient" || strings.HasPrefix(rel, "bkp_remote.") {
+		switch {
+		case rel == ".smartclient" || strings.HasPrefix(rel, "bkp_remote."):
+			if d.IsDir() {
 				return fs.SkipDir
 			}
 			return nil
+		case d.IsDir():
+			return nil
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			m[rel] = "link to " + target
+			return err
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -868,6 +875,68 @@ func TestPostInstall(t *testing.T) {
 			}
 			sameTree(t, tree(t, dir), before, "after the failed post-install step")
 			noLeftovers(t, dir)
+		})
+	}
+}
+
+// TestPlantedLinksAreNeverFollowed: a symbolic link planted where the
+// client writes is not followed, even to a place inside the install.
+func TestPlantedLinksAreNeverFollowed(t *testing.T) {
+	s := newServer(t, defaultConf)
+	tests := []struct {
+		name  string
+		plant func(t *testing.T, dir string)
+		want  string // "" = the sync succeeds
+	}{
+		{"client folder", func(t *testing.T, dir string) {
+			if err := os.RemoveAll(filepath.Join(dir, ".smartclient")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("lib", filepath.Join(dir, ".smartclient")); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"staging folder", func(t *testing.T, dir string) {
+			if err := os.Symlink("../lib", filepath.Join(dir, ".smartclient", "staging")); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"install subfolder", func(t *testing.T, dir string) {
+			if err := os.Rename(filepath.Join(dir, "lib"), filepath.Join(dir, "lib.real")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("lib.real", filepath.Join(dir, "lib")); err != nil {
+				t.Fatal(err)
+			}
+		}, "a folder on its path in the install is a symbolic link"},
+		{"backup folder", func(t *testing.T, dir string) {
+			if err := os.Symlink("lib", filepath.Join(dir, "bkp_remote.001")); err != nil {
+				t.Fatal(err)
+			}
+		}, "bkp_remote.001 is not a folder"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			mustSync(t, s, dir, yes)
+			tc.plant(t, dir)
+			s.write("linux", "lib/libtlpp.so", "update for "+tc.name)
+			before := tree(t, dir)
+			res, err := sync1(t, s, dir, yes) // without its state, the client is a new install
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("got %+v, %v; want an error saying %q", res, err, tc.want)
+				}
+				sameTree(t, tree(t, dir), before, "after the refusal")
+				return
+			}
+			if err != nil {
+				t.Fatalf("sync: %v", err)
+			}
+			if fi, err := os.Lstat(filepath.Join(dir, ".smartclient")); err != nil || !fi.IsDir() {
+				t.Errorf(".smartclient is not a real folder: %v, %v", fi, err)
+			}
+			sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after the sync")
 		})
 	}
 }
