@@ -22,6 +22,12 @@ type disk struct{ *os.Root }
 // operation's error.
 var faultHook func(op, name string) error
 
+// writeFault, when a test sets it, is asked before each chunk written to a
+// staged file: it returns how many of the n bytes at offset off may be
+// written before the write fails with its error (a full disk, an I/O
+// error), or a nil error to let the chunk through.
+var writeFault func(name string, off int64, n int) (int, error)
+
 func (d disk) hook(op, name string) error {
 	if faultHook != nil {
 		return faultHook(op, name)

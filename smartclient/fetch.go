@@ -153,7 +153,7 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 		}
 		f.buf = raw
 		h.Write(raw)
-		if _, err := out.Write(raw); err != nil {
+		if err := writeStaged(out, staged, got, raw); err != nil {
 			return fmt.Errorf("staging %s: %w", rf.Path, err)
 		}
 		got += int64(len(raw))
@@ -189,4 +189,17 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 // owner's read and write, which the client needs to replace the file later.
 func stagedMode(m fs.FileMode) fs.FileMode {
 	return (m & 0o777) | 0o600
+}
+
+// writeStaged writes a chunk of a staged file at offset off.
+func writeStaged(out *os.File, name string, off int64, b []byte) error {
+	if writeFault != nil {
+		n, err := writeFault(name, off, len(b))
+		if err != nil {
+			out.Write(b[:n])
+			return &fs.PathError{Op: "write", Path: name, Err: err}
+		}
+	}
+	_, err := out.Write(b)
+	return err
 }

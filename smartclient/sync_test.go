@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -937,6 +938,49 @@ func TestPlantedLinksAreNeverFollowed(t *testing.T) {
 				t.Errorf(".smartclient is not a real folder: %v, %v", fi, err)
 			}
 			sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after the sync")
+		})
+	}
+}
+
+// TestStagingWriteFaults: a full disk or an I/O error at a byte offset of
+// a staged file fails the sync with the file and the reason in the
+// message, and leaves the install as it was.
+func TestStagingWriteFaults(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		at   int64
+		err  error
+		want string
+	}{
+		{"disk full inside a large file", "lib/big.so", 300_000, syscall.ENOSPC, "no space left on device"},
+		{"I/O error at the start of a file", "smartclient", 0, syscall.EIO, "input/output error"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, defaultConf)
+			dir := t.TempDir()
+			mustSync(t, s, dir, yes)
+			big := make([]byte, 1<<20)
+			rand.NewChaCha8([32]byte{2}).Read(big)
+			s.write("linux", "lib/big.so", string(big))
+			s.write("linux", "smartclient", "new binary")
+			before := tree(t, dir)
+			restore := smartclient.SetWriteFault(func(name string, off int64, n int) (int, error) {
+				if strings.HasSuffix(name, "/"+tc.file) && off <= tc.at && tc.at < off+int64(n) {
+					return int(tc.at - off), tc.err
+				}
+				return 0, nil
+			})
+			code, _, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux")
+			restore()
+			if code != smartclient.ExitFailed || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, tc.file) {
+				t.Fatalf("exit %d, %q; want 1 naming %s and %q", code, errOut, tc.file, tc.want)
+			}
+			sameTree(t, tree(t, dir), before, "after the fault")
+			noLeftovers(t, dir)
+			mustSync(t, s, dir, nil)
+			sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after the retry")
 		})
 	}
 }
