@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -107,7 +108,10 @@ func readTree(t testing.TB, dir string) map[string]string {
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)
 		if rel != "." && reserved(rel) {
-			return fs.SkipDir
+			if e.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		if e.IsDir() {
 			return nil
@@ -258,6 +262,9 @@ func TestCrashChild(t *testing.T) {
 		err = doSwitch(context.Background(), d)
 	case "recover":
 		err = recoverJournal(d, discard)
+	case "restore":
+		d.Close()
+		_, err = Restore(context.Background(), dir, 3, discard)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -402,4 +409,104 @@ func TestLockedFileIsRetriedThenRolledBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// restored is the install after restoring bkp_remote.003 of the fixture:
+// the backup's files over the old release (the client installed none of
+// the old release's files, so it removes none).
+func restored() map[string]string {
+	m := maps.Clone(oldRelease)
+	maps.Copy(m, olderOnes[2])
+	return m
+}
+
+// TestCrashDuringRestore kills a restore at each of its operations, and
+// recovery up to three times: the install is then the one restore
+// replaced or the backup, and every backup is complete.
+func TestCrashDuringRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process per crash point")
+	}
+	count := func() int {
+		dir := makeSwitchFixture(t)
+		os.RemoveAll(filepath.Join(dir, filepath.FromSlash(stagingDir)))
+		n := 0
+		faultHook = func(string, string) error { n++; return nil }
+		defer func() { faultHook = nil }()
+		if _, err := Restore(t.Context(), dir, 3, discard); err != nil {
+			t.Fatal(err)
+		}
+		if got := readTree(t, dir); !maps.Equal(got, restored()) {
+			t.Fatalf("restore gave %v, want %v", got, restored())
+		}
+		return n
+	}()
+	seen := map[string]int{}
+	for k := 1; k <= count; k++ {
+		dir := makeSwitchFixture(t)
+		os.RemoveAll(filepath.Join(dir, filepath.FromSlash(stagingDir)))
+		if !crashChild(t, dir, "restore", k) {
+			t.Fatalf("restore finished before operation %d of %d", k, count)
+		}
+		for i := range k % 4 {
+			crashChild(t, dir, "recover", 1+(k+i)%3)
+		}
+		if err := recoverJournal(openDisk(t, dir), discard); err != nil {
+			t.Fatalf("crash at operation %d: recovery: %v", k, err)
+		}
+		got := readTree(t, dir)
+		switch {
+		case maps.Equal(got, oldRelease):
+			seen["before"]++
+		case maps.Equal(got, restored()):
+			seen["restored"]++
+		default:
+			t.Fatalf("crash at operation %d: the install is %v", k, got)
+		}
+		backups, _ := filepath.Glob(filepath.Join(dir, "bkp_remote.*"))
+		for _, b := range backups {
+			tree := readTree(t, b)
+			if !maps.Equal(tree, oldRelease) && !slices.ContainsFunc(olderOnes, func(o map[string]string) bool { return maps.Equal(tree, o) }) {
+				t.Errorf("crash at operation %d: %s is not complete: %v", k, filepath.Base(b), tree)
+			}
+		}
+	}
+	if seen["before"] == 0 || seen["restored"] == 0 {
+		t.Errorf("outcomes %v: expected both", seen)
+	}
+	t.Logf("%d crash points in a restore; after recovery: %v", count, seen)
+}
+
+// TestRotationRepairsGapsAndRefusesFiles: a missing middle backup is
+// closed up before the new one goes in; a backup slot that is a file
+// stops the update before the install is touched.
+func TestRotationRepairsGapsAndRefusesFiles(t *testing.T) {
+	t.Run(".002 missing", func(t *testing.T) {
+		dir := makeSwitchFixture(t)
+		os.RemoveAll(filepath.Join(dir, backupName(2)))
+		if err := doSwitch(t.Context(), openDisk(t, dir)); err != nil {
+			t.Fatal(err)
+		}
+		want := []map[string]string{olderOnes[0], olderOnes[2], oldRelease}
+		for i, w := range want {
+			if got := readTree(t, filepath.Join(dir, backupName(i+1))); !maps.Equal(got, w) {
+				t.Errorf("%s: %v, want %v", backupName(i+1), got, w)
+			}
+		}
+	})
+	t.Run(".003 is a file", func(t *testing.T) {
+		dir := makeSwitchFixture(t)
+		p := filepath.Join(dir, backupName(3))
+		os.RemoveAll(p)
+		if err := os.WriteFile(p, []byte("not a backup"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := doSwitch(t.Context(), openDisk(t, dir))
+		if err == nil || !strings.Contains(err.Error(), "bkp_remote.003 is not a folder") {
+			t.Fatalf("got %v", err)
+		}
+		if got := readTree(t, dir); !maps.Equal(got, oldRelease) {
+			t.Errorf("install changed: %v", got)
+		}
+	})
 }
