@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -31,6 +32,9 @@ type File struct {
 	Inode    uint64
 	Hash     [32]byte
 	Preserve bool
+	// Target is a symbolic link's target ("" for a file). Links are
+	// served as links, as macOS application bundles hold them.
+	Target string
 }
 
 // Manifest is a consistent snapshot of one update folder: every file was
@@ -249,7 +253,13 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 		case d.IsDir():
 			return nil
 		case d.Type()&fs.ModeSymlink != 0:
-			return fmt.Errorf("scanning %s: symbolic links are not supported in an update folder", p)
+			f, err := linkEntry(root, rel, p)
+			if err != nil {
+				return err
+			}
+			f.Preserve = ix.preserved(rel)
+			m.Files = append(m.Files, f)
+			return nil
 		case !d.Type().IsRegular():
 			return fmt.Errorf("scanning %s: not a regular file (%v)", p, d.Type())
 		}
@@ -293,6 +303,36 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 			"hashed", len(todo), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return m, next, nil
+}
+
+// linkEntry describes the symbolic link rel. Only a relative link that
+// resolves to something inside the update folder is served; any other is
+// refused by path, since clients would refuse it too.
+func linkEntry(root *os.Root, rel, p string) (File, error) {
+	target, err := root.Readlink(rel)
+	if err != nil {
+		return File{}, fmt.Errorf("scanning %s: %w", p, err)
+	}
+	t := filepath.ToSlash(target)
+	resolved := path.Join(path.Dir(rel), t)
+	switch {
+	case t == "" || path.IsAbs(t) || filepath.IsAbs(target) || strings.Contains(t, ":"):
+		return File{}, fmt.Errorf("scanning %s: symbolic link to %q: only relative links inside the update folder are served", p, target)
+	case resolved == ".." || strings.HasPrefix(resolved, "../"):
+		return File{}, fmt.Errorf("scanning %s: symbolic link to %q points outside the update folder", p, target)
+	}
+	// Following it must stay inside the folder and find something: the
+	// os.Root refuses links that escape, and a dangling link is a
+	// mistake in the release.
+	if _, err := root.Stat(rel); err != nil {
+		return File{}, fmt.Errorf("scanning %s: symbolic link to %q does not resolve inside the update folder: %w", p, target, err)
+	}
+	fi, err := root.Lstat(rel)
+	if err != nil {
+		return File{}, fmt.Errorf("scanning %s: %w", p, err)
+	}
+	return File{Path: rel, Size: int64(len(t)), MtimeNs: fi.ModTime().UnixNano(), Mode: 0o777,
+		Hash: blake3.Sum256([]byte(t)), Target: t}, nil
 }
 
 func (ix *Index) preserved(rel string) bool {

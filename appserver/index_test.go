@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -401,18 +402,22 @@ func TestIndexPreserve(t *testing.T) {
 	}
 }
 
-// TestIndexRefusesSymlinks shows that a symbolic link in an update folder
-// stops OpenIndex with an error naming the link: following it could serve
-// files from outside the folder, and not following it would hide a file.
-func TestIndexRefusesSymlinks(t *testing.T) {
+// TestIndexSymlinks shows that a relative symbolic link that resolves
+// inside the update folder is indexed as a link (macOS bundles hold them
+// in their frameworks), and that any other link stops OpenIndex with an
+// error naming it: following it could serve files from outside the folder.
+func TestIndexSymlinks(t *testing.T) {
 	tests := []struct {
 		name   string
 		link   string // slash path inside the folder
 		target string
+		ok     bool
 	}{
-		{name: "to a file", link: "smartclient.lnk", target: "smartclient"},
-		{name: "to a folder", link: "libs", target: "lib"},
-		{name: "outside the folder", link: "lib/passwd", target: "/etc/passwd"},
+		{name: "to a file", link: "smartclient.lnk", target: "smartclient", ok: true},
+		{name: "to a folder", link: "libs", target: "lib", ok: true},
+		{name: "up and back in", link: "lib/plugins/core", target: "../../smartclient", ok: true},
+		{name: "absolute", link: "lib/passwd", target: "/etc/passwd"},
+		{name: "outside by ..", link: "lib/up", target: "../../x"},
 		{name: "dangling", link: "lib/plugins/gone.so", target: "nowhere.so"},
 	}
 	for _, tc := range tests {
@@ -420,19 +425,34 @@ func TestIndexRefusesSymlinks(t *testing.T) {
 			dir := t.TempDir()
 			writeTree(t, dir, sampleTree(), oldTime)
 			link := filepath.Join(dir, filepath.FromSlash(tc.link))
+			if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.Symlink(tc.target, link); err != nil {
 				t.Skipf("cannot create symbolic links here: %v", err)
 			}
 			ix, err := OpenIndex(context.Background(), discardLogger(), "linux", dir, t.TempDir(), "7.00.240501A", nil)
-			if err == nil {
-				ix.Close()
-				t.Fatal("OpenIndex succeeded on a folder holding a symbolic link")
+			if !tc.ok {
+				if err == nil {
+					ix.Close()
+					t.Fatal("OpenIndex accepted a link that does not resolve inside the folder")
+				}
+				if !strings.Contains(err.Error(), link) || !strings.Contains(err.Error(), "symbolic link") {
+					t.Errorf("error %q does not name the link %s and the problem", err, link)
+				}
+				return
 			}
-			if !strings.Contains(err.Error(), link) {
-				t.Errorf("error %q does not name the link %s", err, link)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !strings.Contains(err.Error(), "symbolic link") {
-				t.Errorf("error %q does not say what is wrong", err)
+			defer ix.Close()
+			m, _ := ix.Current(context.Background())
+			i := slices.IndexFunc(m.Files, func(f File) bool { return f.Path == tc.link })
+			if i < 0 {
+				t.Fatalf("link %s not in the manifest", tc.link)
+			}
+			if f := m.Files[i]; f.Target != tc.target || f.Size != int64(len(tc.target)) || f.Hash != blake3.Sum256([]byte(tc.target)) {
+				t.Errorf("link entry %+v", f)
 			}
 		})
 	}

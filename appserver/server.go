@@ -361,7 +361,10 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index) erro
 		if i%1024 == 0 {
 			ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 		}
-		e := syncproto.ManifestEntry{Path: f.Path, Size: uint64(f.Size), MtimeNs: f.MtimeNs, Mode: uint32(f.Mode), Hash: f.Hash}
+		e := syncproto.ManifestEntry{Path: f.Path, Size: uint64(f.Size), MtimeNs: f.MtimeNs, Mode: uint32(f.Mode), Hash: f.Hash, Target: f.Target}
+		if f.Target != "" {
+			e.Flags |= syncproto.FlagSymlink
+		}
 		if f.Preserve {
 			e.Flags |= syncproto.FlagPreserve
 		}
@@ -391,6 +394,9 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index) erro
 		for _, i := range req.Indices {
 			if int(i) >= len(man.Files) {
 				return &syncproto.Error{Code: syncproto.CodeBadRequest, Message: fmt.Sprintf("file index %d is not in the manifest of %d files", i, len(man.Files))}
+			}
+			if man.Files[i].Target != "" {
+				return &syncproto.Error{Code: syncproto.CodeBadRequest, Message: fmt.Sprintf("%s is a symbolic link; links are made from the manifest, not sent", man.Files[i].Path)}
 			}
 		}
 		if len(want)+len(req.Indices) > len(man.Files) {

@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/zeebo/blake3"
@@ -337,6 +338,12 @@ func verifyForward(d disk, j *journal) error {
 		name := stagingDir + "/" + p
 		if !exists(d, name) {
 			name = p
+		}
+		if target, ok := strings.CutPrefix(want, linkPrefix); ok {
+			if got, err := d.Readlink(name); err != nil || got != target {
+				return fmt.Errorf("%s is not the link to %s", name, target)
+			}
+			continue
 		}
 		got, err := hashFile(d, name)
 		if err != nil {

@@ -24,6 +24,7 @@ type remoteFile struct {
 	Mode     fs.FileMode
 	Hash     [32]byte
 	Preserve bool
+	Target   string // a symbolic link's target; "" for a file
 }
 
 // manifest is the validated list of the server's files; a file's index in
@@ -91,6 +92,9 @@ func readManifest(r expecter) (*manifest, error) {
 		man.Total += f.Size // no overflow: at most MaxFiles entries of maxFileSize
 		man.Files = append(man.Files, f)
 	}
+	if err := checkLinks(man.Files); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadManifest, err)
+	}
 	if uint64(man.Total) != h.TotalBytes {
 		return nil, fmt.Errorf("%w: entries add up to %d bytes, header says %d", ErrBadManifest, man.Total, h.TotalBytes)
 	}
@@ -117,6 +121,7 @@ func readManifest(r expecter) (*manifest, error) {
 // plan is what one sync will do.
 type plan struct {
 	fetch      []int    // manifest indices to download
+	links      []int    // symbolic links to make
 	touch      []int    // same content, only the mtime differs
 	current    []int    // already as the server has them
 	kept       []int    // preserved files left as the user has them
@@ -127,11 +132,19 @@ type plan struct {
 	known map[string]FileState
 }
 
-func (p *plan) empty() bool { return len(p.fetch) == 0 && len(p.touch) == 0 && len(p.remove) == 0 }
+func (p *plan) empty() bool {
+	return len(p.fetch) == 0 && len(p.links) == 0 && len(p.touch) == 0 && len(p.remove) == 0
+}
 
 // changesContent reports whether the plan replaces or removes files, and
 // so needs a backup; fixing mtimes does not.
-func (p *plan) changesContent() bool { return len(p.fetch) > 0 || len(p.remove) > 0 }
+func (p *plan) changesContent() bool {
+	return len(p.fetch) > 0 || len(p.links) > 0 || len(p.remove) > 0
+}
+
+// installs lists what the switch renames into place: fetched files and
+// new links.
+func (p *plan) installs() []int { return slices.Concat(p.fetch, p.links) }
 
 // makePlan compares the manifest with the install folder. A full plan
 // (incompatible builds) fetches every file, preserved ones included.
@@ -141,6 +154,12 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, log *slog.Logg
 	for i, f := range man.Files {
 		listed[strings.ToLower(f.Path)] = true
 		fi, err := root.Lstat(f.Path)
+		if f.Target != "" {
+			if err := planLink(root, p, i, f, fi, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			p.fetch = append(p.fetch, i)
@@ -202,6 +221,26 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, log *slog.Logg
 	return p, checkParents(root, man, p)
 }
 
+// planLink decides for the link f: current if the install has that very
+// link, made anew otherwise (replacing a file or another link).
+func planLink(root *os.Root, p *plan, i int, f remoteFile, fi fs.FileInfo, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("planning: %w", err)
+	case fi.IsDir():
+		return fmt.Errorf("planning: cannot make the link %s: a folder of that name is in the way", f.Path)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		if t, err := root.Readlink(f.Path); err == nil && t == f.Target {
+			p.current = append(p.current, i)
+			p.known[f.Path] = FileState{Size: f.Size, MtimeNs: fi.ModTime().UnixNano(), Hash: hex.EncodeToString(f.Hash[:]), ServerMtimeNs: f.MtimeNs}
+			return nil
+		}
+	}
+	p.links = append(p.links, i)
+	return nil
+}
+
 // checkParents makes sure every fetched file's folder can be created: a
 // file the client did not install must never be in the way, and finding
 // that out halfway through the switch would be too late. Nor is anything
@@ -228,7 +267,7 @@ func checkParents(root *os.Root, man *manifest, p *plan) error {
 		return v
 	}
 	checked := map[string]bool{}
-	for _, i := range p.fetch {
+	for _, i := range p.installs() {
 		name := man.Files[i].Path
 		if viaLink(path.Dir(name)) {
 			return fmt.Errorf("planning: will not install %s: a folder on its path in the install is a symbolic link", name)

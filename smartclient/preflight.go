@@ -43,7 +43,7 @@ func preflight(d disk, man *manifest, p *plan) error {
 		dirOf(p)
 	}
 	dirOf(metaDir + "/x")
-	for _, i := range p.fetch {
+	for _, i := range p.installs() {
 		file(man.Files[i].Path)
 	}
 	for _, name := range p.remove {

@@ -200,6 +200,26 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 			}
 			return nil
 		}
+		staged := stagingDir + "/" + rel
+		if e.Type()&fs.ModeSymlink != 0 {
+			inBackup[rel] = true
+			target, err := d.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if cur, err := d.Readlink(rel); err == nil && cur == target {
+				return nil
+			}
+			if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
+				return err
+			}
+			if err := d.Symlink(target, staged); err != nil {
+				return fmt.Errorf("staging the link %s: %w", rel, err)
+			}
+			j.Install = append(j.Install, rel)
+			j.Hashes[rel] = linkPrefix + target
+			return nil
+		}
 		if !e.Type().IsRegular() {
 			return nil
 		}
@@ -211,7 +231,6 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		if li, err := d.Lstat(rel); err == nil && os.SameFile(li, bi) {
 			return nil // the install still has this very file
 		}
-		staged := stagingDir + "/" + rel
 		if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"slices"
 	"time"
 
@@ -254,6 +255,9 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		return fail(err)
 	}
 	res.Fetched, res.FetchedBytes, res.WireBytes = len(p.fetch), p.fetchBytes, fe.wire
+	if err := stageLinks(root, man, p.links); err != nil {
+		return fail(err)
+	}
 
 	// Every file is staged and verified: only now is the install
 	// touched, after a last chance to stop.
@@ -269,10 +273,10 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 			j.PostInstall = &postInstallStep{Path: man.PostInstall, Timeout: man.PostInstallTimeout}
 		}
 	}
-	for _, i := range p.fetch {
+	for _, i := range p.installs() {
 		f := man.Files[i]
 		j.Install = append(j.Install, f.Path)
-		j.Hashes[f.Path] = hex.EncodeToString(f.Hash[:])
+		j.Hashes[f.Path] = installHash(f)
 	}
 	for _, i := range p.touch {
 		j.Touch = append(j.Touch, touchStep{Path: man.Files[i].Path, MtimeNs: man.Files[i].MtimeNs})
@@ -323,6 +327,33 @@ func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome) (bool
 	}
 }
 
+// stageLinks makes the symbolic links to install in the staging folder;
+// the switch renames them into place like files.
+func stageLinks(d disk, man *manifest, links []int) error {
+	for _, i := range links {
+		f := man.Files[i]
+		staged := stagingDir + "/" + f.Path
+		if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
+			return fmt.Errorf("staging the link %s: %w", f.Path, err)
+		}
+		if err := d.Symlink(f.Target, staged); err != nil {
+			return fmt.Errorf("staging the link %s: %w", f.Path, err)
+		}
+	}
+	return nil
+}
+
+// installHash is what recovery checks a file to install against: its
+// BLAKE3, or for a link its target.
+func installHash(f remoteFile) string {
+	if f.Target != "" {
+		return linkPrefix + f.Target
+	}
+	return hex.EncodeToString(f.Hash[:])
+}
+
+const linkPrefix = "link:"
+
 // newestBackup names the highest-numbered backup folder.
 func newestBackup(root disk) string {
 	for i := maxBackups; i >= 1; i-- {
@@ -345,7 +376,7 @@ func nextState(st *State, man *manifest, p *plan, o Options) *State {
 	if p.empty() {
 		next.LastOutcome = "up-to-date"
 	}
-	for _, i := range slices.Concat(p.fetch, p.touch) {
+	for _, i := range slices.Concat(p.installs(), p.touch) {
 		f := man.Files[i]
 		next.Files[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hex.EncodeToString(f.Hash[:]),
 			ServerMtimeNs: f.MtimeNs, Preserve: f.Preserve}

@@ -984,3 +984,47 @@ func TestStagingWriteFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestMacBundleLinks: a framework's relative symbolic links sync as links,
+// a second sync is a no-op, a changed link is replaced, and backups and
+// restore keep them.
+func TestMacBundleLinks(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	darwin := func(o *smartclient.Options) { o.OS, o.Yes = "darwin", true }
+	mustSync(t, s, dir, darwin)
+	fw := "smartclient.app/Contents/Frameworks/TotvsCore.framework"
+	for link, target := range map[string]string{fw + "/TotvsCore": "Versions/Current/TotvsCore", fw + "/Versions/Current": "A"} {
+		if got, err := os.Readlink(filepath.Join(dir, filepath.FromSlash(link))); err != nil || got != target {
+			t.Fatalf("%s: %q, %v; want a link to %s", link, got, err, target)
+		}
+	}
+	sameTree(t, tree(t, dir), tree(t, s.folders["darwin"]), "bundle")
+	v1 := tree(t, dir)
+	if res := mustSync(t, s, dir, darwin); res.Fetched != 0 || res.Outcome != syncproto.OutcomeUpToDate {
+		t.Fatalf("second sync: %+v", res)
+	}
+	// A new framework version: Current now points at B.
+	s.write("darwin", fw+"/Versions/B/TotvsCore", "core B")
+	s.write("darwin", fw+"/Versions/B/Resources/Info.plist", "<plist/>")
+	cur := filepath.Join(s.folders["darwin"], filepath.FromSlash(fw+"/Versions/Current"))
+	if err := os.Remove(cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("B", cur); err != nil {
+		t.Fatal(err)
+	}
+	res := mustSync(t, s, dir, darwin)
+	if res.Fetched != 2 {
+		t.Errorf("fetched %d, want 2 (links are not downloaded)", res.Fetched)
+	}
+	sameTree(t, tree(t, dir), tree(t, s.folders["darwin"]), "after the link changed")
+	if b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(fw+"/TotvsCore"))); err != nil || string(b) != "core B" {
+		t.Errorf("through the links: %q, %v", b, err)
+	}
+	sameTree(t, tree(t, filepath.Join(dir, "bkp_remote.001")), v1, "backup with links")
+	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != smartclient.ExitOK {
+		t.Fatalf("restore: %d %s %s", code, out, errOut)
+	}
+	sameTree(t, tree(t, dir), v1, "after restore")
+}

@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/zeebo/blake3"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -49,10 +51,89 @@ func checkEntry(e syncproto.ManifestEntry) (remoteFile, error) {
 	if e.MtimeNs < 0 {
 		return remoteFile{}, fmt.Errorf("modification time %d is before 1970", e.MtimeNs)
 	}
+	if e.Flags&^(syncproto.FlagPreserve|syncproto.FlagSymlink) != 0 {
+		return remoteFile{}, fmt.Errorf("unknown flags %#x", e.Flags)
+	}
+	link := e.Flags&syncproto.FlagSymlink != 0
+	switch {
+	case link && (e.Target == "" || e.Size != uint64(len(e.Target)) || e.Hash != blake3.Sum256([]byte(e.Target))):
+		return remoteFile{}, fmt.Errorf("symbolic link to %q: size or hash does not describe its target", e.Target)
+	case !link && e.Target != "":
+		return remoteFile{}, fmt.Errorf("a file with a link target %q", e.Target)
+	}
 	return remoteFile{
 		Path: e.Path, Size: int64(e.Size), MtimeNs: e.MtimeNs, Mode: fs.FileMode(e.Mode).Perm(),
-		Hash: e.Hash, Preserve: e.Flags&syncproto.FlagPreserve != 0,
+		Hash: e.Hash, Preserve: e.Flags&syncproto.FlagPreserve != 0, Target: e.Target,
 	}, nil
+}
+
+// maxLinkHops bounds how many links resolving one path may follow, as
+// the kernel's own limit does.
+const maxLinkHops = 40
+
+// checkLinks accepts a symbolic link only if it is relative, no folder on
+// its own path is a link (so making it never writes through another
+// link), and following it, through the manifest's other links, stays
+// inside the install folder. macOS frameworks need exactly such links
+// (Core -> Versions/Current/Core, Versions/Current -> A).
+func checkLinks(files []remoteFile) error {
+	links := map[string]string{}
+	for _, f := range files {
+		if f.Target != "" {
+			links[f.Path] = f.Target
+		}
+	}
+	for _, f := range files {
+		for dir := path.Dir(f.Path); dir != "."; dir = path.Dir(dir) {
+			if _, ok := links[dir]; ok {
+				return fmt.Errorf("%q lies below the symbolic link %q", f.Path, dir)
+			}
+		}
+		if f.Target == "" {
+			continue
+		}
+		t := f.Target
+		if strings.ContainsAny(t, "\\:\x00") || path.IsAbs(t) {
+			return fmt.Errorf("symbolic link %q to %q: only relative links inside the install folder are allowed", f.Path, t)
+		}
+		if err := resolveInside(links, f.Path); err != nil {
+			return fmt.Errorf("symbolic link %q to %q: %w", f.Path, t, err)
+		}
+	}
+	return nil
+}
+
+// resolveInside follows the link at p, component by component, through
+// the manifest's links, and fails if the path ever leaves the install.
+func resolveInside(links map[string]string, p string) error {
+	hops := 0
+	pending := strings.Split(p, "/")
+	var done []string
+	for len(pending) > 0 {
+		part := pending[0]
+		pending = pending[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			if len(done) == 0 {
+				return errors.New("it leads outside the install folder")
+			}
+			done = done[:len(done)-1]
+			continue
+		}
+		cur := path.Join(append(done, part)...)
+		target, isLink := links[cur]
+		if !isLink {
+			done = append(done, part)
+			continue
+		}
+		if hops++; hops > maxLinkHops {
+			return errors.New("too many levels of links")
+		}
+		pending = append(strings.Split(target, "/"), pending...)
+	}
+	return nil
 }
 
 // checkMode accepts permission bits only. The server indexes regular

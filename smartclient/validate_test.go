@@ -337,3 +337,36 @@ func FuzzCheckPath(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckLinks(t *testing.T) {
+	link := func(p, target string) remoteFile { return remoteFile{Path: p, Target: target} }
+	file := func(p string) remoteFile { return remoteFile{Path: p} }
+	fw := "App.app/Contents/Frameworks/Core.framework/"
+	tests := []struct {
+		name  string
+		files []remoteFile
+		want  string // "" = accepted
+	}{
+		{"macOS framework", []remoteFile{file(fw + "Versions/A/Core"), link(fw+"Versions/Current", "A"),
+			link(fw+"Core", "Versions/Current/Core"), link(fw+"Resources", "Versions/Current/Resources")}, ""},
+		{"up and back in", []remoteFile{file("bin/app"), link("lib/app", "../bin/app")}, ""},
+		{"absolute", []remoteFile{link("lib/passwd", "/etc/passwd")}, "only relative links"},
+		{"drive letter", []remoteFile{link("lib/x", "C:/Windows")}, "only relative links"},
+		{"backslash", []remoteFile{link("lib/x", `..\..\x`)}, "only relative links"},
+		{"out by ..", []remoteFile{link("lib/x", "../../etc")}, "outside the install folder"},
+		{"out through another link", []remoteFile{link("a/up", ".."), link("b", "a/up/../..")}, "outside the install folder"},
+		{"file below a link", []remoteFile{link("lib", "bin"), file("lib/x.so")}, `lies below the symbolic link "lib"`},
+		{"loop", []remoteFile{link("a", "b"), link("b", "a")}, "too many levels"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkLinks(tc.files)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

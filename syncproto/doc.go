@@ -58,6 +58,10 @@
 // matches the manifest, and the client checks it against the manifest. The
 // sum of the chunks' RawLen must equal FileStart.Size.
 //
+// A ManifestEntry with FlagSymlink is a symbolic link: its Target is a
+// relative slash path, Size is len(Target) and Hash the BLAKE3 of Target.
+// Links are never requested; the client makes them from the manifest.
+//
 // # Limits
 //
 // A manifest holds at most MaxFiles entries; a path is at most MaxPath bytes

@@ -80,7 +80,7 @@ func MaxPayload(t MsgType) (int, bool) {
 	case MsgManifestHeader:
 		return str + 4 + 8 + 2 + MaxPath + 4, true
 	case MsgManifestEntry:
-		return 2 + MaxPath + 8 + 8 + 4 + 1 + HashSize, true
+		return 2 + MaxPath + 8 + 8 + 4 + 1 + HashSize + 2 + MaxPath, true
 	case MsgRequest:
 		return 4 + 4*MaxRequestBatch, true
 	case MsgFileStart:
@@ -140,6 +140,10 @@ type ManifestHeader struct {
 // Entry flags.
 const (
 	FlagPreserve uint8 = 1 << 0 // copy only when missing or on a full update
+	// FlagSymlink marks a symbolic link: Target is its target, a relative
+	// slash path; Size is len(Target) and Hash the BLAKE3 of Target. A
+	// link is never requested: the manifest says all there is.
+	FlagSymlink uint8 = 1 << 1
 )
 
 // ManifestEntry describes one file of the update folder.
@@ -150,6 +154,7 @@ type ManifestEntry struct {
 	Mode    uint32
 	Flags   uint8
 	Hash    [HashSize]byte
+	Target  string // FlagSymlink: the link's target; "" otherwise
 }
 
 // Request names manifest indices the client wants.
@@ -329,7 +334,8 @@ func (m ManifestEntry) appendPayload(b []byte) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(m.MtimeNs))
 	b = binary.BigEndian.AppendUint32(b, m.Mode)
 	b = append(b, m.Flags)
-	return append(b, m.Hash[:]...)
+	b = append(b, m.Hash[:]...)
+	return appendString(b, m.Target)
 }
 
 func (m Request) appendPayload(b []byte) []byte {
@@ -514,6 +520,7 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 			Mode:    d.u32("mode"),
 			Flags:   d.u8("flags"),
 			Hash:    d.hash("hash"),
+			Target:  d.str("link target", MaxPath),
 		}
 	case MsgRequest:
 		n := d.u32("index count")
