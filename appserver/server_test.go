@@ -1212,3 +1212,58 @@ func TestServerConcurrentClients(t *testing.T) {
 		}
 	}
 }
+
+// TestServerDropsStuckClients shows the write and idle deadlines: a client
+// that stops reading mid-file, or that says hello and then nothing, is
+// dropped and logged, while a good client beside it completes.
+func TestServerDropsStuckClients(t *testing.T) {
+	files := map[string]string{"big.bin": string(randomBytes(3<<20, 9)), "smartclient": "binary"}
+	dir := t.TempDir()
+	writeTree(t, dir, files, oldTime)
+	const limit = 500 * time.Millisecond
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) {
+		s.WriteTimeout = limit
+		s.IdleTimeout = limit
+	}, listenSmall(t))
+	tests := []struct {
+		name  string
+		stall func(t *testing.T, c *testClient)
+	}{
+		{"never reads", func(t *testing.T, c *testClient) {
+			requestFile(t, c, "big.bin")
+			if _, err := c.r.Expect(syncproto.MsgFileStart); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"goes idle", func(t *testing.T, c *testClient) {
+			if _, err := c.hello(srvBuild, "linux", "idle"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialSmall(t, ts.addr)
+			defer c.conn.Close()
+			tc.stall(t, c)
+			start := time.Now()
+			// Stop reading, long enough for the deadline to pass, while
+			// another client syncs.
+			if err := fullSession(ts.addr, "good-"+tc.name, files); err != nil {
+				t.Fatalf("good client beside the stuck one: %v", err)
+			}
+			time.Sleep(time.Until(start.Add(3 * limit)))
+			c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			for {
+				_, err := c.r.Read()
+				if err == nil {
+					continue // what was in flight before the server gave up
+				}
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Fatal("the server kept the stuck connection open")
+				}
+				break
+			}
+		})
+	}
+}
