@@ -134,7 +134,14 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	if err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
-	defer out.Close()
+	done := false
+	defer func() {
+		out.Close()
+		if !done {
+			// Only whole, verified files stay staged (see keepForResume).
+			f.root.Remove(staged)
+		}
+	}()
 	h := blake3.New()
 	var got int64
 	for got < rf.Size {
@@ -181,6 +188,7 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	if err := f.root.Chtimes(staged, mt, mt); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
+	done = true
 	f.progress.FileDone()
 	return nil
 }

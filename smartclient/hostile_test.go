@@ -373,6 +373,13 @@ func hostileRun(t *testing.T, l lie) (liarSaw, string) {
 		all := maps.Clone(before)
 		maps.Copy(all, after)
 		for _, k := range slices.Sorted(maps.Keys(all)) {
+			// Files received whole and verified before the lie are kept
+			// aside for the next sync, which checks them again against
+			// its own manifest (TestResetMidTransferLeavesInstallUnchanged); they are not in
+			// the install.
+			if k == ".smartclient/resume" || strings.HasPrefix(k, ".smartclient/resume/") {
+				continue
+			}
 			if before[k] != after[k] {
 				t.Errorf("install changed: %s: was %q, is %q", k, before[k], after[k])
 			}

@@ -43,6 +43,7 @@ type Result struct {
 	WireBytes    int64 // file data received on the wire
 	Touched      int   // files whose mtime alone was fixed
 	Removed      int
+	Reused       int    // files a failed sync had already downloaded
 	Kept         int    // preserved files left as they were
 	Backup       string // backup folder made, if any
 	Message      string // for Disabled: the server's reason
@@ -107,7 +108,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	hadMeta := exists(root, metaDir)
 	res, err := syncWith(ctx, root, st, o)
-	if err != nil && !hadMeta && !exists(root, journalFile) {
+	if err != nil && !hadMeta && !exists(root, journalFile) && !exists(root, resumeDir) {
 		// A first sync that did not happen leaves no trace: no
 		// bookkeeping folder, and no install folder it created.
 		root.RemoveAll(metaDir)
@@ -231,30 +232,35 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 			report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 		}
 		if !exists(root, journalFile) {
-			// Nothing of the update is in the install; drop what was
-			// staged. A kept journal keeps its staged files for the
-			// next start to finish or undo.
+			// Nothing of the update is in the install. What was
+			// received and verified is kept for the next sync; a
+			// kept journal keeps its staged files for the next start
+			// to finish or undo.
+			keepForResume(root, o.Log)
 			tidy(root, o.Log)
 		}
 		return nil, err
 	}
-	if err := c.request(p.fetch); err != nil {
+	download, reused, reusedBytes := reuseDownloads(root, man, p.fetch)
+	res.Reused = reused
+	if err := c.request(download); err != nil {
 		return nil, fmt.Errorf("requesting files: %w", err)
 	}
-	o.Progress.Start(len(p.fetch), p.fetchBytes)
+	o.Progress.Start(len(download), p.fetchBytes-reusedBytes)
 	fe := &fetcher{c: c, root: root, man: man, progress: o.Progress}
-	err = fe.fetchAll(ctx, p.fetch)
+	err = fe.fetchAll(ctx, download)
 	o.Progress.Finish()
 	if err != nil {
 		var pe *syncproto.Error
 		if errors.As(err, &pe) {
 			// The server's final word: nothing to report back.
+			keepForResume(root, o.Log)
 			tidy(root, o.Log)
 			return nil, fmt.Errorf("the server stopped the transfer: %w", err)
 		}
 		return fail(err)
 	}
-	res.Fetched, res.FetchedBytes, res.WireBytes = len(p.fetch), p.fetchBytes, fe.wire
+	res.Fetched, res.FetchedBytes, res.WireBytes = len(download), p.fetchBytes-reusedBytes, fe.wire
 	if err := stageLinks(root, man, p.links); err != nil {
 		return fail(err)
 	}

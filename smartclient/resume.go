@@ -1,0 +1,62 @@
+package smartclient
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"path"
+)
+
+// resumeDir keeps the files a failed download had already received and
+// verified, so that the next sync does not download them again. It is
+// not staging: after any failure staging is gone, and only whole,
+// verified files are kept here.
+const resumeDir = metaDir + "/resume"
+
+// keepForResume moves what a failed sync staged to resumeDir. Every file
+// in staging is whole and verified: fetchOne removes a file it could not
+// finish.
+func keepForResume(d disk, log *slog.Logger) {
+	if !exists(d, stagingDir) {
+		return
+	}
+	if err := d.RemoveAll(resumeDir); err == nil {
+		err = d.Rename(stagingDir, resumeDir)
+		if err == nil {
+			return
+		}
+		log.Info("keeping downloaded files for the next sync", "err", err)
+	}
+}
+
+// reuseDownloads moves each file of fetch that resumeDir holds with the
+// manifest's size and hash into staging, and returns the files still to
+// download with what was reused. Whatever else resumeDir holds is stale
+// and removed.
+func reuseDownloads(d disk, man *manifest, fetch []int) (rest []int, reused int, reusedBytes int64) {
+	if _, err := d.Lstat(resumeDir); errors.Is(err, fs.ErrNotExist) {
+		return fetch, 0, 0
+	}
+	defer d.RemoveAll(resumeDir)
+	for _, i := range fetch {
+		f := man.Files[i]
+		kept := resumeDir + "/" + f.Path
+		fi, err := d.Lstat(kept)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != f.Size {
+			rest = append(rest, i)
+			continue
+		}
+		if h, err := hashFile(d, kept); err != nil || h != installHash(f) {
+			rest = append(rest, i)
+			continue
+		}
+		staged := stagingDir + "/" + f.Path
+		if d.MkdirAll(path.Dir(staged), 0o755) != nil || d.Rename(kept, staged) != nil {
+			rest = append(rest, i)
+			continue
+		}
+		reused++
+		reusedBytes += f.Size
+	}
+	return rest, reused, reusedBytes
+}
