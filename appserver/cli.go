@@ -43,6 +43,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	srv, err := New(ctx, log, cfg, *state)
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
 	if err != nil {
 		return err
 	}

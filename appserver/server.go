@@ -74,7 +74,8 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 	}
 	if cfg.PostInstall != "" && !slices.ContainsFunc(oses, func(o string) bool { return s.postInstall(s.indexes[o].cur) != "" }) {
 		s.Close()
-		return nil, fmt.Errorf("%s: [UPDATE] PostInstall: %q is in none of the update folders", cfg.File, cfg.PostInstall)
+		return nil, &ConfigError{File: cfg.File, Section: "UPDATE", Key: "PostInstall",
+			Problem: fmt.Sprintf("%q is in none of the update folders", cfg.PostInstall)}
 	}
 	return s, nil
 }
