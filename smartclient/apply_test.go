@@ -510,3 +510,31 @@ func TestRotationRepairsGapsAndRefusesFiles(t *testing.T) {
 		}
 	})
 }
+
+// FuzzReadJournal: whatever bytes the journal file holds, reading it never
+// panics, and a journal it accepts is one recovery can act on.
+func FuzzReadJournal(f *testing.F) {
+	dir := makeSwitchFixture(f)
+	d := openDisk(f, dir)
+	if err := writeJournal(d, fixtureJournal()); err != nil {
+		f.Fatal(err)
+	}
+	good, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(journalFile)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{"blake3":"","journal":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(journalFile)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		j, err := readJournal(d)
+		if err != nil {
+			return
+		}
+		if j == nil || j.State == nil || j.State.Files == nil || j.Version != journalVersion {
+			t.Fatalf("accepted a journal recovery cannot use: %+v", j)
+		}
+	})
+}
