@@ -383,16 +383,7 @@ func rollbackToSnapshot(d disk) error {
 		return err
 	}
 	defer snap.Close()
-	err = fs.WalkDir(d.FS(), ".", func(p string, e fs.DirEntry, err error) error {
-		if err != nil || p == "." {
-			return err
-		}
-		if reserved(p) {
-			if e.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
+	err = d.walkInstall(func(p string, e fs.DirEntry) error {
 		if e.IsDir() {
 			return nil
 		}

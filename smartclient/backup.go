@@ -109,21 +109,9 @@ func rotate(root disk) (string, error) {
 // users and programs do edit those in place. It returns the files copied.
 func snapshot(ctx context.Context, root disk, dst string) (int, error) {
 	n := 0
-	err := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", p, err)
-		}
+	err := root.walkInstall(func(p string, d fs.DirEntry) error {
 		if err := ctx.Err(); err != nil {
 			return err
-		}
-		if p == "." {
-			return nil
-		}
-		if reserved(p) {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
 		}
 		target := dst + "/" + p
 		switch {

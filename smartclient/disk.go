@@ -149,3 +149,21 @@ func reclaimMeta(root *os.Root) error {
 	}
 	return nil
 }
+
+// walkInstall calls fn for every entry of the install, folders before
+// their contents, leaving out the client's bookkeeping and the backups.
+func (d disk) walkInstall(fn func(p string, e fs.DirEntry) error) error {
+	return fs.WalkDir(d.FS(), ".", func(p string, e fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return fmt.Errorf("reading %s: %w", p, err)
+		case p == ".":
+			return nil
+		case reserved(p) && e.IsDir():
+			return fs.SkipDir
+		case reserved(p):
+			return nil
+		}
+		return fn(p, e)
+	})
+}

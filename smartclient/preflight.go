@@ -85,16 +85,7 @@ var measureFree = freeSpace
 func backupCopyBytes(d disk) (int64, error) {
 	canLink := probeLink(d)
 	var n int64
-	err := fs.WalkDir(d.FS(), ".", func(p string, e fs.DirEntry, err error) error {
-		if err != nil || p == "." {
-			return err
-		}
-		if reserved(p) {
-			if e.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
+	err := d.walkInstall(func(p string, e fs.DirEntry) error {
 		if !e.Type().IsRegular() || (canLink && !isINI(p)) {
 			return nil
 		}
