@@ -35,6 +35,11 @@ type journal struct {
 	// switch is undone.
 	PostInstall *postInstallStep `json:"post_install,omitempty"`
 	State       *State           `json:"state"` // the state to record once done
+	// PrevState is state.json as it was ("" when there was none), which
+	// undo puts back if the new state was already written.
+	PrevState string `json:"prev_state"`
+
+	sum string // the journal's checksum, which the saved state records
 }
 
 type touchStep struct {
@@ -73,18 +78,20 @@ func commit(ctx context.Context, d disk, j *journal, log *slog.Logger) error {
 func writeJournal(d disk, j *journal) error {
 	// One sync of the file system makes every staged file durable before
 	// the journal commits to using them; no fsync per file.
-	if len(j.Install) > 0 {
-		if err := d.syncFS(stagingDir, j.Install); err != nil {
-			return fmt.Errorf("syncing staged files: %w", err)
-		}
+	if err := d.syncFS(); err != nil {
+		return fmt.Errorf("syncing staged files: %w", err)
 	}
 	j.Version = journalVersion
+	if prev, err := d.ReadFile(stateFile); err == nil {
+		j.PrevState = string(prev)
+	}
 	body, err := json.Marshal(j)
 	if err != nil {
 		return fmt.Errorf("encoding journal: %w", err)
 	}
 	sum := blake3.Sum256(body)
-	data, err := json.Marshal(envelope{Sum: hex.EncodeToString(sum[:]), Journal: body})
+	j.sum = hex.EncodeToString(sum[:])
+	data, err := json.Marshal(envelope{Sum: j.sum, Journal: body})
 	if err != nil {
 		return fmt.Errorf("encoding journal: %w", err)
 	}
@@ -119,6 +126,7 @@ func readJournal(d disk) (*journal, error) {
 	if j.Version != journalVersion || j.State == nil || j.State.Files == nil {
 		return nil, fmt.Errorf("journal of version %d is not one this smartclient knows", j.Version)
 	}
+	j.sum = env.Sum
 	return &j, nil
 }
 
@@ -162,7 +170,13 @@ func play(d disk, j *journal, log *slog.Logger) error {
 	for _, p := range j.Install {
 		staged := stagingDir + "/" + p
 		if !exists(d, staged) {
-			continue // renamed into place before a crash
+			// Renamed into place before a crash, unless something took
+			// the staged file away (an antivirus, a person): then the
+			// install still has the old file, and the switch cannot go on.
+			if !installed(d, j, p) {
+				return fmt.Errorf("installing %s: the staged file is gone: %w", p, fs.ErrNotExist)
+			}
+			continue
 		}
 		if exists(d, p) {
 			if err := moveAside(d, p); err != nil {
@@ -205,11 +219,20 @@ func play(d disk, j *journal, log *slog.Logger) error {
 		k.MtimeNs = fi.ModTime().UnixNano()
 		j.State.Files[p] = k
 	}
+	// The saved state names this journal: from then on the switch is
+	// committed, and recovery only finishes the tidying (see finish).
+	j.State.Journal = j.sum
 	if err := j.State.save(d); err != nil {
 		return err
 	}
-	// From here on the new release is installed and recorded; what
-	// remains is tidying, and a failure no longer undoes the switch.
+	finish(d, j, log)
+	return nil
+}
+
+// finish does what follows the commit: the backup goes in place, the
+// journal and the leftovers go. A failure here no longer undoes the
+// switch.
+func finish(d disk, j *journal, log *slog.Logger) {
 	if j.Backup && exists(d, newBackupDir) {
 		if _, err := rotate(d); err != nil {
 			log.Warn("the update is installed but its backup could not be put in place", "err", err)
@@ -222,7 +245,6 @@ func play(d disk, j *journal, log *slog.Logger) error {
 		pruneEmpty(d, path.Dir(p))
 	}
 	tidy(d, log)
-	return nil
 }
 
 func touchPaths(t []touchStep) []string {
@@ -239,7 +261,13 @@ func undo(d disk, j *journal) error {
 	var errs []error
 	for _, p := range slices.Backward(j.Install) {
 		staged := stagingDir + "/" + p
-		if !exists(d, staged) && exists(d, p) {
+		// Only the new file goes back to staging; a file in place that is
+		// not the new one was never replaced and stays.
+		if !exists(d, staged) && installed(d, j, p) {
+			if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
+				errs = append(errs, fmt.Errorf("taking back %s: %w", p, err))
+				continue
+			}
 			if err := d.Rename(p, staged); err != nil {
 				errs = append(errs, fmt.Errorf("taking back %s: %w", p, err))
 				continue
@@ -263,10 +291,34 @@ func undo(d disk, j *journal) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	if committed(d, j) {
+		// The new state was written (its save failed after the rename):
+		// the old one goes back with the old files.
+		var err error
+		if j.PrevState == "" {
+			err = d.Remove(stateFile)
+		} else {
+			err = d.writeFile(stateFile, []byte(j.PrevState))
+		}
+		if err != nil {
+			return fmt.Errorf("restoring the previous state: %w", err)
+		}
+	}
 	if err := d.Remove(journalFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing journal: %w", err)
 	}
 	return nil
+}
+
+// committed reports whether the saved state is the one this journal
+// records, which makes the switch final.
+func committed(d disk, j *journal) bool {
+	data, err := d.ReadFile(stateFile)
+	if err != nil || j.sum == "" {
+		return false
+	}
+	var st State
+	return json.Unmarshal(data, &st) == nil && st.Journal == j.sum
 }
 
 // pruneEmpty removes dir and its parents while they are empty, so that
@@ -309,6 +361,11 @@ func recoverJournal(d disk, log *slog.Logger) error {
 		// No switch was under way: whatever is left is from a sync that
 		// failed or was killed before committing.
 		tidy(d, log)
+		return nil
+	}
+	if committed(d, j) {
+		log.Info("finishing the tidying of an update that was installed")
+		finish(d, j, log)
 		return nil
 	}
 	if err := verifyForward(d, j); err != nil {
@@ -354,6 +411,24 @@ func verifyForward(d disk, j *journal) error {
 		}
 	}
 	return nil
+}
+
+// installed reports whether p in the install is the file (or link) the
+// journal installs there.
+func installed(d disk, j *journal, p string) bool {
+	want, ok := j.Hashes[p]
+	if !ok {
+		return false
+	}
+	if target, isLink := strings.CutPrefix(want, linkPrefix); isLink {
+		got, err := d.Readlink(p)
+		return err == nil && got == target
+	}
+	if fi, err := d.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	got, err := hashFile(d, p)
+	return err == nil && got == want
 }
 
 func hashFile(d disk, name string) (string, error) {

@@ -127,12 +127,12 @@ func (d disk) writeFile(rel string, data []byte) error {
 	return atomicfile.Write(filepath.Join(d.Name(), filepath.FromSlash(rel)), data, 0o644)
 }
 
-// syncFS makes the staged files durable (see syncFS).
-func (d disk) syncFS(dir string, files []string) error {
-	if err := d.hook("syncfs", dir); err != nil {
+// syncFS makes the staged files and the new backup durable (see syncFS).
+func (d disk) syncFS() error {
+	if err := d.hook("syncfs", stagingDir); err != nil {
 		return err
 	}
-	return syncFS(d.Root, dir, files)
+	return syncFS(d.Root, []string{stagingDir, newBackupDir})
 }
 
 // reclaimMeta makes sure .smartclient is a real folder, or absent: a

@@ -58,6 +58,9 @@ type State struct {
 	LastOutcome string               `json:"last_outcome,omitempty"`
 	LastMessage string               `json:"last_message,omitempty"`
 	Files       map[string]FileState `json:"files"`
+	// Journal is the checksum of the journal whose switch wrote this
+	// state: with it, recovery knows that switch was committed.
+	Journal string `json:"journal,omitempty"`
 
 	exists bool // read from disk, as opposed to new
 }

@@ -8,10 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// syncFS flushes the file system that holds the staging folder: one
-// syncfs(2) instead of an fsync per staged file.
-func syncFS(root *os.Root, dir string, _ []string) error {
-	f, err := root.Open(dir)
+// syncFS flushes the file system that holds the install folder (and so
+// staging and the new backup): one syncfs(2) instead of an fsync per file.
+func syncFS(root *os.Root, _ []string) error {
+	f, err := root.Open(".")
 	if err != nil {
 		return err
 	}

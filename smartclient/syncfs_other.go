@@ -2,19 +2,45 @@
 
 package smartclient
 
-import "os"
+import (
+	"io/fs"
+	"os"
+)
 
-// syncFS makes the staged files durable. Without syncfs(2) each staged
-// file is synced; they are all written by then, so the cost is the
-// flush, not a stall per write.
-func syncFS(root *os.Root, dir string, files []string) error {
-	for _, p := range files {
-		f, err := root.OpenFile(dir+"/"+p, os.O_RDWR, 0)
-		if err != nil {
-			return err
+// syncFS makes what a switch depends on durable where there is no
+// syncfs(2): every regular file under the given folders (staging and the
+// new backup) and the folders themselves, so their entries survive a
+// power cut too. Links are made durable by their folder's sync; opening
+// one would open what it points at.
+func syncFS(root *os.Root, dirs []string) error {
+	for _, dir := range dirs {
+		if _, err := root.Lstat(dir); err != nil {
+			continue
 		}
-		err = f.Sync()
-		f.Close()
+		err := fs.WalkDir(root.FS(), dir, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !e.IsDir() && !e.Type().IsRegular() {
+				return nil
+			}
+			flag := os.O_RDONLY
+			if !e.IsDir() {
+				flag = os.O_RDWR
+			}
+			f, err := root.OpenFile(p, flag, 0)
+			if err != nil {
+				return err
+			}
+			err = f.Sync()
+			f.Close()
+			if err != nil && e.IsDir() {
+				// Windows cannot flush a folder; its renames are
+				// durable once they return.
+				return nil
+			}
+			return err
+		})
 		if err != nil {
 			return err
 		}
