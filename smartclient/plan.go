@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/zeebo/blake3"
 )
 
 // remoteFile is one file of the server's manifest, as the client uses it.
@@ -207,10 +208,19 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, log *slog.Logg
 			// The workstation's own copy now; never removed.
 		default:
 			fi, err := root.Lstat(name)
-			if err != nil || !fi.Mode().IsRegular() {
+			switch {
+			case err != nil:
 				continue // gone already: just forgotten
-			}
-			if fi.Size() != k.Size || fi.ModTime().UnixNano() != k.MtimeNs {
+			case fi.Mode()&fs.ModeSymlink != 0:
+				// A link the client made goes if it still points where
+				// the client made it point.
+				target, err := root.Readlink(name)
+				if sum := blake3.Sum256([]byte(target)); err != nil || hex.EncodeToString(sum[:]) != k.Hash {
+					continue
+				}
+			case !fi.Mode().IsRegular():
+				continue
+			case fi.Size() != k.Size || fi.ModTime().UnixNano() != k.MtimeNs:
 				log.Info("leaving a file the user changed, though the server no longer lists it", "path", name)
 				continue
 			}
@@ -261,8 +271,10 @@ func checkParents(root *os.Root, man *manifest, p *plan) error {
 		if v, ok := linked[dir]; ok {
 			return v
 		}
+		// A link the switch removes first (a release that turns a
+		// link into a folder) is not in the way.
 		fi, err := root.Lstat(dir)
-		v := err == nil && fi.Mode()&fs.ModeSymlink != 0 || viaLink(path.Dir(dir))
+		v := err == nil && fi.Mode()&fs.ModeSymlink != 0 && !removing[dir] || viaLink(path.Dir(dir))
 		linked[dir] = v
 		return v
 	}
@@ -283,5 +295,30 @@ func checkParents(root *os.Root, man *manifest, p *plan) error {
 	// A file to remove that sits behind a link is not the file the
 	// client installed: it is left alone and forgotten.
 	p.remove = slices.DeleteFunc(p.remove, func(name string) bool { return viaLink(path.Dir(name)) })
+	// A file that looked current through a link the switch removes (a
+	// link turned into a folder) is really missing: fetch it.
+	underRemoved := func(name string) bool {
+		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+			if removing[dir] {
+				return true
+			}
+		}
+		return false
+	}
+	for _, list := range []*[]int{&p.current, &p.touch, &p.kept} {
+		*list = slices.DeleteFunc(*list, func(i int) bool {
+			if !underRemoved(man.Files[i].Path) {
+				return false
+			}
+			delete(p.known, man.Files[i].Path)
+			if man.Files[i].Target != "" {
+				p.links = append(p.links, i)
+			} else {
+				p.fetch = append(p.fetch, i)
+				p.fetchBytes += man.Files[i].Size
+			}
+			return true
+		})
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"time"
 )
 
 // resumeDir keeps the files a failed download had already received and
@@ -47,6 +48,13 @@ func reuseDownloads(d disk, man *manifest, fetch []int) (rest []int, reused int,
 			continue
 		}
 		if h, err := hashFile(d, kept); err != nil || h != installHash(f) {
+			rest = append(rest, i)
+			continue
+		}
+		// The content is the manifest's; its mode and time must be too
+		// (a release may fix a file's mode without changing a byte).
+		mt := time.Unix(0, f.MtimeNs)
+		if d.Chmod(kept, stagedMode(f.Mode)) != nil || d.Chtimes(kept, mt, mt) != nil {
 			rest = append(rest, i)
 			continue
 		}

@@ -1027,4 +1027,19 @@ func TestMacBundleLinks(t *testing.T) {
 		t.Fatalf("restore: %d %s %s", code, out, errOut)
 	}
 	sameTree(t, tree(t, dir), v1, "after restore")
+
+	// A release that drops a link and turns another into a real folder.
+	mustSync(t, s, dir, darwin)
+	fwDir := filepath.Join(s.folders["darwin"], filepath.FromSlash(fw))
+	for _, p := range []string{"TotvsCore", "Resources", "Versions/Current"} {
+		if err := os.Remove(filepath.Join(fwDir, filepath.FromSlash(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.write("darwin", fw+"/Versions/Current/TotvsCore", "core B")
+	res = mustSync(t, s, dir, darwin)
+	if res.Removed != 3 {
+		t.Errorf("removed %d, want the 3 links", res.Removed)
+	}
+	sameTree(t, tree(t, dir), tree(t, s.folders["darwin"]), "after links were dropped and one became a folder")
 }
