@@ -215,9 +215,10 @@ func play(d disk, j *journal, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("checking %s: %w", p, err)
 		}
-		k := j.State.Files[p]
-		k.MtimeNs = fi.ModTime().UnixNano()
-		j.State.Files[p] = k
+		if k, ok := j.State.Files[p]; ok {
+			k.MtimeNs = fi.ModTime().UnixNano()
+			j.State.Files[p] = k
+		}
 	}
 	// The saved state names this journal: from then on the switch is
 	// committed, and recovery only finishes the tidying (see finish).

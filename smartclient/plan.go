@@ -251,6 +251,30 @@ func planLink(root *os.Root, p *plan, i int, f remoteFile, fi fs.FileInfo, err e
 	return nil
 }
 
+// linkFinder tells whether a folder of the install, or one above it, is a
+// symbolic link, remembering what it looked up.
+type linkFinder struct {
+	root     *os.Root
+	removing map[string]bool // links the switch removes first: not in the way
+	seen     map[string]bool
+}
+
+func (l *linkFinder) via(dir string) bool {
+	if dir == "." || dir == "/" {
+		return false
+	}
+	if v, ok := l.seen[dir]; ok {
+		return v
+	}
+	fi, err := l.root.Lstat(dir)
+	v := err == nil && fi.Mode()&fs.ModeSymlink != 0 && !l.removing[dir] || l.via(path.Dir(dir))
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	l.seen[dir] = v
+	return v
+}
+
 // checkParents makes sure every fetched file's folder can be created: a
 // file the client did not install must never be in the way, and finding
 // that out halfway through the switch would be too late. Nor is anything
@@ -262,22 +286,7 @@ func checkParents(root *os.Root, man *manifest, p *plan) error {
 	for _, r := range p.remove {
 		removing[r] = true
 	}
-	linked := map[string]bool{} // folder -> a folder on its path is a link
-	var viaLink func(dir string) bool
-	viaLink = func(dir string) bool {
-		if dir == "." {
-			return false
-		}
-		if v, ok := linked[dir]; ok {
-			return v
-		}
-		// A link the switch removes first (a release that turns a
-		// link into a folder) is not in the way.
-		fi, err := root.Lstat(dir)
-		v := err == nil && fi.Mode()&fs.ModeSymlink != 0 && !removing[dir] || viaLink(path.Dir(dir))
-		linked[dir] = v
-		return v
-	}
+	viaLink := (&linkFinder{root: root, removing: removing}).via
 	checked := map[string]bool{}
 	for _, i := range p.installs() {
 		name := man.Files[i].Path

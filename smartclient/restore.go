@@ -182,6 +182,16 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 
 	j := &journal{State: next, Hashes: map[string]string{}}
 	inBackup := map[string]bool{}
+	links := &linkFinder{root: d.Root}
+	// What the backup's state lists is what the client had installed; a
+	// backup without a state (made by hand) is put back whole.
+	tracked := func(rel string) bool {
+		if len(next.Files) == 0 {
+			return true
+		}
+		k, ok := next.Files[rel]
+		return ok && !k.Preserve
+	}
 	err = fs.WalkDir(d.FS(), from, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -199,6 +209,18 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 				return fs.SkipDir
 			}
 			return nil
+		}
+		if e.IsDir() {
+			return nil
+		}
+		if !tracked(rel) {
+			// A file the client did not install, or a preserved one,
+			// is the user's: the install keeps its own copy.
+			inBackup[rel] = true
+			return nil
+		}
+		if links.via(path.Dir(rel)) {
+			return fmt.Errorf("will not restore %s: a folder on its path in the install is a symbolic link", rel)
 		}
 		staged := stagingDir + "/" + rel
 		if e.Type()&fs.ModeSymlink != 0 {

@@ -1043,3 +1043,52 @@ func TestMacBundleLinks(t *testing.T) {
 	}
 	sameTree(t, tree(t, dir), tree(t, s.folders["darwin"]), "after links were dropped and one became a folder")
 }
+
+// TestRestoreLeavesUserFilesAlone: restore puts back what the client
+// installed, never the user's files or a preserved INI the user edited,
+// and never writes through a planted link.
+func TestRestoreLeavesUserFilesAlone(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	notes := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(notes, []byte("v1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.write("linux", "lib/libtlpp.so", "release 2")
+	mustSync(t, s, dir, nil) // bkp_remote.001 holds release 1 and notes v1
+	ini := filepath.Join(dir, "smartclient.ini")
+	for p, c := range map[string]string{notes: "v2", ini: "[tcp]\nserver=new-server\n"} {
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != smartclient.ExitOK {
+		t.Fatalf("restore: %d %s %s", code, out, errOut)
+	}
+	for p, want := range map[string]string{notes: "v2", ini: "[tcp]\nserver=new-server\n"} {
+		if b, _ := os.ReadFile(p); string(b) != want {
+			t.Errorf("%s: %q after restore, want the user's %q", filepath.Base(p), b, want)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "lib", "libtlpp.so")); strings.Contains(string(b), "release 2") {
+		t.Error("restore did not put back the client's own file")
+	}
+
+	t.Run("planted link", func(t *testing.T) {
+		mustSync(t, s, dir, nil)
+		lib := filepath.Join(dir, "lib")
+		if err := os.Rename(lib, lib+".real"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("lib.real", lib); err != nil {
+			t.Fatal(err)
+		}
+		before := tree(t, dir)
+		code, _, errOut := runCLI(t, "restore", "--dir", dir)
+		if code != smartclient.ExitFailed || !strings.Contains(errOut, "symbolic link") {
+			t.Fatalf("exit %d, %q; want 1 and the link named", code, errOut)
+		}
+		sameTree(t, tree(t, dir), before, "after the refused restore")
+	})
+}
