@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/otiai10/copy"
 	"github.com/zeebo/blake3"
 )
 
@@ -452,6 +453,12 @@ func hashFile(d disk, name string) (string, error) {
 // snapshot does not have were added by the update and go.
 func rollbackToSnapshot(d disk) error {
 	if fi, err := d.Lstat(newBackupDir); err != nil || !fi.IsDir() {
+		if !exists(d, oldDir) {
+			// No snapshot, and nothing was moved aside: the switch
+			// changed no file (an mtime-only update), so there is
+			// nothing to roll back.
+			return nil
+		}
 		return errors.New("no snapshot of the previous installation to roll back to")
 	}
 	snap, err := os.OpenRoot(filepath.Join(d.Name(), filepath.FromSlash(newBackupDir)))
@@ -490,6 +497,15 @@ func rollbackToSnapshot(d disk) error {
 				return err
 			}
 		}
-		return d.Link(newBackupDir+"/"+p, p)
+		if err := d.Link(newBackupDir+"/"+p, p); err == nil || !e.Type().IsRegular() {
+			return err
+		}
+		// Where the file system has no hard links, the snapshot holds
+		// copies; copy them back.
+		if err := d.hook("copy", p); err != nil {
+			return err
+		}
+		return copy.Copy(filepath.Join(d.Name(), filepath.FromSlash(newBackupDir+"/"+p)),
+			filepath.Join(d.Name(), filepath.FromSlash(p)), copy.Options{PreserveTimes: true, Sync: true})
 	})
 }

@@ -538,3 +538,42 @@ func FuzzReadJournal(f *testing.F) {
 		}
 	})
 }
+
+// TestDamagedJournalRollsBackWithoutHardLinks: where the file system
+// cannot link, the snapshot's copies are copied back.
+func TestDamagedJournalRollsBackWithoutHardLinks(t *testing.T) {
+	dir := makeSwitchFixture(t)
+	d := openDisk(t, dir)
+	faultHook = func(op, name string) error {
+		if op == "link" {
+			return &fs.PathError{Op: "link", Path: name, Err: syscall.EPERM}
+		}
+		return nil
+	}
+	defer func() { faultHook = nil }()
+	j := fixtureJournal()
+	var err error
+	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJournal(d, j); err != nil {
+		t.Fatal(err)
+	}
+	// Halfway through the switch, the journal is damaged.
+	if err := moveAside(d, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Rename(stagingDir+"/a", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(journalFile)), []byte("{torn"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := recoverJournal(d, discard); err != nil {
+		t.Fatalf("recovery: %v", err)
+	}
+	faultHook = nil
+	if which := checkInvariant(t, dir, "without hard links"); which != "old" {
+		t.Errorf("got the %s release", which)
+	}
+}
