@@ -75,6 +75,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	res, err := Sync(ctx, o)
 	code := exitCode(ctx, err)
 	say(stdout, stderr, o, res, err, code)
+	if o.Stats && res != nil {
+		fmt.Fprintf(stdout, "stats: received=%d sent=%d fetched=%d reused=%d file_bytes=%d\n",
+			res.Received, res.Sent, res.Fetched, res.Reused, res.WireBytes)
+	}
 	if cmd == "run" && code != ExitUsage && code != ExitInterrupted {
 		// The old installation still works after a failed update, so the
 		// application starts either way.
@@ -264,11 +268,12 @@ func parseSyncFlags(cmd string, args []string, stdin io.Reader, stdout, stderr i
 	osName := fl.String("os", runtime.GOOS, "which update folder to follow: windows, linux or darwin")
 	yes := fl.Bool("yes", false, "accept a full update for an incompatible build without asking")
 	check := fl.Bool("check", false, "only say whether an update is available; change nothing")
+	stats := fl.Bool("stats", false, "print a last line of byte counts (received, sent) for scripts and benchmarks")
 	verbose := fl.BoolP("verbose", "v", false, "log each step to stderr")
 	if err := fl.Parse(args); err != nil {
 		return Options{}, nil, err
 	}
-	o := Options{Yes: *yes, CheckOnly: *check}
+	o := Options{Yes: *yes, CheckOnly: *check, Stats: *stats}
 	var err error
 	if o.Dir, err = installDir(*dir); err != nil {
 		return o, nil, err

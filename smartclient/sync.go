@@ -23,6 +23,7 @@ type Options struct {
 	OS        string // "windows", "linux" or "darwin"
 	Yes       bool   // accept an incompatible (full) update without asking
 	CheckOnly bool   // say whether an update is available; change nothing
+	Stats     bool   // the command prints byte counts at the end
 	// Confirm asks the user a yes/no question; nil means there is nobody
 	// to ask (no terminal), and an incompatible update is then declined
 	// unless Yes is set.
@@ -41,6 +42,8 @@ type Result struct {
 	Fetched      int   // files downloaded
 	FetchedBytes int64 // their size
 	WireBytes    int64 // file data received on the wire
+	Received     int64 // every byte received from the server, frames included
+	Sent         int64 // every byte sent to it
 	Touched      int   // files whose mtime alone was fixed
 	Removed      int
 	Reused       int    // files a failed sync had already downloaded
@@ -220,6 +223,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 			return nil, fmt.Errorf("ending the check: %w", err)
 		}
 		report(syncproto.Report{Outcome: syncproto.OutcomeChecked})
+		res.Received, res.Sent = c.r.N, c.w.N
 		return res, nil
 	}
 
@@ -299,6 +303,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		res.Outcome = syncproto.OutcomeUpdated
 	}
 	report(syncproto.Report{Outcome: res.Outcome, Files: uint32(res.Fetched), Bytes: uint64(res.WireBytes)})
+	res.Received, res.Sent = c.r.N, c.w.N
 	return res, nil
 }
 

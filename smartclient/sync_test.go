@@ -338,6 +338,14 @@ func TestIncrementalNoopAndMtimeOnly(t *testing.T) {
 		if res.Outcome != syncproto.OutcomeUpToDate || res.Fetched != 0 || res.WireBytes != 0 || res.Touched != 0 {
 			t.Fatalf("got %+v; want up to date, nothing transferred", res)
 		}
+		// Only the handshake, the manifest and the report crossed.
+		if res.Received == 0 || res.Received > 4096 || res.Sent == 0 || res.Sent > 1024 {
+			t.Errorf("received %d, sent %d bytes for a no-op of 6 files", res.Received, res.Sent)
+		}
+		code, out, _ := runCLI(t, "sync", "--stats", "--server", s.addr, "--dir", dir, "--os", "linux")
+		if code != smartclient.ExitOK || !strings.Contains(out, "stats: received=") || !strings.Contains(out, " fetched=0 ") {
+			t.Errorf("--stats: exit %d, %q", code, out)
+		}
 		if b := backups(t, dir); len(b) != 1 {
 			t.Errorf("a no-op sync made a backup: %v", b)
 		}
