@@ -4,6 +4,8 @@
 #   make test    gofmt check, go vet, race-enabled tests
 #   make demo    a real appserver and smartclient syncing on 127.0.0.1
 #   make fuzz    every fuzz target, FUZZTIME each (default 10s)
+#   make bench        ours against rsync on the same data (scripts/bench; BENCHMARKS.md)
+#   make bench-small  the same on smaller trees, in a few minutes
 #   make clean   remove bin/ and the test cache
 #
 # GO may point at another toolchain: make GO=/usr/local/go/bin/go test
@@ -12,7 +14,7 @@ GO ?= go
 # gofmt from the same toolchain as $(GO), so that formatting rules match.
 GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: all build test fmt-check vet demo fuzz clean
+.PHONY: all build test fmt-check vet demo fuzz clean bench bench-small
 
 all: build
 
@@ -40,6 +42,12 @@ demo:
 
 fuzz:
 	GO="$(GO)" bash scripts/fuzz.sh
+
+bench:
+	GO="$(GO)" $(GO) run ./scripts/bench
+
+bench-small:
+	GO="$(GO)" $(GO) run ./scripts/bench -small
 
 clean:
 	rm -rf bin
