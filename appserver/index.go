@@ -45,6 +45,11 @@ type Manifest struct {
 	Files      []File // sorted by Path
 	TotalBytes int64
 
+	// postInstall is the path of the post-install program in this
+	// folder, found once per manifest rather than once per session.
+	postOnce    sync.Once
+	postInstall string
+
 	// root is the folder the manifest was made from. Each scan opens the
 	// folder anew, so an administrator who replaces the whole folder
 	// (the usual way to publish a release) is seen at the next scan,

@@ -83,15 +83,18 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 // postInstall returns the manifest's path of the post-install program, or
 // "" when this folder has none (each OS folder may carry its own).
 func (s *Server) postInstall(m *Manifest) string {
-	if s.cfg.PostInstall == "" {
-		return ""
-	}
-	for _, f := range m.Files {
-		if strings.EqualFold(f.Path, s.cfg.PostInstall) {
-			return f.Path
+	m.postOnce.Do(func() {
+		if s.cfg.PostInstall == "" {
+			return
 		}
-	}
-	return ""
+		for _, f := range m.Files {
+			if strings.EqualFold(f.Path, s.cfg.PostInstall) {
+				m.postInstall = f.Path
+				return
+			}
+		}
+	})
+	return m.postInstall
 }
 
 // Indexes returns the index of every served OS folder, by OS name.
