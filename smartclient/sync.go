@@ -232,7 +232,10 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		return nil, err
 	}
 	fail := func(err error) (*Result, error) {
-		if !lostConnection(err) {
+		// A lost connection, or the server's own final word, leaves
+		// nobody to report to.
+		var pe *syncproto.Error
+		if !lostConnection(err) && !errors.As(err, &pe) {
 			report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 		}
 		if !exists(root, journalFile) {
@@ -248,7 +251,9 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	download, reused, reusedBytes := reuseDownloads(root, man, p.fetch)
 	res.Reused = reused
 	if err := c.request(download); err != nil {
-		return nil, fmt.Errorf("requesting files: %w", err)
+		// Files reused from the last attempt are in staging now: fail
+		// keeps them for the next one.
+		return fail(fmt.Errorf("requesting files: %w", err))
 	}
 	o.Progress.Start(len(download), p.fetchBytes-reusedBytes)
 	fe := &fetcher{c: c, root: root, man: man, progress: o.Progress}
@@ -257,10 +262,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if err != nil {
 		var pe *syncproto.Error
 		if errors.As(err, &pe) {
-			// The server's final word: nothing to report back.
-			keepForResume(root, o.Log)
-			tidy(root, o.Log)
-			return nil, fmt.Errorf("the server stopped the transfer: %w", err)
+			err = fmt.Errorf("the server stopped the transfer: %w", err)
 		}
 		return fail(err)
 	}
