@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,6 +50,12 @@ type Manifest struct {
 	// folder, found once per manifest rather than once per session.
 	postOnce    sync.Once
 	postInstall string
+
+	// The manifest as frames and its digest, made once per manifest
+	// (see Server.manifestWire): a session only copies the bytes.
+	wireOnce sync.Once
+	wire     []byte
+	digest   [32]byte
 
 	// root is the folder the manifest was made from. Each scan opens the
 	// folder anew, so an administrator who replaces the whole folder
@@ -184,13 +191,20 @@ func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 	ix.scanning = nil
 	ix.scanErr = err
 	if err == nil {
-		if ix.cur != nil && sameDir(ix.cur.root, m.root) {
+		switch {
+		case ix.cur != nil && sameDir(ix.cur.root, m.root) && ix.cur.Build == m.Build && slices.Equal(ix.cur.Files, m.Files):
+			// Nothing changed: the current manifest, with its
+			// encoding and digest already made, stays.
+			m.root.Close()
+		case ix.cur != nil && sameDir(ix.cur.root, m.root):
 			// Same folder as before: keep one open handle, not one
 			// per scan.
 			m.root.Close()
 			m.root = ix.cur.root
+			ix.cur = m
+		default:
+			ix.cur = m
 		}
-		ix.cur = m
 		if !sameCache(known, next) {
 			ix.known = next
 			if err := ix.saveCache(next); err != nil {

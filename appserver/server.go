@@ -286,7 +286,7 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 			if ix == nil {
 				return fmt.Errorf("manifest asked for while updates are disabled: %w", syncproto.ErrUnexpected)
 			}
-			if err := s.serveManifest(ctx, ss, ix); err != nil {
+			if err := s.serveManifest(ctx, ss, ix, m); err != nil {
 				return err
 			}
 		case syncproto.Report:
@@ -344,7 +344,33 @@ func pathKeyFor(osName string) string {
 	return "Path" + osName
 }
 
-func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index) error {
+// manifestWire returns the manifest's frames, header and entries, and its
+// digest, made once per manifest.
+func (s *Server) manifestWire(man *Manifest) ([]byte, [32]byte) {
+	man.wireOnce.Do(func() {
+		hdr := syncproto.ManifestHeader{Build: man.Build, Count: uint32(len(man.Files)), TotalBytes: uint64(man.TotalBytes)}
+		if hdr.PostInstall = s.postInstall(man); hdr.PostInstall != "" {
+			hdr.PostInstallTimeout = uint32(s.cfg.PostInstallTimeout / time.Second)
+		}
+		d := syncproto.NewDigester(hdr)
+		b := syncproto.AppendFrame(nil, hdr)
+		for _, f := range man.Files {
+			e := syncproto.ManifestEntry{Path: f.Path, Size: uint64(f.Size), MtimeNs: f.MtimeNs, Mode: uint32(f.Mode), Hash: f.Hash, Target: f.Target}
+			if f.Target != "" {
+				e.Flags |= syncproto.FlagSymlink
+			}
+			if f.Preserve {
+				e.Flags |= syncproto.FlagPreserve
+			}
+			d.Add(e)
+			b = syncproto.AppendFrame(b, e)
+		}
+		man.wire, man.digest = b, d.Sum()
+	})
+	return man.wire, man.digest
+}
+
+func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get syncproto.GetManifest) error {
 	if s.draining.Load() {
 		return &syncproto.Error{Code: syncproto.CodeShuttingDown, Message: "server is stopping, retry in 30 s"}
 	}
@@ -353,28 +379,21 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index) erro
 		s.log.Error("indexing update folder", "os", ix.OS, "err", err)
 		return &syncproto.Error{Code: syncproto.CodeInternal, Message: "the server cannot read its update folder; retry later"}
 	}
+	wire, digest := s.manifestWire(man)
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-	hdr := syncproto.ManifestHeader{Build: man.Build, Count: uint32(len(man.Files)), TotalBytes: uint64(man.TotalBytes)}
-	if hdr.PostInstall = s.postInstall(man); hdr.PostInstall != "" {
-		hdr.PostInstallTimeout = uint32(s.cfg.PostInstallTimeout / time.Second)
+	if get.Have == digest {
+		ss.outcome = "up to date"
+		return s.send(ss, syncproto.UpToDate{Build: man.Build})
 	}
-	if err := ss.w.Write(hdr); err != nil {
-		return err
-	}
-	for i, f := range man.Files {
-		if i%1024 == 0 {
-			ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-		}
-		e := syncproto.ManifestEntry{Path: f.Path, Size: uint64(f.Size), MtimeNs: f.MtimeNs, Mode: uint32(f.Mode), Hash: f.Hash, Target: f.Target}
-		if f.Target != "" {
-			e.Flags |= syncproto.FlagSymlink
-		}
-		if f.Preserve {
-			e.Flags |= syncproto.FlagPreserve
-		}
-		if err := ss.w.Write(e); err != nil {
+	// The frames go out in pieces, so that a slow client gets a fresh
+	// write deadline for each.
+	for len(wire) > 0 {
+		n := min(len(wire), 256<<10)
+		ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+		if err := ss.w.WriteEncoded(wire[:n]); err != nil {
 			return err
 		}
+		wire = wire[n:]
 	}
 	if err := ss.w.Flush(); err != nil {
 		return err
@@ -412,11 +431,14 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index) erro
 		return nil
 	}
 	ss.outcome = "sending"
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
-	if err != nil {
-		return fmt.Errorf("starting compressor: %w", err)
+	var enc *zstd.Encoder // nil: raw, as the client asked
+	if get.Flags&syncproto.GetRaw == 0 {
+		enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			return fmt.Errorf("starting compressor: %w", err)
+		}
+		defer enc.Close()
 	}
-	defer enc.Close()
 	buf := make([]byte, syncproto.MaxChunk)
 	for _, i := range want {
 		if err := s.sendFile(ctx, ss, man, i, enc, buf); err != nil {

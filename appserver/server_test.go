@@ -181,7 +181,11 @@ func (c *testClient) hello(build, osName, id string) (syncproto.Welcome, error) 
 }
 
 func (c *testClient) manifest() (syncproto.ManifestHeader, []syncproto.ManifestEntry, error) {
-	if err := c.send(syncproto.GetManifest{}); err != nil {
+	return c.manifestWith(syncproto.GetManifest{})
+}
+
+func (c *testClient) manifestWith(get syncproto.GetManifest) (syncproto.ManifestHeader, []syncproto.ManifestEntry, error) {
+	if err := c.send(get); err != nil {
 		return syncproto.ManifestHeader{}, nil, err
 	}
 	m, err := c.r.Expect(syncproto.MsgManifestHeader)
@@ -770,7 +774,7 @@ func TestServerHostileClients(t *testing.T) {
 		{name: "HTTP request", attack: raw([]byte("GET / HTTP/1.1\r\nHost: erp\r\n\r\n")), wantCode: syncproto.CodeProtocol},
 		{name: "4 GB frame", attack: raw(frameHeader(syncproto.Version, syncproto.MsgHello, 1<<32-1)), wantCode: syncproto.CodeProtocol},
 		{name: "4 GB FileData frame", attack: raw(frameHeader(syncproto.Version, syncproto.MsgFileData, 1<<32-1)), wantCode: syncproto.CodeProtocol},
-		{name: "protocol version 2", attack: raw(frameHeader(2, syncproto.MsgHello, 0)), wantCode: syncproto.CodeVersion},
+		{name: "another protocol version", attack: raw(frameHeader(syncproto.Version+1, syncproto.MsgHello, 0)), wantCode: syncproto.CodeVersion},
 		{name: "unknown message type", attack: raw(frameHeader(syncproto.Version, 200, 0)), wantCode: syncproto.CodeProtocol},
 		{name: "Hello with a 1 MB build", attack: raw(bigHello), wantCode: syncproto.CodeProtocol, mayReset: true},
 		{name: "Hello with a build over its limit", attack: raw(longBuild), wantCode: syncproto.CodeProtocol},
@@ -1265,5 +1269,90 @@ func TestServerDropsStuckClients(t *testing.T) {
 				break
 			}
 		})
+	}
+}
+
+// TestServerUpToDateAndRaw: a client that names the current manifest's
+// digest gets UpToDate and nothing else; a stale digest gets the manifest;
+// GetRaw gets every chunk uncompressed.
+func TestServerUpToDateAndRaw(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{"bin/smartclient": strings.Repeat("compressible client binary ", 26000), "a.ini": "x=1\n"}
+	writeTree(t, dir, files, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+	digestOf := func(h syncproto.ManifestHeader, entries []syncproto.ManifestEntry) [32]byte {
+		d := syncproto.NewDigester(h)
+		for _, e := range entries {
+			d.Add(e)
+		}
+		return d.Sum()
+	}
+	c := mustDial(t, ts.addr)
+	if _, err := c.hello(srvBuild, "linux", "a"); err != nil {
+		t.Fatal(err)
+	}
+	h, entries, err := c.manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := digestOf(h, entries)
+
+	c = mustDial(t, ts.addr)
+	if _, err := c.hello(srvBuild, "linux", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.send(syncproto.GetManifest{Have: current}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.r.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := m.(syncproto.UpToDate); !ok || u.Build != srvBuild {
+		t.Fatalf("answer to the current digest: %#v, want UpToDate{%s}", m, srvBuild)
+	}
+	if err := c.report(syncproto.Report{Outcome: syncproto.OutcomeUpToDate, Build: srvBuild}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A file changes: the old digest is stale, and the manifest comes.
+	p := filepath.Join(dir, "a.ini")
+	if err := os.WriteFile(p, []byte("x=2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, oldTime.Add(time.Hour), oldTime.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c = mustDial(t, ts.addr)
+	if _, err := c.hello(srvBuild, "linux", "c"); err != nil {
+		t.Fatal(err)
+	}
+	h, entries, err = c.manifestWith(syncproto.GetManifest{Have: current, Flags: syncproto.GetRaw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digestOf(h, entries) == current {
+		t.Fatal("the digest did not change with a file")
+	}
+	var bin uint32
+	for i, e := range entries {
+		if e.Path == "bin/smartclient" {
+			bin = uint32(i)
+		}
+	}
+	if err := c.send(syncproto.Request{Indices: []uint32{bin}}, syncproto.RequestEnd{}); err != nil {
+		t.Fatal(err)
+	}
+	dec, err := syncproto.NewChunkDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	got, err := c.receiveFile(dec, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.data) != files["bin/smartclient"] || got.encodings[syncproto.EncodingZstd] != 0 || got.encodings[syncproto.EncodingRaw] != 3 {
+		t.Errorf("GetRaw: %d bytes in chunks %v, want the file in 3 raw chunks", len(got.data), got.encodings)
 	}
 }

@@ -35,6 +35,7 @@ var ErrUsage = errors.New("usage error")
 
 const usage = `usage:
   smartclient sync    [--server HOST:PORT] [--dir INSTALL] [--os windows|linux|darwin] [--yes] [--check]
+                      [--compress auto|yes|no] [--stats] [-v]
   smartclient run     [sync flags] -- PROGRAM [ARGS...]
   smartclient status  [--dir INSTALL]
   smartclient restore [--dir INSTALL] [--backup 3|2|1]
@@ -268,12 +269,19 @@ func parseSyncFlags(cmd string, args []string, stdin io.Reader, stdout, stderr i
 	osName := fl.String("os", runtime.GOOS, "which update folder to follow: windows, linux or darwin")
 	yes := fl.Bool("yes", false, "accept a full update for an incompatible build without asking")
 	check := fl.Bool("check", false, "only say whether an update is available; change nothing")
+	compress := fl.String("compress", CompressAuto, "compress file data: auto (not on loopback), yes or no")
 	stats := fl.Bool("stats", false, "print a last line of byte counts (received, sent) for scripts and benchmarks")
 	verbose := fl.BoolP("verbose", "v", false, "log each step to stderr")
 	if err := fl.Parse(args); err != nil {
 		return Options{}, nil, err
 	}
 	o := Options{Yes: *yes, CheckOnly: *check, Stats: *stats}
+	switch c := strings.ToLower(*compress); c {
+	case CompressAuto, CompressYes, CompressNo:
+		o.Compress = c
+	default:
+		return o, nil, fmt.Errorf("--compress %q: must be auto, yes or no", *compress)
+	}
 	var err error
 	if o.Dir, err = installDir(*dir); err != nil {
 		return o, nil, err

@@ -211,3 +211,9 @@ func writeStaged(out *os.File, name string, off int64, b []byte) error {
 	_, err := out.Write(b)
 	return err
 }
+
+// Read reads the next message within the timeout.
+func (c *conn) Read() (syncproto.Message, error) {
+	c.nc.SetReadDeadline(time.Now().Add(c.timeout))
+	return c.r.Read()
+}

@@ -38,14 +38,20 @@ type manifest struct {
 	// files, for at most PostInstallTimeout; "" for none.
 	PostInstall        string
 	PostInstallTimeout time.Duration
+	Digest             [32]byte // see syncproto.Digester
 }
+
+// errUpToDate is what readManifest returns when the server answered
+// UpToDate instead of sending a manifest.
+var errUpToDate = errors.New("smartclient: the installed manifest is current")
 
 // ErrBadManifest marks a manifest the client refuses before it downloads
 // a byte.
 var ErrBadManifest = errors.New("smartclient: server sent an invalid manifest")
 
-// expecter reads the next message, which must be of type t.
+// expecter reads the next message, of any type or of type t.
 type expecter interface {
+	Read() (syncproto.Message, error)
 	Expect(t syncproto.MsgType) (syncproto.Message, error)
 }
 
@@ -53,11 +59,18 @@ type expecter interface {
 // client requests a single file, so a manifest with one bad entry costs
 // nothing but the manifest: see validate.go for what is refused and why.
 func readManifest(r expecter) (*manifest, error) {
-	m, err := r.Expect(syncproto.MsgManifestHeader)
+	m, err := r.Read()
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
 	}
-	h := m.(syncproto.ManifestHeader)
+	if _, ok := m.(syncproto.UpToDate); ok {
+		return nil, errUpToDate
+	}
+	h, ok := m.(syncproto.ManifestHeader)
+	if !ok {
+		return nil, fmt.Errorf("reading manifest: expected ManifestHeader or UpToDate, got %v: %w", m.Type(), syncproto.ErrUnexpected)
+	}
+	digest := syncproto.NewDigester(h)
 	man := &manifest{Build: h.Build, Files: make([]remoteFile, 0, min(h.Count, 1<<16)),
 		PostInstall: h.PostInstall, PostInstallTimeout: time.Duration(h.PostInstallTimeout) * time.Second}
 	// seen maps every path's fold key to its entry: two paths with one
@@ -72,6 +85,7 @@ func readManifest(r expecter) (*manifest, error) {
 			return nil, fmt.Errorf("reading manifest entry %d of %d: %w", i, h.Count, err)
 		}
 		e := m.(syncproto.ManifestEntry)
+		digest.Add(e)
 		pathBytes += len(e.Path)
 		if pathBytes > syncproto.MaxManifestPathBytes {
 			return nil, fmt.Errorf("%w: paths add up to more than %d bytes", ErrBadManifest, syncproto.MaxManifestPathBytes)
@@ -93,6 +107,7 @@ func readManifest(r expecter) (*manifest, error) {
 		man.Total += f.Size // no overflow: at most MaxFiles entries of maxFileSize
 		man.Files = append(man.Files, f)
 	}
+	man.Digest = digest.Sum()
 	if err := checkLinks(man.Files); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadManifest, err)
 	}

@@ -74,6 +74,10 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 	}
 	r := &StatusReport{Dir: dir, Build: st.Build, OS: st.OS, Server: st.Server, LastSync: st.LastSync,
 		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: len(st.Files)}
+	if c, ok := readCheck(d.Root); ok && c.When.After(st.LastSync) && c.Build == st.Build {
+		// A later check found the install up to date.
+		r.LastSync, r.LastOutcome, r.LastMessage, r.Server = c.When, "up-to-date", "", c.Server
+	}
 	for i := 1; i <= maxBackups; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err

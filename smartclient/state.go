@@ -61,6 +61,10 @@ type State struct {
 	// Journal is the checksum of the journal whose switch wrote this
 	// state: with it, recovery knows that switch was committed.
 	Journal string `json:"journal,omitempty"`
+	// Manifest is the digest of the server's manifest that every file
+	// listed in Files came from (hex); "" when some listed file is not
+	// recorded. See quick.go.
+	Manifest string `json:"manifest,omitempty"`
 
 	exists bool // read from disk, as opposed to new
 }

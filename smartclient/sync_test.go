@@ -1100,3 +1100,72 @@ func TestRestoreLeavesUserFilesAlone(t *testing.T) {
 		sameTree(t, tree(t, dir), before, "after the refused restore")
 	})
 }
+
+// TestNoopCheck: a client whose files are as it left them learns that it
+// is current in one small round trip and writes nothing but the time of
+// the check; anything changed on either side brings the manifest back.
+func TestNoopCheck(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	statePath := filepath.Join(dir, ".smartclient", "state.json")
+	before, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res := mustSync(t, s, dir, nil)
+	if res.Outcome != syncproto.OutcomeUpToDate || res.Fetched != 0 {
+		t.Fatalf("got %+v; want up to date", res)
+	}
+	// Welcome, UpToDate and ReportAck: no manifest.
+	if res.Received > 200 || res.Sent > 200 {
+		t.Errorf("no-op check moved %d bytes in and %d out; want under 200 each", res.Received, res.Sent)
+	}
+	if after, _ := os.ReadFile(statePath); !bytes.Equal(after, before) {
+		t.Error("a no-op check rewrote the state")
+	}
+	st, err := smartclient.Status(context.Background(), dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastOutcome != "up-to-date" || time.Since(st.LastSync) > time.Minute {
+		t.Errorf("status after the check: %q at %v", st.LastOutcome, st.LastSync)
+	}
+	if res := mustSync(t, s, dir, func(o *smartclient.Options) { o.CheckOnly = true }); res.Outcome != syncproto.OutcomeChecked || res.Fetched != 0 || res.Received > 200 {
+		t.Errorf("--check of a current install: %+v", res)
+	}
+
+	tests := []struct {
+		name   string
+		change func(t *testing.T)
+		fetch  int
+	}{
+		{"client file retimed", func(t *testing.T) { bump(t, filepath.Join(dir, "lib", "libsmartclient.so")) }, 1},
+		{"preserved file deleted", func(t *testing.T) {
+			if err := os.Remove(filepath.Join(dir, "smartclient.ini")); err != nil {
+				t.Fatal(err)
+			}
+		}, 1},
+		{"preserved file edited: still current", func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(dir, "smartclient.ini"), []byte("[tcp]\nserver=mine\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, 0},
+		{"server file changed", func(t *testing.T) { s.write("linux", "lib/libtlpp.so", "tlpp 2") }, 1},
+		{"server file retimed", func(t *testing.T) { bump(t, filepath.Join(s.folders["linux"], "smartclient")) }, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.change(t)
+			res := mustSync(t, s, dir, nil)
+			if res.Fetched != tc.fetch {
+				t.Fatalf("fetched %d, want %d: %+v", res.Fetched, tc.fetch, res)
+			}
+			again := mustSync(t, s, dir, nil)
+			if again.Outcome != syncproto.OutcomeUpToDate || again.Received > 200 {
+				t.Errorf("the sync after did not find the install current in one round trip: %+v", again)
+			}
+		})
+	}
+}

@@ -27,13 +27,16 @@
 //	client                               server
 //	Hello{build, os, client id}   ->
 //	                              <-     Welcome{build, compatible, enabled, message}
-//	GetManifest{}                 ->     (only when enabled and the client goes on)
+//	GetManifest{have, flags}      ->     (only when enabled and the client goes on)
+//	                              <-     UpToDate{build}, when have is the current digest; else
 //	                              <-     ManifestHeader{build, count, total bytes, post-install}
 //	                              <-     ManifestEntry x count
 //	Request{indices} x k          ->     (k >= 0; indices into the manifest)
+//	DeltaRequest{index, ...} x d  ->     (d >= 0; in any order with the Requests)
 //	RequestEnd{}                  ->
 //	                              <-     for every requested index, in request order:
-//	                                     FileStart{index, size}, FileData x m, FileEnd{hash}
+//	                                     FileStart{index, size}, [ChunkList x c],
+//	                                     (FileData | FileCopy) x m, FileEnd{hash}
 //	Report{outcome, build, ...}   ->
 //	                              <-     ReportAck{}
 //
@@ -42,21 +45,48 @@
 // message} instead of the message it owes and then closes the connection;
 // an Error is final.
 //
-// The server reads every Request up to RequestEnd before it sends the first
-// file, so neither side ever blocks writing while the other is also
-// writing. Requests name manifest indices, never paths, so the server only
-// serves files it listed.
+// # The no-op check
+//
+// A manifest's digest (see Digester) is the BLAKE3 of its header and entries
+// as encoded. A client records the digest of the manifest it last installed
+// in full, and when its files are still as it recorded them it sends that
+// digest in GetManifest.Have. If the server's current manifest has the same
+// digest, it answers UpToDate and the whole check costs one small round
+// trip; otherwise, or when Have is zero, it sends the manifest.
+//
+// The server reads every Request and DeltaRequest up to RequestEnd before
+// it sends the first file, so neither side ever blocks writing while the
+// other is also writing. Requests name manifest indices, never paths, so
+// the server only serves files it listed.
 //
 // File content travels in FileData chunks of at most MaxChunk raw bytes.
 // Each chunk is either raw (EncodingRaw) or one complete zstd frame
 // (EncodingZstd) that decodes to exactly RawLen bytes; the sender picks raw
-// when compression does not pay. A receiver decodes with a bounded window
-// and memory and rejects a chunk whose decoded length differs from RawLen,
-// so a compression bomb costs it at most MaxChunk bytes. FileEnd carries the
-// BLAKE3 hash of the whole content; the server computes it while it reads
-// the file and sends Error{CodeFileChanged} instead if the file no longer
-// matches the manifest, and the client checks it against the manifest. The
-// sum of the chunks' RawLen must equal FileStart.Size.
+// when compression does not pay, and always when GetManifest carried GetRaw
+// (a client on a fast link asks for that: compressing costs more time than
+// it saves there). A receiver decodes with a bounded window and memory and
+// rejects a chunk whose decoded length differs from RawLen, so a compression
+// bomb costs it at most MaxChunk bytes. FileEnd carries the BLAKE3 hash of
+// the whole content, and the client checks it against the manifest; the
+// server sends Error{CodeFileChanged} instead if the file no longer matches
+// the manifest. The sum of the chunks' RawLen (and FileCopy lengths) must
+// equal FileStart.Size.
+//
+// # Deltas
+//
+// For a file it already has in some version (the base), the client sends
+// DeltaRequest with the base's content-defined chunks (internal/cdc: FastCDC
+// with the gear table of that package, average chunk 2^Bits bytes). The
+// server cuts the new file with the same Bits (it keeps those lists in a
+// cache keyed by content hash) and sends, in file order, FileCopy{off, len}
+// for every run of bytes the base has (off is an offset in the base) and
+// FileData for the rest. The client assembles the file from both and checks
+// the whole file's BLAKE3 as for any other file: a chunk list that lies, from
+// either side, costs a failed check, never a wrong file. With DeltaWantList
+// the server first sends the new file's own chunk list in ChunkList frames,
+// so that the client can keep it for the next delta without cutting the file
+// itself; an empty base with DeltaWantList fetches a whole file and its list.
+// A client sends at most MaxSessionChunkRefs chunk references per session.
 //
 // A ManifestEntry with FlagSymlink is a symbolic link: its Target is a
 // relative slash path, Size is len(Target) and Hash the BLAKE3 of Target.
@@ -78,4 +108,6 @@
 // # Version history
 //
 //	1  2026-11: first version.
+//	2  2026-11: GetManifest.Have and UpToDate (the no-op check), GetRaw,
+//	   deltas (DeltaRequest, ChunkList, FileCopy). Never released with 1.
 package syncproto

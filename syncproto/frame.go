@@ -115,6 +115,25 @@ func (w *Writer) writeFrame(t MsgType) error {
 	return nil
 }
 
+// AppendFrame appends m, framed, to b: for a sender that encodes a message
+// once and sends it to many peers with WriteEncoded.
+func AppendFrame(b []byte, m Message) []byte {
+	start := len(b)
+	b = append(b, Magic[0], Magic[1], Version, byte(m.Type()), 0, 0, 0, 0)
+	b = m.appendPayload(b)
+	binary.BigEndian.PutUint32(b[start+4:], uint32(len(b)-start-HeaderSize))
+	return b
+}
+
+// WriteEncoded buffers frames made by AppendFrame.
+func (w *Writer) WriteEncoded(frames []byte) error {
+	if _, err := w.w.Write(frames); err != nil {
+		return fmt.Errorf("writing frames: %w", err)
+	}
+	w.N += int64(len(frames))
+	return nil
+}
+
 // Flush sends everything buffered.
 func (w *Writer) Flush() error {
 	if err := w.w.Flush(); err != nil {

@@ -8,7 +8,7 @@ import (
 )
 
 // Version is the protocol version this package speaks.
-const Version = 1
+const Version = 2
 
 // Magic is the first two bytes of every frame.
 var Magic = [2]byte{'S', 'C'}
@@ -28,7 +28,14 @@ const (
 	MaxRequestBatch      = 16384 // indices in one Request frame
 	MaxShortString       = 128   // builds, OS names, client ids
 	MaxMessage           = 4096  // human-readable messages
-	HashSize             = 32    // BLAKE3-256
+	// MaxChunkRefs bounds the chunk references of one DeltaRequest or
+	// ChunkList frame; a file with more chunks takes several frames.
+	MaxChunkRefs = 8192
+	// MaxSessionChunkRefs bounds the chunk references a client may send
+	// in one session (about 20 MiB of the server's memory).
+	MaxSessionChunkRefs = 1 << 20
+	ChunkHashSize       = 16 // truncated BLAKE3 of one content-defined chunk
+	HashSize            = 32 // BLAKE3-256
 )
 
 // MsgType is the type byte of a frame.
@@ -49,6 +56,10 @@ const (
 	MsgReport         MsgType = 11
 	MsgReportAck      MsgType = 12
 	MsgError          MsgType = 13
+	MsgUpToDate       MsgType = 14
+	MsgDeltaRequest   MsgType = 15
+	MsgChunkList      MsgType = 16
+	MsgFileCopy       MsgType = 17
 )
 
 var msgNames = map[MsgType]string{
@@ -56,7 +67,8 @@ var msgNames = map[MsgType]string{
 	MsgManifestHeader: "ManifestHeader", MsgManifestEntry: "ManifestEntry",
 	MsgRequest: "Request", MsgRequestEnd: "RequestEnd", MsgFileStart: "FileStart",
 	MsgFileData: "FileData", MsgFileEnd: "FileEnd", MsgReport: "Report",
-	MsgReportAck: "ReportAck", MsgError: "Error",
+	MsgReportAck: "ReportAck", MsgError: "Error", MsgUpToDate: "UpToDate",
+	MsgDeltaRequest: "DeltaRequest", MsgChunkList: "ChunkList", MsgFileCopy: "FileCopy",
 }
 
 func (t MsgType) String() string {
@@ -75,8 +87,18 @@ func MaxPayload(t MsgType) (int, bool) {
 		return 3 * str, true
 	case MsgWelcome:
 		return str + 2 + 2 + MaxMessage, true
-	case MsgGetManifest, MsgRequestEnd, MsgReportAck:
+	case MsgRequestEnd, MsgReportAck:
 		return 0, true
+	case MsgGetManifest:
+		return HashSize + 1, true
+	case MsgUpToDate:
+		return str, true
+	case MsgDeltaRequest:
+		return 4 + 1 + 1 + 4 + MaxChunkRefs*(4+ChunkHashSize), true
+	case MsgChunkList:
+		return 1 + 1 + 4 + MaxChunkRefs*(4+ChunkHashSize), true
+	case MsgFileCopy:
+		return 8 + 4, true
 	case MsgManifestHeader:
 		return str + 4 + 8 + 2 + MaxPath + 4, true
 	case MsgManifestEntry:
@@ -123,7 +145,68 @@ type Welcome struct {
 }
 
 // GetManifest asks for the manifest of the client's OS folder.
-type GetManifest struct{}
+type GetManifest struct {
+	// Have is the ManifestDigest of the manifest the client's install
+	// matches, as far as it can tell from its own records; zero for none.
+	// When it is the server's current one, the server answers UpToDate
+	// instead of sending the manifest again.
+	Have  [HashSize]byte
+	Flags uint8 // GetRaw
+}
+
+// GetManifest flags.
+const (
+	// GetRaw asks for file data without compression: on a fast link
+	// compressing costs more time than it saves.
+	GetRaw uint8 = 1 << 0
+)
+
+// UpToDate answers a GetManifest whose Have is the server's current
+// manifest: nothing to send. The client goes on with Report.
+type UpToDate struct{ Build string }
+
+// ChunkRef names one content-defined chunk of a file: its length and the
+// first ChunkHashSize bytes of its BLAKE3. Offsets are implied by the
+// lengths of the chunks before it.
+type ChunkRef struct {
+	Len  uint32
+	Hash [ChunkHashSize]byte
+}
+
+// DeltaRequest asks for the file at Index, as the difference from a base
+// file the client has: Chunks are the base file's chunks, cut with the
+// chunking parameter Bits (see internal/cdc). A base with more than
+// MaxChunkRefs chunks takes several frames for the same Index, all but
+// the last with DeltaMore. An empty base asks for the whole file (with
+// DeltaWantList, to get its chunk list too).
+type DeltaRequest struct {
+	Index  uint32
+	Bits   uint8
+	Flags  uint8 // DeltaMore, DeltaWantList
+	Chunks []ChunkRef
+}
+
+// DeltaRequest flags.
+const (
+	DeltaMore     uint8 = 1 << 0 // another DeltaRequest frame for this index follows
+	DeltaWantList uint8 = 1 << 1 // send the new file's chunk list (cut with Bits) before its data
+)
+
+// ChunkList carries the chunks of the file being sent, cut with Bits,
+// after its FileStart when the client asked for it with DeltaWantList.
+// All frames but the last have More set.
+type ChunkList struct {
+	Bits   uint8
+	More   bool
+	Chunks []ChunkRef
+}
+
+// FileCopy, in the data of a file requested by DeltaRequest, stands for Len
+// bytes the client already has: the bytes of its base file at Off.
+type FileCopy struct {
+	Off uint64
+	Len uint32
+}
 
 // ManifestHeader precedes Count ManifestEntry messages.
 type ManifestHeader struct {
@@ -280,6 +363,10 @@ func (FileEnd) Type() MsgType        { return MsgFileEnd }
 func (Report) Type() MsgType         { return MsgReport }
 func (ReportAck) Type() MsgType      { return MsgReportAck }
 func (Error) Type() MsgType          { return MsgError }
+func (UpToDate) Type() MsgType       { return MsgUpToDate }
+func (DeltaRequest) Type() MsgType   { return MsgDeltaRequest }
+func (ChunkList) Type() MsgType      { return MsgChunkList }
+func (FileCopy) Type() MsgType       { return MsgFileCopy }
 
 // Sentinel errors. Decoding errors wrap ErrMalformed.
 var (
@@ -316,9 +403,41 @@ func (m Welcome) appendPayload(b []byte) []byte {
 	return appendString(b, m.Message)
 }
 
-func (GetManifest) appendPayload(b []byte) []byte { return b }
-func (RequestEnd) appendPayload(b []byte) []byte  { return b }
-func (ReportAck) appendPayload(b []byte) []byte   { return b }
+func (RequestEnd) appendPayload(b []byte) []byte { return b }
+func (ReportAck) appendPayload(b []byte) []byte  { return b }
+
+func (m GetManifest) appendPayload(b []byte) []byte {
+	b = append(b, m.Have[:]...)
+	return append(b, m.Flags)
+}
+
+func (m UpToDate) appendPayload(b []byte) []byte { return appendString(b, m.Build) }
+
+func appendRefs(b []byte, refs []ChunkRef) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(refs)))
+	for _, r := range refs {
+		b = binary.BigEndian.AppendUint32(b, r.Len)
+		b = append(b, r.Hash[:]...)
+	}
+	return b
+}
+
+func (m DeltaRequest) appendPayload(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, m.Index)
+	b = append(b, m.Bits, m.Flags)
+	return appendRefs(b, m.Chunks)
+}
+
+func (m ChunkList) appendPayload(b []byte) []byte {
+	b = append(b, m.Bits)
+	b = appendBool(b, m.More)
+	return appendRefs(b, m.Chunks)
+}
+
+func (m FileCopy) appendPayload(b []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, m.Off)
+	return binary.BigEndian.AppendUint32(b, m.Len)
+}
 
 func (m ManifestHeader) appendPayload(b []byte) []byte {
 	b = appendString(b, m.Build)
@@ -463,6 +582,32 @@ func (d *decoder) hash(what string) (h [HashSize]byte) {
 	return h
 }
 
+// refs reads a count and that many chunk references, none of them empty.
+func (d *decoder) refs() []ChunkRef {
+	n := d.u32("chunk count")
+	if d.err != nil {
+		return nil
+	}
+	if n > MaxChunkRefs {
+		d.fail("%d chunks, limit %d", n, MaxChunkRefs)
+		return nil
+	}
+	if int(n)*(4+ChunkHashSize) != len(d.b) {
+		d.fail("%d chunks in %d bytes", n, len(d.b))
+		return nil
+	}
+	refs := make([]ChunkRef, n)
+	for i := range refs {
+		refs[i].Len = d.u32("chunk length")
+		copy(refs[i].Hash[:], d.take(ChunkHashSize, "chunk hash"))
+		if refs[i].Len == 0 {
+			d.fail("chunk %d is empty", i)
+			return nil
+		}
+	}
+	return refs
+}
+
 func (d *decoder) end(t MsgType) error {
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d trailing bytes", len(d.b))
@@ -500,7 +645,30 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 			Message:        d.str("message", MaxMessage),
 		}
 	case MsgGetManifest:
-		m = GetManifest{}
+		g := GetManifest{Have: d.hash("have"), Flags: d.u8("flags")}
+		if d.err == nil && g.Flags&^GetRaw != 0 {
+			d.fail("unknown flags %#x", g.Flags)
+		}
+		m = g
+	case MsgUpToDate:
+		m = UpToDate{Build: d.str("build", MaxShortString)}
+	case MsgDeltaRequest:
+		r := DeltaRequest{Index: d.u32("index"), Bits: d.u8("bits"), Flags: d.u8("flags")}
+		if d.err == nil && r.Flags&^(DeltaMore|DeltaWantList) != 0 {
+			d.fail("unknown flags %#x", r.Flags)
+		}
+		r.Chunks = d.refs()
+		m = r
+	case MsgChunkList:
+		l := ChunkList{Bits: d.u8("bits"), More: d.bool("more")}
+		l.Chunks = d.refs()
+		m = l
+	case MsgFileCopy:
+		c := FileCopy{Off: d.u64("offset"), Len: d.u32("length")}
+		if d.err == nil && c.Len == 0 {
+			d.fail("copy of 0 bytes")
+		}
+		m = c
 	case MsgRequestEnd:
 		m = RequestEnd{}
 	case MsgReportAck:

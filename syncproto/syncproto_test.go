@@ -25,7 +25,11 @@ var samples = map[string]Message{
 	"hello":            Hello{ClientBuild: "7.00.240501A", OS: "linux", ClientID: "0123456789abcdef"},
 	"welcome":          Welcome{ServerBuild: "7.00.240501A", Compatible: true, UpdatesEnabled: true},
 	"welcome_incompat": Welcome{ServerBuild: "7.00.240501A", UpdatesEnabled: true, Message: "client build 7.00.200101A is older than 7.00.231101A"},
-	"get_manifest":     GetManifest{},
+	"get_manifest":     GetManifest{Have: [32]byte{7, 7}, Flags: GetRaw},
+	"up_to_date":       UpToDate{Build: "7.00.240501A"},
+	"delta_request":    DeltaRequest{Index: 4, Bits: 12, Flags: DeltaWantList, Chunks: []ChunkRef{{Len: 4096, Hash: [16]byte{1}}, {Len: 100, Hash: [16]byte{2}}}},
+	"chunk_list":       ChunkList{Bits: 16, More: true, Chunks: []ChunkRef{{Len: 65536, Hash: [16]byte{3}}}},
+	"file_copy":        FileCopy{Off: 1 << 33, Len: 65536},
 	"manifest_header":  ManifestHeader{Build: "7.00.240501A", Count: 3, TotalBytes: 12345, PostInstall: "tools/upgrade.sh", PostInstallTimeout: 120},
 	"manifest_entry":   ManifestEntry{Path: "lib/libsmartclient.so", Size: 4096, MtimeNs: 1714521600123456789, Mode: 0o755, Flags: FlagPreserve, Hash: [32]byte{1, 2, 3}},
 	"manifest_link":    ManifestEntry{Path: "smartclient.app/Contents/Frameworks/Core.framework/Core", Size: 23, MtimeNs: 1714521600000000000, Mode: 0o777, Flags: FlagSymlink, Hash: [32]byte{4}, Target: "Versions/Current/Core"},
@@ -134,6 +138,14 @@ func TestReaderRejects(t *testing.T) {
 		{"unknown encoding", append(header(MsgFileData, 6), 7, 0, 0, 0, 1, 'a'), ErrMalformed},
 		{"request count lies", append(header(MsgRequest, 8), 0, 0, 0, 5, 0, 0, 0, 1), ErrMalformed},
 		{"unknown outcome", encodeRaw(MsgReport, append([]byte{99}, make([]byte, 2+4+8+2)...)), ErrMalformed},
+		{"get manifest unknown flag", encodeRaw(MsgGetManifest, append(make([]byte, 32), 0x80)), ErrMalformed},
+		{"get manifest without flags", encodeRaw(MsgGetManifest, make([]byte, 32)), ErrMalformed},
+		{"delta unknown flag", encodeRaw(MsgDeltaRequest, []byte{0, 0, 0, 1, 12, 0x40, 0, 0, 0, 0}), ErrMalformed},
+		{"delta count lies", encodeRaw(MsgDeltaRequest, append([]byte{0, 0, 0, 1, 12, 0, 0, 0, 0, 2}, make([]byte, 20)...)), ErrMalformed},
+		{"delta too many chunks", encodeRaw(MsgDeltaRequest, []byte{0, 0, 0, 1, 12, 0, 0, 0, 0x20, 1}), ErrMalformed},
+		{"delta empty chunk", encodeRaw(MsgDeltaRequest, append([]byte{0, 0, 0, 1, 12, 0, 0, 0, 0, 1}, make([]byte, 20)...)), ErrMalformed},
+		{"chunk list bool 3", encodeRaw(MsgChunkList, []byte{12, 3, 0, 0, 0, 0}), ErrMalformed},
+		{"copy of nothing", encodeRaw(MsgFileCopy, make([]byte, 12)), ErrMalformed},
 		{"manifest too many files", encodeRaw(MsgManifestHeader, []byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}), ErrMalformed},
 	}
 	for _, tc := range tests {
@@ -324,4 +336,45 @@ func FuzzDecodeChunk(f *testing.F) {
 			t.Fatalf("decoded %d bytes, declared %d", len(out), rawLen)
 		}
 	})
+}
+
+func TestDigest(t *testing.T) {
+	h := ManifestHeader{Build: "7.00.240501A", Count: 2, TotalBytes: 3}
+	a := ManifestEntry{Path: "a", Size: 1, MtimeNs: 5, Hash: [32]byte{1}}
+	b := ManifestEntry{Path: "b", Size: 2, MtimeNs: 6, Hash: [32]byte{2}}
+	sum := func(h ManifestHeader, es ...ManifestEntry) [32]byte {
+		d := NewDigester(h)
+		for _, e := range es {
+			d.Add(e)
+		}
+		return d.Sum()
+	}
+	base := sum(h, a, b)
+	if base != sum(h, a, b) {
+		t.Fatal("the same manifest gave two digests")
+	}
+	touched := b
+	touched.MtimeNs++
+	preserved := b
+	preserved.Flags = FlagPreserve
+	other := h
+	other.PostInstall = "x"
+	// "a"+"b" must not collide with "ab"+"" (lengths are part of the digest).
+	ab := ManifestEntry{Path: "ab", Size: 1, MtimeNs: 5, Hash: [32]byte{1}}
+	tests := []struct {
+		name string
+		sum  [32]byte
+	}{
+		{"order", sum(h, b, a)},
+		{"mtime", sum(h, a, touched)},
+		{"flags", sum(h, a, preserved)},
+		{"header", sum(other, a, b)},
+		{"one entry fewer", sum(h, a)},
+		{"split path", sum(h, ab)},
+	}
+	for _, tc := range tests {
+		if tc.sum == base {
+			t.Errorf("%s: digest did not change", tc.name)
+		}
+	}
 }

@@ -1,0 +1,121 @@
+package smartclient
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zeebo/blake3"
+)
+
+// The no-op check. A client whose files are all as its state records them,
+// and whose state names the digest of the manifest they came from, sends
+// that digest with GetManifest; a server whose manifest has not changed
+// answers UpToDate, and the check costs one lstat per file and one small
+// round trip. Nothing is written but the time of the check (lastCheckFile).
+
+// intact reports whether every file the state records is still as the
+// client left it: a regular file of the recorded size and mtime, a link
+// with the recorded target, a preserved file present at all (the user may
+// change those). It looks in parallel, since on a cold cache each lstat
+// may wait for the disk.
+func intact(root *os.Root, files map[string]FileState) bool {
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	workers := min(max(runtime.GOMAXPROCS(0), 4), 8, len(names))
+	var bad atomic.Bool
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(names) && !bad.Load(); i += workers {
+				if !asRecorded(root, names[i], files[names[i]]) {
+					bad.Store(true)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return !bad.Load()
+}
+
+func asRecorded(root *os.Root, name string, k FileState) bool {
+	fi, err := root.Lstat(name)
+	switch {
+	case err != nil:
+		return false
+	case k.Preserve:
+		return true
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := root.Readlink(name)
+		sum := blake3.Sum256([]byte(target))
+		return err == nil && hex.EncodeToString(sum[:]) == k.Hash
+	case fi.Mode().IsRegular():
+		return fi.Size() == k.Size && fi.ModTime().UnixNano() == k.MtimeNs
+	}
+	return false
+}
+
+// lastCheckFile records the last sync that found nothing to do, so that
+// such a sync does not rewrite the whole state. It is informational:
+// 'status' shows it, nothing depends on it, and a damaged one is ignored.
+const lastCheckFile = metaDir + "/last-check.json"
+
+type lastCheck struct {
+	When   time.Time `json:"when"`
+	Server string    `json:"server"`
+	Build  string    `json:"build"`
+}
+
+// recordCheck writes lastCheckFile by rename, without a sync: losing it in
+// a power cut loses nothing that matters.
+func recordCheck(root *os.Root, c lastCheck) error {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	tmp := lastCheckFile + ".tmp"
+	if err := root.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return root.Rename(tmp, lastCheckFile)
+}
+
+func readCheck(root *os.Root) (lastCheck, bool) {
+	var c lastCheck
+	data, err := root.ReadFile(lastCheckFile)
+	if err != nil || json.Unmarshal(data, &c) != nil {
+		return lastCheck{}, false
+	}
+	return c, true
+}
+
+// Compression choices for Options.Compress.
+const (
+	CompressAuto = "auto" // none on a loopback connection, zstd on any other
+	CompressYes  = "yes"
+	CompressNo   = "no"
+)
+
+// wantRaw decides whether to ask for file data without compression. On
+// loopback the bytes cost nothing to move and compressing them costs the
+// server's CPU and the client's time (measured in BENCHMARKS.md); on a
+// real link zstd at its fastest level saves about a quarter of the bytes
+// of a typical installation.
+func wantRaw(choice string, remote net.Addr) bool {
+	switch choice {
+	case CompressYes:
+		return false
+	case CompressNo:
+		return true
+	}
+	a, ok := remote.(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
+}
