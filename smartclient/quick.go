@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,20 +25,33 @@ import (
 // intact reports whether every file the state records is still as the
 // client left it: a regular file of the recorded size and mtime, a link
 // with the recorded target, a preserved file present at all (the user may
-// change those). It looks in parallel, since on a cold cache each lstat
-// may wait for the disk.
+// change those). Files are looked up folder by folder, each folder opened
+// once (through the os.Root, so never through a link), since a lookup of a
+// nested path through an os.Root opens every folder on the way; folders are
+// shared out among a few workers, since on a cold cache each lookup may
+// wait for the disk.
 func intact(root *os.Root, files map[string]FileState) bool {
-	names := make([]string, 0, len(files))
+	byDir := map[string][]string{}
 	for name := range files {
-		names = append(names, name)
+		dir, base := path.Split(name)
+		byDir[dir] = append(byDir[dir], base)
 	}
-	workers := min(max(runtime.GOMAXPROCS(0), 4), 8, len(names))
+	dirs := make([]string, 0, len(byDir))
+	for dir := range byDir {
+		dirs = append(dirs, dir)
+	}
+	workers := min(runtime.GOMAXPROCS(0), 4, len(dirs))
 	var bad atomic.Bool
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := range workers {
+	for range workers {
 		wg.Go(func() {
-			for i := w; i < len(names) && !bad.Load(); i += workers {
-				if !asRecorded(root, names[i], files[names[i]]) {
+			for !bad.Load() {
+				i := int(next.Add(1)) - 1
+				if i >= len(dirs) {
+					return
+				}
+				if !dirAsRecorded(root, dirs[i], byDir[dirs[i]], files) {
 					bad.Store(true)
 				}
 			}
@@ -44,6 +59,24 @@ func intact(root *os.Root, files map[string]FileState) bool {
 	}
 	wg.Wait()
 	return !bad.Load()
+}
+
+func dirAsRecorded(root *os.Root, dir string, names []string, files map[string]FileState) bool {
+	r := root
+	if dir != "" {
+		sub, err := root.OpenRoot(strings.TrimSuffix(dir, "/"))
+		if err != nil {
+			return false
+		}
+		defer sub.Close()
+		r = sub
+	}
+	for _, base := range names {
+		if !asRecorded(r, base, files[dir+base]) {
+			return false
+		}
+	}
+	return true
 }
 
 func asRecorded(root *os.Root, name string, k FileState) bool {

@@ -1,0 +1,127 @@
+package smartclient
+
+import (
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/zeebo/blake3"
+)
+
+// benchInstall makes an install of n small files in 125 folders with the
+// state a sync would have left, and the manifest it came from.
+func benchInstall(b *testing.B, n int) (string, *manifest) {
+	b.Helper()
+	dir := b.TempDir()
+	mt := time.Date(2024, 1, 15, 10, 0, 0, 0, time.UTC)
+	st := &State{Version: stateVersion, ClientID: "bench", Build: "7.00.240501A", Files: map[string]FileState{}}
+	man := &manifest{Build: st.Build}
+	for i := range n {
+		rel := fmt.Sprintf("d%03d/sub%d/file%05d.dll", i%125, i%3, i)
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(rel), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			b.Fatal(err)
+		}
+		h := blake3.Sum256([]byte(rel))
+		st.Files[rel] = FileState{Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Hash: hex.EncodeToString(h[:]), ServerMtimeNs: mt.UnixNano()}
+		man.Files = append(man.Files, remoteFile{Path: rel, Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Mode: 0o644, Hash: h})
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := st.save(disk{r}); err != nil {
+		b.Fatal(err)
+	}
+	return dir, man
+}
+
+// BenchmarkNoopCheck is the client's side of a no-op sync of 20,000
+// files: read the state and look at every file once.
+func BenchmarkNoopCheck(b *testing.B) {
+	dir, _ := benchInstall(b, 20000)
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := loadState(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !intact(r, st.Files) {
+			b.Fatal("install not intact")
+		}
+	}
+}
+
+// BenchmarkPlanNoop plans a sync of 20,000 files that are all current,
+// as a client without a usable manifest digest does.
+func BenchmarkPlanNoop(b *testing.B) {
+	dir, man := benchInstall(b, 20000)
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	st, err := loadState(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := makePlan(r, st, man, false, log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !p.empty() || len(p.current) != len(man.Files) {
+			b.Fatalf("plan of a current install: %d to fetch, %d current", len(p.fetch), len(p.current))
+		}
+	}
+}
+
+func BenchmarkLoadState(b *testing.B) {
+	dir, _ := benchInstall(b, 20000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := loadState(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkIntact(b *testing.B) {
+	dir, _ := benchInstall(b, 20000)
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	st, err := loadState(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !intact(r, st.Files) {
+			b.Fatal("install not intact")
+		}
+	}
+}
