@@ -1,6 +1,7 @@
 package appserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -40,6 +42,7 @@ type Server struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
+	chunks   *chunkCache
 }
 
 // New validates the update folders of cfg and indexes each one, using and
@@ -52,6 +55,7 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		WriteTimeout:     time.Minute,
 		Grace:            30 * time.Second,
 		conns:            map[net.Conn]struct{}{},
+		chunks:           newChunkCache(stateDir, log),
 	}
 	if !cfg.Enable {
 		return s, nil
@@ -401,34 +405,9 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get 
 	ss.outcome = "manifest sent"
 
 	// Read every request first (see syncproto's doc: no write/write lock).
-	var want []uint32
-	for {
-		m, err := s.next(ss, s.IdleTimeout, "file requests")
-		if err != nil {
-			return err
-		}
-		if _, ok := m.(syncproto.RequestEnd); ok {
-			break
-		}
-		req, ok := m.(syncproto.Request)
-		if !ok {
-			return fmt.Errorf("got %v while reading requests: %w", m.Type(), syncproto.ErrUnexpected)
-		}
-		for _, i := range req.Indices {
-			if int(i) >= len(man.Files) {
-				return &syncproto.Error{Code: syncproto.CodeBadRequest, Message: fmt.Sprintf("file index %d is not in the manifest of %d files", i, len(man.Files))}
-			}
-			if man.Files[i].Target != "" {
-				return &syncproto.Error{Code: syncproto.CodeBadRequest, Message: fmt.Sprintf("%s is a symbolic link; links are made from the manifest, not sent", man.Files[i].Path)}
-			}
-		}
-		if len(want)+len(req.Indices) > len(man.Files) {
-			return &syncproto.Error{Code: syncproto.CodeBadRequest, Message: "more files requested than the manifest holds"}
-		}
-		want = append(want, req.Indices...)
-	}
-	if len(want) == 0 {
-		return nil
+	want, err := s.readRequests(ss, man)
+	if err != nil || len(want) == 0 {
+		return err
 	}
 	ss.outcome = "sending"
 	var enc *zstd.Encoder // nil: raw, as the client asked
@@ -440,12 +419,206 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get 
 		defer enc.Close()
 	}
 	buf := make([]byte, syncproto.MaxChunk)
-	for _, i := range want {
-		if err := s.sendFile(ctx, ss, man, i, enc, buf); err != nil {
+	for _, w := range want {
+		if w.delta != nil {
+			err = s.sendDelta(ctx, ss, man, w.index, w.delta, enc, buf)
+		} else {
+			err = s.sendFile(ctx, ss, man, w.index, enc, buf)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return ss.w.Flush()
+}
+
+// wanted is one requested file: whole, or as a delta from the client's base.
+type wanted struct {
+	index uint32
+	delta *syncproto.DeltaRequest // Chunks gathered from all its frames
+}
+
+// readRequests reads Request and DeltaRequest frames up to RequestEnd,
+// checking every index against the manifest and the session's limits.
+func (s *Server) readRequests(ss *session, man *Manifest) ([]wanted, error) {
+	var want []wanted
+	refs := 0
+	var open *syncproto.DeltaRequest // a DeltaRequest with DeltaMore, to be continued
+	bad := func(format string, args ...any) error {
+		return &syncproto.Error{Code: syncproto.CodeBadRequest, Message: fmt.Sprintf(format, args...)}
+	}
+	check := func(i uint32) error {
+		if int(i) >= len(man.Files) {
+			return bad("file index %d is not in the manifest of %d files", i, len(man.Files))
+		}
+		if man.Files[i].Target != "" {
+			return bad("%s is a symbolic link; links are made from the manifest, not sent", man.Files[i].Path)
+		}
+		if len(want) >= len(man.Files) {
+			return bad("more files requested than the manifest holds")
+		}
+		return nil
+	}
+	for {
+		m, err := s.next(ss, s.IdleTimeout, "file requests")
+		if err != nil {
+			return nil, err
+		}
+		if d, ok := m.(syncproto.DeltaRequest); ok && open != nil {
+			if d.Index != open.Index || d.Bits != open.Bits {
+				return nil, bad("delta request for file %d interrupted by one for file %d", open.Index, d.Index)
+			}
+			if refs += len(d.Chunks); refs > syncproto.MaxSessionChunkRefs {
+				return nil, bad("more than %d chunk references in one session", syncproto.MaxSessionChunkRefs)
+			}
+			open.Chunks = append(open.Chunks, d.Chunks...)
+			open.Flags = open.Flags&^syncproto.DeltaMore | d.Flags&syncproto.DeltaMore
+			if d.Flags&syncproto.DeltaMore == 0 {
+				open = nil
+			}
+			continue
+		}
+		if open != nil {
+			return nil, bad("delta request for file %d not finished before %v", open.Index, m.Type())
+		}
+		switch m := m.(type) {
+		case syncproto.RequestEnd:
+			return want, nil
+		case syncproto.Request:
+			for _, i := range m.Indices {
+				if err := check(i); err != nil {
+					return nil, err
+				}
+				want = append(want, wanted{index: i})
+			}
+		case syncproto.DeltaRequest:
+			if err := check(m.Index); err != nil {
+				return nil, err
+			}
+			if m.Bits < cdc.MinBits || m.Bits > cdc.MaxBits {
+				return nil, bad("chunk parameter %d out of range %d..%d", m.Bits, cdc.MinBits, cdc.MaxBits)
+			}
+			if refs += len(m.Chunks); refs > syncproto.MaxSessionChunkRefs {
+				return nil, bad("more than %d chunk references in one session", syncproto.MaxSessionChunkRefs)
+			}
+			d := m
+			want = append(want, wanted{index: m.Index, delta: &d})
+			if m.Flags&syncproto.DeltaMore != 0 {
+				open = want[len(want)-1].delta
+			}
+		default:
+			return nil, fmt.Errorf("got %v while reading requests: %w", m.Type(), syncproto.ErrUnexpected)
+		}
+	}
+}
+
+// sendDelta sends file index as the difference from the client's base:
+// FileCopy for every run of the new file's chunks that the base has,
+// FileData for the rest, read from the file and checked against the
+// chunk list as they are sent. The client checks the whole file's hash.
+func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, index uint32, req *syncproto.DeltaRequest, enc *zstd.Encoder, buf []byte) error {
+	f := man.Files[index]
+	changed := &syncproto.Error{Code: syncproto.CodeFileChanged,
+		Message: fmt.Sprintf("%s changed in the update folder while being sent; retry", f.Path)}
+	fh, err := man.Open(filepath.FromSlash(f.Path))
+	if err != nil {
+		s.log.Warn("opening file to send", "os", man.OS, "path", f.Path, "err", err)
+		return changed
+	}
+	defer fh.Close()
+	same := func() bool {
+		fi, err := fh.Stat()
+		return err == nil && fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs
+	}
+	if !same() {
+		return changed
+	}
+	chunks, err := s.chunks.get(ctx, man, f, req.Bits)
+	if err != nil {
+		s.log.Warn("cutting a file into chunks", "os", man.OS, "path", f.Path, "err", err)
+		return changed
+	}
+	if err := ss.w.Write(syncproto.FileStart{Index: index, Size: uint64(f.Size)}); err != nil {
+		return err
+	}
+	if req.Flags&syncproto.DeltaWantList != 0 {
+		for i := 0; i == 0 || i < len(chunks); i += syncproto.MaxChunkRefs {
+			part := chunks[i:min(i+syncproto.MaxChunkRefs, len(chunks))]
+			l := syncproto.ChunkList{Bits: req.Bits, More: i+syncproto.MaxChunkRefs < len(chunks), Chunks: make([]syncproto.ChunkRef, len(part))}
+			for k, c := range part {
+				l.Chunks[k] = syncproto.ChunkRef{Len: c.Len, Hash: c.Hash}
+			}
+			ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+			if err := ss.w.Write(l); err != nil {
+				return err
+			}
+		}
+	}
+	// Where each of the base's chunks is in the base.
+	base := make(map[syncproto.ChunkRef]int64, len(req.Chunks))
+	var off int64
+	for _, r := range req.Chunks {
+		if _, dup := base[r]; !dup {
+			base[r] = off
+		}
+		off += int64(r.Len)
+	}
+	// Runs of copies and of data are merged before they are sent.
+	var cp syncproto.FileCopy
+	flushCopy := func() error {
+		if cp.Len == 0 {
+			return nil
+		}
+		err := ss.w.Write(cp)
+		cp = syncproto.FileCopy{}
+		return err
+	}
+	h := blake3.New()
+	for _, c := range chunks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if at, ok := base[syncproto.ChunkRef{Len: c.Len, Hash: c.Hash}]; ok {
+			if cp.Len > 0 && int64(cp.Off)+int64(cp.Len) == at && uint64(cp.Len)+uint64(c.Len) <= 1<<31 {
+				cp.Len += c.Len
+				continue
+			}
+			if err := flushCopy(); err != nil {
+				return err
+			}
+			cp = syncproto.FileCopy{Off: uint64(at), Len: c.Len}
+			continue
+		}
+		if err := flushCopy(); err != nil {
+			return err
+		}
+		h.Reset()
+		for done := int64(0); done < int64(c.Len); {
+			n := int(min(int64(len(buf)), int64(c.Len)-done))
+			if _, err := fh.ReadAt(buf[:n], c.Off+done); err != nil {
+				s.log.Warn("reading file to send", "os", man.OS, "path", f.Path, "err", err)
+				return changed
+			}
+			h.Write(buf[:n])
+			ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+			if err := ss.w.WriteChunk(enc, buf[:n]); err != nil {
+				return err
+			}
+			done += int64(n)
+		}
+		if !bytes.Equal(h.Sum(nil)[:cdc.HashSize], c.Hash[:]) {
+			return changed
+		}
+	}
+	if err := flushCopy(); err != nil {
+		return err
+	}
+	if !same() {
+		return changed
+	}
+	ss.files++
+	ss.fileByte += f.Size
+	return ss.w.Write(syncproto.FileEnd{Hash: f.Hash})
 }
 
 // sendFile streams one file, hashing what it reads. A file whose size or

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path"
@@ -55,19 +56,49 @@ func (c *conn) Expect(t syncproto.MsgType) (syncproto.Message, error) {
 	return c.r.Expect(t)
 }
 
-// request sends the indices of the files to fetch, then RequestEnd.
-func (c *conn) request(indices []int) error {
+// request asks for the files to fetch, in order: whole files by their
+// indices, the others with DeltaRequest; then RequestEnd.
+func (c *conn) request(indices []int, deltas map[int]*delta) error {
 	c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
-	for len(indices) > 0 {
-		n := min(len(indices), syncproto.MaxRequestBatch)
-		req := syncproto.Request{Indices: make([]uint32, n)}
-		for i := range n {
-			req.Indices[i] = uint32(indices[i])
+	var batch []uint32
+	flush := func() error {
+		for len(batch) > 0 {
+			n := min(len(batch), syncproto.MaxRequestBatch)
+			if err := c.w.Write(syncproto.Request{Indices: batch[:n]}); err != nil {
+				return err
+			}
+			batch = batch[n:]
 		}
-		if err := c.w.Write(req); err != nil {
+		batch = nil
+		return nil
+	}
+	for _, i := range indices {
+		d := deltas[i]
+		if d == nil {
+			batch = append(batch, uint32(i))
+			continue
+		}
+		if err := flush(); err != nil {
 			return err
 		}
-		indices = indices[n:]
+		flags := uint8(0)
+		if d.wantList {
+			flags |= syncproto.DeltaWantList
+		}
+		for k := 0; k == 0 || k < len(d.base); k += syncproto.MaxChunkRefs {
+			req := syncproto.DeltaRequest{Index: uint32(i), Bits: d.bits, Flags: flags,
+				Chunks: d.base[k:min(k+syncproto.MaxChunkRefs, len(d.base))]}
+			if k+syncproto.MaxChunkRefs < len(d.base) {
+				req.Flags |= syncproto.DeltaMore
+			}
+			c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
+			if err := c.w.Write(req); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	if err := c.w.Write(syncproto.RequestEnd{}); err != nil {
 		return err
@@ -87,6 +118,9 @@ type fetcher struct {
 	dec      *zstd.Decoder
 	buf      []byte
 	wire     int64 // compressed bytes of file data received
+	deltas   map[int]*delta
+	log      *slog.Logger
+	copied   int64 // bytes taken from installed versions (deltas)
 }
 
 // fetchAll receives every file in order into staging, verifying each one's
@@ -129,6 +163,21 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 		return fmt.Errorf("receiving %s: server sent file %d of %d bytes, expected file %d of %d bytes: %w",
 			rf.Path, start.Index, start.Size, index, rf.Size, syncproto.ErrUnexpected)
 	}
+	d := f.deltas[index]
+	var base *os.File
+	if d != nil {
+		if d.wantList {
+			if err := f.readList(rf, d); err != nil {
+				return err
+			}
+		}
+		if len(d.base) > 0 {
+			if base, err = openBase(f.root, rf, d); err != nil {
+				return err
+			}
+			defer base.Close()
+		}
+	}
 	staged := stagingDir + "/" + rf.Path
 	out, err := f.root.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -144,27 +193,50 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	}()
 	h := blake3.New()
 	var got int64
-	for got < rf.Size {
-		m, err := f.c.Expect(syncproto.MsgFileData)
-		if err != nil {
-			return fmt.Errorf("receiving %s: %w", rf.Path, err)
-		}
-		chunk := m.(syncproto.FileData)
-		if got+int64(chunk.RawLen) > rf.Size {
-			return fmt.Errorf("receiving %s: more bytes than the %d declared: %w", rf.Path, rf.Size, ErrVerify)
-		}
-		f.wire += int64(len(chunk.Data))
-		raw, err := syncproto.DecodeChunk(f.dec, chunk, f.buf)
-		if err != nil {
-			return fmt.Errorf("receiving %s: %w", rf.Path, err)
-		}
-		f.buf = raw
-		h.Write(raw)
-		if err := writeStaged(out, staged, got, raw); err != nil {
+	write := func(b []byte) error {
+		h.Write(b)
+		if err := writeStaged(out, staged, got, b); err != nil {
 			return fmt.Errorf("staging %s: %w", rf.Path, err)
 		}
-		got += int64(len(raw))
-		f.progress.Add(int64(len(raw)))
+		got += int64(len(b))
+		f.progress.Add(int64(len(b)))
+		return nil
+	}
+	for got < rf.Size {
+		m, err := f.c.Read()
+		if err != nil {
+			return fmt.Errorf("receiving %s: %w", rf.Path, err)
+		}
+		switch m := m.(type) {
+		case syncproto.FileData:
+			if got+int64(m.RawLen) > rf.Size {
+				return fmt.Errorf("receiving %s: more bytes than the %d declared: %w", rf.Path, rf.Size, ErrVerify)
+			}
+			f.wire += int64(len(m.Data))
+			raw, err := syncproto.DecodeChunk(f.dec, m, f.buf)
+			if err != nil {
+				return fmt.Errorf("receiving %s: %w", rf.Path, err)
+			}
+			f.buf = raw
+			if err := write(raw); err != nil {
+				return err
+			}
+		case syncproto.FileCopy:
+			switch {
+			case base == nil:
+				return fmt.Errorf("receiving %s: the server sent a copy for a file asked for whole: %w", rf.Path, syncproto.ErrUnexpected)
+			case m.Off > uint64(d.baseSize) || uint64(m.Len) > uint64(d.baseSize)-m.Off:
+				return fmt.Errorf("receiving %s: copy of %d bytes at %d from an installed version of %d: %w", rf.Path, m.Len, m.Off, d.baseSize, ErrVerify)
+			case got+int64(m.Len) > rf.Size:
+				return fmt.Errorf("receiving %s: more bytes than the %d declared: %w", rf.Path, rf.Size, ErrVerify)
+			}
+			if err := f.copyBase(base, int64(m.Off), int64(m.Len), write); err != nil {
+				return err
+			}
+			f.copied += int64(m.Len)
+		default:
+			return fmt.Errorf("receiving %s: expected FileData or FileCopy, got %v: %w", rf.Path, m.Type(), syncproto.ErrUnexpected)
+		}
 	}
 	m, err = f.c.Expect(syncproto.MsgFileEnd)
 	if err != nil {
@@ -189,6 +261,9 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
 	done = true
+	if d != nil {
+		keepList(f.root, rf.Hash, d, f.log)
+	}
 	f.progress.FileDone()
 	return nil
 }

@@ -670,7 +670,7 @@ func streamLies(t testing.TB) []lie {
 				s.data([]byte("extra"))
 				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
 			}},
-		{name: "fewer bytes, then FileEnd", want: syncproto.ErrUnexpected, wantMsg: []string{"lib/libnew.so", "expected FileData, got FileEnd"},
+		{name: "fewer bytes, then FileEnd", want: syncproto.ErrUnexpected, wantMsg: []string{"lib/libnew.so", "expected FileData or FileCopy, got FileEnd"},
 			send: func(s *liarStream) {
 				s.file(0)
 				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})

@@ -309,14 +309,14 @@ func parseWireFrames(t *testing.T, stream []byte) []wireFrame {
 	}
 }
 
-func firstWireFrame(t *testing.T, fs []wireFrame, typ syncproto.MsgType) wireFrame {
+func firstWireFrame(t *testing.T, fs []wireFrame, types ...syncproto.MsgType) wireFrame {
 	t.Helper()
 	for _, f := range fs {
-		if f.msg.Type() == typ {
+		if slices.Contains(types, f.msg.Type()) {
 			return f
 		}
 	}
-	t.Fatalf("recorded stream has no %v", typ)
+	t.Fatalf("recorded stream has no %v", types)
 	return wireFrame{}
 }
 
@@ -603,7 +603,7 @@ func TestClientSideResetLeavesInstallUnchangedAndServerServesOthers(t *testing.T
 		at   int64
 	}{
 		{"inside the Hello", firstWireFrame(t, sc.up, syncproto.MsgHello).mid()},
-		{"inside the Request", firstWireFrame(t, sc.up, syncproto.MsgRequest).mid()},
+		{"inside the requests", firstWireFrame(t, sc.up, syncproto.MsgRequest, syncproto.MsgDeltaRequest).mid()},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

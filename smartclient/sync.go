@@ -50,6 +50,7 @@ type Result struct {
 	Touched      int   // files whose mtime alone was fixed
 	Removed      int
 	Reused       int    // files a failed sync had already downloaded
+	Copied       int64  // bytes of fetched files taken from their installed versions (deltas)
 	Kept         int    // preserved files left as they were
 	Backup       string // backup folder made, if any
 	Message      string // for Disabled: the server's reason
@@ -242,7 +243,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if o.CheckOnly {
 		res.Outcome = syncproto.OutcomeChecked
 		res.Fetched, res.FetchedBytes = len(p.fetch), p.fetchBytes
-		if err := c.request(nil); err != nil {
+		if err := c.request(nil, nil); err != nil {
 			return nil, fmt.Errorf("ending the check: %w", err)
 		}
 		report(syncproto.Report{Outcome: syncproto.OutcomeChecked})
@@ -273,13 +274,14 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	}
 	download, reused, reusedBytes := reuseDownloads(root, man, p.fetch)
 	res.Reused = reused
-	if err := c.request(download); err != nil {
+	deltas := planDeltas(root, st, man, download, o.Log)
+	if err := c.request(download, deltas); err != nil {
 		// Files reused from the last attempt are in staging now: fail
 		// keeps them for the next one.
 		return fail(fmt.Errorf("requesting files: %w", err))
 	}
 	o.Progress.Start(len(download), p.fetchBytes-reusedBytes)
-	fe := &fetcher{c: c, root: root, man: man, progress: o.Progress}
+	fe := &fetcher{c: c, root: root, man: man, progress: o.Progress, deltas: deltas, log: o.Log}
 	err = fe.fetchAll(ctx, download)
 	o.Progress.Finish()
 	if err != nil {
@@ -289,7 +291,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		}
 		return fail(err)
 	}
-	res.Fetched, res.FetchedBytes, res.WireBytes = len(download), p.fetchBytes-reusedBytes, fe.wire
+	res.Fetched, res.FetchedBytes, res.WireBytes, res.Copied = len(download), p.fetchBytes-reusedBytes, fe.wire, fe.copied
 	if err := stageLinks(root, man, p.links); err != nil {
 		return fail(err)
 	}
@@ -323,6 +325,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		res.Backup = newestBackup(root)
 	}
 	*st = *j.State
+	pruneLists(root, st)
 	res.Outcome = syncproto.OutcomeUpToDate
 	if !p.empty() {
 		res.Outcome = syncproto.OutcomeUpdated

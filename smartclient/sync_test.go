@@ -1169,3 +1169,107 @@ func TestNoopCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestDeltas: a large file changed in place or by an insert moves as the
+// chunks the client lacks; the rest is copied from the installed version,
+// and the result is checked whole like any download.
+func TestDeltas(t *testing.T) {
+	s := newServer(t, defaultConf)
+	rng := rand.NewChaCha8([32]byte{42})
+	big := make([]byte, 3<<20)
+	rng.Read(big)
+	small := make([]byte, 200<<10)
+	rng.Read(small)
+	s.write("linux", "data/pack.pak", string(big))
+	s.write("linux", "lib/libsmall.so", string(small))
+	dir := t.TempDir()
+	first := mustSync(t, s, dir, yes)
+	if first.Copied != 0 {
+		t.Fatalf("a fresh install copied %d bytes from nowhere", first.Copied)
+	}
+	lists := func() []string {
+		entries, _ := os.ReadDir(filepath.Join(dir, ".smartclient", "chunks"))
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	if l := lists(); len(l) != 1 {
+		t.Fatalf("kept chunk lists after the first sync: %v, want the large file's", l)
+	}
+
+	edit := func(b []byte, at int, insert bool) []byte {
+		patch := make([]byte, 4096)
+		rng.Read(patch)
+		if insert {
+			return slices.Concat(b[:at], patch, b[at:])
+		}
+		out := slices.Clone(b)
+		out = slices.Replace(out, at, at+len(patch), patch...)
+		return out
+	}
+	tests := []struct {
+		name     string
+		path     string
+		content  []byte
+		maxWire  int64
+		minCopie int64
+	}{
+		{"overwrite in a large file", "data/pack.pak", edit(big, len(big)/2, false), 200 << 10, int64(len(big)) - 200<<10},
+		{"insert in a large file", "data/pack.pak", edit(big, len(big)/3, true), 200 << 10, int64(len(big)) - 200<<10},
+		{"overwrite in a small file", "lib/libsmall.so", edit(small, 1000, false), 32 << 10, int64(len(small)) - 32<<10},
+		{"insert at the start", "lib/libsmall.so", edit(small, 0, true), 32 << 10, int64(len(small)) - 32<<10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s.write("linux", tc.path, string(tc.content))
+			res := mustSync(t, s, dir, nil)
+			if res.Fetched != 1 || res.WireBytes > tc.maxWire || res.Copied < tc.minCopie {
+				t.Errorf("fetched %d, %d bytes of file data on the wire (max %d), %d copied (min %d)",
+					res.Fetched, res.WireBytes, tc.maxWire, res.Copied, tc.minCopie)
+			}
+			sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after the delta")
+			if l := lists(); len(l) != 1 {
+				t.Errorf("kept chunk lists: %v, want only the installed large file's", l)
+			}
+			if tc.path == "data/pack.pak" {
+				big = tc.content
+			} else {
+				small = tc.content
+			}
+		})
+	}
+
+	t.Run("damaged kept list", func(t *testing.T) {
+		l := lists()
+		if len(l) != 1 {
+			t.Fatalf("kept lists %v", l)
+		}
+		if err := os.WriteFile(filepath.Join(dir, ".smartclient", "chunks", l[0]), []byte("garbage"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s.write("linux", "data/pack.pak", string(edit(big, 12345, false)))
+		res := mustSync(t, s, dir, nil)
+		if res.WireBytes > 200<<10 || res.Copied == 0 {
+			t.Errorf("with a damaged list: %d bytes on the wire, %d copied; want a delta from the file itself", res.WireBytes, res.Copied)
+		}
+		sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after the delta")
+	})
+	t.Run("base edited by the user", func(t *testing.T) {
+		p := filepath.Join(dir, "data", "pack.pak")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = slices.Replace(b, 100, 117, []byte("the user was here")...)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res := mustSync(t, s, dir, nil)
+		if res.Fetched != 1 || res.Copied == 0 {
+			t.Errorf("user-edited base: %+v; want the server's file, assembled from the rest of the user's", res)
+		}
+		sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after repair")
+	})
+}

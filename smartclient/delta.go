@@ -1,0 +1,241 @@
+package smartclient
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/erpupdate/smartsync/internal/cdc"
+	"github.com/erpupdate/smartsync/syncproto"
+)
+
+// Deltas. A file to fetch whose path already holds a file (an older
+// version, or the user's edit of it) is asked for as a delta from that
+// base: the client names the base's content-defined chunks, the server
+// sends the bytes the base lacks and where to copy the rest from, and the
+// new file is assembled in staging and checked whole against the
+// manifest's BLAKE3 like any other download (syncproto's doc, "Deltas").
+//
+// The chunks of large files are kept in .smartclient/chunks, one list per
+// content hash and chunking parameter, so that a large base is not read
+// twice; the list comes from the server with the file (DeltaWantList), and
+// a list that is missing or damaged costs a read of the base, never a
+// wrong file. Small bases are cut when needed.
+const (
+	chunksDir = metaDir + "/chunks"
+	// deltaMin: a base smaller than this is not worth naming chunk by
+	// chunk; the file is fetched whole.
+	deltaMin = 4 << 10
+	// listMin: files from this size on have their chunk list kept.
+	listMin = 1 << 20
+)
+
+// delta is how one file is asked for when it is not asked for whole.
+type delta struct {
+	bits      uint8
+	base      []syncproto.ChunkRef // the base's chunks; none: fetch whole, with the list
+	baseSize  int64
+	baseMtime int64
+	wantList  bool
+	list      []syncproto.ChunkRef // the new file's chunks, as the server sent them
+}
+
+// planDeltas decides, for each file to download, whether to ask for it as
+// a delta, and cuts or looks up its base's chunks. Any problem with a base
+// just means the file is fetched whole.
+func planDeltas(root disk, st *State, man *manifest, download []int, log *slog.Logger) map[int]*delta {
+	deltas := map[int]*delta{}
+	for _, i := range download {
+		rf := man.Files[i]
+		fi, err := root.Lstat(rf.Path)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() < deltaMin || rf.Size < deltaMin {
+			if rf.Size >= listMin {
+				deltas[i] = &delta{bits: cdc.BitsFor(rf.Size), wantList: true}
+			}
+			continue
+		}
+		d := &delta{bits: cdc.BitsFor(fi.Size()), baseSize: fi.Size(), baseMtime: fi.ModTime().UnixNano(), wantList: rf.Size >= listMin}
+		if k, ok := st.Files[rf.Path]; ok && k.Size == fi.Size() && k.MtimeNs == fi.ModTime().UnixNano() {
+			d.base = cachedList(root, k.Hash, d.bits, fi.Size())
+		}
+		if d.base == nil {
+			if d.base, err = cutBase(root, rf.Path, d.bits, fi); err != nil {
+				log.Info("fetching a file whole: cannot read the installed version", "path", rf.Path, "err", err)
+				continue
+			}
+		}
+		deltas[i] = d
+	}
+	return deltas
+}
+
+// cachedList returns the kept chunk list of content hash, or nil.
+func cachedList(root disk, hash string, bits uint8, size int64) []syncproto.ChunkRef {
+	if len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return nil // also keeps link hashes ("link:...") out of file names
+	}
+	data, err := root.ReadFile(chunksDir + "/" + listName(hash, bits))
+	if err != nil {
+		return nil
+	}
+	b, chunks, err := cdc.DecodeList(data)
+	if err != nil || b != bits || total(chunks) != size {
+		return nil
+	}
+	return refs(chunks)
+}
+
+func listName(hash string, bits uint8) string { return fmt.Sprintf("%s-%d", hash, bits) }
+
+func total(chunks []cdc.Chunk) int64 {
+	if len(chunks) == 0 {
+		return 0
+	}
+	return chunks[len(chunks)-1].Off + int64(chunks[len(chunks)-1].Len)
+}
+
+func refs(chunks []cdc.Chunk) []syncproto.ChunkRef {
+	r := make([]syncproto.ChunkRef, len(chunks))
+	for i, c := range chunks {
+		r[i] = syncproto.ChunkRef{Len: c.Len, Hash: c.Hash}
+	}
+	return r
+}
+
+// cutBase reads the installed file name and returns its chunks, provided
+// it is still the file fi describes.
+func cutBase(root disk, name string, bits uint8, fi fs.FileInfo) ([]syncproto.ChunkRef, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	chunks, err := cdc.Split(f, bits)
+	if err != nil {
+		return nil, err
+	}
+	if now, err := f.Stat(); err != nil || !sameVersion(now, fi) || total(chunks) != fi.Size() {
+		return nil, errors.New("it changed while being read")
+	}
+	return refs(chunks), nil
+}
+
+func sameVersion(a, b fs.FileInfo) bool {
+	return a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// keepList saves the chunk list of a verified file for the next delta. A
+// cache: written without a sync, checked when read.
+func keepList(root disk, hash [32]byte, d *delta, log *slog.Logger) {
+	if !d.wantList || len(d.list) == 0 {
+		return
+	}
+	chunks := make([]cdc.Chunk, len(d.list))
+	var off int64
+	for i, r := range d.list {
+		chunks[i] = cdc.Chunk{Off: off, Len: r.Len, Hash: r.Hash}
+		off += int64(r.Len)
+	}
+	name := chunksDir + "/" + listName(fmt.Sprintf("%x", hash), d.bits)
+	err := root.MkdirAll(chunksDir, 0o755)
+	if err == nil {
+		err = root.WriteFile(name+".tmp", cdc.AppendList(nil, d.bits, chunks), 0o644)
+	}
+	if err == nil {
+		err = root.Rename(name+".tmp", name)
+	}
+	if err != nil {
+		log.Info("keeping a chunk list", "file", name, "err", err)
+	}
+}
+
+// pruneLists removes the kept chunk lists of content no longer installed.
+func pruneLists(root disk, st *State) {
+	entries, err := fs.ReadDir(root.FS(), chunksDir)
+	if err != nil {
+		return
+	}
+	keep := make(map[string]bool, len(st.Files))
+	for _, k := range st.Files {
+		keep[k.Hash] = true
+	}
+	for _, e := range entries {
+		hash, _, _ := strings.Cut(e.Name(), "-")
+		if !keep[hash] {
+			root.Remove(chunksDir + "/" + e.Name())
+		}
+	}
+}
+
+// readList reads the ChunkList frames of the file being received.
+func (f *fetcher) readList(rf remoteFile, d *delta) error {
+	d.list = d.list[:0]
+	var sum int64
+	for {
+		m, err := f.c.Expect(syncproto.MsgChunkList)
+		if err != nil {
+			return fmt.Errorf("receiving %s: %w", rf.Path, err)
+		}
+		l := m.(syncproto.ChunkList)
+		_, _, maxLen := cdc.Sizes(d.bits)
+		if l.Bits != d.bits {
+			return fmt.Errorf("receiving %s: chunk list cut with %d, asked for %d: %w", rf.Path, l.Bits, d.bits, ErrVerify)
+		}
+		for _, r := range l.Chunks {
+			if int(r.Len) > maxLen {
+				return fmt.Errorf("receiving %s: a chunk of %d bytes, over the %d its parameter allows: %w", rf.Path, r.Len, maxLen, ErrVerify)
+			}
+			sum += int64(r.Len)
+		}
+		if sum > rf.Size {
+			return fmt.Errorf("receiving %s: chunk list longer than the file: %w", rf.Path, ErrVerify)
+		}
+		d.list = append(d.list, l.Chunks...)
+		if !l.More {
+			break
+		}
+	}
+	if sum != rf.Size {
+		return fmt.Errorf("receiving %s: chunk list of %d bytes for a file of %d: %w", rf.Path, sum, rf.Size, ErrVerify)
+	}
+	return nil
+}
+
+// openBase opens the installed file a delta is assembled from, provided
+// it is still the version whose chunks were named.
+func openBase(root disk, rf remoteFile, d *delta) (*os.File, error) {
+	f, err := root.Open(rf.Path)
+	if err != nil {
+		return nil, fmt.Errorf("receiving %s: opening the installed version: %w", rf.Path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() != d.baseSize || fi.ModTime().UnixNano() != d.baseMtime {
+		f.Close()
+		return nil, fmt.Errorf("receiving %s: the installed version changed during the update; retry", rf.Path)
+	}
+	return f, nil
+}
+
+// copyBase appends n bytes of base at off to the staged file.
+func (f *fetcher) copyBase(base io.ReaderAt, off int64, n int64, write func([]byte) error) error {
+	if cap(f.buf) < syncproto.MaxChunk {
+		f.buf = make([]byte, syncproto.MaxChunk)
+	}
+	buf := f.buf[:cap(f.buf)]
+	for n > 0 {
+		k := int(min(int64(len(buf)), n))
+		if _, err := base.ReadAt(buf[:k], off); err != nil {
+			return err
+		}
+		if err := write(buf[:k]); err != nil {
+			return err
+		}
+		off += int64(k)
+		n -= int64(k)
+	}
+	return nil
+}
