@@ -82,7 +82,7 @@ func openDisk(t testing.TB, dir string) disk {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	return disk{r}
+	return disk{Root: r}
 }
 
 // doSwitch is what a sync does once every file is staged: back up, write

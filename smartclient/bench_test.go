@@ -44,7 +44,7 @@ func benchInstall(b *testing.B, n int) (string, *manifest) {
 	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	if err := st.save(disk{r}); err != nil {
+	if err := st.save(disk{Root: r}); err != nil {
 		b.Fatal(err)
 	}
 	return dir, man

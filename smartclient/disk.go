@@ -15,7 +15,10 @@ import (
 // tests can count the operations, crash the process at any one of them,
 // or make one fail as a full disk, an I/O error or a locked file would.
 // It is an os.Root, so nothing it does leaves the install folder.
-type disk struct{ *os.Root }
+type disk struct {
+	*os.Root
+	dirs *dirCache // nil: every operation resolves its path from the root
+}
 
 // faultHook, when a test sets it, runs before every operation with the
 // operation's name and the path it changes; an error it returns is the
@@ -49,7 +52,12 @@ func (d disk) Rename(oldname, newname string) error {
 	for i := 0; ; i++ {
 		err := d.hook("rename", newname)
 		if err == nil {
-			err = d.Root.Rename(oldname, newname)
+			d.dirs.forget(oldname)
+			d.dirs.forget(newname)
+			var done bool
+			if done, err = d.renameAt(oldname, newname); !done {
+				err = d.Root.Rename(oldname, newname)
+			}
 		}
 		if err == nil || !isLocked(err) {
 			return err
@@ -74,13 +82,16 @@ func (d disk) Remove(name string) error {
 	if err := d.hook("remove", name); err != nil {
 		return err
 	}
-	return d.Root.Remove(name)
+	d.dirs.forget(name)
+	r, n := d.in(name)
+	return r.Remove(n)
 }
 
 func (d disk) RemoveAll(name string) error {
 	if err := d.hook("removeall", name); err != nil {
 		return err
 	}
+	d.dirs.forget(name)
 	return d.Root.RemoveAll(name)
 }
 
@@ -88,6 +99,7 @@ func (d disk) MkdirAll(name string, perm fs.FileMode) error {
 	if err := d.hook("mkdir", name); err != nil {
 		return err
 	}
+	defer d.dirs.made()
 	return d.Root.MkdirAll(name, perm)
 }
 
@@ -95,11 +107,15 @@ func (d disk) Chtimes(name string, atime, mtime time.Time) error {
 	if err := d.hook("chtimes", name); err != nil {
 		return err
 	}
-	return d.Root.Chtimes(name, atime, mtime)
+	r, n := d.in(name)
+	return r.Chtimes(n, atime, mtime)
 }
 
 func (d disk) Link(oldname, newname string) error {
 	if err := d.hook("link", newname); err != nil {
+		return err
+	}
+	if done, err := d.linkAt(oldname, newname); done {
 		return err
 	}
 	return d.Root.Link(oldname, newname)
@@ -109,14 +125,17 @@ func (d disk) Symlink(oldname, newname string) error {
 	if err := d.hook("symlink", newname); err != nil {
 		return err
 	}
-	return d.Root.Symlink(oldname, newname)
+	defer d.dirs.made() // a link to a folder stands for one
+	r, n := d.in(newname)
+	return r.Symlink(oldname, n)
 }
 
 func (d disk) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
 	if err := d.hook("create", name); err != nil {
 		return nil, err
 	}
-	return d.Root.OpenFile(name, flag, perm)
+	r, n := d.in(name)
+	return r.OpenFile(n, flag, perm)
 }
 
 // writeFile replaces the bookkeeping file rel atomically and durably.

@@ -52,13 +52,14 @@ func openInstall(dir string, log *slog.Logger) (disk, func(), error) {
 		r.Close()
 		return disk{}, nil, err
 	}
-	d := disk{r}
+	d := newDisk(r)
 	if err := recoverJournal(d, log); err != nil {
+		d.close()
 		unlock()
 		r.Close()
 		return disk{}, nil, err
 	}
-	return d, func() { unlock(); r.Close() }, nil
+	return d, func() { d.close(); unlock(); r.Close() }, nil
 }
 
 // Status reports the installed build, the last sync and the backups kept.

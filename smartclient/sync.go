@@ -95,7 +95,8 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("opening install folder: %w", err)
 	}
 	defer r.Close()
-	root := disk{r}
+	root := newDisk(r)
+	defer root.close()
 	if !o.CheckOnly {
 		if err := reclaimMeta(r); err != nil {
 			return nil, err

@@ -1,0 +1,183 @@
+package smartclient
+
+import (
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"sync"
+)
+
+// dirCache keeps folders of the install open while a command runs, so that
+// an operation on a file is one system call on its folder rather than a
+// walk that opens every folder from the install's root down (which is how
+// an os.Root resolves a nested path; for the 20,000 files of an
+// installation that was most of a sync's system time). Folders are opened
+// through the install's os.Root, so they are inside it; every rename or
+// removal the client makes forgets the handles of the folder it touches
+// and of everything below it, so no handle ever stands for a folder that
+// moved. A folder that cannot be opened is simply not cached: the
+// operation then walks from the root as before.
+type dirCache struct {
+	root *os.Root
+	mu   sync.Mutex
+	subs map[string]*dirHandle
+	// held counts, for every folder and every folder above it, the cached
+	// handles at or below it: whether a rename or removal touches one is
+	// then a single lookup.
+	held map[string]int
+	// missing remembers folders that could not be opened, until the
+	// client makes folders or renames something.
+	missing map[string]bool
+}
+
+type dirHandle struct {
+	r *os.Root
+	f *os.File // the folder itself, for system calls across two folders; opened when first needed
+}
+
+// maxCachedDirs bounds the open handles (two descriptors each).
+const maxCachedDirs = 256
+
+func newDirCache(root *os.Root) *dirCache {
+	return &dirCache{root: root, subs: map[string]*dirHandle{}, held: map[string]int{}, missing: map[string]bool{}}
+}
+
+// get returns the handle of folder dir (a slash path without a trailing
+// slash, not "."), or nil.
+func (c *dirCache) get(dir string) *dirHandle {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h, ok := c.subs[dir]; ok {
+		return h
+	}
+	if c.missing[dir] {
+		return nil
+	}
+	if len(c.subs) >= maxCachedDirs {
+		c.dropLocked("")
+	}
+	r, err := c.root.OpenRoot(dir)
+	if err != nil {
+		c.missing[dir] = true
+		return nil
+	}
+	if fi, err := c.root.Lstat(dir); err != nil || !fi.IsDir() {
+		// A link to a folder: resolved through the root as before.
+		r.Close()
+		c.missing[dir] = true
+		return nil
+	}
+	h := &dirHandle{r: r}
+	c.subs[dir] = h
+	for d := dir; ; d = path.Dir(d) {
+		c.held[d]++
+		if d == "." {
+			break
+		}
+	}
+	return h
+}
+
+// made tells the cache that folders may have appeared.
+func (c *dirCache) made() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.missing) > 0 {
+		clear(c.missing)
+	}
+}
+
+// forget closes the handles of name and of every folder below it.
+func (c *dirCache) forget(name string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.missing) > 0 {
+		clear(c.missing) // a rename may have made a folder
+	}
+	if c.held[name] > 0 {
+		c.dropLocked(name)
+	}
+}
+
+// dropLocked closes the handles at or below prefix ("" for all).
+func (c *dirCache) dropLocked(prefix string) {
+	for dir, h := range c.subs {
+		if prefix != "" && dir != prefix && !strings.HasPrefix(dir, prefix+"/") {
+			continue
+		}
+		h.close()
+		delete(c.subs, dir)
+		for d := dir; ; d = path.Dir(d) {
+			if c.held[d]--; c.held[d] == 0 {
+				delete(c.held, d)
+			}
+			if d == "." {
+				break
+			}
+		}
+	}
+}
+
+func (c *dirCache) close() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked("")
+}
+
+func (h *dirHandle) close() {
+	if h.f != nil {
+		h.f.Close()
+	}
+	h.r.Close()
+}
+
+// file returns the folder as an open file, for system calls that take a
+// folder's descriptor.
+func (h *dirHandle) file() (*os.File, error) {
+	if h.f == nil {
+		f, err := h.r.Open(".")
+		if err != nil {
+			return nil, err
+		}
+		h.f = f
+	}
+	return h.f, nil
+}
+
+// in returns the root to use for name and name relative to it: the cached
+// folder of name and its base name, or the install's root and name.
+func (d disk) in(name string) (*os.Root, string) {
+	dir, base := path.Split(name)
+	if dir == "" || base == "" {
+		return d.Root, name
+	}
+	if h := d.dirs.get(strings.TrimSuffix(dir, "/")); h != nil {
+		return h.r, base
+	}
+	return d.Root, name
+}
+
+// Lstat is os.Root's Lstat through the folder cache.
+func (d disk) Lstat(name string) (fs.FileInfo, error) {
+	r, n := d.in(name)
+	return r.Lstat(n)
+}
+
+// close releases the folder cache.
+func (d disk) close() { d.dirs.close() }
+
+// newDisk returns the seam over root, with a folder cache.
+func newDisk(root *os.Root) disk { return disk{Root: root, dirs: newDirCache(root)} }
