@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +38,8 @@ func benchInstall(b *testing.B, n int) (string, *manifest) {
 		st.Files[rel] = FileState{Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Hash: hex.EncodeToString(h[:]), ServerMtimeNs: mt.UnixNano()}
 		man.Files = append(man.Files, remoteFile{Path: rel, Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Mode: 0o644, Hash: h})
 	}
+	// The server sends its manifest sorted by path.
+	slices.SortFunc(man.Files, func(a, b remoteFile) int { return strings.Compare(a.Path, b.Path) })
 	r, err := os.OpenRoot(dir)
 	if err != nil {
 		b.Fatal(err)

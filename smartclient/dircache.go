@@ -37,7 +37,7 @@ type dirHandle struct {
 }
 
 // maxCachedDirs bounds the open handles (two descriptors each).
-const maxCachedDirs = 256
+const maxCachedDirs = 512
 
 func newDirCache(root *os.Root) *dirCache {
 	return &dirCache{root: root, subs: map[string]*dirHandle{}, held: map[string]int{}, missing: map[string]bool{}}
@@ -58,7 +58,12 @@ func (c *dirCache) get(dir string) *dirHandle {
 		return nil
 	}
 	if len(c.subs) >= maxCachedDirs {
-		c.dropLocked("")
+		// Make room: any one will do, since the client works through
+		// files sorted by path, folder after folder.
+		for d := range c.subs {
+			c.dropLocked(d)
+			break
+		}
 	}
 	r, err := c.root.OpenRoot(dir)
 	if err != nil {

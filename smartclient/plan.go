@@ -167,9 +167,11 @@ func (p *plan) installs() []int { return slices.Concat(p.fetch, p.links) }
 func makePlan(root *os.Root, st *State, man *manifest, full bool, log *slog.Logger) (*plan, error) {
 	p := &plan{known: map[string]FileState{}}
 	listed := make(map[string]bool, len(man.Files))
+	d := newDisk(root) // one open per folder, not per file
+	defer d.close()
 	for i, f := range man.Files {
 		listed[strings.ToLower(f.Path)] = true
-		fi, err := root.Lstat(f.Path)
+		fi, err := d.Lstat(f.Path)
 		if f.Target != "" {
 			if err := planLink(root, p, i, f, fi, err); err != nil {
 				return nil, err
