@@ -2,6 +2,7 @@ package smartclient
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/zeebo/blake3"
 )
 
 // The client's own bookkeeping lives in one hidden folder of the install
@@ -108,4 +112,316 @@ func (st *State) save(d disk) error {
 	}
 	st.exists = true
 	return nil
+}
+
+// The state file's encoding. Every integer is a varint of encoding/binary
+// (a signed one zigzag-encoded), and every string its length and then its
+// bytes:
+//
+//	"SCST", stateFormat (one byte)
+//	Version, ClientID, Build, OS, Server
+//	LastSync: 0 for none, or 1 and its UnixNano (kept in UTC)
+//	LastOutcome, LastMessage, Journal, Manifest
+//	the number of files, then for each, in increasing order of path:
+//	    path, Size, MtimeNs, ServerMtimeNs, flags, hash
+//	the BLAKE3-256 of every byte before it (32 bytes)
+//
+// flags is a byte of fileFlags. A Hash of 64 lowercase hex digits, as
+// every file's is, takes its 32 bytes (fileRawHash); any other Hash (a
+// link's "link:" one, an empty one) is stored as a string.
+//
+// The encoding of a state is unique: paths are in strictly increasing
+// order, numbers take the fewest bytes, and a hash that can be stored raw
+// is, so a decoder that accepts only that form re-encodes what it
+// accepts to the same bytes.
+const (
+	stateMagic   = "SCST"
+	stateFormat  = 1
+	stateSumSize = 32
+	// minFileBytes is the least a file's entry takes: a byte for each
+	// of its lengths, numbers and flags.
+	minFileBytes = 6
+)
+
+// Flags of a file's entry in the state file.
+const (
+	filePreserve = 1 << iota // FileState.Preserve
+	fileRawHash              // the hash is 32 raw bytes, not a string
+	fileFlags    = filePreserve | fileRawHash
+)
+
+// marshalState encodes st in the state file's binary format.
+func marshalState(st *State) []byte {
+	type entry struct {
+		path string
+		f    FileState
+	}
+	files := make([]entry, 0, len(st.Files))
+	// The size is a close upper bound for files whose hashes are raw.
+	size := 64 + len(st.ClientID) + len(st.Build) + len(st.OS) + len(st.Server) +
+		len(st.LastOutcome) + len(st.LastMessage) + len(st.Journal) + len(st.Manifest) + stateSumSize
+	for p, f := range st.Files {
+		files = append(files, entry{p, f})
+		size += len(p) + 3*binary.MaxVarintLen64 + 2 + min(len(f.Hash), stateSumSize+binary.MaxVarintLen64)
+	}
+	slices.SortFunc(files, func(a, b entry) int { return strings.Compare(a.path, b.path) })
+
+	b := make([]byte, 0, size)
+	b = append(b, stateMagic...)
+	b = append(b, stateFormat)
+	b = binary.AppendVarint(b, int64(st.Version))
+	b = appendString(b, st.ClientID)
+	b = appendString(b, st.Build)
+	b = appendString(b, st.OS)
+	b = appendString(b, st.Server)
+	if st.LastSync.IsZero() {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = binary.AppendVarint(b, st.LastSync.UnixNano())
+	}
+	b = appendString(b, st.LastOutcome)
+	b = appendString(b, st.LastMessage)
+	b = appendString(b, st.Journal)
+	b = appendString(b, st.Manifest)
+	b = binary.AppendUvarint(b, uint64(len(files)))
+	for _, e := range files {
+		b = appendString(b, e.path)
+		b = binary.AppendVarint(b, e.f.Size)
+		b = binary.AppendVarint(b, e.f.MtimeNs)
+		b = binary.AppendVarint(b, e.f.ServerMtimeNs)
+		var flags byte
+		if e.f.Preserve {
+			flags |= filePreserve
+		}
+		if raw, ok := appendRawHash(append(b, flags|fileRawHash), e.f.Hash); ok {
+			b = raw
+		} else {
+			b = appendString(append(b, flags), e.f.Hash)
+		}
+	}
+	sum := blake3.Sum256(b)
+	return append(b, sum[:]...)
+}
+
+// appendString appends s as the state file stores a string: its length,
+// then its bytes.
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendRawHash appends the 32 bytes h spells when it is 64 lowercase hex
+// digits, and reports whether it was.
+func appendRawHash(b []byte, h string) ([]byte, bool) {
+	if len(h) != 2*stateSumSize {
+		return b, false
+	}
+	for i := 0; i < len(h); i += 2 {
+		hi, lo := hexDigit[h[i]], hexDigit[h[i+1]]
+		if hi|lo > 0xf {
+			return b[:len(b)-i/2], false
+		}
+		b = append(b, hi<<4|lo)
+	}
+	return b, true
+}
+
+// rawHash reports whether h is 64 lowercase hex digits, which the state
+// file stores as the 32 bytes they spell.
+func rawHash(h string) bool {
+	_, ok := appendRawHash(make([]byte, 0, stateSumSize), h)
+	return ok
+}
+
+// hexDigit is the value of each lowercase hex digit, and 0xff for every
+// other byte.
+var hexDigit = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
+// errStateDamaged marks a state file that cannot be decoded.
+var errStateDamaged = errors.New("the state file is torn or damaged")
+
+// unmarshalState decodes a state file's content. After the magic and the
+// format it checks the checksum, before any field, and then every length
+// against the bytes left before it allocates, so a torn or hostile file is
+// an error; it accepts only the encoding marshalState makes. The files'
+// paths and hashes share one allocation, and LastSync is in UTC.
+func unmarshalState(data []byte) (*State, error) {
+	if len(data) < len(stateMagic) || string(data[:len(stateMagic)]) != stateMagic {
+		return nil, fmt.Errorf("%w: not a smartclient state file", errStateDamaged)
+	}
+	if len(data) < len(stateMagic)+1+stateSumSize {
+		return nil, fmt.Errorf("%w: %d bytes is too short", errStateDamaged, len(data))
+	}
+	if f := data[len(stateMagic)]; f != stateFormat {
+		return nil, fmt.Errorf("state file format %d, this smartclient knows %d", f, stateFormat)
+	}
+	body := data[:len(data)-stateSumSize]
+	if blake3.Sum256(body) != [stateSumSize]byte(data[len(body):]) {
+		return nil, fmt.Errorf("%w: it does not match its checksum", errStateDamaged)
+	}
+	r := stateReader{b: body[len(stateMagic)+1:], size: len(body)}
+	st := &State{}
+	version := r.varint()
+	st.Version = int(version)
+	if int64(st.Version) != version {
+		r.fail("version out of range")
+	}
+	st.ClientID = r.string()
+	st.Build = r.string()
+	st.OS = r.string()
+	st.Server = r.string()
+	switch r.byte() {
+	case 0:
+	case 1:
+		st.LastSync = time.Unix(0, r.varint()).UTC()
+	default:
+		r.fail("bad time of the last sync")
+	}
+	st.LastOutcome = r.string()
+	st.LastMessage = r.string()
+	st.Journal = r.string()
+	st.Manifest = r.string()
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(r.b)/minFileBytes) {
+		r.fail(fmt.Sprintf("%d files cannot fit in the %d bytes left", n, len(r.b)))
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	st.Files = make(map[string]FileState, n)
+	// The paths and hashes are cut from one string rather than each
+	// allocated: it takes at most what is left of the file, with each raw
+	// hash twice as long in hex.
+	var text strings.Builder
+	text.Grow(min(2*len(r.b), len(r.b)+stateSumSize*int(n)))
+	cut := func(b []byte) string {
+		start := text.Len()
+		text.Write(b)
+		return text.String()[start:]
+	}
+	var prev []byte
+	var hexHash [2 * stateSumSize]byte
+	for i := range n {
+		p := r.bytes(r.uvarint())
+		if r.err == nil && i > 0 && string(p) <= string(prev) {
+			r.fail("files out of order")
+		}
+		prev = p
+		var f FileState
+		f.Size = r.varint()
+		f.MtimeNs = r.varint()
+		f.ServerMtimeNs = r.varint()
+		flags := r.byte()
+		f.Preserve = flags&filePreserve != 0
+		switch {
+		case flags&^fileFlags != 0:
+			r.fail("unknown flags")
+		case flags&fileRawHash != 0:
+			if raw := r.bytes(stateSumSize); r.err == nil {
+				hex.Encode(hexHash[:], raw)
+				f.Hash = cut(hexHash[:])
+			}
+		default:
+			if h := r.bytes(r.uvarint()); rawHash(string(h)) {
+				r.fail("a hash stored as a string")
+			} else {
+				f.Hash = cut(h)
+			}
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		st.Files[cut(p)] = f
+	}
+	if len(r.b) != 0 {
+		r.fail(fmt.Sprintf("%d bytes after the last file", len(r.b)))
+		return nil, r.err
+	}
+	return st, nil
+}
+
+// stateReader reads a state file's fields in order. Its first error
+// sticks: later reads return zero values.
+type stateReader struct {
+	b    []byte // what is left to read
+	size int    // the bytes before the checksum, for offsets in errors
+	err  error
+}
+
+// fail records what is wrong at the current offset, unless an error
+// already is.
+func (r *stateReader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s at byte %d", errStateDamaged, what, r.size-len(r.b))
+	}
+}
+
+// uvarint reads an unsigned varint of the fewest bytes.
+func (r *stateReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n == 0 {
+		r.fail("truncated")
+		return 0
+	}
+	if n < 0 || (n > 1 && r.b[n-1] == 0) {
+		r.fail("bad number")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// varint reads a signed (zigzag) varint of the fewest bytes.
+func (r *stateReader) varint() int64 {
+	u := r.uvarint()
+	v := int64(u >> 1)
+	if u&1 != 0 {
+		v = ^v
+	}
+	return v
+}
+
+// byte reads one byte.
+func (r *stateReader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) == 0 {
+		r.fail("truncated")
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+// bytes returns the next n bytes, without copying them.
+func (r *stateReader) bytes(n uint64) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(r.b)))
+		return nil
+	}
+	p := r.b[:n:n]
+	r.b = r.b[n:]
+	return p
+}
+
+// string reads a length and that many bytes.
+func (r *stateReader) string() string {
+	return string(r.bytes(r.uvarint()))
 }
