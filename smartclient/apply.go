@@ -36,9 +36,10 @@ type journal struct {
 	// switch is undone.
 	PostInstall *postInstallStep `json:"post_install,omitempty"`
 	State       *State           `json:"state"` // the state to record once done
-	// PrevState is state.json as it was ("" when there was none), which
-	// undo puts back if the new state was already written.
-	PrevState string `json:"prev_state"`
+	// PrevState is the state file as it was (nil when there was none),
+	// in stateFile's format even when it was a legacyStateFile, which undo
+	// puts back if the new state was already written.
+	PrevState []byte `json:"prev_state"`
 
 	sum string // the journal's checksum, which the saved state records
 }
@@ -55,7 +56,8 @@ type envelope struct {
 	Journal json.RawMessage `json:"journal"`
 }
 
-const journalVersion = 1
+// journalVersion 2 has PrevState in stateFile's binary format.
+const journalVersion = 2
 
 // ErrRolledBack marks a switch that failed and was undone: the install is
 // the old release again.
@@ -83,9 +85,11 @@ func writeJournal(d disk, j *journal) error {
 		return fmt.Errorf("syncing staged files: %w", err)
 	}
 	j.Version = journalVersion
-	if prev, err := d.ReadFile(stateFile); err == nil {
-		j.PrevState = string(prev)
+	prev, err := currentStateFile(d)
+	if err != nil {
+		return fmt.Errorf("reading the client state to keep in the journal: %w", err)
 	}
+	j.PrevState = prev
 	body, err := json.Marshal(j)
 	if err != nil {
 		return fmt.Errorf("encoding journal: %w", err)
@@ -297,14 +301,15 @@ func undo(d disk, j *journal) error {
 		// The new state was written (its save failed after the rename):
 		// the old one goes back with the old files.
 		var err error
-		if j.PrevState == "" {
+		if len(j.PrevState) == 0 {
 			err = d.Remove(stateFile)
 		} else {
-			err = d.writeFile(stateFile, []byte(j.PrevState))
+			err = d.writeFile(stateFile, j.PrevState)
 		}
 		if err != nil {
 			return fmt.Errorf("restoring the previous state: %w", err)
 		}
+		removeLegacyState(d)
 	}
 	if err := d.Remove(journalFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing journal: %w", err)
@@ -319,8 +324,8 @@ func committed(d disk, j *journal) bool {
 	if err != nil || j.sum == "" {
 		return false
 	}
-	var st State
-	return json.Unmarshal(data, &st) == nil && st.Journal == j.sum
+	st, err := unmarshalState(data)
+	return err == nil && st.Journal == j.sum
 }
 
 // pruneEmpty removes dir and its parents while they are empty, so that

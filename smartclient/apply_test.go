@@ -3,6 +3,7 @@ package smartclient
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,30 @@ func makeSwitchFixture(t testing.TB) string {
 	for i, files := range olderOnes {
 		writeFiles(t, filepath.Join(dir, backupName(i+1)), files)
 	}
+	return dir
+}
+
+// legacyBuild is the build of the legacy switch fixture's old state.
+const legacyBuild = "7.00.231101A"
+
+// makeLegacySwitchFixture is the switch fixture with the old release's
+// state in a legacyStateFile, as a build before the binary state file left
+// it.
+func makeLegacySwitchFixture(t testing.TB) string {
+	t.Helper()
+	dir := makeSwitchFixture(t)
+	st := &State{Version: stateVersion, ClientID: "test", Build: legacyBuild, Files: map[string]FileState{}}
+	for p, c := range oldRelease {
+		if p != "mine.txt" {
+			sum := blake3.Sum256([]byte(c))
+			st.Files[p] = FileState{Size: int64(len(c)), Hash: hex.EncodeToString(sum[:])}
+		}
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, dir, map[string]string{legacyStateFile: string(data)})
 	return dir
 }
 
@@ -175,8 +200,8 @@ func checkInvariant(t testing.TB, dir, when string) string {
 }
 
 // countOps counts the file-system operations of a whole switch.
-func countOps(t *testing.T) int {
-	d := openDisk(t, makeSwitchFixture(t))
+func countOps(t *testing.T, fixture func(testing.TB) string) int {
+	d := openDisk(t, fixture(t))
 	n := 0
 	faultHook = func(string, string) error { n++; return nil }
 	defer func() { faultHook = nil }()
@@ -191,9 +216,18 @@ func countOps(t *testing.T) int {
 // rename would: the install is the old release again, the backups are
 // the old ones, and the error says what failed.
 func TestFailureAtEveryOperationRollsBack(t *testing.T) {
-	n := countOps(t)
+	t.Run("no state", func(t *testing.T) { failAtEveryOperation(t, makeSwitchFixture, "") })
+	// The old state is put back in the new format, and the legacy file
+	// goes once the new state is written.
+	t.Run("legacy state", func(t *testing.T) { failAtEveryOperation(t, makeLegacySwitchFixture, legacyBuild) })
+}
+
+// failAtEveryOperation fails each operation of the switch in turn on the
+// install fixture makes, whose old state records oldBuild.
+func failAtEveryOperation(t *testing.T, fixture func(testing.TB) string, oldBuild string) {
+	n := countOps(t, fixture)
 	for k := 1; k <= n; k++ {
-		dir := makeSwitchFixture(t)
+		dir := fixture(t)
 		d := openDisk(t, dir)
 		count := 0
 		var failed string
@@ -224,6 +258,10 @@ func TestFailureAtEveryOperationRollsBack(t *testing.T) {
 			}
 		case !errors.Is(err, errInjected) || which != "old":
 			t.Errorf("fault at operation %d (%s): %v, and the %s release; want the fault reported and the old release", k, failed, err, which)
+		default:
+			if st, err := loadState(dir); err != nil || st.Build != oldBuild {
+				t.Errorf("fault at operation %d (%s): rolled back, but the state is %v, %v; want build %q", k, failed, st, err, oldBuild)
+			}
 		}
 	}
 	t.Logf("%d fault points", n)
@@ -293,7 +331,7 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a process per crash point")
 	}
-	n := countOps(t)
+	n := countOps(t, makeSwitchFixture)
 	points, recoveryCrashes := 0, 0
 	seen := map[string]int{}
 	for k := 1; k <= n; k++ {
@@ -509,6 +547,51 @@ func TestRotationRepairsGapsAndRefusesFiles(t *testing.T) {
 			t.Errorf("install changed: %v", got)
 		}
 	})
+}
+
+// TestUndoPutsBackThePreviousState: when the new state was written but its
+// save still failed (the folder's sync, after the rename), undo puts back
+// the state the journal kept: none, or a legacy one in the new format.
+func TestUndoPutsBackThePreviousState(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fixture func(testing.TB) string
+		build   string
+	}{
+		{"no state", makeSwitchFixture, ""},
+		{"legacy state", makeLegacySwitchFixture, legacyBuild},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tc.fixture(t)
+			d := openDisk(t, dir)
+			j := fixtureJournal()
+			if err := writeJournal(d, j); err != nil {
+				t.Fatal(err)
+			}
+			j.State.Journal = j.sum
+			if err := j.State.save(d); err != nil {
+				t.Fatal(err)
+			}
+			// What recovery reads back, PrevState through JSON.
+			j, err := readJournal(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !committed(d, j) {
+				t.Fatal("the saved state does not name the journal")
+			}
+			if err := undo(d, j); err != nil {
+				t.Fatal(err)
+			}
+			st, err := loadState(dir)
+			if err != nil || st.Build != tc.build || st.exists != (tc.build != "") {
+				t.Fatalf("after undo: %+v, %v; want build %q", st, err, tc.build)
+			}
+			if exists(d, legacyStateFile) {
+				t.Error("the legacy state file is still there")
+			}
+		})
+	}
 }
 
 // FuzzReadJournal: whatever bytes the journal file holds, reading it never

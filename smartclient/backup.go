@@ -33,10 +33,11 @@ func prepareBackup(ctx context.Context, root disk) (bool, error) {
 	}
 	n, err := snapshot(ctx, root, newBackupDir)
 	if err == nil {
-		// The client's state goes with the files, so that status can
-		// tell which build a backup holds and restore can put it back.
-		if data, rerr := root.ReadFile(stateFile); rerr == nil {
-			err = root.writeFile(newBackupDir+"/"+stateFile, data)
+		// The client's state goes with the files, as it is (a legacy
+		// one under its own name), so that status can tell which build
+		// a backup holds and restore can put it back.
+		if data, name, _, rerr := readStateFile(root.ReadFile, ""); rerr == nil {
+			err = root.writeFile(newBackupDir+"/"+name, data)
 		}
 	}
 	if err != nil {

@@ -5,7 +5,7 @@
 //     welcome says whether the builds are compatible and updates enabled;
 //     an incompatible build asks before a full update;
 //  3. plan: compare the validated manifest with the install folder and
-//     the client's own state (.smartclient/state.json): missing or changed
+//     the client's own state (.smartclient/state.bin): missing or changed
 //     files are fetched, files whose content is known to match only get
 //     their mtime fixed, files an earlier sync installed and the server no
 //     longer lists are removed, files the client never installed are left

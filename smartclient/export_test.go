@@ -1,9 +1,37 @@
 package smartclient
 
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+)
+
 // SetWriteFault lets the black-box tests make a staged write fail; see
 // writeFault. It returns a function that restores the previous hook.
 func SetWriteFault(f func(name string, off int64, n int) (int, error)) func() {
 	saved := writeFault
 	writeFault = f
 	return func() { writeFault = saved }
+}
+
+// DowngradeState rewrites the state file of dir, an install or a backup
+// folder, as the JSON state.json of the builds before the binary one.
+func DowngradeState(dir string) error {
+	bin := filepath.Join(dir, filepath.FromSlash(stateFile))
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	st, err := unmarshalState(data)
+	if err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(legacyStateFile)), js, 0o644); err != nil {
+		return err
+	}
+	return os.Remove(bin)
 }

@@ -283,7 +283,7 @@ func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
 
 // oldInstall fills dir with an installed release: what every lie must
 // leave as it is. The .smartclient folder is there, as after any earlier
-// sync, but without state.json: a failed sync records its outcome there.
+// sync, but without a state file: a failed sync records its outcome there.
 func oldInstall(t *testing.T, dir string) {
 	t.Helper()
 	for _, f := range oldRelease() {
@@ -481,11 +481,11 @@ func TestHostileManifestRefusedBeforeAnyDownload(t *testing.T) {
 		{"DEL", "a\x7fb", "control character U+007F"},
 		{"name over 255 bytes", "lib/" + strings.Repeat("a", 256), "limit 255"},
 		{"UTF-8 name over 255 bytes", strings.Repeat("é", 128), "limit 255"},
-		{"client state", ".smartclient/state.json", "bookkeeping"},
+		{"client state", ".smartclient/state.bin", "bookkeeping"},
 		{"client journal, other case", ".SmartClient/journal.json", "bookkeeping"},
-		{"client folder with a long s", ".ſmartclient/state.json", "bookkeeping"},
-		{"client folder behind an invisible character", ".smart\u200cclient/state.json", "invisible"},
-		{"client folder by its 8.3 name", "SMARTC~1/state.json", "8.3"},
+		{"client folder with a long s", ".ſmartclient/state.bin", "bookkeeping"},
+		{"client folder behind an invisible character", ".smart\u200cclient/state.bin", "invisible"},
+		{"client folder by its 8.3 name", "SMARTC~1/state.bin", "8.3"},
 		{"backup folder", "bkp_remote.003/app.bin", "bookkeeping"},
 		{"backup folder, other case", "BKP_REMOTE.001/x", "bookkeeping"},
 		{"another file by its 8.3 name", "lib/LIBNEW~1.SO", "8.3"},

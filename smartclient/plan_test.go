@@ -42,7 +42,7 @@ func TestReadManifestRejects(t *testing.T) {
 		{"empty element", []string{"lib//x"}},
 		{"dot", []string{"."}},
 		{"empty", []string{""}},
-		{"client state", []string{".smartclient/state.json"}},
+		{"client state", []string{".smartclient/state.bin"}},
 		{"backup folder", []string{"BKP_REMOTE.001/x"}},
 		{"duplicate", []string{"a.dll", "a.dll"}},
 		{"case duplicate", []string{"App.exe", "app.EXE"}},

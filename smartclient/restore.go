@@ -2,7 +2,6 @@ package smartclient
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -105,13 +104,10 @@ func describeBackup(d disk, name string) (BackupInfo, error) {
 		return info, fmt.Errorf("%s is not a folder", name)
 	}
 	info.When = fi.ModTime()
-	if data, err := d.ReadFile(name + "/" + stateFile); err == nil {
-		var st State
-		if json.Unmarshal(data, &st) == nil {
-			info.Build = st.Build
-			if !st.LastSync.IsZero() {
-				info.When = st.LastSync
-			}
+	if st := backupState(d, name); st != nil {
+		info.Build = st.Build
+		if !st.LastSync.IsZero() {
+			info.When = st.LastSync
 		}
 	}
 	err = fs.WalkDir(d.FS(), name, func(p string, e fs.DirEntry, err error) error {
@@ -175,11 +171,9 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 	if err != nil {
 		return nil, err
 	}
-	next := &State{Version: stateVersion, Files: map[string]FileState{}}
-	if data, err := d.ReadFile(from + "/" + stateFile); err == nil {
-		if err := json.Unmarshal(data, next); err != nil || next.Files == nil {
-			next = &State{Version: stateVersion, Files: map[string]FileState{}}
-		}
+	next := backupState(d, from)
+	if next == nil {
+		next = &State{Files: map[string]FileState{}}
 	}
 	next.Version, next.ClientID = stateVersion, st.ClientID
 	next.LastSync, next.LastOutcome, next.LastMessage = time.Now().UTC(), "restored", "restored from "+from

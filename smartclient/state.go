@@ -21,7 +21,7 @@ import (
 // folder, beside the bkp_remote.00N backups.
 const (
 	metaDir      = ".smartclient"
-	stateFile    = metaDir + "/state.json"
+	stateFile    = metaDir + "/state.bin"
 	journalFile  = metaDir + "/journal.json"
 	stagingDir   = metaDir + "/staging"
 	oldDir       = metaDir + "/old"
@@ -30,6 +30,11 @@ const (
 	lockFile     = metaDir + "/lock"
 	backupPrefix = "bkp_remote."
 	maxBackups   = 3
+
+	// legacyStateFile is where builds before the binary state file kept
+	// the state, as JSON; it is read when there is no stateFile, and
+	// removed once a stateFile is written.
+	legacyStateFile = metaDir + "/state.json"
 )
 
 // reserved reports whether a relative slash path belongs to the client's
@@ -51,7 +56,9 @@ type FileState struct {
 	Preserve      bool   `json:"preserve,omitempty"`
 }
 
-// State is the client's persistent record, .smartclient/state.json.
+// State is the client's persistent record, .smartclient/state.bin (see
+// marshalState). Its JSON form is the one a journal holds, and the one of
+// legacyStateFile.
 type State struct {
 	Version     int                  `json:"version"`
 	ClientID    string               `json:"client_id"`
@@ -71,6 +78,7 @@ type State struct {
 	Manifest string `json:"manifest,omitempty"`
 
 	exists bool // read from disk, as opposed to new
+	legacy bool // read from legacyStateFile
 }
 
 const stateVersion = 1
@@ -78,8 +86,9 @@ const stateVersion = 1
 // loadState reads the state of the install folder dir; a folder with none
 // yet gets a fresh state with a new client id.
 func loadState(dir string) (*State, error) {
-	path := filepath.Join(dir, filepath.FromSlash(stateFile))
-	data, err := os.ReadFile(path)
+	data, name, legacy, err := readStateFile(func(name string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+	}, "")
 	if errors.Is(err, fs.ErrNotExist) {
 		id := make([]byte, 16)
 		rand.Read(id)
@@ -88,30 +97,102 @@ func loadState(dir string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading client state: %w", err)
 	}
-	var st State
-	if err := json.Unmarshal(data, &st); err != nil {
+	path := filepath.Join(dir, filepath.FromSlash(name))
+	st, err := decodeState(data, legacy)
+	if err != nil {
 		return nil, fmt.Errorf("reading client state %s: %w", path, err)
 	}
 	if st.Version != stateVersion {
 		return nil, fmt.Errorf("reading client state %s: version %d, this smartclient knows %d", path, st.Version, stateVersion)
 	}
+	st.exists = true
+	return st, nil
+}
+
+// readStateFile reads the state file under the folder prefix ("" for the
+// install, "bkp_remote.00N/" for a backup) with readFile: stateFile, or
+// when there is none legacyStateFile, which legacy reports. It returns an
+// error wrapping fs.ErrNotExist when there is neither.
+func readStateFile(readFile func(name string) ([]byte, error), prefix string) (data []byte, name string, legacy bool, err error) {
+	name = prefix + stateFile
+	data, err = readFile(name)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return data, name, false, err
+	}
+	if data, lerr := readFile(prefix + legacyStateFile); !errors.Is(lerr, fs.ErrNotExist) {
+		return data, prefix + legacyStateFile, true, lerr
+	}
+	return nil, name, false, err
+}
+
+// decodeState decodes a state file that readStateFile read: a stateFile,
+// or a legacyStateFile in JSON. Its Files is never nil.
+func decodeState(data []byte, legacy bool) (*State, error) {
+	if !legacy {
+		return unmarshalState(data)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, err
+	}
 	if st.Files == nil {
 		st.Files = map[string]FileState{}
 	}
-	st.exists = true
+	st.legacy = true
 	return &st, nil
 }
 
-func (st *State) save(d disk) error {
-	data, err := json.MarshalIndent(st, "", "  ")
+// backupState returns the state kept in the backup folder dir, or nil when
+// it has none that can be read.
+func backupState(d disk, dir string) *State {
+	data, _, legacy, err := readStateFile(d.ReadFile, dir+"/")
 	if err != nil {
-		return fmt.Errorf("encoding client state: %w", err)
+		return nil
 	}
-	if err := d.writeFile(stateFile, data); err != nil {
+	st, err := decodeState(data, legacy)
+	if err != nil {
+		return nil
+	}
+	return st
+}
+
+// currentStateFile returns the install's state file as stateFile holds
+// it, converting a legacyStateFile; nil when there is none.
+func currentStateFile(d disk) ([]byte, error) {
+	data, _, legacy, err := readStateFile(d.ReadFile, "")
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case !legacy:
+		return data, nil
+	}
+	st, err := decodeState(data, true)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", legacyStateFile, err)
+	}
+	return marshalState(st), nil
+}
+
+// save writes the state durably; a legacyStateFile goes once the new
+// file is in place.
+func (st *State) save(d disk) error {
+	if err := d.writeFile(stateFile, marshalState(st)); err != nil {
 		return fmt.Errorf("saving client state: %w", err)
 	}
-	st.exists = true
+	st.exists, st.legacy = true, false
+	removeLegacyState(d)
 	return nil
+}
+
+// removeLegacyState removes a legacyStateFile that a stateFile replaced.
+// A failure is harmless: loadState reads the stateFile first, so the
+// next save tries again.
+func removeLegacyState(d disk) {
+	if exists(d, legacyStateFile) {
+		d.Remove(legacyStateFile)
+	}
 }
 
 // The state file's encoding. Every integer is a varint of encoding/binary

@@ -114,6 +114,14 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st.legacy && !o.CheckOnly {
+		// The state of an earlier build is rewritten in the binary
+		// format once, so that from the next sync on (a no-op check
+		// writes nothing) it is quick to read.
+		if err := st.save(root); err != nil {
+			o.Log.Warn("rewriting the client state in the new format", "err", err)
+		}
+	}
 	hadMeta := exists(root, metaDir)
 	res, err := syncWith(ctx, root, st, o)
 	if err != nil && !hadMeta && !exists(root, journalFile) && !exists(root, resumeDir) {

@@ -641,14 +641,14 @@ func TestCheckChangesNothing(t *testing.T) {
 	dir := t.TempDir()
 	mustSync(t, s, dir, yes)
 	s.write("linux", "lib/libtlpp.so", "newer")
-	state, _ := os.ReadFile(filepath.Join(dir, ".smartclient", "state.json"))
+	state, _ := os.ReadFile(filepath.Join(dir, ".smartclient", "state.bin"))
 	before := tree(t, dir)
 	code, out, errOut := runCLI(t, "sync", "--check", "--server", s.addr, "--dir", dir, "--os", "linux")
 	if code != smartclient.ExitOK || !strings.Contains(out, "Update available: build "+buildNew) || !strings.Contains(out, "1 files to download") {
 		t.Fatalf("exit %d, %q %q", code, out, errOut)
 	}
 	sameTree(t, tree(t, dir), before, "after --check")
-	if after, _ := os.ReadFile(filepath.Join(dir, ".smartclient", "state.json")); !bytes.Equal(after, state) {
+	if after, _ := os.ReadFile(filepath.Join(dir, ".smartclient", "state.bin")); !bytes.Equal(after, state) {
 		t.Error("--check changed the client's state")
 	}
 	mustSync(t, s, dir, nil)
@@ -1108,7 +1108,7 @@ func TestNoopCheck(t *testing.T) {
 	s := newServer(t, defaultConf)
 	dir := t.TempDir()
 	mustSync(t, s, dir, yes)
-	statePath := filepath.Join(dir, ".smartclient", "state.json")
+	statePath := filepath.Join(dir, ".smartclient", "state.bin")
 	before, err := os.ReadFile(statePath)
 	if err != nil {
 		t.Fatal(err)
@@ -1272,4 +1272,77 @@ func TestDeltas(t *testing.T) {
 		}
 		sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after repair")
 	})
+}
+
+// TestLegacyState: an install and a backup that an earlier build left
+// with its JSON state.json work as before: status and restore read them,
+// and a sync finds the install current and rewrites its state as
+// state.bin.
+func TestLegacyState(t *testing.T) {
+	conf := serverConf{enable: true, build: "7.00.240101A", preserve: "smartclient.ini"}
+	s := newServer(t, conf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	v1 := tree(t, dir)
+	conf.build = "7.00.240201A"
+	s.start(conf)
+	s.write("linux", "lib/libtlpp.so", "release 2")
+	mustSync(t, s, dir, yes)
+	v2 := tree(t, dir)
+	downgrade := func(dir string) {
+		t.Helper()
+		if err := smartclient.DowngradeState(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	downgrade(dir)
+	downgrade(filepath.Join(dir, "bkp_remote.001"))
+	stateIs := func(dir, want, what string) {
+		t.Helper()
+		_, errBin := os.Stat(filepath.Join(dir, ".smartclient", "state.bin"))
+		_, errJSON := os.Stat(filepath.Join(dir, ".smartclient", "state.json"))
+		got := map[[2]bool]string{{true, false}: "bin", {false, true}: "json", {true, true}: "both", {false, false}: "none"}[[2]bool{errBin == nil, errJSON == nil}]
+		if got != want {
+			t.Errorf("%s: state files: %s, want %s", what, got, want)
+		}
+	}
+	status := func(want ...string) {
+		t.Helper()
+		code, out, errOut := runCLI(t, "status", "--dir", dir)
+		if code != smartclient.ExitOK {
+			t.Fatalf("status: exit %d: %s", code, errOut)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("status lacks %q:\n%s", w, out)
+			}
+		}
+	}
+
+	status("Installed build: 7.00.240201A", "bkp_remote.001  build 7.00.240101A")
+	stateIs(dir, "json", "after status")
+
+	res := mustSync(t, s, dir, nil)
+	if res.Outcome != syncproto.OutcomeUpToDate || res.Fetched != 0 || res.Received > 200 {
+		t.Errorf("sync of a current install with a legacy state: %+v; want up to date in one round trip", res)
+	}
+	stateIs(dir, "bin", "after a sync")
+	status("Installed build: 7.00.240201A", "bkp_remote.001  build 7.00.240101A")
+
+	// A restore from a legacy backup onto a legacy install; the replaced
+	// install's backup keeps its state as it was.
+	downgrade(dir)
+	code, out, errOut := runCLI(t, "restore", "--dir", dir, "--backup", "1")
+	if code != smartclient.ExitOK || !strings.Contains(out, "Restored bkp_remote.001 (build 7.00.240101A)") {
+		t.Fatalf("restore: exit %d: %s %s", code, out, errOut)
+	}
+	sameTree(t, tree(t, dir), v1, "after restoring bkp_remote.001")
+	stateIs(dir, "bin", "after restore")
+	stateIs(filepath.Join(dir, "bkp_remote.002"), "json", "the replaced install's backup")
+	status("Installed build: 7.00.240101A", "bkp_remote.002  build 7.00.240201A")
+	noLeftovers(t, dir)
+
+	mustSync(t, s, dir, nil)
+	sameTree(t, tree(t, dir), v2, "after syncing again")
+	stateIs(dir, "bin", "after syncing again")
 }

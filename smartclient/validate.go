@@ -281,7 +281,7 @@ func deviceName(name string) string {
 
 // shortNameAlias reports whether name has the shape of a Windows 8.3
 // short name, NAME~N.EXT. NTFS gives long names such a second name, so
-// "SMARTC~1/state.json" may be ".smartclient/state.json" and
+// "SMARTC~1/state.bin" may be ".smartclient/state.bin" and
 // "LIBSMA~1.SO" another entry under a name no duplicate check can see.
 func shortNameAlias(name string) bool {
 	if dot := strings.LastIndexByte(name, '.'); dot >= 0 {

@@ -110,18 +110,18 @@ var checkPathCases = []struct {
 	{"lib/" + strings.Repeat("é", 128), "limit 255"},
 	{strings.Repeat("a/", 2048) + "a", "limit 4096"},
 	{"lib/LIBNEW~1.SO", "8.3"},
-	{"SMARTC~1/state.json", "8.3"},
+	{"SMARTC~1/state.bin", "8.3"},
 	{"a\xffb", "UTF-8"},
 
 	// The client's own.
 	{".smartclient", "bookkeeping"},
-	{".smartclient/state.json", "bookkeeping"},
+	{".smartclient/state.bin", "bookkeeping"},
 	{".SmartClient/journal.json", "bookkeeping"},
-	{".ſmartclient/state.json", "bookkeeping"}, // long s folds to s
+	{".ſmartclient/state.bin", "bookkeeping"}, // long s folds to s
 	{"bkp_remote.001/x", "bookkeeping"},
 	{"BKP_REMOTE.003", "bookkeeping"},
 	{"b\u212Ap_remote.002/x", "bookkeeping"}, // Kelvin sign
-	{".smart\u200cclient/state.json", "invisible"},
+	{".smart\u200cclient/state.bin", "invisible"},
 	{"\ufeffapp.exe", "invisible"},
 }
 
