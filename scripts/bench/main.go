@@ -93,12 +93,16 @@ type scenario struct {
 	serve   string // the tree both servers serve
 	start   string // the tree the client holds before the run; "" for an empty folder
 	clients int    // clients started at once
+	ours    []string // extra flags for our client
 }
 
 var scenarios = []scenario{
 	{name: "no-op", serve: "v1", start: "v1", clients: 1},
 	{name: "cold", serve: "v1", start: "", clients: 1},
 	{name: "incremental", serve: "v2", start: "v1", clients: 1},
+	// On loopback our client asks for raw bytes (--compress auto); this
+	// row shows the bytes a real link would carry.
+	{name: "incremental, ours with --compress yes", serve: "v2", start: "v1", clients: 1, ours: []string{"--compress", "yes"}},
 	{name: "big overwrite", serve: "big2", start: "big1", clients: 1},
 	{name: "big insert", serve: "big2i", start: "big1", clients: 1},
 	{name: "64 no-op clients", serve: "v1", start: "v1", clients: 64},
@@ -739,9 +743,9 @@ func (b *bench) startRsync(ctx context.Context, tag string) (*server, error) {
 
 // oursCmd and rsyncCmd run a client under GNU time, which writes into
 // dest+".time".
-func (b *bench) oursCmd(ctx context.Context, addr, dest string) *exec.Cmd {
-	return timed(ctx, dest+".time", filepath.Join(b.root, "bin", "smartclient"), "sync",
-		"--server", addr, "--dir", dest, "--os", "linux", "--yes", "--stats")
+func (b *bench) oursCmd(ctx context.Context, addr, dest string, extra ...string) *exec.Cmd {
+	args := append([]string{"sync", "--server", addr, "--dir", dest, "--os", "linux", "--yes", "--stats"}, extra...)
+	return timed(ctx, dest+".time", filepath.Join(b.root, "bin", "smartclient"), args...)
 }
 
 func rsyncCmd(ctx context.Context, addr, mod, dest string) *exec.Cmd {
@@ -948,7 +952,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario) ([]*result, error) {
 			cmds := make([]*exec.Cmd, len(dests))
 			for k, d := range dests {
 				if tool == "ours" {
-					cmds[k] = b.oursCmd(ctx, ours.addr, d)
+					cmds[k] = b.oursCmd(ctx, ours.addr, d, sc.ours...)
 				} else {
 					cmds[k] = rsyncCmd(ctx, rs.addr, sc.serve, d)
 				}
