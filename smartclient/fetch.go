@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"sync"
 	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
@@ -121,6 +122,7 @@ type fetcher struct {
 	deltas   map[int]*delta
 	log      *slog.Logger
 	copied   int64 // bytes taken from installed versions (deltas)
+	writers  *writers
 }
 
 // fetchAll receives every file in order into staging, verifying each one's
@@ -133,6 +135,17 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 	defer dec.Close()
 	f.dec = dec
 	f.buf = make([]byte, 0, syncproto.MaxChunk)
+	f.writers = startWriters(f.root)
+	err = f.receive(ctx, order)
+	// Whatever happened, no writer may still be at work when the caller
+	// keeps or removes what is staged.
+	if werr := f.writers.wait(); err == nil {
+		err = werr
+	}
+	return err
+}
+
+func (f *fetcher) receive(ctx context.Context, order []int) error {
 	made := map[string]bool{}
 	for _, i := range order {
 		if err := ctx.Err(); err != nil {
@@ -146,9 +159,181 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 			}
 			made[dir] = true
 		}
+		if err := f.writers.failed(); err != nil {
+			return err
+		}
 		if err := f.fetchOne(i, rf); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// receiveWhole receives a small file whole into memory, checks it and
+// hands it to a writer, so that receiving the next file and writing this
+// one overlap (on two cores the client's file system calls are most of a
+// sync of many small files).
+func (f *fetcher) receiveWhole(rf remoteFile) error {
+	buf := f.writers.buffer()
+	h := blake3.New()
+	for int64(len(buf)) < rf.Size {
+		m, err := f.c.Read()
+		if err != nil {
+			f.writers.release(buf)
+			return fmt.Errorf("receiving %s: %w", rf.Path, err)
+		}
+		chunk, ok := m.(syncproto.FileData)
+		switch {
+		case m.Type() == syncproto.MsgFileCopy:
+			f.writers.release(buf)
+			return fmt.Errorf("receiving %s: the server sent a copy for a file asked for whole: %w", rf.Path, syncproto.ErrUnexpected)
+		case !ok:
+			f.writers.release(buf)
+			return fmt.Errorf("receiving %s: expected FileData or FileCopy, got %v: %w", rf.Path, m.Type(), syncproto.ErrUnexpected)
+		case int64(len(buf))+int64(chunk.RawLen) > rf.Size:
+			f.writers.release(buf)
+			return fmt.Errorf("receiving %s: more bytes than the %d declared: %w", rf.Path, rf.Size, ErrVerify)
+		}
+		f.wire += int64(len(chunk.Data))
+		raw, err := syncproto.DecodeChunk(f.dec, chunk, f.buf)
+		if err != nil {
+			f.writers.release(buf)
+			return fmt.Errorf("receiving %s: %w", rf.Path, err)
+		}
+		f.buf = raw
+		h.Write(raw)
+		buf = append(buf, raw...)
+		f.progress.Add(int64(len(raw)))
+	}
+	m, err := f.c.Expect(syncproto.MsgFileEnd)
+	if err == nil {
+		err = checkEnd(rf, h.Sum(nil), m.(syncproto.FileEnd))
+	} else {
+		err = fmt.Errorf("receiving %s: %w", rf.Path, err)
+	}
+	if err != nil {
+		f.writers.release(buf)
+		return err
+	}
+	f.writers.submit(rf, buf)
+	f.progress.FileDone()
+	return nil
+}
+
+// checkEnd checks a received file's hash and the server's FileEnd against
+// the manifest.
+func checkEnd(rf remoteFile, sum []byte, end syncproto.FileEnd) error {
+	if !bytes.Equal(sum, rf.Hash[:]) {
+		return fmt.Errorf("receiving %s: content has BLAKE3 %x, the manifest says %x: %w", rf.Path, sum, rf.Hash, ErrVerify)
+	}
+	if end.Hash != rf.Hash {
+		return fmt.Errorf("receiving %s: the server ended it with hash %x, the manifest says %x: %w", rf.Path, end.Hash, rf.Hash, ErrVerify)
+	}
+	return nil
+}
+
+// writers write received files into staging, beside the receiving loop.
+// The memory they hold is bounded: writeBuffers buffers of wholeMax bytes.
+type writers struct {
+	root disk
+	jobs chan writeJob
+	free chan []byte
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+}
+
+type writeJob struct {
+	rf   remoteFile
+	data []byte
+}
+
+const (
+	wholeMax     = 1 << 20 // files up to this size are received whole, then written
+	writeBuffers = 8
+	writerCount  = 2
+)
+
+func startWriters(root disk) *writers {
+	w := &writers{root: root, jobs: make(chan writeJob, writeBuffers), free: make(chan []byte, writeBuffers)}
+	for range writeBuffers {
+		w.free <- nil // allocated when first used
+	}
+	for range writerCount {
+		w.wg.Go(func() {
+			for j := range w.jobs {
+				if w.failed() == nil {
+					if err := writeWhole(w.root, j.rf, j.data); err != nil {
+						w.mu.Lock()
+						if w.err == nil {
+							w.err = err
+						}
+						w.mu.Unlock()
+					}
+				}
+				w.release(j.data)
+			}
+		})
+	}
+	return w
+}
+
+// buffer waits for a free buffer.
+func (w *writers) buffer() []byte {
+	b := <-w.free
+	if b == nil {
+		b = make([]byte, 0, wholeMax)
+	}
+	return b[:0]
+}
+
+func (w *writers) release(b []byte) { w.free <- b[:0] }
+
+func (w *writers) submit(rf remoteFile, data []byte) { w.jobs <- writeJob{rf, data} }
+
+// failed returns the first error a writer met.
+func (w *writers) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// wait lets the writers finish what they were given and returns the first
+// error any of them met.
+func (w *writers) wait() error {
+	close(w.jobs)
+	w.wg.Wait()
+	return w.failed()
+}
+
+// writeWhole writes a received and verified file into staging; on failure
+// it leaves nothing staged under that name.
+func writeWhole(root disk, rf remoteFile, data []byte) (err error) {
+	staged := stagingDir + "/" + rf.Path
+	out, err := root.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("staging %s: %w", rf.Path, err)
+	}
+	defer func() {
+		if err != nil {
+			out.Close()
+			root.Remove(staged)
+		}
+	}()
+	if len(data) > 0 {
+		if err := writeStaged(out, staged, 0, data); err != nil {
+			return fmt.Errorf("staging %s: %w", rf.Path, err)
+		}
+	}
+	if err := out.Chmod(stagedMode(rf.Mode)); err != nil {
+		return fmt.Errorf("staging %s: %w", rf.Path, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("staging %s: %w", rf.Path, err)
+	}
+	mt := time.Unix(0, rf.MtimeNs)
+	if err := root.Chtimes(staged, mt, mt); err != nil {
+		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
 	return nil
 }
@@ -164,6 +349,9 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 			rf.Path, start.Index, start.Size, index, rf.Size, syncproto.ErrUnexpected)
 	}
 	d := f.deltas[index]
+	if d == nil && rf.Size <= wholeMax {
+		return f.receiveWhole(rf)
+	}
 	var base *os.File
 	if d != nil {
 		if d.wantList {
@@ -242,13 +430,8 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	if err != nil {
 		return fmt.Errorf("receiving %s: %w", rf.Path, err)
 	}
-	end := m.(syncproto.FileEnd)
-	sum := h.Sum(nil)
-	if !bytes.Equal(sum, rf.Hash[:]) {
-		return fmt.Errorf("receiving %s: content has BLAKE3 %x, the manifest says %x: %w", rf.Path, sum, rf.Hash, ErrVerify)
-	}
-	if end.Hash != rf.Hash {
-		return fmt.Errorf("receiving %s: the server ended it with hash %x, the manifest says %x: %w", rf.Path, end.Hash, rf.Hash, ErrVerify)
+	if err := checkEnd(rf, h.Sum(nil), m.(syncproto.FileEnd)); err != nil {
+		return err
 	}
 	if err := out.Chmod(stagedMode(rf.Mode)); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
