@@ -64,6 +64,51 @@ func current(t testing.TB, ix *Index) *Manifest {
 	return m
 }
 
+// waitFor calls Current until it returns a manifest for which ok holds, and
+// returns it: an index need not see a change the moment it is made, so the
+// manifest right after a change may still be the previous one.
+func waitFor(t testing.TB, ix *Index, what string, ok func(*Manifest) bool) *Manifest {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m := current(t, ix)
+		if ok(m) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			var paths []string
+			for _, f := range m.Files {
+				paths = append(paths, f.Path)
+			}
+			t.Fatalf("no manifest with %s after 5 s; the last lists %q", what, paths)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// change runs f, which changes the folder of ix, and waits until Current
+// returns a new manifest.
+func change(t testing.TB, ix *Index, f func()) {
+	t.Helper()
+	before := current(t, ix)
+	f()
+	waitFor(t, ix, "the change", func(m *Manifest) bool { return m != before })
+}
+
+// sameFiles reports whether m lists exactly files with their content.
+func sameFiles(m *Manifest, files map[string]string) bool {
+	if len(m.Files) != len(files) {
+		return false
+	}
+	for _, f := range m.Files {
+		content, ok := files[f.Path]
+		if !ok || f.Size != int64(len(content)) || f.Hash != blake3.Sum256([]byte(content)) {
+			return false
+		}
+	}
+	return true
+}
+
 // checkManifest checks that m lists exactly files, sorted, each with the
 // BLAKE3 hash and size of its content.
 func checkManifest(t testing.TB, m *Manifest, files map[string]string) {
@@ -152,8 +197,8 @@ func TestIndexHashCachePersists(t *testing.T) {
 	}
 }
 
-// TestIndexCurrentNoticesChange shows that Current rescans before it hands
-// out a manifest and rehashes exactly the file that changed.
+// TestIndexCurrentNoticesChange shows that a change to a file is in the
+// next manifests, and that the scan that finds it rehashes exactly that file.
 func TestIndexCurrentNoticesChange(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -180,7 +225,7 @@ func TestIndexCurrentNoticesChange(t *testing.T) {
 
 			files[name] = tc.content
 			writeTree(t, dir, map[string]string{name: tc.content}, tc.mtime)
-			m := current(t, ix)
+			m := waitFor(t, ix, "the changed file", func(m *Manifest) bool { return sameFiles(m, files) })
 			if got := ix.Hashed - before; got != 1 {
 				t.Errorf("Current hashed %d files, want 1", got)
 			}

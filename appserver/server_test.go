@@ -1317,12 +1317,14 @@ func TestServerUpToDateAndRaw(t *testing.T) {
 
 	// A file changes: the old digest is stale, and the manifest comes.
 	p := filepath.Join(dir, "a.ini")
-	if err := os.WriteFile(p, []byte("x=2\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(p, oldTime.Add(time.Hour), oldTime.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	change(t, ts.srv.indexes["linux"], func() {
+		if err := os.WriteFile(p, []byte("x=2\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, oldTime.Add(time.Hour), oldTime.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	})
 	c = mustDial(t, ts.addr)
 	if _, err := c.hello(srvBuild, "linux", "c"); err != nil {
 		t.Fatal(err)

@@ -40,6 +40,7 @@ type server struct {
 	state   string
 	addr    string
 	log     *logBuf
+	srv     *appserver.Server
 	stop    func()
 }
 
@@ -101,6 +102,7 @@ func (s *server) start(conf serverConf) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.srv = srv
 	if conf.idle > 0 {
 		srv.IdleTimeout = conf.idle
 	}
@@ -157,17 +159,46 @@ func (l *logBuf) waitFor(t *testing.T, want string) {
 }
 
 // write changes a file in an update folder, with an mtime that a
-// size+mtime check sees.
+// size+mtime check sees, and waits until the server has seen it.
 func (s *server) write(osName, rel, content string) {
 	s.t.Helper()
 	p := filepath.Join(s.folders[osName], filepath.FromSlash(rel))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	s.change(osName, func() {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			s.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			s.t.Fatal(err)
+		}
+		bump(s.t, p)
+	})
+}
+
+// change runs f, which changes the update folder of osName, and waits
+// until the server's manifest shows the change: the server need not see a
+// change the moment it is made, so a client that syncs right after could
+// still get the previous manifest.
+func (s *server) change(osName string, f func()) {
+	s.t.Helper()
+	ix := s.srv.Indexes()[osName]
+	if ix == nil {
+		f()
+		return
+	}
+	before, err := ix.Current(context.Background())
+	if err != nil {
 		s.t.Fatal(err)
 	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		s.t.Fatal(err)
+	f()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		m, err := ix.Current(context.Background())
+		if err == nil && m != before {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the server's manifest did not change within 5 s of a change to its %s folder (error %v)", osName, err)
+		}
 	}
-	bump(s.t, p)
 }
 
 var clock = time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
@@ -319,9 +350,11 @@ func TestIncrementalNoopAndMtimeOnly(t *testing.T) {
 	// Change, add and remove files on the server.
 	s.write("linux", "lib/libtlpp.so", "new tlpp")
 	s.write("linux", "plugins/chart/libchart.so", "a new plugin")
-	if err := os.Remove(filepath.Join(s.folders["linux"], "lang", "pt-br.txt")); err != nil {
-		t.Fatal(err)
-	}
+	s.change("linux", func() {
+		if err := os.Remove(filepath.Join(s.folders["linux"], "lang", "pt-br.txt")); err != nil {
+			t.Fatal(err)
+		}
+	})
 	res := mustSync(t, s, dir, nil)
 	if res.Outcome != syncproto.OutcomeUpdated || res.Fetched != 2 || res.Removed != 1 {
 		t.Fatalf("got %+v; want updated with 2 fetched and 1 removed", res)
@@ -352,7 +385,7 @@ func TestIncrementalNoopAndMtimeOnly(t *testing.T) {
 	})
 	t.Run("mtime only", func(t *testing.T) {
 		p := filepath.Join(s.folders["linux"], "smartclient")
-		bump(t, p)
+		s.change("linux", func() { bump(t, p) })
 		res := mustSync(t, s, dir, nil)
 		if res.Fetched != 0 || res.WireBytes != 0 || res.Touched != 1 {
 			t.Fatalf("got %+v; want one file retimed, nothing transferred", res)
@@ -537,12 +570,14 @@ func TestForeignFilesSurvive(t *testing.T) {
 	}
 	mustSync(t, s, dir, yes)
 	// The server drops a whole folder, the client's plugin beside it stays.
-	if err := os.RemoveAll(filepath.Join(s.folders["linux"], "lang")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(s.folders["linux"], "lib")); err != nil {
-		t.Fatal(err)
-	}
+	s.change("linux", func() {
+		if err := os.RemoveAll(filepath.Join(s.folders["linux"], "lang")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(s.folders["linux"], "lib")); err != nil {
+			t.Fatal(err)
+		}
+	})
 	res := mustSync(t, s, dir, nil)
 	if res.Removed != 3 {
 		t.Errorf("removed %d, want 3", res.Removed)
@@ -681,12 +716,14 @@ func TestUpdateFolderReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	bump(t, filepath.Join(next, "smartclient"))
-	if err := os.RemoveAll(folder); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(next, folder); err != nil {
-		t.Fatal(err)
-	}
+	s.change("linux", func() {
+		if err := os.RemoveAll(folder); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(next, folder); err != nil {
+			t.Fatal(err)
+		}
+	})
 	res := mustSync(t, s, dir, nil)
 	if res.Fetched != 1 {
 		t.Errorf("fetched %d, want 1", res.Fetched)
@@ -856,9 +893,11 @@ func TestPostInstall(t *testing.T) {
 			mustSync(t, s, dir, yes)
 			before := tree(t, dir)
 			s.write("linux", "tools/upgrade.sh", tc.script)
-			if err := os.Chmod(filepath.Join(s.folders["linux"], "tools", "upgrade.sh"), 0o755); err != nil {
-				t.Fatal(err)
-			}
+			s.change("linux", func() {
+				if err := os.Chmod(filepath.Join(s.folders["linux"], "tools", "upgrade.sh"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			})
 			s.write("linux", "lib/libtlpp.so", "release 2")
 			conf := defaultConf
 			conf.post, conf.postMax = "tools/upgrade.sh", 1
@@ -1016,12 +1055,14 @@ func TestMacBundleLinks(t *testing.T) {
 	s.write("darwin", fw+"/Versions/B/TotvsCore", "core B")
 	s.write("darwin", fw+"/Versions/B/Resources/Info.plist", "<plist/>")
 	cur := filepath.Join(s.folders["darwin"], filepath.FromSlash(fw+"/Versions/Current"))
-	if err := os.Remove(cur); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("B", cur); err != nil {
-		t.Fatal(err)
-	}
+	s.change("darwin", func() {
+		if err := os.Remove(cur); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("B", cur); err != nil {
+			t.Fatal(err)
+		}
+	})
 	res := mustSync(t, s, dir, darwin)
 	if res.Fetched != 2 {
 		t.Errorf("fetched %d, want 2 (links are not downloaded)", res.Fetched)
@@ -1039,11 +1080,13 @@ func TestMacBundleLinks(t *testing.T) {
 	// A release that drops a link and turns another into a real folder.
 	mustSync(t, s, dir, darwin)
 	fwDir := filepath.Join(s.folders["darwin"], filepath.FromSlash(fw))
-	for _, p := range []string{"TotvsCore", "Resources", "Versions/Current"} {
-		if err := os.Remove(filepath.Join(fwDir, filepath.FromSlash(p))); err != nil {
-			t.Fatal(err)
+	s.change("darwin", func() {
+		for _, p := range []string{"TotvsCore", "Resources", "Versions/Current"} {
+			if err := os.Remove(filepath.Join(fwDir, filepath.FromSlash(p))); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
+	})
 	s.write("darwin", fw+"/Versions/Current/TotvsCore", "core B")
 	res = mustSync(t, s, dir, darwin)
 	if res.Removed != 3 {
@@ -1153,7 +1196,9 @@ func TestNoopCheck(t *testing.T) {
 			}
 		}, 0},
 		{"server file changed", func(t *testing.T) { s.write("linux", "lib/libtlpp.so", "tlpp 2") }, 1},
-		{"server file retimed", func(t *testing.T) { bump(t, filepath.Join(s.folders["linux"], "smartclient")) }, 0},
+		{"server file retimed", func(t *testing.T) {
+			s.change("linux", func() { bump(t, filepath.Join(s.folders["linux"], "smartclient")) })
+		}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
