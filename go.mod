@@ -3,6 +3,7 @@ module github.com/erpupdate/smartsync
 go 1.26.0
 
 require (
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/klauspost/compress v1.20.3
 	github.com/otiai10/copy v1.14.1
 	github.com/spf13/pflag v1.1.0

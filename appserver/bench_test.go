@@ -30,19 +30,45 @@ func benchTree(b *testing.B, n int) string {
 	return dir
 }
 
-// BenchmarkRescan is the server's work before each manifest it hands out:
-// a scan of 20,000 unchanged files whose hashes are cached.
+// BenchmarkRescan is the server's work before a manifest when the folder
+// may have changed (or is not watched): a scan of 20,000 unchanged files
+// whose hashes are cached.
 func BenchmarkRescan(b *testing.B) {
-	dir := benchTree(b, 20000)
-	ix, err := OpenIndex(context.Background(), slog.New(slog.DiscardHandler), "linux", dir, b.TempDir(), "7.00.240501A", nil)
-	if err != nil {
-		b.Fatal(err)
+	ix := benchIndex(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		ix.mu.Lock()
+		ix.dirty = true
+		ix.mu.Unlock()
+		if _, err := ix.Current(context.Background()); err != nil {
+			b.Fatal(err)
+		}
 	}
-	defer ix.Close()
+}
+
+// BenchmarkCurrentUnchanged is the server's work before a manifest when
+// the watched folder of 20,000 files did not change: no scan.
+func BenchmarkCurrentUnchanged(b *testing.B) {
+	ix := benchIndex(b)
+	settle(b, ix)
+	n := scans(ix)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := ix.Current(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 	}
+	if got := scans(ix) - n; got != 0 {
+		b.Fatalf("%d scans of the unchanged folder", got)
+	}
+}
+
+func benchIndex(b *testing.B) *Index {
+	dir := benchTree(b, 20000)
+	ix, err := OpenIndex(context.Background(), slog.New(slog.DiscardHandler), "linux", dir, b.TempDir(), "7.00.240501A", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ix.Close() })
+	return ix
 }

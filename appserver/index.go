@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/erpupdate/smartsync/internal/atomicfile"
+	"github.com/fsnotify/fsnotify"
 	"github.com/zeebo/blake3"
 )
 
@@ -68,9 +69,10 @@ type Manifest struct {
 // Open opens a file of the manifest's folder for reading.
 func (m *Manifest) Open(name string) (*os.File, error) { return m.root.Open(name) }
 
-// Index keeps the manifest of one OS folder current. It rescans the folder
-// (a stat of every file) before it hands out a manifest, rehashing only
-// files whose path, size, mtime or inode changed, and keeps the hashes in a
+// Index keeps the manifest of one OS folder current. It watches the folder
+// for changes (see watch.go) and rescans it (a stat of every file) before it
+// hands out a manifest only when the folder may have changed, rehashing only
+// files whose path, size, mtime or inode changed. It keeps the hashes in a
 // cache file under the state folder so that a restart does not rehash.
 type Index struct {
 	OS       string
@@ -86,9 +88,28 @@ type Index struct {
 	scanning chan struct{} // closed when the running scan ends
 	scanErr  error
 
+	// The watch of the folder (see watch.go). w and watchDone are set
+	// when the index is opened and never change; watched belongs to the
+	// running scan. The rest is guarded by mu.
+	w         *fsnotify.Watcher // nil when no watcher could be made
+	watchDone chan struct{}     // closed when the goroutine reading w ends
+	watched   map[string]fs.FileInfo
+	watching  bool        // w is healthy: a scan is needed only when dirty
+	dirty     bool        // the folder may have changed since the last scan began
+	rootID    fs.FileInfo // the folder the watches are on, by identity
+	scannedAt time.Time   // when the last successful scan began
+
 	// Hashed counts files hashed since the index was opened; tests and
 	// logs use it to show what the cache saved.
 	Hashed int64
+	// Scans counts scans of the folder since the index was opened; tests
+	// use it to show when Current scanned. Hashed and Scans are guarded
+	// by mu.
+	Scans int64
+
+	// afterScan, when a test sets it, runs after each successful scan,
+	// before the watches are brought in line with it.
+	afterScan func()
 }
 
 type cacheEntry struct {
@@ -112,8 +133,15 @@ const cacheVersion = 1
 const racyWindow = 2 * time.Second
 
 // OpenIndex opens the update folder dir for OS osName, loads the hash
-// cache from stateDir and scans the folder once.
+// cache from stateDir, starts watching the folder and scans it once.
 func OpenIndex(ctx context.Context, log *slog.Logger, osName, dir, stateDir, build string, preserve []string) (*Index, error) {
+	return openIndexWith(ctx, log, osName, dir, stateDir, build, preserve, fsnotify.NewWatcher)
+}
+
+// openIndexWith is OpenIndex with the watcher made by newWatcher, so that
+// tests can make an index whose watcher fails.
+func openIndexWith(ctx context.Context, log *slog.Logger, osName, dir, stateDir, build string, preserve []string,
+	newWatcher func() (*fsnotify.Watcher, error)) (*Index, error) {
 	ix := &Index{
 		OS: osName, Dir: dir, build: build, preserve: preserve,
 		cache: filepath.Join(stateDir, "hashcache-"+osName+".json"),
@@ -121,15 +149,18 @@ func OpenIndex(ctx context.Context, log *slog.Logger, osName, dir, stateDir, bui
 		known: map[string]cacheEntry{},
 	}
 	ix.loadCache()
+	ix.startWatch(newWatcher)
 	if _, err := ix.Current(ctx); err != nil {
+		ix.Close()
 		return nil, err
 	}
 	return ix, nil
 }
 
-// Close releases the folder of the current manifest; older ones are
-// released when no session uses them any more.
+// Close stops watching the folder and releases the folder of the current
+// manifest; older ones are released when no session uses them any more.
 func (ix *Index) Close() error {
+	ix.stopWatch()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.cur != nil {
@@ -158,9 +189,16 @@ func (ix *Index) loadCache() {
 	}
 }
 
-// Current rescans the folder and returns a manifest that matches it.
-// Concurrent callers share one scan.
+// Current returns a manifest that matches the folder. It rescans the
+// folder first unless the watch shows that nothing changed since the last
+// scan (see fresh); concurrent callers share one scan.
 func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
+	var root fs.FileInfo
+	if ix.w != nil {
+		// The path may name another folder now (a release renamed in, a
+		// symbolic link switched): one stat tells, events need not.
+		root, _ = os.Stat(ix.Dir)
+	}
 	ix.mu.Lock()
 	if ch := ix.scanning; ch != nil {
 		ix.mu.Unlock()
@@ -173,24 +211,41 @@ func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 		defer ix.mu.Unlock()
 		return ix.cur, ix.scanErr
 	}
+	if ix.fresh(root) {
+		defer ix.mu.Unlock()
+		return ix.cur, nil
+	}
 	ch := make(chan struct{})
 	ix.scanning = ch
+	// Cleared before the scan: what happens while it runs makes the
+	// next call scan again.
+	ix.dirty = false
 	known := ix.known
 	ix.mu.Unlock()
 
-	m, next, err := ix.scan(ctx, known)
+	start := time.Now()
+	m, next, dirs, err := ix.scan(ctx, known)
 	for retry := 0; retry < 3 && errors.Is(err, fs.ErrNotExist); retry++ {
 		// A file removed while the folder was being scanned: the
 		// administrator is publishing; look again.
 		time.Sleep(100 * time.Millisecond)
-		m, next, err = ix.scan(ctx, known)
+		m, next, dirs, err = ix.scan(ctx, known)
+	}
+	if err == nil {
+		if ix.afterScan != nil {
+			ix.afterScan()
+		}
+		ix.rewatch(dirs)
 	}
 
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.scanning = nil
 	ix.scanErr = err
-	if err == nil {
+	if err != nil {
+		ix.dirty = true
+	} else {
+		ix.scannedAt = start
 		switch {
 		case ix.cur != nil && sameDir(ix.cur.root, m.root) && ix.cur.Build == m.Build && slices.Equal(ix.cur.Files, m.Files):
 			// Nothing changed: the current manifest, with its
@@ -246,14 +301,19 @@ func (ix *Index) saveCache(files map[string]cacheEntry) error {
 }
 
 // scan walks the folder, reuses known hashes and hashes the rest in
-// parallel. It returns the manifest and the cache entries to keep.
-func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manifest, map[string]cacheEntry, error) {
+// parallel. It returns the manifest, the cache entries to keep, and every
+// folder it found by slash path ("." the folder itself) for the watch.
+func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manifest, map[string]cacheEntry, map[string]fs.FileInfo, error) {
 	start := time.Now()
+	ix.mu.Lock()
+	ix.Scans++
+	ix.mu.Unlock()
 	root, err := os.OpenRoot(ix.Dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening update folder for %s: %w", ix.OS, err)
+		return nil, nil, nil, fmt.Errorf("opening update folder for %s: %w", ix.OS, err)
 	}
 	m := &Manifest{OS: ix.OS, Build: ix.build, root: root}
+	dirs := map[string]fs.FileInfo{}
 	var todo []int
 	err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 		p := filepath.Join(ix.Dir, filepath.FromSlash(rel))
@@ -270,6 +330,11 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 			// failing on the manifest.
 			return fmt.Errorf("scanning %q: the name is not valid UTF-8; rename it", p)
 		case d.IsDir():
+			fi, err := d.Info()
+			if err != nil {
+				return fmt.Errorf("scanning %s: %w", p, err)
+			}
+			dirs[rel] = fi
 			return nil
 		case d.Type()&fs.ModeSymlink != 0:
 			f, err := linkEntry(root, rel, p)
@@ -306,7 +371,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 	}
 	if err != nil {
 		root.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
 	next := make(map[string]cacheEntry, len(m.Files))
@@ -321,7 +386,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 		ix.log.Info("indexed update folder", "dir", ix.Dir, "files", len(m.Files), "bytes", m.TotalBytes,
 			"hashed", len(todo), "took", time.Since(start).Round(time.Millisecond))
 	}
-	return m, next, nil
+	return m, next, dirs, nil
 }
 
 // linkEntry describes the symbolic link rel. Only a relative link that

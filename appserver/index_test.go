@@ -95,6 +95,20 @@ func change(t testing.TB, ix *Index, f func()) {
 	waitFor(t, ix, "the change", func(m *Manifest) bool { return m != before })
 }
 
+// waitDirty waits until the watcher has marked the index dirty.
+func waitDirty(t testing.TB, ix *Index) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		ix.mu.Lock()
+		dirty := ix.dirty
+		ix.mu.Unlock()
+		if dirty {
+			return
+		}
+	}
+	t.Fatal("the watcher did not report the change within 5 s")
+}
+
 // sameFiles reports whether m lists exactly files with their content.
 func sameFiles(m *Manifest, files map[string]string) bool {
 	if len(m.Files) != len(files) {
@@ -539,9 +553,12 @@ func TestIndexConcurrentCurrent(t *testing.T) {
 	files := sampleTree()
 	writeTree(t, dir, files, oldTime)
 	ix := openIndex(t, dir, t.TempDir())
+	settle(t, ix)
 	before := ix.Hashed
 	files["smartclient"] = strings.Repeat("new binary", 4000)
 	writeTree(t, dir, map[string]string{"smartclient": files["smartclient"]}, oldTime.Add(time.Minute))
+	// The callers below must all find the folder changed.
+	waitDirty(t, ix)
 
 	const n = 16
 	results := make(chan *Manifest, n)

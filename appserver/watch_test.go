@@ -1,0 +1,524 @@
+package appserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// scans returns how many scans ix made.
+func scans(ix *Index) int64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.Scans
+}
+
+// settle calls Current until it has made no scan for 100 ms, so that the
+// index is quiet: a scan that added watches is followed by one more, and
+// the events of a change may come a moment apart.
+func settle(t testing.TB, ix *Index) {
+	t.Helper()
+	n, quiet := scans(ix), time.Now()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		current(t, ix)
+		if m := scans(ix); m != n {
+			n, quiet = m, time.Now()
+		} else if time.Since(quiet) >= 100*time.Millisecond {
+			return
+		}
+	}
+	t.Fatalf("Current still scans after 5 s on a folder nobody changes")
+}
+
+// checkQuiet checks that Current does not scan the unchanged folder.
+func checkQuiet(t testing.TB, ix *Index) {
+	t.Helper()
+	n := scans(ix)
+	for range 20 {
+		current(t, ix)
+	}
+	if got := scans(ix) - n; got != 0 {
+		t.Errorf("20 calls of Current on an unchanged watched folder made %d scans, want 0", got)
+	}
+}
+
+// watchedDirs returns the folders ix watches, by slash path, sorted.
+func watchedDirs(ix *Index) []string {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return slices.Sorted(maps.Keys(ix.watched))
+}
+
+// TestWatchUnchangedFolderIsNotRescanned shows that once the folder is
+// watched, Current hands out the manifest without scanning, also while
+// sessions read the files it lists.
+func TestWatchUnchangedFolderIsNotRescanned(t *testing.T) {
+	dir := t.TempDir()
+	files := sampleTree()
+	writeTree(t, dir, files, oldTime)
+	ix := openIndex(t, dir, t.TempDir())
+	settle(t, ix)
+	want := []string{".", "docs", "lib", "lib/plugins"}
+	if got := watchedDirs(ix); !slices.Equal(got, want) {
+		t.Errorf("watched folders %q, want %q", got, want)
+	}
+
+	m := current(t, ix)
+	for _, f := range m.Files {
+		fh, err := m.Open(filepath.FromSlash(f.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, fh); err != nil {
+			t.Fatal(err)
+		}
+		fh.Close()
+	}
+	checkQuiet(t, ix)
+	if got := current(t, ix); got != m {
+		t.Error("Current made a new manifest for an unchanged folder")
+	}
+	checkManifest(t, m, files)
+}
+
+// TestWatchSeesChanges shows that each kind of change an administrator
+// makes inside the folder is in a manifest soon after, and that the index
+// is quiet again afterwards.
+func TestWatchSeesChanges(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, dir string, files map[string]string)
+	}{
+		{"file written", func(t *testing.T, dir string, files map[string]string) {
+			files["lib/liberp.so"] = "a new library"
+			writeTree(t, dir, map[string]string{"lib/liberp.so": files["lib/liberp.so"]}, oldTime.Add(time.Minute))
+		}},
+		{"file added", func(t *testing.T, dir string, files map[string]string) {
+			files["lib/plugins/chart.so"] = "chart"
+			writeTree(t, dir, map[string]string{"lib/plugins/chart.so": "chart"}, time.Time{})
+		}},
+		{"file removed", func(t *testing.T, dir string, files map[string]string) {
+			delete(files, "lib/plugins/report.so")
+			mustDo(t, os.Remove(filepath.Join(dir, "lib", "plugins", "report.so")))
+		}},
+		{"file renamed", func(t *testing.T, dir string, files map[string]string) {
+			files["docs/notes.txt"] = files["docs/release notes.txt"]
+			delete(files, "docs/release notes.txt")
+			mustDo(t, os.Rename(filepath.Join(dir, "docs", "release notes.txt"), filepath.Join(dir, "docs", "notes.txt")))
+		}},
+		{"file moved to another folder", func(t *testing.T, dir string, files map[string]string) {
+			files["docs/report.so"] = files["lib/plugins/report.so"]
+			delete(files, "lib/plugins/report.so")
+			mustDo(t, os.Rename(filepath.Join(dir, "lib", "plugins", "report.so"), filepath.Join(dir, "docs", "report.so")))
+		}},
+		{"file renamed over another", func(t *testing.T, dir string, files map[string]string) {
+			tmp := filepath.Join(dir, "lib", ".liberp.so.tmp")
+			writeFile(t, tmp, "replacement")
+			mustDo(t, os.Rename(tmp, filepath.Join(dir, "lib", "liberp.so")))
+			files["lib/liberp.so"] = "replacement"
+		}},
+		{"new subfolders with a file", func(t *testing.T, dir string, files map[string]string) {
+			files["plugins/chart/v2/chart.so"] = "chart"
+			writeTree(t, dir, map[string]string{"plugins/chart/v2/chart.so": "chart"}, time.Time{})
+		}},
+		{"subfolder removed", func(t *testing.T, dir string, files map[string]string) {
+			delete(files, "lib/liberp.so")
+			delete(files, "lib/plugins/report.so")
+			mustDo(t, os.RemoveAll(filepath.Join(dir, "lib")))
+		}},
+		{"subfolder renamed", func(t *testing.T, dir string, files map[string]string) {
+			for _, name := range []string{"lib/liberp.so", "lib/plugins/report.so"} {
+				files["lib64"+strings.TrimPrefix(name, "lib")] = files[name]
+				delete(files, name)
+			}
+			mustDo(t, os.Rename(filepath.Join(dir, "lib"), filepath.Join(dir, "lib64")))
+		}},
+		{"subfolder replaced by another", func(t *testing.T, dir string, files map[string]string) {
+			next := filepath.Join(dir, "lib.next")
+			writeTree(t, next, map[string]string{"liberp.so": "lib 2", "plugins/report.so": "report 2"}, oldTime)
+			mustDo(t, os.Rename(filepath.Join(dir, "lib"), filepath.Join(dir, "lib.old")))
+			mustDo(t, os.Rename(next, filepath.Join(dir, "lib")))
+			mustDo(t, os.RemoveAll(filepath.Join(dir, "lib.old")))
+			files["lib/liberp.so"], files["lib/plugins/report.so"] = "lib 2", "report 2"
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := sampleTree()
+			writeTree(t, dir, files, oldTime)
+			ix := openIndex(t, dir, t.TempDir())
+			settle(t, ix)
+
+			tc.change(t, dir, files)
+			checkManifest(t, waitFor(t, ix, "the change", func(m *Manifest) bool { return sameFiles(m, files) }), files)
+			settle(t, ix)
+			checkQuiet(t, ix)
+
+			// The folders as they are now are watched: a second change
+			// anywhere is seen too.
+			for rel := range files {
+				files[rel] += " again"
+				writeTree(t, dir, map[string]string{rel: files[rel]}, time.Time{})
+			}
+			checkManifest(t, waitFor(t, ix, "the second change", func(m *Manifest) bool { return sameFiles(m, files) }), files)
+		})
+	}
+}
+
+func mustDo(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWatchFileInNewSubfolderAfterScan shows that a file created in a new
+// subfolder between the scan that found the folder and the watch on it,
+// which no event reports, is still in the next manifest.
+func TestWatchFileInNewSubfolderAfterScan(t *testing.T) {
+	dir := t.TempDir()
+	files := sampleTree()
+	writeTree(t, dir, files, oldTime)
+	ix := openIndex(t, dir, t.TempDir())
+	settle(t, ix)
+
+	t.Run("right after the scan", func(t *testing.T) {
+		for i := range 10 {
+			sub := "new" + string(rune('a'+i))
+			files[sub+"/first"] = "first"
+			writeTree(t, dir, map[string]string{sub + "/first": "first"}, time.Time{})
+			waitFor(t, ix, sub+"/first", func(m *Manifest) bool { return sameFiles(m, files) })
+			files[sub+"/second"] = "second"
+			writeTree(t, dir, map[string]string{sub + "/second": "second"}, time.Time{})
+			waitFor(t, ix, sub+"/second", func(m *Manifest) bool { return sameFiles(m, files) })
+		}
+	})
+
+	t.Run("before the watch is added", func(t *testing.T) {
+		settle(t, ix)
+		// The file is created after the scan listed the new folder and
+		// before its watch exists: only the rescan that adding a
+		// watch asks for can find it.
+		created := false
+		ix.afterScan = func() {
+			if _, err := os.Stat(filepath.Join(dir, "late")); err == nil && !created {
+				created = true
+				writeFile(t, filepath.Join(dir, "late", "second"), "second")
+			}
+		}
+		defer func() { ix.afterScan = nil }()
+		files["late/first"] = "first"
+		writeTree(t, dir, map[string]string{"late/first": "first"}, time.Time{})
+		files["late/second"] = "second"
+		checkManifest(t, waitFor(t, ix, "late/second", func(m *Manifest) bool { return sameFiles(m, files) }), files)
+		if !created {
+			t.Fatal("test setup: the file was not created after the scan")
+		}
+	})
+	settle(t, ix)
+	checkQuiet(t, ix)
+}
+
+// TestWatchChangeDuringScan shows that a change made while a scan runs,
+// which the scan may have missed, makes the next Current scan again.
+func TestWatchChangeDuringScan(t *testing.T) {
+	dir := t.TempDir()
+	files := sampleTree()
+	writeTree(t, dir, files, oldTime)
+	ix := openIndex(t, dir, t.TempDir())
+	settle(t, ix)
+
+	done := false
+	ix.afterScan = func() {
+		if done {
+			return
+		}
+		done = true
+		// The scan has listed the folder: this change comes too late
+		// for it, and only its event tells.
+		files["lib/liberp.so"] = "changed during the scan"
+		writeTree(t, dir, map[string]string{"lib/liberp.so": files["lib/liberp.so"]}, time.Time{})
+		// Its event is handled before the scan ends, so that an index
+		// that forgot events once its scan ends would miss it.
+		waitDirty(t, ix)
+		time.Sleep(50 * time.Millisecond)
+	}
+	files["smartclient.ini"] = "[TCP]\nServer=erp2\n"
+	writeTree(t, dir, map[string]string{"smartclient.ini": files["smartclient.ini"]}, time.Time{})
+	checkManifest(t, waitFor(t, ix, "both changes", func(m *Manifest) bool { return sameFiles(m, files) }), files)
+	if !done {
+		t.Fatal("test setup: no scan after the first change")
+	}
+}
+
+// TestWatchFolderReplaced shows the usual ways to publish a release, where
+// the path of the update folder names a new folder: the new release is in
+// a manifest soon after, its tree is watched, and the old one is not.
+func TestWatchFolderReplaced(t *testing.T) {
+	release2 := map[string]string{
+		"smartclient":       "release 2",
+		"lib/liberp.so":     "lib 2",
+		"lib/new/plugin.so": "new plugin",
+		"share/data.bin":    "data",
+	}
+	tests := []struct {
+		name string
+		// setup makes the folder to index, and returns its path.
+		setup func(t *testing.T, base string) string
+		// replace puts the release in next at the folder's path and
+		// returns where the old release is now.
+		replace func(t *testing.T, base, folder, next string) string
+	}{
+		{
+			name:  "old renamed away, new renamed in",
+			setup: func(t *testing.T, base string) string { return filepath.Join(base, "linux") },
+			replace: func(t *testing.T, base, folder, next string) string {
+				mustDo(t, os.Rename(folder, folder+".old"))
+				mustDo(t, os.Rename(next, folder))
+				return folder + ".old"
+			},
+		},
+		{
+			name:  "old removed, new renamed in",
+			setup: func(t *testing.T, base string) string { return filepath.Join(base, "linux") },
+			replace: func(t *testing.T, base, folder, next string) string {
+				mustDo(t, os.RemoveAll(folder))
+				mustDo(t, os.Rename(next, folder))
+				return ""
+			},
+		},
+		{
+			name: "parent folder replaced",
+			setup: func(t *testing.T, base string) string {
+				return filepath.Join(base, "erp", "linux")
+			},
+			replace: func(t *testing.T, base, folder, next string) string {
+				parent := filepath.Join(base, "erp.next")
+				mustDo(t, os.MkdirAll(parent, 0o755))
+				mustDo(t, os.Rename(next, filepath.Join(parent, "linux")))
+				mustDo(t, os.Rename(filepath.Join(base, "erp"), filepath.Join(base, "erp.old")))
+				mustDo(t, os.Rename(parent, filepath.Join(base, "erp")))
+				return filepath.Join(base, "erp.old", "linux")
+			},
+		},
+		{
+			name: "symbolic link switched",
+			setup: func(t *testing.T, base string) string {
+				link := filepath.Join(base, "current")
+				if err := os.Symlink("release1", link); err != nil {
+					t.Skipf("cannot create symbolic links here: %v", err)
+				}
+				return link
+			},
+			replace: func(t *testing.T, base, folder, next string) string {
+				mustDo(t, os.Rename(next, filepath.Join(base, "release2")))
+				tmp := filepath.Join(base, "current.tmp")
+				mustDo(t, os.Symlink("release2", tmp))
+				mustDo(t, os.Rename(tmp, folder)) // as ln -sfn does
+				return filepath.Join(base, "release1")
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			folder := tc.setup(t, base)
+			files := sampleTree()
+			if target, err := os.Readlink(folder); err == nil {
+				writeTree(t, filepath.Join(base, target), files, oldTime)
+			} else {
+				writeTree(t, folder, files, oldTime)
+			}
+			next := filepath.Join(base, "next")
+			writeTree(t, next, release2, oldTime)
+			ix := openIndex(t, folder, t.TempDir())
+			settle(t, ix)
+
+			old := tc.replace(t, base, folder, next)
+			files = maps.Clone(release2)
+			checkManifest(t, waitFor(t, ix, "the new release", func(m *Manifest) bool { return sameFiles(m, files) }), files)
+			settle(t, ix)
+			checkQuiet(t, ix)
+
+			// The new tree is watched.
+			files["lib/new/plugin.so"] = "new plugin, fixed"
+			writeTree(t, folder, map[string]string{"lib/new/plugin.so": files["lib/new/plugin.so"]}, time.Time{})
+			checkManifest(t, waitFor(t, ix, "a change in the new release", func(m *Manifest) bool { return sameFiles(m, files) }), files)
+			settle(t, ix)
+
+			// The old tree is not: changing it costs no scan.
+			if old == "" {
+				return
+			}
+			// A stray late event of the change above may cost one scan;
+			// a watch left on the old tree costs one every time.
+			for i := range 3 {
+				settle(t, ix)
+				n := scans(ix)
+				writeTree(t, old, map[string]string{"lib/plugins/report.so": "changed", "lib/x": "x", "y": "y"}, time.Time{})
+				time.Sleep(100 * time.Millisecond) // a watch on the old tree would have reported by then
+				for range 20 {
+					current(t, ix)
+				}
+				if scans(ix) == n {
+					break
+				}
+				if i == 2 {
+					t.Errorf("each change to the old tree costs a scan: it is still watched")
+				}
+			}
+		})
+	}
+}
+
+// TestWatchErrorsMarkDirty shows that an error of the watcher, such as the
+// overflow of its queue that loses events, makes the next Current scan.
+func TestWatchErrorsMarkDirty(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, sampleTree(), oldTime)
+	ix := openIndex(t, dir, t.TempDir())
+	settle(t, ix)
+	ix.w.Errors <- fsnotify.ErrEventOverflow
+	waitDirty(t, ix)
+	n := scans(ix)
+	current(t, ix)
+	if got := scans(ix) - n; got != 1 {
+		t.Errorf("Current after an overflow made %d scans, want 1", got)
+	}
+	checkQuiet(t, ix)
+}
+
+// TestWatchMaxAge shows that a quiet watch is not trusted forever.
+func TestWatchMaxAge(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, sampleTree(), oldTime)
+	ix := openIndex(t, dir, t.TempDir())
+	settle(t, ix)
+	ix.mu.Lock()
+	ix.scannedAt = ix.scannedAt.Add(-maxScanAge)
+	ix.mu.Unlock()
+	n := scans(ix)
+	current(t, ix)
+	if got := scans(ix) - n; got != 1 {
+		t.Errorf("Current after %v without a scan made %d scans, want 1", maxScanAge, got)
+	}
+	checkQuiet(t, ix)
+}
+
+// syncBuffer is a log destination that tests read while the index writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestWatchFallback shows that an index that cannot watch its folder says
+// so once, with the reason, and scans before every manifest, as it did
+// before it watched; its manifests stay correct.
+func TestWatchFallback(t *testing.T) {
+	tests := []struct {
+		name   string
+		reason string
+		open   func(t *testing.T, log *slog.Logger, dir string) *Index
+	}{
+		{
+			name:   "no watcher",
+			reason: "too many open files",
+			open: func(t *testing.T, log *slog.Logger, dir string) *Index {
+				ix, err := openIndexWith(context.Background(), log, "linux", dir, t.TempDir(), "7.00.240501A", nil,
+					func() (*fsnotify.Watcher, error) { return nil, errors.New("inotify_init1: too many open files") })
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ix
+			},
+		},
+		{
+			name:   "watch failed later",
+			reason: "no space left on device",
+			open: func(t *testing.T, log *slog.Logger, dir string) *Index {
+				ix, err := OpenIndex(context.Background(), log, "linux", dir, t.TempDir(), "7.00.240501A", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				settle(t, ix)
+				// What rewatch does when a watch cannot be added.
+				ix.unwatch(errors.New("watching " + dir + "/lib: no space left on device"))
+				ix.unwatch(errors.New("watching " + dir + "/docs: no space left on device"))
+				return ix
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := sampleTree()
+			writeTree(t, dir, files, oldTime)
+			var logs syncBuffer
+			ix := tc.open(t, slog.New(slog.NewTextHandler(&logs, nil)), dir)
+			defer ix.Close()
+
+			for range 3 {
+				n := scans(ix)
+				checkManifest(t, current(t, ix), files)
+				if got := scans(ix) - n; got != 1 {
+					t.Errorf("Current made %d scans, want 1", got)
+				}
+			}
+			// A change is in the very next manifest: no event to wait for.
+			files["lib/liberp.so"] = "changed"
+			writeTree(t, dir, map[string]string{"lib/liberp.so": "changed"}, time.Time{})
+			checkManifest(t, current(t, ix), files)
+
+			if got := strings.Count(logs.String(), "level=WARN"); got != 1 {
+				t.Errorf("%d warnings, want 1:\n%s", got, logs.String())
+			}
+			if !strings.Contains(logs.String(), tc.reason) || !strings.Contains(logs.String(), "rescanned before every manifest") {
+				t.Errorf("the warning does not give the reason %q and the consequence:\n%s", tc.reason, logs.String())
+			}
+		})
+	}
+}
+
+// TestWatchClose shows that Close stops the goroutine that reads the
+// watcher, and may be called twice.
+func TestWatchClose(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, sampleTree(), oldTime)
+	ix, err := OpenIndex(context.Background(), discardLogger(), "linux", dir, t.TempDir(), "7.00.240501A", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settle(t, ix)
+	ix.Close()
+	select {
+	case <-ix.watchDone:
+	default:
+		t.Fatal("the watcher's goroutine still runs after Close")
+	}
+	ix.Close()
+}
