@@ -90,9 +90,9 @@ func treeSpecs(small bool) []treeSpec {
 // scenario is one row pair of the table.
 type scenario struct {
 	name    string
-	serve   string // the tree both servers serve
-	start   string // the tree the client holds before the run; "" for an empty folder
-	clients int    // clients started at once
+	serve   string   // the tree both servers serve
+	start   string   // the tree the client holds before the run; "" for an empty folder
+	clients int      // clients started at once
 	ours    []string // extra flags for our client
 }
 
