@@ -13,12 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -1356,5 +1358,369 @@ func TestServerUpToDateAndRaw(t *testing.T) {
 	}
 	if string(got.data) != files["bin/smartclient"] || got.encodings[syncproto.EncodingZstd] != 0 || got.encodings[syncproto.EncodingRaw] != 3 {
 		t.Errorf("GetRaw: %d bytes in chunks %v, want the file in 3 raw chunks", len(got.data), got.encodings)
+	}
+}
+
+// chunkRefs returns the protocol's names of chunks.
+func chunkRefs(chunks []cdc.Chunk) []syncproto.ChunkRef {
+	refs := make([]syncproto.ChunkRef, len(chunks))
+	for i, c := range chunks {
+		refs[i] = syncproto.ChunkRef{Len: c.Len, Hash: c.Hash}
+	}
+	return refs
+}
+
+// cut returns the chunks of b cut with bits, as the protocol names them.
+func cut(t testing.TB, b []byte, bits uint8) []syncproto.ChunkRef {
+	t.Helper()
+	chunks, err := cdc.Split(bytes.NewReader(b), bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chunkRefs(chunks)
+}
+
+// deltaFrames returns the DeltaRequest frames that ask for index as the
+// difference from base, perFrame references a frame (the last frame may
+// hold fewer; one frame, empty, for an empty base).
+func deltaFrames(index uint32, bits, flags uint8, base []syncproto.ChunkRef, perFrame int) []syncproto.Message {
+	var msgs []syncproto.Message
+	for k := 0; k == 0 || k < len(base); k += perFrame {
+		r := syncproto.DeltaRequest{Index: index, Bits: bits, Flags: flags, Chunks: base[k:min(k+perFrame, len(base))]}
+		if k+perFrame < len(base) {
+			r.Flags |= syncproto.DeltaMore
+		}
+		msgs = append(msgs, r)
+	}
+	return msgs
+}
+
+// receivedDelta is one file as a client received it in answer to a
+// DeltaRequest.
+type receivedDelta struct {
+	data   []byte
+	hash   [32]byte // as FileEnd carried it
+	list   []syncproto.ChunkRef
+	lists  int   // ChunkList frames
+	copies int   // FileCopy frames
+	copied int64 // bytes taken from the base
+	sent   int64 // bytes of FileData, raw
+}
+
+// receiveDelta reads FileStart for index, the file's ChunkList frames
+// when wantList (all cut with bits), then FileData and FileCopy frames,
+// copying from base, up to FileStart's size, and FileEnd. Every frame is
+// checked as a strict client checks it.
+func (c *testClient) receiveDelta(dec *zstd.Decoder, index uint32, bits uint8, base []byte, wantList bool) (receivedDelta, error) {
+	var got receivedDelta
+	m, err := c.r.Expect(syncproto.MsgFileStart)
+	if err != nil {
+		return got, fmt.Errorf("waiting for FileStart of %d: %w", index, err)
+	}
+	start := m.(syncproto.FileStart)
+	if start.Index != index {
+		return got, fmt.Errorf("got file %d, want %d", start.Index, index)
+	}
+	for more := wantList; more; {
+		m, err := c.r.Expect(syncproto.MsgChunkList)
+		if err != nil {
+			return got, fmt.Errorf("file %d: waiting for its chunk list: %w", index, err)
+		}
+		l := m.(syncproto.ChunkList)
+		if l.Bits != bits {
+			return got, fmt.Errorf("file %d: chunk list cut with %d, asked for %d", index, l.Bits, bits)
+		}
+		got.lists++
+		got.list = append(got.list, l.Chunks...)
+		more = l.More
+	}
+	var chunk []byte
+	for uint64(len(got.data)) < start.Size {
+		m, err := c.r.Read()
+		if err != nil {
+			return got, fmt.Errorf("reading file %d after %d bytes: %w", index, len(got.data), err)
+		}
+		switch m := m.(type) {
+		case syncproto.FileData:
+			if chunk, err = syncproto.DecodeChunk(dec, m, chunk); err != nil {
+				return got, err
+			}
+			got.data = append(got.data, chunk...)
+			got.sent += int64(len(chunk))
+		case syncproto.FileCopy:
+			if m.Off > uint64(len(base)) || uint64(m.Len) > uint64(len(base))-m.Off {
+				return got, fmt.Errorf("file %d: copy of %d bytes at %d from a base of %d", index, m.Len, m.Off, len(base))
+			}
+			got.data = append(got.data, base[m.Off:m.Off+uint64(m.Len)]...)
+			got.copies++
+			got.copied += int64(m.Len)
+		default:
+			return got, fmt.Errorf("got %v inside file %d", m.Type(), index)
+		}
+	}
+	if uint64(len(got.data)) != start.Size {
+		return got, fmt.Errorf("file %d: got %d bytes, FileStart said %d", index, len(got.data), start.Size)
+	}
+	m, err = c.r.Expect(syncproto.MsgFileEnd)
+	if err != nil {
+		return got, fmt.Errorf("file %d: %w", index, err)
+	}
+	got.hash = m.(syncproto.FileEnd).Hash
+	return got, nil
+}
+
+// indexOf maps the manifest's paths to their indices.
+func indexOf(entries []syncproto.ManifestEntry) map[string]uint32 {
+	ix := make(map[string]uint32, len(entries))
+	for i, e := range entries {
+		ix[e.Path] = uint32(i)
+	}
+	return ix
+}
+
+// deltaSession is a well-behaved client that has an older version of
+// some files, bases: it fetches every regular file of the linux folder,
+// which holds files, those it has a base of as deltas, the rest whole,
+// and reports success.
+func deltaSession(addr, id string, files map[string]string, bases map[string][]byte) error {
+	c, err := dialClient(addr)
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	if _, err := c.hello(srvBuild, "linux", id); err != nil {
+		return err
+	}
+	_, entries, err := c.manifest()
+	if err != nil {
+		return err
+	}
+	var msgs []syncproto.Message
+	var order []uint32
+	for i, e := range entries {
+		if e.Flags&syncproto.FlagSymlink != 0 {
+			continue
+		}
+		if _, ok := files[e.Path]; !ok {
+			return fmt.Errorf("%s in the manifest, not in the folder", e.Path)
+		}
+		order = append(order, uint32(i))
+		if base, ok := bases[e.Path]; ok {
+			bits := cdc.BitsFor(int64(len(base)))
+			chunks, err := cdc.Split(bytes.NewReader(base), bits)
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, deltaFrames(uint32(i), bits, 0, chunkRefs(chunks), syncproto.MaxChunkRefs)...)
+		} else {
+			msgs = append(msgs, syncproto.Request{Indices: []uint32{uint32(i)}})
+		}
+	}
+	if len(order) != len(files) {
+		return fmt.Errorf("manifest of %d files, want %d", len(order), len(files))
+	}
+	if err := c.send(append(msgs, syncproto.RequestEnd{})...); err != nil {
+		return err
+	}
+	dec, err := syncproto.NewChunkDecoder()
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	for _, i := range order {
+		e := entries[i]
+		base := bases[e.Path]
+		got, err := c.receiveDelta(dec, i, cdc.BitsFor(int64(len(base))), base, false)
+		if err != nil {
+			return err
+		}
+		if string(got.data) != files[e.Path] || got.hash != e.Hash || blake3.Sum256(got.data) != e.Hash {
+			return fmt.Errorf("%s: received content or hash differs from the folder's", e.Path)
+		}
+		if base != nil && got.copied == 0 {
+			return fmt.Errorf("%s: nothing copied from the base", e.Path)
+		}
+	}
+	return c.report(syncproto.Report{Outcome: syncproto.OutcomeUpdated, Build: srvBuild, Files: uint32(len(order))})
+}
+
+// TestServerDelta: a client that has an older version of a file gets the
+// new one as copies of its own chunks and data for the rest, and with
+// DeltaWantList the new file's chunk list first, equal to cdc's cut of the
+// new file; the deltas go out in request order among whole files.
+func TestServerDelta(t *testing.T) {
+	rng := rand.NewChaCha8([32]byte{11})
+	old := make([]byte, 1<<20)
+	rng.Read(old)
+	patch := make([]byte, 4096)
+	rng.Read(patch)
+	// The new version: 4 KiB overwritten near the start, 4 KiB inserted
+	// after the middle.
+	newer := slices.Clone(old)
+	copy(newer[100<<10:], patch)
+	newer = slices.Concat(newer[:600<<10], patch, newer[600<<10:])
+	whole := randomBytes(300<<10, 12)
+	files := map[string]string{
+		"a.ini":         "x=1\n",
+		"data/pack.pak": string(newer),
+		"data/same.pak": string(old),
+		"lib/whole.bin": string(whole),
+		"empty":         "",
+	}
+	dir := t.TempDir()
+	writeTree(t, dir, files, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+
+	c := mustDial(t, ts.addr)
+	if _, err := c.hello(srvBuild, "linux", "delta"); err != nil {
+		t.Fatal(err)
+	}
+	_, entries, err := c.manifestWith(syncproto.GetManifest{Flags: syncproto.GetRaw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := indexOf(entries)
+	bits := cdc.BitsFor(int64(len(old)))
+	base := cut(t, old, bits)
+	type want struct {
+		path     string
+		base     []byte
+		bits     uint8
+		wantList bool
+	}
+	// Whole files and deltas interleaved; the base's references in frames
+	// of 100, so that the server gathers them over DeltaMore.
+	order := []want{
+		{path: "a.ini"},
+		{path: "data/pack.pak", base: old, bits: bits, wantList: true},
+		{path: "lib/whole.bin", bits: cdc.MinBits, wantList: true},
+		{path: "data/same.pak", base: old, bits: bits},
+		{path: "empty", bits: cdc.MaxBits, wantList: true},
+	}
+	var msgs []syncproto.Message
+	for _, w := range order {
+		switch {
+		case w.bits == 0:
+			msgs = append(msgs, syncproto.Request{Indices: []uint32{ix[w.path]}})
+		default:
+			flags := uint8(0)
+			if w.wantList {
+				flags = syncproto.DeltaWantList
+			}
+			var refs []syncproto.ChunkRef
+			if w.base != nil {
+				refs = base
+			}
+			msgs = append(msgs, deltaFrames(ix[w.path], w.bits, flags, refs, 100)...)
+		}
+	}
+	if err := c.send(append(msgs, syncproto.RequestEnd{})...); err != nil {
+		t.Fatal(err)
+	}
+	dec, err := syncproto.NewChunkDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	got := map[string]receivedDelta{}
+	for _, w := range order {
+		i := ix[w.path]
+		r, err := c.receiveDelta(dec, i, w.bits, w.base, w.wantList)
+		if err != nil {
+			t.Fatalf("%s: %v", w.path, err)
+		}
+		if string(r.data) != files[w.path] || r.hash != entries[i].Hash || blake3.Sum256(r.data) != entries[i].Hash {
+			t.Errorf("%s: reassembled %d bytes that differ from the folder's %d", w.path, len(r.data), len(files[w.path]))
+		}
+		if w.wantList {
+			if want := cut(t, []byte(files[w.path]), w.bits); !slices.Equal(r.list, want) {
+				t.Errorf("%s: chunk list of %d chunks differs from cdc's cut, %d chunks", w.path, len(r.list), len(want))
+			}
+		} else if r.lists != 0 {
+			t.Errorf("%s: %d ChunkList frames, none asked for", w.path, r.lists)
+		}
+		got[w.path] = r
+	}
+	if err := c.report(syncproto.Report{Outcome: syncproto.OutcomeUpdated, Build: srvBuild, Files: uint32(len(order))}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two 4 KiB edits touch a few chunks of at most 16 KiB each (bits 12).
+	if r := got["data/pack.pak"]; r.sent > 128<<10 || r.copied < int64(len(newer))-128<<10 || r.copies < 2 {
+		t.Errorf("data/pack.pak: %d bytes sent, %d copied in %d copies; want the edits sent and the rest copied", r.sent, r.copied, r.copies)
+	}
+	// Adjacent copies are merged: a file the base has whole is one copy.
+	if r := got["data/same.pak"]; r.sent != 0 || r.copies != 1 || r.copied != int64(len(old)) {
+		t.Errorf("data/same.pak: %d bytes sent, %d copied in %d copies; want one copy of all %d", r.sent, r.copied, r.copies, len(old))
+	}
+	// An empty base fetches the file whole, with its list.
+	if r := got["lib/whole.bin"]; r.sent != int64(len(whole)) || r.copies != 0 || r.lists != 1 {
+		t.Errorf("lib/whole.bin: %d bytes sent, %d copies, %d list frames; want it whole with its list in one frame", r.sent, r.copies, r.lists)
+	}
+	// An empty file's list is one empty frame.
+	if r := got["empty"]; r.lists != 1 || len(r.list) != 0 || len(r.data) != 0 {
+		t.Errorf("empty: %d list frames of %d chunks, %d bytes", r.lists, len(r.list), len(r.data))
+	}
+}
+
+// TestServerDeltaLongList: a file of more than MaxChunkRefs chunks gets
+// its list in several ChunkList frames, all but the last with More, full,
+// and together equal to cdc's cut of the file; a client's base of that
+// many chunks goes in several DeltaRequest frames.
+func TestServerDeltaLongList(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cuts and sends 10 MiB")
+	}
+	content := randomBytes(10<<20, 13)
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"big.pak": string(content)}, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+	want := cut(t, content, cdc.MinBits)
+	if len(want) <= syncproto.MaxChunkRefs {
+		t.Fatalf("%d chunks: the test needs more than %d", len(want), syncproto.MaxChunkRefs)
+	}
+	for _, tc := range []struct {
+		name string
+		base []byte
+	}{
+		{"empty base", nil},
+		{"the same file as base", content},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustDial(t, ts.addr)
+			c.conn.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.hello(srvBuild, "linux", "long-list"); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := c.manifestWith(syncproto.GetManifest{Flags: syncproto.GetRaw}); err != nil {
+				t.Fatal(err)
+			}
+			var refs []syncproto.ChunkRef
+			if tc.base != nil {
+				refs = want
+			}
+			msgs := deltaFrames(0, cdc.MinBits, syncproto.DeltaWantList, refs, syncproto.MaxChunkRefs)
+			if err := c.send(append(msgs, syncproto.RequestEnd{})...); err != nil {
+				t.Fatal(err)
+			}
+			dec, err := syncproto.NewChunkDecoder()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dec.Close()
+			r, err := c.receiveDelta(dec, 0, cdc.MinBits, tc.base, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(r.data, content) {
+				t.Error("reassembled content differs from the file")
+			}
+			if wantFrames := (len(want) + syncproto.MaxChunkRefs - 1) / syncproto.MaxChunkRefs; r.lists != wantFrames || !slices.Equal(r.list, want) {
+				t.Errorf("list of %d chunks in %d frames; want cdc's %d chunks in %d frames", len(r.list), r.lists, len(want), wantFrames)
+			}
+			if tc.base != nil && (r.sent != 0 || r.copies != 1) {
+				t.Errorf("%d bytes sent, %d copies; want one copy of the whole file", r.sent, r.copies)
+			}
+		})
 	}
 }
