@@ -171,6 +171,14 @@ func (c *testClient) send(msgs ...syncproto.Message) error {
 	return c.w.Flush()
 }
 
+// sendRaw sends frames that need not be valid, counted in c.w.N.
+func (c *testClient) sendRaw(frames []byte) error {
+	if err := c.w.WriteEncoded(frames); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
 func (c *testClient) hello(build, osName, id string) (syncproto.Welcome, error) {
 	if err := c.send(syncproto.Hello{ClientBuild: build, OS: osName, ClientID: id}); err != nil {
 		return syncproto.Welcome{}, err
@@ -1720,6 +1728,199 @@ func TestServerDeltaLongList(t *testing.T) {
 			}
 			if tc.base != nil && (r.sent != 0 || r.copies != 1) {
 				t.Errorf("%d bytes sent, %d copies; want one copy of the whole file", r.sent, r.copies)
+			}
+		})
+	}
+}
+
+// TestServerHostileDeltaClients: every malformed or abusive DeltaRequest
+// gets CodeBadRequest (CodeProtocol where the decoder refuses the frame)
+// and a closed connection, while a client fetching a delta is served at
+// the same time.
+func TestServerHostileDeltaClients(t *testing.T) {
+	dir := t.TempDir()
+	old := randomBytes(200<<10, 21)
+	newer := slices.Concat(old[:50<<10], []byte("an insert"), old[50<<10:])
+	files := map[string]string{"smartclient": string(newer), "smartclient.ini": "[TCP]\n", "lib/data.bin": "data"}
+	writeTree(t, dir, files, oldTime)
+	haveLink := os.Symlink("smartclient", filepath.Join(dir, "smartclient.lnk")) == nil
+	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+	bases := map[string][]byte{"smartclient": old}
+
+	ref := syncproto.ChunkRef{Len: 1000, Hash: [16]byte{1}}
+	one := []syncproto.ChunkRef{ref}
+	delta := func(index uint32, bits, flags uint8, refs []syncproto.ChunkRef) syncproto.DeltaRequest {
+		return syncproto.DeltaRequest{Index: index, Bits: bits, Flags: flags, Chunks: refs}
+	}
+	// full is one frame of MaxChunkRefs references, encoded once: the
+	// session limit takes MaxSessionChunkRefs/MaxChunkRefs of them.
+	fullRefs := slices.Repeat(one, syncproto.MaxChunkRefs)
+	frames := syncproto.MaxSessionChunkRefs / syncproto.MaxChunkRefs
+	fullMore := syncproto.AppendFrame(nil, delta(0, 12, syncproto.DeltaMore, fullRefs))
+	fullLast := syncproto.AppendFrame(nil, delta(0, 12, 0, fullRefs))
+	// rawDelta is a DeltaRequest payload: index 0, bits 12, flags, count
+	// and body as given.
+	rawDelta := func(flags uint8, count uint32, body []byte) []byte {
+		p := append([]byte{0, 0, 0, 0, 12, flags}, binary.BigEndian.AppendUint32(nil, count)...)
+		p = append(p, body...)
+		return append(frameHeader(syncproto.Version, syncproto.MsgDeltaRequest, uint32(len(p))), p...)
+	}
+
+	tests := []struct {
+		name string
+		// attack runs after the manifest, whose indices ix names.
+		attack   func(c *testClient, ix map[string]uint32) error
+		wantCode syncproto.Code
+		// wantMsg is in the error the server logs for the session.
+		wantMsg string
+		link    bool // needs a symbolic link in the folder
+	}{
+		{name: "bits 9, below the range", wantMsg: "chunk parameter 9 out of range 10..16", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(ix["smartclient"], cdc.MinBits-1, 0, one))
+		}},
+		{name: "bits 17, above the range", wantMsg: "chunk parameter 17 out of range", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(ix["smartclient"], cdc.MaxBits+1, 0, one))
+		}},
+		{name: "bits 0 with an empty base", wantMsg: "chunk parameter 0 out of range", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(ix["smartclient"], 0, syncproto.DeltaWantList, nil))
+		}},
+		{name: "bits 255", wantMsg: "chunk parameter 255 out of range", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(ix["smartclient"], 255, 0, one))
+		}},
+		{name: "DeltaMore, then another index", wantMsg: "interrupted by one for file", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(ix["smartclient"], 12, syncproto.DeltaMore, one), delta(ix["lib/data.bin"], 12, 0, one))
+		}},
+		{name: "DeltaMore, then the same index with other bits", wantMsg: "interrupted by one for file", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(ix["smartclient"], 12, syncproto.DeltaMore, one), delta(ix["smartclient"], 13, 0, one))
+		}},
+		{name: "DeltaMore, then RequestEnd", wantMsg: "not finished before RequestEnd", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(ix["smartclient"], 12, syncproto.DeltaMore, one), syncproto.RequestEnd{})
+		}},
+		{name: "DeltaMore, then a Request", wantMsg: "not finished before Request", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(ix["smartclient"], 12, syncproto.DeltaMore, one), syncproto.Request{Indices: []uint32{ix["lib/data.bin"]}})
+		}},
+		{name: "a symbolic link", wantMsg: "smartclient.lnk is a symbolic link", link: true, wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(ix["smartclient.lnk"], 12, 0, one))
+		}},
+		{name: "index equal to count", wantMsg: "is not in the manifest of", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(uint32(len(ix)), 12, 0, one))
+		}},
+		{name: "largest index", wantMsg: "file index 4294967295 is not in the manifest", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(1<<32-1, 12, syncproto.DeltaWantList, nil))
+		}},
+		{name: "more deltas than the manifest holds", wantMsg: "more files requested than the manifest holds", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			var msgs []syncproto.Message
+			for range len(ix) + 1 {
+				msgs = append(msgs, delta(ix["smartclient"], 12, 0, one))
+			}
+			return c.send(msgs...)
+		}},
+		{name: "session limit passed by one file's frames", wantMsg: "more than 1048576 chunk references in one session", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			// frames+1 full frames for index 0.
+			for range frames {
+				if err := c.w.WriteEncoded(fullMore); err != nil {
+					return err
+				}
+			}
+			if err := c.w.WriteEncoded(fullLast); err != nil {
+				return err
+			}
+			return c.w.Flush()
+		}},
+		{name: "session limit passed by a second file", wantMsg: "more than 1048576 chunk references in one session", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			// Exactly the limit for index 0, then one reference more.
+			for range frames - 1 {
+				if err := c.w.WriteEncoded(fullMore); err != nil {
+					return err
+				}
+			}
+			if err := c.w.WriteEncoded(fullLast); err != nil {
+				return err
+			}
+			other := ix["smartclient"]
+			if other == 0 {
+				other = ix["lib/data.bin"]
+			}
+			return c.send(delta(other, 12, 0, one))
+		}},
+		{name: "unknown DeltaRequest flag", wantMsg: "unknown flags 0x80", wantCode: syncproto.CodeProtocol, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.sendRaw(rawDelta(0x80, 0, nil))
+		}},
+		{name: "DeltaRequest frame over MaxChunkRefs", wantMsg: "8193 chunks, limit 8192", wantCode: syncproto.CodeProtocol, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.sendRaw(rawDelta(0, syncproto.MaxChunkRefs+1, nil))
+		}},
+		{name: "DeltaRequest count that lies", wantMsg: "3 chunks in 40 bytes", wantCode: syncproto.CodeProtocol, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.sendRaw(rawDelta(0, 3, make([]byte, 2*(4+syncproto.ChunkHashSize))))
+		}},
+		{name: "DeltaRequest with an empty chunk", wantMsg: "chunk 0 is empty", wantCode: syncproto.CodeProtocol, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.sendRaw(rawDelta(0, 1, make([]byte, 4+syncproto.ChunkHashSize)))
+		}},
+		{name: "ChunkList from the client", wantMsg: "got ChunkList while reading requests", wantCode: syncproto.CodeProtocol, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(syncproto.ChunkList{Bits: 12, Chunks: one})
+		}},
+		{name: "FileCopy from the client", wantMsg: "got FileCopy while reading requests", wantCode: syncproto.CodeProtocol, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(syncproto.FileCopy{Off: 0, Len: 1})
+		}},
+		{name: "DeltaRequest before GetManifest", wantMsg: "got DeltaRequest after Welcome", wantCode: syncproto.CodeProtocol, attack: nil},
+	}
+	received := regexp.MustCompile(` received=(\d+) `)
+	for n, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.link && !haveLink {
+				t.Skip("cannot create symbolic links here")
+			}
+			bad := mustDial(t, ts.addr)
+			bad.conn.SetDeadline(time.Now().Add(20 * time.Second))
+			id := fmt.Sprintf("hostile-delta-%d", n)
+			if _, err := bad.hello(srvBuild, "linux", id); err != nil {
+				t.Fatal(err)
+			}
+			if tc.attack == nil {
+				if err := bad.send(delta(0, 12, 0, one)); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				_, entries, err := bad.manifest()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ix := indexOf(entries)
+				if _, ok := ix["smartclient.lnk"]; tc.link && !ok {
+					t.Fatal("the link is not in the manifest")
+				}
+				if err := tc.attack(bad, ix); err != nil {
+					t.Fatalf("attack: %v", err)
+				}
+			}
+
+			// A good client fetches a delta while the bad one is connected.
+			good := make(chan error, 1)
+			go func() { good <- deltaSession(ts.addr, "good-client", files, bases) }()
+
+			bad.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			codes, err := bad.readUntilClosed()
+			if err != nil {
+				t.Errorf("bad client: %v", err)
+			}
+			if len(codes) != 1 || codes[0] != tc.wantCode {
+				t.Errorf("bad client got Error codes %v, want [%v]", codes, tc.wantCode)
+			}
+			if err := <-good; err != nil {
+				t.Errorf("good client: %v", err)
+			}
+			// The server refused the request for its reason, and only at
+			// its last frame: it had read every byte the client sent.
+			var line string
+			for l := range strings.Lines(ts.logs.String()) {
+				if strings.Contains(l, " id="+id+" ") {
+					line = l
+				}
+			}
+			if !strings.Contains(line, tc.wantMsg) {
+				t.Errorf("session log %q does not say %q", line, tc.wantMsg)
+			}
+			if m := received.FindStringSubmatch(line); m == nil || m[1] != fmt.Sprint(bad.w.N) {
+				t.Errorf("session log %q; want received=%d, all the client sent", line, bad.w.N)
 			}
 		})
 	}
