@@ -1682,7 +1682,9 @@ func TestServerDeltaLongList(t *testing.T) {
 	content := randomBytes(10<<20, 13)
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{"big.pak": string(content)}, oldTime)
-	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+	// A client under the race detector on a busy machine can take over a
+	// second to take in a chunk.
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) { s.WriteTimeout, s.IdleTimeout = 20*time.Second, 20*time.Second }, nil)
 	want := cut(t, content, cdc.MinBits)
 	if len(want) <= syncproto.MaxChunkRefs {
 		t.Fatalf("%d chunks: the test needs more than %d", len(want), syncproto.MaxChunkRefs)
@@ -1744,7 +1746,9 @@ func TestServerHostileDeltaClients(t *testing.T) {
 	files := map[string]string{"smartclient": string(newer), "smartclient.ini": "[TCP]\n", "lib/data.bin": "data"}
 	writeTree(t, dir, files, oldTime)
 	haveLink := os.Symlink("smartclient", filepath.Join(dir, "smartclient.lnk")) == nil
-	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+	// No case waits for a deadline; long ones keep a slow machine from
+	// dropping a client that is merely slow to send its 20 MB.
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) { s.WriteTimeout, s.IdleTimeout = 10*time.Second, 10*time.Second }, nil)
 	bases := map[string][]byte{"smartclient": old}
 
 	ref := syncproto.ChunkRef{Len: 1000, Hash: [16]byte{1}}
@@ -1870,7 +1874,7 @@ func TestServerHostileDeltaClients(t *testing.T) {
 				t.Skip("cannot create symbolic links here")
 			}
 			bad := mustDial(t, ts.addr)
-			bad.conn.SetDeadline(time.Now().Add(20 * time.Second))
+			bad.conn.SetDeadline(time.Now().Add(time.Minute))
 			id := fmt.Sprintf("hostile-delta-%d", n)
 			if _, err := bad.hello(srvBuild, "linux", id); err != nil {
 				t.Fatal(err)
@@ -1897,7 +1901,9 @@ func TestServerHostileDeltaClients(t *testing.T) {
 			good := make(chan error, 1)
 			go func() { good <- deltaSession(ts.addr, "good-client", files, bases) }()
 
-			bad.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			// Only a guard against a hang: the server decodes 20 MB of references
+			// under the race detector in the largest cases.
+			bad.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 			codes, err := bad.readUntilClosed()
 			if err != nil {
 				t.Errorf("bad client: %v", err)
