@@ -19,13 +19,16 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
@@ -110,8 +113,12 @@ type lie struct {
 
 // liarSaw is what the liar saw the client do.
 type liarSaw struct {
-	asked     []uint32 // indices requested
-	askedEnd  bool     // RequestEnd received: the client went on to download
+	asked    []uint32 // indices requested, whole or as deltas
+	askedEnd bool     // RequestEnd received: the client went on to download
+	// deltas are the DeltaRequests among asked, by index, each with the
+	// chunks of all its frames.
+	deltas    map[uint32]*syncproto.DeltaRequest
+	copied    int64 // bytes the honest liar sent as FileCopy
 	report    *syncproto.Report
 	serverErr error // the client broke the protocol before the lie was told
 }
@@ -122,6 +129,7 @@ type liarStream struct {
 	w     *syncproto.Writer
 	files []releaseFile
 	enc   *zstd.Encoder
+	saw   *liarSaw
 }
 
 // msg sends m. Write errors are ignored here and below: a client that
@@ -149,6 +157,91 @@ func (s *liarStream) file(i int) {
 	s.msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(f.content))})
 	s.data(f.content)
 	s.msg(syncproto.FileEnd{Hash: blake3.Sum256(f.content)})
+}
+
+// honest sends file i as it was asked for: whole, or as a delta.
+func (s *liarStream) honest(i int) {
+	if s.saw.deltas[uint32(i)] != nil {
+		s.delta(i)
+	} else {
+		s.file(i)
+	}
+}
+
+// delta sends file i honestly as the client asked for it with a
+// DeltaRequest, as a real server does: its chunk list if asked for, then
+// copies of the chunks the base has, merged where they follow each other
+// in the base, and data for the rest.
+func (s *liarStream) delta(i int) {
+	d := s.saw.deltas[uint32(i)]
+	f := s.files[i]
+	s.msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(f.content))})
+	if d.Flags&syncproto.DeltaWantList != 0 {
+		s.list(d.Bits, liarRefs(cutChunks(f.content, d.Bits)), syncproto.MaxChunkRefs, false)
+	}
+	s.assemble(f.content, d.Bits, d.Chunks)
+	s.msg(syncproto.FileEnd{Hash: blake3.Sum256(f.content)})
+}
+
+// assemble sends content, cut with bits, as copies of the chunks of
+// base and data for the rest.
+func (s *liarStream) assemble(content []byte, bits uint8, base []syncproto.ChunkRef) {
+	at := map[syncproto.ChunkRef]uint64{}
+	var off uint64
+	for _, r := range base {
+		if _, dup := at[r]; !dup {
+			at[r] = off
+		}
+		off += uint64(r.Len)
+	}
+	var cp syncproto.FileCopy
+	flush := func() {
+		if cp.Len > 0 {
+			s.msg(cp)
+			s.saw.copied += int64(cp.Len)
+		}
+		cp = syncproto.FileCopy{}
+	}
+	for _, c := range cutChunks(content, bits) {
+		o, ok := at[syncproto.ChunkRef{Len: c.Len, Hash: c.Hash}]
+		switch {
+		case ok && cp.Len > 0 && cp.Off+uint64(cp.Len) == o:
+			cp.Len += c.Len
+		case ok:
+			flush()
+			cp = syncproto.FileCopy{Off: o, Len: c.Len}
+		default:
+			flush()
+			s.data(content[c.Off : c.Off+int64(c.Len)])
+		}
+	}
+	flush()
+}
+
+// list sends refs as a chunk list cut with bits, perFrame references a
+// frame; more sets More on the last frame too.
+func (s *liarStream) list(bits uint8, refs []syncproto.ChunkRef, perFrame int, more bool) {
+	for k := 0; k == 0 || k < len(refs); k += perFrame {
+		s.msg(syncproto.ChunkList{Bits: bits, More: more || k+perFrame < len(refs), Chunks: refs[k:min(k+perFrame, len(refs))]})
+	}
+}
+
+// cutChunks returns the content-defined chunks of b, cut with bits.
+func cutChunks(b []byte, bits uint8) []cdc.Chunk {
+	chunks, err := cdc.Split(bytes.NewReader(b), bits)
+	if err != nil {
+		panic(err) // a bytes.Reader does not fail
+	}
+	return chunks
+}
+
+// liarRefs names chunks as the protocol does.
+func liarRefs(chunks []cdc.Chunk) []syncproto.ChunkRef {
+	refs := make([]syncproto.ChunkRef, len(chunks))
+	for i, c := range chunks {
+		refs[i] = syncproto.ChunkRef{Len: c.Len, Hash: c.Hash}
+	}
+	return refs
 }
 
 // raw sends bytes that need not be a valid frame.
@@ -234,14 +327,38 @@ func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
 	}
 	// The client's answer: requests, or a report when it gives up
 	// before downloading, or nothing when it hangs up.
+	saw.deltas = map[uint32]*syncproto.DeltaRequest{}
+	var open *syncproto.DeltaRequest // a DeltaRequest with DeltaMore
 	for !saw.askedEnd {
 		m, err := r.Read()
 		if err != nil {
 			return nil
 		}
+		if d, ok := m.(syncproto.DeltaRequest); ok && open != nil {
+			if d.Index != open.Index || d.Bits != open.Bits {
+				return fmt.Errorf("client interrupted the delta request for %d with one for %d", open.Index, d.Index)
+			}
+			open.Chunks = append(open.Chunks, d.Chunks...)
+			if d.Flags&syncproto.DeltaMore == 0 {
+				open = nil
+			}
+			continue
+		}
+		if open != nil {
+			return fmt.Errorf("client sent %v inside the delta request for %d", m.Type(), open.Index)
+		}
 		switch m := m.(type) {
 		case syncproto.Request:
 			saw.asked = append(saw.asked, m.Indices...)
+		case syncproto.DeltaRequest:
+			if saw.deltas[m.Index] != nil {
+				return fmt.Errorf("client asked for %d twice", m.Index)
+			}
+			saw.asked = append(saw.asked, m.Index)
+			saw.deltas[m.Index] = &m
+			if m.Flags&syncproto.DeltaMore != 0 {
+				open = &m
+			}
 		case syncproto.RequestEnd:
 			saw.askedEnd = true
 		case syncproto.Report:
@@ -258,12 +375,12 @@ func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
 		return err
 	}
 	defer enc.Close()
-	s := &liarStream{nc: nc, w: w, files: files, enc: enc}
+	s := &liarStream{nc: nc, w: w, files: files, enc: enc, saw: saw}
 	if l.send != nil {
 		l.send(s)
 	} else {
 		for _, i := range saw.asked {
-			s.file(int(i))
+			s.honest(int(i))
 		}
 	}
 	w.Flush()
@@ -281,12 +398,22 @@ func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
 	}
 }
 
+// scene is an install folder before a sync and the release the liar
+// serves when it tells the truth.
+type scene struct {
+	old, release func() []releaseFile
+}
+
+// classic is the scene of most lies: the files of the new release are
+// small or new, so that each is asked for whole.
+var classic = scene{old: oldRelease, release: liarRelease}
+
 // oldInstall fills dir with an installed release: what every lie must
 // leave as it is. The .smartclient folder is there, as after any earlier
 // sync, but without a state file: a failed sync records its outcome there.
-func oldInstall(t *testing.T, dir string) {
+func oldInstall(t *testing.T, dir string, old []releaseFile) {
 	t.Helper()
-	for _, f := range oldRelease() {
+	for _, f := range old {
 		p := filepath.Join(dir, filepath.FromSlash(f.path))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -339,17 +466,25 @@ func wholeTree(t *testing.T, dir string) map[string]string {
 	return m
 }
 
-// hostileRun runs one sync against l and checks what must hold whatever
+// hostileRun runs one sync against l in the classic scene; see
+// hostileRunIn.
+func hostileRun(t *testing.T, l lie) (liarSaw, string) {
+	t.Helper()
+	return hostileRunIn(t, l, classic)
+}
+
+// hostileRunIn runs one sync against l and checks what must hold whatever
 // the lie: the error is the one wanted, the install folder is byte for
 // byte what it was, and nothing appeared beside it. It returns what the
 // liar saw and the install folder.
-func hostileRun(t *testing.T, l lie) (liarSaw, string) {
+func hostileRunIn(t *testing.T, l lie, sc scene) (liarSaw, string) {
 	t.Helper()
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "install")
-	oldInstall(t, dir)
+	oldInstall(t, dir, sc.old())
 	before := wholeTree(t, dir)
-	addr, wait := serveLie(t, l, liarRelease())
+	release := sc.release()
+	addr, wait := serveLie(t, l, release)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := smartclient.Sync(ctx, smartclient.Options{Dir: dir, Server: addr, OS: "linux", Yes: true, Timeout: 5 * time.Second})
@@ -380,6 +515,12 @@ func hostileRun(t *testing.T, l lie) (liarSaw, string) {
 			if k == ".smartclient/resume" || strings.HasPrefix(k, ".smartclient/resume/") {
 				continue
 			}
+			// So is the chunk list of a file received and verified
+			// before the lie, a cache for the next delta; but only
+			// the true list of a file of the release.
+			if k == ".smartclient/chunks" || strings.HasPrefix(k, ".smartclient/chunks/") && trueList(t, dir, k, release) {
+				continue
+			}
 			if before[k] != after[k] {
 				t.Errorf("install changed: %s: was %q, is %q", k, before[k], after[k])
 			}
@@ -394,6 +535,28 @@ func hostileRun(t *testing.T, l lie) (liarSaw, string) {
 		t.Errorf("beside the install folder: %v, %v; want only install", names, rerr)
 	}
 	return saw, dir
+}
+
+// trueList reports whether the file k of dir, under .smartclient/chunks,
+// is named for a file of the release and holds its chunk list, cut with
+// the bits of its name.
+func trueList(t *testing.T, dir, k string, release []releaseFile) bool {
+	t.Helper()
+	hash, bits, ok := strings.Cut(path.Base(k), "-")
+	b, err := strconv.ParseUint(bits, 10, 8)
+	if !ok || err != nil {
+		return false
+	}
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(k)))
+	if err != nil {
+		return false
+	}
+	for _, f := range release {
+		if fmt.Sprintf("%x", blake3.Sum256(f.content)) == hash {
+			return bytes.Equal(data, cdc.AppendList(nil, uint8(b), cutChunks(f.content, uint8(b))))
+		}
+	}
+	return false
 }
 
 // bad returns an entries function that adds e to the honest manifest.
@@ -838,5 +1001,123 @@ func TestHostileZstdBombIsBounded(t *testing.T) {
 				t.Errorf("allocated %d MiB during the sync; the decoder is not bounded", got>>20)
 			}
 		})
+	}
+}
+
+// Deltas. The client asks for a file as a delta when its path holds a
+// regular file of at least 4 KiB, and for its chunk list too when the new
+// file is at least 1 MiB; a new file of 1 MiB or more it asks for with an
+// empty base and the list. The delta scene has one file of each kind.
+
+// deltaOldRelease is the install before each delta lie: older versions of
+// two files large enough to be bases.
+func deltaOldRelease() []releaseFile {
+	rng := rand.NewChaCha8([32]byte{17})
+	app := make([]byte, 64<<10)
+	rng.Read(app)
+	pack := make([]byte, 3<<19)
+	rng.Read(pack)
+	return []releaseFile{
+		{path: "app.bin", mode: 0o755, content: app},
+		{path: "data/pack.pak", mode: 0o644, content: pack},
+		{path: "readme.txt", mode: 0o644, content: []byte("read me")},
+		{path: "smartclient.ini", mode: 0o644, content: []byte("[TCP]\nServer=erp\nPort=1234\n")},
+	}
+}
+
+// deltaRelease is the release of the delta scene, asked for as
+//
+//	0 app.bin        64 KiB, 4 KiB of it new: a delta without a list
+//	1 data/pack.pak  1.5 MiB with 4 KiB inserted: a delta with its list
+//	2 data/new.pak   1 MiB, new: an empty base with the list
+//	3 data/last.dat  small and new: whole
+//
+// and readme.txt, which the install has as it is.
+func deltaRelease() []releaseFile {
+	old := deltaOldRelease()
+	rng := rand.NewChaCha8([32]byte{18})
+	patch := make([]byte, 4096)
+	rng.Read(patch)
+	app := slices.Clone(old[0].content)
+	copy(app[20<<10:], patch)
+	pack := slices.Concat(old[1].content[:700<<10], patch, old[1].content[700<<10:])
+	fresh := make([]byte, 1<<20)
+	rng.Read(fresh)
+	return []releaseFile{
+		{path: "app.bin", mode: 0o755, content: app},
+		{path: "data/pack.pak", mode: 0o644, content: pack},
+		{path: "data/new.pak", mode: 0o644, content: fresh},
+		{path: "data/last.dat", mode: 0o644, content: []byte("the last file of the release")},
+		{path: "readme.txt", mode: 0o644, content: []byte("read me"), mtime: oldMtime},
+	}
+}
+
+var deltaScene = scene{old: deltaOldRelease, release: deltaRelease}
+
+// checkDeltaRequests checks that the client asked for the delta scene's
+// files as the scene means: 0 and 1 as deltas from the installed
+// versions' chunks, 1 and 2 with their lists, 3 whole.
+func checkDeltaRequests(t *testing.T, saw liarSaw) {
+	t.Helper()
+	if !saw.askedEnd || !slices.Equal(saw.asked, []uint32{0, 1, 2, 3}) {
+		t.Fatalf("the client asked for %v (end %v); want 0 1 2 3", saw.asked, saw.askedEnd)
+	}
+	old := deltaOldRelease()
+	for i, want := range []struct {
+		base     []byte // nil: an empty base
+		wantList bool
+	}{
+		{old[0].content, false},
+		{old[1].content, true},
+		{nil, true},
+	} {
+		d := saw.deltas[uint32(i)]
+		if d == nil {
+			t.Fatalf("file %d was not asked for as a delta", i)
+		}
+		// The chunk size suits the base, or the new file when there is
+		// none.
+		bits := cdc.BitsFor(int64(len(deltaRelease()[i].content)))
+		var base []syncproto.ChunkRef
+		if want.base != nil {
+			bits = cdc.BitsFor(int64(len(want.base)))
+			base = liarRefs(cutChunks(want.base, bits))
+		}
+		if d.Bits != bits || (d.Flags&syncproto.DeltaWantList != 0) != want.wantList || !slices.Equal(d.Chunks, base) {
+			t.Errorf("file %d asked for with bits %d, flags %#x, %d chunks; want bits %d, list %v, the %d chunks of the installed version",
+				i, d.Bits, d.Flags, len(d.Chunks), bits, want.wantList, len(base))
+		}
+	}
+	if saw.deltas[3] != nil {
+		t.Errorf("data/last.dat asked for as a delta")
+	}
+}
+
+func TestHostileServerHonestDeltaControl(t *testing.T) {
+	// The delta harness itself: the liar telling the truth installs the
+	// release from copies of the installed versions and data, and keeps
+	// the lists the client asked for.
+	saw, dir := hostileRunIn(t, lie{name: "honest"}, deltaScene)
+	checkDeltaRequests(t, saw)
+	if saw.report == nil || saw.report.Outcome != syncproto.OutcomeUpdated {
+		t.Fatalf("report %+v; want an update", saw.report)
+	}
+	release := deltaRelease()
+	if least := int64(len(release[0].content)+len(release[1].content)) - 64<<10; saw.copied < least {
+		t.Errorf("%d bytes sent as copies; want at least %d", saw.copied, least)
+	}
+	for _, f := range release {
+		if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.path))); err != nil || !bytes.Equal(got, f.content) {
+			t.Errorf("%s: %d bytes, %v; want the release's content", f.path, len(got), err)
+		}
+	}
+	lists, err := os.ReadDir(filepath.Join(dir, ".smartclient", "chunks"))
+	if err != nil || len(lists) != 2 {
+		t.Fatalf("kept lists %v, %v; want those of data/pack.pak and data/new.pak", lists, err)
+	}
+	for _, e := range lists {
+		if !trueList(t, dir, ".smartclient/chunks/"+e.Name(), release[1:3]) {
+			t.Errorf("kept list %s is not the true list of a large file of the release", e.Name())
+		}
 	}
 }
