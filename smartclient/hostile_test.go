@@ -109,6 +109,9 @@ type lie struct {
 	// wantMsg are pieces of the error's text: the entry it names, the
 	// reason.
 	wantMsg []string
+	// bug, when set, describes a bug of the client that the lie shows:
+	// the test is skipped until it is fixed.
+	bug string
 }
 
 // liarSaw is what the liar saw the client do.
@@ -1119,5 +1122,209 @@ func TestHostileServerHonestDeltaControl(t *testing.T) {
 		if !trueList(t, dir, ".smartclient/chunks/"+e.Name(), release[1:3]) {
 			t.Errorf("kept list %s is not the true list of a large file of the release", e.Name())
 		}
+	}
+}
+
+// deltaStreamLies are the lies about deltas, told in the delta scene
+// after the client asked for its four files.
+func deltaStreamLies() []lie {
+	old, rel := deltaOldRelease(), deltaRelease()
+	app, pack, fresh, last := rel[0].content, rel[1].content, rel[2].content, rel[3].content
+	baseApp, basePack := int64(len(old[0].content)), int64(len(old[1].content))
+	const appBits, packBits = 10, 13 // cdc.BitsFor of the bases
+	_, _, packMax := cdc.Sizes(packBits)
+	start := func(s *liarStream, i int) {
+		s.msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(rel[i].content))})
+	}
+	packList := liarRefs(cutChunks(pack, packBits))
+	// packStart starts data/pack.pak after app.bin, honestly.
+	packStart := func(s *liarStream) {
+		s.delta(0)
+		start(s, 1)
+	}
+	copyLie := func(name string, cp syncproto.FileCopy, msg string) lie {
+		return lie{name: name, want: smartclient.ErrVerify, wantMsg: []string{"app.bin", msg},
+			send: func(s *liarStream) {
+				start(s, 0)
+				s.msg(cp)
+				s.data(app[min(int(cp.Len), len(app)):])
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+			}}
+	}
+	return []lie{
+		{name: "FileCopy for a file asked for whole", want: syncproto.ErrUnexpected,
+			wantMsg: []string{"data/last.dat", "a copy for a file asked for whole"},
+			send: func(s *liarStream) {
+				s.delta(0)
+				s.delta(1)
+				s.delta(2)
+				start(s, 3)
+				s.msg(syncproto.FileCopy{Off: 0, Len: uint32(len(last))})
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(last)})
+			}},
+		{name: "FileCopy for a file asked for with an empty base", want: syncproto.ErrUnexpected,
+			wantMsg: []string{"data/new.pak", "a copy for a file asked for whole"},
+			send: func(s *liarStream) {
+				s.delta(0)
+				s.delta(1)
+				start(s, 2)
+				s.list(12, liarRefs(cutChunks(fresh, 12)), syncproto.MaxChunkRefs, false)
+				s.msg(syncproto.FileCopy{Off: 0, Len: 4096})
+			}},
+		copyLie("FileCopy running one byte past the end of the base", syncproto.FileCopy{Off: uint64(baseApp) - 10, Len: 11},
+			fmt.Sprintf("copy of 11 bytes at %d from an installed version of %d", baseApp-10, baseApp)),
+		copyLie("FileCopy at the end of the base", syncproto.FileCopy{Off: uint64(baseApp), Len: 1},
+			fmt.Sprintf("copy of 1 bytes at %d from an installed version of %d", baseApp, baseApp)),
+		copyLie("FileCopy offset past the end of the base", syncproto.FileCopy{Off: uint64(baseApp) + 4096, Len: 1},
+			fmt.Sprintf("at %d from an installed version", baseApp+4096)),
+		copyLie("FileCopy whose end overflows 64 bits", syncproto.FileCopy{Off: 1<<64 - 16, Len: 32},
+			"copy of 32 bytes at 18446744073709551600"),
+		copyLie("FileCopy offset negative as an int64", syncproto.FileCopy{Off: 1 << 63, Len: 1},
+			"at 9223372036854775808"),
+		copyLie("FileCopy longer than the base", syncproto.FileCopy{Off: 0, Len: 1<<32 - 1},
+			"copy of 4294967295 bytes at 0"),
+		{name: "copies adding up to more than the file", want: smartclient.ErrVerify,
+			wantMsg: []string{"app.bin", fmt.Sprintf("more bytes than the %d declared", len(app))},
+			send: func(s *liarStream) {
+				start(s, 0)
+				s.msg(syncproto.FileCopy{Off: 0, Len: 40000})
+				s.msg(syncproto.FileCopy{Off: 0, Len: 40000})
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+			}},
+		{name: "a copy after the file's last byte", want: syncproto.ErrUnexpected,
+			wantMsg: []string{"app.bin", "expected FileEnd, got FileCopy"},
+			send: func(s *liarStream) {
+				start(s, 0)
+				s.data(app)
+				s.msg(syncproto.FileCopy{Off: 0, Len: 1})
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+			}},
+		{name: "copies of the right size, the base's content", want: smartclient.ErrVerify,
+			wantMsg: []string{"app.bin", "BLAKE3"},
+			send: func(s *liarStream) {
+				start(s, 0)
+				s.msg(syncproto.FileCopy{Off: 0, Len: uint32(baseApp)})
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)}) // and a lie about it
+			}},
+		{name: "copies from the wrong places, with a forged list", want: smartclient.ErrVerify,
+			wantMsg: []string{"data/pack.pak", "BLAKE3"},
+			send: func(s *liarStream) {
+				packStart(s)
+				// The true lengths, other hashes: a list the client must
+				// not keep for a file that fails its check.
+				forged := slices.Clone(packList)
+				for i := range forged {
+					forged[i].Hash = [16]byte{byte(i), byte(i >> 8), 0xf0}
+				}
+				s.list(packBits, forged, syncproto.MaxChunkRefs, false)
+				// The base whole, then the inserted bytes: the right
+				// size and every byte but the insert from the base.
+				s.msg(syncproto.FileCopy{Off: 0, Len: uint32(basePack)})
+				s.data(pack[700<<10 : 704<<10])
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(pack)})
+			}},
+		{name: "ChunkList cut with other bits", want: smartclient.ErrVerify,
+			wantMsg: []string{"data/pack.pak", "chunk list cut with 14, asked for 13"},
+			send: func(s *liarStream) {
+				packStart(s)
+				s.list(packBits+1, liarRefs(cutChunks(pack, packBits+1)), syncproto.MaxChunkRefs, false)
+			}},
+		{name: "ChunkList longer than the file", want: smartclient.ErrVerify,
+			wantMsg: []string{"data/pack.pak", "chunk list longer than the file"},
+			send: func(s *liarStream) {
+				packStart(s)
+				s.list(packBits, append(slices.Clip(packList), syncproto.ChunkRef{Len: 1, Hash: [16]byte{1}}), syncproto.MaxChunkRefs, false)
+			}},
+		{name: "ChunkList shorter than the file", want: smartclient.ErrVerify,
+			wantMsg: []string{"data/pack.pak", fmt.Sprintf("chunk list of %d bytes for a file of %d", int64(len(pack))-int64(packList[len(packList)-1].Len), len(pack))},
+			send: func(s *liarStream) {
+				packStart(s)
+				s.list(packBits, packList[:len(packList)-1], syncproto.MaxChunkRefs, false)
+			}},
+		{name: "ChunkList of the right length with a chunk over its parameter's maximum", want: smartclient.ErrVerify,
+			wantMsg: []string{"data/pack.pak", fmt.Sprintf("over the %d its parameter allows", packMax)},
+			send: func(s *liarStream) {
+				packStart(s)
+				// The first chunks merged into one just over the
+				// maximum: the lengths still add up to the file's.
+				var merged syncproto.ChunkRef
+				k := 0
+				for ; int(merged.Len) <= packMax; k++ {
+					merged.Len += packList[k].Len
+				}
+				s.list(packBits, append([]syncproto.ChunkRef{merged}, packList[k:]...), syncproto.MaxChunkRefs, false)
+			}},
+		{name: "ChunkList that never ends", want: smartclient.ErrVerify,
+			wantMsg: []string{"data/pack.pak", "chunk list longer than the file"},
+			send: func(s *liarStream) {
+				packStart(s)
+				// More forever, one chunk of 1 KiB a frame; the liar stops
+				// long after the client should have.
+				for range 16 * len(pack) >> 10 {
+					if s.w.Write(syncproto.ChunkList{Bits: packBits, More: true, Chunks: packList[:1]}) != nil {
+						return
+					}
+				}
+			}},
+		{name: "ChunkList that never ends, of empty frames", want: smartclient.ErrVerify, orWant: syncproto.ErrUnexpected,
+			wantMsg: []string{"data/pack.pak"},
+			bug:     "readList accepts any number of ChunkList frames with More and no chunks: they add nothing to the length the list is checked against, so a server that sends them forever keeps the client reading forever",
+			send: func(s *liarStream) {
+				packStart(s)
+				// A million frames of 14 bytes, then silence; a client
+				// that reads them all then times out.
+				for range 1 << 20 {
+					if s.w.Write(syncproto.ChunkList{Bits: packBits, More: true}) != nil {
+						return
+					}
+				}
+			}},
+		{name: "ChunkList with More, then the file's copies", want: syncproto.ErrUnexpected,
+			wantMsg: []string{"data/pack.pak", "expected ChunkList, got FileCopy"},
+			send: func(s *liarStream) {
+				packStart(s)
+				s.list(packBits, packList, syncproto.MaxChunkRefs, true)
+				s.assemble(pack, packBits, liarRefs(cutChunks(old[1].content, packBits)))
+			}},
+		{name: "no ChunkList when one was asked for", want: syncproto.ErrUnexpected,
+			wantMsg: []string{"data/pack.pak", "expected ChunkList, got FileData"},
+			send: func(s *liarStream) {
+				packStart(s)
+				s.data(pack)
+			}},
+		{name: "ChunkList for a delta asked for without one", want: syncproto.ErrUnexpected,
+			wantMsg: []string{"app.bin", "expected FileData or FileCopy, got ChunkList"},
+			send: func(s *liarStream) {
+				start(s, 0)
+				s.list(appBits, liarRefs(cutChunks(app, appBits)), syncproto.MaxChunkRefs, false)
+			}},
+		{name: "ChunkList for a file asked for whole", want: syncproto.ErrUnexpected,
+			wantMsg: []string{"data/last.dat", "expected FileData or FileCopy, got ChunkList"},
+			send: func(s *liarStream) {
+				s.delta(0)
+				s.delta(1)
+				s.delta(2)
+				start(s, 3)
+				s.list(cdc.MinBits, liarRefs(cutChunks(last, cdc.MinBits)), syncproto.MaxChunkRefs, false)
+			}},
+	}
+}
+
+// TestHostileDeltaStreamAbortsTheWholeUpdate: a lie in a delta, or a
+// delta's pieces where none were asked for, aborts the whole update with
+// its own error; nothing of the release is applied, nothing staged is
+// left, and no chunk list but the true one of a verified file is kept.
+func TestHostileDeltaStreamAbortsTheWholeUpdate(t *testing.T) {
+	for _, l := range deltaStreamLies() {
+		t.Run(l.name, func(t *testing.T) {
+			if l.bug != "" {
+				t.Skip("BUG: " + l.bug)
+			}
+			saw, _ := hostileRunIn(t, l, deltaScene)
+			checkDeltaRequests(t, saw)
+			if saw.report == nil || saw.report.Outcome != syncproto.OutcomeFailed || saw.report.Message == "" {
+				t.Errorf("report %+v; want the failure and its reason told to the server", saw.report)
+			}
+		})
 	}
 }
