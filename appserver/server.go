@@ -429,6 +429,7 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get 
 			return err
 		}
 	}
+	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 	return ss.w.Flush()
 }
 
@@ -465,11 +466,17 @@ func (s *Server) readRequests(ss *session, man *Manifest) ([]wanted, error) {
 			return nil, err
 		}
 		if d, ok := m.(syncproto.DeltaRequest); ok && open != nil {
-			if d.Index != open.Index || d.Bits != open.Bits {
+			switch {
+			case d.Index != open.Index:
 				return nil, bad("delta request for file %d interrupted by one for file %d", open.Index, d.Index)
+			case d.Bits != open.Bits:
+				return nil, bad("delta request for file %d continued with chunk parameter %d, begun with %d", d.Index, d.Bits, open.Bits)
 			}
 			if refs += len(d.Chunks); refs > syncproto.MaxSessionChunkRefs {
 				return nil, bad("more than %d chunk references in one session", syncproto.MaxSessionChunkRefs)
+			}
+			if d.Flags&syncproto.DeltaMore != 0 && len(d.Chunks) == 0 {
+				return nil, bad("delta request for file %d: an empty frame with more to come", d.Index)
 			}
 			open.Chunks = append(open.Chunks, d.Chunks...)
 			open.Flags = open.Flags&^syncproto.DeltaMore | d.Flags&syncproto.DeltaMore
@@ -500,6 +507,9 @@ func (s *Server) readRequests(ss *session, man *Manifest) ([]wanted, error) {
 			}
 			if refs += len(m.Chunks); refs > syncproto.MaxSessionChunkRefs {
 				return nil, bad("more than %d chunk references in one session", syncproto.MaxSessionChunkRefs)
+			}
+			if m.Flags&syncproto.DeltaMore != 0 && len(m.Chunks) == 0 {
+				return nil, bad("delta request for file %d: an empty frame with more to come", m.Index)
 			}
 			d := m
 			want = append(want, wanted{index: m.Index, delta: &d})
@@ -538,6 +548,8 @@ func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, inde
 		s.log.Warn("cutting a file into chunks", "os", man.OS, "path", f.Path, "err", err)
 		return changed
 	}
+	// The cut may have taken longer than a write deadline set before it.
+	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 	if err := ss.w.Write(syncproto.FileStart{Index: index, Size: uint64(f.Size)}); err != nil {
 		return err
 	}
@@ -569,6 +581,7 @@ func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, inde
 		if cp.Len == 0 {
 			return nil
 		}
+		ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 		err := ss.w.Write(cp)
 		cp = syncproto.FileCopy{}
 		return err
@@ -618,6 +631,7 @@ func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, inde
 	}
 	ss.files++
 	ss.fileByte += f.Size
+	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 	return ss.w.Write(syncproto.FileEnd{Hash: f.Hash})
 }
 

@@ -49,6 +49,7 @@ type delta struct {
 // just means the file is fetched whole.
 func planDeltas(root disk, st *State, man *manifest, download []int, log *slog.Logger) map[int]*delta {
 	deltas := map[int]*delta{}
+	refs := 0 // chunk references named so far: a session may name MaxSessionChunkRefs
 	for _, i := range download {
 		rf := man.Files[i]
 		fi, err := root.Lstat(rf.Path)
@@ -68,6 +69,15 @@ func planDeltas(root disk, st *State, man *manifest, download []int, log *slog.L
 				continue
 			}
 		}
+		if refs+len(d.base) > syncproto.MaxSessionChunkRefs {
+			// Past what one session may name: whole, with its list.
+			log.Info("fetching a file whole: this sync already names as many chunks as a session may", "path", rf.Path)
+			d.base, d.baseSize, d.baseMtime = nil, 0, 0
+			if !d.wantList {
+				continue
+			}
+		}
+		refs += len(d.base)
 		deltas[i] = d
 	}
 	return deltas
@@ -175,20 +185,29 @@ func pruneLists(root disk, st *State) {
 func (f *fetcher) readList(rf remoteFile, d *delta) error {
 	d.list = d.list[:0]
 	var sum int64
+	short := false // the last chunk seen is shorter than the minimum: it must be the file's last
+	minLen, _, maxLen := cdc.Sizes(d.bits)
 	for {
 		m, err := f.c.Expect(syncproto.MsgChunkList)
 		if err != nil {
 			return fmt.Errorf("receiving %s: %w", rf.Path, err)
 		}
 		l := m.(syncproto.ChunkList)
-		_, _, maxLen := cdc.Sizes(d.bits)
 		if l.Bits != d.bits {
 			return fmt.Errorf("receiving %s: chunk list cut with %d, asked for %d: %w", rf.Path, l.Bits, d.bits, ErrVerify)
 		}
+		if l.More && len(l.Chunks) == 0 {
+			// Each frame must bring the list closer to its end.
+			return fmt.Errorf("receiving %s: an empty chunk list frame with more to come: %w", rf.Path, ErrVerify)
+		}
 		for _, r := range l.Chunks {
-			if int(r.Len) > maxLen {
+			switch {
+			case int(r.Len) > maxLen:
 				return fmt.Errorf("receiving %s: a chunk of %d bytes, over the %d its parameter allows: %w", rf.Path, r.Len, maxLen, ErrVerify)
+			case short:
+				return fmt.Errorf("receiving %s: a chunk under the %d bytes its parameter allows before the last: %w", rf.Path, minLen, ErrVerify)
 			}
+			short = int(r.Len) < minLen
 			sum += int64(r.Len)
 		}
 		if sum > rf.Size {
@@ -238,4 +257,18 @@ func (f *fetcher) copyBase(base io.ReaderAt, off int64, n int64, write func([]by
 		n -= int64(k)
 	}
 	return nil
+}
+
+// sameList reports whether chunks, cut from a file, are the list the server
+// sent with it.
+func sameList(chunks []cdc.Chunk, list []syncproto.ChunkRef) bool {
+	if len(chunks) != len(list) {
+		return false
+	}
+	for i, c := range chunks {
+		if c.Len != list[i].Len || c.Hash != list[i].Hash {
+			return false
+		}
+	}
+	return true
 }

@@ -35,3 +35,6 @@ func DowngradeState(dir string) error {
 	}
 	return os.Remove(bin)
 }
+
+// ReadState reads the state of dir, an install folder.
+func ReadState(dir string) (*State, error) { return loadState(dir) }

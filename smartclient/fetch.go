@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -381,8 +382,17 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	}()
 	h := blake3.New()
 	var got int64
+	// A chunk list to keep is checked against the content it describes:
+	// a list that lied would spoil every later delta of the file.
+	var ck *cdc.Chunker
+	if d != nil && d.wantList {
+		ck = cdc.NewChunker(d.bits)
+	}
 	write := func(b []byte) error {
 		h.Write(b)
+		if ck != nil {
+			ck.Write(b)
+		}
 		if err := writeStaged(out, staged, got, b); err != nil {
 			return fmt.Errorf("staging %s: %w", rf.Path, err)
 		}
@@ -444,8 +454,12 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
 	done = true
-	if d != nil {
-		keepList(f.root, rf.Hash, d, f.log)
+	if ck != nil {
+		if sameList(ck.Finish(), d.list) {
+			keepList(f.root, rf.Hash, d, f.log)
+		} else {
+			f.log.Warn("the server's chunk list does not describe the file it came with; not keeping it", "path", rf.Path)
+		}
 	}
 	f.progress.FileDone()
 	return nil

@@ -205,6 +205,10 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, log *slog.Logg
 			p.known[f.Path] = k
 		case untouched && k.Hash == hash:
 			p.touch = append(p.touch, i)
+		case untouched:
+			// The client knows this content, and it is not the
+			// release's, whatever its size and mtime say.
+			p.fetch = append(p.fetch, i)
 		case fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs:
 			p.current = append(p.current, i)
 			p.known[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hash, ServerMtimeNs: f.MtimeNs}

@@ -86,7 +86,8 @@
 // the server first sends the new file's own chunk list in ChunkList frames,
 // so that the client can keep it for the next delta without cutting the file
 // itself; an empty base with DeltaWantList fetches a whole file and its list.
-// A client sends at most MaxSessionChunkRefs chunk references per session.
+// A frame with DeltaMore or More set is never empty. A client sends at most
+// MaxSessionChunkRefs chunk references per session.
 //
 // A ManifestEntry with FlagSymlink is a symbolic link: its Target is a
 // relative slash path, Size is len(Target) and Hash the BLAKE3 of Target.
