@@ -1,6 +1,7 @@
 package smartclient
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/zeebo/blake3"
 )
 
 // Deltas. A file to fetch whose path already holds a file (an older
@@ -239,8 +241,10 @@ func openBase(root disk, rf remoteFile, d *delta) (*os.File, error) {
 	return f, nil
 }
 
-// copyBase appends n bytes of base at off to the staged file.
-func (f *fetcher) copyBase(base io.ReaderAt, off int64, n int64, write func([]byte) error) error {
+// copyBase appends n bytes of base at off to the staged file; write is
+// told where in the base each piece comes from and how much of the copy
+// is left from there.
+func (f *fetcher) copyBase(base io.ReaderAt, off int64, n int64, write func(b []byte, src, left int64) error) error {
 	if cap(f.buf) < syncproto.MaxChunk {
 		f.buf = make([]byte, syncproto.MaxChunk)
 	}
@@ -250,7 +254,7 @@ func (f *fetcher) copyBase(base io.ReaderAt, off int64, n int64, write func([]by
 		if _, err := base.ReadAt(buf[:k], off); err != nil {
 			return err
 		}
-		if err := write(buf[:k]); err != nil {
+		if err := write(buf[:k], off, n); err != nil {
 			return err
 		}
 		off += int64(k)
@@ -259,16 +263,70 @@ func (f *fetcher) copyBase(base io.ReaderAt, off int64, n int64, write func([]by
 	return nil
 }
 
-// sameList reports whether chunks, cut from a file, are the list the server
-// sent with it.
-func sameList(chunks []cdc.Chunk, list []syncproto.ChunkRef) bool {
-	if len(chunks) != len(list) {
-		return false
-	}
-	for i, c := range chunks {
-		if c.Len != list[i].Len || c.Hash != list[i].Hash {
-			return false
+// listCheck checks, as a delta or a whole file is written, that the chunk
+// list the server sent with it names the file's bytes: each chunk's length
+// and hash must be those of the bytes at its place. A chunk copied whole
+// from a chunk of the base with the same length and hash is known without
+// hashing it again, so a delta of a large file hashes only what came over
+// the wire. (Where the chunks' boundaries fall is not checked: a list with
+// odd boundaries only makes later deltas larger, never wrong.)
+type listCheck struct {
+	list   []syncproto.ChunkRef
+	base   map[int64]syncproto.ChunkRef // the base's chunks by offset
+	i      int                          // the chunk being written
+	pos    int64                        // bytes of it written so far
+	copied bool                         // it is a base chunk copied whole
+	h      *blake3.Hasher
+	bad    bool
+}
+
+func newListCheck(d *delta) *listCheck {
+	c := &listCheck{list: d.list, h: blake3.New()}
+	if len(d.base) > 0 {
+		c.base = make(map[int64]syncproto.ChunkRef, len(d.base))
+		var off int64
+		for _, r := range d.base {
+			c.base[off] = r
+			off += int64(r.Len)
 		}
 	}
-	return true
+	return c
 }
+
+// write takes the next bytes of the file: from the base at src with left
+// bytes of the copy to go from there, or from the wire (src < 0).
+func (c *listCheck) write(b []byte, src, left int64) {
+	for len(b) > 0 && !c.bad {
+		if c.i >= len(c.list) {
+			c.bad = true // more bytes than the list names
+			return
+		}
+		r := c.list[c.i]
+		if c.pos == 0 {
+			have, ok := c.base[src]
+			c.copied = src >= 0 && ok && have == r && left >= int64(r.Len)
+			c.h.Reset()
+		}
+		k := min(int64(len(b)), int64(r.Len)-c.pos)
+		if !c.copied {
+			c.h.Write(b[:k])
+		}
+		c.pos += k
+		b = b[k:]
+		if src >= 0 {
+			src += k
+			left -= k
+		}
+		if c.pos == int64(r.Len) {
+			var sum [32]byte
+			if !c.copied && !bytes.Equal(c.h.Sum(sum[:0])[:syncproto.ChunkHashSize], r.Hash[:]) {
+				c.bad = true
+			}
+			c.i, c.pos = c.i+1, 0
+		}
+	}
+}
+
+// ok reports whether the list named every byte, and rightly.
+func (c *listCheck) ok() bool { return !c.bad && c.i == len(c.list) && c.pos == 0 }
+

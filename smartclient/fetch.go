@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -384,15 +383,12 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	var got int64
 	// A chunk list to keep is checked against the content it describes:
 	// a list that lied would spoil every later delta of the file.
-	var ck *cdc.Chunker
+	var lc *listCheck
 	if d != nil && d.wantList {
-		ck = cdc.NewChunker(d.bits)
+		lc = newListCheck(d)
 	}
 	write := func(b []byte) error {
 		h.Write(b)
-		if ck != nil {
-			ck.Write(b)
-		}
 		if err := writeStaged(out, staged, got, b); err != nil {
 			return fmt.Errorf("staging %s: %w", rf.Path, err)
 		}
@@ -416,6 +412,9 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 				return fmt.Errorf("receiving %s: %w", rf.Path, err)
 			}
 			f.buf = raw
+			if lc != nil {
+				lc.write(raw, -1, 0)
+			}
 			if err := write(raw); err != nil {
 				return err
 			}
@@ -428,7 +427,13 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 			case got+int64(m.Len) > rf.Size:
 				return fmt.Errorf("receiving %s: more bytes than the %d declared: %w", rf.Path, rf.Size, ErrVerify)
 			}
-			if err := f.copyBase(base, int64(m.Off), int64(m.Len), write); err != nil {
+			err := f.copyBase(base, int64(m.Off), int64(m.Len), func(b []byte, src, left int64) error {
+				if lc != nil {
+					lc.write(b, src, left)
+				}
+				return write(b)
+			})
+			if err != nil {
 				return err
 			}
 			f.copied += int64(m.Len)
@@ -454,8 +459,8 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
 	done = true
-	if ck != nil {
-		if sameList(ck.Finish(), d.list) {
+	if lc != nil {
+		if lc.ok() {
 			keepList(f.root, rf.Hash, d, f.log)
 		} else {
 			f.log.Warn("the server's chunk list does not describe the file it came with; not keeping it", "path", rf.Path)
