@@ -329,4 +329,3 @@ func (c *listCheck) write(b []byte, src, left int64) {
 
 // ok reports whether the list named every byte, and rightly.
 func (c *listCheck) ok() bool { return !c.bad && c.i == len(c.list) && c.pos == 0 }
-
