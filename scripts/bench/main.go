@@ -111,6 +111,7 @@ var scenarios = []scenario{
 
 // bench holds what every step needs.
 type bench struct {
+	commit  string // what was built, read when it was built
 	root    string // the repository
 	work    string // the scratch folder of this mode
 	trees   string // work/trees
@@ -285,6 +286,12 @@ func tail(b []byte, n int) string {
 }
 
 func (b *bench) build(ctx context.Context) error {
+	// The commit is read now, not when the table is written: the tree may
+	// change while the harness runs.
+	b.commit = strings.TrimSpace(outputOf(ctx, b.root, "git", "rev-parse", "--short", "HEAD"))
+	if strings.TrimSpace(outputOf(ctx, b.root, "git", "status", "--porcelain", "--untracked-files=no")) != "" {
+		b.commit += " (with uncommitted changes in the working tree)"
+	}
 	if err := command(ctx, b.root, goCmd(), "build", "-o", "bin/appserver", "./appserver/cmd/appserver"); err != nil {
 		return err
 	}
@@ -1003,11 +1010,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario) ([]*result, error) {
 func (b *bench) header(ctx context.Context, w io.Writer, args []string, specs []treeSpec, took time.Duration) {
 	fmt.Fprintf(w, "## smartsync vs rsync, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "- command: `go run ./scripts/bench%s` (work folder %s)\n", strings.TrimRight(" "+strings.Join(args, " "), " "), b.work)
-	commit := strings.TrimSpace(outputOf(ctx, b.root, "git", "rev-parse", "--short", "HEAD"))
-	if strings.TrimSpace(outputOf(ctx, b.root, "git", "status", "--porcelain", "--untracked-files=no")) != "" {
-		commit += " (with uncommitted changes in the working tree)"
-	}
-	fmt.Fprintf(w, "- commit: %s\n", commit)
+	fmt.Fprintf(w, "- commit: %s (read when the binaries were built)\n", b.commit)
 	fmt.Fprintf(w, "- machine: nproc %s, memory %s, %s\n", strings.TrimSpace(outputOf(ctx, "", "nproc")), memTotal(), kernel())
 	fmt.Fprintf(w, "- disk (df -h of the work folder): %s\n", dfLine(ctx, b.work))
 	fmt.Fprintf(w, "- rsync: %s\n", firstLine(outputOf(ctx, "", "rsync", "--version")))
