@@ -1,6 +1,7 @@
 package smartclient
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -69,7 +70,7 @@ func BenchmarkNoopCheck(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if !intact(r, st.Files) {
+		if !intact(context.Background(), r, st.Files) {
 			b.Fatal("install not intact")
 		}
 	}
@@ -124,7 +125,7 @@ func BenchmarkIntact(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if !intact(r, st.Files) {
+		if !intact(context.Background(), r, st.Files) {
 			b.Fatal("install not intact")
 		}
 	}

@@ -1,6 +1,7 @@
 package smartclient
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
@@ -30,7 +31,7 @@ import (
 // nested path through an os.Root opens every folder on the way; folders are
 // shared out among a few workers, since on a cold cache each lookup may
 // wait for the disk.
-func intact(root *os.Root, files map[string]FileState) bool {
+func intact(ctx context.Context, root *os.Root, files map[string]FileState) bool {
 	byDir := map[string][]string{}
 	for name := range files {
 		dir, base := path.Split(name)
@@ -46,7 +47,7 @@ func intact(root *os.Root, files map[string]FileState) bool {
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for !bad.Load() {
+			for !bad.Load() && ctx.Err() == nil {
 				i := int(next.Add(1)) - 1
 				if i >= len(dirs) {
 					return
@@ -58,7 +59,7 @@ func intact(root *os.Root, files map[string]FileState) bool {
 		})
 	}
 	wg.Wait()
-	return !bad.Load()
+	return !bad.Load() && ctx.Err() == nil
 }
 
 func dirAsRecorded(root *os.Root, dir string, names []string, files map[string]FileState) bool {

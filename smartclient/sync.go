@@ -221,13 +221,39 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if wantRaw(o.Compress, c.nc.RemoteAddr()) {
 		get.Flags |= syncproto.GetRaw
 	}
-	if have, err := hex.DecodeString(st.Manifest); err == nil && len(have) == len(get.Have) && !full && intact(root.Root, st.Files) {
+	// The digest goes out at once, and the install is checked while the
+	// server answers: only an "up to date" needs the check's result.
+	var isIntact chan bool
+	checkCtx, stopCheck := context.WithCancel(ctx)
+	defer stopCheck()
+	if have, err := hex.DecodeString(st.Manifest); err == nil && len(have) == len(get.Have) && !full {
 		copy(get.Have[:], have)
+		isIntact = make(chan bool, 1)
+		go func() { isIntact <- intact(checkCtx, root.Root, st.Files) }()
 	}
 	if err := c.send(get); err != nil {
 		return nil, fmt.Errorf("asking for the manifest: %w", err)
 	}
 	man, err := readManifest(c)
+	if !errors.Is(err, errUpToDate) {
+		stopCheck() // a manifest came: the plan looks at every file anyway
+	}
+	if errors.Is(err, errUpToDate) && (isIntact == nil || !<-isIntact) {
+		// The release has not changed, but the install has: the
+		// manifest after all, to repair it. (A server that says "up to
+		// date" to a client that named no manifest is lying.)
+		if isIntact == nil {
+			return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
+		}
+		get.Have = [32]byte{}
+		if err := c.send(get); err != nil {
+			return nil, fmt.Errorf("asking for the manifest: %w", err)
+		}
+		isIntact = nil
+		if man, err = readManifest(c); errors.Is(err, errUpToDate) {
+			return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
+		}
+	}
 	if errors.Is(err, errUpToDate) {
 		// The install is as the current manifest says: nothing to do,
 		// nothing to write but the time of the check.
