@@ -522,27 +522,40 @@ func (s *Server) readRequests(ss *session, man *Manifest) ([]wanted, error) {
 	}
 }
 
+// openToSend opens f of man to send it. It returns the open file, a
+// check that the file still has the manifest's size and mtime, and the
+// error that refuses a file that changed; the file is nil when it could
+// not be opened or has changed already.
+func (s *Server) openToSend(man *Manifest, f File) (*os.File, func() bool, error) {
+	changed := &syncproto.Error{Code: syncproto.CodeFileChanged,
+		Message: fmt.Sprintf("%s changed in the update folder while being sent; retry", f.Path)}
+	fh, err := man.Open(filepath.FromSlash(f.Path))
+	if err != nil {
+		s.log.Warn("opening file to send", "os", man.OS, "path", f.Path, "err", err)
+		return nil, nil, changed
+	}
+	same := func() bool {
+		fi, err := fh.Stat()
+		return err == nil && fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs
+	}
+	if !same() {
+		fh.Close()
+		return nil, nil, changed
+	}
+	return fh, same, changed
+}
+
 // sendDelta sends file index as the difference from the client's base:
 // FileCopy for every run of the new file's chunks that the base has,
 // FileData for the rest, read from the file and checked against the
 // chunk list as they are sent. The client checks the whole file's hash.
 func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, index uint32, req *syncproto.DeltaRequest, enc *zstd.Encoder, buf []byte) error {
 	f := man.Files[index]
-	changed := &syncproto.Error{Code: syncproto.CodeFileChanged,
-		Message: fmt.Sprintf("%s changed in the update folder while being sent; retry", f.Path)}
-	fh, err := man.Open(filepath.FromSlash(f.Path))
-	if err != nil {
-		s.log.Warn("opening file to send", "os", man.OS, "path", f.Path, "err", err)
+	fh, same, changed := s.openToSend(man, f)
+	if fh == nil {
 		return changed
 	}
 	defer fh.Close()
-	same := func() bool {
-		fi, err := fh.Stat()
-		return err == nil && fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs
-	}
-	if !same() {
-		return changed
-	}
 	chunks, err := s.chunks.get(ctx, man, f, req.Bits)
 	if err != nil {
 		s.log.Warn("cutting a file into chunks", "os", man.OS, "path", f.Path, "err", err)
@@ -641,21 +654,11 @@ func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, inde
 // client never accepts a file that changed under the server.
 func (s *Server) sendFile(ctx context.Context, ss *session, man *Manifest, index uint32, enc *zstd.Encoder, buf []byte) error {
 	f := man.Files[index]
-	changed := &syncproto.Error{Code: syncproto.CodeFileChanged,
-		Message: fmt.Sprintf("%s changed in the update folder while being sent; retry", f.Path)}
-	fh, err := man.Open(filepath.FromSlash(f.Path))
-	if err != nil {
-		s.log.Warn("opening file to send", "os", man.OS, "path", f.Path, "err", err)
+	fh, same, changed := s.openToSend(man, f)
+	if fh == nil {
 		return changed
 	}
 	defer fh.Close()
-	same := func() bool {
-		fi, err := fh.Stat()
-		return err == nil && fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs
-	}
-	if !same() {
-		return changed
-	}
 	if err := ss.w.Write(syncproto.FileStart{Index: index, Size: uint64(f.Size)}); err != nil {
 		return err
 	}
