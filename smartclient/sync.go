@@ -225,34 +225,53 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	// server answers: only an "up to date" needs the check's result.
 	var isIntact chan bool
 	checkCtx, stopCheck := context.WithCancel(ctx)
+	// checked stops the check and waits for it, so that nothing looks at
+	// the install behind the sync's back; it returns the check's result.
+	checked := func() bool {
+		if isIntact == nil {
+			return false
+		}
+		stopCheck()
+		ok := <-isIntact
+		isIntact = nil
+		return ok
+	}
 	defer stopCheck()
+	defer checked()
 	if have, err := hex.DecodeString(st.Manifest); err == nil && len(have) == len(get.Have) && !full {
 		copy(get.Have[:], have)
 		isIntact = make(chan bool, 1)
-		go func() { isIntact <- intact(checkCtx, root.Root, st.Files) }()
+		files := st.Files
+		go func() { isIntact <- intact(checkCtx, root.Root, files) }()
 	}
 	if err := c.send(get); err != nil {
 		return nil, fmt.Errorf("asking for the manifest: %w", err)
 	}
 	man, err := readManifest(c)
-	if !errors.Is(err, errUpToDate) {
-		stopCheck() // a manifest came: the plan looks at every file anyway
-	}
-	if errors.Is(err, errUpToDate) && (isIntact == nil || !<-isIntact) {
-		// The release has not changed, but the install has: the
-		// manifest after all, to repair it. (A server that says "up to
-		// date" to a client that named no manifest is lying.)
-		if isIntact == nil {
+	if errors.Is(err, errUpToDate) {
+		named := isIntact != nil
+		if !named {
+			// A server that says "up to date" to a client that
+			// named no manifest is lying.
 			return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
 		}
-		get.Have = [32]byte{}
-		if err := c.send(get); err != nil {
-			return nil, fmt.Errorf("asking for the manifest: %w", err)
+		// Waiting for the check is right here: only a finished check
+		// can say the install is intact (a cancelled one says no).
+		if ok := func() bool { ok := <-isIntact; isIntact = nil; return ok }(); !ok {
+			// The release has not changed, but the install has: the
+			// manifest after all, to repair it.
+			get.Have = [32]byte{}
+			if err := c.send(get); err != nil {
+				return nil, fmt.Errorf("asking for the manifest: %w", err)
+			}
+			if man, err = readManifest(c); errors.Is(err, errUpToDate) {
+				return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
+			}
 		}
-		isIntact = nil
-		if man, err = readManifest(c); errors.Is(err, errUpToDate) {
-			return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
-		}
+	} else {
+		// A manifest came (or nothing did): the plan looks at every
+		// file anyway.
+		checked()
 	}
 	if errors.Is(err, errUpToDate) {
 		// The install is as the current manifest says: nothing to do,
