@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/erpupdate/smartsync/appserver/release"
 	"github.com/spf13/pflag"
 )
 
@@ -20,8 +21,16 @@ var ErrUsage = errors.New("usage or configuration error")
 
 // Run is the appserver command: it parses args (without the program
 // name), loads the configuration and serves until ctx is cancelled, or
-// with --check validates and prints a summary.
+// with --check validates and prints a summary. "appserver release ..." is
+// the vendor's release tool instead (see package release).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "release" {
+		err := release.Run(ctx, args[1:], stdout, stderr)
+		if errors.Is(err, release.ErrUsage) {
+			err = fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+		return err
+	}
 	fl := pflag.NewFlagSet("appserver", pflag.ContinueOnError)
 	fl.SetOutput(stderr)
 	config := fl.String("config", "AppServer.ini", "AppServer.ini to use")

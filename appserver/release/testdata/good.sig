@@ -1,0 +1,6 @@
+smartsync-release-signature v1
+key ed25519:qPGNkUFT2NzqQH0R048o90Owej7uc5CsNsPcIF9nQg0=
+build 7.00.240601A
+size 158
+sha256 d761d2832e2861b1402ba5471f020d236c8199c23758c6358c00ba69da446cce
+sig sI7Yky8jlD844crTM8/cF1g6X5Whly8CztvdC+oCGWXvucUzixcpgUNGn8Jbe3Ic88cmZZKLBXX6sgkhqF4bAA==
