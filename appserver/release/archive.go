@@ -64,6 +64,11 @@ var DefaultLimits = Limits{Files: 200_000, Bytes: 16 << 30}
 // link, devices, FIFOs and other special files, names given twice (also when
 // they differ only in case, as they would collide on Windows and macOS), and
 // archives beyond DefaultLimits. On any error it removes what it unpacked.
+//
+// Files get the archive's permission bits (without setuid, setgid and
+// sticky) and modification times. Folders get the archive's permission bits
+// plus full access for the owner, so that the server can later carry files
+// into the new installation and remove an old one.
 func Extract(ctx context.Context, archive, dest string) (Info, error) {
 	return ExtractLimits(ctx, archive, dest, DefaultLimits)
 }

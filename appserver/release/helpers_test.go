@@ -26,16 +26,37 @@ var testTime = time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)
 
 func tarGz(t testing.TB, ms []member) []byte {
 	t.Helper()
+	return gz(t, tarBytes(t, ms))
+}
+
+func gz(t testing.TB, data []byte) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func tarBytes(t testing.TB, ms []member) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
 	for _, m := range ms {
 		h := &tar.Header{Name: m.name, Mode: int64(m.mode.Perm()), ModTime: testTime, Format: tar.FormatPAX}
 		switch {
+		case m.tarType == tar.TypeXGlobalHeader:
+			h = &tar.Header{Typeflag: m.tarType, PAXRecords: map[string]string{"comment": m.name}, Format: tar.FormatPAX}
 		case m.tarType != 0:
 			h.Typeflag = m.tarType
 		case m.hard:
 			h.Typeflag, h.Linkname = tar.TypeLink, m.link
+		case m.mode&fs.ModeNamedPipe != 0:
+			h.Typeflag = tar.TypeFifo
 		case m.mode&fs.ModeSymlink != 0:
 			h.Typeflag, h.Linkname = tar.TypeSymlink, m.link
 		case m.mode.IsDir():
@@ -53,9 +74,6 @@ func tarGz(t testing.TB, ms []member) []byte {
 		}
 	}
 	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
