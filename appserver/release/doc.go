@@ -11,7 +11,9 @@
 // beside it. The server checks the signature with Verify against every key
 // the administrator trusts, so that the vendor can rotate keys without a flag
 // day, then unpacks the archive with Extract, which refuses anything that
-// would write outside its destination.
+// would write outside its destination; VerifyExtract does both and checks
+// that the archive's BUILD is the signed build. CheckNewer then refuses a
+// release that is not newer than the running server.
 //
 // # The key formats
 //
@@ -42,5 +44,6 @@
 // sign; the build is signed so that an old, genuinely signed archive cannot
 // be passed off as a newer build. Nothing else is allowed in the file, so
 // that there is one way to read it: an unknown or repeated line, a missing
-// line or a missing final newline is an error (ErrSignatureFormat).
+// line, CR LF line ends or a missing final newline is an error
+// (ErrSignatureFormat).
 package release

@@ -2,6 +2,7 @@ package release
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -32,6 +33,7 @@ var (
 	ErrBadSignature    = errors.New("release: signature does not verify")
 	ErrDigestMismatch  = errors.New("release: archive does not match its signature")
 	ErrNoTrustedKey    = errors.New("release: no trusted public key configured")
+	ErrBuildMismatch   = errors.New("release: BUILD file does not match the signed build")
 )
 
 // Info describes a release archive.
@@ -92,6 +94,10 @@ func ParseSignature(data []byte) (*Signature, error) {
 		return bad("larger than %d bytes", maxSigFile)
 	}
 	text := string(data)
+	if strings.Contains(text, "\r") {
+		// Most likely the file went through a Windows text conversion.
+		return bad("has CR LF line ends; the format uses LF only")
+	}
 	if !strings.HasSuffix(text, "\n") {
 		return bad("truncated: no newline at the end")
 	}
@@ -226,6 +232,28 @@ func Verify(archivePath, sigPath string, keys []ed25519.PublicKey) (Info, error)
 			archivePath, ErrDigestMismatch, sigPath, size, sum, s.Size, s.SHA256)
 	}
 	return Info{Build: s.Build, Size: size, SHA256: sum, KeyID: KeyID(key)}, nil
+}
+
+// VerifyExtract verifies the archive at archive with its signature at
+// SigPath(archive) against keys, as Verify does, then unpacks it into dest
+// with Extract, and checks that its BUILD file holds the signed build. It is
+// the whole check the server makes of a release before it touches anything
+// else. The archive must be in a folder only the server can write, since it
+// is read once to verify it and again to unpack it.
+func VerifyExtract(ctx context.Context, archive string, keys []ed25519.PublicKey, dest string) (Info, error) {
+	info, err := Verify(archive, SigPath(archive), keys)
+	if err != nil {
+		return Info{}, err
+	}
+	x, err := Extract(ctx, archive, dest)
+	if err != nil {
+		return Info{}, err
+	}
+	if x.Build != info.Build {
+		cleanDest(dest, false)
+		return Info{}, fmt.Errorf("%s: %w: BUILD holds %s, the signature %s", archive, ErrBuildMismatch, x.Build, info.Build)
+	}
+	return info, nil
 }
 
 // readLimited reads at most limit+1 bytes of the file at path.

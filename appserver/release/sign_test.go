@@ -175,6 +175,7 @@ func TestVerifyTampered(t *testing.T) {
 		{"size changed", archiveData, resign(func(s *Signature) { s.Size++ }, nil), ErrBadSignature, "sig"},
 		{"signed by an untrusted key", archiveData, resign(func(s *Signature) { s.Key = otherPriv.Public().(ed25519.PublicKey) }, otherPriv), ErrUnknownKey, "sig"},
 		{"trusted key named, other key signed", archiveData, resign(func(*Signature) {}, otherPriv), ErrBadSignature, "sig"},
+		{"CR LF line ends", archiveData, bytes.ReplaceAll(sigData, []byte("\n"), []byte("\r\n")), ErrSignatureFormat, "sig"},
 		{"extra line", archiveData, append(bytes.Clone(sigData), "comment x\n"...), ErrSignatureFormat, "sig"},
 		{"too large", archiveData, bytes.Repeat([]byte("x"), maxSigFile+10), ErrSignatureFormat, "sig"},
 	}
@@ -241,4 +242,76 @@ func FuzzParseSignature(f *testing.F) {
 			t.Fatalf("accepted %q but marshals to %q", data, out)
 		}
 	})
+}
+
+func TestVerifyExtract(t *testing.T) {
+	pub, priv, _ := newKey(t)
+	archive := goodArchive(t, "zip")
+	if _, err := Sign(archive, priv); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "new")
+	info, err := VerifyExtract(context.Background(), archive, []ed25519.PublicKey{pub}, dest)
+	if err != nil || info.Build != "7.00.240601A" {
+		t.Fatalf("VerifyExtract = %+v, %v", info, err)
+	}
+
+	// A signature made by hand for another build than the archive's: only
+	// a vendor tool other than Sign could make it, but the server must
+	// still not install a build other than the one it announced.
+	data, _ := os.ReadFile(SigPath(archive))
+	s, err := ParseSignature(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Build = "7.00.240701"
+	s.Sig = ed25519.Sign(priv, s.message())
+	writeFile(t, SigPath(archive), s.Marshal())
+	dest = filepath.Join(t.TempDir(), "new")
+	if _, err := VerifyExtract(context.Background(), archive, []ed25519.PublicKey{pub}, dest); !errors.Is(err, ErrBuildMismatch) {
+		t.Fatalf("VerifyExtract(build mismatch) = %v, want ErrBuildMismatch", err)
+	}
+	if ents, _ := os.ReadDir(dest); len(ents) != 0 {
+		t.Errorf("after a build mismatch dest holds %d entries", len(ents))
+	}
+}
+
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "vendor.key")
+	archive := filepath.Join(dir, "r.tar.gz")
+	writeFile(t, archive, tarGz(t, goodMembers))
+	run := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := Run(context.Background(), args, &out, &errOut)
+		return out.String(), err
+	}
+	pubLine, err := run("keygen", "--out", keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParsePublicKey(pubLine); err != nil || strings.Count(pubLine, "\n") != 1 {
+		t.Fatalf("keygen printed %q: %v", pubLine, err)
+	}
+	if _, err := run("keygen", "--out", keyFile); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("keygen over an existing key = %v, want fs.ErrExist", err)
+	}
+	if out, err := run("sign", "--key", keyFile, archive); err != nil || !strings.Contains(out, "7.00.240601A") {
+		t.Fatalf("sign: %q, %v", out, err)
+	}
+	if out, err := run("verify", "--public-key", strings.TrimSpace(pubLine), archive); err != nil || !strings.Contains(out, "good signature") {
+		t.Fatalf("verify: %q, %v", out, err)
+	}
+	other, _, _ := newKey(t)
+	if _, err := run("verify", "--public-key", FormatPublicKey(other), archive); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("verify with another key = %v, want ErrUnknownKey", err)
+	}
+	for _, args := range [][]string{
+		nil, {"nope"}, {"keygen"}, {"keygen", "--out", "x", "extra"}, {"sign", archive},
+		{"sign", "--key", keyFile}, {"verify", archive}, {"verify", "--public-key", "ed25519:AAAA", archive},
+	} {
+		if _, err := run(args...); !errors.Is(err, ErrUsage) {
+			t.Errorf("Run(%q) = %v, want ErrUsage", args, err)
+		}
+	}
 }
