@@ -60,7 +60,8 @@ var DefaultLimits = Limits{Files: 200_000, Bytes: 16 << 30}
 // writes only through an os.Root on dest, and refuses, naming the entry,
 // anything that could reach outside dest or surprise the server later:
 // absolute paths, "..", backslashes, colons (drive letters and Windows
-// alternate data streams), links that leave dest, entries under a symbolic
+// alternate data streams), names Windows cannot hold or would alias (device
+// names, trailing dots and spaces), links that leave dest, entries under a symbolic
 // link, devices, FIFOs and other special files, names given twice (also when
 // they differ only in case, as they would collide on Windows and macOS), and
 // archives beyond DefaultLimits. On any error it removes what it unpacked.
@@ -326,7 +327,37 @@ func cleanName(name string) (string, error) {
 	if !fs.ValidPath(n) {
 		return "", unsafe(name, "not a clean relative path")
 	}
+	for _, el := range strings.Split(n, "/") {
+		if why := windowsProblem(el); why != "" {
+			return "", unsafe(name, "%s", why)
+		}
+	}
 	return n, nil
+}
+
+// windowsProblem says why el cannot be a file name on Windows, or returns
+// "". The server runs on Windows too, where such a name fails to unpack or,
+// worse, names another file: "BUILD." and "BUILD " are both "BUILD" there.
+func windowsProblem(el string) string {
+	if strings.ContainsAny(el, `<>"|?*`) {
+		return fmt.Sprintf("name %q holds a character Windows does not allow", el)
+	}
+	for _, r := range el {
+		if r < 0x20 {
+			return fmt.Sprintf("name %q holds a control character", el)
+		}
+	}
+	if strings.HasSuffix(el, ".") || strings.HasSuffix(el, " ") {
+		return fmt.Sprintf("name %q ends in a dot or space, which Windows drops", el)
+	}
+	base, _, _ := strings.Cut(el, ".")
+	switch strings.ToUpper(strings.TrimRight(base, " ")) {
+	case "CON", "PRN", "AUX", "NUL",
+		"COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9",
+		"LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9":
+		return fmt.Sprintf("name %q is a Windows device name", el)
+	}
+	return ""
 }
 
 func (x *extractor) add(e *entry) error {
