@@ -61,10 +61,11 @@ var DefaultLimits = Limits{Files: 200_000, Bytes: 16 << 30}
 // anything that could reach outside dest or surprise the server later:
 // absolute paths, "..", backslashes, colons (drive letters and Windows
 // alternate data streams), names Windows cannot hold or would alias (device
-// names, trailing dots and spaces), links that leave dest, entries under a symbolic
-// link, devices, FIFOs and other special files, names given twice (also when
-// they differ only in case, as they would collide on Windows and macOS), and
-// archives beyond DefaultLimits. On any error it removes what it unpacked.
+// names, trailing dots and spaces), links that leave dest, entries under a
+// symbolic link, devices, FIFOs and other special files, names given twice
+// (also when they differ only in case, as they would collide on Windows and
+// macOS), and archives beyond DefaultLimits. On any error it removes what it
+// unpacked.
 //
 // Files get the archive's permission bits (without setuid, setgid and
 // sticky) and modification times. Folders get the archive's permission bits

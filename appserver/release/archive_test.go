@@ -207,3 +207,23 @@ func FuzzExtractTar(f *testing.F) {
 		}
 	})
 }
+
+// FuzzExtractZip is FuzzExtractTar for zip archives.
+func FuzzExtractZip(f *testing.F) {
+	f.Add(zipBytes(f, goodMembers))
+	f.Add(zipBytes(f, []member{{name: "../x", body: "x"}}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent := t.TempDir()
+		archive := writeFile(t, filepath.Join(parent, "r.zip"), data)
+		dest := filepath.Join(parent, "new")
+		_, err := ExtractLimits(context.Background(), archive, dest, Limits{Files: 100, Bytes: 1 << 20})
+		ents, _ := os.ReadDir(parent)
+		want := 2
+		if err != nil {
+			want = 1
+		}
+		if len(ents) != want {
+			t.Fatalf("Extract: %v; the parent folder holds %d entries, want %d", err, len(ents), want)
+		}
+	})
+}
