@@ -1,15 +1,23 @@
 package appserver
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/mail"
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 
+	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/ini.v1"
 )
 
@@ -40,7 +48,65 @@ type Config struct {
 	// may run ([UPDATE] PostInstallTimeout, seconds, default 120).
 	PostInstall        string
 	PostInstallTimeout time.Duration
+
+	// Admin is [ADMIN]: the administrator who may update the server.
+	Admin AdminConfig
+	// SelfUpdate is [SELFUPDATE]: how the server checks and installs a
+	// release of itself.
+	SelfUpdate SelfUpdateConfig
+	// Mail is [MAIL]: the SMTP server that carries the outcome of an update.
+	Mail MailConfig
 }
+
+// AdminConfig is the [ADMIN] section.
+type AdminConfig struct {
+	// User is [ADMIN] User, the administrator's login name (default
+	// "admin").
+	User string
+	// PasswordHash is [ADMIN] PasswordHash, a bcrypt hash of cost 10 or
+	// more as printed by "appserver passwd". It is empty when not set, and
+	// then self-update is disabled: nobody can log in as administrator.
+	PasswordHash string
+}
+
+// SelfUpdateConfig is the [SELFUPDATE] section.
+type SelfUpdateConfig struct {
+	// PublicKeys is [SELFUPDATE] PublicKey: the ed25519 keys a release's
+	// signature may be made with. There can be several, so that a vendor
+	// can rotate keys without a flag day. It is never empty when
+	// Admin.PasswordHash is set.
+	PublicKeys []ed25519.PublicKey
+	// Carry is [SELFUPDATE] Carry: clean relative slash paths, inside the
+	// installation folder, carried from the old installation into the new
+	// one besides AppServer.ini, certificates and backups.
+	Carry []string
+	// HealthTimeout is [SELFUPDATE] HealthTimeout: how long a new server
+	// has to start and answer before the old one is put back (seconds,
+	// 5..600, default 30).
+	HealthTimeout time.Duration
+}
+
+// MailConfig is the [MAIL] section, the SMTP server used to send the outcome
+// of an update.
+type MailConfig struct {
+	// Host is [MAIL] Host; empty means no mail is sent.
+	Host string
+	// Port is [MAIL] Port (default 587, the submission port).
+	Port int
+	// From is [MAIL] From, the sender address; required when Host is set.
+	From string
+	// User and Password are [MAIL] User and Password, for SMTP AUTH; both
+	// empty means no authentication.
+	User     string
+	Password string
+	// StartTLS is [MAIL] StartTLS (default true): whether to require
+	// STARTTLS before authenticating and sending.
+	StartTLS bool
+}
+
+// SelfUpdateEnabled reports whether an administrator can log in, and so
+// whether the server can be updated remotely at all.
+func (c *Config) SelfUpdateEnabled() bool { return c.Admin.PasswordHash != "" }
 
 // ConfigError is one problem with an AppServer.ini. It names the file, the
 // section, the key and the problem, so that an administrator can go straight
@@ -83,8 +149,11 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // the documentation. ini.v1 lower-cases names (Insensitive), so these are
 // looked up case-insensitively but always printed in this form.
 const (
-	sectionTCP    = "TCP"
-	sectionUpdate = "UPDATE"
+	sectionTCP        = "TCP"
+	sectionUpdate     = "UPDATE"
+	sectionAdmin      = "ADMIN"
+	sectionSelfUpdate = "SELFUPDATE"
+	sectionMail       = "MAIL"
 
 	keyPort           = "Port"
 	keyEnable         = "Enable"
@@ -96,7 +165,48 @@ const (
 	keyPreserve       = "Preserve"
 	keyPostInstall    = "PostInstall"
 	keyPostInstallMax = "PostInstallTimeout"
+
+	keyUser          = "User"
+	keyPasswordHash  = "PasswordHash"
+	keyPublicKey     = "PublicKey"
+	keyCarry         = "Carry"
+	keyHealthTimeout = "HealthTimeout"
+	keyHost          = "Host"
+	keyFrom          = "From"
+	keyPassword      = "Password"
+	keyStartTLS      = "StartTLS"
 )
+
+// Defaults of the self-update keys.
+const (
+	defaultAdminUser     = "admin"
+	defaultHealthTimeout = 30 * time.Second
+	defaultMailPort      = 587
+	// minPasswordCost is the lowest bcrypt cost accepted in [ADMIN]
+	// PasswordHash: bcrypt's own default, below which a stolen
+	// AppServer.ini gives up its password too cheaply.
+	minPasswordCost = 10
+)
+
+// The keys allowed in the other sections that are ours, for the same reason
+// as updateKeys.
+var (
+	adminKeys      = []string{keyUser, keyPasswordHash}
+	selfUpdateKeys = []string{keyPublicKey, keyCarry, keyHealthTimeout}
+	mailKeys       = []string{keyHost, keyPort, keyFrom, keyUser, keyPassword, keyStartTLS}
+)
+
+// ourSections are the sections whose every key is ours: an unknown key in
+// them is an error, and their keys are counted to find duplicates.
+var ourSections = []struct {
+	name string
+	keys []string
+}{
+	{sectionUpdate, updateKeys},
+	{sectionAdmin, adminKeys},
+	{sectionSelfUpdate, selfUpdateKeys},
+	{sectionMail, mailKeys},
+}
 
 // updateKeys are the only keys allowed in [UPDATE]. The section is ours, so
 // an unknown key there is almost certainly a typo that would otherwise
@@ -207,6 +317,9 @@ func ParseConfig(file string, data []byte, baseDir string) (*Config, error) {
 	cfg := &Config{File: file, Folders: make(map[string]string)}
 	v.tcp(f, cfg)
 	v.update(f, cfg)
+	v.admin(f, cfg)
+	v.selfUpdate(f, cfg)
+	v.mail(f, cfg)
 	if len(v.errs) > 0 {
 		return nil, errors.Join(v.errs...)
 	}
@@ -217,8 +330,8 @@ func ParseConfig(file string, data []byte, baseDir string) (*Config, error) {
 type validator struct {
 	file    string
 	baseDir string
-	// uses counts how often each key was written in [TCP] and [UPDATE],
-	// by lower-case section and key name.
+	// uses counts how often each key was written in [TCP] and in the
+	// sections that are ours, by lower-case section and key name.
 	uses map[string]map[string]*keyUse
 	errs []error
 }
@@ -271,13 +384,7 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 		return
 	}
 
-	for _, k := range sec.Keys() {
-		if knownUpdateKey(k.Name()) == "" {
-			name := v.originalName(sectionUpdate, k.Name())
-			v.add(sectionUpdate, name, nil, "unknown key%s; known keys are %s",
-				suggest(k.Name()), strings.Join(updateKeys, ", "))
-		}
-	}
+	v.unknownKeys(sec, sectionUpdate, updateKeys)
 
 	// Enable defaults to false when absent. When it is present but broken
 	// we go on as if it were false, so that every other message stays true
@@ -360,6 +467,194 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 			v.add(sectionUpdate, keyPostInstallMax, nil, "%q is not a number of seconds from 1 to 3600", val)
 		} else {
 			cfg.PostInstallTimeout = time.Duration(n) * time.Second
+		}
+	}
+}
+
+// bcryptHash matches the modular crypt form of a bcrypt hash: version,
+// two-digit cost, then 22 characters of salt and 31 of hash in bcrypt's
+// base64 alphabet. bcrypt.Cost alone checks only the prefix.
+var bcryptHash = regexp.MustCompile(`^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$`)
+
+func (v *validator) admin(f *ini.File, cfg *Config) {
+	cfg.Admin.User = defaultAdminUser
+	sec := section(f, sectionAdmin)
+	if sec == nil {
+		return
+	}
+	v.unknownKeys(sec, sectionAdmin, adminKeys)
+	// An empty User is taken as "not set", as administrators blank a key
+	// rather than delete it.
+	if val, _, ok := v.value(sec, sectionAdmin, keyUser); ok && val != "" {
+		if strings.ContainsFunc(val, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) || len(val) > 64 {
+			v.add(sectionAdmin, keyUser, nil, "%q is not a valid user name: want up to 64 characters without spaces or control characters", val)
+		} else {
+			cfg.Admin.User = val
+		}
+	}
+	// The hash is not quoted in messages: it is not the password, but it is
+	// still better kept out of logs.
+	if val, _, ok := v.value(sec, sectionAdmin, keyPasswordHash); ok && val != "" {
+		cost, err := bcrypt.Cost([]byte(val))
+		switch {
+		case err != nil || !bcryptHash.MatchString(val):
+			v.add(sectionAdmin, keyPasswordHash, err, "is not a bcrypt hash (60 characters starting with $2a$, $2b$ or $2y$); make one with \"appserver passwd\"")
+		case cost < minPasswordCost:
+			v.add(sectionAdmin, keyPasswordHash, nil, "bcrypt cost %d is below %d, too cheap to guess; make a new hash with \"appserver passwd\"", cost, minPasswordCost)
+		default:
+			cfg.Admin.PasswordHash = val
+		}
+	}
+}
+
+func (v *validator) selfUpdate(f *ini.File, cfg *Config) {
+	cfg.SelfUpdate.HealthTimeout = defaultHealthTimeout
+	sec := section(f, sectionSelfUpdate)
+	if sec == nil {
+		sec = ini.Empty().Section(sectionSelfUpdate) // for the PublicKey check below
+	}
+	v.unknownKeys(sec, sectionSelfUpdate, selfUpdateKeys)
+
+	// Several keys are written comma-separated on one line, not as repeated
+	// PublicKey lines: a repeated key is an error in every section of ours,
+	// as it is usually a forgotten edit.
+	keyBroken := false
+	val, present, ok := v.value(sec, sectionSelfUpdate, keyPublicKey)
+	if present && !ok {
+		keyBroken = true
+	}
+	if ok {
+		for item := range strings.SplitSeq(val, ",") {
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			key, problem := parsePublicKey(item)
+			switch {
+			case problem != "":
+				v.add(sectionSelfUpdate, keyPublicKey, nil, "%q %s", item, problem)
+				keyBroken = true
+			case slices.ContainsFunc(cfg.SelfUpdate.PublicKeys, func(k ed25519.PublicKey) bool { return k.Equal(key) }):
+				v.add(sectionSelfUpdate, keyPublicKey, nil, "%q is listed twice", item)
+				keyBroken = true
+			default:
+				cfg.SelfUpdate.PublicKeys = append(cfg.SelfUpdate.PublicKeys, key)
+			}
+		}
+	}
+	// Without a key every release would be refused at the first update;
+	// better to say so at start-up. A broken key has been reported already.
+	if cfg.Admin.PasswordHash != "" && len(cfg.SelfUpdate.PublicKeys) == 0 && !keyBroken {
+		v.add(sectionSelfUpdate, keyPublicKey, nil,
+			"is required when [%s] %s is set (self-update enabled): the release signing key(s), as ed25519:BASE64", sectionAdmin, keyPasswordHash)
+	}
+
+	if val, _, ok := v.value(sec, sectionSelfUpdate, keyCarry); ok {
+		for item := range strings.SplitSeq(val, ",") {
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			if problem := checkRelPath(item, "the server's installation folder"); problem != "" {
+				v.add(sectionSelfUpdate, keyCarry, nil, "%q %s", item, problem)
+				continue
+			}
+			cfg.SelfUpdate.Carry = append(cfg.SelfUpdate.Carry, item)
+		}
+	}
+
+	if val, _, ok := v.value(sec, sectionSelfUpdate, keyHealthTimeout); ok && val != "" {
+		n, err := parseDigits(val)
+		if err != nil || n < 5 || n > 600 {
+			v.add(sectionSelfUpdate, keyHealthTimeout, nil, "%q is not a number of seconds from 5 to 600", val)
+		} else {
+			cfg.SelfUpdate.HealthTimeout = time.Duration(n) * time.Second
+		}
+	}
+}
+
+// publicKeyPrefix starts every [SELFUPDATE] PublicKey entry, so that other
+// kinds of key can be added later without guessing from the length.
+const publicKeyPrefix = "ed25519:"
+
+// parsePublicKey parses "ed25519:<standard base64 of 32 bytes>", returning
+// the key or what is wrong with s.
+func parsePublicKey(s string) (ed25519.PublicKey, string) {
+	b64, ok := strings.CutPrefix(s, publicKeyPrefix)
+	if !ok {
+		return nil, "does not start with " + publicKeyPrefix + "; write ed25519:BASE64, as printed by \"appserver release keygen\""
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
+	if err != nil {
+		return nil, "is not valid base64 after " + publicKeyPrefix
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Sprintf("holds %d bytes; an ed25519 public key is %d", len(raw), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), ""
+}
+
+func (v *validator) mail(f *ini.File, cfg *Config) {
+	cfg.Mail.Port = defaultMailPort
+	cfg.Mail.StartTLS = true
+	sec := section(f, sectionMail)
+	if sec == nil {
+		return
+	}
+	v.unknownKeys(sec, sectionMail, mailKeys)
+
+	// Every key is checked even without a Host, so that a mistake shows
+	// before the day mail is switched on.
+	if val, _, ok := v.value(sec, sectionMail, keyHost); ok && val != "" {
+		_, _, err := net.SplitHostPort(val)
+		switch {
+		case strings.ContainsFunc(val, func(r rune) bool { return unicode.IsSpace(r) || r == '/' || !unicode.IsPrint(r) }):
+			v.add(sectionMail, keyHost, nil, "%q is not a host name or address", val)
+		case err == nil:
+			v.add(sectionMail, keyHost, nil, "%q includes a port; give the host alone and the port in %s", val, keyPort)
+		default:
+			cfg.Mail.Host = val
+		}
+	}
+	if val, _, ok := v.value(sec, sectionMail, keyPort); ok && val != "" {
+		port, err := parsePort(val)
+		if err != nil {
+			v.add(sectionMail, keyPort, err, "%q is not a valid port: want a number from 1 to 65535", val)
+		} else {
+			cfg.Mail.Port = port
+		}
+	}
+	fromVal, fromPresent, fromOK := v.value(sec, sectionMail, keyFrom)
+	switch {
+	case fromOK && fromVal != "":
+		if _, err := mail.ParseAddress(fromVal); err != nil {
+			v.add(sectionMail, keyFrom, err, "%q is not an e-mail address: %v", fromVal, err)
+		} else {
+			cfg.Mail.From = fromVal
+		}
+	case cfg.Mail.Host != "" && (!fromPresent || fromOK):
+		v.add(sectionMail, keyFrom, nil, "is required when %s is set: the sender address of the update reports", keyHost)
+	}
+	// A duplicated User or Password has been reported by value; only when
+	// both can be read is it worth saying that one lacks the other.
+	user, userPresent, userOK := v.value(sec, sectionMail, keyUser)
+	password, passwordPresent, passwordOK := v.value(sec, sectionMail, keyPassword)
+	if userOK == userPresent && passwordOK == passwordPresent {
+		switch {
+		case user != "" && password == "":
+			v.add(sectionMail, keyPassword, nil, "is missing while %s is set; give both or neither", keyUser)
+		case user == "" && password != "":
+			v.add(sectionMail, keyUser, nil, "is missing while %s is set; give both or neither", keyPassword)
+		default:
+			cfg.Mail.User, cfg.Mail.Password = user, password
+		}
+	}
+	if val, _, ok := v.value(sec, sectionMail, keyStartTLS); ok {
+		b, err := parseBool(val)
+		if err != nil {
+			v.add(sectionMail, keyStartTLS, err, "%q is not a yes/no value; write 1 to require STARTTLS or 0 to send in the clear", val)
+		} else {
+			cfg.Mail.StartTLS = b
 		}
 	}
 }
@@ -508,39 +803,46 @@ func stripTabComment(s string) string {
 // must be in the manifest's form: relative, slash-separated and clean, with
 // nothing that could reach outside the install folder.
 func checkPreservePath(p string) string {
+	return checkRelPath(p, "the client's install folder")
+}
+
+// checkRelPath returns what is wrong with p as a clean relative slash path
+// inside folder (as named in messages), or "".
+func checkRelPath(p, folder string) string {
 	switch {
 	case strings.Contains(p, `\`):
 		return "contains a backslash; separate folders with /"
 	case strings.HasPrefix(p, "/"):
-		return "is absolute; give a path relative to the client's install folder"
+		return "is absolute; give a path relative to " + folder
 	case strings.Contains(p, ":"):
-		return "contains a colon (a drive letter?); give a path relative to the client's install folder"
+		return "contains a colon (a drive letter?); give a path relative to " + folder
 	case p == ".." || strings.HasPrefix(p, "../") || strings.HasSuffix(p, "/..") || strings.Contains(p, "/../"):
-		return "goes outside the client's install folder (..)"
+		return "goes outside " + folder + " (..)"
 	case p == ".":
-		return "is the install folder itself; name files or folders inside it"
+		return "is " + folder + " itself; name files or folders inside it"
 	case path.Clean(p) != p:
 		return fmt.Sprintf("is not a clean relative path; write %q", path.Clean(p))
 	}
 	return ""
 }
 
-// knownUpdateKey returns the documented spelling of an [UPDATE] key, or ""
-// for an unknown one.
-func knownUpdateKey(name string) string {
-	for _, k := range updateKeys {
-		if strings.EqualFold(k, name) {
-			return k
+// unknownKeys reports every key of sec, one of our sections, that is not
+// in known.
+func (v *validator) unknownKeys(sec *ini.Section, section string, known []string) {
+	for _, k := range sec.Keys() {
+		if !slices.ContainsFunc(known, func(s string) bool { return strings.EqualFold(s, k.Name()) }) {
+			name := v.originalName(section, k.Name())
+			v.add(section, name, nil, "unknown key%s; known keys are %s",
+				suggest(k.Name(), known), strings.Join(known, ", "))
 		}
 	}
-	return ""
 }
 
-// suggest returns " (did you mean X?)" for an unknown [UPDATE] key that is
-// one or two edits away from a known one, as "PathLinx" is from PathLinux.
-func suggest(name string) string {
+// suggest returns " (did you mean X?)" for an unknown key that is one or
+// two edits away from a known one, as "PathLinx" is from PathLinux.
+func suggest(name string, known []string) string {
 	best, bestDist := "", 3
-	for _, k := range updateKeys {
+	for _, k := range known {
 		if d := editDistance(strings.ToLower(name), strings.ToLower(k)); d < bestDist {
 			best, bestDist = k, d
 		}
@@ -579,12 +881,16 @@ type keyUse struct {
 	bare  bool   // some line named it without '='
 }
 
-// countKeys counts, for [TCP] and [UPDATE], how many lines set each key.
-// ini.v1 cannot tell us that exactly (ValueWithShadows drops empty values
-// and names come back lower-cased), so the two sections are read a second
-// time as raw text, with every other detail of parsing left to ini.v1.
+// countKeys counts, for [TCP] and our own sections, how many lines set each
+// key. ini.v1 cannot tell us that exactly (ValueWithShadows drops empty
+// values and names come back lower-cased), so these sections are read a
+// second time as raw text, with every other detail of parsing left to
+// ini.v1.
 func countKeys(data []byte) map[string]map[string]*keyUse {
-	sections := []string{strings.ToLower(sectionTCP), strings.ToLower(sectionUpdate)}
+	sections := []string{strings.ToLower(sectionTCP)}
+	for _, s := range ourSections {
+		sections = append(sections, strings.ToLower(s.name))
+	}
 	uses := make(map[string]map[string]*keyUse)
 	opts := loadOptions()
 	opts.UnparseableSections = sections

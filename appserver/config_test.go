@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // newBaseDir returns a temporary folder to resolve relative paths against,
@@ -668,6 +669,15 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte("[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux=linux\nBuild=7.00.240501A\n"))
 	f.Add([]byte("[UPDATE]\nPathLinux=\"\"\"\nmulti\n\"\"\"\nPort\n`x`=1\n-=a\n"))
+	// The self-update sections, valid and broken.
+	f.Add([]byte("[TCP]\nPort=1234\n[UPDATE]\nEnable=0\n" +
+		"[ADMIN]\nUser=admin\nPasswordHash=$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy\n" +
+		"[SELFUPDATE]\nPublicKey=ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=, ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n" +
+		"Carry=license.key, certs/extra.pem\nHealthTimeout=60\n" +
+		"[MAIL]\nHost=smtp.example.com\nPort=587\nFrom=ERP <erp@example.com>\nUser=erp\nPassword=`s3cret ;x`\nStartTLS=1\n"))
+	f.Add([]byte("[TCP]\nPort=1234\n[UPDATE]\n[admin]\npasswordhash=$2y$04$x\nuser=a b\n" +
+		"[selfupdate]\npublickey=ed25519:!!\npublickey=rsa:x\ncarry=../x,/y\nhealthtimeout=4\n" +
+		"[mail]\nhost=h:25\nport=0\nfrom=x\nuser=u\nstarttls\n"))
 
 	dir := newBaseDir(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -681,6 +691,28 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			if cfg.Enable && (len(cfg.Folders) == 0 || cfg.Build.IsZero()) {
 				t.Fatalf("accepted an enabled config without folders or Build: %+v", cfg)
+			}
+			if cfg.SelfUpdateEnabled() && len(cfg.SelfUpdate.PublicKeys) == 0 {
+				t.Fatalf("accepted a password hash without a public key: %+v", cfg)
+			}
+			if cfg.Admin.User == "" {
+				t.Fatal("accepted an empty [ADMIN] User")
+			}
+			for _, k := range cfg.SelfUpdate.PublicKeys {
+				if len(k) != 32 {
+					t.Fatalf("accepted a public key of %d bytes", len(k))
+				}
+			}
+			for _, c := range cfg.SelfUpdate.Carry {
+				if checkRelPath(c, "x") != "" {
+					t.Fatalf("accepted Carry entry %q", c)
+				}
+			}
+			if d := cfg.SelfUpdate.HealthTimeout; d < 5*time.Second || d > 600*time.Second {
+				t.Fatalf("accepted HealthTimeout %v", d)
+			}
+			if cfg.Mail.Host != "" && cfg.Mail.From == "" || cfg.Mail.Port < 1 || cfg.Mail.Port > 65535 {
+				t.Fatalf("accepted mail settings %+v", cfg.Mail)
 			}
 			return
 		}
