@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -22,7 +23,8 @@ var ErrUsage = errors.New("usage or configuration error")
 // Run is the appserver command: it parses args (without the program
 // name), loads the configuration and serves until ctx is cancelled, or
 // with --check validates and prints a summary. "appserver release ..." is
-// the vendor's release tool instead (see package release).
+// the vendor's release tool instead (see package release), and "appserver
+// passwd" prints an [ADMIN] PasswordHash line (see runPasswd).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "release" {
 		err := release.Run(ctx, args[1:], stdout, stderr)
@@ -30,6 +32,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			err = fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 		return err
+	}
+	if len(args) > 0 && args[0] == "passwd" {
+		return runPasswd(args[1:], os.Stdin, stdout, stderr)
 	}
 	fl := pflag.NewFlagSet("appserver", pflag.ContinueOnError)
 	fl.SetOutput(stderr)
