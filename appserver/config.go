@@ -2,7 +2,6 @@ package appserver
 
 import (
 	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/erpupdate/smartsync/appserver/release"
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/ini.v1"
 )
@@ -529,10 +529,10 @@ func (v *validator) selfUpdate(f *ini.File, cfg *Config) {
 			if item == "" {
 				continue
 			}
-			key, problem := parsePublicKey(item)
+			key, err := release.ParsePublicKey(item)
 			switch {
-			case problem != "":
-				v.add(sectionSelfUpdate, keyPublicKey, nil, "%q %s", item, problem)
+			case err != nil:
+				v.add(sectionSelfUpdate, keyPublicKey, err, "%s", strings.TrimPrefix(err.Error(), release.ErrKeyFormat.Error()+": "))
 				keyBroken = true
 			case slices.ContainsFunc(cfg.SelfUpdate.PublicKeys, func(k ed25519.PublicKey) bool { return k.Equal(key) }):
 				v.add(sectionSelfUpdate, keyPublicKey, nil, "%q is listed twice", item)
@@ -571,27 +571,6 @@ func (v *validator) selfUpdate(f *ini.File, cfg *Config) {
 			cfg.SelfUpdate.HealthTimeout = time.Duration(n) * time.Second
 		}
 	}
-}
-
-// publicKeyPrefix starts every [SELFUPDATE] PublicKey entry, so that other
-// kinds of key can be added later without guessing from the length.
-const publicKeyPrefix = "ed25519:"
-
-// parsePublicKey parses "ed25519:<standard base64 of 32 bytes>", returning
-// the key or what is wrong with s.
-func parsePublicKey(s string) (ed25519.PublicKey, string) {
-	b64, ok := strings.CutPrefix(s, publicKeyPrefix)
-	if !ok {
-		return nil, "does not start with " + publicKeyPrefix + "; write ed25519:BASE64, as printed by \"appserver release keygen\""
-	}
-	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
-	if err != nil {
-		return nil, "is not valid base64 after " + publicKeyPrefix
-	}
-	if len(raw) != ed25519.PublicKeySize {
-		return nil, fmt.Sprintf("holds %d bytes; an ed25519 public key is %d", len(raw), ed25519.PublicKeySize)
-	}
-	return ed25519.PublicKey(raw), ""
 }
 
 func (v *validator) mail(f *ini.File, cfg *Config) {

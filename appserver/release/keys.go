@@ -40,14 +40,14 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	s = strings.TrimSpace(s)
 	rest, ok := strings.CutPrefix(s, PublicKeyPrefix)
 	if !ok {
-		return nil, fmt.Errorf("%w: public key %q does not start with %q", ErrKeyFormat, abbrev(s), PublicKeyPrefix)
+		return nil, fmt.Errorf("%w: public key %q does not start with %s; write %sBASE64, as printed by \"appserver release keygen\"", ErrKeyFormat, abbrev(s), PublicKeyPrefix, PublicKeyPrefix)
 	}
 	b, err := base64.StdEncoding.Strict().DecodeString(rest)
 	if err != nil {
-		return nil, fmt.Errorf("%w: public key %q: base64: %w", ErrKeyFormat, abbrev(s), err)
+		return nil, fmt.Errorf("%w: public key %q is not valid base64 after %s: %w", ErrKeyFormat, abbrev(s), PublicKeyPrefix, err)
 	}
 	if len(b) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: public key %q holds %d bytes, want %d", ErrKeyFormat, abbrev(s), len(b), ed25519.PublicKeySize)
+		return nil, fmt.Errorf("%w: public key %q holds %d bytes; an ed25519 public key is %d", ErrKeyFormat, abbrev(s), len(b), ed25519.PublicKeySize)
 	}
 	return ed25519.PublicKey(b), nil
 }
