@@ -195,14 +195,20 @@ func (f *fetcher) receiveWhole(rf remoteFile) error {
 			return fmt.Errorf("receiving %s: more bytes than the %d declared: %w", rf.Path, rf.Size, ErrVerify)
 		}
 		f.wire += int64(len(chunk.Data))
-		raw, err := syncproto.DecodeChunk(f.dec, chunk, f.buf)
+		// Decoded straight into the file's buffer, which has room for
+		// the whole file: no copy through a chunk buffer.
+		tail := buf[len(buf):]
+		raw, err := syncproto.DecodeChunk(f.dec, chunk, tail)
 		if err != nil {
 			f.writers.release(buf)
 			return fmt.Errorf("receiving %s: %w", rf.Path, err)
 		}
-		f.buf = raw
 		h.Write(raw)
-		buf = append(buf, raw...)
+		if len(raw) > 0 && cap(tail) >= len(raw) && &raw[0] == &tail[:1][0] {
+			buf = buf[:len(buf)+len(raw)]
+		} else {
+			buf = append(buf, raw...) // the decoder moved it elsewhere
+		}
 		f.progress.Add(int64(len(raw)))
 	}
 	m, err := f.c.Expect(syncproto.MsgFileEnd)
