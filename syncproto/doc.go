@@ -9,7 +9,7 @@
 //
 //	offset size field
 //	0      2    magic, the bytes 'S' 'C'
-//	2      1    protocol version (Version, currently 1)
+//	2      1    protocol version (Version, currently 3)
 //	3      1    message type (MsgHello ...)
 //	4      4    payload length, big-endian uint32
 //	8      n    payload
@@ -40,10 +40,41 @@
 //	Report{outcome, build, ...}   ->
 //	                              <-     ReportAck{}
 //
+// After ReportAck, a client that runs the application (smartclient run)
+// may send Stay{} and keep the session open: the server then sends
+// Notice{countdown, seconds, message} when it is about to restart for an
+// update, Notice{cancelled} if that is withdrawn, and Notice{closing} at
+// the deadline, after which it closes the session. While a countdown runs,
+// a new session gets Error{CodeUpdating, "server is updating, retry in N
+// s", Retry: N} instead of Welcome; a client waits Retry seconds plus
+// jitter before it tries again.
+//
 // A client that only checks for an update, or that the user declined,
 // sends Report without requesting anything. Either side may send Error{code,
 // message} instead of the message it owes and then closes the connection;
 // an Error is final.
+//
+// # Administrator sessions
+//
+//	client                               server
+//	AdminKey{client's X25519 key} ->     (instead of Hello)
+//	                              <-     AdminKey{server's X25519 key}
+//	Admin{user, sealed password,  ->
+//	      op, source, countdown,
+//	      at, notify, flags}
+//	                              <-     AdminEvent{text} x n (OpUpdate, as steps happen)
+//	                              <-     UpdateStatus{state, id, builds, when, ...}
+//
+// Both keys are ephemeral, made for the session. The password travels
+// sealed (AES-256-GCM under a key derived with BLAKE3 from the X25519
+// shared secret and both keys, see SealPassword): it is safe from anyone
+// who only listens, not from a machine that poses as the server. A wrong
+// user or password gets Error{CodeDenied}, after a delay that grows with
+// repeated failures; a release that is refused (bad signature, not newer,
+// unsafe paths) gets Error{CodeRefused} naming why. An OpUpdate to run now
+// keeps the session until the server stops for the switch; the client
+// then reconnects and asks OpStatus until UpdateStatus names its update
+// (ID) in a final state.
 //
 // # The no-op check
 //
@@ -111,4 +142,7 @@
 //	1  2026-11: first version.
 //	2  2026-11: GetManifest.Have and UpToDate (the no-op check), GetRaw,
 //	   deltas (DeltaRequest, ChunkList, FileCopy). Never released with 1.
+//	3  2026-11: server self-update: Stay and Notice, administrator sessions
+//	   (AdminKey, Admin, AdminEvent, UpdateStatus), Error.Retry, codes
+//	   Updating, Denied and Refused. Never released with 2.
 package syncproto

@@ -8,7 +8,7 @@ import (
 )
 
 // Version is the protocol version this package speaks.
-const Version = 2
+const Version = 3
 
 // Magic is the first two bytes of every frame.
 var Magic = [2]byte{'S', 'C'}
@@ -60,6 +60,12 @@ const (
 	MsgDeltaRequest   MsgType = 15
 	MsgChunkList      MsgType = 16
 	MsgFileCopy       MsgType = 17
+	MsgStay           MsgType = 18
+	MsgNotice         MsgType = 19
+	MsgAdminKey       MsgType = 20
+	MsgAdmin          MsgType = 21
+	MsgAdminEvent     MsgType = 22
+	MsgUpdateStatus   MsgType = 23
 )
 
 var msgNames = map[MsgType]string{
@@ -69,6 +75,8 @@ var msgNames = map[MsgType]string{
 	MsgFileData: "FileData", MsgFileEnd: "FileEnd", MsgReport: "Report",
 	MsgReportAck: "ReportAck", MsgError: "Error", MsgUpToDate: "UpToDate",
 	MsgDeltaRequest: "DeltaRequest", MsgChunkList: "ChunkList", MsgFileCopy: "FileCopy",
+	MsgStay: "Stay", MsgNotice: "Notice", MsgAdminKey: "AdminKey", MsgAdmin: "Admin",
+	MsgAdminEvent: "AdminEvent", MsgUpdateStatus: "UpdateStatus",
 }
 
 func (t MsgType) String() string {
@@ -87,8 +95,18 @@ func MaxPayload(t MsgType) (int, bool) {
 		return 3 * str, true
 	case MsgWelcome:
 		return str + 2 + 2 + MaxMessage, true
-	case MsgRequestEnd, MsgReportAck:
+	case MsgRequestEnd, MsgReportAck, MsgStay:
 		return 0, true
+	case MsgNotice:
+		return 1 + 4 + 2 + MaxMessage, true
+	case MsgAdminKey:
+		return AdminKeySize, true
+	case MsgAdmin:
+		return str + 2 + MaxSealed + 1 + 2 + MaxPath + 4 + 8 + 2 + MaxNotify + 1, true
+	case MsgAdminEvent:
+		return 2 + MaxMessage, true
+	case MsgUpdateStatus:
+		return 1 + 4*str + 8 + 2 + MaxPath + 2 + MaxMessage, true
 	case MsgGetManifest:
 		return HashSize + 1, true
 	case MsgUpToDate:
@@ -117,7 +135,7 @@ func MaxPayload(t MsgType) (int, bool) {
 	case MsgReport:
 		return 1 + str + 4 + 8 + 2 + MaxMessage, true
 	case MsgError:
-		return 2 + 2 + MaxMessage, true
+		return 2 + 2 + MaxMessage + 2, true
 	}
 	return 0, false
 }
@@ -310,15 +328,18 @@ type Code uint16
 
 // Error codes. The numbers are part of the protocol.
 const (
-	CodeProtocol      Code = 1 // malformed or unexpected message
-	CodeVersion       Code = 2 // protocol version not supported
-	CodeBadRequest    Code = 3 // request names something not in the manifest
-	CodeUnknownOS     Code = 4 // no update folder for this OS
-	CodeFileChanged   Code = 5 // file changed in the update folder; retry
-	CodeInternal      Code = 6 // server-side failure
-	CodeBusy          Code = 7 // overloaded; retry later
-	CodeShuttingDown  Code = 8 // server stopping; retry later
-	CodeUpdateAborted Code = 9 // client gave up (sent by the client)
+	CodeProtocol      Code = 1  // malformed or unexpected message
+	CodeVersion       Code = 2  // protocol version not supported
+	CodeBadRequest    Code = 3  // request names something not in the manifest
+	CodeUnknownOS     Code = 4  // no update folder for this OS
+	CodeFileChanged   Code = 5  // file changed in the update folder; retry
+	CodeInternal      Code = 6  // server-side failure
+	CodeBusy          Code = 7  // overloaded; retry later
+	CodeShuttingDown  Code = 8  // server stopping; retry later
+	CodeUpdateAborted Code = 9  // client gave up (sent by the client)
+	CodeUpdating      Code = 10 // the server is updating itself; retry after Error.Retry seconds
+	CodeDenied        Code = 11 // administrator login refused
+	CodeRefused       Code = 12 // administrator request refused (bad release, nothing to cancel, ...)
 )
 
 var codeNames = map[Code]string{
@@ -326,7 +347,8 @@ var codeNames = map[Code]string{
 	CodeBadRequest: "bad request", CodeUnknownOS: "unknown OS",
 	CodeFileChanged: "file changed on server", CodeInternal: "internal server error",
 	CodeBusy: "server busy", CodeShuttingDown: "server shutting down",
-	CodeUpdateAborted: "update aborted",
+	CodeUpdateAborted: "update aborted", CodeUpdating: "server is updating",
+	CodeDenied: "access denied", CodeRefused: "request refused",
 }
 
 func (c Code) String() string {
@@ -341,6 +363,11 @@ func (c Code) String() string {
 type Error struct {
 	Code    Code
 	Message string
+	// Retry is how many seconds the peer should wait before it tries
+	// again, for CodeBusy, CodeShuttingDown and CodeUpdating; 0 when not
+	// said. A client adds jitter so that a crowd does not come back at
+	// once.
+	Retry uint16
 }
 
 func (e *Error) Error() string {
@@ -488,7 +515,8 @@ func (m Report) appendPayload(b []byte) []byte {
 
 func (m Error) appendPayload(b []byte) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(m.Code))
-	return appendString(b, m.Message)
+	b = appendString(b, m.Message)
+	return binary.BigEndian.AppendUint16(b, m.Retry)
 }
 
 // decoder reads fields from a payload with a sticky error, in the manner
@@ -671,6 +699,8 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 		m = c
 	case MsgRequestEnd:
 		m = RequestEnd{}
+	case MsgStay:
+		m = Stay{}
 	case MsgReportAck:
 		m = ReportAck{}
 	case MsgManifestHeader:
@@ -740,7 +770,9 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 		}
 		m = r
 	case MsgError:
-		m = &Error{Code: Code(d.u16("code")), Message: d.str("message", MaxMessage)}
+		m = &Error{Code: Code(d.u16("code")), Message: d.str("message", MaxMessage), Retry: d.u16("retry")}
+	default:
+		m = decodeSession(t, d)
 	}
 	if err := d.end(t); err != nil {
 		return nil, err

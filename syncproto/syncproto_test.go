@@ -41,6 +41,13 @@ var samples = map[string]Message{
 	"report":           Report{Outcome: OutcomeFailed, Build: "7.00.231101A", Files: 3, Bytes: 999, Message: "disk full"},
 	"report_ack":       ReportAck{},
 	"error":            &Error{Code: CodeFileChanged, Message: "lib/x.so changed while being sent; retry"},
+	"error_updating":   &Error{Code: CodeUpdating, Message: "server is updating, retry in 95 s", Retry: 95},
+	"stay":             Stay{},
+	"notice":           Notice{Kind: NoticeCountdown, Seconds: 119, Message: "The server will restart for an update in 1:59. Please save your work and quit."},
+	"admin_key":        AdminKey{Key: [32]byte{9: 1, 31: 2}},
+	"admin":            Admin{User: "admin", Sealed: bytes.Repeat([]byte{0xa5}, 40), Op: OpUpdate, Source: "https://vendor.example/appserver-7.01.tar.gz", Countdown: 120, At: 1795000000, Notify: "admin@example.com", Flags: AdminAllowDowngrade},
+	"admin_event":      AdminEvent{Text: "release 7.01.250101A verified (key ed25519:abcd)"},
+	"update_status":    UpdateStatus{State: StateReverted, ID: "20261123-020000-1a2b", RunningBuild: "7.00.240501A", OldBuild: "7.00.240501A", NewBuild: "7.01.250101A", When: 1795000300, Source: "/srv/rel/appserver-7.01.tar.gz", Message: "the new server did not answer within 30s"},
 }
 
 func encode(t testing.TB, m Message) []byte {
@@ -376,5 +383,76 @@ func TestDigest(t *testing.T) {
 		if tc.sum == base {
 			t.Errorf("%s: digest did not change", tc.name)
 		}
+	}
+}
+
+func TestSealPassword(t *testing.T) {
+	cpriv, ckey, err := NewAdminKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spriv, skey, err := NewAdminKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := SealPassword(cpriv, skey, "s3cret pässword")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("s3cret")) {
+		t.Fatal("the sealed password contains the password")
+	}
+	got, err := OpenPassword(spriv, ckey, sealed)
+	if err != nil || got != "s3cret pässword" {
+		t.Fatalf("OpenPassword = %q, %v", got, err)
+	}
+	_, otherKey, _ := NewAdminKey()
+	tampered := bytes.Clone(sealed)
+	tampered[len(tampered)-1] ^= 1
+	for name, tc := range map[string]struct {
+		client AdminKey
+		sealed []byte
+	}{
+		"tampered":     {ckey, tampered},
+		"other client": {otherKey, sealed},
+		"short":        {ckey, sealed[:20]},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := OpenPassword(spriv, tc.client, tc.sealed); !errors.Is(err, ErrSeal) {
+				t.Fatalf("OpenPassword = %v, want ErrSeal", err)
+			}
+		})
+	}
+	if _, err := SealPassword(cpriv, skey, strings.Repeat("x", MaxPassword+1)); err == nil {
+		t.Fatal("an over-long password was sealed")
+	}
+	if _, err := OpenPassword(spriv, AdminKey{}, sealed); err == nil {
+		t.Fatal("an all-zero peer key was accepted")
+	}
+}
+
+func TestDecodeRejectsSessionMessages(t *testing.T) {
+	payload := func(m Message) []byte { return m.appendPayload(nil) }
+	for _, tc := range []struct {
+		name string
+		t    MsgType
+		p    []byte
+	}{
+		{"notice kind 0", MsgNotice, payload(Notice{Kind: 0})},
+		{"notice kind 4", MsgNotice, payload(Notice{Kind: 4})},
+		{"admin op 0", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: 0})},
+		{"admin op 4", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: 4})},
+		{"admin flags", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: OpStatus, Flags: 2})},
+		{"admin sealed short", MsgAdmin, payload(Admin{Sealed: make([]byte, 27), Op: OpStatus})},
+		{"admin sealed long", MsgAdmin, payload(Admin{Sealed: make([]byte, MaxSealed+1), Op: OpStatus})},
+		{"status state", MsgUpdateStatus, payload(UpdateStatus{State: 99})},
+		{"admin key short", MsgAdminKey, make([]byte, 31)},
+		{"stay with bytes", MsgStay, []byte{0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if m, err := Decode(tc.t, tc.p); !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("Decode = %#v, %v; want ErrMalformed", m, err)
+			}
+		})
 	}
 }

@@ -1,0 +1,317 @@
+package syncproto
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/zeebo/blake3"
+)
+
+// Limits of the session and administrator messages.
+const (
+	AdminKeySize = 32  // an X25519 public key
+	MaxPassword  = 256 // bytes of an administrator password
+	// MaxSealed is the largest sealed password: nonce, password and tag.
+	MaxSealed = sealNonce + MaxPassword + sealTag
+	MaxNotify = 320 // an e-mail address
+)
+
+const (
+	sealNonce = 12
+	sealTag   = 16
+	// sealContext separates the keys derived here from any other use of
+	// the same key exchange.
+	sealContext = "smartsync 2026-11 administrator password"
+)
+
+// Stay, sent by a client after ReportAck, keeps its session open while its
+// application runs (smartclient run), so that the server can warn it with
+// Notice before it restarts. The client sends nothing more; the server
+// sends Notices and, at the deadline, a NoticeClosing and closes.
+type Stay struct{}
+
+// NoticeKind says what a Notice announces.
+type NoticeKind uint8
+
+// Notice kinds. The numbers are part of the protocol.
+const (
+	// NoticeCountdown: the server restarts for an update in Seconds.
+	NoticeCountdown NoticeKind = 1
+	// NoticeCancelled: the announced restart will not happen.
+	NoticeCancelled NoticeKind = 2
+	// NoticeClosing: the deadline has come; the server closes the
+	// session, and the client should stop its application now.
+	NoticeClosing NoticeKind = 3
+)
+
+// Notice is the server's word to a staying session.
+type Notice struct {
+	Kind    NoticeKind
+	Seconds uint32 // NoticeCountdown: seconds until the restart
+	Message string // for people
+}
+
+// AdminKey carries an ephemeral X25519 public key. An administrator's
+// client opens the session with it instead of Hello, and the server
+// answers with its own; the password then travels sealed with a key both
+// derive (see SealPassword).
+type AdminKey struct{ Key [AdminKeySize]byte }
+
+// AdminOp is what an administrator asks for.
+type AdminOp uint8
+
+// Administrator operations. The numbers are part of the protocol.
+const (
+	OpUpdate AdminOp = 1 // update the server from Source
+	OpStatus AdminOp = 2 // report the scheduled, running or last update
+	OpCancel AdminOp = 3 // withdraw an update not yet past its countdown
+)
+
+// Admin flags.
+const (
+	AdminAllowDowngrade uint8 = 1 << 0 // accept a release not newer than the running build
+)
+
+// Admin is an administrator's request, after the AdminKey exchange. The
+// server answers OpUpdate with AdminEvents as the steps happen and then
+// UpdateStatus (or an Error); OpStatus and OpCancel with UpdateStatus.
+type Admin struct {
+	User      string
+	Sealed    []byte // the password, sealed (see SealPassword)
+	Op        AdminOp
+	Source    string // OpUpdate: release archive path or URL
+	Countdown uint32 // OpUpdate: seconds of warning to connected sessions
+	At        int64  // OpUpdate: Unix seconds to start at; 0 for now
+	Notify    string // OpUpdate: e-mail address told the outcome; "" for none
+	Flags     uint8  // AdminAllowDowngrade
+}
+
+// AdminEvent is one line of progress of an update, for the administrator.
+type AdminEvent struct{ Text string }
+
+// UpdateState is where a server self-update stands.
+type UpdateState uint8
+
+// Update states. The numbers are part of the protocol.
+const (
+	StateNone      UpdateState = 0 // no update scheduled, running or done
+	StateScheduled UpdateState = 1 // waiting for its time (At)
+	StatePreparing UpdateState = 2 // fetching and verifying the release
+	StateCountdown UpdateState = 3 // warning sessions; When is the deadline
+	StateSwitching UpdateState = 4 // sessions closed; backing up and switching
+	StateDone      UpdateState = 5 // the new build runs
+	StateReverted  UpdateState = 6 // the new build failed its check; the old one runs again
+	StateFailed    UpdateState = 7 // refused or failed before the switch; nothing changed
+	StateCancelled UpdateState = 8 // withdrawn by an administrator
+)
+
+var stateNames = map[UpdateState]string{
+	StateNone: "none", StateScheduled: "scheduled", StatePreparing: "preparing",
+	StateCountdown: "countdown", StateSwitching: "switching", StateDone: "done",
+	StateReverted: "reverted", StateFailed: "failed", StateCancelled: "cancelled",
+}
+
+func (s UpdateState) String() string {
+	if n, ok := stateNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Final reports a state an update does not leave.
+func (s UpdateState) Final() bool {
+	return s == StateDone || s == StateReverted || s == StateFailed || s == StateCancelled
+}
+
+// UpdateStatus describes the scheduled, running or last update.
+type UpdateStatus struct {
+	State        UpdateState
+	ID           string // names one update request, so a client can tell its own outcome
+	RunningBuild string // the answering server's own build
+	OldBuild     string
+	NewBuild     string
+	When         int64 // Unix seconds: start (Scheduled), deadline (Countdown), end (final states)
+	Source       string
+	Message      string // the reason, for Reverted, Failed and Cancelled
+}
+
+func (Stay) Type() MsgType         { return MsgStay }
+func (Notice) Type() MsgType       { return MsgNotice }
+func (AdminKey) Type() MsgType     { return MsgAdminKey }
+func (Admin) Type() MsgType        { return MsgAdmin }
+func (AdminEvent) Type() MsgType   { return MsgAdminEvent }
+func (UpdateStatus) Type() MsgType { return MsgUpdateStatus }
+
+func (Stay) appendPayload(b []byte) []byte { return b }
+
+func (m Notice) appendPayload(b []byte) []byte {
+	b = append(b, uint8(m.Kind))
+	b = binary.BigEndian.AppendUint32(b, m.Seconds)
+	return appendString(b, m.Message)
+}
+
+func (m AdminKey) appendPayload(b []byte) []byte { return append(b, m.Key[:]...) }
+
+func (m Admin) appendPayload(b []byte) []byte {
+	b = appendString(b, m.User)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Sealed)))
+	b = append(b, m.Sealed...)
+	b = append(b, uint8(m.Op))
+	b = appendString(b, m.Source)
+	b = binary.BigEndian.AppendUint32(b, m.Countdown)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.At))
+	b = appendString(b, m.Notify)
+	return append(b, m.Flags)
+}
+
+func (m AdminEvent) appendPayload(b []byte) []byte { return appendString(b, m.Text) }
+
+func (m UpdateStatus) appendPayload(b []byte) []byte {
+	b = append(b, uint8(m.State))
+	b = appendString(b, m.ID)
+	b = appendString(b, m.RunningBuild)
+	b = appendString(b, m.OldBuild)
+	b = appendString(b, m.NewBuild)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.When))
+	b = appendString(b, m.Source)
+	return appendString(b, m.Message)
+}
+
+// decodeSession decodes the session and administrator messages.
+func decodeSession(t MsgType, d *decoder) Message {
+	switch t {
+	case MsgNotice:
+		n := Notice{Kind: NoticeKind(d.u8("kind")), Seconds: d.u32("seconds"), Message: d.str("message", MaxMessage)}
+		if d.err == nil && (n.Kind < NoticeCountdown || n.Kind > NoticeClosing) {
+			d.fail("unknown notice kind %d", n.Kind)
+		}
+		return n
+	case MsgAdminKey:
+		var k AdminKey
+		copy(k.Key[:], d.take(AdminKeySize, "key"))
+		return k
+	case MsgAdmin:
+		a := Admin{User: d.str("user", MaxShortString)}
+		n := int(d.u16("sealed length"))
+		if d.err == nil && (n < sealNonce+sealTag || n > MaxSealed) {
+			d.fail("sealed password of %d bytes, must be %d..%d", n, sealNonce+sealTag, MaxSealed)
+		}
+		a.Sealed = append([]byte(nil), d.take(n, "sealed password")...)
+		a.Op = AdminOp(d.u8("op"))
+		a.Source = d.str("source", MaxPath)
+		a.Countdown = d.u32("countdown")
+		a.At = int64(d.u64("at"))
+		a.Notify = d.str("notify", MaxNotify)
+		a.Flags = d.u8("flags")
+		if d.err == nil && (a.Op < OpUpdate || a.Op > OpCancel) {
+			d.fail("unknown operation %d", a.Op)
+		}
+		if d.err == nil && a.Flags&^AdminAllowDowngrade != 0 {
+			d.fail("unknown flags %#x", a.Flags)
+		}
+		return a
+	case MsgAdminEvent:
+		return AdminEvent{Text: d.str("text", MaxMessage)}
+	case MsgUpdateStatus:
+		s := UpdateStatus{
+			State:        UpdateState(d.u8("state")),
+			ID:           d.str("id", MaxShortString),
+			RunningBuild: d.str("running build", MaxShortString),
+			OldBuild:     d.str("old build", MaxShortString),
+			NewBuild:     d.str("new build", MaxShortString),
+			When:         int64(d.u64("when")),
+			Source:       d.str("source", MaxPath),
+			Message:      d.str("message", MaxMessage),
+		}
+		if d.err == nil {
+			if _, ok := stateNames[s.State]; !ok {
+				d.fail("unknown state %d", s.State)
+			}
+		}
+		return s
+	}
+	d.fail("no decoder for %v", t)
+	return nil
+}
+
+// ErrSeal is returned when a sealed password does not open: a wrong key,
+// or bytes changed on the way.
+var ErrSeal = errors.New("syncproto: sealed password does not open")
+
+// NewAdminKey makes an ephemeral X25519 key pair for one session.
+func NewAdminKey() (*ecdh.PrivateKey, AdminKey, error) {
+	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, AdminKey{}, fmt.Errorf("making a session key: %w", err)
+	}
+	var k AdminKey
+	copy(k.Key[:], priv.PublicKey().Bytes())
+	return priv, k, nil
+}
+
+// sealKey derives the AES-256-GCM key of a session from the X25519 shared
+// secret and both public keys, client's first.
+func sealKey(priv *ecdh.PrivateKey, peer AdminKey, clientKey, serverKey AdminKey) (cipher.AEAD, error) {
+	pub, err := ecdh.X25519().NewPublicKey(peer.Key[:])
+	if err != nil {
+		return nil, fmt.Errorf("peer key: %w", err)
+	}
+	shared, err := priv.ECDH(pub)
+	if err != nil {
+		return nil, fmt.Errorf("key exchange: %w", err)
+	}
+	material := append(append(shared, clientKey.Key[:]...), serverKey.Key[:]...)
+	key := make([]byte, 32)
+	blake3.DeriveKey(sealContext, material, key)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// SealPassword seals an administrator password on the client's side of
+// the AdminKey exchange: AES-256-GCM under a key derived with BLAKE3 from
+// the X25519 shared secret and both public keys. It keeps the password
+// from anyone who only listens on the network; it does not authenticate
+// the server (the protocol has no server identity), which the README says.
+func SealPassword(client *ecdh.PrivateKey, server AdminKey, password string) ([]byte, error) {
+	if len(password) > MaxPassword {
+		return nil, fmt.Errorf("password of %d bytes, limit %d", len(password), MaxPassword)
+	}
+	var ck AdminKey
+	copy(ck.Key[:], client.PublicKey().Bytes())
+	aead, err := sealKey(client, server, ck, server)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, sealNonce, sealNonce+len(password)+sealTag)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return aead.Seal(nonce, nonce, []byte(password), nil), nil
+}
+
+// OpenPassword opens a password sealed by SealPassword, on the server's
+// side.
+func OpenPassword(server *ecdh.PrivateKey, client AdminKey, sealed []byte) (string, error) {
+	var sk AdminKey
+	copy(sk.Key[:], server.PublicKey().Bytes())
+	aead, err := sealKey(server, client, client, sk)
+	if err != nil {
+		return "", err
+	}
+	if len(sealed) < sealNonce+sealTag {
+		return "", ErrSeal
+	}
+	p, err := aead.Open(nil, sealed[:sealNonce], sealed[sealNonce:], nil)
+	if err != nil {
+		return "", ErrSeal
+	}
+	return string(p), nil
+}
