@@ -15,6 +15,13 @@
 // that the archive's BUILD is the signed build. CheckNewer then refuses a
 // release that is not newer than the running server.
 //
+// The server gets a release with Fetch, from what the administrator gives:
+// an absolute path on the server, a file:// URL or an http(s):// URL, with
+// the signature beside it as SOURCE.sig. Fetch copies both into a folder of
+// the server's own, bounded in size, through temporary files renamed into
+// place, and checks nothing but their names and sizes: trust comes from
+// Verify alone, so a plain http:// URL is as good as any other.
+//
 // # The key formats
 //
 // A public key is one line, "ed25519:" followed by the standard base64 of the
