@@ -39,6 +39,9 @@ const usage = `usage:
   smartclient run     [sync flags] -- PROGRAM [ARGS...]
   smartclient status  [--dir INSTALL]
   smartclient restore [--dir INSTALL] [--backup 3|2|1]
+  smartclient admin update-server --from SOURCE [--countdown 2m] [--at HH:MM] [--notify ADDRESS]
+                      [--allow-downgrade] [--wait 10m] [--user admin] [--server HOST:PORT] [--dir INSTALL]
+  smartclient admin update-server --status | --cancel [--user admin] [--server HOST:PORT] [--dir INSTALL]
 `
 
 // Run is the smartclient command: args are without the program name. It
@@ -53,6 +56,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "sync", "run":
 	case "status", "restore":
 		return runLocal(ctx, cmd, args, stdout, stderr)
+	case "admin":
+		return runAdmin(ctx, args, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
