@@ -210,9 +210,13 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		}
 		// A person may take longer to answer than the server waits, so
 		// the session that asked was closed; start a new one.
-		if c, w, err = hello(ctx, st, o); err != nil {
+		c2, w2, err := hello(ctx, st, o)
+		if err != nil {
+			// A failed hello opens no session; c keeps the first
+			// one (closed by confirm) for the deferred Close.
 			return nil, err
 		}
+		c, w = c2, w2
 		full = !w.Compatible
 		res.Build, res.Compatible = w.ServerBuild, w.Compatible
 	}

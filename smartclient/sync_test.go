@@ -1532,3 +1532,19 @@ func TestSyncDeltaRefsWithinSessionLimit(t *testing.T) {
 	}
 	sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after the sync")
 }
+
+// TestYesAfterTheServerWentAway: the user says yes to a full update, but
+// by then the server cannot be reached; the sync fails cleanly.
+func TestYesAfterTheServerWentAway(t *testing.T) {
+	s := newServer(t, serverConf{enable: true, build: buildNew, minBuild: buildNew})
+	dir := t.TempDir()
+	_, err := sync1(t, s, dir, func(o *smartclient.Options) {
+		o.Confirm = func(string) (bool, error) { s.stop(); return true, nil }
+	})
+	if err == nil || !strings.Contains(err.Error(), "cannot reach the update server") {
+		t.Fatalf("got %v, want the server unreachable", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("install folder changed: %v", entries)
+	}
+}
