@@ -38,3 +38,6 @@ func DowngradeState(dir string) error {
 
 // ReadState reads the state of dir, an install folder.
 func ReadState(dir string) (*State, error) { return loadState(dir) }
+
+// RetryWait is retryWait, for the test of its bounds.
+var RetryWait = retryWait

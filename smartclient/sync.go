@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path"
 	"slices"
@@ -35,6 +36,10 @@ type Options struct {
 	// Compress is CompressAuto (""), CompressYes or CompressNo: whether
 	// file data travels zstd-compressed.
 	Compress string
+	// RetryFor bounds how long a server that turns the session away for
+	// a while (updating itself, busy, stopping) is tried again; 0 means
+	// 15 minutes, a negative value not at all.
+	RetryFor time.Duration
 }
 
 // Result says what a sync did.
@@ -80,6 +85,9 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
+	}
+	if o.RetryFor == 0 {
+		o.RetryFor = 15 * time.Minute
 	}
 	created := false
 	if !o.CheckOnly {
@@ -143,7 +151,53 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 }
 
 // hello opens a session: it connects, says hello and reads the welcome.
+// A server that turns the session away for a while and says when to come
+// back (Error.Retry) is tried again then, plus jitter, so that the clients
+// it turned away do not all come back in the same second; for up to
+// o.RetryFor in all, after which its refusal is the error.
 func hello(ctx context.Context, st *State, o Options) (*conn, syncproto.Welcome, error) {
+	giveUp := time.Now().Add(o.RetryFor)
+	for attempt := 1; ; attempt++ {
+		c, w, err := helloOnce(ctx, st, o)
+		var pe *syncproto.Error
+		if err == nil || o.RetryFor < 0 || !errors.As(err, &pe) || pe.Retry == 0 || retryWhy[pe.Code] == "" {
+			return c, w, err
+		}
+		wait := retryWait(time.Duration(pe.Retry) * time.Second)
+		if time.Now().Add(wait).After(giveUp) {
+			return nil, w, err
+		}
+		fmt.Fprintf(o.Out, "The server is %s; trying again in %s.\n", retryWhy[pe.Code], wait.Round(time.Second))
+		o.Log.Info("the server asks to come back later", "code", pe.Code, "message", pe.Message, "attempt", attempt, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, w, fmt.Errorf("waiting to try the update server again: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// retryWhy is what the user is told of the codes that are retried.
+var retryWhy = map[syncproto.Code]string{
+	syncproto.CodeUpdating:     "updating",
+	syncproto.CodeBusy:         "busy",
+	syncproto.CodeShuttingDown: "stopping",
+}
+
+// maxJitter caps the time added to the server's Retry.
+const maxJitter = 5 * time.Minute
+
+// retryWait is how long to wait before trying again when the server says
+// retry: its time, plus at least a second and up to a quarter of it more
+// (at most maxJitter).
+func retryWait(retry time.Duration) time.Duration {
+	return retry + time.Second + rand.N(min(retry/4, maxJitter)+1)
+}
+
+// helloOnce connects once, says hello and reads the welcome.
+func helloOnce(ctx context.Context, st *State, o Options) (*conn, syncproto.Welcome, error) {
 	c, err := dial(ctx, o.Server, o.Timeout)
 	if err != nil {
 		return nil, syncproto.Welcome{}, err
