@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/spf13/pflag"
@@ -65,6 +66,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "smartclient: unknown command %q\n%s", cmd, usage)
 		return ExitUsage
 	}
+	if _, ok := stderr.(*os.File); !ok && cmd == "run" {
+		// The program and the server's notices write to it at once.
+		stderr = &lockedWriter{w: stderr}
+	}
 	o, rest, err := parseSyncFlags(cmd, args, stdin, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "smartclient: %v\n", err)
@@ -78,6 +83,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "smartclient: unexpected arguments %q\n%s", rest, usage)
 		return ExitUsage
 	}
+	var sess *conn // run's session with the server, kept open for its notices
+	if cmd == "run" {
+		o.keep = func(c *conn) { sess = c }
+	}
 	res, err := Sync(ctx, o)
 	code := exitCode(ctx, err)
 	say(stdout, stderr, o, res, err, code)
@@ -88,7 +97,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if cmd == "run" && code != ExitUsage && code != ExitInterrupted {
 		// The old installation still works after a failed update, so the
 		// application starts either way.
-		return runProgram(ctx, o.Dir, rest, stdin, stdout, stderr)
+		return runProgram(ctx, o, sess, rest, stdin, stdout, stderr)
+	}
+	if sess != nil {
+		sess.Close()
 	}
 	return code
 }
@@ -368,25 +380,66 @@ func askYesNo(in io.Reader, out io.Writer, q string) (bool, error) {
 }
 
 // runProgram starts the application and returns its exit code. A bare
-// program name is looked for in the install folder first.
-func runProgram(ctx context.Context, dir string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// program name is looked for in the install folder first. While it runs,
+// the server's notices on sess (nil for none) are shown on stderr. At the
+// server's deadline, as when ctx ends, the program is asked to stop
+// (SIGTERM; CTRL_BREAK_EVENT on Windows) and killed if it has not after
+// o.StopGrace. The session is closed when the program ends.
+func runProgram(ctx context.Context, o Options, sess *conn, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	prog := argv[0]
 	if !strings.ContainsAny(prog, `/\`) {
-		if fi, err := os.Stat(filepath.Join(dir, prog)); err == nil && !fi.IsDir() {
-			prog = filepath.Join(dir, prog)
+		if fi, err := os.Stat(filepath.Join(o.Dir, prog)); err == nil && !fi.IsDir() {
+			prog = filepath.Join(o.Dir, prog)
 		}
 	}
-	cmd := exec.CommandContext(ctx, prog, argv[1:]...)
-	cmd.Dir = dir
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return ExitOK
-	case errors.As(err, &ee):
-		return ee.ExitCode()
+	grace := o.StopGrace
+	if grace <= 0 {
+		grace = 10 * time.Second
 	}
-	fmt.Fprintf(stderr, "smartclient: starting %s: %v\n", argv[0], err)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	cmd := exec.CommandContext(runCtx, prog, argv[1:]...)
+	cmd.Dir = o.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	prepareStop(cmd)
+	cmd.Cancel = func() error { return askToStop(cmd.Process) }
+	cmd.WaitDelay = grace
+	if err := cmd.Start(); err != nil {
+		if sess != nil {
+			sess.Close()
+		}
+		fmt.Fprintf(stderr, "smartclient: starting %s: %v\n", argv[0], err)
+		return ExitFailed
+	}
+	watched := make(chan struct{})
+	if sess != nil {
+		go func() {
+			defer close(watched)
+			watchNotices(sess, filepath.Base(argv[0]), stderr, o.Log, stop)
+		}()
+	} else {
+		close(watched)
+	}
+	err := cmd.Wait()
+	if sess != nil {
+		sess.Close()
+	}
+	<-watched
+	if cmd.ProcessState == nil {
+		fmt.Fprintf(stderr, "smartclient: running %s: %v\n", argv[0], err)
+		return ExitFailed
+	}
+	return exitStatus(cmd.ProcessState)
+}
+
+// exitStatus is a program's exit code; one ended by a signal gets 128
+// plus the signal's number, as from a shell.
+func exitStatus(ps *os.ProcessState) int {
+	if code := ps.ExitCode(); code >= 0 {
+		return code
+	}
+	if sig, ok := signalOf(ps); ok {
+		return 128 + sig
+	}
 	return ExitFailed
 }

@@ -24,6 +24,7 @@ type conn struct {
 	r       *syncproto.Reader
 	w       *syncproto.Writer
 	timeout time.Duration
+	acked   bool // the server took the report: the session ended well
 }
 
 func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error) {

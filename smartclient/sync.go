@@ -40,6 +40,15 @@ type Options struct {
 	// a while (updating itself, busy, stopping) is tried again; 0 means
 	// 15 minutes, a negative value not at all.
 	RetryFor time.Duration
+	// StopGrace is how long the program of 'run' has to end after it is
+	// asked to (the server restarts, or smartclient is interrupted)
+	// before it is killed; 0 means 10 s.
+	StopGrace time.Duration
+
+	// keep, when set ('run'), is handed the session instead of its
+	// being closed, if it ended with the server's ReportAck: it has
+	// sent Stay, and the server's notices follow on it.
+	keep func(*conn)
 }
 
 // Result says what a sync did.
@@ -228,7 +237,9 @@ func (c *conn) report(log *slog.Logger, r syncproto.Report) {
 	}
 	if err != nil {
 		log.Info("could not report the outcome to the server", "err", err)
+		return
 	}
+	c.acked = true
 }
 
 // reportTimeout bounds the wait for the server to take a report.
@@ -239,7 +250,15 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if err != nil {
 		return nil, err
 	}
-	defer func() { c.Close() }()
+	defer func() {
+		// A session that ended well may stay open for 'run', whatever
+		// the sync's outcome, so that the server can warn the user.
+		if o.keep != nil && c.acked && c.stay(o.Log) {
+			o.keep(c)
+			return
+		}
+		c.Close()
+	}()
 	res := &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message}
 	o.Log.Info("connected", "server", o.Server, "server_build", w.ServerBuild, "installed_build", st.Build,
 		"compatible", w.Compatible, "updates", w.UpdatesEnabled)

@@ -706,6 +706,54 @@ func TestRunStartsProgram(t *testing.T) {
 	}
 }
 
+// TestRunStaysAfterReportAck: run keeps its session for the server's
+// notices by sending Stay right after the server took its report; sync
+// does not.
+func TestRunStaysAfterReportAck(t *testing.T) {
+	s := newServer(t, defaultConf)
+	var dir string
+	for _, tc := range []struct {
+		args     []string
+		fresh    bool // a new install folder: an update; else up to date
+		wantStay bool
+	}{
+		{[]string{"sync"}, true, false},
+		{[]string{"run", "--", "true"}, false, true},
+		{[]string{"run", "--", "true"}, true, true},
+		{[]string{"sync"}, false, false},
+	} {
+		p := newFaultProxy(t, s.addr, fault{kind: faultNone}, true)
+		if tc.fresh {
+			dir = filepath.Join(t.TempDir(), "install")
+		}
+		args := append([]string{tc.args[0], "--server", p.addr, "--dir", dir, "--os", "linux", "--yes"}, tc.args[1:]...)
+		if code, out, errOut := runCLI(t, args...); code != smartclient.ExitOK || tc.fresh != strings.Contains(out, "Updated to build") {
+			t.Fatalf("%v: exit %d, %q %q", tc.args, code, out, errOut)
+		}
+		// The client has closed the session; the proxy reads to its end.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			p.mu.Lock()
+			open := len(p.conns)
+			p.mu.Unlock()
+			if open == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%v: the proxy still carries the session 10 s after the client ended", tc.args)
+			}
+		}
+		_, up := p.recorded()
+		var types []syncproto.MsgType
+		for _, f := range parseWireFrames(t, up) {
+			types = append(types, f.msg.Type())
+		}
+		stays := slices.Index(types, syncproto.MsgStay) >= 0
+		if stays != tc.wantStay || stays && types[len(types)-2] != syncproto.MsgReport || stays && types[len(types)-1] != syncproto.MsgStay {
+			t.Errorf("%v: the client sent %v; want Stay right after Report: %v", tc.args, types, tc.wantStay)
+		}
+	}
+}
+
 // TestUpdateFolderReplaced publishes a release the way administrators do:
 // the whole update folder is replaced while the server runs.
 func TestUpdateFolderReplaced(t *testing.T) {

@@ -1,0 +1,288 @@
+package smartclient
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/erpupdate/smartsync/syncproto"
+)
+
+// staySession is a fake server's side of a staying session.
+type staySession struct {
+	t     *testing.T
+	nc    net.Conn
+	w     *syncproto.Writer
+	ready func() // waits until the program has set its trap
+}
+
+func (s *staySession) send(ms ...syncproto.Message) {
+	for _, m := range ms {
+		if err := s.w.Write(m); err != nil {
+			s.t.Errorf("fake server: %v", err)
+		}
+	}
+	if err := s.w.Flush(); err != nil {
+		s.t.Errorf("fake server: %v", err)
+	}
+}
+
+// hold keeps the session open until the client closes it.
+func (s *staySession) hold() { io.Copy(io.Discard, s.nc) }
+
+// syncBuffer is a bytes.Buffer for the program, the notices and the log,
+// which write to it at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// waitUntil waits, for a bounded time, until ok holds.
+func waitUntil(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after 10 s for %s", what)
+		}
+	}
+}
+
+func countdown(s uint32) syncproto.Notice {
+	return syncproto.Notice{Kind: syncproto.NoticeCountdown, Seconds: s, Message: fmt.Sprintf("server restarts in %d s", s)}
+}
+
+// TestStayingSession runs a real program beside a session with a fake
+// server that sends notices, and checks what the user is told and what
+// happens to the program.
+func TestStayingSession(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the programs are sh scripts that trap SIGTERM")
+	}
+	const (
+		// The programs note on $MARK that they have set their trap, and
+		// that they got SIGTERM; those that end on their own do so when
+		// $GO exists, with exit code 3.
+		catchTERM  = `trap 'echo got TERM >> "$MARK"; exit 0' TERM; echo ready >> "$MARK"; while :; do sleep 0.1; done`
+		ignoreTERM = `trap '' TERM; echo ready >> "$MARK"; while :; do sleep 0.1; done`
+		untilGO    = `trap 'echo got TERM >> "$MARK"; exit 0' TERM; echo ready >> "$MARK"; while [ ! -e "$GO" ]; do sleep 0.05; done; exit 3`
+	)
+	countdownLine := func(s string) string {
+		return "The server will restart for an update in " + s + ". Please save your work and quit.\n"
+	}
+	closingLine := "The server is restarting now; closing sh.\n"
+	tests := []struct {
+		name      string
+		program   string
+		serve     func(s *staySession)
+		goWhen    string // untilGO: create $GO once the output holds this
+		interrupt bool   // cancel the context once the program is ready
+		wantCode  int
+		wantOut   []string // in this order
+		notOut    []string
+		wantMark  string
+	}{
+		{
+			name:    "closing stops the program with SIGTERM",
+			program: catchTERM,
+			serve: func(s *staySession) {
+				s.ready()
+				s.send(countdown(125), countdown(5), syncproto.Notice{Kind: syncproto.NoticeClosing, Message: "closing"})
+				s.hold()
+			},
+			wantCode: 0,
+			wantOut:  []string{countdownLine("2:05"), countdownLine("0:05"), closingLine},
+			wantMark: "ready\ngot TERM\n",
+		},
+		{
+			name:    "a program that ignores SIGTERM is killed after the grace",
+			program: ignoreTERM,
+			serve: func(s *staySession) {
+				s.ready()
+				s.send(syncproto.Notice{Kind: syncproto.NoticeClosing})
+				s.hold()
+			},
+			wantCode: 128 + 9,
+			wantOut:  []string{closingLine},
+			wantMark: "ready\n",
+		},
+		{
+			name:    "a dropped connection leaves the program running",
+			program: untilGO,
+			serve: func(s *staySession) {
+				s.ready()
+				s.send(countdown(3725))
+			},
+			goWhen:   "the session with the server ended",
+			wantCode: 3,
+			wantOut:  []string{countdownLine("1:02:05")},
+			notOut:   []string{closingLine},
+			wantMark: "ready\n",
+		},
+		{
+			name:    "a cancelled restart",
+			program: untilGO,
+			serve: func(s *staySession) {
+				s.ready()
+				s.send(countdown(60), syncproto.Notice{Kind: syncproto.NoticeCancelled})
+				s.hold()
+			},
+			goWhen:   "The server restart was cancelled.\n",
+			wantCode: 3,
+			wantOut:  []string{countdownLine("1:00"), "The server restart was cancelled.\n"},
+			notOut:   []string{closingLine},
+			wantMark: "ready\n",
+		},
+		{
+			name:    "another message closes the session, not the program",
+			program: untilGO,
+			serve: func(s *staySession) {
+				s.ready()
+				s.send(syncproto.ReportAck{}, syncproto.Notice{Kind: syncproto.NoticeClosing})
+				s.hold()
+			},
+			goWhen:   "got ReportAck instead of a notice",
+			wantCode: 3,
+			notOut:   []string{closingLine},
+			wantMark: "ready\n",
+		},
+		{
+			name:    "a malformed notice closes the session, not the program",
+			program: untilGO,
+			serve: func(s *staySession) {
+				s.ready()
+				// A notice of kind 9, which does not exist.
+				s.nc.Write(syncproto.AppendFrame(nil, syncproto.Notice{Kind: 9}))
+				s.hold()
+			},
+			goWhen:   "unknown notice kind 9",
+			wantCode: 3,
+			wantMark: "ready\n",
+		},
+		{
+			name:    "an interrupt stops the program with SIGTERM",
+			program: catchTERM,
+			serve: func(s *staySession) {
+				s.hold()
+			},
+			interrupt: true,
+			wantCode:  0,
+			wantMark:  "ready\ngot TERM\n",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tmp := t.TempDir()
+			mark, goFile := filepath.Join(tmp, "mark"), filepath.Join(tmp, "go")
+			readMark := func() string { b, _ := os.ReadFile(mark); return string(b) }
+			ready := func() { waitUntil(t, "the program to set its trap", func() bool { return readMark() != "" }) }
+
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			served := make(chan struct{})
+			go func() {
+				defer close(served)
+				nc, err := ln.Accept()
+				if err != nil {
+					t.Errorf("fake server: %v", err)
+					return
+				}
+				defer nc.Close()
+				m, err := syncproto.NewReader(nc).Read()
+				if err != nil || m.Type() != syncproto.MsgStay {
+					t.Errorf("fake server: got %v, %v; want Stay", m, err)
+					return
+				}
+				tc.serve(&staySession{t: t, nc: nc, w: syncproto.NewWriter(nc), ready: ready})
+			}()
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			c, err := dial(ctx, ln.Addr().String(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := &syncBuffer{}
+			log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			if !c.stay(log) {
+				t.Fatal("could not send Stay")
+			}
+			o := Options{Dir: tmp, Log: log, StopGrace: 300 * time.Millisecond}
+			argv := []string{"sh", "-c", strings.NewReplacer(`"$MARK"`, "'"+mark+"'", `"$GO"`, "'"+goFile+"'").Replace(tc.program)}
+			done := make(chan int, 1)
+			go func() { done <- runProgram(ctx, o, c, argv, strings.NewReader(""), io.Discard, out) }()
+
+			if tc.interrupt {
+				ready()
+				cancel()
+			}
+			if tc.goWhen != "" {
+				waitUntil(t, fmt.Sprintf("%q in the output", tc.goWhen), func() bool { return strings.Contains(out.String(), tc.goWhen) })
+				if err := os.WriteFile(goFile, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var code int
+			select {
+			case code = <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the program still runs after 20 s; output:\n%s", out)
+			}
+			<-served
+			got := out.String()
+			if code != tc.wantCode {
+				t.Errorf("exit code %d, want %d; output:\n%s", code, tc.wantCode, got)
+			}
+			if m := readMark(); m != tc.wantMark {
+				t.Errorf("the program noted %q, want %q", m, tc.wantMark)
+			}
+			rest := got
+			for _, want := range tc.wantOut {
+				i := strings.Index(rest, want)
+				if i < 0 {
+					t.Errorf("output lacks %q (in this order); output:\n%s", want, got)
+					break
+				}
+				rest = rest[i+len(want):]
+			}
+			for _, not := range tc.notOut {
+				if strings.Contains(got, not) {
+					t.Errorf("output has %q; output:\n%s", not, got)
+				}
+			}
+		})
+	}
+}
+
+func TestMinSec(t *testing.T) {
+	for s, want := range map[uint32]string{0: "0:00", 5: "0:05", 119: "1:59", 125: "2:05", 3599: "59:59", 3600: "1:00:00", 3725: "1:02:05"} {
+		if got := minSec(s); got != want {
+			t.Errorf("minSec(%d) = %q, want %q", s, got, want)
+		}
+	}
+}
