@@ -23,7 +23,7 @@ build:
 	$(GO) build -o bin/smartclient ./smartclient/cmd/smartclient
 
 test: fmt-check vet
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 # gofmt -l exits 0 even when it lists files, so fail on any output.
 fmt-check:

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/erpupdate/smartsync/appserver/release"
 	"github.com/spf13/pflag"
@@ -36,6 +37,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "passwd" {
 		return runPasswd(args[1:], os.Stdin, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "selfupdate-helper" {
+		return runHelper(ctx, args[1:], stderr)
+	}
 	fl := pflag.NewFlagSet("appserver", pflag.ContinueOnError)
 	fl.SetOutput(stderr)
 	config := fl.String("config", "AppServer.ini", "AppServer.ini to use")
@@ -56,6 +60,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		*state = filepath.Join(filepath.Dir(*config), "appserver-state")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	addr := *listen
+	if addr == "" {
+		addr = ":" + strconv.Itoa(cfg.Port)
+	}
+	self, err := findSelf(args, *config, *state, addr)
+	if err != nil {
+		return err
+	}
+	if !*check {
+		if err := recoverSelfUpdate(log, self); err != nil {
+			return err
+		}
+	}
 	srv, err := New(ctx, log, cfg, *state)
 	var ce *ConfigError
 	if errors.As(err, &ce) {
@@ -68,16 +85,59 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *check {
 		return printSummary(stdout, cfg, srv)
 	}
-	addr := *listen
-	if addr == "" {
-		addr = ":" + strconv.Itoa(cfg.Port)
-	}
+	srv.SetSelf(self)
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	return srv.Serve(ctx, ln)
+	if err := srv.Serve(ctx, ln); err != nil {
+		return err
+	}
+	if srv.HandedOver() {
+		log.Warn("stopped for a self-update; the update helper takes over")
+	}
+	return nil
+}
+
+// findSelf describes the running installation: the executable's folder,
+// its BUILD, and the command line to start the next server with.
+func findSelf(args []string, config, state, listen string) (Self, error) {
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		return Self{}, fmt.Errorf("finding the server's program: %w", err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return Self{}, fmt.Errorf("finding the working folder: %w", err)
+	}
+	self := Self{InstallDir: filepath.Dir(exe), Exe: exe, Args: args, WorkDir: wd, Listen: listen}
+	if self.ConfigFile, err = filepath.Abs(config); err != nil {
+		return Self{}, err
+	}
+	if self.StateDir, err = filepath.Abs(state); err != nil {
+		return Self{}, err
+	}
+	self.Build = readOwnBuild(self.InstallDir)
+	return self, nil
+}
+
+// readOwnBuild reads the BUILD file of an installation: the build of the
+// server itself (AppServer.ini's [UPDATE] Build is the clients'). It is ""
+// when there is none or it is not a build.
+func readOwnBuild(dir string) string {
+	data, err := os.ReadFile(filepath.Join(dir, "BUILD"))
+	if err != nil || len(data) > 64 {
+		return ""
+	}
+	b, err := ParseBuild(strings.TrimSpace(string(data)))
+	if err != nil {
+		return ""
+	}
+	return b.String()
 }
 
 func printSummary(w io.Writer, cfg *Config, srv *Server) error {

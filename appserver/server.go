@@ -42,7 +42,44 @@ type Server struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
+	admins   map[net.Conn]bool // administrators' sessions, kept open through a countdown
 	chunks   *chunkCache
+
+	self       Self
+	upd        *updater
+	logins     logins
+	stopping   chan struct{} // closed when the server begins to stop
+	stopOnce   sync.Once
+	stopServe  context.CancelFunc
+	handedOver atomic.Bool
+}
+
+// SetSelf tells the server about its own installation, which a
+// self-update replaces (Run does it from the command line).
+func (s *Server) SetSelf(self Self) {
+	s.self = self
+	if self.StateDir != "" {
+		s.upd.dir = filepath.Join(self.StateDir, "selfupdate")
+	}
+}
+
+// HandedOver reports whether the server stopped to let the update helper
+// switch its installation.
+func (s *Server) HandedOver() bool { return s.handedOver.Load() }
+
+// handoff stops serving for the switch of a self-update.
+func (s *Server) handoff() {
+	s.handedOver.Store(true)
+	s.mu.Lock()
+	stop := s.stopServe
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+func (s *Server) beginStopping() {
+	s.stopOnce.Do(func() { close(s.stopping) })
 }
 
 // New validates the update folders of cfg and indexes each one, using and
@@ -55,7 +92,13 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		WriteTimeout:     time.Minute,
 		Grace:            30 * time.Second,
 		conns:            map[net.Conn]struct{}{},
+		admins:           map[net.Conn]bool{},
 		chunks:           newChunkCache(stateDir, log),
+		stopping:         make(chan struct{}),
+	}
+	s.upd = newUpdater(s)
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		s.upd.dir = filepath.Join(abs, "selfupdate")
 	}
 	if !cfg.Enable {
 		return s, nil
@@ -119,11 +162,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// hard ends every session: it is cancelled after the grace period.
 	hard, stopHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHard()
+	// A self-update's handoff stops the server as a signal would.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	s.stopServe = cancel
+	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() {
 		s.draining.Store(true)
+		s.beginStopping()
 		ln.Close()
 	})
 	defer stop()
+	s.upd.start(ctx)
 	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable)
 	var acceptErr error
 	for {
@@ -162,6 +213,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Unlock()
 		<-done
 	}
+	// An update's goroutine ends with the server's context (and has
+	// handed over, if it got that far).
+	s.upd.running.Wait()
 	s.log.Info("stopped")
 	return acceptErr
 }
@@ -173,6 +227,7 @@ func (s *Server) track(c net.Conn, add bool) {
 		s.conns[c] = struct{}{}
 	} else {
 		delete(s.conns, c)
+		delete(s.admins, c)
 	}
 }
 
@@ -264,11 +319,20 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 	if err != nil {
 		return err
 	}
+	if key, ok := m.(syncproto.AdminKey); ok {
+		return s.admin(ctx, ss, key)
+	}
 	hello, ok := m.(syncproto.Hello)
 	if !ok {
 		return fmt.Errorf("got %v instead of Hello: %w", m.Type(), syncproto.ErrUnexpected)
 	}
 	ss.hello = hello
+	if wait := s.upd.refusing(); wait > 0 {
+		ss.outcome = "refused: updating"
+		secs := uint16(min((wait+time.Second-1)/time.Second, 65535))
+		return &syncproto.Error{Code: syncproto.CodeUpdating, Retry: secs,
+			Message: fmt.Sprintf("server is updating, retry in %d s", secs)}
+	}
 	welcome, ix, err := s.gate(ss.hello)
 	if err != nil {
 		return err
@@ -299,7 +363,24 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 				s.log.Info("client report", "client", ss.conn.RemoteAddr().String(), "id", ss.hello.ClientID,
 					"outcome", m.Outcome.String(), "build", m.Build, "message", m.Message)
 			}
-			return s.send(ss, syncproto.ReportAck{})
+			if err := s.send(ss, syncproto.ReportAck{}); err != nil {
+				return err
+			}
+			// smartclient run stays to hear of a restart; others leave.
+			// A client that neither stays nor leaves within the handshake
+			// time is closed without complaint: it has had its answer.
+			after, err := s.next(ss, s.HandshakeTimeout, "stay")
+			var ne net.Error
+			if errors.Is(err, io.EOF) || errors.As(err, &ne) && ne.Timeout() {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if _, ok := after.(syncproto.Stay); !ok {
+				return fmt.Errorf("got %v after ReportAck: %w", after.Type(), syncproto.ErrUnexpected)
+			}
+			return s.stay(ctx, ss)
 		default:
 			return fmt.Errorf("got %v after Welcome: %w", m.Type(), syncproto.ErrUnexpected)
 		}

@@ -1,0 +1,189 @@
+package appserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/erpupdate/smartsync/syncproto"
+)
+
+// loginDelays slows down guessing: after n failed logins from one address
+// within failWindow, the next answer waits loginDelay(n).
+const (
+	failWindow   = 15 * time.Minute
+	maxLoginWait = 30 * time.Second
+)
+
+func loginDelay(fails int) time.Duration {
+	switch {
+	case fails <= 1:
+		return 0
+	case fails > 7:
+		return maxLoginWait
+	}
+	return min(time.Second<<(fails-2), maxLoginWait)
+}
+
+// logins counts failed administrator logins by remote address.
+type logins struct {
+	mu    sync.Mutex
+	fails map[string]loginFails
+}
+
+type loginFails struct {
+	n    int
+	last time.Time
+}
+
+func (l *logins) failed(host string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fails == nil {
+		l.fails = map[string]loginFails{}
+	}
+	f := l.fails[host]
+	if time.Since(f.last) > failWindow {
+		f.n = 0
+	}
+	f.n++
+	f.last = time.Now()
+	l.fails[host] = f
+	return f.n
+}
+
+func (l *logins) succeeded(host string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.fails, host)
+}
+
+// admin runs an administrator's session (see syncproto's doc): key
+// exchange, login, then one request.
+func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.AdminKey) error {
+	s.mu.Lock()
+	s.admins[ss.conn] = true
+	s.mu.Unlock()
+	ss.hello = syncproto.Hello{ClientID: "administrator"}
+	priv, key, err := syncproto.NewAdminKey()
+	if err != nil {
+		return err
+	}
+	if err := s.send(ss, key); err != nil {
+		return err
+	}
+	m, err := s.next(ss, s.HandshakeTimeout, "administrator request")
+	if err != nil {
+		return err
+	}
+	req, ok := m.(syncproto.Admin)
+	if !ok {
+		return fmt.Errorf("got %v instead of Admin: %w", m.Type(), syncproto.ErrUnexpected)
+	}
+	host, _, _ := net.SplitHostPort(ss.conn.RemoteAddr().String())
+	password, err := syncproto.OpenPassword(priv, clientKey, req.Sealed)
+	if err == nil {
+		err = CheckPassword(s.cfg, req.User, password)
+	}
+	if err != nil {
+		n := s.logins.failed(host)
+		s.log.Warn("administrator login refused", "client", ss.conn.RemoteAddr().String(), "user", req.User,
+			"failures", n, "err", err)
+		if d := loginDelay(n); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		ss.outcome = "login refused"
+		msg := "wrong administrator user or password"
+		if errors.Is(err, ErrSelfUpdateDisabled) {
+			msg = "self-update is disabled on this server: [ADMIN] PasswordHash is not set in AppServer.ini"
+		}
+		return &syncproto.Error{Code: syncproto.CodeDenied, Message: msg}
+	}
+	s.logins.succeeded(host)
+	s.log.Info("administrator logged in", "client", ss.conn.RemoteAddr().String(), "user", req.User, "op", int(req.Op))
+	ss.outcome = "administrator"
+	switch req.Op {
+	case syncproto.OpStatus:
+		return s.send(ss, s.upd.status())
+	case syncproto.OpCancel:
+		st, err := s.upd.cancelJob(req.User + "@" + host)
+		if err != nil {
+			return &syncproto.Error{Code: syncproto.CodeRefused, Message: reasonOf(err)}
+		}
+		return s.send(ss, st)
+	}
+	return s.adminUpdate(ctx, ss, req, host)
+}
+
+// adminUpdate starts an update and, for one to run now, streams its steps
+// to the administrator until it ends or the server stops for the switch.
+func (s *Server) adminUpdate(ctx context.Context, ss *session, req syncproto.Admin, host string) error {
+	ur := updateRequest{
+		Source: req.Source, Countdown: time.Duration(req.Countdown) * time.Second, Notify: req.Notify,
+		AllowDowngrade: req.Flags&syncproto.AdminAllowDowngrade != 0, User: req.User, From: host,
+	}
+	if req.At != 0 {
+		ur.At = time.Unix(req.At, 0)
+	}
+	events, unsubscribe := s.upd.subscribe()
+	defer unsubscribe()
+	j, err := s.upd.request(ur)
+	if err != nil {
+		var r *refusedError
+		if errors.As(err, &r) {
+			s.log.Warn("self-update request refused", "user", req.User, "client", host, "reason", r.msg)
+			return &syncproto.Error{Code: syncproto.CodeRefused, Message: r.msg}
+		}
+		return err
+	}
+	s.log.Warn("self-update requested", "id", j.req.ID, "user", req.User, "client", host, "source", req.Source,
+		"countdown", ur.Countdown, "at", ur.At, "notify", req.Notify)
+	s.upd.mu.Lock()
+	first := j.status
+	s.upd.mu.Unlock()
+	first.RunningBuild = s.self.Build
+	if err := s.send(ss, first); err != nil || req.At != 0 {
+		return err
+	}
+	// The session has no read deadline while it waits for the update, but
+	// a write that cannot go through drops it, never the update.
+	for {
+		select {
+		case text := <-events:
+			if err := s.send(ss, syncproto.AdminEvent{Text: text}); err != nil {
+				return err
+			}
+		case <-j.done:
+			for drained := false; !drained; {
+				select {
+				case text := <-events:
+					if err := s.send(ss, syncproto.AdminEvent{Text: text}); err != nil {
+						return err
+					}
+				default:
+					drained = true
+				}
+			}
+			s.upd.mu.Lock()
+			st := j.status
+			s.upd.mu.Unlock()
+			st.RunningBuild = s.self.Build
+			if st.State == syncproto.StateFailed {
+				return &syncproto.Error{Code: syncproto.CodeRefused, Message: st.Message}
+			}
+			// A handed-over update ends with the server; the client asks
+			// the next one for the outcome.
+			return s.send(ss, st)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}

@@ -1,0 +1,557 @@
+package appserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/erpupdate/smartsync/appserver/mail/mailtest"
+	"github.com/erpupdate/smartsync/appserver/release"
+)
+
+// The end-to-end tests of the self-update run the real programs: an
+// appserver built from this tree, installed in a folder with its BUILD,
+// AppServer.ini and certificates; smartclient run sessions; the
+// administrator's smartclient admin update-server; a real SMTP server.
+
+const (
+	e2eOld   = "7.00.240501A"
+	e2eNew   = "7.01.250101A"
+	e2eNewer = "7.02.250601A"
+	e2ePass  = "correct horse"
+)
+
+var binaries = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "smartsync-e2e-bin")
+	if err != nil {
+		return "", err
+	}
+	for _, pkg := range []string{"appserver", "smartclient"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, pkg),
+			"github.com/erpupdate/smartsync/"+pkg+"/cmd/"+pkg).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return dir, nil
+})
+
+// e2e is one installation of the server, and what the test runs against
+// it.
+type e2e struct {
+	t       *testing.T
+	root    string // holds the installation, releases, clients and logs
+	install string
+	addr    string
+	bin     string
+	smtp    *mailtest.Server
+	ini     []byte // AppServer.ini as written, to compare after updates
+	cert    []byte
+	env     []string
+	procs   []*exec.Cmd
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// newE2E installs the old build in root/appserver with mail going to a
+// test SMTP server (or to a closed port when smtpDown).
+func newE2E(t *testing.T, smtpDown bool) *e2e {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("the end-to-end self-update tests use Linux process tools")
+	}
+	bin, err := binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	e := &e2e{t: t, root: root, install: filepath.Join(root, "appserver"), bin: bin}
+	port := freePort(t)
+	e.addr = "127.0.0.1:" + strconv.Itoa(port)
+	e.smtp = mailtest.Start(t, mailtest.Options{})
+	mailHost, mailPort := e.smtp.Host(), e.smtp.Port()
+	if smtpDown {
+		mailPort = freePort(t)
+	}
+	hash, _ := testHashes()
+	ini := fmt.Sprintf("; the administrator's own comments stay as they are\r\n[TCP]\r\nPort=%d\r\n[UPDATE]\r\nEnable=1\r\nPathLinux=remote_linux_upd\r\nBuild=%s\r\n"+
+		"[ADMIN]\r\nUser=admin\r\nPasswordHash=%s\r\n[SELFUPDATE]\r\nPublicKey=%s\r\nHealthTimeout=5\r\nCarry=data/customers.db\r\n"+
+		"[MAIL]\r\nHost=%s\r\nPort=%d\r\nFrom=appserver@example.com\r\nStartTLS=0\r\n",
+		port, srvBuild, hash, release.FormatPublicKey(vendorKey.Public().(ed25519.PublicKey)), mailHost, mailPort)
+	e.ini = []byte(ini)
+	e.cert = []byte("-----BEGIN CERTIFICATE-----\nnot really\n-----END CERTIFICATE-----\n")
+	e.installTree(e.install, e2eOld, "client v1\n")
+	writeFile(t, filepath.Join(e.install, "AppServer.ini"), ini)
+	writeFile(t, filepath.Join(e.install, "server.pem"), string(e.cert))
+	mkdirWrite(t, filepath.Join(e.install, "data", "customers.db"), "the customers")
+	e.env = append(os.Environ(), TestShortCountdownEnv+"=1", "SMARTCLIENT_ADMIN_PASSWORD="+e2ePass)
+	t.Cleanup(e.killAll)
+	return e
+}
+
+func mkdirWrite(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, content)
+}
+
+// installTree writes the release files of build into dir: the server
+// program, BUILD and an update folder with the client.
+func (e *e2e) installTree(dir, build, client string) {
+	prog, err := os.ReadFile(filepath.Join(e.bin, "appserver"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	mkdirWrite(e.t, filepath.Join(dir, "appserver"), string(prog))
+	os.Chmod(filepath.Join(dir, "appserver"), 0o755)
+	writeFile(e.t, filepath.Join(dir, "BUILD"), build+"\n")
+	mkdirWrite(e.t, filepath.Join(dir, "remote_linux_upd", "smartclient.bin"), client)
+}
+
+// release makes a signed release of build; program, when not "", replaces
+// the server program (a broken release).
+func (e *e2e) release(build, client, program string) string {
+	prog, err := os.ReadFile(filepath.Join(e.bin, "appserver"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if program != "" {
+		prog = []byte(program)
+	}
+	files := map[string]string{"appserver": string(prog), "remote_linux_upd/smartclient.bin": client,
+		"AppServer.ini": "; the vendor's default, which must not win\n"}
+	dir := filepath.Join(e.root, "releases", build+strconv.Itoa(len(program)))
+	os.MkdirAll(dir, 0o755)
+	return makeRelease(e.t, dir, build, files, vendorKey)
+}
+
+func (e *e2e) logFile(name string) *os.File {
+	f, err := os.OpenFile(filepath.Join(e.root, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func (e *e2e) readLog(name string) string {
+	b, _ := os.ReadFile(filepath.Join(e.root, name))
+	return string(b)
+}
+
+// startServer starts the appserver at the installation's path, as a
+// service manager would, with extra environment.
+func (e *e2e) startServer(extra ...string) *exec.Cmd {
+	e.t.Helper()
+	cmd := exec.Command(filepath.Join(e.install, "appserver"), "--config", filepath.Join(e.install, "AppServer.ini"))
+	cmd.Dir = e.install
+	log := e.logFile("server.log")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(append([]string{}, e.env...), extra...)
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go cmd.Wait() // reaped at once, as a service manager does
+	e.procs = append(e.procs, cmd)
+	return cmd
+}
+
+// waitAnswer waits until a server answers at the address.
+func (e *e2e) waitAnswer(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = hello(context.Background(), e.addr); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("no server answers at %s within %v: %v\nserver log:\n%s", e.addr, limit, err, e.readLog("server.log"))
+}
+
+// smartclient runs the client program to its end and returns its output
+// and exit code.
+func (e *e2e) smartclient(limit time.Duration, args ...string) (string, int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "smartclient"), args...)
+	cmd.Env = e.env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out.String(), 0
+	case errors.As(err, &ee):
+		return out.String(), ee.ExitCode()
+	}
+	e.t.Fatalf("smartclient %q: %v\n%s", args, err, out.String())
+	return "", -1
+}
+
+func (e *e2e) admin(limit time.Duration, args ...string) (string, int) {
+	return e.smartclient(limit, append([]string{"admin", "update-server", "--server", e.addr}, args...)...)
+}
+
+// killAll kills every process still running from the test's folder: the
+// servers the helper started are not the test's children.
+func (e *e2e) killAll() {
+	entries, _ := os.ReadDir("/proc")
+	for _, d := range entries {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(e.root)) {
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Kill()
+			}
+		}
+	}
+	// Let the killed go before the folder is removed.
+	time.Sleep(100 * time.Millisecond)
+}
+
+func (e *e2e) build(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "BUILD"))
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// checkConfig checks that AppServer.ini and the certificate at the
+// installation's path are the administrator's, byte for byte.
+func (e *e2e) checkConfig() {
+	e.t.Helper()
+	for name, want := range map[string][]byte{"AppServer.ini": e.ini, "server.pem": e.cert, "data/customers.db": []byte("the customers")} {
+		got, err := os.ReadFile(filepath.Join(e.install, name))
+		if err != nil || !bytes.Equal(got, want) {
+			e.t.Errorf("%s after the update: %q, %v; want the administrator's, byte for byte", name, got, err)
+		}
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+func TestSelfUpdateEndToEnd(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, false)
+	e.startServer()
+	if err := e.waitAnswer(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	src := e.release(e2eNew, "client v2\n", "")
+
+	// Three workstations run the application through smartclient run.
+	type ws struct {
+		dir, mark string
+		cmd       *exec.Cmd
+		out       *bytes.Buffer
+		done      chan error
+	}
+	var stations []*ws
+	for i := range 3 {
+		w := &ws{dir: filepath.Join(e.root, fmt.Sprintf("client%d", i)), out: &bytes.Buffer{}, done: make(chan error, 1)}
+		w.mark = filepath.Join(w.dir, "app.log")
+		os.MkdirAll(w.dir, 0o755)
+		// The mark file is an argument, so that the test's clean-up finds
+		// the application by its command line if the test fails.
+		app := `echo started >> "$1"; trap 'echo TERM >> "$1"; exit 0' TERM; while :; do sleep 0.1; done`
+		w.cmd = exec.Command(filepath.Join(e.bin, "smartclient"), "run", "--server", e.addr, "--dir", w.dir, "--yes", "--", "sh", "-c", app, "app", w.mark)
+		w.cmd.Env = e.env
+		w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
+		if err := w.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { w.done <- w.cmd.Wait() }()
+		stations = append(stations, w)
+	}
+	for i, w := range stations {
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(readString(w.mark), "started") {
+			if time.Now().After(deadline) {
+				t.Fatalf("workstation %d: the application never started:\n%s", i, w.out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got := readString(filepath.Join(w.dir, "smartclient.bin")); got != "client v1\n" {
+			t.Fatalf("workstation %d synced %q", i, got)
+		}
+	}
+
+	out, code := e.admin(2*time.Minute, "--from", src, "--countdown", "3s", "--notify", "admin@example.com")
+	if code != 0 || !strings.Contains(out, e2eNew) {
+		t.Fatalf("admin update-server exited %d:\n%s\nserver log:\n%s", code, out, e.readLog("server.log"))
+	}
+	t.Logf("administrator saw:\n%s", out)
+	if !strings.Contains(out, "3 connected sessions warned") {
+		t.Errorf("the administrator was not told of 3 warned sessions:\n%s", out)
+	}
+
+	// The sessions heard the countdown and their applications were asked
+	// to stop at the deadline.
+	for i, w := range stations {
+		select {
+		case <-w.done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("workstation %d: smartclient run did not end after the deadline:\n%s", i, w.out)
+		}
+		if !strings.Contains(w.out.String(), "The server will restart for an update in 0:0") {
+			t.Errorf("workstation %d did not show the countdown:\n%s", i, w.out)
+		}
+		if !strings.Contains(readString(w.mark), "TERM") {
+			t.Errorf("workstation %d: the application was not asked to stop (log %q):\n%s", i, readString(w.mark), w.out)
+		}
+	}
+
+	// The new build runs from the same path; the old one is kept as _old.
+	if err := e.waitAnswer(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.build(e.install); got != e2eNew {
+		t.Errorf("installation holds build %s, want %s", got, e2eNew)
+	}
+	if got := e.build(e.install + "_old"); got != e2eOld {
+		t.Errorf("%s_old holds build %s, want %s", e.install, got, e2eOld)
+	}
+	e.checkConfig()
+	backups, _ := filepath.Glob(filepath.Join(e.install, "backups", "appserver-data-*", "selfupdate", "running.json"))
+	if len(backups) != 1 {
+		t.Errorf("data backups holding the update's record: %q", backups)
+	}
+	for _, leftover := range []string{e.install + "_new", helperDir(e.install)} {
+		if exists(leftover) {
+			t.Errorf("%s is left over", leftover)
+		}
+	}
+	status, code := e.admin(30*time.Second, "--status")
+	if code != 0 || !strings.Contains(status, e2eNew) || !strings.Contains(status, "done") {
+		t.Errorf("status after the update (exit %d):\n%s", code, status)
+	}
+
+	// The administrator got the outcome by mail.
+	msgs := e.mails(1)
+	if len(msgs) != 1 || msgs[0].To[0] != "admin@example.com" || !strings.Contains(msgs[0].Subject, "updated to build "+e2eNew) {
+		t.Fatalf("mail: %+v", msgs)
+	}
+
+	// The workstations catch up with the new client build.
+	for i, w := range stations {
+		out, code := e.smartclient(time.Minute, "sync", "--server", e.addr, "--dir", w.dir, "--yes")
+		if code != 0 || readString(filepath.Join(w.dir, "smartclient.bin")) != "client v2\n" {
+			t.Errorf("workstation %d after the update: exit %d, client %q:\n%s", i, code, readString(filepath.Join(w.dir, "smartclient.bin")), out)
+		}
+	}
+}
+
+// mails waits for n mails at the test's SMTP server.
+func (e *e2e) mails(n int) []mailtest.Message {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msgs, err := e.smtp.Wait(ctx, n)
+	if err != nil {
+		e.t.Errorf("waiting for %d mails: %v", n, err)
+	}
+	return msgs
+}
+
+func readString(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+func TestSelfUpdateReverts(t *testing.T) {
+	for _, tc := range []struct {
+		name, program, reason string
+	}{
+		{"exits at start", "#!/bin/sh\necho broken >&2\nexit 3\n", "exited at start"},
+		{"never answers", "#!/bin/sh\nexec sleep 600\n", "did not answer within 5s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newE2E(t, false)
+			e.startServer()
+			if err := e.waitAnswer(20 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			src := e.release(e2eNew, "client v2\n", tc.program)
+			out, code := e.admin(2*time.Minute, "--from", src, "--countdown", "1s", "--notify", "admin@example.com")
+			if code != 1 || !strings.Contains(out, "reverted to "+e2eOld) || !strings.Contains(out, tc.reason) {
+				t.Fatalf("admin update-server exited %d, want 1 and \"reverted to %s: ...%s\":\n%s\nserver log:\n%s", code, e2eOld, tc.reason, out, e.readLog("server.log"))
+			}
+			if err := e.waitAnswer(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if got := e.build(e.install); got != e2eOld {
+				t.Errorf("after the revert the installation holds %s", got)
+			}
+			if got := e.build(e.install + "_failed"); got != e2eNew {
+				t.Errorf("the failed release is not kept as _failed: %s", got)
+			}
+			e.checkConfig()
+			msgs := e.mails(1)
+			if len(msgs) != 1 || !strings.Contains(msgs[0].Subject, "reverted to "+e2eOld) || !strings.Contains(msgs[0].Body, tc.reason) {
+				t.Fatalf("mail: %+v", msgs)
+			}
+		})
+	}
+}
+
+func TestSelfUpdateMailDown(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, true)
+	e.startServer()
+	if err := e.waitAnswer(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out, code := e.admin(2*time.Minute, "--from", e.release(e2eNew, "client v2\n", ""), "--countdown", "1s", "--notify", "admin@example.com")
+	if code != 0 {
+		t.Fatalf("with the SMTP server down, the update failed (exit %d):\n%s", code, out)
+	}
+	if got := e.build(e.install); got != e2eNew {
+		t.Errorf("installation holds %s", got)
+	}
+	if log := e.readLog("server.log"); !strings.Contains(log, "mailing the outcome failed") {
+		t.Errorf("the mail failure was not logged:\n%s", log)
+	}
+}
+
+func TestSelfUpdateAdminErrors(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, false)
+	e.startServer()
+	if err := e.waitAnswer(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	src := e.release(e2eNew, "client v2\n", "")
+	e.env = append(e.env, "SMARTCLIENT_ADMIN_PASSWORD=wrong horse")
+	out, code := e.admin(time.Minute, "--from", src, "--countdown", "1s")
+	if code != 1 || !strings.Contains(strings.ToLower(out), "denied") {
+		t.Errorf("wrong password: exit %d:\n%s", code, out)
+	}
+	e.env = append(e.env, "SMARTCLIENT_ADMIN_PASSWORD="+e2ePass)
+	old := e.release("6.00.200101A", "client v0\n", "")
+	out, code = e.admin(time.Minute, "--from", old, "--countdown", "1s")
+	if code != 1 || !strings.Contains(out, "older than the running build") {
+		t.Errorf("downgrade: exit %d:\n%s", code, out)
+	}
+	if e.build(e.install) != e2eOld || exists(e.install+"_new") {
+		t.Errorf("a refused update changed the installation")
+	}
+}
+
+// TestSelfUpdateCrashPoints kills the server or the helper at each step of
+// an update. Whatever the step, a server then answers at the original
+// path (started again as a service manager would, when nothing runs),
+// with the administrator's configuration, and a retry updates it.
+func TestSelfUpdateCrashPoints(t *testing.T) {
+	steps := []string{
+		"server:prepared", "server:countdown", "server:closed", "server:backup", "server:carried", "server:spawned",
+		"helper:handover", "helper:stopped", "helper:swapped", "helper:aside", "helper:started", "helper:healthy",
+	}
+	for _, step := range steps {
+		t.Run(strings.ReplaceAll(step, ":", "_"), func(t *testing.T) {
+			t.Parallel() // each has its own folder and port
+			e := newE2E(t, false)
+			e.startServer(crashPointEnv + "=" + step)
+			if err := e.waitAnswer(20 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := e.admin(time.Minute, "--from", e.release(e2eNew, "client v2\n", ""), "--countdown", "1s", "--wait", "5s")
+			e.supervise(30 * time.Second)
+			got := e.build(e.install)
+			if got != e2eOld && got != e2eNew {
+				t.Fatalf("after a crash at %s the installation holds %q\nadmin:\n%s", step, got, out)
+			}
+			e.checkConfig()
+			status, _ := e.admin(30*time.Second, "--status")
+			t.Logf("crash at %s: build %s; status:\n%s", step, got, status)
+			// The outcome on record says what the path holds.
+			if want := map[string]string{e2eOld: "failed", e2eNew: "done"}[got]; !strings.Contains(status, want) {
+				t.Errorf("after a crash at %s the path holds %s but the status does not say %s:\n%s", step, got, want, status)
+			}
+			if exists(e.install + "_new") {
+				t.Errorf("%s_new is left over", e.install)
+			}
+			// A retry works.
+			out, code := e.admin(2*time.Minute, "--from", e.release(e2eNewer, "client v3\n", ""), "--countdown", "1s")
+			if code != 0 || e.build(e.install) != e2eNewer {
+				t.Fatalf("retry after a crash at %s: exit %d, build %s:\n%s\nserver log:\n%s", step, code, e.build(e.install), out, e.readLog("server.log"))
+			}
+			e.checkConfig()
+		})
+	}
+}
+
+// supervise does what a service manager does: if no server answers and
+// no update helper is at work, it starts the server at its path.
+func (e *e2e) supervise(limit time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(limit)
+	started := false
+	for time.Now().Before(deadline) {
+		if hello(context.Background(), e.addr) == nil {
+			if jr, err := readJournal(helperDir(e.install)); err != nil || !helperAlive(jr) {
+				return
+			}
+		}
+		jr, err := readJournal(helperDir(e.install))
+		if (err != nil || !helperAlive(jr)) && !started && !e.serverRunning() {
+			e.startServer()
+			started = true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.t.Fatalf("no server answers at %s after %v\nserver log:\n%s", e.addr, limit, e.readLog("server.log"))
+}
+
+// serverRunning reports whether a server process runs from the
+// installation's path.
+func (e *e2e) serverRunning() bool {
+	entries, _ := os.ReadDir("/proc")
+	for _, d := range entries {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err == nil && bytes.HasPrefix(cmdline, []byte(filepath.Join(e.install, "appserver")+"\x00")) && processAlive(mustAtoi(d.Name())) {
+			return true
+		}
+	}
+	return false
+}
+
+func mustAtoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}

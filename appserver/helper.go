@@ -1,0 +1,437 @@
+package appserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/spf13/pflag"
+)
+
+// The helper's journal: written by the old server before it starts the
+// helper, and by the helper after each step, so that whichever server
+// starts next at the installation's path can tell what happened (see
+// recoverSelfUpdate).
+const (
+	journalName    = "journal.json"
+	journalVersion = 1
+	// idEnv tells a server started by the helper which update started it,
+	// so that it does not take the helper's journal for a dead one's.
+	idEnv = "SMARTSYNC_SELFUPDATE_ID"
+)
+
+// Phases of the switch, in order. Before phaseSwapped the installation's
+// path holds the old build; from phaseSwapped on it holds the new one,
+// until phaseRevertSwapped puts the old one back.
+const (
+	phaseHandover      = "handover"       // the old server wrote the journal and started the helper
+	phaseStopped       = "stopped"        // the old server has exited
+	phaseSwapped       = "swapped"        // <install> is the new build, <install>_new the old one
+	phaseAside         = "aside"          // the old build is <install>_old
+	phaseStarted       = "started"        // the new server was started
+	phaseHealthy       = "healthy"        // it answered
+	phaseReverting     = "reverting"      // it did not; it was stopped
+	phaseRevertSwapped = "revert-swapped" // <install> is the old build again, the new one <install>_failed
+	phaseReverted      = "reverted"       // the old server was started again
+)
+
+type journal struct {
+	Version       int           `json:"version"`
+	ID            string        `json:"id"`
+	Phase         string        `json:"phase"`
+	Reason        string        `json:"reason,omitempty"` // why it reverted
+	ServerPID     int           `json:"server_pid"`
+	HelperPID     int           `json:"helper_pid,omitempty"`
+	Install       string        `json:"install"`
+	Exe           string        `json:"exe"` // relative to Install
+	Args          []string      `json:"args"`
+	WorkDir       string        `json:"work_dir"`
+	Listen        string        `json:"listen"`
+	HealthTimeout time.Duration `json:"health_timeout"`
+	StateDir      string        `json:"state_dir"`
+	OldBuild      string        `json:"old_build"`
+	NewBuild      string        `json:"new_build"`
+	Source        string        `json:"source"`
+	Notify        string        `json:"notify,omitempty"`
+	Mail          MailConfig    `json:"mail"`
+	Started       time.Time     `json:"started"`
+}
+
+// helperDir is where the helper and its journal live: beside the
+// installation, never inside it, so that nothing runs from the folder
+// being renamed.
+func helperDir(install string) string {
+	return filepath.Join(filepath.Dir(install), "."+filepath.Base(install)+"_selfupdate")
+}
+
+func (jr *journal) save(dir string) error { return writeJSON(filepath.Join(dir, journalName), jr) }
+
+func readJournal(dir string) (*journal, error) {
+	var jr journal
+	if err := readJSON(filepath.Join(dir, journalName), &jr); err != nil {
+		return nil, err
+	}
+	if jr.Version != journalVersion || jr.Install == "" || jr.Exe == "" {
+		return nil, fmt.Errorf("%s: not a journal this build knows (version %d)", filepath.Join(dir, journalName), jr.Version)
+	}
+	return &jr, nil
+}
+
+// runHelper is "appserver selfupdate-helper --journal FILE", started by a
+// server handing over. It waits for that server to exit, swaps the
+// installations, starts the new server and checks it, reverts to the old
+// one if it fails, records the outcome and mails it.
+func runHelper(ctx context.Context, args []string, stderr io.Writer) error {
+	fl := pflag.NewFlagSet("appserver selfupdate-helper", pflag.ContinueOnError)
+	fl.SetOutput(stderr)
+	jpath := fl.String("journal", "", "the journal written by the server handing over")
+	if err := fl.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if *jpath == "" {
+		return fmt.Errorf("%w: selfupdate-helper needs --journal", ErrUsage)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "selfupdate-helper")
+	dir := filepath.Dir(*jpath)
+	jr, err := readJournal(dir)
+	if err != nil {
+		return fmt.Errorf("reading the journal: %w", err)
+	}
+	h := &helper{log: log, dir: dir, jr: jr}
+	return h.run(ctx)
+}
+
+type helper struct {
+	log *slog.Logger
+	dir string
+	jr  *journal
+}
+
+// step records a phase in the journal; the journal is what a crash leaves.
+func (h *helper) step(phase string) error {
+	h.jr.Phase = phase
+	if err := h.jr.save(h.dir); err != nil {
+		return fmt.Errorf("recording phase %s: %w", phase, err)
+	}
+	h.log.Info("phase", "phase", phase, "id", h.jr.ID)
+	crashPoint("helper:" + phase)
+	return nil
+}
+
+func (h *helper) run(ctx context.Context) error {
+	jr := h.jr
+	jr.HelperPID = os.Getpid()
+	if err := h.step(phaseHandover); err != nil {
+		return err
+	}
+	h.log.Info("waiting for the old server to exit", "pid", jr.ServerPID)
+	if !waitExit(ctx, jr.ServerPID, time.Minute) {
+		h.log.Error("the old server did not exit within a minute; stopping it", "pid", jr.ServerPID)
+		if p, err := os.FindProcess(jr.ServerPID); err == nil {
+			p.Kill()
+		}
+		if !waitExit(ctx, jr.ServerPID, 10*time.Second) {
+			return h.abandon("the old server did not exit")
+		}
+	}
+	if err := h.step(phaseStopped); err != nil {
+		return err
+	}
+	old, newDir := jr.Install+"_old", jr.Install+"_new"
+	if err := os.RemoveAll(old); err != nil {
+		return h.abandon(fmt.Sprintf("removing the earlier %s: %v", old, err))
+	}
+	if err := exchange(jr.Install, newDir); err != nil {
+		return h.abandon(fmt.Sprintf("putting the new installation in place: %v", err))
+	}
+	if err := h.step(phaseSwapped); err != nil {
+		return err
+	}
+	if err := os.Rename(newDir, old); err != nil {
+		h.log.Error("keeping the old installation as _old", "err", err)
+	}
+	syncDir(filepath.Dir(jr.Install))
+	if err := h.step(phaseAside); err != nil {
+		return err
+	}
+	reason := h.startAndCheck(ctx, "new")
+	if reason == "" {
+		if err := h.step(phaseHealthy); err != nil {
+			return err
+		}
+		h.finish(syncproto.StateDone, "")
+		return nil
+	}
+	h.log.Error("the new server failed its check; putting the old one back", "reason", reason)
+	jr.Reason = reason
+	if err := h.step(phaseReverting); err != nil {
+		return err
+	}
+	failed := jr.Install + "_failed"
+	os.RemoveAll(failed)
+	if err := exchange(jr.Install, old); err != nil {
+		h.log.Error("putting the old installation back", "err", err)
+		h.finish(syncproto.StateFailed, reason+"; putting the old installation back failed too: "+err.Error())
+		return err
+	}
+	if err := os.Rename(old, failed); err != nil {
+		h.log.Error("keeping the failed installation as _failed", "err", err)
+	}
+	syncDir(filepath.Dir(jr.Install))
+	if err := h.step(phaseRevertSwapped); err != nil {
+		return err
+	}
+	if r := h.startAndCheck(ctx, "old"); r != "" {
+		h.log.Error("the old server does not answer either", "reason", r)
+		reason += "; the old server, put back, does not answer either: " + r
+	}
+	if err := h.step(phaseReverted); err != nil {
+		return err
+	}
+	h.finish(syncproto.StateReverted, reason)
+	return nil
+}
+
+// abandon ends an update that could not switch: the old installation is
+// still in place, and is started again.
+func (h *helper) abandon(reason string) error {
+	h.log.Error("abandoning the update", "reason", reason)
+	os.RemoveAll(h.jr.Install + "_new")
+	if r := h.startAndCheck(context.Background(), "old"); r != "" {
+		reason += "; the old server does not answer: " + r
+	}
+	h.finish(syncproto.StateFailed, reason)
+	return errors.New(reason)
+}
+
+// startAndCheck starts the server at the installation's path and waits for
+// it to answer; it returns why it did not, or "". A server that fails is
+// stopped.
+func (h *helper) startAndCheck(ctx context.Context, which string) string {
+	jr := h.jr
+	cmd := exec.Command(filepath.Join(jr.Install, jr.Exe), jr.Args...)
+	cmd.Dir = jr.WorkDir
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// A test's crash point is for this update only, not the next.
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(v string) bool { return strings.HasPrefix(v, crashPointEnv+"=") }),
+		idEnv+"="+jr.ID)
+	detach(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Sprintf("the %s server did not start: %v", which, err)
+	}
+	if which == "new" {
+		if err := h.step(phaseStarted); err != nil {
+			h.log.Error("recording the start", "err", err)
+		}
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	reason := checkHealth(ctx, healthAddr(jr.Listen), jr.HealthTimeout, exited)
+	if reason != "" {
+		killTree(cmd.Process)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+		}
+		return fmt.Sprintf("the %s server %s", which, reason)
+	}
+	h.log.Info("server answers", "which", which, "pid", cmd.Process.Pid, "addr", healthAddr(jr.Listen))
+	return ""
+}
+
+// checkHealth waits until a server answers a hello at addr, for at most
+// timeout; it returns why it did not, or "".
+func checkHealth(ctx context.Context, addr string, timeout time.Duration, exited <-chan error) string {
+	deadline := time.Now().Add(timeout)
+	last := "was never reachable"
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			if err == nil {
+				return "exited at start"
+			}
+			return fmt.Sprintf("exited at start: %v", err)
+		case <-ctx.Done():
+			return "was not checked: " + ctx.Err().Error()
+		default:
+		}
+		if err := hello(ctx, addr); err == nil {
+			return ""
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Sprintf("did not answer within %v (%s)", timeout, last)
+}
+
+// hello asks the server at addr for a Welcome. Any well-formed answer,
+// an Error included, shows a server that works; "updating" does not.
+func hello(ctx context.Context, addr string) error {
+	d := net.Dialer{Timeout: time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	w := syncproto.NewWriter(c)
+	if err := w.Write(syncproto.Hello{OS: "healthcheck", ClientID: "selfupdate-health-check"}); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	m, err := syncproto.NewReader(c).Read()
+	var pe *syncproto.Error
+	switch {
+	case errors.As(err, &pe) && pe.Code == syncproto.CodeUpdating:
+		return fmt.Errorf("still says it is updating")
+	case errors.As(err, &pe):
+		return nil
+	case err != nil:
+		return fmt.Errorf("no answer to hello: %w", err)
+	case m.Type() != syncproto.MsgWelcome:
+		return fmt.Errorf("answered hello with %v", m.Type())
+	}
+	return nil
+}
+
+// finish records the outcome where the server at the installation's path
+// reads it, mails it, and removes the journal.
+func (h *helper) finish(state syncproto.UpdateState, reason string) {
+	writeOutcome(h.log, h.jr, state, reason)
+	h.mail(state, reason)
+	if err := os.Remove(filepath.Join(h.dir, journalName)); err != nil {
+		h.log.Error("removing the journal", "err", err)
+	}
+	// The helper's own program goes too where the OS lets a running
+	// program be removed; elsewhere the next server start removes it.
+	os.RemoveAll(h.dir)
+}
+
+func outcomeStatus(jr *journal, state syncproto.UpdateState, reason string) syncproto.UpdateStatus {
+	return syncproto.UpdateStatus{State: state, ID: jr.ID, OldBuild: jr.OldBuild, NewBuild: jr.NewBuild,
+		When: time.Now().Unix(), Source: jr.Source, Message: reason}
+}
+
+// writeOutcome writes last.json into the state folder at its path (the
+// new installation's after a switch, the old one's after a revert) and
+// removes the running mark.
+func writeOutcome(log *slog.Logger, jr *journal, state syncproto.UpdateState, reason string) {
+	dir := filepath.Join(jr.StateDir, "selfupdate")
+	if err := writeJSON(filepath.Join(dir, lastFile), outcomeStatus(jr, state, reason)); err != nil {
+		log.Error("recording the outcome", "err", err)
+	}
+	os.Remove(filepath.Join(dir, runningFile))
+	log.Warn("outcome", "id", jr.ID, "state", state.String(), "old", jr.OldBuild, "new", jr.NewBuild, "reason", reason)
+}
+
+func (h *helper) mail(state syncproto.UpdateState, reason string) {
+	if h.jr.Notify == "" {
+		return
+	}
+	sendOutcome(context.Background(), h.log, h.jr.Mail, h.jr.Notify, outcomeStatus(h.jr, state, reason))
+}
+
+// helperAlive reports whether the journal's helper (or, before the helper
+// has recorded itself, the server that wrote the journal) is still at
+// work.
+func helperAlive(jr *journal) bool {
+	if jr.HelperPID != 0 {
+		return processAlive(jr.HelperPID)
+	}
+	return jr.ServerPID != os.Getpid() && processAlive(jr.ServerPID)
+}
+
+// waitExit waits until process pid has exited.
+func waitExit(ctx context.Context, pid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for processAlive(pid) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// recoverSelfUpdate runs when a server starts: if a self-update's helper
+// died on the way (killed, crashed, power lost), it completes what the
+// journal says was done so that the installation's path holds one whole
+// build, records the outcome and clears the way for a retry. A server
+// started while a live helper is switching its installation refuses to
+// run, unless the helper started it.
+func recoverSelfUpdate(log *slog.Logger, self Self) error {
+	hd := helperDir(self.InstallDir)
+	jr, err := readJournal(hd)
+	if errors.Is(err, os.ErrNotExist) {
+		os.RemoveAll(hd) // a finished helper's program
+		return nil
+	}
+	if err != nil {
+		log.Error("self-update: unreadable journal; setting it aside", "err", err)
+		os.Rename(filepath.Join(hd, journalName), filepath.Join(hd, journalName+".bad"))
+		return nil
+	}
+	if helperAlive(jr) {
+		if os.Getenv(idEnv) == jr.ID || jr.ServerPID == os.Getpid() {
+			return nil // the helper started this server and is checking it
+		}
+		return fmt.Errorf("the update helper (pid %d, journal %s) is switching this installation (update %s, phase %s); start the server again when it is done",
+			jr.HelperPID, filepath.Join(hd, journalName), jr.ID, jr.Phase)
+	}
+	log.Warn("self-update: the helper stopped before it finished; recovering", "id", jr.ID, "phase", jr.Phase)
+	old, newDir := jr.Install+"_old", jr.Install+"_new"
+	var state syncproto.UpdateState
+	reason := ""
+	switch jr.Phase {
+	case phaseHandover, phaseStopped:
+		// The installation's path still holds the old build.
+		os.RemoveAll(newDir)
+		state, reason = syncproto.StateFailed, "the update helper stopped before the switch; nothing was changed"
+	case phaseSwapped, phaseAside, phaseStarted, phaseHealthy:
+		if _, err := os.Stat(newDir); err == nil {
+			os.RemoveAll(old)
+			if err := os.Rename(newDir, old); err != nil {
+				log.Error("self-update: keeping the old installation as _old", "err", err)
+			}
+		}
+		state, reason = syncproto.StateDone, ""
+		if jr.Phase != phaseHealthy {
+			reason = "the update helper stopped before its check; this server, started afterwards, runs the new build"
+		}
+	default: // reverting, revert-swapped, reverted
+		if _, err := os.Stat(old); err == nil && jr.Phase != phaseReverting {
+			os.RemoveAll(jr.Install + "_failed")
+			os.Rename(old, jr.Install+"_failed")
+		}
+		state, reason = syncproto.StateReverted, jr.Reason
+		if jr.Phase == phaseReverting {
+			state, reason = syncproto.StateFailed, jr.Reason+"; the helper stopped while putting the old build back, and the new one was started again"
+		}
+	}
+	syncDir(filepath.Dir(jr.Install))
+	writeOutcome(log, jr, state, reason)
+	if jr.Notify != "" {
+		sendOutcome(context.Background(), log, jr.Mail, jr.Notify, outcomeStatus(jr, state, reason))
+	}
+	return os.RemoveAll(hd)
+}

@@ -1,0 +1,695 @@
+package appserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/erpupdate/smartsync/internal/atomicfile"
+	"github.com/erpupdate/smartsync/syncproto"
+)
+
+// Self describes the running server's own installation: what a self-update
+// replaces and how the new server is started. Run fills it in from the
+// executable's path and the command line.
+type Self struct {
+	InstallDir string   // the installation folder, the executable's folder
+	Exe        string   // the executable, inside InstallDir
+	Args       []string // the command line, without the program, paths made absolute
+	WorkDir    string   // the working folder the server was started in
+	ConfigFile string   // the AppServer.ini in use, absolute
+	StateDir   string   // the state folder, absolute
+	Listen     string   // the address the new server is checked on
+	Build      string   // the installation's own build (its BUILD file); "" when unknown
+}
+
+// Countdown limits of an update (the issue's 1 to 10 minutes).
+const (
+	MinCountdown     = time.Minute
+	MaxCountdown     = 10 * time.Minute
+	DefaultCountdown = 2 * time.Minute
+	// restartAllowance is added to the countdown in the Retry a refused
+	// session is given: the switch and the new server's start take a
+	// little while after the deadline.
+	restartAllowance = 30 * time.Second
+)
+
+// TestShortCountdownEnv, set to 1, lets an update count down for less than
+// MinCountdown, so that tests need not wait minutes. It is for tests only.
+const TestShortCountdownEnv = "SMARTSYNC_TEST_SHORT_COUNTDOWN"
+
+// CheckCountdown checks an update's countdown against the limits.
+func CheckCountdown(d time.Duration) error {
+	min := MinCountdown
+	if os.Getenv(TestShortCountdownEnv) == "1" {
+		min = time.Second
+	}
+	if d < min || d > MaxCountdown {
+		return fmt.Errorf("countdown %v: must be between %v and %v", d, min, MaxCountdown)
+	}
+	return nil
+}
+
+// updateRequest is an administrator's request to update the server; a
+// scheduled one is kept in the state folder across restarts.
+type updateRequest struct {
+	ID             string        `json:"id"`
+	Source         string        `json:"source"`
+	Countdown      time.Duration `json:"countdown"`
+	At             time.Time     `json:"at,omitzero"`
+	Notify         string        `json:"notify,omitempty"`
+	AllowDowngrade bool          `json:"allow_downgrade,omitempty"`
+	User           string        `json:"user"`
+	From           string        `json:"from"`
+	Requested      time.Time     `json:"requested"`
+}
+
+// job is the one update scheduled or under way.
+type job struct {
+	req    updateRequest
+	cancel context.CancelFunc
+	status syncproto.UpdateStatus
+	// pastCountdown is set once sessions are closed: the update can no
+	// longer be cancelled.
+	pastCountdown bool
+	cancelled     bool // by an administrator
+	newDir        string
+	done          chan struct{} // closed when the job ends, whatever its end
+}
+
+// updater runs the server's self-updates: one at a time, scheduled or now.
+type updater struct {
+	s   *Server
+	log *slog.Logger
+	dir string // <state>/selfupdate
+
+	mu  sync.Mutex
+	job *job
+	// refuseUntil is set from the countdown's start until the update ends:
+	// new sessions are told to come back then.
+	refuseUntil time.Time
+	subs        map[chan string]struct{}
+	stayers     map[*stayer]struct{}
+	running     sync.WaitGroup  // the job's goroutine
+	ctx         context.Context // Serve's: a job ends with the server
+	// testHook, when set, is called at each step of an update (tests).
+	testHook func(step string)
+}
+
+func newUpdater(s *Server) *updater {
+	return &updater{s: s, log: s.log, subs: map[chan string]struct{}{}, stayers: map[*stayer]struct{}{}}
+}
+
+// Files of the updater in its state folder.
+const (
+	scheduledFile = "scheduled.json" // a request waiting for its time
+	runningFile   = "running.json"   // the request under way, to report it if the server dies
+	lastFile      = "last.json"      // the outcome of the last update
+)
+
+// start arms a scheduled update kept from before a restart, and reports
+// one that was under way when the server stopped.
+func (u *updater) start(ctx context.Context) {
+	u.mu.Lock()
+	u.ctx = ctx
+	u.mu.Unlock()
+	if u.dir == "" {
+		return
+	}
+	var run updateRequest
+	_, jerr := readJournal(helperDir(u.s.self.InstallDir))
+	if jerr != nil && readJSON(filepath.Join(u.dir, runningFile), &run) == nil {
+		// The server stopped (killed, crashed) in the middle of an update
+		// it was running itself, before the helper took over.
+		u.cleanNew()
+		u.finish(run, syncproto.UpdateStatus{State: syncproto.StateFailed,
+			Message: "the server stopped during the update, before the switch; nothing was changed"}, "")
+		os.Remove(filepath.Join(u.dir, runningFile))
+	}
+	var req updateRequest
+	err := readJSON(filepath.Join(u.dir, scheduledFile), &req)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		u.log.Error("self-update: dropping an unreadable scheduled update", "file", filepath.Join(u.dir, scheduledFile), "err", err)
+		os.Remove(filepath.Join(u.dir, scheduledFile))
+		return
+	}
+	u.log.Info("self-update: scheduled update kept from before the restart", "id", req.ID, "at", req.At, "source", req.Source)
+	u.mu.Lock()
+	u.launch(ctx, req)
+	u.mu.Unlock()
+}
+
+// cleanNew removes an unfinished new installation left beside ours.
+func (u *updater) cleanNew() {
+	if u.s.self.InstallDir == "" {
+		return
+	}
+	if err := os.RemoveAll(u.s.self.InstallDir + "_new"); err != nil {
+		u.log.Warn("self-update: removing an unfinished new installation", "err", err)
+	}
+}
+
+// refusing returns how long a new session should wait, or 0 when sessions
+// are welcome.
+func (u *updater) refusing() time.Duration {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.refuseUntil.IsZero() {
+		return 0
+	}
+	return max(time.Until(u.refuseUntil), time.Second)
+}
+
+// request validates an administrator's update request and starts it (now
+// or at its time).
+func (u *updater) request(req updateRequest) (*job, error) {
+	if req.Source == "" {
+		return nil, refused("no release source given")
+	}
+	if err := CheckCountdown(req.Countdown); err != nil {
+		return nil, refused("%v", err)
+	}
+	if req.Notify != "" {
+		if _, err := parseMailAddress(req.Notify); err != nil {
+			return nil, refused("--notify %q: %v", req.Notify, err)
+		}
+	}
+	if !req.At.IsZero() && time.Until(req.At) < 0 {
+		return nil, refused("the time %s is past", req.At.Format(time.RFC3339))
+	}
+	if u.s.self.InstallDir == "" {
+		return nil, refused("this server does not know its installation folder, so it cannot update itself")
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.job != nil {
+		return nil, refused("update %s is already %s (from %s); cancel it first", u.job.status.ID, u.job.status.State, u.job.req.Source)
+	}
+	req.ID = newUpdateID()
+	req.Requested = time.Now()
+	if !req.At.IsZero() {
+		if err := writeJSON(filepath.Join(u.dir, scheduledFile), req); err != nil {
+			return nil, fmt.Errorf("keeping the scheduled update: %w", err)
+		}
+	}
+	if u.ctx == nil {
+		return nil, refused("the server is not serving")
+	}
+	return u.launch(u.ctx, req), nil
+}
+
+// launch starts the job of req; u.mu is held.
+func (u *updater) launch(ctx context.Context, req updateRequest) *job {
+	jctx, cancel := context.WithCancel(ctx)
+	j := &job{req: req, cancel: cancel, done: make(chan struct{})}
+	j.status = syncproto.UpdateStatus{ID: req.ID, OldBuild: u.s.self.Build, Source: req.Source}
+	if req.At.IsZero() {
+		j.status.State = syncproto.StatePreparing
+	} else {
+		j.status.State = syncproto.StateScheduled
+		j.status.When = req.At.Unix()
+	}
+	u.job = j
+	u.running.Add(1)
+	go func() {
+		defer u.running.Done()
+		u.run(jctx, j)
+	}()
+	return j
+}
+
+// cancelJob withdraws the update not yet past its countdown.
+func (u *updater) cancelJob(who string) (syncproto.UpdateStatus, error) {
+	u.mu.Lock()
+	j := u.job
+	if j == nil {
+		u.mu.Unlock()
+		return syncproto.UpdateStatus{}, refused("no update is scheduled or under way")
+	}
+	if j.pastCountdown {
+		u.mu.Unlock()
+		return syncproto.UpdateStatus{}, refused("update %s is past its countdown; it can no longer be cancelled", j.status.ID)
+	}
+	j.cancelled = true
+	u.mu.Unlock()
+	u.log.Warn("self-update: cancelled by the administrator", "id", j.req.ID, "by", who)
+	j.cancel()
+	<-j.done
+	return u.status(), nil
+}
+
+// status reports the update scheduled or under way, or the last one.
+func (u *updater) status() syncproto.UpdateStatus {
+	u.mu.Lock()
+	j := u.job
+	var st syncproto.UpdateStatus
+	if j != nil {
+		st = j.status
+	}
+	u.mu.Unlock()
+	if j == nil {
+		// Read each time: the helper writes the outcome of a switch after
+		// the new server has started.
+		jr, err := readJournal(helperDir(u.s.self.InstallDir))
+		if err == nil && !helperAlive(jr) {
+			// The helper died after starting this server: finish its
+			// record now rather than at the next start.
+			if err := recoverSelfUpdate(u.log, u.s.self); err != nil {
+				u.log.Error("self-update: recovering", "err", err)
+			}
+			jr, err = readJournal(helperDir(u.s.self.InstallDir))
+		}
+		if err == nil {
+			st = syncproto.UpdateStatus{State: syncproto.StateSwitching, ID: jr.ID, OldBuild: jr.OldBuild,
+				NewBuild: jr.NewBuild, Source: jr.Source, Message: "the update helper is checking the new server"}
+		} else if readJSON(filepath.Join(u.dir, lastFile), &st) != nil {
+			st = syncproto.UpdateStatus{State: syncproto.StateNone}
+		}
+	}
+	st.RunningBuild = u.s.self.Build
+	return st
+}
+
+// subscribe returns a channel of the update's progress lines; unsubscribe
+// with the returned function.
+func (u *updater) subscribe() (chan string, func()) {
+	ch := make(chan string, 64)
+	u.mu.Lock()
+	u.subs[ch] = struct{}{}
+	u.mu.Unlock()
+	return ch, func() {
+		u.mu.Lock()
+		delete(u.subs, ch)
+		u.mu.Unlock()
+	}
+}
+
+// event logs one step of an update and tells the watching administrators.
+func (u *updater) event(format string, args ...any) {
+	text := fmt.Sprintf(format, args...)
+	u.log.Info("self-update: " + text)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for ch := range u.subs {
+		select {
+		case ch <- text:
+		default: // A stalled administrator's client misses lines, not the update.
+		}
+	}
+}
+
+func (u *updater) setState(j *job, st syncproto.UpdateState, when time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	j.status.State = st
+	if !when.IsZero() {
+		j.status.When = when.Unix()
+	}
+}
+
+func (u *updater) hook(step string) {
+	if u.testHook != nil {
+		u.testHook(step)
+	}
+	crashPoint("server:" + step)
+}
+
+// run is one update from its start to its end.
+func (u *updater) run(ctx context.Context, j *job) {
+	defer close(j.done)
+	if !j.req.At.IsZero() {
+		t := time.NewTimer(time.Until(j.req.At))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			u.mu.Lock()
+			cancelled := j.cancelled
+			u.mu.Unlock()
+			if cancelled {
+				os.Remove(filepath.Join(u.dir, scheduledFile))
+				u.end(j, syncproto.UpdateStatus{State: syncproto.StateCancelled, Message: "cancelled by the administrator before its time"})
+			} else {
+				// The server stops; the schedule is kept for its next start.
+				u.mu.Lock()
+				u.job = nil
+				u.mu.Unlock()
+			}
+			return
+		case <-t.C:
+		}
+		u.setState(j, syncproto.StatePreparing, time.Time{})
+	}
+	// From here the request is under way: it is not started again after a
+	// restart, and a restart reports it as interrupted.
+	if err := writeJSON(filepath.Join(u.dir, runningFile), j.req); err != nil {
+		u.end(j, syncproto.UpdateStatus{State: syncproto.StateFailed, Message: fmt.Sprintf("recording the update: %v", err)})
+		return
+	}
+	os.Remove(filepath.Join(u.dir, scheduledFile))
+	handed, err := u.execute(ctx, j)
+	if handed {
+		// The helper owns the rest; running.json stays until the new
+		// server (or the old one, reverted) reports the outcome.
+		return
+	}
+	os.Remove(filepath.Join(u.dir, runningFile))
+	u.cleanNew()
+	u.mu.Lock()
+	cancelled := j.cancelled
+	u.mu.Unlock()
+	if j.status.State == syncproto.StateCountdown {
+		u.broadcast(syncproto.Notice{Kind: syncproto.NoticeCancelled, Message: "The server restart was cancelled."})
+	}
+	switch {
+	case cancelled:
+		u.end(j, syncproto.UpdateStatus{State: syncproto.StateCancelled, Message: "cancelled by the administrator"})
+	case ctx.Err() != nil:
+		u.end(j, syncproto.UpdateStatus{State: syncproto.StateFailed, Message: "the server was stopped during the update; nothing was changed"})
+	default:
+		u.end(j, syncproto.UpdateStatus{State: syncproto.StateFailed, Message: reasonOf(err)})
+	}
+}
+
+// end records a job's final state, lifts the refusals and mails the
+// outcome.
+func (u *updater) end(j *job, st syncproto.UpdateStatus) {
+	u.mu.Lock()
+	st.NewBuild = j.status.NewBuild
+	u.refuseUntil = time.Time{}
+	u.mu.Unlock()
+	final := u.finish(j.req, st, j.status.NewBuild)
+	u.mu.Lock()
+	j.status = final
+	u.job = nil
+	u.mu.Unlock()
+	if st.State == syncproto.StateCancelled {
+		u.event("update %s cancelled", j.req.ID)
+	} else {
+		u.event("update %s %s: %s", j.req.ID, st.State, st.Message)
+	}
+}
+
+// finish writes the outcome of req to last.json and mails it.
+func (u *updater) finish(req updateRequest, st syncproto.UpdateStatus, newBuild string) syncproto.UpdateStatus {
+	st.ID, st.Source = req.ID, req.Source
+	if st.OldBuild == "" {
+		st.OldBuild = u.s.self.Build
+	}
+	if st.NewBuild == "" {
+		st.NewBuild = newBuild
+	}
+	if st.When == 0 {
+		st.When = time.Now().Unix()
+	}
+	if err := writeJSON(filepath.Join(u.dir, lastFile), st); err != nil {
+		u.log.Error("self-update: recording the outcome", "err", err)
+	}
+	u.log.Warn("self-update: outcome", "id", st.ID, "state", st.State.String(), "old", st.OldBuild, "new", st.NewBuild, "message", st.Message)
+	if req.Notify != "" {
+		go sendOutcome(context.WithoutCancel(context.Background()), u.log, u.s.cfg.Mail, req.Notify, st)
+	}
+	return st
+}
+
+// execute fetches and checks the release, counts down, closes the
+// sessions, backs up and carries the data and hands over to the helper. It
+// returns true once the helper has taken over.
+func (u *updater) execute(ctx context.Context, j *job) (bool, error) {
+	u.hook("start")
+	u.event("update %s: fetching %s", j.req.ID, j.req.Source)
+	p, err := u.prepare(ctx, j)
+	if err != nil {
+		return false, err
+	}
+	u.mu.Lock()
+	j.status.NewBuild = p.build
+	j.newDir = p.dir
+	u.mu.Unlock()
+	u.hook("prepared")
+	if err := u.countdown(ctx, j); err != nil {
+		return false, err
+	}
+	u.hook("closed")
+	if err := u.switchOver(ctx, j, p); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// countdown warns every staying session until the deadline, refusing new
+// sessions meanwhile, and then closes every session but the
+// administrators'.
+func (u *updater) countdown(ctx context.Context, j *job) error {
+	deadline := time.Now().Add(j.req.Countdown)
+	u.mu.Lock()
+	u.refuseUntil = deadline.Add(restartAllowance)
+	j.status.State = syncproto.StateCountdown
+	j.status.When = deadline.Unix()
+	n := len(u.stayers)
+	u.mu.Unlock()
+	u.event("countdown of %v started: %d connected sessions warned; new sessions are asked to come back after the restart", j.req.Countdown, n)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		secs := uint32((left + time.Second/2) / time.Second)
+		u.broadcast(syncproto.Notice{Kind: syncproto.NoticeCountdown, Seconds: secs, Message: countdownMessage(secs)})
+		u.hook("countdown")
+		wait := left - nextNotice(left)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	u.mu.Lock()
+	j.pastCountdown = true
+	j.status.State = syncproto.StateSwitching
+	u.mu.Unlock()
+	u.mu.Lock()
+	staying := len(u.stayers)
+	u.mu.Unlock()
+	closed := u.s.closeSessions()
+	u.event("deadline reached: %d running applications told to stop, %d other sessions closed", staying, closed)
+	return nil
+}
+
+// nextNotice returns the remaining time at which the next notice is due:
+// every minute, then at 30, 10 and each of the last 5 seconds.
+func nextNotice(left time.Duration) time.Duration {
+	marks := []time.Duration{30 * time.Second, 10 * time.Second, 5 * time.Second, 4 * time.Second,
+		3 * time.Second, 2 * time.Second, time.Second}
+	if left > time.Minute+time.Second/2 {
+		m := (left - time.Second/2) / time.Minute * time.Minute
+		if m == left {
+			m -= time.Minute
+		}
+		return m
+	}
+	for _, m := range marks {
+		if m < left-time.Second/2 {
+			return m
+		}
+	}
+	return 0
+}
+
+// countdownMessage is what a user sees in a Notice.
+func countdownMessage(secs uint32) string {
+	return fmt.Sprintf("The server will restart for an update in %d:%02d. Please save your work and quit.", secs/60, secs%60)
+}
+
+// stayer is a session kept open by smartclient run, waiting for notices.
+type stayer struct {
+	mu      sync.Mutex
+	pending []syncproto.Notice
+	wake    chan struct{}
+}
+
+// broadcast queues a notice for every staying session.
+func (u *updater) broadcast(n syncproto.Notice) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for st := range u.stayers {
+		st.mu.Lock()
+		if len(st.pending) >= 8 && n.Kind == syncproto.NoticeCountdown {
+			st.pending = st.pending[1:] // A slow reader needs only the latest countdown.
+		}
+		st.pending = append(st.pending, n)
+		st.mu.Unlock()
+		select {
+		case st.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// stay keeps a session open after its sync, sending the notices of an
+// update until the client leaves, the server stops or the deadline closes
+// it.
+func (s *Server) stay(ctx context.Context, ss *session) error {
+	st := &stayer{wake: make(chan struct{}, 1)}
+	u := s.upd
+	u.mu.Lock()
+	if j := u.job; j != nil && j.status.State == syncproto.StateCountdown {
+		left := time.Until(time.Unix(j.status.When, 0))
+		secs := uint32(max(left, 0) / time.Second)
+		st.pending = append(st.pending, syncproto.Notice{Kind: syncproto.NoticeCountdown, Seconds: secs, Message: countdownMessage(secs)})
+		st.wake <- struct{}{}
+	}
+	u.stayers[st] = struct{}{}
+	u.mu.Unlock()
+	defer func() {
+		u.mu.Lock()
+		delete(u.stayers, st)
+		u.mu.Unlock()
+	}()
+	ss.outcome = "stayed"
+	// The client says nothing more: any read result means it is gone.
+	gone := make(chan error, 1)
+	go func() {
+		ss.conn.SetReadDeadline(time.Time{})
+		m, err := ss.r.Read()
+		if err == nil {
+			err = fmt.Errorf("got %v while staying: %w", m.Type(), syncproto.ErrUnexpected)
+		}
+		gone <- err
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.stopping:
+			return nil
+		case err := <-gone:
+			if errors.Is(err, syncproto.ErrUnexpected) {
+				return err
+			}
+			return nil
+		case <-st.wake:
+		}
+		st.mu.Lock()
+		ns := st.pending
+		st.pending = nil
+		st.mu.Unlock()
+		for _, n := range ns {
+			if err := s.send(ss, n); err != nil {
+				return fmt.Errorf("sending a notice: %w", err)
+			}
+			if n.Kind == syncproto.NoticeClosing {
+				ss.outcome = "closed for an update"
+				return nil
+			}
+		}
+	}
+}
+
+// closeSessions tells staying sessions the deadline has come, gives them a
+// moment to hear it, and closes every session but the administrators'. It
+// returns how many it closed.
+func (s *Server) closeSessions() int {
+	s.upd.broadcast(syncproto.Notice{Kind: syncproto.NoticeClosing, Message: "The server is restarting for an update now."})
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		s.upd.mu.Lock()
+		n := len(s.upd.stayers)
+		s.upd.mu.Unlock()
+		if n == 0 {
+			break
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		if !s.admins[c] {
+			c.Close()
+			n++
+		}
+	}
+	return n
+}
+
+// refusedError is an administrator's request the server will not carry
+// out; its text says why.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return e.msg }
+
+func refused(format string, args ...any) error {
+	return &refusedError{msg: fmt.Sprintf(format, args...)}
+}
+
+func reasonOf(err error) string {
+	var r *refusedError
+	if errors.As(err, &r) {
+		return r.msg
+	}
+	return err.Error()
+}
+
+func newUpdateID() string {
+	var b [3]byte
+	rand.Read(b[:])
+	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(data, '\n'), 0o600)
+}
+
+// healthAddr turns a listening address into one a local client can dial.
+func healthAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// crashPointEnv names a step at which the process kills itself, so that
+// tests can check what a crash at that step leaves. For tests only.
+const crashPointEnv = "SMARTSYNC_TEST_CRASH_AT"
+
+func crashPoint(step string) {
+	if v := os.Getenv(crashPointEnv); v != "" && strings.EqualFold(v, step) {
+		fmt.Fprintf(os.Stderr, "crash point %s: killing this process (%s)\n", step, crashPointEnv)
+		killSelf()
+	}
+}
