@@ -11,8 +11,9 @@ import (
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
-// loginDelays slows down guessing: after n failed logins from one address
-// within failWindow, the next answer waits loginDelay(n).
+// Guessing is slowed down: after n failed logins from one address within
+// failWindow, that address is refused without a check for loginDelay(n),
+// and only one of its attempts is checked at a time.
 const (
 	failWindow   = 15 * time.Minute
 	maxLoginWait = 30 * time.Second
@@ -35,38 +36,57 @@ type logins struct {
 }
 
 type loginFails struct {
-	n    int
-	last time.Time
+	n         int
+	last      time.Time
+	notBefore time.Time // no attempt is checked before then
+	checking  bool      // an attempt from the address is being checked
 }
 
-func (l *logins) failed(host string) int {
+// begin admits one login attempt from host: it returns how long the
+// address must still wait (a refusal, without checking the password, so
+// that a right guess cannot be told from a wrong one by its speed), or 0
+// and then the caller must call end.
+func (l *logins) begin(host string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.fails == nil {
 		l.fails = map[string]loginFails{}
 	}
 	f := l.fails[host]
+	if wait := time.Until(f.notBefore); wait > 0 {
+		return wait
+	}
+	if f.checking {
+		return time.Second
+	}
+	f.checking = true
+	l.fails[host] = f
+	return 0
+}
+
+// end records the attempt begun from host: ok, or one more failure.
+func (l *logins) end(host string, ok bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.fails[host]
+	f.checking = false
+	if ok {
+		delete(l.fails, host)
+		return 0
+	}
 	if time.Since(f.last) > failWindow {
 		f.n = 0
 	}
 	f.n++
 	f.last = time.Now()
+	f.notBefore = f.last.Add(loginDelay(f.n))
 	l.fails[host] = f
 	return f.n
-}
-
-func (l *logins) succeeded(host string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.fails, host)
 }
 
 // admin runs an administrator's session (see syncproto's doc): key
 // exchange, login, then one request.
 func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.AdminKey) error {
-	s.mu.Lock()
-	s.admins[ss.conn] = true
-	s.mu.Unlock()
 	ss.hello = syncproto.Hello{ClientID: "administrator"}
 	priv, key, err := syncproto.NewAdminKey()
 	if err != nil {
@@ -84,22 +104,20 @@ func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.Adm
 		return fmt.Errorf("got %v instead of Admin: %w", m.Type(), syncproto.ErrUnexpected)
 	}
 	host, _, _ := net.SplitHostPort(ss.conn.RemoteAddr().String())
+	if wait := s.logins.begin(host); wait > 0 {
+		s.log.Warn("administrator login refused: too many failures from the address", "client", ss.conn.RemoteAddr().String(), "user", req.User, "wait", wait.Round(time.Second))
+		ss.outcome = "login refused"
+		return &syncproto.Error{Code: syncproto.CodeDenied, Retry: uint16(min((wait+time.Second-1)/time.Second, 65535)),
+			Message: fmt.Sprintf("too many failed logins from this address; try again in %d s", (wait+time.Second-1)/time.Second)}
+	}
 	password, err := syncproto.OpenPassword(priv, clientKey, req.Sealed)
 	if err == nil {
 		err = CheckPassword(s.cfg, req.User, password)
 	}
 	if err != nil {
-		n := s.logins.failed(host)
+		n := s.logins.end(host, false)
 		s.log.Warn("administrator login refused", "client", ss.conn.RemoteAddr().String(), "user", req.User,
 			"failures", n, "err", err)
-		if d := loginDelay(n); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
-		}
 		ss.outcome = "login refused"
 		msg := "wrong administrator user or password"
 		if errors.Is(err, ErrSelfUpdateDisabled) {
@@ -107,7 +125,10 @@ func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.Adm
 		}
 		return &syncproto.Error{Code: syncproto.CodeDenied, Message: msg}
 	}
-	s.logins.succeeded(host)
+	s.logins.end(host, true)
+	s.mu.Lock()
+	s.admins[ss.conn] = true
+	s.mu.Unlock()
 	s.log.Info("administrator logged in", "client", ss.conn.RemoteAddr().String(), "user", req.User, "op", int(req.Op))
 	ss.outcome = "administrator"
 	switch req.Op {

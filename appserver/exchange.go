@@ -3,6 +3,8 @@ package appserver
 import (
 	"fmt"
 	"os"
+	"runtime"
+	"time"
 )
 
 // osPathError names both folders of a failed exchange.
@@ -18,8 +20,10 @@ func (e *osPathError) Unwrap() error { return e.err }
 // name beside them.
 func exchangeByRenames(a, b string) error {
 	tmp := a + ".exchange"
-	if err := os.RemoveAll(tmp); err != nil {
-		return err
+	// A leftover is an installation an earlier switch was cut off with:
+	// never remove it.
+	if _, err := os.Lstat(tmp); err == nil {
+		return fmt.Errorf("%s is left from an interrupted switch; put it back at %s or remove it", tmp, a)
 	}
 	if err := os.Rename(a, tmp); err != nil {
 		return &osPathError{"exchange", a, b, err}
@@ -32,4 +36,17 @@ func exchangeByRenames(a, b string) error {
 		return &osPathError{"exchange", a, b, err}
 	}
 	return nil
+}
+
+// retryRename retries a rename that fails for a few seconds: on Windows an
+// antivirus or indexer briefly holding a file in the folder makes it fail.
+func retryRename(f func() error) error {
+	var err error
+	for i := range 10 {
+		if err = f(); err == nil || runtime.GOOS != "windows" {
+			return err
+		}
+		time.Sleep(time.Duration(i+1) * 100 * time.Millisecond)
+	}
+	return err
 }

@@ -17,6 +17,9 @@ import (
 	"github.com/otiai10/copy"
 )
 
+// fetchTimeout bounds the download of a release.
+const fetchTimeout = 30 * time.Minute
+
 // prepared is a release fetched, verified and unpacked beside the
 // installation, as <name>_new.
 type prepared struct {
@@ -29,7 +32,11 @@ type prepared struct {
 // beside the installation. Nothing else has happened when it fails.
 func (u *updater) prepare(ctx context.Context, j *job) (*prepared, error) {
 	self := u.s.self
-	archive, sig, err := release.Fetch(ctx, j.req.Source, filepath.Join(u.dir, "download"), release.FetchOptions{})
+	// A download that stalls must not hold the update (and the next one)
+	// forever; the administrator can also cancel it.
+	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	archive, sig, err := release.Fetch(fctx, j.req.Source, filepath.Join(u.dir, "download"), release.FetchOptions{})
 	if err != nil {
 		return nil, refused("%v", err)
 	}
@@ -56,6 +63,10 @@ func (u *updater) prepare(ctx context.Context, j *job) (*prepared, error) {
 	if fi, err := os.Stat(filepath.Join(dir, rel)); err != nil || !fi.Mode().IsRegular() {
 		os.RemoveAll(dir)
 		return nil, refused("release refused: it has no %s, the server's program, at its top", filepath.ToSlash(rel))
+	}
+	if err := os.WriteFile(filepath.Join(dir, idMarker), []byte(j.req.ID+"\n"), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("marking the new installation: %w", err)
 	}
 	u.event("release %s unpacked into %s", info.Build, dir)
 	return &prepared{dir: dir, build: info.Build}, nil
@@ -206,7 +217,7 @@ func handOver(log *slog.Logger, cfg *Config, self Self, j *job, p *prepared) err
 		Install: self.InstallDir, Exe: rel, Args: self.Args, WorkDir: self.WorkDir,
 		Listen: self.Listen, HealthTimeout: cfg.SelfUpdate.HealthTimeout, StateDir: self.StateDir,
 		OldBuild: self.Build, NewBuild: p.build, Source: j.req.Source, Notify: j.req.Notify,
-		Mail: cfg.Mail, Started: time.Now(),
+		ConfigFile: self.ConfigFile, Started: time.Now(),
 	}
 	if jr.HealthTimeout == 0 {
 		jr.HealthTimeout = 30 * time.Second

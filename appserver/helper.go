@@ -63,7 +63,7 @@ type journal struct {
 	NewBuild      string        `json:"new_build"`
 	Source        string        `json:"source"`
 	Notify        string        `json:"notify,omitempty"`
-	Mail          MailConfig    `json:"mail"`
+	ConfigFile    string        `json:"config_file"` // [MAIL] is read from it, so no password is kept here
 	Started       time.Time     `json:"started"`
 }
 
@@ -151,7 +151,7 @@ func (h *helper) run(ctx context.Context) error {
 	if err := os.RemoveAll(old); err != nil {
 		return h.abandon(fmt.Sprintf("removing the earlier %s: %v", old, err))
 	}
-	if err := exchange(jr.Install, newDir); err != nil {
+	if err := retryRename(func() error { return exchange(jr.Install, newDir) }); err != nil {
 		return h.abandon(fmt.Sprintf("putting the new installation in place: %v", err))
 	}
 	if err := h.step(phaseSwapped); err != nil {
@@ -179,7 +179,7 @@ func (h *helper) run(ctx context.Context) error {
 	}
 	failed := jr.Install + "_failed"
 	os.RemoveAll(failed)
-	if err := exchange(jr.Install, old); err != nil {
+	if err := retryRename(func() error { return exchange(jr.Install, old) }); err != nil {
 		h.log.Error("putting the old installation back", "err", err)
 		h.finish(syncproto.StateFailed, reason+"; putting the old installation back failed too: "+err.Error())
 		return err
@@ -341,7 +341,7 @@ func (h *helper) mail(state syncproto.UpdateState, reason string) {
 	if h.jr.Notify == "" {
 		return
 	}
-	sendOutcome(context.Background(), h.log, h.jr.Mail, h.jr.Notify, outcomeStatus(h.jr, state, reason))
+	sendOutcome(context.Background(), h.log, mailConfigOf(h.log, h.jr.ConfigFile), h.jr.Notify, outcomeStatus(h.jr, state, reason))
 }
 
 // helperAlive reports whether the journal's helper (or, before the helper
@@ -399,39 +399,88 @@ func recoverSelfUpdate(log *slog.Logger, self Self) error {
 			jr.HelperPID, filepath.Join(hd, journalName), jr.ID, jr.Phase)
 	}
 	log.Warn("self-update: the helper stopped before it finished; recovering", "id", jr.ID, "phase", jr.Phase)
-	old, newDir := jr.Install+"_old", jr.Install+"_new"
+	old, newDir, failed := jr.Install+"_old", jr.Install+"_new", jr.Install+"_failed"
+	// The three-rename fallback of exchange, cut after its first rename,
+	// left the path empty: put the installation back first.
+	if _, err := os.Lstat(jr.Install); errors.Is(err, os.ErrNotExist) {
+		if err := os.Rename(jr.Install+".exchange", jr.Install); err != nil {
+			return fmt.Errorf("the installation's path %s is empty and %s.exchange cannot be put back: %w", jr.Install, jr.Install, err)
+		}
+	}
+	// The journal's phase may lag the folders by one rename (a crash
+	// between a rename and its record), so the folders decide: the new
+	// installation carries the update's ID.
+	reverting := jr.Phase == phaseReverting || jr.Phase == phaseRevertSwapped || jr.Phase == phaseReverted
 	var state syncproto.UpdateState
 	reason := ""
-	switch jr.Phase {
-	case phaseHandover, phaseStopped:
-		// The installation's path still holds the old build.
-		os.RemoveAll(newDir)
-		state, reason = syncproto.StateFailed, "the update helper stopped before the switch; nothing was changed"
-	case phaseSwapped, phaseAside, phaseStarted, phaseHealthy:
-		if _, err := os.Stat(newDir); err == nil {
+	switch {
+	case holdsUpdate(jr, jr.Install) && !reverting:
+		// The new build is in place; keep the old one as _old.
+		if _, err := os.Stat(newDir); err == nil && !holdsUpdate(jr, newDir) {
 			os.RemoveAll(old)
 			if err := os.Rename(newDir, old); err != nil {
 				log.Error("self-update: keeping the old installation as _old", "err", err)
 			}
 		}
-		state, reason = syncproto.StateDone, ""
+		state = syncproto.StateDone
 		if jr.Phase != phaseHealthy {
 			reason = "the update helper stopped before its check; this server, started afterwards, runs the new build"
 		}
-	default: // reverting, revert-swapped, reverted
-		if _, err := os.Stat(old); err == nil && jr.Phase != phaseReverting {
-			os.RemoveAll(jr.Install + "_failed")
-			os.Rename(old, jr.Install+"_failed")
+	case holdsUpdate(jr, jr.Install):
+		// Stopped while putting the old build back: the failed one is at
+		// the path, and this server was started from it anyway.
+		state, reason = syncproto.StateFailed, jr.Reason+"; the helper stopped while putting the old build back ("+filepath.Base(old)+"), and the new one was started again"
+	case !reverting:
+		// The path still holds the old build.
+		if holdsUpdate(jr, newDir) {
+			os.RemoveAll(newDir)
+		}
+		state, reason = syncproto.StateFailed, "the update helper stopped before the switch; nothing was changed"
+	default:
+		// The old build is back; the failed one is kept as _failed.
+		if holdsUpdate(jr, old) {
+			os.RemoveAll(failed)
+			if err := os.Rename(old, failed); err != nil {
+				log.Error("self-update: keeping the failed installation as _failed", "err", err)
+			}
 		}
 		state, reason = syncproto.StateReverted, jr.Reason
-		if jr.Phase == phaseReverting {
-			state, reason = syncproto.StateFailed, jr.Reason+"; the helper stopped while putting the old build back, and the new one was started again"
-		}
 	}
 	syncDir(filepath.Dir(jr.Install))
 	writeOutcome(log, jr, state, reason)
 	if jr.Notify != "" {
-		sendOutcome(context.Background(), log, jr.Mail, jr.Notify, outcomeStatus(jr, state, reason))
+		// In the background: a slow mail server must not hold the start.
+		go sendOutcome(context.Background(), log, mailConfigOf(log, jr.ConfigFile), jr.Notify, outcomeStatus(jr, state, reason))
 	}
 	return os.RemoveAll(hd)
+}
+
+// idMarker, in a new installation, holds the ID of the update that
+// unpacked it, so that recovery tells the new installation from the old
+// one whatever their builds.
+const idMarker = ".selfupdate-id"
+
+// holdsUpdate reports whether dir is the new installation of jr's update:
+// by its ID marker, or, for a folder without one, by its BUILD when the
+// builds differ.
+func holdsUpdate(jr *journal, dir string) bool {
+	if id, err := os.ReadFile(filepath.Join(dir, idMarker)); err == nil {
+		return strings.TrimSpace(string(id)) == jr.ID
+	}
+	if jr.NewBuild == jr.OldBuild {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "BUILD"))
+	return err == nil && strings.TrimSpace(string(b)) == jr.NewBuild
+}
+
+// mailConfigOf reads [MAIL] from the configuration at path, which the
+// helper and recovery read rather than keep a password in the journal.
+func mailConfigOf(log *slog.Logger, path string) MailConfig {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		log.Error("self-update: reading [MAIL] for the outcome mail", "config", path, "err", err)
+		return MailConfig{}
+	}
+	return cfg.Mail
 }

@@ -24,6 +24,9 @@ func processAlive(pid int) bool {
 		return false
 	}
 	h, err := windows.OpenProcess(windows.SYNCHRONIZE|windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pid))
+	if err == windows.ERROR_ACCESS_DENIED {
+		return true // someone else's running process
+	}
 	if err != nil {
 		return false
 	}

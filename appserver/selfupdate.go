@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,8 +26,8 @@ import (
 type Self struct {
 	InstallDir string   // the installation folder, the executable's folder
 	Exe        string   // the executable, inside InstallDir
-	Args       []string // the command line, without the program, paths made absolute
-	WorkDir    string   // the working folder the server was started in
+	Args       []string // the command line, without the program, as given
+	WorkDir    string   // the working folder the server was started in, where Args are read from
 	ConfigFile string   // the AppServer.ini in use, absolute
 	StateDir   string   // the state folder, absolute
 	Listen     string   // the address the new server is checked on
@@ -43,6 +44,10 @@ const (
 	// little while after the deadline.
 	restartAllowance = 30 * time.Second
 )
+
+// missedSchedule is how late a scheduled update may still start after a
+// restart; later, it is dropped as missed.
+const missedSchedule = 10 * time.Minute
 
 // TestShortCountdownEnv, set to 1, lets an update count down for less than
 // MinCountdown, so that tests need not wait minutes. It is for tests only.
@@ -146,6 +151,14 @@ func (u *updater) start(ctx context.Context) {
 		os.Remove(filepath.Join(u.dir, scheduledFile))
 		return
 	}
+	if late := time.Since(req.At); late > missedSchedule {
+		// The server was down at the time: an update that would now start
+		// in business hours is dropped, not run late.
+		os.Remove(filepath.Join(u.dir, scheduledFile))
+		u.finish(req, syncproto.UpdateStatus{State: syncproto.StateFailed,
+			Message: fmt.Sprintf("missed: the server was not running at the scheduled time %s; nothing was changed", req.At.Format("2006-01-02 15:04"))}, "")
+		return
+	}
 	u.log.Info("self-update: scheduled update kept from before the restart", "id", req.ID, "at", req.At, "source", req.Source)
 	u.mu.Lock()
 	u.launch(ctx, req)
@@ -178,6 +191,10 @@ func (u *updater) refusing() time.Duration {
 func (u *updater) request(req updateRequest) (*job, error) {
 	if req.Source == "" {
 		return nil, refused("no release source given")
+	}
+	// Refused before it is logged or recorded anywhere.
+	if u, err := url.Parse(req.Source); err == nil && u.User != nil {
+		return nil, refused("the release URL holds a user name or password; give a URL without them")
 	}
 	if err := CheckCountdown(req.Countdown); err != nil {
 		return nil, refused("%v", err)
@@ -479,6 +496,10 @@ func (u *updater) countdown(ctx context.Context, j *job) error {
 		}
 	}
 	u.mu.Lock()
+	if j.cancelled || ctx.Err() != nil {
+		u.mu.Unlock()
+		return context.Canceled
+	}
 	j.pastCountdown = true
 	j.status.State = syncproto.StateSwitching
 	u.mu.Unlock()

@@ -168,21 +168,22 @@ func wantCode(t *testing.T, err error, code syncproto.Code, text string) {
 func TestAdminLogin(t *testing.T) {
 	ts, _ := selfUpdateServer(t, "7.00.240501A")
 	for _, tc := range []struct {
-		name, user, password string
+		name, user, password, want string
 	}{
-		{"wrong password", "admin", "wrong horse"},
-		{"wrong user", "root", "correct horse"},
-		{"empty", "", ""},
+		{"wrong password", "admin", "wrong horse", "wrong administrator user or password"},
+		{"wrong user", "root", "correct horse", "wrong administrator user or password"},
+		// Two failures: the address is refused unchecked for a second,
+		// even with the right password.
+		{"throttled", "admin", "correct horse", "too many failed logins"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req := syncproto.Admin{User: tc.user, Op: syncproto.OpStatus}
-			if tc.user == "" {
-				req.User = "-"
-			}
-			res := adminSession(t, ts.addr, tc.password, req, nil)
-			wantCode(t, res.err, syncproto.CodeDenied, "wrong administrator user or password")
+			res := adminSession(t, ts.addr, tc.password, syncproto.Admin{User: tc.user, Op: syncproto.OpStatus}, nil)
+			wantCode(t, res.err, syncproto.CodeDenied, tc.want)
 		})
 	}
+	ts.srv.logins.mu.Lock()
+	clear(ts.srv.logins.fails) // as a second later
+	ts.srv.logins.mu.Unlock()
 	if !strings.Contains(ts.logs.String(), "administrator login refused") {
 		t.Error("refused logins were not logged")
 	}
@@ -199,18 +200,29 @@ func TestLoginDelay(t *testing.T) {
 		}
 	}
 	var l logins
-	for i := 1; i <= 3; i++ {
-		if n := l.failed("10.0.0.1"); n != i {
-			t.Fatalf("failure %d counted as %d", i, n)
-		}
+	if w := l.begin("10.0.0.1"); w != 0 {
+		t.Fatalf("a first attempt waits %v", w)
 	}
-	if n := l.failed("10.0.0.2"); n != 1 {
-		t.Errorf("another address starts at %d", n)
+	if w := l.begin("10.0.0.1"); w == 0 {
+		t.Fatal("a second attempt was checked while the first one was")
 	}
-	l.succeeded("10.0.0.1")
-	if n := l.failed("10.0.0.1"); n != 1 {
-		t.Errorf("after a login, failures restart at %d", n)
+	if n := l.end("10.0.0.1", false); n != 1 {
+		t.Fatalf("failure counted as %d", n)
 	}
+	if w := l.begin("10.0.0.1"); w != 0 {
+		t.Fatalf("after one failure the address waits %v", w)
+	}
+	if n := l.end("10.0.0.1", false); n != 2 {
+		t.Fatalf("second failure counted as %d", n)
+	}
+	// After two failures, the address is refused unchecked for a second.
+	if w := l.begin("10.0.0.1"); w <= 0 || w > time.Second {
+		t.Fatalf("after two failures the address waits %v, want up to 1s", w)
+	}
+	if w := l.begin("10.0.0.2"); w != 0 {
+		t.Errorf("another address waits %v", w)
+	}
+	l.end("10.0.0.2", true)
 }
 
 func TestSelfUpdateRefused(t *testing.T) {
