@@ -121,12 +121,15 @@ func mkdirWrite(t *testing.T, path, content string) {
 // installTree writes the release files of build into dir: the server
 // program, BUILD and an update folder with the client.
 func (e *e2e) installTree(dir, build, client string) {
-	prog, err := os.ReadFile(filepath.Join(e.bin, "appserver"))
-	if err != nil {
+	// A hard link, not a copy: a program this process wrote could be
+	// "text file busy" when run, while a parallel test's fork holds the
+	// written descriptor (golang.org/issue/22315).
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		e.t.Fatal(err)
 	}
-	mkdirWrite(e.t, filepath.Join(dir, "appserver"), string(prog))
-	os.Chmod(filepath.Join(dir, "appserver"), 0o755)
+	if err := os.Link(filepath.Join(e.bin, "appserver"), filepath.Join(dir, "appserver")); err != nil {
+		e.t.Fatal(err)
+	}
 	writeFile(e.t, filepath.Join(dir, "BUILD"), build+"\n")
 	mkdirWrite(e.t, filepath.Join(dir, "remote_linux_upd", "smartclient.bin"), client)
 }
@@ -179,6 +182,15 @@ func (e *e2e) startServer(extra ...string) *exec.Cmd {
 	return cmd
 }
 
+// serve starts the server and waits until it answers.
+func (e *e2e) serve(extra ...string) {
+	e.t.Helper()
+	e.startServer(extra...)
+	if err := e.waitAnswer(20 * time.Second); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // waitAnswer waits until a server answers at the address.
 func (e *e2e) waitAnswer(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
@@ -221,6 +233,19 @@ func (e *e2e) admin(limit time.Duration, args ...string) (string, int) {
 // killAll kills every process still running from the test's folder: the
 // servers the helper started are not the test's children.
 func (e *e2e) killAll() {
+	for _, pid := range processes(func(cmdline []byte) bool { return bytes.Contains(cmdline, []byte(e.root)) }) {
+		if p, err := os.FindProcess(pid); err == nil {
+			p.Kill()
+		}
+	}
+	// Let the killed go before the folder is removed.
+	time.Sleep(100 * time.Millisecond)
+}
+
+// processes lists the running processes (this one aside) whose command
+// line, as /proc has it (NUL-separated), matches.
+func processes(match func(cmdline []byte) bool) []int {
+	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, d := range entries {
 		pid, err := strconv.Atoi(d.Name())
@@ -228,14 +253,11 @@ func (e *e2e) killAll() {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmdline, []byte(e.root)) {
-			if p, err := os.FindProcess(pid); err == nil {
-				p.Kill()
-			}
+		if err == nil && match(cmdline) && processAlive(pid) {
+			pids = append(pids, pid)
 		}
 	}
-	// Let the killed go before the folder is removed.
-	time.Sleep(100 * time.Millisecond)
+	return pids
 }
 
 func (e *e2e) build(dir string) string {
@@ -266,10 +288,7 @@ func exists(path string) bool {
 func TestSelfUpdateEndToEnd(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t, false)
-	e.startServer()
-	if err := e.waitAnswer(20 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	e.serve()
 	src := e.release(e2eNew, "client v2\n", "")
 
 	// Three workstations run the application through smartclient run.
@@ -400,10 +419,7 @@ func TestSelfUpdateReverts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newE2E(t, false)
-			e.startServer()
-			if err := e.waitAnswer(20 * time.Second); err != nil {
-				t.Fatal(err)
-			}
+			e.serve()
 			src := e.release(e2eNew, "client v2\n", tc.program)
 			out, code := e.admin(2*time.Minute, "--from", src, "--countdown", "1s", "--notify", "admin@example.com")
 			if code != 1 || !strings.Contains(out, "reverted to "+e2eOld) || !strings.Contains(out, tc.reason) {
@@ -430,10 +446,7 @@ func TestSelfUpdateReverts(t *testing.T) {
 func TestSelfUpdateMailDown(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t, true)
-	e.startServer()
-	if err := e.waitAnswer(20 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	e.serve()
 	out, code := e.admin(2*time.Minute, "--from", e.release(e2eNew, "client v2\n", ""), "--countdown", "1s", "--notify", "admin@example.com")
 	if code != 0 {
 		t.Fatalf("with the SMTP server down, the update failed (exit %d):\n%s", code, out)
@@ -449,10 +462,7 @@ func TestSelfUpdateMailDown(t *testing.T) {
 func TestSelfUpdateAdminErrors(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t, false)
-	e.startServer()
-	if err := e.waitAnswer(20 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	e.serve()
 	src := e.release(e2eNew, "client v2\n", "")
 	e.env = append(e.env, "SMARTCLIENT_ADMIN_PASSWORD=wrong horse")
 	out, code := e.admin(time.Minute, "--from", src, "--countdown", "1s")
@@ -483,10 +493,7 @@ func TestSelfUpdateCrashPoints(t *testing.T) {
 		t.Run(strings.ReplaceAll(step, ":", "_"), func(t *testing.T) {
 			t.Parallel() // each has its own folder and port
 			e := newE2E(t, false)
-			e.startServer(crashPointEnv + "=" + step)
-			if err := e.waitAnswer(20 * time.Second); err != nil {
-				t.Fatal(err)
-			}
+			e.serve(crashPointEnv + "=" + step)
 			out, _ := e.admin(time.Minute, "--from", e.release(e2eNew, "client v2\n", ""), "--countdown", "1s", "--wait", "5s")
 			e.supervise(30 * time.Second)
 			got := e.build(e.install)
@@ -538,20 +545,6 @@ func (e *e2e) supervise(limit time.Duration) {
 // serverRunning reports whether a server process runs from the
 // installation's path.
 func (e *e2e) serverRunning() bool {
-	entries, _ := os.ReadDir("/proc")
-	for _, d := range entries {
-		if _, err := strconv.Atoi(d.Name()); err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
-		if err == nil && bytes.HasPrefix(cmdline, []byte(filepath.Join(e.install, "appserver")+"\x00")) && processAlive(mustAtoi(d.Name())) {
-			return true
-		}
-	}
-	return false
-}
-
-func mustAtoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
+	prog := []byte(filepath.Join(e.install, "appserver") + "\x00")
+	return len(processes(func(cmdline []byte) bool { return bytes.HasPrefix(cmdline, prog) })) > 0
 }

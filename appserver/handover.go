@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -208,8 +207,11 @@ func handOver(log *slog.Logger, cfg *Config, self Self, j *job, p *prepared) err
 		return err
 	}
 	exe := filepath.Join(hd, filepath.Base(self.Exe))
-	if err := copyFile(self.Exe, exe); err != nil {
+	if err := copy.Copy(self.Exe, exe, copy.Options{Sync: true}); err != nil {
 		return fmt.Errorf("copying the program outside the installation: %w", err)
+	}
+	if err := os.Chmod(exe, 0o755); err != nil {
+		return fmt.Errorf("making the helper's program executable: %w", err)
 	}
 	rel, _ := filepath.Rel(self.InstallDir, self.Exe)
 	jr := &journal{
@@ -236,25 +238,4 @@ func handOver(log *slog.Logger, cfg *Config, self Self, j *job, p *prepared) err
 	}
 	log.Warn("self-update: helper started", "pid", cmd.Process.Pid, "journal", filepath.Join(hd, journalName))
 	return cmd.Process.Release()
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

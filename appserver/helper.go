@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/atomicfile"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/spf13/pflag"
 )
@@ -160,7 +161,7 @@ func (h *helper) run(ctx context.Context) error {
 	if err := os.Rename(newDir, old); err != nil {
 		h.log.Error("keeping the old installation as _old", "err", err)
 	}
-	syncDir(filepath.Dir(jr.Install))
+	syncDir(h.log, filepath.Dir(jr.Install))
 	if err := h.step(phaseAside); err != nil {
 		return err
 	}
@@ -187,7 +188,7 @@ func (h *helper) run(ctx context.Context) error {
 	if err := os.Rename(old, failed); err != nil {
 		h.log.Error("keeping the failed installation as _failed", "err", err)
 	}
-	syncDir(filepath.Dir(jr.Install))
+	syncDir(h.log, filepath.Dir(jr.Install))
 	if err := h.step(phaseRevertSwapped); err != nil {
 		return err
 	}
@@ -366,10 +367,11 @@ func waitExit(ctx context.Context, pid int, timeout time.Duration) bool {
 	return true
 }
 
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+// syncDir makes a rename in dir durable; a failure is only logged, since
+// the rename itself has happened.
+func syncDir(log *slog.Logger, dir string) {
+	if err := atomicfile.SyncDir(dir); err != nil {
+		log.Warn("self-update: syncing a folder", "err", err)
 	}
 }
 
@@ -446,7 +448,7 @@ func recoverSelfUpdate(log *slog.Logger, self Self) error {
 		}
 		state, reason = syncproto.StateReverted, jr.Reason
 	}
-	syncDir(filepath.Dir(jr.Install))
+	syncDir(log, filepath.Dir(jr.Install))
 	writeOutcome(log, jr, state, reason)
 	if jr.Notify != "" {
 		// In the background: a slow mail server must not hold the start.

@@ -106,6 +106,7 @@ type updater struct {
 	subs        map[chan string]struct{}
 	stayers     map[*stayer]struct{}
 	running     sync.WaitGroup  // the job's goroutine
+	mails       sync.WaitGroup  // outcome mails being sent
 	ctx         context.Context // Serve's: a job ends with the server
 	// testHook, when set, is called at each step of an update (tests).
 	testHook func(step string)
@@ -436,7 +437,11 @@ func (u *updater) finish(req updateRequest, st syncproto.UpdateStatus, newBuild 
 	}
 	u.log.Warn("self-update: outcome", "id", st.ID, "state", st.State.String(), "old", st.OldBuild, "new", st.NewBuild, "message", st.Message)
 	if req.Notify != "" {
-		go sendOutcome(context.WithoutCancel(context.Background()), u.log, u.s.cfg.Mail, req.Notify, st)
+		u.mails.Add(1)
+		go func() {
+			defer u.mails.Done()
+			sendOutcome(context.Background(), u.log, u.s.cfg.Mail, req.Notify, st)
+		}()
 	}
 	return st
 }

@@ -216,6 +216,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// An update's goroutine ends with the server's context (and has
 	// handed over, if it got that far).
 	s.upd.running.Wait()
+	// An outcome mail already on its way is let go (it has its own
+	// timeout), so that a stop does not lose it.
+	s.upd.mails.Wait()
 	s.log.Info("stopped")
 	return acceptErr
 }
@@ -457,7 +460,7 @@ func (s *Server) manifestWire(man *Manifest) ([]byte, [32]byte) {
 
 func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get syncproto.GetManifest) error {
 	if s.draining.Load() {
-		return &syncproto.Error{Code: syncproto.CodeShuttingDown, Message: "server is stopping, retry in 30 s"}
+		return &syncproto.Error{Code: syncproto.CodeShuttingDown, Message: "server is stopping, retry in 30 s", Retry: 30}
 	}
 	man, err := ix.Current(ctx)
 	if err != nil {
