@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -459,7 +460,7 @@ func TestSelfUpdateMailDown(t *testing.T) {
 	}
 }
 
-func TestSelfUpdateAdminErrors(t *testing.T) {
+func TestSelfUpdateAdminCommands(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t, false)
 	e.serve()
@@ -475,8 +476,46 @@ func TestSelfUpdateAdminErrors(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "older than the running build") {
 		t.Errorf("downgrade: exit %d:\n%s", code, out)
 	}
+	forged := makeRelease(t, t.TempDir(), e2eNew, map[string]string{"appserver": "#!/bin/sh\n"}, otherKey)
+	out, code = e.admin(time.Minute, "--from", forged, "--countdown", "1s")
+	if code != 1 || !strings.Contains(out, "release refused") {
+		t.Errorf("bad signature: exit %d:\n%s", code, out)
+	}
 	if e.build(e.install) != e2eOld || exists(e.install+"_new") {
 		t.Errorf("a refused update changed the installation")
+	}
+
+	// --at schedules, --status shows it, also after a restart, and
+	// --cancel withdraws it.
+	at := time.Now().Add(3 * time.Hour).Truncate(time.Minute)
+	out, code = e.admin(time.Minute, "--from", src, "--at", at.Format(time.RFC3339), "--notify", "admin@example.com")
+	if code != 0 || !strings.Contains(out, "scheduled for "+at.Format("2006-01-02 15:04")) {
+		t.Fatalf("--at: exit %d:\n%s", code, out)
+	}
+	e.procs[0].Process.Signal(syscall.SIGTERM)
+	for deadline := time.Now().Add(20 * time.Second); hello(context.Background(), e.addr) == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not stop on SIGTERM")
+		}
+	}
+	e.serve()
+	out, code = e.admin(time.Minute, "--status")
+	if code != 0 || !strings.Contains(out, "scheduled") || !strings.Contains(out, src) {
+		t.Errorf("--status after a restart: exit %d:\n%s", code, out)
+	}
+	out, code = e.admin(time.Minute, "--cancel")
+	if code != 0 || !strings.Contains(out, "Cancelled") {
+		t.Errorf("--cancel: exit %d:\n%s", code, out)
+	}
+	out, code = e.admin(time.Minute, "--status")
+	if code != 0 || !strings.Contains(out, "cancelled") {
+		t.Errorf("--status after --cancel: exit %d:\n%s", code, out)
+	}
+	if out, code = e.admin(time.Minute, "--cancel"); code != 1 {
+		t.Errorf("--cancel with nothing to cancel: exit %d:\n%s", code, out)
+	}
+	if msgs := e.mails(1); len(msgs) != 1 || !strings.Contains(msgs[0].Subject, "cancelled") {
+		t.Errorf("mail of the cancelled update: %+v", msgs)
 	}
 }
 
