@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -129,6 +130,7 @@ func run(ctx context.Context, args []string) error {
 	small := fl.Bool("small", false, "smaller trees (100 MiB / 2,000 files, 50 MiB big file), for a run of a few minutes")
 	runs := fl.Int("runs", 5, "counted runs per scenario and tool, after one warm-up")
 	work := fl.String("work", filepath.Join(os.TempDir(), "smartsync-bench"), "scratch folder, kept between runs")
+	only := fl.String("only", "", "comma-separated scenario names (e.g. cold,incremental) to run only those; the table then holds only them")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -197,8 +199,12 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
+	chosen, err := pickScenarios(*only)
+	if err != nil {
+		return err
+	}
 	var results []*result
-	for _, sc := range scenarios {
+	for _, sc := range chosen {
 		r, err := b.scenario(ctx, sc)
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", sc.name, err)
@@ -225,6 +231,33 @@ func run(ctx context.Context, args []string) error {
 	}
 	step("table also written to %s", res)
 	return nil
+}
+
+// pickScenarios returns the scenarios named in a comma-separated list, in
+// the table's order, or all of them for an empty list.
+func pickScenarios(only string) ([]scenario, error) {
+	if strings.TrimSpace(only) == "" {
+		return scenarios, nil
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(only, ",") {
+		want[strings.TrimSpace(n)] = true
+	}
+	var out []scenario
+	for _, sc := range scenarios {
+		if want[sc.name] {
+			out = append(out, sc)
+			delete(want, sc.name)
+		}
+	}
+	if len(want) > 0 {
+		var names []string
+		for _, sc := range scenarios {
+			names = append(names, strconv.Quote(sc.name))
+		}
+		return nil, fmt.Errorf("-only: unknown scenario(s) %q; the scenarios are %s", slices.Sorted(maps.Keys(want)), strings.Join(names, ", "))
+	}
+	return out, nil
 }
 
 func step(format string, a ...any) {
