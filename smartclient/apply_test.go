@@ -1,6 +1,7 @@
 package smartclient
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -365,6 +366,11 @@ func TestDamagedJournalRollsBack(t *testing.T) {
 		"not json":     func([]byte) []byte { return []byte("garbage") },
 		"empty":        func([]byte) []byte { return nil },
 		"other fields": func([]byte) []byte { return []byte(`{"blake3":"00","journal":{}}`) },
+		"header only":  func(b []byte) []byte { head, _, _ := bytes.Cut(b, []byte("\n")); return head },
+		"no header":    func(b []byte) []byte { _, body, _ := bytes.Cut(b, []byte("\n")); return body },
+		"other version": func(b []byte) []byte {
+			return bytes.Replace(b, []byte(journalHeader), []byte("smartclient-journal 4 "), 1)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := makeSwitchFixture(t)
@@ -407,6 +413,64 @@ func TestDamagedJournalRollsBack(t *testing.T) {
 				t.Errorf("a damaged journal led to the %s release", which)
 			}
 		})
+	}
+}
+
+// TestRecoversVersion2Journal: a journal in the JSON envelope of version
+// 2, which an older smartclient left when it was killed mid-switch, is
+// still obeyed by recovery.
+func TestRecoversVersion2Journal(t *testing.T) {
+	dir := makeSwitchFixture(t)
+	d := openDisk(t, dir)
+	count := 0
+	faultHook = func(op, name string) error {
+		if op == "rename" && !strings.HasPrefix(name, metaDir) {
+			count++
+			if count == 2 {
+				return errInjected
+			}
+		}
+		return nil
+	}
+	j := fixtureJournal()
+	var err error
+	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJournal(d, j); err != nil {
+		t.Fatal(err)
+	}
+	if err := play(d, j, discard); !errors.Is(err, errInjected) {
+		t.Fatalf("play: %v", err)
+	}
+	faultHook = nil
+	// The same journal as version 2 wrote it.
+	v2 := *j
+	v2.Version = journalVersion2
+	body, err := json.Marshal(&v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := blake3.Sum256(body)
+	data, err := json.Marshal(envelope{Sum: hex.EncodeToString(sum[:]), Journal: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(journalFile)), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readJournal(d)
+	if err != nil {
+		t.Fatalf("reading a version 2 journal: %v", err)
+	}
+	if got.Version != journalVersion || got.State.Build != newBuild || len(got.State.Files) != len(j.State.Files) || len(got.Install) != len(j.Install) {
+		t.Fatalf("version 2 journal read as %+v", got)
+	}
+	if err := recoverJournal(d, discard); err != nil {
+		t.Fatalf("recovery: %v", err)
+	}
+	if which := checkInvariant(t, dir, "version 2 journal"); which != "new" {
+		t.Errorf("a whole version 2 journal led to the %s release, want the new one", which)
 	}
 }
 
@@ -608,6 +672,7 @@ func FuzzReadJournal(f *testing.F) {
 	}
 	f.Add(good)
 	f.Add([]byte(`{"blake3":"","journal":null}`))
+	f.Add([]byte(journalHeader + "00\n{}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(journalFile)), data, 0o644); err != nil {
 			t.Fatal(err)
