@@ -47,6 +47,33 @@ func prepareBackup(ctx context.Context, root disk) (bool, error) {
 	return n > 0, nil
 }
 
+// backupJob is a prepareBackup running beside the download.
+type backupJob struct {
+	done chan struct{}
+	made bool
+	err  error
+}
+
+// startBackup starts prepareBackup in its own goroutine.
+func startBackup(ctx context.Context, root disk) *backupJob {
+	b := &backupJob{done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.made, b.err = prepareBackup(ctx, root)
+	}()
+	return b
+}
+
+// wait returns prepareBackup's result once it is done; a nil job made no
+// backup.
+func (b *backupJob) wait() (bool, error) {
+	if b == nil {
+		return false, nil
+	}
+	<-b.done
+	return b.made, b.err
+}
+
 // rotate puts .smartclient/bkp_new in place as the newest backup:
 // backups fill .001, .002, .003 in turn; once all three exist, .001 is
 // dropped, .002 becomes .001, .003 becomes .002 and the new one is .003,

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/syncproto"
@@ -48,32 +50,36 @@ type delta struct {
 
 // planDeltas decides, for each file to download, whether to ask for it as
 // a delta, and cuts or looks up its base's chunks. Any problem with a base
-// just means the file is fetched whole.
+// just means the file is fetched whole. Bases are looked at by
+// deltaWorkers at once (reading and cutting them is most of the work);
+// the chunk references a session may name are counted in download's
+// order, so the outcome does not depend on which finished first.
 func planDeltas(root disk, st *State, man *manifest, download []int, log *slog.Logger) map[int]*delta {
+	found := make([]*delta, len(download))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(deltaWorkers, len(download)) {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(download) {
+					return
+				}
+				found[k] = planDelta(root, st, man.Files[download[k]], log)
+			}
+		})
+	}
+	wg.Wait()
 	deltas := map[int]*delta{}
 	refs := 0 // chunk references named so far: a session may name MaxSessionChunkRefs
-	for _, i := range download {
-		rf := man.Files[i]
-		fi, err := root.Lstat(rf.Path)
-		if err != nil || !fi.Mode().IsRegular() || fi.Size() < deltaMin || rf.Size < deltaMin {
-			if rf.Size >= listMin {
-				deltas[i] = &delta{bits: cdc.BitsFor(rf.Size), wantList: true}
-			}
+	for k, i := range download {
+		d := found[k]
+		if d == nil {
 			continue
-		}
-		d := &delta{bits: cdc.BitsFor(fi.Size()), baseSize: fi.Size(), baseMtime: fi.ModTime().UnixNano(), wantList: rf.Size >= listMin}
-		if k, ok := st.Files[rf.Path]; ok && k.Size == fi.Size() && k.MtimeNs == fi.ModTime().UnixNano() {
-			d.base = cachedList(root, k.Hash, d.bits, fi.Size())
-		}
-		if d.base == nil {
-			if d.base, err = cutBase(root, rf.Path, d.bits, fi); err != nil {
-				log.Info("fetching a file whole: cannot read the installed version", "path", rf.Path, "err", err)
-				continue
-			}
 		}
 		if refs+len(d.base) > syncproto.MaxSessionChunkRefs {
 			// Past what one session may name: whole, with its list.
-			log.Info("fetching a file whole: this sync already names as many chunks as a session may", "path", rf.Path)
+			log.Info("fetching a file whole: this sync already names as many chunks as a session may", "path", man.Files[i].Path)
 			d.base, d.baseSize, d.baseMtime = nil, 0, 0
 			if !d.wantList {
 				continue
@@ -83,6 +89,32 @@ func planDeltas(root disk, st *State, man *manifest, download []int, log *slog.L
 		deltas[i] = d
 	}
 	return deltas
+}
+
+// deltaWorkers is how many bases planDeltas looks at at once.
+const deltaWorkers = 4
+
+// planDelta is planDeltas' decision for one file: nil to fetch it whole
+// without a chunk list.
+func planDelta(root disk, st *State, rf remoteFile, log *slog.Logger) *delta {
+	fi, err := root.Lstat(rf.Path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() < deltaMin || rf.Size < deltaMin {
+		if rf.Size >= listMin {
+			return &delta{bits: cdc.BitsFor(rf.Size), wantList: true}
+		}
+		return nil
+	}
+	d := &delta{bits: cdc.BitsFor(fi.Size()), baseSize: fi.Size(), baseMtime: fi.ModTime().UnixNano(), wantList: rf.Size >= listMin}
+	if k, ok := st.Files[rf.Path]; ok && k.Size == fi.Size() && k.MtimeNs == fi.ModTime().UnixNano() {
+		d.base = cachedList(root, k.Hash, d.bits, fi.Size())
+	}
+	if d.base == nil {
+		if d.base, err = cutBase(root, rf.Path, d.bits, fi); err != nil {
+			log.Info("fetching a file whole: cannot read the installed version", "path", rf.Path, "err", err)
+			return nil
+		}
+	}
+	return d
 }
 
 // cachedList returns the kept chunk list of content hash, or nil.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path"
@@ -382,11 +383,27 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		return res, nil
 	}
 
-	if err := preflight(root, man, p); err != nil {
+	// The checks before a download and the choice of deltas only read
+	// the install: both at once. Files the last attempt left whole are
+	// taken out of the deltas below.
+	pre := make(chan error, 1)
+	go func() { pre <- preflight(root, man, p) }()
+	deltas := planDeltas(root, st, man, p.fetch, o.Log)
+	if err := <-pre; err != nil {
 		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 		return nil, err
 	}
+	// The backup of the install is made while the files download: it
+	// only reads the install and writes .smartclient/bkp_new, which the
+	// download never touches, and it is not used before the switch.
+	var backup *backupJob
+	if p.changesContent() {
+		backup = startBackup(ctx, root)
+	}
 	fail := func(err error) (*Result, error) {
+		// The backup stops with ctx, or finishes; tidy then removes
+		// what it made.
+		backup.wait()
 		// A lost connection, or the server's own final word, leaves
 		// nobody to report to.
 		var pe *syncproto.Error
@@ -405,7 +422,13 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	}
 	download, reused, reusedBytes := reuseDownloads(root, man, p.fetch)
 	res.Reused = reused
-	deltas := planDeltas(root, st, man, download, o.Log)
+	if reused > 0 {
+		keep := make(map[int]bool, len(download))
+		for _, i := range download {
+			keep[i] = true
+		}
+		maps.DeleteFunc(deltas, func(i int, _ *delta) bool { return !keep[i] })
+	}
 	if err := c.request(download, deltas); err != nil {
 		// Files reused from the last attempt are in staging now: fail
 		// keeps them for the next one.
@@ -434,7 +457,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	}
 	j := &journal{Remove: p.remove, State: nextState(st, man, p, o), Hashes: map[string]string{}}
 	if p.changesContent() {
-		if j.Backup, err = prepareBackup(ctx, root); err != nil {
+		if j.Backup, err = backup.wait(); err != nil {
 			return fail(err)
 		}
 		if man.PostInstall != "" {
