@@ -2,7 +2,12 @@
 
 package smartclient
 
+import "io/fs"
+
 // renameAt and linkAt have no portable single-call form: the caller
 // renames or links through the install's root.
 func (d disk) renameAt(a, b string) (bool, error) { return false, nil }
 func (d disk) linkAt(a, b string) (bool, error)   { return false, nil }
+
+// readDir lists folder dir of the install, sorted by name.
+func (d disk) readDir(dir string) ([]fs.DirEntry, error) { return fs.ReadDir(d.FS(), dir) }

@@ -170,19 +170,47 @@ func reclaimMeta(root *os.Root) error {
 }
 
 // walkInstall calls fn for every entry of the install, folders before
-// their contents, leaving out the client's bookkeeping and the backups.
+// their contents and names in lexical order, leaving out the client's
+// bookkeeping and the backups. An entry's Info is an Lstat through the
+// install's root.
 func (d disk) walkInstall(fn func(p string, e fs.DirEntry) error) error {
-	return fs.WalkDir(d.FS(), ".", func(p string, e fs.DirEntry, err error) error {
-		switch {
-		case err != nil:
-			return fmt.Errorf("reading %s: %w", p, err)
-		case p == ".":
-			return nil
-		case reserved(p) && e.IsDir():
-			return fs.SkipDir
-		case reserved(p):
-			return nil
-		}
-		return fn(p, e)
-	})
+	return d.walkDir(".", fn)
 }
+
+func (d disk) walkDir(dir string, fn func(p string, e fs.DirEntry) error) error {
+	entries, err := d.readDir(dir)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		p := e.Name()
+		if dir != "." {
+			p = dir + "/" + p
+		}
+		if reserved(p) {
+			continue
+		}
+		if err := fn(p, rootEntry{e, d, p}); err != nil {
+			if err == fs.SkipDir {
+				continue
+			}
+			return err
+		}
+		if e.IsDir() {
+			if err := d.walkDir(p, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rootEntry is an entry of walkInstall: its Info comes from an Lstat
+// through the install's root, never from a path outside it.
+type rootEntry struct {
+	fs.DirEntry
+	d disk
+	p string
+}
+
+func (e rootEntry) Info() (fs.FileInfo, error) { return e.d.Lstat(e.p) }
