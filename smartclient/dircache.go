@@ -29,11 +29,13 @@ type dirCache struct {
 	// missing remembers folders that could not be opened, until the
 	// client makes folders or renames something.
 	missing map[string]bool
+	clock   uint64 // counts get calls, to drop the least recently used handle
 }
 
 type dirHandle struct {
-	r *os.Root
-	f *os.File // the folder itself, for system calls across two folders; opened when first needed
+	r    *os.Root
+	f    *os.File // the folder itself, for system calls across two folders; opened when first needed
+	used uint64   // when it was last asked for, in dirCache.clock's ticks
 }
 
 // maxCachedDirs bounds the open handles (two descriptors each).
@@ -51,32 +53,52 @@ func (c *dirCache) get(dir string) *dirHandle {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.getLocked(dir)
+}
+
+// getLocked is get. A folder is opened from its parent's handle, which is
+// cached first, so that opening it is one system call rather than one per
+// folder from the root down.
+func (c *dirCache) getLocked(dir string) *dirHandle {
+	c.clock++
 	if h, ok := c.subs[dir]; ok {
+		h.used = c.clock
 		return h
 	}
 	if c.missing[dir] {
 		return nil
 	}
-	if len(c.subs) >= maxCachedDirs {
-		// Make room: any one will do, since the client works through
-		// files sorted by path, folder after folder.
-		for d := range c.subs {
-			c.dropLocked(d)
-			break
+	from, name := c.root, dir
+	if parent, base := path.Split(dir); parent != "" {
+		if h := c.getLocked(strings.TrimSuffix(parent, "/")); h != nil {
+			from, name = h.r, base
 		}
 	}
-	r, err := c.root.OpenRoot(dir)
+	if len(c.subs) >= maxCachedDirs {
+		// Make room: drop the least recently used (a backup or a
+		// switch works in two or three folder trees at once, folder
+		// after folder; the parent just used is the most recent).
+		var old string
+		oldest := c.clock
+		for d, h := range c.subs {
+			if h.used < oldest {
+				old, oldest = d, h.used
+			}
+		}
+		c.dropOneLocked(old)
+	}
+	r, err := from.OpenRoot(name)
 	if err != nil {
 		c.missing[dir] = true
 		return nil
 	}
-	if fi, err := c.root.Lstat(dir); err != nil || !fi.IsDir() {
+	if fi, err := from.Lstat(name); err != nil || !fi.IsDir() {
 		// A link to a folder: resolved through the root as before.
 		r.Close()
 		c.missing[dir] = true
 		return nil
 	}
-	h := &dirHandle{r: r}
+	h := &dirHandle{r: r, used: c.clock}
 	c.subs[dir] = h
 	for d := dir; ; d = path.Dir(d) {
 		c.held[d]++
@@ -114,21 +136,42 @@ func (c *dirCache) forget(name string) {
 	}
 }
 
+// has reports whether folder dir has a handle, so exists, without opening
+// it.
+func (c *dirCache) has(dir string) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.subs[dir]
+	return ok
+}
+
 // dropLocked closes the handles at or below prefix ("" for all).
 func (c *dirCache) dropLocked(prefix string) {
-	for dir, h := range c.subs {
+	for dir := range c.subs {
 		if prefix != "" && dir != prefix && !strings.HasPrefix(dir, prefix+"/") {
 			continue
 		}
-		h.close()
-		delete(c.subs, dir)
-		for d := dir; ; d = path.Dir(d) {
-			if c.held[d]--; c.held[d] == 0 {
-				delete(c.held, d)
-			}
-			if d == "." {
-				break
-			}
+		c.dropOneLocked(dir)
+	}
+}
+
+// dropOneLocked closes the handle of folder dir.
+func (c *dirCache) dropOneLocked(dir string) {
+	h, ok := c.subs[dir]
+	if !ok {
+		return
+	}
+	h.close()
+	delete(c.subs, dir)
+	for d := dir; ; d = path.Dir(d) {
+		if c.held[d]--; c.held[d] == 0 {
+			delete(c.held, d)
+		}
+		if d == "." {
+			break
 		}
 	}
 }
@@ -173,6 +216,18 @@ func (d disk) in(name string) (*os.Root, string) {
 		return h.r, base
 	}
 	return d.Root, name
+}
+
+// Open is os.Root's Open through the folder cache.
+func (d disk) Open(name string) (*os.File, error) {
+	r, n := d.in(name)
+	return r.Open(n)
+}
+
+// ReadFile is os.Root's ReadFile through the folder cache.
+func (d disk) ReadFile(name string) ([]byte, error) {
+	r, n := d.in(name)
+	return r.ReadFile(n)
 }
 
 // Lstat is os.Root's Lstat through the folder cache.

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/atomicfile"
@@ -98,6 +99,9 @@ func (d disk) RemoveAll(name string) error {
 func (d disk) MkdirAll(name string, perm fs.FileMode) error {
 	if err := d.hook("mkdir", name); err != nil {
 		return err
+	}
+	if d.dirs.has(strings.TrimSuffix(name, "/")) {
+		return nil // a folder with a handle exists
 	}
 	defer d.dirs.made()
 	return d.Root.MkdirAll(name, perm)
