@@ -92,7 +92,7 @@ func BenchmarkPlanNoop(b *testing.B) {
 	log := slog.New(slog.DiscardHandler)
 	b.ReportAllocs()
 	for b.Loop() {
-		p, err := makePlan(r, st, man, false, log)
+		p, err := makePlan(r, st, man, false, nil, log)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -163,15 +163,23 @@ func (p *plan) changesContent() bool {
 func (p *plan) installs() []int { return slices.Concat(p.fetch, p.links) }
 
 // makePlan compares the manifest with the install folder. A full plan
-// (incompatible builds) fetches every file, preserved ones included.
-func makePlan(root *os.Root, st *State, man *manifest, full bool, log *slog.Logger) (*plan, error) {
+// (incompatible builds) fetches every file, preserved ones included. same
+// names regular files just found with the size and mtime the state
+// records (see checkInstall), which are not looked up again.
+func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[string]bool, log *slog.Logger) (*plan, error) {
 	p := &plan{known: map[string]FileState{}}
 	listed := make(map[string]bool, len(man.Files))
 	d := newDisk(root) // one open per folder, not per file
 	defer d.close()
 	for i, f := range man.Files {
 		listed[strings.ToLower(f.Path)] = true
-		fi, err := d.Lstat(f.Path)
+		var fi fs.FileInfo
+		var err error
+		if k, ok := st.Files[f.Path]; ok && same[f.Path] {
+			fi = recordedInfo{name: path.Base(f.Path), k: k}
+		} else {
+			fi, err = d.Lstat(f.Path)
+		}
 		if f.Target != "" {
 			if err := planLink(root, p, i, f, fi, err); err != nil {
 				return nil, err
@@ -251,6 +259,20 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, log *slog.Logg
 	sort.Strings(p.remove)
 	return p, checkParents(root, man, p)
 }
+
+// recordedInfo is the FileInfo of a regular file found as the state
+// records it.
+type recordedInfo struct {
+	name string
+	k    FileState
+}
+
+func (r recordedInfo) Name() string       { return r.name }
+func (r recordedInfo) Size() int64        { return r.k.Size }
+func (r recordedInfo) Mode() fs.FileMode  { return 0o644 }
+func (r recordedInfo) ModTime() time.Time { return time.Unix(0, r.k.MtimeNs) }
+func (r recordedInfo) IsDir() bool        { return false }
+func (r recordedInfo) Sys() any           { return nil }
 
 // planLink decides for the link f: current if the install has that very
 // link, made anew otherwise (replacing a file or another link).

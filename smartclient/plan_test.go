@@ -142,7 +142,7 @@ func TestPlan(t *testing.T) {
 				st.Files["f.dll"] = *tc.state
 			}
 			tc.remote.Path = "f.dll"
-			p, err := makePlan(root, st, &manifest{Files: []remoteFile{tc.remote}}, tc.full, discard)
+			p, err := makePlan(root, st, &manifest{Files: []remoteFile{tc.remote}}, tc.full, nil, discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -184,7 +184,7 @@ func TestPlanRemovals(t *testing.T) {
 	st.Files["vanished.dll"] = FileState{Size: 1}
 	// The server renamed foo.dll to Foo.dll: one file on Windows and macOS.
 	man := &manifest{Files: []remoteFile{{Path: "Foo.dll", Size: 1}}}
-	p, err := makePlan(root, st, man, false, discard)
+	p, err := makePlan(root, st, man, false, nil, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestPlanKnownFileWithOtherHash(t *testing.T) {
 		"f.dll": {Size: 3, MtimeNs: mtime, Hash: hex.EncodeToString(hashA[:]), ServerMtimeNs: mtime},
 	}}
 	man := &manifest{Files: []remoteFile{{Path: "f.dll", Size: 3, MtimeNs: mtime, Hash: hashB}}}
-	pl, err := makePlan(root, st, man, false, discard)
+	pl, err := makePlan(root, st, man, false, nil, discard)
 	if err != nil {
 		t.Fatal(err)
 	}

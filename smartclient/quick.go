@@ -26,12 +26,27 @@ import (
 // intact reports whether every file the state records is still as the
 // client left it: a regular file of the recorded size and mtime, a link
 // with the recorded target, a preserved file present at all (the user may
-// change those). Files are looked up folder by folder, each folder opened
-// once (through the os.Root, so never through a link), since a lookup of a
-// nested path through an os.Root opens every folder on the way; folders are
-// shared out among a few workers, since on a cold cache each lookup may
-// wait for the disk.
+// change those). See checkInstall.
 func intact(ctx context.Context, root *os.Root, files map[string]FileState) bool {
+	return checkInstall(ctx, root, files).ok
+}
+
+// installCheck is what checkInstall found.
+type installCheck struct {
+	ok bool // the check finished, and every file is as recorded
+	// same holds the regular files found with their recorded size and
+	// mtime, which the plan then need not look up again.
+	same map[string]bool
+}
+
+// checkInstall looks at every file the state records (see intact). Files
+// are looked up folder by folder, each folder opened once (through the
+// os.Root, so never through a link), since a lookup of a nested path
+// through an os.Root opens every folder on the way; folders are shared out
+// among a few workers, since on a cold cache each lookup may wait for the
+// disk. A file not as recorded does not stop the check: the plan uses
+// what it found of the others.
+func checkInstall(ctx context.Context, root *os.Root, files map[string]FileState) installCheck {
 	byDir := map[string][]string{}
 	for name := range files {
 		dir, base := path.Split(name)
@@ -45,56 +60,78 @@ func intact(ctx context.Context, root *os.Root, files map[string]FileState) bool
 	var bad atomic.Bool
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range workers {
+	found := make([][]string, workers)
+	for w := range workers {
 		wg.Go(func() {
-			for !bad.Load() && ctx.Err() == nil {
+			for ctx.Err() == nil {
 				i := int(next.Add(1)) - 1
 				if i >= len(dirs) {
 					return
 				}
-				if !dirAsRecorded(root, dirs[i], byDir[dirs[i]], files) {
+				var ok bool
+				if found[w], ok = dirAsRecorded(root, dirs[i], byDir[dirs[i]], files, found[w]); !ok {
 					bad.Store(true)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return !bad.Load() && ctx.Err() == nil
+	n := 0
+	for _, f := range found {
+		n += len(f)
+	}
+	same := make(map[string]bool, n)
+	for _, f := range found {
+		for _, name := range f {
+			same[name] = true
+		}
+	}
+	return installCheck{ok: !bad.Load() && ctx.Err() == nil, same: same}
 }
 
-func dirAsRecorded(root *os.Root, dir string, names []string, files map[string]FileState) bool {
+// dirAsRecorded checks the files names of folder dir, appending to same
+// the regular files found as recorded.
+func dirAsRecorded(root *os.Root, dir string, names []string, files map[string]FileState, same []string) ([]string, bool) {
 	r := root
 	if dir != "" {
 		sub, err := root.OpenRoot(strings.TrimSuffix(dir, "/"))
 		if err != nil {
-			return false
+			return same, false
 		}
 		defer sub.Close()
 		r = sub
 	}
+	ok := true
 	for _, base := range names {
-		if !asRecorded(r, base, files[dir+base]) {
-			return false
+		k := files[dir+base]
+		regular, as := asRecorded(r, base, k)
+		if !as {
+			ok = false
+		} else if regular {
+			same = append(same, dir+base)
 		}
 	}
-	return true
+	return same, ok
 }
 
-func asRecorded(root *os.Root, name string, k FileState) bool {
+// asRecorded reports whether name is as k records it, and whether it was
+// found a regular file of k's size and mtime.
+func asRecorded(root *os.Root, name string, k FileState) (regular, ok bool) {
 	fi, err := root.Lstat(name)
 	switch {
 	case err != nil:
-		return false
+		return false, false
 	case k.Preserve:
-		return true
+		return false, true
 	case fi.Mode()&fs.ModeSymlink != 0:
 		target, err := root.Readlink(name)
 		sum := blake3.Sum256([]byte(target))
-		return err == nil && hex.EncodeToString(sum[:]) == k.Hash
+		return false, err == nil && hex.EncodeToString(sum[:]) == k.Hash
 	case fi.Mode().IsRegular():
-		return fi.Size() == k.Size && fi.ModTime().UnixNano() == k.MtimeNs
+		ok := fi.Size() == k.Size && fi.ModTime().UnixNano() == k.MtimeNs
+		return ok, ok
 	}
-	return false
+	return false, false
 }
 
 // lastCheckFile records the last sync that found nothing to do, so that

@@ -2,9 +2,11 @@ package smartclient
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +71,88 @@ func TestUpToDateToAFreshClient(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("a refused first sync left %d entries in the install folder", len(entries))
+	}
+}
+
+// TestCheckInstallFindsWhatChanged: the check goes on past a changed file,
+// and names as the same only the regular files with their recorded size
+// and mtime, which the plan then trusts without looking again.
+func TestCheckInstallFindsWhatChanged(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) FileState {
+		t.Helper()
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return FileState{Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(), ServerMtimeNs: fi.ModTime().UnixNano(), Hash: strings.Repeat("ab", 32)}
+	}
+	files := map[string]FileState{
+		"a.dll":        write("a.dll", "a"),
+		"bin/b.exe":    write("bin/b.exe", "bb"),
+		"bin/c.dat":    write("bin/c.dat", "ccc"),
+		"lib/d.so":     write("lib/d.so", "dddd"),
+		"cfg/user.ini": write("cfg/user.ini", "x=1"),
+	}
+	pres := files["cfg/user.ini"]
+	pres.Preserve = true
+	files["cfg/user.ini"] = pres
+	files["gone.txt"] = FileState{Size: 1, Hash: strings.Repeat("cd", 32)}
+	// Changed after it was recorded: other size, then other mtime.
+	write("bin/c.dat", "changed")
+	later := time.Unix(0, files["lib/d.so"].MtimeNs).Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "lib", "d.so"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+
+	got := checkInstall(t.Context(), root, files)
+	if got.ok {
+		t.Error("an install with changed and missing files was found intact")
+	}
+	want := map[string]bool{"a.dll": true, "bin/b.exe": true}
+	if len(got.same) != len(want) {
+		t.Errorf("same = %v, want %v", got.same, want)
+	}
+	for name := range want {
+		if !got.same[name] {
+			t.Errorf("%s, unchanged, is not among the same: %v", name, got.same)
+		}
+	}
+
+	// The plan trusts same, and looks at the rest: the changed files are
+	// fetched, the gone one too, the unchanged ones are current.
+	st := &State{Files: files}
+	man := &manifest{}
+	for _, name := range []string{"a.dll", "bin/b.exe", "bin/c.dat", "gone.txt", "lib/d.so"} {
+		k := files[name]
+		var h [32]byte
+		hb, _ := hex.DecodeString(k.Hash)
+		copy(h[:], hb)
+		man.Files = append(man.Files, remoteFile{Path: name, Size: k.Size, MtimeNs: k.MtimeNs, Hash: h})
+	}
+	for _, same := range []map[string]bool{nil, got.same} {
+		p, err := makePlan(root, st, man, false, same, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fetched []string
+		for _, i := range p.fetch {
+			fetched = append(fetched, man.Files[i].Path)
+		}
+		if strings.Join(fetched, " ") != "bin/c.dat gone.txt lib/d.so" || len(p.current) != 2 {
+			t.Errorf("with same %v: fetch %v, %d current; want bin/c.dat gone.txt lib/d.so fetched and 2 current", same, fetched, len(p.current))
+		}
 	}
 }

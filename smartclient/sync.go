@@ -300,34 +300,38 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		get.Flags |= syncproto.GetRaw
 	}
 	// The digest goes out at once, and the install is checked while the
-	// server answers: only an "up to date" needs the check's result.
-	var isIntact chan bool
+	// server answers: an "up to date" needs the check's result, and a
+	// manifest's plan uses what it found.
+	var isIntact chan installCheck
 	checkCtx, stopCheck := context.WithCancel(ctx)
-	// checked stops the check and waits for it, so that nothing looks at
-	// the install behind the sync's back; it returns the check's result.
-	checked := func() bool {
-		if isIntact == nil {
-			return false
+	// checked waits for the check, so that nothing looks at the install
+	// behind the sync's back, and returns what it found; stop cancels it
+	// first.
+	var found installCheck
+	checked := func(stop bool) installCheck {
+		if isIntact != nil {
+			if stop {
+				stopCheck()
+			}
+			found = <-isIntact
+			isIntact = nil
 		}
-		stopCheck()
-		ok := <-isIntact
-		isIntact = nil
-		return ok
+		return found
 	}
 	defer stopCheck()
-	defer checked()
+	defer checked(true)
 	if have, err := hex.DecodeString(st.Manifest); err == nil && len(have) == len(get.Have) && !full {
 		copy(get.Have[:], have)
-		isIntact = make(chan bool, 1)
+		isIntact = make(chan installCheck, 1)
 		files := st.Files
-		go func() { isIntact <- intact(checkCtx, root.Root, files) }()
+		go func() { isIntact <- checkInstall(checkCtx, root.Root, files) }()
 	}
 	if err := c.send(get); err != nil {
 		return nil, fmt.Errorf("asking for the manifest: %w", err)
 	}
+	named := isIntact != nil
 	man, err := readManifest(c)
 	if errors.Is(err, errUpToDate) {
-		named := isIntact != nil
 		if !named {
 			// A server that says "up to date" to a client that
 			// named no manifest is lying.
@@ -335,7 +339,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		}
 		// Waiting for the check is right here: only a finished check
 		// can say the install is intact (a cancelled one says no).
-		if ok := func() bool { ok := <-isIntact; isIntact = nil; return ok }(); !ok {
+		if !checked(false).ok {
 			// The release has not changed, but the install has: the
 			// manifest after all, to repair it.
 			get.Have = [32]byte{}
@@ -346,10 +350,12 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 				return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
 			}
 		}
+	} else if err == nil {
+		// A manifest came: the check finishes, and the plan looks up
+		// only the files it did not find as recorded.
+		checked(false)
 	} else {
-		// A manifest came (or nothing did): the plan looks at every
-		// file anyway.
-		checked()
+		checked(true)
 	}
 	if errors.Is(err, errUpToDate) {
 		// The install is as the current manifest says: nothing to do,
@@ -367,7 +373,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if err != nil {
 		return nil, err
 	}
-	p, err := makePlan(root.Root, st, man, full, o.Log)
+	p, err := makePlan(root.Root, st, man, full, found.same, o.Log)
 	if err != nil {
 		return nil, err
 	}
