@@ -143,6 +143,8 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 	if werr := f.writers.wait(); err == nil {
 		err = werr
 	}
+	// The buffers are garbage now, before the switch needs memory.
+	f.writers, f.buf, f.dec = nil, nil, nil
 	return err
 }
 
@@ -257,7 +259,7 @@ type writeJob struct {
 
 const (
 	wholeMax     = 1 << 20 // files up to this size are received whole, then written
-	writeBuffers = 8
+	writeBuffers = 4
 	writerCount  = 2
 )
 

@@ -374,6 +374,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		return nil, err
 	}
 	p, err := makePlan(root.Root, st, man, full, found.same, o.Log)
+	found.same = nil
 	if err != nil {
 		return nil, err
 	}
