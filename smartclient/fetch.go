@@ -337,7 +337,6 @@ func writeWhole(root disk, rf remoteFile, data []byte) (err error) {
 	if err := out.Chmod(stagedMode(rf.Mode)); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
-	startWriteback(out)
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
@@ -461,7 +460,6 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	if err := out.Chmod(stagedMode(rf.Mode)); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
-	startWriteback(out)
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
