@@ -123,6 +123,7 @@ type bench struct {
 	clkTck  int64
 	rsyncD  string // rsyncd.conf
 	modules []string
+	seq     int // numbers the single-client folders of a scenario (see prepare)
 }
 
 func run(ctx context.Context, args []string) error {
@@ -899,20 +900,35 @@ func diffTrees(ctx context.Context, served, client string) error {
 // file in place; the template fingerprints check it), with a real copy of
 // ours' .smartclient, whose lock file must not be shared. It ends with a
 // sync(2), so that the timed part never flushes the copy's dirty pages.
+//
+// A single client's copy (cp -a) is left in place until the scenario ends,
+// and the next run gets a folder of its own: removing 20,000 files just
+// before a timed run made that run slow for either tool, because on this
+// machine's ext4, which has no journal, the kernel then skips every
+// recently freed inode one by one when it creates a file (ext4's
+// recently_deleted(), minutes of memory). Several clients' copies are hard
+// links, whose removal frees no inode of the template's, so they are
+// removed at once.
 func (b *bench) prepare(ctx context.Context, tool string, sc scenario) ([]string, error) {
 	base := filepath.Join(b.runDir, "client")
-	if err := os.RemoveAll(base); err != nil {
-		return nil, err
+	if sc.clients > 1 {
+		if err := os.RemoveAll(base); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return nil, err
 	}
+	b.seq++
 	dests := make([]string, sc.clients)
 	var wg sync.WaitGroup
 	errs := make([]error, sc.clients)
 	sem := make(chan struct{}, max(2, runtime.NumCPU()))
 	for i := range dests {
 		dests[i] = filepath.Join(base, fmt.Sprintf("%s-%02d", tool, i))
+		if sc.clients == 1 {
+			dests[i] = filepath.Join(base, fmt.Sprintf("%s-run%03d", tool, b.seq))
+		}
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
