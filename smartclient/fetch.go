@@ -124,6 +124,7 @@ type fetcher struct {
 	log      *slog.Logger
 	copied   int64 // bytes taken from installed versions (deltas)
 	writers  *writers
+	flush    *flusher
 }
 
 // fetchAll receives every file in order into staging, verifying each one's
@@ -137,14 +138,18 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 	f.dec = dec
 	f.buf = make([]byte, 0, syncproto.MaxChunk)
 	f.writers = startWriters(f.root)
+	f.flush = newFlusher(f.root)
 	err = f.receive(ctx, order)
 	// Whatever happened, no writer may still be at work when the caller
 	// keeps or removes what is staged.
 	if werr := f.writers.wait(); err == nil {
 		err = werr
 	}
+	if ferr := f.flush.wait(); err == nil {
+		err = ferr
+	}
 	// The buffers are garbage now, before the switch needs memory.
-	f.writers, f.buf, f.dec = nil, nil, nil
+	f.writers, f.buf, f.dec, f.flush = nil, nil, nil, nil
 	return err
 }
 
@@ -168,6 +173,7 @@ func (f *fetcher) receive(ctx context.Context, order []int) error {
 		if err := f.fetchOne(i, rf); err != nil {
 			return err
 		}
+		f.flush.wrote(rf.Size)
 	}
 	return nil
 }

@@ -8,6 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// backgroundSync: syncfs(2) syncs the whole file system in one call, so
+// a flusher can sync as the download goes.
+const backgroundSync = true
+
 // syncFS flushes the file system that holds the install folder (and so
 // staging and the new backup): one syncfs(2) instead of an fsync per file.
 func syncFS(root *os.Root, _ []string) error {

@@ -7,6 +7,10 @@ import (
 	"os"
 )
 
+// backgroundSync: without syncfs(2), a sync walks the staged files, too
+// slow to repeat while they arrive.
+const backgroundSync = false
+
 // syncFS makes what a switch depends on durable where there is no
 // syncfs(2): every regular file under the given folders (staging and the
 // new backup) and the folders themselves, so their entries survive a
