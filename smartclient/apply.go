@@ -105,6 +105,11 @@ func writeJournal(d disk, j *journal) error {
 	if err := d.syncFS(); err != nil {
 		return fmt.Errorf("syncing staged files: %w", err)
 	}
+	return saveJournal(d, j)
+}
+
+// saveJournal writes the journal durably (see journalHeader).
+func saveJournal(d disk, j *journal) error {
 	j.Version = journalVersion
 	prev, err := currentStateFile(d)
 	if err != nil {
@@ -124,9 +129,7 @@ func writeJournal(d disk, j *journal) error {
 	h.Write(prev)
 	j.sum = hex.EncodeToString(h.Sum(nil))
 	line := fmt.Sprintf("%s%s %d %d %d\n", journalHeader, j.sum, len(js), len(st), len(prev))
-	data := make([]byte, 0, len(line)+len(js)+len(st)+len(prev))
-	data = append(append(append(append(data, line...), js...), st...), prev...)
-	if err := d.writeFile(journalFile, data); err != nil {
+	if err := d.writeFile(journalFile, []byte(line), js, st, prev); err != nil {
 		return fmt.Errorf("writing journal: %w", err)
 	}
 	return nil

@@ -166,3 +166,32 @@ func BenchmarkMarshalState(b *testing.B) {
 		marshalState(st)
 	}
 }
+
+// BenchmarkWriteJournal writes the journal of an update of 1,000 of
+// 20,000 files (the new state whole, and the previous one), as the switch
+// does before its first rename, after the file system sync (not
+// counted).
+func BenchmarkWriteJournal(b *testing.B) {
+	dir, _ := benchInstall(b, 20000)
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	d := disk{Root: r}
+	st := benchState(20000)
+	j := &journal{State: st, Hashes: map[string]string{}}
+	for name, k := range st.Files {
+		if len(j.Install) == 1000 {
+			break
+		}
+		j.Install = append(j.Install, name)
+		j.Hashes[name] = k.Hash
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := saveJournal(d, j); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

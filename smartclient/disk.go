@@ -142,12 +142,13 @@ func (d disk) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error
 	return r.OpenFile(n, flag, perm)
 }
 
-// writeFile replaces the bookkeeping file rel atomically and durably.
-func (d disk) writeFile(rel string, data []byte) error {
+// writeFile replaces the bookkeeping file rel atomically and durably with
+// the parts of data, one after the other.
+func (d disk) writeFile(rel string, data ...[]byte) error {
 	if err := d.hook("write", rel); err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(d.Name(), filepath.FromSlash(rel)), data, 0o644)
+	return atomicfile.WriteParts(filepath.Join(d.Name(), filepath.FromSlash(rel)), 0o644, data...)
 }
 
 // syncFS makes the staged files and the new backup durable (see syncFS).

@@ -463,6 +463,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		return fail(err)
 	}
 	j := &journal{Remove: p.remove, State: nextState(st, man, p, o), Hashes: map[string]string{}}
+	p.known = nil // in the new state now
 	if p.changesContent() {
 		if j.Backup, err = backup.wait(); err != nil {
 			return fail(err)

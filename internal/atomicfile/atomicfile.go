@@ -12,6 +12,12 @@ import (
 
 // Write replaces path with data atomically and durably.
 func Write(path string, data []byte, perm os.FileMode) error {
+	return WriteParts(path, perm, data)
+}
+
+// WriteParts is Write of the parts one after the other, which spares the
+// caller a copy of them all in one slice.
+func WriteParts(path string, perm os.FileMode, parts ...[]byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -28,8 +34,10 @@ func Write(path string, data []byte, perm os.FileMode) error {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", tmp, err)
+	for _, data := range parts {
+		if _, err := f.Write(data); err != nil {
+			return fmt.Errorf("writing %s: %w", tmp, err)
+		}
 	}
 	if err := f.Chmod(perm); err != nil {
 		return fmt.Errorf("writing %s: %w", tmp, err)

@@ -41,3 +41,14 @@ func TestWriteIntoMissingParentFails(t *testing.T) {
 		t.Fatal("writing below a regular file succeeded")
 	}
 }
+
+func TestWritePartsJoinsThem(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	if err := WriteParts(p, 0o644, []byte("head\n"), nil, []byte("body"), []byte("!")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil || string(got) != "head\nbody!" {
+		t.Fatalf("read %q, %v; want %q", got, err, "head\nbody!")
+	}
+}
