@@ -34,9 +34,26 @@ func intact(ctx context.Context, root *os.Root, files map[string]FileState) bool
 // installCheck is what checkInstall found.
 type installCheck struct {
 	ok bool // the check finished, and every file is as recorded
-	// same holds the regular files found with their recorded size and
-	// mtime, which the plan then need not look up again.
-	same map[string]bool
+	// found lists, per worker, the regular files found with their
+	// recorded size and mtime, which the plan then need not look up
+	// again (see same).
+	found [][]string
+}
+
+// same returns the files found as recorded, as a set. It is built only
+// for a plan: a no-op check needs none.
+func (c installCheck) same() map[string]bool {
+	n := 0
+	for _, f := range c.found {
+		n += len(f)
+	}
+	same := make(map[string]bool, n)
+	for _, f := range c.found {
+		for _, name := range f {
+			same[name] = true
+		}
+	}
+	return same
 }
 
 // checkInstall looks at every file the state records (see intact). Files
@@ -49,8 +66,8 @@ type installCheck struct {
 func checkInstall(ctx context.Context, root *os.Root, files map[string]FileState) installCheck {
 	byDir := map[string][]string{}
 	for name := range files {
-		dir, base := path.Split(name)
-		byDir[dir] = append(byDir[dir], base)
+		dir, _ := path.Split(name)
+		byDir[dir] = append(byDir[dir], name)
 	}
 	dirs := make([]string, 0, len(byDir))
 	for dir := range byDir {
@@ -76,21 +93,11 @@ func checkInstall(ctx context.Context, root *os.Root, files map[string]FileState
 		})
 	}
 	wg.Wait()
-	n := 0
-	for _, f := range found {
-		n += len(f)
-	}
-	same := make(map[string]bool, n)
-	for _, f := range found {
-		for _, name := range f {
-			same[name] = true
-		}
-	}
-	return installCheck{ok: !bad.Load() && ctx.Err() == nil, same: same}
+	return installCheck{ok: !bad.Load() && ctx.Err() == nil, found: found}
 }
 
-// dirAsRecorded checks the files names of folder dir, appending to same
-// the regular files found as recorded.
+// dirAsRecorded checks the files names (full paths) of folder dir,
+// appending to same the regular files found as recorded.
 func dirAsRecorded(root *os.Root, dir string, names []string, files map[string]FileState, same []string) ([]string, bool) {
 	r := root
 	if dir != "" {
@@ -102,13 +109,12 @@ func dirAsRecorded(root *os.Root, dir string, names []string, files map[string]F
 		r = sub
 	}
 	ok := true
-	for _, base := range names {
-		k := files[dir+base]
-		regular, as := asRecorded(r, base, k)
+	for _, name := range names {
+		regular, as := asRecorded(r, name[len(dir):], files[name])
 		if !as {
 			ok = false
 		} else if regular {
-			same = append(same, dir+base)
+			same = append(same, name)
 		}
 	}
 	return same, ok

@@ -117,7 +117,11 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 	}
 	defer root.Close()
 
-	got := checkInstall(t.Context(), root, files)
+	check := checkInstall(t.Context(), root, files)
+	got := struct {
+		ok   bool
+		same map[string]bool
+	}{check.ok, check.same()}
 	if got.ok {
 		t.Error("an install with changed and missing files was found intact")
 	}

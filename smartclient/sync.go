@@ -373,8 +373,8 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if err != nil {
 		return nil, err
 	}
-	p, err := makePlan(root.Root, st, man, full, found.same, o.Log)
-	found.same = nil
+	p, err := makePlan(root.Root, st, man, full, found.same(), o.Log)
+	found.found = nil
 	if err != nil {
 		return nil, err
 	}
