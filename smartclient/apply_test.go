@@ -359,6 +359,36 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	t.Logf("%d crash points in the switch, %d crashes during recovery; after recovery: %v", points, recoveryCrashes, seen)
 }
 
+// halfSwitch backs up, writes the journal and stops the switch halfway,
+// after the first file is in place, as a crash would; it returns the
+// journal.
+func halfSwitch(t *testing.T, d disk) *journal {
+	t.Helper()
+	count := 0
+	faultHook = func(op, name string) error {
+		if op == "rename" && !strings.HasPrefix(name, metaDir) {
+			count++
+			if count == 2 {
+				return errInjected
+			}
+		}
+		return nil
+	}
+	defer func() { faultHook = nil }()
+	j := fixtureJournal()
+	var err error
+	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJournal(d, j); err != nil {
+		t.Fatal(err)
+	}
+	if err := play(d, j, discard); !errors.Is(err, errInjected) {
+		t.Fatalf("play: %v", err)
+	}
+	return j
+}
+
 func TestDamagedJournalRollsBack(t *testing.T) {
 	for name, damage := range map[string]func(b []byte) []byte{
 		"torn":         func(b []byte) []byte { return b[:len(b)/2] },
@@ -375,29 +405,7 @@ func TestDamagedJournalRollsBack(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := makeSwitchFixture(t)
 			d := openDisk(t, dir)
-			// Stop the switch halfway: after the first file is in place.
-			count := 0
-			faultHook = func(op, name string) error {
-				if op == "rename" && !strings.HasPrefix(name, metaDir) {
-					count++
-					if count == 2 {
-						return errInjected
-					}
-				}
-				return nil
-			}
-			j := fixtureJournal()
-			var err error
-			if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
-				t.Fatal(err)
-			}
-			if err := writeJournal(d, j); err != nil {
-				t.Fatal(err)
-			}
-			if err := play(d, j, discard); !errors.Is(err, errInjected) {
-				t.Fatalf("play: %v", err)
-			}
-			faultHook = nil
+			halfSwitch(t, d)
 			p := filepath.Join(dir, filepath.FromSlash(journalFile))
 			b, err := os.ReadFile(p)
 			if err != nil {
@@ -422,28 +430,7 @@ func TestDamagedJournalRollsBack(t *testing.T) {
 func TestRecoversVersion2Journal(t *testing.T) {
 	dir := makeSwitchFixture(t)
 	d := openDisk(t, dir)
-	count := 0
-	faultHook = func(op, name string) error {
-		if op == "rename" && !strings.HasPrefix(name, metaDir) {
-			count++
-			if count == 2 {
-				return errInjected
-			}
-		}
-		return nil
-	}
-	j := fixtureJournal()
-	var err error
-	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeJournal(d, j); err != nil {
-		t.Fatal(err)
-	}
-	if err := play(d, j, discard); !errors.Is(err, errInjected) {
-		t.Fatalf("play: %v", err)
-	}
-	faultHook = nil
+	j := halfSwitch(t, d)
 	// The same journal as version 2 wrote it.
 	v2 := *j
 	v2.Version = journalVersion2
