@@ -36,6 +36,11 @@ type dirHandle struct {
 	r    *os.Root
 	f    *os.File // the folder itself, for system calls across two folders; opened when first needed
 	used uint64   // when it was last asked for, in dirCache.clock's ticks
+	// refs counts the callers of get that have not yet called put: a
+	// handle dropped from the cache while in use (the download, the
+	// backup and the writers work at once) is closed by the last put.
+	refs int
+	gone bool
 }
 
 // maxCachedDirs bounds the open handles (two descriptors each).
@@ -53,7 +58,23 @@ func (c *dirCache) get(dir string) *dirHandle {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.getLocked(dir)
+	h := c.getLocked(dir)
+	if h != nil {
+		h.refs++
+	}
+	return h
+}
+
+// put releases a handle get returned (nil is fine).
+func (c *dirCache) put(h *dirHandle) {
+	if c == nil || h == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h.refs--; h.refs == 0 && h.gone {
+		h.close()
+	}
 }
 
 // getLocked is get. A folder is opened from its parent's handle, which is
@@ -164,7 +185,11 @@ func (c *dirCache) dropOneLocked(dir string) {
 	if !ok {
 		return
 	}
-	h.close()
+	if h.refs == 0 {
+		h.close()
+	} else {
+		h.gone = true // put closes it
+	}
 	delete(c.subs, dir)
 	for d := dir; ; d = path.Dir(d) {
 		if c.held[d]--; c.held[d] == 0 {
@@ -192,9 +217,11 @@ func (h *dirHandle) close() {
 	h.r.Close()
 }
 
-// file returns the folder as an open file, for system calls that take a
-// folder's descriptor.
-func (h *dirHandle) file() (*os.File, error) {
+// file returns the folder of h as an open file, for system calls that
+// take a folder's descriptor.
+func (c *dirCache) file(h *dirHandle) (*os.File, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if h.f == nil {
 		f, err := h.r.Open(".")
 		if err != nil {
@@ -206,33 +233,37 @@ func (h *dirHandle) file() (*os.File, error) {
 }
 
 // in returns the root to use for name and name relative to it: the cached
-// folder of name and its base name, or the install's root and name.
-func (d disk) in(name string) (*os.Root, string) {
+// folder of name and its base name, or the install's root and name. The
+// caller puts the handle back (d.dirs.put) once done with the root.
+func (d disk) in(name string) (*os.Root, string, *dirHandle) {
 	dir, base := path.Split(name)
 	if dir == "" || base == "" {
-		return d.Root, name
+		return d.Root, name, nil
 	}
 	if h := d.dirs.get(strings.TrimSuffix(dir, "/")); h != nil {
-		return h.r, base
+		return h.r, base, h
 	}
-	return d.Root, name
+	return d.Root, name, nil
 }
 
 // Open is os.Root's Open through the folder cache.
 func (d disk) Open(name string) (*os.File, error) {
-	r, n := d.in(name)
+	r, n, h := d.in(name)
+	defer d.dirs.put(h)
 	return r.Open(n)
 }
 
 // ReadFile is os.Root's ReadFile through the folder cache.
 func (d disk) ReadFile(name string) ([]byte, error) {
-	r, n := d.in(name)
+	r, n, h := d.in(name)
+	defer d.dirs.put(h)
 	return r.ReadFile(n)
 }
 
 // Lstat is os.Root's Lstat through the folder cache.
 func (d disk) Lstat(name string) (fs.FileInfo, error) {
-	r, n := d.in(name)
+	r, n, h := d.in(name)
+	defer d.dirs.put(h)
 	return r.Lstat(n)
 }
 

@@ -13,35 +13,38 @@ import (
 )
 
 // pair returns the cached folders of two names and their base names, or
-// ok false when either is not cached.
-func (d disk) pair(a, b string) (fa *os.File, ba string, fb *os.File, bb string, ok bool) {
+// ok false when either is not cached; release puts the handles back.
+func (d disk) pair(a, b string) (fa *os.File, ba string, fb *os.File, bb string, release func(), ok bool) {
 	da, ba := path.Split(a)
 	db, bb := path.Split(b)
 	if da == "" || db == "" || ba == "" || bb == "" {
-		return nil, "", nil, "", false
+		return nil, "", nil, "", nil, false
 	}
 	ha, hb := d.dirs.get(strings.TrimSuffix(da, "/")), d.dirs.get(strings.TrimSuffix(db, "/"))
+	release = func() { d.dirs.put(ha); d.dirs.put(hb) }
 	if ha == nil || hb == nil {
-		return nil, "", nil, "", false
+		release()
+		return nil, "", nil, "", nil, false
 	}
-	fa, err := ha.file()
+	fa, err := d.dirs.file(ha)
+	if err == nil {
+		fb, err = d.dirs.file(hb)
+	}
 	if err != nil {
-		return nil, "", nil, "", false
+		release()
+		return nil, "", nil, "", nil, false
 	}
-	fb, err = hb.file()
-	if err != nil {
-		return nil, "", nil, "", false
-	}
-	return fa, ba, fb, bb, true
+	return fa, ba, fb, bb, release, true
 }
 
 // renameAt renames a to b with one renameat(2) on their cached folders;
 // ok is false when it could not try.
 func (d disk) renameAt(a, b string) (ok bool, err error) {
-	fa, ba, fb, bb, ok := d.pair(a, b)
+	fa, ba, fb, bb, release, ok := d.pair(a, b)
 	if !ok {
 		return false, nil
 	}
+	defer release()
 	if err := unix.Renameat(int(fa.Fd()), ba, int(fb.Fd()), bb); err != nil {
 		return true, &os.LinkError{Op: "rename", Old: a, New: b, Err: err}
 	}
@@ -51,10 +54,11 @@ func (d disk) renameAt(a, b string) (ok bool, err error) {
 // linkAt links b to a with one linkat(2) on their cached folders; ok is
 // false when it could not try.
 func (d disk) linkAt(a, b string) (ok bool, err error) {
-	fa, ba, fb, bb, ok := d.pair(a, b)
+	fa, ba, fb, bb, release, ok := d.pair(a, b)
 	if !ok {
 		return false, nil
 	}
+	defer release()
 	if err := unix.Linkat(int(fa.Fd()), ba, int(fb.Fd()), bb, 0); err != nil {
 		return true, &os.LinkError{Op: "link", Old: a, New: b, Err: err}
 	}

@@ -84,7 +84,8 @@ func (d disk) Remove(name string) error {
 		return err
 	}
 	d.dirs.forget(name)
-	r, n := d.in(name)
+	r, n, h := d.in(name)
+	defer d.dirs.put(h)
 	return r.Remove(n)
 }
 
@@ -111,7 +112,8 @@ func (d disk) Chtimes(name string, atime, mtime time.Time) error {
 	if err := d.hook("chtimes", name); err != nil {
 		return err
 	}
-	r, n := d.in(name)
+	r, n, h := d.in(name)
+	defer d.dirs.put(h)
 	return r.Chtimes(n, atime, mtime)
 }
 
@@ -130,7 +132,8 @@ func (d disk) Symlink(oldname, newname string) error {
 		return err
 	}
 	defer d.dirs.made() // a link to a folder stands for one
-	r, n := d.in(newname)
+	r, n, h := d.in(newname)
+	defer d.dirs.put(h)
 	return r.Symlink(oldname, n)
 }
 
@@ -138,7 +141,8 @@ func (d disk) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error
 	if err := d.hook("create", name); err != nil {
 		return nil, err
 	}
-	r, n := d.in(name)
+	r, n, h := d.in(name)
+	defer d.dirs.put(h)
 	return r.OpenFile(n, flag, perm)
 }
 
