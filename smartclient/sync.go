@@ -404,12 +404,15 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	// only reads the install and writes .smartclient/bkp_new, which the
 	// download never touches, and it is not used before the switch.
 	var backup *backupJob
+	backupCtx, stopBackup := context.WithCancel(ctx)
+	defer stopBackup()
 	if p.changesContent() {
-		backup = startBackup(ctx, root)
+		backup = startBackup(backupCtx, root)
 	}
 	fail := func(err error) (*Result, error) {
-		// The backup stops with ctx, or finishes; tidy then removes
+		// The backup is of no use now: it stops, and tidy removes
 		// what it made.
+		stopBackup()
 		backup.wait()
 		// A lost connection, or the server's own final word, leaves
 		// nobody to report to.
