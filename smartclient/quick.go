@@ -1,15 +1,13 @@
 package smartclient
 
 import (
+	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
-	"io/fs"
+	"errors"
 	"net"
 	"os"
-	"path"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,17 +25,18 @@ import (
 // client left it: a regular file of the recorded size and mtime, a link
 // with the recorded target, a preserved file present at all (the user may
 // change those). See checkInstall.
-func intact(ctx context.Context, root *os.Root, files map[string]FileState) bool {
-	return checkInstall(ctx, root, files).ok
+func intact(ctx context.Context, root *os.Root, st *State) bool {
+	return checkInstall(ctx, root, st.encodedFiles()).ok
 }
 
 // installCheck is what checkInstall found.
 type installCheck struct {
 	ok bool // the check finished, and every file is as recorded
-	// found lists, per worker, the regular files found with their
-	// recorded size and mtime, which the plan then need not look up
-	// again (see same).
-	found [][]string
+	// found marks, by their place in files, the regular files found with
+	// their recorded size and mtime, which the plan then need not look
+	// up again (see same).
+	found []bool
+	files encodedFiles
 }
 
 // same returns the files found as recorded, as a set. It is built only
@@ -45,99 +44,241 @@ type installCheck struct {
 func (c installCheck) same() map[string]bool {
 	n := 0
 	for _, f := range c.found {
-		n += len(f)
+		if f {
+			n++
+		}
 	}
 	same := make(map[string]bool, n)
-	for _, f := range c.found {
-		for _, name := range f {
-			same[name] = true
+	if n == 0 {
+		return same
+	}
+	r := c.files.reader()
+	for i := range c.files.n {
+		e := r.entry()
+		if r.err != nil {
+			break
+		}
+		if c.found[i] {
+			same[string(e.path)] = true
 		}
 	}
 	return same
 }
 
-// checkInstall looks at every file the state records (see intact). Files
-// are looked up folder by folder, each folder opened once (through the
-// os.Root, so never through a link), since a lookup of a nested path
-// through an os.Root opens every folder on the way; folders are shared out
-// among a few workers, since on a cold cache each lookup may wait for the
-// disk. A file not as recorded does not stop the check: the plan uses
-// what it found of the others.
-func checkInstall(ctx context.Context, root *os.Root, files map[string]FileState) installCheck {
-	byDir := map[string][]string{}
-	for name := range files {
-		dir, _ := path.Split(name)
-		byDir[dir] = append(byDir[dir], name)
+// checkInstall looks at every file that files record (see intact), as
+// they are encoded in the state file: a no-op check builds no map of
+// them. The files are in order of path, so a worker walks a run of them
+// holding the folders of the current one open (see dirStack), and looks
+// each file up in its folder: one lstat per file, one open per folder.
+// The entries are shared out in a few runs, since on a cold cache each
+// lookup may wait for the disk. A file not as recorded does not stop the
+// check: the plan uses what it found of the others.
+func checkInstall(ctx context.Context, root *os.Root, files encodedFiles) installCheck {
+	c := installCheck{files: files, found: make([]bool, files.n)}
+	top, err := openLookupRoot(root)
+	if err != nil {
+		return c
 	}
-	dirs := make([]string, 0, len(byDir))
-	for dir := range byDir {
-		dirs = append(dirs, dir)
-	}
-	workers := min(runtime.GOMAXPROCS(0), 4, len(dirs))
+	defer top.close()
+	runs := files.split(min(runtime.GOMAXPROCS(0), 4, max(1, files.n/minCheckRun)))
 	var bad atomic.Bool
-	var next atomic.Int64
 	var wg sync.WaitGroup
-	found := make([][]string, workers)
-	for w := range workers {
+	for _, run := range runs {
 		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= len(dirs) {
-					return
-				}
-				var ok bool
-				if found[w], ok = dirAsRecorded(root, dirs[i], byDir[dirs[i]], files, found[w]); !ok {
-					bad.Store(true)
-				}
+			// A worker looks through a handle of its own: a
+			// folder's lookups are not safe for concurrent use.
+			own, err := top.open([]byte("."))
+			if err != nil {
+				bad.Store(true)
+				return
+			}
+			defer own.close()
+			if !checkRun(ctx, own, run, c.found) {
+				bad.Store(true)
 			}
 		})
 	}
 	wg.Wait()
-	return installCheck{ok: !bad.Load() && ctx.Err() == nil, found: found}
+	c.ok = runs != nil && !bad.Load() && ctx.Err() == nil
+	return c
 }
 
-// dirAsRecorded checks the files names (full paths) of folder dir,
-// appending to same the regular files found as recorded.
-func dirAsRecorded(root *os.Root, dir string, names []string, files map[string]FileState, same []string) ([]string, bool) {
-	r := root
-	if dir != "" {
-		sub, err := root.OpenRoot(strings.TrimSuffix(dir, "/"))
-		if err != nil {
-			return same, false
+// minCheckRun is the fewest files worth a worker of their own.
+const minCheckRun = 1024
+
+// fileRun is a run of a state file's entries: n of them from the first,
+// which is entry first of the file.
+type fileRun struct {
+	r        stateReader
+	first, n int
+}
+
+// split cuts the entries into k runs of nearly equal length; none when
+// they cannot be read, or bytes follow the last.
+func (e encodedFiles) split(k int) []fileRun {
+	runs := make([]fileRun, 0, k)
+	r := e.reader()
+	for w := range k {
+		first, end := w*e.n/k, (w+1)*e.n/k
+		run := fileRun{r: r, first: first, n: end - first}
+		for range run.n {
+			r.entry()
 		}
-		defer sub.Close()
-		r = sub
+		if r.err != nil {
+			return nil
+		}
+		runs = append(runs, run)
 	}
+	if len(r.b) != 0 {
+		return nil
+	}
+	return runs
+}
+
+// checkRun checks a run of files, marking in found those found as
+// recorded; it reports whether all were as recorded.
+func checkRun(ctx context.Context, top lookupDir, run fileRun, found []bool) bool {
+	dirs := dirStack{top: top}
+	defer dirs.close()
 	ok := true
-	for _, name := range names {
-		regular, as := asRecorded(r, name[len(dir):], files[name])
+	for i := range run.n {
+		if i%256 == 0 && ctx.Err() != nil {
+			return false
+		}
+		e := run.r.entry()
+		if run.r.err != nil {
+			return false
+		}
+		slash := bytes.LastIndexByte(e.path, '/')
+		dir, err := dirs.at(e.path[:slash+1])
+		if err != nil || !safeName(e.path[slash+1:]) {
+			ok = false
+			continue
+		}
+		regular, as := entryAsRecorded(dir, e.path[slash+1:], e)
 		if !as {
 			ok = false
 		} else if regular {
-			same = append(same, name)
+			found[run.first+i] = true
 		}
 	}
-	return same, ok
+	return ok
 }
 
-// asRecorded reports whether name is as k records it, and whether it was
-// found a regular file of k's size and mtime.
-func asRecorded(root *os.Root, name string, k FileState) (regular, ok bool) {
-	fi, err := root.Lstat(name)
+// safeName reports whether a path's element names something inside its
+// folder.
+func safeName(name []byte) bool {
+	s := string(name) // no copy: compared only
+	return s != "" && s != "." && s != ".."
+}
+
+// entryAsRecorded reports whether name, in folder d, is as e records it,
+// and whether it was found a regular file of e's size and mtime.
+func entryAsRecorded(d lookupDir, name []byte, e fileEntry) (regular, ok bool) {
+	fi, err := d.lstat(name)
 	switch {
 	case err != nil:
 		return false, false
-	case k.Preserve:
+	case e.flags&filePreserve != 0:
 		return false, true
-	case fi.Mode()&fs.ModeSymlink != 0:
-		target, err := root.Readlink(name)
+	case fi.kind == kindLink:
+		target, err := d.readlink(name)
 		sum := blake3.Sum256([]byte(target))
-		return false, err == nil && hex.EncodeToString(sum[:]) == k.Hash
-	case fi.Mode().IsRegular():
-		ok := fi.Size() == k.Size && fi.ModTime().UnixNano() == k.MtimeNs
+		return false, err == nil && e.flags&fileRawHash != 0 && bytes.Equal(e.hash, sum[:])
+	case fi.kind == kindRegular:
+		ok := fi.size == e.size && fi.mtimeNs == e.mtime
 		return ok, ok
 	}
 	return false, false
+}
+
+// lookupDir is an open folder of the install in which files are looked
+// up, never through a link; a lookup of a nested path through an os.Root
+// opens every folder on the way, so each folder is opened once, from its
+// parent.
+//
+// A lookupDir is not safe for concurrent use.
+type lookupDir interface {
+	// open opens the folder name in this one ("." for itself).
+	open(name []byte) (lookupDir, error)
+	// lstat looks name up, without following a link.
+	lstat(name []byte) (lookupInfo, error)
+	readlink(name []byte) (string, error)
+	close()
+}
+
+// lookupInfo is what a lookup says of a file.
+type lookupInfo struct {
+	kind          int // kindRegular, kindLink or kindOther
+	size, mtimeNs int64
+}
+
+const (
+	kindOther = iota
+	kindRegular
+	kindLink
+)
+
+// dirStack holds open the folders of the path to the current folder, so
+// that files taken in order of path open each folder about once.
+type dirStack struct {
+	top  lookupDir   // the install, not closed by the stack
+	dirs []lookupDir // the folders below top, outermost first
+	ends []int       // the length of path up to each of dirs
+	path []byte      // the current folder's path, ending in "/"
+	// failed is a folder that could not be opened, so that its other
+	// files do not try again.
+	failed []byte
+}
+
+// at returns the folder dir ("" for the install, else a path ending in
+// "/"), opening what it must.
+func (s *dirStack) at(dir []byte) (lookupDir, error) {
+	if len(s.failed) > 0 && bytes.Equal(dir, s.failed) {
+		return nil, errFolderFailed
+	}
+	k := len(s.dirs)
+	for k > 0 && !(s.ends[k-1] <= len(dir) && bytes.Equal(dir[:s.ends[k-1]], s.path[:s.ends[k-1]])) {
+		k--
+	}
+	for _, d := range s.dirs[k:] {
+		d.close()
+	}
+	s.dirs, s.ends = s.dirs[:k], s.ends[:k]
+	end := 0
+	if k > 0 {
+		end = s.ends[k-1]
+	}
+	s.path = append(s.path[:end], dir[end:]...)
+	cur := s.top
+	if k > 0 {
+		cur = s.dirs[k-1]
+	}
+	for rest := dir[end:]; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '/')
+		if i < 0 || !safeName(rest[:i]) {
+			s.failed = append(s.failed[:0], dir...)
+			return nil, errFolderFailed
+		}
+		d, err := cur.open(rest[:i])
+		if err != nil {
+			s.failed = append(s.failed[:0], dir...)
+			return nil, err
+		}
+		end += i + 1
+		s.dirs, s.ends = append(s.dirs, d), append(s.ends, end)
+		cur, rest = d, rest[i+1:]
+	}
+	return cur, nil
+}
+
+var errFolderFailed = errors.New("folder not found")
+
+func (s *dirStack) close() {
+	for _, d := range s.dirs {
+		d.close()
+	}
+	s.dirs = nil
 }
 
 // lastCheckFile records the last sync that found nothing to do, so that

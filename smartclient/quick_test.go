@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/zeebo/blake3"
 )
 
 func TestWantRaw(t *testing.T) {
@@ -81,18 +84,7 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) FileState {
 		t.Helper()
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return FileState{Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(), ServerMtimeNs: fi.ModTime().UnixNano(), Hash: strings.Repeat("ab", 32)}
+		return writeRecorded(t, dir, name, content)
 	}
 	files := map[string]FileState{
 		"a.dll":        write("a.dll", "a"),
@@ -117,7 +109,7 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 	}
 	defer root.Close()
 
-	check := checkInstall(t.Context(), root, files)
+	check := checkInstall(t.Context(), root, (&State{Files: files}).encodedFiles())
 	got := struct {
 		ok   bool
 		same map[string]bool
@@ -158,5 +150,236 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 		if strings.Join(fetched, " ") != "bin/c.dat gone.txt lib/d.so" || len(p.current) != 2 {
 			t.Errorf("with same %v: fetch %v, %d current; want bin/c.dat gone.txt lib/d.so fetched and 2 current", same, fetched, len(p.current))
 		}
+	}
+}
+
+// TestCheckInstallWalksFolders checks files taken in order of path, where
+// a folder's files are interleaved with its subfolders' ("a/b.txt" comes
+// before "a/b/c.txt", which comes before "a/c.txt"), and the cases where
+// a lookup must fail: a folder that became a link out of the install, a
+// recorded path that climbs out of it, a link whose target changed.
+func TestCheckInstallWalksFolders(t *testing.T) {
+	names := []string{"a.txt", "a/b.txt", "a/b/c.txt", "a/b/d/e.txt", "a/b/f.txt", "a/c.txt", "a.b/x", "z/y/w.txt"}
+	outside := t.TempDir()
+	tests := []struct {
+		name string
+		// change alters the install (dir) after its files were
+		// recorded, and the record (files).
+		change   func(t *testing.T, dir string, files map[string]FileState)
+		ok       bool
+		notFound []string // of names, those not found as recorded
+	}{
+		{name: "as recorded", ok: true},
+		{
+			name: "a folder now a link out of the install",
+			change: func(t *testing.T, dir string, files map[string]FileState) {
+				// The same files, reached through a link.
+				mustRename(t, filepath.Join(dir, "a", "b"), filepath.Join(outside, "b"))
+				mustSymlink(t, filepath.Join(outside, "b"), filepath.Join(dir, "a", "b"))
+			},
+			notFound: []string{"a/b/c.txt", "a/b/d/e.txt", "a/b/f.txt"},
+		},
+		{
+			name: "a missing folder",
+			change: func(t *testing.T, dir string, files map[string]FileState) {
+				if err := os.RemoveAll(filepath.Join(dir, "z")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			notFound: []string{"z/y/w.txt"},
+		},
+		{
+			name: "a recorded path that climbs out",
+			change: func(t *testing.T, dir string, files map[string]FileState) {
+				// ../out/x.txt exists, as recorded, beside the
+				// install.
+				k := writeRecorded(t, filepath.Dir(dir), "out/x.txt", "x")
+				files["../out/x.txt"] = k
+				files["a/../../out/x.txt"] = k
+			},
+		},
+		{
+			name: "a link as recorded",
+			change: func(t *testing.T, dir string, files map[string]FileState) {
+				mustSymlink(t, "a.txt", filepath.Join(dir, "l"))
+				sum := blake3.Sum256([]byte("a.txt"))
+				files["l"] = FileState{Hash: hex.EncodeToString(sum[:])}
+			},
+			ok: true,
+		},
+		{
+			name: "a link to another target",
+			change: func(t *testing.T, dir string, files map[string]FileState) {
+				mustSymlink(t, "a/c.txt", filepath.Join(dir, "l"))
+				sum := blake3.Sum256([]byte("a.txt"))
+				files["l"] = FileState{Hash: hex.EncodeToString(sum[:])}
+			},
+		},
+		{
+			name: "a preserved file the user changed",
+			change: func(t *testing.T, dir string, files map[string]FileState) {
+				if err := os.WriteFile(filepath.Join(dir, "a", "b.txt"), []byte("the user's own"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				k := files["a/b.txt"]
+				k.Preserve = true
+				files["a/b.txt"] = k
+			},
+			ok: true,
+			// Present, so as recorded, but not a file the plan may
+			// take as current.
+			notFound: []string{"a/b.txt"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := map[string]FileState{}
+			for _, name := range names {
+				files[name] = writeRecorded(t, dir, name, name)
+			}
+			if tc.change != nil {
+				tc.change(t, dir, files)
+			}
+			root, err := os.OpenRoot(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
+			check := checkInstall(t.Context(), root, (&State{Files: files}).encodedFiles())
+			if check.ok != tc.ok {
+				t.Errorf("ok = %v, want %v", check.ok, tc.ok)
+			}
+			same := check.same()
+			for _, name := range names {
+				want := !slices.Contains(tc.notFound, name)
+				if same[name] != want {
+					t.Errorf("%s found as recorded: %v, want %v", name, same[name], want)
+				}
+			}
+			for name := range same {
+				if !slices.Contains(names, name) {
+					t.Errorf("%s is found as recorded, and is not one of the install's files", name)
+				}
+			}
+		})
+	}
+}
+
+// TestSplitCoversEveryFile checks that the runs the check's workers take
+// cover every entry once, in order.
+func TestSplitCoversEveryFile(t *testing.T) {
+	st := benchState(100)
+	enc := st.encodedFiles()
+	for k := 1; k <= 7; k++ {
+		runs := enc.split(k)
+		if len(runs) != k {
+			t.Fatalf("split(%d) made %d runs", k, len(runs))
+		}
+		next := 0
+		for _, run := range runs {
+			if run.first != next {
+				t.Fatalf("split(%d): a run starts at %d, want %d", k, run.first, next)
+			}
+			r := run.r
+			for range run.n {
+				e := r.entry()
+				if _, ok := st.Files[string(e.path)]; r.err != nil || !ok {
+					t.Fatalf("split(%d): entry %d reads %q, %v", k, next, e.path, r.err)
+				}
+				next++
+			}
+		}
+		if next != enc.n {
+			t.Fatalf("split(%d) covers %d of %d entries", k, next, enc.n)
+		}
+	}
+	// Bytes after the last entry: no runs, so the check fails.
+	bad := enc
+	bad.b = append(slices.Clip(enc.b), 0)
+	if runs := bad.split(2); runs != nil {
+		t.Errorf("split of entries followed by a stray byte made %d runs", len(runs))
+	}
+}
+
+// TestStateLoadsFilesWhenNeeded checks that a state read with its files
+// left encoded is checked as it is, and saved whole.
+func TestStateLoadsFilesWhenNeeded(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]FileState{}
+	for _, name := range []string{"a.txt", "b/c.txt"} {
+		files[name] = writeRecorded(t, dir, name, name)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	d := newDisk(root)
+	defer d.close()
+	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&State{Version: stateVersion, ClientID: "c", Files: files}).save(d); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := readState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Files != nil || st.enc.n != len(files) {
+		t.Fatalf("readState decoded the files (%d), or left %d encoded, want %d", len(st.Files), st.enc.n, len(files))
+	}
+	if !intact(t.Context(), root, st) {
+		t.Error("an intact install, checked on the encoded files, is not intact")
+	}
+	// A sync that fails records its outcome: the files it never decoded
+	// must be saved with it.
+	st.LastOutcome = "failed"
+	if err := st.save(d); err != nil {
+		t.Fatal(err)
+	}
+	again, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.LastOutcome != "failed" || !maps.Equal(again.Files, files) {
+		t.Errorf("saved %q with files %v, want %q with %v", again.LastOutcome, again.Files, "failed", files)
+	}
+	if !intact(t.Context(), root, again) {
+		t.Error("an intact install, checked on the decoded files, is not intact")
+	}
+}
+
+// writeRecorded writes file name of the install dir and returns its
+// record.
+func writeRecorded(t *testing.T, dir, name, content string) FileState {
+	t.Helper()
+	p := filepath.Join(dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return FileState{Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(), ServerMtimeNs: fi.ModTime().UnixNano(), Hash: strings.Repeat("ab", 32)}
+}
+
+func mustRename(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.Rename(from, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustSymlink(t *testing.T, target, name string) {
+	t.Helper()
+	if err := os.Symlink(target, name); err != nil {
+		t.Skipf("no symbolic links here: %v", err)
 	}
 }

@@ -79,6 +79,23 @@ type State struct {
 
 	exists bool // read from disk, as opposed to new
 	legacy bool // read from legacyStateFile
+	// enc holds the files' entries as the state file holds them, while
+	// Files is nil: readState leaves them encoded, so that a no-op check
+	// walks them without building the map (see loadFiles).
+	enc encodedFiles
+}
+
+// encodedFiles is the files' part of a state file: n entries in increasing
+// order of path (see marshalState), checked by the file's checksum.
+type encodedFiles struct {
+	b    []byte
+	n    int
+	size int // the bytes of the file before the checksum, for offsets in errors
+}
+
+// reader reads the entries from the first.
+func (e encodedFiles) reader() stateReader {
+	return stateReader{b: e.b, size: e.size}
 }
 
 const stateVersion = 1
@@ -86,6 +103,16 @@ const stateVersion = 1
 // loadState reads the state of the install folder dir; a folder with none
 // yet gets a fresh state with a new client id.
 func loadState(dir string) (*State, error) {
+	st, err := readState(dir)
+	if err == nil {
+		err = st.loadFiles()
+	}
+	return st, err
+}
+
+// readState is loadState leaving the files encoded: its caller must call
+// loadFiles before it uses Files.
+func readState(dir string) (*State, error) {
 	data, name, legacy, err := readStateFile(func(name string) ([]byte, error) {
 		return os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
 	}, "")
@@ -98,7 +125,12 @@ func loadState(dir string) (*State, error) {
 		return nil, fmt.Errorf("reading client state: %w", err)
 	}
 	path := filepath.Join(dir, filepath.FromSlash(name))
-	st, err := decodeState(data, legacy)
+	var st *State
+	if legacy {
+		st, err = decodeState(data, legacy)
+	} else {
+		st, err = parseState(data)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading client state %s: %w", path, err)
 	}
@@ -178,6 +210,9 @@ func currentStateFile(d disk) ([]byte, error) {
 // save writes the state durably; a legacyStateFile goes once the new
 // file is in place.
 func (st *State) save(d disk) error {
+	if err := st.loadFiles(); err != nil {
+		return fmt.Errorf("saving client state: %w", err)
+	}
 	if err := d.writeFile(stateFile, marshalState(st)); err != nil {
 		return fmt.Errorf("saving client state: %w", err)
 	}
@@ -336,6 +371,18 @@ var errStateDamaged = errors.New("the state file is torn or damaged")
 // an error; it accepts only the encoding marshalState makes. The files'
 // paths and hashes share one allocation, and LastSync is in UTC.
 func unmarshalState(data []byte) (*State, error) {
+	st, err := parseState(data)
+	if err == nil {
+		err = st.loadFiles()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// parseState is unmarshalState leaving the files encoded (see loadFiles).
+func parseState(data []byte) (*State, error) {
 	if len(data) < len(stateMagic) || string(data[:len(stateMagic)]) != stateMagic {
 		return nil, fmt.Errorf("%w: not a smartclient state file", errStateDamaged)
 	}
@@ -378,12 +425,25 @@ func unmarshalState(data []byte) (*State, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	st.Files = make(map[string]FileState, n)
+	st.enc = encodedFiles{b: r.b, n: int(n), size: r.size}
+	return st, nil
+}
+
+// loadFiles decodes the files that readState left encoded into Files; it
+// does nothing when Files is set. It accepts only the encoding
+// marshalState makes (see unmarshalState).
+func (st *State) loadFiles() error {
+	if st.Files != nil {
+		return nil
+	}
+	e := st.enc
+	r := e.reader()
+	files := make(map[string]FileState, e.n)
 	// The paths and hashes are cut from one string rather than each
 	// allocated: it takes at most what is left of the file, with each raw
 	// hash twice as long in hex.
 	var text strings.Builder
-	text.Grow(min(2*len(r.b), len(r.b)+stateSumSize*int(n)))
+	text.Grow(min(2*len(r.b), len(r.b)+stateSumSize*e.n))
 	cut := func(b []byte) string {
 		start := text.Len()
 		text.Write(b)
@@ -391,43 +451,76 @@ func unmarshalState(data []byte) (*State, error) {
 	}
 	var prev []byte
 	var hexHash [2 * stateSumSize]byte
-	for i := range n {
-		p := r.bytes(r.uvarint())
-		if r.err == nil && i > 0 && string(p) <= string(prev) {
+	for i := range e.n {
+		fe := r.entry()
+		if r.err == nil && i > 0 && string(fe.path) <= string(prev) {
 			r.fail("files out of order")
 		}
-		prev = p
-		var f FileState
-		f.Size = r.varint()
-		f.MtimeNs = r.varint()
-		f.ServerMtimeNs = r.varint()
-		flags := r.byte()
-		f.Preserve = flags&filePreserve != 0
+		prev = fe.path
+		f := FileState{Size: fe.size, MtimeNs: fe.mtime, ServerMtimeNs: fe.serverMtime, Preserve: fe.flags&filePreserve != 0}
 		switch {
-		case flags&^fileFlags != 0:
-			r.fail("unknown flags")
-		case flags&fileRawHash != 0:
-			if raw := r.bytes(stateSumSize); r.err == nil {
-				hex.Encode(hexHash[:], raw)
-				f.Hash = cut(hexHash[:])
-			}
+		case r.err != nil:
+		case fe.flags&fileRawHash != 0:
+			hex.Encode(hexHash[:], fe.hash)
+			f.Hash = cut(hexHash[:])
+		case rawHash(string(fe.hash)):
+			r.fail("a hash stored as a string")
 		default:
-			if h := r.bytes(r.uvarint()); rawHash(string(h)) {
-				r.fail("a hash stored as a string")
-			} else {
-				f.Hash = cut(h)
-			}
+			f.Hash = cut(fe.hash)
 		}
 		if r.err != nil {
-			return nil, r.err
+			return r.err
 		}
-		st.Files[cut(p)] = f
+		files[cut(fe.path)] = f
 	}
 	if len(r.b) != 0 {
 		r.fail(fmt.Sprintf("%d bytes after the last file", len(r.b)))
-		return nil, r.err
+		return r.err
 	}
-	return st, nil
+	st.Files, st.enc = files, encodedFiles{}
+	return nil
+}
+
+// encodedFiles returns the files' entries encoded as the state file holds
+// them: those readState left, or an encoding of Files.
+func (st *State) encodedFiles() encodedFiles {
+	if st.Files == nil {
+		return st.enc
+	}
+	enc, err := parseState(marshalState(st))
+	if err != nil {
+		panic(fmt.Sprintf("smartclient: a state does not decode as it was encoded: %v", err))
+	}
+	return enc.enc
+}
+
+// fileEntry is a file's entry in the state file, its bytes not copied.
+type fileEntry struct {
+	path                     []byte
+	size, mtime, serverMtime int64
+	flags                    byte
+	// hash is the 32 bytes of the hash when flags has fileRawHash, else
+	// the string's bytes.
+	hash []byte
+}
+
+// entry reads a file's entry. Unknown flags are an error, before the hash
+// that they would say how to read.
+func (r *stateReader) entry() (e fileEntry) {
+	e.path = r.bytes(r.uvarint())
+	e.size = r.varint()
+	e.mtime = r.varint()
+	e.serverMtime = r.varint()
+	e.flags = r.byte()
+	switch {
+	case e.flags&^fileFlags != 0:
+		r.fail("unknown flags")
+	case e.flags&fileRawHash != 0:
+		e.hash = r.bytes(stateSumSize)
+	default:
+		e.hash = r.bytes(r.uvarint())
+	}
+	return e
 }
 
 // stateReader reads a state file's fields in order. Its first error

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -229,6 +230,11 @@ func FuzzUnmarshalState(f *testing.F) {
 		f.Add(data)
 		f.Add(body(data))
 	}
+	empty, err := os.OpenRoot(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer empty.Close()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, in := range [][]byte{data, seal(data)} {
 			st, err := unmarshalState(in)
@@ -241,6 +247,18 @@ func FuzzUnmarshalState(f *testing.F) {
 			if got := marshalState(st); !bytes.Equal(got, in) {
 				t.Fatalf("accepted %x, which re-encodes to %x", in, got)
 			}
+		}
+		// The no-op check walks the files still encoded: whatever
+		// the checksum lets through, it fails safe. In an empty
+		// folder, only a state of no files is as recorded.
+		st, err := parseState(seal(data))
+		if err != nil {
+			return
+		}
+		c := checkInstall(t.Context(), empty, st.enc)
+		c.same()
+		if c.ok && (st.loadFiles() != nil || len(st.Files) != 0) {
+			t.Fatalf("the check of %x in an empty folder says it is as recorded", data)
 		}
 	})
 }

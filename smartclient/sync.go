@@ -128,7 +128,9 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	st, err := loadState(o.Dir)
+	// The files stay encoded until a plan needs them: a no-op check
+	// walks them as they are.
+	st, err := readState(o.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +325,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if have, err := hex.DecodeString(st.Manifest); err == nil && len(have) == len(get.Have) && !full {
 		copy(get.Have[:], have)
 		isIntact = make(chan installCheck, 1)
-		files := st.Files
+		files := st.encodedFiles()
 		go func() { isIntact <- checkInstall(checkCtx, root.Root, files) }()
 	}
 	if err := c.send(get); err != nil {
@@ -373,8 +375,11 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	if err := st.loadFiles(); err != nil {
+		return nil, fmt.Errorf("reading client state: %w", err)
+	}
 	p, err := makePlan(root.Root, st, man, full, found.same(), o.Log)
-	found.found = nil
+	found = installCheck{}
 	if err != nil {
 		return nil, err
 	}
