@@ -32,6 +32,7 @@ type File struct {
 	MtimeNs  int64
 	Mode     fs.FileMode // permission bits only
 	Inode    uint64
+	CtimeNs  int64 // the change time, 0 where it is not read (see changeTime)
 	Hash     [32]byte
 	Preserve bool
 	// Target is a symbolic link's target ("" for a file). Links are
@@ -40,7 +41,7 @@ type File struct {
 }
 
 // Manifest is a consistent snapshot of one update folder: every file was
-// hashed with exactly the size and mtime recorded beside it.
+// hashed with exactly the size, mtime and change time recorded beside it.
 type Manifest struct {
 	OS         string
 	Build      string
@@ -116,6 +117,7 @@ type cacheEntry struct {
 	Size    int64  `json:"size"`
 	MtimeNs int64  `json:"mtime"`
 	Inode   uint64 `json:"ino"`
+	CtimeNs int64  `json:"ctime"`
 	Hash    string `json:"blake3"`
 }
 
@@ -125,7 +127,9 @@ type cacheFile struct {
 	Files   map[string]cacheEntry `json:"files"`
 }
 
-const cacheVersion = 1
+// cacheVersion 2 added the change time to the key: a cache of version 1
+// costs one rehash.
+const cacheVersion = 2
 
 // racyWindow: a file modified this close to the scan may change again
 // within the same mtime tick without its size or mtime changing, so its
@@ -353,9 +357,9 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 		}
 		f := File{
 			Path: rel, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(),
-			Mode: fi.Mode().Perm(), Inode: inode(fi), Preserve: ix.preserved(rel),
+			Mode: fi.Mode().Perm(), Inode: inode(fi), CtimeNs: changeTime(fi), Preserve: ix.preserved(rel),
 		}
-		if c, ok := known[rel]; ok && c.Size == f.Size && c.MtimeNs == f.MtimeNs && c.Inode == f.Inode {
+		if c, ok := known[rel]; ok && c.Size == f.Size && c.MtimeNs == f.MtimeNs && c.Inode == f.Inode && c.CtimeNs == f.CtimeNs {
 			if h, err := hex.DecodeString(c.Hash); err == nil && len(h) == 32 {
 				copy(f.Hash[:], h)
 				m.Files = append(m.Files, f)
@@ -378,8 +382,11 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 	racy := start.Add(-racyWindow).UnixNano()
 	for _, f := range m.Files {
 		m.TotalBytes += f.Size
+		// As in git, only the mtime decides what is racy: files copied
+		// in with their mtimes kept have a fresh change time, and are
+		// remembered all the same.
 		if f.MtimeNs < racy {
-			next[f.Path] = cacheEntry{Size: f.Size, MtimeNs: f.MtimeNs, Inode: f.Inode, Hash: hex.EncodeToString(f.Hash[:])}
+			next[f.Path] = cacheEntry{Size: f.Size, MtimeNs: f.MtimeNs, Inode: f.Inode, CtimeNs: f.CtimeNs, Hash: hex.EncodeToString(f.Hash[:])}
 		}
 	}
 	if len(todo) > 0 {
@@ -487,14 +494,14 @@ func (ix *Index) hashFile(root *os.Root, f *File, buf []byte) error {
 		if err != nil {
 			return fmt.Errorf("hashing %s: %w", filepath.Join(ix.Dir, f.Path), err)
 		}
-		if fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs {
+		if fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs && changeTime(fi) == f.CtimeNs {
 			f.Hash = h
 			return nil
 		}
 		if attempt == 2 {
 			return fmt.Errorf("hashing %s: file keeps changing while it is read", filepath.Join(ix.Dir, f.Path))
 		}
-		f.Size, f.MtimeNs, f.Inode = fi.Size(), fi.ModTime().UnixNano(), inode(fi)
+		f.Size, f.MtimeNs, f.Inode, f.CtimeNs = fi.Size(), fi.ModTime().UnixNano(), inode(fi), changeTime(fi)
 	}
 }
 

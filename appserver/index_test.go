@@ -3,6 +3,7 @@ package appserver
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -305,6 +306,62 @@ func TestIndexReplacedFileSameSizeAndMtime(t *testing.T) {
 	checkManifest(t, current(t, ix2), files)
 }
 
+// TestIndexRewrittenInPlace shows that a file rewritten in place while the
+// server was down, with the same size and its mtime put back, is rehashed:
+// its inode is the same, but its change time moved.
+func TestIndexRewrittenInPlace(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	files := sampleTree()
+	writeTree(t, dir, files, oldTime)
+	const name = "lib/liberp.so"
+	target := filepath.Join(dir, filepath.FromSlash(name))
+	oldInfo, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changeTime(oldInfo) == 0 {
+		t.Skip("change times are not read on this platform; size, mtime and inode key the cache")
+	}
+	ix := openIndex(t, dir, state)
+	current(t, ix)
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The change time has a granularity of its own: the rewrite must
+	// come after it moves on.
+	time.Sleep(20 * time.Millisecond)
+	rewritten := strings.Repeat("NEW", len(files[name])/3) + files[name][:len(files[name])%3]
+	f, err := os.OpenFile(target, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(rewritten), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(target, oldInfo.ModTime(), oldInfo.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	newInfo, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newInfo.Size() != oldInfo.Size() || !newInfo.ModTime().Equal(oldInfo.ModTime()) || inode(newInfo) != inode(oldInfo) {
+		t.Fatalf("test setup: rewritten file has size %d mtime %v inode %d; original %d %v %d",
+			newInfo.Size(), newInfo.ModTime(), inode(newInfo), oldInfo.Size(), oldInfo.ModTime(), inode(oldInfo))
+	}
+
+	files[name] = rewritten
+	ix2 := openIndex(t, dir, state)
+	if ix2.Hashed != 1 {
+		t.Errorf("reopening hashed %d files, want 1 (the rewritten file)", ix2.Hashed)
+	}
+	checkManifest(t, current(t, ix2), files)
+}
+
 // TestIndexIgnoresBadCache shows that a cache that cannot be trusted costs a
 // rehash, never an error or a wrong hash.
 func TestIndexIgnoresBadCache(t *testing.T) {
@@ -351,7 +408,7 @@ func TestIndexIgnoresBadCache(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				writeFile(t, cache, strings.Replace(string(data), `"version":1`, `"version":99`, 1))
+				writeFile(t, cache, strings.Replace(string(data), fmt.Sprintf(`"version":%d`, cacheVersion), `"version":99`, 1))
 				return dir
 			},
 			wantHashed: int64(len(files)),
