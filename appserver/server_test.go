@@ -1981,3 +1981,39 @@ func TestServerDeltaOfCopiesAfterALongCut(t *testing.T) {
 		t.Errorf("%d bytes in %d copies; want the file in one copy", len(r.data), r.copies)
 	}
 }
+
+// TestSendFoldersOpensInOrder opens files as a session is sent them, by
+// path, going back to a folder it left, and refuses a folder that became
+// a link out of the update folder after the manifest was made.
+func TestSendFoldersOpensInOrder(t *testing.T) {
+	dir, state, outside := t.TempDir(), t.TempDir(), t.TempDir()
+	files := map[string]string{"top": "top", "a/x": "ax", "a/y": "ay", "a/b/c": "abc", "b/z": "bz"}
+	writeTree(t, dir, files, oldTime)
+	man := current(t, openIndex(t, dir, state))
+	c := &sendFolders{man: man}
+	defer c.close()
+	for _, name := range []string{"a/b/c", "a/x", "a/y", "b/z", "top", "a/x"} {
+		fh, err := c.open(name)
+		if err != nil {
+			t.Fatalf("opening %s: %v", name, err)
+		}
+		got, err := io.ReadAll(fh)
+		fh.Close()
+		if err != nil || string(got) != files[name] {
+			t.Errorf("%s reads %q, %v; want %q", name, got, err, files[name])
+		}
+	}
+
+	writeTree(t, outside, map[string]string{"z": "outside"}, oldTime)
+	if err := os.RemoveAll(filepath.Join(dir, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "b")); err != nil {
+		t.Skipf("no symbolic links here: %v", err)
+	}
+	if fh, err := c.open("b/z"); err == nil {
+		got, _ := io.ReadAll(fh)
+		fh.Close()
+		t.Errorf("b/z, through a link out of the update folder, was opened and reads %q", got)
+	}
+}
