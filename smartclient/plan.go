@@ -70,6 +70,9 @@ func readManifest(r expecter) (*manifest, error) {
 	if !ok {
 		return nil, fmt.Errorf("reading manifest: expected ManifestHeader or UpToDate, got %v: %w", m.Type(), syncproto.ErrUnexpected)
 	}
+	// The count is at most syncproto.MaxFiles; a hostile one makes the
+	// collector lazier, no worse.
+	sizeMemory(int(h.Count))
 	digest := syncproto.NewDigester(h)
 	man := &manifest{Build: h.Build, Files: make([]remoteFile, 0, min(h.Count, 1<<16)),
 		PostInstall: h.PostInstall, PostInstallTimeout: time.Duration(h.PostInstallTimeout) * time.Second}

@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"maps"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -381,5 +383,35 @@ func mustSymlink(t *testing.T, target, name string) {
 	t.Helper()
 	if err := os.Symlink(target, name); err != nil {
 		t.Skipf("no symbolic links here: %v", err)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	tests := []struct {
+		files int
+		want  int64
+	}{
+		{0, 28 << 20},
+		{20000, 28 << 20},
+		{100000, 8<<20 + 100000<<10},
+		{math.MaxInt, math.MaxInt64},
+	}
+	for _, tc := range tests {
+		if got := memoryLimit(tc.files); got != tc.want {
+			t.Errorf("memoryLimit(%d) = %d, want %d", tc.files, got, tc.want)
+		}
+	}
+	// Only a process that asked for a limit gets one.
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	sizeMemory(100000)
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("a sync set the memory limit to %d of a process that asked for none", got)
+	}
+	limiting.Store(true)
+	defer limiting.Store(false)
+	sizeMemory(100000)
+	if got := debug.SetMemoryLimit(-1); got != memoryLimit(100000) {
+		t.Errorf("after a manifest of 100,000 files the limit is %d, want %d", got, memoryLimit(100000))
 	}
 }
