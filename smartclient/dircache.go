@@ -1,6 +1,7 @@
 package smartclient
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path"
@@ -26,9 +27,13 @@ type dirCache struct {
 	// handles at or below it: whether a rename or removal touches one is
 	// then a single lookup.
 	held map[string]int
-	// missing remembers folders that could not be opened, until the
-	// client makes folders or renames something.
+	// missing remembers folders that could not be opened, and absent
+	// those of them that do not exist, until the client makes folders or
+	// renames something: a lookup below an absent folder fails at once
+	// (a cold sync looks up each of its files three times before any
+	// folder is made).
 	missing map[string]bool
+	absent  map[string]bool
 	clock   uint64 // counts get calls, to drop the least recently used handle
 }
 
@@ -47,7 +52,7 @@ type dirHandle struct {
 const maxCachedDirs = 512
 
 func newDirCache(root *os.Root) *dirCache {
-	return &dirCache{root: root, subs: map[string]*dirHandle{}, held: map[string]int{}, missing: map[string]bool{}}
+	return &dirCache{root: root, subs: map[string]*dirHandle{}, held: map[string]int{}, missing: map[string]bool{}, absent: map[string]bool{}}
 }
 
 // get returns the handle of folder dir (a slash path without a trailing
@@ -111,6 +116,9 @@ func (c *dirCache) getLocked(dir string) *dirHandle {
 	r, err := from.OpenRoot(name)
 	if err != nil {
 		c.missing[dir] = true
+		if errors.Is(err, fs.ErrNotExist) {
+			c.absent[dir] = true
+		}
 		return nil
 	}
 	if fi, err := from.Lstat(name); err != nil || !fi.IsDir() {
@@ -139,7 +147,19 @@ func (c *dirCache) made() {
 	defer c.mu.Unlock()
 	if len(c.missing) > 0 {
 		clear(c.missing)
+		clear(c.absent)
 	}
+}
+
+// isAbsent reports whether folder dir was found not to exist (by get)
+// since the client last made a folder or renamed something.
+func (c *dirCache) isAbsent(dir string) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.absent[dir]
 }
 
 // forget closes the handles of name and of every folder below it.
@@ -150,7 +170,9 @@ func (c *dirCache) forget(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.missing) > 0 {
-		clear(c.missing) // a rename may have made a folder
+		// a rename may make a folder
+		clear(c.missing)
+		clear(c.absent)
 	}
 	if c.held[name] > 0 {
 		c.dropLocked(name)
@@ -246,9 +268,24 @@ func (d disk) in(name string) (*os.Root, string, *dirHandle) {
 	return d.Root, name, nil
 }
 
+// absent returns the error of a lookup of name, which reads, when its
+// folder is known not to exist (see dirCache.absent).
+func (d disk) absent(op, name string) error {
+	dir, base := path.Split(name)
+	if dir == "" || base == "" || !d.dirs.isAbsent(strings.TrimSuffix(dir, "/")) {
+		return nil
+	}
+	return &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+}
+
 // Open is os.Root's Open through the folder cache.
 func (d disk) Open(name string) (*os.File, error) {
 	r, n, h := d.in(name)
+	if h == nil {
+		if err := d.absent("open", name); err != nil {
+			return nil, err
+		}
+	}
 	defer d.dirs.put(h)
 	return r.Open(n)
 }
@@ -256,6 +293,11 @@ func (d disk) Open(name string) (*os.File, error) {
 // ReadFile is os.Root's ReadFile through the folder cache.
 func (d disk) ReadFile(name string) ([]byte, error) {
 	r, n, h := d.in(name)
+	if h == nil {
+		if err := d.absent("open", name); err != nil {
+			return nil, err
+		}
+	}
 	defer d.dirs.put(h)
 	return r.ReadFile(n)
 }
@@ -263,6 +305,11 @@ func (d disk) ReadFile(name string) ([]byte, error) {
 // Lstat is os.Root's Lstat through the folder cache.
 func (d disk) Lstat(name string) (fs.FileInfo, error) {
 	r, n, h := d.in(name)
+	if h == nil {
+		if err := d.absent("lstat", name); err != nil {
+			return nil, err
+		}
+	}
 	defer d.dirs.put(h)
 	return r.Lstat(n)
 }

@@ -1,7 +1,9 @@
 package smartclient
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -55,4 +57,72 @@ func TestDirCacheKeepsHandlesInUse(t *testing.T) {
 	if _, err := held.r.Lstat("f"); err == nil {
 		t.Fatal("a dropped handle stayed open after its last user put it back")
 	}
+}
+
+// TestDirCacheAbsentFolders: a lookup below a folder found not to exist
+// fails at once, and succeeds again once the client makes the folder, by
+// MkdirAll or by a rename, whatever it looked up in between.
+func TestDirCacheAbsentFolders(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	d := newDisk(root)
+	defer d.close()
+	create := func(name string) {
+		t.Helper()
+		f, err := d.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	lookups := []struct {
+		op string
+		do func(name string) error
+	}{
+		{"Lstat", func(name string) error { _, err := d.Lstat(name); return err }},
+		{"Open", func(name string) error {
+			f, err := d.Open(name)
+			if err == nil {
+				f.Close()
+			}
+			return err
+		}},
+		{"ReadFile", func(name string) error { _, err := d.ReadFile(name); return err }},
+	}
+	expect := func(name string, exists bool) {
+		t.Helper()
+		for _, l := range lookups {
+			err := l.do(name)
+			if exists && err != nil {
+				t.Errorf("%s(%s): %v, want it found", l.op, name, err)
+			}
+			if !exists && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s(%s): %v, want it not to exist", l.op, name, err)
+			}
+		}
+	}
+
+	expect("a/b/c/f", false)
+	expect("a/b/c/f", false) // now from what the cache knows
+	if err := d.MkdirAll("a/b/c", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	create("a/b/c/f")
+	expect("a/b/c/f", true)
+
+	// A folder made by a rename: staged, then moved into place.
+	if err := d.MkdirAll("stage/y", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	create("stage/y/g")
+	expect("z/y/g", false)
+	if err := d.Rename("stage", "z"); err != nil {
+		t.Fatal(err)
+	}
+	expect("z/y/g", true)
+	expect("stage/y/g", false)
 }

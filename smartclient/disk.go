@@ -59,6 +59,9 @@ func (d disk) Rename(oldname, newname string) error {
 			if done, err = d.renameAt(oldname, newname); !done {
 				err = d.Root.Rename(oldname, newname)
 			}
+			// A lookup beside the rename may have found its
+			// folder absent before it was in place.
+			d.dirs.made()
 		}
 		if err == nil || !isLocked(err) {
 			return err
@@ -141,9 +144,34 @@ func (d disk) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error
 	if err := d.hook("create", name); err != nil {
 		return nil, err
 	}
+	if f, done, err := d.openAt(name, flag, perm); done {
+		return f, err
+	}
 	r, n, h := d.in(name)
 	defer d.dirs.put(h)
 	return r.OpenFile(n, flag, perm)
+}
+
+// closeStaged gives the staged file f, named name, the mtime it is to be
+// installed with, and closes it.
+func (d disk) closeStaged(f *os.File, name string, mtime time.Time) error {
+	if err := d.hook("chtimes", name); err != nil {
+		f.Close()
+		return err
+	}
+	if done, err := setFileTimes(f, mtime); done {
+		if err != nil {
+			f.Close()
+			return &fs.PathError{Op: "chtimes", Path: name, Err: err}
+		}
+		return f.Close()
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	r, n, h := d.in(name)
+	defer d.dirs.put(h)
+	return r.Chtimes(n, mtime, mtime)
 }
 
 // writeFile replaces the bookkeeping file rel atomically and durably with

@@ -330,7 +330,7 @@ func writeWhole(root disk, rf remoteFile, data []byte) (err error) {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
 	defer func() {
-		if err != nil {
+		if err != nil && out != nil {
 			out.Close()
 			root.Remove(staged)
 		}
@@ -343,12 +343,11 @@ func writeWhole(root disk, rf remoteFile, data []byte) (err error) {
 	if err := out.Chmod(stagedMode(rf.Mode)); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("staging %s: %w", rf.Path, err)
-	}
-	mt := time.Unix(0, rf.MtimeNs)
-	if err := root.Chtimes(staged, mt, mt); err != nil {
-		return fmt.Errorf("staging %s: %w", rf.Path, err)
+	closed := root.closeStaged(out, staged, time.Unix(0, rf.MtimeNs))
+	out = nil // closed, whatever closeStaged says
+	if closed != nil {
+		root.Remove(staged)
+		return fmt.Errorf("staging %s: %w", rf.Path, closed)
 	}
 	return nil
 }
@@ -466,11 +465,7 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	if err := out.Chmod(stagedMode(rf.Mode)); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("staging %s: %w", rf.Path, err)
-	}
-	mt := time.Unix(0, rf.MtimeNs)
-	if err := f.root.Chtimes(staged, mt, mt); err != nil {
+	if err := f.root.closeStaged(out, staged, time.Unix(0, rf.MtimeNs)); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
 	done = true
