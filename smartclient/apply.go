@@ -245,6 +245,14 @@ func play(d disk, j *journal, log *slog.Logger) error {
 	made := map[string]bool{}
 	for _, p := range j.Install {
 		staged := stagingDir + "/" + p
+		// Most files are new where they go (all of them in a first
+		// sync): one rename that replaces nothing does.
+		if done, err := d.renameFresh(staged, p); done {
+			if err != nil {
+				return fmt.Errorf("installing %s: %w", p, err)
+			}
+			continue
+		}
 		if !exists(d, staged) {
 			// Renamed into place before a crash, unless something took
 			// the staged file away (an antivirus, a person): then the

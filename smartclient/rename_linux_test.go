@@ -1,0 +1,61 @@
+package smartclient
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestRenameFresh: the switch's one-call rename moves a staged file only
+// where nothing is, and leaves every other case to the looking rename.
+func TestRenameFresh(t *testing.T) {
+	tests := []struct {
+		name     string
+		existing string // content already at the target, "" for none
+		staged   bool   // whether the staged file is there
+		wantDone bool
+	}{
+		{name: "new file", staged: true, wantDone: true},
+		{name: "replaces a file", existing: "old", staged: true},
+		{name: "staged file gone", staged: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, p := range []string{"stage/sub", "sub"} {
+				if err := os.MkdirAll(filepath.Join(dir, p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.staged {
+				writeRecorded(t, dir, "stage/sub/f", "new")
+			}
+			if tc.existing != "" {
+				writeRecorded(t, dir, "sub/f", tc.existing)
+			}
+			root, err := os.OpenRoot(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
+			d := newDisk(root)
+			defer d.close()
+			done, err := d.renameFresh("stage/sub/f", "sub/f")
+			if err != nil || done != tc.wantDone {
+				t.Fatalf("renameFresh = %v, %v; want %v", done, err, tc.wantDone)
+			}
+			got, err := os.ReadFile(filepath.Join(dir, "sub", "f"))
+			want := tc.existing
+			if done {
+				want = "new"
+			}
+			if want == "" {
+				if !os.IsNotExist(err) {
+					t.Errorf("sub/f: %q, %v; want none", got, err)
+				}
+			} else if string(got) != want {
+				t.Errorf("sub/f reads %q, %v; want %q", got, err, want)
+			}
+		})
+	}
+}
