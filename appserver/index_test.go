@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -254,27 +255,42 @@ func TestIndexCurrentNoticesChange(t *testing.T) {
 	}
 }
 
-// TestIndexReplacedFileSameSizeAndMtime shows that the inode is part of the
-// cache key: a file renamed over another with the same size and mtime, as
-// deployment tools do, is rehashed.
-func TestIndexReplacedFileSameSizeAndMtime(t *testing.T) {
-	dir, state := t.TempDir(), t.TempDir()
-	files := sampleTree()
+// indexedOnce writes sampleTree, indexes it once (so that its hash cache
+// is saved) and closes the index; it returns the folders, the tree and the
+// state of file name before the test changes it. skip says why the test
+// cannot run here, given that state ("" when it can).
+func indexedOnce(t *testing.T, name string, skip func(fs.FileInfo) string) (dir, state string, files map[string]string, before fs.FileInfo) {
+	t.Helper()
+	dir, state = t.TempDir(), t.TempDir()
+	files = sampleTree()
 	writeTree(t, dir, files, oldTime)
-	const name = "lib/liberp.so"
-	target := filepath.Join(dir, filepath.FromSlash(name))
-	oldInfo, err := os.Stat(target)
+	before, err := os.Stat(filepath.Join(dir, filepath.FromSlash(name)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inode(oldInfo) == 0 {
-		t.Skip("no inode numbers on this platform; size and mtime key the cache alone")
+	if why := skip(before); why != "" {
+		t.Skip(why)
 	}
 	ix := openIndex(t, dir, state)
 	current(t, ix)
 	if err := ix.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return dir, state, files, before
+}
+
+// TestIndexReplacedFileSameSizeAndMtime shows that the inode is part of the
+// cache key: a file renamed over another with the same size and mtime, as
+// deployment tools do, is rehashed.
+func TestIndexReplacedFileSameSizeAndMtime(t *testing.T) {
+	const name = "lib/liberp.so"
+	dir, state, files, oldInfo := indexedOnce(t, name, func(fi fs.FileInfo) string {
+		if inode(fi) == 0 {
+			return "no inode numbers on this platform; size and mtime key the cache alone"
+		}
+		return ""
+	})
+	target := filepath.Join(dir, filepath.FromSlash(name))
 
 	// The replacement is written beside the folder, so that no scan can see
 	// it half-written, then renamed over the original.
@@ -310,23 +326,14 @@ func TestIndexReplacedFileSameSizeAndMtime(t *testing.T) {
 // server was down, with the same size and its mtime put back, is rehashed:
 // its inode is the same, but its change time moved.
 func TestIndexRewrittenInPlace(t *testing.T) {
-	dir, state := t.TempDir(), t.TempDir()
-	files := sampleTree()
-	writeTree(t, dir, files, oldTime)
 	const name = "lib/liberp.so"
+	dir, state, files, oldInfo := indexedOnce(t, name, func(fi fs.FileInfo) string {
+		if changeTime(fi) == 0 {
+			return "change times are not read on this platform; size, mtime and inode key the cache"
+		}
+		return ""
+	})
 	target := filepath.Join(dir, filepath.FromSlash(name))
-	oldInfo, err := os.Stat(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if changeTime(oldInfo) == 0 {
-		t.Skip("change times are not read on this platform; size, mtime and inode key the cache")
-	}
-	ix := openIndex(t, dir, state)
-	current(t, ix)
-	if err := ix.Close(); err != nil {
-		t.Fatal(err)
-	}
 
 	// The change time has a granularity of its own: the rewrite must
 	// come after it moves on.

@@ -111,6 +111,14 @@ func openDisk(t testing.TB, dir string) disk {
 	return disk{Root: r}
 }
 
+// openCachedDisk is openDisk with the folder cache a sync uses.
+func openCachedDisk(t testing.TB, dir string) disk {
+	t.Helper()
+	d := newDisk(openDisk(t, dir).Root)
+	t.Cleanup(d.close)
+	return d
+}
+
 // doSwitch is what a sync does once every file is staged: back up, write
 // the journal, switch.
 func doSwitch(ctx context.Context, d disk) error {

@@ -64,13 +64,7 @@ func TestDirCacheKeepsHandlesInUse(t *testing.T) {
 // MkdirAll or by a rename, whatever it looked up in between.
 func TestDirCacheAbsentFolders(t *testing.T) {
 	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	d := newDisk(root)
-	defer d.close()
+	d := openCachedDisk(t, dir)
 	create := func(name string) {
 		t.Helper()
 		f, err := d.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)

@@ -312,13 +312,8 @@ func TestStateLoadsFilesWhenNeeded(t *testing.T) {
 	for _, name := range []string{"a.txt", "b/c.txt"} {
 		files[name] = writeRecorded(t, dir, name, name)
 	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	d := newDisk(root)
-	defer d.close()
+	d := openCachedDisk(t, dir)
+	root := d.Root
 	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
 		t.Fatal(err)
 	}

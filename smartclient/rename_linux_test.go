@@ -33,13 +33,7 @@ func TestRenameFresh(t *testing.T) {
 			if tc.existing != "" {
 				writeRecorded(t, dir, "sub/f", tc.existing)
 			}
-			root, err := os.OpenRoot(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer root.Close()
-			d := newDisk(root)
-			defer d.close()
+			d := openCachedDisk(t, dir)
 			done, err := d.renameFresh("stage/sub/f", "sub/f")
 			if err != nil || done != tc.wantDone {
 				t.Fatalf("renameFresh = %v, %v; want %v", done, err, tc.wantDone)
