@@ -268,23 +268,24 @@ func (d disk) in(name string) (*os.Root, string, *dirHandle) {
 	return d.Root, name, nil
 }
 
-// absent returns the error of a lookup of name, which reads, when its
-// folder is known not to exist (see dirCache.absent).
-func (d disk) absent(op, name string) error {
-	dir, base := path.Split(name)
-	if dir == "" || base == "" || !d.dirs.isAbsent(strings.TrimSuffix(dir, "/")) {
-		return nil
+// look returns what in does for a lookup op of name that only reads, or
+// the error of that lookup when name's folder is known not to exist (see
+// dirCache.absent). The caller puts the handle back.
+func (d disk) look(op, name string) (*os.Root, string, *dirHandle, error) {
+	r, n, h := d.in(name)
+	if h == nil {
+		if dir, base := path.Split(name); dir != "" && base != "" && d.dirs.isAbsent(strings.TrimSuffix(dir, "/")) {
+			return nil, "", nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+		}
 	}
-	return &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+	return r, n, h, nil
 }
 
 // Open is os.Root's Open through the folder cache.
 func (d disk) Open(name string) (*os.File, error) {
-	r, n, h := d.in(name)
-	if h == nil {
-		if err := d.absent("open", name); err != nil {
-			return nil, err
-		}
+	r, n, h, err := d.look("open", name)
+	if err != nil {
+		return nil, err
 	}
 	defer d.dirs.put(h)
 	return r.Open(n)
@@ -292,11 +293,9 @@ func (d disk) Open(name string) (*os.File, error) {
 
 // ReadFile is os.Root's ReadFile through the folder cache.
 func (d disk) ReadFile(name string) ([]byte, error) {
-	r, n, h := d.in(name)
-	if h == nil {
-		if err := d.absent("open", name); err != nil {
-			return nil, err
-		}
+	r, n, h, err := d.look("open", name)
+	if err != nil {
+		return nil, err
 	}
 	defer d.dirs.put(h)
 	return r.ReadFile(n)
@@ -304,11 +303,9 @@ func (d disk) ReadFile(name string) ([]byte, error) {
 
 // Lstat is os.Root's Lstat through the folder cache.
 func (d disk) Lstat(name string) (fs.FileInfo, error) {
-	r, n, h := d.in(name)
-	if h == nil {
-		if err := d.absent("lstat", name); err != nil {
-			return nil, err
-		}
+	r, n, h, err := d.look("lstat", name)
+	if err != nil {
+		return nil, err
 	}
 	defer d.dirs.put(h)
 	return r.Lstat(n)

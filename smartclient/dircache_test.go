@@ -60,8 +60,8 @@ func TestDirCacheKeepsHandlesInUse(t *testing.T) {
 }
 
 // TestDirCacheAbsentFolders: a lookup below a folder found not to exist
-// fails at once, and succeeds again once the client makes the folder, by
-// MkdirAll or by a rename, whatever it looked up in between.
+// fails at once, from the cache, and succeeds again once the client makes
+// a folder, by MkdirAll or by a rename, whatever it looked up in between.
 func TestDirCacheAbsentFolders(t *testing.T) {
 	dir := t.TempDir()
 	d := openCachedDisk(t, dir)
@@ -101,7 +101,19 @@ func TestDirCacheAbsentFolders(t *testing.T) {
 	}
 
 	expect("a/b/c/f", false)
-	expect("a/b/c/f", false) // now from what the cache knows
+	// Now from what the cache knows, without a look at the disk: a
+	// folder another program makes meanwhile is not seen until the
+	// client makes one itself.
+	if err := os.MkdirAll(filepath.Join(dir, "a", "b", "c"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a", "b", "c", "f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expect("a/b/c/f", false)
+	if err := os.Remove(filepath.Join(dir, "a", "b", "c", "f")); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.MkdirAll("a/b/c", 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -115,6 +115,11 @@ func (d disk) Chtimes(name string, atime, mtime time.Time) error {
 	if err := d.hook("chtimes", name); err != nil {
 		return err
 	}
+	return d.chtimes(name, atime, mtime)
+}
+
+// chtimes is Chtimes without the fault hook.
+func (d disk) chtimes(name string, atime, mtime time.Time) error {
 	r, n, h := d.in(name)
 	defer d.dirs.put(h)
 	return r.Chtimes(n, atime, mtime)
@@ -169,9 +174,7 @@ func (d disk) closeStaged(f *os.File, name string, mtime time.Time) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	r, n, h := d.in(name)
-	defer d.dirs.put(h)
-	return r.Chtimes(n, mtime, mtime)
+	return d.chtimes(name, mtime, mtime)
 }
 
 // writeFile replaces the bookkeeping file rel atomically and durably with
