@@ -347,6 +347,29 @@ func TestStateLoadsFilesWhenNeeded(t *testing.T) {
 	if !intact(t.Context(), root, again) {
 		t.Error("an intact install, checked on the decoded files, is not intact")
 	}
+	// The files the save decoded are copies: they outlive the mapping
+	// of the file they were read from (a path still in it would fault).
+	st.release()
+	if !maps.Equal(st.Files, files) {
+		t.Errorf("after release, the files are %v, want %v", st.Files, files)
+	}
+
+	// Released before they were loaded, the files are gone from the
+	// State, and a save must fail rather than write a state without them.
+	gone, err := readState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone.release()
+	if err := gone.loadFiles(); err == nil {
+		t.Error("loadFiles after release succeeded")
+	}
+	if err := gone.save(d); err == nil {
+		t.Error("save after release succeeded")
+	}
+	if kept, err := loadState(dir); err != nil || !maps.Equal(kept.Files, files) {
+		t.Errorf("after a refused save, the state holds %v (%v), want %v", kept.Files, err, files)
+	}
 }
 
 // writeRecorded writes file name of the install dir and returns its

@@ -83,6 +83,25 @@ type State struct {
 	// Files is nil: readState leaves them encoded, so that a no-op check
 	// walks them without building the map (see loadFiles).
 	enc encodedFiles
+	// unmap gives back the mapping of the state file that enc points
+	// into (see mapFile), once; released says it did so before the files
+	// were loaded, which loadFiles then can no longer do.
+	unmap    func()
+	released bool
+}
+
+// release gives back the state file's mapping that readState left the
+// encoded files in. The files are loaded by then or lost to this State,
+// whose loadFiles then fails: its caller releases it when it is done.
+func (st *State) release() {
+	if st.unmap == nil {
+		return
+	}
+	if st.Files == nil {
+		st.enc, st.released = encodedFiles{}, true
+	}
+	st.unmap()
+	st.unmap = nil
 }
 
 // encodedFiles is the files' part of a state file: n entries in increasing
@@ -106,15 +125,26 @@ func loadState(dir string) (*State, error) {
 	st, err := readState(dir)
 	if err == nil {
 		err = st.loadFiles()
+		st.release()
 	}
 	return st, err
 }
 
-// readState is loadState leaving the files encoded: its caller must call
-// loadFiles before it uses Files.
+// readState is loadState leaving the files encoded, in a mapping of the
+// state file: its caller must call loadFiles before it uses Files, and
+// release when it is done with the State.
 func readState(dir string) (*State, error) {
+	unmap := func() {}
 	data, name, legacy, err := readStateFile(func(name string) ([]byte, error) {
-		return os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		if name != stateFile {
+			return os.ReadFile(path)
+		}
+		data, release, err := mapFile(path)
+		if err == nil {
+			unmap = release
+		}
+		return data, err
 	}, "")
 	if errors.Is(err, fs.ErrNotExist) {
 		id := make([]byte, 16)
@@ -131,13 +161,14 @@ func readState(dir string) (*State, error) {
 	} else {
 		st, err = parseState(data)
 	}
+	if err == nil && st.Version != stateVersion {
+		err = fmt.Errorf("version %d, this smartclient knows %d", st.Version, stateVersion)
+	}
 	if err != nil {
+		unmap()
 		return nil, fmt.Errorf("reading client state %s: %w", path, err)
 	}
-	if st.Version != stateVersion {
-		return nil, fmt.Errorf("reading client state %s: version %d, this smartclient knows %d", path, st.Version, stateVersion)
-	}
-	st.exists = true
+	st.exists, st.unmap = true, unmap
 	return st, nil
 }
 
@@ -435,6 +466,9 @@ func parseState(data []byte) (*State, error) {
 func (st *State) loadFiles() error {
 	if st.Files != nil {
 		return nil
+	}
+	if st.released {
+		return errors.New("smartclient: the state's files were released before they were loaded")
 	}
 	e := st.enc
 	r := e.reader()

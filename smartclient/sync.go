@@ -134,6 +134,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer st.release()
 	sizeMemory(max(st.enc.n, len(st.Files)))
 	if st.legacy && !o.CheckOnly {
 		// The state of an earlier build is rewritten in the binary

@@ -1,0 +1,50 @@
+//go:build linux
+
+package smartclient
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// mapFile returns the content of the file at path, mapped read-only with
+// its pages taken from the page cache in one call, and the function that
+// unmaps it, after which the content must not be touched.
+//
+// A no-op check reads the whole state file, 1.6 MB for 20,000 files, in a
+// fresh process: read(2) copies it into memory that the process touches
+// for the first time, and on a virtual machine each new page costs a
+// fault of many microseconds, a tenth of the check's CPU. A mapping
+// shares the page cache's pages instead.
+//
+// The state file is only ever replaced by a rename, which leaves a mapping
+// of the old file intact; a program that truncated it in place during a
+// sync would make the client fail on a bus error, before it writes
+// anything.
+func mapFile(path string) ([]byte, func(), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	size := fi.Size()
+	if size == 0 || !fi.Mode().IsRegular() || size != int64(int(size)) {
+		data, err := os.ReadFile(path)
+		return data, func() {}, err
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "mmap", Path: path, Err: err}
+	}
+	return data, func() {
+		if err := unix.Munmap(data); err != nil {
+			panic(fmt.Sprintf("smartclient: unmapping %s: %v", path, err))
+		}
+	}, nil
+}
