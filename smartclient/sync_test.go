@@ -1582,20 +1582,83 @@ func TestSyncDeltaRefsWithinSessionLimit(t *testing.T) {
 }
 
 // TestYesAfterTheServerWentAway: the user says yes to a full update, but
-// by then the server cannot be reached; the sync fails cleanly.
+// by then the server has gone; the sync fails cleanly. The client reaches
+// the server through a port the test holds (see portHolder), so that no
+// other test's server can be given that port once this one has stopped.
 func TestYesAfterTheServerWentAway(t *testing.T) {
 	s := newServer(t, serverConf{enable: true, build: buildNew, minBuild: buildNew})
+	p := newPortHolder(t, s.addr)
 	dir := t.TempDir()
 	_, err := sync1(t, s, dir, func(o *smartclient.Options) {
-		o.Confirm = func(string) (bool, error) { s.stop(); return true, nil }
+		o.Server = p.addr
+		o.Confirm = func(string) (bool, error) { s.stop(); p.drop(); return true, nil }
 	})
-	// Refused, as a rule; but once the server has closed its port, a
-	// listener of another test running at the same time may be given the
-	// same port and drop the connection before any welcome.
+	// The reset reaches the client while it connects or while it waits
+	// for the welcome, as it happens.
 	if err == nil || !strings.Contains(err.Error(), "cannot reach the update server") && !strings.Contains(err.Error(), "waiting for the server's welcome") {
 		t.Fatalf("got %v, want the server unreachable", err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("install folder changed: %v", entries)
+	}
+}
+
+// portHolder listens on a port of its own and forwards each connection to
+// target, until drop: from then on it resets every connection at once,
+// as a host whose server has stopped, while it keeps the port.
+type portHolder struct {
+	addr    string
+	target  string
+	dropped chan struct{}
+	once    sync.Once
+}
+
+func newPortHolder(t *testing.T, target string) *portHolder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &portHolder{addr: ln.Addr().String(), target: target, dropped: make(chan struct{})}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { p.serve(c) })
+		}
+	})
+	return p
+}
+
+// drop makes the holder reset every connection from now on.
+func (p *portHolder) drop() { p.once.Do(func() { close(p.dropped) }) }
+
+func (p *portHolder) serve(c net.Conn) {
+	defer c.Close()
+	select {
+	case <-p.dropped:
+		c.(*net.TCPConn).SetLinger(0)
+		return
+	default:
+	}
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.(*net.TCPConn).SetLinger(0)
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	go func() { io.Copy(c, up); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	for range 2 {
+		select {
+		case <-done:
+		case <-p.dropped:
+			return
+		}
 	}
 }
