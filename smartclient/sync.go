@@ -382,6 +382,9 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	}
 	p, err := makePlan(root.Root, st, man, full, found.same(), o.Log)
 	found = installCheck{}
+	// Nothing reads the encoded files any more: their mapping goes now,
+	// rather than count in the memory of the whole download.
+	st.release()
 	if err != nil {
 		return nil, err
 	}
