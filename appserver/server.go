@@ -784,6 +784,12 @@ func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, inde
 	return ss.w.Write(syncproto.FileEnd{Hash: f.Hash})
 }
 
+// sendfileMin is the smallest piece of a file sent with sendfile(2): below
+// it, the two system calls it takes (a flush of what is buffered, then the
+// copy) cost more than copying the bytes through the buffer, which a run of
+// small files shares.
+const sendfileMin = 64 << 10
+
 // sendFile streams one file. A file that is no longer the one the index
 // hashed (see openToSend), before or after it is read, is refused with
 // CodeFileChanged instead of its FileEnd, so the client never accepts a
@@ -810,6 +816,21 @@ func (s *Server) sendFile(ctx context.Context, ss *session, man *Manifest, index
 			return err
 		}
 		n := int(min(int64(len(buf)), f.Size-sent))
+		if h == nil && enc == nil && n >= sendfileMin {
+			// Raw bytes that need no hashing go from the file to the
+			// connection in the kernel (see WriteFileData). A file cut
+			// short while being sent leaves a broken message: the
+			// connection is closed, and the client tries again.
+			ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+			if err := ss.w.WriteFileData(fh, n); err != nil {
+				if errors.Is(err, io.ErrUnexpectedEOF) {
+					s.log.Warn("file cut short while being sent; closing the session", "os", man.OS, "path", f.Path, "err", err)
+				}
+				return fmt.Errorf("sending %s: %w", f.Path, err)
+			}
+			sent += int64(n)
+			continue
+		}
 		if _, err := io.ReadFull(fh, buf[:n]); err != nil {
 			s.log.Warn("reading file to send", "os", man.OS, "path", f.Path, "err", err)
 			return changed

@@ -162,6 +162,39 @@ func (w *Writer) WriteChunk(enc *zstd.Encoder, raw []byte) error {
 	return w.writeFrame(MsgFileData)
 }
 
+// WriteFileData writes the next n bytes of r (1..MaxChunk) as one raw
+// FileData message. What is buffered goes first; then the bytes go from r
+// to the connection through the writer's ReadFrom, which for a file and a
+// TCP connection is sendfile(2): they never pass through the process.
+//
+// An r that ends before n bytes leaves a message shorter than its header
+// says, which the peer cannot read past: the connection must be closed
+// after that error, which wraps io.ErrUnexpectedEOF.
+func (w *Writer) WriteFileData(r io.Reader, n int) error {
+	if n <= 0 || n > MaxChunk {
+		return fmt.Errorf("writing FileData: chunk of %d bytes, must be 1..%d", n, MaxChunk)
+	}
+	w.buf = append(w.buf[:0], Magic[0], Magic[1], Version, byte(MsgFileData), 0, 0, 0, 0, EncodingRaw)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(n))
+	binary.BigEndian.PutUint32(w.buf[4:], uint32(len(w.buf)-HeaderSize+n))
+	if _, err := w.w.Write(w.buf); err != nil {
+		return fmt.Errorf("writing FileData: %w", err)
+	}
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("writing FileData: %w", err)
+	}
+	w.N += int64(len(w.buf))
+	m, err := io.CopyN(w.w, r, int64(n))
+	w.N += m
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return fmt.Errorf("writing FileData: %d of %d bytes: %w", m, n, err)
+	}
+	return nil
+}
+
 // NewChunkDecoder returns a zstd decoder whose memory and window are
 // bounded by MaxChunk, for use with DecodeChunk. Close it when done.
 func NewChunkDecoder() (*zstd.Decoder, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -234,6 +235,111 @@ func TestChunks(t *testing.T) {
 			}
 			if !bytes.Equal(out, tc.raw) {
 				t.Fatal("chunk changed in transit")
+			}
+		})
+	}
+}
+
+// TestWriteFileData sends parts of a file with WriteFileData over a real
+// TCP connection on loopback (where the bytes go by sendfile(2)), between
+// buffered messages, and reads them back as FileData messages in order.
+func TestWriteFileData(t *testing.T) {
+	content := make([]byte, MaxChunk+1000)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sent := make(chan error, 1)
+	var wrote int64
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer c.Close()
+		f, err := os.Open(path)
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer f.Close()
+		w := NewWriter(c)
+		err = errors.Join(
+			w.Write(FileStart{Index: 3, Size: uint64(len(content))}),
+			w.WriteFileData(f, MaxChunk),
+			w.WriteFileData(f, 1000),
+			w.Write(FileEnd{Hash: [32]byte{9}}),
+			w.Flush())
+		wrote = w.N
+		sent <- err
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := NewReader(c)
+	if m, err := r.Expect(MsgFileStart); err != nil || m.(FileStart).Index != 3 {
+		t.Fatalf("got %v, %v, want FileStart of file 3", m, err)
+	}
+	var got []byte
+	for range 2 {
+		m, err := r.Expect(MsgFileData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := m.(FileData)
+		if d.Encoding != EncodingRaw || int(d.RawLen) != len(d.Data) {
+			t.Fatalf("FileData encoding %d, raw length %d for %d bytes; want raw and equal", d.Encoding, d.RawLen, len(d.Data))
+		}
+		got = append(got, d.Data...)
+	}
+	if m, err := r.Expect(MsgFileEnd); err != nil || m.(FileEnd).Hash != [32]byte{9} {
+		t.Fatalf("got %v, %v, want the FileEnd", m, err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, content) {
+		t.Error("the file's bytes changed on the way")
+	}
+	if wrote != r.N {
+		t.Errorf("the writer counted %d bytes, the reader read %d", wrote, r.N)
+	}
+}
+
+// TestWriteFileDataRefuses: a size out of range is refused before anything
+// is written, and a file that ends early is an error that says so.
+func TestWriteFileDataRefuses(t *testing.T) {
+	tests := []struct {
+		name    string
+		have, n int
+		wrote   bool
+		want    error
+	}{
+		{"nothing", 10, 0, false, nil},
+		{"more than a chunk", MaxChunk + 1, MaxChunk + 1, false, nil},
+		{"file ends early", 10, 20, true, io.ErrUnexpectedEOF},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			w := NewWriter(&b)
+			err := w.WriteFileData(bytes.NewReader(make([]byte, tc.have)), tc.n)
+			if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want an error (%v)", err, tc.want)
+			}
+			if wrote := b.Len() > 0; wrote != tc.wrote {
+				t.Errorf("wrote %d bytes; want some written: %v", b.Len(), tc.wrote)
 			}
 		})
 	}
