@@ -653,6 +653,43 @@ func TestUndoPutsBackThePreviousState(t *testing.T) {
 	}
 }
 
+// TestJournalLeavesOutTheStatesHashes: the journal's JSON spells only the
+// hashes its new state does not hold as they are (a link's, a file's the
+// state records otherwise), and reading it back gives every hash again.
+func TestJournalLeavesOutTheStatesHashes(t *testing.T) {
+	dir := makeSwitchFixture(t)
+	d := openDisk(t, dir)
+	j := fixtureJournal()
+	j.Install = append(j.Install, "lnk")
+	j.Hashes["lnk"] = linkPrefix + "a"
+	j.State.Files["lnk"] = FileState{Size: 1, Hash: strings.Repeat("0", 64)}
+	j.Hashes["d/e"] = strings.Repeat("e", 64) // not what the state records
+	want := maps.Clone(j.Hashes)
+	if err := saveJournal(d, j); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(journalFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, h := range want {
+		spelled := bytes.Contains(data, []byte(h))
+		if beyond := p == "lnk" || p == "d/e"; spelled != beyond {
+			t.Errorf("hash of %s spelled in the journal: %v, want %v", p, spelled, beyond)
+		}
+	}
+	if !maps.Equal(j.Hashes, want) {
+		t.Errorf("saving changed the journal's hashes: %v, want %v", j.Hashes, want)
+	}
+	got, err := readJournal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got.Hashes, want) {
+		t.Errorf("read back hashes %v, want %v", got.Hashes, want)
+	}
+}
+
 // FuzzReadJournal: whatever bytes the journal file holds, reading it never
 // panics, and a journal it accepts is one recovery can act on.
 func FuzzReadJournal(f *testing.F) {

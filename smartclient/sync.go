@@ -475,7 +475,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	j := &journal{Remove: p.remove, State: nextState(st, man, p, o), Hashes: map[string]string{}}
+	j := &journal{Remove: p.remove, State: nextState(st, man, p, o)}
 	p.known = nil // in the new state now
 	if p.changesContent() {
 		if j.Backup, err = backup.wait(); err != nil {
@@ -485,10 +485,19 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 			j.PostInstall = &postInstallStep{Path: man.PostInstall, Timeout: man.PostInstallTimeout}
 		}
 	}
-	for _, i := range p.installs() {
+	installs := p.installs()
+	j.Install, j.Hashes = make([]string, 0, len(installs)), make(map[string]string, len(installs))
+	for _, i := range installs {
 		f := man.Files[i]
 		j.Install = append(j.Install, f.Path)
-		j.Hashes[f.Path] = installHash(f)
+		// A file's hash is the string its new state holds already: a
+		// cold sync of 20,000 files would otherwise spell each again
+		// when memory peaks, as the journal is written.
+		if k, ok := j.State.Files[f.Path]; ok && f.Target == "" {
+			j.Hashes[f.Path] = k.Hash
+		} else {
+			j.Hashes[f.Path] = installHash(f)
+		}
 	}
 	for _, i := range p.touch {
 		j.Touch = append(j.Touch, touchStep{Path: man.Files[i].Path, MtimeNs: man.Files[i].MtimeNs})
