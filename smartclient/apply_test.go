@@ -383,6 +383,17 @@ func halfSwitch(t *testing.T, d disk) *journal {
 		return nil
 	}
 	defer func() { faultHook = nil }()
+	j := backedUpJournal(t, d)
+	if err := play(d, j, discard); !errors.Is(err, errInjected) {
+		t.Fatalf("play: %v", err)
+	}
+	return j
+}
+
+// backedUpJournal makes the backup of the fixture's install and writes
+// fixtureJournal, as a switch does before its first rename.
+func backedUpJournal(t *testing.T, d disk) *journal {
+	t.Helper()
 	j := fixtureJournal()
 	var err error
 	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
@@ -390,9 +401,6 @@ func halfSwitch(t *testing.T, d disk) *journal {
 	}
 	if err := writeJournal(d, j); err != nil {
 		t.Fatal(err)
-	}
-	if err := play(d, j, discard); !errors.Is(err, errInjected) {
-		t.Fatalf("play: %v", err)
 	}
 	return j
 }
@@ -731,14 +739,7 @@ func TestDamagedJournalRollsBackWithoutHardLinks(t *testing.T) {
 		return nil
 	}
 	defer func() { faultHook = nil }()
-	j := fixtureJournal()
-	var err error
-	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeJournal(d, j); err != nil {
-		t.Fatal(err)
-	}
+	backedUpJournal(t, d)
 	// Halfway through the switch, the journal is damaged.
 	if err := moveAside(d, "a"); err != nil {
 		t.Fatal(err)
