@@ -16,13 +16,17 @@ import (
 // A no-op check reads the whole state file, 1.6 MB for 20,000 files, in a
 // fresh process: read(2) copies it into memory that the process touches
 // for the first time, and on a virtual machine each new page costs a
-// fault of many microseconds, a tenth of the check's CPU. A mapping
-// shares the page cache's pages instead.
+// fault of many microseconds. A mapping shares the page cache's pages
+// instead: measured in a fresh process, reading took 8 ms and the first
+// pass over what was read 5 ms; mapping took 0.3 ms and the first pass
+// 1 ms.
 //
 // The state file is only ever replaced by a rename, which leaves a mapping
-// of the old file intact; a program that truncated it in place during a
-// sync would make the client fail on a bus error, before it writes
-// anything.
+// of the old file intact. A file truncated in place by another program, or
+// a page the disk fails to read, is an error where the state is read (see
+// parseMapped); the same after that first read, while the mapping lasts
+// (until the plan is made), would stop the client on a bus error before
+// it writes anything.
 func mapFile(path string) ([]byte, func(), error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -159,7 +160,7 @@ func readState(dir string) (*State, error) {
 	if legacy {
 		st, err = decodeState(data, legacy)
 	} else {
-		st, err = parseState(data)
+		st, err = parseMapped(data)
 	}
 	if err == nil && st.Version != stateVersion {
 		err = fmt.Errorf("version %d, this smartclient knows %d", st.Version, stateVersion)
@@ -410,6 +411,24 @@ func unmarshalState(data []byte) (*State, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// parseMapped is parseState on a mapping of the state file (see mapFile),
+// whose pages a failing disk, or a program that truncated the file, may
+// not deliver: touching one is then an error here rather than a crash.
+// parseState's checksum touches every page first.
+func parseMapped(data []byte) (st *State, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(interface{ Addr() uintptr })
+			if !ok {
+				panic(r)
+			}
+			st, err = nil, fmt.Errorf("%w: its content could not be read (fault at %#x)", errStateDamaged, f.Addr())
+		}
+	}()
+	return parseState(data)
 }
 
 // parseState is unmarshalState leaving the files encoded (see loadFiles).
