@@ -149,8 +149,7 @@ func (w *Writer) WriteChunk(enc *zstd.Encoder, raw []byte) error {
 	if len(raw) == 0 || len(raw) > MaxChunk {
 		return fmt.Errorf("writing FileData: chunk of %d bytes, must be 1..%d", len(raw), MaxChunk)
 	}
-	w.buf = append(w.buf[:0], Magic[0], Magic[1], Version, byte(MsgFileData), 0, 0, 0, 0, EncodingZstd)
-	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(raw)))
+	w.startFileData(EncodingZstd, len(raw))
 	body := len(w.buf)
 	if enc != nil {
 		w.buf = enc.EncodeAll(raw, w.buf)
@@ -174,8 +173,7 @@ func (w *Writer) WriteFileData(r io.Reader, n int) error {
 	if n <= 0 || n > MaxChunk {
 		return fmt.Errorf("writing FileData: chunk of %d bytes, must be 1..%d", n, MaxChunk)
 	}
-	w.buf = append(w.buf[:0], Magic[0], Magic[1], Version, byte(MsgFileData), 0, 0, 0, 0, EncodingRaw)
-	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(n))
+	w.startFileData(EncodingRaw, n)
 	binary.BigEndian.PutUint32(w.buf[4:], uint32(len(w.buf)-HeaderSize+n))
 	if _, err := w.w.Write(w.buf); err != nil {
 		return fmt.Errorf("writing FileData: %w", err)
@@ -193,6 +191,13 @@ func (w *Writer) WriteFileData(r io.Reader, n int) error {
 		return fmt.Errorf("writing FileData: %d of %d bytes: %w", m, n, err)
 	}
 	return nil
+}
+
+// startFileData puts in w.buf the header of a FileData frame, its length
+// left to fill in, and the fields before its data.
+func (w *Writer) startFileData(encoding uint8, rawLen int) {
+	w.buf = append(w.buf[:0], Magic[0], Magic[1], Version, byte(MsgFileData), 0, 0, 0, 0, encoding)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(rawLen))
 }
 
 // NewChunkDecoder returns a zstd decoder whose memory and window are
