@@ -305,19 +305,27 @@ func TestIndexReplacedFileSameSizeAndMtime(t *testing.T) {
 	if err := os.Rename(tmp, target); err != nil {
 		t.Skipf("cannot rename across temporary folders here: %v", err)
 	}
-	newInfo, err := os.Stat(target)
+	files[name] = replacement
+	rehashedOnce(t, dir, state, files, name, oldInfo, false)
+}
+
+// rehashedOnce checks the set-up of a test that changed file name of dir
+// behind the index's back, keeping its size and mtime, and its inode when
+// sameInode; files holds the new content. Then it checks that reopening
+// the index rehashes that file, and only it, into the right manifest.
+func rehashedOnce(t *testing.T, dir, state string, files map[string]string, name string, oldInfo fs.FileInfo, sameInode bool) {
+	t.Helper()
+	newInfo, err := os.Stat(filepath.Join(dir, filepath.FromSlash(name)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if newInfo.Size() != oldInfo.Size() || !newInfo.ModTime().Equal(oldInfo.ModTime()) || inode(newInfo) == inode(oldInfo) {
-		t.Fatalf("test setup: replacement has size %d mtime %v inode %d; original %d %v %d",
-			newInfo.Size(), newInfo.ModTime(), inode(newInfo), oldInfo.Size(), oldInfo.ModTime(), inode(oldInfo))
+	if newInfo.Size() != oldInfo.Size() || !newInfo.ModTime().Equal(oldInfo.ModTime()) || (inode(newInfo) == inode(oldInfo)) != sameInode {
+		t.Fatalf("test setup: changed file has size %d mtime %v inode %d; original %d %v %d; same inode wanted: %v",
+			newInfo.Size(), newInfo.ModTime(), inode(newInfo), oldInfo.Size(), oldInfo.ModTime(), inode(oldInfo), sameInode)
 	}
-
-	files[name] = replacement
 	ix2 := openIndex(t, dir, state)
 	if ix2.Hashed != 1 {
-		t.Errorf("reopening hashed %d files, want 1 (the replaced file)", ix2.Hashed)
+		t.Errorf("reopening hashed %d files, want 1 (the changed file)", ix2.Hashed)
 	}
 	checkManifest(t, current(t, ix2), files)
 }
@@ -352,21 +360,8 @@ func TestIndexRewrittenInPlace(t *testing.T) {
 	if err := os.Chtimes(target, oldInfo.ModTime(), oldInfo.ModTime()); err != nil {
 		t.Fatal(err)
 	}
-	newInfo, err := os.Stat(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if newInfo.Size() != oldInfo.Size() || !newInfo.ModTime().Equal(oldInfo.ModTime()) || inode(newInfo) != inode(oldInfo) {
-		t.Fatalf("test setup: rewritten file has size %d mtime %v inode %d; original %d %v %d",
-			newInfo.Size(), newInfo.ModTime(), inode(newInfo), oldInfo.Size(), oldInfo.ModTime(), inode(oldInfo))
-	}
-
 	files[name] = rewritten
-	ix2 := openIndex(t, dir, state)
-	if ix2.Hashed != 1 {
-		t.Errorf("reopening hashed %d files, want 1 (the rewritten file)", ix2.Hashed)
-	}
-	checkManifest(t, current(t, ix2), files)
+	rehashedOnce(t, dir, state, files, name, oldInfo, true)
 }
 
 // TestIndexIgnoresBadCache shows that a cache that cannot be trusted costs a
