@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"regexp"
@@ -410,7 +411,7 @@ func TestAdminUpdateNow(t *testing.T) {
 			})
 		},
 		code:   ExitFailed,
-		errOut: "peer speaks version 4",
+		errOut: fmt.Sprintf("peer speaks version %d", syncproto.Version+1),
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(AdminPasswordEnv, fakePassword)

@@ -35,3 +35,16 @@ func (d *Digester) Sum() (sum [HashSize]byte) {
 	copy(sum[:], d.h.Sum(nil))
 	return sum
 }
+
+// EntrySketch returns the sketch of a manifest entry: the first SketchSize
+// bytes of the BLAKE3 of its payload, as a number. buf is scratch space,
+// returned for reuse.
+func EntrySketch(e ManifestEntry, buf []byte) (uint64, []byte) {
+	buf = e.appendPayload(buf[:0])
+	sum := blake3.Sum256(buf)
+	var v uint64
+	for _, b := range sum[:SketchSize] {
+		v = v<<8 | uint64(b)
+	}
+	return v, buf
+}

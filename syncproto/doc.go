@@ -9,7 +9,7 @@
 //
 //	offset size field
 //	0      2    magic, the bytes 'S' 'C'
-//	2      1    protocol version (Version, currently 3)
+//	2      1    protocol version (Version, currently 4)
 //	3      1    message type (MsgHello ...)
 //	4      4    payload length, big-endian uint32
 //	8      n    payload
@@ -30,9 +30,13 @@
 //	GetManifest{have, flags}      ->     (only when enabled and the client goes on)
 //	                              <-     UpToDate{build}, when have is the current digest; else
 //	                              <-     ManifestHeader{build, count, total bytes, post-install}
-//	                              <-     ManifestEntry x count
+//	Sketch{more, sums} x s        ->     (only with GetSketch: see "Manifests by difference")
+//	                              <-     ManifestEntry x count, or with GetSketch
+//	                                     (ManifestEntry | ManifestSame) covering count,
+//	                                     then ManifestEnd{digest}
 //	Request{indices} x k          ->     (k >= 0; indices into the manifest)
 //	DeltaRequest{index, ...} x d  ->     (d >= 0; in any order with the Requests)
+//	BlockRequest{index, ...} x e  ->     (e >= 0; likewise)
 //	RequestEnd{}                  ->
 //	                              <-     for every requested index, in request order:
 //	                                     FileStart{index, size}, [ChunkList x c],
@@ -85,7 +89,29 @@
 // digest, it answers UpToDate and the whole check costs one small round
 // trip; otherwise, or when Have is zero, it sends the manifest.
 //
-// The server reads every Request and DeltaRequest up to RequestEnd before
+// # Manifests by difference
+//
+// A manifest of 20,000 files is about 2 MB, most of it the same from one
+// release to the next. A client that keeps the entries of a manifest it
+// received (any earlier one) sets GetSketch in GetManifest. When the server
+// does not answer UpToDate, it sends the ManifestHeader and flushes it;
+// the client then names every entry it keeps, in its order, by its sketch
+// (EntrySketch: the first SketchSize bytes of the BLAKE3 of the entry's
+// payload), in Sketch frames of at most MaxSketchSums, all but the last
+// with More, at most MaxFiles sums in all (one empty frame when it has
+// none). The server then sends its count entries in order, each either as
+// a ManifestEntry or within a ManifestSame{from, count}: the client's
+// entries from, from+1, ... are the server's next ones. The runs name
+// increasing entries of the sketch (each from at or past the end of the
+// run before), so that the client reads what it keeps once, front to back.
+// A ManifestEnd with the manifest's digest follows the last entry; the
+// client checks it against the manifest it rebuilt, so that two entries
+// with one sketch (odds of about n*m/2^48 for n entries sent and m kept)
+// cost a failed check, never a wrong manifest. A sketch costs 6 bytes an
+// entry against about 100 for the entry: a release that changes 5% of 20,000
+// files sends 0.12 MB of sketch and 0.1 MB of entries instead of 2 MB.
+//
+// The server reads every Request, DeltaRequest and BlockRequest up to RequestEnd before
 // it sends the first file, so neither side ever blocks writing while the
 // other is also writing. Requests name manifest indices, never paths, so
 // the server only serves files it listed.
@@ -120,6 +146,20 @@
 // A frame with DeltaMore or More set is never empty. A client sends at most
 // MaxSessionChunkRefs chunk references per session.
 //
+// A file of at most MaxBlockFile bytes may be asked for with BlockRequest
+// instead, the way rsync asks for files: the client cuts its base into
+// blocks of BlockSize bytes (the last may be shorter) and sends a weak and a
+// strong sum for each (internal/cdc, "Block sums"); the server rolls the
+// weak sum over the new file, and where it and then the strong sum match a
+// block of the base, sends FileCopy{off, len} with off the block's offset
+// in the base. What is not found travels as FileData. A block request names
+// the base in one frame, with exactly one sum per block and at most
+// MaxBlockSums; its sums count against MaxSessionChunkRefs like chunk
+// references. Content-defined chunks lose about an average chunk around
+// each edit, so a small file rebuilt in a few places costs its whole size
+// as a DeltaRequest; fixed blocks matched at any offset lose less than a
+// block there, for 8 bytes of sums per block.
+//
 // A ManifestEntry with FlagSymlink is a symbolic link: its Target is a
 // relative slash path, Size is len(Target) and Hash the BLAKE3 of Target.
 // Links are never requested; the client makes them from the manifest.
@@ -145,4 +185,7 @@
 //	3  2026-11: server self-update: Stay and Notice, administrator sessions
 //	   (AdminKey, Admin, AdminEvent, UpdateStatus), Error.Retry, codes
 //	   Updating, Denied and Refused. Never released with 2.
+//	4  2026-12: BlockRequest (rsync-style block sums for small files);
+//	   GetSketch, Sketch, ManifestSame and ManifestEnd (manifests by
+//	   difference). Never released with 3.
 package syncproto

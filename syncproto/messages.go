@@ -8,7 +8,7 @@ import (
 )
 
 // Version is the protocol version this package speaks.
-const Version = 3
+const Version = 4
 
 // Magic is the first two bytes of every frame.
 var Magic = [2]byte{'S', 'C'}
@@ -35,7 +35,18 @@ const (
 	// in one session (about 20 MiB of the server's memory).
 	MaxSessionChunkRefs = 1 << 20
 	ChunkHashSize       = 16 // truncated BLAKE3 of one content-defined chunk
-	HashSize            = 32 // BLAKE3-256
+	// MaxBlockFile is the largest file that may be asked for with
+	// BlockRequest; MaxBlockSums bounds the sums of one BlockRequest, and
+	// MinBlockSize and MaxBlockSize its block size.
+	MaxBlockFile = 1 << 20
+	MaxBlockSums = 8192
+	MinBlockSize = 64
+	MaxBlockSize = 64 << 10
+	// SketchSize is the size of an entry's sketch on the wire, and
+	// MaxSketchSums the sums of one Sketch frame.
+	SketchSize    = 6
+	MaxSketchSums = 16384
+	HashSize      = 32 // BLAKE3-256
 )
 
 // MsgType is the type byte of a frame.
@@ -66,6 +77,10 @@ const (
 	MsgAdmin          MsgType = 21
 	MsgAdminEvent     MsgType = 22
 	MsgUpdateStatus   MsgType = 23
+	MsgBlockRequest   MsgType = 24
+	MsgSketch         MsgType = 25
+	MsgManifestSame   MsgType = 26
+	MsgManifestEnd    MsgType = 27
 )
 
 var msgNames = map[MsgType]string{
@@ -76,7 +91,8 @@ var msgNames = map[MsgType]string{
 	MsgReportAck: "ReportAck", MsgError: "Error", MsgUpToDate: "UpToDate",
 	MsgDeltaRequest: "DeltaRequest", MsgChunkList: "ChunkList", MsgFileCopy: "FileCopy",
 	MsgStay: "Stay", MsgNotice: "Notice", MsgAdminKey: "AdminKey", MsgAdmin: "Admin",
-	MsgAdminEvent: "AdminEvent", MsgUpdateStatus: "UpdateStatus",
+	MsgAdminEvent: "AdminEvent", MsgUpdateStatus: "UpdateStatus", MsgBlockRequest: "BlockRequest",
+	MsgSketch: "Sketch", MsgManifestSame: "ManifestSame", MsgManifestEnd: "ManifestEnd",
 }
 
 func (t MsgType) String() string {
@@ -115,6 +131,14 @@ func MaxPayload(t MsgType) (int, bool) {
 		return 4 + 1 + 1 + 4 + MaxChunkRefs*(4+ChunkHashSize), true
 	case MsgChunkList:
 		return 1 + 1 + 4 + MaxChunkRefs*(4+ChunkHashSize), true
+	case MsgBlockRequest:
+		return 4 + 4 + 8 + 4 + MaxBlockSums*8, true
+	case MsgSketch:
+		return 1 + 4 + MaxSketchSums*SketchSize, true
+	case MsgManifestSame:
+		return 8, true
+	case MsgManifestEnd:
+		return HashSize, true
 	case MsgFileCopy:
 		return 8 + 4, true
 	case MsgManifestHeader:
@@ -169,7 +193,7 @@ type GetManifest struct {
 	// When it is the server's current one, the server answers UpToDate
 	// instead of sending the manifest again.
 	Have  [HashSize]byte
-	Flags uint8 // GetRaw
+	Flags uint8 // GetRaw, GetSketch
 }
 
 // GetManifest flags.
@@ -177,7 +201,35 @@ const (
 	// GetRaw asks for file data without compression: on a fast link
 	// compressing costs more time than it saves.
 	GetRaw uint8 = 1 << 0
+	// GetSketch says that the client keeps the entries of an earlier
+	// manifest and will name them by a Sketch after the ManifestHeader,
+	// so that the server sends only the entries it lacks (see the
+	// package documentation, "Manifests by difference").
+	GetSketch uint8 = 1 << 1
 )
+
+// Sketch names the entries of the manifest a client keeps, in its order,
+// by their EntrySketch values. All frames but the last have More set; a
+// client with nothing to name sends one empty frame.
+type Sketch struct {
+	More bool
+	Sums []uint64 // each below 1<<(8*SketchSize)
+}
+
+// ManifestSame, among the entries of a manifest sent to a client that
+// sent a Sketch, stands for Count entries that are those the client named
+// From on, in order. The runs of one manifest name increasing entries of
+// the sketch: each From is past the end of the run before.
+type ManifestSame struct {
+	From, Count uint32
+}
+
+// ManifestEnd follows the entries of a manifest sent to a client that
+// sent a Sketch: the manifest's digest, which the client checks against
+// the manifest it rebuilt.
+type ManifestEnd struct {
+	Digest [HashSize]byte
+}
 
 // UpToDate answers a GetManifest whose Have is the server's current
 // manifest: nothing to send. The client goes on with Report.
@@ -209,6 +261,25 @@ const (
 	DeltaMore     uint8 = 1 << 0 // another DeltaRequest frame for this index follows
 	DeltaWantList uint8 = 1 << 1 // send the new file's chunk list (cut with Bits) before its data
 )
+
+// BlockRequest asks for the file at Index, of at most MaxBlockFile bytes,
+// as the difference from a base file of BaseSize bytes that the client
+// cuts into blocks of BlockSize bytes (the last may be shorter) and names
+// by their sums, one per block (see internal/cdc, "Block sums"). The
+// server answers as for DeltaRequest: FileCopy for the base's blocks it
+// finds in the new file, at any offset, and FileData for the rest.
+type BlockRequest struct {
+	Index     uint32
+	BlockSize uint32
+	BaseSize  uint64
+	Sums      []BlockSum
+}
+
+// BlockSum names one block of a base: its rolling weak sum and its strong
+// sum.
+type BlockSum struct {
+	Weak, Strong uint32
+}
 
 // ChunkList carries the chunks of the file being sent, cut with Bits,
 // after its FileStart when the client asked for it with DeltaWantList.
@@ -394,6 +465,10 @@ func (UpToDate) Type() MsgType       { return MsgUpToDate }
 func (DeltaRequest) Type() MsgType   { return MsgDeltaRequest }
 func (ChunkList) Type() MsgType      { return MsgChunkList }
 func (FileCopy) Type() MsgType       { return MsgFileCopy }
+func (BlockRequest) Type() MsgType   { return MsgBlockRequest }
+func (Sketch) Type() MsgType         { return MsgSketch }
+func (ManifestSame) Type() MsgType   { return MsgManifestSame }
+func (ManifestEnd) Type() MsgType    { return MsgManifestEnd }
 
 // Sentinel errors. Decoding errors wrap ErrMalformed.
 var (
@@ -454,6 +529,35 @@ func (m DeltaRequest) appendPayload(b []byte) []byte {
 	b = append(b, m.Bits, m.Flags)
 	return appendRefs(b, m.Chunks)
 }
+
+func (m BlockRequest) appendPayload(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, m.Index)
+	b = binary.BigEndian.AppendUint32(b, m.BlockSize)
+	b = binary.BigEndian.AppendUint64(b, m.BaseSize)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Sums)))
+	for _, s := range m.Sums {
+		b = binary.BigEndian.AppendUint32(b, s.Weak)
+		b = binary.BigEndian.AppendUint32(b, s.Strong)
+	}
+	return b
+}
+
+func (m Sketch) appendPayload(b []byte) []byte {
+	b = appendBool(b, m.More)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Sums)))
+	for _, v := range m.Sums {
+		b = binary.BigEndian.AppendUint16(b, uint16(v>>32))
+		b = binary.BigEndian.AppendUint32(b, uint32(v))
+	}
+	return b
+}
+
+func (m ManifestSame) appendPayload(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, m.From)
+	return binary.BigEndian.AppendUint32(b, m.Count)
+}
+
+func (m ManifestEnd) appendPayload(b []byte) []byte { return append(b, m.Digest[:]...) }
 
 func (m ChunkList) appendPayload(b []byte) []byte {
 	b = append(b, m.Bits)
@@ -636,6 +740,61 @@ func (d *decoder) refs() []ChunkRef {
 	return refs
 }
 
+// blockRequest reads a BlockRequest: a block size in range and exactly one
+// sum for each block of the base.
+func (d *decoder) blockRequest() BlockRequest {
+	r := BlockRequest{Index: d.u32("index"), BlockSize: d.u32("block size"), BaseSize: d.u64("base size")}
+	n := d.u32("sum count")
+	switch {
+	case d.err != nil:
+		return r
+	case r.BlockSize < MinBlockSize || r.BlockSize > MaxBlockSize:
+		d.fail("block size %d out of range %d..%d", r.BlockSize, MinBlockSize, MaxBlockSize)
+		return r
+	case r.BaseSize == 0 || (r.BaseSize-1)/uint64(r.BlockSize)+1 != uint64(n):
+		d.fail("%d sums for a base of %d bytes in blocks of %d", n, r.BaseSize, r.BlockSize)
+		return r
+	case n > MaxBlockSums:
+		d.fail("%d sums, limit %d", n, MaxBlockSums)
+		return r
+	case int(n)*8 != len(d.b):
+		d.fail("%d sums in %d bytes", n, len(d.b))
+		return r
+	}
+	r.Sums = make([]BlockSum, n)
+	for i := range r.Sums {
+		r.Sums[i] = BlockSum{Weak: d.u32("weak sum"), Strong: d.u32("strong sum")}
+	}
+	return r
+}
+
+// sketch reads a Sketch: a count and that many sums.
+func (d *decoder) sketch() Sketch {
+	k := Sketch{More: d.bool("more")}
+	n := d.u32("sum count")
+	switch {
+	case d.err != nil:
+		return k
+	case n > MaxSketchSums:
+		d.fail("%d sums, limit %d", n, MaxSketchSums)
+		return k
+	case int(n)*SketchSize != len(d.b):
+		d.fail("%d sums in %d bytes", n, len(d.b))
+		return k
+	case k.More && n == 0:
+		d.fail("an empty frame with more to come")
+		return k
+	}
+	if n > 0 {
+		k.Sums = make([]uint64, n)
+	}
+	for i := range k.Sums {
+		hi := d.take(2, "sum")
+		k.Sums[i] = uint64(binary.BigEndian.Uint16(hi))<<32 | uint64(d.u32("sum"))
+	}
+	return k
+}
+
 func (d *decoder) end(t MsgType) error {
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d trailing bytes", len(d.b))
@@ -674,7 +833,7 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 		}
 	case MsgGetManifest:
 		g := GetManifest{Have: d.hash("have"), Flags: d.u8("flags")}
-		if d.err == nil && g.Flags&^GetRaw != 0 {
+		if d.err == nil && g.Flags&^(GetRaw|GetSketch) != 0 {
 			d.fail("unknown flags %#x", g.Flags)
 		}
 		m = g
@@ -687,6 +846,18 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 		}
 		r.Chunks = d.refs()
 		m = r
+	case MsgBlockRequest:
+		m = d.blockRequest()
+	case MsgSketch:
+		m = d.sketch()
+	case MsgManifestSame:
+		r := ManifestSame{From: d.u32("from"), Count: d.u32("count")}
+		if d.err == nil && r.Count == 0 {
+			d.fail("a run of 0 entries")
+		}
+		m = r
+	case MsgManifestEnd:
+		m = ManifestEnd{Digest: d.hash("digest")}
 	case MsgChunkList:
 		l := ChunkList{Bits: d.u8("bits"), More: d.bool("more")}
 		l.Chunks = d.refs()

@@ -31,6 +31,10 @@
 // Each chunk is named by the first HashSize bytes of the BLAKE3-256 of its
 // bytes. AppendList and DecodeList encode a file's chunk list for caches on
 // disk and for protocol frames.
+//
+// For small files, whose every edit would cost a chunk or two of their few,
+// the package also gives the rolling weak sum and the strong sum of
+// rsync-style block deltas (see "Block sums" in blocks.go).
 package cdc
 
 import (
