@@ -58,6 +58,12 @@ type Manifest struct {
 	wireOnce sync.Once
 	wire     []byte
 	digest   [32]byte
+	// ends[i] is where entry i's frame ends in wire (the header's frame
+	// ends at ends[-1], kept as hdrEnd); sketches are the entries'
+	// EntrySketch values. Made with wire.
+	hdrEnd   int
+	ends     []int
+	sketches []uint64
 
 	// root is the folder the manifest was made from. Each scan opens the
 	// folder anew, so an administrator who replaces the whole folder

@@ -246,6 +246,8 @@ type session struct {
 	fileByte int64
 	// folders opens the files this session sends (see sendFolders).
 	folders *sendFolders
+	// blockData holds the file being sent as a block delta.
+	blockData []byte
 }
 
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
@@ -445,6 +447,10 @@ func (s *Server) manifestWire(man *Manifest) ([]byte, [32]byte) {
 		}
 		d := syncproto.NewDigester(hdr)
 		b := syncproto.AppendFrame(nil, hdr)
+		man.hdrEnd = len(b)
+		man.ends = make([]int, 0, len(man.Files))
+		man.sketches = make([]uint64, 0, len(man.Files))
+		var scratch []byte
 		for _, f := range man.Files {
 			e := syncproto.ManifestEntry{Path: f.Path, Size: uint64(f.Size), MtimeNs: f.MtimeNs, Mode: uint32(f.Mode), Hash: f.Hash, Target: f.Target}
 			if f.Target != "" {
@@ -455,6 +461,10 @@ func (s *Server) manifestWire(man *Manifest) ([]byte, [32]byte) {
 			}
 			d.Add(e)
 			b = syncproto.AppendFrame(b, e)
+			man.ends = append(man.ends, len(b))
+			var sk uint64
+			sk, scratch = syncproto.EntrySketch(e, scratch)
+			man.sketches = append(man.sketches, sk)
 		}
 		man.wire, man.digest = b, d.Sum()
 	})
@@ -476,15 +486,12 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get 
 		ss.outcome = "up to date"
 		return s.send(ss, syncproto.UpToDate{Build: man.Build})
 	}
-	// The frames go out in pieces, so that a slow client gets a fresh
-	// write deadline for each.
-	for len(wire) > 0 {
-		n := min(len(wire), 256<<10)
-		ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-		if err := ss.w.WriteEncoded(wire[:n]); err != nil {
+	if get.Flags&syncproto.GetSketch != 0 {
+		if err := s.sendBySketch(ss, man); err != nil {
 			return err
 		}
-		wire = wire[n:]
+	} else if err := s.sendEncoded(ss, wire); err != nil {
+		return err
 	}
 	if err := ss.w.Flush(); err != nil {
 		return err
@@ -509,9 +516,12 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get 
 	ss.folders = &sendFolders{man: man}
 	defer ss.folders.close()
 	for _, w := range want {
-		if w.delta != nil {
+		switch {
+		case w.delta != nil:
 			err = s.sendDelta(ctx, ss, man, w.index, w.delta, enc, buf)
-		} else {
+		case w.blocks != nil:
+			err = s.sendBlocks(ctx, ss, man, w.index, w.blocks, enc)
+		default:
 			err = s.sendFile(ctx, ss, man, w.index, enc, buf)
 		}
 		if err != nil {
@@ -522,10 +532,12 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get 
 	return ss.w.Flush()
 }
 
-// wanted is one requested file: whole, or as a delta from the client's base.
+// wanted is one requested file: whole, or as a delta from the client's
+// base named by chunks or by blocks.
 type wanted struct {
-	index uint32
-	delta *syncproto.DeltaRequest // Chunks gathered from all its frames
+	index  uint32
+	delta  *syncproto.DeltaRequest // Chunks gathered from all its frames
+	blocks *syncproto.BlockRequest
 }
 
 // readRequests reads Request and DeltaRequest frames up to RequestEnd,
@@ -605,6 +617,17 @@ func (s *Server) readRequests(ss *session, man *Manifest) ([]wanted, error) {
 			if m.Flags&syncproto.DeltaMore != 0 {
 				open = want[len(want)-1].delta
 			}
+		case syncproto.BlockRequest:
+			if err := check(m.Index); err != nil {
+				return nil, err
+			}
+			if f := man.Files[m.Index]; f.Size > syncproto.MaxBlockFile {
+				return nil, bad("%s has %d bytes; block requests are for files of at most %d", f.Path, f.Size, syncproto.MaxBlockFile)
+			}
+			if refs += len(m.Sums); refs > syncproto.MaxSessionChunkRefs {
+				return nil, bad("more than %d chunk references in one session", syncproto.MaxSessionChunkRefs)
+			}
+			want = append(want, wanted{index: m.Index, blocks: &m})
 		default:
 			return nil, fmt.Errorf("got %v while reading requests: %w", m.Type(), syncproto.ErrUnexpected)
 		}
