@@ -1,6 +1,7 @@
 package smartclient
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -36,17 +37,30 @@ const (
 	deltaMin = 4 << 10
 	// listMin: files from this size on have their chunk list kept.
 	listMin = 1 << 20
+	// blockMin: a file or base smaller than this is fetched whole rather
+	// than as a block delta.
+	blockMin = 1 << 10
 )
 
-// delta is how one file is asked for when it is not asked for whole.
+// delta is how one file is asked for when it is not asked for whole: by
+// the base's blocks (sums set) or by its chunks.
 type delta struct {
 	bits      uint8
 	base      []syncproto.ChunkRef // the base's chunks; none: fetch whole, with the list
+	blockSize int
+	sums      []syncproto.BlockSum // the base's block sums (BlockRequest)
 	baseSize  int64
 	baseMtime int64
 	wantList  bool
 	list      []syncproto.ChunkRef // the new file's chunks, as the server sent them
 }
+
+// hasBase reports whether the server's answer may copy from the base.
+func (d *delta) hasBase() bool { return len(d.base) > 0 || len(d.sums) > 0 }
+
+// refCount is what the request names of the base, counted against
+// MaxSessionChunkRefs.
+func (d *delta) refCount() int { return len(d.base) + len(d.sums) }
 
 // planDeltas decides, for each file to download, whether to ask for it as
 // a delta, and cuts or looks up its base's chunks. Any problem with a base
@@ -77,15 +91,15 @@ func planDeltas(root disk, st *State, man *manifest, download []int, log *slog.L
 		if d == nil {
 			continue
 		}
-		if refs+len(d.base) > syncproto.MaxSessionChunkRefs {
+		if refs+d.refCount() > syncproto.MaxSessionChunkRefs {
 			// Past what one session may name: whole, with its list.
 			log.Info("fetching a file whole: this sync already names as many chunks as a session may", "path", man.Files[i].Path)
-			d.base, d.baseSize, d.baseMtime = nil, 0, 0
+			d.base, d.sums, d.baseSize, d.baseMtime = nil, nil, 0, 0
 			if !d.wantList {
 				continue
 			}
 		}
-		refs += len(d.base)
+		refs += d.refCount()
 		deltas[i] = d
 	}
 	return deltas
@@ -98,6 +112,16 @@ const deltaWorkers = 4
 // without a chunk list.
 func planDelta(root disk, st *State, rf remoteFile, log *slog.Logger) *delta {
 	fi, err := root.Lstat(rf.Path)
+	if err == nil && fi.Mode().IsRegular() && rf.Size >= blockMin && rf.Size <= syncproto.MaxBlockFile && rf.Size < listMin && fi.Size() >= blockMin {
+		if bs := blockSizeFor(fi.Size()); bs <= syncproto.MaxBlockSize {
+			d := &delta{blockSize: bs, baseSize: fi.Size(), baseMtime: fi.ModTime().UnixNano()}
+			if d.sums, err = sumBase(root, rf.Path, bs, fi); err != nil {
+				log.Info("fetching a file whole: cannot read the installed version", "path", rf.Path, "err", err)
+				return nil
+			}
+			return d
+		}
+	}
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() < deltaMin || rf.Size < deltaMin {
 		if rf.Size >= listMin {
 			return &delta{bits: cdc.BitsFor(rf.Size), wantList: true}
@@ -166,6 +190,43 @@ func cutBase(root disk, name string, bits uint8, fi fs.FileInfo) ([]syncproto.Ch
 		return nil, errors.New("it changed while being read")
 	}
 	return refs(chunks), nil
+}
+
+// blockSizeFor is the block size of a base of size bytes: cdc.BlockSize,
+// or more where that would make more than MaxBlockSums blocks.
+func blockSizeFor(size int64) int {
+	return max(cdc.BlockSize(size), int((size+syncproto.MaxBlockSums-1)/syncproto.MaxBlockSums))
+}
+
+// sumBase reads the installed file name in blocks of bs bytes and returns
+// their sums, provided it is still the file fi describes.
+func sumBase(root disk, name string, bs int, fi fs.FileInfo) ([]syncproto.BlockSum, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sums := make([]syncproto.BlockSum, 0, (fi.Size()+int64(bs)-1)/int64(bs))
+	br := bufio.NewReaderSize(f, 64<<10)
+	block := make([]byte, bs)
+	var read int64
+	for {
+		n, err := io.ReadFull(br, block)
+		if n > 0 {
+			sums = append(sums, syncproto.BlockSum{Weak: cdc.WeakSum(block[:n]).Weak(), Strong: cdc.StrongSum(block[:n])})
+			read += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if now, err := f.Stat(); err != nil || !sameVersion(now, fi) || read != fi.Size() {
+		return nil, errors.New("it changed while being read")
+	}
+	return sums, nil
 }
 
 func sameVersion(a, b fs.FileInfo) bool {

@@ -83,6 +83,14 @@ func (c *conn) request(indices []int, deltas map[int]*delta) error {
 		if err := flush(); err != nil {
 			return err
 		}
+		if d.sums != nil {
+			c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
+			req := syncproto.BlockRequest{Index: uint32(i), BlockSize: uint32(d.blockSize), BaseSize: uint64(d.baseSize), Sums: d.sums}
+			if err := c.w.Write(req); err != nil {
+				return err
+			}
+			continue
+		}
 		flags := uint8(0)
 		if d.wantList {
 			flags |= syncproto.DeltaWantList
@@ -373,7 +381,7 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 				return err
 			}
 		}
-		if len(d.base) > 0 {
+		if d.hasBase() {
 			if base, err = openBase(f.root, rf, d); err != nil {
 				return err
 			}

@@ -99,6 +99,11 @@ type lie struct {
 	among syncproto.Message
 	// hangUp closes the connection right after the manifest.
 	hangUp bool
+	// bySketch, when set, sends the entries after the header instead of
+	// the liar, with the client's sketch if it sent one (nil otherwise).
+	bySketch func(w *syncproto.Writer, h syncproto.ManifestHeader, entries []syncproto.ManifestEntry, sketch []uint64)
+	// dropsKept: the lie makes the client drop the manifest it keeps.
+	dropsKept bool
 	// send answers the client's requests; nil sends what it asked for,
 	// honestly.
 	send func(s *liarStream)
@@ -120,7 +125,9 @@ type liarSaw struct {
 	askedEnd bool     // RequestEnd received: the client went on to download
 	// deltas are the DeltaRequests among asked, by index, each with the
 	// chunks of all its frames.
-	deltas    map[uint32]*syncproto.DeltaRequest
+	deltas map[uint32]*syncproto.DeltaRequest
+	// blocks are the BlockRequests among asked, by index.
+	blocks    map[uint32]*syncproto.BlockRequest
 	copied    int64 // bytes the honest liar sent as FileCopy
 	report    *syncproto.Report
 	serverErr error // the client broke the protocol before the lie was told
@@ -164,7 +171,7 @@ func (s *liarStream) file(i int) {
 
 // honest sends file i as it was asked for: whole, or as a delta.
 func (s *liarStream) honest(i int) {
-	if s.saw.deltas[uint32(i)] != nil {
+	if s.saw.deltas[uint32(i)] != nil || s.saw.blocks[uint32(i)] != nil {
 		s.delta(i)
 	} else {
 		s.file(i)
@@ -176,6 +183,10 @@ func (s *liarStream) honest(i int) {
 // copies of the chunks the base has, merged where they follow each other
 // in the base, and data for the rest.
 func (s *liarStream) delta(i int) {
+	if s.saw.blocks[uint32(i)] != nil {
+		s.blockDelta(i)
+		return
+	}
 	d := s.saw.deltas[uint32(i)]
 	f := s.files[i]
 	s.msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(f.content))})
@@ -184,6 +195,28 @@ func (s *liarStream) delta(i int) {
 	}
 	s.assemble(f.content, d.Bits, d.Chunks)
 	s.msg(syncproto.FileEnd{Hash: blake3.Sum256(f.content)})
+}
+
+// blockDelta sends file i honestly as the client asked for it with a
+// BlockRequest, more simply than a real server: a block of the new file
+// at the place of the base's block with the same sums is sent as a copy
+// of it, everything else as data.
+func (s *liarStream) blockDelta(i int) {
+	r := s.saw.blocks[uint32(i)]
+	content := s.files[i].content
+	s.msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(content))})
+	bs := int(r.BlockSize)
+	for k := 0; k*bs < len(content); k++ {
+		b := content[k*bs : min(k*bs+bs, len(content))]
+		if k < len(r.Sums) && r.Sums[k] == (syncproto.BlockSum{Weak: cdc.WeakSum(b).Weak(), Strong: cdc.StrongSum(b)}) &&
+			uint64(k*bs+len(b)) <= r.BaseSize {
+			s.msg(syncproto.FileCopy{Off: uint64(k * bs), Len: uint32(len(b))})
+			s.saw.copied += int64(len(b))
+			continue
+		}
+		s.data(b)
+	}
+	s.msg(syncproto.FileEnd{Hash: blake3.Sum256(content)})
 }
 
 // assemble sends content, cut with bits, as copies of the chunks of
@@ -302,9 +335,11 @@ func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if _, err := r.Expect(syncproto.MsgGetManifest); err != nil {
+	m, err := r.Expect(syncproto.MsgGetManifest)
+	if err != nil {
 		return fmt.Errorf("waiting for GetManifest: %w", err)
 	}
+	sketch := m.(syncproto.GetManifest).Flags&syncproto.GetSketch != 0
 	entries := releaseEntries(files)
 	if l.entries != nil {
 		entries = l.entries(entries)
@@ -317,7 +352,33 @@ func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
 		l.header(&h)
 	}
 	w.Write(h)
+	var sums []uint64
+	if sketch {
+		// A client that keeps a manifest names it; unless the lie is
+		// about that, the liar sends every entry whole all the same,
+		// then the digest.
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		for more := true; more; {
+			m, err := r.Expect(syncproto.MsgSketch)
+			if err != nil {
+				return fmt.Errorf("waiting for the sketch: %w", err)
+			}
+			more = m.(syncproto.Sketch).More
+			sums = append(sums, m.(syncproto.Sketch).Sums...)
+		}
+	}
+	if l.bySketch != nil {
+		l.bySketch(w, h, entries, sums)
+		if err := w.Flush(); err != nil || l.hangUp {
+			return err
+		}
+		return answerRequests(nc, r, w, l, files, saw)
+	}
+	d := syncproto.NewDigester(h)
 	for _, e := range entries {
+		d.Add(e)
 		if err := w.Write(e); err != nil {
 			return err
 		}
@@ -325,12 +386,21 @@ func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
 	if l.among != nil {
 		w.Write(l.among)
 	}
+	if sketch {
+		w.Write(syncproto.ManifestEnd{Digest: d.Sum()})
+	}
 	if err := w.Flush(); err != nil || l.hangUp {
 		return err
 	}
-	// The client's answer: requests, or a report when it gives up
-	// before downloading, or nothing when it hangs up.
+	return answerRequests(nc, r, w, l, files, saw)
+}
+
+// answerRequests reads the client's answer to the manifest, requests or a
+// report when it gives up before downloading, or nothing when it hangs
+// up, and tells the rest of the lie.
+func answerRequests(nc net.Conn, r *syncproto.Reader, w *syncproto.Writer, l lie, files []releaseFile, saw *liarSaw) error {
 	saw.deltas = map[uint32]*syncproto.DeltaRequest{}
+	saw.blocks = map[uint32]*syncproto.BlockRequest{}
 	var open *syncproto.DeltaRequest // a DeltaRequest with DeltaMore
 	for !saw.askedEnd {
 		m, err := r.Read()
@@ -362,6 +432,12 @@ func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
 			if m.Flags&syncproto.DeltaMore != 0 {
 				open = &m
 			}
+		case syncproto.BlockRequest:
+			if saw.deltas[m.Index] != nil || saw.blocks[m.Index] != nil {
+				return fmt.Errorf("client asked for %d twice", m.Index)
+			}
+			saw.asked = append(saw.asked, m.Index)
+			saw.blocks[m.Index] = &m
 		case syncproto.RequestEnd:
 			saw.askedEnd = true
 		case syncproto.Report:
@@ -405,6 +481,9 @@ func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
 // serves when it tells the truth.
 type scene struct {
 	old, release func() []releaseFile
+	// kept: the install keeps the manifest of old, as the client keeps
+	// the last one it received.
+	kept bool
 }
 
 // classic is the scene of most lies: the files of the new release are
@@ -485,6 +564,9 @@ func hostileRunIn(t *testing.T, l lie, sc scene) (liarSaw, string) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "install")
 	oldInstall(t, dir, sc.old())
+	if sc.kept {
+		keepManifest(t, dir, sc.old())
+	}
 	before := wholeTree(t, dir)
 	release := sc.release()
 	addr, wait := serveLie(t, l, release)
@@ -522,6 +604,11 @@ func hostileRunIn(t *testing.T, l lie, sc scene) (liarSaw, string) {
 			// before the lie, a cache for the next delta; but only
 			// the true list of a file of the release.
 			if k == ".smartclient/chunks" || strings.HasPrefix(k, ".smartclient/chunks/") && trueList(t, dir, k, release) {
+				continue
+			}
+			// The kept manifest, when the lie made a wrong one of it,
+			// is dropped.
+			if k == ".smartclient/manifest.cache" && l.dropsKept && after[k] == "" {
 				continue
 			}
 			if before[k] != after[k] {
@@ -1007,10 +1094,12 @@ func TestHostileZstdBombIsBounded(t *testing.T) {
 	}
 }
 
-// Deltas. The client asks for a file as a delta when its path holds a
-// regular file of at least 4 KiB, and for its chunk list too when the new
-// file is at least 1 MiB; a new file of 1 MiB or more it asks for with an
-// empty base and the list. The delta scene has one file of each kind.
+// Deltas. The client asks for a file of 1 KiB to under 1 MiB whose path
+// holds a regular file of at least 1 KiB as a block delta; for a larger
+// one, when its path holds a regular file of at least 4 KiB, as a delta
+// from that file's chunks, with the new file's chunk list; a new file of
+// 1 MiB or more it asks for with an empty base and the list. The delta
+// scene has one file of each kind.
 
 // deltaOldRelease is the install before each delta lie: older versions of
 // two files large enough to be bases.
@@ -1030,7 +1119,7 @@ func deltaOldRelease() []releaseFile {
 
 // deltaRelease is the release of the delta scene, asked for as
 //
-//	0 app.bin        64 KiB, 4 KiB of it new: a delta without a list
+//	0 app.bin        64 KiB, 4 KiB of it new: a block delta
 //	1 data/pack.pak  1.5 MiB with 4 KiB inserted: a delta with its list
 //	2 data/new.pak   1 MiB, new: an empty base with the list
 //	3 data/last.dat  small and new: whole
@@ -1058,22 +1147,39 @@ func deltaRelease() []releaseFile {
 var deltaScene = scene{old: deltaOldRelease, release: deltaRelease}
 
 // checkDeltaRequests checks that the client asked for the delta scene's
-// files as the scene means: 0 and 1 as deltas from the installed
-// versions' chunks, 1 and 2 with their lists, 3 whole.
+// files as the scene means: 0 as a block delta from the installed
+// version, 1 as a delta from its chunks, 1 and 2 with their lists, 3
+// whole.
 func checkDeltaRequests(t *testing.T, saw liarSaw) {
 	t.Helper()
 	if !saw.askedEnd || !slices.Equal(saw.asked, []uint32{0, 1, 2, 3}) {
 		t.Fatalf("the client asked for %v (end %v); want 0 1 2 3", saw.asked, saw.askedEnd)
 	}
 	old := deltaOldRelease()
-	for i, want := range []struct {
+	if b := saw.blocks[0]; b == nil {
+		t.Errorf("app.bin was not asked for as a block delta")
+	} else {
+		base := old[0].content
+		bs := cdc.BlockSize(int64(len(base)))
+		var sums []syncproto.BlockSum
+		for k := 0; k < len(base); k += bs {
+			p := base[k:min(k+bs, len(base))]
+			sums = append(sums, syncproto.BlockSum{Weak: cdc.WeakSum(p).Weak(), Strong: cdc.StrongSum(p)})
+		}
+		if int(b.BlockSize) != bs || b.BaseSize != uint64(len(base)) || !slices.Equal(b.Sums, sums) {
+			t.Errorf("app.bin asked for with blocks of %d, a base of %d bytes and %d sums; want %d, %d and the %d sums of the installed version",
+				b.BlockSize, b.BaseSize, len(b.Sums), bs, len(base), len(sums))
+		}
+	}
+	for _, want := range []struct {
+		i        int
 		base     []byte // nil: an empty base
 		wantList bool
 	}{
-		{old[0].content, false},
-		{old[1].content, true},
-		{nil, true},
+		{1, old[1].content, true},
+		{2, nil, true},
 	} {
+		i := want.i
 		d := saw.deltas[uint32(i)]
 		if d == nil {
 			t.Fatalf("file %d was not asked for as a delta", i)
@@ -1091,7 +1197,7 @@ func checkDeltaRequests(t *testing.T, saw liarSaw) {
 				i, d.Bits, d.Flags, len(d.Chunks), bits, want.wantList, len(base))
 		}
 	}
-	if saw.deltas[3] != nil {
+	if saw.deltas[3] != nil || saw.blocks[3] != nil {
 		t.Errorf("data/last.dat asked for as a delta")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -339,10 +340,21 @@ type faultScene struct {
 	files    []sentFile
 }
 
-func newFaultScene(t *testing.T) *faultScene {
+func newFaultScene(t *testing.T) *faultScene { return newFaultSceneWith(t, false) }
+
+// newFaultSceneWith makes a fault scene whose install keeps the manifest
+// it received if kept; otherwise it forgets it, so that every sync of the
+// scene gets the manifest whole, each entry in its own frame, as recorded
+// (TestResetInsideTheSketch cuts the other form).
+func newFaultSceneWith(t *testing.T, kept bool) *faultScene {
 	t.Helper()
 	sc := &faultScene{s: newServer(t, defaultConf), good: filepath.Join(t.TempDir(), "good")}
 	mustSync(t, sc.s, sc.good, yes)
+	if !kept {
+		if err := os.Remove(filepath.Join(sc.good, ".smartclient", "manifest.cache")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Two large incompressible files, the first and the last sent, so
 	// that cuts land inside file data: a new library, and a new build of
 	// the smartclient executable itself.
@@ -354,7 +366,7 @@ func newFaultScene(t *testing.T) *faultScene {
 	}
 
 	sc.down, sc.up, sc.manifest, sc.files = recordSync(t, sc.s, cloneInstall(t, sc.good), nil)
-	if len(sc.manifest) < 3 {
+	if len(sc.manifest) < 3 && !kept {
 		t.Fatalf("manifest of %d entries; the cut inside it needs at least 3", len(sc.manifest))
 	}
 	if len(sc.files) != 2 {
@@ -390,6 +402,11 @@ func recordSync(t *testing.T, s *server, dir string, mod func(*smartclient.Optio
 		case syncproto.ManifestEntry:
 			manifest = append(manifest, f)
 			paths = append(paths, m.Path)
+		case syncproto.ManifestSame:
+			// Entries the client keeps: their paths are not on the wire.
+			for range m.Count {
+				paths = append(paths, "(kept entry)")
+			}
 		case syncproto.FileStart:
 			files = append(files, sentFile{path: paths[m.Index], dataStart: f.end})
 		case syncproto.FileEnd:
@@ -664,6 +681,46 @@ func TestClientSideResetLeavesInstallUnchangedAndServerServesOthers(t *testing.T
 				sc.s.log.waitFor(t, "client="+addrs[0]+" ")
 			} else {
 				t.Errorf("%d connections to the server, want 1", len(addrs))
+			}
+			checkUnharmed(t, sc, dir, before, backupsBefore)
+		})
+	}
+}
+
+// TestResetInsideTheSketch: the connection is reset while the client
+// names the manifest it keeps, or while the server sends the manifest by
+// difference. The update fails as any cut one does, the install and the
+// kept manifest stay as they were, and the next sync updates.
+func TestResetInsideTheSketch(t *testing.T) {
+	sc := newFaultSceneWith(t, true)
+	tests := []struct {
+		name  string
+		fault fault
+	}{
+		{"inside the sketch", fault{kind: faultResetUp, after: firstWireFrame(t, sc.up, syncproto.MsgSketch).mid()}},
+		{"inside a run", fault{kind: faultResetDown, after: firstWireFrame(t, sc.down, syncproto.MsgManifestSame).mid()}},
+		{"inside the digest", fault{kind: faultResetDown, after: firstWireFrame(t, sc.down, syncproto.MsgManifestEnd).mid()}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := cloneInstall(t, sc.good)
+			kept := filepath.Join(dir, ".smartclient", "manifest.cache")
+			keptBefore, err := os.ReadFile(kept)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, backupsBefore := tree(t, dir), backups(t, dir)
+			p := newFaultProxy(t, sc.s.addr, tc.fault, false)
+			code, _, errOut := runCLI(t, "sync", "--server", p.addr, "--dir", dir, "--os", "linux")
+			if got := p.trips.Load(); got != 1 {
+				t.Fatalf("the reset fired on %d connections, want 1", got)
+			}
+			if code != smartclient.ExitFailed || !strings.Contains(errOut, "connection to the update server was lost") {
+				t.Errorf("exit %d, stderr %q; want %d and the connection lost", code, errOut, smartclient.ExitFailed)
+			}
+			if b, err := os.ReadFile(kept); err != nil || !bytes.Equal(b, keptBefore) {
+				t.Errorf("kept manifest after the fault: %d bytes, %v; want it as it was", len(b), err)
 			}
 			checkUnharmed(t, sc, dir, before, backupsBefore)
 		})

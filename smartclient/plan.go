@@ -59,6 +59,16 @@ type expecter interface {
 // client requests a single file, so a manifest with one bad entry costs
 // nothing but the manifest: see validate.go for what is refused and why.
 func readManifest(r expecter) (*manifest, error) {
+	return readManifestWith(r, nil, nil)
+}
+
+// readManifestWith is readManifest with the client's kept manifest, if
+// cache is not nil: it keeps the manifest it reads, and when the client
+// asked with GetSketch it sends the sketch with send and rebuilds the
+// manifest from the server's entries and runs of kept ones.
+func readManifestWith(r expecter, cache *manifestCache, send func(...syncproto.Message) error) (man *manifest, err error) {
+	drop := false // the kept manifest gave a wrong one
+	defer func() { cache.close(err == nil, drop) }()
 	m, err := r.Read()
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
@@ -73,8 +83,15 @@ func readManifest(r expecter) (*manifest, error) {
 	// The count is at most syncproto.MaxFiles; a hostile one makes the
 	// collector lazier, no worse.
 	sizeMemory(int(h.Count))
+	cache.keep(h)
+	sketch := cache.sketching()
+	if sketch {
+		if err := cache.sendSketch(send); err != nil {
+			return nil, err
+		}
+	}
 	digest := syncproto.NewDigester(h)
-	man := &manifest{Build: h.Build, Files: make([]remoteFile, 0, min(h.Count, 1<<16)),
+	man = &manifest{Build: h.Build, Files: make([]remoteFile, 0, min(h.Count, 1<<16)),
 		PostInstall: h.PostInstall, PostInstallTimeout: time.Duration(h.PostInstallTimeout) * time.Second}
 	// seen maps every path's fold key to its entry: two paths with one
 	// key are one file on Windows or macOS, so the manifest may not hold
@@ -82,12 +99,41 @@ func readManifest(r expecter) (*manifest, error) {
 	seen := make(map[string]int, min(h.Count, 1<<16))
 	keys := make([]string, 0, min(h.Count, 1<<16))
 	pathBytes := 0
+	var same uint32 // entries of the current run of kept ones still to come
 	for i := range h.Count {
-		m, err := r.Expect(syncproto.MsgManifestEntry)
-		if err != nil {
-			return nil, fmt.Errorf("reading manifest entry %d of %d: %w", i, h.Count, err)
+		var e syncproto.ManifestEntry
+		if same > 0 {
+			if e, err = cache.entry(); err != nil {
+				return nil, err
+			}
+			same--
+		} else {
+			m, err := r.Read()
+			if err != nil {
+				return nil, fmt.Errorf("reading manifest entry %d of %d: %w", i, h.Count, err)
+			}
+			switch m := m.(type) {
+			case syncproto.ManifestEntry:
+				e = m
+			case syncproto.ManifestSame:
+				if !sketch {
+					return nil, fmt.Errorf("reading manifest entry %d of %d: a run of kept entries, but the client sent no sketch: %w", i, h.Count, syncproto.ErrUnexpected)
+				}
+				if uint64(m.Count) > uint64(h.Count-i) {
+					return nil, fmt.Errorf("%w: a run of %d kept entries at entry %d of %d", ErrBadManifest, m.Count, i, h.Count)
+				}
+				if err := cache.run(m); err != nil {
+					return nil, err
+				}
+				if e, err = cache.entry(); err != nil {
+					return nil, err
+				}
+				same = m.Count - 1
+			default:
+				return nil, fmt.Errorf("reading manifest entry %d of %d: expected ManifestEntry, got %v: %w", i, h.Count, m.Type(), syncproto.ErrUnexpected)
+			}
 		}
-		e := m.(syncproto.ManifestEntry)
+		cache.keep(e)
 		digest.Add(e)
 		pathBytes += len(e.Path)
 		if pathBytes > syncproto.MaxManifestPathBytes {
@@ -111,6 +157,17 @@ func readManifest(r expecter) (*manifest, error) {
 		man.Files = append(man.Files, f)
 	}
 	man.Digest = digest.Sum()
+	if sketch {
+		m, err := r.Expect(syncproto.MsgManifestEnd)
+		if err != nil {
+			return nil, fmt.Errorf("reading the manifest's digest: %w", err)
+		}
+		if d := m.(syncproto.ManifestEnd).Digest; d != man.Digest {
+			// The kept manifest will not be asked by again.
+			drop = true
+			return nil, fmt.Errorf("%w: the manifest rebuilt from the kept one has digest %x, the server's is %x; the kept one is dropped", ErrBadManifest, man.Digest, d)
+		}
+	}
 	if err := checkLinks(man.Files); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadManifest, err)
 	}

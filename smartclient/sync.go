@@ -250,7 +250,7 @@ func (c *conn) report(log *slog.Logger, r syncproto.Report) {
 // reportTimeout bounds the wait for the server to take a report.
 const reportTimeout = 3 * time.Second
 
-func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, error) {
+func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result, err error) {
 	c, w, err := hello(ctx, st, o)
 	if err != nil {
 		return nil, err
@@ -264,7 +264,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		}
 		c.Close()
 	}()
-	res := &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message}
+	res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message}
 	o.Log.Info("connected", "server", o.Server, "server_build", w.ServerBuild, "installed_build", st.Build,
 		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
 	report := func(r syncproto.Report) {
@@ -330,11 +330,27 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 		files := st.encodedFiles()
 		go func() { isIntact <- checkInstall(checkCtx, root.Root, files) }()
 	}
-	if err := c.send(get); err != nil {
-		return nil, fmt.Errorf("asking for the manifest: %w", err)
+	// The manifest kept from the last one received, if any, names its
+	// entries so that only the others are sent (see sketch.go).
+	// The manifest received is kept once the sync has succeeded: a
+	// failed one leaves the install as it was, .smartclient included.
+	var cache *manifestCache
+	defer func() { cache.commit(err == nil) }()
+	askManifest := func() (*manifest, error) {
+		cache.commit(false)
+		cache = openManifestCache(root.Root, !o.CheckOnly, o.Log)
+		get.Flags &^= syncproto.GetSketch
+		if cache.sketching() {
+			get.Flags |= syncproto.GetSketch
+		}
+		if err := c.send(get); err != nil {
+			cache.close(false, false)
+			return nil, fmt.Errorf("asking for the manifest: %w", err)
+		}
+		return readManifestWith(c, cache, c.send)
 	}
 	named := isIntact != nil
-	man, err := readManifest(c)
+	man, err := askManifest()
 	if errors.Is(err, errUpToDate) {
 		if !named {
 			// A server that says "up to date" to a client that
@@ -347,10 +363,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (*Result, er
 			// The release has not changed, but the install has: the
 			// manifest after all, to repair it.
 			get.Have = [32]byte{}
-			if err := c.send(get); err != nil {
-				return nil, fmt.Errorf("asking for the manifest: %w", err)
-			}
-			if man, err = readManifest(c); errors.Is(err, errUpToDate) {
+			if man, err = askManifest(); errors.Is(err, errUpToDate) {
 				return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
 			}
 		}

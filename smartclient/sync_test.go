@@ -1318,6 +1318,9 @@ func TestDeltas(t *testing.T) {
 		{"insert in a large file", "data/pack.pak", edit(big, len(big)/3, true), 200 << 10, int64(len(big)) - 200<<10},
 		{"overwrite in a small file", "lib/libsmall.so", edit(small, 1000, false), 32 << 10, int64(len(small)) - 32<<10},
 		{"insert at the start", "lib/libsmall.so", edit(small, 0, true), 32 << 10, int64(len(small)) - 32<<10},
+		// A small file goes as a block delta: a cut shifts the rest,
+		// whose blocks are found at their new offsets.
+		{"cut in a small file", "lib/libsmall.so", slices.Delete(edit(small, 0, true), 50_000, 53_000), 32 << 10, int64(len(small)) - 32<<10},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
