@@ -37,9 +37,9 @@ type blockIndex struct {
 
 func newBlockIndex(req *syncproto.BlockRequest) *blockIndex {
 	ix := &blockIndex{sums: req.Sums, size: int(req.BlockSize), full: int(req.BaseSize / uint64(req.BlockSize))}
-	// A bit per weak sum in a filter of at least 8 bits per block keeps
-	// most offsets away from the map.
-	nbits := max(1024, 1<<bits.Len(uint(8*ix.full)))
+	// A bit per weak sum in a filter of at least 32 bits per block keeps
+	// all but about one offset in 32 away from the map.
+	nbits := max(1024, 1<<bits.Len(uint(32*ix.full)))
 	ix.filter = make([]uint64, nbits/64)
 	ix.mask = uint32(nbits - 1)
 	ix.head = make(map[uint32]int32, ix.full)
@@ -57,28 +57,35 @@ func newBlockIndex(req *syncproto.BlockRequest) *blockIndex {
 	return ix
 }
 
+// next reports whether w is the weak sum of the block after prev (the
+// last match), which a run of unchanged blocks keeps finding.
+func (ix *blockIndex) nextOf(prev int, w uint32) bool {
+	return prev >= 0 && prev+1 < ix.full && ix.sums[prev+1].Weak == w
+}
+
+// maybe reports whether some full block may have the weak sum w: false
+// for most offsets, at the cost of one bit test.
+func (ix *blockIndex) maybe(w uint32) bool {
+	return ix.filter[(w&ix.mask)/64]&(1<<(w&63)) != 0
+}
+
 // find returns the full block whose sums are those of window (whose weak
-// sum is w), trying first the block after prev (the last match, so that
-// runs of blocks become one copy), or -1. strong is computed at most once
-// per window and counted in hashed.
+// sum is w), trying first the block after prev (so that runs of blocks
+// become one copy), or -1. The strong sum is computed at most once per
+// window and counted in hashed.
 func (ix *blockIndex) find(w uint32, window []byte, prev int, hashed *int64) int {
-	strong, have := uint32(0), false
-	check := func(j int) bool {
-		if !have {
-			strong, have = cdc.StrongSum(window), true
-			*hashed += int64(len(window))
-		}
-		return ix.sums[j].Strong == strong
-	}
-	if j := prev + 1; prev >= 0 && j < ix.full && ix.sums[j].Weak == w && check(j) {
-		return j
-	}
-	if ix.filter[(w&ix.mask)/64]&(1<<(w&63)) == 0 {
-		return -1
-	}
+	next := ix.nextOf(prev, w)
 	j, ok := ix.head[w]
+	if !next && !ok {
+		return -1 // the filter's false positive
+	}
+	*hashed += int64(len(window))
+	strong := cdc.StrongSum(window)
+	if next && ix.sums[prev+1].Strong == strong {
+		return prev + 1
+	}
 	for n := 0; ok && j >= 0 && n < maxChain; n++ {
-		if check(int(j)) {
+		if ix.sums[j].Strong == strong {
 			return int(j)
 		}
 		j = ix.next[j]
@@ -117,6 +124,19 @@ func matchBlocks(data []byte, req *syncproto.BlockRequest) []piece {
 	for i := 0; ix.full > 0 && i+bs <= len(data) && hashed < budget; {
 		if fresh {
 			h, fresh = cdc.WeakSum(data[i:i+bs]), false
+		}
+		// Roll on to the next offset whose weak sum a block may have:
+		// the block after the last match, or one the filter lets by;
+		// or to the last offset.
+		nextW, hasNext := uint32(0), prev >= 0 && prev+1 < ix.full
+		if hasNext {
+			nextW = ix.sums[prev+1].Weak
+		}
+		for end := len(data) - bs; i < end; i++ {
+			if w := h.Weak(); ix.maybe(w) || hasNext && w == nextW {
+				break
+			}
+			h = roll.Roll(h, data[i], data[i+bs])
 		}
 		if j := ix.find(h.Weak(), data[i:i+bs], prev, &hashed); j >= 0 {
 			emitLit(i)

@@ -182,3 +182,23 @@ func TestBenchManifestIsValid(t *testing.T) {
 		t.Errorf("after the manifest: %v, want io.EOF", err)
 	}
 }
+
+// BenchmarkSketch is the sketch of a manifest of 20,000 files: the client
+// computes it from the manifest it keeps at every sync that is not a
+// no-op, the server once per release.
+func BenchmarkSketch(b *testing.B) {
+	_, entries := benchManifest(benchFiles)
+	b.ReportAllocs()
+	var buf []byte
+	var x uint64
+	for b.Loop() {
+		for _, e := range entries {
+			var v uint64
+			v, buf = EntrySketch(e, buf)
+			x ^= v
+		}
+	}
+	if x == 0 && len(entries)%2 == 1 {
+		b.Fatal("sketches cancel out")
+	}
+}

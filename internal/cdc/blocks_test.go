@@ -15,8 +15,17 @@ func TestBlockSumsGolden(t *testing.T) {
 	if got, want := WeakSum(p).Weak(), uint32(0x944c2151); got != want {
 		t.Errorf("Weak = %#08x, want %#08x", got, want)
 	}
-	if got, want := StrongSum(p), uint32(0x2f151418); got != want {
+	// The CRC-32C of this sentence is the one published with the
+	// algorithm (RFC 3720's test vectors give the same function).
+	if got, want := StrongSum(p), uint32(0x22620404); got != want {
 		t.Errorf("StrongSum = %#08x, want %#08x", got, want)
+	}
+}
+
+func TestRollPowers(t *testing.T) {
+	k := uint64(rollK)
+	if k*k != rollK2 || k*k*k != rollK3 || k*k*k*k != rollK4 {
+		t.Errorf("rollK2..4 are not the powers of rollK mod 2^64")
 	}
 }
 
