@@ -67,8 +67,9 @@ func (d *delta) refCount() int { return len(d.base) + len(d.sums) }
 // just means the file is fetched whole. Bases are looked at by
 // deltaWorkers at once (reading and cutting them is most of the work);
 // the chunk references a session may name are counted in download's
-// order, so the outcome does not depend on which finished first.
-func planDeltas(root disk, st *State, man *manifest, download []int, log *slog.Logger) map[int]*delta {
+// order, so the outcome does not depend on which finished first. Without
+// blocks, no file is asked for by block sums.
+func planDeltas(root disk, st *State, man *manifest, download []int, blocks bool, log *slog.Logger) map[int]*delta {
 	found := make([]*delta, len(download))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -79,7 +80,7 @@ func planDeltas(root disk, st *State, man *manifest, download []int, log *slog.L
 				if k >= len(download) {
 					return
 				}
-				found[k] = planDelta(root, st, man.Files[download[k]], log)
+				found[k] = planDelta(root, st, man.Files[download[k]], blocks, log)
 			}
 		})
 	}
@@ -110,9 +111,9 @@ const deltaWorkers = 4
 
 // planDelta is planDeltas' decision for one file: nil to fetch it whole
 // without a chunk list.
-func planDelta(root disk, st *State, rf remoteFile, log *slog.Logger) *delta {
+func planDelta(root disk, st *State, rf remoteFile, blocks bool, log *slog.Logger) *delta {
 	fi, err := root.Lstat(rf.Path)
-	if err == nil && fi.Mode().IsRegular() && rf.Size >= blockMin && rf.Size <= syncproto.MaxBlockFile && rf.Size < listMin && fi.Size() >= blockMin {
+	if blocks && err == nil && fi.Mode().IsRegular() && rf.Size >= blockMin && rf.Size <= syncproto.MaxBlockFile && rf.Size < listMin && fi.Size() >= blockMin {
 		if bs := blockSizeFor(fi.Size()); bs <= syncproto.MaxBlockSize {
 			d := &delta{blockSize: bs, baseSize: fi.Size(), baseMtime: fi.ModTime().UnixNano()}
 			if d.sums, err = sumBase(root, rf.Path, bs, fi); err != nil {

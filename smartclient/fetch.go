@@ -119,6 +119,11 @@ func (c *conn) request(indices []int, deltas map[int]*delta) error {
 // ErrVerify marks content that does not match the manifest.
 var ErrVerify = errors.New("smartclient: received file does not match the manifest")
 
+// errBlockMismatch marks, beside ErrVerify, a file built from the
+// installed version by block sums: a false match of those sums, or a
+// lie, which the same sync without block sums does not repeat.
+var errBlockMismatch = errors.New("built from the installed version by block sums")
+
 // fetcher receives requested files into the staging folder.
 type fetcher struct {
 	c        *conn
@@ -468,6 +473,9 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 		return fmt.Errorf("receiving %s: %w", rf.Path, err)
 	}
 	if err := checkEnd(rf, h.Sum(nil), m.(syncproto.FileEnd)); err != nil {
+		if d != nil && len(d.sums) > 0 {
+			err = fmt.Errorf("%w (%w)", err, errBlockMismatch)
+		}
 		return err
 	}
 	if err := out.Chmod(stagedMode(rf.Mode)); err != nil {

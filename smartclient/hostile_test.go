@@ -131,6 +131,10 @@ type liarSaw struct {
 	copied    int64 // bytes the honest liar sent as FileCopy
 	report    *syncproto.Report
 	serverErr error // the client broke the protocol before the lie was told
+	// again is what the liar saw in a second session, when the client
+	// came back (it does, once, after a file built from block sums
+	// failed its check), telling the same lie.
+	again *liarSaw
 }
 
 // liarStream is the liar's side of the file transfer.
@@ -304,18 +308,33 @@ func serveLie(t *testing.T, l lie, files []releaseFile) (addr string, wait func(
 	t.Cleanup(func() { ln.Close() })
 	done := make(chan liarSaw, 1)
 	go func() {
-		var saw liarSaw
-		defer func() { done <- saw }()
-		nc, err := ln.Accept()
-		if err != nil {
-			saw.serverErr = err
-			return
+		var first liarSaw
+		defer func() { done <- first }()
+		for k := range 2 {
+			nc, err := ln.Accept()
+			if err != nil {
+				if k == 0 {
+					first.serverErr = err
+				}
+				return
+			}
+			var saw liarSaw
+			nc.SetDeadline(time.Now().Add(30 * time.Second))
+			saw.serverErr = tellLie(nc, l, files, &saw)
+			nc.Close()
+			if k == 0 {
+				first = saw
+				continue
+			}
+			first.again = &saw
+			if saw.serverErr != nil && first.serverErr == nil {
+				first.serverErr = fmt.Errorf("second session: %w", saw.serverErr)
+			}
 		}
-		defer nc.Close()
-		nc.SetDeadline(time.Now().Add(30 * time.Second))
-		saw.serverErr = tellLie(nc, l, files, &saw)
 	}()
 	return ln.Addr().String(), func() liarSaw {
+		// The sync is over: no session is to come.
+		ln.Close()
 		select {
 		case saw := <-done:
 			return saw
@@ -1435,6 +1454,73 @@ func TestHostileDeltaStreamAbortsTheWholeUpdate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBlockMismatchSyncsAgainWithoutBlocks: a file built from block sums
+// that fails its check may be a false match of those sums, which would
+// fail the same way at every sync. The client syncs again, once, without
+// block sums: the update succeeds, and a server that still lies gets the
+// error of the second attempt.
+func TestBlockMismatchSyncsAgainWithoutBlocks(t *testing.T) {
+	app := deltaRelease()[0].content
+	// falseMatch sends app.bin, asked for by blocks, with the base's
+	// first block where its sixth belongs: what a false match of the
+	// sums does. Asked for another way, it tells the truth, or not.
+	falseMatch := func(again bool) func(s *liarStream) {
+		return func(s *liarStream) {
+			for _, i := range s.saw.asked {
+				r := s.saw.blocks[i]
+				if i != 0 || (r == nil && again) {
+					s.honest(int(i))
+					continue
+				}
+				bs := len(app) / 16 // any length will do
+				if r != nil {
+					bs = int(r.BlockSize)
+				}
+				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.data(app[:5*bs])
+				s.msg(syncproto.FileCopy{Off: 0, Len: uint32(bs)})
+				s.data(app[6*bs:])
+				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+			}
+		}
+	}
+	t.Run("false match", func(t *testing.T) {
+		saw, dir := hostileRunIn(t, lie{name: "false match", send: falseMatch(true)}, deltaScene)
+		checkDeltaRequests(t, saw)
+		if saw.report == nil || saw.report.Outcome != syncproto.OutcomeFailed {
+			t.Errorf("first session's report %+v; want the failure", saw.report)
+		}
+		again := saw.again
+		if again == nil {
+			t.Fatal("the client did not sync again")
+		}
+		if len(again.blocks) != 0 {
+			t.Errorf("the second attempt asked for %d files by block sums; want none", len(again.blocks))
+		}
+		if !slices.Contains(again.asked, 0) {
+			t.Errorf("the second attempt asked for %v; want app.bin among them", again.asked)
+		}
+		if again.report == nil || again.report.Outcome != syncproto.OutcomeUpdated {
+			t.Errorf("second session's report %+v; want an update", again.report)
+		}
+		for _, f := range deltaRelease() {
+			if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.path))); err != nil || !bytes.Equal(got, f.content) {
+				t.Errorf("%s: %d bytes, %v; want the release's content", f.path, len(got), err)
+			}
+		}
+	})
+	t.Run("lies again", func(t *testing.T) {
+		saw, _ := hostileRunIn(t, lie{name: "lies again", send: falseMatch(false),
+			want: smartclient.ErrVerify, wantMsg: []string{"app.bin", "BLAKE3"}}, deltaScene)
+		if saw.again == nil || len(saw.again.blocks) != 0 {
+			t.Fatalf("second session %+v; want one, without block sums", saw.again)
+		}
+		if r := saw.again.report; r == nil || r.Outcome != syncproto.OutcomeFailed {
+			t.Errorf("second session's report %+v; want the failure", r)
+		}
+	})
 }
 
 // TestHostileForgedListSpoilsLaterDeltas: a server may send the true

@@ -50,6 +50,9 @@ type Options struct {
 	// being closed, if it ended with the server's ReportAck: it has
 	// sent Stay, and the server's notices follow on it.
 	keep func(*conn)
+	// noBlocks fetches no file by block sums: the second attempt of a
+	// sync whose file built that way failed its check (see Sync).
+	noBlocks bool
 }
 
 // Result says what a sync did.
@@ -146,6 +149,21 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	hadMeta := exists(root, metaDir)
 	res, err := syncWith(ctx, root, st, o)
+	if errors.Is(err, errBlockMismatch) && !o.noBlocks {
+		// Block sums are 64 bits: a block of the new file may match
+		// one of the installed version's that is not the same, and it
+		// would again, since both are what they are. rsync sends such a
+		// file a second time; this sync starts again without block sums
+		// (files already verified are reused from resume), once.
+		o.Log.Warn("a file built from the installed version's blocks failed its check; syncing again without block sums", "err", err)
+		st.release()
+		if st, err = readState(o.Dir); err != nil {
+			return nil, err
+		}
+		defer st.release()
+		o.noBlocks = true
+		res, err = syncWith(ctx, root, st, o)
+	}
 	if err != nil && !hadMeta && !exists(root, journalFile) && !exists(root, resumeDir) {
 		// A first sync that did not happen leaves no trace: no
 		// bookkeeping folder, and no install folder it created.
@@ -418,7 +436,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	// taken out of the deltas below.
 	pre := make(chan error, 1)
 	go func() { pre <- preflight(root, man, p) }()
-	deltas := planDeltas(root, st, man, p.fetch, o.Log)
+	deltas := planDeltas(root, st, man, p.fetch, !o.noBlocks, o.Log)
 	if err := <-pre; err != nil {
 		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 		return nil, err
