@@ -123,7 +123,7 @@ type bench struct {
 	clkTck  int64
 	rsyncD  string // rsyncd.conf
 	modules []string
-	seq     int // numbers the single-client folders of a scenario (see prepare)
+	seq     int // numbers the client folders of a scenario (see prepare)
 }
 
 func run(ctx context.Context, args []string) error {
@@ -901,17 +901,20 @@ func diffTrees(ctx context.Context, served, client string) error {
 // ours' .smartclient, whose lock file must not be shared. It ends with a
 // sync(2), so that the timed part never flushes the copy's dirty pages.
 //
-// A single client's copy (cp -a) is left in place until the scenario ends,
-// and the next run gets a folder of its own: removing 20,000 files just
-// before a timed run made that run slow for either tool, because on this
-// machine's ext4, which has no journal, the kernel then skips every
-// recently freed inode one by one when it creates a file (ext4's
-// recently_deleted(), minutes of memory). Several clients' copies are hard
-// links, whose removal frees no inode of the template's, so they are
-// removed at once.
+// A run's copies are left in place until the scenario ends, and the next
+// run gets folders of its own: removing files just before a timed run made
+// that run slow for either tool, because on this machine's ext4, which has
+// no journal, the kernel then skips every recently freed inode one by one
+// when it creates a file (ext4's recently_deleted(), a minute or more),
+// and the tool that creates more files paid more. Only
+// the copies of several no-op clients are removed before each run: they
+// are hard links, whose removal frees no inode of the template's, the
+// clients create no file, and 64 copies a run would fill the disk with
+// folders.
 func (b *bench) prepare(ctx context.Context, tool string, sc scenario) ([]string, error) {
 	base := filepath.Join(b.runDir, "client")
-	if sc.clients > 1 {
+	keep := sc.clients == 1 || sc.start != sc.serve
+	if !keep {
 		if err := os.RemoveAll(base); err != nil {
 			return nil, err
 		}
@@ -925,9 +928,13 @@ func (b *bench) prepare(ctx context.Context, tool string, sc scenario) ([]string
 	errs := make([]error, sc.clients)
 	sem := make(chan struct{}, max(2, runtime.NumCPU()))
 	for i := range dests {
-		dests[i] = filepath.Join(base, fmt.Sprintf("%s-%02d", tool, i))
-		if sc.clients == 1 {
+		switch {
+		case sc.clients == 1:
 			dests[i] = filepath.Join(base, fmt.Sprintf("%s-run%03d", tool, b.seq))
+		case keep:
+			dests[i] = filepath.Join(base, fmt.Sprintf("%s-run%03d-%02d", tool, b.seq, i))
+		default:
+			dests[i] = filepath.Join(base, fmt.Sprintf("%s-%02d", tool, i))
 		}
 		wg.Go(func() {
 			sem <- struct{}{}
@@ -1043,6 +1050,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario) ([]*result, error) {
 	if err := os.RemoveAll(filepath.Join(b.runDir, "client")); err != nil {
 		return nil, err
 	}
+	syscall.Sync()
 	time.Sleep(300 * time.Millisecond)
 	ours.stop()
 	rs.stop()
