@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"path/filepath"
-
-	"github.com/otiai10/copy"
+	"os"
 )
 
 // backupName returns the folder of backup n (1..3), as TOTVS names them.
@@ -163,9 +162,7 @@ func snapshot(ctx context.Context, root disk, dst string) (int, error) {
 				if err := root.hook("copy", target); err != nil {
 					return err
 				}
-				src := filepath.Join(root.Name(), filepath.FromSlash(p))
-				dstPath := filepath.Join(root.Name(), filepath.FromSlash(target))
-				if err := copy.Copy(src, dstPath, copy.Options{PreserveTimes: true}); err != nil {
+				if err := copyFile(root, p, target); err != nil {
 					return fmt.Errorf("copying %s: %w", p, err)
 				}
 			}
@@ -174,4 +171,38 @@ func snapshot(ctx context.Context, root disk, dst string) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// copyFile copies the install's regular file p to target, which must not
+// exist, with p's permission bits and modification time. Both are opened
+// through their folders' descriptors where the platform allows (a copy
+// by path walked both paths again at each of its ten calls), and the
+// bytes move in the kernel where it can (copy_file_range on Linux).
+func copyFile(root disk, p, target string) error {
+	in, err := root.open(p, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is no longer a regular file", p)
+	}
+	out, err := root.open(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		// The umask may have taken bits off.
+		err = out.Chmod(fi.Mode().Perm())
+	}
+	if err != nil {
+		out.Close()
+		return err
+	}
+	return root.closeWithTimes(out, target, fi.ModTime())
 }
