@@ -57,10 +57,20 @@ func newBlockIndex(req *syncproto.BlockRequest) *blockIndex {
 	return ix
 }
 
-// next reports whether w is the weak sum of the block after prev (the
-// last match), which a run of unchanged blocks keeps finding.
+// after returns the weak sum of the full block after prev (the last
+// match, -1 for none), which a run of unchanged blocks keeps finding, and
+// false when there is no such block.
+func (ix *blockIndex) after(prev int) (uint32, bool) {
+	if prev < 0 || prev+1 >= ix.full {
+		return 0, false
+	}
+	return ix.sums[prev+1].Weak, true
+}
+
+// nextOf reports whether w is the weak sum of the block after prev.
 func (ix *blockIndex) nextOf(prev int, w uint32) bool {
-	return prev >= 0 && prev+1 < ix.full && ix.sums[prev+1].Weak == w
+	next, ok := ix.after(prev)
+	return ok && next == w
 }
 
 // maybe reports whether some full block may have the weak sum w: false
@@ -128,10 +138,7 @@ func matchBlocks(data []byte, req *syncproto.BlockRequest) []piece {
 		// Roll on to the next offset whose weak sum a block may have:
 		// the block after the last match, or one the filter lets by;
 		// or to the last offset.
-		nextW, hasNext := uint32(0), prev >= 0 && prev+1 < ix.full
-		if hasNext {
-			nextW = ix.sums[prev+1].Weak
-		}
+		nextW, hasNext := ix.after(prev)
 		for end := len(data) - bs; i < end; i++ {
 			if w := h.Weak(); ix.maybe(w) || hasNext && w == nextW {
 				break

@@ -742,17 +742,10 @@ func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, inde
 		}
 		off += int64(r.Len)
 	}
-	// Runs of copies and of data are merged before they are sent.
-	var cp syncproto.FileCopy
-	flushCopy := func() error {
-		if cp.Len == 0 {
-			return nil
-		}
-		ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-		err := ss.w.Write(cp)
-		cp = syncproto.FileCopy{}
-		return err
-	}
+	// Runs of copies are merged before they are sent.
+	cp := s.runs(ss, 1<<31, func(off, n uint64) syncproto.Message {
+		return syncproto.FileCopy{Off: off, Len: uint32(n)}
+	})
 	// The chunks sent are hashed only where the file's change time is
 	// not read (see openToSend).
 	verify := f.CtimeNs == 0
@@ -762,17 +755,12 @@ func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, inde
 			return err
 		}
 		if at, ok := base[syncproto.ChunkRef{Len: c.Len, Hash: c.Hash}]; ok {
-			if cp.Len > 0 && int64(cp.Off)+int64(cp.Len) == at && uint64(cp.Len)+uint64(c.Len) <= 1<<31 {
-				cp.Len += c.Len
-				continue
-			}
-			if err := flushCopy(); err != nil {
+			if err := cp.add(uint64(at), uint64(c.Len)); err != nil {
 				return err
 			}
-			cp = syncproto.FileCopy{Off: uint64(at), Len: c.Len}
 			continue
 		}
-		if err := flushCopy(); err != nil {
+		if err := cp.flush(); err != nil {
 			return err
 		}
 		h.Reset()
@@ -795,7 +783,7 @@ func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, inde
 			return changed
 		}
 	}
-	if err := flushCopy(); err != nil {
+	if err := cp.flush(); err != nil {
 		return err
 	}
 	if !same() {

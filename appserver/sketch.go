@@ -36,30 +36,19 @@ func (s *Server) sendBySketch(ss *session, man *Manifest) error {
 	if err != nil {
 		return err
 	}
-	var run syncproto.ManifestSame
-	flush := func() error {
-		if run.Count == 0 {
-			return nil
-		}
-		ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-		err := ss.w.Write(run)
-		run = syncproto.ManifestSame{}
-		return err
-	}
+	run := s.runs(ss, 1<<32-1, func(from, n uint64) syncproto.Message {
+		return syncproto.ManifestSame{From: uint32(from), Count: uint32(n)}
+	})
 	next := uint32(0) // the runs name increasing entries of the sketch
 	for i, sk := range man.sketches {
 		if c, ok := have[sk]; ok && c >= next {
-			if run.Count == 0 || c != run.From+run.Count {
-				if err := flush(); err != nil {
-					return err
-				}
-				run.From = c
+			if err := run.add(uint64(c), 1); err != nil {
+				return err
 			}
-			run.Count++
 			next = c + 1
 			continue
 		}
-		if err := flush(); err != nil {
+		if err := run.flush(); err != nil {
 			return err
 		}
 		start := man.hdrEnd
@@ -71,11 +60,53 @@ func (s *Server) sendBySketch(ss *session, man *Manifest) error {
 			return err
 		}
 	}
-	if err := flush(); err != nil {
+	if err := run.flush(); err != nil {
 		return err
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 	return ss.w.Write(syncproto.ManifestEnd{Digest: man.digest})
+}
+
+// runWriter merges ranges that follow each other (entries the client
+// keeps, bytes of the base) into one message, sent when a range does not
+// follow, when the run would pass its limit, or at flush.
+type runWriter struct {
+	s       *Server
+	ss      *session
+	limit   uint64
+	msg     func(from, n uint64) syncproto.Message
+	from, n uint64
+}
+
+// runs returns a runWriter of session ss whose runs hold at most limit,
+// sent as msg makes them.
+func (s *Server) runs(ss *session, limit uint64, msg func(from, n uint64) syncproto.Message) *runWriter {
+	return &runWriter{s: s, ss: ss, limit: limit, msg: msg}
+}
+
+// add appends the range of n from from, sending the run before it unless
+// it follows.
+func (r *runWriter) add(from, n uint64) error {
+	if r.n > 0 && r.from+r.n == from && r.n+n <= r.limit {
+		r.n += n
+		return nil
+	}
+	if err := r.flush(); err != nil {
+		return err
+	}
+	r.from, r.n = from, n
+	return nil
+}
+
+// flush sends the run, if any.
+func (r *runWriter) flush() error {
+	if r.n == 0 {
+		return nil
+	}
+	r.ss.conn.SetWriteDeadline(time.Now().Add(r.s.WriteTimeout))
+	err := r.ss.w.Write(r.msg(r.from, r.n))
+	r.n = 0
+	return err
 }
 
 // readSketch reads the client's Sketch frames and returns each sum's first
