@@ -65,20 +65,23 @@ func (c *manifestCache) sendSketch(send func(...syncproto.Message) error) error 
 	r := syncproto.NewReader(bufio.NewReaderSize(c.in, 64<<10))
 	m, err := r.Read()
 	if _, ok := m.(syncproto.ManifestHeader); err == nil && ok {
-		var buf []byte
+		// An entry's sketch is that of its payload, as the file holds
+		// it (keep wrote it): no entry is decoded here. One that would
+		// not decode can only be named in a run if its sketch is a
+		// valid entry's, and then reading the run fails.
 		for len(sums) < syncproto.MaxFiles {
-			m, err := r.Read()
+			t, p, err := r.ReadRaw()
 			if err == io.EOF {
 				break
 			}
-			e, ok := m.(syncproto.ManifestEntry)
-			if err != nil || !ok {
+			if err == nil && t != syncproto.MsgManifestEntry {
+				err = fmt.Errorf("a %v frame among the entries", t)
+			}
+			if err != nil {
 				c.log.Info("the kept manifest is damaged; naming what could be read of it", "entries", len(sums), "err", err)
 				break
 			}
-			var v uint64
-			v, buf = syncproto.EntrySketch(e, buf)
-			sums = append(sums, v)
+			sums = append(sums, syncproto.PayloadSketch(p))
 		}
 	} else {
 		c.log.Info("the kept manifest is damaged; asking for the whole manifest", "err", err)

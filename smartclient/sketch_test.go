@@ -1,6 +1,7 @@
 package smartclient_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -65,6 +66,23 @@ func TestManifestBySketch(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, int64(len(whole)) + 1<<10},
+		{"kept entry that does not decode", func(t *testing.T) {
+			// Its frame is whole, its path is not a path: it is named
+			// by its sketch all the same, which no entry of the
+			// server's has, so it comes whole, and nothing else does.
+			b, err := os.ReadFile(kept)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := bytes.Index(b, []byte("assets/tex100.png"))
+			if at < 0 {
+				t.Fatal("assets/tex100.png is not in the kept manifest")
+			}
+			b[at+len("assets/tex100")] = 0
+			if err := os.WriteFile(kept, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, 1 << 10},
 		{"kept manifest cut in half", func(t *testing.T) {
 			b, err := os.ReadFile(kept)
 			if err != nil {

@@ -41,10 +41,17 @@ func (d *Digester) Sum() (sum [HashSize]byte) {
 // returned for reuse.
 func EntrySketch(e ManifestEntry, buf []byte) (uint64, []byte) {
 	buf = e.appendPayload(buf[:0])
-	sum := blake3.Sum256(buf)
+	return PayloadSketch(buf), buf
+}
+
+// PayloadSketch returns the sketch of the entry whose payload is p, as a
+// frame holds it (see Reader.ReadRaw): the same as EntrySketch's, without
+// decoding the entry.
+func PayloadSketch(p []byte) uint64 {
+	sum := blake3.Sum256(p)
 	var v uint64
 	for _, b := range sum[:SketchSize] {
 		v = v<<8 | uint64(b)
 	}
-	return v, buf
+	return v
 }

@@ -56,9 +56,28 @@ func (r *Reader) readHeader() (MsgType, int, error) {
 // *Error error, so callers see the peer's final word as an error. io.EOF is
 // returned only when the stream ends cleanly between frames.
 func (r *Reader) Read() (Message, error) {
-	t, n, err := r.readHeader()
+	t, p, err := r.ReadRaw()
 	if err != nil {
 		return nil, err
+	}
+	m, err := Decode(t, p)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := m.(*Error); ok {
+		return nil, e
+	}
+	return m, nil
+}
+
+// ReadRaw reads the next frame, its header checked as Read checks it, and
+// returns its type and payload undecoded. The payload is valid until the
+// next read. io.EOF is returned only when the stream ends cleanly between
+// frames.
+func (r *Reader) ReadRaw() (MsgType, []byte, error) {
+	t, n, err := r.readHeader()
+	if err != nil {
+		return 0, nil, err
 	}
 	if cap(r.buf) < n {
 		r.buf = make([]byte, n)
@@ -68,17 +87,10 @@ func (r *Reader) Read() (Message, error) {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("reading %v payload: %w", t, err)
+		return 0, nil, fmt.Errorf("reading %v payload: %w", t, err)
 	}
 	r.N += int64(n)
-	m, err := Decode(t, p)
-	if err != nil {
-		return nil, err
-	}
-	if e, ok := m.(*Error); ok {
-		return nil, e
-	}
-	return m, nil
+	return t, p, nil
 }
 
 // Writer writes frames to a buffered stream. Call Flush when the peer must

@@ -399,8 +399,27 @@ func FuzzReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := NewReader(bytes.NewReader(data))
+		raw := NewReader(bytes.NewReader(data))
 		for range 64 {
 			m, err := r.Read()
+			// ReadRaw takes the same frames, and fails only where Read
+			// fails before decoding.
+			rt, p, rerr := raw.ReadRaw()
+			if rerr != nil && err == nil {
+				t.Fatalf("ReadRaw failed with %v where Read read %#v", rerr, m)
+			}
+			if rerr == nil {
+				dm, derr := Decode(rt, p)
+				var pe *Error
+				if (derr == nil) != (err == nil || errors.As(err, &pe)) {
+					t.Fatalf("decoding ReadRaw's %v payload: %v; Read: %v", rt, derr, err)
+				}
+				if err == nil && rt == MsgManifestEntry {
+					if v, _ := EntrySketch(dm.(ManifestEntry), nil); v != PayloadSketch(p) {
+						t.Fatalf("the sketch of %#v is %x from its payload, %x from the entry", dm, PayloadSketch(p), v)
+					}
+				}
+			}
 			if err != nil {
 				return
 			}
