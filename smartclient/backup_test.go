@@ -2,8 +2,12 @@ package smartclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -110,5 +114,74 @@ func TestSnapshotCopiesINIFiles(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(outside); string(data) != "not the install's" {
 		t.Errorf("the copy wrote through a link: %q", data)
+	}
+}
+
+// TestRemoveTree: the client's own trees go whole, with their nested
+// folders and files, in one operation for the fault hook; a link inside
+// goes, never what it points to; a tree that is not there is no error.
+func TestRemoveTree(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("not the client's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(dir, ".smartclient", "old")
+	for i := range 40 {
+		p := filepath.Join(tree, fmt.Sprintf("d%d", i%7), fmt.Sprintf("e%d", i%3), fmt.Sprintf("f%d.dll", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("old"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tree, "top.ini"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(tree, "d1", "out")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(tree, "link")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	d := newDisk(r)
+	defer d.close()
+	var ops []string
+	faultHook = func(op, name string) error {
+		ops = append(ops, op+" "+name)
+		return nil
+	}
+	defer func() { faultHook = nil }()
+	for _, name := range []string{oldDir, oldDir, stagingDir} {
+		if err := d.removeTree(name); err != nil {
+			t.Fatalf("removeTree(%s): %v", name, err)
+		}
+	}
+	if _, err := os.Lstat(tree); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the tree is still there: %v", err)
+	}
+	if data, err := os.ReadFile(filepath.Join(outside, "keep")); err != nil || string(data) != "not the client's" {
+		t.Errorf("what a link in the tree pointed to: %q, %v", data, err)
+	}
+	want := []string{"removeall " + oldDir, "removeall " + oldDir, "removeall " + stagingDir}
+	if !slices.Equal(ops, want) {
+		t.Errorf("fault hook saw %q; want %q", ops, want)
+	}
+	// A failing operation removes nothing.
+	if err := os.MkdirAll(filepath.Join(tree, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	faultHook = func(op, name string) error { return errors.New("crash") }
+	if err := d.removeTree(oldDir); err == nil {
+		t.Error("removeTree went on past a failing hook")
+	}
+	if _, err := os.Lstat(filepath.Join(tree, "x")); err != nil {
+		t.Errorf("the tree went despite the failing hook: %v", err)
 	}
 }

@@ -1,11 +1,13 @@
 package smartclient
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/atomicfile"
@@ -97,6 +99,45 @@ func (d disk) RemoveAll(name string) error {
 		return err
 	}
 	d.dirs.forget(name)
+	return d.Root.RemoveAll(name)
+}
+
+// removeWorkers is how many of a tree's first entries removeTree removes
+// at once.
+const removeWorkers = 4
+
+// removeTree is RemoveAll for the client's own trees of many files (the
+// files an update replaced, the staging folders, the dropped backup): the entries of
+// name are removed by removeWorkers goroutines at once, then name. Where
+// its entries cannot be listed it is RemoveAll.
+func (d disk) removeTree(name string) error {
+	if err := d.hook("removeall", name); err != nil {
+		return err
+	}
+	d.dirs.forget(name)
+	entries, err := d.readDir(name)
+	if err == nil && len(entries) > 1 {
+		next := make(chan string)
+		errs := make([]error, removeWorkers)
+		var wg sync.WaitGroup
+		for w := range removeWorkers {
+			wg.Go(func() {
+				for p := range next {
+					if err := d.Root.RemoveAll(p); err != nil && errs[w] == nil {
+						errs[w] = err
+					}
+				}
+			})
+		}
+		for _, e := range entries {
+			next <- name + "/" + e.Name()
+		}
+		close(next)
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	}
 	return d.Root.RemoveAll(name)
 }
 
