@@ -47,13 +47,7 @@ func TestSnapshotCopiesINIFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	d := newDisk(r)
-	defer d.close()
+	d := openCachedDisk(t, dir)
 	if err := d.MkdirAll(newBackupDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -145,13 +139,7 @@ func TestRemoveTree(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(tree, "link")); err != nil {
 		t.Fatal(err)
 	}
-	r, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	d := newDisk(r)
-	defer d.close()
+	d := openCachedDisk(t, dir)
 	var ops []string
 	faultHook = func(op, name string) error {
 		ops = append(ops, op+" "+name)

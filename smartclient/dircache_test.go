@@ -24,13 +24,7 @@ func TestDirCacheKeepsHandlesInUse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	d := newDisk(r)
-	defer d.close()
+	d := openCachedDisk(t, dir)
 
 	held := d.dirs.get("d0000")
 	// Fill the cache past its size from several goroutines, as the
