@@ -450,7 +450,7 @@ func pruneEmpty(d disk, dir string) {
 // tidy removes what a finished or abandoned sync leaves in .smartclient.
 func tidy(d disk, log *slog.Logger) {
 	for _, dir := range []string{stagingDir, oldDir, newBackupDir, dropBackup} {
-		if err := d.removeTree(dir); err != nil {
+		if err := d.RemoveAll(dir); err != nil {
 			log.Warn("removing leftover folder", "folder", dir, "err", err)
 		}
 	}

@@ -122,7 +122,7 @@ func rotate(root disk) (string, error) {
 	if err := root.Rename(newBackupDir, backupName(target)); err != nil {
 		return "", fmt.Errorf("backup: %w", err)
 	}
-	if err := root.removeTree(dropBackup); err != nil {
+	if err := root.RemoveAll(dropBackup); err != nil {
 		return "", fmt.Errorf("backup: removing the oldest backup: %w", err)
 	}
 	return backupName(target), nil

@@ -111,10 +111,10 @@ func TestSnapshotCopiesINIFiles(t *testing.T) {
 	}
 }
 
-// TestRemoveTree: the client's own trees go whole, with their nested
+// TestRemoveAll: the client's own trees go whole, with their nested
 // folders and files, in one operation for the fault hook; a link inside
 // goes, never what it points to; a tree that is not there is no error.
-func TestRemoveTree(t *testing.T) {
+func TestRemoveAll(t *testing.T) {
 	dir := t.TempDir()
 	outside := t.TempDir()
 	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("not the client's"), 0o644); err != nil {
@@ -147,8 +147,8 @@ func TestRemoveTree(t *testing.T) {
 	}
 	defer func() { faultHook = nil }()
 	for _, name := range []string{oldDir, oldDir, stagingDir} {
-		if err := d.removeTree(name); err != nil {
-			t.Fatalf("removeTree(%s): %v", name, err)
+		if err := d.RemoveAll(name); err != nil {
+			t.Fatalf("RemoveAll(%s): %v", name, err)
 		}
 	}
 	if _, err := os.Lstat(tree); !errors.Is(err, fs.ErrNotExist) {
@@ -166,8 +166,8 @@ func TestRemoveTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	faultHook = func(op, name string) error { return errors.New("crash") }
-	if err := d.removeTree(oldDir); err == nil {
-		t.Error("removeTree went on past a failing hook")
+	if err := d.RemoveAll(oldDir); err == nil {
+		t.Error("RemoveAll went on past a failing hook")
 	}
 	if _, err := os.Lstat(filepath.Join(tree, "x")); err != nil {
 		t.Errorf("the tree went despite the failing hook: %v", err)

@@ -94,23 +94,15 @@ func (d disk) Remove(name string) error {
 	return r.Remove(n)
 }
 
-func (d disk) RemoveAll(name string) error {
-	if err := d.hook("removeall", name); err != nil {
-		return err
-	}
-	d.dirs.forget(name)
-	return d.Root.RemoveAll(name)
-}
-
-// removeWorkers is how many of a tree's first entries removeTree removes
-// at once.
+// removeWorkers is how many of a folder's entries RemoveAll removes at
+// once.
 const removeWorkers = 4
 
-// removeTree is RemoveAll for the client's own trees of many files (the
-// files an update replaced, the staging folders, the dropped backup): the entries of
-// name are removed by removeWorkers goroutines at once, then name. Where
-// its entries cannot be listed it is RemoveAll.
-func (d disk) removeTree(name string) error {
+// RemoveAll removes name and everything under it. The entries of a folder
+// (the files an update replaced, the staging folders, a dropped backup of
+// 20,000 files) are removed by removeWorkers goroutines at once, then the
+// folder; what cannot be listed is left to os.Root's RemoveAll.
+func (d disk) RemoveAll(name string) error {
 	if err := d.hook("removeall", name); err != nil {
 		return err
 	}
