@@ -906,11 +906,10 @@ func diffTrees(ctx context.Context, served, client string) error {
 // that run slow for either tool, because on this machine's ext4, which has
 // no journal, the kernel then skips every recently freed inode one by one
 // when it creates a file (ext4's recently_deleted(), a minute or more),
-// and the tool that creates more files paid more. Only
-// the copies of several no-op clients are removed before each run: they
-// are hard links, whose removal frees no inode of the template's, the
-// clients create no file, and 64 copies a run would fill the disk with
-// folders.
+// and the tool that creates more files paid more. Only the copies of
+// several no-op clients are removed before each run: they are hard links,
+// whose removal frees no inode of the template's, the clients create no
+// file, and 64 copies a run would fill the disk with folders.
 func (b *bench) prepare(ctx context.Context, tool string, sc scenario) ([]string, error) {
 	base := filepath.Join(b.runDir, "client")
 	keep := sc.clients == 1 || sc.start != sc.serve
