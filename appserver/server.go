@@ -450,7 +450,6 @@ func (s *Server) manifestWire(man *Manifest) ([]byte, [32]byte) {
 		man.hdrEnd = len(b)
 		man.ends = make([]int, 0, len(man.Files))
 		man.sketches = make([]uint64, 0, len(man.Files))
-		var scratch []byte
 		for _, f := range man.Files {
 			e := syncproto.ManifestEntry{Path: f.Path, Size: uint64(f.Size), MtimeNs: f.MtimeNs, Mode: uint32(f.Mode), Hash: f.Hash, Target: f.Target}
 			if f.Target != "" {
@@ -460,11 +459,10 @@ func (s *Server) manifestWire(man *Manifest) ([]byte, [32]byte) {
 				e.Flags |= syncproto.FlagPreserve
 			}
 			d.Add(e)
+			start := len(b)
 			b = syncproto.AppendFrame(b, e)
 			man.ends = append(man.ends, len(b))
-			var sk uint64
-			sk, scratch = syncproto.EntrySketch(e, scratch)
-			man.sketches = append(man.sketches, sk)
+			man.sketches = append(man.sketches, syncproto.PayloadSketch(b[start+syncproto.HeaderSize:]))
 		}
 		man.wire, man.digest = b, d.Sum()
 	})
