@@ -161,6 +161,29 @@ func TestRemoveAll(t *testing.T) {
 	if !slices.Equal(ops, want) {
 		t.Errorf("fault hook saw %q; want %q", ops, want)
 	}
+	// A tree that is a link to a folder of the install: the link goes,
+	// the folder and its files stay.
+	kept := filepath.Join(dir, "config")
+	for _, f := range []string{"a.ini", "b.ini"} {
+		if err := os.MkdirAll(kept, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(kept, f), []byte("user's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("../config", filepath.Join(dir, filepath.FromSlash(oldDir))); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RemoveAll(oldDir); err != nil {
+		t.Fatalf("RemoveAll of a link: %v", err)
+	}
+	if _, err := os.Lstat(tree); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the link is still there: %v", err)
+	}
+	if entries, err := os.ReadDir(kept); err != nil || len(entries) != 2 {
+		t.Errorf("the folder the link named holds %v, %v; want a.ini and b.ini", entries, err)
+	}
 	// A failing operation removes nothing.
 	if err := os.MkdirAll(filepath.Join(tree, "x"), 0o755); err != nil {
 		t.Fatal(err)

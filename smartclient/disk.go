@@ -101,14 +101,18 @@ const removeWorkers = 4
 // RemoveAll removes name and everything under it. The entries of a folder
 // (the files an update replaced, the staging folders, a dropped backup of
 // 20,000 files) are removed by removeWorkers goroutines at once, then the
-// folder; what cannot be listed is left to os.Root's RemoveAll.
+// folder; a link is removed, never what it points to, and what cannot be
+// listed is left to os.Root's RemoveAll.
 func (d disk) RemoveAll(name string) error {
 	if err := d.hook("removeall", name); err != nil {
 		return err
 	}
 	d.dirs.forget(name)
-	entries, err := d.readDir(name)
-	if err == nil && len(entries) > 1 {
+	var entries []fs.DirEntry
+	if fi, err := d.Root.Lstat(name); err == nil && fi.IsDir() {
+		entries, _ = d.readDir(name)
+	}
+	if len(entries) > 1 {
 		next := make(chan string)
 		errs := make([]error, removeWorkers)
 		var wg sync.WaitGroup
