@@ -15,8 +15,9 @@ var ErrPreflight = errors.New("smartclient: the update cannot be applied here")
 // preflight checks, before a byte is downloaded, that the update can be
 // applied: no read-only file or folder stands where the switch must
 // write, and the file system has room for the staged files plus what the
-// backup copies.
-func preflight(d disk, man *manifest, p *plan) error {
+// backup copies. free is the free space as measured before the backup
+// started (see measureSpace).
+func preflight(d disk, man *manifest, p *plan, free space) error {
 	var problems []string
 	checked := map[string]bool{}
 	// The folder a file is created in, or renamed out of, must be
@@ -64,7 +65,7 @@ func preflight(d disk, man *manifest, p *plan) error {
 		}
 		need += copied
 	}
-	have, err := measureFree(d.Name())
+	have, err := free.bytes, free.err
 	if errors.Is(err, errors.ErrUnsupported) {
 		return nil
 	}
@@ -79,6 +80,21 @@ func preflight(d disk, man *manifest, p *plan) error {
 
 // measureFree is freeSpace, or what a test says it is.
 var measureFree = freeSpace
+
+// space is the free space of the install's file system, or why it is
+// unknown.
+type space struct {
+	bytes int64
+	err   error
+}
+
+// measureSpace measures the free space that preflight compares with what
+// the update needs. It is measured before the backup starts, which takes
+// some of it for the INI copies that preflight counts.
+func measureSpace(d disk) space {
+	n, err := measureFree(d.Name())
+	return space{n, err}
+}
 
 // backupCopyBytes is what a backup of the install would copy rather than
 // link: the INI files, or everything where the file system cannot link.

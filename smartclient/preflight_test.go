@@ -22,7 +22,7 @@ func TestPreflightNeedsFreeSpace(t *testing.T) {
 		{have: 4 << 20, want: "not enough free space in " + dir + ": need 6.0 MiB, have 4.0 MiB"},
 	} {
 		measureFree = func(string) (int64, error) { return tc.have, nil }
-		err := preflight(d, man, p)
+		err := preflight(d, man, p, measureSpace(d))
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("have %d: %v", tc.have, err)

@@ -408,7 +408,36 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	if err != nil {
 		return nil, err
 	}
+	// A manifest came: the release is not what the install holds. The
+	// backup of the install starts now, beside the plan, the checks and
+	// the download: it only reads the install and writes
+	// .smartclient/bkp_new, which nothing else touches, and it is not
+	// used before the switch. The free space is measured first, as it
+	// was before the backup took some.
+	var backup *backupJob
+	var free space
+	backupCtx, stopBackup := context.WithCancel(ctx)
+	defer stopBackup()
+	// dropBackup stops a backup that the sync will not use and removes
+	// what it made: no journal exists before the switch, so nothing
+	// needs it as a snapshot.
+	dropBackup := func() {
+		if backup == nil {
+			return
+		}
+		stopBackup()
+		backup.wait()
+		backup = nil
+		if err := root.RemoveAll(newBackupDir); err != nil {
+			o.Log.Warn("removing an unused backup", "folder", newBackupDir, "err", err)
+		}
+	}
+	if !o.CheckOnly {
+		free = measureSpace(root)
+		backup = startBackup(backupCtx, root)
+	}
 	if err := st.loadFiles(); err != nil {
+		dropBackup()
 		return nil, fmt.Errorf("reading client state: %w", err)
 	}
 	p, err := makePlan(root.Root, st, man, full, found.same(), o.Log)
@@ -417,7 +446,13 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	// rather than count in the memory of the whole download.
 	st.release()
 	if err != nil {
+		dropBackup()
 		return nil, err
+	}
+	if !p.changesContent() {
+		// Only times to set, or files to remove: the switch
+		// replaces no content and keeps no backup.
+		dropBackup()
 	}
 	res.Touched, res.Removed, res.Kept = len(p.touch), len(p.remove), len(p.kept)
 	if o.CheckOnly {
@@ -435,20 +470,12 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	// the install: both at once. Files the last attempt left whole are
 	// taken out of the deltas below.
 	pre := make(chan error, 1)
-	go func() { pre <- preflight(root, man, p) }()
+	go func() { pre <- preflight(root, man, p, free) }()
 	deltas := planDeltas(root, st, man, p.fetch, !o.noBlocks, o.Log)
 	if err := <-pre; err != nil {
+		dropBackup()
 		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 		return nil, err
-	}
-	// The backup of the install is made while the files download: it
-	// only reads the install and writes .smartclient/bkp_new, which the
-	// download never touches, and it is not used before the switch.
-	var backup *backupJob
-	backupCtx, stopBackup := context.WithCancel(ctx)
-	defer stopBackup()
-	if p.changesContent() {
-		backup = startBackup(backupCtx, root)
 	}
 	fail := func(err error) (*Result, error) {
 		// The backup is of no use now: it stops, and tidy removes

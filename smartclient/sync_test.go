@@ -406,6 +406,8 @@ func TestIncrementalNoopAndMtimeOnly(t *testing.T) {
 		if b := backups(t, dir); len(b) != 1 {
 			t.Errorf("fixing an mtime made a backup: %v", b)
 		}
+		// The backup started when the manifest came is not left behind.
+		noLeftovers(t, dir)
 	})
 	t.Run("local change is repaired", func(t *testing.T) {
 		p := filepath.Join(dir, "lib", "libsmartclient.so")
