@@ -10,7 +10,9 @@ import (
 	"net"
 	"os"
 	"path"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
@@ -25,6 +27,9 @@ type conn struct {
 	w       *syncproto.Writer
 	timeout time.Duration
 	acked   bool // the server took the report: the session ended well
+	// stopped makes Read and Expect return at once: a writer failed,
+	// and what the stream still holds is of no use (see interrupt).
+	stopped atomic.Bool
 }
 
 func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error) {
@@ -54,9 +59,30 @@ func (c *conn) send(msgs ...syncproto.Message) error {
 
 // Expect reads the next message, of type t, within the timeout.
 func (c *conn) Expect(t syncproto.MsgType) (syncproto.Message, error) {
-	c.nc.SetReadDeadline(time.Now().Add(c.timeout))
+	c.deadline()
 	return c.r.Expect(t)
 }
+
+// deadline sets the deadline of the next read: the timeout from now, or
+// the past once interrupted.
+func (c *conn) deadline() {
+	c.nc.SetReadDeadline(time.Now().Add(c.timeout))
+	// After the deadline is set: an interrupt between the two still
+	// leaves it in the past.
+	if c.stopped.Load() {
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// interrupt makes a read blocked in another goroutine, and every later
+// one, fail at once, until resume.
+func (c *conn) interrupt() {
+	c.stopped.Store(true)
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// resume undoes interrupt.
+func (c *conn) resume() { c.stopped.Store(false) }
 
 // request asks for the files to fetch, in order: whole files by their
 // indices, the others with DeltaRequest; then RequestEnd.
@@ -150,14 +176,18 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 	defer dec.Close()
 	f.dec = dec
 	f.buf = make([]byte, 0, syncproto.MaxChunk)
-	f.writers = startWriters(f.root)
+	// A writer that fails stops the receiving, which may be waiting
+	// for the server: its error, not the interrupted read's, is the
+	// sync's.
+	f.writers = startWriters(f.root, f.c.interrupt)
 	f.flush = newFlusher(f.root)
 	err = f.receive(ctx, order)
 	// Whatever happened, no writer may still be at work when the caller
 	// keeps or removes what is staged.
-	if werr := f.writers.wait(); err == nil {
+	if werr := f.writers.wait(); werr != nil {
 		err = werr
 	}
+	f.c.resume()
 	if ferr := f.flush.wait(); err == nil {
 		err = ferr
 	}
@@ -191,61 +221,149 @@ func (f *fetcher) receive(ctx context.Context, order []int) error {
 	return nil
 }
 
-// receiveWhole receives a small file whole into memory, checks it and
+// receiveSmall receives a file of at most wholeMax bytes into memory and
 // hands it to a writer, so that receiving the next file and writing this
 // one overlap (on two cores the client's file system calls are most of a
-// sync of many small files).
-func (f *fetcher) receiveWhole(rf remoteFile) error {
+// sync of many small files). A file asked for whole is checked here; one
+// asked for as a delta (d not nil) arrives as its new bytes and the
+// pieces of the installed version to copy, which a writer puts together
+// and checks (reading the installed version is most of its cost).
+func (f *fetcher) receiveSmall(rf remoteFile, d *delta) error {
 	buf := f.writers.buffer()
-	h := blake3.New()
-	for int64(len(buf)) < rf.Size {
-		m, err := f.c.Read()
-		if err != nil {
-			f.writers.release(buf)
-			return fmt.Errorf("receiving %s: %w", rf.Path, err)
-		}
-		chunk, ok := m.(syncproto.FileData)
-		switch {
-		case m.Type() == syncproto.MsgFileCopy:
-			f.writers.release(buf)
-			return fmt.Errorf("receiving %s: the server sent a copy for a file asked for whole: %w", rf.Path, syncproto.ErrUnexpected)
-		case !ok:
-			f.writers.release(buf)
-			return fmt.Errorf("receiving %s: expected FileData or FileCopy, got %v: %w", rf.Path, m.Type(), syncproto.ErrUnexpected)
-		case int64(len(buf))+int64(chunk.RawLen) > rf.Size:
-			f.writers.release(buf)
-			return fmt.Errorf("receiving %s: more bytes than the %d declared: %w", rf.Path, rf.Size, ErrVerify)
-		}
-		f.wire += int64(len(chunk.Data))
-		// Decoded straight into the file's buffer, which has room for
-		// the whole file: no copy through a chunk buffer.
-		tail := buf[len(buf):]
-		raw, err := syncproto.DecodeChunk(f.dec, chunk, tail)
-		if err != nil {
-			f.writers.release(buf)
-			return fmt.Errorf("receiving %s: %w", rf.Path, err)
-		}
-		h.Write(raw)
-		if len(raw) > 0 && cap(tail) >= len(raw) && &raw[0] == &tail[:1][0] {
-			buf = buf[:len(buf)+len(raw)]
-		} else {
-			buf = append(buf, raw...) // the decoder moved it elsewhere
-		}
-		f.progress.Add(int64(len(raw)))
+	job := writeJob{rf: rf, d: d}
+	var h *blake3.Hasher
+	if d == nil {
+		h = blake3.New()
 	}
-	m, err := f.c.Expect(syncproto.MsgFileEnd)
-	if err == nil {
-		err = checkEnd(rf, h.Sum(nil), m.(syncproto.FileEnd))
-	} else {
-		err = fmt.Errorf("receiving %s: %w", rf.Path, err)
-	}
-	if err != nil {
+	fail := func(err error) error {
 		f.writers.release(buf)
 		return err
 	}
-	f.writers.submit(rf, buf)
+	var got int64
+	for got < rf.Size {
+		m, err := f.c.Read()
+		if err != nil {
+			return fail(fmt.Errorf("receiving %s: %w", rf.Path, err))
+		}
+		switch m := m.(type) {
+		case syncproto.FileData:
+			if got+int64(m.RawLen) > rf.Size {
+				return fail(fmt.Errorf("receiving %s: more bytes than the %d declared: %w", rf.Path, rf.Size, ErrVerify))
+			}
+			f.wire += int64(len(m.Data))
+			// Decoded straight into the file's buffer, which has room
+			// for the whole file: no copy through a chunk buffer.
+			tail := buf[len(buf):]
+			raw, err := syncproto.DecodeChunk(f.dec, m, tail)
+			if err != nil {
+				return fail(fmt.Errorf("receiving %s: %w", rf.Path, err))
+			}
+			if h != nil {
+				h.Write(raw)
+			}
+			at := int64(len(buf))
+			if len(raw) > 0 && cap(tail) >= len(raw) && &raw[0] == &tail[:1][0] {
+				buf = buf[:len(buf)+len(raw)]
+			} else {
+				buf = append(buf, raw...) // the decoder moved it elsewhere
+			}
+			if d != nil {
+				job.ops = addPiece(job.ops, piece{off: at, n: int64(len(raw))})
+			}
+			got += int64(len(raw))
+			f.progress.Add(int64(len(raw)))
+		case syncproto.FileCopy:
+			switch {
+			case d == nil:
+				return fail(fmt.Errorf("receiving %s: the server sent a copy for a file asked for whole: %w", rf.Path, syncproto.ErrUnexpected))
+			case m.Off > uint64(d.baseSize) || uint64(m.Len) > uint64(d.baseSize)-m.Off:
+				return fail(fmt.Errorf("receiving %s: copy of %d bytes at %d from an installed version of %d: %w", rf.Path, m.Len, m.Off, d.baseSize, ErrVerify))
+			case got+int64(m.Len) > rf.Size:
+				return fail(fmt.Errorf("receiving %s: more bytes than the %d declared: %w", rf.Path, rf.Size, ErrVerify))
+			}
+			job.ops = addPiece(job.ops, piece{base: true, off: int64(m.Off), n: int64(m.Len)})
+			got += int64(m.Len)
+			f.copied += int64(m.Len)
+			f.progress.Add(int64(m.Len))
+		default:
+			return fail(fmt.Errorf("receiving %s: expected FileData or FileCopy, got %v: %w", rf.Path, m.Type(), syncproto.ErrUnexpected))
+		}
+	}
+	m, err := f.c.Expect(syncproto.MsgFileEnd)
+	if err != nil {
+		return fail(fmt.Errorf("receiving %s: %w", rf.Path, err))
+	}
+	job.end = m.(syncproto.FileEnd)
+	if h != nil {
+		if err := checkEnd(rf, h.Sum(nil), job.end); err != nil {
+			return fail(err)
+		}
+	}
+	job.data = buf
+	f.writers.submit(job)
 	f.progress.FileDone()
 	return nil
+}
+
+// piece is part of a file received as a delta: bytes of the installed
+// version (base) or of those received, n of them from off.
+type piece struct {
+	base bool
+	off  int64
+	n    int64
+}
+
+// addPiece appends p, merged with the last piece where one continues the
+// other, so that a run of copies is read at once.
+func addPiece(ps []piece, p piece) []piece {
+	if k := len(ps) - 1; k >= 0 && ps[k].base == p.base && ps[k].off+ps[k].n == p.off {
+		ps[k].n += p.n
+		return ps
+	}
+	return append(ps, p)
+}
+
+// buildDelta puts a small file received as a delta together in its
+// buffer, which holds the received bytes packed at its start: the pieces
+// are placed from the last to the first, so that each lands at or after
+// where its received bytes are and overwrites none not yet placed. It
+// then checks the result against the manifest.
+func buildDelta(root disk, j writeJob) ([]byte, error) {
+	rf, d := j.rf, j.d
+	if int64(cap(j.data)) < rf.Size {
+		return nil, fmt.Errorf("receiving %s: %d bytes do not fit the buffer of %d", rf.Path, rf.Size, cap(j.data))
+	}
+	out := j.data[:rf.Size]
+	var base *os.File
+	for _, p := range j.ops {
+		if p.base && base == nil {
+			var err error
+			if base, err = openBase(root, rf, d); err != nil {
+				return nil, err
+			}
+			defer base.Close()
+		}
+	}
+	end := rf.Size
+	for _, p := range slices.Backward(j.ops) {
+		at := end - p.n
+		if p.base {
+			if _, err := base.ReadAt(out[at:end], p.off); err != nil {
+				return nil, fmt.Errorf("receiving %s: reading the installed version: %w", rf.Path, err)
+			}
+		} else {
+			copy(out[at:end], j.data[p.off:p.off+p.n])
+		}
+		end = at
+	}
+	sum := blake3.Sum256(out)
+	if err := checkEnd(rf, sum[:], j.end); err != nil {
+		if len(d.sums) > 0 {
+			err = fmt.Errorf("%w (%w)", err, errBlockMismatch)
+		}
+		return nil, err
+	}
+	return out, nil
 }
 
 // checkEnd checks a received file's hash and the server's FileEnd against
@@ -263,17 +381,24 @@ func checkEnd(rf remoteFile, sum []byte, end syncproto.FileEnd) error {
 // writers write received files into staging, beside the receiving loop.
 // The memory they hold is bounded: writeBuffers buffers of wholeMax bytes.
 type writers struct {
-	root disk
-	jobs chan writeJob
-	free chan []byte
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	err  error
+	root   disk
+	onFail func() // called once, when the first writer fails
+	jobs   chan writeJob
+	free   chan []byte
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error
 }
 
+// writeJob is a file for a writer: data is its content, or, for a delta
+// (d not nil), the bytes received, which ops and the installed version
+// complete (see buildDelta).
 type writeJob struct {
 	rf   remoteFile
 	data []byte
+	d    *delta
+	ops  []piece
+	end  syncproto.FileEnd
 }
 
 const (
@@ -282,8 +407,8 @@ const (
 	writerCount  = 2
 )
 
-func startWriters(root disk) *writers {
-	w := &writers{root: root, jobs: make(chan writeJob, writeBuffers), free: make(chan []byte, writeBuffers)}
+func startWriters(root disk, onFail func()) *writers {
+	w := &writers{root: root, onFail: onFail, jobs: make(chan writeJob, writeBuffers), free: make(chan []byte, writeBuffers)}
 	for range writeBuffers {
 		w.free <- nil // allocated when first used
 	}
@@ -291,12 +416,16 @@ func startWriters(root disk) *writers {
 		w.wg.Go(func() {
 			for j := range w.jobs {
 				if w.failed() == nil {
-					if err := writeWhole(w.root, j.rf, j.data); err != nil {
+					if err := w.write(j); err != nil {
 						w.mu.Lock()
-						if w.err == nil {
+						first := w.err == nil
+						if first {
 							w.err = err
 						}
 						w.mu.Unlock()
+						if first && w.onFail != nil {
+							w.onFail()
+						}
 					}
 				}
 				w.release(j.data)
@@ -304,6 +433,18 @@ func startWriters(root disk) *writers {
 		})
 	}
 	return w
+}
+
+// write writes one job's file into staging.
+func (w *writers) write(j writeJob) error {
+	data := j.data
+	if j.d != nil {
+		var err error
+		if data, err = buildDelta(w.root, j); err != nil {
+			return err
+		}
+	}
+	return writeWhole(w.root, j.rf, data)
 }
 
 // buffer waits for a free buffer.
@@ -317,7 +458,7 @@ func (w *writers) buffer() []byte {
 
 func (w *writers) release(b []byte) { w.free <- b[:0] }
 
-func (w *writers) submit(rf remoteFile, data []byte) { w.jobs <- writeJob{rf, data} }
+func (w *writers) submit(j writeJob) { w.jobs <- j }
 
 // failed returns the first error a writer met.
 func (w *writers) failed() error {
@@ -376,8 +517,8 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 			rf.Path, start.Index, start.Size, index, rf.Size, syncproto.ErrUnexpected)
 	}
 	d := f.deltas[index]
-	if d == nil && rf.Size <= wholeMax {
-		return f.receiveWhole(rf)
+	if rf.Size <= wholeMax && (d == nil || (d.hasBase() && !d.wantList)) {
+		return f.receiveSmall(rf, d)
 	}
 	var base *os.File
 	if d != nil {
@@ -517,6 +658,6 @@ func writeStaged(out *os.File, name string, off int64, b []byte) error {
 
 // Read reads the next message within the timeout.
 func (c *conn) Read() (syncproto.Message, error) {
-	c.nc.SetReadDeadline(time.Now().Add(c.timeout))
+	c.deadline()
 	return c.r.Read()
 }
