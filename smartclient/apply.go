@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ import (
 // from the files alone whether it was done (a staged file that is gone was
 // renamed into place; an old file under .smartclient/old was moved aside),
 // so a switch can be replayed after a crash, or undone after a failure.
+// (An old file the snapshot holds by hard link is replaced outright: a
+// file gone from the install that the snapshot holds was replaced or
+// removed; see putBack.)
 type journal struct {
 	Version int               `json:"version"`
 	Remove  []string          `json:"remove"`  // installed files to take out
@@ -262,14 +266,63 @@ func moveAside(d disk, p string) error {
 	return d.Rename(p, oldDir+"/"+p)
 }
 
+// keptInSnapshot reports whether the install's file p is the very file
+// (the same inode) that the switch's snapshot, .smartclient/bkp_new,
+// holds by hard link: then the switch may replace or remove p outright,
+// and undo takes it back from the snapshot. INI files, links, files the
+// snapshot copied and files it does not have are moved aside instead.
+func keptInSnapshot(d disk, j *journal, p string) bool {
+	if !j.Backup || runtime.GOOS == "windows" {
+		// Windows does not replace a file in use (a running program),
+		// but does let it be renamed: there the old file is always
+		// moved aside first.
+		return false
+	}
+	fi, err := d.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	si, err := d.Lstat(newBackupDir + "/" + p)
+	return err == nil && os.SameFile(fi, si)
+}
+
+// putBack undoes the replacement or removal of p: it comes back from
+// .smartclient/old where it was moved aside, or else from the snapshot,
+// which holds it when the switch replaced or removed it outright. A p in
+// place was never replaced; without either, p was new.
+func putBack(d disk, j *journal, p string) (restored bool, err error) {
+	if exists(d, oldDir+"/"+p) {
+		return true, d.Rename(oldDir+"/"+p, p)
+	}
+	if !j.Backup || exists(d, p) {
+		return exists(d, p), nil
+	}
+	fi, err := d.Lstat(newBackupDir + "/" + p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false, nil
+	}
+	if err := d.MkdirAll(path.Dir(p), 0o755); err != nil {
+		return false, err
+	}
+	return true, d.Link(newBackupDir+"/"+p, p)
+}
+
 // play carries out a journal, from the start or from wherever a crash
-// stopped it.
+// stopped it. A file the snapshot holds by hard link is replaced, or
+// removed, outright (see keptInSnapshot); others are first moved aside.
 func play(d disk, j *journal, log *slog.Logger) error {
 	for _, p := range j.Remove {
-		if exists(d, p) {
-			if err := moveAside(d, p); err != nil {
-				return fmt.Errorf("removing %s: %w", p, err)
-			}
+		if !exists(d, p) {
+			continue
+		}
+		var err error
+		if keptInSnapshot(d, j, p) {
+			err = d.Remove(p)
+		} else {
+			err = moveAside(d, p)
+		}
+		if err != nil {
+			return fmt.Errorf("removing %s: %w", p, err)
 		}
 	}
 	made := map[string]bool{}
@@ -292,7 +345,7 @@ func play(d disk, j *journal, log *slog.Logger) error {
 			}
 			continue
 		}
-		if exists(d, p) {
+		if exists(d, p) && !keptInSnapshot(d, j, p) {
 			if err := moveAside(d, p); err != nil {
 				return fmt.Errorf("replacing %s: %w", p, err)
 			}
@@ -371,7 +424,8 @@ func touchPaths(t []touchStep) []string {
 }
 
 // undo puts back what play did: new files go back to staging, old ones
-// come back from .smartclient/old, and the journal is removed.
+// come back from .smartclient/old or the snapshot (see putBack), and the
+// journal is removed.
 func undo(d disk, j *journal) error {
 	var errs []error
 	for _, p := range slices.Backward(j.Install) {
@@ -388,19 +442,16 @@ func undo(d disk, j *journal) error {
 				continue
 			}
 		}
-		if exists(d, oldDir+"/"+p) {
-			if err := d.Rename(oldDir+"/"+p, p); err != nil {
-				errs = append(errs, fmt.Errorf("restoring %s: %w", p, err))
-			}
-		} else {
+		restored, err := putBack(d, j, p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("restoring %s: %w", p, err))
+		} else if !restored {
 			pruneEmpty(d, path.Dir(p))
 		}
 	}
 	for _, p := range j.Remove {
-		if exists(d, oldDir+"/"+p) {
-			if err := d.Rename(oldDir+"/"+p, p); err != nil {
-				errs = append(errs, fmt.Errorf("restoring %s: %w", p, err))
-			}
+		if _, err := putBack(d, j, p); err != nil {
+			errs = append(errs, fmt.Errorf("restoring %s: %w", p, err))
 		}
 	}
 	if len(errs) > 0 {

@@ -20,7 +20,7 @@ func (d disk) renameFresh(a, b string) (done bool, err error) {
 	if noReplaceUnsupported.Load() {
 		return false, nil
 	}
-	if err := d.hook("rename", b); err != nil {
+	if err := d.hook("renamefresh", b); err != nil {
 		return true, err
 	}
 	d.dirs.forget(a)
