@@ -281,8 +281,12 @@ func (d disk) look(op, name string) (*os.Root, string, *dirHandle, error) {
 	return r, n, h, nil
 }
 
-// Open is os.Root's Open through the folder cache.
+// Open is os.Root's Open through the folder cache: one openat(2) on the
+// cached folder where it can (see openAt).
 func (d disk) Open(name string) (*os.File, error) {
+	if f, done, err := d.openAt(name, os.O_RDONLY, 0); done {
+		return f, err
+	}
 	r, n, h, err := d.look("open", name)
 	if err != nil {
 		return nil, err
