@@ -2,7 +2,11 @@ package smartclient
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/erpupdate/smartsync/internal/cdc"
@@ -99,4 +103,51 @@ func TestListCheck(t *testing.T) {
 			t.Error("a list naming more bytes than the file passed")
 		}
 	})
+}
+
+// TestSumBase: the block sums of a base read in large pieces into a
+// reused buffer are those of its blocks one by one, for files ending on,
+// before and after a block or a read's boundary, and blocks larger than a
+// read; a base that changed since it was looked at gives none.
+func TestSumBase(t *testing.T) {
+	dir := t.TempDir()
+	d := openCachedDisk(t, dir)
+	var scratch []byte // shared by every case, as by a worker's files
+	for _, tc := range []struct{ size, bs int }{
+		{0, 1024}, {1, 1024}, {1023, 1024}, {1024, 1024}, {1025, 1024},
+		{sumRead - 1, 1024}, {sumRead, 1024}, {sumRead + 1024 + 7, 1024}, {3 * sumRead, 1024},
+		{sumRead + 5, 3000}, {5 * 3000, 3000}, {2*sumRead + 1, 100_000}, {250_000, 100_000},
+	} {
+		data := make([]byte, tc.size)
+		rand.NewChaCha8([32]byte{byte(tc.size), byte(tc.bs)}).Read(data)
+		name := fmt.Sprintf("base-%d-%d", tc.size, tc.bs)
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := d.Lstat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []syncproto.BlockSum
+		for p := data; len(p) > 0; p = p[min(tc.bs, len(p)):] {
+			b := p[:min(tc.bs, len(p))]
+			want = append(want, syncproto.BlockSum{Weak: cdc.WeakSum(b).Weak(), Strong: cdc.StrongSum(b)})
+		}
+		got, err := sumBase(d, name, tc.bs, fi, &scratch)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("size %d, blocks of %d: %d sums, %v; want %d sums", tc.size, tc.bs, len(got), err, len(want))
+		}
+	}
+	// A base rewritten after it was looked at is not summed.
+	name := "changed"
+	if err := os.WriteFile(filepath.Join(dir, name), make([]byte, 5000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := d.Lstat(name)
+	if err := os.WriteFile(filepath.Join(dir, name), make([]byte, 6000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sumBase(d, name, 1024, fi, &scratch); err == nil {
+		t.Errorf("a base that changed gave %d sums, no error", len(got))
+	}
 }
