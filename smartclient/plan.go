@@ -227,7 +227,7 @@ func (p *plan) installs() []int { return slices.Concat(p.fetch, p.links) }
 // names regular files just found with the size and mtime the state
 // records (see checkInstall), which are not looked up again.
 func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[string]bool, log *slog.Logger) (*plan, error) {
-	p := &plan{known: map[string]FileState{}}
+	p := &plan{known: make(map[string]FileState, len(man.Files))}
 	listed := make(map[string]bool, len(man.Files))
 	d := newDisk(root) // one open per folder, not per file
 	defer d.close()
@@ -257,21 +257,25 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[strin
 		case !fi.Mode().IsRegular():
 			return nil, fmt.Errorf("planning: cannot install %s: a %v of that name is in the way", f.Path, fi.Mode().Type())
 		}
-		hash := hex.EncodeToString(f.Hash[:])
+		// The hash in hex without a string for each of 20,000 files:
+		// the comparison below does not keep it.
+		var hexHash [2 * len(f.Hash)]byte
+		hex.Encode(hexHash[:], f.Hash[:])
 		k, installed := st.Files[f.Path]
 		untouched := installed && k.Size == fi.Size() && k.MtimeNs == fi.ModTime().UnixNano()
+		sameHash := k.Hash == string(hexHash[:])
 		switch {
 		case full:
 			p.fetch = append(p.fetch, i)
 		case f.Preserve:
 			p.kept = append(p.kept, i)
-		case untouched && k.Hash == hash && k.ServerMtimeNs == f.MtimeNs:
+		case untouched && sameHash && k.ServerMtimeNs == f.MtimeNs:
 			// As installed, for this very release: compared with the
 			// state, not the server's mtime, which the file system may
 			// have rounded.
 			p.current = append(p.current, i)
 			p.known[f.Path] = k
-		case untouched && k.Hash == hash:
+		case untouched && sameHash:
 			p.touch = append(p.touch, i)
 		case untouched:
 			// The client knows this content, and it is not the
@@ -279,7 +283,7 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[strin
 			p.fetch = append(p.fetch, i)
 		case fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs:
 			p.current = append(p.current, i)
-			p.known[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hash, ServerMtimeNs: f.MtimeNs}
+			p.known[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: string(hexHash[:]), ServerMtimeNs: f.MtimeNs}
 		default:
 			p.fetch = append(p.fetch, i)
 		}
