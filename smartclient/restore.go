@@ -255,7 +255,16 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
 			return err
 		}
-		if err := d.Link(p, staged); err != nil {
+		// An INI file is copied, as the backup copied it: a link would
+		// let an edit of the restored file in place change the backup.
+		if isINI(rel) {
+			if err = d.hook("copy", staged); err == nil {
+				err = copyFile(d, p, staged)
+			}
+		} else {
+			err = d.Link(p, staged)
+		}
+		if err != nil {
 			return fmt.Errorf("staging %s: %w", rel, err)
 		}
 		h, err := hashFile(d, staged)

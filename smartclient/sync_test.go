@@ -1153,6 +1153,39 @@ func TestMacBundleLinks(t *testing.T) {
 // TestRestoreLeavesUserFilesAlone: restore puts back what the client
 // installed, never the user's files or a preserved INI the user edited,
 // and never writes through a planted link.
+// TestRestoredINIIsACopy: restore puts an INI file of the client's back
+// as a copy of the backup's, as the backup copied it: an edit of the
+// restored file in place leaves the backup as it was.
+func TestRestoredINIIsACopy(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	s.write("linux", "config/app.ini", "[db]\nrelease=1\n")
+	mustSync(t, s, dir, yes)
+	s.write("linux", "config/app.ini", "[db]\nrelease=2\n")
+	mustSync(t, s, dir, nil) // bkp_remote.001 holds release 1
+	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != smartclient.ExitOK {
+		t.Fatalf("restore: %d %s %s", code, out, errOut)
+	}
+	restored := filepath.Join(dir, "config", "app.ini")
+	kept := filepath.Join(dir, "bkp_remote.001", "config", "app.ini")
+	if b, _ := os.ReadFile(restored); string(b) != "[db]\nrelease=1\n" {
+		t.Fatalf("restored app.ini: %q", b)
+	}
+	f, err := os.OpenFile(restored, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("[db]\nrelease=X\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, name := range []string{kept, filepath.Join(dir, "bkp_remote.002", "config", "app.ini")} {
+		if b, err := os.ReadFile(name); err != nil || strings.Contains(string(b), "release=X") {
+			t.Errorf("%s: %q, %v after an edit of the restored file", name, b, err)
+		}
+	}
+}
+
 func TestRestoreLeavesUserFilesAlone(t *testing.T) {
 	s := newServer(t, defaultConf)
 	dir := t.TempDir()
