@@ -27,9 +27,9 @@ import (
 // from the files alone whether it was done (a staged file that is gone was
 // renamed into place; an old file under .smartclient/old was moved aside),
 // so a switch can be replayed after a crash, or undone after a failure.
-// (An old file the snapshot holds by hard link is replaced outright: a
-// file gone from the install that the snapshot holds was replaced or
-// removed; see putBack.)
+// The files of Outright are not moved aside: the snapshot holds them, and
+// one gone from the install, or another in its place, was replaced or
+// removed (see putBack and replacedSince).
 type journal struct {
 	Version int               `json:"version"`
 	Remove  []string          `json:"remove"`  // installed files to take out
@@ -37,6 +37,12 @@ type journal struct {
 	Hashes  map[string]string `json:"hashes"`  // BLAKE3 of each file to install, for recovery
 	Touch   []touchStep       `json:"touch"`   // mtime-only fixes
 	Backup  bool              `json:"backup"`  // .smartclient/bkp_new becomes the newest backup
+	// Outright names the files (to install over, or to remove) that are
+	// the very files the snapshot bkp_new holds by hard link when the
+	// journal is written: the switch replaces or removes them without
+	// moving them aside, and undo takes them back from the snapshot.
+	// (Version 4; a journal of version 3 moved every file aside.)
+	Outright []string `json:"outright,omitempty"`
 	// PostInstall runs once the files are in place; if it fails, the
 	// switch is undone.
 	PostInstall *postInstallStep `json:"post_install,omitempty"`
@@ -50,7 +56,8 @@ type journal struct {
 	// after the new state.
 	PrevState []byte `json:"prev_state,omitempty"`
 
-	sum string // the journal's checksum, which the saved state records
+	sum      string          // the journal's checksum, which the saved state records
+	outright map[string]bool // Outright as a set
 }
 
 type touchStep struct {
@@ -58,9 +65,9 @@ type touchStep struct {
 	MtimeNs int64  `json:"mtime"`
 }
 
-// The journal file of version 3 is one header line,
+// The journal file of version 4 is one header line,
 //
-//	smartclient-journal 3 SUM JSON STATE PREV
+//	smartclient-journal 4 SUM JSON STATE PREV
 //
 // SUM the BLAKE3 in hex of every byte after the line, and JSON, STATE and
 // PREV the lengths in decimal of what follows it: the journal in JSON
@@ -72,8 +79,13 @@ type touchStep struct {
 // (see hashesBeyondState); a client built before that finds them missing,
 // and undoes the switch rather than finish it.
 const (
-	journalHeader  = "smartclient-journal 3 "
-	journalVersion = 3
+	journalHeader  = "smartclient-journal 4 "
+	journalVersion = 4
+	// A journal of version 3 is the same but for Outright: the client
+	// that wrote it moved every old file aside. An older client finds a
+	// journal of version 4 damaged, and rolls back from the snapshot.
+	journalHeader3  = "smartclient-journal 3 "
+	journalVersion3 = 3
 )
 
 // envelope is how journals of version 2 were stored: their BLAKE3
@@ -111,12 +123,35 @@ func writeJournal(d disk, j *journal) error {
 	if err := d.syncFS(); err != nil {
 		return fmt.Errorf("syncing staged files: %w", err)
 	}
+	j.setOutright(d)
 	return saveJournal(d, j)
+}
+
+// setOutright records which of the files the switch replaces or removes
+// the snapshot holds by hard link (see keptInSnapshot).
+func (j *journal) setOutright(d disk) {
+	j.Outright, j.outright = nil, map[string]bool{}
+	for _, p := range slices.Concat(j.Remove, j.Install) {
+		if !j.outright[p] && keptInSnapshot(d, j, p) {
+			j.Outright = append(j.Outright, p)
+			j.outright[p] = true
+		}
+	}
 }
 
 // saveJournal writes the journal durably (see journalHeader).
 func saveJournal(d disk, j *journal) error {
-	j.Version = journalVersion
+	return saveJournalAs(d, j, journalVersion)
+}
+
+// saveJournalAs is saveJournal in the format of version (journalVersion,
+// or journalVersion3 for tests of a journal an earlier client left).
+func saveJournalAs(d disk, j *journal, version int) error {
+	header := journalHeader
+	if version == journalVersion3 {
+		header = journalHeader3
+	}
+	j.Version = version
 	prev, err := currentStateFile(d)
 	if err != nil {
 		return fmt.Errorf("reading the client state to keep in the journal: %w", err)
@@ -135,7 +170,7 @@ func saveJournal(d disk, j *journal) error {
 	h.Write(st)
 	h.Write(prev)
 	j.sum = hex.EncodeToString(h.Sum(nil))
-	line := fmt.Sprintf("%s%s %d %d %d\n", journalHeader, j.sum, len(js), len(st), len(prev))
+	line := fmt.Sprintf("%s%s %d %d %d\n", header, j.sum, len(js), len(st), len(prev))
 	if err := d.writeFile(journalFile, []byte(line), js, st, prev); err != nil {
 		return fmt.Errorf("writing journal: %w", err)
 	}
@@ -156,7 +191,12 @@ func readJournal(d disk) (*journal, error) {
 		return readJournal2(data)
 	}
 	line, body, ok := bytes.Cut(data, []byte{'\n'})
+	version := journalVersion
 	fields, found := bytes.CutPrefix(line, []byte(journalHeader))
+	if !found {
+		version = journalVersion3
+		fields, found = bytes.CutPrefix(line, []byte(journalHeader3))
+	}
 	if !ok || !found {
 		return nil, errors.New("journal is torn or corrupt: no header line")
 	}
@@ -176,8 +216,13 @@ func readJournal(d disk) (*journal, error) {
 	if err := json.Unmarshal(body[:nJSON], &j); err != nil {
 		return nil, fmt.Errorf("journal is corrupt: %w", err)
 	}
-	if j.Version != journalVersion || j.State != nil || j.PrevState != nil {
+	if j.Version != version || j.State != nil || j.PrevState != nil || (version == journalVersion3 && j.Outright != nil) {
 		return nil, fmt.Errorf("journal of version %d is not one this smartclient knows", j.Version)
+	}
+	j.Version = journalVersion
+	j.outright = make(map[string]bool, len(j.Outright))
+	for _, p := range j.Outright {
+		j.outright[p] = true
 	}
 	st, err := unmarshalState(body[nJSON : nJSON+nSt])
 	if err != nil {
@@ -287,14 +332,14 @@ func keptInSnapshot(d disk, j *journal, p string) bool {
 }
 
 // putBack undoes the replacement or removal of p: it comes back from
-// .smartclient/old where it was moved aside, or else from the snapshot,
-// which holds it when the switch replaced or removed it outright. A p in
-// place was never replaced; without either, p was new.
+// .smartclient/old where it was moved aside, or else, if the switch
+// replaced or removed it outright, from the snapshot. A p in place was
+// never replaced (or is back already); without either, p was new.
 func putBack(d disk, j *journal, p string) (restored bool, err error) {
 	if exists(d, oldDir+"/"+p) {
 		return true, d.Rename(oldDir+"/"+p, p)
 	}
-	if !j.Backup || exists(d, p) {
+	if !j.outright[p] || exists(d, p) {
 		return exists(d, p), nil
 	}
 	fi, err := d.Lstat(newBackupDir + "/" + p)
@@ -307,6 +352,21 @@ func putBack(d disk, j *journal, p string) (restored bool, err error) {
 	return true, d.Link(newBackupDir+"/"+p, p)
 }
 
+// replacedSince reports whether p, a file the switch replaced outright,
+// is in place but no longer the snapshot's: then it is the file the
+// switch put there, whatever it holds now.
+func replacedSince(d disk, j *journal, p string) bool {
+	if !j.outright[p] || exists(d, oldDir+"/"+p) {
+		return false
+	}
+	fi, err := d.Lstat(p)
+	if err != nil {
+		return false
+	}
+	si, err := d.Lstat(newBackupDir + "/" + p)
+	return err == nil && si.Mode().IsRegular() && !os.SameFile(fi, si)
+}
+
 // play carries out a journal, from the start or from wherever a crash
 // stopped it. A file the snapshot holds by hard link is replaced, or
 // removed, outright (see keptInSnapshot); others are first moved aside.
@@ -316,7 +376,7 @@ func play(d disk, j *journal, log *slog.Logger) error {
 			continue
 		}
 		var err error
-		if keptInSnapshot(d, j, p) {
+		if j.outright[p] && keptInSnapshot(d, j, p) {
 			err = d.Remove(p)
 		} else {
 			err = moveAside(d, p)
@@ -345,7 +405,7 @@ func play(d disk, j *journal, log *slog.Logger) error {
 			}
 			continue
 		}
-		if exists(d, p) && !keptInSnapshot(d, j, p) {
+		if exists(d, p) && !(j.outright[p] && keptInSnapshot(d, j, p)) {
 			if err := moveAside(d, p); err != nil {
 				return fmt.Errorf("replacing %s: %w", p, err)
 			}
@@ -438,6 +498,14 @@ func undo(d disk, j *journal) error {
 				continue
 			}
 			if err := d.Rename(p, staged); err != nil {
+				errs = append(errs, fmt.Errorf("taking back %s: %w", p, err))
+				continue
+			}
+		} else if !exists(d, staged) && replacedSince(d, j, p) {
+			// The switch's file, no longer the one it installed (a
+			// post-install step changed it, or it cannot be read): it
+			// goes, and the snapshot's comes back below.
+			if err := d.Remove(p); err != nil {
 				errs = append(errs, fmt.Errorf("taking back %s: %w", p, err))
 				continue
 			}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -415,7 +416,7 @@ func TestDamagedJournalRollsBack(t *testing.T) {
 		"header only":  func(b []byte) []byte { head, _, _ := bytes.Cut(b, []byte("\n")); return head },
 		"no header":    func(b []byte) []byte { _, body, _ := bytes.Cut(b, []byte("\n")); return body },
 		"other version": func(b []byte) []byte {
-			return bytes.Replace(b, []byte(journalHeader), []byte("smartclient-journal 4 "), 1)
+			return bytes.Replace(b, []byte(journalHeader), []byte("smartclient-journal 5 "), 1)
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -757,5 +758,139 @@ func TestDamagedJournalRollsBackWithoutHardLinks(t *testing.T) {
 	faultHook = nil
 	if which := checkInvariant(t, dir, "without hard links"); which != "old" {
 		t.Errorf("got the %s release", which)
+	}
+}
+
+// TestJournalNamesOutrightFiles: the journal names the files the snapshot
+// holds by hard link, which the switch replaces or removes without moving
+// them aside; an INI file, which the snapshot copied, is moved aside.
+func TestJournalNamesOutrightFiles(t *testing.T) {
+	dir := makeSwitchFixture(t)
+	d := openDisk(t, dir)
+	j := backedUpJournal(t, d)
+	slices.Sort(j.Outright)
+	want := []string{"a", "b", "lib/c"} // replaced, removed, replaced
+	if runtime.GOOS == "windows" {
+		want = nil
+	}
+	if !slices.Equal(j.Outright, want) {
+		t.Errorf("outright %v, want %v", j.Outright, want)
+	}
+	got, err := readJournal(d)
+	if err != nil || !slices.Equal(slices.Sorted(maps.Keys(got.outright)), want) {
+		t.Errorf("read back: outright %v, %v; want %v", got.outright, err, want)
+	}
+}
+
+// TestUndoReplacesAChangedInstalledFile: a file the switch installed over
+// an old one that then changes (here a post-install step appends to it
+// before it fails) is replaced by the old one when the switch is undone.
+func TestUndoReplacesAChangedInstalledFile(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("a shell script as the post-install program")
+	}
+	dir := makeSwitchFixture(t)
+	const script = "#!/bin/sh\necho patched >> a\nexit 1\n"
+	writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), map[string]string{"post.sh": script})
+	if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(stagingDir), "post.sh"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := openDisk(t, dir)
+	j := fixtureJournal()
+	j.Install = append(j.Install, "post.sh")
+	sum := blake3.Sum256([]byte(script))
+	j.Hashes["post.sh"] = hex.EncodeToString(sum[:])
+	j.PostInstall = &postInstallStep{Path: "post.sh", Timeout: 10 * time.Second}
+	var err error
+	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(t.Context(), d, j, discard); !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("commit: %v; want a rollback", err)
+	}
+	tidy(d, discard)
+	if which := checkInvariant(t, dir, "after the failed post-install"); which != "old" {
+		t.Errorf("install is the %s release, want old", which)
+	}
+}
+
+// TestRecoveryUndoesAChangedInstalledFile: after a crash halfway through
+// the switch, a file already installed that no longer matches its hash
+// makes recovery roll back, and the old file comes back over it.
+func TestRecoveryUndoesAChangedInstalledFile(t *testing.T) {
+	dir := makeSwitchFixture(t)
+	d := openDisk(t, dir)
+	faultHook = func(op, name string) error {
+		if op == "rename" && name == "lib/c" {
+			return errInjected
+		}
+		return nil
+	}
+	j := backedUpJournal(t, d)
+	err := play(d, j, discard)
+	faultHook = nil
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("play: %v", err)
+	}
+	// In place: the very file the switch installed.
+	f, err := os.OpenFile(filepath.Join(dir, "a"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(", edited")
+	f.Close()
+	if err := recoverJournal(d, discard); err != nil {
+		t.Fatal(err)
+	}
+	if which := checkInvariant(t, dir, "after recovery"); which != "old" {
+		t.Errorf("install is the %s release, want old", which)
+	}
+}
+
+// TestJournalOfVersion3: a switch an earlier client began, which moved
+// every old file aside, is finished or undone by this one.
+func TestJournalOfVersion3(t *testing.T) {
+	for _, forward := range []bool{true, false} {
+		dir := makeSwitchFixture(t)
+		d := openDisk(t, dir)
+		j := fixtureJournal()
+		var err error
+		if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+		if err := saveJournalAs(d, j, journalVersion3); err != nil {
+			t.Fatal(err)
+		}
+		if j.Outright != nil {
+			t.Fatalf("a journal of version 3 names outright files: %v", j.Outright)
+		}
+		faultHook = func(op, name string) error {
+			if op == "rename" && name == "lib/c" {
+				return errInjected
+			}
+			return nil
+		}
+		err = play(d, j, discard)
+		faultHook = nil
+		if !errors.Is(err, errInjected) {
+			t.Fatalf("play: %v", err)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(oldDir), "a")); err != nil {
+			t.Errorf("version 3: the old a was not moved aside: %v", err)
+		}
+		want := "new"
+		if !forward {
+			// A staged file gone: recovery must undo.
+			if err := os.Remove(filepath.Join(dir, filepath.FromSlash(stagingDir), "lib", "c")); err != nil {
+				t.Fatal(err)
+			}
+			want = "old"
+		}
+		if err := recoverJournal(d, discard); err != nil {
+			t.Fatal(err)
+		}
+		if which := checkInvariant(t, dir, "after recovery"); which != want {
+			t.Errorf("forward %v: install is the %s release, want %s", forward, which, want)
+		}
 	}
 }

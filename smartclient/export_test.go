@@ -14,6 +14,14 @@ func SetWriteFault(f func(name string, off int64, n int) (int, error)) func() {
 	return func() { writeFault = saved }
 }
 
+// SetFaultHook lets the black-box tests see, or fail, the file system
+// operations of the client (see faultHook) until the test ends.
+func SetFaultHook(t interface{ Cleanup(func()) }, f func(op, name string) error) {
+	saved := faultHook
+	faultHook = f
+	t.Cleanup(func() { faultHook = saved })
+}
+
 // DowngradeState rewrites the state file of dir, an install or a backup
 // folder, as the JSON state.json of the builds before the binary one.
 func DowngradeState(dir string) error {

@@ -122,7 +122,7 @@ func probeLink(d disk) bool {
 	if d.Root.MkdirAll(metaDir, 0o755) != nil || d.Root.WriteFile(a, nil, 0o644) != nil {
 		return false
 	}
-	return d.Root.Link(a, b) == nil
+	return d.Link(a, b) == nil
 }
 
 func isINI(p string) bool { return strings.EqualFold(path.Ext(p), ".ini") }

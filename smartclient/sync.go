@@ -413,7 +413,8 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	// the download: it only reads the install and writes
 	// .smartclient/bkp_new, which nothing else touches, and it is not
 	// used before the switch. The free space is measured first, as it
-	// was before the backup took some.
+	// was before the backup took some. Where the file system cannot
+	// link, the backup copies every file: it waits for the checks.
 	var backup *backupJob
 	var free space
 	backupCtx, stopBackup := context.WithCancel(ctx)
@@ -434,7 +435,9 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	}
 	if !o.CheckOnly {
 		free = measureSpace(root)
-		backup = startBackup(backupCtx, root)
+		if probeLink(root) {
+			backup = startBackup(backupCtx, root)
+		}
 	}
 	if err := st.loadFiles(); err != nil {
 		dropBackup()
@@ -476,6 +479,9 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 		dropBackup()
 		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 		return nil, err
+	}
+	if backup == nil && p.changesContent() {
+		backup = startBackup(backupCtx, root)
 	}
 	fail := func(err error) (*Result, error) {
 		// The backup is of no use now: it stops, and tidy removes

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -924,6 +925,40 @@ func TestPreflightRefusesReadOnly(t *testing.T) {
 			noLeftovers(t, dir)
 		})
 	}
+}
+
+// TestNoCopyBeforeChecksWithoutLinks: where the file system cannot link,
+// the backup copies the whole install, so it does not start before the
+// checks: a sync the preflight refuses copies nothing.
+func TestNoCopyBeforeChecksWithoutLinks(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	s.write("linux", "lib/libtlpp.so", "new release")
+	p := filepath.Join(dir, "lib", "libtlpp.so")
+	if err := os.Chmod(p, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(p, 0o644) })
+	var copies atomic.Int32
+	smartclient.SetFaultHook(t, func(op, name string) error {
+		switch op {
+		case "link":
+			return &fs.PathError{Op: "link", Path: name, Err: syscall.EPERM}
+		case "copy":
+			copies.Add(1)
+		}
+		return nil
+	})
+	before := tree(t, dir)
+	if _, err := sync1(t, s, dir, nil); !errors.Is(err, smartclient.ErrPreflight) {
+		t.Fatalf("got %v; want the preflight's refusal", err)
+	}
+	if n := copies.Load(); n != 0 {
+		t.Errorf("%d files copied into a backup before the checks", n)
+	}
+	sameTree(t, tree(t, dir), before, "after preflight")
+	noLeftovers(t, dir)
 }
 
 // TestPostInstall: the release's post-install program runs after the
