@@ -375,7 +375,7 @@ func halfSwitch(t *testing.T, d disk) *journal {
 	t.Helper()
 	count := 0
 	faultHook = func(op, name string) error {
-		if (op == "rename" || op == "renamefresh") && !strings.HasPrefix(name, metaDir) {
+		if op == "rename" && !strings.HasPrefix(name, metaDir) {
 			count++
 			if count == 2 {
 				return errInjected
