@@ -367,6 +367,93 @@ func replacedSince(d disk, j *journal, p string) bool {
 	return err == nil && si.Mode().IsRegular() && !os.SameFile(fi, si)
 }
 
+// moveNewFolders renames into the install, whole, each folder new to it
+// whose files staging holds all and nothing else: one rename for a folder
+// of a first install rather than one for each of its files. It returns
+// the folders it moved. Every file in them is in place as a rename of
+// its own would have put it, so a replay or undo sees nothing else; a
+// folder that exists already, or whose staged copy holds more or fewer
+// files, is left to the renames of its files.
+func moveNewFolders(d disk, j *journal) (map[string]bool, error) {
+	exist := map[string]bool{} // folders of the install looked up
+	counts := map[string]int{} // files to install in each new folder
+	var order []string
+	for _, p := range j.Install {
+		top := ""
+		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+			e, ok := exist[dir]
+			if !ok {
+				e = exists(d, dir)
+				exist[dir] = e
+			}
+			if e {
+				break
+			}
+			top = dir // the outermost missing so far
+		}
+		if top == "" {
+			continue
+		}
+		if counts[top] == 0 {
+			order = append(order, top)
+		}
+		counts[top]++
+	}
+	moved := map[string]bool{}
+	for _, dir := range order {
+		if n, err := countStaged(d, stagingDir+"/"+dir); err != nil || n != counts[dir] {
+			continue
+		}
+		if parent := path.Dir(dir); parent != "." {
+			if err := d.MkdirAll(parent, 0o755); err != nil {
+				return nil, fmt.Errorf("installing %s: %w", dir, err)
+			}
+		}
+		done, err := d.renameFresh(stagingDir+"/"+dir, dir)
+		if err != nil {
+			return nil, fmt.Errorf("installing %s: %w", dir, err)
+		}
+		if done {
+			moved[dir] = true
+		}
+	}
+	return moved, nil
+}
+
+// countStaged counts what a staged folder holds but folders.
+func countStaged(d disk, dir string) (int, error) {
+	entries, err := d.readDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if !e.IsDir() {
+			n++
+			continue
+		}
+		k, err := countStaged(d, dir+"/"+e.Name())
+		if err != nil {
+			return 0, err
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// inMoved reports whether p is in one of the folders moveNewFolders moved.
+func inMoved(moved map[string]bool, p string) bool {
+	if len(moved) == 0 {
+		return false
+	}
+	for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+		if moved[dir] {
+			return true
+		}
+	}
+	return false
+}
+
 // play carries out a journal, from the start or from wherever a crash
 // stopped it. A file the snapshot holds by hard link is replaced, or
 // removed, outright (see keptInSnapshot); others are first moved aside.
@@ -385,8 +472,15 @@ func play(d disk, j *journal, log *slog.Logger) error {
 			return fmt.Errorf("removing %s: %w", p, err)
 		}
 	}
+	moved, err := moveNewFolders(d, j)
+	if err != nil {
+		return err
+	}
 	made := map[string]bool{}
 	for _, p := range j.Install {
+		if inMoved(moved, p) {
+			continue
+		}
 		staged := stagingDir + "/" + p
 		// Most files are new where they go (all of them in a first
 		// sync): one rename that replaces nothing does.

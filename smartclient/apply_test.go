@@ -894,3 +894,66 @@ func TestJournalOfVersion3(t *testing.T) {
 		}
 	}
 }
+
+// TestNewFoldersMoveWhole: a folder new to the install comes in with one
+// rename when staging holds exactly its files; one whose staged copy
+// holds a file the journal does not install comes file by file, and that
+// file stays out of the install.
+func TestNewFoldersMoveWhole(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("folders move with renameat2(RENAME_NOREPLACE)")
+	}
+	files := map[string]string{"top.dll": "t", "bin/x.dll": "x", "bin/sub/y.dll": "y", "data/z.dat": "z"}
+	for _, extra := range []bool{false, true} {
+		dir := t.TempDir()
+		writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), files)
+		if extra {
+			writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), map[string]string{"bin/stray.tmp": "?"})
+		}
+		d := openCachedDisk(t, dir)
+		st := &State{Version: stateVersion, ClientID: "test", Build: newBuild, Files: map[string]FileState{}}
+		j := &journal{State: st, Hashes: map[string]string{}}
+		for _, p := range slices.Sorted(maps.Keys(files)) {
+			sum := blake3.Sum256([]byte(files[p]))
+			j.Install = append(j.Install, p)
+			j.Hashes[p] = hex.EncodeToString(sum[:])
+			st.Files[p] = FileState{Size: 1, Hash: j.Hashes[p]}
+		}
+		var renames []string
+		faultHook = func(op, name string) error {
+			if op == "rename" || op == "renamefresh" {
+				renames = append(renames, name)
+			}
+			return nil
+		}
+		err := commit(t.Context(), d, j, discard)
+		faultHook = nil
+		if err != nil {
+			t.Fatalf("extra %v: %v", extra, err)
+		}
+		got := readTree(t, dir)
+		for p, c := range files {
+			if got[p] != c {
+				t.Errorf("extra %v: %s = %q, want %q", extra, p, got[p], c)
+			}
+		}
+		if _, ok := got["bin/stray.tmp"]; ok {
+			t.Errorf("extra %v: a staged file the journal does not name was installed", extra)
+		}
+		want := []string{"bin", "data", "top.dll"}
+		if extra {
+			// bin file by file: the first of a folder not yet made
+			// is tried without a lookup, then renamed once it is.
+			want = []string{"data", "bin/sub/y.dll", "bin/sub/y.dll", "bin/x.dll", "top.dll"}
+		}
+		var into []string // renames into the install, not of the bookkeeping
+		for _, n := range renames {
+			if !reserved(n) {
+				into = append(into, n)
+			}
+		}
+		if !slices.Equal(into, want) {
+			t.Errorf("extra %v: renames into the install %v, want %v", extra, into, want)
+		}
+	}
+}

@@ -34,7 +34,8 @@ type dirCache struct {
 	// folder is made).
 	missing map[string]bool
 	absent  map[string]bool
-	clock   uint64 // counts get calls, to drop the least recently used handle
+	clock   uint64   // counts get calls, to drop the least recently used handle
+	top     *os.File // the install folder itself, once asked for (see rootDir)
 }
 
 type dirHandle struct {
@@ -230,6 +231,28 @@ func (c *dirCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropLocked("")
+	if c.top != nil {
+		c.top.Close()
+		c.top = nil
+	}
+}
+
+// rootDir returns the install folder itself as an open file, for system
+// calls on names at its top; it never moves, so it is opened once.
+func (c *dirCache) rootDir() (*os.File, error) {
+	if c == nil {
+		return nil, errors.New("no folder cache")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.top == nil {
+		f, err := c.root.Open(".")
+		if err != nil {
+			return nil, err
+		}
+		c.top = f
+	}
+	return c.top, nil
 }
 
 func (h *dirHandle) close() {

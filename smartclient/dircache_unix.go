@@ -17,24 +17,32 @@ import (
 func (d disk) pair(a, b string) (fa *os.File, ba string, fb *os.File, bb string, release func(), ok bool) {
 	da, ba := path.Split(a)
 	db, bb := path.Split(b)
-	if da == "" || db == "" || ba == "" || bb == "" {
+	if ba == "" || bb == "" {
 		return nil, "", nil, "", nil, false
 	}
-	ha, hb := d.dirs.get(strings.TrimSuffix(da, "/")), d.dirs.get(strings.TrimSuffix(db, "/"))
+	fa, ha, oka := d.dirFile(da)
+	fb, hb, okb := d.dirFile(db)
 	release = func() { d.dirs.put(ha); d.dirs.put(hb) }
-	if ha == nil || hb == nil {
-		release()
-		return nil, "", nil, "", nil, false
-	}
-	fa, err := d.dirs.file(ha)
-	if err == nil {
-		fb, err = d.dirs.file(hb)
-	}
-	if err != nil {
+	if !oka || !okb {
 		release()
 		return nil, "", nil, "", nil, false
 	}
 	return fa, ba, fb, bb, release, true
+}
+
+// dirFile returns the folder dir (as path.Split gives it: "" for the top
+// of the install) as an open file, and the handle to put back.
+func (d disk) dirFile(dir string) (*os.File, *dirHandle, bool) {
+	if dir == "" {
+		f, err := d.dirs.rootDir()
+		return f, nil, err == nil
+	}
+	h := d.dirs.get(strings.TrimSuffix(dir, "/"))
+	if h == nil {
+		return nil, nil, false
+	}
+	f, err := d.dirs.file(h)
+	return f, h, err == nil
 }
 
 // renameAt renames a to b with one renameat(2) on their cached folders;
