@@ -957,3 +957,47 @@ func TestNewFoldersMoveWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestSwitchRecordsMtimes: the new state records each installed file's
+// mtime as the disk has it: the server's, which staging gave the file, and
+// a link's own, which no one set.
+func TestSwitchRecordsMtimes(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("symbolic links need a privilege on Windows")
+	}
+	dir := makeSwitchFixture(t)
+	if err := os.Symlink("a", filepath.Join(dir, filepath.FromSlash(stagingDir), "l")); err != nil {
+		t.Fatal(err)
+	}
+	server := time.Unix(1_600_000_000, 987_654_321)
+	for p := range staged {
+		if err := os.Chtimes(filepath.Join(dir, filepath.FromSlash(stagingDir), filepath.FromSlash(p)), server, server); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := openCachedDisk(t, dir)
+	j := fixtureJournal()
+	for p, k := range j.State.Files {
+		k.MtimeNs, k.ServerMtimeNs = server.UnixNano(), server.UnixNano()
+		j.State.Files[p] = k
+	}
+	j.Install = append(j.Install, "l")
+	j.Hashes["l"] = linkPrefix + "a"
+	j.State.Files["l"] = FileState{MtimeNs: server.UnixNano(), ServerMtimeNs: server.UnixNano(), Hash: j.Hashes["l"]}
+	var err error
+	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(t.Context(), d, j, discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range j.Install {
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := j.State.Files[p].MtimeNs; got != fi.ModTime().UnixNano() {
+			t.Errorf("%s: state records mtime %d, the disk has %d", p, got, fi.ModTime().UnixNano())
+		}
+	}
+}
