@@ -224,6 +224,18 @@ func readJournal(d disk) (*journal, error) {
 	for _, p := range j.Outright {
 		j.outright[p] = true
 	}
+	if version == journalVersion3 && j.Backup {
+		// Builds from 1852cf4 to 7be0993 wrote version 3 but replaced
+		// outright what the snapshot held by hard link: any file but
+		// an INI one may have been. Undo looks in .smartclient/old
+		// first, and play replaces outright only what is still the
+		// snapshot's, so this is right for both kinds of version 3.
+		for _, p := range slices.Concat(j.Remove, j.Install) {
+			if !isINI(p) {
+				j.outright[p] = true
+			}
+		}
+	}
 	st, err := unmarshalState(body[nJSON : nJSON+nSt])
 	if err != nil {
 		return nil, fmt.Errorf("journal is corrupt: its new state: %w", err)
@@ -356,7 +368,7 @@ func putBack(d disk, j *journal, p string) (restored bool, err error) {
 // is in place but no longer the snapshot's: then it is the file the
 // switch put there, whatever it holds now.
 func replacedSince(d disk, j *journal, p string) bool {
-	if !j.outright[p] || exists(d, oldDir+"/"+p) {
+	if !j.outright[p] || isINI(p) || exists(d, oldDir+"/"+p) {
 		return false
 	}
 	fi, err := d.Lstat(p)
@@ -392,6 +404,9 @@ func keepsNanoseconds(d disk) bool {
 // folder that exists already, or whose staged copy holds more or fewer
 // files, is left to the renames of its files.
 func moveNewFolders(d disk, j *journal) (map[string]bool, error) {
+	if !renameFreshWorks() {
+		return nil, nil // no walk of staging for nothing
+	}
 	exist := map[string]bool{} // folders of the install looked up
 	counts := map[string]int{} // files to install in each new folder
 	var order []string
@@ -469,6 +484,18 @@ func inMoved(moved map[string]bool, p string) bool {
 		}
 	}
 	return false
+}
+
+// addedSince reports whether p, which the switch installs and whose staged
+// file is gone, is a file the install did not have: the snapshot lacks it
+// and nothing was moved aside for it, so the switch put it there, whatever
+// it holds now. Without a snapshot that cannot be told.
+func addedSince(d disk, j *journal, p string) bool {
+	if !j.Backup || !exists(d, p) || exists(d, oldDir+"/"+p) {
+		return false
+	}
+	_, err := d.Lstat(newBackupDir + "/" + p)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // play carries out a journal, from the start or from wherever a crash
@@ -620,10 +647,10 @@ func undo(d disk, j *journal) error {
 				errs = append(errs, fmt.Errorf("taking back %s: %w", p, err))
 				continue
 			}
-		} else if !exists(d, staged) && replacedSince(d, j, p) {
+		} else if !exists(d, staged) && (replacedSince(d, j, p) || addedSince(d, j, p)) {
 			// The switch's file, no longer the one it installed (a
 			// post-install step changed it, or it cannot be read): it
-			// goes, and the snapshot's comes back below.
+			// goes, and the snapshot's, if any, comes back below.
 			if err := d.Remove(p); err != nil {
 				errs = append(errs, fmt.Errorf("taking back %s: %w", p, err))
 				continue

@@ -238,7 +238,9 @@ func (c *dirCache) close() {
 }
 
 // rootDir returns the install folder itself as an open file, for system
-// calls on names at its top; it never moves, so it is opened once.
+// calls on names at its top; it never moves, so it is opened once. It is
+// not counted like a dirHandle: close, which closes it, comes after every
+// goroutine that uses the cache has ended.
 func (c *dirCache) rootDir() (*os.File, error) {
 	if c == nil {
 		return nil, errors.New("no folder cache")

@@ -37,3 +37,6 @@ func (d disk) renameFresh(a, b string) (done bool, err error) {
 	}
 	return err == nil, nil
 }
+
+// renameFreshWorks reports whether renameFresh may rename at all.
+func renameFreshWorks() bool { return !noReplaceUnsupported.Load() }

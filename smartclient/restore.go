@@ -249,6 +249,13 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		if err != nil {
 			return err
 		}
+		// The state records the mtime the file has, which a time fix of
+		// a later release may have changed on the inode the backup
+		// shares with the install since the backup's state was written.
+		if k, ok := next.Files[rel]; ok {
+			k.MtimeNs = bi.ModTime().UnixNano()
+			next.Files[rel] = k
+		}
 		if li, err := d.Lstat(rel); err == nil && os.SameFile(li, bi) {
 			return nil // the install still has this very file
 		}

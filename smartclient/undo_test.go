@@ -1,0 +1,133 @@
+package smartclient
+
+import (
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/zeebo/blake3"
+)
+
+// TestJournalOfVersion3WithOutrightReplacement: builds from 1852cf4 up to
+// 4f61980 wrote journals of version 3 but replaced files the snapshot held
+// outright (play used keptInSnapshot alone). Undone by this client, such a
+// switch gives the old release back, a and b included.
+func TestJournalOfVersion3WithOutrightReplacement(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows moves every file aside")
+	}
+	dir := makeSwitchFixture(t)
+	d := openDisk(t, dir)
+	j := fixtureJournal()
+	var err error
+	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveJournalAs(d, j, journalVersion3); err != nil { // no Outright list, as 1852cf4 wrote it
+		t.Fatal(err)
+	}
+	// 1852cf4's play: replace or remove outright whatever keptInSnapshot says.
+	j.outright = map[string]bool{}
+	for _, p := range append(append([]string{}, j.Remove...), j.Install...) {
+		j.outright[p] = keptInSnapshot(d, j, p)
+	}
+	faultHook = func(op, name string) error {
+		if op == "rename" && name == "lib/c" {
+			return errInjected
+		}
+		return nil
+	}
+	err = play(d, j, discard)
+	faultHook = nil
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("play: %v", err)
+	}
+	// A staged file gone: recovery (by the new client) must undo.
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(stagingDir), "lib", "c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := recoverJournal(openDisk(t, dir), discard); err != nil {
+		t.Fatal(err)
+	}
+	if which := checkInvariant(t, dir, "after recovery"); which != "old" {
+		t.Errorf("install is the %s release, want old", which)
+	}
+}
+
+// TestRestoreRecordsDiskMtime: restore stages a hard link to the backup's
+// file, whose mtime need not be the one the backup's state records (a
+// later time fix changed the inode the backup shares); the restored state
+// records the mtime on disk.
+func TestRestoreRecordsDiskMtime(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"f": "release C"})
+	bk := filepath.Join(dir, backupName(1))
+	writeFiles(t, bk, map[string]string{"f": "release A"})
+	m1 := time.Unix(1_600_000_000, 111_111_111)
+	m2 := time.Unix(1_650_000_000, 222_222_222) // a touch step of release B on the shared inode
+	if err := os.Chtimes(filepath.Join(bk, "f"), m2, m2); err != nil {
+		t.Fatal(err)
+	}
+	sum := func(s string) string { h := blake3.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	fi, _ := os.Lstat(filepath.Join(dir, "f"))
+	cur := &State{Version: stateVersion, ClientID: "test", Build: "C", Files: map[string]FileState{
+		"f": {Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(), ServerMtimeNs: fi.ModTime().UnixNano(), Hash: sum("release C")}}}
+	if err := cur.save(openDisk(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	old := &State{Version: stateVersion, ClientID: "test", Build: "A", Files: map[string]FileState{
+		"f": {Size: 9, MtimeNs: m1.UnixNano(), ServerMtimeNs: m1.UnixNano(), Hash: sum("release A")}}}
+	if err := os.MkdirAll(filepath.Join(bk, metaDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.save(openDisk(t, bk)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(t.Context(), dir, 1, discard); err != nil {
+		t.Fatal(err)
+	}
+	st, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ = os.Lstat(filepath.Join(dir, "f"))
+	if got := st.Files["f"].MtimeNs; got != fi.ModTime().UnixNano() {
+		t.Errorf("state records f's mtime %v, the disk has %v", time.Unix(0, got), fi.ModTime())
+	}
+}
+
+// TestUndoRemovesAChangedNewFile: as TestUndoReplacesAChangedInstalledFile,
+// but the post-install step edits d/e, a file new to the install (in a
+// folder moved whole): undo removes it, and its folder.
+func TestUndoRemovesAChangedNewFile(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("a shell script as the post-install program")
+	}
+	dir := makeSwitchFixture(t)
+	const script = "#!/bin/sh\necho patched >> d/e\nexit 1\n"
+	writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), map[string]string{"post.sh": script})
+	if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(stagingDir), "post.sh"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := openCachedDisk(t, dir)
+	j := fixtureJournal()
+	j.Install = append(j.Install, "post.sh")
+	sum := blake3.Sum256([]byte(script))
+	j.Hashes["post.sh"] = hex.EncodeToString(sum[:])
+	j.PostInstall = &postInstallStep{Path: "post.sh", Timeout: 10 * time.Second}
+	var err error
+	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(t.Context(), d, j, discard); !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("commit: %v; want a rollback", err)
+	}
+	tidy(d, discard)
+	if which := checkInvariant(t, dir, "after the failed post-install"); which != "old" {
+		t.Errorf("install is the %s release, want old", which)
+	}
+}
