@@ -30,6 +30,9 @@ type conn struct {
 	// stopped makes Read and Expect return at once: a writer failed,
 	// and what the stream still holds is of no use (see interrupt).
 	stopped atomic.Bool
+	// outOfStep marks a transfer that ended early: the server may still
+	// be sending, so the stream is of no more use (see syncWith's report).
+	outOfStep bool
 }
 
 func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error) {

@@ -127,10 +127,12 @@ type liarSaw struct {
 	// chunks of all its frames.
 	deltas map[uint32]*syncproto.DeltaRequest
 	// blocks are the BlockRequests among asked, by index.
-	blocks    map[uint32]*syncproto.BlockRequest
-	copied    int64 // bytes the honest liar sent as FileCopy
-	report    *syncproto.Report
-	serverErr error // the client broke the protocol before the lie was told
+	blocks map[uint32]*syncproto.BlockRequest
+	copied int64 // bytes the honest liar sent as FileCopy
+	report *syncproto.Report
+	// reportOnly marks a session that only reported (see serveLie).
+	reportOnly bool
+	serverErr  error // the client broke the protocol before the lie was told
 	// again is what the liar saw in a second session, when the client
 	// came back (it does, once, after a file built from block sums
 	// failed its check), telling the same lie.
@@ -308,13 +310,30 @@ func serveLie(t *testing.T, l lie, files []releaseFile) (addr string, wait func(
 	t.Cleanup(func() { ln.Close() })
 	done := make(chan liarSaw, 1)
 	go func() {
-		var first liarSaw
-		defer func() { done <- first }()
-		for k := range 2 {
+		// Two sessions that sync, each perhaps followed by one that only
+		// reports: a client whose transfer ended early reports on a
+		// session of its own.
+		var sessions []*liarSaw
+		defer func() {
+			var first liarSaw
+			if len(sessions) == 0 {
+				first.serverErr = errors.New("no session")
+			} else {
+				first = *sessions[0]
+			}
+			if len(sessions) > 1 {
+				first.again = sessions[1]
+				if sessions[1].serverErr != nil && first.serverErr == nil {
+					first.serverErr = fmt.Errorf("second session: %w", sessions[1].serverErr)
+				}
+			}
+			done <- first
+		}()
+		for len(sessions) < 2 || sessions[len(sessions)-1].report == nil {
 			nc, err := ln.Accept()
 			if err != nil {
-				if k == 0 {
-					first.serverErr = err
+				if len(sessions) == 0 {
+					sessions = append(sessions, &liarSaw{serverErr: err})
 				}
 				return
 			}
@@ -322,14 +341,11 @@ func serveLie(t *testing.T, l lie, files []releaseFile) (addr string, wait func(
 			nc.SetDeadline(time.Now().Add(30 * time.Second))
 			saw.serverErr = tellLie(nc, l, files, &saw)
 			nc.Close()
-			if k == 0 {
-				first = saw
+			if saw.reportOnly && len(sessions) > 0 && sessions[len(sessions)-1].report == nil {
+				sessions[len(sessions)-1].report = saw.report
 				continue
 			}
-			first.again = &saw
-			if saw.serverErr != nil && first.serverErr == nil {
-				first.serverErr = fmt.Errorf("second session: %w", saw.serverErr)
-			}
+			sessions = append(sessions, &saw)
 		}
 	}()
 	return ln.Addr().String(), func() liarSaw {
@@ -354,9 +370,17 @@ func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	m, err := r.Expect(syncproto.MsgGetManifest)
+	m, err := r.Read()
 	if err != nil {
 		return fmt.Errorf("waiting for GetManifest: %w", err)
+	}
+	if rep, ok := m.(syncproto.Report); ok {
+		saw.report, saw.reportOnly = &rep, true
+		w.Write(syncproto.ReportAck{})
+		return w.Flush()
+	}
+	if m.Type() != syncproto.MsgGetManifest {
+		return fmt.Errorf("got %v instead of GetManifest: %w", m.Type(), syncproto.ErrUnexpected)
 	}
 	sketch := m.(syncproto.GetManifest).Flags&syncproto.GetSketch != 0
 	entries := releaseEntries(files)

@@ -287,7 +287,23 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
 	report := func(r syncproto.Report) {
 		r.Build = st.Build
-		c.report(o.Log, r)
+		if !c.outOfStep {
+			c.report(o.Log, r)
+			return
+		}
+		// What the server still sends on c could take long to read
+		// (the rest of a 1 GB transfer that a full disk cut short): c
+		// goes, and the report takes a session of its own.
+		c.Close()
+		ro := o
+		ro.Timeout = min(o.Timeout, reportTimeout)
+		rc, _, err := helloOnce(ctx, st, ro)
+		if err != nil {
+			o.Log.Info("could not report the outcome to the server", "err", err)
+			return
+		}
+		defer rc.Close()
+		rc.report(o.Log, r)
 	}
 	if !w.UpdatesEnabled {
 		res.Outcome = syncproto.OutcomeUpToDate
@@ -516,6 +532,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	if err := c.request(download, deltas); err != nil {
 		// Files reused from the last attempt are in staging now: fail
 		// keeps them for the next one.
+		c.outOfStep = true
 		return fail(fmt.Errorf("requesting files: %w", err))
 	}
 	o.Progress.Start(len(download), p.fetchBytes-reusedBytes)
@@ -523,6 +540,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	err = fe.fetchAll(ctx, download)
 	o.Progress.Finish()
 	if err != nil {
+		c.outOfStep = true
 		var pe *syncproto.Error
 		if errors.As(err, &pe) {
 			err = fmt.Errorf("the server stopped the transfer: %w", err)

@@ -1089,16 +1089,20 @@ func TestStagingWriteFaults(t *testing.T) {
 		at   int64
 		err  error
 		want string
+		size int // of lib/big.so
 	}{
-		{"disk full inside a large file", "lib/big.so", 300_000, syscall.ENOSPC, "no space left on device"},
-		{"I/O error at the start of a file", "smartclient", 0, syscall.EIO, "input/output error"},
+		{"disk full inside a large file", "lib/big.so", 300_000, syscall.ENOSPC, "no space left on device", 1 << 20},
+		{"I/O error at the start of a file", "smartclient", 0, syscall.EIO, "input/output error", 1 << 20},
+		// The server is still sending when the client stops: more
+		// than the socket buffers hold is left of the stream.
+		{"disk full early in a file the server is still sending", "lib/big.so", 1 << 20, syscall.ENOSPC, "no space left on device", 24 << 20},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newServer(t, defaultConf)
 			dir := t.TempDir()
 			mustSync(t, s, dir, yes)
-			big := make([]byte, 1<<20)
+			big := make([]byte, tc.size)
 			rand.NewChaCha8([32]byte{2}).Read(big)
 			s.write("linux", "lib/big.so", string(big))
 			s.write("linux", "smartclient", "new binary")
@@ -1116,6 +1120,12 @@ func TestStagingWriteFaults(t *testing.T) {
 			}
 			sameTree(t, tree(t, dir), before, "after the fault")
 			noLeftovers(t, dir)
+			// The administrator hears of it: the report reaches the
+			// server although the transfer was cut short.
+			s.log.waitFor(t, "outcome=failed")
+			if !strings.Contains(s.log.String(), tc.want) {
+				t.Errorf("the server's log does not give the reason %q:\n%s", tc.want, s.log.String())
+			}
 			mustSync(t, s, dir, nil)
 			sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after the retry")
 		})

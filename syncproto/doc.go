@@ -54,7 +54,10 @@
 // jitter before it tries again.
 //
 // A client that only checks for an update, or that the user declined,
-// sends Report without requesting anything. Either side may send Error{code,
+// sends Report without requesting anything. So does, on a session of its
+// own (Hello, Welcome, Report), a client whose transfer ended early (a
+// full disk, a file that failed its check): the server may still be
+// sending on the first, which the client closes. Either side may send Error{code,
 // message} instead of the message it owes and then closes the connection;
 // an Error is final.
 //
