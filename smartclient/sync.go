@@ -302,8 +302,9 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 			o.Log.Info("could not report the outcome to the server", "err", err)
 			return
 		}
-		defer rc.Close()
+		rc.timeout = o.Timeout
 		rc.report(o.Log, r)
+		c = rc // closed when the sync ends, or kept by 'run' as c would be
 	}
 	if !w.UpdatesEnabled {
 		res.Outcome = syncproto.OutcomeUpToDate

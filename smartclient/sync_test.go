@@ -1132,6 +1132,33 @@ func TestStagingWriteFaults(t *testing.T) {
 	}
 }
 
+// TestRunStaysAfterATransferCutShort: 'run' after a transfer that a full
+// disk cut short reports on a session of its own, and that session stays
+// open for the server's notices, as the sync's own would have.
+func TestRunStaysAfterATransferCutShort(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	big := make([]byte, 24<<20)
+	rand.NewChaCha8([32]byte{3}).Read(big)
+	s.write("linux", "lib/big.so", string(big))
+	restore := smartclient.SetWriteFault(func(name string, off int64, n int) (int, error) {
+		if strings.HasSuffix(name, "/lib/big.so") && off <= 1<<20 && 1<<20 < off+int64(n) {
+			return int(1<<20 - off), syscall.ENOSPC
+		}
+		return 0, nil
+	})
+	code, _, errOut := runCLI(t, "run", "--server", s.addr, "--dir", dir, "--os", "linux", "--", "true")
+	restore()
+	if !strings.Contains(errOut, "no space left on device") {
+		t.Fatalf("exit %d, %q; want the full disk told", code, errOut)
+	}
+	s.log.waitFor(t, "outcome=stayed")
+	if !strings.Contains(s.log.String(), `message="staging lib/big.so`) {
+		t.Errorf("the server's log does not give the reason:\n%s", s.log.String())
+	}
+}
+
 // TestMacBundleLinks: a framework's relative symbolic links sync as links,
 // a second sync is a no-op, a changed link is replaced, and backups and
 // restore keep them.
