@@ -58,6 +58,10 @@ type journal struct {
 
 	sum      string          // the journal's checksum, which the saved state records
 	outright map[string]bool // Outright as a set
+	// stateFiles is encodeStateFiles(State.Files) once saveJournal has
+	// made it, so that play's save of the same state does not encode
+	// 20,000 files again; play drops it when it changes a file's state.
+	stateFiles []byte
 }
 
 type touchStep struct {
@@ -164,7 +168,10 @@ func saveJournalAs(d disk, j *journal, version int) error {
 	if err != nil {
 		return fmt.Errorf("encoding journal: %w", err)
 	}
-	st := marshalState(j.State)
+	if j.stateFiles == nil {
+		j.stateFiles = encodeStateFiles(j.State.Files)
+	}
+	st := marshalStateWith(j.State, j.stateFiles)
 	h := blake3.New()
 	h.Write(js)
 	h.Write(st)
@@ -588,15 +595,16 @@ func play(d disk, j *journal, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("checking %s: %w", p, err)
 		}
-		if k, ok := j.State.Files[p]; ok {
+		if k, ok := j.State.Files[p]; ok && k.MtimeNs != fi.ModTime().UnixNano() {
 			k.MtimeNs = fi.ModTime().UnixNano()
 			j.State.Files[p] = k
+			j.stateFiles = nil
 		}
 	}
 	// The saved state names this journal: from then on the switch is
 	// committed, and recovery only finishes the tidying (see finish).
 	j.State.Journal = j.sum
-	if err := j.State.save(d); err != nil {
+	if err := j.State.saveWith(d, j.stateFiles); err != nil {
 		return err
 	}
 	finish(d, j, log)

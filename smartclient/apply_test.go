@@ -1000,4 +1000,18 @@ func TestSwitchRecordsMtimes(t *testing.T) {
 			t.Errorf("%s: state records mtime %d, the disk has %d", p, got, fi.ModTime().UnixNano())
 		}
 	}
+	// The state file says the same (the journal's encoding of the files
+	// is not reused once a file's mtime changed).
+	saved, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := saved.loadFiles(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range j.Install {
+		if got, want := saved.Files[p], j.State.Files[p]; got != want {
+			t.Errorf("%s: the state file records %+v, want %+v", p, got, want)
+		}
+	}
 }

@@ -241,11 +241,18 @@ func currentStateFile(d disk) ([]byte, error) {
 
 // save writes the state durably; a legacyStateFile goes once the new
 // file is in place.
-func (st *State) save(d disk) error {
+func (st *State) save(d disk) error { return st.saveWith(d, nil) }
+
+// saveWith is save with st's files encoded already (encodeStateFiles), or
+// nil to encode them.
+func (st *State) saveWith(d disk, files []byte) error {
 	if err := st.loadFiles(); err != nil {
 		return fmt.Errorf("saving client state: %w", err)
 	}
-	if err := d.writeFile(stateFile, marshalState(st)); err != nil {
+	if files == nil {
+		files = encodeStateFiles(st.Files)
+	}
+	if err := d.writeFile(stateFile, marshalStateWith(st, files)); err != nil {
 		return fmt.Errorf("saving client state: %w", err)
 	}
 	st.exists, st.legacy = true, false
@@ -300,20 +307,52 @@ const (
 
 // marshalState encodes st in the state file's binary format.
 func marshalState(st *State) []byte {
+	return marshalStateWith(st, encodeStateFiles(st.Files))
+}
+
+// encodeStateFiles encodes the files of a state file: their number, then
+// each in order of path. A sync makes it while files arrive, since the
+// new state's files are known from the plan (see syncWith), and uses it
+// twice: in the journal and in the state file.
+func encodeStateFiles(files map[string]FileState) []byte {
 	type entry struct {
 		path string
 		f    FileState
 	}
-	files := make([]entry, 0, len(st.Files))
+	sorted := make([]entry, 0, len(files))
 	// The size is a close upper bound for files whose hashes are raw.
-	size := 64 + len(st.ClientID) + len(st.Build) + len(st.OS) + len(st.Server) +
-		len(st.LastOutcome) + len(st.LastMessage) + len(st.Journal) + len(st.Manifest) + stateSumSize
-	for p, f := range st.Files {
-		files = append(files, entry{p, f})
+	size := binary.MaxVarintLen64
+	for p, f := range files {
+		sorted = append(sorted, entry{p, f})
 		size += len(p) + 3*binary.MaxVarintLen64 + 2 + min(len(f.Hash), stateSumSize+binary.MaxVarintLen64)
 	}
-	slices.SortFunc(files, func(a, b entry) int { return strings.Compare(a.path, b.path) })
+	slices.SortFunc(sorted, func(a, b entry) int { return strings.Compare(a.path, b.path) })
 
+	b := make([]byte, 0, size)
+	b = binary.AppendUvarint(b, uint64(len(sorted)))
+	for _, e := range sorted {
+		b = appendString(b, e.path)
+		b = binary.AppendVarint(b, e.f.Size)
+		b = binary.AppendVarint(b, e.f.MtimeNs)
+		b = binary.AppendVarint(b, e.f.ServerMtimeNs)
+		var flags byte
+		if e.f.Preserve {
+			flags |= filePreserve
+		}
+		if raw, ok := appendRawHash(append(b, flags|fileRawHash), e.f.Hash); ok {
+			b = raw
+		} else {
+			b = appendString(append(b, flags), e.f.Hash)
+		}
+	}
+	return b
+}
+
+// marshalStateWith encodes st with files, which must be
+// encodeStateFiles(st.Files).
+func marshalStateWith(st *State, files []byte) []byte {
+	size := 64 + len(st.ClientID) + len(st.Build) + len(st.OS) + len(st.Server) +
+		len(st.LastOutcome) + len(st.LastMessage) + len(st.Journal) + len(st.Manifest) + len(files) + stateSumSize
 	b := make([]byte, 0, size)
 	b = append(b, stateMagic...)
 	b = append(b, stateFormat)
@@ -332,22 +371,7 @@ func marshalState(st *State) []byte {
 	b = appendString(b, st.LastMessage)
 	b = appendString(b, st.Journal)
 	b = appendString(b, st.Manifest)
-	b = binary.AppendUvarint(b, uint64(len(files)))
-	for _, e := range files {
-		b = appendString(b, e.path)
-		b = binary.AppendVarint(b, e.f.Size)
-		b = binary.AppendVarint(b, e.f.MtimeNs)
-		b = binary.AppendVarint(b, e.f.ServerMtimeNs)
-		var flags byte
-		if e.f.Preserve {
-			flags |= filePreserve
-		}
-		if raw, ok := appendRawHash(append(b, flags|fileRawHash), e.f.Hash); ok {
-			b = raw
-		} else {
-			b = appendString(append(b, flags), e.f.Hash)
-		}
-	}
+	b = append(b, files...)
 	sum := blake3.Sum256(b)
 	return append(b, sum[:]...)
 }
