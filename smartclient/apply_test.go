@@ -782,35 +782,47 @@ func TestJournalNamesOutrightFiles(t *testing.T) {
 	}
 }
 
-// TestUndoReplacesAChangedInstalledFile: a file the switch installed over
-// an old one that then changes (here a post-install step appends to it
-// before it fails) is replaced by the old one when the switch is undone.
-func TestUndoReplacesAChangedInstalledFile(t *testing.T) {
+// TestUndoOfAFileChangedAfterTheSwitch: a file that changes after the
+// switch put it in place (here a post-install step appends to it before
+// it fails) is undone all the same: one installed over an old file is
+// replaced by the old one, one new to the install (in a folder moved
+// whole) is removed, and its folder.
+func TestUndoOfAFileChangedAfterTheSwitch(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("a shell script as the post-install program")
 	}
-	dir := makeSwitchFixture(t)
-	const script = "#!/bin/sh\necho patched >> a\nexit 1\n"
-	writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), map[string]string{"post.sh": script})
-	if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(stagingDir), "post.sh"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	d := openDisk(t, dir)
-	j := fixtureJournal()
-	j.Install = append(j.Install, "post.sh")
-	sum := blake3.Sum256([]byte(script))
-	j.Hashes["post.sh"] = hex.EncodeToString(sum[:])
-	j.PostInstall = &postInstallStep{Path: "post.sh", Timeout: 10 * time.Second}
-	var err error
-	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
-		t.Fatal(err)
-	}
-	if err := commit(t.Context(), d, j, discard); !errors.Is(err, ErrRolledBack) {
-		t.Fatalf("commit: %v; want a rollback", err)
-	}
-	tidy(d, discard)
-	if which := checkInvariant(t, dir, "after the failed post-install"); which != "old" {
-		t.Errorf("install is the %s release, want old", which)
+	for _, tc := range []struct {
+		name, file string
+		open       func(testing.TB, string) disk
+	}{
+		{"installed over an old file", "a", openDisk},
+		{"new to the install", "d/e", openCachedDisk},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := makeSwitchFixture(t)
+			script := "#!/bin/sh\necho patched >> " + tc.file + "\nexit 1\n"
+			writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), map[string]string{"post.sh": script})
+			if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(stagingDir), "post.sh"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			d := tc.open(t, dir)
+			j := fixtureJournal()
+			j.Install = append(j.Install, "post.sh")
+			sum := blake3.Sum256([]byte(script))
+			j.Hashes["post.sh"] = hex.EncodeToString(sum[:])
+			j.PostInstall = &postInstallStep{Path: "post.sh", Timeout: 10 * time.Second}
+			var err error
+			if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+				t.Fatal(err)
+			}
+			if err := commit(t.Context(), d, j, discard); !errors.Is(err, ErrRolledBack) {
+				t.Fatalf("commit: %v; want a rollback", err)
+			}
+			tidy(d, discard)
+			if which := checkInvariant(t, dir, "after the failed post-install"); which != "old" {
+				t.Errorf("install is the %s release, want old", which)
+			}
+		})
 	}
 }
 

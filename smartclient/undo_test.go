@@ -99,35 +99,3 @@ func TestRestoreRecordsDiskMtime(t *testing.T) {
 		t.Errorf("state records f's mtime %v, the disk has %v", time.Unix(0, got), fi.ModTime())
 	}
 }
-
-// TestUndoRemovesAChangedNewFile: as TestUndoReplacesAChangedInstalledFile,
-// but the post-install step edits d/e, a file new to the install (in a
-// folder moved whole): undo removes it, and its folder.
-func TestUndoRemovesAChangedNewFile(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("a shell script as the post-install program")
-	}
-	dir := makeSwitchFixture(t)
-	const script = "#!/bin/sh\necho patched >> d/e\nexit 1\n"
-	writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), map[string]string{"post.sh": script})
-	if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(stagingDir), "post.sh"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	d := openCachedDisk(t, dir)
-	j := fixtureJournal()
-	j.Install = append(j.Install, "post.sh")
-	sum := blake3.Sum256([]byte(script))
-	j.Hashes["post.sh"] = hex.EncodeToString(sum[:])
-	j.PostInstall = &postInstallStep{Path: "post.sh", Timeout: 10 * time.Second}
-	var err error
-	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
-		t.Fatal(err)
-	}
-	if err := commit(t.Context(), d, j, discard); !errors.Is(err, ErrRolledBack) {
-		t.Fatalf("commit: %v; want a rollback", err)
-	}
-	tidy(d, discard)
-	if which := checkInvariant(t, dir, "after the failed post-install"); which != "old" {
-		t.Errorf("install is the %s release, want old", which)
-	}
-}
