@@ -826,24 +826,30 @@ func TestUndoOfAFileChangedAfterTheSwitch(t *testing.T) {
 	}
 }
 
+// playUntilRenameOf plays j until the rename of name fails, where a crash
+// would have stopped the switch.
+func playUntilRenameOf(t *testing.T, d disk, j *journal, name string) {
+	t.Helper()
+	faultHook = func(op, n string) error {
+		if op == "rename" && n == name {
+			return errInjected
+		}
+		return nil
+	}
+	err := play(d, j, discard)
+	faultHook = nil
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("play: %v", err)
+	}
+}
+
 // TestRecoveryUndoesAChangedInstalledFile: after a crash halfway through
 // the switch, a file already installed that no longer matches its hash
 // makes recovery roll back, and the old file comes back over it.
 func TestRecoveryUndoesAChangedInstalledFile(t *testing.T) {
 	dir := makeSwitchFixture(t)
 	d := openDisk(t, dir)
-	faultHook = func(op, name string) error {
-		if op == "rename" && name == "lib/c" {
-			return errInjected
-		}
-		return nil
-	}
-	j := backedUpJournal(t, d)
-	err := play(d, j, discard)
-	faultHook = nil
-	if !errors.Is(err, errInjected) {
-		t.Fatalf("play: %v", err)
-	}
+	playUntilRenameOf(t, d, backedUpJournal(t, d), "lib/c")
 	// In place: the very file the switch installed.
 	f, err := os.OpenFile(filepath.Join(dir, "a"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
@@ -859,34 +865,32 @@ func TestRecoveryUndoesAChangedInstalledFile(t *testing.T) {
 	}
 }
 
+// backedUpJournal3 is backedUpJournal for a journal of version 3, as an
+// earlier client wrote it: without the Outright list.
+func backedUpJournal3(t *testing.T, d disk) *journal {
+	t.Helper()
+	j := fixtureJournal()
+	var err error
+	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveJournalAs(d, j, journalVersion3); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
 // TestJournalOfVersion3: a switch an earlier client began, which moved
 // every old file aside, is finished or undone by this one.
 func TestJournalOfVersion3(t *testing.T) {
 	for _, forward := range []bool{true, false} {
 		dir := makeSwitchFixture(t)
 		d := openDisk(t, dir)
-		j := fixtureJournal()
-		var err error
-		if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
-			t.Fatal(err)
-		}
-		if err := saveJournalAs(d, j, journalVersion3); err != nil {
-			t.Fatal(err)
-		}
+		j := backedUpJournal3(t, d)
 		if j.Outright != nil {
 			t.Fatalf("a journal of version 3 names outright files: %v", j.Outright)
 		}
-		faultHook = func(op, name string) error {
-			if op == "rename" && name == "lib/c" {
-				return errInjected
-			}
-			return nil
-		}
-		err = play(d, j, discard)
-		faultHook = nil
-		if !errors.Is(err, errInjected) {
-			t.Fatalf("play: %v", err)
-		}
+		playUntilRenameOf(t, d, j, "lib/c")
 		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(oldDir), "a")); err != nil {
 			t.Errorf("version 3: the old a was not moved aside: %v", err)
 		}

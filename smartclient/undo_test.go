@@ -2,7 +2,6 @@ package smartclient
 
 import (
 	"encoding/hex"
-	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,30 +21,13 @@ func TestJournalOfVersion3WithOutrightReplacement(t *testing.T) {
 	}
 	dir := makeSwitchFixture(t)
 	d := openDisk(t, dir)
-	j := fixtureJournal()
-	var err error
-	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
-		t.Fatal(err)
-	}
-	if err := saveJournalAs(d, j, journalVersion3); err != nil { // no Outright list, as 1852cf4 wrote it
-		t.Fatal(err)
-	}
+	j := backedUpJournal3(t, d) // no Outright list, as 1852cf4 wrote it
 	// 1852cf4's play: replace or remove outright whatever keptInSnapshot says.
 	j.outright = map[string]bool{}
 	for _, p := range append(append([]string{}, j.Remove...), j.Install...) {
 		j.outright[p] = keptInSnapshot(d, j, p)
 	}
-	faultHook = func(op, name string) error {
-		if op == "rename" && name == "lib/c" {
-			return errInjected
-		}
-		return nil
-	}
-	err = play(d, j, discard)
-	faultHook = nil
-	if !errors.Is(err, errInjected) {
-		t.Fatalf("play: %v", err)
-	}
+	playUntilRenameOf(t, d, j, "lib/c")
 	// A staged file gone: recovery (by the new client) must undo.
 	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(stagingDir), "lib", "c")); err != nil {
 		t.Fatal(err)
