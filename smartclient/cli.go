@@ -85,7 +85,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	var sess *conn // run's session with the server, kept open for its notices
 	if cmd == "run" {
-		o.keep = func(c *conn) { sess = c }
+		o.keep = func(c *conn) { sess = keepSession(sess, c) }
 	}
 	res, err := Sync(ctx, o)
 	code := exitCode(ctx, err)
@@ -377,6 +377,16 @@ func askYesNo(in io.Reader, out io.Writer, q string) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// keepSession returns c as the session run keeps, closing the one it kept
+// before: a sync tried again (see Sync) may keep one for each attempt,
+// and only the last is read.
+func keepSession(kept, c *conn) *conn {
+	if kept != nil && kept != c {
+		kept.Close()
+	}
+	return c
 }
 
 // runProgram starts the application and returns its exit code. A bare

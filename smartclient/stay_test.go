@@ -286,3 +286,37 @@ func TestMinSec(t *testing.T) {
 		}
 	}
 }
+
+// TestRunKeepsOnlyTheLastSession: a sync tried again (after a block
+// mismatch) may keep a session for each attempt; run reads only the last,
+// so the one kept before is closed, and keeping the same one twice
+// closes nothing.
+func TestRunKeepsOnlyTheLastSession(t *testing.T) {
+	open := func() (*conn, net.Conn) {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return &conn{nc: a}, b
+	}
+	alive := func(c *conn, peer net.Conn) bool {
+		go io.Copy(io.Discard, peer)
+		_, err := c.nc.Write([]byte{1})
+		return err == nil
+	}
+	first, firstPeer := open()
+	second, secondPeer := open()
+	kept := keepSession(nil, first)
+	kept = keepSession(kept, first)
+	if kept != first || !alive(first, firstPeer) {
+		t.Fatal("keeping the same session again closed it")
+	}
+	kept = keepSession(kept, second)
+	if kept != second {
+		t.Fatal("the last session is not the one kept")
+	}
+	if alive(first, firstPeer) {
+		t.Error("the session kept before is still open")
+	}
+	if !alive(second, secondPeer) {
+		t.Error("the last session was closed")
+	}
+}
