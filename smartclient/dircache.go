@@ -245,16 +245,7 @@ func (c *dirCache) rootDir() (*os.File, error) {
 	if c == nil {
 		return nil, errors.New("no folder cache")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.top == nil {
-		f, err := c.root.Open(".")
-		if err != nil {
-			return nil, err
-		}
-		c.top = f
-	}
-	return c.top, nil
+	return c.openOnce(c.root, &c.top)
 }
 
 func (h *dirHandle) close() {
@@ -267,16 +258,22 @@ func (h *dirHandle) close() {
 // file returns the folder of h as an open file, for system calls that
 // take a folder's descriptor.
 func (c *dirCache) file(h *dirHandle) (*os.File, error) {
+	return c.openOnce(h.r, &h.f)
+}
+
+// openOnce returns *f, opening the folder of r into it first if it is
+// nil.
+func (c *dirCache) openOnce(r *os.Root, f **os.File) (*os.File, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if h.f == nil {
-		f, err := h.r.Open(".")
+	if *f == nil {
+		o, err := r.Open(".")
 		if err != nil {
 			return nil, err
 		}
-		h.f = f
+		*f = o
 	}
-	return h.f, nil
+	return *f, nil
 }
 
 // in returns the root to use for name and name relative to it: the cached

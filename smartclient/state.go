@@ -311,9 +311,8 @@ func marshalState(st *State) []byte {
 }
 
 // encodeStateFiles encodes the files of a state file: their number, then
-// each in order of path. A sync makes it while files arrive, since the
-// new state's files are known from the plan (see syncWith), and uses it
-// twice: in the journal and in the state file.
+// each in order of path. A switch encodes them once, for the journal, and
+// writes the same bytes into the state file (see journal.stateFiles).
 func encodeStateFiles(files map[string]FileState) []byte {
 	type entry struct {
 		path string
