@@ -158,19 +158,27 @@ func snapshot(ctx context.Context, root disk, dst string) (int, error) {
 		case !d.Type().IsRegular():
 			return nil // sockets, pipes and devices are not part of an install
 		default:
-			if isINI(p) || root.Link(p, target) != nil {
-				if err := root.hook("copy", target); err != nil {
-					return err
-				}
-				if err := copyFile(root, p, target); err != nil {
-					return fmt.Errorf("copying %s: %w", p, err)
-				}
+			if err := linkOrCopy(root, p, target); err != nil {
+				return fmt.Errorf("copying %s: %w", p, err)
 			}
 		}
 		n++
 		return nil
 	})
 	return n, err
+}
+
+// linkOrCopy puts the regular file p at target as a backup holds it: by
+// hard link, or by copy for an INI file (users and programs edit those in
+// place) and where the file system cannot link.
+func linkOrCopy(d disk, p, target string) error {
+	if !isINI(p) && d.Link(p, target) == nil {
+		return nil
+	}
+	if err := d.hook("copy", target); err != nil {
+		return err
+	}
+	return copyFile(d, p, target)
 }
 
 // copyFile copies the install's regular file p to target, which must not

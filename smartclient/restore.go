@@ -262,16 +262,10 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
 			return err
 		}
-		// An INI file is copied, as the backup copied it: a link would
-		// let an edit of the restored file in place change the backup.
-		if isINI(rel) {
-			if err = d.hook("copy", staged); err == nil {
-				err = copyFile(d, p, staged)
-			}
-		} else {
-			err = d.Link(p, staged)
-		}
-		if err != nil {
+		// As the backup holds it: an INI file is copied (a link would
+		// let an edit of the restored file in place change the backup),
+		// and so is every file where the file system cannot link.
+		if err := linkOrCopy(d, p, staged); err != nil {
 			return fmt.Errorf("staging %s: %w", rel, err)
 		}
 		h, err := hashFile(d, staged)

@@ -961,6 +961,27 @@ func TestNoCopyBeforeChecksWithoutLinks(t *testing.T) {
 	noLeftovers(t, dir)
 }
 
+// TestRestoreWithoutLinks: where the file system cannot link, the backup
+// is a copy, and a restore from it copies the files back.
+func TestRestoreWithoutLinks(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	v1 := tree(t, dir)
+	s.write("linux", "lib/libtlpp.so", "release 2")
+	smartclient.SetFaultHook(t, func(op, name string) error {
+		if op == "link" {
+			return &fs.PathError{Op: "link", Path: name, Err: syscall.EPERM}
+		}
+		return nil
+	})
+	mustSync(t, s, dir, nil)
+	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != smartclient.ExitOK {
+		t.Fatalf("restore: exit %d, %s %s", code, out, errOut)
+	}
+	sameTree(t, tree(t, dir), v1, "after restore")
+}
+
 // TestPostInstall: the release's post-install program runs after the
 // switch; a failure or a timeout rolls the install back, and the reason,
 // with the program's last output, reaches the user and the server.
