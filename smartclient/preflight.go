@@ -59,7 +59,7 @@ func preflight(d disk, man *manifest, p *plan, free space) error {
 
 	need := p.fetchBytes + 1<<20
 	if p.changesContent() {
-		copied, err := backupCopyBytes(d)
+		copied, err := backupCopyBytes(d, free.links)
 		if err != nil {
 			return fmt.Errorf("preflight: %w", err)
 		}
@@ -86,20 +86,21 @@ var measureFree = freeSpace
 type space struct {
 	bytes int64
 	err   error
+	links bool // the file system takes hard links (see probeLink)
 }
 
 // measureSpace measures the free space that preflight compares with what
-// the update needs. It is measured before the backup starts, which takes
-// some of it for the INI copies that preflight counts.
+// the update needs, and whether the backup can link. It is measured before
+// the backup starts, which takes some of it for the INI copies that
+// preflight counts.
 func measureSpace(d disk) space {
 	n, err := measureFree(d.Name())
-	return space{n, err}
+	return space{n, err, probeLink(d)}
 }
 
 // backupCopyBytes is what a backup of the install would copy rather than
 // link: the INI files, or everything where the file system cannot link.
-func backupCopyBytes(d disk) (int64, error) {
-	canLink := probeLink(d)
+func backupCopyBytes(d disk, canLink bool) (int64, error) {
 	var n int64
 	err := d.walkInstall(func(p string, e fs.DirEntry) error {
 		if !e.Type().IsRegular() || (canLink && !isINI(p)) {

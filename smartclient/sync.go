@@ -452,7 +452,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	}
 	if !o.CheckOnly {
 		free = measureSpace(root)
-		if probeLink(root) {
+		if free.links {
 			backup = startBackup(backupCtx, root)
 		}
 	}
