@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/erpupdate/smartsync/appserver/release"
+	"github.com/erpupdate/smartsync/internal/version"
 	"github.com/spf13/pflag"
 )
 
@@ -133,7 +134,7 @@ func readOwnBuild(dir string) string {
 	if err != nil || len(data) > 64 {
 		return ""
 	}
-	b, err := ParseBuild(strings.TrimSpace(string(data)))
+	b, err := version.Parse(strings.TrimSpace(string(data)))
 	if err != nil {
 		return ""
 	}

@@ -17,6 +17,8 @@ import (
 	"unicode"
 
 	"github.com/erpupdate/smartsync/appserver/release"
+	"github.com/erpupdate/smartsync/internal/version"
+	"github.com/erpupdate/smartsync/internal/winini"
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/ini.v1"
 )
@@ -34,11 +36,11 @@ type Config struct {
 	// OS's client files. Only the OSes whose key is set are present.
 	Folders map[string]string
 	// Build is [UPDATE] Build: the build the update folders hold.
-	Build Build
+	Build version.Build
 	// MinClientBuild is [UPDATE] MinClientBuild, the oldest client build that
 	// is still compatible. It is zero when not set; then any client that has
 	// a build installed is compatible.
-	MinClientBuild Build
+	MinClientBuild version.Build
 	// Preserve is [UPDATE] Preserve: clean relative slash paths of client
 	// files that are copied only when missing or on a full update.
 	Preserve []string
@@ -223,41 +225,6 @@ var folderKeys = []struct{ key, goos string }{
 	{keyPathMacOSX, "darwin"},
 }
 
-// loadOptions are the ini.v1 options that make it read INI files the way
-// Windows and TOTVS do.
-func loadOptions() ini.LoadOptions {
-	return ini.LoadOptions{
-		// Windows INI files are case-insensitive: [update] and pathlinux=
-		// mean [UPDATE] and PathLinux=.
-		Insensitive: true,
-		// Keep every value of a repeated key rather than silently letting
-		// one win, so that a duplicate can be reported.
-		AllowShadows: true,
-		// Keep repeated identical values too: "Port=1234" written twice is
-		// still a duplicate line an administrator should know about.
-		AllowDuplicateShadowValues: true,
-		// "Build=7.00.240501A ; comment" is a comment after the value, but
-		// a ';' inside a value (no space before it) is part of the value.
-		SpaceBeforeInlineComment: true,
-		// A line without '=' in a TOTVS section must not make the whole file
-		// unreadable.
-		AllowBooleanKeys: true,
-		// Windows paths are written with single backslashes, so they must
-		// reach us as written. ini.v1 v1.67 has no UnescapeValueBackslashes
-		// option; it leaves backslashes alone as long as
-		// UnescapeValueDoubleQuotes and UnescapeValueCommentSymbols stay
-		// false, as they do here (TestParseConfigTrailingBackslash).
-		// TOTVS files are full of paths ending in a backslash
-		// ("SourcePath=C:\TOTVS\apo\"); by default ini.v1 would take that
-		// as a line continuation and swallow the next line into the value.
-		IgnoreContinuation: true,
-		// Windows INI files separate key and value with '=' only; ini.v1's
-		// default "=:" would split a bare line such as "C:\TOTVS" at the
-		// drive letter.
-		KeyValueDelimiters: "=",
-	}
-}
-
 // LoadConfig reads the AppServer.ini at path and validates it with
 // ParseConfig; relative folder paths are relative to the file's directory.
 // Any error is an errors.Join of *ConfigError values.
@@ -285,19 +252,7 @@ func LoadConfig(path string) (*Config, error) {
 // administrator can fix a file in one go: the error is an errors.Join of
 // *ConfigError values, which errors.As can pick out.
 func ParseConfig(file string, data []byte, baseDir string) (*Config, error) {
-	f, err := ini.LoadSources(loadOptions(), data)
-	if err != nil {
-		// ini.v1 cannot keep a shadow of a bare key, so a TOTVS section
-		// with the same bare line twice would make the whole file
-		// unreadable. Without shadows it reads such a file, and countKeys
-		// still finds duplicates in the sections we use. Any other syntax
-		// error fails both ways, and the first message is the one to show.
-		opts := loadOptions()
-		opts.AllowShadows = false
-		if f2, err2 := ini.LoadSources(opts, data); err2 == nil {
-			f, err = f2, nil
-		}
-	}
+	f, err := winini.LoadRepeats(data)
 	if err != nil {
 		// ini.v1 stops at the first syntax error, so nothing else can be
 		// checked. Its messages quote the offending line with its line end.
@@ -368,7 +323,7 @@ func (v *validator) tcp(f *ini.File, cfg *Config) {
 	case !present:
 		v.add(sectionTCP, keyPort, nil, "is missing; set it to the port clients connect to")
 	case ok:
-		port, err := parsePort(val)
+		port, err := winini.Port(val)
 		if err != nil {
 			v.add(sectionTCP, keyPort, err, "%q is not a valid port: want a number from 1 to 65535", val)
 			return
@@ -390,7 +345,7 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 	// we go on as if it were false, so that every other message stays true
 	// whichever value the administrator meant.
 	if val, _, ok := v.value(sec, sectionUpdate, keyEnable); ok {
-		enable, err := parseBool(val)
+		enable, err := winini.Bool(val)
 		if err != nil {
 			v.add(sectionUpdate, keyEnable, err, "%q is not a yes/no value; write 1 to enable updates or 0 to disable them", val)
 		}
@@ -434,17 +389,19 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 	if val, _, ok := v.value(sec, sectionUpdate, keyMinClientBuild); ok && val != "" {
 		cfg.MinClientBuild = v.build(keyMinClientBuild, val)
 	}
-	if !cfg.Build.IsZero() && !cfg.MinClientBuild.IsZero() && cfg.MinClientBuild.Compare(cfg.Build) > 0 {
+	switch {
+	case !cfg.Build.SameScheme(cfg.MinClientBuild):
+		v.add(sectionUpdate, keyMinClientBuild, nil,
+			"%s is a %s but Build %s is a %s: builds of different schemes cannot be ordered; write both the same way",
+			cfg.MinClientBuild, cfg.MinClientBuild.Scheme(), cfg.Build, cfg.Build.Scheme())
+		cfg.MinClientBuild = version.Build{}
+	case !cfg.Build.IsZero() && !cfg.MinClientBuild.IsZero() && cfg.MinClientBuild.Compare(cfg.Build) > 0:
 		v.add(sectionUpdate, keyMinClientBuild, nil,
 			"%s is newer than Build %s, so even clients updated to Build would be refused", cfg.MinClientBuild, cfg.Build)
 	}
 
 	if val, _, ok := v.value(sec, sectionUpdate, keyPreserve); ok {
-		for item := range strings.SplitSeq(val, ",") {
-			item = strings.TrimSpace(item)
-			if item == "" {
-				continue
-			}
+		for _, item := range winini.List(val) {
 			if problem := checkPreservePath(item); problem != "" {
 				v.add(sectionUpdate, keyPreserve, nil, "%q %s", item, problem)
 				continue
@@ -462,7 +419,7 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 		}
 	}
 	if val, _, ok := v.value(sec, sectionUpdate, keyPostInstallMax); ok && val != "" {
-		n, err := parseDigits(val)
+		n, err := winini.Digits(val)
 		if err != nil || n < 1 || n > 3600 {
 			v.add(sectionUpdate, keyPostInstallMax, nil, "%q is not a number of seconds from 1 to 3600", val)
 		} else {
@@ -524,11 +481,7 @@ func (v *validator) selfUpdate(f *ini.File, cfg *Config) {
 		keyBroken = true
 	}
 	if ok {
-		for item := range strings.SplitSeq(val, ",") {
-			item = strings.TrimSpace(item)
-			if item == "" {
-				continue
-			}
+		for _, item := range winini.List(val) {
 			key, err := release.ParsePublicKey(item)
 			switch {
 			case err != nil:
@@ -550,11 +503,7 @@ func (v *validator) selfUpdate(f *ini.File, cfg *Config) {
 	}
 
 	if val, _, ok := v.value(sec, sectionSelfUpdate, keyCarry); ok {
-		for item := range strings.SplitSeq(val, ",") {
-			item = strings.TrimSpace(item)
-			if item == "" {
-				continue
-			}
+		for _, item := range winini.List(val) {
 			if problem := checkRelPath(item, "the server's installation folder"); problem != "" {
 				v.add(sectionSelfUpdate, keyCarry, nil, "%q %s", item, problem)
 				continue
@@ -564,7 +513,7 @@ func (v *validator) selfUpdate(f *ini.File, cfg *Config) {
 	}
 
 	if val, _, ok := v.value(sec, sectionSelfUpdate, keyHealthTimeout); ok && val != "" {
-		n, err := parseDigits(val)
+		n, err := winini.Digits(val)
 		if err != nil || n < 5 || n > 600 {
 			v.add(sectionSelfUpdate, keyHealthTimeout, nil, "%q is not a number of seconds from 5 to 600", val)
 		} else {
@@ -596,7 +545,7 @@ func (v *validator) mail(f *ini.File, cfg *Config) {
 		}
 	}
 	if val, _, ok := v.value(sec, sectionMail, keyPort); ok && val != "" {
-		port, err := parsePort(val)
+		port, err := winini.Port(val)
 		if err != nil {
 			v.add(sectionMail, keyPort, err, "%q is not a valid port: want a number from 1 to 65535", val)
 		} else {
@@ -629,7 +578,7 @@ func (v *validator) mail(f *ini.File, cfg *Config) {
 		}
 	}
 	if val, _, ok := v.value(sec, sectionMail, keyStartTLS); ok {
-		b, err := parseBool(val)
+		b, err := winini.Bool(val)
 		if err != nil {
 			v.add(sectionMail, keyStartTLS, err, "%q is not a yes/no value; write 1 to require STARTTLS or 0 to send in the clear", val)
 		} else {
@@ -668,7 +617,7 @@ func (v *validator) value(sec *ini.Section, section, key string) (val string, pr
 		v.add(section, key, nil, "has no value; write %s=VALUE", key)
 		return "", true, false
 	}
-	return stripTabComment(k.Value()), true, true
+	return winini.Value(k), true, true
 }
 
 // folder resolves a folder key's value against the base directory and, when
@@ -715,11 +664,11 @@ func (v *validator) folder(key, val string, mustExist bool) (string, bool) {
 }
 
 // build parses a build key's value, reporting a bad one.
-func (v *validator) build(key, val string) Build {
-	b, err := ParseBuild(val)
+func (v *validator) build(key, val string) version.Build {
+	b, err := version.Parse(val)
 	if err != nil {
 		v.add(sectionUpdate, key, err, "%v", err)
-		return Build{}
+		return version.Build{}
 	}
 	return b
 }
@@ -731,50 +680,6 @@ func (v *validator) originalName(section, lower string) string {
 		return use.name
 	}
 	return lower
-}
-
-// parsePort accepts only plain digits from 1 to 65535.
-func parsePort(s string) (int, error) {
-	n, err := parseDigits(s)
-	if err != nil {
-		return 0, err
-	}
-	if n < 1 || n > 65535 {
-		return 0, fmt.Errorf("%d is out of range", n)
-	}
-	return n, nil
-}
-
-// parseBool accepts the forms ini.v1's Key.Bool does. It is repeated here
-// because Key.Bool reads Key.String, which expands "%(name)s" references,
-// and we read raw values.
-func parseBool(s string) (bool, error) {
-	switch s {
-	case "1", "t", "T", "true", "TRUE", "True", "YES", "yes", "Yes", "y", "ON", "on", "On":
-		return true, nil
-	case "0", "f", "F", "false", "FALSE", "False", "NO", "no", "No", "n", "OFF", "off", "Off":
-		return false, nil
-	}
-	return false, fmt.Errorf("parsing %q: invalid boolean", s)
-}
-
-// stripTabComment removes a comment that follows the value after a tab.
-// ini.v1 with SpaceBeforeInlineComment recognises only " ;" and " #", but
-// administrators line comments up with tabs just as often.
-func stripTabComment(s string) string {
-	i := strings.Index(s, "\t;")
-	if j := strings.Index(s, "\t#"); j >= 0 && (i < 0 || j < i) {
-		i = j
-	}
-	if i < 0 {
-		return s
-	}
-	s = strings.TrimSpace(s[:i])
-	// ini.v1 only unquotes a whole value; here the comment hid the quotes.
-	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
-		s = s[1 : len(s)-1]
-	}
-	return s
 }
 
 // checkPreservePath returns what is wrong with a Preserve item, or "". The
@@ -871,12 +776,9 @@ func countKeys(data []byte) map[string]map[string]*keyUse {
 		sections = append(sections, strings.ToLower(s.name))
 	}
 	uses := make(map[string]map[string]*keyUse)
-	opts := loadOptions()
-	opts.UnparseableSections = sections
 	// Shadows are not needed to count lines, and without them a repeated
 	// bare key elsewhere cannot fail this parse (see ParseConfig).
-	opts.AllowShadows = false
-	f, err := ini.LoadSources(opts, data)
+	f, err := winini.LoadRaw(data, sections...)
 	if err != nil {
 		// ParseConfig's parse succeeded, and this one parses strictly less.
 		return uses

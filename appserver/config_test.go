@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erpupdate/smartsync/internal/version"
 )
 
 // newBaseDir returns a temporary folder to resolve relative paths against,
@@ -72,9 +74,9 @@ func copyFixture(t *testing.T, name string) string {
 	return root
 }
 
-func mustBuild(t testing.TB, s string) Build {
+func mustBuild(t testing.TB, s string) version.Build {
 	t.Helper()
-	b, err := ParseBuild(s)
+	b, err := version.Parse(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,6 +322,19 @@ func TestParseConfigInlineComments(t *testing.T) {
 	if len(errs) != 1 || errs[0].Key != "Build" || !strings.Contains(errs[0].Problem, `"7.00.240501A;comment"`) {
 		t.Errorf("Build=7.00.240501A;comment: got %v, want one Build error naming the whole value", err)
 	}
+
+	// Administrators separate lists with ',' or ';' alike (a ';' right
+	// after a value is not a comment).
+	for _, list := range []string{"a.ini;b.ini", "a.ini, b.ini", "a.ini;b.ini,", " a.ini ,; b.ini"} {
+		text = "[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nBuild=7.00.240501A\nPathLinux=linux\nPreserve=" + list + "\n"
+		cfg, err := ParseConfig("AppServer.ini", []byte(text), dir)
+		if err != nil {
+			t.Fatalf("Preserve=%s: %v", list, err)
+		}
+		if !slices.Equal(cfg.Preserve, []string{"a.ini", "b.ini"}) {
+			t.Errorf("Preserve=%s = %q, want [a.ini b.ini]", list, cfg.Preserve)
+		}
+	}
 }
 
 // TestParseConfigTrailingBackslash checks that a Windows path ending in a
@@ -509,6 +524,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"Build bad while disabled", tcp + "[UPDATE]\nEnable=0\nBuild=abc\n", "UPDATE", "Build", `invalid build "abc"`},
 		{"MinClientBuild does not parse", tcp + update + "PathLinux=linux\nMinClientBuild=7.00.240230A\n", "UPDATE", "MinClientBuild", `invalid build "7.00.240230A": day 30`},
 		{"MinClientBuild newer than Build", tcp + update + "PathLinux=linux\nMinClientBuild=7.00.240501B\n", "UPDATE", "MinClientBuild", "7.00.240501B is newer than Build 7.00.240501A"},
+		{"MinClientBuild of another scheme", tcp + update + "PathLinux=linux\nMinClientBuild=17.3.0.14\n", "UPDATE", "MinClientBuild", "17.3.0.14 is a dotted version but Build 7.00.240501A is a TOTVS build"},
+		{"dotted MinClientBuild newer", tcp + "[UPDATE]\nEnable=1\nBuild=17.3.0.9\nPathLinux=linux\nMinClientBuild=17.3.0.14\n", "UPDATE", "MinClientBuild", "17.3.0.14 is newer than Build 17.3.0.9"},
 		{"Enable=maybe", tcp + "[UPDATE]\nEnable=maybe\n", "UPDATE", "Enable", `"maybe" is not a yes/no value`},
 		{"Enable empty", tcp + "[UPDATE]\nEnable=\n", "UPDATE", "Enable", `"" is not a yes/no value`},
 		{"Enable twice", tcp + "[UPDATE]\nEnable=1\nEnable=0\n", "UPDATE", "Enable", "given 2 times"},

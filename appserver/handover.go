@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/release"
+	"github.com/erpupdate/smartsync/internal/version"
 	"github.com/otiai10/copy"
 )
 
@@ -44,7 +45,7 @@ func (u *updater) prepare(ctx context.Context, j *job) (*prepared, error) {
 		return nil, refused("release refused: %v", err)
 	}
 	u.event("release %s: signature good (key %s)", info.Build, info.KeyID)
-	if err := release.CheckNewer(self.Build, info.Build, j.req.AllowDowngrade); err != nil {
+	if err := version.CheckNewer(self.Build, info.Build, j.req.AllowDowngrade); err != nil {
 		return nil, refused("release refused: %v", err)
 	}
 	dir := self.InstallDir + "_new"

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/cdc"
+	"github.com/erpupdate/smartsync/internal/version"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -412,10 +413,14 @@ func (s *Server) gate(h syncproto.Hello) (syncproto.Welcome, *Index, error) {
 	case h.ClientBuild == "":
 		w.Message = "no SmartClient build is installed yet"
 	default:
-		b, err := ParseBuild(h.ClientBuild)
+		b, err := version.Parse(h.ClientBuild)
 		switch {
 		case err != nil:
 			w.Message = fmt.Sprintf("client build %q is not a build this server knows", h.ClientBuild)
+		case !b.SameScheme(s.cfg.MinClientBuild):
+			// An order between two schemes would be made up: the client
+			// takes the whole release, as one too old would.
+			w.Message = fmt.Sprintf("client build %s is a %s, the oldest compatible build %s a %s", b, b.Scheme(), s.cfg.MinClientBuild, s.cfg.MinClientBuild.Scheme())
 		case !s.cfg.MinClientBuild.IsZero() && b.Compare(s.cfg.MinClientBuild) < 0:
 			w.Message = fmt.Sprintf("client build %s is older than the oldest compatible build %s", b, s.cfg.MinClientBuild)
 		default:

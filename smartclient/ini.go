@@ -6,10 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
-	"gopkg.in/ini.v1"
+	"github.com/erpupdate/smartsync/internal/winini"
 )
 
 // ClientININame is the name of the client's configuration file in its
@@ -68,19 +67,6 @@ func LoadClientINI(dir string) (ClientINI, error) {
 	return ParseClientINI(file, data)
 }
 
-// iniOptions accept a TOTVS smartclient.ini as administrators write it: names
-// are case-insensitive as on Windows, "key = value ; note" carries an inline
-// comment, and a bare key is allowed rather than an error. Line continuation
-// is off because a Windows path ends in a backslash (path=C:\totvs\), which
-// would otherwise swallow the next line, section headers included.
-var iniOptions = ini.LoadOptions{
-	Insensitive:              true,
-	SpaceBeforeInlineComment: true,
-	AllowBooleanKeys:         true,
-	AllowShadows:             false,
-	IgnoreContinuation:       true,
-}
-
 // ParseClientINI parses the contents of a smartclient.ini; file names it in
 // errors and in the result. It reads server and port from the section that
 // [drivers] active= names ([tcp] when there is none), so a TOTVS file with
@@ -88,14 +74,14 @@ var iniOptions = ini.LoadOptions{
 // and key is ignored, since the file belongs to the application as much as to
 // us. A UTF-8 byte order mark and CRLF line endings are accepted.
 func ParseClientINI(file string, data []byte) (ClientINI, error) {
-	f, err := ini.LoadSources(iniOptions, data)
+	f, err := winini.Load(data)
 	if err != nil {
 		return ClientINI{}, &ClientINIError{File: file, Err: err}
 	}
 
 	driver := defaultDriver
 	if s, err := f.GetSection("drivers"); err == nil && s.HasKey("active") {
-		if v := strings.ToLower(strings.TrimSpace(s.Key("active").String())); v != "" {
+		if v := strings.ToLower(strings.TrimSpace(winini.Value(s.Key("active")))); v != "" {
 			driver = v
 		}
 	}
@@ -113,7 +99,7 @@ func ParseClientINI(file string, data []byte) (ClientINI, error) {
 	}
 
 	if sec.HasKey("server") {
-		server := strings.TrimSpace(sec.Key("server").String())
+		server := strings.TrimSpace(winini.Value(sec.Key("server")))
 		if strings.ContainsFunc(server, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 			return ClientINI{}, &ClientINIError{File: file, Section: driver, Key: "server",
 				Err: fmt.Errorf("%q is not a host name or address", server)}
@@ -121,10 +107,10 @@ func ParseClientINI(file string, data []byte) (ClientINI, error) {
 		cfg.Server = server
 	}
 	if sec.HasKey("port") {
-		v := strings.TrimSpace(sec.Key("port").String())
+		v := strings.TrimSpace(winini.Value(sec.Key("port")))
 		if v != "" {
-			port, ok := parsePort(v)
-			if !ok {
+			port, err := winini.Port(v)
+			if err != nil {
 				return ClientINI{}, &ClientINIError{File: file, Section: driver, Key: "port",
 					Err: fmt.Errorf("%q is not a port number (1-65535)", v)}
 			}
@@ -132,23 +118,4 @@ func ParseClientINI(file string, data []byte) (ClientINI, error) {
 		}
 	}
 	return cfg, nil
-}
-
-// parsePort accepts decimal digits only: strconv.Atoi alone would also take
-// "+80" and "-1", which no administrator means as a port. Atoi still rejects
-// values too long for an int, so a huge number is an error, not a wrap.
-func parsePort(s string) (int, bool) {
-	if s == "" {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 65535 {
-		return 0, false
-	}
-	return n, true
 }

@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/erpupdate/smartsync/internal/version"
 )
 
 // Errors from Extract, wrapped with the archive and the entry.
@@ -556,7 +558,7 @@ func (x *extractor) build() (string, error) {
 		return "", fmt.Errorf("reading %s: %w", BuildFile, err)
 	}
 	b := strings.TrimSpace(string(data))
-	if err := ValidateBuild(b); err != nil {
+	if _, err := version.Parse(b); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrNoBuild, err)
 	}
 	return b, nil

@@ -12,7 +12,7 @@
 // the administrator trusts, so that the vendor can rotate keys without a flag
 // day, then unpacks the archive with Extract, which refuses anything that
 // would write outside its destination; VerifyExtract does both and checks
-// that the archive's BUILD is the signed build. CheckNewer then refuses a
+// that the archive's BUILD is the signed build. version.CheckNewer then refuses a
 // release that is not newer than the running server.
 //
 // The server gets a release with Fetch, from what the administrator gives:

@@ -5,6 +5,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -137,3 +138,6 @@ func goodArchive(t testing.TB, kind string) string {
 	}
 	return writeFile(t, p, tarGz(t, goodMembers))
 }
+
+// errAny in a table's want accepts any error.
+var errAny = errors.New("any error")

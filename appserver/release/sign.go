@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/erpupdate/smartsync/internal/version"
 )
 
 // sigMagic is the first line of a version 1 signature file and the start
@@ -122,11 +124,12 @@ func ParseSignature(data []byte) (*Signature, error) {
 	if s.Key, err = ParsePublicKey(vals[0]); err != nil || strings.TrimSpace(vals[0]) != vals[0] {
 		return bad("line 2: key: %v", err)
 	}
-	if s.Build = vals[1]; ValidateBuild(s.Build) != nil || strings.TrimSpace(s.Build) != s.Build {
+	if s.Build = vals[1]; !validBuild(s.Build) || strings.TrimSpace(s.Build) != s.Build {
 		return bad("line 3: build %q is not a valid build", abbrev(s.Build))
 	}
-	n, ok := digits(vals[2])
-	if !ok || strconv.Itoa(n) != vals[2] {
+	// ParseUint takes no sign; the round trip refuses leading zeros.
+	n, err := strconv.ParseUint(vals[2], 10, 62)
+	if err != nil || strconv.FormatUint(n, 10) != vals[2] {
 		return bad("line 4: size %q is not a decimal number", abbrev(vals[2]))
 	}
 	s.Size = int64(n)
@@ -305,4 +308,10 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 		d.Close()
 	}
 	return nil
+}
+
+// validBuild reports whether s is a build by the one version rule.
+func validBuild(s string) bool {
+	_, err := version.Parse(s)
+	return err == nil
 }
