@@ -10,7 +10,6 @@ import (
 	"os"
 	"unicode/utf8"
 
-	"github.com/spf13/pflag"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 )
@@ -52,22 +51,10 @@ func CheckPassword(cfg *Config, user, password string) error {
 	return nil
 }
 
-// runPasswd is "appserver passwd": it reads a new administrator password
+// Passwd is "appserver passwd": it reads a new administrator password
 // and prints the [ADMIN] PasswordHash line for it. On a terminal it asks
 // twice without echo; otherwise it reads one line from stdin, for scripts.
-func runPasswd(args []string, stdin *os.File, stdout, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("appserver passwd", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: appserver passwd\n\nReads the administrator's password (twice, without echo, on a terminal;\none line of standard input otherwise) and prints the PasswordHash line\nfor the [ADMIN] section of AppServer.ini.")
-	}
-	if err := fl.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", ErrUsage, err)
-	}
-	if fl.NArg() > 0 {
-		return fmt.Errorf("%w: appserver passwd takes no arguments, got %q", ErrUsage, fl.Args())
-	}
-
+func Passwd(stdin *os.File, stdout, stderr io.Writer) error {
 	var pw []byte
 	var err error
 	if fd := int(stdin.Fd()); term.IsTerminal(fd) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -33,7 +32,7 @@ func stdinWith(t *testing.T, data string) *os.File {
 func TestPasswdStdin(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	if err := runPasswd(nil, stdinWith(t, "correct horse\r\nsomething else\n"), &stdout, &stderr); err != nil {
+	if err := Passwd(stdinWith(t, "correct horse\r\nsomething else\n"), &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
 	out := stdout.String()
@@ -100,12 +99,12 @@ func TestPasswdRefused(t *testing.T) {
 		{"too short", nil, "1234567\n", "shorter than 8 characters", false},
 		{"too short in characters", nil, "ééééééé\n", "shorter than 8 characters", false},
 		{"too long", nil, strings.Repeat("x", 73) + "\n", "longer than 72 bytes", false},
-		{"argument", []string{"secret"}, "correct horse\n", "takes no arguments", true},
-		{"unknown flag", []string{"--cost=4"}, "correct horse\n", "unknown flag", true},
+		// "argument" and "unknown flag" are the command line's: see
+		// TestPasswdCommandLine in appserver/internal/cli.
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			err := runPasswd(tt.args, stdinWith(t, tt.input), &stdout, &stderr)
+			err := Passwd(stdinWith(t, tt.input), &stdout, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v, want one containing %q", err, tt.want)
 			}
@@ -158,19 +157,6 @@ func TestPasswdPromptTwice(t *testing.T) {
 				t.Errorf("error = %v, want one containing %q", err, tt.want)
 			}
 		})
-	}
-}
-
-// TestRunPasswd checks that Run dispatches "passwd" before loading any
-// configuration: an administrator runs it before AppServer.ini is ready.
-func TestRunPasswd(t *testing.T) {
-	t.Chdir(t.TempDir()) // No AppServer.ini here.
-	err := Run(t.Context(), []string{"passwd", "extra"}, new(bytes.Buffer), new(bytes.Buffer))
-	if err == nil || !strings.Contains(err.Error(), "takes no arguments") {
-		t.Errorf("Run passwd extra: %v, want the passwd usage error", err)
-	}
-	if _, err := os.Stat(filepath.Join(".", "AppServer.ini")); err == nil {
-		t.Error("passwd created an AppServer.ini")
 	}
 }
 

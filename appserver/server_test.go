@@ -1072,7 +1072,7 @@ func TestRunCheck(t *testing.T) {
 	defer cancel()
 	var out, errb lockedBuffer
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, []string{"--config", cfgPath, "--check"}, &out, &errb) }()
+	go func() { done <- RunServer(ctx, ServeOptions{Config: cfgPath, Check: true}, &out, &errb) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -1119,8 +1119,8 @@ func TestRunErrors(t *testing.T) {
 	}{
 		{name: "missing update folder", args: []string{"--config", bad}, want: []string{bad, "[UPDATE]", "PathLinux", missing, "does not exist"}},
 		{name: "missing configuration", args: []string{"--config", filepath.Join(base, "none.ini")}, want: []string{"none.ini"}},
-		{name: "unknown flag", args: []string{"--config", good, "--port", "1"}, want: []string{"port"}},
-		{name: "stray argument", args: []string{"--config", good, "serve"}, want: []string{"serve"}},
+		// An unknown flag and a stray argument are the command line's:
+		// see TestUnknownFlagsAndCommands in appserver/internal/cli.
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1134,7 +1134,7 @@ func TestRunErrors(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
 			var out, errb lockedBuffer
-			err = Run(ctx, append(tc.args, "--listen", addr), &out, &errb)
+			err = RunServer(ctx, ServeOptions{Config: tc.args[1], Listen: addr}, &out, &errb)
 			if !errors.Is(err, ErrUsage) {
 				t.Fatalf("Run = %v, want an error wrapping ErrUsage", err)
 			}
@@ -2015,5 +2015,25 @@ func TestSendFoldersOpensInOrder(t *testing.T) {
 		got, _ := io.ReadAll(fh)
 		fh.Close()
 		t.Errorf("b/z, through a link out of the update folder, was opened and reads %q", got)
+	}
+}
+
+// TestCheckReportsPreserveThatNamesNothing: --check warns of a Preserve
+// entry that is in no update folder (matched case-insensitively).
+func TestCheckReportsPreserveThatNamesNothing(t *testing.T) {
+	base := t.TempDir()
+	writeTree(t, filepath.Join(base, "linux"), map[string]string{"smartclient": "x", "SmartClient.ini": "[TCP]\n"}, oldTime)
+	cfgPath := filepath.Join(base, "AppServer.ini")
+	writeFile(t, cfgPath, "[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux=linux\nBuild="+srvBuild+"\nPreserve=smartclient.ini;config/typo.ini\n")
+	var out, errb lockedBuffer
+	if err := RunServer(t.Context(), ServeOptions{Config: cfgPath, Check: true}, &out, &errb); err != nil {
+		t.Fatalf("--check: %v\n%s", err, errb.String())
+	}
+	text := out.String()
+	if !strings.Contains(text, `warning: [UPDATE] Preserve: "config/typo.ini" names no file in any update folder`) {
+		t.Errorf("no warning for config/typo.ini:\n%s", text)
+	}
+	if strings.Contains(text, `"smartclient.ini" names no file`) {
+		t.Errorf("smartclient.ini, which is there as SmartClient.ini, was reported:\n%s", text)
 	}
 }

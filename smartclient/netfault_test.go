@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient"
+	"github.com/erpupdate/smartsync/smartclient/internal/cli"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/otiai10/copy"
 )
@@ -481,8 +482,8 @@ func TestResetMidTransferLeavesInstallUnchanged(t *testing.T) {
 			if got := p.trips.Load(); got != 1 {
 				t.Fatalf("the reset fired on %d connections, want 1", got)
 			}
-			if code != smartclient.ExitFailed {
-				t.Errorf("exit %d, want %d", code, smartclient.ExitFailed)
+			if code != cli.ExitFailed {
+				t.Errorf("exit %d, want %d", code, cli.ExitFailed)
 			}
 			for _, want := range []string{"Could not update automatically", "connection to the update server was lost", tc.where} {
 				if !strings.Contains(strings.ToLower(errOut), strings.ToLower(want)) {
@@ -656,8 +657,8 @@ func TestClientSideResetLeavesInstallUnchangedAndServerServesOthers(t *testing.T
 			if got := p.trips.Load(); got != 1 {
 				t.Errorf("the reset fired on %d connections, want 1", got)
 			}
-			if code != smartclient.ExitFailed {
-				t.Errorf("exit %d, want %d", code, smartclient.ExitFailed)
+			if code != cli.ExitFailed {
+				t.Errorf("exit %d, want %d", code, cli.ExitFailed)
 			}
 			for _, want := range []string{"Could not update automatically", "connection to the update server was lost"} {
 				if !strings.Contains(errOut, want) {
@@ -716,8 +717,8 @@ func TestResetInsideTheSketch(t *testing.T) {
 			if got := p.trips.Load(); got != 1 {
 				t.Fatalf("the reset fired on %d connections, want 1", got)
 			}
-			if code != smartclient.ExitFailed || !strings.Contains(errOut, "connection to the update server was lost") {
-				t.Errorf("exit %d, stderr %q; want %d and the connection lost", code, errOut, smartclient.ExitFailed)
+			if code != cli.ExitFailed || !strings.Contains(errOut, "connection to the update server was lost") {
+				t.Errorf("exit %d, stderr %q; want %d and the connection lost", code, errOut, cli.ExitFailed)
 			}
 			if b, err := os.ReadFile(kept); err != nil || !bytes.Equal(b, keptBefore) {
 				t.Errorf("kept manifest after the fault: %d bytes, %v; want it as it was", len(b), err)
@@ -738,7 +739,7 @@ func TestResetWhileReportingKeepsTheUpdate(t *testing.T) {
 	if p.trips.Load() != 1 {
 		t.Errorf("the reset fired on %d connections, want 1", p.trips.Load())
 	}
-	if code != smartclient.ExitOK || !strings.Contains(out, "Updated to build") {
+	if code != cli.ExitOK || !strings.Contains(out, "Updated to build") {
 		t.Fatalf("exit %d, %q %q; want 0 and the update done", code, out, errOut)
 	}
 	sameTree(t, tree(t, dir), tree(t, sc.s.folders["linux"]), "after the update")
@@ -769,7 +770,7 @@ func TestResetDuringFreshInstallInstallsNothing(t *testing.T) {
 	if p.trips.Load() != 1 {
 		t.Errorf("the reset fired on %d connections, want 1", p.trips.Load())
 	}
-	if code != smartclient.ExitFailed || !strings.Contains(errOut, "connection to the update server was lost") || !strings.Contains(errOut, "receiving lib/big.so") {
+	if code != cli.ExitFailed || !strings.Contains(errOut, "connection to the update server was lost") || !strings.Contains(errOut, "receiving lib/big.so") {
 		t.Fatalf("exit %d, stderr %q; want 1 and a connection lost inside lib/big.so", code, errOut)
 	}
 	if got := tree(t, dir); len(got) != 0 {

@@ -218,6 +218,24 @@ func (p *plan) changesContent() bool {
 	return len(p.fetch) > 0 || len(p.links) > 0 || len(p.remove) > 0
 }
 
+// changes lists the plan for people, in manifest order then removals.
+func (p *plan) changes(man *manifest) []Change {
+	var out []Change
+	add := func(kind string, idx []int) {
+		for _, i := range idx {
+			out = append(out, Change{Kind: kind, Path: man.Files[i].Path})
+		}
+	}
+	add("fetch", p.fetch)
+	add("link", p.links)
+	add("retime", p.touch)
+	for _, r := range p.remove {
+		out = append(out, Change{Kind: "remove", Path: r})
+	}
+	slices.SortStableFunc(out, func(a, b Change) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}
+
 // installs lists what the switch renames into place: fetched files and
 // new links.
 func (p *plan) installs() []int { return slices.Concat(p.fetch, p.links) }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient"
+	"github.com/erpupdate/smartsync/smartclient/internal/cli"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -174,7 +175,7 @@ func TestInterruptWhileWaitingToRetry(t *testing.T) {
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- smartclient.Run(ctx, []string{"sync", "--server", p.addr, "--dir", dir, "--os", "linux", "--yes"}, strings.NewReader(""), out, &errOut)
+		done <- cli.Main(ctx, []string{"sync", "--server", p.addr, "--dir", dir, "--os", "linux", "--yes"}, strings.NewReader(""), out, &errOut)
 	}()
 	select {
 	case <-out.seen:
@@ -190,8 +191,8 @@ func TestInterruptWhileWaitingToRetry(t *testing.T) {
 	cancel()
 	select {
 	case code := <-done:
-		if code != smartclient.ExitInterrupted || !strings.Contains(errOut.String(), "Interrupted") {
-			t.Errorf("exit %d, %q; want %d and the interrupt", code, errOut.String(), smartclient.ExitInterrupted)
+		if code != cli.ExitInterrupted || !strings.Contains(errOut.String(), "Interrupted") {
+			t.Errorf("exit %d, %q; want %d and the interrupt", code, errOut.String(), cli.ExitInterrupted)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("still waiting 10 s after the interrupt")

@@ -235,7 +235,13 @@ func TestStayingSession(t *testing.T) {
 			o := Options{Dir: tmp, Log: log, StopGrace: 300 * time.Millisecond}
 			argv := []string{"sh", "-c", strings.NewReplacer(`"$MARK"`, "'"+mark+"'", `"$GO"`, "'"+goFile+"'").Replace(tc.program)}
 			done := make(chan int, 1)
-			go func() { done <- runProgram(ctx, o, c, argv, strings.NewReader(""), io.Discard, out) }()
+			go func() {
+				code, err := runProgram(ctx, o, c, argv, strings.NewReader(""), io.Discard, out)
+				if err != nil {
+					t.Errorf("runProgram: %v", err)
+				}
+				done <- code
+			}()
 
 			if tc.interrupt {
 				ready()

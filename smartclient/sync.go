@@ -26,6 +26,7 @@ type Options struct {
 	Yes       bool   // accept an incompatible (full) update without asking
 	CheckOnly bool   // say whether an update is available; change nothing
 	Stats     bool   // the command prints byte counts at the end
+	List      bool   // with CheckOnly: list what would change in Result.Planned
 	// Confirm asks the user a yes/no question; nil means there is nobody
 	// to ask (no terminal), and an incompatible update is then declined
 	// unless Yes is set.
@@ -46,9 +47,9 @@ type Options struct {
 	// before it is killed; 0 means 10 s.
 	StopGrace time.Duration
 
-	// keep, when set ('run'), is handed the session instead of its
-	// being closed, if it ended with the server's ReportAck: it has
-	// sent Stay, and the server's notices follow on it.
+	// keep, when set ('run', through Application.Keep), is handed the
+	// session instead of its being closed, if it ended with the server's
+	// ReportAck: it has sent Stay, and the server's notices follow on it.
 	keep func(*conn)
 	// noBlocks fetches no file by block sums: the second attempt of a
 	// sync whose file built that way failed its check (see Sync).
@@ -72,6 +73,20 @@ type Result struct {
 	Kept         int    // preserved files left as they were
 	Backup       string // backup folder made, if any
 	Message      string // for Disabled: the server's reason
+	Installed    string // the build installed before the sync, "" for none
+	Planned      []Change
+}
+
+// Change is one thing a sync would do to the install, as Options.List
+// asks: Kind is "fetch", "link", "retime" or "remove".
+type Change struct {
+	Kind, Path string
+}
+
+// Changes is the number of files a checked sync would fetch, retime or
+// remove: 0 means up to date.
+func (r *Result) Changes() int {
+	return r.Fetched + r.Touched + r.Removed
 }
 
 // Errors that decide the exit code.
@@ -82,6 +97,12 @@ var (
 
 // IncompatiblePrompt is the question asked before a full update.
 const IncompatiblePrompt = "SmartClient and AppServer builds are incompatible. Update now? [Y/n]"
+
+// firstInstallPrompt asks before a first install: the folder holds no
+// build, so the builds are not incompatible, only absent.
+func firstInstallPrompt(build string) string {
+	return fmt.Sprintf("No build installed yet. Install build %s now? [Y/n]", build)
+}
 
 // Sync brings the install folder to the server's release: see the
 // package documentation for the steps. On any failure the install folder
@@ -107,7 +128,9 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		if _, err := os.Stat(o.Dir); errors.Is(err, fs.ErrNotExist) {
 			created = true
 		}
-		if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		// Mkdir, not MkdirAll: a folder whose parent is missing is a
+		// typo, not a place to install a client made up on the spot.
+		if err := os.Mkdir(o.Dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("creating install folder: %w", err)
 		}
 	}
@@ -282,7 +305,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 		}
 		c.Close()
 	}()
-	res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message}
+	res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message, Installed: st.Build}
 	o.Log.Info("connected", "server", o.Server, "server_build", w.ServerBuild, "installed_build", st.Build,
 		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
 	report := func(r syncproto.Report) {
@@ -313,7 +336,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	}
 	full := !w.Compatible
 	if full && !o.CheckOnly && !o.Yes {
-		ok, err := confirm(ctx, c, o, w)
+		ok, err := confirm(ctx, c, o, w, st.Build)
 		if err != nil {
 			return nil, err
 		}
@@ -478,6 +501,9 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	if o.CheckOnly {
 		res.Outcome = syncproto.OutcomeChecked
 		res.Fetched, res.FetchedBytes = len(p.fetch), p.fetchBytes
+		if o.List {
+			res.Planned = p.changes(man)
+		}
 		if err := c.request(nil, nil); err != nil {
 			return nil, fmt.Errorf("ending the check: %w", err)
 		}
@@ -604,9 +630,13 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 
 // confirm asks whether to go ahead with a full update. The session is
 // told the answer and closed first when the answer is no.
-func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome) (bool, error) {
+func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome, installed string) (bool, error) {
 	if o.Confirm == nil {
-		fmt.Fprintf(o.Out, "SmartClient and AppServer builds are incompatible (%s); not updating without a terminal to ask on: run with --yes to accept.\n", w.Message)
+		if installed == "" {
+			fmt.Fprintf(o.Out, "No build installed yet; not installing build %s without a terminal to ask on: run with --yes to accept.\n", w.ServerBuild)
+		} else {
+			fmt.Fprintf(o.Out, "SmartClient and AppServer builds are incompatible (%s); not updating without a terminal to ask on: run with --yes to accept.\n", w.Message)
+		}
 		c.report(o.Log, syncproto.Report{Outcome: syncproto.OutcomeDeclined, Message: "no terminal to ask on"})
 		return false, nil
 	}
@@ -619,7 +649,11 @@ func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome) (bool
 	}
 	ch := make(chan answer, 1)
 	go func() {
-		ok, err := o.Confirm(IncompatiblePrompt)
+		q := IncompatiblePrompt
+		if installed == "" {
+			q = firstInstallPrompt(w.ServerBuild)
+		}
+		ok, err := o.Confirm(q)
 		ch <- answer{ok, err}
 	}()
 	select {

@@ -28,6 +28,7 @@ import (
 	"github.com/erpupdate/smartsync/appserver"
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/smartclient"
+	"github.com/erpupdate/smartsync/smartclient/internal/cli"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/otiai10/copy"
 	"github.com/zeebo/blake3"
@@ -242,7 +243,7 @@ func mustSync(t *testing.T, s *server, dir string, mod func(*smartclient.Options
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := smartclient.Run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	code := cli.Main(context.Background(), args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -382,7 +383,7 @@ func TestIncrementalNoopAndMtimeOnly(t *testing.T) {
 			t.Errorf("received %d, sent %d bytes for a no-op of 6 files", res.Received, res.Sent)
 		}
 		code, out, _ := runCLI(t, "sync", "--stats", "--server", s.addr, "--dir", dir, "--os", "linux")
-		if code != smartclient.ExitOK || !strings.Contains(out, "stats: received=") || !strings.Contains(out, " fetched=0 ") {
+		if code != cli.ExitOK || !strings.Contains(out, "stats: received=") || !strings.Contains(out, " fetched=0 ") {
 			t.Errorf("--stats: exit %d, %q", code, out)
 		}
 		if b := backups(t, dir); len(b) != 1 {
@@ -465,14 +466,14 @@ func TestIncompatible(t *testing.T) {
 	})
 	t.Run("no terminal and no --yes", func(t *testing.T) {
 		code, out, _ := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux")
-		if code != smartclient.ExitDeclined || !strings.Contains(out, "--yes") {
+		if code != cli.ExitDeclined || !strings.Contains(out, "--yes") {
 			t.Fatalf("exit %d, output %q; want 3 and a hint to use --yes", code, out)
 		}
 		sameTree(t, tree(t, dir), before, "after decline")
 	})
 	t.Run("--yes copies everything, INI files included", func(t *testing.T) {
 		code, out, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux", "--yes")
-		if code != smartclient.ExitOK {
+		if code != cli.ExitOK {
 			t.Fatalf("exit %d: %s %s", code, out, errOut)
 		}
 		sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "after full update")
@@ -487,7 +488,7 @@ func TestUpdatesDisabled(t *testing.T) {
 	s := newServer(t, serverConf{enable: false})
 	dir := filepath.Join(t.TempDir(), "install")
 	code, out, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux", "--yes")
-	if code != smartclient.ExitOK || !strings.Contains(out, "disabled") {
+	if code != cli.ExitOK || !strings.Contains(out, "disabled") {
 		t.Fatalf("exit %d, %q %q; want 0 and a message", code, out, errOut)
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
@@ -528,7 +529,7 @@ func TestEachOS(t *testing.T) {
 		t.Run(osName, func(t *testing.T) {
 			dir := t.TempDir()
 			code, out, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", osName, "--yes")
-			if code != smartclient.ExitOK {
+			if code != cli.ExitOK {
 				t.Fatalf("exit %d: %s %s", code, out, errOut)
 			}
 			sameTree(t, tree(t, dir), tree(t, s.folders[osName]), osName)
@@ -610,7 +611,7 @@ func TestServerUnreachable(t *testing.T) {
 	}
 	before := tree(t, dir)
 	code, _, errOut := runCLI(t, "sync", "--server", addr, "--dir", dir, "--os", "linux", "--yes")
-	if code != smartclient.ExitFailed {
+	if code != cli.ExitFailed {
 		t.Fatalf("exit %d, want 1", code)
 	}
 	for _, want := range []string{"Could not update automatically: cannot reach the update server", "Please contact your system administrator."} {
@@ -666,7 +667,7 @@ func TestDroppedMidTransfer(t *testing.T) {
 	s.write("linux", "smartclient", "new binary")
 	proxy := cutProxy(t, s.addr, 1<<20)
 	code, _, errOut := runCLI(t, "sync", "--server", proxy, "--dir", dir, "--os", "linux")
-	if code != smartclient.ExitFailed || !strings.Contains(errOut, "connection to the update server was lost") {
+	if code != cli.ExitFailed || !strings.Contains(errOut, "connection to the update server was lost") {
 		t.Fatalf("exit %d, stderr %q; want 1 and a lost connection", code, errOut)
 	}
 	sameTree(t, tree(t, dir), before, "after a dropped transfer")
@@ -687,15 +688,23 @@ func TestCheckChangesNothing(t *testing.T) {
 	state, _ := os.ReadFile(filepath.Join(dir, ".smartclient", "state.bin"))
 	before := tree(t, dir)
 	code, out, errOut := runCLI(t, "sync", "--check", "--server", s.addr, "--dir", dir, "--os", "linux")
-	if code != smartclient.ExitOK || !strings.Contains(out, "Update available: build "+buildNew) || !strings.Contains(out, "1 files to download") {
-		t.Fatalf("exit %d, %q %q", code, out, errOut)
+	if code != cli.ExitUpdateAvailable || !strings.Contains(out, "Update available: build "+buildNew) || !strings.Contains(out, "1 file to download") {
+		t.Fatalf("exit %d, %q %q; want %d", code, out, errOut, cli.ExitUpdateAvailable)
+	}
+	if strings.Contains(out, "fetch lib/libtlpp.so") {
+		t.Errorf("--check without -v listed the changes: %q", out)
+	}
+	// -v lists what would change, as rsync -ni does.
+	code, out, errOut = runCLI(t, "sync", "--check", "-v", "--server", s.addr, "--dir", dir, "--os", "linux")
+	if code != cli.ExitUpdateAvailable || !strings.Contains(out, "\nfetch lib/libtlpp.so\n") {
+		t.Fatalf("--check -v: exit %d, %q %q", code, out, errOut)
 	}
 	sameTree(t, tree(t, dir), before, "after --check")
 	if after, _ := os.ReadFile(filepath.Join(dir, ".smartclient", "state.bin")); !bytes.Equal(after, state) {
 		t.Error("--check changed the client's state")
 	}
 	mustSync(t, s, dir, nil)
-	if _, out, _ := runCLI(t, "sync", "--check", "--server", s.addr, "--dir", dir, "--os", "linux"); !strings.Contains(out, "Up to date") {
+	if code, out, _ := runCLI(t, "sync", "--check", "--server", s.addr, "--dir", dir, "--os", "linux"); code != cli.ExitOK || !strings.Contains(out, "Up to date") {
 		t.Errorf("after syncing, --check says %q", out)
 	}
 }
@@ -730,7 +739,7 @@ func TestRunStaysAfterReportAck(t *testing.T) {
 			dir = filepath.Join(t.TempDir(), "install")
 		}
 		args := append([]string{tc.args[0], "--server", p.addr, "--dir", dir, "--os", "linux", "--yes"}, tc.args[1:]...)
-		if code, out, errOut := runCLI(t, args...); code != smartclient.ExitOK || tc.fresh != strings.Contains(out, "Updated to build") {
+		if code, out, errOut := runCLI(t, args...); code != cli.ExitOK || tc.fresh != strings.Contains(out, "Updated to build") {
 			t.Fatalf("%v: exit %d, %q %q", tc.args, code, out, errOut)
 		}
 		// The client has closed the session; the proxy reads to its end.
@@ -791,7 +800,7 @@ func TestServerRefuses(t *testing.T) {
 	s := newServer(t, serverConf{enable: true, build: buildNew, noMac: true})
 	dir := t.TempDir()
 	code, _, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "darwin", "--yes")
-	if code != smartclient.ExitFailed || !strings.Contains(errOut, "Could not update automatically: the update server refused") || !strings.Contains(errOut, "PathMacOSX") {
+	if code != cli.ExitFailed || !strings.Contains(errOut, "Could not update automatically: the update server refused") || !strings.Contains(errOut, "PathMacOSX") {
 		t.Fatalf("exit %d, stderr %q; want 1 and the server's reason", code, errOut)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -821,14 +830,14 @@ func TestServerFromSmartclientINI(t *testing.T) {
 				t.Fatal(err)
 			}
 			args := append([]string{"sync", "--dir", dir, "--os", "linux", "--yes"}, tc.args...)
-			if code, out, errOut := runCLI(t, args...); code != smartclient.ExitOK {
+			if code, out, errOut := runCLI(t, args...); code != cli.ExitOK {
 				t.Fatalf("exit %d: %s %s", code, out, errOut)
 			}
 		})
 	}
 	t.Run("no server anywhere", func(t *testing.T) {
 		code, _, errOut := runCLI(t, "sync", "--dir", t.TempDir(), "--os", "linux")
-		if code != smartclient.ExitUsage || !strings.Contains(errOut, "--server") {
+		if code != cli.ExitUsage || !strings.Contains(errOut, "--server") {
 			t.Fatalf("exit %d, %q; want 2 and how to name a server", code, errOut)
 		}
 	})
@@ -857,7 +866,7 @@ func TestStatusAndRestore(t *testing.T) {
 		versions = append(versions, tree(t, dir))
 	}
 	code, out, errOut := runCLI(t, "status", "--dir", dir)
-	if code != smartclient.ExitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("status: exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{"Installed build: 7.00.240301A (linux)", "Last sync:", s.addr, "bkp_remote.001  build 7.00.240101A", "bkp_remote.002  build 7.00.240201A"} {
@@ -867,7 +876,7 @@ func TestStatusAndRestore(t *testing.T) {
 	}
 
 	code, out, errOut = runCLI(t, "restore", "--dir", dir, "--backup", "1")
-	if code != smartclient.ExitOK || !strings.Contains(out, "Restored bkp_remote.001 (build 7.00.240101A)") {
+	if code != cli.ExitOK || !strings.Contains(out, "Restored bkp_remote.001 (build 7.00.240101A)") {
 		t.Fatalf("restore: exit %d: %s %s", code, out, errOut)
 	}
 	sameTree(t, tree(t, dir), versions[0], "after restoring bkp_remote.001")
@@ -889,11 +898,11 @@ func TestStatusAndRestore(t *testing.T) {
 	sameTree(t, tree(t, dir), versions[2], "after syncing again")
 
 	for _, bad := range [][]string{{"--backup", "4"}, {"--backup", "x"}} {
-		if code, _, _ := runCLI(t, append([]string{"restore", "--dir", dir}, bad...)...); code != smartclient.ExitUsage {
+		if code, _, _ := runCLI(t, append([]string{"restore", "--dir", dir}, bad...)...); code != cli.ExitUsage {
 			t.Errorf("restore %v: exit %d, want 2", bad, code)
 		}
 	}
-	if code, _, errOut := runCLI(t, "restore", "--dir", t.TempDir()); code != smartclient.ExitFailed || !strings.Contains(errOut, "no backup") {
+	if code, _, errOut := runCLI(t, "restore", "--dir", t.TempDir()); code != cli.ExitFailed || !strings.Contains(errOut, "no backup") {
 		t.Errorf("restore without backups: exit %d, %q", code, errOut)
 	}
 }
@@ -976,7 +985,7 @@ func TestRestoreWithoutLinks(t *testing.T) {
 		return nil
 	})
 	mustSync(t, s, dir, nil)
-	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != smartclient.ExitOK {
+	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != cli.ExitOK {
 		t.Fatalf("restore: exit %d, %s %s", code, out, errOut)
 	}
 	sameTree(t, tree(t, dir), v1, "after restore")
@@ -1015,7 +1024,7 @@ func TestPostInstall(t *testing.T) {
 			s.start(conf)
 			code, out, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux")
 			if tc.ok {
-				if code != smartclient.ExitOK {
+				if code != cli.ExitOK {
 					t.Fatalf("exit %d: %s %s", code, out, errOut)
 				}
 				if b, err := os.ReadFile(filepath.Join(dir, "data-upgraded.txt")); err != nil || string(b) != "done\n" {
@@ -1023,7 +1032,7 @@ func TestPostInstall(t *testing.T) {
 				}
 				return
 			}
-			if code != smartclient.ExitFailed || !strings.Contains(errOut, "rolled back") {
+			if code != cli.ExitFailed || !strings.Contains(errOut, "rolled back") {
 				t.Fatalf("exit %d, %q; want 1 and a rollback", code, errOut)
 			}
 			for _, w := range tc.want {
@@ -1136,7 +1145,7 @@ func TestStagingWriteFaults(t *testing.T) {
 			})
 			code, _, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux")
 			restore()
-			if code != smartclient.ExitFailed || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, tc.file) {
+			if code != cli.ExitFailed || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, tc.file) {
 				t.Fatalf("exit %d, %q; want 1 naming %s and %q", code, errOut, tc.file, tc.want)
 			}
 			sameTree(t, tree(t, dir), before, "after the fault")
@@ -1220,7 +1229,7 @@ func TestMacBundleLinks(t *testing.T) {
 		t.Errorf("through the links: %q, %v", b, err)
 	}
 	sameTree(t, tree(t, filepath.Join(dir, "bkp_remote.001")), v1, "backup with links")
-	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != smartclient.ExitOK {
+	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != cli.ExitOK {
 		t.Fatalf("restore: %d %s %s", code, out, errOut)
 	}
 	sameTree(t, tree(t, dir), v1, "after restore")
@@ -1256,7 +1265,7 @@ func TestRestoredINIIsACopy(t *testing.T) {
 	mustSync(t, s, dir, yes)
 	s.write("linux", "config/app.ini", "[db]\nrelease=2\n")
 	mustSync(t, s, dir, nil) // bkp_remote.001 holds release 1
-	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != smartclient.ExitOK {
+	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != cli.ExitOK {
 		t.Fatalf("restore: %d %s %s", code, out, errOut)
 	}
 	restored := filepath.Join(dir, "config", "app.ini")
@@ -1295,7 +1304,7 @@ func TestRestoreLeavesUserFilesAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != smartclient.ExitOK {
+	if code, out, errOut := runCLI(t, "restore", "--dir", dir); code != cli.ExitOK {
 		t.Fatalf("restore: %d %s %s", code, out, errOut)
 	}
 	for p, want := range map[string]string{notes: "v2", ini: "[tcp]\nserver=new-server\n"} {
@@ -1318,7 +1327,7 @@ func TestRestoreLeavesUserFilesAlone(t *testing.T) {
 		}
 		before := tree(t, dir)
 		code, _, errOut := runCLI(t, "restore", "--dir", dir)
-		if code != smartclient.ExitFailed || !strings.Contains(errOut, "symbolic link") {
+		if code != cli.ExitFailed || !strings.Contains(errOut, "symbolic link") {
 			t.Fatalf("exit %d, %q; want 1 and the link named", code, errOut)
 		}
 		sameTree(t, tree(t, dir), before, "after the refused restore")
@@ -1538,7 +1547,7 @@ func TestLegacyState(t *testing.T) {
 	status := func(want ...string) {
 		t.Helper()
 		code, out, errOut := runCLI(t, "status", "--dir", dir)
-		if code != smartclient.ExitOK {
+		if code != cli.ExitOK {
 			t.Fatalf("status: exit %d: %s", code, errOut)
 		}
 		for _, w := range want {
@@ -1562,7 +1571,7 @@ func TestLegacyState(t *testing.T) {
 	// install's backup keeps its state as it was.
 	downgrade(dir)
 	code, out, errOut := runCLI(t, "restore", "--dir", dir, "--backup", "1")
-	if code != smartclient.ExitOK || !strings.Contains(out, "Restored bkp_remote.001 (build 7.00.240101A)") {
+	if code != cli.ExitOK || !strings.Contains(out, "Restored bkp_remote.001 (build 7.00.240101A)") {
 		t.Fatalf("restore: exit %d: %s %s", code, out, errOut)
 	}
 	sameTree(t, tree(t, dir), v1, "after restoring bkp_remote.001")

@@ -1,26 +1,20 @@
-// Command appserver serves SmartClient update folders; see the README.
+// Command appserver serves SmartClient update folders; see the README. The
+// command line lives in appserver/internal/cli, the server in the
+// appserver package.
 package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/erpupdate/smartsync/appserver"
+	"github.com/erpupdate/smartsync/appserver/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := appserver.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "appserver:", err)
-		if errors.Is(err, appserver.ErrUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	os.Exit(code)
 }

@@ -9,72 +9,56 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/erpupdate/smartsync/appserver/release"
 	"github.com/erpupdate/smartsync/internal/version"
-	"github.com/spf13/pflag"
 )
 
-// ErrUsage marks errors in the command line or configuration; the command
+// ErrUsage marks errors in the configuration or options; the command
 // exits 2 for them.
 var ErrUsage = errors.New("usage or configuration error")
 
-// Run is the appserver command: it parses args (without the program
-// name), loads the configuration and serves until ctx is cancelled, or
-// with --check validates and prints a summary. "appserver release ..." is
-// the vendor's release tool instead (see package release), and "appserver
-// passwd" prints an [ADMIN] PasswordHash line (see runPasswd).
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "release" {
-		err := release.Run(ctx, args[1:], stdout, stderr)
-		if errors.Is(err, release.ErrUsage) {
-			err = fmt.Errorf("%w: %w", ErrUsage, err)
-		}
-		return err
-	}
-	if len(args) > 0 && args[0] == "passwd" {
-		return runPasswd(args[1:], os.Stdin, stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "selfupdate-helper" {
-		return runHelper(ctx, args[1:], stderr)
-	}
-	fl := pflag.NewFlagSet("appserver", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
-	config := fl.String("config", "AppServer.ini", "AppServer.ini to use")
-	check := fl.Bool("check", false, "validate the configuration, index every update folder, print a summary and exit")
-	state := fl.String("state", "", "folder for the server's state (hash caches); default: appserver-state beside the configuration")
-	listen := fl.String("listen", "", "address to listen on, overriding [TCP] Port (e.g. 127.0.0.1:0)")
-	if err := fl.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", ErrUsage, err)
-	}
-	if fl.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", ErrUsage, fl.Args())
-	}
-	cfg, err := LoadConfig(*config)
+// ServeOptions are the appserver command's options.
+type ServeOptions struct {
+	Config string // AppServer.ini to use
+	State  string // folder for the server's state; "" for appserver-state beside Config
+	Listen string // address to listen on; "" for [TCP] Port on every address
+	Check  bool   // validate, index every update folder, print a summary and return
+	// Args is the command line the server was started with, to start the
+	// next server with after a self-update.
+	Args []string
+}
+
+// RunServer loads the configuration and serves until ctx is cancelled, or
+// with o.Check validates it and prints a summary on stdout. Errors in the
+// configuration wrap ErrUsage.
+func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) error {
+	cfg, err := LoadConfig(o.Config)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	if *state == "" {
-		*state = filepath.Join(filepath.Dir(*config), "appserver-state")
+	state := o.State
+	if state == "" {
+		state = filepath.Join(filepath.Dir(o.Config), "appserver-state")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	addr := *listen
+	addr := o.Listen
 	if addr == "" {
 		addr = ":" + strconv.Itoa(cfg.Port)
 	}
-	self, err := findSelf(args, *config, *state, addr)
+	self, err := findSelf(o.Args, o.Config, state, addr)
 	if err != nil {
 		return err
 	}
-	if !*check {
+	if !o.Check {
 		if err := recoverSelfUpdate(log, self); err != nil {
 			return err
 		}
 	}
-	srv, err := New(ctx, log, cfg, *state)
+	srv, err := New(ctx, log, cfg, state)
 	var ce *ConfigError
 	if errors.As(err, &ce) {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
@@ -83,7 +67,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer srv.Close()
-	if *check {
+	if o.Check {
 		return printSummary(stdout, cfg, srv)
 	}
 	srv.SetSelf(self)
@@ -99,6 +83,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("stopped for a self-update; the update helper takes over")
 	}
 	return nil
+}
+
+// RunHelper is the self-update helper process, "appserver
+// selfupdate-helper --journal FILE", which the server starts to switch
+// installations while it is stopped; args follow the command's name.
+func RunHelper(ctx context.Context, args []string, stderr io.Writer) error {
+	return runHelper(ctx, args, stderr)
 }
 
 // findSelf describes the running installation: the executable's folder,
@@ -153,6 +144,17 @@ func printSummary(w io.Writer, cfg *Config, srv *Server) error {
 		ix := srv.indexes[o]
 		m := ix.cur
 		fmt.Fprintf(w, "%-8s %6d files %14s bytes  build %s  %s\n", o, len(m.Files), groupDigits(m.TotalBytes), m.Build, ix.Dir)
+	}
+	// A Preserve entry that names no file anywhere is most often a typo,
+	// and would silently protect nothing.
+	for _, p := range cfg.Preserve {
+		found := false
+		for _, ix := range srv.indexes {
+			found = found || slices.ContainsFunc(ix.cur.Files, func(f File) bool { return strings.EqualFold(f.Path, p) })
+		}
+		if !found {
+			fmt.Fprintf(w, "warning: [UPDATE] Preserve: %q names no file in any update folder\n", p)
+		}
 	}
 	return nil
 }

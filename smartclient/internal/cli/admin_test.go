@@ -1,4 +1,4 @@
-package smartclient
+package cli
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -159,7 +160,7 @@ func (f *fakeAdmin) session(nc net.Conn) {
 		w.Flush()
 	}
 	m, err := r.Expect(syncproto.MsgAdminKey)
-	if err != nil && !lostConnection(err) {
+	if err != nil && !smartclient.ConnectionLost(err) {
 		f.t.Errorf("fake admin server: reading the client's key: %v", err)
 	}
 	if err != nil {
@@ -174,7 +175,7 @@ func (f *fakeAdmin) session(nc net.Conn) {
 	m2, err := r.Expect(syncproto.MsgAdmin)
 	if err != nil {
 		// A client that gives up may hang up at any time.
-		if !lostConnection(err) {
+		if !smartclient.ConnectionLost(err) {
 			f.t.Errorf("fake admin server: reading the request: %v", err)
 		}
 		return
@@ -220,7 +221,7 @@ func runAdminCLI(t *testing.T, ctx context.Context, f *fakeAdmin, args ...string
 	defer func() { adminPollInterval = saved }()
 	var out, errb bytes.Buffer
 	args = append([]string{"admin", "update-server", "--dir", t.TempDir(), "--server", f.addr}, args...)
-	code := Run(ctx, args, strings.NewReader(""), &out, &errb)
+	code := Main(ctx, args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -242,7 +243,7 @@ func TestAdminPassword(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeAdmin(t, answer(status))
-			t.Setenv(AdminPasswordEnv, tc.password)
+			t.Setenv(smartclient.AdminPasswordEnv, tc.password)
 			args := []string{"--status"}
 			if tc.user != "" {
 				args = append(args, "--user", tc.user)
@@ -275,12 +276,12 @@ func orDefault(a, b string) string {
 func TestAdminNoPassword(t *testing.T) {
 	f := newFakeAdmin(t, answer())
 	code, _, errOut := runAdminCLI(t, t.Context(), f, "--status")
-	if code != ExitUsage || !strings.Contains(errOut, AdminPasswordEnv) {
-		t.Fatalf("exit %d, stderr %q: want %d and a word on %s", code, errOut, ExitUsage, AdminPasswordEnv)
+	if code != ExitUsage || !strings.Contains(errOut, smartclient.AdminPasswordEnv) {
+		t.Fatalf("exit %d, stderr %q: want %d and a word on %s", code, errOut, ExitUsage, smartclient.AdminPasswordEnv)
 	}
-	t.Setenv(AdminPasswordEnv, "")
+	t.Setenv(smartclient.AdminPasswordEnv, "")
 	if code, _, errOut := runAdminCLI(t, t.Context(), f, "--status"); code != ExitUsage || !strings.Contains(errOut, "set but empty") {
-		t.Fatalf("empty %s: exit %d, stderr %q", AdminPasswordEnv, code, errOut)
+		t.Fatalf("empty %s: exit %d, stderr %q", smartclient.AdminPasswordEnv, code, errOut)
 	}
 	if f.served != 0 || len(f.requests) != 0 {
 		t.Errorf("the server was asked %d times", len(f.requests))
@@ -414,7 +415,7 @@ func TestAdminUpdateNow(t *testing.T) {
 		errOut: fmt.Sprintf("peer speaks version %d", syncproto.Version+1),
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(AdminPasswordEnv, fakePassword)
+			t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
 			var f *fakeAdmin
 			f = newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
 				if n > 0 && a.Op != syncproto.OpStatus {
@@ -468,7 +469,7 @@ func TestAdminUpdateNow(t *testing.T) {
 }
 
 func TestAdminAt(t *testing.T) {
-	t.Setenv(AdminPasswordEnv, fakePassword)
+	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
 	// Two hours on, to the minute: the next time of day "HH:MM" names,
 	// today or tomorrow.
 	next := time.Now().Add(2 * time.Hour).Truncate(time.Minute)
@@ -533,7 +534,7 @@ func TestParseAt(t *testing.T) {
 }
 
 func TestAdminStatusAndCancel(t *testing.T) {
-	t.Setenv(AdminPasswordEnv, fakePassword)
+	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
 	when := time.Date(2026, 11, 24, 2, 0, 0, 0, time.Local)
 	scheduled := syncproto.UpdateStatus{State: syncproto.StateScheduled, ID: "u-7", RunningBuild: "7.00.240501A",
 		OldBuild: "7.00.240501A", NewBuild: "7.00.241101A", When: when.Unix(), Source: "/srv/releases/erp.tar.gz"}
@@ -619,9 +620,9 @@ func TestAdminFlags(t *testing.T) {
 		{"bad --wait", []string{"--from", "r.tar.gz", "--wait", "0s"}, false, "--wait 0s: must be positive", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(AdminPasswordEnv, fakePassword)
+			t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
 			if tc.short {
-				t.Setenv(ShortCountdownEnv, "1")
+				t.Setenv(smartclient.ShortCountdownEnv, "1")
 			}
 			f := newFakeAdmin(t, func(_ int, a syncproto.Admin, send func(...syncproto.Message)) {
 				send(syncproto.UpdateStatus{State: syncproto.StateFailed, ID: "u-1", Message: "test"})
@@ -650,7 +651,7 @@ func TestAdminFlags(t *testing.T) {
 // TestAdminInterrupted interrupts a client that waits for a restarting
 // server: it stops at once with 130 and says that the update goes on.
 func TestAdminInterrupted(t *testing.T) {
-	t.Setenv(AdminPasswordEnv, fakePassword)
+	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	f := newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
@@ -675,31 +676,53 @@ func TestAdminLibrary(t *testing.T) {
 	f := newFakeAdmin(t, answer(syncproto.AdminEvent{Text: "one"}, syncproto.AdminEvent{Text: "two"},
 		syncproto.UpdateStatus{State: syncproto.StateNone, RunningBuild: "A"}))
 	var events []string
-	o := AdminOptions{Server: f.addr, User: fakeUser, Password: fakePassword, Op: syncproto.OpStatus,
+	o := smartclient.AdminOptions{Server: f.addr, User: fakeUser, Password: fakePassword, Op: syncproto.OpStatus,
 		Event: func(s string) { events = append(events, s) }}
-	st, err := Admin(t.Context(), o)
+	st, err := smartclient.Admin(t.Context(), o)
 	if err != nil || st.State != syncproto.StateNone || st.RunningBuild != "A" || strings.Join(events, ",") != "one,two" {
 		t.Fatalf("Admin = %+v, %v; events %q", st, err, events)
 	}
-	for _, mod := range []func(*AdminOptions){
-		func(o *AdminOptions) { o.Password = "" },
-		func(o *AdminOptions) { o.Password = strings.Repeat("x", syncproto.MaxPassword+1) },
-		func(o *AdminOptions) { o.User = "" },
-		func(o *AdminOptions) { o.Op = 9 },
-		func(o *AdminOptions) { o.Op = syncproto.OpUpdate },                                                 // no source
-		func(o *AdminOptions) { o.Op, o.Source, o.Countdown = syncproto.OpUpdate, "r.tar.gz", time.Second }, // too short
-		func(o *AdminOptions) {
+	for _, mod := range []func(*smartclient.AdminOptions){
+		func(o *smartclient.AdminOptions) { o.Password = "" },
+		func(o *smartclient.AdminOptions) { o.Password = strings.Repeat("x", syncproto.MaxPassword+1) },
+		func(o *smartclient.AdminOptions) { o.User = "" },
+		func(o *smartclient.AdminOptions) { o.Op = 9 },
+		func(o *smartclient.AdminOptions) { o.Op = syncproto.OpUpdate }, // no source
+		func(o *smartclient.AdminOptions) {
+			o.Op, o.Source, o.Countdown = syncproto.OpUpdate, "r.tar.gz", time.Second
+		}, // too short
+		func(o *smartclient.AdminOptions) {
 			o.Op, o.Source, o.Countdown = syncproto.OpUpdate, "r.tar.gz", 61500*time.Millisecond
 		}, // not whole seconds
 	} {
 		o := o
 		mod(&o)
-		if _, err := Admin(t.Context(), o); !errors.Is(err, ErrUsage) {
-			t.Errorf("Admin(%+v) = %v, want a usage error", o, err)
+		if _, err := smartclient.Admin(t.Context(), o); !errors.Is(err, smartclient.ErrUsage) {
+			t.Errorf("smartclient.Admin(%+v) = %v, want a usage error", o, err)
 		}
 	}
 	f.close()
 	if len(f.requests) != 1 {
 		t.Errorf("%d requests reached the server, want 1", len(f.requests))
+	}
+}
+
+// TestAdminDeniedSaysWhy: a server whose self-update is not configured,
+// or that holds back an address after failed logins, is not reported as
+// a wrong password.
+func TestAdminDeniedSaysWhy(t *testing.T) {
+	for _, tc := range []struct {
+		err  syncproto.Error
+		want string
+	}{
+		{syncproto.Error{Code: syncproto.CodeDenied, Message: "wrong administrator user or password"}, "Access denied: wrong administrator user or password."},
+		{syncproto.Error{Code: syncproto.CodeDenied, Message: "self-update is disabled on this server: [ADMIN] PasswordHash is not set in AppServer.ini"}, "self-update is not configured"},
+		{syncproto.Error{Code: syncproto.CodeDenied, Retry: 30, Message: "too many failed logins from this address; try again in 30 s"}, "try again in 30 s"},
+	} {
+		var b bytes.Buffer
+		sayAdminError(&b, smartclient.AdminOptions{Op: syncproto.OpStatus}, &tc.err, ExitFailed)
+		if !strings.Contains(b.String(), tc.want) {
+			t.Errorf("%v: said %q, want %q", tc.err, b.String(), tc.want)
+		}
 	}
 }

@@ -1,0 +1,203 @@
+package cli
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/erpupdate/smartsync/appserver/release"
+	"github.com/spf13/cobra"
+)
+
+// run runs the appserver command with stdin from a file holding input.
+func run(t *testing.T, input string, args ...string) (int, string, string) {
+	t.Helper()
+	in := filepath.Join(t.TempDir(), "stdin")
+	if err := os.WriteFile(in, []byte(input), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out, errb bytes.Buffer
+	code := Main(t.Context(), args, f, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// commands lists every command path of the tree, hidden ones aside.
+func commands(c *cobra.Command, prefix []string) [][]string {
+	out := [][]string{prefix}
+	for _, sub := range c.Commands() {
+		if sub.Hidden {
+			continue
+		}
+		out = append(out, commands(sub, append(append([]string{}, prefix...), sub.Name()))...)
+	}
+	return out
+}
+
+// TestHelpEverywhere: --help and -h on every command print its usage on
+// stdout and exit 0, as does "help COMMAND".
+func TestHelpEverywhere(t *testing.T) {
+	root := (&env{}).root()
+	// cobra adds these two as Execute starts.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	all := commands(root, nil)
+	if len(all) < 8 { // root, passwd, release, keygen, sign, verify, completion and its shells, help
+		t.Fatalf("only %d commands: %q", len(all), all)
+	}
+	for _, path := range all {
+		for _, flag := range []string{"--help", "-h"} {
+			args := append(append([]string{}, path...), flag)
+			code, out, errOut := run(t, "", args...)
+			name := strings.Join(append([]string{"appserver"}, path...), " ")
+			if code != ExitOK || !strings.Contains(out, "Usage:") || !strings.Contains(out, name) || errOut != "" {
+				t.Errorf("%q: exit %d, stdout %q, stderr %q; want 0 and the usage of %q on stdout", args, code, out, errOut, name)
+			}
+		}
+		if len(path) > 0 && path[0] != "help" {
+			code, out, _ := run(t, "", append([]string{"help"}, path...)...)
+			if code != ExitOK || !strings.Contains(out, "Usage:") {
+				t.Errorf("help %q: exit %d, %q", path, code, out)
+			}
+		}
+	}
+	// The root's help names every command an administrator may need.
+	_, out, _ := run(t, "", "--help")
+	for _, want := range []string{"passwd", "release", "completion", "--config", "--check"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("appserver --help does not mention %s:\n%s", want, out)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, "", "--version")
+	if code != ExitOK || !strings.HasPrefix(out, "appserver ") || !strings.Contains(out, runtime.Version()) || !strings.Contains(out, "commit") {
+		t.Errorf("--version: exit %d, %q; want the version, the commit and %s", code, out, runtime.Version())
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		code, out, _ := run(t, "", "completion", shell)
+		if code != ExitOK || !strings.Contains(out, "appserver") || len(out) < 200 {
+			t.Errorf("completion %s: exit %d, %d bytes", shell, code, len(out))
+		}
+	}
+}
+
+// TestUnknownFlagsAndCommands: the command line names what it did not
+// understand, points to --help, and exits 2, before any configuration is
+// read or anything listens.
+func TestUnknownFlagsAndCommands(t *testing.T) {
+	t.Chdir(t.TempDir()) // no AppServer.ini here
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--port", "1"}, "unknown flag: --port"},
+		{[]string{"--config", "x.ini", "serve"}, `unknown command "serve"`},
+		{[]string{"release", "nope"}, `unknown command "nope"`},
+		{[]string{"release"}, "missing command"},
+		{[]string{"release", "keygen", "--force"}, "unknown flag: --force"},
+		{[]string{"release", "keygen"}, "keygen needs --out FILE"},
+		{[]string{"release", "keygen", "--out", "x", "extra"}, "want no arguments"},
+		{[]string{"release", "sign", "a.tar.gz"}, "sign needs --key FILE"},
+		{[]string{"release", "sign", "--key", "k"}, "want one ARCHIVE"},
+		{[]string{"release", "verify", "a.tar.gz"}, "verify needs --public-key"},
+		{[]string{"release", "verify", "--public-key", "ed25519:AAAA", "a.tar.gz"}, "--public-key"},
+		{[]string{"passwd", "secret"}, "takes no arguments"},
+		{[]string{"passwd", "--cost=4"}, "unknown flag: --cost"},
+	} {
+		code, out, errOut := run(t, "correct horse\n", tc.args...)
+		if code != ExitUsage || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "--help' for usage") || out != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want %d and %q with a pointer to --help", tc.args, code, out, errOut, ExitUsage, tc.want)
+		}
+	}
+	if _, err := os.Stat("AppServer.ini"); err == nil {
+		t.Error("a refused command line created an AppServer.ini")
+	}
+	// A configuration that is missing is a usage error too, naming it.
+	code, _, errOut := run(t, "", "--config", "none.ini", "--check")
+	if code != ExitUsage || !strings.Contains(errOut, "none.ini") {
+		t.Errorf("--config none.ini: exit %d, %q", code, errOut)
+	}
+}
+
+// TestPasswdCommandLine: passwd reads one line of standard input and
+// prints the PasswordHash line, without any configuration.
+func TestPasswdCommandLine(t *testing.T) {
+	t.Chdir(t.TempDir())
+	code, out, errOut := run(t, "correct horse\n", "passwd")
+	if code != ExitOK || !strings.HasPrefix(out, "PasswordHash=$2") {
+		t.Errorf("passwd: exit %d, %q, %q", code, out, errOut)
+	}
+	code, out, errOut = run(t, "short\n", "passwd")
+	if code != ExitFailed || out != "" || !strings.Contains(errOut, "shorter than 8 characters") {
+		t.Errorf("passwd with a short password: exit %d, %q, %q", code, out, errOut)
+	}
+}
+
+// TestRelease: keygen, sign and verify as the publisher runs them.
+func TestRelease(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "vendor.key")
+	archive := filepath.Join(dir, "r.tar.gz")
+	writeArchive(t, archive, map[string]string{"BUILD": "7.00.240601A\n", "bin/appserver": "#!/bin/sh\necho hi\n"})
+	code, pubLine, errOut := run(t, "", "release", "keygen", "--out", keyFile)
+	if code != ExitOK {
+		t.Fatalf("keygen: exit %d, %q", code, errOut)
+	}
+	if _, err := release.ParsePublicKey(pubLine); err != nil || strings.Count(pubLine, "\n") != 1 {
+		t.Fatalf("keygen printed %q: %v", pubLine, err)
+	}
+	if code, _, errOut := run(t, "", "release", "keygen", "--out", keyFile); code != ExitFailed || !strings.Contains(errOut, "exists") {
+		t.Errorf("keygen over an existing key: exit %d, %q", code, errOut)
+	}
+	if code, out, errOut := run(t, "", "release", "sign", "--key", keyFile, archive); code != ExitOK || !strings.Contains(out, "7.00.240601A") {
+		t.Fatalf("sign: exit %d, %q, %q", code, out, errOut)
+	}
+	if code, out, errOut := run(t, "", "release", "verify", "--public-key", strings.TrimSpace(pubLine), archive); code != ExitOK || !strings.Contains(out, "good signature") {
+		t.Fatalf("verify: exit %d, %q, %q", code, out, errOut)
+	}
+	other, err := release.GenerateKey(filepath.Join(dir, "other.key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := run(t, "", "release", "verify", "--public-key", release.FormatPublicKey(other), archive); code != ExitFailed || !strings.Contains(errOut, release.ErrUnknownKey.Error()) {
+		t.Errorf("verify with another key: exit %d, %q; want 1 and %q", code, errOut, release.ErrUnknownKey)
+	}
+}
+
+func writeArchive(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
