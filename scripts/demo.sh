@@ -98,8 +98,13 @@ printf 'damaged' >"$client/lib/libtlpp.so"
 rm "$client/plugins/report/libreport.so"
 printf 'my notes\n' >"$client/notes.txt"
 
-header "check: compare with the server without changing anything"
-bin/smartclient sync --check --server "$addr" --dir "$client" --os linux
+header "check: compare with the server without changing anything (exit 100: an update is available; -v lists it)"
+status=0
+bin/smartclient sync --check -v --server "$addr" --dir "$client" --os linux || status=$?
+if [ "$status" -ne 100 ]; then
+	echo "sync --check exited $status, want 100 (an update is available)" >&2
+	exit 1
+fi
 
 header "third sync: only the two damaged files are fetched; the install is backed up first, notes.txt is left alone"
 bin/smartclient sync --server "$addr" --dir "$client" --os linux
