@@ -150,7 +150,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server) error {
 	sort.Strings(oses)
 	for _, o := range oses {
 		ix := srv.indexes[o]
-		m := ix.cur
+		m := ix.Latest()
 		fmt.Fprintf(w, "%-8s %6d files %14s bytes  build %s  %s\n", o, len(m.Files), groupDigits(m.TotalBytes), m.Build, ix.Dir)
 	}
 	return nil
