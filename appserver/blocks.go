@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
@@ -175,7 +176,7 @@ func matchBlocks(data []byte, req *syncproto.BlockRequest) []piece {
 // MaxBlockFile bytes, is read whole into the session's buffer; where its
 // change time is not read it is hashed against the manifest before a byte
 // is sent.
-func (s *Server) sendBlocks(ctx context.Context, ss *session, man *Manifest, index uint32, req *syncproto.BlockRequest, enc *zstd.Encoder) error {
+func (s *Server) sendBlocks(ctx context.Context, ss *session, man *index.Manifest, index uint32, req *syncproto.BlockRequest, enc *zstd.Encoder) error {
 	f := man.Files[index]
 	fh, same, changed := s.openToSend(ss, man, f)
 	if fh == nil {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/internal/version"
 )
 
@@ -142,7 +143,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server) error {
 	sort.Strings(oses)
 	for _, o := range oses {
 		ix := srv.indexes[o]
-		m := ix.cur
+		m := ix.Latest()
 		fmt.Fprintf(w, "%-8s %6d files %14s bytes  build %s  %s\n", o, len(m.Files), groupDigits(m.TotalBytes), m.Build, ix.Dir)
 	}
 	// A Preserve entry that names no file anywhere is most often a typo,
@@ -150,7 +151,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server) error {
 	for _, p := range cfg.Preserve {
 		found := false
 		for _, ix := range srv.indexes {
-			found = found || slices.ContainsFunc(ix.cur.Files, func(f File) bool { return strings.EqualFold(f.Path, p) })
+			found = found || slices.ContainsFunc(ix.Latest().Files, func(f index.File) bool { return strings.EqualFold(f.Path, p) })
 		}
 		if !found {
 			fmt.Fprintf(w, "warning: [UPDATE] Preserve: %q names no file in any update folder\n", p)

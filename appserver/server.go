@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/internal/version"
 	"github.com/erpupdate/smartsync/syncproto"
@@ -29,7 +30,7 @@ import (
 type Server struct {
 	cfg     *Config
 	log     *slog.Logger
-	indexes map[string]*Index // by OS
+	indexes map[string]*index.Index // by OS
 
 	// Deadlines. A client gets HandshakeTimeout to say hello, IdleTimeout
 	// between messages, and WriteTimeout for every chunk it is sent (a
@@ -45,7 +46,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
 	admins   map[net.Conn]bool // administrators' sessions, kept open through a countdown
-	chunks   *chunkCache
+	chunks   *index.ChunkCache
 
 	self       Self
 	upd        *updater
@@ -88,14 +89,14 @@ func (s *Server) beginStopping() {
 // refreshing the hash caches in stateDir.
 func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*Server, error) {
 	s := &Server{
-		cfg: cfg, log: log, indexes: map[string]*Index{},
+		cfg: cfg, log: log, indexes: map[string]*index.Index{},
 		HandshakeTimeout: 10 * time.Second,
 		IdleTimeout:      5 * time.Minute,
 		WriteTimeout:     time.Minute,
 		Grace:            30 * time.Second,
 		conns:            map[net.Conn]struct{}{},
 		admins:           map[net.Conn]bool{},
-		chunks:           newChunkCache(stateDir, log),
+		chunks:           index.NewChunkCache(stateDir, log),
 		stopping:         make(chan struct{}),
 	}
 	s.upd = newUpdater(s)
@@ -113,15 +114,17 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		oses = append(oses, osName)
 	}
 	sort.Strings(oses)
+	rel := index.Release{Build: cfg.Build.String(), Preserve: cfg.Preserve,
+		PostInstall: cfg.PostInstall, PostInstallTimeout: cfg.PostInstallTimeout}
 	for _, osName := range oses {
-		ix, err := OpenIndex(ctx, log, osName, cfg.Folders[osName], stateDir, cfg.Build.String(), cfg.Preserve)
+		ix, err := index.Open(ctx, log, osName, cfg.Folders[osName], stateDir, rel)
 		if err != nil {
 			s.Close()
 			return nil, err
 		}
 		s.indexes[osName] = ix
 	}
-	if cfg.PostInstall != "" && !slices.ContainsFunc(oses, func(o string) bool { return s.postInstall(s.indexes[o].cur) != "" }) {
+	if cfg.PostInstall != "" && !slices.ContainsFunc(oses, func(o string) bool { return s.indexes[o].Latest().PostInstall() != "" }) {
 		s.Close()
 		return nil, &ConfigError{File: cfg.File, Section: "UPDATE", Key: "PostInstall",
 			Problem: fmt.Sprintf("%q is in none of the update folders", cfg.PostInstall)}
@@ -129,25 +132,8 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 	return s, nil
 }
 
-// postInstall returns the manifest's path of the post-install program, or
-// "" when this folder has none (each OS folder may carry its own).
-func (s *Server) postInstall(m *Manifest) string {
-	m.postOnce.Do(func() {
-		if s.cfg.PostInstall == "" {
-			return
-		}
-		for _, f := range m.Files {
-			if strings.EqualFold(f.Path, s.cfg.PostInstall) {
-				m.postInstall = f.Path
-				return
-			}
-		}
-	})
-	return m.postInstall
-}
-
 // Indexes returns the index of every served OS folder, by OS name.
-func (s *Server) Indexes() map[string]*Index { return s.indexes }
+func (s *Server) Indexes() map[string]*index.Index { return s.indexes }
 
 // Close releases the update folders.
 func (s *Server) Close() error {
@@ -398,7 +384,7 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 
 // gate decides what the client may do: the compatibility check of the
 // design, made from the client's build and MinClientBuild.
-func (s *Server) gate(h syncproto.Hello) (syncproto.Welcome, *Index, error) {
+func (s *Server) gate(h syncproto.Hello) (syncproto.Welcome, *index.Index, error) {
 	w := syncproto.Welcome{ServerBuild: s.cfg.Build.String(), UpdatesEnabled: s.cfg.Enable}
 	if !s.cfg.Enable {
 		w.Message = "automatic updates are disabled on this server ([UPDATE] Enable=0)"
@@ -442,39 +428,7 @@ func pathKeyFor(osName string) string {
 	return "Path" + osName
 }
 
-// manifestWire returns the manifest's frames, header and entries, and its
-// digest, made once per manifest.
-func (s *Server) manifestWire(man *Manifest) ([]byte, [32]byte) {
-	man.wireOnce.Do(func() {
-		hdr := syncproto.ManifestHeader{Build: man.Build, Count: uint32(len(man.Files)), TotalBytes: uint64(man.TotalBytes)}
-		if hdr.PostInstall = s.postInstall(man); hdr.PostInstall != "" {
-			hdr.PostInstallTimeout = uint32(s.cfg.PostInstallTimeout / time.Second)
-		}
-		d := syncproto.NewDigester(hdr)
-		b := syncproto.AppendFrame(nil, hdr)
-		man.hdrEnd = len(b)
-		man.ends = make([]int, 0, len(man.Files))
-		man.sketches = make([]uint64, 0, len(man.Files))
-		for _, f := range man.Files {
-			e := syncproto.ManifestEntry{Path: f.Path, Size: uint64(f.Size), MtimeNs: f.MtimeNs, Mode: uint32(f.Mode), Hash: f.Hash, Target: f.Target}
-			if f.Target != "" {
-				e.Flags |= syncproto.FlagSymlink
-			}
-			if f.Preserve {
-				e.Flags |= syncproto.FlagPreserve
-			}
-			d.Add(e)
-			start := len(b)
-			b = syncproto.AppendFrame(b, e)
-			man.ends = append(man.ends, len(b))
-			man.sketches = append(man.sketches, syncproto.PayloadSketch(b[start+syncproto.HeaderSize:]))
-		}
-		man.wire, man.digest = b, d.Sum()
-	})
-	return man.wire, man.digest
-}
-
-func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get syncproto.GetManifest) error {
+func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index, get syncproto.GetManifest) error {
 	if s.draining.Load() {
 		return &syncproto.Error{Code: syncproto.CodeShuttingDown, Message: "server is stopping, retry in 30 s", Retry: 30}
 	}
@@ -483,9 +437,9 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get 
 		s.log.Error("indexing update folder", "os", ix.OS, "err", err)
 		return &syncproto.Error{Code: syncproto.CodeInternal, Message: "the server cannot read its update folder; retry later"}
 	}
-	wire, digest := s.manifestWire(man)
+	wire := man.Wire()
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-	if get.Have == digest {
+	if get.Have == wire.Digest {
 		ss.outcome = "up to date"
 		return s.send(ss, syncproto.UpToDate{Build: man.Build})
 	}
@@ -493,7 +447,7 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *Index, get 
 		if err := s.sendBySketch(ss, man); err != nil {
 			return err
 		}
-	} else if err := s.sendEncoded(ss, wire); err != nil {
+	} else if err := s.sendEncoded(ss, wire.Frames); err != nil {
 		return err
 	}
 	if err := ss.w.Flush(); err != nil {
@@ -545,7 +499,7 @@ type wanted struct {
 
 // readRequests reads Request and DeltaRequest frames up to RequestEnd,
 // checking every index against the manifest and the session's limits.
-func (s *Server) readRequests(ss *session, man *Manifest) ([]wanted, error) {
+func (s *Server) readRequests(ss *session, man *index.Manifest) ([]wanted, error) {
 	var want []wanted
 	refs := 0
 	var open *syncproto.DeltaRequest // a DeltaRequest with DeltaMore, to be continued
@@ -647,7 +601,7 @@ func (s *Server) readRequests(ss *session, man *Manifest) ([]wanted, error) {
 // moves the change time, and a file replaced by rename has another inode.
 // Where the change time is not read (f.CtimeNs is 0), the senders hash
 // what they send instead (see sendFile).
-func (s *Server) openToSend(ss *session, man *Manifest, f File) (*os.File, func() bool, error) {
+func (s *Server) openToSend(ss *session, man *index.Manifest, f index.File) (*os.File, func() bool, error) {
 	changed := &syncproto.Error{Code: syncproto.CodeFileChanged,
 		Message: fmt.Sprintf("%s changed in the update folder while being sent; retry", f.Path)}
 	fh, err := ss.folders.open(f.Path)
@@ -657,8 +611,7 @@ func (s *Server) openToSend(ss *session, man *Manifest, f File) (*os.File, func(
 	}
 	same := func() bool {
 		fi, err := fh.Stat()
-		return err == nil && fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs &&
-			inode(fi) == f.Inode && changeTime(fi) == f.CtimeNs
+		return err == nil && f.Matches(fi)
 	}
 	if !same() {
 		fh.Close()
@@ -673,7 +626,7 @@ func (s *Server) openToSend(ss *session, man *Manifest, f File) (*os.File, func(
 // opens and closes every folder on the way, which for a cold sync of
 // 20,000 files was a quarter of the server's CPU.
 type sendFolders struct {
-	man  *Manifest
+	man  *index.Manifest
 	dir  string   // the open folder, a slash path ending in "/"
 	root *os.Root // dir, or nil
 }
@@ -686,7 +639,7 @@ func (c *sendFolders) open(p string) (*os.File, error) {
 	}
 	if c.root == nil || dir != c.dir {
 		c.close()
-		r, err := c.man.root.OpenRoot(filepath.FromSlash(strings.TrimSuffix(dir, "/")))
+		r, err := c.man.OpenRoot(filepath.FromSlash(strings.TrimSuffix(dir, "/")))
 		if err != nil {
 			return nil, err
 		}
@@ -706,14 +659,14 @@ func (c *sendFolders) close() {
 // FileCopy for every run of the new file's chunks that the base has,
 // FileData for the rest, read from the file and checked against the
 // chunk list as they are sent. The client checks the whole file's hash.
-func (s *Server) sendDelta(ctx context.Context, ss *session, man *Manifest, index uint32, req *syncproto.DeltaRequest, enc *zstd.Encoder, buf []byte) error {
+func (s *Server) sendDelta(ctx context.Context, ss *session, man *index.Manifest, index uint32, req *syncproto.DeltaRequest, enc *zstd.Encoder, buf []byte) error {
 	f := man.Files[index]
 	fh, same, changed := s.openToSend(ss, man, f)
 	if fh == nil {
 		return changed
 	}
 	defer fh.Close()
-	chunks, err := s.chunks.get(ctx, man, f, req.Bits)
+	chunks, err := s.chunks.Get(ctx, man, f, req.Bits)
 	if err != nil {
 		s.log.Warn("cutting a file into chunks", "os", man.OS, "path", f.Path, "err", err)
 		return changed
@@ -810,7 +763,7 @@ const sendfileMin = 64 << 10
 // file that changed under the server; where that cannot be told by the
 // file's change time, what is read is hashed against the manifest. (The
 // client checks every byte against the manifest's hash in any case.)
-func (s *Server) sendFile(ctx context.Context, ss *session, man *Manifest, index uint32, enc *zstd.Encoder, buf []byte) error {
+func (s *Server) sendFile(ctx context.Context, ss *session, man *index.Manifest, index uint32, enc *zstd.Encoder, buf []byte) error {
 	f := man.Files[index]
 	fh, same, changed := s.openToSend(ss, man, f)
 	if fh == nil {

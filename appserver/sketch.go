@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -25,8 +26,9 @@ func (s *Server) sendEncoded(ss *session, wire []byte) error {
 // entries (syncproto's doc, "Manifests by difference"): the header, then,
 // once the client has named what it keeps, each entry whole or within a
 // run of the client's own, then the digest.
-func (s *Server) sendBySketch(ss *session, man *Manifest) error {
-	if err := s.sendEncoded(ss, man.wire[:man.hdrEnd]); err != nil {
+func (s *Server) sendBySketch(ss *session, man *index.Manifest) error {
+	wire := man.Wire()
+	if err := s.sendEncoded(ss, wire.Header()); err != nil {
 		return err
 	}
 	if err := ss.w.Flush(); err != nil {
@@ -40,7 +42,7 @@ func (s *Server) sendBySketch(ss *session, man *Manifest) error {
 		return syncproto.ManifestSame{From: uint32(from), Count: uint32(n)}
 	})
 	next := uint32(0) // the runs name increasing entries of the sketch
-	for i, sk := range man.sketches {
+	for i, sk := range wire.Sketches {
 		if c, ok := have[sk]; ok && c >= next {
 			if err := run.add(uint64(c), 1); err != nil {
 				return err
@@ -51,12 +53,8 @@ func (s *Server) sendBySketch(ss *session, man *Manifest) error {
 		if err := run.flush(); err != nil {
 			return err
 		}
-		start := man.hdrEnd
-		if i > 0 {
-			start = man.ends[i-1]
-		}
 		ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-		if err := ss.w.WriteEncoded(man.wire[start:man.ends[i]]); err != nil {
+		if err := ss.w.WriteEncoded(wire.Entry(i)); err != nil {
 			return err
 		}
 	}
@@ -64,7 +62,7 @@ func (s *Server) sendBySketch(ss *session, man *Manifest) error {
 		return err
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-	return ss.w.Write(syncproto.ManifestEnd{Digest: man.digest})
+	return ss.w.Write(syncproto.ManifestEnd{Digest: wire.Digest})
 }
 
 // runWriter merges ranges that follow each other (entries the client
@@ -114,7 +112,7 @@ func (r *runWriter) flush() error {
 // only the first sketchLimit(man) are looked up, so that a client's sketch
 // costs the server no more memory than its own manifest does (the entries
 // past them are sent whole).
-func (s *Server) readSketch(ss *session, man *Manifest) (map[uint64]uint32, error) {
+func (s *Server) readSketch(ss *session, man *index.Manifest) (map[uint64]uint32, error) {
 	limit := sketchLimit(man)
 	have := make(map[uint64]uint32, min(limit, len(man.Files)))
 	n := 0
@@ -145,4 +143,4 @@ func (s *Server) readSketch(ss *session, man *Manifest) (map[uint64]uint32, erro
 // sketchLimit is how many of a sketch's sums are looked up against man:
 // twice its entries and some, which a release that shrank by half still
 // fits.
-func sketchLimit(man *Manifest) int { return 2*len(man.Files) + 1024 }
+func sketchLimit(man *index.Manifest) int { return 2*len(man.Files) + 1024 }

@@ -1,4 +1,4 @@
-package appserver
+package index
 
 import (
 	"context"
@@ -43,10 +43,13 @@ type File struct {
 // Manifest is a consistent snapshot of one update folder: every file was
 // hashed with exactly the size, mtime and change time recorded beside it.
 type Manifest struct {
-	OS         string
-	Build      string
+	OS         string // the clients' OS
+	Build      string // the build the folder holds
 	Files      []File // sorted by Path
-	TotalBytes int64
+	TotalBytes int64  // the sum of the files' sizes
+
+	// rel is the release's configuration, for the post-install step.
+	rel *Release
 
 	// postInstall is the path of the post-install program in this
 	// folder, found once per manifest rather than once per session.
@@ -54,16 +57,9 @@ type Manifest struct {
 	postInstall string
 
 	// The manifest as frames and its digest, made once per manifest
-	// (see Server.manifestWire): a session only copies the bytes.
+	// (see Wire): a session only copies the bytes.
 	wireOnce sync.Once
-	wire     []byte
-	digest   [32]byte
-	// ends[i] is where entry i's frame ends in wire (the header's frame
-	// ends at ends[-1], kept as hdrEnd); sketches are the entries'
-	// EntrySketch values. Made with wire.
-	hdrEnd   int
-	ends     []int
-	sketches []uint64
+	wire     *Wire
 
 	// root is the folder the manifest was made from. Each scan opens the
 	// folder anew, so an administrator who replaces the whole folder
@@ -76,18 +72,31 @@ type Manifest struct {
 // Open opens a file of the manifest's folder for reading.
 func (m *Manifest) Open(name string) (*os.File, error) { return m.root.Open(name) }
 
+// OpenRoot opens the folder dir of the manifest's folder, so that a
+// caller opening many files in it walks the path once.
+func (m *Manifest) OpenRoot(dir string) (*os.Root, error) { return m.root.OpenRoot(dir) }
+
+// Matches reports whether fi describes the file as the index hashed it:
+// the same size, mtime, inode and change time. A write, even one that puts
+// the mtime back, moves the change time, and a file replaced by rename has
+// another inode; where the change time is not read (CtimeNs is 0), a
+// caller must hash what it reads instead.
+func (f File) Matches(fi fs.FileInfo) bool {
+	return fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs &&
+		inode(fi) == f.Inode && changeTime(fi) == f.CtimeNs
+}
+
 // Index keeps the manifest of one OS folder current. It watches the folder
 // for changes (see watch.go) and rescans it (a stat of every file) before it
 // hands out a manifest only when the folder may have changed, rehashing only
 // files whose path, size, mtime or inode changed. It keeps the hashes in a
 // cache file under the state folder so that a restart does not rehash.
 type Index struct {
-	OS       string
-	Dir      string
-	build    string
-	preserve []string
-	cache    string // path of the cache file
-	log      *slog.Logger
+	OS    string // the clients' OS the folder is for
+	Dir   string // the update folder, as configured
+	rel   Release
+	cache string // path of the cache file
+	log   *slog.Logger
 
 	mu       sync.Mutex
 	cur      *Manifest
@@ -142,18 +151,33 @@ const cacheVersion = 2
 // hash is used but not remembered (the "racy git" problem).
 const racyWindow = 2 * time.Second
 
-// OpenIndex opens the update folder dir for OS osName, loads the hash
-// cache from stateDir, starts watching the folder and scans it once.
-func OpenIndex(ctx context.Context, log *slog.Logger, osName, dir, stateDir, build string, preserve []string) (*Index, error) {
-	return openIndexWith(ctx, log, osName, dir, stateDir, build, preserve, fsnotify.NewWatcher)
+// Release is what the server's configuration says of the release the
+// update folders hold; the index puts it into every manifest.
+type Release struct {
+	// Build is the build the folders hold ([UPDATE] Build).
+	Build string
+	// Preserve lists the slash paths copied only when missing on a
+	// workstation ([UPDATE] Preserve), matched case-insensitively.
+	Preserve []string
+	// PostInstall is the slash path of the post-install program
+	// ([UPDATE] PostInstall), matched case-insensitively; "" for none.
+	PostInstall string
+	// PostInstallTimeout is how long that program may run.
+	PostInstallTimeout time.Duration
 }
 
-// openIndexWith is OpenIndex with the watcher made by newWatcher, so that
-// tests can make an index whose watcher fails.
-func openIndexWith(ctx context.Context, log *slog.Logger, osName, dir, stateDir, build string, preserve []string,
+// Open opens the update folder dir for OS osName, loads the hash cache
+// from stateDir, starts watching the folder and scans it once.
+func Open(ctx context.Context, log *slog.Logger, osName, dir, stateDir string, rel Release) (*Index, error) {
+	return openWith(ctx, log, osName, dir, stateDir, rel, fsnotify.NewWatcher)
+}
+
+// openWith is Open with the watcher made by newWatcher, so that tests can
+// make an index whose watcher fails.
+func openWith(ctx context.Context, log *slog.Logger, osName, dir, stateDir string, rel Release,
 	newWatcher func() (*fsnotify.Watcher, error)) (*Index, error) {
 	ix := &Index{
-		OS: osName, Dir: dir, build: build, preserve: preserve,
+		OS: osName, Dir: dir, rel: rel,
 		cache: filepath.Join(stateDir, "hashcache-"+osName+".json"),
 		log:   log.With("os", osName),
 		known: map[string]cacheEntry{},
@@ -177,6 +201,14 @@ func (ix *Index) Close() error {
 		return ix.cur.root.Close()
 	}
 	return nil
+}
+
+// Latest returns the manifest of the last scan that succeeded, without
+// looking at the folder: what Open found, at the least.
+func (ix *Index) Latest() *Manifest {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.cur
 }
 
 func (ix *Index) loadCache() {
@@ -322,7 +354,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("opening update folder for %s: %w", ix.OS, err)
 	}
-	m := &Manifest{OS: ix.OS, Build: ix.build, root: root}
+	m := &Manifest{OS: ix.OS, Build: ix.rel.Build, rel: &ix.rel, root: root}
 	dirs := map[string]fs.FileInfo{}
 	var todo []int
 	err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
@@ -433,7 +465,7 @@ func linkEntry(root *os.Root, rel, p string) (File, error) {
 }
 
 func (ix *Index) preserved(rel string) bool {
-	for _, p := range ix.preserve {
+	for _, p := range ix.rel.Preserve {
 		// Windows clients see paths case-insensitively, so the
 		// administrator's spelling need not match the folder's.
 		if strings.EqualFold(p, rel) {

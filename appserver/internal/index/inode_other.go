@@ -1,6 +1,6 @@
 //go:build !unix
 
-package appserver
+package index
 
 import "io/fs"
 

@@ -1,4 +1,4 @@
-package appserver
+package index
 
 import (
 	"context"
@@ -48,9 +48,9 @@ func writeTree(t testing.TB, dir string, files map[string]string, mtime time.Tim
 // openIndex opens dir as the linux update folder with its cache in state.
 func openIndex(t testing.TB, dir, state string, preserve ...string) *Index {
 	t.Helper()
-	ix, err := OpenIndex(context.Background(), discardLogger(), "linux", dir, state, "7.00.240501A", preserve)
+	ix, err := Open(context.Background(), discardLogger(), "linux", dir, state, Release{Build: "7.00.240501A", Preserve: preserve})
 	if err != nil {
-		t.Fatalf("OpenIndex(%s): %v", dir, err)
+		t.Fatalf("Open(%s): %v", dir, err)
 	}
 	t.Cleanup(func() { ix.Close() })
 	return ix
@@ -522,7 +522,7 @@ func TestIndexPreserve(t *testing.T) {
 
 // TestIndexSymlinks shows that a relative symbolic link that resolves
 // inside the update folder is indexed as a link (macOS bundles hold them
-// in their frameworks), and that any other link stops OpenIndex with an
+// in their frameworks), and that any other link stops Open with an
 // error naming it: following it could serve files from outside the folder.
 func TestIndexSymlinks(t *testing.T) {
 	tests := []struct {
@@ -549,11 +549,11 @@ func TestIndexSymlinks(t *testing.T) {
 			if err := os.Symlink(tc.target, link); err != nil {
 				t.Skipf("cannot create symbolic links here: %v", err)
 			}
-			ix, err := OpenIndex(context.Background(), discardLogger(), "linux", dir, t.TempDir(), "7.00.240501A", nil)
+			ix, err := Open(context.Background(), discardLogger(), "linux", dir, t.TempDir(), Release{Build: "7.00.240501A"})
 			if !tc.ok {
 				if err == nil {
 					ix.Close()
-					t.Fatal("OpenIndex accepted a link that does not resolve inside the folder")
+					t.Fatal("Open accepted a link that does not resolve inside the folder")
 				}
 				if !strings.Contains(err.Error(), link) || !strings.Contains(err.Error(), "symbolic link") {
 					t.Errorf("error %q does not name the link %s and the problem", err, link)
@@ -574,34 +574,6 @@ func TestIndexSymlinks(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestIndexFolderThroughSymlink shows that only links inside the folder are
-// refused: administrators commonly point PathLinux at a "current" symbolic
-// link that is switched between release folders, and LoadConfig accepts it.
-func TestIndexFolderThroughSymlink(t *testing.T) {
-	base := t.TempDir()
-	release := filepath.Join(base, "release-240501")
-	files := sampleTree()
-	writeTree(t, release, files, oldTime)
-	link := filepath.Join(base, "current")
-	if err := os.Symlink(release, link); err != nil {
-		t.Skipf("cannot create symbolic links here: %v", err)
-	}
-	cfg, err := ParseConfig("AppServer.ini", []byte("[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux="+link+"\nBuild=7.00.240501A\n"), base)
-	if err != nil {
-		t.Fatalf("ParseConfig refuses the folder: %v", err)
-	}
-	ix, err := OpenIndex(context.Background(), discardLogger(), "linux", cfg.Folders["linux"], t.TempDir(), "7.00.240501A", nil)
-	if err != nil {
-		t.Fatalf("OpenIndex refuses the folder %s -> %s: %v", link, release, err)
-	}
-	defer ix.Close()
-	m, err := ix.Current(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkManifest(t, m, files)
 }
 
 // TestIndexConcurrentCurrent shows that sessions may ask for the manifest

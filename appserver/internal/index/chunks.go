@@ -1,4 +1,4 @@
-package appserver
+package index
 
 import (
 	"bytes"
@@ -17,13 +17,13 @@ import (
 	"github.com/zeebo/blake3"
 )
 
-// chunkCache keeps the content-defined chunk lists of the files the server
+// ChunkCache keeps the content-defined chunk lists of the files the server
 // sends as deltas, keyed by content hash and chunking parameter: in memory
 // (bounded by maxMemChunks) and on disk under the state folder, so that
 // each list is cut once per release, not once per client or per restart.
 // A list is cut from the file in the update folder and kept only when the
 // file's whole content matched the manifest's hash while it was cut.
-type chunkCache struct {
+type ChunkCache struct {
 	dir string
 	log *slog.Logger
 
@@ -48,17 +48,18 @@ type chunkCall struct {
 // several GiB of large files.
 const maxMemChunks = 256 << 10
 
-func newChunkCache(stateDir string, log *slog.Logger) *chunkCache {
-	return &chunkCache{dir: filepath.Join(stateDir, "chunks"), log: log,
+// NewChunkCache returns the chunk-list cache kept in stateDir.
+func NewChunkCache(stateDir string, log *slog.Logger) *ChunkCache {
+	return &ChunkCache{dir: filepath.Join(stateDir, "chunks"), log: log,
 		mem: map[chunkKey][]cdc.Chunk{}, inflight: map[chunkKey]*chunkCall{}}
 }
 
 // errContentChanged means the file no longer has the manifest's content.
 var errContentChanged = errors.New("content no longer matches the manifest")
 
-// get returns the chunks of f cut with bits, from memory, from disk or cut
-// now; concurrent callers for one list share the work.
-func (c *chunkCache) get(ctx context.Context, man *Manifest, f File, bits uint8) ([]cdc.Chunk, error) {
+// Get returns the chunks of f, a file of man, cut with bits: from memory,
+// from disk or cut now; concurrent callers for one list share the work.
+func (c *ChunkCache) Get(ctx context.Context, man *Manifest, f File, bits uint8) ([]cdc.Chunk, error) {
 	key := chunkKey{f.Hash, bits}
 	c.mu.Lock()
 	if l, ok := c.mem[key]; ok {
@@ -95,11 +96,11 @@ func (c *chunkCache) get(ctx context.Context, man *Manifest, f File, bits uint8)
 	return call.chunks, call.err
 }
 
-func (c *chunkCache) path(key chunkKey) string {
+func (c *ChunkCache) path(key chunkKey) string {
 	return filepath.Join(c.dir, fmt.Sprintf("%s-%d", hex.EncodeToString(key.hash[:]), key.bits))
 }
 
-func (c *chunkCache) load(ctx context.Context, man *Manifest, f File, bits uint8) ([]cdc.Chunk, error) {
+func (c *ChunkCache) load(ctx context.Context, man *Manifest, f File, bits uint8) ([]cdc.Chunk, error) {
 	key := chunkKey{f.Hash, bits}
 	if data, err := os.ReadFile(c.path(key)); err == nil {
 		b, chunks, err := cdc.DecodeList(data)

@@ -1,4 +1,4 @@
-package appserver
+package index
 
 import (
 	"context"
@@ -65,7 +65,7 @@ func BenchmarkCurrentUnchanged(b *testing.B) {
 
 func benchIndex(b *testing.B) *Index {
 	dir := benchTree(b, 20000)
-	ix, err := OpenIndex(context.Background(), slog.New(slog.DiscardHandler), "linux", dir, b.TempDir(), "7.00.240501A", nil)
+	ix, err := Open(context.Background(), slog.New(slog.DiscardHandler), "linux", dir, b.TempDir(), Release{Build: "7.00.240501A"})
 	if err != nil {
 		b.Fatal(err)
 	}

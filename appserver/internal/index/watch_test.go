@@ -1,4 +1,4 @@
-package appserver
+package index
 
 import (
 	"bytes"
@@ -449,7 +449,7 @@ func TestWatchFallback(t *testing.T) {
 			name:   "no watcher",
 			reason: "too many open files",
 			open: func(t *testing.T, log *slog.Logger, dir string) *Index {
-				ix, err := openIndexWith(context.Background(), log, "linux", dir, t.TempDir(), "7.00.240501A", nil,
+				ix, err := openWith(context.Background(), log, "linux", dir, t.TempDir(), Release{Build: "7.00.240501A"},
 					func() (*fsnotify.Watcher, error) { return nil, errors.New("inotify_init1: too many open files") })
 				if err != nil {
 					t.Fatal(err)
@@ -461,7 +461,7 @@ func TestWatchFallback(t *testing.T) {
 			name:   "watch failed later",
 			reason: "no space left on device",
 			open: func(t *testing.T, log *slog.Logger, dir string) *Index {
-				ix, err := OpenIndex(context.Background(), log, "linux", dir, t.TempDir(), "7.00.240501A", nil)
+				ix, err := Open(context.Background(), log, "linux", dir, t.TempDir(), Release{Build: "7.00.240501A"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -509,7 +509,7 @@ func TestWatchFallback(t *testing.T) {
 func TestWatchClose(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, sampleTree(), oldTime)
-	ix, err := OpenIndex(context.Background(), discardLogger(), "linux", dir, t.TempDir(), "7.00.240501A", nil)
+	ix, err := Open(context.Background(), discardLogger(), "linux", dir, t.TempDir(), Release{Build: "7.00.240501A"})
 	if err != nil {
 		t.Fatal(err)
 	}

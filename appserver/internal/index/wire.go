@@ -1,0 +1,86 @@
+package index
+
+import (
+	"strings"
+	"time"
+
+	"github.com/erpupdate/smartsync/syncproto"
+)
+
+// PostInstall returns the manifest's path of the post-install program, or
+// "" when this folder has none (each OS folder may carry its own).
+func (m *Manifest) PostInstall() string {
+	m.postOnce.Do(func() {
+		if m.rel == nil || m.rel.PostInstall == "" {
+			return
+		}
+		for _, f := range m.Files {
+			if strings.EqualFold(f.Path, m.rel.PostInstall) {
+				m.postInstall = f.Path
+				return
+			}
+		}
+	})
+	return m.postInstall
+}
+
+// Wire is a manifest as the protocol sends it (see syncproto's doc): its
+// frames, the header's and then each entry's, and its digest.
+type Wire struct {
+	// Frames holds the encoded frames, header first.
+	Frames []byte
+	// Digest is the manifest's digest, which a client names to learn
+	// that it is up to date.
+	Digest [32]byte
+	// Sketches holds each entry's sketch (syncproto.PayloadSketch), for
+	// manifests by difference.
+	Sketches []uint64
+
+	// hdrEnd is where the header's frame ends in Frames, ends[i] where
+	// entry i's frame ends.
+	hdrEnd int
+	ends   []int
+}
+
+// Header returns the header's frame.
+func (w *Wire) Header() []byte { return w.Frames[:w.hdrEnd] }
+
+// Entry returns the frame of entry i.
+func (w *Wire) Entry(i int) []byte {
+	start := w.hdrEnd
+	if i > 0 {
+		start = w.ends[i-1]
+	}
+	return w.Frames[start:w.ends[i]]
+}
+
+// Wire returns the manifest as frames, made once per manifest: a session
+// only copies the bytes.
+func (m *Manifest) Wire() *Wire {
+	m.wireOnce.Do(func() {
+		hdr := syncproto.ManifestHeader{Build: m.Build, Count: uint32(len(m.Files)), TotalBytes: uint64(m.TotalBytes)}
+		if hdr.PostInstall = m.PostInstall(); hdr.PostInstall != "" {
+			hdr.PostInstallTimeout = uint32(m.rel.PostInstallTimeout / time.Second)
+		}
+		d := syncproto.NewDigester(hdr)
+		b := syncproto.AppendFrame(nil, hdr)
+		w := &Wire{hdrEnd: len(b), ends: make([]int, 0, len(m.Files)), Sketches: make([]uint64, 0, len(m.Files))}
+		for _, f := range m.Files {
+			e := syncproto.ManifestEntry{Path: f.Path, Size: uint64(f.Size), MtimeNs: f.MtimeNs, Mode: uint32(f.Mode), Hash: f.Hash, Target: f.Target}
+			if f.Target != "" {
+				e.Flags |= syncproto.FlagSymlink
+			}
+			if f.Preserve {
+				e.Flags |= syncproto.FlagPreserve
+			}
+			d.Add(e)
+			start := len(b)
+			b = syncproto.AppendFrame(b, e)
+			w.ends = append(w.ends, len(b))
+			w.Sketches = append(w.Sketches, syncproto.PayloadSketch(b[start+syncproto.HeaderSize:]))
+		}
+		w.Frames, w.Digest = b, d.Sum()
+		m.wire = w
+	})
+	return m.wire
+}
