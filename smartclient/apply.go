@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/otiai10/copy"
 	"github.com/zeebo/blake3"
 )
@@ -108,7 +108,7 @@ var ErrRolledBack = errors.New("smartclient: the update was rolled back")
 
 // commit makes the staged files durable, writes the journal and plays it;
 // if a step fails, it undoes what was done.
-func commit(ctx context.Context, d disk, j *journal, log *slog.Logger) error {
+func commit(ctx context.Context, d *install.Disk, j *journal, log *slog.Logger) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -121,10 +121,10 @@ func commit(ctx context.Context, d disk, j *journal, log *slog.Logger) error {
 // writeJournal makes the staged files durable, then the journal. A
 // failed sync of the file system is final: the data may not be on disk,
 // so the switch does not start (and is not retried).
-func writeJournal(d disk, j *journal) error {
+func writeJournal(d *install.Disk, j *journal) error {
 	// One sync of the file system makes every staged file durable before
 	// the journal commits to using them; no fsync per file.
-	if err := d.syncFS(); err != nil {
+	if err := d.SyncStaged(); err != nil {
 		return fmt.Errorf("syncing staged files: %w", err)
 	}
 	j.setOutright(d)
@@ -133,7 +133,7 @@ func writeJournal(d disk, j *journal) error {
 
 // setOutright records which of the files the switch replaces or removes
 // the snapshot holds by hard link (see keptInSnapshot).
-func (j *journal) setOutright(d disk) {
+func (j *journal) setOutright(d *install.Disk) {
 	j.Outright, j.outright = nil, map[string]bool{}
 	for _, p := range slices.Concat(j.Remove, j.Install) {
 		if !j.outright[p] && keptInSnapshot(d, j, p) {
@@ -144,13 +144,13 @@ func (j *journal) setOutright(d disk) {
 }
 
 // saveJournal writes the journal durably (see journalHeader).
-func saveJournal(d disk, j *journal) error {
+func saveJournal(d *install.Disk, j *journal) error {
 	return saveJournalAs(d, j, journalVersion)
 }
 
 // saveJournalAs is saveJournal in the format of version (journalVersion,
 // or journalVersion3 for tests of a journal an earlier client left).
-func saveJournalAs(d disk, j *journal, version int) error {
+func saveJournalAs(d *install.Disk, j *journal, version int) error {
 	header := journalHeader
 	if version == journalVersion3 {
 		header = journalHeader3
@@ -178,7 +178,7 @@ func saveJournalAs(d disk, j *journal, version int) error {
 	h.Write(prev)
 	j.sum = hex.EncodeToString(h.Sum(nil))
 	line := fmt.Sprintf("%s%s %d %d %d\n", header, j.sum, len(js), len(st), len(prev))
-	if err := d.writeFile(journalFile, []byte(line), js, st, prev); err != nil {
+	if err := d.WriteAtomic(journalFile, []byte(line), js, st, prev); err != nil {
 		return fmt.Errorf("writing journal: %w", err)
 	}
 	return nil
@@ -186,7 +186,7 @@ func saveJournalAs(d disk, j *journal, version int) error {
 
 // readJournal returns the journal, nil when there is none, or an error
 // when it is damaged.
-func readJournal(d disk) (*journal, error) {
+func readJournal(d *install.Disk) (*journal, error) {
 	data, err := d.ReadFile(journalFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -304,7 +304,7 @@ func readJournal2(data []byte) (*journal, error) {
 	return &j, nil
 }
 
-func playOrUndo(d disk, j *journal, log *slog.Logger) error {
+func playOrUndo(d *install.Disk, j *journal, log *slog.Logger) error {
 	err := play(d, j, log)
 	if err == nil {
 		return nil
@@ -316,18 +316,13 @@ func playOrUndo(d disk, j *journal, log *slog.Logger) error {
 	return fmt.Errorf("%w: %w", ErrRolledBack, err)
 }
 
-func exists(d disk, name string) bool {
-	_, err := d.Lstat(name)
-	return err == nil
-}
-
 // moveAside moves an install file under .smartclient/old, from where undo
 // can put it back.
-func moveAside(d disk, p string) error {
-	if err := d.MkdirAll(path.Dir(oldDir+"/"+p), 0o755); err != nil {
+func moveAside(d *install.Disk, p string) error {
+	if err := d.MkdirAll(path.Dir(install.OldDir+"/"+p), 0o755); err != nil {
 		return err
 	}
-	return d.Rename(p, oldDir+"/"+p)
+	return d.Rename(p, install.OldDir+"/"+p)
 }
 
 // keptInSnapshot reports whether the install's file p is the very file
@@ -335,7 +330,7 @@ func moveAside(d disk, p string) error {
 // holds by hard link: then the switch may replace or remove p outright,
 // and undo takes it back from the snapshot. INI files, links, files the
 // snapshot copied and files it does not have are moved aside instead.
-func keptInSnapshot(d disk, j *journal, p string) bool {
+func keptInSnapshot(d *install.Disk, j *journal, p string) bool {
 	if !j.Backup || runtime.GOOS == "windows" {
 		// Windows does not replace a file in use (a running program),
 		// but does let it be renamed: there the old file is always
@@ -346,7 +341,7 @@ func keptInSnapshot(d disk, j *journal, p string) bool {
 	if err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
-	si, err := d.Lstat(newBackupDir + "/" + p)
+	si, err := d.Lstat(install.NewBackupDir + "/" + p)
 	return err == nil && os.SameFile(fi, si)
 }
 
@@ -354,43 +349,43 @@ func keptInSnapshot(d disk, j *journal, p string) bool {
 // .smartclient/old where it was moved aside, or else, if the switch
 // replaced or removed it outright, from the snapshot. A p in place was
 // never replaced (or is back already); without either, p was new.
-func putBack(d disk, j *journal, p string) (restored bool, err error) {
-	if exists(d, oldDir+"/"+p) {
-		return true, d.Rename(oldDir+"/"+p, p)
+func putBack(d *install.Disk, j *journal, p string) (restored bool, err error) {
+	if d.Exists(install.OldDir + "/" + p) {
+		return true, d.Rename(install.OldDir+"/"+p, p)
 	}
-	if !j.outright[p] || exists(d, p) {
-		return exists(d, p), nil
+	if !j.outright[p] || d.Exists(p) {
+		return d.Exists(p), nil
 	}
-	fi, err := d.Lstat(newBackupDir + "/" + p)
+	fi, err := d.Lstat(install.NewBackupDir + "/" + p)
 	if err != nil || !fi.Mode().IsRegular() {
 		return false, nil
 	}
 	if err := d.MkdirAll(path.Dir(p), 0o755); err != nil {
 		return false, err
 	}
-	return true, d.Link(newBackupDir+"/"+p, p)
+	return true, d.Link(install.NewBackupDir+"/"+p, p)
 }
 
 // replacedSince reports whether p, a file the switch replaced outright,
 // is in place but no longer the snapshot's: then it is the file the
 // switch put there, whatever it holds now.
-func replacedSince(d disk, j *journal, p string) bool {
-	if !j.outright[p] || isINI(p) || exists(d, oldDir+"/"+p) {
+func replacedSince(d *install.Disk, j *journal, p string) bool {
+	if !j.outright[p] || isINI(p) || d.Exists(install.OldDir+"/"+p) {
 		return false
 	}
 	fi, err := d.Lstat(p)
 	if err != nil {
 		return false
 	}
-	si, err := d.Lstat(newBackupDir + "/" + p)
+	si, err := d.Lstat(install.NewBackupDir + "/" + p)
 	return err == nil && si.Mode().IsRegular() && !os.SameFile(fi, si)
 }
 
 // keepsNanoseconds reports whether the install's file system keeps a
 // modification time to the nanosecond, as a probe file in .smartclient
 // shows (NTFS keeps 100 ns, HFS+ and FAT seconds or two).
-func keepsNanoseconds(d disk) bool {
-	const probe = metaDir + "/.timeprobe"
+func keepsNanoseconds(d *install.Disk) bool {
+	const probe = install.MetaDir + "/.timeprobe"
 	defer d.Root.Remove(probe)
 	if d.Root.WriteFile(probe, nil, 0o644) != nil {
 		return false
@@ -410,8 +405,8 @@ func keepsNanoseconds(d disk) bool {
 // its own would have put it, so a replay or undo sees nothing else; a
 // folder that exists already, or whose staged copy holds more or fewer
 // files, is left to the renames of its files.
-func moveNewFolders(d disk, j *journal) (map[string]bool, error) {
-	if !renameFreshWorks() {
+func moveNewFolders(d *install.Disk, j *journal) (map[string]bool, error) {
+	if !install.RenameFreshWorks() {
 		return nil, nil // no walk of staging for nothing
 	}
 	exist := map[string]bool{} // folders of the install looked up
@@ -422,7 +417,7 @@ func moveNewFolders(d disk, j *journal) (map[string]bool, error) {
 		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
 			e, ok := exist[dir]
 			if !ok {
-				e = exists(d, dir)
+				e = d.Exists(dir)
 				exist[dir] = e
 			}
 			if e {
@@ -440,7 +435,7 @@ func moveNewFolders(d disk, j *journal) (map[string]bool, error) {
 	}
 	moved := map[string]bool{}
 	for _, dir := range order {
-		if n, err := countStaged(d, stagingDir+"/"+dir); err != nil || n != counts[dir] {
+		if n, err := countStaged(d, install.StagingDir+"/"+dir); err != nil || n != counts[dir] {
 			continue
 		}
 		if parent := path.Dir(dir); parent != "." {
@@ -448,7 +443,7 @@ func moveNewFolders(d disk, j *journal) (map[string]bool, error) {
 				return nil, fmt.Errorf("installing %s: %w", dir, err)
 			}
 		}
-		done, err := d.renameFresh(stagingDir+"/"+dir, dir)
+		done, err := d.RenameFresh(install.StagingDir+"/"+dir, dir)
 		if err != nil {
 			return nil, fmt.Errorf("installing %s: %w", dir, err)
 		}
@@ -460,8 +455,8 @@ func moveNewFolders(d disk, j *journal) (map[string]bool, error) {
 }
 
 // countStaged counts what a staged folder holds but folders.
-func countStaged(d disk, dir string) (int, error) {
-	entries, err := d.readDir(dir)
+func countStaged(d *install.Disk, dir string) (int, error) {
+	entries, err := d.ReadDir(dir)
 	if err != nil {
 		return 0, err
 	}
@@ -497,20 +492,20 @@ func inMoved(moved map[string]bool, p string) bool {
 // file is gone, is a file the install did not have: the snapshot lacks it
 // and nothing was moved aside for it, so the switch put it there, whatever
 // it holds now. Without a snapshot that cannot be told.
-func addedSince(d disk, j *journal, p string) bool {
-	if !j.Backup || !exists(d, p) || exists(d, oldDir+"/"+p) {
+func addedSince(d *install.Disk, j *journal, p string) bool {
+	if !j.Backup || !d.Exists(p) || d.Exists(install.OldDir+"/"+p) {
 		return false
 	}
-	_, err := d.Lstat(newBackupDir + "/" + p)
+	_, err := d.Lstat(install.NewBackupDir + "/" + p)
 	return errors.Is(err, fs.ErrNotExist)
 }
 
 // play carries out a journal, from the start or from wherever a crash
 // stopped it. A file the snapshot holds by hard link is replaced, or
 // removed, outright (see keptInSnapshot); others are first moved aside.
-func play(d disk, j *journal, log *slog.Logger) error {
+func play(d *install.Disk, j *journal, log *slog.Logger) error {
 	for _, p := range j.Remove {
-		if !exists(d, p) {
+		if !d.Exists(p) {
 			continue
 		}
 		var err error
@@ -532,16 +527,16 @@ func play(d disk, j *journal, log *slog.Logger) error {
 		if inMoved(moved, p) {
 			continue
 		}
-		staged := stagingDir + "/" + p
+		staged := install.StagingDir + "/" + p
 		// Most files are new where they go (all of them in a first
 		// sync): one rename that replaces nothing does.
-		if done, err := d.renameFresh(staged, p); done {
+		if done, err := d.RenameFresh(staged, p); done {
 			if err != nil {
 				return fmt.Errorf("installing %s: %w", p, err)
 			}
 			continue
 		}
-		if !exists(d, staged) {
+		if !d.Exists(staged) {
 			// Renamed into place before a crash, unless something took
 			// the staged file away (an antivirus, a person): then the
 			// install still has the old file, and the switch cannot go on.
@@ -550,7 +545,7 @@ func play(d disk, j *journal, log *slog.Logger) error {
 			}
 			continue
 		}
-		if exists(d, p) && !(j.outright[p] && keptInSnapshot(d, j, p)) {
+		if d.Exists(p) && !(j.outright[p] && keptInSnapshot(d, j, p)) {
 			if err := moveAside(d, p); err != nil {
 				return fmt.Errorf("replacing %s: %w", p, err)
 			}
@@ -572,7 +567,7 @@ func play(d disk, j *journal, log *slog.Logger) error {
 		}
 	}
 	if j.PostInstall != nil {
-		if err := d.hook("postinstall", j.PostInstall.Path); err != nil {
+		if err := d.Hook("postinstall", j.PostInstall.Path); err != nil {
 			return err
 		}
 		if err := runPostInstall(d.Name(), j.PostInstall); err != nil {
@@ -614,8 +609,8 @@ func play(d disk, j *journal, log *slog.Logger) error {
 // finish does what follows the commit: the backup goes in place, the
 // journal and the leftovers go. A failure here no longer undoes the
 // switch.
-func finish(d disk, j *journal, log *slog.Logger) {
-	if j.Backup && exists(d, newBackupDir) {
+func finish(d *install.Disk, j *journal, log *slog.Logger) {
+	if j.Backup && d.Exists(install.NewBackupDir) {
 		if _, err := rotate(d); err != nil {
 			log.Warn("the update is installed but its backup could not be put in place", "err", err)
 		}
@@ -640,13 +635,13 @@ func touchPaths(t []touchStep) []string {
 // undo puts back what play did: new files go back to staging, old ones
 // come back from .smartclient/old or the snapshot (see putBack), and the
 // journal is removed.
-func undo(d disk, j *journal) error {
+func undo(d *install.Disk, j *journal) error {
 	var errs []error
 	for _, p := range slices.Backward(j.Install) {
-		staged := stagingDir + "/" + p
+		staged := install.StagingDir + "/" + p
 		// Only the new file goes back to staging; a file in place that is
 		// not the new one was never replaced and stays.
-		if !exists(d, staged) && installed(d, j, p) {
+		if !d.Exists(staged) && installed(d, j, p) {
 			if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
 				errs = append(errs, fmt.Errorf("taking back %s: %w", p, err))
 				continue
@@ -655,7 +650,7 @@ func undo(d disk, j *journal) error {
 				errs = append(errs, fmt.Errorf("taking back %s: %w", p, err))
 				continue
 			}
-		} else if !exists(d, staged) && (replacedSince(d, j, p) || addedSince(d, j, p)) {
+		} else if !d.Exists(staged) && (replacedSince(d, j, p) || addedSince(d, j, p)) {
 			// The switch's file, no longer the one it installed (a
 			// post-install step changed it, or it cannot be read): it
 			// goes, and the snapshot's, if any, comes back below.
@@ -686,7 +681,7 @@ func undo(d disk, j *journal) error {
 		if len(j.PrevState) == 0 {
 			err = d.Remove(stateFile)
 		} else {
-			err = d.writeFile(stateFile, j.PrevState)
+			err = d.WriteAtomic(stateFile, j.PrevState)
 		}
 		if err != nil {
 			return fmt.Errorf("restoring the previous state: %w", err)
@@ -701,7 +696,7 @@ func undo(d disk, j *journal) error {
 
 // committed reports whether the saved state is the one this journal
 // records, which makes the switch final.
-func committed(d disk, j *journal) bool {
+func committed(d *install.Disk, j *journal) bool {
 	data, err := d.ReadFile(stateFile)
 	if err != nil || j.sum == "" {
 		return false
@@ -712,7 +707,7 @@ func committed(d disk, j *journal) bool {
 
 // pruneEmpty removes dir and its parents while they are empty, so that
 // removing the last file a sync installed in a folder removes the folder.
-func pruneEmpty(d disk, dir string) {
+func pruneEmpty(d *install.Disk, dir string) {
 	for ; dir != "." && dir != "/"; dir = path.Dir(dir) {
 		if d.Remove(dir) != nil {
 			return
@@ -721,8 +716,8 @@ func pruneEmpty(d disk, dir string) {
 }
 
 // tidy removes what a finished or abandoned sync leaves in .smartclient.
-func tidy(d disk, log *slog.Logger) {
-	for _, dir := range []string{stagingDir, oldDir, newBackupDir, dropBackup} {
+func tidy(d *install.Disk, log *slog.Logger) {
+	for _, dir := range []string{install.StagingDir, install.OldDir, install.NewBackupDir, install.DropBackup} {
 		if err := d.RemoveAll(dir); err != nil {
 			log.Warn("removing leftover folder", "folder", dir, "err", err)
 		}
@@ -732,7 +727,7 @@ func tidy(d disk, log *slog.Logger) {
 // recoverJournal finishes a switch that a crash interrupted when every
 // file it needs is present and verified, and undoes it otherwise. Every
 // command calls it before it looks at the install folder.
-func recoverJournal(d disk, log *slog.Logger) error {
+func recoverJournal(d *install.Disk, log *slog.Logger) error {
 	j, err := readJournal(d)
 	if err != nil {
 		log.Warn("the journal of an interrupted update is damaged; rolling back from its snapshot", "err", err)
@@ -775,14 +770,14 @@ func recoverJournal(d disk, log *slog.Logger) error {
 // verifyForward checks that the switch can be finished: every file to
 // install is there, staged or already in place, with the content the
 // journal's state records.
-func verifyForward(d disk, j *journal) error {
+func verifyForward(d *install.Disk, j *journal) error {
 	for _, p := range j.Install {
 		want, ok := j.Hashes[p]
 		if !ok {
 			return fmt.Errorf("%s has no recorded hash", p)
 		}
-		name := stagingDir + "/" + p
-		if !exists(d, name) {
+		name := install.StagingDir + "/" + p
+		if !d.Exists(name) {
 			name = p
 		}
 		if target, ok := strings.CutPrefix(want, linkPrefix); ok {
@@ -791,7 +786,7 @@ func verifyForward(d disk, j *journal) error {
 			}
 			continue
 		}
-		got, err := hashFile(d, name)
+		got, err := d.HashFile(name)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
@@ -804,7 +799,7 @@ func verifyForward(d disk, j *journal) error {
 
 // installed reports whether p in the install is the file (or link) the
 // journal installs there.
-func installed(d disk, j *journal, p string) bool {
+func installed(d *install.Disk, j *journal, p string) bool {
 	want, ok := j.Hashes[p]
 	if !ok {
 		return false
@@ -816,21 +811,8 @@ func installed(d disk, j *journal, p string) bool {
 	if fi, err := d.Lstat(p); err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
-	got, err := hashFile(d, p)
+	got, err := d.HashFile(p)
 	return err == nil && got == want
-}
-
-func hashFile(d disk, name string) (string, error) {
-	f, err := d.Open(name)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := blake3.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // rollbackToSnapshot makes the install equal to .smartclient/bkp_new, the
@@ -838,9 +820,9 @@ func hashFile(d disk, name string) (string, error) {
 // journal itself cannot be trusted. Files still the snapshot's (the same
 // inode) are left alone; the rest are put back from it, and files the
 // snapshot does not have were added by the update and go.
-func rollbackToSnapshot(d disk) error {
-	if fi, err := d.Lstat(newBackupDir); err != nil || !fi.IsDir() {
-		if !exists(d, oldDir) {
+func rollbackToSnapshot(d *install.Disk) error {
+	if fi, err := d.Lstat(install.NewBackupDir); err != nil || !fi.IsDir() {
+		if !d.Exists(install.OldDir) {
 			// No snapshot, and nothing was moved aside: the switch
 			// changed no file (an mtime-only update), so there is
 			// nothing to roll back.
@@ -848,12 +830,12 @@ func rollbackToSnapshot(d disk) error {
 		}
 		return errors.New("no snapshot of the previous installation to roll back to")
 	}
-	snap, err := os.OpenRoot(filepath.Join(d.Name(), filepath.FromSlash(newBackupDir)))
+	snap, err := os.OpenRoot(filepath.Join(d.Name(), filepath.FromSlash(install.NewBackupDir)))
 	if err != nil {
 		return err
 	}
 	defer snap.Close()
-	err = d.walkInstall(func(p string, e fs.DirEntry) error {
+	err = d.WalkInstall(func(p string, e fs.DirEntry) error {
 		if e.IsDir() {
 			return nil
 		}
@@ -884,15 +866,15 @@ func rollbackToSnapshot(d disk) error {
 				return err
 			}
 		}
-		if err := d.Link(newBackupDir+"/"+p, p); err == nil || !e.Type().IsRegular() {
+		if err := d.Link(install.NewBackupDir+"/"+p, p); err == nil || !e.Type().IsRegular() {
 			return err
 		}
 		// Where the file system has no hard links, the snapshot holds
 		// copies; copy them back.
-		if err := d.hook("copy", p); err != nil {
+		if err := d.Hook("copy", p); err != nil {
 			return err
 		}
-		return copy.Copy(filepath.Join(d.Name(), filepath.FromSlash(newBackupDir+"/"+p)),
+		return copy.Copy(filepath.Join(d.Name(), filepath.FromSlash(install.NewBackupDir+"/"+p)),
 			filepath.Join(d.Name(), filepath.FromSlash(p)), copy.Options{PreserveTimes: true, Sync: true})
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/zeebo/blake3"
 )
 
@@ -59,7 +60,7 @@ func makeSwitchFixture(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	writeFiles(t, dir, oldRelease)
-	writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), staged)
+	writeFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), staged)
 	for i, files := range olderOnes {
 		writeFiles(t, filepath.Join(dir, backupName(i+1)), files)
 	}
@@ -102,27 +103,27 @@ func fixtureJournal() *journal {
 	return &journal{Install: []string{"a", "config.ini", "d/e", "lib/c"}, Remove: []string{"b"}, State: st, Hashes: hashes}
 }
 
-func openDisk(t testing.TB, dir string) disk {
+func openDisk(t testing.TB, dir string) *install.Disk {
 	t.Helper()
 	r, err := os.OpenRoot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	return disk{Root: r}
+	return &install.Disk{Root: r}
 }
 
 // openCachedDisk is openDisk with the folder cache a sync uses.
-func openCachedDisk(t testing.TB, dir string) disk {
+func openCachedDisk(t testing.TB, dir string) *install.Disk {
 	t.Helper()
-	d := newDisk(openDisk(t, dir).Root)
-	t.Cleanup(d.close)
+	d := install.New(openDisk(t, dir).Root)
+	t.Cleanup(d.CloseCache)
 	return d
 }
 
 // doSwitch is what a sync does once every file is staged: back up, write
 // the journal, switch.
-func doSwitch(ctx context.Context, d disk) error {
+func doSwitch(ctx context.Context, d *install.Disk) error {
 	j := fixtureJournal()
 	var err error
 	if j.Backup, err = prepareBackup(ctx, d); err != nil {
@@ -142,7 +143,7 @@ func readTree(t testing.TB, dir string) map[string]string {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)
-		if rel != "." && reserved(rel) {
+		if rel != "." && install.Reserved(rel) {
 			if e.IsDir() {
 				return fs.SkipDir
 			}
@@ -178,8 +179,8 @@ func checkInvariant(t testing.TB, dir, when string) string {
 		t.Fatalf("%s: the install is neither release: %v", when, got)
 	}
 	d := openDisk(t, dir)
-	for _, p := range []string{journalFile, stagingDir, oldDir, newBackupDir, dropBackup} {
-		if exists(d, p) {
+	for _, p := range []string{journalFile, install.StagingDir, install.OldDir, install.NewBackupDir, install.DropBackup} {
+		if d.Exists(p) {
 			t.Errorf("%s: %s left behind", when, p)
 		}
 	}
@@ -213,8 +214,8 @@ func checkInvariant(t testing.TB, dir, when string) string {
 func countOps(t *testing.T, fixture func(testing.TB) string) int {
 	d := openDisk(t, fixture(t))
 	n := 0
-	faultHook = func(string, string) error { n++; return nil }
-	defer func() { faultHook = nil }()
+	d.Faults.Op = func(string, string) error { n++; return nil }
+	defer func() { d.Faults.Op = nil }()
 	if err := doSwitch(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func failAtEveryOperation(t *testing.T, fixture func(testing.TB) string, oldBuil
 		count := 0
 		var failed string
 		committed := false // the new state was written before the fault
-		faultHook = func(op, name string) error {
+		d.Faults.Op = func(op, name string) error {
 			count++
 			if count == k {
 				failed = op + " " + name
@@ -252,7 +253,7 @@ func failAtEveryOperation(t *testing.T, fixture func(testing.TB) string, oldBuil
 			return nil
 		}
 		err := doSwitch(t.Context(), d)
-		faultHook = nil
+		d.Faults.Op = nil
 		// The next start recovers whatever is left.
 		if rerr := recoverJournal(d, discard); rerr != nil {
 			t.Fatalf("fault at operation %d (%s): recovery: %v", k, failed, rerr)
@@ -296,7 +297,7 @@ func TestCrashChild(t *testing.T) {
 	}
 	at, _ := strconv.Atoi(os.Getenv(envCrashAt))
 	count := 0
-	faultHook = func(string, string) error {
+	crash := func(string, string) error {
 		count++
 		if count == at {
 			os.Exit(crashExit)
@@ -304,6 +305,8 @@ func TestCrashChild(t *testing.T) {
 		return nil
 	}
 	d := openDisk(t, dir)
+	d.Faults.Op = crash
+	testFaults.Op = crash // for Restore's own disk
 	var err error
 	switch os.Getenv(envCrashAction) {
 	case "switch":
@@ -371,11 +374,11 @@ func TestCrashAtEveryOperation(t *testing.T) {
 // halfSwitch backs up, writes the journal and stops the switch halfway,
 // after the first file is in place, as a crash would; it returns the
 // journal.
-func halfSwitch(t *testing.T, d disk) *journal {
+func halfSwitch(t *testing.T, d *install.Disk) *journal {
 	t.Helper()
 	count := 0
-	faultHook = func(op, name string) error {
-		if op == "rename" && !strings.HasPrefix(name, metaDir) {
+	d.Faults.Op = func(op, name string) error {
+		if op == "rename" && !strings.HasPrefix(name, install.MetaDir) {
 			count++
 			if count == 2 {
 				return errInjected
@@ -383,7 +386,7 @@ func halfSwitch(t *testing.T, d disk) *journal {
 		}
 		return nil
 	}
-	defer func() { faultHook = nil }()
+	defer func() { d.Faults.Op = nil }()
 	j := backedUpJournal(t, d)
 	if err := play(d, j, discard); !errors.Is(err, errInjected) {
 		t.Fatalf("play: %v", err)
@@ -393,7 +396,7 @@ func halfSwitch(t *testing.T, d disk) *journal {
 
 // backedUpJournal makes the backup of the fixture's install and writes
 // fixtureJournal, as a switch does before its first rename.
-func backedUpJournal(t *testing.T, d disk) *journal {
+func backedUpJournal(t *testing.T, d *install.Disk) *journal {
 	t.Helper()
 	j := fixtureJournal()
 	var err error
@@ -482,9 +485,6 @@ func TestRecoversVersion2Journal(t *testing.T) {
 // retried with backoff; if it stays locked the update is rolled back and
 // the message names the file.
 func TestLockedFileIsRetriedThenRolledBack(t *testing.T) {
-	saved := lockedBackoff
-	lockedBackoff = []time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond}
-	t.Cleanup(func() { lockedBackoff = saved })
 	for _, tc := range []struct {
 		name     string
 		failures int // times the rename of lib/c finds it locked
@@ -496,17 +496,18 @@ func TestLockedFileIsRetriedThenRolledBack(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := makeSwitchFixture(t)
 			d := openDisk(t, dir)
+			d.Faults.LockedBackoff = []time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond}
 			n := 0
-			faultHook = func(op, name string) error {
+			d.Faults.Op = func(op, name string) error {
 				// lib/c is moved aside (on Windows) or replaced outright.
-				if op == "rename" && (name == oldDir+"/lib/c" || name == "lib/c") && n < tc.failures {
+				if op == "rename" && (name == install.OldDir+"/lib/c" || name == "lib/c") && n < tc.failures {
 					n++
 					return &fs.PathError{Op: "rename", Path: name, Err: syscall.EBUSY}
 				}
 				return nil
 			}
 			err := doSwitch(t.Context(), d)
-			faultHook = nil
+			d.Faults.Op = nil
 			tidy(d, discard)
 			if which := checkInvariant(t, dir, tc.name); which != tc.want {
 				t.Fatalf("install is the %s release, want %s (err %v)", which, tc.want, err)
@@ -536,10 +537,10 @@ func TestCrashDuringRestore(t *testing.T) {
 	}
 	count := func() int {
 		dir := makeSwitchFixture(t)
-		os.RemoveAll(filepath.Join(dir, filepath.FromSlash(stagingDir)))
+		os.RemoveAll(filepath.Join(dir, filepath.FromSlash(install.StagingDir)))
 		n := 0
-		faultHook = func(string, string) error { n++; return nil }
-		defer func() { faultHook = nil }()
+		testFaults.Op = func(string, string) error { n++; return nil }
+		defer func() { testFaults.Op = nil }()
 		if _, err := Restore(t.Context(), dir, 3, discard); err != nil {
 			t.Fatal(err)
 		}
@@ -551,7 +552,7 @@ func TestCrashDuringRestore(t *testing.T) {
 	seen := map[string]int{}
 	for k := 1; k <= count; k++ {
 		dir := makeSwitchFixture(t)
-		os.RemoveAll(filepath.Join(dir, filepath.FromSlash(stagingDir)))
+		os.RemoveAll(filepath.Join(dir, filepath.FromSlash(install.StagingDir)))
 		if !crashChild(t, dir, "restore", k) {
 			t.Fatalf("restore finished before operation %d of %d", k, count)
 		}
@@ -656,7 +657,7 @@ func TestUndoPutsBackThePreviousState(t *testing.T) {
 			if err != nil || st.Build != tc.build || st.exists != (tc.build != "") {
 				t.Fatalf("after undo: %+v, %v; want build %q", st, err, tc.build)
 			}
-			if exists(d, legacyStateFile) {
+			if d.Exists(legacyStateFile) {
 				t.Error("the legacy state file is still there")
 			}
 		})
@@ -734,19 +735,19 @@ func FuzzReadJournal(f *testing.F) {
 func TestDamagedJournalRollsBackWithoutHardLinks(t *testing.T) {
 	dir := makeSwitchFixture(t)
 	d := openDisk(t, dir)
-	faultHook = func(op, name string) error {
+	d.Faults.Op = func(op, name string) error {
 		if op == "link" {
 			return &fs.PathError{Op: "link", Path: name, Err: syscall.EPERM}
 		}
 		return nil
 	}
-	defer func() { faultHook = nil }()
+	defer func() { d.Faults.Op = nil }()
 	backedUpJournal(t, d)
 	// Halfway through the switch, the journal is damaged.
 	if err := moveAside(d, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Rename(stagingDir+"/a", "a"); err != nil {
+	if err := d.Rename(install.StagingDir+"/a", "a"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(journalFile)), []byte("{torn"), 0o644); err != nil {
@@ -755,7 +756,7 @@ func TestDamagedJournalRollsBackWithoutHardLinks(t *testing.T) {
 	if err := recoverJournal(d, discard); err != nil {
 		t.Fatalf("recovery: %v", err)
 	}
-	faultHook = nil
+	d.Faults.Op = nil
 	if which := checkInvariant(t, dir, "without hard links"); which != "old" {
 		t.Errorf("got the %s release", which)
 	}
@@ -793,7 +794,7 @@ func TestUndoOfAFileChangedAfterTheSwitch(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, file string
-		open       func(testing.TB, string) disk
+		open       func(testing.TB, string) *install.Disk
 	}{
 		{"installed over an old file", "a", openDisk},
 		{"new to the install", "d/e", openCachedDisk},
@@ -801,8 +802,8 @@ func TestUndoOfAFileChangedAfterTheSwitch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := makeSwitchFixture(t)
 			script := "#!/bin/sh\necho patched >> " + tc.file + "\nexit 1\n"
-			writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), map[string]string{"post.sh": script})
-			if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(stagingDir), "post.sh"), 0o755); err != nil {
+			writeFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), map[string]string{"post.sh": script})
+			if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(install.StagingDir), "post.sh"), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			d := tc.open(t, dir)
@@ -828,16 +829,16 @@ func TestUndoOfAFileChangedAfterTheSwitch(t *testing.T) {
 
 // playUntilRenameOf plays j until the rename of name fails, where a crash
 // would have stopped the switch.
-func playUntilRenameOf(t *testing.T, d disk, j *journal, name string) {
+func playUntilRenameOf(t *testing.T, d *install.Disk, j *journal, name string) {
 	t.Helper()
-	faultHook = func(op, n string) error {
+	d.Faults.Op = func(op, n string) error {
 		if op == "rename" && n == name {
 			return errInjected
 		}
 		return nil
 	}
 	err := play(d, j, discard)
-	faultHook = nil
+	d.Faults.Op = nil
 	if !errors.Is(err, errInjected) {
 		t.Fatalf("play: %v", err)
 	}
@@ -867,7 +868,7 @@ func TestRecoveryUndoesAChangedInstalledFile(t *testing.T) {
 
 // backedUpJournal3 is backedUpJournal for a journal of version 3, as an
 // earlier client wrote it: without the Outright list.
-func backedUpJournal3(t *testing.T, d disk) *journal {
+func backedUpJournal3(t *testing.T, d *install.Disk) *journal {
 	t.Helper()
 	j := fixtureJournal()
 	var err error
@@ -891,13 +892,13 @@ func TestJournalOfVersion3(t *testing.T) {
 			t.Fatalf("a journal of version 3 names outright files: %v", j.Outright)
 		}
 		playUntilRenameOf(t, d, j, "lib/c")
-		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(oldDir), "a")); err != nil {
+		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(install.OldDir), "a")); err != nil {
 			t.Errorf("version 3: the old a was not moved aside: %v", err)
 		}
 		want := "new"
 		if !forward {
 			// A staged file gone: recovery must undo.
-			if err := os.Remove(filepath.Join(dir, filepath.FromSlash(stagingDir), "lib", "c")); err != nil {
+			if err := os.Remove(filepath.Join(dir, filepath.FromSlash(install.StagingDir), "lib", "c")); err != nil {
 				t.Fatal(err)
 			}
 			want = "old"
@@ -922,9 +923,9 @@ func TestNewFoldersMoveWhole(t *testing.T) {
 	files := map[string]string{"top.dll": "t", "bin/x.dll": "x", "bin/sub/y.dll": "y", "data/z.dat": "z"}
 	for _, extra := range []bool{false, true} {
 		dir := t.TempDir()
-		writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), files)
+		writeFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), files)
 		if extra {
-			writeFiles(t, filepath.Join(dir, filepath.FromSlash(stagingDir)), map[string]string{"bin/stray.tmp": "?"})
+			writeFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), map[string]string{"bin/stray.tmp": "?"})
 		}
 		d := openCachedDisk(t, dir)
 		st := &State{Version: stateVersion, ClientID: "test", Build: newBuild, Files: map[string]FileState{}}
@@ -936,14 +937,14 @@ func TestNewFoldersMoveWhole(t *testing.T) {
 			st.Files[p] = FileState{Size: 1, Hash: j.Hashes[p]}
 		}
 		var renames []string
-		faultHook = func(op, name string) error {
+		d.Faults.Op = func(op, name string) error {
 			if op == "rename" || op == "renamefresh" {
 				renames = append(renames, name)
 			}
 			return nil
 		}
 		err := commit(t.Context(), d, j, discard)
-		faultHook = nil
+		d.Faults.Op = nil
 		if err != nil {
 			t.Fatalf("extra %v: %v", extra, err)
 		}
@@ -964,7 +965,7 @@ func TestNewFoldersMoveWhole(t *testing.T) {
 		}
 		var into []string // renames into the install, not of the bookkeeping
 		for _, n := range renames {
-			if !reserved(n) {
+			if !install.Reserved(n) {
 				into = append(into, n)
 			}
 		}
@@ -982,12 +983,12 @@ func TestSwitchRecordsMtimes(t *testing.T) {
 		t.Skip("symbolic links need a privilege on Windows")
 	}
 	dir := makeSwitchFixture(t)
-	if err := os.Symlink("a", filepath.Join(dir, filepath.FromSlash(stagingDir), "l")); err != nil {
+	if err := os.Symlink("a", filepath.Join(dir, filepath.FromSlash(install.StagingDir), "l")); err != nil {
 		t.Fatal(err)
 	}
 	server := time.Unix(1_600_000_000, 987_654_321)
 	for p := range staged {
-		if err := os.Chtimes(filepath.Join(dir, filepath.FromSlash(stagingDir), filepath.FromSlash(p)), server, server); err != nil {
+		if err := os.Chtimes(filepath.Join(dir, filepath.FromSlash(install.StagingDir), filepath.FromSlash(p)), server, server); err != nil {
 			t.Fatal(err)
 		}
 	}

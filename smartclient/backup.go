@@ -4,19 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 )
 
 // backupName returns the folder of backup n (1..3), as TOTVS names them.
-func backupName(n int) string { return fmt.Sprintf("%s%03d", backupPrefix, n) }
+func backupName(n int) string { return fmt.Sprintf("%s%03d", install.BackupPrefix, n) }
 
 // prepareBackup copies the current install into .smartclient/bkp_new,
 // where rotate later puts it in place once the switch has succeeded; until
 // then it is also the snapshot that a damaged journal rolls back to. It
 // reports false when the install held nothing worth a backup folder.
-func prepareBackup(ctx context.Context, root disk) (bool, error) {
+func prepareBackup(ctx context.Context, root *install.Disk) (bool, error) {
 	// A slot that is not a folder would stop the rotation after the
 	// switch; find out now, while nothing is changed.
 	for i := 1; i <= maxBackups; i++ {
@@ -24,23 +24,23 @@ func prepareBackup(ctx context.Context, root disk) (bool, error) {
 			return false, fmt.Errorf("backup: %s is not a folder; move it away and retry", backupName(i))
 		}
 	}
-	if err := root.RemoveAll(newBackupDir); err != nil {
-		return false, fmt.Errorf("backup: clearing %s: %w", newBackupDir, err)
+	if err := root.RemoveAll(install.NewBackupDir); err != nil {
+		return false, fmt.Errorf("backup: clearing %s: %w", install.NewBackupDir, err)
 	}
-	if err := root.MkdirAll(newBackupDir, 0o755); err != nil {
+	if err := root.MkdirAll(install.NewBackupDir, 0o755); err != nil {
 		return false, fmt.Errorf("backup: %w", err)
 	}
-	n, err := snapshot(ctx, root, newBackupDir)
+	n, err := snapshot(ctx, root, install.NewBackupDir)
 	if err == nil {
 		// The client's state goes with the files, as it is (a legacy
 		// one under its own name), so that status can tell which build
 		// a backup holds and restore can put it back.
 		if data, name, _, rerr := readStateFile(root.ReadFile, ""); rerr == nil {
-			err = root.writeFile(newBackupDir+"/"+name, data)
+			err = root.WriteAtomic(install.NewBackupDir+"/"+name, data)
 		}
 	}
 	if err != nil {
-		root.RemoveAll(newBackupDir)
+		root.RemoveAll(install.NewBackupDir)
 		return false, fmt.Errorf("backup: %w", err)
 	}
 	return n > 0, nil
@@ -54,7 +54,7 @@ type backupJob struct {
 }
 
 // startBackup starts prepareBackup in its own goroutine.
-func startBackup(ctx context.Context, root disk) *backupJob {
+func startBackup(ctx context.Context, root *install.Disk) *backupJob {
 	b := &backupJob{done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
@@ -80,7 +80,7 @@ func (b *backupJob) wait() (bool, error) {
 // the gaps a crash may leave are closed first, so running it again after a
 // crash finishes the rotation, and a half backup never carries a
 // bkp_remote name. It returns the new backup's name.
-func rotate(root disk) (string, error) {
+func rotate(root *install.Disk) (string, error) {
 	var have []int
 	for i := 1; i <= maxBackups; i++ {
 		fi, err := root.Lstat(backupName(i))
@@ -106,10 +106,10 @@ func rotate(root disk) (string, error) {
 	if len(have) == maxBackups {
 		// The oldest is moved aside before it is deleted, so a crash
 		// mid-delete never leaves a half backup under a kept name.
-		if err := root.RemoveAll(dropBackup); err != nil {
+		if err := root.RemoveAll(install.DropBackup); err != nil {
 			return "", fmt.Errorf("backup: %w", err)
 		}
-		if err := root.Rename(backupName(1), dropBackup); err != nil {
+		if err := root.Rename(backupName(1), install.DropBackup); err != nil {
 			return "", fmt.Errorf("backup: dropping the oldest: %w", err)
 		}
 		for i := 2; i <= maxBackups; i++ {
@@ -119,10 +119,10 @@ func rotate(root disk) (string, error) {
 		}
 		target = maxBackups
 	}
-	if err := root.Rename(newBackupDir, backupName(target)); err != nil {
+	if err := root.Rename(install.NewBackupDir, backupName(target)); err != nil {
 		return "", fmt.Errorf("backup: %w", err)
 	}
-	if err := root.RemoveAll(dropBackup); err != nil {
+	if err := root.RemoveAll(install.DropBackup); err != nil {
 		return "", fmt.Errorf("backup: removing the oldest backup: %w", err)
 	}
 	return backupName(target), nil
@@ -134,9 +134,9 @@ func rotate(root disk) (string, error) {
 // writes a file in place: it renames new files over old ones, so the
 // backup keeps the old content. INI files are copied all the same, since
 // users and programs do edit those in place. It returns the files copied.
-func snapshot(ctx context.Context, root disk, dst string) (int, error) {
+func snapshot(ctx context.Context, root *install.Disk, dst string) (int, error) {
 	n := 0
-	err := root.walkInstall(func(p string, d fs.DirEntry) error {
+	err := root.WalkInstall(func(p string, d fs.DirEntry) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -171,46 +171,9 @@ func snapshot(ctx context.Context, root disk, dst string) (int, error) {
 // linkOrCopy puts the regular file p at target as a backup holds it: by
 // hard link, or by copy for an INI file (users and programs edit those in
 // place) and where the file system cannot link.
-func linkOrCopy(d disk, p, target string) error {
+func linkOrCopy(d *install.Disk, p, target string) error {
 	if !isINI(p) && d.Link(p, target) == nil {
 		return nil
 	}
-	if err := d.hook("copy", target); err != nil {
-		return err
-	}
-	return copyFile(d, p, target)
-}
-
-// copyFile copies the install's regular file p to target, which must not
-// exist, with p's permission bits and modification time. Both are opened
-// through their folders' descriptors where the platform allows (a copy
-// by path walked both paths again at each of its ten calls), and the
-// bytes move in the kernel where it can (copy_file_range on Linux).
-func copyFile(root disk, p, target string) error {
-	in, err := root.open(p, os.O_RDONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is no longer a regular file", p)
-	}
-	out, err := root.open(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		// The umask may have taken bits off.
-		err = out.Chmod(fi.Mode().Perm())
-	}
-	if err != nil {
-		out.Close()
-		return err
-	}
-	return root.closeWithTimes(out, target, fi.ModTime())
+	return d.Copy(p, target)
 }

@@ -2,14 +2,12 @@ package smartclient
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 )
 
 // TestSnapshotCopiesINIFiles: the backup holds the install's INI files as
@@ -48,10 +46,10 @@ func TestSnapshotCopiesINIFiles(t *testing.T) {
 		}
 	}
 	d := openCachedDisk(t, dir)
-	if err := d.MkdirAll(newBackupDir, 0o755); err != nil {
+	if err := d.MkdirAll(install.NewBackupDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	n, err := snapshot(context.Background(), d, newBackupDir)
+	n, err := snapshot(context.Background(), d, install.NewBackupDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +58,7 @@ func TestSnapshotCopiesINIFiles(t *testing.T) {
 	}
 	for _, f := range files {
 		live := filepath.Join(dir, filepath.FromSlash(f.path))
-		kept := filepath.Join(dir, filepath.FromSlash(newBackupDir+"/"+f.path))
+		kept := filepath.Join(dir, filepath.FromSlash(install.NewBackupDir+"/"+f.path))
 		li, err := os.Stat(live)
 		if err != nil {
 			t.Fatal(err)
@@ -84,115 +82,29 @@ func TestSnapshotCopiesINIFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "smartclient.ini"), []byte("[TCP]\nServer=other\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if data, _ := os.ReadFile(filepath.Join(dir, filepath.FromSlash(newBackupDir), "smartclient.ini")); string(data) != files[0].data {
+	if data, _ := os.ReadFile(filepath.Join(dir, filepath.FromSlash(install.NewBackupDir), "smartclient.ini")); string(data) != files[0].data {
 		t.Errorf("an edit of the install's INI changed its backup: %q", data)
 	}
 
 	// A file already in the backup folder (planted there, or left by
 	// something else) is not written through: the copy fails.
-	if err := d.RemoveAll(newBackupDir); err != nil {
+	if err := d.RemoveAll(install.NewBackupDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.MkdirAll(newBackupDir, 0o755); err != nil {
+	if err := d.MkdirAll(install.NewBackupDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	outside := filepath.Join(t.TempDir(), "outside")
 	if err := os.WriteFile(outside, []byte("not the install's"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(outside, filepath.Join(dir, filepath.FromSlash(newBackupDir), "smartclient.ini")); err != nil {
+	if err := os.Symlink(outside, filepath.Join(dir, filepath.FromSlash(install.NewBackupDir), "smartclient.ini")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := snapshot(context.Background(), d, newBackupDir); err == nil {
+	if _, err := snapshot(context.Background(), d, install.NewBackupDir); err == nil {
 		t.Error("snapshot over a planted link succeeded")
 	}
 	if data, _ := os.ReadFile(outside); string(data) != "not the install's" {
 		t.Errorf("the copy wrote through a link: %q", data)
-	}
-}
-
-// TestRemoveAll: the client's own trees go whole, with their nested
-// folders and files, in one operation for the fault hook; a link inside
-// goes, never what it points to; a tree that is not there is no error.
-func TestRemoveAll(t *testing.T) {
-	dir := t.TempDir()
-	outside := t.TempDir()
-	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("not the client's"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tree := filepath.Join(dir, ".smartclient", "old")
-	for i := range 40 {
-		p := filepath.Join(tree, fmt.Sprintf("d%d", i%7), fmt.Sprintf("e%d", i%3), fmt.Sprintf("f%d.dll", i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte("old"), 0o444); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(tree, "top.ini"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(outside, filepath.Join(tree, "d1", "out")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(outside, filepath.Join(tree, "link")); err != nil {
-		t.Fatal(err)
-	}
-	d := openCachedDisk(t, dir)
-	var ops []string
-	faultHook = func(op, name string) error {
-		ops = append(ops, op+" "+name)
-		return nil
-	}
-	defer func() { faultHook = nil }()
-	for _, name := range []string{oldDir, oldDir, stagingDir} {
-		if err := d.RemoveAll(name); err != nil {
-			t.Fatalf("RemoveAll(%s): %v", name, err)
-		}
-	}
-	if _, err := os.Lstat(tree); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the tree is still there: %v", err)
-	}
-	if data, err := os.ReadFile(filepath.Join(outside, "keep")); err != nil || string(data) != "not the client's" {
-		t.Errorf("what a link in the tree pointed to: %q, %v", data, err)
-	}
-	want := []string{"removeall " + oldDir, "removeall " + oldDir, "removeall " + stagingDir}
-	if !slices.Equal(ops, want) {
-		t.Errorf("fault hook saw %q; want %q", ops, want)
-	}
-	// A tree that is a link to a folder of the install: the link goes,
-	// the folder and its files stay.
-	kept := filepath.Join(dir, "config")
-	for _, f := range []string{"a.ini", "b.ini"} {
-		if err := os.MkdirAll(kept, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(kept, f), []byte("user's"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Symlink("../config", filepath.Join(dir, filepath.FromSlash(oldDir))); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.RemoveAll(oldDir); err != nil {
-		t.Fatalf("RemoveAll of a link: %v", err)
-	}
-	if _, err := os.Lstat(tree); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the link is still there: %v", err)
-	}
-	if entries, err := os.ReadDir(kept); err != nil || len(entries) != 2 {
-		t.Errorf("the folder the link named holds %v, %v; want a.ini and b.ini", entries, err)
-	}
-	// A failing operation removes nothing.
-	if err := os.MkdirAll(filepath.Join(tree, "x"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	faultHook = func(op, name string) error { return errors.New("crash") }
-	if err := d.RemoveAll(oldDir); err == nil {
-		t.Error("RemoveAll went on past a failing hook")
-	}
-	if _, err := os.Lstat(filepath.Join(tree, "x")); err != nil {
-		t.Errorf("the tree went despite the failing hook: %v", err)
 	}
 }

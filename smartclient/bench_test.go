@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/zeebo/blake3"
 )
 
@@ -46,10 +47,10 @@ func benchInstall(b *testing.B, n int) (string, *manifest) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, install.MetaDir), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	if err := st.save(disk{Root: r}); err != nil {
+	if err := st.save(&install.Disk{Root: r}); err != nil {
 		b.Fatal(err)
 	}
 	return dir, man
@@ -176,7 +177,7 @@ func BenchmarkWriteJournal(b *testing.B) {
 	// The journal keeps the current state file; the files themselves are
 	// not read.
 	dir := b.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, install.MetaDir), 0o755); err != nil {
 		b.Fatal(err)
 	}
 	r, err := os.OpenRoot(dir)
@@ -184,7 +185,7 @@ func BenchmarkWriteJournal(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	d := disk{Root: r}
+	d := &install.Disk{Root: r}
 	st := benchState(20000)
 	if err := st.save(d); err != nil {
 		b.Fatal(err)

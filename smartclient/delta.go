@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/erpupdate/smartsync/internal/cdc"
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 )
@@ -30,7 +31,7 @@ import (
 // a list that is missing or damaged costs a read of the base, never a
 // wrong file. Small bases are cut when needed.
 const (
-	chunksDir = metaDir + "/chunks"
+	chunksDir = install.MetaDir + "/chunks"
 	// deltaMin: a base smaller than this is not worth naming chunk by
 	// chunk; the file is fetched whole.
 	deltaMin = 4 << 10
@@ -68,7 +69,7 @@ func (d *delta) refCount() int { return len(d.base) + len(d.sums) }
 // the chunk references a session may name are counted in download's
 // order, so the outcome does not depend on which finished first. Without
 // blocks, no file is asked for by block sums.
-func planDeltas(root disk, st *State, man *manifest, download []int, blocks bool, log *slog.Logger) map[int]*delta {
+func planDeltas(root *install.Disk, st *State, man *manifest, download []int, blocks bool, log *slog.Logger) map[int]*delta {
 	found := make([]*delta, len(download))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -114,7 +115,7 @@ const sumRead = 64 << 10
 
 // planDelta is planDeltas' decision for one file: nil to fetch it whole
 // without a chunk list.
-func planDelta(root disk, st *State, rf remoteFile, blocks bool, scratch *[]byte, log *slog.Logger) *delta {
+func planDelta(root *install.Disk, st *State, rf remoteFile, blocks bool, scratch *[]byte, log *slog.Logger) *delta {
 	fi, err := root.Lstat(rf.Path)
 	if blocks && err == nil && fi.Mode().IsRegular() && rf.Size >= blockMin && rf.Size <= syncproto.MaxBlockFile && rf.Size < listMin && fi.Size() >= blockMin {
 		if bs := blockSizeFor(fi.Size()); bs <= syncproto.MaxBlockSize {
@@ -146,7 +147,7 @@ func planDelta(root disk, st *State, rf remoteFile, blocks bool, scratch *[]byte
 }
 
 // cachedList returns the kept chunk list of content hash, or nil.
-func cachedList(root disk, hash string, bits uint8, size int64) []syncproto.ChunkRef {
+func cachedList(root *install.Disk, hash string, bits uint8, size int64) []syncproto.ChunkRef {
 	if len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
 		return nil // also keeps link hashes ("link:...") out of file names
 	}
@@ -180,7 +181,7 @@ func refs(chunks []cdc.Chunk) []syncproto.ChunkRef {
 
 // cutBase reads the installed file name and returns its chunks, provided
 // it is still the file fi describes.
-func cutBase(root disk, name string, bits uint8, fi fs.FileInfo) ([]syncproto.ChunkRef, error) {
+func cutBase(root *install.Disk, name string, bits uint8, fi fs.FileInfo) ([]syncproto.ChunkRef, error) {
 	f, err := root.Open(name)
 	if err != nil {
 		return nil, err
@@ -207,7 +208,7 @@ func blockSizeFor(size int64) int {
 // *scratch, which it grows as needed and its caller keeps for the next
 // file (a buffer for each of 1,000 files made a tenth of an incremental
 // sync's allocations).
-func sumBase(root disk, name string, bs int, fi fs.FileInfo, scratch *[]byte) ([]syncproto.BlockSum, error) {
+func sumBase(root *install.Disk, name string, bs int, fi fs.FileInfo, scratch *[]byte) ([]syncproto.BlockSum, error) {
 	f, err := root.Open(name)
 	if err != nil {
 		return nil, err
@@ -247,7 +248,7 @@ func sameVersion(a, b fs.FileInfo) bool {
 
 // keepList saves the chunk list of a verified file for the next delta. A
 // cache: written without a sync, checked when read.
-func keepList(root disk, hash [32]byte, d *delta, log *slog.Logger) {
+func keepList(root *install.Disk, hash [32]byte, d *delta, log *slog.Logger) {
 	if !d.wantList || len(d.list) == 0 {
 		return
 	}
@@ -271,7 +272,7 @@ func keepList(root disk, hash [32]byte, d *delta, log *slog.Logger) {
 }
 
 // pruneLists removes the kept chunk lists of content no longer installed.
-func pruneLists(root disk, st *State) {
+func pruneLists(root *install.Disk, st *State) {
 	entries, err := fs.ReadDir(root.FS(), chunksDir)
 	if err != nil {
 		return
@@ -333,7 +334,7 @@ func (f *fetcher) readList(rf remoteFile, d *delta) error {
 
 // openBase opens the installed file a delta is assembled from, provided
 // it is still the version whose chunks were named.
-func openBase(root disk, rf remoteFile, d *delta) (*os.File, error) {
+func openBase(root *install.Disk, rf remoteFile, d *delta) (*os.File, error) {
 	f, err := root.Open(rf.Path)
 	if err != nil {
 		return nil, fmt.Errorf("receiving %s: opening the installed version: %w", rf.Path, err)

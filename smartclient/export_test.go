@@ -7,19 +7,20 @@ import (
 )
 
 // SetWriteFault lets the black-box tests make a staged write fail; see
-// writeFault. It returns a function that restores the previous hook.
+// install.Faults.Write. It returns a function that restores the previous
+// hook.
 func SetWriteFault(f func(name string, off int64, n int) (int, error)) func() {
-	saved := writeFault
-	writeFault = f
-	return func() { writeFault = saved }
+	saved := testFaults.Write
+	testFaults.Write = f
+	return func() { testFaults.Write = saved }
 }
 
 // SetFaultHook lets the black-box tests see, or fail, the file system
-// operations of the client (see faultHook) until the test ends.
+// operations of the client (see install.Faults.Op) until the test ends.
 func SetFaultHook(t interface{ Cleanup(func()) }, f func(op, name string) error) {
-	saved := faultHook
-	faultHook = f
-	t.Cleanup(func() { faultHook = saved })
+	saved := testFaults.Op
+	testFaults.Op = f
+	t.Cleanup(func() { testFaults.Op = saved })
 }
 
 // DowngradeState rewrites the state file of dir, an install or a backup

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -156,7 +157,7 @@ var errBlockMismatch = errors.New("built from the installed version by block sum
 // fetcher receives requested files into the staging folder.
 type fetcher struct {
 	c        *conn
-	root     disk // the install folder
+	root     *install.Disk // the install folder
 	man      *manifest
 	progress Progress
 	dec      *zstd.Decoder
@@ -166,7 +167,7 @@ type fetcher struct {
 	log      *slog.Logger
 	copied   int64 // bytes taken from installed versions (deltas)
 	writers  *writers
-	flush    *flusher
+	flush    *install.Flusher
 }
 
 // fetchAll receives every file in order into staging, verifying each one's
@@ -183,7 +184,7 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 	// for the server: its error, not the interrupted read's, is the
 	// sync's.
 	f.writers = startWriters(f.root, f.c.interrupt)
-	f.flush = newFlusher(f.root)
+	f.flush = install.NewFlusher(f.root)
 	err = f.receive(ctx, order)
 	// Whatever happened, no writer may still be at work when the caller
 	// keeps or removes what is staged.
@@ -191,7 +192,7 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 		err = werr
 	}
 	f.c.resume()
-	if ferr := f.flush.wait(); err == nil {
+	if ferr := f.flush.Wait(); err == nil {
 		err = ferr
 	}
 	// The buffers are garbage now, before the switch needs memory.
@@ -206,7 +207,7 @@ func (f *fetcher) receive(ctx context.Context, order []int) error {
 			return fmt.Errorf("receiving files: %w", err)
 		}
 		rf := f.man.Files[i]
-		dir := path.Dir(stagingDir + "/" + rf.Path)
+		dir := path.Dir(install.StagingDir + "/" + rf.Path)
 		if !made[dir] {
 			if err := f.root.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("creating staging folder: %w", err)
@@ -219,7 +220,7 @@ func (f *fetcher) receive(ctx context.Context, order []int) error {
 		if err := f.fetchOne(i, rf); err != nil {
 			return err
 		}
-		f.flush.wrote(rf.Size)
+		f.flush.Wrote(rf.Size)
 	}
 	return nil
 }
@@ -331,7 +332,7 @@ func addPiece(ps []piece, p piece) []piece {
 // are placed from the last to the first, so that each lands at or after
 // where its received bytes are and overwrites none not yet placed. It
 // then checks the result against the manifest.
-func buildDelta(root disk, j writeJob) ([]byte, error) {
+func buildDelta(root *install.Disk, j writeJob) ([]byte, error) {
 	rf, d := j.rf, j.d
 	if int64(cap(j.data)) < rf.Size {
 		return nil, fmt.Errorf("receiving %s: %d bytes do not fit the buffer of %d", rf.Path, rf.Size, cap(j.data))
@@ -384,7 +385,7 @@ func checkEnd(rf remoteFile, sum []byte, end syncproto.FileEnd) error {
 // writers write received files into staging, beside the receiving loop.
 // The memory they hold is bounded: writeBuffers buffers of wholeMax bytes.
 type writers struct {
-	root   disk
+	root   *install.Disk
 	onFail func() // called once, when the first writer fails
 	jobs   chan writeJob
 	free   chan []byte
@@ -410,7 +411,7 @@ const (
 	writerCount  = 2
 )
 
-func startWriters(root disk, onFail func()) *writers {
+func startWriters(root *install.Disk, onFail func()) *writers {
 	w := &writers{root: root, onFail: onFail, jobs: make(chan writeJob, writeBuffers), free: make(chan []byte, writeBuffers)}
 	for range writeBuffers {
 		w.free <- nil // allocated when first used
@@ -480,8 +481,8 @@ func (w *writers) wait() error {
 
 // writeWhole writes a received and verified file into staging; on failure
 // it leaves nothing staged under that name.
-func writeWhole(root disk, rf remoteFile, data []byte) (err error) {
-	staged := stagingDir + "/" + rf.Path
+func writeWhole(root *install.Disk, rf remoteFile, data []byte) (err error) {
+	staged := install.StagingDir + "/" + rf.Path
 	out, err := root.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
@@ -493,15 +494,15 @@ func writeWhole(root disk, rf remoteFile, data []byte) (err error) {
 		}
 	}()
 	if len(data) > 0 {
-		if err := writeStaged(out, staged, 0, data); err != nil {
+		if err := root.WriteStaged(out, staged, 0, data); err != nil {
 			return fmt.Errorf("staging %s: %w", rf.Path, err)
 		}
 	}
 	if err := out.Chmod(stagedMode(rf.Mode)); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
-	closed := root.closeStaged(out, staged, time.Unix(0, rf.MtimeNs))
-	out = nil // closed, whatever closeStaged says
+	closed := root.CloseStaged(out, staged, time.Unix(0, rf.MtimeNs))
+	out = nil // closed, whatever CloseStaged says
 	if closed != nil {
 		root.Remove(staged)
 		return fmt.Errorf("staging %s: %w", rf.Path, closed)
@@ -537,7 +538,7 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 			defer base.Close()
 		}
 	}
-	staged := stagingDir + "/" + rf.Path
+	staged := install.StagingDir + "/" + rf.Path
 	out, err := f.root.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
@@ -560,7 +561,7 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	}
 	write := func(b []byte) error {
 		h.Write(b)
-		if err := writeStaged(out, staged, got, b); err != nil {
+		if err := f.root.WriteStaged(out, staged, got, b); err != nil {
 			return fmt.Errorf("staging %s: %w", rf.Path, err)
 		}
 		got += int64(len(b))
@@ -625,7 +626,7 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 	if err := out.Chmod(stagedMode(rf.Mode)); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
-	if err := f.root.closeStaged(out, staged, time.Unix(0, rf.MtimeNs)); err != nil {
+	if err := f.root.CloseStaged(out, staged, time.Unix(0, rf.MtimeNs)); err != nil {
 		return fmt.Errorf("staging %s: %w", rf.Path, err)
 	}
 	done = true
@@ -644,19 +645,6 @@ func (f *fetcher) fetchOne(index int, rf remoteFile) error {
 // owner's read and write, which the client needs to replace the file later.
 func stagedMode(m fs.FileMode) fs.FileMode {
 	return (m & 0o777) | 0o600
-}
-
-// writeStaged writes a chunk of a staged file at offset off.
-func writeStaged(out *os.File, name string, off int64, b []byte) error {
-	if writeFault != nil {
-		n, err := writeFault(name, off, len(b))
-		if err != nil {
-			out.Write(b[:n])
-			return &fs.PathError{Op: "write", Path: name, Err: err}
-		}
-	}
-	_, err := out.Write(b)
-	return err
 }
 
 // Read reads the next message within the timeout.

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 )
 
 // TestMappedStateCutShort: a state file truncated by another program
@@ -18,7 +20,7 @@ func TestMappedStateCutShort(t *testing.T) {
 	for _, name := range []string{"a.txt", "b/c.txt"} {
 		files[name] = writeRecorded(t, dir, name, name)
 	}
-	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, install.MetaDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	d := openDisk(t, dir)
@@ -26,7 +28,7 @@ func TestMappedStateCutShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, filepath.FromSlash(stateFile))
-	data, unmap, err := mapFile(path)
+	data, unmap, err := install.MapFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 )
@@ -229,8 +230,8 @@ func (p *plan) installs() []int { return slices.Concat(p.fetch, p.links) }
 func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[string]bool, log *slog.Logger) (*plan, error) {
 	p := &plan{known: make(map[string]FileState, len(man.Files))}
 	listed := make(map[string]bool, len(man.Files))
-	d := newDisk(root) // one open per folder, not per file
-	defer d.close()
+	d := install.New(root) // one open per folder, not per file
+	defer d.CloseCache()
 	for i, f := range man.Files {
 		listed[strings.ToLower(f.Path)] = true
 		var fi fs.FileInfo

@@ -12,8 +12,6 @@ func TestPreflightNeedsFreeSpace(t *testing.T) {
 	d := openDisk(t, dir)
 	man := &manifest{Files: []remoteFile{{Path: "app.exe", Size: 5 << 20}}}
 	p := &plan{fetch: []int{0}, fetchBytes: 5 << 20}
-	saved := measureFree
-	t.Cleanup(func() { measureFree = saved })
 	for _, tc := range []struct {
 		have int64
 		want string // "" = fits
@@ -21,7 +19,7 @@ func TestPreflightNeedsFreeSpace(t *testing.T) {
 		{have: 1 << 30},
 		{have: 4 << 20, want: "not enough free space in " + dir + ": need 6.0 MiB, have 4.0 MiB"},
 	} {
-		measureFree = func(string) (int64, error) { return tc.have, nil }
+		d.Faults.FreeSpace = func(string) (int64, error) { return tc.have, nil }
 		err := preflight(d, man, p, measureSpace(d))
 		switch {
 		case tc.want == "" && err != nil:

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 )
@@ -314,7 +315,7 @@ func TestStateLoadsFilesWhenNeeded(t *testing.T) {
 	}
 	d := openCachedDisk(t, dir)
 	root := d.Root
-	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, install.MetaDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := (&State{Version: stateVersion, ClientID: "c", Files: files}).save(d); err != nil {

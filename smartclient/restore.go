@@ -10,6 +10,8 @@ import (
 	"path"
 	"sort"
 	"time"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 )
 
 // BackupInfo describes one kept backup.
@@ -37,28 +39,41 @@ type StatusReport struct {
 // openInstall opens an existing install folder for a command that may
 // change it: it takes the lock and finishes or undoes an interrupted
 // switch first, as every command does.
-func openInstall(dir string, log *slog.Logger) (disk, func(), error) {
+func openInstall(dir string, log *slog.Logger) (*install.Disk, func(), error) {
 	r, err := os.OpenRoot(dir)
 	if err != nil {
-		return disk{}, nil, fmt.Errorf("opening install folder: %w", err)
+		return nil, nil, fmt.Errorf("opening install folder: %w", err)
 	}
-	if err := reclaimMeta(r); err != nil {
+	if err := install.ReclaimMeta(r); err != nil {
 		r.Close()
-		return disk{}, nil, err
+		return nil, nil, err
 	}
-	unlock, err := lockInstall(r)
+	unlock, err := install.Lock(r)
 	if err != nil {
 		r.Close()
-		return disk{}, nil, err
+		return nil, nil, err
 	}
 	d := newDisk(r)
 	if err := recoverJournal(d, log); err != nil {
-		d.close()
+		d.CloseCache()
 		unlock()
 		r.Close()
-		return disk{}, nil, err
+		return nil, nil, err
 	}
-	return d, func() { d.close(); unlock(); r.Close() }, nil
+	return d, func() { d.CloseCache(); unlock(); r.Close() }, nil
+}
+
+// testFaults, when a test of this package sets them (see export_test.go),
+// are the faults of every install.Disk the package opens: the black-box
+// tests drive the client through Run, Sync, Status and Restore, which
+// open their own.
+var testFaults install.Faults
+
+// newDisk returns the seam over the install folder r.
+func newDisk(r *os.Root) *install.Disk {
+	d := install.New(r)
+	d.Faults = testFaults
+	return d
 }
 
 // Status reports the installed build, the last sync and the backups kept.
@@ -94,7 +109,7 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 	return r, nil
 }
 
-func describeBackup(d disk, name string) (BackupInfo, error) {
+func describeBackup(d *install.Disk, name string) (BackupInfo, error) {
 	info := BackupInfo{Name: name}
 	fi, err := d.Lstat(name)
 	if err != nil {
@@ -114,7 +129,7 @@ func describeBackup(d disk, name string) (BackupInfo, error) {
 		if err != nil {
 			return err
 		}
-		if e.IsDir() && path.Base(p) == metaDir {
+		if e.IsDir() && path.Base(p) == install.MetaDir {
 			return fs.SkipDir
 		}
 		if e.Type().IsRegular() {
@@ -203,7 +218,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 			return nil
 		}
 		rel = rel[1:]
-		if reserved(rel) {
+		if install.Reserved(rel) {
 			if e.IsDir() {
 				return fs.SkipDir
 			}
@@ -221,7 +236,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		if links.via(path.Dir(rel)) {
 			return fmt.Errorf("will not restore %s: a folder on its path in the install is a symbolic link", rel)
 		}
-		staged := stagingDir + "/" + rel
+		staged := install.StagingDir + "/" + rel
 		if e.Type()&fs.ModeSymlink != 0 {
 			inBackup[rel] = true
 			target, err := d.Readlink(p)
@@ -268,7 +283,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		if err := linkOrCopy(d, p, staged); err != nil {
 			return fmt.Errorf("staging %s: %w", rel, err)
 		}
-		h, err := hashFile(d, staged)
+		h, err := d.HashFile(staged)
 		if err != nil {
 			return err
 		}
@@ -296,7 +311,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		return nil, err
 	}
 	if err := commit(ctx, d, j, log); err != nil {
-		if !exists(d, journalFile) {
+		if !d.Exists(journalFile) {
 			tidy(d, log)
 		}
 		return nil, fmt.Errorf("restoring %s: %w", from, err)

@@ -6,23 +6,25 @@ import (
 	"log/slog"
 	"path"
 	"time"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 )
 
 // resumeDir keeps the files a failed download had already received and
 // verified, so that the next sync does not download them again. It is
 // not staging: after any failure staging is gone, and only whole,
 // verified files are kept here.
-const resumeDir = metaDir + "/resume"
+const resumeDir = install.MetaDir + "/resume"
 
 // keepForResume moves what a failed sync staged to resumeDir. Every file
 // in staging is whole and verified: fetchOne removes a file it could not
 // finish.
-func keepForResume(d disk, log *slog.Logger) {
-	if !exists(d, stagingDir) {
+func keepForResume(d *install.Disk, log *slog.Logger) {
+	if !d.Exists(install.StagingDir) {
 		return
 	}
 	if err := d.RemoveAll(resumeDir); err == nil {
-		err = d.Rename(stagingDir, resumeDir)
+		err = d.Rename(install.StagingDir, resumeDir)
 		if err == nil {
 			return
 		}
@@ -34,7 +36,7 @@ func keepForResume(d disk, log *slog.Logger) {
 // manifest's size and hash into staging, and returns the files still to
 // download with what was reused. Whatever else resumeDir holds is stale
 // and removed.
-func reuseDownloads(d disk, man *manifest, fetch []int) (rest []int, reused int, reusedBytes int64) {
+func reuseDownloads(d *install.Disk, man *manifest, fetch []int) (rest []int, reused int, reusedBytes int64) {
 	if _, err := d.Lstat(resumeDir); errors.Is(err, fs.ErrNotExist) {
 		return fetch, 0, 0
 	}
@@ -47,7 +49,7 @@ func reuseDownloads(d disk, man *manifest, fetch []int) (rest []int, reused int,
 			rest = append(rest, i)
 			continue
 		}
-		if h, err := hashFile(d, kept); err != nil || h != installHash(f) {
+		if h, err := d.HashFile(kept); err != nil || h != installHash(f) {
 			rest = append(rest, i)
 			continue
 		}
@@ -58,7 +60,7 @@ func reuseDownloads(d disk, man *manifest, fetch []int) (rest []int, reused int,
 			rest = append(rest, i)
 			continue
 		}
-		staged := stagingDir + "/" + f.Path
+		staged := install.StagingDir + "/" + f.Path
 		if d.MkdirAll(path.Dir(staged), 0o755) != nil || d.Rename(kept, staged) != nil {
 			rest = append(rest, i)
 			continue

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -19,13 +20,13 @@ import (
 // kept entries, read from the file front to back. The manifest rebuilt so
 // is checked against the server's digest. The file is a cache: written
 // without a sync, and a damaged one only costs the whole manifest.
-const manifestCacheFile = metaDir + "/manifest.cache"
+const manifestCacheFile = install.MetaDir + "/manifest.cache"
 
 // manifestCache reads the kept manifest for a sketch and its runs, and
 // writes the manifest being received as the next kept one. Either side
 // may be off: in is nil when nothing is kept, out when nothing may be
 // written (a check only). It works on the folder's os.Root directly, not
-// through disk's fault hooks: a cache is never part of an update.
+// through install.Disk's fault hooks: a cache is never part of an update.
 type manifestCache struct {
 	root *os.Root
 	log  *slog.Logger
@@ -140,7 +141,7 @@ func (c *manifestCache) keep(m syncproto.Message) {
 		return
 	}
 	if c.w == nil {
-		err := c.root.MkdirAll(metaDir, 0o755)
+		err := c.root.MkdirAll(install.MetaDir, 0o755)
 		if err == nil {
 			c.out, err = c.root.OpenFile(manifestCacheFile+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		}

@@ -15,36 +15,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/zeebo/blake3"
 )
 
-// The client's own bookkeeping lives in one hidden folder of the install
-// folder, beside the bkp_remote.00N backups.
+// The files of the client's state, in the install's bookkeeping folder.
 const (
-	metaDir      = ".smartclient"
-	stateFile    = metaDir + "/state.bin"
-	journalFile  = metaDir + "/journal.json"
-	stagingDir   = metaDir + "/staging"
-	oldDir       = metaDir + "/old"
-	newBackupDir = metaDir + "/bkp_new"
-	dropBackup   = metaDir + "/bkp_drop"
-	lockFile     = metaDir + "/lock"
-	backupPrefix = "bkp_remote."
-	maxBackups   = 3
+	stateFile   = install.MetaDir + "/state.bin"
+	journalFile = install.MetaDir + "/journal.json"
+	maxBackups  = 3
 
 	// legacyStateFile is where builds before the binary state file kept
 	// the state, as JSON; it is read when there is no stateFile, and
 	// removed once a stateFile is written.
-	legacyStateFile = metaDir + "/state.json"
+	legacyStateFile = install.MetaDir + "/state.json"
 )
-
-// reserved reports whether a relative slash path belongs to the client's
-// bookkeeping, which no manifest may name and no backup copies.
-func reserved(rel string) bool {
-	first, _, _ := strings.Cut(rel, "/")
-	first = strings.ToLower(first)
-	return first == metaDir || strings.HasPrefix(first, backupPrefix)
-}
 
 // FileState is what the client knows of a file it installed: the size and
 // mtime the file has on disk (which the file system may have rounded), the
@@ -85,7 +70,7 @@ type State struct {
 	// walks them without building the map (see loadFiles).
 	enc encodedFiles
 	// unmap gives back the mapping of the state file that enc points
-	// into (see mapFile), once; released says it did so before the files
+	// into (see install.MapFile), once; released says it did so before the files
 	// were loaded, which loadFiles then can no longer do.
 	unmap    func()
 	released bool
@@ -141,7 +126,7 @@ func readState(dir string) (*State, error) {
 		if name != stateFile {
 			return os.ReadFile(path)
 		}
-		data, release, err := mapFile(path)
+		data, release, err := install.MapFile(path)
 		if err == nil {
 			unmap = release
 		}
@@ -208,7 +193,7 @@ func decodeState(data []byte, legacy bool) (*State, error) {
 
 // backupState returns the state kept in the backup folder dir, or nil when
 // it has none that can be read.
-func backupState(d disk, dir string) *State {
+func backupState(d *install.Disk, dir string) *State {
 	data, _, legacy, err := readStateFile(d.ReadFile, dir+"/")
 	if err != nil {
 		return nil
@@ -222,7 +207,7 @@ func backupState(d disk, dir string) *State {
 
 // currentStateFile returns the install's state file as stateFile holds
 // it, converting a legacyStateFile; nil when there is none.
-func currentStateFile(d disk) ([]byte, error) {
+func currentStateFile(d *install.Disk) ([]byte, error) {
 	data, _, legacy, err := readStateFile(d.ReadFile, "")
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -241,18 +226,18 @@ func currentStateFile(d disk) ([]byte, error) {
 
 // save writes the state durably; a legacyStateFile goes once the new
 // file is in place.
-func (st *State) save(d disk) error { return st.saveWith(d, nil) }
+func (st *State) save(d *install.Disk) error { return st.saveWith(d, nil) }
 
 // saveWith is save with st's files encoded already (encodeStateFiles), or
 // nil to encode them.
-func (st *State) saveWith(d disk, files []byte) error {
+func (st *State) saveWith(d *install.Disk, files []byte) error {
 	if err := st.loadFiles(); err != nil {
 		return fmt.Errorf("saving client state: %w", err)
 	}
 	if files == nil {
 		files = encodeStateFiles(st.Files)
 	}
-	if err := d.writeFile(stateFile, marshalStateWith(st, files)); err != nil {
+	if err := d.WriteAtomic(stateFile, marshalStateWith(st, files)); err != nil {
 		return fmt.Errorf("saving client state: %w", err)
 	}
 	st.exists, st.legacy = true, false
@@ -263,8 +248,8 @@ func (st *State) saveWith(d disk, files []byte) error {
 // removeLegacyState removes a legacyStateFile that a stateFile replaced.
 // A failure is harmless: loadState reads the stateFile first, so the
 // next save tries again.
-func removeLegacyState(d disk) {
-	if exists(d, legacyStateFile) {
+func removeLegacyState(d *install.Disk) {
+	if d.Exists(legacyStateFile) {
 		d.Remove(legacyStateFile)
 	}
 }
@@ -436,7 +421,7 @@ func unmarshalState(data []byte) (*State, error) {
 	return st, nil
 }
 
-// parseMapped is parseState on a mapping of the state file (see mapFile),
+// parseMapped is parseState on a mapping of the state file (see install.MapFile),
 // whose pages a failing disk, or a program that truncated the file, may
 // not deliver: touching one is then an error here rather than a crash.
 // parseState's checksum touches every page first.

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -117,12 +118,12 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer r.Close()
 	root := newDisk(r)
-	defer root.close()
+	defer root.CloseCache()
 	if !o.CheckOnly {
-		if err := reclaimMeta(r); err != nil {
+		if err := install.ReclaimMeta(r); err != nil {
 			return nil, err
 		}
-		unlock, err := lockInstall(root.Root)
+		unlock, err := install.Lock(root.Root)
 		if err != nil {
 			return nil, err
 		}
@@ -147,7 +148,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 			o.Log.Warn("rewriting the client state in the new format", "err", err)
 		}
 	}
-	hadMeta := exists(root, metaDir)
+	hadMeta := root.Exists(install.MetaDir)
 	res, err := syncWith(ctx, root, st, o)
 	if errors.Is(err, errBlockMismatch) && !o.noBlocks {
 		// Block sums are 64 bits: a block of the new file may match
@@ -164,10 +165,10 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		o.noBlocks = true
 		res, err = syncWith(ctx, root, st, o)
 	}
-	if err != nil && !hadMeta && !exists(root, journalFile) && !exists(root, resumeDir) {
+	if err != nil && !hadMeta && !root.Exists(journalFile) && !root.Exists(resumeDir) {
 		// A first sync that did not happen leaves no trace: no
 		// bookkeeping folder, and no install folder it created.
-		root.RemoveAll(metaDir)
+		root.RemoveAll(install.MetaDir)
 		if created {
 			os.Remove(o.Dir)
 		}
@@ -268,7 +269,7 @@ func (c *conn) report(log *slog.Logger, r syncproto.Report) {
 // reportTimeout bounds the wait for the server to take a report.
 const reportTimeout = 3 * time.Second
 
-func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result, err error) {
+func syncWith(ctx context.Context, root *install.Disk, st *State, o Options) (res *Result, err error) {
 	c, w, err := hello(ctx, st, o)
 	if err != nil {
 		return nil, err
@@ -436,18 +437,18 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	var free space
 	backupCtx, stopBackup := context.WithCancel(ctx)
 	defer stopBackup()
-	// dropBackup stops a backup that the sync will not use and removes
+	// dropUnused stops a backup that the sync will not use and removes
 	// what it made: no journal exists before the switch, so nothing
 	// needs it as a snapshot.
-	dropBackup := func() {
+	dropUnused := func() {
 		if backup == nil {
 			return
 		}
 		stopBackup()
 		backup.wait()
 		backup = nil
-		if err := root.RemoveAll(newBackupDir); err != nil {
-			o.Log.Warn("removing an unused backup", "folder", newBackupDir, "err", err)
+		if err := root.RemoveAll(install.NewBackupDir); err != nil {
+			o.Log.Warn("removing an unused backup", "folder", install.NewBackupDir, "err", err)
 		}
 	}
 	if !o.CheckOnly {
@@ -457,7 +458,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 		}
 	}
 	if err := st.loadFiles(); err != nil {
-		dropBackup()
+		dropUnused()
 		return nil, fmt.Errorf("reading client state: %w", err)
 	}
 	p, err := makePlan(root.Root, st, man, full, found.same(), o.Log)
@@ -466,13 +467,13 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	// rather than count in the memory of the whole download.
 	st.release()
 	if err != nil {
-		dropBackup()
+		dropUnused()
 		return nil, err
 	}
 	if !p.changesContent() {
 		// Only times to set, or files to remove: the switch
 		// replaces no content and keeps no backup.
-		dropBackup()
+		dropUnused()
 	}
 	res.Touched, res.Removed, res.Kept = len(p.touch), len(p.remove), len(p.kept)
 	if o.CheckOnly {
@@ -493,7 +494,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 	go func() { pre <- preflight(root, man, p, free) }()
 	deltas := planDeltas(root, st, man, p.fetch, !o.noBlocks, o.Log)
 	if err := <-pre; err != nil {
-		dropBackup()
+		dropUnused()
 		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 		return nil, err
 	}
@@ -511,7 +512,7 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 		if !lostConnection(err) && !errors.As(err, &pe) {
 			report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 		}
-		if !exists(root, journalFile) {
+		if !root.Exists(journalFile) {
 			// Nothing of the update is in the install. What was
 			// received and verified is kept for the next sync; a
 			// kept journal keeps its staged files for the next start
@@ -635,10 +636,10 @@ func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome) (bool
 
 // stageLinks makes the symbolic links to install in the staging folder;
 // the switch renames them into place like files.
-func stageLinks(d disk, man *manifest, links []int) error {
+func stageLinks(d *install.Disk, man *manifest, links []int) error {
 	for _, i := range links {
 		f := man.Files[i]
-		staged := stagingDir + "/" + f.Path
+		staged := install.StagingDir + "/" + f.Path
 		if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
 			return fmt.Errorf("staging the link %s: %w", f.Path, err)
 		}
@@ -661,7 +662,7 @@ func installHash(f remoteFile) string {
 const linkPrefix = "link:"
 
 // newestBackup names the highest-numbered backup folder.
-func newestBackup(root disk) string {
+func newestBackup(root *install.Disk) string {
 	for i := maxBackups; i >= 1; i-- {
 		if fi, err := root.Lstat(backupName(i)); err == nil && fi.IsDir() {
 			return backupName(i)

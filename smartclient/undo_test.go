@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/zeebo/blake3"
 )
 
@@ -29,7 +30,7 @@ func TestJournalOfVersion3WithOutrightReplacement(t *testing.T) {
 	}
 	playUntilRenameOf(t, d, j, "lib/c")
 	// A staged file gone: recovery (by the new client) must undo.
-	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(stagingDir), "lib", "c")); err != nil {
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(install.StagingDir), "lib", "c")); err != nil {
 		t.Fatal(err)
 	}
 	if err := recoverJournal(openDisk(t, dir), discard); err != nil {
@@ -63,7 +64,7 @@ func TestRestoreRecordsDiskMtime(t *testing.T) {
 	}
 	old := &State{Version: stateVersion, ClientID: "test", Build: "A", Files: map[string]FileState{
 		"f": {Size: 9, MtimeNs: m1.UnixNano(), ServerMtimeNs: m1.UnixNano(), Hash: sum("release A")}}}
-	if err := os.MkdirAll(filepath.Join(bk, metaDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(bk, install.MetaDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := old.save(openDisk(t, bk)); err != nil {

@@ -17,6 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 	"golang.org/x/text/unicode/norm"
@@ -207,8 +208,8 @@ func checkPath(p string) error {
 			return err
 		}
 	}
-	if reserved(p) || reservedFold(p) {
-		return fmt.Errorf("names the client's own bookkeeping (%s or %s*)", metaDir, backupPrefix)
+	if install.Reserved(p) || reservedFold(p) {
+		return fmt.Errorf("names the client's own bookkeeping (%s or %s*)", install.MetaDir, install.BackupPrefix)
 	}
 	return nil
 }
@@ -317,7 +318,7 @@ func hfsIgnorable(r rune) bool {
 func reservedFold(p string) bool {
 	first, _, _ := strings.Cut(p, "/")
 	first = foldKey(first)
-	return first == foldKey(metaDir) || strings.HasPrefix(first, foldKey(backupPrefix))
+	return first == foldKey(install.MetaDir) || strings.HasPrefix(first, foldKey(install.BackupPrefix))
 }
 
 // foldKey returns a key under which two paths are equal when Windows or
@@ -364,7 +365,7 @@ func foldRune(r rune) rune {
 // go on: a full disk is then caught by the write that fails, and the
 // update rolls back.
 func checkFreeSpace(dir string, need int64) error {
-	have, err := freeSpace(dir)
+	have, err := install.FreeSpace(dir)
 	if errors.Is(err, errors.ErrUnsupported) {
 		return nil
 	}

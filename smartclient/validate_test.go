@@ -11,13 +11,14 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/syncproto"
 	"golang.org/x/text/unicode/norm"
 )
 
 // FreeSpace lets the black-box tests in package smartclient_test size a
 // manifest that cannot fit on the disk they run on.
-var FreeSpace = freeSpace
+var FreeSpace = install.FreeSpace
 
 // checkPathCases is shared by the table test and the fuzz test's seeds.
 // why is a piece of the error, so that each name is refused for its own
@@ -244,7 +245,7 @@ func TestReadManifestFolding(t *testing.T) {
 
 func TestCheckFreeSpace(t *testing.T) {
 	dir := t.TempDir()
-	have, err := freeSpace(dir)
+	have, err := install.FreeSpace(dir)
 	if errors.Is(err, errors.ErrUnsupported) {
 		if err := checkFreeSpace(dir, math.MaxInt64); err != nil {
 			t.Fatalf("where free space is unknown the check must pass: %v", err)
@@ -252,7 +253,7 @@ func TestCheckFreeSpace(t *testing.T) {
 		t.Skip("free space is not known on this OS")
 	}
 	if err != nil || have <= 0 {
-		t.Fatalf("freeSpace(%s) = %d, %v", dir, have, err)
+		t.Fatalf("FreeSpace(%s) = %d, %v", dir, have, err)
 	}
 	if err := checkFreeSpace(dir, 0); err != nil {
 		t.Errorf("need nothing: %v", err)
@@ -319,7 +320,7 @@ func FuzzCheckPath(f *testing.F) {
 			t.Fatalf("accepted %q: a character Windows refuses", p)
 		case len(p) > syncproto.MaxPath:
 			t.Fatalf("accepted %q: too long", p)
-		case reserved(p) || reserved(strings.ToUpper(p)):
+		case install.Reserved(p) || install.Reserved(strings.ToUpper(p)):
 			t.Fatalf("accepted %q: the client's own", p)
 		}
 		for _, part := range strings.Split(p, "/") {

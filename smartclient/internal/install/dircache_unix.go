@@ -1,6 +1,6 @@
 //go:build unix
 
-package smartclient
+package install
 
 import (
 	"io/fs"
@@ -14,7 +14,7 @@ import (
 
 // pair returns the cached folders of two names and their base names, or
 // ok false when either is not cached; release puts the handles back.
-func (d disk) pair(a, b string) (fa *os.File, ba string, fb *os.File, bb string, release func(), ok bool) {
+func (d *Disk) pair(a, b string) (fa *os.File, ba string, fb *os.File, bb string, release func(), ok bool) {
 	da, ba := path.Split(a)
 	db, bb := path.Split(b)
 	if ba == "" || bb == "" {
@@ -32,7 +32,7 @@ func (d disk) pair(a, b string) (fa *os.File, ba string, fb *os.File, bb string,
 
 // dirFile returns the folder dir (as path.Split gives it: "" for the top
 // of the install) as an open file, and the handle to put back.
-func (d disk) dirFile(dir string) (*os.File, *dirHandle, bool) {
+func (d *Disk) dirFile(dir string) (*os.File, *dirHandle, bool) {
 	if dir == "" {
 		f, err := d.dirs.rootDir()
 		return f, nil, err == nil
@@ -47,7 +47,7 @@ func (d disk) dirFile(dir string) (*os.File, *dirHandle, bool) {
 
 // renameAt renames a to b with one renameat(2) on their cached folders;
 // ok is false when it could not try.
-func (d disk) renameAt(a, b string) (ok bool, err error) {
+func (d *Disk) renameAt(a, b string) (ok bool, err error) {
 	fa, ba, fb, bb, release, ok := d.pair(a, b)
 	if !ok {
 		return false, nil
@@ -61,7 +61,7 @@ func (d disk) renameAt(a, b string) (ok bool, err error) {
 
 // linkAt links b to a with one linkat(2) on their cached folders; ok is
 // false when it could not try.
-func (d disk) linkAt(a, b string) (ok bool, err error) {
+func (d *Disk) linkAt(a, b string) (ok bool, err error) {
 	fa, ba, fb, bb, release, ok := d.pair(a, b)
 	if !ok {
 		return false, nil
@@ -73,12 +73,12 @@ func (d disk) linkAt(a, b string) (ok bool, err error) {
 	return true, nil
 }
 
-// readDir lists folder dir of the install, sorted by name. An os.Root's
+// ReadDir lists folder dir of the install, sorted by name. An os.Root's
 // own ReadDir calls lstat for every entry (on this machine's 20,000 files
 // two walks cost 40,000 system calls); the folder is read here through a
 // descriptor of its own, opened relative to the root's handle, so the
 // entries' types come from the folder itself, as the kernel gives them.
-func (d disk) readDir(dir string) ([]fs.DirEntry, error) {
+func (d *Disk) ReadDir(dir string) ([]fs.DirEntry, error) {
 	f, err := d.Root.Open(dir)
 	if err != nil {
 		return nil, err
@@ -101,7 +101,7 @@ func (d disk) readDir(dir string) ([]fs.DirEntry, error) {
 // system calls more for every staged file. ok is false when it could not
 // try; a link found in name's place is left to the os.Root, which
 // resolves it inside the install.
-func (d disk) openAt(name string, flag int, perm fs.FileMode) (f *os.File, ok bool, err error) {
+func (d *Disk) openAt(name string, flag int, perm fs.FileMode) (f *os.File, ok bool, err error) {
 	dir, base := path.Split(name)
 	if dir == "" || base == "" {
 		return nil, false, nil

@@ -1,4 +1,4 @@
-package smartclient
+package install
 
 import (
 	"errors"
@@ -279,7 +279,7 @@ func (c *dirCache) openOnce(r *os.Root, f **os.File) (*os.File, error) {
 // in returns the root to use for name and name relative to it: the cached
 // folder of name and its base name, or the install's root and name. The
 // caller puts the handle back (d.dirs.put) once done with the root.
-func (d disk) in(name string) (*os.Root, string, *dirHandle) {
+func (d *Disk) in(name string) (*os.Root, string, *dirHandle) {
 	dir, base := path.Split(name)
 	if dir == "" || base == "" {
 		return d.Root, name, nil
@@ -293,7 +293,7 @@ func (d disk) in(name string) (*os.Root, string, *dirHandle) {
 // look returns what in does for a lookup op of name that only reads, or
 // the error of that lookup when name's folder is known not to exist (see
 // dirCache.absent). The caller puts the handle back.
-func (d disk) look(op, name string) (*os.Root, string, *dirHandle, error) {
+func (d *Disk) look(op, name string) (*os.Root, string, *dirHandle, error) {
 	r, n, h := d.in(name)
 	if h == nil {
 		if dir, base := path.Split(name); dir != "" && base != "" && d.dirs.isAbsent(strings.TrimSuffix(dir, "/")) {
@@ -305,7 +305,7 @@ func (d disk) look(op, name string) (*os.Root, string, *dirHandle, error) {
 
 // Open is os.Root's Open through the folder cache: one openat(2) on the
 // cached folder where it can (see openAt).
-func (d disk) Open(name string) (*os.File, error) {
+func (d *Disk) Open(name string) (*os.File, error) {
 	if f, done, err := d.openAt(name, os.O_RDONLY, 0); done {
 		return f, err
 	}
@@ -318,7 +318,7 @@ func (d disk) Open(name string) (*os.File, error) {
 }
 
 // ReadFile is os.Root's ReadFile through the folder cache.
-func (d disk) ReadFile(name string) ([]byte, error) {
+func (d *Disk) ReadFile(name string) ([]byte, error) {
 	r, n, h, err := d.look("open", name)
 	if err != nil {
 		return nil, err
@@ -328,7 +328,7 @@ func (d disk) ReadFile(name string) ([]byte, error) {
 }
 
 // Lstat is os.Root's Lstat through the folder cache.
-func (d disk) Lstat(name string) (fs.FileInfo, error) {
+func (d *Disk) Lstat(name string) (fs.FileInfo, error) {
 	r, n, h, err := d.look("lstat", name)
 	if err != nil {
 		return nil, err
@@ -337,8 +337,6 @@ func (d disk) Lstat(name string) (fs.FileInfo, error) {
 	return r.Lstat(n)
 }
 
-// close releases the folder cache.
-func (d disk) close() { d.dirs.close() }
-
-// newDisk returns the seam over root, with a folder cache.
-func newDisk(root *os.Root) disk { return disk{Root: root, dirs: newDirCache(root)} }
+// CloseCache releases the folder cache; the Disk still works, through
+// its root alone. The root itself is its opener's to close.
+func (d *Disk) CloseCache() { d.dirs.close() }

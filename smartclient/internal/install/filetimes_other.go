@@ -1,6 +1,6 @@
 //go:build !linux
 
-package smartclient
+package install
 
 import (
 	"os"

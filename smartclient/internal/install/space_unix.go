@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd
 
-package smartclient
+package install
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// freeSpace returns the bytes this user may still write on the file
+// FreeSpace returns the bytes this user may still write on the file
 // system that holds dir (statfs's f_bavail, which leaves out the blocks
 // kept for root). A dir not created yet is measured at its nearest
 // existing parent, where it will be created.
@@ -19,7 +19,7 @@ import (
 // The build tag lists the systems whose unix.Statfs_t has Bavail and
 // Bsize; the other Unixes spell it otherwise (statvfs) and get
 // space_other.go.
-func freeSpace(dir string) (int64, error) {
+func FreeSpace(dir string) (int64, error) {
 	var st unix.Statfs_t
 	for {
 		err := unix.Statfs(dir, &st)

@@ -1,6 +1,6 @@
 //go:build !(linux && (amd64 || arm64 || riscv64))
 
-package smartclient
+package install
 
 import (
 	"io/fs"
@@ -13,12 +13,12 @@ type rootDir struct {
 	owns bool // opened for the lookup, so closed after it
 }
 
-// openLookupRoot opens the install for checkInstall.
-func openLookupRoot(root *os.Root) (lookupDir, error) {
+// OpenLookupRoot opens the install folder root as a LookupDir.
+func OpenLookupRoot(root *os.Root) (LookupDir, error) {
 	return rootDir{r: root}, nil
 }
 
-func (d rootDir) open(name []byte) (lookupDir, error) {
+func (d rootDir) Open(name []byte) (LookupDir, error) {
 	r, err := d.r.OpenRoot(string(name))
 	if err != nil {
 		return nil, err
@@ -26,26 +26,26 @@ func (d rootDir) open(name []byte) (lookupDir, error) {
 	return rootDir{r: r, owns: true}, nil
 }
 
-func (d rootDir) lstat(name []byte) (lookupInfo, error) {
+func (d rootDir) Lstat(name []byte) (LookupInfo, error) {
 	fi, err := d.r.Lstat(string(name))
 	if err != nil {
-		return lookupInfo{}, err
+		return LookupInfo{}, err
 	}
-	info := lookupInfo{kind: kindOther, size: fi.Size(), mtimeNs: fi.ModTime().UnixNano()}
+	info := LookupInfo{Kind: KindOther, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}
 	switch {
 	case fi.Mode().IsRegular():
-		info.kind = kindRegular
+		info.Kind = KindRegular
 	case fi.Mode()&fs.ModeSymlink != 0:
-		info.kind = kindLink
+		info.Kind = KindLink
 	}
 	return info, nil
 }
 
-func (d rootDir) readlink(name []byte) (string, error) {
+func (d rootDir) Readlink(name []byte) (string, error) {
 	return d.r.Readlink(string(name))
 }
 
-func (d rootDir) close() {
+func (d rootDir) Close() {
 	if d.owns {
 		d.r.Close()
 	}

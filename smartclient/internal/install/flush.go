@@ -1,4 +1,4 @@
-package smartclient
+package install
 
 import (
 	"fmt"
@@ -7,18 +7,18 @@ import (
 )
 
 // flushEvery is how much staged data the download writes between two
-// background syncs of the file system (see flusher).
+// background syncs of the file system (see Flusher).
 const flushEvery = 128 << 20
 
-// flusher syncs the file system in the background while the download goes
+// Flusher syncs the file system in the background while the download goes
 // on, once every flushEvery bytes staged, so that the one sync before the
 // switch, which the invariants ask for, finds little left to write
 // instead of the whole update (1.2 s for 1 GB here, on a machine whose
 // memory holds all of it unwritten). It is only a head start: durability
 // still comes from that sync. A background sync that fails fails the
 // download, since a later sync might not report the same error.
-type flusher struct {
-	d       disk
+type Flusher struct {
+	d       *Disk
 	every   int64 // flushEvery, but for tests
 	pending atomic.Int64
 	busy    atomic.Bool
@@ -27,23 +27,25 @@ type flusher struct {
 	err     error
 }
 
-func newFlusher(d disk) *flusher {
-	if !backgroundSync {
+// NewFlusher returns a Flusher of d's file system, or nil where there is
+// no background sync (see BackgroundSync); a nil Flusher does nothing.
+func NewFlusher(d *Disk) *Flusher {
+	if !BackgroundSync {
 		return nil
 	}
-	return &flusher{d: d, every: flushEvery}
+	return &Flusher{d: d, every: flushEvery}
 }
 
-// wrote counts n bytes staged, and starts a sync when enough are pending
+// Wrote counts n bytes staged, and starts a sync when enough are pending
 // and none is running.
-func (fl *flusher) wrote(n int64) {
+func (fl *Flusher) Wrote(n int64) {
 	if fl == nil || fl.pending.Add(n) < fl.every || !fl.busy.CompareAndSwap(false, true) {
 		return
 	}
 	fl.pending.Store(0)
 	fl.wg.Go(func() {
 		defer fl.busy.Store(false)
-		if err := fl.d.syncFS(); err != nil {
+		if err := fl.d.SyncStaged(); err != nil {
 			fl.mu.Lock()
 			if fl.err == nil {
 				fl.err = fmt.Errorf("syncing staged files: %w", err)
@@ -53,8 +55,8 @@ func (fl *flusher) wrote(n int64) {
 	})
 }
 
-// wait waits for a running sync, and returns the first error of any.
-func (fl *flusher) wait() error {
+// Wait waits for a running sync, and returns the first error of any.
+func (fl *Flusher) Wait() error {
 	if fl == nil {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package smartclient
+package install
 
 import (
 	"sync/atomic"
@@ -10,17 +10,17 @@ import (
 // RENAME_NOREPLACE, so that the switch stops asking.
 var noReplaceUnsupported atomic.Bool
 
-// renameFresh renames a to b with renameat2(RENAME_NOREPLACE) on their
+// RenameFresh renames a to b with renameat2(RENAME_NOREPLACE) on their
 // cached folders, so only when nothing is at b: the switch then needs no
 // lookup of either name first. done is false when it did not rename, for
 // whatever reason (b exists, a is gone, a folder is not cached, the file
 // system cannot): the caller then looks and renames as before. An error
 // is the fault hook's.
-func (d disk) renameFresh(a, b string) (done bool, err error) {
+func (d *Disk) RenameFresh(a, b string) (done bool, err error) {
 	if noReplaceUnsupported.Load() {
 		return false, nil
 	}
-	if err := d.hook("renamefresh", b); err != nil {
+	if err := d.Hook("renamefresh", b); err != nil {
 		return true, err
 	}
 	d.dirs.forget(a)
@@ -38,5 +38,5 @@ func (d disk) renameFresh(a, b string) (done bool, err error) {
 	return err == nil, nil
 }
 
-// renameFreshWorks reports whether renameFresh may rename at all.
-func renameFreshWorks() bool { return !noReplaceUnsupported.Load() }
+// RenameFreshWorks reports whether RenameFresh may rename at all.
+func RenameFreshWorks() bool { return !noReplaceUnsupported.Load() }

@@ -1,4 +1,4 @@
-package smartclient
+package install
 
 import (
 	"os"

@@ -1,15 +1,15 @@
 //go:build !linux
 
-package smartclient
+package install
 
 import (
 	"io/fs"
 	"os"
 )
 
-// backgroundSync: without syncfs(2), a sync walks the staged files, too
+// BackgroundSync: without syncfs(2), a sync walks the staged files, too
 // slow to repeat while they arrive.
-const backgroundSync = false
+const BackgroundSync = false
 
 // syncFS makes what a switch depends on durable where there is no
 // syncfs(2): every regular file under the given folders (staging and the

@@ -1,6 +1,6 @@
 //go:build linux
 
-package smartclient
+package install
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mapFile returns the content of the file at path, mapped read-only with
+// MapFile returns the content of the file at path, mapped read-only with
 // its pages taken from the page cache in one call, and the function that
 // unmaps it, after which the content must not be touched.
 //
@@ -24,10 +24,10 @@ import (
 // The state file is only ever replaced by a rename, which leaves a mapping
 // of the old file intact. A file truncated in place by another program, or
 // a page the disk fails to read, is an error where the state is read (see
-// parseMapped); the same after that first read, while the mapping lasts
-// (until the plan is made), would stop the client on a bus error before
-// it writes anything.
-func mapFile(path string) ([]byte, func(), error) {
+// the state package's parseMapped); the same after that first read, while
+// the mapping lasts (until the plan is made), would stop the client on a
+// bus error before it writes anything.
+func MapFile(path string) ([]byte, func(), error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err

@@ -1,4 +1,4 @@
-package smartclient
+package install
 
 import (
 	"errors"
@@ -9,13 +9,13 @@ import (
 // TestFlusher: a background sync starts once enough bytes are pending, one
 // at a time, and one that fails fails the download.
 func TestFlusher(t *testing.T) {
-	if !backgroundSync {
+	if !BackgroundSync {
 		t.Skip("no background sync without syncfs(2)")
 	}
 	for _, fail := range []bool{false, true} {
 		d := openDisk(t, t.TempDir())
 		var syncs atomic.Int32
-		faultHook = func(op, name string) error {
+		d.Faults.Op = func(op, name string) error {
 			if op != "syncfs" {
 				return nil
 			}
@@ -25,15 +25,14 @@ func TestFlusher(t *testing.T) {
 			}
 			return nil
 		}
-		fl := newFlusher(d)
+		fl := NewFlusher(d)
 		fl.every = 10
-		fl.wrote(5)
-		if err := fl.wait(); err != nil || syncs.Load() != 0 {
+		fl.Wrote(5)
+		if err := fl.Wait(); err != nil || syncs.Load() != 0 {
 			t.Fatalf("fail=%v: after 5 of 10 bytes: %d syncs, %v; want none", fail, syncs.Load(), err)
 		}
-		fl.wrote(6)
-		err := fl.wait()
-		faultHook = nil
+		fl.Wrote(6)
+		err := fl.Wait()
 		if syncs.Load() != 1 {
 			t.Errorf("fail=%v: after 11 of 10 bytes: %d syncs, want 1", fail, syncs.Load())
 		}

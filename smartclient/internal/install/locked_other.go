@@ -1,5 +1,5 @@
 //go:build !unix && !windows
 
-package smartclient
+package install
 
 func isLocked(error) bool { return false }

@@ -1,6 +1,6 @@
 //go:build linux && (amd64 || arm64 || riscv64)
 
-package smartclient
+package install
 
 import (
 	"os"
@@ -18,8 +18,8 @@ type fdDir struct {
 	name []byte // the name being looked up, NUL-terminated
 }
 
-// openLookupRoot opens the install for checkInstall.
-func openLookupRoot(root *os.Root) (lookupDir, error) {
+// OpenLookupRoot opens the install folder root as a LookupDir.
+func OpenLookupRoot(root *os.Root) (LookupDir, error) {
 	f, err := root.Open(".")
 	if err != nil {
 		return nil, err
@@ -36,29 +36,29 @@ func openFdDir(parent int, name string) (*fdDir, error) {
 	return &fdDir{fd: fd}, nil
 }
 
-func (d *fdDir) open(name []byte) (lookupDir, error) {
+func (d *fdDir) Open(name []byte) (LookupDir, error) {
 	return openFdDir(d.fd, string(name))
 }
 
-func (d *fdDir) lstat(name []byte) (lookupInfo, error) {
+func (d *fdDir) Lstat(name []byte) (LookupInfo, error) {
 	d.name = append(append(d.name[:0], name...), 0)
 	var st unix.Stat_t
 	_, _, errno := unix.Syscall6(unix.SYS_NEWFSTATAT, uintptr(d.fd), uintptr(unsafe.Pointer(&d.name[0])),
 		uintptr(unsafe.Pointer(&st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
 	if errno != 0 {
-		return lookupInfo{}, errno
+		return LookupInfo{}, errno
 	}
-	info := lookupInfo{kind: kindOther, size: st.Size, mtimeNs: st.Mtim.Sec*1e9 + st.Mtim.Nsec}
+	info := LookupInfo{Kind: KindOther, Size: st.Size, MtimeNs: st.Mtim.Sec*1e9 + st.Mtim.Nsec}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		info.kind = kindRegular
+		info.Kind = KindRegular
 	case unix.S_IFLNK:
-		info.kind = kindLink
+		info.Kind = KindLink
 	}
 	return info, nil
 }
 
-func (d *fdDir) readlink(name []byte) (string, error) {
+func (d *fdDir) Readlink(name []byte) (string, error) {
 	buf := make([]byte, 4096)
 	n, err := unix.Readlinkat(d.fd, string(name), buf)
 	if err != nil {
@@ -70,4 +70,4 @@ func (d *fdDir) readlink(name []byte) (string, error) {
 	return string(buf[:n]), nil
 }
 
-func (d *fdDir) close() { unix.Close(d.fd) }
+func (d *fdDir) Close() { unix.Close(d.fd) }

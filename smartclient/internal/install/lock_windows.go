@@ -1,6 +1,6 @@
 //go:build windows
 
-package smartclient
+package install
 
 import (
 	"errors"
@@ -10,14 +10,14 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// lockInstall takes an exclusive lock on .smartclient/lock with
+// Lock takes an exclusive lock on .smartclient/lock with
 // LockFileEx, which Windows releases when the process dies, so a killed
 // smartclient never blocks the next one (or its crash recovery).
-func lockInstall(root *os.Root) (func(), error) {
-	if err := root.MkdirAll(metaDir, 0o755); err != nil {
+func Lock(root *os.Root) (func(), error) {
+	if err := root.MkdirAll(MetaDir, 0o755); err != nil {
 		return nil, fmt.Errorf("locking install folder: %w", err)
 	}
-	f, err := root.OpenFile(lockFile, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := root.OpenFile(LockFile, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("locking install folder: %w", err)
 	}

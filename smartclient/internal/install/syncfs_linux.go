@@ -1,6 +1,6 @@
 //go:build linux
 
-package smartclient
+package install
 
 import (
 	"os"
@@ -8,9 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// backgroundSync: syncfs(2) syncs the whole file system in one call, so
+// BackgroundSync: syncfs(2) syncs the whole file system in one call, so
 // a flusher can sync as the download goes.
-const backgroundSync = true
+const BackgroundSync = true
 
 // syncFS flushes the file system that holds the install folder (and so
 // staging and the new backup): one syncfs(2) instead of an fsync per file.

@@ -1,6 +1,6 @@
 //go:build windows
 
-package smartclient
+package install
 
 import (
 	"errors"

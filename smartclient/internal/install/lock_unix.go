@@ -1,6 +1,6 @@
 //go:build unix
 
-package smartclient
+package install
 
 import (
 	"errors"
@@ -9,11 +9,11 @@ import (
 	"syscall"
 )
 
-// lockInstall takes an exclusive lock on the install folder itself so
+// Lock takes an exclusive lock on the install folder itself so
 // that two smartclients (a shortcut clicked twice) never update it at
 // once. Locking the folder rather than a lock file writes nothing, so a
 // declined or failed sync leaves no trace.
-func lockInstall(root *os.Root) (func(), error) {
+func Lock(root *os.Root) (func(), error) {
 	f, err := root.Open(".")
 	if err != nil {
 		return nil, fmt.Errorf("locking install folder: %w", err)

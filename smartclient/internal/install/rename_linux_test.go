@@ -1,4 +1,4 @@
-package smartclient
+package install
 
 import (
 	"os"
@@ -28,15 +28,15 @@ func TestRenameFresh(t *testing.T) {
 				}
 			}
 			if tc.staged {
-				writeRecorded(t, dir, "stage/sub/f", "new")
+				writeFile(t, dir, "stage/sub/f", "new")
 			}
 			if tc.existing != "" {
-				writeRecorded(t, dir, "sub/f", tc.existing)
+				writeFile(t, dir, "sub/f", tc.existing)
 			}
 			d := openCachedDisk(t, dir)
-			done, err := d.renameFresh("stage/sub/f", "sub/f")
+			done, err := d.RenameFresh("stage/sub/f", "sub/f")
 			if err != nil || done != tc.wantDone {
-				t.Fatalf("renameFresh = %v, %v; want %v", done, err, tc.wantDone)
+				t.Fatalf("RenameFresh = %v, %v; want %v", done, err, tc.wantDone)
 			}
 			got, err := os.ReadFile(filepath.Join(dir, "sub", "f"))
 			want := tc.existing

@@ -1,6 +1,6 @@
 //go:build unix
 
-package smartclient
+package install
 
 import (
 	"errors"
