@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/otiai10/copy"
 	"github.com/zeebo/blake3"
 )
@@ -47,18 +48,18 @@ type journal struct {
 	// switch is undone.
 	PostInstall *postInstallStep `json:"post_install,omitempty"`
 	// State is the state to record once done. A journal of version 3
-	// keeps it in stateFile's binary format after its JSON (see
+	// keeps it in state.File's binary format after its JSON (see
 	// journalHeader); one of version 2 held its JSON form.
-	State *State `json:"state,omitempty"`
+	State *state.State `json:"state,omitempty"`
 	// PrevState is the state file as it was (nil when there was none),
-	// in stateFile's format even when it was a legacyStateFile, which undo
+	// in state.File's format even when it was a state.LegacyFile, which undo
 	// puts back if the new state was already written. Version 3 keeps it
 	// after the new state.
 	PrevState []byte `json:"prev_state,omitempty"`
 
 	sum      string          // the journal's checksum, which the saved state records
 	outright map[string]bool // Outright as a set
-	// stateFiles is encodeStateFiles(State.Files) once saveJournal has
+	// stateFiles is state.EncodeFiles(State.Files) once saveJournal has
 	// made it, so that play's save of the same state does not encode
 	// 20,000 files again; play drops it when it changes a file's state.
 	stateFiles []byte
@@ -69,13 +70,16 @@ type touchStep struct {
 	MtimeNs int64  `json:"mtime"`
 }
 
+// journalFile holds the journal of a switch under way.
+const journalFile = install.MetaDir + "/journal.json"
+
 // The journal file of version 4 is one header line,
 //
 //	smartclient-journal 4 SUM JSON STATE PREV
 //
 // SUM the BLAKE3 in hex of every byte after the line, and JSON, STATE and
 // PREV the lengths in decimal of what follows it: the journal in JSON
-// (without State and PrevState), the new state in stateFile's binary
+// (without State and PrevState), the new state in state.File's binary
 // format and the previous state file (PrevState). The checksum makes a
 // torn or corrupted journal recognized rather than obeyed. The states
 // stay out of the JSON: the JSON form of 20,000 files took a quarter of a
@@ -156,7 +160,7 @@ func saveJournalAs(d *install.Disk, j *journal, version int) error {
 		header = journalHeader3
 	}
 	j.Version = version
-	prev, err := currentStateFile(d)
+	prev, err := state.Current(d)
 	if err != nil {
 		return fmt.Errorf("reading the client state to keep in the journal: %w", err)
 	}
@@ -169,9 +173,9 @@ func saveJournalAs(d *install.Disk, j *journal, version int) error {
 		return fmt.Errorf("encoding journal: %w", err)
 	}
 	if j.stateFiles == nil {
-		j.stateFiles = encodeStateFiles(j.State.Files)
+		j.stateFiles = state.EncodeFiles(j.State.Files)
 	}
-	st := marshalStateWith(j.State, j.stateFiles)
+	st := state.MarshalWith(j.State, j.stateFiles)
 	h := blake3.New()
 	h.Write(js)
 	h.Write(st)
@@ -243,7 +247,7 @@ func readJournal(d *install.Disk) (*journal, error) {
 			}
 		}
 	}
-	st, err := unmarshalState(body[nJSON : nJSON+nSt])
+	st, err := state.Unmarshal(body[nJSON : nJSON+nSt])
 	if err != nil {
 		return nil, fmt.Errorf("journal is corrupt: its new state: %w", err)
 	}
@@ -599,7 +603,7 @@ func play(d *install.Disk, j *journal, log *slog.Logger) error {
 	// The saved state names this journal: from then on the switch is
 	// committed, and recovery only finishes the tidying (see finish).
 	j.State.Journal = j.sum
-	if err := j.State.saveWith(d, j.stateFiles); err != nil {
+	if err := j.State.SaveWith(d, j.stateFiles); err != nil {
 		return err
 	}
 	finish(d, j, log)
@@ -679,14 +683,14 @@ func undo(d *install.Disk, j *journal) error {
 		// the old one goes back with the old files.
 		var err error
 		if len(j.PrevState) == 0 {
-			err = d.Remove(stateFile)
+			err = d.Remove(state.File)
 		} else {
-			err = d.WriteAtomic(stateFile, j.PrevState)
+			err = d.WriteAtomic(state.File, j.PrevState)
 		}
 		if err != nil {
 			return fmt.Errorf("restoring the previous state: %w", err)
 		}
-		removeLegacyState(d)
+		state.RemoveLegacy(d)
 	}
 	if err := d.Remove(journalFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing journal: %w", err)
@@ -697,11 +701,11 @@ func undo(d *install.Disk, j *journal) error {
 // committed reports whether the saved state is the one this journal
 // records, which makes the switch final.
 func committed(d *install.Disk, j *journal) bool {
-	data, err := d.ReadFile(stateFile)
+	data, err := d.ReadFile(state.File)
 	if err != nil || j.sum == "" {
 		return false
 	}
-	st, err := unmarshalState(data)
+	st, err := state.Unmarshal(data)
 	return err == nil && st.Journal == j.sum
 }
 

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/zeebo/blake3"
 )
 
@@ -71,34 +72,34 @@ func makeSwitchFixture(t testing.TB) string {
 const legacyBuild = "7.00.231101A"
 
 // makeLegacySwitchFixture is the switch fixture with the old release's
-// state in a legacyStateFile, as a build before the binary state file left
+// state in a state.LegacyFile, as a build before the binary state file left
 // it.
 func makeLegacySwitchFixture(t testing.TB) string {
 	t.Helper()
 	dir := makeSwitchFixture(t)
-	st := &State{Version: stateVersion, ClientID: "test", Build: legacyBuild, Files: map[string]FileState{}}
+	st := &state.State{Version: state.Version, ClientID: "test", Build: legacyBuild, Files: map[string]state.FileState{}}
 	for p, c := range oldRelease {
 		if p != "mine.txt" {
 			sum := blake3.Sum256([]byte(c))
-			st.Files[p] = FileState{Size: int64(len(c)), Hash: hex.EncodeToString(sum[:])}
+			st.Files[p] = state.FileState{Size: int64(len(c)), Hash: hex.EncodeToString(sum[:])}
 		}
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFiles(t, dir, map[string]string{legacyStateFile: string(data)})
+	writeFiles(t, dir, map[string]string{state.LegacyFile: string(data)})
 	return dir
 }
 
 // fixtureJournal is the journal of the fixture's switch.
 func fixtureJournal() *journal {
-	st := &State{Version: stateVersion, ClientID: "test", Build: newBuild, Files: map[string]FileState{}}
+	st := &state.State{Version: state.Version, ClientID: "test", Build: newBuild, Files: map[string]state.FileState{}}
 	hashes := map[string]string{}
 	for p, c := range staged {
 		sum := blake3.Sum256([]byte(c))
 		hashes[p] = hex.EncodeToString(sum[:])
-		st.Files[p] = FileState{Size: int64(len(c)), Hash: hashes[p]}
+		st.Files[p] = state.FileState{Size: int64(len(c)), Hash: hashes[p]}
 	}
 	return &journal{Install: []string{"a", "config.ini", "d/e", "lib/c"}, Remove: []string{"b"}, State: st, Hashes: hashes}
 }
@@ -200,7 +201,7 @@ func checkInvariant(t testing.TB, dir, when string) string {
 		}
 	}
 	// The state says what is installed.
-	st, err := loadState(dir)
+	st, err := state.Load(dir)
 	if err != nil {
 		t.Fatalf("%s: %v", when, err)
 	}
@@ -249,7 +250,7 @@ func failAtEveryOperation(t *testing.T, fixture func(testing.TB) string, oldBuil
 				failed = op + " " + name
 				return errInjected
 			}
-			committed = committed || (op == "write" && name == stateFile)
+			committed = committed || (op == "write" && name == state.File)
 			return nil
 		}
 		err := doSwitch(t.Context(), d)
@@ -270,7 +271,7 @@ func failAtEveryOperation(t *testing.T, fixture func(testing.TB) string, oldBuil
 		case !errors.Is(err, errInjected) || which != "old":
 			t.Errorf("fault at operation %d (%s): %v, and the %s release; want the fault reported and the old release", k, failed, err, which)
 		default:
-			if st, err := loadState(dir); err != nil || st.Build != oldBuild {
+			if st, err := state.Load(dir); err != nil || st.Build != oldBuild {
 				t.Errorf("fault at operation %d (%s): rolled back, but the state is %v, %v; want build %q", k, failed, st, err, oldBuild)
 			}
 		}
@@ -639,7 +640,7 @@ func TestUndoPutsBackThePreviousState(t *testing.T) {
 				t.Fatal(err)
 			}
 			j.State.Journal = j.sum
-			if err := j.State.save(d); err != nil {
+			if err := j.State.Save(d); err != nil {
 				t.Fatal(err)
 			}
 			// What recovery reads back, PrevState through JSON.
@@ -653,11 +654,11 @@ func TestUndoPutsBackThePreviousState(t *testing.T) {
 			if err := undo(d, j); err != nil {
 				t.Fatal(err)
 			}
-			st, err := loadState(dir)
-			if err != nil || st.Build != tc.build || st.exists != (tc.build != "") {
+			st, err := state.Load(dir)
+			if err != nil || st.Build != tc.build || st.FromDisk() != (tc.build != "") {
 				t.Fatalf("after undo: %+v, %v; want build %q", st, err, tc.build)
 			}
-			if d.Exists(legacyStateFile) {
+			if d.Exists(state.LegacyFile) {
 				t.Error("the legacy state file is still there")
 			}
 		})
@@ -673,7 +674,7 @@ func TestJournalLeavesOutTheStatesHashes(t *testing.T) {
 	j := fixtureJournal()
 	j.Install = append(j.Install, "lnk")
 	j.Hashes["lnk"] = linkPrefix + "a"
-	j.State.Files["lnk"] = FileState{Size: 1, Hash: strings.Repeat("0", 64)}
+	j.State.Files["lnk"] = state.FileState{Size: 1, Hash: strings.Repeat("0", 64)}
 	j.Hashes["d/e"] = strings.Repeat("e", 64) // not what the state records
 	want := maps.Clone(j.Hashes)
 	if err := saveJournal(d, j); err != nil {
@@ -928,13 +929,13 @@ func TestNewFoldersMoveWhole(t *testing.T) {
 			writeFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), map[string]string{"bin/stray.tmp": "?"})
 		}
 		d := openCachedDisk(t, dir)
-		st := &State{Version: stateVersion, ClientID: "test", Build: newBuild, Files: map[string]FileState{}}
+		st := &state.State{Version: state.Version, ClientID: "test", Build: newBuild, Files: map[string]state.FileState{}}
 		j := &journal{State: st, Hashes: map[string]string{}}
 		for _, p := range slices.Sorted(maps.Keys(files)) {
 			sum := blake3.Sum256([]byte(files[p]))
 			j.Install = append(j.Install, p)
 			j.Hashes[p] = hex.EncodeToString(sum[:])
-			st.Files[p] = FileState{Size: 1, Hash: j.Hashes[p]}
+			st.Files[p] = state.FileState{Size: 1, Hash: j.Hashes[p]}
 		}
 		var renames []string
 		d.Faults.Op = func(op, name string) error {
@@ -1000,7 +1001,7 @@ func TestSwitchRecordsMtimes(t *testing.T) {
 	}
 	j.Install = append(j.Install, "l")
 	j.Hashes["l"] = linkPrefix + "a"
-	j.State.Files["l"] = FileState{MtimeNs: server.UnixNano(), ServerMtimeNs: server.UnixNano(), Hash: j.Hashes["l"]}
+	j.State.Files["l"] = state.FileState{MtimeNs: server.UnixNano(), ServerMtimeNs: server.UnixNano(), Hash: j.Hashes["l"]}
 	var err error
 	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
 		t.Fatal(err)
@@ -1019,11 +1020,11 @@ func TestSwitchRecordsMtimes(t *testing.T) {
 	}
 	// The state file says the same (the journal's encoding of the files
 	// is not reused once a file's mtime changed).
-	saved, err := loadState(dir)
+	saved, err := state.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := saved.loadFiles(); err != nil {
+	if err := saved.LoadFiles(); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range j.Install {

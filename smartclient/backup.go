@@ -7,7 +7,11 @@ import (
 	"io/fs"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 )
+
+// maxBackups is how many backups are kept.
+const maxBackups = 3
 
 // backupName returns the folder of backup n (1..3), as TOTVS names them.
 func backupName(n int) string { return fmt.Sprintf("%s%03d", install.BackupPrefix, n) }
@@ -35,7 +39,7 @@ func prepareBackup(ctx context.Context, root *install.Disk) (bool, error) {
 		// The client's state goes with the files, as it is (a legacy
 		// one under its own name), so that status can tell which build
 		// a backup holds and restore can put it back.
-		if data, name, _, rerr := readStateFile(root.ReadFile, ""); rerr == nil {
+		if data, name, rerr := state.ReadRaw(root); rerr == nil {
 			err = root.WriteAtomic(install.NewBackupDir+"/"+name, data)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/zeebo/blake3"
 )
 
@@ -22,7 +23,7 @@ func benchInstall(b *testing.B, n int) (string, *manifest) {
 	b.Helper()
 	dir := b.TempDir()
 	mt := time.Date(2024, 1, 15, 10, 0, 0, 0, time.UTC)
-	st := &State{Version: stateVersion, ClientID: "bench", Build: "7.00.240501A", Files: map[string]FileState{}}
+	st := &state.State{Version: state.Version, ClientID: "bench", Build: "7.00.240501A", Files: map[string]state.FileState{}}
 	man := &manifest{Build: st.Build}
 	for i := range n {
 		rel := fmt.Sprintf("d%03d/sub%d/file%05d.dll", i%125, i%3, i)
@@ -37,7 +38,7 @@ func benchInstall(b *testing.B, n int) (string, *manifest) {
 			b.Fatal(err)
 		}
 		h := blake3.Sum256([]byte(rel))
-		st.Files[rel] = FileState{Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Hash: hex.EncodeToString(h[:]), ServerMtimeNs: mt.UnixNano()}
+		st.Files[rel] = state.FileState{Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Hash: hex.EncodeToString(h[:]), ServerMtimeNs: mt.UnixNano()}
 		man.Files = append(man.Files, remoteFile{Path: rel, Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Mode: 0o644, Hash: h})
 	}
 	// The server sends its manifest sorted by path.
@@ -50,7 +51,7 @@ func benchInstall(b *testing.B, n int) (string, *manifest) {
 	if err := os.Mkdir(filepath.Join(dir, install.MetaDir), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	if err := st.save(&install.Disk{Root: r}); err != nil {
+	if err := st.Save(&install.Disk{Root: r}); err != nil {
 		b.Fatal(err)
 	}
 	return dir, man
@@ -68,7 +69,7 @@ func BenchmarkNoopCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		// As Sync reads it: the files stay encoded.
-		st, err := readState(dir)
+		st, err := state.Read(dir)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -87,7 +88,7 @@ func BenchmarkPlanNoop(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	st, err := loadState(dir)
+	st, err := state.Load(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func BenchmarkLoadState(b *testing.B) {
 	dir, _ := benchInstall(b, 20000)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := loadState(dir); err != nil {
+		if _, err := state.Load(dir); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -121,7 +122,7 @@ func BenchmarkIntact(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	st, err := readState(dir)
+	st, err := state.Read(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -134,39 +135,16 @@ func BenchmarkIntact(b *testing.B) {
 }
 
 // benchState is a state of n files as benchInstall records them.
-func benchState(n int) *State {
+func benchState(n int) *state.State {
 	mt := time.Date(2024, 1, 15, 10, 0, 0, 0, time.UTC).UnixNano()
-	st := &State{Version: stateVersion, ClientID: "bench", Build: "7.00.240501A", OS: "windows", Server: "erp:1234",
-		LastSync: time.Now().UTC(), LastOutcome: "updated", Files: make(map[string]FileState, n)}
+	st := &state.State{Version: state.Version, ClientID: "bench", Build: "7.00.240501A", OS: "windows", Server: "erp:1234",
+		LastSync: time.Now().UTC(), LastOutcome: "updated", Files: make(map[string]state.FileState, n)}
 	for i := range n {
 		rel := fmt.Sprintf("d%03d/sub%d/file%05d.dll", i%125, i%3, i)
 		h := blake3.Sum256([]byte(rel))
-		st.Files[rel] = FileState{Size: int64(len(rel)), MtimeNs: mt, Hash: hex.EncodeToString(h[:]), ServerMtimeNs: mt}
+		st.Files[rel] = state.FileState{Size: int64(len(rel)), MtimeNs: mt, Hash: hex.EncodeToString(h[:]), ServerMtimeNs: mt}
 	}
 	return st
-}
-
-// BenchmarkUnmarshalState decodes the state of 20,000 files, which every
-// sync, the no-op check included, reads first.
-func BenchmarkUnmarshalState(b *testing.B) {
-	data := marshalState(benchState(20000))
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := unmarshalState(data); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkMarshalState encodes the state of 20,000 files, as every sync
-// that changes something does.
-func BenchmarkMarshalState(b *testing.B) {
-	st := benchState(20000)
-	b.ReportAllocs()
-	for b.Loop() {
-		marshalState(st)
-	}
 }
 
 // BenchmarkWriteJournal writes the journal of an update of 1,000 of
@@ -187,7 +165,7 @@ func BenchmarkWriteJournal(b *testing.B) {
 	defer r.Close()
 	d := &install.Disk{Root: r}
 	st := benchState(20000)
-	if err := st.save(d); err != nil {
+	if err := st.Save(d); err != nil {
 		b.Fatal(err)
 	}
 	j := &journal{State: st, Hashes: map[string]string{}}

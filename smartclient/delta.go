@@ -14,6 +14,7 @@ import (
 
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 )
@@ -69,7 +70,7 @@ func (d *delta) refCount() int { return len(d.base) + len(d.sums) }
 // the chunk references a session may name are counted in download's
 // order, so the outcome does not depend on which finished first. Without
 // blocks, no file is asked for by block sums.
-func planDeltas(root *install.Disk, st *State, man *manifest, download []int, blocks bool, log *slog.Logger) map[int]*delta {
+func planDeltas(root *install.Disk, st *state.State, man *manifest, download []int, blocks bool, log *slog.Logger) map[int]*delta {
 	found := make([]*delta, len(download))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -115,7 +116,7 @@ const sumRead = 64 << 10
 
 // planDelta is planDeltas' decision for one file: nil to fetch it whole
 // without a chunk list.
-func planDelta(root *install.Disk, st *State, rf remoteFile, blocks bool, scratch *[]byte, log *slog.Logger) *delta {
+func planDelta(root *install.Disk, st *state.State, rf remoteFile, blocks bool, scratch *[]byte, log *slog.Logger) *delta {
 	fi, err := root.Lstat(rf.Path)
 	if blocks && err == nil && fi.Mode().IsRegular() && rf.Size >= blockMin && rf.Size <= syncproto.MaxBlockFile && rf.Size < listMin && fi.Size() >= blockMin {
 		if bs := blockSizeFor(fi.Size()); bs <= syncproto.MaxBlockSize {
@@ -272,7 +273,7 @@ func keepList(root *install.Disk, hash [32]byte, d *delta, log *slog.Logger) {
 }
 
 // pruneLists removes the kept chunk lists of content no longer installed.
-func pruneLists(root *install.Disk, st *State) {
+func pruneLists(root *install.Disk, st *state.State) {
 	entries, err := fs.ReadDir(root.FS(), chunksDir)
 	if err != nil {
 		return

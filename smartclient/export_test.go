@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 )
 
 // SetWriteFault lets the black-box tests make a staged write fail; see
@@ -26,12 +28,12 @@ func SetFaultHook(t interface{ Cleanup(func()) }, f func(op, name string) error)
 // DowngradeState rewrites the state file of dir, an install or a backup
 // folder, as the JSON state.json of the builds before the binary one.
 func DowngradeState(dir string) error {
-	bin := filepath.Join(dir, filepath.FromSlash(stateFile))
+	bin := filepath.Join(dir, filepath.FromSlash(state.File))
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return err
 	}
-	st, err := unmarshalState(data)
+	st, err := state.Unmarshal(data)
 	if err != nil {
 		return err
 	}
@@ -39,14 +41,14 @@ func DowngradeState(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(legacyStateFile)), js, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(state.LegacyFile)), js, 0o644); err != nil {
 		return err
 	}
 	return os.Remove(bin)
 }
 
 // ReadState reads the state of dir, an install folder.
-func ReadState(dir string) (*State, error) { return loadState(dir) }
+func ReadState(dir string) (*state.State, error) { return state.Load(dir) }
 
 // RetryWait is retryWait, for the test of its bounds.
 var RetryWait = retryWait

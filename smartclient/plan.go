@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 )
@@ -206,7 +207,7 @@ type plan struct {
 	fetchBytes int64
 	// known holds what the client now knows of current files: the
 	// state for the next sync.
-	known map[string]FileState
+	known map[string]state.FileState
 }
 
 func (p *plan) empty() bool {
@@ -226,9 +227,9 @@ func (p *plan) installs() []int { return slices.Concat(p.fetch, p.links) }
 // makePlan compares the manifest with the install folder. A full plan
 // (incompatible builds) fetches every file, preserved ones included. same
 // names regular files just found with the size and mtime the state
-// records (see checkInstall), which are not looked up again.
-func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[string]bool, log *slog.Logger) (*plan, error) {
-	p := &plan{known: make(map[string]FileState, len(man.Files))}
+// records (see state.Check), which are not looked up again.
+func makePlan(root *os.Root, st *state.State, man *manifest, full bool, same map[string]bool, log *slog.Logger) (*plan, error) {
+	p := &plan{known: make(map[string]state.FileState, len(man.Files))}
 	listed := make(map[string]bool, len(man.Files))
 	d := install.New(root) // one open per folder, not per file
 	defer d.CloseCache()
@@ -284,7 +285,7 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[strin
 			p.fetch = append(p.fetch, i)
 		case fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs:
 			p.current = append(p.current, i)
-			p.known[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: string(hexHash[:]), ServerMtimeNs: f.MtimeNs}
+			p.known[f.Path] = state.FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: string(hexHash[:]), ServerMtimeNs: f.MtimeNs}
 		default:
 			p.fetch = append(p.fetch, i)
 		}
@@ -329,7 +330,7 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[strin
 // records it.
 type recordedInfo struct {
 	name string
-	k    FileState
+	k    state.FileState
 }
 
 func (r recordedInfo) Name() string       { return r.name }
@@ -351,7 +352,7 @@ func planLink(root *os.Root, p *plan, i int, f remoteFile, fi fs.FileInfo, err e
 	case fi.Mode()&fs.ModeSymlink != 0:
 		if t, err := root.Readlink(f.Path); err == nil && t == f.Target {
 			p.current = append(p.current, i)
-			p.known[f.Path] = FileState{Size: f.Size, MtimeNs: fi.ModTime().UnixNano(), Hash: hex.EncodeToString(f.Hash[:]), ServerMtimeNs: f.MtimeNs}
+			p.known[f.Path] = state.FileState{Size: f.Size, MtimeNs: fi.ModTime().UnixNano(), Hash: hex.EncodeToString(f.Hash[:]), ServerMtimeNs: f.MtimeNs}
 			return nil
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -103,17 +104,17 @@ func TestPlan(t *testing.T) {
 		name   string
 		local  string // "" = missing
 		mtime  int64
-		state  *FileState
+		state  *state.FileState
 		remote remoteFile
 		full   bool
 		want   string
 	}{
 		{"missing", "", 0, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "fetch"},
 		{"same size and mtime", "abc", srvMtime, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "current"},
-		{"rounded mtime, known from state", "abc", rounded, &FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "current"},
-		{"server retimed, same hash", "abc", rounded, &FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: otherSrvTime, Hash: hashA}, false, "touch"},
-		{"server changed content", "abc", rounded, &FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: otherSrvTime, Hash: hashB}, false, "fetch"},
-		{"user changed the file", "xyz!", srvMtime + 5, &FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "fetch"},
+		{"rounded mtime, known from state", "abc", rounded, &state.FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "current"},
+		{"server retimed, same hash", "abc", rounded, &state.FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: otherSrvTime, Hash: hashA}, false, "touch"},
+		{"server changed content", "abc", rounded, &state.FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: otherSrvTime, Hash: hashB}, false, "fetch"},
+		{"user changed the file", "xyz!", srvMtime + 5, &state.FileState{Size: 3, MtimeNs: rounded, Hash: hexA, ServerMtimeNs: srvMtime}, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "fetch"},
 		{"unknown file, other mtime", "abc", rounded, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, false, "fetch"},
 		{"full update fetches all", "abc", srvMtime, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA}, true, "fetch"},
 		{"preserved and present", "mine", 1, nil, remoteFile{Size: 3, MtimeNs: srvMtime, Hash: hashA, Preserve: true}, false, "kept"},
@@ -137,7 +138,7 @@ func TestPlan(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			st := &State{Files: map[string]FileState{}}
+			st := &state.State{Files: map[string]state.FileState{}}
 			if tc.state != nil {
 				st.Files["f.dll"] = *tc.state
 			}
@@ -168,20 +169,20 @@ func TestPlanRemovals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	st := &State{Files: map[string]FileState{}}
+	st := &state.State{Files: map[string]state.FileState{}}
 	for name, edited := range map[string]bool{"gone.dll": false, "edited.ini": true, "foo.dll": false, "kept.ini": false} {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		fi, _ := os.Stat(p)
-		k := FileState{Size: 1, MtimeNs: fi.ModTime().UnixNano(), Preserve: name == "kept.ini"}
+		k := state.FileState{Size: 1, MtimeNs: fi.ModTime().UnixNano(), Preserve: name == "kept.ini"}
 		if edited {
 			k.Size = 99
 		}
 		st.Files[name] = k
 	}
-	st.Files["vanished.dll"] = FileState{Size: 1}
+	st.Files["vanished.dll"] = state.FileState{Size: 1}
 	// The server renamed foo.dll to Foo.dll: one file on Windows and macOS.
 	man := &manifest{Files: []remoteFile{{Path: "Foo.dll", Size: 1}}}
 	p, err := makePlan(root, st, man, false, nil, discard)
@@ -215,7 +216,7 @@ func TestPlanKnownFileWithOtherHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Installed by an earlier sync with hashA, untouched since.
-	st := &State{Files: map[string]FileState{
+	st := &state.State{Files: map[string]state.FileState{
 		"f.dll": {Size: 3, MtimeNs: mtime, Hash: hex.EncodeToString(hashA[:]), ServerMtimeNs: mtime},
 	}}
 	man := &manifest{Files: []remoteFile{{Path: "f.dll", Size: 3, MtimeNs: mtime, Hash: hashB}}}

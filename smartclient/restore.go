@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 )
 
 // BackupInfo describes one kept backup.
@@ -83,7 +84,7 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 		return nil, err
 	}
 	defer done()
-	st, err := loadState(dir)
+	st, err := state.Load(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +120,7 @@ func describeBackup(d *install.Disk, name string) (BackupInfo, error) {
 		return info, fmt.Errorf("%s is not a folder", name)
 	}
 	info.When = fi.ModTime()
-	if st := backupState(d, name); st != nil {
+	if st := state.InBackup(d, name); st != nil {
 		info.Build = st.Build
 		if !st.LastSync.IsZero() {
 			info.When = st.LastSync
@@ -182,15 +183,15 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 	if fi, err := d.Lstat(from); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("there is no backup %s to restore", from)
 	}
-	st, err := loadState(dir)
+	st, err := state.Load(dir)
 	if err != nil {
 		return nil, err
 	}
-	next := backupState(d, from)
+	next := state.InBackup(d, from)
 	if next == nil {
-		next = &State{Files: map[string]FileState{}}
+		next = &state.State{Files: map[string]state.FileState{}}
 	}
-	next.Version, next.ClientID = stateVersion, st.ClientID
+	next.Version, next.ClientID = state.Version, st.ClientID
 	next.LastSync, next.LastOutcome, next.LastMessage = time.Now().UTC(), "restored", "restored from "+from
 	res := &RestoreResult{From: from, Build: next.Build}
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -134,17 +135,17 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	// The files stay encoded until a plan needs them: a no-op check
 	// walks them as they are.
-	st, err := readState(o.Dir)
+	st, err := state.Read(o.Dir)
 	if err != nil {
 		return nil, err
 	}
-	defer st.release()
-	sizeMemory(max(st.enc.n, len(st.Files)))
-	if st.legacy && !o.CheckOnly {
+	defer st.Release()
+	sizeMemory(st.Count())
+	if st.Legacy() && !o.CheckOnly {
 		// The state of an earlier build is rewritten in the binary
 		// format once, so that from the next sync on (a no-op check
 		// writes nothing) it is quick to read.
-		if err := st.save(root); err != nil {
+		if err := st.Save(root); err != nil {
 			o.Log.Warn("rewriting the client state in the new format", "err", err)
 		}
 	}
@@ -157,11 +158,11 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		// file a second time; this sync starts again without block sums
 		// (files already verified are reused from resume), once.
 		o.Log.Warn("a file built from the installed version's blocks failed its check; syncing again without block sums", "err", err)
-		st.release()
-		if st, err = readState(o.Dir); err != nil {
+		st.Release()
+		if st, err = state.Read(o.Dir); err != nil {
 			return nil, err
 		}
-		defer st.release()
+		defer st.Release()
 		o.noBlocks = true
 		res, err = syncWith(ctx, root, st, o)
 	}
@@ -173,10 +174,10 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 			os.Remove(o.Dir)
 		}
 	}
-	if err != nil && !o.CheckOnly && st.exists && !errors.Is(err, ErrDeclined) && !errors.Is(err, ErrDisabled) {
+	if err != nil && !o.CheckOnly && st.FromDisk() && !errors.Is(err, ErrDeclined) && !errors.Is(err, ErrDisabled) {
 		// Record the failure for 'status'; the install is untouched.
 		st.LastSync, st.LastOutcome, st.LastMessage, st.Server = time.Now().UTC(), "failed", err.Error(), o.Server
-		if serr := st.save(root); serr != nil {
+		if serr := st.Save(root); serr != nil {
 			o.Log.Warn("recording the failed sync", "err", serr)
 		}
 	}
@@ -188,7 +189,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 // back (Error.Retry) is tried again then, plus jitter, so that the clients
 // it turned away do not all come back in the same second; for up to
 // o.RetryFor in all, after which its refusal is the error.
-func hello(ctx context.Context, st *State, o Options) (*conn, syncproto.Welcome, error) {
+func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.Welcome, error) {
 	giveUp := time.Now().Add(o.RetryFor)
 	for attempt := 1; ; attempt++ {
 		c, w, err := helloOnce(ctx, st, o)
@@ -230,7 +231,7 @@ func retryWait(retry time.Duration) time.Duration {
 }
 
 // helloOnce connects once, says hello and reads the welcome.
-func helloOnce(ctx context.Context, st *State, o Options) (*conn, syncproto.Welcome, error) {
+func helloOnce(ctx context.Context, st *state.State, o Options) (*conn, syncproto.Welcome, error) {
 	c, err := dial(ctx, o.Server, o.Timeout)
 	if err != nil {
 		return nil, syncproto.Welcome{}, err
@@ -269,7 +270,7 @@ func (c *conn) report(log *slog.Logger, r syncproto.Report) {
 // reportTimeout bounds the wait for the server to take a report.
 const reportTimeout = 3 * time.Second
 
-func syncWith(ctx context.Context, root *install.Disk, st *State, o Options) (res *Result, err error) {
+func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Options) (res *Result, err error) {
 	c, w, err := hello(ctx, st, o)
 	if err != nil {
 		return nil, err
@@ -342,13 +343,13 @@ func syncWith(ctx context.Context, root *install.Disk, st *State, o Options) (re
 	// The digest goes out at once, and the install is checked while the
 	// server answers: an "up to date" needs the check's result, and a
 	// manifest's plan uses what it found.
-	var isIntact chan installCheck
+	var isIntact chan state.Checked
 	checkCtx, stopCheck := context.WithCancel(ctx)
 	// checked waits for the check, so that nothing looks at the install
 	// behind the sync's back, and returns what it found; stop cancels it
 	// first.
-	var found installCheck
-	checked := func(stop bool) installCheck {
+	var found state.Checked
+	checked := func(stop bool) state.Checked {
 		if isIntact != nil {
 			if stop {
 				stopCheck()
@@ -362,9 +363,9 @@ func syncWith(ctx context.Context, root *install.Disk, st *State, o Options) (re
 	defer checked(true)
 	if have, err := hex.DecodeString(st.Manifest); err == nil && len(have) == len(get.Have) && !full {
 		copy(get.Have[:], have)
-		isIntact = make(chan installCheck, 1)
-		files := st.encodedFiles()
-		go func() { isIntact <- checkInstall(checkCtx, root.Root, files) }()
+		isIntact = make(chan state.Checked, 1)
+		files := st.Encoded()
+		go func() { isIntact <- state.Check(checkCtx, root.Root, files) }()
 	}
 	// The manifest kept from the last one received, if any, names its
 	// entries so that only the others are sent (see sketch.go).
@@ -395,7 +396,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *State, o Options) (re
 		}
 		// Waiting for the check is right here: only a finished check
 		// can say the install is intact (a cancelled one says no).
-		if !checked(false).ok {
+		if !checked(false).OK {
 			// The release has not changed, but the install has: the
 			// manifest after all, to repair it.
 			get.Have = [32]byte{}
@@ -457,15 +458,15 @@ func syncWith(ctx context.Context, root *install.Disk, st *State, o Options) (re
 			backup = startBackup(backupCtx, root)
 		}
 	}
-	if err := st.loadFiles(); err != nil {
+	if err := st.LoadFiles(); err != nil {
 		dropUnused()
 		return nil, fmt.Errorf("reading client state: %w", err)
 	}
-	p, err := makePlan(root.Root, st, man, full, found.same(), o.Log)
-	found = installCheck{}
+	p, err := makePlan(root.Root, st, man, full, found.Same(), o.Log)
+	found = state.Checked{}
 	// Nothing reads the encoded files any more: their mapping goes now,
 	// rather than count in the memory of the whole download.
-	st.release()
+	st.Release()
 	if err != nil {
 		dropUnused()
 		return nil, err
@@ -675,10 +676,10 @@ func newestBackup(root *install.Disk) string {
 // the client installed or found identical, with its server hash. The
 // mtimes of fetched and retimed files are filled in from the disk once
 // they are in place.
-func nextState(st *State, man *manifest, p *plan, o Options) *State {
-	next := &State{
-		Version: stateVersion, ClientID: st.ClientID, Build: man.Build, OS: o.OS, Server: o.Server,
-		LastSync: time.Now().UTC(), LastOutcome: "updated", Files: make(map[string]FileState, len(man.Files)),
+func nextState(st *state.State, man *manifest, p *plan, o Options) *state.State {
+	next := &state.State{
+		Version: state.Version, ClientID: st.ClientID, Build: man.Build, OS: o.OS, Server: o.Server,
+		LastSync: time.Now().UTC(), LastOutcome: "updated", Files: make(map[string]state.FileState, len(man.Files)),
 	}
 	if p.empty() {
 		next.LastOutcome = "up-to-date"
@@ -692,7 +693,7 @@ func nextState(st *State, man *manifest, p *plan, o Options) *State {
 	}()
 	for _, i := range slices.Concat(p.installs(), p.touch) {
 		f := man.Files[i]
-		next.Files[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hex.EncodeToString(f.Hash[:]),
+		next.Files[f.Path] = state.FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hex.EncodeToString(f.Hash[:]),
 			ServerMtimeNs: f.MtimeNs, Preserve: f.Preserve}
 	}
 	for _, i := range p.current {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/zeebo/blake3"
 )
 
@@ -57,23 +58,23 @@ func TestRestoreRecordsDiskMtime(t *testing.T) {
 	}
 	sum := func(s string) string { h := blake3.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
 	fi, _ := os.Lstat(filepath.Join(dir, "f"))
-	cur := &State{Version: stateVersion, ClientID: "test", Build: "C", Files: map[string]FileState{
+	cur := &state.State{Version: state.Version, ClientID: "test", Build: "C", Files: map[string]state.FileState{
 		"f": {Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(), ServerMtimeNs: fi.ModTime().UnixNano(), Hash: sum("release C")}}}
-	if err := cur.save(openDisk(t, dir)); err != nil {
+	if err := cur.Save(openDisk(t, dir)); err != nil {
 		t.Fatal(err)
 	}
-	old := &State{Version: stateVersion, ClientID: "test", Build: "A", Files: map[string]FileState{
+	old := &state.State{Version: state.Version, ClientID: "test", Build: "A", Files: map[string]state.FileState{
 		"f": {Size: 9, MtimeNs: m1.UnixNano(), ServerMtimeNs: m1.UnixNano(), Hash: sum("release A")}}}
 	if err := os.MkdirAll(filepath.Join(bk, install.MetaDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := old.save(openDisk(t, bk)); err != nil {
+	if err := old.Save(openDisk(t, bk)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Restore(t.Context(), dir, 1, discard); err != nil {
 		t.Fatal(err)
 	}
-	st, err := loadState(dir)
+	st, err := state.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package smartclient
+package state
 
 import (
 	"errors"
@@ -24,10 +24,10 @@ func TestMappedStateCutShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := openDisk(t, dir)
-	if err := (&State{Version: stateVersion, ClientID: "c", Files: files}).save(d); err != nil {
+	if err := (&State{Version: Version, ClientID: "c", Files: files}).Save(d); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, filepath.FromSlash(stateFile))
+	path := filepath.Join(dir, filepath.FromSlash(File))
 	data, unmap, err := install.MapFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,14 @@
-package smartclient
+// Package state is the client's persistent record of an install folder:
+// which build it holds and, for every file the client installed, its size,
+// mtime and hash (State). It owns the record's files, state.bin in its
+// compact binary encoding closed by a BLAKE3 checksum and the state.json
+// of earlier builds, reads them from the install or from a backup, and
+// checks whether the install is still as recorded (Check, the no-op
+// check's look at every file).
+//
+// It imports the install package (for the folder's seam and layout) and
+// nothing else of the client.
+package state
 
 import (
 	"crypto/rand"
@@ -21,14 +31,12 @@ import (
 
 // The files of the client's state, in the install's bookkeeping folder.
 const (
-	stateFile   = install.MetaDir + "/state.bin"
-	journalFile = install.MetaDir + "/journal.json"
-	maxBackups  = 3
+	File = install.MetaDir + "/state.bin"
 
-	// legacyStateFile is where builds before the binary state file kept
-	// the state, as JSON; it is read when there is no stateFile, and
-	// removed once a stateFile is written.
-	legacyStateFile = install.MetaDir + "/state.json"
+	// LegacyFile is where builds before the binary state file kept the
+	// state, as JSON; it is read when there is no File, and removed once
+	// a File is written.
+	LegacyFile = install.MetaDir + "/state.json"
 )
 
 // FileState is what the client knows of a file it installed: the size and
@@ -43,8 +51,8 @@ type FileState struct {
 }
 
 // State is the client's persistent record, .smartclient/state.bin (see
-// marshalState). Its JSON form is the one a journal holds, and the one of
-// legacyStateFile.
+// Marshal). Its JSON form is the one a journal holds, and the one of
+// LegacyFile.
 type State struct {
 	Version     int                  `json:"version"`
 	ClientID    string               `json:"client_id"`
@@ -60,70 +68,82 @@ type State struct {
 	Journal string `json:"journal,omitempty"`
 	// Manifest is the digest of the server's manifest that every file
 	// listed in Files came from (hex); "" when some listed file is not
-	// recorded. See quick.go.
+	// recorded. The no-op check names it to the server.
 	Manifest string `json:"manifest,omitempty"`
 
 	exists bool // read from disk, as opposed to new
-	legacy bool // read from legacyStateFile
+	legacy bool // read from LegacyFile
 	// enc holds the files' entries as the state file holds them, while
-	// Files is nil: readState leaves them encoded, so that a no-op check
-	// walks them without building the map (see loadFiles).
-	enc encodedFiles
+	// Files is nil: Read leaves them encoded, so that a no-op check
+	// walks them without building the map (see LoadFiles).
+	enc Encoded
 	// unmap gives back the mapping of the state file that enc points
-	// into (see install.MapFile), once; released says it did so before the files
-	// were loaded, which loadFiles then can no longer do.
+	// into (see install.MapFile), once; released says it did so before
+	// the files were loaded, which LoadFiles then can no longer do.
 	unmap    func()
 	released bool
 }
 
-// release gives back the state file's mapping that readState left the
+// Release gives back the state file's mapping that Read left the
 // encoded files in. The files are loaded by then or lost to this State,
-// whose loadFiles then fails: its caller releases it when it is done.
-func (st *State) release() {
+// whose LoadFiles then fails: its caller releases it when it is done.
+func (st *State) Release() {
 	if st.unmap == nil {
 		return
 	}
 	if st.Files == nil {
-		st.enc, st.released = encodedFiles{}, true
+		st.enc, st.released = Encoded{}, true
 	}
 	st.unmap()
 	st.unmap = nil
 }
 
-// encodedFiles is the files' part of a state file: n entries in increasing
-// order of path (see marshalState), checked by the file's checksum.
-type encodedFiles struct {
+// Encoded is the files' part of a state file: n entries in increasing
+// order of path (see Marshal), checked by the file's checksum. A no-op
+// check walks them as they are (see Split) rather than build Files.
+type Encoded struct {
 	b    []byte
 	n    int
 	size int // the bytes of the file before the checksum, for offsets in errors
 }
 
 // reader reads the entries from the first.
-func (e encodedFiles) reader() stateReader {
+func (e Encoded) reader() stateReader {
 	return stateReader{b: e.b, size: e.size}
 }
 
-const stateVersion = 1
+// Version is the State.Version this client writes and reads.
+const Version = 1
 
-// loadState reads the state of the install folder dir; a folder with none
+// FromDisk reports whether st was read from the install, as opposed to
+// made for a folder without a state.
+func (st *State) FromDisk() bool { return st.exists }
+
+// Legacy reports whether st was read from a LegacyFile.
+func (st *State) Legacy() bool { return st.legacy }
+
+// Count returns the number of files st records, loaded or still encoded.
+func (st *State) Count() int { return max(st.enc.n, len(st.Files)) }
+
+// Load reads the state of the install folder dir; a folder with none
 // yet gets a fresh state with a new client id.
-func loadState(dir string) (*State, error) {
-	st, err := readState(dir)
+func Load(dir string) (*State, error) {
+	st, err := Read(dir)
 	if err == nil {
-		err = st.loadFiles()
-		st.release()
+		err = st.LoadFiles()
+		st.Release()
 	}
 	return st, err
 }
 
-// readState is loadState leaving the files encoded, in a mapping of the
-// state file: its caller must call loadFiles before it uses Files, and
-// release when it is done with the State.
-func readState(dir string) (*State, error) {
+// Read is Load leaving the files encoded, in a mapping of the state
+// file: its caller must call LoadFiles before it uses Files, and Release
+// when it is done with the State.
+func Read(dir string) (*State, error) {
 	unmap := func() {}
 	data, name, legacy, err := readStateFile(func(name string) ([]byte, error) {
 		path := filepath.Join(dir, filepath.FromSlash(name))
-		if name != stateFile {
+		if name != File {
 			return os.ReadFile(path)
 		}
 		data, release, err := install.MapFile(path)
@@ -135,7 +155,7 @@ func readState(dir string) (*State, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		id := make([]byte, 16)
 		rand.Read(id)
-		return &State{Version: stateVersion, ClientID: hex.EncodeToString(id), Files: map[string]FileState{}}, nil
+		return &State{Version: Version, ClientID: hex.EncodeToString(id), Files: map[string]FileState{}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading client state: %w", err)
@@ -147,8 +167,8 @@ func readState(dir string) (*State, error) {
 	} else {
 		st, err = parseMapped(data)
 	}
-	if err == nil && st.Version != stateVersion {
-		err = fmt.Errorf("version %d, this smartclient knows %d", st.Version, stateVersion)
+	if err == nil && st.Version != Version {
+		err = fmt.Errorf("version %d, this smartclient knows %d", st.Version, Version)
 	}
 	if err != nil {
 		unmap()
@@ -159,26 +179,26 @@ func readState(dir string) (*State, error) {
 }
 
 // readStateFile reads the state file under the folder prefix ("" for the
-// install, "bkp_remote.00N/" for a backup) with readFile: stateFile, or
-// when there is none legacyStateFile, which legacy reports. It returns an
+// install, "bkp_remote.00N/" for a backup) with readFile: File, or when
+// there is none LegacyFile, which legacy reports. It returns an
 // error wrapping fs.ErrNotExist when there is neither.
 func readStateFile(readFile func(name string) ([]byte, error), prefix string) (data []byte, name string, legacy bool, err error) {
-	name = prefix + stateFile
+	name = prefix + File
 	data, err = readFile(name)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return data, name, false, err
 	}
-	if data, lerr := readFile(prefix + legacyStateFile); !errors.Is(lerr, fs.ErrNotExist) {
-		return data, prefix + legacyStateFile, true, lerr
+	if data, lerr := readFile(prefix + LegacyFile); !errors.Is(lerr, fs.ErrNotExist) {
+		return data, prefix + LegacyFile, true, lerr
 	}
 	return nil, name, false, err
 }
 
-// decodeState decodes a state file that readStateFile read: a stateFile,
-// or a legacyStateFile in JSON. Its Files is never nil.
+// decodeState decodes a state file that readStateFile read: a File,
+// or a LegacyFile in JSON. Its Files is never nil.
 func decodeState(data []byte, legacy bool) (*State, error) {
 	if !legacy {
-		return unmarshalState(data)
+		return Unmarshal(data)
 	}
 	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
@@ -191,9 +211,17 @@ func decodeState(data []byte, legacy bool) (*State, error) {
 	return &st, nil
 }
 
-// backupState returns the state kept in the backup folder dir, or nil when
+// ReadRaw returns the install's state file as it is, File or LegacyFile,
+// and its name; an error wrapping fs.ErrNotExist when there is neither.
+// A backup keeps it so, under the same name.
+func ReadRaw(d *install.Disk) (data []byte, name string, err error) {
+	data, name, _, err = readStateFile(d.ReadFile, "")
+	return data, name, err
+}
+
+// InBackup returns the state kept in the backup folder dir, or nil when
 // it has none that can be read.
-func backupState(d *install.Disk, dir string) *State {
+func InBackup(d *install.Disk, dir string) *State {
 	data, _, legacy, err := readStateFile(d.ReadFile, dir+"/")
 	if err != nil {
 		return nil
@@ -205,9 +233,9 @@ func backupState(d *install.Disk, dir string) *State {
 	return st
 }
 
-// currentStateFile returns the install's state file as stateFile holds
-// it, converting a legacyStateFile; nil when there is none.
-func currentStateFile(d *install.Disk) ([]byte, error) {
+// Current returns the install's state file as File holds it, converting
+// a LegacyFile; nil when there is none.
+func Current(d *install.Disk) ([]byte, error) {
 	data, _, legacy, err := readStateFile(d.ReadFile, "")
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -219,38 +247,37 @@ func currentStateFile(d *install.Disk) ([]byte, error) {
 	}
 	st, err := decodeState(data, true)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", legacyStateFile, err)
+		return nil, fmt.Errorf("%s: %w", LegacyFile, err)
 	}
-	return marshalState(st), nil
+	return Marshal(st), nil
 }
 
-// save writes the state durably; a legacyStateFile goes once the new
-// file is in place.
-func (st *State) save(d *install.Disk) error { return st.saveWith(d, nil) }
+// Save writes the state durably; a LegacyFile goes once the new file is
+// in place.
+func (st *State) Save(d *install.Disk) error { return st.SaveWith(d, nil) }
 
-// saveWith is save with st's files encoded already (encodeStateFiles), or
-// nil to encode them.
-func (st *State) saveWith(d *install.Disk, files []byte) error {
-	if err := st.loadFiles(); err != nil {
+// SaveWith is Save with st's files encoded already (EncodeFiles), or nil
+// to encode them.
+func (st *State) SaveWith(d *install.Disk, files []byte) error {
+	if err := st.LoadFiles(); err != nil {
 		return fmt.Errorf("saving client state: %w", err)
 	}
 	if files == nil {
-		files = encodeStateFiles(st.Files)
+		files = EncodeFiles(st.Files)
 	}
-	if err := d.WriteAtomic(stateFile, marshalStateWith(st, files)); err != nil {
+	if err := d.WriteAtomic(File, MarshalWith(st, files)); err != nil {
 		return fmt.Errorf("saving client state: %w", err)
 	}
 	st.exists, st.legacy = true, false
-	removeLegacyState(d)
+	RemoveLegacy(d)
 	return nil
 }
 
-// removeLegacyState removes a legacyStateFile that a stateFile replaced.
-// A failure is harmless: loadState reads the stateFile first, so the
-// next save tries again.
-func removeLegacyState(d *install.Disk) {
-	if d.Exists(legacyStateFile) {
-		d.Remove(legacyStateFile)
+// RemoveLegacy removes a LegacyFile that a File replaced. A failure is
+// harmless: Load reads the File first, so the next Save tries again.
+func RemoveLegacy(d *install.Disk) {
+	if d.Exists(LegacyFile) {
+		d.Remove(LegacyFile)
 	}
 }
 
@@ -290,15 +317,15 @@ const (
 	fileFlags    = filePreserve | fileRawHash
 )
 
-// marshalState encodes st in the state file's binary format.
-func marshalState(st *State) []byte {
-	return marshalStateWith(st, encodeStateFiles(st.Files))
+// Marshal encodes st in the state file's binary format.
+func Marshal(st *State) []byte {
+	return MarshalWith(st, EncodeFiles(st.Files))
 }
 
-// encodeStateFiles encodes the files of a state file: their number, then
-// each in order of path. A switch encodes them once, for the journal, and
-// writes the same bytes into the state file (see journal.stateFiles).
-func encodeStateFiles(files map[string]FileState) []byte {
+// EncodeFiles encodes the files of a state file: their number, then each
+// in order of path. A switch encodes them once, for the journal, and
+// writes the same bytes into the state file (see SaveWith).
+func EncodeFiles(files map[string]FileState) []byte {
 	type entry struct {
 		path string
 		f    FileState
@@ -332,9 +359,8 @@ func encodeStateFiles(files map[string]FileState) []byte {
 	return b
 }
 
-// marshalStateWith encodes st with files, which must be
-// encodeStateFiles(st.Files).
-func marshalStateWith(st *State, files []byte) []byte {
+// MarshalWith encodes st with files, which must be EncodeFiles(st.Files).
+func MarshalWith(st *State, files []byte) []byte {
 	size := 64 + len(st.ClientID) + len(st.Build) + len(st.OS) + len(st.Server) +
 		len(st.LastOutcome) + len(st.LastMessage) + len(st.Journal) + len(st.Manifest) + len(files) + stateSumSize
 	b := make([]byte, 0, size)
@@ -405,15 +431,15 @@ var hexDigit = func() (t [256]byte) {
 // errStateDamaged marks a state file that cannot be decoded.
 var errStateDamaged = errors.New("the state file is torn or damaged")
 
-// unmarshalState decodes a state file's content. After the magic and the
+// Unmarshal decodes a state file's content. After the magic and the
 // format it checks the checksum, before any field, and then every length
 // against the bytes left before it allocates, so a torn or hostile file is
-// an error; it accepts only the encoding marshalState makes. The files'
-// paths and hashes share one allocation, and LastSync is in UTC.
-func unmarshalState(data []byte) (*State, error) {
+// an error; it accepts only the encoding Marshal makes. The files' paths
+// and hashes share one allocation, and LastSync is in UTC.
+func Unmarshal(data []byte) (*State, error) {
 	st, err := parseState(data)
 	if err == nil {
-		err = st.loadFiles()
+		err = st.LoadFiles()
 	}
 	if err != nil {
 		return nil, err
@@ -421,10 +447,10 @@ func unmarshalState(data []byte) (*State, error) {
 	return st, nil
 }
 
-// parseMapped is parseState on a mapping of the state file (see install.MapFile),
-// whose pages a failing disk, or a program that truncated the file, may
-// not deliver: touching one is then an error here rather than a crash.
-// parseState's checksum touches every page first.
+// parseMapped is parseState on a mapping of the state file (see
+// install.MapFile), whose pages a failing disk, or a program that
+// truncated the file, may not deliver: touching one is then an error here
+// rather than a crash. parseState's checksum touches every page first.
 func parseMapped(data []byte) (st *State, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -439,7 +465,7 @@ func parseMapped(data []byte) (st *State, err error) {
 	return parseState(data)
 }
 
-// parseState is unmarshalState leaving the files encoded (see loadFiles).
+// parseState is Unmarshal leaving the files encoded (see LoadFiles).
 func parseState(data []byte) (*State, error) {
 	if len(data) < len(stateMagic) || string(data[:len(stateMagic)]) != stateMagic {
 		return nil, fmt.Errorf("%w: not a smartclient state file", errStateDamaged)
@@ -483,14 +509,14 @@ func parseState(data []byte) (*State, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	st.enc = encodedFiles{b: r.b, n: int(n), size: r.size}
+	st.enc = Encoded{b: r.b, n: int(n), size: r.size}
 	return st, nil
 }
 
-// loadFiles decodes the files that readState left encoded into Files; it
-// does nothing when Files is set. It accepts only the encoding
-// marshalState makes (see unmarshalState).
-func (st *State) loadFiles() error {
+// LoadFiles decodes the files that Read left encoded into Files; it does
+// nothing when Files is set. It accepts only the encoding Marshal makes
+// (see Unmarshal).
+func (st *State) LoadFiles() error {
 	if st.Files != nil {
 		return nil
 	}
@@ -538,17 +564,17 @@ func (st *State) loadFiles() error {
 		r.fail(fmt.Sprintf("%d bytes after the last file", len(r.b)))
 		return r.err
 	}
-	st.Files, st.enc = files, encodedFiles{}
+	st.Files, st.enc = files, Encoded{}
 	return nil
 }
 
-// encodedFiles returns the files' entries encoded as the state file holds
-// them: those readState left, or an encoding of Files.
-func (st *State) encodedFiles() encodedFiles {
+// Encoded returns the files' entries encoded as the state file holds
+// them: those Read left, or an encoding of Files.
+func (st *State) Encoded() Encoded {
 	if st.Files == nil {
 		return st.enc
 	}
-	enc, err := parseState(marshalState(st))
+	enc, err := parseState(Marshal(st))
 	if err != nil {
 		panic(fmt.Sprintf("smartclient: a state does not decode as it was encoded: %v", err))
 	}

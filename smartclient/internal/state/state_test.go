@@ -1,4 +1,4 @@
-package smartclient
+package state
 
 import (
 	"bytes"
@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/zeebo/blake3"
 )
 
@@ -25,10 +27,10 @@ var stateCases = []struct {
 	st   *State
 }{
 	{"empty", &State{}},
-	{"nil files", &State{Version: stateVersion, ClientID: "id"}},
-	{"no files", &State{Version: stateVersion, ClientID: "id", Files: map[string]FileState{}}},
+	{"nil files", &State{Version: Version, ClientID: "id"}},
+	{"no files", &State{Version: Version, ClientID: "id", Files: map[string]FileState{}}},
 	{"every field", &State{
-		Version: stateVersion, ClientID: "0123456789abcdef0123456789abcdef", Build: "7.00.240501A", OS: "linux",
+		Version: Version, ClientID: "0123456789abcdef0123456789abcdef", Build: "7.00.240501A", OS: "linux",
 		Server: "erp.example.com:1234", LastSync: time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC),
 		LastOutcome: "failed", LastMessage: "applying the update: disk full\nsecond line",
 		Journal: hashA, Manifest: hashB,
@@ -89,8 +91,8 @@ func sameState(a, b *State) bool {
 func TestStateRoundTrip(t *testing.T) {
 	for _, tc := range stateCases {
 		t.Run(tc.name, func(t *testing.T) {
-			data := marshalState(tc.st)
-			got, err := unmarshalState(data)
+			data := Marshal(tc.st)
+			got, err := Unmarshal(data)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +102,7 @@ func TestStateRoundTrip(t *testing.T) {
 			if got.Files == nil {
 				t.Error("decoded Files is nil")
 			}
-			if again := marshalState(got); !bytes.Equal(again, data) {
+			if again := Marshal(got); !bytes.Equal(again, data) {
 				t.Errorf("re-encoding differs:\n%x\n%x", again, data)
 			}
 		})
@@ -114,9 +116,9 @@ func TestStateEncodingIsDeterministic(t *testing.T) {
 	for i := range 200 {
 		st.Files[fmt.Sprintf("f%03d", (i*7)%200)] = FileState{Size: int64(i), Hash: hashA}
 	}
-	want := marshalState(st)
+	want := Marshal(st)
 	for range 20 {
-		if got := marshalState(st); !bytes.Equal(got, want) {
+		if got := Marshal(st); !bytes.Equal(got, want) {
 			t.Fatal("two encodings of one state differ")
 		}
 	}
@@ -141,7 +143,7 @@ func body(data []byte) []byte { return bytes.Clone(data[:len(data)-stateSumSize]
 // withFiles is the encoding of a state with no scalar fields and the file
 // count and entries given, checksummed.
 func withFiles(count uint64, entries ...[]byte) []byte {
-	b := body(marshalState(&State{}))
+	b := body(Marshal(&State{}))
 	b = b[:len(b)-1] // the count of no files
 	b = binary.AppendUvarint(b, count)
 	for _, e := range entries {
@@ -160,7 +162,7 @@ func entry(path string, flags byte, hash string) []byte {
 // TestUnmarshalStateRejects: a foreign, damaged or non-canonical file is
 // an error that says what is wrong, whether or not its checksum holds.
 func TestUnmarshalStateRejects(t *testing.T) {
-	small := marshalState(stateCases[3].st)
+	small := Marshal(stateCases[3].st)
 	flipped := bytes.Clone(small)
 	flipped[len(flipped)/2] ^= 0x40
 	// A raw hash entry: flags fileRawHash and 32 bytes.
@@ -195,7 +197,7 @@ func TestUnmarshalStateRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := unmarshalState(tc.data)
+			st, err := Unmarshal(tc.data)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, %v; want an error saying %q", st, err, tc.want)
 			}
@@ -206,14 +208,14 @@ func TestUnmarshalStateRejects(t *testing.T) {
 // TestUnmarshalStateTorn: every prefix of a state file, and every byte of
 // it changed, is an error.
 func TestUnmarshalStateTorn(t *testing.T) {
-	data := marshalState(stateCases[3].st)
+	data := Marshal(stateCases[3].st)
 	for n := range len(data) {
-		if _, err := unmarshalState(data[:n]); err == nil {
+		if _, err := Unmarshal(data[:n]); err == nil {
 			t.Errorf("accepted the first %d of %d bytes", n, len(data))
 		}
 		b := bytes.Clone(data)
 		b[n] ^= 1 << (n % 8)
-		if _, err := unmarshalState(b); err == nil {
+		if _, err := Unmarshal(b); err == nil {
 			t.Errorf("accepted byte %d changed", n)
 		} else if n >= len(stateMagic)+1 && !errors.Is(err, errStateDamaged) {
 			t.Errorf("byte %d changed: %v is not errStateDamaged", n, err)
@@ -226,7 +228,7 @@ func TestUnmarshalStateTorn(t *testing.T) {
 // checksum appended, so that mutations reach the decoding of the fields.
 func FuzzUnmarshalState(f *testing.F) {
 	for _, tc := range stateCases {
-		data := marshalState(tc.st)
+		data := Marshal(tc.st)
 		f.Add(data)
 		f.Add(body(data))
 	}
@@ -237,14 +239,14 @@ func FuzzUnmarshalState(f *testing.F) {
 	defer empty.Close()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, in := range [][]byte{data, seal(data)} {
-			st, err := unmarshalState(in)
+			st, err := Unmarshal(in)
 			if err != nil {
 				continue
 			}
 			if st.Files == nil {
 				t.Fatal("accepted a state without Files")
 			}
-			if got := marshalState(st); !bytes.Equal(got, in) {
+			if got := Marshal(st); !bytes.Equal(got, in) {
 				t.Fatalf("accepted %x, which re-encodes to %x", in, got)
 			}
 		}
@@ -255,10 +257,38 @@ func FuzzUnmarshalState(f *testing.F) {
 		if err != nil {
 			return
 		}
-		c := checkInstall(t.Context(), empty, st.enc)
-		c.same()
-		if c.ok && (st.loadFiles() != nil || len(st.Files) != 0) {
+		c := Check(t.Context(), empty, st.enc)
+		c.Same()
+		if c.OK && (st.LoadFiles() != nil || len(st.Files) != 0) {
 			t.Fatalf("the check of %x in an empty folder says it is as recorded", data)
 		}
 	})
+}
+
+func openDisk(t testing.TB, dir string) *install.Disk {
+	t.Helper()
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return &install.Disk{Root: r}
+}
+
+// writeRecorded writes file name of the install dir and returns its
+// record.
+func writeRecorded(t *testing.T, dir, name, content string) FileState {
+	t.Helper()
+	p := filepath.Join(dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return FileState{Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(), ServerMtimeNs: fi.ModTime().UnixNano(), Hash: strings.Repeat("ab", 32)}
 }
