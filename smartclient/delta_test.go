@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/erpupdate/smartsync/internal/cdc"
+	"github.com/erpupdate/smartsync/smartclient/internal/installtest"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -111,7 +112,7 @@ func TestListCheck(t *testing.T) {
 // read; a base that changed since it was looked at gives none.
 func TestSumBase(t *testing.T) {
 	dir := t.TempDir()
-	d := openCachedDisk(t, dir)
+	d := installtest.OpenCachedDisk(t, dir)
 	var scratch []byte // shared by every case, as by a worker's files
 	for _, tc := range []struct{ size, bs int }{
 		{0, 1024}, {1, 1024}, {1023, 1024}, {1024, 1024}, {1025, 1024},

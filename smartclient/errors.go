@@ -1,10 +1,19 @@
 package smartclient
 
-import "github.com/erpupdate/smartsync/smartclient/internal/install"
+import (
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/journal"
+)
 
 // Errors of the parts below the sync, for errors.Is: each is the very
 // value its part returns.
 var (
 	// ErrLocked marks a file that stayed in use by another program.
 	ErrLocked = install.ErrLocked
+	// ErrRolledBack marks a switch that failed and was undone: the
+	// install is the old release again.
+	ErrRolledBack = journal.ErrRolledBack
+	// ErrPostInstall marks a post-install step that failed or ran out of
+	// time; the switch is then rolled back.
+	ErrPostInstall = journal.ErrPostInstall
 )

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/backup"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 )
 
@@ -102,7 +103,7 @@ func measureSpace(d *install.Disk) space {
 func backupCopyBytes(d *install.Disk, canLink bool) (int64, error) {
 	var n int64
 	err := d.WalkInstall(func(p string, e fs.DirEntry) error {
-		if !e.Type().IsRegular() || (canLink && !isINI(p)) {
+		if !e.Type().IsRegular() || (canLink && !backup.Copied(p)) {
 			return nil
 		}
 		fi, err := e.Info()
@@ -124,5 +125,3 @@ func probeLink(d *install.Disk) bool {
 	}
 	return d.Link(a, b) == nil
 }
-
-func isINI(p string) bool { return strings.EqualFold(path.Ext(p), ".ini") }

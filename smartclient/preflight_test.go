@@ -4,12 +4,14 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/installtest"
 )
 
 func TestPreflightNeedsFreeSpace(t *testing.T) {
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"app.exe": strings.Repeat("x", 1000), "config.ini": strings.Repeat("y", 3000)})
-	d := openDisk(t, dir)
+	installtest.WriteFiles(t, dir, map[string]string{"app.exe": strings.Repeat("x", 1000), "config.ini": strings.Repeat("y", 3000)})
+	d := installtest.OpenDisk(t, dir)
 	man := &manifest{Files: []remoteFile{{Path: "app.exe", Size: 5 << 20}}}
 	p := &plan{fetch: []int{0}, fetchBytes: 5 << 20}
 	for _, tc := range []struct {

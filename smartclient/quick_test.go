@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/installtest"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -163,7 +164,7 @@ func TestStateLoadsFilesWhenNeeded(t *testing.T) {
 	for _, name := range []string{"a.txt", "b/c.txt"} {
 		files[name] = writeRecorded(t, dir, name, name)
 	}
-	d := openCachedDisk(t, dir)
+	d := installtest.OpenCachedDisk(t, dir)
 	root := d.Root
 	if err := os.Mkdir(filepath.Join(dir, install.MetaDir), 0o755); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/backup"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/journal"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 )
 
@@ -55,7 +57,7 @@ func openInstall(dir string, log *slog.Logger) (*install.Disk, func(), error) {
 		return nil, nil, err
 	}
 	d := newDisk(r)
-	if err := recoverJournal(d, log); err != nil {
+	if err := journal.Recover(d, log); err != nil {
 		d.CloseCache()
 		unlock()
 		r.Close()
@@ -94,11 +96,11 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 		// A later check found the install up to date.
 		r.LastSync, r.LastOutcome, r.LastMessage, r.Server = c.When, "up-to-date", "", c.Server
 	}
-	for i := 1; i <= maxBackups; i++ {
+	for i := 1; i <= backup.Max; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		info, err := describeBackup(d, backupName(i))
+		info, err := describeBackup(d, backup.Name(i))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -161,7 +163,7 @@ type RestoreResult struct {
 // newest backup. Files the client did not install, and files the backup
 // already shares with the install, are left alone.
 func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*RestoreResult, error) {
-	if n < 0 || n > maxBackups {
+	if n < 0 || n > backup.Max {
 		return nil, fmt.Errorf("%w: --backup %d: must be 1, 2 or 3", ErrUsage, n)
 	}
 	d, done, err := openInstall(dir, log)
@@ -170,8 +172,8 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 	}
 	defer done()
 	if n == 0 {
-		for i := maxBackups; i >= 1 && n == 0; i-- {
-			if fi, err := d.Lstat(backupName(i)); err == nil && fi.IsDir() {
+		for i := backup.Max; i >= 1 && n == 0; i-- {
+			if fi, err := d.Lstat(backup.Name(i)); err == nil && fi.IsDir() {
 				n = i
 			}
 		}
@@ -179,7 +181,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 			return nil, errors.New("there is no backup to restore (no bkp_remote.00N folder)")
 		}
 	}
-	from := backupName(n)
+	from := backup.Name(n)
 	if fi, err := d.Lstat(from); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("there is no backup %s to restore", from)
 	}
@@ -195,7 +197,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 	next.LastSync, next.LastOutcome, next.LastMessage = time.Now().UTC(), "restored", "restored from "+from
 	res := &RestoreResult{From: from, Build: next.Build}
 
-	j := &journal{State: next, Hashes: map[string]string{}}
+	j := &journal.Journal{State: next, Hashes: map[string]string{}}
 	inBackup := map[string]bool{}
 	links := &linkFinder{root: d.Root}
 	// What the backup's state lists is what the client had installed; a
@@ -254,7 +256,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 				return fmt.Errorf("staging the link %s: %w", rel, err)
 			}
 			j.Install = append(j.Install, rel)
-			j.Hashes[rel] = linkPrefix + target
+			j.Hashes[rel] = journal.LinkPrefix + target
 			return nil
 		}
 		if !e.Type().IsRegular() {
@@ -281,7 +283,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		// As the backup holds it: an INI file is copied (a link would
 		// let an edit of the restored file in place change the backup),
 		// and so is every file where the file system cannot link.
-		if err := linkOrCopy(d, p, staged); err != nil {
+		if err := backup.LinkOrCopy(d, p, staged); err != nil {
 			return fmt.Errorf("staging %s: %w", rel, err)
 		}
 		h, err := d.HashFile(staged)
@@ -293,7 +295,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		return nil
 	})
 	if err != nil {
-		tidy(d, log)
+		journal.Tidy(d, log)
 		return nil, fmt.Errorf("restoring %s: %w", from, err)
 	}
 	for name, k := range st.Files {
@@ -307,18 +309,18 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 	sort.Strings(j.Install)
 	sort.Strings(j.Remove)
 	res.Restored, res.Removed = len(j.Install), len(j.Remove)
-	if j.Backup, err = prepareBackup(ctx, d); err != nil {
-		tidy(d, log)
+	if j.Backup, err = backup.Prepare(ctx, d); err != nil {
+		journal.Tidy(d, log)
 		return nil, err
 	}
-	if err := commit(ctx, d, j, log); err != nil {
-		if !d.Exists(journalFile) {
-			tidy(d, log)
+	if err := journal.Commit(ctx, d, j, log); err != nil {
+		if !d.Exists(journal.File) {
+			journal.Tidy(d, log)
 		}
 		return nil, fmt.Errorf("restoring %s: %w", from, err)
 	}
 	if j.Backup {
-		res.Backup = newestBackup(d)
+		res.Backup = backup.Newest(d)
 	}
 	return res, nil
 }

@@ -15,7 +15,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/backup"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/journal"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -129,7 +131,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		defer unlock()
-		if err := recoverJournal(root, o.Log); err != nil {
+		if err := journal.Recover(root, o.Log); err != nil {
 			return nil, err
 		}
 	}
@@ -166,7 +168,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		o.noBlocks = true
 		res, err = syncWith(ctx, root, st, o)
 	}
-	if err != nil && !hadMeta && !root.Exists(journalFile) && !root.Exists(resumeDir) {
+	if err != nil && !hadMeta && !root.Exists(journal.File) && !root.Exists(resumeDir) {
 		// A first sync that did not happen leaves no trace: no
 		// bookkeeping folder, and no install folder it created.
 		root.RemoveAll(install.MetaDir)
@@ -434,7 +436,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	// used before the switch. The free space is measured first, as it
 	// was before the backup took some. Where the file system cannot
 	// link, the backup copies every file: it waits for the checks.
-	var backup *backupJob
+	var bkp *backup.Job
 	var free space
 	backupCtx, stopBackup := context.WithCancel(ctx)
 	defer stopBackup()
@@ -442,12 +444,12 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	// what it made: no journal exists before the switch, so nothing
 	// needs it as a snapshot.
 	dropUnused := func() {
-		if backup == nil {
+		if bkp == nil {
 			return
 		}
 		stopBackup()
-		backup.wait()
-		backup = nil
+		bkp.Wait()
+		bkp = nil
 		if err := root.RemoveAll(install.NewBackupDir); err != nil {
 			o.Log.Warn("removing an unused backup", "folder", install.NewBackupDir, "err", err)
 		}
@@ -455,7 +457,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	if !o.CheckOnly {
 		free = measureSpace(root)
 		if free.links {
-			backup = startBackup(backupCtx, root)
+			bkp = backup.Start(backupCtx, root)
 		}
 	}
 	if err := st.LoadFiles(); err != nil {
@@ -499,27 +501,27 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 		return nil, err
 	}
-	if backup == nil && p.changesContent() {
-		backup = startBackup(backupCtx, root)
+	if bkp == nil && p.changesContent() {
+		bkp = backup.Start(backupCtx, root)
 	}
 	fail := func(err error) (*Result, error) {
-		// The backup is of no use now: it stops, and tidy removes
+		// The backup is of no use now: it stops, and journal.Tidy removes
 		// what it made.
 		stopBackup()
-		backup.wait()
+		bkp.Wait()
 		// A lost connection, or the server's own final word, leaves
 		// nobody to report to.
 		var pe *syncproto.Error
 		if !lostConnection(err) && !errors.As(err, &pe) {
 			report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 		}
-		if !root.Exists(journalFile) {
+		if !root.Exists(journal.File) {
 			// Nothing of the update is in the install. What was
 			// received and verified is kept for the next sync; a
 			// kept journal keeps its staged files for the next start
 			// to finish or undo.
 			keepForResume(root, o.Log)
-			tidy(root, o.Log)
+			journal.Tidy(root, o.Log)
 		}
 		return nil, err
 	}
@@ -560,14 +562,14 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	j := &journal{Remove: p.remove, State: nextState(st, man, p, o)}
+	j := &journal.Journal{Remove: p.remove, State: nextState(st, man, p, o)}
 	p.known = nil // in the new state now
 	if p.changesContent() {
-		if j.Backup, err = backup.wait(); err != nil {
+		if j.Backup, err = bkp.Wait(); err != nil {
 			return fail(err)
 		}
 		if man.PostInstall != "" {
-			j.PostInstall = &postInstallStep{Path: man.PostInstall, Timeout: man.PostInstallTimeout}
+			j.PostInstall = &journal.PostInstallStep{Path: man.PostInstall, Timeout: man.PostInstallTimeout}
 		}
 	}
 	installs := p.installs()
@@ -585,13 +587,13 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		}
 	}
 	for _, i := range p.touch {
-		j.Touch = append(j.Touch, touchStep{Path: man.Files[i].Path, MtimeNs: man.Files[i].MtimeNs})
+		j.Touch = append(j.Touch, journal.TouchStep{Path: man.Files[i].Path, MtimeNs: man.Files[i].MtimeNs})
 	}
-	if err := commit(ctx, root, j, o.Log); err != nil {
+	if err := journal.Commit(ctx, root, j, o.Log); err != nil {
 		return fail(fmt.Errorf("applying the update: %w", err))
 	}
 	if j.Backup {
-		res.Backup = newestBackup(root)
+		res.Backup = backup.Newest(root)
 	}
 	*st = *j.State
 	pruneLists(root, st)
@@ -655,21 +657,9 @@ func stageLinks(d *install.Disk, man *manifest, links []int) error {
 // BLAKE3, or for a link its target.
 func installHash(f remoteFile) string {
 	if f.Target != "" {
-		return linkPrefix + f.Target
+		return journal.LinkPrefix + f.Target
 	}
 	return hex.EncodeToString(f.Hash[:])
-}
-
-const linkPrefix = "link:"
-
-// newestBackup names the highest-numbered backup folder.
-func newestBackup(root *install.Disk) string {
-	for i := maxBackups; i >= 1; i-- {
-		if fi, err := root.Lstat(backupName(i)); err == nil && fi.IsDir() {
-			return backupName(i)
-		}
-	}
-	return ""
 }
 
 // nextState is the state after the plan is applied: every listed file

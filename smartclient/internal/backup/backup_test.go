@@ -1,4 +1,4 @@
-package smartclient
+package backup
 
 import (
 	"context"
@@ -45,7 +45,8 @@ func TestSnapshotCopiesINIFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := openCachedDisk(t, dir)
+	d := install.New(openRoot(t, dir))
+	t.Cleanup(d.CloseCache)
 	if err := d.MkdirAll(install.NewBackupDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -107,4 +108,14 @@ func TestSnapshotCopiesINIFiles(t *testing.T) {
 	if data, _ := os.ReadFile(outside); string(data) != "not the install's" {
 		t.Errorf("the copy wrote through a link: %q", data)
 	}
+}
+
+func openRoot(t testing.TB, dir string) *os.Root {
+	t.Helper()
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

@@ -1,4 +1,4 @@
-package smartclient
+package journal
 
 import (
 	"bytes"
@@ -12,17 +12,17 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/backup"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/installtest"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/zeebo/blake3"
 )
@@ -33,41 +33,6 @@ var errInjected = errors.New("injected fault")
 
 const newBuild = "7.00.240501A"
 
-// The switch fixture: an install holding the old release (a, b, lib/c,
-// config.ini) and a file of the user's, three backups of older releases,
-// and staging holding the new release: a, lib/c and config.ini changed, b
-// removed, d/e added.
-var (
-	oldRelease = map[string]string{"a": "old a", "b": "old b", "lib/c": "old c", "config.ini": "[old]", "mine.txt": "user"}
-	newRelease = map[string]string{"a": "new a", "lib/c": "new c", "config.ini": "[new]", "d/e": "new e", "mine.txt": "user"}
-	staged     = map[string]string{"a": "new a", "lib/c": "new c", "config.ini": "[new]", "d/e": "new e"}
-	olderOnes  = []map[string]string{{"a": "v1"}, {"a": "v2", "b": "v2"}, {"a": "v3", "lib/c": "v3"}}
-)
-
-func writeFiles(t testing.TB, dir string, files map[string]string) {
-	t.Helper()
-	for p, c := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func makeSwitchFixture(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	writeFiles(t, dir, oldRelease)
-	writeFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), staged)
-	for i, files := range olderOnes {
-		writeFiles(t, filepath.Join(dir, backupName(i+1)), files)
-	}
-	return dir
-}
-
 // legacyBuild is the build of the legacy switch fixture's old state.
 const legacyBuild = "7.00.231101A"
 
@@ -76,9 +41,9 @@ const legacyBuild = "7.00.231101A"
 // it.
 func makeLegacySwitchFixture(t testing.TB) string {
 	t.Helper()
-	dir := makeSwitchFixture(t)
+	dir := installtest.SwitchFixture(t)
 	st := &state.State{Version: state.Version, ClientID: "test", Build: legacyBuild, Files: map[string]state.FileState{}}
-	for p, c := range oldRelease {
+	for p, c := range installtest.OldRelease {
 		if p != "mine.txt" {
 			sum := blake3.Sum256([]byte(c))
 			st.Files[p] = state.FileState{Size: int64(len(c)), Hash: hex.EncodeToString(sum[:])}
@@ -88,38 +53,20 @@ func makeLegacySwitchFixture(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFiles(t, dir, map[string]string{state.LegacyFile: string(data)})
+	installtest.WriteFiles(t, dir, map[string]string{state.LegacyFile: string(data)})
 	return dir
 }
 
 // fixtureJournal is the journal of the fixture's switch.
-func fixtureJournal() *journal {
+func fixtureJournal() *Journal {
 	st := &state.State{Version: state.Version, ClientID: "test", Build: newBuild, Files: map[string]state.FileState{}}
 	hashes := map[string]string{}
-	for p, c := range staged {
+	for p, c := range installtest.Staged {
 		sum := blake3.Sum256([]byte(c))
 		hashes[p] = hex.EncodeToString(sum[:])
 		st.Files[p] = state.FileState{Size: int64(len(c)), Hash: hashes[p]}
 	}
-	return &journal{Install: []string{"a", "config.ini", "d/e", "lib/c"}, Remove: []string{"b"}, State: st, Hashes: hashes}
-}
-
-func openDisk(t testing.TB, dir string) *install.Disk {
-	t.Helper()
-	r, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return &install.Disk{Root: r}
-}
-
-// openCachedDisk is openDisk with the folder cache a sync uses.
-func openCachedDisk(t testing.TB, dir string) *install.Disk {
-	t.Helper()
-	d := install.New(openDisk(t, dir).Root)
-	t.Cleanup(d.CloseCache)
-	return d
+	return &Journal{Install: []string{"a", "config.ini", "d/e", "lib/c"}, Remove: []string{"b"}, State: st, Hashes: hashes}
 }
 
 // doSwitch is what a sync does once every file is staged: back up, write
@@ -127,40 +74,10 @@ func openCachedDisk(t testing.TB, dir string) *install.Disk {
 func doSwitch(ctx context.Context, d *install.Disk) error {
 	j := fixtureJournal()
 	var err error
-	if j.Backup, err = prepareBackup(ctx, d); err != nil {
+	if j.Backup, err = backup.Prepare(ctx, d); err != nil {
 		return err
 	}
-	return commit(ctx, d, j, discard)
-}
-
-// readTree reads the install (without bookkeeping and backups), or one
-// backup folder.
-func readTree(t testing.TB, dir string) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
-		if rel != "." && install.Reserved(rel) {
-			if e.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if e.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		m[rel] = string(b)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return Commit(ctx, d, j, discard)
 }
 
 // checkInvariant is invariant I: the install is exactly the old or the
@@ -169,29 +86,29 @@ func readTree(t testing.TB, dir string) map[string]string {
 // release the install is.
 func checkInvariant(t testing.TB, dir, when string) string {
 	t.Helper()
-	got := readTree(t, dir)
+	got := installtest.ReadTree(t, dir)
 	which := ""
 	switch {
-	case maps.Equal(got, oldRelease):
+	case maps.Equal(got, installtest.OldRelease):
 		which = "old"
-	case maps.Equal(got, newRelease):
+	case maps.Equal(got, installtest.NewRelease):
 		which = "new"
 	default:
 		t.Fatalf("%s: the install is neither release: %v", when, got)
 	}
-	d := openDisk(t, dir)
-	for _, p := range []string{journalFile, install.StagingDir, install.OldDir, install.NewBackupDir, install.DropBackup} {
+	d := installtest.OpenDisk(t, dir)
+	for _, p := range []string{File, install.StagingDir, install.OldDir, install.NewBackupDir, install.DropBackup} {
 		if d.Exists(p) {
 			t.Errorf("%s: %s left behind", when, p)
 		}
 	}
-	complete := append([]map[string]string{oldRelease}, olderOnes...)
+	complete := append([]map[string]string{installtest.OldRelease}, installtest.OlderOnes...)
 	backups, _ := filepath.Glob(filepath.Join(dir, "bkp_remote.*"))
-	if len(backups) > maxBackups {
+	if len(backups) > backup.Max {
 		t.Errorf("%s: %d backups", when, len(backups))
 	}
 	for _, b := range backups {
-		tree := readTree(t, b)
+		tree := installtest.ReadTree(t, b)
 		ok := false
 		for _, c := range complete {
 			ok = ok || maps.Equal(tree, c)
@@ -213,7 +130,7 @@ func checkInvariant(t testing.TB, dir, when string) string {
 
 // countOps counts the file-system operations of a whole switch.
 func countOps(t *testing.T, fixture func(testing.TB) string) int {
-	d := openDisk(t, fixture(t))
+	d := installtest.OpenDisk(t, fixture(t))
 	n := 0
 	d.Faults.Op = func(string, string) error { n++; return nil }
 	defer func() { d.Faults.Op = nil }()
@@ -228,7 +145,7 @@ func countOps(t *testing.T, fixture func(testing.TB) string) int {
 // rename would: the install is the old release again, the backups are
 // the old ones, and the error says what failed.
 func TestFailureAtEveryOperationRollsBack(t *testing.T) {
-	t.Run("no state", func(t *testing.T) { failAtEveryOperation(t, makeSwitchFixture, "") })
+	t.Run("no state", func(t *testing.T) { failAtEveryOperation(t, installtest.SwitchFixture, "") })
 	// The old state is put back in the new format, and the legacy file
 	// goes once the new state is written.
 	t.Run("legacy state", func(t *testing.T) { failAtEveryOperation(t, makeLegacySwitchFixture, legacyBuild) })
@@ -240,7 +157,7 @@ func failAtEveryOperation(t *testing.T, fixture func(testing.TB) string, oldBuil
 	n := countOps(t, fixture)
 	for k := 1; k <= n; k++ {
 		dir := fixture(t)
-		d := openDisk(t, dir)
+		d := installtest.OpenDisk(t, dir)
 		count := 0
 		var failed string
 		committed := false // the new state was written before the fault
@@ -256,7 +173,7 @@ func failAtEveryOperation(t *testing.T, fixture func(testing.TB) string, oldBuil
 		err := doSwitch(t.Context(), d)
 		d.Faults.Op = nil
 		// The next start recovers whatever is left.
-		if rerr := recoverJournal(d, discard); rerr != nil {
+		if rerr := Recover(d, discard); rerr != nil {
 			t.Fatalf("fault at operation %d (%s): recovery: %v", k, failed, rerr)
 		}
 		which := checkInvariant(t, dir, fmt.Sprintf("fault at operation %d (%s)", k, failed))
@@ -282,86 +199,50 @@ func failAtEveryOperation(t *testing.T, fixture func(testing.TB) string, oldBuil
 // The crash-point enumeration: a child process (this test binary) runs
 // the switch and exits for real at operation k, as a kill or a power cut
 // would stop it; then recovery runs, itself killed zero to three times at
-// its own operations, and invariant I must hold.
-const (
-	envCrashDir    = "SMARTCLIENT_CRASH_DIR"
-	envCrashAction = "SMARTCLIENT_CRASH_ACTION"
-	envCrashAt     = "SMARTCLIENT_CRASH_AT"
-	crashExit      = 77
-)
+// its own operations, and invariant I must hold (see installtest's crash
+// children).
 
 // TestCrashChild is the child's side; it does nothing in a normal run.
 func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(envCrashDir)
-	if dir == "" {
+	dir, action, at, ok := installtest.ChildEnv()
+	if !ok {
 		t.Skip("runs only as the child of TestCrashAtEveryOperation")
 	}
-	at, _ := strconv.Atoi(os.Getenv(envCrashAt))
-	count := 0
-	crash := func(string, string) error {
-		count++
-		if count == at {
-			os.Exit(crashExit)
-		}
-		return nil
-	}
-	d := openDisk(t, dir)
-	d.Faults.Op = crash
-	testFaults.Op = crash // for Restore's own disk
+	d := installtest.OpenDisk(t, dir)
+	d.Faults.Op = installtest.CrashAt(at)
 	var err error
-	switch os.Getenv(envCrashAction) {
+	switch action {
 	case "switch":
 		err = doSwitch(context.Background(), d)
 	case "recover":
-		err = recoverJournal(d, discard)
-	case "restore":
-		d.Close()
-		_, err = Restore(context.Background(), dir, 3, discard)
+		err = Recover(d, discard)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-// crashChild runs action in a child process that exits at operation at;
-// it reports whether the child crashed (false: it finished first).
-func crashChild(t *testing.T, dir, action string, at int) bool {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envCrashDir+"="+dir, envCrashAction+"="+action, envCrashAt+"="+strconv.Itoa(at))
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return false
-	case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).ExitStatus() == crashExit:
-		return true
-	}
-	t.Fatalf("child %s at %d: %v\n%s", action, at, err, out)
-	return false
-}
-
 func TestCrashAtEveryOperation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a process per crash point")
 	}
-	n := countOps(t, makeSwitchFixture)
+	n := countOps(t, installtest.SwitchFixture)
 	points, recoveryCrashes := 0, 0
 	seen := map[string]int{}
 	for k := 1; k <= n; k++ {
-		dir := makeSwitchFixture(t)
-		if !crashChild(t, dir, "switch", k) {
+		dir := installtest.SwitchFixture(t)
+		if !installtest.CrashChild(t, dir, "switch", k) {
 			t.Fatalf("the switch finished before operation %d of %d", k, n)
 		}
 		points++
 		// Crash recovery too, 0 to 3 times in a row, at varying points.
 		for i := range k % 4 {
-			if crashChild(t, dir, "recover", 1+(k+i)%3) {
+			if installtest.CrashChild(t, dir, "recover", 1+(k+i)%3) {
 				recoveryCrashes++
 			}
 		}
-		d := openDisk(t, dir)
-		if err := recoverJournal(d, discard); err != nil {
+		d := installtest.OpenDisk(t, dir)
+		if err := Recover(d, discard); err != nil {
 			t.Fatalf("crash at operation %d: recovery: %v", k, err)
 		}
 		seen[checkInvariant(t, dir, fmt.Sprintf("crash at operation %d", k))]++
@@ -375,7 +256,7 @@ func TestCrashAtEveryOperation(t *testing.T) {
 // halfSwitch backs up, writes the journal and stops the switch halfway,
 // after the first file is in place, as a crash would; it returns the
 // journal.
-func halfSwitch(t *testing.T, d *install.Disk) *journal {
+func halfSwitch(t *testing.T, d *install.Disk) *Journal {
 	t.Helper()
 	count := 0
 	d.Faults.Op = func(op, name string) error {
@@ -397,11 +278,11 @@ func halfSwitch(t *testing.T, d *install.Disk) *journal {
 
 // backedUpJournal makes the backup of the fixture's install and writes
 // fixtureJournal, as a switch does before its first rename.
-func backedUpJournal(t *testing.T, d *install.Disk) *journal {
+func backedUpJournal(t *testing.T, d *install.Disk) *Journal {
 	t.Helper()
 	j := fixtureJournal()
 	var err error
-	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+	if j.Backup, err = backup.Prepare(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
 	if err := writeJournal(d, j); err != nil {
@@ -424,10 +305,10 @@ func TestDamagedJournalRollsBack(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			dir := makeSwitchFixture(t)
-			d := openDisk(t, dir)
+			dir := installtest.SwitchFixture(t)
+			d := installtest.OpenDisk(t, dir)
 			halfSwitch(t, d)
-			p := filepath.Join(dir, filepath.FromSlash(journalFile))
+			p := filepath.Join(dir, filepath.FromSlash(File))
 			b, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)
@@ -435,7 +316,7 @@ func TestDamagedJournalRollsBack(t *testing.T) {
 			if err := os.WriteFile(p, damage(b), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := recoverJournal(d, discard); err != nil {
+			if err := Recover(d, discard); err != nil {
 				t.Fatalf("recovery: %v", err)
 			}
 			if which := checkInvariant(t, dir, name); which != "old" {
@@ -449,8 +330,8 @@ func TestDamagedJournalRollsBack(t *testing.T) {
 // 2, which an older smartclient left when it was killed mid-switch, is
 // still obeyed by recovery.
 func TestRecoversVersion2Journal(t *testing.T) {
-	dir := makeSwitchFixture(t)
-	d := openDisk(t, dir)
+	dir := installtest.SwitchFixture(t)
+	d := installtest.OpenDisk(t, dir)
 	j := halfSwitch(t, d)
 	// The same journal as version 2 wrote it.
 	v2 := *j
@@ -464,7 +345,7 @@ func TestRecoversVersion2Journal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(journalFile)), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(File)), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got, err := readJournal(d)
@@ -474,7 +355,7 @@ func TestRecoversVersion2Journal(t *testing.T) {
 	if got.Version != journalVersion || got.State.Build != newBuild || len(got.State.Files) != len(j.State.Files) || len(got.Install) != len(j.Install) {
 		t.Fatalf("version 2 journal read as %+v", got)
 	}
-	if err := recoverJournal(d, discard); err != nil {
+	if err := Recover(d, discard); err != nil {
 		t.Fatalf("recovery: %v", err)
 	}
 	if which := checkInvariant(t, dir, "version 2 journal"); which != "new" {
@@ -495,8 +376,8 @@ func TestLockedFileIsRetriedThenRolledBack(t *testing.T) {
 		{"stays locked", 100, "old"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := makeSwitchFixture(t)
-			d := openDisk(t, dir)
+			dir := installtest.SwitchFixture(t)
+			d := installtest.OpenDisk(t, dir)
 			d.Faults.LockedBackoff = []time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond}
 			n := 0
 			d.Faults.Op = func(op, name string) error {
@@ -509,81 +390,15 @@ func TestLockedFileIsRetriedThenRolledBack(t *testing.T) {
 			}
 			err := doSwitch(t.Context(), d)
 			d.Faults.Op = nil
-			tidy(d, discard)
+			Tidy(d, discard)
 			if which := checkInvariant(t, dir, tc.name); which != tc.want {
 				t.Fatalf("install is the %s release, want %s (err %v)", which, tc.want, err)
 			}
-			if tc.want == "old" && (!errors.Is(err, ErrLocked) || !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "lib/c")) {
+			if tc.want == "old" && (!errors.Is(err, install.ErrLocked) || !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "lib/c")) {
 				t.Errorf("error %v; want a rollback naming lib/c as locked", err)
 			}
 		})
 	}
-}
-
-// restored is the install after restoring bkp_remote.003 of the fixture:
-// the backup's files over the old release (the client installed none of
-// the old release's files, so it removes none).
-func restored() map[string]string {
-	m := maps.Clone(oldRelease)
-	maps.Copy(m, olderOnes[2])
-	return m
-}
-
-// TestCrashDuringRestore kills a restore at each of its operations, and
-// recovery up to three times: the install is then the one restore
-// replaced or the backup, and every backup is complete.
-func TestCrashDuringRestore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns a process per crash point")
-	}
-	count := func() int {
-		dir := makeSwitchFixture(t)
-		os.RemoveAll(filepath.Join(dir, filepath.FromSlash(install.StagingDir)))
-		n := 0
-		testFaults.Op = func(string, string) error { n++; return nil }
-		defer func() { testFaults.Op = nil }()
-		if _, err := Restore(t.Context(), dir, 3, discard); err != nil {
-			t.Fatal(err)
-		}
-		if got := readTree(t, dir); !maps.Equal(got, restored()) {
-			t.Fatalf("restore gave %v, want %v", got, restored())
-		}
-		return n
-	}()
-	seen := map[string]int{}
-	for k := 1; k <= count; k++ {
-		dir := makeSwitchFixture(t)
-		os.RemoveAll(filepath.Join(dir, filepath.FromSlash(install.StagingDir)))
-		if !crashChild(t, dir, "restore", k) {
-			t.Fatalf("restore finished before operation %d of %d", k, count)
-		}
-		for i := range k % 4 {
-			crashChild(t, dir, "recover", 1+(k+i)%3)
-		}
-		if err := recoverJournal(openDisk(t, dir), discard); err != nil {
-			t.Fatalf("crash at operation %d: recovery: %v", k, err)
-		}
-		got := readTree(t, dir)
-		switch {
-		case maps.Equal(got, oldRelease):
-			seen["before"]++
-		case maps.Equal(got, restored()):
-			seen["restored"]++
-		default:
-			t.Fatalf("crash at operation %d: the install is %v", k, got)
-		}
-		backups, _ := filepath.Glob(filepath.Join(dir, "bkp_remote.*"))
-		for _, b := range backups {
-			tree := readTree(t, b)
-			if !maps.Equal(tree, oldRelease) && !slices.ContainsFunc(olderOnes, func(o map[string]string) bool { return maps.Equal(tree, o) }) {
-				t.Errorf("crash at operation %d: %s is not complete: %v", k, filepath.Base(b), tree)
-			}
-		}
-	}
-	if seen["before"] == 0 || seen["restored"] == 0 {
-		t.Errorf("outcomes %v: expected both", seen)
-	}
-	t.Logf("%d crash points in a restore; after recovery: %v", count, seen)
 }
 
 // TestRotationRepairsGapsAndRefusesFiles: a missing middle backup is
@@ -591,30 +406,30 @@ func TestCrashDuringRestore(t *testing.T) {
 // stops the update before the install is touched.
 func TestRotationRepairsGapsAndRefusesFiles(t *testing.T) {
 	t.Run(".002 missing", func(t *testing.T) {
-		dir := makeSwitchFixture(t)
-		os.RemoveAll(filepath.Join(dir, backupName(2)))
-		if err := doSwitch(t.Context(), openDisk(t, dir)); err != nil {
+		dir := installtest.SwitchFixture(t)
+		os.RemoveAll(filepath.Join(dir, backup.Name(2)))
+		if err := doSwitch(t.Context(), installtest.OpenDisk(t, dir)); err != nil {
 			t.Fatal(err)
 		}
-		want := []map[string]string{olderOnes[0], olderOnes[2], oldRelease}
+		want := []map[string]string{installtest.OlderOnes[0], installtest.OlderOnes[2], installtest.OldRelease}
 		for i, w := range want {
-			if got := readTree(t, filepath.Join(dir, backupName(i+1))); !maps.Equal(got, w) {
-				t.Errorf("%s: %v, want %v", backupName(i+1), got, w)
+			if got := installtest.ReadTree(t, filepath.Join(dir, backup.Name(i+1))); !maps.Equal(got, w) {
+				t.Errorf("%s: %v, want %v", backup.Name(i+1), got, w)
 			}
 		}
 	})
 	t.Run(".003 is a file", func(t *testing.T) {
-		dir := makeSwitchFixture(t)
-		p := filepath.Join(dir, backupName(3))
+		dir := installtest.SwitchFixture(t)
+		p := filepath.Join(dir, backup.Name(3))
 		os.RemoveAll(p)
 		if err := os.WriteFile(p, []byte("not a backup"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		err := doSwitch(t.Context(), openDisk(t, dir))
+		err := doSwitch(t.Context(), installtest.OpenDisk(t, dir))
 		if err == nil || !strings.Contains(err.Error(), "bkp_remote.003 is not a folder") {
 			t.Fatalf("got %v", err)
 		}
-		if got := readTree(t, dir); !maps.Equal(got, oldRelease) {
+		if got := installtest.ReadTree(t, dir); !maps.Equal(got, installtest.OldRelease) {
 			t.Errorf("install changed: %v", got)
 		}
 	})
@@ -629,12 +444,12 @@ func TestUndoPutsBackThePreviousState(t *testing.T) {
 		fixture func(testing.TB) string
 		build   string
 	}{
-		{"no state", makeSwitchFixture, ""},
+		{"no state", installtest.SwitchFixture, ""},
 		{"legacy state", makeLegacySwitchFixture, legacyBuild},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.fixture(t)
-			d := openDisk(t, dir)
+			d := installtest.OpenDisk(t, dir)
 			j := fixtureJournal()
 			if err := writeJournal(d, j); err != nil {
 				t.Fatal(err)
@@ -669,18 +484,18 @@ func TestUndoPutsBackThePreviousState(t *testing.T) {
 // hashes its new state does not hold as they are (a link's, a file's the
 // state records otherwise), and reading it back gives every hash again.
 func TestJournalLeavesOutTheStatesHashes(t *testing.T) {
-	dir := makeSwitchFixture(t)
-	d := openDisk(t, dir)
+	dir := installtest.SwitchFixture(t)
+	d := installtest.OpenDisk(t, dir)
 	j := fixtureJournal()
 	j.Install = append(j.Install, "lnk")
-	j.Hashes["lnk"] = linkPrefix + "a"
+	j.Hashes["lnk"] = LinkPrefix + "a"
 	j.State.Files["lnk"] = state.FileState{Size: 1, Hash: strings.Repeat("0", 64)}
 	j.Hashes["d/e"] = strings.Repeat("e", 64) // not what the state records
 	want := maps.Clone(j.Hashes)
 	if err := saveJournal(d, j); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(journalFile)))
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(File)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -705,12 +520,12 @@ func TestJournalLeavesOutTheStatesHashes(t *testing.T) {
 // FuzzReadJournal: whatever bytes the journal file holds, reading it never
 // panics, and a journal it accepts is one recovery can act on.
 func FuzzReadJournal(f *testing.F) {
-	dir := makeSwitchFixture(f)
-	d := openDisk(f, dir)
+	dir := installtest.SwitchFixture(f)
+	d := installtest.OpenDisk(f, dir)
 	if err := writeJournal(d, fixtureJournal()); err != nil {
 		f.Fatal(err)
 	}
-	good, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(journalFile)))
+	good, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(File)))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -718,7 +533,7 @@ func FuzzReadJournal(f *testing.F) {
 	f.Add([]byte(`{"blake3":"","journal":null}`))
 	f.Add([]byte(journalHeader + "00\n{}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(journalFile)), data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(File)), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		j, err := readJournal(d)
@@ -734,8 +549,8 @@ func FuzzReadJournal(f *testing.F) {
 // TestDamagedJournalRollsBackWithoutHardLinks: where the file system
 // cannot link, the snapshot's copies are copied back.
 func TestDamagedJournalRollsBackWithoutHardLinks(t *testing.T) {
-	dir := makeSwitchFixture(t)
-	d := openDisk(t, dir)
+	dir := installtest.SwitchFixture(t)
+	d := installtest.OpenDisk(t, dir)
 	d.Faults.Op = func(op, name string) error {
 		if op == "link" {
 			return &fs.PathError{Op: "link", Path: name, Err: syscall.EPERM}
@@ -751,10 +566,10 @@ func TestDamagedJournalRollsBackWithoutHardLinks(t *testing.T) {
 	if err := d.Rename(install.StagingDir+"/a", "a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(journalFile)), []byte("{torn"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(File)), []byte("{torn"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := recoverJournal(d, discard); err != nil {
+	if err := Recover(d, discard); err != nil {
 		t.Fatalf("recovery: %v", err)
 	}
 	d.Faults.Op = nil
@@ -767,8 +582,8 @@ func TestDamagedJournalRollsBackWithoutHardLinks(t *testing.T) {
 // holds by hard link, which the switch replaces or removes without moving
 // them aside; an INI file, which the snapshot copied, is moved aside.
 func TestJournalNamesOutrightFiles(t *testing.T) {
-	dir := makeSwitchFixture(t)
-	d := openDisk(t, dir)
+	dir := installtest.SwitchFixture(t)
+	d := installtest.OpenDisk(t, dir)
 	j := backedUpJournal(t, d)
 	slices.Sort(j.Outright)
 	want := []string{"a", "b", "lib/c"} // replaced, removed, replaced
@@ -797,13 +612,13 @@ func TestUndoOfAFileChangedAfterTheSwitch(t *testing.T) {
 		name, file string
 		open       func(testing.TB, string) *install.Disk
 	}{
-		{"installed over an old file", "a", openDisk},
-		{"new to the install", "d/e", openCachedDisk},
+		{"installed over an old file", "a", installtest.OpenDisk},
+		{"new to the install", "d/e", installtest.OpenCachedDisk},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := makeSwitchFixture(t)
+			dir := installtest.SwitchFixture(t)
 			script := "#!/bin/sh\necho patched >> " + tc.file + "\nexit 1\n"
-			writeFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), map[string]string{"post.sh": script})
+			installtest.WriteFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), map[string]string{"post.sh": script})
 			if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(install.StagingDir), "post.sh"), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -812,15 +627,15 @@ func TestUndoOfAFileChangedAfterTheSwitch(t *testing.T) {
 			j.Install = append(j.Install, "post.sh")
 			sum := blake3.Sum256([]byte(script))
 			j.Hashes["post.sh"] = hex.EncodeToString(sum[:])
-			j.PostInstall = &postInstallStep{Path: "post.sh", Timeout: 10 * time.Second}
+			j.PostInstall = &PostInstallStep{Path: "post.sh", Timeout: 10 * time.Second}
 			var err error
-			if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+			if j.Backup, err = backup.Prepare(t.Context(), d); err != nil {
 				t.Fatal(err)
 			}
-			if err := commit(t.Context(), d, j, discard); !errors.Is(err, ErrRolledBack) {
+			if err := Commit(t.Context(), d, j, discard); !errors.Is(err, ErrRolledBack) {
 				t.Fatalf("commit: %v; want a rollback", err)
 			}
-			tidy(d, discard)
+			Tidy(d, discard)
 			if which := checkInvariant(t, dir, "after the failed post-install"); which != "old" {
 				t.Errorf("install is the %s release, want old", which)
 			}
@@ -830,7 +645,7 @@ func TestUndoOfAFileChangedAfterTheSwitch(t *testing.T) {
 
 // playUntilRenameOf plays j until the rename of name fails, where a crash
 // would have stopped the switch.
-func playUntilRenameOf(t *testing.T, d *install.Disk, j *journal, name string) {
+func playUntilRenameOf(t *testing.T, d *install.Disk, j *Journal, name string) {
 	t.Helper()
 	d.Faults.Op = func(op, n string) error {
 		if op == "rename" && n == name {
@@ -849,8 +664,8 @@ func playUntilRenameOf(t *testing.T, d *install.Disk, j *journal, name string) {
 // the switch, a file already installed that no longer matches its hash
 // makes recovery roll back, and the old file comes back over it.
 func TestRecoveryUndoesAChangedInstalledFile(t *testing.T) {
-	dir := makeSwitchFixture(t)
-	d := openDisk(t, dir)
+	dir := installtest.SwitchFixture(t)
+	d := installtest.OpenDisk(t, dir)
 	playUntilRenameOf(t, d, backedUpJournal(t, d), "lib/c")
 	// In place: the very file the switch installed.
 	f, err := os.OpenFile(filepath.Join(dir, "a"), os.O_WRONLY|os.O_APPEND, 0)
@@ -859,7 +674,7 @@ func TestRecoveryUndoesAChangedInstalledFile(t *testing.T) {
 	}
 	f.WriteString(", edited")
 	f.Close()
-	if err := recoverJournal(d, discard); err != nil {
+	if err := Recover(d, discard); err != nil {
 		t.Fatal(err)
 	}
 	if which := checkInvariant(t, dir, "after recovery"); which != "old" {
@@ -869,11 +684,11 @@ func TestRecoveryUndoesAChangedInstalledFile(t *testing.T) {
 
 // backedUpJournal3 is backedUpJournal for a journal of version 3, as an
 // earlier client wrote it: without the Outright list.
-func backedUpJournal3(t *testing.T, d *install.Disk) *journal {
+func backedUpJournal3(t *testing.T, d *install.Disk) *Journal {
 	t.Helper()
 	j := fixtureJournal()
 	var err error
-	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+	if j.Backup, err = backup.Prepare(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
 	if err := saveJournalAs(d, j, journalVersion3); err != nil {
@@ -886,8 +701,8 @@ func backedUpJournal3(t *testing.T, d *install.Disk) *journal {
 // every old file aside, is finished or undone by this one.
 func TestJournalOfVersion3(t *testing.T) {
 	for _, forward := range []bool{true, false} {
-		dir := makeSwitchFixture(t)
-		d := openDisk(t, dir)
+		dir := installtest.SwitchFixture(t)
+		d := installtest.OpenDisk(t, dir)
 		j := backedUpJournal3(t, d)
 		if j.Outright != nil {
 			t.Fatalf("a journal of version 3 names outright files: %v", j.Outright)
@@ -904,7 +719,7 @@ func TestJournalOfVersion3(t *testing.T) {
 			}
 			want = "old"
 		}
-		if err := recoverJournal(d, discard); err != nil {
+		if err := Recover(d, discard); err != nil {
 			t.Fatal(err)
 		}
 		if which := checkInvariant(t, dir, "after recovery"); which != want {
@@ -924,13 +739,13 @@ func TestNewFoldersMoveWhole(t *testing.T) {
 	files := map[string]string{"top.dll": "t", "bin/x.dll": "x", "bin/sub/y.dll": "y", "data/z.dat": "z"}
 	for _, extra := range []bool{false, true} {
 		dir := t.TempDir()
-		writeFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), files)
+		installtest.WriteFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), files)
 		if extra {
-			writeFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), map[string]string{"bin/stray.tmp": "?"})
+			installtest.WriteFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), map[string]string{"bin/stray.tmp": "?"})
 		}
-		d := openCachedDisk(t, dir)
+		d := installtest.OpenCachedDisk(t, dir)
 		st := &state.State{Version: state.Version, ClientID: "test", Build: newBuild, Files: map[string]state.FileState{}}
-		j := &journal{State: st, Hashes: map[string]string{}}
+		j := &Journal{State: st, Hashes: map[string]string{}}
 		for _, p := range slices.Sorted(maps.Keys(files)) {
 			sum := blake3.Sum256([]byte(files[p]))
 			j.Install = append(j.Install, p)
@@ -944,12 +759,12 @@ func TestNewFoldersMoveWhole(t *testing.T) {
 			}
 			return nil
 		}
-		err := commit(t.Context(), d, j, discard)
+		err := Commit(t.Context(), d, j, discard)
 		d.Faults.Op = nil
 		if err != nil {
 			t.Fatalf("extra %v: %v", extra, err)
 		}
-		got := readTree(t, dir)
+		got := installtest.ReadTree(t, dir)
 		for p, c := range files {
 			if got[p] != c {
 				t.Errorf("extra %v: %s = %q, want %q", extra, p, got[p], c)
@@ -983,30 +798,30 @@ func TestSwitchRecordsMtimes(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("symbolic links need a privilege on Windows")
 	}
-	dir := makeSwitchFixture(t)
+	dir := installtest.SwitchFixture(t)
 	if err := os.Symlink("a", filepath.Join(dir, filepath.FromSlash(install.StagingDir), "l")); err != nil {
 		t.Fatal(err)
 	}
 	server := time.Unix(1_600_000_000, 987_654_321)
-	for p := range staged {
+	for p := range installtest.Staged {
 		if err := os.Chtimes(filepath.Join(dir, filepath.FromSlash(install.StagingDir), filepath.FromSlash(p)), server, server); err != nil {
 			t.Fatal(err)
 		}
 	}
-	d := openCachedDisk(t, dir)
+	d := installtest.OpenCachedDisk(t, dir)
 	j := fixtureJournal()
 	for p, k := range j.State.Files {
 		k.MtimeNs, k.ServerMtimeNs = server.UnixNano(), server.UnixNano()
 		j.State.Files[p] = k
 	}
 	j.Install = append(j.Install, "l")
-	j.Hashes["l"] = linkPrefix + "a"
+	j.Hashes["l"] = LinkPrefix + "a"
 	j.State.Files["l"] = state.FileState{MtimeNs: server.UnixNano(), ServerMtimeNs: server.UnixNano(), Hash: j.Hashes["l"]}
 	var err error
-	if j.Backup, err = prepareBackup(t.Context(), d); err != nil {
+	if j.Backup, err = backup.Prepare(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
-	if err := commit(t.Context(), d, j, discard); err != nil {
+	if err := Commit(t.Context(), d, j, discard); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range j.Install {

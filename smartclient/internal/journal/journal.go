@@ -1,4 +1,13 @@
-package smartclient
+// Package journal is the switch from staged files to the install and its
+// recovery: a Journal is the intent of one switch, written durably before
+// the first rename, and every step can tell from the files alone whether
+// it was done, so that a switch is played to its end, undone after a
+// failure, or finished or undone after a crash (Recover) as the files
+// say. The post-install program of a release runs inside the switch.
+//
+// It imports the install, state and backup packages and nothing else of
+// the client.
+package journal
 
 import (
 	"bytes"
@@ -17,13 +26,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/backup"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/otiai10/copy"
 	"github.com/zeebo/blake3"
 )
 
-// journal is the intent of one switch from staged files to the install.
+// Journal is the intent of one switch from staged files to the install.
 // It is written, durably, before the first rename. Every step can tell
 // from the files alone whether it was done (a staged file that is gone was
 // renamed into place; an old file under .smartclient/old was moved aside),
@@ -31,12 +41,12 @@ import (
 // The files of Outright are not moved aside: the snapshot holds them, and
 // one gone from the install, or another in its place, was replaced or
 // removed (see putBack and replacedSince).
-type journal struct {
+type Journal struct {
 	Version int               `json:"version"`
 	Remove  []string          `json:"remove"`  // installed files to take out
 	Install []string          `json:"install"` // staged paths to rename into place
 	Hashes  map[string]string `json:"hashes"`  // BLAKE3 of each file to install, for recovery
-	Touch   []touchStep       `json:"touch"`   // mtime-only fixes
+	Touch   []TouchStep       `json:"touch"`   // mtime-only fixes
 	Backup  bool              `json:"backup"`  // .smartclient/bkp_new becomes the newest backup
 	// Outright names the files (to install over, or to remove) that are
 	// the very files the snapshot bkp_new holds by hard link when the
@@ -46,7 +56,7 @@ type journal struct {
 	Outright []string `json:"outright,omitempty"`
 	// PostInstall runs once the files are in place; if it fails, the
 	// switch is undone.
-	PostInstall *postInstallStep `json:"post_install,omitempty"`
+	PostInstall *PostInstallStep `json:"post_install,omitempty"`
 	// State is the state to record once done. A journal of version 3
 	// keeps it in state.File's binary format after its JSON (see
 	// journalHeader); one of version 2 held its JSON form.
@@ -65,13 +75,18 @@ type journal struct {
 	stateFiles []byte
 }
 
-type touchStep struct {
+// TouchStep is an mtime-only fix: the file at Path gets the mtime MtimeNs.
+type TouchStep struct {
 	Path    string `json:"path"`
 	MtimeNs int64  `json:"mtime"`
 }
 
-// journalFile holds the journal of a switch under way.
-const journalFile = install.MetaDir + "/journal.json"
+// File holds the journal of a switch under way.
+const File = install.MetaDir + "/journal.json"
+
+// LinkPrefix starts the hash a journal records for a symbolic link to
+// install: its target follows.
+const LinkPrefix = "link:"
 
 // The journal file of version 4 is one header line,
 //
@@ -110,9 +125,10 @@ const journalVersion2 = 2
 // the old release again.
 var ErrRolledBack = errors.New("smartclient: the update was rolled back")
 
-// commit makes the staged files durable, writes the journal and plays it;
-// if a step fails, it undoes what was done.
-func commit(ctx context.Context, d *install.Disk, j *journal, log *slog.Logger) error {
+// Commit makes the staged files durable, writes the journal and plays it;
+// if a step fails, it undoes what was done, and the error wraps
+// ErrRolledBack.
+func Commit(ctx context.Context, d *install.Disk, j *Journal, log *slog.Logger) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -125,7 +141,7 @@ func commit(ctx context.Context, d *install.Disk, j *journal, log *slog.Logger) 
 // writeJournal makes the staged files durable, then the journal. A
 // failed sync of the file system is final: the data may not be on disk,
 // so the switch does not start (and is not retried).
-func writeJournal(d *install.Disk, j *journal) error {
+func writeJournal(d *install.Disk, j *Journal) error {
 	// One sync of the file system makes every staged file durable before
 	// the journal commits to using them; no fsync per file.
 	if err := d.SyncStaged(); err != nil {
@@ -137,7 +153,7 @@ func writeJournal(d *install.Disk, j *journal) error {
 
 // setOutright records which of the files the switch replaces or removes
 // the snapshot holds by hard link (see keptInSnapshot).
-func (j *journal) setOutright(d *install.Disk) {
+func (j *Journal) setOutright(d *install.Disk) {
 	j.Outright, j.outright = nil, map[string]bool{}
 	for _, p := range slices.Concat(j.Remove, j.Install) {
 		if !j.outright[p] && keptInSnapshot(d, j, p) {
@@ -148,13 +164,13 @@ func (j *journal) setOutright(d *install.Disk) {
 }
 
 // saveJournal writes the journal durably (see journalHeader).
-func saveJournal(d *install.Disk, j *journal) error {
+func saveJournal(d *install.Disk, j *Journal) error {
 	return saveJournalAs(d, j, journalVersion)
 }
 
 // saveJournalAs is saveJournal in the format of version (journalVersion,
 // or journalVersion3 for tests of a journal an earlier client left).
-func saveJournalAs(d *install.Disk, j *journal, version int) error {
+func saveJournalAs(d *install.Disk, j *Journal, version int) error {
 	header := journalHeader
 	if version == journalVersion3 {
 		header = journalHeader3
@@ -182,7 +198,7 @@ func saveJournalAs(d *install.Disk, j *journal, version int) error {
 	h.Write(prev)
 	j.sum = hex.EncodeToString(h.Sum(nil))
 	line := fmt.Sprintf("%s%s %d %d %d\n", header, j.sum, len(js), len(st), len(prev))
-	if err := d.WriteAtomic(journalFile, []byte(line), js, st, prev); err != nil {
+	if err := d.WriteAtomic(File, []byte(line), js, st, prev); err != nil {
 		return fmt.Errorf("writing journal: %w", err)
 	}
 	return nil
@@ -190,8 +206,8 @@ func saveJournalAs(d *install.Disk, j *journal, version int) error {
 
 // readJournal returns the journal, nil when there is none, or an error
 // when it is damaged.
-func readJournal(d *install.Disk) (*journal, error) {
-	data, err := d.ReadFile(journalFile)
+func readJournal(d *install.Disk) (*Journal, error) {
+	data, err := d.ReadFile(File)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -223,7 +239,7 @@ func readJournal(d *install.Disk) (*journal, error) {
 	if hex.EncodeToString(sum[:]) != sumHex {
 		return nil, errors.New("journal does not match its checksum")
 	}
-	var j journal
+	var j Journal
 	if err := json.Unmarshal(body[:nJSON], &j); err != nil {
 		return nil, fmt.Errorf("journal is corrupt: %w", err)
 	}
@@ -242,7 +258,7 @@ func readJournal(d *install.Disk) (*journal, error) {
 		// first, and play replaces outright only what is still the
 		// snapshot's, so this is right for both kinds of version 3.
 		for _, p := range slices.Concat(j.Remove, j.Install) {
-			if !isINI(p) {
+			if !backup.Copied(p) {
 				j.outright[p] = true
 			}
 		}
@@ -276,7 +292,7 @@ func readJournal(d *install.Disk) (*journal, error) {
 // takes the others from the state, which the same checksum covers: the
 // hashes of a cold sync of 20,000 files made the JSON 2 MB larger, as the
 // client's memory peaks.
-func hashesBeyondState(j *journal) map[string]string {
+func hashesBeyondState(j *Journal) map[string]string {
 	beyond := map[string]string{}
 	for p, h := range j.Hashes {
 		if f, ok := j.State.Files[p]; !ok || f.Hash != h {
@@ -287,7 +303,7 @@ func hashesBeyondState(j *journal) map[string]string {
 }
 
 // readJournal2 reads a journal of version 2 (see envelope).
-func readJournal2(data []byte) (*journal, error) {
+func readJournal2(data []byte) (*Journal, error) {
 	var env envelope
 	if err := json.Unmarshal(data, &env); err != nil {
 		return nil, fmt.Errorf("journal is torn or corrupt: %w", err)
@@ -296,7 +312,7 @@ func readJournal2(data []byte) (*journal, error) {
 	if hex.EncodeToString(sum[:]) != env.Sum {
 		return nil, errors.New("journal does not match its checksum")
 	}
-	var j journal
+	var j Journal
 	if err := json.Unmarshal(env.Journal, &j); err != nil {
 		return nil, fmt.Errorf("journal is corrupt: %w", err)
 	}
@@ -308,14 +324,14 @@ func readJournal2(data []byte) (*journal, error) {
 	return &j, nil
 }
 
-func playOrUndo(d *install.Disk, j *journal, log *slog.Logger) error {
+func playOrUndo(d *install.Disk, j *Journal, log *slog.Logger) error {
 	err := play(d, j, log)
 	if err == nil {
 		return nil
 	}
 	if uerr := undo(d, j); uerr != nil {
 		return fmt.Errorf("%w; undoing it failed too: %w (the journal %s is kept for the next start)",
-			err, uerr, filepath.Join(d.Name(), filepath.FromSlash(journalFile)))
+			err, uerr, filepath.Join(d.Name(), filepath.FromSlash(File)))
 	}
 	return fmt.Errorf("%w: %w", ErrRolledBack, err)
 }
@@ -334,7 +350,7 @@ func moveAside(d *install.Disk, p string) error {
 // holds by hard link: then the switch may replace or remove p outright,
 // and undo takes it back from the snapshot. INI files, links, files the
 // snapshot copied and files it does not have are moved aside instead.
-func keptInSnapshot(d *install.Disk, j *journal, p string) bool {
+func keptInSnapshot(d *install.Disk, j *Journal, p string) bool {
 	if !j.Backup || runtime.GOOS == "windows" {
 		// Windows does not replace a file in use (a running program),
 		// but does let it be renamed: there the old file is always
@@ -353,7 +369,7 @@ func keptInSnapshot(d *install.Disk, j *journal, p string) bool {
 // .smartclient/old where it was moved aside, or else, if the switch
 // replaced or removed it outright, from the snapshot. A p in place was
 // never replaced (or is back already); without either, p was new.
-func putBack(d *install.Disk, j *journal, p string) (restored bool, err error) {
+func putBack(d *install.Disk, j *Journal, p string) (restored bool, err error) {
 	if d.Exists(install.OldDir + "/" + p) {
 		return true, d.Rename(install.OldDir+"/"+p, p)
 	}
@@ -373,8 +389,8 @@ func putBack(d *install.Disk, j *journal, p string) (restored bool, err error) {
 // replacedSince reports whether p, a file the switch replaced outright,
 // is in place but no longer the snapshot's: then it is the file the
 // switch put there, whatever it holds now.
-func replacedSince(d *install.Disk, j *journal, p string) bool {
-	if !j.outright[p] || isINI(p) || d.Exists(install.OldDir+"/"+p) {
+func replacedSince(d *install.Disk, j *Journal, p string) bool {
+	if !j.outright[p] || backup.Copied(p) || d.Exists(install.OldDir+"/"+p) {
 		return false
 	}
 	fi, err := d.Lstat(p)
@@ -409,7 +425,7 @@ func keepsNanoseconds(d *install.Disk) bool {
 // its own would have put it, so a replay or undo sees nothing else; a
 // folder that exists already, or whose staged copy holds more or fewer
 // files, is left to the renames of its files.
-func moveNewFolders(d *install.Disk, j *journal) (map[string]bool, error) {
+func moveNewFolders(d *install.Disk, j *Journal) (map[string]bool, error) {
 	if !install.RenameFreshWorks() {
 		return nil, nil // no walk of staging for nothing
 	}
@@ -496,7 +512,7 @@ func inMoved(moved map[string]bool, p string) bool {
 // file is gone, is a file the install did not have: the snapshot lacks it
 // and nothing was moved aside for it, so the switch put it there, whatever
 // it holds now. Without a snapshot that cannot be told.
-func addedSince(d *install.Disk, j *journal, p string) bool {
+func addedSince(d *install.Disk, j *Journal, p string) bool {
 	if !j.Backup || !d.Exists(p) || d.Exists(install.OldDir+"/"+p) {
 		return false
 	}
@@ -507,7 +523,7 @@ func addedSince(d *install.Disk, j *journal, p string) bool {
 // play carries out a journal, from the start or from wherever a crash
 // stopped it. A file the snapshot holds by hard link is replaced, or
 // removed, outright (see keptInSnapshot); others are first moved aside.
-func play(d *install.Disk, j *journal, log *slog.Logger) error {
+func play(d *install.Disk, j *Journal, log *slog.Logger) error {
 	for _, p := range j.Remove {
 		if !d.Exists(p) {
 			continue
@@ -587,7 +603,7 @@ func play(d *install.Disk, j *journal, log *slog.Logger) error {
 	exact := len(j.Install) > 0 && keepsNanoseconds(d)
 	for i, p := range slices.Concat(j.Install, touchPaths(j.Touch)) {
 		if k, ok := j.State.Files[p]; exact && i < len(j.Install) && ok && k.MtimeNs == k.ServerMtimeNs &&
-			!strings.HasPrefix(j.Hashes[p], linkPrefix) {
+			!strings.HasPrefix(j.Hashes[p], LinkPrefix) {
 			continue
 		}
 		fi, err := d.Lstat(p)
@@ -613,22 +629,22 @@ func play(d *install.Disk, j *journal, log *slog.Logger) error {
 // finish does what follows the commit: the backup goes in place, the
 // journal and the leftovers go. A failure here no longer undoes the
 // switch.
-func finish(d *install.Disk, j *journal, log *slog.Logger) {
+func finish(d *install.Disk, j *Journal, log *slog.Logger) {
 	if j.Backup && d.Exists(install.NewBackupDir) {
-		if _, err := rotate(d); err != nil {
+		if _, err := backup.Rotate(d); err != nil {
 			log.Warn("the update is installed but its backup could not be put in place", "err", err)
 		}
 	}
-	if err := d.Remove(journalFile); err != nil {
+	if err := d.Remove(File); err != nil {
 		log.Warn("removing journal", "err", err)
 	}
 	for _, p := range j.Remove {
 		pruneEmpty(d, path.Dir(p))
 	}
-	tidy(d, log)
+	Tidy(d, log)
 }
 
-func touchPaths(t []touchStep) []string {
+func touchPaths(t []TouchStep) []string {
 	out := make([]string, len(t))
 	for i := range t {
 		out[i] = t[i].Path
@@ -639,7 +655,7 @@ func touchPaths(t []touchStep) []string {
 // undo puts back what play did: new files go back to staging, old ones
 // come back from .smartclient/old or the snapshot (see putBack), and the
 // journal is removed.
-func undo(d *install.Disk, j *journal) error {
+func undo(d *install.Disk, j *Journal) error {
 	var errs []error
 	for _, p := range slices.Backward(j.Install) {
 		staged := install.StagingDir + "/" + p
@@ -692,7 +708,7 @@ func undo(d *install.Disk, j *journal) error {
 		}
 		state.RemoveLegacy(d)
 	}
-	if err := d.Remove(journalFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := d.Remove(File); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing journal: %w", err)
 	}
 	return nil
@@ -700,7 +716,7 @@ func undo(d *install.Disk, j *journal) error {
 
 // committed reports whether the saved state is the one this journal
 // records, which makes the switch final.
-func committed(d *install.Disk, j *journal) bool {
+func committed(d *install.Disk, j *Journal) bool {
 	data, err := d.ReadFile(state.File)
 	if err != nil || j.sum == "" {
 		return false
@@ -719,8 +735,8 @@ func pruneEmpty(d *install.Disk, dir string) {
 	}
 }
 
-// tidy removes what a finished or abandoned sync leaves in .smartclient.
-func tidy(d *install.Disk, log *slog.Logger) {
+// Tidy removes what a finished or abandoned sync leaves in .smartclient.
+func Tidy(d *install.Disk, log *slog.Logger) {
 	for _, dir := range []string{install.StagingDir, install.OldDir, install.NewBackupDir, install.DropBackup} {
 		if err := d.RemoveAll(dir); err != nil {
 			log.Warn("removing leftover folder", "folder", dir, "err", err)
@@ -728,27 +744,27 @@ func tidy(d *install.Disk, log *slog.Logger) {
 	}
 }
 
-// recoverJournal finishes a switch that a crash interrupted when every
+// Recover finishes a switch that a crash interrupted when every
 // file it needs is present and verified, and undoes it otherwise. Every
 // command calls it before it looks at the install folder.
-func recoverJournal(d *install.Disk, log *slog.Logger) error {
+func Recover(d *install.Disk, log *slog.Logger) error {
 	j, err := readJournal(d)
 	if err != nil {
 		log.Warn("the journal of an interrupted update is damaged; rolling back from its snapshot", "err", err)
 		if rerr := rollbackToSnapshot(d); rerr != nil {
 			return fmt.Errorf("the journal %s of an interrupted update is damaged (%w) and rolling back failed: %w; the previous installation is in the newest bkp_remote folder",
-				filepath.Join(d.Name(), filepath.FromSlash(journalFile)), err, rerr)
+				filepath.Join(d.Name(), filepath.FromSlash(File)), err, rerr)
 		}
-		if err := d.Remove(journalFile); err != nil {
+		if err := d.Remove(File); err != nil {
 			return fmt.Errorf("removing the damaged journal: %w", err)
 		}
-		tidy(d, log)
+		Tidy(d, log)
 		return nil
 	}
 	if j == nil {
 		// No switch was under way: whatever is left is from a sync that
 		// failed or was killed before committing.
-		tidy(d, log)
+		Tidy(d, log)
 		return nil
 	}
 	if committed(d, j) {
@@ -761,7 +777,7 @@ func recoverJournal(d *install.Disk, log *slog.Logger) error {
 		if uerr := undo(d, j); uerr != nil {
 			return fmt.Errorf("rolling back an interrupted update: %w", uerr)
 		}
-		tidy(d, log)
+		Tidy(d, log)
 		return nil
 	}
 	log.Warn("finishing an update that was interrupted", "files", len(j.Install), "removals", len(j.Remove))
@@ -774,7 +790,7 @@ func recoverJournal(d *install.Disk, log *slog.Logger) error {
 // verifyForward checks that the switch can be finished: every file to
 // install is there, staged or already in place, with the content the
 // journal's state records.
-func verifyForward(d *install.Disk, j *journal) error {
+func verifyForward(d *install.Disk, j *Journal) error {
 	for _, p := range j.Install {
 		want, ok := j.Hashes[p]
 		if !ok {
@@ -784,7 +800,7 @@ func verifyForward(d *install.Disk, j *journal) error {
 		if !d.Exists(name) {
 			name = p
 		}
-		if target, ok := strings.CutPrefix(want, linkPrefix); ok {
+		if target, ok := strings.CutPrefix(want, LinkPrefix); ok {
 			if got, err := d.Readlink(name); err != nil || got != target {
 				return fmt.Errorf("%s is not the link to %s", name, target)
 			}
@@ -803,12 +819,12 @@ func verifyForward(d *install.Disk, j *journal) error {
 
 // installed reports whether p in the install is the file (or link) the
 // journal installs there.
-func installed(d *install.Disk, j *journal, p string) bool {
+func installed(d *install.Disk, j *Journal, p string) bool {
 	want, ok := j.Hashes[p]
 	if !ok {
 		return false
 	}
-	if target, isLink := strings.CutPrefix(want, linkPrefix); isLink {
+	if target, isLink := strings.CutPrefix(want, LinkPrefix); isLink {
 		got, err := d.Readlink(p)
 		return err == nil && got == target
 	}

@@ -1,4 +1,4 @@
-package smartclient
+package journal
 
 import (
 	"bytes"
@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// postInstallStep is the program a release runs after its files are in
+// PostInstallStep is the program a release runs after its files are in
 // place (the new version upgrading its data), as the journal records it.
-type postInstallStep struct {
+type PostInstallStep struct {
 	Path    string        `json:"path"`
 	Timeout time.Duration `json:"timeout"`
 }
@@ -25,7 +25,7 @@ var ErrPostInstall = errors.New("smartclient: the post-install step failed")
 
 // runPostInstall runs the step in the install folder. A non-zero exit or
 // a timeout is an error that carries the step's last lines of output.
-func runPostInstall(dir string, step *postInstallStep) error {
+func runPostInstall(dir string, step *PostInstallStep) error {
 	ctx, cancel := context.WithTimeout(context.Background(), step.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(dir, filepath.FromSlash(step.Path)))
