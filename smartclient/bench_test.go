@@ -13,18 +13,20 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest/manifesttest"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/zeebo/blake3"
 )
 
 // benchInstall makes an install of n small files in 125 folders with the
 // state a sync would have left, and the manifest it came from.
-func benchInstall(b *testing.B, n int) (string, *manifest) {
+func benchInstall(b *testing.B, n int) (string, *manifest.Manifest) {
 	b.Helper()
 	dir := b.TempDir()
 	mt := time.Date(2024, 1, 15, 10, 0, 0, 0, time.UTC)
 	st := &state.State{Version: state.Version, ClientID: "bench", Build: "7.00.240501A", Files: map[string]state.FileState{}}
-	man := &manifest{Build: st.Build}
+	var files []manifest.File
 	for i := range n {
 		rel := fmt.Sprintf("d%03d/sub%d/file%05d.dll", i%125, i%3, i)
 		p := filepath.Join(dir, filepath.FromSlash(rel))
@@ -39,10 +41,11 @@ func benchInstall(b *testing.B, n int) (string, *manifest) {
 		}
 		h := blake3.Sum256([]byte(rel))
 		st.Files[rel] = state.FileState{Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Hash: hex.EncodeToString(h[:]), ServerMtimeNs: mt.UnixNano()}
-		man.Files = append(man.Files, remoteFile{Path: rel, Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Mode: 0o644, Hash: h})
+		files = append(files, manifest.File{Path: rel, Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Mode: 0o644, Hash: h})
 	}
 	// The server sends its manifest sorted by path.
-	slices.SortFunc(man.Files, func(a, b remoteFile) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(files, func(a, b manifest.File) int { return strings.Compare(a.Path, b.Path) })
+	man := manifesttest.New(b, st.Build, files...)
 	r, err := os.OpenRoot(dir)
 	if err != nil {
 		b.Fatal(err)
@@ -99,7 +102,7 @@ func BenchmarkPlanNoop(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if !p.empty() || len(p.current) != len(man.Files) {
+		if !p.empty() || len(p.current) != man.Len() {
 			b.Fatalf("plan of a current install: %d to fetch, %d current", len(p.fetch), len(p.current))
 		}
 	}

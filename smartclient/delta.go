@@ -14,6 +14,7 @@ import (
 
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
@@ -70,7 +71,7 @@ func (d *delta) refCount() int { return len(d.base) + len(d.sums) }
 // the chunk references a session may name are counted in download's
 // order, so the outcome does not depend on which finished first. Without
 // blocks, no file is asked for by block sums.
-func planDeltas(root *install.Disk, st *state.State, man *manifest, download []int, blocks bool, log *slog.Logger) map[int]*delta {
+func planDeltas(root *install.Disk, st *state.State, man *manifest.Manifest, download []int, blocks bool, log *slog.Logger) map[int]*delta {
 	found := make([]*delta, len(download))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -82,7 +83,7 @@ func planDeltas(root *install.Disk, st *state.State, man *manifest, download []i
 				if k >= len(download) {
 					return
 				}
-				found[k] = planDelta(root, st, man.Files[download[k]], blocks, &scratch, log)
+				found[k] = planDelta(root, st, man.File(download[k]), blocks, &scratch, log)
 			}
 		})
 	}
@@ -96,7 +97,7 @@ func planDeltas(root *install.Disk, st *state.State, man *manifest, download []i
 		}
 		if refs+d.refCount() > syncproto.MaxSessionChunkRefs {
 			// Past what one session may name: whole, with its list.
-			log.Info("fetching a file whole: this sync already names as many chunks as a session may", "path", man.Files[i].Path)
+			log.Info("fetching a file whole: this sync already names as many chunks as a session may", "path", man.File(i).Path)
 			d.base, d.sums, d.baseSize, d.baseMtime = nil, nil, 0, 0
 			if !d.wantList {
 				continue
@@ -116,7 +117,7 @@ const sumRead = 64 << 10
 
 // planDelta is planDeltas' decision for one file: nil to fetch it whole
 // without a chunk list.
-func planDelta(root *install.Disk, st *state.State, rf remoteFile, blocks bool, scratch *[]byte, log *slog.Logger) *delta {
+func planDelta(root *install.Disk, st *state.State, rf manifest.File, blocks bool, scratch *[]byte, log *slog.Logger) *delta {
 	fi, err := root.Lstat(rf.Path)
 	if blocks && err == nil && fi.Mode().IsRegular() && rf.Size >= blockMin && rf.Size <= syncproto.MaxBlockFile && rf.Size < listMin && fi.Size() >= blockMin {
 		if bs := blockSizeFor(fi.Size()); bs <= syncproto.MaxBlockSize {
@@ -291,7 +292,7 @@ func pruneLists(root *install.Disk, st *state.State) {
 }
 
 // readList reads the ChunkList frames of the file being received.
-func (f *fetcher) readList(rf remoteFile, d *delta) error {
+func (f *fetcher) readList(rf manifest.File, d *delta) error {
 	d.list = d.list[:0]
 	var sum int64
 	short := false // the last chunk seen is shorter than the minimum: it must be the file's last
@@ -335,7 +336,7 @@ func (f *fetcher) readList(rf remoteFile, d *delta) error {
 
 // openBase opens the installed file a delta is assembled from, provided
 // it is still the version whose chunks were named.
-func openBase(root *install.Disk, rf remoteFile, d *delta) (*os.File, error) {
+func openBase(root *install.Disk, rf manifest.File, d *delta) (*os.File, error) {
 	f, err := root.Open(rf.Path)
 	if err != nil {
 		return nil, fmt.Errorf("receiving %s: opening the installed version: %w", rf.Path, err)

@@ -3,6 +3,7 @@ package smartclient
 import (
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/journal"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
 )
 
 // Errors of the parts below the sync, for errors.Is: each is the very
@@ -16,4 +17,7 @@ var (
 	// ErrPostInstall marks a post-install step that failed or ran out of
 	// time; the switch is then rolled back.
 	ErrPostInstall = journal.ErrPostInstall
+	// ErrBadManifest marks a manifest the client refuses before it
+	// downloads a byte.
+	ErrBadManifest = manifest.ErrBad
 )

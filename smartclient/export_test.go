@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 )
 
@@ -52,3 +53,7 @@ func ReadState(dir string) (*state.State, error) { return state.Load(dir) }
 
 // RetryWait is retryWait, for the test of its bounds.
 var RetryWait = retryWait
+
+// FreeSpace lets the black-box tests in package smartclient_test size a
+// manifest that cannot fit on the disk they run on.
+var FreeSpace = install.FreeSpace

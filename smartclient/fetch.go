@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -158,7 +159,7 @@ var errBlockMismatch = errors.New("built from the installed version by block sum
 type fetcher struct {
 	c        *conn
 	root     *install.Disk // the install folder
-	man      *manifest
+	man      *manifest.Manifest
 	progress Progress
 	dec      *zstd.Decoder
 	buf      []byte
@@ -206,7 +207,7 @@ func (f *fetcher) receive(ctx context.Context, order []int) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("receiving files: %w", err)
 		}
-		rf := f.man.Files[i]
+		rf := f.man.File(i)
 		dir := path.Dir(install.StagingDir + "/" + rf.Path)
 		if !made[dir] {
 			if err := f.root.MkdirAll(dir, 0o755); err != nil {
@@ -232,7 +233,7 @@ func (f *fetcher) receive(ctx context.Context, order []int) error {
 // asked for as a delta (d not nil) arrives as its new bytes and the
 // pieces of the installed version to copy, which a writer puts together
 // and checks (reading the installed version is most of its cost).
-func (f *fetcher) receiveSmall(rf remoteFile, d *delta) error {
+func (f *fetcher) receiveSmall(rf manifest.File, d *delta) error {
 	buf := f.writers.buffer()
 	job := writeJob{rf: rf, d: d}
 	var h *blake3.Hasher
@@ -372,7 +373,7 @@ func buildDelta(root *install.Disk, j writeJob) ([]byte, error) {
 
 // checkEnd checks a received file's hash and the server's FileEnd against
 // the manifest.
-func checkEnd(rf remoteFile, sum []byte, end syncproto.FileEnd) error {
+func checkEnd(rf manifest.File, sum []byte, end syncproto.FileEnd) error {
 	if !bytes.Equal(sum, rf.Hash[:]) {
 		return fmt.Errorf("receiving %s: content has BLAKE3 %x, the manifest says %x: %w", rf.Path, sum, rf.Hash, ErrVerify)
 	}
@@ -398,7 +399,7 @@ type writers struct {
 // (d not nil), the bytes received, which ops and the installed version
 // complete (see buildDelta).
 type writeJob struct {
-	rf   remoteFile
+	rf   manifest.File
 	data []byte
 	d    *delta
 	ops  []piece
@@ -481,7 +482,7 @@ func (w *writers) wait() error {
 
 // writeWhole writes a received and verified file into staging; on failure
 // it leaves nothing staged under that name.
-func writeWhole(root *install.Disk, rf remoteFile, data []byte) (err error) {
+func writeWhole(root *install.Disk, rf manifest.File, data []byte) (err error) {
 	staged := install.StagingDir + "/" + rf.Path
 	out, err := root.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -510,7 +511,7 @@ func writeWhole(root *install.Disk, rf remoteFile, data []byte) (err error) {
 	return nil
 }
 
-func (f *fetcher) fetchOne(index int, rf remoteFile) error {
+func (f *fetcher) fetchOne(index int, rf manifest.File) error {
 	m, err := f.c.Expect(syncproto.MsgFileStart)
 	if err != nil {
 		return fmt.Errorf("receiving %s: %w", rf.Path, err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/erpupdate/smartsync/smartclient/internal/backup"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
 )
 
 // ErrPreflight marks an update that cannot be applied, found out before
@@ -20,7 +21,7 @@ var ErrPreflight = errors.New("smartclient: the update cannot be applied here")
 // write, and the file system has room for the staged files plus what the
 // backup copies. free is the free space as measured before the backup
 // started (see measureSpace).
-func preflight(d *install.Disk, man *manifest, p *plan, free space) error {
+func preflight(d *install.Disk, man *manifest.Manifest, p *plan, free space) error {
 	var problems []string
 	checked := map[string]bool{}
 	// The folder a file is created in, or renamed out of, must be
@@ -48,7 +49,7 @@ func preflight(d *install.Disk, man *manifest, p *plan, free space) error {
 	}
 	dirOf(install.MetaDir + "/x")
 	for _, i := range p.installs() {
-		file(man.Files[i].Path)
+		file(man.File(i).Path)
 	}
 	for _, name := range p.remove {
 		file(name)
@@ -124,4 +125,27 @@ func probeLink(d *install.Disk) bool {
 		return false
 	}
 	return d.Link(a, b) == nil
+}
+
+// ErrNoSpace marks an update that does not fit on the install folder's
+// file system.
+var ErrNoSpace = errors.New("smartclient: not enough free disk space")
+
+// checkFreeSpace fails with ErrNoSpace, saying how much is needed and how
+// much there is, when the file system holding dir has less than need
+// bytes free for this user. Where the OS cannot tell, it lets the update
+// go on: a full disk is then caught by the write that fails, and the
+// update rolls back.
+func checkFreeSpace(dir string, need int64) error {
+	have, err := install.FreeSpace(dir)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checking free space: %w", err)
+	}
+	if need > have {
+		return fmt.Errorf("not enough free space in %s: need %s, have %s: %w", dir, humanBytes(need), humanBytes(have), ErrNoSpace)
+	}
+	return nil
 }

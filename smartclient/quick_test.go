@@ -16,6 +16,8 @@ import (
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/installtest"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest/manifesttest"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -133,14 +135,15 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 	// The plan trusts same, and looks at the rest: the changed files are
 	// fetched, the gone one too, the unchanged ones are current.
 	st := &state.State{Files: files}
-	man := &manifest{}
+	var listed []manifest.File
 	for _, name := range []string{"a.dll", "bin/b.exe", "bin/c.dat", "gone.txt", "lib/d.so"} {
 		k := files[name]
 		var h [32]byte
 		hb, _ := hex.DecodeString(k.Hash)
 		copy(h[:], hb)
-		man.Files = append(man.Files, remoteFile{Path: name, Size: k.Size, MtimeNs: k.MtimeNs, Hash: h})
+		listed = append(listed, manifest.File{Path: name, Size: k.Size, MtimeNs: k.MtimeNs, Hash: h})
 	}
+	man := manifesttest.New(t, "", listed...)
 	for _, same := range []map[string]bool{nil, got.same} {
 		p, err := makePlan(root, st, man, false, same, discard)
 		if err != nil {
@@ -148,7 +151,7 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 		}
 		var fetched []string
 		for _, i := range p.fetch {
-			fetched = append(fetched, man.Files[i].Path)
+			fetched = append(fetched, man.File(i).Path)
 		}
 		if strings.Join(fetched, " ") != "bin/c.dat gone.txt lib/d.so" || len(p.current) != 2 {
 			t.Errorf("with same %v: fetch %v, %d current; want bin/c.dat gone.txt lib/d.so fetched and 2 current", same, fetched, len(p.current))

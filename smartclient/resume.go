@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
 )
 
 // resumeDir keeps the files a failed download had already received and
@@ -36,13 +37,13 @@ func keepForResume(d *install.Disk, log *slog.Logger) {
 // manifest's size and hash into staging, and returns the files still to
 // download with what was reused. Whatever else resumeDir holds is stale
 // and removed.
-func reuseDownloads(d *install.Disk, man *manifest, fetch []int) (rest []int, reused int, reusedBytes int64) {
+func reuseDownloads(d *install.Disk, man *manifest.Manifest, fetch []int) (rest []int, reused int, reusedBytes int64) {
 	if _, err := d.Lstat(resumeDir); errors.Is(err, fs.ErrNotExist) {
 		return fetch, 0, 0
 	}
 	defer d.RemoveAll(resumeDir)
 	for _, i := range fetch {
-		f := man.Files[i]
+		f := man.File(i)
 		kept := resumeDir + "/" + f.Path
 		fi, err := d.Lstat(kept)
 		if err != nil || !fi.Mode().IsRegular() || fi.Size() != f.Size {

@@ -18,6 +18,7 @@ import (
 	"github.com/erpupdate/smartsync/smartclient/internal/backup"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/journal"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -370,27 +371,29 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		go func() { isIntact <- state.Check(checkCtx, root.Root, files) }()
 	}
 	// The manifest kept from the last one received, if any, names its
-	// entries so that only the others are sent (see sketch.go).
+	// entries so that only the others are sent (see manifest.Cache).
 	// The manifest received is kept once the sync has succeeded: a
 	// failed one leaves the install as it was, .smartclient included.
-	var cache *manifestCache
-	defer func() { cache.commit(err == nil) }()
-	askManifest := func() (*manifest, error) {
-		cache.commit(false)
-		cache = openManifestCache(root.Root, !o.CheckOnly, o.Log)
+	var cache *manifest.Cache
+	defer func() { cache.Commit(err == nil) }()
+	askManifest := func() (*manifest.Manifest, error) {
+		cache.Commit(false)
+		cache = manifest.OpenCache(root.Root, !o.CheckOnly, o.Log)
 		get.Flags &^= syncproto.GetSketch
-		if cache.sketching() {
+		if cache.Sketching() {
 			get.Flags |= syncproto.GetSketch
 		}
 		if err := c.send(get); err != nil {
-			cache.close(false, false)
+			cache.Close()
 			return nil, fmt.Errorf("asking for the manifest: %w", err)
 		}
-		return readManifestWith(c, cache, c.send)
+		// The count is at most syncproto.MaxFiles; a hostile one makes
+		// the collector lazier, no worse.
+		return manifest.Read(c, manifest.Options{Cache: cache, Send: c.send, Count: sizeMemory})
 	}
 	named := isIntact != nil
 	man, err := askManifest()
-	if errors.Is(err, errUpToDate) {
+	if errors.Is(err, manifest.ErrUpToDate) {
 		if !named {
 			// A server that says "up to date" to a client that
 			// named no manifest is lying.
@@ -402,7 +405,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 			// The release has not changed, but the install has: the
 			// manifest after all, to repair it.
 			get.Have = [32]byte{}
-			if man, err = askManifest(); errors.Is(err, errUpToDate) {
+			if man, err = askManifest(); errors.Is(err, manifest.ErrUpToDate) {
 				return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
 			}
 		}
@@ -413,7 +416,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	} else {
 		checked(true)
 	}
-	if errors.Is(err, errUpToDate) {
+	if errors.Is(err, manifest.ErrUpToDate) {
 		// The install is as the current manifest says: nothing to do,
 		// nothing to write but the time of the check.
 		res.Outcome = syncproto.OutcomeUpToDate
@@ -568,14 +571,14 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		if j.Backup, err = bkp.Wait(); err != nil {
 			return fail(err)
 		}
-		if man.PostInstall != "" {
-			j.PostInstall = &journal.PostInstallStep{Path: man.PostInstall, Timeout: man.PostInstallTimeout}
+		if path, timeout := man.PostInstall(); path != "" {
+			j.PostInstall = &journal.PostInstallStep{Path: path, Timeout: timeout}
 		}
 	}
 	installs := p.installs()
 	j.Install, j.Hashes = make([]string, 0, len(installs)), make(map[string]string, len(installs))
 	for _, i := range installs {
-		f := man.Files[i]
+		f := man.File(i)
 		j.Install = append(j.Install, f.Path)
 		// A file's hash is the string its new state holds already: a
 		// cold sync of 20,000 files would otherwise spell each again
@@ -587,7 +590,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		}
 	}
 	for _, i := range p.touch {
-		j.Touch = append(j.Touch, journal.TouchStep{Path: man.Files[i].Path, MtimeNs: man.Files[i].MtimeNs})
+		j.Touch = append(j.Touch, journal.TouchStep{Path: man.File(i).Path, MtimeNs: man.File(i).MtimeNs})
 	}
 	if err := journal.Commit(ctx, root, j, o.Log); err != nil {
 		return fail(fmt.Errorf("applying the update: %w", err))
@@ -639,9 +642,9 @@ func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome) (bool
 
 // stageLinks makes the symbolic links to install in the staging folder;
 // the switch renames them into place like files.
-func stageLinks(d *install.Disk, man *manifest, links []int) error {
+func stageLinks(d *install.Disk, man *manifest.Manifest, links []int) error {
 	for _, i := range links {
-		f := man.Files[i]
+		f := man.File(i)
 		staged := install.StagingDir + "/" + f.Path
 		if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
 			return fmt.Errorf("staging the link %s: %w", f.Path, err)
@@ -655,7 +658,7 @@ func stageLinks(d *install.Disk, man *manifest, links []int) error {
 
 // installHash is what recovery checks a file to install against: its
 // BLAKE3, or for a link its target.
-func installHash(f remoteFile) string {
+func installHash(f manifest.File) string {
 	if f.Target != "" {
 		return journal.LinkPrefix + f.Target
 	}
@@ -666,10 +669,10 @@ func installHash(f remoteFile) string {
 // the client installed or found identical, with its server hash. The
 // mtimes of fetched and retimed files are filled in from the disk once
 // they are in place.
-func nextState(st *state.State, man *manifest, p *plan, o Options) *state.State {
+func nextState(st *state.State, man *manifest.Manifest, p *plan, o Options) *state.State {
 	next := &state.State{
-		Version: state.Version, ClientID: st.ClientID, Build: man.Build, OS: o.OS, Server: o.Server,
-		LastSync: time.Now().UTC(), LastOutcome: "updated", Files: make(map[string]state.FileState, len(man.Files)),
+		Version: state.Version, ClientID: st.ClientID, Build: man.Build(), OS: o.OS, Server: o.Server,
+		LastSync: time.Now().UTC(), LastOutcome: "updated", Files: make(map[string]state.FileState, man.Len()),
 	}
 	if p.empty() {
 		next.LastOutcome = "up-to-date"
@@ -677,17 +680,18 @@ func nextState(st *state.State, man *manifest, p *plan, o Options) *state.State 
 	defer func() {
 		// Only a state that records every listed file can vouch for
 		// the whole manifest in the next no-op check.
-		if len(next.Files) == len(man.Files) {
-			next.Manifest = hex.EncodeToString(man.Digest[:])
+		if len(next.Files) == man.Len() {
+			digest := man.Digest()
+			next.Manifest = hex.EncodeToString(digest[:])
 		}
 	}()
 	for _, i := range slices.Concat(p.installs(), p.touch) {
-		f := man.Files[i]
+		f := man.File(i)
 		next.Files[f.Path] = state.FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hex.EncodeToString(f.Hash[:]),
 			ServerMtimeNs: f.MtimeNs, Preserve: f.Preserve}
 	}
 	for _, i := range p.current {
-		f := man.Files[i]
+		f := man.File(i)
 		k := p.known[f.Path]
 		k.Preserve = f.Preserve
 		next.Files[f.Path] = k
@@ -695,9 +699,9 @@ func nextState(st *state.State, man *manifest, p *plan, o Options) *state.State 
 	// A preserved file the user kept stays recorded only if an earlier
 	// sync installed it; it is the workstation's own now.
 	for _, i := range p.kept {
-		if k, ok := st.Files[man.Files[i].Path]; ok {
+		if k, ok := st.Files[man.File(i).Path]; ok {
 			k.Preserve = true
-			next.Files[man.Files[i].Path] = k
+			next.Files[man.File(i).Path] = k
 		}
 	}
 	return next

@@ -1,4 +1,4 @@
-package smartclient
+package manifest
 
 // The manifest comes from the network, so nothing in it is trusted: every
 // path is checked here before the client downloads a byte or creates a
@@ -33,36 +33,32 @@ const maxFileSize = 64 << 30
 // UTF-8 bytes never exceeds.
 const maxName = 255
 
-// ErrNoSpace marks an update that does not fit on the install folder's
-// file system.
-var ErrNoSpace = errors.New("smartclient: not enough free disk space")
-
 // checkEntry validates one manifest entry and returns it as the client
 // uses it. The error says what is wrong; the caller names the entry.
-func checkEntry(e syncproto.ManifestEntry) (remoteFile, error) {
+func checkEntry(e syncproto.ManifestEntry) (File, error) {
 	if err := checkPath(e.Path); err != nil {
-		return remoteFile{}, err
+		return File{}, err
 	}
 	if err := checkMode(e.Mode); err != nil {
-		return remoteFile{}, err
+		return File{}, err
 	}
 	if e.Size > maxFileSize {
-		return remoteFile{}, fmt.Errorf("declares %d bytes, over the limit of %d bytes per file", e.Size, int64(maxFileSize))
+		return File{}, fmt.Errorf("declares %d bytes, over the limit of %d bytes per file", e.Size, int64(maxFileSize))
 	}
 	if e.MtimeNs < 0 {
-		return remoteFile{}, fmt.Errorf("modification time %d is before 1970", e.MtimeNs)
+		return File{}, fmt.Errorf("modification time %d is before 1970", e.MtimeNs)
 	}
 	if e.Flags&^(syncproto.FlagPreserve|syncproto.FlagSymlink) != 0 {
-		return remoteFile{}, fmt.Errorf("unknown flags %#x", e.Flags)
+		return File{}, fmt.Errorf("unknown flags %#x", e.Flags)
 	}
 	link := e.Flags&syncproto.FlagSymlink != 0
 	switch {
 	case link && (e.Target == "" || e.Size != uint64(len(e.Target)) || e.Hash != blake3.Sum256([]byte(e.Target))):
-		return remoteFile{}, fmt.Errorf("symbolic link to %q: size or hash does not describe its target", e.Target)
+		return File{}, fmt.Errorf("symbolic link to %q: size or hash does not describe its target", e.Target)
 	case !link && e.Target != "":
-		return remoteFile{}, fmt.Errorf("a file with a link target %q", e.Target)
+		return File{}, fmt.Errorf("a file with a link target %q", e.Target)
 	}
-	return remoteFile{
+	return File{
 		Path: e.Path, Size: int64(e.Size), MtimeNs: e.MtimeNs, Mode: fs.FileMode(e.Mode).Perm(),
 		Hash: e.Hash, Preserve: e.Flags&syncproto.FlagPreserve != 0, Target: e.Target,
 	}, nil
@@ -77,7 +73,7 @@ const maxLinkHops = 40
 // link), and following it, through the manifest's other links, stays
 // inside the install folder. macOS frameworks need exactly such links
 // (Core -> Versions/Current/Core, Versions/Current -> A).
-func checkLinks(files []remoteFile) error {
+func checkLinks(files []File) error {
 	links := map[string]string{}
 	for _, f := range files {
 		if f.Target != "" {
@@ -357,25 +353,6 @@ func foldRune(r rune) rune {
 		least = min(least, f)
 	}
 	return least
-}
-
-// checkFreeSpace fails with ErrNoSpace, saying how much is needed and how
-// much there is, when the file system holding dir has less than need
-// bytes free for this user. Where the OS cannot tell, it lets the update
-// go on: a full disk is then caught by the write that fails, and the
-// update rolls back.
-func checkFreeSpace(dir string, need int64) error {
-	have, err := install.FreeSpace(dir)
-	if errors.Is(err, errors.ErrUnsupported) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("checking free space: %w", err)
-	}
-	if need > have {
-		return fmt.Errorf("not enough free space in %s: need %s, have %s: %w", dir, humanBytes(need), humanBytes(have), ErrNoSpace)
-	}
-	return nil
 }
 
 // sameFileWhy says why two different paths with one fold key are one

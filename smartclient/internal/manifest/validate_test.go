@@ -1,10 +1,9 @@
-package smartclient
+package manifest
 
 import (
 	"bytes"
 	"errors"
 	"io/fs"
-	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,10 +14,6 @@ import (
 	"github.com/erpupdate/smartsync/syncproto"
 	"golang.org/x/text/unicode/norm"
 )
-
-// FreeSpace lets the black-box tests in package smartclient_test size a
-// manifest that cannot fit on the disk they run on.
-var FreeSpace = install.FreeSpace
 
 // checkPathCases is shared by the table test and the fuzz test's seeds.
 // why is a piece of the error, so that each name is refused for its own
@@ -212,7 +207,7 @@ func TestFoldKey(t *testing.T) {
 	}
 }
 
-// TestReadManifestFolding: what the folding finds, through readManifest.
+// TestReadManifestFolding: what the folding finds, through Read.
 func TestReadManifestFolding(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -232,42 +227,14 @@ func TestReadManifestFolding(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := readManifest(syncproto.NewReader(bytes.NewReader(encodeManifest(t, tc.paths...))))
+			_, err := Read(syncproto.NewReader(bytes.NewReader(encodeManifest(t, tc.paths...))), Options{})
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
-			case tc.want != "" && (!errors.Is(err, ErrBadManifest) || !strings.Contains(err.Error(), tc.want)):
-				t.Fatalf("got %v; want ErrBadManifest saying %q", err, tc.want)
+			case tc.want != "" && (!errors.Is(err, ErrBad) || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v; want ErrBad saying %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestCheckFreeSpace(t *testing.T) {
-	dir := t.TempDir()
-	have, err := install.FreeSpace(dir)
-	if errors.Is(err, errors.ErrUnsupported) {
-		if err := checkFreeSpace(dir, math.MaxInt64); err != nil {
-			t.Fatalf("where free space is unknown the check must pass: %v", err)
-		}
-		t.Skip("free space is not known on this OS")
-	}
-	if err != nil || have <= 0 {
-		t.Fatalf("FreeSpace(%s) = %d, %v", dir, have, err)
-	}
-	if err := checkFreeSpace(dir, 0); err != nil {
-		t.Errorf("need nothing: %v", err)
-	}
-	if err := checkFreeSpace(dir, 1<<20); err != nil {
-		t.Errorf("need 1 MiB: %v", err)
-	}
-	err = checkFreeSpace(dir, math.MaxInt64)
-	if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "need 8.0 EiB, have ") || !strings.Contains(err.Error(), dir) {
-		t.Errorf("need 8 EiB: got %v; want ErrNoSpace saying need, have and where", err)
-	}
-	// A folder not created yet is measured where it will be created.
-	if err := checkFreeSpace(filepath.Join(dir, "not", "yet"), 1<<20); err != nil {
-		t.Errorf("folder not created yet: %v", err)
 	}
 }
 
@@ -340,24 +307,24 @@ func FuzzCheckPath(f *testing.F) {
 }
 
 func TestCheckLinks(t *testing.T) {
-	link := func(p, target string) remoteFile { return remoteFile{Path: p, Target: target} }
-	file := func(p string) remoteFile { return remoteFile{Path: p} }
+	link := func(p, target string) File { return File{Path: p, Target: target} }
+	file := func(p string) File { return File{Path: p} }
 	fw := "App.app/Contents/Frameworks/Core.framework/"
 	tests := []struct {
 		name  string
-		files []remoteFile
+		files []File
 		want  string // "" = accepted
 	}{
-		{"macOS framework", []remoteFile{file(fw + "Versions/A/Core"), link(fw+"Versions/Current", "A"),
+		{"macOS framework", []File{file(fw + "Versions/A/Core"), link(fw+"Versions/Current", "A"),
 			link(fw+"Core", "Versions/Current/Core"), link(fw+"Resources", "Versions/Current/Resources")}, ""},
-		{"up and back in", []remoteFile{file("bin/app"), link("lib/app", "../bin/app")}, ""},
-		{"absolute", []remoteFile{link("lib/passwd", "/etc/passwd")}, "only relative links"},
-		{"drive letter", []remoteFile{link("lib/x", "C:/Windows")}, "only relative links"},
-		{"backslash", []remoteFile{link("lib/x", `..\..\x`)}, "only relative links"},
-		{"out by ..", []remoteFile{link("lib/x", "../../etc")}, "outside the install folder"},
-		{"out through another link", []remoteFile{link("a/up", ".."), link("b", "a/up/../..")}, "outside the install folder"},
-		{"file below a link", []remoteFile{link("lib", "bin"), file("lib/x.so")}, `lies below the symbolic link "lib"`},
-		{"loop", []remoteFile{link("a", "b"), link("b", "a")}, "too many levels"},
+		{"up and back in", []File{file("bin/app"), link("lib/app", "../bin/app")}, ""},
+		{"absolute", []File{link("lib/passwd", "/etc/passwd")}, "only relative links"},
+		{"drive letter", []File{link("lib/x", "C:/Windows")}, "only relative links"},
+		{"backslash", []File{link("lib/x", `..\..\x`)}, "only relative links"},
+		{"out by ..", []File{link("lib/x", "../../etc")}, "outside the install folder"},
+		{"out through another link", []File{link("a/up", ".."), link("b", "a/up/../..")}, "outside the install folder"},
+		{"file below a link", []File{link("lib", "bin"), file("lib/x.so")}, `lies below the symbolic link "lib"`},
+		{"loop", []File{link("a", "b"), link("b", "a")}, "too many levels"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package smartclient
+package manifest
 
 import (
 	"bufio"
@@ -14,20 +14,20 @@ import (
 )
 
 // Manifests by difference (syncproto's doc). The client keeps the last
-// manifest it received, as its frames, in manifestCacheFile. When it has
-// one it asks with GetSketch, names each kept entry by its sketch, and the
-// server sends only the entries that differ; the others come as runs of
-// kept entries, read from the file front to back. The manifest rebuilt so
-// is checked against the server's digest. The file is a cache: written
+// manifest it received, as its frames, in CacheFile. When it has one it
+// asks with GetSketch, names each kept entry by its sketch, and the server
+// sends only the entries that differ; the others come as runs of kept
+// entries, read from the file front to back. The manifest rebuilt so is
+// checked against the server's digest. The file is a cache: written
 // without a sync, and a damaged one only costs the whole manifest.
-const manifestCacheFile = install.MetaDir + "/manifest.cache"
+const CacheFile = install.MetaDir + "/manifest.cache"
 
-// manifestCache reads the kept manifest for a sketch and its runs, and
-// writes the manifest being received as the next kept one. Either side
+// Cache reads the kept manifest for a sketch and its runs, and writes the
+// manifest being received (by Read) as the next kept one. Either side
 // may be off: in is nil when nothing is kept, out when nothing may be
 // written (a check only). It works on the folder's os.Root directly, not
 // through install.Disk's fault hooks: a cache is never part of an update.
-type manifestCache struct {
+type Cache struct {
 	root *os.Root
 	log  *slog.Logger
 
@@ -37,17 +37,17 @@ type manifestCache struct {
 	at    uint32 // the entry r gives next
 
 	write   bool // the next kept manifest may be written
-	written bool // and it was, whole: commit renames it
+	written bool // and it was, whole: Commit renames it
 	out     *os.File
 	w       *bufio.Writer
 	buf     []byte
 }
 
-// openManifestCache opens the kept manifest, if any, and starts the next
-// one unless write is false.
-func openManifestCache(root *os.Root, write bool, log *slog.Logger) *manifestCache {
-	c := &manifestCache{root: root, log: log, write: write}
-	if f, err := root.Open(manifestCacheFile); err == nil {
+// OpenCache opens the kept manifest of the install folder root, if any,
+// and starts the next one unless write is false; Commit ends it.
+func OpenCache(root *os.Root, write bool, log *slog.Logger) *Cache {
+	c := &Cache{root: root, log: log, write: write}
+	if f, err := root.Open(CacheFile); err == nil {
 		c.in = f
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		log.Info("reading the kept manifest", "err", err)
@@ -55,13 +55,14 @@ func openManifestCache(root *os.Root, write bool, log *slog.Logger) *manifestCac
 	return c
 }
 
-// sketching reports whether the client asks for the manifest by sketch.
-func (c *manifestCache) sketching() bool { return c != nil && c.in != nil }
+// Sketching reports whether the client asks for the manifest by sketch
+// (syncproto.GetSketch).
+func (c *Cache) Sketching() bool { return c != nil && c.in != nil }
 
 // sendSketch names the kept entries to the server. A kept manifest that
 // cannot be read is named as far as it could be read: the server then
 // sends the rest whole.
-func (c *manifestCache) sendSketch(send func(...syncproto.Message) error) error {
+func (c *Cache) sendSketch(send func(...syncproto.Message) error) error {
 	var sums []uint64
 	r := syncproto.NewReader(bufio.NewReaderSize(c.in, 64<<10))
 	m, err := r.Read()
@@ -111,9 +112,9 @@ func (c *manifestCache) sendSketch(send func(...syncproto.Message) error) error 
 
 // run checks a ManifestSame against what was named and what came before,
 // and skips the kept entries before it.
-func (c *manifestCache) run(s syncproto.ManifestSame) error {
+func (c *Cache) run(s syncproto.ManifestSame) error {
 	if s.From < c.at || uint64(s.From)+uint64(s.Count) > uint64(c.named) {
-		return fmt.Errorf("a run of %d kept entries from %d, with %d named and %d read: %w", s.Count, s.From, c.named, c.at, ErrBadManifest)
+		return fmt.Errorf("a run of %d kept entries from %d, with %d named and %d read: %w", s.Count, s.From, c.named, c.at, ErrBad)
 	}
 	for c.at < s.From {
 		if _, err := c.entry(); err != nil {
@@ -124,7 +125,7 @@ func (c *manifestCache) run(s syncproto.ManifestSame) error {
 }
 
 // entry reads the next kept entry.
-func (c *manifestCache) entry() (syncproto.ManifestEntry, error) {
+func (c *Cache) entry() (syncproto.ManifestEntry, error) {
 	m, err := c.r.Expect(syncproto.MsgManifestEntry)
 	if err != nil {
 		// It was read whole for the sketch a moment ago.
@@ -136,14 +137,14 @@ func (c *manifestCache) entry() (syncproto.ManifestEntry, error) {
 
 // keep writes the next frame of the manifest being received; the first
 // starts the file.
-func (c *manifestCache) keep(m syncproto.Message) {
+func (c *Cache) keep(m syncproto.Message) {
 	if c == nil || !c.write {
 		return
 	}
 	if c.w == nil {
 		err := c.root.MkdirAll(install.MetaDir, 0o755)
 		if err == nil {
-			c.out, err = c.root.OpenFile(manifestCacheFile+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			c.out, err = c.root.OpenFile(CacheFile+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		}
 		if err != nil {
 			c.log.Info("keeping the manifest", "err", err)
@@ -160,19 +161,23 @@ func (c *manifestCache) keep(m syncproto.Message) {
 }
 
 // abandon stops writing the next kept manifest.
-func (c *manifestCache) abandon() {
+func (c *Cache) abandon() {
 	c.write = false
 	if c.out != nil {
 		c.out.Close()
-		c.root.Remove(manifestCacheFile + ".tmp")
+		c.root.Remove(CacheFile + ".tmp")
 		c.out, c.w = nil, nil
 	}
 }
 
+// Close ends both sides without keeping the manifest being received, as
+// when the manifest could not be asked for.
+func (c *Cache) Close() { c.close(false, false) }
+
 // close ends both sides: the manifest received whole and checked (ok)
-// is written out, to replace the kept one at commit; otherwise the kept
+// is written out, to replace the kept one at Commit; otherwise the kept
 // one stays, unless drop says it gave a wrong manifest.
-func (c *manifestCache) close(ok, drop bool) {
+func (c *Cache) close(ok, drop bool) {
 	if c == nil {
 		return
 	}
@@ -181,7 +186,7 @@ func (c *manifestCache) close(ok, drop bool) {
 		c.in = nil
 	}
 	if drop {
-		c.root.Remove(manifestCacheFile)
+		c.root.Remove(CacheFile)
 	}
 	if c.out == nil {
 		return
@@ -197,15 +202,15 @@ func (c *manifestCache) close(ok, drop bool) {
 	c.out, c.w = nil, nil
 	if err != nil {
 		c.log.Info("keeping the manifest", "err", err)
-		c.root.Remove(manifestCacheFile + ".tmp")
+		c.root.Remove(CacheFile + ".tmp")
 		return
 	}
 	c.written = true
 }
 
-// commit makes the manifest that close wrote out the kept one if ok (the
-// sync succeeded), and removes it otherwise.
-func (c *manifestCache) commit(ok bool) {
+// Commit makes the manifest that Read wrote out the kept one if ok (the
+// sync succeeded), and removes it otherwise. A nil Cache does nothing.
+func (c *Cache) Commit(ok bool) {
 	if c == nil {
 		return
 	}
@@ -215,11 +220,11 @@ func (c *manifestCache) commit(ok bool) {
 	}
 	c.written = false
 	if !ok {
-		c.root.Remove(manifestCacheFile + ".tmp")
+		c.root.Remove(CacheFile + ".tmp")
 		return
 	}
-	if err := c.root.Rename(manifestCacheFile+".tmp", manifestCacheFile); err != nil {
+	if err := c.root.Rename(CacheFile+".tmp", CacheFile); err != nil {
 		c.log.Info("keeping the manifest", "err", err)
-		c.root.Remove(manifestCacheFile + ".tmp")
+		c.root.Remove(CacheFile + ".tmp")
 	}
 }
