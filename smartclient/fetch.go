@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
@@ -22,82 +20,15 @@ import (
 	"github.com/zeebo/blake3"
 )
 
-// conn is the client's side of one session.
-type conn struct {
-	nc      net.Conn
-	r       *syncproto.Reader
-	w       *syncproto.Writer
-	timeout time.Duration
-	acked   bool // the server took the report: the session ended well
-	// stopped makes Read and Expect return at once: a writer failed,
-	// and what the stream still holds is of no use (see interrupt).
-	stopped atomic.Bool
-	// outOfStep marks a transfer that ended early: the server may still
-	// be sending, so the stream is of no more use (see syncWith's report).
-	outOfStep bool
-}
-
-func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error) {
-	d := net.Dialer{Timeout: timeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the update server %s: %w", addr, err)
-	}
-	c := &conn{nc: nc, r: syncproto.NewReader(nc), w: syncproto.NewWriter(nc), timeout: timeout}
-	// Closing the connection is how a cancelled context interrupts a
-	// blocked read or write.
-	context.AfterFunc(ctx, func() { nc.Close() })
-	return c, nil
-}
-
-func (c *conn) Close() error { return c.nc.Close() }
-
-func (c *conn) send(msgs ...syncproto.Message) error {
-	c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
-	for _, m := range msgs {
-		if err := c.w.Write(m); err != nil {
-			return err
-		}
-	}
-	return c.w.Flush()
-}
-
-// Expect reads the next message, of type t, within the timeout.
-func (c *conn) Expect(t syncproto.MsgType) (syncproto.Message, error) {
-	c.deadline()
-	return c.r.Expect(t)
-}
-
-// deadline sets the deadline of the next read: the timeout from now, or
-// the past once interrupted.
-func (c *conn) deadline() {
-	c.nc.SetReadDeadline(time.Now().Add(c.timeout))
-	// After the deadline is set: an interrupt between the two still
-	// leaves it in the past.
-	if c.stopped.Load() {
-		c.nc.SetReadDeadline(time.Unix(1, 0))
-	}
-}
-
-// interrupt makes a read blocked in another goroutine, and every later
-// one, fail at once, until resume.
-func (c *conn) interrupt() {
-	c.stopped.Store(true)
-	c.nc.SetReadDeadline(time.Unix(1, 0))
-}
-
-// resume undoes interrupt.
-func (c *conn) resume() { c.stopped.Store(false) }
-
-// request asks for the files to fetch, in order: whole files by their
-// indices, the others with DeltaRequest; then RequestEnd.
-func (c *conn) request(indices []int, deltas map[int]*delta) error {
-	c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
+// request asks on c for the files to fetch, in order: whole files by
+// their indices, the others with DeltaRequest; then RequestEnd.
+func request(c *conn, indices []int, deltas map[int]*delta) error {
+	c.ExtendWrite()
 	var batch []uint32
 	flush := func() error {
 		for len(batch) > 0 {
 			n := min(len(batch), syncproto.MaxRequestBatch)
-			if err := c.w.Write(syncproto.Request{Indices: batch[:n]}); err != nil {
+			if err := c.Write(syncproto.Request{Indices: batch[:n]}); err != nil {
 				return err
 			}
 			batch = batch[n:]
@@ -115,9 +46,9 @@ func (c *conn) request(indices []int, deltas map[int]*delta) error {
 			return err
 		}
 		if d.sums != nil {
-			c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
+			c.ExtendWrite()
 			req := syncproto.BlockRequest{Index: uint32(i), BlockSize: uint32(d.blockSize), BaseSize: uint64(d.baseSize), Sums: d.sums}
-			if err := c.w.Write(req); err != nil {
+			if err := c.Write(req); err != nil {
 				return err
 			}
 			continue
@@ -132,8 +63,8 @@ func (c *conn) request(indices []int, deltas map[int]*delta) error {
 			if k+syncproto.MaxChunkRefs < len(d.base) {
 				req.Flags |= syncproto.DeltaMore
 			}
-			c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
-			if err := c.w.Write(req); err != nil {
+			c.ExtendWrite()
+			if err := c.Write(req); err != nil {
 				return err
 			}
 		}
@@ -141,10 +72,10 @@ func (c *conn) request(indices []int, deltas map[int]*delta) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	if err := c.w.Write(syncproto.RequestEnd{}); err != nil {
+	if err := c.Write(syncproto.RequestEnd{}); err != nil {
 		return err
 	}
-	return c.w.Flush()
+	return c.Flush()
 }
 
 // ErrVerify marks content that does not match the manifest.
@@ -184,7 +115,7 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 	// A writer that fails stops the receiving, which may be waiting
 	// for the server: its error, not the interrupted read's, is the
 	// sync's.
-	f.writers = startWriters(f.root, f.c.interrupt)
+	f.writers = startWriters(f.root, f.c.Interrupt)
 	f.flush = install.NewFlusher(f.root)
 	err = f.receive(ctx, order)
 	// Whatever happened, no writer may still be at work when the caller
@@ -192,7 +123,7 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 	if werr := f.writers.wait(); werr != nil {
 		err = werr
 	}
-	f.c.resume()
+	f.c.Resume()
 	if ferr := f.flush.Wait(); err == nil {
 		err = ferr
 	}
@@ -646,10 +577,4 @@ func (f *fetcher) fetchOne(index int, rf manifest.File) error {
 // owner's read and write, which the client needs to replace the file later.
 func stagedMode(m fs.FileMode) fs.FileMode {
 	return (m & 0o777) | 0o600
-}
-
-// Read reads the next message within the timeout.
-func (c *conn) Read() (syncproto.Message, error) {
-	c.deadline()
-	return c.r.Read()
 }

@@ -19,9 +19,13 @@ import (
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/journal"
 	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
+	"github.com/erpupdate/smartsync/smartclient/internal/session"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 )
+
+// conn is the client's side of one session with the server.
+type conn = session.Conn
 
 // Options configure one sync.
 type Options struct {
@@ -195,7 +199,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.Welcome, error) {
 	giveUp := time.Now().Add(o.RetryFor)
 	for attempt := 1; ; attempt++ {
-		c, w, err := helloOnce(ctx, st, o)
+		c, w, err := session.Open(ctx, o.Server, o.Timeout, helloOf(st, o))
 		var pe *syncproto.Error
 		if err == nil || o.RetryFor < 0 || !errors.As(err, &pe) || pe.Retry == 0 || retryWhy[pe.Code] == "" {
 			return c, w, err
@@ -216,6 +220,11 @@ func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.We
 	}
 }
 
+// helloOf is the client's hello.
+func helloOf(st *state.State, o Options) syncproto.Hello {
+	return syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID}
+}
+
 // retryWhy is what the user is told of the codes that are retried.
 var retryWhy = map[syncproto.Code]string{
 	syncproto.CodeUpdating:     "updating",
@@ -233,46 +242,6 @@ func retryWait(retry time.Duration) time.Duration {
 	return retry + time.Second + rand.N(min(retry/4, maxJitter)+1)
 }
 
-// helloOnce connects once, says hello and reads the welcome.
-func helloOnce(ctx context.Context, st *state.State, o Options) (*conn, syncproto.Welcome, error) {
-	c, err := dial(ctx, o.Server, o.Timeout)
-	if err != nil {
-		return nil, syncproto.Welcome{}, err
-	}
-	if err := c.send(syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID}); err != nil {
-		c.Close()
-		return nil, syncproto.Welcome{}, fmt.Errorf("sending hello: %w", err)
-	}
-	m, err := c.Expect(syncproto.MsgWelcome)
-	if err != nil {
-		c.Close()
-		return nil, syncproto.Welcome{}, fmt.Errorf("waiting for the server's welcome: %w", err)
-	}
-	return c, m.(syncproto.Welcome), nil
-}
-
-// report tells the server how the sync ended. It is for the
-// administrator's log; the sync's result does not depend on it.
-func (c *conn) report(log *slog.Logger, r syncproto.Report) {
-	// A report is worth a short wait, not another full timeout on a
-	// connection that may be why the sync failed.
-	saved := c.timeout
-	c.timeout = min(c.timeout, reportTimeout)
-	defer func() { c.timeout = saved }()
-	err := c.send(r)
-	if err == nil {
-		_, err = c.Expect(syncproto.MsgReportAck)
-	}
-	if err != nil {
-		log.Info("could not report the outcome to the server", "err", err)
-		return
-	}
-	c.acked = true
-}
-
-// reportTimeout bounds the wait for the server to take a report.
-const reportTimeout = 3 * time.Second
-
 func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Options) (res *Result, err error) {
 	c, w, err := hello(ctx, st, o)
 	if err != nil {
@@ -281,7 +250,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	defer func() {
 		// A session that ended well may stay open for 'run', whatever
 		// the sync's outcome, so that the server can warn the user.
-		if o.keep != nil && c.acked && c.stay(o.Log) {
+		if o.keep != nil && c.Acked() && c.Stay(o.Log) {
 			o.keep(c)
 			return
 		}
@@ -292,8 +261,8 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
 	report := func(r syncproto.Report) {
 		r.Build = st.Build
-		if !c.outOfStep {
-			c.report(o.Log, r)
+		if !c.OutOfStep() {
+			c.Report(o.Log, r)
 			return
 		}
 		// What the server still sends on c could take long to read
@@ -301,14 +270,14 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		// goes, and the report takes a session of its own.
 		c.Close()
 		ro := o
-		ro.Timeout = min(o.Timeout, reportTimeout)
-		rc, _, err := helloOnce(ctx, st, ro)
+		ro.Timeout = min(o.Timeout, session.ReportTimeout)
+		rc, _, err := session.Open(ctx, ro.Server, ro.Timeout, helloOf(st, ro))
 		if err != nil {
 			o.Log.Info("could not report the outcome to the server", "err", err)
 			return
 		}
-		rc.timeout = o.Timeout
-		rc.report(o.Log, r)
+		rc.SetTimeout(o.Timeout)
+		rc.Report(o.Log, r)
 		c = rc // closed when the sync ends, or kept by 'run' as c would be
 	}
 	if !w.UpdatesEnabled {
@@ -340,7 +309,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	}
 
 	get := syncproto.GetManifest{}
-	if wantRaw(o.Compress, c.nc.RemoteAddr()) {
+	if wantRaw(o.Compress, c.RemoteAddr()) {
 		get.Flags |= syncproto.GetRaw
 	}
 	// The digest goes out at once, and the install is checked while the
@@ -383,13 +352,13 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		if cache.Sketching() {
 			get.Flags |= syncproto.GetSketch
 		}
-		if err := c.send(get); err != nil {
+		if err := c.Send(get); err != nil {
 			cache.Close()
 			return nil, fmt.Errorf("asking for the manifest: %w", err)
 		}
 		// The count is at most syncproto.MaxFiles; a hostile one makes
 		// the collector lazier, no worse.
-		return manifest.Read(c, manifest.Options{Cache: cache, Send: c.send, Count: sizeMemory})
+		return manifest.Read(c, manifest.Options{Cache: cache, Send: c.Send, Count: sizeMemory})
 	}
 	named := isIntact != nil
 	man, err := askManifest()
@@ -426,7 +395,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 			o.Log.Info("recording the time of the check", "err", err)
 		}
 		report(syncproto.Report{Outcome: res.Outcome})
-		res.Received, res.Sent = c.r.N, c.w.N
+		res.Received, res.Sent = c.Received(), c.Sent()
 		return res, nil
 	}
 	if err != nil {
@@ -485,11 +454,11 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	if o.CheckOnly {
 		res.Outcome = syncproto.OutcomeChecked
 		res.Fetched, res.FetchedBytes = len(p.fetch), p.fetchBytes
-		if err := c.request(nil, nil); err != nil {
+		if err := request(c, nil, nil); err != nil {
 			return nil, fmt.Errorf("ending the check: %w", err)
 		}
 		report(syncproto.Report{Outcome: syncproto.OutcomeChecked})
-		res.Received, res.Sent = c.r.N, c.w.N
+		res.Received, res.Sent = c.Received(), c.Sent()
 		return res, nil
 	}
 
@@ -537,10 +506,10 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		}
 		maps.DeleteFunc(deltas, func(i int, _ *delta) bool { return !keep[i] })
 	}
-	if err := c.request(download, deltas); err != nil {
+	if err := request(c, download, deltas); err != nil {
 		// Files reused from the last attempt are in staging now: fail
 		// keeps them for the next one.
-		c.outOfStep = true
+		c.SetOutOfStep()
 		return fail(fmt.Errorf("requesting files: %w", err))
 	}
 	o.Progress.Start(len(download), p.fetchBytes-reusedBytes)
@@ -548,7 +517,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	err = fe.fetchAll(ctx, download)
 	o.Progress.Finish()
 	if err != nil {
-		c.outOfStep = true
+		c.SetOutOfStep()
 		var pe *syncproto.Error
 		if errors.As(err, &pe) {
 			err = fmt.Errorf("the server stopped the transfer: %w", err)
@@ -605,7 +574,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		res.Outcome = syncproto.OutcomeUpdated
 	}
 	report(syncproto.Report{Outcome: res.Outcome, Files: uint32(res.Fetched), Bytes: uint64(res.WireBytes)})
-	res.Received, res.Sent = c.r.N, c.w.N
+	res.Received, res.Sent = c.Received(), c.Sent()
 	return res, nil
 }
 
@@ -614,7 +583,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome) (bool, error) {
 	if o.Confirm == nil {
 		fmt.Fprintf(o.Out, "SmartClient and AppServer builds are incompatible (%s); not updating without a terminal to ask on: run with --yes to accept.\n", w.Message)
-		c.report(o.Log, syncproto.Report{Outcome: syncproto.OutcomeDeclined, Message: "no terminal to ask on"})
+		c.Report(o.Log, syncproto.Report{Outcome: syncproto.OutcomeDeclined, Message: "no terminal to ask on"})
 		return false, nil
 	}
 	c.Close()
