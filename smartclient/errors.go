@@ -1,6 +1,7 @@
 package smartclient
 
 import (
+	"github.com/erpupdate/smartsync/smartclient/internal/fetch"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/journal"
 	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
@@ -20,4 +21,6 @@ var (
 	// ErrBadManifest marks a manifest the client refuses before it
 	// downloads a byte.
 	ErrBadManifest = manifest.ErrBad
+	// ErrVerify marks received content that does not match the manifest.
+	ErrVerify = fetch.ErrVerify
 )

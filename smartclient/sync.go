@@ -11,11 +11,11 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"path"
 	"slices"
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/backup"
+	"github.com/erpupdate/smartsync/smartclient/internal/fetch"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/journal"
 	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
@@ -158,7 +158,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	hadMeta := root.Exists(install.MetaDir)
 	res, err := syncWith(ctx, root, st, o)
-	if errors.Is(err, errBlockMismatch) && !o.noBlocks {
+	if errors.Is(err, fetch.ErrBlockMismatch) && !o.noBlocks {
 		// Block sums are 64 bits: a block of the new file may match
 		// one of the installed version's that is not the same, and it
 		// would again, since both are what they are. rsync sends such a
@@ -173,7 +173,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		o.noBlocks = true
 		res, err = syncWith(ctx, root, st, o)
 	}
-	if err != nil && !hadMeta && !root.Exists(journal.File) && !root.Exists(resumeDir) {
+	if err != nil && !hadMeta && !root.Exists(journal.File) && !root.Exists(fetch.ResumeDir) {
 		// A first sync that did not happen leaves no trace: no
 		// bookkeeping folder, and no install folder it created.
 		root.RemoveAll(install.MetaDir)
@@ -454,7 +454,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	if o.CheckOnly {
 		res.Outcome = syncproto.OutcomeChecked
 		res.Fetched, res.FetchedBytes = len(p.fetch), p.fetchBytes
-		if err := request(c, nil, nil); err != nil {
+		if err := fetch.Request(c, nil, nil); err != nil {
 			return nil, fmt.Errorf("ending the check: %w", err)
 		}
 		report(syncproto.Report{Outcome: syncproto.OutcomeChecked})
@@ -467,7 +467,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	// taken out of the deltas below.
 	pre := make(chan error, 1)
 	go func() { pre <- preflight(root, man, p, free) }()
-	deltas := planDeltas(root, st, man, p.fetch, !o.noBlocks, o.Log)
+	deltas := fetch.PlanDeltas(root, st, man, p.fetch, !o.noBlocks, o.Log)
 	if err := <-pre; err != nil {
 		dropUnused()
 		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
@@ -492,29 +492,29 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 			// received and verified is kept for the next sync; a
 			// kept journal keeps its staged files for the next start
 			// to finish or undo.
-			keepForResume(root, o.Log)
+			fetch.KeepForResume(root, o.Log)
 			journal.Tidy(root, o.Log)
 		}
 		return nil, err
 	}
-	download, reused, reusedBytes := reuseDownloads(root, man, p.fetch)
+	download, reused, reusedBytes := fetch.ReuseDownloads(root, man, p.fetch)
 	res.Reused = reused
 	if reused > 0 {
 		keep := make(map[int]bool, len(download))
 		for _, i := range download {
 			keep[i] = true
 		}
-		maps.DeleteFunc(deltas, func(i int, _ *delta) bool { return !keep[i] })
+		maps.DeleteFunc(deltas, func(i int, _ *fetch.Delta) bool { return !keep[i] })
 	}
-	if err := request(c, download, deltas); err != nil {
+	if err := fetch.Request(c, download, deltas); err != nil {
 		// Files reused from the last attempt are in staging now: fail
 		// keeps them for the next one.
 		c.SetOutOfStep()
 		return fail(fmt.Errorf("requesting files: %w", err))
 	}
 	o.Progress.Start(len(download), p.fetchBytes-reusedBytes)
-	fe := &fetcher{c: c, root: root, man: man, progress: o.Progress, deltas: deltas, log: o.Log}
-	err = fe.fetchAll(ctx, download)
+	fe := fetch.New(c, root, man, deltas, o.Progress, o.Log)
+	err = fe.Fetch(ctx, download)
 	o.Progress.Finish()
 	if err != nil {
 		c.SetOutOfStep()
@@ -524,8 +524,8 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		}
 		return fail(err)
 	}
-	res.Fetched, res.FetchedBytes, res.WireBytes, res.Copied = len(download), p.fetchBytes-reusedBytes, fe.wire, fe.copied
-	if err := stageLinks(root, man, p.links); err != nil {
+	res.Fetched, res.FetchedBytes, res.WireBytes, res.Copied = len(download), p.fetchBytes-reusedBytes, fe.Wire(), fe.Copied()
+	if err := fetch.StageLinks(root, man, p.links); err != nil {
 		return fail(err)
 	}
 
@@ -568,7 +568,7 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 		res.Backup = backup.Newest(root)
 	}
 	*st = *j.State
-	pruneLists(root, st)
+	fetch.PruneLists(root, st)
 	res.Outcome = syncproto.OutcomeUpToDate
 	if !p.empty() {
 		res.Outcome = syncproto.OutcomeUpdated
@@ -607,22 +607,6 @@ func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome) (bool
 		}
 		return a.ok, nil
 	}
-}
-
-// stageLinks makes the symbolic links to install in the staging folder;
-// the switch renames them into place like files.
-func stageLinks(d *install.Disk, man *manifest.Manifest, links []int) error {
-	for _, i := range links {
-		f := man.File(i)
-		staged := install.StagingDir + "/" + f.Path
-		if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
-			return fmt.Errorf("staging the link %s: %w", f.Path, err)
-		}
-		if err := d.Symlink(f.Target, staged); err != nil {
-			return fmt.Errorf("staging the link %s: %w", f.Path, err)
-		}
-	}
-	return nil
 }
 
 // installHash is what recovery checks a file to install against: its

@@ -1,4 +1,13 @@
-package smartclient
+// Package fetch receives a release's files into the staging folder: the
+// request (whole files, or deltas from the installed versions by their
+// content-defined chunks or rsync-style block sums), the receiving loop
+// that verifies every file's size and BLAKE3 hash as it streams, the
+// writers beside it, the links made in staging, and the files a failed
+// transfer keeps for the next one.
+//
+// It imports the install, state, manifest and session packages, and
+// nothing else of the client.
+package fetch
 
 import (
 	"bytes"
@@ -15,14 +24,16 @@ import (
 
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
+	"github.com/erpupdate/smartsync/smartclient/internal/session"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 )
 
-// request asks on c for the files to fetch, in order: whole files by
-// their indices, the others with DeltaRequest; then RequestEnd.
-func request(c *conn, indices []int, deltas map[int]*delta) error {
+// Request asks on c for the files to fetch, in order: whole files by
+// their indices, those deltas holds (see PlanDeltas) with DeltaRequest or
+// BlockRequest; then RequestEnd.
+func Request(c *session.Conn, indices []int, deltas map[int]*Delta) error {
 	c.ExtendWrite()
 	var batch []uint32
 	flush := func() error {
@@ -81,30 +92,51 @@ func request(c *conn, indices []int, deltas map[int]*delta) error {
 // ErrVerify marks content that does not match the manifest.
 var ErrVerify = errors.New("smartclient: received file does not match the manifest")
 
-// errBlockMismatch marks, beside ErrVerify, a file built from the
+// ErrBlockMismatch marks, beside ErrVerify, a file built from the
 // installed version by block sums: a false match of those sums, or a
 // lie, which the same sync without block sums does not repeat.
-var errBlockMismatch = errors.New("built from the installed version by block sums")
+var ErrBlockMismatch = errors.New("built from the installed version by block sums")
 
-// fetcher receives requested files into the staging folder.
-type fetcher struct {
-	c        *conn
+// Progress receives the progress of a transfer.
+type Progress interface {
+	Add(bytes int64)
+	FileDone()
+}
+
+// Fetcher receives requested files into the staging folder.
+type Fetcher struct {
+	c        *session.Conn
 	root     *install.Disk // the install folder
 	man      *manifest.Manifest
 	progress Progress
 	dec      *zstd.Decoder
 	buf      []byte
 	wire     int64 // compressed bytes of file data received
-	deltas   map[int]*delta
+	deltas   map[int]*Delta
 	log      *slog.Logger
 	copied   int64 // bytes taken from installed versions (deltas)
 	writers  *writers
 	flush    *install.Flusher
 }
 
-// fetchAll receives every file in order into staging, verifying each one's
-// size and BLAKE3 hash as it streams. It returns the staged paths.
-func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
+// New returns the Fetcher of the files of man that were requested on c
+// with deltas (see Request), into the staging folder of root.
+func New(c *session.Conn, root *install.Disk, man *manifest.Manifest, deltas map[int]*Delta, progress Progress, log *slog.Logger) *Fetcher {
+	return &Fetcher{c: c, root: root, man: man, deltas: deltas, progress: progress, log: log}
+}
+
+// Wire returns the compressed bytes of file data received.
+func (f *Fetcher) Wire() int64 { return f.wire }
+
+// Copied returns the bytes taken from installed versions (deltas).
+func (f *Fetcher) Copied() int64 { return f.copied }
+
+// Fetch receives every file of order, as requested, into staging,
+// verifying each one's size and BLAKE3 hash as it streams. A file that
+// fails its check is an error wrapping ErrVerify (and ErrBlockMismatch
+// when it was built from block sums), and leaves nothing staged under its
+// name: only whole, verified files stay staged.
+func (f *Fetcher) Fetch(ctx context.Context, order []int) error {
 	dec, err := syncproto.NewChunkDecoder()
 	if err != nil {
 		return fmt.Errorf("starting decompressor: %w", err)
@@ -132,7 +164,7 @@ func (f *fetcher) fetchAll(ctx context.Context, order []int) error {
 	return err
 }
 
-func (f *fetcher) receive(ctx context.Context, order []int) error {
+func (f *Fetcher) receive(ctx context.Context, order []int) error {
 	made := map[string]bool{}
 	for _, i := range order {
 		if err := ctx.Err(); err != nil {
@@ -164,7 +196,7 @@ func (f *fetcher) receive(ctx context.Context, order []int) error {
 // asked for as a delta (d not nil) arrives as its new bytes and the
 // pieces of the installed version to copy, which a writer puts together
 // and checks (reading the installed version is most of its cost).
-func (f *fetcher) receiveSmall(rf manifest.File, d *delta) error {
+func (f *Fetcher) receiveSmall(rf manifest.File, d *Delta) error {
 	buf := f.writers.buffer()
 	job := writeJob{rf: rf, d: d}
 	var h *blake3.Hasher
@@ -295,7 +327,7 @@ func buildDelta(root *install.Disk, j writeJob) ([]byte, error) {
 	sum := blake3.Sum256(out)
 	if err := checkEnd(rf, sum[:], j.end); err != nil {
 		if len(d.sums) > 0 {
-			err = fmt.Errorf("%w (%w)", err, errBlockMismatch)
+			err = fmt.Errorf("%w (%w)", err, ErrBlockMismatch)
 		}
 		return nil, err
 	}
@@ -332,7 +364,7 @@ type writers struct {
 type writeJob struct {
 	rf   manifest.File
 	data []byte
-	d    *delta
+	d    *Delta
 	ops  []piece
 	end  syncproto.FileEnd
 }
@@ -442,7 +474,7 @@ func writeWhole(root *install.Disk, rf manifest.File, data []byte) (err error) {
 	return nil
 }
 
-func (f *fetcher) fetchOne(index int, rf manifest.File) error {
+func (f *Fetcher) fetchOne(index int, rf manifest.File) error {
 	m, err := f.c.Expect(syncproto.MsgFileStart)
 	if err != nil {
 		return fmt.Errorf("receiving %s: %w", rf.Path, err)
@@ -479,7 +511,7 @@ func (f *fetcher) fetchOne(index int, rf manifest.File) error {
 	defer func() {
 		out.Close()
 		if !done {
-			// Only whole, verified files stay staged (see keepForResume).
+			// Only whole, verified files stay staged (see KeepForResume).
 			f.root.Remove(staged)
 		}
 	}()
@@ -551,7 +583,7 @@ func (f *fetcher) fetchOne(index int, rf manifest.File) error {
 	}
 	if err := checkEnd(rf, h.Sum(nil), m.(syncproto.FileEnd)); err != nil {
 		if d != nil && len(d.sums) > 0 {
-			err = fmt.Errorf("%w (%w)", err, errBlockMismatch)
+			err = fmt.Errorf("%w (%w)", err, ErrBlockMismatch)
 		}
 		return err
 	}

@@ -1,4 +1,4 @@
-package smartclient
+package fetch
 
 import (
 	"bytes"
@@ -44,9 +44,9 @@ const (
 	blockMin = 1 << 10
 )
 
-// delta is how one file is asked for when it is not asked for whole: by
+// Delta is how one file is asked for when it is not asked for whole: by
 // the base's blocks (sums set) or by its chunks.
-type delta struct {
+type Delta struct {
 	bits      uint8
 	base      []syncproto.ChunkRef // the base's chunks; none: fetch whole, with the list
 	blockSize int
@@ -58,21 +58,21 @@ type delta struct {
 }
 
 // hasBase reports whether the server's answer may copy from the base.
-func (d *delta) hasBase() bool { return len(d.base) > 0 || len(d.sums) > 0 }
+func (d *Delta) hasBase() bool { return len(d.base) > 0 || len(d.sums) > 0 }
 
 // refCount is what the request names of the base, counted against
 // MaxSessionChunkRefs.
-func (d *delta) refCount() int { return len(d.base) + len(d.sums) }
+func (d *Delta) refCount() int { return len(d.base) + len(d.sums) }
 
-// planDeltas decides, for each file to download, whether to ask for it as
+// PlanDeltas decides, for each file to download, whether to ask for it as
 // a delta, and cuts or looks up its base's chunks. Any problem with a base
 // just means the file is fetched whole. Bases are looked at by
 // deltaWorkers at once (reading and cutting them is most of the work);
 // the chunk references a session may name are counted in download's
 // order, so the outcome does not depend on which finished first. Without
 // blocks, no file is asked for by block sums.
-func planDeltas(root *install.Disk, st *state.State, man *manifest.Manifest, download []int, blocks bool, log *slog.Logger) map[int]*delta {
-	found := make([]*delta, len(download))
+func PlanDeltas(root *install.Disk, st *state.State, man *manifest.Manifest, download []int, blocks bool, log *slog.Logger) map[int]*Delta {
+	found := make([]*Delta, len(download))
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(deltaWorkers, len(download)) {
@@ -88,7 +88,7 @@ func planDeltas(root *install.Disk, st *state.State, man *manifest.Manifest, dow
 		})
 	}
 	wg.Wait()
-	deltas := map[int]*delta{}
+	deltas := map[int]*Delta{}
 	refs := 0 // chunk references named so far: a session may name MaxSessionChunkRefs
 	for k, i := range download {
 		d := found[k]
@@ -109,19 +109,19 @@ func planDeltas(root *install.Disk, st *state.State, man *manifest.Manifest, dow
 	return deltas
 }
 
-// deltaWorkers is how many bases planDeltas looks at at once.
+// deltaWorkers is how many bases PlanDeltas looks at at once.
 const deltaWorkers = 4
 
 // sumRead is about how much of a base sumBase reads at once.
 const sumRead = 64 << 10
 
-// planDelta is planDeltas' decision for one file: nil to fetch it whole
+// planDelta is PlanDeltas' decision for one file: nil to fetch it whole
 // without a chunk list.
-func planDelta(root *install.Disk, st *state.State, rf manifest.File, blocks bool, scratch *[]byte, log *slog.Logger) *delta {
+func planDelta(root *install.Disk, st *state.State, rf manifest.File, blocks bool, scratch *[]byte, log *slog.Logger) *Delta {
 	fi, err := root.Lstat(rf.Path)
 	if blocks && err == nil && fi.Mode().IsRegular() && rf.Size >= blockMin && rf.Size <= syncproto.MaxBlockFile && rf.Size < listMin && fi.Size() >= blockMin {
 		if bs := blockSizeFor(fi.Size()); bs <= syncproto.MaxBlockSize {
-			d := &delta{blockSize: bs, baseSize: fi.Size(), baseMtime: fi.ModTime().UnixNano()}
+			d := &Delta{blockSize: bs, baseSize: fi.Size(), baseMtime: fi.ModTime().UnixNano()}
 			if d.sums, err = sumBase(root, rf.Path, bs, fi, scratch); err != nil {
 				log.Info("fetching a file whole: cannot read the installed version", "path", rf.Path, "err", err)
 				return nil
@@ -131,11 +131,11 @@ func planDelta(root *install.Disk, st *state.State, rf manifest.File, blocks boo
 	}
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() < deltaMin || rf.Size < deltaMin {
 		if rf.Size >= listMin {
-			return &delta{bits: cdc.BitsFor(rf.Size), wantList: true}
+			return &Delta{bits: cdc.BitsFor(rf.Size), wantList: true}
 		}
 		return nil
 	}
-	d := &delta{bits: cdc.BitsFor(fi.Size()), baseSize: fi.Size(), baseMtime: fi.ModTime().UnixNano(), wantList: rf.Size >= listMin}
+	d := &Delta{bits: cdc.BitsFor(fi.Size()), baseSize: fi.Size(), baseMtime: fi.ModTime().UnixNano(), wantList: rf.Size >= listMin}
 	if k, ok := st.Files[rf.Path]; ok && k.Size == fi.Size() && k.MtimeNs == fi.ModTime().UnixNano() {
 		d.base = cachedList(root, k.Hash, d.bits, fi.Size())
 	}
@@ -250,7 +250,7 @@ func sameVersion(a, b fs.FileInfo) bool {
 
 // keepList saves the chunk list of a verified file for the next delta. A
 // cache: written without a sync, checked when read.
-func keepList(root *install.Disk, hash [32]byte, d *delta, log *slog.Logger) {
+func keepList(root *install.Disk, hash [32]byte, d *Delta, log *slog.Logger) {
 	if !d.wantList || len(d.list) == 0 {
 		return
 	}
@@ -273,8 +273,8 @@ func keepList(root *install.Disk, hash [32]byte, d *delta, log *slog.Logger) {
 	}
 }
 
-// pruneLists removes the kept chunk lists of content no longer installed.
-func pruneLists(root *install.Disk, st *state.State) {
+// PruneLists removes the kept chunk lists of content no longer installed.
+func PruneLists(root *install.Disk, st *state.State) {
 	entries, err := fs.ReadDir(root.FS(), chunksDir)
 	if err != nil {
 		return
@@ -292,7 +292,7 @@ func pruneLists(root *install.Disk, st *state.State) {
 }
 
 // readList reads the ChunkList frames of the file being received.
-func (f *fetcher) readList(rf manifest.File, d *delta) error {
+func (f *Fetcher) readList(rf manifest.File, d *Delta) error {
 	d.list = d.list[:0]
 	var sum int64
 	short := false // the last chunk seen is shorter than the minimum: it must be the file's last
@@ -336,7 +336,7 @@ func (f *fetcher) readList(rf manifest.File, d *delta) error {
 
 // openBase opens the installed file a delta is assembled from, provided
 // it is still the version whose chunks were named.
-func openBase(root *install.Disk, rf manifest.File, d *delta) (*os.File, error) {
+func openBase(root *install.Disk, rf manifest.File, d *Delta) (*os.File, error) {
 	f, err := root.Open(rf.Path)
 	if err != nil {
 		return nil, fmt.Errorf("receiving %s: opening the installed version: %w", rf.Path, err)
@@ -352,7 +352,7 @@ func openBase(root *install.Disk, rf manifest.File, d *delta) (*os.File, error) 
 // copyBase appends n bytes of base at off to the staged file; write is
 // told where in the base each piece comes from and how much of the copy
 // is left from there.
-func (f *fetcher) copyBase(base io.ReaderAt, off int64, n int64, write func(b []byte, src, left int64) error) error {
+func (f *Fetcher) copyBase(base io.ReaderAt, off int64, n int64, write func(b []byte, src, left int64) error) error {
 	if cap(f.buf) < syncproto.MaxChunk {
 		f.buf = make([]byte, syncproto.MaxChunk)
 	}
@@ -388,7 +388,7 @@ type listCheck struct {
 	bad    bool
 }
 
-func newListCheck(d *delta) *listCheck {
+func newListCheck(d *Delta) *listCheck {
 	c := &listCheck{list: d.list, h: blake3.New()}
 	if len(d.base) > 0 {
 		c.base = make(map[int64]syncproto.ChunkRef, len(d.base))

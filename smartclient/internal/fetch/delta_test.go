@@ -1,4 +1,4 @@
-package smartclient
+package fetch
 
 import (
 	"bytes"
@@ -85,7 +85,7 @@ func TestListCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := &delta{list: tc.list}
+			d := &Delta{list: tc.list}
 			if tc.withB {
 				d.base = base
 			}
@@ -97,7 +97,7 @@ func TestListCheck(t *testing.T) {
 		})
 	}
 	t.Run("list one chunk long", func(t *testing.T) {
-		d := &delta{list: append(append([]syncproto.ChunkRef(nil), list...), syncproto.ChunkRef{Len: 10}), base: base}
+		d := &Delta{list: append(append([]syncproto.ChunkRef(nil), list...), syncproto.ChunkRef{Len: 10}), base: base}
 		c := newListCheck(d)
 		feed(c, list)
 		if c.ok() {
