@@ -242,303 +242,403 @@ func retryWait(retry time.Duration) time.Duration {
 	return retry + time.Second + rand.N(min(retry/4, maxJitter)+1)
 }
 
-func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Options) (res *Result, err error) {
-	c, w, err := hello(ctx, st, o)
-	if err != nil {
+// attempt is one attempt at a sync, from the hello to the report: a
+// struct whose methods are its steps, in the order run takes them. Sync
+// makes a second attempt, without block sums, when a file built from
+// them failed its check.
+type attempt struct {
+	ctx  context.Context
+	root *install.Disk
+	st   *state.State
+	o    Options
+	res  *Result
+
+	c    *conn // the session; a report on a session of its own replaces it
+	w    syncproto.Welcome
+	full bool // the builds are incompatible: every file is fetched
+
+	// The no-op check of the install, under way while the server
+	// answers GetManifest (see startCheck).
+	get       syncproto.GetManifest
+	isIntact  chan state.Checked // nil when no check runs
+	found     state.Checked      // what the check found, once it ended
+	stopCheck context.CancelFunc
+	cache     *manifest.Cache // the kept manifest (see readManifest)
+
+	man *manifest.Manifest
+	p   *plan
+	// The backup of the install, made beside the plan and the download
+	// (see plan and preflight).
+	free       space
+	bkp        *backup.Job
+	backupCtx  context.Context
+	stopBackup context.CancelFunc
+	deltas     map[int]*fetch.Delta
+}
+
+// syncWith makes one attempt at a sync of the install folder root, whose
+// state is st.
+func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Options) (*Result, error) {
+	a := &attempt{ctx: ctx, root: root, st: st, o: o}
+	return a.run()
+}
+
+// run takes the steps of one sync in turn (see the package
+// documentation); an early return is a sync that ends there.
+func (a *attempt) run() (res *Result, err error) {
+	if err := a.connect(); err != nil {
 		return nil, err
 	}
-	defer func() {
-		// A session that ended well may stay open for 'run', whatever
-		// the sync's outcome, so that the server can warn the user.
-		if o.keep != nil && c.Acked() && c.Stay(o.Log) {
-			o.keep(c)
-			return
-		}
-		c.Close()
-	}()
-	res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message}
-	o.Log.Info("connected", "server", o.Server, "server_build", w.ServerBuild, "installed_build", st.Build,
-		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
-	report := func(r syncproto.Report) {
-		r.Build = st.Build
-		if !c.OutOfStep() {
-			c.Report(o.Log, r)
-			return
-		}
-		// What the server still sends on c could take long to read
-		// (the rest of a 1 GB transfer that a full disk cut short): c
-		// goes, and the report takes a session of its own.
-		c.Close()
-		ro := o
-		ro.Timeout = min(o.Timeout, session.ReportTimeout)
-		rc, _, err := session.Open(ctx, ro.Server, ro.Timeout, helloOf(st, ro))
-		if err != nil {
-			o.Log.Info("could not report the outcome to the server", "err", err)
-			return
-		}
-		rc.SetTimeout(o.Timeout)
-		rc.Report(o.Log, r)
-		c = rc // closed when the sync ends, or kept by 'run' as c would be
+	defer a.endSession()
+	if !a.w.UpdatesEnabled {
+		a.res.Outcome = syncproto.OutcomeUpToDate
+		a.report(syncproto.Report{Outcome: syncproto.OutcomeUpToDate, Message: "updates disabled"})
+		return a.res, fmt.Errorf("%w: %s", ErrDisabled, a.w.Message)
 	}
-	if !w.UpdatesEnabled {
-		res.Outcome = syncproto.OutcomeUpToDate
-		report(syncproto.Report{Outcome: syncproto.OutcomeUpToDate, Message: "updates disabled"})
-		return res, fmt.Errorf("%w: %s", ErrDisabled, w.Message)
-	}
-	full := !w.Compatible
-	if full && !o.CheckOnly && !o.Yes {
-		ok, err := confirm(ctx, c, o, w)
-		if err != nil {
+	if a.full && !a.o.CheckOnly && !a.o.Yes {
+		if declined, err := a.confirmFull(); err != nil {
 			return nil, err
+		} else if declined {
+			a.res.Outcome = syncproto.OutcomeDeclined
+			return a.res, ErrDeclined
 		}
-		if !ok {
-			res.Outcome = syncproto.OutcomeDeclined
-			return res, ErrDeclined
-		}
-		// A person may take longer to answer than the server waits, so
-		// the session that asked was closed; start a new one.
-		c2, w2, err := hello(ctx, st, o)
-		if err != nil {
-			// A failed hello opens no session; c keeps the first
-			// one (closed by confirm) for the deferred Close.
-			return nil, err
-		}
-		c, w = c2, w2
-		full = !w.Compatible
-		res.Build, res.Compatible = w.ServerBuild, w.Compatible
 	}
-
-	get := syncproto.GetManifest{}
-	if wantRaw(o.Compress, c.RemoteAddr()) {
-		get.Flags |= syncproto.GetRaw
-	}
-	// The digest goes out at once, and the install is checked while the
-	// server answers: an "up to date" needs the check's result, and a
-	// manifest's plan uses what it found.
-	var isIntact chan state.Checked
-	checkCtx, stopCheck := context.WithCancel(ctx)
-	// checked waits for the check, so that nothing looks at the install
-	// behind the sync's back, and returns what it found; stop cancels it
-	// first.
-	var found state.Checked
-	checked := func(stop bool) state.Checked {
-		if isIntact != nil {
-			if stop {
-				stopCheck()
-			}
-			found = <-isIntact
-			isIntact = nil
-		}
-		return found
-	}
-	defer stopCheck()
-	defer checked(true)
-	if have, err := hex.DecodeString(st.Manifest); err == nil && len(have) == len(get.Have) && !full {
-		copy(get.Have[:], have)
-		isIntact = make(chan state.Checked, 1)
-		files := st.Encoded()
-		go func() { isIntact <- state.Check(checkCtx, root.Root, files) }()
-	}
-	// The manifest kept from the last one received, if any, names its
-	// entries so that only the others are sent (see manifest.Cache).
+	a.startCheck()
+	defer a.stopCheck()
+	defer a.checked(true)
 	// The manifest received is kept once the sync has succeeded: a
 	// failed one leaves the install as it was, .smartclient included.
-	var cache *manifest.Cache
-	defer func() { cache.Commit(err == nil) }()
-	askManifest := func() (*manifest.Manifest, error) {
-		cache.Commit(false)
-		cache = manifest.OpenCache(root.Root, !o.CheckOnly, o.Log)
-		get.Flags &^= syncproto.GetSketch
-		if cache.Sketching() {
-			get.Flags |= syncproto.GetSketch
-		}
-		if err := c.Send(get); err != nil {
-			cache.Close()
-			return nil, fmt.Errorf("asking for the manifest: %w", err)
-		}
-		// The count is at most syncproto.MaxFiles; a hostile one makes
-		// the collector lazier, no worse.
-		return manifest.Read(c, manifest.Options{Cache: cache, Send: c.Send, Count: sizeMemory})
+	defer func() { a.cache.Commit(err == nil) }()
+	if err := a.readManifest(); errors.Is(err, manifest.ErrUpToDate) {
+		return a.upToDate(), nil
+	} else if err != nil {
+		return nil, err
 	}
-	named := isIntact != nil
-	man, err := askManifest()
-	if errors.Is(err, manifest.ErrUpToDate) {
+	a.backupCtx, a.stopBackup = context.WithCancel(a.ctx)
+	defer a.stopBackup()
+	if err := a.plan(); err != nil {
+		return nil, err
+	}
+	if a.o.CheckOnly {
+		return a.checkOnly()
+	}
+	if err := a.preflight(); err != nil {
+		return nil, err
+	}
+	if err := a.download(); err != nil {
+		return a.fail(err)
+	}
+	if err := a.apply(); err != nil {
+		return a.fail(err)
+	}
+	a.res.Outcome = syncproto.OutcomeUpToDate
+	if !a.p.empty() {
+		a.res.Outcome = syncproto.OutcomeUpdated
+	}
+	a.report(syncproto.Report{Outcome: a.res.Outcome, Files: uint32(a.res.Fetched), Bytes: uint64(a.res.WireBytes)})
+	a.res.Received, a.res.Sent = a.c.Received(), a.c.Sent()
+	return a.res, nil
+}
+
+// connect opens the session and reads the server's welcome.
+func (a *attempt) connect() error {
+	c, w, err := hello(a.ctx, a.st, a.o)
+	if err != nil {
+		return err
+	}
+	a.c, a.w, a.full = c, w, !w.Compatible
+	a.res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message}
+	a.o.Log.Info("connected", "server", a.o.Server, "server_build", w.ServerBuild, "installed_build", a.st.Build,
+		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
+	return nil
+}
+
+// endSession closes the session, or hands it to 'run': a session that
+// ended well may stay open, whatever the sync's outcome, so that the
+// server can warn the user.
+func (a *attempt) endSession() {
+	if a.o.keep != nil && a.c.Acked() && a.c.Stay(a.o.Log) {
+		a.o.keep(a.c)
+		return
+	}
+	a.c.Close()
+}
+
+// report tells the server how the sync ended.
+func (a *attempt) report(r syncproto.Report) {
+	r.Build = a.st.Build
+	if !a.c.OutOfStep() {
+		a.c.Report(a.o.Log, r)
+		return
+	}
+	// What the server still sends on c could take long to read (the
+	// rest of a 1 GB transfer that a full disk cut short): c goes, and
+	// the report takes a session of its own.
+	a.c.Close()
+	ro := a.o
+	ro.Timeout = min(a.o.Timeout, session.ReportTimeout)
+	rc, _, err := session.Open(a.ctx, ro.Server, ro.Timeout, helloOf(a.st, ro))
+	if err != nil {
+		a.o.Log.Info("could not report the outcome to the server", "err", err)
+		return
+	}
+	rc.SetTimeout(a.o.Timeout)
+	rc.Report(a.o.Log, r)
+	a.c = rc // closed when the sync ends, or kept by 'run' as c would be
+}
+
+// confirmFull asks whether to go ahead with a full update, and opens a
+// new session if so: a person may take longer to answer than the server
+// waits, so the session that asked was closed.
+func (a *attempt) confirmFull() (declined bool, err error) {
+	ok, err := confirm(a.ctx, a.c, a.o, a.w)
+	if err != nil || !ok {
+		return !ok, err
+	}
+	c, w, err := hello(a.ctx, a.st, a.o)
+	if err != nil {
+		// A failed hello opens no session; a.c keeps the first one
+		// (closed by confirm) for endSession.
+		return false, err
+	}
+	a.c, a.w = c, w
+	a.full = !w.Compatible
+	a.res.Build, a.res.Compatible = w.ServerBuild, w.Compatible
+	return false, nil
+}
+
+// startCheck starts the no-op check when the state names the manifest
+// the install came from: the digest goes out at once, and the install is
+// checked while the server answers. An "up to date" needs the check's
+// result, and a manifest's plan uses what it found.
+func (a *attempt) startCheck() {
+	if wantRaw(a.o.Compress, a.c.RemoteAddr()) {
+		a.get.Flags |= syncproto.GetRaw
+	}
+	var checkCtx context.Context
+	checkCtx, a.stopCheck = context.WithCancel(a.ctx)
+	if have, err := hex.DecodeString(a.st.Manifest); err == nil && len(have) == len(a.get.Have) && !a.full {
+		copy(a.get.Have[:], have)
+		a.isIntact = make(chan state.Checked, 1)
+		files := a.st.Encoded()
+		go func() { a.isIntact <- state.Check(checkCtx, a.root.Root, files) }()
+	}
+}
+
+// checked waits for the check, so that nothing looks at the install
+// behind the sync's back, and returns what it found; stop cancels it
+// first.
+func (a *attempt) checked(stop bool) state.Checked {
+	if a.isIntact != nil {
+		if stop {
+			a.stopCheck()
+		}
+		a.found = <-a.isIntact
+		a.isIntact = nil
+	}
+	return a.found
+}
+
+// askManifest sends GetManifest and reads the manifest, or the server's
+// "up to date" (manifest.ErrUpToDate). The manifest kept from the last
+// one received, if any, names its entries so that only the others are
+// sent (see manifest.Cache).
+func (a *attempt) askManifest() (*manifest.Manifest, error) {
+	a.cache.Commit(false)
+	a.cache = manifest.OpenCache(a.root.Root, !a.o.CheckOnly, a.o.Log)
+	a.get.Flags &^= syncproto.GetSketch
+	if a.cache.Sketching() {
+		a.get.Flags |= syncproto.GetSketch
+	}
+	if err := a.c.Send(a.get); err != nil {
+		a.cache.Close()
+		return nil, fmt.Errorf("asking for the manifest: %w", err)
+	}
+	// The count is at most syncproto.MaxFiles; a hostile one makes the
+	// collector lazier, no worse.
+	return manifest.Read(a.c, manifest.Options{Cache: a.cache, Send: a.c.Send, Count: sizeMemory})
+}
+
+// readManifest gets the manifest, unless the install is as the current
+// manifest says (manifest.ErrUpToDate); the check has ended either way.
+func (a *attempt) readManifest() error {
+	named := a.isIntact != nil
+	man, err := a.askManifest()
+	switch {
+	case errors.Is(err, manifest.ErrUpToDate):
 		if !named {
 			// A server that says "up to date" to a client that
 			// named no manifest is lying.
-			return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
+			return fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
 		}
 		// Waiting for the check is right here: only a finished check
 		// can say the install is intact (a cancelled one says no).
-		if !checked(false).OK {
+		if !a.checked(false).OK {
 			// The release has not changed, but the install has: the
 			// manifest after all, to repair it.
-			get.Have = [32]byte{}
-			if man, err = askManifest(); errors.Is(err, manifest.ErrUpToDate) {
-				return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
+			a.get.Have = [32]byte{}
+			if man, err = a.askManifest(); errors.Is(err, manifest.ErrUpToDate) {
+				return fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
 			}
 		}
-	} else if err == nil {
+	case err == nil:
 		// A manifest came: the check finishes, and the plan looks up
 		// only the files it did not find as recorded.
-		checked(false)
-	} else {
-		checked(true)
+		a.checked(false)
+	default:
+		a.checked(true)
 	}
-	if errors.Is(err, manifest.ErrUpToDate) {
-		// The install is as the current manifest says: nothing to do,
-		// nothing to write but the time of the check.
-		res.Outcome = syncproto.OutcomeUpToDate
-		if o.CheckOnly {
-			res.Outcome = syncproto.OutcomeChecked
-		} else if err := recordCheck(root.Root, lastCheck{When: time.Now().UTC(), Server: o.Server, Build: st.Build}); err != nil {
-			o.Log.Info("recording the time of the check", "err", err)
-		}
-		report(syncproto.Report{Outcome: res.Outcome})
-		res.Received, res.Sent = c.Received(), c.Sent()
-		return res, nil
+	a.man = man
+	return err
+}
+
+// upToDate ends a sync whose install is as the current manifest says:
+// nothing to do, nothing to write but the time of the check.
+func (a *attempt) upToDate() *Result {
+	a.res.Outcome = syncproto.OutcomeUpToDate
+	if a.o.CheckOnly {
+		a.res.Outcome = syncproto.OutcomeChecked
+	} else if err := recordCheck(a.root.Root, lastCheck{When: time.Now().UTC(), Server: a.o.Server, Build: a.st.Build}); err != nil {
+		a.o.Log.Info("recording the time of the check", "err", err)
 	}
-	if err != nil {
-		return nil, err
-	}
-	// A manifest came: the release is not what the install holds. The
-	// backup of the install starts now, beside the plan, the checks and
-	// the download: it only reads the install and writes
-	// .smartclient/bkp_new, which nothing else touches, and it is not
-	// used before the switch. The free space is measured first, as it
-	// was before the backup took some. Where the file system cannot
-	// link, the backup copies every file: it waits for the checks.
-	var bkp *backup.Job
-	var free space
-	backupCtx, stopBackup := context.WithCancel(ctx)
-	defer stopBackup()
-	// dropUnused stops a backup that the sync will not use and removes
-	// what it made: no journal exists before the switch, so nothing
-	// needs it as a snapshot.
-	dropUnused := func() {
-		if bkp == nil {
-			return
-		}
-		stopBackup()
-		bkp.Wait()
-		bkp = nil
-		if err := root.RemoveAll(install.NewBackupDir); err != nil {
-			o.Log.Warn("removing an unused backup", "folder", install.NewBackupDir, "err", err)
+	a.report(syncproto.Report{Outcome: a.res.Outcome})
+	a.res.Received, a.res.Sent = a.c.Received(), a.c.Sent()
+	return a.res
+}
+
+// plan compares the manifest with the install. A manifest came: the
+// release is not what the install holds. The backup of the install
+// starts now, beside the plan, the checks and the download: it only reads
+// the install and writes .smartclient/bkp_new, which nothing else
+// touches, and it is not used before the switch. The free space is
+// measured first, as it was before the backup took some. Where the file
+// system cannot link, the backup copies every file: it waits for the
+// checks (see preflight).
+func (a *attempt) plan() error {
+	if !a.o.CheckOnly {
+		a.free = measureSpace(a.root)
+		if a.free.links {
+			a.bkp = backup.Start(a.backupCtx, a.root)
 		}
 	}
-	if !o.CheckOnly {
-		free = measureSpace(root)
-		if free.links {
-			bkp = backup.Start(backupCtx, root)
-		}
+	if err := a.st.LoadFiles(); err != nil {
+		a.dropBackup()
+		return fmt.Errorf("reading client state: %w", err)
 	}
-	if err := st.LoadFiles(); err != nil {
-		dropUnused()
-		return nil, fmt.Errorf("reading client state: %w", err)
-	}
-	p, err := makePlan(root.Root, st, man, full, found.Same(), o.Log)
-	found = state.Checked{}
+	p, err := makePlan(a.root.Root, a.st, a.man, a.full, a.found.Same(), a.o.Log)
+	a.found = state.Checked{}
 	// Nothing reads the encoded files any more: their mapping goes now,
 	// rather than count in the memory of the whole download.
-	st.Release()
+	a.st.Release()
 	if err != nil {
-		dropUnused()
-		return nil, err
+		a.dropBackup()
+		return err
 	}
 	if !p.changesContent() {
-		// Only times to set, or files to remove: the switch
-		// replaces no content and keeps no backup.
-		dropUnused()
+		// Only times to set, or files to remove: the switch replaces
+		// no content and keeps no backup.
+		a.dropBackup()
 	}
-	res.Touched, res.Removed, res.Kept = len(p.touch), len(p.remove), len(p.kept)
-	if o.CheckOnly {
-		res.Outcome = syncproto.OutcomeChecked
-		res.Fetched, res.FetchedBytes = len(p.fetch), p.fetchBytes
-		if err := fetch.Request(c, nil, nil); err != nil {
-			return nil, fmt.Errorf("ending the check: %w", err)
-		}
-		report(syncproto.Report{Outcome: syncproto.OutcomeChecked})
-		res.Received, res.Sent = c.Received(), c.Sent()
-		return res, nil
-	}
+	a.p = p
+	a.res.Touched, a.res.Removed, a.res.Kept = len(p.touch), len(p.remove), len(p.kept)
+	return nil
+}
 
-	// The checks before a download and the choice of deltas only read
-	// the install: both at once. Files the last attempt left whole are
-	// taken out of the deltas below.
+// dropBackup stops a backup that the sync will not use and removes what
+// it made: no journal exists before the switch, so nothing needs it as a
+// snapshot.
+func (a *attempt) dropBackup() {
+	if a.bkp == nil {
+		return
+	}
+	a.stopBackup()
+	a.bkp.Wait()
+	a.bkp = nil
+	if err := a.root.RemoveAll(install.NewBackupDir); err != nil {
+		a.o.Log.Warn("removing an unused backup", "folder", install.NewBackupDir, "err", err)
+	}
+}
+
+// checkOnly ends a sync that only says whether an update is available.
+func (a *attempt) checkOnly() (*Result, error) {
+	a.res.Outcome = syncproto.OutcomeChecked
+	a.res.Fetched, a.res.FetchedBytes = len(a.p.fetch), a.p.fetchBytes
+	if err := fetch.Request(a.c, nil, nil); err != nil {
+		return nil, fmt.Errorf("ending the check: %w", err)
+	}
+	a.report(syncproto.Report{Outcome: syncproto.OutcomeChecked})
+	a.res.Received, a.res.Sent = a.c.Received(), a.c.Sent()
+	return a.res, nil
+}
+
+// preflight checks that the update can be applied here, and chooses the
+// deltas: both only read the install, so both at once. The backup starts
+// now if it waited for the checks.
+func (a *attempt) preflight() error {
 	pre := make(chan error, 1)
-	go func() { pre <- preflight(root, man, p, free) }()
-	deltas := fetch.PlanDeltas(root, st, man, p.fetch, !o.noBlocks, o.Log)
+	go func() { pre <- preflight(a.root, a.man, a.p, a.free) }()
+	// Files the last attempt left whole are taken out of the deltas
+	// when they are moved back to staging (see download).
+	a.deltas = fetch.PlanDeltas(a.root, a.st, a.man, a.p.fetch, !a.o.noBlocks, a.o.Log)
 	if err := <-pre; err != nil {
-		dropUnused()
-		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
-		return nil, err
+		a.dropBackup()
+		a.report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
+		return err
 	}
-	if bkp == nil && p.changesContent() {
-		bkp = backup.Start(backupCtx, root)
+	if a.bkp == nil && a.p.changesContent() {
+		a.bkp = backup.Start(a.backupCtx, a.root)
 	}
-	fail := func(err error) (*Result, error) {
-		// The backup is of no use now: it stops, and journal.Tidy removes
-		// what it made.
-		stopBackup()
-		bkp.Wait()
-		// A lost connection, or the server's own final word, leaves
-		// nobody to report to.
-		var pe *syncproto.Error
-		if !lostConnection(err) && !errors.As(err, &pe) {
-			report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
-		}
-		if !root.Exists(journal.File) {
-			// Nothing of the update is in the install. What was
-			// received and verified is kept for the next sync; a
-			// kept journal keeps its staged files for the next start
-			// to finish or undo.
-			fetch.KeepForResume(root, o.Log)
-			journal.Tidy(root, o.Log)
-		}
-		return nil, err
-	}
-	download, reused, reusedBytes := fetch.ReuseDownloads(root, man, p.fetch)
-	res.Reused = reused
+	return nil
+}
+
+// download fetches what the plan fetches into staging, less what the
+// last attempt received whole, and makes the links.
+func (a *attempt) download() error {
+	download, reused, reusedBytes := fetch.ReuseDownloads(a.root, a.man, a.p.fetch)
+	a.res.Reused = reused
 	if reused > 0 {
 		keep := make(map[int]bool, len(download))
 		for _, i := range download {
 			keep[i] = true
 		}
-		maps.DeleteFunc(deltas, func(i int, _ *fetch.Delta) bool { return !keep[i] })
+		maps.DeleteFunc(a.deltas, func(i int, _ *fetch.Delta) bool { return !keep[i] })
 	}
-	if err := fetch.Request(c, download, deltas); err != nil {
+	if err := fetch.Request(a.c, download, a.deltas); err != nil {
 		// Files reused from the last attempt are in staging now: fail
 		// keeps them for the next one.
-		c.SetOutOfStep()
-		return fail(fmt.Errorf("requesting files: %w", err))
+		a.c.SetOutOfStep()
+		return fmt.Errorf("requesting files: %w", err)
 	}
-	o.Progress.Start(len(download), p.fetchBytes-reusedBytes)
-	fe := fetch.New(c, root, man, deltas, o.Progress, o.Log)
-	err = fe.Fetch(ctx, download)
-	o.Progress.Finish()
+	a.o.Progress.Start(len(download), a.p.fetchBytes-reusedBytes)
+	fe := fetch.New(a.c, a.root, a.man, a.deltas, a.o.Progress, a.o.Log)
+	err := fe.Fetch(a.ctx, download)
+	a.o.Progress.Finish()
 	if err != nil {
-		c.SetOutOfStep()
+		a.c.SetOutOfStep()
 		var pe *syncproto.Error
 		if errors.As(err, &pe) {
 			err = fmt.Errorf("the server stopped the transfer: %w", err)
 		}
-		return fail(err)
+		return err
 	}
-	res.Fetched, res.FetchedBytes, res.WireBytes, res.Copied = len(download), p.fetchBytes-reusedBytes, fe.Wire(), fe.Copied()
-	if err := fetch.StageLinks(root, man, p.links); err != nil {
-		return fail(err)
-	}
+	a.res.Fetched, a.res.FetchedBytes, a.res.WireBytes, a.res.Copied = len(download), a.p.fetchBytes-reusedBytes, fe.Wire(), fe.Copied()
+	return fetch.StageLinks(a.root, a.man, a.p.links)
+}
 
-	// Every file is staged and verified: only now is the install
-	// touched, after a last chance to stop.
-	if err := ctx.Err(); err != nil {
-		return fail(err)
+// apply backs up and switches: every file is staged and verified, and
+// only now is the install touched, after a last chance to stop. Once the
+// switch is committed the update stands.
+func (a *attempt) apply() error {
+	if err := a.ctx.Err(); err != nil {
+		return err
 	}
-	j := &journal.Journal{Remove: p.remove, State: nextState(st, man, p, o)}
+	p, man := a.p, a.man
+	j := &journal.Journal{Remove: p.remove, State: nextState(a.st, man, p, a.o)}
 	p.known = nil // in the new state now
 	if p.changesContent() {
-		if j.Backup, err = bkp.Wait(); err != nil {
-			return fail(err)
+		var err error
+		if j.Backup, err = a.bkp.Wait(); err != nil {
+			return err
 		}
 		if path, timeout := man.PostInstall(); path != "" {
 			j.PostInstall = &journal.PostInstallStep{Path: path, Timeout: timeout}
@@ -561,21 +661,37 @@ func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Option
 	for _, i := range p.touch {
 		j.Touch = append(j.Touch, journal.TouchStep{Path: man.File(i).Path, MtimeNs: man.File(i).MtimeNs})
 	}
-	if err := journal.Commit(ctx, root, j, o.Log); err != nil {
-		return fail(fmt.Errorf("applying the update: %w", err))
+	if err := journal.Commit(a.ctx, a.root, j, a.o.Log); err != nil {
+		return fmt.Errorf("applying the update: %w", err)
 	}
 	if j.Backup {
-		res.Backup = backup.Newest(root)
+		a.res.Backup = backup.Newest(a.root)
 	}
-	*st = *j.State
-	fetch.PruneLists(root, st)
-	res.Outcome = syncproto.OutcomeUpToDate
-	if !p.empty() {
-		res.Outcome = syncproto.OutcomeUpdated
+	*a.st = *j.State
+	fetch.PruneLists(a.root, a.st)
+	return nil
+}
+
+// fail ends a sync that failed once the plan was made.
+func (a *attempt) fail(err error) (*Result, error) {
+	// The backup is of no use now: it stops, and journal.Tidy removes
+	// what it made.
+	a.stopBackup()
+	a.bkp.Wait()
+	// A lost connection, or the server's own final word, leaves nobody
+	// to report to.
+	var pe *syncproto.Error
+	if !lostConnection(err) && !errors.As(err, &pe) {
+		a.report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 	}
-	report(syncproto.Report{Outcome: res.Outcome, Files: uint32(res.Fetched), Bytes: uint64(res.WireBytes)})
-	res.Received, res.Sent = c.Received(), c.Sent()
-	return res, nil
+	if !a.root.Exists(journal.File) {
+		// Nothing of the update is in the install. What was received
+		// and verified is kept for the next sync; a kept journal keeps
+		// its staged files for the next start to finish or undo.
+		fetch.KeepForResume(a.root, a.o.Log)
+		journal.Tidy(a.root, a.o.Log)
+	}
+	return nil, err
 }
 
 // confirm asks whether to go ahead with a full update. The session is
