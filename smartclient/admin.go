@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/session"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -116,7 +117,7 @@ func Admin(ctx context.Context, o AdminOptions) (*syncproto.UpdateStatus, error)
 		o.PollInterval = DefaultPollInterval
 	}
 	if o.Op != syncproto.OpUpdate {
-		c, err := dial(ctx, o.Server, o.Timeout)
+		c, err := session.Dial(ctx, o.Server, o.Timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -190,7 +191,7 @@ func adminRequest(c *conn, o *AdminOptions, op syncproto.AdminOp) error {
 	if err != nil {
 		return err
 	}
-	if err := c.send(key); err != nil {
+	if err := c.Send(key); err != nil {
 		return fmt.Errorf("sending the session key: %w", err)
 	}
 	m, err := c.Expect(syncproto.MsgAdminKey)
@@ -211,7 +212,7 @@ func adminRequest(c *conn, o *AdminOptions, op syncproto.AdminOp) error {
 			a.Flags |= syncproto.AdminAllowDowngrade
 		}
 	}
-	if err := c.send(a); err != nil {
+	if err := c.Send(a); err != nil {
 		return fmt.Errorf("sending the request: %w", err)
 	}
 	return nil
@@ -238,7 +239,7 @@ func readStatus(c *conn, event func(string)) (*syncproto.UpdateStatus, error) {
 
 // adminUpdate sends OpUpdate and follows it to its outcome.
 func adminUpdate(ctx context.Context, o *AdminOptions) (*syncproto.UpdateStatus, error) {
-	c, err := dial(ctx, o.Server, o.Timeout)
+	c, err := session.Dial(ctx, o.Server, o.Timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +250,7 @@ func adminUpdate(ctx context.Context, o *AdminOptions) (*syncproto.UpdateStatus,
 	// The server may stay silent for long while it fetches the release
 	// and counts down; a session that hears nothing for the countdown
 	// and the whole wait besides has lost its server.
-	c.timeout = max(o.Timeout, o.Countdown+o.Wait)
+	c.SetTimeout(max(o.Timeout, o.Countdown+o.Wait))
 	id := ""
 	for {
 		st, err := readStatus(c, o.Event)
@@ -323,7 +324,7 @@ func pollOutcome(ctx context.Context, o *AdminOptions, id string) (*syncproto.Up
 func pollOnce(ctx context.Context, o *AdminOptions) (st *syncproto.UpdateStatus, retry bool, err error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c, err := dial(actx, o.Server, o.Timeout)
+	c, err := session.Dial(actx, o.Server, o.Timeout)
 	if err != nil {
 		return nil, true, err
 	}

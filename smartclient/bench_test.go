@@ -12,17 +12,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest/manifesttest"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/zeebo/blake3"
 )
 
 // benchInstall makes an install of n small files in 125 folders with the
 // state a sync would have left, and the manifest it came from.
-func benchInstall(b *testing.B, n int) (string, *manifest) {
+func benchInstall(b *testing.B, n int) (string, *manifest.Manifest) {
 	b.Helper()
 	dir := b.TempDir()
 	mt := time.Date(2024, 1, 15, 10, 0, 0, 0, time.UTC)
-	st := &State{Version: stateVersion, ClientID: "bench", Build: "7.00.240501A", Files: map[string]FileState{}}
-	man := &manifest{Build: st.Build}
+	st := &state.State{Version: state.Version, ClientID: "bench", Build: "7.00.240501A", Files: map[string]state.FileState{}}
+	var files []manifest.File
 	for i := range n {
 		rel := fmt.Sprintf("d%03d/sub%d/file%05d.dll", i%125, i%3, i)
 		p := filepath.Join(dir, filepath.FromSlash(rel))
@@ -36,20 +40,21 @@ func benchInstall(b *testing.B, n int) (string, *manifest) {
 			b.Fatal(err)
 		}
 		h := blake3.Sum256([]byte(rel))
-		st.Files[rel] = FileState{Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Hash: hex.EncodeToString(h[:]), ServerMtimeNs: mt.UnixNano()}
-		man.Files = append(man.Files, remoteFile{Path: rel, Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Mode: 0o644, Hash: h})
+		st.Files[rel] = state.FileState{Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Hash: hex.EncodeToString(h[:]), ServerMtimeNs: mt.UnixNano()}
+		files = append(files, manifest.File{Path: rel, Size: int64(len(rel)), MtimeNs: mt.UnixNano(), Mode: 0o644, Hash: h})
 	}
 	// The server sends its manifest sorted by path.
-	slices.SortFunc(man.Files, func(a, b remoteFile) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(files, func(a, b manifest.File) int { return strings.Compare(a.Path, b.Path) })
+	man := manifesttest.New(b, st.Build, files...)
 	r, err := os.OpenRoot(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, install.MetaDir), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	if err := st.save(disk{Root: r}); err != nil {
+	if err := st.Save(&install.Disk{Root: r}); err != nil {
 		b.Fatal(err)
 	}
 	return dir, man
@@ -67,7 +72,7 @@ func BenchmarkNoopCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		// As Sync reads it: the files stay encoded.
-		st, err := readState(dir)
+		st, err := state.Read(dir)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -86,7 +91,7 @@ func BenchmarkPlanNoop(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	st, err := loadState(dir)
+	st, err := state.Load(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,7 +102,7 @@ func BenchmarkPlanNoop(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if !p.empty() || len(p.current) != len(man.Files) {
+		if !p.empty() || len(p.current) != man.Len() {
 			b.Fatalf("plan of a current install: %d to fetch, %d current", len(p.fetch), len(p.current))
 		}
 	}
@@ -107,7 +112,7 @@ func BenchmarkLoadState(b *testing.B) {
 	dir, _ := benchInstall(b, 20000)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := loadState(dir); err != nil {
+		if _, err := state.Load(dir); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -120,7 +125,7 @@ func BenchmarkIntact(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	st, err := readState(dir)
+	st, err := state.Read(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -128,80 +133,6 @@ func BenchmarkIntact(b *testing.B) {
 	for b.Loop() {
 		if !intact(context.Background(), r, st) {
 			b.Fatal("install not intact")
-		}
-	}
-}
-
-// benchState is a state of n files as benchInstall records them.
-func benchState(n int) *State {
-	mt := time.Date(2024, 1, 15, 10, 0, 0, 0, time.UTC).UnixNano()
-	st := &State{Version: stateVersion, ClientID: "bench", Build: "7.00.240501A", OS: "windows", Server: "erp:1234",
-		LastSync: time.Now().UTC(), LastOutcome: "updated", Files: make(map[string]FileState, n)}
-	for i := range n {
-		rel := fmt.Sprintf("d%03d/sub%d/file%05d.dll", i%125, i%3, i)
-		h := blake3.Sum256([]byte(rel))
-		st.Files[rel] = FileState{Size: int64(len(rel)), MtimeNs: mt, Hash: hex.EncodeToString(h[:]), ServerMtimeNs: mt}
-	}
-	return st
-}
-
-// BenchmarkUnmarshalState decodes the state of 20,000 files, which every
-// sync, the no-op check included, reads first.
-func BenchmarkUnmarshalState(b *testing.B) {
-	data := marshalState(benchState(20000))
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := unmarshalState(data); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkMarshalState encodes the state of 20,000 files, as every sync
-// that changes something does.
-func BenchmarkMarshalState(b *testing.B) {
-	st := benchState(20000)
-	b.ReportAllocs()
-	for b.Loop() {
-		marshalState(st)
-	}
-}
-
-// BenchmarkWriteJournal writes the journal of an update of 1,000 of
-// 20,000 files (the new state whole, and the previous one), as the switch
-// does before its first rename, after the file system sync (not
-// counted).
-func BenchmarkWriteJournal(b *testing.B) {
-	// The journal keeps the current state file; the files themselves are
-	// not read.
-	dir := b.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
-		b.Fatal(err)
-	}
-	r, err := os.OpenRoot(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
-	d := disk{Root: r}
-	st := benchState(20000)
-	if err := st.save(d); err != nil {
-		b.Fatal(err)
-	}
-	j := &journal{State: st, Hashes: map[string]string{}}
-	for name, k := range st.Files {
-		if len(j.Install) == 1000 {
-			break
-		}
-		j.Install = append(j.Install, name)
-		j.Hashes[name] = k.Hash
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		j.stateFiles = nil // encoded each time, as each sync does
-		if err := saveJournal(d, j); err != nil {
-			b.Fatal(err)
 		}
 	}
 }

@@ -1,26 +1,31 @@
-// Package smartclient is the update client as a library. One sync:
+// Package smartclient is the update client as a library. One sync, as
+// sync.go's attempt takes it step by step:
 //
-//  1. recover: finish any switch a crash interrupted (the journal);
+//  1. recover: finish any switch a crash interrupted (internal/journal);
 //  2. hello: send the installed build, OS and client id; the server's
 //     welcome says whether the builds are compatible and updates enabled;
-//     an incompatible build asks before a full update;
+//     an incompatible build asks before a full update (internal/session);
 //  3. check: when every file is as the state records it, name the digest
 //     of the manifest it came from; a server whose manifest is the same
-//     answers "up to date" and the sync ends here (quick.go);
-//  4. plan: compare the validated manifest with the install folder and
-//     the client's own state (.smartclient/state.bin): missing or changed
-//     files are fetched, files whose content is known to match only get
-//     their mtime fixed, files an earlier sync installed and the server no
-//     longer lists are removed, files the client never installed are left
-//     alone, and preserved files are kept unless missing or the update is
-//     full;
+//     answers "up to date" and the sync ends here (quick.go, and
+//     internal/state for the look at every file);
+//  4. plan: compare the validated manifest (internal/manifest) with the
+//     install folder and the client's own state (.smartclient/state.bin):
+//     missing or changed files are fetched, files whose content is known
+//     to match only get their mtime fixed, files an earlier sync installed
+//     and the server no longer lists are removed, files the client never
+//     installed are left alone, and preserved files are kept unless
+//     missing or the update is full (plan.go, preflight.go);
 //  5. fetch into .smartclient/staging, verifying every file's size and
 //     BLAKE3 hash as it streams; a file whose path holds an older version
-//     comes as a delta from it (delta.go), small files are written beside
-//     the receiving loop;
-//  6. back up the install into bkp_remote.00N (rotating three), then
-//     switch by renames under a journal made durable first;
+//     comes as a delta from it, small files are written beside the
+//     receiving loop (internal/fetch);
+//  6. back up the install into bkp_remote.00N (rotating three,
+//     internal/backup), then switch by renames under a journal made
+//     durable first (internal/journal);
 //  7. record the new state and report the outcome to the server.
 //
-// Any failure before step 6 leaves the install folder as it was.
+// Every change to the install folder goes through its file-system seam,
+// internal/install. Any failure before step 6 leaves the install folder as
+// it was.
 package smartclient

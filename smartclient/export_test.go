@@ -4,33 +4,37 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 )
 
 // SetWriteFault lets the black-box tests make a staged write fail; see
-// writeFault. It returns a function that restores the previous hook.
+// install.Faults.Write. It returns a function that restores the previous
+// hook.
 func SetWriteFault(f func(name string, off int64, n int) (int, error)) func() {
-	saved := writeFault
-	writeFault = f
-	return func() { writeFault = saved }
+	saved := testFaults.Write
+	testFaults.Write = f
+	return func() { testFaults.Write = saved }
 }
 
 // SetFaultHook lets the black-box tests see, or fail, the file system
-// operations of the client (see faultHook) until the test ends.
+// operations of the client (see install.Faults.Op) until the test ends.
 func SetFaultHook(t interface{ Cleanup(func()) }, f func(op, name string) error) {
-	saved := faultHook
-	faultHook = f
-	t.Cleanup(func() { faultHook = saved })
+	saved := testFaults.Op
+	testFaults.Op = f
+	t.Cleanup(func() { testFaults.Op = saved })
 }
 
 // DowngradeState rewrites the state file of dir, an install or a backup
 // folder, as the JSON state.json of the builds before the binary one.
 func DowngradeState(dir string) error {
-	bin := filepath.Join(dir, filepath.FromSlash(stateFile))
+	bin := filepath.Join(dir, filepath.FromSlash(state.File))
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return err
 	}
-	st, err := unmarshalState(data)
+	st, err := state.Unmarshal(data)
 	if err != nil {
 		return err
 	}
@@ -38,14 +42,18 @@ func DowngradeState(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(legacyStateFile)), js, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(state.LegacyFile)), js, 0o644); err != nil {
 		return err
 	}
 	return os.Remove(bin)
 }
 
 // ReadState reads the state of dir, an install folder.
-func ReadState(dir string) (*State, error) { return loadState(dir) }
+func ReadState(dir string) (*state.State, error) { return state.Load(dir) }
 
 // RetryWait is retryWait, for the test of its bounds.
 var RetryWait = retryWait
+
+// FreeSpace lets the black-box tests in package smartclient_test size a
+// manifest that cannot fit on the disk they run on.
+var FreeSpace = install.FreeSpace

@@ -13,186 +13,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/zeebo/blake3"
 )
-
-// remoteFile is one file of the server's manifest, as the client uses it.
-type remoteFile struct {
-	Path     string
-	Size     int64
-	MtimeNs  int64
-	Mode     fs.FileMode
-	Hash     [32]byte
-	Preserve bool
-	Target   string // a symbolic link's target; "" for a file
-}
-
-// manifest is the validated list of the server's files; a file's index in
-// Files is its index on the wire.
-type manifest struct {
-	Build string
-	Files []remoteFile
-	Total int64
-	// PostInstall is the listed file to run after a switch that changed
-	// files, for at most PostInstallTimeout; "" for none.
-	PostInstall        string
-	PostInstallTimeout time.Duration
-	Digest             [32]byte // see syncproto.Digester
-}
-
-// errUpToDate is what readManifest returns when the server answered
-// UpToDate instead of sending a manifest.
-var errUpToDate = errors.New("smartclient: the installed manifest is current")
-
-// ErrBadManifest marks a manifest the client refuses before it downloads
-// a byte.
-var ErrBadManifest = errors.New("smartclient: server sent an invalid manifest")
-
-// expecter reads the next message, of any type or of type t.
-type expecter interface {
-	Read() (syncproto.Message, error)
-	Expect(t syncproto.MsgType) (syncproto.Message, error)
-}
-
-// readManifest reads and validates a whole manifest. It runs before the
-// client requests a single file, so a manifest with one bad entry costs
-// nothing but the manifest: see validate.go for what is refused and why.
-func readManifest(r expecter) (*manifest, error) {
-	return readManifestWith(r, nil, nil)
-}
-
-// readManifestWith is readManifest with the client's kept manifest, if
-// cache is not nil: it keeps the manifest it reads, and when the client
-// asked with GetSketch it sends the sketch with send and rebuilds the
-// manifest from the server's entries and runs of kept ones.
-func readManifestWith(r expecter, cache *manifestCache, send func(...syncproto.Message) error) (man *manifest, err error) {
-	drop := false // the kept manifest gave a wrong one
-	defer func() { cache.close(err == nil, drop) }()
-	m, err := r.Read()
-	if err != nil {
-		return nil, fmt.Errorf("reading manifest: %w", err)
-	}
-	if _, ok := m.(syncproto.UpToDate); ok {
-		return nil, errUpToDate
-	}
-	h, ok := m.(syncproto.ManifestHeader)
-	if !ok {
-		return nil, fmt.Errorf("reading manifest: expected ManifestHeader or UpToDate, got %v: %w", m.Type(), syncproto.ErrUnexpected)
-	}
-	// The count is at most syncproto.MaxFiles; a hostile one makes the
-	// collector lazier, no worse.
-	sizeMemory(int(h.Count))
-	cache.keep(h)
-	sketch := cache.sketching()
-	if sketch {
-		if err := cache.sendSketch(send); err != nil {
-			return nil, err
-		}
-	}
-	digest := syncproto.NewDigester(h)
-	man = &manifest{Build: h.Build, Files: make([]remoteFile, 0, min(h.Count, 1<<16)),
-		PostInstall: h.PostInstall, PostInstallTimeout: time.Duration(h.PostInstallTimeout) * time.Second}
-	// seen maps every path's fold key to its entry: two paths with one
-	// key are one file on Windows or macOS, so the manifest may not hold
-	// both.
-	seen := make(map[string]int, min(h.Count, 1<<16))
-	keys := make([]string, 0, min(h.Count, 1<<16))
-	pathBytes := 0
-	var same uint32 // entries of the current run of kept ones still to come
-	for i := range h.Count {
-		var e syncproto.ManifestEntry
-		if same > 0 {
-			if e, err = cache.entry(); err != nil {
-				return nil, err
-			}
-			same--
-		} else {
-			m, err := r.Read()
-			if err != nil {
-				return nil, fmt.Errorf("reading manifest entry %d of %d: %w", i, h.Count, err)
-			}
-			switch m := m.(type) {
-			case syncproto.ManifestEntry:
-				e = m
-			case syncproto.ManifestSame:
-				if !sketch {
-					return nil, fmt.Errorf("reading manifest entry %d of %d: a run of kept entries, but the client sent no sketch: %w", i, h.Count, syncproto.ErrUnexpected)
-				}
-				if uint64(m.Count) > uint64(h.Count-i) {
-					return nil, fmt.Errorf("%w: a run of %d kept entries at entry %d of %d", ErrBadManifest, m.Count, i, h.Count)
-				}
-				if err := cache.run(m); err != nil {
-					return nil, err
-				}
-				if e, err = cache.entry(); err != nil {
-					return nil, err
-				}
-				same = m.Count - 1
-			default:
-				return nil, fmt.Errorf("reading manifest entry %d of %d: expected ManifestEntry, got %v: %w", i, h.Count, m.Type(), syncproto.ErrUnexpected)
-			}
-		}
-		cache.keep(e)
-		digest.Add(e)
-		pathBytes += len(e.Path)
-		if pathBytes > syncproto.MaxManifestPathBytes {
-			return nil, fmt.Errorf("%w: paths add up to more than %d bytes", ErrBadManifest, syncproto.MaxManifestPathBytes)
-		}
-		f, err := checkEntry(e)
-		if err != nil {
-			return nil, fmt.Errorf("%w: entry %d %q: %w", ErrBadManifest, i, e.Path, err)
-		}
-		key := foldKey(e.Path)
-		if j, dup := seen[key]; dup {
-			if other := man.Files[j].Path; other != e.Path {
-				return nil, fmt.Errorf("%w: entries %d %q and %d %q are one file on Windows or macOS (%s)",
-					ErrBadManifest, j, other, i, e.Path, sameFileWhy(other, e.Path))
-			}
-			return nil, fmt.Errorf("%w: entries %d and %d are both %q", ErrBadManifest, j, i, e.Path)
-		}
-		seen[key] = int(i)
-		keys = append(keys, key)
-		man.Total += f.Size // no overflow: at most MaxFiles entries of maxFileSize
-		man.Files = append(man.Files, f)
-	}
-	man.Digest = digest.Sum()
-	if sketch {
-		m, err := r.Expect(syncproto.MsgManifestEnd)
-		if err != nil {
-			return nil, fmt.Errorf("reading the manifest's digest: %w", err)
-		}
-		if d := m.(syncproto.ManifestEnd).Digest; d != man.Digest {
-			// The kept manifest will not be asked by again.
-			drop = true
-			return nil, fmt.Errorf("%w: the manifest rebuilt from the kept one has digest %x, the server's is %x; the kept one is dropped", ErrBadManifest, man.Digest, d)
-		}
-	}
-	if err := checkLinks(man.Files); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadManifest, err)
-	}
-	if uint64(man.Total) != h.TotalBytes {
-		return nil, fmt.Errorf("%w: entries add up to %d bytes, header says %d", ErrBadManifest, man.Total, h.TotalBytes)
-	}
-	// A file may not sit below another file's name ("a" and "a/b", or
-	// "A/b"). Every parent of every path is looked up, rather than
-	// neighbours compared after sorting, which misses "a", "a-b", "a/c".
-	for i, key := range keys {
-		for j := strings.LastIndexByte(key, '/'); j > 0; j = strings.LastIndexByte(key[:j], '/') {
-			if k, ok := seen[key[:j]]; ok {
-				return nil, fmt.Errorf("%w: entry %d %q is a file, and entry %d %q needs it to be a folder",
-					ErrBadManifest, k, man.Files[k].Path, i, man.Files[i].Path)
-			}
-		}
-	}
-	if man.PostInstall != "" && !slices.ContainsFunc(man.Files, func(f remoteFile) bool { return f.Path == man.PostInstall }) {
-		return nil, fmt.Errorf("%w: the post-install program %q is not in the manifest", ErrBadManifest, man.PostInstall)
-	}
-	if man.PostInstall != "" && (man.PostInstallTimeout <= 0 || man.PostInstallTimeout > time.Hour) {
-		return nil, fmt.Errorf("%w: post-install time limit %v out of range", ErrBadManifest, man.PostInstallTimeout)
-	}
-	return man, nil
-}
 
 // plan is what one sync will do.
 type plan struct {
@@ -205,7 +30,7 @@ type plan struct {
 	fetchBytes int64
 	// known holds what the client now knows of current files: the
 	// state for the next sync.
-	known map[string]FileState
+	known map[string]state.FileState
 }
 
 func (p *plan) empty() bool {
@@ -219,11 +44,11 @@ func (p *plan) changesContent() bool {
 }
 
 // changes lists the plan for people, in manifest order then removals.
-func (p *plan) changes(man *manifest) []Change {
+func (p *plan) changes(man *manifest.Manifest) []Change {
 	var out []Change
 	add := func(kind string, idx []int) {
 		for _, i := range idx {
-			out = append(out, Change{Kind: kind, Path: man.Files[i].Path})
+			out = append(out, Change{Kind: kind, Path: man.File(i).Path})
 		}
 	}
 	add("fetch", p.fetch)
@@ -243,13 +68,13 @@ func (p *plan) installs() []int { return slices.Concat(p.fetch, p.links) }
 // makePlan compares the manifest with the install folder. A full plan
 // (incompatible builds) fetches every file, preserved ones included. same
 // names regular files just found with the size and mtime the state
-// records (see checkInstall), which are not looked up again.
-func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[string]bool, log *slog.Logger) (*plan, error) {
-	p := &plan{known: make(map[string]FileState, len(man.Files))}
-	listed := make(map[string]bool, len(man.Files))
-	d := newDisk(root) // one open per folder, not per file
-	defer d.close()
-	for i, f := range man.Files {
+// records (see state.Check), which are not looked up again.
+func makePlan(root *os.Root, st *state.State, man *manifest.Manifest, full bool, same map[string]bool, log *slog.Logger) (*plan, error) {
+	p := &plan{known: make(map[string]state.FileState, man.Len())}
+	listed := make(map[string]bool, man.Len())
+	d := install.New(root) // one open per folder, not per file
+	defer d.CloseCache()
+	for i, f := range man.All() {
 		listed[strings.ToLower(f.Path)] = true
 		var fi fs.FileInfo
 		var err error
@@ -301,13 +126,13 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[strin
 			p.fetch = append(p.fetch, i)
 		case fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs:
 			p.current = append(p.current, i)
-			p.known[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: string(hexHash[:]), ServerMtimeNs: f.MtimeNs}
+			p.known[f.Path] = state.FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: string(hexHash[:]), ServerMtimeNs: f.MtimeNs}
 		default:
 			p.fetch = append(p.fetch, i)
 		}
 	}
 	for _, i := range p.fetch {
-		p.fetchBytes += man.Files[i].Size
+		p.fetchBytes += man.File(i).Size
 	}
 	for name, k := range st.Files {
 		switch {
@@ -346,7 +171,7 @@ func makePlan(root *os.Root, st *State, man *manifest, full bool, same map[strin
 // records it.
 type recordedInfo struct {
 	name string
-	k    FileState
+	k    state.FileState
 }
 
 func (r recordedInfo) Name() string       { return r.name }
@@ -358,7 +183,7 @@ func (r recordedInfo) Sys() any           { return nil }
 
 // planLink decides for the link f: current if the install has that very
 // link, made anew otherwise (replacing a file or another link).
-func planLink(root *os.Root, p *plan, i int, f remoteFile, fi fs.FileInfo, err error) error {
+func planLink(root *os.Root, p *plan, i int, f manifest.File, fi fs.FileInfo, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -368,7 +193,7 @@ func planLink(root *os.Root, p *plan, i int, f remoteFile, fi fs.FileInfo, err e
 	case fi.Mode()&fs.ModeSymlink != 0:
 		if t, err := root.Readlink(f.Path); err == nil && t == f.Target {
 			p.current = append(p.current, i)
-			p.known[f.Path] = FileState{Size: f.Size, MtimeNs: fi.ModTime().UnixNano(), Hash: hex.EncodeToString(f.Hash[:]), ServerMtimeNs: f.MtimeNs}
+			p.known[f.Path] = state.FileState{Size: f.Size, MtimeNs: fi.ModTime().UnixNano(), Hash: hex.EncodeToString(f.Hash[:]), ServerMtimeNs: f.MtimeNs}
 			return nil
 		}
 	}
@@ -406,7 +231,7 @@ func (l *linkFinder) via(dir string) bool {
 // written or removed through a symbolic link planted in the install: the
 // os.Root keeps the client inside the install folder, but a link inside
 // it would still redirect a write to another of its files.
-func checkParents(root *os.Root, man *manifest, p *plan) error {
+func checkParents(root *os.Root, man *manifest.Manifest, p *plan) error {
 	removing := make(map[string]bool, len(p.remove))
 	for _, r := range p.remove {
 		removing[r] = true
@@ -414,7 +239,7 @@ func checkParents(root *os.Root, man *manifest, p *plan) error {
 	viaLink := (&linkFinder{root: root, removing: removing}).via
 	checked := map[string]bool{}
 	for _, i := range p.installs() {
-		name := man.Files[i].Path
+		name := man.File(i).Path
 		if viaLink(path.Dir(name)) {
 			return fmt.Errorf("planning: will not install %s: a folder on its path in the install is a symbolic link", name)
 		}
@@ -441,15 +266,15 @@ func checkParents(root *os.Root, man *manifest, p *plan) error {
 	}
 	for _, list := range []*[]int{&p.current, &p.touch, &p.kept} {
 		*list = slices.DeleteFunc(*list, func(i int) bool {
-			if !underRemoved(man.Files[i].Path) {
+			if !underRemoved(man.File(i).Path) {
 				return false
 			}
-			delete(p.known, man.Files[i].Path)
-			if man.Files[i].Target != "" {
+			delete(p.known, man.File(i).Path)
+			if man.File(i).Target != "" {
 				p.links = append(p.links, i)
 			} else {
 				p.fetch = append(p.fetch, i)
-				p.fetchBytes += man.Files[i].Size
+				p.fetchBytes += man.File(i).Size
 			}
 			return true
 		})

@@ -6,6 +6,10 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/backup"
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
 )
 
 // ErrPreflight marks an update that cannot be applied, found out before
@@ -17,7 +21,7 @@ var ErrPreflight = errors.New("smartclient: the update cannot be applied here")
 // write, and the file system has room for the staged files plus what the
 // backup copies. free is the free space as measured before the backup
 // started (see measureSpace).
-func preflight(d disk, man *manifest, p *plan, free space) error {
+func preflight(d *install.Disk, man *manifest.Manifest, p *plan, free space) error {
 	var problems []string
 	checked := map[string]bool{}
 	// The folder a file is created in, or renamed out of, must be
@@ -43,9 +47,9 @@ func preflight(d disk, man *manifest, p *plan, free space) error {
 		}
 		dirOf(p)
 	}
-	dirOf(metaDir + "/x")
+	dirOf(install.MetaDir + "/x")
 	for _, i := range p.installs() {
-		file(man.Files[i].Path)
+		file(man.File(i).Path)
 	}
 	for _, name := range p.remove {
 		file(name)
@@ -78,9 +82,6 @@ func preflight(d disk, man *manifest, p *plan, free space) error {
 	return nil
 }
 
-// measureFree is freeSpace, or what a test says it is.
-var measureFree = freeSpace
-
 // space is the free space of the install's file system, or why it is
 // unknown.
 type space struct {
@@ -93,17 +94,17 @@ type space struct {
 // the update needs, and whether the backup can link. It is measured before
 // the backup starts, which takes some of it for the INI copies that
 // preflight counts.
-func measureSpace(d disk) space {
-	n, err := measureFree(d.Name())
+func measureSpace(d *install.Disk) space {
+	n, err := d.FreeSpace()
 	return space{n, err, probeLink(d)}
 }
 
 // backupCopyBytes is what a backup of the install would copy rather than
 // link: the INI files, or everything where the file system cannot link.
-func backupCopyBytes(d disk, canLink bool) (int64, error) {
+func backupCopyBytes(d *install.Disk, canLink bool) (int64, error) {
 	var n int64
-	err := d.walkInstall(func(p string, e fs.DirEntry) error {
-		if !e.Type().IsRegular() || (canLink && !isINI(p)) {
+	err := d.WalkInstall(func(p string, e fs.DirEntry) error {
+		if !e.Type().IsRegular() || (canLink && !backup.Copied(p)) {
 			return nil
 		}
 		fi, err := e.Info()
@@ -116,14 +117,35 @@ func backupCopyBytes(d disk, canLink bool) (int64, error) {
 }
 
 // probeLink reports whether the install's file system takes hard links.
-func probeLink(d disk) bool {
-	const a, b = metaDir + "/.linkprobe", metaDir + "/.linkprobe2"
+func probeLink(d *install.Disk) bool {
+	const a, b = install.MetaDir + "/.linkprobe", install.MetaDir + "/.linkprobe2"
 	defer d.Root.Remove(a)
 	defer d.Root.Remove(b)
-	if d.Root.MkdirAll(metaDir, 0o755) != nil || d.Root.WriteFile(a, nil, 0o644) != nil {
+	if d.Root.MkdirAll(install.MetaDir, 0o755) != nil || d.Root.WriteFile(a, nil, 0o644) != nil {
 		return false
 	}
 	return d.Link(a, b) == nil
 }
 
-func isINI(p string) bool { return strings.EqualFold(path.Ext(p), ".ini") }
+// ErrNoSpace marks an update that does not fit on the install folder's
+// file system.
+var ErrNoSpace = errors.New("smartclient: not enough free disk space")
+
+// checkFreeSpace fails with ErrNoSpace, saying how much is needed and how
+// much there is, when the file system holding dir has less than need
+// bytes free for this user. Where the OS cannot tell, it lets the update
+// go on: a full disk is then caught by the write that fails, and the
+// update rolls back.
+func checkFreeSpace(dir string, need int64) error {
+	have, err := install.FreeSpace(dir)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checking free space: %w", err)
+	}
+	if need > have {
+		return fmt.Errorf("not enough free space in %s: need %s, have %s: %w", dir, humanBytes(need), humanBytes(have), ErrNoSpace)
+	}
+	return nil
+}

@@ -10,13 +10,16 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/installtest"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest/manifesttest"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
-	"github.com/zeebo/blake3"
 )
 
 func TestWantRaw(t *testing.T) {
@@ -84,11 +87,11 @@ func TestUpToDateToAFreshClient(t *testing.T) {
 // and mtime, which the plan then trusts without looking again.
 func TestCheckInstallFindsWhatChanged(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) FileState {
+	write := func(name, content string) state.FileState {
 		t.Helper()
 		return writeRecorded(t, dir, name, content)
 	}
-	files := map[string]FileState{
+	files := map[string]state.FileState{
 		"a.dll":        write("a.dll", "a"),
 		"bin/b.exe":    write("bin/b.exe", "bb"),
 		"bin/c.dat":    write("bin/c.dat", "ccc"),
@@ -98,7 +101,7 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 	pres := files["cfg/user.ini"]
 	pres.Preserve = true
 	files["cfg/user.ini"] = pres
-	files["gone.txt"] = FileState{Size: 1, Hash: strings.Repeat("cd", 32)}
+	files["gone.txt"] = state.FileState{Size: 1, Hash: strings.Repeat("cd", 32)}
 	// Changed after it was recorded: other size, then other mtime.
 	write("bin/c.dat", "changed")
 	later := time.Unix(0, files["lib/d.so"].MtimeNs).Add(time.Hour)
@@ -111,11 +114,11 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 	}
 	defer root.Close()
 
-	check := checkInstall(t.Context(), root, (&State{Files: files}).encodedFiles())
+	check := state.Check(t.Context(), root, (&state.State{Files: files}).Encoded())
 	got := struct {
 		ok   bool
 		same map[string]bool
-	}{check.ok, check.same()}
+	}{check.OK, check.Same()}
 	if got.ok {
 		t.Error("an install with changed and missing files was found intact")
 	}
@@ -131,15 +134,16 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 
 	// The plan trusts same, and looks at the rest: the changed files are
 	// fetched, the gone one too, the unchanged ones are current.
-	st := &State{Files: files}
-	man := &manifest{}
+	st := &state.State{Files: files}
+	var listed []manifest.File
 	for _, name := range []string{"a.dll", "bin/b.exe", "bin/c.dat", "gone.txt", "lib/d.so"} {
 		k := files[name]
 		var h [32]byte
 		hb, _ := hex.DecodeString(k.Hash)
 		copy(h[:], hb)
-		man.Files = append(man.Files, remoteFile{Path: name, Size: k.Size, MtimeNs: k.MtimeNs, Hash: h})
+		listed = append(listed, manifest.File{Path: name, Size: k.Size, MtimeNs: k.MtimeNs, Hash: h})
 	}
+	man := manifesttest.New(t, "", listed...)
 	for _, same := range []map[string]bool{nil, got.same} {
 		p, err := makePlan(root, st, man, false, same, discard)
 		if err != nil {
@@ -147,7 +151,7 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 		}
 		var fetched []string
 		for _, i := range p.fetch {
-			fetched = append(fetched, man.Files[i].Path)
+			fetched = append(fetched, man.File(i).Path)
 		}
 		if strings.Join(fetched, " ") != "bin/c.dat gone.txt lib/d.so" || len(p.current) != 2 {
 			t.Errorf("with same %v: fetch %v, %d current; want bin/c.dat gone.txt lib/d.so fetched and 2 current", same, fetched, len(p.current))
@@ -155,178 +159,29 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 	}
 }
 
-// TestCheckInstallWalksFolders checks files taken in order of path, where
-// a folder's files are interleaved with its subfolders' ("a/b.txt" comes
-// before "a/b/c.txt", which comes before "a/c.txt"), and the cases where
-// a lookup must fail: a folder that became a link out of the install, a
-// recorded path that climbs out of it, a link whose target changed.
-func TestCheckInstallWalksFolders(t *testing.T) {
-	names := []string{"a.txt", "a/b.txt", "a/b/c.txt", "a/b/d/e.txt", "a/b/f.txt", "a/c.txt", "a.b/x", "z/y/w.txt"}
-	outside := t.TempDir()
-	tests := []struct {
-		name string
-		// change alters the install (dir) after its files were
-		// recorded, and the record (files).
-		change   func(t *testing.T, dir string, files map[string]FileState)
-		ok       bool
-		notFound []string // of names, those not found as recorded
-	}{
-		{name: "as recorded", ok: true},
-		{
-			name: "a folder now a link out of the install",
-			change: func(t *testing.T, dir string, files map[string]FileState) {
-				// The same files, reached through a link.
-				mustRename(t, filepath.Join(dir, "a", "b"), filepath.Join(outside, "b"))
-				mustSymlink(t, filepath.Join(outside, "b"), filepath.Join(dir, "a", "b"))
-			},
-			notFound: []string{"a/b/c.txt", "a/b/d/e.txt", "a/b/f.txt"},
-		},
-		{
-			name: "a missing folder",
-			change: func(t *testing.T, dir string, files map[string]FileState) {
-				if err := os.RemoveAll(filepath.Join(dir, "z")); err != nil {
-					t.Fatal(err)
-				}
-			},
-			notFound: []string{"z/y/w.txt"},
-		},
-		{
-			name: "a recorded path that climbs out",
-			change: func(t *testing.T, dir string, files map[string]FileState) {
-				// ../out/x.txt exists, as recorded, beside the
-				// install.
-				k := writeRecorded(t, filepath.Dir(dir), "out/x.txt", "x")
-				files["../out/x.txt"] = k
-				files["a/../../out/x.txt"] = k
-			},
-		},
-		{
-			name: "a link as recorded",
-			change: func(t *testing.T, dir string, files map[string]FileState) {
-				mustSymlink(t, "a.txt", filepath.Join(dir, "l"))
-				sum := blake3.Sum256([]byte("a.txt"))
-				files["l"] = FileState{Hash: hex.EncodeToString(sum[:])}
-			},
-			ok: true,
-		},
-		{
-			name: "a link to another target",
-			change: func(t *testing.T, dir string, files map[string]FileState) {
-				mustSymlink(t, "a/c.txt", filepath.Join(dir, "l"))
-				sum := blake3.Sum256([]byte("a.txt"))
-				files["l"] = FileState{Hash: hex.EncodeToString(sum[:])}
-			},
-		},
-		{
-			name: "a preserved file the user changed",
-			change: func(t *testing.T, dir string, files map[string]FileState) {
-				if err := os.WriteFile(filepath.Join(dir, "a", "b.txt"), []byte("the user's own"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				k := files["a/b.txt"]
-				k.Preserve = true
-				files["a/b.txt"] = k
-			},
-			ok: true,
-			// Present, so as recorded, but not a file the plan may
-			// take as current.
-			notFound: []string{"a/b.txt"},
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			files := map[string]FileState{}
-			for _, name := range names {
-				files[name] = writeRecorded(t, dir, name, name)
-			}
-			if tc.change != nil {
-				tc.change(t, dir, files)
-			}
-			root, err := os.OpenRoot(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer root.Close()
-			check := checkInstall(t.Context(), root, (&State{Files: files}).encodedFiles())
-			if check.ok != tc.ok {
-				t.Errorf("ok = %v, want %v", check.ok, tc.ok)
-			}
-			same := check.same()
-			for _, name := range names {
-				want := !slices.Contains(tc.notFound, name)
-				if same[name] != want {
-					t.Errorf("%s found as recorded: %v, want %v", name, same[name], want)
-				}
-			}
-			for name := range same {
-				if !slices.Contains(names, name) {
-					t.Errorf("%s is found as recorded, and is not one of the install's files", name)
-				}
-			}
-		})
-	}
-}
-
-// TestSplitCoversEveryFile checks that the runs the check's workers take
-// cover every entry once, in order.
-func TestSplitCoversEveryFile(t *testing.T) {
-	st := benchState(100)
-	enc := st.encodedFiles()
-	for k := 1; k <= 7; k++ {
-		runs := enc.split(k)
-		if len(runs) != k {
-			t.Fatalf("split(%d) made %d runs", k, len(runs))
-		}
-		next := 0
-		for _, run := range runs {
-			if run.first != next {
-				t.Fatalf("split(%d): a run starts at %d, want %d", k, run.first, next)
-			}
-			r := run.r
-			for range run.n {
-				e := r.entry()
-				if _, ok := st.Files[string(e.path)]; r.err != nil || !ok {
-					t.Fatalf("split(%d): entry %d reads %q, %v", k, next, e.path, r.err)
-				}
-				next++
-			}
-		}
-		if next != enc.n {
-			t.Fatalf("split(%d) covers %d of %d entries", k, next, enc.n)
-		}
-	}
-	// Bytes after the last entry: no runs, so the check fails.
-	bad := enc
-	bad.b = append(slices.Clip(enc.b), 0)
-	if runs := bad.split(2); runs != nil {
-		t.Errorf("split of entries followed by a stray byte made %d runs", len(runs))
-	}
-}
-
 // TestStateLoadsFilesWhenNeeded checks that a state read with its files
 // left encoded is checked as it is, and saved whole.
 func TestStateLoadsFilesWhenNeeded(t *testing.T) {
 	dir := t.TempDir()
-	files := map[string]FileState{}
+	files := map[string]state.FileState{}
 	for _, name := range []string{"a.txt", "b/c.txt"} {
 		files[name] = writeRecorded(t, dir, name, name)
 	}
-	d := openCachedDisk(t, dir)
+	d := installtest.OpenCachedDisk(t, dir)
 	root := d.Root
-	if err := os.Mkdir(filepath.Join(dir, metaDir), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, install.MetaDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&State{Version: stateVersion, ClientID: "c", Files: files}).save(d); err != nil {
+	if err := (&state.State{Version: state.Version, ClientID: "c", Files: files}).Save(d); err != nil {
 		t.Fatal(err)
 	}
 
-	st, err := readState(dir)
+	st, err := state.Read(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Files != nil || st.enc.n != len(files) {
-		t.Fatalf("readState decoded the files (%d), or left %d encoded, want %d", len(st.Files), st.enc.n, len(files))
+	if st.Files != nil || st.Count() != len(files) {
+		t.Fatalf("state.Read decoded the files (%d), or left %d encoded, want %d", len(st.Files), st.Count(), len(files))
 	}
 	if !intact(t.Context(), root, st) {
 		t.Error("an intact install, checked on the encoded files, is not intact")
@@ -334,10 +189,10 @@ func TestStateLoadsFilesWhenNeeded(t *testing.T) {
 	// A sync that fails records its outcome: the files it never decoded
 	// must be saved with it.
 	st.LastOutcome = "failed"
-	if err := st.save(d); err != nil {
+	if err := st.Save(d); err != nil {
 		t.Fatal(err)
 	}
-	again, err := loadState(dir)
+	again, err := state.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,32 +204,32 @@ func TestStateLoadsFilesWhenNeeded(t *testing.T) {
 	}
 	// The files the save decoded are copies: they outlive the mapping
 	// of the file they were read from (a path still in it would fault).
-	st.release()
+	st.Release()
 	if !maps.Equal(st.Files, files) {
 		t.Errorf("after release, the files are %v, want %v", st.Files, files)
 	}
 
 	// Released before they were loaded, the files are gone from the
 	// State, and a save must fail rather than write a state without them.
-	gone, err := readState(dir)
+	gone, err := state.Read(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone.release()
-	if err := gone.loadFiles(); err == nil {
+	gone.Release()
+	if err := gone.LoadFiles(); err == nil {
 		t.Error("loadFiles after release succeeded")
 	}
-	if err := gone.save(d); err == nil {
+	if err := gone.Save(d); err == nil {
 		t.Error("save after release succeeded")
 	}
-	if kept, err := loadState(dir); err != nil || !maps.Equal(kept.Files, files) {
+	if kept, err := state.Load(dir); err != nil || !maps.Equal(kept.Files, files) {
 		t.Errorf("after a refused save, the state holds %v (%v), want %v", kept.Files, err, files)
 	}
 }
 
 // writeRecorded writes file name of the install dir and returns its
 // record.
-func writeRecorded(t *testing.T, dir, name, content string) FileState {
+func writeRecorded(t *testing.T, dir, name, content string) state.FileState {
 	t.Helper()
 	p := filepath.Join(dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -387,21 +242,7 @@ func writeRecorded(t *testing.T, dir, name, content string) FileState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return FileState{Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(), ServerMtimeNs: fi.ModTime().UnixNano(), Hash: strings.Repeat("ab", 32)}
-}
-
-func mustRename(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.Rename(from, to); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func mustSymlink(t *testing.T, target, name string) {
-	t.Helper()
-	if err := os.Symlink(target, name); err != nil {
-		t.Skipf("no symbolic links here: %v", err)
-	}
+	return state.FileState{Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(), ServerMtimeNs: fi.ModTime().UnixNano(), Hash: strings.Repeat("ab", 32)}
 }
 
 func TestMemoryLimit(t *testing.T) {

@@ -10,6 +10,11 @@ import (
 	"path"
 	"sort"
 	"time"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/backup"
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/journal"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 )
 
 // BackupInfo describes one kept backup.
@@ -37,28 +42,41 @@ type StatusReport struct {
 // openInstall opens an existing install folder for a command that may
 // change it: it takes the lock and finishes or undoes an interrupted
 // switch first, as every command does.
-func openInstall(dir string, log *slog.Logger) (disk, func(), error) {
+func openInstall(dir string, log *slog.Logger) (*install.Disk, func(), error) {
 	r, err := os.OpenRoot(dir)
 	if err != nil {
-		return disk{}, nil, fmt.Errorf("opening install folder: %w", err)
+		return nil, nil, fmt.Errorf("opening install folder: %w", err)
 	}
-	if err := reclaimMeta(r); err != nil {
+	if err := install.ReclaimMeta(r); err != nil {
 		r.Close()
-		return disk{}, nil, err
+		return nil, nil, err
 	}
-	unlock, err := lockInstall(r)
+	unlock, err := install.Lock(r)
 	if err != nil {
 		r.Close()
-		return disk{}, nil, err
+		return nil, nil, err
 	}
 	d := newDisk(r)
-	if err := recoverJournal(d, log); err != nil {
-		d.close()
+	if err := journal.Recover(d, log); err != nil {
+		d.CloseCache()
 		unlock()
 		r.Close()
-		return disk{}, nil, err
+		return nil, nil, err
 	}
-	return d, func() { d.close(); unlock(); r.Close() }, nil
+	return d, func() { d.CloseCache(); unlock(); r.Close() }, nil
+}
+
+// testFaults, when a test of this package sets them (see export_test.go),
+// are the faults of every install.Disk the package opens: the black-box
+// tests drive the client through Run, Sync, Status and Restore, which
+// open their own.
+var testFaults install.Faults
+
+// newDisk returns the seam over the install folder r.
+func newDisk(r *os.Root) *install.Disk {
+	d := install.New(r)
+	d.Faults = testFaults
+	return d
 }
 
 // Status reports the installed build, the last sync and the backups kept.
@@ -68,7 +86,7 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 		return nil, err
 	}
 	defer done()
-	st, err := loadState(dir)
+	st, err := state.Load(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -78,11 +96,11 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 		// A later check found the install up to date.
 		r.LastSync, r.LastOutcome, r.LastMessage, r.Server = c.When, "up-to-date", "", c.Server
 	}
-	for i := 1; i <= maxBackups; i++ {
+	for i := 1; i <= backup.Max; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		info, err := describeBackup(d, backupName(i))
+		info, err := describeBackup(d, backup.Name(i))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -94,7 +112,7 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 	return r, nil
 }
 
-func describeBackup(d disk, name string) (BackupInfo, error) {
+func describeBackup(d *install.Disk, name string) (BackupInfo, error) {
 	info := BackupInfo{Name: name}
 	fi, err := d.Lstat(name)
 	if err != nil {
@@ -104,7 +122,7 @@ func describeBackup(d disk, name string) (BackupInfo, error) {
 		return info, fmt.Errorf("%s is not a folder", name)
 	}
 	info.When = fi.ModTime()
-	if st := backupState(d, name); st != nil {
+	if st := state.InBackup(d, name); st != nil {
 		info.Build = st.Build
 		if !st.LastSync.IsZero() {
 			info.When = st.LastSync
@@ -114,7 +132,7 @@ func describeBackup(d disk, name string) (BackupInfo, error) {
 		if err != nil {
 			return err
 		}
-		if e.IsDir() && path.Base(p) == metaDir {
+		if e.IsDir() && path.Base(p) == install.MetaDir {
 			return fs.SkipDir
 		}
 		if e.Type().IsRegular() {
@@ -145,7 +163,7 @@ type RestoreResult struct {
 // newest backup. Files the client did not install, and files the backup
 // already shares with the install, are left alone.
 func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*RestoreResult, error) {
-	if n < 0 || n > maxBackups {
+	if n < 0 || n > backup.Max {
 		return nil, fmt.Errorf("%w: --backup %d: must be 1, 2 or 3", ErrUsage, n)
 	}
 	d, done, err := openInstall(dir, log)
@@ -154,8 +172,8 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 	}
 	defer done()
 	if n == 0 {
-		for i := maxBackups; i >= 1 && n == 0; i-- {
-			if fi, err := d.Lstat(backupName(i)); err == nil && fi.IsDir() {
+		for i := backup.Max; i >= 1 && n == 0; i-- {
+			if fi, err := d.Lstat(backup.Name(i)); err == nil && fi.IsDir() {
 				n = i
 			}
 		}
@@ -163,23 +181,23 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 			return nil, errors.New("there is no backup to restore (no bkp_remote.00N folder)")
 		}
 	}
-	from := backupName(n)
+	from := backup.Name(n)
 	if fi, err := d.Lstat(from); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("there is no backup %s to restore", from)
 	}
-	st, err := loadState(dir)
+	st, err := state.Load(dir)
 	if err != nil {
 		return nil, err
 	}
-	next := backupState(d, from)
+	next := state.InBackup(d, from)
 	if next == nil {
-		next = &State{Files: map[string]FileState{}}
+		next = &state.State{Files: map[string]state.FileState{}}
 	}
-	next.Version, next.ClientID = stateVersion, st.ClientID
+	next.Version, next.ClientID = state.Version, st.ClientID
 	next.LastSync, next.LastOutcome, next.LastMessage = time.Now().UTC(), "restored", "restored from "+from
 	res := &RestoreResult{From: from, Build: next.Build}
 
-	j := &journal{State: next, Hashes: map[string]string{}}
+	j := &journal.Journal{State: next, Hashes: map[string]string{}}
 	inBackup := map[string]bool{}
 	links := &linkFinder{root: d.Root}
 	// What the backup's state lists is what the client had installed; a
@@ -203,7 +221,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 			return nil
 		}
 		rel = rel[1:]
-		if reserved(rel) {
+		if install.Reserved(rel) {
 			if e.IsDir() {
 				return fs.SkipDir
 			}
@@ -221,7 +239,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		if links.via(path.Dir(rel)) {
 			return fmt.Errorf("will not restore %s: a folder on its path in the install is a symbolic link", rel)
 		}
-		staged := stagingDir + "/" + rel
+		staged := install.StagingDir + "/" + rel
 		if e.Type()&fs.ModeSymlink != 0 {
 			inBackup[rel] = true
 			target, err := d.Readlink(p)
@@ -238,7 +256,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 				return fmt.Errorf("staging the link %s: %w", rel, err)
 			}
 			j.Install = append(j.Install, rel)
-			j.Hashes[rel] = linkPrefix + target
+			j.Hashes[rel] = journal.LinkPrefix + target
 			return nil
 		}
 		if !e.Type().IsRegular() {
@@ -265,10 +283,10 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		// As the backup holds it: an INI file is copied (a link would
 		// let an edit of the restored file in place change the backup),
 		// and so is every file where the file system cannot link.
-		if err := linkOrCopy(d, p, staged); err != nil {
+		if err := backup.LinkOrCopy(d, p, staged); err != nil {
 			return fmt.Errorf("staging %s: %w", rel, err)
 		}
-		h, err := hashFile(d, staged)
+		h, err := d.HashFile(staged)
 		if err != nil {
 			return err
 		}
@@ -277,7 +295,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		return nil
 	})
 	if err != nil {
-		tidy(d, log)
+		journal.Tidy(d, log)
 		return nil, fmt.Errorf("restoring %s: %w", from, err)
 	}
 	for name, k := range st.Files {
@@ -291,18 +309,18 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 	sort.Strings(j.Install)
 	sort.Strings(j.Remove)
 	res.Restored, res.Removed = len(j.Install), len(j.Remove)
-	if j.Backup, err = prepareBackup(ctx, d); err != nil {
-		tidy(d, log)
+	if j.Backup, err = backup.Prepare(ctx, d); err != nil {
+		journal.Tidy(d, log)
 		return nil, err
 	}
-	if err := commit(ctx, d, j, log); err != nil {
-		if !exists(d, journalFile) {
-			tidy(d, log)
+	if err := journal.Commit(ctx, d, j, log); err != nil {
+		if !d.Exists(journal.File) {
+			journal.Tidy(d, log)
 		}
 		return nil, fmt.Errorf("restoring %s: %w", from, err)
 	}
 	if j.Backup {
-		res.Backup = newestBackup(d)
+		res.Backup = backup.Newest(d)
 	}
 	return res, nil
 }

@@ -6,24 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
 )
-
-// stay keeps a session that ended with the server's ReportAck open while
-// the program of 'run' runs: it sends Stay and lifts the deadlines, since
-// the server is silent until it has something to say, hours later maybe
-// (TCP keepalive, on by default, still notices a peer that vanished). It
-// reports whether the session is kept.
-func (c *conn) stay(log *slog.Logger) bool {
-	if err := c.send(syncproto.Stay{}); err != nil {
-		log.Info("could not keep the session open for the server's notices", "err", err)
-		return false
-	}
-	c.nc.SetDeadline(time.Time{})
-	return true
-}
 
 // watchNotices reads the server's notices on a staying session until it
 // ends, tells the user of a restart for an update on out, and at the
@@ -33,7 +18,7 @@ func (c *conn) stay(log *slog.Logger) bool {
 func watchNotices(c *conn, program string, out io.Writer, log *slog.Logger, stop func()) {
 	defer c.Close()
 	for {
-		m, err := c.r.Read()
+		m, err := c.ReadIdle()
 		var pe *syncproto.Error
 		switch {
 		case err != nil && (lostConnection(err) || errors.As(err, &pe)):

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/session"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -223,13 +224,13 @@ func TestStayingSession(t *testing.T) {
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			c, err := dial(ctx, ln.Addr().String(), 5*time.Second)
+			c, err := session.Dial(ctx, ln.Addr().String(), 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
 			out := &syncBuffer{}
 			log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			if !c.stay(log) {
+			if !c.Stay(log) {
 				t.Fatal("could not send Stay")
 			}
 			o := Options{Dir: tmp, Log: log, StopGrace: 300 * time.Millisecond}
@@ -301,12 +302,11 @@ func TestRunKeepsOnlyTheLastSession(t *testing.T) {
 	open := func() (*conn, net.Conn) {
 		a, b := net.Pipe()
 		t.Cleanup(func() { a.Close(); b.Close() })
-		return &conn{nc: a}, b
+		return session.New(a, 5*time.Second), b
 	}
 	alive := func(c *conn, peer net.Conn) bool {
 		go io.Copy(io.Discard, peer)
-		_, err := c.nc.Write([]byte{1})
-		return err == nil
+		return c.Send(syncproto.Stay{}) == nil
 	}
 	first, firstPeer := open()
 	second, secondPeer := open()

@@ -11,12 +11,21 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"path"
 	"slices"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/backup"
+	"github.com/erpupdate/smartsync/smartclient/internal/fetch"
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/journal"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
+	"github.com/erpupdate/smartsync/smartclient/internal/session"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 )
+
+// conn is the client's side of one session with the server.
+type conn = session.Conn
 
 // Options configure one sync.
 type Options struct {
@@ -140,65 +149,65 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer r.Close()
 	root := newDisk(r)
-	defer root.close()
+	defer root.CloseCache()
 	if !o.CheckOnly {
-		if err := reclaimMeta(r); err != nil {
+		if err := install.ReclaimMeta(r); err != nil {
 			return nil, err
 		}
-		unlock, err := lockInstall(root.Root)
+		unlock, err := install.Lock(root.Root)
 		if err != nil {
 			return nil, err
 		}
 		defer unlock()
-		if err := recoverJournal(root, o.Log); err != nil {
+		if err := journal.Recover(root, o.Log); err != nil {
 			return nil, err
 		}
 	}
 	// The files stay encoded until a plan needs them: a no-op check
 	// walks them as they are.
-	st, err := readState(o.Dir)
+	st, err := state.Read(o.Dir)
 	if err != nil {
 		return nil, err
 	}
-	defer st.release()
-	sizeMemory(max(st.enc.n, len(st.Files)))
-	if st.legacy && !o.CheckOnly {
+	defer st.Release()
+	sizeMemory(st.Count())
+	if st.Legacy() && !o.CheckOnly {
 		// The state of an earlier build is rewritten in the binary
 		// format once, so that from the next sync on (a no-op check
 		// writes nothing) it is quick to read.
-		if err := st.save(root); err != nil {
+		if err := st.Save(root); err != nil {
 			o.Log.Warn("rewriting the client state in the new format", "err", err)
 		}
 	}
-	hadMeta := exists(root, metaDir)
+	hadMeta := root.Exists(install.MetaDir)
 	res, err := syncWith(ctx, root, st, o)
-	if errors.Is(err, errBlockMismatch) && !o.noBlocks {
+	if errors.Is(err, fetch.ErrBlockMismatch) && !o.noBlocks {
 		// Block sums are 64 bits: a block of the new file may match
 		// one of the installed version's that is not the same, and it
 		// would again, since both are what they are. rsync sends such a
 		// file a second time; this sync starts again without block sums
 		// (files already verified are reused from resume), once.
 		o.Log.Warn("a file built from the installed version's blocks failed its check; syncing again without block sums", "err", err)
-		st.release()
-		if st, err = readState(o.Dir); err != nil {
+		st.Release()
+		if st, err = state.Read(o.Dir); err != nil {
 			return nil, err
 		}
-		defer st.release()
+		defer st.Release()
 		o.noBlocks = true
 		res, err = syncWith(ctx, root, st, o)
 	}
-	if err != nil && !hadMeta && !exists(root, journalFile) && !exists(root, resumeDir) {
+	if err != nil && !hadMeta && !root.Exists(journal.File) && !root.Exists(fetch.ResumeDir) {
 		// A first sync that did not happen leaves no trace: no
 		// bookkeeping folder, and no install folder it created.
-		root.RemoveAll(metaDir)
+		root.RemoveAll(install.MetaDir)
 		if created {
 			os.Remove(o.Dir)
 		}
 	}
-	if err != nil && !o.CheckOnly && st.exists && !errors.Is(err, ErrDeclined) && !errors.Is(err, ErrDisabled) {
+	if err != nil && !o.CheckOnly && st.FromDisk() && !errors.Is(err, ErrDeclined) && !errors.Is(err, ErrDisabled) {
 		// Record the failure for 'status'; the install is untouched.
 		st.LastSync, st.LastOutcome, st.LastMessage, st.Server = time.Now().UTC(), "failed", err.Error(), o.Server
-		if serr := st.save(root); serr != nil {
+		if serr := st.Save(root); serr != nil {
 			o.Log.Warn("recording the failed sync", "err", serr)
 		}
 	}
@@ -210,10 +219,10 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 // back (Error.Retry) is tried again then, plus jitter, so that the clients
 // it turned away do not all come back in the same second; for up to
 // o.RetryFor in all, after which its refusal is the error.
-func hello(ctx context.Context, st *State, o Options) (*conn, syncproto.Welcome, error) {
+func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.Welcome, error) {
 	giveUp := time.Now().Add(o.RetryFor)
 	for attempt := 1; ; attempt++ {
-		c, w, err := helloOnce(ctx, st, o)
+		c, w, err := session.Open(ctx, o.Server, o.Timeout, helloOf(st, o))
 		var pe *syncproto.Error
 		if err == nil || o.RetryFor < 0 || !errors.As(err, &pe) || pe.Retry == 0 || retryWhy[pe.Code] == "" {
 			return c, w, err
@@ -234,6 +243,11 @@ func hello(ctx context.Context, st *State, o Options) (*conn, syncproto.Welcome,
 	}
 }
 
+// helloOf is the client's hello.
+func helloOf(st *state.State, o Options) syncproto.Hello {
+	return syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID}
+}
+
 // retryWhy is what the user is told of the codes that are retried.
 var retryWhy = map[syncproto.Code]string{
 	syncproto.CodeUpdating:     "updating",
@@ -251,353 +265,415 @@ func retryWait(retry time.Duration) time.Duration {
 	return retry + time.Second + rand.N(min(retry/4, maxJitter)+1)
 }
 
-// helloOnce connects once, says hello and reads the welcome.
-func helloOnce(ctx context.Context, st *State, o Options) (*conn, syncproto.Welcome, error) {
-	c, err := dial(ctx, o.Server, o.Timeout)
-	if err != nil {
-		return nil, syncproto.Welcome{}, err
-	}
-	if err := c.send(syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID}); err != nil {
-		c.Close()
-		return nil, syncproto.Welcome{}, fmt.Errorf("sending hello: %w", err)
-	}
-	m, err := c.Expect(syncproto.MsgWelcome)
-	if err != nil {
-		c.Close()
-		return nil, syncproto.Welcome{}, fmt.Errorf("waiting for the server's welcome: %w", err)
-	}
-	return c, m.(syncproto.Welcome), nil
+// attempt is one attempt at a sync, from the hello to the report: a
+// struct whose methods are its steps, in the order run takes them. Sync
+// makes a second attempt, without block sums, when a file built from
+// them failed its check.
+type attempt struct {
+	ctx  context.Context
+	root *install.Disk
+	st   *state.State
+	o    Options
+	res  *Result
+
+	c    *conn // the session; a report on a session of its own replaces it
+	w    syncproto.Welcome
+	full bool // the builds are incompatible: every file is fetched
+
+	// The no-op check of the install, under way while the server
+	// answers GetManifest (see startCheck).
+	get       syncproto.GetManifest
+	isIntact  chan state.Checked // nil when no check runs
+	found     state.Checked      // what the check found, once it ended
+	stopCheck context.CancelFunc
+	cache     *manifest.Cache // the kept manifest (see readManifest)
+
+	man *manifest.Manifest
+	p   *plan
+	// The backup of the install, made beside the plan and the download
+	// (see plan and preflight).
+	free       space
+	bkp        *backup.Job
+	backupCtx  context.Context
+	stopBackup context.CancelFunc
+	deltas     map[int]*fetch.Delta
 }
 
-// report tells the server how the sync ended. It is for the
-// administrator's log; the sync's result does not depend on it.
-func (c *conn) report(log *slog.Logger, r syncproto.Report) {
-	// A report is worth a short wait, not another full timeout on a
-	// connection that may be why the sync failed.
-	saved := c.timeout
-	c.timeout = min(c.timeout, reportTimeout)
-	defer func() { c.timeout = saved }()
-	err := c.send(r)
-	if err == nil {
-		_, err = c.Expect(syncproto.MsgReportAck)
-	}
-	if err != nil {
-		log.Info("could not report the outcome to the server", "err", err)
-		return
-	}
-	c.acked = true
+// syncWith makes one attempt at a sync of the install folder root, whose
+// state is st.
+func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Options) (*Result, error) {
+	a := &attempt{ctx: ctx, root: root, st: st, o: o}
+	return a.run()
 }
 
-// reportTimeout bounds the wait for the server to take a report.
-const reportTimeout = 3 * time.Second
-
-func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result, err error) {
-	c, w, err := hello(ctx, st, o)
-	if err != nil {
+// run takes the steps of one sync in turn (see the package
+// documentation); an early return is a sync that ends there.
+func (a *attempt) run() (res *Result, err error) {
+	if err := a.connect(); err != nil {
 		return nil, err
 	}
-	defer func() {
-		// A session that ended well may stay open for 'run', whatever
-		// the sync's outcome, so that the server can warn the user.
-		if o.keep != nil && c.acked && c.stay(o.Log) {
-			o.keep(c)
-			return
-		}
-		c.Close()
-	}()
-	res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message, Installed: st.Build}
-	o.Log.Info("connected", "server", o.Server, "server_build", w.ServerBuild, "installed_build", st.Build,
-		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
-	report := func(r syncproto.Report) {
-		r.Build = st.Build
-		if !c.outOfStep {
-			c.report(o.Log, r)
-			return
-		}
-		// What the server still sends on c could take long to read
-		// (the rest of a 1 GB transfer that a full disk cut short): c
-		// goes, and the report takes a session of its own.
-		c.Close()
-		ro := o
-		ro.Timeout = min(o.Timeout, reportTimeout)
-		rc, _, err := helloOnce(ctx, st, ro)
-		if err != nil {
-			o.Log.Info("could not report the outcome to the server", "err", err)
-			return
-		}
-		rc.timeout = o.Timeout
-		rc.report(o.Log, r)
-		c = rc // closed when the sync ends, or kept by 'run' as c would be
+	defer a.endSession()
+	if !a.w.UpdatesEnabled {
+		a.res.Outcome = syncproto.OutcomeUpToDate
+		a.report(syncproto.Report{Outcome: syncproto.OutcomeUpToDate, Message: "updates disabled"})
+		return a.res, fmt.Errorf("%w: %s", ErrDisabled, a.w.Message)
 	}
-	if !w.UpdatesEnabled {
-		res.Outcome = syncproto.OutcomeUpToDate
-		report(syncproto.Report{Outcome: syncproto.OutcomeUpToDate, Message: "updates disabled"})
-		return res, fmt.Errorf("%w: %s", ErrDisabled, w.Message)
-	}
-	full := !w.Compatible
-	if full && !o.CheckOnly && !o.Yes {
-		ok, err := confirm(ctx, c, o, w, st.Build)
-		if err != nil {
+	if a.full && !a.o.CheckOnly && !a.o.Yes {
+		if declined, err := a.confirmFull(); err != nil {
 			return nil, err
+		} else if declined {
+			a.res.Outcome = syncproto.OutcomeDeclined
+			return a.res, ErrDeclined
 		}
-		if !ok {
-			res.Outcome = syncproto.OutcomeDeclined
-			return res, ErrDeclined
-		}
-		// A person may take longer to answer than the server waits, so
-		// the session that asked was closed; start a new one.
-		c2, w2, err := hello(ctx, st, o)
-		if err != nil {
-			// A failed hello opens no session; c keeps the first
-			// one (closed by confirm) for the deferred Close.
-			return nil, err
-		}
-		c, w = c2, w2
-		full = !w.Compatible
-		res.Build, res.Compatible = w.ServerBuild, w.Compatible
 	}
-
-	get := syncproto.GetManifest{}
-	if wantRaw(o.Compress, c.nc.RemoteAddr()) {
-		get.Flags |= syncproto.GetRaw
-	}
-	// The digest goes out at once, and the install is checked while the
-	// server answers: an "up to date" needs the check's result, and a
-	// manifest's plan uses what it found.
-	var isIntact chan installCheck
-	checkCtx, stopCheck := context.WithCancel(ctx)
-	// checked waits for the check, so that nothing looks at the install
-	// behind the sync's back, and returns what it found; stop cancels it
-	// first.
-	var found installCheck
-	checked := func(stop bool) installCheck {
-		if isIntact != nil {
-			if stop {
-				stopCheck()
-			}
-			found = <-isIntact
-			isIntact = nil
-		}
-		return found
-	}
-	defer stopCheck()
-	defer checked(true)
-	if have, err := hex.DecodeString(st.Manifest); err == nil && len(have) == len(get.Have) && !full {
-		copy(get.Have[:], have)
-		isIntact = make(chan installCheck, 1)
-		files := st.encodedFiles()
-		go func() { isIntact <- checkInstall(checkCtx, root.Root, files) }()
-	}
-	// The manifest kept from the last one received, if any, names its
-	// entries so that only the others are sent (see sketch.go).
+	a.startCheck()
+	defer a.stopCheck()
+	defer a.checked(true)
 	// The manifest received is kept once the sync has succeeded: a
 	// failed one leaves the install as it was, .smartclient included.
-	var cache *manifestCache
-	defer func() { cache.commit(err == nil) }()
-	askManifest := func() (*manifest, error) {
-		cache.commit(false)
-		cache = openManifestCache(root.Root, !o.CheckOnly, o.Log)
-		get.Flags &^= syncproto.GetSketch
-		if cache.sketching() {
-			get.Flags |= syncproto.GetSketch
-		}
-		if err := c.send(get); err != nil {
-			cache.close(false, false)
-			return nil, fmt.Errorf("asking for the manifest: %w", err)
-		}
-		return readManifestWith(c, cache, c.send)
+	defer func() { a.cache.Commit(err == nil) }()
+	if err := a.readManifest(); errors.Is(err, manifest.ErrUpToDate) {
+		return a.upToDate(), nil
+	} else if err != nil {
+		return nil, err
 	}
-	named := isIntact != nil
-	man, err := askManifest()
-	if errors.Is(err, errUpToDate) {
+	a.backupCtx, a.stopBackup = context.WithCancel(a.ctx)
+	defer a.stopBackup()
+	if err := a.plan(); err != nil {
+		return nil, err
+	}
+	if a.o.CheckOnly {
+		return a.checkOnly()
+	}
+	if err := a.preflight(); err != nil {
+		return nil, err
+	}
+	if err := a.download(); err != nil {
+		return a.fail(err)
+	}
+	if err := a.apply(); err != nil {
+		return a.fail(err)
+	}
+	a.res.Outcome = syncproto.OutcomeUpToDate
+	if !a.p.empty() {
+		a.res.Outcome = syncproto.OutcomeUpdated
+	}
+	a.report(syncproto.Report{Outcome: a.res.Outcome, Files: uint32(a.res.Fetched), Bytes: uint64(a.res.WireBytes)})
+	a.res.Received, a.res.Sent = a.c.Received(), a.c.Sent()
+	return a.res, nil
+}
+
+// connect opens the session and reads the server's welcome.
+func (a *attempt) connect() error {
+	c, w, err := hello(a.ctx, a.st, a.o)
+	if err != nil {
+		return err
+	}
+	a.c, a.w, a.full = c, w, !w.Compatible
+	a.res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message, Installed: a.st.Build}
+	a.o.Log.Info("connected", "server", a.o.Server, "server_build", w.ServerBuild, "installed_build", a.st.Build,
+		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
+	return nil
+}
+
+// endSession closes the session, or hands it to 'run': a session that
+// ended well may stay open, whatever the sync's outcome, so that the
+// server can warn the user.
+func (a *attempt) endSession() {
+	if a.o.keep != nil && a.c.Acked() && a.c.Stay(a.o.Log) {
+		a.o.keep(a.c)
+		return
+	}
+	a.c.Close()
+}
+
+// report tells the server how the sync ended.
+func (a *attempt) report(r syncproto.Report) {
+	r.Build = a.st.Build
+	if !a.c.OutOfStep() {
+		a.c.Report(a.o.Log, r)
+		return
+	}
+	// What the server still sends on c could take long to read (the
+	// rest of a 1 GB transfer that a full disk cut short): c goes, and
+	// the report takes a session of its own.
+	a.c.Close()
+	ro := a.o
+	ro.Timeout = min(a.o.Timeout, session.ReportTimeout)
+	rc, _, err := session.Open(a.ctx, ro.Server, ro.Timeout, helloOf(a.st, ro))
+	if err != nil {
+		a.o.Log.Info("could not report the outcome to the server", "err", err)
+		return
+	}
+	rc.SetTimeout(a.o.Timeout)
+	rc.Report(a.o.Log, r)
+	a.c = rc // closed when the sync ends, or kept by 'run' as c would be
+}
+
+// confirmFull asks whether to go ahead with a full update, and opens a
+// new session if so: a person may take longer to answer than the server
+// waits, so the session that asked was closed.
+func (a *attempt) confirmFull() (declined bool, err error) {
+	ok, err := confirm(a.ctx, a.c, a.o, a.w, a.st.Build)
+	if err != nil || !ok {
+		return !ok, err
+	}
+	c, w, err := hello(a.ctx, a.st, a.o)
+	if err != nil {
+		// A failed hello opens no session; a.c keeps the first one
+		// (closed by confirm) for endSession.
+		return false, err
+	}
+	a.c, a.w = c, w
+	a.full = !w.Compatible
+	a.res.Build, a.res.Compatible = w.ServerBuild, w.Compatible
+	return false, nil
+}
+
+// startCheck starts the no-op check when the state names the manifest
+// the install came from: the digest goes out at once, and the install is
+// checked while the server answers. An "up to date" needs the check's
+// result, and a manifest's plan uses what it found.
+func (a *attempt) startCheck() {
+	if wantRaw(a.o.Compress, a.c.RemoteAddr()) {
+		a.get.Flags |= syncproto.GetRaw
+	}
+	var checkCtx context.Context
+	checkCtx, a.stopCheck = context.WithCancel(a.ctx)
+	if have, err := hex.DecodeString(a.st.Manifest); err == nil && len(have) == len(a.get.Have) && !a.full {
+		copy(a.get.Have[:], have)
+		a.isIntact = make(chan state.Checked, 1)
+		files := a.st.Encoded()
+		go func() { a.isIntact <- state.Check(checkCtx, a.root.Root, files) }()
+	}
+}
+
+// checked waits for the check, so that nothing looks at the install
+// behind the sync's back, and returns what it found; stop cancels it
+// first.
+func (a *attempt) checked(stop bool) state.Checked {
+	if a.isIntact != nil {
+		if stop {
+			a.stopCheck()
+		}
+		a.found = <-a.isIntact
+		a.isIntact = nil
+	}
+	return a.found
+}
+
+// askManifest sends GetManifest and reads the manifest, or the server's
+// "up to date" (manifest.ErrUpToDate). The manifest kept from the last
+// one received, if any, names its entries so that only the others are
+// sent (see manifest.Cache).
+func (a *attempt) askManifest() (*manifest.Manifest, error) {
+	a.cache.Commit(false)
+	a.cache = manifest.OpenCache(a.root.Root, !a.o.CheckOnly, a.o.Log)
+	a.get.Flags &^= syncproto.GetSketch
+	if a.cache.Sketching() {
+		a.get.Flags |= syncproto.GetSketch
+	}
+	if err := a.c.Send(a.get); err != nil {
+		a.cache.Close()
+		return nil, fmt.Errorf("asking for the manifest: %w", err)
+	}
+	// The count is at most syncproto.MaxFiles; a hostile one makes the
+	// collector lazier, no worse.
+	return manifest.Read(a.c, manifest.Options{Cache: a.cache, Send: a.c.Send, Count: sizeMemory})
+}
+
+// readManifest gets the manifest, unless the install is as the current
+// manifest says (manifest.ErrUpToDate); the check has ended either way.
+func (a *attempt) readManifest() error {
+	named := a.isIntact != nil
+	man, err := a.askManifest()
+	switch {
+	case errors.Is(err, manifest.ErrUpToDate):
 		if !named {
 			// A server that says "up to date" to a client that
 			// named no manifest is lying.
-			return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
+			return fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
 		}
 		// Waiting for the check is right here: only a finished check
 		// can say the install is intact (a cancelled one says no).
-		if !checked(false).ok {
+		if !a.checked(false).OK {
 			// The release has not changed, but the install has: the
 			// manifest after all, to repair it.
-			get.Have = [32]byte{}
-			if man, err = askManifest(); errors.Is(err, errUpToDate) {
-				return nil, fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
+			a.get.Have = [32]byte{}
+			if man, err = a.askManifest(); errors.Is(err, manifest.ErrUpToDate) {
+				return fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
 			}
 		}
-	} else if err == nil {
+	case err == nil:
 		// A manifest came: the check finishes, and the plan looks up
 		// only the files it did not find as recorded.
-		checked(false)
-	} else {
-		checked(true)
+		a.checked(false)
+	default:
+		a.checked(true)
 	}
-	if errors.Is(err, errUpToDate) {
-		// The install is as the current manifest says: nothing to do,
-		// nothing to write but the time of the check.
-		res.Outcome = syncproto.OutcomeUpToDate
-		if o.CheckOnly {
-			res.Outcome = syncproto.OutcomeChecked
-		} else if err := recordCheck(root.Root, lastCheck{When: time.Now().UTC(), Server: o.Server, Build: st.Build}); err != nil {
-			o.Log.Info("recording the time of the check", "err", err)
-		}
-		report(syncproto.Report{Outcome: res.Outcome})
-		res.Received, res.Sent = c.r.N, c.w.N
-		return res, nil
+	a.man = man
+	return err
+}
+
+// upToDate ends a sync whose install is as the current manifest says:
+// nothing to do, nothing to write but the time of the check.
+func (a *attempt) upToDate() *Result {
+	a.res.Outcome = syncproto.OutcomeUpToDate
+	if a.o.CheckOnly {
+		a.res.Outcome = syncproto.OutcomeChecked
+	} else if err := recordCheck(a.root.Root, lastCheck{When: time.Now().UTC(), Server: a.o.Server, Build: a.st.Build}); err != nil {
+		a.o.Log.Info("recording the time of the check", "err", err)
 	}
-	if err != nil {
-		return nil, err
-	}
-	// A manifest came: the release is not what the install holds. The
-	// backup of the install starts now, beside the plan, the checks and
-	// the download: it only reads the install and writes
-	// .smartclient/bkp_new, which nothing else touches, and it is not
-	// used before the switch. The free space is measured first, as it
-	// was before the backup took some. Where the file system cannot
-	// link, the backup copies every file: it waits for the checks.
-	var backup *backupJob
-	var free space
-	backupCtx, stopBackup := context.WithCancel(ctx)
-	defer stopBackup()
-	// dropBackup stops a backup that the sync will not use and removes
-	// what it made: no journal exists before the switch, so nothing
-	// needs it as a snapshot.
-	dropBackup := func() {
-		if backup == nil {
-			return
-		}
-		stopBackup()
-		backup.wait()
-		backup = nil
-		if err := root.RemoveAll(newBackupDir); err != nil {
-			o.Log.Warn("removing an unused backup", "folder", newBackupDir, "err", err)
+	a.report(syncproto.Report{Outcome: a.res.Outcome})
+	a.res.Received, a.res.Sent = a.c.Received(), a.c.Sent()
+	return a.res
+}
+
+// plan compares the manifest with the install. A manifest came: the
+// release is not what the install holds. The backup of the install
+// starts now, beside the plan, the checks and the download: it only reads
+// the install and writes .smartclient/bkp_new, which nothing else
+// touches, and it is not used before the switch. The free space is
+// measured first, as it was before the backup took some. Where the file
+// system cannot link, the backup copies every file: it waits for the
+// checks (see preflight).
+func (a *attempt) plan() error {
+	if !a.o.CheckOnly {
+		a.free = measureSpace(a.root)
+		if a.free.links {
+			a.bkp = backup.Start(a.backupCtx, a.root)
 		}
 	}
-	if !o.CheckOnly {
-		free = measureSpace(root)
-		if free.links {
-			backup = startBackup(backupCtx, root)
-		}
+	if err := a.st.LoadFiles(); err != nil {
+		a.dropBackup()
+		return fmt.Errorf("reading client state: %w", err)
 	}
-	if err := st.loadFiles(); err != nil {
-		dropBackup()
-		return nil, fmt.Errorf("reading client state: %w", err)
-	}
-	p, err := makePlan(root.Root, st, man, full, found.same(), o.Log)
-	found = installCheck{}
+	p, err := makePlan(a.root.Root, a.st, a.man, a.full, a.found.Same(), a.o.Log)
+	a.found = state.Checked{}
 	// Nothing reads the encoded files any more: their mapping goes now,
 	// rather than count in the memory of the whole download.
-	st.release()
+	a.st.Release()
 	if err != nil {
-		dropBackup()
-		return nil, err
+		a.dropBackup()
+		return err
 	}
 	if !p.changesContent() {
-		// Only times to set, or files to remove: the switch
-		// replaces no content and keeps no backup.
-		dropBackup()
+		// Only times to set, or files to remove: the switch replaces
+		// no content and keeps no backup.
+		a.dropBackup()
 	}
-	res.Touched, res.Removed, res.Kept = len(p.touch), len(p.remove), len(p.kept)
-	if o.CheckOnly {
-		res.Outcome = syncproto.OutcomeChecked
-		res.Fetched, res.FetchedBytes = len(p.fetch), p.fetchBytes
-		if o.List {
-			res.Planned = p.changes(man)
-		}
-		if err := c.request(nil, nil); err != nil {
-			return nil, fmt.Errorf("ending the check: %w", err)
-		}
-		report(syncproto.Report{Outcome: syncproto.OutcomeChecked})
-		res.Received, res.Sent = c.r.N, c.w.N
-		return res, nil
-	}
+	a.p = p
+	a.res.Touched, a.res.Removed, a.res.Kept = len(p.touch), len(p.remove), len(p.kept)
+	return nil
+}
 
-	// The checks before a download and the choice of deltas only read
-	// the install: both at once. Files the last attempt left whole are
-	// taken out of the deltas below.
+// dropBackup stops a backup that the sync will not use and removes what
+// it made: no journal exists before the switch, so nothing needs it as a
+// snapshot.
+func (a *attempt) dropBackup() {
+	if a.bkp == nil {
+		return
+	}
+	a.stopBackup()
+	a.bkp.Wait()
+	a.bkp = nil
+	if err := a.root.RemoveAll(install.NewBackupDir); err != nil {
+		a.o.Log.Warn("removing an unused backup", "folder", install.NewBackupDir, "err", err)
+	}
+}
+
+// checkOnly ends a sync that only says whether an update is available.
+func (a *attempt) checkOnly() (*Result, error) {
+	a.res.Outcome = syncproto.OutcomeChecked
+	a.res.Fetched, a.res.FetchedBytes = len(a.p.fetch), a.p.fetchBytes
+	if a.o.List {
+		a.res.Planned = a.p.changes(a.man)
+	}
+	if err := fetch.Request(a.c, nil, nil); err != nil {
+		return nil, fmt.Errorf("ending the check: %w", err)
+	}
+	a.report(syncproto.Report{Outcome: syncproto.OutcomeChecked})
+	a.res.Received, a.res.Sent = a.c.Received(), a.c.Sent()
+	return a.res, nil
+}
+
+// preflight checks that the update can be applied here, and chooses the
+// deltas: both only read the install, so both at once. The backup starts
+// now if it waited for the checks.
+func (a *attempt) preflight() error {
 	pre := make(chan error, 1)
-	go func() { pre <- preflight(root, man, p, free) }()
-	deltas := planDeltas(root, st, man, p.fetch, !o.noBlocks, o.Log)
+	go func() { pre <- preflight(a.root, a.man, a.p, a.free) }()
+	// Files the last attempt left whole are taken out of the deltas
+	// when they are moved back to staging (see download).
+	a.deltas = fetch.PlanDeltas(a.root, a.st, a.man, a.p.fetch, !a.o.noBlocks, a.o.Log)
 	if err := <-pre; err != nil {
-		dropBackup()
-		report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
-		return nil, err
+		a.dropBackup()
+		a.report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
+		return err
 	}
-	if backup == nil && p.changesContent() {
-		backup = startBackup(backupCtx, root)
+	if a.bkp == nil && a.p.changesContent() {
+		a.bkp = backup.Start(a.backupCtx, a.root)
 	}
-	fail := func(err error) (*Result, error) {
-		// The backup is of no use now: it stops, and tidy removes
-		// what it made.
-		stopBackup()
-		backup.wait()
-		// A lost connection, or the server's own final word, leaves
-		// nobody to report to.
-		var pe *syncproto.Error
-		if !lostConnection(err) && !errors.As(err, &pe) {
-			report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
-		}
-		if !exists(root, journalFile) {
-			// Nothing of the update is in the install. What was
-			// received and verified is kept for the next sync; a
-			// kept journal keeps its staged files for the next start
-			// to finish or undo.
-			keepForResume(root, o.Log)
-			tidy(root, o.Log)
-		}
-		return nil, err
-	}
-	download, reused, reusedBytes := reuseDownloads(root, man, p.fetch)
-	res.Reused = reused
+	return nil
+}
+
+// download fetches what the plan fetches into staging, less what the
+// last attempt received whole, and makes the links.
+func (a *attempt) download() error {
+	download, reused, reusedBytes := fetch.ReuseDownloads(a.root, a.man, a.p.fetch)
+	a.res.Reused = reused
 	if reused > 0 {
 		keep := make(map[int]bool, len(download))
 		for _, i := range download {
 			keep[i] = true
 		}
-		maps.DeleteFunc(deltas, func(i int, _ *delta) bool { return !keep[i] })
+		maps.DeleteFunc(a.deltas, func(i int, _ *fetch.Delta) bool { return !keep[i] })
 	}
-	if err := c.request(download, deltas); err != nil {
+	if err := fetch.Request(a.c, download, a.deltas); err != nil {
 		// Files reused from the last attempt are in staging now: fail
 		// keeps them for the next one.
-		c.outOfStep = true
-		return fail(fmt.Errorf("requesting files: %w", err))
+		a.c.SetOutOfStep()
+		return fmt.Errorf("requesting files: %w", err)
 	}
-	o.Progress.Start(len(download), p.fetchBytes-reusedBytes)
-	fe := &fetcher{c: c, root: root, man: man, progress: o.Progress, deltas: deltas, log: o.Log}
-	err = fe.fetchAll(ctx, download)
-	o.Progress.Finish()
+	a.o.Progress.Start(len(download), a.p.fetchBytes-reusedBytes)
+	fe := fetch.New(a.c, a.root, a.man, a.deltas, a.o.Progress, a.o.Log)
+	err := fe.Fetch(a.ctx, download)
+	a.o.Progress.Finish()
 	if err != nil {
-		c.outOfStep = true
+		a.c.SetOutOfStep()
 		var pe *syncproto.Error
 		if errors.As(err, &pe) {
 			err = fmt.Errorf("the server stopped the transfer: %w", err)
 		}
-		return fail(err)
+		return err
 	}
-	res.Fetched, res.FetchedBytes, res.WireBytes, res.Copied = len(download), p.fetchBytes-reusedBytes, fe.wire, fe.copied
-	if err := stageLinks(root, man, p.links); err != nil {
-		return fail(err)
-	}
+	a.res.Fetched, a.res.FetchedBytes, a.res.WireBytes, a.res.Copied = len(download), a.p.fetchBytes-reusedBytes, fe.Wire(), fe.Copied()
+	return fetch.StageLinks(a.root, a.man, a.p.links)
+}
 
-	// Every file is staged and verified: only now is the install
-	// touched, after a last chance to stop.
-	if err := ctx.Err(); err != nil {
-		return fail(err)
+// apply backs up and switches: every file is staged and verified, and
+// only now is the install touched, after a last chance to stop. Once the
+// switch is committed the update stands.
+func (a *attempt) apply() error {
+	if err := a.ctx.Err(); err != nil {
+		return err
 	}
-	j := &journal{Remove: p.remove, State: nextState(st, man, p, o)}
+	p, man := a.p, a.man
+	j := &journal.Journal{Remove: p.remove, State: nextState(a.st, man, p, a.o)}
 	p.known = nil // in the new state now
 	if p.changesContent() {
-		if j.Backup, err = backup.wait(); err != nil {
-			return fail(err)
+		var err error
+		if j.Backup, err = a.bkp.Wait(); err != nil {
+			return err
 		}
-		if man.PostInstall != "" {
-			j.PostInstall = &postInstallStep{Path: man.PostInstall, Timeout: man.PostInstallTimeout}
+		if path, timeout := man.PostInstall(); path != "" {
+			j.PostInstall = &journal.PostInstallStep{Path: path, Timeout: timeout}
 		}
 	}
 	installs := p.installs()
 	j.Install, j.Hashes = make([]string, 0, len(installs)), make(map[string]string, len(installs))
 	for _, i := range installs {
-		f := man.Files[i]
+		f := man.File(i)
 		j.Install = append(j.Install, f.Path)
 		// A file's hash is the string its new state holds already: a
 		// cold sync of 20,000 files would otherwise spell each again
@@ -609,23 +685,39 @@ func syncWith(ctx context.Context, root disk, st *State, o Options) (res *Result
 		}
 	}
 	for _, i := range p.touch {
-		j.Touch = append(j.Touch, touchStep{Path: man.Files[i].Path, MtimeNs: man.Files[i].MtimeNs})
+		j.Touch = append(j.Touch, journal.TouchStep{Path: man.File(i).Path, MtimeNs: man.File(i).MtimeNs})
 	}
-	if err := commit(ctx, root, j, o.Log); err != nil {
-		return fail(fmt.Errorf("applying the update: %w", err))
+	if err := journal.Commit(a.ctx, a.root, j, a.o.Log); err != nil {
+		return fmt.Errorf("applying the update: %w", err)
 	}
 	if j.Backup {
-		res.Backup = newestBackup(root)
+		a.res.Backup = backup.Newest(a.root)
 	}
-	*st = *j.State
-	pruneLists(root, st)
-	res.Outcome = syncproto.OutcomeUpToDate
-	if !p.empty() {
-		res.Outcome = syncproto.OutcomeUpdated
+	*a.st = *j.State
+	fetch.PruneLists(a.root, a.st)
+	return nil
+}
+
+// fail ends a sync that failed once the plan was made.
+func (a *attempt) fail(err error) (*Result, error) {
+	// The backup is of no use now: it stops, and journal.Tidy removes
+	// what it made.
+	a.stopBackup()
+	a.bkp.Wait()
+	// A lost connection, or the server's own final word, leaves nobody
+	// to report to.
+	var pe *syncproto.Error
+	if !lostConnection(err) && !errors.As(err, &pe) {
+		a.report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
 	}
-	report(syncproto.Report{Outcome: res.Outcome, Files: uint32(res.Fetched), Bytes: uint64(res.WireBytes)})
-	res.Received, res.Sent = c.r.N, c.w.N
-	return res, nil
+	if !a.root.Exists(journal.File) {
+		// Nothing of the update is in the install. What was received
+		// and verified is kept for the next sync; a kept journal keeps
+		// its staged files for the next start to finish or undo.
+		fetch.KeepForResume(a.root, a.o.Log)
+		journal.Tidy(a.root, a.o.Log)
+	}
+	return nil, err
 }
 
 // confirm asks whether to go ahead with a full update. The session is
@@ -637,7 +729,7 @@ func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome, insta
 		} else {
 			fmt.Fprintf(o.Out, "SmartClient and AppServer builds are incompatible (%s); not updating without a terminal to ask on: run with --yes to accept.\n", w.Message)
 		}
-		c.report(o.Log, syncproto.Report{Outcome: syncproto.OutcomeDeclined, Message: "no terminal to ask on"})
+		c.Report(o.Log, syncproto.Report{Outcome: syncproto.OutcomeDeclined, Message: "no terminal to ask on"})
 		return false, nil
 	}
 	c.Close()
@@ -667,51 +759,23 @@ func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome, insta
 	}
 }
 
-// stageLinks makes the symbolic links to install in the staging folder;
-// the switch renames them into place like files.
-func stageLinks(d disk, man *manifest, links []int) error {
-	for _, i := range links {
-		f := man.Files[i]
-		staged := stagingDir + "/" + f.Path
-		if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
-			return fmt.Errorf("staging the link %s: %w", f.Path, err)
-		}
-		if err := d.Symlink(f.Target, staged); err != nil {
-			return fmt.Errorf("staging the link %s: %w", f.Path, err)
-		}
-	}
-	return nil
-}
-
 // installHash is what recovery checks a file to install against: its
 // BLAKE3, or for a link its target.
-func installHash(f remoteFile) string {
+func installHash(f manifest.File) string {
 	if f.Target != "" {
-		return linkPrefix + f.Target
+		return journal.LinkPrefix + f.Target
 	}
 	return hex.EncodeToString(f.Hash[:])
-}
-
-const linkPrefix = "link:"
-
-// newestBackup names the highest-numbered backup folder.
-func newestBackup(root disk) string {
-	for i := maxBackups; i >= 1; i-- {
-		if fi, err := root.Lstat(backupName(i)); err == nil && fi.IsDir() {
-			return backupName(i)
-		}
-	}
-	return ""
 }
 
 // nextState is the state after the plan is applied: every listed file
 // the client installed or found identical, with its server hash. The
 // mtimes of fetched and retimed files are filled in from the disk once
 // they are in place.
-func nextState(st *State, man *manifest, p *plan, o Options) *State {
-	next := &State{
-		Version: stateVersion, ClientID: st.ClientID, Build: man.Build, OS: o.OS, Server: o.Server,
-		LastSync: time.Now().UTC(), LastOutcome: "updated", Files: make(map[string]FileState, len(man.Files)),
+func nextState(st *state.State, man *manifest.Manifest, p *plan, o Options) *state.State {
+	next := &state.State{
+		Version: state.Version, ClientID: st.ClientID, Build: man.Build(), OS: o.OS, Server: o.Server,
+		LastSync: time.Now().UTC(), LastOutcome: "updated", Files: make(map[string]state.FileState, man.Len()),
 	}
 	if p.empty() {
 		next.LastOutcome = "up-to-date"
@@ -719,17 +783,18 @@ func nextState(st *State, man *manifest, p *plan, o Options) *State {
 	defer func() {
 		// Only a state that records every listed file can vouch for
 		// the whole manifest in the next no-op check.
-		if len(next.Files) == len(man.Files) {
-			next.Manifest = hex.EncodeToString(man.Digest[:])
+		if len(next.Files) == man.Len() {
+			digest := man.Digest()
+			next.Manifest = hex.EncodeToString(digest[:])
 		}
 	}()
 	for _, i := range slices.Concat(p.installs(), p.touch) {
-		f := man.Files[i]
-		next.Files[f.Path] = FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hex.EncodeToString(f.Hash[:]),
+		f := man.File(i)
+		next.Files[f.Path] = state.FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hex.EncodeToString(f.Hash[:]),
 			ServerMtimeNs: f.MtimeNs, Preserve: f.Preserve}
 	}
 	for _, i := range p.current {
-		f := man.Files[i]
+		f := man.File(i)
 		k := p.known[f.Path]
 		k.Preserve = f.Preserve
 		next.Files[f.Path] = k
@@ -737,9 +802,9 @@ func nextState(st *State, man *manifest, p *plan, o Options) *State {
 	// A preserved file the user kept stays recorded only if an earlier
 	// sync installed it; it is the workstation's own now.
 	for _, i := range p.kept {
-		if k, ok := st.Files[man.Files[i].Path]; ok {
+		if k, ok := st.Files[man.File(i).Path]; ok {
 			k.Preserve = true
-			next.Files[man.Files[i].Path] = k
+			next.Files[man.File(i).Path] = k
 		}
 	}
 	return next

@@ -1,0 +1,5 @@
+//go:build !unix && !windows
+
+package install
+
+func isLocked(error) bool { return false }

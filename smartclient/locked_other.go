@@ -1,5 +1,0 @@
-//go:build !unix && !windows
-
-package smartclient
-
-func isLocked(error) bool { return false }
