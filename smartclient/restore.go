@@ -37,6 +37,16 @@ type StatusReport struct {
 	LastMessage string
 	Files       int // files the client installed and tracks
 	Backups     []BackupInfo
+	// Running is set while another smartclient holds the folder (a sync
+	// or a restore): what the report shows is then the last known state.
+	Running *Running
+}
+
+// Running says which smartclient is at work on the install folder; PID is
+// 0 when it did not say (a first install, or an older smartclient).
+type Running struct {
+	PID   int
+	Since time.Time
 }
 
 // openInstall opens an existing install folder for a command that may
@@ -66,6 +76,17 @@ func openInstall(dir string, log *slog.Logger) (*install.Disk, func(), error) {
 	return d, func() { d.CloseCache(); unlock(); r.Close() }, nil
 }
 
+// openReadOnly opens an install folder to read it while another
+// smartclient holds it.
+func openReadOnly(dir string) (*install.Disk, func(), error) {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening install folder: %w", err)
+	}
+	d := newDisk(r)
+	return d, func() { d.CloseCache(); r.Close() }, nil
+}
+
 // testFaults, when a test of this package sets them (see export_test.go),
 // are the faults of every install.Disk the package opens: the black-box
 // tests drive the client through Run, Sync, Status and Restore, which
@@ -82,6 +103,20 @@ func newDisk(r *os.Root) *install.Disk {
 // Status reports the installed build, the last sync and the backups kept.
 func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, error) {
 	d, done, err := openInstall(dir, log)
+	var running *Running
+	if errors.Is(err, install.ErrBusy) {
+		// Another smartclient is at work: show the last known state
+		// without the lock, and without finishing any switch (the
+		// holder of the lock does that). The state file is replaced by
+		// a rename, so it reads as the old or the new one.
+		d, done, err = openReadOnly(dir)
+		running = &Running{}
+		if err == nil {
+			if h, ok := install.ReadHolder(d.Root); ok {
+				running.PID, running.Since = h.PID, h.Since
+			}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +126,7 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 		return nil, err
 	}
 	r := &StatusReport{Dir: dir, Build: st.Build, OS: st.OS, Server: st.Server, LastSync: st.LastSync,
-		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: len(st.Files)}
+		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: len(st.Files), Running: running}
 	if c, ok := readCheck(d.Root); ok && c.When.After(st.LastSync) && c.Build == st.Build {
 		// A later check found the install up to date.
 		r.LastSync, r.LastOutcome, r.LastMessage, r.Server = c.When, "up-to-date", "", c.Server

@@ -29,6 +29,7 @@ import (
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/smartclient/internal/cli"
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/otiai10/copy"
 	"github.com/zeebo/blake3"
@@ -846,6 +847,46 @@ func TestServerFromSmartclientINI(t *testing.T) {
 // TestStatusAndRestore: status lists the installed build and the backups
 // with their builds; restore puts a backup back and keeps the install it
 // replaced as the newest backup.
+// TestStatusWhileASyncRuns: status does not fail while another
+// smartclient holds the folder: it shows the last known state, says a sync
+// is running (pid, since) and exits 0; sync and restore are refused.
+func TestStatusWhileASyncRuns(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	mustSync(t, s, dir, yes)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	unlock, err := install.Lock(root) // as a running sync holds it
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := smartclient.Status(t.Context(), dir, nil)
+	if err != nil {
+		t.Fatalf("Status while the folder is held: %v", err)
+	}
+	if r.Running == nil || r.Running.PID != os.Getpid() || time.Since(r.Running.Since) > time.Minute || r.Build != buildNew {
+		t.Errorf("Status = %+v (running %+v), want build %s and this process as the one at work", r, r.Running, buildNew)
+	}
+	code, out, errOut := runCLI(t, "status", "--dir", dir)
+	if code != cli.ExitOK || !strings.Contains(out, fmt.Sprintf("A sync is running (smartclient pid %d, since ", os.Getpid())) || !strings.Contains(out, "Installed build: "+buildNew) {
+		t.Errorf("status: exit %d, %q, %q", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, "sync", "--server", s.addr, "--dir", dir, "--os", "linux"); code != cli.ExitFailed || !strings.Contains(errOut, "another smartclient is updating this folder") {
+		t.Errorf("sync while held: exit %d, %q", code, errOut)
+	}
+	unlock()
+	if _, err := os.Stat(filepath.Join(dir, ".smartclient", "running")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the holder's note outlived the lock: %v", err)
+	}
+	r, err = smartclient.Status(t.Context(), dir, nil)
+	if err != nil || r.Running != nil {
+		t.Errorf("Status after the lock was released: %+v, %v", r, err)
+	}
+}
+
 func TestStatusAndRestore(t *testing.T) {
 	s := newServer(t, serverConf{enable: true, build: "7.00.240101A", preserve: "smartclient.ini"})
 	dir := t.TempDir()

@@ -98,6 +98,14 @@ replaces is kept as the newest backup.`,
 
 func printStatus(w io.Writer, r *smartclient.StatusReport) {
 	fmt.Fprintf(w, "Install folder:  %s\n", r.Dir)
+	if r.Running != nil {
+		if r.Running.PID > 0 {
+			fmt.Fprintf(w, "A sync is running (smartclient pid %d, since %s); below is the last known state.\n",
+				r.Running.PID, r.Running.Since.Local().Format("2006-01-02 15:04:05"))
+		} else {
+			fmt.Fprintln(w, "A sync is running; below is the last known state.")
+		}
+	}
 	if r.Build == "" {
 		fmt.Fprintln(w, "Installed build: none (never synced)")
 	} else {

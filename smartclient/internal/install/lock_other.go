@@ -17,10 +17,10 @@ func Lock(root *os.Root) (func(), error) {
 	}
 	f, err := root.OpenFile(LockFile, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("another smartclient is updating this folder (or one was killed: remove %s)", LockFile)
+		return nil, fmt.Errorf("%w (or one was killed: remove %s)", ErrBusy, LockFile)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("locking install folder: %w", err)
 	}
-	return func() { f.Close(); root.Remove(LockFile) }, nil
+	return announce(root, func() { f.Close(); root.Remove(LockFile) }), nil
 }

@@ -21,9 +21,9 @@ func Lock(root *os.Root) (func(), error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, errors.New("another smartclient is updating this folder")
+			return nil, ErrBusy
 		}
 		return nil, fmt.Errorf("locking install folder: %w", err)
 	}
-	return func() { f.Close() }, nil
+	return announce(root, func() { f.Close() }), nil
 }

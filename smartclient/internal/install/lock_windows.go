@@ -26,9 +26,9 @@ func Lock(root *os.Root) (func(), error) {
 	if err != nil {
 		f.Close()
 		if errors.Is(err, windows.ERROR_LOCK_VIOLATION) {
-			return nil, errors.New("another smartclient is updating this folder")
+			return nil, ErrBusy
 		}
 		return nil, fmt.Errorf("locking install folder: %w", err)
 	}
-	return func() { f.Close() }, nil
+	return announce(root, func() { f.Close() }), nil
 }
