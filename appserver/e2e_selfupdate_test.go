@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/mail/mailtest"
 	"github.com/erpupdate/smartsync/appserver/release"
 )
@@ -197,7 +198,7 @@ func (e *e2e) waitAnswer(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	var err error
 	for time.Now().Before(deadline) {
-		if err = hello(context.Background(), e.addr); err == nil {
+		if err = handover.Hello(context.Background(), e.addr); err == nil {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -254,7 +255,7 @@ func processes(match func(cmdline []byte) bool) []int {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
-		if err == nil && match(cmdline) && processAlive(pid) {
+		if err == nil && match(cmdline) && handover.ProcessAlive(pid) {
 			pids = append(pids, pid)
 		}
 	}
@@ -369,7 +370,7 @@ func TestSelfUpdateEndToEnd(t *testing.T) {
 	if len(backups) != 1 {
 		t.Errorf("data backups holding the update's record: %q", backups)
 	}
-	for _, leftover := range []string{e.install + "_new", helperDir(e.install)} {
+	for _, leftover := range []string{e.install + "_new", handover.HelperDir(e.install)} {
 		if exists(leftover) {
 			t.Errorf("%s is left over", leftover)
 		}
@@ -493,7 +494,7 @@ func TestSelfUpdateAdminCommands(t *testing.T) {
 		t.Fatalf("--at: exit %d:\n%s", code, out)
 	}
 	e.procs[0].Process.Signal(syscall.SIGTERM)
-	for deadline := time.Now().Add(20 * time.Second); hello(context.Background(), e.addr) == nil; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); handover.Hello(context.Background(), e.addr) == nil; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the server did not stop on SIGTERM")
 		}
@@ -532,7 +533,7 @@ func TestSelfUpdateCrashPoints(t *testing.T) {
 		t.Run(strings.ReplaceAll(step, ":", "_"), func(t *testing.T) {
 			t.Parallel() // each has its own folder and port
 			e := newE2E(t, false)
-			e.serve(crashPointEnv + "=" + step)
+			e.serve(handover.CrashPointEnv + "=" + step)
 			out, _ := e.admin(time.Minute, "--from", e.release(e2eNew, "client v2\n", ""), "--countdown", "1s", "--wait", "5s")
 			e.supervise(30 * time.Second)
 			got := e.build(e.install)
@@ -566,13 +567,13 @@ func (e *e2e) supervise(limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	started := false
 	for time.Now().Before(deadline) {
-		if hello(context.Background(), e.addr) == nil {
-			if jr, err := readJournal(helperDir(e.install)); err != nil || !helperAlive(jr) {
+		if handover.Hello(context.Background(), e.addr) == nil {
+			if jr, err := handover.ReadJournal(e.install); err != nil || !jr.HelperAlive() {
 				return
 			}
 		}
-		jr, err := readJournal(helperDir(e.install))
-		if (err != nil || !helperAlive(jr)) && !started && !e.serverRunning() {
+		jr, err := handover.ReadJournal(e.install)
+		if (err != nil || !jr.HelperAlive()) && !started && !e.serverRunning() {
 			e.startServer()
 			started = true
 		}

@@ -15,6 +15,23 @@ import (
 
 func parseMailAddress(s string) (string, error) { return mail.ParseAddress(s) }
 
+// mailOutcome is the update helper's and recovery's handover.Notify: it
+// mails with the [MAIL] settings of the configuration at configFile.
+func mailOutcome(log *slog.Logger, configFile, to string, st syncproto.UpdateStatus) {
+	sendOutcome(context.Background(), log, mailConfigOf(log, configFile), to, st)
+}
+
+// mailConfigOf reads [MAIL] from the configuration at path, which the
+// helper and recovery read rather than keep a password in the journal.
+func mailConfigOf(log *slog.Logger, path string) MailConfig {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		log.Error("self-update: reading [MAIL] for the outcome mail", "config", path, "err", err)
+		return MailConfig{}
+	}
+	return cfg.Mail
+}
+
 // sendOutcome mails the outcome of an update to the administrator who
 // asked for it. A failure is logged and nothing more: mail never holds up
 // or undoes an update.

@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,23 +16,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/internal/atomicfile"
 	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/spf13/pflag"
 )
 
 // Self describes the running server's own installation: what a self-update
 // replaces and how the new server is started. Run fills it in from the
-// executable's path and the command line.
-type Self struct {
-	InstallDir string   // the installation folder, the executable's folder
-	Exe        string   // the executable, inside InstallDir
-	Args       []string // the command line, without the program, as given
-	WorkDir    string   // the working folder the server was started in, where Args are read from
-	ConfigFile string   // the AppServer.ini in use, absolute
-	StateDir   string   // the state folder, absolute
-	Listen     string   // the address the new server is checked on
-	Build      string   // the installation's own build (its BUILD file); "" when unknown
-}
+// executable's path and the command line. It is the handover's, which
+// writes it into the helper's journal.
+type Self = handover.Self
 
 // Countdown limits of an update (the 1 to 10 minutes).
 const (
@@ -116,12 +110,10 @@ func newUpdater(s *Server) *updater {
 	return &updater{s: s, log: s.log, subs: map[chan string]struct{}{}, stayers: map[*stayer]struct{}{}}
 }
 
-// Files of the updater in its state folder.
-const (
-	scheduledFile = "scheduled.json" // a request waiting for its time
-	runningFile   = "running.json"   // the request under way, to report it if the server dies
-	lastFile      = "last.json"      // the outcome of the last update
-)
+// Files of the updater in its state folder, besides handover.RunningFile
+// (the request under way, to report it if the server dies) and
+// handover.LastFile (the outcome of the last update).
+const scheduledFile = "scheduled.json" // a request waiting for its time
 
 // start arms a scheduled update kept from before a restart, and reports
 // one that was under way when the server stopped.
@@ -133,14 +125,14 @@ func (u *updater) start(ctx context.Context) {
 		return
 	}
 	var run updateRequest
-	_, jerr := readJournal(helperDir(u.s.self.InstallDir))
-	if jerr != nil && readJSON(filepath.Join(u.dir, runningFile), &run) == nil {
+	_, jerr := handover.ReadJournal(u.s.self.InstallDir)
+	if jerr != nil && readJSON(filepath.Join(u.dir, handover.RunningFile), &run) == nil {
 		// The server stopped (killed, crashed) in the middle of an update
 		// it was running itself, before the helper took over.
 		u.cleanNew()
 		u.finish(run, syncproto.UpdateStatus{State: syncproto.StateFailed,
 			Message: "the server stopped during the update, before the switch; nothing was changed"}, "")
-		os.Remove(filepath.Join(u.dir, runningFile))
+		os.Remove(filepath.Join(u.dir, handover.RunningFile))
 	}
 	var req updateRequest
 	err := readJSON(filepath.Join(u.dir, scheduledFile), &req)
@@ -281,19 +273,19 @@ func (u *updater) status() syncproto.UpdateStatus {
 	if j == nil {
 		// Read each time: the helper writes the outcome of a switch after
 		// the new server has started.
-		jr, err := readJournal(helperDir(u.s.self.InstallDir))
-		if err == nil && !helperAlive(jr) {
+		jr, err := handover.ReadJournal(u.s.self.InstallDir)
+		if err == nil && !jr.HelperAlive() {
 			// The helper died after starting this server: finish its
 			// record now rather than at the next start.
 			if err := recoverSelfUpdate(u.log, u.s.self); err != nil {
 				u.log.Error("self-update: recovering", "err", err)
 			}
-			jr, err = readJournal(helperDir(u.s.self.InstallDir))
+			jr, err = handover.ReadJournal(u.s.self.InstallDir)
 		}
 		if err == nil {
 			st = syncproto.UpdateStatus{State: syncproto.StateSwitching, ID: jr.ID, OldBuild: jr.OldBuild,
 				NewBuild: jr.NewBuild, Source: jr.Source, Message: "the update helper is checking the new server"}
-		} else if readJSON(filepath.Join(u.dir, lastFile), &st) != nil {
+		} else if readJSON(filepath.Join(u.dir, handover.LastFile), &st) != nil {
 			st = syncproto.UpdateStatus{State: syncproto.StateNone}
 		}
 	}
@@ -342,7 +334,7 @@ func (u *updater) hook(step string) {
 	if u.testHook != nil {
 		u.testHook(step)
 	}
-	crashPoint("server:" + step)
+	handover.CrashPoint("server:" + step)
 }
 
 // run is one update from its start to its end.
@@ -372,7 +364,7 @@ func (u *updater) run(ctx context.Context, j *job) {
 	}
 	// From here the request is under way: it is not started again after a
 	// restart, and a restart reports it as interrupted.
-	if err := writeJSON(filepath.Join(u.dir, runningFile), j.req); err != nil {
+	if err := writeJSON(filepath.Join(u.dir, handover.RunningFile), j.req); err != nil {
 		u.end(j, syncproto.UpdateStatus{State: syncproto.StateFailed, Message: fmt.Sprintf("recording the update: %v", err)})
 		return
 	}
@@ -383,7 +375,7 @@ func (u *updater) run(ctx context.Context, j *job) {
 		// server (or the old one, reverted) reports the outcome.
 		return
 	}
-	os.Remove(filepath.Join(u.dir, runningFile))
+	os.Remove(filepath.Join(u.dir, handover.RunningFile))
 	u.cleanNew()
 	u.mu.Lock()
 	cancelled := j.cancelled
@@ -432,7 +424,7 @@ func (u *updater) finish(req updateRequest, st syncproto.UpdateStatus, newBuild 
 	if st.When == 0 {
 		st.When = time.Now().Unix()
 	}
-	if err := writeJSON(filepath.Join(u.dir, lastFile), st); err != nil {
+	if err := writeJSON(filepath.Join(u.dir, handover.LastFile), st); err != nil {
 		u.log.Error("self-update: recording the outcome", "err", err)
 	}
 	u.log.Warn("self-update: outcome", "id", st.ID, "state", st.State.String(), "old", st.OldBuild, "new", st.NewBuild, "message", st.Message)
@@ -452,13 +444,14 @@ func (u *updater) finish(req updateRequest, st syncproto.UpdateStatus, newBuild 
 func (u *updater) execute(ctx context.Context, j *job) (bool, error) {
 	u.hook("start")
 	u.event("update %s: fetching %s", j.req.ID, j.req.Source)
-	p, err := u.prepare(ctx, j)
+	p, err := handover.Prepare(ctx, u.s.self, handover.Request{ID: j.req.ID, Source: j.req.Source, AllowDowngrade: j.req.AllowDowngrade},
+		u.s.cfg.SelfUpdate.PublicKeys, filepath.Join(u.dir, "download"), u.event)
 	if err != nil {
 		return false, err
 	}
 	u.mu.Lock()
-	j.status.NewBuild = p.build
-	j.newDir = p.dir
+	j.status.NewBuild = p.Build
+	j.newDir = p.Dir
 	u.mu.Unlock()
 	u.hook("prepared")
 	if err := u.countdown(ctx, j); err != nil {
@@ -697,25 +690,62 @@ func writeJSON(path string, v any) error {
 	return atomicfile.Write(path, append(data, '\n'), 0o600)
 }
 
-// healthAddr turns a listening address into one a local client can dial.
-func healthAddr(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
+// switchOver backs up the server's data, carries configuration,
+// certificates, backups and [SELFUPDATE] Carry into the new installation,
+// and hands over to the helper.
+func (u *updater) switchOver(ctx context.Context, j *job, p *handover.Release) error {
+	self := u.s.self
+	if err := handover.BackUp(u.log, self, u.event); err != nil {
+		return err
+	}
+	u.hook("backup")
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	carried, err := handover.Carry(self, u.s.cfg.SelfUpdate.Carry, p.Dir)
 	if err != nil {
-		return listen
+		return fmt.Errorf("carrying files into the new installation: %w", err)
 	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
+	u.event("carried into the new installation: %s", strings.Join(carried, ", "))
+	u.hook("carried")
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return net.JoinHostPort(host, port)
+	u.event("handing over to the update helper: this server stops now, the helper renames %s to %s_old, puts %s in its place and starts it",
+		self.InstallDir, filepath.Base(self.InstallDir), filepath.Base(p.Dir))
+	if err := handOver(u.log, u.s.cfg, self, j, p); err != nil {
+		return fmt.Errorf("starting the update helper: %w", err)
+	}
+	u.hook("spawned")
+	u.s.handoff()
+	return nil
 }
 
-// crashPointEnv names a step at which the process kills itself, so that
-// tests can check what a crash at that step leaves. For tests only.
-const crashPointEnv = "SMARTSYNC_TEST_CRASH_AT"
+// handOver starts the update helper for job j's release p, with what it
+// needs of the configuration: not [MAIL], which it reads from the file.
+func handOver(log *slog.Logger, cfg *Config, self Self, j *job, p *handover.Release) error {
+	return handover.Start(log, self, handover.Update{ID: j.req.ID, Source: j.req.Source, Notify: j.req.Notify,
+		NewBuild: p.Build, HealthTimeout: cfg.SelfUpdate.HealthTimeout})
+}
 
-func crashPoint(step string) {
-	if v := os.Getenv(crashPointEnv); v != "" && strings.EqualFold(v, step) {
-		fmt.Fprintf(os.Stderr, "crash point %s: killing this process (%s)\n", step, crashPointEnv)
-		killSelf()
+// runHelper is "appserver selfupdate-helper --journal FILE", started by a
+// server handing over (see handover.RunHelper).
+func runHelper(ctx context.Context, args []string, stderr io.Writer) error {
+	fl := pflag.NewFlagSet("appserver selfupdate-helper", pflag.ContinueOnError)
+	fl.SetOutput(stderr)
+	jpath := fl.String("journal", "", "the journal written by the server handing over")
+	if err := fl.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
+	if *jpath == "" {
+		return fmt.Errorf("%w: selfupdate-helper needs --journal", ErrUsage)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "selfupdate-helper")
+	return handover.RunHelper(ctx, log, *jpath, mailOutcome)
+}
+
+// recoverSelfUpdate finishes, as a server starts, a self-update whose
+// helper died on the way (see handover.Recover).
+func recoverSelfUpdate(log *slog.Logger, self Self) error {
+	return handover.Recover(log, self, mailOutcome)
 }

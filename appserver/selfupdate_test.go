@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/release"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -425,8 +426,8 @@ func TestScheduledUpdateRuns(t *testing.T) {
 	if !ts.srv.HandedOver() {
 		t.Fatalf("the server stopped without handing over:\n%s", ts.logs.String())
 	}
-	jr, err := readJournal(helperDir(install))
-	if err != nil || jr.NewBuild != "7.01.250101A" || jr.OldBuild != "7.00.240501A" || jr.Phase != phaseHandover {
+	jr, err := handover.ReadJournal(install)
+	if err != nil || jr.NewBuild != "7.01.250101A" || jr.OldBuild != "7.00.240501A" || jr.Phase != handover.PhaseHandover {
 		t.Fatalf("journal: %+v, %v", jr, err)
 	}
 	for _, carried := range []string{"AppServer.ini", "appserver-state", "backups", "BUILD"} {

@@ -1,4 +1,4 @@
-package appserver
+package handover
 
 import (
 	"errors"

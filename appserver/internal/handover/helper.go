@@ -1,10 +1,10 @@
-package appserver
+package handover
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,13 +16,12 @@ import (
 
 	"github.com/erpupdate/smartsync/internal/atomicfile"
 	"github.com/erpupdate/smartsync/syncproto"
-	"github.com/spf13/pflag"
 )
 
 // The helper's journal: written by the old server before it starts the
 // helper, and by the helper after each step, so that whichever server
 // starts next at the installation's path can tell what happened (see
-// recoverSelfUpdate).
+// Recover).
 const (
 	journalName    = "journal.json"
 	journalVersion = 1
@@ -31,54 +30,65 @@ const (
 	idEnv = "SMARTSYNC_SELFUPDATE_ID"
 )
 
-// Phases of the switch, in order. Before phaseSwapped the installation's
-// path holds the old build; from phaseSwapped on it holds the new one,
-// until phaseRevertSwapped puts the old one back.
+// Phases of the switch, in order, as the journal records them. Before
+// PhaseSwapped the installation's path holds the old build; from
+// PhaseSwapped on it holds the new one, until PhaseRevertSwapped puts the
+// old one back.
 const (
-	phaseHandover      = "handover"       // the old server wrote the journal and started the helper
-	phaseStopped       = "stopped"        // the old server has exited
-	phaseSwapped       = "swapped"        // <install> is the new build, <install>_new the old one
-	phaseAside         = "aside"          // the old build is <install>_old
-	phaseStarted       = "started"        // the new server was started
-	phaseHealthy       = "healthy"        // it answered
-	phaseReverting     = "reverting"      // it did not; it was stopped
-	phaseRevertSwapped = "revert-swapped" // <install> is the old build again, the new one <install>_failed
-	phaseReverted      = "reverted"       // the old server was started again
+	PhaseHandover      = "handover"       // the old server wrote the journal and started the helper
+	PhaseStopped       = "stopped"        // the old server has exited
+	PhaseSwapped       = "swapped"        // <install> is the new build, <install>_new the old one
+	PhaseAside         = "aside"          // the old build is <install>_old
+	PhaseStarted       = "started"        // the new server was started
+	PhaseHealthy       = "healthy"        // it answered
+	PhaseReverting     = "reverting"      // it did not; it was stopped
+	PhaseRevertSwapped = "revert-swapped" // <install> is the old build again, the new one <install>_failed
+	PhaseReverted      = "reverted"       // the old server was started again
 )
 
-type journal struct {
+// Journal is the record of a switch, kept beside the installation (see
+// HelperDir): the update, the installation and how to start its server,
+// and the phase the switch has reached.
+type Journal struct {
 	Version       int           `json:"version"`
-	ID            string        `json:"id"`
-	Phase         string        `json:"phase"`
+	ID            string        `json:"id"`               // the update's ID
+	Phase         string        `json:"phase"`            // the last phase done, one of the Phase constants
 	Reason        string        `json:"reason,omitempty"` // why it reverted
-	ServerPID     int           `json:"server_pid"`
+	ServerPID     int           `json:"server_pid"`       // the server handing over
 	HelperPID     int           `json:"helper_pid,omitempty"`
-	Install       string        `json:"install"`
-	Exe           string        `json:"exe"` // relative to Install
-	Args          []string      `json:"args"`
-	WorkDir       string        `json:"work_dir"`
-	Listen        string        `json:"listen"`
+	Install       string        `json:"install"`  // the installation's path
+	Exe           string        `json:"exe"`      // relative to Install
+	Args          []string      `json:"args"`     // the server's command line, without the program
+	WorkDir       string        `json:"work_dir"` // where the server is started
+	Listen        string        `json:"listen"`   // where it is checked
 	HealthTimeout time.Duration `json:"health_timeout"`
-	StateDir      string        `json:"state_dir"`
+	StateDir      string        `json:"state_dir"` // where the outcome is recorded
 	OldBuild      string        `json:"old_build"`
 	NewBuild      string        `json:"new_build"`
 	Source        string        `json:"source"`
-	Notify        string        `json:"notify,omitempty"`
-	ConfigFile    string        `json:"config_file"` // [MAIL] is read from it, so no password is kept here
+	Notify        string        `json:"notify,omitempty"` // the address the outcome is mailed to
+	ConfigFile    string        `json:"config_file"`      // [MAIL] is read from it, so no password is kept here
 	Started       time.Time     `json:"started"`
 }
 
-// helperDir is where the helper and its journal live: beside the
-// installation, never inside it, so that nothing runs from the folder
-// being renamed.
-func helperDir(install string) string {
+// HelperDir is where the helper and its journal live: beside the
+// installation install, never inside it, so that nothing runs from the
+// folder being renamed.
+func HelperDir(install string) string {
 	return filepath.Join(filepath.Dir(install), "."+filepath.Base(install)+"_selfupdate")
 }
 
-func (jr *journal) save(dir string) error { return writeJSON(filepath.Join(dir, journalName), jr) }
+// JournalPath is the journal of a switch of the installation install.
+func JournalPath(install string) string { return filepath.Join(HelperDir(install), journalName) }
 
-func readJournal(dir string) (*journal, error) {
-	var jr journal
+func (jr *Journal) save(dir string) error { return writeJSON(filepath.Join(dir, journalName), jr) }
+
+// ReadJournal reads the journal of a switch of the installation install:
+// an error wrapping fs.ErrNotExist when none is under way.
+func ReadJournal(install string) (*Journal, error) { return readJournal(HelperDir(install)) }
+
+func readJournal(dir string) (*Journal, error) {
+	var jr Journal
 	if err := readJSON(filepath.Join(dir, journalName), &jr); err != nil {
 		return nil, err
 	}
@@ -88,34 +98,33 @@ func readJournal(dir string) (*journal, error) {
 	return &jr, nil
 }
 
-// runHelper is "appserver selfupdate-helper --journal FILE", started by a
-// server handing over. It waits for that server to exit, swaps the
-// installations, starts the new server and checks it, reverts to the old
-// one if it fails, records the outcome and mails it.
-func runHelper(ctx context.Context, args []string, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("appserver selfupdate-helper", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
-	jpath := fl.String("journal", "", "the journal written by the server handing over")
-	if err := fl.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", ErrUsage, err)
-	}
-	if *jpath == "" {
-		return fmt.Errorf("%w: selfupdate-helper needs --journal", ErrUsage)
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "selfupdate-helper")
-	dir := filepath.Dir(*jpath)
+// Notify mails the outcome st of an update to the address to, with the
+// [MAIL] settings of the server's configuration file configFile, which the
+// helper and recovery read there rather than keep a password in the
+// journal. It logs a failure and nothing more: mail never holds up or
+// undoes an update.
+type Notify func(log *slog.Logger, configFile, to string, st syncproto.UpdateStatus)
+
+// RunHelper is the helper, in a process of its own started by Start with
+// the journal at journalPath. It waits for the server handing over to
+// exit, swaps the installations, starts the new server and checks it,
+// reverts to the old one if it fails, records the outcome and mails it
+// with notify.
+func RunHelper(ctx context.Context, log *slog.Logger, journalPath string, notify Notify) error {
+	dir := filepath.Dir(journalPath)
 	jr, err := readJournal(dir)
 	if err != nil {
 		return fmt.Errorf("reading the journal: %w", err)
 	}
-	h := &helper{log: log, dir: dir, jr: jr}
+	h := &helper{log: log, dir: dir, jr: jr, notify: notify}
 	return h.run(ctx)
 }
 
 type helper struct {
-	log *slog.Logger
-	dir string
-	jr  *journal
+	log    *slog.Logger
+	dir    string
+	jr     *Journal
+	notify Notify
 }
 
 // step records a phase in the journal; the journal is what a crash leaves.
@@ -125,14 +134,14 @@ func (h *helper) step(phase string) error {
 		return fmt.Errorf("recording phase %s: %w", phase, err)
 	}
 	h.log.Info("phase", "phase", phase, "id", h.jr.ID)
-	crashPoint("helper:" + phase)
+	CrashPoint("helper:" + phase)
 	return nil
 }
 
 func (h *helper) run(ctx context.Context) error {
 	jr := h.jr
 	jr.HelperPID = os.Getpid()
-	if err := h.step(phaseHandover); err != nil {
+	if err := h.step(PhaseHandover); err != nil {
 		return err
 	}
 	h.log.Info("waiting for the old server to exit", "pid", jr.ServerPID)
@@ -145,7 +154,7 @@ func (h *helper) run(ctx context.Context) error {
 			return h.abandon("the old server did not exit")
 		}
 	}
-	if err := h.step(phaseStopped); err != nil {
+	if err := h.step(PhaseStopped); err != nil {
 		return err
 	}
 	old, newDir := jr.Install+"_old", jr.Install+"_new"
@@ -155,19 +164,19 @@ func (h *helper) run(ctx context.Context) error {
 	if err := retryRename(func() error { return exchange(jr.Install, newDir) }); err != nil {
 		return h.abandon(fmt.Sprintf("putting the new installation in place: %v", err))
 	}
-	if err := h.step(phaseSwapped); err != nil {
+	if err := h.step(PhaseSwapped); err != nil {
 		return err
 	}
 	if err := os.Rename(newDir, old); err != nil {
 		h.log.Error("keeping the old installation as _old", "err", err)
 	}
 	syncDir(h.log, filepath.Dir(jr.Install))
-	if err := h.step(phaseAside); err != nil {
+	if err := h.step(PhaseAside); err != nil {
 		return err
 	}
 	reason := h.startAndCheck(ctx, "new")
 	if reason == "" {
-		if err := h.step(phaseHealthy); err != nil {
+		if err := h.step(PhaseHealthy); err != nil {
 			return err
 		}
 		h.finish(syncproto.StateDone, "")
@@ -175,7 +184,7 @@ func (h *helper) run(ctx context.Context) error {
 	}
 	h.log.Error("the new server failed its check; putting the old one back", "reason", reason)
 	jr.Reason = reason
-	if err := h.step(phaseReverting); err != nil {
+	if err := h.step(PhaseReverting); err != nil {
 		return err
 	}
 	failed := jr.Install + "_failed"
@@ -189,14 +198,14 @@ func (h *helper) run(ctx context.Context) error {
 		h.log.Error("keeping the failed installation as _failed", "err", err)
 	}
 	syncDir(h.log, filepath.Dir(jr.Install))
-	if err := h.step(phaseRevertSwapped); err != nil {
+	if err := h.step(PhaseRevertSwapped); err != nil {
 		return err
 	}
 	if r := h.startAndCheck(ctx, "old"); r != "" {
 		h.log.Error("the old server does not answer either", "reason", r)
 		reason += "; the old server, put back, does not answer either: " + r
 	}
-	if err := h.step(phaseReverted); err != nil {
+	if err := h.step(PhaseReverted); err != nil {
 		return err
 	}
 	h.finish(syncproto.StateReverted, reason)
@@ -224,14 +233,14 @@ func (h *helper) startAndCheck(ctx context.Context, which string) string {
 	cmd.Dir = jr.WorkDir
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	// A test's crash point is for this update only, not the next.
-	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(v string) bool { return strings.HasPrefix(v, crashPointEnv+"=") }),
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(v string) bool { return strings.HasPrefix(v, CrashPointEnv+"=") }),
 		idEnv+"="+jr.ID)
 	detach(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Sprintf("the %s server did not start: %v", which, err)
 	}
 	if which == "new" {
-		if err := h.step(phaseStarted); err != nil {
+		if err := h.step(PhaseStarted); err != nil {
 			h.log.Error("recording the start", "err", err)
 		}
 	}
@@ -266,7 +275,7 @@ func checkHealth(ctx context.Context, addr string, timeout time.Duration, exited
 			return "was not checked: " + ctx.Err().Error()
 		default:
 		}
-		if err := hello(ctx, addr); err == nil {
+		if err := Hello(ctx, addr); err == nil {
 			return ""
 		} else {
 			last = err.Error()
@@ -276,9 +285,10 @@ func checkHealth(ctx context.Context, addr string, timeout time.Duration, exited
 	return fmt.Sprintf("did not answer within %v (%s)", timeout, last)
 }
 
-// hello asks the server at addr for a Welcome. Any well-formed answer,
-// an Error included, shows a server that works; "updating" does not.
-func hello(ctx context.Context, addr string) error {
+// Hello asks the server at addr for a Welcome: nil when it answers as a
+// server that works. Any well-formed answer, an Error included, shows a
+// server that works; "updating" does not.
+func Hello(ctx context.Context, addr string) error {
 	d := net.Dialer{Timeout: time.Second}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -321,7 +331,7 @@ func (h *helper) finish(state syncproto.UpdateState, reason string) {
 	os.RemoveAll(h.dir)
 }
 
-func outcomeStatus(jr *journal, state syncproto.UpdateState, reason string) syncproto.UpdateStatus {
+func outcomeStatus(jr *Journal, state syncproto.UpdateState, reason string) syncproto.UpdateStatus {
 	return syncproto.UpdateStatus{State: state, ID: jr.ID, OldBuild: jr.OldBuild, NewBuild: jr.NewBuild,
 		When: time.Now().Unix(), Source: jr.Source, Message: reason}
 }
@@ -329,12 +339,12 @@ func outcomeStatus(jr *journal, state syncproto.UpdateState, reason string) sync
 // writeOutcome writes last.json into the state folder at its path (the
 // new installation's after a switch, the old one's after a revert) and
 // removes the running mark.
-func writeOutcome(log *slog.Logger, jr *journal, state syncproto.UpdateState, reason string) {
+func writeOutcome(log *slog.Logger, jr *Journal, state syncproto.UpdateState, reason string) {
 	dir := filepath.Join(jr.StateDir, "selfupdate")
-	if err := writeJSON(filepath.Join(dir, lastFile), outcomeStatus(jr, state, reason)); err != nil {
+	if err := writeJSON(filepath.Join(dir, LastFile), outcomeStatus(jr, state, reason)); err != nil {
 		log.Error("recording the outcome", "err", err)
 	}
-	os.Remove(filepath.Join(dir, runningFile))
+	os.Remove(filepath.Join(dir, RunningFile))
 	log.Warn("outcome", "id", jr.ID, "state", state.String(), "old", jr.OldBuild, "new", jr.NewBuild, "reason", reason)
 }
 
@@ -342,23 +352,23 @@ func (h *helper) mail(state syncproto.UpdateState, reason string) {
 	if h.jr.Notify == "" {
 		return
 	}
-	sendOutcome(context.Background(), h.log, mailConfigOf(h.log, h.jr.ConfigFile), h.jr.Notify, outcomeStatus(h.jr, state, reason))
+	h.notify(h.log, h.jr.ConfigFile, h.jr.Notify, outcomeStatus(h.jr, state, reason))
 }
 
-// helperAlive reports whether the journal's helper (or, before the helper
+// HelperAlive reports whether the journal's helper (or, before the helper
 // has recorded itself, the server that wrote the journal) is still at
 // work.
-func helperAlive(jr *journal) bool {
+func (jr *Journal) HelperAlive() bool {
 	if jr.HelperPID != 0 {
-		return processAlive(jr.HelperPID)
+		return ProcessAlive(jr.HelperPID)
 	}
-	return jr.ServerPID != os.Getpid() && processAlive(jr.ServerPID)
+	return jr.ServerPID != os.Getpid() && ProcessAlive(jr.ServerPID)
 }
 
 // waitExit waits until process pid has exited.
 func waitExit(ctx context.Context, pid int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
-	for processAlive(pid) {
+	for ProcessAlive(pid) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}
@@ -375,14 +385,14 @@ func syncDir(log *slog.Logger, dir string) {
 	}
 }
 
-// recoverSelfUpdate runs when a server starts: if a self-update's helper
-// died on the way (killed, crashed, power lost), it completes what the
-// journal says was done so that the installation's path holds one whole
-// build, records the outcome and clears the way for a retry. A server
-// started while a live helper is switching its installation refuses to
-// run, unless the helper started it.
-func recoverSelfUpdate(log *slog.Logger, self Self) error {
-	hd := helperDir(self.InstallDir)
+// Recover runs when a server starts: if a self-update's helper died on the
+// way (killed, crashed, power lost), it completes what the journal says
+// was done so that the installation's path holds one whole build, records
+// the outcome, mails it with notify (in the background) and clears the way
+// for a retry. A server started while a live helper is switching its
+// installation refuses to run, unless the helper started it.
+func Recover(log *slog.Logger, self Self, notify Notify) error {
+	hd := HelperDir(self.InstallDir)
 	jr, err := readJournal(hd)
 	if errors.Is(err, os.ErrNotExist) {
 		os.RemoveAll(hd) // a finished helper's program
@@ -393,7 +403,7 @@ func recoverSelfUpdate(log *slog.Logger, self Self) error {
 		os.Rename(filepath.Join(hd, journalName), filepath.Join(hd, journalName+".bad"))
 		return nil
 	}
-	if helperAlive(jr) {
+	if jr.HelperAlive() {
 		if os.Getenv(idEnv) == jr.ID || jr.ServerPID == os.Getpid() {
 			return nil // the helper started this server and is checking it
 		}
@@ -412,7 +422,7 @@ func recoverSelfUpdate(log *slog.Logger, self Self) error {
 	// The journal's phase may lag the folders by one rename (a crash
 	// between a rename and its record), so the folders decide: the new
 	// installation carries the update's ID.
-	reverting := jr.Phase == phaseReverting || jr.Phase == phaseRevertSwapped || jr.Phase == phaseReverted
+	reverting := jr.Phase == PhaseReverting || jr.Phase == PhaseRevertSwapped || jr.Phase == PhaseReverted
 	var state syncproto.UpdateState
 	reason := ""
 	switch {
@@ -425,7 +435,7 @@ func recoverSelfUpdate(log *slog.Logger, self Self) error {
 			}
 		}
 		state = syncproto.StateDone
-		if jr.Phase != phaseHealthy {
+		if jr.Phase != PhaseHealthy {
 			reason = "the update helper stopped before its check; this server, started afterwards, runs the new build"
 		}
 	case holdsUpdate(jr, jr.Install):
@@ -452,7 +462,7 @@ func recoverSelfUpdate(log *slog.Logger, self Self) error {
 	writeOutcome(log, jr, state, reason)
 	if jr.Notify != "" {
 		// In the background: a slow mail server must not hold the start.
-		go sendOutcome(context.Background(), log, mailConfigOf(log, jr.ConfigFile), jr.Notify, outcomeStatus(jr, state, reason))
+		go notify(log, jr.ConfigFile, jr.Notify, outcomeStatus(jr, state, reason))
 	}
 	return os.RemoveAll(hd)
 }
@@ -465,7 +475,7 @@ const idMarker = ".selfupdate-id"
 // holdsUpdate reports whether dir is the new installation of jr's update:
 // by its ID marker, or, for a folder without one, by its BUILD when the
 // builds differ.
-func holdsUpdate(jr *journal, dir string) bool {
+func holdsUpdate(jr *Journal, dir string) bool {
 	if id, err := os.ReadFile(filepath.Join(dir, idMarker)); err == nil {
 		return strings.TrimSpace(string(id)) == jr.ID
 	}
@@ -476,13 +486,59 @@ func holdsUpdate(jr *journal, dir string) bool {
 	return err == nil && strings.TrimSpace(string(b)) == jr.NewBuild
 }
 
-// mailConfigOf reads [MAIL] from the configuration at path, which the
-// helper and recovery read rather than keep a password in the journal.
-func mailConfigOf(log *slog.Logger, path string) MailConfig {
-	cfg, err := LoadConfig(path)
+// The update's records in the server's state folder, <state>/selfupdate:
+// the server marks the update it runs in RunningFile, and whoever ends the
+// update (the server, the helper or recovery) writes its outcome to
+// LastFile and removes the mark.
+const (
+	RunningFile = "running.json"
+	LastFile    = "last.json"
+)
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		log.Error("self-update: reading [MAIL] for the outcome mail", "config", path, "err", err)
-		return MailConfig{}
+		return err
 	}
-	return cfg.Mail
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(data, '\n'), 0o600)
+}
+
+// healthAddr turns a listening address into one a local client can dial.
+func healthAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// CrashPointEnv names a step at which the process kills itself, as
+// "server:STEP" or "helper:PHASE", so that tests can check what a crash at
+// that step leaves. For tests only.
+const CrashPointEnv = "SMARTSYNC_TEST_CRASH_AT"
+
+// CrashPoint kills this process, as a kill would, when CrashPointEnv names
+// step.
+func CrashPoint(step string) {
+	if v := os.Getenv(CrashPointEnv); v != "" && strings.EqualFold(v, step) {
+		fmt.Fprintf(os.Stderr, "crash point %s: killing this process (%s)\n", step, CrashPointEnv)
+		killSelf()
+	}
 }

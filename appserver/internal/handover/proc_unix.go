@@ -1,6 +1,6 @@
 //go:build unix
 
-package appserver
+package handover
 
 import (
 	"bytes"
@@ -23,9 +23,9 @@ func killTree(p *os.Process) {
 	}
 }
 
-// processAlive reports whether pid is a running process. A zombie, dead
+// ProcessAlive reports whether pid is a running process. A zombie, dead
 // but not yet reaped by its parent, is not.
-func processAlive(pid int) bool {
+func ProcessAlive(pid int) bool {
 	if pid <= 0 || syscall.Kill(pid, 0) == syscall.ESRCH {
 		return false
 	}

@@ -1,4 +1,4 @@
-package appserver
+package handover
 
 import (
 	"os"
@@ -18,8 +18,8 @@ func detach(cmd *exec.Cmd) {
 // groups to signal; the server starts no children of its own.
 func killTree(p *os.Process) { p.Kill() }
 
-// processAlive reports whether pid is a running process.
-func processAlive(pid int) bool {
+// ProcessAlive reports whether pid is a running process.
+func ProcessAlive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package appserver
+package handover
 
 // exchange swaps the folders at a and b. Without an atomic exchange call
 // it takes three renames, and a crash between them leaves a's path empty

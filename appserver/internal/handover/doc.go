@@ -1,0 +1,18 @@
+// Package handover owns what a self-update of the server does to its
+// installation once an administrator's update is under way: it prepares
+// the new installation beside the old one (fetched, verified and unpacked
+// as <name>_new), backs up the server's data and carries its
+// configuration, certificates and backups into it, and hands over to a
+// helper process with a journal. The helper, a copy of the server's
+// program run as "appserver selfupdate-helper", swaps the installations,
+// starts the new server and checks that it answers, reverts to <name>_old
+// if it does not, and records the outcome. Recover, which a server runs as
+// it starts, finishes what a killed helper left, deciding by the folders.
+//
+// The server's side of an update (the administrator's session, the
+// countdown, the notices to sessions and the refusal of new ones, the
+// records of scheduled and past updates, the mail) stays in appserver,
+// which calls this package and gives it a Notify for the outcome mail.
+// It may import the standard library, syncproto, appserver/release,
+// internal/atomicfile, otiai10/copy and golang.org/x/sys; never appserver.
+package handover
