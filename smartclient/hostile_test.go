@@ -10,14 +10,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -30,500 +28,44 @@ import (
 
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/smartclient"
+	"github.com/erpupdate/smartsync/smartclient/internal/hostiletest"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 )
 
-const liarBuild = "7.00.240501A"
-
-// liarMtime is the release's modification time, older than the test.
-var liarMtime = time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC).UnixNano()
-
 // oldMtime is the old install's modification time.
 var oldMtime = time.Date(2023, 11, 1, 8, 0, 0, 0, time.UTC)
-
-// releaseFile is one file of a release.
-type releaseFile struct {
-	path    string
-	mode    uint32
-	content []byte
-	mtime   time.Time // zero: liarMtime
-}
 
 // liarRelease is the release the liar serves when it tells the truth:
 // one file that replaces a file of the old install, a new one of several
 // chunks, a small last one, and one the old install already has as it
 // is, which the client does not ask for.
-func liarRelease() []releaseFile {
+func liarRelease() []hostiletest.File {
 	big := make([]byte, 300<<10)
 	rand.NewChaCha8([32]byte{7}).Read(big)
-	return []releaseFile{
-		{path: "app.bin", mode: 0o755, content: []byte("the new application binary")},
-		{path: "lib/libnew.so", mode: 0o644, content: big},
-		{path: "data/last.dat", mode: 0o644, content: []byte("the last file of the release")},
-		{path: "readme.txt", mode: 0o644, content: []byte("read me"), mtime: oldMtime},
+	return []hostiletest.File{
+		{Path: "app.bin", Mode: 0o755, Content: []byte("the new application binary")},
+		{Path: "lib/libnew.so", Mode: 0o644, Content: big},
+		{Path: "data/last.dat", Mode: 0o644, Content: []byte("the last file of the release")},
+		{Path: "readme.txt", Mode: 0o644, Content: []byte("read me"), Mtime: oldMtime},
 	}
 }
 
 // oldRelease is what the install folder holds before each lie.
-func oldRelease() []releaseFile {
-	return []releaseFile{
-		{path: "app.bin", mode: 0o755, content: []byte("the old application binary")},
-		{path: "lib/libold.so", mode: 0o644, content: []byte("an old library")},
-		{path: "readme.txt", mode: 0o644, content: []byte("read me")},
-		{path: "smartclient.ini", mode: 0o644, content: []byte("[TCP]\nServer=erp\nPort=1234\n")},
-	}
-}
-
-func releaseEntries(files []releaseFile) []syncproto.ManifestEntry {
-	es := make([]syncproto.ManifestEntry, len(files))
-	for i, f := range files {
-		mt := liarMtime
-		if !f.mtime.IsZero() {
-			mt = f.mtime.UnixNano()
-		}
-		es[i] = syncproto.ManifestEntry{Path: f.path, Size: uint64(len(f.content)), MtimeNs: mt, Mode: f.mode, Hash: blake3.Sum256(f.content)}
-	}
-	return es
-}
-
-// lie scripts one hostile session. The zero lie is an honest server.
-type lie struct {
-	name string
-	// entries turns the honest manifest into the lie; nil sends it as is.
-	entries func([]syncproto.ManifestEntry) []syncproto.ManifestEntry
-	// header changes the header computed from the entries.
-	header func(*syncproto.ManifestHeader)
-	// among is sent after the entries, as if it were one.
-	among syncproto.Message
-	// hangUp closes the connection right after the manifest.
-	hangUp bool
-	// bySketch, when set, sends the entries after the header instead of
-	// the liar, with the client's sketch if it sent one (nil otherwise).
-	bySketch func(w *syncproto.Writer, h syncproto.ManifestHeader, entries []syncproto.ManifestEntry, sketch []uint64)
-	// dropsKept: the lie makes the client drop the manifest it keeps.
-	dropsKept bool
-	// send answers the client's requests; nil sends what it asked for,
-	// honestly.
-	send func(s *liarStream)
-	want error
-	// orWant is another error that will do, when two parts of the
-	// client may rightly find the lie.
-	orWant error
-	// wantMsg are pieces of the error's text: the entry it names, the
-	// reason.
-	wantMsg []string
-	// bug, when set, describes a bug of the client that the lie shows:
-	// the test is skipped until it is fixed.
-	bug string
-}
-
-// liarSaw is what the liar saw the client do.
-type liarSaw struct {
-	asked    []uint32 // indices requested, whole or as deltas
-	askedEnd bool     // RequestEnd received: the client went on to download
-	// deltas are the DeltaRequests among asked, by index, each with the
-	// chunks of all its frames.
-	deltas map[uint32]*syncproto.DeltaRequest
-	// blocks are the BlockRequests among asked, by index.
-	blocks map[uint32]*syncproto.BlockRequest
-	copied int64 // bytes the honest liar sent as FileCopy
-	report *syncproto.Report
-	// reportOnly marks a session that only reported (see serveLie).
-	reportOnly bool
-	serverErr  error // the client broke the protocol before the lie was told
-	// again is what the liar saw in a second session, when the client
-	// came back (it does, once, after a file built from block sums
-	// failed its check), telling the same lie.
-	again *liarSaw
-}
-
-// liarStream is the liar's side of the file transfer.
-type liarStream struct {
-	nc    net.Conn
-	w     *syncproto.Writer
-	files []releaseFile
-	enc   *zstd.Encoder
-	saw   *liarSaw
-}
-
-// msg sends m. Write errors are ignored here and below: a client that
-// hangs up in the middle of a lie is what the tests want.
-func (s *liarStream) msg(m syncproto.Message) { s.w.Write(m) }
-
-// data sends b in chunks of at most MaxChunk bytes, zstd-compressed
-// where that pays, as a real server sends them.
-func (s *liarStream) data(b []byte) {
-	for len(b) > 0 {
-		n := min(len(b), syncproto.MaxChunk)
-		s.w.WriteChunk(s.enc, b[:n])
-		b = b[n:]
-	}
-}
-
-// file sends file i honestly. An index past the release is one of the
-// lies' added entries, whose content is "x" (see entry): a client that
-// wrongly accepts one gets it, and the test, not the liar, says so.
-func (s *liarStream) file(i int) {
-	f := releaseFile{content: []byte("x")}
-	if i < len(s.files) {
-		f = s.files[i]
-	}
-	s.msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(f.content))})
-	s.data(f.content)
-	s.msg(syncproto.FileEnd{Hash: blake3.Sum256(f.content)})
-}
-
-// honest sends file i as it was asked for: whole, or as a delta.
-func (s *liarStream) honest(i int) {
-	if s.saw.deltas[uint32(i)] != nil || s.saw.blocks[uint32(i)] != nil {
-		s.delta(i)
-	} else {
-		s.file(i)
-	}
-}
-
-// delta sends file i honestly as the client asked for it with a
-// DeltaRequest, as a real server does: its chunk list if asked for, then
-// copies of the chunks the base has, merged where they follow each other
-// in the base, and data for the rest.
-func (s *liarStream) delta(i int) {
-	if s.saw.blocks[uint32(i)] != nil {
-		s.blockDelta(i)
-		return
-	}
-	d := s.saw.deltas[uint32(i)]
-	f := s.files[i]
-	s.msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(f.content))})
-	if d.Flags&syncproto.DeltaWantList != 0 {
-		s.list(d.Bits, liarRefs(cutChunks(f.content, d.Bits)), syncproto.MaxChunkRefs, false)
-	}
-	s.assemble(f.content, d.Bits, d.Chunks)
-	s.msg(syncproto.FileEnd{Hash: blake3.Sum256(f.content)})
-}
-
-// blockDelta sends file i honestly as the client asked for it with a
-// BlockRequest, more simply than a real server: a block of the new file
-// at the place of the base's block with the same sums is sent as a copy
-// of it, everything else as data.
-func (s *liarStream) blockDelta(i int) {
-	r := s.saw.blocks[uint32(i)]
-	content := s.files[i].content
-	s.msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(content))})
-	bs := int(r.BlockSize)
-	for k := 0; k*bs < len(content); k++ {
-		b := content[k*bs : min(k*bs+bs, len(content))]
-		if k < len(r.Sums) && r.Sums[k] == (syncproto.BlockSum{Weak: cdc.WeakSum(b).Weak(), Strong: cdc.StrongSum(b)}) &&
-			uint64(k*bs+len(b)) <= r.BaseSize {
-			s.msg(syncproto.FileCopy{Off: uint64(k * bs), Len: uint32(len(b))})
-			s.saw.copied += int64(len(b))
-			continue
-		}
-		s.data(b)
-	}
-	s.msg(syncproto.FileEnd{Hash: blake3.Sum256(content)})
-}
-
-// assemble sends content, cut with bits, as copies of the chunks of
-// base and data for the rest.
-func (s *liarStream) assemble(content []byte, bits uint8, base []syncproto.ChunkRef) {
-	at := map[syncproto.ChunkRef]uint64{}
-	var off uint64
-	for _, r := range base {
-		if _, dup := at[r]; !dup {
-			at[r] = off
-		}
-		off += uint64(r.Len)
-	}
-	var cp syncproto.FileCopy
-	flush := func() {
-		if cp.Len > 0 {
-			s.msg(cp)
-			s.saw.copied += int64(cp.Len)
-		}
-		cp = syncproto.FileCopy{}
-	}
-	for _, c := range cutChunks(content, bits) {
-		o, ok := at[syncproto.ChunkRef{Len: c.Len, Hash: c.Hash}]
-		switch {
-		case ok && cp.Len > 0 && cp.Off+uint64(cp.Len) == o:
-			cp.Len += c.Len
-		case ok:
-			flush()
-			cp = syncproto.FileCopy{Off: o, Len: c.Len}
-		default:
-			flush()
-			s.data(content[c.Off : c.Off+int64(c.Len)])
-		}
-	}
-	flush()
-}
-
-// list sends refs as a chunk list cut with bits, perFrame references a
-// frame; more sets More on the last frame too.
-func (s *liarStream) list(bits uint8, refs []syncproto.ChunkRef, perFrame int, more bool) {
-	for k := 0; k == 0 || k < len(refs); k += perFrame {
-		s.msg(syncproto.ChunkList{Bits: bits, More: more || k+perFrame < len(refs), Chunks: refs[k:min(k+perFrame, len(refs))]})
-	}
-}
-
-// cutChunks returns the content-defined chunks of b, cut with bits.
-func cutChunks(b []byte, bits uint8) []cdc.Chunk {
-	chunks, err := cdc.Split(bytes.NewReader(b), bits)
-	if err != nil {
-		panic(err) // a bytes.Reader does not fail
-	}
-	return chunks
-}
-
-// liarRefs names chunks as the protocol does.
-func liarRefs(chunks []cdc.Chunk) []syncproto.ChunkRef {
-	refs := make([]syncproto.ChunkRef, len(chunks))
-	for i, c := range chunks {
-		refs[i] = syncproto.ChunkRef{Len: c.Len, Hash: c.Hash}
-	}
-	return refs
-}
-
-// raw sends bytes that need not be a valid frame.
-func (s *liarStream) raw(b []byte) {
-	s.w.Flush()
-	s.nc.Write(b)
-}
-
-// frameHeader is a frame header with any type and length.
-func frameHeader(t syncproto.MsgType, n uint32) []byte {
-	b := []byte{syncproto.Magic[0], syncproto.Magic[1], syncproto.Version, byte(t), 0, 0, 0, 0}
-	binary.BigEndian.PutUint32(b[4:], n)
-	return b
-}
-
-// serveLie listens on 127.0.0.1:0 and tells l to the first client. wait
-// returns what the liar saw, once the client has hung up.
-func serveLie(t *testing.T, l lie, files []releaseFile) (addr string, wait func() liarSaw) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	done := make(chan liarSaw, 1)
-	go func() {
-		// Two sessions that sync, each perhaps followed by one that only
-		// reports: a client whose transfer ended early reports on a
-		// session of its own.
-		var sessions []*liarSaw
-		defer func() {
-			var first liarSaw
-			if len(sessions) == 0 {
-				first.serverErr = errors.New("no session")
-			} else {
-				first = *sessions[0]
-			}
-			if len(sessions) > 1 {
-				first.again = sessions[1]
-				if sessions[1].serverErr != nil && first.serverErr == nil {
-					first.serverErr = fmt.Errorf("second session: %w", sessions[1].serverErr)
-				}
-			}
-			done <- first
-		}()
-		for len(sessions) < 2 || sessions[len(sessions)-1].report == nil {
-			nc, err := ln.Accept()
-			if err != nil {
-				if len(sessions) == 0 {
-					sessions = append(sessions, &liarSaw{serverErr: err})
-				}
-				return
-			}
-			var saw liarSaw
-			nc.SetDeadline(time.Now().Add(30 * time.Second))
-			saw.serverErr = tellLie(nc, l, files, &saw)
-			nc.Close()
-			if saw.reportOnly && len(sessions) > 0 && sessions[len(sessions)-1].report == nil {
-				sessions[len(sessions)-1].report = saw.report
-				continue
-			}
-			sessions = append(sessions, &saw)
-		}
-	}()
-	return ln.Addr().String(), func() liarSaw {
-		// The sync is over: no session is to come.
-		ln.Close()
-		select {
-		case saw := <-done:
-			return saw
-		case <-time.After(30 * time.Second):
-			t.Fatal("the hostile server's session did not end")
-			return liarSaw{}
-		}
-	}
-}
-
-func tellLie(nc net.Conn, l lie, files []releaseFile, saw *liarSaw) error {
-	r, w := syncproto.NewReader(nc), syncproto.NewWriter(nc)
-	if _, err := r.Expect(syncproto.MsgHello); err != nil {
-		return fmt.Errorf("waiting for Hello: %w", err)
-	}
-	w.Write(syncproto.Welcome{ServerBuild: liarBuild, Compatible: true, UpdatesEnabled: true})
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	m, err := r.Read()
-	if err != nil {
-		return fmt.Errorf("waiting for GetManifest: %w", err)
-	}
-	if rep, ok := m.(syncproto.Report); ok {
-		saw.report, saw.reportOnly = &rep, true
-		w.Write(syncproto.ReportAck{})
-		return w.Flush()
-	}
-	if m.Type() != syncproto.MsgGetManifest {
-		return fmt.Errorf("got %v instead of GetManifest: %w", m.Type(), syncproto.ErrUnexpected)
-	}
-	sketch := m.(syncproto.GetManifest).Flags&syncproto.GetSketch != 0
-	entries := releaseEntries(files)
-	if l.entries != nil {
-		entries = l.entries(entries)
-	}
-	h := syncproto.ManifestHeader{Build: liarBuild, Count: uint32(len(entries))}
-	for _, e := range entries {
-		h.TotalBytes += e.Size
-	}
-	if l.header != nil {
-		l.header(&h)
-	}
-	w.Write(h)
-	var sums []uint64
-	if sketch {
-		// A client that keeps a manifest names it; unless the lie is
-		// about that, the liar sends every entry whole all the same,
-		// then the digest.
-		if err := w.Flush(); err != nil {
-			return err
-		}
-		for more := true; more; {
-			m, err := r.Expect(syncproto.MsgSketch)
-			if err != nil {
-				return fmt.Errorf("waiting for the sketch: %w", err)
-			}
-			more = m.(syncproto.Sketch).More
-			sums = append(sums, m.(syncproto.Sketch).Sums...)
-		}
-	}
-	if l.bySketch != nil {
-		l.bySketch(w, h, entries, sums)
-		if err := w.Flush(); err != nil || l.hangUp {
-			return err
-		}
-		return answerRequests(nc, r, w, l, files, saw)
-	}
-	d := syncproto.NewDigester(h)
-	for _, e := range entries {
-		d.Add(e)
-		if err := w.Write(e); err != nil {
-			return err
-		}
-	}
-	if l.among != nil {
-		w.Write(l.among)
-	}
-	if sketch {
-		w.Write(syncproto.ManifestEnd{Digest: d.Sum()})
-	}
-	if err := w.Flush(); err != nil || l.hangUp {
-		return err
-	}
-	return answerRequests(nc, r, w, l, files, saw)
-}
-
-// answerRequests reads the client's answer to the manifest, requests or a
-// report when it gives up before downloading, or nothing when it hangs
-// up, and tells the rest of the lie.
-func answerRequests(nc net.Conn, r *syncproto.Reader, w *syncproto.Writer, l lie, files []releaseFile, saw *liarSaw) error {
-	saw.deltas = map[uint32]*syncproto.DeltaRequest{}
-	saw.blocks = map[uint32]*syncproto.BlockRequest{}
-	var open *syncproto.DeltaRequest // a DeltaRequest with DeltaMore
-	for !saw.askedEnd {
-		m, err := r.Read()
-		if err != nil {
-			return nil
-		}
-		if d, ok := m.(syncproto.DeltaRequest); ok && open != nil {
-			if d.Index != open.Index || d.Bits != open.Bits {
-				return fmt.Errorf("client interrupted the delta request for %d with one for %d", open.Index, d.Index)
-			}
-			open.Chunks = append(open.Chunks, d.Chunks...)
-			if d.Flags&syncproto.DeltaMore == 0 {
-				open = nil
-			}
-			continue
-		}
-		if open != nil {
-			return fmt.Errorf("client sent %v inside the delta request for %d", m.Type(), open.Index)
-		}
-		switch m := m.(type) {
-		case syncproto.Request:
-			saw.asked = append(saw.asked, m.Indices...)
-		case syncproto.DeltaRequest:
-			if saw.deltas[m.Index] != nil {
-				return fmt.Errorf("client asked for %d twice", m.Index)
-			}
-			saw.asked = append(saw.asked, m.Index)
-			saw.deltas[m.Index] = &m
-			if m.Flags&syncproto.DeltaMore != 0 {
-				open = &m
-			}
-		case syncproto.BlockRequest:
-			if saw.deltas[m.Index] != nil || saw.blocks[m.Index] != nil {
-				return fmt.Errorf("client asked for %d twice", m.Index)
-			}
-			saw.asked = append(saw.asked, m.Index)
-			saw.blocks[m.Index] = &m
-		case syncproto.RequestEnd:
-			saw.askedEnd = true
-		case syncproto.Report:
-			saw.report = &m
-			w.Write(syncproto.ReportAck{})
-			w.Flush()
-			return nil
-		default:
-			return fmt.Errorf("client sent %v", m.Type())
-		}
-	}
-	enc, err := zstd.NewWriter(nil)
-	if err != nil {
-		return err
-	}
-	defer enc.Close()
-	s := &liarStream{nc: nc, w: w, files: files, enc: enc, saw: saw}
-	if l.send != nil {
-		l.send(s)
-	} else {
-		for _, i := range saw.asked {
-			s.honest(int(i))
-		}
-	}
-	w.Flush()
-	// The client's last word, as a real server takes it.
-	for {
-		m, err := r.Read()
-		if err != nil {
-			return nil
-		}
-		if rep, ok := m.(syncproto.Report); ok {
-			saw.report = &rep
-			w.Write(syncproto.ReportAck{})
-			w.Flush()
-		}
+func oldRelease() []hostiletest.File {
+	return []hostiletest.File{
+		{Path: "app.bin", Mode: 0o755, Content: []byte("the old application binary")},
+		{Path: "lib/libold.so", Mode: 0o644, Content: []byte("an old library")},
+		{Path: "readme.txt", Mode: 0o644, Content: []byte("read me")},
+		{Path: "smartclient.ini", Mode: 0o644, Content: []byte("[TCP]\nServer=erp\nPort=1234\n")},
 	}
 }
 
 // scene is an install folder before a sync and the release the liar
 // serves when it tells the truth.
 type scene struct {
-	old, release func() []releaseFile
+	old, release func() []hostiletest.File
 	// kept: the install keeps the manifest of old, as the client keeps
 	// the last one it received.
 	kept bool
@@ -536,14 +78,14 @@ var classic = scene{old: oldRelease, release: liarRelease}
 // oldInstall fills dir with an installed release: what every lie must
 // leave as it is. The .smartclient folder is there, as after any earlier
 // sync, but without a state file: a failed sync records its outcome there.
-func oldInstall(t *testing.T, dir string, old []releaseFile) {
+func oldInstall(t *testing.T, dir string, old []hostiletest.File) {
 	t.Helper()
 	for _, f := range old {
-		p := filepath.Join(dir, filepath.FromSlash(f.path))
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, f.content, fs.FileMode(f.mode)); err != nil {
+		if err := os.WriteFile(p, f.Content, fs.FileMode(f.Mode)); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chtimes(p, oldMtime, oldMtime); err != nil {
@@ -593,7 +135,7 @@ func wholeTree(t *testing.T, dir string) map[string]string {
 
 // hostileRun runs one sync against l in the classic scene; see
 // hostileRunIn.
-func hostileRun(t *testing.T, l lie) (liarSaw, string) {
+func hostileRun(t *testing.T, l hostiletest.Lie) (hostiletest.Saw, string) {
 	t.Helper()
 	return hostileRunIn(t, l, classic)
 }
@@ -602,7 +144,7 @@ func hostileRun(t *testing.T, l lie) (liarSaw, string) {
 // the lie: the error is the one wanted, the install folder is byte for
 // byte what it was, and nothing appeared beside it. It returns what the
 // liar saw and the install folder.
-func hostileRunIn(t *testing.T, l lie, sc scene) (liarSaw, string) {
+func hostileRunIn(t *testing.T, l hostiletest.Lie, sc scene) (hostiletest.Saw, string) {
 	t.Helper()
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "install")
@@ -612,26 +154,26 @@ func hostileRunIn(t *testing.T, l lie, sc scene) (liarSaw, string) {
 	}
 	before := wholeTree(t, dir)
 	release := sc.release()
-	addr, wait := serveLie(t, l, release)
+	addr, wait := hostiletest.Serve(t, l, release)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := smartclient.Sync(ctx, smartclient.Options{Dir: dir, Server: addr, OS: "linux", Yes: true, Timeout: 5 * time.Second})
 	saw := wait()
-	if saw.serverErr != nil {
-		t.Errorf("hostile server: %v", saw.serverErr)
+	if saw.ServerErr != nil {
+		t.Errorf("hostile server: %v", saw.ServerErr)
 	}
 	switch {
-	case l.want == nil && err != nil:
+	case l.Want == nil && err != nil:
 		t.Errorf("sync failed: %v", err)
-	case l.want != nil && !errors.Is(err, l.want) && (l.orWant == nil || !errors.Is(err, l.orWant)):
-		t.Errorf("got %v; want %v", err, l.want)
+	case l.Want != nil && !errors.Is(err, l.Want) && (l.OrWant == nil || !errors.Is(err, l.OrWant)):
+		t.Errorf("got %v; want %v", err, l.Want)
 	}
-	for _, s := range l.wantMsg {
+	for _, s := range l.WantMsg {
 		if err == nil || !strings.Contains(err.Error(), s) {
 			t.Errorf("error %v does not say %s", err, s)
 		}
 	}
-	if l.want != nil {
+	if l.Want != nil {
 		after := wholeTree(t, dir)
 		all := maps.Clone(before)
 		maps.Copy(all, after)
@@ -651,7 +193,7 @@ func hostileRunIn(t *testing.T, l lie, sc scene) (liarSaw, string) {
 			}
 			// The kept manifest, when the lie made a wrong one of it,
 			// is dropped.
-			if k == ".smartclient/manifest.cache" && l.dropsKept && after[k] == "" {
+			if k == ".smartclient/manifest.cache" && l.DropsKept && after[k] == "" {
 				continue
 			}
 			if before[k] != after[k] {
@@ -673,7 +215,7 @@ func hostileRunIn(t *testing.T, l lie, sc scene) (liarSaw, string) {
 // trueList reports whether the file k of dir, under .smartclient/chunks,
 // is named for a file of the release and holds its chunk list, cut with
 // the bits of its name.
-func trueList(t *testing.T, dir, k string, release []releaseFile) bool {
+func trueList(t *testing.T, dir, k string, release []hostiletest.File) bool {
 	t.Helper()
 	hash, bits, ok := strings.Cut(path.Base(k), "-")
 	b, err := strconv.ParseUint(bits, 10, 8)
@@ -685,28 +227,15 @@ func trueList(t *testing.T, dir, k string, release []releaseFile) bool {
 		return false
 	}
 	for _, f := range release {
-		if fmt.Sprintf("%x", blake3.Sum256(f.content)) == hash {
-			return bytes.Equal(data, cdc.AppendList(nil, uint8(b), cutChunks(f.content, uint8(b))))
+		if fmt.Sprintf("%x", blake3.Sum256(f.Content)) == hash {
+			return bytes.Equal(data, cdc.AppendList(nil, uint8(b), hostiletest.CutChunks(f.Content, uint8(b))))
 		}
 	}
 	return false
 }
 
-// bad returns an entries function that adds e to the honest manifest.
-func bad(es ...syncproto.ManifestEntry) func([]syncproto.ManifestEntry) []syncproto.ManifestEntry {
-	return func(honest []syncproto.ManifestEntry) []syncproto.ManifestEntry {
-		return append(honest, es...)
-	}
-}
-
-// entry is a manifest entry of one byte with mode 0o644, for a lie about
-// its path.
-func entry(p string) syncproto.ManifestEntry {
-	return syncproto.ManifestEntry{Path: p, Size: 1, MtimeNs: liarMtime, Mode: 0o644, Hash: blake3.Sum256([]byte("x"))}
-}
-
 func moded(mode fs.FileMode) syncproto.ManifestEntry {
-	e := entry("bin/special")
+	e := hostiletest.Entry("bin/special")
 	e.Mode = uint32(mode)
 	return e
 }
@@ -714,13 +243,13 @@ func moded(mode fs.FileMode) syncproto.ManifestEntry {
 func TestHostileServerHonestControl(t *testing.T) {
 	// The harness itself: the liar telling the truth installs the
 	// release, so every refusal below is for the lie, not the harness.
-	saw, dir := hostileRun(t, lie{name: "honest"})
-	if !slices.Equal(saw.asked, []uint32{0, 1, 2}) || saw.report == nil || saw.report.Outcome != syncproto.OutcomeUpdated {
-		t.Fatalf("asked %v, report %+v; want the three changed files and an update", saw.asked, saw.report)
+	saw, dir := hostileRun(t, hostiletest.Lie{Name: "honest"})
+	if !slices.Equal(saw.Asked, []uint32{0, 1, 2}) || saw.Report == nil || saw.Report.Outcome != syncproto.OutcomeUpdated {
+		t.Fatalf("asked %v, report %+v; want the three changed files and an update", saw.Asked, saw.Report)
 	}
 	for _, f := range liarRelease() {
-		if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.path))); err != nil || !bytes.Equal(got, f.content) {
-			t.Errorf("%s: %.30q, %v; want the release's content", f.path, got, err)
+		if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil || !bytes.Equal(got, f.Content) {
+			t.Errorf("%s: %.30q, %v; want the release's content", f.Path, got, err)
 		}
 	}
 }
@@ -729,7 +258,7 @@ func TestHostileServerHonestControl(t *testing.T) {
 // refused with ErrBadManifest naming the entry and the reason, before the
 // client requests a single file.
 func TestHostileManifestRefusedBeforeAnyDownload(t *testing.T) {
-	var lies []lie
+	var lies []hostiletest.Lie
 	for _, tc := range []struct{ name, path, why string }{
 		{"absolute", "/etc/passwd", "absolute"},
 		{"parent first", "../outside.txt", `".."`},
@@ -786,26 +315,26 @@ func TestHostileManifestRefusedBeforeAnyDownload(t *testing.T) {
 		{"backup folder, other case", "BKP_REMOTE.001/x", "bookkeeping"},
 		{"another file by its 8.3 name", "lib/LIBNEW~1.SO", "8.3"},
 	} {
-		lies = append(lies, lie{name: "path: " + tc.name, entries: bad(entry(tc.path)), want: smartclient.ErrBadManifest,
-			wantMsg: []string{fmt.Sprintf("entry 4 %q", tc.path), tc.why}})
+		lies = append(lies, hostiletest.Lie{Name: "path: " + tc.name, Entries: hostiletest.Bad(hostiletest.Entry(tc.path)), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{fmt.Sprintf("entry 4 %q", tc.path), tc.why}})
 	}
 	lies = append(lies,
-		lie{name: "duplicate", entries: bad(entry("app.bin")), want: smartclient.ErrBadManifest,
-			wantMsg: []string{`entries 0 and 4 are both "app.bin"`}},
-		lie{name: "case-fold duplicate", entries: bad(entry("App.BIN")), want: smartclient.ErrBadManifest,
-			wantMsg: []string{`entries 0 "app.bin" and 4 "App.BIN" are one file`}},
-		lie{name: "case-fold duplicate ToLower misses (final sigma)", entries: bad(entry("λόγος.txt"), entry("ΛΌΓΟΣ.txt")), want: smartclient.ErrBadManifest,
-			wantMsg: []string{`"λόγος.txt" and 5 "ΛΌΓΟΣ.txt" are one file`}},
-		lie{name: "NFC and NFD duplicate", entries: bad(entry("café.txt"), entry("cafe\u0301.txt")), want: smartclient.ErrBadManifest,
-			wantMsg: []string{fmt.Sprintf("%q and 5 %q are one file", "café.txt", "cafe\u0301.txt")}},
-		lie{name: "NFC upper and NFD lower duplicate", entries: bad(entry("CAFÉ.txt"), entry("cafe\u0301.txt")), want: smartclient.ErrBadManifest,
-			wantMsg: []string{"are one file"}},
-		lie{name: "file below a file", entries: bad(entry("app.bin/evil")), want: smartclient.ErrBadManifest,
-			wantMsg: []string{`entry 0 "app.bin" is a file, and entry 4 "app.bin/evil"`}},
-		lie{name: "file above a file, other case", entries: bad(entry("LIB")), want: smartclient.ErrBadManifest,
-			wantMsg: []string{`entry 4 "LIB" is a file, and entry 1 "lib/libnew.so"`}},
-		lie{name: "file above a file, a neighbour between them", entries: bad(entry("lib"), entry("lib-x")), want: smartclient.ErrBadManifest,
-			wantMsg: []string{`entry 4 "lib" is a file`}},
+		hostiletest.Lie{Name: "duplicate", Entries: hostiletest.Bad(hostiletest.Entry("app.bin")), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{`entries 0 and 4 are both "app.bin"`}},
+		hostiletest.Lie{Name: "case-fold duplicate", Entries: hostiletest.Bad(hostiletest.Entry("App.BIN")), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{`entries 0 "app.bin" and 4 "App.BIN" are one file`}},
+		hostiletest.Lie{Name: "case-fold duplicate ToLower misses (final sigma)", Entries: hostiletest.Bad(hostiletest.Entry("λόγος.txt"), hostiletest.Entry("ΛΌΓΟΣ.txt")), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{`"λόγος.txt" and 5 "ΛΌΓΟΣ.txt" are one file`}},
+		hostiletest.Lie{Name: "NFC and NFD duplicate", Entries: hostiletest.Bad(hostiletest.Entry("café.txt"), hostiletest.Entry("cafe\u0301.txt")), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{fmt.Sprintf("%q and 5 %q are one file", "café.txt", "cafe\u0301.txt")}},
+		hostiletest.Lie{Name: "NFC upper and NFD lower duplicate", Entries: hostiletest.Bad(hostiletest.Entry("CAFÉ.txt"), hostiletest.Entry("cafe\u0301.txt")), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{"are one file"}},
+		hostiletest.Lie{Name: "file below a file", Entries: hostiletest.Bad(hostiletest.Entry("app.bin/evil")), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{`entry 0 "app.bin" is a file, and entry 4 "app.bin/evil"`}},
+		hostiletest.Lie{Name: "file above a file, other case", Entries: hostiletest.Bad(hostiletest.Entry("LIB")), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{`entry 4 "LIB" is a file, and entry 1 "lib/libnew.so"`}},
+		hostiletest.Lie{Name: "file above a file, a neighbour between them", Entries: hostiletest.Bad(hostiletest.Entry("lib"), hostiletest.Entry("lib-x")), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{`entry 4 "lib" is a file`}},
 	)
 	for _, tc := range []struct {
 		name string
@@ -825,42 +354,42 @@ func TestHostileManifestRefusedBeforeAnyDownload(t *testing.T) {
 		{"sticky", fs.ModeSticky | 0o755, "other than the permissions"},
 		{"raw st_mode", 0o100644, "other than the permissions"},
 	} {
-		lies = append(lies, lie{name: "mode: " + tc.name, entries: bad(moded(tc.mode)), want: smartclient.ErrBadManifest,
-			wantMsg: []string{`entry 4 "bin/special"`, tc.why}})
+		lies = append(lies, hostiletest.Lie{Name: "mode: " + tc.name, Entries: hostiletest.Bad(moded(tc.mode)), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{`entry 4 "bin/special"`, tc.why}})
 	}
-	huge := entry("huge.bin")
+	huge := hostiletest.Entry("huge.bin")
 	huge.Size = 64<<30 + 1
-	maxed := entry("maxed.bin")
+	maxed := hostiletest.Entry("maxed.bin")
 	maxed.Size = 1<<64 - 1
-	past := entry("past.bin")
+	past := hostiletest.Entry("past.bin")
 	past.MtimeNs = -1
 	lies = append(lies,
-		lie{name: "size over the cap", entries: bad(huge), want: smartclient.ErrBadManifest,
-			wantMsg: []string{`entry 4 "huge.bin"`, "declares 68719476737 bytes, over the limit"}},
-		lie{name: "size of 2^64-1, that would overflow the total", entries: bad(maxed), want: smartclient.ErrBadManifest,
-			wantMsg: []string{`entry 4 "maxed.bin"`, "over the limit"}},
-		lie{name: "mtime before 1970", entries: bad(past), want: smartclient.ErrBadManifest,
-			wantMsg: []string{`entry 4 "past.bin"`, "before 1970"}},
-		lie{name: "total bytes more than the entries", header: func(h *syncproto.ManifestHeader) { h.TotalBytes++ },
-			want: smartclient.ErrBadManifest, wantMsg: []string{"header says"}},
-		lie{name: "total bytes less than the entries", header: func(h *syncproto.ManifestHeader) { h.TotalBytes = 1 },
-			want: smartclient.ErrBadManifest, wantMsg: []string{"header says 1"}},
+		hostiletest.Lie{Name: "size over the cap", Entries: hostiletest.Bad(huge), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{`entry 4 "huge.bin"`, "declares 68719476737 bytes, over the limit"}},
+		hostiletest.Lie{Name: "size of 2^64-1, that would overflow the total", Entries: hostiletest.Bad(maxed), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{`entry 4 "maxed.bin"`, "over the limit"}},
+		hostiletest.Lie{Name: "mtime before 1970", Entries: hostiletest.Bad(past), Want: smartclient.ErrBadManifest,
+			WantMsg: []string{`entry 4 "past.bin"`, "before 1970"}},
+		hostiletest.Lie{Name: "total bytes more than the entries", Header: func(h *syncproto.ManifestHeader) { h.TotalBytes++ },
+			Want: smartclient.ErrBadManifest, WantMsg: []string{"header says"}},
+		hostiletest.Lie{Name: "total bytes less than the entries", Header: func(h *syncproto.ManifestHeader) { h.TotalBytes = 1 },
+			Want: smartclient.ErrBadManifest, WantMsg: []string{"header says 1"}},
 		// A count the entries do not reach, then silence: the
 		// connection was lost, whatever the server meant.
-		lie{name: "count larger than the entries sent, then hang up", header: func(h *syncproto.ManifestHeader) { h.Count += 2 },
-			hangUp: true, want: io.EOF, wantMsg: []string{"reading manifest entry 4 of 6"}},
-		lie{name: "count over the protocol's limit", header: func(h *syncproto.ManifestHeader) { h.Count = syncproto.MaxFiles + 1 },
-			want: syncproto.ErrMalformed, wantMsg: []string{"limit 1048576"}},
-		lie{name: "path not UTF-8", entries: bad(entry("a\xffb")), want: syncproto.ErrMalformed, wantMsg: []string{"not valid UTF-8"}},
-		lie{name: "another message among the entries", header: func(h *syncproto.ManifestHeader) { h.Count++ },
-			among: syncproto.FileStart{Index: 0, Size: 1}, want: syncproto.ErrUnexpected, wantMsg: []string{"expected ManifestEntry, got FileStart"}},
+		hostiletest.Lie{Name: "count larger than the entries sent, then hang up", Header: func(h *syncproto.ManifestHeader) { h.Count += 2 },
+			HangUp: true, Want: io.EOF, WantMsg: []string{"reading manifest entry 4 of 6"}},
+		hostiletest.Lie{Name: "count over the protocol's limit", Header: func(h *syncproto.ManifestHeader) { h.Count = syncproto.MaxFiles + 1 },
+			Want: syncproto.ErrMalformed, WantMsg: []string{"limit 1048576"}},
+		hostiletest.Lie{Name: "path not UTF-8", Entries: hostiletest.Bad(hostiletest.Entry("a\xffb")), Want: syncproto.ErrMalformed, WantMsg: []string{"not valid UTF-8"}},
+		hostiletest.Lie{Name: "another message among the entries", Header: func(h *syncproto.ManifestHeader) { h.Count++ },
+			Among: syncproto.FileStart{Index: 0, Size: 1}, Want: syncproto.ErrUnexpected, WantMsg: []string{"expected ManifestEntry, got FileStart"}},
 	)
 
 	for _, l := range lies {
-		t.Run(l.name, func(t *testing.T) {
+		t.Run(l.Name, func(t *testing.T) {
 			saw, _ := hostileRun(t, l)
-			if len(saw.asked) > 0 || saw.askedEnd {
-				t.Errorf("the client requested %v after a bad manifest", saw.asked)
+			if len(saw.Asked) > 0 || saw.AskedEnd {
+				t.Errorf("the client requested %v after a bad manifest", saw.Asked)
 			}
 		})
 	}
@@ -879,10 +408,10 @@ func TestHostileServerDeclaresMoreThanFreeSpace(t *testing.T) {
 	if n > 64 {
 		t.Skipf("%d bytes free: a manifest that does not fit would need %d files of 60 GiB", have, n)
 	}
-	l := lie{
-		entries: func(honest []syncproto.ManifestEntry) []syncproto.ManifestEntry {
+	l := hostiletest.Lie{
+		Entries: func(honest []syncproto.ManifestEntry) []syncproto.ManifestEntry {
 			for i := range n {
-				e := entry(fmt.Sprintf("data/part%03d.bin", i))
+				e := hostiletest.Entry(fmt.Sprintf("data/part%03d.bin", i))
 				e.Size = each
 				honest = append(honest, e)
 			}
@@ -890,12 +419,12 @@ func TestHostileServerDeclaresMoreThanFreeSpace(t *testing.T) {
 		},
 		// Preflight finds it; checkFreeSpace says the same with
 		// ErrNoSpace, whichever of the two Sync ends up calling.
-		want: smartclient.ErrPreflight, orWant: smartclient.ErrNoSpace,
-		wantMsg: []string{"not enough free space", "need "},
+		Want: smartclient.ErrPreflight, OrWant: smartclient.ErrNoSpace,
+		WantMsg: []string{"not enough free space", "need "},
 	}
 	saw, _ := hostileRun(t, l)
-	if len(saw.asked) > 0 || saw.askedEnd {
-		t.Errorf("the client requested %v of a release that does not fit", saw.asked)
+	if len(saw.Asked) > 0 || saw.AskedEnd {
+		t.Errorf("the client requested %v of a release that does not fit", saw.Asked)
 	}
 }
 
@@ -938,9 +467,9 @@ func zstdBomb(t testing.TB, n int, declared bool, window int) []byte {
 
 // streamLies are the lies told while files stream. Each is told after
 // the client requested all three files of the release.
-func streamLies(t testing.TB) []lie {
+func streamLies(t testing.TB) []hostiletest.Lie {
 	files := liarRelease()
-	app, lib, last := files[0].content, files[1].content, files[2].content
+	app, lib, last := files[0].Content, files[1].Content, files[2].Content
 	bomb := zstdBomb(t, 64<<20, true, 0)
 	bombSmallWindow := zstdBomb(t, 64<<20, true, 128<<10)
 	bombNoSize := zstdBomb(t, 64<<20, false, 128<<10)
@@ -952,142 +481,142 @@ func streamLies(t testing.TB) []lie {
 	if len(frames) > syncproto.MaxChunk {
 		t.Fatalf("the multi-frame bomb is %d bytes, over a chunk", len(frames))
 	}
-	return []lie{
-		{name: "one chunk longer than the file", want: smartclient.ErrVerify, wantMsg: []string{"app.bin", "more bytes than the 26 declared"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.data(append(slices.Clip(app), "and more"...))
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+	return []hostiletest.Lie{
+		{Name: "one chunk longer than the file", Want: smartclient.ErrVerify, WantMsg: []string{"app.bin", "more bytes than the 26 declared"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Data(append(slices.Clip(app), "and more"...))
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
 			}},
-		{name: "an extra chunk after the declared bytes", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "expected FileEnd, got FileData"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.data(app)
-				s.data([]byte("extra"))
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+		{Name: "an extra chunk after the declared bytes", Want: syncproto.ErrUnexpected, WantMsg: []string{"app.bin", "expected FileEnd, got FileData"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Data(app)
+				s.Data([]byte("extra"))
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
 			}},
-		{name: "fewer bytes, then FileEnd", want: syncproto.ErrUnexpected, wantMsg: []string{"lib/libnew.so", "expected FileData or FileCopy, got FileEnd"},
-			send: func(s *liarStream) {
-				s.file(0)
-				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
-				s.data(lib[:len(lib)-1])
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(lib)})
+		{Name: "fewer bytes, then FileEnd", Want: syncproto.ErrUnexpected, WantMsg: []string{"lib/libnew.so", "expected FileData or FileCopy, got FileEnd"},
+			Send: func(s *hostiletest.Stream) {
+				s.File(0)
+				s.Msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
+				s.Data(lib[:len(lib)-1])
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(lib)})
 			}},
-		{name: "hash mismatch on the last of three files", want: smartclient.ErrVerify, wantMsg: []string{"data/last.dat", "BLAKE3"},
-			send: func(s *liarStream) {
-				s.file(0)
-				s.file(1)
+		{Name: "hash mismatch on the last of three files", Want: smartclient.ErrVerify, WantMsg: []string{"data/last.dat", "BLAKE3"},
+			Send: func(s *hostiletest.Stream) {
+				s.File(0)
+				s.File(1)
 				forged := bytes.ToUpper(last) // same size, other content
-				s.msg(syncproto.FileStart{Index: 2, Size: uint64(len(forged))})
-				s.data(forged)
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(last)}) // and a lie about it
+				s.Msg(syncproto.FileStart{Index: 2, Size: uint64(len(forged))})
+				s.Data(forged)
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(last)}) // and a lie about it
 			}},
-		{name: "right content, FileEnd with another hash", want: smartclient.ErrVerify, wantMsg: []string{"data/last.dat"},
-			send: func(s *liarStream) {
-				s.file(0)
-				s.file(1)
-				s.msg(syncproto.FileStart{Index: 2, Size: uint64(len(last))})
-				s.data(last)
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256([]byte("other"))})
+		{Name: "right content, FileEnd with another hash", Want: smartclient.ErrVerify, WantMsg: []string{"data/last.dat"},
+			Send: func(s *hostiletest.Stream) {
+				s.File(0)
+				s.File(1)
+				s.Msg(syncproto.FileStart{Index: 2, Size: uint64(len(last))})
+				s.Data(last)
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256([]byte("other"))})
 			}},
-		{name: "zstd bomb: 64 MiB declared as RawLen 1000", want: syncproto.ErrMalformed, wantMsg: []string{"lib/libnew.so", "decoding chunk"},
-			send: func(s *liarStream) {
-				s.file(0)
-				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
-				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: bomb})
+		{Name: "zstd bomb: 64 MiB declared as RawLen 1000", Want: syncproto.ErrMalformed, WantMsg: []string{"lib/libnew.so", "decoding chunk"},
+			Send: func(s *hostiletest.Stream) {
+				s.File(0)
+				s.Msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
+				s.Msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: bomb})
 			}},
-		{name: "zstd bomb in a small window", want: syncproto.ErrMalformed, wantMsg: []string{"lib/libnew.so", "decoding chunk"},
-			send: func(s *liarStream) {
-				s.file(0)
-				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
-				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: bombSmallWindow})
+		{Name: "zstd bomb in a small window", Want: syncproto.ErrMalformed, WantMsg: []string{"lib/libnew.so", "decoding chunk"},
+			Send: func(s *hostiletest.Stream) {
+				s.File(0)
+				s.Msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
+				s.Msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: bombSmallWindow})
 			}},
-		{name: "zstd bomb in a small window, without a content size", want: syncproto.ErrMalformed, wantMsg: []string{"lib/libnew.so", "decoding chunk"},
-			send: func(s *liarStream) {
-				s.file(0)
-				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
-				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: bombNoSize})
+		{Name: "zstd bomb in a small window, without a content size", Want: syncproto.ErrMalformed, WantMsg: []string{"lib/libnew.so", "decoding chunk"},
+			Send: func(s *hostiletest.Stream) {
+				s.File(0)
+				s.Msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
+				s.Msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: bombNoSize})
 			}},
-		{name: "zstd bomb of 256 frames in one chunk", want: syncproto.ErrMalformed, wantMsg: []string{"lib/libnew.so", "decoding chunk"},
-			send: func(s *liarStream) {
-				s.file(0)
-				s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
-				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: frames})
+		{Name: "zstd bomb of 256 frames in one chunk", Want: syncproto.ErrMalformed, WantMsg: []string{"lib/libnew.so", "decoding chunk"},
+			Send: func(s *hostiletest.Stream) {
+				s.File(0)
+				s.Msg(syncproto.FileStart{Index: 1, Size: uint64(len(lib))})
+				s.Msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: 1000, Data: frames})
 			}},
-		{name: "zstd chunk decoding to less than its RawLen", want: syncproto.ErrMalformed, wantMsg: []string{"app.bin", "decodes to 5"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: uint32(len(app)), Data: zstdBomb(t, 5, true, 0)})
+		{Name: "zstd chunk decoding to less than its RawLen", Want: syncproto.ErrMalformed, WantMsg: []string{"app.bin", "decodes to 5"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: uint32(len(app)), Data: zstdBomb(t, 5, true, 0)})
 			}},
-		{name: "zstd chunk of garbage", want: syncproto.ErrMalformed, wantMsg: []string{"app.bin"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: uint32(len(app)), Data: []byte("not zstd at all, not at all")})
+		{Name: "zstd chunk of garbage", Want: syncproto.ErrMalformed, WantMsg: []string{"app.bin"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Msg(syncproto.FileData{Encoding: syncproto.EncodingZstd, RawLen: uint32(len(app)), Data: []byte("not zstd at all, not at all")})
 			}},
-		{name: "FileData frame of zero length", want: syncproto.ErrMalformed, wantMsg: []string{"app.bin", "decoding FileData"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.raw(frameHeader(syncproto.MsgFileData, 0))
+		{Name: "FileData frame of zero length", Want: syncproto.ErrMalformed, WantMsg: []string{"app.bin", "decoding FileData"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Raw(hostiletest.FrameHeader(syncproto.MsgFileData, 0))
 			}},
-		{name: "FileData of zero raw bytes", want: syncproto.ErrMalformed, wantMsg: []string{"app.bin", "chunk of 0 raw bytes"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.raw(append(frameHeader(syncproto.MsgFileData, 5), syncproto.EncodingRaw, 0, 0, 0, 0))
+		{Name: "FileData of zero raw bytes", Want: syncproto.ErrMalformed, WantMsg: []string{"app.bin", "chunk of 0 raw bytes"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Raw(append(hostiletest.FrameHeader(syncproto.MsgFileData, 5), syncproto.EncodingRaw, 0, 0, 0, 0))
 			}},
-		{name: "raw FileData whose RawLen is not its length", want: syncproto.ErrMalformed, wantMsg: []string{"app.bin", "declares 9 bytes, carries 3"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.raw(append(frameHeader(syncproto.MsgFileData, 8), syncproto.EncodingRaw, 0, 0, 0, 9, 'a', 'b', 'c'))
+		{Name: "raw FileData whose RawLen is not its length", Want: syncproto.ErrMalformed, WantMsg: []string{"app.bin", "declares 9 bytes, carries 3"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Raw(append(hostiletest.FrameHeader(syncproto.MsgFileData, 8), syncproto.EncodingRaw, 0, 0, 0, 9, 'a', 'b', 'c'))
 			}},
-		{name: "frame length 0xFFFFFFFF", want: syncproto.ErrTooLarge, wantMsg: []string{"app.bin", "4294967295 bytes"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.raw(frameHeader(syncproto.MsgFileData, 0xFFFFFFFF))
+		{Name: "frame length 0xFFFFFFFF", Want: syncproto.ErrTooLarge, WantMsg: []string{"app.bin", "4294967295 bytes"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Raw(hostiletest.FrameHeader(syncproto.MsgFileData, 0xFFFFFFFF))
 			}},
-		{name: "frame length negative as an int32", want: syncproto.ErrTooLarge, wantMsg: []string{"app.bin", "2147483648 bytes"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.raw(frameHeader(syncproto.MsgFileData, 0x80000000))
+		{Name: "frame length negative as an int32", Want: syncproto.ErrTooLarge, WantMsg: []string{"app.bin", "2147483648 bytes"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Raw(hostiletest.FrameHeader(syncproto.MsgFileData, 0x80000000))
 			}},
-		{name: "frame just over the FileData limit", want: syncproto.ErrTooLarge, wantMsg: []string{"app.bin"},
-			send: func(s *liarStream) {
+		{Name: "frame just over the FileData limit", Want: syncproto.ErrTooLarge, WantMsg: []string{"app.bin"},
+			Send: func(s *hostiletest.Stream) {
 				limit, _ := syncproto.MaxPayload(syncproto.MsgFileData)
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.raw(frameHeader(syncproto.MsgFileData, uint32(limit+1)))
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Raw(hostiletest.FrameHeader(syncproto.MsgFileData, uint32(limit+1)))
 			}},
-		{name: "unknown message type", want: syncproto.ErrUnknownType, wantMsg: []string{"app.bin", "type 200"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.raw(frameHeader(200, 0))
+		{Name: "unknown message type", Want: syncproto.ErrUnknownType, WantMsg: []string{"app.bin", "type 200"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Raw(hostiletest.FrameHeader(200, 0))
 			}},
-		{name: "bad magic", want: syncproto.ErrBadMagic, wantMsg: []string{"app.bin"},
-			send: func(s *liarStream) { s.raw([]byte("HTTP/1.1 200 OK\r\n\r\n")) }},
-		{name: "another protocol version", want: syncproto.ErrVersion, wantMsg: []string{"app.bin"},
-			send: func(s *liarStream) {
-				h := frameHeader(syncproto.MsgFileStart, 12)
+		{Name: "bad magic", Want: syncproto.ErrBadMagic, WantMsg: []string{"app.bin"},
+			Send: func(s *hostiletest.Stream) { s.Raw([]byte("HTTP/1.1 200 OK\r\n\r\n")) }},
+		{Name: "another protocol version", Want: syncproto.ErrVersion, WantMsg: []string{"app.bin"},
+			Send: func(s *hostiletest.Stream) {
+				h := hostiletest.FrameHeader(syncproto.MsgFileStart, 12)
 				h[2] = syncproto.Version + 1
-				s.raw(append(h, make([]byte, 12)...))
+				s.Raw(append(h, make([]byte, 12)...))
 			}},
-		{name: "a file not asked for", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "server sent file 3"},
-			send: func(s *liarStream) { s.file(3) }},
-		{name: "a file asked for, before its turn", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "server sent file 1"},
-			send: func(s *liarStream) { s.file(1) }},
-		{name: "an index outside the manifest", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "server sent file 99"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 99, Size: 5})
-				s.data([]byte("evil!"))
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256([]byte("evil!"))})
+		{Name: "a file not asked for", Want: syncproto.ErrUnexpected, WantMsg: []string{"app.bin", "server sent file 3"},
+			Send: func(s *hostiletest.Stream) { s.File(3) }},
+		{Name: "a file asked for, before its turn", Want: syncproto.ErrUnexpected, WantMsg: []string{"app.bin", "server sent file 1"},
+			Send: func(s *hostiletest.Stream) { s.File(1) }},
+		{Name: "an index outside the manifest", Want: syncproto.ErrUnexpected, WantMsg: []string{"app.bin", "server sent file 99"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 99, Size: 5})
+				s.Data([]byte("evil!"))
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256([]byte("evil!"))})
 			}},
-		{name: "the files in another order", want: syncproto.ErrUnexpected, wantMsg: []string{"lib/libnew.so", "server sent file 2"},
-			send: func(s *liarStream) { s.file(0); s.file(2); s.file(1) }},
-		{name: "the right file with another size", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "of 27 bytes, expected file 0 of 26 bytes"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app) + 1)})
-				s.data(append(slices.Clip(app), '!'))
+		{Name: "the files in another order", Want: syncproto.ErrUnexpected, WantMsg: []string{"lib/libnew.so", "server sent file 2"},
+			Send: func(s *hostiletest.Stream) { s.File(0); s.File(2); s.File(1) }},
+		{Name: "the right file with another size", Want: syncproto.ErrUnexpected, WantMsg: []string{"app.bin", "of 27 bytes, expected file 0 of 26 bytes"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app) + 1)})
+				s.Data(append(slices.Clip(app), '!'))
 			}},
-		{name: "another message instead of a file", want: syncproto.ErrUnexpected, wantMsg: []string{"app.bin", "expected FileStart, got Welcome"},
-			send: func(s *liarStream) {
-				s.msg(syncproto.Welcome{ServerBuild: liarBuild, Compatible: true, UpdatesEnabled: true})
+		{Name: "another message instead of a file", Want: syncproto.ErrUnexpected, WantMsg: []string{"app.bin", "expected FileStart, got Welcome"},
+			Send: func(s *hostiletest.Stream) {
+				s.Msg(syncproto.Welcome{ServerBuild: hostiletest.Build, Compatible: true, UpdatesEnabled: true})
 			}},
 	}
 }
@@ -1097,13 +626,13 @@ func streamLies(t testing.TB) []lie {
 // release is applied and nothing staged is left.
 func TestHostileStreamAbortsTheWholeUpdate(t *testing.T) {
 	for _, l := range streamLies(t) {
-		t.Run(l.name, func(t *testing.T) {
+		t.Run(l.Name, func(t *testing.T) {
 			saw, _ := hostileRun(t, l)
-			if !saw.askedEnd || !slices.Equal(saw.asked, []uint32{0, 1, 2}) {
-				t.Errorf("the client asked for %v (end %v); want the lie told after it asked for 0 1 2", saw.asked, saw.askedEnd)
+			if !saw.AskedEnd || !slices.Equal(saw.Asked, []uint32{0, 1, 2}) {
+				t.Errorf("the client asked for %v (end %v); want the lie told after it asked for 0 1 2", saw.Asked, saw.AskedEnd)
 			}
-			if saw.report == nil || saw.report.Outcome != syncproto.OutcomeFailed || saw.report.Message == "" {
-				t.Errorf("report %+v; want the failure and its reason told to the server", saw.report)
+			if saw.Report == nil || saw.Report.Outcome != syncproto.OutcomeFailed || saw.Report.Message == "" {
+				t.Errorf("report %+v; want the failure and its reason told to the server", saw.Report)
 			}
 		})
 	}
@@ -1112,9 +641,9 @@ func TestHostileStreamAbortsTheWholeUpdate(t *testing.T) {
 // TestHostileZstdBombIsBounded: a chunk that decompresses to 64 MiB costs
 // the client a small, bounded amount of memory, not the 64 MiB.
 func TestHostileZstdBombIsBounded(t *testing.T) {
-	var bombs []lie
+	var bombs []hostiletest.Lie
 	for _, l := range streamLies(t) {
-		if strings.HasPrefix(l.name, "zstd bomb") {
+		if strings.HasPrefix(l.Name, "zstd bomb") {
 			bombs = append(bombs, l)
 		}
 	}
@@ -1122,7 +651,7 @@ func TestHostileZstdBombIsBounded(t *testing.T) {
 		t.Fatalf("%d bomb cases", len(bombs))
 	}
 	for _, l := range bombs {
-		t.Run(l.name, func(t *testing.T) {
+		t.Run(l.Name, func(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
@@ -1146,17 +675,17 @@ func TestHostileZstdBombIsBounded(t *testing.T) {
 
 // deltaOldRelease is the install before each delta lie: older versions of
 // two files large enough to be bases.
-func deltaOldRelease() []releaseFile {
+func deltaOldRelease() []hostiletest.File {
 	rng := rand.NewChaCha8([32]byte{17})
 	app := make([]byte, 64<<10)
 	rng.Read(app)
 	pack := make([]byte, 3<<19)
 	rng.Read(pack)
-	return []releaseFile{
-		{path: "app.bin", mode: 0o755, content: app},
-		{path: "data/pack.pak", mode: 0o644, content: pack},
-		{path: "readme.txt", mode: 0o644, content: []byte("read me")},
-		{path: "smartclient.ini", mode: 0o644, content: []byte("[TCP]\nServer=erp\nPort=1234\n")},
+	return []hostiletest.File{
+		{Path: "app.bin", Mode: 0o755, Content: app},
+		{Path: "data/pack.pak", Mode: 0o644, Content: pack},
+		{Path: "readme.txt", Mode: 0o644, Content: []byte("read me")},
+		{Path: "smartclient.ini", Mode: 0o644, Content: []byte("[TCP]\nServer=erp\nPort=1234\n")},
 	}
 }
 
@@ -1168,22 +697,22 @@ func deltaOldRelease() []releaseFile {
 //	3 data/last.dat  small and new: whole
 //
 // and readme.txt, which the install has as it is.
-func deltaRelease() []releaseFile {
+func deltaRelease() []hostiletest.File {
 	old := deltaOldRelease()
 	rng := rand.NewChaCha8([32]byte{18})
 	patch := make([]byte, 4096)
 	rng.Read(patch)
-	app := slices.Clone(old[0].content)
+	app := slices.Clone(old[0].Content)
 	copy(app[20<<10:], patch)
-	pack := slices.Concat(old[1].content[:700<<10], patch, old[1].content[700<<10:])
+	pack := slices.Concat(old[1].Content[:700<<10], patch, old[1].Content[700<<10:])
 	fresh := make([]byte, 1<<20)
 	rng.Read(fresh)
-	return []releaseFile{
-		{path: "app.bin", mode: 0o755, content: app},
-		{path: "data/pack.pak", mode: 0o644, content: pack},
-		{path: "data/new.pak", mode: 0o644, content: fresh},
-		{path: "data/last.dat", mode: 0o644, content: []byte("the last file of the release")},
-		{path: "readme.txt", mode: 0o644, content: []byte("read me"), mtime: oldMtime},
+	return []hostiletest.File{
+		{Path: "app.bin", Mode: 0o755, Content: app},
+		{Path: "data/pack.pak", Mode: 0o644, Content: pack},
+		{Path: "data/new.pak", Mode: 0o644, Content: fresh},
+		{Path: "data/last.dat", Mode: 0o644, Content: []byte("the last file of the release")},
+		{Path: "readme.txt", Mode: 0o644, Content: []byte("read me"), Mtime: oldMtime},
 	}
 }
 
@@ -1193,16 +722,16 @@ var deltaScene = scene{old: deltaOldRelease, release: deltaRelease}
 // files as the scene means: 0 as a block delta from the installed
 // version, 1 as a delta from its chunks, 1 and 2 with their lists, 3
 // whole.
-func checkDeltaRequests(t *testing.T, saw liarSaw) {
+func checkDeltaRequests(t *testing.T, saw hostiletest.Saw) {
 	t.Helper()
-	if !saw.askedEnd || !slices.Equal(saw.asked, []uint32{0, 1, 2, 3}) {
-		t.Fatalf("the client asked for %v (end %v); want 0 1 2 3", saw.asked, saw.askedEnd)
+	if !saw.AskedEnd || !slices.Equal(saw.Asked, []uint32{0, 1, 2, 3}) {
+		t.Fatalf("the client asked for %v (end %v); want 0 1 2 3", saw.Asked, saw.AskedEnd)
 	}
 	old := deltaOldRelease()
-	if b := saw.blocks[0]; b == nil {
+	if b := saw.Blocks[0]; b == nil {
 		t.Errorf("app.bin was not asked for as a block delta")
 	} else {
-		base := old[0].content
+		base := old[0].Content
 		bs := cdc.BlockSize(int64(len(base)))
 		var sums []syncproto.BlockSum
 		for k := 0; k < len(base); k += bs {
@@ -1219,28 +748,28 @@ func checkDeltaRequests(t *testing.T, saw liarSaw) {
 		base     []byte // nil: an empty base
 		wantList bool
 	}{
-		{1, old[1].content, true},
+		{1, old[1].Content, true},
 		{2, nil, true},
 	} {
 		i := want.i
-		d := saw.deltas[uint32(i)]
+		d := saw.Deltas[uint32(i)]
 		if d == nil {
 			t.Fatalf("file %d was not asked for as a delta", i)
 		}
 		// The chunk size suits the base, or the new file when there is
 		// none.
-		bits := cdc.BitsFor(int64(len(deltaRelease()[i].content)))
+		bits := cdc.BitsFor(int64(len(deltaRelease()[i].Content)))
 		var base []syncproto.ChunkRef
 		if want.base != nil {
 			bits = cdc.BitsFor(int64(len(want.base)))
-			base = liarRefs(cutChunks(want.base, bits))
+			base = hostiletest.Refs(hostiletest.CutChunks(want.base, bits))
 		}
 		if d.Bits != bits || (d.Flags&syncproto.DeltaWantList != 0) != want.wantList || !slices.Equal(d.Chunks, base) {
 			t.Errorf("file %d asked for with bits %d, flags %#x, %d chunks; want bits %d, list %v, the %d chunks of the installed version",
 				i, d.Bits, d.Flags, len(d.Chunks), bits, want.wantList, len(base))
 		}
 	}
-	if saw.deltas[3] != nil || saw.blocks[3] != nil {
+	if saw.Deltas[3] != nil || saw.Blocks[3] != nil {
 		t.Errorf("data/last.dat asked for as a delta")
 	}
 }
@@ -1249,18 +778,18 @@ func TestHostileServerHonestDeltaControl(t *testing.T) {
 	// The delta harness itself: the liar telling the truth installs the
 	// release from copies of the installed versions and data, and keeps
 	// the lists the client asked for.
-	saw, dir := hostileRunIn(t, lie{name: "honest"}, deltaScene)
+	saw, dir := hostileRunIn(t, hostiletest.Lie{Name: "honest"}, deltaScene)
 	checkDeltaRequests(t, saw)
-	if saw.report == nil || saw.report.Outcome != syncproto.OutcomeUpdated {
-		t.Fatalf("report %+v; want an update", saw.report)
+	if saw.Report == nil || saw.Report.Outcome != syncproto.OutcomeUpdated {
+		t.Fatalf("report %+v; want an update", saw.Report)
 	}
 	release := deltaRelease()
-	if least := int64(len(release[0].content)+len(release[1].content)) - 64<<10; saw.copied < least {
-		t.Errorf("%d bytes sent as copies; want at least %d", saw.copied, least)
+	if least := int64(len(release[0].Content)+len(release[1].Content)) - 64<<10; saw.Copied < least {
+		t.Errorf("%d bytes sent as copies; want at least %d", saw.Copied, least)
 	}
 	for _, f := range release {
-		if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.path))); err != nil || !bytes.Equal(got, f.content) {
-			t.Errorf("%s: %d bytes, %v; want the release's content", f.path, len(got), err)
+		if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil || !bytes.Equal(got, f.Content) {
+			t.Errorf("%s: %d bytes, %v; want the release's content", f.Path, len(got), err)
 		}
 	}
 	lists, err := os.ReadDir(filepath.Join(dir, ".smartclient", "chunks"))
@@ -1276,49 +805,49 @@ func TestHostileServerHonestDeltaControl(t *testing.T) {
 
 // deltaStreamLies are the lies about deltas, told in the delta scene
 // after the client asked for its four files.
-func deltaStreamLies() []lie {
+func deltaStreamLies() []hostiletest.Lie {
 	old, rel := deltaOldRelease(), deltaRelease()
-	app, pack, fresh, last := rel[0].content, rel[1].content, rel[2].content, rel[3].content
-	baseApp, basePack := int64(len(old[0].content)), int64(len(old[1].content))
+	app, pack, fresh, last := rel[0].Content, rel[1].Content, rel[2].Content, rel[3].Content
+	baseApp, basePack := int64(len(old[0].Content)), int64(len(old[1].Content))
 	const appBits, packBits = 10, 13 // cdc.BitsFor of the bases
 	_, _, packMax := cdc.Sizes(packBits)
-	start := func(s *liarStream, i int) {
-		s.msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(rel[i].content))})
+	start := func(s *hostiletest.Stream, i int) {
+		s.Msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(rel[i].Content))})
 	}
-	packList := liarRefs(cutChunks(pack, packBits))
+	packList := hostiletest.Refs(hostiletest.CutChunks(pack, packBits))
 	// packStart starts data/pack.pak after app.bin, honestly.
-	packStart := func(s *liarStream) {
-		s.delta(0)
+	packStart := func(s *hostiletest.Stream) {
+		s.Delta(0)
 		start(s, 1)
 	}
-	copyLie := func(name string, cp syncproto.FileCopy, msg string) lie {
-		return lie{name: name, want: smartclient.ErrVerify, wantMsg: []string{"app.bin", msg},
-			send: func(s *liarStream) {
+	copyLie := func(name string, cp syncproto.FileCopy, msg string) hostiletest.Lie {
+		return hostiletest.Lie{Name: name, Want: smartclient.ErrVerify, WantMsg: []string{"app.bin", msg},
+			Send: func(s *hostiletest.Stream) {
 				start(s, 0)
-				s.msg(cp)
-				s.data(app[min(int(cp.Len), len(app)):])
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+				s.Msg(cp)
+				s.Data(app[min(int(cp.Len), len(app)):])
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
 			}}
 	}
-	return []lie{
-		{name: "FileCopy for a file asked for whole", want: syncproto.ErrUnexpected,
-			wantMsg: []string{"data/last.dat", "a copy for a file asked for whole"},
-			send: func(s *liarStream) {
-				s.delta(0)
-				s.delta(1)
-				s.delta(2)
+	return []hostiletest.Lie{
+		{Name: "FileCopy for a file asked for whole", Want: syncproto.ErrUnexpected,
+			WantMsg: []string{"data/last.dat", "a copy for a file asked for whole"},
+			Send: func(s *hostiletest.Stream) {
+				s.Delta(0)
+				s.Delta(1)
+				s.Delta(2)
 				start(s, 3)
-				s.msg(syncproto.FileCopy{Off: 0, Len: uint32(len(last))})
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(last)})
+				s.Msg(syncproto.FileCopy{Off: 0, Len: uint32(len(last))})
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(last)})
 			}},
-		{name: "FileCopy for a file asked for with an empty base", want: syncproto.ErrUnexpected,
-			wantMsg: []string{"data/new.pak", "a copy for a file asked for whole"},
-			send: func(s *liarStream) {
-				s.delta(0)
-				s.delta(1)
+		{Name: "FileCopy for a file asked for with an empty base", Want: syncproto.ErrUnexpected,
+			WantMsg: []string{"data/new.pak", "a copy for a file asked for whole"},
+			Send: func(s *hostiletest.Stream) {
+				s.Delta(0)
+				s.Delta(1)
 				start(s, 2)
-				s.list(12, liarRefs(cutChunks(fresh, 12)), syncproto.MaxChunkRefs, false)
-				s.msg(syncproto.FileCopy{Off: 0, Len: 4096})
+				s.List(12, hostiletest.Refs(hostiletest.CutChunks(fresh, 12)), syncproto.MaxChunkRefs, false)
+				s.Msg(syncproto.FileCopy{Off: 0, Len: 4096})
 			}},
 		copyLie("FileCopy running one byte past the end of the base", syncproto.FileCopy{Off: uint64(baseApp) - 10, Len: 11},
 			fmt.Sprintf("copy of 11 bytes at %d from an installed version of %d", baseApp-10, baseApp)),
@@ -1332,32 +861,32 @@ func deltaStreamLies() []lie {
 			"at 9223372036854775808"),
 		copyLie("FileCopy longer than the base", syncproto.FileCopy{Off: 0, Len: 1<<32 - 1},
 			"copy of 4294967295 bytes at 0"),
-		{name: "copies adding up to more than the file", want: smartclient.ErrVerify,
-			wantMsg: []string{"app.bin", fmt.Sprintf("more bytes than the %d declared", len(app))},
-			send: func(s *liarStream) {
+		{Name: "copies adding up to more than the file", Want: smartclient.ErrVerify,
+			WantMsg: []string{"app.bin", fmt.Sprintf("more bytes than the %d declared", len(app))},
+			Send: func(s *hostiletest.Stream) {
 				start(s, 0)
-				s.msg(syncproto.FileCopy{Off: 0, Len: 40000})
-				s.msg(syncproto.FileCopy{Off: 0, Len: 40000})
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+				s.Msg(syncproto.FileCopy{Off: 0, Len: 40000})
+				s.Msg(syncproto.FileCopy{Off: 0, Len: 40000})
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
 			}},
-		{name: "a copy after the file's last byte", want: syncproto.ErrUnexpected,
-			wantMsg: []string{"app.bin", "expected FileEnd, got FileCopy"},
-			send: func(s *liarStream) {
+		{Name: "a copy after the file's last byte", Want: syncproto.ErrUnexpected,
+			WantMsg: []string{"app.bin", "expected FileEnd, got FileCopy"},
+			Send: func(s *hostiletest.Stream) {
 				start(s, 0)
-				s.data(app)
-				s.msg(syncproto.FileCopy{Off: 0, Len: 1})
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+				s.Data(app)
+				s.Msg(syncproto.FileCopy{Off: 0, Len: 1})
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
 			}},
-		{name: "copies of the right size, the base's content", want: smartclient.ErrVerify,
-			wantMsg: []string{"app.bin", "BLAKE3"},
-			send: func(s *liarStream) {
+		{Name: "copies of the right size, the base's content", Want: smartclient.ErrVerify,
+			WantMsg: []string{"app.bin", "BLAKE3"},
+			Send: func(s *hostiletest.Stream) {
 				start(s, 0)
-				s.msg(syncproto.FileCopy{Off: 0, Len: uint32(baseApp)})
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)}) // and a lie about it
+				s.Msg(syncproto.FileCopy{Off: 0, Len: uint32(baseApp)})
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(app)}) // and a lie about it
 			}},
-		{name: "copies from the wrong places, with a forged list", want: smartclient.ErrVerify,
-			wantMsg: []string{"data/pack.pak", "BLAKE3"},
-			send: func(s *liarStream) {
+		{Name: "copies from the wrong places, with a forged list", Want: smartclient.ErrVerify,
+			WantMsg: []string{"data/pack.pak", "BLAKE3"},
+			Send: func(s *hostiletest.Stream) {
 				packStart(s)
 				// The true lengths, other hashes: a list the client must
 				// not keep for a file that fails its check.
@@ -1365,37 +894,37 @@ func deltaStreamLies() []lie {
 				for i := range forged {
 					forged[i].Hash = [16]byte{byte(i), byte(i >> 8), 0xf0}
 				}
-				s.list(packBits, forged, syncproto.MaxChunkRefs, false)
+				s.List(packBits, forged, syncproto.MaxChunkRefs, false)
 				// The base whole, then the inserted bytes: the right
 				// size and every byte but the insert from the base.
-				s.msg(syncproto.FileCopy{Off: 0, Len: uint32(basePack)})
-				s.data(pack[700<<10 : 704<<10])
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(pack)})
+				s.Msg(syncproto.FileCopy{Off: 0, Len: uint32(basePack)})
+				s.Data(pack[700<<10 : 704<<10])
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(pack)})
 			}},
-		{name: "ChunkList cut with other bits", want: smartclient.ErrVerify,
-			wantMsg: []string{"data/pack.pak", "chunk list cut with 14, asked for 13"},
-			send: func(s *liarStream) {
+		{Name: "ChunkList cut with other bits", Want: smartclient.ErrVerify,
+			WantMsg: []string{"data/pack.pak", "chunk list cut with 14, asked for 13"},
+			Send: func(s *hostiletest.Stream) {
 				packStart(s)
-				s.list(packBits+1, liarRefs(cutChunks(pack, packBits+1)), syncproto.MaxChunkRefs, false)
+				s.List(packBits+1, hostiletest.Refs(hostiletest.CutChunks(pack, packBits+1)), syncproto.MaxChunkRefs, false)
 			}},
-		{name: "ChunkList longer than the file", want: smartclient.ErrVerify,
-			wantMsg: []string{"data/pack.pak", "chunk list longer than the file"},
-			send: func(s *liarStream) {
+		{Name: "ChunkList longer than the file", Want: smartclient.ErrVerify,
+			WantMsg: []string{"data/pack.pak", "chunk list longer than the file"},
+			Send: func(s *hostiletest.Stream) {
 				packStart(s)
 				// The last chunk one byte longer.
 				longer := slices.Clone(packList)
 				longer[len(longer)-1].Len++
-				s.list(packBits, longer, syncproto.MaxChunkRefs, false)
+				s.List(packBits, longer, syncproto.MaxChunkRefs, false)
 			}},
-		{name: "ChunkList shorter than the file", want: smartclient.ErrVerify,
-			wantMsg: []string{"data/pack.pak", fmt.Sprintf("chunk list of %d bytes for a file of %d", int64(len(pack))-int64(packList[len(packList)-1].Len), len(pack))},
-			send: func(s *liarStream) {
+		{Name: "ChunkList shorter than the file", Want: smartclient.ErrVerify,
+			WantMsg: []string{"data/pack.pak", fmt.Sprintf("chunk list of %d bytes for a file of %d", int64(len(pack))-int64(packList[len(packList)-1].Len), len(pack))},
+			Send: func(s *hostiletest.Stream) {
 				packStart(s)
-				s.list(packBits, packList[:len(packList)-1], syncproto.MaxChunkRefs, false)
+				s.List(packBits, packList[:len(packList)-1], syncproto.MaxChunkRefs, false)
 			}},
-		{name: "ChunkList of the right length with a chunk over its parameter's maximum", want: smartclient.ErrVerify,
-			wantMsg: []string{"data/pack.pak", fmt.Sprintf("over the %d its parameter allows", packMax)},
-			send: func(s *liarStream) {
+		{Name: "ChunkList of the right length with a chunk over its parameter's maximum", Want: smartclient.ErrVerify,
+			WantMsg: []string{"data/pack.pak", fmt.Sprintf("over the %d its parameter allows", packMax)},
+			Send: func(s *hostiletest.Stream) {
 				packStart(s)
 				// The first chunks merged into one just over the
 				// maximum: the lengths still add up to the file's.
@@ -1404,59 +933,59 @@ func deltaStreamLies() []lie {
 				for ; int(merged.Len) <= packMax; k++ {
 					merged.Len += packList[k].Len
 				}
-				s.list(packBits, append([]syncproto.ChunkRef{merged}, packList[k:]...), syncproto.MaxChunkRefs, false)
+				s.List(packBits, append([]syncproto.ChunkRef{merged}, packList[k:]...), syncproto.MaxChunkRefs, false)
 			}},
-		{name: "ChunkList that never ends", want: smartclient.ErrVerify,
-			wantMsg: []string{"data/pack.pak", "chunk list longer than the file"},
-			send: func(s *liarStream) {
+		{Name: "ChunkList that never ends", Want: smartclient.ErrVerify,
+			WantMsg: []string{"data/pack.pak", "chunk list longer than the file"},
+			Send: func(s *hostiletest.Stream) {
 				packStart(s)
 				// More forever, one chunk of 1 KiB a frame; the liar stops
 				// long after the client should have.
 				for range 16 * len(pack) >> 10 {
-					if s.w.Write(syncproto.ChunkList{Bits: packBits, More: true, Chunks: packList[:1]}) != nil {
+					if s.W.Write(syncproto.ChunkList{Bits: packBits, More: true, Chunks: packList[:1]}) != nil {
 						return
 					}
 				}
 			}},
-		{name: "ChunkList that never ends, of empty frames", want: smartclient.ErrVerify, orWant: syncproto.ErrUnexpected,
-			wantMsg: []string{"data/pack.pak"},
-			send: func(s *liarStream) {
+		{Name: "ChunkList that never ends, of empty frames", Want: smartclient.ErrVerify, OrWant: syncproto.ErrUnexpected,
+			WantMsg: []string{"data/pack.pak"},
+			Send: func(s *hostiletest.Stream) {
 				packStart(s)
 				// A million frames of 14 bytes, then silence; a client
 				// that reads them all then times out.
 				for range 1 << 20 {
-					if s.w.Write(syncproto.ChunkList{Bits: packBits, More: true}) != nil {
+					if s.W.Write(syncproto.ChunkList{Bits: packBits, More: true}) != nil {
 						return
 					}
 				}
 			}},
-		{name: "ChunkList with More, then the file's copies", want: syncproto.ErrUnexpected,
-			wantMsg: []string{"data/pack.pak", "expected ChunkList, got FileCopy"},
-			send: func(s *liarStream) {
+		{Name: "ChunkList with More, then the file's copies", Want: syncproto.ErrUnexpected,
+			WantMsg: []string{"data/pack.pak", "expected ChunkList, got FileCopy"},
+			Send: func(s *hostiletest.Stream) {
 				packStart(s)
-				s.list(packBits, packList, syncproto.MaxChunkRefs, true)
-				s.assemble(pack, packBits, liarRefs(cutChunks(old[1].content, packBits)))
+				s.List(packBits, packList, syncproto.MaxChunkRefs, true)
+				s.Assemble(pack, packBits, hostiletest.Refs(hostiletest.CutChunks(old[1].Content, packBits)))
 			}},
-		{name: "no ChunkList when one was asked for", want: syncproto.ErrUnexpected,
-			wantMsg: []string{"data/pack.pak", "expected ChunkList, got FileData"},
-			send: func(s *liarStream) {
+		{Name: "no ChunkList when one was asked for", Want: syncproto.ErrUnexpected,
+			WantMsg: []string{"data/pack.pak", "expected ChunkList, got FileData"},
+			Send: func(s *hostiletest.Stream) {
 				packStart(s)
-				s.data(pack)
+				s.Data(pack)
 			}},
-		{name: "ChunkList for a delta asked for without one", want: syncproto.ErrUnexpected,
-			wantMsg: []string{"app.bin", "expected FileData or FileCopy, got ChunkList"},
-			send: func(s *liarStream) {
+		{Name: "ChunkList for a delta asked for without one", Want: syncproto.ErrUnexpected,
+			WantMsg: []string{"app.bin", "expected FileData or FileCopy, got ChunkList"},
+			Send: func(s *hostiletest.Stream) {
 				start(s, 0)
-				s.list(appBits, liarRefs(cutChunks(app, appBits)), syncproto.MaxChunkRefs, false)
+				s.List(appBits, hostiletest.Refs(hostiletest.CutChunks(app, appBits)), syncproto.MaxChunkRefs, false)
 			}},
-		{name: "ChunkList for a file asked for whole", want: syncproto.ErrUnexpected,
-			wantMsg: []string{"data/last.dat", "expected FileData or FileCopy, got ChunkList"},
-			send: func(s *liarStream) {
-				s.delta(0)
-				s.delta(1)
-				s.delta(2)
+		{Name: "ChunkList for a file asked for whole", Want: syncproto.ErrUnexpected,
+			WantMsg: []string{"data/last.dat", "expected FileData or FileCopy, got ChunkList"},
+			Send: func(s *hostiletest.Stream) {
+				s.Delta(0)
+				s.Delta(1)
+				s.Delta(2)
 				start(s, 3)
-				s.list(cdc.MinBits, liarRefs(cutChunks(last, cdc.MinBits)), syncproto.MaxChunkRefs, false)
+				s.List(cdc.MinBits, hostiletest.Refs(hostiletest.CutChunks(last, cdc.MinBits)), syncproto.MaxChunkRefs, false)
 			}},
 	}
 }
@@ -1467,14 +996,14 @@ func deltaStreamLies() []lie {
 // left, and no chunk list but the true one of a verified file is kept.
 func TestHostileDeltaStreamAbortsTheWholeUpdate(t *testing.T) {
 	for _, l := range deltaStreamLies() {
-		t.Run(l.name, func(t *testing.T) {
-			if l.bug != "" {
-				t.Skip("BUG: " + l.bug)
+		t.Run(l.Name, func(t *testing.T) {
+			if l.Bug != "" {
+				t.Skip("BUG: " + l.Bug)
 			}
 			saw, _ := hostileRunIn(t, l, deltaScene)
 			checkDeltaRequests(t, saw)
-			if saw.report == nil || saw.report.Outcome != syncproto.OutcomeFailed || saw.report.Message == "" {
-				t.Errorf("report %+v; want the failure and its reason told to the server", saw.report)
+			if saw.Report == nil || saw.Report.Outcome != syncproto.OutcomeFailed || saw.Report.Message == "" {
+				t.Errorf("report %+v; want the failure and its reason told to the server", saw.Report)
 			}
 		})
 	}
@@ -1486,62 +1015,62 @@ func TestHostileDeltaStreamAbortsTheWholeUpdate(t *testing.T) {
 // block sums: the update succeeds, and a server that still lies gets the
 // error of the second attempt.
 func TestBlockMismatchSyncsAgainWithoutBlocks(t *testing.T) {
-	app := deltaRelease()[0].content
+	app := deltaRelease()[0].Content
 	// falseMatch sends app.bin, asked for by blocks, with the base's
 	// first block where its sixth belongs: what a false match of the
 	// sums does. Asked for another way, it tells the truth, or not.
-	falseMatch := func(again bool) func(s *liarStream) {
-		return func(s *liarStream) {
-			for _, i := range s.saw.asked {
-				r := s.saw.blocks[i]
+	falseMatch := func(again bool) func(s *hostiletest.Stream) {
+		return func(s *hostiletest.Stream) {
+			for _, i := range s.Saw.Asked {
+				r := s.Saw.Blocks[i]
 				if i != 0 || (r == nil && again) {
-					s.honest(int(i))
+					s.Honest(int(i))
 					continue
 				}
 				bs := len(app) / 16 // any length will do
 				if r != nil {
 					bs = int(r.BlockSize)
 				}
-				s.msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
-				s.data(app[:5*bs])
-				s.msg(syncproto.FileCopy{Off: 0, Len: uint32(bs)})
-				s.data(app[6*bs:])
-				s.msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
+				s.Msg(syncproto.FileStart{Index: 0, Size: uint64(len(app))})
+				s.Data(app[:5*bs])
+				s.Msg(syncproto.FileCopy{Off: 0, Len: uint32(bs)})
+				s.Data(app[6*bs:])
+				s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(app)})
 			}
 		}
 	}
 	t.Run("false match", func(t *testing.T) {
-		saw, dir := hostileRunIn(t, lie{name: "false match", send: falseMatch(true)}, deltaScene)
+		saw, dir := hostileRunIn(t, hostiletest.Lie{Name: "false match", Send: falseMatch(true)}, deltaScene)
 		checkDeltaRequests(t, saw)
-		if saw.report == nil || saw.report.Outcome != syncproto.OutcomeFailed {
-			t.Errorf("first session's report %+v; want the failure", saw.report)
+		if saw.Report == nil || saw.Report.Outcome != syncproto.OutcomeFailed {
+			t.Errorf("first session's report %+v; want the failure", saw.Report)
 		}
-		again := saw.again
+		again := saw.Again
 		if again == nil {
 			t.Fatal("the client did not sync again")
 		}
-		if len(again.blocks) != 0 {
-			t.Errorf("the second attempt asked for %d files by block sums; want none", len(again.blocks))
+		if len(again.Blocks) != 0 {
+			t.Errorf("the second attempt asked for %d files by block sums; want none", len(again.Blocks))
 		}
-		if !slices.Contains(again.asked, 0) {
-			t.Errorf("the second attempt asked for %v; want app.bin among them", again.asked)
+		if !slices.Contains(again.Asked, 0) {
+			t.Errorf("the second attempt asked for %v; want app.bin among them", again.Asked)
 		}
-		if again.report == nil || again.report.Outcome != syncproto.OutcomeUpdated {
-			t.Errorf("second session's report %+v; want an update", again.report)
+		if again.Report == nil || again.Report.Outcome != syncproto.OutcomeUpdated {
+			t.Errorf("second session's report %+v; want an update", again.Report)
 		}
 		for _, f := range deltaRelease() {
-			if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.path))); err != nil || !bytes.Equal(got, f.content) {
-				t.Errorf("%s: %d bytes, %v; want the release's content", f.path, len(got), err)
+			if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil || !bytes.Equal(got, f.Content) {
+				t.Errorf("%s: %d bytes, %v; want the release's content", f.Path, len(got), err)
 			}
 		}
 	})
 	t.Run("lies again", func(t *testing.T) {
-		saw, _ := hostileRunIn(t, lie{name: "lies again", send: falseMatch(false),
-			want: smartclient.ErrVerify, wantMsg: []string{"app.bin", "BLAKE3"}}, deltaScene)
-		if saw.again == nil || len(saw.again.blocks) != 0 {
-			t.Fatalf("second session %+v; want one, without block sums", saw.again)
+		saw, _ := hostileRunIn(t, hostiletest.Lie{Name: "lies again", Send: falseMatch(false),
+			Want: smartclient.ErrVerify, WantMsg: []string{"app.bin", "BLAKE3"}}, deltaScene)
+		if saw.Again == nil || len(saw.Again.Blocks) != 0 {
+			t.Fatalf("second session %+v; want one, without block sums", saw.Again)
 		}
-		if r := saw.again.report; r == nil || r.Outcome != syncproto.OutcomeFailed {
+		if r := saw.Again.Report; r == nil || r.Outcome != syncproto.OutcomeFailed {
 			t.Errorf("second session's report %+v; want the failure", r)
 		}
 	})
@@ -1561,10 +1090,10 @@ func TestBlockMismatchSyncsAgainWithoutBlocks(t *testing.T) {
 func TestHostileForgedListSpoilsLaterDeltas(t *testing.T) {
 	const packBits = 13
 	rel := deltaRelease()
-	v2 := rel[1].content
+	v2 := rel[1].Content
 	v3 := slices.Clone(v2)
 	v3[len(v3)-1] ^= 0xff
-	list2, list3 := liarRefs(cutChunks(v2, packBits)), liarRefs(cutChunks(v3, packBits))
+	list2, list3 := hostiletest.Refs(hostiletest.CutChunks(v2, packBits)), hostiletest.Refs(hostiletest.CutChunks(v3, packBits))
 	if len(list2) != len(list3) || !slices.Equal(list2[:len(list2)-1], list3[:len(list3)-1]) || list2[len(list2)-1].Len != list3[len(list3)-1].Len {
 		t.Fatal("the next version is not cut as this one but for its last chunk's hash")
 	}
@@ -1573,27 +1102,27 @@ func TestHostileForgedListSpoilsLaterDeltas(t *testing.T) {
 
 	dir := filepath.Join(t.TempDir(), "install")
 	oldInstall(t, dir, deltaOldRelease())
-	sync := func(l lie, release []releaseFile) error {
+	sync := func(l hostiletest.Lie, release []hostiletest.File) error {
 		t.Helper()
-		addr, wait := serveLie(t, l, release)
+		addr, wait := hostiletest.Serve(t, l, release)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_, err := smartclient.Sync(ctx, smartclient.Options{Dir: dir, Server: addr, OS: "linux", Yes: true, Timeout: 5 * time.Second})
-		if saw := wait(); saw.serverErr != nil {
-			t.Errorf("server: %v", saw.serverErr)
+		if saw := wait(); saw.ServerErr != nil {
+			t.Errorf("server: %v", saw.ServerErr)
 		}
 		return err
 	}
 
 	// The lie: every file honestly, but data/pack.pak with the forged list.
-	err := sync(lie{send: func(s *liarStream) {
-		s.delta(0)
-		s.msg(syncproto.FileStart{Index: 1, Size: uint64(len(v2))})
-		s.list(packBits, forged, syncproto.MaxChunkRefs, false)
-		s.assemble(v2, packBits, s.saw.deltas[1].Chunks)
-		s.msg(syncproto.FileEnd{Hash: blake3.Sum256(v2)})
-		s.delta(2)
-		s.file(3)
+	err := sync(hostiletest.Lie{Send: func(s *hostiletest.Stream) {
+		s.Delta(0)
+		s.Msg(syncproto.FileStart{Index: 1, Size: uint64(len(v2))})
+		s.List(packBits, forged, syncproto.MaxChunkRefs, false)
+		s.Assemble(v2, packBits, s.Saw.Deltas[1].Chunks)
+		s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(v2)})
+		s.Delta(2)
+		s.File(3)
 	}}, rel)
 	if err != nil && !errors.Is(err, smartclient.ErrVerify) {
 		t.Fatalf("sync with the forged list: %v; want success or ErrVerify", err)
@@ -1602,12 +1131,12 @@ func TestHostileForgedListSpoilsLaterDeltas(t *testing.T) {
 	// The next release, from an honest server: it must install, and so
 	// must a retry.
 	next := deltaRelease()
-	next[1].content = v3
+	next[1].Content = v3
 	// A new mtime too: with the same size and mtime the client would not
 	// fetch it at all (see TestPlanKnownFileWithOtherHash).
-	next[1].mtime = time.Unix(0, liarMtime).Add(time.Hour)
+	next[1].Mtime = time.Unix(0, hostiletest.Mtime).Add(time.Hour)
 	for try := range 2 {
-		if err := sync(lie{}, next); err != nil {
+		if err := sync(hostiletest.Lie{}, next); err != nil {
 			t.Errorf("honest update, try %d, after the forged list: %v", try+1, err)
 		}
 	}
@@ -1615,8 +1144,8 @@ func TestHostileForgedListSpoilsLaterDeltas(t *testing.T) {
 		return
 	}
 	for _, f := range next {
-		if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.path))); err != nil || !bytes.Equal(got, f.content) {
-			t.Errorf("%s: %d bytes, %v; want the next release's content", f.path, len(got), err)
+		if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil || !bytes.Equal(got, f.Content) {
+			t.Errorf("%s: %d bytes, %v; want the next release's content", f.Path, len(got), err)
 		}
 	}
 }

@@ -9,15 +9,16 @@ import (
 	"testing"
 
 	"github.com/erpupdate/smartsync/smartclient"
+	"github.com/erpupdate/smartsync/smartclient/internal/hostiletest"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
 const keptFile = ".smartclient/manifest.cache"
 
 // keepManifest writes, as the client keeps it, the manifest of files.
-func keepManifest(t *testing.T, dir string, files []releaseFile) {
+func keepManifest(t *testing.T, dir string, files []hostiletest.File) {
 	t.Helper()
-	es := releaseEntries(files)
+	es := hostiletest.Entries(files)
 	h := syncproto.ManifestHeader{Build: "7.00.240101A", Count: uint32(len(es))}
 	b := syncproto.AppendFrame(nil, h)
 	for _, e := range es {
@@ -116,7 +117,7 @@ func TestManifestBySketch(t *testing.T) {
 
 // sketchLies are lies about a manifest sent by difference, told to a
 // client that keeps the old release's manifest.
-func sketchLies() []lie {
+func sketchLies() []hostiletest.Lie {
 	whole := func(w *syncproto.Writer, es []syncproto.ManifestEntry) {
 		for _, e := range es {
 			w.Write(e)
@@ -129,30 +130,30 @@ func sketchLies() []lie {
 		}
 		return d.Sum()
 	}
-	return []lie{
-		{name: "a run that goes back", want: smartclient.ErrBadManifest, wantMsg: []string{"a run of 1 kept entries from 0"},
-			bySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, _ []uint64) {
+	return []hostiletest.Lie{
+		{Name: "a run that goes back", Want: smartclient.ErrBadManifest, WantMsg: []string{"a run of 1 kept entries from 0"},
+			BySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, _ []uint64) {
 				w.Write(syncproto.ManifestSame{From: 1, Count: 1})
 				w.Write(syncproto.ManifestSame{From: 0, Count: 1})
 				whole(w, es[2:])
 				w.Write(syncproto.ManifestEnd{Digest: digest(h, es)})
 			}},
-		{name: "a run past the sketch", want: smartclient.ErrBadManifest, wantMsg: []string{"a run of 2 kept entries from 3, with 4 named"},
-			bySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, sketch []uint64) {
+		{Name: "a run past the sketch", Want: smartclient.ErrBadManifest, WantMsg: []string{"a run of 2 kept entries from 3, with 4 named"},
+			BySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, sketch []uint64) {
 				w.Write(syncproto.ManifestSame{From: uint32(len(sketch)) - 1, Count: 2})
 			}},
-		{name: "a run longer than the manifest", want: smartclient.ErrBadManifest, wantMsg: []string{"a run of 5 kept entries at entry 0 of 4"},
-			bySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, _ []uint64) {
+		{Name: "a run longer than the manifest", Want: smartclient.ErrBadManifest, WantMsg: []string{"a run of 5 kept entries at entry 0 of 4"},
+			BySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, _ []uint64) {
 				w.Write(syncproto.ManifestSame{From: 0, Count: uint32(len(es)) + 1})
 			}},
-		{name: "a digest that is not the manifest's", want: smartclient.ErrBadManifest, dropsKept: true,
-			wantMsg: []string{"the manifest rebuilt from the kept one has digest", "the kept one is dropped"},
-			bySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, _ []uint64) {
+		{Name: "a digest that is not the manifest's", Want: smartclient.ErrBadManifest, DropsKept: true,
+			WantMsg: []string{"the manifest rebuilt from the kept one has digest", "the kept one is dropped"},
+			BySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, _ []uint64) {
 				whole(w, es)
 				w.Write(syncproto.ManifestEnd{Digest: [32]byte{1}})
 			}},
-		{name: "no digest after the entries", want: syncproto.ErrUnexpected, wantMsg: []string{"reading the manifest's digest"},
-			bySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, _ []uint64) {
+		{Name: "no digest after the entries", Want: syncproto.ErrUnexpected, WantMsg: []string{"reading the manifest's digest"},
+			BySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, _ []uint64) {
 				whole(w, es)
 				w.Write(syncproto.FileStart{Index: 0, Size: 1})
 			}},
@@ -166,24 +167,24 @@ func TestHostileSketchLies(t *testing.T) {
 	sc := classic
 	sc.kept = true
 	for _, l := range sketchLies() {
-		t.Run(l.name, func(t *testing.T) {
+		t.Run(l.Name, func(t *testing.T) {
 			_, dir := hostileRunIn(t, l, sc)
 			_, err := os.Stat(filepath.Join(dir, filepath.FromSlash(keptFile)))
-			if l.dropsKept != errors.Is(err, os.ErrNotExist) {
-				t.Errorf("kept manifest after the lie: %v; want it dropped: %v", err, l.dropsKept)
+			if l.DropsKept != errors.Is(err, os.ErrNotExist) {
+				t.Errorf("kept manifest after the lie: %v; want it dropped: %v", err, l.DropsKept)
 			}
 		})
 	}
 	t.Run("a run to a client that sent no sketch", func(t *testing.T) {
-		hostileRunIn(t, lie{want: syncproto.ErrUnexpected, wantMsg: []string{"a run of kept entries, but the client sent no sketch"},
-			bySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, sketch []uint64) {
+		hostileRunIn(t, hostiletest.Lie{Want: syncproto.ErrUnexpected, WantMsg: []string{"a run of kept entries, but the client sent no sketch"},
+			BySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, sketch []uint64) {
 				w.Write(syncproto.ManifestSame{From: 0, Count: 1})
 			}}, classic)
 	})
 	t.Run("honest runs", func(t *testing.T) {
 		// The entries the install keeps as runs, the others whole: the
 		// update installs.
-		saw, dir := hostileRunIn(t, lie{bySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, sketch []uint64) {
+		saw, dir := hostileRunIn(t, hostiletest.Lie{BySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, es []syncproto.ManifestEntry, sketch []uint64) {
 			at := map[uint64]uint32{}
 			for i, v := range sketch {
 				at[v] = uint32(i)
@@ -202,8 +203,8 @@ func TestHostileSketchLies(t *testing.T) {
 			}
 			w.Write(syncproto.ManifestEnd{Digest: d.Sum()})
 		}}, sc)
-		if saw.report == nil || saw.report.Outcome != syncproto.OutcomeUpdated {
-			t.Fatalf("report %+v; want an update", saw.report)
+		if saw.Report == nil || saw.Report.Outcome != syncproto.OutcomeUpdated {
+			t.Fatalf("report %+v; want an update", saw.Report)
 		}
 		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(keptFile))); err != nil {
 			t.Errorf("the manifest received is not kept: %v", err)
