@@ -403,7 +403,7 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 	if val, _, ok := v.value(sec, sectionUpdate, keyPreserve); ok {
 		for _, item := range winini.List(val) {
 			if problem := checkPreservePath(item); problem != "" {
-				v.add(sectionUpdate, keyPreserve, nil, "%q %s", item, problem)
+				v.add(sectionUpdate, keyPreserve, nil, "%s %s", winini.Quote(item), problem)
 				continue
 			}
 			cfg.Preserve = append(cfg.Preserve, item)
@@ -413,7 +413,7 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 	cfg.PostInstallTimeout = 2 * time.Minute
 	if val, _, ok := v.value(sec, sectionUpdate, keyPostInstall); ok && val != "" {
 		if problem := checkPreservePath(val); problem != "" {
-			v.add(sectionUpdate, keyPostInstall, nil, "%q %s", val, problem)
+			v.add(sectionUpdate, keyPostInstall, nil, "%s %s", winini.Quote(val), problem)
 		} else {
 			cfg.PostInstall = val
 		}
@@ -505,7 +505,7 @@ func (v *validator) selfUpdate(f *ini.File, cfg *Config) {
 	if val, _, ok := v.value(sec, sectionSelfUpdate, keyCarry); ok {
 		for _, item := range winini.List(val) {
 			if problem := checkRelPath(item, "the server's installation folder"); problem != "" {
-				v.add(sectionSelfUpdate, keyCarry, nil, "%q %s", item, problem)
+				v.add(sectionSelfUpdate, keyCarry, nil, "%s %s", winini.Quote(item), problem)
 				continue
 			}
 			cfg.SelfUpdate.Carry = append(cfg.SelfUpdate.Carry, item)
@@ -630,7 +630,7 @@ func (v *validator) folder(key, val string, mustExist bool) (string, bool) {
 	}
 	dir, err := filepath.Abs(p)
 	if err != nil {
-		v.add(sectionUpdate, key, err, "cannot resolve %q: %v", val, err)
+		v.add(sectionUpdate, key, err, "cannot resolve %s: %v", winini.Quote(val), err)
 		return "", false
 	}
 	if !mustExist {
@@ -640,23 +640,23 @@ func (v *validator) folder(key, val string, mustExist bool) (string, bool) {
 	// "but the folder is there" puzzle.
 	var rel string
 	if !filepath.IsAbs(val) {
-		rel = fmt.Sprintf(" (%q is relative to %q)", val, v.baseDir)
+		rel = fmt.Sprintf(" (%s is relative to %s)", winini.Quote(val), winini.Quote(v.baseDir))
 	}
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		v.add(sectionUpdate, key, err, "folder %q does not exist%s", dir, rel)
+		v.add(sectionUpdate, key, err, "folder %s does not exist%s", winini.Quote(dir), rel)
 	case err != nil:
 		cause := err
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			cause = pe.Err
 		}
-		v.add(sectionUpdate, key, err, "cannot use folder %q: %v%s", dir, cause, rel)
+		v.add(sectionUpdate, key, err, "cannot use folder %s: %v%s", winini.Quote(dir), cause, rel)
 	case fi.Mode().IsRegular():
-		v.add(sectionUpdate, key, nil, "%q is a file, not a folder%s", dir, rel)
+		v.add(sectionUpdate, key, nil, "%s is a file, not a folder%s", winini.Quote(dir), rel)
 	case !fi.IsDir():
-		v.add(sectionUpdate, key, nil, "%q is not a folder%s", dir, rel)
+		v.add(sectionUpdate, key, nil, "%s is not a folder%s", winini.Quote(dir), rel)
 	default:
 		return dir, true
 	}

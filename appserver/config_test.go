@@ -501,6 +501,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"relative base folder", tcp + update + "PathMacOSX=nope\n", "UPDATE", "PathMacOSX", `folder "{dir}/nope" does not exist ("nope" is relative to "{dir}")`},
 		{"path below a file", tcp + update + "PathLinux=afile/linux\n", "UPDATE", "PathLinux", `cannot use folder "{dir}/afile/linux"`},
 		{"bare path key", tcp + update + "PathLinux\n", "UPDATE", "PathLinux", "has no value"},
+		{"Windows path as written", tcp + update + "PathWindows=C:\\TOTVS\\upd\n", "UPDATE", "PathWindows", `C:\TOTVS\upd" does not exist`},
 		{"Port=0", "[TCP]\nPort=0\n" + update + "PathLinux=linux\n", "TCP", "Port", `"0" is not a valid port`},
 		{"Port=70000", "[TCP]\nPort=70000\n" + update + "PathLinux=linux\n", "TCP", "Port", `"70000" is not a valid port`},
 		{"Port=abc", "[TCP]\nPort=abc\n" + update + "PathLinux=linux\n", "TCP", "Port", `"abc" is not a valid port`},

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/ini.v1"
 )
@@ -158,4 +160,18 @@ func List(s string) []string {
 		}
 	}
 	return out
+}
+
+// Quote puts a value in double quotes as the administrator wrote it, so
+// that a Windows path reads C:\TOTVS\apo and not C:\\TOTVS\\apo as %q would
+// print it. A value that holds a quote or a character that is not
+// printable (which could also be a terminal escape) is quoted with Go's
+// escapes instead, so that what is shown is always one unambiguous line.
+func Quote(s string) string {
+	for _, r := range s {
+		if r == '"' || r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return `"` + s + `"`
 }

@@ -96,3 +96,20 @@ func TestValues(t *testing.T) {
 		t.Error(`Bool("maybe") parsed`)
 	}
 }
+
+func TestQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		`C:\TOTVS\apo\`:      `"C:\TOTVS\apo\"`, // as written, not doubled
+		"/srv/erp/upd":       `"/srv/erp/upd"`,
+		"café":               `"café"`,
+		"":                   `""`,
+		`a"b`:                `"a\"b"`,             // a quote inside: Go's escapes
+		"a\x1b]0;owned\x07b": `"a\x1b]0;owned\ab"`, // a terminal escape never reaches the terminal
+		"a\nb":               `"a\nb"`,
+		"bad\xffutf8":        `"bad\xffutf8"`,
+	} {
+		if got := Quote(in); got != want {
+			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
