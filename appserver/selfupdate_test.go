@@ -411,10 +411,13 @@ func TestScheduledUpdateRuns(t *testing.T) {
 	t.Setenv(TestShortCountdownEnv, "1")
 	ts, install := selfUpdateServer(t, "7.00.240501A")
 	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{"appserver": "#!/bin/sh\n"}, vendorKey)
-	at := time.Now().Add(2 * time.Second)
+	// The time travels in whole seconds, and the login (bcrypt) takes a
+	// second or more under the race detector on a loaded machine: a
+	// margin of 5 s keeps the time in the future when the server reads it.
+	at := time.Now().Add(5 * time.Second)
 	res := adminSession(t, ts.addr, "correct horse", syncproto.Admin{Op: syncproto.OpUpdate, Source: src, Countdown: 1, At: at.Unix()}, nil)
-	if res.err != nil || res.statuses[0].State != syncproto.StateScheduled {
-		t.Fatalf("scheduling: %+v", res)
+	if res.err != nil || len(res.statuses) == 0 || res.statuses[0].State != syncproto.StateScheduled {
+		t.Fatalf("scheduling: err %v, statuses %+v, events %q", res.err, res.statuses, res.events)
 	}
 	// At its time the update runs by itself: the server hands over (the
 	// test's "program" is a script, so no helper does anything) and stops.

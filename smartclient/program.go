@@ -33,14 +33,22 @@ func (a *Application) Close() {
 	}
 }
 
+// SharedWriter returns w made safe to write from several goroutines: the
+// program 'run' starts, the server's notices and the log all write to the
+// user's stderr. An *os.File is already.
+func SharedWriter(w io.Writer) io.Writer {
+	switch w.(type) {
+	case *os.File, *lockedWriter:
+		return w
+	}
+	return &lockedWriter{w: w}
+}
+
 // Run starts argv in the install folder o.Dir and returns its exit
 // status, or an error when it could not be started or waited for. The
 // kept session is closed when the program ends.
 func (a *Application) Run(ctx context.Context, o Options, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	if _, ok := stderr.(*os.File); !ok {
-		// The program and the server's notices write to it at once.
-		stderr = &lockedWriter{w: stderr}
-	}
+	stderr = SharedWriter(stderr)
 	sess := a.sess
 	a.sess = nil
 	return runProgram(ctx, o, sess, argv, stdin, stdout, stderr)

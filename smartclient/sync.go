@@ -76,6 +76,7 @@ type Result struct {
 	Received     int64 // every byte received from the server, frames included
 	Sent         int64 // every byte sent to it
 	Touched      int   // files whose mtime alone was fixed
+	Linked       int   // symbolic links made
 	Removed      int
 	Reused       int    // files a failed sync had already downloaded
 	Copied       int64  // bytes of fetched files taken from their installed versions (deltas)
@@ -92,10 +93,10 @@ type Change struct {
 	Kind, Path string
 }
 
-// Changes is the number of files a checked sync would fetch, retime or
-// remove: 0 means up to date.
+// Changes is the number of files a checked sync would fetch, link, retime
+// or remove: 0 means up to date.
 func (r *Result) Changes() int {
-	return r.Fetched + r.Touched + r.Removed
+	return r.Fetched + r.Linked + r.Touched + r.Removed
 }
 
 // Errors that decide the exit code.
@@ -586,6 +587,7 @@ func (a *attempt) dropBackup() {
 func (a *attempt) checkOnly() (*Result, error) {
 	a.res.Outcome = syncproto.OutcomeChecked
 	a.res.Fetched, a.res.FetchedBytes = len(a.p.fetch), a.p.fetchBytes
+	a.res.Linked = len(a.p.links)
 	if a.o.List {
 		a.res.Planned = a.p.changes(a.man)
 	}

@@ -708,6 +708,16 @@ func TestCheckChangesNothing(t *testing.T) {
 	if code, out, _ := runCLI(t, "sync", "--check", "--server", s.addr, "--dir", dir, "--os", "linux"); code != cli.ExitOK || !strings.Contains(out, "Up to date") {
 		t.Errorf("after syncing, --check says %q", out)
 	}
+	// A release that differs by a symbolic link alone is an update too.
+	s.change("linux", func() {
+		if err := os.Symlink("libtlpp.so", filepath.Join(s.folders["linux"], "lib", "libtlpp.so.1")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, errOut = runCLI(t, "sync", "--check", "-v", "--server", s.addr, "--dir", dir, "--os", "linux")
+	if code != cli.ExitUpdateAvailable || !strings.Contains(out, "1 link to make") || !strings.Contains(out, "\nlink lib/libtlpp.so.1\n") {
+		t.Errorf("--check of a new link: exit %d, %q, %q; want %d, the link counted and listed", code, out, errOut, cli.ExitUpdateAvailable)
+	}
 }
 
 func TestRunStartsProgram(t *testing.T) {

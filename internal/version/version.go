@@ -11,9 +11,11 @@
 //   - Dotted versions of 2 to 4 numeric parts, as TOTVS's own binaries and
 //     Office-Maker-style products number them: "17.3.0.14", "20.3.1.2", "2.0".
 //
-// A build whose third part is six digits (optionally followed by a letter or
-// a patch date) is a TOTVS build; any other all-numeric build of 2 to 4 parts
-// is dotted. Builds of different schemes cannot be ordered: [Build.Compare]
+// A build of three parts whose third part is six digits (optionally
+// followed by a letter or a patch date), or whose second part is written
+// with a leading zero as TOTVS writes it ("00"), is a TOTVS build, so that
+// 7.00.2405011 is refused as a mistyped date rather than taken for a dotted
+// version; any other all-numeric build of 2 to 4 parts is dotted. Builds of different schemes cannot be ordered: [Build.Compare]
 // sorts them by scheme so that sorting stays total, and callers that decide
 // something from an order check [Build.SameScheme] first (AppServer.ini
 // refuses two builds of different schemes, for example).
@@ -95,7 +97,7 @@ func Parse(s string) (Build, error) {
 	if len(parts) < 2 || len(parts) > 4 {
 		return bad("%d parts; %s", len(parts), Want)
 	}
-	if len(parts) == 3 && totvsDate(parts[2]) {
+	if len(parts) == 3 && (totvsDate(parts[2]) || totvsMinor(parts[1])) {
 		return parseTOTVS(s, parts)
 	}
 	b := Build{scheme: Dotted, raw: s}
@@ -116,6 +118,14 @@ func Parse(s string) (Build, error) {
 		b.parts[i] = n
 	}
 	return b, nil
+}
+
+// totvsMinor reports whether a second part has TOTVS's shape, two digits
+// or more with a leading zero ("00" in 7.00.240501A): a build written so
+// with a third part that is not a date is a mistyped TOTVS build
+// (7.00.2405011), not a dotted version.
+func totvsMinor(p string) bool {
+	return len(p) >= 2 && p[0] == '0' && leadingDigits(p) == p
 }
 
 // totvsDate reports whether a third part looks like a TOTVS date: six

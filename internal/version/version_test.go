@@ -31,6 +31,8 @@ func TestParse(t *testing.T) {
 		{"12.1.2310", Dotted, "12.1.2310"},
 		{" 1.2.3 ", Dotted, "1.2.3"},
 		{"1.2.1234567", Dotted, "1.2.1234567"}, // seven digits are not a date
+		{"17.3.0", Dotted, "17.3.0"},
+		{"7.0.1", Dotted, "7.0.1"}, // a minor of one digit is not TOTVS's "00"
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -79,9 +81,14 @@ func TestParseErrors(t *testing.T) {
 		{"7.x.240501A", `minor version: "x" is not a number`},
 		{"7. 00.240501A", `minor version: " 00" is not a number`},
 		{"99999999999999999999.0.240501", "too large"},
-		{"7.00.２40501", `third part`}, // Full-width digits are not digits here.
+		{"7.00.２40501", "must be 6 digits"}, // Full-width digits are not digits here.
 		{"17.3.0.1a", `fourth part: "1a" is not a number`},
 		{"12.1.2310A", `date "2310" must be 6 digits`},
+		// A minor written as TOTVS writes it marks a TOTVS build: a date
+		// of other than six digits is a typo, not a dotted version.
+		{"7.00.2405011", `date "2405011" must be 6 digits`},
+		{"7.00.24050", `date "24050" must be 6 digits`},
+		{"7.00.24050A", `date "24050" must be 6 digits`},
 		{"-1.2", `major version: "-1" is not a number`},
 		{"1..2", "minor version: empty"},
 		{"1.2.", "third part: empty"},
@@ -109,11 +116,6 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error %q does not name the input %q", msg, tt.in)
 			}
 		})
-	}
-	// Seven digits after MINOR are not a TOTVS date: the build is a dotted
-	// version, and valid.
-	if b, err := Parse("7.00.2405011"); err != nil || b.Scheme() != Dotted {
-		t.Errorf("Parse(7.00.2405011) = %v (%v), %v; want a dotted version", b, b.Scheme(), err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/erpupdate/smartsync/appserver"
 	"github.com/erpupdate/smartsync/appserver/release"
 	"github.com/erpupdate/smartsync/internal/buildinfo"
+	"github.com/erpupdate/smartsync/internal/cmdline"
 	"github.com/spf13/cobra"
 )
 
@@ -28,13 +29,7 @@ const (
 	ExitUsage  = 2
 )
 
-// usageError is a bad command line: it is printed with a pointer to --help.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+var usagef = cmdline.Usagef
 
 // env is what every command is run with.
 type env struct {
@@ -60,9 +55,8 @@ func Main(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.
 	if cmd != nil {
 		name = cmd.CommandPath()
 	}
-	var ue usageError
 	switch {
-	case errors.As(err, &ue) || !errors.Is(err, errRan):
+	case cmdline.IsUsage(err) || !errors.Is(err, errRan):
 		// cobra's own errors (an unknown command or flag) and ours.
 		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", name, err, name)
 		return ExitUsage
@@ -90,8 +84,7 @@ func ran(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ue usageError
-	if errors.As(err, &ue) {
+	if cmdline.IsUsage(err) {
 		return err
 	}
 	return ranError{err}
@@ -126,13 +119,14 @@ configuration error.`,
 		},
 	}
 	root.SetVersionTemplate("appserver {{.Version}}\n")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdline.UsageError{Err: err} })
 	fl := root.Flags()
 	fl.StringVar(&o.Config, "config", "AppServer.ini", "AppServer.ini to use")
 	fl.BoolVar(&o.Check, "check", false, "validate the configuration, index every update folder, print a summary and exit")
 	fl.StringVar(&o.State, "state", "", "folder for the server's state (hash caches); default: appserver-state beside the configuration")
 	fl.StringVar(&o.Listen, "listen", "", "address to listen on, overriding [TCP] Port (e.g. 127.0.0.1:0)")
 	root.AddCommand(e.passwdCommand(), e.releaseCommand(), e.helperCommand())
+	cmdline.Help(root)
 	return root
 }
 
@@ -186,15 +180,6 @@ func (e *env) releaseCommand() *cobra.Command {
 		Short: "The publisher's tools for server releases: keygen, sign, verify",
 		Long: `release holds the vendor's side of the server self-update: make a signing
 key, sign a release archive, verify a signature as the server will.`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usagef("unknown command %q; the commands are keygen, sign and verify", args[0])
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return usagef("missing command; the commands are keygen, sign and verify")
-		},
 	}
 	var out string
 	keygen := &cobra.Command{
@@ -272,5 +257,6 @@ key, sign a release archive, verify a signature as the server will.`,
 	}
 	verify.Flags().StringArrayVar(&pubs, "public-key", nil, "a trusted public key, ed25519:...; repeat for several")
 	rel.AddCommand(keygen, sign, verify)
+	cmdline.Group(rel)
 	return rel
 }

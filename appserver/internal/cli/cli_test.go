@@ -107,6 +107,7 @@ func TestUnknownFlagsAndCommands(t *testing.T) {
 		{[]string{"--port", "1"}, "unknown flag: --port"},
 		{[]string{"--config", "x.ini", "serve"}, `unknown command "serve"`},
 		{[]string{"release", "nope"}, `unknown command "nope"`},
+		{[]string{"help", "nope"}, `unknown help topic "nope"`},
 		{[]string{"release"}, "missing command"},
 		{[]string{"release", "keygen", "--force"}, "unknown flag: --force"},
 		{[]string{"release", "keygen"}, "keygen needs --out FILE"},

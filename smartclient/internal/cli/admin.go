@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/cmdline"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/spf13/cobra"
@@ -58,7 +59,7 @@ The password is read from the terminal without echo, or from $` + smartclient.Ad
 	update.RunE = func(cmd *cobra.Command, args []string) error {
 		o, err := f.options(cmd.Flags().Changed, time.Now())
 		if err != nil {
-			return usageError{err}
+			return cmdline.UsageError{Err: err}
 		}
 		o.Log = f.log(e.stderr)
 		o.Password, err = adminPassword(e.ctx, o.User, e.stdin, e.stderr)
@@ -67,7 +68,12 @@ The password is read from the terminal without echo, or from $` + smartclient.Ad
 				fmt.Fprintln(e.stderr, "Interrupted; nothing was sent to the server.")
 				return exitError{ExitInterrupted}
 			}
-			return usageError{err}
+			if cmdline.IsUsage(err) {
+				return err
+			}
+			// The terminal failed us: not the administrator's mistake.
+			fmt.Fprintf(e.stderr, "smartclient admin: %v\n", err)
+			return exitError{ExitFailed}
 		}
 		o.Event = func(text string) {
 			fmt.Fprintf(e.stdout, "%s %s\n", time.Now().Format("15:04:05"), text)
@@ -81,7 +87,7 @@ The password is read from the terminal without echo, or from $` + smartclient.Ad
 		return exitError{e.code(err)}
 	}
 	admin.AddCommand(update)
-	group(admin)
+	cmdline.Group(admin)
 	return admin
 }
 

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/erpupdate/smartsync/internal/buildinfo"
+	"github.com/erpupdate/smartsync/internal/cmdline"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/spf13/cobra"
@@ -41,14 +42,7 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-// usageError is a bad command line the command found itself (cobra finds
-// the others): it is printed with a pointer to --help.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+var usagef = cmdline.Usagef
 
 // env is what every command is run with.
 type env struct {
@@ -123,29 +117,11 @@ or configuration error, 3 declined by the user, 100 an update is available
 		SilenceUsage:  true,
 	}
 	root.SetVersionTemplate("smartclient {{.Version}}\n")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdline.UsageError{Err: err} })
 	root.AddCommand(e.syncCommand(false), e.syncCommand(true), e.statusCommand(), e.restoreCommand(), e.adminCommand())
-	group(root)
+	cmdline.Group(root)
+	cmdline.Help(root)
 	return root
-}
-
-// group makes a command that only holds others refuse what is not one of
-// them: cobra would print the help and exit 0 for "smartclient frobnicate".
-func group(cmd *cobra.Command) {
-	var names []string
-	for _, c := range cmd.Commands() {
-		names = append(names, c.Name())
-	}
-	list := strings.Join(names, ", ")
-	cmd.Args = func(_ *cobra.Command, args []string) error {
-		if len(args) > 0 {
-			return usagef("unknown command %q; the commands are %s", args[0], list)
-		}
-		return nil
-	}
-	cmd.RunE = func(*cobra.Command, []string) error {
-		return usagef("missing command; the commands are %s", list)
-	}
 }
 
 // installDir resolves --dir, defaulting to the executable's folder. The

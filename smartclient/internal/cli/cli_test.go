@@ -90,6 +90,8 @@ func TestUnknownFlagsAndCommands(t *testing.T) {
 		want string
 	}{
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"help", "frobnicate"}, `unknown help topic "frobnicate"`},
+		{[]string{"help", "admin", "frobnicate"}, `unknown help topic "admin frobnicate"`},
 		{nil, "missing command"},
 		{[]string{"admin"}, "missing command"},
 		{[]string{"sync", "--frobnicate"}, "unknown flag: --frobnicate"},

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/erpupdate/smartsync/internal/cmdline"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/spf13/cobra"
 )
@@ -42,7 +43,7 @@ state and says so.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, err := installDir(f.dir)
 			if err != nil {
-				return usageError{err}
+				return cmdline.UsageError{Err: err}
 			}
 			r, err := smartclient.Status(e.ctx, dir, f.log(e.stderr))
 			if err != nil {
@@ -71,7 +72,7 @@ replaces is kept as the newest backup.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, err := installDir(f.dir)
 			if err != nil {
-				return usageError{err}
+				return cmdline.UsageError{Err: err}
 			}
 			res, err := smartclient.Restore(e.ctx, dir, f.backup, f.log(e.stderr))
 			if err != nil {
@@ -124,7 +125,7 @@ func printStatus(w io.Writer, r *smartclient.StatusReport) {
 	}
 	fmt.Fprintln(w, "Backups (newest last):")
 	for _, b := range r.Backups {
-		fmt.Fprintf(w, "  %s  build %-14s %s  %6d files  %s\n", b.Name, orUnknown(b.Build),
-			b.When.Local().Format("2006-01-02 15:04"), b.Files, smartclient.HumanBytes(b.Bytes))
+		fmt.Fprintf(w, "  %s  build %-14s %s  %12s  %s\n", b.Name, orUnknown(b.Build),
+			b.When.Local().Format("2006-01-02 15:04"), plural(b.Files, "file"), smartclient.HumanBytes(b.Bytes))
 	}
 }

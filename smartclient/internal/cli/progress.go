@@ -119,6 +119,7 @@ func fit(cols int, frac float64, line, short string) string {
 	if room < 1 {
 		return ""
 	}
+	frac = min(max(frac, 0), 1) // a file larger than announced must not break the bar
 	const maxBar, minBar = 30, 10
 	if bar := min(maxBar, room-len(line)-3); bar >= minBar {
 		n := int(frac * float64(bar))

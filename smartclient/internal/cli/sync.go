@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/erpupdate/smartsync/internal/cmdline"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/spf13/cobra"
@@ -70,11 +71,13 @@ is asked to stop. run exits with the program's exit status.`
 	}
 	f.add(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if run && f.check {
-			return usagef("--check changes nothing, so there is nothing to run after it; use sync --check")
+		e := *e
+		if run {
+			// The program, the server's notices and the log write to
+			// it at once.
+			e.stderr = smartclient.SharedWriter(e.stderr)
 		}
-		stderr := e.stderr
-		o, err := e.syncOptions(&f, stderr)
+		o, err := e.syncOptions(&f, e.stderr)
 		if err != nil {
 			return err
 		}
@@ -122,7 +125,7 @@ func (e *env) syncOptions(f *syncFlags, stderr io.Writer) (smartclient.Options, 
 	}
 	var err error
 	if o.Dir, err = installDir(f.dir); err != nil {
-		return o, usageError{err}
+		return o, cmdline.UsageError{Err: err}
 	}
 	switch strings.ToLower(f.os) {
 	case "windows":
@@ -136,10 +139,10 @@ func (e *env) syncOptions(f *syncFlags, stderr io.Writer) (smartclient.Options, 
 	}
 	ini, err := smartclient.LoadClientINI(o.Dir)
 	if err != nil {
-		return o, usageError{err}
+		return o, cmdline.UsageError{Err: err}
 	}
 	if o.Server, err = serverAddr(f.server, ini); err != nil {
-		return o, usageError{err}
+		return o, cmdline.UsageError{Err: err}
 	}
 	level := slog.LevelWarn
 	if f.verbose && !f.check {
@@ -185,8 +188,12 @@ func (e *env) say(o smartclient.Options, f *syncFlags, res *smartclient.Result, 
 		case !res.Compatible:
 			kind = " (full update: the installed build is incompatible)"
 		}
-		fmt.Fprintf(stdout, "Update available: build %s%s, %s to download (%s), %d to remove, %d to retime.\n",
-			res.Build, kind, plural(res.Fetched, "file"), smartclient.HumanBytes(res.FetchedBytes), res.Removed, res.Touched)
+		links := ""
+		if res.Linked > 0 {
+			links = fmt.Sprintf(", %s to make", plural(res.Linked, "link"))
+		}
+		fmt.Fprintf(stdout, "Update available: build %s%s, %s to download (%s)%s, %d to remove, %d to retime.\n",
+			res.Build, kind, plural(res.Fetched, "file"), smartclient.HumanBytes(res.FetchedBytes), links, res.Removed, res.Touched)
 		for _, c := range res.Planned {
 			fmt.Fprintf(stdout, "%s %s\n", c.Kind, c.Path)
 		}

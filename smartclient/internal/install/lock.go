@@ -36,6 +36,9 @@ func announce(root *os.Root, unlock func()) func() {
 	text := fmt.Sprintf("%d %d\n", os.Getpid(), time.Now().Unix())
 	f, err := root.OpenFile(holderFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
+		// A note a killed smartclient left must not name it as the
+		// holder now.
+		root.Remove(holderFile)
 		return unlock
 	}
 	_, werr := f.WriteString(text)
