@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -126,7 +125,7 @@ func (u *updater) start(ctx context.Context) {
 	}
 	var run updateRequest
 	_, jerr := handover.ReadJournal(u.s.self.InstallDir)
-	if jerr != nil && readJSON(filepath.Join(u.dir, handover.RunningFile), &run) == nil {
+	if jerr != nil && atomicfile.ReadJSON(filepath.Join(u.dir, handover.RunningFile), &run) == nil {
 		// The server stopped (killed, crashed) in the middle of an update
 		// it was running itself, before the helper took over.
 		u.cleanNew()
@@ -135,7 +134,7 @@ func (u *updater) start(ctx context.Context) {
 		os.Remove(filepath.Join(u.dir, handover.RunningFile))
 	}
 	var req updateRequest
-	err := readJSON(filepath.Join(u.dir, scheduledFile), &req)
+	err := atomicfile.ReadJSON(filepath.Join(u.dir, scheduledFile), &req)
 	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
@@ -211,7 +210,7 @@ func (u *updater) request(req updateRequest) (*job, error) {
 	req.ID = newUpdateID()
 	req.Requested = time.Now()
 	if !req.At.IsZero() {
-		if err := writeJSON(filepath.Join(u.dir, scheduledFile), req); err != nil {
+		if err := atomicfile.WriteJSON(filepath.Join(u.dir, scheduledFile), req, 0o600); err != nil {
 			return nil, fmt.Errorf("keeping the scheduled update: %w", err)
 		}
 	}
@@ -285,7 +284,7 @@ func (u *updater) status() syncproto.UpdateStatus {
 		if err == nil {
 			st = syncproto.UpdateStatus{State: syncproto.StateSwitching, ID: jr.ID, OldBuild: jr.OldBuild,
 				NewBuild: jr.NewBuild, Source: jr.Source, Message: "the update helper is checking the new server"}
-		} else if readJSON(filepath.Join(u.dir, handover.LastFile), &st) != nil {
+		} else if atomicfile.ReadJSON(filepath.Join(u.dir, handover.LastFile), &st) != nil {
 			st = syncproto.UpdateStatus{State: syncproto.StateNone}
 		}
 	}
@@ -364,7 +363,7 @@ func (u *updater) run(ctx context.Context, j *job) {
 	}
 	// From here the request is under way: it is not started again after a
 	// restart, and a restart reports it as interrupted.
-	if err := writeJSON(filepath.Join(u.dir, handover.RunningFile), j.req); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(u.dir, handover.RunningFile), j.req, 0o600); err != nil {
 		u.end(j, syncproto.UpdateStatus{State: syncproto.StateFailed, Message: fmt.Sprintf("recording the update: %v", err)})
 		return
 	}
@@ -424,7 +423,7 @@ func (u *updater) finish(req updateRequest, st syncproto.UpdateStatus, newBuild 
 	if st.When == 0 {
 		st.When = time.Now().Unix()
 	}
-	if err := writeJSON(filepath.Join(u.dir, handover.LastFile), st); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(u.dir, handover.LastFile), st, 0o600); err != nil {
 		u.log.Error("self-update: recording the outcome", "err", err)
 	}
 	u.log.Warn("self-update: outcome", "id", st.ID, "state", st.State.String(), "old", st.OldBuild, "new", st.NewBuild, "message", st.Message)
@@ -666,28 +665,6 @@ func newUpdateID() string {
 	var b [3]byte
 	rand.Read(b[:])
 	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
-}
-
-func readJSON(path string, v any) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
-
-func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return atomicfile.Write(path, append(data, '\n'), 0o600)
 }
 
 // switchOver backs up the server's data, carries configuration,

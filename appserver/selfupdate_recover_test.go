@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
+	"github.com/erpupdate/smartsync/internal/atomicfile"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -90,7 +91,7 @@ func TestMissedScheduleIsDropped(t *testing.T) {
 	self := ts.srv.self
 	req := updateRequest{ID: "review-missed", Source: src, Countdown: 600 * time.Second,
 		At: time.Now().Add(-7 * time.Hour), User: "admin", From: "127.0.0.1", Requested: time.Now().Add(-20 * time.Hour)}
-	if err := writeJSON(filepath.Join(self.StateDir, "selfupdate", scheduledFile), req); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(self.StateDir, "selfupdate", scheduledFile), req, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := LoadConfig(filepath.Join(install, "AppServer.ini"))

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/erpupdate/smartsync/appserver/release"
-	"github.com/spf13/cobra"
+	"github.com/erpupdate/smartsync/internal/cmdline/cmdlinetest"
 )
 
 // run runs the appserver command with stdin from a file holding input.
@@ -31,45 +31,14 @@ func run(t *testing.T, input string, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// commands lists every command path of the tree, hidden ones aside.
-func commands(c *cobra.Command, prefix []string) [][]string {
-	out := [][]string{prefix}
-	for _, sub := range c.Commands() {
-		if sub.Hidden {
-			continue
-		}
-		out = append(out, commands(sub, append(append([]string{}, prefix...), sub.Name()))...)
-	}
-	return out
-}
-
 // TestHelpEverywhere: --help and -h on every command print its usage on
 // stdout and exit 0, as does "help COMMAND".
 func TestHelpEverywhere(t *testing.T) {
-	root := (&env{}).root()
-	// cobra adds these two as Execute starts.
-	root.InitDefaultHelpCmd()
-	root.InitDefaultCompletionCmd()
-	all := commands(root, nil)
-	if len(all) < 8 { // root, passwd, release, keygen, sign, verify, completion and its shells, help
-		t.Fatalf("only %d commands: %q", len(all), all)
-	}
-	for _, path := range all {
-		for _, flag := range []string{"--help", "-h"} {
-			args := append(append([]string{}, path...), flag)
-			code, out, errOut := run(t, "", args...)
-			name := strings.Join(append([]string{"appserver"}, path...), " ")
-			if code != ExitOK || !strings.Contains(out, "Usage:") || !strings.Contains(out, name) || errOut != "" {
-				t.Errorf("%q: exit %d, stdout %q, stderr %q; want 0 and the usage of %q on stdout", args, code, out, errOut, name)
-			}
-		}
-		if len(path) > 0 && path[0] != "help" {
-			code, out, _ := run(t, "", append([]string{"help"}, path...)...)
-			if code != ExitOK || !strings.Contains(out, "Usage:") {
-				t.Errorf("help %q: exit %d, %q", path, code, out)
-			}
-		}
-	}
+	// root, passwd, release, keygen, sign, verify, completion and its 4
+	// shells, help
+	cmdlinetest.HelpEverywhere(t, "appserver", (&env{}).root(), func(args ...string) (int, string, string) {
+		return run(t, "", args...)
+	}, 12)
 	// The root's help names every command an administrator may need.
 	_, out, _ := run(t, "", "--help")
 	for _, want := range []string{"passwd", "release", "completion", "--config", "--check"} {

@@ -2,7 +2,6 @@ package handover
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,7 +80,9 @@ func HelperDir(install string) string {
 // JournalPath is the journal of a switch of the installation install.
 func JournalPath(install string) string { return filepath.Join(HelperDir(install), journalName) }
 
-func (jr *Journal) save(dir string) error { return writeJSON(filepath.Join(dir, journalName), jr) }
+func (jr *Journal) save(dir string) error {
+	return atomicfile.WriteJSON(filepath.Join(dir, journalName), jr, 0o600)
+}
 
 // ReadJournal reads the journal of a switch of the installation install:
 // an error wrapping fs.ErrNotExist when none is under way.
@@ -89,7 +90,7 @@ func ReadJournal(install string) (*Journal, error) { return readJournal(HelperDi
 
 func readJournal(dir string) (*Journal, error) {
 	var jr Journal
-	if err := readJSON(filepath.Join(dir, journalName), &jr); err != nil {
+	if err := atomicfile.ReadJSON(filepath.Join(dir, journalName), &jr); err != nil {
 		return nil, err
 	}
 	if jr.Version != journalVersion || jr.Install == "" || jr.Exe == "" {
@@ -341,7 +342,7 @@ func outcomeStatus(jr *Journal, state syncproto.UpdateState, reason string) sync
 // removes the running mark.
 func writeOutcome(log *slog.Logger, jr *Journal, state syncproto.UpdateState, reason string) {
 	dir := filepath.Join(jr.StateDir, "selfupdate")
-	if err := writeJSON(filepath.Join(dir, LastFile), outcomeStatus(jr, state, reason)); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, LastFile), outcomeStatus(jr, state, reason), 0o600); err != nil {
 		log.Error("recording the outcome", "err", err)
 	}
 	os.Remove(filepath.Join(dir, RunningFile))
@@ -494,28 +495,6 @@ const (
 	RunningFile = "running.json"
 	LastFile    = "last.json"
 )
-
-func readJSON(path string, v any) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
-
-func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return atomicfile.Write(path, append(data, '\n'), 0o600)
-}
 
 // healthAddr turns a listening address into one a local client can dial.
 func healthAddr(listen string) string {

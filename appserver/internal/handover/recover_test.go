@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/mail"
+	"github.com/erpupdate/smartsync/internal/atomicfile"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -79,7 +80,7 @@ func TestRecoverDecidesByTheFolders(t *testing.T) {
 	}
 	last := func(t *testing.T, jr *Journal) syncproto.UpdateStatus {
 		var st syncproto.UpdateStatus
-		if err := readJSON(filepath.Join(jr.StateDir, "selfupdate", LastFile), &st); err != nil {
+		if err := atomicfile.ReadJSON(filepath.Join(jr.StateDir, "selfupdate", LastFile), &st); err != nil {
 			t.Fatal(err)
 		}
 		return st

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
-	"github.com/spf13/cobra"
+	"github.com/erpupdate/smartsync/internal/cmdline/cmdlinetest"
 )
 
 // runMain runs the smartclient command without a terminal.
@@ -22,41 +22,14 @@ func runMain(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-func commands(c *cobra.Command, prefix []string) [][]string {
-	out := [][]string{prefix}
-	for _, sub := range c.Commands() {
-		if !sub.Hidden {
-			out = append(out, commands(sub, append(append([]string{}, prefix...), sub.Name()))...)
-		}
-	}
-	return out
-}
-
 // TestHelpEverywhere: --help and -h on every command print its usage on
 // stdout and exit 0, as does "help COMMAND".
 func TestHelpEverywhere(t *testing.T) {
-	root := (&env{}).root()
-	root.InitDefaultHelpCmd()
-	root.InitDefaultCompletionCmd()
-	all := commands(root, nil)
-	if len(all) < 12 { // root, sync, run, status, restore, admin, update-server, completion and 4 shells, help
-		t.Fatalf("only %d commands: %q", len(all), all)
-	}
-	for _, path := range all {
-		for _, flag := range []string{"--help", "-h"} {
-			args := append(append([]string{}, path...), flag)
-			code, out, errOut := runMain(t, args...)
-			name := strings.Join(append([]string{"smartclient"}, path...), " ")
-			if code != ExitOK || !strings.Contains(out, "Usage:") || !strings.Contains(out, name) || errOut != "" {
-				t.Errorf("%q: exit %d, stdout %q, stderr %q; want 0 and the usage of %q on stdout", args, code, out, errOut, name)
-			}
-		}
-		if len(path) > 0 && path[0] != "help" {
-			if code, out, _ := runMain(t, append([]string{"help"}, path...)...); code != ExitOK || !strings.Contains(out, "Usage:") {
-				t.Errorf("help %q: exit %d, %q", path, code, out)
-			}
-		}
-	}
+	// root, sync, run, status, restore, admin, update-server, completion
+	// and its 4 shells, help
+	cmdlinetest.HelpEverywhere(t, "smartclient", (&env{}).root(), func(args ...string) (int, string, string) {
+		return runMain(t, args...)
+	}, 12)
 	_, out, _ := runMain(t, "--help")
 	for _, want := range []string{"sync", "run", "status", "restore", "admin", "completion", "100"} {
 		if !strings.Contains(out, want) {
