@@ -18,9 +18,11 @@ GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
 
 all: build
 
+# -buildvcs=auto stamps the commit into the binaries for --version, even
+# where GOFLAGS turns it off (it does nothing outside a git checkout).
 build:
-	$(GO) build -o bin/appserver ./appserver/cmd/appserver
-	$(GO) build -o bin/smartclient ./smartclient/cmd/smartclient
+	$(GO) build -buildvcs=auto -o bin/appserver ./appserver/cmd/appserver
+	$(GO) build -buildvcs=auto -o bin/smartclient ./smartclient/cmd/smartclient
 
 test: fmt-check vet
 	$(GO) test -race -count=1 -timeout 30m ./...
