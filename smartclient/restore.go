@@ -125,8 +125,14 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 	if err != nil {
 		return nil, err
 	}
+	files := 0
+	for _, k := range st.Files {
+		if !k.IsDir() { // the release's empty folders are no files
+			files++
+		}
+	}
 	r := &StatusReport{Dir: dir, Build: st.Build, OS: st.OS, Server: st.Server, LastSync: st.LastSync,
-		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: len(st.Files), Running: running}
+		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: files, Running: running}
 	if c, ok := readCheck(d.Root); ok && c.When.After(st.LastSync) && c.Build == st.Build {
 		// A later check found the install up to date.
 		r.LastSync, r.LastOutcome, r.LastMessage, r.Server = c.When, "up-to-date", "", c.Server

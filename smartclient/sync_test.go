@@ -1914,6 +1914,11 @@ func TestEmptyFolders(t *testing.T) {
 		t.Fatalf("empty folders in the install: %q, want %q", got, empty)
 	}
 	sameTree(t, tree(t, dir), tree(t, s.folders["darwin"]), "with empty folders")
+	if st, err := smartclient.Status(context.Background(), dir, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	} else if st.Files != len(tree(t, dir)) {
+		t.Errorf("status: %d files; want the %d files and links, not the folders", st.Files, len(tree(t, dir)))
+	}
 	if res.Backup == "" {
 		t.Fatal("no backup of the install the folders were added to")
 	}
