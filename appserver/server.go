@@ -513,6 +513,9 @@ func (s *Server) readRequests(ss *session, man *index.Manifest) ([]wanted, error
 		if man.Files[i].Target != "" {
 			return bad("%s is a symbolic link; links are made from the manifest, not sent", man.Files[i].Path)
 		}
+		if man.Files[i].Dir {
+			return bad("%s is a folder; folders are made from the manifest, not sent", man.Files[i].Path)
+		}
 		if len(want) >= len(man.Files) {
 			return bad("more files requested than the manifest holds")
 		}

@@ -14,12 +14,14 @@
 //     missing or changed files are fetched, files whose content is known
 //     to match only get their mtime fixed, files an earlier sync installed
 //     and the server no longer lists are removed, files the client never
-//     installed are left alone, and preserved files are kept unless
-//     missing or the update is full (plan.go, preflight.go);
+//     installed are left alone, preserved files are kept unless missing
+//     or the update is full, and the release's empty folders that the
+//     install lacks are made (plan.go, preflight.go);
 //  5. fetch into .smartclient/staging, verifying every file's size and
 //     BLAKE3 hash as it streams; a file whose path holds an older version
 //     comes as a delta from it, small files are written beside the
-//     receiving loop (internal/fetch);
+//     receiving loop; links and empty folders are made there from the
+//     manifest (internal/fetch);
 //  6. back up the install into bkp_remote.00N (rotating three,
 //     internal/backup), then switch by renames under a journal made
 //     durable first (internal/journal);

@@ -23,6 +23,7 @@ import (
 type plan struct {
 	fetch      []int    // manifest indices to download
 	links      []int    // symbolic links to make
+	dirs       []int    // empty folders to make
 	touch      []int    // same content, only the mtime differs
 	current    []int    // already as the server has them
 	kept       []int    // preserved files left as the user has them
@@ -34,13 +35,13 @@ type plan struct {
 }
 
 func (p *plan) empty() bool {
-	return len(p.fetch) == 0 && len(p.links) == 0 && len(p.touch) == 0 && len(p.remove) == 0
+	return len(p.fetch) == 0 && len(p.links) == 0 && len(p.dirs) == 0 && len(p.touch) == 0 && len(p.remove) == 0
 }
 
-// changesContent reports whether the plan replaces or removes files, and
-// so needs a backup; fixing mtimes does not.
+// changesContent reports whether the plan replaces or removes files, or
+// makes folders, and so needs a backup; fixing mtimes does not.
 func (p *plan) changesContent() bool {
-	return len(p.fetch) > 0 || len(p.links) > 0 || len(p.remove) > 0
+	return len(p.fetch) > 0 || len(p.links) > 0 || len(p.dirs) > 0 || len(p.remove) > 0
 }
 
 // changes lists the plan for people, in manifest order then removals.
@@ -53,6 +54,7 @@ func (p *plan) changes(man *manifest.Manifest) []Change {
 	}
 	add("fetch", p.fetch)
 	add("link", p.links)
+	add("mkdir", p.dirs)
 	add("retime", p.touch)
 	for _, r := range p.remove {
 		out = append(out, Change{Kind: "remove", Path: r})
@@ -61,9 +63,9 @@ func (p *plan) changes(man *manifest.Manifest) []Change {
 	return out
 }
 
-// installs lists what the switch renames into place: fetched files and
-// new links.
-func (p *plan) installs() []int { return slices.Concat(p.fetch, p.links) }
+// installs lists what the switch renames into place: fetched files, new
+// links and new empty folders.
+func (p *plan) installs() []int { return slices.Concat(p.fetch, p.links, p.dirs) }
 
 // makePlan compares the manifest with the install folder. A full plan
 // (incompatible builds) fetches every file, preserved ones included. same
@@ -85,6 +87,12 @@ func makePlan(root *os.Root, st *state.State, man *manifest.Manifest, full bool,
 		}
 		if f.Target != "" {
 			if err := planLink(root, p, i, f, fi, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if f.Dir {
+			if err := planDir(p, i, f, fi, err); err != nil {
 				return nil, err
 			}
 			continue
@@ -142,6 +150,9 @@ func makePlan(root *os.Root, st *state.State, man *manifest.Manifest, full bool,
 			// name would remove the new one.
 		case k.Preserve:
 			// The workstation's own copy now; never removed.
+		case k.IsDir():
+			// An empty folder a release no longer lists is left where
+			// it is, with whatever the user put in it since.
 		default:
 			fi, err := root.Lstat(name)
 			switch {
@@ -201,6 +212,24 @@ func planLink(root *os.Root, p *plan, i int, f manifest.File, fi fs.FileInfo, er
 	return nil
 }
 
+// planDir decides for the empty folder f: current if the install has a
+// folder there, made otherwise. Something else in its place (a file, a
+// link) is an error here, before anything changes, unless the switch
+// removes it first (see checkParents).
+func planDir(p *plan, i int, f manifest.File, fi fs.FileInfo, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("planning: %w", err)
+	case fi.IsDir():
+		p.current = append(p.current, i)
+		p.known[f.Path] = state.FileState{Hash: state.DirHash}
+		return nil
+	}
+	p.dirs = append(p.dirs, i)
+	return nil
+}
+
 // linkFinder tells whether a folder of the install, or one above it, is a
 // symbolic link, remembering what it looked up.
 type linkFinder struct {
@@ -238,6 +267,12 @@ func checkParents(root *os.Root, man *manifest.Manifest, p *plan) error {
 	}
 	viaLink := (&linkFinder{root: root, removing: removing}).via
 	checked := map[string]bool{}
+	for _, i := range p.dirs {
+		name := man.File(i).Path
+		if fi, err := root.Lstat(name); err == nil && !removing[name] {
+			return fmt.Errorf("planning: cannot make the folder %s: a %s of that name is in the way", name, kindName(fi.Mode()))
+		}
+	}
 	for _, i := range p.installs() {
 		name := man.File(i).Path
 		if viaLink(path.Dir(name)) {
@@ -270,7 +305,9 @@ func checkParents(root *os.Root, man *manifest.Manifest, p *plan) error {
 				return false
 			}
 			delete(p.known, man.File(i).Path)
-			if man.File(i).Target != "" {
+			if man.File(i).Dir {
+				p.dirs = append(p.dirs, i)
+			} else if man.File(i).Target != "" {
 				p.links = append(p.links, i)
 			} else {
 				p.fetch = append(p.fetch, i)
@@ -280,4 +317,17 @@ func checkParents(root *os.Root, man *manifest.Manifest, p *plan) error {
 		})
 	}
 	return nil
+}
+
+// kindName names what a file of mode m is, for an error.
+func kindName(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "file"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m.IsDir():
+		return "folder"
+	}
+	return m.Type().String() + " file"
 }

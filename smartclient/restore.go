@@ -125,8 +125,14 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 	if err != nil {
 		return nil, err
 	}
+	files := 0
+	for _, k := range st.Files {
+		if !k.IsDir() { // the release's empty folders are no files
+			files++
+		}
+	}
 	r := &StatusReport{Dir: dir, Build: st.Build, OS: st.OS, Server: st.Server, LastSync: st.LastSync,
-		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: len(st.Files), Running: running}
+		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: files, Running: running}
 	if c, ok := readCheck(d.Root); ok && c.When.After(st.LastSync) && c.Build == st.Build {
 		// A later check found the install up to date.
 		r.LastSync, r.LastOutcome, r.LastMessage, r.Server = c.When, "up-to-date", "", c.Server
@@ -244,6 +250,27 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		k, ok := next.Files[rel]
 		return ok && !k.Preserve
 	}
+	// An empty folder of the backup's release (its state records it)
+	// that the install lacks is made again, through staging as a sync
+	// makes one.
+	stageFolder := func(rel string) error {
+		if k, ok := next.Files[rel]; !ok || !k.IsDir() {
+			return nil
+		}
+		inBackup[rel] = true
+		if _, err := d.Lstat(rel); !errors.Is(err, fs.ErrNotExist) {
+			return nil // there already, or something of the user's
+		}
+		if links.via(path.Dir(rel)) {
+			return fmt.Errorf("will not restore %s: a folder on its path in the install is a symbolic link", rel)
+		}
+		if err := d.MkdirAll(install.StagingDir+"/"+rel, 0o755); err != nil {
+			return fmt.Errorf("staging the folder %s: %w", rel, err)
+		}
+		j.Install = append(j.Install, rel)
+		j.Hashes[rel] = state.DirHash
+		return nil
+	}
 	err = fs.WalkDir(d.FS(), from, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -263,7 +290,7 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 			return nil
 		}
 		if e.IsDir() {
-			return nil
+			return stageFolder(rel)
 		}
 		if !tracked(rel) {
 			// A file the client did not install, or a preserved one,
@@ -334,8 +361,8 @@ func Restore(ctx context.Context, dir string, n int, log *slog.Logger) (*Restore
 		return nil, fmt.Errorf("restoring %s: %w", from, err)
 	}
 	for name, k := range st.Files {
-		if inBackup[name] || k.Preserve {
-			continue
+		if inBackup[name] || k.Preserve || k.IsDir() {
+			continue // an empty folder a release made is left alone
 		}
 		if fi, err := d.Lstat(name); err == nil && fi.Size() == k.Size && fi.ModTime().UnixNano() == k.MtimeNs {
 			j.Remove = append(j.Remove, name)

@@ -77,6 +77,7 @@ type Result struct {
 	Sent         int64 // every byte sent to it
 	Touched      int   // files whose mtime alone was fixed
 	Linked       int   // symbolic links made
+	Folders      int   // empty folders made
 	Removed      int
 	Reused       int    // files a failed sync had already downloaded
 	Copied       int64  // bytes of fetched files taken from their installed versions (deltas)
@@ -88,15 +89,15 @@ type Result struct {
 }
 
 // Change is one thing a sync would do to the install, as Options.List
-// asks: Kind is "fetch", "link", "retime" or "remove".
+// asks: Kind is "fetch", "link", "mkdir", "retime" or "remove".
 type Change struct {
 	Kind, Path string
 }
 
 // Changes is the number of files a checked sync would fetch, link, retime
-// or remove: 0 means up to date.
+// or remove, and of folders it would make: 0 means up to date.
 func (r *Result) Changes() int {
-	return r.Fetched + r.Linked + r.Touched + r.Removed
+	return r.Fetched + r.Linked + r.Folders + r.Touched + r.Removed
 }
 
 // Errors that decide the exit code.
@@ -564,7 +565,7 @@ func (a *attempt) plan() error {
 		a.dropBackup()
 	}
 	a.p = p
-	a.res.Touched, a.res.Removed, a.res.Kept = len(p.touch), len(p.remove), len(p.kept)
+	a.res.Touched, a.res.Removed, a.res.Kept, a.res.Folders = len(p.touch), len(p.remove), len(p.kept), len(p.dirs)
 	return nil
 }
 
@@ -620,7 +621,7 @@ func (a *attempt) preflight() error {
 }
 
 // download fetches what the plan fetches into staging, less what the
-// last attempt received whole, and makes the links.
+// last attempt received whole, and makes the links and empty folders.
 func (a *attempt) download() error {
 	download, reused, reusedBytes := fetch.ReuseDownloads(a.root, a.man, a.p.fetch)
 	a.res.Reused = reused
@@ -650,7 +651,10 @@ func (a *attempt) download() error {
 		return err
 	}
 	a.res.Fetched, a.res.FetchedBytes, a.res.WireBytes, a.res.Copied = len(download), a.p.fetchBytes-reusedBytes, fe.Wire(), fe.Copied()
-	return fetch.StageLinks(a.root, a.man, a.p.links)
+	if err := fetch.StageLinks(a.root, a.man, a.p.links); err != nil {
+		return err
+	}
+	return fetch.StageDirs(a.root, a.man, a.p.dirs)
 }
 
 // apply backs up and switches: every file is staged and verified, and
@@ -762,8 +766,11 @@ func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome, insta
 }
 
 // installHash is what recovery checks a file to install against: its
-// BLAKE3, or for a link its target.
+// BLAKE3, for a link its target, and for an empty folder state.DirHash.
 func installHash(f manifest.File) string {
+	if f.Dir {
+		return state.DirHash
+	}
 	if f.Target != "" {
 		return journal.LinkPrefix + f.Target
 	}
@@ -792,6 +799,10 @@ func nextState(st *state.State, man *manifest.Manifest, p *plan, o Options) *sta
 	}()
 	for _, i := range slices.Concat(p.installs(), p.touch) {
 		f := man.File(i)
+		if f.Dir {
+			next.Files[f.Path] = state.FileState{Hash: state.DirHash}
+			continue
+		}
 		next.Files[f.Path] = state.FileState{Size: f.Size, MtimeNs: f.MtimeNs, Hash: hex.EncodeToString(f.Hash[:]),
 			ServerMtimeNs: f.MtimeNs, Preserve: f.Preserve}
 	}

@@ -359,7 +359,9 @@ func TestIncrementalNoopAndMtimeOnly(t *testing.T) {
 	s.write("linux", "lib/libtlpp.so", "new tlpp")
 	s.write("linux", "plugins/chart/libchart.so", "a new plugin")
 	s.change("linux", func() {
-		if err := os.Remove(filepath.Join(s.folders["linux"], "lang", "pt-br.txt")); err != nil {
+		// The whole folder: an empty one left on the server would be
+		// an empty folder of the release.
+		if err := os.RemoveAll(filepath.Join(s.folders["linux"], "lang")); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -1855,4 +1857,145 @@ func (p *portHolder) serve(c net.Conn) {
 			return
 		}
 	}
+}
+
+// emptyFolders lists the empty folders under dir but the client's
+// bookkeeping and backups, as slash paths.
+func emptyFolders(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if rel == ".smartclient" || strings.HasPrefix(rel, "bkp_remote.") {
+			return fs.SkipDir
+		}
+		if entries, err := os.ReadDir(p); err != nil || len(entries) > 0 || rel == "." {
+			return err
+		}
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEmptyFolders: the empty folders of a release (a macOS bundle's
+// PlugIns, and one nested in another that holds nothing else) are made
+// on the client; the sync after is a no-op the quick check answers, and
+// `sync --check` says so; one the user removes is made again; the backup
+// and restore go on working, and a file in the way stops the sync before
+// anything changes.
+func TestEmptyFolders(t *testing.T) {
+	s := newServer(t, defaultConf)
+	dir := t.TempDir()
+	darwin := func(o *smartclient.Options) { o.OS, o.Yes = "darwin", true }
+	mustSync(t, s, dir, darwin)
+	v1 := tree(t, dir)
+	empty := []string{"smartclient.app/Contents/PlugIns", "smartclient.app/Contents/Resources/empty/inner"}
+	for _, e := range empty {
+		// One at a time: the server may scan between two.
+		s.change("darwin", func() {
+			if err := os.MkdirAll(filepath.Join(s.folders["darwin"], filepath.FromSlash(e)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	res := mustSync(t, s, dir, darwin)
+	if res.Outcome != syncproto.OutcomeUpdated || res.Folders != 2 || res.Fetched != 0 {
+		t.Fatalf("sync of a release with 2 new empty folders: %+v", res)
+	}
+	if got := emptyFolders(t, dir); !slices.Equal(got, empty) {
+		t.Fatalf("empty folders in the install: %q, want %q", got, empty)
+	}
+	sameTree(t, tree(t, dir), tree(t, s.folders["darwin"]), "with empty folders")
+	if st, err := smartclient.Status(context.Background(), dir, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	} else if st.Files != len(tree(t, dir)) {
+		t.Errorf("status: %d files; want the %d files and links, not the folders", st.Files, len(tree(t, dir)))
+	}
+	if res.Backup == "" {
+		t.Fatal("no backup of the install the folders were added to")
+	}
+	sameTree(t, tree(t, filepath.Join(dir, res.Backup)), v1, "backup")
+	if got := emptyFolders(t, filepath.Join(dir, res.Backup)); len(got) != 0 {
+		t.Errorf("the backup of the install before holds the new empty folders %q", got)
+	}
+
+	// The next sync is the quick no-op: Welcome, UpToDate, ReportAck.
+	res = mustSync(t, s, dir, darwin)
+	if res.Outcome != syncproto.OutcomeUpToDate || res.Changes() != 0 || res.Received > 200 {
+		t.Fatalf("second sync: %+v; want the quick up to date", res)
+	}
+	args := []string{"sync", "--check", "-v", "--server", s.addr, "--dir", dir, "--os", "darwin"}
+	if code, out, errOut := runCLI(t, args...); code != cli.ExitOK || !strings.Contains(out, "Up to date") {
+		t.Fatalf("sync --check: %d %q %q; want 0 and up to date", code, out, errOut)
+	}
+
+	// A folder the user removed is made again.
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(empty[1]))); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, args...)
+	if code != cli.ExitUpdateAvailable || !strings.Contains(out, "1 empty folder to make") || !strings.Contains(out, "mkdir "+empty[1]+"\n") {
+		t.Fatalf("sync --check after a folder was removed: %d %q %q", code, out, errOut)
+	}
+	if res := mustSync(t, s, dir, darwin); res.Folders != 1 || res.Fetched != 0 {
+		t.Errorf("sync after a folder was removed: %+v", res)
+	}
+	if got := emptyFolders(t, dir); !slices.Equal(got, empty) {
+		t.Fatalf("empty folders after the sync that made one again: %q, want %q", got, empty)
+	}
+
+	// Restore puts back the install before the folders came; they are
+	// left (the release made them, and they hold nothing), and the next
+	// sync is current again.
+	if code, out, errOut := runCLI(t, "restore", "--dir", dir, "--backup", "1"); code != cli.ExitOK {
+		t.Fatalf("restore: %d %s %s", code, out, errOut)
+	}
+	sameTree(t, tree(t, dir), v1, "after restore")
+	mustSync(t, s, dir, darwin)
+	sameTree(t, tree(t, dir), tree(t, s.folders["darwin"]), "synced after restore")
+	if got := emptyFolders(t, dir); !slices.Equal(got, empty) {
+		t.Fatalf("empty folders after restore and sync: %q, want %q", got, empty)
+	}
+
+	// A release that removes the last file of a folder keeps the folder,
+	// empty: the client removes the file and leaves the folder.
+	lang := "smartclient.app/Contents/Resources/lang"
+	s.change("darwin", func() {
+		if err := os.Remove(filepath.Join(s.folders["darwin"], filepath.FromSlash(lang), "pt-br.txt")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if res := mustSync(t, s, dir, darwin); res.Removed != 1 {
+		t.Errorf("sync of a release that emptied a folder: %+v", res)
+	}
+	if got, want := emptyFolders(t, dir), append(slices.Clone(empty), lang); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
+		t.Errorf("empty folders after a release emptied one: %q, want %q", got, want)
+	}
+	if res := mustSync(t, s, dir, darwin); res.Outcome != syncproto.OutcomeUpToDate || res.Received > 200 {
+		t.Errorf("the sync after: %+v; want the quick up to date", res)
+	}
+
+	// A file where the release has an empty folder stops the sync
+	// before anything changes.
+	s.change("darwin", func() {
+		if err := os.MkdirAll(filepath.Join(s.folders["darwin"], "logs"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, "logs"), []byte("the user's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, dir)
+	if _, err := sync1(t, s, dir, darwin); err == nil || !strings.Contains(err.Error(), "logs") || !strings.Contains(err.Error(), "in the way") {
+		t.Fatalf("sync with a file where an empty folder goes: %v; want an error naming logs", err)
+	}
+	sameTree(t, tree(t, dir), before, "after the refused sync")
 }

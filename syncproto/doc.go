@@ -9,7 +9,7 @@
 //
 //	offset size field
 //	0      2    magic, the bytes 'S' 'C'
-//	2      1    protocol version (Version, currently 4)
+//	2      1    protocol version (Version, currently 5)
 //	3      1    message type (MsgHello ...)
 //	4      4    payload length, big-endian uint32
 //	8      n    payload
@@ -167,6 +167,15 @@
 // relative slash path, Size is len(Target) and Hash the BLAKE3 of Target.
 // Links are never requested; the client makes them from the manifest.
 //
+// A ManifestEntry with FlagDir is a folder that holds nothing in the
+// release (a macOS bundle's Contents/Frameworks, say): Size is 0, Target
+// empty, Hash all zero, Mode its permission bits and MtimeNs 0, so that
+// touching the folder on the server does not change the manifest. Only
+// such leaf folders have entries; a folder with files is implied by them,
+// and a FlagDir entry that is the parent of another entry is refused, as
+// is one with FlagSymlink or FlagPreserve. Folders are never requested;
+// the client makes them.
+//
 // # Limits
 //
 // A manifest holds at most MaxFiles entries; a path is at most MaxPath bytes
@@ -191,4 +200,5 @@
 //	4  2026-12: BlockRequest (rsync-style block sums for small files);
 //	   GetSketch, Sketch, ManifestSame and ManifestEnd (manifests by
 //	   difference). Never released with 3.
+//	5  2026-12: FlagDir (empty folders). Never released with 4.
 package syncproto

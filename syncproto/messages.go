@@ -8,7 +8,7 @@ import (
 )
 
 // Version is the protocol version this package speaks.
-const Version = 4
+const Version = 5
 
 // Magic is the first two bytes of every frame.
 var Magic = [2]byte{'S', 'C'}
@@ -316,9 +316,15 @@ const (
 	// slash path; Size is len(Target) and Hash the BLAKE3 of Target. A
 	// link is never requested: the manifest says all there is.
 	FlagSymlink uint8 = 1 << 1
+	// FlagDir marks a folder that holds nothing in the release: Size is
+	// 0, Target empty, Hash all zero and Mode its permission bits. Only
+	// such leaf folders are listed; a folder with files is implied by
+	// them. A folder is never requested: the client makes it.
+	FlagDir uint8 = 1 << 2
 )
 
-// ManifestEntry describes one file of the update folder.
+// ManifestEntry describes one file of the update folder (or a link, or
+// an empty folder: see the flags).
 type ManifestEntry struct {
 	Path    string // slash-separated, relative to the update folder
 	Size    uint64

@@ -39,6 +39,7 @@ var samples = map[string]Message{
 	"file_copy":           FileCopy{Off: 1 << 33, Len: 65536},
 	"manifest_header":     ManifestHeader{Build: "7.00.240501A", Count: 3, TotalBytes: 12345, PostInstall: "tools/upgrade.sh", PostInstallTimeout: 120},
 	"manifest_entry":      ManifestEntry{Path: "lib/libsmartclient.so", Size: 4096, MtimeNs: 1714521600123456789, Mode: 0o755, Flags: FlagPreserve, Hash: [32]byte{1, 2, 3}},
+	"manifest_dir":        ManifestEntry{Path: "TOTVS.app/Contents/Frameworks", Mode: 0o755, Flags: FlagDir},
 	"manifest_link":       ManifestEntry{Path: "smartclient.app/Contents/Frameworks/Core.framework/Core", Size: 23, MtimeNs: 1714521600000000000, Mode: 0o777, Flags: FlagSymlink, Hash: [32]byte{4}, Target: "Versions/Current/Core"},
 	"request":             Request{Indices: []uint32{0, 2, 7}},
 	"request_end":         RequestEnd{},

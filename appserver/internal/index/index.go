@@ -38,6 +38,11 @@ type File struct {
 	// Target is a symbolic link's target ("" for a file). Links are
 	// served as links, as macOS application bundles hold them.
 	Target string
+	// Dir marks a folder that holds nothing (syncproto.FlagDir): only
+	// such leaf folders are listed, with their permission bits and no
+	// size, mtime or hash. macOS bundles hold them, and a folder with
+	// files needs no entry of its own.
+	Dir bool
 }
 
 // Manifest is a consistent snapshot of one update folder: every file was
@@ -356,6 +361,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 	}
 	m := &Manifest{OS: ix.OS, Build: ix.rel.Build, rel: &ix.rel, root: root}
 	dirs := map[string]fs.FileInfo{}
+	full := map[string]bool{} // folders that hold anything
 	var todo []int
 	err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 		p := filepath.Join(ix.Dir, filepath.FromSlash(rel))
@@ -365,6 +371,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		full[path.Dir(rel)] = true
 		switch {
 		case !utf8.ValidString(rel):
 			// The protocol carries UTF-8 paths, and clients refuse any
@@ -411,6 +418,14 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 	if err == nil {
 		err = ix.hashAll(ctx, root, m.Files, todo)
 	}
+	// An empty folder is listed, so that clients make it too. Its mtime
+	// is left out: clients do not set a folder's time, and a folder
+	// touched on the server need not change the manifest.
+	for rel, fi := range dirs {
+		if rel != "." && !full[rel] {
+			m.Files = append(m.Files, File{Path: rel, Mode: fi.Mode().Perm(), Dir: true})
+		}
+	}
 	if err != nil {
 		root.Close()
 		return nil, nil, nil, err
@@ -423,7 +438,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 		// As in git, only the mtime decides what is racy: files copied
 		// in with their mtimes kept have a fresh change time, and are
 		// remembered all the same.
-		if f.MtimeNs < racy {
+		if f.MtimeNs < racy && !f.Dir {
 			next[f.Path] = cacheEntry{Size: f.Size, MtimeNs: f.MtimeNs, Inode: f.Inode, CtimeNs: f.CtimeNs, Hash: hex.EncodeToString(f.Hash[:])}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 )
 
@@ -111,13 +112,17 @@ func waitDirty(t testing.TB, ix *Index) {
 	t.Fatal("the watcher did not report the change within 5 s")
 }
 
-// sameFiles reports whether m lists exactly files with their content.
+// sameFiles reports whether m lists exactly files with their content. A
+// name ending in a slash is an empty folder (see entryName).
 func sameFiles(m *Manifest, files map[string]string) bool {
 	if len(m.Files) != len(files) {
 		return false
 	}
 	for _, f := range m.Files {
-		content, ok := files[f.Path]
+		content, ok := files[entryName(f)]
+		if f.Dir && ok {
+			continue
+		}
 		if !ok || f.Size != int64(len(content)) || f.Hash != blake3.Sum256([]byte(content)) {
 			return false
 		}
@@ -125,8 +130,18 @@ func sameFiles(m *Manifest, files map[string]string) bool {
 	return true
 }
 
+// entryName is the name of f in a test's map of files: its path, with a
+// slash after it for an empty folder.
+func entryName(f File) string {
+	if f.Dir {
+		return f.Path + "/"
+	}
+	return f.Path
+}
+
 // checkManifest checks that m lists exactly files, sorted, each with the
-// BLAKE3 hash and size of its content.
+// BLAKE3 hash and size of its content (an empty folder, named with a
+// slash after it, with neither).
 func checkManifest(t testing.TB, m *Manifest, files map[string]string) {
 	t.Helper()
 	if len(m.Files) != len(files) {
@@ -137,9 +152,15 @@ func checkManifest(t testing.TB, m *Manifest, files map[string]string) {
 		if i > 0 && m.Files[i-1].Path >= f.Path {
 			t.Errorf("manifest not sorted: %q before %q", m.Files[i-1].Path, f.Path)
 		}
-		content, ok := files[f.Path]
+		content, ok := files[entryName(f)]
 		if !ok {
-			t.Errorf("manifest lists %q, which was not written", f.Path)
+			t.Errorf("manifest lists %q, which was not written", entryName(f))
+			continue
+		}
+		if f.Dir {
+			if f.Size != 0 || f.Hash != ([32]byte{}) {
+				t.Errorf("folder %s: size %d, hash %x, want neither", f.Path, f.Size, f.Hash)
+			}
 			continue
 		}
 		if f.Size != int64(len(content)) {
@@ -610,5 +631,90 @@ func TestIndexConcurrentCurrent(t *testing.T) {
 	}
 	if got := ix.Hashed - before; got != 1 {
 		t.Errorf("%d concurrent Current calls hashed %d files, want 1", n, got)
+	}
+}
+
+// TestIndexEmptyFolders shows that a folder holding nothing is listed as a
+// folder entry (macOS bundles hold such folders), and only the innermost
+// of nested empty folders; that the hash cache keeps no entry for one, so
+// that a restart reads it back as it was; and that a folder that gains a
+// file is no longer listed, its file is.
+func TestIndexEmptyFolders(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	files := sampleTree()
+	writeTree(t, dir, files, oldTime)
+	empty := []string{"TOTVS.app/Contents/Frameworks", "Resources/empty/inner"}
+	for _, e := range empty {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(e)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	folders := func(m *Manifest) []string {
+		var out []string
+		for _, f := range m.Files {
+			if f.Dir {
+				out = append(out, f.Path)
+			}
+		}
+		return out
+	}
+	ix := openIndex(t, dir, state)
+	m := current(t, ix)
+	if got, want := folders(m), []string{"Resources/empty/inner", "TOTVS.app/Contents/Frameworks"}; !slices.Equal(got, want) {
+		t.Fatalf("folder entries %q, want %q", got, want)
+	}
+	if len(m.Files) != len(files)+len(empty) {
+		t.Errorf("manifest has %d entries, want %d files and %d folders", len(m.Files), len(files), len(empty))
+	}
+	for i, f := range m.Files {
+		if i > 0 && m.Files[i-1].Path >= f.Path {
+			t.Errorf("manifest not sorted: %q before %q", m.Files[i-1].Path, f.Path)
+		}
+		if !f.Dir {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Size != 0 || f.MtimeNs != 0 || f.Hash != ([32]byte{}) || f.Target != "" || f.Preserve || f.Mode != fi.Mode().Perm() {
+			t.Errorf("folder entry %+v, want only its mode %v", f, fi.Mode().Perm())
+		}
+		e, err := syncproto.Decode(syncproto.MsgManifestEntry, m.Wire().Entry(i)[syncproto.HeaderSize:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := e.(syncproto.ManifestEntry); e.Flags != syncproto.FlagDir || e.Path != f.Path {
+			t.Errorf("wire entry %+v, want %s with FlagDir alone", e, f.Path)
+		}
+	}
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(ix.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range empty {
+		if strings.Contains(string(data), e) {
+			t.Errorf("the hash cache names the folder %s: %s", e, data)
+		}
+	}
+
+	ix2 := openIndex(t, dir, state)
+	if ix2.Hashed != 0 {
+		t.Errorf("reopened: Hashed = %d, want 0", ix2.Hashed)
+	}
+	if m2 := current(t, ix2); !slices.Equal(m2.Files, m.Files) {
+		t.Errorf("reopened: manifest\n%+v\nwant\n%+v", m2.Files, m.Files)
+	}
+	change(t, ix2, func() {
+		writeFile(t, filepath.Join(dir, "TOTVS.app", "Contents", "Frameworks", "Core"), "core")
+	})
+	m3 := waitFor(t, ix2, "the new file", func(m *Manifest) bool {
+		return slices.ContainsFunc(m.Files, func(f File) bool { return f.Path == "TOTVS.app/Contents/Frameworks/Core" })
+	})
+	if got, want := folders(m3), []string{"Resources/empty/inner"}; !slices.Equal(got, want) {
+		t.Errorf("after a file was added: folder entries %q, want %q", got, want)
 	}
 }

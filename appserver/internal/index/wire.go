@@ -15,7 +15,7 @@ func (m *Manifest) PostInstall() string {
 			return
 		}
 		for _, f := range m.Files {
-			if strings.EqualFold(f.Path, m.rel.PostInstall) {
+			if !f.Dir && strings.EqualFold(f.Path, m.rel.PostInstall) {
 				m.postInstall = f.Path
 				return
 			}
@@ -72,6 +72,9 @@ func (m *Manifest) Wire() *Wire {
 			}
 			if f.Preserve {
 				e.Flags |= syncproto.FlagPreserve
+			}
+			if f.Dir {
+				e.Flags |= syncproto.FlagDir
 			}
 			d.Add(e)
 			start := len(b)

@@ -192,6 +192,9 @@ func (e *env) say(o smartclient.Options, f *syncFlags, res *smartclient.Result, 
 		if res.Linked > 0 {
 			links = fmt.Sprintf(", %s to make", plural(res.Linked, "link"))
 		}
+		if res.Folders > 0 {
+			links += fmt.Sprintf(", %s to make", plural(res.Folders, "empty folder"))
+		}
 		fmt.Fprintf(stdout, "Update available: build %s%s, %s to download (%s)%s, %d to remove, %d to retime.\n",
 			res.Build, kind, plural(res.Fetched, "file"), smartclient.HumanBytes(res.FetchedBytes), links, res.Removed, res.Touched)
 		for _, c := range res.Planned {

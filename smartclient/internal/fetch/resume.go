@@ -75,6 +75,24 @@ func ReuseDownloads(d *install.Disk, man *manifest.Manifest, fetch []int) (rest 
 	return rest, reused, reusedBytes
 }
 
+// StageDirs makes the empty folders to install in the staging folder; the
+// switch renames them into place like files, so that undoing it takes
+// them back. A folder is made with its owner's rights whatever the
+// release says, so that the client can always rename it and take it back.
+func StageDirs(d *install.Disk, man *manifest.Manifest, dirs []int) error {
+	for _, i := range dirs {
+		f := man.File(i)
+		staged := install.StagingDir + "/" + f.Path
+		if err := d.MkdirAll(path.Dir(staged), 0o755); err != nil {
+			return fmt.Errorf("staging the folder %s: %w", f.Path, err)
+		}
+		if err := d.MkdirAll(staged, f.Mode.Perm()|0o700); err != nil {
+			return fmt.Errorf("staging the folder %s: %w", f.Path, err)
+		}
+	}
+	return nil
+}
+
 // StageLinks makes the symbolic links to install in the staging folder;
 // the switch renames them into place like files.
 func StageLinks(d *install.Disk, man *manifest.Manifest, links []int) error {

@@ -35,6 +35,7 @@ const (
 	KindOther Kind = iota
 	KindRegular
 	KindLink
+	KindDir
 )
 
 // DirStack holds open the folders of the path to the current folder, so

@@ -54,6 +54,8 @@ func (d *fdDir) Lstat(name []byte) (LookupInfo, error) {
 		info.Kind = KindRegular
 	case unix.S_IFLNK:
 		info.Kind = KindLink
+	case unix.S_IFDIR:
+		info.Kind = KindDir
 	}
 	return info, nil
 }

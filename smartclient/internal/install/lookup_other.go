@@ -37,6 +37,8 @@ func (d rootDir) Lstat(name []byte) (LookupInfo, error) {
 		info.Kind = KindRegular
 	case fi.Mode()&fs.ModeSymlink != 0:
 		info.Kind = KindLink
+	case fi.IsDir():
+		info.Kind = KindDir
 	}
 	return info, nil
 }

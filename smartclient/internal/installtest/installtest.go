@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -24,14 +25,19 @@ import (
 )
 
 // The switch fixture: an install holding the old release (a, b, lib/c,
-// config.ini) and a file of the user's, three backups of older releases,
-// and staging holding the new release: a, lib/c and config.ini changed, b
-// removed, d/e added. Tests must not change these maps.
+// config.ini, the empty folder f) and a file of the user's, three backups
+// of older releases, and staging holding the new release: a, lib/c and
+// config.ini changed, b removed, d/e and f/g added, and the empty folders
+// d/empty (in a new folder) and lib/empty (in one the install has) made.
+// A path ending in a slash is an empty folder. Tests must not change these
+// maps.
 var (
-	OldRelease = map[string]string{"a": "old a", "b": "old b", "lib/c": "old c", "config.ini": "[old]", "mine.txt": "user"}
-	NewRelease = map[string]string{"a": "new a", "lib/c": "new c", "config.ini": "[new]", "d/e": "new e", "mine.txt": "user"}
-	Staged     = map[string]string{"a": "new a", "lib/c": "new c", "config.ini": "[new]", "d/e": "new e"}
-	OlderOnes  = []map[string]string{{"a": "v1"}, {"a": "v2", "b": "v2"}, {"a": "v3", "lib/c": "v3"}}
+	OldRelease = map[string]string{"a": "old a", "b": "old b", "lib/c": "old c", "config.ini": "[old]", "mine.txt": "user", "f/": ""}
+	NewRelease = map[string]string{"a": "new a", "lib/c": "new c", "config.ini": "[new]", "d/e": "new e", "mine.txt": "user",
+		"d/empty/": "", "lib/empty/": "", "f/g": "new g"}
+	Staged = map[string]string{"a": "new a", "lib/c": "new c", "config.ini": "[new]", "d/e": "new e",
+		"d/empty/": "", "lib/empty/": "", "f/g": "new g"}
+	OlderOnes = []map[string]string{{"a": "v1"}, {"a": "v2", "b": "v2"}, {"a": "v3", "lib/c": "v3"}}
 )
 
 // SwitchFixture makes the switch fixture in a new folder and returns it.
@@ -46,11 +52,18 @@ func SwitchFixture(t testing.TB) string {
 	return dir
 }
 
-// WriteFiles writes files, slash paths to contents, under dir.
+// WriteFiles writes files, slash paths to contents, under dir; a path
+// ending in a slash is made an empty folder.
 func WriteFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for p, c := range files {
 		full := filepath.Join(dir, filepath.FromSlash(p))
+		if strings.HasSuffix(p, "/") {
+			if err := os.MkdirAll(full, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +74,8 @@ func WriteFiles(t testing.TB, dir string, files map[string]string) {
 }
 
 // ReadTree reads the files of an install (without bookkeeping and
-// backups), or of one backup folder, as slash paths to contents.
+// backups), or of one backup folder, as slash paths to contents, and its
+// empty folders as their paths with a slash after them, to "".
 func ReadTree(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	m := map[string]string{}
@@ -78,6 +92,9 @@ func ReadTree(t testing.TB, dir string) map[string]string {
 			return nil
 		}
 		if e.IsDir() {
+			if entries, err := os.ReadDir(p); err == nil && len(entries) == 0 && rel != "." {
+				m[rel+"/"] = ""
+			}
 			return nil
 		}
 		b, err := os.ReadFile(p)

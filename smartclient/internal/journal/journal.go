@@ -45,7 +45,7 @@ type Journal struct {
 	Version int               `json:"version"`
 	Remove  []string          `json:"remove"`  // installed files to take out
 	Install []string          `json:"install"` // staged paths to rename into place
-	Hashes  map[string]string `json:"hashes"`  // BLAKE3 of each file to install, for recovery
+	Hashes  map[string]string `json:"hashes"`  // BLAKE3 of each file to install (LinkPrefix, state.DirHash), for recovery
 	Touch   []TouchStep       `json:"touch"`   // mtime-only fixes
 	Backup  bool              `json:"backup"`  // .smartclient/bkp_new becomes the newest backup
 	// Outright names the files (to install over, or to remove) that are
@@ -87,6 +87,14 @@ const File = install.MetaDir + "/journal.json"
 // LinkPrefix starts the hash a journal records for a symbolic link to
 // install: its target follows.
 const LinkPrefix = "link:"
+
+// An empty folder of a release is installed as a file is: made empty in
+// staging, renamed into place, and taken back to staging by undo. Its
+// hash in a journal is state.DirHash, as its state records it, so that
+// recovery knows it for a folder. A rename of an empty folder is as
+// atomic as a file's, so every step can still tell from the files
+// whether it was done; a folder created in place would have nothing to
+// tell undo that the switch made it.
 
 // The journal file of version 4 is one header line,
 //
@@ -474,7 +482,9 @@ func moveNewFolders(d *install.Disk, j *Journal) (map[string]bool, error) {
 	return moved, nil
 }
 
-// countStaged counts what a staged folder holds but folders.
+// countStaged counts what a staged folder holds but folders that hold
+// something: its files, links and empty folders, each of which is an
+// entry of the journal's Install.
 func countStaged(d *install.Disk, dir string) (int, error) {
 	entries, err := d.ReadDir(dir)
 	if err != nil {
@@ -490,9 +500,18 @@ func countStaged(d *install.Disk, dir string) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		if k == 0 && isEmptyDir(d, dir+"/"+e.Name()) {
+			k = 1
+		}
 		n += k
 	}
 	return n, nil
+}
+
+// isEmptyDir reports whether dir is a folder that holds nothing.
+func isEmptyDir(d *install.Disk, dir string) bool {
+	entries, err := d.ReadDir(dir)
+	return err == nil && len(entries) == 0
 }
 
 // inMoved reports whether p is in one of the folders moveNewFolders moved.
@@ -602,6 +621,9 @@ func play(d *install.Disk, j *Journal, log *slog.Logger) error {
 	// install's 20,000 files.
 	exact := len(j.Install) > 0 && keepsNanoseconds(d)
 	for i, p := range slices.Concat(j.Install, touchPaths(j.Touch)) {
+		if j.Hashes[p] == state.DirHash {
+			continue // a folder's time is not recorded
+		}
 		if k, ok := j.State.Files[p]; exact && i < len(j.Install) && ok && k.MtimeNs == k.ServerMtimeNs &&
 			!strings.HasPrefix(j.Hashes[p], LinkPrefix) {
 			continue
@@ -639,7 +661,7 @@ func finish(d *install.Disk, j *Journal, log *slog.Logger) {
 		log.Warn("removing journal", "err", err)
 	}
 	for _, p := range j.Remove {
-		pruneEmpty(d, path.Dir(p))
+		pruneEmpty(d, path.Dir(p), j.releaseFolder)
 	}
 	Tidy(d, log)
 }
@@ -657,6 +679,10 @@ func touchPaths(t []TouchStep) []string {
 // journal is removed.
 func undo(d *install.Disk, j *Journal) error {
 	var errs []error
+	// Folders left empty are removed once every old file is back: a
+	// folder whose old file is still under .smartclient/old is empty
+	// until then, and its file needs it.
+	var prune []string
 	for _, p := range slices.Backward(j.Install) {
 		staged := install.StagingDir + "/" + p
 		// Only the new file goes back to staging; a file in place that is
@@ -683,7 +709,7 @@ func undo(d *install.Disk, j *Journal) error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("restoring %s: %w", p, err))
 		} else if !restored {
-			pruneEmpty(d, path.Dir(p))
+			prune = append(prune, path.Dir(p))
 		}
 	}
 	for _, p := range j.Remove {
@@ -693,6 +719,9 @@ func undo(d *install.Disk, j *Journal) error {
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	for _, dir := range prune {
+		pruneEmpty(d, dir, func(dir string) bool { return j.hadFolder(d, dir) })
 	}
 	if committed(d, j) {
 		// The new state was written (its save failed after the rename):
@@ -714,6 +743,25 @@ func undo(d *install.Disk, j *Journal) error {
 	return nil
 }
 
+// releaseFolder reports whether the new state records dir as an empty
+// folder of the release: removing the last file of a folder the release
+// keeps empty leaves the folder.
+func (j *Journal) releaseFolder(dir string) bool {
+	k, ok := j.State.Files[dir]
+	return ok && k.IsDir()
+}
+
+// hadFolder reports whether the install had the folder dir before the
+// switch, as its snapshot shows: undo then leaves it, even empty (an
+// empty folder of the old release, or the user's).
+func (j *Journal) hadFolder(d *install.Disk, dir string) bool {
+	if !j.Backup {
+		return false
+	}
+	fi, err := d.Lstat(install.NewBackupDir + "/" + dir)
+	return err == nil && fi.IsDir()
+}
+
 // committed reports whether the saved state is the one this journal
 // records, which makes the switch final.
 func committed(d *install.Disk, j *Journal) bool {
@@ -726,10 +774,11 @@ func committed(d *install.Disk, j *Journal) bool {
 }
 
 // pruneEmpty removes dir and its parents while they are empty, so that
-// removing the last file a sync installed in a folder removes the folder.
-func pruneEmpty(d *install.Disk, dir string) {
+// removing the last file a sync installed in a folder removes the folder;
+// it stops at a folder keep names.
+func pruneEmpty(d *install.Disk, dir string, keep func(dir string) bool) {
 	for ; dir != "." && dir != "/"; dir = path.Dir(dir) {
-		if d.Remove(dir) != nil {
+		if keep(dir) || d.Remove(dir) != nil {
 			return
 		}
 	}
@@ -806,6 +855,12 @@ func verifyForward(d *install.Disk, j *Journal) error {
 			}
 			continue
 		}
+		if want == state.DirHash {
+			if fi, err := d.Lstat(name); err != nil || !fi.IsDir() {
+				return fmt.Errorf("%s is not a folder", name)
+			}
+			continue
+		}
 		got, err := d.HashFile(name)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
@@ -828,11 +883,44 @@ func installed(d *install.Disk, j *Journal, p string) bool {
 		got, err := d.Readlink(p)
 		return err == nil && got == target
 	}
+	if want == state.DirHash {
+		fi, err := d.Lstat(p)
+		return err == nil && fi.IsDir()
+	}
 	if fi, err := d.Lstat(p); err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
 	got, err := d.HashFile(p)
 	return err == nil && got == want
+}
+
+// removeAddedFolders removes the folders of the install that the snapshot
+// lacks and that hold nothing now that the files the update added are
+// gone: the empty folders of the release and the folders its files came
+// in. The deepest go first, so that a folder emptied by its subfolder's
+// removal goes too.
+func removeAddedFolders(d *install.Disk, snap *os.Root) error {
+	var added []string
+	err := d.WalkInstall(func(p string, e fs.DirEntry) error {
+		if !e.IsDir() {
+			return nil
+		}
+		if _, err := snap.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			added = append(added, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range slices.Backward(added) {
+		if isEmptyDir(d, p) {
+			if err := d.Remove(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // rollbackToSnapshot makes the install equal to .smartclient/bkp_new, the
@@ -866,6 +954,9 @@ func rollbackToSnapshot(d *install.Disk) error {
 	})
 	if err != nil {
 		return fmt.Errorf("removing files the update added: %w", err)
+	}
+	if err := removeAddedFolders(d, snap); err != nil {
+		return fmt.Errorf("removing folders the update added: %w", err)
 	}
 	return fs.WalkDir(snap.FS(), ".", func(p string, e fs.DirEntry, err error) error {
 		if err != nil || p == "." {

@@ -62,11 +62,16 @@ func fixtureJournal() *Journal {
 	st := &state.State{Version: state.Version, ClientID: "test", Build: newBuild, Files: map[string]state.FileState{}}
 	hashes := map[string]string{}
 	for p, c := range installtest.Staged {
+		if dir, ok := strings.CutSuffix(p, "/"); ok {
+			hashes[dir] = state.DirHash
+			st.Files[dir] = state.FileState{Hash: state.DirHash}
+			continue
+		}
 		sum := blake3.Sum256([]byte(c))
 		hashes[p] = hex.EncodeToString(sum[:])
 		st.Files[p] = state.FileState{Size: int64(len(c)), Hash: hashes[p]}
 	}
-	return &Journal{Install: []string{"a", "config.ini", "d/e", "lib/c"}, Remove: []string{"b"}, State: st, Hashes: hashes}
+	return &Journal{Install: []string{"a", "config.ini", "d/e", "d/empty", "f/g", "lib/c", "lib/empty"}, Remove: []string{"b"}, State: st, Hashes: hashes}
 }
 
 // doSwitch is what a sync does once every file is staged: back up, write
@@ -499,8 +504,15 @@ func TestJournalLeavesOutTheStatesHashes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The JSON follows the header line; the states after it hold the
+	// hashes they record (a folder's among them).
+	_, body, _ := bytes.Cut(data, []byte{'\n'})
+	var js json.RawMessage
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&js); err != nil {
+		t.Fatal(err)
+	}
 	for p, h := range want {
-		spelled := bytes.Contains(data, []byte(h))
+		spelled := bytes.Contains(js, []byte(`"`+h+`"`))
 		if beyond := p == "lnk" || p == "d/e"; spelled != beyond {
 			t.Errorf("hash of %s spelled in the journal: %v, want %v", p, spelled, beyond)
 		}

@@ -30,6 +30,10 @@ type File struct {
 	Hash     [32]byte
 	Preserve bool
 	Target   string // a symbolic link's target; "" for a file
+	// Dir marks a folder that holds nothing in the release
+	// (syncproto.FlagDir): the client makes it; it has no size, time,
+	// hash or target, and no other entry lies below it.
+	Dir bool
 }
 
 // Manifest is the validated list of the server's files; a file's index is
@@ -228,12 +232,16 @@ func Read(r Source, o Options) (man *Manifest, err error) {
 	for i, key := range keys {
 		for j := strings.LastIndexByte(key, '/'); j > 0; j = strings.LastIndexByte(key[:j], '/') {
 			if k, ok := seen[key[:j]]; ok {
-				return nil, fmt.Errorf("%w: entry %d %q is a file, and entry %d %q needs it to be a folder",
-					ErrBad, k, man.files[k].Path, i, man.files[i].Path)
+				what := "a file"
+				if man.files[k].Dir {
+					what = "an empty folder"
+				}
+				return nil, fmt.Errorf("%w: entry %d %q is %s, and entry %d %q needs it to be a folder that holds it",
+					ErrBad, k, man.files[k].Path, what, i, man.files[i].Path)
 			}
 		}
 	}
-	if man.postInstall != "" && !slices.ContainsFunc(man.files, func(f File) bool { return f.Path == man.postInstall }) {
+	if man.postInstall != "" && !slices.ContainsFunc(man.files, func(f File) bool { return f.Path == man.postInstall && !f.Dir }) {
 		return nil, fmt.Errorf("%w: the post-install program %q is not in the manifest", ErrBad, man.postInstall)
 	}
 	if man.postInstall != "" && (man.postInstallTimeout <= 0 || man.postInstallTimeout > time.Hour) {

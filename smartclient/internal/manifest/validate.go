@@ -48,8 +48,11 @@ func checkEntry(e syncproto.ManifestEntry) (File, error) {
 	if e.MtimeNs < 0 {
 		return File{}, fmt.Errorf("modification time %d is before 1970", e.MtimeNs)
 	}
-	if e.Flags&^(syncproto.FlagPreserve|syncproto.FlagSymlink) != 0 {
+	if e.Flags&^(syncproto.FlagPreserve|syncproto.FlagSymlink|syncproto.FlagDir) != 0 {
 		return File{}, fmt.Errorf("unknown flags %#x", e.Flags)
+	}
+	if e.Flags&syncproto.FlagDir != 0 {
+		return checkDir(e)
 	}
 	link := e.Flags&syncproto.FlagSymlink != 0
 	switch {
@@ -62,6 +65,25 @@ func checkEntry(e syncproto.ManifestEntry) (File, error) {
 		Path: e.Path, Size: int64(e.Size), MtimeNs: e.MtimeNs, Mode: fs.FileMode(e.Mode).Perm(),
 		Hash: e.Hash, Preserve: e.Flags&syncproto.FlagPreserve != 0, Target: e.Target,
 	}, nil
+}
+
+// checkDir validates an entry with FlagDir: an empty folder, described by
+// its path and permission bits alone. Anything else in it (a size, a hash,
+// a target, another flag) is a server that does not know what it sends.
+func checkDir(e syncproto.ManifestEntry) (File, error) {
+	switch {
+	case e.Flags != syncproto.FlagDir:
+		return File{}, fmt.Errorf("a folder with flags %#x besides the folder's", e.Flags&^syncproto.FlagDir)
+	case e.Size != 0:
+		return File{}, fmt.Errorf("a folder that declares %d bytes", e.Size)
+	case e.Target != "":
+		return File{}, fmt.Errorf("a folder with a link target %q", e.Target)
+	case e.Hash != [syncproto.HashSize]byte{}:
+		return File{}, errors.New("a folder with a content hash")
+	case e.MtimeNs != 0:
+		return File{}, fmt.Errorf("a folder with a modification time %d", e.MtimeNs)
+	}
+	return File{Path: e.Path, Mode: fs.FileMode(e.Mode).Perm(), Dir: true}, nil
 }
 
 // maxLinkHops bounds how many links resolving one path may follow, as

@@ -50,7 +50,8 @@ func (c Checked) Same() map[string]bool {
 
 // Check looks at every file that files record in the install folder
 // root: whether each is still as the client left it, a regular file of
-// the recorded size and mtime, a link with the recorded target, a
+// the recorded size and mtime, a link with the recorded target, a folder
+// where it recorded an empty folder (see DirHash), a
 // preserved file present at all (the user may change those). It takes
 // the files as they are encoded in the state file (see State.Encoded): a
 // no-op check builds no map of them. The files are in order of path, so a worker walks a run of them
@@ -167,6 +168,9 @@ func entryAsRecorded(d install.LookupDir, name []byte, e fileEntry) (regular, ok
 	case fi.Kind == install.KindRegular:
 		ok := fi.Size == e.size && fi.MtimeNs == e.mtime
 		return ok, ok
+	case fi.Kind == install.KindDir:
+		// An empty folder of the release: a folder is all it must be.
+		return false, e.flags&fileRawHash == 0 && string(e.hash) == DirHash
 	}
 	return false, false
 }

@@ -42,6 +42,10 @@ const (
 // FileState is what the client knows of a file it installed: the size and
 // mtime the file has on disk (which the file system may have rounded), the
 // hash of its content, and the server's mtime it was installed for.
+//
+// An empty folder of the release (a manifest entry with FlagDir) is
+// recorded too, with DirHash as its hash and nothing else: the no-op
+// check then sees one that is gone.
 type FileState struct {
 	Size          int64  `json:"size"`
 	MtimeNs       int64  `json:"mtime"`
@@ -49,6 +53,13 @@ type FileState struct {
 	ServerMtimeNs int64  `json:"server_mtime"`
 	Preserve      bool   `json:"preserve,omitempty"`
 }
+
+// DirHash is the hash a FileState records for an empty folder of the
+// release: no BLAKE3 in hex is spelled so.
+const DirHash = "dir"
+
+// IsDir reports whether f records an empty folder of the release.
+func (f FileState) IsDir() bool { return f.Hash == DirHash }
 
 // State is the client's persistent record, .smartclient/state.bin (see
 // Marshal). Its JSON form is the one a journal holds, and the one of

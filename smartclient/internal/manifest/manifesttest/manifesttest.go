@@ -33,6 +33,9 @@ func Frames(t testing.TB, build string, files ...manifest.File) []byte {
 		if f.Target != "" {
 			e.Flags |= syncproto.FlagSymlink
 		}
+		if f.Dir {
+			e.Flags |= syncproto.FlagDir
+		}
 		if err := w.Write(e); err != nil {
 			t.Fatal(err)
 		}
