@@ -68,7 +68,7 @@ func TestPlan(t *testing.T) {
 				st.Files["f.dll"] = *tc.state
 			}
 			tc.remote.Path = "f.dll"
-			p, err := makePlan(root, st, manifesttest.New(t, "", tc.remote), tc.full, nil, discard)
+			p, err := makePlan(root, st, manifesttest.New(t, "7.00.240501A", tc.remote), tc.full, nil, discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func TestPlanRemovals(t *testing.T) {
 	}
 	st.Files["vanished.dll"] = state.FileState{Size: 1}
 	// The server renamed foo.dll to Foo.dll: one file on Windows and macOS.
-	man := manifesttest.New(t, "", manifest.File{Path: "Foo.dll", Size: 1})
+	man := manifesttest.New(t, "7.00.240501A", manifest.File{Path: "Foo.dll", Size: 1})
 	p, err := makePlan(root, st, man, false, nil, discard)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func TestPlanKnownFileWithOtherHash(t *testing.T) {
 	st := &state.State{Files: map[string]state.FileState{
 		"f.dll": {Size: 3, MtimeNs: mtime, Hash: hex.EncodeToString(hashA[:]), ServerMtimeNs: mtime},
 	}}
-	man := manifesttest.New(t, "", manifest.File{Path: "f.dll", Size: 3, MtimeNs: mtime, Hash: hashB})
+	man := manifesttest.New(t, "7.00.240501A", manifest.File{Path: "f.dll", Size: 3, MtimeNs: mtime, Hash: hashB})
 	pl, err := makePlan(root, st, man, false, nil, discard)
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ func TestPreflightNeedsFreeSpace(t *testing.T) {
 	dir := t.TempDir()
 	installtest.WriteFiles(t, dir, map[string]string{"app.exe": strings.Repeat("x", 1000), "config.ini": strings.Repeat("y", 3000)})
 	d := installtest.OpenDisk(t, dir)
-	man := manifesttest.New(t, "", manifest.File{Path: "app.exe", Size: 5 << 20})
+	man := manifesttest.New(t, "7.00.240501A", manifest.File{Path: "app.exe", Size: 5 << 20})
 	p := &plan{fetch: []int{0}, fetchBytes: 5 << 20}
 	for _, tc := range []struct {
 		have int64

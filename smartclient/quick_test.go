@@ -143,7 +143,7 @@ func TestCheckInstallFindsWhatChanged(t *testing.T) {
 		copy(h[:], hb)
 		listed = append(listed, manifest.File{Path: name, Size: k.Size, MtimeNs: k.MtimeNs, Hash: h})
 	}
-	man := manifesttest.New(t, "", listed...)
+	man := manifesttest.New(t, "7.00.240501A", listed...)
 	for _, same := range []map[string]bool{nil, got.same} {
 		p, err := makePlan(root, st, man, false, same, discard)
 		if err != nil {

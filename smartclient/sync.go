@@ -14,6 +14,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/version"
 	"github.com/erpupdate/smartsync/smartclient/internal/backup"
 	"github.com/erpupdate/smartsync/smartclient/internal/fetch"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
@@ -225,6 +226,12 @@ func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.We
 	giveUp := time.Now().Add(o.RetryFor)
 	for attempt := 1; ; attempt++ {
 		c, w, err := session.Open(ctx, o.Server, o.Timeout, helloOf(st, o))
+		if err == nil {
+			if err := checkServerBuild(w); err != nil {
+				c.Close()
+				return nil, syncproto.Welcome{}, err
+			}
+		}
 		var pe *syncproto.Error
 		if err == nil || o.RetryFor < 0 || !errors.As(err, &pe) || pe.Retry == 0 || retryWhy[pe.Code] == "" {
 			return c, w, err
@@ -243,6 +250,24 @@ func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.We
 		case <-t.C:
 		}
 	}
+}
+
+// ErrServerBuild marks a server whose build is not a build: it is never
+// stored, shown or installed.
+var ErrServerBuild = errors.New("smartclient: the server's build is not a build")
+
+// checkServerBuild validates the build a server announces before anything
+// stores or shows it: a server with updates disabled may have none.
+func checkServerBuild(w syncproto.Welcome) error {
+	if w.ServerBuild == "" && !w.UpdatesEnabled {
+		return nil
+	}
+	if _, err := version.Parse(w.ServerBuild); err != nil {
+		// The session escaped it already; version's own %q would
+		// escape it twice.
+		return fmt.Errorf("%w: %s", ErrServerBuild, w.ServerBuild)
+	}
+	return nil
 }
 
 // helloOf is the client's hello.

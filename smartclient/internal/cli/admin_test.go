@@ -560,6 +560,12 @@ func TestAdminStatusAndCancel(t *testing.T) {
 			syncproto.UpdateStatus{State: syncproto.StateReverted, ID: "u-6", RunningBuild: "A", OldBuild: "A", NewBuild: "B",
 				When: when.Unix(), Message: "the new server did not answer"},
 			ExitOK, []string{"Update:         reverted (u-6)\n", "Ended:          ", "Message:        the new server did not answer\n"}, ""},
+		// Nothing the server says reaches the terminal raw.
+		{"status with escapes", []string{"--status"}, syncproto.OpStatus,
+			syncproto.UpdateStatus{State: syncproto.StateFailed, ID: "u-\x1b[2J", RunningBuild: "A\r", OldBuild: "A", NewBuild: "\x1b]0;x\x07",
+				When: when.Unix(), Source: "src\x1b[1A", Message: "fine\rUpdated"},
+			ExitOK, []string{"Update:         failed (u-\\x1b[2J)\n", "Running build:  A\\x0d\n", "Builds:         A -> \\x1b]0;x\\x07\n",
+				"Source:         src\\x1b[1A\n", "Message:        fine\\x0dUpdated\n"}, ""},
 		{"cancel", []string{"--cancel"}, syncproto.OpCancel, cancelled, ExitOK,
 			[]string{"Cancelled the update to /srv/releases/erp.tar.gz (u-7).\n"}, ""},
 		{"nothing to cancel", []string{"--cancel", "--user", "admin"}, syncproto.OpCancel,

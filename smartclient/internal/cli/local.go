@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/erpupdate/smartsync/internal/cmdline"
+	"github.com/erpupdate/smartsync/internal/termtext"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/spf13/cobra"
 )
@@ -97,7 +98,11 @@ replaces is kept as the newest backup.`,
 	return cmd
 }
 
+// printStatus shows a status report. What it holds came from servers at
+// some time, through earlier builds of the client too: it is escaped
+// again here.
 func printStatus(w io.Writer, r *smartclient.StatusReport) {
+	e := termtext.Escape
 	fmt.Fprintf(w, "Install folder:  %s\n", r.Dir)
 	if r.Running != nil {
 		if r.Running.PID > 0 {
@@ -110,12 +115,12 @@ func printStatus(w io.Writer, r *smartclient.StatusReport) {
 	if r.Build == "" {
 		fmt.Fprintln(w, "Installed build: none (never synced)")
 	} else {
-		fmt.Fprintf(w, "Installed build: %s (%s), %s installed by smartclient\n", r.Build, r.OS, plural(r.Files, "file"))
+		fmt.Fprintf(w, "Installed build: %s (%s), %s installed by smartclient\n", e(r.Build), r.OS, plural(r.Files, "file"))
 	}
 	if !r.LastSync.IsZero() {
-		fmt.Fprintf(w, "Last sync:       %s from %s: %s", r.LastSync.Local().Format("2006-01-02 15:04:05 MST"), orUnknown(r.Server), r.LastOutcome)
+		fmt.Fprintf(w, "Last sync:       %s from %s: %s", r.LastSync.Local().Format("2006-01-02 15:04:05 MST"), e(orUnknown(r.Server)), e(r.LastOutcome))
 		if r.LastMessage != "" {
-			fmt.Fprintf(w, " (%s)", r.LastMessage)
+			fmt.Fprintf(w, " (%s)", e(r.LastMessage))
 		}
 		fmt.Fprintln(w)
 	}
@@ -125,7 +130,7 @@ func printStatus(w io.Writer, r *smartclient.StatusReport) {
 	}
 	fmt.Fprintln(w, "Backups (newest last):")
 	for _, b := range r.Backups {
-		fmt.Fprintf(w, "  %s  build %-14s %s  %12s  %s\n", b.Name, orUnknown(b.Build),
+		fmt.Fprintf(w, "  %s  build %-14s %s  %12s  %s\n", b.Name, e(orUnknown(b.Build)),
 			b.When.Local().Format("2006-01-02 15:04"), plural(b.Files, "file"), smartclient.HumanBytes(b.Bytes))
 	}
 }

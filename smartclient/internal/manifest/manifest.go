@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/version"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -130,6 +131,11 @@ func Read(r Source, o Options) (man *Manifest, err error) {
 	h, ok := m.(syncproto.ManifestHeader)
 	if !ok {
 		return nil, fmt.Errorf("reading manifest: expected ManifestHeader or UpToDate, got %v: %w", m.Type(), syncproto.ErrUnexpected)
+	}
+	// The build is stored in the client's state and shown by status: one
+	// that is not a build is refused before it is kept anywhere.
+	if _, err := version.Parse(h.Build); err != nil {
+		return nil, fmt.Errorf("reading manifest: its build %s is not a build: %w", h.Build, ErrBad)
 	}
 	if o.Count != nil {
 		// The count is at most syncproto.MaxFiles.

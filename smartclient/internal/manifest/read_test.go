@@ -59,6 +59,19 @@ func TestReadManifestRejects(t *testing.T) {
 	if err != nil || man.Len() != 3 || man.Total() != 3 {
 		t.Fatalf("good manifest: %+v, %v", man, err)
 	}
+	// The build is stored and shown: one that is not a build (an escape
+	// sequence, say) is refused with the manifest.
+	for _, build := range []string{"", "\x1b[2J7.00.240501A", "latest"} {
+		var b bytes.Buffer
+		w := syncproto.NewWriter(&b)
+		if err := w.Write(syncproto.ManifestHeader{Build: build}); err != nil || w.Flush() != nil {
+			t.Fatal(err)
+		}
+		_, err := Read(syncproto.NewReader(&b), Options{})
+		if !errors.Is(err, ErrBad) {
+			t.Errorf("manifest of build %q: %v, want ErrBad", build, err)
+		}
+	}
 }
 
 // FuzzReadManifest checks that no manifest from the wire is accepted with

@@ -9,12 +9,14 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/termtext"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -118,19 +120,53 @@ func (c *Conn) Flush() error { return c.w.Flush() }
 // Read reads the next message within the timeout.
 func (c *Conn) Read() (syncproto.Message, error) {
 	c.deadline()
-	return c.r.Read()
+	return Printable(c.r.Read())
 }
 
 // Expect reads the next message, of type t, within the timeout.
 func (c *Conn) Expect(t syncproto.MsgType) (syncproto.Message, error) {
 	c.deadline()
-	return c.r.Expect(t)
+	return Printable(c.r.Expect(t))
 }
 
 // ReadIdle reads the next message however long it takes: on a session
 // that stays (see Stay), the server is silent until it has something to
 // say.
-func (c *Conn) ReadIdle() (syncproto.Message, error) { return c.r.Read() }
+func (c *Conn) ReadIdle() (syncproto.Message, error) { return Printable(c.r.Read()) }
+
+// Printable escapes the control characters of every text a server sends for
+// people (a message, a reason, a build, an update's source) in m, or in
+// the *syncproto.Error that err is: this is where everything the client
+// reads comes in, so no server-provided string reaches a terminal raw.
+func Printable(m syncproto.Message, err error) (syncproto.Message, error) {
+	var pe *syncproto.Error
+	if errors.As(err, &pe) {
+		pe.Message = termtext.Escape(pe.Message)
+	}
+	e := termtext.Escape
+	switch v := m.(type) {
+	case syncproto.Welcome:
+		v.ServerBuild, v.Message = e(v.ServerBuild), e(v.Message)
+		return v, err
+	case syncproto.UpToDate:
+		v.Build = e(v.Build)
+		return v, err
+	case syncproto.ManifestHeader:
+		v.Build = e(v.Build)
+		return v, err
+	case syncproto.Notice:
+		v.Message = e(v.Message)
+		return v, err
+	case syncproto.AdminEvent:
+		v.Text = e(v.Text)
+		return v, err
+	case syncproto.UpdateStatus:
+		v.ID, v.RunningBuild, v.OldBuild, v.NewBuild = e(v.ID), e(v.RunningBuild), e(v.OldBuild), e(v.NewBuild)
+		v.Source, v.Message = e(v.Source), e(v.Message)
+		return v, err
+	}
+	return m, err
+}
 
 // deadline sets the deadline of the next read: the timeout from now, or
 // the past once interrupted.
