@@ -1058,6 +1058,12 @@ func TestPostInstall(t *testing.T) {
 		{"failure", "#!/bin/sh\necho migrating tables\necho 'ERROR: database is locked' >&2\nexit 3\n", false,
 			[]string{"tools/upgrade.sh: exit status 3", "ERROR: database is locked"}},
 		{"timeout", "#!/bin/sh\necho started\nsleep 30\n", false, []string{"did not finish within 1s", "started"}},
+		// A step that leaves a child behind: the child is ended with
+		// the step, before the rollback, and writes nothing after it.
+		{"timeout leaves a child", "#!/bin/sh\n(sleep 2; echo late > post-late.txt) &\necho started\nsleep 30\n", false,
+			[]string{"did not finish within 1s", "started"}},
+		{"failure leaves a child", "#!/bin/sh\n(sleep 2; echo late > post-late.txt) &\necho giving up\nexit 4\n", false,
+			[]string{"tools/upgrade.sh: exit status 4", "giving up"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1096,6 +1102,13 @@ func TestPostInstall(t *testing.T) {
 			}
 			sameTree(t, tree(t, dir), before, "after the failed post-install step")
 			noLeftovers(t, dir)
+			if strings.Contains(tc.script, "post-late.txt") {
+				time.Sleep(3 * time.Second) // past the child's 2 s
+				if _, err := os.Stat(filepath.Join(dir, "post-late.txt")); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("a child of the post-install step wrote into the install after the rollback: %v", err)
+				}
+				sameTree(t, tree(t, dir), before, "3 s after the rollback")
+			}
 		})
 	}
 }

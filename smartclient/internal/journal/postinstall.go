@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,17 +27,52 @@ var ErrPostInstall = errors.New("smartclient: the post-install step failed")
 
 // runPostInstall runs the step in the install folder. A non-zero exit or
 // a timeout is an error that carries the step's last lines of output.
+//
+// The step runs in a process tree of its own (a process group on Unix, a
+// job object on Windows): at its time limit, and whenever it fails, the
+// whole tree is ended before the error returns, so that no child it left
+// behind writes into the installation the rollback puts back. Its output
+// goes to a temporary file rather than a pipe, so that the end of the step
+// is known as soon as the step exits, not when its last child lets go of
+// the pipe.
 func runPostInstall(dir string, step *PostInstallStep) error {
+	out, err := os.CreateTemp("", "smartclient-postinstall-*.log")
+	if err != nil {
+		return fmt.Errorf("%w: %s: keeping its output: %v", ErrPostInstall, step.Path, err)
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), step.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(dir, filepath.FromSlash(step.Path)))
 	cmd.Dir = dir
-	out := &tailBuffer{max: 4096}
 	cmd.Stdout, cmd.Stderr = out, out
-	// A step that leaves children holding its output is not waited for
-	// forever once it is killed.
+	ownTree(cmd)
+	// The tree is known once the step has started; the cancel runs in
+	// exec's own goroutine.
+	var contained atomic.Pointer[procTree]
+	cmd.Cancel = func() error { return contained.Load().kill() }
+	// Should the time run out before the tree is known, the step itself
+	// is killed this long after the cancel.
 	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
+	if err = cmd.Start(); err == nil {
+		var tree *procTree
+		tree, err = contain(cmd)
+		contained.Store(tree)
+		if err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			err = fmt.Errorf("containing its processes: %w", err)
+		} else {
+			err = cmd.Wait()
+			if err != nil {
+				// A step that failed may have left children: they go
+				// before the rollback begins.
+				tree.kill()
+			}
+			tree.close()
+		}
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -43,33 +80,24 @@ func runPostInstall(dir string, step *PostInstallStep) error {
 		err = fmt.Errorf("did not finish within %v", step.Timeout)
 	}
 	msg := fmt.Sprintf("%s: %v", step.Path, err)
-	if lines := out.lastLines(5); lines != "" {
+	if lines := lastLines(out, 4096, 5); lines != "" {
 		msg += "; its last output: " + lines
 	}
 	return fmt.Errorf("%w: %s", ErrPostInstall, msg)
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = t.b[len(t.b)-t.max:]
+// lastLines returns the last n lines of the last limit bytes of f.
+func lastLines(f *os.File, limit int64, n int) string {
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
 	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) lastLines(n int) string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	lines := strings.Split(strings.TrimSpace(string(bytes.ToValidUTF8(t.b, []byte("?")))), "\n")
+	off := max(fi.Size()-limit, 0)
+	b := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(bytes.ToValidUTF8(b, []byte("?")))), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
