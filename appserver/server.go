@@ -165,19 +165,30 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.upd.start(ctx)
 	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable)
 	var acceptErr error
+	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() == nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					time.Sleep(50 * time.Millisecond)
+				if acceptAgain(err) {
+					// Out of descriptors or memory: the sessions held end
+					// and give them back. Running out slows the server
+					// down; it never stops it.
+					backoff = nextBackoff(backoff)
+					if backoff == acceptBackoffMin || backoff == acceptBackoffMax {
+						s.log.Warn("accepting connections", "err", err, "retry_in", backoff)
+					}
+					select {
+					case <-time.After(backoff):
+					case <-ctx.Done():
+					}
 					continue
 				}
 				acceptErr = fmt.Errorf("accepting connections: %w", err)
 			}
 			break
 		}
+		backoff = 0
 		s.track(conn, true)
 		s.wg.Add(1)
 		go func() {

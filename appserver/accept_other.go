@@ -1,0 +1,5 @@
+//go:build !windows
+
+package appserver
+
+func acceptAgainOS(error) bool { return false }
