@@ -517,18 +517,26 @@ func (s *Server) readRequests(ss *session, man *index.Manifest) ([]wanted, error
 	bad := func(format string, args ...any) error {
 		return &syncproto.Error{Code: syncproto.CodeBadRequest, Message: fmt.Sprintf(format, args...)}
 	}
+	// seen marks the files requested: one is sent once a session, so a
+	// client cannot make the server read and send a file as often as the
+	// manifest has entries.
+	var seen []bool
 	check := func(i uint32) error {
 		if int(i) >= len(man.Files) {
 			return bad("file index %d is not in the manifest of %d files", i, len(man.Files))
 		}
+		if seen == nil {
+			seen = make([]bool, len(man.Files))
+		}
+		if seen[i] {
+			return bad("%s (file index %d) is requested twice", man.Files[i].Path, i)
+		}
+		seen[i] = true
 		if man.Files[i].Target != "" {
 			return bad("%s is a symbolic link; links are made from the manifest, not sent", man.Files[i].Path)
 		}
 		if man.Files[i].Dir {
 			return bad("%s is a folder; folders are made from the manifest, not sent", man.Files[i].Path)
-		}
-		if len(want) >= len(man.Files) {
-			return bad("more files requested than the manifest holds")
 		}
 		return nil
 	}

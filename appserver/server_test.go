@@ -706,11 +706,13 @@ func TestServerBadRequest(t *testing.T) {
 	tests := []struct {
 		name     string
 		requests []syncproto.Request
+		want     string // in the server's log, when set
 	}{
 		{name: "index equal to count", requests: []syncproto.Request{{Indices: []uint32{n}}}},
 		{name: "largest index", requests: []syncproto.Request{{Indices: []uint32{1<<32 - 1}}}},
 		{name: "bad index after good ones", requests: []syncproto.Request{{Indices: []uint32{0, 1}}, {Indices: []uint32{2, n + 7}}}},
 		{name: "more files than the manifest holds", requests: []syncproto.Request{{Indices: []uint32{0, 0}}, {Indices: []uint32{0, 0}}}},
+		{name: "the same file twice", requests: []syncproto.Request{{Indices: []uint32{1, 2}}, {Indices: []uint32{1}}}, want: "b (file index 1) is requested twice"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -734,6 +736,15 @@ func TestServerBadRequest(t *testing.T) {
 			}
 			if len(codes) != 1 || codes[0] != syncproto.CodeBadRequest {
 				t.Errorf("got Error codes %v, want [%v]", codes, syncproto.CodeBadRequest)
+			}
+			if tc.want != "" {
+				deadline := time.Now().Add(5 * time.Second)
+				for !strings.Contains(ts.logs.String(), tc.want) && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if !strings.Contains(ts.logs.String(), tc.want) {
+					t.Errorf("the server's log lacks %q:\n%s", tc.want, ts.logs.String())
+				}
 			}
 		})
 	}
@@ -1812,12 +1823,10 @@ func TestServerHostileDeltaClients(t *testing.T) {
 		{name: "largest index", wantMsg: "file index 4294967295 is not in the manifest", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
 			return c.send(delta(1<<32-1, 12, syncproto.DeltaWantList, nil))
 		}},
-		{name: "more deltas than the manifest holds", wantMsg: "more files requested than the manifest holds", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
-			var msgs []syncproto.Message
-			for range len(ix) + 1 {
-				msgs = append(msgs, delta(ix["smartclient"], 12, 0, one))
-			}
-			return c.send(msgs...)
+		// A file is sent once a session: a second request for it (which
+		// also bounds the requests by the manifest's length) is refused.
+		{name: "the same file twice", wantMsg: "smartclient (file index 1) is requested twice", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
+			return c.send(delta(ix["smartclient"], 12, 0, one), delta(ix["smartclient"], 12, 0, one))
 		}},
 		{name: "session limit passed by one file's frames", wantMsg: "more than 1048576 chunk references in one session", wantCode: syncproto.CodeBadRequest, attack: func(c *testClient, ix map[string]uint32) error {
 			// frames+1 full frames for index 0.
