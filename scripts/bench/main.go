@@ -1,3 +1,9 @@
+// The harness measures on Linux (uname, sync(2), process groups, rsync),
+// where the benchmarks are run; it is not built elsewhere, so that
+// GOOS=windows and GOOS=darwin builds and vets of ./... stay clean.
+
+//go:build linux
+
 // Command bench measures smartclient and appserver against rsync on the same
 // data, on this machine, in one run, and prints one Markdown table.
 //
