@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/index"
+	"github.com/erpupdate/smartsync/internal/testtree"
 	"github.com/zeebo/blake3"
 )
 
@@ -24,27 +25,10 @@ func discardLogger() *slog.Logger {
 }
 
 // oldTime is an mtime well outside the hash cache's racy window.
-var oldTime = time.Now().Add(-time.Hour).Truncate(time.Second)
+var oldTime = testtree.OldTime
 
-// writeTree writes files (slash paths relative to dir) and sets their mtime
-// to mtime, unless mtime is zero.
-func writeTree(t testing.TB, dir string, files map[string]string, mtime time.Time) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if !mtime.IsZero() {
-			if err := os.Chtimes(p, mtime, mtime); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-}
+// writeTree is testtree.Write.
+var writeTree = testtree.Write
 
 func writeFile(t testing.TB, name, content string) {
 	t.Helper()
