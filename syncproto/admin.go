@@ -47,6 +47,9 @@ const (
 	// NoticeClosing: the deadline has come; the server closes the
 	// session, and the client should stop its application now.
 	NoticeClosing NoticeKind = 3
+	// NoticeHeartbeat: nothing to say; the server checks that the
+	// session is still there, and the client that the server is.
+	NoticeHeartbeat NoticeKind = 4
 )
 
 // Notice is the server's word to a staying session.
@@ -187,7 +190,7 @@ func decodeSession(t MsgType, d *decoder) Message {
 	switch t {
 	case MsgNotice:
 		n := Notice{Kind: NoticeKind(d.u8("kind")), Seconds: d.u32("seconds"), Message: d.str("message", MaxMessage)}
-		if d.err == nil && (n.Kind < NoticeCountdown || n.Kind > NoticeClosing) {
+		if d.err == nil && (n.Kind < NoticeCountdown || n.Kind > NoticeHeartbeat) {
 			d.fail("unknown notice kind %d", n.Kind)
 		}
 		return n

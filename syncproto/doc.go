@@ -3,13 +3,28 @@
 // io.Writer only and knows nothing of folders; this comment is the
 // protocol's specification.
 //
+// # Transport
+//
+// A session is one TCP connection carrying TLS 1.3 (from version 6): the
+// client starts the TLS handshake at once, and the frames below travel
+// inside it. The server tells a TLS client from a plain one by the first
+// byte (a TLS handshake record starts with 0x16, a frame with 'S'). Where
+// both sides are configured to allow it (AllowPlaintext), the frames
+// travel over plain TCP instead. A server that receives a plain Hello it
+// does not accept answers, in plain text, an Error{CodeVersion} frame
+// whose header carries the client's own version, so that an older client
+// reads why rather than fail on a version it does not speak.
+//
+// Who the server is (the pinned key, a CA) is the transport's business;
+// what a release may contain is the publisher's (see "Signed releases").
+//
 // # Frames
 //
 // Every message travels in one frame:
 //
 //	offset size field
 //	0      2    magic, the bytes 'S' 'C'
-//	2      1    protocol version (Version, currently 5)
+//	2      1    protocol version (Version, currently 6)
 //	3      1    message type (MsgHello ...)
 //	4      4    payload length, big-endian uint32
 //	8      n    payload
@@ -25,9 +40,11 @@
 // # Messages and their flow
 //
 //	client                               server
-//	Hello{build, os, client id}   ->
+//	Hello{build, os, client id,   ->
+//	      host, user}
 //	                              <-     Welcome{build, compatible, enabled, message}
 //	GetManifest{have, flags}      ->     (only when enabled and the client goes on)
+//	                              <-     Release{signed metadata}, when the release is signed
 //	                              <-     UpToDate{build}, when have is the current digest; else
 //	                              <-     ManifestHeader{build, count, total bytes, post-install}
 //	Sketch{more, sums} x s        ->     (only with GetSketch: see "Manifests by difference")
@@ -176,6 +193,18 @@
 // is one with FlagSymlink or FlagPreserve. Folders are never requested;
 // the client makes them.
 //
+// # Signed releases
+//
+// The publisher signs each OS release offline (internal/releasemeta
+// defines the format and the digest); the server keeps the signed
+// metadata beside the update folder and sends it, unchanged, in a Release
+// message before it answers GetManifest. The client checks it before it
+// requests a byte: the signature against the publisher keys it trusts,
+// the OS, the expiry, the release number against the highest it has
+// seen, and, once the manifest is read, the digest of every entry and of
+// the post-install step against the signed one. A server with no signed
+// release sends no Release message.
+//
 // # Limits
 //
 // A manifest holds at most MaxFiles entries; a path is at most MaxPath bytes
@@ -201,4 +230,6 @@
 //	   GetSketch, Sketch, ManifestSame and ManifestEnd (manifests by
 //	   difference). Never released with 3.
 //	5  2026-12: FlagDir (empty folders). Never released with 4.
+//	6  2026-12: TLS 1.3 transport; Hello.Host and Hello.User; Release
+//	   (signed release metadata); NoticeHeartbeat. Never released with 5.
 package syncproto

@@ -1,6 +1,7 @@
 package syncproto
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,7 +9,7 @@ import (
 )
 
 // Version is the protocol version this package speaks.
-const Version = 5
+const Version = 6
 
 // Magic is the first two bytes of every frame.
 var Magic = [2]byte{'S', 'C'}
@@ -26,7 +27,11 @@ const (
 	// paths of MaxPath bytes would be 4 GiB).
 	MaxManifestPathBytes = 64 << 20
 	MaxRequestBatch      = 16384 // indices in one Request frame
-	MaxShortString       = 128   // builds, OS names, client ids
+	MaxShortString       = 128   // builds, OS names, client ids, host and user names
+	// MaxReleaseMeta bounds a Release message's signed metadata: the
+	// release's statement, its signatures and the chain of key lists
+	// that leads to the keys that signed it.
+	MaxReleaseMeta = 64 << 10
 	MaxMessage           = 4096  // human-readable messages
 	// MaxChunkRefs bounds the chunk references of one DeltaRequest or
 	// ChunkList frame; a file with more chunks takes several frames.
@@ -81,6 +86,7 @@ const (
 	MsgSketch         MsgType = 25
 	MsgManifestSame   MsgType = 26
 	MsgManifestEnd    MsgType = 27
+	MsgRelease        MsgType = 28
 )
 
 var msgNames = map[MsgType]string{
@@ -93,6 +99,7 @@ var msgNames = map[MsgType]string{
 	MsgStay: "Stay", MsgNotice: "Notice", MsgAdminKey: "AdminKey", MsgAdmin: "Admin",
 	MsgAdminEvent: "AdminEvent", MsgUpdateStatus: "UpdateStatus", MsgBlockRequest: "BlockRequest",
 	MsgSketch: "Sketch", MsgManifestSame: "ManifestSame", MsgManifestEnd: "ManifestEnd",
+	MsgRelease: "Release",
 }
 
 func (t MsgType) String() string {
@@ -108,7 +115,9 @@ func MaxPayload(t MsgType) (int, bool) {
 	str := 2 + MaxShortString
 	switch t {
 	case MsgHello:
-		return 3 * str, true
+		return 5 * str, true
+	case MsgRelease:
+		return 4 + MaxReleaseMeta, true
 	case MsgWelcome:
 		return str + 2 + 2 + MaxMessage, true
 	case MsgRequestEnd, MsgReportAck, MsgStay:
@@ -176,6 +185,17 @@ type Hello struct {
 	ClientBuild string // installed build, "" when none is installed yet
 	OS          string // "windows", "linux" or "darwin"
 	ClientID    string // stable per install folder
+	Host        string // the workstation's host name, for the administrator
+	User        string // the OS user running the client, for the administrator
+}
+
+// Release carries the publisher's signed metadata of the release the
+// server serves to the client's OS (see "Signed releases" in the package
+// documentation). The server sends it, when it has one, right before its
+// answer to GetManifest (UpToDate or ManifestHeader); its content is
+// opaque here and verified by the client.
+type Release struct {
+	Meta []byte
 }
 
 // Welcome is the server's answer to Hello.
@@ -468,6 +488,7 @@ func (Report) Type() MsgType         { return MsgReport }
 func (ReportAck) Type() MsgType      { return MsgReportAck }
 func (Error) Type() MsgType          { return MsgError }
 func (UpToDate) Type() MsgType       { return MsgUpToDate }
+func (Release) Type() MsgType        { return MsgRelease }
 func (DeltaRequest) Type() MsgType   { return MsgDeltaRequest }
 func (ChunkList) Type() MsgType      { return MsgChunkList }
 func (FileCopy) Type() MsgType       { return MsgFileCopy }
@@ -501,7 +522,14 @@ func appendBool(b []byte, v bool) []byte {
 func (m Hello) appendPayload(b []byte) []byte {
 	b = appendString(b, m.ClientBuild)
 	b = appendString(b, m.OS)
-	return appendString(b, m.ClientID)
+	b = appendString(b, m.ClientID)
+	b = appendString(b, m.Host)
+	return appendString(b, m.User)
+}
+
+func (m Release) appendPayload(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Meta)))
+	return append(b, m.Meta...)
 }
 
 func (m Welcome) appendPayload(b []byte) []byte {
@@ -829,7 +857,19 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 			ClientBuild: d.str("client build", MaxShortString),
 			OS:          d.str("OS", MaxShortString),
 			ClientID:    d.str("client id", MaxShortString),
+			Host:        d.str("host", MaxShortString),
+			User:        d.str("user", MaxShortString),
 		}
+	case MsgRelease:
+		n := d.u32("metadata length")
+		if d.err == nil && n > MaxReleaseMeta {
+			d.fail("metadata of %d bytes, limit %d", n, MaxReleaseMeta)
+		}
+		r := Release{}
+		if d.err == nil {
+			r.Meta = bytes.Clone(d.take(int(n), "metadata"))
+		}
+		m = r
 	case MsgWelcome:
 		m = Welcome{
 			ServerBuild:    d.str("server build", MaxShortString),

@@ -23,7 +23,9 @@ const goldenDir = "../testdata/frames"
 
 // samples holds one message of every type; the golden files are made from it.
 var samples = map[string]Message{
-	"hello":               Hello{ClientBuild: "7.00.240501A", OS: "linux", ClientID: "0123456789abcdef"},
+	"hello":               Hello{ClientBuild: "7.00.240501A", OS: "linux", ClientID: "0123456789abcdef", Host: "caixa-07", User: "maria"},
+	"release":             Release{Meta: []byte("smartsync-release v1\n...")},
+	"notice_heartbeat":    Notice{Kind: NoticeHeartbeat},
 	"welcome":             Welcome{ServerBuild: "7.00.240501A", Compatible: true, UpdatesEnabled: true},
 	"welcome_incompat":    Welcome{ServerBuild: "7.00.240501A", UpdatesEnabled: true, Message: "client build 7.00.200101A is older than 7.00.231101A"},
 	"get_manifest":        GetManifest{Have: [32]byte{7, 7}, Flags: GetRaw},
@@ -571,7 +573,7 @@ func TestDecodeRejectsSessionMessages(t *testing.T) {
 		p    []byte
 	}{
 		{"notice kind 0", MsgNotice, payload(Notice{Kind: 0})},
-		{"notice kind 4", MsgNotice, payload(Notice{Kind: 4})},
+		{"notice kind 5", MsgNotice, payload(Notice{Kind: 5})},
 		{"admin op 0", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: 0})},
 		{"admin op 4", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: 4})},
 		{"admin flags", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: OpStatus, Flags: 2})},
