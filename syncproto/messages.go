@@ -32,7 +32,7 @@ const (
 	// release's statement, its signatures and the chain of key lists
 	// that leads to the keys that signed it.
 	MaxReleaseMeta = 64 << 10
-	MaxMessage           = 4096  // human-readable messages
+	MaxMessage     = 4096 // human-readable messages
 	// MaxChunkRefs bounds the chunk references of one DeltaRequest or
 	// ChunkList frame; a file with more chunks takes several frames.
 	MaxChunkRefs = 8192
