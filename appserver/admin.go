@@ -127,7 +127,7 @@ func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.Adm
 	}
 	s.logins.end(host, true)
 	s.mu.Lock()
-	s.admins[ss.conn] = true
+	s.admins[ss.raw] = true
 	s.mu.Unlock()
 	s.log.Info("administrator logged in", "client", ss.conn.RemoteAddr().String(), "user", req.User, "op", int(req.Op))
 	ss.outcome = "administrator"

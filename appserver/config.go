@@ -58,6 +58,9 @@ type Config struct {
 	SelfUpdate SelfUpdateConfig
 	// Mail is [MAIL]: the SMTP server that carries the outcome of an update.
 	Mail MailConfig
+	// TLS is [SSL] (or TOTVS's [SSLConfigure] and [MPP] names): the
+	// server's certificate, and whether plain TCP is accepted.
+	TLS TLSConfig
 }
 
 // AdminConfig is the [ADMIN] section.
@@ -208,6 +211,7 @@ var ourSections = []struct {
 	{sectionAdmin, adminKeys},
 	{sectionSelfUpdate, selfUpdateKeys},
 	{sectionMail, mailKeys},
+	{sectionSSL, sslKeys},
 }
 
 // updateKeys are the only keys allowed in [UPDATE]. The section is ours, so
@@ -275,6 +279,7 @@ func ParseConfig(file string, data []byte, baseDir string) (*Config, error) {
 	v.admin(f, cfg)
 	v.selfUpdate(f, cfg)
 	v.mail(f, cfg)
+	v.tls(f, cfg)
 	if len(v.errs) > 0 {
 		return nil, errors.Join(v.errs...)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,9 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver/internal/certs"
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/mail/mailtest"
 	"github.com/erpupdate/smartsync/appserver/release"
+	"github.com/erpupdate/smartsync/internal/pki"
 )
 
 // The end-to-end tests of the self-update run the real programs: an
@@ -229,7 +233,33 @@ func (e *e2e) smartclient(limit time.Duration, args ...string) (string, int) {
 }
 
 func (e *e2e) admin(limit time.Duration, args ...string) (string, int) {
-	return e.smartclient(limit, append([]string{"admin", "update-server", "--server", e.addr}, args...)...)
+	return e.smartclient(limit, append([]string{"admin", "update-server", "--server", e.addr, "--dir", e.adminDir()}, args...)...)
+}
+
+// adminDir is the administrator's install folder: its smartclient.ini
+// pins the key the server made in its state folder at its first start,
+// as an administrator pins it from what "appserver cert" prints. The
+// key is the same after every update: the state folder is carried.
+func (e *e2e) adminDir() string {
+	dir := filepath.Join(e.root, "admin")
+	ini := filepath.Join(dir, "smartclient.ini")
+	if _, err := os.Stat(ini); err == nil {
+		return dir
+	}
+	data, err := os.ReadFile(filepath.Join(e.install, "appserver-state", certs.Dir, certs.CertName))
+	if err != nil {
+		e.t.Fatalf("the server's certificate: %v", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		e.t.Fatal("the server's certificate is not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	mkdirWrite(e.t, ini, "[SSL]\nFingerprint="+pki.Fingerprint(cert)+"\n")
+	return dir
 }
 
 // killAll kills every process still running from the test's folder: the

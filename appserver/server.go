@@ -3,6 +3,7 @@ package appserver
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver/internal/certs"
 	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/internal/version"
@@ -31,6 +33,11 @@ type Server struct {
 	cfg     *Config
 	log     *slog.Logger
 	indexes map[string]*index.Index // by OS
+
+	// id is the server's TLS identity, and tlsConfig the configuration
+	// every TLS session is served with (see secure).
+	id        *certs.Identity
+	tlsConfig *tls.Config
 
 	// Deadlines. A client gets HandshakeTimeout to say hello, IdleTimeout
 	// between messages, and WriteTimeout for every chunk it is sent (a
@@ -103,11 +110,20 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 	if abs, err := filepath.Abs(stateDir); err == nil {
 		s.upd.dir = filepath.Join(abs, "selfupdate")
 	}
-	if !cfg.Enable {
-		return s, nil
-	}
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating state folder: %w", err)
+	}
+	id, err := certs.Open(log, cfg.TLS.CertFile, cfg.TLS.KeyFile, stateDir)
+	if err != nil {
+		return nil, err
+	}
+	s.id, s.tlsConfig = id, id.TLSConfig()
+	if id.Made() {
+		cert, _ := id.Files()
+		log.Info("made the server's TLS key and self-signed certificate; clients trust it on first use, or pin it with [SSL] Fingerprint in smartclient.ini", "fingerprint", id.Fingerprint(), "certificate", cert)
+	}
+	if !cfg.Enable {
+		return s, nil
 	}
 	oses := make([]string, 0, len(cfg.Folders))
 	for osName := range cfg.Folders {
@@ -131,6 +147,10 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 	}
 	return s, nil
 }
+
+// Fingerprint returns the fingerprint of the server's TLS key, which
+// clients pin.
+func (s *Server) Fingerprint() string { return s.id.Fingerprint() }
 
 // Indexes returns the index of every served OS folder, by OS name.
 func (s *Server) Indexes() map[string]*index.Index { return s.indexes }
@@ -163,7 +183,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	})
 	defer stop()
 	s.upd.start(ctx)
-	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable)
+	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable,
+		"tls_fingerprint", s.id.Fingerprint(), "plaintext_allowed", s.cfg.TLS.AllowPlaintext)
 	var acceptErr error
 	var backoff time.Duration
 	for {
@@ -235,7 +256,8 @@ func (s *Server) track(c net.Conn, add bool) {
 
 // session is the state of one client connection, kept for its log line.
 type session struct {
-	conn     net.Conn
+	conn     net.Conn // TLS, or plain where allowed
+	raw      net.Conn // the TCP connection under conn, as the server tracks it
 	r        *syncproto.Reader
 	w        *syncproto.Writer
 	hello    syncproto.Hello
@@ -253,8 +275,16 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	start := time.Now()
-	ss := &session{conn: conn, r: syncproto.NewReader(conn), w: syncproto.NewWriter(conn), outcome: "disconnected"}
-	err := s.converse(ctx, ss)
+	raw := conn
+	conn, err := s.secure(ctx, conn)
+	if err != nil {
+		s.log.Warn("session", "client", raw.RemoteAddr().String(), "outcome", "refused", "err", err,
+			"took", time.Since(start).Round(time.Millisecond))
+		return
+	}
+	defer conn.Close()
+	ss := &session{conn: conn, raw: raw, r: syncproto.NewReader(conn), w: syncproto.NewWriter(conn), outcome: "disconnected"}
+	err = s.converse(ctx, ss)
 	attrs := []any{
 		"client", conn.RemoteAddr().String(), "id", ss.hello.ClientID, "build", ss.hello.ClientBuild,
 		"os", ss.hello.OS, "outcome", ss.outcome, "files", ss.files, "file_bytes", ss.fileByte,

@@ -3,6 +3,7 @@ package appserver
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/cdc"
+	"github.com/erpupdate/smartsync/internal/pki"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -136,7 +138,8 @@ func (ts *testServer) stop(limit time.Duration) error {
 
 // testClient speaks the protocol by hand.
 type testClient struct {
-	conn net.Conn
+	conn net.Conn // TLS over raw
+	raw  net.Conn
 	r    *syncproto.Reader
 	w    *syncproto.Writer
 }
@@ -144,12 +147,19 @@ type testClient struct {
 // dialClient connects to addr. Every read and write must be done within
 // 5 s, so that a server that hangs fails the test rather than hanging it.
 func dialClient(addr string) (*testClient, error) {
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	raw, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	return &testClient{conn: conn, r: syncproto.NewReader(conn), w: syncproto.NewWriter(conn)}, nil
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	// The hand-made client trusts any key: what it tests is the server
+	// behind the handshake (the client's trust has tests of its own).
+	conn := tls.Client(raw, pki.ClientConfig("127.0.0.1", func(tls.ConnectionState) error { return nil }))
+	if err := conn.Handshake(); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return &testClient{conn: conn, raw: raw, r: syncproto.NewReader(conn), w: syncproto.NewWriter(conn)}, nil
 }
 
 func mustDial(t testing.TB, addr string) *testClient {
@@ -853,7 +863,7 @@ type smallBuffers struct{ net.Listener }
 func (l smallBuffers) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetWriteBuffer(16 << 10)
+		tc.SetWriteBuffer(64 << 10)
 	}
 	return c, err
 }
@@ -862,7 +872,7 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 func dialSmall(t *testing.T, addr string) *testClient {
 	t.Helper()
 	c := mustDial(t, addr)
-	if err := c.conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+	if err := c.raw.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -931,7 +941,9 @@ func TestServerGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
 	big := randomBytes(3<<20, 6)
 	writeTree(t, dir, map[string]string{"big.bin": string(big), "small": "small"}, oldTime)
-	ts := startServer(t, linuxConfig(t, dir), func(s *Server) { s.Grace = 10 * time.Second }, listenSmall(t))
+	// The client stops reading while the server shuts down: the write
+	// deadline must outlast that pause, or the test would be of it.
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) { s.Grace, s.WriteTimeout = 10*time.Second, 5*time.Second }, listenSmall(t))
 
 	c := dialSmall(t, ts.addr)
 	idle := mustDial(t, ts.addr) // connected, not yet asking for anything
@@ -973,7 +985,7 @@ func TestServerGracefulShutdown(t *testing.T) {
 	for {
 		m, err := c.r.Read()
 		if err != nil {
-			t.Fatalf("transfer broken by shutdown after %d of %d bytes: %v", len(data), len(big), err)
+			t.Fatalf("transfer broken by shutdown after %d of %d bytes: %v\n%s", len(data), len(big), err, ts.logs.String())
 		}
 		if end, ok := m.(syncproto.FileEnd); ok {
 			if end.Hash != entry.Hash || end.Hash != blake3.Sum256(big) {

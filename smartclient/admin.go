@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/servertrust"
 	"github.com/erpupdate/smartsync/smartclient/internal/session"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -44,6 +47,25 @@ type AdminOptions struct {
 	// PollInterval is the pause between two questions to a restarting
 	// server; default 2 s.
 	PollInterval time.Duration
+
+	// Dir is the install folder whose .smartclient records the keys of
+	// the servers it synced from; Fingerprint, CAFile and AllowPlaintext
+	// are its smartclient.ini's [SSL] keys (see Options). An
+	// administrator's password goes only to a server whose key is known
+	// that way: never to one seen for the first time.
+	Dir            string
+	Fingerprint    string
+	CAFile         string
+	AllowPlaintext bool
+}
+
+// trust is what an administrator's command trusts of the server.
+func (o *AdminOptions) trust() servertrust.Config {
+	t := servertrust.Config{Fingerprint: o.Fingerprint, CAFile: o.CAFile, Plaintext: o.AllowPlaintext, Unknown: servertrust.Refuse}
+	if o.Dir != "" {
+		t.KnownFile = filepath.Join(o.Dir, install.MetaDir, servertrust.KnownName)
+	}
+	return t
 }
 
 // Defaults of AdminOptions.
@@ -117,7 +139,7 @@ func Admin(ctx context.Context, o AdminOptions) (*syncproto.UpdateStatus, error)
 		o.PollInterval = DefaultPollInterval
 	}
 	if o.Op != syncproto.OpUpdate {
-		c, err := session.Dial(ctx, o.Server, o.Timeout)
+		c, err := session.Dial(ctx, o.Server, o.Timeout, o.trust())
 		if err != nil {
 			return nil, err
 		}
@@ -239,7 +261,7 @@ func readStatus(c *conn, event func(string)) (*syncproto.UpdateStatus, error) {
 
 // adminUpdate sends OpUpdate and follows it to its outcome.
 func adminUpdate(ctx context.Context, o *AdminOptions) (*syncproto.UpdateStatus, error) {
-	c, err := session.Dial(ctx, o.Server, o.Timeout)
+	c, err := session.Dial(ctx, o.Server, o.Timeout, o.trust())
 	if err != nil {
 		return nil, err
 	}
@@ -324,9 +346,11 @@ func pollOutcome(ctx context.Context, o *AdminOptions, id string) (*syncproto.Up
 func pollOnce(ctx context.Context, o *AdminOptions) (st *syncproto.UpdateStatus, retry bool, err error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c, err := session.Dial(actx, o.Server, o.Timeout)
+	c, err := session.Dial(actx, o.Server, o.Timeout, o.trust())
 	if err != nil {
-		return nil, true, err
+		// A server that answers with another key is not a restarting
+		// one: asking again would only be asking an impostor again.
+		return nil, !servertrust.Untrusted(err), err
 	}
 	defer c.Close()
 	if err = adminRequest(c, o, syncproto.OpStatus); err == nil {

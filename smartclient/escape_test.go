@@ -1,12 +1,12 @@
 package smartclient_test
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/erpupdate/smartsync/internal/pki/pkitest"
 	"github.com/erpupdate/smartsync/smartclient/internal/cli"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -19,11 +19,7 @@ const escapes = "\x1b]0;owned\x07\x1b[2J\rUpdated to build 9.99.991231Z."
 // the client says until it hangs up.
 func rogueServer(t *testing.T, answer ...syncproto.Message) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := pkitest.Listen(t)
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/erpupdate/smartsync/internal/pki"
 	"github.com/erpupdate/smartsync/internal/winini"
+	"gopkg.in/ini.v1"
 )
 
 // ClientININame is the name of the client's configuration file in its
@@ -25,6 +27,14 @@ type ClientINI struct {
 	File   string // path it was read from, "" when there was no file
 	Server string // host name or address
 	Port   int    // 0 when not set
+
+	// From [SSL]: the server's key ([SSL] Fingerprint, SHA256:BASE64 as
+	// "appserver cert" prints it), a CA file that signs the server's
+	// certificate ([SSL] CA, absolute or relative to the install folder),
+	// and whether to connect over plain TCP ([SSL] AllowPlaintext=1).
+	Fingerprint    string
+	CA             string
+	AllowPlaintext bool
 }
 
 // ClientINIError reports a smartclient.ini that cannot be used. It names the
@@ -87,6 +97,9 @@ func ParseClientINI(file string, data []byte) (ClientINI, error) {
 	}
 
 	cfg := ClientINI{File: file}
+	if err := parseSSL(f, &cfg); err != nil {
+		return ClientINI{}, err
+	}
 	sec, err := f.GetSection(driver)
 	if err != nil {
 		if driver != defaultDriver {
@@ -118,4 +131,38 @@ func ParseClientINI(file string, data []byte) (ClientINI, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parseSSL reads the [SSL] keys of ours; TOTVS's own keys there are left
+// alone.
+func parseSSL(f *ini.File, cfg *ClientINI) error {
+	sec, err := f.GetSection("ssl")
+	if err != nil {
+		return nil
+	}
+	if sec.HasKey("fingerprint") {
+		v := strings.TrimSpace(winini.Value(sec.Key("fingerprint")))
+		if v != "" {
+			if _, err := pki.ParseFingerprint(v); err != nil {
+				return &ClientINIError{File: cfg.File, Section: "ssl", Key: "fingerprint", Err: err}
+			}
+			cfg.Fingerprint = v
+		}
+	}
+	if sec.HasKey("ca") {
+		v := strings.TrimSpace(winini.Value(sec.Key("ca")))
+		if v != "" && !filepath.IsAbs(v) {
+			v = filepath.Join(filepath.Dir(cfg.File), v)
+		}
+		cfg.CA = v
+	}
+	if sec.HasKey("allowplaintext") {
+		v := strings.TrimSpace(winini.Value(sec.Key("allowplaintext")))
+		b, err := winini.Bool(v)
+		if err != nil {
+			return &ClientINIError{File: cfg.File, Section: "ssl", Key: "allowplaintext", Err: fmt.Errorf("%q is not 0 or 1", v)}
+		}
+		cfg.AllowPlaintext = b
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ package smartclient_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/pki"
+	"github.com/erpupdate/smartsync/internal/pki/pkitest"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/smartclient/internal/cli"
 	"github.com/erpupdate/smartsync/syncproto"
@@ -58,6 +61,7 @@ type faultProxy struct {
 	addr   string
 
 	ln   net.Listener
+	tls  *tls.Config   // the proxy's own key, which the client trusts on first use
 	done chan struct{} // closed when the proxy closes
 	wg   sync.WaitGroup
 
@@ -79,9 +83,11 @@ func newFaultProxy(t *testing.T, target string, f fault, record bool) *faultProx
 	if err != nil {
 		t.Fatal(err)
 	}
+	cert, _ := pkitest.Certificate(t)
 	p := &faultProxy{
 		t: t, target: target, fault: f, record: record, addr: ln.Addr().String(),
-		ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}, tripped: make(chan struct{}),
+		tls: pki.ServerConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }),
+		ln:  ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}, tripped: make(chan struct{}),
 	}
 	p.wg.Add(1)
 	go p.accept()
@@ -166,10 +172,21 @@ func (p *faultProxy) upstreamAddrs() []string {
 	return slices.Clone(p.upstream)
 }
 
+// serve carries one connection. The proxy ends the client's TLS with a
+// key of its own (which the client trusts on first use, at the proxy's
+// address) and speaks TLS to the server, so that what it counts, records
+// and cuts are the frames; its faults hit the TCP connections under both.
 func (p *faultProxy) serve(client net.Conn) {
 	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		client.Close()
+		return
+	}
+	clientTLS := tls.Server(client, p.tls)
+	serverTLS := tls.Client(server, pki.ClientConfig("127.0.0.1", func(tls.ConnectionState) error { return nil }))
+	if clientTLS.Handshake() != nil || serverTLS.Handshake() != nil {
+		client.Close()
+		server.Close()
 		return
 	}
 	if !p.track(client, server) {
@@ -205,11 +222,11 @@ func (p *faultProxy) serve(client net.Conn) {
 	go func() {
 		defer wg.Done()
 		defer close(clientGone)
-		p.pipe(server, client, false, nil, end)
+		p.pipe(serverTLS, clientTLS, false, nil, end)
 	}()
 	go func() {
 		defer wg.Done()
-		p.pipe(client, server, true, clientGone, end)
+		p.pipe(clientTLS, serverTLS, true, clientGone, end)
 	}()
 	wg.Wait()
 	end(false)
@@ -217,7 +234,7 @@ func (p *faultProxy) serve(client net.Conn) {
 
 // pipe copies src to dst, one direction of a connection, and applies the
 // proxy's fault to it. A clean end of src is passed on as a half close.
-func (p *faultProxy) pipe(dst, src net.Conn, down bool, clientGone <-chan struct{}, end func(reset bool)) {
+func (p *faultProxy) pipe(dst, src *tls.Conn, down bool, clientGone <-chan struct{}, end func(reset bool)) {
 	f := p.fault
 	limit := int64(-1)
 	switch {
@@ -277,7 +294,7 @@ func (p *faultProxy) pipe(dst, src net.Conn, down bool, clientGone <-chan struct
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				dst.(*net.TCPConn).CloseWrite()
+				dst.CloseWrite()
 				return
 			}
 			end(false)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/pki/pkitest"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/installtest"
 	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
@@ -48,11 +49,7 @@ func TestWantRaw(t *testing.T) {
 // TestUpToDateToAFreshClient: a server that says "up to date" to a client
 // that named no manifest is refused, and nothing is installed.
 func TestUpToDateToAFreshClient(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := pkitest.Listen(t)
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -73,7 +70,7 @@ func TestUpToDateToAFreshClient(t *testing.T) {
 		r.Read() // the client's report, if any
 	}()
 	dir := t.TempDir()
-	_, err = Sync(context.Background(), Options{Dir: dir, Server: ln.Addr().String(), OS: "linux", Yes: true, Timeout: 5 * time.Second})
+	_, err := Sync(context.Background(), Options{Dir: dir, Server: ln.Addr().String(), OS: "linux", Yes: true, Timeout: 5 * time.Second})
 	if !errors.Is(err, syncproto.ErrUnexpected) || !strings.Contains(err.Error(), "named no manifest") {
 		t.Fatalf("got %v; want the lie refused", err)
 	}

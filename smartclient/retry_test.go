@@ -3,9 +3,9 @@ package smartclient_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"regexp"
 	"strings"
 	"sync"
@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/pki"
+	"github.com/erpupdate/smartsync/internal/pki/pkitest"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/smartclient/internal/cli"
 	"github.com/erpupdate/smartsync/syncproto"
@@ -29,11 +31,9 @@ type refusingProxy struct {
 
 func newRefusingProxy(t *testing.T, target string, refuse int, e syncproto.Error) *refusingProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	// The proxy has a key of its own, which the client trusts on first
+	// use, and speaks TLS to the server.
+	ln := pkitest.Listen(t)
 	p := &refusingProxy{addr: ln.Addr().String()}
 	go func() {
 		for {
@@ -56,7 +56,7 @@ func newRefusingProxy(t *testing.T, target string, refuse int, e syncproto.Error
 					}
 					return
 				}
-				up, err := net.Dial("tcp", target)
+				up, err := tls.Dial("tcp", target, pki.ClientConfig("127.0.0.1", func(tls.ConnectionState) error { return nil }))
 				if err != nil {
 					return
 				}

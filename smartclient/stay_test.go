@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/pki/pkitest"
+	"github.com/erpupdate/smartsync/smartclient/internal/servertrust"
 	"github.com/erpupdate/smartsync/smartclient/internal/session"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -200,11 +202,7 @@ func TestStayingSession(t *testing.T) {
 			readMark := func() string { b, _ := os.ReadFile(mark); return string(b) }
 			ready := func() { waitUntil(t, "the program to set its trap", func() bool { return readMark() != "" }) }
 
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			ln := pkitest.Listen(t)
 			served := make(chan struct{})
 			go func() {
 				defer close(served)
@@ -224,7 +222,7 @@ func TestStayingSession(t *testing.T) {
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			c, err := session.Dial(ctx, ln.Addr().String(), 5*time.Second)
+			c, err := session.Dial(ctx, ln.Addr().String(), 5*time.Second, servertrust.Config{Fingerprint: ln.Fingerprint})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/journal"
 	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
+	"github.com/erpupdate/smartsync/smartclient/internal/servertrust"
 	"github.com/erpupdate/smartsync/smartclient/internal/session"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
@@ -52,6 +54,14 @@ type Options struct {
 	// a while (updating itself, busy, stopping) is tried again; 0 means
 	// 15 minutes, a negative value not at all.
 	RetryFor time.Duration
+	// Fingerprint, CAFile and AllowPlaintext are smartclient.ini's [SSL]
+	// keys: which server key the client trusts (see servertrust), and
+	// whether it connects over plain TCP. With neither Fingerprint nor
+	// CAFile, the key of the first server seen is recorded in the
+	// install's .smartclient folder and required from then on.
+	Fingerprint    string
+	CAFile         string
+	AllowPlaintext bool
 	// StopGrace is how long the program of 'run' has to end after it is
 	// asked to (the server restarts, or smartclient is interrupted)
 	// before it is killed; 0 means 10 s.
@@ -61,6 +71,9 @@ type Options struct {
 	// session instead of its being closed, if it ended with the server's
 	// ReportAck: it has sent Stay, and the server's notices follow on it.
 	keep func(*conn)
+	// seen is the key of a server this sync met for the first time,
+	// recorded once the sync has succeeded (see servertrust.Learn).
+	seen *servertrust.Seen
 	// noBlocks fetches no file by block sums: the second attempt of a
 	// sync whose file built that way failed its check (see Sync).
 	noBlocks bool
@@ -135,6 +148,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	if o.RetryFor == 0 {
 		o.RetryFor = 15 * time.Minute
 	}
+	o.seen = &servertrust.Seen{}
 	created := false
 	if !o.CheckOnly {
 		if _, err := os.Stat(o.Dir); errors.Is(err, fs.ErrNotExist) {
@@ -207,6 +221,13 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 			os.Remove(o.Dir)
 		}
 	}
+	if err == nil && !o.CheckOnly {
+		// Trust on first use: the server's key is the one this install
+		// came from, and is required from now on.
+		if rerr := o.trust().Record(); rerr != nil {
+			o.Log.Warn("recording the server's key", "err", rerr)
+		}
+	}
 	if err != nil && !o.CheckOnly && st.FromDisk() && !errors.Is(err, ErrDeclined) && !errors.Is(err, ErrDisabled) {
 		// Record the failure for 'status'; the install is untouched.
 		st.LastSync, st.LastOutcome, st.LastMessage, st.Server = time.Now().UTC(), "failed", err.Error(), o.Server
@@ -225,7 +246,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.Welcome, error) {
 	giveUp := time.Now().Add(o.RetryFor)
 	for attempt := 1; ; attempt++ {
-		c, w, err := session.Open(ctx, o.Server, o.Timeout, helloOf(st, o))
+		c, w, err := session.Open(ctx, o.Server, o.Timeout, o.trust(), helloOf(st, o))
 		if err == nil {
 			if err := checkServerBuild(w); err != nil {
 				c.Close()
@@ -268,6 +289,17 @@ func checkServerBuild(w syncproto.Welcome) error {
 		return fmt.Errorf("%w: %s", ErrServerBuild, w.ServerBuild)
 	}
 	return nil
+}
+
+// trust is what the sync trusts of the server (see servertrust): a check
+// changes nothing, so it records no server's key.
+func (o Options) trust() servertrust.Config {
+	t := servertrust.Config{Fingerprint: o.Fingerprint, CAFile: o.CAFile, Plaintext: o.AllowPlaintext,
+		KnownFile: filepath.Join(o.Dir, install.MetaDir, servertrust.KnownName), Seen: o.seen}
+	if o.CheckOnly {
+		t.Unknown = servertrust.Accept
+	}
+	return t
 }
 
 // helloOf is the client's hello.
@@ -397,6 +429,10 @@ func (a *attempt) connect() error {
 		return err
 	}
 	a.c, a.w, a.full = c, w, !w.Compatible
+	if a.o.AllowPlaintext {
+		fmt.Fprintf(a.o.Out, "Warning: connected to %s over plain TCP (smartclient.ini [SSL] AllowPlaintext=1): anyone on the network can read and change what is sent.\n", a.o.Server)
+		a.o.Log.Warn("connected without TLS", "server", a.o.Server)
+	}
 	a.res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message, Installed: a.st.Build}
 	a.o.Log.Info("connected", "server", a.o.Server, "server_build", w.ServerBuild, "installed_build", a.st.Build,
 		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
@@ -427,7 +463,7 @@ func (a *attempt) report(r syncproto.Report) {
 	a.c.Close()
 	ro := a.o
 	ro.Timeout = min(a.o.Timeout, session.ReportTimeout)
-	rc, _, err := session.Open(a.ctx, ro.Server, ro.Timeout, helloOf(a.st, ro))
+	rc, _, err := session.Open(a.ctx, ro.Server, ro.Timeout, ro.trust(), helloOf(a.st, ro))
 	if err != nil {
 		a.o.Log.Info("could not report the outcome to the server", "err", err)
 		return

@@ -61,6 +61,7 @@ type serverConf struct {
 	noMac    bool          // leave PathMacOSX out
 	post     string        // [UPDATE] PostInstall
 	postMax  int           // [UPDATE] PostInstallTimeout, seconds
+	plain    bool          // [SSL] AllowPlaintext=1: a test that reads the frames on the wire
 }
 
 var defaultConf = serverConf{enable: true, build: buildNew, minBuild: buildOld, preserve: "smartclient.ini"}
@@ -94,6 +95,9 @@ func (s *server) start(conf serverConf) {
 	}
 	if conf.post != "" {
 		ini += fmt.Sprintf("PostInstall=%s\nPostInstallTimeout=%d\n", conf.post, conf.postMax)
+	}
+	if conf.plain {
+		ini += "[SSL]\nAllowPlaintext=1\n"
 	}
 	path := filepath.Join(filepath.Dir(s.state), "AppServer.ini")
 	if err := os.WriteFile(path, []byte(ini), 0o644); err != nil {

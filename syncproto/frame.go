@@ -137,6 +137,17 @@ func AppendFrame(b []byte, m Message) []byte {
 	return b
 }
 
+// AppendErrorFrame appends e, framed with the protocol version given
+// rather than ours: the one frame a server sends a client of an older
+// version (2 and later share Error's encoding), so that it reads why it
+// is turned away instead of failing on a version it does not speak.
+func AppendErrorFrame(b []byte, version uint8, e *Error) []byte {
+	start := len(b)
+	b = AppendFrame(b, e)
+	b[start+2] = version
+	return b
+}
+
 // WriteEncoded buffers frames made by AppendFrame.
 func (w *Writer) WriteEncoded(frames []byte) error {
 	if _, err := w.w.Write(frames); err != nil {

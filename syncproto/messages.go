@@ -437,6 +437,7 @@ const (
 	CodeUpdating      Code = 10 // the server is updating itself; retry after Error.Retry seconds
 	CodeDenied        Code = 11 // administrator login refused
 	CodeRefused       Code = 12 // administrator request refused (bad release, nothing to cancel, ...)
+	CodePlaintext     Code = 13 // plain TCP refused: the server accepts TLS only
 )
 
 var codeNames = map[Code]string{
@@ -446,6 +447,7 @@ var codeNames = map[Code]string{
 	CodeBusy: "server busy", CodeShuttingDown: "server shutting down",
 	CodeUpdateAborted: "update aborted", CodeUpdating: "server is updating",
 	CodeDenied: "access denied", CodeRefused: "request refused",
+	CodePlaintext: "TLS required",
 }
 
 func (c Code) String() string {

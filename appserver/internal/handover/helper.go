@@ -2,6 +2,7 @@ package handover
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/atomicfile"
+	"github.com/erpupdate/smartsync/internal/pki"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -291,12 +293,19 @@ func checkHealth(ctx context.Context, addr string, timeout time.Duration, exited
 // server that works; "updating" does not.
 func Hello(ctx context.Context, addr string) error {
 	d := net.Dialer{Timeout: time.Second}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(2 * time.Second))
+	// Any key will do: the check asks whether the server answers, and
+	// sends nothing that needs keeping from anyone.
+	host, _, _ := net.SplitHostPort(addr)
+	c := tls.Client(raw, pki.ClientConfig(host, func(tls.ConnectionState) error { return nil }))
+	if err := c.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
 	w := syncproto.NewWriter(c)
 	if err := w.Write(syncproto.Hello{OS: "healthcheck", ClientID: "selfupdate-health-check"}); err != nil {
 		return err

@@ -186,6 +186,7 @@ func (f *adminFlags) options(changed func(string) bool, now time.Time) (smartcli
 	if o.Server, err = serverAddr(f.server, ini); err != nil {
 		return bad("%v", err)
 	}
+	o.Dir, o.Fingerprint, o.CAFile, o.AllowPlaintext = d, ini.Fingerprint, ini.CA, ini.AllowPlaintext
 	return o, nil
 }
 

@@ -3,16 +3,21 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/pki"
+	"github.com/erpupdate/smartsync/internal/pki/pkitest"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -43,6 +48,10 @@ type fakeAdmin struct {
 	// means it has dealt with it.
 	intercept func(nc net.Conn) bool
 	wg        sync.WaitGroup
+	// tls is the fake server's TLS configuration, and fingerprint its
+	// key's, which the client is given in smartclient.ini.
+	tls         *tls.Config
+	fingerprint string
 }
 
 func newFakeAdmin(t *testing.T, handle func(n int, a syncproto.Admin, send func(...syncproto.Message))) *fakeAdmin {
@@ -51,8 +60,11 @@ func newFakeAdmin(t *testing.T, handle func(n int, a syncproto.Admin, send func(
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeAdmin{t: t, addr: ln.Addr().String(), handle: handle, ln: ln}
-	f.serve(ln)
+	cert, fp := pkitest.Certificate(t)
+	f := &fakeAdmin{t: t, addr: ln.Addr().String(), handle: handle, fingerprint: fp,
+		tls: pki.ServerConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil })}
+	f.ln = tls.NewListener(ln, f.tls)
+	f.serve(f.ln)
 	t.Cleanup(f.close)
 	return f
 }
@@ -100,8 +112,8 @@ func (f *fakeAdmin) restart(pause time.Duration) {
 			// sees either no listener or this one.
 			ln, err := net.Listen("tcp", f.addr)
 			if err == nil {
-				f.ln = ln
-				f.serve(ln)
+				f.ln = tls.NewListener(ln, f.tls)
+				f.serve(f.ln)
 			}
 			f.mu.Unlock()
 			if err == nil {
@@ -220,7 +232,11 @@ func runAdminCLI(t *testing.T, ctx context.Context, f *fakeAdmin, args ...string
 	adminPollInterval = 10 * time.Millisecond
 	defer func() { adminPollInterval = saved }()
 	var out, errb bytes.Buffer
-	args = append([]string{"admin", "update-server", "--dir", t.TempDir(), "--server", f.addr}, args...)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "smartclient.ini"), []byte("[SSL]\nFingerprint="+f.fingerprint+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"admin", "update-server", "--dir", dir, "--server", f.addr}, args...)
 	code := Main(ctx, args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
@@ -682,7 +698,7 @@ func TestAdminLibrary(t *testing.T) {
 	f := newFakeAdmin(t, answer(syncproto.AdminEvent{Text: "one"}, syncproto.AdminEvent{Text: "two"},
 		syncproto.UpdateStatus{State: syncproto.StateNone, RunningBuild: "A"}))
 	var events []string
-	o := smartclient.AdminOptions{Server: f.addr, User: fakeUser, Password: fakePassword, Op: syncproto.OpStatus,
+	o := smartclient.AdminOptions{Server: f.addr, Fingerprint: f.fingerprint, User: fakeUser, Password: fakePassword, Op: syncproto.OpStatus,
 		Event: func(s string) { events = append(events, s) }}
 	st, err := smartclient.Admin(t.Context(), o)
 	if err != nil || st.State != syncproto.StateNone || st.RunningBuild != "A" || strings.Join(events, ",") != "one,two" {

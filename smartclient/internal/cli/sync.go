@@ -144,6 +144,7 @@ func (e *env) syncOptions(f *syncFlags, stderr io.Writer) (smartclient.Options, 
 	if o.Server, err = serverAddr(f.server, ini); err != nil {
 		return o, cmdline.UsageError{Err: err}
 	}
+	o.Fingerprint, o.CAFile, o.AllowPlaintext = ini.Fingerprint, ini.CA, ini.AllowPlaintext
 	level := slog.LevelWarn
 	if f.verbose && !f.check {
 		level = slog.LevelInfo

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/cdc"
+	"github.com/erpupdate/smartsync/internal/pki/pkitest"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -273,11 +274,7 @@ func FrameHeader(t syncproto.MsgType, n uint32) []byte {
 // returns what the liar saw, once the client has hung up.
 func Serve(t testing.TB, l Lie, files []File) (addr string, wait func() Saw) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := pkitest.Listen(t)
 	done := make(chan Saw, 1)
 	go func() {
 		// Two sessions that sync, each perhaps followed by one that only

@@ -4,11 +4,12 @@
 // whatever the client does with the session: the hello, the report of an
 // outcome, and staying open for the server's notices.
 //
-// It imports syncproto and nothing of the client.
+// It imports syncproto and servertrust, and nothing else of the client.
 package session
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/termtext"
+	"github.com/erpupdate/smartsync/smartclient/internal/servertrust"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -35,20 +37,68 @@ type Conn struct {
 	outOfStep bool
 }
 
-// Dial connects to the server at addr. timeout bounds the dial and each
+// Dial connects to the server at addr, over TLS as trust says (or plain
+// TCP where it allows it). timeout bounds the dial, the handshake and each
 // message after (see SetTimeout); ctx ending closes the connection, which
 // is how a cancelled sync interrupts a blocked read or write.
-func Dial(ctx context.Context, addr string, timeout time.Duration) (*Conn, error) {
+func Dial(ctx context.Context, addr string, timeout time.Duration, trust servertrust.Config) (*Conn, error) {
+	var tlsConf *tls.Config
+	if !trust.Plaintext {
+		var err error
+		if tlsConf, err = trust.TLS(addr); err != nil {
+			return nil, err
+		}
+	}
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the update server %s: %w", addr, err)
+	}
+	if tlsConf != nil {
+		rec := &firstBytes{Conn: nc}
+		tc := tls.Client(rec, tlsConf)
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			if v, ok := rec.plainFrame(); ok {
+				return nil, fmt.Errorf("%w: the update server %s answered in plain TCP (protocol version %d), not TLS: it is an appserver older than protocol version 6, or one that is not ours; update the server, or, on a trusted network, set AllowPlaintext=1 in both smartclient.ini [SSL] and AppServer.ini [SSL]",
+					servertrust.ErrPlaintextServer, addr, v)
+			}
+			return nil, fmt.Errorf("TLS handshake with the update server %s: %w", addr, err)
+		}
+		nc = tc
 	}
 	c := New(nc, timeout)
 	// Closing the connection is how a cancelled context interrupts a
 	// blocked read or write.
 	context.AfterFunc(ctx, func() { nc.Close() })
 	return c, nil
+}
+
+// firstBytes keeps the first bytes the server sends, to tell a plain
+// frame (an older server's error) from a failed handshake.
+type firstBytes struct {
+	net.Conn
+	head []byte
+}
+
+func (c *firstBytes) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if len(c.head) < syncproto.HeaderSize {
+		c.head = append(c.head, p[:min(n, syncproto.HeaderSize-len(c.head))]...)
+	}
+	return n, err
+}
+
+// plainFrame reports whether the server began with a frame header, and
+// its version.
+func (c *firstBytes) plainFrame() (uint8, bool) {
+	if len(c.head) < 3 || c.head[0] != syncproto.Magic[0] || c.head[1] != syncproto.Magic[1] {
+		return 0, false
+	}
+	return c.head[2], true
 }
 
 // New returns the session over the open connection nc, each message held
@@ -58,8 +108,8 @@ func New(nc net.Conn, timeout time.Duration) *Conn {
 }
 
 // Open connects once, says hello and reads the welcome.
-func Open(ctx context.Context, addr string, timeout time.Duration, hello syncproto.Hello) (*Conn, syncproto.Welcome, error) {
-	c, err := Dial(ctx, addr, timeout)
+func Open(ctx context.Context, addr string, timeout time.Duration, trust servertrust.Config, hello syncproto.Hello) (*Conn, syncproto.Welcome, error) {
+	c, err := Dial(ctx, addr, timeout, trust)
 	if err != nil {
 		return nil, syncproto.Welcome{}, err
 	}

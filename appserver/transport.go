@@ -1,0 +1,89 @@
+package appserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/erpupdate/smartsync/syncproto"
+)
+
+// tlsRecord is the first byte of every TLS connection: a handshake
+// record. A frame starts with syncproto.Magic instead.
+const tlsRecord = 0x16
+
+// errPlaintextRefused marks a plain TCP client of a server that accepts
+// TLS only; it was told why.
+var errPlaintextRefused = errors.New("plain TCP refused: this server accepts TLS only ([SSL] AllowPlaintext is off)")
+
+// secure decides a new connection's transport from its first byte (see
+// syncproto's doc, "Transport"): a TLS handshake is completed within
+// HandshakeTimeout; a plain frame is served where [SSL] AllowPlaintext
+// allows it, and otherwise answered with an Error in the client's own
+// protocol version that says why, and closed.
+func (s *Server) secure(ctx context.Context, conn net.Conn) (net.Conn, error) {
+	conn.SetDeadline(time.Now().Add(s.HandshakeTimeout))
+	defer conn.SetDeadline(time.Time{})
+	var first [1]byte
+	if _, err := io.ReadFull(conn, first[:]); err != nil {
+		return nil, fmt.Errorf("reading the first byte: %w", err)
+	}
+	pc := &prefixConn{Conn: conn, prefix: first[:]}
+	switch {
+	case first[0] == tlsRecord:
+		tc := tls.Server(pc, s.tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		return tc, nil
+	case first[0] == syncproto.Magic[0] && s.cfg.TLS.AllowPlaintext:
+		return pc, nil
+	case first[0] == syncproto.Magic[0]:
+		return nil, s.refusePlaintext(pc)
+	}
+	return nil, fmt.Errorf("first byte %#02x is neither a TLS handshake nor a frame", first[0])
+}
+
+// refusePlaintext answers a plain frame header: an older client (before
+// version 6, when there was no TLS) reads that it must be updated, a
+// client of ours configured for plain TCP that this server wants TLS.
+func (s *Server) refusePlaintext(conn net.Conn) error {
+	var hdr [syncproto.HeaderSize]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		return fmt.Errorf("reading a plain frame header: %w", err)
+	}
+	if hdr[1] != syncproto.Magic[1] {
+		return fmt.Errorf("reading a plain frame header: got % x: %w", hdr[:2], syncproto.ErrBadMagic)
+	}
+	v := hdr[2]
+	e := &syncproto.Error{Code: syncproto.CodePlaintext,
+		Message: "this server accepts TLS connections only: remove AllowPlaintext from the client's smartclient.ini, or set [SSL] AllowPlaintext=1 in AppServer.ini to allow plain TCP"}
+	switch {
+	case v < syncproto.Version && v >= 2:
+		e = &syncproto.Error{Code: syncproto.CodeVersion,
+			Message: fmt.Sprintf("this server speaks protocol version %d, over TLS; this SmartClient speaks version %d: install a newer SmartClient", syncproto.Version, v)}
+	case v != syncproto.Version:
+		v = syncproto.Version
+	}
+	conn.Write(syncproto.AppendErrorFrame(nil, v, e))
+	return fmt.Errorf("a client of protocol version %d: %w", hdr[2], errPlaintextRefused)
+}
+
+// prefixConn is a connection whose first bytes were read already.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
