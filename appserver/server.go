@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path"
@@ -40,6 +41,17 @@ type Server struct {
 	IdleTimeout      time.Duration
 	WriteTimeout     time.Duration
 	Grace            time.Duration
+
+	// Limits, from [LIMITS] (see LimitsConfig and limits.go), read when
+	// Serve starts. MaxConnections and MaxPerAddress cap the connections
+	// held in total and from one client address; MaxStaySessions caps the
+	// sessions kept open by Stay; Heartbeat is how often a staying session
+	// is sent a heartbeat.
+	MaxConnections  int
+	MaxPerAddress   int
+	MaxStaySessions int
+	Heartbeat       time.Duration
+	limits          *limits
 
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -94,6 +106,10 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		IdleTimeout:      5 * time.Minute,
 		WriteTimeout:     time.Minute,
 		Grace:            30 * time.Second,
+		MaxConnections:   cfg.Limits.MaxConnections,
+		MaxPerAddress:    cfg.Limits.MaxPerAddress,
+		MaxStaySessions:  cfg.Limits.MaxStaySessions,
+		Heartbeat:        cfg.Limits.Heartbeat,
 		conns:            map[net.Conn]struct{}{},
 		admins:           map[net.Conn]bool{},
 		chunks:           index.NewChunkCache(stateDir, log),
@@ -163,6 +179,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	})
 	defer stop()
 	s.upd.start(ctx)
+	s.limits = newLimits(s.log, s.MaxConnections, s.MaxPerAddress)
 	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable)
 	var acceptErr error
 	var backoff time.Duration
@@ -246,14 +263,23 @@ type session struct {
 	folders *sendFolders
 	// blockData holds the file being sent as a block delta.
 	blockData []byte
+	// adminOnly marks a session let in over a cap on the reserve kept
+	// for administrators (see admission).
+	adminOnly bool
 }
 
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
+	adm := s.limits.admit(conn.RemoteAddr())
+	if adm.release == nil {
+		refuseBusy(conn, adm.retry)
+		return
+	}
+	defer adm.release()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	start := time.Now()
-	ss := &session{conn: conn, r: syncproto.NewReader(conn), w: syncproto.NewWriter(conn), outcome: "disconnected"}
+	ss := &session{conn: conn, r: syncproto.NewReader(conn), w: syncproto.NewWriter(conn), outcome: "disconnected", adminOnly: adm.adminOnly}
 	err := s.converse(ctx, ss)
 	attrs := []any{
 		"client", conn.RemoteAddr().String(), "id", ss.hello.ClientID, "build", ss.hello.ClientBuild,
@@ -321,12 +347,20 @@ func (s *Server) send(ss *session, msgs ...syncproto.Message) error {
 
 // converse runs the protocol of one session (see syncproto's doc).
 func (s *Server) converse(ctx context.Context, ss *session) error {
-	m, err := s.next(ss, s.HandshakeTimeout, "hello")
+	timeout := s.HandshakeTimeout
+	if ss.adminOnly {
+		timeout = min(timeout, reservedHelloTimeout)
+	}
+	m, err := s.next(ss, timeout, "hello")
 	if err != nil {
 		return err
 	}
 	if key, ok := m.(syncproto.AdminKey); ok {
 		return s.admin(ctx, ss, key)
+	}
+	if ss.adminOnly {
+		ss.outcome = "refused: busy"
+		return busyError(busyRetry + rand.N(busyRetry))
 	}
 	hello, ok := m.(syncproto.Hello)
 	if !ok {
