@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -237,5 +238,45 @@ func TestServerFlood(t *testing.T) {
 	}
 	if n := strings.Count(ts.logs.String(), "server busy: refusing connections"); n > 2 {
 		t.Errorf("%d log lines of refusals for one flood, want at most 2", n)
+	}
+}
+
+// TestServerSilentConnectionsCostLittle measures the heap that 200
+// connections that never say hello hold in the server: a session's
+// buffers are small until its hello is accepted, so each costs well under
+// the 128 KiB of the two full buffers.
+func TestServerSilentConnectionsCostLittle(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"smartclient": "client"}, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) {
+		s.HandshakeTimeout = 30 * time.Second
+	}, nil)
+	const n = 200
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range n {
+		dialFrom(t, ts.addr, "127.0.0.1")
+	}
+	// Every connection accepted, and its session made and waiting.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ts.srv.mu.Lock()
+		held := len(ts.srv.conns)
+		ts.srv.mu.Unlock()
+		if held == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server holds %d connections, want %d", held, n)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heap := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	stack := (int64(after.StackInuse) - int64(before.StackInuse)) / n
+	t.Logf("per silent connection (server and test client): %d bytes of heap, %d of stack", heap, stack)
+	if heap > 16<<10 {
+		t.Errorf("each silent connection holds %d bytes of heap, want under 16 KiB", heap)
 	}
 }

@@ -250,6 +250,11 @@ func (s *Server) track(c net.Conn, add bool) {
 	}
 }
 
+// helloBufferSize is the size of a session's buffers until its hello is
+// accepted: a hello, an AdminKey or an Error fits, and a larger frame is
+// read through it all the same.
+const helloBufferSize = 512
+
 // session is the state of one client connection, kept for its log line.
 type session struct {
 	conn     net.Conn
@@ -279,7 +284,9 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	start := time.Now()
-	ss := &session{conn: conn, r: syncproto.NewReader(conn), w: syncproto.NewWriter(conn), outcome: "disconnected", adminOnly: adm.adminOnly}
+	// Small buffers until the hello is accepted (see converse): a
+	// connection that never says hello costs little.
+	ss := &session{conn: conn, r: syncproto.NewReaderSize(conn, helloBufferSize), w: syncproto.NewWriterSize(conn, helloBufferSize), outcome: "disconnected", adminOnly: adm.adminOnly}
 	err := s.converse(ctx, ss)
 	attrs := []any{
 		"client", conn.RemoteAddr().String(), "id", ss.hello.ClientID, "build", ss.hello.ClientBuild,
@@ -375,6 +382,11 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 	}
 	welcome, ix, err := s.gate(ss.hello)
 	if err != nil {
+		return err
+	}
+	// The session is on: it gets the buffers a transfer wants.
+	ss.r.Grow(syncproto.BufferSize)
+	if err := ss.w.Grow(syncproto.BufferSize); err != nil {
 		return err
 	}
 	if err := s.send(ss, welcome); err != nil {
