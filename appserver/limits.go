@@ -120,6 +120,18 @@ func (l *limits) admit(addr net.Addr) admission {
 	return admission{release: release, adminOnly: adminOnly}
 }
 
+// outcomeBusy is the outcome of a session refused as busy after its hello
+// (see admission.adminOnly): it is logged by limits, not as a session.
+const outcomeBusy = "refused: busy"
+
+// refuse counts a connection refused after it was let in on the admin
+// reserve, and logs it as refusedLocked does.
+func (l *limits) refuse(addr net.Addr, over string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refusedLocked(addr, over)
+}
+
 // refusedLocked counts a refusal and logs at most one line per
 // busyLogEvery, with the number refused since the last.
 func (l *limits) refusedLocked(addr net.Addr, over string) {

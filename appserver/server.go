@@ -288,6 +288,10 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	// connection that never says hello costs little.
 	ss := &session{conn: conn, r: syncproto.NewReaderSize(conn, helloBufferSize), w: syncproto.NewWriterSize(conn, helloBufferSize), outcome: "disconnected", adminOnly: adm.adminOnly}
 	err := s.converse(ctx, ss)
+	if ss.outcome == outcomeBusy {
+		s.sendError(ss, err) // logged by limits, at a bounded rate
+		return
+	}
 	attrs := []any{
 		"client", conn.RemoteAddr().String(), "id", ss.hello.ClientID, "build", ss.hello.ClientBuild,
 		"os", ss.hello.OS, "outcome", ss.outcome, "files", ss.files, "file_bytes", ss.fileByte,
@@ -366,7 +370,8 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 		return s.admin(ctx, ss, key)
 	}
 	if ss.adminOnly {
-		ss.outcome = "refused: busy"
+		s.limits.refuse(ss.conn.RemoteAddr(), "the caps, and not an administrator")
+		ss.outcome = outcomeBusy
 		return busyError(busyRetry + rand.N(busyRetry))
 	}
 	hello, ok := m.(syncproto.Hello)
