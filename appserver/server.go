@@ -115,6 +115,10 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		chunks:           index.NewChunkCache(stateDir, log),
 		stopping:         make(chan struct{}),
 	}
+	if cfg.Limits == (LimitsConfig{}) { // a Config not made by ParseConfig
+		s.MaxConnections, s.MaxPerAddress = defaultMaxConnections, defaultMaxPerAddress
+		s.MaxStaySessions, s.Heartbeat = defaultMaxStaySessions, defaultHeartbeat
+	}
 	s.upd = newUpdater(s)
 	if abs, err := filepath.Abs(stateDir); err == nil {
 		s.upd.dir = filepath.Join(abs, "selfupdate")
