@@ -51,6 +51,28 @@ func holdSessions(t *testing.T, addr, from string, n int) func() {
 	}
 }
 
+// waitHeld waits until the server has admitted n connections.
+func waitHeld(t *testing.T, ts *testServer, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		// s.limits is set before the first connection is tracked.
+		ts.srv.mu.Lock()
+		held := len(ts.srv.conns)
+		ts.srv.mu.Unlock()
+		if held > 0 {
+			ts.srv.limits.mu.Lock()
+			held = ts.srv.limits.total
+			ts.srv.limits.mu.Unlock()
+		}
+		if held == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server holds %d connections, want %d", held, n)
+		}
+	}
+}
+
 // busyAnswer reads the server's answer on c and checks that it is
 // CodeBusy with a wait to retry after, said in the message too.
 func busyAnswer(c *testClient) error {
@@ -120,12 +142,16 @@ func TestServerConnectionCaps(t *testing.T) {
 			if err := busyAnswer(c); err != nil {
 				t.Errorf("client over the cap, reserve free: %v", err)
 			}
+			// Its place is given back before the server closes it.
+			if _, err := c.readUntilClosed(); err != nil {
+				t.Fatal(err)
+			}
 			// Fill the reserve with silent connections: the next one is
 			// answered without a word from it.
 			for range adminReserve {
 				dialFrom(t, ts.addr, tc.overFrom)
 			}
-			time.Sleep(100 * time.Millisecond)
+			waitHeld(t, ts, 3+adminReserve)
 			start := time.Now()
 			if err := busyAnswer(dialFrom(t, ts.addr, tc.overFrom)); err != nil {
 				t.Errorf("silent client over the cap, reserve full: %v", err)
@@ -260,17 +286,7 @@ func TestServerSilentConnectionsCostLittle(t *testing.T) {
 		dialFrom(t, ts.addr, "127.0.0.1")
 	}
 	// Every connection accepted, and its session made and waiting.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		ts.srv.mu.Lock()
-		held := len(ts.srv.conns)
-		ts.srv.mu.Unlock()
-		if held == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server holds %d connections, want %d", held, n)
-		}
-	}
+	waitHeld(t, ts, n)
 	time.Sleep(200 * time.Millisecond)
 	runtime.GC()
 	runtime.ReadMemStats(&after)
