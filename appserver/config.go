@@ -61,6 +61,31 @@ type Config struct {
 	// TLS is [SSL] (or TOTVS's [SSLConfigure] and [MPP] names): the
 	// server's certificate, and whether plain TCP is accepted.
 	TLS TLSConfig
+	// Limits is [LIMITS]: how much the server takes on at once.
+	Limits LimitsConfig
+}
+
+// LimitsConfig is the [LIMITS] section. Over a cap, a client is told
+// "server is busy, retry in N s" instead of being served, and tries again.
+type LimitsConfig struct {
+	// MaxConnections is [LIMITS] MaxConnections: the connections the
+	// server holds at once, in total (1..1000000, default 4000).
+	MaxConnections int
+	// MaxPerAddress is [LIMITS] MaxPerAddress: the connections held at
+	// once from one client IP address (1..1000000, default 1200, so that
+	// 500 workstations behind one NAT or terminal server each hold a sync
+	// and a staying session).
+	MaxPerAddress int
+	// MaxStaySessions is [LIMITS] MaxStaySessions: the sessions kept open
+	// by "smartclient run" to hear of a server restart (0..1000000,
+	// default 2000; 0 keeps none). A client over the cap runs its program
+	// all the same; it only does not hear the countdown.
+	MaxStaySessions int
+	// Heartbeat is [LIMITS] Heartbeat: how often a staying session is sent
+	// a heartbeat (seconds, 5..3600, default 60). A session that cannot
+	// take one is dropped; a client that hears nothing for three times as
+	// long takes the server as gone.
+	Heartbeat time.Duration
 }
 
 // AdminConfig is the [ADMIN] section.
@@ -159,6 +184,7 @@ const (
 	sectionAdmin      = "ADMIN"
 	sectionSelfUpdate = "SELFUPDATE"
 	sectionMail       = "MAIL"
+	sectionLimits     = "LIMITS"
 
 	keyPort           = "Port"
 	keyEnable         = "Enable"
@@ -180,6 +206,11 @@ const (
 	keyFrom          = "From"
 	keyPassword      = "Password"
 	keyStartTLS      = "StartTLS"
+
+	keyMaxConnections  = "MaxConnections"
+	keyMaxPerAddress   = "MaxPerAddress"
+	keyMaxStaySessions = "MaxStaySessions"
+	keyHeartbeat       = "Heartbeat"
 )
 
 // Defaults of the self-update keys.
@@ -199,6 +230,7 @@ var (
 	adminKeys      = []string{keyUser, keyPasswordHash}
 	selfUpdateKeys = []string{keyPublicKey, keyCarry, keyHealthTimeout}
 	mailKeys       = []string{keyHost, keyPort, keyFrom, keyUser, keyPassword, keyStartTLS}
+	limitsKeys     = []string{keyMaxConnections, keyMaxPerAddress, keyMaxStaySessions, keyHeartbeat}
 )
 
 // ourSections are the sections whose every key is ours: an unknown key in
@@ -212,6 +244,7 @@ var ourSections = []struct {
 	{sectionSelfUpdate, selfUpdateKeys},
 	{sectionMail, mailKeys},
 	{sectionSSL, sslKeys},
+	{sectionLimits, limitsKeys},
 }
 
 // updateKeys are the only keys allowed in [UPDATE]. The section is ours, so
@@ -280,6 +313,7 @@ func ParseConfig(file string, data []byte, baseDir string) (*Config, error) {
 	v.selfUpdate(f, cfg)
 	v.mail(f, cfg)
 	v.tls(f, cfg)
+	v.limits(f, cfg)
 	if len(v.errs) > 0 {
 		return nil, errors.Join(v.errs...)
 	}
@@ -524,6 +558,42 @@ func (v *validator) selfUpdate(f *ini.File, cfg *Config) {
 		} else {
 			cfg.SelfUpdate.HealthTimeout = time.Duration(n) * time.Second
 		}
+	}
+}
+
+func (v *validator) limits(f *ini.File, cfg *Config) {
+	cfg.Limits = LimitsConfig{
+		MaxConnections:  defaultMaxConnections,
+		MaxPerAddress:   defaultMaxPerAddress,
+		MaxStaySessions: defaultMaxStaySessions,
+		Heartbeat:       defaultHeartbeat,
+	}
+	sec := section(f, sectionLimits)
+	if sec == nil {
+		return
+	}
+	v.unknownKeys(sec, sectionLimits, limitsKeys)
+	for _, k := range []struct {
+		key      string
+		min, max int
+		what     string
+		set      func(int)
+	}{
+		{keyMaxConnections, 1, 1000000, "number of connections", func(n int) { cfg.Limits.MaxConnections = n }},
+		{keyMaxPerAddress, 1, 1000000, "number of connections", func(n int) { cfg.Limits.MaxPerAddress = n }},
+		{keyMaxStaySessions, 0, 1000000, "number of sessions", func(n int) { cfg.Limits.MaxStaySessions = n }},
+		{keyHeartbeat, 5, 3600, "number of seconds", func(n int) { cfg.Limits.Heartbeat = time.Duration(n) * time.Second }},
+	} {
+		val, _, ok := v.value(sec, sectionLimits, k.key)
+		if !ok || val == "" {
+			continue
+		}
+		n, err := winini.Digits(val)
+		if err != nil || n < k.min || n > k.max {
+			v.add(sectionLimits, k.key, err, "%q is not a %s from %d to %d", val, k.what, k.min, k.max)
+			continue
+		}
+		k.set(n)
 	}
 }
 

@@ -565,6 +565,14 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 	st := &stayer{wake: make(chan struct{}, 1)}
 	u := s.upd
 	u.mu.Lock()
+	if len(u.stayers) >= s.MaxStaySessions {
+		u.mu.Unlock()
+		// The client runs its program all the same; it only will not
+		// hear of a restart.
+		ss.outcome = "stay refused: full"
+		return s.send(ss, &syncproto.Error{Code: syncproto.CodeBusy,
+			Message: fmt.Sprintf("the server keeps no more than %d sessions open; this one will not hear of a server restart", s.MaxStaySessions)})
+	}
 	if j := u.job; j != nil && j.status.State == syncproto.StateCountdown {
 		left := time.Until(time.Unix(j.status.When, 0))
 		secs := uint32(max(left, 0) / time.Second)
@@ -579,6 +587,27 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 		u.mu.Unlock()
 	}()
 	ss.outcome = "stayed"
+	// A heartbeat at once, which tells the client the interval, then one
+	// every interval: a session that cannot take one within the interval
+	// is dropped, and a client that hears nothing for three intervals
+	// takes the server as gone.
+	beat := time.NewTicker(s.Heartbeat)
+	defer beat.Stop()
+	heartbeat := syncproto.Notice{Kind: syncproto.NoticeHeartbeat, Seconds: uint32((s.Heartbeat + time.Second - 1) / time.Second)}
+	sendBeat := func() error {
+		ss.conn.SetWriteDeadline(time.Now().Add(min(s.Heartbeat, s.WriteTimeout)))
+		if err := ss.w.Write(heartbeat); err != nil {
+			return fmt.Errorf("sending a heartbeat: %w", err)
+		}
+		if err := ss.w.Flush(); err != nil {
+			ss.outcome = "dropped: took no heartbeat"
+			return fmt.Errorf("sending a heartbeat: %w", err)
+		}
+		return nil
+	}
+	if err := sendBeat(); err != nil {
+		return err
+	}
 	// The client says nothing more: any read result means it is gone.
 	gone := make(chan error, 1)
 	go func() {
@@ -600,6 +629,11 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 				return err
 			}
 			return nil
+		case <-beat.C:
+			if err := sendBeat(); err != nil {
+				return err
+			}
+			continue
 		case <-st.wake:
 		}
 		st.mu.Lock()

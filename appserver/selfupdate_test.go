@@ -281,7 +281,8 @@ func TestSelfUpdateRefused(t *testing.T) {
 	}
 }
 
-// staySession syncs nothing, reports, and stays for notices.
+// staySession syncs nothing, reports, stays for notices, and reads the
+// first heartbeat.
 func staySession(t *testing.T, addr string) *testClient {
 	t.Helper()
 	c := mustDial(t, addr)
@@ -294,6 +295,10 @@ func staySession(t *testing.T, addr string) *testClient {
 	}
 	if err := c.send(syncproto.Stay{}); err != nil {
 		t.Fatal(err)
+	}
+	// The server's first word to a staying session is a heartbeat.
+	if m, err := c.r.Expect(syncproto.MsgNotice); err != nil || m.(syncproto.Notice).Kind != syncproto.NoticeHeartbeat {
+		t.Fatalf("first message to a staying session: %v, %v; want a heartbeat", m, err)
 	}
 	return c
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path"
@@ -47,6 +48,17 @@ type Server struct {
 	IdleTimeout      time.Duration
 	WriteTimeout     time.Duration
 	Grace            time.Duration
+
+	// Limits, from [LIMITS] (see LimitsConfig and limits.go), read when
+	// Serve starts. MaxConnections and MaxPerAddress cap the connections
+	// held in total and from one client address; MaxStaySessions caps the
+	// sessions kept open by Stay; Heartbeat is how often a staying session
+	// is sent a heartbeat.
+	MaxConnections  int
+	MaxPerAddress   int
+	MaxStaySessions int
+	Heartbeat       time.Duration
+	limits          *limits
 
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -101,10 +113,18 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		IdleTimeout:      5 * time.Minute,
 		WriteTimeout:     time.Minute,
 		Grace:            30 * time.Second,
+		MaxConnections:   cfg.Limits.MaxConnections,
+		MaxPerAddress:    cfg.Limits.MaxPerAddress,
+		MaxStaySessions:  cfg.Limits.MaxStaySessions,
+		Heartbeat:        cfg.Limits.Heartbeat,
 		conns:            map[net.Conn]struct{}{},
 		admins:           map[net.Conn]bool{},
 		chunks:           index.NewChunkCache(stateDir, log),
 		stopping:         make(chan struct{}),
+	}
+	if cfg.Limits == (LimitsConfig{}) { // a Config not made by ParseConfig
+		s.MaxConnections, s.MaxPerAddress = defaultMaxConnections, defaultMaxPerAddress
+		s.MaxStaySessions, s.Heartbeat = defaultMaxStaySessions, defaultHeartbeat
 	}
 	s.upd = newUpdater(s)
 	if abs, err := filepath.Abs(stateDir); err == nil {
@@ -183,6 +203,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	})
 	defer stop()
 	s.upd.start(ctx)
+	s.limits = newLimits(s.log, s.MaxConnections, s.MaxPerAddress)
 	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable,
 		"tls_fingerprint", s.id.Fingerprint(), "plaintext_allowed", s.cfg.TLS.AllowPlaintext)
 	var acceptErr error
@@ -254,6 +275,11 @@ func (s *Server) track(c net.Conn, add bool) {
 	}
 }
 
+// helloBufferSize is the size of a session's buffers until its hello is
+// accepted: a hello, an AdminKey or an Error fits, and a larger frame is
+// read through it all the same.
+const helloBufferSize = 512
+
 // session is the state of one client connection, kept for its log line.
 type session struct {
 	conn     net.Conn // TLS, or plain where allowed
@@ -268,23 +294,44 @@ type session struct {
 	folders *sendFolders
 	// blockData holds the file being sent as a block delta.
 	blockData []byte
+	// adminOnly marks a session let in over a cap on the reserve kept
+	// for administrators (see admission).
+	adminOnly bool
 }
 
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
+	adm := s.limits.admit(conn.RemoteAddr())
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	start := time.Now()
 	raw := conn
-	conn, err := s.secure(ctx, conn)
+	if adm.release == nil {
+		// Over a cap: the answer goes inside TLS like any other (a
+		// client believes no plain word), after a handshake held to
+		// the short time a refusal is given.
+		if conn, err := s.secure(ctx, conn, busyWriteTimeout); err == nil {
+			refuseBusy(conn, adm.retry)
+			conn.Close()
+		}
+		return
+	}
+	defer adm.release()
+	conn, err := s.secure(ctx, conn, s.HandshakeTimeout)
 	if err != nil {
 		s.log.Warn("session", "client", raw.RemoteAddr().String(), "outcome", "refused", "err", err,
 			"took", time.Since(start).Round(time.Millisecond))
 		return
 	}
 	defer conn.Close()
-	ss := &session{conn: conn, raw: raw, r: syncproto.NewReader(conn), w: syncproto.NewWriter(conn), outcome: "disconnected"}
+	// Small buffers until the hello is accepted (see converse): a
+	// connection that never says hello costs little.
+	ss := &session{conn: conn, raw: raw, r: syncproto.NewReaderSize(conn, helloBufferSize), w: syncproto.NewWriterSize(conn, helloBufferSize), outcome: "disconnected", adminOnly: adm.adminOnly}
 	err = s.converse(ctx, ss)
+	if ss.outcome == outcomeBusy {
+		s.sendError(ss, err) // logged by limits, at a bounded rate
+		return
+	}
 	attrs := []any{
 		"client", conn.RemoteAddr().String(), "id", ss.hello.ClientID, "build", ss.hello.ClientBuild,
 		"os", ss.hello.OS, "outcome", ss.outcome, "files", ss.files, "file_bytes", ss.fileByte,
@@ -351,12 +398,21 @@ func (s *Server) send(ss *session, msgs ...syncproto.Message) error {
 
 // converse runs the protocol of one session (see syncproto's doc).
 func (s *Server) converse(ctx context.Context, ss *session) error {
-	m, err := s.next(ss, s.HandshakeTimeout, "hello")
+	timeout := s.HandshakeTimeout
+	if ss.adminOnly {
+		timeout = min(timeout, reservedHelloTimeout)
+	}
+	m, err := s.next(ss, timeout, "hello")
 	if err != nil {
 		return err
 	}
 	if key, ok := m.(syncproto.AdminKey); ok {
 		return s.admin(ctx, ss, key)
+	}
+	if ss.adminOnly {
+		s.limits.refuse(ss.conn.RemoteAddr(), "the caps, and not an administrator")
+		ss.outcome = outcomeBusy
+		return busyError(busyRetry + rand.N(busyRetry))
 	}
 	hello, ok := m.(syncproto.Hello)
 	if !ok {
@@ -371,6 +427,11 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 	}
 	welcome, ix, err := s.gate(ss.hello)
 	if err != nil {
+		return err
+	}
+	// The session is on: it gets the buffers a transfer wants.
+	ss.r.Grow(syncproto.BufferSize)
+	if err := ss.w.Grow(syncproto.BufferSize); err != nil {
 		return err
 	}
 	if err := s.send(ss, welcome); err != nil {

@@ -151,9 +151,14 @@ func dialClient(addr string) (*testClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	return handshake(raw)
+}
+
+// handshake makes raw a test client: TLS over it, every read and write
+// within 5 s. The hand-made client trusts any key: what it tests is the
+// server behind the handshake (the client's trust has tests of its own).
+func handshake(raw net.Conn) (*testClient, error) {
 	raw.SetDeadline(time.Now().Add(5 * time.Second))
-	// The hand-made client trusts any key: what it tests is the server
-	// behind the handshake (the client's trust has tests of its own).
 	conn := tls.Client(raw, pki.ClientConfig("127.0.0.1", func(tls.ConnectionState) error { return nil }))
 	if err := conn.Handshake(); err != nil {
 		raw.Close()

@@ -22,11 +22,11 @@ var errPlaintextRefused = errors.New("plain TCP refused: this server accepts TLS
 
 // secure decides a new connection's transport from its first byte (see
 // syncproto's doc, "Transport"): a TLS handshake is completed within
-// HandshakeTimeout; a plain frame is served where [SSL] AllowPlaintext
+// timeout; a plain frame is served where [SSL] AllowPlaintext
 // allows it, and otherwise answered with an Error in the client's own
 // protocol version that says why, and closed.
-func (s *Server) secure(ctx context.Context, conn net.Conn) (net.Conn, error) {
-	conn.SetDeadline(time.Now().Add(s.HandshakeTimeout))
+func (s *Server) secure(ctx context.Context, conn net.Conn, timeout time.Duration) (net.Conn, error) {
+	conn.SetDeadline(time.Now().Add(timeout))
 	defer conn.SetDeadline(time.Time{})
 	var first [1]byte
 	if _, err := io.ReadFull(conn, first[:]); err != nil {

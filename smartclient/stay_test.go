@@ -72,6 +72,10 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 	}
 }
 
+func heartbeat(s uint32) syncproto.Notice {
+	return syncproto.Notice{Kind: syncproto.NoticeHeartbeat, Seconds: s}
+}
+
 func countdown(s uint32) syncproto.Notice {
 	return syncproto.Notice{Kind: syncproto.NoticeCountdown, Seconds: s, Message: fmt.Sprintf("server restarts in %d s", s)}
 }
@@ -105,6 +109,7 @@ func TestStayingSession(t *testing.T) {
 		wantOut   []string // in this order
 		notOut    []string
 		wantMark  string
+		within    time.Duration // goWhen seen within this of the start; 0 for any time
 	}{
 		{
 			name:    "closing stops the program with SIGTERM",
@@ -184,6 +189,53 @@ func TestStayingSession(t *testing.T) {
 			wantMark: "ready\n",
 		},
 		{
+			name:    "heartbeats keep the session and are not shown",
+			program: untilGO,
+			serve: func(s *staySession) {
+				s.ready()
+				// Four seconds of heartbeats, longer than the three
+				// intervals of one second the client waits for a word.
+				for range 8 {
+					s.send(heartbeat(1))
+					time.Sleep(500 * time.Millisecond)
+				}
+				s.send(countdown(60), syncproto.Notice{Kind: syncproto.NoticeCancelled})
+				s.hold()
+			},
+			goWhen:   "The server restart was cancelled.\n",
+			wantCode: 3,
+			wantOut:  []string{countdownLine("1:00"), "The server restart was cancelled.\n"},
+			notOut:   []string{"taking it as gone", "kind=4", closingLine},
+			wantMark: "ready\n",
+		},
+		{
+			name:    "a silent server is taken as gone after three heartbeats, the program runs on",
+			program: untilGO,
+			serve: func(s *staySession) {
+				s.ready()
+				s.send(heartbeat(1))
+				s.hold() // and never a word more
+			},
+			goWhen:   "taking it as gone",
+			within:   4 * time.Second,
+			wantCode: 3,
+			notOut:   []string{closingLine},
+			wantMark: "ready\n",
+		},
+		{
+			name:    "a server over its cap of staying sessions, the program runs on",
+			program: untilGO,
+			serve: func(s *staySession) {
+				s.ready()
+				s.send(&syncproto.Error{Code: syncproto.CodeBusy, Message: "the server keeps no more than 2 sessions open"})
+				s.hold()
+			},
+			goWhen:   "will not hear of a server restart",
+			wantCode: 3,
+			notOut:   []string{closingLine},
+			wantMark: "ready\n",
+		},
+		{
 			name:    "an interrupt stops the program with SIGTERM",
 			program: catchTERM,
 			serve: func(s *staySession) {
@@ -220,6 +272,7 @@ func TestStayingSession(t *testing.T) {
 				tc.serve(&staySession{t: t, nc: nc, w: syncproto.NewWriter(nc), ready: ready})
 			}()
 
+			start := time.Now()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			c, err := session.Dial(ctx, ln.Addr().String(), 5*time.Second, servertrust.Config{Fingerprint: ln.Fingerprint})
@@ -248,6 +301,9 @@ func TestStayingSession(t *testing.T) {
 			}
 			if tc.goWhen != "" {
 				waitUntil(t, fmt.Sprintf("%q in the output", tc.goWhen), func() bool { return strings.Contains(out.String(), tc.goWhen) })
+				if took := time.Since(start); tc.within > 0 && took > tc.within {
+					t.Errorf("%q after %v, want within %v", tc.goWhen, took, tc.within)
+				}
 				if err := os.WriteFile(goFile, nil, 0o644); err != nil {
 					t.Fatal(err)
 				}

@@ -48,14 +48,17 @@ const (
 	// session, and the client should stop its application now.
 	NoticeClosing NoticeKind = 3
 	// NoticeHeartbeat: nothing to say; the server checks that the
-	// session is still there, and the client that the server is.
+	// session is still there, and the client that the server is. The
+	// server sends one as soon as the session stays and then one every
+	// Seconds (its interval, rounded up to whole seconds); a client that
+	// hears nothing for three intervals takes the server as gone.
 	NoticeHeartbeat NoticeKind = 4
 )
 
 // Notice is the server's word to a staying session.
 type Notice struct {
 	Kind    NoticeKind
-	Seconds uint32 // NoticeCountdown: seconds until the restart
+	Seconds uint32 // NoticeCountdown: seconds until the restart; NoticeHeartbeat: the interval
 	Message string // for people
 }
 

@@ -65,10 +65,21 @@
 // may send Stay{} and keep the session open: the server then sends
 // Notice{countdown, seconds, message} when it is about to restart for an
 // update, Notice{cancelled} if that is withdrawn, and Notice{closing} at
-// the deadline, after which it closes the session. While a countdown runs,
+// the deadline, after which it closes the session. It also sends
+// Notice{heartbeat, seconds} at once and then every seconds (60 by
+// default), and drops a session that does not take one; a client that
+// hears nothing for three times seconds takes the server as gone. A server
+// that keeps as many staying sessions as it may answers Stay with
+// Error{CodeBusy} and closes: the client's program runs on, without the
+// notices. While a countdown runs,
 // a new session gets Error{CodeUpdating, "server is updating, retry in N
 // s", Retry: N} instead of Welcome; a client waits Retry seconds plus
 // jitter before it tries again.
+// Likewise a server that holds as many connections as it may, in total or
+// from the client's address, answers a new connection with
+// Error{CodeBusy, "server is busy, retry in N s", Retry: N} before it
+// reads anything, and closes it (an administrator's AdminKey may still be
+// taken on a few connections kept for that).
 //
 // A client that only checks for an update, or that the user declined,
 // sends Report without requesting anything. So does, on a session of its

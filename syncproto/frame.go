@@ -2,6 +2,7 @@ package syncproto
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,8 +11,13 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// BufferSize is the size of the buffers NewReader and NewWriter give a
+// stream: enough for a run of small frames or a whole chunk at once.
+const BufferSize = 64 << 10
+
 // Reader reads frames from a stream. It is not safe for concurrent use.
 type Reader struct {
+	src io.Reader
 	r   *bufio.Reader
 	hdr [HeaderSize]byte
 	buf []byte
@@ -19,9 +25,28 @@ type Reader struct {
 	N int64
 }
 
-// NewReader returns a Reader on r.
-func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 64<<10)}
+// NewReader returns a Reader on r with a buffer of BufferSize.
+func NewReader(r io.Reader) *Reader { return NewReaderSize(r, BufferSize) }
+
+// NewReaderSize returns a Reader on r with a buffer of size bytes (at
+// least 16): a server reads a hello with a small one, so that a connection
+// that never says hello costs little, and calls Grow once it is accepted.
+func NewReaderSize(r io.Reader, size int) *Reader {
+	return &Reader{src: r, r: bufio.NewReaderSize(r, size)}
+}
+
+// Grow gives the Reader a buffer of size bytes if its own is smaller. The
+// bytes already buffered are read first: none is lost.
+func (r *Reader) Grow(size int) {
+	if r.r.Size() >= size {
+		return
+	}
+	src := r.src
+	if n := r.r.Buffered(); n > 0 {
+		pending, _ := r.r.Peek(n)
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(pending)), r.src)
+	}
+	r.r = bufio.NewReaderSize(src, size)
 }
 
 // ReadHeader reads and checks one frame header. It returns the type and
@@ -96,15 +121,33 @@ func (r *Reader) ReadRaw() (MsgType, []byte, error) {
 // Writer writes frames to a buffered stream. Call Flush when the peer must
 // see what was written. It is not safe for concurrent use.
 type Writer struct {
+	dst io.Writer
 	w   *bufio.Writer
 	buf []byte
 	// N counts the bytes written, headers included.
 	N int64
 }
 
-// NewWriter returns a Writer on w.
-func NewWriter(w io.Writer) *Writer {
-	return &Writer{w: bufio.NewWriterSize(w, 64<<10)}
+// NewWriter returns a Writer on w with a buffer of BufferSize.
+func NewWriter(w io.Writer) *Writer { return NewWriterSize(w, BufferSize) }
+
+// NewWriterSize returns a Writer on w with a buffer of size bytes (see
+// NewReaderSize).
+func NewWriterSize(w io.Writer, size int) *Writer {
+	return &Writer{dst: w, w: bufio.NewWriterSize(w, size)}
+}
+
+// Grow gives the Writer a buffer of size bytes if its own is smaller,
+// flushing what it holds first.
+func (w *Writer) Grow(size int) error {
+	if w.w.Size() >= size {
+		return nil
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	w.w = bufio.NewWriterSize(w.dst, size)
+	return nil
 }
 
 // Write encodes and buffers one message.

@@ -179,10 +179,18 @@ func (c *Conn) Expect(t syncproto.MsgType) (syncproto.Message, error) {
 	return Printable(c.r.Expect(t))
 }
 
-// ReadIdle reads the next message however long it takes: on a session
-// that stays (see Stay), the server is silent until it has something to
-// say.
-func (c *Conn) ReadIdle() (syncproto.Message, error) { return Printable(c.r.Read()) }
+// ReadIdle reads the next message within wait, which on a session that
+// stays (see Stay) is longer than the timeout of every other message: the
+// server says nothing but heartbeats until it has something to say. A
+// wait of 0 waits however long it takes.
+func (c *Conn) ReadIdle(wait time.Duration) (syncproto.Message, error) {
+	var deadline time.Time
+	if wait > 0 {
+		deadline = time.Now().Add(wait)
+	}
+	c.nc.SetReadDeadline(deadline)
+	return Printable(c.r.Read())
+}
 
 // Printable escapes the control characters of every text a server sends for
 // people (a message, a reason, a build, an update's source) in m, or in
@@ -276,9 +284,9 @@ func (c *Conn) Acked() bool { return c.acked }
 
 // Stay keeps a session that ended with the server's ReportAck open while
 // the program of 'run' runs: it sends Stay and lifts the deadlines, since
-// the server is silent until it has something to say, hours later maybe
-// (TCP keepalive, on by default, still notices a peer that vanished); read
-// it with ReadIdle. It reports whether the session is kept.
+// the server says nothing but heartbeats until it has something to say,
+// hours later maybe; read it with ReadIdle, whose wait follows the
+// heartbeats. It reports whether the session is kept.
 func (c *Conn) Stay(log *slog.Logger) bool {
 	if err := c.Send(syncproto.Stay{}); err != nil {
 		log.Info("could not keep the session open for the server's notices", "err", err)
