@@ -25,6 +25,9 @@ type ClientINI struct {
 	File   string // path it was read from, "" when there was no file
 	Server string // host name or address
 	Port   int    // 0 when not set
+	// Transfer bounds the file transfer of a sync ([UPDATE] MinRate,
+	// RateWindow, Deadline).
+	Transfer Transfer
 }
 
 // ClientINIError reports a smartclient.ini that cannot be used. It names the
@@ -87,6 +90,9 @@ func ParseClientINI(file string, data []byte) (ClientINI, error) {
 	}
 
 	cfg := ClientINI{File: file}
+	if cfg.Transfer, err = parseTransfer(file, f); err != nil {
+		return ClientINI{}, err
+	}
 	sec, err := f.GetSection(driver)
 	if err != nil {
 		if driver != defaultDriver {

@@ -56,6 +56,21 @@ type Options struct {
 	// asked to (the server restarts, or smartclient is interrupted)
 	// before it is killed; 0 means 10 s.
 	StopGrace time.Duration
+	// MinRate is the minimum average rate of the file transfer, in
+	// bytes a second, over each RateWindow after the first (the grace of
+	// a transfer that starts); 0 means DefaultMinRate (32 KiB/s, a
+	// quarter of a 1 Mbit/s line), a negative value no minimum. Timeout
+	// bounds each message; this bounds the progress of them all, so that
+	// a server that trickles cannot hold a sync (and 'run') for ever.
+	MinRate int64
+	// RateWindow is the span MinRate is averaged over; 0 means 60 s.
+	RateWindow time.Duration
+	// Deadline bounds the whole file transfer. 0 means the time the bytes
+	// to fetch take at MinRate plus 10 minutes (a 200 MB full install:
+	// 1 h 55 min, where a 1 Mbit/s line takes 27 min): a bound that
+	// grows with the release, as a fixed cap cannot for both a patch and
+	// a first install. A negative value means none.
+	Deadline time.Duration
 
 	// keep, when set ('run', through Application.Keep), is handed the
 	// session instead of its being closed, if it ended with the server's
@@ -664,8 +679,17 @@ func (a *attempt) download() error {
 		return fmt.Errorf("requesting files: %w", err)
 	}
 	a.o.Progress.Start(len(download), a.p.fetchBytes-reusedBytes)
-	fe := fetch.New(a.c, a.root, a.man, a.deltas, a.o.Progress, a.o.Log)
+	guard := startGuard(boundsOf(a.o, a.p.fetchBytes-reusedBytes), a.c.Interrupt)
+	fe := fetch.New(a.c, a.root, a.man, a.deltas, guardedProgress{a.o.Progress, guard}, a.o.Log)
 	err := fe.Fetch(a.ctx, download)
+	if gerr := guard.end(); gerr != nil && err != nil {
+		// The guard stopped the transfer: its reason, not the
+		// interrupted read's, is the sync's.
+		err = fmt.Errorf("receiving files: %w", gerr)
+	} else if gerr != nil {
+		// It tripped as the transfer ended well: the session goes on.
+		a.c.Resume()
+	}
 	a.o.Progress.Finish()
 	if err != nil {
 		a.c.SetOutOfStep()
