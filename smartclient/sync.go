@@ -71,6 +71,9 @@ type Options struct {
 	// grows with the release, as a fixed cap cannot for both a patch and
 	// a first install. A negative value means none.
 	Deadline time.Duration
+	// Host and User name the workstation and its user in the hello; ""
+	// means the OS's host name and the current user (tests set them).
+	Host, User string
 
 	// keep, when set ('run', through Application.Keep), is handed the
 	// session instead of its being closed, if it ended with the server's
@@ -150,11 +153,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	if o.RetryFor == 0 {
 		o.RetryFor = 15 * time.Minute
 	}
-	created := false
 	if !o.CheckOnly {
-		if _, err := os.Stat(o.Dir); errors.Is(err, fs.ErrNotExist) {
-			created = true
-		}
 		// Mkdir, not MkdirAll: a folder whose parent is missing is a
 		// typo, not a place to install a client made up on the spot.
 		if err := os.Mkdir(o.Dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -189,6 +188,11 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer st.Release()
 	sizeMemory(st.Count())
+	id, err := clientID(r, o.Dir, st.ClientID, !o.CheckOnly)
+	if err != nil {
+		return nil, err
+	}
+	st.ClientID = id
 	if st.Legacy() && !o.CheckOnly {
 		// The state of an earlier build is rewritten in the binary
 		// format once, so that from the next sync on (a no-op check
@@ -197,7 +201,8 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 			o.Log.Warn("rewriting the client state in the new format", "err", err)
 		}
 	}
-	hadMeta := root.Exists(install.MetaDir)
+	// The id file alone (see clientID) is no bookkeeping yet.
+	hadMeta := hasMeta(root)
 	res, err := syncWith(ctx, root, st, o)
 	if errors.Is(err, fetch.ErrBlockMismatch) && !o.noBlocks {
 		// Block sums are 64 bits: a block of the new file may match
@@ -207,20 +212,22 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		// (files already verified are reused from resume), once.
 		o.Log.Warn("a file built from the installed version's blocks failed its check; syncing again without block sums", "err", err)
 		st.Release()
+		id := st.ClientID // renewed, perhaps, by the first attempt
 		if st, err = state.Read(o.Dir); err != nil {
 			return nil, err
 		}
 		defer st.Release()
+		st.ClientID = id
 		o.noBlocks = true
 		res, err = syncWith(ctx, root, st, o)
 	}
 	if err != nil && !hadMeta && !root.Exists(journal.File) && !root.Exists(fetch.ResumeDir) {
-		// A first sync that did not happen leaves no trace: no
-		// bookkeeping folder, and no install folder it created.
-		root.RemoveAll(install.MetaDir)
-		if created {
-			os.Remove(o.Dir)
-		}
+		// A first sync that did not happen leaves no trace but the
+		// client's id, which stays so that the server knows the
+		// workstation by one id from its first attempt on: in the
+		// install folder (which it may have created) only
+		// .smartclient/client-id.
+		forgetAllButID(root)
 	}
 	if err != nil && !o.CheckOnly && st.FromDisk() && !errors.Is(err, ErrDeclined) && !errors.Is(err, ErrDisabled) {
 		// Record the failure for 'status'; the install is untouched.
@@ -287,7 +294,7 @@ func checkServerBuild(w syncproto.Welcome) error {
 
 // helloOf is the client's hello.
 func helloOf(st *state.State, o Options) syncproto.Hello {
-	return syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID}
+	return syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID, Host: hostName(o), User: userName(o)}
 }
 
 // retryWhy is what the user is told of the codes that are retried.
@@ -412,6 +419,7 @@ func (a *attempt) connect() error {
 		return err
 	}
 	a.c, a.w, a.full = c, w, !w.Compatible
+	a.renewID()
 	a.res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message, Installed: a.st.Build}
 	a.o.Log.Info("connected", "server", a.o.Server, "server_build", w.ServerBuild, "installed_build", a.st.Build,
 		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
@@ -467,6 +475,7 @@ func (a *attempt) confirmFull() (declined bool, err error) {
 		return false, err
 	}
 	a.c, a.w = c, w
+	a.renewID()
 	a.full = !w.Compatible
 	a.res.Build, a.res.Compatible = w.ServerBuild, w.Compatible
 	return false, nil
