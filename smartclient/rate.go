@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
 )
 
 // ErrSlowTransfer marks a transfer that the server fed below the minimum
@@ -34,6 +36,7 @@ type transferBounds struct {
 	minRate  int64 // bytes a second; 0: not checked
 	window   time.Duration
 	deadline time.Duration // 0: none
+	manifest bool          // the bounds of the manifest, whose bytes are not counted
 }
 
 // boundsOf fills in the defaults of o's bounds for a transfer of total
@@ -112,8 +115,12 @@ func (g *rateGuard) watch() {
 		case <-g.done:
 			return
 		case <-dl:
-			g.fail(fmt.Errorf("%w: the transfer did not end within its deadline of %s (%s received)",
-				ErrSlowTransfer, g.b.deadline, humanBytes(g.n.Load())))
+			if g.b.manifest {
+				g.fail(fmt.Errorf("%w: the manifest did not come within its deadline of %s", ErrSlowTransfer, g.b.deadline))
+			} else {
+				g.fail(fmt.Errorf("%w: the transfer did not end within its deadline of %s (%s received)",
+					ErrSlowTransfer, g.b.deadline, humanBytes(g.n.Load())))
+			}
 			return
 		case now := <-tick.C:
 			samples = append(samples, sample{now, g.n.Load()})
@@ -173,4 +180,42 @@ type guardedProgress struct {
 func (p guardedProgress) Add(n int64) {
 	p.g.add(n)
 	p.Progress.Add(n)
+}
+
+// manifestBounds bound the reading of the manifest: o.Deadline when set,
+// else deadlineMargin. Its size is not known before it comes, so no
+// deadline can grow with it, and no rate is checked: the server may take
+// a while to index a changed folder before the first entry.
+func manifestBounds(o Options) transferBounds {
+	b := transferBounds{window: DefaultRateWindow, deadline: o.Deadline, manifest: true}
+	if b.deadline == 0 {
+		b.deadline = deadlineMargin
+	}
+	b.deadline = max(b.deadline, 0)
+	return b
+}
+
+// readManifestBounded is readManifest within manifestBounds: a server
+// that trickles the manifest holds the sync no longer than a trickled
+// transfer does.
+func (a *attempt) readManifestBounded() error {
+	guard := startGuard(manifestBounds(a.o), a.c.Interrupt)
+	return a.endGuard(guard, a.readManifest(), "reading the manifest")
+}
+
+// endGuard stops the guard of a step that returned err, and returns the
+// guard's reason when it interrupted the step, naming the step; an
+// interrupt that came as the step ended well (err nil, or the server's
+// "up to date") is undone, and the session goes on.
+func (a *attempt) endGuard(g *rateGuard, err error, step string) error {
+	gerr := g.end()
+	switch {
+	case gerr == nil:
+		return err
+	case err == nil || errors.Is(err, manifest.ErrUpToDate):
+		a.c.Resume()
+		return err
+	}
+	// The guard's reason, not the interrupted read's, is the sync's.
+	return fmt.Errorf("%s: %w", step, gerr)
 }

@@ -127,6 +127,41 @@ func TestSlowTransfer(t *testing.T) {
 	}
 }
 
+// TestSlowManifest: a server that trickles the manifest, each entry well
+// within the per-message timeout, is held to the deadline too, before a
+// byte of a file is asked for.
+func TestSlowManifest(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "install")
+	oldInstall(t, dir, oldRelease())
+	before := wholeTree(t, dir)
+	slow := hostiletest.Lie{BySketch: func(w *syncproto.Writer, h syncproto.ManifestHeader, entries []syncproto.ManifestEntry, _ []uint64) {
+		for _, e := range entries {
+			w.Write(e)
+			if w.Flush() != nil {
+				return
+			}
+			time.Sleep(700 * time.Millisecond)
+		}
+	}}
+	addr, wait := hostiletest.Serve(t, slow, liarRelease())
+	start := time.Now()
+	_, err := smartclient.Sync(context.Background(), smartclient.Options{Dir: dir, Server: addr, OS: "linux", Yes: true,
+		Timeout: 5 * time.Second, Deadline: time.Second})
+	took := time.Since(start)
+	saw := wait()
+	if !errors.Is(err, smartclient.ErrSlowTransfer) || !strings.Contains(err.Error(), "reading the manifest") ||
+		!strings.Contains(err.Error(), "the manifest did not come within its deadline of 1s") {
+		t.Fatalf("got %v; want the manifest's deadline named", err)
+	}
+	if took > time.Second+3*time.Second {
+		t.Errorf("failed after %s; want within 1 s (plus 3 s of slack)", took)
+	}
+	if len(saw.Asked) != 0 || saw.AskedEnd {
+		t.Errorf("the client asked for %v (end %v); want nothing", saw.Asked, saw.AskedEnd)
+	}
+	installUnchanged(t, dir, before)
+}
+
 // TestRunStartsProgramAfterSlowTransfer checks that 'run' starts the
 // installed program once a trickling server has failed the sync.
 func TestRunStartsProgramAfterSlowTransfer(t *testing.T) {

@@ -67,9 +67,11 @@ type Options struct {
 	RateWindow time.Duration
 	// Deadline bounds the whole file transfer. 0 means the time the bytes
 	// to fetch take at MinRate plus 10 minutes (a 200 MB full install:
-	// 1 h 55 min, where a 1 Mbit/s line takes 27 min): a bound that
+	// 1 h 57 min, where a 1 Mbit/s line takes 27 min): a bound that
 	// grows with the release, as a fixed cap cannot for both a patch and
-	// a first install. A negative value means none.
+	// a first install. A negative value means none. The manifest, whose
+	// size is not known before it comes, is held to Deadline when it is
+	// set, else to 10 minutes (20,000 entries take 20 s at 1 Mbit/s).
 	Deadline time.Duration
 	// Host and User name the workstation and its user in the hello; ""
 	// means the OS's host name and the current user (tests set them).
@@ -381,7 +383,7 @@ func (a *attempt) run() (res *Result, err error) {
 	// The manifest received is kept once the sync has succeeded: a
 	// failed one leaves the install as it was, .smartclient included.
 	defer func() { a.cache.Commit(err == nil) }()
-	if err := a.readManifest(); errors.Is(err, manifest.ErrUpToDate) {
+	if err := a.readManifestBounded(); errors.Is(err, manifest.ErrUpToDate) {
 		return a.upToDate(), nil
 	} else if err != nil {
 		return nil, err
@@ -690,15 +692,7 @@ func (a *attempt) download() error {
 	a.o.Progress.Start(len(download), a.p.fetchBytes-reusedBytes)
 	guard := startGuard(boundsOf(a.o, a.p.fetchBytes-reusedBytes), a.c.Interrupt)
 	fe := fetch.New(a.c, a.root, a.man, a.deltas, guardedProgress{a.o.Progress, guard}, a.o.Log)
-	err := fe.Fetch(a.ctx, download)
-	if gerr := guard.end(); gerr != nil && err != nil {
-		// The guard stopped the transfer: its reason, not the
-		// interrupted read's, is the sync's.
-		err = fmt.Errorf("receiving files: %w", gerr)
-	} else if gerr != nil {
-		// It tripped as the transfer ended well: the session goes on.
-		a.c.Resume()
-	}
+	err := a.endGuard(guard, fe.Fetch(a.ctx, download), "receiving files")
 	a.o.Progress.Finish()
 	if err != nil {
 		a.c.SetOutOfStep()
