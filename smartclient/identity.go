@@ -86,12 +86,10 @@ func storeClientID(root *os.Root, dir, id string) error {
 // renewClientID makes, stores and returns a new id, as a server that saw
 // the old one from another host asks (syncproto.WelcomeRenewID): two
 // workstations cloned from one disk image share their id until then.
-func renewClientID(root *os.Root, dir, old string, store bool, log *slog.Logger) (string, error) {
+func renewClientID(root *os.Root, dir, old string, log *slog.Logger) (string, error) {
 	id := newClientID()
-	if store {
-		if err := storeClientID(root, dir, id); err != nil {
-			return old, err
-		}
+	if err := storeClientID(root, dir, id); err != nil {
+		return old, err
 	}
 	log.Info("the server saw this client's id from another host (a cloned install?); made a new one, used from the next session on",
 		"old_id", old, "new_id", id)
@@ -136,12 +134,13 @@ func shortString(s string) string {
 
 // renewID makes the client a new id when the server's welcome asks for
 // one. A failure to store it is logged: the sync goes on with the old id,
-// and the server asks again next time.
+// and the server asks again next time. A check changes nothing: the next
+// sync renews it.
 func (a *attempt) renewID() {
-	if a.w.Flags&syncproto.WelcomeRenewID == 0 {
+	if a.w.Flags&syncproto.WelcomeRenewID == 0 || a.o.CheckOnly {
 		return
 	}
-	id, err := renewClientID(a.root.Root, a.o.Dir, a.st.ClientID, !a.o.CheckOnly, a.o.Log)
+	id, err := renewClientID(a.root.Root, a.o.Dir, a.st.ClientID, a.o.Log)
 	if err != nil {
 		a.o.Log.Warn("could not store a new client id", "err", err)
 		return
@@ -150,14 +149,16 @@ func (a *attempt) renewID() {
 }
 
 // hasMeta reports whether the install holds the client's bookkeeping:
-// .smartclient with anything in it but the id.
+// .smartclient with anything in it but the id and the note of the lock
+// held now (written once .smartclient exists, which the id makes it do
+// from the second attempt on).
 func hasMeta(root *install.Disk) bool {
 	entries, err := root.ReadDir(install.MetaDir)
 	if err != nil {
 		return false
 	}
 	for _, e := range entries {
-		if e.Name() != path.Base(ClientIDFile) {
+		if n := e.Name(); n != path.Base(ClientIDFile) && n != path.Base(install.HolderFile) {
 			return true
 		}
 	}

@@ -623,6 +623,19 @@ func TestServerUnreachable(t *testing.T) {
 	}
 	sameTree(t, tree(t, dir), before, "after failure")
 	onlyClientID(t, dir, "a failed first sync")
+	// A second attempt finds .smartclient, with the id, and leaves it so.
+	id, err := os.ReadFile(filepath.Join(dir, ".smartclient", "client-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := runCLI(t, "sync", "--server", addr, "--dir", dir, "--os", "linux", "--yes"); code != cli.ExitFailed {
+		t.Fatalf("second attempt: exit %d, want 1", code)
+	}
+	sameTree(t, tree(t, dir), before, "after a second failure")
+	onlyClientID(t, dir, "a second failed first sync")
+	if again, _ := os.ReadFile(filepath.Join(dir, ".smartclient", "client-id")); !bytes.Equal(again, id) {
+		t.Errorf("id %q after the second attempt; was %q", again, id)
+	}
 }
 
 // onlyClientID fails t unless .smartclient in dir holds the client's id
