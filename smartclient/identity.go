@@ -72,6 +72,16 @@ func clientID(root *os.Root, dir, legacy string, store bool) (string, error) {
 	return id, nil
 }
 
+// readClientID returns the id kept in ClientIDFile, "" when there is
+// none (or not a valid one).
+func readClientID(root *os.Root) string {
+	data, err := root.ReadFile(ClientIDFile)
+	if id := strings.TrimSpace(string(data)); err == nil && validID(id) {
+		return id
+	}
+	return ""
+}
+
 // storeClientID writes id to ClientIDFile atomically.
 func storeClientID(root *os.Root, dir, id string) error {
 	if err := root.Mkdir(install.MetaDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {

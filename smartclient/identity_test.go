@@ -69,6 +69,9 @@ func TestClientIDStableAcrossADeclinedFirstSync(t *testing.T) {
 	if got := readID(t, dir); got != id {
 		t.Errorf("id %s after the install; was %s at the declined attempt", got, id)
 	}
+	if code, out, errOut := runCLI(t, "status", "--dir", dir); code != 0 || !strings.Contains(out, "Client id:       "+id) {
+		t.Errorf("status: exit %d, %q, %q; want the client id", code, out, errOut)
+	}
 	ids, hosts, users := sessionIDs(t, s, 2)
 	host, err := os.Hostname()
 	if err != nil {
