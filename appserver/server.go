@@ -74,6 +74,7 @@ type Server struct {
 	stopOnce   sync.Once
 	stopServe  context.CancelFunc
 	handedOver atomic.Bool
+	ids        identities // the host each client id was seen from (see checkIdentity)
 }
 
 // SetSelf tells the server about its own installation, which a
@@ -333,7 +334,8 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	attrs := []any{
-		"client", conn.RemoteAddr().String(), "id", ss.hello.ClientID, "build", ss.hello.ClientBuild,
+		"client", conn.RemoteAddr().String(), "id", ss.hello.ClientID, "host", ss.hello.Host, "user", ss.hello.User,
+		"build", ss.hello.ClientBuild,
 		"os", ss.hello.OS, "outcome", ss.outcome, "files", ss.files, "file_bytes", ss.fileByte,
 		"sent", ss.w.N, "received", ss.r.N, "took", time.Since(start).Round(time.Millisecond),
 	}
@@ -434,6 +436,9 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 	if err := ss.w.Grow(syncproto.BufferSize); err != nil {
 		return err
 	}
+	if s.checkIdentity(ss) {
+		welcome.Flags |= syncproto.WelcomeRenewID
+	}
 	if err := s.send(ss, welcome); err != nil {
 		return err
 	}
@@ -458,6 +463,7 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 			ss.outcome = m.Outcome.String()
 			if m.Message != "" {
 				s.log.Info("client report", "client", ss.conn.RemoteAddr().String(), "id", ss.hello.ClientID,
+					"host", ss.hello.Host, "user", ss.hello.User,
 					"outcome", m.Outcome.String(), "build", m.Build, "message", m.Message)
 			}
 			if err := s.send(ss, syncproto.ReportAck{}); err != nil {

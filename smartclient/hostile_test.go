@@ -95,6 +95,10 @@ func oldInstall(t *testing.T, dir string, old []hostiletest.File) {
 	if err := os.Mkdir(filepath.Join(dir, ".smartclient"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The id every install has, which a failed sync must not change.
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(smartclient.ClientIDFile)), []byte("0123456789abcdef0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // wholeTree describes everything under dir, the client's bookkeeping

@@ -35,6 +35,9 @@ type ClientINI struct {
 	Fingerprint    string
 	CA             string
 	AllowPlaintext bool
+	// Transfer bounds the file transfer of a sync ([UPDATE] MinRate,
+	// RateWindow, Deadline).
+	Transfer Transfer
 }
 
 // ClientINIError reports a smartclient.ini that cannot be used. It names the
@@ -98,6 +101,9 @@ func ParseClientINI(file string, data []byte) (ClientINI, error) {
 
 	cfg := ClientINI{File: file}
 	if err := parseSSL(f, &cfg); err != nil {
+		return ClientINI{}, err
+	}
+	if cfg.Transfer, err = parseTransfer(file, f); err != nil {
 		return ClientINI{}, err
 	}
 	sec, err := f.GetSection(driver)

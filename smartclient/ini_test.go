@@ -252,6 +252,8 @@ func FuzzParseClientINI(f *testing.F) {
 	f.Add([]byte(totvsClientINI))
 	f.Add([]byte("\ufeff[drivers]\r\nactive=ssl\r\n[ssl]\r\nserver=x\r\nport=99999\r\n"))
 	f.Add([]byte("[tcp\nport=1"))
+	f.Add([]byte("[UPDATE]\nMinRate=32\nRateWindow=60\nDeadline=2h\n"))
+	f.Add([]byte("[update]\nminrate=off\ndeadline=1800\nratewindow=90s\n"))
 	f.Add([]byte("[tcp]\nport=\"\"\"\nmulti\n\"\"\"\n"))
 	for _, osName := range []string{"windows", "linux", "macosx"} {
 		if data, err := os.ReadFile(filepath.Join("..", "testdata", "update", osName, "smartclient.ini")); err == nil {

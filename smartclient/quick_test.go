@@ -74,8 +74,12 @@ func TestUpToDateToAFreshClient(t *testing.T) {
 	if !errors.Is(err, syncproto.ErrUnexpected) || !strings.Contains(err.Error(), "named no manifest") {
 		t.Fatalf("got %v; want the lie refused", err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Errorf("a refused first sync left %d entries in the install folder", len(entries))
+	// Nothing but the client's id, kept from the first attempt on.
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 || entries[0].Name() != ".smartclient" {
+		t.Errorf("a refused first sync left %v in the install folder", entries)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, ".smartclient")); len(entries) != 1 || entries[0].Name() != "client-id" {
+		t.Errorf("a refused first sync left %v in .smartclient", entries)
 	}
 }
 

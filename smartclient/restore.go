@@ -40,6 +40,9 @@ type StatusReport struct {
 	// Running is set while another smartclient holds the folder (a sync
 	// or a restore): what the report shows is then the last known state.
 	Running *Running
+	// ClientID is the id the server knows this install by (see
+	// ClientIDFile), "" before its first sync.
+	ClientID string
 }
 
 // Running says which smartclient is at work on the install folder; PID is
@@ -133,6 +136,7 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 	}
 	r := &StatusReport{Dir: dir, Build: st.Build, OS: st.OS, Server: st.Server, LastSync: st.LastSync,
 		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: files, Running: running}
+	r.ClientID = readClientID(d.Root)
 	if c, ok := readCheck(d.Root); ok && c.When.After(st.LastSync) && c.Build == st.Build {
 		// A later check found the install up to date.
 		r.LastSync, r.LastOutcome, r.LastMessage, r.Server = c.When, "up-to-date", "", c.Server

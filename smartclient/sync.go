@@ -66,6 +66,26 @@ type Options struct {
 	// asked to (the server restarts, or smartclient is interrupted)
 	// before it is killed; 0 means 10 s.
 	StopGrace time.Duration
+	// MinRate is the minimum average rate of the file transfer, in
+	// bytes a second, over each RateWindow after the first (the grace of
+	// a transfer that starts); 0 means DefaultMinRate (32 KiB/s, a
+	// quarter of a 1 Mbit/s line), a negative value no minimum. Timeout
+	// bounds each message; this bounds the progress of them all, so that
+	// a server that trickles cannot hold a sync (and 'run') for ever.
+	MinRate int64
+	// RateWindow is the span MinRate is averaged over; 0 means 60 s.
+	RateWindow time.Duration
+	// Deadline bounds the whole file transfer. 0 means the time the bytes
+	// to fetch take at MinRate plus 10 minutes (a 200 MB full install:
+	// 1 h 57 min, where a 1 Mbit/s line takes 27 min): a bound that
+	// grows with the release, as a fixed cap cannot for both a patch and
+	// a first install. A negative value means none. The manifest, whose
+	// size is not known before it comes, is held to Deadline when it is
+	// set, else to 10 minutes (20,000 entries take 20 s at 1 Mbit/s).
+	Deadline time.Duration
+	// Host and User name the workstation and its user in the hello; ""
+	// means the OS's host name and the current user (tests set them).
+	Host, User string
 
 	// keep, when set ('run', through Application.Keep), is handed the
 	// session instead of its being closed, if it ended with the server's
@@ -149,11 +169,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		o.RetryFor = 15 * time.Minute
 	}
 	o.seen = &servertrust.Seen{}
-	created := false
 	if !o.CheckOnly {
-		if _, err := os.Stat(o.Dir); errors.Is(err, fs.ErrNotExist) {
-			created = true
-		}
 		// Mkdir, not MkdirAll: a folder whose parent is missing is a
 		// typo, not a place to install a client made up on the spot.
 		if err := os.Mkdir(o.Dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -188,6 +204,11 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer st.Release()
 	sizeMemory(st.Count())
+	id, err := clientID(r, o.Dir, st.ClientID, !o.CheckOnly)
+	if err != nil {
+		return nil, err
+	}
+	st.ClientID = id
 	if st.Legacy() && !o.CheckOnly {
 		// The state of an earlier build is rewritten in the binary
 		// format once, so that from the next sync on (a no-op check
@@ -196,7 +217,8 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 			o.Log.Warn("rewriting the client state in the new format", "err", err)
 		}
 	}
-	hadMeta := root.Exists(install.MetaDir)
+	// The id file alone (see clientID) is no bookkeeping yet.
+	hadMeta := hasMeta(root)
 	res, err := syncWith(ctx, root, st, o)
 	if errors.Is(err, fetch.ErrBlockMismatch) && !o.noBlocks {
 		// Block sums are 64 bits: a block of the new file may match
@@ -206,20 +228,22 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		// (files already verified are reused from resume), once.
 		o.Log.Warn("a file built from the installed version's blocks failed its check; syncing again without block sums", "err", err)
 		st.Release()
+		id := st.ClientID // renewed, perhaps, by the first attempt
 		if st, err = state.Read(o.Dir); err != nil {
 			return nil, err
 		}
 		defer st.Release()
+		st.ClientID = id
 		o.noBlocks = true
 		res, err = syncWith(ctx, root, st, o)
 	}
 	if err != nil && !hadMeta && !root.Exists(journal.File) && !root.Exists(fetch.ResumeDir) {
-		// A first sync that did not happen leaves no trace: no
-		// bookkeeping folder, and no install folder it created.
-		root.RemoveAll(install.MetaDir)
-		if created {
-			os.Remove(o.Dir)
-		}
+		// A first sync that did not happen leaves no trace but the
+		// client's id, which stays so that the server knows the
+		// workstation by one id from its first attempt on: in the
+		// install folder (which it may have created) only
+		// .smartclient/client-id.
+		forgetAllButID(root)
 	}
 	if err == nil && !o.CheckOnly {
 		// Trust on first use: the server's key is the one this install
@@ -304,7 +328,7 @@ func (o Options) trust() servertrust.Config {
 
 // helloOf is the client's hello.
 func helloOf(st *state.State, o Options) syncproto.Hello {
-	return syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID}
+	return syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID, Host: hostName(o), User: userName(o)}
 }
 
 // retryWhy is what the user is told of the codes that are retried.
@@ -391,7 +415,7 @@ func (a *attempt) run() (res *Result, err error) {
 	// The manifest received is kept once the sync has succeeded: a
 	// failed one leaves the install as it was, .smartclient included.
 	defer func() { a.cache.Commit(err == nil) }()
-	if err := a.readManifest(); errors.Is(err, manifest.ErrUpToDate) {
+	if err := a.readManifestBounded(); errors.Is(err, manifest.ErrUpToDate) {
 		return a.upToDate(), nil
 	} else if err != nil {
 		return nil, err
@@ -433,6 +457,7 @@ func (a *attempt) connect() error {
 		fmt.Fprintf(a.o.Out, "Warning: connected to %s over plain TCP (smartclient.ini [SSL] AllowPlaintext=1): anyone on the network can read and change what is sent.\n", a.o.Server)
 		a.o.Log.Warn("connected without TLS", "server", a.o.Server)
 	}
+	a.renewID()
 	a.res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message, Installed: a.st.Build}
 	a.o.Log.Info("connected", "server", a.o.Server, "server_build", w.ServerBuild, "installed_build", a.st.Build,
 		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
@@ -488,6 +513,7 @@ func (a *attempt) confirmFull() (declined bool, err error) {
 		return false, err
 	}
 	a.c, a.w = c, w
+	a.renewID()
 	a.full = !w.Compatible
 	a.res.Build, a.res.Compatible = w.ServerBuild, w.Compatible
 	return false, nil
@@ -700,8 +726,9 @@ func (a *attempt) download() error {
 		return fmt.Errorf("requesting files: %w", err)
 	}
 	a.o.Progress.Start(len(download), a.p.fetchBytes-reusedBytes)
-	fe := fetch.New(a.c, a.root, a.man, a.deltas, a.o.Progress, a.o.Log)
-	err := fe.Fetch(a.ctx, download)
+	guard := startGuard(boundsOf(a.o, a.p.fetchBytes-reusedBytes), a.c.Interrupt)
+	fe := fetch.New(a.c, a.root, a.man, a.deltas, guardedProgress{a.o.Progress, guard}, a.o.Log)
+	err := a.endGuard(guard, fe.Fetch(a.ctx, download), "receiving files")
 	a.o.Progress.Finish()
 	if err != nil {
 		a.c.SetOutOfStep()

@@ -498,9 +498,8 @@ func TestUpdatesDisabled(t *testing.T) {
 	if code != cli.ExitOK || !strings.Contains(out, "disabled") {
 		t.Fatalf("exit %d, %q %q; want 0 and a message", code, out, errOut)
 	}
-	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("install folder created: %v", err)
-	}
+	// Created, as a sync creates it, and left with only the client's id.
+	onlyIDLeft(t, dir, "a sync with updates disabled")
 }
 
 func TestPreserve(t *testing.T) {
@@ -627,9 +626,45 @@ func TestServerUnreachable(t *testing.T) {
 		}
 	}
 	sameTree(t, tree(t, dir), before, "after failure")
-	if _, err := os.Stat(filepath.Join(dir, ".smartclient")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf(".smartclient created by a failed first sync: %v", err)
+	onlyClientID(t, dir, "a failed first sync")
+	// A second attempt finds .smartclient, with the id, and leaves it so.
+	id, err := os.ReadFile(filepath.Join(dir, ".smartclient", "client-id"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if code, _, _ := runCLI(t, "sync", "--server", addr, "--dir", dir, "--os", "linux", "--yes"); code != cli.ExitFailed {
+		t.Fatalf("second attempt: exit %d, want 1", code)
+	}
+	sameTree(t, tree(t, dir), before, "after a second failure")
+	onlyClientID(t, dir, "a second failed first sync")
+	if again, _ := os.ReadFile(filepath.Join(dir, ".smartclient", "client-id")); !bytes.Equal(again, id) {
+		t.Errorf("id %q after the second attempt; was %q", again, id)
+	}
+}
+
+// onlyClientID fails t unless .smartclient in dir holds the client's id
+// and nothing else: a first sync that did not happen leaves no trace but
+// the id, kept for the next attempt.
+func onlyClientID(t *testing.T, dir, after string) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, ".smartclient"))
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if err != nil || !slices.Equal(names, []string{"client-id"}) {
+		t.Errorf(".smartclient after %s: %v, %v; want only client-id", after, names, err)
+	}
+}
+
+// onlyIDLeft fails t unless dir holds nothing but the client's id.
+func onlyIDLeft(t *testing.T, dir, after string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != ".smartclient" {
+		t.Errorf("install folder after %s: %v, %v; want only .smartclient", after, entries, err)
+	}
+	onlyClientID(t, dir, after)
 }
 
 // cutProxy forwards to addr but closes both sides once limit bytes have
@@ -820,9 +855,7 @@ func TestServerRefuses(t *testing.T) {
 	if code != cli.ExitFailed || !strings.Contains(errOut, "Could not update automatically: the update server refused") || !strings.Contains(errOut, "PathMacOSX") {
 		t.Fatalf("exit %d, stderr %q; want 1 and the server's reason", code, errOut)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Errorf("install folder changed: %v", entries)
-	}
+	onlyIDLeft(t, dir, "a failed first sync")
 }
 
 // TestServerFromSmartclientINI: without --server the client finds its
@@ -1811,9 +1844,7 @@ func TestYesAfterTheServerWentAway(t *testing.T) {
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("got %v, want the connection reset", err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Errorf("install folder changed: %v", entries)
-	}
+	onlyIDLeft(t, dir, "a failed first sync")
 }
 
 // portHolder listens on a port of its own and forwards each connection to

@@ -42,7 +42,8 @@
 //	client                               server
 //	Hello{build, os, client id,   ->
 //	      host, user}
-//	                              <-     Welcome{build, compatible, enabled, message}
+//	                              <-     Welcome{build, compatible, enabled, message,
+//	                                             flags}
 //	GetManifest{have, flags}      ->     (only when enabled and the client goes on)
 //	                              <-     Release{signed metadata}, when the release is signed
 //	                              <-     UpToDate{build}, when have is the current digest; else
@@ -80,6 +81,12 @@
 // Error{CodeBusy, "server is busy, retry in N s", Retry: N} before it
 // reads anything, and closes it (an administrator's AdminKey may still be
 // taken on a few connections kept for that).
+//
+// The client id is made once per install folder and kept (see the
+// client's .smartclient/client-id); Host and User name the workstation for
+// the administrator. A server that sees one id from two hosts (machines
+// cloned from one disk image) sets WelcomeRenewID in its Welcome: the
+// client makes itself a new id and sends it from its next session on.
 //
 // A client that only checks for an update, or that the user declined,
 // sends Report without requesting anything. So does, on a session of its
@@ -242,5 +249,7 @@
 //	   difference). Never released with 3.
 //	5  2026-12: FlagDir (empty folders). Never released with 4.
 //	6  2026-12: TLS 1.3 transport; Hello.Host and Hello.User; Release
-//	   (signed release metadata); NoticeHeartbeat. Never released with 5.
+//	   (signed release metadata); NoticeHeartbeat; Welcome.Flags
+//	   (WelcomeRenewID: a client id seen from two hosts is renewed).
+//	   Never released with 5.
 package syncproto

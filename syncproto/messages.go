@@ -119,7 +119,7 @@ func MaxPayload(t MsgType) (int, bool) {
 	case MsgRelease:
 		return 4 + MaxReleaseMeta, true
 	case MsgWelcome:
-		return str + 2 + 2 + MaxMessage, true
+		return str + 2 + 2 + MaxMessage + 1, true
 	case MsgRequestEnd, MsgReportAck, MsgStay:
 		return 0, true
 	case MsgNotice:
@@ -204,7 +204,17 @@ type Welcome struct {
 	Compatible     bool   // the client's build may be updated differentially
 	UpdatesEnabled bool   // false: the client changes nothing
 	Message        string // why incompatible or disabled, for people
+	Flags          uint8  // WelcomeRenewID; other bits are refused
 }
+
+// Welcome.Flags.
+const (
+	// WelcomeRenewID tells the client that its ClientID was seen from
+	// another host (two workstations cloned from one disk image): the
+	// client makes itself a new id, and names itself by it from its next
+	// session on.
+	WelcomeRenewID uint8 = 1 << 0
+)
 
 // GetManifest asks for the manifest of the client's OS folder.
 type GetManifest struct {
@@ -538,7 +548,8 @@ func (m Welcome) appendPayload(b []byte) []byte {
 	b = appendString(b, m.ServerBuild)
 	b = appendBool(b, m.Compatible)
 	b = appendBool(b, m.UpdatesEnabled)
-	return appendString(b, m.Message)
+	b = appendString(b, m.Message)
+	return append(b, m.Flags)
 }
 
 func (RequestEnd) appendPayload(b []byte) []byte { return b }
@@ -873,12 +884,17 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 		}
 		m = r
 	case MsgWelcome:
-		m = Welcome{
+		w := Welcome{
 			ServerBuild:    d.str("server build", MaxShortString),
 			Compatible:     d.bool("compatible"),
 			UpdatesEnabled: d.bool("updates enabled"),
 			Message:        d.str("message", MaxMessage),
+			Flags:          d.u8("flags"),
 		}
+		if d.err == nil && w.Flags&^WelcomeRenewID != 0 {
+			d.fail("unknown flags %#x", w.Flags)
+		}
+		m = w
 	case MsgGetManifest:
 		g := GetManifest{Have: d.hash("have"), Flags: d.u8("flags")}
 		if d.err == nil && g.Flags&^(GetRaw|GetSketch) != 0 {

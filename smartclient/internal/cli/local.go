@@ -104,6 +104,9 @@ replaces is kept as the newest backup.`,
 func printStatus(w io.Writer, r *smartclient.StatusReport) {
 	e := termtext.Escape
 	fmt.Fprintf(w, "Install folder:  %s\n", r.Dir)
+	if r.ClientID != "" {
+		fmt.Fprintf(w, "Client id:       %s (the server's log names this install by it)\n", r.ClientID)
+	}
 	if r.Running != nil {
 		if r.Running.PID > 0 {
 			fmt.Fprintf(w, "A sync is running (smartclient pid %d, since %s); below is the last known state.\n",

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/erpupdate/smartsync/internal/cmdline"
 	"github.com/erpupdate/smartsync/smartclient"
@@ -24,6 +25,8 @@ type syncFlags struct {
 	server, dir, os, compress string
 	yes, check, stats         bool
 	verbose                   bool
+	minRate                   int64         // KiB/s; 0: smartclient.ini or the default; negative: none
+	rateWindow, deadline      time.Duration // 0: smartclient.ini or the default
 }
 
 func (f *syncFlags) add(cmd *cobra.Command) {
@@ -36,6 +39,9 @@ func (f *syncFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.compress, "compress", smartclient.CompressAuto, "compress file data: auto (not on loopback), yes or no")
 	fl.BoolVar(&f.stats, "stats", false, "print a last line of byte counts (received, sent) for scripts and benchmarks")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each step to stderr; with --check, list what would change")
+	fl.Int64Var(&f.minRate, "min-rate", 0, "fail a transfer slower than this many KiB/s on average (default: [UPDATE] MinRate, else 32; -1: no minimum)")
+	fl.DurationVar(&f.rateWindow, "rate-window", 0, "the span --min-rate is averaged over (default: [UPDATE] RateWindow, else 60s)")
+	fl.DurationVar(&f.deadline, "deadline", 0, "fail a transfer that lasts longer (default: [UPDATE] Deadline, else the bytes at the minimum rate plus 10m; -1s: none)")
 }
 
 func (e *env) syncCommand(run bool) *cobra.Command {
@@ -145,6 +151,11 @@ func (e *env) syncOptions(f *syncFlags, stderr io.Writer) (smartclient.Options, 
 		return o, cmdline.UsageError{Err: err}
 	}
 	o.Fingerprint, o.CAFile, o.AllowPlaintext = ini.Fingerprint, ini.CA, ini.AllowPlaintext
+	if f.rateWindow < 0 {
+		return o, usagef("--rate-window %s: must not be negative", f.rateWindow)
+	}
+	o.MinRate, o.RateWindow, o.Deadline = f.minRate<<10, f.rateWindow, f.deadline
+	ini.Transfer.Apply(&o)
 	level := slog.LevelWarn
 	if f.verbose && !f.check {
 		level = slog.LevelInfo

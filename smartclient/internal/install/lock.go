@@ -26,6 +26,10 @@ type Holder struct {
 // MetaDir exists, so that a first sync that is declined leaves no trace.
 const holderFile = MetaDir + "/running"
 
+// HolderFile is holderFile, for a caller that tells bookkeeping from the
+// lock's note.
+const HolderFile = holderFile
+
 // announce writes holderFile for the lock just taken and returns unlock
 // with its removal first.
 func announce(root *os.Root, unlock func()) func() {
