@@ -136,6 +136,12 @@ func readOwnBuild(dir string) string {
 func printSummary(w io.Writer, cfg *Config, srv *Server) error {
 	fmt.Fprintf(w, "%s: configuration is valid; port %d, updates enabled: %v, build %s, oldest compatible client build %s\n",
 		cfg.File, cfg.Port, cfg.Enable, orNone(cfg.Build.String()), orNone(cfg.MinClientBuild.String()))
+	cert, _ := srv.id.Files()
+	plain := "TLS only"
+	if cfg.TLS.AllowPlaintext {
+		plain = "plain TCP allowed too ([SSL] AllowPlaintext=1)"
+	}
+	fmt.Fprintf(w, "TLS key  %s  %s; %s\n", srv.Fingerprint(), cert, plain)
 	oses := make([]string, 0, len(srv.indexes))
 	for o := range srv.indexes {
 		oses = append(oses, o)

@@ -70,7 +70,23 @@ func (s *Server) refusePlaintext(conn net.Conn) error {
 		v = syncproto.Version
 	}
 	conn.Write(syncproto.AppendErrorFrame(nil, v, e))
+	lingerClose(conn)
 	return fmt.Errorf("a client of protocol version %d: %w", hdr[2], errPlaintextRefused)
+}
+
+// lingerClose ends the server's side of conn after a final answer and
+// reads what the client still sends (the rest of its hello) for a
+// moment, as net/http does: closing with unread data would send a reset,
+// which can destroy the answer before the client reads it.
+func lingerClose(conn net.Conn) {
+	if pc, ok := conn.(*prefixConn); ok {
+		conn = pc.Conn
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	conn.SetReadDeadline(time.Now().Add(busyWriteTimeout))
+	io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
 }
 
 // prefixConn is a connection whose first bytes were read already.

@@ -50,6 +50,11 @@ type server struct {
 	log     *logBuf
 	srv     *appserver.Server
 	stop    func()
+	// listenAt, when set, is the address start listens on (a server
+	// that comes back where it was, or an impostor at the real one's).
+	listenAt string
+	// ini is added to the AppServer.ini start writes.
+	ini string
 }
 
 type serverConf struct {
@@ -99,6 +104,7 @@ func (s *server) start(conf serverConf) {
 	if conf.plain {
 		ini += "[SSL]\nAllowPlaintext=1\n"
 	}
+	ini += s.ini
 	path := filepath.Join(filepath.Dir(s.state), "AppServer.ini")
 	if err := os.WriteFile(path, []byte(ini), 0o644); err != nil {
 		t.Fatal(err)
@@ -118,7 +124,11 @@ func (s *server) start(conf serverConf) {
 	if conf.idle > 0 {
 		srv.IdleTimeout = conf.idle
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	at := "127.0.0.1:0"
+	if s.listenAt != "" {
+		at = s.listenAt
+	}
+	ln, err := net.Listen("tcp", at)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,12 @@ func makeIfMissing(dir, certFile, keyFile string) (bool, error) {
 	default:
 		return false, fmt.Errorf("TLS identity in %s: %w", dir, errors.Join(cerr, kerr))
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// The state folder as the server makes it; the key's own folder
+	// for the server's user only.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return false, fmt.Errorf("making the state folder: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return false, fmt.Errorf("making the TLS folder: %w", err)
 	}
 	host, _ := os.Hostname()

@@ -125,7 +125,7 @@ configuration error.`,
 	fl.BoolVar(&o.Check, "check", false, "validate the configuration, index every update folder, print a summary and exit")
 	fl.StringVar(&o.State, "state", "", "folder for the server's state (hash caches); default: appserver-state beside the configuration")
 	fl.StringVar(&o.Listen, "listen", "", "address to listen on, overriding [TCP] Port (e.g. 127.0.0.1:0)")
-	root.AddCommand(e.passwdCommand(), e.releaseCommand(), e.helperCommand())
+	root.AddCommand(e.passwdCommand(), e.certCommand(), e.releaseCommand(), e.helperCommand())
 	cmdline.Help(root)
 	return root
 }
@@ -149,6 +149,36 @@ line for the [ADMIN] section of AppServer.ini. It reads no configuration.`,
 			return ran(appserver.Passwd(e.stdin, e.stdout, e.stderr))
 		},
 	}
+}
+
+func (e *env) certCommand() *cobra.Command {
+	var o appserver.CertOptions
+	cmd := &cobra.Command{
+		Use:   "cert [--config AppServer.ini] | cert --host NAME[,NAME] --out PREFIX",
+		Short: "Print the fingerprint of the server's TLS key, or make a certificate for host names",
+		Long: `cert prints the fingerprint of the key the server's TLS certificate holds
+(the one in [SSL] Certificate, or the one the server makes in its state
+folder at its first start: made now if it is not there yet). Workstations
+trust that key on their first sync and refuse another at the same address
+from then on; to pin it from the start, put the printed Fingerprint line in
+smartclient.ini's [SSL] section.
+
+With --host, cert makes a new key and a self-signed certificate for those
+names in PREFIX.crt and PREFIX.key (never over existing files), for [SSL]
+Certificate and Key.`,
+		Example: `  appserver cert --config AppServer.ini
+  appserver cert --host erp.example.com,10.0.0.5 --out /etc/appserver/tls/server`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return ran(appserver.Cert(o, e.stdout))
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.Config, "config", "AppServer.ini", "AppServer.ini to use")
+	fl.StringVar(&o.State, "state", "", "folder for the server's state; default: appserver-state beside the configuration")
+	fl.StringSliceVar(&o.Hosts, "host", nil, "make a certificate for these host names or addresses instead")
+	fl.StringVar(&o.Out, "out", "", "with --host: write PREFIX.crt and PREFIX.key")
+	return cmd
 }
 
 // helperCommand is the self-update helper the server starts; it is not
