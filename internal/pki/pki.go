@@ -75,6 +75,15 @@ func ParseFingerprint(s string) ([sha256.Size]byte, error) {
 	return d, nil
 }
 
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func abbrev(s string) string {
 	if len(s) > 80 {
 		return s[:77] + "..."
@@ -129,7 +138,12 @@ func SelfSigned(hosts []string, now time.Time) (certPEM, keyPEM []byte, err erro
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
+		} else if h != "" && isASCII(h) {
+			// A certificate's names are ASCII (IA5String): a machine
+			// name such as "servidor-joão" is left out rather than
+			// fail the server's first start. Clients pin the key, not
+			// a name; a CA-issued certificate for such a host carries
+			// its xn-- form.
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}

@@ -412,3 +412,28 @@ func TestClientConfigVerifyDecides(t *testing.T) {
 		t.Fatalf("verify called %d times, want 1", calls)
 	}
 }
+
+func TestSelfSignedNonASCIIHostName(t *testing.T) {
+	// A machine name a certificate cannot hold (Windows allows them)
+	// must not stop the server's first start: clients pin the key.
+	certPEM, keyPEM, err := pki.SelfSigned([]string{"servidor-joão", "localhost", "127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatalf("SelfSigned with a non-ASCII host name: %v", err)
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"localhost", "127.0.0.1"} {
+		if err := c.Leaf.VerifyHostname(h); err != nil {
+			t.Errorf("VerifyHostname(%q): %v", h, err)
+		}
+	}
+	for _, n := range c.Leaf.DNSNames {
+		for _, r := range n {
+			if r > 0x7f {
+				t.Errorf("DNS name %q is not ASCII", n)
+			}
+		}
+	}
+}
