@@ -7,7 +7,7 @@
 // Command bench measures smartclient and appserver against rsync on the same
 // data, on this machine, in one run, and prints one Markdown table.
 //
-//	go run ./scripts/bench [-small] [-runs 5] [-work DIR]   (or: make bench, make bench-small)
+//	go run ./scripts/bench [-small] [-runs 5] [-work DIR] [-only SCENARIOS] [-plaintext]   (or: make bench, make bench-small)
 //
 // It builds bin/appserver, bin/smartclient and the benchdata generator of
 // ../shared/benchdata, generates the trees into a scratch folder that is kept
@@ -22,6 +22,15 @@
 //
 // Only the ratios of one run mean anything: both tools see the same files,
 // the same loopback and the same warm page cache.
+//
+// Ours runs over TLS 1.3, as it does by default: each client folder gets a
+// smartclient.ini whose [SSL] Fingerprint pins the key of the server of its
+// scenario (read from the server's "listening" log line), so that no client
+// trusts on first use, records a key in .smartclient/known_servers.json
+// during a timed run, or refuses a server whose port another server's key
+// was recorded for. With -plaintext, ours runs over plain TCP on both sides
+// ([SSL] AllowPlaintext=1 in AppServer.ini and in smartclient.ini), so that
+// two runs, with and without it, show what TLS costs, as ratios to rsync.
 package main
 
 import (
@@ -129,7 +138,8 @@ type bench struct {
 	clkTck  int64
 	rsyncD  string // rsyncd.conf
 	modules []string
-	seq     int // numbers the client folders of a scenario (see prepare)
+	seq     int  // numbers the client folders of a scenario (see prepare)
+	plain   bool // -plaintext: ours over plain TCP on both sides
 }
 
 func run(ctx context.Context, args []string) error {
@@ -138,6 +148,7 @@ func run(ctx context.Context, args []string) error {
 	runs := fl.Int("runs", 5, "counted runs per scenario and tool, after one warm-up")
 	work := fl.String("work", filepath.Join(os.TempDir(), "smartsync-bench"), "scratch folder, kept between runs")
 	only := fl.String("only", "", "comma-separated scenario names (e.g. cold,incremental) to run only those; the table then holds only them")
+	plaintext := fl.Bool("plaintext", false, "run ours over plain TCP on both sides ([SSL] AllowPlaintext=1 in AppServer.ini and smartclient.ini) instead of TLS, to measure what TLS costs; the table goes to results-plaintext.md")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -165,6 +176,7 @@ func run(ctx context.Context, args []string) error {
 		gen:    filepath.Join(top, "benchdata"),
 		runs:   *runs,
 		clkTck: clockTicks(),
+		plain:  *plaintext,
 	}
 	b.trees = filepath.Join(b.work, "trees")
 	b.tmpl = filepath.Join(b.work, "tmpl")
@@ -196,6 +208,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	for _, s := range specs {
 		b.modules = append(b.modules, s.name)
+		// diff -r leaves out the smartclient.ini the harness writes into
+		// ours' folders: no served tree may hold one of its own.
+		if err := noClientINI(filepath.Join(b.trees, s.name)); err != nil {
+			return err
+		}
 	}
 	if err := b.writeRsyncdConf(); err != nil {
 		return err
@@ -233,6 +250,9 @@ func run(ctx context.Context, args []string) error {
 	writeFootnotes(&out, b.runs)
 	os.Stdout.Write(out.Bytes())
 	res := filepath.Join(b.work, "results.md")
+	if b.plain {
+		res = filepath.Join(b.work, "results-plaintext.md")
+	}
 	if err := os.WriteFile(res, out.Bytes(), 0o644); err != nil {
 		return err
 	}
@@ -516,7 +536,8 @@ func (b *bench) writeRsyncdConf() error {
 
 // templates makes the starting states: for ours a folder synced once from
 // the server of that tree (so it holds .smartclient with the client's
-// state), for rsync a plain copy. They are remade on every run, since the
+// state; no smartclient.ini and no known_servers.json), for rsync a plain
+// copy. They are remade on every run, since the
 // client's state format follows the smartclient just built.
 func (b *bench) templates(ctx context.Context) (map[string]string, error) {
 	prints := map[string]string{}
@@ -532,13 +553,26 @@ func (b *bench) templates(ctx context.Context) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := runOne(ctx, b.oursCmd(ctx, srv.addr, ours))
+		if err := b.writeClientINI(ours, srv); err != nil {
+			srv.stop()
+			return nil, err
+		}
+		s, err := runOne(ctx, b.oursCmd(ctx, srv.addr, ours), b.checkTransport)
 		srv.stop()
 		if err != nil {
 			return nil, fmt.Errorf("syncing the template %s: %w", ours, err)
 		}
 		if err := diffTrees(ctx, filepath.Join(b.trees, t), ours); err != nil {
 			return nil, fmt.Errorf("template %s: %w", ours, err)
+		}
+		// Each copy gets the smartclient.ini of its own scenario's server
+		// (prepare). A pinned or plain sync records no key; were one
+		// recorded, a copy would carry a key for an address that a later
+		// server with another key may be given.
+		for _, f := range []string{filepath.Join(ours, clientINI), filepath.Join(ours, ".smartclient", "known_servers.json")} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
 		}
 		step("template %s: synced from the %s server in %.2f s", ours, t, s.wall.Seconds())
 		rs := filepath.Join(b.tmpl, "rsync-"+t)
@@ -602,9 +636,11 @@ type server struct {
 	timeOut string    // what GNU time writes
 	addr    string
 	log     string
-	done    chan struct{}
-	cpuMark time.Duration // CPU used (with reaped children) when the counted runs began
-	once    sync.Once
+	// fingerprint is the key an appserver logged ("" for rsync).
+	fingerprint string
+	done        chan struct{}
+	cpuMark     time.Duration // CPU used (with reaped children) when the counted runs began
+	once        sync.Once
 }
 
 func (s *server) wait() {
@@ -694,11 +730,17 @@ func (s *server) usage() (cpu time.Duration, maxrssKiB int64, err error) {
 	return total - s.cpuMark, rss, nil
 }
 
-var listenRE = regexp.MustCompile(`msg=listening.*?addr=("?)([^ "]+)`)
+var (
+	listenRE      = regexp.MustCompile(`msg=listening.*?addr=("?)([^ "]+)`)
+	listenLineRE  = regexp.MustCompile(`(?m)^.*msg=listening.*$`)
+	fingerprintRE = regexp.MustCompile(`tls_fingerprint=("?)([^ "]+)`)
+	plainAllowRE  = regexp.MustCompile(`plaintext_allowed=(\w+)`)
+)
 
 // startOurs starts an appserver serving tree on 127.0.0.1:0, with a state
-// folder per tree kept between runs (its hash cache), and waits until it
-// logs its address.
+// folder per tree kept between runs (its hash cache, and the TLS key it
+// makes at its first start), and waits until it logs its address and the
+// fingerprint of its key.
 func (b *bench) startOurs(ctx context.Context, tree, tag string) (*server, error) {
 	build, min := oldBuild, oldBuild
 	if tree != "v1" && tree != "big1" {
@@ -707,6 +749,9 @@ func (b *bench) startOurs(ctx context.Context, tree, tag string) (*server, error
 	ini := filepath.Join(b.work, "AppServer-"+tree+".ini")
 	conf := fmt.Sprintf("; generated by scripts/bench\n[TCP]\nPort=1234\n\n[UPDATE]\nEnable=1\nPathLinux=%s\nBuild=%s\nMinClientBuild=%s\n",
 		filepath.Join(b.trees, tree), build, min)
+	if b.plain {
+		conf += "\n[SSL]\nAllowPlaintext=1\n"
+	}
 	if err := os.WriteFile(ini, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
@@ -729,6 +774,14 @@ func (b *bench) startOurs(ctx context.Context, tree, tag string) (*server, error
 		data, _ := os.ReadFile(logPath)
 		if m := listenRE.FindSubmatch(data); m != nil {
 			s.addr = string(m[2])
+			line := listenLineRE.Find(data)
+			if f := fingerprintRE.FindSubmatch(line); f != nil {
+				s.fingerprint = string(f[2])
+			}
+			if p := plainAllowRE.FindSubmatch(line); b.plain && (p == nil || string(p[1]) != "true") {
+				s.stop()
+				return nil, fmt.Errorf("-plaintext, but the appserver for %s does not say plaintext_allowed=true:\n%s", tree, line)
+			}
 			return s, nil
 		}
 		select {
@@ -842,13 +895,14 @@ func wireBytes(out []byte) (int64, error) {
 }
 
 // runOne runs one client process and times it.
-func runOne(ctx context.Context, cmd *exec.Cmd) (sample, error) {
-	s, err := runMany(ctx, []*exec.Cmd{cmd})
+func runOne(ctx context.Context, cmd *exec.Cmd, check func([]byte) error) (sample, error) {
+	s, err := runMany(ctx, []*exec.Cmd{cmd}, check)
 	return s, err
 }
 
-// runMany starts every client at once and times until the last one ends.
-func runMany(ctx context.Context, cmds []*exec.Cmd) (sample, error) {
+// runMany starts every client at once and times until the last one ends;
+// check, when not nil, is then run on each client's output.
+func runMany(ctx context.Context, cmds []*exec.Cmd, check func([]byte) error) (sample, error) {
 	outs := make([]bytes.Buffer, len(cmds))
 	for i, c := range cmds {
 		c.Stdout, c.Stderr = &outs[i], &outs[i]
@@ -880,6 +934,11 @@ func runMany(ctx context.Context, cmds []*exec.Cmd) (sample, error) {
 			return s, fmt.Errorf("client %d (%s): %w\n%s", i, strings.Join(c.Args, " "), err, tail(outs[i].Bytes(), 3000))
 		}
 		s.wire += n
+		if check != nil {
+			if err := check(outs[i].Bytes()); err != nil {
+				return s, fmt.Errorf("client %d (%s): %w\n%s", i, strings.Join(c.Args, " "), err, tail(outs[i].Bytes(), 3000))
+			}
+		}
 		rss, _, err := readTimed(c.Args[4])
 		if err != nil {
 			return s, fmt.Errorf("client %d: %w", i, err)
@@ -890,10 +949,12 @@ func runMany(ctx context.Context, cmds []*exec.Cmd) (sample, error) {
 }
 
 // diffTrees fails unless the client folder holds exactly the served tree
-// (the client's own .smartclient and backups aside).
+// (the client's own .smartclient and backups aside, and the smartclient.ini
+// the harness writes into ours' folders; no served tree holds one, see
+// noClientINI).
 func diffTrees(ctx context.Context, served, client string) error {
 	cmd := exec.CommandContext(ctx, "diff", "-r", "-q", "--no-dereference",
-		"--exclude=.smartclient", "--exclude=bkp_remote.*", served, client)
+		"--exclude=.smartclient", "--exclude=bkp_remote.*", "--exclude="+clientINI, served, client)
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		return fmt.Errorf("client folder %s differs from the served tree %s (%v):\n%s", client, served, err, tail(out, 3000))
@@ -916,7 +977,10 @@ func diffTrees(ctx context.Context, served, client string) error {
 // several no-op clients are removed before each run: they are hard links,
 // whose removal frees no inode of the template's, the clients create no
 // file, and 64 copies a run would fill the disk with folders.
-func (b *bench) prepare(ctx context.Context, tool string, sc scenario) ([]string, error) {
+//
+// Each of ours' folders also gets the smartclient.ini of srv (see
+// writeClientINI).
+func (b *bench) prepare(ctx context.Context, tool string, sc scenario, srv *server) ([]string, error) {
 	base := filepath.Join(b.runDir, "client")
 	keep := sc.clients == 1 || sc.start != sc.serve
 	if !keep {
@@ -944,7 +1008,7 @@ func (b *bench) prepare(ctx context.Context, tool string, sc scenario) ([]string
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			errs[i] = b.prepareOne(ctx, tool, sc, dests[i])
+			errs[i] = b.prepareOne(ctx, tool, sc, dests[i], srv)
 		})
 	}
 	wg.Wait()
@@ -955,7 +1019,17 @@ func (b *bench) prepare(ctx context.Context, tool string, sc scenario) ([]string
 	return dests, nil
 }
 
-func (b *bench) prepareOne(ctx context.Context, tool string, sc scenario, dest string) error {
+func (b *bench) prepareOne(ctx context.Context, tool string, sc scenario, dest string, srv *server) error {
+	if err := b.copyStart(ctx, tool, sc, dest); err != nil {
+		return err
+	}
+	if tool == "ours" {
+		return b.writeClientINI(dest, srv)
+	}
+	return nil
+}
+
+func (b *bench) copyStart(ctx context.Context, tool string, sc scenario, dest string) error {
 	if sc.start == "" {
 		return os.Mkdir(dest, 0o755)
 	}
@@ -974,6 +1048,68 @@ func (b *bench) prepareOne(ctx context.Context, tool string, sc scenario, dest s
 		return command(ctx, "", "cp", "-a", filepath.Join(src, ".smartclient"), st)
 	}
 	return nil
+}
+
+// clientINI is the file the harness writes into each of ours' folders.
+const clientINI = "smartclient.ini"
+
+// writeClientINI writes dest/smartclient.ini: with TLS, [SSL] Fingerprint
+// pins the key srv logged, so the client neither trusts on first use nor
+// records anything in .smartclient/known_servers.json (the templates hold
+// none), and the key of another benchmark server once seen at the same
+// port cannot refuse it; with -plaintext, [SSL] AllowPlaintext=1. The
+// server comes from --server. A file left by a copy is removed first: one
+// hard-linked to a template must not be written through.
+func (b *bench) writeClientINI(dest string, srv *server) error {
+	ini := "; generated by scripts/bench\n[SSL]\n"
+	if b.plain {
+		ini += "AllowPlaintext=1\n"
+	} else {
+		if srv.fingerprint == "" {
+			return fmt.Errorf("the appserver at %s logged no tls_fingerprint (log %s)", srv.addr, srv.log)
+		}
+		ini += "Fingerprint=" + srv.fingerprint + "\n"
+	}
+	p := filepath.Join(dest, clientINI)
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.WriteFile(p, []byte(ini), 0o644)
+}
+
+// noClientINI fails when a served tree holds a file named smartclient.ini,
+// which diffTrees would not compare.
+func noClientINI(tree string) error {
+	return filepath.WalkDir(tree, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Name() == clientINI {
+			return fmt.Errorf("%s: the served trees must not hold a %s, which the harness writes into ours' client folders and diff -r leaves out", path, clientINI)
+		}
+		return nil
+	})
+}
+
+// checkTransport fails unless ours' output shows the transport of this
+// run: the client warns on every sync over plain TCP, and only then.
+func (b *bench) checkTransport(out []byte) error {
+	warned := bytes.Contains(out, []byte("over plain TCP"))
+	switch {
+	case b.plain && !warned:
+		return errors.New("-plaintext, but the client did not say it connected over plain TCP")
+	case !b.plain && warned:
+		return errors.New("the client connected over plain TCP, not TLS")
+	}
+	return nil
+}
+
+// transport names ours' transport for the header.
+func (b *bench) transport() string {
+	if b.plain {
+		return "plain TCP (-plaintext: [SSL] AllowPlaintext=1 in the AppServer.ini the harness writes and in a smartclient.ini in each client folder)"
+	}
+	return "TLS 1.3 (the default; each client folder's smartclient.ini pins the key of its scenario's server with [SSL] Fingerprint, so no client trusts on first use or records a key in a timed run)"
 }
 
 // scenario runs one scenario: a fresh appserver and rsync daemon, then ours
@@ -1013,19 +1149,21 @@ func (b *bench) scenario(ctx context.Context, sc scenario) ([]*result, error) {
 			order = []string{"rsync", "ours"}
 		}
 		for _, tool := range order {
-			dests, err := b.prepare(ctx, tool, sc)
+			dests, err := b.prepare(ctx, tool, sc, ours)
 			if err != nil {
 				return nil, fmt.Errorf("preparing the %s clients: %w", tool, err)
 			}
 			cmds := make([]*exec.Cmd, len(dests))
+			var check func([]byte) error
 			for k, d := range dests {
 				if tool == "ours" {
 					cmds[k] = b.oursCmd(ctx, ours.addr, d, sc.ours...)
+					check = b.checkTransport
 				} else {
 					cmds[k] = rsyncCmd(ctx, rs.addr, sc.serve, d)
 				}
 			}
-			s, err := runMany(ctx, cmds)
+			s, err := runMany(ctx, cmds, check)
 			if err != nil {
 				if tool == "ours" {
 					data, _ := os.ReadFile(ours.log)
@@ -1075,6 +1213,7 @@ func (b *bench) header(ctx context.Context, w io.Writer, args []string, specs []
 	fmt.Fprintf(w, "- commit: %s (read when the binaries were built)\n", b.commit)
 	fmt.Fprintf(w, "- machine: nproc %s, memory %s, %s\n", strings.TrimSpace(outputOf(ctx, "", "nproc")), memTotal(), kernel())
 	fmt.Fprintf(w, "- disk (df -h of the work folder): %s\n", dfLine(ctx, b.work))
+	fmt.Fprintf(w, "- ours' transport: %s\n", b.transport())
 	fmt.Fprintf(w, "- rsync: %s\n", firstLine(outputOf(ctx, "", "rsync", "--version")))
 	fmt.Fprintf(w, "- %d counted runs per scenario and tool after 1 warm-up, ours and rsync alternately; whole harness %.0f s\n", b.runs, took.Seconds())
 	fmt.Fprintf(w, "- trees from ../shared/benchdata, which is deterministic: the same flags and seed give a byte-identical tree (names, sizes, contents, mtimes) on any machine:\n")
@@ -1257,6 +1396,6 @@ func writeTable(w io.Writer, results []*result) {
 }
 
 func writeFootnotes(w io.Writer, runs int) {
-	fmt.Fprintf(w, `Measured as follows. Wall: monotonic clock from starting the client process(es) to the end of the last one; median, min and max of %d counted runs. Each run starts from a fresh copy of the starting state made before the timed part and flushed with sync(2): cp -a for one client, hard links (cp -al, with a real copy of ours' .smartclient) for several, each run in folders of its own, removed when the scenario ends (those of several no-op clients before each run); the page cache is warm, both tools alike. Ours: bin/smartclient sync --server ADDR --dir DEST --os linux --yes --stats, against a client folder synced once from that server (so with its .smartclient state; cold starts empty); it verifies every byte with BLAKE3, syncs the file system before the switch and keeps a backup; rsync does none of these. rsync: rsync -a --delete --stats rsync://127.0.0.1:PORT/MODULE/ DEST/ against a plain copy. Wire: ours = received + sent of its stats line; rsync = Total bytes sent + Total bytes received of --stats. Client peak RSS: GNU time's %%M of the client process (for rsync the largest of the client and the receiver it forks; for several clients the largest client); Go's own wait4 rusage is not used, because Go starts children with vfork and Linux then carries the harness's peak RSS into the child's. Server: one appserver and one rsync daemon (--no-detach), each under GNU time, started for each scenario and stopped after it (SIGTERM); ours keeps its hash cache in a state folder between scenarios. Server peak RSS: GNU time's %%M at the server's exit, which for the appserver (one process) covers its start-up indexing and every session, warm-up included, and for rsync is the largest single process, the daemon or one of the per-connection children it forks and reaps (not their sum: with 64 clients, 64 such children run at once). Server CPU per client sync: user+sys of the server process and of the children it reaped, from /proc/PID/stat (utime+stime+cutime+cstime) after the warm-up to GNU time's %%U+%%S at exit (10 ms resolution), divided by the counted client syncs; it includes whatever a server does while idle during the other tool's runs. Correctness: diff -r of the served tree and the client folder (without .smartclient and bkp_remote.*) after the warm-up and the last run of each tool (first and last client when several), and the harness fails on any difference.
+	fmt.Fprintf(w, `Measured as follows. Wall: monotonic clock from starting the client process(es) to the end of the last one; median, min and max of %d counted runs. Each run starts from a fresh copy of the starting state made before the timed part and flushed with sync(2): cp -a for one client, hard links (cp -al, with a real copy of ours' .smartclient) for several, each run in folders of its own, removed when the scenario ends (those of several no-op clients before each run); the page cache is warm, both tools alike. Ours: bin/smartclient sync --server ADDR --dir DEST --os linux --yes --stats, against a client folder synced once from that tree's server (so with its .smartclient state; cold starts empty) into which the harness writes a smartclient.ini before the timed part: over TLS 1.3 (the default) its [SSL] Fingerprint pins the key the scenario's server logged, so no timed run trusts on first use or records a key; with -plaintext it says [SSL] AllowPlaintext=1, as the AppServer.ini does, and ours runs over plain TCP (the header says which); it verifies every byte with BLAKE3, syncs the file system before the switch and keeps a backup; rsync does none of these. rsync: rsync -a --delete --stats rsync://127.0.0.1:PORT/MODULE/ DEST/ against a plain copy. Wire: ours = received + sent of its stats line, which counts the protocol's bytes above TLS (the TLS handshake and record overhead are not in it, so it is the same with -plaintext); rsync = Total bytes sent + Total bytes received of --stats. Client peak RSS: GNU time's %%M of the client process (for rsync the largest of the client and the receiver it forks; for several clients the largest client); Go's own wait4 rusage is not used, because Go starts children with vfork and Linux then carries the harness's peak RSS into the child's. Server: one appserver and one rsync daemon (--no-detach), each under GNU time, started for each scenario and stopped after it (SIGTERM); ours keeps its hash cache in a state folder between scenarios. Server peak RSS: GNU time's %%M at the server's exit, which for the appserver (one process) covers its start-up indexing and every session, warm-up included, and for rsync is the largest single process, the daemon or one of the per-connection children it forks and reaps (not their sum: with 64 clients, 64 such children run at once). Server CPU per client sync: user+sys of the server process and of the children it reaped, from /proc/PID/stat (utime+stime+cutime+cstime) after the warm-up to GNU time's %%U+%%S at exit (10 ms resolution), divided by the counted client syncs; it includes whatever a server does while idle during the other tool's runs. Correctness: diff -r of the served tree and the client folder (without .smartclient, bkp_remote.* and the harness's smartclient.ini; no served tree holds a smartclient.ini) after the warm-up and the last run of each tool (first and last client when several), and the harness fails on any difference.
 `, runs)
 }
