@@ -236,11 +236,17 @@ func TestDigest(t *testing.T) {
 		"size":     func(e []Entry) ([]Entry, string, time.Duration) { e[0].Size = 4; return e, "a.txt", time.Minute },
 		"hash":     func(e []Entry) ([]Entry, string, time.Duration) { e[0].Hash[0] = 9; return e, "a.txt", time.Minute },
 		"preserve": func(e []Entry) ([]Entry, string, time.Duration) { e[0].Preserve = true; return e, "a.txt", time.Minute },
-		"target":   func(e []Entry) ([]Entry, string, time.Duration) { e[1].Target = "b.txt"; return e, "a.txt", time.Minute },
-		"order":    func(e []Entry) ([]Entry, string, time.Duration) { e[0], e[2] = e[2], e[0]; return e, "a.txt", time.Minute },
-		"post":     func(e []Entry) ([]Entry, string, time.Duration) { return e, "", time.Minute },
-		"timeout":  func(e []Entry) ([]Entry, string, time.Duration) { return e, "a.txt", 2 * time.Minute },
-		"dropped":  func(e []Entry) ([]Entry, string, time.Duration) { return e[:2], "a.txt", time.Minute },
+		"target": func(e []Entry) ([]Entry, string, time.Duration) {
+			e[1].Target = "b.txt"
+			return e, "a.txt", time.Minute
+		},
+		"order": func(e []Entry) ([]Entry, string, time.Duration) {
+			e[0], e[2] = e[2], e[0]
+			return e, "a.txt", time.Minute
+		},
+		"post":    func(e []Entry) ([]Entry, string, time.Duration) { return e, "", time.Minute },
+		"timeout": func(e []Entry) ([]Entry, string, time.Duration) { return e, "a.txt", 2 * time.Minute },
+		"dropped": func(e []Entry) ([]Entry, string, time.Duration) { return e[:2], "a.txt", time.Minute },
 		// Path and target are length-prefixed: moving a byte from one to
 		// the other changes the digest.
 		"boundary": func(e []Entry) ([]Entry, string, time.Duration) {
