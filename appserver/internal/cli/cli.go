@@ -177,7 +177,7 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 func (e *env) releaseCommand() *cobra.Command {
 	rel := &cobra.Command{
 		Use:   "release",
-		Short: "The publisher's tools for server releases: keygen, sign, verify",
+		Short: "The publisher's tools: keygen, sign, verify, sign-update, rotate",
 		Long: `release holds the vendor's side of the server self-update: make a signing
 key, sign a release archive, verify a signature as the server will.`,
 	}
@@ -256,7 +256,7 @@ key, sign a release archive, verify a signature as the server will.`,
 		},
 	}
 	verify.Flags().StringArrayVar(&pubs, "public-key", nil, "a trusted public key, ed25519:...; repeat for several")
-	rel.AddCommand(keygen, sign, verify)
+	rel.AddCommand(keygen, sign, verify, e.signUpdateCommand(), e.rotateCommand())
 	cmdline.Group(rel)
 	return rel
 }
