@@ -388,7 +388,7 @@ func TestSelfUpdateEndToEnd(t *testing.T) {
 
 	// The workstations catch up with the new client build.
 	for i, w := range stations {
-		out, code := e.smartclient(time.Minute, "sync", "--server", e.addr, "--dir", w.dir, "--yes")
+		out, code := e.smartclient(time.Minute, "sync", "--allow-unsigned", "--server", e.addr, "--dir", w.dir, "--yes")
 		if code != 0 || readString(filepath.Join(w.dir, "smartclient.bin")) != "client v2\n" {
 			t.Errorf("workstation %d after the update: exit %d, client %q:\n%s", i, code, readString(filepath.Join(w.dir, "smartclient.bin")), out)
 		}

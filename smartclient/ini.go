@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/erpupdate/smartsync/internal/releasemeta"
 	"github.com/erpupdate/smartsync/internal/winini"
+	"gopkg.in/ini.v1"
 )
 
 // ClientININame is the name of the client's configuration file in its
@@ -25,6 +27,13 @@ type ClientINI struct {
 	File   string // path it was read from, "" when there was no file
 	Server string // host name or address
 	Port   int    // 0 when not set
+	// PublisherKeys are [UPDATE] PublisherKey's keys ("ed25519:BASE64",
+	// comma- or space-separated): the publisher keys a first install
+	// trusts. Later installs trust what they recorded (see Options).
+	PublisherKeys []string
+	// AllowUnsigned is [UPDATE] AllowUnsigned=1: a server without a
+	// signed release is obeyed, with a warning.
+	AllowUnsigned bool
 }
 
 // ClientINIError reports a smartclient.ini that cannot be used. It names the
@@ -87,6 +96,9 @@ func ParseClientINI(file string, data []byte) (ClientINI, error) {
 	}
 
 	cfg := ClientINI{File: file}
+	if err := parseUpdateSection(f, &cfg); err != nil {
+		return ClientINI{}, err
+	}
 	sec, err := f.GetSection(driver)
 	if err != nil {
 		if driver != defaultDriver {
@@ -118,4 +130,32 @@ func ParseClientINI(file string, data []byte) (ClientINI, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parseUpdateSection reads [UPDATE], the client's trust in the publisher
+// (see internal/releasemeta): PublisherKey and AllowUnsigned.
+func parseUpdateSection(f *ini.File, cfg *ClientINI) error {
+	sec, err := f.GetSection("update")
+	if err != nil {
+		return nil
+	}
+	if sec.HasKey("publisherkey") {
+		for _, k := range winini.List(strings.ReplaceAll(winini.Value(sec.Key("publisherkey")), " ", ",")) {
+			if _, err := releasemeta.ParsePublicKey(k); err != nil {
+				return &ClientINIError{File: cfg.File, Section: "update", Key: "publisherkey",
+					Err: fmt.Errorf("%q is not a publisher key (ed25519: and the base64 of 32 bytes, as 'appserver release keygen' prints)", k)}
+			}
+			cfg.PublisherKeys = append(cfg.PublisherKeys, k)
+		}
+	}
+	if sec.HasKey("allowunsigned") {
+		v := strings.TrimSpace(winini.Value(sec.Key("allowunsigned")))
+		b, err := winini.Bool(v)
+		if err != nil {
+			return &ClientINIError{File: cfg.File, Section: "update", Key: "allowunsigned",
+				Err: fmt.Errorf("%q is not 0 or 1", v)}
+		}
+		cfg.AllowUnsigned = b
+	}
+	return nil
 }

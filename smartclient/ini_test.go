@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -171,7 +172,7 @@ func TestParseClientINI(t *testing.T) {
 				t.Fatalf("ParseClientINI: %v", err)
 			}
 			tt.want.File = "smartclient.ini"
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("ParseClientINI = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -184,13 +185,13 @@ func TestLoadClientINI(t *testing.T) {
 		if err != nil {
 			t.Fatalf("LoadClientINI: %v", err)
 		}
-		if got != (ClientINI{}) {
+		if !reflect.DeepEqual(got, ClientINI{}) {
 			t.Fatalf("LoadClientINI = %+v, want zero", got)
 		}
 	})
 	t.Run("missing folder", func(t *testing.T) {
 		got, err := LoadClientINI(filepath.Join(t.TempDir(), "nowhere"))
-		if err != nil || got != (ClientINI{}) {
+		if err != nil || !reflect.DeepEqual(got, ClientINI{}) {
 			t.Fatalf("LoadClientINI = %+v, %v; want zero, nil", got, err)
 		}
 	})
@@ -205,7 +206,7 @@ func TestLoadClientINI(t *testing.T) {
 			t.Fatalf("LoadClientINI: %v", err)
 		}
 		want := ClientINI{File: file, Server: "erp.example.local", Port: 1234}
-		if got != want {
+		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("LoadClientINI = %+v, want %+v", got, want)
 		}
 	})
@@ -265,7 +266,7 @@ func FuzzParseClientINI(f *testing.F) {
 			if !errors.As(err, &ie) {
 				t.Fatalf("error %v (%T) is not a *ClientINIError", err, err)
 			}
-			if got != (ClientINI{}) {
+			if !reflect.DeepEqual(got, ClientINI{}) {
 				t.Fatalf("ParseClientINI returned %+v with error %v", got, err)
 			}
 			return

@@ -24,6 +24,7 @@ type syncFlags struct {
 	server, dir, os, compress string
 	yes, check, stats         bool
 	verbose                   bool
+	allowUnsigned             bool
 }
 
 func (f *syncFlags) add(cmd *cobra.Command) {
@@ -36,6 +37,7 @@ func (f *syncFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.compress, "compress", smartclient.CompressAuto, "compress file data: auto (not on loopback), yes or no")
 	fl.BoolVar(&f.stats, "stats", false, "print a last line of byte counts (received, sent) for scripts and benchmarks")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each step to stderr; with --check, list what would change")
+	fl.BoolVar(&f.allowUnsigned, "allow-unsigned", false, "install a release the publisher did not sign, with a warning (as [UPDATE] AllowUnsigned=1)")
 }
 
 func (e *env) syncCommand(run bool) *cobra.Command {
@@ -144,6 +146,7 @@ func (e *env) syncOptions(f *syncFlags, stderr io.Writer) (smartclient.Options, 
 	if o.Server, err = serverAddr(f.server, ini); err != nil {
 		return o, cmdline.UsageError{Err: err}
 	}
+	o.PublisherKeys, o.AllowUnsigned = ini.PublisherKeys, ini.AllowUnsigned || f.allowUnsigned
 	level := slog.LevelWarn
 	if f.verbose && !f.check {
 		level = slog.LevelInfo
