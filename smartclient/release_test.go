@@ -157,7 +157,9 @@ func installSigned(t *testing.T, s signed, opts func(*smartclient.Options)) stri
 	oldInstall(t, dir, oldRelease())
 	l := hostiletest.Lie{Release: s.meta(t)}
 	if s.post != "" {
-		l.Header = func(h *syncproto.ManifestHeader) { h.PostInstall, h.PostInstallTimeout = s.post, uint32(postTimeout/time.Second) }
+		l.Header = func(h *syncproto.ManifestHeader) {
+			h.PostInstall, h.PostInstallTimeout = s.post, uint32(postTimeout/time.Second)
+		}
 	}
 	if _, err := syncSigned(t, dir, l, s.files, opts); err != nil {
 		t.Fatalf("installing signed release %d: %v", s.number, err)
@@ -178,7 +180,7 @@ func TestSignedReleaseAttacks(t *testing.T) {
 		// installed, when set, is installed first (trusting pub).
 		installed *signed
 		offer     signed
-		unsigned  bool   // the liar sends no Release
+		unsigned  bool // the liar sends no Release
 		files     func() []hostiletest.File
 		clientOS  string // "" linux
 		want      error
@@ -218,7 +220,9 @@ func TestSignedReleaseAttacks(t *testing.T) {
 				oldInstall(t, dir, oldRelease())
 			}
 			before := wholeTree(t, dir)
-			l := hostiletest.Lie{Header: func(h *syncproto.ManifestHeader) { h.PostInstall, h.PostInstallTimeout = "post.sh", uint32(postTimeout/time.Second) }}
+			l := hostiletest.Lie{Header: func(h *syncproto.ManifestHeader) {
+				h.PostInstall, h.PostInstallTimeout = "post.sh", uint32(postTimeout/time.Second)
+			}}
 			if !tt.unsigned {
 				l.Release = tt.offer.meta(t)
 			}
