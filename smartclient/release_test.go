@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver"
 	"github.com/erpupdate/smartsync/internal/releasemeta"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/smartclient/internal/hostiletest"
@@ -344,5 +346,89 @@ func TestUnsignedAllowed(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "not signed"); n != 1 {
 		t.Errorf("want one warning, got %d in %q", n, out.String())
+	}
+}
+
+// signFolder signs the linux folder of s as the publisher does, with the
+// server's own configuration.
+func signFolder(t *testing.T, s *server, key ed25519.PrivateKey, number uint64) {
+	t.Helper()
+	cfg, err := appserver.LoadConfig(filepath.Join(filepath.Dir(s.state), "AppServer.ini"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := appserver.SignUpdate(context.Background(), slog.New(slog.DiscardHandler), cfg,
+		appserver.SignOptions{OS: "linux", Key: key, Number: number, Expires: time.Hour, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSignedReleaseRealServer: the real server's index and the client's
+// manifest agree on the signed digest (with a post-install step); an "up
+// to date" is believed only for the release the client recorded
+// installing, and otherwise the manifest is asked for and checked; a folder
+// changed after signing is refused.
+func TestSignedReleaseRealServer(t *testing.T) {
+	key, keyText := pubKey(4)
+	s := newServer(t, defaultConf)
+	s.write("linux", "tools/upgrade.sh", "#!/bin/sh\necho done > data-upgraded.txt\n")
+	s.change("linux", func() {
+		if err := os.Chmod(filepath.Join(s.folders["linux"], "tools", "upgrade.sh"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	})
+	conf := defaultConf
+	conf.post, conf.postMax = "tools/upgrade.sh", 30
+	s.start(conf)
+	dir := filepath.Join(t.TempDir(), "install")
+	// Installed unsigned first, as before the publisher signed anything.
+	mustSync(t, s, dir, yes)
+	signFolder(t, s, key, 1)
+	signedOnly := func(o *smartclient.Options) { o.AllowUnsigned, o.PublisherKeys = false, []string{keyText} }
+
+	// The server says "up to date", but the client recorded no signed
+	// install: it asks for the manifest and checks it against the
+	// signature.
+	res := mustSync(t, s, dir, signedOnly)
+	if res.Outcome != syncproto.OutcomeUpToDate || res.Fetched != 0 {
+		t.Fatalf("first signed sync: %+v", res)
+	}
+	st, err := smartclient.Status(context.Background(), dir, nil)
+	if err != nil || st.Publisher == nil || st.Publisher.Installed == nil || st.Publisher.Installed.Number != 1 {
+		t.Fatalf("status after the signed sync: %+v %v", st, err)
+	}
+	// Now the recorded digest is the signed one: "up to date" is enough.
+	first := res.Received
+	res = mustSync(t, s, dir, signedOnly)
+	// The first one received the Release twice and the manifest; this
+	// one the Release and "up to date" alone.
+	if res.Outcome != syncproto.OutcomeUpToDate {
+		t.Errorf("second signed sync: %+v", res)
+	} else if res.Received+500 > first {
+		t.Errorf("an up-to-date sync received %d bytes, the first signed one %d: the manifest was asked again", res.Received, first)
+	}
+
+	// The publisher's release 2 changes a file: fetched and verified.
+	s.write("linux", "lang/pt-br.txt", "release 2")
+	signFolder(t, s, key, 2)
+	if res := mustSync(t, s, dir, signedOnly); res.Fetched != 1 {
+		t.Errorf("release 2: %+v", res)
+	}
+
+	// Someone edits the folder after signing: the server sends no
+	// signature, and the client refuses.
+	s.write("linux", "lang/pt-br.txt", "not the publisher's")
+	before := wholeTree(t, dir)
+	_, err = sync1(t, s, dir, signedOnly)
+	if !errors.Is(err, smartclient.ErrUnsigned) {
+		t.Fatalf("sync of an edited folder: %v", err)
+	}
+	for k, v := range wholeTree(t, dir) {
+		if k != ".smartclient/state.bin" && before[k] != v {
+			t.Errorf("install changed: %s", k)
+		}
+	}
+	if !strings.Contains(s.log.String(), "changed after release 2 was signed") {
+		t.Errorf("the server did not log the edited folder:\n%s", s.log)
 	}
 }
