@@ -151,6 +151,21 @@ func TestParseClientINI(t *testing.T) {
 			data:    "[tcp\nport=1\n",
 			wantErr: "smartclient.ini: ",
 		},
+		{
+			name: "publisher keys and unsigned releases",
+			data: "[TCP]\nServer=erp\n[UPDATE]\nPublisherKey=ed25519:" + testKeyB64 + ", ed25519:" + testKeyB64b + "\nAllowUnsigned=1\n",
+			want: ClientINI{Server: "erp", PublisherKeys: []string{"ed25519:" + testKeyB64, "ed25519:" + testKeyB64b}, AllowUnsigned: true},
+		},
+		{
+			name:    "publisher key that is not one",
+			data:    "[UPDATE]\nPublisherKey=ed25519:AAAA\n",
+			wantErr: `smartclient.ini: [update] publisherkey: "ed25519:AAAA" is not a publisher key`,
+		},
+		{
+			name:    "AllowUnsigned not a boolean",
+			data:    "[UPDATE]\nAllowUnsigned=maybe\n",
+			wantErr: `smartclient.ini: [update] allowunsigned: "maybe" is not 0 or 1`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,3 +294,9 @@ func FuzzParseClientINI(f *testing.F) {
 		}
 	})
 }
+
+// Two publisher keys' base64 (32 bytes each).
+const (
+	testKeyB64  = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+	testKeyB64b = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
+)

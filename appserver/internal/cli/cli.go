@@ -198,7 +198,8 @@ key, sign a release archive, verify a signature as the server will.`,
 			}
 			fmt.Fprintln(e.stdout, release.FormatPublicKey(pub))
 			fmt.Fprintf(e.stderr, "wrote the private key to %s (key ID %s); keep it secret.\n"+
-				"Administrators add the line above to AppServer.ini as [SELFUPDATE] PublicKey=...\n", out, release.KeyID(pub))
+				"For server releases, administrators add the line above to AppServer.ini as [SELFUPDATE] PublicKey=...;\n"+
+				"for signed client releases (release sign-update), to smartclient.ini as [UPDATE] PublisherKey=...\n", out, release.KeyID(pub))
 			return nil
 		},
 	}
