@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/atomicfile"
@@ -209,6 +210,10 @@ func (a *attempt) recordTrust(installed bool) error {
 		}
 	} else if installed {
 		t.Installed = nil
+	}
+	if a.hasTrust && reflect.DeepEqual(t, a.trust) {
+		// An up-to-date sync of the same release writes nothing.
+		return nil
 	}
 	if err := atomicfile.WriteJSON(filepath.Join(a.o.Dir, TrustFile), t, 0o644); err != nil {
 		return fmt.Errorf("recording the trusted publisher: %w", err)
