@@ -8,8 +8,8 @@
 //  3. check: when every file is as the state records it, name the digest
 //     of the manifest it came from; a server whose manifest is the same
 //     answers "up to date" and the sync ends here (quick.go, and
-//     internal/state for the look at every file);
-//  3a. verify: the server's signed release (internal/releasemeta) is
+//     internal/state for the look at every file); first, though, the
+//     server's signed release (internal/releasemeta) is
 //     checked before anything else it says is believed: signature by a
 //     trusted publisher key, OS, expiry, release number; then the
 //     manifest's build and digest against it. An "up to date" is
