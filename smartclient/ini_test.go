@@ -269,6 +269,7 @@ func FuzzParseClientINI(f *testing.F) {
 	f.Add([]byte("\ufeff[drivers]\r\nactive=ssl\r\n[ssl]\r\nserver=x\r\nport=99999\r\n"))
 	f.Add([]byte("[tcp\nport=1"))
 	f.Add([]byte("[tcp]\nport=\"\"\"\nmulti\n\"\"\"\n"))
+	f.Add([]byte("[UPDATE]\nPublisherKey=ed25519:" + testKeyB64 + " ed25519:" + testKeyB64b + "\nAllowUnsigned=yes\n"))
 	for _, osName := range []string{"windows", "linux", "macosx"} {
 		if data, err := os.ReadFile(filepath.Join("..", "testdata", "update", osName, "smartclient.ini")); err == nil {
 			f.Add(data)
