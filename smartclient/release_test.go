@@ -432,3 +432,16 @@ func TestSignedReleaseRealServer(t *testing.T) {
 		t.Errorf("the server did not log the edited folder:\n%s", s.log)
 	}
 }
+
+// TestSignedReleasePostInstallRuns: the post-install step of the attack
+// tests runs when its release is genuine, so that its not running there
+// means something.
+func TestSignedReleasePostInstallRuns(t *testing.T) {
+	key, keyText := pubKey(1)
+	marker := filepath.Join(t.TempDir(), "post-ran")
+	installSigned(t, signed{key: key, number: 1, files: withPost(liarRelease(), marker), post: "post.sh"},
+		func(o *smartclient.Options) { o.PublisherKeys = []string{keyText} })
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the post-install step of a genuine release did not run: %v", err)
+	}
+}
