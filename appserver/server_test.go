@@ -1104,8 +1104,14 @@ func TestRunCheck(t *testing.T) {
 			t.Errorf("%d lines for %s with %s files and %s bytes, want 1:\n%s", n, tc.os, tc.files, tc.bytes, text)
 		}
 	}
-	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 3 {
-		t.Errorf("%d lines, want a summary and one line per OS:\n%s", n, text)
+	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 5 {
+		t.Errorf("%d lines, want a summary and two lines per OS:\n%s", n, text)
+	}
+	// Under each OS: whether its release is signed.
+	for _, name := range []string{"linux", "windows"} {
+		if !strings.Contains(text, "unsigned (no "+name+".release)") {
+			t.Errorf("the summary does not say that the %s release is unsigned:\n%s", name, text)
+		}
 	}
 	if strings.Contains(text, "darwin") {
 		t.Errorf("summary lists darwin, which has no folder:\n%s", text)
