@@ -338,7 +338,7 @@ func TestSelfUpdateEndToEnd(t *testing.T) {
 		// The mark file is an argument, so that the test's clean-up finds
 		// the application by its command line if the test fails.
 		app := `echo started >> "$1"; trap 'echo TERM >> "$1"; exit 0' TERM; while :; do sleep 0.1; done`
-		w.cmd = exec.Command(filepath.Join(e.bin, "smartclient"), "run", "--server", e.addr, "--dir", w.dir, "--yes", "--", "sh", "-c", app, "app", w.mark)
+		w.cmd = exec.Command(filepath.Join(e.bin, "smartclient"), "run", "--allow-unsigned", "--server", e.addr, "--dir", w.dir, "--yes", "--", "sh", "-c", app, "app", w.mark)
 		w.cmd.Env = e.env
 		w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
 		if err := w.cmd.Start(); err != nil {
@@ -418,7 +418,7 @@ func TestSelfUpdateEndToEnd(t *testing.T) {
 
 	// The workstations catch up with the new client build.
 	for i, w := range stations {
-		out, code := e.smartclient(time.Minute, "sync", "--server", e.addr, "--dir", w.dir, "--yes")
+		out, code := e.smartclient(time.Minute, "sync", "--allow-unsigned", "--server", e.addr, "--dir", w.dir, "--yes")
 		if code != 0 || readString(filepath.Join(w.dir, "smartclient.bin")) != "client v2\n" {
 			t.Errorf("workstation %d after the update: exit %d, client %q:\n%s", i, code, readString(filepath.Join(w.dir, "smartclient.bin")), out)
 		}

@@ -151,6 +151,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server) error {
 		ix := srv.indexes[o]
 		m := ix.Latest()
 		fmt.Fprintf(w, "%-8s %6d files %14s bytes  build %s  %s\n", o, len(m.Files), groupDigits(m.TotalBytes), m.Build, ix.Dir)
+		fmt.Fprintf(w, "%-8s %s\n", "", srv.SignedStatus(o))
 	}
 	// A Preserve entry that names no file anywhere is most often a typo,
 	// and would silently protect nothing.

@@ -66,6 +66,7 @@ type Server struct {
 	conns    map[net.Conn]struct{}
 	admins   map[net.Conn]bool // administrators' sessions, kept open through a countdown
 	chunks   *index.ChunkCache
+	signed   signedReleases // the folders' signed releases (see signed.go)
 
 	self       Self
 	upd        *updater
@@ -547,6 +548,14 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 	}
 	wire := man.Wire()
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+	if r := s.releaseMeta(ix, man); r.meta != nil {
+		// Before the answer, whatever it is: the client verifies the
+		// release before it believes an "up to date" (see syncproto's
+		// "Signed releases").
+		if err := ss.w.Write(syncproto.Release{Meta: r.meta}); err != nil {
+			return err
+		}
+	}
 	if get.Have == wire.Digest {
 		ss.outcome = "up to date"
 		return s.send(ss, syncproto.UpToDate{Build: man.Build})

@@ -1121,8 +1121,17 @@ func TestRunCheck(t *testing.T) {
 			t.Errorf("%d lines for %s with %s files and %s bytes, want 1:\n%s", n, tc.os, tc.files, tc.bytes, text)
 		}
 	}
-	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 3 {
-		t.Errorf("%d lines, want a summary and one line per OS:\n%s", n, text)
+	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 6 {
+		t.Errorf("%d lines, want a summary, the TLS key and two lines per OS:\n%s", n, text)
+	}
+	if !regexp.MustCompile(`(?m)^TLS key  SHA256:[A-Za-z0-9+/]{43}  .*server\.crt; TLS only$`).MatchString(text) {
+		t.Errorf("the summary does not name the TLS key:\n%s", text)
+	}
+	// Under each OS: whether its release is signed.
+	for _, name := range []string{"linux", "windows"} {
+		if !strings.Contains(text, "unsigned (no "+name+".release)") {
+			t.Errorf("the summary does not say that the %s release is unsigned:\n%s", name, text)
+		}
 	}
 	if strings.Contains(text, "darwin") {
 		t.Errorf("summary lists darwin, which has no folder:\n%s", text)

@@ -46,9 +46,21 @@ header() {
 	echo "=== $* ==="
 }
 
+# The publisher signs the Linux release with a key of its own, made here:
+# the server and its update folders are copied into the scratch folder so
+# that the signed metadata (written beside the folder, as
+# testdata/update/linux.release) stays out of the checkout.
+mkdir -p "$scratch/testdata"
+cp AppServer.ini.example "$scratch/AppServer.ini"
+cp -a testdata/update "$scratch/testdata/update"
+header "the publisher makes a key and signs the Linux release (number 1, valid 90 days)"
+pubkey=$(bin/appserver release keygen --out "$scratch/publisher.key")
+bin/appserver release sign-update --config "$scratch/AppServer.ini" --os linux \
+	--key "$scratch/publisher.key" --number 1 --expires 90d
+
 # --listen overrides [TCP] Port of the INI file, so that the demo never
 # collides with a server already on port 1234: port 0 lets the kernel choose.
-bin/appserver --config AppServer.ini.example --state "$scratch/state" \
+bin/appserver --config "$scratch/AppServer.ini" --state "$scratch/state" \
 	--listen 127.0.0.1:0 >"$log" 2>&1 &
 server_pid=$!
 
@@ -76,7 +88,9 @@ fi
 
 header "appserver listening on $addr (AppServer.ini.example, update folders in testdata/update)"
 
+# The administrator's deployment gives the workstation the publisher's key.
 mkdir -p "$client"
+printf '[UPDATE]\nPublisherKey=%s\n' "$pubkey" >"$client/smartclient.ini"
 
 header "first sync: install the Linux client into $client"
 bin/smartclient sync --server "$addr" --dir "$client" --os linux --yes
@@ -89,6 +103,9 @@ header "the client folder (without the client's own state in .smartclient)"
 			printf '%s %8d  %s\n' "$(ls -ld "$f" | cut -c1-10)" "$(wc -c <"$f")" "$f"
 		done
 )
+
+header "status: the installed build and the signed release it came from"
+bin/smartclient status --dir "$client"
 
 header "second sync: nothing changed on the server, so nothing is transferred"
 bin/smartclient sync --server "$addr" --dir "$client" --os linux --yes

@@ -8,7 +8,13 @@
 //  3. check: when every file is as the state records it, name the digest
 //     of the manifest it came from; a server whose manifest is the same
 //     answers "up to date" and the sync ends here (quick.go, and
-//     internal/state for the look at every file);
+//     internal/state for the look at every file); first, though, the
+//     server's signed release (internal/releasemeta) is
+//     checked before anything else it says is believed: signature by a
+//     trusted publisher key, OS, expiry, release number; then the
+//     manifest's build and digest against it. An "up to date" is
+//     believed only for the signed release the client recorded
+//     installing (trust.go; .smartclient/publisher.json);
 //  4. plan: compare the validated manifest (internal/manifest) with the
 //     install folder and the client's own state (.smartclient/state.bin):
 //     missing or changed files are fetched, files whose content is known

@@ -161,7 +161,7 @@ func hostileRunIn(t *testing.T, l hostiletest.Lie, sc scene) (hostiletest.Saw, s
 	addr, wait := hostiletest.Serve(t, l, release)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := smartclient.Sync(ctx, smartclient.Options{Dir: dir, Server: addr, OS: "linux", Yes: true, Timeout: 5 * time.Second})
+	_, err := smartclient.Sync(ctx, smartclient.Options{AllowUnsigned: true, Dir: dir, Server: addr, OS: "linux", Yes: true, Timeout: 5 * time.Second})
 	saw := wait()
 	if saw.ServerErr != nil {
 		t.Errorf("hostile server: %v", saw.ServerErr)
@@ -1111,7 +1111,7 @@ func TestHostileForgedListSpoilsLaterDeltas(t *testing.T) {
 		addr, wait := hostiletest.Serve(t, l, release)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, err := smartclient.Sync(ctx, smartclient.Options{Dir: dir, Server: addr, OS: "linux", Yes: true, Timeout: 5 * time.Second})
+		_, err := smartclient.Sync(ctx, smartclient.Options{AllowUnsigned: true, Dir: dir, Server: addr, OS: "linux", Yes: true, Timeout: 5 * time.Second})
 		if saw := wait(); saw.ServerErr != nil {
 			t.Errorf("server: %v", saw.ServerErr)
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/erpupdate/smartsync/internal/pki"
+	"github.com/erpupdate/smartsync/internal/releasemeta"
 	"github.com/erpupdate/smartsync/internal/winini"
 	"gopkg.in/ini.v1"
 )
@@ -38,6 +39,13 @@ type ClientINI struct {
 	// Transfer bounds the file transfer of a sync ([UPDATE] MinRate,
 	// RateWindow, Deadline).
 	Transfer Transfer
+	// PublisherKeys are [UPDATE] PublisherKey's keys ("ed25519:BASE64",
+	// comma- or space-separated): the publisher keys a first install
+	// trusts. Later installs trust what they recorded (see Options).
+	PublisherKeys []string
+	// AllowUnsigned is [UPDATE] AllowUnsigned=1: a server without a
+	// signed release is obeyed, with a warning.
+	AllowUnsigned bool
 }
 
 // ClientINIError reports a smartclient.ini that cannot be used. It names the
@@ -106,6 +114,9 @@ func ParseClientINI(file string, data []byte) (ClientINI, error) {
 	if cfg.Transfer, err = parseTransfer(file, f); err != nil {
 		return ClientINI{}, err
 	}
+	if err := parseUpdateSection(f, &cfg); err != nil {
+		return ClientINI{}, err
+	}
 	sec, err := f.GetSection(driver)
 	if err != nil {
 		if driver != defaultDriver {
@@ -169,6 +180,34 @@ func parseSSL(f *ini.File, cfg *ClientINI) error {
 			return &ClientINIError{File: cfg.File, Section: "ssl", Key: "allowplaintext", Err: fmt.Errorf("%q is not 0 or 1", v)}
 		}
 		cfg.AllowPlaintext = b
+	}
+	return nil
+}
+
+// parseUpdateSection reads [UPDATE], the client's trust in the publisher
+// (see internal/releasemeta): PublisherKey and AllowUnsigned.
+func parseUpdateSection(f *ini.File, cfg *ClientINI) error {
+	sec, err := f.GetSection("update")
+	if err != nil {
+		return nil
+	}
+	if sec.HasKey("publisherkey") {
+		for _, k := range winini.List(strings.ReplaceAll(winini.Value(sec.Key("publisherkey")), " ", ",")) {
+			if _, err := releasemeta.ParsePublicKey(k); err != nil {
+				return &ClientINIError{File: cfg.File, Section: "update", Key: "publisherkey",
+					Err: fmt.Errorf("%q is not a publisher key (ed25519: and the base64 of 32 bytes, as 'appserver release keygen' prints)", k)}
+			}
+			cfg.PublisherKeys = append(cfg.PublisherKeys, k)
+		}
+	}
+	if sec.HasKey("allowunsigned") {
+		v := strings.TrimSpace(winini.Value(sec.Key("allowunsigned")))
+		b, err := winini.Bool(v)
+		if err != nil {
+			return &ClientINIError{File: cfg.File, Section: "update", Key: "allowunsigned",
+				Err: fmt.Errorf("%q is not 0 or 1", v)}
+		}
+		cfg.AllowUnsigned = b
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -150,6 +151,21 @@ func TestParseClientINI(t *testing.T) {
 			data:    "[tcp\nport=1\n",
 			wantErr: "smartclient.ini: ",
 		},
+		{
+			name: "publisher keys and unsigned releases",
+			data: "[TCP]\nServer=erp\n[UPDATE]\nPublisherKey=ed25519:" + testKeyB64 + ", ed25519:" + testKeyB64b + "\nAllowUnsigned=1\n",
+			want: ClientINI{Server: "erp", PublisherKeys: []string{"ed25519:" + testKeyB64, "ed25519:" + testKeyB64b}, AllowUnsigned: true},
+		},
+		{
+			name:    "publisher key that is not one",
+			data:    "[UPDATE]\nPublisherKey=ed25519:AAAA\n",
+			wantErr: `smartclient.ini: [update] publisherkey: "ed25519:AAAA" is not a publisher key`,
+		},
+		{
+			name:    "AllowUnsigned not a boolean",
+			data:    "[UPDATE]\nAllowUnsigned=maybe\n",
+			wantErr: `smartclient.ini: [update] allowunsigned: "maybe" is not 0 or 1`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,7 +187,7 @@ func TestParseClientINI(t *testing.T) {
 				t.Fatalf("ParseClientINI: %v", err)
 			}
 			tt.want.File = "smartclient.ini"
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("ParseClientINI = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -184,13 +200,13 @@ func TestLoadClientINI(t *testing.T) {
 		if err != nil {
 			t.Fatalf("LoadClientINI: %v", err)
 		}
-		if got != (ClientINI{}) {
+		if !reflect.DeepEqual(got, ClientINI{}) {
 			t.Fatalf("LoadClientINI = %+v, want zero", got)
 		}
 	})
 	t.Run("missing folder", func(t *testing.T) {
 		got, err := LoadClientINI(filepath.Join(t.TempDir(), "nowhere"))
-		if err != nil || got != (ClientINI{}) {
+		if err != nil || !reflect.DeepEqual(got, ClientINI{}) {
 			t.Fatalf("LoadClientINI = %+v, %v; want zero, nil", got, err)
 		}
 	})
@@ -205,7 +221,7 @@ func TestLoadClientINI(t *testing.T) {
 			t.Fatalf("LoadClientINI: %v", err)
 		}
 		want := ClientINI{File: file, Server: "erp.example.local", Port: 1234}
-		if got != want {
+		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("LoadClientINI = %+v, want %+v", got, want)
 		}
 	})
@@ -255,6 +271,7 @@ func FuzzParseClientINI(f *testing.F) {
 	f.Add([]byte("[UPDATE]\nMinRate=32\nRateWindow=60\nDeadline=2h\n"))
 	f.Add([]byte("[update]\nminrate=off\ndeadline=1800\nratewindow=90s\n"))
 	f.Add([]byte("[tcp]\nport=\"\"\"\nmulti\n\"\"\"\n"))
+	f.Add([]byte("[UPDATE]\nPublisherKey=ed25519:" + testKeyB64 + " ed25519:" + testKeyB64b + "\nAllowUnsigned=yes\n"))
 	for _, osName := range []string{"windows", "linux", "macosx"} {
 		if data, err := os.ReadFile(filepath.Join("..", "testdata", "update", osName, "smartclient.ini")); err == nil {
 			f.Add(data)
@@ -267,7 +284,7 @@ func FuzzParseClientINI(f *testing.F) {
 			if !errors.As(err, &ie) {
 				t.Fatalf("error %v (%T) is not a *ClientINIError", err, err)
 			}
-			if got != (ClientINI{}) {
+			if !reflect.DeepEqual(got, ClientINI{}) {
 				t.Fatalf("ParseClientINI returned %+v with error %v", got, err)
 			}
 			return
@@ -280,3 +297,9 @@ func FuzzParseClientINI(f *testing.F) {
 		}
 	})
 }
+
+// Two publisher keys' base64 (32 bytes each).
+const (
+	testKeyB64  = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+	testKeyB64b = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
+)

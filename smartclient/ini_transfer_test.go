@@ -19,7 +19,7 @@ func TestClientINITransfer(t *testing.T) {
 			want: Transfer{MinRate: 16 << 10, RateWindow: 30 * time.Second, Deadline: 2 * time.Hour}},
 		{name: "seconds", ini: "[UPDATE]\nDeadline=1800 ; half an hour\n", want: Transfer{Deadline: 30 * time.Minute}},
 		{name: "off", ini: "[UPDATE]\nMinRate=off\nDeadline=OFF\n", want: Transfer{MinRate: -1, Deadline: -1}},
-		{name: "other keys are left to their readers", ini: "[UPDATE]\nPublisherKey=abc\n"},
+		{name: "other keys are left to their readers", ini: "[UPDATE]\nAllowUnsigned=1\n"},
 		{name: "negative rate", ini: "[UPDATE]\nMinRate=-5\n", wantErr: "minrate"},
 		{name: "rate with a unit", ini: "[UPDATE]\nMinRate=32KB\n", wantErr: "minrate"},
 		{name: "bad deadline", ini: "[UPDATE]\nDeadline=soon\n", wantErr: "deadline"},

@@ -542,7 +542,7 @@ func TestStalledServerTimesOutAndLeavesInstallUnchanged(t *testing.T) {
 			ch := make(chan result, 1)
 			start := time.Now()
 			go func() {
-				res, err := smartclient.Sync(context.Background(), smartclient.Options{Dir: dir, Server: p.addr, OS: "linux", Timeout: timeout})
+				res, err := smartclient.Sync(context.Background(), smartclient.Options{AllowUnsigned: true, Dir: dir, Server: p.addr, OS: "linux", Timeout: timeout})
 				ch <- result{res, err}
 			}()
 			var r result
@@ -653,7 +653,7 @@ func TestClientSideResetLeavesInstallUnchangedAndServerServesOthers(t *testing.T
 			gate := &gateProgress{reached: make(chan struct{}), release: p.tripped}
 			otherErr := make(chan error, 1)
 			go func() {
-				_, err := smartclient.Sync(context.Background(), smartclient.Options{
+				_, err := smartclient.Sync(context.Background(), smartclient.Options{AllowUnsigned: true,
 					Dir: other, Server: sc.s.addr, OS: "linux", Timeout: 10 * time.Second, Progress: gate})
 				otherErr <- err
 			}()

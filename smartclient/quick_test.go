@@ -70,7 +70,7 @@ func TestUpToDateToAFreshClient(t *testing.T) {
 		r.Read() // the client's report, if any
 	}()
 	dir := t.TempDir()
-	_, err := Sync(context.Background(), Options{Dir: dir, Server: ln.Addr().String(), OS: "linux", Yes: true, Timeout: 5 * time.Second})
+	_, err := Sync(context.Background(), Options{AllowUnsigned: true, Dir: dir, Server: ln.Addr().String(), OS: "linux", Yes: true, Timeout: 5 * time.Second})
 	if !errors.Is(err, syncproto.ErrUnexpected) || !strings.Contains(err.Error(), "named no manifest") {
 		t.Fatalf("got %v; want the lie refused", err)
 	}

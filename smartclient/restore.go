@@ -37,6 +37,9 @@ type StatusReport struct {
 	LastMessage string
 	Files       int // files the client installed and tracks
 	Backups     []BackupInfo
+	// Publisher is what the client trusts of the publisher and the
+	// signed release installed; nil when it never verified one.
+	Publisher *PublisherStatus
 	// Running is set while another smartclient holds the folder (a sync
 	// or a restore): what the report shows is then the last known state.
 	Running *Running
@@ -135,7 +138,8 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 		}
 	}
 	r := &StatusReport{Dir: dir, Build: st.Build, OS: st.OS, Server: st.Server, LastSync: st.LastSync,
-		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: files, Running: running}
+		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: files, Running: running,
+		Publisher: readPublisherStatus(dir)}
 	r.ClientID = readClientID(d.Root)
 	if c, ok := readCheck(d.Root); ok && c.When.After(st.LastSync) && c.Build == st.Build {
 		// A later check found the install up to date.

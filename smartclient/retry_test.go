@@ -111,7 +111,7 @@ func TestRetryWhenTheServerTurnsAway(t *testing.T) {
 			p := newRefusingProxy(t, s.addr, 1, tc.refusal)
 			dir := t.TempDir()
 			var out bytes.Buffer
-			res, err := smartclient.Sync(context.Background(), smartclient.Options{
+			res, err := smartclient.Sync(context.Background(), smartclient.Options{AllowUnsigned: true,
 				Dir: dir, Server: p.addr, OS: "linux", Yes: true, Timeout: 10 * time.Second, Out: &out, RetryFor: tc.retryFor,
 			})
 			if got := p.conns.Load(); got != tc.wantConns {
@@ -175,7 +175,7 @@ func TestInterruptWhileWaitingToRetry(t *testing.T) {
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- cli.Main(ctx, []string{"sync", "--server", p.addr, "--dir", dir, "--os", "linux", "--yes"}, strings.NewReader(""), out, &errOut)
+		done <- cli.Main(ctx, []string{"sync", "--allow-unsigned", "--server", p.addr, "--dir", dir, "--os", "linux", "--yes"}, strings.NewReader(""), out, &errOut)
 	}()
 	select {
 	case <-out.seen:

@@ -94,7 +94,7 @@ func TestSlowTransfer(t *testing.T) {
 			before := wholeTree(t, dir)
 			addr, wait := hostiletest.Serve(t, hostiletest.Lie{Send: tc.send}, liarRelease())
 			o := tc.o
-			o.Dir, o.Server, o.OS, o.Yes, o.Timeout = dir, addr, "linux", true, 5*time.Second
+			o.Dir, o.Server, o.OS, o.Yes, o.Timeout, o.AllowUnsigned = dir, addr, "linux", true, 5*time.Second, true
 			start := time.Now()
 			_, err := smartclient.Sync(context.Background(), o)
 			took := time.Since(start)
@@ -145,7 +145,7 @@ func TestSlowManifest(t *testing.T) {
 	}}
 	addr, wait := hostiletest.Serve(t, slow, liarRelease())
 	start := time.Now()
-	_, err := smartclient.Sync(context.Background(), smartclient.Options{Dir: dir, Server: addr, OS: "linux", Yes: true,
+	_, err := smartclient.Sync(context.Background(), smartclient.Options{AllowUnsigned: true, Dir: dir, Server: addr, OS: "linux", Yes: true,
 		Timeout: 5 * time.Second, Deadline: time.Second})
 	took := time.Since(start)
 	saw := wait()

@@ -284,7 +284,7 @@ func TestStayingSession(t *testing.T) {
 			if !c.Stay(log) {
 				t.Fatal("could not send Stay")
 			}
-			o := Options{Dir: tmp, Log: log, StopGrace: 300 * time.Millisecond}
+			o := Options{AllowUnsigned: true, Dir: tmp, Log: log, StopGrace: 300 * time.Millisecond}
 			argv := []string{"sh", "-c", strings.NewReplacer(`"$MARK"`, "'"+mark+"'", `"$GO"`, "'"+goFile+"'").Replace(tc.program)}
 			done := make(chan int, 1)
 			go func() {

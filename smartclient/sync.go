@@ -15,6 +15,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/releasemeta"
 	"github.com/erpupdate/smartsync/internal/version"
 	"github.com/erpupdate/smartsync/smartclient/internal/backup"
 	"github.com/erpupdate/smartsync/smartclient/internal/fetch"
@@ -62,6 +63,13 @@ type Options struct {
 	Fingerprint    string
 	CAFile         string
 	AllowPlaintext bool
+	// PublisherKeys are the publisher keys ("ed25519:BASE64") a first
+	// install trusts ([UPDATE] PublisherKey); ignored once the install
+	// has recorded its trusted keys (see trust.go).
+	PublisherKeys []string
+	// AllowUnsigned accepts a server with no signed release, with a
+	// warning ([UPDATE] AllowUnsigned=1).
+	AllowUnsigned bool
 	// StopGrace is how long the program of 'run' has to end after it is
 	// asked to (the server restarts, or smartclient is interrupted)
 	// before it is killed; 0 means 10 s.
@@ -380,12 +388,23 @@ type attempt struct {
 	backupCtx  context.Context
 	stopBackup context.CancelFunc
 	deltas     map[int]*fetch.Delta
+
+	// The publisher's signed release (see trust.go): what the client
+	// trusts, and what it verified of this release (nil: unsigned).
+	trust          trustRecord
+	hasTrust       bool
+	rel            *releasemeta.Verified
+	warnedUnsigned bool
 }
 
 // syncWith makes one attempt at a sync of the install folder root, whose
 // state is st.
 func syncWith(ctx context.Context, root *install.Disk, st *state.State, o Options) (*Result, error) {
 	a := &attempt{ctx: ctx, root: root, st: st, o: o}
+	var err error
+	if a.trust, a.hasTrust, err = readTrust(o.Dir); err != nil {
+		return nil, err
+	}
 	return a.run()
 }
 
@@ -436,6 +455,11 @@ func (a *attempt) run() (res *Result, err error) {
 	}
 	if err := a.apply(); err != nil {
 		return a.fail(err)
+	}
+	if err := a.recordTrust(true); err != nil {
+		// The switch is done: the record is written again by the next
+		// sync that verifies this release.
+		a.o.Log.Warn("recording the installed release", "err", err)
 	}
 	a.res.Outcome = syncproto.OutcomeUpToDate
 	if !a.p.empty() {
@@ -566,9 +590,18 @@ func (a *attempt) askManifest() (*manifest.Manifest, error) {
 		a.cache.Close()
 		return nil, fmt.Errorf("asking for the manifest: %w", err)
 	}
+	src, err := a.verifyRelease()
+	if err != nil {
+		a.cache.Close()
+		return nil, err
+	}
 	// The count is at most syncproto.MaxFiles; a hostile one makes the
 	// collector lazier, no worse.
-	return manifest.Read(a.c, manifest.Options{Cache: a.cache, Send: a.c.Send, Count: sizeMemory})
+	man, err := manifest.Read(src, manifest.Options{Cache: a.cache, Send: a.c.Send, Count: sizeMemory})
+	if err == nil {
+		err = a.checkRelease(man)
+	}
+	return man, err
 }
 
 // readManifest gets the manifest, unless the install is as the current
@@ -585,9 +618,11 @@ func (a *attempt) readManifest() error {
 		}
 		// Waiting for the check is right here: only a finished check
 		// can say the install is intact (a cancelled one says no).
-		if !a.checked(false).OK {
+		if !a.checked(false).OK || !a.installedCurrent() {
 			// The release has not changed, but the install has: the
-			// manifest after all, to repair it.
+			// manifest after all, to repair it. Or the release is
+			// signed and the client did not record installing it: the
+			// manifest, to check it against the signed digest.
 			a.get.Have = [32]byte{}
 			if man, err = a.askManifest(); errors.Is(err, manifest.ErrUpToDate) {
 				return fmt.Errorf("reading manifest: the server says the install is up to date, but the client named no manifest: %w", syncproto.ErrUnexpected)
@@ -612,6 +647,8 @@ func (a *attempt) upToDate() *Result {
 		a.res.Outcome = syncproto.OutcomeChecked
 	} else if err := recordCheck(a.root.Root, lastCheck{When: time.Now().UTC(), Server: a.o.Server, Build: a.st.Build}); err != nil {
 		a.o.Log.Info("recording the time of the check", "err", err)
+	} else if err := a.recordTrust(false); err != nil {
+		a.o.Log.Warn("recording the trusted publisher", "err", err)
 	}
 	a.report(syncproto.Report{Outcome: a.res.Outcome})
 	a.res.Received, a.res.Sent = a.c.Received(), a.c.Sent()

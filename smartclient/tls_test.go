@@ -24,10 +24,12 @@ import (
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
-// syncTo syncs dir from addr with the trust settings of o.
+// syncTo syncs dir from addr with the trust settings of o. The test
+// servers' releases are unsigned: what is tested here is the transport
+// (the publisher's signature has tests of its own, release_test.go).
 func syncTo(t *testing.T, dir, addr string, o smartclient.Options) (*smartclient.Result, error) {
 	t.Helper()
-	o.Dir, o.Server, o.OS, o.Yes, o.Timeout = dir, addr, "linux", true, 5*time.Second
+	o.Dir, o.Server, o.OS, o.Yes, o.Timeout, o.AllowUnsigned = dir, addr, "linux", true, 5*time.Second, true
 	return smartclient.Sync(context.Background(), o)
 }
 

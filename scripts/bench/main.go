@@ -844,7 +844,7 @@ func (b *bench) startRsync(ctx context.Context, tag string) (*server, error) {
 // oursCmd and rsyncCmd run a client under GNU time, which writes into
 // dest+".time".
 func (b *bench) oursCmd(ctx context.Context, addr, dest string, extra ...string) *exec.Cmd {
-	args := append([]string{"sync", "--server", addr, "--dir", dest, "--os", "linux", "--yes", "--stats"}, extra...)
+	args := append([]string{"sync", "--allow-unsigned", "--server", addr, "--dir", dest, "--os", "linux", "--yes", "--stats"}, extra...)
 	return timed(ctx, dest+".time", filepath.Join(b.root, "bin", "smartclient"), args...)
 }
 

@@ -207,7 +207,7 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 func (e *env) releaseCommand() *cobra.Command {
 	rel := &cobra.Command{
 		Use:   "release",
-		Short: "The publisher's tools for server releases: keygen, sign, verify",
+		Short: "The publisher's tools: keygen, sign, verify, sign-update, rotate",
 		Long: `release holds the vendor's side of the server self-update: make a signing
 key, sign a release archive, verify a signature as the server will.`,
 	}
@@ -228,7 +228,8 @@ key, sign a release archive, verify a signature as the server will.`,
 			}
 			fmt.Fprintln(e.stdout, release.FormatPublicKey(pub))
 			fmt.Fprintf(e.stderr, "wrote the private key to %s (key ID %s); keep it secret.\n"+
-				"Administrators add the line above to AppServer.ini as [SELFUPDATE] PublicKey=...\n", out, release.KeyID(pub))
+				"For server releases, administrators add the line above to AppServer.ini as [SELFUPDATE] PublicKey=...;\n"+
+				"for signed client releases (release sign-update), to smartclient.ini as [UPDATE] PublisherKey=...\n", out, release.KeyID(pub))
 			return nil
 		},
 	}
@@ -286,7 +287,7 @@ key, sign a release archive, verify a signature as the server will.`,
 		},
 	}
 	verify.Flags().StringArrayVar(&pubs, "public-key", nil, "a trusted public key, ed25519:...; repeat for several")
-	rel.AddCommand(keygen, sign, verify)
+	rel.AddCommand(keygen, sign, verify, e.signUpdateCommand(), e.rotateCommand())
 	cmdline.Group(rel)
 	return rel
 }

@@ -34,11 +34,11 @@ func run(t *testing.T, input string, args ...string) (int, string, string) {
 // TestHelpEverywhere: --help and -h on every command print its usage on
 // stdout and exit 0, as does "help COMMAND".
 func TestHelpEverywhere(t *testing.T) {
-	// root, passwd, release, keygen, sign, verify, completion and its 4
-	// shells, help
+	// root, passwd, release, keygen, sign, verify, sign-update, rotate,
+	// completion and its 4 shells, help
 	cmdlinetest.HelpEverywhere(t, "appserver", (&env{}).root(), func(args ...string) (int, string, string) {
 		return run(t, "", args...)
-	}, 12)
+	}, 14)
 	// The root's help names every command an administrator may need.
 	_, out, _ := run(t, "", "--help")
 	for _, want := range []string{"passwd", "release", "completion", "--config", "--check"} {
@@ -169,5 +169,52 @@ func writeArchive(t *testing.T, path string, files map[string]string) {
 	}
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSignUpdateAndRotate: the publisher signs an update folder, rotates
+// its key, and signs again with the new key and the chain.
+func TestSignUpdateAndRotate(t *testing.T) {
+	dir := t.TempDir()
+	upd := filepath.Join(dir, "linux_upd")
+	if err := os.MkdirAll(upd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(upd, "app"), []byte("app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ini := filepath.Join(dir, "AppServer.ini")
+	if err := os.WriteFile(ini, []byte("[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux=linux_upd\nBuild=7.00.240501A\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oldKey, newKey := filepath.Join(dir, "old.key"), filepath.Join(dir, "new.key")
+	run(t, "", "release", "keygen", "--out", oldKey)
+	_, newPub, _ := run(t, "", "release", "keygen", "--out", newKey)
+	code, out, errOut := run(t, "", "release", "sign-update", "--config", ini, "--os", "linux", "--key", oldKey, "--number", "1")
+	if code != ExitOK || !strings.Contains(out, "signed release 1 of linux, build 7.00.240501A") || !strings.Contains(out, "PublisherKey=ed25519:") {
+		t.Fatalf("sign-update: exit %d, %q, %q", code, out, errOut)
+	}
+	if _, err := os.Stat(upd + ".release"); err != nil {
+		t.Fatalf("no signed release beside the folder: %v", err)
+	}
+	chain := filepath.Join(dir, "publisher.chain")
+	code, out, errOut = run(t, "", "release", "rotate", "--key", oldKey, "--chain", chain, "--keys", strings.TrimSpace(newPub))
+	if code != ExitOK || !strings.Contains(out, "key list version 2") {
+		t.Fatalf("rotate: exit %d, %q, %q", code, out, errOut)
+	}
+	if code, out, errOut := run(t, "", "release", "sign-update", "--config", ini, "--os", "linux", "--key", newKey, "--number", "2", "--chain", chain, "--expires", "30d"); code != ExitOK {
+		t.Fatalf("sign-update with the new key: exit %d, %q, %q", code, out, errOut)
+	}
+	// The old key is no longer in the chain's last list.
+	if code, _, errOut := run(t, "", "release", "sign-update", "--config", ini, "--os", "linux", "--key", oldKey, "--number", "3", "--chain", chain); code != ExitFailed || !strings.Contains(errOut, "not in the chain's last key list") {
+		t.Errorf("sign-update with the rotated-out key: exit %d, %q", code, errOut)
+	}
+	for _, args := range [][]string{
+		{"release", "sign-update", "--config", ini, "--os", "linux", "--key", oldKey},
+		{"release", "sign-update", "--config", ini, "--os", "linux", "--key", oldKey, "--number", "4", "--expires", "soon"},
+	} {
+		if code, _, _ := run(t, "", args...); code != ExitUsage {
+			t.Errorf("%q: exit %d, want %d", args, code, ExitUsage)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/erpupdate/smartsync/internal/cmdline"
 	"github.com/erpupdate/smartsync/internal/termtext"
@@ -126,6 +127,20 @@ func printStatus(w io.Writer, r *smartclient.StatusReport) {
 			fmt.Fprintf(w, " (%s)", e(r.LastMessage))
 		}
 		fmt.Fprintln(w)
+	}
+	switch p := r.Publisher; {
+	case p == nil:
+		fmt.Fprintln(w, "Release:         unsigned (no signed release verified yet)")
+	case p.Installed == nil:
+		fmt.Fprintf(w, "Release:         unsigned; trusted publisher keys %s (key list version %d), highest release seen %d\n", e(p.Keys), p.KeyListVersion, p.Highest)
+	default:
+		i := p.Installed
+		exp := i.Expires.Format("2006-01-02 15:04 MST")
+		if !time.Now().Before(i.Expires) {
+			exp += " (expired: the next sync needs a newly signed release)"
+		}
+		fmt.Fprintf(w, "Release:         %d, build %s, signed by publisher key %s, expires %s\n", i.Number, e(i.Build), e(i.Key), exp)
+		fmt.Fprintf(w, "Publisher keys:  %s (key list version %d), highest release seen %d\n", e(p.Keys), p.KeyListVersion, p.Highest)
 	}
 	if len(r.Backups) == 0 {
 		fmt.Fprintln(w, "Backups:         none")

@@ -27,6 +27,7 @@ type syncFlags struct {
 	verbose                   bool
 	minRate                   int64         // KiB/s; 0: smartclient.ini or the default; negative: none
 	rateWindow, deadline      time.Duration // 0: smartclient.ini or the default
+	allowUnsigned             bool
 }
 
 func (f *syncFlags) add(cmd *cobra.Command) {
@@ -42,6 +43,7 @@ func (f *syncFlags) add(cmd *cobra.Command) {
 	fl.Int64Var(&f.minRate, "min-rate", 0, "fail a transfer slower than this many KiB/s on average (default: [UPDATE] MinRate, else 32; -1: no minimum)")
 	fl.DurationVar(&f.rateWindow, "rate-window", 0, "the span --min-rate is averaged over (default: [UPDATE] RateWindow, else 60s)")
 	fl.DurationVar(&f.deadline, "deadline", 0, "fail a transfer that lasts longer (default: [UPDATE] Deadline, else the bytes at the minimum rate plus 10m; -1s: none)")
+	fl.BoolVar(&f.allowUnsigned, "allow-unsigned", false, "install a release the publisher did not sign, with a warning (as [UPDATE] AllowUnsigned=1)")
 }
 
 func (e *env) syncCommand(run bool) *cobra.Command {
@@ -156,6 +158,7 @@ func (e *env) syncOptions(f *syncFlags, stderr io.Writer) (smartclient.Options, 
 	}
 	o.MinRate, o.RateWindow, o.Deadline = f.minRate<<10, f.rateWindow, f.deadline
 	ini.Transfer.Apply(&o)
+	o.PublisherKeys, o.AllowUnsigned = ini.PublisherKeys, ini.AllowUnsigned || f.allowUnsigned
 	level := slog.LevelWarn
 	if f.verbose && !f.check {
 		level = slog.LevelInfo

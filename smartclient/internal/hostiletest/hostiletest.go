@@ -66,6 +66,9 @@ type Lie struct {
 	Header func(*syncproto.ManifestHeader)
 	// Among is sent after the entries, as if it were one.
 	Among syncproto.Message
+	// Release, when set, is sent as the signed release before the
+	// manifest (syncproto.Release).
+	Release []byte
 	// HangUp closes the connection right after the manifest.
 	HangUp bool
 	// BySketch, when set, sends the entries after the header instead of
@@ -360,6 +363,9 @@ func tellLie(nc net.Conn, l Lie, files []File, saw *Saw) error {
 	}
 	if l.Header != nil {
 		l.Header(&h)
+	}
+	if l.Release != nil {
+		w.Write(syncproto.Release{Meta: l.Release})
 	}
 	w.Write(h)
 	var sums []uint64

@@ -112,6 +112,8 @@ var checkPathCases = []struct {
 	// The client's own.
 	{".smartclient", "bookkeeping"},
 	{".smartclient/state.bin", "bookkeeping"},
+	{".smartclient/publisher.json", "bookkeeping"}, // the trusted publisher keys
+	{".SMARTCLIENT/publisher.json", "bookkeeping"},
 	{".SmartClient/journal.json", "bookkeeping"},
 	{".ſmartclient/state.bin", "bookkeeping"}, // long s folds to s
 	{"bkp_remote.001/x", "bookkeeping"},

@@ -1,0 +1,241 @@
+package smartclient
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"reflect"
+	"time"
+
+	"github.com/erpupdate/smartsync/internal/atomicfile"
+	"github.com/erpupdate/smartsync/internal/releasemeta"
+	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
+	"github.com/erpupdate/smartsync/syncproto"
+)
+
+// The client's trust in the publisher (see internal/releasemeta): before
+// it asks for a byte, the release the server offers must be signed by a
+// publisher key it trusts, be for its OS, not be expired, and not be
+// numbered below the highest release it has verified unless the
+// publisher signed that rollback; once the manifest is read, its build
+// and the digest of its entries and post-install step must be the signed
+// ones.
+//
+// The trusted keys live in TrustFile, under the install's bookkeeping
+// folder, which no manifest may name (see manifest's validation): no sync
+// can write them. [UPDATE] PublisherKey= in smartclient.ini is read only
+// while there is no such file (a first install); from then on keys change
+// only through a key chain the trusted keys signed. With neither, the
+// client trusts on first use the keys of the first signed release it
+// installs (the chain's key list version 1), as SSH trusts a host key:
+// that first sync must reach the genuine server. A sync that only checks
+// (sync --check) records nothing.
+
+// TrustFile is the client's record of the publisher it trusts.
+const TrustFile = install.MetaDir + "/publisher.json"
+
+// ErrUnsigned marks a server that offers a release with no signed
+// metadata to a client that does not allow unsigned releases.
+var ErrUnsigned = errors.New("smartclient: the server's release is not signed by the publisher")
+
+// trustRecord is TrustFile.
+type trustRecord struct {
+	Format int                 `json:"format"`
+	Keys   releasemeta.KeyList `json:"keys"`
+	// Highest is the highest release number verified.
+	Highest uint64 `json:"highest"`
+	// Installed is the signed release the install holds; nil when it
+	// holds an unsigned one or none.
+	Installed *InstalledRelease `json:"installed,omitempty"`
+}
+
+// InstalledRelease is what the client recorded of the signed release it
+// installed.
+type InstalledRelease struct {
+	Key     string             `json:"key"` // ID of the key that signed it
+	Number  uint64             `json:"number"`
+	Build   string             `json:"build"`
+	Expires time.Time          `json:"expires"`
+	Digest  releasemeta.Digest `json:"digest"`
+}
+
+// readTrust reads dir's TrustFile; a missing file is a zero record.
+func readTrust(dir string) (trustRecord, bool, error) {
+	var t trustRecord
+	err := atomicfile.ReadJSON(filepath.Join(dir, TrustFile), &t)
+	if errors.Is(err, fs.ErrNotExist) {
+		return trustRecord{}, false, nil
+	}
+	if err != nil {
+		return trustRecord{}, false, fmt.Errorf("reading the trusted publisher keys: %w", err)
+	}
+	return t, true, nil
+}
+
+// firstSource is the session with the message read ahead of the manifest
+// put back in front.
+type firstSource struct {
+	c     *conn
+	first syncproto.Message
+	err   error
+	used  bool
+}
+
+func (s *firstSource) Read() (syncproto.Message, error) {
+	if !s.used {
+		s.used = true
+		if s.first != nil || s.err != nil {
+			return s.first, s.err
+		}
+	}
+	return s.c.Read()
+}
+
+func (s *firstSource) Expect(t syncproto.MsgType) (syncproto.Message, error) {
+	if !s.used && (s.first != nil || s.err != nil) {
+		m, err := s.Read()
+		if err == nil && m.Type() != t {
+			return nil, fmt.Errorf("expected %v, got %v: %w", t, m.Type(), syncproto.ErrUnexpected)
+		}
+		return m, err
+	}
+	s.used = true
+	return s.c.Expect(t)
+}
+
+// verifyRelease reads what the server sent first in answer to
+// GetManifest: its signed release, verified here before anything else is
+// read, or (no Release) the answer itself, which a client that does not
+// allow unsigned releases refuses. It returns where the manifest is read
+// from.
+func (a *attempt) verifyRelease() (manifest.Source, error) {
+	a.rel = nil
+	m, err := a.c.Read()
+	if err != nil {
+		return &firstSource{c: a.c, err: err}, nil
+	}
+	r, ok := m.(syncproto.Release)
+	if !ok {
+		if !a.o.AllowUnsigned {
+			return nil, fmt.Errorf("%w: the update server %s sent its release unsigned, so nothing from it is installed; "+
+				"the administrator signs releases with 'appserver release sign-update', or allows unsigned releases with [UPDATE] AllowUnsigned=1 in smartclient.ini",
+				ErrUnsigned, a.o.Server)
+		}
+		if !a.warnedUnsigned {
+			a.warnedUnsigned = true
+			fmt.Fprintf(a.o.Out, "Warning: the release of %s is not signed; installing it because [UPDATE] AllowUnsigned=1.\n", a.o.Server)
+		}
+		return &firstSource{c: a.c, first: m}, nil
+	}
+	ring, tofu := a.trust.Keys, false
+	if len(ring.Keys) == 0 {
+		if len(a.o.PublisherKeys) > 0 {
+			ring = releasemeta.KeyList{Version: 1}
+			for _, s := range a.o.PublisherKeys {
+				k, err := releasemeta.ParsePublicKey(s)
+				if err != nil {
+					return nil, fmt.Errorf("[UPDATE] PublisherKey: %w", err)
+				}
+				ring.Keys = append(ring.Keys, k)
+			}
+		} else if ring, err = releasemeta.FirstUse(r.Meta); err != nil {
+			return nil, fmt.Errorf("verifying the signed release of %s (trust on first use): %w", a.o.Server, err)
+		} else {
+			tofu = true
+		}
+	}
+	v, err := releasemeta.Verify(r.Meta, ring, time.Now(), a.o.OS)
+	if err != nil {
+		return nil, fmt.Errorf("verifying the signed release of %s: %w", a.o.Server, err)
+	}
+	if err := releasemeta.CheckNumber(v.Statement, a.trust.Highest); err != nil {
+		return nil, fmt.Errorf("verifying the signed release of %s: %w", a.o.Server, err)
+	}
+	if tofu {
+		a.o.Log.Warn("trusting the publisher key of the first signed release (no [UPDATE] PublisherKey in smartclient.ini)",
+			"server", a.o.Server, "keys", v.Keys.IDs(), "key_list_version", v.Keys.Version)
+	}
+	a.rel = v
+	return &firstSource{c: a.c, used: true}, nil
+}
+
+// checkRelease checks the manifest read against the verified statement
+// (build, and the digest of every entry and of the post-install step), and
+// records what was verified unless the sync only checks.
+func (a *attempt) checkRelease(man *manifest.Manifest) error {
+	if a.rel == nil {
+		return nil
+	}
+	if err := releasemeta.CheckRelease(a.rel.Statement, man.Build(), releaseDigest(man)); err != nil {
+		return fmt.Errorf("checking the manifest of %s against its signed release: %w", a.o.Server, err)
+	}
+	return a.recordTrust(false)
+}
+
+// releaseDigest is the digest of man as the publisher signs it.
+func releaseDigest(man *manifest.Manifest) releasemeta.Digest {
+	d := releasemeta.NewDigester()
+	for _, f := range man.All() {
+		d.Add(releasemeta.Entry{Path: f.Path, Size: uint64(f.Size), Mode: uint32(f.Mode.Perm()), Symlink: f.Target != "",
+			Dir: f.Dir, Preserve: f.Preserve, Hash: f.Hash, Target: f.Target})
+	}
+	return d.Sum(man.PostInstall())
+}
+
+// installedCurrent reports whether the verified release is the one the
+// install holds, as recorded: only then is the server's "up to date"
+// believed.
+func (a *attempt) installedCurrent() bool {
+	return a.rel == nil || a.trust.Installed != nil && a.trust.Installed.Digest == a.rel.Statement.Digest
+}
+
+// recordTrust writes the trusted keys and the highest release number
+// verified, and with installed, the release the install now holds. A
+// sync that only checks writes nothing, and neither does one with an
+// unsigned release on a client that never recorded a signed one.
+func (a *attempt) recordTrust(installed bool) error {
+	if a.o.CheckOnly || a.rel == nil && !a.hasTrust {
+		return nil
+	}
+	t := a.trust
+	t.Format = 1
+	if a.rel != nil {
+		st := a.rel.Statement
+		t.Keys = a.rel.Keys
+		t.Highest = max(t.Highest, st.Number)
+		if installed {
+			t.Installed = &InstalledRelease{Key: a.rel.Key.ID(), Number: st.Number, Build: st.Build, Expires: st.Expires, Digest: st.Digest}
+		}
+	} else if installed {
+		t.Installed = nil
+	}
+	if a.hasTrust && reflect.DeepEqual(t, a.trust) {
+		// An up-to-date sync of the same release writes nothing.
+		return nil
+	}
+	if err := atomicfile.WriteJSON(filepath.Join(a.o.Dir, TrustFile), t, 0o644); err != nil {
+		return fmt.Errorf("recording the trusted publisher: %w", err)
+	}
+	a.trust, a.hasTrust = t, true
+	return nil
+}
+
+// PublisherStatus is what 'status' shows of the publisher.
+type PublisherStatus struct {
+	KeyListVersion uint64
+	Keys           string // IDs, comma-separated
+	Highest        uint64
+	Installed      *InstalledRelease
+}
+
+// readPublisherStatus reads it; nil when the client never verified a
+// signed release.
+func readPublisherStatus(dir string) *PublisherStatus {
+	t, ok, err := readTrust(dir)
+	if err != nil || !ok {
+		return nil
+	}
+	return &PublisherStatus{KeyListVersion: t.Keys.Version, Keys: t.Keys.IDs(), Highest: t.Highest, Installed: t.Installed}
+}
