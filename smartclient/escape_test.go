@@ -1,10 +1,17 @@
 package smartclient_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/erpupdate/smartsync/internal/pki/pkitest"
+	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/smartclient/internal/cli"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -89,6 +96,40 @@ func TestServerTextNeverReachesTheTerminalRaw(t *testing.T) {
 				// Nothing of the build is stored: bookkeeping but the
 				// client's id, kept from the first attempt on.
 				onlyClientID(t, dir, "a sync with a server build that is not a build")
+			}
+		})
+	}
+}
+
+// TestDisabledAfterExpiryIsAFreeze: "updates disabled" comes with nothing
+// signed, so once the installed release's signature has expired, the
+// workstation says it may be held back instead of reporting all is well;
+// before expiry, disabled is disabled.
+func TestDisabledAfterExpiryIsAFreeze(t *testing.T) {
+	addr := rogueServer(t, syncproto.Welcome{ServerBuild: "7.00.240501A", UpdatesEnabled: false, Message: "updates are off"})
+	for _, tc := range []struct {
+		name    string
+		expires time.Time
+		want    error
+	}{
+		{"signature still valid", time.Now().Add(time.Hour), smartclient.ErrDisabled},
+		{"signature expired", time.Now().Add(-time.Hour), smartclient.ErrFrozen},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			rec := fmt.Sprintf(`{"format":1,"highest":7,"installed":{"key":"6301a55e0dfc6d43","number":7,"build":"7.00.240501A","expires":%q}}`, tc.expires.UTC().Format(time.RFC3339))
+			if err := os.MkdirAll(filepath.Join(dir, ".smartclient"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, smartclient.TrustFile), []byte(rec), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := smartclient.Sync(context.Background(), smartclient.Options{Dir: dir, Server: addr, OS: "linux", Timeout: 5 * time.Second})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v; want %v", err, tc.want)
+			}
+			if tc.want == smartclient.ErrFrozen && (!strings.Contains(err.Error(), "release 7") || !strings.Contains(err.Error(), tc.expires.UTC().Format("2006-01-02"))) {
+				t.Errorf("the message does not name the release and its expiry: %v", err)
 			}
 		})
 	}

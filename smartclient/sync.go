@@ -418,6 +418,9 @@ func (a *attempt) run() (res *Result, err error) {
 	if !a.w.UpdatesEnabled {
 		a.res.Outcome = syncproto.OutcomeUpToDate
 		a.report(syncproto.Report{Outcome: syncproto.OutcomeUpToDate, Message: "updates disabled"})
+		if err := frozen(a.o.Dir, a.w.Message, time.Now()); err != nil {
+			return a.res, err
+		}
 		return a.res, fmt.Errorf("%w: %s", ErrDisabled, a.w.Message)
 	}
 	if a.full && !a.o.CheckOnly && !a.o.Yes {

@@ -40,6 +40,26 @@ const TrustFile = install.MetaDir + "/publisher.json"
 // metadata to a client that does not allow unsigned releases.
 var ErrUnsigned = errors.New("smartclient: the server's release is not signed by the publisher")
 
+// ErrFrozen marks a server that says updates are disabled to a
+// workstation whose signed release has expired: nothing signed comes
+// with "disabled", so a server that holds workstations back from an
+// update (a freeze) would be believed for ever; once the publisher's
+// signature has run out, the workstation says so rather than report all
+// is well.
+var ErrFrozen = errors.New("smartclient: updates are disabled, and the installed release's signature has expired")
+
+// frozen returns ErrFrozen, wrapped with the dates, when the install in
+// dir holds a signed release that expired before now; serverSays is the
+// server's reason for disabling updates.
+func frozen(dir, serverSays string, now time.Time) error {
+	t, _, err := readTrust(dir)
+	if err != nil || t.Installed == nil || now.Before(t.Installed.Expires) {
+		return nil
+	}
+	return fmt.Errorf("%w: the server says %q, but release %d installed here expired on %s; the workstation may be held back from a newer release: ask the administrator to enable updates or publish a newly signed release",
+		ErrFrozen, serverSays, t.Installed.Number, t.Installed.Expires.UTC().Format("2006-01-02 15:04 MST"))
+}
+
 // trustRecord is TrustFile.
 type trustRecord struct {
 	Format int                 `json:"format"`
