@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"time"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/backup"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 	"github.com/erpupdate/smartsync/smartclient/internal/journal"
+	"github.com/erpupdate/smartsync/smartclient/internal/servertrust"
 	"github.com/erpupdate/smartsync/smartclient/internal/state"
 )
 
@@ -46,6 +48,9 @@ type StatusReport struct {
 	// ClientID is the id the server knows this install by (see
 	// ClientIDFile), "" before its first sync.
 	ClientID string
+	// ServerKeys are the server keys this install trusts on first use,
+	// by address (see servertrust), with when each was first seen.
+	ServerKeys []servertrust.KnownKey
 }
 
 // Running says which smartclient is at work on the install folder; PID is
@@ -140,6 +145,7 @@ func Status(ctx context.Context, dir string, log *slog.Logger) (*StatusReport, e
 	r := &StatusReport{Dir: dir, Build: st.Build, OS: st.OS, Server: st.Server, LastSync: st.LastSync,
 		LastOutcome: st.LastOutcome, LastMessage: st.LastMessage, Files: files, Running: running,
 		Publisher: readPublisherStatus(dir)}
+	r.ServerKeys, _ = servertrust.KnownKeys(filepath.Join(dir, install.MetaDir, servertrust.KnownName))
 	r.ClientID = readClientID(d.Root)
 	if c, ok := readCheck(d.Root); ok && c.When.After(st.LastSync) && c.Build == st.Build {
 		// A later check found the install up to date.

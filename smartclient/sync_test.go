@@ -974,7 +974,8 @@ func TestStatusAndRestore(t *testing.T) {
 	if code != cli.ExitOK {
 		t.Fatalf("status: exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"Installed build: 7.00.240301A (linux)", "Last sync:", s.addr, "bkp_remote.001  build 7.00.240101A", "bkp_remote.002  build 7.00.240201A"} {
+	for _, want := range []string{"Installed build: 7.00.240301A (linux)", "Last sync:", s.addr, "bkp_remote.001  build 7.00.240101A", "bkp_remote.002  build 7.00.240201A",
+		"Server key:      " + s.srv.Fingerprint() + " at " + s.addr + ", trusted since "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

@@ -128,6 +128,11 @@ func printStatus(w io.Writer, r *smartclient.StatusReport) {
 		}
 		fmt.Fprintln(w)
 	}
+	for _, k := range r.ServerKeys {
+		// Written by this client, but from what a server presented:
+		// escaped like the rest.
+		fmt.Fprintf(w, "Server key:      %s at %s, trusted since %s\n", e(k.Fingerprint), e(k.Addr), k.FirstSeen.Local().Format("2006-01-02"))
+	}
 	switch p := r.Publisher; {
 	case p == nil:
 		fmt.Fprintln(w, "Release:         unsigned (no signed release verified yet)")

@@ -20,6 +20,8 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -247,6 +249,30 @@ func (c Config) Record() error {
 		return fmt.Errorf("recording the server's key: %w", err)
 	}
 	return nil
+}
+
+// KnownKey is one server key trusted on first use.
+type KnownKey struct {
+	Addr, Fingerprint string
+	FirstSeen         time.Time
+}
+
+// KnownKeys returns the keys recorded in file, by address; none when
+// there is no file.
+func KnownKeys(file string) ([]KnownKey, error) {
+	var k known
+	if err := atomicfile.ReadJSON(file, &k); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	keys := make([]KnownKey, 0, len(k.Servers))
+	for addr, s := range k.Servers {
+		keys = append(keys, KnownKey{Addr: addr, Fingerprint: s.Fingerprint, FirstSeen: s.FirstSeen})
+	}
+	slices.SortFunc(keys, func(a, b KnownKey) int { return strings.Compare(a.Addr, b.Addr) })
+	return keys, nil
 }
 
 // Known returns the fingerprint recorded for addr in file, "" for none.
