@@ -42,8 +42,15 @@ type fakeAdmin struct {
 	received  bytes.Buffer // every byte every client sent
 	requests  []syncproto.Admin
 	passwords []string // as opened, accepted or not
-	served    int      // requests past the password check
-	closed    bool
+	tokens    [][]byte // session tokens as opened, accepted or not
+	served    int      // requests past the password or token check
+	// token is the session token the fake gives an update run now, and
+	// sessionName its name; refuseTokens makes it refuse every token, as a
+	// server whose sessions expired does.
+	token        []byte
+	sessionName  string
+	refuseTokens bool
+	closed       bool
 	// intercept, when set, is given each new connection first; true
 	// means it has dealt with it.
 	intercept func(nc net.Conn) bool
@@ -193,18 +200,59 @@ func (f *fakeAdmin) session(nc net.Conn) {
 		return
 	}
 	a := m2.(syncproto.Admin)
-	pw, err := syncproto.OpenPassword(priv, m.(syncproto.AdminKey), a.Sealed)
+	clientKey := m.(syncproto.AdminKey)
+	secret, err := syncproto.OpenRequest(priv, clientKey, a)
 	if err != nil {
-		f.t.Errorf("fake admin server: opening the password: %v", err)
+		f.t.Errorf("fake admin server: opening the request: %v", err)
 		return
 	}
 	f.mu.Lock()
 	f.requests = append(f.requests, a)
-	f.passwords = append(f.passwords, pw)
+	withToken := a.Flags&syncproto.AdminToken != 0
+	if withToken {
+		f.tokens = append(f.tokens, secret)
+	} else {
+		f.passwords = append(f.passwords, string(secret))
+	}
+	tokenOK := withToken && !f.refuseTokens && a.Op == syncproto.OpStatus && f.token != nil && bytes.Equal(secret, f.token)
 	f.mu.Unlock()
-	if a.User != fakeUser || pw != fakePassword {
+	switch {
+	case withToken && !tokenOK:
+		send(&syncproto.Error{Code: syncproto.CodeDenied, Message: "this command's administrator session has expired or is not known to this server; run the command again"})
+		return
+	case !withToken && (a.User != fakeUser || string(secret) != fakePassword):
 		send(&syncproto.Error{Code: syncproto.CodeDenied, Message: "wrong user or password"})
 		return
+	}
+	if a.Op == syncproto.OpUpdate && a.At == 0 {
+		// An update run now gets the command's session token, as the
+		// real server gives it, before the handler's answer.
+		token := bytes.Repeat([]byte{0x42}, syncproto.TokenSize)
+		ms := syncproto.AdminSession{Session: "s-fake", UpdateID: fakeUpdateID, Expires: time.Now().Add(time.Hour).Unix()}
+		if err := syncproto.SealToken(priv, clientKey, &ms, token); err != nil {
+			f.t.Error(err)
+			return
+		}
+		f.mu.Lock()
+		f.token, f.sessionName = token, ms.Session
+		f.mu.Unlock()
+		send(ms)
+	}
+	if withToken {
+		// Answers to a token name its session, unless the handler
+		// names another.
+		plain := send
+		send = func(ms ...syncproto.Message) {
+			for i, m := range ms {
+				if st, ok := m.(syncproto.UpdateStatus); ok && st.Session == "" {
+					f.mu.Lock()
+					st.Session = f.sessionName
+					f.mu.Unlock()
+					ms[i] = st
+				}
+			}
+			plain(ms...)
+		}
 	}
 	f.mu.Lock()
 	n := f.served
@@ -212,6 +260,9 @@ func (f *fakeAdmin) session(nc net.Conn) {
 	f.mu.Unlock()
 	f.handle(n, a, send)
 }
+
+// fakeUpdateID is the update the fake's session tokens are for.
+const fakeUpdateID = "u-42"
 
 // lastRequest is the last request the fake received.
 func (f *fakeAdmin) lastRequest(t *testing.T) syncproto.Admin {
@@ -678,13 +729,13 @@ func TestAdminInterrupted(t *testing.T) {
 	defer cancel()
 	f := newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
 		if n == 0 {
-			send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: "u-9"})
+			send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: fakeUpdateID})
 			return
 		}
 		if n == 3 {
 			cancel()
 		}
-		send(syncproto.UpdateStatus{State: syncproto.StateSwitching, ID: "u-9"})
+		send(syncproto.UpdateStatus{State: syncproto.StateSwitching, ID: fakeUpdateID})
 	})
 	code, _, errOut := runAdminCLI(t, ctx, f, "--from", "r.tar.gz")
 	if code != ExitInterrupted || !strings.Contains(errOut, "An update the server accepted goes on") {
