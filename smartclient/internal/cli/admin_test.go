@@ -44,6 +44,8 @@ type fakeAdmin struct {
 	passwords []string // as opened, accepted or not
 	tokens    [][]byte // session tokens as opened, accepted or not
 	served    int      // requests past the password or token check
+	// refusedHandshakes counts the TLS handshakes a client broke off.
+	refusedHandshakes int
 	// token is the session token the fake gives an update run now, and
 	// sessionName its name; refuseTokens makes it refuse every token, as a
 	// server whose sessions expired does.
@@ -99,7 +101,11 @@ func (f *fakeAdmin) serve(ln net.Listener) {
 // restart closes the listener, so that the client's polls find nobody
 // (connection refused), and listens on the same address again after
 // pause, as a server that stops and starts does.
-func (f *fakeAdmin) restart(pause time.Duration) {
+func (f *fakeAdmin) restart(pause time.Duration) { f.restartAs(pause, f.tls) }
+
+// restartAs is restart with the TLS configuration cfg: another key than
+// the one the client pinned makes the fake an impostor at the address.
+func (f *fakeAdmin) restartAs(pause time.Duration, cfg *tls.Config) {
 	f.mu.Lock()
 	f.ln.Close()
 	f.mu.Unlock()
@@ -119,7 +125,7 @@ func (f *fakeAdmin) restart(pause time.Duration) {
 			// sees either no listener or this one.
 			ln, err := net.Listen("tcp", f.addr)
 			if err == nil {
-				f.ln = tls.NewListener(ln, f.tls)
+				f.ln = tls.NewListener(ln, cfg)
 				f.serve(f.ln)
 			}
 			f.mu.Unlock()
@@ -167,6 +173,15 @@ func (f *fakeAdmin) session(nc net.Conn) {
 	f.mu.Unlock()
 	if intercept != nil && intercept(nc) {
 		return
+	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		if err := tc.Handshake(); err != nil {
+			// A client that refuses the fake's key says so here.
+			f.mu.Lock()
+			f.refusedHandshakes++
+			f.mu.Unlock()
+			return
+		}
 	}
 	r := syncproto.NewReader(recorder{nc, f})
 	w := syncproto.NewWriter(nc)
@@ -520,9 +535,18 @@ func TestAdminUpdateNow(t *testing.T) {
 				a.At != 0 || a.Notify != "admin@example.com" || a.Flags != syncproto.AdminAllowDowngrade || a.User != fakeUser {
 				t.Errorf("request %+v", a)
 			}
-			for i, pw := range f.passwords {
-				if pw != fakePassword {
-					t.Errorf("session %d: password %q", i, pw)
+			// One login per command: the password once, then the token.
+			if len(f.passwords) != 1 || f.passwords[0] != fakePassword {
+				t.Errorf("the server was sent the passwords %q, want the password once", f.passwords)
+			}
+			for i, a := range f.requests[1:] {
+				if a.Flags&syncproto.AdminToken == 0 || a.Op != syncproto.OpStatus {
+					t.Errorf("poll %d: flags %#x, op %d; want the token and OpStatus", i+1, a.Flags, a.Op)
+				}
+			}
+			for i, tok := range f.tokens {
+				if !bytes.Equal(tok, f.token) {
+					t.Errorf("poll %d: token % x, want the one given", i+1, tok)
 				}
 			}
 			if bytes.Contains(f.received.Bytes(), []byte(fakePassword)) {
@@ -532,6 +556,95 @@ func TestAdminUpdateNow(t *testing.T) {
 				t.Logf("stdout:\n%s\nstderr:\n%s", out, errOut)
 			}
 		})
+	}
+}
+
+// TestAdminSessionRefused: when the restarted server refuses the
+// command's token (expired, or not known), the command stops and says to
+// run it again; it does not send the password again on its own.
+func TestAdminSessionRefused(t *testing.T) {
+	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
+	var f *fakeAdmin
+	f = newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
+		send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: fakeUpdateID})
+		f.mu.Lock()
+		f.refuseTokens = true
+		f.mu.Unlock()
+	})
+	start := time.Now()
+	code, _, errOut := runAdminCLI(t, t.Context(), f, "--from", "r.tar.gz")
+	if code != ExitFailed || !strings.Contains(errOut, "no longer accepts this command's administrator session") ||
+		!strings.Contains(errOut, "Run the command again") || strings.Contains(errOut, "wrong administrator user or password") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the command took %v", took)
+	}
+	f.close()
+	if len(f.passwords) != 1 || len(f.tokens) != 1 {
+		t.Errorf("the server was sent %d passwords and %d tokens, want 1 and 1", len(f.passwords), len(f.tokens))
+	}
+}
+
+// TestAdminAnswerNamesSession: a final status that does not name the
+// command's session is not taken as the outcome of its update.
+func TestAdminAnswerNamesSession(t *testing.T) {
+	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
+	f := newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
+		if n == 0 {
+			send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: fakeUpdateID})
+			return
+		}
+		send(syncproto.UpdateStatus{State: syncproto.StateDone, ID: fakeUpdateID, OldBuild: "A", NewBuild: "B", Session: "s-other"})
+	})
+	code, out, errOut := runAdminCLI(t, t.Context(), f, "--from", "r.tar.gz")
+	if code != ExitFailed || strings.Contains(out, "Server updated") || !strings.Contains(errOut, "does not name this command's session") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// TestAdminImpostorDuringRestart is the attack of a machine that takes
+// the server's address while it restarts for the update, with a TLS key
+// of its own: the command refuses it at the handshake, so the impostor
+// receives neither the password nor the session token, and the command
+// ends at once with a clear error instead of asking again for ten
+// minutes.
+func TestAdminImpostorDuringRestart(t *testing.T) {
+	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
+	impostorCert, _ := pkitest.Certificate(t)
+	impostor := pki.ServerConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &impostorCert, nil })
+	var f *fakeAdmin
+	var before int
+	f = newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
+		if n > 0 {
+			t.Errorf("the impostor was sent request %d: %+v", n, a)
+			send(syncproto.UpdateStatus{State: syncproto.StateDone, ID: fakeUpdateID, OldBuild: "A", NewBuild: "B"})
+			return
+		}
+		send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: fakeUpdateID})
+		f.mu.Lock()
+		before = f.received.Len()
+		f.mu.Unlock()
+		f.restartAs(20*time.Millisecond, impostor)
+	})
+	start := time.Now()
+	code, out, errOut := runAdminCLI(t, t.Context(), f, "--from", "r.tar.gz") // --wait is the default 10 minutes
+	took := time.Since(start)
+	f.close()
+	if code != ExitFailed || strings.Contains(out, "Server updated") || !strings.Contains(errOut, "not the one smartclient.ini names") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if took > 10*time.Second {
+		t.Errorf("the command went on for %v against the impostor", took)
+	}
+	if f.refusedHandshakes == 0 {
+		t.Error("no client came to the impostor")
+	}
+	if got := f.received.Len() - before; got != 0 {
+		t.Errorf("the impostor received %d bytes of the protocol", got)
+	}
+	if len(f.passwords) != 1 || len(f.tokens) != 0 || len(f.requests) != 1 {
+		t.Errorf("passwords %d, tokens %d, requests %d: the impostor got a credential", len(f.passwords), len(f.tokens), len(f.requests))
 	}
 }
 
