@@ -672,3 +672,42 @@ func TestDecodeRejectsSessionMessages(t *testing.T) {
 		})
 	}
 }
+
+// FuzzOpenRequest feeds arbitrary administrator requests and session
+// tokens to the server's and the client's opening: nothing panics, and
+// nothing opens that was not sealed under the session's key.
+func FuzzOpenRequest(f *testing.F) {
+	cpriv, ckey, _ := NewAdminKey()
+	spriv, skey, _ := NewAdminKey()
+	good := Admin{User: "admin", Op: OpStatus, Flags: AdminToken}
+	if err := SealRequest(cpriv, skey, &good, bytes.Repeat([]byte{1}, TokenSize)); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good.appendPayload(nil), false)
+	for _, s := range goldenSeeds(f) {
+		if len(s) >= HeaderSize && (MsgType(s[3]) == MsgAdmin || MsgType(s[3]) == MsgAdminSession) {
+			f.Add(s[HeaderSize:], MsgType(s[3]) == MsgAdminSession)
+		}
+	}
+	f.Fuzz(func(t *testing.T, payload []byte, session bool) {
+		if session {
+			m, err := Decode(MsgAdminSession, payload)
+			if err != nil {
+				return
+			}
+			if tok, err := OpenToken(cpriv, skey, m.(AdminSession)); err == nil {
+				t.Fatalf("a forged session token opened: % x", tok)
+			}
+			return
+		}
+		m, err := Decode(MsgAdmin, payload)
+		if err != nil {
+			return
+		}
+		a := m.(Admin)
+		secret, err := OpenRequest(spriv, ckey, a)
+		if err == nil && !bytes.Equal(a.appendPayload(nil), good.appendPayload(nil)) {
+			t.Fatalf("a request that was not sealed opened: %+v, % x", a, secret)
+		}
+	})
+}
