@@ -294,14 +294,21 @@ func (f *fakeAdmin) lastRequest(t *testing.T) syncproto.Admin {
 // without a terminal, with fast polls.
 func runAdminCLI(t *testing.T, ctx context.Context, f *fakeAdmin, args ...string) (int, string, string) {
 	t.Helper()
-	saved := adminPollInterval
-	adminPollInterval = 10 * time.Millisecond
-	defer func() { adminPollInterval = saved }()
-	var out, errb bytes.Buffer
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "smartclient.ini"), []byte("[SSL]\nFingerprint="+f.fingerprint+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return runAdminCLIIn(t, ctx, f, dir, args...)
+}
+
+// runAdminCLIIn is runAdminCLI with the install folder dir, which says
+// how the fake's key is pinned.
+func runAdminCLIIn(t *testing.T, ctx context.Context, f *fakeAdmin, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	saved := adminPollInterval
+	adminPollInterval = 10 * time.Millisecond
+	defer func() { adminPollInterval = saved }()
+	var out, errb bytes.Buffer
 	args = append([]string{"admin", "update-server", "--dir", dir, "--server", f.addr}, args...)
 	code := Main(ctx, args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
@@ -611,40 +618,69 @@ func TestAdminAnswerNamesSession(t *testing.T) {
 // minutes.
 func TestAdminImpostorDuringRestart(t *testing.T) {
 	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
-	impostorCert, _ := pkitest.Certificate(t)
-	impostor := pki.ServerConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &impostorCert, nil })
-	var f *fakeAdmin
-	var before int
-	f = newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
-		if n > 0 {
-			t.Errorf("the impostor was sent request %d: %+v", n, a)
-			send(syncproto.UpdateStatus{State: syncproto.StateDone, ID: fakeUpdateID, OldBuild: "A", NewBuild: "B"})
-			return
-		}
-		send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: fakeUpdateID})
-		f.mu.Lock()
-		before = f.received.Len()
-		f.mu.Unlock()
-		f.restartAs(20*time.Millisecond, impostor)
-	})
-	start := time.Now()
-	code, out, errOut := runAdminCLI(t, t.Context(), f, "--from", "r.tar.gz") // --wait is the default 10 minutes
-	took := time.Since(start)
-	f.close()
-	if code != ExitFailed || strings.Contains(out, "Server updated") || !strings.Contains(errOut, "not the one smartclient.ini names") {
-		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	for _, tc := range []struct {
+		name string
+		pin  func(t *testing.T, f *fakeAdmin, dir string) // pins the real server's key in dir
+		want string                                       // in stderr
+	}{
+		{"fingerprint in smartclient.ini", func(t *testing.T, f *fakeAdmin, dir string) {
+			writeTestFile(t, filepath.Join(dir, "smartclient.ini"), "[SSL]\nFingerprint="+f.fingerprint+"\n")
+		}, "not the one smartclient.ini names"},
+		{"key recorded by an earlier sync", func(t *testing.T, f *fakeAdmin, dir string) {
+			writeTestFile(t, filepath.Join(dir, "smartclient.ini"), "[TCP]\nServer=127.0.0.1\n")
+			writeTestFile(t, filepath.Join(dir, ".smartclient", "known_servers.json"),
+				`{"servers": {"`+f.addr+`": {"fingerprint": "`+f.fingerprint+`", "first_seen": "2026-11-01T00:00:00Z"}}}`)
+		}, "this workstation has trusted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			impostorCert, _ := pkitest.Certificate(t)
+			impostor := pki.ServerConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &impostorCert, nil })
+			var f *fakeAdmin
+			var before int
+			f = newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
+				if n > 0 {
+					t.Errorf("the impostor was sent request %d: %+v", n, a)
+					send(syncproto.UpdateStatus{State: syncproto.StateDone, ID: fakeUpdateID, OldBuild: "A", NewBuild: "B"})
+					return
+				}
+				send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: fakeUpdateID})
+				f.mu.Lock()
+				before = f.received.Len()
+				f.mu.Unlock()
+				f.restartAs(20*time.Millisecond, impostor)
+			})
+			dir := t.TempDir()
+			tc.pin(t, f, dir)
+			start := time.Now()
+			code, out, errOut := runAdminCLIIn(t, t.Context(), f, dir, "--from", "r.tar.gz") // --wait is the default 10 minutes
+			took := time.Since(start)
+			f.close()
+			if code != ExitFailed || strings.Contains(out, "Server updated") || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+			}
+			if took > 10*time.Second {
+				t.Errorf("the command went on for %v against the impostor", took)
+			}
+			if f.refusedHandshakes == 0 {
+				t.Error("no client came to the impostor")
+			}
+			if got := f.received.Len() - before; got != 0 {
+				t.Errorf("the impostor received %d bytes of the protocol", got)
+			}
+			if len(f.passwords) != 1 || len(f.tokens) != 0 || len(f.requests) != 1 {
+				t.Errorf("passwords %d, tokens %d, requests %d: the impostor got a credential", len(f.passwords), len(f.tokens), len(f.requests))
+			}
+		})
 	}
-	if took > 10*time.Second {
-		t.Errorf("the command went on for %v against the impostor", took)
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if f.refusedHandshakes == 0 {
-		t.Error("no client came to the impostor")
-	}
-	if got := f.received.Len() - before; got != 0 {
-		t.Errorf("the impostor received %d bytes of the protocol", got)
-	}
-	if len(f.passwords) != 1 || len(f.tokens) != 0 || len(f.requests) != 1 {
-		t.Errorf("passwords %d, tokens %d, requests %d: the impostor got a credential", len(f.passwords), len(f.tokens), len(f.requests))
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
