@@ -125,6 +125,14 @@ var (
 // and returns that final status. A status in any final state is a
 // successful answer: the caller tells StateDone from the others.
 //
+// The password is sent once, at the login, sealed and bound to every
+// field of the request. The restarted server is asked with the session
+// token the login gave (never with the password), over a connection to
+// the same pinned server key, and its answer is taken only when it names
+// this update and this session. A server at the address with another
+// key ends the command at once (a servertrust error), and a refused
+// token with ErrAdminSession: the administrator runs the command again.
+//
 // A server's refusal comes back as a *syncproto.Error (CodeDenied for a
 // wrong user or password, CodeRefused for a refused request); a bad
 // option is ErrUsage (errors.Is).
