@@ -198,7 +198,9 @@ func (s *Server) adminUpdate(ctx context.Context, ss *session, req syncproto.Adm
 		expires := time.Now().Add(ur.Countdown + adminTokenLife)
 		token, name, err := s.tokens.issue(s.upd.dir, req.User, ur.ID, expires, time.Now())
 		if err != nil {
-			return err
+			s.log.Error("self-update request refused: the session token cannot be recorded", "user", req.User, "client", host, "err", err)
+			return &syncproto.Error{Code: syncproto.CodeRefused,
+				Message: "the server cannot record the administrator's session in its state folder (see its log); nothing was done"}
 		}
 		tokenMsg = &syncproto.AdminSession{Session: name, UpdateID: ur.ID, Expires: expires.Unix()}
 		if err := syncproto.SealToken(priv, clientKey, tokenMsg, token); err != nil {
