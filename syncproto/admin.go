@@ -16,7 +16,8 @@ import (
 const (
 	AdminKeySize = 32  // an X25519 public key
 	MaxPassword  = 256 // bytes of an administrator password
-	// MaxSealed is the largest sealed password: nonce, password and tag.
+	// MaxSealed is the largest sealed credential: nonce, password (or
+	// token) and tag.
 	MaxSealed = sealNonce + MaxPassword + sealTag
 	MaxNotify = 320 // an e-mail address
 	// TokenSize is the size of an administrator session token, and
@@ -74,7 +75,7 @@ type Notice struct {
 // AdminKey carries an ephemeral X25519 public key. An administrator's
 // client opens the session with it instead of Hello, and the server
 // answers with its own; the password then travels sealed with a key both
-// derive (see SealPassword).
+// derive (see SealRequest).
 type AdminKey struct{ Key [AdminKeySize]byte }
 
 // AdminOp is what an administrator asks for.
@@ -251,9 +252,9 @@ func decodeSession(t MsgType, d *decoder) Message {
 		a := Admin{User: d.str("user", MaxShortString)}
 		n := int(d.u16("sealed length"))
 		if d.err == nil && (n < sealNonce+sealTag || n > MaxSealed) {
-			d.fail("sealed password of %d bytes, must be %d..%d", n, sealNonce+sealTag, MaxSealed)
+			d.fail("sealed credential of %d bytes, must be %d..%d", n, sealNonce+sealTag, MaxSealed)
 		}
-		a.Sealed = append([]byte(nil), d.take(n, "sealed password")...)
+		a.Sealed = append([]byte(nil), d.take(n, "sealed credential")...)
 		a.Op = AdminOp(d.u8("op"))
 		a.Source = d.str("source", MaxPath)
 		a.Countdown = d.u32("countdown")
