@@ -219,3 +219,24 @@ func TestAdminTokensKept(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminSessionNotRecorded: a server that cannot record the session
+// token refuses the update it could not follow, rather than start one
+// whose outcome the command could only ask with the password.
+func TestAdminSessionNotRecorded(t *testing.T) {
+	t.Setenv(TestShortCountdownEnv, "1")
+	ts, _ := selfUpdateServer(t, "7.00.240501A")
+	// A folder where the record goes: no file can be renamed onto it.
+	if err := os.MkdirAll(filepath.Join(ts.srv.upd.dir, adminTokensFile, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{"appserver": "#!/bin/sh\n"}, vendorKey)
+	res := adminSession(t, ts.addr, "correct horse", syncproto.Admin{Op: syncproto.OpUpdate, Source: src, Countdown: 300}, nil)
+	wantCode(t, res.err, syncproto.CodeRefused, "cannot record the administrator's session")
+	if res.session != nil || len(res.statuses) != 0 {
+		t.Errorf("got %+v", res)
+	}
+	if st := ts.srv.upd.status(); st.State != syncproto.StateNone {
+		t.Errorf("the update is %v", st.State)
+	}
+}
