@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"context"
+	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"net"
@@ -85,7 +86,7 @@ func (l *logins) end(host string, ok bool) int {
 }
 
 // admin runs an administrator's session (see syncproto's doc): key
-// exchange, login, then one request.
+// exchange, login with the password or a session token, then one request.
 func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.AdminKey) error {
 	ss.hello = syncproto.Hello{ClientID: "administrator"}
 	priv, key, err := syncproto.NewAdminKey()
@@ -110,30 +111,25 @@ func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.Adm
 		return &syncproto.Error{Code: syncproto.CodeDenied, Retry: uint16(min((wait+time.Second-1)/time.Second, 65535)),
 			Message: fmt.Sprintf("too many failed logins from this address; try again in %d s", (wait+time.Second-1)/time.Second)}
 	}
-	password, err := syncproto.OpenPassword(priv, clientKey, req.Sealed)
-	if err == nil {
-		err = CheckPassword(s.cfg, req.User, password)
-	}
+	sessionName, err := s.authenticate(priv, clientKey, req)
 	if err != nil {
 		n := s.logins.end(host, false)
 		s.log.Warn("administrator login refused", "client", ss.conn.RemoteAddr().String(), "user", req.User,
-			"failures", n, "err", err)
+			"token", req.Flags&syncproto.AdminToken != 0, "failures", n, "err", err)
 		ss.outcome = "login refused"
-		msg := "wrong administrator user or password"
-		if errors.Is(err, ErrSelfUpdateDisabled) {
-			msg = "self-update is disabled on this server: [ADMIN] PasswordHash is not set in AppServer.ini"
-		}
-		return &syncproto.Error{Code: syncproto.CodeDenied, Message: msg}
+		return &syncproto.Error{Code: syncproto.CodeDenied, Message: deniedMessage(err)}
 	}
 	s.logins.end(host, true)
 	s.mu.Lock()
 	s.admins[ss.raw] = true
 	s.mu.Unlock()
-	s.log.Info("administrator logged in", "client", ss.conn.RemoteAddr().String(), "user", req.User, "op", int(req.Op))
+	s.log.Info("administrator logged in", "client", ss.conn.RemoteAddr().String(), "user", req.User, "op", int(req.Op), "session", sessionName)
 	ss.outcome = "administrator"
 	switch req.Op {
 	case syncproto.OpStatus:
-		return s.send(ss, s.upd.status())
+		st := s.upd.status()
+		st.Session = sessionName
+		return s.send(ss, st)
 	case syncproto.OpCancel:
 		st, err := s.upd.cancelJob(req.User + "@" + host)
 		if err != nil {
@@ -141,12 +137,51 @@ func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.Adm
 		}
 		return s.send(ss, st)
 	}
-	return s.adminUpdate(ctx, ss, req, host)
+	return s.adminUpdate(ctx, ss, req, host, priv, clientKey)
+}
+
+// authenticate opens the request's credential, bound to every field of
+// the request, and checks it: the password, or a session token (which
+// admits OpStatus only). It returns the name of the token's session, or
+// "" for a password.
+func (s *Server) authenticate(priv *ecdh.PrivateKey, clientKey syncproto.AdminKey, req syncproto.Admin) (string, error) {
+	secret, err := syncproto.OpenRequest(priv, clientKey, req)
+	if err != nil {
+		return "", fmt.Errorf("opening the request: %w", err)
+	}
+	if req.Flags&syncproto.AdminToken == 0 {
+		return "", CheckPassword(s.cfg, req.User, string(secret))
+	}
+	if !s.cfg.SelfUpdateEnabled() {
+		return "", ErrSelfUpdateDisabled
+	}
+	if req.Op != syncproto.OpStatus {
+		return "", ErrTokenOp
+	}
+	rec, err := s.tokens.check(s.upd.dir, secret, req.User, time.Now())
+	if err != nil {
+		return "", fmt.Errorf("checking the session token: %w", err)
+	}
+	return rec.Session, nil
+}
+
+// deniedMessage says why a login was refused, without telling a wrong
+// user from a wrong password.
+func deniedMessage(err error) string {
+	switch {
+	case errors.Is(err, ErrSelfUpdateDisabled):
+		return "self-update is disabled on this server: [ADMIN] PasswordHash is not set in AppServer.ini"
+	case errors.Is(err, syncproto.ErrSeal):
+		return "the request does not match its seal: it was changed on the way; nothing was done"
+	case errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenUnknown), errors.Is(err, ErrTokenOp):
+		return "this command's administrator session has expired or is not known to this server; run the command again"
+	}
+	return "wrong administrator user or password"
 }
 
 // adminUpdate starts an update and, for one to run now, streams its steps
 // to the administrator until it ends or the server stops for the switch.
-func (s *Server) adminUpdate(ctx context.Context, ss *session, req syncproto.Admin, host string) error {
+func (s *Server) adminUpdate(ctx context.Context, ss *session, req syncproto.Admin, host string, priv *ecdh.PrivateKey, clientKey syncproto.AdminKey) error {
 	ur := updateRequest{
 		Source: req.Source, Countdown: time.Duration(req.Countdown) * time.Second, Notify: req.Notify,
 		AllowDowngrade: req.Flags&syncproto.AdminAllowDowngrade != 0, User: req.User, From: host,
@@ -154,9 +189,33 @@ func (s *Server) adminUpdate(ctx context.Context, ss *session, req syncproto.Adm
 	if req.At != 0 {
 		ur.At = time.Unix(req.At, 0)
 	}
+	// An update run now gets the command's session token, recorded before
+	// the update starts, so that the command can always ask the server
+	// after the restart for the outcome.
+	var tokenMsg *syncproto.AdminSession
+	if req.At == 0 {
+		ur.ID = newUpdateID()
+		expires := time.Now().Add(ur.Countdown + adminTokenLife)
+		token, name, err := s.tokens.issue(s.upd.dir, req.User, ur.ID, expires, time.Now())
+		if err != nil {
+			s.log.Error("self-update request refused: the session token cannot be recorded", "user", req.User, "client", host, "err", err)
+			return &syncproto.Error{Code: syncproto.CodeRefused,
+				Message: "the server cannot record the administrator's session in its state folder (see its log); nothing was done"}
+		}
+		tokenMsg = &syncproto.AdminSession{Session: name, UpdateID: ur.ID, Expires: expires.Unix()}
+		if err := syncproto.SealToken(priv, clientKey, tokenMsg, token); err != nil {
+			return fmt.Errorf("sealing the session token: %w", err)
+		}
+		clear(token)
+	}
 	events, unsubscribe := s.upd.subscribe()
 	defer unsubscribe()
 	j, err := s.upd.request(ur)
+	if err != nil && tokenMsg != nil {
+		if rerr := s.tokens.revoke(s.upd.dir, tokenMsg.Session); rerr != nil {
+			s.log.Warn("forgetting the session token of a refused update", "err", rerr)
+		}
+	}
 	if err != nil {
 		var r *refusedError
 		if errors.As(err, &r) {
@@ -171,6 +230,11 @@ func (s *Server) adminUpdate(ctx context.Context, ss *session, req syncproto.Adm
 	first := j.status
 	s.upd.mu.Unlock()
 	first.RunningBuild = s.self.Build
+	if tokenMsg != nil {
+		if err := s.send(ss, *tokenMsg); err != nil {
+			return err
+		}
+	}
 	if err := s.send(ss, first); err != nil || req.At != 0 {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -365,6 +366,24 @@ func TestSelfUpdateEndToEnd(t *testing.T) {
 		t.Fatalf("admin update-server exited %d:\n%s\nserver log:\n%s", code, out, e.readLog("server.log"))
 	}
 	t.Logf("administrator saw:\n%s", out)
+	// One login per command: the password once (op 1), and the restarted
+	// server asked with the session token only.
+	serverLog := e.readLog("server.log")
+	logins := regexp.MustCompile(`msg="administrator logged in" .* op=(\d) session=(\S*)`).FindAllStringSubmatch(serverLog, -1)
+	var withPassword, withToken int
+	for _, l := range logins {
+		switch {
+		case l[1] == "1" && l[2] == `""`:
+			withPassword++
+		case l[1] == "2" && strings.HasPrefix(l[2], "s-"):
+			withToken++
+		default:
+			t.Errorf("unexpected administrator login %q", l[0])
+		}
+	}
+	if withPassword != 1 || withToken < 1 || strings.Contains(serverLog, "administrator login refused") {
+		t.Errorf("logins with the password %d, with the token %d; want 1 and some:\n%s", withPassword, withToken, serverLog)
+	}
 	if !strings.Contains(out, "3 connected sessions warned") {
 		t.Errorf("the administrator was not told of 3 warned sessions:\n%s", out)
 	}

@@ -207,7 +207,9 @@ func (u *updater) request(req updateRequest) (*job, error) {
 	if u.job != nil {
 		return nil, refused("update %s is already %s (from %s); cancel it first", u.job.status.ID, u.job.status.State, u.job.req.Source)
 	}
-	req.ID = newUpdateID()
+	if req.ID == "" {
+		req.ID = newUpdateID()
+	}
 	req.Requested = time.Now()
 	if !req.At.IsZero() {
 		if err := atomicfile.WriteJSON(filepath.Join(u.dir, scheduledFile), req, 0o600); err != nil {

@@ -52,8 +52,9 @@ func TestLoginThrottleRefusesUnchecked(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		sealed, _ := syncproto.SealPassword(priv, m.(syncproto.AdminKey), password)
-		c.send(syncproto.Admin{User: "admin", Sealed: sealed, Op: syncproto.OpStatus})
+		a := syncproto.Admin{User: "admin", Op: syncproto.OpStatus}
+		syncproto.SealRequest(priv, m.(syncproto.AdminKey), &a, []byte(password))
+		c.send(a)
 	}
 	// Ten wrong guesses in parallel. With a 30 s delay, at most one should
 	// be checked in the next 10 s.

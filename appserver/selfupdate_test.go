@@ -105,12 +105,22 @@ func selfUpdateServer(t *testing.T, oldBuild string) (*testServer, string) {
 type adminResult struct {
 	events   []string
 	statuses []syncproto.UpdateStatus
+	session  *syncproto.AdminSession // the server's AdminSession, if it sent one
+	token    []byte                  // its token, opened
 	err      error
 }
 
 // adminSession logs in with password and sends req, reading until the
 // server closes the session or stop says enough.
 func adminSession(t *testing.T, addr, password string, req syncproto.Admin, stop func(adminResult) bool) adminResult {
+	t.Helper()
+	return adminExchange(t, addr, []byte(password), req, nil, stop)
+}
+
+// adminExchange sends req with secret (a password, or a token with
+// AdminToken in req.Flags) sealed; tamper, when set, changes the request
+// after it was sealed, as a machine on the way would.
+func adminExchange(t *testing.T, addr string, secret []byte, req syncproto.Admin, tamper func(*syncproto.Admin), stop func(adminResult) bool) adminResult {
 	t.Helper()
 	c := mustDial(t, addr)
 	c.conn.SetDeadline(time.Now().Add(20 * time.Second))
@@ -125,12 +135,15 @@ func adminSession(t *testing.T, addr, password string, req syncproto.Admin, stop
 	if err != nil {
 		return adminResult{err: err}
 	}
-	req.Sealed, err = syncproto.SealPassword(priv, m.(syncproto.AdminKey), password)
-	if err != nil {
-		t.Fatal(err)
-	}
+	serverKey := m.(syncproto.AdminKey)
 	if req.User == "" {
 		req.User = "admin"
+	}
+	if err := syncproto.SealRequest(priv, serverKey, &req, secret); err != nil {
+		t.Fatal(err)
+	}
+	if tamper != nil {
+		tamper(&req)
 	}
 	if err := c.send(req); err != nil {
 		t.Fatal(err)
@@ -149,6 +162,11 @@ func adminSession(t *testing.T, addr, password string, req syncproto.Admin, stop
 			res.events = append(res.events, m.Text)
 		case syncproto.UpdateStatus:
 			res.statuses = append(res.statuses, m)
+		case syncproto.AdminSession:
+			res.session = &m
+			if res.token, err = syncproto.OpenToken(priv, serverKey, m); err != nil {
+				t.Fatalf("opening the session token: %v", err)
+			}
 		default:
 			t.Fatalf("administrator got %v", m.Type())
 		}

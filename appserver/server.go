@@ -71,6 +71,7 @@ type Server struct {
 	self       Self
 	upd        *updater
 	logins     logins
+	tokens     adminTokens   // administrators' session tokens (see adminsession.go)
 	stopping   chan struct{} // closed when the server begins to stop
 	stopOnce   sync.Once
 	stopServe  context.CancelFunc

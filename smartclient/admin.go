@@ -2,6 +2,7 @@ package smartclient
 
 import (
 	"context"
+	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,7 +23,7 @@ import (
 type AdminOptions struct {
 	Server   string // HOST:PORT of the appserver
 	User     string // the administrator's login name ([ADMIN] User on the server)
-	Password string // sent sealed, never in clear (see syncproto.SealPassword)
+	Password string // sent sealed, never in clear, once per command (see syncproto.SealRequest)
 	Op       syncproto.AdminOp
 
 	// OpUpdate only.
@@ -99,9 +100,20 @@ func badUsage(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
-// ErrAdminWait is returned when a restarting server does not report the
-// outcome of the update within AdminOptions.Wait.
-var ErrAdminWait = errors.New("smartclient: the server did not report the outcome of the update")
+// Errors of Admin.
+var (
+	// ErrAdminWait is returned when a restarting server does not report
+	// the outcome of the update within AdminOptions.Wait.
+	ErrAdminWait = errors.New("smartclient: the server did not report the outcome of the update")
+	// ErrAdminSession is returned when the server refuses the command's
+	// session token (expired, or not known), or gave none: the command
+	// does not send the password again on its own, the administrator
+	// runs it again.
+	ErrAdminSession = errors.New("smartclient: the server no longer accepts this command's administrator session")
+	// ErrAdminAnswer is returned when a status does not name the
+	// command's session: it is not the answer to this command's question.
+	ErrAdminAnswer = errors.New("smartclient: the server's answer does not name this command's session")
+)
 
 // Admin sends one administrator request and returns the server's answer.
 //
@@ -112,6 +124,14 @@ var ErrAdminWait = errors.New("smartclient: the server did not report the outcom
 // every PollInterval for the outcome of this update (named by its ID),
 // and returns that final status. A status in any final state is a
 // successful answer: the caller tells StateDone from the others.
+//
+// The password is sent once, at the login, sealed and bound to every
+// field of the request. The restarted server is asked with the session
+// token the login gave (never with the password), over a connection to
+// the same pinned server key, and its answer is taken only when it names
+// this update and this session. A server at the address with another
+// key ends the command at once (a servertrust error), and a refused
+// token with ErrAdminSession: the administrator runs the command again.
 //
 // A server's refusal comes back as a *syncproto.Error (CodeDenied for a
 // wrong user or password, CodeRefused for a refused request); a bad
@@ -144,10 +164,10 @@ func Admin(ctx context.Context, o AdminOptions) (*syncproto.UpdateStatus, error)
 			return nil, err
 		}
 		defer c.Close()
-		if err := adminRequest(c, &o, o.Op); err != nil {
+		if _, err := adminRequest(c, &o, o.Op, nil); err != nil {
 			return nil, err
 		}
-		st, err := readStatus(c, o.Event)
+		st, err := readStatus(c, o.Event, nil)
 		if err != nil {
 			return nil, fmt.Errorf("waiting for the server's answer: %w", err)
 		}
@@ -206,25 +226,50 @@ func shortDuration(d time.Duration) string {
 	return strings.Replace(d.String(), "m0s", "m", 1)
 }
 
+// adminToken is the session token the server gave the command's login,
+// with which it asks the restarted server for the outcome.
+type adminToken struct {
+	token    []byte
+	session  string
+	updateID string
+	// expires is the server's word, for the log: the server, not this
+	// workstation's clock, decides when the token is over.
+	expires time.Time
+}
+
+// adminKeys are the keys of one session's exchange, which open what the
+// server seals for the client.
+type adminKeys struct {
+	priv   *ecdh.PrivateKey
+	server syncproto.AdminKey
+}
+
+// openSession opens the session token of an AdminSession.
+func (k *adminKeys) openSession(m syncproto.AdminSession) (*adminToken, error) {
+	t, err := syncproto.OpenToken(k.priv, k.server, m)
+	if err != nil {
+		return nil, fmt.Errorf("opening the session token: %w", err)
+	}
+	return &adminToken{token: t, session: m.Session, updateID: m.UpdateID, expires: time.Unix(m.Expires, 0)}, nil
+}
+
 // adminRequest exchanges session keys on c and sends the request, with
-// the password sealed.
-func adminRequest(c *conn, o *AdminOptions, op syncproto.AdminOp) error {
+// its credential sealed and bound to its fields: the password, or tok's
+// token when tok is set (OpStatus only).
+func adminRequest(c *conn, o *AdminOptions, op syncproto.AdminOp, tok *adminToken) (*adminKeys, error) {
 	priv, key, err := syncproto.NewAdminKey()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := c.Send(key); err != nil {
-		return fmt.Errorf("sending the session key: %w", err)
+		return nil, fmt.Errorf("sending the session key: %w", err)
 	}
 	m, err := c.Expect(syncproto.MsgAdminKey)
 	if err != nil {
-		return fmt.Errorf("waiting for the server's session key: %w", err)
+		return nil, fmt.Errorf("waiting for the server's session key: %w", err)
 	}
-	sealed, err := syncproto.SealPassword(priv, m.(syncproto.AdminKey), o.Password)
-	if err != nil {
-		return fmt.Errorf("sealing the password: %w", err)
-	}
-	a := syncproto.Admin{User: o.User, Sealed: sealed, Op: op}
+	keys := &adminKeys{priv: priv, server: m.(syncproto.AdminKey)}
+	a := syncproto.Admin{User: o.User, Op: op}
 	if op == syncproto.OpUpdate {
 		a.Source, a.Countdown, a.Notify = o.Source, uint32(o.Countdown/time.Second), o.Notify
 		if !o.At.IsZero() {
@@ -234,15 +279,24 @@ func adminRequest(c *conn, o *AdminOptions, op syncproto.AdminOp) error {
 			a.Flags |= syncproto.AdminAllowDowngrade
 		}
 	}
-	if err := c.Send(a); err != nil {
-		return fmt.Errorf("sending the request: %w", err)
+	secret := []byte(o.Password)
+	if tok != nil {
+		a.Flags |= syncproto.AdminToken
+		secret = tok.token
 	}
-	return nil
+	if err := syncproto.SealRequest(priv, keys.server, &a, secret); err != nil {
+		return nil, fmt.Errorf("sealing the request: %w", err)
+	}
+	if err := c.Send(a); err != nil {
+		return nil, fmt.Errorf("sending the request: %w", err)
+	}
+	return keys, nil
 }
 
 // readStatus reads up to the server's UpdateStatus, passing on the
-// AdminEvents before it.
-func readStatus(c *conn, event func(string)) (*syncproto.UpdateStatus, error) {
+// AdminEvents before it, and an AdminSession to session (nil: none is
+// expected).
+func readStatus(c *conn, event func(string), session func(syncproto.AdminSession) error) (*syncproto.UpdateStatus, error) {
 	for {
 		m, err := c.Read()
 		if err != nil {
@@ -253,6 +307,13 @@ func readStatus(c *conn, event func(string)) (*syncproto.UpdateStatus, error) {
 			event(m.Text)
 		case syncproto.UpdateStatus:
 			return &m, nil
+		case syncproto.AdminSession:
+			if session == nil {
+				return nil, fmt.Errorf("got %v: %w", m.Type(), syncproto.ErrUnexpected)
+			}
+			if err := session(m); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, fmt.Errorf("got %v: %w", m.Type(), syncproto.ErrUnexpected)
 		}
@@ -266,8 +327,18 @@ func adminUpdate(ctx context.Context, o *AdminOptions) (*syncproto.UpdateStatus,
 		return nil, err
 	}
 	defer c.Close()
-	if err := adminRequest(c, o, syncproto.OpUpdate); err != nil {
+	keys, err := adminRequest(c, o, syncproto.OpUpdate, nil)
+	if err != nil {
 		return nil, err
+	}
+	var tok *adminToken
+	takeToken := func(m syncproto.AdminSession) error {
+		if tok != nil {
+			return fmt.Errorf("a second session token: %w", syncproto.ErrUnexpected)
+		}
+		t, err := keys.openSession(m)
+		tok = t
+		return err
 	}
 	// The server may stay silent for long while it fetches the release
 	// and counts down; a session that hears nothing for the countdown
@@ -275,7 +346,7 @@ func adminUpdate(ctx context.Context, o *AdminOptions) (*syncproto.UpdateStatus,
 	c.SetTimeout(max(o.Timeout, o.Countdown+o.Wait))
 	id := ""
 	for {
-		st, err := readStatus(c, o.Event)
+		st, err := readStatus(c, o.Event, takeToken)
 		var pe *syncproto.Error
 		switch {
 		case ctx.Err() != nil:
@@ -299,25 +370,36 @@ func adminUpdate(ctx context.Context, o *AdminOptions) (*syncproto.UpdateStatus,
 		break
 	}
 	c.Close()
+	switch {
+	case tok == nil:
+		return nil, fmt.Errorf("%w: the server gave no session token with update %s, so the outcome cannot be asked for without the password; 'smartclient admin update-server --status' shows it", ErrAdminSession, id)
+	case tok.updateID != id:
+		return nil, fmt.Errorf("%w: the session token is for update %s, not %s", ErrAdminSession, tok.updateID, id)
+	}
+	o.Log.Info("asking the restarted server with the session token", "id", id, "session", tok.session, "expires", tok.expires)
 	o.Event("The server is restarting; waiting for it to come back...")
-	return pollOutcome(ctx, o, id)
+	return pollOutcome(ctx, o, id, tok)
 }
 
 // pollOutcome asks a restarting server for the outcome of update id until
-// it names it in a final state, for at most o.Wait.
-func pollOutcome(ctx context.Context, o *AdminOptions, id string) (*syncproto.UpdateStatus, error) {
+// it names it in a final state, for at most o.Wait, with the session token
+// tok and never with the password.
+func pollOutcome(ctx context.Context, o *AdminOptions, id string, tok *adminToken) (*syncproto.UpdateStatus, error) {
 	wctx, cancel := context.WithTimeout(ctx, o.Wait)
 	defer cancel()
 	last := errors.New("no answer")
 	lastState := syncproto.StateSwitching
 	for {
-		st, retry, err := pollOnce(wctx, o)
+		st, retry, err := pollOnce(wctx, o, tok)
 		switch {
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		case wctx.Err() != nil:
 			// The wait ended during the attempt; its error says only
 			// that.
+		case err == nil && st.Session != tok.session:
+			// Only the server that knows the token names its session.
+			return nil, fmt.Errorf("asking for the outcome of update %s: %w (it names %q)", id, ErrAdminAnswer, st.Session)
 		case err == nil && st.ID == id && st.State.Final():
 			return st, nil
 		case err == nil:
@@ -343,7 +425,7 @@ func pollOutcome(ctx context.Context, o *AdminOptions, id string) (*syncproto.Up
 
 // pollOnce asks once for the status; retry says whether a failure is one
 // a restarting server gives (no answer, a closed connection, "updating").
-func pollOnce(ctx context.Context, o *AdminOptions) (st *syncproto.UpdateStatus, retry bool, err error) {
+func pollOnce(ctx context.Context, o *AdminOptions, tok *adminToken) (st *syncproto.UpdateStatus, retry bool, err error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c, err := session.Dial(actx, o.Server, o.Timeout, o.trust())
@@ -353,8 +435,8 @@ func pollOnce(ctx context.Context, o *AdminOptions) (st *syncproto.UpdateStatus,
 		return nil, !servertrust.Untrusted(err), err
 	}
 	defer c.Close()
-	if err = adminRequest(c, o, syncproto.OpStatus); err == nil {
-		if st, err = readStatus(c, o.Event); err == nil {
+	if _, err = adminRequest(c, o, syncproto.OpStatus, tok); err == nil {
+		if st, err = readStatus(c, o.Event, nil); err == nil {
 			return st, false, nil
 		}
 	}
@@ -363,6 +445,9 @@ func pollOnce(ctx context.Context, o *AdminOptions) (st *syncproto.UpdateStatus,
 		switch pe.Code {
 		case syncproto.CodeUpdating, syncproto.CodeBusy, syncproto.CodeShuttingDown:
 			return nil, true, err
+		case syncproto.CodeDenied:
+			// The token is refused; the password is not sent instead.
+			return nil, false, fmt.Errorf("%w: %w", ErrAdminSession, err)
 		}
 		return nil, false, err
 	}

@@ -67,6 +67,7 @@ type serverConf struct {
 	post     string        // [UPDATE] PostInstall
 	postMax  int           // [UPDATE] PostInstallTimeout, seconds
 	plain    bool          // [SSL] AllowPlaintext=1: a test that reads the frames on the wire
+	admin    string        // [ADMIN] PasswordHash and [SELFUPDATE] PublicKey lines: self-update enabled
 }
 
 var defaultConf = serverConf{enable: true, build: buildNew, minBuild: buildOld, preserve: "smartclient.ini"}
@@ -105,6 +106,7 @@ func (s *server) start(conf serverConf) {
 		ini += "[SSL]\nAllowPlaintext=1\n"
 	}
 	ini += s.ini
+	ini += conf.admin
 	path := filepath.Join(filepath.Dir(s.state), "AppServer.ini")
 	if err := os.WriteFile(path, []byte(ini), 0o644); err != nil {
 		t.Fatal(err)

@@ -16,9 +16,14 @@ import (
 const (
 	AdminKeySize = 32  // an X25519 public key
 	MaxPassword  = 256 // bytes of an administrator password
-	// MaxSealed is the largest sealed password: nonce, password and tag.
+	// MaxSealed is the largest sealed credential: nonce, password (or
+	// token) and tag.
 	MaxSealed = sealNonce + MaxPassword + sealTag
 	MaxNotify = 320 // an e-mail address
+	// TokenSize is the size of an administrator session token, and
+	// SealedTokenSize that of a token sealed for the wire.
+	TokenSize       = 32
+	SealedTokenSize = sealNonce + TokenSize + sealTag
 )
 
 const (
@@ -27,6 +32,11 @@ const (
 	// sealContext separates the keys derived here from any other use of
 	// the same key exchange.
 	sealContext = "smartsync 2026-11 administrator password"
+	// The associated data of a sealed request and of a sealed token start
+	// with a label of their own, so that one can never be taken for the
+	// other.
+	requestLabel = "smartsync admin request\x00"
+	tokenLabel   = "smartsync admin token\x00"
 )
 
 // Stay, sent by a client after ReportAck, keeps its session open while its
@@ -65,7 +75,7 @@ type Notice struct {
 // AdminKey carries an ephemeral X25519 public key. An administrator's
 // client opens the session with it instead of Hello, and the server
 // answers with its own; the password then travels sealed with a key both
-// derive (see SealPassword).
+// derive (see SealRequest).
 type AdminKey struct{ Key [AdminKeySize]byte }
 
 // AdminOp is what an administrator asks for.
@@ -81,20 +91,45 @@ const (
 // Admin flags.
 const (
 	AdminAllowDowngrade uint8 = 1 << 0 // accept a release not newer than the running build
+	// AdminToken says that Sealed holds the session token of an earlier
+	// login of the same command (see AdminSession) instead of the
+	// password. The token travels sealed like the password, so that it
+	// is never readable on the wire, and it admits OpStatus only.
+	AdminToken uint8 = 1 << 1
+
+	adminFlags = AdminAllowDowngrade | AdminToken
 )
 
 // Admin is an administrator's request, after the AdminKey exchange. The
 // server answers OpUpdate with AdminEvents as the steps happen and then
 // UpdateStatus (or an Error); OpStatus and OpCancel with UpdateStatus.
+//
+// Sealed holds the credential (the password, or with AdminToken the
+// session token) sealed by SealRequest, with every other field of the
+// request as associated data: a field changed on the way makes the seal
+// fail to open, and the server refuses the request.
 type Admin struct {
 	User      string
-	Sealed    []byte // the password, sealed (see SealPassword)
+	Sealed    []byte // the password or token, sealed (see SealRequest)
 	Op        AdminOp
 	Source    string // OpUpdate: release archive path or URL
 	Countdown uint32 // OpUpdate: seconds of warning to connected sessions
 	At        int64  // OpUpdate: Unix seconds to start at; 0 for now
 	Notify    string // OpUpdate: e-mail address told the outcome; "" for none
-	Flags     uint8  // AdminAllowDowngrade
+	Flags     uint8  // AdminAllowDowngrade, AdminToken
+}
+
+// AdminSession carries the session token of a login, sent by the server
+// before the first UpdateStatus of an OpUpdate that runs now. The client
+// asks the restarted server for the outcome with the token (AdminToken),
+// never with the password again. The token is sealed (see SealToken) and
+// bound to the user, to the update and to its expiry; the server keeps
+// only its hash.
+type AdminSession struct {
+	Sealed   []byte // the token, sealed
+	Session  string // the session's name; an UpdateStatus answered to the token names it
+	UpdateID string // the update the token may ask about
+	Expires  int64  // Unix seconds; the server refuses the token after it
 }
 
 // AdminEvent is one line of progress of an update, for the administrator.
@@ -144,6 +179,9 @@ type UpdateStatus struct {
 	When         int64 // Unix seconds: start (Scheduled), deadline (Countdown), end (final states)
 	Source       string
 	Message      string // the reason, for Reverted, Failed and Cancelled
+	// Session names the administrator session (AdminSession.Session)
+	// whose token the request carried; "" for a request with a password.
+	Session string
 }
 
 func (Stay) Type() MsgType         { return MsgStay }
@@ -152,6 +190,7 @@ func (AdminKey) Type() MsgType     { return MsgAdminKey }
 func (Admin) Type() MsgType        { return MsgAdmin }
 func (AdminEvent) Type() MsgType   { return MsgAdminEvent }
 func (UpdateStatus) Type() MsgType { return MsgUpdateStatus }
+func (AdminSession) Type() MsgType { return MsgAdminSession }
 
 func (Stay) appendPayload(b []byte) []byte { return b }
 
@@ -185,7 +224,15 @@ func (m UpdateStatus) appendPayload(b []byte) []byte {
 	b = appendString(b, m.NewBuild)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.When))
 	b = appendString(b, m.Source)
-	return appendString(b, m.Message)
+	b = appendString(b, m.Message)
+	return appendString(b, m.Session)
+}
+
+func (m AdminSession) appendPayload(b []byte) []byte {
+	b = append(b, m.Sealed...)
+	b = appendString(b, m.Session)
+	b = appendString(b, m.UpdateID)
+	return binary.BigEndian.AppendUint64(b, uint64(m.Expires))
 }
 
 // decodeSession decodes the session and administrator messages.
@@ -205,9 +252,9 @@ func decodeSession(t MsgType, d *decoder) Message {
 		a := Admin{User: d.str("user", MaxShortString)}
 		n := int(d.u16("sealed length"))
 		if d.err == nil && (n < sealNonce+sealTag || n > MaxSealed) {
-			d.fail("sealed password of %d bytes, must be %d..%d", n, sealNonce+sealTag, MaxSealed)
+			d.fail("sealed credential of %d bytes, must be %d..%d", n, sealNonce+sealTag, MaxSealed)
 		}
-		a.Sealed = append([]byte(nil), d.take(n, "sealed password")...)
+		a.Sealed = append([]byte(nil), d.take(n, "sealed credential")...)
 		a.Op = AdminOp(d.u8("op"))
 		a.Source = d.str("source", MaxPath)
 		a.Countdown = d.u32("countdown")
@@ -217,7 +264,7 @@ func decodeSession(t MsgType, d *decoder) Message {
 		if d.err == nil && (a.Op < OpUpdate || a.Op > OpCancel) {
 			d.fail("unknown operation %d", a.Op)
 		}
-		if d.err == nil && a.Flags&^AdminAllowDowngrade != 0 {
+		if d.err == nil && a.Flags&^adminFlags != 0 {
 			d.fail("unknown flags %#x", a.Flags)
 		}
 		return a
@@ -233,6 +280,7 @@ func decodeSession(t MsgType, d *decoder) Message {
 			When:         int64(d.u64("when")),
 			Source:       d.str("source", MaxPath),
 			Message:      d.str("message", MaxMessage),
+			Session:      d.str("session", MaxShortString),
 		}
 		if d.err == nil {
 			if _, ok := stateNames[s.State]; !ok {
@@ -240,14 +288,22 @@ func decodeSession(t MsgType, d *decoder) Message {
 			}
 		}
 		return s
+	case MsgAdminSession:
+		return AdminSession{
+			Sealed:   append([]byte(nil), d.take(SealedTokenSize, "sealed token")...),
+			Session:  d.str("session", MaxShortString),
+			UpdateID: d.str("update id", MaxShortString),
+			Expires:  int64(d.u64("expires")),
+		}
 	}
 	d.fail("no decoder for %v", t)
 	return nil
 }
 
-// ErrSeal is returned when a sealed password does not open: a wrong key,
-// or bytes changed on the way.
-var ErrSeal = errors.New("syncproto: sealed password does not open")
+// ErrSeal is returned when a sealed password or token does not open: a
+// wrong key, or bytes changed on the way (in the sealed bytes or in any
+// field bound to them).
+var ErrSeal = errors.New("syncproto: sealed credential does not open")
 
 // NewAdminKey makes an ephemeral X25519 key pair for one session.
 func NewAdminKey() (*ecdh.PrivateKey, AdminKey, error) {
@@ -281,43 +337,108 @@ func sealKey(priv *ecdh.PrivateKey, peer AdminKey, clientKey, serverKey AdminKey
 	return cipher.NewGCM(block)
 }
 
-// SealPassword seals an administrator password on the client's side of
-// the AdminKey exchange: AES-256-GCM under a key derived with BLAKE3 from
-// the X25519 shared secret and both public keys. It keeps the password
-// from anyone who only listens on the network; it does not authenticate
-// the server (the protocol has no server identity), which the README says.
-func SealPassword(client *ecdh.PrivateKey, server AdminKey, password string) ([]byte, error) {
-	if len(password) > MaxPassword {
-		return nil, fmt.Errorf("password of %d bytes, limit %d", len(password), MaxPassword)
-	}
+// clientSeal and serverSeal derive a session's key on either side.
+func clientSeal(client *ecdh.PrivateKey, server AdminKey) (cipher.AEAD, error) {
 	var ck AdminKey
 	copy(ck.Key[:], client.PublicKey().Bytes())
-	aead, err := sealKey(client, server, ck, server)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, sealNonce, sealNonce+len(password)+sealTag)
+	return sealKey(client, server, ck, server)
+}
+
+func serverSeal(server *ecdh.PrivateKey, client AdminKey) (cipher.AEAD, error) {
+	var sk AdminKey
+	copy(sk.Key[:], server.PublicKey().Bytes())
+	return sealKey(server, client, client, sk)
+}
+
+func seal(aead cipher.AEAD, secret, aad []byte) ([]byte, error) {
+	nonce := make([]byte, sealNonce, sealNonce+len(secret)+sealTag)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	return aead.Seal(nonce, nonce, []byte(password), nil), nil
+	return aead.Seal(nonce, nonce, secret, aad), nil
 }
 
-// OpenPassword opens a password sealed by SealPassword, on the server's
-// side.
-func OpenPassword(server *ecdh.PrivateKey, client AdminKey, sealed []byte) (string, error) {
-	var sk AdminKey
-	copy(sk.Key[:], server.PublicKey().Bytes())
-	aead, err := sealKey(server, client, client, sk)
-	if err != nil {
-		return "", err
-	}
+func open(aead cipher.AEAD, sealed, aad []byte) ([]byte, error) {
 	if len(sealed) < sealNonce+sealTag {
-		return "", ErrSeal
+		return nil, ErrSeal
 	}
-	p, err := aead.Open(nil, sealed[:sealNonce], sealed[sealNonce:], nil)
+	p, err := aead.Open(nil, sealed[:sealNonce], sealed[sealNonce:], aad)
 	if err != nil {
-		return "", ErrSeal
+		return nil, ErrSeal
 	}
-	return string(p), nil
+	return p, nil
+}
+
+// AuthData returns the associated data a request's seal is bound to: a
+// label and every field of a but Sealed, as encoded on the wire, so that
+// two different requests never give the same bytes.
+func (a Admin) AuthData() []byte {
+	a.Sealed = nil
+	return a.appendPayload([]byte(requestLabel))
+}
+
+// authData returns the associated data of a sealed token: its label, the
+// session's name, the update and the expiry.
+func (m AdminSession) authData() []byte {
+	m.Sealed = nil
+	return m.appendPayload([]byte(tokenLabel))
+}
+
+// SealRequest seals secret (the administrator's password, or with
+// AdminToken in a.Flags the session token) into a.Sealed on the client's
+// side of the AdminKey exchange: AES-256-GCM under a key derived with
+// BLAKE3 from the X25519 shared secret and both public keys, with every
+// other field of a as associated data (see AuthData). Set the fields
+// first: a field changed after sealing makes the request fail to open.
+// The seal keeps the secret from anyone who only listens on the network
+// and binds the fields to it; that the peer is the real server is the
+// pinned TLS key's work.
+func SealRequest(client *ecdh.PrivateKey, server AdminKey, a *Admin, secret []byte) error {
+	if len(secret) > MaxPassword {
+		return fmt.Errorf("credential of %d bytes, limit %d", len(secret), MaxPassword)
+	}
+	aead, err := clientSeal(client, server)
+	if err != nil {
+		return err
+	}
+	a.Sealed, err = seal(aead, secret, a.AuthData())
+	return err
+}
+
+// OpenRequest opens the credential of a request sealed by SealRequest,
+// on the server's side. It returns ErrSeal when any byte of the request
+// was changed on the way.
+func OpenRequest(server *ecdh.PrivateKey, client AdminKey, a Admin) ([]byte, error) {
+	aead, err := serverSeal(server, client)
+	if err != nil {
+		return nil, err
+	}
+	return open(aead, a.Sealed, a.AuthData())
+}
+
+// SealToken seals a session token into m.Sealed on the server's side,
+// bound to m's other fields.
+func SealToken(server *ecdh.PrivateKey, client AdminKey, m *AdminSession, token []byte) error {
+	if len(token) != TokenSize {
+		return fmt.Errorf("token of %d bytes, want %d", len(token), TokenSize)
+	}
+	aead, err := serverSeal(server, client)
+	if err != nil {
+		return err
+	}
+	m.Sealed, err = seal(aead, token, m.authData())
+	return err
+}
+
+// OpenToken opens the token of an AdminSession on the client's side.
+func OpenToken(client *ecdh.PrivateKey, server AdminKey, m AdminSession) ([]byte, error) {
+	aead, err := clientSeal(client, server)
+	if err != nil {
+		return nil, err
+	}
+	t, err := open(aead, m.Sealed, m.authData())
+	if err == nil && len(t) != TokenSize {
+		return nil, ErrSeal
+	}
+	return t, err
 }

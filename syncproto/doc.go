@@ -101,22 +101,48 @@
 //	client                               server
 //	AdminKey{client's X25519 key} ->     (instead of Hello)
 //	                              <-     AdminKey{server's X25519 key}
-//	Admin{user, sealed password,  ->
+//	Admin{user, sealed credential, ->
 //	      op, source, countdown,
 //	      at, notify, flags}
+//	                              <-     AdminSession{sealed token, session,
+//	                                     update id, expires} (OpUpdate run now)
 //	                              <-     AdminEvent{text} x n (OpUpdate, as steps happen)
-//	                              <-     UpdateStatus{state, id, builds, when, ...}
+//	                              <-     UpdateStatus{state, id, builds, when, ..., session}
 //
-// Both keys are ephemeral, made for the session. The password travels
-// sealed (AES-256-GCM under a key derived with BLAKE3 from the X25519
-// shared secret and both keys, see SealPassword): it is safe from anyone
-// who only listens, not from a machine that poses as the server. A wrong
-// user or password gets Error{CodeDenied}, after a delay that grows with
-// repeated failures; a release that is refused (bad signature, not newer,
-// unsafe paths) gets Error{CodeRefused} naming why. An OpUpdate to run now
-// keeps the session until the server stops for the switch; the client
-// then reconnects and asks OpStatus until UpdateStatus names its update
-// (ID) in a final state.
+// An administrator's session runs inside the TLS of every connection, and
+// the client sends it only to a server whose key it has pinned (configured
+// fingerprint or CA, or recorded by an earlier sync), never to one it sees
+// for the first time. Both AdminKeys are ephemeral, made for the session.
+//
+// Sealed holds the credential: the password, or with AdminToken the
+// session token of an earlier login of the same command. It is sealed
+// with AES-256-GCM under a key derived with BLAKE3 from the X25519 shared
+// secret and both keys, and every other field of the request (user, op,
+// source, countdown, at, notify, flags, the AdminToken flag among them)
+// is its associated data (see SealRequest): a request with any field
+// changed on the way does not open, and the server refuses it with
+// Error{CodeDenied} and does nothing. Where both sides allow plain TCP,
+// the seal still keeps the credential from a passive listener and the
+// fields from being changed; only TLS tells the client it talks to the
+// real server.
+//
+// A command logs in once. A wrong user, password or token gets
+// Error{CodeDenied}, after a delay that grows with repeated failures from
+// the address (a token's failures count with the passwords'); a release
+// that is refused (bad signature, not newer, unsafe paths) gets
+// Error{CodeRefused} naming why. An OpUpdate to run now is answered first
+// with AdminSession: a random 256-bit token, sealed under the session's
+// key and bound to the session's name, the update and the expiry (the
+// countdown and 15 minutes), and the UpdateStatus naming the update. The
+// server keeps only the token's hash, with the user, the update and the
+// expiry, in its state folder, so that the server that runs after the
+// restart knows it too. The session stays until the server stops for the
+// switch; the client then reconnects to the same pinned server and asks
+// OpStatus with the token (never the password again) until an
+// UpdateStatus names its update (ID) in a final state and its session
+// (Session). A token admits OpStatus only, for its user, until it
+// expires; the client does not fall back to the password when its token
+// is refused.
 //
 // # The no-op check
 //
@@ -250,6 +276,8 @@
 //	5  2026-12: FlagDir (empty folders). Never released with 4.
 //	6  2026-12: TLS 1.3 transport; Hello.Host and Hello.User; Release
 //	   (signed release metadata); NoticeHeartbeat; Welcome.Flags
-//	   (WelcomeRenewID: a client id seen from two hosts is renewed).
-//	   Never released with 5.
+//	   (WelcomeRenewID: a client id seen from two hosts is renewed);
+//	   administrator requests bound to their seal (SealRequest),
+//	   AdminToken, AdminSession and UpdateStatus.Session (a command logs
+//	   in once). Never released with 5.
 package syncproto

@@ -87,6 +87,7 @@ const (
 	MsgManifestSame   MsgType = 26
 	MsgManifestEnd    MsgType = 27
 	MsgRelease        MsgType = 28
+	MsgAdminSession   MsgType = 29
 )
 
 var msgNames = map[MsgType]string{
@@ -99,7 +100,7 @@ var msgNames = map[MsgType]string{
 	MsgStay: "Stay", MsgNotice: "Notice", MsgAdminKey: "AdminKey", MsgAdmin: "Admin",
 	MsgAdminEvent: "AdminEvent", MsgUpdateStatus: "UpdateStatus", MsgBlockRequest: "BlockRequest",
 	MsgSketch: "Sketch", MsgManifestSame: "ManifestSame", MsgManifestEnd: "ManifestEnd",
-	MsgRelease: "Release",
+	MsgRelease: "Release", MsgAdminSession: "AdminSession",
 }
 
 func (t MsgType) String() string {
@@ -131,7 +132,9 @@ func MaxPayload(t MsgType) (int, bool) {
 	case MsgAdminEvent:
 		return 2 + MaxMessage, true
 	case MsgUpdateStatus:
-		return 1 + 4*str + 8 + 2 + MaxPath + 2 + MaxMessage, true
+		return 1 + 4*str + 8 + 2 + MaxPath + 2 + MaxMessage + str, true
+	case MsgAdminSession:
+		return SealedTokenSize + 2*str + 8, true
 	case MsgGetManifest:
 		return HashSize + 1, true
 	case MsgUpToDate:

@@ -57,6 +57,9 @@ var samples = map[string]Message{
 	"notice":              Notice{Kind: NoticeCountdown, Seconds: 119, Message: "The server will restart for an update in 1:59. Please save your work and quit."},
 	"admin_key":           AdminKey{Key: [32]byte{9: 1, 31: 2}},
 	"admin":               Admin{User: "admin", Sealed: bytes.Repeat([]byte{0xa5}, 40), Op: OpUpdate, Source: "https://vendor.example/appserver-7.01.tar.gz", Countdown: 120, At: 1795000000, Notify: "admin@example.com", Flags: AdminAllowDowngrade},
+	"admin_token":         Admin{User: "admin", Sealed: bytes.Repeat([]byte{0x5a}, SealedTokenSize), Op: OpStatus, Flags: AdminToken},
+	"admin_session":       AdminSession{Sealed: bytes.Repeat([]byte{0x3c}, SealedTokenSize), Session: "s-0011223344556677", UpdateID: "20261123-020000-1a2b", Expires: 1795001200},
+	"update_status_token": UpdateStatus{State: StateDone, ID: "20261123-020000-1a2b", RunningBuild: "7.01.250101A", OldBuild: "7.00.240501A", NewBuild: "7.01.250101A", When: 1795000300, Session: "s-0011223344556677"},
 	"admin_event":         AdminEvent{Text: "release 7.01.250101A verified (key ed25519:abcd)"},
 	"update_status":       UpdateStatus{State: StateReverted, ID: "20261123-020000-1a2b", RunningBuild: "7.00.240501A", OldBuild: "7.00.240501A", NewBuild: "7.01.250101A", When: 1795000300, Source: "/srv/rel/appserver-7.01.tar.gz", Message: "the new server did not answer within 30s"},
 }
@@ -523,7 +526,10 @@ func TestDigest(t *testing.T) {
 	}
 }
 
-func TestSealPassword(t *testing.T) {
+// TestSealRequest: the credential opens on the server's side only as it
+// was sealed, with every field of the request as it was sent; a change to
+// any one field on the way makes it fail to open.
+func TestSealRequest(t *testing.T) {
 	cpriv, ckey, err := NewAdminKey()
 	if err != nil {
 		t.Fatal(err)
@@ -532,39 +538,95 @@ func TestSealPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := SealPassword(cpriv, skey, "s3cret pässword")
-	if err != nil {
+	req := Admin{User: "admin", Op: OpUpdate, Source: "https://vendor.example/r.tar.gz", Countdown: 120, At: 1795000000,
+		Notify: "admin@example.com", Flags: AdminAllowDowngrade}
+	if err := SealRequest(cpriv, skey, &req, []byte("s3cret pässword")); err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(sealed, []byte("s3cret")) {
+	if bytes.Contains(req.Sealed, []byte("s3cret")) {
 		t.Fatal("the sealed password contains the password")
 	}
-	got, err := OpenPassword(spriv, ckey, sealed)
-	if err != nil || got != "s3cret pässword" {
-		t.Fatalf("OpenPassword = %q, %v", got, err)
+	got, err := OpenRequest(spriv, ckey, req)
+	if err != nil || string(got) != "s3cret pässword" {
+		t.Fatalf("OpenRequest = %q, %v", got, err)
 	}
 	_, otherKey, _ := NewAdminKey()
-	tampered := bytes.Clone(sealed)
-	tampered[len(tampered)-1] ^= 1
-	for name, tc := range map[string]struct {
+	for _, tc := range []struct {
+		name   string
 		client AdminKey
-		sealed []byte
+		change func(a *Admin)
 	}{
-		"tampered":     {ckey, tampered},
-		"other client": {otherKey, sealed},
-		"short":        {ckey, sealed[:20]},
+		{"sealed bytes", ckey, func(a *Admin) { a.Sealed[len(a.Sealed)-1] ^= 1 }},
+		{"short seal", ckey, func(a *Admin) { a.Sealed = a.Sealed[:20] }},
+		{"other client", otherKey, func(a *Admin) {}},
+		{"zero client key", AdminKey{}, func(a *Admin) {}},
+		{"user", ckey, func(a *Admin) { a.User = "root" }},
+		{"op", ckey, func(a *Admin) { a.Op = OpCancel }},
+		{"source", ckey, func(a *Admin) { a.Source = "https://evil.example/r.tar.gz" }},
+		{"countdown", ckey, func(a *Admin) { a.Countdown = 60 }},
+		{"at", ckey, func(a *Admin) { a.At++ }},
+		{"notify", ckey, func(a *Admin) { a.Notify = "mallory@example.com" }},
+		{"flags", ckey, func(a *Admin) { a.Flags = 0 }},
+		{"token flag", ckey, func(a *Admin) { a.Flags |= AdminToken }},
+		// Moving bytes from one field to the next keeps the plain
+		// concatenation; the length prefixes keep the data apart.
+		{"bytes moved between fields", ckey, func(a *Admin) { a.Source, a.Notify = a.Source+"a", "dmin@example.com" }},
 	} {
-		t.Run(name, func(t *testing.T) {
-			if _, err := OpenPassword(spriv, tc.client, tc.sealed); !errors.Is(err, ErrSeal) {
-				t.Fatalf("OpenPassword = %v, want ErrSeal", err)
+		t.Run(tc.name, func(t *testing.T) {
+			a := req
+			a.Sealed = bytes.Clone(req.Sealed)
+			tc.change(&a)
+			if _, err := OpenRequest(spriv, tc.client, a); err == nil {
+				t.Fatal("the changed request opened")
+			} else if tc.client != (AdminKey{}) && !errors.Is(err, ErrSeal) {
+				t.Fatalf("OpenRequest = %v, want ErrSeal", err)
 			}
 		})
 	}
-	if _, err := SealPassword(cpriv, skey, strings.Repeat("x", MaxPassword+1)); err == nil {
+	if err := SealRequest(cpriv, skey, &req, bytes.Repeat([]byte("x"), MaxPassword+1)); err == nil {
 		t.Fatal("an over-long password was sealed")
 	}
-	if _, err := OpenPassword(spriv, AdminKey{}, sealed); err == nil {
-		t.Fatal("an all-zero peer key was accepted")
+}
+
+// TestSealToken: a token opens on the client's side with the session's
+// name, update and expiry it was sealed with, and a token's seal is no
+// request's seal.
+func TestSealToken(t *testing.T) {
+	cpriv, ckey, _ := NewAdminKey()
+	spriv, skey, _ := NewAdminKey()
+	token := bytes.Repeat([]byte{7}, TokenSize)
+	m := AdminSession{Session: "s-1", UpdateID: "u-1", Expires: 1795001200}
+	if err := SealToken(spriv, ckey, &m, token); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Sealed) != SealedTokenSize || bytes.Contains(m.Sealed, token[:8]) {
+		t.Fatalf("sealed token % x", m.Sealed)
+	}
+	got, err := OpenToken(cpriv, skey, m)
+	if err != nil || !bytes.Equal(got, token) {
+		t.Fatalf("OpenToken = % x, %v", got, err)
+	}
+	for name, change := range map[string]func(*AdminSession){
+		"session": func(m *AdminSession) { m.Session = "s-2" },
+		"update":  func(m *AdminSession) { m.UpdateID = "u-2" },
+		"expires": func(m *AdminSession) { m.Expires += 3600 },
+		"sealed":  func(m *AdminSession) { m.Sealed[0] ^= 1 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := m
+			c.Sealed = bytes.Clone(m.Sealed)
+			change(&c)
+			if _, err := OpenToken(cpriv, skey, c); !errors.Is(err, ErrSeal) {
+				t.Fatalf("OpenToken = %v, want ErrSeal", err)
+			}
+		})
+	}
+	// The seal of a token, put in a request, does not open as one.
+	if _, err := OpenRequest(cpriv, skey, Admin{Sealed: m.Sealed, Op: OpStatus, Flags: AdminToken}); !errors.Is(err, ErrSeal) {
+		t.Fatalf("a token's seal opened as a request: %v", err)
+	}
+	if err := SealToken(spriv, ckey, &m, token[:5]); err == nil {
+		t.Fatal("a short token was sealed")
 	}
 }
 
@@ -579,7 +641,9 @@ func TestDecodeRejectsSessionMessages(t *testing.T) {
 		{"notice kind 5", MsgNotice, payload(Notice{Kind: 5})},
 		{"admin op 0", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: 0})},
 		{"admin op 4", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: 4})},
-		{"admin flags", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: OpStatus, Flags: 2})},
+		{"admin flags", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: OpStatus, Flags: 4})},
+		{"admin session short", MsgAdminSession, payload(AdminSession{Sealed: make([]byte, SealedTokenSize-1), Session: "s", UpdateID: "u"})},
+		{"admin session long", MsgAdminSession, append(payload(AdminSession{Sealed: make([]byte, SealedTokenSize), Session: "s", UpdateID: "u"}), 0)},
 		{"admin sealed short", MsgAdmin, payload(Admin{Sealed: make([]byte, 27), Op: OpStatus})},
 		{"admin sealed long", MsgAdmin, payload(Admin{Sealed: make([]byte, MaxSealed+1), Op: OpStatus})},
 		{"status state", MsgUpdateStatus, payload(UpdateStatus{State: 99})},
@@ -607,4 +671,43 @@ func TestDecodeRejectsSessionMessages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzOpenRequest feeds arbitrary administrator requests and session
+// tokens to the server's and the client's opening: nothing panics, and
+// nothing opens that was not sealed under the session's key.
+func FuzzOpenRequest(f *testing.F) {
+	cpriv, ckey, _ := NewAdminKey()
+	spriv, skey, _ := NewAdminKey()
+	good := Admin{User: "admin", Op: OpStatus, Flags: AdminToken}
+	if err := SealRequest(cpriv, skey, &good, bytes.Repeat([]byte{1}, TokenSize)); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good.appendPayload(nil), false)
+	for _, s := range goldenSeeds(f) {
+		if len(s) >= HeaderSize && (MsgType(s[3]) == MsgAdmin || MsgType(s[3]) == MsgAdminSession) {
+			f.Add(s[HeaderSize:], MsgType(s[3]) == MsgAdminSession)
+		}
+	}
+	f.Fuzz(func(t *testing.T, payload []byte, session bool) {
+		if session {
+			m, err := Decode(MsgAdminSession, payload)
+			if err != nil {
+				return
+			}
+			if tok, err := OpenToken(cpriv, skey, m.(AdminSession)); err == nil {
+				t.Fatalf("a forged session token opened: % x", tok)
+			}
+			return
+		}
+		m, err := Decode(MsgAdmin, payload)
+		if err != nil {
+			return
+		}
+		a := m.(Admin)
+		secret, err := OpenRequest(spriv, ckey, a)
+		if err == nil && !bytes.Equal(a.appendPayload(nil), good.appendPayload(nil)) {
+			t.Fatalf("a request that was not sealed opened: %+v, % x", a, secret)
+		}
+	})
 }

@@ -334,6 +334,13 @@ func sayAdminError(stderr io.Writer, o smartclient.AdminOptions, err error, code
 		}
 		return
 	}
+	if errors.Is(err, smartclient.ErrAdminSession) {
+		// The password was sent once, at the login; it is not sent again
+		// behind the administrator's back.
+		fmt.Fprintf(stderr, "%s\nRun the command again to log in anew; 'smartclient admin update-server --status' shows where the update stands.\n",
+			capitalize(strings.TrimPrefix(err.Error(), "smartclient: ")))
+		return
+	}
 	var pe *syncproto.Error
 	if errors.As(err, &pe) {
 		switch pe.Code {
@@ -362,12 +369,19 @@ func sayAdminError(stderr io.Writer, o smartclient.AdminOptions, err error, code
 		}
 	}
 	if errors.Is(err, smartclient.ErrAdminWait) {
-		msg := strings.TrimPrefix(err.Error(), "smartclient: ")
-		fmt.Fprintf(stderr, "%s%s.\n'smartclient admin update-server --status' shows the outcome once the server answers.\n",
-			strings.ToUpper(msg[:1]), msg[1:])
+		fmt.Fprintf(stderr, "%s.\n'smartclient admin update-server --status' shows the outcome once the server answers.\n",
+			capitalize(strings.TrimPrefix(err.Error(), "smartclient: ")))
 		return
 	}
 	fmt.Fprintf(stderr, "smartclient admin: %v\n", err)
+}
+
+// capitalize makes the first letter of msg a capital.
+func capitalize(msg string) string {
+	if msg == "" {
+		return msg
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:]
 }
 
 // printUpdateStatus shows an UpdateStatus for people.

@@ -42,8 +42,17 @@ type fakeAdmin struct {
 	received  bytes.Buffer // every byte every client sent
 	requests  []syncproto.Admin
 	passwords []string // as opened, accepted or not
-	served    int      // requests past the password check
-	closed    bool
+	tokens    [][]byte // session tokens as opened, accepted or not
+	served    int      // requests past the password or token check
+	// refusedHandshakes counts the TLS handshakes a client broke off.
+	refusedHandshakes int
+	// token is the session token the fake gives an update run now, and
+	// sessionName its name; refuseTokens makes it refuse every token, as a
+	// server whose sessions expired does.
+	token        []byte
+	sessionName  string
+	refuseTokens bool
+	closed       bool
 	// intercept, when set, is given each new connection first; true
 	// means it has dealt with it.
 	intercept func(nc net.Conn) bool
@@ -92,7 +101,11 @@ func (f *fakeAdmin) serve(ln net.Listener) {
 // restart closes the listener, so that the client's polls find nobody
 // (connection refused), and listens on the same address again after
 // pause, as a server that stops and starts does.
-func (f *fakeAdmin) restart(pause time.Duration) {
+func (f *fakeAdmin) restart(pause time.Duration) { f.restartAs(pause, f.tls) }
+
+// restartAs is restart with the TLS configuration cfg: another key than
+// the one the client pinned makes the fake an impostor at the address.
+func (f *fakeAdmin) restartAs(pause time.Duration, cfg *tls.Config) {
 	f.mu.Lock()
 	f.ln.Close()
 	f.mu.Unlock()
@@ -112,7 +125,7 @@ func (f *fakeAdmin) restart(pause time.Duration) {
 			// sees either no listener or this one.
 			ln, err := net.Listen("tcp", f.addr)
 			if err == nil {
-				f.ln = tls.NewListener(ln, f.tls)
+				f.ln = tls.NewListener(ln, cfg)
 				f.serve(f.ln)
 			}
 			f.mu.Unlock()
@@ -161,6 +174,15 @@ func (f *fakeAdmin) session(nc net.Conn) {
 	if intercept != nil && intercept(nc) {
 		return
 	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		if err := tc.Handshake(); err != nil {
+			// A client that refuses the fake's key says so here.
+			f.mu.Lock()
+			f.refusedHandshakes++
+			f.mu.Unlock()
+			return
+		}
+	}
 	r := syncproto.NewReader(recorder{nc, f})
 	w := syncproto.NewWriter(nc)
 	send := func(ms ...syncproto.Message) {
@@ -193,18 +215,59 @@ func (f *fakeAdmin) session(nc net.Conn) {
 		return
 	}
 	a := m2.(syncproto.Admin)
-	pw, err := syncproto.OpenPassword(priv, m.(syncproto.AdminKey), a.Sealed)
+	clientKey := m.(syncproto.AdminKey)
+	secret, err := syncproto.OpenRequest(priv, clientKey, a)
 	if err != nil {
-		f.t.Errorf("fake admin server: opening the password: %v", err)
+		f.t.Errorf("fake admin server: opening the request: %v", err)
 		return
 	}
 	f.mu.Lock()
 	f.requests = append(f.requests, a)
-	f.passwords = append(f.passwords, pw)
+	withToken := a.Flags&syncproto.AdminToken != 0
+	if withToken {
+		f.tokens = append(f.tokens, secret)
+	} else {
+		f.passwords = append(f.passwords, string(secret))
+	}
+	tokenOK := withToken && !f.refuseTokens && a.Op == syncproto.OpStatus && f.token != nil && bytes.Equal(secret, f.token)
 	f.mu.Unlock()
-	if a.User != fakeUser || pw != fakePassword {
+	switch {
+	case withToken && !tokenOK:
+		send(&syncproto.Error{Code: syncproto.CodeDenied, Message: "this command's administrator session has expired or is not known to this server; run the command again"})
+		return
+	case !withToken && (a.User != fakeUser || string(secret) != fakePassword):
 		send(&syncproto.Error{Code: syncproto.CodeDenied, Message: "wrong user or password"})
 		return
+	}
+	if a.Op == syncproto.OpUpdate && a.At == 0 {
+		// An update run now gets the command's session token, as the
+		// real server gives it, before the handler's answer.
+		token := bytes.Repeat([]byte{0x42}, syncproto.TokenSize)
+		ms := syncproto.AdminSession{Session: "s-fake", UpdateID: fakeUpdateID, Expires: time.Now().Add(time.Hour).Unix()}
+		if err := syncproto.SealToken(priv, clientKey, &ms, token); err != nil {
+			f.t.Error(err)
+			return
+		}
+		f.mu.Lock()
+		f.token, f.sessionName = token, ms.Session
+		f.mu.Unlock()
+		send(ms)
+	}
+	if withToken {
+		// Answers to a token name its session, unless the handler
+		// names another.
+		plain := send
+		send = func(ms ...syncproto.Message) {
+			for i, m := range ms {
+				if st, ok := m.(syncproto.UpdateStatus); ok && st.Session == "" {
+					f.mu.Lock()
+					st.Session = f.sessionName
+					f.mu.Unlock()
+					ms[i] = st
+				}
+			}
+			plain(ms...)
+		}
 	}
 	f.mu.Lock()
 	n := f.served
@@ -212,6 +275,9 @@ func (f *fakeAdmin) session(nc net.Conn) {
 	f.mu.Unlock()
 	f.handle(n, a, send)
 }
+
+// fakeUpdateID is the update the fake's session tokens are for.
+const fakeUpdateID = "u-42"
 
 // lastRequest is the last request the fake received.
 func (f *fakeAdmin) lastRequest(t *testing.T) syncproto.Admin {
@@ -228,14 +294,21 @@ func (f *fakeAdmin) lastRequest(t *testing.T) syncproto.Admin {
 // without a terminal, with fast polls.
 func runAdminCLI(t *testing.T, ctx context.Context, f *fakeAdmin, args ...string) (int, string, string) {
 	t.Helper()
-	saved := adminPollInterval
-	adminPollInterval = 10 * time.Millisecond
-	defer func() { adminPollInterval = saved }()
-	var out, errb bytes.Buffer
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "smartclient.ini"), []byte("[SSL]\nFingerprint="+f.fingerprint+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return runAdminCLIIn(t, ctx, f, dir, args...)
+}
+
+// runAdminCLIIn is runAdminCLI with the install folder dir, which says
+// how the fake's key is pinned.
+func runAdminCLIIn(t *testing.T, ctx context.Context, f *fakeAdmin, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	saved := adminPollInterval
+	adminPollInterval = 10 * time.Millisecond
+	defer func() { adminPollInterval = saved }()
+	var out, errb bytes.Buffer
 	args = append([]string{"admin", "update-server", "--dir", dir, "--server", f.addr}, args...)
 	code := Main(ctx, args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
@@ -469,9 +542,18 @@ func TestAdminUpdateNow(t *testing.T) {
 				a.At != 0 || a.Notify != "admin@example.com" || a.Flags != syncproto.AdminAllowDowngrade || a.User != fakeUser {
 				t.Errorf("request %+v", a)
 			}
-			for i, pw := range f.passwords {
-				if pw != fakePassword {
-					t.Errorf("session %d: password %q", i, pw)
+			// One login per command: the password once, then the token.
+			if len(f.passwords) != 1 || f.passwords[0] != fakePassword {
+				t.Errorf("the server was sent the passwords %q, want the password once", f.passwords)
+			}
+			for i, a := range f.requests[1:] {
+				if a.Flags&syncproto.AdminToken == 0 || a.Op != syncproto.OpStatus {
+					t.Errorf("poll %d: flags %#x, op %d; want the token and OpStatus", i+1, a.Flags, a.Op)
+				}
+			}
+			for i, tok := range f.tokens {
+				if !bytes.Equal(tok, f.token) {
+					t.Errorf("poll %d: token % x, want the one given", i+1, tok)
 				}
 			}
 			if bytes.Contains(f.received.Bytes(), []byte(fakePassword)) {
@@ -481,6 +563,124 @@ func TestAdminUpdateNow(t *testing.T) {
 				t.Logf("stdout:\n%s\nstderr:\n%s", out, errOut)
 			}
 		})
+	}
+}
+
+// TestAdminSessionRefused: when the restarted server refuses the
+// command's token (expired, or not known), the command stops and says to
+// run it again; it does not send the password again on its own.
+func TestAdminSessionRefused(t *testing.T) {
+	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
+	var f *fakeAdmin
+	f = newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
+		send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: fakeUpdateID})
+		f.mu.Lock()
+		f.refuseTokens = true
+		f.mu.Unlock()
+	})
+	start := time.Now()
+	code, _, errOut := runAdminCLI(t, t.Context(), f, "--from", "r.tar.gz")
+	if code != ExitFailed || !strings.Contains(errOut, "no longer accepts this command's administrator session") ||
+		!strings.Contains(errOut, "Run the command again") || strings.Contains(errOut, "wrong administrator user or password") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the command took %v", took)
+	}
+	f.close()
+	if len(f.passwords) != 1 || len(f.tokens) != 1 {
+		t.Errorf("the server was sent %d passwords and %d tokens, want 1 and 1", len(f.passwords), len(f.tokens))
+	}
+}
+
+// TestAdminAnswerNamesSession: a final status that does not name the
+// command's session is not taken as the outcome of its update.
+func TestAdminAnswerNamesSession(t *testing.T) {
+	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
+	f := newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
+		if n == 0 {
+			send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: fakeUpdateID})
+			return
+		}
+		send(syncproto.UpdateStatus{State: syncproto.StateDone, ID: fakeUpdateID, OldBuild: "A", NewBuild: "B", Session: "s-other"})
+	})
+	code, out, errOut := runAdminCLI(t, t.Context(), f, "--from", "r.tar.gz")
+	if code != ExitFailed || strings.Contains(out, "Server updated") || !strings.Contains(errOut, "does not name this command's session") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// TestAdminImpostorDuringRestart is the attack of a machine that takes
+// the server's address while it restarts for the update, with a TLS key
+// of its own: the command refuses it at the handshake, so the impostor
+// receives neither the password nor the session token, and the command
+// ends at once with a clear error instead of asking again for ten
+// minutes.
+func TestAdminImpostorDuringRestart(t *testing.T) {
+	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
+	for _, tc := range []struct {
+		name string
+		pin  func(t *testing.T, f *fakeAdmin, dir string) // pins the real server's key in dir
+		want string                                       // in stderr
+	}{
+		{"fingerprint in smartclient.ini", func(t *testing.T, f *fakeAdmin, dir string) {
+			writeTestFile(t, filepath.Join(dir, "smartclient.ini"), "[SSL]\nFingerprint="+f.fingerprint+"\n")
+		}, "not the one smartclient.ini names"},
+		{"key recorded by an earlier sync", func(t *testing.T, f *fakeAdmin, dir string) {
+			writeTestFile(t, filepath.Join(dir, "smartclient.ini"), "[TCP]\nServer=127.0.0.1\n")
+			writeTestFile(t, filepath.Join(dir, ".smartclient", "known_servers.json"),
+				`{"servers": {"`+f.addr+`": {"fingerprint": "`+f.fingerprint+`", "first_seen": "2026-11-01T00:00:00Z"}}}`)
+		}, "this workstation has trusted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			impostorCert, _ := pkitest.Certificate(t)
+			impostor := pki.ServerConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &impostorCert, nil })
+			var f *fakeAdmin
+			var before int
+			f = newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
+				if n > 0 {
+					t.Errorf("the impostor was sent request %d: %+v", n, a)
+					send(syncproto.UpdateStatus{State: syncproto.StateDone, ID: fakeUpdateID, OldBuild: "A", NewBuild: "B"})
+					return
+				}
+				send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: fakeUpdateID})
+				f.mu.Lock()
+				before = f.received.Len()
+				f.mu.Unlock()
+				f.restartAs(20*time.Millisecond, impostor)
+			})
+			dir := t.TempDir()
+			tc.pin(t, f, dir)
+			start := time.Now()
+			code, out, errOut := runAdminCLIIn(t, t.Context(), f, dir, "--from", "r.tar.gz") // --wait is the default 10 minutes
+			took := time.Since(start)
+			f.close()
+			if code != ExitFailed || strings.Contains(out, "Server updated") || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+			}
+			if took > 10*time.Second {
+				t.Errorf("the command went on for %v against the impostor", took)
+			}
+			if f.refusedHandshakes == 0 {
+				t.Error("no client came to the impostor")
+			}
+			if got := f.received.Len() - before; got != 0 {
+				t.Errorf("the impostor received %d bytes of the protocol", got)
+			}
+			if len(f.passwords) != 1 || len(f.tokens) != 0 || len(f.requests) != 1 {
+				t.Errorf("passwords %d, tokens %d, requests %d: the impostor got a credential", len(f.passwords), len(f.tokens), len(f.requests))
+			}
+		})
+	}
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -678,13 +878,13 @@ func TestAdminInterrupted(t *testing.T) {
 	defer cancel()
 	f := newFakeAdmin(t, func(n int, a syncproto.Admin, send func(...syncproto.Message)) {
 		if n == 0 {
-			send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: "u-9"})
+			send(syncproto.UpdateStatus{State: syncproto.StateCountdown, ID: fakeUpdateID})
 			return
 		}
 		if n == 3 {
 			cancel()
 		}
-		send(syncproto.UpdateStatus{State: syncproto.StateSwitching, ID: "u-9"})
+		send(syncproto.UpdateStatus{State: syncproto.StateSwitching, ID: fakeUpdateID})
 	})
 	code, _, errOut := runAdminCLI(t, ctx, f, "--from", "r.tar.gz")
 	if code != ExitInterrupted || !strings.Contains(errOut, "An update the server accepted goes on") {

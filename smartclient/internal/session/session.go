@@ -220,7 +220,12 @@ func Printable(m syncproto.Message, err error) (syncproto.Message, error) {
 		return v, err
 	case syncproto.UpdateStatus:
 		v.ID, v.RunningBuild, v.OldBuild, v.NewBuild = e(v.ID), e(v.RunningBuild), e(v.OldBuild), e(v.NewBuild)
-		v.Source, v.Message = e(v.Source), e(v.Message)
+		v.Source, v.Message, v.Session = e(v.Source), e(v.Message), e(v.Session)
+		return v, err
+	case syncproto.AdminSession:
+		// Escaped like the status that names them; a real server's
+		// names have nothing to escape, so the seal still opens.
+		v.Session, v.UpdateID = e(v.Session), e(v.UpdateID)
 		return v, err
 	}
 	return m, err
