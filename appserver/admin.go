@@ -1,6 +1,7 @@
 package appserver
 
 import (
+	"crypto/tls"
 	"context"
 	"crypto/ecdh"
 	"errors"
@@ -89,6 +90,13 @@ func (l *logins) end(host string, ok bool) int {
 // exchange, login with the password or a session token, then one request.
 func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.AdminKey) error {
 	ss.hello = syncproto.Hello{ClientID: "administrator"}
+	if _, ok := ss.conn.(*tls.Conn); !ok {
+		// The seal of the password is not authenticated: only the pinned
+		// TLS key tells the server from a machine in the middle, which
+		// plain TCP does not have, even where it is allowed.
+		return &syncproto.Error{Code: syncproto.CodeDenied,
+			Message: "administrator sessions need TLS: connect without AllowPlaintext"}
+	}
 	priv, key, err := syncproto.NewAdminKey()
 	if err != nil {
 		return err

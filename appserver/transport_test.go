@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -83,5 +84,44 @@ func TestNeitherTLSNorFrame(t *testing.T) {
 	}
 	if !strings.Contains(ts.logs.String(), "neither a TLS handshake nor a frame") {
 		t.Errorf("not logged:\n%s", ts.logs)
+	}
+}
+
+// TestAdminNeedsTLS: where plain TCP is allowed, an administrator's
+// session is still refused without TLS: the password's seal does not
+// authenticate the server, only the pinned TLS key does.
+func TestAdminNeedsTLS(t *testing.T) {
+	cfg := linuxConfig(t, t.TempDir())
+	cfg.TLS.AllowPlaintext = true
+	ts := startServer(t, cfg, nil, nil)
+	c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, key, err := syncproto.NewAdminKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := syncproto.NewWriter(c)
+	if err := w.Write(key); err != nil || w.Flush() != nil {
+		t.Fatal(err)
+	}
+	_, err = syncproto.NewReader(c).Read()
+	var pe *syncproto.Error
+	if !errors.As(err, &pe) || pe.Code != syncproto.CodeDenied || !strings.Contains(pe.Message, "need TLS") {
+		t.Fatalf("got %v; want %v saying TLS is needed", err, syncproto.CodeDenied)
+	}
+	// A plain client is still served where it is allowed.
+	plain, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	plain.SetDeadline(time.Now().Add(5 * time.Second))
+	tc := &testClient{conn: plain, raw: plain, r: syncproto.NewReader(plain), w: syncproto.NewWriter(plain)}
+	if _, err := tc.hello(srvBuild, "linux", "plain"); err != nil {
+		t.Fatalf("a plain client of a server that allows it: %v", err)
 	}
 }

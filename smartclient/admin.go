@@ -60,6 +60,11 @@ type AdminOptions struct {
 	AllowPlaintext bool
 }
 
+// ErrAdminPlaintext refuses an administrator's command over plain TCP:
+// the password's seal is not authenticated, so only the pinned TLS key
+// keeps it from a machine in the middle.
+var ErrAdminPlaintext = errors.New("smartclient: administrator commands need TLS, and smartclient.ini says [SSL] AllowPlaintext=1")
+
 // trust is what an administrator's command trusts of the server.
 func (o *AdminOptions) trust() servertrust.Config {
 	t := servertrust.Config{Fingerprint: o.Fingerprint, CAFile: o.CAFile, Plaintext: o.AllowPlaintext, Unknown: servertrust.Refuse}
@@ -142,6 +147,9 @@ func Admin(ctx context.Context, o AdminOptions) (*syncproto.UpdateStatus, error)
 	}
 	if err := o.check(); err != nil {
 		return nil, err
+	}
+	if o.AllowPlaintext {
+		return nil, fmt.Errorf("%w: remove it from the smartclient.ini of the folder this command runs for, or run the command from another", ErrAdminPlaintext)
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -2,15 +2,17 @@ package smartclient_test
 
 import (
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/pki"
+	"github.com/erpupdate/smartsync/internal/pki/pkitest"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/syncproto"
 	"golang.org/x/crypto/bcrypt"
@@ -21,6 +23,7 @@ import (
 // as a machine on a network where plain TCP is allowed could.
 type tamperProxy struct {
 	addr    string
+	fp      string // the proxy's own key, which the administrator pinned
 	change  func(*syncproto.Admin)
 	mu      sync.Mutex
 	changed int // requests rewritten
@@ -28,11 +31,11 @@ type tamperProxy struct {
 
 func newTamperProxy(t *testing.T, server string, change func(*syncproto.Admin)) *tamperProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tamperProxy{addr: ln.Addr().String(), change: change}
+	// A box in the middle that the administrator's workstation trusts
+	// (a TLS-inspecting proxy, say): it ends the client's TLS with a key
+	// of its own and speaks TLS to the server.
+	ln := pkitest.Listen(t)
+	p := &tamperProxy{addr: ln.Addr().String(), fp: ln.Fingerprint, change: change}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -43,7 +46,7 @@ func newTamperProxy(t *testing.T, server string, change func(*syncproto.Admin)) 
 			if err != nil {
 				return
 			}
-			sc, err := net.Dial("tcp", server)
+			sc, err := tls.Dial("tcp", server, pki.ClientConfig("127.0.0.1", func(tls.ConnectionState) error { return nil }))
 			if err != nil {
 				cc.Close()
 				continue
@@ -90,7 +93,6 @@ func TestAdminTamperedOnTheWire(t *testing.T) {
 	}
 	pub, _, _ := ed25519.GenerateKey(nil)
 	conf := defaultConf
-	conf.plain = true
 	conf.admin = "[ADMIN]\nUser=admin\nPasswordHash=" + string(hash) + "\n[SELFUPDATE]\nPublicKey=ed25519:" + base64.StdEncoding.EncodeToString(pub) + "\n"
 	at := time.Now().Add(2 * time.Hour)
 	for _, tc := range []struct {
@@ -110,7 +112,7 @@ func TestAdminTamperedOnTheWire(t *testing.T) {
 			srv := newServer(t, conf)
 			p := newTamperProxy(t, srv.addr, tc.change)
 			_, err := smartclient.Admin(t.Context(), smartclient.AdminOptions{
-				Server: p.addr, User: "admin", Password: password, Op: syncproto.OpUpdate, AllowPlaintext: true,
+				Server: p.addr, Fingerprint: p.fp, User: "admin", Password: password, Op: syncproto.OpUpdate,
 				Source: "/srv/releases/appserver-7.01.tar.gz", Countdown: 90 * time.Second, At: at, Notify: "admin@example.com",
 				Timeout: 10 * time.Second,
 			})

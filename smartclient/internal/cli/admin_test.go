@@ -923,6 +923,13 @@ func TestAdminLibrary(t *testing.T) {
 			t.Errorf("smartclient.Admin(%+v) = %v, want a usage error", o, err)
 		}
 	}
+	// Plain TCP, even where both sides allow it, never carries an
+	// administrator's password.
+	plain := o
+	plain.AllowPlaintext = true
+	if _, err := smartclient.Admin(t.Context(), plain); !errors.Is(err, smartclient.ErrAdminPlaintext) {
+		t.Errorf("Admin over plain TCP = %v, want %v", err, smartclient.ErrAdminPlaintext)
+	}
 	f.close()
 	if len(f.requests) != 1 {
 		t.Errorf("%d requests reached the server, want 1", len(f.requests))

@@ -66,6 +66,9 @@ type Config struct {
 	Seen *Seen
 	// Plaintext is [SSL] AllowPlaintext: connect over plain TCP, no TLS.
 	Plaintext bool
+	// SystemRoots stands for the system's roots: nil uses them (tests
+	// give a CA of their own).
+	SystemRoots *x509.CertPool
 }
 
 // Errors of a server that is not trusted, each wrapped in a message that
@@ -98,7 +101,15 @@ type known struct {
 type knownServer struct {
 	Fingerprint string    `json:"fingerprint"`
 	FirstSeen   time.Time `json:"first_seen"`
+	// Trust is "" for a key trusted on first use, trustCA for an address
+	// whose certificates a CA the system trusts signed (Fingerprint is
+	// then the first key seen, for the record).
+	Trust string `json:"trust,omitempty"`
 }
+
+// trustCA marks an address trusted through the system's CAs.
+const trustCA = "ca"
+
 
 // fileMu serializes this process's updates of known files.
 var fileMu sync.Mutex
@@ -150,10 +161,7 @@ func (c Config) TLS(addr string) (*tls.Config, error) {
 			}
 			return nil
 		}
-		if verifyChain(cs, host, nil) == nil {
-			return nil // a certificate for this name from a CA the system trusts
-		}
-		return c.firstUse(addr, got)
+		return c.firstUse(addr, got, verifyChain(cs, host, c.SystemRoots) == nil)
 	}
 	return pki.ClientConfig(host, verify), nil
 }
@@ -169,9 +177,16 @@ func verifyChain(cs tls.ConnectionState, host string, roots *x509.CertPool) erro
 	return err
 }
 
-// firstUse is trust on first use: the key recorded for addr, or, for a
-// server never seen, what c.Unknown says.
-func (c Config) firstUse(addr string, got [sha256.Size]byte) error {
+// firstUse decides with what was recorded of addr: its key (trust on
+// first use), or that its certificates are signed by a CA the system
+// trusts (caValid says whether this one is). What is recorded is checked
+// first, so that neither kind of trust stands in for the other: a
+// CA-signed certificate at an address whose key was recorded is refused
+// if its key differs, and a certificate no system CA signed is refused at
+// an address that showed CA-signed ones. A server never seen is trusted
+// when its certificate is CA-signed for its name (and recorded as such),
+// else as c.Unknown says.
+func (c Config) firstUse(addr string, got [sha256.Size]byte, caValid bool) error {
 	fp := pki.FormatFingerprint(got)
 	fileMu.Lock()
 	defer fileMu.Unlock()
@@ -181,6 +196,13 @@ func (c Config) firstUse(addr string, got [sha256.Size]byte) error {
 			return fmt.Errorf("reading the keys of known servers: %w", err)
 		}
 	}
+	if was, ok := k.Servers[addr]; ok && was.Trust == trustCA {
+		if caValid {
+			return nil // a renewed certificate may carry a new key
+		}
+		return fmt.Errorf("%w: the update server at %s presented a certificate (key %s) that no CA this system trusts signed for that name, but it has shown CA-signed certificates since %s (recorded in %s). Someone may be posing as the server; ask the administrator, and if the server now uses a certificate of its own, remove the entry for %s from %s",
+			ErrKeyChanged, addr, fp, was.FirstSeen.Format("2006-01-02"), c.KnownFile, addr, c.KnownFile)
+	}
 	if was, ok := k.Servers[addr]; ok {
 		if was.Fingerprint == fp {
 			return nil
@@ -189,11 +211,17 @@ func (c Config) firstUse(addr string, got [sha256.Size]byte) error {
 			ErrKeyChanged, addr, fp, was.Fingerprint, was.FirstSeen.Format("2006-01-02"), c.KnownFile, addr, c.KnownFile, fp)
 	}
 	switch {
+	case caValid:
+		// A certificate for this name from a CA the system trusts.
+		if c.Unknown == Learn && c.Seen != nil {
+			return c.Seen.see(addr, fp, trustCA)
+		}
+		return nil
 	case c.Unknown == Refuse:
 		return fmt.Errorf("%w: the update server at %s presents the key %s, which nothing pins: sync from it once (which records its key), or set [SSL] Fingerprint in smartclient.ini after comparing with what \"appserver cert\" prints on the server",
 			ErrUnknownServer, addr, fp)
 	case c.Unknown == Learn && c.Seen != nil:
-		return c.Seen.see(addr, fp)
+		return c.Seen.see(addr, fp, "")
 	}
 	return nil
 }
@@ -202,17 +230,22 @@ func (c Config) firstUse(addr string, got [sha256.Size]byte) error {
 type Seen struct {
 	mu        sync.Mutex
 	addr, fp  string
+	trust     string // as knownServer.Trust
 	firstSeen time.Time
 }
 
-func (s *Seen) see(addr, fp string) error {
+func (s *Seen) see(addr, fp, trust string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fp == "" {
-		s.addr, s.fp, s.firstSeen = addr, fp, time.Now().UTC()
+		s.addr, s.fp, s.trust, s.firstSeen = addr, fp, trust, time.Now().UTC()
 		return nil
 	}
-	if s.addr == addr && s.fp != fp {
+	if s.addr == addr && s.trust != trust {
+		return fmt.Errorf("%w: the update server at %s presented a CA-signed certificate and one that is not, in the same sync: someone may be posing as the server",
+			ErrKeyChanged, addr)
+	}
+	if s.addr == addr && s.fp != fp && trust != trustCA {
 		return fmt.Errorf("%w: the update server at %s presented the key %s, and a moment ago %s, in the same sync: someone may be posing as the server",
 			ErrKeyChanged, addr, fp, s.fp)
 	}
@@ -227,7 +260,7 @@ func (c Config) Record() error {
 		return nil
 	}
 	c.Seen.mu.Lock()
-	addr, fp, when := c.Seen.addr, c.Seen.fp, c.Seen.firstSeen
+	addr, fp, trust, when := c.Seen.addr, c.Seen.fp, c.Seen.trust, c.Seen.firstSeen
 	c.Seen.mu.Unlock()
 	if fp == "" {
 		return nil
@@ -244,7 +277,7 @@ func (c Config) Record() error {
 	if _, ok := k.Servers[addr]; ok {
 		return nil // another process recorded it meanwhile; it checked it then
 	}
-	k.Servers[addr] = knownServer{Fingerprint: fp, FirstSeen: when}
+	k.Servers[addr] = knownServer{Fingerprint: fp, FirstSeen: when, Trust: trust}
 	if err := atomicfile.WriteJSON(c.KnownFile, k, 0o644); err != nil {
 		return fmt.Errorf("recording the server's key: %w", err)
 	}
