@@ -1,9 +1,9 @@
 package appserver
 
 import (
-	"crypto/tls"
 	"context"
 	"crypto/ecdh"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"

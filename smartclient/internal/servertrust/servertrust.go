@@ -110,7 +110,6 @@ type knownServer struct {
 // trustCA marks an address trusted through the system's CAs.
 const trustCA = "ca"
 
-
 // fileMu serializes this process's updates of known files.
 var fileMu sync.Mutex
 
