@@ -43,6 +43,13 @@ const (
 	// busyWriteTimeout bounds the write of the busy answer: a peer that
 	// does not read it is closed all the same.
 	busyWriteTimeout = time.Second
+	// busyHandshakeTimeout bounds the TLS handshake that precedes a busy
+	// answer: enough for a flood's handshakes on a loaded machine.
+	busyHandshakeTimeout = 3 * time.Second
+	// maxBusyRefusals bounds the busy answers under way at once (each a
+	// TLS handshake and a descriptor for up to two busyWriteTimeouts);
+	// past it, a connection over the caps is closed at once.
+	maxBusyRefusals = 1024
 )
 
 // limits counts the connections a server holds, in total and per client
@@ -59,10 +66,16 @@ type limits struct {
 	// Refusals since the last log line, and when that was.
 	refused int
 	logged  time.Time
+	// busy holds a token for each busy answer under way.
+	busy chan struct{}
+	// Failed handshakes since the last log line, and when that was.
+	failed       int
+	failedLogged time.Time
 }
 
 func newLimits(log *slog.Logger, maxConns, perAddr int) *limits {
-	return &limits{maxConns: maxConns, perAddr: perAddr, log: log, byAddr: map[netip.Addr]int{}}
+	return &limits{maxConns: maxConns, perAddr: perAddr, log: log, byAddr: map[netip.Addr]int{},
+		busy: make(chan struct{}, maxBusyRefusals)}
 }
 
 // admission is the verdict on one new connection.
@@ -143,6 +156,35 @@ func (l *limits) refusedLocked(addr net.Addr, over string) {
 	l.log.Warn("server busy: refusing connections", "over", over, "last_client", addr.String(),
 		"refused", l.refused, "connections", l.total)
 	l.refused, l.logged = 0, now
+}
+
+// busySlot takes a place for a busy answer, and reports whether there was
+// one; busyDone gives it back.
+func (l *limits) busySlot() bool {
+	select {
+	case l.busy <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *limits) busyDone() { <-l.busy }
+
+// handshakeFailed logs a connection that did not become a session (a
+// failed TLS handshake, a plain client refused, bytes that are neither),
+// at most one line per busyLogEvery with the number since the last, so
+// that a flood of them cannot fill the disk.
+func (l *limits) handshakeFailed(addr net.Addr, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failed++
+	now := time.Now()
+	if now.Sub(l.failedLogged) < busyLogEvery {
+		return
+	}
+	l.log.Warn("session", "client", addr.String(), "outcome", "refused", "err", err, "refused_since_last_line", l.failed)
+	l.failed, l.failedLogged = 0, now
 }
 
 // addrIP is the client's IP address, IPv4 in IPv6 unmapped, so that both

@@ -312,18 +312,29 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	if adm.release == nil {
 		// Over a cap: the answer goes inside TLS like any other (a
 		// client believes no plain word), after a handshake held to
-		// the short time a refusal is given.
-		if conn, err := s.secure(ctx, conn, busyWriteTimeout); err == nil {
+		// the short time a refusal is given; and only so many at once,
+		// since a refused connection is counted nowhere else: past
+		// that, a flood is closed without a word.
+		if !s.limits.busySlot() {
+			return
+		}
+		defer s.limits.busyDone()
+		if conn, err := s.secure(ctx, conn, busyHandshakeTimeout); err == nil {
 			refuseBusy(conn, adm.retry)
 			conn.Close()
 		}
 		return
 	}
 	defer adm.release()
-	conn, err := s.secure(ctx, conn, s.HandshakeTimeout)
+	timeout := s.HandshakeTimeout
+	if adm.adminOnly {
+		// On the administrator's reserve: a slow handshake must not
+		// hold it.
+		timeout = reservedHelloTimeout
+	}
+	conn, err := s.secure(ctx, conn, timeout)
 	if err != nil {
-		s.log.Warn("session", "client", raw.RemoteAddr().String(), "outcome", "refused", "err", err,
-			"took", time.Since(start).Round(time.Millisecond))
+		s.limits.handshakeFailed(raw.RemoteAddr(), err)
 		return
 	}
 	defer conn.Close()

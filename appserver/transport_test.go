@@ -85,6 +85,20 @@ func TestNeitherTLSNorFrame(t *testing.T) {
 	if !strings.Contains(ts.logs.String(), "neither a TLS handshake nor a frame") {
 		t.Errorf("not logged:\n%s", ts.logs)
 	}
+	// A flood of them is logged at a bounded rate, not a line each.
+	for range 50 {
+		c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+		io.ReadAll(c)
+		c.Close()
+	}
+	if n := strings.Count(ts.logs.String(), "neither a TLS handshake nor a frame"); n > 2 {
+		t.Errorf("%d log lines for 51 such connections, want at most 2", n)
+	}
 }
 
 // TestAdminNeedsTLS: where plain TCP is allowed, an administrator's

@@ -408,11 +408,22 @@ func TestSignedReleaseRealServer(t *testing.T) {
 		t.Errorf("an up-to-date sync received %d bytes, the first signed one %d: the manifest was asked again", res.Received, first)
 	}
 
-	// The publisher's release 2 changes a file: fetched and verified.
-	s.write("linux", "lang/pt-br.txt", "release 2")
+	// The publisher signs the same files again, as release 2 (a new
+	// signature before the old one expires): "up to date", and the
+	// installed release's record follows the new signature.
 	signFolder(t, s, key, 2)
+	if res := mustSync(t, s, dir, signedOnly); res.Outcome != syncproto.OutcomeUpToDate {
+		t.Errorf("the same files signed again: %+v", res)
+	}
+	if st, err := smartclient.Status(context.Background(), dir, nil); err != nil || st.Publisher == nil || st.Publisher.Installed == nil || st.Publisher.Installed.Number != 2 {
+		t.Fatalf("status after the same release signed again: %+v %v", st.Publisher, err)
+	}
+
+	// The publisher's release 3 changes a file: fetched and verified.
+	s.write("linux", "lang/pt-br.txt", "release 3")
+	signFolder(t, s, key, 3)
 	if res := mustSync(t, s, dir, signedOnly); res.Fetched != 1 {
-		t.Errorf("release 2: %+v", res)
+		t.Errorf("release 3: %+v", res)
 	}
 
 	// Someone edits the folder after signing: the server sends no
@@ -428,7 +439,7 @@ func TestSignedReleaseRealServer(t *testing.T) {
 			t.Errorf("install changed: %s", k)
 		}
 	}
-	if !strings.Contains(s.log.String(), "changed after release 2 was signed") {
+	if !strings.Contains(s.log.String(), "changed after release 3 was signed") {
 		t.Errorf("the server did not log the edited folder:\n%s", s.log)
 	}
 }

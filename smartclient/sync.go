@@ -648,10 +648,14 @@ func (a *attempt) upToDate() *Result {
 	a.res.Outcome = syncproto.OutcomeUpToDate
 	if a.o.CheckOnly {
 		a.res.Outcome = syncproto.OutcomeChecked
-	} else if err := recordCheck(a.root.Root, lastCheck{When: time.Now().UTC(), Server: a.o.Server, Build: a.st.Build}); err != nil {
-		a.o.Log.Info("recording the time of the check", "err", err)
-	} else if err := a.recordTrust(false); err != nil {
-		a.o.Log.Warn("recording the trusted publisher", "err", err)
+	} else {
+		// Two records, each worth keeping without the other.
+		if err := recordCheck(a.root.Root, lastCheck{When: time.Now().UTC(), Server: a.o.Server, Build: a.st.Build}); err != nil {
+			a.o.Log.Info("recording the time of the check", "err", err)
+		}
+		if err := a.recordTrust(false); err != nil {
+			a.o.Log.Warn("recording the trusted publisher", "err", err)
+		}
 	}
 	a.report(syncproto.Report{Outcome: a.res.Outcome})
 	a.res.Received, a.res.Sent = a.c.Received(), a.c.Sent()

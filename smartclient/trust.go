@@ -225,7 +225,10 @@ func (a *attempt) recordTrust(installed bool) error {
 		st := a.rel.Statement
 		t.Keys = a.rel.Keys
 		t.Highest = max(t.Highest, st.Number)
-		if installed {
+		// The release the install holds, or the same release signed
+		// again (a new expiry, a new number): its record follows the
+		// newest signature, so that status and the freeze check see it.
+		if installed || t.Installed != nil && t.Installed.Digest == st.Digest {
 			t.Installed = &InstalledRelease{Key: a.rel.Key.ID(), Number: st.Number, Build: st.Build, Expires: st.Expires, Digest: st.Digest}
 		}
 	} else if installed {
