@@ -51,14 +51,19 @@ type signed struct {
 	number   uint64
 	rollback bool
 	expires  time.Time // zero: in a day
-	files    []hostiletest.File
-	post     string
+	// published is when the publisher signed it; zero: two hours ago.
+	published time.Time
+	files     []hostiletest.File
+	post      string
 }
 
 func (s signed) meta(t *testing.T) []byte {
 	t.Helper()
 	st := releasemeta.Statement{OS: "linux", Build: hostiletest.Build, Number: s.number, Rollback: s.rollback,
 		Published: time.Now().Add(-2 * time.Hour), Expires: s.expires, Digest: releaseDigest(s.files, s.post)}
+	if !s.published.IsZero() {
+		st.Published = s.published
+	}
 	if s.os != "" {
 		st.OS = s.os
 	}
@@ -256,7 +261,7 @@ func TestSignedReleaseInstalls(t *testing.T) {
 	// The publisher signs release 4 as a deliberate rollback.
 	v4 := slices.Clone(v5)
 	v4[0] = hostiletest.File{Path: "app.bin", Mode: 0o755, Content: []byte("the application binary of release 4")}
-	back := signed{key: pub, number: 4, rollback: true, files: v4}
+	back := signed{key: pub, number: 4, rollback: true, files: v4, published: time.Now().Add(-time.Hour)}
 	if _, err := syncSigned(t, dir, hostiletest.Lie{Release: back.meta(t)}, v4, nil); err != nil {
 		t.Fatalf("signed rollback: %v", err)
 	}
@@ -271,6 +276,11 @@ func TestSignedReleaseInstalls(t *testing.T) {
 	before := wholeTree(t, dir)
 	plain := signed{key: pub, number: 4, files: v5}
 	saw, err := syncSigned(t, dir, hostiletest.Lie{Release: plain.meta(t)}, v5, nil)
+	refused(t, err, releasemeta.ErrRollback, saw, dir, before, filepath.Join(t.TempDir(), "none"))
+	// And so is a rollback the publisher signed before the releases seen
+	// since: replayed, it would take the workstation back further.
+	old := signed{key: pub, number: 3, rollback: true, files: v5, published: time.Now().Add(-3 * time.Hour)}
+	saw, err = syncSigned(t, dir, hostiletest.Lie{Release: old.meta(t)}, v5, nil)
 	refused(t, err, releasemeta.ErrRollback, saw, dir, before, filepath.Join(t.TempDir(), "none"))
 }
 

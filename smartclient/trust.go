@@ -64,8 +64,11 @@ func frozen(dir, serverSays string, now time.Time) error {
 type trustRecord struct {
 	Format int                 `json:"format"`
 	Keys   releasemeta.KeyList `json:"keys"`
-	// Highest is the highest release number verified.
-	Highest uint64 `json:"highest"`
+	// Highest is the highest release number verified, and Latest the
+	// latest publication time of a release verified (a rollback must be
+	// signed after it).
+	Highest uint64    `json:"highest"`
+	Latest  time.Time `json:"latest_published,omitzero"`
 	// Installed is the signed release the install holds; nil when it
 	// holds an unsigned one or none.
 	Installed *InstalledRelease `json:"installed,omitempty"`
@@ -170,7 +173,7 @@ func (a *attempt) verifyRelease() (manifest.Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verifying the signed release of %s: %w", a.o.Server, err)
 	}
-	if err := releasemeta.CheckNumber(v.Statement, a.trust.Highest); err != nil {
+	if err := releasemeta.CheckNumber(v.Statement, a.trust.Highest, a.trust.Latest); err != nil {
 		return nil, fmt.Errorf("verifying the signed release of %s: %w", a.o.Server, err)
 	}
 	if tofu {
@@ -225,6 +228,9 @@ func (a *attempt) recordTrust(installed bool) error {
 		st := a.rel.Statement
 		t.Keys = a.rel.Keys
 		t.Highest = max(t.Highest, st.Number)
+		if st.Published.After(t.Latest) {
+			t.Latest = st.Published
+		}
 		// The release the install holds, or the same release signed
 		// again (a new expiry, a new number): its record follows the
 		// newest signature, so that status and the freeze check see it.

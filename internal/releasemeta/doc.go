@@ -15,8 +15,10 @@
 // ("windows", "linux", "darwin"), the build, the release number (a
 // uint64 that only grows from one release to the next), when it was
 // published and when it expires (UTC, whole seconds), whether the
-// publisher deliberately allows it over a higher number (Rollback), and
-// the digest of the release.
+// publisher deliberately allows it over a higher number (Rollback: a
+// client accepts it only when it was published after every release the
+// client has verified, so that a rollback replayed later cannot take it
+// back further), and the digest of the release.
 //
 // # The digest
 //

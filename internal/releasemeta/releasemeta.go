@@ -388,11 +388,21 @@ func FirstUse(signed []byte) (KeyList, error) {
 }
 
 // CheckNumber refuses a release numbered below the highest one seen,
-// unless the publisher signed it as a rollback.
-func CheckNumber(st Statement, highest uint64) error {
-	if st.Number < highest && !st.Rollback {
+// unless the publisher signed it as a rollback after every release seen
+// (latest is the latest Published of those): a rollback signed to undo
+// release 12 must not, replayed once 13 and 14 are out, take a
+// workstation back for as long as its signature holds.
+func CheckNumber(st Statement, highest uint64, latest time.Time) error {
+	if st.Number >= highest {
+		return nil
+	}
+	if !st.Rollback {
 		return fmt.Errorf("%w: release %d (build %s) is older than release %d already seen, and the publisher did not sign it as a rollback",
 			ErrRollback, st.Number, st.Build, highest)
+	}
+	if !st.Published.After(latest) {
+		return fmt.Errorf("%w: release %d (build %s) is a rollback signed on %s, before a release seen since (published %s): it undid an older release, not the ones after it",
+			ErrRollback, st.Number, st.Build, st.Published.UTC().Format(time.RFC3339), latest.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

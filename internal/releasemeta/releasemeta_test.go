@@ -135,19 +135,22 @@ func TestCheckNumberAndRelease(t *testing.T) {
 		n        uint64
 		rollback bool
 		highest  uint64
+		latest   time.Time // the latest Published seen
 		want     error
 	}{
-		{"first", 1, false, 0, nil},
-		{"same", 5, false, 5, nil},
-		{"newer", 6, false, 5, nil},
-		{"older", 4, false, 5, ErrRollback},
-		{"older, signed rollback", 4, true, 5, nil},
+		{"first", 1, false, 0, time.Time{}, nil},
+		{"same", 5, false, 5, t0, nil},
+		{"newer", 6, false, 5, t0, nil},
+		{"older", 4, false, 5, t0.Add(-time.Hour), ErrRollback},
+		{"older, signed rollback after every release seen", 4, true, 5, t0.Add(-time.Hour), nil},
+		{"older, a rollback signed before a release seen since (replayed)", 4, true, 5, t0.Add(time.Hour), ErrRollback},
+		{"older, a rollback signed at the same second as the latest", 4, true, 5, t0, ErrRollback},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := statement(tt.n)
 			st.Rollback = tt.rollback
-			if err := CheckNumber(st, tt.highest); !errors.Is(err, tt.want) {
+			if err := CheckNumber(st, tt.highest, tt.latest); !errors.Is(err, tt.want) {
 				t.Errorf("CheckNumber: %v, want %v", err, tt.want)
 			}
 		})
