@@ -155,13 +155,16 @@ func (a *attempt) verifyRelease() (manifest.Source, error) {
 	ring, tofu := a.trust.Keys, false
 	if len(ring.Keys) == 0 {
 		if len(a.o.PublisherKeys) > 0 {
-			ring = releasemeta.KeyList{Version: 1}
+			var keys []releasemeta.PublicKey
 			for _, s := range a.o.PublisherKeys {
 				k, err := releasemeta.ParsePublicKey(s)
 				if err != nil {
 					return nil, fmt.Errorf("[UPDATE] PublisherKey: %w", err)
 				}
-				ring.Keys = append(ring.Keys, k)
+				keys = append(keys, k)
+			}
+			if ring, err = releasemeta.Deployed(r.Meta, keys); err != nil {
+				return nil, fmt.Errorf("verifying the signed release of %s: %w", a.o.Server, err)
 			}
 		} else if ring, err = releasemeta.FirstUse(r.Meta); err != nil {
 			return nil, fmt.Errorf("verifying the signed release of %s (trust on first use): %w", a.o.Server, err)

@@ -387,6 +387,30 @@ func FirstUse(signed []byte) (KeyList, error) {
 	return first.List, nil
 }
 
+// Deployed returns the key list a client trusts that was deployed with
+// keys (smartclient.ini's PublisherKey) and has verified nothing yet: keys,
+// at the version of the last list of signed's chain that names one of
+// them (version 1 when none does). A workstation deployed with the
+// current key after a rotation so skips the lists before it, which its
+// key did not sign, and walks the ones after it from its key as Verify
+// does; a list forged with a retired key cannot add a key to the ones
+// deployed, since only those are trusted.
+func Deployed(signed []byte, keys []PublicKey) (KeyList, error) {
+	f, err := Decode(signed)
+	if err != nil {
+		return KeyList{}, err
+	}
+	ring := KeyList{Version: 1, Keys: keys}
+	for _, l := range f.Chain {
+		for _, k := range keys {
+			if l.List.Has(k.ID()) && l.List.Version > ring.Version {
+				ring.Version = l.List.Version
+			}
+		}
+	}
+	return ring, nil
+}
+
 // CheckNumber refuses a release numbered below the highest one seen,
 // unless the publisher signed it as a rollback after every release seen
 // (latest is the latest Published of those): a rollback signed to undo

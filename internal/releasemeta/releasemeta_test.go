@@ -122,6 +122,44 @@ func TestFirstUse(t *testing.T) {
 	}
 }
 
+// TestDeployed: a workstation deployed with the current key after a
+// rotation trusts releases that key signs (the chain's earlier lists,
+// which its key did not sign, are skipped); one deployed with the retired
+// key walks the chain as before; and a list forged with the retired key
+// cannot make a key of the forger's trusted by a workstation deployed
+// with the current one.
+func TestDeployed(t *testing.T) {
+	a, b, evil := testKey(1), testKey(2), testKey(3)
+	chain, err := Rotate(NewChain(a), a, []PublicKey{pub(b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := mustSign(t, statement(3), chain, b)
+	for _, deployed := range []PublicKey{pub(b), pub(a)} {
+		ring, err := Deployed(signed, []PublicKey{deployed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := Verify(signed, ring, t0, "linux"); err != nil || v.Keys.Version != 2 {
+			t.Errorf("deployed with %s: %+v %v", deployed.ID(), v, err)
+		}
+	}
+	// The retired key a signs a list that names b and a key of its own,
+	// and the release is signed with that key.
+	forged, err := Rotate(NewChain(a), a, []PublicKey{pub(b), pub(evil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := mustSign(t, statement(4), forged, evil)
+	ring, err := Deployed(bad, []PublicKey{pub(b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(bad, ring, t0, "linux"); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("a release signed by a key a retired key added: %v, want %v", err, ErrUnknownKey)
+	}
+}
+
 // mustSignRaw signs without Sign's checks of the chain.
 func mustSignRaw(t testing.TB, st Statement, chain []SignedKeyList, k ed25519.PrivateKey) []byte {
 	st.Format = Format
