@@ -277,6 +277,10 @@ func TestSignedReleaseInstalls(t *testing.T) {
 	plain := signed{key: pub, number: 4, files: v5}
 	saw, err := syncSigned(t, dir, hostiletest.Lie{Release: plain.meta(t)}, v5, nil)
 	refused(t, err, releasemeta.ErrRollback, saw, dir, before, filepath.Join(t.TempDir(), "none"))
+	// An unsigned release is refused now, [UPDATE] AllowUnsigned or not:
+	// the workstation has verified the publisher's releases.
+	saw, err = syncSigned(t, dir, hostiletest.Lie{}, v5, func(o *smartclient.Options) { o.AllowUnsigned = true })
+	refused(t, err, smartclient.ErrUnsigned, saw, dir, before, filepath.Join(t.TempDir(), "none"), "does not go back to unsigned")
 	// And so is a rollback the publisher signed before the releases seen
 	// since: replayed, it would take the workstation back further.
 	old := signed{key: pub, number: 3, rollback: true, files: v5, published: time.Now().Add(-3 * time.Hour)}

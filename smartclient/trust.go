@@ -141,6 +141,13 @@ func (a *attempt) verifyRelease() (manifest.Source, error) {
 	}
 	r, ok := m.(syncproto.Release)
 	if !ok {
+		if a.o.AllowUnsigned && len(a.trust.Keys.Keys) > 0 {
+			// A workstation that verified the publisher's releases does
+			// not go back to unsigned ones on a setting that may be left
+			// over from its first steps.
+			return nil, fmt.Errorf("%w: the update server %s sent its release unsigned, and this workstation has verified releases signed by publisher keys %s: it does not go back to unsigned releases, whatever [UPDATE] AllowUnsigned says (to allow it, remove %s)",
+				ErrUnsigned, a.o.Server, a.trust.Keys.IDs(), TrustFile)
+		}
 		if !a.o.AllowUnsigned {
 			return nil, fmt.Errorf("%w: the update server %s sent its release unsigned, so nothing from it is installed; "+
 				"the administrator signs releases with 'appserver release sign-update', or allows unsigned releases with [UPDATE] AllowUnsigned=1 in smartclient.ini",
