@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/certs"
@@ -36,11 +35,7 @@ func Cert(o CertOptions, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	state := o.State
-	if state == "" {
-		state = filepath.Join(filepath.Dir(o.Config), "appserver-state")
-	}
-	id, err := certs.Open(slog.New(slog.DiscardHandler), cfg.TLS.CertFile, cfg.TLS.KeyFile, state)
+	id, err := certs.Open(slog.New(slog.DiscardHandler), cfg.TLS.CertFile, cfg.TLS.KeyFile, stateDir(o.Config, o.State))
 	if err != nil {
 		return err
 	}

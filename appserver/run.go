@@ -41,10 +41,7 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	state := o.State
-	if state == "" {
-		state = filepath.Join(filepath.Dir(o.Config), "appserver-state")
-	}
+	state := stateDir(o.Config, o.State)
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	addr := o.Listen
 	if addr == "" {
@@ -84,6 +81,15 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		log.Warn("stopped for a self-update; the update helper takes over")
 	}
 	return nil
+}
+
+// stateDir is the server's state folder: state, or appserver-state beside
+// the configuration.
+func stateDir(config, state string) string {
+	if state == "" {
+		return filepath.Join(filepath.Dir(config), "appserver-state")
+	}
+	return state
 }
 
 // RunHelper is the self-update helper process, "appserver
