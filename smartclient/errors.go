@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"syscall"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/fetch"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
@@ -35,11 +34,19 @@ var (
 )
 
 // ConnectionLost reports an error that means the connection to the server
-// broke or went silent.
+// broke or went silent. The system's words for a broken connection differ:
+// see lostErrnos.
 func ConnectionLost(err error) bool {
 	var ne net.Error
-	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && ne.Timeout()
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range lostErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // lostConnection is ConnectionLost, as the library's own code says it.
