@@ -4,6 +4,7 @@
 #   make test    gofmt check, go vet, race-enabled tests
 #   make demo    a real appserver and smartclient syncing on 127.0.0.1
 #   make fuzz    every fuzz target, FUZZTIME each (default 10s)
+#   make test-windows every package under Wine (not yet in .ci/run: issue 21)
 #   make bench        ours against rsync on the same data (scripts/bench; BENCHMARKS.md)
 #   make bench-small  the same on smaller trees, in a few minutes
 #   make clean   remove bin/ and the test cache
@@ -14,7 +15,7 @@ GO ?= go
 # gofmt from the same toolchain as $(GO), so that formatting rules match.
 GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: all build test fmt-check vet demo fuzz clean bench bench-small
+.PHONY: all build test fmt-check vet demo fuzz clean bench bench-small test-windows
 
 all: build
 
@@ -38,6 +39,11 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# Every package built for Windows, vetted, and tested under Wine (installs
+# wine64 and the mingw binutils when missing; see scripts/ci-windows).
+test-windows:
+	GO="$(GO)" bash scripts/ci-windows
 
 demo:
 	bash scripts/demo.sh

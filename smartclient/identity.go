@@ -159,16 +159,17 @@ func (a *attempt) renewID() {
 }
 
 // hasMeta reports whether the install holds the client's bookkeeping:
-// .smartclient with anything in it but the id and the note of the lock
-// held now (written once .smartclient exists, which the id makes it do
-// from the second attempt on).
+// .smartclient with anything in it but the id, and the lock held now
+// (its file where the OS cannot lock the folder itself, Windows, and its
+// holder's note, written once .smartclient exists, which the id makes it
+// do from the second attempt on).
 func hasMeta(root *install.Disk) bool {
 	entries, err := root.ReadDir(install.MetaDir)
 	if err != nil {
 		return false
 	}
 	for _, e := range entries {
-		if n := e.Name(); n != path.Base(ClientIDFile) && n != path.Base(install.HolderFile) {
+		if n := e.Name(); n != path.Base(ClientIDFile) && n != path.Base(install.HolderFile) && n != path.Base(install.LockFile) {
 			return true
 		}
 	}
