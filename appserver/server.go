@@ -749,10 +749,7 @@ func (s *Server) openToSend(ss *session, man *index.Manifest, f index.File) (*os
 		s.log.Warn("opening file to send", "os", man.OS, "path", f.Path, "err", err)
 		return nil, nil, changed
 	}
-	same := func() bool {
-		fi, err := fh.Stat()
-		return err == nil && f.Matches(fi)
-	}
+	same := func() bool { return f.Matches(fh) }
 	if !same() {
 		fh.Close()
 		return nil, nil, changed

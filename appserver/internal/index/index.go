@@ -86,9 +86,13 @@ func (m *Manifest) OpenRoot(dir string) (*os.Root, error) { return m.root.OpenRo
 // the mtime back, moves the change time, and a file replaced by rename has
 // another inode; where the change time is not read (CtimeNs is 0), a
 // caller must hash what it reads instead.
-func (f File) Matches(fi fs.FileInfo) bool {
-	return fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs &&
-		inode(fi) == f.Inode && changeTime(fi) == f.CtimeNs
+func (f File) Matches(fh *os.File) bool {
+	fi, err := fh.Stat()
+	if err != nil {
+		return false
+	}
+	ino, ctime := handleID(fh, fi)
+	return fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs && ino == f.Inode && ctime == f.CtimeNs
 }
 
 // Index keeps the manifest of one OS folder current. It watches the folder
@@ -400,9 +404,10 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 		if err != nil {
 			return fmt.Errorf("scanning %s: %w", p, err)
 		}
+		ino, ctime := statID(root, rel, fi)
 		f := File{
 			Path: rel, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(),
-			Mode: fi.Mode().Perm(), Inode: inode(fi), CtimeNs: changeTime(fi), Preserve: ix.preserved(rel),
+			Mode: fi.Mode().Perm(), Inode: ino, CtimeNs: ctime, Preserve: ix.preserved(rel),
 		}
 		if c, ok := known[rel]; ok && c.Size == f.Size && c.MtimeNs == f.MtimeNs && c.Inode == f.Inode && c.CtimeNs == f.CtimeNs {
 			if h, err := hex.DecodeString(c.Hash); err == nil && len(h) == 32 {
@@ -543,38 +548,37 @@ feed:
 // read; a file that keeps changing is an error rather than a torn entry.
 func (ix *Index) hashFile(root *os.Root, f *File, buf []byte) error {
 	for attempt := 0; ; attempt++ {
-		h, fi, err := hashOpen(root, f.Path, buf)
+		h, fi, ino, ctime, err := hashOpen(root, f.Path, buf)
 		if err != nil {
 			return fmt.Errorf("hashing %s: %w", filepath.Join(ix.Dir, f.Path), err)
 		}
-		if fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs && changeTime(fi) == f.CtimeNs {
+		if fi.Size() == f.Size && fi.ModTime().UnixNano() == f.MtimeNs && ctime == f.CtimeNs {
 			f.Hash = h
 			return nil
 		}
 		if attempt == 2 {
 			return fmt.Errorf("hashing %s: file keeps changing while it is read", filepath.Join(ix.Dir, f.Path))
 		}
-		f.Size, f.MtimeNs, f.Inode, f.CtimeNs = fi.Size(), fi.ModTime().UnixNano(), inode(fi), changeTime(fi)
+		f.Size, f.MtimeNs, f.Inode, f.CtimeNs = fi.Size(), fi.ModTime().UnixNano(), ino, ctime
 	}
 }
 
 // hashOpen hashes the named file and returns its hash with the file's
 // state after reading, so the caller can tell whether it changed.
-func hashOpen(root *os.Root, name string, buf []byte) ([32]byte, fs.FileInfo, error) {
-	var sum [32]byte
+func hashOpen(root *os.Root, name string, buf []byte) (sum [32]byte, fi fs.FileInfo, ino uint64, ctime int64, err error) {
 	fh, err := root.Open(name)
 	if err != nil {
-		return sum, nil, err
+		return sum, nil, 0, 0, err
 	}
 	defer fh.Close()
 	h := blake3.New()
 	if _, err := io.CopyBuffer(h, fh, buf); err != nil {
-		return sum, nil, err
+		return sum, nil, 0, 0, err
 	}
-	fi, err := fh.Stat()
-	if err != nil {
-		return sum, nil, err
+	if fi, err = fh.Stat(); err != nil {
+		return sum, nil, 0, 0, err
 	}
+	ino, ctime = handleID(fh, fi)
 	copy(sum[:], h.Sum(nil))
-	return sum, fi, nil
+	return sum, fi, ino, ctime, nil
 }
