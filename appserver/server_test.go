@@ -23,6 +23,7 @@ import (
 
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/internal/pki"
+	"github.com/erpupdate/smartsync/internal/testtree"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -1777,6 +1778,7 @@ func TestServerDeltaLongList(t *testing.T) {
 // and a closed connection, while a client fetching a delta is served at
 // the same time.
 func TestServerHostileDeltaClients(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	dir := t.TempDir()
 	old := randomBytes(200<<10, 21)
 	newer := slices.Concat(old[:50<<10], []byte("an insert"), old[50<<10:])

@@ -27,6 +27,7 @@ import (
 
 	"github.com/erpupdate/smartsync/appserver"
 	"github.com/erpupdate/smartsync/internal/cdc"
+	"github.com/erpupdate/smartsync/internal/testtree"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/smartclient/internal/cli"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
@@ -1171,6 +1172,7 @@ func TestPostInstall(t *testing.T) {
 // TestPlantedLinksAreNeverFollowed: a symbolic link planted where the
 // client writes is not followed, even to a place inside the install.
 func TestPlantedLinksAreNeverFollowed(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	s := newServer(t, defaultConf)
 	tests := []struct {
 		name  string
@@ -1314,6 +1316,7 @@ func TestRunStaysAfterATransferCutShort(t *testing.T) {
 // a second sync is a no-op, a changed link is replaced, and backups and
 // restore keep them.
 func TestMacBundleLinks(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	s := newServer(t, defaultConf)
 	dir := t.TempDir()
 	darwin := func(o *smartclient.Options) { o.OS, o.Yes = "darwin", true }
@@ -1410,6 +1413,7 @@ func TestRestoredINIIsACopy(t *testing.T) {
 }
 
 func TestRestoreLeavesUserFilesAlone(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	s := newServer(t, defaultConf)
 	dir := t.TempDir()
 	mustSync(t, s, dir, yes)

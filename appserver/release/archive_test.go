@@ -9,9 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/erpupdate/smartsync/internal/testtree"
 )
 
 func TestExtractGood(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	for _, kind := range []string{"tar.gz", "zip"} {
 		t.Run(kind, func(t *testing.T) {
 			archive := goodArchive(t, kind)
@@ -82,6 +85,7 @@ func TestExtractTarHardlinkAndDotSlash(t *testing.T) {
 // format can express it: the error wraps the right sentinel and names the
 // entry, nothing is left in dest, and nothing appears beside it.
 func TestExtractHostile(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	build := member{name: "BUILD", body: "7.00.240601A\n", mode: 0o644}
 	file := func(name string) member { return member{name: name, body: "x", mode: 0o644} }
 	sym := func(name, link string) member { return member{name: name, mode: fs.ModeSymlink | 0o777, link: link} }
@@ -161,6 +165,7 @@ func TestExtractHostile(t *testing.T) {
 }
 
 func TestExtractDest(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	archive := goodArchive(t, "tar.gz")
 	dest := t.TempDir()
 	writeFile(t, filepath.Join(dest, "keep"), []byte("x"))

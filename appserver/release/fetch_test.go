@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erpupdate/smartsync/internal/testtree"
 )
 
 // releaseServer serves files by path, as a release host would, with a few
@@ -415,6 +417,7 @@ func TestFetchCancelledBeforeStart(t *testing.T) {
 // TestFetchThenVerify fetches a real signed release and checks that Verify
 // and VerifyExtract accept the copies.
 func TestFetchThenVerify(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	pub, priv, _ := newKey(t)
 	keys := []ed25519.PublicKey{pub}
 	for _, kind := range []string{"tar.gz", "zip"} {

@@ -8,8 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/erpupdate/smartsync/internal/testtree"
 )
 
 func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey, string) {
@@ -32,7 +35,8 @@ func TestKeygenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode().Perm() != 0o600 {
+	// Windows keeps no Unix modes (its ACLs decide who reads the key).
+	if runtime.GOOS != "windows" && st.Mode().Perm() != 0o600 {
 		t.Errorf("key file mode %v, want 0600", st.Mode().Perm())
 	}
 	if !priv.Public().(ed25519.PublicKey).Equal(pub) {
@@ -69,6 +73,7 @@ func TestParsePublicKeyErrors(t *testing.T) {
 }
 
 func TestSignVerifyRoundTrip(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	for _, kind := range []string{"tar.gz", "zip"} {
 		t.Run(kind, func(t *testing.T) {
 			pub, priv, _ := newKey(t)
@@ -96,6 +101,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 }
 
 func TestVerifyKeys(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	oldPub, _, _ := newKey(t)
 	newPub, newPriv, _ := newKey(t)
 	otherPub, _, _ := newKey(t)
@@ -126,6 +132,7 @@ func TestVerifyKeys(t *testing.T) {
 }
 
 func TestVerifyTampered(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	pub, priv, _ := newKey(t)
 	_, otherPriv, _ := newKey(t)
 	keys := []ed25519.PublicKey{pub}
@@ -245,6 +252,7 @@ func FuzzParseSignature(f *testing.F) {
 }
 
 func TestVerifyExtract(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	pub, priv, _ := newKey(t)
 	archive := goodArchive(t, "zip")
 	if _, err := Sign(archive, priv); err != nil {

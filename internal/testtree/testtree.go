@@ -32,3 +32,30 @@ func Write(t testing.TB, dir string, files map[string]string, mtime time.Time) {
 		}
 	}
 }
+
+// NeedSymlinks skips t where the system cannot make and read back
+// relative symbolic links, through a path or through an os.Root: Wine 8
+// cannot (its CreateSymbolicLinkW makes nothing, symlinkat is "not
+// supported"), nor can Windows without the privilege to make links. The
+// reason names what failed; the test runs wherever links work.
+func NeedSymlinks(t testing.TB) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "target"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("target", filepath.Join(dir, "link")); err != nil {
+		t.Skipf("this system cannot make symbolic links: %v", err)
+	}
+	if got, err := os.Readlink(filepath.Join(dir, "link")); err != nil || got != "target" {
+		t.Skipf("this system cannot read back a symbolic link: %q, %v", got, err)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Symlink("target", "link2"); err != nil {
+		t.Skipf("this system cannot make symbolic links in a folder: %v", err)
+	}
+}

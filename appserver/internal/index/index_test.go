@@ -552,6 +552,7 @@ func TestIndexPreserve(t *testing.T) {
 // in their frameworks), and that any other link stops Open with an
 // error naming it: following it could serve files from outside the folder.
 func TestIndexSymlinks(t *testing.T) {
+	testtree.NeedSymlinks(t)
 	tests := []struct {
 		name   string
 		link   string // slash path inside the folder
