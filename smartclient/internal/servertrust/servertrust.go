@@ -191,8 +191,9 @@ func (c Config) firstUse(addr string, got [sha256.Size]byte, caValid bool) error
 	defer fileMu.Unlock()
 	var k known
 	if c.KnownFile != "" {
-		if err := atomicfile.ReadJSON(c.KnownFile, &k); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("reading the keys of known servers: %w", err)
+		var err error
+		if k, err = readKnown(c.KnownFile); err != nil {
+			return err
 		}
 	}
 	if was, ok := k.Servers[addr]; ok && was.Trust == trustCA {
@@ -266,9 +267,9 @@ func (c Config) Record() error {
 	}
 	fileMu.Lock()
 	defer fileMu.Unlock()
-	var k known
-	if err := atomicfile.ReadJSON(c.KnownFile, &k); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("reading the keys of known servers: %w", err)
+	k, err := readKnown(c.KnownFile)
+	if err != nil {
+		return err
 	}
 	if k.Servers == nil {
 		k.Servers = map[string]knownServer{}
@@ -292,11 +293,8 @@ type KnownKey struct {
 // KnownKeys returns the keys recorded in file, by address; none when
 // there is no file.
 func KnownKeys(file string) ([]KnownKey, error) {
-	var k known
-	if err := atomicfile.ReadJSON(file, &k); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
+	k, err := readKnown(file)
+	if err != nil {
 		return nil, err
 	}
 	keys := make([]KnownKey, 0, len(k.Servers))
@@ -309,12 +307,15 @@ func KnownKeys(file string) ([]KnownKey, error) {
 
 // Known returns the fingerprint recorded for addr in file, "" for none.
 func Known(file, addr string) (string, error) {
+	k, err := readKnown(file)
+	return k.Servers[addr].Fingerprint, err
+}
+
+// readKnown reads the known file; a missing one is an empty record.
+func readKnown(file string) (known, error) {
 	var k known
-	if err := atomicfile.ReadJSON(file, &k); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil
-		}
-		return "", err
+	if err := atomicfile.ReadJSON(file, &k); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return known{}, fmt.Errorf("reading the keys of known servers: %w", err)
 	}
-	return k.Servers[addr].Fingerprint, nil
+	return k, nil
 }
