@@ -59,3 +59,17 @@ func NeedSymlinks(t testing.TB) {
 		t.Skipf("this system cannot make symbolic links in a folder: %v", err)
 	}
 }
+
+// UnderWine reports whether the tests run under Wine: scripts/ci-windows
+// sets SMARTSYNC_WINE=1. Only limitations of Wine (not of Windows) may be
+// skipped on it, so that the test still runs on a real Windows machine.
+func UnderWine() bool { return os.Getenv("SMARTSYNC_WINE") == "1" }
+
+// SkipUnderWine skips t under Wine with the reason, which must name the
+// limitation of Wine that the test meets; elsewhere it does nothing.
+func SkipUnderWine(t testing.TB, reason string) {
+	t.Helper()
+	if UnderWine() {
+		t.Skip("Wine limitation: " + reason)
+	}
+}
