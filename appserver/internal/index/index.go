@@ -383,7 +383,14 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 			// failing on the manifest.
 			return fmt.Errorf("scanning %q: the name is not valid UTF-8; rename it", p)
 		case d.IsDir():
-			fi, err := d.Info()
+			// A stat of the folder itself, not d.Info(): rewatch
+			// tells a folder replaced by another with os.SameFile,
+			// and on Windows an entry of a folder listing carries no
+			// file ID where the volume has no object IDs (FAT,
+			// exFAT, Wine's drives), so it would never match the
+			// stat the watch was recorded with, and every scan
+			// would watch every subfolder anew and ask for the next.
+			fi, err := root.Lstat(rel)
 			if err != nil {
 				return fmt.Errorf("scanning %s: %w", p, err)
 			}

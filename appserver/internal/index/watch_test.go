@@ -93,6 +93,37 @@ func TestWatchUnchangedFolderIsNotRescanned(t *testing.T) {
 	checkManifest(t, m, files)
 }
 
+// TestWatchFolderIdentity shows that the scan records each folder with
+// an identity that os.SameFile matches against a stat of the folder, as
+// rewatch needs: otherwise every scan takes every subfolder for a new one,
+// watches it anew and so asks for one more scan, for ever. On Windows an
+// entry of a folder listing carries no file ID where the volume has no
+// object IDs (FAT, exFAT, and every drive under Wine), which is what the
+// scan used to record.
+func TestWatchFolderIdentity(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, sampleTree(), oldTime)
+	ix := openIndex(t, dir, t.TempDir())
+	m, _, dirs, err := ix.scan(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.root.Close()
+	want := []string{".", "docs", "lib", "lib/plugins"}
+	if got := slices.Sorted(maps.Keys(dirs)); !slices.Equal(got, want) {
+		t.Fatalf("the scan found folders %q, want %q", got, want)
+	}
+	for rel, fi := range dirs {
+		st, err := os.Stat(ix.abs(rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !os.SameFile(fi, st) {
+			t.Errorf("folder %q: the scan's FileInfo is not os.SameFile with a stat of it; each scan would watch it anew", rel)
+		}
+	}
+}
+
 // TestWatchSeesChanges shows that each kind of change an administrator
 // makes inside the folder is in a manifest soon after, and that the index
 // is quiet again afterwards.
