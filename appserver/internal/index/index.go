@@ -359,7 +359,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 	ix.mu.Lock()
 	ix.Scans++
 	ix.mu.Unlock()
-	root, err := os.OpenRoot(ix.Dir)
+	root, err := openFolder(ix.Dir)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("opening update folder for %s: %w", ix.OS, err)
 	}

@@ -260,6 +260,52 @@ func TestIndexCurrentNoticesChange(t *testing.T) {
 	}
 }
 
+// TestIndexFolderRenamedWhileServed shows that the server does not keep
+// the administrator from publishing a release the usual way, the folder
+// renamed away and the new one renamed in, while a session reads a file
+// of the current manifest: on Windows the index held the folder open
+// without FILE_SHARE_DELETE (os.OpenRoot), and the rename failed with a
+// sharing violation. The session goes on reading the old release.
+func TestIndexFolderRenamedWhileServed(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "linux")
+	files := sampleTree()
+	writeTree(t, dir, files, oldTime)
+	ix := openIndex(t, dir, t.TempDir())
+	old := current(t, ix)
+	fh, err := old.Open(filepath.FromSlash("lib/liberp.so"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+
+	next := map[string]string{"smartclient": "release 2"}
+	writeTree(t, filepath.Join(base, "next"), next, oldTime)
+	if err := os.Rename(dir, dir+".old"); err != nil {
+		t.Fatalf("renaming the served update folder away: %v", err)
+	}
+	if err := os.Rename(filepath.Join(base, "next"), dir); err != nil {
+		t.Fatalf("renaming the new release in: %v", err)
+	}
+	checkManifest(t, waitFor(t, ix, "the new release", func(m *Manifest) bool { return sameFiles(m, next) }), next)
+	if got, err := io.ReadAll(fh); err != nil || string(got) != files["lib/liberp.so"] {
+		t.Errorf("the session read %q, %v from the old release, want %q", got, err, files["lib/liberp.so"])
+	}
+	fh2, err := old.Open("smartclient")
+	if err != nil {
+		t.Fatalf("opening a file of the old manifest after the release: %v", err)
+	}
+	fh2.Close()
+	// The last session is done with the old manifest: its folder is
+	// released (by the finalizer of its os.Root in the server), and the
+	// old release can be removed.
+	fh.Close()
+	old.root.Close()
+	if err := os.RemoveAll(dir + ".old"); err != nil {
+		t.Errorf("removing the old release: %v", err)
+	}
+}
+
 // indexedOnce writes sampleTree, indexes it once (so that its hash cache
 // is saved) and closes the index; it returns the folders, the tree and the
 // state of file name before the test changes it. skip says why the test
