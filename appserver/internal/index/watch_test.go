@@ -15,8 +15,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/testtree"
 	"github.com/fsnotify/fsnotify"
 )
+
+// wineKeepsRemovedFolders is why a test that removes a folder the index
+// watches is skipped under Wine. Wine 8 refuses
+// FILE_DISPOSITION_POSIX_SEMANTICS (STATUS_INVALID_PARAMETER), so
+// os.RemoveAll falls back to delete-on-close, and a removed folder on which
+// the watch holds a handle stays, marked for deletion, with its parent not
+// empty; nor does Wine end the watch's pending ReadDirectoryChangesW when
+// the folder is marked for deletion, as Windows does, so the handle is not
+// closed. Windows 10 on NTFS takes the name away at once.
+const wineKeepsRemovedFolders = "a folder removed while a watch holds a handle on it stays until the handle is closed " +
+	"(no FILE_DISPOSITION_POSIX_SEMANTICS: STATUS_INVALID_PARAMETER), so its parent cannot be removed"
 
 // scans returns how many scans ix made.
 func scans(ix *Index) int64 {
@@ -187,8 +199,12 @@ func TestWatchSeesChanges(t *testing.T) {
 			files["lib/liberp.so"], files["lib/plugins/report.so"] = "lib 2", "report 2"
 		}},
 	}
+	removesWatched := map[string]bool{"subfolder removed": true, "subfolder replaced by another": true}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if removesWatched[tc.name] {
+				testtree.SkipUnderWine(t, wineKeepsRemovedFolders)
+			}
 			dir := t.TempDir()
 			files := sampleTree()
 			writeTree(t, dir, files, oldTime)
@@ -331,6 +347,7 @@ func TestWatchFolderReplaced(t *testing.T) {
 			name:  "old removed, new renamed in",
 			setup: func(t *testing.T, base string) string { return filepath.Join(base, "linux") },
 			replace: func(t *testing.T, base, folder, next string) string {
+				testtree.SkipUnderWine(t, wineKeepsRemovedFolders)
 				mustDo(t, os.RemoveAll(folder))
 				mustDo(t, os.Rename(next, folder))
 				return ""
@@ -353,10 +370,9 @@ func TestWatchFolderReplaced(t *testing.T) {
 		{
 			name: "symbolic link switched",
 			setup: func(t *testing.T, base string) string {
+				testtree.NeedSymlinks(t)
 				link := filepath.Join(base, "current")
-				if err := os.Symlink("release1", link); err != nil {
-					t.Skipf("cannot create symbolic links here: %v", err)
-				}
+				mustDo(t, os.Symlink("release1", link))
 				return link
 			},
 			replace: func(t *testing.T, base, folder, next string) string {
@@ -382,6 +398,11 @@ func TestWatchFolderReplaced(t *testing.T) {
 			writeTree(t, next, release2, oldTime)
 			ix := openIndex(t, folder, t.TempDir())
 			settle(t, ix)
+			// The last session is done with the old release at the end:
+			// its folder is released (by the finalizer of its os.Root in
+			// the server), and the old release can be removed.
+			prev := current(t, ix)
+			t.Cleanup(func() { prev.root.Close() })
 
 			old := tc.replace(t, base, folder, next)
 			files = maps.Clone(release2)
