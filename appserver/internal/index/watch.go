@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -25,6 +26,19 @@ import (
 // no event is sent for a write through a memory mapping or through a hard
 // link outside the watched folders.
 const maxScanAge = 5 * time.Minute
+
+// removeByPath says whether fsnotify can remove a watch by the path it
+// was added with, whatever that path names now: it can with inotify and
+// kqueue. Its Windows backend finds the watch to remove by the file ID of
+// the folder the path names now: when a watched folder was replaced, or
+// moved away, the removal fails, and the watch, with the open handle it
+// holds, would stay on the old folder for as long as the server runs:
+// every change to the old release would cost a scan, and the old folders
+// could not be removed for good (a folder with an open handle on it is
+// only marked for deletion where the volume lacks POSIX delete
+// semantics). There rewatch makes a new watcher instead. Tests set it to
+// run that way elsewhere too.
+var removeByPath = runtime.GOOS != "windows"
 
 // startWatch makes the watcher and the goroutine that reads it. When no
 // watcher can be made the index scans before every manifest.

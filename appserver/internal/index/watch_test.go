@@ -441,6 +441,50 @@ func TestWatchFolderReplaced(t *testing.T) {
 	}
 }
 
+// TestWatchNewWatcher runs the tests of changed and replaced folders the
+// way the index works where fsnotify cannot remove a watch by its path (on
+// Windows): each folder gone or replaced costs a new watcher. Elsewhere it
+// shows that way works too, under the race detector.
+func TestWatchNewWatcher(t *testing.T) {
+	defer func(v bool) { removeByPath = v }(removeByPath)
+	removeByPath = false
+	t.Run("SeesChanges", TestWatchSeesChanges)
+	t.Run("FolderReplaced", TestWatchFolderReplaced)
+}
+
+// TestWatchNewWatcherWhileClosing shows that a scan that makes a new
+// watcher while the index is being closed leaves no watcher running.
+func TestWatchNewWatcherWhileClosing(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, sampleTree(), oldTime)
+	for range 20 {
+		ix, err := Open(context.Background(), discardLogger(), "linux", dir, t.TempDir(), Release{Build: "7.00.240501A"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix.mu.Lock()
+		first := ix.watchDone
+		ix.mu.Unlock()
+		renewed := make(chan struct{})
+		go func() {
+			defer close(renewed)
+			ix.renewWatcher() // as the running scan does
+		}()
+		ix.Close()
+		<-renewed
+		ix.mu.Lock()
+		last := ix.watchDone
+		ix.mu.Unlock()
+		for _, done := range []chan struct{}{first, last} {
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("a watcher's goroutine still runs after Close and a new watcher")
+			}
+		}
+	}
+}
+
 // TestWatchErrorsMarkDirty shows that an error of the watcher, such as the
 // overflow of its queue that loses events, makes the next Current scan.
 func TestWatchErrorsMarkDirty(t *testing.T) {
