@@ -18,6 +18,16 @@ import (
 // watcher, an overflow of its queue included, marks the index dirty, and the
 // next Current scans. The watch is an optimization only: when it cannot be
 // set up, the index scans before every manifest, as it would without it.
+//
+// On Windows each watch holds an open handle on its folder, and Windows
+// refuses to rename a folder while a handle is open on anything inside
+// it, whatever its sharing mode: while the server runs, no folder that
+// holds subfolders, the update folder and its parents included, can be
+// renamed (dotnet/runtime#103383 reports the same of FileSystemWatcher).
+// Wine does not enforce that rule. One recursive watch of the update
+// folder (ReadDirectoryChangesW with bWatchSubtree), whose only handle is
+// on the folder itself, would not be in the way; fsnotify does not offer
+// it yet.
 
 // maxScanAge is how long Current trusts a quiet watch: a manifest older
 // than this is made again by a scan even when no event came. It is cheap
