@@ -114,15 +114,18 @@ type Index struct {
 	scanErr  error
 
 	// The watch of the folder (see watch.go). w and watchDone are set
-	// when the index is opened and never change; watched belongs to the
-	// running scan. The rest is guarded by mu.
-	w         *fsnotify.Watcher // nil when no watcher could be made
-	watchDone chan struct{}     // closed when the goroutine reading w ends
-	watched   map[string]fs.FileInfo
-	watching  bool        // w is healthy: a scan is needed only when dirty
-	dirty     bool        // the folder may have changed since the last scan began
-	rootID    fs.FileInfo // the folder the watches are on, by identity
-	scannedAt time.Time   // when the last successful scan began
+	// when the index is opened, and replaced by the running scan only
+	// (renewWatcher), with mu held: the scan reads them without it,
+	// others with it. newWatcher is set when the index is opened;
+	// watched belongs to the running scan. The rest is guarded by mu.
+	newWatcher func() (*fsnotify.Watcher, error)
+	w          *fsnotify.Watcher // nil when no watcher could be made
+	watchDone  chan struct{}     // closed when the goroutine reading w ends
+	watched    map[string]fs.FileInfo
+	watching   bool        // w is healthy: a scan is needed only when dirty
+	dirty      bool        // the folder may have changed since the last scan began
+	rootID     fs.FileInfo // the folder the watches are on, by identity
+	scannedAt  time.Time   // when the last successful scan began
 
 	// Hashed counts files hashed since the index was opened; tests and
 	// logs use it to show what the cache saved.
@@ -245,7 +248,7 @@ func (ix *Index) loadCache() {
 // scan (see fresh); concurrent callers share one scan.
 func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 	var root fs.FileInfo
-	if ix.w != nil {
+	if ix.newWatcher != nil {
 		// The path may name another folder now (a release renamed in, a
 		// symbolic link switched): one stat tells, events need not.
 		root, _ = os.Stat(ix.Dir)
@@ -359,7 +362,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 	ix.mu.Lock()
 	ix.Scans++
 	ix.mu.Unlock()
-	root, err := os.OpenRoot(ix.Dir)
+	root, err := openFolder(ix.Dir)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("opening update folder for %s: %w", ix.OS, err)
 	}
@@ -383,7 +386,14 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 			// failing on the manifest.
 			return fmt.Errorf("scanning %q: the name is not valid UTF-8; rename it", p)
 		case d.IsDir():
-			fi, err := d.Info()
+			// A stat of the folder itself, not d.Info(): rewatch
+			// tells a folder replaced by another with os.SameFile,
+			// and on Windows an entry of a folder listing carries no
+			// file ID where the volume has no object IDs (FAT,
+			// exFAT, Wine's drives), so it would never match the
+			// stat the watch was recorded with, and every scan
+			// would watch every subfolder anew and ask for the next.
+			fi, err := root.Lstat(rel)
 			if err != nil {
 				return fmt.Errorf("scanning %s: %w", p, err)
 			}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -257,6 +258,62 @@ func TestIndexCurrentNoticesChange(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestIndexFolderRenamedWhileServed shows that the server does not keep
+// the administrator from publishing a release the usual way, the folder
+// renamed away and the new one renamed in, while it serves the current
+// manifest: on Windows the index held the folder open without
+// FILE_SHARE_DELETE (os.OpenRoot), and the rename failed with a sharing
+// violation. A session goes on reading the old release.
+//
+// The release has no subfolders, and on Windows the session opens its
+// file only after the rename: Windows refuses to rename a folder while a
+// handle is open on anything inside it, a file being read or the watch of
+// a subfolder (see watch.go), whatever its sharing mode.
+func TestIndexFolderRenamedWhileServed(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "linux")
+	files := map[string]string{"smartclient": "release 1", "smartclient.ini": "[TCP]\nServer=erp\n"}
+	writeTree(t, dir, files, oldTime)
+	ix := openIndex(t, dir, t.TempDir())
+	old := current(t, ix)
+	var fh *os.File
+	openOld := func() {
+		var err error
+		if fh, err = old.Open("smartclient"); err != nil {
+			t.Fatalf("opening a file of the old manifest: %v", err)
+		}
+	}
+	if runtime.GOOS != "windows" {
+		openOld()
+		defer fh.Close()
+	}
+
+	next := map[string]string{"smartclient": "release 2"}
+	writeTree(t, filepath.Join(base, "next"), next, oldTime)
+	if err := os.Rename(dir, dir+".old"); err != nil {
+		t.Fatalf("renaming the served update folder away: %v", err)
+	}
+	if err := os.Rename(filepath.Join(base, "next"), dir); err != nil {
+		t.Fatalf("renaming the new release in: %v", err)
+	}
+	checkManifest(t, waitFor(t, ix, "the new release", func(m *Manifest) bool { return sameFiles(m, next) }), next)
+	if runtime.GOOS == "windows" {
+		openOld()
+		defer fh.Close()
+	}
+	if got, err := io.ReadAll(fh); err != nil || string(got) != files["smartclient"] {
+		t.Errorf("the session read %q, %v from the old release, want %q", got, err, files["smartclient"])
+	}
+	// The last session is done with the old manifest: its folder is
+	// released (by the finalizer of its os.Root in the server), and the
+	// old release can be removed.
+	fh.Close()
+	old.root.Close()
+	if err := os.RemoveAll(dir + ".old"); err != nil {
+		t.Errorf("removing the old release: %v", err)
 	}
 }
 

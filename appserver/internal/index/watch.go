@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -17,6 +18,16 @@ import (
 // watcher, an overflow of its queue included, marks the index dirty, and the
 // next Current scans. The watch is an optimization only: when it cannot be
 // set up, the index scans before every manifest, as it would without it.
+//
+// On Windows each watch holds an open handle on its folder, and Windows
+// refuses to rename a folder while a handle is open on anything inside
+// it, whatever its sharing mode: while the server runs, no folder that
+// holds subfolders, the update folder and its parents included, can be
+// renamed (dotnet/runtime#103383 reports the same of FileSystemWatcher).
+// Wine does not enforce that rule. One recursive watch of the update
+// folder (ReadDirectoryChangesW with bWatchSubtree), whose only handle is
+// on the folder itself, would not be in the way; fsnotify does not offer
+// it yet.
 
 // maxScanAge is how long Current trusts a quiet watch: a manifest older
 // than this is made again by a scan even when no event came. It is cheap
@@ -26,6 +37,19 @@ import (
 // link outside the watched folders.
 const maxScanAge = 5 * time.Minute
 
+// removeByPath says whether fsnotify can remove a watch by the path it
+// was added with, whatever that path names now: it can with inotify and
+// kqueue. Its Windows backend finds the watch to remove by the file ID of
+// the folder the path names now: when a watched folder was replaced, or
+// moved away, the removal fails, and the watch, with the open handle it
+// holds, would stay on the old folder for as long as the server runs:
+// every change to the old release would cost a scan, and the old folders
+// could not be removed for good (a folder with an open handle on it is
+// only marked for deletion where the volume lacks POSIX delete
+// semantics). There rewatch makes a new watcher instead. Tests set it to
+// run that way elsewhere too.
+var removeByPath = runtime.GOOS != "windows"
+
 // startWatch makes the watcher and the goroutine that reads it. When no
 // watcher can be made the index scans before every manifest.
 func (ix *Index) startWatch(newWatcher func() (*fsnotify.Watcher, error)) {
@@ -34,6 +58,7 @@ func (ix *Index) startWatch(newWatcher func() (*fsnotify.Watcher, error)) {
 		ix.warnUnwatched(err)
 		return
 	}
+	ix.newWatcher = newWatcher
 	ix.w, ix.watchDone = w, make(chan struct{})
 	ix.watched = map[string]fs.FileInfo{}
 	ix.watching = true
@@ -44,11 +69,55 @@ func (ix *Index) startWatch(newWatcher func() (*fsnotify.Watcher, error)) {
 func (ix *Index) stopWatch() {
 	ix.mu.Lock()
 	ix.watching = false
+	w, done := ix.w, ix.watchDone
 	ix.mu.Unlock()
-	if ix.w != nil {
-		ix.w.Close()
-		<-ix.watchDone
+	if w != nil {
+		w.Close()
+		<-done
 	}
+}
+
+// renewWatcher replaces the watcher by a new one that watches nothing,
+// and closes the old one, which frees every watch it had. It returns false
+// when the index no longer watches. It is called by the running scan
+// only, as rewatch is.
+func (ix *Index) renewWatcher() bool {
+	clear(ix.watched)
+	w, err := ix.newWatcher()
+	ix.mu.Lock()
+	if !ix.watching {
+		// Being closed: stopWatch closes the current watcher.
+		ix.mu.Unlock()
+		if err == nil {
+			w.Close()
+		}
+		return false
+	}
+	if err != nil {
+		ix.mu.Unlock()
+		ix.unwatch(fmt.Errorf("making a new watcher: %w", err))
+		return false
+	}
+	old, oldDone := ix.w, ix.watchDone
+	ix.w, ix.watchDone = w, make(chan struct{})
+	go ix.readEvents(w, ix.watchDone)
+	ix.mu.Unlock()
+	old.Close()
+	<-oldDone
+	return true
+}
+
+// dropWatches removes every watch. It returns false when the index no
+// longer watches.
+func (ix *Index) dropWatches() bool {
+	if !removeByPath {
+		return ix.renewWatcher()
+	}
+	for rel := range ix.watched {
+		ix.w.Remove(ix.abs(rel)) // an error: the watch is gone already
+	}
+	clear(ix.watched)
+	return true
 }
 
 // readEvents marks the index dirty at every event and error of w, until w
@@ -108,7 +177,9 @@ func (ix *Index) fresh(root fs.FileInfo) bool {
 // by slash path, "." the folder itself): it drops the watches of folders
 // that are gone or were replaced and watches the new ones. When the folder
 // itself was replaced, as a release is published, every watch is on the
-// old tree, and the new tree is watched from scratch.
+// old tree, and the new tree is watched from scratch. Where a watch cannot
+// be removed by its path (see removeByPath), any folder gone or replaced
+// costs a new watcher, and the tree is watched from scratch.
 //
 // A folder the scan listed before its watch was added may have gained a
 // file in between that no event reports, so adding any watch marks the
@@ -122,15 +193,22 @@ func (ix *Index) rewatch(dirs map[string]fs.FileInfo) {
 		return
 	}
 	if old, ok := ix.watched["."]; !ok || !os.SameFile(old, dirs["."]) {
-		for rel := range ix.watched {
-			ix.w.Remove(ix.abs(rel)) // an error: the watch is gone already
+		if len(ix.watched) > 0 && !ix.dropWatches() {
+			return
 		}
-		clear(ix.watched)
 	}
 	for rel, old := range ix.watched {
 		if fi, ok := dirs[rel]; !ok || !os.SameFile(old, fi) {
 			// Removed first, so that the watch of the old folder never
 			// stands for the new one at the same path.
+			if !removeByPath {
+				// Every watch goes, and the folders are watched
+				// anew below.
+				if !ix.dropWatches() {
+					return
+				}
+				break
+			}
 			ix.w.Remove(ix.abs(rel))
 			delete(ix.watched, rel)
 		}
