@@ -193,11 +193,16 @@ func (d *Display) Key(w Window, key string) error {
 	return err
 }
 
-// Screenshot writes the whole screen to path as a PNG.
-func (d *Display) Screenshot(path string) error {
+// Screenshot writes a PNG of the window w to path, or of the whole screen
+// when w is nil.
+func (d *Display) Screenshot(path string, w *Window) error {
 	Require(d.t, "import")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err := d.run(ctx, "import", "-window", "root", path)
+	which := "root"
+	if w != nil {
+		which = w.ID
+	}
+	_, err := d.run(ctx, "import", "-window", which, path)
 	return err
 }
