@@ -50,6 +50,18 @@ func TestWindowsProgressWindow(t *testing.T) {
 	d := desktoptest.Xvfb(t)
 	wine := wineEnv(d, prefix)
 
+	// Debian's Wine 8 does not find the fonts of its fonts-wine package
+	// (in /usr/share/wine/fonts) by itself: without Marlett the title
+	// bar's buttons are drawn as letters. The prefix's Fonts folder is
+	// where it does look.
+	for _, f := range []string{"marlett.ttf", "tahoma.ttf", "tahomabd.ttf"} {
+		dst := filepath.Join(prefix, "drive_c", "windows", "Fonts", f)
+		if b, err := os.ReadFile(filepath.Join("/usr/share/wine/fonts", f)); err == nil {
+			if _, err := os.Stat(dst); err != nil {
+				_ = os.WriteFile(dst, b, 0o644) // only the look depends on it
+			}
+		}
+	}
 	// A wineserver of this test's own, whose desktop process (explorer)
 	// knows this display: one left by the Wine tests has none. It goes
 	// before the display does.
