@@ -50,6 +50,8 @@ var (
 	procCreateActCtxW     = kernel32.NewProc("CreateActCtxW")
 	procActivateActCtx    = kernel32.NewProc("ActivateActCtx")
 	procGetStockObject    = gdi32.NewProc("GetStockObject")
+	procCreateFontIndirW  = gdi32.NewProc("CreateFontIndirectW")
+	procSystemParamsInfoW = user32.NewProc("SystemParametersInfoW")
 	procInitCommonCtrlsEx = comctl32.NewProc("InitCommonControlsEx")
 )
 
@@ -310,7 +312,7 @@ func (w *native) create() error {
 	windowsMu.Lock()
 	windowsByHandle[w.hwnd] = w
 	windowsMu.Unlock()
-	font, _, _ := procGetStockObject.Call(defaultGUIFont)
+	font := messageFont()
 	child := func(class string, text string, style uintptr, x, y, cx, cy int32, id uintptr) (windows.HWND, error) {
 		h, _, err := procCreateWindowExW.Call(0, utf16(class), utf16(text), wsChild|wsVisible|style,
 			uintptr(x), uintptr(y), uintptr(cx), uintptr(cy), hwnd, id, inst, 0)
@@ -335,6 +337,43 @@ func (w *native) create() error {
 		return fmt.Errorf("desktop: SetTimer: %w", err)
 	}
 	return nil
+}
+
+// logFont is LOGFONTW.
+type logFont struct {
+	height, width, escapement, orientation, weight int32
+	italic, underline, strikeOut, charSet          byte
+	outPrecision, clipPrecision, quality, pitch    byte
+	faceName                                       [32]uint16
+}
+
+// nonClientMetrics is NONCLIENTMETRICSW.
+type nonClientMetrics struct {
+	size                                                           uint32
+	borderWidth, scrollWidth, scrollHeight, captionWidth, captHght int32
+	captionFont                                                    logFont
+	smCaptionWidth, smCaptionHeight                                int32
+	smCaptionFont                                                  logFont
+	menuWidth, menuHeight                                          int32
+	menuFont, statusFont, messageFont                              logFont
+	paddedBorderWidth                                              int32
+}
+
+const spiGetNonClientMetrics = 0x0029
+
+// messageFont is the font of message boxes (Segoe UI 9 on Windows 10 and
+// 11), which dialogs use; DEFAULT_GUI_FONT, an older one, if it cannot be
+// had.
+func messageFont() uintptr {
+	var m nonClientMetrics
+	m.size = uint32(unsafe.Sizeof(m))
+	if r, _, _ := procSystemParamsInfoW.Call(spiGetNonClientMetrics, uintptr(m.size), uintptr(unsafe.Pointer(&m)), 0); r != 0 {
+		if f, _, _ := procCreateFontIndirW.Call(uintptr(unsafe.Pointer(&m.messageFont))); f != 0 {
+			return f
+		}
+	}
+	f, _, _ := procGetStockObject.Call(defaultGUIFont)
+	return f
 }
 
 // utf16 is s as a UTF-16 string for a call; s holds no NUL.

@@ -30,7 +30,8 @@ type zenity struct {
 	started   bool // a line was written
 	cancelled bool
 	closing   bool
-	err       error // zenity could not be started
+	err       error              // zenity could not be started
+	dialogs   map[*exec.Cmd]bool // questions and failures on screen
 }
 
 // OpenZenity returns a progress window that `zenity --progress` draws
@@ -193,7 +194,25 @@ func (z *zenity) dialog(args ...string) (int, error) {
 	cmd := exec.Command(z.path, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	err := cmd.Run()
+	z.mu.Lock()
+	if z.closing {
+		z.mu.Unlock()
+		return -1, ErrClosed
+	}
+	err := cmd.Start()
+	if err == nil {
+		if z.dialogs == nil {
+			z.dialogs = map[*exec.Cmd]bool{}
+		}
+		z.dialogs[cmd] = true
+	}
+	z.mu.Unlock()
+	if err == nil {
+		err = cmd.Wait()
+		z.mu.Lock()
+		delete(z.dialogs, cmd)
+		z.mu.Unlock()
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -216,12 +235,16 @@ func lastLine(s string) string {
 	return last
 }
 
-// Close closes zenity and waits until it has ended. It returns the error
-// of a zenity that could not be started.
+// Close closes zenity and waits until it has ended; a question or failure
+// still shown (the sync interrupted meanwhile) is closed too. It returns
+// the error of a zenity that could not be started.
 func (z *zenity) Close() error {
 	z.mu.Lock()
 	already := z.closing
 	z.closing = true
+	for d := range z.dialogs {
+		_ = d.Process.Kill()
+	}
 	z.mu.Unlock()
 	if !already {
 		close(z.stop)

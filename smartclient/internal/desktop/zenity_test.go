@@ -60,6 +60,36 @@ func TestZenity(t *testing.T) {
 		}
 	})
 
+	t.Run("Close takes an open question away", func(t *testing.T) {
+		w, err := desktop.OpenZenity(paths["zenity"], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answered := make(chan bool, 1)
+		go func() {
+			ok, _ := w.Ask("SmartClient and AppServer builds are incompatible. Update now?")
+			answered <- ok
+		}()
+		if _, err := d.WaitWindow(desktop.QuestionTitle, 15*time.Second, nil); err != nil {
+			t.Fatal(err)
+		}
+		// The sync was interrupted while it asked.
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case ok := <-answered:
+			if ok {
+				t.Error("a question closed unanswered said yes")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Ask did not return within 10 s of Close")
+		}
+		if ws, err := d.Windows(); err != nil || len(ws) != 0 {
+			t.Errorf("windows after Close: %v, %v; want none", ws, err)
+		}
+	})
+
 	t.Run("question and failure", func(t *testing.T) {
 		w, err := desktop.OpenZenity(paths["zenity"], nil)
 		if err != nil {
