@@ -30,8 +30,10 @@ import (
 // to 1 MiB/s, asks its first-install question in a Yes/No box, shows the
 // download in its window (screenshot to $SMARTSYNC_GUI_SCREENSHOT, or
 // into the test's folder), and its Cancel leaves the install as it was
-// with exit 130; a sync that cannot reach its server shows the failure in
-// a message box and exits 1 once it is closed.
+// with exit 130; a sync left to its end closes its window and installs,
+// and the next, up to date, shows none; a sync that cannot reach its
+// server shows the failure in a message box and exits 1 once it is
+// closed.
 //
 // It needs the Wine prefix scripts/ci-windows makes (WINEPREFIX, with its
 // bcryptprimitives.dll), which runs it after the Wine tests with
@@ -136,6 +138,42 @@ func TestWindowsProgressWindow(t *testing.T) {
 			if e.Name() != ".smartclient" {
 				t.Errorf("a cancelled sync left %s in the install folder", e.Name())
 			}
+		}
+	})
+
+	t.Run("to the end, then up to date without a window", func(t *testing.T) {
+		dir := t.TempDir()
+		p := startClient(t, wine, tools["wine64"], exe, "sync", "--yes", "--allow-unsigned", "--dir", winPath(dir), "--server", slow)
+		if _, err := d.WaitWindow(desktop.Title, 15*time.Second, p.done); err != nil {
+			t.Fatalf("%v\n%s", err, p.output())
+		}
+		if code := p.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("exit %d, want 0\n%s", code, p.output())
+		}
+		if fi, err := os.Stat(filepath.Join(dir, "bin", "erp.dll")); err != nil || fi.Size() != 6<<20 {
+			t.Errorf("bin/erp.dll after the sync: %v, %v", fi, err)
+		}
+		if ws, _ := d.Windows(); len(ws) != 0 {
+			t.Errorf("windows left after the sync ended: %v", ws)
+		}
+		// Up to date: the check ends before the window would show.
+		p = startClient(t, wine, tools["wine64"], exe, "sync", "--allow-unsigned", "--dir", winPath(dir), "--server", srv)
+		for {
+			ws, _ := d.Windows()
+			for _, w := range ws {
+				if w.Title == desktop.Title {
+					t.Errorf("an up-to-date check showed its window")
+				}
+			}
+			select {
+			case <-time.After(100 * time.Millisecond):
+				continue
+			case <-p.done:
+			}
+			break
+		}
+		if code := p.wait(t, time.Second); code != 0 || !strings.Contains(p.output(), "Up to date") {
+			t.Errorf("exit %d, want 0 and up to date\n%s", code, p.output())
 		}
 	})
 
