@@ -39,55 +39,12 @@ import (
 // bcryptprimitives.dll), which runs it after the Wine tests with
 // SMARTSYNC_GUI_TEST=1; elsewhere it skips without one.
 func TestWindowsProgressWindow(t *testing.T) {
-	tools := desktoptest.Require(t, "wine64", "Xvfb", "xwininfo", "xdotool", "import")
-	prefix := os.Getenv("WINEPREFIX")
-	if prefix == "" {
-		msg := "no WINEPREFIX: run it through scripts/ci-windows, which makes a prefix Go programs start in"
-		if os.Getenv(desktoptest.Must) == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	desktoptest.Require(t, "wine64", "Xvfb", "xwininfo", "xdotool", "import")
 	started := time.Now()
 	d := desktoptest.Xvfb(t)
-	wine := wineEnv(d, prefix)
-
-	// Debian's Wine 8 does not find the fonts of its fonts-wine package
-	// (in /usr/share/wine/fonts) by itself: without Marlett the title
-	// bar's buttons are drawn as letters. The prefix's Fonts folder is
-	// where it does look.
-	for _, f := range []string{"marlett.ttf", "tahoma.ttf", "tahomabd.ttf"} {
-		dst := filepath.Join(prefix, "drive_c", "windows", "Fonts", f)
-		if b, err := os.ReadFile(filepath.Join("/usr/share/wine/fonts", f)); err == nil {
-			if _, err := os.Stat(dst); err != nil {
-				_ = os.WriteFile(dst, b, 0o644) // only the look depends on it
-			}
-		}
-	}
-	// A wineserver of this test's own, whose desktop process (explorer)
-	// knows this display: one left by the Wine tests has none. It goes
-	// before the display does.
-	wineserver := filepath.Join(filepath.Dir(tools["wine64"]), "wineserver")
-	stopWine := func() {
-		kill := exec.Command(wineserver, "-k")
-		kill.Env = wine
-		_ = kill.Run()
-		wait := exec.Command(wineserver, "-w")
-		wait.Env = wine
-		_ = wait.Run()
-	}
-	stopWine()
-	t.Cleanup(stopWine)
-	// Wine's own window frames, since Xvfb has no window manager to draw
-	// them: the title bar shows in the screenshot.
-	wineRun(t, wine, tools["wine64"], "reg", "add", `HKCU\Software\Wine\X11 Driver`, "/v", "Managed", "/d", "N", "/f")
-
+	wine := desktoptest.NewWine(t, d)
 	exe := filepath.Join(t.TempDir(), "smartclientw.exe")
-	build := exec.Command(goCommand(), "build", "-ldflags=-H=windowsgui", "-o", exe, ".")
-	build.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building smartclientw.exe: %v\n%s", err, out)
-	}
+	desktoptest.BuildWindows(t, ".", exe, false, "-ldflags=-H=windowsgui")
 	t.Logf("built smartclientw.exe at %s", time.Since(started).Round(100*time.Millisecond))
 
 	srv := startServer(t)
@@ -95,7 +52,7 @@ func TestWindowsProgressWindow(t *testing.T) {
 
 	t.Run("progress, question and Cancel", func(t *testing.T) {
 		dir := t.TempDir()
-		p := startClient(t, wine, tools["wine64"], exe, "sync", "--allow-unsigned", "--dir", winPath(dir), "--server", slow)
+		p := startClient(t, wine, exe, "sync", "--allow-unsigned", "--dir", winPath(dir), "--server", slow)
 		q, err := d.WaitWindow(desktop.QuestionTitle, 30*time.Second, p.done)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, p.output())
@@ -143,7 +100,7 @@ func TestWindowsProgressWindow(t *testing.T) {
 
 	t.Run("to the end, then up to date without a window", func(t *testing.T) {
 		dir := t.TempDir()
-		p := startClient(t, wine, tools["wine64"], exe, "sync", "--yes", "--allow-unsigned", "--dir", winPath(dir), "--server", slow)
+		p := startClient(t, wine, exe, "sync", "--yes", "--allow-unsigned", "--dir", winPath(dir), "--server", slow)
 		if _, err := d.WaitWindow(desktop.Title, 15*time.Second, p.done); err != nil {
 			t.Fatalf("%v\n%s", err, p.output())
 		}
@@ -157,7 +114,7 @@ func TestWindowsProgressWindow(t *testing.T) {
 			t.Errorf("windows left after the sync ended: %v", ws)
 		}
 		// Up to date: the check ends before the window would show.
-		p = startClient(t, wine, tools["wine64"], exe, "sync", "--allow-unsigned", "--dir", winPath(dir), "--server", srv)
+		p = startClient(t, wine, exe, "sync", "--allow-unsigned", "--dir", winPath(dir), "--server", srv)
 		for {
 			ws, _ := d.Windows()
 			for _, w := range ws {
@@ -184,7 +141,7 @@ func TestWindowsProgressWindow(t *testing.T) {
 		}
 		closed := ln.Addr().String()
 		ln.Close() // nobody listens there now
-		p := startClient(t, wine, tools["wine64"], exe, "sync", "--allow-unsigned", "--dir", winPath(t.TempDir()), "--server", closed)
+		p := startClient(t, wine, exe, "sync", "--allow-unsigned", "--dir", winPath(t.TempDir()), "--server", closed)
 		box, err := d.WaitWindow(desktop.ErrorTitle, 30*time.Second, p.done)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, p.output())
@@ -202,37 +159,6 @@ func TestWindowsProgressWindow(t *testing.T) {
 	t.Logf("whole test: %s", time.Since(started).Round(100*time.Millisecond))
 }
 
-// wineEnv is the environment of a Windows program on the display d, in
-// prefix.
-func wineEnv(d *desktoptest.Display, prefix string) []string {
-	env := d.Env(os.Environ())
-	return append(env, "WINEPREFIX="+prefix, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=")
-}
-
-// wineRun runs a Wine command to its end.
-func wineRun(t *testing.T, env []string, wine string, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, wine, args...)
-	cmd.Env = env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("wine64 %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// goCommand is the go command that runs the tests ($GO as the Makefile
-// and ci-windows take it, else the one in GOROOT).
-func goCommand() string {
-	if g := os.Getenv("GO"); g != "" {
-		return g
-	}
-	if g := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); os.Getenv("GOROOT") != "" {
-		return g
-	}
-	return "go"
-}
-
 // winPath is a Linux path as the Windows program sees it: Wine maps / to
 // Z:.
 func winPath(p string) string {
@@ -247,11 +173,10 @@ type client struct {
 	err  error
 }
 
-func startClient(t *testing.T, env []string, wine, exe string, args ...string) *client {
+func startClient(t *testing.T, wine *desktoptest.Wine, exe string, args ...string) *client {
 	t.Helper()
 	c := &client{out: &syncBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(wine, append([]string{exe}, args...)...)
-	c.cmd.Env = env
+	c.cmd = wine.Command(context.Background(), append([]string{exe}, args...)...)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)

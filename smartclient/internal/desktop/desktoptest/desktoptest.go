@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -205,4 +206,89 @@ func (d *Display) Screenshot(path string, w *Window) error {
 	}
 	_, err := d.run(ctx, "import", "-window", which, path)
 	return err
+}
+
+// Wine runs Windows programs on a display, in the Wine prefix that
+// scripts/ci-windows makes (WINEPREFIX: Go programs need its
+// bcryptprimitives.dll to start under Wine 8).
+type Wine struct {
+	Path string   // wine64
+	Env  []string // the environment of a program under it
+}
+
+// NewWine readies the prefix of $WINEPREFIX for windows on d, or ends the
+// test (a skip, or a failure when SMARTSYNC_GUI_TEST=1) when there is no
+// prefix. It stops the prefix's wineserver, now and when the test ends:
+// one left by the Wine tests has a desktop process that knows no display.
+// It runs its programs after the Wine tests, never beside them.
+func NewWine(t testing.TB, d *Display) *Wine {
+	t.Helper()
+	tools := Require(t, "wine64")
+	prefix := os.Getenv("WINEPREFIX")
+	if prefix == "" {
+		msg := "no WINEPREFIX: run it through scripts/ci-windows, which makes a prefix Go programs start in"
+		if os.Getenv(Must) == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	env := append(d.Env(os.Environ()), "WINEPREFIX="+prefix, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=")
+	w := &Wine{Path: tools["wine64"], Env: env}
+	// Debian's Wine 8 does not find the fonts of its fonts-wine package
+	// (in /usr/share/wine/fonts) by itself: without Marlett the title
+	// bar's buttons are drawn as letters. The prefix's Fonts folder is
+	// where it does look.
+	for _, f := range []string{"marlett.ttf", "tahoma.ttf", "tahomabd.ttf"} {
+		dst := filepath.Join(prefix, "drive_c", "windows", "Fonts", f)
+		if b, err := os.ReadFile(filepath.Join("/usr/share/wine/fonts", f)); err == nil {
+			if _, err := os.Stat(dst); err != nil {
+				_ = os.WriteFile(dst, b, 0o644) // only the look depends on it
+			}
+		}
+	}
+	wineserver := filepath.Join(filepath.Dir(w.Path), "wineserver")
+	stop := func() {
+		for _, arg := range []string{"-k", "-w"} {
+			cmd := exec.Command(wineserver, arg)
+			cmd.Env = env
+			_ = cmd.Run()
+		}
+	}
+	stop()
+	t.Cleanup(stop) // before the display goes (cleanups run last first)
+	// Wine's own window frames, since Xvfb has no window manager to draw
+	// them: the title bar shows in a screenshot.
+	if out, err := w.Command(context.Background(), "reg", "add", `HKCU\Software\Wine\X11 Driver`, "/v", "Managed", "/d", "N", "/f").CombinedOutput(); err != nil {
+		t.Fatalf("wine64 reg add: %v\n%s", err, out)
+	}
+	return w
+}
+
+// Command is a command under Wine: wine64 with args.
+func (w *Wine) Command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, w.Path, args...)
+	cmd.Env = w.Env
+	return cmd
+}
+
+// BuildWindows builds the Go package pkg (a path or pattern go build takes,
+// relative to the test's folder) for windows/amd64 into out, with the go
+// command that runs the tests ($GO as the Makefile takes it, else go).
+// test builds the package's test binary instead (go test -c).
+func BuildWindows(t testing.TB, pkg, out string, test bool, flags ...string) {
+	t.Helper()
+	goCmd := os.Getenv("GO")
+	if goCmd == "" {
+		goCmd = "go"
+	}
+	args := []string{"build"}
+	if test {
+		args = []string{"test", "-c"}
+	}
+	args = append(append(args, flags...), "-o", out, pkg)
+	cmd := exec.Command(goCmd, args...)
+	cmd.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s (GOOS=windows): %v\n%s", strings.Join(args, " "), err, b)
+	}
 }
