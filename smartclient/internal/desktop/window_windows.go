@@ -306,6 +306,10 @@ func (w *native) create() error {
 	hwnd, _, err := procCreateWindowExW.Call(exStyle, uintptr(unsafe.Pointer(className)), utf16(Title), style,
 		uintptr(x), uintptr(y), uintptr(width), uintptr(height), 0, 0, inst, 0)
 	if hwnd == 0 {
+		if err == windows.ERROR_SUCCESS {
+			// Wine without a display says nothing more.
+			return errors.New("desktop: CreateWindowEx failed: no desktop to show a window on")
+		}
 		return fmt.Errorf("desktop: CreateWindowEx: %w", err)
 	}
 	w.hwnd = windows.HWND(hwnd)
