@@ -52,6 +52,10 @@ var (
 	procGetStockObject    = gdi32.NewProc("GetStockObject")
 	procCreateFontIndirW  = gdi32.NewProc("CreateFontIndirectW")
 	procSystemParamsInfoW = user32.NewProc("SystemParametersInfoW")
+	procSetProcessDPIAwar = user32.NewProc("SetProcessDPIAware")
+	procGetDC             = user32.NewProc("GetDC")
+	procReleaseDC         = user32.NewProc("ReleaseDC")
+	procGetDeviceCaps     = gdi32.NewProc("GetDeviceCaps")
 	procInitCommonCtrlsEx = comctl32.NewProc("InitCommonControlsEx")
 )
 
@@ -137,7 +141,8 @@ type actCtx struct {
 	module                windows.Handle
 }
 
-// The layout of the window's client area, in pixels.
+// The layout of the window's client area, in pixels at 96 dots per inch
+// (100%); scaled to the screen's.
 const (
 	clientW  = 460
 	clientH  = 136
@@ -297,7 +302,12 @@ func (w *native) create() error {
 	}
 	style := uintptr(wsOverlapped | wsCaption | wsSysMenu | wsMinimizeBox)
 	exStyle := uintptr(wsExAppWindow | wsExDlgFrame)
-	r := rect{0, 0, clientW, clientH}
+	// Crisp at any scale: the process says it draws for the system's
+	// DPI (Windows would otherwise stretch a bitmap of it, blurred), and
+	// the layout is scaled to it; the message font already is.
+	procSetProcessDPIAwar.Call()
+	px := scaler()
+	r := rect{0, 0, px(clientW), px(clientH)}
 	procAdjustWindowRect.Call(uintptr(unsafe.Pointer(&r)), style, 0, exStyle)
 	width, height := r.right-r.left, r.bottom-r.top
 	sw, _, _ := procGetSystemMetrics.Call(smCxScreen)
@@ -319,7 +329,7 @@ func (w *native) create() error {
 	font := messageFont()
 	child := func(class string, text string, style uintptr, x, y, cx, cy int32, id uintptr) (windows.HWND, error) {
 		h, _, err := procCreateWindowExW.Call(0, utf16(class), utf16(text), wsChild|wsVisible|style,
-			uintptr(x), uintptr(y), uintptr(cx), uintptr(cy), hwnd, id, inst, 0)
+			uintptr(px(x)), uintptr(px(y)), uintptr(px(cx)), uintptr(px(cy)), hwnd, id, inst, 0)
 		if h == 0 {
 			return 0, fmt.Errorf("desktop: creating the %s control: %w", class, err)
 		}
@@ -341,6 +351,20 @@ func (w *native) create() error {
 		return fmt.Errorf("desktop: SetTimer: %w", err)
 	}
 	return nil
+}
+
+// scaler returns the function that scales a length in pixels at 96 DPI to
+// the screen's DPI.
+func scaler() func(int32) int32 {
+	const logPixelsY = 90
+	dpi := int32(96)
+	if dc, _, _ := procGetDC.Call(0); dc != 0 {
+		if d, _, _ := procGetDeviceCaps.Call(dc, logPixelsY); d >= 96 && d <= 960 {
+			dpi = int32(d)
+		}
+		procReleaseDC.Call(0, dc)
+	}
+	return func(n int32) int32 { return (n*dpi + 48) / 96 }
 }
 
 // logFont is LOGFONTW.
