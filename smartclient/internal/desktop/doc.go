@@ -23,8 +23,10 @@
 //     works with any comctl32, and is given the version 6 look (visual
 //     styles) through an activation context made at run time from a
 //     manifest, when the system allows it: if that fails the window only
-//     looks older. It is shown 400 ms after Open, so that a check that finds
-//     the install up to date does not flash a window.
+//     looks older. The process is DPI aware and the layout scaled to the
+//     screen's DPI, so that the window is crisp at 125% and above. It is
+//     shown 400 ms after Open, so that a check that finds the install up to
+//     date does not flash a window.
 //   - Elsewhere, OpenZenity runs zenity --progress and writes percentages and
 //     "# text" lines on its standard input; zenity ending before Close (its
 //     Cancel, or its window closed) is the user's Cancel. The question and
