@@ -1,6 +1,7 @@
 # Makefile for smartsync: the appserver and smartclient programs.
 #
 #   make build   binaries in bin/
+#   make build-windows  bin/smartclient.exe (console) and bin/smartclientw.exe (for shortcuts)
 #   make test    gofmt check, go vet (also for macOS and Windows), race-enabled tests
 #   make demo    a real appserver and smartclient syncing on 127.0.0.1
 #   make fuzz    every fuzz target, FUZZTIME each (default 10s)
@@ -15,7 +16,7 @@ GO ?= go
 # gofmt from the same toolchain as $(GO), so that formatting rules match.
 GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: all build test fmt-check vet vet-cross demo fuzz clean bench bench-small test-windows
+.PHONY: all build build-windows test fmt-check vet vet-cross demo fuzz clean bench bench-small test-windows
 
 all: build
 
@@ -24,6 +25,14 @@ all: build
 build:
 	$(GO) build -buildvcs=auto -o bin/appserver ./appserver/cmd/appserver
 	$(GO) build -buildvcs=auto -o bin/smartclient ./smartclient/cmd/smartclient
+
+# The Windows smartclient twice, as python.exe and pythonw.exe: the console
+# build for terminals, scripts and the scheduler, and the windowsgui build for
+# desktop shortcuts, which opens no console and shows a progress window
+# (see smartclient/internal/desktop).
+build-windows:
+	GOOS=windows GOARCH=amd64 $(GO) build -buildvcs=auto -o bin/smartclient.exe ./smartclient/cmd/smartclient
+	GOOS=windows GOARCH=amd64 $(GO) build -buildvcs=auto -ldflags=-H=windowsgui -o bin/smartclientw.exe ./smartclient/cmd/smartclient
 
 test: fmt-check vet vet-cross
 	$(GO) test -race -count=1 -timeout 30m ./...

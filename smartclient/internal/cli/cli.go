@@ -4,8 +4,13 @@
 // The smartclient library it drives returns errors, never exit codes;
 // cmd/smartclient's main only calls Main.
 //
-// It may import the smartclient library, syncproto and internal/buildinfo;
-// nothing imports it but cmd/smartclient and tests.
+// sync and run show their progress, question and failure through a ui:
+// the terminal's text, or a window (smartclient/internal/desktop) when
+// started without a terminal on a desktop; see ui.go and --ui.
+//
+// It may import the smartclient library, syncproto, internal/buildinfo and
+// smartclient/internal/desktop; nothing imports it but cmd/smartclient and
+// tests.
 package cli
 
 import (

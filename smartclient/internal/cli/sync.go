@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 // syncFlags are the flags sync and run share.
 type syncFlags struct {
 	server, dir, os, compress string
+	ui                        string // auto, window or text
 	yes, check, stats         bool
 	verbose                   bool
 	minRate                   int64         // KiB/s; 0: smartclient.ini or the default; negative: none
@@ -44,6 +46,7 @@ func (f *syncFlags) add(cmd *cobra.Command) {
 	fl.DurationVar(&f.rateWindow, "rate-window", 0, "the span --min-rate is averaged over (default: [UPDATE] RateWindow, else 60s)")
 	fl.DurationVar(&f.deadline, "deadline", 0, "fail a transfer that lasts longer (default: [UPDATE] Deadline, else the bytes at the minimum rate plus 10m; -1s: none)")
 	fl.BoolVar(&f.allowUnsigned, "allow-unsigned", false, "install a release the publisher did not sign, with a warning (as [UPDATE] AllowUnsigned=1)")
+	fl.StringVar(&f.ui, "ui", uiAuto, "how to show progress: auto (a window when started without a terminal on a desktop: smartclientw.exe on Windows, zenity elsewhere), window or text")
 }
 
 func (e *env) syncCommand(run bool) *cobra.Command {
@@ -80,26 +83,44 @@ is asked to stop. run exits with the program's exit status.`
 	f.add(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		e := *e
+		// A window's Cancel stops the sync as an interrupt does.
+		ctx, cancel := context.WithCancel(e.ctx)
+		defer cancel()
+		e.ctx = ctx
+		u, err := e.openUI(f.ui, cancel)
+		if err != nil {
+			return err
+		}
+		defer u.Close()
 		if run {
 			// The program, the server's notices and the log write to
 			// it at once.
 			e.stderr = smartclient.SharedWriter(e.stderr)
 		}
-		o, err := e.syncOptions(&f, e.stderr)
+		o, err := e.syncOptions(&f, e.stderr, u)
 		if err != nil {
+			u.Failed(err.Error())
 			return err
 		}
 		var app smartclient.Application
 		if run {
 			app.Keep(&o)
 		}
+		u.Status(fmt.Sprintf("Checking for updates on %s", o.Server))
 		res, err := smartclient.Sync(e.ctx, o)
 		code := e.code(err)
-		if code == ExitUsage {
+		switch code {
+		case ExitUsage:
 			fmt.Fprintf(e.stderr, "smartclient: %s\n", clean(err.Error()))
-		} else {
+			u.Failed(clean(err.Error()))
+		case ExitFailed:
+			e.say(o, &f, res, err, code)
+			u.Failed(failure(err))
+		default:
 			e.say(o, &f, res, err, code)
 		}
+		// The window goes before the program starts.
+		u.Close()
 		if f.stats && res != nil {
 			fmt.Fprintf(e.stdout, "stats: received=%d sent=%d fetched=%d reused=%d file_bytes=%d\n",
 				res.Received, res.Sent, res.Fetched, res.Reused, res.WireBytes)
@@ -123,7 +144,7 @@ is asked to stop. run exits with the program's exit status.`
 }
 
 // syncOptions turns the flags into the library's options.
-func (e *env) syncOptions(f *syncFlags, stderr io.Writer) (smartclient.Options, error) {
+func (e *env) syncOptions(f *syncFlags, stderr io.Writer, u ui) (smartclient.Options, error) {
 	o := smartclient.Options{Yes: f.yes, CheckOnly: f.check, Stats: f.stats, List: f.check && f.verbose}
 	switch c := strings.ToLower(f.compress); c {
 	case smartclient.CompressAuto, smartclient.CompressYes, smartclient.CompressNo:
@@ -165,9 +186,12 @@ func (e *env) syncOptions(f *syncFlags, stderr io.Writer) (smartclient.Options, 
 	}
 	o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	o.Out = e.stdout
-	o.Progress = newProgress(e.stdout)
-	if isTerminal(e.stdin) {
-		o.Confirm = func(q string) (bool, error) { return askYesNo(e.stdin, e.stdout, q) }
+	if _, text := u.(*textUI); !text {
+		o.Out = io.MultiWriter(statusWriter{u}, e.stdout) // the window first: a windowsgui build's stdout fails every write
+	}
+	o.Progress = u
+	if u.CanAsk() {
+		o.Confirm = u.Ask
 	}
 	return o, nil
 }
@@ -183,7 +207,7 @@ func (e *env) say(o smartclient.Options, f *syncFlags, res *smartclient.Result, 
 		fmt.Fprintln(stdout, "Update declined; nothing was changed.")
 		return
 	case ExitFailed:
-		fmt.Fprintf(stderr, "Could not update automatically: %s. Please contact your system administrator.\n", reason(err))
+		fmt.Fprintln(stderr, failure(err))
 		return
 	}
 	if errors.Is(err, smartclient.ErrDisabled) {
@@ -225,6 +249,11 @@ func (e *env) say(o smartclient.Options, f *syncFlags, res *smartclient.Result, 
 	default:
 		fmt.Fprintf(stdout, "Up to date: build %s.\n", res.Build)
 	}
+}
+
+// failure is the message of a failed sync.
+func failure(err error) string {
+	return fmt.Sprintf("Could not update automatically: %s. Please contact your system administrator.", reason(err))
 }
 
 // serverAddr resolves the server address: the flag wins over the INI; a
