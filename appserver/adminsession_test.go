@@ -84,7 +84,7 @@ func TestAdminTamperedField(t *testing.T) {
 func TestAdminSessionToken(t *testing.T) {
 	t.Setenv(TestShortCountdownEnv, "1")
 	ts, _ := selfUpdateServer(t, "7.00.240501A")
-	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{"appserver": "#!/bin/sh\n"}, vendorKey)
+	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{serverProgram: "#!/bin/sh\n"}, vendorKey)
 	start := time.Now()
 	res := adminSession(t, ts.addr, "correct horse", syncproto.Admin{Op: syncproto.OpUpdate, Source: src, Countdown: 300},
 		func(r adminResult) bool { return len(r.statuses) > 0 })
@@ -230,7 +230,7 @@ func TestAdminSessionNotRecorded(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(ts.srv.upd.dir, adminTokensFile, "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{"appserver": "#!/bin/sh\n"}, vendorKey)
+	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{serverProgram: "#!/bin/sh\n"}, vendorKey)
 	res := adminSession(t, ts.addr, "correct horse", syncproto.Admin{Op: syncproto.OpUpdate, Source: src, Countdown: 300}, nil)
 	wantCode(t, res.err, syncproto.CodeRefused, "cannot record the administrator's session")
 	if res.session != nil || len(res.statuses) != 0 {

@@ -698,10 +698,31 @@ func (v *validator) value(sec *ini.Section, section, key string) (val string, pr
 // folder resolves a folder key's value against the base directory and, when
 // updates are enabled, checks that it is an existing folder: a missing
 // update folder must stop the server at start-up, not fail the first client.
+//
+// On Windows a path rooted without a drive, as \Updates\windows, is taken
+// on the drive (or UNC share) of the base directory, as the relative ones
+// are taken in it: the process's current drive depends on how the server
+// was started (a service starts in C:\Windows\system32). A drive without a
+// root, as D:Updates, is refused, as the current folder of that drive is
+// not ours to know.
 func (v *validator) folder(key, val string, mustExist bool) (string, bool) {
 	p := val
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(v.baseDir, p)
+	// Saying what a relative path was resolved against answers the usual
+	// "but the folder is there" puzzle.
+	var rel string
+	switch vol := filepath.VolumeName(val); {
+	case filepath.IsAbs(val):
+	case vol != "":
+		v.add(sectionUpdate, key, nil, "%s is relative to the current folder of drive %s, which depends on how the server was started; write the full path, as in %s",
+			winini.Quote(val), vol, winini.Quote(vol+string(filepath.Separator)+val[len(vol):]))
+		return "", false
+	case val != "" && os.IsPathSeparator(val[0]):
+		base := filepath.VolumeName(v.baseDir)
+		p = base + val
+		rel = fmt.Sprintf(" (%s is on the drive of %s)", winini.Quote(val), winini.Quote(v.baseDir))
+	default:
+		p = filepath.Join(v.baseDir, val)
+		rel = fmt.Sprintf(" (%s is relative to %s)", winini.Quote(val), winini.Quote(v.baseDir))
 	}
 	dir, err := filepath.Abs(p)
 	if err != nil {
@@ -710,12 +731,6 @@ func (v *validator) folder(key, val string, mustExist bool) (string, bool) {
 	}
 	if !mustExist {
 		return dir, true
-	}
-	// Saying what a relative path was resolved against answers the usual
-	// "but the folder is there" puzzle.
-	var rel string
-	if !filepath.IsAbs(val) {
-		rel = fmt.Sprintf(" (%s is relative to %s)", winini.Quote(val), winini.Quote(v.baseDir))
 	}
 	fi, err := os.Stat(dir)
 	switch {

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -351,8 +352,11 @@ func TestParseConfigTrailingBackslash(t *testing.T) {
 	if got, want := cfg.Folders["linux"], filepath.Join(dir, "linux"); got != want {
 		t.Errorf(`Folders["linux"] = %q, want %q`, got, want)
 	}
-	if got := cfg.Folders["windows"]; !strings.HasSuffix(got, `upd\windows\`) {
-		t.Errorf(`Folders["windows"] = %q, want the value up to the end of its line`, got)
+	// Up to the end of its line, backslash included: on Windows the
+	// backslash is a separator that cleaning drops; elsewhere it is a
+	// character of the name.
+	if got, want := cfg.Folders["windows"], filepath.Join(dir, `upd\windows\`); got != want {
+		t.Errorf(`Folders["windows"] = %q, want %q, the value up to the end of its line`, got, want)
 	}
 }
 
@@ -404,6 +408,9 @@ Enable=off
 // resolved but need not exist, and that Build is optional but still checked.
 func TestParseConfigDisabled(t *testing.T) {
 	dir := newBaseDir(t)
+	// A path rooted without a drive is on the drive of the INI's folder on
+	// Windows; elsewhere the volume name is empty and it is absolute.
+	root := filepath.VolumeName(dir) + string(filepath.Separator)
 	tests := []struct {
 		name   string
 		update string
@@ -420,7 +427,7 @@ func TestParseConfigDisabled(t *testing.T) {
 			want: &Config{
 				Folders: map[string]string{
 					"linux":   filepath.Join(filepath.Dir(dir), "nope", "linux"),
-					"windows": "/nonexistent/windows",
+					"windows": filepath.Join(root, "nonexistent", "windows"),
 				},
 				Build:          mustBuild(t, "7.00.240501A"),
 				MinClientBuild: mustBuild(t, "7.00.231101A"),
@@ -486,20 +493,26 @@ func TestParseConfigErrors(t *testing.T) {
 		tcp    = "[TCP]\nPort=1234\n"
 		update = "[UPDATE]\nEnable=1\nBuild=7.00.240501A\n"
 	)
+	// A path through a file is ENOTDIR on Unix, and ERROR_PATH_NOT_FOUND,
+	// which is fs.ErrNotExist, on Windows.
+	belowFile := `cannot use folder "{dir}{/}afile{/}linux"`
+	if runtime.GOOS == "windows" {
+		belowFile = `folder "{dir}{/}afile{/}linux" does not exist`
+	}
 	tests := []struct {
 		name    string
 		text    string // "{dir}" is replaced by the base folder
 		section string
 		key     string
-		problem string // substring of Problem
+		problem string // substring of Problem; "{/}" is the path separator, "{vol}" the base folder's volume
 	}{
 		{"no folder at all", tcp + update, "UPDATE", "", "no folder is set"},
 		{"empty folder", tcp + update + "PathLinux=\n", "UPDATE", "PathLinux", "is empty"},
-		{"nonexistent folder", tcp + update + "PathLinux={dir}/nope\n", "UPDATE", "PathLinux", `folder "{dir}/nope" does not exist`},
-		{"file instead of folder", tcp + update + "PathWindows=afile\n", "UPDATE", "PathWindows", `"{dir}/afile" is a file, not a folder`},
+		{"nonexistent folder", tcp + update + "PathLinux={dir}/nope\n", "UPDATE", "PathLinux", `folder "{dir}{/}nope" does not exist`},
+		{"file instead of folder", tcp + update + "PathWindows=afile\n", "UPDATE", "PathWindows", `"{dir}{/}afile" is a file, not a folder`},
 		{"relative path that does not resolve", tcp + update + "PathMacOSX=../nope/macosx\n", "UPDATE", "PathMacOSX", `"../nope/macosx" is relative to "{dir}"`},
-		{"relative base folder", tcp + update + "PathMacOSX=nope\n", "UPDATE", "PathMacOSX", `folder "{dir}/nope" does not exist ("nope" is relative to "{dir}")`},
-		{"path below a file", tcp + update + "PathLinux=afile/linux\n", "UPDATE", "PathLinux", `cannot use folder "{dir}/afile/linux"`},
+		{"relative base folder", tcp + update + "PathMacOSX=nope\n", "UPDATE", "PathMacOSX", `folder "{dir}{/}nope" does not exist ("nope" is relative to "{dir}")`},
+		{"path below a file", tcp + update + "PathLinux=afile/linux\n", "UPDATE", "PathLinux", belowFile},
 		{"bare path key", tcp + update + "PathLinux\n", "UPDATE", "PathLinux", "has no value"},
 		{"Windows path as written", tcp + update + "PathWindows=C:\\TOTVS\\upd\n", "UPDATE", "PathWindows", `C:\TOTVS\upd" does not exist`},
 		{"Port=0", "[TCP]\nPort=0\n" + update + "PathLinux=linux\n", "TCP", "Port", `"0" is not a valid port`},
@@ -539,6 +552,20 @@ func TestParseConfigErrors(t *testing.T) {
 		{"Preserve dot", tcp + update + "PathLinux=linux\nPreserve=.\n", "UPDATE", "Preserve", "install folder itself"},
 		{"syntax error", tcp + "[UPDATE\nEnable=1\n", "", "", "not a valid INI file: unclosed section"},
 	}
+	if runtime.GOOS == "windows" {
+		tests = append(tests, []struct {
+			name    string
+			text    string
+			section string
+			key     string
+			problem string
+		}{
+			{"rooted path without a drive", tcp + update + "PathWindows=\\smartsync-nope\\upd\n", "UPDATE", "PathWindows", `folder "{vol}\smartsync-nope\upd" does not exist ("\smartsync-nope\upd" is on the drive of "{dir}")`},
+			{"rooted slash path without a drive", tcp + update + "PathWindows=/smartsync-nope/upd\n", "UPDATE", "PathWindows", `folder "{vol}\smartsync-nope\upd" does not exist ("/smartsync-nope/upd" is on the drive of "{dir}")`},
+			{"drive without a root", tcp + update + "PathWindows=D:upd\\windows\n", "UPDATE", "PathWindows", `"D:upd\windows" is relative to the current folder of drive D:, which depends on how the server was started; write the full path, as in "D:\upd\windows"`},
+			{"drive without a root, updates off", tcp + "[UPDATE]\nEnable=0\nPathWindows=C:upd\n", "UPDATE", "PathWindows", `"C:upd" is relative to the current folder of drive C:`},
+		}...)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := newBaseDir(t)
@@ -559,7 +586,7 @@ func TestParseConfigErrors(t *testing.T) {
 			if errs := configErrors(t, err); len(errs) != 1 {
 				t.Fatalf("got %d errors, want 1:\n%v", len(errs), err)
 			}
-			problem := strings.ReplaceAll(tt.problem, "{dir}", dir)
+			problem := strings.NewReplacer("{dir}", dir, "{/}", string(filepath.Separator), "{vol}", filepath.VolumeName(dir)).Replace(tt.problem)
 			if ce.File != "AppServer.ini" || ce.Section != tt.section || ce.Key != tt.key || !strings.Contains(ce.Problem, problem) {
 				t.Errorf("got File=%q Section=%q Key=%q Problem=%q\nwant File=%q Section=%q Key=%q Problem containing %q",
 					ce.File, ce.Section, ce.Key, ce.Problem, "AppServer.ini", tt.section, tt.key, problem)
@@ -597,12 +624,15 @@ func TestConfigErrorMessage(t *testing.T) {
 // through the joined error.
 func TestParseConfigUnwrap(t *testing.T) {
 	dir := newBaseDir(t)
-	text := "[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nBuild=7.00.240501A\nPathLinux=/srv/x-does-not-exist\n"
+	// An absolute path, so that the message has no note on how it was
+	// resolved: C:\srv\... on Windows.
+	absent := filepath.Join(filepath.VolumeName(dir)+string(filepath.Separator), "srv", "x-does-not-exist")
+	text := "[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nBuild=7.00.240501A\nPathLinux=" + absent + "\n"
 	_, err := ParseConfig("AppServer.ini", []byte(text), dir)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("errors.Is(%v, fs.ErrNotExist) = false", err)
 	}
-	want := `AppServer.ini: [UPDATE] PathLinux: folder "/srv/x-does-not-exist" does not exist`
+	want := `AppServer.ini: [UPDATE] PathLinux: folder "` + absent + `" does not exist`
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v, want %s", err, want)
 	}

@@ -27,7 +27,7 @@ func installWithBuild(t *testing.T, dir, build string) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "BUILD"), build+"\n")
-	writeFile(t, filepath.Join(dir, "appserver"), "#!/bin/sh\n")
+	writeStandIn(t, filepath.Join(dir, serverProgram))
 }
 
 // The delay is applied only to a failed login, after the password has been
@@ -85,7 +85,7 @@ func TestLoginThrottleRefusesUnchecked(t *testing.T) {
 func TestMissedScheduleIsDropped(t *testing.T) {
 	t.Setenv(TestShortCountdownEnv, "1")
 	ts, install := selfUpdateServer(t, "7.00.240501A")
-	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{"appserver": "#!/bin/sh\n"}, vendorKey)
+	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{serverProgram: "#!/bin/sh\n"}, vendorKey)
 	if err := ts.stop(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -117,9 +117,8 @@ func TestJournalHoldsNoMailPassword(t *testing.T) {
 	root := t.TempDir()
 	install := filepath.Join(root, "appserver")
 	installWithBuild(t, install, "7.00.240501A")
-	os.Chmod(filepath.Join(install, "appserver"), 0o755)
 	cfg := &Config{Mail: MailConfig{Host: "smtp.example.com", Port: 587, From: "erp@example.com", User: "erp", Password: "smtp-s3cret"}}
-	self := Self{InstallDir: install, Exe: filepath.Join(install, "appserver"), StateDir: filepath.Join(root, "state")}
+	self := Self{InstallDir: install, Exe: filepath.Join(install, serverProgram), StateDir: filepath.Join(root, "state")}
 	j := &job{req: updateRequest{ID: "review", Source: "/x/appserver-7.01.250101A.tar.gz"}}
 	if err := handOver(slog.New(slog.DiscardHandler), cfg, self, j, &handover.Release{Dir: install + "_new", Build: "7.01.250101A"}); err != nil {
 		t.Fatal(err)

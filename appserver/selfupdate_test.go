@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/release"
 	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/otiai10/copy"
 )
 
 // vendorKey is the test vendor's signing key; otherKey a key nobody
@@ -24,6 +26,52 @@ var (
 	vendorKey = ed25519.NewKeyFromSeed([]byte(strings.Repeat("v", ed25519.SeedSize)))
 	otherKey  = ed25519.NewKeyFromSeed([]byte(strings.Repeat("o", ed25519.SeedSize)))
 )
+
+// serverProgram is the name of the server's program in the test
+// installations and releases: appserver, or appserver.exe on Windows,
+// where a program without it cannot be started.
+var serverProgram = "appserver"
+
+func init() {
+	if runtime.GOOS == "windows" {
+		serverProgram += ".exe"
+	}
+}
+
+// helperArg is the first argument of the update helper (see
+// handover.Start), which TestMain answers for the stand-in program.
+const helperArg = "selfupdate-helper"
+
+// TestMain makes the test binary, when started as a server's update
+// helper, a stand-in that exits at once: a copy of it is the server's
+// program of the test installations on Windows (see writeStandIn).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == helperArg {
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// writeStandIn writes at path (a test installation's serverProgram) a
+// stand-in for the server's program that does nothing when started as the
+// update helper: a shell script that exits, or on Windows, which cannot
+// run a script as a program, a copy of the test binary (see TestMain).
+func writeStandIn(t testing.TB, path string) {
+	t.Helper()
+	if runtime.GOOS != "windows" {
+		writeFile(t, path, "#!/bin/sh\nexit 0\n")
+		return
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatalf("finding the test binary to stand in for the server's program: %v", err)
+	}
+	// Not a hard link: Windows refuses to remove any name of a running
+	// program's file, so the test could not remove its installation.
+	if err := copy.Copy(self, path); err != nil {
+		t.Fatalf("copying the test binary to stand in for the server's program: %v", err)
+	}
+}
 
 // makeRelease writes a release archive of files (path -> content, with
 // BUILD set to build) into dir and signs it with key. It returns the
@@ -43,7 +91,7 @@ func makeRelease(t testing.TB, dir, build string, files map[string]string, key e
 	}
 	for name, content := range all {
 		mode := int64(0o644)
-		if name == "appserver" || strings.HasSuffix(name, ".sh") {
+		if name == serverProgram || strings.HasSuffix(name, ".sh") {
 			mode = 0o755
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(content)), Typeflag: tar.TypeReg, ModTime: time.Now()}); err != nil {
@@ -81,7 +129,7 @@ func selfUpdateServer(t *testing.T, oldBuild string) (*testServer, string) {
 	}
 	writeFile(t, filepath.Join(upd, "smartclient"), "client v1")
 	writeFile(t, filepath.Join(install, "BUILD"), oldBuild+"\n")
-	writeFile(t, filepath.Join(install, "appserver"), "#!/bin/sh\nexit 0\n")
+	writeStandIn(t, filepath.Join(install, serverProgram))
 	hash, _ := testHashes()
 	ini := "[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux=" + upd + "\nBuild=" + srvBuild + "\n" +
 		"[ADMIN]\nUser=admin\nPasswordHash=" + hash + "\n" +
@@ -95,7 +143,7 @@ func selfUpdateServer(t *testing.T, oldBuild string) (*testServer, string) {
 	state := filepath.Join(install, "appserver-state")
 	ts := startServer(t, cfg, func(s *Server) {
 		s.IdleTimeout = 5 * time.Second
-		s.SetSelf(Self{InstallDir: install, Exe: filepath.Join(install, "appserver"), WorkDir: install,
+		s.SetSelf(Self{InstallDir: install, Exe: filepath.Join(install, serverProgram), WorkDir: install,
 			ConfigFile: cfgPath, StateDir: state, Listen: "127.0.0.1:1", Build: oldBuild})
 	}, nil)
 	return ts, install
@@ -248,7 +296,7 @@ func TestSelfUpdateRefused(t *testing.T) {
 	t.Setenv(TestShortCountdownEnv, "1")
 	ts, install := selfUpdateServer(t, "7.00.240501A")
 	rel := t.TempDir()
-	good := map[string]string{"appserver": "#!/bin/sh\n"}
+	good := map[string]string{serverProgram: "#!/bin/sh\n"}
 	badSig := makeRelease(t, t.TempDir(), "7.01.250101A", good, otherKey)
 	older := makeRelease(t, t.TempDir(), "6.99.230101A", good, vendorKey)
 	same := makeRelease(t, t.TempDir(), "7.00.240501A", good, vendorKey)
@@ -263,7 +311,7 @@ func TestSelfUpdateRefused(t *testing.T) {
 		{"bad signature", badSig, 5, "release refused"},
 		{"downgrade", older, 5, "older than the running build"},
 		{"same build", same, 5, "the same as the running build"},
-		{"no program", noProgram, 5, "has no appserver"},
+		{"no program", noProgram, 5, "has no " + serverProgram},
 		{"no signature", noSig, 5, "signature"},
 		{"relative path", "appserver.tar.gz", 5, "absolute"},
 		{"countdown too long", badSig, 3600, "countdown"},
@@ -324,7 +372,7 @@ func staySession(t *testing.T, addr string) *testClient {
 func TestCountdownNoticesRefusalsAndCancel(t *testing.T) {
 	t.Setenv(TestShortCountdownEnv, "1")
 	ts, _ := selfUpdateServer(t, "7.00.240501A")
-	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{"appserver": "#!/bin/sh\n"}, vendorKey)
+	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{serverProgram: "#!/bin/sh\n"}, vendorKey)
 	stayers := []*testClient{staySession(t, ts.addr), staySession(t, ts.addr)}
 	res := adminSession(t, ts.addr, "correct horse", syncproto.Admin{Op: syncproto.OpUpdate, Source: src, Countdown: 300},
 		func(r adminResult) bool {
@@ -377,7 +425,7 @@ func TestCountdownNoticesRefusalsAndCancel(t *testing.T) {
 func TestScheduledUpdateKeptAcrossRestart(t *testing.T) {
 	t.Setenv(TestShortCountdownEnv, "1")
 	ts, install := selfUpdateServer(t, "7.00.240501A")
-	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{"appserver": "#!/bin/sh\n"}, vendorKey)
+	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{serverProgram: "#!/bin/sh\n"}, vendorKey)
 	at := time.Now().Add(time.Hour).Truncate(time.Second)
 	res := adminSession(t, ts.addr, "correct horse", syncproto.Admin{Op: syncproto.OpUpdate, Source: src, Countdown: 120, At: at.Unix(), Notify: "admin@example.com"}, nil)
 	if res.err != nil || len(res.statuses) != 1 || res.statuses[0].State != syncproto.StateScheduled || res.statuses[0].When != at.Unix() {
@@ -433,7 +481,7 @@ func TestNextNotice(t *testing.T) {
 func TestScheduledUpdateRuns(t *testing.T) {
 	t.Setenv(TestShortCountdownEnv, "1")
 	ts, install := selfUpdateServer(t, "7.00.240501A")
-	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{"appserver": "#!/bin/sh\n"}, vendorKey)
+	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{serverProgram: "#!/bin/sh\n"}, vendorKey)
 	// The time travels in whole seconds, and the login (bcrypt) takes a
 	// second or more under the race detector on a loaded machine: a
 	// margin of 5 s keeps the time in the future when the server reads it.

@@ -8,16 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -296,7 +297,7 @@ func (c *testClient) readUntilClosed() ([]syncproto.Code, error) {
 			return codes, fmt.Errorf("got %v, want an Error or a closed connection", m.Type())
 		case errors.As(err, &pe):
 			codes = append(codes, pe.Code)
-		case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		case errors.Is(err, io.EOF), errors.Is(err, errConnReset):
 			return codes, nil
 		default:
 			return codes, fmt.Errorf("waiting for the server to close the connection: %w", err)
@@ -924,9 +925,9 @@ func waitRefused(t *testing.T, addr string, limit time.Duration) {
 	for {
 		c, err := net.DialTimeout("tcp", addr, limit)
 		switch {
-		case errors.Is(err, syscall.ECONNREFUSED):
+		case errors.Is(err, errConnRefused):
 			return
-		case errors.Is(err, syscall.ECONNRESET):
+		case errors.Is(err, errConnReset):
 			// Queued just before the listener closed; try again.
 		case err != nil:
 			t.Fatalf("dialing %s after cancel: %v, want connection refused", addr, err)
@@ -1193,9 +1194,39 @@ func TestRunErrors(t *testing.T) {
 // UTF-8, and Linux file names are arbitrary bytes. A name the protocol
 // cannot carry must be refused when the folder is indexed, naming the file
 // (as a symbolic link is), not sent to every client in a frame they reject.
+//
+// Windows file names are UTF-16, where "caf\xe9" cannot be written (Go
+// would make it "caf\uFFFD"), but they may hold an unpaired surrogate,
+// which Go reads as WTF-8: not valid UTF-8 either.
 func TestServerManifestPathsAreUTF8(t *testing.T) {
 	dir := t.TempDir()
-	files := map[string]string{"smartclient": "binary", "caf\xe9.txt": "Latin-1 name"}
+	name := "caf\xe9.txt" // Latin-1
+	if runtime.GOOS == "windows" {
+		name = "caf\xed\xa0\x80.txt" // U+D800, a lone high surrogate, in WTF-8
+	}
+	if runtime.GOOS == "windows" {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			var cause error = err
+			if pe, ok := err.(*fs.PathError); ok {
+				cause = pe.Err // the path is not printable
+			}
+			testtree.SkipUnderWine(t, fmt.Sprintf("it cannot make a file name holding a lone UTF-16 surrogate, which NTFS can (%v)", cause))
+			t.Fatalf("making a file name with a lone surrogate: %v", err)
+		}
+		// Make sure the name was made as written, not mended on the way.
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if !slices.Contains(names, name) {
+			t.Fatalf("the folder lists %q, not the name %q with a lone surrogate", names, name)
+		}
+	}
+	files := map[string]string{"smartclient": "binary", name: "a name not in UTF-8"}
 	writeTree(t, dir, files, oldTime)
 	cfg := linuxConfig(t, dir)
 	srv, err := New(context.Background(), discardLogger(), cfg, t.TempDir())
@@ -1203,7 +1234,7 @@ func TestServerManifestPathsAreUTF8(t *testing.T) {
 		srv.Close()
 		t.Fatal("a file name that is not valid UTF-8 was indexed; every client would refuse the manifest")
 	}
-	if bad := fmt.Sprintf("%q", filepath.Join(dir, "caf\xe9.txt")); !strings.Contains(err.Error(), bad) {
+	if bad := fmt.Sprintf("%q", filepath.Join(dir, name)); !strings.Contains(err.Error(), bad) {
 		t.Errorf("error %q does not name %s", err, bad)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -19,12 +20,24 @@ import (
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
-// deadPID returns the pid of a process that has exited and been reaped.
+// deadPID returns the pid of a process that has exited and been reaped:
+// true(1), or on Windows, which has no true, the test binary running no
+// test.
 func deadPID(t *testing.T) int {
 	t.Helper()
 	cmd := exec.Command("true")
+	if runtime.GOOS == "windows" {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatalf("finding the test binary to run as a short-lived process: %v", err)
+		}
+		cmd = exec.Command(self, "-test.run=^$")
+	}
 	if err := cmd.Run(); err != nil {
-		t.Skip("no true(1):", err)
+		t.Skipf("no short-lived process to take the pid of: %s: %v", cmd, err)
+	}
+	if ProcessAlive(cmd.Process.Pid) {
+		t.Fatalf("process %d still alive after it exited", cmd.Process.Pid)
 	}
 	return cmd.Process.Pid
 }
