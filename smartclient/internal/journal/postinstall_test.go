@@ -14,8 +14,10 @@ import (
 // as vendors ship them there; a shell script elsewhere) runs in the install
 // folder, even one whose path holds spaces and parentheses as
 // C:\Program Files (x86) does; its exit code and its last output make the
-// error of a failed step.
+// error of a failed step. The interpreter of a batch file is the system's
+// own, whatever %ComSpec% says.
 func TestPostInstallScript(t *testing.T) {
+	t.Setenv("ComSpec", filepath.Join(t.TempDir(), "not-cmd.exe"))
 	type script struct{ name, ok, failing string }
 	s := script{"post.sh",
 		"#!/bin/sh\necho upgrading\necho done > upgraded.txt\n",
