@@ -1066,6 +1066,14 @@ func TestPreflightRefusesReadOnly(t *testing.T) {
 			if !errors.Is(err, smartclient.ErrPreflight) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %+v, %v; want a preflight error saying %q", res, err, tc.want)
 			}
+			if fi.Mode().IsRegular() {
+				// The backup begun beside the checks holds the file by a
+				// hard link, which the refused update removes. Windows
+				// removes it with POSIX semantics, ignoring the read-only
+				// attribute; under Wine Go falls back to clearing the
+				// attribute first, and the file shares it with its link.
+				testtree.SkipUnderWine(t, "no POSIX delete (FileDispositionInformationEx): removing a hard link of a read-only file clears the attribute of the file")
+			}
 			sameTree(t, tree(t, dir), before, "after preflight")
 			noLeftovers(t, dir)
 		})
