@@ -25,13 +25,14 @@ func preflight(d *install.Disk, man *manifest.Manifest, p *plan, free space) err
 	var problems []string
 	checked := map[string]bool{}
 	// The folder a file is created in, or renamed out of, must be
-	// writable; on Windows so must the file it replaces.
+	// writable (see folderReadOnly); so must the file it replaces, which
+	// matters on Windows, where a read-only file cannot be replaced.
 	dirOf := func(p string) {
 		for dir := path.Dir(p); !checked[dir]; dir = path.Dir(dir) {
 			checked[dir] = true
 			fi, err := d.Lstat(dir)
 			if err == nil {
-				if fi.Mode().Perm()&0o200 == 0 {
+				if folderReadOnly(fi) {
 					problems = append(problems, fmt.Sprintf("the folder %s is read-only", dir))
 				}
 				return

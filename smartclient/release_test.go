@@ -14,6 +14,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -81,11 +82,25 @@ func (s signed) meta(t *testing.T) []byte {
 	return b
 }
 
-// withPost makes files' first file the post-install step, which writes
-// a marker beside the install when it runs.
+// postName is the post-install step of the signed releases: a shell
+// script, or on Windows a batch file.
+var postName = "post.sh"
+
+func init() {
+	if runtime.GOOS == "windows" {
+		postName = "post.cmd"
+	}
+}
+
+// withPost adds to files the post-install step postName, which writes a
+// marker beside the install when it runs.
 func withPost(files []hostiletest.File, marker string) []hostiletest.File {
+	script := "#!/bin/sh\necho ran > '" + marker + "'\n"
+	if runtime.GOOS == "windows" {
+		script = "@echo off\r\necho ran> \"" + marker + "\"\r\n"
+	}
 	files = slices.Clone(files)
-	files = append(files, hostiletest.File{Path: "post.sh", Mode: 0o755, Content: []byte("#!/bin/sh\necho ran > '" + marker + "'\n")})
+	files = append(files, hostiletest.File{Path: postName, Mode: 0o755, Content: []byte(script)})
 	return files
 }
 
@@ -213,13 +228,13 @@ func TestSignedReleaseAttacks(t *testing.T) {
 				tt.offer.files = withPost(tt.offer.files, marker)
 			}
 			if tt.offer.post == "" && tt.files == nil {
-				tt.offer.post = "post.sh"
+				tt.offer.post = postName
 			}
 			var dir string
 			if tt.installed != nil {
 				in := *tt.installed
 				in.files = withPost(in.files, marker)
-				in.post = "post.sh"
+				in.post = postName
 				dir = installSigned(t, in, trusting)
 				os.Remove(marker)
 			} else {
@@ -228,7 +243,7 @@ func TestSignedReleaseAttacks(t *testing.T) {
 			}
 			before := wholeTree(t, dir)
 			l := hostiletest.Lie{Header: func(h *syncproto.ManifestHeader) {
-				h.PostInstall, h.PostInstallTimeout = "post.sh", uint32(postTimeout/time.Second)
+				h.PostInstall, h.PostInstallTimeout = postName, uint32(postTimeout/time.Second)
 			}}
 			if !tt.unsigned {
 				l.Release = tt.offer.meta(t)
@@ -385,14 +400,18 @@ func signFolder(t *testing.T, s *server, key ed25519.PrivateKey, number uint64) 
 func TestSignedReleaseRealServer(t *testing.T) {
 	key, keyText := pubKey(4)
 	s := newServer(t, defaultConf)
-	s.write("linux", "tools/upgrade.sh", "#!/bin/sh\necho done > data-upgraded.txt\n")
+	script := "#!/bin/sh\necho done > data-upgraded.txt\n"
+	if runtime.GOOS == "windows" {
+		script = "@echo off\r\necho done> data-upgraded.txt\r\n"
+	}
+	s.write("linux", upgradeStep, script)
 	s.change("linux", func() {
-		if err := os.Chmod(filepath.Join(s.folders["linux"], "tools", "upgrade.sh"), 0o755); err != nil {
+		if err := os.Chmod(filepath.Join(s.folders["linux"], filepath.FromSlash(upgradeStep)), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	})
 	conf := defaultConf
-	conf.post, conf.postMax = "tools/upgrade.sh", 30
+	conf.post, conf.postMax = upgradeStep, 30
 	s.start(conf)
 	dir := filepath.Join(t.TempDir(), "install")
 	// Installed unsigned first, as before the publisher signed anything.
@@ -464,7 +483,7 @@ func TestSignedReleaseRealServer(t *testing.T) {
 func TestSignedReleasePostInstallRuns(t *testing.T) {
 	key, keyText := pubKey(1)
 	marker := filepath.Join(t.TempDir(), "post-ran")
-	installSigned(t, signed{key: key, number: 1, files: withPost(liarRelease(), marker), post: "post.sh"},
+	installSigned(t, signed{key: key, number: 1, files: withPost(liarRelease(), marker), post: postName},
 		func(o *smartclient.Options) { o.PublisherKeys = []string{keyText} })
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("the post-install step of a genuine release did not run: %v", err)

@@ -165,15 +165,15 @@ func TestSlowManifest(t *testing.T) {
 // TestRunStartsProgramAfterSlowTransfer checks that 'run' starts the
 // installed program once a trickling server has failed the sync.
 func TestRunStartsProgramAfterSlowTransfer(t *testing.T) {
+	program := []string{"sh", "-c", "cat app.bin > ran.txt; exit 7"}
 	if runtime.GOOS == "windows" {
-		t.Skip("the program is a shell script")
+		program = smartclient.HelperCommand(t, "copy", "app.bin", "ran.txt", "exit", "7")
 	}
 	dir := filepath.Join(t.TempDir(), "install")
 	oldInstall(t, dir, oldRelease())
 	addr, wait := hostiletest.Serve(t, hostiletest.Lie{Send: trickle(200, 50*time.Millisecond)}, liarRelease())
-	code, _, errOut := runCLI(t, "run", "--server", addr, "--dir", dir, "--os", "linux", "--yes",
-		"--min-rate", "64", "--rate-window", "500ms", "--deadline", "10s",
-		"--", "sh", "-c", "cat app.bin > ran.txt; exit 7")
+	code, _, errOut := runCLI(t, append([]string{"run", "--server", addr, "--dir", dir, "--os", "linux", "--yes",
+		"--min-rate", "64", "--rate-window", "500ms", "--deadline", "10s", "--"}, program...)...)
 	wait()
 	if code != 7 {
 		t.Errorf("exit code %d; want the program's 7\nstderr:\n%s", code, errOut)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/testtree"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
 )
 
@@ -91,25 +92,29 @@ func TestSnapshotCopiesINIFiles(t *testing.T) {
 
 	// A file already in the backup folder (planted there, or left by
 	// something else) is not written through: the copy fails.
-	if err := d.RemoveAll(install.NewBackupDir); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.MkdirAll(install.NewBackupDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	outside := filepath.Join(t.TempDir(), "outside")
-	if err := os.WriteFile(outside, []byte("not the install's"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(outside, filepath.Join(dir, filepath.FromSlash(install.NewBackupDir), "smartclient.ini")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := snapshot(context.Background(), d, install.NewBackupDir); err == nil {
-		t.Error("snapshot over a planted link succeeded")
-	}
-	if data, _ := os.ReadFile(outside); string(data) != "not the install's" {
-		t.Errorf("the copy wrote through a link: %q", data)
-	}
+	t.Run("planted link", func(t *testing.T) {
+		// Wine's CreateSymbolicLinkW reports success and makes nothing.
+		testtree.NeedSymlinks(t)
+		if err := d.RemoveAll(install.NewBackupDir); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.MkdirAll(install.NewBackupDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		outside := filepath.Join(t.TempDir(), "outside")
+		if err := os.WriteFile(outside, []byte("not the install's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, filepath.Join(dir, filepath.FromSlash(install.NewBackupDir), "smartclient.ini")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := snapshot(context.Background(), d, install.NewBackupDir); err == nil {
+			t.Error("snapshot over a planted link succeeded")
+		}
+		if data, _ := os.ReadFile(outside); string(data) != "not the install's" {
+			t.Errorf("the copy wrote through a link: %q", data)
+		}
+	})
 }
 
 func openRoot(t testing.TB, dir string) *os.Root {

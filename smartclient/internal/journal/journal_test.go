@@ -389,7 +389,7 @@ func TestLockedFileIsRetriedThenRolledBack(t *testing.T) {
 				// lib/c is moved aside (on Windows) or replaced outright.
 				if op == "rename" && (name == install.OldDir+"/lib/c" || name == "lib/c") && n < tc.failures {
 					n++
-					return &fs.PathError{Op: "rename", Path: name, Err: syscall.EBUSY}
+					return &fs.PathError{Op: "rename", Path: name, Err: installtest.ErrLocked}
 				}
 				return nil
 			}
@@ -617,9 +617,6 @@ func TestJournalNamesOutrightFiles(t *testing.T) {
 // replaced by the old one, one new to the install (in a folder moved
 // whole) is removed, and its folder.
 func TestUndoOfAFileChangedAfterTheSwitch(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("a shell script as the post-install program")
-	}
 	for _, tc := range []struct {
 		name, file string
 		open       func(testing.TB, string) *install.Disk
@@ -629,23 +626,27 @@ func TestUndoOfAFileChangedAfterTheSwitch(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := installtest.SwitchFixture(t)
-			script := "#!/bin/sh\necho patched >> " + tc.file + "\nexit 1\n"
-			installtest.WriteFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), map[string]string{"post.sh": script})
-			if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(install.StagingDir), "post.sh"), 0o755); err != nil {
+			post, script := "post.sh", "#!/bin/sh\necho patched >> "+tc.file+"\nexit 1\n"
+			if runtime.GOOS == "windows" {
+				post, script = "post.cmd", "@echo off\r\necho patched>> "+filepath.FromSlash(tc.file)+"\r\nexit /b 1\r\n"
+			}
+			installtest.WriteFiles(t, filepath.Join(dir, filepath.FromSlash(install.StagingDir)), map[string]string{post: script})
+			if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(install.StagingDir), post), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			d := tc.open(t, dir)
 			j := fixtureJournal()
-			j.Install = append(j.Install, "post.sh")
+			j.Install = append(j.Install, post)
 			sum := blake3.Sum256([]byte(script))
-			j.Hashes["post.sh"] = hex.EncodeToString(sum[:])
-			j.PostInstall = &PostInstallStep{Path: "post.sh", Timeout: 10 * time.Second}
+			j.Hashes[post] = hex.EncodeToString(sum[:])
+			j.PostInstall = &PostInstallStep{Path: post, Timeout: 10 * time.Second}
 			var err error
 			if j.Backup, err = backup.Prepare(t.Context(), d); err != nil {
 				t.Fatal(err)
 			}
-			if err := Commit(t.Context(), d, j, discard); !errors.Is(err, ErrRolledBack) {
-				t.Fatalf("commit: %v; want a rollback", err)
+			// The step ran (and changed the file) before it failed.
+			if err := Commit(t.Context(), d, j, discard); !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), post+": exit status 1") {
+				t.Fatalf("commit: %v; want a rollback after the step exited with 1", err)
 			}
 			Tidy(d, discard)
 			if which := checkInvariant(t, dir, "after the failed post-install"); which != "old" {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -44,7 +43,10 @@ func runPostInstall(dir string, step *PostInstallStep) error {
 	defer out.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), step.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, filepath.FromSlash(step.Path)))
+	cmd, err := stepCommand(ctx, filepath.Join(dir, filepath.FromSlash(step.Path)))
+	if err != nil {
+		return fmt.Errorf("%w: %s: finding its interpreter: %v", ErrPostInstall, step.Path, err)
+	}
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
 	ownTree(cmd)

@@ -15,9 +15,12 @@ import (
 type procTree struct{ job windows.Handle }
 
 // ownTree gives the step a console of its own, as a process group would
-// on Unix.
+// on Unix; the rest of its SysProcAttr is kept.
 func ownTree(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &windows.SysProcAttr{CreationFlags: windows.CREATE_NEW_PROCESS_GROUP}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &windows.SysProcAttr{}
+	}
+	cmd.SysProcAttr.CreationFlags |= windows.CREATE_NEW_PROCESS_GROUP
 }
 
 // contain puts a started step in a new job object that ends its processes
