@@ -2,6 +2,7 @@ package desktop
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -51,6 +52,35 @@ const showAfter = 400 * time.Millisecond
 
 // redraw is how often a window takes the latest State.
 const redraw = 100 * time.Millisecond
+
+// askTimeout is how long a question waits for an answer before it is
+// taken as No: a sync started on a desktop nobody sits at (a scheduled
+// job) must not wait for ever. A variable for the tests.
+var askTimeout = 10 * time.Minute
+
+// timeoutNote is what a question says about askTimeout.
+func timeoutNote() string {
+	return fmt.Sprintf("Without an answer within %s, the answer is No.", minutes(askTimeout))
+}
+
+// minutes says d in words: "10 minutes", "1 minute", "5 seconds".
+func minutes(d time.Duration) string {
+	switch {
+	case d == time.Minute:
+		return "1 minute"
+	case d >= time.Minute:
+		return fmt.Sprintf("%d minutes", int(d/time.Minute))
+	}
+	return fmt.Sprintf("%d seconds", int(d/time.Second))
+}
+
+// waitDelay bounds how long a zenity's Wait waits, once it has ended, for
+// a process it started that holds its output (a zenity that is a
+// wrapper); closeWait how long Close waits for zenity before it kills it.
+const (
+	waitDelay = time.Second
+	closeWait = 5 * time.Second
+)
 
 // Errors.
 var (

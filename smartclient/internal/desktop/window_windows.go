@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -624,4 +625,14 @@ func getUserObjectInformation(h windows.Handle, index int, info unsafe.Pointer, 
 		return err
 	}
 	return nil
+}
+
+// ownGroup is a zenity matter: nothing on Windows.
+func ownGroup(*exec.Cmd) {}
+
+// killGroup kills a started cmd.
+func killGroup(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		_ = cmd.Process.Kill()
+	}
 }
