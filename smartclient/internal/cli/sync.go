@@ -83,10 +83,15 @@ is asked to stop. run exits with the program's exit status.`
 	f.add(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		e := *e
-		// A window's Cancel stops the sync as an interrupt does.
-		ctx, cancel := context.WithCancel(e.ctx)
+		// A window's Cancel stops the sync as an interrupt does: it
+		// cancels syncCtx, the sync's alone. The program run starts
+		// gets e.ctx, which only a signal ends: a Cancel once the sync
+		// is over (in the progress window left on screen while the
+		// failure is shown) must not keep it from starting.
+		syncCtx, cancel := context.WithCancel(e.ctx)
 		defer cancel()
-		e.ctx = ctx
+		se := e
+		se.ctx = syncCtx
 		u, err := e.openUI(f.ui, cancel)
 		if err != nil {
 			return err
@@ -107,8 +112,8 @@ is asked to stop. run exits with the program's exit status.`
 			app.Keep(&o)
 		}
 		u.Status(fmt.Sprintf("Checking for updates on %s", o.Server))
-		res, err := smartclient.Sync(e.ctx, o)
-		code := e.code(err)
+		res, err := smartclient.Sync(syncCtx, o)
+		code := se.code(err)
 		switch code {
 		case ExitUsage:
 			fmt.Fprintf(e.stderr, "smartclient: %s\n", clean(err.Error()))

@@ -70,8 +70,15 @@ type situation struct {
 	// always has one; smartclientw.exe, the windowsgui build, has none).
 	console bool
 	// desktop: the process can show windows to a user: on Windows an
-	// interactive window station, elsewhere DISPLAY or WAYLAND_DISPLAY.
+	// interactive window station, elsewhere a DISPLAY or WAYLAND_DISPLAY
+	// that answers.
 	desktop bool
+	// job: elsewhere than on Windows, the process looks started by a
+	// scheduler rather than from a desktop session: by systemd (a timer's
+	// service: INVOCATION_ID), or without the session's XDG_SESSION_TYPE
+	// and XDG_CURRENT_DESKTOP (cron). A display it may have is one nobody
+	// may be watching: auto does not open a window there.
+	job bool
 	// zenity is zenity's path, "" when it is not on PATH.
 	zenity string
 }
@@ -87,7 +94,7 @@ func chooseUI(mode string, s situation) (uiKind, error) {
 	case uiText:
 		return kindText, nil
 	case uiAuto:
-		if s.terminal || !s.desktop {
+		if s.terminal || !s.desktop || s.job {
 			return kindText, nil
 		}
 		switch {
@@ -106,7 +113,7 @@ func chooseUI(mode string, s situation) (uiKind, error) {
 		case s.zenity == "":
 			return kindText, usagef("--ui window: zenity is not installed (it draws the window here); install it, or use --ui text")
 		case !s.desktop:
-			return kindText, usagef("--ui window: no desktop to show it on (neither DISPLAY nor WAYLAND_DISPLAY is set)")
+			return kindText, usagef("--ui window: no desktop to show it on (neither DISPLAY nor WAYLAND_DISPLAY names a display that answers)")
 		}
 		return kindZenity, nil
 	}
@@ -125,6 +132,8 @@ func (e *env) situation() situation {
 	}
 	if s.goos != "windows" {
 		s.zenity, _ = exec.LookPath("zenity")
+		s.job = os.Getenv("INVOCATION_ID") != "" ||
+			(os.Getenv("XDG_SESSION_TYPE") == "" && os.Getenv("XDG_CURRENT_DESKTOP") == "")
 	}
 	return s
 }
@@ -135,7 +144,8 @@ func (e *env) situation() situation {
 func (e *env) openUI(mode string, cancel func()) (ui, error) {
 	text := &textUI{Progress: newProgress(e.stdout), stdin: e.stdin, stdout: e.stdout}
 	s := e.situation()
-	kind, err := chooseUI(strings.ToLower(mode), s)
+	mode = strings.ToLower(mode)
+	kind, err := chooseUI(mode, s)
 	if err != nil || kind == kindText {
 		return text, err
 	}
@@ -152,7 +162,7 @@ func (e *env) openUI(mode string, cancel func()) (ui, error) {
 		fmt.Fprintf(e.stderr, "smartclient: no progress window (%v); going on without\n", err)
 		return text, nil
 	}
-	return &windowUI{text: text, win: win}, nil
+	return &windowUI{text: text, win: win, stderr: e.stderr}, nil
 }
 
 // textUI is the terminal's UI: the progress lines of textProgress, and the
@@ -173,8 +183,9 @@ func (*textUI) Close()        {}
 
 // windowUI shows the sync in a window, and writes what the text UI writes.
 type windowUI struct {
-	text *textUI
-	win  desktop.Window
+	text   *textUI
+	win    desktop.Window
+	stderr io.Writer // where a window that failed is told of
 
 	mu               sync.Mutex
 	status           string
@@ -254,9 +265,15 @@ func (u *windowUI) show() {
 
 func (u *windowUI) CanAsk() bool { return true }
 
-// Ask asks in a dialog, with Yes and No buttons rather than "[Y/n]".
+// Ask asks in a dialog, with Yes and No buttons rather than "[Y/n]"; on
+// the terminal if the dialog cannot be shown and there is one.
 func (u *windowUI) Ask(q string) (bool, error) {
-	return u.win.Ask(strings.TrimSuffix(q, " [Y/n]"))
+	ok, err := u.win.Ask(strings.TrimSuffix(q, " [Y/n]"))
+	if err != nil && u.text.CanAsk() {
+		fmt.Fprintf(u.stderr, "smartclient: %v; asking here\n", err)
+		return u.text.Ask(q)
+	}
+	return ok, err
 }
 
 // Failed shows the failure in a dialog; it names no package (the usage
@@ -265,8 +282,14 @@ func (u *windowUI) Failed(message string) {
 	_ = u.win.Error(strings.TrimPrefix(message, "smartclient: "))
 }
 
+// Close closes the window; a window that could not be shown (zenity
+// could not open its display) is said on stderr, once.
 func (u *windowUI) Close() {
-	u.closeOnce.Do(func() { _ = u.win.Close() })
+	u.closeOnce.Do(func() {
+		if err := u.win.Close(); err != nil {
+			fmt.Fprintf(u.stderr, "smartclient: no progress window (%v); went on without\n", err)
+		}
+	})
 }
 
 // statusWriter makes each line written to it the UI's status: the

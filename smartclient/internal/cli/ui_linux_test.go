@@ -4,6 +4,7 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -124,5 +125,88 @@ func TestWindowShowsTheFailure(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the sync did not end within 20 s of the failure dialog's closing")
+	}
+}
+
+// TestWindowCancelAfterTheSyncRuns: run through the window UI: the sync
+// fails (nobody listens at the server's address) and shows its failure;
+// the progress window, still on screen, is cancelled meanwhile. That
+// Cancel comes after the sync: the program is started all the same, as
+// after any failed sync, and run exits with its status.
+func TestWindowCancelAfterTheSyncRuns(t *testing.T) {
+	desktoptest.Require(t, "zenity", "xdotool", "xwininfo")
+	d := desktoptest.Xvfb(t)
+	t.Setenv("DISPLAY", d.Name)
+	t.Setenv("WAYLAND_DISPLAY", "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nobody listens there now: the connection is refused
+	res, done := runAside(t, "run", "--ui", "window", "--dir", t.TempDir(), "--server", addr,
+		"--", "/bin/sh", "-c", "echo the program started; exit 7")
+	box, err := d.WaitWindow(desktop.ErrorTitle, 15*time.Second, done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress, err := d.WaitWindow(desktop.Title, 15*time.Second, done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Key(progress, "Escape"); err != nil { // Cancel
+		t.Fatal(err)
+	}
+	if err := waitGone(d, desktop.Title, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Key(box, "Return"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-res:
+		if r.code != 7 || !strings.Contains(r.stdout, "the program started") {
+			t.Errorf("exit %d, stdout %q, stderr %q; want the program started, and its exit status 7", r.code, r.stdout, r.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not end within 30 s of the failure dialog's closing")
+	}
+}
+
+// waitGone waits until no window titled title is shown.
+func waitGone(d *desktoptest.Display, title string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		ws, err := d.Windows()
+		if err != nil {
+			return err
+		}
+		shown := false
+		for _, w := range ws {
+			shown = shown || w.Title == title
+		}
+		if !shown {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the window %q is still shown after %s", title, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestWindowDeadDisplay: --ui window on a DISPLAY with no server behind
+// it is refused as a usage error before anything is done; zenity, which
+// exits 1 there as at its Cancel, is never taken for the user's Cancel.
+func TestWindowDeadDisplay(t *testing.T) {
+	desktoptest.Require(t, "zenity")
+	t.Setenv("DISPLAY", ":987")
+	t.Setenv("WAYLAND_DISPLAY", "")
+	if desktop.Interactive() {
+		t.Skip("display :987 has a server here")
+	}
+	code, _, errOut := runMain(t, "sync", "--ui", "window", "--dir", t.TempDir(), "--server", "127.0.0.1:1")
+	if code != ExitUsage || !strings.Contains(errOut, "no desktop to show it on") {
+		t.Errorf("--ui window on a dead display: exit %d, %q; want %d and why", code, errOut, ExitUsage)
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -20,20 +21,21 @@ func TestChooseUI(t *testing.T) {
 	}{
 		{"windowsgui build from a shortcut", uiAuto, desktopWin, kindNative, ""},
 		{"console build from a shortcut: its console is the terminal", uiAuto, situation{goos: "windows", desktop: true, console: true}, kindText, ""},
-		{"console build in a script, output to a file", uiAuto, situation{goos: "windows", desktop: true, console: true}, kindText, ""},
 		{"windowsgui build with a terminal", uiAuto, situation{goos: "windows", desktop: true, terminal: true}, kindText, ""},
 		{"windows service: no interactive desktop", uiAuto, situation{goos: "windows"}, kindText, ""},
 		{"linux desktop launcher with zenity", uiAuto, situation{goos: "linux", desktop: true, zenity: z}, kindZenity, ""},
 		{"linux desktop launcher without zenity", uiAuto, situation{goos: "linux", desktop: true}, kindText, ""},
 		{"linux terminal in a desktop", uiAuto, situation{goos: "linux", desktop: true, terminal: true, zenity: z}, kindText, ""},
 		{"linux cron: no display", uiAuto, situation{goos: "linux", zenity: z}, kindText, ""},
+		{"linux cron or systemd timer with a display", uiAuto, situation{goos: "linux", desktop: true, job: true, zenity: z}, kindText, ""},
+		{"window asked for by a job", uiWindow, situation{goos: "linux", desktop: true, job: true, zenity: z}, kindZenity, ""},
 		{"freebsd desktop with zenity", uiAuto, situation{goos: "freebsd", desktop: true, zenity: z}, kindZenity, ""},
 		{"macOS has no window yet", uiAuto, situation{goos: "darwin", desktop: true, zenity: z}, kindText, ""},
 		{"text on a desktop", uiText, desktopWin, kindText, ""},
 		{"window on a terminal", uiWindow, situation{goos: "windows", terminal: true, console: true}, kindNative, ""},
 		{"window with zenity", uiWindow, situation{goos: "linux", terminal: true, desktop: true, zenity: z}, kindZenity, ""},
 		{"window without zenity", uiWindow, situation{goos: "linux", desktop: true}, kindText, "zenity is not installed"},
-		{"window without a display", uiWindow, situation{goos: "linux", zenity: z}, kindText, "neither DISPLAY nor WAYLAND_DISPLAY"},
+		{"window without a display", uiWindow, situation{goos: "linux", zenity: z}, kindText, "neither DISPLAY nor WAYLAND_DISPLAY names a display that answers"},
 		{"window on macOS", uiWindow, situation{goos: "darwin", desktop: true}, kindText, "no progress window on macOS"},
 		{"unknown mode", "gui", desktopWin, kindText, `--ui "gui": must be auto, window or text`},
 	} {
@@ -69,6 +71,18 @@ func TestTextUIWithoutATerminal(t *testing.T) {
 	code, _, errOut := runMain(t, "sync", "--dir", dir, "--server", "127.0.0.1:1", "--ui", "gui")
 	if code != ExitUsage || !contains(errOut, `--ui "gui"`) {
 		t.Errorf("--ui gui: exit %d, %q; want %d and the flag named", code, errOut, ExitUsage)
+	}
+	// WINDOW is window: where there is no desktop to show it on (no
+	// server at :987 here), an error, not a quiet text UI. (On Windows
+	// it would open a window.)
+	if runtime.GOOS == "windows" {
+		return
+	}
+	t.Setenv("DISPLAY", ":987")
+	t.Setenv("WAYLAND_DISPLAY", "")
+	code, _, errOut = runMain(t, "sync", "--dir", dir, "--server", "127.0.0.1:1", "--ui", "WINDOW")
+	if code != ExitUsage || !contains(errOut, "--ui window") {
+		t.Errorf("--ui WINDOW without a desktop: exit %d, %q; want %d and why", code, errOut, ExitUsage)
 	}
 }
 
