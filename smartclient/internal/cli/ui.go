@@ -66,8 +66,9 @@ type situation struct {
 	// output is a writer of the caller's rather than a file of the
 	// process (Main called by a program, as the tests do).
 	terminal bool
-	// console: on Windows, the process has a console (smartclient.exe
-	// always has one; smartclientw.exe, the windowsgui build, has none).
+	// console: on Windows, this is the console build, smartclient.exe,
+	// not smartclientw.exe, the windowsgui one (told by its PE header,
+	// not by whether it has a console: see desktop.ConsoleBuild).
 	console bool
 	// desktop: the process can show windows to a user: on Windows an
 	// interactive window station, elsewhere a DISPLAY or WAYLAND_DISPLAY
@@ -127,7 +128,7 @@ func (e *env) situation() situation {
 	s := situation{
 		goos:     runtime.GOOS,
 		terminal: !file || isTerminal(e.stdin) || isTerminal(e.stdout) || isTerminal(e.stderr),
-		console:  desktop.HasConsole(),
+		console:  desktop.ConsoleBuild(),
 		desktop:  desktop.Interactive(),
 	}
 	if s.goos != "windows" {

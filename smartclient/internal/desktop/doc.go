@@ -35,7 +35,7 @@
 // Which kind, if any, a command uses is the command line's choice (see
 // smartclient/internal/cli); this package gives it what it needs to choose:
 // Interactive, whether the process can show windows to a user, and
-// HasConsole, whether it has a Windows console.
+// ConsoleBuild, whether it has a Windows console.
 //
 // Why two Windows builds. A console program started from a shortcut gets a
 // new console window, which flashes and stays behind the progress window.

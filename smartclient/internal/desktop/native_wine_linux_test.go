@@ -12,10 +12,12 @@ import (
 	"github.com/erpupdate/smartsync/smartclient/internal/desktop/desktoptest"
 )
 
-// TestNativeUnderWine runs this package's Windows tests (TestNativeCancel:
-// the Win32 window's close box and Cancel) under Wine on Xvfb, where they
-// have a display, as they skip without one in the Wine run of
-// scripts/ci-windows. They must pass, not skip.
+// TestNativeUnderWine runs this package's Windows tests that make windows
+// (TestNativeCancel: the Win32 window's close box and Cancel;
+// TestNativeAskTimeout: an unanswered question is a No) under Wine on
+// Xvfb, where they have a display, as they skip without one in the Wine
+// run of scripts/ci-windows, and TestConsoleBuild. They must pass, not
+// skip.
 func TestNativeUnderWine(t *testing.T) {
 	desktoptest.Require(t, "wine64", "Xvfb", "xwininfo")
 	d := desktoptest.Xvfb(t)
@@ -24,10 +26,12 @@ func TestNativeUnderWine(t *testing.T) {
 	desktoptest.BuildWindows(t, ".", exe, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := wine.Command(ctx, exe, "-test.run", "^TestNative", "-test.v", "-test.count=1")
+	cmd := wine.Command(ctx, exe, "-test.run", "^TestNative|^TestConsoleBuild", "-test.v", "-test.count=1")
 	cmd.Env = append(cmd.Env, "SMARTSYNC_WINE=1")
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestNativeCancel") {
-		t.Fatalf("TestNativeCancel under Wine: %v; want it passed\n%s", err, out)
+	for _, name := range []string{"TestNativeCancel", "TestNativeAskTimeout", "TestConsoleBuild"} {
+		if err != nil || !strings.Contains(string(out), "--- PASS: "+name+" ") {
+			t.Errorf("%s under Wine: %v; want it passed\n%s", name, err, out)
+		}
 	}
 }

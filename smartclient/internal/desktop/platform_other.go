@@ -76,8 +76,9 @@ func Reachable(display, wayland, runtimeDir string) bool {
 	return dial("tcp", net.JoinHostPort(strings.TrimPrefix(host, "tcp/"), strconv.Itoa(6000+n)))
 }
 
-// HasConsole is a Windows matter: elsewhere it is false.
-func HasConsole() bool {
+// ConsoleBuild is a Windows matter (which of its two builds): elsewhere
+// it is false.
+func ConsoleBuild() bool {
 	return false
 }
 

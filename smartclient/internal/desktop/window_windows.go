@@ -3,6 +3,7 @@
 package desktop
 
 import (
+	"debug/pe"
 	"errors"
 	"fmt"
 	"os"
@@ -47,9 +48,14 @@ var (
 	procGetSystemMetrics  = user32.NewProc("GetSystemMetrics")
 	procAdjustWindowRect  = user32.NewProc("AdjustWindowRectEx")
 	procGetModuleHandleW  = kernel32.NewProc("GetModuleHandleW")
-	procGetConsoleWindow  = kernel32.NewProc("GetConsoleWindow")
 	procCreateActCtxW     = kernel32.NewProc("CreateActCtxW")
 	procActivateActCtx    = kernel32.NewProc("ActivateActCtx")
+	procDeactivateActCtx  = kernel32.NewProc("DeactivateActCtx")
+	procReleaseActCtx     = kernel32.NewProc("ReleaseActCtx")
+	procDeleteObject      = gdi32.NewProc("DeleteObject")
+	procKillTimer         = user32.NewProc("KillTimer")
+	procGetLastActPopup   = user32.NewProc("GetLastActivePopup")
+	procEndDialog         = user32.NewProc("EndDialog")
 	procGetStockObject    = gdi32.NewProc("GetStockObject")
 	procCreateFontIndirW  = gdi32.NewProc("CreateFontIndirectW")
 	procSystemParamsInfoW = user32.NewProc("SystemParametersInfoW")
@@ -91,13 +97,15 @@ const (
 	idcArrow       = 32512
 	defaultGUIFont = 17
 	iccProgress    = 0x00000020
-	timerID        = 1
+	timerID        = 1 // redraw
+	askTimerID     = 2 // a question's time is up
 	mbOK           = 0x00000000
 	mbYesNo        = 0x00000004
 	mbIconError    = 0x00000010
 	mbIconQuestion = 0x00000020
 	mbSetForegrnd  = 0x00010000
 	idYes          = 6
+	idNo           = 7
 )
 
 type wndClassEx struct {
@@ -175,6 +183,7 @@ type native struct {
 
 	// Set on the window's thread only.
 	hwnd, text, bar, detail, button windows.HWND
+	font                            uintptr // made for it: deleted with it; 0 for the stock font
 	opened                          time.Time
 	shown                           bool
 	drawn                           State
@@ -205,7 +214,7 @@ func OpenNative(onCancel func()) (Window, error) {
 func (w *native) run() {
 	runtime.LockOSThread()
 	defer close(w.done)
-	visualStyles()
+	defer visualStyles()()
 	if err := w.create(); err != nil {
 		w.ready <- err
 		return
@@ -248,29 +257,38 @@ const manifest = `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 // visualStyles activates, on this thread, an activation context made from
 // manifest, before comctl32 is loaded and the controls made: so they are
 // comctl32 version 6's, drawn with visual styles. It is best effort: the
-// controls work without it.
-func visualStyles() {
+// controls work without it. It returns what deactivates and releases the
+// context, once the window is gone.
+func visualStyles() (undo func()) {
+	undo = func() {}
 	dir, err := os.MkdirTemp("", "smartclient-ui")
 	if err != nil {
-		return
+		return undo
 	}
 	defer os.RemoveAll(dir) // the context is read at its creation
 	path := filepath.Join(dir, "smartclient.manifest")
 	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
-		return
+		return undo
 	}
 	src, err := windows.UTF16PtrFromString(path)
 	if err != nil {
-		return
+		return undo
 	}
 	ac := actCtx{source: src}
 	ac.size = uint32(unsafe.Sizeof(ac))
 	h, _, _ := procCreateActCtxW.Call(uintptr(unsafe.Pointer(&ac)))
 	if windows.Handle(h) == windows.InvalidHandle {
-		return
+		return undo
 	}
 	var cookie uintptr
-	procActivateActCtx.Call(h, uintptr(unsafe.Pointer(&cookie)))
+	if r, _, _ := procActivateActCtx.Call(h, uintptr(unsafe.Pointer(&cookie))); r == 0 {
+		procReleaseActCtx.Call(h)
+		return undo
+	}
+	return func() {
+		procDeactivateActCtx.Call(0, cookie)
+		procReleaseActCtx.Call(h)
+	}
 }
 
 // create registers the class once and makes the window and its controls,
@@ -314,7 +332,7 @@ func (w *native) create() error {
 	sw, _, _ := procGetSystemMetrics.Call(smCxScreen)
 	sh, _, _ := procGetSystemMetrics.Call(smCyScreen)
 	x, y := (int32(sw)-width)/2, (int32(sh)-height)/3
-	hwnd, _, err := procCreateWindowExW.Call(exStyle, uintptr(unsafe.Pointer(className)), utf16(Title), style,
+	hwnd, _, err := procCreateWindowExW.Call(exStyle, uintptr(unsafe.Pointer(className)), uintptr(unsafe.Pointer(utf16(Title))), style,
 		uintptr(x), uintptr(y), uintptr(width), uintptr(height), 0, 0, inst, 0)
 	if hwnd == 0 {
 		if err == windows.ERROR_SUCCESS {
@@ -327,9 +345,12 @@ func (w *native) create() error {
 	windowsMu.Lock()
 	windowsByHandle[w.hwnd] = w
 	windowsMu.Unlock()
-	font := messageFont()
+	font, made := messageFont()
+	if made {
+		w.font = font
+	}
 	child := func(class string, text string, style uintptr, x, y, cx, cy int32, id uintptr) (windows.HWND, error) {
-		h, _, err := procCreateWindowExW.Call(0, utf16(class), utf16(text), wsChild|wsVisible|style,
+		h, _, err := procCreateWindowExW.Call(0, uintptr(unsafe.Pointer(utf16(class))), uintptr(unsafe.Pointer(utf16(text))), wsChild|wsVisible|style,
 			uintptr(px(x)), uintptr(px(y)), uintptr(px(cx)), uintptr(px(cy)), hwnd, id, inst, 0)
 		if h == 0 {
 			return 0, fmt.Errorf("desktop: creating the %s control: %w", class, err)
@@ -391,27 +412,29 @@ type nonClientMetrics struct {
 const spiGetNonClientMetrics = 0x0029
 
 // messageFont is the font of message boxes (Segoe UI 9 on Windows 10 and
-// 11), which dialogs use; DEFAULT_GUI_FONT, an older one, if it cannot be
-// had.
-func messageFont() uintptr {
+// 11), which dialogs use, made for the window (made: the window deletes
+// it); DEFAULT_GUI_FONT, an older stock one, if it cannot be had.
+func messageFont() (font uintptr, made bool) {
 	var m nonClientMetrics
 	m.size = uint32(unsafe.Sizeof(m))
 	if r, _, _ := procSystemParamsInfoW.Call(spiGetNonClientMetrics, uintptr(m.size), uintptr(unsafe.Pointer(&m)), 0); r != 0 {
 		if f, _, _ := procCreateFontIndirW.Call(uintptr(unsafe.Pointer(&m.messageFont))); f != 0 {
-			return f
+			return f, true
 		}
 	}
 	f, _, _ := procGetStockObject.Call(defaultGUIFont)
-	return f
+	return f, false
 }
 
-// utf16 is s as a UTF-16 string for a call; s holds no NUL.
-func utf16(s string) uintptr {
+// utf16 is s as a UTF-16 string for a call; s holds no NUL. The caller
+// converts it to a uintptr in the call's own expression, so that the
+// buffer is kept until the call returns (the rule of unsafe.Pointer).
+func utf16(s string) *uint16 {
 	p, err := windows.UTF16PtrFromString(s)
 	if err != nil {
 		p, _ = windows.UTF16PtrFromString("?")
 	}
-	return uintptr(unsafe.Pointer(p))
+	return p
 }
 
 // wndProc is the window procedure of every progress window.
@@ -422,6 +445,14 @@ func wndProc(hwnd windows.HWND, m uint32, wParam, lParam uintptr) uintptr {
 	if w != nil {
 		switch m {
 		case wmTimer:
+			if wParam == askTimerID {
+				// A question unanswered in time: No.
+				procKillTimer.Call(uintptr(hwnd), askTimerID)
+				if box, _, _ := procGetLastActPopup.Call(uintptr(hwnd)); box != 0 && box != uintptr(hwnd) {
+					procEndDialog.Call(box, idNo)
+				}
+				return 0
+			}
 			w.draw()
 			return 0
 		case wmCommand:
@@ -442,6 +473,10 @@ func wndProc(hwnd windows.HWND, m uint32, wParam, lParam uintptr) uintptr {
 			windowsMu.Lock()
 			delete(windowsByHandle, hwnd)
 			windowsMu.Unlock()
+			if w.font != 0 { // its controls are destroyed after it, and draw no more
+				procDeleteObject.Call(w.font)
+				w.font = 0
+			}
 			procPostQuitMessage.Call(0)
 			return 0
 		}
@@ -479,10 +514,10 @@ func (w *native) draw() {
 		w.show()
 	}
 	if s.Text != w.drawn.Text {
-		procSetWindowTextW.Call(uintptr(w.text), utf16(s.Text))
+		procSetWindowTextW.Call(uintptr(w.text), uintptr(unsafe.Pointer(utf16(s.Text))))
 	}
 	if s.Detail != w.drawn.Detail {
-		procSetWindowTextW.Call(uintptr(w.detail), utf16(s.Detail))
+		procSetWindowTextW.Call(uintptr(w.detail), uintptr(unsafe.Pointer(utf16(s.Detail))))
 	}
 	if p := clampPercent(s.Percent); p != w.drawn.Percent {
 		procSendMessageW.Call(uintptr(w.bar), pbmSetPos, uintptr(p), 0)
@@ -538,7 +573,8 @@ func (w *native) runQueue() {
 // messageBox shows a message box owned by the window, which it shows
 // first: a box owned by a hidden window has no place in the task bar and
 // may open behind other windows.
-func (w *native) messageBox(text, title string, flags uintptr) int {
+// A timeout other than 0 closes it when it has passed, with no answer.
+func (w *native) messageBox(text, title string, flags uintptr, timeout time.Duration) int {
 	if !w.shown {
 		w.show()
 		w.draw()
@@ -548,20 +584,30 @@ func (w *native) messageBox(text, title string, flags uintptr) int {
 		t, _ = windows.UTF16PtrFromString(fmt.Sprintf("%q", text))
 	}
 	c, _ := windows.UTF16PtrFromString(title)
+	if timeout > 0 {
+		// The box's modal loop dispatches the window's WM_TIMER: at
+		// askTimerID, wndProc ends the box (MessageBoxTimeoutW would
+		// too, but is undocumented, and Wine ignores its timeout).
+		procSetTimer.Call(uintptr(w.hwnd), askTimerID, uintptr(timeout/time.Millisecond), 0)
+		defer procKillTimer.Call(uintptr(w.hwnd), askTimerID)
+	}
 	r, _ := windows.MessageBox(w.hwnd, t, c, uint32(flags|mbSetForegrnd))
 	return int(r)
 }
 
+// Ask asks in a Yes/No box, which answers No by itself after askTimeout
+// (a scheduled task may show it where nobody sits); the question says so.
 func (w *native) Ask(question string) (bool, error) {
 	var r int
-	if err := w.call(func() { r = w.messageBox(question, QuestionTitle, mbYesNo|mbIconQuestion) }); err != nil {
+	q := question + "\n\n" + timeoutNote()
+	if err := w.call(func() { r = w.messageBox(q, QuestionTitle, mbYesNo|mbIconQuestion, askTimeout) }); err != nil {
 		return false, err
 	}
 	return r == idYes, nil
 }
 
 func (w *native) Error(message string) error {
-	return w.call(func() { w.messageBox(message, ErrorTitle, mbOK|mbIconError) })
+	return w.call(func() { w.messageBox(message, ErrorTitle, mbOK|mbIconError, 0) })
 }
 
 func (w *native) Close() error {
@@ -593,13 +639,40 @@ func Interactive() bool {
 	return flags.flags&wsfVisible != 0
 }
 
-// HasConsole says whether the process has a console: the console build
-// always does (started from a shortcut, Windows makes it one), the
-// windowsgui build does not.
-func HasConsole() bool {
-	h, _, _ := procGetConsoleWindow.Call()
-	return h != 0
+// ConsoleBuild says whether this is the console build, smartclient.exe,
+// rather than smartclientw.exe, the windowsgui one. It is told by the
+// subsystem the running program was linked for (the PE header's
+// Subsystem), not by whether the process has a console: one started with
+// CREATE_NO_WINDOW or DETACHED_PROCESS (by an agent, or a launcher that
+// captures its output) has none, and is still the console build its
+// caller meant.
+func ConsoleBuild() bool {
+	return subsystem() != imageSubsystemWindowsGUI
 }
+
+// imageSubsystemWindowsGUI is IMAGE_SUBSYSTEM_WINDOWS_GUI.
+const imageSubsystemWindowsGUI = 2
+
+// subsystem is the Subsystem field of the running program's PE header,
+// read from its file once; 0 if it cannot be read.
+var subsystem = sync.OnceValue(func() uint16 {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0
+	}
+	f, err := pe.Open(exe)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	switch h := f.OptionalHeader.(type) {
+	case *pe.OptionalHeader64:
+		return h.Subsystem
+	case *pe.OptionalHeader32:
+		return h.Subsystem
+	}
+	return 0
+})
 
 const (
 	uoiFlags   = 1
