@@ -26,6 +26,7 @@ import (
 	"github.com/erpupdate/smartsync/internal/buildinfo"
 	"github.com/erpupdate/smartsync/internal/cmdline"
 	"github.com/erpupdate/smartsync/smartclient"
+	"github.com/erpupdate/smartsync/smartclient/internal/desktop"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/spf13/cobra"
 )
@@ -87,7 +88,28 @@ func (e *env) exit(cmd *cobra.Command, err error) int {
 		name = cmd.CommandPath()
 	}
 	fmt.Fprintf(e.stderr, "%s: %v\nRun '%s --help' for usage.\n", name, err, name)
+	var shown shownError
+	if !errors.As(err, &shown) {
+		// smartclientw.exe's stderr goes nowhere: a typo in a
+		// shortcut must not do nothing visible.
+		e.alert(fmt.Sprintf("%s: %v\n\nRun '%s --help' for usage.", name, err, name))
+	}
 	return ExitUsage
+}
+
+// shownError is an error the command has already shown in its window.
+type shownError struct{ error }
+
+func (e shownError) Unwrap() error { return e.error }
+
+// alert shows message in a failure dialog where nobody reads stderr: where
+// --ui auto would open a window (no terminal, a desktop, smartclientw.exe
+// or zenity). Elsewhere it does nothing.
+func (e *env) alert(message string) {
+	s := e.situation()
+	if kind, _ := chooseUI(uiAuto, s); kind != kindText {
+		_ = desktop.Alert(s.zenity, message) // nowhere else to say it
+	}
 }
 
 // code maps an error from the library to an exit code.

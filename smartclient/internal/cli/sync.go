@@ -105,6 +105,9 @@ is asked to stop. run exits with the program's exit status.`
 		o, err := e.syncOptions(&f, e.stderr, u)
 		if err != nil {
 			u.Failed(err.Error())
+			if _, text := u.(*textUI); !text {
+				return shownError{err}
+			}
 			return err
 		}
 		var app smartclient.Application
@@ -136,6 +139,10 @@ is asked to stop. run exits with the program's exit status.`
 			status, err := app.Run(e.ctx, o, args, e.stdin, e.stdout, e.stderr)
 			if err != nil {
 				fmt.Fprintf(e.stderr, "smartclient: %v\n", err)
+				if _, text := u.(*textUI); !text {
+					// The window is gone; stderr may go nowhere.
+					e.alert(fmt.Sprintf("Could not start the program: %v.", err))
+				}
 			}
 			return exitError{status}
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +209,61 @@ func TestWindowDeadDisplay(t *testing.T) {
 	code, _, errOut := runMain(t, "sync", "--ui", "window", "--dir", t.TempDir(), "--server", "127.0.0.1:1")
 	if code != ExitUsage || !strings.Contains(errOut, "no desktop to show it on") {
 		t.Errorf("--ui window on a dead display: exit %d, %q; want %d and why", code, errOut, ExitUsage)
+	}
+}
+
+// TestUsageErrorShownWithoutTerminal: started as a desktop launcher starts
+// it (its standard streams files, no terminal, a desktop session), a
+// command line that makes no sense is shown in a failure dialog, as well
+// as on stderr: nobody may read that. This is the path of situation()
+// that looks at the process's own files.
+func TestUsageErrorShownWithoutTerminal(t *testing.T) {
+	desktoptest.Require(t, "zenity", "xdotool", "xwininfo")
+	d := desktoptest.Xvfb(t)
+	t.Setenv("DISPLAY", d.Name)
+	t.Setenv("WAYLAND_DISPLAY", "")
+	t.Setenv("XDG_SESSION_TYPE", "x11")
+	t.Setenv("INVOCATION_ID", "")
+	dir := t.TempDir()
+	open := func(name string) *os.File {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	stdin, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, stderr := open("stdout"), open("stderr")
+	codes := make(chan int, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		codes <- Main(t.Context(), []string{"run", "--ui", "text", "--no-such-flag", "--", "erp"}, stdin, stdout, stderr)
+	}()
+	box, err := d.WaitWindow(desktop.ErrorTitle, 15*time.Second, done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-codes:
+		t.Fatalf("Main returned %d while its failure was shown", code)
+	default:
+	}
+	if err := d.Key(box, "Return"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-codes:
+		errOut, _ := os.ReadFile(stderr.Name())
+		if code != ExitUsage || !strings.Contains(string(errOut), "unknown flag: --no-such-flag") {
+			t.Errorf("exit %d, stderr %q; want %d and the flag named", code, errOut, ExitUsage)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Main did not return within 20 s of the dialog's closing")
 	}
 }

@@ -3,12 +3,14 @@
 package desktop
 
 import (
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -94,4 +96,18 @@ func killGroup(cmd *exec.Cmd) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Process.Kill()
 	}
+}
+
+// Alert shows message in a failure dialog of its own, titled ErrorTitle,
+// and returns once the user has closed it: for a failure that comes
+// before a progress window or after it. zenityPath is the zenity that
+// draws it.
+func Alert(zenityPath, message string) error {
+	if zenityPath == "" {
+		return errors.New("desktop: no zenity program given")
+	}
+	var mu sync.Mutex
+	_, err := runDialog(zenityPath, &mu, func() bool { return false }, map[*exec.Cmd]bool{},
+		"--error", "--title="+ErrorTitle, "--text="+message)
+	return err
 }

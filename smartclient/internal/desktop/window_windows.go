@@ -709,3 +709,18 @@ func killGroup(cmd *exec.Cmd) {
 		_ = cmd.Process.Kill()
 	}
 }
+
+// Alert shows message in a message box of its own, titled ErrorTitle,
+// and returns once the user has closed it: for a failure that comes
+// before a progress window or after it. zenityPath is for other systems.
+func Alert(zenityPath, message string) error {
+	t, err := windows.UTF16PtrFromString(message)
+	if err != nil {
+		t, _ = windows.UTF16PtrFromString(fmt.Sprintf("%q", message))
+	}
+	c, _ := windows.UTF16PtrFromString(ErrorTitle)
+	if _, err := windows.MessageBox(0, t, c, mbOK|mbIconError|mbSetForegrnd); err != nil {
+		return fmt.Errorf("desktop: MessageBox: %w", err)
+	}
+	return nil
+}
