@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -82,9 +83,21 @@ func Xvfb(t testing.TB) *Display {
 		t.Fatalf("starting Xvfb: %v", err)
 	}
 	w.Close()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+	exited := make(chan struct{})
+	go func() {
 		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		// SIGTERM: Xvfb removes its socket and lock file, which a
+		// killed one leaves to the next.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 	})
 	got := make(chan string, 1)
 	go func() {
@@ -96,7 +109,22 @@ func Xvfb(t testing.TB) *Display {
 		if n == "" {
 			t.Fatalf("Xvfb named no display: %s", stderr.String())
 		}
-		return &Display{t: t, Name: ":" + n}
+		d := &Display{t: t, Name: ":" + n}
+		// It answers before the test uses it: a client that cannot
+		// connect says why, with Xvfb's own messages.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := d.run(ctx, "xwininfo", "-root")
+			cancel()
+			if err == nil {
+				return d
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Xvfb on %s does not answer: %v\n%s", d.Name, err, stderr.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("Xvfb did not start in 20 s: %s", stderr.String())
 	}
