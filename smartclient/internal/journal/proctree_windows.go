@@ -14,13 +14,17 @@ import (
 // it starts joins the job, and the job can be ended whole.
 type procTree struct{ job windows.Handle }
 
-// ownTree gives the step a console of its own, as a process group would
-// on Unix; the rest of its SysProcAttr is kept.
+// ownTree puts the step in a process group of its own, as on Unix, and
+// gives a console step (a .bat or .cmd, a console program) a console
+// without a window (CREATE_NO_WINDOW): started from smartclientw.exe, which
+// has none, it would otherwise get a new, visible one flashing on the
+// user's screen; its output goes to a file anyway. The rest of its
+// SysProcAttr is kept.
 func ownTree(cmd *exec.Cmd) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &windows.SysProcAttr{}
 	}
-	cmd.SysProcAttr.CreationFlags |= windows.CREATE_NEW_PROCESS_GROUP
+	cmd.SysProcAttr.CreationFlags |= windows.CREATE_NEW_PROCESS_GROUP | windows.CREATE_NO_WINDOW
 }
 
 // contain puts a started step in a new job object that ends its processes
