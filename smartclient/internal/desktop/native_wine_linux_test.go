@@ -29,7 +29,7 @@ func TestNativeUnderWine(t *testing.T) {
 	cmd := wine.Command(ctx, exe, "-test.run", "^TestNative|^TestConsoleBuild", "-test.v", "-test.count=1")
 	cmd.Env = append(cmd.Env, "SMARTSYNC_WINE=1")
 	out, err := cmd.CombinedOutput()
-	for _, name := range []string{"TestNativeCancel", "TestNativeAskTimeout", "TestConsoleBuild"} {
+	for _, name := range []string{"TestNativeCancel", "TestNativeAskTimeout", "TestNativeClosedAtOnce", "TestConsoleBuild"} {
 		if err != nil || !strings.Contains(string(out), "--- PASS: "+name+" ") {
 			t.Errorf("%s under Wine: %v; want it passed\n%s", name, err, out)
 		}

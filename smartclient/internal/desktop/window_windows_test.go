@@ -135,3 +135,27 @@ func TestConsoleBuild(t *testing.T) {
 		t.Error("ConsoleBuild() = false for a console program")
 	}
 }
+
+// TestNativeClosedAtOnce: a window closed before showAfter (a check that
+// finds the install up to date) is never shown. That is asserted only
+// when Close did come before showAfter, which a loaded machine may not
+// guarantee.
+func TestNativeClosedAtOnce(t *testing.T) {
+	needDesktop(t)
+	opened := time.Now()
+	w, err := OpenNative(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Show(State{Text: "Checking for updates"})
+	early := time.Since(opened) < showAfter
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !early {
+		t.Skipf("Close came %s after the window was opened, past showAfter (%s)", time.Since(opened), showAfter)
+	}
+	if n := w.(*native); n.shown {
+		t.Error("a window closed before showAfter was shown")
+	}
+}
