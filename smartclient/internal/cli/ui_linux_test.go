@@ -4,7 +4,6 @@ package cli
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -158,7 +157,7 @@ func TestWindowCancelAfterTheSyncRuns(t *testing.T) {
 	if err := d.Key(progress, "Escape"); err != nil { // Cancel
 		t.Fatal(err)
 	}
-	if err := waitGone(d, desktop.Title, 15*time.Second); err != nil {
+	if err := d.WaitGone(desktop.Title, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Key(box, "Return"); err != nil {
@@ -171,28 +170,6 @@ func TestWindowCancelAfterTheSyncRuns(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not end within 30 s of the failure dialog's closing")
-	}
-}
-
-// waitGone waits until no window titled title is shown.
-func waitGone(d *desktoptest.Display, title string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		ws, err := d.Windows()
-		if err != nil {
-			return err
-		}
-		shown := false
-		for _, w := range ws {
-			shown = shown || w.Title == title
-		}
-		if !shown {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the window %q is still shown after %s", title, within)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -118,6 +118,10 @@ func TestZenity(t *testing.T) {
 			if got := <-answer; got != tc.want {
 				t.Errorf("%s in the question: %v, want %v", tc.key, got, tc.want)
 			}
+			// The next WaitWindow must not find this one, closing.
+			if err := d.WaitGone(desktop.QuestionTitle, 15*time.Second); err != nil {
+				t.Fatal(err)
+			}
 		}
 		shown := make(chan error, 1)
 		go func() {
