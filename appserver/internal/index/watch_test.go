@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -500,6 +502,78 @@ func TestWatchErrorsMarkDirty(t *testing.T) {
 		t.Errorf("Current after an overflow made %d scans, want 1", got)
 	}
 	checkQuiet(t, ix)
+}
+
+// wineNoLastWriteOnSetFileTime is why a test of an mtime-only change is
+// skipped under Wine. Wine 8 reports a SetFileTime (utimensat, inotify
+// IN_ATTRIB) under FILE_NOTIFY_CHANGE_ATTRIBUTES and _SECURITY only, never
+// under FILE_NOTIFY_CHANGE_LAST_WRITE, which is what fsnotify's Windows
+// backend asks ReadDirectoryChangesW for; Windows file systems report a new
+// last-write time under FILE_NOTIFY_CHANGE_LAST_WRITE (FatSetBasicInfo in
+// Microsoft's fastfat sample).
+const wineNoLastWriteOnSetFileTime = "a SetFileTime is not reported under FILE_NOTIFY_CHANGE_LAST_WRITE " +
+	"(only _ATTRIBUTES and _SECURITY), so the watcher does not see an mtime-only change"
+
+// TestWatchSeesMetadataChanges shows that a change of a file's mtime
+// alone, or of its mode alone, reaches the manifest, in a subfolder too:
+// an administrator who copies a release with its times kept, or makes a
+// program executable, changes nothing else.
+func TestWatchSeesMetadataChanges(t *testing.T) {
+	t.Run("mtime only", func(t *testing.T) {
+		testtree.SkipUnderWine(t, wineNoLastWriteOnSetFileTime)
+		dir := t.TempDir()
+		writeTree(t, dir, sampleTree(), oldTime)
+		ix := openIndex(t, dir, t.TempDir())
+		settle(t, ix)
+		when := oldTime.Add(time.Hour)
+		mustDo(t, os.Chtimes(filepath.Join(dir, "lib", "plugins", "report.so"), when, when))
+		waitFor(t, ix, "the new mtime", func(m *Manifest) bool {
+			f, ok := fileOf(m, "lib/plugins/report.so")
+			return ok && f.MtimeNs == when.UnixNano()
+		})
+		settle(t, ix)
+		checkQuiet(t, ix)
+	})
+	t.Run("mode only", func(t *testing.T) {
+		dir := t.TempDir()
+		writeTree(t, dir, sampleTree(), oldTime)
+		ix := openIndex(t, dir, t.TempDir())
+		settle(t, ix)
+		// The mode Windows has is the read-only attribute.
+		mode := fs.FileMode(0o755)
+		if runtime.GOOS == "windows" {
+			mode = 0o444
+		}
+		p := filepath.Join(dir, "lib", "plugins", "report.so")
+		mustDo(t, os.Chmod(p, mode))
+		t.Cleanup(func() { os.Chmod(p, 0o644) }) // so that TempDir can remove it
+		if runtime.GOOS == "windows" {
+			// Not reported: fsnotify's Windows backend asks
+			// ReadDirectoryChangesW for FILE_NOTIFY_CHANGE_LAST_WRITE,
+			// _FILE_NAME and _DIR_NAME only, and Windows reports an
+			// attribute under FILE_NOTIFY_CHANGE_ATTRIBUTES. The
+			// rescan after maxScanAge is what finds it.
+			ix.mu.Lock()
+			ix.scannedAt = ix.scannedAt.Add(-maxScanAge)
+			ix.mu.Unlock()
+		}
+		waitFor(t, ix, "the new mode", func(m *Manifest) bool {
+			f, ok := fileOf(m, "lib/plugins/report.so")
+			return ok && f.Mode == mode
+		})
+		settle(t, ix)
+		checkQuiet(t, ix)
+	})
+}
+
+// fileOf returns the entry of m for the slash path rel.
+func fileOf(m *Manifest, rel string) (File, bool) {
+	for _, f := range m.Files {
+		if f.Path == rel {
+			return f, true
+		}
+	}
+	return File{}, false
 }
 
 // TestWatchMaxAge shows that a quiet watch is not trusted forever.
