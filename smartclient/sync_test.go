@@ -248,17 +248,6 @@ func (s *server) makeExecutable(osName, rel string) {
 	})
 }
 
-// wineNoLastWriteOnSetFileTime is why a step that changes nothing but a
-// server file's mtime is skipped under Wine: the server learns of it from
-// its watcher, and Wine 8 reports a SetFileTime (utimensat: inotify
-// IN_ATTRIB) under FILE_NOTIFY_CHANGE_ATTRIBUTES and _SECURITY only, never
-// under FILE_NOTIFY_CHANGE_LAST_WRITE, the one of these that fsnotify asks
-// for; Windows file systems report a new last-write time under
-// FILE_NOTIFY_CHANGE_LAST_WRITE (FatSetBasicInfo in Microsoft's fastfat
-// sample).
-const wineNoLastWriteOnSetFileTime = "a SetFileTime is not reported under FILE_NOTIFY_CHANGE_LAST_WRITE " +
-	"(only _ATTRIBUTES and _SECURITY), so the server's watcher does not see an mtime-only change"
-
 // wineKeepsWatchedFolders is why a step that removes a folder of the
 // server's update folder is not checked under Wine: the server's watcher
 // holds a handle on the folder, and Wine 8 has no POSIX delete
@@ -464,7 +453,6 @@ func TestIncrementalNoopAndMtimeOnly(t *testing.T) {
 		}
 	})
 	t.Run("mtime only", func(t *testing.T) {
-		testtree.SkipUnderWine(t, wineNoLastWriteOnSetFileTime)
 		p := filepath.Join(s.folders["linux"], "smartclient")
 		s.change("linux", func() { bump(t, p) })
 		res := mustSync(t, s, dir, nil)
@@ -1621,7 +1609,6 @@ func TestNoopCheck(t *testing.T) {
 		}, 0},
 		{"server file changed", func(t *testing.T) { s.write("linux", "lib/libtlpp.so", "tlpp 2") }, 1},
 		{"server file retimed", func(t *testing.T) {
-			testtree.SkipUnderWine(t, wineNoLastWriteOnSetFileTime)
 			s.change("linux", func() { bump(t, filepath.Join(s.folders["linux"], "smartclient")) })
 		}, 0},
 	}
