@@ -405,11 +405,7 @@ func TestSignedReleaseRealServer(t *testing.T) {
 		script = "@echo off\r\necho done> data-upgraded.txt\r\n"
 	}
 	s.write("linux", upgradeStep, script)
-	s.change("linux", func() {
-		if err := os.Chmod(filepath.Join(s.folders["linux"], filepath.FromSlash(upgradeStep)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	})
+	s.makeExecutable("linux", upgradeStep)
 	conf := defaultConf
 	conf.post, conf.postMax = upgradeStep, 30
 	s.start(conf)

@@ -125,6 +125,7 @@ type Index struct {
 	watching   bool        // w is healthy: a scan is needed only when dirty
 	dirty      bool        // the folder may have changed since the last scan began
 	rootID     fs.FileInfo // the folder the watches are on, by identity
+	attr       *attrWatch  // Windows: the watch of attributes; set by the running scan
 	scannedAt  time.Time   // when the last successful scan began
 
 	// Hashed counts files hashed since the index was opened; tests and

@@ -19,6 +19,12 @@ import (
 // next Current scans. The watch is an optimization only: when it cannot be
 // set up, the index scans before every manifest, as it would without it.
 //
+// On Windows fsnotify asks ReadDirectoryChangesW for names and last-write
+// times only, so a change of a file's attributes alone (its read-only
+// attribute, which is its mode in the manifest) would be seen only by the
+// rescan after maxScanAge: one more watch, of the whole tree, asks for
+// those (see attrWatch).
+//
 // On Windows each watch holds an open handle on its folder, and Windows
 // refuses to rename a folder while a handle is open on anything inside
 // it, whatever its sharing mode: while the server runs, no folder that
@@ -69,8 +75,10 @@ func (ix *Index) startWatch(newWatcher func() (*fsnotify.Watcher, error)) {
 func (ix *Index) stopWatch() {
 	ix.mu.Lock()
 	ix.watching = false
-	w, done := ix.w, ix.watchDone
+	w, done, attr := ix.w, ix.watchDone, ix.attr
+	ix.attr = nil
 	ix.mu.Unlock()
+	attr.close()
 	if w != nil {
 		w.Close()
 		<-done
@@ -138,10 +146,43 @@ func (ix *Index) readEvents(w *fsnotify.Watcher, done chan<- struct{}) {
 			// lost, so the next scan looks at everything.
 			ix.log.Debug("watching update folder", "dir", ix.Dir, "err", err)
 		}
-		ix.mu.Lock()
-		ix.dirty = true
-		ix.mu.Unlock()
+		ix.markDirty()
 	}
+}
+
+// markDirty makes the next Current scan.
+func (ix *Index) markDirty() {
+	ix.mu.Lock()
+	ix.dirty = true
+	ix.mu.Unlock()
+}
+
+// renewAttrWatch replaces the watch of attributes (see attrWatch) by one
+// of the folder as it is now. When none can be made, attributes changed
+// alone are seen by the scan after maxScanAge. It is called by the running
+// scan only.
+func (ix *Index) renewAttrWatch() {
+	a, err := startAttrWatch(ix.Dir, ix.markDirty)
+	if err != nil {
+		ix.log.Warn("cannot watch the update folder for changes of attributes; they are seen within "+maxScanAge.String(),
+			"dir", ix.Dir, "err", err)
+	}
+	ix.mu.Lock()
+	if !ix.watching {
+		// Being closed, or no longer watching: stopWatch or unwatch
+		// closes ix.attr.
+		ix.mu.Unlock()
+		a.close()
+		return
+	}
+	old := ix.attr
+	ix.attr = a
+	if a != nil {
+		// Changes made before it started are not reported.
+		ix.dirty = true
+	}
+	ix.mu.Unlock()
+	old.close()
 }
 
 // unwatch gives up watching after err, for good: the index then scans
@@ -150,7 +191,10 @@ func (ix *Index) unwatch(err error) {
 	ix.mu.Lock()
 	was := ix.watching
 	ix.watching = false
+	attr := ix.attr
+	ix.attr = nil
 	ix.mu.Unlock()
+	attr.close()
 	if was {
 		ix.warnUnwatched(err)
 	}
@@ -192,7 +236,9 @@ func (ix *Index) rewatch(dirs map[string]fs.FileInfo) {
 	if !watching {
 		return
 	}
-	if old, ok := ix.watched["."]; !ok || !os.SameFile(old, dirs["."]) {
+	old, ok := ix.watched["."]
+	rootChanged := !ok || !os.SameFile(old, dirs["."])
+	if rootChanged {
 		if len(ix.watched) > 0 && !ix.dropWatches() {
 			return
 		}
@@ -246,6 +292,12 @@ func (ix *Index) rewatch(dirs map[string]fs.FileInfo) {
 			ix.unwatch(fmt.Errorf("watching %s: %w", p, err))
 			return
 		}
+	}
+	ix.mu.Lock()
+	attrEnded := ix.attr.isEnded()
+	ix.mu.Unlock()
+	if rootChanged || attrEnded {
+		ix.renewAttrWatch()
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()

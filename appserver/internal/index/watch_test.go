@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -500,6 +502,114 @@ func TestWatchErrorsMarkDirty(t *testing.T) {
 		t.Errorf("Current after an overflow made %d scans, want 1", got)
 	}
 	checkQuiet(t, ix)
+}
+
+// wineSubtreeNoAttributes is why a change of attributes in a subfolder
+// is not tested under Wine: Wine 8 reports a change of attributes (of a
+// SetFileTime too) to a ReadDirectoryChangesW with bWatchSubtree for the
+// folder's own files only, not for those of its subfolders, though it
+// reports their names there. Windows reports the whole tree.
+const wineSubtreeNoAttributes = "a ReadDirectoryChangesW with bWatchSubtree gets no FILE_NOTIFY_CHANGE_ATTRIBUTES " +
+	"for a file in a subfolder (nor one for a SetFileTime, which Wine reports there and not under _LAST_WRITE)"
+
+// TestWatchSeesMetadataChanges shows that a change of a file's mtime
+// alone, or of its mode alone, reaches the manifest, in a subfolder too:
+// an administrator who copies a release with its times kept, or makes a
+// program executable, changes nothing else. On Linux both come as inotify
+// IN_ATTRIB (fsnotify's Chmod). On Windows the mode is the read-only
+// attribute, which fsnotify's watches do not report (they ask for no
+// FILE_NOTIFY_CHANGE_ATTRIBUTES): the attrWatch does. Windows reports an
+// mtime set under FILE_NOTIFY_CHANGE_LAST_WRITE, which fsnotify asks for;
+// Wine under FILE_NOTIFY_CHANGE_ATTRIBUTES, which the attrWatch asks for.
+func TestWatchSeesMetadataChanges(t *testing.T) {
+	when := oldTime.Add(time.Hour)
+	// The mode Windows has is the read-only attribute.
+	mode := fs.FileMode(0o755)
+	if runtime.GOOS == "windows" {
+		mode = 0o444
+	}
+	tests := []struct {
+		name   string
+		change func(p string) error
+		seen   func(f File) bool
+	}{
+		{"mtime only", func(p string) error { return os.Chtimes(p, when, when) },
+			func(f File) bool { return f.MtimeNs == when.UnixNano() }},
+		{"mode only", func(p string) error { return os.Chmod(p, mode) },
+			func(f File) bool { return f.Mode == mode }},
+	}
+	for _, tc := range tests {
+		for _, rel := range []string{"smartclient", "lib/plugins/report.so"} {
+			t.Run(tc.name+" of "+rel, func(t *testing.T) {
+				if strings.Contains(rel, "/") {
+					testtree.SkipUnderWine(t, wineSubtreeNoAttributes)
+				}
+				dir := t.TempDir()
+				writeTree(t, dir, sampleTree(), oldTime)
+				ix := openIndex(t, dir, t.TempDir())
+				settle(t, ix)
+				p := filepath.Join(dir, filepath.FromSlash(rel))
+				mustDo(t, tc.change(p))
+				t.Cleanup(func() { os.Chmod(p, 0o644) }) // so that TempDir can remove it
+				waitFor(t, ix, "the change", func(m *Manifest) bool {
+					f, ok := fileOf(m, rel)
+					return ok && tc.seen(f)
+				})
+				settle(t, ix)
+				checkQuiet(t, ix)
+			})
+		}
+	}
+}
+
+// TestWatchAttributesOfReplacedFolder shows that once the update folder is
+// replaced, a change of mode alone in the new folder is seen, and that
+// nothing of the index is left on the old folder, which can be removed for
+// good. On Windows the watch of attributes (see attrWatch) is on the folder
+// itself, so it has to follow. The folder has no subfolders: Windows
+// refuses to rename a folder with a watched subfolder (see watch.go).
+func TestWatchAttributesOfReplacedFolder(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "linux")
+	writeTree(t, dir, map[string]string{"smartclient": "release 1"}, oldTime)
+	ix := openIndex(t, dir, t.TempDir())
+	settle(t, ix)
+	old := current(t, ix)
+	next := map[string]string{"smartclient": "release 2"}
+	writeTree(t, filepath.Join(base, "next"), next, oldTime)
+	mustDo(t, os.Rename(dir, dir+".old"))
+	mustDo(t, os.Rename(filepath.Join(base, "next"), dir))
+	waitFor(t, ix, "the new release", func(m *Manifest) bool { return sameFiles(m, next) })
+	settle(t, ix)
+
+	mode := fs.FileMode(0o755)
+	if runtime.GOOS == "windows" {
+		mode = 0o444 // the read-only attribute
+	}
+	p := filepath.Join(dir, "smartclient")
+	mustDo(t, os.Chmod(p, mode))
+	t.Cleanup(func() { os.Chmod(p, 0o644) })
+	waitFor(t, ix, "the new mode", func(m *Manifest) bool {
+		f, ok := fileOf(m, "smartclient")
+		return ok && f.Mode == mode
+	})
+
+	// What the server releases once no session uses the old manifest.
+	old.root.Close()
+	mustDo(t, os.RemoveAll(dir+".old"))
+	if _, err := os.Lstat(dir + ".old"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the old folder is still there after its removal (a handle left open on it?): %v", err)
+	}
+}
+
+// fileOf returns the entry of m for the slash path rel.
+func fileOf(m *Manifest, rel string) (File, bool) {
+	for _, f := range m.Files {
+		if f.Path == rel {
+			return f, true
+		}
+	}
+	return File{}, false
 }
 
 // TestWatchMaxAge shows that a quiet watch is not trusted forever.
