@@ -100,23 +100,32 @@ func TestZenity(t *testing.T) {
 			key  string
 			want bool
 		}{{"Return", true}, {"Escape", false}} {
-			answer := make(chan bool, 1)
+			type reply struct {
+				ok  bool
+				err error
+			}
+			answer := make(chan reply, 1)
 			go func() {
 				ok, err := w.Ask("No build installed yet. Install build 7.00.240501A now?")
-				if err != nil {
-					t.Errorf("Ask: %v", err)
-				}
-				answer <- ok
+				answer <- reply{ok, err}
 			}()
+			// A failure takes the question away and waits for Ask
+			// before it ends the test: no t call from the goroutine
+			// after the test is over.
+			fatal := func(err error) {
+				w.Close()
+				<-answer
+				t.Fatal(err)
+			}
 			win, err := d.WaitWindow(desktop.QuestionTitle, 15*time.Second, nil)
 			if err != nil {
-				t.Fatal(err)
+				fatal(err)
 			}
 			if err := d.Key(win, tc.key); err != nil {
-				t.Fatal(err)
+				fatal(err)
 			}
-			if got := <-answer; got != tc.want {
-				t.Errorf("%s in the question: %v, want %v", tc.key, got, tc.want)
+			if got := <-answer; got.err != nil || got.ok != tc.want {
+				t.Errorf("%s in the question: %v, %v; want %v", tc.key, got.ok, got.err, tc.want)
 			}
 			// The next WaitWindow must not find this one, closing.
 			if err := d.WaitGone(desktop.QuestionTitle, 15*time.Second); err != nil {

@@ -75,7 +75,10 @@ func Xvfb(t testing.TB) *Display {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cmd := exec.Command("Xvfb", "-displayfd", "3", "-nolisten", "tcp", "-screen", "0", "1024x768x24")
+	// -noreset: by default Xvfb resets when its last client leaves, and
+	// a client connecting meanwhile (an xwininfo between two dialogs) is
+	// refused with "unable to open display".
+	cmd := exec.Command("Xvfb", "-displayfd", "3", "-nolisten", "tcp", "-noreset", "-screen", "0", "1024x768x24")
 	cmd.ExtraFiles = []*os.File{w}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
