@@ -247,9 +247,14 @@ func (h *helper) startAndCheck(ctx context.Context, which string) string {
 			h.log.Error("recording the start", "err", err)
 		}
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	reason := checkHealth(ctx, healthAddr(jr.Listen), jr.HealthTimeout, exited)
+	// exited is closed when the server exits, waitErr then holds how:
+	// a closed channel tells every reader, the check and the stop below
+	// alike (a value sent once was taken by the check, and the stop then
+	// waited its whole 10 s for a second one).
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	reason := checkHealth(ctx, healthAddr(jr.Listen), jr.HealthTimeout, exited, func() error { return waitErr })
 	if reason != "" {
 		killTree(cmd.Process)
 		select {
@@ -263,29 +268,57 @@ func (h *helper) startAndCheck(ctx context.Context, which string) string {
 }
 
 // checkHealth waits until a server answers a hello at addr, for at most
-// timeout; it returns why it did not, or "".
-func checkHealth(ctx context.Context, addr string, timeout time.Duration, exited <-chan error) string {
-	deadline := time.Now().Add(timeout)
-	last := "was never reachable"
-	for time.Now().Before(deadline) {
+// timeout; it returns why it did not, or "". exited is closed when the
+// server exits, and waitErr then tells how: an exit, whatever its code
+// (0 included), before the server answered fails the check at once, not
+// at the timeout.
+func checkHealth(ctx context.Context, addr string, timeout time.Duration, exited <-chan struct{}, waitErr func() error) string {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// A hello under way is cut short by the exit too.
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	go func() {
 		select {
-		case err := <-exited:
-			if err == nil {
-				return "exited at start"
-			}
-			return fmt.Sprintf("exited at start: %v", err)
+		case <-exited:
+			hcancel()
+		case <-hctx.Done():
+		}
+	}()
+	exitReason := func() string {
+		if err := waitErr(); err != nil {
+			return fmt.Sprintf("exited at start, before it answered: %v", err)
+		}
+		return "exited at start, before it answered (exit status 0)"
+	}
+	last := "was never reachable"
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case <-exited:
+			return exitReason()
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Sprintf("did not answer within %v (%s)", timeout, last)
+			}
 			return "was not checked: " + ctx.Err().Error()
+		case <-retry.C:
+		}
+		err := Hello(hctx, addr)
+		select {
+		case <-exited:
+			// An answer and an exit together: the server is gone, the
+			// answer is not worth trusting.
+			return exitReason()
 		default:
 		}
-		if err := Hello(ctx, addr); err == nil {
+		if err == nil {
 			return ""
-		} else {
-			last = err.Error()
 		}
-		time.Sleep(200 * time.Millisecond)
+		last = err.Error()
+		retry.Reset(200 * time.Millisecond)
 	}
-	return fmt.Sprintf("did not answer within %v (%s)", timeout, last)
 }
 
 // Hello asks the server at addr for a Welcome: nil when it answers as a
