@@ -462,7 +462,8 @@ func readString(path string) string {
 
 // TestSelfUpdateReverts updates the old build to the new one, which
 // answers, and then tries a broken newer release. The revert puts the new
-// build back at the path and keeps the broken one as _failed. A new server that
+// build back at the path, keeps the broken one as _failed, and leaves
+// _old, the way back from the good update, as it was. A new server that
 // exits, whatever its exit code, fails the check at once: with a
 // HealthTimeout of 60 s the old build serves again within seconds of the
 // exit.
@@ -544,6 +545,9 @@ func TestSelfUpdateReverts(t *testing.T) {
 			}
 			if got := e.build(e.install + "_failed"); got != e2eNewer {
 				t.Errorf("the failed release is not kept as _failed: %s", got)
+			}
+			if got := e.build(e.install + "_old"); got != e2eOld {
+				t.Errorf("after the reverted update %s_old holds %s, want %s, the way back from the good update", filepath.Base(e.install), got, e2eOld)
 			}
 			if exists(e.install + "_new") {
 				t.Errorf("%s_new is left over", e.install)
@@ -648,7 +652,7 @@ func TestSelfUpdateAdminCommands(t *testing.T) {
 func TestSelfUpdateCrashPoints(t *testing.T) {
 	steps := []string{
 		"server:prepared", "server:countdown", "server:closed", "server:backup", "server:carried", "server:spawned",
-		"helper:handover", "helper:stopped", "helper:swapped", "helper:aside", "helper:started", "helper:healthy",
+		"helper:handover", "helper:stopped", "helper:swapped", "helper:started", "helper:healthy", "helper:kept",
 	}
 	for _, step := range steps {
 		t.Run(strings.ReplaceAll(step, ":", "_"), func(t *testing.T) {
@@ -670,6 +674,11 @@ func TestSelfUpdateCrashPoints(t *testing.T) {
 			}
 			if exists(e.install + "_new") {
 				t.Errorf("%s_new is left over", e.install)
+			}
+			// The way back is kept: a path holding the new build has the
+			// old one as _old.
+			if got == e2eNew && e.build(e.install+"_old") != e2eOld {
+				t.Errorf("after a crash at %s the path holds %s and %s_old holds %s, want %s", step, got, filepath.Base(e.install), e.build(e.install+"_old"), e2eOld)
 			}
 			// A retry works.
 			out, code := e.admin(2*time.Minute, "--from", e.release(e2eNewer, "client v3\n", ""), "--countdown", "1s")
