@@ -460,38 +460,114 @@ func readString(path string) string {
 	return string(b)
 }
 
+// TestSelfUpdateReverts updates the old build to the new one, which
+// answers, and then tries a broken newer release. The revert puts the new
+// build back at the path, keeps the broken one as _failed, and leaves
+// _old, the way back from the good update, as it was. A new server that
+// exits, whatever its exit code, fails the check at once: with a
+// HealthTimeout of 60 s the old build serves again within seconds of the
+// exit.
 func TestSelfUpdateReverts(t *testing.T) {
 	for _, tc := range []struct {
 		name, program, reason string
+		timeout               int // [SELFUPDATE] HealthTimeout, s
 	}{
-		{"exits at start", "#!/bin/sh\necho broken >&2\nexit 3\n", "exited at start"},
-		{"never answers", "#!/bin/sh\nexec sleep 600\n", "did not answer within 5s"},
+		{"exits at start", "#!/bin/sh\necho broken >&2\necho exited > '%s'\nexit 3\n", "exited at start", 60},
+		{"exits 0 at start", "#!/bin/sh\necho broken >&2\necho exited > '%s'\nexit 0\n", "exited at start", 60},
+		{"never answers", "#!/bin/sh\necho '%s' >/dev/null\nexec sleep 600\n", "did not answer within 5s", 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newE2E(t, false)
+			e.setHealthTimeout(tc.timeout)
 			e.serve()
-			src := e.release(e2eNew, "client v2\n", tc.program)
-			out, code := e.admin(2*time.Minute, "--from", src, "--countdown", "1s", "--notify", "admin@example.com")
-			if code != 1 || !strings.Contains(out, "reverted to "+e2eOld) || !strings.Contains(out, tc.reason) {
-				t.Fatalf("admin update-server exited %d, want 1 and \"reverted to %s: ...%s\":\n%s\nserver log:\n%s", code, e2eOld, tc.reason, out, e.readLog("server.log"))
+			out, code := e.admin(2*time.Minute, "--from", e.release(e2eNew, "client v2\n", ""), "--countdown", "1s")
+			if code != 0 || e.build(e.install) != e2eNew || e.build(e.install+"_old") != e2eOld {
+				t.Fatalf("the good update: exit %d, path %s, _old %s:\n%s\nserver log:\n%s", code, e.build(e.install), e.build(e.install+"_old"), out, e.readLog("server.log"))
+			}
+
+			// The broken release's program marks its exit; the watcher
+			// measures from the mark to the good build answering again.
+			mark := filepath.Join(e.root, "broken-exited")
+			src := e.release(e2eNewer, "client v3\n", fmt.Sprintf(tc.program, mark))
+			back := make(chan time.Duration, 1)
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				for !exists(mark) {
+					select {
+					case <-stop:
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+				// The program writes the mark just before it exits: its
+				// modification time is the exit's, to the file system's
+				// precision, whenever this loop saw it.
+				exit := time.Now()
+				if fi, err := os.Stat(mark); err == nil {
+					exit = fi.ModTime()
+				}
+				for handover.Hello(context.Background(), e.addr) != nil {
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+				}
+				back <- time.Since(exit)
+			}()
+			out, code = e.admin(2*time.Minute, "--from", src, "--countdown", "1s", "--notify", "admin@example.com")
+			if code != 1 || !strings.Contains(out, "reverted to "+e2eNew) || !strings.Contains(out, tc.reason) {
+				t.Fatalf("admin update-server exited %d, want 1 and \"reverted to %s: ...%s\":\n%s\nserver log:\n%s", code, e2eNew, tc.reason, out, e.readLog("server.log"))
 			}
 			if err := e.waitAnswer(10 * time.Second); err != nil {
 				t.Fatal(err)
 			}
-			if got := e.build(e.install); got != e2eOld {
-				t.Errorf("after the revert the installation holds %s", got)
+			if tc.timeout == 60 {
+				select {
+				case d := <-back:
+					t.Logf("the broken server exited; the good build answered again %v later (HealthTimeout 60 s)", d.Round(time.Millisecond))
+					// The goal: back within 5 s of the exit. It is far
+					// below the 60 s a check that missed the exit would
+					// take, and below the 10 s a check that saw the exit
+					// but then waited for it again took; an idle machine
+					// takes some tens of milliseconds.
+					if d > 5*time.Second {
+						t.Errorf("the good build answered again %v after the broken server exited; want within 5 s (HealthTimeout 60 s)", d)
+					}
+				case <-time.After(10 * time.Second):
+					t.Errorf("the broken server's exit or the good build's return was not seen (mark %s exists: %v)", mark, exists(mark))
+				}
 			}
-			if got := e.build(e.install + "_failed"); got != e2eNew {
+			if got := e.build(e.install); got != e2eNew {
+				t.Errorf("after the revert the installation holds %s, want %s", got, e2eNew)
+			}
+			if got := e.build(e.install + "_failed"); got != e2eNewer {
 				t.Errorf("the failed release is not kept as _failed: %s", got)
+			}
+			if got := e.build(e.install + "_old"); got != e2eOld {
+				t.Errorf("after the reverted update %s_old holds %s, want %s, the way back from the good update", filepath.Base(e.install), got, e2eOld)
+			}
+			if exists(e.install + "_new") {
+				t.Errorf("%s_new is left over", e.install)
 			}
 			e.checkConfig()
 			msgs := e.mails(1)
-			if len(msgs) != 1 || !strings.Contains(msgs[0].Subject, "reverted to "+e2eOld) || !strings.Contains(msgs[0].Body, tc.reason) {
+			if len(msgs) != 1 || !strings.Contains(msgs[0].Subject, "reverted to "+e2eNew) || !strings.Contains(msgs[0].Body, tc.reason) {
 				t.Fatalf("mail: %+v", msgs)
 			}
 		})
 	}
+}
+
+// setHealthTimeout sets [SELFUPDATE] HealthTimeout, in seconds, in the
+// installation's AppServer.ini.
+func (e *e2e) setHealthTimeout(s int) {
+	e.t.Helper()
+	ini := strings.Replace(string(e.ini), "HealthTimeout=5\r\n", fmt.Sprintf("HealthTimeout=%d\r\n", s), 1)
+	e.ini = []byte(ini)
+	writeFile(e.t, filepath.Join(e.install, "AppServer.ini"), ini)
 }
 
 func TestSelfUpdateMailDown(t *testing.T) {
@@ -576,7 +652,7 @@ func TestSelfUpdateAdminCommands(t *testing.T) {
 func TestSelfUpdateCrashPoints(t *testing.T) {
 	steps := []string{
 		"server:prepared", "server:countdown", "server:closed", "server:backup", "server:carried", "server:spawned",
-		"helper:handover", "helper:stopped", "helper:swapped", "helper:aside", "helper:started", "helper:healthy",
+		"helper:handover", "helper:stopped", "helper:swapped", "helper:started", "helper:healthy", "helper:kept",
 	}
 	for _, step := range steps {
 		t.Run(strings.ReplaceAll(step, ":", "_"), func(t *testing.T) {
@@ -598,6 +674,11 @@ func TestSelfUpdateCrashPoints(t *testing.T) {
 			}
 			if exists(e.install + "_new") {
 				t.Errorf("%s_new is left over", e.install)
+			}
+			// The way back is kept: a path holding the new build has the
+			// old one as _old.
+			if got == e2eNew && e.build(e.install+"_old") != e2eOld {
+				t.Errorf("after a crash at %s the path holds %s and %s_old holds %s, want %s", step, got, filepath.Base(e.install), e.build(e.install+"_old"), e2eOld)
 			}
 			// A retry works.
 			out, code := e.admin(2*time.Minute, "--from", e.release(e2eNewer, "client v3\n", ""), "--countdown", "1s")

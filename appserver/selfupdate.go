@@ -724,8 +724,8 @@ func (u *updater) switchOver(ctx context.Context, j *job, p *handover.Release) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	u.event("handing over to the update helper: this server stops now, the helper renames %s to %s_old, puts %s in its place and starts it",
-		self.InstallDir, filepath.Base(self.InstallDir), filepath.Base(p.Dir))
+	u.event("handing over to the update helper: this server stops now, the helper puts %s in place of %s and starts it, and keeps the old build as %s_old once the new one answers",
+		filepath.Base(p.Dir), self.InstallDir, filepath.Base(self.InstallDir))
 	if err := handOver(u.log, u.s.cfg, self, j, p); err != nil {
 		return fmt.Errorf("starting the update helper: %w", err)
 	}

@@ -5,8 +5,9 @@
 // configuration, certificates and backups into it, and hands over to a
 // helper process with a journal. The helper, a copy of the server's
 // program run as "appserver selfupdate-helper", swaps the installations,
-// starts the new server and checks that it answers, reverts to <name>_old
-// if it does not, and records the outcome. Recover, which a server runs as
+// starts the new server and checks that it answers, reverts to the old
+// build if it does not, and records the outcome. The old build replaces
+// <name>_old, the build before it, only once the new one has answered. Recover, which a server runs as
 // it starts, finishes what a killed helper left, deciding by the folders.
 //
 // The server's side of an update (the administrator's session, the

@@ -34,16 +34,18 @@ const (
 // Phases of the switch, in order, as the journal records them. Before
 // PhaseSwapped the installation's path holds the old build; from
 // PhaseSwapped on it holds the new one, until PhaseRevertSwapped puts the
-// old one back.
+// old one back. <install>_old, the build before the old one, is replaced
+// (PhaseKept) only once the new build has answered.
 const (
 	PhaseHandover      = "handover"       // the old server wrote the journal and started the helper
 	PhaseStopped       = "stopped"        // the old server has exited
-	PhaseSwapped       = "swapped"        // <install> is the new build, <install>_new the old one
-	PhaseAside         = "aside"          // the old build is <install>_old
+	PhaseSwapped       = "swapped"        // <install> is the new build, <install>_new the old one; <install>_old is untouched
+	PhaseAside         = "aside"          // earlier builds only: the old build was moved to <install>_old before the check
 	PhaseStarted       = "started"        // the new server was started
 	PhaseHealthy       = "healthy"        // it answered
+	PhaseKept          = "kept"           // the old build is <install>_old, the one before it removed
 	PhaseReverting     = "reverting"      // it did not; it was stopped
-	PhaseRevertSwapped = "revert-swapped" // <install> is the old build again, the new one <install>_failed
+	PhaseRevertSwapped = "revert-swapped" // <install> is the old build again, the new one <install>_failed; <install>_old is untouched
 	PhaseReverted      = "reverted"       // the old server was started again
 )
 
@@ -160,26 +162,25 @@ func (h *helper) run(ctx context.Context) error {
 	if err := h.step(PhaseStopped); err != nil {
 		return err
 	}
+	// The old build waits at <install>_new, where the exchange leaves it,
+	// until the new one has answered: <install>_old, the build before it
+	// (the way back from the last good update), is replaced only then, so
+	// that a failed attempt loses neither.
 	old, newDir := jr.Install+"_old", jr.Install+"_new"
-	if err := os.RemoveAll(old); err != nil {
-		return h.abandon(fmt.Sprintf("removing the earlier %s: %v", old, err))
-	}
 	if err := retryRename(func() error { return exchange(jr.Install, newDir) }); err != nil {
 		return h.abandon(fmt.Sprintf("putting the new installation in place: %v", err))
 	}
-	if err := h.step(PhaseSwapped); err != nil {
-		return err
-	}
-	if err := os.Rename(newDir, old); err != nil {
-		h.log.Error("keeping the old installation as _old", "err", err)
-	}
 	syncDir(h.log, filepath.Dir(jr.Install))
-	if err := h.step(PhaseAside); err != nil {
+	if err := h.step(PhaseSwapped); err != nil {
 		return err
 	}
 	reason := h.startAndCheck(ctx, "new")
 	if reason == "" {
 		if err := h.step(PhaseHealthy); err != nil {
+			return err
+		}
+		h.keepOld()
+		if err := h.step(PhaseKept); err != nil {
 			return err
 		}
 		h.finish(syncproto.StateDone, "")
@@ -191,13 +192,18 @@ func (h *helper) run(ctx context.Context) error {
 		return err
 	}
 	failed := jr.Install + "_failed"
-	os.RemoveAll(failed)
-	if err := retryRename(func() error { return exchange(jr.Install, old) }); err != nil {
+	if err := retryRename(func() error { return exchange(jr.Install, newDir) }); err != nil {
 		h.log.Error("putting the old installation back", "err", err)
-		h.finish(syncproto.StateFailed, reason+"; putting the old installation back failed too: "+err.Error())
+		// The old build must not stay at _new, which the next update
+		// clears: it goes to _old, the way back the README names.
+		h.keepOld()
+		h.finish(syncproto.StateFailed, reason+"; putting the old installation back failed too: "+err.Error()+"; the old build is "+old)
 		return err
 	}
-	if err := os.Rename(old, failed); err != nil {
+	if err := os.RemoveAll(failed); err != nil {
+		h.log.Error("removing the earlier _failed", "dir", failed, "err", err)
+	}
+	if err := os.Rename(newDir, failed); err != nil {
 		h.log.Error("keeping the failed installation as _failed", "err", err)
 	}
 	syncDir(h.log, filepath.Dir(jr.Install))
@@ -213,6 +219,22 @@ func (h *helper) run(ctx context.Context) error {
 	}
 	h.finish(syncproto.StateReverted, reason)
 	return nil
+}
+
+// keepOld makes the old build, at <install>_new since the swap, the
+// installation's <install>_old, replacing the one before it: once the new
+// build has answered, or when the old one could not be put back. A failure
+// is logged and leaves the old build at _new (Recover moves it).
+func (h *helper) keepOld() {
+	old, newDir := h.jr.Install+"_old", h.jr.Install+"_new"
+	if err := os.RemoveAll(old); err != nil {
+		h.log.Error("removing the earlier _old", "dir", old, "err", err)
+		return
+	}
+	if err := os.Rename(newDir, old); err != nil {
+		h.log.Error("keeping the old installation as _old", "dir", newDir, "err", err)
+	}
+	syncDir(h.log, filepath.Dir(h.jr.Install))
 }
 
 // abandon ends an update that could not switch: the old installation is
@@ -247,9 +269,14 @@ func (h *helper) startAndCheck(ctx context.Context, which string) string {
 			h.log.Error("recording the start", "err", err)
 		}
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	reason := checkHealth(ctx, healthAddr(jr.Listen), jr.HealthTimeout, exited)
+	// exited is closed when the server exits, waitErr then holds how:
+	// a closed channel tells every reader, the check and the stop below
+	// alike (a value sent once was taken by the check, and the stop then
+	// waited its whole 10 s for a second one).
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	reason := checkHealth(ctx, healthAddr(jr.Listen), jr.HealthTimeout, exited, func() error { return waitErr })
 	if reason != "" {
 		killTree(cmd.Process)
 		select {
@@ -263,29 +290,57 @@ func (h *helper) startAndCheck(ctx context.Context, which string) string {
 }
 
 // checkHealth waits until a server answers a hello at addr, for at most
-// timeout; it returns why it did not, or "".
-func checkHealth(ctx context.Context, addr string, timeout time.Duration, exited <-chan error) string {
-	deadline := time.Now().Add(timeout)
-	last := "was never reachable"
-	for time.Now().Before(deadline) {
+// timeout; it returns why it did not, or "". exited is closed when the
+// server exits, and waitErr then tells how: an exit, whatever its code
+// (0 included), before the server answered fails the check at once, not
+// at the timeout.
+func checkHealth(ctx context.Context, addr string, timeout time.Duration, exited <-chan struct{}, waitErr func() error) string {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// A hello under way is cut short by the exit too.
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	go func() {
 		select {
-		case err := <-exited:
-			if err == nil {
-				return "exited at start"
-			}
-			return fmt.Sprintf("exited at start: %v", err)
+		case <-exited:
+			hcancel()
+		case <-hctx.Done():
+		}
+	}()
+	exitReason := func() string {
+		if err := waitErr(); err != nil {
+			return fmt.Sprintf("exited at start, before it answered: %v", err)
+		}
+		return "exited at start, before it answered (exit status 0)"
+	}
+	last := "was never reachable"
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case <-exited:
+			return exitReason()
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Sprintf("did not answer within %v (%s)", timeout, last)
+			}
 			return "was not checked: " + ctx.Err().Error()
+		case <-retry.C:
+		}
+		err := Hello(hctx, addr)
+		select {
+		case <-exited:
+			// An answer and an exit together: the server is gone, the
+			// answer is not worth trusting.
+			return exitReason()
 		default:
 		}
-		if err := Hello(ctx, addr); err == nil {
+		if err == nil {
 			return ""
-		} else {
-			last = err.Error()
 		}
-		time.Sleep(200 * time.Millisecond)
+		last = err.Error()
+		retry.Reset(200 * time.Millisecond)
 	}
-	return fmt.Sprintf("did not answer within %v (%s)", timeout, last)
 }
 
 // Hello asks the server at addr for a Welcome: nil when it answers as a
@@ -435,35 +490,47 @@ func Recover(log *slog.Logger, self Self, notify Notify) error {
 	reverting := jr.Phase == PhaseReverting || jr.Phase == PhaseRevertSwapped || jr.Phase == PhaseReverted
 	var state syncproto.UpdateState
 	reason := ""
-	switch {
-	case holdsUpdate(jr, jr.Install) && !reverting:
-		// The new build is in place; keep the old one as _old.
+	// keepOld makes the old build, left at _new by the swap, the
+	// installation's _old, replacing the build before it: the new build is
+	// at the path, and the old one must not stay at _new, which the next
+	// update clears.
+	keepOld := func() {
 		if _, err := os.Stat(newDir); err == nil && !holdsUpdate(jr, newDir) {
 			os.RemoveAll(old)
 			if err := os.Rename(newDir, old); err != nil {
 				log.Error("self-update: keeping the old installation as _old", "err", err)
 			}
 		}
+	}
+	switch {
+	case holdsUpdate(jr, jr.Install) && !reverting:
+		// The new build is in place; keep the old one as _old.
+		keepOld()
 		state = syncproto.StateDone
-		if jr.Phase != PhaseHealthy {
+		if jr.Phase != PhaseHealthy && jr.Phase != PhaseKept {
 			reason = "the update helper stopped before its check; this server, started afterwards, runs the new build"
 		}
 	case holdsUpdate(jr, jr.Install):
 		// Stopped while putting the old build back: the failed one is at
 		// the path, and this server was started from it anyway.
+		keepOld()
 		state, reason = syncproto.StateFailed, jr.Reason+"; the helper stopped while putting the old build back ("+filepath.Base(old)+"), and the new one was started again"
 	case !reverting:
-		// The path still holds the old build.
+		// The path still holds the old build, and _old the one before it.
 		if holdsUpdate(jr, newDir) {
 			os.RemoveAll(newDir)
 		}
 		state, reason = syncproto.StateFailed, "the update helper stopped before the switch; nothing was changed"
 	default:
-		// The old build is back; the failed one is kept as _failed.
-		if holdsUpdate(jr, old) {
-			os.RemoveAll(failed)
-			if err := os.Rename(old, failed); err != nil {
-				log.Error("self-update: keeping the failed installation as _failed", "err", err)
+		// The old build is back; the failed one is kept as _failed, at
+		// _new where the swap back left it (or at _old, where a helper of
+		// an earlier build left it). _old, the build before, stays.
+		for _, dir := range []string{newDir, old} {
+			if holdsUpdate(jr, dir) {
+				os.RemoveAll(failed)
+				if err := os.Rename(dir, failed); err != nil {
+					log.Error("self-update: keeping the failed installation as _failed", "err", err)
+				}
 			}
 		}
 		state, reason = syncproto.StateReverted, jr.Reason

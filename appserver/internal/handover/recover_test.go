@@ -130,6 +130,42 @@ func TestRecoverDecidesByTheFolders(t *testing.T) {
 		}
 	})
 
+	// The old build waits at _new during the check, and _old, the build
+	// before it, is replaced only once the new build answered: whatever
+	// the phase a helper dies in, neither is lost.
+	const olderB = "6.00.200101A"
+	for _, tc := range []struct {
+		phase             string
+		path, new         string // what the path and _new hold
+		wantPath, wantOld string // and after recovery, with _old
+	}{
+		{PhaseSwapped, newB, oldB, newB, oldB},
+		{PhaseStarted, newB, oldB, newB, oldB},
+		{PhaseHealthy, newB, oldB, newB, oldB},
+		{PhaseReverting, newB, oldB, newB, oldB},       // the failed build runs; the old one is the way back
+		{PhaseReverting, oldB, newB, oldB, olderB},     // swapped back, journal behind
+		{PhaseRevertSwapped, oldB, newB, oldB, olderB}, // swapped back, _failed not yet made
+	} {
+		t.Run("_old kept, phase "+tc.phase+", path "+tc.path, func(t *testing.T) {
+			install, _ := setup(t, tc.phase)
+			installWithBuild(t, install, tc.path)
+			installWithBuild(t, install+"_new", tc.new)
+			installWithBuild(t, install+"_old", olderB)
+			if err := Recover(log, Self{InstallDir: install}, noMail); err != nil {
+				t.Fatal(err)
+			}
+			if buildAt(install) != tc.wantPath || buildAt(install+"_old") != tc.wantOld {
+				t.Errorf("after recovery: path %s, _old %s; want %s and %s", buildAt(install), buildAt(install+"_old"), tc.wantPath, tc.wantOld)
+			}
+			if _, err := os.Lstat(install + "_new"); err == nil {
+				t.Errorf("_new (%s) is left, which the next update removes", buildAt(install+"_new"))
+			}
+			if tc.wantPath == oldB && buildAt(install+"_failed") != newB {
+				t.Errorf("_failed holds %s, want the failed build %s", buildAt(install+"_failed"), newB)
+			}
+		})
+	}
+
 	t.Run("three-rename fallback killed after its first rename", func(t *testing.T) {
 		// exchange_other.go (Windows, macOS) and exchange_linux.go on a file
 		// system without RENAME_EXCHANGE: a -> a.exchange, b -> a, a.exchange -> b.
