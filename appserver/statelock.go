@@ -10,7 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/erpupdate/smartsync/appserver/internal/handover"
 )
+
+// deadHolderGrace is how long a starting server waits for the lock of a
+// holder whose process has exited.
+const deadHolderGrace = 5 * time.Second
 
 // LockFile is the name of the lock file in the state folder. A running
 // server holds an OS lock on it (flock on Unix, LockFileEx on Windows) for
@@ -77,13 +83,28 @@ func lockState(dir string) (*stateLock, error) {
 		return nil, fmt.Errorf("opening the state folder's lock file: %w", err)
 	}
 	held, err := tryLock(f)
+	var holder StateHolder
+	if err == nil && !held {
+		holder = readHolder(path)
+		// A holder that has exited has let go, or will in a moment:
+		// Windows may release a dead process's locks a little late, and
+		// the server a self-update starts comes right after the old one's
+		// exit. A live holder is refused at once.
+		for deadline := time.Now().Add(deadHolderGrace); err == nil && !held && holder.PID != 0 &&
+			holder.PID != os.Getpid() && !handover.ProcessAlive(holder.PID) && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			if held, err = tryLock(f); err == nil && !held {
+				holder = readHolder(path) // another server may have taken it
+			}
+		}
+	}
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
 	if !held {
 		f.Close()
-		return nil, &StateInUseError{Dir: dir, Holder: readHolder(path)}
+		return nil, &StateInUseError{Dir: dir, Holder: holder}
 	}
 	if err := writeHolder(f); err != nil {
 		f.Close() // releases the lock

@@ -200,3 +200,38 @@ func TestStateLockSecondProcess(t *testing.T) {
 		t.Errorf("the lock file still names pid %d after the server stopped", h.PID)
 	}
 }
+
+// TestStateLockDeadHolder: when the lock file names a process that has
+// exited but the lock is not free yet (Windows may release a dead
+// process's locks a little late), a starting server waits for it rather
+// than refusing.
+func TestStateLockDeadHolder(t *testing.T) {
+	dir := t.TempDir()
+	dead := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
+	if err := dead.Run(); err != nil {
+		t.Fatalf("running a process to get a dead pid: %v", err)
+	}
+	held, err := lockState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := "pid=" + strconv.Itoa(dead.Process.Pid) + "\nhost=elsewhere\nstarted=2026-01-02T03:04:05Z\n"
+	if err := os.WriteFile(filepath.Join(dir, LockFile), []byte(record), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		held.Close()
+		close(released)
+	}()
+	l, err := lockState(dir)
+	<-released
+	if err != nil {
+		t.Fatalf("lockState with a dead holder whose lock goes after 300ms = %v; want it taken", err)
+	}
+	if h := parseHolder(filepath.Join(dir, LockFile)); h.PID != os.Getpid() {
+		t.Errorf("the lock file names %+v; want this process, %d", h, os.Getpid())
+	}
+	l.Close()
+}
