@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erpupdate/smartsync/appserver/internal/handover"
 )
 
 // stateLockServeEnv, set to an AppServer.ini, makes the test binary, run
@@ -234,4 +236,57 @@ func TestStateLockDeadHolder(t *testing.T) {
 		t.Errorf("the lock file names %+v; want this process, %d", h, os.Getpid())
 	}
 	l.Close()
+}
+
+// TestStateLockEndToEnd runs the appserver program: a second server on a
+// running one's state folder exits 1 naming the first one's pid, and
+// listens nowhere; --check and cert run beside it; once the first is
+// killed with SIGKILL, a server starts again on the folder.
+func TestStateLockEndToEnd(t *testing.T) {
+	e := newE2E(t, false)
+	e.serve()
+	pid := e.procs[0].Process.Pid
+	run := func(args ...string) (string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(e.install, "appserver"), append([]string{"--config", filepath.Join(e.install, "AppServer.ini")}, args...)...)
+		cmd.Dir, cmd.Env = e.install, e.env
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("running appserver %q: %v", args, err)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	state := filepath.Join(e.install, "appserver-state")
+	out, code := run("--listen", "127.0.0.1:0")
+	want := "appserver: the state folder " + state + " is in use by another appserver (pid " + strconv.Itoa(pid) + " on host "
+	if code != 1 || !strings.Contains(out, want) || strings.Contains(out, "listening") {
+		t.Errorf("a second server: exit %d, want 1 and %q, not listening:\n%s", code, want, out)
+	}
+	out, code = run("--check")
+	if want := "State    " + state + "  in use by a server: pid " + strconv.Itoa(pid); code != 0 || !strings.Contains(out, want) {
+		t.Errorf("--check beside the server: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
+	out, code = run("cert")
+	if code != 0 || !strings.Contains(out, "Fingerprint: SHA256:") {
+		t.Errorf("cert beside the server: exit %d, want 0 and the fingerprint:\n%s", code, out)
+	}
+	if err := handover.Hello(t.Context(), e.addr); err != nil {
+		t.Errorf("the first server no longer answers: %v", err)
+	}
+
+	if err := e.procs[0].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); e.serverRunning(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server (pid %d) did not die on SIGKILL", pid)
+		}
+	}
+	e.serve() // fails the test unless the new server answers
+	if h := parseHolder(filepath.Join(state, LockFile)); h.PID != e.procs[1].Process.Pid {
+		t.Errorf("after the restart the lock file names %+v; want pid %d", h, e.procs[1].Process.Pid)
+	}
 }
