@@ -624,6 +624,14 @@ func TestSelfUpdateAdminCommands(t *testing.T) {
 			t.Fatal("the server did not stop on SIGTERM")
 		}
 	}
+	// As a service manager does, start the next one when the process has
+	// exited, not as soon as it stops listening: until then it holds the
+	// state folder (appserver.lock).
+	for deadline := time.Now().Add(20 * time.Second); e.serverRunning(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not exit on SIGTERM")
+		}
+	}
 	e.serve()
 	out, code = e.admin(time.Minute, "--status")
 	if code != 0 || !strings.Contains(out, "scheduled") || !strings.Contains(out, src) {

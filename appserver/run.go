@@ -52,6 +52,15 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		return err
 	}
 	if !o.Check {
+		// Before anything writes to the state folder: the self-update's
+		// recovery, the TLS key, the hash caches. The lock goes when the
+		// server returns or its process ends, so the server a self-update
+		// starts takes it once this one has exited for the helper.
+		lock, err := lockState(state)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
 		if err := recoverSelfUpdate(log, self); err != nil {
 			return err
 		}
@@ -66,7 +75,7 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	}
 	defer srv.Close()
 	if o.Check {
-		return printSummary(stdout, cfg, srv)
+		return printSummary(stdout, cfg, srv, state)
 	}
 	srv.SetSelf(self)
 	var lc net.ListenConfig
@@ -139,9 +148,18 @@ func readOwnBuild(dir string) string {
 	return b.String()
 }
 
-func printSummary(w io.Writer, cfg *Config, srv *Server) error {
+func printSummary(w io.Writer, cfg *Config, srv *Server, state string) error {
 	fmt.Fprintf(w, "%s: configuration is valid; port %d, updates enabled: %v, build %s, oldest compatible client build %s\n",
 		cfg.File, cfg.Port, cfg.Enable, orNone(cfg.Build.String()), orNone(cfg.MinClientBuild.String()))
+	// --check runs beside a server: it does not take the state folder's
+	// lock, and says who holds it.
+	in := "no server runs on it"
+	if h, inUse, err := StateHolderOf(state); err != nil {
+		in = err.Error()
+	} else if inUse {
+		in = "in use by a server: " + h.String()
+	}
+	fmt.Fprintf(w, "State    %s  %s\n", state, in)
 	cert, _ := srv.id.Files()
 	plain := "TLS only"
 	if cfg.TLS.AllowPlaintext {
