@@ -16,6 +16,7 @@ require (
 	golang.org/x/term v0.47.0
 	golang.org/x/text v0.43.0
 	gopkg.in/ini.v1 v1.67.3
+	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 )
 
 require (

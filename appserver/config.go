@@ -63,6 +63,8 @@ type Config struct {
 	TLS TLSConfig
 	// Limits is [LIMITS]: how much the server takes on at once.
 	Limits LimitsConfig
+	// Log is [LOG]: where the logs go, in what form, and their rotation.
+	Log LogConfig
 }
 
 // LimitsConfig is the [LIMITS] section. Over a cap, a client is told
@@ -245,6 +247,7 @@ var ourSections = []struct {
 	{sectionMail, mailKeys},
 	{sectionSSL, sslKeys},
 	{sectionLimits, limitsKeys},
+	{sectionLog, logKeys},
 }
 
 // updateKeys are the only keys allowed in [UPDATE]. The section is ours, so
@@ -314,6 +317,7 @@ func ParseConfig(file string, data []byte, baseDir string) (*Config, error) {
 	v.mail(f, cfg)
 	v.tls(f, cfg)
 	v.limits(f, cfg)
+	v.log(f, cfg)
 	if len(v.errs) > 0 {
 		return nil, errors.Join(v.errs...)
 	}

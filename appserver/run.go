@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -42,7 +41,11 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	state := stateDir(o.Config, o.State)
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, logFile, err := openLog(cfg, stderr)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	defer logFile.Close()
 	addr := o.Listen
 	if addr == "" {
 		addr = ":" + strconv.Itoa(cfg.Port)
@@ -166,6 +169,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string) error {
 		plain = "plain TCP allowed too ([SSL] AllowPlaintext=1)"
 	}
 	fmt.Fprintf(w, "TLS key  %s  %s; %s\n", srv.Fingerprint(), cert, plain)
+	fmt.Fprintf(w, "log      %s\n", cfg.Log.describe())
 	oses := make([]string, 0, len(srv.indexes))
 	for o := range srv.indexes {
 		oses = append(oses, o)

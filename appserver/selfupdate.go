@@ -753,7 +753,7 @@ func runHelper(ctx context.Context, args []string, stderr io.Writer) error {
 	if *jpath == "" {
 		return fmt.Errorf("%w: selfupdate-helper needs --journal", ErrUsage)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "selfupdate-helper")
+	log := helperLogger(*jpath, stderr).With("component", "selfupdate-helper")
 	return handover.RunHelper(ctx, log, *jpath, mailOutcome)
 }
 
