@@ -265,9 +265,9 @@ func TestLogCheckReports(t *testing.T) {
 	for _, tc := range []struct {
 		log, want string
 	}{
-		{"", "log      standard error, text, level info\n"},
+		{"", "Log      standard error, text, level info\n"},
 		{"[LOG]\nFile=logs/appserver.log\nMaxFiles=3\nCompress=1\nFormat=json\nLevel=warn\n",
-			"log      " + filepath.Join(dir, "logs", "appserver.log") + ", json, level warn; rotated at 100 MB, 3 rotated files kept, gzipped\n"},
+			"Log      " + filepath.Join(dir, "logs", "appserver.log") + ", json, level warn; rotated at 100 MB, 3 rotated files kept, gzipped\n"},
 	} {
 		writeFile(t, cfgPath, baseINI+tc.log)
 		var out, errb lockedBuffer

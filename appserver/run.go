@@ -169,7 +169,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string) error {
 		plain = "plain TCP allowed too ([SSL] AllowPlaintext=1)"
 	}
 	fmt.Fprintf(w, "TLS key  %s  %s; %s\n", srv.Fingerprint(), cert, plain)
-	fmt.Fprintf(w, "log      %s\n", cfg.Log.describe())
+	fmt.Fprintf(w, "Log      %s\n", cfg.Log.describe())
 	oses := make([]string, 0, len(srv.indexes))
 	for o := range srv.indexes {
 		oses = append(oses, o)

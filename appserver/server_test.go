@@ -1123,8 +1123,11 @@ func TestRunCheck(t *testing.T) {
 			t.Errorf("%d lines for %s with %s files and %s bytes, want 1:\n%s", n, tc.os, tc.files, tc.bytes, text)
 		}
 	}
-	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 7 {
-		t.Errorf("%d lines, want a summary, the state folder, the TLS key and two lines per OS:\n%s", n, text)
+	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 8 {
+		t.Errorf("%d lines, want a summary, the state folder, the TLS key, the log and two lines per OS:\n%s", n, text)
+	}
+	if !strings.Contains(text, "\nLog      standard error, text, level info\n") {
+		t.Errorf("the summary does not say where the log goes:\n%s", text)
 	}
 	if want := "\nState    " + filepath.Join(base, "appserver-state") + "  no server runs on it\n"; !strings.Contains(text, want) {
 		t.Errorf("the summary does not say that no server holds the state folder (%q):\n%s", want, text)
