@@ -86,7 +86,10 @@ func freePort(t *testing.T) int {
 func newE2E(t *testing.T, smtpDown bool) *e2e {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		t.Skip("the end-to-end self-update tests use Linux process tools")
+		// The test builds the programs with the go command and drives
+		// them with Linux process tools (signals, /proc); under Wine a
+		// Windows test binary cannot run the Linux go command.
+		t.Skip("the end-to-end tests (self-update, state lock, log file) build and drive the real programs with Linux process tools")
 	}
 	bin, err := binaries()
 	if err != nil {
