@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -280,7 +281,15 @@ func TestStateLockEndToEnd(t *testing.T) {
 	if err := e.procs[0].Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); e.serverRunning(); time.Sleep(50 * time.Millisecond) {
+	// Gone means reaped (startServer's goroutine waits for it), not just
+	// without a command line: a process being killed loses its memory,
+	// and /proc its cmdline, before its files, the lock's included, are
+	// closed; a server started in between was refused.
+	gone := func() bool {
+		p, err := os.FindProcess(pid)
+		return err != nil || errors.Is(p.Signal(syscall.Signal(0)), os.ErrProcessDone)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !gone(); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the server (pid %d) did not die on SIGKILL", pid)
 		}
