@@ -88,6 +88,18 @@ type LimitsConfig struct {
 	// take one is dropped; a client that hears nothing for three times as
 	// long takes the server as gone.
 	Heartbeat time.Duration
+	// HelloTimeout is [LIMITS] HelloTimeout: how long a new connection
+	// may take for its TLS handshake, and then for its hello (seconds,
+	// 1..600, default 10).
+	HelloTimeout time.Duration
+	// IdleTimeout is [LIMITS] IdleTimeout: how long the server waits for
+	// a client's next request within a session (seconds, 10..86400,
+	// default 300).
+	IdleTimeout time.Duration
+	// WriteTimeout is [LIMITS] WriteTimeout: how long one write to a
+	// client may block, a client that stops reading being dropped after
+	// it (seconds, 5..3600, default 60).
+	WriteTimeout time.Duration
 }
 
 // AdminConfig is the [ADMIN] section.
@@ -213,6 +225,9 @@ const (
 	keyMaxPerAddress   = "MaxPerAddress"
 	keyMaxStaySessions = "MaxStaySessions"
 	keyHeartbeat       = "Heartbeat"
+	keyHelloTimeout    = "HelloTimeout"
+	keyIdleTimeout     = "IdleTimeout"
+	keyWriteTimeout    = "WriteTimeout"
 )
 
 // Defaults of the self-update keys.
@@ -232,7 +247,7 @@ var (
 	adminKeys      = []string{keyUser, keyPasswordHash}
 	selfUpdateKeys = []string{keyPublicKey, keyCarry, keyHealthTimeout}
 	mailKeys       = []string{keyHost, keyPort, keyFrom, keyUser, keyPassword, keyStartTLS}
-	limitsKeys     = []string{keyMaxConnections, keyMaxPerAddress, keyMaxStaySessions, keyHeartbeat}
+	limitsKeys     = []string{keyMaxConnections, keyMaxPerAddress, keyMaxStaySessions, keyHeartbeat, keyHelloTimeout, keyIdleTimeout, keyWriteTimeout}
 )
 
 // ourSections are the sections whose every key is ours: an unknown key in
@@ -571,6 +586,9 @@ func (v *validator) limits(f *ini.File, cfg *Config) {
 		MaxPerAddress:   defaultMaxPerAddress,
 		MaxStaySessions: defaultMaxStaySessions,
 		Heartbeat:       defaultHeartbeat,
+		HelloTimeout:    defaultHelloTimeout,
+		IdleTimeout:     defaultIdleTimeout,
+		WriteTimeout:    defaultWriteTimeout,
 	}
 	sec := section(f, sectionLimits)
 	if sec == nil {
@@ -587,6 +605,9 @@ func (v *validator) limits(f *ini.File, cfg *Config) {
 		{keyMaxPerAddress, 1, 1000000, "number of connections", func(n int) { cfg.Limits.MaxPerAddress = n }},
 		{keyMaxStaySessions, 0, 1000000, "number of sessions", func(n int) { cfg.Limits.MaxStaySessions = n }},
 		{keyHeartbeat, 5, 3600, "number of seconds", func(n int) { cfg.Limits.Heartbeat = time.Duration(n) * time.Second }},
+		{keyHelloTimeout, 1, 600, "number of seconds", func(n int) { cfg.Limits.HelloTimeout = time.Duration(n) * time.Second }},
+		{keyIdleTimeout, 10, 86400, "number of seconds", func(n int) { cfg.Limits.IdleTimeout = time.Duration(n) * time.Second }},
+		{keyWriteTimeout, 5, 3600, "number of seconds", func(n int) { cfg.Limits.WriteTimeout = time.Duration(n) * time.Second }},
 	} {
 		val, _, ok := v.value(sec, sectionLimits, k.key)
 		if !ok || val == "" {

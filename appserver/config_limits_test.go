@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,8 @@ import (
 // workstations behind one address; each key is checked against its range,
 // and an unknown key is an error naming the file, section and key.
 func TestParseConfigLimits(t *testing.T) {
-	defaults := LimitsConfig{MaxConnections: 4000, MaxPerAddress: 1200, MaxStaySessions: 2000, Heartbeat: time.Minute}
+	defaults := LimitsConfig{MaxConnections: 4000, MaxPerAddress: 1200, MaxStaySessions: 2000, Heartbeat: time.Minute,
+		HelloTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, WriteTimeout: time.Minute}
 	tests := []struct {
 		name    string
 		text    string
@@ -21,8 +23,13 @@ func TestParseConfigLimits(t *testing.T) {
 	}{
 		{"absent", "", defaults, "", ""},
 		{"empty values", "[LIMITS]\nMaxConnections=\nHeartbeat=\n", defaults, "", ""},
-		{"all set", "[limits]\nmaxconnections=100\nMaxPerAddress=10\nMaxStaySessions=0\nHeartbeat=5\n",
-			LimitsConfig{MaxConnections: 100, MaxPerAddress: 10, MaxStaySessions: 0, Heartbeat: 5 * time.Second}, "", ""},
+		{"all set", "[limits]\nmaxconnections=100\nMaxPerAddress=10\nMaxStaySessions=0\nHeartbeat=5\nHelloTimeout=1\nIdleTimeout=86400\nwritetimeout=5\n",
+			LimitsConfig{MaxConnections: 100, MaxPerAddress: 10, MaxStaySessions: 0, Heartbeat: 5 * time.Second,
+				HelloTimeout: time.Second, IdleTimeout: 24 * time.Hour, WriteTimeout: 5 * time.Second}, "", ""},
+		{"no hello time", "[LIMITS]\nHelloTimeout=0\n", defaults, "HelloTimeout", `"0" is not a number of seconds from 1 to 600`},
+		{"idle too short", "[LIMITS]\nIdleTimeout=9\n", defaults, "IdleTimeout", `"9" is not a number of seconds from 10 to 86400`},
+		{"write in minutes", "[LIMITS]\nWriteTimeout=2m\n", defaults, "WriteTimeout", `"2m" is not a number of seconds from 5 to 3600`},
+		{"write too long", "[LIMITS]\nWriteTimeout=3601\n", defaults, "WriteTimeout", `"3601" is not a number of seconds from 5 to 3600`},
 		{"no connections", "[LIMITS]\nMaxConnections=0\n", defaults, "MaxConnections", `"0" is not a number of connections from 1 to 1000000`},
 		{"negative", "[LIMITS]\nMaxPerAddress=-1\n", defaults, "MaxPerAddress", `"-1" is not a number of connections`},
 		{"heartbeat too often", "[LIMITS]\nHeartbeat=1\n", defaults, "Heartbeat", `"1" is not a number of seconds from 5 to 3600`},
@@ -48,6 +55,37 @@ func TestParseConfigLimits(t *testing.T) {
 			}
 			if ce.File != "AppServer.ini" || ce.Section != "LIMITS" || ce.Key != tc.key || !strings.Contains(ce.Problem, tc.problem) {
 				t.Errorf("got %s (section %q, key %q), want [LIMITS] %s: ...%s...", ce, ce.Section, ce.Key, tc.key, tc.problem)
+			}
+		})
+	}
+}
+
+// TestLimitsTimeoutsReachTheServer: the [LIMITS] timeouts are the
+// server's deadlines (their effect on clients is shown by
+// TestServerHostileClients and the idle and slow-reader tests), and
+// without [LIMITS] they are the defaults of before they could be set.
+func TestLimitsTimeoutsReachTheServer(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		text               string
+		hello, idle, write time.Duration
+	}{
+		{"defaults", "", 10 * time.Second, 5 * time.Minute, time.Minute},
+		{"set", "[LIMITS]\nHelloTimeout=3\nIdleTimeout=20\nWriteTimeout=7\n", 3 * time.Second, 20 * time.Second, 7 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig("AppServer.ini", []byte(baseINI+tc.text), t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := New(t.Context(), slog.New(slog.DiscardHandler), cfg, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			if srv.HandshakeTimeout != tc.hello || srv.IdleTimeout != tc.idle || srv.WriteTimeout != tc.write {
+				t.Errorf("hello, idle, write timeouts = %v, %v, %v; want %v, %v, %v",
+					srv.HandshakeTimeout, srv.IdleTimeout, srv.WriteTimeout, tc.hello, tc.idle, tc.write)
 			}
 		})
 	}

@@ -21,6 +21,9 @@ const (
 	defaultMaxPerAddress   = 1200
 	defaultMaxStaySessions = 2000
 	defaultHeartbeat       = 60 * time.Second
+	defaultHelloTimeout    = 10 * time.Second
+	defaultIdleTimeout     = 5 * time.Minute
+	defaultWriteTimeout    = time.Minute
 )
 
 // Admission's fixed parameters.

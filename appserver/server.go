@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -112,9 +113,9 @@ func (s *Server) beginStopping() {
 func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: log, indexes: map[string]*index.Index{},
-		HandshakeTimeout: 10 * time.Second,
-		IdleTimeout:      5 * time.Minute,
-		WriteTimeout:     time.Minute,
+		HandshakeTimeout: cmp.Or(cfg.Limits.HelloTimeout, defaultHelloTimeout),
+		IdleTimeout:      cmp.Or(cfg.Limits.IdleTimeout, defaultIdleTimeout),
+		WriteTimeout:     cmp.Or(cfg.Limits.WriteTimeout, defaultWriteTimeout),
 		Grace:            30 * time.Second,
 		MaxConnections:   cfg.Limits.MaxConnections,
 		MaxPerAddress:    cfg.Limits.MaxPerAddress,
@@ -125,7 +126,7 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		chunks:           index.NewChunkCache(stateDir, log),
 		stopping:         make(chan struct{}),
 	}
-	if cfg.Limits == (LimitsConfig{}) { // a Config not made by ParseConfig
+	if cfg.Limits.MaxConnections == 0 { // a Config not made by ParseConfig
 		s.MaxConnections, s.MaxPerAddress = defaultMaxConnections, defaultMaxPerAddress
 		s.MaxStaySessions, s.Heartbeat = defaultMaxStaySessions, defaultHeartbeat
 	}
