@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erpupdate/smartsync/internal/testtree"
 )
 
 // TestParseConfigLog: [LOG] is optional, with logs on stderr; File is
@@ -245,7 +247,7 @@ func TestLogFileUnwritable(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "notafolder"), "x")
 	cfgPath := filepath.Join(dir, "AppServer.ini")
 	writeFile(t, cfgPath, baseINI+"[LOG]\nFile=notafolder/appserver.log\n")
-	var out, errb lockedBuffer
+	var out, errb testtree.Buffer
 	err := RunServer(t.Context(), ServeOptions{Config: cfgPath, Check: true}, &out, &errb)
 	if !errors.Is(err, ErrUsage) {
 		t.Fatalf("got %v, want a usage error", err)
@@ -270,7 +272,7 @@ func TestLogCheckReports(t *testing.T) {
 			"Log      " + filepath.Join(dir, "logs", "appserver.log") + ", json, level warn; rotated at 100 MB, 3 rotated files kept, gzipped\n"},
 	} {
 		writeFile(t, cfgPath, baseINI+tc.log)
-		var out, errb lockedBuffer
+		var out, errb testtree.Buffer
 		if err := RunServer(t.Context(), ServeOptions{Config: cfgPath, Check: true}, &out, &errb); err != nil {
 			t.Fatalf("--check: %v\n%s", err, errb.String())
 		}

@@ -18,7 +18,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,25 +33,6 @@ const (
 	srvBuild    = "7.00.240501A"
 	srvMinBuild = "7.00.231101A"
 )
-
-// lockedBuffer collects a server's log, which its sessions write from
-// their own goroutines while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // loadServerConfig writes an AppServer.ini with the given [UPDATE] lines
 // into a new temporary folder and loads it. It returns the configuration
@@ -80,7 +60,7 @@ func linuxConfig(t testing.TB, dir string) *Config {
 type testServer struct {
 	srv    *Server
 	addr   string
-	logs   *lockedBuffer
+	logs   *testtree.Buffer
 	cancel context.CancelFunc
 	served chan struct{} // closed when Serve returns
 	err    error         // what Serve returned, valid once served is closed
@@ -91,7 +71,7 @@ type testServer struct {
 // listener to serve on.
 func startServer(t testing.TB, cfg *Config, tune func(*Server), ln net.Listener) *testServer {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testtree.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := New(ctx, slog.New(slog.NewTextHandler(logs, nil)), cfg, t.TempDir())
 	if err != nil {
@@ -1100,7 +1080,7 @@ func TestRunCheck(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb lockedBuffer
+	var out, errb testtree.Buffer
 	done := make(chan error, 1)
 	go func() { done <- RunServer(ctx, ServeOptions{Config: cfgPath, Check: true}, &out, &errb) }()
 	select {
@@ -1178,7 +1158,7 @@ func TestRunErrors(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			var out, errb lockedBuffer
+			var out, errb testtree.Buffer
 			err = RunServer(ctx, ServeOptions{Config: tc.args[1], Listen: addr}, &out, &errb)
 			if !errors.Is(err, ErrUsage) {
 				t.Fatalf("Run = %v, want an error wrapping ErrUsage", err)
@@ -2099,7 +2079,7 @@ func TestCheckReportsPreserveThatNamesNothing(t *testing.T) {
 	writeTree(t, filepath.Join(base, "linux"), map[string]string{"smartclient": "x", "SmartClient.ini": "[TCP]\n"}, oldTime)
 	cfgPath := filepath.Join(base, "AppServer.ini")
 	writeFile(t, cfgPath, "[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux=linux\nBuild="+srvBuild+"\nPreserve=smartclient.ini;config/typo.ini\n")
-	var out, errb lockedBuffer
+	var out, errb testtree.Buffer
 	if err := RunServer(t.Context(), ServeOptions{Config: cfgPath, Check: true}, &out, &errb); err != nil {
 		t.Fatalf("--check: %v\n%s", err, errb.String())
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
+	"github.com/erpupdate/smartsync/internal/testtree"
 )
 
 // stateLockServeEnv, set to an AppServer.ini, makes the test binary, run
@@ -99,7 +100,7 @@ func TestStateLockRunServer(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	var out, errb lockedBuffer
+	var out, errb testtree.Buffer
 	err = RunServer(ctx, ServeOptions{Config: cfg, Listen: "127.0.0.1:0"}, &out, &errb)
 	var inUse *StateInUseError
 	if !errors.As(err, &inUse) || inUse.Holder.PID != os.Getpid() {
@@ -115,7 +116,7 @@ func TestStateLockRunServer(t *testing.T) {
 		}
 	}
 
-	out, errb = lockedBuffer{}, lockedBuffer{}
+	out, errb = testtree.Buffer{}, testtree.Buffer{}
 	if err := RunServer(ctx, ServeOptions{Config: cfg, Check: true}, &out, &errb); err != nil {
 		t.Fatalf("--check beside a server: %v\nstderr:\n%s", err, errb.String())
 	}
@@ -138,7 +139,7 @@ func TestStateLockSecondProcess(t *testing.T) {
 	state := stateDir(cfg, "")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestStateLockSecondProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), stateLockServeEnv+"="+cfg)
-	var childOut lockedBuffer
+	var childOut testtree.Buffer
 	cmd.Stdout, cmd.Stderr = &childOut, &childOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -165,7 +166,7 @@ func TestStateLockSecondProcess(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	var out, errb lockedBuffer
+	var out, errb testtree.Buffer
 	err := RunServer(ctx, ServeOptions{Config: cfg, Listen: "127.0.0.1:0"}, &out, &errb)
 	var inUse *StateInUseError
 	if !errors.As(err, &inUse) || inUse.Holder.PID != pid || !strings.Contains(err.Error(), "(pid "+strconv.Itoa(pid)+" on host ") {
@@ -183,7 +184,7 @@ func TestStateLockSecondProcess(t *testing.T) {
 	}
 	ctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	out, errb = lockedBuffer{}, lockedBuffer{}
+	out, errb = testtree.Buffer{}, testtree.Buffer{}
 	go func() { done <- RunServer(ctx, ServeOptions{Config: cfg, Listen: "127.0.0.1:0"}, &out, &errb) }()
 	for parseHolder(filepath.Join(state, LockFile)).PID != os.Getpid() {
 		select {

@@ -1,7 +1,6 @@
 package smartclient
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,25 +41,6 @@ func (s *staySession) send(ms ...syncproto.Message) {
 
 // hold keeps the session open until the client closes it.
 func (s *staySession) hold() { io.Copy(io.Discard, s.nc) }
-
-// syncBuffer is a bytes.Buffer for the program, the notices and the log,
-// which write to it at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // waitUntil waits, for a bounded time, until ok holds.
 func waitUntil(t *testing.T, what string, ok func() bool) {
@@ -298,7 +277,7 @@ func TestStayingSession(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out := &syncBuffer{}
+			out := &testtree.Buffer{}
 			log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			if !c.Stay(log) {
 				t.Fatal("could not send Stay")

@@ -155,22 +155,7 @@ func (s *server) start(conf serverConf) {
 }
 
 // logBuf collects the server's log; sessions write it concurrently.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuf struct{ testtree.Buffer }
 
 // waitFor waits for the server to log want: the session's line is written
 // after the client has its answer.

@@ -4,8 +4,10 @@
 package testtree
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -72,4 +74,23 @@ func SkipUnderWine(t testing.TB, reason string) {
 	if UnderWine() {
 		t.Skip("Wine limitation: " + reason)
 	}
+}
+
+// Buffer is a bytes.Buffer that goroutines may write while the test reads
+// it: a server's or a program's log, output written from two places.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -1,7 +1,6 @@
 package index
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -629,24 +627,6 @@ func TestWatchMaxAge(t *testing.T) {
 	checkQuiet(t, ix)
 }
 
-// syncBuffer is a log destination that tests read while the index writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestWatchFallback shows that an index that cannot watch its folder says
 // so once, with the reason, and scans before every manifest, as it did
 // before it watched; its manifests stay correct.
@@ -689,7 +669,7 @@ func TestWatchFallback(t *testing.T) {
 			dir := t.TempDir()
 			files := sampleTree()
 			writeTree(t, dir, files, oldTime)
-			var logs syncBuffer
+			var logs testtree.Buffer
 			ix := tc.open(t, slog.New(slog.NewTextHandler(&logs, nil)), dir)
 			defer ix.Close()
 

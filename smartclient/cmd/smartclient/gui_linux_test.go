@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -15,11 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver"
+	"github.com/erpupdate/smartsync/internal/testtree"
 	"github.com/erpupdate/smartsync/smartclient/internal/desktop"
 	"github.com/erpupdate/smartsync/smartclient/internal/desktop/desktoptest"
 )
@@ -223,14 +222,14 @@ func winPath(p string) string {
 // client is a smartclientw.exe running under Wine.
 type client struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testtree.Buffer
 	done chan struct{}
 	err  error
 }
 
 func startClient(t *testing.T, wine *desktoptest.Wine, exe string, args ...string) *client {
 	t.Helper()
-	c := &client{out: &syncBuffer{}, done: make(chan struct{})}
+	c := &client{out: &testtree.Buffer{}, done: make(chan struct{})}
 	c.cmd = wine.Command(context.Background(), append([]string{exe}, args...)...)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	if err := c.cmd.Start(); err != nil {
@@ -284,24 +283,6 @@ func (c *client) waitOutput(s string, within time.Duration) error {
 		}
 	}
 	return nil
-}
-
-// syncBuffer is a bytes.Buffer for two writers and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startServer starts a real appserver on 127.0.0.1:0 whose Windows update
