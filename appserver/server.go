@@ -71,6 +71,7 @@ type Server struct {
 
 	self       Self
 	upd        *updater
+	feed       *feedChecker // the vendor's release feed (see feed.go)
 	logins     logins
 	tokens     adminTokens   // administrators' session tokens (see adminsession.go)
 	stopping   chan struct{} // closed when the server begins to stop
@@ -131,6 +132,7 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		s.MaxStaySessions, s.Heartbeat = defaultMaxStaySessions, defaultHeartbeat
 	}
 	s.upd = newUpdater(s)
+	s.feed = &feedChecker{s: s}
 	if abs, err := filepath.Abs(stateDir); err == nil {
 		s.upd.dir = filepath.Join(abs, "selfupdate")
 	}
@@ -207,6 +209,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	})
 	defer stop()
 	s.upd.start(ctx)
+	s.feed.start(ctx)
 	s.limits = newLimits(s.log, s.MaxConnections, s.MaxPerAddress)
 	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable,
 		"tls_fingerprint", s.id.Fingerprint(), "plaintext_allowed", s.cfg.TLS.AllowPlaintext)
@@ -264,6 +267,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// An outcome mail already on its way is let go (it has its own
 	// timeout), so that a stop does not lose it.
 	s.upd.mails.Wait()
+	s.feed.running.Wait()
 	s.log.Info("stopped")
 	return acceptErr
 }
