@@ -210,7 +210,8 @@ func (e *env) releaseCommand() *cobra.Command {
 		Use:   "release",
 		Short: "The publisher's tools: keygen, sign, verify, feed, sign-update, rotate",
 		Long: `release holds the vendor's side of the server self-update: make a signing
-key, sign a release archive, verify a signature as the server will.`,
+key, sign a release archive, verify a signature as the server will, and
+make the signed release feed that servers check daily.`,
 	}
 	var out string
 	keygen := &cobra.Command{
