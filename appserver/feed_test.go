@@ -296,3 +296,19 @@ func TestUpdateServerNoFeed(t *testing.T) {
 	res := adminSession(t, ts.addr, "correct horse", syncproto.Admin{Op: syncproto.OpUpdate, Countdown: 600}, nil)
 	wantCode(t, res.err, syncproto.CodeRefused, "[SELFUPDATE] Feed is not set")
 }
+
+// TestRunCheckNamesFeed: --check says where the feed is and who is told,
+// without fetching it.
+func TestRunCheckNamesFeed(t *testing.T) {
+	base := t.TempDir()
+	cfgPath := filepath.Join(base, "AppServer.ini")
+	writeFile(t, cfgPath, "[TCP]\nPort=1234\n[UPDATE]\nEnable=0\n[SELFUPDATE]\nPublicKey="+release.FormatPublicKey(vendorKey.Public().(ed25519.PublicKey))+
+		"\nFeed=https://dl.example.invalid/feed.json\nNotify=admin@example.com\n[MAIL]\nHost=127.0.0.1\nFrom=erp@example.com\n")
+	var out, errb bytes.Buffer
+	if err := RunServer(context.Background(), ServeOptions{Config: cfgPath, Check: true}, &out, &errb); err != nil {
+		t.Fatalf("--check: %v\n%s", err, errb.String())
+	}
+	if want := "\nFeed     https://dl.example.invalid/feed.json  checked at start and daily; a newer release is mailed to admin@example.com\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("--check output lacks %q:\n%s", want, out.String())
+	}
+}
