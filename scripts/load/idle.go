@@ -110,6 +110,7 @@ func (l *load) idle(ctx context.Context) ([]row, []string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("the server is gone with the sessions open: %w\n%s", err, srv.logTail())
 	}
+	heldHeap := srv.heapLine()
 	step("idle: %d sessions kept (%d failed) in %.1f s; server: %s", kept.Load(), failed.Load(), opened.Seconds(), held)
 
 	// One sync of each kind, started with the sessions open, one after
@@ -168,6 +169,9 @@ func (l *load) idle(ctx context.Context) ([]row, []string, error) {
 	var d []string
 	d = append(d, fmt.Sprintf("**idle**: %d sessions opened in %.1f s (%.0f per second; each a no-op sync whose session stays, from %d folders in turn); server before: %s; with them open: %s; peak: RSS %s, %d threads, %d open files",
 		kept.Load(), opened.Seconds(), float64(kept.Load())/opened.Seconds(), folders, before, held, mib(peak.rssKiB), peak.threads, peak.fds))
+	if heldHeap != "" {
+		d = append(d, "- with the sessions open: "+heldHeap)
+	}
 	d = append(d, fmt.Sprintf("- after the sessions closed (3 s later): %s", after))
 	if firstErr != nil {
 		d = append(d, fmt.Sprintf("- first failed session: %v", firstErr))

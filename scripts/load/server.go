@@ -53,6 +53,10 @@ func (l *load) startServerLimited(ctx context.Context, tag, ini string, nofile u
 	defer logf.Close()
 	cmd := exec.Command(l.bin("appserver"), "--config", ini, "--state", l.state, "--listen", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// The runtime's GC trace, into the log: its last line says how much
+	// of the heap is live, which RSS alone does not (buffers allocated
+	// and never touched are not resident).
+	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -243,4 +247,18 @@ func (s *sampler) end() procStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.peak
+}
+
+var gcRE = regexp.MustCompile(`(?m)^gc \d+ @.*?(\d+)->(\d+)->(\d+) MB, (\d+) MB goal, (\d+) MB stacks`)
+
+// heapLine is what the server's last GC trace line says: the heap live
+// after it, its goal and the goroutine stacks; "" when there is none.
+func (s *server) heapLine() string {
+	data, _ := os.ReadFile(s.log)
+	m := gcRE.FindAllSubmatch(data, -1)
+	if len(m) == 0 {
+		return ""
+	}
+	l := m[len(m)-1]
+	return fmt.Sprintf("Go heap live after its last GC %s MB (goal %s MB), goroutine stacks %s MB (GODEBUG=gctrace=1)", l[3], l[4], l[5])
 }

@@ -209,9 +209,10 @@ func (l *load) stampede(ctx context.Context) ([]row, []string, error) {
 		return nil, nil, fmt.Errorf("the server is gone after the stampede: %w\n%s", err, srv.logTail())
 	}
 	alive := srv.running()
+	heap := srv.heapLine()
 	step("stampede: all clients done in %.1f s; comparing every folder with the release", wall.Seconds())
 	bad := l.verify(cs)
-	return l.stampedeReport(cs, before, after, peak, wall, bad, alive)
+	return l.stampedeReport(cs, before, after, peak, wall, bad, alive, heap)
 }
 
 // verify compares every succeeded client's folder with the release and
@@ -244,7 +245,7 @@ func (l *load) verify(cs []*client) int {
 }
 
 // stampedeReport makes the goal's rows and the details.
-func (l *load) stampedeReport(cs []*client, before, after, peak procStats, wall time.Duration, bad int, alive bool) ([]row, []string, error) {
+func (l *load) stampedeReport(cs []*client, before, after, peak procStats, wall time.Duration, bad int, alive bool, heap string) ([]row, []string, error) {
 	var failures, timeouts, busyClients, busyServed, busyTotal, welcomes int
 	var welcomeT, doneT []time.Duration
 	firstByte := map[int][]time.Duration{}
@@ -314,7 +315,7 @@ func (l *load) stampedeReport(cs []*client, before, after, peak procStats, wall 
 	}
 	var d []string
 	d = append(d, fmt.Sprintf("**stampede** (%s): all done %.1f s after the first start", mix, wall.Seconds()))
-	d = append(d, fmt.Sprintf("- handshakes: %d welcomes (TLS handshake, hello, welcome) in the %.1f s from the first client's start to the last welcome: %.1f per second", welcomes, lastWelcome.Seconds(), hps))
+	d = append(d, fmt.Sprintf("- handshakes: %d welcomes (TLS handshake, hello, welcome) in the %.1f s from the first client's start to the last welcome: %.1f per second (clients start evenly within the window, so this is at most their arrival rate, %.0f per second, unless the server lags)", welcomes, lastWelcome.Seconds(), hps, float64(len(cs))/max(l.c.window.Seconds(), 0.001)))
 	d = append(d, "- times from each client's start, p50 / p99 / max (library clients and processes; first byte: library clients only):")
 	d = append(d, "", "| clients | n | to welcome | to first file byte | to completion |", "| --- | --- | --- | --- | --- |")
 	d = append(d, fmt.Sprintf("| all | %d | %s | %s | %s |", len(doneT), pcts(welcomeT), pcts(slices.Concat(firstByte[cold], firstByte[incremental])), pcts(doneT)))
@@ -327,6 +328,9 @@ func (l *load) stampedeReport(cs []*client, before, after, peak procStats, wall 
 	}
 	d = append(d, "")
 	d = append(d, fmt.Sprintf("- server before: %s; peak during: RSS %s (VmHWM %s), %d threads, %d open files; after (2 s later): %s", before, mib(peak.rssKiB), mib(peak.hwmKiB), peak.threads, peak.fds, after))
+	if heap != "" {
+		d = append(d, "- at the end: "+heap)
+	}
 	if len(errs) > 0 {
 		d = append(d, "- first errors: "+strings.Join(errs, "; "))
 	}
