@@ -132,9 +132,9 @@ func (l *load) idle(ctx context.Context) ([]row, []string, error) {
 		o := l.options(d, srv.addr, "meanwhile-"+kindNames[k])
 		o.Log, o.Progress, o.Out = slogNew(p), p, p
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		_, err := smartclient.Sync(sctx, o)
+		res, err := smartclient.Sync(sctx, o)
 		cancel()
-		r := p.result(err)
+		r := p.result(res, err)
 		if err == nil {
 			err = newHasher().compare(d, l.want)
 		}

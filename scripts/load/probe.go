@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -23,6 +24,8 @@ type outcome struct {
 	firstByte time.Duration // the first file data received (0: none, or not measured)
 	done      time.Duration // Sync returned, or the process exited
 	busy      int           // busy answers it was given
+	fetched   int           // files fetched (library clients; -1: not known)
+	wire      int64         // bytes received from the server (library clients)
 	err       error
 	timeout   bool
 }
@@ -110,11 +113,15 @@ func (p *probe) Add(n int64) {
 	}
 }
 
-// result is the outcome once the sync returned with err.
-func (p *probe) result(err error) outcome {
+// result is the outcome once the sync returned res and err.
+func (p *probe) result(res *smartclient.Result, err error) outcome {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	o := p.o
+	o.fetched = -1
+	if res != nil {
+		o.fetched, o.wire = res.Fetched, res.Received
+	}
 	o.done = p.since()
 	o.busy = max(p.busyOut, p.busyLog)
 	o.err = err

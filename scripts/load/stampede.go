@@ -108,8 +108,8 @@ func (l *load) syncLib(ctx context.Context, addr string, cl *client) outcome {
 	p := newProbe()
 	o := l.options(cl.dir, addr, fmt.Sprintf("load-%04d", cl.n))
 	o.Log, o.Progress, o.Out = slogNew(p), p, p
-	_, err := smartclient.Sync(ctx, o)
-	return p.result(err)
+	res, err := smartclient.Sync(ctx, o)
+	return p.result(res, err)
 }
 
 var connectedRE = regexp.MustCompile(`time=(\S+) level=INFO msg=connected`)
@@ -123,7 +123,7 @@ func (l *load) syncProc(ctx context.Context, addr string, cl *client) outcome {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	o := outcome{done: time.Since(start)}
+	o := outcome{done: time.Since(start), fetched: -1}
 	sc := bufio.NewScanner(&out)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var lines []string
@@ -251,6 +251,8 @@ func (l *load) stampedeReport(cs []*client, before, after, peak procStats, wall 
 	firstByte := map[int][]time.Duration{}
 	done := map[int][]time.Duration{}
 	var lastWelcome time.Duration
+	fetched := map[int][]int{}
+	wire := map[int]int64{}
 	var errs []string
 	for _, cl := range cs {
 		r := cl.res
@@ -274,6 +276,10 @@ func (l *load) stampedeReport(cs []*client, before, after, peak procStats, wall 
 			welcomes++
 			welcomeT = append(welcomeT, r.welcome)
 			lastWelcome = max(lastWelcome, cl.at+r.welcome)
+		}
+		if r.err == nil && r.fetched >= 0 {
+			fetched[cl.kind] = append(fetched[cl.kind], r.fetched)
+			wire[cl.kind] += r.wire
 		}
 		if r.err == nil {
 			doneT = append(doneT, r.done)
@@ -317,14 +323,18 @@ func (l *load) stampedeReport(cs []*client, before, after, peak procStats, wall 
 	d = append(d, fmt.Sprintf("**stampede** (%s): all done %.1f s after the first start", mix, wall.Seconds()))
 	d = append(d, fmt.Sprintf("- handshakes: %d welcomes (TLS handshake, hello, welcome) in the %.1f s from the first client's start to the last welcome: %.1f per second (clients start evenly within the window, so this is at most their arrival rate, %.0f per second, unless the server lags)", welcomes, lastWelcome.Seconds(), hps, float64(len(cs))/max(l.c.window.Seconds(), 0.001)))
 	d = append(d, "- times from each client's start, p50 / p99 / max (library clients and processes; first byte: library clients only):")
-	d = append(d, "", "| clients | n | to welcome | to first file byte | to completion |", "| --- | --- | --- | --- | --- |")
-	d = append(d, fmt.Sprintf("| all | %d | %s | %s | %s |", len(doneT), pcts(welcomeT), pcts(slices.Concat(firstByte[cold], firstByte[incremental])), pcts(doneT)))
+	d = append(d, "", "| clients | served | to welcome | to first file byte | to completion | files fetched, min-max (library clients) | received from the server, in all |", "| --- | --- | --- | --- | --- | --- | --- |")
+	d = append(d, fmt.Sprintf("| all | %d | %s | %s | %s | | |", len(doneT), pcts(welcomeT), pcts(slices.Concat(firstByte[cold], firstByte[incremental])), pcts(doneT)))
 	for k := cold; k <= noop; k++ {
 		fb := pcts(firstByte[k])
 		if k == noop {
 			fb = "(none: nothing to fetch)"
 		}
-		d = append(d, fmt.Sprintf("| %s | %d | | %s | %s |", kindNames[k], len(done[k]), fb, pcts(done[k])))
+		fr := "-"
+		if f := fetched[k]; len(f) > 0 {
+			fr = fmt.Sprintf("%d-%d", slices.Min(f), slices.Max(f))
+		}
+		d = append(d, fmt.Sprintf("| %s | %d | | %s | %s | %s | %.1f MB |", kindNames[k], len(done[k]), fb, pcts(done[k]), fr, float64(wire[k])/1e6))
 	}
 	d = append(d, "")
 	d = append(d, fmt.Sprintf("- server before: %s; peak during: RSS %s (VmHWM %s), %d threads, %d open files; after (2 s later): %s", before, mib(peak.rssKiB), mib(peak.hwmKiB), peak.threads, peak.fds, after))
