@@ -32,7 +32,8 @@ type outcome struct {
 
 // probe watches one library client: it is the sync's slog handler (the
 // library logs "connected" once the server's welcome is read, and each
-// answer asking it to come back later, with the code), its Progress (the
+// answer asking it to come back later, with the code; a record whose
+// message says busy counts too), its Progress (the
 // first Add is the first file data received) and its Out (the message the
 // user sees when told the server is busy).
 type probe struct {
@@ -52,7 +53,7 @@ func (p *probe) since() time.Duration { return time.Since(p.start) }
 func (p *probe) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
 
 func (p *probe) Handle(_ context.Context, r slog.Record) error {
-	busy := false
+	busy := strings.Contains(strings.ToLower(r.Message), "busy")
 	r.Attrs(func(a slog.Attr) bool {
 		if isBusy(a.Value.Any()) {
 			busy = true
