@@ -53,13 +53,19 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"-only", "stampede,bogus"}, `unknown scenario "bogus"`},
 		{[]string{"-fds-limit", "10"}, "-fds-limit"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"-update", "MaxTransfers"}, "-update"},
+		{[]string{"-update", "A=1\n[TCP]"}, "-update"},
 	} {
 		_, err := parseFlags(tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want one naming %s", tc.args, err, tc.want)
 		}
 	}
-	c, err := parseFlags([]string{"-revert=false"})
+	c, err := parseFlags([]string{"-update", " MaxClientBytesPerSecond = 10M ,MaxBytesPerSecond=1G"})
+	if err != nil || strings.Join(c.update, ";") != "MaxClientBytesPerSecond=10M;MaxBytesPerSecond=1G" {
+		t.Errorf("-update: %q, %v", c.update, err)
+	}
+	c, err = parseFlags([]string{"-revert=false"})
 	if err != nil || c.only["revert"] || !c.only["stampede"] || c.fdsConns != c.fdsLimit+150 {
 		t.Errorf("defaults with -revert=false: %+v, %v", c, err)
 	}

@@ -73,6 +73,7 @@ type config struct {
 	mix           [3]int // cold, incremental, no-op
 	procs         int
 	maxTransfers  int
+	update        []string // extra [UPDATE] lines of the stampede's AppServer.ini
 	clientTimeout time.Duration
 	idle          int
 	idleFolders   int
@@ -92,6 +93,7 @@ func parseFlags(args []string) (*config, error) {
 	mix := fl.String("mix", "50/100/350", "stampede: cold/incremental/no-op shares, scaled to -clients")
 	fl.IntVar(&c.procs, "procs", 10, "stampede: how many of the clients are real smartclient processes (the rest are goroutines calling smartclient.Sync)")
 	fl.IntVar(&c.maxTransfers, "max-transfers", 0, "stampede: [UPDATE] MaxTransfers written into the AppServer.ini when above 0 (a build without the key refuses it)")
+	update := fl.String("update", "", "stampede: more [UPDATE] keys for the AppServer.ini, KEY=VALUE separated by commas (e.g. MaxClientBytesPerSecond=10M, to give each workstation the link of a 100 Mbit/s LAN)")
 	fl.DurationVar(&c.clientTimeout, "client-timeout", 10*time.Minute, "a client not done after this counts as a timeout")
 	fl.IntVar(&c.idle, "idle", 10000, "idle: 'run' sessions held open")
 	fl.IntVar(&c.idleFolders, "idle-folders", 100, "idle: install folders the sessions take turns in (each folder a workstation with several programs open)")
@@ -121,6 +123,17 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-fds-limit must be at least 32: the server needs some to start")
 	case c.maxTransfers < 0:
 		return nil, errors.New("-max-transfers must not be negative")
+	}
+	for _, kv := range strings.Split(*update, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" || strings.ContainsAny(kv, "\n\r[]") {
+			return nil, fmt.Errorf("-update %q: want KEY=VALUE pairs separated by commas", kv)
+		}
+		c.update = append(c.update, strings.TrimSpace(k)+"="+strings.TrimSpace(v))
 	}
 	if c.fdsConns == 0 {
 		c.fdsConns = c.fdsLimit + 150

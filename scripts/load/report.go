@@ -37,6 +37,9 @@ func (l *load) report(ctx context.Context, args []string, rows []row, details []
 		mt = fmt.Sprint(l.c.maxTransfers)
 	}
 	fmt.Fprintf(&b, "- [UPDATE] MaxTransfers in the stampede: %s\n", mt)
+	if len(l.c.update) > 0 {
+		fmt.Fprintf(&b, "- more [UPDATE] keys in the stampede (-update): %s\n", strings.Join(l.c.update, ", "))
+	}
 	fmt.Fprintf(&b, "- release: ../shared/benchdata `gen %s` (old), `next %s` (new, served): %d entries; TLS 1.3 with the server's key pinned, releases signed\n\n",
 		strings.Join(oldTreeArgs, " "), strings.Join(newTreeArgs, " "), len(l.want))
 	fmt.Fprintln(&b, "| scenario | goal | measured | pass |")

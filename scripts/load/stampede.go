@@ -165,6 +165,9 @@ func (l *load) stampede(ctx context.Context) ([]row, []string, error) {
 	if c.maxTransfers > 0 {
 		extra = fmt.Sprintf("MaxTransfers=%d\n", c.maxTransfers)
 	}
+	for _, kv := range c.update {
+		extra += kv + "\n"
+	}
 	ini, err := l.writeINI("stampede", l.newDir, newBuild, extra)
 	if err != nil {
 		return nil, nil, err
@@ -305,6 +308,9 @@ func (l *load) stampedeReport(cs []*client, before, after, peak procStats, wall 
 	mt := "MaxTransfers not set"
 	if l.c.maxTransfers > 0 {
 		mt = fmt.Sprintf("MaxTransfers=%d", l.c.maxTransfers)
+	}
+	if len(l.c.update) > 0 {
+		mt += ", " + strings.Join(l.c.update, ", ")
 	}
 	sc := fmt.Sprintf("stampede: %s, %s", mix, mt)
 	hps := 0.0
