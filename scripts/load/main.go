@@ -77,6 +77,7 @@ type config struct {
 	clientTimeout time.Duration
 	idle          int
 	idleFolders   int
+	idleHold      time.Duration
 	fdsLimit      int
 	fdsConns      int
 	revert        bool
@@ -97,6 +98,7 @@ func parseFlags(args []string) (*config, error) {
 	fl.DurationVar(&c.clientTimeout, "client-timeout", 10*time.Minute, "a client not done after this counts as a timeout")
 	fl.IntVar(&c.idle, "idle", 10000, "idle: 'run' sessions held open")
 	fl.IntVar(&c.idleFolders, "idle-folders", 100, "idle: install folders the sessions take turns in (each folder a workstation with several programs open)")
+	fl.DurationVar(&c.idleHold, "idle-hold", 0, "idle: how long the sessions are held before they are measured (70s sees every session take a heartbeat after the first, at the default [LIMITS] Heartbeat=60)")
 	fl.IntVar(&c.fdsLimit, "fds-limit", 256, "fds: the server's RLIMIT_NOFILE")
 	fl.IntVar(&c.fdsConns, "fds-conns", 0, "fds: silent connections held open (0: -fds-limit + 150)")
 	fl.BoolVar(&c.revert, "revert", true, "revert: run TestSelfUpdateReverts/exits_at_start and report its figure")
