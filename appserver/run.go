@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/erpupdate/smartsync/appserver/internal/index"
+	"github.com/erpupdate/smartsync/appserver/internal/service"
 	"github.com/erpupdate/smartsync/internal/version"
 )
 
@@ -30,6 +31,9 @@ type ServeOptions struct {
 	// Args is the command line the server was started with, to start the
 	// next server with after a self-update.
 	Args []string
+	// ServiceName is the service the server runs as, from the installed
+	// command line (appserver service install); "" when not given.
+	ServiceName string
 }
 
 // RunServer loads the configuration and serves until ctx is cancelled, or
@@ -54,6 +58,8 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	running := service.Detect(o.ServiceName)
+	self.Manager, self.Service = running.Manager, running.Name
 	if !o.Check {
 		// Before anything writes to the state folder: the self-update's
 		// recovery, the TLS key, the hash caches. The lock goes when the
@@ -78,7 +84,7 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	}
 	defer srv.Close()
 	if o.Check {
-		return printSummary(stdout, cfg, srv, state)
+		return printSummary(stdout, cfg, srv, state, running)
 	}
 	srv.SetSelf(self)
 	var lc net.ListenConfig
@@ -86,7 +92,11 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	if err := srv.Serve(ctx, ln); err != nil {
+	log.Info("service", "service", running.String())
+	ready := notifyReady(ctx, log, ln.Addr())
+	err = srv.Serve(ctx, ln)
+	ready()
+	if err != nil {
 		return err
 	}
 	if srv.HandedOver() {
@@ -151,7 +161,7 @@ func readOwnBuild(dir string) string {
 	return b.String()
 }
 
-func printSummary(w io.Writer, cfg *Config, srv *Server, state string) error {
+func printSummary(w io.Writer, cfg *Config, srv *Server, state string, running service.Running) error {
 	fmt.Fprintf(w, "%s: configuration is valid; port %d, updates enabled: %v, build %s, oldest compatible client build %s\n",
 		cfg.File, cfg.Port, cfg.Enable, orNone(cfg.Build.String()), orNone(cfg.MinClientBuild.String()))
 	// --check runs beside a server: it does not take the state folder's
@@ -170,6 +180,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string) error {
 	}
 	fmt.Fprintf(w, "TLS key  %s  %s; %s\n", srv.Fingerprint(), cert, plain)
 	fmt.Fprintf(w, "Log      %s\n", cfg.Log.describe())
+	fmt.Fprintf(w, "Service  %s\n", running)
 	oses := make([]string, 0, len(srv.indexes))
 	for o := range srv.indexes {
 		oses = append(oses, o)
