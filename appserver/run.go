@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -50,6 +51,17 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	defer logFile.Close()
+	running := service.Detect(o.ServiceName)
+	if running.Manager == service.Windows && !o.Check {
+		// A Windows service's stderr goes nowhere: warnings and errors
+		// go to the Event Viewer too.
+		if sink, err := openEventLog(running.Name); err != nil {
+			log.Warn("not logging to the Windows event log", "err", err)
+		} else {
+			defer sink.Close()
+			log = slog.New(newEventLogHandler(log.Handler(), sink, cfg.Log, slog.LevelWarn))
+		}
+	}
 	addr := o.Listen
 	if addr == "" {
 		addr = ":" + strconv.Itoa(cfg.Port)
@@ -58,7 +70,6 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	running := service.Detect(o.ServiceName)
 	self.Manager, self.Service = running.Manager, running.Name
 	if !o.Check {
 		// Before anything writes to the state folder: the self-update's
