@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/erpupdate/smartsync/appserver"
 	"github.com/erpupdate/smartsync/appserver/internal/service"
@@ -52,7 +53,7 @@ through the service manager.`,
 					return ran(err)
 				}
 				if msg != "" {
-					fmt.Fprintln(e.stdout, msg)
+					fmt.Fprintln(e.stdout, strings.TrimSuffix(msg, "\n"))
 				}
 				return nil
 			},

@@ -92,7 +92,10 @@ func systemctl(ctx context.Context, args ...string) error {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("systemctl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		// systemctl's first line says what failed; the rest points to
+		// systemctl status and journalctl.
+		said, _, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
+		return fmt.Errorf("systemctl %s: %v: %s", strings.Join(args, " "), err, said)
 	}
 	return nil
 }
