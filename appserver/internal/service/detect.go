@@ -55,7 +55,7 @@ func (r Running) String() string {
 // process in a container for interactive, and every child of PID 1 for a
 // service. On Windows it is kardianos's (the Windows API's) answer.
 func Detect(name string) Running {
-	return detect(name, runtime.GOOS, os.Getenv, readCgroup, kservice.Interactive)
+	return detect(name, runtime.GOOS, os.Getenv, readCgroup, func() bool { return !underSCM.Load() && kservice.Interactive() })
 }
 
 func readCgroup() string {

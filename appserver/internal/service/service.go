@@ -214,6 +214,9 @@ func Install(o Options) (string, error) {
 	if err := s.Install(); err != nil {
 		return "", fmt.Errorf("service: installing %s: %w", o.name(), err)
 	}
+	if err := afterInstall(o.name()); err != nil {
+		return "", fmt.Errorf("service: installing %s: %w", o.name(), err)
+	}
 	return where(o.name()), nil
 }
 
