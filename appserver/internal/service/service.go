@@ -215,7 +215,8 @@ func Install(o Options) (string, error) {
 		return "", fmt.Errorf("service: installing %s: %w", o.name(), err)
 	}
 	if err := afterInstall(o.name()); err != nil {
-		return "", fmt.Errorf("service: installing %s: %w", o.name(), err)
+		// Installed all the same: only a failure's restart is missing.
+		return where(o.name()) + " (warning: " + err.Error() + ")", nil
 	}
 	return where(o.name()), nil
 }
