@@ -112,6 +112,12 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	}
 	if srv.HandedOver() {
 		log.Warn("stopped for a self-update; the update helper takes over")
+		if running.Manager == service.Launchd {
+			// launchd (KeepAlive) would start an exited server again at
+			// once, from the path being swapped: this one waits for the
+			// helper's stop through launchctl.
+			<-ctx.Done()
+		}
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 const (
 	ManagerSystemd = "systemd"
 	ManagerWindows = "windows"
+	ManagerLaunchd = "launchd"
 )
 
 // Manager is the service manager of a server run as a service: the helper
@@ -46,8 +47,8 @@ var managerFor = func(jr *Journal) Manager {
 			return nil
 		}
 		return systemdUnit(jr.Service + ".service")
-	case ManagerWindows:
-		return windowsManager(jr.Service)
+	case ManagerWindows, ManagerLaunchd:
+		return kserviceManager(jr.Service)
 	}
 	return nil
 }

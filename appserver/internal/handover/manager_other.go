@@ -1,6 +1,7 @@
-//go:build !windows
+//go:build !windows && !darwin
 
 package handover
 
-// windowsManager is Windows's only.
-func windowsManager(string) Manager { return nil }
+// kserviceManager: systemd is driven with systemctl (see systemdUnit);
+// other systems' managers are not driven.
+func kserviceManager(string) Manager { return nil }

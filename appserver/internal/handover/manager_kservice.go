@@ -1,3 +1,5 @@
+//go:build windows || darwin
+
 package handover
 
 import (
@@ -7,18 +9,19 @@ import (
 	kservice "github.com/kardianos/service"
 )
 
-// windowsManager controls a Windows service through the Service Control
-// Manager, with kardianos/service.
-func windowsManager(name string) Manager {
+// kserviceManager controls a Windows service through the Service Control
+// Manager, or a launchd job through launchctl, with kardianos/service.
+func kserviceManager(name string) Manager {
 	if name == "" {
 		return nil
 	}
 	return scmService(name)
 }
 
+// scmService is the service name of this system's manager.
 type scmService string
 
-func (s scmService) String() string { return "Windows service " + string(s) }
+func (s scmService) String() string { return kind + " " + string(s) }
 
 type noopProgram struct{}
 
@@ -29,15 +32,15 @@ func (s scmService) control() (kservice.Service, error) {
 	return kservice.New(noopProgram{}, &kservice.Config{Name: string(s)})
 }
 
-// Stop asks the SCM to stop the service and waits until it has (kardianos
-// waits for the stopped state).
+// Stop asks the manager to stop the service; on Windows it returns once
+// the service is stopped (kardianos waits for the stopped state).
 func (s scmService) Stop(ctx context.Context) error {
 	c, err := s.control()
 	if err == nil {
 		err = c.Stop()
 	}
 	if err != nil {
-		return fmt.Errorf("stopping the Windows service %s: %w", string(s), err)
+		return fmt.Errorf("stopping the %s %s: %w", kind, string(s), err)
 	}
 	return nil
 }
@@ -48,7 +51,7 @@ func (s scmService) Start(ctx context.Context) error {
 		err = c.Start()
 	}
 	if err != nil {
-		return fmt.Errorf("starting the Windows service %s: %w", string(s), err)
+		return fmt.Errorf("starting the %s %s: %w", kind, string(s), err)
 	}
 	return nil
 }
@@ -60,10 +63,10 @@ func (s scmService) Running(ctx context.Context) (bool, string) {
 	}
 	st, err := c.Status()
 	if err != nil {
-		return false, fmt.Sprintf("the Windows service %s: %v", string(s), err)
+		return false, fmt.Sprintf("the %s %s: %v", kind, string(s), err)
 	}
 	if st == kservice.StatusRunning {
 		return true, ""
 	}
-	return false, fmt.Sprintf("the Windows service %s is stopped", string(s))
+	return false, fmt.Sprintf("the %s %s is stopped", kind, string(s))
 }
