@@ -205,13 +205,40 @@ func TestSystemdSelfUpdate(t *testing.T) {
 	}
 
 	// A release whose server exits at once is reverted through systemd.
-	src := e.release(e2eNewer, "client v3\n", "#!/bin/sh\necho broken >&2\nexit 3\n")
+	// Its program marks its exit; the watcher measures from the mark to
+	// the good build answering again (the goal: within 5 s).
+	mark := filepath.Join(e.root, "broken-exited")
+	src := e.release(e2eNewer, "client v3\n", fmt.Sprintf("#!/bin/sh\necho broken >&2\necho exited > '%s'\nexit 3\n", mark))
+	back := make(chan time.Duration, 1)
+	go func() {
+		deadline := time.Now().Add(2 * time.Minute)
+		for !exists(mark) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		exit := time.Now()
+		if fi, err := os.Stat(mark); err == nil {
+			exit = fi.ModTime()
+		}
+		for handover.Hello(context.Background(), e.addr) != nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		back <- time.Since(exit)
+	}()
 	out, code = e.admin(2*time.Minute, "--from", src, "--countdown", "1s")
 	if code != 1 || !strings.Contains(out, "reverted to "+e2eNew) || !strings.Contains(out, "exited at start") {
 		t.Fatalf("the broken update: exit %d, want 1 and a revert:\n%s\njournal:\n%s", code, out, u.journal(""))
 	}
 	if p := u.show("ActiveState"); p["ActiveState"] != "active" {
 		t.Errorf("after the revert the unit is %v, want active", p)
+	}
+	select {
+	case d := <-back:
+		t.Logf("the broken server exited; the unit served the good build again %v later", d.Round(time.Millisecond))
+		if d > 5*time.Second {
+			t.Errorf("the good build answered again %v after the broken server exited; want within 5 s", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the broken server's exit or the good build's return was not seen (mark exists: %v)", exists(mark))
 	}
 	if err := e.waitAnswer(10 * time.Second); err != nil {
 		t.Fatal(err)
@@ -224,6 +251,10 @@ func TestSystemdSelfUpdate(t *testing.T) {
 	}
 	t.Logf("admin saw:\n%s", out)
 	t.Logf("journalctl -p warning of the unit and its helpers:\n%s", u.journal("warning"))
+	if testing.Verbose() {
+		out, _ := exec.Command("journalctl", "--no-pager", "-o", "short-precise", "-u", u.name+".service", "-u", u.name+"-selfupdate-*").CombinedOutput()
+		t.Logf("the journal, with times:\n%s", out)
+	}
 }
 
 // TestSystemdHelperKilled kills the helper, in its own unit, at each step
