@@ -104,7 +104,12 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	log.Info("service", "service", running.String())
-	ready := notifyReady(ctx, log, ln.Addr())
+	ready := func() {}
+	if running.Manager == service.Systemd {
+		// Only systemd's own process: a child of a service inherits
+		// NOTIFY_SOCKET, and must not tell the service it is ready.
+		ready = notifyReady(ctx, log, ln.Addr())
+	}
 	err = srv.Serve(ctx, ln)
 	ready()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	defer conn.Close()
 	t.Setenv("NOTIFY_SOCKET", sock)
+	// As systemd sets it for the process it starts (and no other).
+	t.Setenv("SYSTEMD_EXEC_PID", strconv.Itoa(os.Getpid()))
 
 	cfg := stateLockConfig(t)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -85,7 +88,8 @@ func TestSystemdNotify(t *testing.T) {
 }
 
 // TestNoNotifyWithoutSystemd: without NOTIFY_SOCKET nothing is sent and
-// no hello is made.
+// no hello is made. (A child of a service, which inherits NOTIFY_SOCKET,
+// is not taken for systemd's process: see service.Detect.)
 func TestNoNotifyWithoutSystemd(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -107,4 +111,42 @@ func TestNoNotifyWithoutSystemd(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 	stop()
+}
+
+// TestNotifyNotFromAChild: a server started by a service's process (a
+// script under a unit, a test runner) inherits NOTIFY_SOCKET but is not
+// the unit's process; it must not tell that unit it is ready.
+func TestNotifyNotFromAChild(t *testing.T) {
+	dir, err := os.MkdirTemp("", "sdnotify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Skipf("no unix datagram socket here: %v", err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("INVOCATION_ID", "0123456789abcdef")
+	t.Setenv("SYSTEMD_EXEC_PID", strconv.Itoa(os.Getppid()))
+
+	cfg := stateLockConfig(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errb testtree.Buffer
+	done := make(chan error, 1)
+	go func() { done <- RunServer(ctx, ServeOptions{Config: cfg, Listen: "127.0.0.1:0"}, &out, &errb) }()
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 4096)
+	if n, err := conn.Read(buf); err == nil {
+		t.Errorf("a server that is not systemd's process sent %q", buf[:n])
+	}
+	if !strings.Contains(errb.String(), "msg=listening") {
+		t.Errorf("the server did not start:\n%s", errb.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("RunServer: %v", err)
+	}
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 
 	kservice "github.com/kardianos/service"
@@ -50,12 +51,15 @@ func (r Running) String() string {
 // Detect tells whether this process runs as a service, and under which
 // name: name is the --service-name the installed command line carries
 // ("" when absent). On Linux systemd is told by the variables it sets for
-// a service's process (INVOCATION_ID, NOTIFY_SOCKET) and the unit by the
-// process's cgroup; kardianos/service's Interactive() alone takes every
-// process in a container for interactive, and every child of PID 1 for a
-// service. On Windows it is kardianos's (the Windows API's) answer.
+// the process it starts (SYSTEMD_EXEC_PID, which must be this process:
+// every child of a service inherits the variables; before systemd 248,
+// INVOCATION_ID with systemd as the parent) and the unit by the process's
+// cgroup; kardianos/service's Interactive() alone takes every process in
+// a container for interactive, and every child of PID 1 for a service. On
+// Windows it is whether the SCM runs the process (see Serve), or
+// kardianos's (the Windows API's) answer.
 func Detect(name string) Running {
-	return detect(name, runtime.GOOS, os.Getenv, readCgroup, func() bool { return !underSCM.Load() && kservice.Interactive() })
+	return detect(name, runtime.GOOS, os.Getenv, os.Getpid(), os.Getppid(), readCgroup, func() bool { return !underSCM.Load() && kservice.Interactive() })
 }
 
 func readCgroup() string {
@@ -63,10 +67,14 @@ func readCgroup() string {
 	return string(b)
 }
 
-func detect(name, goos string, getenv func(string) string, cgroup func() string, interactive func() bool) Running {
+func detect(name, goos string, getenv func(string) string, pid, ppid int, cgroup func() string, interactive func() bool) Running {
 	switch goos {
 	case "linux":
-		if getenv("INVOCATION_ID") == "" && getenv("NOTIFY_SOCKET") == "" {
+		if exec := getenv("SYSTEMD_EXEC_PID"); exec != "" {
+			if exec != strconv.Itoa(pid) {
+				return Running{} // a child of a service's process
+			}
+		} else if getenv("INVOCATION_ID") == "" || ppid != 1 {
 			return Running{}
 		}
 		if u := unitOf(cgroup()); u != "" {
