@@ -13,6 +13,7 @@ import (
 // restarted on failure only, started with absolute paths, with room for
 // 10,000 sessions and a KillMode that lets the server drain.
 func TestUnit(t *testing.T) {
+	linuxOnly(t)
 	for _, tc := range []struct {
 		name string
 		o    Options
@@ -88,6 +89,7 @@ func contains(lines []string, l string) bool {
 // TestUnitRefusesBadInput: what cannot be put in a unit is refused with
 // its name, not written into a unit systemd would misread.
 func TestUnitRefusesBadInput(t *testing.T) {
+	linuxOnly(t)
 	for _, tc := range []struct {
 		o    Options
 		want string
@@ -170,5 +172,14 @@ func TestDryRunIsWhatInstallWrites(t *testing.T) {
 		if !strings.Contains(d, "/opt/appserver/appserver --config /opt/appserver/AppServer.ini --service-name appserver") {
 			t.Errorf("%s: the description does not give the command line:\n%s", goos, d)
 		}
+	}
+}
+
+// linuxOnly skips a test of the systemd unit elsewhere, where the paths
+// it takes are not Linux paths.
+func linuxOnly(t *testing.T) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("a systemd unit, with Linux paths, is made on Linux only")
 	}
 }
