@@ -151,7 +151,8 @@ func TestUnitVerifies(t *testing.T) {
 // TestDryRunIsWhatInstallWrites: --dry-run prints the unit kardianos/service
 // is given to write, on Linux, and a description elsewhere.
 func TestDryRunIsWhatInstallWrites(t *testing.T) {
-	o := Options{Exe: "/opt/appserver/appserver", Config: "/opt/appserver/AppServer.ini"}
+	dir := t.TempDir()
+	o := Options{Exe: filepath.Join(dir, "appserver"), Config: filepath.Join(dir, "AppServer.ini")}
 	out, err := DryRun(o)
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +170,7 @@ func TestDryRunIsWhatInstallWrites(t *testing.T) {
 	}
 	for _, goos := range []string{"windows", "darwin"} {
 		d := Describe(full, goos)
-		if !strings.Contains(d, "/opt/appserver/appserver --config /opt/appserver/AppServer.ini --service-name appserver") {
+		if !strings.Contains(d, o.Exe+" --config "+o.Config+" --service-name appserver") {
 			t.Errorf("%s: the description does not give the command line:\n%s", goos, d)
 		}
 	}
