@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,9 @@ import (
 // test may install units.
 func needSystemd(t *testing.T) {
 	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("systemd is Linux's")
+	}
 	if os.Getuid() != 0 {
 		t.Skip("the systemd tests install units: they need root (sudo bash scripts/systemd-sandbox go test -run TestSystemd ./appserver/)")
 	}
