@@ -212,7 +212,7 @@ func Install(o Options) (string, error) {
 		return "", err
 	}
 	if err := s.Install(); err != nil {
-		return "", fmt.Errorf("service: installing %s: %w", o.name(), err)
+		return "", fmt.Errorf("service: installing %s (%s): %w", o.name(), platform(s), err)
 	}
 	if err := afterInstall(o.name()); err != nil {
 		// Installed all the same: only a failure's restart is missing.
@@ -250,7 +250,7 @@ func Uninstall(o Options) error {
 		return err
 	}
 	if err := s.Uninstall(); err != nil {
-		return fmt.Errorf("service: uninstalling %s: %w", o.name(), err)
+		return fmt.Errorf("service: uninstalling %s (%s): %w", o.name(), platform(s), err)
 	}
 	return nil
 }
@@ -264,7 +264,7 @@ func Start(o Options) error {
 		return err
 	}
 	if err := s.Start(); err != nil {
-		return fmt.Errorf("service: starting %s: %w", o.name(), err)
+		return fmt.Errorf("service: starting %s (%s): %w", o.name(), platform(s), err)
 	}
 	return nil
 }
@@ -276,7 +276,7 @@ func Stop(o Options) error {
 		return err
 	}
 	if err := s.Stop(); err != nil {
-		return fmt.Errorf("service: stopping %s: %w", o.name(), err)
+		return fmt.Errorf("service: stopping %s (%s): %w", o.name(), platform(s), err)
 	}
 	return nil
 }
@@ -292,11 +292,22 @@ func Status(o Options) (string, error) {
 	case errors.Is(err, kservice.ErrNotInstalled):
 		return o.name() + ": not installed", nil
 	case err != nil:
-		return "", fmt.Errorf("service: status of %s: %w", o.name(), err)
+		return "", fmt.Errorf("service: status of %s (%s): %w", o.name(), platform(s), err)
 	case st == kservice.StatusRunning:
 		return o.name() + ": running", nil
 	case st == kservice.StatusStopped:
 		return o.name() + ": installed, stopped", nil
 	}
 	return o.name() + ": state unknown", nil
+}
+
+// platform names the service manager kardianos/service chose, and on
+// Linux says so when it is not systemd: the unit is systemd's.
+func platform(s kservice.Service) string {
+	p := s.Platform()
+	if runtime.GOOS == "linux" && p != "linux-systemd" {
+		comm, _ := os.ReadFile("/proc/1/comm")
+		p += "; systemd is not running here, PID 1 is " + strings.TrimSpace(string(comm))
+	}
+	return p
 }
