@@ -151,7 +151,7 @@ func TestSystemdInstallStartStop(t *testing.T) {
 		t.Errorf("status of the started unit: %q", st)
 	}
 	j := u.journal("")
-	for _, want := range []string{"systemd unit " + u.name + ".service", "told systemd the server is ready"} {
+	for _, want := range []string{"systemd unit " + u.name + ".service", "telling systemd the server is ready"} {
 		if !strings.Contains(j, want) {
 			t.Errorf("the server's journal does not say %q:\n%s", want, j)
 		}

@@ -33,10 +33,10 @@ func notifyReady(ctx context.Context, log *slog.Logger, addr net.Addr) (stopping
 			err := handover.Hello(hctx, target)
 			hcancel()
 			if err == nil {
+				// Logged first: once READY=1 is sent, the log is read.
+				log.Info("telling systemd the server is ready", "addr", addr.String())
 				if _, err := daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=serving on "+addr.String()); err != nil {
 					log.Warn("telling systemd the server is ready", "err", err)
-				} else {
-					log.Info("told systemd the server is ready", "addr", addr.String())
 				}
 				return
 			}

@@ -69,7 +69,7 @@ func TestSystemdNotify(t *testing.T) {
 	// And it came after the server began accepting, not with the
 	// listener alone.
 	logText := errb.String()
-	if i, j := strings.Index(logText, "msg=listening"), strings.Index(logText, "told systemd the server is ready"); i < 0 || j < i {
+	if i, j := strings.Index(logText, "msg=listening"), strings.Index(logText, "telling systemd the server is ready"); i < 0 || j < i {
 		t.Errorf("the log does not say the server told systemd it is ready after it began serving:\n%s", logText)
 	}
 
