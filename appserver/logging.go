@@ -33,8 +33,10 @@ func openLog(cfg *Config, stderr io.Writer) (*slog.Logger, io.Closer, error) {
 	c := cfg.Log
 	if c.File == "" {
 		f, ok := stderr.(*os.File)
-		journal := ok && stderrIsJournal(f, os.Getenv("JOURNAL_STREAM"))
-		return slog.New(logHandler(stderr, c, journal)), io.NopCloser(nil), nil
+		if ok && stderrIsJournal(f, os.Getenv("JOURNAL_STREAM")) {
+			return slog.New(journalHandler(stderr, c)), io.NopCloser(nil), nil
+		}
+		return slog.New(logHandler(stderr, c, false)), io.NopCloser(nil), nil
 	}
 	if err := checkLogFile(c.File); err != nil {
 		return nil, nil, &ConfigError{File: cfg.File, Section: sectionLog, Key: keyLogFile,
@@ -82,6 +84,12 @@ func logHandler(w io.Writer, c LogConfig, noTime bool) slog.Handler {
 	return slog.NewTextHandler(w, o)
 }
 
+// journalHandler is the handler for the systemd journal: no time (the
+// journal stamps every line), and each record prefixed with its priority.
+func journalHandler(stderr io.Writer, c LogConfig) slog.Handler {
+	return newPriorityHandler(stderr, func(w io.Writer) slog.Handler { return logHandler(w, c, true) })
+}
+
 // helperLogger is the self-update helper's logger: to the server's [LOG]
 // File when the configuration named in the journal at journalPath has one,
 // else to stderr. The helper cannot load the whole configuration (its
@@ -97,7 +105,12 @@ func logHandler(w io.Writer, c LogConfig, noTime bool) slog.Handler {
 func helperLogger(journalPath string, stderr io.Writer) *slog.Logger {
 	c, err := helperLogConfig(journalPath)
 	if err != nil || c.File == "" {
-		log := slog.New(logHandler(stderr, c, false))
+		h := logHandler(stderr, c, false)
+		if f, ok := stderr.(*os.File); ok && stderrIsJournal(f, os.Getenv("JOURNAL_STREAM")) {
+			// The helper of a service runs in a systemd unit of its own.
+			h = journalHandler(stderr, c)
+		}
+		log := slog.New(h)
 		if err != nil {
 			log.Warn("logging to standard error", "err", err)
 		}

@@ -52,8 +52,8 @@ func TestLogJournal(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("stderr holds %q, want 3 records", lines)
 	}
-	if strings.Contains(lines[0], "time=") || !strings.HasPrefix(lines[0], "level=INFO msg=hello") {
-		t.Errorf("record to the journal is %q, want no time", lines[0])
+	if strings.Contains(lines[0], "time=") || !strings.HasPrefix(lines[0], "<6>level=INFO msg=hello") {
+		t.Errorf("record to the journal is %q, want no time and the priority <6>", lines[0])
 	}
 	for _, l := range lines[1:] {
 		if !strings.HasPrefix(l, "time=") {

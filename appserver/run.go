@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/erpupdate/smartsync/appserver/internal/index"
+	"github.com/erpupdate/smartsync/appserver/internal/service"
 	"github.com/erpupdate/smartsync/internal/version"
 )
 
@@ -30,6 +32,9 @@ type ServeOptions struct {
 	// Args is the command line the server was started with, to start the
 	// next server with after a self-update.
 	Args []string
+	// ServiceName is the service the server runs as, from the installed
+	// command line (appserver service install); "" when not given.
+	ServiceName string
 }
 
 // RunServer loads the configuration and serves until ctx is cancelled, or
@@ -46,6 +51,17 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	defer logFile.Close()
+	running := service.Detect(o.ServiceName)
+	if running.Manager == service.Windows && !o.Check {
+		// A Windows service's stderr goes nowhere: warnings and errors
+		// go to the Event Viewer too.
+		if sink, err := openEventLog(running.Name); err != nil {
+			log.Warn("not logging to the Windows event log", "err", err)
+		} else {
+			defer sink.Close()
+			log = slog.New(newEventLogHandler(log.Handler(), sink, cfg.Log, slog.LevelWarn))
+		}
+	}
 	addr := o.Listen
 	if addr == "" {
 		addr = ":" + strconv.Itoa(cfg.Port)
@@ -54,6 +70,7 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	self.Manager, self.Service = running.Manager, running.Name
 	if !o.Check {
 		// Before anything writes to the state folder: the self-update's
 		// recovery, the TLS key, the hash caches. The lock goes when the
@@ -78,7 +95,7 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	}
 	defer srv.Close()
 	if o.Check {
-		return printSummary(stdout, cfg, srv, state)
+		return printSummary(stdout, cfg, srv, state, running)
 	}
 	srv.SetSelf(self)
 	var lc net.ListenConfig
@@ -86,11 +103,26 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	if err := srv.Serve(ctx, ln); err != nil {
+	log.Info("service", "service", running.String())
+	ready := func() {}
+	if running.Manager == service.Systemd {
+		// Only systemd's own process: a child of a service inherits
+		// NOTIFY_SOCKET, and must not tell the service it is ready.
+		ready = notifyReady(ctx, log, ln.Addr())
+	}
+	err = srv.Serve(ctx, ln)
+	ready()
+	if err != nil {
 		return err
 	}
 	if srv.HandedOver() {
 		log.Warn("stopped for a self-update; the update helper takes over")
+		if running.Manager == service.Launchd {
+			// launchd (KeepAlive) would start an exited server again at
+			// once, from the path being swapped: this one waits for the
+			// helper's stop through launchctl.
+			<-ctx.Done()
+		}
 	}
 	return nil
 }
@@ -151,7 +183,7 @@ func readOwnBuild(dir string) string {
 	return b.String()
 }
 
-func printSummary(w io.Writer, cfg *Config, srv *Server, state string) error {
+func printSummary(w io.Writer, cfg *Config, srv *Server, state string, running service.Running) error {
 	fmt.Fprintf(w, "%s: configuration is valid; port %d, updates enabled: %v, build %s, oldest compatible client build %s\n",
 		cfg.File, cfg.Port, cfg.Enable, orNone(cfg.Build.String()), orNone(cfg.MinClientBuild.String()))
 	// --check runs beside a server: it does not take the state folder's
@@ -170,6 +202,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string) error {
 	}
 	fmt.Fprintf(w, "TLS key  %s  %s; %s\n", srv.Fingerprint(), cert, plain)
 	fmt.Fprintf(w, "Log      %s\n", cfg.Log.describe())
+	fmt.Fprintf(w, "Service  %s\n", running)
 	if su := cfg.SelfUpdate; su.Feed != "" {
 		// --check does not fetch it: the server does, at start and daily.
 		fmt.Fprintf(w, "Feed     %s  checked at start and daily; a newer release is mailed to %s\n", su.Feed, orNone(su.Notify))

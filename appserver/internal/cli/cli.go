@@ -17,6 +17,7 @@ import (
 	"os"
 
 	"github.com/erpupdate/smartsync/appserver"
+	"github.com/erpupdate/smartsync/appserver/internal/service"
 	"github.com/erpupdate/smartsync/appserver/release"
 	"github.com/erpupdate/smartsync/internal/buildinfo"
 	"github.com/erpupdate/smartsync/internal/cmdline"
@@ -110,13 +111,15 @@ configuration error.`,
 		SilenceUsage:  true,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef("unknown command %q; the commands are passwd, release and completion", args[0])
+				return usagef("unknown command %q; the commands are passwd, cert, release, service and completion", args[0])
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Args = e.args
-			return ran(appserver.RunServer(e.ctx, o, e.stdout, e.stderr))
+			return ran(service.Serve(e.ctx, o.ServiceName, func(ctx context.Context) error {
+				return appserver.RunServer(ctx, o, e.stdout, e.stderr)
+			}))
 		},
 	}
 	root.SetVersionTemplate("appserver {{.Version}}\n")
@@ -126,7 +129,11 @@ configuration error.`,
 	fl.BoolVar(&o.Check, "check", false, "validate the configuration, index every update folder, print a summary and exit")
 	fl.StringVar(&o.State, "state", "", "folder for the server's state (hash caches); default: appserver-state beside the configuration")
 	fl.StringVar(&o.Listen, "listen", "", "address to listen on, overriding [TCP] Port (e.g. 127.0.0.1:0)")
-	root.AddCommand(e.passwdCommand(), e.certCommand(), e.releaseCommand(), e.helperCommand())
+	// The installed service's command line names the service, so that
+	// the server knows it by name (see appserver service).
+	fl.StringVar(&o.ServiceName, service.NameFlag, "", "the service this server runs as (set by appserver service install)")
+	fl.MarkHidden(service.NameFlag)
+	root.AddCommand(e.passwdCommand(), e.certCommand(), e.releaseCommand(), e.serviceCommand(), e.helperCommand())
 	cmdline.Help(root)
 	return root
 }

@@ -44,7 +44,7 @@ func TestHelpEverywhere(t *testing.T) {
 	}, 15)
 	// The root's help names every command an administrator may need.
 	_, out, _ := run(t, "", "--help")
-	for _, want := range []string{"passwd", "release", "completion", "--config", "--check"} {
+	for _, want := range []string{"passwd", "release", "service", "completion", "--config", "--check"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("appserver --help does not mention %s:\n%s", want, out)
 		}

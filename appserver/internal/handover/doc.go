@@ -10,10 +10,19 @@
 // <name>_old, the build before it, only once the new one has answered. Recover, which a server runs as
 // it starts, finishes what a killed helper left, deciding by the folders.
 //
+// A server run as a service (Self.Manager) is stopped and started through
+// its service manager (Manager), so that the service runs the new build
+// afterwards: on systemd the helper runs in a transient unit of its own
+// (systemd-run), outside the server's unit, which it stops and starts with
+// systemctl; when the helper's unit ends, however, systemd starts the
+// server's unit, whose Recover completes the switch. A Windows service and
+// a launchd job are driven through kardianos/service.
+//
 // The server's side of an update (the administrator's session, the
 // countdown, the notices to sessions and the refusal of new ones, the
 // records of scheduled and past updates, the mail) stays in appserver,
 // which calls this package and gives it a Notify for the outcome mail.
 // It may import the standard library, syncproto, appserver/release,
-// internal/atomicfile, otiai10/copy and golang.org/x/sys; never appserver.
+// internal/atomicfile, otiai10/copy, kardianos/service and golang.org/x/sys;
+// never appserver.
 package handover

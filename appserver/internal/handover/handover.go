@@ -31,6 +31,12 @@ type Self struct {
 	StateDir   string   // the state folder, absolute
 	Listen     string   // the address the new server is checked on
 	Build      string   // the installation's own build (its BUILD file); "" when unknown
+	// Manager is the service manager the server runs under (ManagerSystemd,
+	// ManagerWindows), "" for none; Service is the service's name there
+	// (the systemd unit without ".service"). A self-update of a server run
+	// as a service stops and starts it through the manager.
+	Manager string
+	Service string
 }
 
 // fetchTimeout bounds the download of a release.
@@ -256,6 +262,9 @@ func Start(log *slog.Logger, self Self, u Update) error {
 		OldBuild: self.Build, NewBuild: u.NewBuild, Source: u.Source, Notify: u.Notify,
 		ConfigFile: self.ConfigFile, Started: time.Now(),
 	}
+	if managerFor(&Journal{Manager: self.Manager, Service: self.Service}) != nil {
+		jr.Manager, jr.Service = self.Manager, self.Service
+	}
 	if jr.HealthTimeout == 0 {
 		jr.HealthTimeout = 30 * time.Second
 	}
@@ -266,6 +275,15 @@ func Start(log *slog.Logger, self Self, u Update) error {
 	cmd.Dir = filepath.Dir(self.InstallDir)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Env = os.Environ()
+	if jr.Manager == ManagerSystemd {
+		// Outside the server's unit, which the helper stops.
+		if err := startUnderSystemd(context.Background(), jr.Service, jr.ID, cmd); err != nil {
+			os.RemoveAll(hd)
+			return err
+		}
+		log.Warn("self-update: helper started in a systemd unit of its own", "unit", jr.Service+"-selfupdate-"+jr.ID, "journal", filepath.Join(hd, journalName))
+		return nil
+	}
 	detach(cmd)
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(hd)

@@ -72,6 +72,11 @@ type Journal struct {
 	Notify        string        `json:"notify,omitempty"` // the address the outcome is mailed to
 	ConfigFile    string        `json:"config_file"`      // [MAIL] is read from it, so no password is kept here
 	Started       time.Time     `json:"started"`
+	// Manager and Service name the service manager the server runs under
+	// and its service there (see Self); "" when the helper starts and
+	// watches the server itself.
+	Manager string `json:"manager,omitempty"`
+	Service string `json:"service,omitempty"`
 }
 
 // HelperDir is where the helper and its journal live: beside the
@@ -121,7 +126,7 @@ func RunHelper(ctx context.Context, log *slog.Logger, journalPath string, notify
 	if err != nil {
 		return fmt.Errorf("reading the journal: %w", err)
 	}
-	h := &helper{log: log, dir: dir, jr: jr, notify: notify}
+	h := &helper{log: log, dir: dir, jr: jr, notify: notify, mgr: managerFor(jr)}
 	return h.run(ctx)
 }
 
@@ -130,6 +135,7 @@ type helper struct {
 	dir    string
 	jr     *Journal
 	notify Notify
+	mgr    Manager // the service's manager; nil when the server is not a service
 }
 
 // step records a phase in the journal; the journal is what a crash leaves.
@@ -148,6 +154,18 @@ func (h *helper) run(ctx context.Context) error {
 	jr.HelperPID = os.Getpid()
 	if err := h.step(PhaseHandover); err != nil {
 		return err
+	}
+	if h.mgr != nil {
+		// The old server has stopped serving and exits by itself; the
+		// stop through the manager makes sure, and tells the manager the
+		// service is stopped on purpose, so that it does not restart it
+		// from the path being swapped.
+		h.log.Info("stopping the old server through the service manager", "service", h.mgr.String())
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		if err := h.mgr.Stop(sctx); err != nil {
+			h.log.Error("stopping the old server through the service manager", "err", err)
+		}
+		cancel()
 	}
 	h.log.Info("waiting for the old server to exit", "pid", jr.ServerPID)
 	if !waitExit(ctx, jr.ServerPID, time.Minute) {
@@ -253,6 +271,9 @@ func (h *helper) abandon(reason string) error {
 // it to answer; it returns why it did not, or "". A server that fails is
 // stopped.
 func (h *helper) startAndCheck(ctx context.Context, which string) string {
+	if h.mgr != nil {
+		return h.startAndCheckService(ctx, which)
+	}
 	jr := h.jr
 	cmd := exec.Command(filepath.Join(jr.Install, jr.Exe), jr.Args...)
 	cmd.Dir = jr.WorkDir
@@ -471,6 +492,12 @@ func Recover(log *slog.Logger, self Self, notify Notify) error {
 	if jr.HelperAlive() {
 		if os.Getenv(idEnv) == jr.ID || jr.ServerPID == os.Getpid() {
 			return nil // the helper started this server and is checking it
+		}
+		if jr.Manager != "" && self.Manager == jr.Manager && self.Service == jr.Service {
+			// The helper started this server through the service manager,
+			// which passes it no variable of the helper's: the service's
+			// own start while the helper is alive is the helper's.
+			return nil
 		}
 		return fmt.Errorf("the update helper (pid %d, journal %s) is switching this installation (update %s, phase %s); start the server again when it is done",
 			jr.HelperPID, filepath.Join(hd, journalName), jr.ID, jr.Phase)

@@ -1,0 +1,4 @@
+package handover
+
+// kind names the services of this system's manager.
+const kind = "launchd job"
