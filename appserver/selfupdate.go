@@ -580,6 +580,14 @@ func (u *updater) broadcast(n syncproto.Notice) {
 // update until the client leaves, the server stops or the deadline closes
 // it.
 func (s *Server) stay(ctx context.Context, ss *session) error {
+	// A staying session is held all day, by every workstation at once: it
+	// gives back the buffers its sync wanted (128 KiB a session, 1.2 GB of
+	// heap for 10,000 sessions in make load) and keeps a hello's.
+	ss.r.Shrink(helloBufferSize)
+	ss.blockData = nil
+	if err := ss.w.Shrink(helloBufferSize); err != nil {
+		return fmt.Errorf("flushing before staying: %w", err)
+	}
 	st := &stayer{wake: make(chan struct{}, 1)}
 	u := s.upd
 	u.mu.Lock()

@@ -49,6 +49,25 @@ func (r *Reader) Grow(size int) {
 	r.r = bufio.NewReaderSize(src, size)
 }
 
+// Shrink gives the Reader a buffer of size bytes if its own is larger, and
+// drops its payload scratch space: for a connection that stays open for
+// hours with little to read (a server keeps thousands). The bytes already
+// buffered are read first: none is lost.
+func (r *Reader) Shrink(size int) {
+	if cap(r.buf) > size {
+		r.buf = nil
+	}
+	if r.r.Size() <= size {
+		return
+	}
+	src := r.src
+	if n := r.r.Buffered(); n > 0 {
+		pending, _ := r.r.Peek(n)
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(pending)), r.src)
+	}
+	r.r = bufio.NewReaderSize(src, size)
+}
+
 // ReadHeader reads and checks one frame header. It returns the type and
 // payload length, both already checked against the protocol's limits.
 func (r *Reader) readHeader() (MsgType, int, error) {
@@ -141,6 +160,23 @@ func NewWriterSize(w io.Writer, size int) *Writer {
 // flushing what it holds first.
 func (w *Writer) Grow(size int) error {
 	if w.w.Size() >= size {
+		return nil
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	w.w = bufio.NewWriterSize(w.dst, size)
+	return nil
+}
+
+// Shrink gives the Writer a buffer of size bytes if its own is larger,
+// flushing what it holds first, and drops its scratch space (see
+// Reader.Shrink).
+func (w *Writer) Shrink(size int) error {
+	if cap(w.buf) > size {
+		w.buf = nil
+	}
+	if w.w.Size() <= size {
 		return nil
 	}
 	if err := w.Flush(); err != nil {
