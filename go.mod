@@ -26,4 +26,5 @@ require (
 	github.com/otiai10/mint v1.6.3 // indirect
 	github.com/spf13/cobra v1.10.2 // indirect
 	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 )

@@ -170,6 +170,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string) error {
 	}
 	fmt.Fprintf(w, "TLS key  %s  %s; %s\n", srv.Fingerprint(), cert, plain)
 	fmt.Fprintf(w, "Log      %s\n", cfg.Log.describe())
+	fmt.Fprintf(w, "Limits   %s\n", describeAdmission(cfg))
 	oses := make([]string, 0, len(srv.indexes))
 	for o := range srv.indexes {
 		oses = append(oses, o)

@@ -57,6 +57,8 @@ type server struct {
 	listenAt string
 	// ini is added to the AppServer.ini start writes.
 	ini string
+	// tune, when set, sets the server's fields before it serves.
+	tune func(*appserver.Server)
 }
 
 type serverConf struct {
@@ -127,6 +129,9 @@ func (s *server) start(conf serverConf) {
 	s.srv = srv
 	if conf.idle > 0 {
 		srv.IdleTimeout = conf.idle
+	}
+	if s.tune != nil {
+		s.tune(srv)
 	}
 	at := "127.0.0.1:0"
 	if s.listenAt != "" {
