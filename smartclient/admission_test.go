@@ -21,6 +21,7 @@ import (
 
 	"github.com/erpupdate/smartsync/appserver"
 	"github.com/erpupdate/smartsync/smartclient"
+	"github.com/erpupdate/smartsync/smartclient/internal/cli"
 	"github.com/erpupdate/smartsync/smartclient/internal/servertrust"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -363,4 +364,78 @@ func TestTransportFailure(t *testing.T) {
 			t.Errorf("%s: transportFailure(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
 		}
 	}
+}
+
+// TestCLIConnectRetry: the smartclient command retries a server it cannot
+// reach by default (2 minutes; an interrupt ends the wait), for as long as
+// --connect-retry or smartclient.ini [UPDATE] ConnectRetry say, and then
+// names the server and how long it tried.
+func TestCLIConnectRetry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	cliSync := func(ctx context.Context, dir string, out io.Writer, extra ...string) (int, string) {
+		var errOut bytes.Buffer
+		args := append([]string{"sync", "--allow-unsigned", "--server", addr, "--dir", dir, "--os", "linux", "--yes"}, extra...)
+		return cli.Main(ctx, args, strings.NewReader(""), out, &errOut), errOut.String()
+	}
+	said := "Cannot connect to the update server " + addr + "; retrying in "
+
+	t.Run("default", func(t *testing.T) {
+		out := &signalWriter{want: said, seen: make(chan struct{})}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan int, 1)
+		go func() { code, _ := cliSync(ctx, t.TempDir(), out); done <- code }()
+		select {
+		case <-out.seen:
+		case code := <-done:
+			t.Fatalf("exit %d without retrying: %q", code, out.String())
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no retry within 10 s: %q", out.String())
+		}
+		cancel()
+		if code := <-done; code != cli.ExitInterrupted {
+			t.Errorf("exit %d after the interrupt, want %d", code, cli.ExitInterrupted)
+		}
+	})
+	for _, tc := range []struct {
+		name  string
+		ini   string
+		flags []string
+	}{
+		{"flag", "", []string{"--connect-retry", "2s"}},
+		{"smartclient.ini", "[UPDATE]\nConnectRetry=2\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.ini != "" {
+				if err := os.WriteFile(filepath.Join(dir, "smartclient.ini"), []byte(tc.ini), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var out bytes.Buffer
+			code, errOut := cliSync(context.Background(), dir, &out, tc.flags...)
+			if code != cli.ExitFailed || !strings.Contains(errOut, "cannot reach the update server "+addr) ||
+				!regexp.MustCompile(`\(tried \d+ times over [0-2]s\)`).MatchString(errOut) || !strings.Contains(out.String(), said) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want a retry, then the failure naming the server and how long it was tried", code, out.String(), errOut)
+			}
+		})
+	}
+	t.Run("off", func(t *testing.T) {
+		var out bytes.Buffer
+		code, errOut := cliSync(context.Background(), t.TempDir(), &out, "--connect-retry", "off")
+		if code != cli.ExitFailed || strings.Contains(errOut, "tried") || out.Len() != 0 {
+			t.Errorf("exit %d, stdout %q, stderr %q; want a failure at once", code, out.String(), errOut)
+		}
+	})
+	t.Run("bad flag", func(t *testing.T) {
+		code, errOut := cliSync(context.Background(), t.TempDir(), io.Discard, "--connect-retry", "often")
+		if code != cli.ExitUsage || !strings.Contains(errOut, `--connect-retry "often"`) {
+			t.Errorf("exit %d, stderr %q; want a usage error naming the flag", code, errOut)
+		}
+	})
 }
