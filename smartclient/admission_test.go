@@ -214,6 +214,60 @@ func TestBandwidthLimits(t *testing.T) {
 	}
 }
 
+// TestThrottledWritesAreNotTimeouts: the time a write is held back by a
+// bandwidth limit does not count against the server's write deadline,
+// which is for a client that stops reading: a transfer that takes far
+// longer than WriteTimeout at the limit completes.
+func TestThrottledWritesAreNotTimeouts(t *testing.T) {
+	s := newServer(t, defaultConf)
+	writeBig(t, s, "data/big.bin", 256<<10)
+	s.tune = func(srv *appserver.Server) {
+		srv.WriteTimeout = 300 * time.Millisecond // one 256 KiB chunk takes 2 s at the limit
+		srv.MaxClientBytesPerSecond = 128 << 10
+	}
+	s.start(defaultConf)
+	dir := filepath.Join(t.TempDir(), "install")
+	if res := mustSync(t, s, dir, yes); res.Outcome != syncproto.OutcomeUpdated {
+		t.Fatalf("outcome %v, want updated", res.Outcome)
+	}
+	sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "install")
+}
+
+// TestStopEndsThrottledTransfers: a server that stops ends, after its
+// grace period, a transfer held back by a bandwidth limit, however much
+// of it is left.
+func TestStopEndsThrottledTransfers(t *testing.T) {
+	s := newServer(t, defaultConf)
+	writeBig(t, s, "data/big.bin", 4<<20)
+	s.tune = func(srv *appserver.Server) {
+		srv.Grace = 200 * time.Millisecond
+		srv.MaxBytesPerSecond = 16 << 10 // 4 minutes for the release
+	}
+	s.start(defaultConf)
+	done := make(chan error, 1)
+	go func() {
+		_, err := smartclient.Sync(context.Background(), smartclient.Options{AllowUnsigned: true, Dir: filepath.Join(t.TempDir(), "install"),
+			Server: s.addr, OS: "linux", Yes: true, Timeout: time.Minute, MinRate: -1})
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); s.srv.AdmissionStats().Transfers < 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the transfer did not start")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	stopped := make(chan struct{})
+	go func() { s.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the server did not stop within 20 s of its grace period")
+	}
+	if err := <-done; err == nil {
+		t.Error("the sync succeeded; want it cut short by the stop")
+	}
+}
+
 // TestConnectRetry: a server that cannot be reached is tried again, with
 // backoff, within ConnectRetryFor: one that comes up in time serves the
 // sync; one that does not fails it with the address and how long it was
