@@ -18,8 +18,9 @@ import (
 
 // Admission of transfers: a session that needs the manifest (its client
 // will fetch files) takes one of MaxTransfers slots before the manifest is
-// sent, and holds it until its transfer ends (its Report, an error or the
-// connection's end). A no-op check, whose GetManifest names the current
+// sent, and holds it until its transfer ends: the last file it requested
+// is sent (or it requested none), or its Report, an error or the
+// connection's end comes first. A no-op check, whose GetManifest names the current
 // manifest, is answered UpToDate without a slot: it is never queued behind
 // transfers. With every slot taken, a session waits briefly (TransferWait)
 // for one, then is told Error{CodeBusy, "server is busy, retry in N s",

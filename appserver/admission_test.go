@@ -2,10 +2,13 @@ package appserver
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erpupdate/smartsync/syncproto"
 )
 
 // TestParseConfigAdmission: [UPDATE] MaxTransfers defaults from the
@@ -102,5 +105,97 @@ func TestDescribeAdmission(t *testing.T) {
 		if got := describeAdmission(&tc.cfg); got != tc.want {
 			t.Errorf("got %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// TestServerBusyAtGetManifest: with its one transfer slot taken, the
+// server welcomes a new client (the hello is never refused for it), tells
+// it busy at the GetManifest that needs a transfer, answers a no-op check
+// all the same, and frees the slot once the last requested file is sent,
+// before any Report.
+func TestServerBusyAtGetManifest(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"a.bin": "first file", "b.bin": "second file"}, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) {
+		s.MaxTransfers = 1
+		s.TransferWait = 50 * time.Millisecond
+	}, nil)
+	digestOf := func(h syncproto.ManifestHeader, entries []syncproto.ManifestEntry) [32]byte {
+		d := syncproto.NewDigester(h)
+		for _, e := range entries {
+			d.Add(e)
+		}
+		return d.Sum()
+	}
+
+	a := mustDial(t, ts.addr)
+	if _, err := a.hello(srvBuild, "linux", "a"); err != nil {
+		t.Fatal(err)
+	}
+	h, entries, err := a.manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := ts.srv.AdmissionStats(); st.Transfers != 1 {
+		t.Fatalf("%+v after a's manifest, want 1 transfer", st)
+	}
+
+	b := mustDial(t, ts.addr)
+	if _, err := b.hello(srvBuild, "linux", "b"); err != nil {
+		t.Fatalf("b's hello: %v; want a welcome, busy or not", err)
+	}
+	if err := b.send(syncproto.GetManifest{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.r.Read()
+	var pe *syncproto.Error
+	if !errors.As(err, &pe) || pe.Code != syncproto.CodeBusy || pe.Retry < 1 ||
+		pe.Message != fmt.Sprintf("server is busy, retry in %d s", pe.Retry) {
+		t.Fatalf("b's GetManifest: %v; want Error{CodeBusy, \"server is busy, retry in N s\", Retry: N}", err)
+	}
+
+	// A no-op check takes no slot.
+	n := mustDial(t, ts.addr)
+	if _, err := n.hello(srvBuild, "linux", "n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.send(syncproto.GetManifest{Have: digestOf(h, entries)}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := n.r.Read(); err != nil || m.Type() != syncproto.MsgUpToDate {
+		t.Fatalf("no-op check while the slot is taken: %v, %v; want UpToDate", m, err)
+	}
+
+	// a fetches one file: the slot is free once it is sent, Report or not.
+	idx := indexOf(entries)["a.bin"]
+	if err := a.send(syncproto.Request{Indices: []uint32{idx}}, syncproto.RequestEnd{}); err != nil {
+		t.Fatal(err)
+	}
+	dec, err := syncproto.NewChunkDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	if got, err := a.receiveFile(dec, idx); err != nil || string(got.data) != "first file" {
+		t.Fatalf("a's file: %q, %v", got.data, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ts.srv.AdmissionStats().Transfers != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the slot is still taken after a's last file: %+v", ts.srv.AdmissionStats())
+		}
+	}
+	c := mustDial(t, ts.addr)
+	if _, err := c.hello(srvBuild, "linux", "c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.manifest(); err != nil {
+		t.Fatalf("c's manifest once the slot is free: %v", err)
+	}
+	if st := ts.srv.AdmissionStats(); st.Busy != 1 || st.PeakTransfers != 1 || st.MaxTransfers != 1 {
+		t.Errorf("%+v; want 1 told busy, at most 1 transfer at once", st)
+	}
+	// The refusal is logged (once per busyLogEvery, whatever the flood).
+	if !strings.Contains(ts.logs.String(), "server busy: every transfer slot taken") {
+		t.Errorf("the refusal is not logged:\n%s", ts.logs)
 	}
 }

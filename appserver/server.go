@@ -659,8 +659,12 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 
 	// Read every request first (see syncproto's doc: no write/write lock).
 	want, err := s.readRequests(ss, man)
-	if err != nil || len(want) == 0 {
+	if err != nil {
 		return err
+	}
+	if len(want) == 0 {
+		s.endTransfer(ss) // a check, or nothing to fetch: no transfer
+		return nil
 	}
 	ss.outcome = "sending"
 	var enc *zstd.Encoder // nil: raw, as the client asked
@@ -688,7 +692,14 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 		}
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-	return ss.w.Flush()
+	if err := ss.w.Flush(); err != nil {
+		return err
+	}
+	// Every file is sent: the slot goes to the next client while this
+	// one installs, which may take minutes (a backup, a post-install
+	// step) before its Report.
+	s.endTransfer(ss)
+	return nil
 }
 
 // wanted is one requested file: whole, or as a delta from the client's

@@ -95,8 +95,9 @@
 // UpToDate, never waits behind transfers and is never refused (a hello
 // cannot tell the one from the other). Such a GetManifest takes a transfer
 // slot before anything of the manifest is sent, and holds it until the
-// session's Report (or an error, or the connection's end); Stay and the
-// notices after it hold none. When every slot is taken, the server waits
+// last file it requested is sent (or its Report, an error, or the
+// connection's end, whichever comes first): the client's install, and
+// Stay and the notices after it, hold none. When every slot is taken, the server waits
 // briefly (about a second) for one, then answers GetManifest with
 // Error{CodeBusy, "server is busy, retry in N s", Retry: N} and closes:
 // never a timeout. N comes from the queue (the sessions waiting, and
