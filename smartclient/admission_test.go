@@ -46,10 +46,18 @@ func (b *lockedBuffer) String() string {
 }
 
 // writeBig puts a file of n random (incompressible) bytes in the linux
-// update folder.
+// update folder, for the server that starts next: unlike server.write it
+// touches no state shared between tests, so that tests may run in
+// parallel.
 func writeBig(t *testing.T, s *server, name string, n int) {
 	t.Helper()
-	s.write("linux", name, string(randomData(n)))
+	p := filepath.Join(s.folders["linux"], filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, randomData(n), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func randomData(n int) []byte {
@@ -69,6 +77,7 @@ func randomData(n int) []byte {
 // clients told "busy, retry in N s" (their progress line says so), and
 // then every one served, each tree the release's.
 func TestBusyServerServesEveryone(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, defaultConf)
 	// Each transfer lasts a few tenths of a second (256 KiB at 1 MiB/s),
 	// so that the slots stay taken longer than a session waits for one.
@@ -136,6 +145,7 @@ func TestBusyServerServesEveryone(t *testing.T) {
 func TestNoopCheckIsNotQueued(t *testing.T) {
 	s := newServer(t, defaultConf)
 	writeBig(t, s, "data/big.bin", 1<<20)
+	s.start(defaultConf)
 	current := filepath.Join(t.TempDir(), "current")
 	mustSync(t, s, current, yes)
 
@@ -175,6 +185,7 @@ func TestNoopCheckIsNotQueued(t *testing.T) {
 // (less one burst). A lower bound only: how much longer it takes depends
 // on the machine.
 func TestBandwidthLimits(t *testing.T) {
+	t.Parallel()
 	const size = 1 << 20
 	for _, tc := range []struct {
 		name      string
@@ -188,6 +199,7 @@ func TestBandwidthLimits(t *testing.T) {
 		{"whole server", func(srv *appserver.Server) { srv.MaxBytesPerSecond = 1 << 20 }, 2, 1 << 20, 64 << 10, 2 * size},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, defaultConf)
 			writeBig(t, s, "data/big.bin", size)
 			s.tune = tc.tune
@@ -219,6 +231,7 @@ func TestBandwidthLimits(t *testing.T) {
 // which is for a client that stops reading: a transfer that takes far
 // longer than WriteTimeout at the limit completes.
 func TestThrottledWritesAreNotTimeouts(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, defaultConf)
 	writeBig(t, s, "data/big.bin", 256<<10)
 	s.tune = func(srv *appserver.Server) {
@@ -304,6 +317,7 @@ func TestConnectRetry(t *testing.T) {
 		sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "install")
 	})
 	t.Run("server stays down", func(t *testing.T) {
+		t.Parallel()
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -354,6 +368,7 @@ func countingListener(t *testing.T, serve func(net.Conn)) (string, *atomic.Int32
 // pinned, or that does not speak TLS, fails the sync at its first
 // connection however long connections may be retried.
 func TestIntegrityFailuresAreNotRetried(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, defaultConf)
 	forward := func(c net.Conn) {
 		up, err := net.Dial("tcp", s.addr)
