@@ -199,3 +199,31 @@ func TestServerBusyAtGetManifest(t *testing.T) {
 		t.Errorf("the refusal is not logged:\n%s", ts.logs)
 	}
 }
+
+// FuzzParseBytesPerSecond: any value is either refused or read as 0 or a
+// bandwidth in range, which formatBytesPerSecond writes back in a form
+// the parser reads as the same number.
+func FuzzParseBytesPerSecond(f *testing.F) {
+	for _, s := range []string{"0", "1024", "1K", "10M", "1G", "1024G", "1025G", "10MB", "-1", "", "k", "1.5M", "99999999999999999999K"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseBytesPerSecond(s)
+		if err != nil {
+			if n != 0 {
+				t.Fatalf("%q: %d with error %v", s, n, err)
+			}
+			return
+		}
+		if n != 0 && (n < minBytesPerSecond || n > maxBytesPerSecond) {
+			t.Fatalf("%q: %d out of range", s, n)
+		}
+		if n == 0 {
+			return
+		}
+		back, _, _ := strings.Cut(formatBytesPerSecond(n), " ")
+		if m, err := parseBytesPerSecond(back); err != nil || m != n {
+			t.Fatalf("%q: %d written as %q, read back as %d, %v", s, n, back, m, err)
+		}
+	})
+}

@@ -52,8 +52,10 @@ type Options struct {
 	// file data travels zstd-compressed.
 	Compress string
 	// RetryFor bounds how long a server that turns the session away for
-	// a while (updating itself, busy, stopping) is tried again; 0 means
-	// 15 minutes, a negative value not at all.
+	// a while (updating itself, busy, stopping), at the hello or at the
+	// request for the manifest, is tried again: after its Retry plus a
+	// random time up to as much again (see retryWait); 0 means 15
+	// minutes, a negative value not at all.
 	RetryFor time.Duration
 	// ConnectRetryFor bounds how long a server that cannot be reached,
 	// or whose connection fails or times out before its welcome
@@ -61,7 +63,8 @@ type Options struct {
 	// tried again, with exponential backoff and full jitter (a random
 	// wait up to 1 s, doubling to 30 s). 0 or a negative value means not
 	// at all, so that a library caller hears at once; the smartclient
-	// command sets DefaultConnectRetryFor. An integrity failure (a
+	// command sets DefaultConnectRetryFor, or --connect-retry, or
+	// smartclient.ini [UPDATE] ConnectRetry. An integrity failure (a
 	// server key that is not the trusted one, a bad certificate, a
 	// protocol error, hostile data) is never tried again.
 	ConnectRetryFor time.Duration
