@@ -109,7 +109,7 @@ func TestBusyServerServesEveryone(t *testing.T) {
 	close(start)
 	wg.Wait()
 	want := tree(t, s.folders["linux"])
-	told := 0
+	told, turnedAway := 0, 0
 	line := regexp.MustCompile(`^Server busy, retrying in \d+ s\.$`)
 	for i := range clients {
 		if errs[i] != nil || results[i].Outcome != syncproto.OutcomeUpdated {
@@ -117,6 +117,7 @@ func TestBusyServerServesEveryone(t *testing.T) {
 			continue
 		}
 		sameTree(t, tree(t, dirs[i]), want, fmt.Sprintf("client %d", i))
+		turnedAway += results[i].TurnedAway
 		for _, l := range strings.Split(strings.TrimSpace(outs[i].String()), "\n") {
 			if line.MatchString(l) {
 				told++
@@ -130,8 +131,8 @@ func TestBusyServerServesEveryone(t *testing.T) {
 	if st.PeakTransfers > 2 || st.PeakTransfers < 1 {
 		t.Errorf("at most %d transfers at once, want 1..2", st.PeakTransfers)
 	}
-	if st.Busy == 0 || int64(told) != st.Busy {
-		t.Errorf("%d clients told busy, %d busy lines shown; want the same number, more than 0", st.Busy, told)
+	if st.Busy == 0 || int64(told) != st.Busy || turnedAway != told {
+		t.Errorf("%d clients told busy, %d busy lines shown, %d in the results; want the same number, more than 0", st.Busy, told, turnedAway)
 	}
 	if st.Transfers != 0 || st.Waiting != 0 {
 		t.Errorf("%d transfers and %d waiting after all ended", st.Transfers, st.Waiting)

@@ -110,6 +110,9 @@ type Options struct {
 
 	// retryUntil is when RetryFor ends, for every attempt of the sync.
 	retryUntil time.Time
+	// turnedAway counts the server's refusals waited out (see
+	// Result.TurnedAway).
+	turnedAway *int
 	// keep, when set ('run', through Application.Keep), is handed the
 	// session instead of its being closed, if it ended with the server's
 	// ReportAck: it has sent Stay, and the server's notices follow on it.
@@ -143,6 +146,10 @@ type Result struct {
 	Message      string // for Disabled: the server's reason
 	Installed    string // the build installed before the sync, "" for none
 	Planned      []Change
+	// TurnedAway is how many times the server turned the sync away for a
+	// while (busy, updating, stopping) before it served it; a load test
+	// counts the clients told busy and then served by it.
+	TurnedAway int
 }
 
 // Change is one thing a sync would do to the install, as Options.List
@@ -193,6 +200,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	o.retryUntil = time.Now().Add(max(o.RetryFor, 0))
 	o.seen = &servertrust.Seen{}
+	o.turnedAway = new(int)
 	if !o.CheckOnly {
 		// Mkdir, not MkdirAll: a folder whose parent is missing is a
 		// typo, not a place to install a client made up on the spot.
@@ -282,6 +290,9 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		if serr := st.Save(root); serr != nil {
 			o.Log.Warn("recording the failed sync", "err", serr)
 		}
+	}
+	if res != nil {
+		res.TurnedAway = *o.turnedAway
 	}
 	return res, err
 }
@@ -373,6 +384,9 @@ func laterRefusal(err error, o Options) (*syncproto.Error, bool) {
 // sayRetry tells the user, on the progress line, that the server turned
 // the sync away and when it is tried again.
 func sayRetry(o Options, pe *syncproto.Error, wait time.Duration, attempt int) {
+	if o.turnedAway != nil {
+		*o.turnedAway++
+	}
 	fmt.Fprintf(o.Out, "Server %s, retrying in %d s.\n", retryWhy[pe.Code], secondsOf(wait))
 	o.Log.Info("the server asks to come back later", "code", pe.Code, "message", pe.Message, "attempt", attempt, "wait", wait)
 }
