@@ -8,6 +8,8 @@
 #   make test-windows every package under Wine (.ci/run runs it after make test)
 #   make bench        ours against rsync on the same data (scripts/bench; BENCHMARKS.md)
 #   make bench-small  the same on smaller trees, in a few minutes
+#   make load    one appserver under issue 22's load goals (scripts/load; BENCHMARKS.md),
+#                e.g. make load LOAD_ARGS='-clients 100 -idle 1000 -max-transfers 8'
 #   make clean   remove bin/ and the test cache
 #
 # GO may point at another toolchain: make GO=/usr/local/go/bin/go test
@@ -16,7 +18,7 @@ GO ?= go
 # gofmt from the same toolchain as $(GO), so that formatting rules match.
 GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: all build build-windows test fmt-check vet vet-cross demo fuzz clean bench bench-small test-windows
+.PHONY: all build build-windows test fmt-check vet vet-cross demo fuzz clean bench bench-small load test-windows
 
 all: build
 
@@ -73,6 +75,14 @@ bench:
 
 bench-small:
 	GO="$(GO)" $(GO) run ./scripts/bench -small
+
+# The load test: a stampede of clients, idle 'run' sessions, descriptors
+# run out, and the self-update revert, against the goals of issue 22. It
+# builds bin/ itself and takes about 10 minutes at full size; not part of
+# make test. Flags in LOAD_ARGS (go run ./scripts/load -h lists them).
+LOAD_ARGS ?=
+load:
+	GO="$(GO)" $(GO) run ./scripts/load $(LOAD_ARGS)
 
 clean:
 	rm -rf bin

@@ -1,6 +1,7 @@
 package appserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdh"
 	"crypto/tls"
@@ -137,6 +138,9 @@ func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.Adm
 	case syncproto.OpStatus:
 		st := s.upd.status()
 		st.Session = sessionName
+		if req.Flags&syncproto.AdminFeed != 0 {
+			s.feedFields(&st)
+		}
 		return s.send(ss, st)
 	case syncproto.OpCancel:
 		st, err := s.upd.cancelJob(req.User + "@" + host)
@@ -191,8 +195,19 @@ func deniedMessage(err error) string {
 // to the administrator until it ends or the server stops for the switch.
 func (s *Server) adminUpdate(ctx context.Context, ss *session, req syncproto.Admin, host string, priv *ecdh.PrivateKey, clientKey syncproto.AdminKey) error {
 	ur := updateRequest{
-		Source: req.Source, Countdown: time.Duration(req.Countdown) * time.Second, Notify: req.Notify,
+		Source: req.Source, Countdown: time.Duration(req.Countdown) * time.Second, Notify: cmp.Or(req.Notify, s.cfg.SelfUpdate.Notify),
 		AllowDowngrade: req.Flags&syncproto.AdminAllowDowngrade != 0, User: req.User, From: host,
+	}
+	if req.Source == "" {
+		// No source: the newest release of the vendor's feed, checked now,
+		// whose archive must then match the feed's size and digest.
+		r, source, err := s.feed.newestForUpdate(ctx)
+		if err != nil {
+			s.log.Warn("self-update request refused", "user", req.User, "client", host, "reason", reasonOf(err))
+			return &syncproto.Error{Code: syncproto.CodeRefused, Message: reasonOf(err)}
+		}
+		s.log.Info("self-update: no source given; taking the newest release of the feed", "build", r.Build, "source", source)
+		ur.Source, ur.FeedBuild, ur.FeedSize, ur.FeedSHA256 = source, r.Build, r.Size, r.SHA256
 	}
 	if req.At != 0 {
 		ur.At = time.Unix(req.At, 0)

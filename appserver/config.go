@@ -140,6 +140,15 @@ type SelfUpdateConfig struct {
 	// has to start and answer before the old one is put back (seconds,
 	// 5..600, default 30).
 	HealthTimeout time.Duration
+	// Feed is [SELFUPDATE] Feed: where the vendor's signed release feed
+	// is, an http(s):// or file:// URL or an absolute path (a relative
+	// path is made absolute against the configuration's folder); "" for
+	// none. The server checks it at start and daily.
+	Feed string
+	// Notify is [SELFUPDATE] Notify: the administrator's e-mail address
+	// (bare), mailed when the feed lists a newer release, and the outcome
+	// of an update asked for without --notify; "" for none.
+	Notify string
 }
 
 // MailConfig is the [MAIL] section, the SMTP server used to send the outcome
@@ -231,6 +240,8 @@ const (
 	keyPublicKey     = "PublicKey"
 	keyCarry         = "Carry"
 	keyHealthTimeout = "HealthTimeout"
+	keyFeed          = "Feed"
+	keyNotify        = "Notify"
 	keyHost          = "Host"
 	keyFrom          = "From"
 	keyPassword      = "Password"
@@ -260,7 +271,7 @@ const (
 // as updateKeys.
 var (
 	adminKeys      = []string{keyUser, keyPasswordHash}
-	selfUpdateKeys = []string{keyPublicKey, keyCarry, keyHealthTimeout}
+	selfUpdateKeys = []string{keyPublicKey, keyCarry, keyHealthTimeout, keyFeed, keyNotify}
 	mailKeys       = []string{keyHost, keyPort, keyFrom, keyUser, keyPassword, keyStartTLS}
 	limitsKeys     = []string{keyMaxConnections, keyMaxPerAddress, keyMaxStaySessions, keyHeartbeat, keyHelloTimeout, keyIdleTimeout, keyWriteTimeout}
 )
@@ -349,6 +360,9 @@ func ParseConfig(file string, data []byte, baseDir string) (*Config, error) {
 	v.tls(f, cfg)
 	v.limits(f, cfg)
 	v.log(f, cfg)
+	if cfg.SelfUpdate.Notify != "" && cfg.Mail.Host == "" {
+		v.add(sectionSelfUpdate, keyNotify, nil, "is set but [%s] %s is not, so no mail could be sent; set [%s] Host, or remove Notify", sectionMail, keyHost, sectionMail)
+	}
 	if len(v.errs) > 0 {
 		return nil, errors.Join(v.errs...)
 	}
@@ -654,6 +668,29 @@ func (v *validator) selfUpdate(f *ini.File, cfg *Config) {
 			v.add(sectionSelfUpdate, keyHealthTimeout, nil, "%q is not a number of seconds from 5 to 600", val)
 		} else {
 			cfg.SelfUpdate.HealthTimeout = time.Duration(n) * time.Second
+		}
+	}
+
+	if val, _, ok := v.value(sec, sectionSelfUpdate, keyFeed); ok && val != "" {
+		feed := val
+		if !strings.Contains(val, "://") && !filepath.IsAbs(val) {
+			feed = filepath.Join(v.baseDir, val)
+		}
+		switch err := release.CheckFeedSource(feed); {
+		case err != nil:
+			v.add(sectionSelfUpdate, keyFeed, err, "%s", strings.TrimPrefix(err.Error(), release.ErrSource.Error()+": "))
+		case len(cfg.SelfUpdate.PublicKeys) == 0 && !keyBroken:
+			v.add(sectionSelfUpdate, keyFeed, nil, "is set but [%s] %s is not: the feed is verified with the release signing key(s), as ed25519:BASE64", sectionSelfUpdate, keyPublicKey)
+		default:
+			cfg.SelfUpdate.Feed = feed
+		}
+	}
+	if val, _, ok := v.value(sec, sectionSelfUpdate, keyNotify); ok && val != "" {
+		addr, err := parseMailAddress(val)
+		if err != nil {
+			v.add(sectionSelfUpdate, keyNotify, err, "%q is not one e-mail address (admin@example.com)", val)
+		} else {
+			cfg.SelfUpdate.Notify = addr
 		}
 	}
 }

@@ -3,6 +3,7 @@ package appserver
 import (
 	"crypto/ed25519"
 	"encoding/base64"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -102,6 +103,18 @@ func TestParseConfigSelfUpdateGood(t *testing.T) {
 					t.Errorf("HealthTimeout = %v", cfg.SelfUpdate.HealthTimeout)
 				}
 			}},
+		{"Feed URL and Notify", "[SELFUPDATE]\nPublicKey=" + key1 + "\nFeed=https://dl.example.com/appserver/feed.json\nNotify=ERP admin <admin@example.com>\n[MAIL]\nHost=smtp\nFrom=a@b.c\n",
+			func(t *testing.T, cfg *Config) {
+				if cfg.SelfUpdate.Feed != "https://dl.example.com/appserver/feed.json" || cfg.SelfUpdate.Notify != "admin@example.com" {
+					t.Errorf("Feed %q, Notify %q", cfg.SelfUpdate.Feed, cfg.SelfUpdate.Notify)
+				}
+			}},
+		{"Feed relative path", "[SELFUPDATE]\nPublicKey=" + key1 + "\nFeed=feeds/feed.json\n",
+			func(t *testing.T, cfg *Config) {
+				if !filepath.IsAbs(cfg.SelfUpdate.Feed) || !strings.HasSuffix(filepath.ToSlash(cfg.SelfUpdate.Feed), "/feeds/feed.json") {
+					t.Errorf("Feed %q, want an absolute path under the configuration's folder", cfg.SelfUpdate.Feed)
+				}
+			}},
 		{"HealthTimeout=600", "[SELFUPDATE]\nHealthTimeout=600\n",
 			func(t *testing.T, cfg *Config) {
 				if cfg.SelfUpdate.HealthTimeout != 600*time.Second {
@@ -174,6 +187,13 @@ func TestParseConfigSelfUpdateErrors(t *testing.T) {
 		{"HealthTimeout 4", "[SELFUPDATE]\nHealthTimeout=4\n", "SELFUPDATE", "HealthTimeout", `"4" is not a number of seconds from 5 to 600`},
 		{"HealthTimeout 601", "[SELFUPDATE]\nHealthTimeout=601\n", "SELFUPDATE", "HealthTimeout", `"601" is not a number of seconds`},
 		{"HealthTimeout 30s", "[SELFUPDATE]\nHealthTimeout=30s\n", "SELFUPDATE", "HealthTimeout", `"30s" is not a number of seconds`},
+		{"Feed ftp", "[SELFUPDATE]\nPublicKey=" + key1 + "\nFeed=ftp://x/feed.json\n", "SELFUPDATE", "Feed", `the scheme "ftp" is not supported`},
+		{"Feed with a password", "[SELFUPDATE]\nPublicKey=" + key1 + "\nFeed=https://u:secret@x/feed.json\n", "SELFUPDATE", "Feed", "user name or password is refused"},
+		{"Feed other host's file", "[SELFUPDATE]\nPublicKey=" + key1 + "\nFeed=file://other/feed.json\n", "SELFUPDATE", "Feed", `names the host "other"`},
+		{"Feed without a key", "[SELFUPDATE]\nFeed=https://dl.example.com/feed.json\n", "SELFUPDATE", "Feed", "is set but [SELFUPDATE] PublicKey is not"},
+		{"Notify not an address", "[SELFUPDATE]\nNotify=admin at example\n[MAIL]\nHost=smtp\nFrom=a@b.c\n", "SELFUPDATE", "Notify", `"admin at example" is not one e-mail address`},
+		{"Notify two addresses", "[SELFUPDATE]\nNotify=a@b.c, d@e.f\n[MAIL]\nHost=smtp\nFrom=a@b.c\n", "SELFUPDATE", "Notify", "is not one e-mail address"},
+		{"Notify without mail", "[SELFUPDATE]\nNotify=admin@example.com\n", "SELFUPDATE", "Notify", "is set but [MAIL] Host is not"},
 		{"SELFUPDATE unknown key", "[SELFUPDATE]\nPublicKeys=x\n", "SELFUPDATE", "PublicKeys", "unknown key (did you mean PublicKey?)"},
 		{"MAIL unknown key", "[MAIL]\nSMTPHost=x\n", "MAIL", "SMTPHost", "unknown key; known keys are Host, Port, From, User, Password, StartTLS"},
 		{"Host with port", "[MAIL]\nHost=smtp.example.com:587\nFrom=a@b.c\n", "MAIL", "Host", "includes a port"},

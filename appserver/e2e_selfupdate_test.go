@@ -729,3 +729,60 @@ func (e *e2e) serverRunning() bool {
 	prog := []byte(filepath.Join(e.install, "appserver") + "\x00")
 	return len(processes(func(cmdline []byte) bool { return bytes.HasPrefix(cmdline, prog) })) > 0
 }
+
+// TestSelfUpdateFromFeedEndToEnd: the vendor's feed lists a newer
+// release; the server mails [SELFUPDATE] Notify of it, "smartclient admin
+// check" shows it, and "admin update-server" without --from installs it.
+func TestSelfUpdateFromFeedEndToEnd(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, false)
+	src := e.release(e2eNew, "client v2\n", "")
+	entry, err := release.MakeFeedRelease(context.Background(), src, []ed25519.PublicKey{vendorKey.Public().(ed25519.PublicKey)}, "", release.Platform())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	feed, err := release.SignFeed(release.Feed{Format: release.FeedFormat, Number: uint64(now.Unix()), Published: now,
+		Expires: now.Add(24 * time.Hour), Releases: []release.FeedRelease{entry}}, vendorKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feedPath := filepath.Join(filepath.Dir(src), "feed.json")
+	writeFile(t, feedPath, string(feed))
+	e.ini = bytes.Replace(e.ini, []byte("Carry=data/customers.db\r\n"), []byte("Carry=data/customers.db\r\nFeed="+feedPath+"\r\nNotify=admin@example.com\r\n"), 1)
+	writeFile(t, filepath.Join(e.install, "AppServer.ini"), string(e.ini))
+	e.serve()
+
+	if msgs := e.mails(1); len(msgs) != 1 || !strings.Contains(msgs[0].Subject, "release "+e2eNew+" is available") {
+		t.Fatalf("mail of the newer release: %+v\nserver log:\n%s", msgs, e.readLog("server.log"))
+	}
+	out, code := e.smartclient(time.Minute, "admin", "check", "--server", e.addr, "--dir", e.adminDir())
+	if code != 0 || !strings.Contains(out, "Newer release:  "+e2eNew) {
+		t.Fatalf("admin check: exit %d:\n%s", code, out)
+	}
+	out, code = e.admin(2*time.Minute, "--countdown", "1s")
+	if code != 0 || !strings.Contains(out, "from the release feed") || !strings.Contains(out, e2eNew) {
+		t.Fatalf("update-server without --from: exit %d:\n%s\nserver log:\n%s", code, out, e.readLog("server.log"))
+	}
+	if err := e.waitAnswer(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.build(e.install); got != e2eNew {
+		t.Errorf("installation holds build %s, want %s", got, e2eNew)
+	}
+	e.checkConfig()
+	// Notify is told the outcome of an update asked for without --notify.
+	if msgs := e.mails(2); len(msgs) != 2 || !strings.Contains(msgs[1].Subject, "updated to build "+e2eNew) {
+		t.Errorf("outcome mail: %+v", msgs)
+	}
+	// The new server reads the feed at its start, in the background.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, code = e.smartclient(time.Minute, "admin", "check", "--server", e.addr, "--dir", e.adminDir())
+		if code == 0 && strings.Contains(out, "newest release of its feed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin check after the update: exit %d:\n%s", code, out)
+		}
+	}
+}

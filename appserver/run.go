@@ -171,6 +171,10 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string) error {
 	fmt.Fprintf(w, "TLS key  %s  %s; %s\n", srv.Fingerprint(), cert, plain)
 	fmt.Fprintf(w, "Log      %s\n", cfg.Log.describe())
 	fmt.Fprintf(w, "Limits   %s\n", describeAdmission(cfg))
+	if su := cfg.SelfUpdate; su.Feed != "" {
+		// --check does not fetch it: the server does, at start and daily.
+		fmt.Fprintf(w, "Feed     %s  checked at start and daily; a newer release is mailed to %s\n", su.Feed, orNone(su.Notify))
+	}
 	oses := make([]string, 0, len(srv.indexes))
 	for o := range srv.indexes {
 		oses = append(oses, o)

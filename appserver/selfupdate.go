@@ -70,6 +70,12 @@ type updateRequest struct {
 	User           string        `json:"user"`
 	From           string        `json:"from"`
 	Requested      time.Time     `json:"requested"`
+	// FeedBuild, FeedSize and FeedSHA256 are the feed's entry of a release
+	// taken from the vendor's feed (no --from): the archive fetched must
+	// be that build and have that size and digest (hex).
+	FeedBuild  string `json:"feed_build,omitempty"`
+	FeedSize   int64  `json:"feed_size,omitempty"`
+	FeedSHA256 string `json:"feed_sha256,omitempty"`
 }
 
 // job is the one update scheduled or under way.
@@ -445,7 +451,17 @@ func (u *updater) finish(req updateRequest, st syncproto.UpdateStatus, newBuild 
 func (u *updater) execute(ctx context.Context, j *job) (bool, error) {
 	u.hook("start")
 	u.event("update %s: fetching %s", j.req.ID, j.req.Source)
-	p, err := handover.Prepare(ctx, u.s.self, handover.Request{ID: j.req.ID, Source: j.req.Source, AllowDowngrade: j.req.AllowDowngrade},
+	hr := handover.Request{ID: j.req.ID, Source: j.req.Source, AllowDowngrade: j.req.AllowDowngrade,
+		Build: j.req.FeedBuild, Size: j.req.FeedSize}
+	if j.req.FeedSHA256 != "" {
+		if _, err := hex.Decode(hr.SHA256[:], []byte(j.req.FeedSHA256)); err != nil {
+			return false, fmt.Errorf("the feed's SHA-256 %q of the release: %w", j.req.FeedSHA256, err)
+		}
+	}
+	if hr.Build != "" {
+		u.event("update %s: build %s from the release feed (%d bytes, SHA-256 %s)", j.req.ID, hr.Build, hr.Size, j.req.FeedSHA256)
+	}
+	p, err := handover.Prepare(ctx, u.s.self, hr,
 		u.s.cfg.SelfUpdate.PublicKeys, filepath.Join(u.dir, "download"), u.event)
 	if err != nil {
 		return false, err

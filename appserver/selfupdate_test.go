@@ -121,6 +121,14 @@ func makeRelease(t testing.TB, dir, build string, files map[string]string, key e
 // [ADMIN] and [SELFUPDATE]. It returns the server and its installation.
 func selfUpdateServer(t *testing.T, oldBuild string) (*testServer, string) {
 	t.Helper()
+	return selfUpdateServerINI(t, oldBuild, "", nil)
+}
+
+// selfUpdateServerINI is selfUpdateServer with extra lines appended to its
+// [SELFUPDATE] section (and sections after it), and tune applied to the
+// server before it serves.
+func selfUpdateServerINI(t *testing.T, oldBuild, extra string, tune func(*Server)) (*testServer, string) {
+	t.Helper()
 	root := t.TempDir()
 	install := filepath.Join(root, "appserver")
 	upd := filepath.Join(install, "remote_linux_upd")
@@ -133,7 +141,7 @@ func selfUpdateServer(t *testing.T, oldBuild string) (*testServer, string) {
 	hash, _ := testHashes()
 	ini := "[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux=" + upd + "\nBuild=" + srvBuild + "\n" +
 		"[ADMIN]\nUser=admin\nPasswordHash=" + hash + "\n" +
-		"[SELFUPDATE]\nPublicKey=" + release.FormatPublicKey(vendorKey.Public().(ed25519.PublicKey)) + "\n"
+		"[SELFUPDATE]\nPublicKey=" + release.FormatPublicKey(vendorKey.Public().(ed25519.PublicKey)) + "\n" + extra
 	cfgPath := filepath.Join(install, "AppServer.ini")
 	writeFile(t, cfgPath, ini)
 	cfg, err := LoadConfig(cfgPath)
@@ -145,6 +153,9 @@ func selfUpdateServer(t *testing.T, oldBuild string) (*testServer, string) {
 		s.IdleTimeout = 5 * time.Second
 		s.SetSelf(Self{InstallDir: install, Exe: filepath.Join(install, serverProgram), WorkDir: install,
 			ConfigFile: cfgPath, StateDir: state, Listen: "127.0.0.1:1", Build: oldBuild})
+		if tune != nil {
+			tune(s)
+		}
 	}, nil)
 	return ts, install
 }

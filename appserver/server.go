@@ -83,6 +83,7 @@ type Server struct {
 
 	self       Self
 	upd        *updater
+	feed       *feedChecker // the vendor's release feed (see feed.go)
 	logins     logins
 	tokens     adminTokens   // administrators' session tokens (see adminsession.go)
 	stopping   chan struct{} // closed when the server begins to stop
@@ -147,6 +148,7 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		s.MaxStaySessions, s.Heartbeat = defaultMaxStaySessions, defaultHeartbeat
 	}
 	s.upd = newUpdater(s)
+	s.feed = &feedChecker{s: s}
 	if abs, err := filepath.Abs(stateDir); err == nil {
 		s.upd.dir = filepath.Join(abs, "selfupdate")
 	}
@@ -223,6 +225,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	})
 	defer stop()
 	s.upd.start(ctx)
+	s.feed.start(ctx)
 	s.limits = newLimits(s.log, s.MaxConnections, s.MaxPerAddress)
 	s.mu.Lock()
 	s.transfers = newTransfers(s.log, s.MaxTransfers, s.TransferWait, s.MaxBytesPerSecond, s.MaxClientBytesPerSecond)
@@ -284,6 +287,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// An outcome mail already on its way is let go (it has its own
 	// timeout), so that a stop does not lose it.
 	s.upd.mails.Wait()
+	s.feed.running.Wait()
 	s.log.Info("stopped")
 	return acceptErr
 }

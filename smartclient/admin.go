@@ -26,8 +26,14 @@ type AdminOptions struct {
 	Password string // sent sealed, never in clear, once per command (see syncproto.SealRequest)
 	Op       syncproto.AdminOp
 
+	// OpStatus only: Feed asks the server for what it knows of the
+	// vendor's release feed (syncproto.AdminFeed): the newest release
+	// newer than its own build, in the UpdateStatus's feed fields. An
+	// older server refuses the request.
+	Feed bool
+
 	// OpUpdate only.
-	Source         string        // release archive: a path on the server's machine, or a URL
+	Source         string        // release archive: a path on the server's machine, or a URL; "" for the newest release of the server's feed
 	Countdown      time.Duration // warning given to connected sessions, whole seconds; 0 for DefaultCountdown
 	At             time.Time     // when to start; zero for now
 	Notify         string        // e-mail address told the outcome; "" for none
@@ -201,8 +207,6 @@ func (o *AdminOptions) check() error {
 		return bad("unknown administrator operation %d", o.Op)
 	case o.Op != syncproto.OpUpdate:
 		return nil
-	case o.Source == "":
-		return bad("no release source")
 	case len(o.Source) > syncproto.MaxPath || !utf8.ValidString(o.Source):
 		return bad("release source: at most %d bytes of UTF-8", syncproto.MaxPath)
 	case len(o.Notify) > syncproto.MaxNotify || !utf8.ValidString(o.Notify):
@@ -286,6 +290,9 @@ func adminRequest(c *conn, o *AdminOptions, op syncproto.AdminOp, tok *adminToke
 		if o.AllowDowngrade {
 			a.Flags |= syncproto.AdminAllowDowngrade
 		}
+	}
+	if op == syncproto.OpStatus && o.Feed && o.Op == syncproto.OpStatus {
+		a.Flags |= syncproto.AdminFeed
 	}
 	secret := []byte(o.Password)
 	if tok != nil {

@@ -96,8 +96,13 @@ const (
 	// password. The token travels sealed like the password, so that it
 	// is never readable on the wire, and it admits OpStatus only.
 	AdminToken uint8 = 1 << 1
+	// AdminFeed asks, with OpStatus, for what the server knows of the
+	// vendor's release feed: the feed fields of UpdateStatus. A server
+	// sends them only to a request with this flag, so that a client that
+	// does not know them never receives them.
+	AdminFeed uint8 = 1 << 2
 
-	adminFlags = AdminAllowDowngrade | AdminToken
+	adminFlags = AdminAllowDowngrade | AdminToken | AdminFeed
 )
 
 // Admin is an administrator's request, after the AdminKey exchange. The
@@ -182,6 +187,27 @@ type UpdateStatus struct {
 	// Session names the administrator session (AdminSession.Session)
 	// whose token the request carried; "" for a request with a password.
 	Session string
+
+	// The feed fields, sent only in answer to a request with AdminFeed
+	// and only when one is set (see "Administrator sessions").
+	//
+	// FeedChecked is when the server last believed its release feed (Unix
+	// seconds); 0 when it has no feed or has not read one yet.
+	FeedChecked int64
+	// NewestBuild is the newest release the feed lists for the server's
+	// platform that is newer than RunningBuild; "" for none. NewestNotes
+	// is the first line of its notes.
+	NewestBuild string
+	NewestNotes string
+	// FeedError says why the last check of the feed failed; "" when it
+	// did not.
+	FeedError string
+}
+
+// hasFeed reports whether any feed field is set, and so whether the
+// feed fields are on the wire.
+func (m UpdateStatus) hasFeed() bool {
+	return m.FeedChecked != 0 || m.NewestBuild != "" || m.NewestNotes != "" || m.FeedError != ""
 }
 
 func (Stay) Type() MsgType         { return MsgStay }
@@ -225,7 +251,14 @@ func (m UpdateStatus) appendPayload(b []byte) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(m.When))
 	b = appendString(b, m.Source)
 	b = appendString(b, m.Message)
-	return appendString(b, m.Session)
+	b = appendString(b, m.Session)
+	if !m.hasFeed() {
+		return b
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(m.FeedChecked))
+	b = appendString(b, m.NewestBuild)
+	b = appendString(b, m.NewestNotes)
+	return appendString(b, m.FeedError)
 }
 
 func (m AdminSession) appendPayload(b []byte) []byte {
@@ -281,6 +314,17 @@ func decodeSession(t MsgType, d *decoder) Message {
 			Source:       d.str("source", MaxPath),
 			Message:      d.str("message", MaxMessage),
 			Session:      d.str("session", MaxShortString),
+		}
+		if d.err == nil && len(d.b) > 0 {
+			s.FeedChecked = int64(d.u64("feed checked"))
+			s.NewestBuild = d.str("newest build", MaxShortString)
+			s.NewestNotes = d.str("newest notes", MaxMessage)
+			s.FeedError = d.str("feed error", MaxMessage)
+			if d.err == nil && !s.hasFeed() {
+				// One way to write a status: without feed fields, not
+				// with empty ones.
+				d.fail("empty feed fields")
+			}
 		}
 		if d.err == nil {
 			if _, ok := stateNames[s.State]; !ok {

@@ -132,7 +132,8 @@
 //	                              <-     AdminSession{sealed token, session,
 //	                                     update id, expires} (OpUpdate run now)
 //	                              <-     AdminEvent{text} x n (OpUpdate, as steps happen)
-//	                              <-     UpdateStatus{state, id, builds, when, ..., session}
+//	                              <-     UpdateStatus{state, id, builds, when, ..., session,
+//	                                     [feed checked, newest build, newest notes, feed error]}
 //
 // An administrator's session runs inside the TLS of every connection, and
 // the client sends it only to a server whose key it has pinned (configured
@@ -168,6 +169,16 @@
 // (Session). A token admits OpStatus only, for its user, until it
 // expires; the client does not fall back to the password when its token
 // is refused.
+//
+// The feed fields of UpdateStatus (FeedChecked, NewestBuild, NewestNotes,
+// FeedError: what the server knows of the vendor's release feed, see
+// appserver/release) follow Session only in answer to an OpStatus with
+// AdminFeed, and only when one of them is set: a status without them is
+// byte for byte the one of a server that has no feed, so that a client
+// that never asks for them never receives bytes it does not know. A
+// decoder reads them when bytes follow Session and refuses them all empty.
+// An OpUpdate with an empty Source asks the server to take the newest
+// release of its feed; a server without one refuses it (CodeRefused).
 //
 // # The no-op check
 //
@@ -304,5 +315,6 @@
 //	   (WelcomeRenewID: a client id seen from two hosts is renewed);
 //	   administrator requests bound to their seal (SealRequest),
 //	   AdminToken, AdminSession and UpdateStatus.Session (a command logs
-//	   in once). Never released with 5.
+//	   in once); AdminFeed and the feed fields of UpdateStatus (the
+//	   vendor's release feed). Never released with 5.
 package syncproto

@@ -132,7 +132,7 @@ func MaxPayload(t MsgType) (int, bool) {
 	case MsgAdminEvent:
 		return 2 + MaxMessage, true
 	case MsgUpdateStatus:
-		return 1 + 4*str + 8 + 2 + MaxPath + 2 + MaxMessage + str, true
+		return 1 + 4*str + 8 + 2 + MaxPath + 2 + MaxMessage + str + 8 + str + 2*(2+MaxMessage), true
 	case MsgAdminSession:
 		return SealedTokenSize + 2*str + 8, true
 	case MsgGetManifest:

@@ -60,6 +60,7 @@ var samples = map[string]Message{
 	"admin_token":         Admin{User: "admin", Sealed: bytes.Repeat([]byte{0x5a}, SealedTokenSize), Op: OpStatus, Flags: AdminToken},
 	"admin_session":       AdminSession{Sealed: bytes.Repeat([]byte{0x3c}, SealedTokenSize), Session: "s-0011223344556677", UpdateID: "20261123-020000-1a2b", Expires: 1795001200},
 	"update_status_token": UpdateStatus{State: StateDone, ID: "20261123-020000-1a2b", RunningBuild: "7.01.250101A", OldBuild: "7.00.240501A", NewBuild: "7.01.250101A", When: 1795000300, Session: "s-0011223344556677"},
+	"update_status_feed":  UpdateStatus{State: StateNone, RunningBuild: "7.00.240501A", FeedChecked: 1795000000, NewestBuild: "7.01.250101A", NewestNotes: "Faster start-up"},
 	"admin_event":         AdminEvent{Text: "release 7.01.250101A verified (key ed25519:abcd)"},
 	"update_status":       UpdateStatus{State: StateReverted, ID: "20261123-020000-1a2b", RunningBuild: "7.00.240501A", OldBuild: "7.00.240501A", NewBuild: "7.01.250101A", When: 1795000300, Source: "/srv/rel/appserver-7.01.tar.gz", Message: "the new server did not answer within 30s"},
 }
@@ -641,7 +642,9 @@ func TestDecodeRejectsSessionMessages(t *testing.T) {
 		{"notice kind 5", MsgNotice, payload(Notice{Kind: 5})},
 		{"admin op 0", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: 0})},
 		{"admin op 4", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: 4})},
-		{"admin flags", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: OpStatus, Flags: 4})},
+		{"admin flags", MsgAdmin, payload(Admin{Sealed: make([]byte, 28), Op: OpStatus, Flags: 8})},
+		{"status empty feed fields", MsgUpdateStatus, append(payload(UpdateStatus{State: StateNone}), make([]byte, 8+2+2+2)...)},
+		{"status short feed fields", MsgUpdateStatus, append(payload(UpdateStatus{State: StateNone}), 1)},
 		{"admin session short", MsgAdminSession, payload(AdminSession{Sealed: make([]byte, SealedTokenSize-1), Session: "s", UpdateID: "u"})},
 		{"admin session long", MsgAdminSession, append(payload(AdminSession{Sealed: make([]byte, SealedTokenSize), Session: "s", UpdateID: "u"}), 0)},
 		{"admin sealed short", MsgAdmin, payload(Admin{Sealed: make([]byte, 27), Op: OpStatus})},

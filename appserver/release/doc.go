@@ -53,4 +53,32 @@
 // that there is one way to read it: an unknown or repeated line, a missing
 // line, CR LF line ends or a missing final newline is an error
 // (ErrSignatureFormat).
+//
+// # The release feed
+//
+// So that a server learns of its own new releases, the vendor publishes a
+// feed: a signed list of server releases (appserver release feed), which
+// AppServer.ini [SELFUPDATE] Feed names by URL or path. The file is one
+// line of canonical JSON (the bytes encoding/json's Marshal makes, checked
+// on decode by encoding again) and "\n", at most MaxFeedSize bytes:
+//
+//	{"feed":{"format":1,"number":1733475600,
+//	         "published":"2026-12-06T09:00:00Z","expires":"2027-01-05T09:00:00Z",
+//	         "releases":[{"build":"7.01.250101A","platform":"linux/amd64",
+//	                      "url":"appserver-7.01.250101A-linux-amd64.tar.gz",
+//	                      "size":12345,"sha256":"64 hex digits","notes":"..."}]},
+//	 "signatures":[{"key":"ed25519:BASE64","sig":"BASE64"}]}
+//
+// Each signature is the ed25519 signature, by a publisher key (the same
+// keys as the archives', [SELFUPDATE] PublicKey), of
+//
+//	"smartsync-release-feed v1\x00" + canonical JSON of "feed"
+//
+// whose prefix keeps it apart from the archives' signatures. A server
+// believes a feed (VerifyFeed) only when one signature by a trusted key
+// verifies, it has not expired, and its number is not below the highest it
+// has seen, so that an old feed replayed cannot hide a newer release. A
+// release's URL is absolute or relative to the feed's own; the archive's
+// signature is beside it, as for any source, and the archive must also
+// have the feed's size and SHA-256 (ErrFeedMismatch).
 package release

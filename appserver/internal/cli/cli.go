@@ -3,7 +3,8 @@
 // an exit code. The appserver library and the release package it drives
 // return errors; cmd/appserver's main only calls Main.
 //
-// It may import appserver, appserver/release and internal/buildinfo;
+// It may import appserver, appserver/release, internal/buildinfo,
+// internal/cmdline and internal/atomicfile;
 // nothing imports it but cmd/appserver and tests.
 package cli
 
@@ -207,9 +208,10 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 func (e *env) releaseCommand() *cobra.Command {
 	rel := &cobra.Command{
 		Use:   "release",
-		Short: "The publisher's tools: keygen, sign, verify, sign-update, rotate",
+		Short: "The publisher's tools: keygen, sign, verify, feed, sign-update, rotate",
 		Long: `release holds the vendor's side of the server self-update: make a signing
-key, sign a release archive, verify a signature as the server will.`,
+key, sign a release archive, verify a signature as the server will, and
+make the signed release feed that servers check daily.`,
 	}
 	var out string
 	keygen := &cobra.Command{
@@ -287,7 +289,7 @@ key, sign a release archive, verify a signature as the server will.`,
 		},
 	}
 	verify.Flags().StringArrayVar(&pubs, "public-key", nil, "a trusted public key, ed25519:...; repeat for several")
-	rel.AddCommand(keygen, sign, verify, e.signUpdateCommand(), e.rotateCommand())
+	rel.AddCommand(keygen, sign, verify, e.feedCommand(), e.signUpdateCommand(), e.rotateCommand())
 	cmdline.Group(rel)
 	return rel
 }

@@ -4,11 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/ed25519"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/erpupdate/smartsync/appserver/release"
 	"github.com/erpupdate/smartsync/internal/cmdline/cmdlinetest"
@@ -34,11 +37,11 @@ func run(t *testing.T, input string, args ...string) (int, string, string) {
 // TestHelpEverywhere: --help and -h on every command print its usage on
 // stdout and exit 0, as does "help COMMAND".
 func TestHelpEverywhere(t *testing.T) {
-	// root, passwd, release, keygen, sign, verify, sign-update, rotate,
+	// root, passwd, release, keygen, sign, verify, feed, sign-update, rotate,
 	// completion and its 4 shells, help
 	cmdlinetest.HelpEverywhere(t, "appserver", (&env{}).root(), func(args ...string) (int, string, string) {
 		return run(t, "", args...)
-	}, 14)
+	}, 15)
 	// The root's help names every command an administrator may need.
 	_, out, _ := run(t, "", "--help")
 	for _, want := range []string{"passwd", "release", "completion", "--config", "--check"} {
@@ -84,6 +87,10 @@ func TestUnknownFlagsAndCommands(t *testing.T) {
 		{[]string{"release", "sign", "a.tar.gz"}, "sign needs --key FILE"},
 		{[]string{"release", "sign", "--key", "k"}, "want one ARCHIVE"},
 		{[]string{"release", "verify", "a.tar.gz"}, "verify needs --public-key"},
+		{[]string{"release", "feed", "a.tar.gz"}, "feed needs --key FILE"},
+		{[]string{"release", "feed", "--key", "k"}, "want one or more ARCHIVEs"},
+		{[]string{"release", "feed", "--key", "k", "--expires", "0d", "a.tar.gz"}, "--expires"},
+		{[]string{"release", "feed", "--key", "k", "--number", "0", "a.tar.gz"}, "numbers start at 1"},
 		{[]string{"release", "verify", "--public-key", "ed25519:AAAA", "a.tar.gz"}, "--public-key"},
 		{[]string{"passwd", "secret"}, "takes no arguments"},
 		{[]string{"passwd", "--cost=4"}, "unknown flag: --cost"},
@@ -216,5 +223,58 @@ func TestSignUpdateAndRotate(t *testing.T) {
 		if code, _, _ := run(t, "", args...); code != ExitUsage {
 			t.Errorf("%q: exit %d, want %d", args, code, ExitUsage)
 		}
+	}
+}
+
+// TestReleaseFeed is the vendor's round trip: sign two archives, make
+// the feed of them, and verify it as a server does.
+func TestReleaseFeed(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "vendor.key")
+	_, pubLine, _ := run(t, "", "release", "keygen", "--out", keyFile)
+	pub, err := release.ParsePublicKey(pubLine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linux := filepath.Join(dir, "appserver-7.01.250101A-linux-amd64.tar.gz")
+	writeArchive(t, linux, map[string]string{"BUILD": "7.01.250101A\n", "appserver": "x", "NOTES": "Faster start\nand more\n"})
+	win := filepath.Join(dir, "appserver-7.01.250101A-windows-amd64.tar.gz")
+	writeArchive(t, win, map[string]string{"BUILD": "7.01.250101A\n", "appserver.exe": "x"})
+	out := filepath.Join(dir, "feed.json")
+	if code, _, errOut := run(t, "", "release", "feed", "--key", keyFile, "--out", out, linux); code != ExitFailed || !strings.Contains(errOut, "signature") {
+		t.Fatalf("feed of an unsigned archive: exit %d, %q", code, errOut)
+	}
+	for _, a := range []string{linux, win} {
+		if code, _, errOut := run(t, "", "release", "sign", "--key", keyFile, a); code != ExitOK {
+			t.Fatalf("sign: %s", errOut)
+		}
+	}
+	code, _, errOut := run(t, "", "release", "feed", "--key", keyFile, "--out", out, "--base-url", "https://dl.example.com/a", "--number", "42", "--expires", "7d", linux, win)
+	if code != ExitOK || !strings.Contains(errOut, "feed 42 of 2 releases") {
+		t.Fatalf("feed: exit %d, %q", code, errOut)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := release.VerifyFeed(data, out, []ed25519.PublicKey{pub}, time.Now(), 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ok := f.Newest("linux/amd64", "7.00.240601A")
+	if !ok || r.URL != "https://dl.example.com/a/appserver-7.01.250101A-linux-amd64.tar.gz" || r.FirstLine() != "Faster start" {
+		t.Fatalf("newest for linux: %+v", r)
+	}
+	if _, err := release.VerifyFeed(data, out, []ed25519.PublicKey{pub}, time.Now().Add(8*24*time.Hour), 0); !errors.Is(err, release.ErrFeedExpired) {
+		t.Errorf("after --expires: %v", err)
+	}
+	// Without --number, the number grows by itself: the Unix time.
+	code, stdout, _ := run(t, "", "release", "feed", "--key", keyFile, linux)
+	if code != ExitOK {
+		t.Fatal("feed to stdout failed")
+	}
+	f2, err := release.VerifyFeed([]byte(stdout), "stdout", []ed25519.PublicKey{pub}, time.Now(), 42)
+	if err != nil || f2.Number < uint64(time.Now().Add(-time.Hour).Unix()) || f2.Releases[0].URL != filepath.Base(linux) {
+		t.Fatalf("default number: %+v, %v", f2, err)
 	}
 }

@@ -3,6 +3,7 @@ package handover
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,13 @@ type Request struct {
 	ID             string // the update's ID, which the new installation carries
 	Source         string // the release archive: a URL or a path
 	AllowDowngrade bool   // accept a release not newer than the running build
+	// Build, Size and SHA256, when Size is set, are what the vendor's
+	// release feed lists for the release: the archive fetched must have
+	// them, besides its own good signature, or it is refused
+	// (release.ErrFeedMismatch). Size also bounds the download.
+	Build  string
+	Size   int64
+	SHA256 [sha256.Size]byte
 }
 
 // Progress is told each step of an update as it is done, as a line for
@@ -62,13 +70,17 @@ func Prepare(ctx context.Context, self Self, req Request, keys []ed25519.PublicK
 	// forever; the administrator can also cancel it.
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	archive, sig, err := release.Fetch(fctx, req.Source, downloadDir, release.FetchOptions{})
+	archive, sig, err := release.Fetch(fctx, req.Source, downloadDir, release.FetchOptions{MaxArchive: req.Size})
 	if err != nil {
 		return nil, err
 	}
 	info, err := release.Verify(archive, sig, keys)
 	if err != nil {
 		return nil, fmt.Errorf("release refused: %w", err)
+	}
+	if req.Size != 0 && (info.Size != req.Size || info.SHA256 != req.SHA256 || info.Build != req.Build) {
+		return nil, fmt.Errorf("release refused: %w: %s is build %s, %d bytes, SHA-256 %x; the feed lists build %s, %d bytes, SHA-256 %x",
+			release.ErrFeedMismatch, req.Source, info.Build, info.Size, info.SHA256, req.Build, req.Size, req.SHA256)
 	}
 	progress("release %s: signature good (key %s)", info.Build, info.KeyID)
 	if err := version.CheckNewer(self.Build, info.Build, req.AllowDowngrade); err != nil {

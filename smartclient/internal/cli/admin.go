@@ -35,17 +35,20 @@ $` + smartclient.AdminPasswordEnv + `).`,
 	}
 	var f adminFlags
 	update := &cobra.Command{
-		Use:   "update-server --from SOURCE [flags]",
+		Use:   "update-server [--from SOURCE] [flags]",
 		Short: "Update the appserver itself from a signed release",
 		Long: `update-server asks the appserver to update itself from a signed release
 archive (a path on the server's machine, or a URL): connected users are
 warned with a countdown and closed at the deadline, the server's data is
 backed up, the new server started and checked, and the old one put back if
-it does not answer. --status shows the scheduled, running or last update;
---cancel withdraws one not yet past its countdown.
+it does not answer. Without --from, the server takes the newest release of
+the vendor's release feed ([SELFUPDATE] Feed in its AppServer.ini), which
+'smartclient admin check' shows. --status shows the scheduled, running or
+last update; --cancel withdraws one not yet past its countdown.
 
 The password is read from the terminal without echo, or from $` + smartclient.AdminPasswordEnv + `.`,
 		Example: `  smartclient admin update-server --from /srv/releases/appserver-7.00.240601A.tar.gz --countdown 5m --notify admin@example.com
+  smartclient admin update-server --countdown 5m     (the newest release of the server's feed)
   smartclient admin update-server --from https://releases.example.com/appserver.tar.gz --at 02:00
   smartclient admin update-server --status`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -86,32 +89,117 @@ The password is read from the terminal without echo, or from $` + smartclient.Ad
 		}
 		return exitError{e.code(err)}
 	}
-	admin.AddCommand(update)
+	admin.AddCommand(update, e.checkCommand())
 	cmdline.Group(admin)
 	return admin
 }
 
-// adminFlags are the flags of "admin update-server".
+// checkCommand is "smartclient admin check": the server's build and the
+// newest release of its feed.
+func (e *env) checkCommand() *cobra.Command {
+	var f adminFlags
+	f.check = true
+	c := &cobra.Command{
+		Use:   "check [flags]",
+		Short: "Show whether the vendor's feed has a newer release of the appserver",
+		Long: `check asks the appserver for its build and for the newest release of the
+vendor's release feed ([SELFUPDATE] Feed in its AppServer.ini), which the
+server reads at start and daily. When a newer release exists, install it
+with 'smartclient admin update-server' (without --from).
+
+The password is read from the terminal without echo, or from $` + smartclient.AdminPasswordEnv + `.`,
+		Example: "  smartclient admin check --server erp.example.local:1234",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			return nil
+		},
+	}
+	f.addCommon(c)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		o, err := f.options(cmd.Flags().Changed, time.Now())
+		if err != nil {
+			return cmdline.UsageError{Err: err}
+		}
+		o.Log = f.log(e.stderr)
+		o.Password, err = adminPassword(e.ctx, o.User, e.stdin, e.stderr)
+		if err != nil {
+			if e.ctx.Err() != nil {
+				fmt.Fprintln(e.stderr, "Interrupted; nothing was sent to the server.")
+				return exitError{ExitInterrupted}
+			}
+			if cmdline.IsUsage(err) {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "smartclient admin: %v\n", err)
+			return exitError{ExitFailed}
+		}
+		st, err := smartclient.Admin(e.ctx, o)
+		if err != nil {
+			var pe *syncproto.Error
+			if errors.As(err, &pe) && pe.Code == syncproto.CodeProtocol {
+				fmt.Fprintf(e.stderr, "The server does not report a release feed (a build older than this smartclient?): %s\n", pe.Message)
+			} else {
+				sayAdminError(e.stderr, o, err, e.code(err))
+			}
+			return exitError{e.code(err)}
+		}
+		printFeed(e.stdout, st)
+		return exitError{ExitOK}
+	}
+	return c
+}
+
+// printFeed shows what the server knows of its release feed.
+func printFeed(w io.Writer, st *syncproto.UpdateStatus) {
+	fmt.Fprintf(w, "%-15s %s\n", "Running build:", orUnknown(st.RunningBuild))
+	switch {
+	case st.NewestBuild != "":
+		line := st.NewestBuild
+		if st.NewestNotes != "" {
+			line += ": " + st.NewestNotes
+		}
+		fmt.Fprintf(w, "%-15s %s\n", "Newer release:", line)
+		fmt.Fprintln(w, "Install it with 'smartclient admin update-server' (without --from).")
+	case st.FeedChecked != 0:
+		fmt.Fprintf(w, "The server runs the newest release of its feed (checked %s, local).\n", time.Unix(st.FeedChecked, 0).Local().Format("2006-01-02 15:04"))
+	case st.FeedError == "":
+		fmt.Fprintln(w, "The server has no release feed ([SELFUPDATE] Feed in its AppServer.ini), or has not read it yet.")
+	}
+	if st.FeedError != "" {
+		fmt.Fprintf(w, "%-15s %s\n", "Feed problem:", st.FeedError)
+	}
+}
+
+// adminFlags are the flags of "admin update-server" and "admin check".
 type adminFlags struct {
 	from, countdown, at, notify, user, server, dir string
 	downgrade, status, cancel, verbose             bool
 	wait                                           time.Duration
+	check                                          bool // admin check, not a flag
+}
+
+// addCommon adds the flags every admin command has.
+func (f *adminFlags) addCommon(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.user, "user", "admin", "administrator user name")
+	fl.StringVar(&f.server, "server", "", "the appserver as HOST:PORT (default: [TCP] Server and Port of smartclient.ini)")
+	fl.StringVar(&f.dir, "dir", "", "folder of smartclient.ini (default: the folder of the smartclient executable)")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each step to stderr")
 }
 
 func (f *adminFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.from, "from", "", "release archive to update from: a path on the server's machine, or a URL")
+	fl.StringVar(&f.from, "from", "", "release archive to update from: a path on the server's machine, or a URL (default: the newest release of the server's feed)")
 	fl.StringVar(&f.countdown, "countdown", minutes(smartclient.DefaultCountdown), "warning given to connected users before they are closed: 1m to 10m")
 	fl.StringVar(&f.at, "at", "", "start at HH:MM (the next such local time) or at an RFC 3339 time, instead of now")
 	fl.StringVar(&f.notify, "notify", "", "e-mail address told the outcome")
-	fl.StringVar(&f.user, "user", "admin", "administrator user name")
 	fl.BoolVar(&f.downgrade, "allow-downgrade", false, "accept a release not newer than the running build")
 	fl.DurationVar(&f.wait, "wait", smartclient.DefaultAdminWait, "how long to wait for the restarted server to report the outcome")
 	fl.BoolVar(&f.status, "status", false, "show the scheduled, running or last update")
 	fl.BoolVar(&f.cancel, "cancel", false, "withdraw an update not yet past its countdown")
-	fl.StringVar(&f.server, "server", "", "the appserver as HOST:PORT (default: [TCP] Server and Port of smartclient.ini)")
-	fl.StringVar(&f.dir, "dir", "", "folder of smartclient.ini (default: the folder of the smartclient executable)")
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each step to stderr")
+	f.addCommon(cmd)
 }
 
 func (f *adminFlags) log(stderr io.Writer) *slog.Logger {
@@ -133,6 +221,8 @@ func (f *adminFlags) options(changed func(string) bool, now time.Time) (smartcli
 	}
 	o := smartclient.AdminOptions{User: f.user, Op: syncproto.OpUpdate, Wait: f.wait, PollInterval: adminPollInterval}
 	switch {
+	case f.check:
+		o.Op, o.Feed = syncproto.OpStatus, true
 	case f.status && f.cancel:
 		return bad("--status and --cancel exclude each other")
 	case f.status || f.cancel:
@@ -147,9 +237,7 @@ func (f *adminFlags) options(changed func(string) bool, now time.Time) (smartcli
 			}
 		}
 	default:
-		if f.from == "" {
-			return bad("--from SOURCE is needed: the release archive to update the server from")
-		}
+		// Without --from, the server takes the newest release of its feed.
 		o.Source = f.from
 		var err error
 		if o.Countdown, err = parseCountdown(f.countdown); err != nil {

@@ -818,7 +818,7 @@ func TestAdminFlags(t *testing.T) {
 		errOut    string // "" when accepted
 		countdown uint32 // sent, when accepted
 	}{
-		{"no --from", nil, false, "--from SOURCE is needed", 0},
+		{"no --from: the server's feed", nil, false, "", 120},
 		{"countdown too short", []string{"--from", "r.tar.gz", "--countdown", "30s"}, false, `--countdown "30s": must be between 1m and 10m`, 0},
 		{"countdown too short for tests too", []string{"--from", "r.tar.gz", "--countdown", "500ms"}, true, `must be between 1s and 10m`, 0},
 		{"short countdown for tests", []string{"--from", "r.tar.gz", "--countdown", "30s"}, true, "", 30},
@@ -909,7 +909,9 @@ func TestAdminLibrary(t *testing.T) {
 		func(o *smartclient.AdminOptions) { o.Password = strings.Repeat("x", syncproto.MaxPassword+1) },
 		func(o *smartclient.AdminOptions) { o.User = "" },
 		func(o *smartclient.AdminOptions) { o.Op = 9 },
-		func(o *smartclient.AdminOptions) { o.Op = syncproto.OpUpdate }, // no source
+		func(o *smartclient.AdminOptions) {
+			o.Op, o.Source = syncproto.OpUpdate, strings.Repeat("x", syncproto.MaxPath+1)
+		}, // source too long; none is the server's feed
 		func(o *smartclient.AdminOptions) {
 			o.Op, o.Source, o.Countdown = syncproto.OpUpdate, "r.tar.gz", time.Second
 		}, // too short
@@ -953,5 +955,54 @@ func TestAdminDeniedSaysWhy(t *testing.T) {
 		if !strings.Contains(b.String(), tc.want) {
 			t.Errorf("%v: said %q, want %q", tc.err, b.String(), tc.want)
 		}
+	}
+}
+
+// TestAdminCheck: "admin check" asks for the feed (AdminFeed) and shows the
+// newest release, escaped like everything a server says.
+func TestAdminCheck(t *testing.T) {
+	t.Setenv(smartclient.AdminPasswordEnv, fakePassword)
+	checked := time.Date(2026, 12, 6, 9, 0, 0, 0, time.Local)
+	for _, tc := range []struct {
+		name   string
+		answer syncproto.Message
+		code   int
+		out    []string
+		errOut string
+	}{
+		{"newer", syncproto.UpdateStatus{RunningBuild: "7.00.240501A", FeedChecked: checked.Unix(), NewestBuild: "7.01.250101A", NewestNotes: "Faster\x1b[2J start"},
+			ExitOK, []string{"Running build:  7.00.240501A\n", "Newer release:  7.01.250101A: Faster\\x1b[2J start\n", "smartclient admin update-server' (without --from)"}, ""},
+		{"up to date", syncproto.UpdateStatus{RunningBuild: "7.01.250101A", FeedChecked: checked.Unix()},
+			ExitOK, []string{"newest release of its feed (checked 2026-12-06 09:00, local)"}, ""},
+		{"no feed", syncproto.UpdateStatus{RunningBuild: "7.01.250101A"},
+			ExitOK, []string{"has no release feed ([SELFUPDATE] Feed"}, ""},
+		{"feed failing", syncproto.UpdateStatus{RunningBuild: "7.01.250101A", FeedError: "release feed https://x/feed.json: expired"},
+			ExitOK, []string{"Feed problem:   release feed https://x/feed.json: expired\n"}, ""},
+		{"older server", &syncproto.Error{Code: syncproto.CodeProtocol, Message: "malformed Admin: unknown flags 0x4"},
+			ExitFailed, nil, "The server does not report a release feed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeAdmin(t, answer(tc.answer))
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "smartclient.ini"), []byte("[SSL]\nFingerprint="+f.fingerprint+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var out, errb bytes.Buffer
+			code := Main(t.Context(), []string{"admin", "check", "--dir", dir, "--server", f.addr}, strings.NewReader(""), &out, &errb)
+			if code != tc.code || !strings.HasPrefix(errb.String(), tc.errOut) || tc.errOut == "" && errb.Len() != 0 {
+				t.Errorf("exit %d, want %d; stderr %q, want %q", code, tc.code, errb.String(), tc.errOut)
+			}
+			for _, want := range tc.out {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("stdout lacks %q:\n%s", want, out.String())
+				}
+			}
+			if a := f.lastRequest(t); a.Op != syncproto.OpStatus || a.Flags != syncproto.AdminFeed || a.Source != "" {
+				t.Errorf("request %+v, want OpStatus with AdminFeed", a)
+			}
+		})
+	}
+	if code, _, errOut := runMain(t, "admin", "check", "--from", "x.tar.gz"); code != ExitUsage || !strings.Contains(errOut, "unknown flag: --from") {
+		t.Errorf("check --from: exit %d, %q", code, errOut)
 	}
 }

@@ -25,11 +25,11 @@ func runMain(t *testing.T, args ...string) (int, string, string) {
 // TestHelpEverywhere: --help and -h on every command print its usage on
 // stdout and exit 0, as does "help COMMAND".
 func TestHelpEverywhere(t *testing.T) {
-	// root, sync, run, status, restore, admin, update-server, completion
-	// and its 4 shells, help
+	// root, sync, run, status, restore, admin, update-server, check,
+	// completion and its 4 shells, help
 	cmdlinetest.HelpEverywhere(t, "smartclient", (&env{}).root(), func(args ...string) (int, string, string) {
 		return runMain(t, args...)
-	}, 12)
+	}, 13)
 	_, out, _ := runMain(t, "--help")
 	for _, want := range []string{"sync", "run", "status", "restore", "admin", "completion", "100"} {
 		if !strings.Contains(out, want) {

@@ -221,6 +221,8 @@ func Printable(m syncproto.Message, err error) (syncproto.Message, error) {
 	case syncproto.UpdateStatus:
 		v.ID, v.RunningBuild, v.OldBuild, v.NewBuild = e(v.ID), e(v.RunningBuild), e(v.OldBuild), e(v.NewBuild)
 		v.Source, v.Message, v.Session = e(v.Source), e(v.Message), e(v.Session)
+		// The notes come from the vendor's feed through the server.
+		v.NewestBuild, v.NewestNotes, v.FeedError = e(v.NewestBuild), e(v.NewestNotes), e(v.FeedError)
 		return v, err
 	case syncproto.AdminSession:
 		// Escaped like the status that names them; a real server's
