@@ -621,9 +621,9 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 	wire := man.Wire()
 	if get.Have != wire.Digest && ss.transfer == nil {
 		// The client will fetch: it takes a transfer slot before the
-		// manifest goes, and holds it until its Report. A no-op check
-		// (Have is the current digest) takes none and is never
-		// queued.
+		// manifest goes, and holds it until its last file is sent
+		// (see endTransfer). A no-op check (Have is the current
+		// digest) takes none and is never queued.
 		release, busy := s.transfers.acquire(ctx, s.stopping, ss.conn.RemoteAddr())
 		if busy != nil {
 			if busy.Code == syncproto.CodeBusy {
