@@ -91,7 +91,7 @@ func (l *logins) end(host string, ok bool) int {
 // exchange, login with the password or a session token, then one request.
 func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.AdminKey) error {
 	ss.hello = syncproto.Hello{ClientID: "administrator"}
-	if _, ok := ss.conn.(*tls.Conn); !ok {
+	if _, ok := unthrottled(ss.conn).(*tls.Conn); !ok {
 		// The seal of the password is not authenticated: only the pinned
 		// TLS key tells the server from a machine in the middle, which
 		// plain TCP does not have, even where it is allowed.

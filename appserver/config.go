@@ -50,6 +50,18 @@ type Config struct {
 	// may run ([UPDATE] PostInstallTimeout, seconds, default 120).
 	PostInstall        string
 	PostInstallTimeout time.Duration
+	// MaxTransfers is [UPDATE] MaxTransfers: the sessions transferring
+	// files at once (1..100000; default defaultMaxTransfers(), from the
+	// machine). A client past it is told "server is busy, retry in N s";
+	// a no-op check never waits for it. 0 in a Config not made by
+	// ParseConfig means the default.
+	MaxTransfers int
+	// MaxBytesPerSecond and MaxClientBytesPerSecond are [UPDATE]
+	// MaxBytesPerSecond and MaxClientBytesPerSecond: the bytes the whole
+	// server, and one session, send a second while transferring; 0 (the
+	// default) for no limit.
+	MaxBytesPerSecond       int64
+	MaxClientBytesPerSecond int64
 
 	// Admin is [ADMIN]: the administrator who may update the server.
 	Admin AdminConfig
@@ -219,6 +231,9 @@ const (
 	keyPreserve       = "Preserve"
 	keyPostInstall    = "PostInstall"
 	keyPostInstallMax = "PostInstallTimeout"
+	keyMaxTransfers   = "MaxTransfers"
+	keyMaxBPS         = "MaxBytesPerSecond"
+	keyMaxClientBPS   = "MaxClientBytesPerSecond"
 
 	keyUser          = "User"
 	keyPasswordHash  = "PasswordHash"
@@ -282,6 +297,7 @@ var ourSections = []struct {
 var updateKeys = []string{
 	keyEnable, keyPathWindows, keyPathLinux, keyPathMacOSX,
 	keyBuild, keyMinClientBuild, keyPreserve, keyPostInstall, keyPostInstallMax,
+	keyMaxTransfers, keyMaxBPS, keyMaxClientBPS,
 }
 
 // folderKeys maps each folder key to the client OS it serves, in GOOS terms.
@@ -498,6 +514,68 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 			cfg.PostInstallTimeout = time.Duration(n) * time.Second
 		}
 	}
+
+	cfg.MaxTransfers = defaultMaxTransfers()
+	if val, _, ok := v.value(sec, sectionUpdate, keyMaxTransfers); ok && val != "" {
+		n, err := winini.Digits(val)
+		if err != nil || n < 1 || n > maxMaxTransfers {
+			v.add(sectionUpdate, keyMaxTransfers, nil, "%q is not a number of transfers from 1 to %d", val, maxMaxTransfers)
+		} else {
+			cfg.MaxTransfers = n
+		}
+	}
+	for _, k := range []struct {
+		key string
+		set *int64
+	}{{keyMaxBPS, &cfg.MaxBytesPerSecond}, {keyMaxClientBPS, &cfg.MaxClientBytesPerSecond}} {
+		if val, _, ok := v.value(sec, sectionUpdate, k.key); ok && val != "" {
+			n, err := parseBytesPerSecond(val)
+			if err != nil {
+				v.add(sectionUpdate, k.key, nil, "%q %v", val, err)
+			} else {
+				*k.set = n
+			}
+		}
+	}
+}
+
+// Ranges of the admission keys of [UPDATE].
+const (
+	maxMaxTransfers = 100000
+	// minBytesPerSecond is the smallest bandwidth limit: below 1 KiB/s a
+	// client would need minutes for one 64 KiB write.
+	minBytesPerSecond = 1 << 10
+	maxBytesPerSecond = 1 << 40
+)
+
+// parseBytesPerSecond reads a bandwidth: 0 for no limit, else a whole
+// number of bytes a second from minBytesPerSecond to maxBytesPerSecond,
+// optionally followed by K, M or G (any case), which multiply it by 1024,
+// 1024² or 1024³. The error completes a sentence that begins with the
+// value.
+func parseBytesPerSecond(val string) (int64, error) {
+	unit := int64(1)
+	digits := val
+	if n := len(val); n > 0 {
+		switch val[n-1] {
+		case 'k', 'K':
+			unit, digits = 1<<10, val[:n-1]
+		case 'm', 'M':
+			unit, digits = 1<<20, val[:n-1]
+		case 'g', 'G':
+			unit, digits = 1<<30, val[:n-1]
+		}
+	}
+	bad := fmt.Errorf("is not a number of bytes a second: write 0 for no limit, or a whole number from %d (1K) to %d (1024G), optionally followed by K, M or G (1024-based), as in 10M", int64(minBytesPerSecond), int64(maxBytesPerSecond))
+	n, err := winini.Digits(digits)
+	if err != nil || n < 0 || int64(n) > maxBytesPerSecond/unit {
+		return 0, bad
+	}
+	bps := int64(n) * unit
+	if bps != 0 && bps < minBytesPerSecond {
+		return 0, bad
+	}
+	return bps, nil
 }
 
 // bcryptHash matches the modular crypt form of a bcrypt hash: version,

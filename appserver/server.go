@@ -61,6 +61,18 @@ type Server struct {
 	Heartbeat       time.Duration
 	limits          *limits
 
+	// Admission of transfers, from [UPDATE] (see admission.go), read
+	// when Serve starts. MaxTransfers is the transfers under way at once
+	// (0: defaultMaxTransfers); TransferWait how long a session waits for
+	// a slot before it is told busy; MaxBytesPerSecond and
+	// MaxClientBytesPerSecond limit the bytes sent a second by the whole
+	// server and by one session (0: no limit).
+	MaxTransfers            int
+	TransferWait            time.Duration
+	MaxBytesPerSecond       int64
+	MaxClientBytesPerSecond int64
+	transfers               *transfers
+
 	draining atomic.Bool
 	wg       sync.WaitGroup
 	mu       sync.Mutex
@@ -114,18 +126,22 @@ func (s *Server) beginStopping() {
 func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: log, indexes: map[string]*index.Index{},
-		HandshakeTimeout: cmp.Or(cfg.Limits.HelloTimeout, defaultHelloTimeout),
-		IdleTimeout:      cmp.Or(cfg.Limits.IdleTimeout, defaultIdleTimeout),
-		WriteTimeout:     cmp.Or(cfg.Limits.WriteTimeout, defaultWriteTimeout),
-		Grace:            30 * time.Second,
-		MaxConnections:   cfg.Limits.MaxConnections,
-		MaxPerAddress:    cfg.Limits.MaxPerAddress,
-		MaxStaySessions:  cfg.Limits.MaxStaySessions,
-		Heartbeat:        cfg.Limits.Heartbeat,
-		conns:            map[net.Conn]struct{}{},
-		admins:           map[net.Conn]bool{},
-		chunks:           index.NewChunkCache(stateDir, log),
-		stopping:         make(chan struct{}),
+		HandshakeTimeout:        cmp.Or(cfg.Limits.HelloTimeout, defaultHelloTimeout),
+		IdleTimeout:             cmp.Or(cfg.Limits.IdleTimeout, defaultIdleTimeout),
+		WriteTimeout:            cmp.Or(cfg.Limits.WriteTimeout, defaultWriteTimeout),
+		Grace:                   30 * time.Second,
+		MaxConnections:          cfg.Limits.MaxConnections,
+		MaxPerAddress:           cfg.Limits.MaxPerAddress,
+		MaxStaySessions:         cfg.Limits.MaxStaySessions,
+		Heartbeat:               cfg.Limits.Heartbeat,
+		MaxTransfers:            cfg.MaxTransfers,
+		TransferWait:            defaultTransferWait,
+		MaxBytesPerSecond:       cfg.MaxBytesPerSecond,
+		MaxClientBytesPerSecond: cfg.MaxClientBytesPerSecond,
+		conns:                   map[net.Conn]struct{}{},
+		admins:                  map[net.Conn]bool{},
+		chunks:                  index.NewChunkCache(stateDir, log),
+		stopping:                make(chan struct{}),
 	}
 	if cfg.Limits.MaxConnections == 0 { // a Config not made by ParseConfig
 		s.MaxConnections, s.MaxPerAddress = defaultMaxConnections, defaultMaxPerAddress
@@ -211,8 +227,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.upd.start(ctx)
 	s.feed.start(ctx)
 	s.limits = newLimits(s.log, s.MaxConnections, s.MaxPerAddress)
+	s.mu.Lock()
+	s.transfers = newTransfers(s.log, s.MaxTransfers, s.TransferWait, s.MaxBytesPerSecond, s.MaxClientBytesPerSecond)
+	s.mu.Unlock()
 	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable,
-		"tls_fingerprint", s.id.Fingerprint(), "plaintext_allowed", s.cfg.TLS.AllowPlaintext)
+		"tls_fingerprint", s.id.Fingerprint(), "plaintext_allowed", s.cfg.TLS.AllowPlaintext,
+		"max_transfers", s.transfers.max, "max_bytes_per_second", s.MaxBytesPerSecond, "max_client_bytes_per_second", s.MaxClientBytesPerSecond)
 	var acceptErr error
 	var backoff time.Duration
 	for {
@@ -305,6 +325,32 @@ type session struct {
 	// adminOnly marks a session let in over a cap on the reserve kept
 	// for administrators (see admission).
 	adminOnly bool
+	// transfer gives back the session's transfer slot (see
+	// admission.go); nil when it holds none.
+	transfer func()
+	// throttle limits the session's writes while it holds a slot; nil
+	// when the server has no bandwidth limit.
+	throttle *throttledConn
+}
+
+// endTransfer gives back the session's transfer slot, if it holds one.
+func (s *Server) endTransfer(ss *session) {
+	if ss.transfer == nil {
+		return
+	}
+	if ss.throttle != nil {
+		ss.throttle.throttle(s.transfers, false)
+	}
+	ss.transfer()
+	ss.transfer = nil
+}
+
+// unthrottled is the connection under a throttledConn, or c.
+func unthrottled(c net.Conn) net.Conn {
+	if tc, ok := c.(*throttledConn); ok {
+		return tc.Conn
+	}
+	return c
 }
 
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
@@ -345,8 +391,15 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	// Small buffers until the hello is accepted (see converse): a
 	// connection that never says hello costs little.
-	ss := &session{conn: conn, raw: raw, r: syncproto.NewReaderSize(conn, helloBufferSize), w: syncproto.NewWriterSize(conn, helloBufferSize), outcome: "disconnected", adminOnly: adm.adminOnly}
+	var throttle *throttledConn
+	if s.transfers.throttled() {
+		throttle = &throttledConn{Conn: conn, ctx: ctx}
+		conn = throttle
+	}
+	ss := &session{conn: conn, raw: raw, r: syncproto.NewReaderSize(conn, helloBufferSize), w: syncproto.NewWriterSize(conn, helloBufferSize), outcome: "disconnected", adminOnly: adm.adminOnly,
+		throttle: throttle}
 	err = s.converse(ctx, ss)
+	s.endTransfer(ss)
 	if ss.outcome == outcomeBusy {
 		s.sendError(ss, err) // logged by limits, at a bounded rate
 		return
@@ -478,6 +531,8 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 				return err
 			}
 		case syncproto.Report:
+			// The transfer is over, whatever its outcome.
+			s.endTransfer(ss)
 			ss.outcome = m.Outcome.String()
 			if m.Message != "" {
 				s.log.Info("client report", "client", ss.conn.RemoteAddr().String(), "id", ss.hello.ClientID,
@@ -564,6 +619,23 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 		return &syncproto.Error{Code: syncproto.CodeInternal, Message: "the server cannot read its update folder; retry later"}
 	}
 	wire := man.Wire()
+	if get.Have != wire.Digest && ss.transfer == nil {
+		// The client will fetch: it takes a transfer slot before the
+		// manifest goes, and holds it until its last file is sent
+		// (see endTransfer). A no-op check (Have is the current
+		// digest) takes none and is never queued.
+		release, busy := s.transfers.acquire(ctx, s.stopping, ss.conn.RemoteAddr())
+		if busy != nil {
+			if busy.Code == syncproto.CodeBusy {
+				ss.outcome = outcomeBusy // logged by transfers, at a bounded rate
+			}
+			return busy
+		}
+		ss.transfer = release
+		if ss.throttle != nil {
+			ss.throttle.throttle(s.transfers, true)
+		}
+	}
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 	if r := s.releaseMeta(ix, man); r.meta != nil {
 		// Before the answer, whatever it is: the client verifies the
@@ -591,8 +663,12 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 
 	// Read every request first (see syncproto's doc: no write/write lock).
 	want, err := s.readRequests(ss, man)
-	if err != nil || len(want) == 0 {
+	if err != nil {
 		return err
+	}
+	if len(want) == 0 {
+		s.endTransfer(ss) // a check, or nothing to fetch: no transfer
+		return nil
 	}
 	ss.outcome = "sending"
 	var enc *zstd.Encoder // nil: raw, as the client asked
@@ -620,7 +696,14 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 		}
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-	return ss.w.Flush()
+	if err := ss.w.Flush(); err != nil {
+		return err
+	}
+	// Every file is sent: the slot goes to the next client while this
+	// one installs, which may take minutes (a backup, a post-install
+	// step) before its Report.
+	s.endTransfer(ss)
+	return nil
 }
 
 // wanted is one requested file: whole, or as a delta from the client's

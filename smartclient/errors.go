@@ -1,9 +1,14 @@
 package smartclient
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
+
+	"github.com/erpupdate/smartsync/smartclient/internal/servertrust"
+	"github.com/erpupdate/smartsync/syncproto"
 
 	"github.com/erpupdate/smartsync/smartclient/internal/fetch"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
@@ -47,6 +52,50 @@ func ConnectionLost(err error) bool {
 		}
 	}
 	return false
+}
+
+// transportFailure reports an error of the connection itself, which may
+// be gone the next time: a dial that failed (refused, unreachable, no
+// route, a name not resolved), a connection reset or closed, a read or a
+// TLS handshake that timed out. Anything that says the server is not the
+// one trusted, or spoke wrongly, is not one, even when a broken
+// connection came with it: a certificate or key that fails its check, a
+// TLS alert, bytes that are not TLS, an Error from the server, a frame
+// that breaks the protocol. Such a failure is never tried again.
+func transportFailure(err error) bool {
+	var (
+		pe  *syncproto.Error
+		ae  tls.AlertError
+		cve *tls.CertificateVerificationError
+		rhe tls.RecordHeaderError
+		uae x509.UnknownAuthorityError
+		cie x509.CertificateInvalidError
+		he  x509.HostnameError
+	)
+	if err == nil || errors.As(err, &pe) || errors.As(err, &ae) || errors.As(err, &cve) || errors.As(err, &rhe) ||
+		errors.As(err, &uae) || errors.As(err, &cie) || errors.As(err, &he) {
+		return false
+	}
+	for _, e := range []error{
+		servertrust.ErrKeyChanged, servertrust.ErrFingerprint, servertrust.ErrNotSignedByCA,
+		servertrust.ErrUnknownServer, servertrust.ErrPlaintextServer, ErrServerBuild,
+		syncproto.ErrBadMagic, syncproto.ErrMalformed, syncproto.ErrUnknownType, syncproto.ErrTooLarge,
+		syncproto.ErrUnexpected, syncproto.ErrVersion,
+	} {
+		if errors.Is(err, e) {
+			return false
+		}
+	}
+	if ConnectionLost(err) {
+		return true
+	}
+	for _, e := range unreachableErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // lostConnection is ConnectionLost, as the library's own code says it.

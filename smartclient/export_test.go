@@ -54,6 +54,9 @@ func ReadState(dir string) (*state.State, error) { return state.Load(dir) }
 // RetryWait is retryWait, for the test of its bounds.
 var RetryWait = retryWait
 
+// TransportFailure is transportFailure, for the table of what is retried.
+var TransportFailure = transportFailure
+
 // FreeSpace lets the black-box tests in package smartclient_test size a
 // manifest that cannot fit on the disk they run on.
 var FreeSpace = install.FreeSpace

@@ -37,7 +37,8 @@ type ClientINI struct {
 	CA             string
 	AllowPlaintext bool
 	// Transfer bounds the file transfer of a sync ([UPDATE] MinRate,
-	// RateWindow, Deadline).
+	// RateWindow, Deadline) and the retries of a server that cannot be
+	// reached ([UPDATE] ConnectRetry).
 	Transfer Transfer
 	// PublisherKeys are [UPDATE] PublisherKey's keys ("ed25519:BASE64",
 	// comma- or space-separated): the publisher keys a first install

@@ -16,6 +16,9 @@ type Transfer struct {
 	MinRate    int64         // MinRate=, in KiB/s in the file, bytes a second here
 	RateWindow time.Duration // RateWindow=, seconds or a Go duration ("90s")
 	Deadline   time.Duration // Deadline=, seconds or a Go duration ("2h")
+	// ConnectRetry=, seconds or a Go duration, or off: how long a server
+	// that cannot be reached is tried again (Options.ConnectRetryFor).
+	ConnectRetry time.Duration
 }
 
 // parseTransfer reads the transfer's bounds from [UPDATE] of f, if any.
@@ -42,18 +45,21 @@ func parseTransfer(file string, f *ini.File) (Transfer, error) {
 	for _, k := range []struct {
 		key string
 		to  *time.Duration
-	}{{"ratewindow", &tr.RateWindow}, {"deadline", &tr.Deadline}} {
+	}{{"ratewindow", &tr.RateWindow}, {"deadline", &tr.Deadline}, {"connectretry", &tr.ConnectRetry}} {
 		v, ok := rawKey(sec, k.key)
 		if !ok {
 			continue
 		}
-		if k.key == "deadline" && isOff(v) {
+		if (k.key == "deadline" || k.key == "connectretry") && isOff(v) {
 			*k.to = -1
 			continue
 		}
 		d, err := parseSeconds(v)
 		if err != nil {
 			return tr, bad(k.key, err)
+		}
+		if k.key == "connectretry" && d == 0 {
+			d = -1 // 0 says "do not retry", not "the default"
 		}
 		*k.to = d
 	}
@@ -100,5 +106,8 @@ func (tr Transfer) Apply(o *Options) {
 	}
 	if o.Deadline == 0 {
 		o.Deadline = tr.Deadline
+	}
+	if o.ConnectRetryFor == 0 {
+		o.ConnectRetryFor = tr.ConnectRetry
 	}
 }

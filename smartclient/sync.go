@@ -52,9 +52,22 @@ type Options struct {
 	// file data travels zstd-compressed.
 	Compress string
 	// RetryFor bounds how long a server that turns the session away for
-	// a while (updating itself, busy, stopping) is tried again; 0 means
-	// 15 minutes, a negative value not at all.
+	// a while (updating itself, busy, stopping), at the hello or at the
+	// request for the manifest, is tried again: after its Retry plus a
+	// random time up to as much again (see retryWait); 0 means 15
+	// minutes, a negative value not at all.
 	RetryFor time.Duration
+	// ConnectRetryFor bounds how long a server that cannot be reached,
+	// or whose connection fails or times out before its welcome
+	// (refused, reset, unreachable, a TLS handshake that times out), is
+	// tried again, with exponential backoff and full jitter (a random
+	// wait up to 1 s, doubling to 30 s). 0 or a negative value means not
+	// at all, so that a library caller hears at once; the smartclient
+	// command sets DefaultConnectRetryFor, or --connect-retry, or
+	// smartclient.ini [UPDATE] ConnectRetry. An integrity failure (a
+	// server key that is not the trusted one, a bad certificate, a
+	// protocol error, hostile data) is never tried again.
+	ConnectRetryFor time.Duration
 	// Fingerprint, CAFile and AllowPlaintext are smartclient.ini's [SSL]
 	// keys: which server key the client trusts (see servertrust), and
 	// whether it connects over plain TCP. With neither Fingerprint nor
@@ -95,6 +108,11 @@ type Options struct {
 	// means the OS's host name and the current user (tests set them).
 	Host, User string
 
+	// retryUntil is when RetryFor ends, for every attempt of the sync.
+	retryUntil time.Time
+	// turnedAway counts the server's refusals waited out (see
+	// Result.TurnedAway).
+	turnedAway *int
 	// keep, when set ('run', through Application.Keep), is handed the
 	// session instead of its being closed, if it ended with the server's
 	// ReportAck: it has sent Stay, and the server's notices follow on it.
@@ -128,6 +146,10 @@ type Result struct {
 	Message      string // for Disabled: the server's reason
 	Installed    string // the build installed before the sync, "" for none
 	Planned      []Change
+	// TurnedAway is how many times the server turned the sync away for a
+	// while (busy, updating, stopping) before it served it; a load test
+	// counts the clients told busy and then served by it.
+	TurnedAway int
 }
 
 // Change is one thing a sync would do to the install, as Options.List
@@ -176,7 +198,9 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	if o.RetryFor == 0 {
 		o.RetryFor = 15 * time.Minute
 	}
+	o.retryUntil = time.Now().Add(max(o.RetryFor, 0))
 	o.seen = &servertrust.Seen{}
+	o.turnedAway = new(int)
 	if !o.CheckOnly {
 		// Mkdir, not MkdirAll: a folder whose parent is missing is a
 		// typo, not a place to install a client made up on the spot.
@@ -227,7 +251,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	}
 	// The id file alone (see clientID) is no bookkeeping yet.
 	hadMeta := hasMeta(root)
-	res, err := syncWith(ctx, root, st, o)
+	res, err := syncRetrying(ctx, root, st, o)
 	if errors.Is(err, fetch.ErrBlockMismatch) && !o.noBlocks {
 		// Block sums are 64 bits: a block of the new file may match
 		// one of the installed version's that is not the same, and it
@@ -243,7 +267,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		defer st.Release()
 		st.ClientID = id
 		o.noBlocks = true
-		res, err = syncWith(ctx, root, st, o)
+		res, err = syncRetrying(ctx, root, st, o)
 	}
 	if err != nil && !hadMeta && !root.Exists(journal.File) && !root.Exists(fetch.ResumeDir) {
 		// A first sync that did not happen leaves no trace but the
@@ -267,6 +291,9 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 			o.Log.Warn("recording the failed sync", "err", serr)
 		}
 	}
+	if res != nil {
+		res.TurnedAway = *o.turnedAway
+	}
 	return res, err
 }
 
@@ -274,9 +301,16 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 // A server that turns the session away for a while and says when to come
 // back (Error.Retry) is tried again then, plus jitter, so that the clients
 // it turned away do not all come back in the same second; for up to
-// o.RetryFor in all, after which its refusal is the error.
+// o.RetryFor in all, after which its refusal is the error. A connection
+// that fails before the welcome (see transportFailure) is tried again
+// with backoff for up to o.ConnectRetryFor.
 func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.Welcome, error) {
-	giveUp := time.Now().Add(o.RetryFor)
+	giveUp := o.retryUntil
+	if giveUp.IsZero() {
+		giveUp = time.Now().Add(o.RetryFor)
+	}
+	var failing time.Time // when connections began to fail; zero while they do not
+	var backoff time.Duration
 	for attempt := 1; ; attempt++ {
 		c, w, err := session.Open(ctx, o.Server, o.Timeout, o.trust(), helloOf(st, o))
 		if err == nil {
@@ -284,23 +318,125 @@ func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.We
 				c.Close()
 				return nil, syncproto.Welcome{}, err
 			}
+			return c, w, nil
 		}
-		var pe *syncproto.Error
-		if err == nil || o.RetryFor < 0 || !errors.As(err, &pe) || pe.Retry == 0 || retryWhy[pe.Code] == "" {
-			return c, w, err
-		}
-		wait := retryWait(time.Duration(pe.Retry) * time.Second)
-		if time.Now().Add(wait).After(giveUp) {
+		var wait time.Duration
+		if pe, ok := laterRefusal(err, o); ok {
+			failing, backoff = time.Time{}, 0
+			wait = retryWait(time.Duration(pe.Retry) * time.Second)
+			if time.Now().Add(wait).After(giveUp) {
+				return nil, w, err
+			}
+			sayRetry(o, pe, wait, attempt)
+		} else if o.ConnectRetryFor > 0 && transportFailure(err) {
+			if failing.IsZero() {
+				failing = time.Now()
+			}
+			backoff = connectBackoff(backoff)
+			wait = max(rand.N(backoff+1), connectRetryMin)
+			if tried := time.Since(failing); tried+wait > o.ConnectRetryFor {
+				return nil, w, fmt.Errorf("%w (tried %d times over %s)", err, attempt, tried.Round(time.Second))
+			}
+			fmt.Fprintf(o.Out, "Cannot connect to the update server %s; retrying in %d s.\n", o.Server, secondsOf(wait))
+			o.Log.Info("the connection to the server failed; trying again", "server", o.Server, "err", err, "attempt", attempt, "wait", wait)
+		} else {
 			return nil, w, err
 		}
-		fmt.Fprintf(o.Out, "The server is %s; trying again in %s.\n", retryWhy[pe.Code], wait.Round(time.Second))
-		o.Log.Info("the server asks to come back later", "code", pe.Code, "message", pe.Message, "attempt", attempt, "wait", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, w, fmt.Errorf("waiting to try the update server again: %w", ctx.Err())
-		case <-t.C:
+		if err := sleep(ctx, wait); err != nil {
+			return nil, w, err
+		}
+	}
+}
+
+// Backoff of the connections that fail: a random wait up to
+// connectRetryFirst, doubling to connectRetryMax (full jitter), and never
+// less than connectRetryMin.
+const (
+	connectRetryFirst = time.Second
+	connectRetryMax   = 30 * time.Second
+	connectRetryMin   = 100 * time.Millisecond
+)
+
+// DefaultConnectRetryFor is how long the smartclient command tries a
+// server it cannot reach (see Options.ConnectRetryFor): long enough to
+// ride out a server's restart or a network's blip at 8 a.m., short enough
+// that a user is told of a server that is down.
+const DefaultConnectRetryFor = 2 * time.Minute
+
+// connectBackoff is the cap of the next wait after one of prev.
+func connectBackoff(prev time.Duration) time.Duration {
+	if prev == 0 {
+		return connectRetryFirst
+	}
+	return min(2*prev, connectRetryMax)
+}
+
+// laterRefusal returns the server's refusal in err when it is one the
+// client waits out (updating, busy, stopping, with a time) and o lets it.
+func laterRefusal(err error, o Options) (*syncproto.Error, bool) {
+	var pe *syncproto.Error
+	if o.RetryFor < 0 || !errors.As(err, &pe) || pe.Retry == 0 || retryWhy[pe.Code] == "" {
+		return nil, false
+	}
+	return pe, true
+}
+
+// sayRetry tells the user, on the progress line, that the server turned
+// the sync away and when it is tried again.
+func sayRetry(o Options, pe *syncproto.Error, wait time.Duration, attempt int) {
+	if o.turnedAway != nil {
+		*o.turnedAway++
+	}
+	fmt.Fprintf(o.Out, "Server %s, retrying in %d s.\n", retryWhy[pe.Code], secondsOf(wait))
+	o.Log.Info("the server asks to come back later", "code", pe.Code, "message", pe.Message, "attempt", attempt, "wait", wait)
+}
+
+// secondsOf is d in whole seconds, rounded up: a user told "1 s" never
+// waits longer.
+func secondsOf(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
+
+// atManifest marks an error of the request for the manifest, before the
+// sync changed anything: a refusal there is waited out (see
+// syncRetrying). It is transparent to errors.Is and errors.As.
+type atManifest struct{ error }
+
+func (e atManifest) Unwrap() error { return e.error }
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("waiting to try the update server again: %w", ctx.Err())
+	case <-t.C:
+		return nil
+	}
+}
+
+// syncRetrying makes attempts at the sync while the server turns it away
+// at its request for the manifest (a busy server answers there, so that
+// a no-op check is never queued; see syncproto's doc): nothing has
+// changed in the install then, and the next attempt starts afresh, within
+// the sync's RetryFor.
+func syncRetrying(ctx context.Context, root *install.Disk, st *state.State, o Options) (*Result, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := syncWith(ctx, root, st, o)
+		var am atManifest
+		if !errors.As(err, &am) {
+			return res, err
+		}
+		pe, ok := laterRefusal(err, o)
+		if !ok || res != nil {
+			return res, err
+		}
+		wait := retryWait(time.Duration(pe.Retry) * time.Second)
+		if time.Now().Add(wait).After(o.retryUntil) {
+			return res, err
+		}
+		sayRetry(o, pe, wait, attempt)
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -350,10 +486,11 @@ var retryWhy = map[syncproto.Code]string{
 const maxJitter = 5 * time.Minute
 
 // retryWait is how long to wait before trying again when the server says
-// retry: its time, plus at least a second and up to a quarter of it more
-// (at most maxJitter).
+// retry: its time N, plus full jitter, a random time up to N more (at most
+// maxJitter), so that the clients a busy server turned away at once come
+// back spread over N to 2N and the queue it counted on drains.
 func retryWait(retry time.Duration) time.Duration {
-	return retry + time.Second + rand.N(min(retry/4, maxJitter)+1)
+	return retry + rand.N(min(retry, maxJitter)+1)
 }
 
 // attempt is one attempt at a sync, from the hello to the report: a
@@ -440,7 +577,7 @@ func (a *attempt) run() (res *Result, err error) {
 	if err := a.readManifestBounded(); errors.Is(err, manifest.ErrUpToDate) {
 		return a.upToDate(), nil
 	} else if err != nil {
-		return nil, err
+		return nil, atManifest{err}
 	}
 	a.backupCtx, a.stopBackup = context.WithCancel(a.ctx)
 	defer a.stopBackup()

@@ -57,6 +57,8 @@ type server struct {
 	listenAt string
 	// ini is added to the AppServer.ini start writes.
 	ini string
+	// tune, when set, sets the server's fields before it serves.
+	tune func(*appserver.Server)
 }
 
 type serverConf struct {
@@ -127,6 +129,9 @@ func (s *server) start(conf serverConf) {
 	s.srv = srv
 	if conf.idle > 0 {
 		srv.IdleTimeout = conf.idle
+	}
+	if s.tune != nil {
+		s.tune(srv)
 	}
 	at := "127.0.0.1:0"
 	if s.listenAt != "" {
@@ -282,8 +287,10 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	if len(args) > 0 && (args[0] == "sync" || args[0] == "run") {
 		// The test servers serve unsigned releases (release_test.go
-		// tests signed ones).
-		args = append([]string{args[0], "--allow-unsigned"}, args[1:]...)
+		// tests signed ones), and a server that cannot be reached
+		// fails at once, as with the library's defaults
+		// (TestCLIConnectRetry tests the command's own).
+		args = append([]string{args[0], "--allow-unsigned", "--connect-retry", "off"}, args[1:]...)
 	}
 	code := cli.Main(context.Background(), args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()

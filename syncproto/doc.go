@@ -45,6 +45,9 @@
 //	                              <-     Welcome{build, compatible, enabled, message,
 //	                                             flags}
 //	GetManifest{have, flags}      ->     (only when enabled and the client goes on)
+//	                              <-     Error{CodeBusy, Retry}, when have is not current
+//	                                     and every transfer slot is taken (see "Admission
+//	                                     of transfers"); else
 //	                              <-     Release{signed metadata}, when the release is signed
 //	                              <-     UpToDate{build}, when have is the current digest; else
 //	                              <-     ManifestHeader{build, count, total bytes, post-install}
@@ -81,6 +84,28 @@
 // Error{CodeBusy, "server is busy, retry in N s", Retry: N} before it
 // reads anything, and closes it (an administrator's AdminKey may still be
 // taken on a few connections kept for that).
+//
+// # Admission of transfers
+//
+// A server transfers files to at most MaxTransfers sessions at once. The
+// busy answer comes not at the hello but at the first request that needs
+// a transfer: GetManifest whose Have is not the digest of the current
+// manifest (the client will fetch files). That is a design decision, so
+// that a no-op check, GetManifest naming the current manifest and answered
+// UpToDate, never waits behind transfers and is never refused (a hello
+// cannot tell the one from the other). Such a GetManifest takes a transfer
+// slot before anything of the manifest is sent, and holds it until the
+// last file it requested is sent (or its Report, an error, or the
+// connection's end, whichever comes first): the client's install, and
+// Stay and the notices after it, hold none. When every slot is taken, the server waits
+// briefly (about a second) for one, then answers GetManifest with
+// Error{CodeBusy, "server is busy, retry in N s", Retry: N} and closes:
+// never a timeout. N comes from the queue (the sessions waiting, and
+// those told busy within the last N, over MaxTransfers, times the recent
+// transfers' average duration; 1 s to 5 min). A client waits N plus a
+// random time up to N more (full jitter) and starts over with a new
+// session. The server may also limit the bytes a second it sends, in all
+// and to one session; that slows a transfer, it does not fail it.
 //
 // The client id is made once per install folder and kept (see the
 // client's .smartclient/client-id); Host and User name the workstation for

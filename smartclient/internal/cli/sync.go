@@ -29,6 +29,7 @@ type syncFlags struct {
 	verbose                   bool
 	minRate                   int64         // KiB/s; 0: smartclient.ini or the default; negative: none
 	rateWindow, deadline      time.Duration // 0: smartclient.ini or the default
+	connectRetry              string        // "": smartclient.ini or the default; a duration, or off
 	allowUnsigned             bool
 }
 
@@ -45,6 +46,7 @@ func (f *syncFlags) add(cmd *cobra.Command) {
 	fl.Int64Var(&f.minRate, "min-rate", 0, "fail a transfer slower than this many KiB/s on average (default: [UPDATE] MinRate, else 32; -1: no minimum)")
 	fl.DurationVar(&f.rateWindow, "rate-window", 0, "the span --min-rate is averaged over (default: [UPDATE] RateWindow, else 60s)")
 	fl.DurationVar(&f.deadline, "deadline", 0, "fail a transfer that lasts longer (default: [UPDATE] Deadline, else the bytes at the minimum rate plus 10m; -1s: none)")
+	fl.StringVar(&f.connectRetry, "connect-retry", "", "how long to keep trying a server that cannot be reached, with backoff (default: [UPDATE] ConnectRetry, else 2m; 0 or off: fail at once)")
 	fl.BoolVar(&f.allowUnsigned, "allow-unsigned", false, "install a release the publisher did not sign, with a warning (as [UPDATE] AllowUnsigned=1)")
 	fl.StringVar(&f.ui, "ui", uiAuto, "how to show progress: auto (a window when started without a terminal on a desktop: smartclientw.exe on Windows, zenity elsewhere), window or text")
 }
@@ -190,7 +192,27 @@ func (e *env) syncOptions(f *syncFlags, stderr io.Writer, u ui) (smartclient.Opt
 		return o, usagef("--rate-window %s: must not be negative", f.rateWindow)
 	}
 	o.MinRate, o.RateWindow, o.Deadline = f.minRate<<10, f.rateWindow, f.deadline
+	switch v := strings.TrimSpace(f.connectRetry); {
+	case v == "":
+	case strings.EqualFold(v, "off"):
+		o.ConnectRetryFor = -1
+	default:
+		d, err := time.ParseDuration(v)
+		if v == "0" {
+			d, err = 0, nil
+		}
+		if err != nil || d < 0 {
+			return o, usagef("--connect-retry %q: want a duration such as 2m, or off", f.connectRetry)
+		}
+		o.ConnectRetryFor = d
+		if d == 0 {
+			o.ConnectRetryFor = -1
+		}
+	}
 	ini.Transfer.Apply(&o)
+	if o.ConnectRetryFor == 0 {
+		o.ConnectRetryFor = smartclient.DefaultConnectRetryFor
+	}
 	o.PublisherKeys, o.AllowUnsigned = ini.PublisherKeys, ini.AllowUnsigned || f.allowUnsigned
 	level := slog.LevelWarn
 	if f.verbose && !f.check {

@@ -105,7 +105,7 @@ func TestWindowShowsTheFailure(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nobody listens there now: the connection is refused
-	res, done := runAside(t, "sync", "--ui", "window", "--dir", t.TempDir(), "--server", addr)
+	res, done := runAside(t, "sync", "--ui", "window", "--connect-retry", "off", "--dir", t.TempDir(), "--server", addr)
 	win, err := d.WaitWindow(desktop.ErrorTitle, 15*time.Second, done)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func TestWindowCancelAfterTheSyncRuns(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nobody listens there now: the connection is refused
-	res, done := runAside(t, "run", "--ui", "window", "--dir", t.TempDir(), "--server", addr,
+	res, done := runAside(t, "run", "--ui", "window", "--connect-retry", "off", "--dir", t.TempDir(), "--server", addr,
 		"--", "/bin/sh", "-c", "echo the program started; exit 7")
 	box, err := d.WaitWindow(desktop.ErrorTitle, 15*time.Second, done)
 	if err != nil {
