@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/certs"
+	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/internal/version"
@@ -411,7 +412,11 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		"sent", ss.w.N, "received", ss.r.N, "took", time.Since(start).Round(time.Millisecond),
 	}
 	if err != nil {
-		s.log.Warn("session", append(attrs, "err", err)...)
+		level := slog.LevelWarn
+		if ss.hello.OS == handover.HealthCheckOS && ss.hello.ClientID == handover.HealthCheckID {
+			level = slog.LevelDebug // the check of a start or of an update
+		}
+		s.log.Log(ctx, level, "session", append(attrs, "err", err)...)
 		s.sendError(ss, err)
 		return
 	}

@@ -364,6 +364,14 @@ func checkHealth(ctx context.Context, addr string, timeout time.Duration, exited
 	}
 }
 
+// The Hello of the health check: an OS no server serves, which the server
+// answers with an error (any answer will do) and logs at debug level only,
+// since a check at every start is no news.
+const (
+	HealthCheckOS = "healthcheck"
+	HealthCheckID = "selfupdate-health-check"
+)
+
 // Hello asks the server at addr for a Welcome: nil when it answers as a
 // server that works. Any well-formed answer, an Error included, shows a
 // server that works; "updating" does not.
@@ -383,7 +391,7 @@ func Hello(ctx context.Context, addr string) error {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
 	w := syncproto.NewWriter(c)
-	if err := w.Write(syncproto.Hello{OS: "healthcheck", ClientID: "selfupdate-health-check"}); err != nil {
+	if err := w.Write(syncproto.Hello{OS: HealthCheckOS, ClientID: HealthCheckID}); err != nil {
 		return err
 	}
 	if err := w.Flush(); err != nil {
