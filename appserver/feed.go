@@ -99,16 +99,21 @@ type feedChecker struct {
 // dir is the folder of feedStateFile; "" keeps it in memory.
 func (fc *feedChecker) dir() string { return fc.s.upd.dir }
 
-func (fc *feedChecker) load() feedMemory {
+// load reads the record of the feeds seen. A record that exists but
+// cannot be read is an error, not a fresh start: starting afresh would
+// forget the highest number seen, and a replayed older feed would be
+// believed.
+func (fc *feedChecker) load() (feedMemory, error) {
 	if fc.dir() == "" {
-		return fc.memory
+		return fc.memory, nil
 	}
 	var m feedMemory
-	err := atomicfile.ReadJSON(filepath.Join(fc.dir(), feedStateFile), &m)
+	file := filepath.Join(fc.dir(), feedStateFile)
+	err := atomicfile.ReadJSON(file, &m)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		fc.s.log.Warn("release feed: the record of the feeds seen is unreadable; starting afresh", "file", filepath.Join(fc.dir(), feedStateFile), "err", err)
+		return feedMemory{}, fmt.Errorf("the record of the feeds seen, %s, is unreadable (remove it to start afresh, which forgets the highest feed number seen): %w", file, err)
 	}
-	return m
+	return m, nil
 }
 
 func (fc *feedChecker) save(m feedMemory) error {
@@ -176,7 +181,10 @@ func (fc *feedChecker) fetch(ctx context.Context, feed string, now time.Time) (r
 	if err != nil {
 		return none, "", false, 0, err
 	}
-	mem := fc.load()
+	mem, err := fc.load()
+	if err != nil {
+		return none, "", false, 0, fmt.Errorf("release feed %s: %w", feed, err)
+	}
 	f, err := release.VerifyFeed(data, feed, fc.s.cfg.SelfUpdate.PublicKeys, now, mem.Highest)
 	if err != nil {
 		return none, "", false, 0, err
@@ -221,7 +229,12 @@ func (fc *feedChecker) checkAndAnnounce(ctx context.Context) {
 	}
 	fc.check.Lock()
 	defer fc.check.Unlock()
-	mem := fc.load()
+	mem, err := fc.load()
+	if err != nil {
+		// Unreachable in practice (run read it a moment ago); the
+		// newer release is announced again rather than not at all.
+		log.Warn("release feed", "err", err)
+	}
 	if mem.Announced == r.Build {
 		log.Info("release feed: a newer release is available (already announced)", "build", r.Build, "running", fc.s.self.Build, "source", source)
 		return

@@ -312,3 +312,29 @@ func TestRunCheckNamesFeed(t *testing.T) {
 		t.Errorf("--check output lacks %q:\n%s", want, out.String())
 	}
 }
+
+// TestFeedRecordUnreadable: a record of the feeds seen that cannot be
+// read is not taken as "none seen yet": an older feed replayed then is
+// refused, naming the record, rather than believed.
+func TestFeedRecordUnreadable(t *testing.T) {
+	site := newFeedSite(t)
+	newer := site.release(t, "7.01.250101A", "")
+	site.publish(t, 10, vendorKey)
+	ts, _ := selfUpdateServerINI(t, "7.00.240501A", "Feed="+site.url()+"\n", nil)
+	if st := waitFeedTried(t, ts.srv); st.Err != nil || st.Number != 10 {
+		t.Fatalf("the good feed: %+v", st)
+	}
+	record := filepath.Join(ts.srv.feed.dir(), feedStateFile)
+	if err := os.WriteFile(record, []byte("{\"highest\": 1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	site.publish(t, 9, vendorKey, newer) // an older feed, replayed
+	ts.srv.feed.checkAndAnnounce(context.Background())
+	st := ts.srv.FeedStatus()
+	if st.Err == nil || !strings.Contains(st.Err.Error(), record) || !strings.Contains(st.Err.Error(), "unreadable") {
+		t.Fatalf("got %v, want the record named as unreadable", st.Err)
+	}
+	if st.Newest != nil {
+		t.Errorf("the replayed feed offered %s", st.Newest.Build)
+	}
+}
