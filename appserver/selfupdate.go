@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -552,10 +553,31 @@ func countdownMessage(secs uint32) string {
 }
 
 // stayer is a session kept open by smartclient run, waiting for notices.
+// It has no goroutine of its own besides the session's, which waits in a
+// read of the connection (the client says nothing more: any read result
+// means it is gone) with the next heartbeat as its deadline; a notice, or
+// the server's stop, ends that wait early by moving the deadline to the
+// past (wakeLocked). Ten thousand workstations each keep one all day.
 type stayer struct {
+	conn net.Conn
+
 	mu      sync.Mutex
 	pending []syncproto.Notice
-	wake    chan struct{}
+	// woken says something happened since the session last looked;
+	// reading, that the session waits in a read that a past deadline ends.
+	woken, reading bool
+}
+
+// aLongTimeAgo is a read deadline that ends a read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// wakeLocked makes the session look at its notices and at the server's
+// state; st.mu is held.
+func (st *stayer) wakeLocked() {
+	st.woken = true
+	if st.reading {
+		st.conn.SetReadDeadline(aLongTimeAgo)
+	}
 }
 
 // broadcast queues a notice for every staying session.
@@ -568,11 +590,20 @@ func (u *updater) broadcast(n syncproto.Notice) {
 			st.pending = st.pending[1:] // A slow reader needs only the latest countdown.
 		}
 		st.pending = append(st.pending, n)
+		st.wakeLocked()
 		st.mu.Unlock()
-		select {
-		case st.wake <- struct{}{}:
-		default:
-		}
+	}
+}
+
+// wakeStayers makes every staying session look at the server's state: it
+// is stopping.
+func (u *updater) wakeStayers() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for st := range u.stayers {
+		st.mu.Lock()
+		st.wakeLocked()
+		st.mu.Unlock()
 	}
 }
 
@@ -588,7 +619,7 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 	if err := ss.w.Shrink(helloBufferSize); err != nil {
 		return fmt.Errorf("flushing before staying: %w", err)
 	}
-	st := &stayer{wake: make(chan struct{}, 1)}
+	st := &stayer{conn: ss.conn}
 	u := s.upd
 	u.mu.Lock()
 	if len(u.stayers) >= s.MaxStaySessions {
@@ -603,7 +634,6 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 		left := time.Until(time.Unix(j.status.When, 0))
 		secs := uint32(max(left, 0) / time.Second)
 		st.pending = append(st.pending, syncproto.Notice{Kind: syncproto.NoticeCountdown, Seconds: secs, Message: countdownMessage(secs)})
-		st.wake <- struct{}{}
 	}
 	u.stayers[st] = struct{}{}
 	u.mu.Unlock()
@@ -617,8 +647,6 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 	// every interval: a session that cannot take one within the interval
 	// is dropped, and a client that hears nothing for three intervals
 	// takes the server as gone.
-	beat := time.NewTicker(s.Heartbeat)
-	defer beat.Stop()
 	heartbeat := syncproto.Notice{Kind: syncproto.NoticeHeartbeat, Seconds: uint32((s.Heartbeat + time.Second - 1) / time.Second)}
 	sendBeat := func() error {
 		ss.conn.SetWriteDeadline(time.Now().Add(min(s.Heartbeat, s.WriteTimeout)))
@@ -631,40 +659,18 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 		}
 		return nil
 	}
-	if err := sendBeat(); err != nil {
-		return err
-	}
-	// The client says nothing more: any read result means it is gone.
-	gone := make(chan error, 1)
-	go func() {
-		ss.conn.SetReadDeadline(time.Time{})
-		m, err := ss.r.Read()
-		if err == nil {
-			err = fmt.Errorf("got %v while staying: %w", m.Type(), syncproto.ErrUnexpected)
-		}
-		gone <- err
-	}()
+	nextBeat := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.stopping:
 			return nil
-		case err := <-gone:
-			if errors.Is(err, syncproto.ErrUnexpected) {
-				return err
-			}
-			return nil
-		case <-beat.C:
-			if err := sendBeat(); err != nil {
-				return err
-			}
-			continue
-		case <-st.wake:
+		default:
 		}
 		st.mu.Lock()
 		ns := st.pending
-		st.pending = nil
+		st.pending, st.woken = nil, false
 		st.mu.Unlock()
 		for _, n := range ns {
 			if err := s.send(ss, n); err != nil {
@@ -674,6 +680,37 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 				ss.outcome = "closed for an update"
 				return nil
 			}
+		}
+		if !time.Now().Before(nextBeat) {
+			if err := sendBeat(); err != nil {
+				return err
+			}
+			nextBeat = time.Now().Add(s.Heartbeat)
+		}
+		// Wait in a read until the next heartbeat, unless woken since
+		// the notices were taken: a wake from now on ends the read.
+		st.mu.Lock()
+		if st.woken {
+			st.mu.Unlock()
+			continue
+		}
+		st.reading = true
+		ss.conn.SetReadDeadline(nextBeat)
+		st.mu.Unlock()
+		m, err := ss.r.Read()
+		st.mu.Lock()
+		st.reading = false
+		st.mu.Unlock()
+		var ne net.Error
+		switch {
+		case err == nil:
+			return fmt.Errorf("got %v while staying: %w", m.Type(), syncproto.ErrUnexpected)
+		case errors.As(err, &ne) && ne.Timeout():
+			// The heartbeat is due, or the session was woken. A
+			// timeout in crypto/tls and bufio is not sticky: the next
+			// read goes on.
+		default:
+			return nil // the client is gone
 		}
 	}
 }

@@ -119,7 +119,10 @@ func (s *Server) handoff() {
 }
 
 func (s *Server) beginStopping() {
-	s.stopOnce.Do(func() { close(s.stopping) })
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.upd.wakeStayers()
+	})
 }
 
 // New validates the update folders of cfg and indexes each one, using and

@@ -3,6 +3,7 @@ package appserver
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -92,5 +93,59 @@ func TestServerStayHeartbeatsAndCap(t *testing.T) {
 	}
 	if n == 0 {
 		t.Errorf("no session could stay after one left: %v", err)
+	}
+}
+
+// TestStayWithoutAGoroutineOfItsOwn: a staying session costs the server
+// the session's goroutine and nothing more (10,000 workstations keep one
+// all day), and still hears a notice at once, with the next heartbeat
+// minutes away, and the server's stop.
+func TestStayWithoutAGoroutineOfItsOwn(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"smartclient": "client"}, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) {
+		s.Heartbeat = 10 * time.Minute
+		s.IdleTimeout = time.Minute
+	}, nil)
+	first := func(c *testClient) {
+		t.Helper()
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		m, err := c.r.Read()
+		if n, ok := m.(syncproto.Notice); err != nil || !ok || n.Kind != syncproto.NoticeHeartbeat {
+			t.Fatalf("first message of a staying session: %+v, %v; want a heartbeat", m, err)
+		}
+	}
+	c0 := stayClient(t, ts.addr, "c0")
+	first(c0)
+	settle := func() int {
+		// Goroutines of sessions that ended may take a moment to go.
+		time.Sleep(100 * time.Millisecond)
+		return runtime.NumGoroutine()
+	}
+	before := settle()
+	const n = 40
+	clients := []*testClient{c0}
+	for i := range n {
+		c := stayClient(t, ts.addr, fmt.Sprintf("c%d", i+1))
+		first(c)
+		clients = append(clients, c)
+	}
+	if per := float64(settle()-before) / n; per > 1.2 {
+		t.Errorf("%.2f goroutines a staying session, want 1", per)
+	}
+	ts.srv.upd.broadcast(syncproto.Notice{Kind: syncproto.NoticeCountdown, Seconds: 90, Message: "test"})
+	for i, c := range clients {
+		c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		m, err := c.r.Read()
+		if nt, ok := m.(syncproto.Notice); err != nil || !ok || nt.Kind != syncproto.NoticeCountdown {
+			t.Fatalf("session %d after a broadcast: %+v, %v; want the countdown at once", i, m, err)
+		}
+	}
+	start := time.Now()
+	if err := ts.stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the server took %v to stop with %d sessions staying", took, len(clients))
 	}
 }
