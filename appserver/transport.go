@@ -36,7 +36,13 @@ func (s *Server) secure(ctx context.Context, conn net.Conn, timeout time.Duratio
 	switch {
 	case first[0] == tlsRecord:
 		tc := tls.Server(pc, s.tlsConfig)
-		if err := tc.HandshakeContext(ctx); err != nil {
+		// The handshake runs on a goroutine of its own, which ends with
+		// it: it grows its stack to tens of KiB (the key exchange, the
+		// certificate), which the session's goroutine would otherwise
+		// keep for the session's life, all day for smartclient run.
+		handshake := make(chan error, 1)
+		go func() { handshake <- tc.HandshakeContext(ctx) }()
+		if err := <-handshake; err != nil {
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
 		return tc, nil
