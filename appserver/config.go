@@ -112,6 +112,12 @@ type LimitsConfig struct {
 	// client may block, a client that stops reading being dropped after
 	// it (seconds, 5..3600, default 60).
 	WriteTimeout time.Duration
+	// MemoryLimitMB is [LIMITS] MemoryLimitMB: the Go runtime's soft
+	// memory limit, in MiB (64..1048576; 0, the default, leaves the
+	// runtime's own, GOMEMLIMIT when set). Near it the garbage collector
+	// works harder rather than letting the heap grow to twice what is
+	// live; it never refuses a client.
+	MemoryLimitMB int
 }
 
 // AdminConfig is the [ADMIN] section.
@@ -254,6 +260,7 @@ const (
 	keyHelloTimeout    = "HelloTimeout"
 	keyIdleTimeout     = "IdleTimeout"
 	keyWriteTimeout    = "WriteTimeout"
+	keyMemoryLimitMB   = "MemoryLimitMB"
 )
 
 // Defaults of the self-update keys.
@@ -273,7 +280,7 @@ var (
 	adminKeys      = []string{keyUser, keyPasswordHash}
 	selfUpdateKeys = []string{keyPublicKey, keyCarry, keyHealthTimeout, keyFeed, keyNotify}
 	mailKeys       = []string{keyHost, keyPort, keyFrom, keyUser, keyPassword, keyStartTLS}
-	limitsKeys     = []string{keyMaxConnections, keyMaxPerAddress, keyMaxStaySessions, keyHeartbeat, keyHelloTimeout, keyIdleTimeout, keyWriteTimeout}
+	limitsKeys     = []string{keyMaxConnections, keyMaxPerAddress, keyMaxStaySessions, keyHeartbeat, keyHelloTimeout, keyIdleTimeout, keyWriteTimeout, keyMemoryLimitMB}
 )
 
 // ourSections are the sections whose every key is ours: an unknown key in
@@ -723,6 +730,7 @@ func (v *validator) limits(f *ini.File, cfg *Config) {
 		{keyHelloTimeout, 1, 600, "number of seconds", func(n int) { cfg.Limits.HelloTimeout = time.Duration(n) * time.Second }},
 		{keyIdleTimeout, 10, 86400, "number of seconds", func(n int) { cfg.Limits.IdleTimeout = time.Duration(n) * time.Second }},
 		{keyWriteTimeout, 5, 3600, "number of seconds", func(n int) { cfg.Limits.WriteTimeout = time.Duration(n) * time.Second }},
+		{keyMemoryLimitMB, 0, 1048576, "number of MiB", func(n int) { cfg.Limits.MemoryLimitMB = n }},
 	} {
 		val, _, ok := v.value(sec, sectionLimits, k.key)
 		if !ok || val == "" {
@@ -731,6 +739,10 @@ func (v *validator) limits(f *ini.File, cfg *Config) {
 		n, err := winini.Digits(val)
 		if err != nil || n < k.min || n > k.max {
 			v.add(sectionLimits, k.key, err, "%q is not a %s from %d to %d", val, k.what, k.min, k.max)
+			continue
+		}
+		if k.key == keyMemoryLimitMB && n > 0 && n < minMemoryLimitMB {
+			v.add(sectionLimits, k.key, nil, "%d MiB is below the %d MiB a server needs to start; 0 leaves the Go runtime's limit", n, minMemoryLimitMB)
 			continue
 		}
 		k.set(n)

@@ -1,11 +1,16 @@
 package appserver
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erpupdate/smartsync/internal/testtree"
 )
 
 // TestParseConfigLimits: [LIMITS] is optional with defaults sized for 500
@@ -36,6 +41,10 @@ func TestParseConfigLimits(t *testing.T) {
 		{"stay sessions word", "[LIMITS]\nMaxStaySessions=many\n", defaults, "MaxStaySessions", `"many" is not a number of sessions`},
 		{"unknown key", "[LIMITS]\nMaxConnection=10\n", defaults, "MaxConnection", "unknown key (did you mean MaxConnections?)"},
 		{"twice", "[LIMITS]\nHeartbeat=10\nHeartbeat=20\n", defaults, "Heartbeat", "given 2 times"},
+		{"memory limit", "[LIMITS]\nMemoryLimitMB=160\n", func() LimitsConfig { l := defaults; l.MemoryLimitMB = 160; return l }(), "", ""},
+		{"memory limit off", "[LIMITS]\nMemoryLimitMB=0\n", defaults, "", ""},
+		{"memory limit too low", "[LIMITS]\nMemoryLimitMB=10\n", defaults, "MemoryLimitMB", "10 MiB is below the 64 MiB a server needs to start"},
+		{"memory limit with a unit", "[LIMITS]\nMemoryLimitMB=160M\n", defaults, "MemoryLimitMB", `"160M" is not a number of MiB from 0 to 1048576`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,5 +97,35 @@ func TestLimitsTimeoutsReachTheServer(t *testing.T) {
 					srv.HandshakeTimeout, srv.IdleTimeout, srv.WriteTimeout, tc.hello, tc.idle, tc.write)
 			}
 		})
+	}
+}
+
+// TestMemoryLimitReachesTheRuntime: [LIMITS] MemoryLimitMB is the Go
+// runtime's soft memory limit while the server runs.
+func TestMemoryLimitReachesTheRuntime(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	cfg := stateLockConfig(t)
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("[LIMITS]\nMemoryLimitMB=3000\n")
+	f.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errb testtree.Buffer
+	done := make(chan error, 1)
+	go func() { done <- RunServer(ctx, ServeOptions{Config: cfg, Listen: "127.0.0.1:0"}, &out, &errb) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(errb.String(), "memory limit") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := debug.SetMemoryLimit(-1)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got != 3000<<20 {
+		t.Errorf("the runtime's memory limit is %d, want %d (3000 MiB); log:\n%s", got, 3000<<20, errb.String())
 	}
 }

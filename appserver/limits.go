@@ -24,6 +24,9 @@ const (
 	defaultHelloTimeout    = 10 * time.Second
 	defaultIdleTimeout     = 5 * time.Minute
 	defaultWriteTimeout    = time.Minute
+	// minMemoryLimitMB is the least [LIMITS] MemoryLimitMB: below it the
+	// garbage collector would run all the time for an idle server.
+	minMemoryLimitMB = 64
 )
 
 // Admission's fixed parameters.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -98,6 +99,11 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		return printSummary(stdout, cfg, srv, state, running)
 	}
 	srv.SetSelf(self)
+	if mb := cfg.Limits.MemoryLimitMB; mb > 0 {
+		// For the process, which is this server's alone.
+		debug.SetMemoryLimit(int64(mb) << 20)
+		log.Info("memory limit", "limit_mib", mb, "from", "[LIMITS] MemoryLimitMB")
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {

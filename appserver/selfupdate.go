@@ -552,6 +552,11 @@ func countdownMessage(secs uint32) string {
 	return fmt.Sprintf("The server will restart for an update in %d:%02d. Please save your work and quit.", secs/60, secs%60)
 }
 
+// stayBufferSize is the size of a staying session's buffers: it reads
+// nothing but the client's leaving, and writes heartbeats (13 bytes) and
+// notices; a longer one goes past the buffer, straight to the connection.
+const stayBufferSize = 64
+
 // stayer is a session kept open by smartclient run, waiting for notices.
 // It has no goroutine of its own besides the session's, which waits in a
 // read of the connection (the client says nothing more: any read result
@@ -613,10 +618,10 @@ func (u *updater) wakeStayers() {
 func (s *Server) stay(ctx context.Context, ss *session) error {
 	// A staying session is held all day, by every workstation at once: it
 	// gives back the buffers its sync wanted (128 KiB a session, 1.2 GB of
-	// heap for 10,000 sessions in make load) and keeps a hello's.
-	ss.r.Shrink(helloBufferSize)
+	// heap for 10,000 sessions in make load) and keeps small ones.
+	ss.r.Shrink(stayBufferSize)
 	ss.blockData = nil
-	if err := ss.w.Shrink(helloBufferSize); err != nil {
+	if err := ss.w.Shrink(stayBufferSize); err != nil {
 		return fmt.Errorf("flushing before staying: %w", err)
 	}
 	st := &stayer{conn: ss.conn}

@@ -37,6 +37,9 @@ func (l *load) idle(ctx context.Context) ([]row, []string, error) {
 		}
 	}
 	limits := fmt.Sprintf("\n[LIMITS]\nMaxConnections=%d\nMaxPerAddress=%d\nMaxStaySessions=%d\n", c.idle+1000, c.idle+1000, c.idle+100)
+	if c.idleMemoryLimit > 0 {
+		limits += fmt.Sprintf("MemoryLimitMB=%d\n", c.idleMemoryLimit)
+	}
 	ini, err := l.writeINI("idle", l.newDir, newBuild, limits)
 	if err != nil {
 		return nil, nil, err
@@ -161,10 +164,15 @@ func (l *load) idle(ctx context.Context) ([]row, []string, error) {
 	after, _ := readProc(srv.pid)
 	step("idle: syncs meanwhile: incremental %s, cold %s, no-op %s", secs(times[incremental]), secs(times[cold]), secs(times[noop]))
 
-	sc := fmt.Sprintf("idle: %d 'run' sessions held open ([LIMITS] raised to hold them)", c.idle)
+	holdFor := ""
 	if c.idleHold > 0 {
-		sc = fmt.Sprintf("idle: %d 'run' sessions held open for %s ([LIMITS] raised to hold them)", c.idle, c.idleHold)
+		holdFor = " for " + c.idleHold.String()
 	}
+	memory := ""
+	if c.idleMemoryLimit > 0 {
+		memory = fmt.Sprintf(", MemoryLimitMB=%d", c.idleMemoryLimit)
+	}
+	sc := fmt.Sprintf("idle: %d 'run' sessions held open%s ([LIMITS] raised to hold them%s)", c.idle, holdFor, memory)
 	sessionsOK := kept.Load() == int64(c.idle) && stayed >= c.idle
 	perSession := 0.0
 	if kept.Load() > 0 {

@@ -78,10 +78,13 @@ type config struct {
 	idle          int
 	idleFolders   int
 	idleHold      time.Duration
-	fdsLimit      int
-	fdsConns      int
-	revert        bool
-	only          map[string]bool
+	// idleMemoryLimit is the idle server's [LIMITS] MemoryLimitMB; 0
+	// leaves it unset.
+	idleMemoryLimit int
+	fdsLimit        int
+	fdsConns        int
+	revert          bool
+	only            map[string]bool
 }
 
 func parseFlags(args []string) (*config, error) {
@@ -98,6 +101,7 @@ func parseFlags(args []string) (*config, error) {
 	fl.DurationVar(&c.clientTimeout, "client-timeout", 10*time.Minute, "a client not done after this counts as a timeout")
 	fl.IntVar(&c.idle, "idle", 10000, "idle: 'run' sessions held open")
 	fl.IntVar(&c.idleFolders, "idle-folders", 100, "idle: install folders the sessions take turns in (each folder a workstation with several programs open)")
+	fl.IntVar(&c.idleMemoryLimit, "idle-memory-limit", 160, "idle: the server's [LIMITS] MemoryLimitMB (the Go runtime's soft limit, MiB); 0 leaves it unset, so the heap may grow to twice what is live")
 	fl.DurationVar(&c.idleHold, "idle-hold", 0, "idle: how long the sessions are held before they are measured (70s sees every session take a heartbeat after the first, at the default [LIMITS] Heartbeat=60)")
 	fl.IntVar(&c.fdsLimit, "fds-limit", 256, "fds: the server's RLIMIT_NOFILE")
 	fl.IntVar(&c.fdsConns, "fds-conns", 0, "fds: silent connections held open (0: -fds-limit + 150)")
@@ -117,6 +121,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-clients must be at least 1")
 	case c.procs < 0 || c.procs > c.clients:
 		return nil, fmt.Errorf("-procs must be from 0 to -clients (%d)", c.clients)
+	case c.idleMemoryLimit < 0:
+		return nil, errors.New("-idle-memory-limit must not be negative")
 	case c.idle < 0:
 		return nil, errors.New("-idle must not be negative")
 	case c.idleFolders < 1:
