@@ -285,8 +285,13 @@ func TestSystemdHelperKilled(t *testing.T) {
 		{"helper:healthy", "", e2eNew, "done"},
 		{"helper:swapped", broken, e2eOld, "reverted"},
 		{"helper:started", broken, e2eOld, "reverted"},
+		// A power loss: the helper unit's recovery does not run either;
+		// the unit's next start (at boot) runs the new build, whose
+		// recovery puts the old build back and exits, and systemd
+		// restarts the unit 5 s later (Restart=on-failure) on the old one.
+		{"helper:swapped,recover:start", "", e2eOld, "reverted"},
 	} {
-		name := strings.ReplaceAll(tc.step, ":", "_")
+		name := strings.NewReplacer(":", "_", ",", "_").Replace(tc.step)
 		if tc.program != "" {
 			name += "_broken"
 		}
@@ -323,8 +328,12 @@ func TestSystemdHelperKilled(t *testing.T) {
 			if got == e2eNew && e.build(e.install+"_old") != e2eOld {
 				t.Errorf("after a crash at %s _old holds %s, want %s", step, e.build(e.install+"_old"), e2eOld)
 			}
-			if j := u.journal(""); tc.want == "reverted" && !strings.Contains(j, "before recovering") {
+			powerLoss := strings.Contains(step, "recover:start")
+			if j := u.journal(""); tc.want == "reverted" && !powerLoss && !strings.Contains(j, "before recovering") {
 				t.Errorf("after a crash at %s the helper unit's journal does not show its recovery (ExecStopPost) stopping the unit:\n%s", step, j)
+			}
+			if j := u.journal(""); powerLoss && !strings.Contains(j, "exits so that the service manager starts the old one") {
+				t.Errorf("after a crash at %s the new build's server did not put the old one back and exit:\n%s", step, j)
 			}
 			if tc.want == "reverted" && e.build(e.install+"_failed") != e2eNew {
 				t.Errorf("after a crash at %s _failed holds %s, want the unchecked build %s", step, e.build(e.install+"_failed"), e2eNew)

@@ -705,14 +705,15 @@ func healthAddr(listen string) string {
 }
 
 // CrashPointEnv names a step at which the process kills itself, as
-// "server:STEP" or "helper:PHASE", so that tests can check what a crash at
-// that step leaves. For tests only.
+// "server:STEP", "helper:PHASE" or "recover:start" (the helper unit's
+// recovery, RecoverService), or several separated by commas, so that tests
+// can check what a crash at that step leaves. For tests only.
 const CrashPointEnv = "SMARTSYNC_TEST_CRASH_AT"
 
 // CrashPoint kills this process, as a kill would, when CrashPointEnv names
 // step.
 func CrashPoint(step string) {
-	if v := os.Getenv(CrashPointEnv); v != "" && strings.EqualFold(v, step) {
+	if v := os.Getenv(CrashPointEnv); v != "" && slices.ContainsFunc(strings.Split(v, ","), func(s string) bool { return strings.EqualFold(s, step) }) {
 		fmt.Fprintf(os.Stderr, "crash point %s: killing this process (%s)\n", step, CrashPointEnv)
 		killSelf()
 	}

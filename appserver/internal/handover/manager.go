@@ -232,6 +232,9 @@ func RecoverService(ctx context.Context, log *slog.Logger, journalPath string, n
 	if jr.HelperAlive() {
 		return fmt.Errorf("the update helper (pid %d) still runs", jr.HelperPID)
 	}
+	// A test's stand-in for a power loss: no recovery here, the server's
+	// own at its next start.
+	CrashPoint("recover:start")
 	switch jr.Phase {
 	case PhaseHandover, PhaseStopped, PhaseSwapped, PhaseStarted, PhaseReverting:
 		// The path may be empty, or hold a new build the manager runs or
