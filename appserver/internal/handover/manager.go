@@ -230,7 +230,10 @@ func RecoverService(ctx context.Context, log *slog.Logger, journalPath string, n
 		return fmt.Errorf("reading the journal: %w", err)
 	}
 	if jr.HelperAlive() {
-		return fmt.Errorf("the update helper (pid %d) still runs", jr.HelperPID)
+		if jr.HelperPID == 0 {
+			return fmt.Errorf("the server handing over (pid %d) still runs, and the update helper has not recorded itself (journal %s)", jr.ServerPID, journalPath)
+		}
+		return fmt.Errorf("the update helper (pid %d, journal %s) still runs", jr.HelperPID, journalPath)
 	}
 	// A test's stand-in for a power loss: no recovery here, the server's
 	// own at its next start.
