@@ -262,25 +262,54 @@ func TestSystemdSelfUpdate(t *testing.T) {
 }
 
 // TestSystemdHelperKilled kills the helper, in its own unit, at each step
-// of the switch. systemd then starts the server's unit (the helper unit's
-// ExecStopPost), whose recovery completes what the helper left: the unit
-// is active, the path holds one whole build, and the status says which.
+// of the switch. systemd then runs the helper unit's ExecStopPost: the
+// helper's own program, outside the installation, recovers what the
+// helper left (and reverts a new build not yet found healthy), and the
+// server's unit is started again: the unit is active, the path holds one
+// whole build, and the status says which. A new build that fails at start
+// is reverted too, where before the unit restarted it until systemd gave
+// up.
 func TestSystemdHelperKilled(t *testing.T) {
 	needSystemd(t)
-	for _, step := range []string{"helper:handover", "helper:stopped", "helper:swapped", "helper:started", "helper:healthy"} {
-		t.Run(strings.ReplaceAll(step, ":", "_"), func(t *testing.T) {
+	broken := "#!/bin/sh\necho broken >&2\nexit 3\n"
+	for _, tc := range []struct {
+		step      string
+		program   string // the new build's program; "" for a good one
+		wantBuild string
+		want      string // in the status
+	}{
+		{"helper:handover", "", e2eOld, "failed"},
+		{"helper:stopped", "", e2eOld, "failed"},
+		{"helper:swapped", "", e2eOld, "reverted"},
+		{"helper:started", "", e2eOld, "reverted"},
+		{"helper:healthy", "", e2eNew, "done"},
+		{"helper:swapped", broken, e2eOld, "reverted"},
+		{"helper:started", broken, e2eOld, "reverted"},
+		// A power loss: the helper unit's recovery does not run either;
+		// the unit's next start (at boot) runs the new build, whose
+		// recovery puts the old build back and exits, and systemd
+		// restarts the unit 5 s later (Restart=on-failure) on the old one.
+		{"helper:swapped,recover:start", "", e2eOld, "reverted"},
+	} {
+		name := strings.NewReplacer(":", "_", ",", "_").Replace(tc.step)
+		if tc.program != "" {
+			name += "_broken"
+		}
+		t.Run(name, func(t *testing.T) {
+			step := tc.step
 			e := newE2E(t, false)
 			u := installUnit(e, TestShortCountdownEnv+"=1", handover.CrashPointEnv+"="+step)
 			u.appserver("service", "start")
-			out, _ := e.admin(time.Minute, "--from", e.release(e2eNew, "client v2\n", ""), "--countdown", "1s", "--wait", "5s")
-			deadline := time.Now().Add(30 * time.Second)
+			out, _ := e.admin(time.Minute, "--from", e.release(e2eNew, "client v2\n", tc.program), "--countdown", "1s", "--wait", "5s")
+			// Recovered: the journal is gone, and a server answers.
+			deadline := time.Now().Add(60 * time.Second)
 			for {
-				jr, jerr := handover.ReadJournal(e.install)
-				if handover.Hello(context.Background(), e.addr) == nil && (jerr != nil || !jr.HelperAlive()) {
+				_, jerr := handover.ReadJournal(e.install)
+				if jerr != nil && handover.Hello(context.Background(), e.addr) == nil {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("after the helper was killed at %s no server answers:\n%s\njournal:\n%s", step, out, u.journal(""))
+					t.Fatalf("after the helper was killed at %s no server answers, or the journal is left (%v):\n%s\njournal:\n%s", step, jerr, out, u.journal(""))
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
@@ -288,16 +317,26 @@ func TestSystemdHelperKilled(t *testing.T) {
 				t.Errorf("after a crash at %s the unit is %v, want active", step, p)
 			}
 			got := e.build(e.install)
-			if got != e2eOld && got != e2eNew {
-				t.Fatalf("after a crash at %s the installation holds %q", step, got)
+			if got != tc.wantBuild {
+				t.Fatalf("after a crash at %s the installation holds %q, want %s\njournal:\n%s", step, got, tc.wantBuild, u.journal(""))
 			}
 			e.checkConfig()
 			status, _ := e.admin(30*time.Second, "--status")
-			if want := map[string]string{e2eOld: "failed", e2eNew: "done"}[got]; !strings.Contains(status, want) {
-				t.Errorf("after a crash at %s the path holds %s but the status does not say %s:\n%s", step, got, want, status)
+			if !strings.Contains(status, tc.want) {
+				t.Errorf("after a crash at %s the path holds %s but the status does not say %s:\n%s", step, got, tc.want, status)
 			}
 			if got == e2eNew && e.build(e.install+"_old") != e2eOld {
 				t.Errorf("after a crash at %s _old holds %s, want %s", step, e.build(e.install+"_old"), e2eOld)
+			}
+			powerLoss := strings.Contains(step, "recover:start")
+			if j := u.journal(""); tc.want == "reverted" && !powerLoss && !strings.Contains(j, "before recovering") {
+				t.Errorf("after a crash at %s the helper unit's journal does not show its recovery (ExecStopPost) stopping the unit:\n%s", step, j)
+			}
+			if j := u.journal(""); powerLoss && !strings.Contains(j, "exits so that the service manager starts the old one") {
+				t.Errorf("after a crash at %s the new build's server did not put the old one back and exit:\n%s", step, j)
+			}
+			if tc.want == "reverted" && e.build(e.install+"_failed") != e2eNew {
+				t.Errorf("after a crash at %s _failed holds %s, want the unchecked build %s", step, e.build(e.install+"_failed"), e2eNew)
 			}
 			if exists(e.install + "_new") {
 				t.Errorf("%s_new is left over", e.install)

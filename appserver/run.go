@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/appserver/internal/service"
 	"github.com/erpupdate/smartsync/internal/version"
@@ -123,11 +124,17 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	}
 	if srv.HandedOver() {
 		log.Warn("stopped for a self-update; the update helper takes over")
-		if running.Manager == service.Launchd {
+		if running.Manager == service.Launchd || running.Manager == service.Windows {
 			// launchd (KeepAlive) would start an exited server again at
-			// once, from the path being swapped: this one waits for the
-			// helper's stop through launchctl.
-			<-ctx.Done()
+			// once, from the path being swapped, and the SCM has the
+			// service stop when its helper says: this one waits for the
+			// helper's stop through the manager, but not for a helper
+			// that is gone or stuck, and then exits with an error so that
+			// the manager starts it again and its recovery runs.
+			if err := handover.AwaitStop(ctx, self.InstallDir); err != nil {
+				log.Error("self-update: the helper did not stop this server", "err", err)
+				return err
+			}
 		}
 	}
 	return nil

@@ -285,7 +285,7 @@ func (u *updater) status() syncproto.UpdateStatus {
 		if err == nil && !jr.HelperAlive() {
 			// The helper died after starting this server: finish its
 			// record now rather than at the next start.
-			if err := recoverSelfUpdate(u.log, u.s.self); err != nil {
+			if err := handover.RecoverRunning(u.log, u.s.self, mailOutcome); err != nil {
 				u.log.Error("self-update: recovering", "err", err)
 			}
 			jr, err = handover.ReadJournal(u.s.self.InstallDir)
@@ -813,6 +813,7 @@ func runHelper(ctx context.Context, args []string, stderr io.Writer) error {
 	fl := pflag.NewFlagSet("appserver selfupdate-helper", pflag.ContinueOnError)
 	fl.SetOutput(stderr)
 	jpath := fl.String("journal", "", "the journal written by the server handing over")
+	recov := fl.Bool("recover", false, "recover what a dead helper left (the helper unit's ExecStopPost)")
 	if err := fl.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
@@ -820,6 +821,9 @@ func runHelper(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: selfupdate-helper needs --journal", ErrUsage)
 	}
 	log := helperLogger(*jpath, stderr).With("component", "selfupdate-helper")
+	if *recov {
+		return handover.RecoverService(ctx, log.With("step", "recover"), *jpath, mailOutcome)
+	}
 	return handover.RunHelper(ctx, log, *jpath, mailOutcome)
 }
 

@@ -14,9 +14,13 @@
 // its service manager (Manager), so that the service runs the new build
 // afterwards: on systemd the helper runs in a transient unit of its own
 // (systemd-run), outside the server's unit, which it stops and starts with
-// systemctl; when the helper's unit ends, however, systemd starts the
-// server's unit, whose Recover completes the switch. A Windows service and
-// a launchd job are driven through kardianos/service.
+// systemctl; when the helper's unit ends, however, systemd runs the
+// helper's own copy of the program (RecoverService), which completes the
+// switch, or reverts a new build not yet found healthy, and then starts
+// the server's unit. A Windows service and a launchd job are driven
+// through kardianos/service; their old server waits for the helper's
+// stop, but exits when the helper is gone (AwaitStop). Under any service
+// manager, Recover reverts a new build the helper left unchecked.
 //
 // The server's side of an update (the administrator's session, the
 // countdown, the notices to sessions and the refusal of new ones, the

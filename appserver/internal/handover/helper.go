@@ -479,13 +479,58 @@ func syncDir(log *slog.Logger, dir string) {
 	}
 }
 
+// ErrRestart is returned by Recover when, under a service manager, it put
+// the old build back while the server calling it runs the new one: that
+// server must exit with an error, so that the manager starts the service
+// again, from the old build now at the installation's path.
+var ErrRestart = errors.New("self-update: the old build was put back at the installation's path; this server, of the new build, exits so that the service manager starts the old one")
+
 // Recover runs when a server starts: if a self-update's helper died on the
 // way (killed, crashed, power lost), it completes what the journal says
 // was done so that the installation's path holds one whole build, records
 // the outcome, mails it with notify (in the background) and clears the way
 // for a retry. A server started while a live helper is switching its
 // installation refuses to run, unless the helper started it.
+//
+// A switch under a service manager (the journal's Manager) that the helper
+// left with the new build at the path but not yet found healthy is
+// reverted: the old build goes back to the path, the new one to _failed,
+// and Recover returns ErrRestart (the manager restarts the service, from
+// the old build). Without a service manager, nothing would start the old
+// build again, so the new build, which runs, is kept (StateDone, saying it
+// was not checked).
 func Recover(log *slog.Logger, self Self, notify Notify) error {
+	return recoverSwitch(log, self, notify, true)
+}
+
+// RecoverRunning is Recover for a server that already serves (its status
+// asks): it never reverts the installation under the running server, and
+// leaves a switch that needs it to the helper unit's ExecStopPost
+// (RecoverService) or the next start.
+func RecoverRunning(log *slog.Logger, self Self, notify Notify) error {
+	if jr, err := readJournal(HelperDir(self.InstallDir)); err == nil && !jr.HelperAlive() && needsRevert(jr) {
+		return nil
+	}
+	return recoverSwitch(log, self, notify, false)
+}
+
+// needsRevert reports whether a dead helper's switch under a service
+// manager left the new build at the path unchecked (or failed, when the
+// helper died putting the old one back): Recover then puts the old one
+// back. The old one must be at _new, where the swap left it.
+func needsRevert(jr *Journal) bool {
+	switch jr.Phase {
+	case PhaseHealthy, PhaseKept, PhaseAside, PhaseRevertSwapped, PhaseReverted:
+		return false
+	}
+	if jr.Manager == "" || !holdsUpdate(jr, jr.Install) {
+		return false
+	}
+	fi, err := os.Stat(jr.Install + "_new")
+	return err == nil && fi.IsDir() && !holdsUpdate(jr, jr.Install+"_new")
+}
+
+func recoverSwitch(log *slog.Logger, self Self, notify Notify, revert bool) error {
 	hd := HelperDir(self.InstallDir)
 	jr, err := readJournal(hd)
 	if errors.Is(err, os.ErrNotExist) {
@@ -518,6 +563,14 @@ func Recover(log *slog.Logger, self Self, notify Notify) error {
 		if err := os.Rename(jr.Install+".exchange", jr.Install); err != nil {
 			return fmt.Errorf("the installation's path %s is empty and %s.exchange cannot be put back: %w", jr.Install, jr.Install, err)
 		}
+	} else if _, err := os.Lstat(jr.Install + ".exchange"); err == nil {
+		// Cut after its second rename: the path holds the other build,
+		// and the third rename, .exchange to _new, is still to do.
+		if _, err := os.Lstat(newDir); errors.Is(err, os.ErrNotExist) {
+			if err := os.Rename(jr.Install+".exchange", newDir); err != nil {
+				return fmt.Errorf("%s.exchange cannot be moved to %s: %w", jr.Install, newDir, err)
+			}
+		}
 	}
 	// The journal's phase may lag the folders by one rename (a crash
 	// between a rename and its record), so the folders decide: the new
@@ -537,7 +590,29 @@ func Recover(log *slog.Logger, self Self, notify Notify) error {
 			}
 		}
 	}
+	restart := false
 	switch {
+	case revert && needsRevert(jr):
+		// Under a service manager, before the new build was found
+		// healthy: put the old one back, as the helper would have.
+		phase := jr.Phase
+		if err := retryRename(func() error { return exchange(jr.Install, newDir) }); err != nil {
+			// (Windows: the new build runs from the path, which it locks.)
+			log.Error("self-update: putting the old installation back", "err", err)
+			keepOld()
+			state, reason = syncproto.StateDone, "the update helper stopped before its check, and putting the old build back failed ("+err.Error()+"); this server, started afterwards, runs the new build"
+			break
+		}
+		os.RemoveAll(failed)
+		if err := os.Rename(newDir, failed); err != nil {
+			log.Error("self-update: keeping the failed installation as _failed", "err", err)
+		}
+		state = syncproto.StateReverted
+		reason = "the update helper stopped after putting the new build in place (phase " + phase + "), before it was checked; the old build was put back, the new one kept as " + filepath.Base(failed)
+		if phase == PhaseReverting {
+			reason = jr.Reason + "; the update helper stopped while putting the old build back, and recovery put it back"
+		}
+		restart = true
 	case holdsUpdate(jr, jr.Install) && !reverting:
 		// The new build is in place; keep the old one as _old.
 		keepOld()
@@ -572,11 +647,21 @@ func Recover(log *slog.Logger, self Self, notify Notify) error {
 	}
 	syncDir(log, filepath.Dir(jr.Install))
 	writeOutcome(log, jr, state, reason)
-	if jr.Notify != "" {
+	switch {
+	case jr.Notify != "" && restart:
+		// This process exits next: mail now, or never.
+		notify(log, jr.ConfigFile, jr.Notify, outcomeStatus(jr, state, reason))
+	case jr.Notify != "":
 		// In the background: a slow mail server must not hold the start.
 		go notify(log, jr.ConfigFile, jr.Notify, outcomeStatus(jr, state, reason))
 	}
-	return os.RemoveAll(hd)
+	if err := os.RemoveAll(hd); err != nil {
+		return err
+	}
+	if restart {
+		return ErrRestart
+	}
+	return nil
 }
 
 // idMarker, in a new installation, holds the ID of the update that
@@ -620,14 +705,15 @@ func healthAddr(listen string) string {
 }
 
 // CrashPointEnv names a step at which the process kills itself, as
-// "server:STEP" or "helper:PHASE", so that tests can check what a crash at
-// that step leaves. For tests only.
+// "server:STEP", "helper:PHASE" or "recover:start" (the helper unit's
+// recovery, RecoverService), or several separated by commas, so that tests
+// can check what a crash at that step leaves. For tests only.
 const CrashPointEnv = "SMARTSYNC_TEST_CRASH_AT"
 
 // CrashPoint kills this process, as a kill would, when CrashPointEnv names
 // step.
 func CrashPoint(step string) {
-	if v := os.Getenv(CrashPointEnv); v != "" && strings.EqualFold(v, step) {
+	if v := os.Getenv(CrashPointEnv); v != "" && slices.ContainsFunc(strings.Split(v, ","), func(s string) bool { return strings.EqualFold(s, step) }) {
 		fmt.Fprintf(os.Stderr, "crash point %s: killing this process (%s)\n", step, CrashPointEnv)
 		killSelf()
 	}

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -66,7 +69,58 @@ func (u systemdUnit) Start(ctx context.Context) error {
 	// A failed start leaves the unit failed: reset it, so that the
 	// start limit counts this start afresh.
 	systemctl(ctx, "reset-failed", string(u))
-	return systemctl(ctx, "start", string(u))
+	before := u.show(ctx)["ExecMainStartTimestampMonotonic"]
+	err := systemctl(ctx, "start", string(u))
+	if err == nil {
+		return nil
+	}
+	return u.startError(ctx, before, err)
+}
+
+// ExitedError is a service's failed start in which its program ran and
+// exited (or was killed) before the manager had it started: the server
+// itself failed, not the manager.
+type ExitedError struct {
+	Service string // the service, as Manager.String names it
+	How     string // "status 3", "signal KILL"
+}
+
+func (e *ExitedError) Error() string { return e.Service + " exited (" + e.How + ")" }
+
+// show returns the unit's properties that tell how its program last ran.
+func (u systemdUnit) show(ctx context.Context) map[string]string {
+	out, _ := exec.CommandContext(ctx, "systemctl", "show", "--property=Result,ExecMainCode,ExecMainStatus,ExecMainStartTimestampMonotonic", string(u)).Output()
+	m := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// startError says why "systemctl start" failed (err): an *ExitedError when
+// the server's program ran for this start (its start time moved from
+// before) and exited, or was killed; otherwise systemd refused to start it
+// (a bad unit, a start limit hit, a program it could not run), and the
+// error says what systemctl said.
+func (u systemdUnit) startError(ctx context.Context, before string, err error) error {
+	p := u.show(ctx)
+	st, _ := strconv.Atoi(p["ExecMainStatus"])
+	ran := p["ExecMainStartTimestampMonotonic"] != before && p["ExecMainStartTimestampMonotonic"] != "0" && p["ExecMainStartTimestampMonotonic"] != ""
+	switch {
+	// systemd's own exit statuses, 200-243 (203/EXEC...): the program
+	// never ran.
+	case ran && p["ExecMainCode"] == "1" && !(st >= 200 && st <= 243):
+		return &ExitedError{Service: u.String(), How: fmt.Sprintf("status %d", st)}
+	case ran && (p["ExecMainCode"] == "2" || p["ExecMainCode"] == "3"):
+		return &ExitedError{Service: u.String(), How: "killed by signal " + strconv.Itoa(st)}
+	}
+	how := "result " + p["Result"]
+	if ran && p["ExecMainCode"] == "1" {
+		how += fmt.Sprintf(", status %d: systemd could not run the program", st)
+	}
+	return fmt.Errorf("systemd refused to start %s (%s): %w", string(u), how, err)
 }
 
 func (u systemdUnit) Running(ctx context.Context) (bool, string) {
@@ -106,14 +160,24 @@ func systemctl(ctx context.Context, args ...string) error {
 // the helper stops the server's unit, which would stop a helper inside it
 // (whatever the unit's KillMode, a stop of the unit kills what is left in
 // its cgroup). When the helper's unit stops, however it ended (a crash, a
-// kill), systemd starts the server's unit again (ExecStopPost), so that
-// the server's recovery (Recover) completes what the helper left; when
-// the helper has already started it, that start does nothing.
+// kill), systemd runs its ExecStopPost: first the helper's own program,
+// in HelperDir outside the installation, as "selfupdate-helper --recover"
+// (RecoverService), which completes or reverts what a dead helper left
+// whatever the installation's path holds (it may be empty, or an
+// unchecked new build); then it starts the server's unit again, which
+// does nothing when the helper has already started it. cmd.Args is the
+// helper's command line: PROGRAM selfupdate-helper --journal FILE.
 func startUnderSystemd(ctx context.Context, service, id string, cmd *exec.Cmd) error {
 	unit := service + "-selfupdate-" + id
+	recoverCmd := append([]string{cmd.Args[0], "selfupdate-helper", "--recover"}, cmd.Args[2:]...)
 	args := []string{"--unit=" + unit, "--collect", "--quiet",
 		"--description=Self-update " + id + " of " + service + ".service",
 		"--working-directory=" + cmd.Dir,
+		// The recovery may stop the server's unit, which drains for up
+		// to its TimeoutStopSec (90 s).
+		"--property=TimeoutStopSec=5min",
+		// "-": the unit's start comes after it, whatever it says.
+		"--property=ExecStopPost=-" + unitCommand(recoverCmd),
 		"--property=ExecStopPost=" + systemctlPath() + " start --no-block " + service + ".service",
 	}
 	// The helper reads nothing else from its environment but the tests'
@@ -132,6 +196,65 @@ func startUnderSystemd(ctx context.Context, service, id string, cmd *exec.Cmd) e
 	run.Stdout, run.Stderr = &out, &out
 	if err := run.Run(); err != nil {
 		return fmt.Errorf("starting the helper in the unit %s (systemd-run): %v: %s", unit, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// unitCommand quotes a command line for a unit's Exec setting: each word
+// in double quotes, with systemd's specifiers (%) and variables ($)
+// escaped.
+func unitCommand(words []string) string {
+	q := make([]string, len(words))
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "%", "%%", "$", "$$")
+	for i, w := range words {
+		q[i] = `"` + r.Replace(w) + `"`
+	}
+	return strings.Join(q, " ")
+}
+
+// RecoverService is "PROGRAM selfupdate-helper --recover --journal FILE",
+// which the helper's systemd unit runs as it stops (ExecStopPost), from
+// the helper's own copy of the program beside the installation: when the
+// helper died before it finished, it completes the switch as Recover
+// does, reverting a new build not yet found healthy, after stopping the
+// server's unit where the installation's path may change under it. The
+// unit's next ExecStopPost then starts the server's unit. A helper that
+// finished left no journal: nothing is done.
+func RecoverService(ctx context.Context, log *slog.Logger, journalPath string, notify Notify) error {
+	dir := filepath.Dir(journalPath)
+	jr, err := readJournal(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the journal: %w", err)
+	}
+	if jr.HelperAlive() {
+		if jr.HelperPID == 0 {
+			return fmt.Errorf("the server handing over (pid %d) still runs, and the update helper has not recorded itself (journal %s)", jr.ServerPID, journalPath)
+		}
+		return fmt.Errorf("the update helper (pid %d, journal %s) still runs", jr.HelperPID, journalPath)
+	}
+	// A test's stand-in for a power loss: no recovery here, the server's
+	// own at its next start.
+	CrashPoint("recover:start")
+	switch jr.Phase {
+	case PhaseHandover, PhaseStopped, PhaseSwapped, PhaseStarted, PhaseReverting:
+		// The path may be empty, or hold a new build the manager runs or
+		// restarts: stop it before the path changes.
+		if mgr := managerFor(jr); mgr != nil {
+			log.Info("stopping the server through the service manager before recovering", "service", mgr.String())
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			if err := mgr.Stop(sctx); err != nil {
+				log.Error("stopping the server through the service manager", "err", err)
+			}
+			cancel()
+		}
+	}
+	self := Self{InstallDir: jr.Install, Exe: filepath.Join(jr.Install, jr.Exe), StateDir: jr.StateDir,
+		ConfigFile: jr.ConfigFile, Manager: jr.Manager, Service: jr.Service}
+	if err := Recover(log, self, notify); err != nil && !errors.Is(err, ErrRestart) {
+		return err
 	}
 	return nil
 }
@@ -166,10 +289,14 @@ func (h *helper) startAndCheckService(ctx context.Context, which string) string 
 	}
 	if err != nil {
 		h.stopService()
-		if timedOut && ctx.Err() == nil {
+		var exited *ExitedError
+		switch {
+		case timedOut && ctx.Err() == nil:
 			return fmt.Sprintf("the %s server did not answer within %v (the service manager did not see it ready: %v)", which, jr.HealthTimeout, err)
+		case errors.As(err, &exited):
+			return fmt.Sprintf("the %s server exited at start, before it answered: %v", which, err)
 		}
-		return fmt.Sprintf("the %s server exited at start, before it answered: %v", which, err)
+		return fmt.Sprintf("the %s server was not started: %v", which, err)
 	}
 	// exited is closed when the manager no longer has the service
 	// running; why then says in what state it is.

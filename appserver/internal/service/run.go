@@ -20,8 +20,10 @@ var underSCM atomic.Bool
 //
 // Under the SCM, a server that stops by itself without an error (it
 // handed over to a self-update's helper) stays until the SCM's stop,
-// which the helper sends; one that fails ends the service with an error,
-// which the SCM's recovery (restart after 5 s) answers.
+// which the helper sends (serve itself waits for it, and fails when the
+// helper is gone: see handover.AwaitStop); one that fails ends the
+// service with an error, which the SCM's recovery (restart after 5 s)
+// answers.
 func Serve(ctx context.Context, name string, serve func(context.Context) error) error {
 	return serveOS(ctx, name, serve)
 }
