@@ -137,7 +137,9 @@ func TestWindowsProgressWindow(t *testing.T) {
 		}
 		closed := ln.Addr().String()
 		ln.Close() // nobody listens there now
-		p := startClient(t, wine, exe, "sync", "--allow-unsigned", "--dir", winPath(t.TempDir()), "--server", closed)
+		// --connect-retry off: the failure at once, not after two
+		// minutes of "retrying in N s" (TestCLIConnectRetry's).
+		p := startClient(t, wine, exe, "sync", "--allow-unsigned", "--connect-retry", "off", "--dir", winPath(t.TempDir()), "--server", closed)
 		box, err := d.WaitWindow(desktop.ErrorTitle, 30*time.Second, p.done)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, p.output())
@@ -160,7 +162,7 @@ func TestWindowsProgressWindow(t *testing.T) {
 		closed := ln.Addr().String()
 		ln.Close() // nobody listens there now
 		dir := t.TempDir()
-		p := startClient(t, wine, exe, "run", "--allow-unsigned", "--dir", winPath(dir), "--server", closed,
+		p := startClient(t, wine, exe, "run", "--allow-unsigned", "--connect-retry", "off", "--dir", winPath(dir), "--server", closed,
 			"--", `C:\windows\system32\cmd.exe`, "/c", "exit 7")
 		box, err := d.WaitWindow(desktop.ErrorTitle, 30*time.Second, p.done)
 		if err != nil {
