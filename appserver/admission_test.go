@@ -1,9 +1,14 @@
 package appserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -414,5 +419,62 @@ func waitLogged(t *testing.T, ts *testServer, want string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the log does not say %q:\n%s", want, ts.logs)
 		}
+	}
+}
+
+// TestSendfileConnMeters: over a TCP connection with no bandwidth limit,
+// a session's connection keeps a ReadFrom (sendfile(2) for a file), which
+// sends every byte of a file, in pieces the meter counts. (In a session
+// it applies only where the connection under it is a *net.TCPConn; see
+// newTransferConn.)
+func TestSendfileConnMeters(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, tc := newTransferConn(context.Background(), raw, newTransfers(slog.New(slog.DiscardHandler), 1, time.Second, 0, 0))
+	if _, ok := conn.(io.ReaderFrom); !ok {
+		t.Fatalf("%T over a TCP connection has no ReadFrom", conn)
+	}
+	m := tc.start(&transfers{})
+	data := randomBytes(200<<10+7, 5) // more than 3 pieces
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := syncproto.NewWriter(conn)
+	if err := w.WriteFileData(f, len(data)); err != nil {
+		t.Fatal(err)
+	}
+	sent, _ := m.read(time.Now())
+	tc.end()
+	raw.Close()
+	b := <-got
+	if len(b) < len(data) || string(b[len(b)-len(data):]) != string(data) {
+		t.Fatalf("received %d bytes, want the frame's header and the %d of the file", len(b), len(data))
+	}
+	if sent != int64(len(b)) {
+		t.Errorf("metered %d bytes, sent %d", sent, len(b))
 	}
 }

@@ -642,3 +642,22 @@ func TestLastAttemptAsRetryForEnds(t *testing.T) {
 		t.Errorf("gave up after %v; want about RetryFor (1 s)", took)
 	}
 }
+
+// TestPlainRawTransferUnderTheMeter: a raw file over plain TCP goes from
+// the server's file to the socket by sendfile(2), in the pieces the
+// progress floor meters; every byte arrives, files of sizes that are not
+// a multiple of a piece included.
+func TestPlainRawTransferUnderTheMeter(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, defaultConf)
+	writeBig(t, s, "data/big.bin", 1<<20+12345)
+	writeBig(t, s, "data/mid.bin", 300<<10+7)
+	conf := defaultConf
+	conf.plain = true
+	s.start(conf)
+	dir := filepath.Join(t.TempDir(), "install")
+	if _, err := syncTo(t, dir, s.addr, smartclient.Options{AllowPlaintext: true, Compress: smartclient.CompressNo}); err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "install")
+}
