@@ -559,7 +559,7 @@ func watchProgress(m *meter, minRate int64, window time.Duration, fail func(sent
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		tick := time.NewTicker(window / 5)
+		tick := time.NewTicker(max(window/5, time.Millisecond))
 		defer tick.Stop()
 		type sample struct {
 			sent int64
