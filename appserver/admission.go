@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
-	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -44,7 +44,49 @@ const (
 	// firstTransferGuess is the length assumed of a transfer before any
 	// has ended and none is under way.
 	firstTransferGuess = 2 * time.Second
+
+	// minSlotBytesPerSecond is the least bandwidth a transfer slot is
+	// given under MaxBytesPerSecond, and the smallest
+	// MaxClientBytesPerSecond: twice the client's minimum rate
+	// (smartclient.DefaultMinRate, 32 KiB/s over each 60 s), so that a
+	// client held to its share never fails its own check. Where
+	// MaxBytesPerSecond / MaxTransfers is less, there are fewer slots:
+	// the clients past them are told busy, which they wait out, rather
+	// than fed a trickle they would give up on.
+	minSlotBytesPerSecond = 64 << 10
+	// clientMinRate is the client's default minimum rate, for the
+	// messages that explain minSlotBytesPerSecond.
+	clientMinRate = 32 << 10
+
+	// defaultTransferMinRate and defaultTransferRateWindow are the
+	// progress floor of a slot: the bytes a second its session's writes
+	// must average over each window of the time spent writing (time held
+	// back by a bandwidth limit, or spent reading files, indexing or
+	// waiting for the client's requests, is not counted), else the
+	// session is closed and its slot goes to the next client. A quarter
+	// of the client's own minimum: a client whose line is that slow has
+	// given up by itself, unless its data compresses more than 4:1.
+	defaultTransferMinRate    = 8 << 10
+	defaultTransferRateWindow = time.Minute
+	// defaultRequestWait bounds, in all, the time a session holding a slot
+	// waits for the client's messages (its file requests, its answers to
+	// a manifest sketch): a client plans and cuts its bases in seconds,
+	// and one that sends nothing must not hold a slot for IdleTimeout.
+	defaultRequestWait = time.Minute
 )
+
+// effectiveTransfers is the number of transfer slots: maxTransfers (0 for
+// the default), fewer when serverBPS (0 for no limit) would give each
+// less than minSlotBytesPerSecond, and at least one.
+func effectiveTransfers(maxTransfers int, serverBPS int64) int {
+	if maxTransfers < 1 {
+		maxTransfers = defaultMaxTransfers()
+	}
+	if serverBPS > 0 {
+		maxTransfers = int(min(int64(maxTransfers), max(1, serverBPS/minSlotBytesPerSecond)))
+	}
+	return maxTransfers
+}
 
 // defaultMaxTransfers is [UPDATE] MaxTransfers when it is not set: four
 // per CPU the Go runtime may use, and at least 8. A transfer is mostly
@@ -81,9 +123,10 @@ func busyRetryAfter(queued, slots int, avg time.Duration) time.Duration {
 // transfers holds the transfer slots and what admission learns from them.
 // It is safe for concurrent use.
 type transfers struct {
-	max  int
-	wait time.Duration
-	log  *slog.Logger
+	max        int // slots (see effectiveTransfers)
+	configured int // MaxTransfers as set
+	wait       time.Duration
+	log        *slog.Logger
 	// slots holds a token for every transfer under way.
 	slots chan struct{}
 	// server is the bandwidth of the whole server; nil for no limit.
@@ -113,7 +156,8 @@ func newTransfers(log *slog.Logger, maxTransfers int, wait time.Duration, server
 	if maxTransfers < 1 {
 		maxTransfers = defaultMaxTransfers()
 	}
-	t := &transfers{max: maxTransfers, wait: wait, log: log, slots: make(chan struct{}, maxTransfers),
+	slots := effectiveTransfers(maxTransfers, serverBPS)
+	t := &transfers{max: slots, configured: maxTransfers, wait: wait, log: log, slots: make(chan struct{}, slots),
 		perClient: clientBPS, running: map[uint64]time.Time{}}
 	if serverBPS > 0 {
 		t.server = newLimiter(serverBPS)
@@ -199,11 +243,11 @@ func (t *transfers) started() func() {
 }
 
 // refuse counts a client told busy, logs it at a bounded rate (as
-// limits.refusedLocked does) and returns its answer.
+// limits.refusedLocked does) and returns its answer. The line is written
+// after the lock is let go: a slow log must not hold up admission.
 func (t *transfers) refuse(addr net.Addr) *syncproto.Error {
 	t.busyTotal.Add(1)
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	now := time.Now()
 	n := busyRetryAfter(t.queuedLocked(now), t.max, t.avgLocked(now))
 	t.lastN = n
@@ -214,11 +258,15 @@ func (t *transfers) refuse(addr net.Addr) *syncproto.Error {
 	}
 	t.refusals[i]++
 	t.unlogged++
+	var line []any
 	if now.Sub(t.logged) >= busyLogEvery {
-		t.log.Warn("server busy: every transfer slot taken; telling clients to retry",
-			"max_transfers", t.max, "last_client", addr.String(), "retry_in", n,
-			"refused_since_last_line", t.unlogged, "waiting", t.waiting)
+		line = []any{"max_transfers", t.max, "last_client", addr.String(), "retry_in", n,
+			"refused_since_last_line", t.unlogged, "waiting", t.waiting}
 		t.unlogged, t.logged = 0, now
+	}
+	t.mu.Unlock()
+	if line != nil {
+		t.log.Warn("server busy: every transfer slot taken; telling clients to retry", line...)
 	}
 	return busyError(n)
 }
@@ -287,44 +335,74 @@ func (s *Server) AdmissionStats() AdmissionStats {
 		Waiting: t.waiting, Busy: t.busyTotal.Load(), AvgTransfer: t.avg}
 }
 
-// throttledConn limits the bytes written to a session's connection, once
-// the session holds a transfer slot, to its own limit and the server's.
-// The waits for bandwidth end with the session's context (the server's
-// stop, after its grace period) and do not count against the write
-// deadline, which is for a client that stops reading: the deadline is
-// pushed back by the time waited. It has no ReadFrom, so that a throttled
-// raw file goes through Write rather than sendfile(2).
-type throttledConn struct {
+// transferConn is a session's connection as its transfer sees it: once
+// the session holds a transfer slot, its writes are limited to its own
+// bandwidth limit and the server's, and metered for the slot's progress
+// floor (see watchProgress). The waits for bandwidth end with the
+// session's context (the server's stop, after its grace period) and do
+// not count against the write deadline, which is for a client that stops
+// reading: the deadline is pushed back by the time waited. It has no
+// ReadFrom, so that a throttled raw file goes through Write rather than
+// sendfile(2); sendfileConn adds one where no limit applies.
+type transferConn struct {
 	net.Conn
 	ctx context.Context
-	// limiters are the session's and the server's limiters, set when the
-	// session takes a transfer slot and cleared when it gives it back.
+	// limiters are the session's and the server's limiters, and meter
+	// counts its writes, while the session holds a transfer slot; both
+	// are nil otherwise.
 	limiters atomic.Pointer[[]*rate.Limiter]
+	meter    atomic.Pointer[meter]
 
 	mu       sync.Mutex
 	deadline time.Time // the write deadline last set; zero for none
 }
 
-func (c *throttledConn) SetDeadline(t time.Time) error {
+// newTransferConn wraps a session's connection: in a sendfileConn when
+// no bandwidth limit applies and conn can send a file by itself.
+func newTransferConn(ctx context.Context, conn net.Conn, t *transfers) (net.Conn, *transferConn) {
+	tc := &transferConn{Conn: conn, ctx: ctx}
+	if _, ok := conn.(io.ReaderFrom); ok && !t.throttled() {
+		return sendfileConn{tc}, tc
+	}
+	return tc, tc
+}
+
+func (c *transferConn) SetDeadline(t time.Time) error {
 	c.mu.Lock()
 	c.deadline = t
 	c.mu.Unlock()
 	return c.Conn.SetDeadline(t)
 }
 
-func (c *throttledConn) SetWriteDeadline(t time.Time) error {
+func (c *transferConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	c.deadline = t
 	c.mu.Unlock()
 	return c.Conn.SetWriteDeadline(t)
 }
 
-func (c *throttledConn) Write(p []byte) (int, error) {
+func (c *transferConn) Write(p []byte) (int, error) {
+	m := c.meter.Load()
 	ls := c.limiters.Load()
 	if ls == nil {
-		return c.Conn.Write(p)
+		if m == nil {
+			return c.Conn.Write(p)
+		}
+		written := 0
+		for len(p) > 0 {
+			k := min(len(p), meterPiece)
+			m.begin()
+			n, err := c.Conn.Write(p[:k])
+			m.end(int64(n))
+			written += n
+			if err != nil {
+				return written, err
+			}
+			p = p[k:]
+		}
+		return written, nil
 	}
-	piece := math.MaxInt
+	piece := meterPiece
 	for _, l := range *ls {
 		piece = min(piece, l.Burst())
 	}
@@ -345,7 +423,9 @@ func (c *throttledConn) Write(p []byte) (int, error) {
 			}
 			c.mu.Unlock()
 		}
+		m.begin()
 		n, err := c.Conn.Write(p[:k])
+		m.end(int64(n))
 		written += n
 		if err != nil {
 			return written, err
@@ -355,12 +435,9 @@ func (c *throttledConn) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// throttle starts (on) or ends the session's bandwidth limits.
-func (c *throttledConn) throttle(t *transfers, on bool) {
-	if !on {
-		c.limiters.Store(nil)
-		return
-	}
+// start begins the session's transfer: its writes are limited and
+// metered from now on. end stops both.
+func (c *transferConn) start(t *transfers) *meter {
 	var ls []*rate.Limiter
 	if t.perClient > 0 {
 		ls = append(ls, newLimiter(t.perClient))
@@ -368,7 +445,160 @@ func (c *throttledConn) throttle(t *transfers, on bool) {
 	if t.server != nil {
 		ls = append(ls, t.server)
 	}
-	c.limiters.Store(&ls)
+	if ls != nil {
+		c.limiters.Store(&ls)
+	}
+	m := &meter{}
+	c.meter.Store(m)
+	return m
+}
+
+func (c *transferConn) end() {
+	c.limiters.Store(nil)
+	c.meter.Store(nil)
+}
+
+// sendfileConn is a transferConn over a connection that sends a file by
+// itself (TCP: sendfile(2)) and no bandwidth limit applies to: bytes go
+// from the file to the socket in the kernel, metered all the same.
+type sendfileConn struct{ *transferConn }
+
+func (c sendfileConn) ReadFrom(r io.Reader) (int64, error) {
+	rf := c.Conn.(io.ReaderFrom)
+	m := c.meter.Load()
+	lr, ok := r.(*io.LimitedReader)
+	if m == nil || !ok {
+		m.begin()
+		n, err := rf.ReadFrom(r)
+		m.end(n)
+		return n, err
+	}
+	// In pieces of the file, each still by sendfile(2), so that the
+	// meter sees a slow client's progress within a chunk.
+	var total int64
+	for lr.N > 0 {
+		m.begin()
+		n, err := rf.ReadFrom(&io.LimitedReader{R: lr.R, N: min(lr.N, meterPiece)})
+		m.end(n)
+		total += n
+		lr.N -= n
+		if err != nil || n == 0 {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// unthrottled is the connection under a transferConn, or c.
+func unthrottled(c net.Conn) net.Conn {
+	switch tc := c.(type) {
+	case *transferConn:
+		return tc.Conn
+	case sendfileConn:
+		return tc.Conn
+	}
+	return c
+}
+
+// meterPiece is the most a metered write hands the connection at once:
+// the meter counts a write's bytes when it ends, so pieces much smaller
+// than what the floor asks over its window (8 KiB/s over 60 s) keep its
+// measure of a slow client close to the truth.
+const meterPiece = 64 << 10
+
+// meter counts the bytes a session holding a transfer slot writes, and
+// the time the connection took to take them: time spent waiting for
+// bandwidth, reading files or waiting for the client's requests is not
+// counted, so that the progress floor measures the client and its line
+// alone. A nil meter counts nothing.
+type meter struct {
+	mu    sync.Mutex
+	sent  int64
+	took  time.Duration // in writes that ended
+	since time.Time     // the start of the write under way; zero for none
+}
+
+func (m *meter) begin() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.since = time.Now()
+	m.mu.Unlock()
+}
+
+func (m *meter) end(n int64) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.took += time.Since(m.since)
+	m.since = time.Time{}
+	m.sent += n
+	m.mu.Unlock()
+}
+
+// read returns the bytes written so far and the time spent writing, the
+// write under way included.
+func (m *meter) read(now time.Time) (int64, time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	took := m.took
+	if !m.since.IsZero() {
+		took += now.Sub(m.since)
+	}
+	return m.sent, took
+}
+
+// watchProgress holds a transfer to its progress floor: every fifth of
+// window it compares the bytes m counted over the last window of writing
+// with minRate a second, and when they fall short it calls fail, once,
+// with what it measured, and returns. The first window of writing is the
+// transfer's grace. stop ends the watch and waits for it.
+func watchProgress(m *meter, minRate int64, window time.Duration, fail func(sent int64, over time.Duration)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(max(window/5, time.Millisecond))
+		defer tick.Stop()
+		type sample struct {
+			sent int64
+			took time.Duration
+		}
+		samples := []sample{{}}
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-tick.C:
+				sent, took := m.read(now)
+				// The latest sample at least a window of writing ago.
+				k := -1
+				for i, s := range samples {
+					if took-s.took >= window {
+						k = i
+					}
+				}
+				if k >= 0 {
+					samples = samples[k:]
+					got, over := sent-samples[0].sent, took-samples[0].took
+					if float64(got) < float64(minRate)*over.Seconds() {
+						fail(got, over)
+						return
+					}
+				}
+				// Samples a fifth of a window of writing apart, so
+				// that a transfer whose writes are quick keeps few.
+				if took-samples[len(samples)-1].took >= window/5 {
+					samples = append(samples, sample{sent, took})
+				}
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // describeAdmission is the summary's line of the admission keys.
@@ -379,8 +609,14 @@ func describeAdmission(cfg *Config) string {
 		}
 		return formatBytesPerSecond(n)
 	}
-	return fmt.Sprintf("[UPDATE] MaxTransfers=%d transfers at once; MaxBytesPerSecond %s, MaxClientBytesPerSecond %s",
-		cmp.Or(cfg.MaxTransfers, defaultMaxTransfers()), bw(cfg.MaxBytesPerSecond), bw(cfg.MaxClientBytesPerSecond))
+	n := cmp.Or(cfg.MaxTransfers, defaultMaxTransfers())
+	transfers := fmt.Sprintf("MaxTransfers=%d transfers at once", n)
+	if slots := effectiveTransfers(n, cfg.MaxBytesPerSecond); slots < n {
+		transfers = fmt.Sprintf("MaxTransfers=%d, of which %d at once (MaxBytesPerSecond gives each transfer at least %dK a second)",
+			n, slots, minSlotBytesPerSecond>>10)
+	}
+	return fmt.Sprintf("[UPDATE] %s; MaxBytesPerSecond %s, MaxClientBytesPerSecond %s",
+		transfers, bw(cfg.MaxBytesPerSecond), bw(cfg.MaxClientBytesPerSecond))
 }
 
 // formatBytesPerSecond writes a bandwidth as the keys take it: in the

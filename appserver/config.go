@@ -59,7 +59,9 @@ type Config struct {
 	// MaxBytesPerSecond and MaxClientBytesPerSecond are [UPDATE]
 	// MaxBytesPerSecond and MaxClientBytesPerSecond: the bytes the whole
 	// server, and one session, send a second while transferring; 0 (the
-	// default) for no limit.
+	// default) for no limit, else at least minSlotBytesPerSecond (64K).
+	// Where MaxBytesPerSecond / MaxTransfers is below that, fewer
+	// transfers run at once (see effectiveTransfers).
 	MaxBytesPerSecond       int64
 	MaxClientBytesPerSecond int64
 
@@ -537,9 +539,15 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 	}{{keyMaxBPS, &cfg.MaxBytesPerSecond}, {keyMaxClientBPS, &cfg.MaxClientBytesPerSecond}} {
 		if val, _, ok := v.value(sec, sectionUpdate, k.key); ok && val != "" {
 			n, err := parseBytesPerSecond(val)
-			if err != nil {
+			switch {
+			case err != nil:
 				v.add(sectionUpdate, k.key, nil, "%q %v", val, err)
-			} else {
+			case n != 0 && n < minSlotBytesPerSecond:
+				// A client gives up on a transfer slower than its
+				// minimum rate: a lower limit would fail every one.
+				v.add(sectionUpdate, k.key, nil, "%q is below %dK: a client gives up on a transfer slower than %dK a second (smartclient's minimum rate), so a transfer must be given at least twice that; write %dK or more, or 0 for no limit",
+					val, minSlotBytesPerSecond>>10, clientMinRate>>10, minSlotBytesPerSecond>>10)
+			default:
 				*k.set = n
 			}
 		}

@@ -64,15 +64,25 @@ type Server struct {
 
 	// Admission of transfers, from [UPDATE] (see admission.go), read
 	// when Serve starts. MaxTransfers is the transfers under way at once
-	// (0: defaultMaxTransfers); TransferWait how long a session waits for
-	// a slot before it is told busy; MaxBytesPerSecond and
-	// MaxClientBytesPerSecond limit the bytes sent a second by the whole
-	// server and by one session (0: no limit).
+	// (0: defaultMaxTransfers; fewer where MaxBytesPerSecond would give
+	// each less than minSlotBytesPerSecond); TransferWait how long a
+	// session waits for a slot before it is told busy; MaxBytesPerSecond
+	// and MaxClientBytesPerSecond limit the bytes sent a second by the
+	// whole server and by one session (0: no limit).
 	MaxTransfers            int
 	TransferWait            time.Duration
 	MaxBytesPerSecond       int64
 	MaxClientBytesPerSecond int64
-	transfers               *transfers
+	// The bounds of a session that holds a transfer slot. Its writes
+	// must average TransferMinRate bytes a second over each
+	// TransferRateWindow of the time spent writing (see watchProgress),
+	// and it waits RequestWait in all for the client's messages (its
+	// requests); past either, the session is closed and the slot goes to
+	// the next client. 0 or less: no such bound.
+	TransferMinRate    int64
+	TransferRateWindow time.Duration
+	RequestWait        time.Duration
+	transfers          *transfers
 
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -142,6 +152,9 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		TransferWait:            defaultTransferWait,
 		MaxBytesPerSecond:       cfg.MaxBytesPerSecond,
 		MaxClientBytesPerSecond: cfg.MaxClientBytesPerSecond,
+		TransferMinRate:         defaultTransferMinRate,
+		TransferRateWindow:      defaultTransferRateWindow,
+		RequestWait:             defaultRequestWait,
 		conns:                   map[net.Conn]struct{}{},
 		admins:                  map[net.Conn]bool{},
 		chunks:                  index.NewChunkCache(stateDir, log),
@@ -236,7 +249,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Unlock()
 	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable,
 		"tls_fingerprint", s.id.Fingerprint(), "plaintext_allowed", s.cfg.TLS.AllowPlaintext,
-		"max_transfers", s.transfers.max, "max_bytes_per_second", s.MaxBytesPerSecond, "max_client_bytes_per_second", s.MaxClientBytesPerSecond)
+		"max_transfers", s.transfers.max, "max_transfers_set", s.transfers.configured,
+		"max_bytes_per_second", s.MaxBytesPerSecond, "max_client_bytes_per_second", s.MaxClientBytesPerSecond)
+	if s.transfers.max < s.transfers.configured {
+		s.log.Info("fewer transfers at once than MaxTransfers: MaxBytesPerSecond gives each its least share; the clients past them are told busy",
+			"max_transfers", s.transfers.configured, "transfers_at_once", s.transfers.max,
+			"max_bytes_per_second", s.MaxBytesPerSecond, "least_per_transfer", minSlotBytesPerSecond)
+	}
 	var acceptErr error
 	var backoff time.Duration
 	for {
@@ -332,9 +351,35 @@ type session struct {
 	// transfer gives back the session's transfer slot (see
 	// admission.go); nil when it holds none.
 	transfer func()
-	// throttle limits the session's writes while it holds a slot; nil
-	// when the server has no bandwidth limit.
-	throttle *throttledConn
+	// tc limits and meters the session's writes while it holds a slot.
+	tc *transferConn
+	// stopWatch ends the watch of the slot's progress floor; nil when
+	// none runs. readLeft is what is left of RequestWait, the time the
+	// session may wait for the client's messages while it holds a slot.
+	stopWatch func()
+	readLeft  time.Duration
+	// takenBack is why the server closed the session to take its slot
+	// back (see takeBack); nil when it did not.
+	takenBack atomic.Pointer[syncproto.Error]
+}
+
+// startTransfer gives the session the slot release stands for: its
+// writes are limited and metered, and held to the progress floor.
+func (s *Server) startTransfer(ss *session, release func()) {
+	ss.transfer = release
+	ss.readLeft = s.RequestWait
+	m := ss.tc.start(s.transfers)
+	if s.TransferMinRate > 0 && s.TransferRateWindow > 0 {
+		ss.stopWatch = watchProgress(m, s.TransferMinRate, s.TransferRateWindow, func(sent int64, over time.Duration) {
+			rate := int64(float64(sent) / over.Seconds())
+			s.takeBack(ss, fmt.Sprintf("the client took %d bytes in the last %s the server spent writing to it (%d bytes/s), below the %d bytes/s a transfer slot must keep",
+				sent, over.Round(time.Millisecond), rate, s.TransferMinRate),
+				"sent", sent, "over", over.Round(time.Millisecond), "bytes_per_second", rate, "min_bytes_per_second", s.TransferMinRate)
+			// The session is stuck in a write the client does not
+			// take: closing is what ends it.
+			ss.raw.Close()
+		})
+	}
 }
 
 // endTransfer gives back the session's transfer slot, if it holds one.
@@ -342,19 +387,30 @@ func (s *Server) endTransfer(ss *session) {
 	if ss.transfer == nil {
 		return
 	}
-	if ss.throttle != nil {
-		ss.throttle.throttle(s.transfers, false)
+	if ss.stopWatch != nil {
+		ss.stopWatch()
+		ss.stopWatch = nil
 	}
+	ss.tc.end()
 	ss.transfer()
 	ss.transfer = nil
 }
 
-// unthrottled is the connection under a throttledConn, or c.
-func unthrottled(c net.Conn) net.Conn {
-	if tc, ok := c.(*throttledConn); ok {
-		return tc.Conn
+// takeBack closes a session that holds a transfer slot without making
+// progress, so that the slot goes to the next client, and logs who it
+// was and why. It is safe to call from another goroutine than the
+// session's (the watch of the floor); the session's error becomes
+// Error{CodeBusy, "the server closed the transfer: ..."}, which the
+// client is sent if the connection still takes it.
+func (s *Server) takeBack(ss *session, why string, attrs ...any) *syncproto.Error {
+	pe := &syncproto.Error{Code: syncproto.CodeBusy, Message: "the server closed the transfer to give its slot to another client: " + why}
+	if !ss.takenBack.CompareAndSwap(nil, pe) {
+		return ss.takenBack.Load()
 	}
-	return c
+	s.log.Warn("closing a session that holds a transfer slot without progress", append([]any{
+		"client", ss.raw.RemoteAddr().String(), "id", ss.hello.ClientID, "host", ss.hello.Host, "user", ss.hello.User,
+		"why", why}, attrs...)...)
+	return pe
 }
 
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
@@ -395,15 +451,14 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	// Small buffers until the hello is accepted (see converse): a
 	// connection that never says hello costs little.
-	var throttle *throttledConn
-	if s.transfers.throttled() {
-		throttle = &throttledConn{Conn: conn, ctx: ctx}
-		conn = throttle
-	}
+	conn, tc := newTransferConn(ctx, conn, s.transfers)
 	ss := &session{conn: conn, raw: raw, r: syncproto.NewReaderSize(conn, helloBufferSize), w: syncproto.NewWriterSize(conn, helloBufferSize), outcome: "disconnected", adminOnly: adm.adminOnly,
-		throttle: throttle}
+		tc: tc}
 	err = s.converse(ctx, ss)
 	s.endTransfer(ss)
+	if pe := ss.takenBack.Load(); pe != nil {
+		err = pe
+	}
 	if ss.outcome == outcomeBusy {
 		s.sendError(ss, err) // logged by limits, at a bounded rate
 		return
@@ -451,9 +506,26 @@ func (s *Server) sendError(ss *session, err error) {
 
 // next reads the next message within timeout; step names what the session
 // was waiting for, for the error.
+//
+// While the session holds a transfer slot, its waits for the client come
+// out of RequestWait: past it, the slot is taken back (see takeBack).
 func (s *Server) next(ss *session, timeout time.Duration, step string) (syncproto.Message, error) {
-	ss.conn.SetReadDeadline(time.Now().Add(timeout))
+	held := ss.transfer != nil && s.RequestWait > 0
+	bounded := held && ss.readLeft < timeout
+	if bounded {
+		timeout = max(ss.readLeft, 0)
+	}
+	start := time.Now()
+	ss.conn.SetReadDeadline(start.Add(timeout))
 	m, err := ss.r.Read()
+	if held {
+		ss.readLeft -= time.Since(start)
+	}
+	var ne net.Error
+	if bounded && errors.As(err, &ne) && ne.Timeout() {
+		return nil, s.takeBack(ss, fmt.Sprintf("the client took more than %s in all to send its %s", s.RequestWait, step),
+			"request_wait", s.RequestWait)
+	}
 	var pe *syncproto.Error
 	if errors.As(err, &pe) {
 		return nil, fmt.Errorf("reading %s: %w: %w", step, errFromClient, err)
@@ -639,10 +711,7 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 			}
 			return busy
 		}
-		ss.transfer = release
-		if ss.throttle != nil {
-			ss.throttle.throttle(s.transfers, true)
-		}
+		s.startTransfer(ss, release)
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 	if r := s.releaseMeta(ix, man); r.meta != nil {

@@ -509,3 +509,155 @@ func TestCLIConnectRetry(t *testing.T) {
 		}
 	})
 }
+
+// writeSmall puts n files of size random bytes in the linux update
+// folder, under dir: a client counts its progress file by file, so that
+// small files let a short RateWindow measure the rate.
+func writeSmall(t *testing.T, s *server, dir string, n, size int) {
+	t.Helper()
+	for i := range n {
+		writeBig(t, s, fmt.Sprintf("%s/f%03d.bin", dir, i), size+i) // distinct contents
+	}
+}
+
+// TestBandwidthShareKeepsClientsAboveTheirMinimum: MaxBytesPerSecond=128K
+// over MaxTransfers=8 would give each of 8 clients 16 KiB/s, less than
+// the clients accept; the server runs 2 transfers at once instead (64 KiB/s
+// each), so that 4 clients whose minimum rate is 40 KiB/s (over 1 s
+// windows here, 32 KiB/s over 60 s by default) are all served, none cut
+// for slowness. (Before, the 4 ran at once at 32 KiB/s each, and gave up.)
+func TestBandwidthShareKeepsClientsAboveTheirMinimum(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, defaultConf)
+	writeSmall(t, s, "data", 16, 4<<10)
+	s.tune = func(srv *appserver.Server) {
+		srv.MaxTransfers = 8
+		srv.TransferWait = 10 * time.Second // a client waits for a slot rather than hear busy
+		srv.MaxBytesPerSecond = 128 << 10
+	}
+	s.start(defaultConf)
+	const clients = 4
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	for i := range clients {
+		wg.Go(func() {
+			_, errs[i] = smartclient.Sync(context.Background(), smartclient.Options{AllowUnsigned: true,
+				Dir: filepath.Join(t.TempDir(), "install"), Server: s.addr, OS: "linux", Yes: true, Timeout: 10 * time.Second,
+				Host: fmt.Sprintf("ws%d", i), MinRate: 40 << 10, RateWindow: time.Second})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("client %d: %v", i, err)
+		}
+	}
+	st := s.srv.AdmissionStats()
+	t.Logf("admission: %+v", st)
+	if st.MaxTransfers != 2 || st.PeakTransfers > 2 {
+		t.Errorf("%d slots, %d transfers at once; want 2 slots of 64 KiB/s", st.MaxTransfers, st.PeakTransfers)
+	}
+}
+
+// TestFullUpdateAskedOnceAcrossBusyRetries: a first install asks the user
+// once; a busy server's refusal, waited out, does not ask again.
+func TestFullUpdateAskedOnceAcrossBusyRetries(t *testing.T) {
+	s := newServer(t, defaultConf)
+	writeBig(t, s, "data/big.bin", 64<<10)
+	s.tune = func(srv *appserver.Server) {
+		srv.MaxTransfers = 1
+		srv.TransferWait = 50 * time.Millisecond
+		srv.MaxClientBytesPerSecond = 128 << 10 // about a second for the release
+	}
+	s.start(defaultConf)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		smartclient.Sync(ctx, smartclient.Options{AllowUnsigned: true, Dir: filepath.Join(t.TempDir(), "install"),
+			Server: s.addr, OS: "linux", Yes: true, Timeout: 10 * time.Second, Host: "holder"})
+	})
+	defer func() { cancel(); wg.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); s.srv.AdmissionStats().Transfers < 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first client did not take the slot")
+		}
+	}
+	var asked []string
+	var out lockedBuffer
+	res, err := smartclient.Sync(context.Background(), smartclient.Options{AllowUnsigned: true, Dir: filepath.Join(t.TempDir(), "install"),
+		Server: s.addr, OS: "linux", Timeout: 10 * time.Second, Host: "asked", Out: &out,
+		Confirm: func(q string) (bool, error) { asked = append(asked, q); return true, nil }})
+	if err != nil || res.Outcome != syncproto.OutcomeUpdated {
+		t.Fatalf("got %+v, %v; want updated\n%s", res, err, out.String())
+	}
+	if res.TurnedAway < 1 {
+		t.Fatalf("turned away %d times; the test wants the server busy at least once\n%s", res.TurnedAway, out.String())
+	}
+	if len(asked) != 1 {
+		t.Errorf("asked %d times across %d busy retries: %q; want once", len(asked), res.TurnedAway, asked)
+	}
+}
+
+// TestLastAttemptAsRetryForEnds: a busy server whose "retry in N s" (with
+// jitter) would outlast RetryFor is tried once more as RetryFor ends,
+// rather than given up at once; the refusal of that last attempt is the
+// error.
+func TestLastAttemptAsRetryForEnds(t *testing.T) {
+	s := newServer(t, defaultConf)
+	writeBig(t, s, "data/big.bin", 512<<10)
+	s.tune = func(srv *appserver.Server) {
+		srv.MaxTransfers = 1
+		srv.TransferWait = 50 * time.Millisecond
+		srv.MaxClientBytesPerSecond = 64 << 10 // 8 s for the release
+	}
+	s.start(defaultConf)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		smartclient.Sync(ctx, smartclient.Options{AllowUnsigned: true, Dir: filepath.Join(t.TempDir(), "install"),
+			Server: s.addr, OS: "linux", Yes: true, Timeout: 10 * time.Second, Host: "holder"})
+	})
+	defer func() { cancel(); wg.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); s.srv.AdmissionStats().Transfers < 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first client did not take the slot")
+		}
+	}
+	var out lockedBuffer
+	began := time.Now()
+	_, err := smartclient.Sync(context.Background(), smartclient.Options{AllowUnsigned: true, Dir: filepath.Join(t.TempDir(), "install"),
+		Server: s.addr, OS: "linux", Yes: true, Timeout: 10 * time.Second, Host: "late", Out: &out, RetryFor: time.Second})
+	took := time.Since(began)
+	var pe *syncproto.Error
+	if !errors.As(err, &pe) || pe.Code != syncproto.CodeBusy {
+		t.Fatalf("got %v after %v; want the busy refusal of the last attempt", err, took)
+	}
+	if said := regexp.MustCompile(`(?m)^.*retrying.*$`).FindAllString(out.String(), -1); len(said) != 1 || said[0] != "Server busy, retrying in 1 s." {
+		t.Errorf("said %q; want one retry, as RetryFor ends", said)
+	}
+	if st := s.srv.AdmissionStats(); st.Busy != 2 {
+		t.Errorf("%d refusals; want 2 (the first attempt and the last)", st.Busy)
+	}
+	if took < 900*time.Millisecond || took > 5*time.Second {
+		t.Errorf("gave up after %v; want about RetryFor (1 s)", took)
+	}
+}
+
+// TestPlainRawTransferUnderTheMeter: a raw file over plain TCP goes from
+// the server's file to the socket by sendfile(2), in the pieces the
+// progress floor meters; every byte arrives, files of sizes that are not
+// a multiple of a piece included.
+func TestPlainRawTransferUnderTheMeter(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, defaultConf)
+	writeBig(t, s, "data/big.bin", 1<<20+12345)
+	writeBig(t, s, "data/mid.bin", 300<<10+7)
+	conf := defaultConf
+	conf.plain = true
+	s.start(conf)
+	dir := filepath.Join(t.TempDir(), "install")
+	if _, err := syncTo(t, dir, s.addr, smartclient.Options{AllowPlaintext: true, Compress: smartclient.CompressNo}); err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, tree(t, dir), tree(t, s.folders["linux"]), "install")
+}

@@ -2,6 +2,7 @@ package smartclient_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -92,24 +93,29 @@ func TestRetryWait(t *testing.T) {
 // stopping) and names a time is tried again after it, within RetryFor.
 func TestRetryWhenTheServerTurnsAway(t *testing.T) {
 	s := newServer(t, defaultConf)
+	later := syncproto.Error{Code: syncproto.CodeUpdating, Message: "server is updating, retry in 30 s", Retry: 30}
 	tests := []struct {
 		name      string
 		refusal   syncproto.Error
+		refuse    int // connections refused; 0 means 1, -1 every one
 		retryFor  time.Duration
 		wantConns int32
-		wantSaid  string // "" when nothing may be said and the sync fails
+		wantSaid  string // what the output starts with; "" when the sync fails
 	}{
-		{"updating", updating, 0, 2, "Server updating, retrying in "},
-		{"busy", syncproto.Error{Code: syncproto.CodeBusy, Message: "busy, retry in 1 s", Retry: 1}, 0, 2, "Server busy, retrying in "},
-		{"no retry when RetryFor is negative", updating, -1, 1, ""},
-		{"no retry past RetryFor", updating, time.Second, 1, ""},
-		{"no retry without a time", syncproto.Error{Code: syncproto.CodeBusy, Message: "busy"}, 0, 1, ""},
-		{"no retry of other codes", syncproto.Error{Code: syncproto.CodeInternal, Message: "broken", Retry: 1}, 0, 1, ""},
+		{"updating", updating, 0, 0, 2, "Server updating, retrying in "},
+		{"busy", syncproto.Error{Code: syncproto.CodeBusy, Message: "busy, retry in 1 s", Retry: 1}, 0, 0, 2, "Server busy, retrying in "},
+		{"no retry when RetryFor is negative", updating, 0, -1, 1, ""},
+		// A wait that outlasts RetryFor is cut to it: one last attempt
+		// as it ends, which may be served, or refused once more.
+		{"last attempt as RetryFor ends", later, 0, time.Second, 2, "Server updating, retrying in 1 s.\n"},
+		{"last attempt refused", later, -1, time.Second, 2, "Server updating, retrying in 1 s.\n"},
+		{"no retry without a time", syncproto.Error{Code: syncproto.CodeBusy, Message: "busy"}, 0, 0, 1, ""},
+		{"no retry of other codes", syncproto.Error{Code: syncproto.CodeInternal, Message: "broken", Retry: 1}, 0, 0, 1, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p := newRefusingProxy(t, s.addr, 1, tc.refusal)
+			p := newRefusingProxy(t, s.addr, cmp.Or(tc.refuse, 1), tc.refusal)
 			dir := t.TempDir()
 			var out bytes.Buffer
 			res, err := smartclient.Sync(context.Background(), smartclient.Options{AllowUnsigned: true,
@@ -117,6 +123,16 @@ func TestRetryWhenTheServerTurnsAway(t *testing.T) {
 			})
 			if got := p.conns.Load(); got != tc.wantConns {
 				t.Errorf("%d connections, want %d", got, tc.wantConns)
+			}
+			if tc.refuse < 0 {
+				var pe *syncproto.Error
+				if !errors.As(err, &pe) || *pe != tc.refusal {
+					t.Fatalf("got %+v, %v; want the server's refusal", res, err)
+				}
+				if said := out.String(); said != tc.wantSaid {
+					t.Errorf("said %q, want %q", said, tc.wantSaid)
+				}
+				return
 			}
 			if tc.wantSaid == "" {
 				var pe *syncproto.Error

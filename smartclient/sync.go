@@ -54,7 +54,8 @@ type Options struct {
 	// RetryFor bounds how long a server that turns the session away for
 	// a while (updating itself, busy, stopping), at the hello or at the
 	// request for the manifest, is tried again: after its Retry plus a
-	// random time up to as much again (see retryWait); 0 means 15
+	// random time up to as much again (see retryWait), or, when that
+	// would outlast RetryFor, once more as RetryFor ends; 0 means 15
 	// minutes, a negative value not at all.
 	RetryFor time.Duration
 	// ConnectRetryFor bounds how long a server that cannot be reached,
@@ -113,6 +114,9 @@ type Options struct {
 	// turnedAway counts the server's refusals waited out (see
 	// Result.TurnedAway).
 	turnedAway *int
+	// confirmed is set once the user has said yes to a full update: the
+	// attempts after a busy server's refusal do not ask again.
+	confirmed *bool
 	// keep, when set ('run', through Application.Keep), is handed the
 	// session instead of its being closed, if it ended with the server's
 	// ReportAck: it has sent Stay, and the server's notices follow on it.
@@ -201,6 +205,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	o.retryUntil = time.Now().Add(max(o.RetryFor, 0))
 	o.seen = &servertrust.Seen{}
 	o.turnedAway = new(int)
+	o.confirmed = new(bool)
 	if !o.CheckOnly {
 		// Mkdir, not MkdirAll: a folder whose parent is missing is a
 		// typo, not a place to install a client made up on the spot.
@@ -301,7 +306,8 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 // A server that turns the session away for a while and says when to come
 // back (Error.Retry) is tried again then, plus jitter, so that the clients
 // it turned away do not all come back in the same second; for up to
-// o.RetryFor in all, after which its refusal is the error. A connection
+// o.RetryFor in all, the last time as it ends (see waitWithin), after
+// which its refusal is the error. A connection
 // that fails before the welcome (see transportFailure) is tried again
 // with backoff for up to o.ConnectRetryFor.
 func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.Welcome, error) {
@@ -323,11 +329,11 @@ func hello(ctx context.Context, st *state.State, o Options) (*conn, syncproto.We
 		var wait time.Duration
 		if pe, ok := laterRefusal(err, o); ok {
 			failing, backoff = time.Time{}, 0
-			wait = retryWait(time.Duration(pe.Retry) * time.Second)
-			if time.Now().Add(wait).After(giveUp) {
+			var last bool
+			if wait, last = waitWithin(pe, giveUp); wait <= 0 {
 				return nil, w, err
 			}
-			sayRetry(o, pe, wait, attempt)
+			sayRetry(o, pe, wait, attempt, last)
 		} else if o.ConnectRetryFor > 0 && transportFailure(err) {
 			if failing.IsZero() {
 				failing = time.Now()
@@ -383,12 +389,31 @@ func laterRefusal(err error, o Options) (*syncproto.Error, bool) {
 
 // sayRetry tells the user, on the progress line, that the server turned
 // the sync away and when it is tried again.
-func sayRetry(o Options, pe *syncproto.Error, wait time.Duration, attempt int) {
+func sayRetry(o Options, pe *syncproto.Error, wait time.Duration, attempt int, last bool) {
 	if o.turnedAway != nil {
 		*o.turnedAway++
 	}
 	fmt.Fprintf(o.Out, "Server %s, retrying in %d s.\n", retryWhy[pe.Code], secondsOf(wait))
-	o.Log.Info("the server asks to come back later", "code", pe.Code, "message", pe.Message, "attempt", attempt, "wait", wait)
+	o.Log.Info("the server asks to come back later", "code", pe.Code, "message", pe.Message, "attempt", attempt, "wait", wait,
+		"last_attempt", last)
+}
+
+// waitWithin is how long to wait before trying again a server that
+// turned the sync away with pe: its time plus jitter (see retryWait),
+// cut to what is left until giveUp, so that the last attempt is made as
+// the time runs out rather than given up for a wait that would outlast
+// it; last says it was cut. It is 0 once giveUp has passed: the refusal
+// of that last attempt is the sync's error.
+func waitWithin(pe *syncproto.Error, giveUp time.Time) (wait time.Duration, last bool) {
+	left := time.Until(giveUp)
+	if left <= 0 {
+		return 0, false
+	}
+	wait = retryWait(time.Duration(pe.Retry) * time.Second)
+	if wait >= left {
+		return left, true
+	}
+	return wait, false
 }
 
 // secondsOf is d in whole seconds, rounded up: a user told "1 s" never
@@ -430,11 +455,11 @@ func syncRetrying(ctx context.Context, root *install.Disk, st *state.State, o Op
 		if !ok || res != nil {
 			return res, err
 		}
-		wait := retryWait(time.Duration(pe.Retry) * time.Second)
-		if time.Now().Add(wait).After(o.retryUntil) {
+		wait, last := waitWithin(pe, o.retryUntil)
+		if wait <= 0 {
 			return res, err
 		}
-		sayRetry(o, pe, wait, attempt)
+		sayRetry(o, pe, wait, attempt, last)
 		if err := sleep(ctx, wait); err != nil {
 			return nil, err
 		}
@@ -560,7 +585,7 @@ func (a *attempt) run() (res *Result, err error) {
 		}
 		return a.res, fmt.Errorf("%w: %s", ErrDisabled, a.w.Message)
 	}
-	if a.full && !a.o.CheckOnly && !a.o.Yes {
+	if a.full && !a.o.CheckOnly && !a.o.Yes && (a.o.confirmed == nil || !*a.o.confirmed) {
 		if declined, err := a.confirmFull(); err != nil {
 			return nil, err
 		} else if declined {
@@ -669,6 +694,11 @@ func (a *attempt) confirmFull() (declined bool, err error) {
 	ok, err := confirm(a.ctx, a.c, a.o, a.w, a.st.Build)
 	if err != nil || !ok {
 		return !ok, err
+	}
+	if a.o.confirmed != nil {
+		// The answer holds for the rest of the sync: a retry after the
+		// server said busy does not ask again.
+		*a.o.confirmed = true
 	}
 	c, w, err := hello(a.ctx, a.st, a.o)
 	if err != nil {
