@@ -415,7 +415,7 @@ func TestTransportFailure(t *testing.T) {
 	}{
 		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, true},
 		{"dial of any kind", fmt.Errorf("cannot reach: %w", &net.OpError{Op: "dial", Err: errors.New("no such host")}), true},
-		{"reset", fmt.Errorf("TLS handshake: %w", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}), true},
+		{"reset", fmt.Errorf("TLS handshake: %w", &net.OpError{Op: "read", Err: os.NewSyscallError("wsarecv", smartclient.ResetErrno)}), true},
 		{"closed during the handshake", fmt.Errorf("TLS handshake: %w", io.EOF), true},
 		{"timeout", fmt.Errorf("TLS handshake: %w", os.ErrDeadlineExceeded), true},
 		{"unreachable", os.NewSyscallError("connect", syscall.EHOSTUNREACH), true},

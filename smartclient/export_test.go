@@ -57,6 +57,10 @@ var RetryWait = retryWait
 // TransportFailure is transportFailure, for the table of what is retried.
 var TransportFailure = transportFailure
 
+// ResetErrno is the system's word for a connection the peer reset:
+// ECONNRESET, or Winsock's WSAECONNRESET on Windows.
+var ResetErrno = lostErrnos[0]
+
 // FreeSpace lets the black-box tests in package smartclient_test size a
 // manifest that cannot fit on the disk they run on.
 var FreeSpace = install.FreeSpace

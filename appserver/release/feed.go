@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -561,24 +560,38 @@ func platformOf(name string) string {
 	return goos + "/" + goarch
 }
 
-// readNotes unpacks archive, with Extract's checks, into a temporary
-// folder and returns its NotesFile, "" when there is none.
+// readNotes returns the NotesFile at archive's root, "" when there is
+// none. It reads that one member as it walks the archive, unpacking
+// nothing: the archive may be large, and hold links the vendor's machine
+// cannot make (a Linux release described on Windows); the server checks
+// the whole archive as it installs it.
 func readNotes(ctx context.Context, archive string) (string, error) {
-	tmp, err := os.MkdirTemp("", "smartsync-release-notes-*")
+	var data []byte
+	found := false
+	err := walkArchive(ctx, archive, func(e *entry) error {
+		name, err := cleanName(e.name)
+		if err != nil || name != NotesFile {
+			return nil // the installing server refuses a bad name
+		}
+		switch {
+		case found:
+			return fmt.Errorf("%s appears twice", NotesFile)
+		case e.typ != typeFile:
+			return fmt.Errorf("%s is not a regular file", NotesFile)
+		}
+		found = true
+		r, err := e.open()
+		if err != nil {
+			return err
+		}
+		data, err = io.ReadAll(io.LimitReader(r, MaxNotes+1))
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("reading the notes of %s: %w", archive, err)
 	}
-	defer os.RemoveAll(tmp)
-	if _, err := Extract(ctx, archive, filepath.Join(tmp, "x")); err != nil {
-		return "", fmt.Errorf("reading the notes of %s: %w", archive, err)
-	}
-	p := filepath.Join(tmp, "x", NotesFile)
-	data, err := readLimited(p, MaxNotes)
-	if errors.Is(err, os.ErrNotExist) {
+	if !found {
 		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading the notes of %s: %w", archive, err)
 	}
 	switch {
 	case len(data) > MaxNotes:
