@@ -418,7 +418,7 @@ func TestTransportFailure(t *testing.T) {
 		{"reset", fmt.Errorf("TLS handshake: %w", &net.OpError{Op: "read", Err: os.NewSyscallError("wsarecv", smartclient.ResetErrno)}), true},
 		{"closed during the handshake", fmt.Errorf("TLS handshake: %w", io.EOF), true},
 		{"timeout", fmt.Errorf("TLS handshake: %w", os.ErrDeadlineExceeded), true},
-		{"unreachable", os.NewSyscallError("connect", syscall.EHOSTUNREACH), true},
+		{"unreachable", os.NewSyscallError("connect", smartclient.HostUnreachableErrno), true},
 		{"nil", nil, false},
 		{"server's error", &syncproto.Error{Code: syncproto.CodeInternal, Message: "x"}, false},
 		{"bad certificate", fmt.Errorf("TLS handshake: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), false},

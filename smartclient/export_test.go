@@ -61,6 +61,10 @@ var TransportFailure = transportFailure
 // ECONNRESET, or Winsock's WSAECONNRESET on Windows.
 var ResetErrno = lostErrnos[0]
 
+// HostUnreachableErrno is the system's word for a host no route leads to
+// (EHOSTUNREACH, WSAEHOSTUNREACH).
+var HostUnreachableErrno = unreachableErrnos[1]
+
 // FreeSpace lets the black-box tests in package smartclient_test size a
 // manifest that cannot fit on the disk they run on.
 var FreeSpace = install.FreeSpace
