@@ -65,18 +65,8 @@ The password is read from the terminal without echo, or from $` + smartclient.Ad
 			return cmdline.UsageError{Err: err}
 		}
 		o.Log = f.log(e.stderr)
-		o.Password, err = adminPassword(e.ctx, o.User, e.stdin, e.stderr)
-		if err != nil {
-			if e.ctx.Err() != nil {
-				fmt.Fprintln(e.stderr, "Interrupted; nothing was sent to the server.")
-				return exitError{ExitInterrupted}
-			}
-			if cmdline.IsUsage(err) {
-				return err
-			}
-			// The terminal failed us: not the administrator's mistake.
-			fmt.Fprintf(e.stderr, "smartclient admin: %v\n", err)
-			return exitError{ExitFailed}
+		if err := e.readPassword(&o); err != nil {
+			return err
 		}
 		o.Event = func(text string) {
 			fmt.Fprintf(e.stdout, "%s %s\n", time.Now().Format("15:04:05"), text)
@@ -92,6 +82,25 @@ The password is read from the terminal without echo, or from $` + smartclient.Ad
 	admin.AddCommand(update, e.checkCommand())
 	cmdline.Group(admin)
 	return admin
+}
+
+// readPassword asks for the administrator's password (or takes it from
+// the environment) into o; an error is the one the command ends with.
+func (e *env) readPassword(o *smartclient.AdminOptions) error {
+	var err error
+	o.Password, err = adminPassword(e.ctx, o.User, e.stdin, e.stderr)
+	switch {
+	case err == nil:
+		return nil
+	case e.ctx.Err() != nil:
+		fmt.Fprintln(e.stderr, "Interrupted; nothing was sent to the server.")
+		return exitError{ExitInterrupted}
+	case cmdline.IsUsage(err):
+		return err
+	}
+	// The terminal failed us: not the administrator's mistake.
+	fmt.Fprintf(e.stderr, "smartclient admin: %v\n", err)
+	return exitError{ExitFailed}
 }
 
 // checkCommand is "smartclient admin check": the server's build and the
@@ -123,17 +132,8 @@ The password is read from the terminal without echo, or from $` + smartclient.Ad
 			return cmdline.UsageError{Err: err}
 		}
 		o.Log = f.log(e.stderr)
-		o.Password, err = adminPassword(e.ctx, o.User, e.stdin, e.stderr)
-		if err != nil {
-			if e.ctx.Err() != nil {
-				fmt.Fprintln(e.stderr, "Interrupted; nothing was sent to the server.")
-				return exitError{ExitInterrupted}
-			}
-			if cmdline.IsUsage(err) {
-				return err
-			}
-			fmt.Fprintf(e.stderr, "smartclient admin: %v\n", err)
-			return exitError{ExitFailed}
+		if err := e.readPassword(&o); err != nil {
+			return err
 		}
 		st, err := smartclient.Admin(e.ctx, o)
 		if err != nil {
