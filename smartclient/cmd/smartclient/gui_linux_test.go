@@ -176,7 +176,7 @@ func TestWindowsProgressWindow(t *testing.T) {
 		}
 		// A program that is not there: after the sync's failure, the
 		// program's, in a box of its own (stderr goes nowhere).
-		p = startClient(t, wine, exe, "run", "--allow-unsigned", "--dir", winPath(dir), "--server", closed, "--", "no-such-program.exe")
+		p = startClient(t, wine, exe, "run", "--allow-unsigned", "--connect-retry", "off", "--dir", winPath(dir), "--server", closed, "--", "no-such-program.exe")
 		box, err = d.WaitWindow(desktop.ErrorTitle, 30*time.Second, p.done)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, p.output())
