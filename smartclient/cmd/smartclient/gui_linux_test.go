@@ -148,7 +148,7 @@ func TestWindowsProgressWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 		if code := p.wait(t, 20*time.Second); code != 1 {
-			t.Errorf("exit %d, want 1\n%s", code, p.output())
+			t.Errorf("exit %d (%v), want 1\n%s", code, p.err, p.output())
 		}
 		if !strings.Contains(p.output(), "Could not update automatically") {
 			t.Errorf("the log lacks the failure:\n%s", p.output())
