@@ -383,45 +383,22 @@ func (c *transferConn) SetWriteDeadline(t time.Time) error {
 
 func (c *transferConn) Write(p []byte) (int, error) {
 	m := c.meter.Load()
-	ls := c.limiters.Load()
-	if ls == nil {
-		if m == nil {
-			return c.Conn.Write(p)
-		}
-		written := 0
-		for len(p) > 0 {
-			k := min(len(p), meterPiece)
-			m.begin()
-			n, err := c.Conn.Write(p[:k])
-			m.end(int64(n))
-			written += n
-			if err != nil {
-				return written, err
-			}
-			p = p[k:]
-		}
-		return written, nil
+	var ls []*rate.Limiter
+	if lp := c.limiters.Load(); lp != nil {
+		ls = *lp
+	}
+	if m == nil && ls == nil {
+		return c.Conn.Write(p)
 	}
 	piece := meterPiece
-	for _, l := range *ls {
+	for _, l := range ls {
 		piece = min(piece, l.Burst())
 	}
 	written := 0
 	for len(p) > 0 {
 		k := min(len(p), piece)
-		start := time.Now()
-		for _, l := range *ls {
-			if err := l.WaitN(c.ctx, k); err != nil {
-				return written, fmt.Errorf("waiting for bandwidth: %w: %w", net.ErrClosed, err)
-			}
-		}
-		if waited := time.Since(start); waited > time.Millisecond {
-			c.mu.Lock()
-			if !c.deadline.IsZero() {
-				c.deadline = c.deadline.Add(waited)
-				c.Conn.SetWriteDeadline(c.deadline)
-			}
-			c.mu.Unlock()
+		if err := c.waitBandwidth(ls, k); err != nil {
+			return written, err
 		}
 		m.begin()
 		n, err := c.Conn.Write(p[:k])
@@ -433,6 +410,29 @@ func (c *transferConn) Write(p []byte) (int, error) {
 		p = p[k:]
 	}
 	return written, nil
+}
+
+// waitBandwidth waits until every limiter of ls lets n bytes go, and
+// pushes the write deadline back by the time waited.
+func (c *transferConn) waitBandwidth(ls []*rate.Limiter, n int) error {
+	if len(ls) == 0 {
+		return nil
+	}
+	start := time.Now()
+	for _, l := range ls {
+		if err := l.WaitN(c.ctx, n); err != nil {
+			return fmt.Errorf("waiting for bandwidth: %w: %w", net.ErrClosed, err)
+		}
+	}
+	if waited := time.Since(start); waited > time.Millisecond {
+		c.mu.Lock()
+		if !c.deadline.IsZero() {
+			c.deadline = c.deadline.Add(waited)
+			c.Conn.SetWriteDeadline(c.deadline)
+		}
+		c.mu.Unlock()
+	}
+	return nil
 }
 
 // start begins the session's transfer: its writes are limited and
