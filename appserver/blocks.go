@@ -191,7 +191,7 @@ func (s *Server) sendBlocks(ctx context.Context, ss *session, man *index.Manifes
 		s.log.Warn("reading file to send", "os", man.OS, "path", f.Path, "err", err)
 		return changed
 	}
-	if (f.CtimeNs == 0 && blake3.Sum256(data) != f.Hash) || !same() {
+	if (man.MustHash(f) && blake3.Sum256(data) != f.Hash) || !same() {
 		return changed
 	}
 	pieces := matchBlocks(data, req)

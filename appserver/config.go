@@ -64,6 +64,10 @@ type Config struct {
 	// transfers run at once (see effectiveTransfers).
 	MaxBytesPerSecond       int64
 	MaxClientBytesPerSecond int64
+	// KeepReleases is [UPDATE] KeepReleases: how many published releases
+	// of each OS the release history keeps (1..1000, default 5); older
+	// ones are removed when a release is published.
+	KeepReleases int
 
 	// Admin is [ADMIN]: the administrator who may update the server.
 	Admin AdminConfig
@@ -242,6 +246,7 @@ const (
 	keyMaxTransfers   = "MaxTransfers"
 	keyMaxBPS         = "MaxBytesPerSecond"
 	keyMaxClientBPS   = "MaxClientBytesPerSecond"
+	keyKeepReleases   = "KeepReleases"
 
 	keyUser          = "User"
 	keyPasswordHash  = "PasswordHash"
@@ -306,7 +311,7 @@ var ourSections = []struct {
 var updateKeys = []string{
 	keyEnable, keyPathWindows, keyPathLinux, keyPathMacOSX,
 	keyBuild, keyMinClientBuild, keyPreserve, keyPostInstall, keyPostInstallMax,
-	keyMaxTransfers, keyMaxBPS, keyMaxClientBPS,
+	keyMaxTransfers, keyMaxBPS, keyMaxClientBPS, keyKeepReleases,
 }
 
 // folderKeys maps each folder key to the client OS it serves, in GOOS terms.
@@ -524,6 +529,16 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 		}
 	}
 
+	cfg.KeepReleases = defaultKeepReleases
+	if val, _, ok := v.value(sec, sectionUpdate, keyKeepReleases); ok && val != "" {
+		n, err := winini.Digits(val)
+		if err != nil || n < 1 || n > maxKeepReleases {
+			v.add(sectionUpdate, keyKeepReleases, nil, "%q is not a number of releases from 1 to %d", val, maxKeepReleases)
+		} else {
+			cfg.KeepReleases = n
+		}
+	}
+
 	cfg.MaxTransfers = defaultMaxTransfers()
 	if val, _, ok := v.value(sec, sectionUpdate, keyMaxTransfers); ok && val != "" {
 		n, err := winini.Digits(val)
@@ -553,6 +568,12 @@ func (v *validator) update(f *ini.File, cfg *Config) {
 		}
 	}
 }
+
+// The releases kept per OS by default, and at most.
+const (
+	defaultKeepReleases = 5
+	maxKeepReleases     = 1000
+)
 
 // Ranges of the admission keys of [UPDATE].
 const (

@@ -96,6 +96,7 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		return err
 	}
 	defer srv.Close()
+	srv.pub.readOnly = o.Check
 	if o.Check {
 		return printSummary(stdout, cfg, srv, state, running)
 	}
@@ -229,8 +230,12 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string, running s
 	for _, o := range oses {
 		ix := srv.indexes[o]
 		m := ix.Latest()
-		fmt.Fprintf(w, "%-8s %6d files %14s bytes  build %s  %s\n", o, len(m.Files), groupDigits(m.TotalBytes), m.Build, ix.Dir)
-		fmt.Fprintf(w, "%-8s %s\n", "", srv.SignedStatus(o))
+		fmt.Fprintf(w, "%-8s %6d files %14s bytes  build %s  %s\n", o, len(m.Files), GroupDigits(m.TotalBytes), m.Build, ix.Dir)
+		if st := srv.PublishedStatus(o); st != "" {
+			fmt.Fprintf(w, "%-8s %s\n", "", st)
+		} else {
+			fmt.Fprintf(w, "%-8s %s\n", "", srv.SignedStatus(o))
+		}
 	}
 	// A Preserve entry that names no file anywhere is most often a typo,
 	// and would silently protect nothing.
@@ -253,12 +258,16 @@ func orNone(s string) string {
 	return s
 }
 
-// groupDigits writes n with thousands separators, as administrators read
+// GroupDigits writes n with thousands separators, as administrators read
 // byte counts.
-func groupDigits(n int64) string {
+func GroupDigits(n int64) string {
 	s := strconv.FormatInt(n, 10)
 	for i := len(s) - 3; i > 0; i -= 3 {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
 }
+
+// StateDir is the state folder a server on config uses: state, or
+// appserver-state beside the configuration (the --state flag's default).
+func StateDir(config, state string) string { return stateDir(config, state) }

@@ -24,6 +24,7 @@ import (
 	"github.com/erpupdate/smartsync/appserver/internal/certs"
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/internal/index"
+	"github.com/erpupdate/smartsync/appserver/internal/releases"
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/internal/version"
 	"github.com/erpupdate/smartsync/syncproto"
@@ -91,6 +92,7 @@ type Server struct {
 	admins   map[net.Conn]bool // administrators' sessions, kept open through a countdown
 	chunks   *index.ChunkCache
 	signed   signedReleases // the folders' signed releases (see signed.go)
+	pub      *published     // the published releases (see published.go)
 
 	self       Self
 	upd        *updater
@@ -158,6 +160,7 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		conns:                   map[net.Conn]struct{}{},
 		admins:                  map[net.Conn]bool{},
 		chunks:                  index.NewChunkCache(stateDir, log),
+		pub:                     &published{store: releases.At(stateDir)},
 		stopping:                make(chan struct{}),
 	}
 	if cfg.Limits.MaxConnections == 0 { // a Config not made by ParseConfig
@@ -216,6 +219,7 @@ func (s *Server) Indexes() map[string]*index.Index { return s.indexes }
 
 // Close releases the update folders.
 func (s *Server) Close() error {
+	s.pub.close()
 	for _, ix := range s.indexes {
 		ix.Close()
 	}
@@ -656,6 +660,11 @@ func (s *Server) gate(h syncproto.Hello) (syncproto.Welcome, *index.Index, error
 		return w, nil, &syncproto.Error{Code: syncproto.CodeUnknownOS,
 			Message: fmt.Sprintf("this server has no update folder for OS %q (AppServer.ini [UPDATE] %s is not set)", h.OS, pathKeyFor(h.OS))}
 	}
+	// The build this OS is served: its published release's, or the
+	// folder's ([UPDATE] Build).
+	if man, _, err := s.servedManifest(context.Background(), ix, true); err == nil && man != nil {
+		w.ServerBuild = man.Build
+	}
 	switch {
 	case h.ClientBuild == "":
 		w.Message = "no SmartClient build is installed yet"
@@ -693,7 +702,7 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 	if s.draining.Load() {
 		return &syncproto.Error{Code: syncproto.CodeShuttingDown, Message: "server is stopping, retry in 30 s", Retry: 30}
 	}
-	man, err := ix.Current(ctx)
+	man, signed, err := s.servedManifest(ctx, ix, false)
 	if err != nil {
 		s.log.Error("indexing update folder", "os", ix.OS, "err", err)
 		return &syncproto.Error{Code: syncproto.CodeInternal, Message: "the server cannot read its update folder; retry later"}
@@ -714,7 +723,7 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 		s.startTransfer(ss, release)
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-	if r := s.releaseMeta(ix, man); r.meta != nil {
+	if r := signed; r.meta != nil {
 		// Before the answer, whatever it is: the client verifies the
 		// release before it believes an "up to date" (see syncproto's
 		// "Signed releases").
@@ -909,12 +918,12 @@ func (s *Server) readRequests(ss *session, man *index.Manifest) ([]wanted, error
 func (s *Server) openToSend(ss *session, man *index.Manifest, f index.File) (*os.File, func() bool, error) {
 	changed := &syncproto.Error{Code: syncproto.CodeFileChanged,
 		Message: fmt.Sprintf("%s changed in the update folder while being sent; retry", f.Path)}
-	fh, err := ss.folders.open(f.Path)
+	fh, err := ss.folders.open(f)
 	if err != nil {
 		s.log.Warn("opening file to send", "os", man.OS, "path", f.Path, "err", err)
 		return nil, nil, changed
 	}
-	same := func() bool { return f.Matches(fh) }
+	same := func() bool { return man.Unchanged(f, fh) }
 	if !same() {
 		fh.Close()
 		return nil, nil, changed
@@ -933,11 +942,11 @@ type sendFolders struct {
 	root *os.Root // dir, or nil
 }
 
-// open opens the file p (a slash path) of the manifest's folder.
-func (c *sendFolders) open(p string) (*os.File, error) {
-	dir, base := path.Split(p)
-	if dir == "" {
-		return c.man.Open(base)
+// open opens the file f of the manifest.
+func (c *sendFolders) open(f index.File) (*os.File, error) {
+	dir, base := path.Split(f.Path)
+	if dir == "" || c.man.IsStored() {
+		return c.man.OpenFile(f)
 	}
 	if c.root == nil || dir != c.dir {
 		c.close()
@@ -1006,7 +1015,7 @@ func (s *Server) sendDelta(ctx context.Context, ss *session, man *index.Manifest
 	})
 	// The chunks sent are hashed only where the file's change time is
 	// not read (see openToSend).
-	verify := f.CtimeNs == 0
+	verify := man.MustHash(f)
 	h := blake3.New()
 	for _, c := range chunks {
 		if err := ctx.Err(); err != nil {
@@ -1076,7 +1085,7 @@ func (s *Server) sendFile(ctx context.Context, ss *session, man *index.Manifest,
 		return err
 	}
 	var h *blake3.Hasher
-	if f.CtimeNs == 0 {
+	if man.MustHash(f) {
 		h = blake3.New()
 	}
 	var sent int64

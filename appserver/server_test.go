@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/appserver/internal/service"
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/internal/pki"
@@ -72,9 +73,15 @@ type testServer struct {
 // listener to serve on.
 func startServer(t testing.TB, cfg *Config, tune func(*Server), ln net.Listener) *testServer {
 	t.Helper()
+	return startServerIn(t, cfg, t.TempDir(), tune, ln)
+}
+
+// startServerIn is startServer with the state folder state.
+func startServerIn(t testing.TB, cfg *Config, state string, tune func(*Server), ln net.Listener) *testServer {
+	t.Helper()
 	logs := &testtree.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := New(ctx, slog.New(slog.NewTextHandler(logs, nil)), cfg, t.TempDir())
+	srv, err := New(ctx, slog.New(slog.NewTextHandler(logs, nil)), cfg, state)
 	if err != nil {
 		cancel()
 		t.Fatalf("New: %v", err)
@@ -2054,7 +2061,7 @@ func TestSendFoldersOpensInOrder(t *testing.T) {
 	c := &sendFolders{man: man}
 	defer c.close()
 	for _, name := range []string{"a/b/c", "a/x", "a/y", "b/z", "top", "a/x"} {
-		fh, err := c.open(name)
+		fh, err := c.open(index.File{Path: name})
 		if err != nil {
 			t.Fatalf("opening %s: %v", name, err)
 		}
@@ -2072,7 +2079,7 @@ func TestSendFoldersOpensInOrder(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(dir, "b")); err != nil {
 		t.Skipf("no symbolic links here: %v", err)
 	}
-	if fh, err := c.open("b/z"); err == nil {
+	if fh, err := c.open(index.File{Path: "b/z"}); err == nil {
 		got, _ := io.ReadAll(fh)
 		fh.Close()
 		t.Errorf("b/z, through a link out of the update folder, was opened and reads %q", got)

@@ -87,21 +87,7 @@ func readRelease(path, osName string, man *index.Manifest) ([]byte, *releasemeta
 	if err != nil {
 		return nil, nil, fmt.Sprintf("reading %s: %v", path, err)
 	}
-	file, err := releasemeta.Decode(b)
-	if err != nil {
-		return nil, nil, err.Error()
-	}
-	st := file.Statement
-	switch {
-	case st.OS != osName:
-		return nil, nil, fmt.Sprintf("it is signed for %s, the folder serves %s", st.OS, osName)
-	case st.Build != man.Build:
-		return nil, nil, fmt.Sprintf("it is signed for build %s, the folder holds build %s ([UPDATE] Build)", st.Build, man.Build)
-	}
-	if d := man.ReleaseDigest(); d != st.Digest {
-		return nil, nil, fmt.Sprintf("the folder was changed after release %d was signed (digest %s, signed %s)", st.Number, d, st.Digest)
-	}
-	return b, &st, ""
+	return checkSigned(b, osName, man)
 }
 
 // SignedStatus says for --check whether the folder's release is signed.

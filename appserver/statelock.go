@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
+	"github.com/erpupdate/smartsync/internal/filelock"
 )
 
 // deadHolderGrace is how long a starting server waits for the lock of a
@@ -82,7 +83,7 @@ func lockState(dir string) (*stateLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the state folder's lock file: %w", err)
 	}
-	held, err := tryLock(f)
+	held, err := filelock.TryLock(f)
 	var holder StateHolder
 	if err == nil && !held {
 		holder = readHolder(path)
@@ -93,7 +94,7 @@ func lockState(dir string) (*stateLock, error) {
 		for deadline := time.Now().Add(deadHolderGrace); err == nil && !held && holder.PID != 0 &&
 			holder.PID != os.Getpid() && !handover.ProcessAlive(holder.PID) && time.Now().Before(deadline); {
 			time.Sleep(50 * time.Millisecond)
-			if held, err = tryLock(f); err == nil && !held {
+			if held, err = filelock.TryLock(f); err == nil && !held {
 				holder = readHolder(path) // another server may have taken it
 			}
 		}
@@ -193,7 +194,7 @@ func StateHolderOf(dir string) (holder StateHolder, inUse bool, err error) {
 		return StateHolder{}, false, fmt.Errorf("opening the state folder's lock file: %w", err)
 	}
 	defer f.Close()
-	held, err := tryLock(f)
+	held, err := filelock.TryLock(f)
 	if err != nil {
 		return StateHolder{}, false, fmt.Errorf("locking %s: %w", path, err)
 	}

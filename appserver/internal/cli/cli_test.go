@@ -37,11 +37,11 @@ func run(t *testing.T, input string, args ...string) (int, string, string) {
 // TestHelpEverywhere: --help and -h on every command print its usage on
 // stdout and exit 0, as does "help COMMAND".
 func TestHelpEverywhere(t *testing.T) {
-	// root, passwd, release, keygen, sign, verify, feed, sign-update, rotate,
+	// root, passwd, publish, releases, release, keygen, sign, verify, feed, sign-update, rotate,
 	// completion and its 4 shells, help
 	cmdlinetest.HelpEverywhere(t, "appserver", (&env{}).root(), func(args ...string) (int, string, string) {
 		return run(t, "", args...)
-	}, 15)
+	}, 17)
 	// The root's help names every command an administrator may need.
 	_, out, _ := run(t, "", "--help")
 	for _, want := range []string{"passwd", "release", "service", "completion", "--config", "--check"} {

@@ -110,7 +110,7 @@ func (c *ChunkCache) load(ctx context.Context, man *Manifest, f File, bits uint8
 		// A damaged cache file costs a new cut, never a wrong list.
 		c.log.Warn("ignoring a damaged chunk list", "file", c.path(key), "err", err)
 	}
-	fh, err := man.Open(filepath.FromSlash(f.Path))
+	fh, err := man.OpenFile(f)
 	if err != nil {
 		return nil, fmt.Errorf("cutting %s into chunks: %w", f.Path, err)
 	}

@@ -72,6 +72,12 @@ type Manifest struct {
 	// while sessions still sending the previous manifest keep reading
 	// the files it describes.
 	root *os.Root
+
+	// objects is the release store's folder of objects for a stored
+	// release (see Stored), where objectName(hash) names each file;
+	// root is nil then.
+	objects    *os.Root
+	objectName func([32]byte) string
 }
 
 // Open opens a file of the manifest's folder for reading.
@@ -210,7 +216,7 @@ func (ix *Index) Close() error {
 	ix.stopWatch()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if ix.cur != nil {
+	if ix.cur != nil && ix.cur.root != nil {
 		return ix.cur.root.Close()
 	}
 	return nil
@@ -495,16 +501,7 @@ func linkEntry(root *os.Root, rel, p string) (File, error) {
 		Hash: blake3.Sum256([]byte(t)), Target: t}, nil
 }
 
-func (ix *Index) preserved(rel string) bool {
-	for _, p := range ix.rel.Preserve {
-		// Windows clients see paths case-insensitively, so the
-		// administrator's spelling need not match the folder's.
-		if strings.EqualFold(p, rel) {
-			return true
-		}
-	}
-	return false
-}
+func (ix *Index) preserved(rel string) bool { return preservedBy(ix.rel.Preserve, rel) }
 
 // hashAll hashes files[i] for every i in todo, on all cores.
 func (ix *Index) hashAll(ctx context.Context, root *os.Root, files []File, todo []int) error {

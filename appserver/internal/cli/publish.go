@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"text/tabwriter"
+	"time"
+
+	"github.com/erpupdate/smartsync/appserver"
+	"github.com/erpupdate/smartsync/appserver/release"
+	"github.com/spf13/cobra"
+)
+
+// publishCommand makes a folder the release of an OS on a running server.
+func (e *env) publishCommand() *cobra.Command {
+	var config, state, osName, build, key, chain, expires string
+	var rollback bool
+	c := &cobra.Command{
+		Use:   "publish --config AppServer.ini --os OS --build BUILD [--key FILE] SOURCE",
+		Short: "Publish a folder as the next release of an OS, without a restart",
+		Long: `publish validates the folder SOURCE with exactly the rules the clients apply
+(names every client OS can hold, links inside the folder, modes, sizes),
+copies what the server's release history lacks into it (STATE/releases,
+each file once by its BLAKE3 hash), signs the release with --key when
+given, and makes it the release of OS: a running server serves it from its
+next client, with BUILD as its build, no AppServer.ini edit and no
+restart. A refused release names every offending path, and what is served
+does not change. The releases beyond [UPDATE] KeepReleases are then
+removed from the history (never the one served, nor the previous one).
+
+A build older than the one served is refused unless --rollback, which
+also signs the release as one that may replace a newer one.`,
+		Example: "  appserver publish --config AppServer.ini --os linux --build 7.00.240601A --key publisher.key /srv/erp/next_linux",
+		Args:    exactArgs(1, "one SOURCE folder"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if osName == "" || build == "" {
+				return usagef("publish needs --os and --build")
+			}
+			d, err := parseDays(expires)
+			if err != nil {
+				return usagef("--expires: %w", err)
+			}
+			cfg, err := appserver.LoadConfig(config)
+			if err != nil {
+				return ran(fmt.Errorf("%w: %w", appserver.ErrUsage, err))
+			}
+			o := appserver.PublishOptions{OS: osName, Build: build, Source: args[0], Expires: d, Rollback: rollback, Now: time.Now()}
+			if key != "" {
+				if o.Key, err = release.ReadPrivateKey(key); err != nil {
+					return ran(err)
+				}
+				if chain != "" {
+					if o.Chain, err = appserver.ReadChain(chain); err != nil {
+						return ran(err)
+					}
+				}
+			} else if chain != "" {
+				return usagef("--chain needs --key")
+			}
+			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			res, err := appserver.Publish(e.ctx, log, cfg, appserver.StateDir(config, state), o)
+			if errors.Is(err, appserver.ErrNothingToPublish) {
+				fmt.Fprintf(e.stdout, "%v; nothing published.\n", err)
+				return nil
+			}
+			if err != nil {
+				return ran(err)
+			}
+			r := res.Record
+			fmt.Fprintf(e.stdout, "Published release %d of %s: build %s, %d files, %s bytes (%d new files, %s bytes added to the history).\n",
+				r.Number, r.OS, r.Build, len(r.Files), appserver.GroupDigits(r.Bytes()), res.Added.Objects, appserver.GroupDigits(res.Added.Bytes))
+			if st := res.Statement; st != nil {
+				pub := o.Key.Public().(ed25519.PublicKey)
+				fmt.Fprintf(e.stdout, "Signed by key ID %s, expires %s.\n", release.KeyID(pub), st.Expires.Format(time.RFC3339))
+			} else {
+				fmt.Fprintf(e.stdout, "Unsigned: clients install it only with [UPDATE] AllowUnsigned=1 (see \"Signed releases\"); sign with --key.\n")
+			}
+			if res.Previous != 0 {
+				fmt.Fprintf(e.stdout, "It replaces release %d, which is kept in the history.\n", res.Previous)
+			}
+			if n := len(res.Pruned.Releases); n > 0 {
+				fmt.Fprintf(e.stdout, "Removed %d older release(s) beyond [UPDATE] KeepReleases=%d (%d files, %s bytes).\n", n, cfg.KeepReleases, res.Pruned.Objects, appserver.GroupDigits(res.Pruned.Bytes))
+			}
+			if res.Server != "" {
+				fmt.Fprintf(e.stdout, "The running server (%s) serves it from its next client.\n", res.Server)
+			} else {
+				fmt.Fprintf(e.stdout, "No server runs on this state folder now; it serves this release when started.\n")
+			}
+			return nil
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&config, "config", "AppServer.ini", "AppServer.ini of the server")
+	fl.StringVar(&state, "state", "", "the server's state folder; default: appserver-state beside the configuration")
+	fl.StringVar(&osName, "os", "", "the clients' OS: windows, linux or darwin")
+	fl.StringVar(&build, "build", "", "the build the folder holds, e.g. 7.00.240601A")
+	fl.StringVar(&key, "key", "", "the publisher's private key file (release keygen); without it the release is unsigned")
+	fl.StringVar(&chain, "chain", "", "the key chain file made by 'release rotate', when the keys were rotated")
+	fl.StringVar(&expires, "expires", "90d", "how long the signature holds: days (90d) or a Go duration (36h)")
+	fl.BoolVar(&rollback, "rollback", false, "publish a build older than the one served, on purpose")
+	return c
+}
+
+// releasesCommand lists the release history.
+func (e *env) releasesCommand() *cobra.Command {
+	var config, state string
+	c := &cobra.Command{
+		Use:     "releases [--config AppServer.ini]",
+		Short:   "List the published releases the server keeps",
+		Long:    "releases lists the release history of the server's state folder: every release kept for each OS, with its number, build, date, files, bytes and whether it is signed; * marks the one served.",
+		Example: "  appserver releases --config AppServer.ini",
+		Args:    exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			list, err := appserver.ListReleases(appserver.StateDir(config, state))
+			if err != nil {
+				return ran(err)
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(e.stdout, "No release was published (clients are served the update folders); see appserver publish --help.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintln(tw, "OS\tRELEASE\tBUILD\tPUBLISHED (UTC)\tFILES\tBYTES\tSIGNED\tSERVED\t")
+			for _, r := range list {
+				signed, served := "no", ""
+				if r.Signed {
+					signed = "yes"
+				}
+				if r.Served {
+					served = "*"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t\n", r.OS, r.Number, r.Build, r.Published.UTC().Format("2006-01-02 15:04"), r.Files, appserver.GroupDigits(r.Bytes), signed, served)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringVar(&config, "config", "AppServer.ini", "AppServer.ini of the server")
+	c.Flags().StringVar(&state, "state", "", "the server's state folder; default: appserver-state beside the configuration")
+	return c
+}
