@@ -54,6 +54,10 @@ func (s *Server) secure(ctx context.Context, conn net.Conn, timeout time.Duratio
 	return nil, fmt.Errorf("first byte %#02x is neither a TLS handshake nor a frame", first[0])
 }
 
+// firstTLSVersion is the protocol version that brought TLS: a plain
+// client of an older one cannot speak TLS at all.
+const firstTLSVersion = 6
+
 // refusePlaintext answers a plain frame header: an older client (before
 // version 6, when there was no TLS) reads that it must be updated, a
 // client of ours configured for plain TCP that this server wants TLS.
@@ -69,7 +73,7 @@ func (s *Server) refusePlaintext(conn net.Conn) error {
 	e := &syncproto.Error{Code: syncproto.CodePlaintext,
 		Message: "this server accepts TLS connections only: remove AllowPlaintext from the client's smartclient.ini, or set [SSL] AllowPlaintext=1 in AppServer.ini to allow plain TCP"}
 	switch {
-	case v < syncproto.Version && v >= 2:
+	case v < firstTLSVersion && v >= 2:
 		e = &syncproto.Error{Code: syncproto.CodeVersion,
 			Message: fmt.Sprintf("this server speaks protocol version %d, over TLS; this SmartClient speaks version %d: install a newer SmartClient", syncproto.Version, v)}
 	case v != syncproto.Version:

@@ -55,13 +55,17 @@
 //	                              <-     ManifestEntry x count, or with GetSketch
 //	                                     (ManifestEntry | ManifestSame) covering count,
 //	                                     then ManifestEnd{digest}
+//	                              <-     PatchOffer{more, offers} x o (only with GetPatches:
+//	                                     see "Patches from history"; o >= 1)
 //	Request{indices} x k          ->     (k >= 0; indices into the manifest)
 //	DeltaRequest{index, ...} x d  ->     (d >= 0; in any order with the Requests)
 //	BlockRequest{index, ...} x e  ->     (e >= 0; likewise)
+//	PatchRequest{index, base} x p ->     (p >= 0; likewise, only for offered patches)
 //	RequestEnd{}                  ->
 //	                              <-     for every requested index, in request order:
 //	                                     FileStart{index, size}, [ChunkList x c],
-//	                                     (FileData | FileCopy) x m, FileEnd{hash}
+//	                                     (FileData | FileCopy) x m or FilePatch x m,
+//	                                     FileEnd{hash}
 //	Report{outcome, build, ...}   ->
 //	                              <-     ReportAck{}
 //
@@ -273,6 +277,30 @@
 // is one with FlagSymlink or FlagPreserve. Folders are never requested;
 // the client makes them.
 //
+// # Patches from history
+//
+// A server that keeps the releases it published (appserver/internal/releases)
+// holds, for a file changed from an older release to the one it serves, a
+// patch: the zstd encoding of the new file with the old one as dictionary
+// (internal/zpatch), made once per release pair and served to every client
+// from a cache. A client that can apply them sets GetPatches in GetManifest;
+// after the manifest (after ManifestEnd, or the last ManifestEntry) the
+// server then sends PatchOffer frames, all but the last with More, one empty
+// frame when it has nothing to offer: for entries of the manifest, the
+// BLAKE3 of a base it has a patch from, and the patch's size, sorted by
+// index and base, at most MaxSessionPatchOffers in all. A client that holds
+// an offered base at that entry's path (its own record of the installed
+// file says so, and the file still matches it) asks for the entry with
+// PatchRequest{index, base} instead of Request, DeltaRequest or
+// BlockRequest; a request for a patch not offered is refused
+// (CodeBadRequest). The server answers FileStart{index, size}, the patch in
+// FilePatch frames, and FileEnd{hash}; the client applies the patch to its
+// base as it arrives, writing at most size bytes, and checks the result's
+// BLAKE3 like any other file. A patch that the server finds damaged in its
+// cache is not sent: the file follows as FileData instead, whole, and the
+// cache entry is made again. A file's frames are all FilePatch or all
+// FileData.
+//
 // # Signed releases
 //
 // The publisher signs each OS release offline (internal/releasemeta
@@ -317,4 +345,6 @@
 //	   AdminToken, AdminSession and UpdateStatus.Session (a command logs
 //	   in once); AdminFeed and the feed fields of UpdateStatus (the
 //	   vendor's release feed). Never released with 5.
+//	7  2026-12: patches from history (GetPatches, PatchOffer,
+//	   PatchRequest, FilePatch). Never released with 6.
 package syncproto

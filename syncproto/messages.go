@@ -9,7 +9,7 @@ import (
 )
 
 // Version is the protocol version this package speaks.
-const Version = 6
+const Version = 7
 
 // Magic is the first two bytes of every frame.
 var Magic = [2]byte{'S', 'C'}
@@ -101,6 +101,7 @@ var msgNames = map[MsgType]string{
 	MsgAdminEvent: "AdminEvent", MsgUpdateStatus: "UpdateStatus", MsgBlockRequest: "BlockRequest",
 	MsgSketch: "Sketch", MsgManifestSame: "ManifestSame", MsgManifestEnd: "ManifestEnd",
 	MsgRelease: "Release", MsgAdminSession: "AdminSession",
+	MsgPatchOffer: "PatchOffer", MsgPatchRequest: "PatchRequest", MsgFilePatch: "FilePatch",
 }
 
 func (t MsgType) String() string {
@@ -173,7 +174,7 @@ func MaxPayload(t MsgType) (int, bool) {
 	case MsgError:
 		return 2 + 2 + MaxMessage + 2, true
 	}
-	return 0, false
+	return maxPatchPayload(t)
 }
 
 // Message is one protocol message.
@@ -226,7 +227,7 @@ type GetManifest struct {
 	// When it is the server's current one, the server answers UpToDate
 	// instead of sending the manifest again.
 	Have  [HashSize]byte
-	Flags uint8 // GetRaw, GetSketch
+	Flags uint8 // GetRaw, GetSketch, GetPatches
 }
 
 // GetManifest flags.
@@ -900,7 +901,7 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 		m = w
 	case MsgGetManifest:
 		g := GetManifest{Have: d.hash("have"), Flags: d.u8("flags")}
-		if d.err == nil && g.Flags&^(GetRaw|GetSketch) != 0 {
+		if d.err == nil && g.Flags&^(GetRaw|GetSketch|GetPatches) != 0 {
 			d.fail("unknown flags %#x", g.Flags)
 		}
 		m = g
@@ -1009,6 +1010,8 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 		m = r
 	case MsgError:
 		m = &Error{Code: Code(d.u16("code")), Message: d.str("message", MaxMessage), Retry: d.u16("retry")}
+	case MsgPatchOffer, MsgPatchRequest, MsgFilePatch:
+		m = decodePatch(t, d)
 	default:
 		m = decodeSession(t, d)
 	}
