@@ -43,11 +43,19 @@ type viewSession struct {
 	meta    []byte
 	header  syncproto.ManifestHeader
 	entries []syncproto.ManifestEntry
+	offers  []syncproto.PatchRef
 }
 
 // openSession says hello and reads the manifest, with the Release that
 // may come before it.
 func openSession(t *testing.T, addr, id string) *viewSession {
+	t.Helper()
+	return openSessionWith(t, addr, id, syncproto.GetManifest{})
+}
+
+// openSessionWith is openSession asking with get; with GetPatches, the
+// offers are read too.
+func openSessionWith(t *testing.T, addr, id string, get syncproto.GetManifest) *viewSession {
 	t.Helper()
 	c := mustDial(t, addr)
 	w, err := c.hello(srvBuild, "linux", id)
@@ -55,7 +63,7 @@ func openSession(t *testing.T, addr, id string) *viewSession {
 		t.Fatal(err)
 	}
 	s := &viewSession{c: c, welcome: w}
-	if err := c.send(syncproto.GetManifest{}); err != nil {
+	if err := c.send(get); err != nil {
 		t.Fatal(err)
 	}
 	m, err := c.r.Read()
@@ -79,6 +87,17 @@ func openSession(t *testing.T, addr, id string) *viewSession {
 			t.Fatal(err)
 		}
 		s.entries = append(s.entries, m.(syncproto.ManifestEntry))
+	}
+	for get.Flags&syncproto.GetPatches != 0 {
+		m, err := c.r.Expect(syncproto.MsgPatchOffer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := m.(syncproto.PatchOffer)
+		s.offers = append(s.offers, o.Offers...)
+		if !o.More {
+			break
+		}
 	}
 	return s
 }

@@ -213,6 +213,11 @@ func (p *published) load(s *Server, osName string, fi fs.FileInfo, folder *index
 		}
 	}
 	o.folderMan = folder
+	if !p.readOnly {
+		// Reading the records of the older releases takes a while:
+		// not under the lock every manifest takes.
+		go s.patches.plan(osName, n)
+	}
 	s.log.Info("serving a published release", "os", osName, "release", n, "build", rel.rec.Build,
 		"published", rel.rec.Published.Format(time.RFC3339), "files", len(rel.rec.Files), "signed", rel.st != nil)
 	if rel.problem != "" {

@@ -93,6 +93,7 @@ type Server struct {
 	chunks   *index.ChunkCache
 	signed   signedReleases // the folders' signed releases (see signed.go)
 	pub      *published     // the published releases (see published.go)
+	patches  *patcher       // patches from history (see patches.go)
 
 	self       Self
 	upd        *updater
@@ -163,6 +164,7 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		pub:                     &published{store: releases.At(stateDir)},
 		stopping:                make(chan struct{}),
 	}
+	s.patches = newPatcher(s.pub.store, log)
 	if cfg.Limits.MaxConnections == 0 { // a Config not made by ParseConfig
 		s.MaxConnections, s.MaxPerAddress = defaultMaxConnections, defaultMaxPerAddress
 		s.MaxStaySessions, s.Heartbeat = defaultMaxStaySessions, defaultHeartbeat
@@ -247,6 +249,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 	s.upd.start(ctx)
 	s.feed.start(ctx)
+	// The published releases are loaded now rather than at the first
+	// client, so that their patches are made before it comes.
+	for _, ix := range s.indexes {
+		s.pub.served(s, ix, ix.Latest())
+	}
+	s.wg.Go(func() { s.patches.run(ctx) })
 	s.limits = newLimits(s.log, s.MaxConnections, s.MaxPerAddress)
 	s.mu.Lock()
 	s.transfers = newTransfers(s.log, s.MaxTransfers, s.TransferWait, s.MaxBytesPerSecond, s.MaxClientBytesPerSecond)
@@ -345,6 +353,10 @@ type session struct {
 	outcome  string
 	files    int
 	fileByte int64
+	patched  int // files sent as patches
+	// offers are the patches offered with the manifest, by index and
+	// base; nil when none were (the client did not ask).
+	offers *manifestOffers
 	// folders opens the files this session sends (see sendFolders).
 	folders *sendFolders
 	// blockData holds the file being sent as a block delta.
@@ -470,7 +482,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	attrs := []any{
 		"client", conn.RemoteAddr().String(), "id", ss.hello.ClientID, "host", ss.hello.Host, "user", ss.hello.User,
 		"build", ss.hello.ClientBuild,
-		"os", ss.hello.OS, "outcome", ss.outcome, "files", ss.files, "file_bytes", ss.fileByte,
+		"os", ss.hello.OS, "outcome", ss.outcome, "files", ss.files, "file_bytes", ss.fileByte, "patched", ss.patched,
 		"sent", ss.w.N, "received", ss.r.N, "took", time.Since(start).Round(time.Millisecond),
 	}
 	if err != nil {
@@ -742,6 +754,12 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 	} else if err := s.sendEncoded(ss, wire.Frames); err != nil {
 		return err
 	}
+	if get.Flags&syncproto.GetPatches != 0 {
+		ss.offers = s.patches.offers(man)
+		if err := s.sendOffers(ss, ss.offers); err != nil {
+			return err
+		}
+	}
 	if err := ss.w.Flush(); err != nil {
 		return err
 	}
@@ -774,6 +792,8 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 			err = s.sendDelta(ctx, ss, man, w.index, w.delta, enc, buf)
 		case w.blocks != nil:
 			err = s.sendBlocks(ctx, ss, man, w.index, w.blocks, enc)
+		case w.patch != nil:
+			err = s.sendPatch(ctx, ss, man, w.index, *w.patch, enc, buf)
 		default:
 			err = s.sendFile(ctx, ss, man, w.index, enc, buf)
 		}
@@ -798,6 +818,7 @@ type wanted struct {
 	index  uint32
 	delta  *syncproto.DeltaRequest // Chunks gathered from all its frames
 	blocks *syncproto.BlockRequest
+	patch  *releases.Hash // the base of an offered patch
 }
 
 // readRequests reads Request and DeltaRequest frames up to RequestEnd,
@@ -888,6 +909,15 @@ func (s *Server) readRequests(ss *session, man *index.Manifest) ([]wanted, error
 			if m.Flags&syncproto.DeltaMore != 0 {
 				open = want[len(want)-1].delta
 			}
+		case syncproto.PatchRequest:
+			if err := check(m.Index); err != nil {
+				return nil, err
+			}
+			base := releases.Hash(m.Base)
+			if _, ok := ss.offers.size(m.Index, base); !ok {
+				return nil, bad("%s (file index %d): no patch from %s was offered", man.Files[m.Index].Path, m.Index, base)
+			}
+			want = append(want, wanted{index: m.Index, patch: &base})
 		case syncproto.BlockRequest:
 			if err := check(m.Index); err != nil {
 				return nil, err

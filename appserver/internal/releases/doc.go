@@ -17,6 +17,10 @@
 //	objects/staging-<random>/   a publish under way: its new objects
 //	<os>/000012.json            the record of release 12 of that OS
 //	<os>/current.json           {"number": 12}: the release served
+//	patches/<base>-<new>.zp     the patch from one file to its next release's
+//	                            (internal/zpatch) and the BLAKE3 of its bytes;
+//	                            .none for a pair whose patch was not worth keeping
+//	hashcache/                  publish's hashes of the folders it published
 //	publish.lock                held by the publish under way
 //
 // Crash safety: a publish writes its new objects into a staging folder,

@@ -395,6 +395,9 @@ func (s *Store) Prune(osName string, keep int, pinned ...uint64) (Pruned, error)
 	if err != nil {
 		return p, err
 	}
+	if err := s.prunePatches(used); err != nil {
+		return p, err
+	}
 	objects := s.ObjectsDir()
 	dirs, err := os.ReadDir(objects)
 	if err != nil {
