@@ -366,6 +366,8 @@ func TestClientCountsOnce(t *testing.T) {
 		r.Report(t0, Client{Host: "lab-x"}, 2, false)
 	}
 	r.Report(t0, flaky, 2, true) // and then it worked
+	flaky.ID = strings.ToUpper(flaky.ID)
+	r.Report(t0, flaky, 2, true) // the same id in capitals
 	s := r.Status(t0)
 	if s.Phase != PhasePilot || s.Pilot != (Ring{Successes: 1, Failures: 2, Clients: 2}) {
 		t.Errorf("status %+v\n%s", s.Pilot, s)
