@@ -601,3 +601,19 @@ func TestStatusString(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestStatusEscapesForATerminal: a halt reason (or build label) holding an
+// escape sequence reaches the terminal as text, not as a command to it.
+func TestStatusEscapesForATerminal(t *testing.T) {
+	r, ev := open(t, t.TempDir(), policy())
+	must(t, r.Begin(t0, 2, "B2\x1b]0;owned\x07", 1))
+	must(t, r.Halt(t0, "bad\x1b[2J\nrelease 9: promoted"))
+	for _, text := range []string{r.Status(t0).String(), ev.last().String()} {
+		if strings.ContainsAny(text, "\x1b\x07") || strings.Contains(text, "\nrelease 9") {
+			t.Errorf("not escaped: %q", text)
+		}
+		if !strings.Contains(text, `bad\x1b[2J\x0arelease 9`) {
+			t.Errorf("the reason is not shown escaped: %q", text)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/erpupdate/smartsync/internal/termtext"
 )
 
 // EventKind is what happened to a rollout.
@@ -35,16 +37,17 @@ type Event struct {
 	Rate                float64
 }
 
-// String reads, for example,
+// String reads, for example (the build and the reason, which come from the
+// publisher and the administrator, escaped for a terminal),
 //
 //	rollout of release 3 (build 7.00.240601A) halted: 3 of 12 reports of the pilot ring are failures (25.0%, above HaltPercent 20%); clients without it are served release 2
 func (e Event) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "rollout of release %d", e.Release)
 	if e.Build != "" {
-		fmt.Fprintf(&b, " (build %s)", e.Build)
+		fmt.Fprintf(&b, " (build %s)", termtext.Escape(e.Build))
 	}
-	fmt.Fprintf(&b, " %s: %s", e.Kind, e.Why)
+	fmt.Fprintf(&b, " %s: %s", e.Kind, termtext.Escape(e.Why))
 	switch e.Phase {
 	case PhasePilot:
 		fmt.Fprintf(&b, "; clients outside the pilot ring are served release %d", e.Previous)
@@ -119,9 +122,8 @@ func ringStatus(g *ring) Ring {
 //	  pilot ring: 4 successes, 0 failures (0.0%) from 4 clients
 //	  everyone else: 0 successes, 0 failures (0.0%) from 0 clients
 //
-// The build label and reason come from the state file and the
-// administrator; a caller printing to a terminal escapes them as it does
-// any text.
+// The build label and the reason, which come from the publisher and the
+// administrator, are escaped for a terminal.
 func (s Status) String() string {
 	if s.Phase == PhaseNone {
 		return "no release is being rolled out\n"
@@ -130,9 +132,9 @@ func (s Status) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "release %d", s.Release)
 	if s.Build != "" {
-		fmt.Fprintf(&b, " (build %s)", s.Build)
+		fmt.Fprintf(&b, " (build %s)", termtext.Escape(s.Build))
 	}
-	fmt.Fprintf(&b, ": %s since %s: %s\n", s.Phase, s.Since.Format(layout), s.Reason)
+	fmt.Fprintf(&b, ": %s since %s: %s\n", s.Phase, s.Since.Format(layout), termtext.Escape(s.Reason))
 	switch s.Phase {
 	case PhasePilot:
 		fmt.Fprintf(&b, "  clients outside the pilot ring are served release %d\n", s.Previous)
