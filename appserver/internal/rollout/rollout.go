@@ -41,7 +41,8 @@ type Rollout struct {
 }
 
 // Open returns the rollout kept in file (made when first written), under
-// policy. notify, which may be nil, is told every event (a rollout begun,
+// policy. A state that cannot be written is logged to log (nil for none).
+// notify, which may be nil, is told every event (a rollout begun,
 // promoted, halted, resumed) for the log and the administrator's mail; it
 // is called without the rollout's lock, one event at a time, and should
 // not block for long (send mail in the background).
@@ -52,6 +53,9 @@ type Rollout struct {
 // Rollout that has not begun: the next Begin starts a pilot phase, the
 // safe choice. Log the error and go on serving.
 func Open(log *slog.Logger, file string, policy Policy, notify func(Event)) (*Rollout, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	r := &Rollout{file: file, log: log, notify: notify, policy: policy, st: newState()}
 	data, err := os.ReadFile(file)
 	switch {
