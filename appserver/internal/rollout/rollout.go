@@ -107,9 +107,12 @@ func (r *Rollout) Begin(now time.Time, number uint64, build string, previous uin
 	case number == 0:
 		r.mu.Unlock()
 		return errors.New("beginning a rollout: release number 0")
-	case number == st.release:
+	case number == st.release && build == st.build:
 		r.mu.Unlock()
 		return nil
+	case number == st.release:
+		r.mu.Unlock()
+		return fmt.Errorf("beginning the rollout of release %d as build %q: it is being rolled out as build %q", number, build, st.build)
 	case number < st.release:
 		r.mu.Unlock()
 		return fmt.Errorf("beginning the rollout of release %d: release %d is newer", number, st.release)
@@ -254,7 +257,7 @@ func (r *Rollout) Halt(now time.Time, reason string) error {
 		reason = "halted by the administrator"
 	}
 	if len(reason) > maxReason {
-		reason = reason[:maxReason]
+		reason = strings.ToValidUTF8(reason[:maxReason], "")
 	}
 	ev := r.halt(now, reason)
 	err := r.save(now)

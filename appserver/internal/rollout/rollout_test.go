@@ -435,6 +435,9 @@ func TestBeginWhilePiloting(t *testing.T) {
 		t.Errorf("Pinned = %v, want [3 1]", got)
 	}
 	must(t, r.Begin(t0.Add(time.Hour), 3, "B3", 2)) // again: nothing changes
+	if err := r.Begin(t0, 3, "B3b", 2); err == nil || !strings.Contains(err.Error(), `being rolled out as build "B3"`) {
+		t.Errorf("the same release under another build: %v", err)
+	}
 	if err := r.Begin(t0, 2, "B2", 1); err == nil {
 		t.Error("beginning an older release succeeded")
 	}
