@@ -620,3 +620,15 @@ func TestStatusEscapesForATerminal(t *testing.T) {
 		}
 	}
 }
+
+// TestLongHaltReason: a long reason is cut to maxReason bytes of valid
+// UTF-8, and the state with it loads after a restart.
+func TestLongHaltReason(t *testing.T) {
+	r, _, dir := begun(t, policy())
+	must(t, r.Halt(t0, strings.Repeat("é", 2*maxReason)))
+	r2, _ := open(t, dir, policy())
+	s := r2.Status(t0)
+	if s.Phase != PhaseHalted || len(s.Reason) > maxReason || len(s.Reason) < maxReason-1 || strings.ContainsRune(s.Reason, '\uFFFD') {
+		t.Errorf("reason of %d bytes after a restart, phase %s: %q...", len(s.Reason), s.Phase, s.Reason[:10])
+	}
+}
