@@ -83,6 +83,8 @@ type Config struct {
 	Limits LimitsConfig
 	// Log is [LOG]: where the logs go, in what form, and their rotation.
 	Log LogConfig
+	// Rollout is [ROLLOUT]: how a new release is rolled out in stages.
+	Rollout RolloutConfig
 }
 
 // LimitsConfig is the [LIMITS] section. Over a cap, a client is told
@@ -303,6 +305,7 @@ var ourSections = []struct {
 	{sectionSSL, sslKeys},
 	{sectionLimits, limitsKeys},
 	{sectionLog, logKeys},
+	{sectionRollout, rolloutKeys},
 }
 
 // updateKeys are the only keys allowed in [UPDATE]. The section is ours, so
@@ -374,6 +377,7 @@ func ParseConfig(file string, data []byte, baseDir string) (*Config, error) {
 	v.tls(f, cfg)
 	v.limits(f, cfg)
 	v.log(f, cfg)
+	v.rollout(f, cfg)
 	if cfg.SelfUpdate.Notify != "" && cfg.Mail.Host == "" {
 		v.add(sectionSelfUpdate, keyNotify, nil, "is set but [%s] %s is not, so no mail could be sent; set [%s] Host, or remove Notify", sectionMail, keyHost, sectionMail)
 	}

@@ -217,6 +217,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string, running s
 	fmt.Fprintf(w, "TLS key  %s  %s; %s\n", srv.Fingerprint(), cert, plain)
 	fmt.Fprintf(w, "Log      %s\n", cfg.Log.describe())
 	fmt.Fprintf(w, "Limits   %s\n", describeAdmission(cfg))
+	fmt.Fprintf(w, "Rollout  %s\n", cfg.Rollout.describe())
 	fmt.Fprintf(w, "Service  %s\n", running)
 	if su := cfg.SelfUpdate; su.Feed != "" {
 		// --check does not fetch it: the server does, at start and daily.

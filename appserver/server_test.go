@@ -1111,8 +1111,8 @@ func TestRunCheck(t *testing.T) {
 			t.Errorf("%d lines for %s with %s files and %s bytes, want 1:\n%s", n, tc.os, tc.files, tc.bytes, text)
 		}
 	}
-	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 10 {
-		t.Errorf("%d lines, want a summary, the state folder, the TLS key, the log, the limits, the service and two lines per OS:\n%s", n, text)
+	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 11 {
+		t.Errorf("%d lines, want a summary, the state folder, the TLS key, the log, the limits, the rollout, the service and two lines per OS:\n%s", n, text)
 	}
 	if want := "\nService  " + service.Detect("").String() + "\n"; !strings.Contains(text, want) {
 		t.Errorf("the summary does not say whether the server runs as a service (%q):\n%s", want, text)
