@@ -15,6 +15,7 @@ import (
 
 	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/appserver/internal/releases"
+	"github.com/erpupdate/smartsync/appserver/internal/rollout"
 	"github.com/erpupdate/smartsync/internal/releasemeta"
 	"github.com/erpupdate/smartsync/internal/version"
 )
@@ -179,6 +180,12 @@ func Publish(ctx context.Context, log *slog.Logger, cfg *Config, state string, o
 	var pinned []uint64
 	if res.Previous != 0 {
 		pinned = append(pinned, res.Previous)
+	}
+	// And whatever a staged rollout serves: a release published while
+	// the last one was still with the pilot ring leaves the clients
+	// outside it on an older release still.
+	if ro, err := rollout.Open(nil, filepath.Join(rolloutDir(state), o.OS+".json"), rollout.Policy{}, nil); err == nil {
+		pinned = append(pinned, ro.Pinned()...)
 	}
 	if res.Pruned, err = store.Prune(o.OS, cfg.KeepReleases, pinned...); err != nil {
 		log.Warn("pruning the release history", "err", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/erpupdate/smartsync/appserver/internal/releases"
 	"github.com/erpupdate/smartsync/internal/atomicfile"
 	"github.com/erpupdate/smartsync/internal/releasemeta"
+	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 )
 
@@ -38,6 +39,9 @@ type published struct {
 	mu      sync.Mutex
 	objects *os.Root // the store's objects, opened at the first release
 	byOS    map[string]*servedOS
+	// older holds the releases a staged rollout serves besides the
+	// newest, by OS and number.
+	older map[string]map[uint64]*storedRelease
 }
 
 // servedOS is what is known of one OS's published release.
@@ -107,20 +111,57 @@ func putU64(b []byte, v uint64) {
 // servedManifest returns the manifest ix's OS is served now, and its
 // signed metadata (nil for none). light looks only at what is known (for
 // a hello); otherwise the folder is brought up to date first.
-func (s *Server) servedManifest(ctx context.Context, ix *index.Index, light bool) (*index.Manifest, *signedRelease, error) {
+//
+// hello, when not nil, is the client's: a staged rollout may serve it an
+// older release of the history; number is the release served, 0 for the
+// folder.
+func (s *Server) servedManifest(ctx context.Context, ix *index.Index, light bool, hello *syncproto.Hello) (man *index.Manifest, signed *signedRelease, number uint64, err error) {
 	var folder *index.Manifest
 	if light {
 		folder = ix.Latest()
 	} else {
-		var err error
 		if folder, err = ix.Current(ctx); err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 	}
 	if r := s.pub.served(s, ix, folder); r != nil {
-		return r.man, &signedRelease{man: r.man, meta: r.meta, st: r.st, problem: r.problem}, nil
+		if hello != nil {
+			if n := s.rollouts.choose(ix.OS, *hello); n != 0 && n != r.rec.Number {
+				if older, err := s.pub.numbered(s, ix.OS, n); err == nil {
+					r = older
+				} else {
+					s.log.Error("the staged rollout serves a release the history does not have; serving the newest", "os", ix.OS, "release", n, "err", err)
+				}
+			}
+		}
+		return r.man, &signedRelease{man: r.man, meta: r.meta, st: r.st, problem: r.problem}, r.rec.Number, nil
 	}
-	return folder, s.releaseMeta(ix, folder), nil
+	return folder, s.releaseMeta(ix, folder), 0, nil
+}
+
+// numbered returns release n of osName, which a staged rollout serves
+// beside the newest.
+func (p *published) numbered(s *Server, osName string, n uint64) (*storedRelease, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.older[osName][n]; r != nil {
+		return r, nil
+	}
+	r, err := p.release(s, osName, n)
+	if err != nil {
+		return nil, err
+	}
+	if p.older == nil {
+		p.older = map[string]map[uint64]*storedRelease{}
+	}
+	if len(p.older[osName]) >= 4 {
+		clear(p.older[osName])
+	}
+	if p.older[osName] == nil {
+		p.older[osName] = map[uint64]*storedRelease{}
+	}
+	p.older[osName][n] = r
+	return r, nil
 }
 
 // served returns the stored release served for osName, or nil when the
@@ -214,6 +255,7 @@ func (p *published) load(s *Server, osName string, fi fs.FileInfo, folder *index
 	}
 	o.folderMan = folder
 	if !p.readOnly {
+		s.rollouts.begin(osName, n, rel.rec.Build, p.store)
 		// Reading the records of the older releases takes a while:
 		// not under the lock every manifest takes.
 		go s.patches.plan(osName, n)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -94,6 +95,7 @@ type Server struct {
 	signed   signedReleases // the folders' signed releases (see signed.go)
 	pub      *published     // the published releases (see published.go)
 	patches  *patcher       // patches from history (see patches.go)
+	rollouts *rollouts      // staged rollouts (see rollout.go)
 
 	self       Self
 	upd        *updater
@@ -165,6 +167,8 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		stopping:                make(chan struct{}),
 	}
 	s.patches = newPatcher(s.pub.store, log)
+	s.rollouts = newRollouts(stateDir, log, cfg.Rollout.Policy(), nil)
+	s.rollouts.mail = s.mailer()
 	if cfg.Limits.MaxConnections == 0 { // a Config not made by ParseConfig
 		s.MaxConnections, s.MaxPerAddress = defaultMaxConnections, defaultMaxPerAddress
 		s.MaxStaySessions, s.Heartbeat = defaultMaxStaySessions, defaultHeartbeat
@@ -255,6 +259,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.pub.served(s, ix, ix.Latest())
 	}
 	s.wg.Go(func() { s.patches.run(ctx) })
+	oses := slices.Sorted(maps.Keys(s.indexes))
+	s.wg.Go(func() {
+		s.rollouts.serveRequests(ctx, oses)
+		s.rollouts.flush()
+	})
 	s.limits = newLimits(s.log, s.MaxConnections, s.MaxPerAddress)
 	s.mu.Lock()
 	s.transfers = newTransfers(s.log, s.MaxTransfers, s.TransferWait, s.MaxBytesPerSecond, s.MaxClientBytesPerSecond)
@@ -354,6 +363,9 @@ type session struct {
 	files    int
 	fileByte int64
 	patched  int // files sent as patches
+	// release is the published release the session was served, 0 for
+	// an update folder; its report counts for it in a staged rollout.
+	release uint64
 	// offers are the patches offered with the manifest, by index and
 	// base; nil when none were (the client did not ask).
 	offers *manifestOffers
@@ -630,6 +642,9 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 			// The transfer is over, whatever its outcome.
 			s.endTransfer(ss)
 			ss.outcome = m.Outcome.String()
+			if ss.release != 0 {
+				s.rollouts.report(ss.hello.OS, ss.hello, ss.release, m.Outcome)
+			}
 			if m.Message != "" {
 				s.log.Info("client report", "client", ss.conn.RemoteAddr().String(), "id", ss.hello.ClientID,
 					"host", ss.hello.Host, "user", ss.hello.User,
@@ -674,7 +689,7 @@ func (s *Server) gate(h syncproto.Hello) (syncproto.Welcome, *index.Index, error
 	}
 	// The build this OS is served: its published release's, or the
 	// folder's ([UPDATE] Build).
-	if man, _, err := s.servedManifest(context.Background(), ix, true); err == nil && man != nil {
+	if man, _, _, err := s.servedManifest(context.Background(), ix, true, &h); err == nil && man != nil {
 		w.ServerBuild = man.Build
 	}
 	switch {
@@ -714,11 +729,12 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 	if s.draining.Load() {
 		return &syncproto.Error{Code: syncproto.CodeShuttingDown, Message: "server is stopping, retry in 30 s", Retry: 30}
 	}
-	man, signed, err := s.servedManifest(ctx, ix, false)
+	man, signed, number, err := s.servedManifest(ctx, ix, false, &ss.hello)
 	if err != nil {
 		s.log.Error("indexing update folder", "os", ix.OS, "err", err)
 		return &syncproto.Error{Code: syncproto.CodeInternal, Message: "the server cannot read its update folder; retry later"}
 	}
+	ss.release = number
 	wire := man.Wire()
 	if get.Have != wire.Digest && ss.transfer == nil {
 		// The client will fetch: it takes a transfer slot before the

@@ -111,7 +111,7 @@ configuration error.`,
 		SilenceUsage:  true,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef("unknown command %q; the commands are publish, releases, passwd, cert, release, service and completion", args[0])
+				return usagef("unknown command %q; the commands are publish, releases, rollout, passwd, cert, release, service and completion", args[0])
 			}
 			return nil
 		},
@@ -133,7 +133,7 @@ configuration error.`,
 	// the server knows it by name (see appserver service).
 	fl.StringVar(&o.ServiceName, service.NameFlag, "", "the service this server runs as (set by appserver service install)")
 	fl.MarkHidden(service.NameFlag)
-	root.AddCommand(e.passwdCommand(), e.certCommand(), e.publishCommand(), e.releasesCommand(), e.releaseCommand(), e.serviceCommand(), e.helperCommand())
+	root.AddCommand(e.passwdCommand(), e.certCommand(), e.publishCommand(), e.releasesCommand(), e.rolloutCommand(), e.releaseCommand(), e.serviceCommand(), e.helperCommand())
 	cmdline.Help(root)
 	return root
 }

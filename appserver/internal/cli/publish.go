@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver"
 	"github.com/erpupdate/smartsync/appserver/release"
+	"github.com/erpupdate/smartsync/internal/cmdline"
 	"github.com/spf13/cobra"
 )
 
@@ -138,5 +140,70 @@ func (e *env) releasesCommand() *cobra.Command {
 	}
 	c.Flags().StringVar(&config, "config", "AppServer.ini", "AppServer.ini of the server")
 	c.Flags().StringVar(&state, "state", "", "the server's state folder; default: appserver-state beside the configuration")
+	return c
+}
+
+// rolloutCommand is the administrator's hand on a staged rollout.
+func (e *env) rolloutCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "rollout status|halt|resume|promote --config AppServer.ini [--os OS]",
+		Short: "Show, halt, resume or promote the staged rollout of a release",
+		Long: `rollout acts on the staged rollout ([ROLLOUT]) of the newest release of an OS.
+With a server running on the state folder, it asks that server (which
+answers within a second); with none, it acts on the rollout's state file.
+
+  status    where each OS's rollout stands (all OSes without --os)
+  halt      serve the previous release again to every workstation that lacks
+            the new one (--reason says why, for the log)
+  resume    go back to where a halted rollout was, forgetting its failures
+  promote   serve the new release to everyone now`,
+		Example: "  appserver rollout status --config AppServer.ini\n  appserver rollout halt --config AppServer.ini --os windows --reason \"shop 12 reports a crash\"",
+	}
+	var config, state, osName, reason string
+	for _, op := range []string{"status", "halt", "resume", "promote"} {
+		sub := &cobra.Command{
+			Use:   op + " --config AppServer.ini --os OS",
+			Short: map[string]string{"status": "Show where the rollout stands", "halt": "Halt the rollout", "resume": "Resume a halted rollout", "promote": "Serve the new release to everyone"}[op],
+			Args:  exactArgs(0, "no arguments"),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				cfg, err := appserver.LoadConfig(config)
+				if err != nil {
+					return ran(fmt.Errorf("%w: %w", appserver.ErrUsage, err))
+				}
+				oses := []string{osName}
+				if osName == "" {
+					if op != "status" {
+						return usagef("%s needs --os", op)
+					}
+					oses = oses[:0]
+					for o := range cfg.Folders {
+						oses = append(oses, o)
+					}
+					slices.Sort(oses)
+				}
+				var failed error
+				for _, o := range oses {
+					a, err := appserver.RolloutCommand(e.ctx, cfg, appserver.StateDir(config, state), o, appserver.RolloutRequest{Op: op, Reason: reason})
+					if err != nil {
+						return ran(err)
+					}
+					fmt.Fprintf(e.stdout, "%s: %s\n", o, a.Status)
+					if a.Error != "" {
+						failed = fmt.Errorf("%s: %s", o, a.Error)
+					}
+				}
+				return ran(failed)
+			},
+		}
+		fl := sub.Flags()
+		fl.StringVar(&config, "config", "AppServer.ini", "AppServer.ini of the server")
+		fl.StringVar(&state, "state", "", "the server's state folder; default: appserver-state beside the configuration")
+		fl.StringVar(&osName, "os", "", "the clients' OS: windows, linux or darwin")
+		if op == "halt" {
+			fl.StringVar(&reason, "reason", "", "why, for the log and the status")
+		}
+		c.AddCommand(sub)
+	}
+	cmdline.Group(c)
 	return c
 }

@@ -1,0 +1,292 @@
+package appserver
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/erpupdate/smartsync/appserver/internal/releases"
+	"github.com/erpupdate/smartsync/appserver/internal/rollout"
+	"github.com/erpupdate/smartsync/appserver/mail"
+	"github.com/erpupdate/smartsync/internal/atomicfile"
+	"github.com/erpupdate/smartsync/syncproto"
+)
+
+// Staged rollout ([ROLLOUT]; appserver/internal/rollout holds the policy
+// and its state). Each OS whose releases are published has a rollout,
+// kept in STATE/rollout/<os>.json: when a new release is first served it
+// begins there, each session is served the release the rollout chooses
+// for its client (the new one, or the previous one from the history), and
+// each client's report counts for the release it was served. An event (a
+// promotion, a halt) is logged, and a halt is mailed to [SELFUPDATE]
+// Notify when [MAIL] is set.
+//
+// The administrator's `appserver rollout halt|resume|promote|status` runs
+// beside the server: it leaves a request in STATE/rollout/<os>.request,
+// which the server takes within a second, answering in <os>.answer-<id>;
+// with no server running, the command acts on the state file itself.
+
+// rolloutDir is the folder of the rollouts' state under a state folder.
+func rolloutDir(state string) string { return filepath.Join(state, "rollout") }
+
+// rollouts keeps the rollout of each OS.
+type rollouts struct {
+	dir  string
+	log  *slog.Logger
+	mail func(subject, body string)
+
+	mu     sync.Mutex
+	policy rollout.Policy
+	byOS   map[string]*rollout.Rollout
+}
+
+func newRollouts(state string, log *slog.Logger, policy rollout.Policy, mail func(subject, body string)) *rollouts {
+	return &rollouts{dir: rolloutDir(state), log: log, mail: mail, policy: policy, byOS: map[string]*rollout.Rollout{}}
+}
+
+// of returns the rollout of osName, opening it at the first call.
+func (rs *rollouts) of(osName string) *rollout.Rollout {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r := rs.byOS[osName]; r != nil {
+		return r
+	}
+	log := rs.log.With("os", osName)
+	r, err := rollout.Open(log, filepath.Join(rs.dir, osName+".json"), rs.policy, func(ev rollout.Event) { rs.tell(osName, ev) })
+	if err != nil {
+		log.Error("reading the staged rollout's state", "err", err)
+	}
+	rs.byOS[osName] = r
+	return r
+}
+
+// tell logs an event, and mails a halt.
+func (rs *rollouts) tell(osName string, ev rollout.Event) {
+	level := slog.LevelInfo
+	if ev.Kind == rollout.EventHalted {
+		level = slog.LevelError
+	}
+	rs.log.Log(context.Background(), level, ev.String(), "os", osName, "release", ev.Release, "phase", string(ev.Phase), "event", string(ev.Kind))
+	if ev.Kind == rollout.EventHalted && rs.mail != nil {
+		host, _ := os.Hostname()
+		subject := fmt.Sprintf("appserver on %s: rollout of release %d for %s halted", host, ev.Release, osName)
+		body := ev.String() + "\n\n" + rs.of(osName).Status(time.Now()).String() +
+			"\n\nSee \"When a rollout halts\" in the README: appserver rollout status, then publish a fixed release, or appserver rollout resume|promote.\n"
+		go rs.mail(subject, body)
+	}
+}
+
+// begin starts the rollout of release n (build) of osName when it is new
+// to the rollout.
+func (rs *rollouts) begin(osName string, n uint64, build string, store *releases.Store) {
+	r := rs.of(osName)
+	now := time.Now()
+	st := r.Status(now)
+	if st.Release == n {
+		return
+	}
+	var previous uint64
+	if st.Release != 0 {
+		// The release before n that the history keeps.
+		ns, _ := store.Numbers(osName)
+		for _, k := range ns {
+			if k < n {
+				previous = k
+			}
+		}
+	}
+	// With no rollout state yet (the first release, or a history from
+	// before staged rollouts), n is what everyone is given: nothing to
+	// stage it against.
+	if err := r.Begin(now, n, build, previous); err != nil {
+		rs.log.Error("beginning the staged rollout", "os", osName, "release", n, "err", err)
+	}
+}
+
+// choose returns the release number the rollout of osName serves the
+// client of hello, 0 for the newest.
+func (rs *rollouts) choose(osName string, h syncproto.Hello) uint64 {
+	return rs.of(osName).Choose(time.Now(), rollout.Client{ID: h.ClientID, Host: h.Host, Build: h.ClientBuild})
+}
+
+// report counts a client's outcome for the release it was served.
+func (rs *rollouts) report(osName string, h syncproto.Hello, n uint64, outcome syncproto.Outcome) {
+	var ok bool
+	switch outcome {
+	case syncproto.OutcomeUpdated:
+		ok = true
+	case syncproto.OutcomeFailed:
+	default:
+		return // up to date, declined, checked: no outcome of an update
+	}
+	rs.of(osName).Report(time.Now(), rollout.Client{ID: h.ClientID, Host: h.Host, Build: h.ClientBuild}, n, ok)
+}
+
+// pinned returns the releases of osName a rollout still serves.
+func (rs *rollouts) pinned(osName string) []uint64 { return rs.of(osName).Pinned() }
+
+// flush writes every rollout's counts.
+func (rs *rollouts) flush() {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for osName, r := range rs.byOS {
+		if err := r.Flush(time.Now()); err != nil {
+			rs.log.Warn("saving the staged rollout's state", "os", osName, "err", err)
+		}
+	}
+}
+
+// RolloutRequest is what `appserver rollout` asks the server.
+type RolloutRequest struct {
+	ID     string `json:"id"`
+	Op     string `json:"op"` // status, halt, resume, promote
+	Reason string `json:"reason,omitempty"`
+}
+
+// RolloutAnswer is the server's answer to a RolloutRequest.
+type RolloutAnswer struct {
+	ID     string `json:"id"`
+	Error  string `json:"error,omitempty"`
+	Status string `json:"status"`
+}
+
+// apply carries out one administrator's request on osName's rollout.
+func (rs *rollouts) apply(osName string, req RolloutRequest) RolloutAnswer {
+	r := rs.of(osName)
+	now := time.Now()
+	var err error
+	switch req.Op {
+	case "status":
+	case "halt":
+		reason := req.Reason
+		if reason == "" {
+			reason = "halted by the administrator"
+		}
+		err = r.Halt(now, reason)
+	case "resume":
+		err = r.Resume(now)
+	case "promote":
+		err = r.Promote(now)
+	default:
+		err = fmt.Errorf("unknown operation %q", req.Op)
+	}
+	if err == nil && req.Op != "status" {
+		err = r.Flush(now)
+	}
+	a := RolloutAnswer{ID: req.ID, Status: r.Status(now).String()}
+	if err != nil {
+		a.Error = err.Error()
+	}
+	return a
+}
+
+func rolloutRequestFile(dir, osName string) string { return filepath.Join(dir, osName+".request") }
+func answerFile(dir, osName, id string) string {
+	return filepath.Join(dir, osName+".answer-"+id)
+}
+
+// serveRequests takes the administrators' requests every second until
+// ctx is done.
+func (rs *rollouts) serveRequests(ctx context.Context, oses []string) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		for _, o := range oses {
+			path := rolloutRequestFile(rs.dir, o)
+			var req RolloutRequest
+			err := atomicfile.ReadJSON(path, &req)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			os.Remove(path)
+			if err != nil || req.ID == "" || strings.ContainsAny(req.ID, `/\.`) {
+				rs.log.Warn("ignoring a damaged rollout request", "file", path, "err", err)
+				continue
+			}
+			a := rs.apply(o, req)
+			rs.log.Info("rollout request", "os", o, "op", req.Op, "error", a.Error)
+			if err := atomicfile.WriteJSON(answerFile(rs.dir, o, req.ID), a, 0o644); err != nil {
+				rs.log.Warn("answering a rollout request", "os", o, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RolloutCommand is `appserver rollout OP --os OS`: it asks the server
+// running on state, or with none running acts on the rollout's state file
+// itself. The answer's Status is the rollout after the request.
+func RolloutCommand(ctx context.Context, cfg *Config, state, osName string, req RolloutRequest) (RolloutAnswer, error) {
+	if _, ok := cfg.Folders[osName]; !ok {
+		return RolloutAnswer{}, fmt.Errorf("%w: %s has no update folder for %q ([UPDATE] %s)", ErrUsage, cfg.File, osName, pathKeyFor(osName))
+	}
+	dir := rolloutDir(state)
+	_, inUse, err := StateHolderOf(state)
+	if err != nil {
+		return RolloutAnswer{}, err
+	}
+	if !inUse {
+		rs := newRollouts(state, slog.New(slog.DiscardHandler), cfg.Rollout.Policy(), nil)
+		a := rs.apply(osName, req)
+		return a, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return RolloutAnswer{}, err
+	}
+	req.ID = rand.Text()
+	if err := atomicfile.WriteJSON(rolloutRequestFile(dir, osName), req, 0o644); err != nil {
+		return RolloutAnswer{}, fmt.Errorf("asking the server: %w", err)
+	}
+	path := answerFile(dir, osName, req.ID)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var a RolloutAnswer
+		err := atomicfile.ReadJSON(path, &a)
+		if err == nil {
+			os.Remove(path)
+			return a, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return RolloutAnswer{}, err
+		}
+		if time.Now().After(deadline) {
+			os.Remove(rolloutRequestFile(dir, osName))
+			return RolloutAnswer{}, fmt.Errorf("the server running on %s did not answer within 15 s", state)
+		}
+		select {
+		case <-ctx.Done():
+			return RolloutAnswer{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// mailer returns what mails the administrator ([SELFUPDATE] Notify) with
+// the [MAIL] settings, or nil when either is not set.
+func (s *Server) mailer() func(subject, body string) {
+	mc, to := s.cfg.Mail, s.cfg.SelfUpdate.Notify
+	if mc.Host == "" || to == "" {
+		return nil
+	}
+	return func(subject, body string) {
+		cfg := mail.Config{Host: mc.Host, Port: mc.Port, From: mc.From, User: mc.User, Password: mc.Password,
+			StartTLS: mc.StartTLS, Timeout: 30 * time.Second}
+		if err := mail.Send(context.Background(), cfg, to, subject, body); err != nil {
+			s.log.Error("mailing the administrator failed", "to", to, "subject", subject, "err", err)
+			return
+		}
+		s.log.Info("mailed the administrator", "to", to, "subject", subject)
+	}
+}
