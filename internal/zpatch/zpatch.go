@@ -44,7 +44,8 @@
 //	oldSize = uint64   size of the old file the patch was made from
 //	newSize = uint64   size of the file it rebuilds
 //	segment = newLen dictOff dictLen frameLen frame
-//	newLen  = uint32   bytes of the new file this segment rebuilds, 1..MaxSegment
+//	newLen  = uint32   bytes of the new file this segment rebuilds, 1..MaxSegment,
+//	                   at least MinSegment but in the last segment
 //	dictOff = uint64   offset in the old file of the segment's dictionary
 //	dictLen = uint32   its length, 0..MaxWindow, dictOff+dictLen <= oldSize
 //	frameLen= uint32   length of frame, at most FrameBound(newLen)
@@ -76,6 +77,10 @@ const (
 	// MaxSegment is the largest number of bytes of the new file one frame
 	// rebuilds, and the default segment.
 	MaxSegment = 2 << 20
+	// MinSegment is the smallest number of bytes every segment but the
+	// last rebuilds: it bounds how much of the old file a patch can make
+	// Apply read, MaxWindow/MinSegment = 24 bytes per byte it writes.
+	MinSegment = 256 << 10
 	// MaxWindow is the largest dictionary, in bytes of the old file, of
 	// one frame, and the default window. MaxWindow+MaxSegment is a power
 	// of two, zstd's window.
@@ -103,8 +108,8 @@ type Options struct {
 	// patches about 10% smaller at several times the time, but its match
 	// tables for a dictionary take 68 MiB, above the server's memory goal.
 	Level zstd.EncoderLevel
-	// Segment is the number of bytes of the new file per frame, 1 KiB to
-	// MaxSegment; zero means MaxSegment.
+	// Segment is the number of bytes of the new file per frame,
+	// MinSegment to MaxSegment; zero means MaxSegment.
 	Segment int
 	// Window is the number of bytes of the old file each frame's
 	// dictionary holds, 0 to MaxWindow; zero means MaxWindow (or all the
@@ -130,8 +135,8 @@ func Make(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, new 
 	if win == 0 {
 		win = MaxWindow
 	}
-	if seg < 1<<10 || seg > MaxSegment || win < 0 || win > MaxWindow {
-		return fmt.Errorf("zpatch: make: options segment %d, window %d: outside 1 KiB..%d and 0..%d", o.Segment, o.Window, MaxSegment, MaxWindow)
+	if seg < MinSegment || seg > MaxSegment || win < 0 || win > MaxWindow {
+		return fmt.Errorf("zpatch: make: options segment %d, window %d: outside %d..%d and 0..%d", o.Segment, o.Window, MinSegment, MaxSegment, MaxWindow)
 	}
 	level := o.Level
 	if level == 0 {
@@ -371,6 +376,8 @@ func Apply(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, pat
 			return fmt.Errorf("zpatch: apply: %w: %s: length %d outside 1..%d", ErrCorrupt, where, n, MaxSegment)
 		case n > size-done:
 			return fmt.Errorf("zpatch: apply: %w: %s: length %d past the %d bytes of the file", ErrCorrupt, where, n, size)
+		case n < MinSegment && n < size-done:
+			return fmt.Errorf("zpatch: apply: %w: %s: length %d, less than %d and not the last", ErrCorrupt, where, n, MinSegment)
 		case dl > MaxWindow:
 			return fmt.Errorf("zpatch: apply: %w: %s: dictionary of %d bytes, more than %d", ErrCorrupt, where, dl, MaxWindow)
 		case off > uint64(oldSize) || dl > oldSize-int64(off):
