@@ -383,21 +383,31 @@ func TestErrors(t *testing.T) {
 // fuzzOld is the old file of FuzzApply.
 var fuzzOld = cat(text(80, 3000), random(81, 1000))
 
+// FuzzApply: whatever the patch, Apply writes no byte past the size and
+// either writes it all or fails with ErrCorrupt. With fromHeader the size
+// is the one the patch's header claims, as the caller's would be for a
+// patch made for it, so that the fuzzer gets past the header.
 func FuzzApply(f *testing.F) {
-	for i, n := range []struct{ new []byte }{
-		{nil},
-		{text(82, 100)},
-		{edit(fuzzOld, 200)},
-		{cat(fuzzOld[2000:], text(83, 700), fuzzOld[:2000])},
-		{random(84, 3000)},
+	for i, n := range [][]byte{
+		nil,
+		text(82, 100),
+		edit(fuzzOld, 200),
+		cat(fuzzOld[2000:], text(83, 700), fuzzOld[:2000]),
+		random(84, 3000),
+		bytes.Repeat(fuzzOld, 75), // two segments
 	} {
-		o := Options{}
+		o := Options{Segment: MinSegment}
 		if i == 2 {
 			o.Window = 1000 // a dictionary placed within the old file
 		}
-		f.Add(mustMake(f, fuzzOld, n.new, o), int64(len(n.new)))
+		p := mustMake(f, fuzzOld, n, o)
+		f.Add(p, int64(len(n)), false)
+		f.Add(p, int64(0), true)
 	}
-	f.Fuzz(func(t *testing.T, patch []byte, size int64) {
+	f.Fuzz(func(t *testing.T, patch []byte, size int64, fromHeader bool) {
+		if fromHeader && len(patch) >= fileHeader {
+			size = int64(binary.BigEndian.Uint64(patch[12:]))
+		}
 		if size < 0 || size > 1<<20 {
 			size &= 1<<20 - 1
 		}
