@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // random returns n pseudo-random bytes from seed.
@@ -124,6 +126,26 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("Apply rebuilt %d bytes that differ from the %d new", len(got), len(tt.new))
 			}
 		})
+	}
+}
+
+// TestDeterministic: the same files give the same patch, so that a
+// server's cache never depends on when the patch was made, and neither
+// Make nor Apply leaves a goroutine behind.
+func TestDeterministic(t *testing.T) {
+	old := cat(text(90, 700<<10), random(91, 100<<10))
+	new := cat(edit(old, 3000), text(92, 50<<10))
+	before := runtime.NumGoroutine()
+	o := Options{Segment: MinSegment, Window: 512 << 10}
+	a, b := mustMake(t, old, new, o), mustMake(t, old, new, o)
+	if !bytes.Equal(a, b) {
+		t.Errorf("two patches of the same files differ (%d and %d bytes)", len(a), len(b))
+	}
+	if got, err := apply(t, old, a, int64(len(new))); err != nil || !bytes.Equal(got, new) {
+		t.Fatalf("Apply: %v", err)
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("%d goroutines after Make and Apply, %d before", after, before)
 	}
 }
 
@@ -343,6 +365,11 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// failWriter fails every write.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
 // failReader fails every read.
 type failReader struct{}
 
@@ -357,6 +384,18 @@ func TestErrors(t *testing.T) {
 	err := Apply(ctx, &sink, failReader{}, int64(len(old)), bytes.NewReader(p), int64(len(new)))
 	if err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "disk on fire") {
 		t.Errorf("Apply with an unreadable old file: %v, want its read error and not ErrCorrupt", err)
+	}
+	err = Apply(ctx, &sink, bytes.NewReader(old), int64(len(old)), io.MultiReader(bytes.NewReader(p[:30]), iotest.ErrReader(errors.New("link down"))), int64(len(new)))
+	if err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "link down") {
+		t.Errorf("Apply with a failing patch reader: %v, want its error and not ErrCorrupt", err)
+	}
+	err = Apply(ctx, failWriter{}, bytes.NewReader(old), int64(len(old)), bytes.NewReader(p), int64(len(new)))
+	if err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("Apply with a failing writer: %v, want its error and not ErrCorrupt", err)
+	}
+	err = Make(ctx, failWriter{}, bytes.NewReader(old), int64(len(old)), bytes.NewReader(new), int64(len(new)), Options{})
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("Make with a failing writer: %v, want its error", err)
 	}
 	tests := []struct {
 		name             string
