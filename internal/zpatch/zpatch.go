@@ -261,9 +261,14 @@ func place(ctx context.Context, old io.ReaderAt, oldSize int64, new io.ReaderAt,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("zpatch: make: %w", err)
 	}
+	// Where each chunk is in the old file; -1 for a chunk found more than
+	// once (runs of zeros, repeated tables), which says nothing of where
+	// a segment came from.
 	at := make(map[[cdc.HashSize]byte]int64, len(oldChunks))
 	for _, c := range oldChunks {
-		if _, ok := at[c.Hash]; !ok {
+		if _, ok := at[c.Hash]; ok {
+			at[c.Hash] = -1
+		} else {
 			at[c.Hash] = c.Off
 		}
 	}
@@ -274,7 +279,7 @@ func place(ctx context.Context, old io.ReaderAt, oldSize int64, new io.ReaderAt,
 	}
 	var found []match
 	for _, c := range newChunks {
-		if o, ok := at[c.Hash]; ok {
+		if o, ok := at[c.Hash]; ok && o >= 0 {
 			found = append(found, match{newOff: c.Off, oldOff: o, n: int64(c.Len)})
 		}
 	}

@@ -169,6 +169,22 @@ func TestPlacement(t *testing.T) {
 	}
 }
 
+// TestPlacementRepeats: chunks found many times in the old file (a run of
+// zeros) do not place a window; the segment's other chunks do.
+func TestPlacementRepeats(t *testing.T) {
+	b := random(26, MinSegment)
+	old := cat(make([]byte, 1<<20), random(27, 1<<20), b)
+	new := cat(make([]byte, 200<<10), b[:MinSegment-200<<10])
+	p := mustMake(t, old, new, Options{Segment: MinSegment, Window: MinSegment + MinSegment/2})
+	if len(p) > 8<<10 {
+		t.Errorf("patch of %d bytes, want at most %d", len(p), 8<<10)
+	}
+	got, err := apply(t, old, p, int64(len(new)))
+	if err != nil || !bytes.Equal(got, new) {
+		t.Fatalf("Apply: %v (equal %v)", err, bytes.Equal(got, new))
+	}
+}
+
 // segments returns the offsets in p of its segment headers.
 func segments(t *testing.T, p []byte) []int {
 	t.Helper()
