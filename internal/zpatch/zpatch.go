@@ -128,8 +128,8 @@ type Options struct {
 	// MinSegment to MaxSegment; zero means MaxSegment.
 	Segment int
 	// Window is the number of bytes of the old file each frame's
-	// dictionary holds, 0 to MaxWindow; zero means MaxWindow (or all the
-	// old file when it is smaller).
+	// dictionary holds, at most MaxWindow; zero means MaxWindow. All the
+	// old file is the dictionary when it is smaller.
 	Window int
 }
 
@@ -151,8 +151,8 @@ func Make(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, new 
 	if win == 0 {
 		win = MaxWindow
 	}
-	if seg < MinSegment || seg > MaxSegment || win < 0 || win > MaxWindow {
-		return fmt.Errorf("zpatch: make: options segment %d, window %d: outside %d..%d and 0..%d", o.Segment, o.Window, MinSegment, MaxSegment, MaxWindow)
+	if seg < MinSegment || seg > MaxSegment || win < 1 || win > MaxWindow {
+		return fmt.Errorf("zpatch: make: options segment %d, window %d: outside %d..%d and 1..%d", o.Segment, o.Window, MinSegment, MaxSegment, MaxWindow)
 	}
 	level := o.Level
 	if level == 0 {
@@ -434,7 +434,7 @@ func Apply(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, pat
 			return fmt.Errorf("zpatch: apply: %s: starting the decoder: %w", where, err)
 		}
 		out = grow(out, int(n))
-		got, err := dec.DecodeAll(frame, out[:0])
+		got, err := dec.DecodeAll(frame, out[:0:n])
 		if err != nil {
 			return fmt.Errorf("zpatch: apply: %w: %s: %v", ErrCorrupt, where, err)
 		}
