@@ -46,7 +46,7 @@
 //
 // A file of more than MaxFile bytes (old or new) gets no patch: memory
 // would still be bounded, but the time to make the patch grows with the
-// size (about 25-40 ms a MB of one core), so a 1 GiB file already takes
+// size (20-40 ms a MB of one core), so a 1 GiB file already takes
 // the server most of a minute per release pair; the caller moves larger
 // files with its other deltas.
 //
@@ -121,8 +121,9 @@ type Options struct {
 	// Level is the zstd encoder level; zero means
 	// zstd.SpeedBetterCompression. zstd.SpeedBestCompression makes
 	// patches about 10% smaller (3.56 MB instead of 3.96 MB on the Go
-	// upgrade), but its match tables with a dictionary take 68 MiB, and
-	// Make's heap 163 MiB: far above the server's memory goal.
+	// upgrade) in 2-3 times the time, but its match tables with a
+	// dictionary take 68 MiB, and Make's heap 84 MiB (93 MiB RSS): above
+	// the server's memory goal.
 	Level zstd.EncoderLevel
 	// Segment is the number of bytes of the new file per frame,
 	// MinSegment to MaxSegment; zero means MaxSegment.
