@@ -3,12 +3,11 @@
 // dictionary, as `zstd --patch-from` makes them. A rebuilt executable
 // differs from its previous build in addresses all over, so block and
 // content-defined-chunk deltas find little in it, while zstd's matches
-// (any length, at any offset into the old bytes) keep most of it: the Go
-// 1.25.0 → 1.25.1 executables, 70.5 MB, come to about 3 MB of patches. The
+// (any length, at any offset into the old bytes) keep most of it. The
 // server makes a patch once per release pair (Make) and serves it to every
 // client; the client rebuilds the file from the one it has (Apply) and
-// verifies the result's BLAKE3 as for any other transfer. Apply checks
-// the patch's structure, never its result.
+// verifies the result's BLAKE3 as for any other transfer: Apply checks the
+// patch's structure and each frame's checksum, not the whole result.
 //
 // # Memory
 //
@@ -25,15 +24,31 @@
 // and choosing, for each segment, the window of the old file that holds
 // the most bytes of the segment's chunks found there; a segment none of
 // whose chunks are found gets the window at its proportional position
-// (for a rebuilt executable, whose parts keep their order). Apply then
-// holds at most one window, one segment and one segment's frame:
-// MaxWindow + 2*MaxSegment bytes plus the decoder's tables, whatever the
-// file's size, and Make one window, one segment, the encoder's history of
-// both and its match tables (see Options.Level).
+// (for a rebuilt executable, whose parts keep their order).
 //
-// A file of more than MaxFile bytes (old or new) gets no patch: its
-// segments would still be bounded, but the time to make the patch grows
-// with the size, and the caller moves such files with its other deltas.
+// Apply holds one window, one segment and one segment's frame, at most
+// MaxWindow + 2*MaxSegment = 10 MiB, and the decoder's few hundred KiB,
+// whatever the file's size and whatever a patch claims: it checks every
+// header against these bounds before it allocates. Make holds one window
+// (6 MiB), the encoder's copy of it followed by the segment (8 MiB), its
+// match tables
+// (8 MiB at the default level), the frame, and chunk lists of at most
+// 64 Ki chunks a file. Measured on the Go compiler (21.5 MB, 1.25.0 →
+// 1.25.1; scripts/zpatchmeasure): Apply 9 MiB of heap at its peak and
+// 13.6 MiB RSS, Make 25 MiB and 31 MiB.
+//
+// The cost of the bound is size: the 24 changed files of the Go 1.25.0 →
+// 1.25.1 upgrade (70.7 MB, nine executables nearly all of it) come to
+// 3.96 MB of patches, against 3.60 MB
+// for one frame per file with all the old file as dictionary at
+// zstd.SpeedBestCompression (whose tables alone take 68 MiB) and 3.12 MB
+// from `zstd -19 --patch-from` (the reference encoder's optimal parser).
+//
+// A file of more than MaxFile bytes (old or new) gets no patch: memory
+// would still be bounded, but the time to make the patch grows with the
+// size (20-40 ms a MB of one core), so a 1 GiB file already takes
+// the server most of a minute per release pair; the caller moves larger
+// files with its other deltas.
 //
 // # Format
 //
@@ -44,7 +59,8 @@
 //	oldSize = uint64   size of the old file the patch was made from
 //	newSize = uint64   size of the file it rebuilds
 //	segment = newLen dictOff dictLen frameLen frame
-//	newLen  = uint32   bytes of the new file this segment rebuilds, 1..MaxSegment
+//	newLen  = uint32   bytes of the new file this segment rebuilds, 1..MaxSegment,
+//	                   at least MinSegment but in the last segment
 //	dictOff = uint64   offset in the old file of the segment's dictionary
 //	dictLen = uint32   its length, 0..MaxWindow, dictOff+dictLen <= oldSize
 //	frameLen= uint32   length of frame, at most FrameBound(newLen)
@@ -76,6 +92,10 @@ const (
 	// MaxSegment is the largest number of bytes of the new file one frame
 	// rebuilds, and the default segment.
 	MaxSegment = 2 << 20
+	// MinSegment is the smallest number of bytes every segment but the
+	// last rebuilds: it bounds how much of the old file a patch can make
+	// Apply read, MaxWindow/MinSegment = 24 bytes per byte it writes.
+	MinSegment = 256 << 10
 	// MaxWindow is the largest dictionary, in bytes of the old file, of
 	// one frame, and the default window. MaxWindow+MaxSegment is a power
 	// of two, zstd's window.
@@ -100,15 +120,17 @@ var ErrCorrupt = errors.New("corrupt patch")
 type Options struct {
 	// Level is the zstd encoder level; zero means
 	// zstd.SpeedBetterCompression. zstd.SpeedBestCompression makes
-	// patches about 10% smaller at several times the time, but its match
-	// tables for a dictionary take 68 MiB, above the server's memory goal.
+	// patches about 10% smaller (3.56 MB instead of 3.96 MB on the Go
+	// upgrade) in 2-3 times the time, but its match tables with a
+	// dictionary take 68 MiB, and Make's heap 84 MiB (93 MiB RSS): above
+	// the server's memory goal.
 	Level zstd.EncoderLevel
-	// Segment is the number of bytes of the new file per frame, 1 KiB to
-	// MaxSegment; zero means MaxSegment.
+	// Segment is the number of bytes of the new file per frame,
+	// MinSegment to MaxSegment; zero means MaxSegment.
 	Segment int
 	// Window is the number of bytes of the old file each frame's
-	// dictionary holds, 0 to MaxWindow; zero means MaxWindow (or all the
-	// old file when it is smaller).
+	// dictionary holds, at most MaxWindow; zero means MaxWindow. All the
+	// old file is the dictionary when it is smaller.
 	Window int
 }
 
@@ -130,8 +152,8 @@ func Make(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, new 
 	if win == 0 {
 		win = MaxWindow
 	}
-	if seg < 1<<10 || seg > MaxSegment || win < 0 || win > MaxWindow {
-		return fmt.Errorf("zpatch: make: options segment %d, window %d: outside 1 KiB..%d and 0..%d", o.Segment, o.Window, MaxSegment, MaxWindow)
+	if seg < MinSegment || seg > MaxSegment || win < 1 || win > MaxWindow {
+		return fmt.Errorf("zpatch: make: options segment %d, window %d: outside %d..%d and 1..%d", o.Segment, o.Window, MinSegment, MaxSegment, MaxWindow)
 	}
 	level := o.Level
 	if level == 0 {
@@ -240,9 +262,14 @@ func place(ctx context.Context, old io.ReaderAt, oldSize int64, new io.ReaderAt,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("zpatch: make: %w", err)
 	}
+	// Where each chunk is in the old file; -1 for a chunk found more than
+	// once (runs of zeros, repeated tables), which says nothing of where
+	// a segment came from.
 	at := make(map[[cdc.HashSize]byte]int64, len(oldChunks))
 	for _, c := range oldChunks {
-		if _, ok := at[c.Hash]; !ok {
+		if _, ok := at[c.Hash]; ok {
+			at[c.Hash] = -1
+		} else {
 			at[c.Hash] = c.Off
 		}
 	}
@@ -253,7 +280,7 @@ func place(ctx context.Context, old io.ReaderAt, oldSize int64, new io.ReaderAt,
 	}
 	var found []match
 	for _, c := range newChunks {
-		if o, ok := at[c.Hash]; ok {
+		if o, ok := at[c.Hash]; ok && o >= 0 {
 			found = append(found, match{newOff: c.Off, oldOff: o, n: int64(c.Len)})
 		}
 	}
@@ -371,6 +398,8 @@ func Apply(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, pat
 			return fmt.Errorf("zpatch: apply: %w: %s: length %d outside 1..%d", ErrCorrupt, where, n, MaxSegment)
 		case n > size-done:
 			return fmt.Errorf("zpatch: apply: %w: %s: length %d past the %d bytes of the file", ErrCorrupt, where, n, size)
+		case n < MinSegment && n < size-done:
+			return fmt.Errorf("zpatch: apply: %w: %s: length %d, less than %d and not the last", ErrCorrupt, where, n, MinSegment)
 		case dl > MaxWindow:
 			return fmt.Errorf("zpatch: apply: %w: %s: dictionary of %d bytes, more than %d", ErrCorrupt, where, dl, MaxWindow)
 		case off > uint64(oldSize) || dl > oldSize-int64(off):
@@ -406,7 +435,7 @@ func Apply(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, pat
 			return fmt.Errorf("zpatch: apply: %s: starting the decoder: %w", where, err)
 		}
 		out = grow(out, int(n))
-		got, err := dec.DecodeAll(frame, out[:0])
+		got, err := dec.DecodeAll(frame, out[:0:n])
 		if err != nil {
 			return fmt.Errorf("zpatch: apply: %w: %s: %v", ErrCorrupt, where, err)
 		}
