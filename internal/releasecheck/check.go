@@ -79,9 +79,6 @@ func (e *Error) Error() string {
 func Check(entries []Entry) error {
 	var problems []Problem
 	add := func(p, reason string) { problems = append(problems, Problem{Path: p, Reason: reason}) }
-	if len(entries) > MaxFiles {
-		add("", fmt.Sprintf("%d entries, over the limit of %d", len(entries), MaxFiles))
-	}
 	pathBytes := 0
 	// good holds the entries whose paths pass CheckPath, sorted by path:
 	// the rules between entries only make sense of those.
@@ -115,15 +112,18 @@ func Check(entries []Entry) error {
 			good = append(good, e)
 		}
 	}
-	if pathBytes > MaxPathBytes {
-		add("", fmt.Sprintf("paths add up to more than %d bytes", MaxPathBytes))
-	}
-	slices.SortStableFunc(good, func(a, b *Entry) int { return cmp.Compare(a.Path, b.Path) })
+	problems = append(problems, limitProblems(len(entries), pathBytes)...)
+	// In an order of their own, so that which of two entries is the
+	// problem does not depend on the order they came in.
+	slices.SortFunc(good, func(a, b *Entry) int {
+		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Target, b.Target), boolCmp(a.Dir, b.Dir))
+	})
 
 	// Two paths with one fold key are one file on Windows or macOS: the
 	// later of them is the problem, naming the first.
 	byKey := make(map[string]*Entry, len(good))
 	keys := make([]string, len(good))
+	firsts := make([]*Entry, 0, len(good)) // the first entry of each key
 	for i, e := range good {
 		key := FoldKey(e.Path)
 		keys[i] = key
@@ -131,6 +131,7 @@ func Check(entries []Entry) error {
 		switch {
 		case !dup:
 			byKey[key] = e
+			firsts = append(firsts, e)
 		case first.Path == e.Path:
 			add(e.Path, "is listed twice")
 		default:
@@ -144,7 +145,7 @@ func Check(entries []Entry) error {
 	// misses "a", "a-b", "a/c".
 	below := map[string]bool{}
 	linkProblems(func(yield func(string, string) bool) {
-		for _, e := range good {
+		for _, e := range firsts {
 			if !yield(e.Path, e.Target) {
 				return
 			}
@@ -181,4 +182,27 @@ func Check(entries []Entry) error {
 		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Reason, b.Reason))
 	})
 	return &Error{Problems: slices.Compact(problems)}
+}
+
+// limitProblems are the problems of a release of n entries whose paths
+// add up to pathBytes.
+func limitProblems(n, pathBytes int) []Problem {
+	var problems []Problem
+	if n > MaxFiles {
+		problems = append(problems, Problem{Reason: fmt.Sprintf("%d entries, over the limit of %d", n, MaxFiles)})
+	}
+	if pathBytes > MaxPathBytes {
+		problems = append(problems, Problem{Reason: fmt.Sprintf("paths add up to more than %d bytes", MaxPathBytes)})
+	}
+	return problems
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
