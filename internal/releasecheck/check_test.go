@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/erpupdate/smartsync/internal/releasecheck/releasechecktest"
 )
 
 func file(p string) Entry { return Entry{Path: p, Size: 1, Mode: 0o644} }
@@ -248,4 +250,29 @@ func FuzzCheck(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCases: Check gives every case of the table both sides run (see
+// releasechecktest) its verdict.
+func TestCases(t *testing.T) {
+	for _, c := range releasechecktest.Cases {
+		var entries []Entry
+		for _, e := range c.Parse() {
+			switch {
+			case e.Dir:
+				entries = append(entries, dir(e.Path))
+			case e.Target != "":
+				entries = append(entries, link(e.Path, e.Target))
+			default:
+				entries = append(entries, file(e.Path))
+			}
+		}
+		err := Check(entries)
+		switch {
+		case c.Refused == "" && err != nil:
+			t.Errorf("%s: refused: %v", c.Name, err)
+		case c.Refused != "" && (err == nil || !strings.Contains(err.Error(), c.Refused)):
+			t.Errorf("%s: got %v; want it refused for %q", c.Name, err, c.Refused)
+		}
+	}
 }
