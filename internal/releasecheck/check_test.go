@@ -276,3 +276,22 @@ func TestCases(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheck checks a release of 20,000 files in 200 folders, the
+// size of the publishing goal, with a few names in other scripts.
+func BenchmarkCheck(b *testing.B) {
+	entries := make([]Entry, 0, 20000)
+	for i := range cap(entries) {
+		name := fmt.Sprintf("modules/m%03d/lib/file-%05d.so", i%200, i)
+		if i%50 == 0 {
+			name = fmt.Sprintf("lang/pt-br/relatório-%05d.txt", i)
+		}
+		entries = append(entries, Entry{Path: name, Size: int64(i), Mode: 0o644})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Check(entries); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -250,7 +250,9 @@ func (ix *Index) loadCache() {
 
 // Current returns a manifest that matches the folder. It rescans the
 // folder first unless the watch shows that nothing changed since the last
-// scan (see fresh); concurrent callers share one scan.
+// scan (see fresh); concurrent callers share one scan. A folder that clients
+// would refuse (internal/releasecheck) is not served: Current returns the
+// last good manifest, and Refused says why (see refuse).
 func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 	var root fs.FileInfo
 	if ix.newWatcher != nil {
