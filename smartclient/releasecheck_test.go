@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver"
+	"github.com/erpupdate/smartsync/internal/releasecheck"
 	"github.com/erpupdate/smartsync/internal/releasecheck/releasechecktest"
 	"github.com/erpupdate/smartsync/internal/testtree"
 	"github.com/erpupdate/smartsync/smartclient/internal/manifest"
@@ -101,8 +102,12 @@ func writeRelease(dir string, entries []releasechecktest.Entry, links bool) stri
 	}
 	for _, e := range entries {
 		p := filepath.Join(dir, filepath.FromSlash(e.Path))
-		if filepath.ToSlash(p) != filepath.ToSlash(dir)+"/"+e.Path || strings.Contains(e.Path, `\`) && runtime.GOOS == "windows" {
+		if filepath.ToSlash(p) != filepath.ToSlash(dir)+"/"+e.Path {
 			return fmt.Sprintf("%q is not a name here", e.Path)
+		}
+		if err := releasecheck.CheckPath(e.Path); err != nil && runtime.GOOS == "windows" {
+			// Windows may refuse it, or open a device.
+			return fmt.Sprintf("%q on Windows: %v", e.Path, err)
 		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err.Error()
