@@ -18,6 +18,7 @@ import (
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/appserver/internal/service"
+	"github.com/erpupdate/smartsync/internal/releasecheck"
 	"github.com/erpupdate/smartsync/internal/version"
 )
 
@@ -89,7 +90,18 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	}
 	srv, err := New(ctx, log, cfg, state)
 	var ce *ConfigError
-	if errors.As(err, &ce) {
+	var refused *releasecheck.Error
+	switch {
+	case errors.As(err, &ce):
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	case errors.As(err, &refused):
+		// An update folder clients would refuse: the error lists the
+		// first problems; --check lists every one.
+		if o.Check {
+			for _, p := range refused.Problems {
+				fmt.Fprintf(stdout, "refused  %s\n", p)
+			}
+		}
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if err != nil {

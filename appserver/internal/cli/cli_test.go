@@ -278,3 +278,29 @@ func TestReleaseFeed(t *testing.T) {
 		t.Fatalf("default number: %+v, %v", f2, err)
 	}
 }
+
+// TestCheckExitsTwoOnAFolderClientsRefuse: appserver --check exits 2, as
+// for any configuration error, on an update folder every client would
+// refuse, and says which files.
+func TestCheckExitsTwoOnAFolderClientsRefuse(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows would open the device AUX")
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "linux"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"smartclient", "aux.log"} {
+		if err := os.WriteFile(filepath.Join(dir, "linux", name), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ini := filepath.Join(dir, "AppServer.ini")
+	if err := os.WriteFile(ini, []byte("[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux=linux\nBuild=7.00.240501A\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run(t, "", "--config", ini, "--check")
+	if code != ExitUsage || !strings.Contains(errOut, `the name "aux.log" is the Windows device AUX`) || !strings.Contains(out, `refused  the name "aux.log"`) {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 2 naming aux.log", code, out, errOut)
+	}
+}

@@ -118,6 +118,10 @@ type Index struct {
 	known    map[string]cacheEntry
 	scanning chan struct{} // closed when the running scan ends
 	scanErr  error
+	// refused is why the folder as last scanned is not served (see
+	// refuse), nil when it is; refusedKey its problems, logged once.
+	refused    error
+	refusedKey string
 
 	// The watch of the folder (see watch.go). w and watchDone are set
 	// when the index is opened, and replaced by the running scan only
@@ -252,7 +256,9 @@ func (ix *Index) loadCache() {
 
 // Current returns a manifest that matches the folder. It rescans the
 // folder first unless the watch shows that nothing changed since the last
-// scan (see fresh); concurrent callers share one scan.
+// scan (see fresh); concurrent callers share one scan. A folder that clients
+// would refuse (internal/releasecheck) is not served: Current returns the
+// last good manifest, and Refused says why (see refuse).
 func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 	var root fs.FileInfo
 	if ix.newWatcher != nil {
@@ -292,7 +298,9 @@ func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 		time.Sleep(100 * time.Millisecond)
 		m, next, dirs, err = ix.scan(ctx, known)
 	}
+	var refused error // what clients would refuse in the folder scanned
 	if err == nil {
+		refused = check(m)
 		if ix.afterScan != nil {
 			ix.afterScan()
 		}
@@ -308,6 +316,11 @@ func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 	} else {
 		ix.scannedAt = start
 		switch {
+		case refused != nil:
+			// Not served: the last good manifest stays, if any.
+			m.root.Close()
+			err = ix.refuse(refused)
+			ix.scanErr = err
 		case ix.cur != nil && sameDir(ix.cur.root, m.root) && ix.cur.Build == m.Build && slices.Equal(ix.cur.Files, m.Files):
 			// Nothing changed: the current manifest, with its
 			// encoding and digest already made, stays.
@@ -320,6 +333,9 @@ func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 			ix.cur = m
 		default:
 			ix.cur = m
+		}
+		if refused == nil {
+			ix.accept()
 		}
 		if !sameCache(known, next) {
 			ix.known = next

@@ -4,9 +4,10 @@
 // and kept between syncs so that the next one asks by sketch for only the
 // entries that changed (Cache).
 //
-// It imports syncproto and the install package (for the names of the
-// client's own folders, which no manifest may touch), and nothing else of
-// the client.
+// It imports syncproto, internal/releasecheck (the rules every path,
+// name, mode, size and link must meet, shared with the server) and the
+// install package (for the folder where the kept manifest lives), and
+// nothing else of the client.
 package manifest
 
 import (
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/releasecheck"
 	"github.com/erpupdate/smartsync/internal/version"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -39,8 +41,8 @@ type File struct {
 
 // Manifest is the validated list of the server's files; a file's index is
 // its index on the wire. Read is the only way to make one, so every
-// Manifest has passed every check of validate.go; it does not change
-// after.
+// Manifest has passed every check of validate.go and internal/releasecheck;
+// it does not change after.
 type Manifest struct {
 	build string
 	files []File
@@ -201,11 +203,11 @@ func Read(r Source, o Options) (man *Manifest, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: entry %d %q: %w", ErrBad, i, e.Path, err)
 		}
-		key := foldKey(e.Path)
+		key := releasecheck.FoldKey(e.Path)
 		if j, dup := seen[key]; dup {
 			if other := man.files[j].Path; other != e.Path {
 				return nil, fmt.Errorf("%w: entries %d %q and %d %q are one file on Windows or macOS (%s)",
-					ErrBad, j, other, i, e.Path, sameFileWhy(other, e.Path))
+					ErrBad, j, other, i, e.Path, releasecheck.SameFileWhy(other, e.Path))
 			}
 			return nil, fmt.Errorf("%w: entries %d and %d are both %q", ErrBad, j, i, e.Path)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/erpupdate/smartsync/internal/releasecheck"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 )
@@ -90,7 +91,7 @@ func FuzzReadManifest(f *testing.F) {
 		}
 		var total int64
 		for _, file := range man.All() {
-			if err := checkPath(file.Path); err != nil {
+			if err := releasecheck.CheckPath(file.Path); err != nil {
 				t.Fatalf("accepted %q: %v", file.Path, err)
 			}
 			if file.Dir && (file.Size != 0 || file.Target != "" || file.Hash != [32]byte{} || file.Preserve) {
