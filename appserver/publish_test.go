@@ -269,6 +269,8 @@ func TestPublishRefusedChangesNothing(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(bad, "evil")); err != nil {
 		t.Skipf("no symbolic links: %v", err)
 	}
+	clash := filepath.Join(t.TempDir(), "clash")
+	writeTree(t, clash, map[string]string{"README.TXT": "a", "readme.txt": "b", "logs/aux.log": "c"}, oldTime)
 	good := filepath.Join(t.TempDir(), "good")
 	writeTree(t, good, map[string]string{"bin/app": "app v2"}, oldTime)
 	for _, tc := range []struct {
@@ -277,6 +279,7 @@ func TestPublishRefusedChangesNothing(t *testing.T) {
 		want string
 	}{
 		{"link out", PublishOptions{OS: "linux", Build: "7.00.240801A", Source: bad}, "evil"},
+		{"names clients refuse", PublishOptions{OS: "linux", Build: "7.00.240801A", Source: clash}, `clients would refuse the release for 2 reasons: "logs/aux.log": the name "aux.log" is the Windows device AUX; "README.TXT" and "readme.txt" are one file on Windows or macOS`},
 		{"older build", PublishOptions{OS: "linux", Build: pubBuild2, Source: good}, "--rollback"},
 		{"unknown OS", PublishOptions{OS: "windows", Build: "7.00.240801A", Source: good}, "PathWindows"},
 		{"bad build", PublishOptions{OS: "linux", Build: "seven", Source: good}, "--build"},
