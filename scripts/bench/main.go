@@ -8,7 +8,7 @@
 // data, on this machine, in one run, and prints one Markdown table.
 //
 //	go run ./scripts/bench [-small] [-runs 5] [-work DIR] [-only SCENARIOS] [-plaintext]
-//	                       [-relay-rate 20] [-relay-latency 10ms]   (or: make bench, make bench-small)
+//	                       [-relay-rate 20] [-relay-latency 10ms] [-relay-rsync-z]   (or: make bench, make bench-small)
 //
 // It builds bin/appserver, bin/smartclient and the benchdata generator of
 // ../shared/benchdata, generates the trees into a scratch folder that is kept
@@ -168,6 +168,7 @@ type bench struct {
 	plain   bool // -plaintext: ours over plain TCP on both sides
 	link    relay.Config
 	mbit    float64  // -relay-rate
+	relayZ  bool     // -relay-rsync-z
 	skipped []string // scenarios skipped, and why
 }
 
@@ -180,6 +181,7 @@ func run(ctx context.Context, args []string) error {
 	plaintext := fl.Bool("plaintext", false, "run ours over plain TCP on both sides ([SSL] AllowPlaintext=1 in AppServer.ini and smartclient.ini) instead of TLS, to measure what TLS costs; the table goes to results-plaintext.md")
 	relayRate := fl.Float64("relay-rate", 20, "the rate of the throttling relay of the -relay scenarios, in Mbit/s (10^6 bits) per direction")
 	relayLatency := fl.Duration("relay-latency", 10*time.Millisecond, "the one-way latency the relay adds (0 for none)")
+	relayZ := fl.Bool("relay-rsync-z", false, "in the relayed scenarios, run rsync with -z (it compresses, as ours does there); without it rsync runs as in every other row")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -222,6 +224,7 @@ func run(ctx context.Context, args []string) error {
 		clkTck: clockTicks(),
 		plain:  *plaintext,
 		mbit:   *relayRate,
+		relayZ: *relayZ,
 		link:   relay.Config{BytesPerSecond: relay.MbitPerSecond(*relayRate), Latency: *relayLatency},
 	}
 	b.trees = filepath.Join(b.work, "trees")
@@ -982,9 +985,9 @@ func (b *bench) oursCmd(ctx context.Context, addr, dest string, extra ...string)
 	return timed(ctx, dest+".time", filepath.Join(b.root, "bin", "smartclient"), args...)
 }
 
-func rsyncCmd(ctx context.Context, addr, mod, dest string) *exec.Cmd {
-	return timed(ctx, dest+".time", "rsync", "-a", "--delete", "--stats",
-		"rsync://"+addr+"/"+mod+"/", dest+"/")
+func rsyncCmd(ctx context.Context, addr, mod, dest string, extra ...string) *exec.Cmd {
+	args := append([]string{"-a", "--delete", "--stats"}, extra...)
+	return timed(ctx, dest+".time", "rsync", append(args, "rsync://"+addr+"/"+mod+"/", dest+"/")...)
 }
 
 // sample is one client run, or one run of several clients at once.
@@ -1315,7 +1318,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario) ([]*result, error) {
 					cmds[k] = b.oursCmd(ctx, addr[tool], d, sc.ours...)
 					check = b.checkTransport
 				} else {
-					cmds[k] = rsyncCmd(ctx, addr[tool], sc.serve, d)
+					cmds[k] = rsyncCmd(ctx, addr[tool], sc.serve, d, b.rsyncExtra(sc)...)
 				}
 			}
 			var up0, down0 int64
@@ -1400,8 +1403,20 @@ func (b *bench) header(ctx context.Context, w io.Writer, args []string, specs []
 			}
 		}
 	}
-	fmt.Fprintf(w, "- relay (the rows \"via ...\"): %s, a token bucket per direction shared by the relay's connections, writes of %d KiB; ours with --compress yes there\n", b.linkName(), relay.DefaultChunk>>10)
+	rz := "rsync without -z, as in every row"
+	if b.relayZ {
+		rz = "rsync with -z (-relay-rsync-z)"
+	}
+	fmt.Fprintf(w, "- relay (the rows \"via ...\"): %s, a token bucket per direction shared by the relay's connections, writes of %d KiB; ours with --compress yes there, %s\n", b.linkName(), relay.DefaultChunk>>10, rz)
 	fmt.Fprintln(w)
+}
+
+// rsyncExtra is what rsync gets on top of -a --delete --stats.
+func (b *bench) rsyncExtra(sc scenario) []string {
+	if sc.relay && b.relayZ {
+		return []string{"-z"}
+	}
+	return nil
 }
 
 // rowName is a scenario's row in the table: its title (or name), and the
@@ -1457,7 +1472,11 @@ func (b *bench) writeExtraNotes(w io.Writer, results []*result) {
 		fmt.Fprintf(w, "\ngo-upgrade: the server serves go1.25.1 (build %s), the client starts from go1.25.0: ours from a folder synced once from a server of go1.25.0 (build %s; the same state folder as the go1.25.1 server, as one server publishing both releases would have), rsync from a plain copy (cp -a) of go1.25.0. Every file's mtime differs between the two releases, so rsync's quick check passes no file and it runs its delta over all of them.\n", newBuild, oldBuild)
 	}
 	if len(relayed) > 0 {
-		fmt.Fprintf(w, "\nvia %s: ours (smartclient --server RELAY) and rsync (rsync://RELAY/MODULE/) each through a relay of their own on 127.0.0.1 in front of the same servers (scripts/bench/relay: a token bucket per direction, %d KiB writes, each chunk delivered %v after it left); one tool runs at a time, so each has the link to itself. Ours runs with --compress yes there, which is what its --compress auto chooses on any link that is not loopback (through the relay it sees 127.0.0.1 and would not compress); rsync runs without -z, as in every row. The wire column is the tools' own count as in every row; the relay's count, the TCP payload in both directions (ours' TLS handshake and records included), median of the counted runs:\n\n", b.linkName(), relay.DefaultChunk>>10, b.link.Latency)
+		rz := "rsync runs without -z, as in every row"
+		if b.relayZ {
+			rz = "rsync runs with -z there (-relay-rsync-z)"
+		}
+		fmt.Fprintf(w, "\nvia %s: ours (smartclient --server RELAY) and rsync (rsync://RELAY/MODULE/) each through a relay of their own on 127.0.0.1 in front of the same servers (scripts/bench/relay: a token bucket per direction, %d KiB writes, each chunk delivered %v after it left); one tool runs at a time, so each has the link to itself. Ours runs with --compress yes there, which is what its --compress auto chooses on any link that is not loopback (through the relay it sees 127.0.0.1 and would not compress); %s. The wire column is the tools' own count as in every row; the relay's count, the TCP payload in both directions (ours' TLS handshake and records included), median of the counted runs:\n\n", b.linkName(), relay.DefaultChunk>>10, b.link.Latency, rz)
 		for _, r := range relayed {
 			var v []float64
 			for _, s := range r.samples {
