@@ -150,26 +150,27 @@ var scenarios = []scenario{
 
 // bench holds what every step needs.
 type bench struct {
-	commit  string            // what was built, read when it was built
-	root    string            // the repository
-	top     string            // the scratch folder (-work), which holds the Go trees
-	work    string            // the scratch folder of this mode
-	dirs    map[string]string // tree name -> folder, for every tree made
-	goDesc  map[string]string // Go tree name -> module@version and checksum
-	trees   string            // work/trees
-	tmpl    string            // work/tmpl: starting states to copy
-	runDir  string            // work/run: client folders and logs
-	gen     string            // the benchdata binary
-	runs    int
-	clkTck  int64
-	rsyncD  string // rsyncd.conf
-	modules []string
-	seq     int  // numbers the client folders of a scenario (see prepare)
-	plain   bool // -plaintext: ours over plain TCP on both sides
-	link    relay.Config
-	mbit    float64  // -relay-rate
-	relayZ  bool     // -relay-rsync-z
-	skipped []string // scenarios skipped, and why
+	commit   string            // what was built, read when it was built
+	root     string            // the repository
+	top      string            // the scratch folder (-work), which holds the Go trees
+	work     string            // the scratch folder of this mode
+	dirs     map[string]string // tree name -> folder, for every tree made
+	goDesc   map[string]string // Go tree name -> module@version and checksum
+	trees    string            // work/trees
+	tmpl     string            // work/tmpl: starting states to copy
+	runDir   string            // work/run: client folders and logs
+	gen      string            // the benchdata binary
+	runs     int
+	clkTck   int64
+	rsyncD   string // rsyncd.conf
+	modules  []string
+	seq      int  // numbers the client folders of a scenario (see prepare)
+	plain    bool // -plaintext: ours over plain TCP on both sides
+	link     relay.Config
+	mbit     float64  // -relay-rate
+	relayZ   bool     // -relay-rsync-z
+	anyRelay bool     // a relayed scenario runs
+	skipped  []string // scenarios skipped, and why
 }
 
 func run(ctx context.Context, args []string) error {
@@ -298,6 +299,9 @@ func run(ctx context.Context, args []string) error {
 	}
 
 	var results []*result
+	for _, sc := range chosen {
+		b.anyRelay = b.anyRelay || sc.relay
+	}
 	for _, sc := range chosen {
 		r, err := b.scenario(ctx, sc)
 		if err != nil {
@@ -1403,11 +1407,13 @@ func (b *bench) header(ctx context.Context, w io.Writer, args []string, specs []
 			}
 		}
 	}
-	rz := "rsync without -z, as in every row"
-	if b.relayZ {
-		rz = "rsync with -z (-relay-rsync-z)"
+	if b.anyRelay {
+		rz := "rsync without -z, as in every row"
+		if b.relayZ {
+			rz = "rsync with -z (-relay-rsync-z)"
+		}
+		fmt.Fprintf(w, "- relay (the rows \"via ...\"): %s, a token bucket per direction shared by the relay's connections, writes of %d KiB; ours with --compress yes there, %s\n", b.linkName(), relay.DefaultChunk>>10, rz)
 	}
-	fmt.Fprintf(w, "- relay (the rows \"via ...\"): %s, a token bucket per direction shared by the relay's connections, writes of %d KiB; ours with --compress yes there, %s\n", b.linkName(), relay.DefaultChunk>>10, rz)
 	fmt.Fprintln(w)
 }
 
