@@ -7,7 +7,8 @@
 // Command bench measures smartclient and appserver against rsync on the same
 // data, on this machine, in one run, and prints one Markdown table.
 //
-//	go run ./scripts/bench [-small] [-runs 5] [-work DIR] [-only SCENARIOS] [-plaintext]   (or: make bench, make bench-small)
+//	go run ./scripts/bench [-small] [-runs 5] [-work DIR] [-only SCENARIOS] [-plaintext]
+//	                       [-relay-rate 20] [-relay-latency 10ms] [-relay-rsync-z]   (or: make bench, make bench-small)
 //
 // It builds bin/appserver, bin/smartclient and the benchdata generator of
 // ../shared/benchdata, generates the trees into a scratch folder that is kept
@@ -31,6 +32,14 @@
 // was recorded for. With -plaintext, ours runs over plain TCP on both sides
 // ([SSL] AllowPlaintext=1 in AppServer.ini and in smartclient.ini), so that
 // two runs, with and without it, show what TLS costs, as ratios to rsync.
+//
+// The go-upgrade scenarios serve a real upgrade, the Go 1.25.0 -> 1.25.1
+// linux-amd64 distribution from the Go module proxy (see goupgrade.go); a
+// bench without network skips them with a line in the output. The
+// scenarios whose name ends in -relay run both tools through a throttling
+// relay on loopback (package relay: -relay-rate Mbit/s per direction,
+// -relay-latency one way), ours with --compress yes, which is what its
+// --compress auto chooses on any link that is not loopback.
 package main
 
 import (
@@ -43,6 +52,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -57,6 +67,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/erpupdate/smartsync/scripts/bench/relay"
 )
 
 const module = "github.com/erpupdate/smartsync"
@@ -105,12 +117,17 @@ func treeSpecs(small bool) []treeSpec {
 
 // scenario is one row pair of the table.
 type scenario struct {
-	name    string
+	name    string   // what -only names, and the table's row unless title is set
+	title   string   // the table's row, when not name (relay appends the link)
 	serve   string   // the tree both servers serve
 	start   string   // the tree the client holds before the run; "" for an empty folder
 	clients int      // clients started at once
 	ours    []string // extra flags for our client
+	relay   bool     // both tools through the throttling relay (-relay-rate, -relay-latency)
 }
+
+// goUpgradeTitle names the go-upgrade rows.
+const goUpgradeTitle = "go-upgrade (Go 1.25.0 to 1.25.1, linux-amd64)"
 
 var scenarios = []scenario{
 	{name: "no-op", serve: "v1", start: "v1", clients: 1},
@@ -123,23 +140,37 @@ var scenarios = []scenario{
 	{name: "big insert", serve: "big2i", start: "big1", clients: 1},
 	{name: "64 no-op clients", serve: "v1", start: "v1", clients: 64},
 	{name: "8 incremental clients", serve: "v2", start: "v1", clients: 8},
+	// A real upgrade (goupgrade.go), then it and incremental through the
+	// relay. Through the relay, ours compresses (--compress auto does on
+	// any link that is not loopback); rsync runs as everywhere else.
+	{name: "go-upgrade", title: goUpgradeTitle, serve: "go1.25.1", start: "go1.25.0", clients: 1},
+	{name: "go-upgrade-relay", title: goUpgradeTitle, serve: "go1.25.1", start: "go1.25.0", clients: 1, relay: true, ours: []string{"--compress", "yes"}},
+	{name: "incremental-relay", title: "incremental", serve: "v2", start: "v1", clients: 1, relay: true, ours: []string{"--compress", "yes"}},
 }
 
 // bench holds what every step needs.
 type bench struct {
-	commit  string // what was built, read when it was built
-	root    string // the repository
-	work    string // the scratch folder of this mode
-	trees   string // work/trees
-	tmpl    string // work/tmpl: starting states to copy
-	runDir  string // work/run: client folders and logs
-	gen     string // the benchdata binary
-	runs    int
-	clkTck  int64
-	rsyncD  string // rsyncd.conf
-	modules []string
-	seq     int  // numbers the client folders of a scenario (see prepare)
-	plain   bool // -plaintext: ours over plain TCP on both sides
+	commit   string            // what was built, read when it was built
+	root     string            // the repository
+	top      string            // the scratch folder (-work), which holds the Go trees
+	work     string            // the scratch folder of this mode
+	dirs     map[string]string // tree name -> folder, for every tree made
+	goDesc   map[string]string // Go tree name -> module@version and checksum
+	trees    string            // work/trees
+	tmpl     string            // work/tmpl: starting states to copy
+	runDir   string            // work/run: client folders and logs
+	gen      string            // the benchdata binary
+	runs     int
+	clkTck   int64
+	rsyncD   string // rsyncd.conf
+	modules  []string
+	seq      int  // numbers the client folders of a scenario (see prepare)
+	plain    bool // -plaintext: ours over plain TCP on both sides
+	link     relay.Config
+	mbit     float64  // -relay-rate
+	relayZ   bool     // -relay-rsync-z
+	anyRelay bool     // a relayed scenario runs
+	skipped  []string // scenarios skipped, and why
 }
 
 func run(ctx context.Context, args []string) error {
@@ -149,8 +180,17 @@ func run(ctx context.Context, args []string) error {
 	work := fl.String("work", filepath.Join(os.TempDir(), "smartsync-bench"), "scratch folder, kept between runs")
 	only := fl.String("only", "", "comma-separated scenario names (e.g. cold,incremental) to run only those; the table then holds only them")
 	plaintext := fl.Bool("plaintext", false, "run ours over plain TCP on both sides ([SSL] AllowPlaintext=1 in AppServer.ini and smartclient.ini) instead of TLS, to measure what TLS costs; the table goes to results-plaintext.md")
+	relayRate := fl.Float64("relay-rate", 20, "the rate of the throttling relay of the -relay scenarios, in Mbit/s (10^6 bits) per direction")
+	relayLatency := fl.Duration("relay-latency", 10*time.Millisecond, "the one-way latency the relay adds (0 for none)")
+	relayZ := fl.Bool("relay-rsync-z", false, "in the relayed scenarios, run rsync with -z (it compresses, as ours does there); without it rsync runs as in every other row")
 	if err := fl.Parse(args); err != nil {
 		return err
+	}
+	if !(*relayRate > 0) || *relayRate > 1e5 {
+		return fmt.Errorf("-relay-rate %v: must be above 0 and at most 100000 Mbit/s", *relayRate)
+	}
+	if *relayLatency < 0 || *relayLatency > 10*time.Second {
+		return fmt.Errorf("-relay-latency %v: must be between 0 and 10s", *relayLatency)
 	}
 	if fl.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fl.Args())
@@ -170,13 +210,23 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	chosen, err := pickScenarios(*only)
+	if err != nil {
+		return err
+	}
 	b := &bench{
 		root:   root,
+		top:    top,
 		work:   filepath.Join(top, mode),
 		gen:    filepath.Join(top, "benchdata"),
+		dirs:   map[string]string{},
+		goDesc: map[string]string{},
 		runs:   *runs,
 		clkTck: clockTicks(),
 		plain:  *plaintext,
+		mbit:   *relayRate,
+		relayZ: *relayZ,
+		link:   relay.Config{BytesPerSecond: relay.MbitPerSecond(*relayRate), Latency: *relayLatency},
 	}
 	b.trees = filepath.Join(b.work, "trees")
 	b.tmpl = filepath.Join(b.work, "tmpl")
@@ -202,15 +252,40 @@ func run(ctx context.Context, args []string) error {
 	if err := ensurePackage(ctx, timeBin, "time"); err != nil {
 		return err
 	}
-	specs := treeSpecs(*small)
+	specs, wantGo := neededTrees(chosen, treeSpecs(*small))
 	if err := b.generate(ctx, specs); err != nil {
 		return err
 	}
+	var names []string
 	for _, s := range specs {
-		b.modules = append(b.modules, s.name)
+		b.dirs[s.name] = filepath.Join(b.trees, s.name)
+		names = append(names, s.name)
+	}
+	if wantGo {
+		if err := b.goTrees(ctx); err != nil {
+			// No network: the bench goes on without the scenarios
+			// that need these trees.
+			var kept []scenario
+			for _, sc := range chosen {
+				if isGoTree(sc.serve) || isGoTree(sc.start) {
+					b.skipped = append(b.skipped, fmt.Sprintf("%s: skipped, the Go distributions could not be had: %v", sc.name, err))
+					step("SKIPPING scenario %s: the Go distributions could not be had: %v", sc.name, err)
+					continue
+				}
+				kept = append(kept, sc)
+			}
+			chosen = kept
+		} else {
+			for _, r := range goReleases {
+				names = append(names, r.tree)
+			}
+		}
+	}
+	for _, n := range names {
+		b.modules = append(b.modules, n)
 		// diff -r leaves out the smartclient.ini the harness writes into
 		// ours' folders: no served tree may hold one of its own.
-		if err := noClientINI(filepath.Join(b.trees, s.name)); err != nil {
+		if err := noClientINI(b.dirs[n]); err != nil {
 			return err
 		}
 	}
@@ -218,16 +293,15 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	step("preparing the starting states (templates)")
-	prints, err := b.templates(ctx)
+	prints, err := b.templates(ctx, startTrees(chosen))
 	if err != nil {
 		return err
 	}
 
-	chosen, err := pickScenarios(*only)
-	if err != nil {
-		return err
-	}
 	var results []*result
+	for _, sc := range chosen {
+		b.anyRelay = b.anyRelay || sc.relay
+	}
 	for _, sc := range chosen {
 		r, err := b.scenario(ctx, sc)
 		if err != nil {
@@ -247,7 +321,11 @@ func run(ctx context.Context, args []string) error {
 	var out bytes.Buffer
 	b.header(ctx, &out, args, specs, time.Since(started))
 	writeTable(&out, results)
+	for _, s := range b.skipped {
+		fmt.Fprintf(&out, "Skipped: %s\n\n", s)
+	}
 	writeFootnotes(&out, b.runs)
+	b.writeExtraNotes(&out, results)
 	os.Stdout.Write(out.Bytes())
 	res := filepath.Join(b.work, "results.md")
 	if b.plain {
@@ -258,6 +336,50 @@ func run(ctx context.Context, args []string) error {
 	}
 	step("table also written to %s", res)
 	return nil
+}
+
+// neededTrees returns the generated trees that the scenarios serve or
+// start from, with the trees they are made from, in the order of specs;
+// and whether any scenario needs the Go trees.
+func neededTrees(chosen []scenario, specs []treeSpec) ([]treeSpec, bool) {
+	want := map[string]bool{}
+	wantGo := false
+	for _, sc := range chosen {
+		for _, t := range []string{sc.serve, sc.start} {
+			switch {
+			case t == "":
+			case isGoTree(t):
+				wantGo = true
+			default:
+				want[t] = true
+			}
+		}
+	}
+	// A tree's source comes before it in specs.
+	for i := len(specs) - 1; i >= 0; i-- {
+		if want[specs[i].name] && specs[i].from != "" {
+			want[specs[i].from] = true
+		}
+	}
+	var out []treeSpec
+	for _, s := range specs {
+		if want[s.name] {
+			out = append(out, s)
+		}
+	}
+	return out, wantGo
+}
+
+// startTrees lists the trees the scenarios' clients start from, once
+// each, in the scenarios' order.
+func startTrees(chosen []scenario) []string {
+	var out []string
+	for _, sc := range chosen {
+		if sc.start != "" && !slices.Contains(out, sc.start) {
+			out = append(out, sc.start)
+		}
+	}
+	return out
 }
 
 // pickScenarios returns the scenarios named in a comma-separated list, in
@@ -528,7 +650,7 @@ func (b *bench) writeRsyncdConf() error {
 	fmt.Fprintf(&c, "# generated by scripts/bench; one read-only module per served tree\n")
 	fmt.Fprintf(&c, "use chroot = no\nmax connections = 0\nuid = %d\ngid = %d\nnumeric ids = yes\n", os.Getuid(), os.Getgid())
 	for _, m := range b.modules {
-		fmt.Fprintf(&c, "\n[%s]\n\tpath = %s\n\tread only = yes\n", m, filepath.Join(b.trees, m))
+		fmt.Fprintf(&c, "\n[%s]\n\tpath = %s\n\tread only = yes\n", m, b.dirs[m])
 	}
 	b.rsyncD = filepath.Join(b.work, "rsyncd.conf")
 	return os.WriteFile(b.rsyncD, []byte(c.String()), 0o644)
@@ -539,9 +661,9 @@ func (b *bench) writeRsyncdConf() error {
 // state; no smartclient.ini and no known_servers.json), for rsync a plain
 // copy. They are remade on every run, since the
 // client's state format follows the smartclient just built.
-func (b *bench) templates(ctx context.Context) (map[string]string, error) {
+func (b *bench) templates(ctx context.Context, trees []string) (map[string]string, error) {
 	prints := map[string]string{}
-	for _, t := range []string{"v1", "big1"} {
+	for _, t := range trees {
 		ours := filepath.Join(b.tmpl, "ours-"+t)
 		if err := os.RemoveAll(ours); err != nil {
 			return nil, err
@@ -562,7 +684,7 @@ func (b *bench) templates(ctx context.Context) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("syncing the template %s: %w", ours, err)
 		}
-		if err := diffTrees(ctx, filepath.Join(b.trees, t), ours); err != nil {
+		if err := diffTrees(ctx, b.dirs[t], ours); err != nil {
 			return nil, fmt.Errorf("template %s: %w", ours, err)
 		}
 		// Each copy gets the smartclient.ini of its own scenario's server
@@ -579,7 +701,7 @@ func (b *bench) templates(ctx context.Context) (map[string]string, error) {
 		if err := os.RemoveAll(rs); err != nil {
 			return nil, err
 		}
-		if err := command(ctx, "", "cp", "-a", filepath.Join(b.trees, t), rs); err != nil {
+		if err := command(ctx, "", "cp", "-a", b.dirs[t], rs); err != nil {
 			return nil, err
 		}
 		for _, d := range []string{ours, rs} {
@@ -739,20 +861,35 @@ var (
 
 // startOurs starts an appserver serving tree on 127.0.0.1:0, with a state
 // folder per tree kept between runs (its hash cache, and the TLS key it
-// makes at its first start), and waits until it logs its address and the
-// fingerprint of its key.
+// makes at its first start; the Go trees share one, goStateFolder), and
+// waits until it logs its address and the fingerprint of its key. The
+// release is published with publishRelease.
 func (b *bench) startOurs(ctx context.Context, tree, tag string) (*server, error) {
-	build, min := oldBuild, oldBuild
-	if tree != "v1" && tree != "big1" {
-		build = newBuild
+	rel := release{tree: tree, dir: b.dirs[tree], build: newBuild, state: filepath.Join(b.work, "state", tree)}
+	switch {
+	case tree == "v1" || tree == "big1":
+		rel.build = oldBuild
+	case isGoTree(tree):
+		for _, r := range goReleases {
+			if r.tree == tree {
+				rel.build = r.build
+			}
+		}
+		rel.state = filepath.Join(b.work, "state", goStateFolder)
 	}
-	ini := filepath.Join(b.work, "AppServer-"+tree+".ini")
-	conf := fmt.Sprintf("; generated by scripts/bench\n[TCP]\nPort=1234\n\n[UPDATE]\nEnable=1\nPathLinux=%s\nBuild=%s\nMinClientBuild=%s\n",
-		filepath.Join(b.trees, tree), build, min)
+	if rel.dir == "" {
+		return nil, fmt.Errorf("no folder for the tree %s", tree)
+	}
+	rel.ini = filepath.Join(b.work, "AppServer-"+tree+".ini")
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "; generated by scripts/bench\n[TCP]\nPort=1234\n\n[UPDATE]\nEnable=1\nMinClientBuild=%s\n", oldBuild)
+	if err := b.publishRelease(ctx, &conf, nil, rel); err != nil {
+		return nil, fmt.Errorf("publishing %s as %s (before the start): %w", tree, rel.build, err)
+	}
 	if b.plain {
-		conf += "\n[SSL]\nAllowPlaintext=1\n"
+		conf.WriteString("\n[SSL]\nAllowPlaintext=1\n")
 	}
-	if err := os.WriteFile(ini, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(rel.ini, []byte(conf.String()), 0o644); err != nil {
 		return nil, err
 	}
 	logPath := filepath.Join(b.runDir, "appserver-"+tag+".log")
@@ -762,8 +899,8 @@ func (b *bench) startOurs(ctx context.Context, tree, tag string) (*server, error
 	}
 	defer logf.Close()
 	timeOut := filepath.Join(b.runDir, "appserver-"+tag+".time")
-	cmd := timed(context.Background(), timeOut, filepath.Join(b.root, "bin", "appserver"), "--config", ini,
-		"--state", filepath.Join(b.work, "state", tree), "--listen", "127.0.0.1:0")
+	cmd := timed(context.Background(), timeOut, filepath.Join(b.root, "bin", "appserver"), "--config", rel.ini,
+		"--state", rel.state, "--listen", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	s := &server{name: "appserver", cmd: cmd, log: logPath, timeOut: timeOut}
 	if err := s.start(ctx); err != nil {
@@ -781,6 +918,10 @@ func (b *bench) startOurs(ctx context.Context, tree, tag string) (*server, error
 			if p := plainAllowRE.FindSubmatch(line); b.plain && (p == nil || string(p[1]) != "true") {
 				s.stop()
 				return nil, fmt.Errorf("-plaintext, but the appserver for %s does not say plaintext_allowed=true:\n%s", tree, line)
+			}
+			if err := b.publishRelease(ctx, nil, s, rel); err != nil {
+				s.stop()
+				return nil, fmt.Errorf("publishing %s as %s: %w", tree, rel.build, err)
 			}
 			return s, nil
 		}
@@ -848,16 +989,17 @@ func (b *bench) oursCmd(ctx context.Context, addr, dest string, extra ...string)
 	return timed(ctx, dest+".time", filepath.Join(b.root, "bin", "smartclient"), args...)
 }
 
-func rsyncCmd(ctx context.Context, addr, mod, dest string) *exec.Cmd {
-	return timed(ctx, dest+".time", "rsync", "-a", "--delete", "--stats",
-		"rsync://"+addr+"/"+mod+"/", dest+"/")
+func rsyncCmd(ctx context.Context, addr, mod, dest string, extra ...string) *exec.Cmd {
+	args := append([]string{"-a", "--delete", "--stats"}, extra...)
+	return timed(ctx, dest+".time", "rsync", append(args, "rsync://"+addr+"/"+mod+"/", dest+"/")...)
 }
 
 // sample is one client run, or one run of several clients at once.
 type sample struct {
-	wall      time.Duration
-	wire      int64 // bytes on the wire, summed over the clients
-	clientRSS int64 // KiB, the largest client
+	wall       time.Duration
+	wire       int64 // bytes on the wire, summed over the clients
+	clientRSS  int64 // KiB, the largest client
+	relayBytes int64 // bytes the relay forwarded, both ways (TCP payload: TLS's own bytes included)
 }
 
 type result struct {
@@ -868,6 +1010,7 @@ type result struct {
 	serverRSS int64         // KiB
 	serverCPU time.Duration // over the counted runs
 	syncs     int           // client syncs in the counted runs
+	relayed   bool          // through the relay
 }
 
 var (
@@ -1115,7 +1258,8 @@ func (b *bench) transport() string {
 // scenario runs one scenario: a fresh appserver and rsync daemon, then ours
 // and rsync alternately, a warm-up and b.runs counted runs each.
 func (b *bench) scenario(ctx context.Context, sc scenario) ([]*result, error) {
-	step("scenario %s: %d client(s), server serves %s, client starts from %q", sc.name, sc.clients, sc.serve, sc.start)
+	row := b.rowName(sc)
+	step("scenario %s (%s): %d client(s), server serves %s, client starts from %q", sc.name, row, sc.clients, sc.serve, sc.start)
 	tag := strings.ReplaceAll(sc.name, " ", "-")
 	ours, err := b.startOurs(ctx, sc.serve, tag)
 	if err != nil {
@@ -1127,10 +1271,28 @@ func (b *bench) scenario(ctx context.Context, sc scenario) ([]*result, error) {
 		return nil, err
 	}
 	defer rs.stop()
-	served := filepath.Join(b.trees, sc.serve)
+	// The addresses the clients dial: the servers', or the relays' in
+	// front of them. A relay is transparent TCP, so ours' TLS, with the
+	// server's key pinned, runs through it end to end.
+	addr := map[string]string{"ours": ours.addr, "rsync": rs.addr}
+	relays := map[string]*relay.Relay{}
+	if sc.relay {
+		rlog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		for tool, target := range map[string]string{"ours": ours.addr, "rsync": rs.addr} {
+			r, err := relay.Listen(ctx, rlog, "127.0.0.1:0", target, b.link)
+			if err != nil {
+				return nil, err
+			}
+			defer r.Close()
+			relays[tool] = r
+			addr[tool] = r.Addr()
+		}
+		step("  through relays at %s: ours via %s, rsync via %s", b.linkName(), addr["ours"], addr["rsync"])
+	}
+	served := b.dirs[sc.serve]
 	res := map[string]*result{}
 	for _, tool := range []string{"ours", "rsync"} {
-		res[tool] = &result{scenario: sc.name, tool: tool, clients: sc.clients, syncs: sc.clients * b.runs}
+		res[tool] = &result{scenario: row, tool: tool, clients: sc.clients, syncs: sc.clients * b.runs, relayed: sc.relay}
 	}
 	for i := 0; i <= b.runs; i++ {
 		if i == 1 {
@@ -1157,13 +1319,21 @@ func (b *bench) scenario(ctx context.Context, sc scenario) ([]*result, error) {
 			var check func([]byte) error
 			for k, d := range dests {
 				if tool == "ours" {
-					cmds[k] = b.oursCmd(ctx, ours.addr, d, sc.ours...)
+					cmds[k] = b.oursCmd(ctx, addr[tool], d, sc.ours...)
 					check = b.checkTransport
 				} else {
-					cmds[k] = rsyncCmd(ctx, rs.addr, sc.serve, d)
+					cmds[k] = rsyncCmd(ctx, addr[tool], sc.serve, d, b.rsyncExtra(sc)...)
 				}
 			}
+			var up0, down0 int64
+			if r := relays[tool]; r != nil {
+				up0, down0 = r.Bytes()
+			}
 			s, err := runMany(ctx, cmds, check)
+			if r := relays[tool]; r != nil {
+				up, down := r.Bytes()
+				s.relayBytes = up - up0 + down - down0
+			}
 			if err != nil {
 				if tool == "ours" {
 					data, _ := os.ReadFile(ours.log)
@@ -1176,7 +1346,11 @@ func (b *bench) scenario(ctx context.Context, sc scenario) ([]*result, error) {
 				label = fmt.Sprintf("run %d/%d", i, b.runs)
 				res[tool].samples = append(res[tool].samples, s)
 			}
-			step("  %-5s %-9s %8.3f s  wire %s  client RSS %s", tool, label, s.wall.Seconds(), fmtBytes(float64(s.wire)), fmtKiB(s.clientRSS))
+			through := ""
+			if sc.relay {
+				through = "  through the relay " + fmtBytes(float64(s.relayBytes))
+			}
+			step("  %-5s %-9s %8.3f s  wire %s  client RSS %s%s", tool, label, s.wall.Seconds(), fmtBytes(float64(s.wire)), fmtKiB(s.clientRSS), through)
 			if i == 0 || i == b.runs {
 				check := []string{dests[0]}
 				if len(dests) > 1 {
@@ -1224,7 +1398,99 @@ func (b *bench) header(ctx context.Context, w io.Writer, args []string, specs []
 			fmt.Fprintf(w, "  - %s = `next -in %s %s`\n", s.name, s.from, strings.Join(s.args, " "))
 		}
 	}
+	if len(b.goDesc) > 0 {
+		fmt.Fprintf(w, "- Go trees from the Go module proxy (GOPROXY=%s), `go mod download -json` and extracted once (module prefix stripped, the zip's modes and mtimes kept) into %s:\n", strings.TrimSpace(outputOf(ctx, "", goCmd(), "env", "GOPROXY")), b.top)
+		for _, r := range goReleases {
+			if d, ok := b.goDesc[r.tree]; ok {
+				files, size := treeSize(b.dirs[r.tree])
+				fmt.Fprintf(w, "  - %s = %s: %d files, %s\n", r.tree, d, files, fmtBytes(float64(size)))
+			}
+		}
+	}
+	if b.anyRelay {
+		rz := "rsync without -z, as in every row"
+		if b.relayZ {
+			rz = "rsync with -z (-relay-rsync-z)"
+		}
+		fmt.Fprintf(w, "- relay (the rows \"via ...\"): %s, a token bucket per direction shared by the relay's connections, writes of %d KiB; ours with --compress yes there, %s\n", b.linkName(), relay.DefaultChunk>>10, rz)
+	}
 	fmt.Fprintln(w)
+}
+
+// rsyncExtra is what rsync gets on top of -a --delete --stats.
+func (b *bench) rsyncExtra(sc scenario) []string {
+	if sc.relay && b.relayZ {
+		return []string{"-z"}
+	}
+	return nil
+}
+
+// rowName is a scenario's row in the table: its title (or name), and the
+// link for a relayed one.
+func (b *bench) rowName(sc scenario) string {
+	n := sc.name
+	if sc.title != "" {
+		n = sc.title
+	}
+	if sc.relay {
+		n += " via " + b.linkName()
+	}
+	return n
+}
+
+// linkName describes the relay's link: "20 Mbit/s, 10ms one way".
+func (b *bench) linkName() string {
+	n := strconv.FormatFloat(b.mbit, 'f', -1, 64) + " Mbit/s"
+	if b.link.Latency > 0 {
+		n += ", " + b.link.Latency.String() + " one way"
+	}
+	return n
+}
+
+// treeSize counts a tree's regular files and their bytes.
+func treeSize(dir string) (files int, size int64) {
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				files++
+				size += fi.Size()
+			}
+		}
+		return nil
+	})
+	return files, size
+}
+
+// writeExtraNotes says how the go-upgrade and relayed rows were measured,
+// when the table holds any, with the bytes that crossed the relay.
+func (b *bench) writeExtraNotes(w io.Writer, results []*result) {
+	var relayed []*result
+	goRows := false
+	for _, r := range results {
+		if r.relayed {
+			relayed = append(relayed, r)
+		}
+		if strings.HasPrefix(r.scenario, goUpgradeTitle) {
+			goRows = true
+		}
+	}
+	if goRows {
+		fmt.Fprintf(w, "\ngo-upgrade: the server serves go1.25.1 (build %s), the client starts from go1.25.0: ours from a folder synced once from a server of go1.25.0 (build %s; the same state folder as the go1.25.1 server, as one server publishing both releases would have), rsync from a plain copy (cp -a) of go1.25.0. Every file's mtime differs between the two releases, so rsync's quick check passes no file and it runs its delta over all of them.\n", newBuild, oldBuild)
+	}
+	if len(relayed) > 0 {
+		rz := "rsync runs without -z, as in every row"
+		if b.relayZ {
+			rz = "rsync runs with -z there (-relay-rsync-z)"
+		}
+		fmt.Fprintf(w, "\nvia %s: ours (smartclient --server RELAY) and rsync (rsync://RELAY/MODULE/) each through a relay of their own on 127.0.0.1 in front of the same servers (scripts/bench/relay: a token bucket per direction, %d KiB writes, each chunk delivered %v after it left); one tool runs at a time, so each has the link to itself. Ours runs with --compress yes there, which is what its --compress auto chooses on any link that is not loopback (through the relay it sees 127.0.0.1 and would not compress); %s. The wire column is the tools' own count as in every row; the relay's count, the TCP payload in both directions (ours' TLS handshake and records included), median of the counted runs:\n\n", b.linkName(), relay.DefaultChunk>>10, b.link.Latency, rz)
+		for _, r := range relayed {
+			var v []float64
+			for _, s := range r.samples {
+				v = append(v, float64(s.relayBytes))
+			}
+			fmt.Fprintf(w, "- %s, %s: %s\n", r.scenario, r.tool, fmtBytes(median(v)))
+		}
+	}
 }
 
 func outputOf(ctx context.Context, dir, name string, args ...string) string {
