@@ -55,6 +55,10 @@ type patcher struct {
 	offered map[*index.Manifest]*manifestOffers // offers per manifest, for gen
 	// made counts the patches made, for tests and the log.
 	made int
+	// The patches made since the queue was last empty, for the log;
+	// used by run only.
+	batch, batchKept int
+	batchStart       time.Time
 }
 
 type patchJob struct {
@@ -157,6 +161,9 @@ func (p *patcher) plan(osName string, n uint64) {
 		added++
 	}
 	p.mu.Unlock()
+	if added == 0 {
+		p.log.Info("no patches to make for the release: every one it needs is made", "os", osName, "release", n)
+	}
 	if added > 0 {
 		p.log.Info("making patches from the older releases kept, in the background", "os", osName, "release", n, "patches", added)
 		select {
@@ -186,6 +193,10 @@ func (p *patcher) run(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		if !ok {
+			if p.batch > 0 {
+				p.log.Info("made the patches planned", "patches", p.batch, "kept", p.batchKept, "took", time.Since(p.batchStart).Round(time.Millisecond))
+				p.batch, p.batchKept = 0, 0
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -194,7 +205,14 @@ func (p *patcher) run(ctx context.Context) {
 			}
 		}
 		start := time.Now()
+		if p.batch == 0 {
+			p.batchStart = start
+		}
 		size, kept, err := p.make(ctx, j)
+		p.batch++
+		if kept {
+			p.batchKept++
+		}
 		p.mu.Lock()
 		delete(p.queued, [2]releases.Hash{j.base, j.new})
 		if err == nil && kept {

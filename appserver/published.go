@@ -360,3 +360,20 @@ func (s *Server) PublishedStatus(osName string) string {
 	}
 	return ""
 }
+
+// watchPublished loads the releases published for every OS now and every
+// interval until ctx is done: a stat of each pointer.
+func (s *Server) watchPublished(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for _, ix := range s.indexes {
+			s.pub.served(s, ix, ix.Latest())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -253,11 +253,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 	s.upd.start(ctx)
 	s.feed.start(ctx)
-	// The published releases are loaded now rather than at the first
-	// client, so that their patches are made before it comes.
-	for _, ix := range s.indexes {
-		s.pub.served(s, ix, ix.Latest())
-	}
+	// The published releases are loaded now, and looked for every 2 s,
+	// rather than at the next client only, so that the log says at once
+	// what a publish changed and their patches are made before clients
+	// come.
+	s.wg.Go(func() { s.watchPublished(ctx, 2*time.Second) })
 	s.wg.Go(func() { s.patches.run(ctx) })
 	oses := slices.Sorted(maps.Keys(s.indexes))
 	s.wg.Go(func() {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -239,28 +240,84 @@ type release struct {
 	state string // the server's state folder
 }
 
-// publishRelease makes rel.dir the linux release rel.build of an appserver.
-// startOurs calls it twice: while it writes the server's AppServer.ini (srv
-// nil; the [UPDATE] section is open in ini, Enable and MinClientBuild
-// written), and once the server is listening (srv the running server).
+// publishRelease makes rel.dir the linux release rel.build of an appserver,
+// as an administrator does: with `appserver publish` into the server's
+// release history. startOurs calls it twice: while it writes the server's
+// AppServer.ini (srv nil; the [UPDATE] section is open in ini), where the
+// update folder is an empty one, never served once a release is published;
+// and once the server is listening (srv the running server), when it
+// publishes and waits for the server to serve the release and to have made
+// its patches from the releases kept before it (issue 23: "deltas from
+// history"), so that the timed runs measure serving, not making patches.
 //
-// Today a release is the update folder: it writes [UPDATE] PathLinux and
-// Build into the INI, and the server is (re)started for each release.
-//
-// TODO(issue 23): once `appserver publish` exists, publish instead: write
-// no PathLinux/Build (or whatever a server waiting for its first release
-// needs), and when srv is not nil run
-//
-//	bin/appserver publish --config rel.ini --os linux --build rel.build rel.dir
-//
-// (exec with the context; its output into the error). The Go trees share
-// one state folder (goStateFolder), so a server that published go1.25.0 for
-// the template keeps it in its history when go1.25.1 is published for the
-// go-upgrade scenarios, and deltas from history can show in those rows.
+// Trees that follow each other (v1 and v2, the Go releases, big1 and its
+// next versions) share a state folder (stateFolder), so the history of the
+// server of the later one holds the earlier. --rollback lets a run publish
+// the older tree again after the newer one (the template of a scenario is
+// synced from the older).
 func (b *bench) publishRelease(ctx context.Context, ini *strings.Builder, srv *server, rel release) error {
-	if srv != nil {
-		return nil // today everything is in the INI, read at start-up
+	if srv == nil {
+		empty := filepath.Join(b.work, "empty-update-folder")
+		if err := os.MkdirAll(empty, 0o755); err != nil {
+			return err
+		}
+		fmt.Fprintf(ini, "PathLinux=%s\nBuild=%s\n", empty, rel.build)
+		return nil
 	}
-	fmt.Fprintf(ini, "PathLinux=%s\nBuild=%s\n", rel.dir, rel.build)
-	return nil
+	mark := 0
+	if data, err := os.ReadFile(srv.log); err == nil {
+		mark = len(data)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(b.root, "bin", "appserver"), "publish", "--config", rel.ini,
+		"--state", rel.state, "--os", "linux", "--build", rel.build, "--rollback", rel.dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("appserver publish: %w\n%s", err, out)
+	}
+	step("%s", strings.TrimSpace(firstLine(string(out))))
+	// The server looks at the history every 2 s; then it plans and makes
+	// the patches in the background.
+	deadline := time.Now().Add(10 * time.Minute)
+	served := regexp.MustCompile(`msg="serving a published release".* build=` + regexp.QuoteMeta(rel.build) + ` `)
+	for {
+		data, _ := os.ReadFile(srv.log)
+		if mark > len(data) {
+			mark = 0
+		}
+		tail := data[mark:]
+		if loc := served.FindIndex(tail); loc != nil {
+			rest := string(tail[loc[1]:])
+			if strings.Contains(rest, "no patches to make") || strings.Contains(rest, "made the patches planned") {
+				if i := strings.Index(rest, "made the patches planned"); i >= 0 {
+					step("%s", strings.ReplaceAll(strings.TrimSpace(firstLine(rest[i:])), `"`, ""))
+				}
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the server did not serve build %s and make its patches within 10 minutes:\n%s", rel.build, tail)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-srv.done:
+			return fmt.Errorf("the appserver exited while its release was published")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// stateFolder is the state folder of the server of tree: trees that are
+// releases of one application share one, so that its release history
+// holds the earlier release when the later one is published.
+func stateFolder(tree string) string {
+	switch {
+	case isGoTree(tree):
+		return goStateFolder
+	case tree == "v1" || tree == "v2":
+		return "app"
+	case strings.HasPrefix(tree, "big"):
+		return "big"
+	}
+	return tree
 }

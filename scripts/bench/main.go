@@ -865,7 +865,7 @@ var (
 // waits until it logs its address and the fingerprint of its key. The
 // release is published with publishRelease.
 func (b *bench) startOurs(ctx context.Context, tree, tag string) (*server, error) {
-	rel := release{tree: tree, dir: b.dirs[tree], build: newBuild, state: filepath.Join(b.work, "state", tree)}
+	rel := release{tree: tree, dir: b.dirs[tree], build: newBuild, state: filepath.Join(b.work, "state", stateFolder(tree))}
 	switch {
 	case tree == "v1" || tree == "big1":
 		rel.build = oldBuild
@@ -875,7 +875,6 @@ func (b *bench) startOurs(ctx context.Context, tree, tag string) (*server, error
 				rel.build = r.build
 			}
 		}
-		rel.state = filepath.Join(b.work, "state", goStateFolder)
 	}
 	if rel.dir == "" {
 		return nil, fmt.Errorf("no folder for the tree %s", tree)
