@@ -85,6 +85,17 @@ func (r *Record) Bytes() int64 {
 	return n
 }
 
+// crashHook, when a test sets it, is called at every step of a publish
+// that writes (see TestCrashPoints): the test's child process exits there,
+// as a killed publish would.
+var crashHook func(point string)
+
+func crashPoint(point string) {
+	if crashHook != nil {
+		crashHook(point)
+	}
+}
+
 // Store is the release history under one state folder.
 type Store struct {
 	Dir string // STATE/releases
@@ -285,10 +296,12 @@ func (s *Store) Add(ctx context.Context, files []Entry, open Opener) (Added, err
 		}
 		added.Objects++
 		added.Bytes += e.Size
+		crashPoint("object staged")
 	}
 	if err := syncTree(staging); err != nil {
 		return added, fmt.Errorf("making the new objects durable: %w", err)
 	}
+	crashPoint("objects synced")
 	dirs := map[string]bool{}
 	for _, e := range todo {
 		name := filepath.FromSlash(ObjectName(e.Hash))
@@ -302,6 +315,7 @@ func (s *Store) Add(ctx context.Context, files []Entry, open Opener) (Added, err
 		if err := os.Rename(filepath.Join(staging, e.Hash.String()), filepath.Join(objects, name)); err != nil {
 			return added, fmt.Errorf("moving an object into place: %w", err)
 		}
+		crashPoint("object placed")
 	}
 	for dir := range dirs {
 		if err := atomicfile.SyncDir(dir); err != nil {
@@ -346,7 +360,12 @@ func (s *Store) Commit(r *Record) error {
 	if err := atomicfile.WriteJSON(s.recordFile(r.OS, r.Number), r, 0o644); err != nil {
 		return fmt.Errorf("writing the record of release %d: %w", r.Number, err)
 	}
-	return s.Point(r.OS, r.Number)
+	crashPoint("record written")
+	if err := s.Point(r.OS, r.Number); err != nil {
+		return err
+	}
+	crashPoint("pointer written")
+	return nil
 }
 
 // Point makes release n of osName the one served; its record must exist.
@@ -390,6 +409,7 @@ func (s *Store) Prune(osName string, keep int, pinned ...uint64) (Pruned, error)
 			return p, fmt.Errorf("removing release %d of %s: %w", n, osName, err)
 		}
 		p.Releases = append(p.Releases, n)
+		crashPoint("record pruned")
 	}
 	used, err := s.used()
 	if err != nil {
@@ -428,6 +448,7 @@ func (s *Store) Prune(osName string, keep int, pinned ...uint64) (Pruned, error)
 			if info != nil {
 				p.Bytes += info.Size()
 			}
+			crashPoint("object pruned")
 		}
 	}
 	return p, nil
