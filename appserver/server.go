@@ -742,6 +742,12 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 	} else if err := s.sendEncoded(ss, wire.Frames); err != nil {
 		return err
 	}
+	if get.Flags&syncproto.GetPatches != 0 {
+		// Patches from history: none offered yet (one empty frame).
+		if err := ss.w.Write(syncproto.PatchOffer{}); err != nil {
+			return err
+		}
+	}
 	if err := ss.w.Flush(); err != nil {
 		return err
 	}
