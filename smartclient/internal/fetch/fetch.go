@@ -1,9 +1,10 @@
 // Package fetch receives a release's files into the staging folder: the
-// request (whole files, or deltas from the installed versions by their
-// content-defined chunks or rsync-style block sums), the receiving loop
-// that verifies every file's size and BLAKE3 hash as it streams, the
-// writers beside it, the links made in staging, and the files a failed
-// transfer keeps for the next one.
+// request (whole files, patches from the installed versions that the
+// server offers from its history, or deltas from the installed versions
+// by their content-defined chunks or rsync-style block sums), the
+// receiving loop that verifies every file's size and BLAKE3 hash as it
+// streams, the writers beside it, the links made in staging, and the
+// files a failed transfer keeps for the next one.
 //
 // It imports the install, state, manifest and session packages, and
 // nothing else of the client.

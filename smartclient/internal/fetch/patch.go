@@ -281,7 +281,7 @@ func (f *Fetcher) applyPatch(ctx context.Context, rf manifest.File, d *Delta, w 
 			if _, err := pw.Write(m.Data); err != nil {
 				// Apply stopped before the patch's end: its error
 				// says why.
-				return syncproto.FileEnd{}, failed(<-applied)
+				return syncproto.FileEnd{}, failed(cmp(<-applied, err))
 			}
 		case syncproto.FileEnd:
 			if sent != d.patch.Size {
