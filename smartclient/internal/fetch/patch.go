@@ -192,11 +192,10 @@ func (f *Fetcher) receivePatch(ctx context.Context, rf manifest.File, d *Delta) 
 		return fmt.Errorf("receiving %s: %w", rf.Path, err)
 	}
 	var end syncproto.FileEnd
+	_, viaPatch := first.(syncproto.FilePatch)
 	switch first.(type) {
 	case syncproto.FilePatch:
-		if end, err = f.applyPatch(ctx, rf, d, w, first); err == nil {
-			f.patched++
-		}
+		end, err = f.applyPatch(ctx, rf, d, w, first)
 	case syncproto.FileData:
 		f.log.Info("the server sent a file whole instead of the patch asked for", "path", rf.Path)
 		end, err = f.wholeInstead(rf, w, first)
@@ -224,6 +223,9 @@ func (f *Fetcher) receivePatch(ctx context.Context, rf manifest.File, d *Delta) 
 		return fmt.Errorf("staging %s: %w", rf.Path, closed)
 	}
 	done = true
+	if viaPatch {
+		f.patched++
+	}
 	f.progress.FileDone()
 	return nil
 }
