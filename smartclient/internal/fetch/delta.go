@@ -66,9 +66,9 @@ func (d *Delta) hasBase() bool { return len(d.base) > 0 || len(d.sums) > 0 }
 func (d *Delta) refCount() int { return len(d.base) + len(d.sums) }
 
 // PlanDeltas decides, for each file to download, whether to ask for it as
-// a patch from offers (see planPatch), or as a delta, and cuts or looks
-// up its base's chunks. Any problem with a base
-// just means the file is fetched whole. Bases are looked at by
+// a patch from offers (see planPatch) or as a delta, and cuts or looks up
+// its base's chunks. Any problem with a base just means the file is
+// fetched whole. Bases are looked at by
 // deltaWorkers at once (reading and cutting them is most of the work);
 // the chunk references a session may name are counted in download's
 // order, so the outcome does not depend on which finished first. Without
