@@ -25,8 +25,10 @@
 //     install lacks are made (plan.go, preflight.go);
 //  5. fetch into .smartclient/staging, verifying every file's size and
 //     BLAKE3 hash as it streams; a file whose path holds an older version
-//     comes as a delta from it, small files are written beside the
-//     receiving loop; links and empty folders are made there from the
+//     comes as a patch from it when the server offers one from the
+//     content the state records there (patches from history, offered
+//     after the manifest), else as a delta; small files are written
+//     beside the receiving loop; links and empty folders are made there from the
 //     manifest (internal/fetch);
 //  6. back up the install into bkp_remote.00N (rotating three,
 //     internal/backup), then switch by renames under a journal made

@@ -29,6 +29,7 @@ import (
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/smartclient/internal/hostiletest"
+	"github.com/erpupdate/smartsync/smartclient/internal/state"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -69,6 +70,9 @@ type scene struct {
 	// kept: the install keeps the manifest of old, as the client keeps
 	// the last one it received.
 	kept bool
+	// recorded: the client's state records the files of old, as after
+	// the sync that installed them (see recordInstall).
+	recorded bool
 }
 
 // classic is the scene of most lies: the files of the new release are
@@ -156,6 +160,10 @@ func hostileRunIn(t *testing.T, l hostiletest.Lie, sc scene) (hostiletest.Saw, s
 	if sc.kept {
 		keepManifest(t, dir, sc.old())
 	}
+	var recorded map[string]state.FileState
+	if sc.recorded {
+		recorded = recordInstall(t, dir, sc.old())
+	}
 	before := wholeTree(t, dir)
 	release := sc.release()
 	addr, wait := hostiletest.Serve(t, l, release)
@@ -200,9 +208,23 @@ func hostileRunIn(t *testing.T, l hostiletest.Lie, sc scene) (hostiletest.Saw, s
 			if k == ".smartclient/manifest.cache" && l.DropsKept && after[k] == "" {
 				continue
 			}
+			// A failed sync records its outcome in the state, whose
+			// files must stay as they were (below).
+			if k == state.File && sc.recorded {
+				continue
+			}
 			if before[k] != after[k] {
 				t.Errorf("install changed: %s: was %q, is %q", k, before[k], after[k])
 			}
+		}
+	}
+	if l.Want != nil && sc.recorded {
+		st, err := state.Read(dir)
+		if err == nil {
+			err = st.LoadFiles()
+		}
+		if err != nil || !maps.Equal(st.Files, recorded) {
+			t.Errorf("the state's files after the lie: %v, %v; want %v", st.Files, err, recorded)
 		}
 	}
 	entries, rerr := os.ReadDir(parent)

@@ -145,6 +145,7 @@ type Result struct {
 	Removed      int
 	Reused       int    // files a failed sync had already downloaded
 	Copied       int64  // bytes of fetched files taken from their installed versions (deltas)
+	Patched      int    // files received as patches from their installed versions (their patches count in WireBytes)
 	Kept         int    // preserved files left as they were
 	Backup       string // backup folder made, if any
 	Message      string // for Disabled: the server's reason
@@ -157,7 +158,8 @@ type Result struct {
 }
 
 // Change is one thing a sync would do to the install, as Options.List
-// asks: Kind is "fetch", "link", "mkdir", "retime" or "remove".
+// asks: Kind is "fetch", "patch" (fetch as a patch from the installed
+// version), "link", "mkdir", "retime" or "remove".
 type Change struct {
 	Kind, Path string
 }
@@ -550,6 +552,9 @@ type attempt struct {
 	backupCtx  context.Context
 	stopBackup context.CancelFunc
 	deltas     map[int]*fetch.Delta
+	// offers are the server's patches from history that the client can
+	// use (see fetch.ReadOffers).
+	offers fetch.Offers
 
 	// The publisher's signed release (see trust.go): what the client
 	// trusts, and what it verified of this release (nil: unsigned).
@@ -756,6 +761,9 @@ func (a *attempt) askManifest() (*manifest.Manifest, error) {
 	if a.cache.Sketching() {
 		a.get.Flags |= syncproto.GetSketch
 	}
+	// The server follows the manifest with the patches it holds from
+	// older releases (syncproto's doc, "Patches from history").
+	a.get.Flags |= syncproto.GetPatches
 	if err := a.c.Send(a.get); err != nil {
 		a.cache.Close()
 		return nil, fmt.Errorf("asking for the manifest: %w", err)
@@ -768,6 +776,14 @@ func (a *attempt) askManifest() (*manifest.Manifest, error) {
 	// The count is at most syncproto.MaxFiles; a hostile one makes the
 	// collector lazier, no worse.
 	man, err := manifest.Read(src, manifest.Options{Cache: a.cache, Send: a.c.Send, Count: sizeMemory})
+	if err == nil {
+		// The offers are kept only for the files the state records
+		// (see fetch.ReadOffers): its files are needed now, not at the
+		// plan. A state that cannot be read keeps none, and fails the
+		// plan.
+		a.st.LoadFiles()
+		a.offers, err = fetch.ReadOffers(a.c, man, a.st)
+	}
 	if err == nil {
 		err = a.checkRelease(man)
 	}
@@ -889,6 +905,18 @@ func (a *attempt) checkOnly() (*Result, error) {
 	a.res.Linked = len(a.p.links)
 	if a.o.List {
 		a.res.Planned = a.p.changes(a.man)
+		// A file the sync would ask for as a patch is listed so.
+		patch := map[string]bool{}
+		for _, i := range a.p.fetch {
+			if fetch.PatchPlanned(a.root, a.st, a.man, i, a.offers) {
+				patch[a.man.File(i).Path] = true
+			}
+		}
+		for k, c := range a.res.Planned {
+			if c.Kind == "fetch" && patch[c.Path] {
+				a.res.Planned[k].Kind = "patch"
+			}
+		}
 	}
 	if err := fetch.Request(a.c, nil, nil); err != nil {
 		return nil, fmt.Errorf("ending the check: %w", err)
@@ -906,7 +934,7 @@ func (a *attempt) preflight() error {
 	go func() { pre <- preflight(a.root, a.man, a.p, a.free) }()
 	// Files the last attempt left whole are taken out of the deltas
 	// when they are moved back to staging (see download).
-	a.deltas = fetch.PlanDeltas(a.root, a.st, a.man, a.p.fetch, !a.o.noBlocks, a.o.Log)
+	a.deltas = fetch.PlanDeltas(a.root, a.st, a.man, a.p.fetch, a.offers, !a.o.noBlocks, a.o.Log)
 	if err := <-pre; err != nil {
 		a.dropBackup()
 		a.report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
@@ -950,6 +978,7 @@ func (a *attempt) download() error {
 		return err
 	}
 	a.res.Fetched, a.res.FetchedBytes, a.res.WireBytes, a.res.Copied = len(download), a.p.fetchBytes-reusedBytes, fe.Wire(), fe.Copied()
+	a.res.Patched = fe.Patched()
 	if err := fetch.StageLinks(a.root, a.man, a.p.links); err != nil {
 		return err
 	}

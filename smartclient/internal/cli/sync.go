@@ -132,8 +132,8 @@ is asked to stop. run exits with the program's exit status.`
 		// The window goes before the program starts.
 		u.Close()
 		if f.stats && res != nil {
-			fmt.Fprintf(e.stdout, "stats: received=%d sent=%d fetched=%d reused=%d file_bytes=%d\n",
-				res.Received, res.Sent, res.Fetched, res.Reused, res.WireBytes)
+			fmt.Fprintf(e.stdout, "stats: received=%d sent=%d fetched=%d reused=%d file_bytes=%d patched=%d\n",
+				res.Received, res.Sent, res.Fetched, res.Reused, res.WireBytes, res.Patched)
 		}
 		if run && code != ExitUsage && code != ExitInterrupted {
 			// The old installation still works after a failed update,

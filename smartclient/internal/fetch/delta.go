@@ -55,6 +55,7 @@ type Delta struct {
 	baseMtime int64
 	wantList  bool
 	list      []syncproto.ChunkRef // the new file's chunks, as the server sent them
+	patch     *syncproto.PatchRef  // the patch offered from the installed version (see patch.go)
 }
 
 // hasBase reports whether the server's answer may copy from the base.
@@ -65,13 +66,14 @@ func (d *Delta) hasBase() bool { return len(d.base) > 0 || len(d.sums) > 0 }
 func (d *Delta) refCount() int { return len(d.base) + len(d.sums) }
 
 // PlanDeltas decides, for each file to download, whether to ask for it as
-// a delta, and cuts or looks up its base's chunks. Any problem with a base
-// just means the file is fetched whole. Bases are looked at by
+// a patch from offers (see planPatch) or as a delta, and cuts or looks up
+// its base's chunks. Any problem with a base just means the file is
+// fetched whole. Bases are looked at by
 // deltaWorkers at once (reading and cutting them is most of the work);
 // the chunk references a session may name are counted in download's
 // order, so the outcome does not depend on which finished first. Without
 // blocks, no file is asked for by block sums.
-func PlanDeltas(root *install.Disk, st *state.State, man *manifest.Manifest, download []int, blocks bool, log *slog.Logger) map[int]*Delta {
+func PlanDeltas(root *install.Disk, st *state.State, man *manifest.Manifest, download []int, offers Offers, blocks bool, log *slog.Logger) map[int]*Delta {
 	found := make([]*Delta, len(download))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -83,7 +85,11 @@ func PlanDeltas(root *install.Disk, st *state.State, man *manifest.Manifest, dow
 				if k >= len(download) {
 					return
 				}
-				found[k] = planDelta(root, st, man.File(download[k]), blocks, &scratch, log)
+				var offer *syncproto.PatchRef
+				if o, ok := offers[download[k]]; ok {
+					offer = &o
+				}
+				found[k] = planDelta(root, st, man.File(download[k]), offer, blocks, &scratch, log)
 			}
 		})
 	}
@@ -103,6 +109,9 @@ func PlanDeltas(root *install.Disk, st *state.State, man *manifest.Manifest, dow
 				continue
 			}
 		}
+		if d.patch != nil {
+			log.Info("fetching a file as a patch from the installed version", "path", man.File(i).Path, "patch_bytes", d.patch.Size)
+		}
 		refs += d.refCount()
 		deltas[i] = d
 	}
@@ -117,8 +126,13 @@ const sumRead = 64 << 10
 
 // planDelta is PlanDeltas' decision for one file: nil to fetch it whole
 // without a chunk list.
-func planDelta(root *install.Disk, st *state.State, rf manifest.File, blocks bool, scratch *[]byte, log *slog.Logger) *Delta {
+func planDelta(root *install.Disk, st *state.State, rf manifest.File, offer *syncproto.PatchRef, blocks bool, scratch *[]byte, log *slog.Logger) *Delta {
 	fi, err := root.Lstat(rf.Path)
+	if err == nil {
+		if d := planPatch(st, rf, offer, fi); d != nil {
+			return d
+		}
+	}
 	if blocks && err == nil && fi.Mode().IsRegular() && rf.Size >= blockMin && rf.Size <= syncproto.MaxBlockFile && rf.Size < listMin && fi.Size() >= blockMin {
 		if bs := blockSizeFor(fi.Size()); bs <= syncproto.MaxBlockSize {
 			d := &Delta{blockSize: bs, baseSize: fi.Size(), baseMtime: fi.ModTime().UnixNano()}

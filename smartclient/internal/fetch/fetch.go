@@ -1,9 +1,10 @@
 // Package fetch receives a release's files into the staging folder: the
-// request (whole files, or deltas from the installed versions by their
-// content-defined chunks or rsync-style block sums), the receiving loop
-// that verifies every file's size and BLAKE3 hash as it streams, the
-// writers beside it, the links made in staging, and the files a failed
-// transfer keeps for the next one.
+// request (whole files, patches from the installed versions that the
+// server offers from its history, or deltas from the installed versions
+// by their content-defined chunks or rsync-style block sums), the
+// receiving loop that verifies every file's size and BLAKE3 hash as it
+// streams, the writers beside it, the links made in staging, and the
+// files a failed transfer keeps for the next one.
 //
 // It imports the install, state, manifest and session packages, and
 // nothing else of the client.
@@ -31,8 +32,8 @@ import (
 )
 
 // Request asks on c for the files to fetch, in order: whole files by
-// their indices, those deltas holds (see PlanDeltas) with DeltaRequest or
-// BlockRequest; then RequestEnd.
+// their indices, those deltas holds (see PlanDeltas) with PatchRequest,
+// DeltaRequest or BlockRequest; then RequestEnd.
 func Request(c *session.Conn, indices []int, deltas map[int]*Delta) error {
 	c.ExtendWrite()
 	var batch []uint32
@@ -55,6 +56,13 @@ func Request(c *session.Conn, indices []int, deltas map[int]*Delta) error {
 		}
 		if err := flush(); err != nil {
 			return err
+		}
+		if d.patch != nil {
+			c.ExtendWrite()
+			if err := c.Write(syncproto.PatchRequest{Index: uint32(i), Base: d.patch.Base}); err != nil {
+				return err
+			}
+			continue
 		}
 		if d.sums != nil {
 			c.ExtendWrite()
@@ -115,6 +123,7 @@ type Fetcher struct {
 	deltas   map[int]*Delta
 	log      *slog.Logger
 	copied   int64 // bytes taken from installed versions (deltas)
+	patched  int   // files received as patches
 	writers  *writers
 	flush    *install.Flusher
 }
@@ -130,6 +139,10 @@ func (f *Fetcher) Wire() int64 { return f.wire }
 
 // Copied returns the bytes taken from installed versions (deltas).
 func (f *Fetcher) Copied() int64 { return f.copied }
+
+// Patched returns the files received as patches from their installed
+// versions; their patches' bytes count in Wire.
+func (f *Fetcher) Patched() int { return f.patched }
 
 // Fetch receives every file of order, as requested, into staging,
 // verifying each one's size and BLAKE3 hash as it streams. A file that
@@ -181,7 +194,7 @@ func (f *Fetcher) receive(ctx context.Context, order []int) error {
 		if err := f.writers.failed(); err != nil {
 			return err
 		}
-		if err := f.fetchOne(i, rf); err != nil {
+		if err := f.fetchOne(ctx, i, rf); err != nil {
 			return err
 		}
 		f.flush.Wrote(rf.Size)
@@ -253,6 +266,8 @@ func (f *Fetcher) receiveSmall(rf manifest.File, d *Delta) error {
 			got += int64(m.Len)
 			f.copied += int64(m.Len)
 			f.progress.Add(int64(m.Len))
+		case syncproto.FilePatch:
+			return fail(fmt.Errorf("receiving %s: the server sent a patch for a file not asked for as one: %w", rf.Path, syncproto.ErrUnexpected))
 		default:
 			return fail(fmt.Errorf("receiving %s: expected FileData or FileCopy, got %v: %w", rf.Path, m.Type(), syncproto.ErrUnexpected))
 		}
@@ -474,7 +489,7 @@ func writeWhole(root *install.Disk, rf manifest.File, data []byte) (err error) {
 	return nil
 }
 
-func (f *Fetcher) fetchOne(index int, rf manifest.File) error {
+func (f *Fetcher) fetchOne(ctx context.Context, index int, rf manifest.File) error {
 	m, err := f.c.Expect(syncproto.MsgFileStart)
 	if err != nil {
 		return fmt.Errorf("receiving %s: %w", rf.Path, err)
@@ -485,6 +500,9 @@ func (f *Fetcher) fetchOne(index int, rf manifest.File) error {
 			rf.Path, start.Index, start.Size, index, rf.Size, syncproto.ErrUnexpected)
 	}
 	d := f.deltas[index]
+	if d != nil && d.patch != nil {
+		return f.receivePatch(ctx, rf, d)
+	}
 	if rf.Size <= wholeMax && (d == nil || (d.hasBase() && !d.wantList)) {
 		return f.receiveSmall(rf, d)
 	}
@@ -573,6 +591,8 @@ func (f *Fetcher) fetchOne(index int, rf manifest.File) error {
 				return err
 			}
 			f.copied += int64(m.Len)
+		case syncproto.FilePatch:
+			return fmt.Errorf("receiving %s: the server sent a patch for a file not asked for as one: %w", rf.Path, syncproto.ErrUnexpected)
 		default:
 			return fmt.Errorf("receiving %s: expected FileData or FileCopy, got %v: %w", rf.Path, m.Type(), syncproto.ErrUnexpected)
 		}

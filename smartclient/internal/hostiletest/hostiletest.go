@@ -2,26 +2,31 @@
 // real protocol over real TCP on 127.0.0.1, with lies built in (Lie): a
 // manifest that names what no client may write, a header that does not add
 // up, a stream that sends more or other bytes than declared, a delta that
-// copies past its base, a chunk list that lies. Serve tells a Lie to the
+// copies past its base, a chunk list that lies, a patch offer or a patch
+// that lies. Serve tells a Lie to the
 // client that connects and returns what it saw the client do (Saw), so
 // that a test of any package can drive a hostile peer and check that the
 // client refuses each lie with the error it names.
 //
-// It is for tests only, and imports syncproto and internal/cdc: nothing
-// of the client it lies to.
+// It is for tests only, and imports syncproto, internal/cdc and
+// internal/zpatch: nothing of the client it lies to.
 package hostiletest
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/internal/pki/pkitest"
+	"github.com/erpupdate/smartsync/internal/zpatch"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -69,11 +74,21 @@ type Lie struct {
 	// Release, when set, is sent as the signed release before the
 	// manifest (syncproto.Release).
 	Release []byte
-	// HangUp closes the connection right after the manifest.
+	// HangUp closes the connection right after the manifest, before
+	// any patch offer.
 	HangUp bool
 	// BySketch, when set, sends the entries after the header instead of
 	// the liar, with the client's sketch if it sent one (nil otherwise).
 	BySketch func(w *syncproto.Writer, h syncproto.ManifestHeader, entries []syncproto.ManifestEntry, sketch []uint64)
+	// Patches are the patches from history the liar holds: after the
+	// manifest, to a client that asks for them (GetPatches), it offers
+	// each, made with zpatch.Make from its base to the file of its
+	// index, and sends it honestly when asked (see Stream.Patch).
+	Patches []Patch
+	// Offers turns the honest offers of Patches into the PatchOffer
+	// frames sent; nil sends them honestly, in frames of at most
+	// MaxPatchOffers, one empty frame when there are none.
+	Offers func(honest []syncproto.PatchRef) []syncproto.PatchOffer
 	// Send answers the client's requests; nil sends what it asked for,
 	// honestly.
 	Send func(s *Stream)
@@ -102,8 +117,12 @@ type Saw struct {
 	Deltas map[uint32]*syncproto.DeltaRequest
 	// Blocks are the BlockRequests among asked, by index.
 	Blocks map[uint32]*syncproto.BlockRequest
-	Copied int64 // bytes the honest liar sent as FileCopy
-	Report *syncproto.Report
+	// Patches are the PatchRequests among asked, by index.
+	Patches map[uint32]*syncproto.PatchRequest
+	// PatchesAsked: the client set GetPatches in GetManifest.
+	PatchesAsked bool
+	Copied       int64 // bytes the honest liar sent as FileCopy
+	Report       *syncproto.Report
 	// reportOnly marks a session that only reported (see Serve).
 	reportOnly bool
 	ServerErr  error // the client broke the protocol before the lie was told
@@ -113,6 +132,13 @@ type Saw struct {
 	Again *Saw
 }
 
+// Patch is a patch from history the liar holds: from the file whose
+// content is Base to the release's file Index.
+type Patch struct {
+	Index int
+	Base  []byte
+}
+
 // Stream is the liar's side of the file transfer.
 type Stream struct {
 	Conn  net.Conn
@@ -120,6 +146,13 @@ type Stream struct {
 	Files []File
 	enc   *zstd.Encoder
 	Saw   *Saw
+	// patches are the bytes of the liar's patches, by index and base.
+	patches map[patchKey][]byte
+}
+
+type patchKey struct {
+	index uint32
+	base  [32]byte
 }
 
 // Msg sends m. Write errors are ignored here and below: a client that
@@ -149,9 +182,12 @@ func (s *Stream) File(i int) {
 	s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(f.Content)})
 }
 
-// Honest sends file i as it was asked for: whole, or as a delta.
+// Honest sends file i as it was asked for: whole, as a patch, or as a
+// delta.
 func (s *Stream) Honest(i int) {
-	if s.Saw.Deltas[uint32(i)] != nil || s.Saw.Blocks[uint32(i)] != nil {
+	if s.Saw.Patches[uint32(i)] != nil {
+		s.Patch(i)
+	} else if s.Saw.Deltas[uint32(i)] != nil || s.Saw.Blocks[uint32(i)] != nil {
 		s.Delta(i)
 	} else {
 		s.File(i)
@@ -175,6 +211,45 @@ func (s *Stream) Delta(i int) {
 	}
 	s.Assemble(f.Content, d.Bits, d.Chunks)
 	s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(f.Content)})
+}
+
+// PatchBytes returns the patch the client asked for file i with
+// (PatchRequest), nil when it asked for none.
+func (s *Stream) PatchBytes(i int) []byte {
+	r := s.Saw.Patches[uint32(i)]
+	if r == nil {
+		return nil
+	}
+	return s.patches[patchKey{r.Index, r.Base}]
+}
+
+// Patch sends file i honestly as the patch the client asked for: its
+// bytes in FilePatch frames of at most MaxChunk bytes.
+func (s *Stream) Patch(i int) {
+	f := s.Files[i]
+	s.Msg(syncproto.FileStart{Index: uint32(i), Size: uint64(len(f.Content))})
+	s.PatchData(s.PatchBytes(i))
+	s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(f.Content)})
+}
+
+// PatchData sends b as FilePatch frames of at most MaxChunk bytes.
+func (s *Stream) PatchData(b []byte) {
+	for len(b) > 0 {
+		n := min(len(b), syncproto.MaxChunk)
+		s.Msg(syncproto.FilePatch{Data: b[:n]})
+		b = b[n:]
+	}
+}
+
+// MakePatch returns the patch from base to content, as a server makes
+// it (zpatch.Make, default options).
+func MakePatch(base, content []byte) []byte {
+	var b bytes.Buffer
+	err := zpatch.Make(context.Background(), &b, bytes.NewReader(base), int64(len(base)), bytes.NewReader(content), int64(len(content)), zpatch.Options{})
+	if err != nil {
+		panic(err) // readers of memory do not fail, and test files are small
+	}
+	return b.Bytes()
 }
 
 // blockDelta sends file i honestly as the client asked for it with a
@@ -353,6 +428,8 @@ func tellLie(nc net.Conn, l Lie, files []File, saw *Saw) error {
 		return fmt.Errorf("got %v instead of GetManifest: %w", m.Type(), syncproto.ErrUnexpected)
 	}
 	sketch := m.(syncproto.GetManifest).Flags&syncproto.GetSketch != 0
+	saw.PatchesAsked = m.(syncproto.GetManifest).Flags&syncproto.GetPatches != 0
+	patches, offers := makePatches(l, files)
 	entries := Entries(files)
 	if l.Entries != nil {
 		entries = l.Entries(entries)
@@ -387,10 +464,13 @@ func tellLie(nc net.Conn, l Lie, files []File, saw *Saw) error {
 	}
 	if l.BySketch != nil {
 		l.BySketch(w, h, entries, sums)
+		if saw.PatchesAsked && !l.HangUp {
+			sendOffers(w, l, offers)
+		}
 		if err := w.Flush(); err != nil || l.HangUp {
 			return err
 		}
-		return answerRequests(nc, r, w, l, files, saw)
+		return answerRequests(nc, r, w, l, files, patches, saw)
 	}
 	d := syncproto.NewDigester(h)
 	for _, e := range entries {
@@ -405,18 +485,61 @@ func tellLie(nc net.Conn, l Lie, files []File, saw *Saw) error {
 	if sketch {
 		w.Write(syncproto.ManifestEnd{Digest: d.Sum()})
 	}
+	if saw.PatchesAsked && !l.HangUp {
+		sendOffers(w, l, offers)
+	}
 	if err := w.Flush(); err != nil || l.HangUp {
 		return err
 	}
-	return answerRequests(nc, r, w, l, files, saw)
+	return answerRequests(nc, r, w, l, files, patches, saw)
+}
+
+// makePatches makes the patches of l and their honest offers, sorted as
+// a server sorts them.
+func makePatches(l Lie, files []File) (map[patchKey][]byte, []syncproto.PatchRef) {
+	patches := map[patchKey][]byte{}
+	var offers []syncproto.PatchRef
+	for _, p := range l.Patches {
+		k := patchKey{uint32(p.Index), blake3.Sum256(p.Base)}
+		patches[k] = MakePatch(p.Base, files[p.Index].Content)
+		offers = append(offers, syncproto.PatchRef{Index: k.index, Base: k.base, Size: uint64(len(patches[k]))})
+	}
+	slices.SortFunc(offers, func(a, b syncproto.PatchRef) int {
+		if a.Index != b.Index {
+			return cmp.Compare(a.Index, b.Index)
+		}
+		return bytes.Compare(a.Base[:], b.Base[:])
+	})
+	return patches, offers
+}
+
+// sendOffers sends the offers after the manifest: as l.Offers makes
+// them of the honest ones, or honestly.
+func sendOffers(w *syncproto.Writer, l Lie, honest []syncproto.PatchRef) {
+	if l.Offers != nil {
+		for _, o := range l.Offers(honest) {
+			w.Write(o)
+		}
+		return
+	}
+	for {
+		n := min(len(honest), syncproto.MaxPatchOffers)
+		o := syncproto.PatchOffer{More: n < len(honest), Offers: honest[:n]}
+		w.Write(o)
+		honest = honest[n:]
+		if !o.More {
+			return
+		}
+	}
 }
 
 // answerRequests reads the client's answer to the manifest, requests or a
 // report when it gives up before downloading, or nothing when it hangs
 // up, and tells the rest of the lie.
-func answerRequests(nc net.Conn, r *syncproto.Reader, w *syncproto.Writer, l Lie, files []File, saw *Saw) error {
+func answerRequests(nc net.Conn, r *syncproto.Reader, w *syncproto.Writer, l Lie, files []File, patches map[patchKey][]byte, saw *Saw) error {
 	saw.Deltas = map[uint32]*syncproto.DeltaRequest{}
 	saw.Blocks = map[uint32]*syncproto.BlockRequest{}
+	saw.Patches = map[uint32]*syncproto.PatchRequest{}
 	var open *syncproto.DeltaRequest // a DeltaRequest with DeltaMore
 	for !saw.AskedEnd {
 		m, err := r.Read()
@@ -448,8 +571,18 @@ func answerRequests(nc net.Conn, r *syncproto.Reader, w *syncproto.Writer, l Lie
 			if m.Flags&syncproto.DeltaMore != 0 {
 				open = &m
 			}
+		case syncproto.PatchRequest:
+			if saw.Deltas[m.Index] != nil || saw.Blocks[m.Index] != nil || saw.Patches[m.Index] != nil {
+				return fmt.Errorf("client asked for %d twice", m.Index)
+			}
+			if patches[patchKey{m.Index, m.Base}] == nil {
+				// A real server refuses it (CodeBadRequest).
+				return fmt.Errorf("client asked for %d as a patch from %x, which was not offered", m.Index, m.Base)
+			}
+			saw.Asked = append(saw.Asked, m.Index)
+			saw.Patches[m.Index] = &m
 		case syncproto.BlockRequest:
-			if saw.Deltas[m.Index] != nil || saw.Blocks[m.Index] != nil {
+			if saw.Deltas[m.Index] != nil || saw.Blocks[m.Index] != nil || saw.Patches[m.Index] != nil {
 				return fmt.Errorf("client asked for %d twice", m.Index)
 			}
 			saw.Asked = append(saw.Asked, m.Index)
@@ -470,7 +603,7 @@ func answerRequests(nc net.Conn, r *syncproto.Reader, w *syncproto.Writer, l Lie
 		return err
 	}
 	defer enc.Close()
-	s := &Stream{Conn: nc, W: w, Files: files, enc: enc, Saw: saw}
+	s := &Stream{Conn: nc, W: w, Files: files, enc: enc, Saw: saw, patches: patches}
 	if l.Send != nil {
 		l.Send(s)
 	} else {
