@@ -13,6 +13,7 @@ import (
 
 	"github.com/erpupdate/smartsync/appserver/internal/releases"
 	"github.com/erpupdate/smartsync/internal/zpatch"
+	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 )
@@ -194,5 +195,34 @@ func TestNoOffersWithoutGetPatches(t *testing.T) {
 	s := openSession(t, ts.addr, "x")
 	if got := s.fetchAll(t); len(got) != 1 {
 		t.Fatalf("got %d files", len(got))
+	}
+}
+
+// TestClientAppliesPatchFromHistory: a real smartclient that installed
+// one published release gets the next one's changed file as a patch from
+// history, rebuilt byte for byte, for a fraction of the file on the wire.
+func TestClientAppliesPatchFromHistory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "linux_upd")
+	writeTree(t, dir, map[string]string{"keep": "folder"}, oldTime)
+	cfg := linuxConfig(t, dir)
+	state := t.TempDir()
+	exe1 := randomText(300<<10, 1)
+	exe2 := rebuilt(exe1, 2)
+	publishTree(t, cfg, state, pubBuild2, map[string]string{"bin/app": string(exe1), "small": "same"}, nil)
+	ts := startServerIn(t, cfg, state, nil, nil)
+	inst := filepath.Join(t.TempDir(), "inst")
+	o := smartclient.Options{Dir: inst, Server: ts.addr, OS: "linux", Yes: true, AllowUnsigned: true, Timeout: 5 * time.Second}
+	if _, err := smartclient.Sync(context.Background(), o); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+	publishTree(t, cfg, state, pubBuild3, map[string]string{"bin/app": string(exe2), "small": "same"}, nil)
+	waitOffers(t, ts.addr, 1)
+	res, err := smartclient.Sync(context.Background(), o)
+	if err != nil {
+		t.Fatalf("second sync: %v", err)
+	}
+	got, _ := os.ReadFile(filepath.Join(inst, "bin", "app"))
+	if !bytes.Equal(got, exe2) || res.Patched != 1 || res.WireBytes > int64(len(exe2))/4 {
+		t.Fatalf("bin/app %d bytes, %d patched, %d on the wire; want the new build as a patch", len(got), res.Patched, res.WireBytes)
 	}
 }
