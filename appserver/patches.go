@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,6 +34,10 @@ import (
 // file's own zstd encoding costs about the same, and the offer is bytes
 // on the wire for nothing.
 const patchMin = 8 << 10
+
+// patchBases is how many older releases a release's patches are made
+// from, whatever [UPDATE] KeepReleases keeps.
+const patchBases = 4
 
 // patchGCPercent is the collector's target while a patch is made.
 const patchGCPercent = 20
@@ -128,6 +133,12 @@ func (p *patcher) plan(osName string, n uint64) {
 		p.log.Warn("planning patches", "os", osName, "err", err)
 		return
 	}
+	// Patches from the newest few older releases only: a workstation
+	// further behind is rare, and each base costs an offer to every
+	// client of the release and a patch to make.
+	if len(ns) > patchBases+1 {
+		ns = ns[len(ns)-patchBases-1:]
+	}
 	byPath := map[string]releases.Entry{}
 	for _, e := range cur.Files {
 		if !e.Dir && e.Target == "" && e.Size >= patchMin && e.Size <= zpatch.MaxFile {
@@ -153,6 +164,9 @@ func (p *patcher) plan(osName string, n uint64) {
 		}
 	}
 	p.mu.Lock()
+	// A publish prunes the cache in its own process: the listing is read
+	// again at each release.
+	p.loaded = false
 	p.loadLocked()
 	added := 0
 	for _, j := range jobs {
@@ -319,6 +333,15 @@ func (p *patcher) damaged(base, new releases.Hash, path string, size int64) {
 	}
 }
 
+// gone forgets a patch no longer in the cache, so that it is not offered
+// again.
+func (p *patcher) gone(base, new releases.Hash) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.byNew[new] = slices.DeleteFunc(p.byNew[new], func(pi releases.PatchInfo) bool { return pi.Base == base })
+	p.gen++
+}
+
 // sendOffers sends the offers of man, in frames of at most
 // MaxPatchOffers; one empty frame when there are none.
 func (s *Server) sendOffers(ss *session, o *manifestOffers) error {
@@ -344,8 +367,11 @@ func (s *Server) sendPatch(ctx context.Context, ss *session, man *index.Manifest
 	f := man.Files[index]
 	fh, size, err := s.patches.store.OpenPatch(base, f.Hash)
 	if err != nil {
-		if errors.Is(err, releases.ErrDamagedPatch) {
+		switch {
+		case errors.Is(err, releases.ErrDamagedPatch):
 			s.patches.damaged(base, f.Hash, f.Path, f.Size)
+		case errors.Is(err, fs.ErrNotExist):
+			s.patches.gone(base, f.Hash) // pruned by a publish
 		}
 		s.log.Warn("cannot send a patch; sending the file whole", "os", man.OS, "path", f.Path, "err", err)
 		return s.sendFile(ctx, ss, man, index, enc, buf)

@@ -128,7 +128,8 @@ func Publish(ctx context.Context, log *slog.Logger, cfg *Config, state string, o
 		if err == nil && pb.SameScheme(build) && build.Compare(pb) < 0 && !o.Rollback {
 			return nil, fmt.Errorf("%w: build %s is older than release %d's build %s, which is served: publish it with --rollback to put it back on purpose", ErrUsage, build, prev.Number, pb)
 		}
-		if prev.Build == build.String() && slices.Equal(prev.Files, files) {
+		if prev.Build == build.String() && slices.Equal(prev.Files, files) && slices.Equal(prev.Preserve, cfg.Preserve) &&
+			prev.PostInstall == cfg.PostInstall && prev.PostInstallTimeout == int64(cfg.PostInstallTimeout/time.Second) {
 			return nil, fmt.Errorf("%w: release %d of %s already is build %s with exactly these files", ErrNothingToPublish, prev.Number, o.OS, prev.Build)
 		}
 	}
@@ -146,7 +147,8 @@ func Publish(ctx context.Context, log *slog.Logger, cfg *Config, state string, o
 		now = time.Now()
 	}
 	now = now.UTC().Truncate(time.Second)
-	rec := &releases.Record{OS: o.OS, Number: number, Build: build.String(), Published: now, Files: files}
+	rec := &releases.Record{OS: o.OS, Number: number, Build: build.String(), Published: now, Files: files,
+		Preserve: cfg.Preserve, PostInstall: cfg.PostInstall, PostInstallTimeout: int64(cfg.PostInstallTimeout / time.Second)}
 	if rec.Source, err = filepath.Abs(o.Source); err != nil {
 		rec.Source = o.Source
 	}

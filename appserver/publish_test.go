@@ -397,3 +397,47 @@ func TestCheckSaysWhichReleaseIsServed(t *testing.T) {
 		t.Errorf("--check wrote the folder record: %v", err)
 	}
 }
+
+// TestPublishTheEditedUpdateFolder: the README's move to publishing: edit
+// the update folder by hand, then publish that folder itself. The next client must get the
+// published release (its build), not "the folder changed by hand".
+func TestPublishTheEditedUpdateFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "linux_upd")
+	writeTree(t, dir, map[string]string{"app": "v1"}, oldTime)
+	cfg := linuxConfig(t, dir)
+	state := t.TempDir()
+	ts := startServerIn(t, cfg, state, nil, nil)
+	s := openSession(t, ts.addr, "a") // the index has scanned v1
+	s.fetchAll(t)
+	writeFile(t, filepath.Join(dir, "app"), "v2, the new release")
+	if _, err := Publish(context.Background(), discardLogger(), cfg, state, PublishOptions{OS: "linux", Build: pubBuild2, Source: dir, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		s = openSession(t, ts.addr, "b")
+		s.fetchAll(t)
+		t.Logf("session %d: welcome %s manifest build %s", i, s.welcome.ServerBuild, s.header.Build)
+	}
+	if s.header.Build != pubBuild2 {
+		t.Errorf("after publishing the update folder itself the served build is %s, want %s\n%s", s.header.Build, pubBuild2, ts.logs)
+	}
+}
+
+// TestSignedReleaseCarriesItsSettings: the server's INI and the
+// publisher's differ in Preserve (the INI was edited after the server
+// started): the signed statement covers Preserve, and the release carries
+// the settings it was published with, so it is served with its signature.
+func TestSignedReleaseCarriesItsSettings(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "linux_upd")
+	writeTree(t, dir, map[string]string{"keep": "folder"}, oldTime)
+	cfg := linuxConfig(t, dir)
+	state := t.TempDir()
+	ts := startServerIn(t, cfg, state, nil, nil)
+	pcfg := *cfg
+	pcfg.Preserve = []string{"app"}
+	publishTree(t, &pcfg, state, pubBuild2, map[string]string{"SmartClient.ini": "x=1", "app": "a"}, publisherKey(9))
+	s := openSession(t, ts.addr, "a")
+	if s.meta == nil || s.entries[indexOf(s.entries)["app"]].Flags&syncproto.FlagPreserve == 0 {
+		t.Errorf("the signed published release is served WITHOUT its signature when the server's Preserve differs from the publisher's\n%s", ts.logs)
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/erpupdate/smartsync/appserver/internal/releases"
 	"github.com/erpupdate/smartsync/appserver/internal/rollout"
 	"github.com/erpupdate/smartsync/appserver/mail"
 	"github.com/erpupdate/smartsync/internal/atomicfile"
@@ -85,27 +84,25 @@ func (rs *rollouts) tell(osName string, ev rollout.Event) {
 }
 
 // begin starts the rollout of release n (build) of osName when it is new
-// to the rollout.
-func (rs *rollouts) begin(osName string, n uint64, build string, store *releases.Store) {
+// to the rollout. folderServed says that everyone was served the update
+// folder rather than a stored release (nothing published yet, or the
+// folder edited by hand): there is then nothing to fall back to, and n
+// goes to everyone at once.
+func (rs *rollouts) begin(osName string, n uint64, build string, folderServed bool) {
 	r := rs.of(osName)
 	now := time.Now()
 	st := r.Status(now)
 	if st.Release == n {
 		return
 	}
+	// The fallback is what the rollout served everyone: its release
+	// (Begin keeps the older fallback when that one had not reached
+	// everyone yet). With no rollout state yet (a history from before
+	// staged rollouts), n is what everyone is given.
 	var previous uint64
-	if st.Release != 0 {
-		// The release before n that the history keeps.
-		ns, _ := store.Numbers(osName)
-		for _, k := range ns {
-			if k < n {
-				previous = k
-			}
-		}
+	if !folderServed {
+		previous = st.Release
 	}
-	// With no rollout state yet (the first release, or a history from
-	// before staged rollouts), n is what everyone is given: nothing to
-	// stage it against.
 	if err := r.Begin(now, n, build, previous); err != nil {
 		rs.log.Error("beginning the staged rollout", "os", osName, "release", n, "err", err)
 	}

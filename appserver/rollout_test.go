@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -137,5 +138,82 @@ func TestStagedRollout(t *testing.T) {
 	}
 	if _, err := RolloutCommand(context.Background(), cfg, state, "windows", RolloutRequest{Op: "status"}); err == nil || !strings.Contains(err.Error(), "PathWindows") {
 		t.Errorf("rollout of an OS not served: %v", err)
+	}
+}
+
+// TestRolloutCountsOnlyFetches: reports from sessions that fetched
+// nothing, or that name another build than the one served, neither
+// promote nor halt a rollout (any client can say it is a pilot
+// workstation and claim an outcome).
+func TestRolloutCountsOnlyFetches(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "linux_upd")
+	writeTree(t, dir, map[string]string{"keep": "folder"}, oldTime)
+	cfg, _ := loadServerConfig(t, "Enable=1", "PathLinux="+dir, "Build="+srvBuild,
+		"[ROLLOUT]", "Pilot=pilot-*", "Delay=0", "MinSuccesses=2", "HaltPercent=40", "MinReports=2")
+	state := t.TempDir()
+	const b1, b2 = "7.00.240601A", "7.00.240701A"
+	publishTree(t, cfg, state, b1, map[string]string{"app": "one"}, nil)
+	ts := startServerIn(t, cfg, state, nil, nil)
+	publishTree(t, cfg, state, b2, map[string]string{"app": "two"}, nil)
+	waitServed(t, ts, b2)
+	for i, outcome := range []syncproto.Outcome{syncproto.OutcomeUpdated, syncproto.OutcomeUpdated, syncproto.OutcomeFailed, syncproto.OutcomeFailed, syncproto.OutcomeUpdated} {
+		c := mustDial(t, ts.addr)
+		if err := c.send(syncproto.Hello{ClientBuild: b1, OS: "linux", ClientID: fmt.Sprintf("liar%d", i), Host: "pilot-x"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.r.Expect(syncproto.MsgWelcome); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.send(syncproto.GetManifest{}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := c.r.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h, ok := m.(syncproto.ManifestHeader); ok {
+				for range h.Count {
+					c.r.Expect(syncproto.MsgManifestEntry)
+				}
+				break
+			}
+		}
+		build := b2
+		if i == 4 {
+			build = "9.99.991231Z" // fetched below, but reports another build
+		}
+		if i == 4 {
+			if err := c.send(syncproto.Request{Indices: []uint32{0}}, syncproto.RequestEnd{}); err != nil {
+				t.Fatal(err)
+			}
+			dec, _ := syncproto.NewChunkDecoder()
+			c.receiveFile(dec, 0)
+			dec.Close()
+		} else if err := c.send(syncproto.RequestEnd{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.report(syncproto.Report{Outcome: outcome, Build: build}); err != nil {
+			t.Fatal(err)
+		}
+		c.conn.Close()
+	}
+	if got := syncAs(t, ts.addr, "desk-1", "d1", b1, syncproto.OutcomeUpToDate); got != b1 {
+		t.Errorf("reports without a fetch changed the rollout: desk-1 got %s, want %s", got, b1)
+	}
+	if got := syncAs(t, ts.addr, "pilot-9", "p9", b1, syncproto.OutcomeUpdated); got != b2 {
+		t.Errorf("reports without a fetch halted the rollout: a pilot got %s, want %s", got, b2)
+	}
+}
+
+// waitServed waits until the server's log says it serves build.
+func waitServed(t *testing.T, ts *testServer, build string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(ts.logs.String(), "build="+build) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server does not serve %s:\n%s", build, ts.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -257,6 +257,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// rather than at the next client only, so that the log says at once
 	// what a publish changed and their patches are made before clients
 	// come.
+	// The first look is made before a client is let in, so that none is
+	// served the folder while the published release loads.
+	s.lookPublished(ctx)
 	s.wg.Go(func() { s.watchPublished(ctx, 2*time.Second) })
 	s.wg.Go(func() { s.patches.run(ctx) })
 	oses := slices.Sorted(maps.Keys(s.indexes))
@@ -363,9 +366,12 @@ type session struct {
 	files    int
 	fileByte int64
 	patched  int // files sent as patches
-	// release is the published release the session was served, 0 for
-	// an update folder; its report counts for it in a staged rollout.
-	release uint64
+	// release is the published release the session was served (of
+	// build releaseBuild), 0 for an update folder; its report counts for
+	// it in a staged rollout when the session fetched files.
+	release      uint64
+	releaseBuild string
+	fetched      bool
 	// offers are the patches offered with the manifest, by index and
 	// base; nil when none were (the client did not ask).
 	offers *manifestOffers
@@ -642,7 +648,11 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 			// The transfer is over, whatever its outcome.
 			s.endTransfer(ss)
 			ss.outcome = m.Outcome.String()
-			if ss.release != 0 {
+			// A staged rollout counts the outcome of a session that
+			// fetched the release it was served: a report without a
+			// transfer, or of another build, could promote or halt it
+			// for any client that says so.
+			if ss.release != 0 && ss.fetched && (m.Outcome != syncproto.OutcomeUpdated || m.Build == ss.releaseBuild) {
 				s.rollouts.report(ss.hello.OS, ss.hello, ss.release, m.Outcome)
 			}
 			if m.Message != "" {
@@ -734,7 +744,7 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 		s.log.Error("indexing update folder", "os", ix.OS, "err", err)
 		return &syncproto.Error{Code: syncproto.CodeInternal, Message: "the server cannot read its update folder; retry later"}
 	}
-	ss.release = number
+	ss.release, ss.releaseBuild = number, man.Build
 	wire := man.Wire()
 	if get.Have != wire.Digest && ss.transfer == nil {
 		// The client will fetch: it takes a transfer slot before the
@@ -790,6 +800,7 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 		s.endTransfer(ss) // a check, or nothing to fetch: no transfer
 		return nil
 	}
+	ss.fetched = true
 	ss.outcome = "sending"
 	var enc *zstd.Encoder // nil: raw, as the client asked
 	if get.Flags&syncproto.GetRaw == 0 {

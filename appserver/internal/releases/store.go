@@ -72,6 +72,12 @@ type Record struct {
 	// (internal/releasemeta), or nil for an unsigned release.
 	Signed []byte  `json:"signed,omitempty"`
 	Files  []Entry `json:"files"` // sorted by Path
+	// Preserve, PostInstall and PostInstallTimeout (seconds) are the
+	// [UPDATE] settings the release was published with: its statement
+	// signs them, so they travel with it.
+	Preserve           []string `json:"preserve,omitempty"`
+	PostInstall        string   `json:"post_install,omitempty"`
+	PostInstallTimeout int64    `json:"post_install_timeout,omitempty"`
 }
 
 // Bytes returns the sum of the sizes of the release's files.
