@@ -445,7 +445,9 @@ func TestSignedReleaseRealServer(t *testing.T) {
 	if res := mustSync(t, s, dir, signedOnly); res.Outcome != syncproto.OutcomeUpToDate {
 		t.Errorf("the same files signed again: %+v", res)
 	}
-	if st, err := smartclient.Status(context.Background(), dir, nil); err != nil || st.Publisher == nil || st.Publisher.Installed == nil || st.Publisher.Installed.Number != 2 {
+	if st, err := smartclient.Status(context.Background(), dir, nil); err != nil || st.Publisher == nil || st.Publisher.Installed == nil || st.Publisher.Installed.Number != 2 || st.Publisher.Highest != 2 {
+		// Confirmed up to date with the release it installed: the
+		// number a release must not go below follows.
 		t.Fatalf("status after the same release signed again: %+v %v", st.Publisher, err)
 	}
 
