@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -444,7 +445,9 @@ func TestSignedReleaseRealServer(t *testing.T) {
 	if res := mustSync(t, s, dir, signedOnly); res.Outcome != syncproto.OutcomeUpToDate {
 		t.Errorf("the same files signed again: %+v", res)
 	}
-	if st, err := smartclient.Status(context.Background(), dir, nil); err != nil || st.Publisher == nil || st.Publisher.Installed == nil || st.Publisher.Installed.Number != 2 {
+	if st, err := smartclient.Status(context.Background(), dir, nil); err != nil || st.Publisher == nil || st.Publisher.Installed == nil || st.Publisher.Installed.Number != 2 || st.Publisher.Highest != 2 {
+		// Confirmed up to date with the release it installed: the
+		// number a release must not go below follows.
 		t.Fatalf("status after the same release signed again: %+v %v", st.Publisher, err)
 	}
 
@@ -484,4 +487,80 @@ func TestSignedReleasePostInstallRuns(t *testing.T) {
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("the post-install step of a genuine release did not run: %v", err)
 	}
+}
+
+// TestSignedReleaseFailedInstallTakesFallback: a release verified but not
+// installed does not raise the number a release must not go below. The
+// client holds release 3; release 5 is verified, and its post-install
+// step fails, so the switch is undone; then it is served release 4,
+// signed without Rollback, as a halted staged rollout serves the
+// previous release again: it installs, since it is newer than the
+// installed release 3. Once 4 is installed, 3 without the rollback
+// signature is refused as before.
+func TestSignedReleaseFailedInstallTakesFallback(t *testing.T) {
+	pub, pubText := pubKey(1)
+	trusting := func(o *smartclient.Options) { o.PublisherKeys = []string{pubText} }
+	release := func(n int) []hostiletest.File {
+		files := liarRelease()
+		files[0] = hostiletest.File{Path: "app.bin", Mode: 0o755, Content: []byte("the application binary of release " + strconv.Itoa(n))}
+		return files
+	}
+	withHeader := func(s signed) hostiletest.Lie {
+		return hostiletest.Lie{Release: s.meta(t), Header: func(h *syncproto.ManifestHeader) {
+			if s.post != "" {
+				h.PostInstall, h.PostInstallTimeout = s.post, uint32(postTimeout/time.Second)
+			}
+		}}
+	}
+	appBin := func(dir string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, "app.bin"))
+		return string(b)
+	}
+	status := func(dir string) *smartclient.PublisherStatus {
+		t.Helper()
+		st, err := smartclient.Status(context.Background(), dir, nil)
+		if err != nil || st.Publisher == nil || st.Publisher.Installed == nil {
+			t.Fatalf("status: %+v, %v", st, err)
+		}
+		return st.Publisher
+	}
+
+	v3 := signed{key: pub, number: 3, files: release(3), published: time.Now().Add(-3 * time.Hour)}
+	dir := installSigned(t, v3, trusting)
+
+	// Release 5's post-install step fails: verified, switched, undone.
+	fail := "#!/bin/sh\nexit 1\n"
+	if runtime.GOOS == "windows" {
+		fail = "@exit /b 1\r\n"
+	}
+	v5files := append(release(5), hostiletest.File{Path: postName, Mode: 0o755, Content: []byte(fail)})
+	v5 := signed{key: pub, number: 5, files: v5files, post: postName, published: time.Now().Add(-time.Hour)}
+	if _, err := syncSigned(t, dir, withHeader(v5), v5files, trusting); err == nil {
+		t.Fatal("release 5, whose post-install step fails, installed")
+	}
+	if got := appBin(dir); got != string(v3.files[0].Content) {
+		t.Fatalf("after the failed install app.bin is %q", got)
+	}
+	if p := status(dir); p.Installed.Number != 3 || p.Highest != 3 {
+		t.Fatalf("status after the failed install of release 5: installed %d, highest %d; want 3, 3", p.Installed.Number, p.Highest)
+	}
+
+	// The rollout halts: release 4, signed before 5 and without
+	// Rollback, is served again. It is newer than the installed 3.
+	v4 := signed{key: pub, number: 4, files: release(4), published: time.Now().Add(-2 * time.Hour)}
+	if _, err := syncSigned(t, dir, withHeader(v4), v4.files, trusting); err != nil {
+		t.Fatalf("release 4 after release 5 failed to install: %v", err)
+	}
+	if got := appBin(dir); got != string(v4.files[0].Content) {
+		t.Errorf("after release 4 app.bin is %q", got)
+	}
+	if p := status(dir); p.Installed.Number != 4 || p.Highest != 4 {
+		t.Fatalf("status after release 4: installed %d, highest %d; want 4, 4", p.Installed.Number, p.Highest)
+	}
+
+	// Installed, 4 is the floor: 3 without the rollback signature is
+	// refused before a byte is asked.
+	before := wholeTree(t, dir)
+	saw, err := syncSigned(t, dir, withHeader(v3), v3.files, trusting)
+	refused(t, err, releasemeta.ErrRollback, saw, dir, before, filepath.Join(t.TempDir(), "none"), "release 3", "release 4")
 }

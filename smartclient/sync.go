@@ -626,7 +626,7 @@ func (a *attempt) run() (res *Result, err error) {
 	if err := a.apply(); err != nil {
 		return a.fail(err)
 	}
-	if err := a.recordTrust(true); err != nil {
+	if err := a.recordTrust(trustInstalled); err != nil {
 		// The switch is done: the record is written again by the next
 		// sync that verifies this release.
 		a.o.Log.Warn("recording the installed release", "err", err)
@@ -836,7 +836,9 @@ func (a *attempt) upToDate() *Result {
 		if err := recordCheck(a.root.Root, lastCheck{When: time.Now().UTC(), Server: a.o.Server, Build: a.st.Build}); err != nil {
 			a.o.Log.Info("recording the time of the check", "err", err)
 		}
-		if err := a.recordTrust(false); err != nil {
+		// The server says the install holds the current release, and
+		// readManifest checked that it is the signed one recorded.
+		if err := a.recordTrust(trustConfirmed); err != nil {
 			a.o.Log.Warn("recording the trusted publisher", "err", err)
 		}
 	}

@@ -18,10 +18,26 @@ import (
 // The client's trust in the publisher (see internal/releasemeta): before
 // it asks for a byte, the release the server offers must be signed by a
 // publisher key it trusts, be for its OS, not be expired, and not be
-// numbered below the highest release it has verified unless the
-// publisher signed that rollback; once the manifest is read, its build
-// and the digest of its entries and post-install step must be the signed
-// ones.
+// numbered below the highest release it has installed unless the
+// publisher signed that rollback after every release it installed; once
+// the manifest is read, its build and the digest of its entries and
+// post-install step must be the signed ones.
+//
+// The highest number and the latest publication time move only when a
+// release is installed (the switch succeeded) or confirmed (the server
+// says the install is up to date with the signed release whose digest
+// the client recorded installing), never on verification alone: under a
+// staged rollout, a workstation that verified release N and failed to
+// install it is served N-1 again when the rollout halts, signed N-1
+// without Rollback, and must take it (README, "When a rollout halts").
+// What this gives a server that lies: it may serve N, make its install
+// fail (bytes that do not match), then serve N-1, or a rollback the
+// publisher signed before N, which the client takes as long as it is
+// not older than the installed release (or is a rollback signed after
+// it) and its signature holds. That is no more than it could do by never
+// serving N (holding a workstation back is bounded by the expiry of the
+// installed release's signature, see ErrFrozen); a release older than
+// the installed one is refused as before.
 //
 // The trusted keys live in TrustFile, under the install's bookkeeping
 // folder, which no manifest may name (see manifest's validation): no sync
@@ -64,9 +80,10 @@ func frozen(dir, serverSays string, now time.Time) error {
 type trustRecord struct {
 	Format int                 `json:"format"`
 	Keys   releasemeta.KeyList `json:"keys"`
-	// Highest is the highest release number verified, and Latest the
-	// latest publication time of a release verified (a rollback must be
-	// signed after it).
+	// Highest is the highest release number installed or confirmed,
+	// and Latest the latest publication time of a release installed or
+	// confirmed (a rollback must be signed after it): verifying a
+	// release records neither (see the top of this file).
 	Highest uint64    `json:"highest"`
 	Latest  time.Time `json:"latest_published,omitzero"`
 	// Installed is the signed release the install holds; nil when it
@@ -196,7 +213,7 @@ func (a *attempt) verifyRelease() (manifest.Source, error) {
 
 // checkRelease checks the manifest read against the verified statement
 // (build, and the digest of every entry and of the post-install step), and
-// records what was verified unless the sync only checks.
+// records the keys verified unless the sync only checks.
 func (a *attempt) checkRelease(man *manifest.Manifest) error {
 	if a.rel == nil {
 		return nil
@@ -204,7 +221,7 @@ func (a *attempt) checkRelease(man *manifest.Manifest) error {
 	if err := releasemeta.CheckRelease(a.rel.Statement, man.Build(), releaseDigest(man)); err != nil {
 		return fmt.Errorf("checking the manifest of %s against its signed release: %w", a.o.Server, err)
 	}
-	return a.recordTrust(false)
+	return a.recordTrust(trustVerified)
 }
 
 // releaseDigest is the digest of man as the publisher signs it.
@@ -224,11 +241,30 @@ func (a *attempt) installedCurrent() bool {
 	return a.rel == nil || a.trust.Installed != nil && a.trust.Installed.Digest == a.rel.Statement.Digest
 }
 
-// recordTrust writes the trusted keys and the highest release number
-// verified, and with installed, the release the install now holds. A
-// sync that only checks writes nothing, and neither does one with an
-// unsigned release on a client that never recorded a signed one.
-func (a *attempt) recordTrust(installed bool) error {
+// trustStep is how far a sync got with the release it verified, which
+// says what recordTrust records.
+type trustStep int
+
+const (
+	// trustVerified: the release is verified and its manifest checked;
+	// only the key list is recorded (a key the chain removed stays
+	// removed).
+	trustVerified trustStep = iota
+	// trustConfirmed: the server says the install is up to date, and
+	// the verified release is the one the client recorded installing
+	// (installedCurrent); the newer signature of it (a later expiry, a
+	// higher number) is recorded.
+	trustConfirmed
+	// trustInstalled: the switch to the release is done.
+	trustInstalled
+)
+
+// recordTrust writes the trusted keys and, once the release is installed
+// or confirmed, the highest release number and latest publication time,
+// and the release the install holds. A sync that only checks writes
+// nothing, and neither does one with an unsigned release on a client
+// that never recorded a signed one.
+func (a *attempt) recordTrust(step trustStep) error {
 	if a.o.CheckOnly || a.rel == nil && !a.hasTrust {
 		return nil
 	}
@@ -237,17 +273,19 @@ func (a *attempt) recordTrust(installed bool) error {
 	if a.rel != nil {
 		st := a.rel.Statement
 		t.Keys = a.rel.Keys
-		t.Highest = max(t.Highest, st.Number)
-		if st.Published.After(t.Latest) {
-			t.Latest = st.Published
-		}
 		// The release the install holds, or the same release signed
 		// again (a new expiry, a new number): its record follows the
 		// newest signature, so that status and the freeze check see it.
-		if installed || t.Installed != nil && t.Installed.Digest == st.Digest {
+		// Only then do the number and time a release must not go below
+		// move (see the top of this file).
+		if step == trustInstalled || step == trustConfirmed && t.Installed != nil && t.Installed.Digest == st.Digest {
+			t.Highest = max(t.Highest, st.Number)
+			if st.Published.After(t.Latest) {
+				t.Latest = st.Published
+			}
 			t.Installed = &InstalledRelease{Key: a.rel.Key.ID(), Number: st.Number, Build: st.Build, Expires: st.Expires, Digest: st.Digest}
 		}
-	} else if installed {
+	} else if step == trustInstalled {
 		t.Installed = nil
 	}
 	if a.hasTrust && reflect.DeepEqual(t, a.trust) {
@@ -265,7 +303,7 @@ func (a *attempt) recordTrust(installed bool) error {
 type PublisherStatus struct {
 	KeyListVersion uint64
 	Keys           string // IDs, comma-separated
-	Highest        uint64
+	Highest        uint64 // the highest release number installed or confirmed
 	Installed      *InstalledRelease
 }
 

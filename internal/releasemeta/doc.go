@@ -17,8 +17,17 @@
 // published and when it expires (UTC, whole seconds), whether the
 // publisher deliberately allows it over a higher number (Rollback: a
 // client accepts it only when it was published after every release the
-// client has verified, so that a rollback replayed later cannot take it
+// client has installed, so that a rollback replayed later cannot take it
 // back further), and the digest of the release.
+//
+// A client records the highest number and the latest publication time
+// (CheckNumber's highest and latest) when it installs a release, or
+// confirms that its install holds that release, not when it merely
+// verifies one: a workstation that verified release N and failed to
+// install it must still take N-1 when a staged rollout halts and serves
+// N-1 again. A lying server gains nothing it could not get by never
+// serving N: the release taken is not older than the installed one
+// unless the publisher signed that rollback after it.
 //
 // # The digest
 //

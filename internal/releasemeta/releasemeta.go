@@ -411,11 +411,13 @@ func Deployed(signed []byte, keys []PublicKey) (KeyList, error) {
 	return ring, nil
 }
 
-// CheckNumber refuses a release numbered below the highest one seen,
-// unless the publisher signed it as a rollback after every release seen
-// (latest is the latest Published of those): a rollback signed to undo
-// release 12 must not, replayed once 13 and 14 are out, take a
-// workstation back for as long as its signature holds.
+// CheckNumber refuses a release numbered below highest, unless the
+// publisher signed it as a rollback after latest: a rollback signed to
+// undo release 12 must not, replayed once 13 and 14 are out, take a
+// workstation back for as long as its signature holds. A client passes
+// the highest number and the latest Published of the releases it
+// installed or confirmed, not of those it only verified (see the
+// package documentation).
 func CheckNumber(st Statement, highest uint64, latest time.Time) error {
 	if st.Number >= highest {
 		return nil

@@ -137,7 +137,7 @@ func printStatus(w io.Writer, r *smartclient.StatusReport) {
 	case p == nil:
 		fmt.Fprintln(w, "Release:         unsigned (no signed release verified yet)")
 	case p.Installed == nil:
-		fmt.Fprintf(w, "Release:         unsigned; trusted publisher keys %s (key list version %d), highest release seen %d\n", e(p.Keys), p.KeyListVersion, p.Highest)
+		fmt.Fprintf(w, "Release:         unsigned; trusted publisher keys %s (key list version %d), highest release installed %d\n", e(p.Keys), p.KeyListVersion, p.Highest)
 	default:
 		i := p.Installed
 		exp := i.Expires.Format("2006-01-02 15:04 MST")
@@ -145,7 +145,7 @@ func printStatus(w io.Writer, r *smartclient.StatusReport) {
 			exp += " (expired: the next sync needs a newly signed release)"
 		}
 		fmt.Fprintf(w, "Release:         %d, build %s, signed by publisher key %s, expires %s\n", i.Number, e(i.Build), e(i.Key), exp)
-		fmt.Fprintf(w, "Publisher keys:  %s (key list version %d), highest release seen %d\n", e(p.Keys), p.KeyListVersion, p.Highest)
+		fmt.Fprintf(w, "Publisher keys:  %s (key list version %d), highest release installed %d\n", e(p.Keys), p.KeyListVersion, p.Highest)
 	}
 	if len(r.Backups) == 0 {
 		fmt.Fprintln(w, "Backups:         none")

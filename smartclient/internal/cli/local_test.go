@@ -22,7 +22,7 @@ func TestPrintStatusPublisher(t *testing.T) {
 		{"signed", &smartclient.PublisherStatus{KeyListVersion: 2, Keys: "0123456789abcdef", Highest: 7,
 			Installed: &smartclient.InstalledRelease{Key: "0123456789abcdef", Number: 7, Build: "7.00.240501A", Expires: time.Date(2099, 1, 2, 3, 4, 0, 0, time.UTC)}},
 			[]string{"Release:         7, build 7.00.240501A, signed by publisher key 0123456789abcdef, expires 2099-01-02 03:04 UTC",
-				"(key list version 2), highest release seen 7"}, []string{"expired"}},
+				"(key list version 2), highest release installed 7"}, []string{"expired"}},
 		{"expired, hostile build", &smartclient.PublisherStatus{KeyListVersion: 1, Keys: "k",
 			Installed: &smartclient.InstalledRelease{Key: "k", Number: 1, Build: "7\x1b[2J", Expires: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}},
 			[]string{"expired: the next sync needs a newly signed release", `7\x1b[2J`}, []string{"\x1b"}},
