@@ -256,10 +256,15 @@ type ReleaseInfo struct {
 	Signed    bool
 	Served    bool
 	Source    string
+	// Clients is how many clients the running server last confirmed
+	// on the release (they installed it, or were told they are up to
+	// date with it), as of its last save of the record (at most 30 s
+	// old; see clientrecord.go); -1 when the record cannot be read.
+	Clients int
 }
 
 // ListReleases lists the releases kept in state's history, by OS and
-// number.
+// number, with how many clients are on each.
 func ListReleases(state string) ([]ReleaseInfo, error) {
 	store := releases.At(state)
 	oses, err := store.OSes()
@@ -277,6 +282,9 @@ func ListReleases(state string) ([]ReleaseInfo, error) {
 		if err != nil {
 			return nil, err
 		}
+		// An unreadable record of the clients is -1 clients, not an
+		// error of the listing.
+		counts, countErr := countClients(state, o)
 		for _, n := range ns {
 			r, err := store.Record(o, n)
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, releases.ErrNoRelease) {
@@ -286,7 +294,11 @@ func ListReleases(state string) ([]ReleaseInfo, error) {
 				return nil, err
 			}
 			out = append(out, ReleaseInfo{OS: o, Number: n, Build: r.Build, Published: r.Published,
-				Files: len(r.Files), Bytes: r.Bytes(), Signed: len(r.Signed) > 0, Served: n == cur, Source: r.Source})
+				Files: len(r.Files), Bytes: r.Bytes(), Signed: len(r.Signed) > 0, Served: n == cur, Source: r.Source,
+				Clients: counts[n]})
+			if countErr != nil {
+				out[len(out)-1].Clients = -1
+			}
 		}
 	}
 	return out, nil

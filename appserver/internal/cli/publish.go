@@ -125,9 +125,14 @@ which is how a signature is renewed before it expires (--expires).`,
 func (e *env) releasesCommand() *cobra.Command {
 	var config, state string
 	c := &cobra.Command{
-		Use:     "releases [--config AppServer.ini]",
-		Short:   "List the published releases the server keeps",
-		Long:    "releases lists the release history of the server's state folder: every release kept for each OS, with its number, build, date, files, bytes and whether it is signed; * marks the one served.",
+		Use:   "releases [--config AppServer.ini]",
+		Short: "List the published releases the server keeps",
+		Long: `releases lists the release history of the server's state folder: every
+release kept for each OS, with its number, build, date, files, bytes,
+whether it is signed, and how many clients are on it (CLIENTS: those the
+server last saw install it or be up to date with it, as of the server's
+last save, at most 30 s old; ? when its record cannot be read); * marks
+the one served.`,
 		Example: "  appserver releases --config AppServer.ini",
 		Args:    exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -140,7 +145,7 @@ func (e *env) releasesCommand() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "OS\tRELEASE\tBUILD\tPUBLISHED (UTC)\tFILES\tBYTES\tSIGNED\tSERVED\t")
+			fmt.Fprintln(tw, "OS\tRELEASE\tBUILD\tPUBLISHED (UTC)\tFILES\tBYTES\tSIGNED\tCLIENTS\tSERVED\t")
 			for _, r := range list {
 				signed, served := "no", ""
 				if r.Signed {
@@ -149,7 +154,11 @@ func (e *env) releasesCommand() *cobra.Command {
 				if r.Served {
 					served = "*"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t\n", r.OS, r.Number, r.Build, r.Published.UTC().Format("2006-01-02 15:04"), r.Files, appserver.GroupDigits(r.Bytes), signed, served)
+				clients := appserver.GroupDigits(int64(r.Clients))
+				if r.Clients < 0 {
+					clients = "?"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", r.OS, r.Number, r.Build, r.Published.UTC().Format("2006-01-02 15:04"), r.Files, appserver.GroupDigits(r.Bytes), signed, clients, served)
 			}
 			return tw.Flush()
 		},

@@ -38,7 +38,7 @@ func TestPublishReleasesRollout(t *testing.T) {
 		t.Fatalf("publish --key: exit %d\n%s%s", code, out, errb)
 	}
 	code, out, _ = run(t, "", "releases", "--config", ini)
-	if code != ExitOK || !strings.Contains(out, "7.00.240601A") || !strings.Contains(out, "7.00.240701A") || strings.Count(out, "\n") != 3 {
+	if code != ExitOK || !strings.Contains(out, "7.00.240601A") || !strings.Contains(out, "7.00.240701A") || !strings.Contains(out, "CLIENTS") || strings.Count(out, "\n") != 3 {
 		t.Errorf("releases: exit %d\n%s", code, out)
 	}
 	code, out, errb = run(t, "", "rollout", "status", "--config", ini)
