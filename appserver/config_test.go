@@ -550,6 +550,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"Preserve drive letter", tcp + update + "PathLinux=linux\nPreserve=C:/x.ini\n", "UPDATE", "Preserve", "contains a colon"},
 		{"Preserve unclean", tcp + update + "PathLinux=linux\nPreserve=./a//b.ini\n", "UPDATE", "Preserve", `write "a/b.ini"`},
 		{"Preserve dot", tcp + update + "PathLinux=linux\nPreserve=.\n", "UPDATE", "Preserve", "install folder itself"},
+		{"KeepReleases=0", tcp + update + "PathLinux=linux\nKeepReleases=0\n", "UPDATE", "KeepReleases", `"0" is not a number of releases from 1 to 1000`},
+		{"KeepReleases=1001", tcp + update + "PathLinux=linux\nKeepReleases=1001\n", "UPDATE", "KeepReleases", `"1001" is not a number of releases from 1 to 1000`},
+		{"KeepReleases=x", tcp + update + "PathLinux=linux\nKeepReleases=x\n", "UPDATE", "KeepReleases", `"x" is not a number of releases from 1 to 1000`},
 		{"syntax error", tcp + "[UPDATE\nEnable=1\n", "", "", "not a valid INI file: unclosed section"},
 	}
 	if runtime.GOOS == "windows" {

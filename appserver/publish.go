@@ -21,13 +21,16 @@ import (
 )
 
 // ErrNothingToPublish is returned by Publish when the release served for
-// the OS already is the source, with the same build.
+// the OS already is the source, with the same build, and no key was given
+// to sign it anew.
 var ErrNothingToPublish = errors.New("nothing to publish")
 
 // PublishOptions are what `appserver publish` is told.
 type PublishOptions struct {
-	OS     string // "windows", "linux" or "darwin"
-	Build  string // the build the source holds
+	OS string // "windows", "linux" or "darwin"
+	// Build is the build the source holds; "" is the configuration's
+	// [UPDATE] Build.
+	Build  string
 	Source string // the folder to publish
 	// Key signs the release for the clients (nil: unsigned); Chain is
 	// the publisher's key chain (nil: the key alone), Expires how long
@@ -48,6 +51,16 @@ type PublishResult struct {
 	Added     releases.Added
 	Pruned    releases.Pruned
 	Statement *releasemeta.Statement // nil when unsigned
+	// BuildFromConfig: no build was given, so the release is
+	// [UPDATE] Build's.
+	BuildFromConfig bool
+	// Resigned: the source is the release served, with the same build;
+	// it was published again as a new release only to sign it anew
+	// (a signature expires).
+	Resigned bool
+	// NotPruned says why the history was not pruned, or what its
+	// pruning failed to remove; nil when pruned.
+	NotPruned error
 	// Server is the server that runs on the state folder, which serves
 	// the release from its next client, or "" when none runs.
 	Server string
@@ -64,9 +77,17 @@ func Publish(ctx context.Context, log *slog.Logger, cfg *Config, state string, o
 	if !ok {
 		return nil, fmt.Errorf("%w: %s has no update folder for %q ([UPDATE] %s): its clients could not be served", ErrUsage, cfg.File, o.OS, pathKeyFor(o.OS))
 	}
-	build, err := version.Parse(o.Build)
-	if err != nil {
-		return nil, fmt.Errorf("%w: --build: %w", ErrUsage, err)
+	var build version.Build
+	if o.Build == "" {
+		if cfg.Build.IsZero() {
+			return nil, fmt.Errorf("%w: no --build, and %s has no [UPDATE] Build to take it from", ErrUsage, cfg.File)
+		}
+		build = cfg.Build
+	} else {
+		var err error
+		if build, err = version.Parse(o.Build); err != nil {
+			return nil, fmt.Errorf("%w: --build: %w", ErrUsage, err)
+		}
 	}
 	if min := cfg.MinClientBuild; !min.IsZero() {
 		switch {
@@ -105,7 +126,7 @@ func Publish(ctx context.Context, log *slog.Logger, cfg *Config, state string, o
 		return nil, err
 	}
 	defer unlock()
-	res := &PublishResult{}
+	res := &PublishResult{BuildFromConfig: o.Build == ""}
 	if res.Previous, err = store.Current(o.OS); err != nil {
 		return nil, err
 	}
@@ -119,18 +140,38 @@ func Publish(ctx context.Context, log *slog.Logger, cfg *Config, state string, o
 	// A signed number must grow past every one the clients may have
 	// seen: the releases kept, and the folder's own signed release.
 	var after uint64
+	// A release's Published must be after every one the clients may
+	// have seen: they refuse a rollback published before the newest
+	// release they know.
+	var lastPublished time.Time
+	rollback := o.Rollback
 	if res.Previous != 0 {
 		prev, err := store.Record(o.OS, res.Previous)
 		if err != nil {
 			return nil, err
 		}
+		lastPublished = prev.Published
 		pb, err := version.Parse(prev.Build)
 		if err == nil && pb.SameScheme(build) && build.Compare(pb) < 0 && !o.Rollback {
 			return nil, fmt.Errorf("%w: build %s is older than release %d's build %s, which is served: publish it with --rollback to put it back on purpose", ErrUsage, build, prev.Number, pb)
 		}
 		if prev.Build == build.String() && slices.Equal(prev.Files, files) && slices.Equal(prev.Preserve, cfg.Preserve) &&
 			prev.PostInstall == cfg.PostInstall && prev.PostInstallTimeout == int64(cfg.PostInstallTimeout/time.Second) {
-			return nil, fmt.Errorf("%w: release %d of %s already is build %s with exactly these files", ErrNothingToPublish, prev.Number, o.OS, prev.Build)
+			if o.Key == nil {
+				return nil, fmt.Errorf("%w: release %d of %s already is build %s with exactly these files (with --key it would be signed anew)", ErrNothingToPublish, prev.Number, o.OS, prev.Build)
+			}
+			// Signed anew: the clients that were given a rollback
+			// must take its renewal over the newer release they
+			// may still hold.
+			res.Resigned = true
+			if f, err := releasemeta.Decode(prev.Signed); err == nil && f.Statement.Rollback {
+				rollback = true
+			}
+		}
+	}
+	if ns, err := store.Numbers(o.OS); err == nil && len(ns) > 0 {
+		if last, err := store.Record(o.OS, ns[len(ns)-1]); err == nil && last.Published.After(lastPublished) {
+			lastPublished = last.Published
 		}
 	}
 	if b, err := os.ReadFile(ReleaseFile(folder)); err == nil {
@@ -147,6 +188,12 @@ func Publish(ctx context.Context, log *slog.Logger, cfg *Config, state string, o
 		now = time.Now()
 	}
 	now = now.UTC().Truncate(time.Second)
+	if !lastPublished.IsZero() && !now.After(lastPublished) {
+		// Published has whole seconds: a release published in the
+		// same second as the last (a --rollback undoing it at once),
+		// or with the clock set back, is dated one second after it.
+		now = lastPublished.UTC().Truncate(time.Second).Add(time.Second)
+	}
 	rec := &releases.Record{OS: o.OS, Number: number, Build: build.String(), Published: now, Files: files,
 		Preserve: cfg.Preserve, PostInstall: cfg.PostInstall, PostInstallTimeout: int64(cfg.PostInstallTimeout / time.Second)}
 	if rec.Source, err = filepath.Abs(o.Source); err != nil {
@@ -162,7 +209,7 @@ func Publish(ctx context.Context, log *slog.Logger, cfg *Config, state string, o
 			expires = 90 * 24 * time.Hour
 		}
 		st := releasemeta.Statement{OS: o.OS, Build: rec.Build, Number: number, Published: now,
-			Expires: now.Add(expires), Rollback: o.Rollback, Digest: man.ReleaseDigest()}
+			Expires: now.Add(expires), Rollback: rollback, Digest: man.ReleaseDigest()}
 		if rec.Signed, err = releasemeta.Sign(st, chain, o.Key); err != nil {
 			return nil, fmt.Errorf("signing release %d of %s: %w", number, o.OS, err)
 		}
@@ -185,12 +232,14 @@ func Publish(ctx context.Context, log *slog.Logger, cfg *Config, state string, o
 	}
 	// And whatever a staged rollout serves: a release published while
 	// the last one was still with the pilot ring leaves the clients
-	// outside it on an older release still.
-	if ro, err := rollout.Open(nil, filepath.Join(rolloutDir(state), o.OS+".json"), rollout.Policy{}, nil); err == nil {
-		pinned = append(pinned, ro.Pinned()...)
-	}
-	if res.Pruned, err = store.Prune(o.OS, cfg.KeepReleases, pinned...); err != nil {
-		log.Warn("pruning the release history", "err", err)
+	// outside it on an older release still. The state is the running
+	// server's: it is only read here. When it cannot be read, what the
+	// rollout serves is unknown, and nothing is pruned.
+	ro, err := rollout.Peek(filepath.Join(rolloutDir(state), o.OS+".json"))
+	if err != nil {
+		res.NotPruned = fmt.Errorf("the history was not pruned: the staged rollout's releases are unknown: %w", err)
+	} else if res.Pruned, err = store.Prune(o.OS, cfg.KeepReleases, append(pinned, ro...)...); err != nil {
+		res.NotPruned = fmt.Errorf("pruning the release history: %w", err)
 	}
 	if h, inUse, err := StateHolderOf(state); err == nil && inUse {
 		res.Server = h.String()
@@ -209,10 +258,15 @@ type ReleaseInfo struct {
 	Signed    bool
 	Served    bool
 	Source    string
+	// Clients is how many clients the running server last confirmed
+	// on the release (they installed it, or were told they are up to
+	// date with it), as of its last save of the record (at most 30 s
+	// old; see clientrecord.go); -1 when the record cannot be read.
+	Clients int
 }
 
 // ListReleases lists the releases kept in state's history, by OS and
-// number.
+// number, with how many clients are on each.
 func ListReleases(state string) ([]ReleaseInfo, error) {
 	store := releases.At(state)
 	oses, err := store.OSes()
@@ -230,6 +284,9 @@ func ListReleases(state string) ([]ReleaseInfo, error) {
 		if err != nil {
 			return nil, err
 		}
+		// An unreadable record of the clients is -1 clients, not an
+		// error of the listing.
+		counts, countErr := countClients(state, o)
 		for _, n := range ns {
 			r, err := store.Record(o, n)
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, releases.ErrNoRelease) {
@@ -239,7 +296,11 @@ func ListReleases(state string) ([]ReleaseInfo, error) {
 				return nil, err
 			}
 			out = append(out, ReleaseInfo{OS: o, Number: n, Build: r.Build, Published: r.Published,
-				Files: len(r.Files), Bytes: r.Bytes(), Signed: len(r.Signed) > 0, Served: n == cur, Source: r.Source})
+				Files: len(r.Files), Bytes: r.Bytes(), Signed: len(r.Signed) > 0, Served: n == cur, Source: r.Source,
+				Clients: counts[n]})
+			if countErr != nil {
+				out[len(out)-1].Clients = -1
+			}
 		}
 	}
 	return out, nil

@@ -29,9 +29,14 @@ import (
 // Notify when [MAIL] is set.
 //
 // The administrator's `appserver rollout halt|resume|promote|status` runs
-// beside the server: it leaves a request in STATE/rollout/<os>.request,
-// which the server takes within a second, answering in <os>.answer-<id>;
-// with no server running, the command acts on the state file itself.
+// beside the server: it leaves a request in its own file,
+// STATE/rollout/<os>.request-<id> (the id begins with the time, so that
+// the server, which takes the requests within a second, takes them in
+// the order they were made), and the server answers in <os>.answer-<id>.
+// Commands run at once never share a file: each removes only its own,
+// and the server removes answers left over a minute (by a command that
+// was killed). With no server running, the command acts on the state
+// file itself.
 
 // rolloutDir is the folder of the rollouts' state under a state folder.
 func rolloutDir(state string) string { return filepath.Join(state, "rollout") }
@@ -185,9 +190,34 @@ func (rs *rollouts) apply(osName string, req RolloutRequest) RolloutAnswer {
 	return a
 }
 
-func rolloutRequestFile(dir, osName string) string { return filepath.Join(dir, osName+".request") }
+// requestPrefix and answerPrefix begin the names of the request and
+// answer files of osName, which end with the request's id.
+func requestPrefix(osName string) string { return osName + ".request-" }
+func answerPrefix(osName string) string  { return osName + ".answer-" }
+
+func rolloutRequestFile(dir, osName, id string) string {
+	return filepath.Join(dir, requestPrefix(osName)+id)
+}
 func answerFile(dir, osName, id string) string {
-	return filepath.Join(dir, osName+".answer-"+id)
+	return filepath.Join(dir, answerPrefix(osName)+id)
+}
+
+// answerKeep is how long an answer no command took is kept.
+const answerKeep = time.Minute
+
+// rolloutWait is how long RolloutCommand waits for the server's answer.
+var rolloutWait = 15 * time.Second
+
+// newRequestID returns a request's id: the time in nanoseconds, so that
+// ids sort in the order they were made, and random text, so that two
+// made at once differ. It has no dot, slash or backslash.
+func newRequestID(now time.Time) string {
+	return fmt.Sprintf("%020d-%s", now.UnixNano(), rand.Text())
+}
+
+// validRequestID says whether id can be a file name's end.
+func validRequestID(id string) bool {
+	return id != "" && len(id) <= 100 && !strings.ContainsAny(id, `/\.:`)
 }
 
 // serveRequests takes the administrators' requests every second until
@@ -196,15 +226,42 @@ func (rs *rollouts) serveRequests(ctx context.Context, oses []string) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		for _, o := range oses {
-			path := rolloutRequestFile(rs.dir, o)
+		rs.takeRequests(oses, time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// takeRequests answers the requests waiting, of each OS in the order of
+// their names, and removes the answers left since before now-answerKeep.
+func (rs *rollouts) takeRequests(oses []string, now time.Time) {
+	ents, err := os.ReadDir(rs.dir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			rs.log.Warn("listing the rollout requests", "dir", rs.dir, "err", err)
+		}
+		return
+	}
+	for _, o := range oses {
+		for _, e := range ents { // ReadDir sorts by name
+			id, ok := strings.CutPrefix(e.Name(), requestPrefix(o))
+			if !ok {
+				continue
+			}
+			path := filepath.Join(rs.dir, e.Name())
 			var req RolloutRequest
 			err := atomicfile.ReadJSON(path, &req)
 			if errors.Is(err, fs.ErrNotExist) {
-				continue
+				continue // its command gave up
 			}
 			os.Remove(path)
-			if err != nil || req.ID == "" || strings.ContainsAny(req.ID, `/\.`) {
+			if err == nil && (req.ID != id || !validRequestID(id)) {
+				err = fmt.Errorf("its id %q is not its name's", req.ID)
+			}
+			if err != nil {
 				rs.log.Warn("ignoring a damaged rollout request", "file", path, "err", err)
 				continue
 			}
@@ -214,10 +271,13 @@ func (rs *rollouts) serveRequests(ctx context.Context, oses []string) {
 				rs.log.Warn("answering a rollout request", "os", o, "err", err)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), answerPrefix(o)) {
+				continue
+			}
+			if fi, err := e.Info(); err == nil && fi.ModTime().Before(now.Add(-answerKeep)) {
+				os.Remove(filepath.Join(rs.dir, e.Name()))
+			}
 		}
 	}
 }
@@ -242,12 +302,13 @@ func RolloutCommand(ctx context.Context, cfg *Config, state, osName string, req 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return RolloutAnswer{}, err
 	}
-	req.ID = rand.Text()
-	if err := atomicfile.WriteJSON(rolloutRequestFile(dir, osName), req, 0o644); err != nil {
+	req.ID = newRequestID(time.Now())
+	reqFile := rolloutRequestFile(dir, osName, req.ID)
+	if err := atomicfile.WriteJSON(reqFile, req, 0o644); err != nil {
 		return RolloutAnswer{}, fmt.Errorf("asking the server: %w", err)
 	}
 	path := answerFile(dir, osName, req.ID)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(rolloutWait)
 	for {
 		var a RolloutAnswer
 		err := atomicfile.ReadJSON(path, &a)
@@ -256,14 +317,16 @@ func RolloutCommand(ctx context.Context, cfg *Config, state, osName string, req 
 			return a, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return RolloutAnswer{}, err
+			return RolloutAnswer{}, fmt.Errorf("reading the server's answer: %w", err)
 		}
 		if time.Now().After(deadline) {
-			os.Remove(rolloutRequestFile(dir, osName))
-			return RolloutAnswer{}, fmt.Errorf("the server running on %s did not answer within 15 s", state)
+			// Only this command's request: another's is its own.
+			os.Remove(reqFile)
+			return RolloutAnswer{}, fmt.Errorf("the server running on %s did not answer within %s", state, rolloutWait)
 		}
 		select {
 		case <-ctx.Done():
+			os.Remove(reqFile)
 			return RolloutAnswer{}, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}

@@ -92,10 +92,11 @@ type Server struct {
 	conns    map[net.Conn]struct{}
 	admins   map[net.Conn]bool // administrators' sessions, kept open through a countdown
 	chunks   *index.ChunkCache
-	signed   signedReleases // the folders' signed releases (see signed.go)
-	pub      *published     // the published releases (see published.go)
-	patches  *patcher       // patches from history (see patches.go)
-	rollouts *rollouts      // staged rollouts (see rollout.go)
+	signed   signedReleases  // the folders' signed releases (see signed.go)
+	pub      *published      // the published releases (see published.go)
+	patches  *patcher        // patches from history (see patches.go)
+	rollouts *rollouts       // staged rollouts (see rollout.go)
+	clients  *clientReleases // the published release each client is on (see clientrecord.go)
 
 	self       Self
 	upd        *updater
@@ -169,6 +170,7 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 	s.patches = newPatcher(s.pub.store, log)
 	s.rollouts = newRollouts(stateDir, log, cfg.Rollout.Policy(), nil)
 	s.rollouts.mail = s.mailer()
+	s.clients = newClientReleases(stateDir, log)
 	if cfg.Limits.MaxConnections == 0 { // a Config not made by ParseConfig
 		s.MaxConnections, s.MaxPerAddress = defaultMaxConnections, defaultMaxPerAddress
 		s.MaxStaySessions, s.Heartbeat = defaultMaxStaySessions, defaultHeartbeat
@@ -263,6 +265,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.wg.Go(func() { s.watchPublished(ctx, 2*time.Second) })
 	s.wg.Go(func() { s.patches.run(ctx) })
 	oses := slices.Sorted(maps.Keys(s.indexes))
+	s.wg.Go(func() { s.clients.run(ctx) })
 	s.wg.Go(func() {
 		s.rollouts.serveRequests(ctx, oses)
 		s.rollouts.flush()
@@ -655,6 +658,9 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 			if ss.release != 0 && ss.fetched && (m.Outcome != syncproto.OutcomeUpdated || m.Build == ss.releaseBuild) {
 				s.rollouts.report(ss.hello.OS, ss.hello, ss.release, m.Outcome)
 			}
+			if ss.release != 0 && m.Outcome == syncproto.OutcomeUpdated && m.Build == ss.releaseBuild {
+				s.clients.confirm(ss.hello.OS, ss.hello.ClientID, ss.release)
+			}
 			if m.Message != "" {
 				s.log.Info("client report", "client", ss.conn.RemoteAddr().String(), "id", ss.hello.ClientID,
 					"host", ss.hello.Host, "user", ss.hello.User,
@@ -771,6 +777,9 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 	}
 	if get.Have == wire.Digest {
 		ss.outcome = "up to date"
+		if number != 0 {
+			s.clients.confirm(ss.hello.OS, ss.hello.ClientID, number)
+		}
 		return s.send(ss, syncproto.UpToDate{Build: man.Build})
 	}
 	if get.Flags&syncproto.GetSketch != 0 {

@@ -49,7 +49,7 @@ func WriteParts(path string, perm os.FileMode, parts ...[]byte) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("closing %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := Rename(tmp, path); err != nil {
 		return fmt.Errorf("renaming %s: %w", tmp, err)
 	}
 	ok = true

@@ -20,25 +20,32 @@ func (e *env) publishCommand() *cobra.Command {
 	var config, state, osName, build, key, chain, expires string
 	var rollback bool
 	c := &cobra.Command{
-		Use:   "publish --config AppServer.ini --os OS --build BUILD [--key FILE] SOURCE",
+		Use:   "publish --config AppServer.ini --os OS [--build BUILD] [--key FILE] SOURCE",
 		Short: "Publish a folder as the next release of an OS, without a restart",
 		Long: `publish validates the folder SOURCE with exactly the rules the clients apply
 (names every client OS can hold, links inside the folder, modes, sizes),
 copies what the server's release history lacks into it (STATE/releases,
 each file once by its BLAKE3 hash), signs the release with --key when
 given, and makes it the release of OS: a running server serves it from its
-next client, with BUILD as its build, no AppServer.ini edit and no
-restart. A refused release names every offending path, and what is served
-does not change. The releases beyond [UPDATE] KeepReleases are then
-removed from the history (never the one served, nor the previous one).
+next client, with BUILD as its build (without --build, AppServer.ini's
+[UPDATE] Build), no AppServer.ini edit and no restart. A refused release
+names every offending path, and what is served does not change. The
+releases beyond [UPDATE] KeepReleases are then removed from the history
+(never the one served, the previous one, nor those a staged rollout
+serves; when the rollout's state cannot be read, nothing is removed).
 
 A build older than the one served is refused unless --rollback, which
-also signs the release as one that may replace a newer one.`,
+also signs the release as one that may replace a newer one.
+
+Publishing the release served again, same build and files, publishes
+nothing, unless --key is given: then it is published as a new release
+(the next number, the same files, nothing copied) with a new signature,
+which is how a signature is renewed before it expires (--expires).`,
 		Example: "  appserver publish --config AppServer.ini --os linux --build 7.00.240601A --key publisher.key /srv/erp/next_linux",
 		Args:    exactArgs(1, "one SOURCE folder"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if osName == "" || build == "" {
-				return usagef("publish needs --os and --build")
+			if osName == "" {
+				return usagef("publish needs --os")
 			}
 			d, err := parseDays(expires)
 			if err != nil {
@@ -71,6 +78,12 @@ also signs the release as one that may replace a newer one.`,
 				return ran(err)
 			}
 			r := res.Record
+			if res.BuildFromConfig {
+				fmt.Fprintf(e.stdout, "No --build: the release is build %s, AppServer.ini's [UPDATE] Build.\n", r.Build)
+			}
+			if res.Resigned {
+				fmt.Fprintf(e.stdout, "Release %d is build %s with exactly these files: re-signed as release %d (no file copied).\n", res.Previous, r.Build, r.Number)
+			}
 			fmt.Fprintf(e.stdout, "Published release %d of %s: build %s, %d files, %s bytes (%d new files, %s bytes added to the history).\n",
 				r.Number, r.OS, r.Build, len(r.Files), appserver.GroupDigits(r.Bytes()), res.Added.Objects, appserver.GroupDigits(res.Added.Bytes))
 			if st := res.Statement; st != nil {
@@ -85,6 +98,9 @@ also signs the release as one that may replace a newer one.`,
 			if n := len(res.Pruned.Releases); n > 0 {
 				fmt.Fprintf(e.stdout, "Removed %d older release(s) beyond [UPDATE] KeepReleases=%d (%d files, %s bytes).\n", n, cfg.KeepReleases, res.Pruned.Objects, appserver.GroupDigits(res.Pruned.Bytes))
 			}
+			if res.NotPruned != nil {
+				fmt.Fprintf(e.stdout, "Warning: %v.\n", res.NotPruned)
+			}
 			if res.Server != "" {
 				fmt.Fprintf(e.stdout, "The running server (%s) serves it from its next client.\n", res.Server)
 			} else {
@@ -97,7 +113,7 @@ also signs the release as one that may replace a newer one.`,
 	fl.StringVar(&config, "config", "AppServer.ini", "AppServer.ini of the server")
 	fl.StringVar(&state, "state", "", "the server's state folder; default: appserver-state beside the configuration")
 	fl.StringVar(&osName, "os", "", "the clients' OS: windows, linux or darwin")
-	fl.StringVar(&build, "build", "", "the build the folder holds, e.g. 7.00.240601A")
+	fl.StringVar(&build, "build", "", "the build the folder holds, e.g. 7.00.240601A; default: AppServer.ini's [UPDATE] Build")
 	fl.StringVar(&key, "key", "", "the publisher's private key file (release keygen); without it the release is unsigned")
 	fl.StringVar(&chain, "chain", "", "the key chain file made by 'release rotate', when the keys were rotated")
 	fl.StringVar(&expires, "expires", "90d", "how long the signature holds: days (90d) or a Go duration (36h)")
@@ -109,9 +125,14 @@ also signs the release as one that may replace a newer one.`,
 func (e *env) releasesCommand() *cobra.Command {
 	var config, state string
 	c := &cobra.Command{
-		Use:     "releases [--config AppServer.ini]",
-		Short:   "List the published releases the server keeps",
-		Long:    "releases lists the release history of the server's state folder: every release kept for each OS, with its number, build, date, files, bytes and whether it is signed; * marks the one served.",
+		Use:   "releases [--config AppServer.ini]",
+		Short: "List the published releases the server keeps",
+		Long: `releases lists the release history of the server's state folder: every
+release kept for each OS, with its number, build, date, files, bytes,
+whether it is signed, and how many clients are on it (CLIENTS: those the
+server last saw install it or be up to date with it, as of the server's
+last save, at most 30 s old; ? when its record cannot be read); * marks
+the one served.`,
 		Example: "  appserver releases --config AppServer.ini",
 		Args:    exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -124,7 +145,7 @@ func (e *env) releasesCommand() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "OS\tRELEASE\tBUILD\tPUBLISHED (UTC)\tFILES\tBYTES\tSIGNED\tSERVED\t")
+			fmt.Fprintln(tw, "OS\tRELEASE\tBUILD\tPUBLISHED (UTC)\tFILES\tBYTES\tSIGNED\tCLIENTS\tSERVED\t")
 			for _, r := range list {
 				signed, served := "no", ""
 				if r.Signed {
@@ -133,7 +154,11 @@ func (e *env) releasesCommand() *cobra.Command {
 				if r.Served {
 					served = "*"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t\n", r.OS, r.Number, r.Build, r.Published.UTC().Format("2006-01-02 15:04"), r.Files, appserver.GroupDigits(r.Bytes), signed, served)
+				clients := appserver.GroupDigits(int64(r.Clients))
+				if r.Clients < 0 {
+					clients = "?"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", r.OS, r.Number, r.Build, r.Published.UTC().Format("2006-01-02 15:04"), r.Files, appserver.GroupDigits(r.Bytes), signed, clients, served)
 			}
 			return tw.Flush()
 		},

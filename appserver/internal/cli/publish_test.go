@@ -38,12 +38,29 @@ func TestPublishReleasesRollout(t *testing.T) {
 		t.Fatalf("publish --key: exit %d\n%s%s", code, out, errb)
 	}
 	code, out, _ = run(t, "", "releases", "--config", ini)
-	if code != ExitOK || !strings.Contains(out, "7.00.240601A") || !strings.Contains(out, "7.00.240701A") || strings.Count(out, "\n") != 3 {
+	if code != ExitOK || !strings.Contains(out, "7.00.240601A") || !strings.Contains(out, "7.00.240701A") || !strings.Contains(out, "CLIENTS") || strings.Count(out, "\n") != 3 {
 		t.Errorf("releases: exit %d\n%s", code, out)
 	}
 	code, out, errb = run(t, "", "rollout", "status", "--config", ini)
 	if code != ExitOK || !strings.HasPrefix(out, "linux: ") {
 		t.Errorf("rollout status: exit %d\n%s%s", code, out, errb)
+	}
+
+	// The release served again: nothing to publish, unless --key signs
+	// it anew as release 3.
+	code, out, errb = run(t, "", "publish", "--config", ini, "--os", "linux", "--build", "7.00.240701A", src)
+	if code != ExitOK || !strings.Contains(out, "nothing to publish") {
+		t.Errorf("publish of the release served, without --key: exit %d\n%s%s", code, out, errb)
+	}
+	code, out, errb = run(t, "", "publish", "--config", ini, "--os", "linux", "--build", "7.00.240701A", "--key", key, src)
+	if code != ExitOK || !strings.Contains(out, "re-signed as release 3") || !strings.Contains(out, "Published release 3") || !strings.Contains(out, "Signed by key ID") {
+		t.Errorf("publish of the release served, with --key: exit %d\n%s%s", code, out, errb)
+	}
+	// Without --build, the build is [UPDATE] Build's (older: --rollback).
+	os.WriteFile(filepath.Join(src, "app"), []byte("v1 again"), 0o755)
+	code, out, errb = run(t, "", "publish", "--config", ini, "--os", "linux", "--rollback", src)
+	if code != ExitOK || !strings.Contains(out, "No --build: the release is build 7.00.240501A, AppServer.ini's [UPDATE] Build.") || !strings.Contains(out, "Published release 4") {
+		t.Errorf("publish without --build: exit %d\n%s%s", code, out, errb)
 	}
 
 	// A release the clients would refuse, or a command line that lacks
@@ -57,7 +74,7 @@ func TestPublishReleasesRollout(t *testing.T) {
 		want string
 	}{
 		{[]string{"publish", "--config", ini, "--os", "linux", "--build", "7.00.240801A", bad}, ExitFailed, "evil"},
-		{[]string{"publish", "--config", ini, "--os", "linux", src}, ExitUsage, "needs --os and --build"},
+		{[]string{"publish", "--config", ini, src}, ExitUsage, "needs --os"},
 		{[]string{"publish", "--config", ini, "--os", "linux", "--build", "7.00.240801A"}, ExitUsage, "SOURCE"},
 		{[]string{"rollout", "halt", "--config", ini}, ExitUsage, "needs --os"},
 	} {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpupdate/smartsync/internal/atomicfile"
 	"github.com/zeebo/blake3"
 )
 
@@ -181,6 +182,7 @@ func (s *Store) prunePatches(used map[Hash]bool) error {
 	if err != nil {
 		return fmt.Errorf("listing the patch cache: %w", err)
 	}
+	var errs []error
 	for _, e := range ents {
 		name := e.Name()
 		base, new, ok := parsePatchName(name, ".zp")
@@ -198,9 +200,9 @@ func (s *Store) prunePatches(used map[Hash]bool) error {
 				continue
 			}
 		}
-		if err := os.Remove(filepath.Join(s.patchDir(), name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("pruning the patch cache: %w", err)
+		if err := atomicfile.Remove(filepath.Join(s.patchDir(), name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("pruning the patch cache: %w", err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -102,6 +102,10 @@ func crashPoint(point string) {
 	}
 }
 
+// osNames are the OSes whose releases a store keeps, each in the folder
+// of its name.
+var osNames = []string{"windows", "linux", "darwin"}
+
 // Store is the release history under one state folder.
 type Store struct {
 	Dir string // STATE/releases
@@ -210,7 +214,8 @@ func (s *Store) Numbers(osName string) ([]uint64, error) {
 	return ns, nil
 }
 
-// OSes returns the OSes the store has releases of.
+// OSes returns the OSes the store has releases of: its folders named
+// windows, linux or darwin (never objects, patches or hashcache).
 func (s *Store) OSes() ([]string, error) {
 	ents, err := os.ReadDir(s.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -221,7 +226,7 @@ func (s *Store) OSes() ([]string, error) {
 	}
 	var oses []string
 	for _, e := range ents {
-		if e.IsDir() && e.Name() != "objects" {
+		if e.IsDir() && slices.Contains(osNames, e.Name()) {
 			oses = append(oses, e.Name())
 		}
 	}
@@ -309,22 +314,33 @@ func (s *Store) Add(ctx context.Context, files []Entry, open Opener) (Added, err
 	}
 	crashPoint("objects synced")
 	dirs := map[string]bool{}
+	madeDir := false
 	for _, e := range todo {
 		name := filepath.FromSlash(ObjectName(e.Hash))
 		dir := filepath.Join(objects, filepath.Dir(name))
 		if !dirs[dir] {
+			if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+				madeDir = true
+			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return added, fmt.Errorf("making %s: %w", dir, err)
 			}
 			dirs[dir] = true
 		}
-		if err := os.Rename(filepath.Join(staging, e.Hash.String()), filepath.Join(objects, name)); err != nil {
+		if err := atomicfile.Rename(filepath.Join(staging, e.Hash.String()), filepath.Join(objects, name)); err != nil {
 			return added, fmt.Errorf("moving an object into place: %w", err)
 		}
 		crashPoint("object placed")
 	}
 	for dir := range dirs {
 		if err := atomicfile.SyncDir(dir); err != nil {
+			return added, err
+		}
+	}
+	// A new fan-out folder's own entry in objects must be durable too,
+	// or a power loss could lose the folder of objects a record names.
+	if madeDir {
+		if err := atomicfile.SyncDir(objects); err != nil {
 			return added, err
 		}
 	}
@@ -352,8 +368,11 @@ func copyObject(path string, e Entry, open Opener, buf []byte) error {
 	}
 	var sum Hash
 	h.Sum(sum[:0])
-	if n != e.Size || sum != e.Hash {
+	switch {
+	case n != e.Size:
 		return fmt.Errorf("%s changed while it was being published (it has %d bytes, %d when indexed); publish again", e.Path, n, e.Size)
+	case sum != e.Hash:
+		return fmt.Errorf("%s changed while it was being published (its content changed since it was indexed); publish again", e.Path)
 	}
 	return nil
 }
@@ -396,6 +415,11 @@ type Pruned struct {
 // served and the pinned ones, and removes the others' records; then every
 // object that no record of any OS names, and staging folders left by a
 // publish that was killed. The caller holds the lock.
+//
+// A removal that fails (on Windows, a file the server has open; see
+// atomicfile.Remove) does not stop the others: Prune goes on and returns
+// the failures joined, with what it did remove. A record it could not
+// remove keeps its objects.
 func (s *Store) Prune(osName string, keep int, pinned ...uint64) (Pruned, error) {
 	var p Pruned
 	ns, err := s.Numbers(osName)
@@ -406,40 +430,43 @@ func (s *Store) Prune(osName string, keep int, pinned ...uint64) (Pruned, error)
 	if err != nil {
 		return p, err
 	}
+	var errs []error
 	keep = max(keep, 1)
 	for i, n := range ns {
 		if i >= len(ns)-keep || n == cur || slices.Contains(pinned, n) {
 			continue
 		}
-		if err := os.Remove(s.recordFile(osName, n)); err != nil {
-			return p, fmt.Errorf("removing release %d of %s: %w", n, osName, err)
+		if err := atomicfile.Remove(s.recordFile(osName, n)); err != nil {
+			errs = append(errs, fmt.Errorf("removing release %d of %s: %w", n, osName, err))
+			continue
 		}
 		p.Releases = append(p.Releases, n)
 		crashPoint("record pruned")
 	}
 	used, err := s.used()
 	if err != nil {
-		return p, err
+		return p, errors.Join(append(errs, err)...)
 	}
 	if err := s.prunePatches(used); err != nil {
-		return p, err
+		errs = append(errs, err)
 	}
 	objects := s.ObjectsDir()
 	dirs, err := os.ReadDir(objects)
 	if err != nil {
-		return p, fmt.Errorf("listing the objects: %w", err)
+		return p, errors.Join(append(errs, fmt.Errorf("listing the objects: %w", err))...)
 	}
 	for _, d := range dirs {
 		dir := filepath.Join(objects, d.Name())
 		if strings.HasPrefix(d.Name(), "staging-") {
 			if err := os.RemoveAll(dir); err != nil {
-				return p, fmt.Errorf("removing %s: %w", dir, err)
+				errs = append(errs, fmt.Errorf("removing %s: %w", dir, err))
 			}
 			continue
 		}
 		ents, err := os.ReadDir(dir)
 		if err != nil {
-			return p, fmt.Errorf("listing the objects: %w", err)
+			errs = append(errs, fmt.Errorf("listing the objects: %w", err))
+			continue
 		}
 		for _, e := range ents {
 			var h Hash
@@ -447,8 +474,9 @@ func (s *Store) Prune(osName string, keep int, pinned ...uint64) (Pruned, error)
 				continue
 			}
 			info, _ := e.Info()
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return p, fmt.Errorf("removing an object no release uses: %w", err)
+			if err := atomicfile.Remove(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, fmt.Errorf("removing an object no release uses: %w", err))
+				continue
 			}
 			p.Objects++
 			if info != nil {
@@ -457,7 +485,7 @@ func (s *Store) Prune(osName string, keep int, pinned ...uint64) (Pruned, error)
 			crashPoint("object pruned")
 		}
 	}
-	return p, nil
+	return p, errors.Join(errs...)
 }
 
 // used returns the hashes every kept record of every OS names.

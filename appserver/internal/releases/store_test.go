@@ -53,6 +53,10 @@ func TestAddRefusesAChangedFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "a changed while it was being published") {
 		t.Fatalf("Add: %v", err)
 	}
+	// Of the same size, it is its content that changed.
+	if !strings.Contains(err.Error(), "its content changed") {
+		t.Errorf("Add of a file of the same size, other content: %v, want it to say its content changed", err)
+	}
 	ents, _ := os.ReadDir(s.ObjectsDir())
 	if len(ents) != 0 {
 		t.Errorf("the refused publish left %v in the store", ents)
@@ -158,4 +162,56 @@ func TestLockWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	u2()
+}
+
+// TestPruneGoesOnPastAFailedRemove: an object that cannot be removed (on
+// Windows, one the server has open; here a folder that is not empty in
+// its place) is an error naming it, and Prune still removes the other
+// objects no release uses.
+func TestPruneGoesOnPastAFailedRemove(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, s, 1, map[string]string{"a": "one"})
+	es, open := files(map[string]string{"c": "orphan", "d": "another orphan"})
+	if _, err := s.Add(context.Background(), es, open); err != nil {
+		t.Fatal(err)
+	}
+	var stuck Hash // sorts before every object
+	held := filepath.Join(s.ObjectsDir(), filepath.FromSlash(ObjectName(stuck)))
+	if err := os.MkdirAll(filepath.Join(held, "open"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Prune("linux", 5)
+	if err == nil || !strings.Contains(err.Error(), "removing an object no release uses") || !strings.Contains(err.Error(), stuck.String()) {
+		t.Errorf("Prune with an object that cannot be removed: %v", err)
+	}
+	if p.Objects != 2 {
+		t.Errorf("Prune removed %d objects, want the 2 orphans past the stuck one", p.Objects)
+	}
+	for _, e := range es {
+		if _, err := os.Stat(filepath.Join(s.ObjectsDir(), filepath.FromSlash(ObjectName(e.Hash)))); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("orphan %s still there: %v", e.Path, err)
+		}
+	}
+}
+
+// TestOSesAreOnlyOSes: the store's other folders (objects, the patch
+// and hash caches) are never listed as OSes.
+func TestOSesAreOnlyOSes(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, s, 1, map[string]string{"a": "one"})
+	for _, d := range []string{"patches", "hashcache", "windows"} {
+		if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.OSes()
+	if err != nil || !slices.Equal(got, []string{"linux", "windows"}) {
+		t.Errorf("OSes() = %v, %v; want [linux windows]", got, err)
+	}
 }

@@ -78,6 +78,28 @@ func Open(log *slog.Logger, file string, policy Policy, notify func(Event)) (*Ro
 	return r, nil
 }
 
+// Peek returns the releases the rollout kept in file still serves (as
+// Pinned does), reading the file only: it never writes, renames or moves
+// it, which is the server's to do, so that another process (`appserver
+// publish`) can read the state of the server running beside it. A missing
+// file is a rollout that has not begun (none pinned). A file that cannot
+// be read or understood is an error naming it (wrapping ErrDamaged when
+// damaged): the caller cannot know what the rollout serves.
+func Peek(file string) (pinned []uint64, err error) {
+	data, err := os.ReadFile(file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the rollout state: %w", err)
+	}
+	st, err := decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrDamaged, file, err)
+	}
+	return st.pinned(), nil
+}
+
 // SetPolicy replaces the policy, as a reloaded configuration does. A
 // rollout in its pilot phase is promoted at once when the new policy has
 // no pilot ring, or has a Delay or MinSuccesses already met.
@@ -327,12 +349,17 @@ func (r *Rollout) forgive() {
 func (r *Rollout) Pinned() []uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.st.pinned()
+}
+
+// pinned returns the release and the fallback, those not 0.
+func (st *state) pinned() []uint64 {
 	var p []uint64
-	if r.st.release != 0 {
-		p = append(p, r.st.release)
+	if st.release != 0 {
+		p = append(p, st.release)
 	}
-	if r.st.previous != 0 {
-		p = append(p, r.st.previous)
+	if st.previous != 0 {
+		p = append(p, st.previous)
 	}
 	return p
 }

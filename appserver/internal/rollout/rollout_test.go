@@ -632,3 +632,34 @@ func TestLongHaltReason(t *testing.T) {
 		t.Errorf("reason of %d bytes after a restart, phase %s: %q...", len(s.Reason), s.Phase, s.Reason[:10])
 	}
 }
+
+// TestPeekNeverMovesTheFile: Peek reads what a rollout pins; a damaged
+// or unreadable file is an error naming it, and stays where it is (the
+// server's, not the reader's, to move aside).
+func TestPeekNeverMovesTheFile(t *testing.T) {
+	r, _, dir := begun(t, policy())
+	must(t, r.Flush(t0))
+	file := filepath.Join(dir, "linux.json")
+	if got, err := Peek(file); err != nil || fmt.Sprint(got) != "[2 1]" {
+		t.Errorf("Peek of a pilot phase: %v, %v; want [2 1]", got, err)
+	}
+	if got, err := Peek(filepath.Join(dir, "darwin.json")); err != nil || got != nil {
+		t.Errorf("Peek of no rollout: %v, %v; want none", got, err)
+	}
+	const torn = `{"format": 1, "phase": "pil`
+	must(t, os.WriteFile(file, []byte(torn), 0o644))
+	if _, err := Peek(file); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), file) {
+		t.Errorf("Peek of a damaged file: %v; want ErrDamaged naming it", err)
+	}
+	if got, err := os.ReadFile(file); err != nil || string(got) != torn {
+		t.Errorf("Peek changed the damaged file: %q, %v", got, err)
+	}
+	if _, err := os.Stat(file + ".damaged"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Peek moved the file aside: %v", err)
+	}
+	dirFile := filepath.Join(dir, "windows.json")
+	must(t, os.Mkdir(dirFile, 0o755))
+	if _, err := Peek(dirFile); err == nil {
+		t.Error("Peek of an unreadable file succeeded")
+	}
+}
