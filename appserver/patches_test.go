@@ -225,4 +225,13 @@ func TestClientAppliesPatchFromHistory(t *testing.T) {
 	if !bytes.Equal(got, exe2) || res.Patched != 1 || res.WireBytes > int64(len(exe2))/4 {
 		t.Fatalf("bin/app %d bytes, %d patched, %d on the wire; want the new build as a patch", len(got), res.Patched, res.WireBytes)
 	}
+	// The server records the client on release 2, which `releases`
+	// counts once the record is written (at the latest when it stops).
+	if err := ts.stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	list, err := ListReleases(state)
+	if err != nil || len(list) != 2 || list[0].Clients != 0 || list[1].Clients != 1 {
+		t.Errorf("ListReleases after the sync: %+v, %v; want the client on release 2", list, err)
+	}
 }
