@@ -154,9 +154,10 @@ func TestZReaderRejects(t *testing.T) {
 // level a server uses.
 func BenchmarkZManifest(b *testing.B) {
 	frames := entryFrames(benchFiles)
-	for _, l := range []zstd.EncoderLevel{zstd.SpeedFastest, zstd.SpeedDefault, zstd.SpeedBetterCompression} {
+	for _, l := range []zstd.EncoderLevel{zstd.SpeedFastest, zstd.SpeedDefault, zstd.SpeedBetterCompression, zstd.SpeedBestCompression} {
 		b.Run(l.String(), func(b *testing.B) {
 			b.SetBytes(int64(len(frames)))
+			b.ReportAllocs()
 			var n int
 			for b.Loop() {
 				n = len(zFrames(b, frames, l))

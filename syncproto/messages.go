@@ -22,9 +22,10 @@ const (
 	MaxChunk = 256 << 10 // raw bytes in one FileData chunk
 	MaxFiles = 1 << 20   // entries in one manifest
 	MaxPath  = 4096      // bytes in one path
-	// MaxManifestPathBytes bounds the paths of a whole manifest, so that
-	// a receiver's memory for one is bounded too (a manifest of MaxFiles
-	// paths of MaxPath bytes would be 4 GiB).
+	// MaxManifestPathBytes bounds the paths of a whole manifest, and
+	// its link targets likewise, so that a receiver's memory for one is
+	// bounded too (a manifest of MaxFiles paths of MaxPath bytes would be
+	// 4 GiB).
 	MaxManifestPathBytes = 64 << 20
 	MaxRequestBatch      = 16384 // indices in one Request frame
 	MaxShortString       = 128   // builds, OS names, client ids, host and user names
