@@ -232,7 +232,7 @@
 // ends with the last of them: the client reads them as it would read them
 // plain, and refuses a stream with any byte after them, one that ends
 // inside a frame, or a frame of another type before the ManifestZ
-// without More. The stream's window is at most ZWindow (1 MiB), and it
+// without More. The stream's window is at most ZWindow (MaxChunk), and it
 // decompresses to at most MaxManifestZ(count) bytes: 65 bytes an entry
 // besides its path and link target, the paths and the link targets each
 // at most MaxManifestPathBytes together, and a ManifestEnd (about 193 MiB
@@ -242,7 +242,7 @@
 // compressed. A server compresses a manifest sent whole once and sends the
 // same bytes to every client; one sent by sketch, for the session. The
 // Go 1.25.1 toolchain's 11,039 entries take 1,174,572 bytes plain and
-// 487,397 compressed: the BLAKE3 hashes, 353,248 bytes of them, do not
+// 488,848 compressed: the BLAKE3 hashes, 353,248 bytes of them, do not
 // compress.
 //
 // The server reads every Request, DeltaRequest and BlockRequest up to RequestEnd before

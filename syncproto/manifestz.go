@@ -35,8 +35,9 @@ func (m ManifestZ) appendPayload(b []byte) []byte {
 
 // ZWindow is the largest zstd window of a compressed manifest: the sender
 // compresses with it, and the receiver refuses a stream that asks for a
-// larger one.
-const ZWindow = 1 << 20
+// larger one. A manifest's entries are sorted by path, so a larger window
+// finds little more: 0.3% on the Go toolchain's manifest at 1 MiB.
+const ZWindow = MaxChunk
 
 // zEntryFixed is the bytes of a ManifestEntry frame besides its path and
 // link target.

@@ -93,8 +93,8 @@ func (m *Manifest) Wire() *Wire {
 // WireZLevel is the zstd level of compressed manifests, for WireZ and
 // for those a server sends by sketch. Measured on the Go 1.25.1
 // toolchain's 11,039 entries (1,174,572 bytes of frames): SpeedFastest
-// 493,073 bytes in 4 ms, SpeedDefault 487,397 in 6 ms, SpeedBestCompression
-// 482,681 in 67 ms but with about 40 MB of tables; the hashes (353 KB)
+// 493,353 bytes in 4 ms, SpeedDefault 488,848 in 7 ms, SpeedBestCompression
+// 485,701 in 61 ms but with about 40 MB of tables; the hashes (353 KB)
 // do not compress at any level.
 const WireZLevel = zstd.SpeedDefault
 
