@@ -166,3 +166,16 @@ func BenchmarkZManifest(b *testing.B) {
 		})
 	}
 }
+
+// TestZEmpty: a manifest of no entries sent whole has no frame after its
+// header; its stream is still one ManifestZ frame, and reads as nothing.
+func TestZEmpty(t *testing.T) {
+	wire := zFrames(t, nil, zstd.SpeedDefault)
+	got, next, err := readZ(wire, MaxManifestZ(0), 0)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("read %d bytes, %v; want none", len(got), err)
+	}
+	if _, ok := next.(PatchOffer); !ok {
+		t.Fatalf("after the compressed manifest, read %#v, want the PatchOffer", next)
+	}
+}
