@@ -782,11 +782,12 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 		}
 		return s.send(ss, syncproto.UpToDate{Build: man.Build})
 	}
+	z := get.Flags&syncproto.GetZManifest != 0
 	if get.Flags&syncproto.GetSketch != 0 {
-		if err := s.sendBySketch(ss, man); err != nil {
+		if err := s.sendBySketch(ss, man, z); err != nil {
 			return err
 		}
-	} else if err := s.sendEncoded(ss, wire.Frames); err != nil {
+	} else if err := s.sendWhole(ss, man, z); err != nil {
 		return err
 	}
 	if get.Flags&syncproto.GetPatches != 0 {

@@ -22,11 +22,31 @@ func (s *Server) sendEncoded(ss *session, wire []byte) error {
 	return nil
 }
 
+// sendWhole sends man whole: its frames, or with z (the client set
+// GetZManifest) its header and then its entries compressed once per
+// manifest (index.Manifest.WireZ).
+func (s *Server) sendWhole(ss *session, man *index.Manifest, z bool) error {
+	wire := man.Wire()
+	if !z {
+		return s.sendEncoded(ss, wire.Frames)
+	}
+	entries, err := man.WireZ()
+	if err != nil {
+		return err
+	}
+	if err := s.sendEncoded(ss, wire.Header()); err != nil {
+		return err
+	}
+	return s.sendEncoded(ss, entries)
+}
+
 // sendBySketch sends man to a client that keeps an earlier manifest's
 // entries (syncproto's doc, "Manifests by difference"): the header, then,
 // once the client has named what it keeps, each entry whole or within a
-// run of the client's own, then the digest.
-func (s *Server) sendBySketch(ss *session, man *index.Manifest) error {
+// run of the client's own, then the digest. With z (the client set
+// GetZManifest) the frames after the header go through a zstd stream of
+// the session's, in ManifestZ frames as they fill.
+func (s *Server) sendBySketch(ss *session, man *index.Manifest, z bool) error {
 	wire := man.Wire()
 	if err := s.sendEncoded(ss, wire.Header()); err != nil {
 		return err
@@ -38,9 +58,24 @@ func (s *Server) sendBySketch(ss *session, man *index.Manifest) error {
 	if err != nil {
 		return err
 	}
+	out := ss.w
+	var zw *syncproto.ZWriter
+	if z {
+		enc, err := syncproto.NewZEncoder(index.WireZLevel)
+		if err != nil {
+			return fmt.Errorf("starting the manifest's compressor: %w", err)
+		}
+		defer enc.Close()
+		zw = syncproto.NewZWriter(enc, func(c syncproto.ManifestZ) error {
+			ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+			return ss.w.Write(c)
+		})
+		out = zw.Writer
+	}
 	run := s.runs(ss, 1<<32-1, func(from, n uint64) syncproto.Message {
 		return syncproto.ManifestSame{From: uint32(from), Count: uint32(n)}
 	})
+	run.w = out
 	next := uint32(0) // the runs name increasing entries of the sketch
 	for i, sk := range wire.Sketches {
 		if c, ok := have[sk]; ok && c >= next {
@@ -54,7 +89,7 @@ func (s *Server) sendBySketch(ss *session, man *index.Manifest) error {
 			return err
 		}
 		ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-		if err := ss.w.WriteEncoded(wire.Entry(i)); err != nil {
+		if err := out.WriteEncoded(wire.Entry(i)); err != nil {
 			return err
 		}
 	}
@@ -62,7 +97,10 @@ func (s *Server) sendBySketch(ss *session, man *index.Manifest) error {
 		return err
 	}
 	ss.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-	return ss.w.Write(syncproto.ManifestEnd{Digest: wire.Digest})
+	if err := out.Write(syncproto.ManifestEnd{Digest: wire.Digest}); err != nil || zw == nil {
+		return err
+	}
+	return zw.Close()
 }
 
 // runWriter merges ranges that follow each other (entries the client
@@ -71,6 +109,7 @@ func (s *Server) sendBySketch(ss *session, man *index.Manifest) error {
 type runWriter struct {
 	s       *Server
 	ss      *session
+	w       *syncproto.Writer // ss.w, unless set
 	limit   uint64
 	msg     func(from, n uint64) syncproto.Message
 	from, n uint64
@@ -79,7 +118,7 @@ type runWriter struct {
 // runs returns a runWriter of session ss whose runs hold at most limit,
 // sent as msg makes them.
 func (s *Server) runs(ss *session, limit uint64, msg func(from, n uint64) syncproto.Message) *runWriter {
-	return &runWriter{s: s, ss: ss, limit: limit, msg: msg}
+	return &runWriter{s: s, ss: ss, w: ss.w, limit: limit, msg: msg}
 }
 
 // add appends the range of n from from, sending the run before it unless
@@ -102,7 +141,7 @@ func (r *runWriter) flush() error {
 		return nil
 	}
 	r.ss.conn.SetWriteDeadline(time.Now().Add(r.s.WriteTimeout))
-	err := r.ss.w.Write(r.msg(r.from, r.n))
+	err := r.w.Write(r.msg(r.from, r.n))
 	r.n = 0
 	return err
 }

@@ -314,7 +314,7 @@ func (f wireFrame) mid() int64 { return (f.start + f.end) / 2 }
 func parseWireFrames(t *testing.T, stream []byte) []wireFrame {
 	t.Helper()
 	r := syncproto.NewReader(bytes.NewReader(stream))
-	var fs []wireFrame
+	var fs, zs []wireFrame
 	for {
 		start := r.N
 		m, err := r.Read()
@@ -325,7 +325,52 @@ func parseWireFrames(t *testing.T, stream []byte) []wireFrame {
 			t.Fatalf("recorded stream, frame at byte %d: %v", start, err)
 		}
 		fs = append(fs, wireFrame{msg: m, start: start, end: r.N})
+		if z, ok := m.(syncproto.ManifestZ); ok {
+			zs = append(zs, wireFrame{msg: syncproto.ManifestZ{More: z.More, Data: bytes.Clone(z.Data)}, start: start, end: r.N})
+			if !z.More {
+				fs = append(fs, unzipWireFrames(t, zs)...)
+				zs = nil
+			}
+		}
 	}
+}
+
+// unzipWireFrames returns the frames of a compressed manifest, sent in
+// the ManifestZ frames zs, each placed where all of zs lie on the wire.
+func unzipWireFrames(t *testing.T, zs []wireFrame) []wireFrame {
+	t.Helper()
+	var src zFrameSource
+	for _, f := range zs {
+		src = append(src, f.msg)
+	}
+	z, err := syncproto.NewZReader(&src, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	var fs []wireFrame
+	for {
+		m, err := z.Read()
+		if errors.Is(err, io.EOF) {
+			return fs
+		}
+		if err != nil {
+			t.Fatalf("recorded stream, compressed manifest: %v", err)
+		}
+		fs = append(fs, wireFrame{msg: m, start: zs[0].start, end: zs[len(zs)-1].end})
+	}
+}
+
+// zFrameSource gives the ManifestZ frames it holds.
+type zFrameSource []syncproto.Message
+
+func (s *zFrameSource) Read() (syncproto.Message, error) {
+	if len(*s) == 0 {
+		return nil, io.EOF
+	}
+	m := (*s)[0]
+	*s = (*s)[1:]
+	return m, nil
 }
 
 func firstWireFrame(t *testing.T, fs []wireFrame, types ...syncproto.MsgType) wireFrame {
@@ -707,7 +752,8 @@ func TestClientSideResetLeavesInstallUnchangedAndServerServesOthers(t *testing.T
 
 // TestResetInsideTheSketch: the connection is reset while the client
 // names the manifest it keeps, or while the server sends the manifest by
-// difference. The update fails as any cut one does, the install and the
+// difference (compressed: in the middle of it, or in its last bytes,
+// where the digest is). The update fails as any cut one does, the install and the
 // kept manifest stay as they were, and the next sync updates.
 func TestResetInsideTheSketch(t *testing.T) {
 	sc := newFaultSceneWith(t, true)
@@ -716,8 +762,10 @@ func TestResetInsideTheSketch(t *testing.T) {
 		fault fault
 	}{
 		{"inside the sketch", fault{kind: faultResetUp, after: firstWireFrame(t, sc.up, syncproto.MsgSketch).mid()}},
-		{"inside a run", fault{kind: faultResetDown, after: firstWireFrame(t, sc.down, syncproto.MsgManifestSame).mid()}},
-		{"inside the digest", fault{kind: faultResetDown, after: firstWireFrame(t, sc.down, syncproto.MsgManifestEnd).mid()}},
+		// The entries, runs and digest travel compressed, in ManifestZ
+		// frames (syncproto.GetZManifest).
+		{"inside the compressed manifest", fault{kind: faultResetDown, after: firstWireFrame(t, sc.down, syncproto.MsgManifestZ).mid()}},
+		{"inside the digest", fault{kind: faultResetDown, after: firstWireFrame(t, sc.down, syncproto.MsgManifestEnd).end - 2}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

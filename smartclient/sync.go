@@ -764,6 +764,9 @@ func (a *attempt) askManifest() (*manifest.Manifest, error) {
 	// The server follows the manifest with the patches it holds from
 	// older releases (syncproto's doc, "Patches from history").
 	a.get.Flags |= syncproto.GetPatches
+	// And it sends the manifest's entries compressed (syncproto's doc,
+	// "Manifests compressed").
+	a.get.Flags |= syncproto.GetZManifest
 	if err := a.c.Send(a.get); err != nil {
 		a.cache.Close()
 		return nil, fmt.Errorf("asking for the manifest: %w", err)
@@ -775,7 +778,7 @@ func (a *attempt) askManifest() (*manifest.Manifest, error) {
 	}
 	// The count is at most syncproto.MaxFiles; a hostile one makes the
 	// collector lazier, no worse.
-	man, err := manifest.Read(src, manifest.Options{Cache: a.cache, Send: a.c.Send, Count: sizeMemory})
+	man, err := manifest.Read(src, manifest.Options{Cache: a.cache, Send: a.c.Send, Count: sizeMemory, Compressed: true})
 	if err == nil {
 		// The offers are kept only for the files the state records
 		// (see fetch.ReadOffers): its files are needed now, not at the

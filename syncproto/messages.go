@@ -22,9 +22,10 @@ const (
 	MaxChunk = 256 << 10 // raw bytes in one FileData chunk
 	MaxFiles = 1 << 20   // entries in one manifest
 	MaxPath  = 4096      // bytes in one path
-	// MaxManifestPathBytes bounds the paths of a whole manifest, so that
-	// a receiver's memory for one is bounded too (a manifest of MaxFiles
-	// paths of MaxPath bytes would be 4 GiB).
+	// MaxManifestPathBytes bounds the paths of a whole manifest, and
+	// its link targets likewise, so that a receiver's memory for one is
+	// bounded too (a manifest of MaxFiles paths of MaxPath bytes would be
+	// 4 GiB).
 	MaxManifestPathBytes = 64 << 20
 	MaxRequestBatch      = 16384 // indices in one Request frame
 	MaxShortString       = 128   // builds, OS names, client ids, host and user names
@@ -102,6 +103,7 @@ var msgNames = map[MsgType]string{
 	MsgSketch: "Sketch", MsgManifestSame: "ManifestSame", MsgManifestEnd: "ManifestEnd",
 	MsgRelease: "Release", MsgAdminSession: "AdminSession",
 	MsgPatchOffer: "PatchOffer", MsgPatchRequest: "PatchRequest", MsgFilePatch: "FilePatch",
+	MsgManifestZ: "ManifestZ",
 }
 
 func (t MsgType) String() string {
@@ -173,6 +175,8 @@ func MaxPayload(t MsgType) (int, bool) {
 		return 1 + str + 4 + 8 + 2 + MaxMessage, true
 	case MsgError:
 		return 2 + 2 + MaxMessage + 2, true
+	case MsgManifestZ:
+		return 1 + MaxChunk, true
 	}
 	return maxPatchPayload(t)
 }
@@ -227,7 +231,7 @@ type GetManifest struct {
 	// When it is the server's current one, the server answers UpToDate
 	// instead of sending the manifest again.
 	Have  [HashSize]byte
-	Flags uint8 // GetRaw, GetSketch, GetPatches
+	Flags uint8 // GetRaw, GetSketch, GetPatches, GetZManifest
 }
 
 // GetManifest flags.
@@ -901,7 +905,7 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 		m = w
 	case MsgGetManifest:
 		g := GetManifest{Have: d.hash("have"), Flags: d.u8("flags")}
-		if d.err == nil && g.Flags&^(GetRaw|GetSketch|GetPatches) != 0 {
+		if d.err == nil && g.Flags&^(GetRaw|GetSketch|GetPatches|GetZManifest) != 0 {
 			d.fail("unknown flags %#x", g.Flags)
 		}
 		m = g
@@ -1012,6 +1016,14 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 		m = &Error{Code: Code(d.u16("code")), Message: d.str("message", MaxMessage), Retry: d.u16("retry")}
 	case MsgPatchOffer, MsgPatchRequest, MsgFilePatch:
 		m = decodePatch(t, d)
+	case MsgManifestZ:
+		z := ManifestZ{More: d.bool("more")}
+		if d.err == nil && len(d.b) == 0 {
+			d.fail("an empty chunk of the compressed manifest")
+		}
+		// Data aliases the payload, as FileData's does.
+		z.Data, d.b = d.b, nil
+		m = z
 	default:
 		m = decodeSession(t, d)
 	}

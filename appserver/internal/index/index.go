@@ -65,6 +65,10 @@ type Manifest struct {
 	// (see Wire): a session only copies the bytes.
 	wireOnce sync.Once
 	wire     *Wire
+	// Its frames after the header compressed (see WireZ), made once too.
+	wireZOnce sync.Once
+	wireZ     []byte
+	wireZErr  error
 
 	// root is the folder the manifest was made from. Each scan opens the
 	// folder anew, so an administrator who replaces the whole folder

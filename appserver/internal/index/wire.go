@@ -1,10 +1,12 @@
 package index
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/klauspost/compress/zstd"
 )
 
 // PostInstall returns the manifest's path of the post-install program, or
@@ -86,4 +88,43 @@ func (m *Manifest) Wire() *Wire {
 		m.wire = w
 	})
 	return m.wire
+}
+
+// WireZLevel is the zstd level of compressed manifests, for WireZ and
+// for those a server sends by sketch. Measured on the Go 1.25.1
+// toolchain's 11,039 entries (1,174,572 bytes of frames): SpeedFastest
+// 493,353 bytes in 4 ms, SpeedDefault 488,848 in 7 ms, SpeedBestCompression
+// 485,701 in 61 ms but with about 40 MB of tables; the hashes (353 KB)
+// do not compress at any level.
+const WireZLevel = zstd.SpeedDefault
+
+// WireZ returns the frames of Wire after the header, compressed into
+// ManifestZ frames (syncproto's doc, "Manifests compressed"), encoded:
+// made once per manifest, so that a thousand clients that ask with
+// GetZManifest cost one compression.
+func (m *Manifest) WireZ() ([]byte, error) {
+	m.wireZOnce.Do(func() {
+		w := m.Wire()
+		enc, err := syncproto.NewZEncoder(WireZLevel)
+		if err != nil {
+			m.wireZErr = fmt.Errorf("compressing the manifest: %w", err)
+			return
+		}
+		defer enc.Close()
+		var b []byte
+		z := syncproto.NewZWriter(enc, func(c syncproto.ManifestZ) error {
+			b = syncproto.AppendFrame(b, c)
+			return nil
+		})
+		if err := z.WriteEncoded(w.Frames[w.hdrEnd:]); err != nil {
+			m.wireZErr = err
+			return
+		}
+		if err := z.Close(); err != nil {
+			m.wireZErr = err
+			return
+		}
+		m.wireZ = b
+	})
+	return m.wireZ, m.wireZErr
 }

@@ -89,6 +89,11 @@ type Lie struct {
 	// frames sent; nil sends them honestly, in frames of at most
 	// MaxPatchOffers, one empty frame when there are none.
 	Offers func(honest []syncproto.PatchRef) []syncproto.PatchOffer
+	// Z, to a client that asks for the manifest compressed
+	// (GetZManifest), turns the frames after the header (plain: the
+	// entries, Among, ManifestEnd, as told) into the ManifestZ frames
+	// sent; nil compresses them honestly (see Compress and Cut).
+	Z func(plain []byte) []syncproto.ManifestZ
 	// Send answers the client's requests; nil sends what it asked for,
 	// honestly.
 	Send func(s *Stream)
@@ -121,8 +126,10 @@ type Saw struct {
 	Patches map[uint32]*syncproto.PatchRequest
 	// PatchesAsked: the client set GetPatches in GetManifest.
 	PatchesAsked bool
-	Copied       int64 // bytes the honest liar sent as FileCopy
-	Report       *syncproto.Report
+	// ZAsked: the client set GetZManifest in GetManifest.
+	ZAsked bool
+	Copied int64 // bytes the honest liar sent as FileCopy
+	Report *syncproto.Report
 	// reportOnly marks a session that only reported (see Serve).
 	reportOnly bool
 	ServerErr  error // the client broke the protocol before the lie was told
@@ -429,6 +436,7 @@ func tellLie(nc net.Conn, l Lie, files []File, saw *Saw) error {
 	}
 	sketch := m.(syncproto.GetManifest).Flags&syncproto.GetSketch != 0
 	saw.PatchesAsked = m.(syncproto.GetManifest).Flags&syncproto.GetPatches != 0
+	saw.ZAsked = m.(syncproto.GetManifest).Flags&syncproto.GetZManifest != 0
 	patches, offers := makePatches(l, files)
 	entries := Entries(files)
 	if l.Entries != nil {
@@ -462,28 +470,40 @@ func tellLie(nc net.Conn, l Lie, files []File, saw *Saw) error {
 			sums = append(sums, m.(syncproto.Sketch).Sums...)
 		}
 	}
+	// The frames after the header go to ew: w itself, or for a client
+	// that asked for them compressed, a buffer compressed at the end.
+	ew, plain := w, &bytes.Buffer{}
+	if saw.ZAsked {
+		ew = syncproto.NewWriter(plain)
+	}
 	if l.BySketch != nil {
-		l.BySketch(w, h, entries, sums)
-		if saw.PatchesAsked && !l.HangUp {
-			sendOffers(w, l, offers)
+		l.BySketch(ew, h, entries, sums)
+	} else {
+		d := syncproto.NewDigester(h)
+		for _, e := range entries {
+			d.Add(e)
+			if err := ew.Write(e); err != nil {
+				return err
+			}
 		}
-		if err := w.Flush(); err != nil || l.HangUp {
+		if l.Among != nil {
+			ew.Write(l.Among)
+		}
+		if sketch {
+			ew.Write(syncproto.ManifestEnd{Digest: d.Sum()})
+		}
+	}
+	if saw.ZAsked {
+		if err := ew.Flush(); err != nil {
 			return err
 		}
-		return answerRequests(nc, r, w, l, files, patches, saw)
-	}
-	d := syncproto.NewDigester(h)
-	for _, e := range entries {
-		d.Add(e)
-		if err := w.Write(e); err != nil {
-			return err
+		zs := Cut(Compress(plain.Bytes()))
+		if l.Z != nil {
+			zs = l.Z(plain.Bytes())
 		}
-	}
-	if l.Among != nil {
-		w.Write(l.Among)
-	}
-	if sketch {
-		w.Write(syncproto.ManifestEnd{Digest: d.Sum()})
+		for _, z := range zs {
+			w.Write(z)
+		}
 	}
 	if saw.PatchesAsked && !l.HangUp {
 		sendOffers(w, l, offers)
@@ -492,6 +512,32 @@ func tellLie(nc net.Conn, l Lie, files []File, saw *Saw) error {
 		return err
 	}
 	return answerRequests(nc, r, w, l, files, patches, saw)
+}
+
+// Compress returns b as one zstd stream, as a server compresses a
+// manifest (syncproto.NewZEncoder).
+func Compress(b []byte) []byte {
+	enc, err := syncproto.NewZEncoder(zstd.SpeedDefault)
+	if err != nil {
+		panic(err) // fixed options
+	}
+	defer enc.Close()
+	var out bytes.Buffer
+	enc.Reset(&out)
+	enc.Write(b)
+	enc.Close()
+	return out.Bytes()
+}
+
+// Cut cuts stream into ManifestZ frames of at most MaxChunk bytes, all
+// but the last with More.
+func Cut(stream []byte) []syncproto.ManifestZ {
+	var zs []syncproto.ManifestZ
+	for len(stream) > syncproto.MaxChunk {
+		zs = append(zs, syncproto.ManifestZ{More: true, Data: stream[:syncproto.MaxChunk]})
+		stream = stream[syncproto.MaxChunk:]
+	}
+	return append(zs, syncproto.ManifestZ{Data: stream})
 }
 
 // makePatches makes the patches of l and their honest offers, sorted as

@@ -113,6 +113,11 @@ type Options struct {
 	// Count, when set, is told how many entries the header announces (at
 	// most syncproto.MaxFiles) before they are read.
 	Count func(n int)
+	// Compressed says that the client asked with syncproto.GetZManifest:
+	// the frames after the header come as ManifestZ frames, whose
+	// stream is decompressed (with a bounded window, to at most
+	// syncproto.MaxManifestZ bytes) and must end with the last of them.
+	Compressed bool
 }
 
 // Read reads and validates a whole manifest. It runs before the client
@@ -150,6 +155,22 @@ func Read(r Source, o Options) (man *Manifest, err error) {
 			return nil, err
 		}
 	}
+	if o.Compressed {
+		z, zerr := syncproto.NewZReader(r, syncproto.MaxManifestZ(h.Count))
+		if zerr != nil {
+			return nil, zerr
+		}
+		defer z.Close()
+		r = z.Reader
+		defer func() {
+			if err == nil {
+				if err = z.End(); err != nil {
+					man = nil
+					err = fmt.Errorf("%w: %w", ErrBad, err)
+				}
+			}
+		}()
+	}
 	digest := syncproto.NewDigester(h)
 	man = &Manifest{build: h.Build, files: make([]File, 0, min(h.Count, 1<<16)),
 		postInstall: h.PostInstall, postInstallTimeout: time.Duration(h.PostInstallTimeout) * time.Second}
@@ -158,7 +179,7 @@ func Read(r Source, o Options) (man *Manifest, err error) {
 	// both.
 	seen := make(map[string]int, min(h.Count, 1<<16))
 	keys := make([]string, 0, min(h.Count, 1<<16))
-	pathBytes := 0
+	pathBytes, targetBytes := 0, 0
 	var same uint32 // entries of the current run of kept ones still to come
 	for i := range h.Count {
 		var e syncproto.ManifestEntry
@@ -198,6 +219,10 @@ func Read(r Source, o Options) (man *Manifest, err error) {
 		pathBytes += len(e.Path)
 		if pathBytes > syncproto.MaxManifestPathBytes {
 			return nil, fmt.Errorf("%w: paths add up to more than %d bytes", ErrBad, syncproto.MaxManifestPathBytes)
+		}
+		targetBytes += len(e.Target)
+		if targetBytes > syncproto.MaxManifestPathBytes {
+			return nil, fmt.Errorf("%w: link targets add up to more than %d bytes", ErrBad, syncproto.MaxManifestPathBytes)
 		}
 		f, err := checkEntry(e)
 		if err != nil {
