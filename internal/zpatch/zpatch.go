@@ -83,6 +83,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/klauspost/compress/zstd"
@@ -374,12 +375,25 @@ func Apply(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, pat
 	if po != uint64(oldSize) || pn != uint64(size) {
 		return fmt.Errorf("zpatch: apply: %w: header: made for old %d, new %d bytes; have old %d, want new %d", ErrCorrupt, po, pn, oldSize, size)
 	}
-	var dict, out, frame []byte
-	var dec *zstd.Decoder
+	// The buffers and the decoder of one Apply serve the next: a sync
+	// patches one file after another, and would otherwise leave up to
+	// 10 MiB of garbage a file for the collector.
+	st, _ := applyPool.Get().(*applyState)
+	if st == nil {
+		st = &applyState{}
+	}
+	dict, out, frame, dec := st.dict, st.out, st.frame, st.dec
+	ok := false
 	defer func() {
-		if dec != nil {
+		st.dict, st.out, st.frame = dict, out, frame
+		if !ok && dec != nil {
+			// A decoder that failed is not trusted with the next
+			// patch.
 			dec.Close()
+			dec = nil
 		}
+		st.dec = dec
+		applyPool.Put(st)
 	}()
 	for i, done := 0, int64(0); done < size; i++ {
 		if err := ctx.Err(); err != nil {
@@ -453,8 +467,19 @@ func Apply(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, pat
 	} else if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("zpatch: apply: reading the end of the patch at byte %d: %w", pos, err)
 	}
+	ok = true
 	return nil
 }
+
+// applyState is what one Apply leaves to the next (see applyPool).
+type applyState struct {
+	dict, out, frame []byte
+	dec              *zstd.Decoder
+}
+
+// applyPool keeps the buffers and decoder of Apply between calls; the
+// collector may drop them, which costs a new allocation, nothing more.
+var applyPool sync.Pool
 
 // grow returns b resized to n bytes, reusing its array when it is large
 // enough.
