@@ -56,12 +56,17 @@ type checkStats struct {
 	n, failed   int
 	max, median time.Duration
 	window      time.Duration
+	// The checks answered "up to date" (exit 0: the old release still
+	// served) and "update available" (exit 100: the new one served).
+	nOld, nNew     int
+	maxOld, maxNew time.Duration
 }
 
 // pubRun is one run of the scenario.
 type pubRun struct {
 	firstWall, nextWall time.Duration
 	firstRSS, nextRSS   int64 // KiB
+	firstCPU, nextCPU   time.Duration
 	during, baseline    checkStats
 	toServed            time.Duration // publish's end to the server's log line (negative: before the end)
 	toPatches           time.Duration
@@ -147,14 +152,15 @@ func (b *bench) publishRun(ctx context.Context, dir, empty, keyFile, pub string)
 	// 1. The first publish, into an empty history.
 	syscall.Sync()
 	var err error
-	r.firstWall, r.firstRSS, r.firstOut, err = b.timedPublish(ctx, ini, state, oldBuild, keyFile, b.dirs["v1"], filepath.Join(dir, "publish-v1.time"))
+	r.firstWall, r.firstRSS, r.firstCPU, r.firstOut, err = b.timedPublish(ctx, ini, state, oldBuild, keyFile, b.dirs["v1"], filepath.Join(b.runDir, "publish-"+filepath.Base(dir)+"-v1.time"))
 	if err != nil {
 		return r, err
 	}
-	step("  first publish (v1 into an empty history): %.2f s, peak RSS %s: %s", r.firstWall.Seconds(), fmtKiB(r.firstRSS), r.firstOut)
+	step("  first publish (v1 into an empty history): %.2f s, CPU %.2f s, peak RSS %s: %s", r.firstWall.Seconds(), r.firstCPU.Seconds(), fmtKiB(r.firstRSS), r.firstOut)
 
 	// 2. A server on that state serving v1, a client synced from it.
-	srv, err := b.startPublishServer(ctx, ini, state, filepath.Join(dir, "appserver.log"), filepath.Join(dir, "appserver.time"))
+	tag := "appserver-publish-" + filepath.Base(dir)
+	srv, err := b.startPublishServer(ctx, ini, state, filepath.Join(b.runDir, tag+".log"), filepath.Join(b.runDir, tag+".time"))
 	if err != nil {
 		return r, err
 	}
@@ -234,7 +240,7 @@ func (b *bench) publishRun(ctx context.Context, dir, empty, keyFile, pub string)
 		return r, ctx.Err()
 	}
 	t0 := time.Now()
-	r.nextWall, r.nextRSS, r.nextOut, err = b.timedPublish(ctx, ini, state, newBuild, keyFile, b.dirs["v2"], filepath.Join(dir, "publish-v2.time"))
+	r.nextWall, r.nextRSS, r.nextCPU, r.nextOut, err = b.timedPublish(ctx, ini, state, newBuild, keyFile, b.dirs["v2"], filepath.Join(b.runDir, "publish-"+filepath.Base(dir)+"-v2.time"))
 	t1 := time.Now()
 	// The checks that started during the publish end: each loop has then
 	// ended one that started after it.
@@ -244,11 +250,14 @@ func (b *bench) publishRun(ctx context.Context, dir, empty, keyFile, pub string)
 	if err != nil {
 		return r, err
 	}
+	if err := writeChecks(filepath.Join(b.runDir, fmt.Sprintf("publish-checks-%s.tsv", filepath.Base(dir))), checks, t0, t1); err != nil {
+		return r, err
+	}
 	r.during = summarize(checks, t0, t1)
 	r.baseline = summarize(checks, t0.Add(-min(t1.Sub(t0), lead)), t0)
-	step("  next release (v2, the server serving v1): %.2f s, peak RSS %s: %s", r.nextWall.Seconds(), fmtKiB(r.nextRSS), r.nextOut)
-	step("  no-op checks during it: %d (failed %d), max %s, median %s; before it (%.1f s): %d, max %s, median %s",
-		r.during.n, r.during.failed, fmtMs(r.during.max), fmtMs(r.during.median), r.baseline.window.Seconds(), r.baseline.n, fmtMs(r.baseline.max), fmtMs(r.baseline.median))
+	step("  next release (v2, the server serving v1): %.2f s, CPU %.2f s, peak RSS %s: %s", r.nextWall.Seconds(), r.nextCPU.Seconds(), fmtKiB(r.nextRSS), r.nextOut)
+	step("  no-op checks during it: %d (failed %d), max %s, median %s (up to date: %d, max %s; update available: %d, max %s); before it (%.1f s): %d, max %s, median %s",
+		r.during.n, r.during.failed, fmtMs(r.during.max), fmtMs(r.during.median), r.during.nOld, fmtMs(r.during.maxOld), r.during.nNew, fmtMs(r.during.maxNew), r.baseline.window.Seconds(), r.baseline.n, fmtMs(r.baseline.max), fmtMs(r.baseline.median))
 	r.toServed, r.toPatches, r.patchLine, err = waitPublished(ctx, srv, mark, newBuild, t1)
 	if err != nil {
 		return r, err
@@ -259,6 +268,22 @@ func (b *bench) publishRun(ctx context.Context, dir, empty, keyFile, pub string)
 	}
 	step("  served %s after the publish's end, patches made %s after it (%s); server peak RSS %s", fmtSigned(r.toServed), fmtSigned(r.toPatches), r.patchLine, fmtKiB(r.serverRSS))
 	return r, nil
+}
+
+// writeChecks writes every check of a run (start and end in seconds from
+// the publish's start, latency, exit status) into a file kept in the run
+// folder, to see which check was the slowest.
+func writeChecks(path string, checks []check, t0, t1 time.Time) error {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "# no-op checks of a publish run; times in s from the publish's start; it ended at %.3f\nstart\tend\tlatency_ms\texit\terror\n", t1.Sub(t0).Seconds())
+	for _, c := range checks {
+		e := ""
+		if c.err != nil {
+			e = strings.Join(strings.Fields(c.err.Error()), " ")
+		}
+		fmt.Fprintf(&sb, "%.3f\t%.3f\t%.1f\t%d\t%s\n", c.start.Sub(t0).Seconds(), c.end.Sub(t0).Seconds(), float64(c.end.Sub(c.start))/float64(time.Millisecond), c.code, e)
+	}
+	return os.WriteFile(path, []byte(sb.String()), 0o644)
 }
 
 // waitStarted waits, for at most 30 s, until every loop has a check that
@@ -296,6 +321,14 @@ func summarize(checks []check, from, to time.Time) checkStats {
 		d := c.end.Sub(c.start)
 		s.max = max(s.max, d)
 		lat = append(lat, d.Seconds())
+		switch {
+		case c.err == nil && c.code == 0:
+			s.nOld++
+			s.maxOld = max(s.maxOld, d)
+		case c.err == nil && c.code == 100:
+			s.nNew++
+			s.maxNew = max(s.maxNew, d)
+		}
 	}
 	if len(lat) > 0 {
 		s.median = time.Duration(median(lat) * float64(time.Second))
@@ -325,21 +358,25 @@ func (b *bench) runCheck(ctx context.Context, srv *server, dir string) check {
 }
 
 // timedPublish runs `appserver publish` of src as build under GNU time and
-// returns its wall time, peak RSS and first line of output.
-func (b *bench) timedPublish(ctx context.Context, ini, state, build, keyFile, src, timeOut string) (time.Duration, int64, string, error) {
+// returns its wall time, peak RSS, CPU (user+sys) and first line of output.
+func (b *bench) timedPublish(ctx context.Context, ini, state, build, keyFile, src, timeOut string) (time.Duration, int64, time.Duration, string, error) {
 	cmd := timed(ctx, timeOut, filepath.Join(b.root, "bin", "appserver"), "publish", "--config", ini,
 		"--state", state, "--os", "linux", "--build", build, "--key", keyFile, src)
 	t0 := time.Now()
 	out, err := cmd.CombinedOutput()
 	wall := time.Since(t0)
 	if err != nil {
-		return 0, 0, "", fmt.Errorf("appserver publish of %s as %s: %w\n%s", src, build, err, tail(out, 2000))
+		return 0, 0, 0, "", fmt.Errorf("appserver publish of %s as %s: %w\n%s", src, build, err, tail(out, 2000))
 	}
-	rss, _, err := readTimed(timeOut)
+	// Its whole output (its log lines too) is kept beside the time file.
+	if err := os.WriteFile(strings.TrimSuffix(timeOut, ".time")+".out", out, 0o644); err != nil {
+		return 0, 0, 0, "", err
+	}
+	rss, cpu, err := readTimed(timeOut)
 	if err != nil {
-		return 0, 0, "", err
+		return 0, 0, 0, "", err
 	}
-	return wall, rss, firstLine(string(out)), nil
+	return wall, rss, cpu, firstLine(string(out)), nil
 }
 
 // startPublishServer starts an appserver on state, as startOurs does, and
@@ -483,46 +520,54 @@ func (b *bench) writePublish(w io.Writer, small bool) {
 	if p == nil || len(p.runs) == 0 {
 		return
 	}
-	var fw, nw, served, patches []float64
+	var fw, nw, fc, nc, served, patches, dmed, bmed []float64
 	var frss, nrss, srss int64
-	var dn, dfail, bn, bfail int
-	var dmax, bmax time.Duration
-	var dmed, bmed []float64
+	var all, base checkStats
 	for _, r := range p.runs {
 		fw = append(fw, r.firstWall.Seconds())
 		nw = append(nw, r.nextWall.Seconds())
+		fc = append(fc, r.firstCPU.Seconds())
+		nc = append(nc, r.nextCPU.Seconds())
 		served = append(served, r.toServed.Seconds())
 		patches = append(patches, r.toPatches.Seconds())
 		frss, nrss, srss = max(frss, r.firstRSS), max(nrss, r.nextRSS), max(srss, r.serverRSS)
-		dn += r.during.n
-		dfail += r.during.failed
-		bfail += r.baseline.failed
-		bn += r.baseline.n
-		dmax, bmax = max(dmax, r.during.max), max(bmax, r.baseline.max)
+		for _, x := range []struct {
+			sum *checkStats
+			one checkStats
+		}{{&all, r.during}, {&base, r.baseline}} {
+			x.sum.n += x.one.n
+			x.sum.failed += x.one.failed
+			x.sum.max = max(x.sum.max, x.one.max)
+			x.sum.nOld += x.one.nOld
+			x.sum.nNew += x.one.nNew
+			x.sum.maxOld = max(x.sum.maxOld, x.one.maxOld)
+			x.sum.maxNew = max(x.sum.maxNew, x.one.maxNew)
+		}
 		dmed = append(dmed, r.during.median.Seconds())
 		bmed = append(bmed, r.baseline.median.Seconds())
 	}
+	sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
 	files, size := treeSize(b.dirs["v1"])
 	files2, size2 := treeSize(b.dirs["v2"])
 	fmt.Fprintf(w, "\n### Publishing\n\n")
-	fmt.Fprintln(w, "| scenario | wall median [min-max] | publish peak RSS | no-op checks during the publish: count, max (median) latency | the same before it (baseline) | publish end to served | publish end to patches made |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
-	fmt.Fprintf(w, "| first publish (v1: %d files, %s, into an empty history; no server running) | %s | %s | — | — | — | — |\n",
-		files, fmtBytes(float64(size)), spread(fw), fmtKiB(frss))
-	fmt.Fprintf(w, "| next release (v2: %d files, %s, while a server serves v1) | %s | %s | %d, %s (%s) | %d, %s (%s) | %s | %s |\n",
-		files2, fmtBytes(float64(size2)), spread(nw), fmtKiB(nrss),
-		dn, fmtMs(dmax), fmtMs(time.Duration(median(dmed)*float64(time.Second))),
-		bn, fmtMs(bmax), fmtMs(time.Duration(median(bmed)*float64(time.Second))),
+	fmt.Fprintln(w, "| scenario | wall median [min-max] | publish CPU (user+sys, median) | publish peak RSS | no-op checks during the publish: count, max (median) latency | of those, answered \"up to date\" (v1 still served) / \"update available\" (v2 served): count, max | the same before the publish (baseline): count, max (median) | publish end to v2 served | publish end to patches made |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintf(w, "| first publish (v1: %d files, %s, into an empty history; no server running) | %s | %.2f s | %s | — | — | — | — | — |\n",
+		files, fmtBytes(float64(size)), spread(fw), median(fc), fmtKiB(frss))
+	fmt.Fprintf(w, "| next release (v2: %d files, %s, while a server serves v1) | %s | %.2f s | %s | %d, %s (%s) | %d, %s / %d, %s | %d, %s (%s) | %s | %s |\n",
+		files2, fmtBytes(float64(size2)), spread(nw), median(nc), fmtKiB(nrss),
+		all.n, fmtMs(all.max), fmtMs(sec(median(dmed))),
+		all.nOld, fmtMs(all.maxOld), all.nNew, fmtMs(all.maxNew),
+		base.n, fmtMs(base.max), fmtMs(sec(median(bmed))),
 		spread(served), spread(patches))
 	fmt.Fprintln(w)
 	var lines []string
 	for i, r := range p.runs {
 		lines = append(lines, fmt.Sprintf("run %d: %s", i+1, r.patchLine))
 	}
-	lines[len(lines)-1] += fmt.Sprintf(". The server's peak RSS (GNU time's %%M; from its start, serving v1 and the checks, to its stop after the patches; the largest of the runs): %s", fmtKiB(srss))
-	fmt.Fprintf(w, "Measured as follows, %d run(s), each in a fresh empty state folder (no warm-up; the state folders are removed when the scenario ends), after a sync(2); the trees are in the page cache (warm), the history's writes are not. A publisher key is made once with `appserver release keygen`. First publish: `appserver publish --config INI --state STATE --os linux --build %s --key KEY v1` into the empty history, no server running: it indexes v1 (BLAKE3 of every file, nothing cached), validates, signs, copies every file into STATE/releases (through a staging folder, one syncfs), commits and prunes. Next release: an appserver started on that state serves v1 to a client folder synced from it (with [UPDATE] PublisherKey, so it verifies the signature); %d loop(s) of `smartclient sync --check` (a new process each, over TLS with the server's key pinned; exit 0 up to date, 100 update available) run back to back against that server, first alone for the baseline, then during `appserver publish ... --build %s --key KEY v2`, timed by the monotonic clock from its start to its exit. Wall and peak RSS: the publish process (GNU time's %%M). Checks during the publish: those that started between the publish's start and its end; baseline: those that started in a window of the same length (at most the lead time, the first publish's wall plus 1 s) just before the publish began; latency is each check process's wall time, start to exit. Served and patches made: the time= of the server's log lines `serving a published release` (build %s; the server looks at the history every 2 s, so up to 2 s after the commit; a negative figure is a line logged before the publish process exited, which prunes after it commits) and `made the patches planned` (the zstd patches from v1's files, made in the background one at a time; not part of the goal, which asks for them queued) or `no patches to make`, from the publish process's exit. Patches: %s. The machine is shared with other work (nproc 2): these figures are noisy.\n\n",
-		len(p.runs), oldBuild, p.checkers, newBuild, newBuild, strings.Join(lines, "; "))
-	paused := dfail > 0 || dmax >= pauseBound || dn == 0
+	fmt.Fprintf(w, "Measured as follows, %d run(s), each in a fresh empty state folder (no warm-up; the state and client folders are removed when the scenario ends), after a sync(2); the trees are in the page cache (warm), the history's writes are not. A publisher key is made once with `appserver release keygen`. First publish: `appserver publish --config INI --state STATE --os linux --build %s --key KEY v1` into the empty history, no server running: it indexes v1 (BLAKE3 of every file, no hash cached), validates, signs, copies every file into STATE/releases (through a staging folder, one syncfs), commits and prunes. Next release: an appserver started on that state serves v1 to a client folder synced from it (with [UPDATE] PublisherKey, so it verifies the signature); %d loop(s) of `smartclient sync --check` (a new process each, over TLS with the server's key pinned; exit 0 up to date, 100 update available) run back to back against that server, first alone for the baseline, then during `appserver publish ... --build %s --key KEY v2` (v2 is another folder than v1, so its files are hashed again, as when an administrator publishes a new folder), timed by the monotonic clock from its start to its exit. Wall, CPU (%%U+%%S) and peak RSS (%%M): the publish process, from GNU time. Checks during the publish: those that started between the publish's start and its end (the last may end after it); baseline: those that started in a window of the same length just before the publish began (at most the lead time, the first publish's wall plus 1 s); latency is each check process's wall time, start to exit (process start and a TLS handshake included); every check of each run is in RUN/publish-checks-runN.tsv. A check that finds v2 served answers \"update available\" and compares the whole new manifest, so it does more work than a no-op; the first of them also waits for the server to load the new release. v2 served: the time= (ms) of the server's log line `serving a published release` (build %s) from the publish process's exit; the server looks at the history's pointer before every manifest (and every 2 s), so with checks arriving every few ms it serves v2 right after the commit, and the figure is negative: the publish process still prunes and exits after it. Patches made: the time= of `made the patches planned` (the zstd patches from v1's files, made in the background one at a time; the goal asks for them queued, not made): %s. The server's peak RSS (GNU time's %%M, from its start through serving v1, the checks and the patches; largest of the runs): %s. The machine is shared with other work (nproc 2, other builds and tests running at the same time): these figures are noisy.\n\n",
+		len(p.runs), oldBuild, p.checkers, newBuild, newBuild, strings.Join(lines, "; "), fmtKiB(srss))
+	paused := all.failed > 0 || all.max >= pauseBound || all.n == 0
 	met := median(nw) <= publishGoal.Seconds() && !paused
 	verdict := "met"
 	if !met {
@@ -532,6 +577,6 @@ func (b *bench) writePublish(w io.Writer, small bool) {
 	if small {
 		scale = " (measured with -small trees, not at the goal's 1 GiB / 20,000 files)"
 	}
-	fmt.Fprintf(w, "Goal \"publishing a release of 1 GiB / 20,000 files (validate, sign, index, deltas queued) ≤ %.0f s, serving never paused\": %s%s: the next release's publish took %s s median (max %s s), %d no-op checks during the publishes, %d failed, slowest %s (baseline: %d checks, %d failed, slowest %s); \"paused\" counts a failed check, one of %s or more, or no check answered during a publish.\n\n",
-		publishGoal.Seconds(), verdict, scale, fmtDur(median(nw)), fmtDur(slices.Max(nw)), dn, dfail, fmtMs(dmax), bn, bfail, fmtMs(bmax), fmtMs(pauseBound))
+	fmt.Fprintf(w, "Goal \"publishing a release of 1 GiB / 20,000 files (validate, sign, index, deltas queued) ≤ %.0f s, serving never paused\": %s%s: the next release's publish took %s s median (max %s s); %d no-op checks during the publishes, %d failed, slowest %s (baseline: %d checks, %d failed, slowest %s). \"Paused\" would be a failed check, one of %s or more, or no check answered during a publish.\n\n",
+		publishGoal.Seconds(), verdict, scale, fmtDur(median(nw)), fmtDur(slices.Max(nw)), all.n, all.failed, fmtMs(all.max), base.n, base.failed, fmtMs(base.max), fmtMs(pauseBound))
 }
