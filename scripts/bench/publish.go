@@ -71,7 +71,8 @@ type pubRun struct {
 	toServed            time.Duration // publish's end to the server's log line (negative: before the end)
 	toPatches           time.Duration
 	patchLine           string // the server's line about the patches
-	serverRSS           int64  // KiB, the server's peak over the run (patches included)
+	serverRSS           int64  // KiB, the server's peak over the run (patches included): the largest of phaseRSS
+	phaseRSS            []phasePeak
 	firstOut, nextOut   string // publish's first line
 }
 
@@ -168,6 +169,7 @@ func (b *bench) publishRun(ctx context.Context, dir, empty, keyFile, pub string)
 	if _, _, _, err := waitPublished(ctx, srv, 0, oldBuild, time.Now()); err != nil {
 		return r, err
 	}
+	r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "start, v1 served"))
 	clients := make([]string, publishCheckers)
 	for k := range clients {
 		clients[k] = filepath.Join(dir, fmt.Sprintf("client%d", k))
@@ -186,6 +188,7 @@ func (b *bench) publishRun(ctx context.Context, dir, empty, keyFile, pub string)
 				return r, err
 			}
 			step("  client folder synced from the server of v1 in %.2f s", s.wall.Seconds())
+			r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "the client's first sync of v1"))
 			continue
 		}
 		// Hard links, with a real copy of the client's state, whose lock
@@ -239,9 +242,11 @@ func (b *bench) publishRun(ctx context.Context, dir, empty, keyFile, pub string)
 		wg.Wait()
 		return r, ctx.Err()
 	}
+	r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "baseline checks"))
 	t0 := time.Now()
 	r.nextWall, r.nextRSS, r.nextCPU, r.nextOut, err = b.timedPublish(ctx, ini, state, newBuild, keyFile, b.dirs["v2"], filepath.Join(b.runDir, "publish-"+filepath.Base(dir)+"-v2.time"))
 	t1 := time.Now()
+	r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "checks during the publish"))
 	// The checks that started during the publish end: each loop has then
 	// ended one that started after it.
 	waitStarted(&mu, &checks, t1, len(clients), loopCtx)
@@ -262,11 +267,13 @@ func (b *bench) publishRun(ctx context.Context, dir, empty, keyFile, pub string)
 	if err != nil {
 		return r, err
 	}
+	r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "v2 served, its patches made"))
 	srv.stop()
-	if _, r.serverRSS, err = srv.usage(); err != nil {
-		return r, err
+	// Not GNU time's figure: clear_refs resets what it reads too.
+	for _, p := range r.phaseRSS {
+		r.serverRSS = max(r.serverRSS, p.kib)
 	}
-	step("  served %s after the publish's end, patches made %s after it (%s); server peak RSS %s", fmtSigned(r.toServed), fmtSigned(r.toPatches), r.patchLine, fmtKiB(r.serverRSS))
+	step("  served %s after the publish's end, patches made %s after it (%s); server peak RSS %s; by phase (VmHWM): %s", fmtSigned(r.toServed), fmtSigned(r.toPatches), r.patchLine, fmtKiB(r.serverRSS), phasesString(r.phaseRSS))
 	return r, nil
 }
 
@@ -284,6 +291,41 @@ func writeChecks(path string, checks []check, t0, t1 time.Time) error {
 		fmt.Fprintf(&sb, "%.3f\t%.3f\t%.1f\t%d\t%s\n", c.start.Sub(t0).Seconds(), c.end.Sub(t0).Seconds(), float64(c.end.Sub(c.start))/float64(time.Millisecond), c.code, e)
 	}
 	return os.WriteFile(path, []byte(sb.String()), 0o644)
+}
+
+// phasePeak is the server's peak RSS during one phase of a run.
+type phasePeak struct {
+	phase string
+	kib   int64 // -1: not read
+}
+
+// peakSince reads the peak RSS (VmHWM) of process pid since the last
+// call, and resets it (clear_refs 5) for the next phase.
+func peakSince(pid int, phase string) phasePeak {
+	p := phasePeak{phase: phase, kib: -1}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return p
+	}
+	for l := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			p.kib = parseCount(v)
+		}
+	}
+	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+	return p
+}
+
+func phasesString(ps []phasePeak) string {
+	var out []string
+	for _, p := range ps {
+		v := "n/a"
+		if p.kib >= 0 {
+			v = fmtKiB(p.kib)
+		}
+		out = append(out, p.phase+" "+v)
+	}
+	return strings.Join(out, ", ")
 }
 
 // waitStarted waits, for at most 30 s, until every loop has a check that
@@ -562,11 +604,13 @@ func (b *bench) writePublish(w io.Writer, small bool) {
 		spread(served), spread(patches))
 	fmt.Fprintln(w)
 	var lines []string
+	var phases []string
 	for i, r := range p.runs {
 		lines = append(lines, fmt.Sprintf("run %d: %s", i+1, r.patchLine))
+		phases = append(phases, fmt.Sprintf("run %d: %s", i+1, phasesString(r.phaseRSS)))
 	}
-	fmt.Fprintf(w, "Measured as follows, %d run(s), each in a fresh empty state folder (no warm-up; the state and client folders are removed when the scenario ends), after a sync(2); the trees are in the page cache (warm), the history's writes are not. A publisher key is made once with `appserver release keygen`. First publish: `appserver publish --config INI --state STATE --os linux --build %s --key KEY v1` into the empty history, no server running: it indexes v1 (BLAKE3 of every file, no hash cached), validates, signs, copies every file into STATE/releases (through a staging folder, one syncfs), commits and prunes. Next release: an appserver started on that state serves v1 to a client folder synced from it (with [UPDATE] PublisherKey, so it verifies the signature); %d loop(s) of `smartclient sync --check` (a new process each, over TLS with the server's key pinned; exit 0 up to date, 100 update available) run back to back against that server, first alone for the baseline, then during `appserver publish ... --build %s --key KEY v2` (v2 is another folder than v1, so its files are hashed again, as when an administrator publishes a new folder), timed by the monotonic clock from its start to its exit. Wall, CPU (%%U+%%S) and peak RSS (%%M): the publish process, from GNU time. Checks during the publish: those that started between the publish's start and its end (the last may end after it); baseline: those that started in a window of the same length just before the publish began (at most the lead time, the first publish's wall plus 1 s); latency is each check process's wall time, start to exit (process start and a TLS handshake included); every check of each run is in RUN/publish-checks-runN.tsv. A check that finds v2 served answers \"update available\" and compares the whole new manifest, so it does more work than a no-op; the first of them also waits for the server to load the new release. v2 served: the time= (ms) of the server's log line `serving a published release` (build %s) from the publish process's exit; the server looks at the history's pointer before every manifest (and every 2 s), so with checks arriving every few ms it serves v2 right after the commit, and the figure is negative: the publish process still prunes and exits after it. Patches made: the time= of `made the patches planned` (the zstd patches from v1's files, made in the background one at a time; the goal asks for them queued, not made): %s. The server's peak RSS (GNU time's %%M, from its start through serving v1, the checks and the patches; largest of the runs): %s. The machine is shared with other work (nproc 2, other builds and tests running at the same time): these figures are noisy.\n\n",
-		len(p.runs), oldBuild, p.checkers, newBuild, newBuild, strings.Join(lines, "; "), fmtKiB(srss))
+	fmt.Fprintf(w, "Measured as follows, %d run(s), each in a fresh empty state folder (no warm-up; the state and client folders are removed when the scenario ends), after a sync(2); the trees are in the page cache (warm), the history's writes are not. A publisher key is made once with `appserver release keygen`. First publish: `appserver publish --config INI --state STATE --os linux --build %s --key KEY v1` into the empty history, no server running: it indexes v1 (BLAKE3 of every file, no hash cached), validates, signs, copies every file into STATE/releases (through a staging folder, one syncfs), commits and prunes. Next release: an appserver started on that state serves v1 to a client folder synced from it (with [UPDATE] PublisherKey, so it verifies the signature); %d loop(s) of `smartclient sync --check` (a new process each, over TLS with the server's key pinned; exit 0 up to date, 100 update available) run back to back against that server, first alone for the baseline, then during `appserver publish ... --build %s --key KEY v2` (v2 is another folder than v1, so its files are hashed again, as when an administrator publishes a new folder), timed by the monotonic clock from its start to its exit. Wall, CPU (%%U+%%S) and peak RSS (%%M): the publish process, from GNU time. Checks during the publish: those that started between the publish's start and its end (the last may end after it); baseline: those that started in a window of the same length just before the publish began (at most the lead time, the first publish's wall plus 1 s); latency is each check process's wall time, start to exit (process start and a TLS handshake included); every check of each run is in RUN/publish-checks-runN.tsv. A check that finds v2 served answers \"update available\" and compares the whole new manifest, so it does more work than a no-op; the first of them also waits for the server to load the new release. v2 served: the time= (ms) of the server's log line `serving a published release` (build %s) from the publish process's exit; the server looks at the history's pointer before every manifest (and every 2 s), so with checks arriving every few ms it serves v2 right after the commit, and the figure is negative: the publish process still prunes and exits after it. Patches made: the time= of `made the patches planned` (the zstd patches from v1's files, made in the background one at a time; the goal asks for them queued, not made): %s. The server's peak RSS (from its start through serving v1, the checks and the patches; largest of the runs; VmHWM of /proc/PID/status, read and reset with clear_refs 5 at the end of each phase, which also resets what GNU time would report): %s; by phase: %s. The machine is shared with other work (nproc 2, other builds and tests running at the same time): these figures are noisy.\n\n",
+		len(p.runs), oldBuild, p.checkers, newBuild, newBuild, strings.Join(lines, "; "), fmtKiB(srss), strings.Join(phases, "; "))
 	paused := all.failed > 0 || all.max >= pauseBound || all.n == 0
 	met := median(nw) <= publishGoal.Seconds() && !paused
 	verdict := "met"
