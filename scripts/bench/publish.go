@@ -68,12 +68,16 @@ type pubRun struct {
 	firstRSS, nextRSS   int64 // KiB
 	firstCPU, nextCPU   time.Duration
 	during, baseline    checkStats
-	toServed            time.Duration // publish's end to the server's log line (negative: before the end)
-	toPatches           time.Duration
-	patchLine           string // the server's line about the patches
-	serverRSS           int64  // KiB, the server's peak over the run (patches included): the largest of phaseRSS
-	phaseRSS            []phasePeak
-	firstOut, nextOut   string // publish's first line
+	// The server's own time for the sessions that started in those
+	// windows: the slowest took= of its session log lines, and how many.
+	srvDuring, srvBase   time.Duration
+	srvNDuring, srvNBase int
+	toServed             time.Duration // publish's end to the server's log line (negative: before the end)
+	toPatches            time.Duration
+	patchLine            string // the server's line about the patches
+	serverRSS            int64  // KiB, the server's peak over the run (patches included): the largest of phaseRSS
+	phaseRSS             []phasePeak
+	firstOut, nextOut    string // publish's first line
 }
 
 // publishResult is what the scenario measured.
@@ -267,6 +271,10 @@ func (b *bench) publishRun(ctx context.Context, dir, empty, keyFile, pub string)
 	if err != nil {
 		return r, err
 	}
+	sessions := serverSessions(srv.log, mark)
+	r.srvNDuring, r.srvDuring = slowestSession(sessions, t0, t1)
+	r.srvNBase, r.srvBase = slowestSession(sessions, t0.Add(-r.baseline.window), t0)
+	step("  the server's sessions (took= of its log): during the publish %d, slowest %s; before it %d, slowest %s", r.srvNDuring, fmtMs(r.srvDuring), r.srvNBase, fmtMs(r.srvBase))
 	r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "v2 served, its patches made"))
 	srv.stop()
 	// Not GNU time's figure: clear_refs resets what it reads too.
@@ -326,6 +334,53 @@ func phasesString(ps []phasePeak) string {
 		out = append(out, p.phase+" "+v)
 	}
 	return strings.Join(out, ", ")
+}
+
+// session is one session line of the server's log.
+type session struct {
+	start time.Time // the line's time= less its took=
+	took  time.Duration
+}
+
+var tookRE = regexp.MustCompile(` took=(\S+)`)
+
+// serverSessions reads the session lines of the server's log from byte
+// mark on.
+func serverSessions(path string, mark int) []session {
+	data, _ := os.ReadFile(path)
+	if mark > len(data) {
+		return nil
+	}
+	var out []session
+	for l := range strings.Lines(string(data[mark:])) {
+		if !strings.Contains(l, " msg=session ") {
+			continue
+		}
+		t, ok := lineTime(l)
+		m := tookRE.FindStringSubmatch(l)
+		if !ok || m == nil {
+			continue
+		}
+		d, err := time.ParseDuration(m[1])
+		if err != nil {
+			continue
+		}
+		out = append(out, session{start: t.Add(-d), took: d})
+	}
+	return out
+}
+
+// slowestSession counts the sessions that started within [from, to)
+// and returns the longest took=.
+func slowestSession(ss []session, from, to time.Time) (int, time.Duration) {
+	n, m := 0, time.Duration(0)
+	for _, s := range ss {
+		if !s.start.Before(from) && s.start.Before(to) {
+			n++
+			m = max(m, s.took)
+		}
+	}
+	return n, m
 }
 
 // waitStarted waits, for at most 30 s, until every loop has a check that
@@ -565,6 +620,7 @@ func (b *bench) writePublish(w io.Writer, small bool) {
 	var fw, nw, fc, nc, served, patches, dmed, bmed []float64
 	var frss, nrss, srss int64
 	var all, base checkStats
+	var srvD, srvB time.Duration
 	for _, r := range p.runs {
 		fw = append(fw, r.firstWall.Seconds())
 		nw = append(nw, r.nextWall.Seconds())
@@ -585,6 +641,7 @@ func (b *bench) writePublish(w io.Writer, small bool) {
 			x.sum.maxOld = max(x.sum.maxOld, x.one.maxOld)
 			x.sum.maxNew = max(x.sum.maxNew, x.one.maxNew)
 		}
+		srvD, srvB = max(srvD, r.srvDuring), max(srvB, r.srvBase)
 		dmed = append(dmed, r.during.median.Seconds())
 		bmed = append(bmed, r.baseline.median.Seconds())
 	}
@@ -592,15 +649,16 @@ func (b *bench) writePublish(w io.Writer, small bool) {
 	files, size := treeSize(b.dirs["v1"])
 	files2, size2 := treeSize(b.dirs["v2"])
 	fmt.Fprintf(w, "\n### Publishing\n\n")
-	fmt.Fprintln(w, "| scenario | wall median [min-max] | publish CPU (user+sys, median) | publish peak RSS | no-op checks during the publish: count, max (median) latency | of those, answered \"up to date\" (v1 still served) / \"update available\" (v2 served): count, max | the same before the publish (baseline): count, max (median) | publish end to v2 served | publish end to patches made |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-	fmt.Fprintf(w, "| first publish (v1: %d files, %s, into an empty history; no server running) | %s | %.2f s | %s | — | — | — | — | — |\n",
+	fmt.Fprintln(w, "| scenario | wall median [min-max] | publish CPU (user+sys, median) | publish peak RSS | no-op checks during the publish: count, max (median) latency | of those, answered \"up to date\" (v1 still served) / \"update available\" (v2 served): count, max | the same before the publish (baseline): count, max (median) | the server's own time for those sessions (took=), slowest: during / baseline | publish end to v2 served | publish end to patches made |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintf(w, "| first publish (v1: %d files, %s, into an empty history; no server running) | %s | %.2f s | %s | — | — | — | — | — | — |\n",
 		files, fmtBytes(float64(size)), spread(fw), median(fc), fmtKiB(frss))
-	fmt.Fprintf(w, "| next release (v2: %d files, %s, while a server serves v1) | %s | %.2f s | %s | %d, %s (%s) | %d, %s / %d, %s | %d, %s (%s) | %s | %s |\n",
+	fmt.Fprintf(w, "| next release (v2: %d files, %s, while a server serves v1) | %s | %.2f s | %s | %d, %s (%s) | %d, %s / %d, %s | %d, %s (%s) | %s / %s | %s | %s |\n",
 		files2, fmtBytes(float64(size2)), spread(nw), median(nc), fmtKiB(nrss),
 		all.n, fmtMs(all.max), fmtMs(sec(median(dmed))),
 		all.nOld, fmtMs(all.maxOld), all.nNew, fmtMs(all.maxNew),
 		base.n, fmtMs(base.max), fmtMs(sec(median(bmed))),
+		fmtMs(srvD), fmtMs(srvB),
 		spread(served), spread(patches))
 	fmt.Fprintln(w)
 	var lines []string
@@ -609,7 +667,7 @@ func (b *bench) writePublish(w io.Writer, small bool) {
 		lines = append(lines, fmt.Sprintf("run %d: %s", i+1, r.patchLine))
 		phases = append(phases, fmt.Sprintf("run %d: %s", i+1, phasesString(r.phaseRSS)))
 	}
-	fmt.Fprintf(w, "Measured as follows, %d run(s), each in a fresh empty state folder (no warm-up; the state and client folders are removed when the scenario ends), after a sync(2); the trees are in the page cache (warm), the history's writes are not. A publisher key is made once with `appserver release keygen`. First publish: `appserver publish --config INI --state STATE --os linux --build %s --key KEY v1` into the empty history, no server running: it indexes v1 (BLAKE3 of every file, no hash cached), validates, signs, copies every file into STATE/releases (through a staging folder, one syncfs), commits and prunes. Next release: an appserver started on that state serves v1 to a client folder synced from it (with [UPDATE] PublisherKey, so it verifies the signature); %d loop(s) of `smartclient sync --check` (a new process each, over TLS with the server's key pinned; exit 0 up to date, 100 update available) run back to back against that server, first alone for the baseline, then during `appserver publish ... --build %s --key KEY v2` (v2 is another folder than v1, so its files are hashed again, as when an administrator publishes a new folder), timed by the monotonic clock from its start to its exit. Wall, CPU (%%U+%%S) and peak RSS (%%M): the publish process, from GNU time. Checks during the publish: those that started between the publish's start and its end (the last may end after it); baseline: those that started in a window of the same length just before the publish began (at most the lead time, the first publish's wall plus 1 s); latency is each check process's wall time, start to exit (process start and a TLS handshake included); every check of each run is in RUN/publish-checks-runN.tsv. A check that finds v2 served answers \"update available\" and compares the whole new manifest, so it does more work than a no-op; the first of them also waits for the server to load the new release. v2 served: the time= (ms) of the server's log line `serving a published release` (build %s) from the publish process's exit; the server looks at the history's pointer before every manifest (and every 2 s), so with checks arriving every few ms it serves v2 right after the commit, and the figure is negative: the publish process still prunes and exits after it. Patches made: the time= of `made the patches planned` (the zstd patches from v1's files, made in the background one at a time; the goal asks for them queued, not made): %s. The server's peak RSS (from its start through serving v1, the checks and the patches; largest of the runs; VmHWM of /proc/PID/status, read and reset with clear_refs 5 at the end of each phase, which also resets what GNU time would report): %s; by phase: %s. The machine is shared with other work (nproc 2, other builds and tests running at the same time): these figures are noisy.\n\n",
+	fmt.Fprintf(w, "Measured as follows, %d run(s), each in a fresh empty state folder (no warm-up; the state and client folders are removed when the scenario ends), after a sync(2); the trees are in the page cache (warm), the history's writes are not. A publisher key is made once with `appserver release keygen`. First publish: `appserver publish --config INI --state STATE --os linux --build %s --key KEY v1` into the empty history, no server running: it indexes v1 (BLAKE3 of every file, no hash cached), validates, signs, copies every file into STATE/releases (through a staging folder, one syncfs), commits and prunes. Next release: an appserver started on that state serves v1 to a client folder synced from it (with [UPDATE] PublisherKey, so it verifies the signature); %d loop(s) of `smartclient sync --check` (a new process each, over TLS with the server's key pinned; exit 0 up to date, 100 update available) run back to back against that server, first alone for the baseline, then during `appserver publish ... --build %s --key KEY v2` (v2 is another folder than v1, so its files are hashed again, as when an administrator publishes a new folder), timed by the monotonic clock from its start to its exit. Wall, CPU (%%U+%%S) and peak RSS (%%M): the publish process, from GNU time. Checks during the publish: those that started between the publish's start and its end (the last may end after it); baseline: those that started in a window of the same length just before the publish began (at most the lead time, the first publish's wall plus 1 s); latency is each check process's wall time, start to exit (process start and a TLS handshake included); every check of each run is in RUN/publish-checks-runN.tsv. The server's own time: the took= of its session log lines (from its accepting the connection to the session's end; TLS handshake included, the client's process start not), for the sessions whose start (the line's time less took) falls in the same windows: a slow check with a fast session was slow in the client process (CPU), one with a slow session was slow in the server. A check that finds v2 served answers \"update available\" and compares the whole new manifest, so it does more work than a no-op; the first of them also waits for the server to load the new release. v2 served: the time= (ms) of the server's log line `serving a published release` (build %s) from the publish process's exit; the server looks at the history's pointer before every manifest (and every 2 s), so with checks arriving every few ms it serves v2 right after the commit, and the figure is negative: the publish process still prunes and exits after it. Patches made: the time= of `made the patches planned` (the zstd patches from v1's files, made in the background one at a time; the goal asks for them queued, not made): %s. The server's peak RSS (from its start through serving v1, the checks and the patches; largest of the runs; VmHWM of /proc/PID/status, read and reset with clear_refs 5 at the end of each phase, which also resets what GNU time would report): %s; by phase: %s. The machine is shared with other work (nproc 2, other builds and tests running at the same time): these figures are noisy.\n\n",
 		len(p.runs), oldBuild, p.checkers, newBuild, newBuild, strings.Join(lines, "; "), fmtKiB(srss), strings.Join(phases, "; "))
 	paused := all.failed > 0 || all.max >= pauseBound || all.n == 0
 	met := median(nw) <= publishGoal.Seconds() && !paused

@@ -120,3 +120,50 @@ func TestPublishScenarioChosen(t *testing.T) {
 		t.Errorf("-only %s makes templates %v, want none", publishName, st)
 	}
 }
+
+func TestServerSessions(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "appserver.log")
+	data := "time=2026-12-06T12:00:00.000Z level=INFO msg=listening addr=127.0.0.1:1\n" +
+		"time=2026-12-06T12:00:01.050Z level=INFO msg=session client=127.0.0.1:2 outcome=checked took=50ms\n" +
+		"time=2026-12-06T12:00:02.500Z level=INFO msg=session client=127.0.0.1:3 outcome=checked took=1.2s\n" +
+		"time=2026-12-06T12:00:03.010Z level=INFO msg=session client=127.0.0.1:4 outcome=checked took=10ms\n" +
+		"time=2026-12-06T12:00:03.020Z level=INFO msg=\"made the patches planned\" patches=1 kept=1 took=3s\n"
+	if err := os.WriteFile(log, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ss := serverSessions(log, 0)
+	if len(ss) != 3 {
+		t.Fatalf("serverSessions found %d sessions, want 3: %+v", len(ss), ss)
+	}
+	at := func(s string) time.Time { return time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC).Add(mustDuration(t, s)) }
+	tests := []struct {
+		from, to string
+		n        int
+		max      time.Duration
+	}{
+		// The sessions started at 1.0 s, 1.3 s and 3.0 s.
+		{"1s", "1.3s", 1, 50 * time.Millisecond},
+		{"1s", "1.31s", 2, 1200 * time.Millisecond},
+		{"1.01s", "3s", 1, 1200 * time.Millisecond},
+		{"1.301s", "3.1s", 1, 10 * time.Millisecond},
+		{"4s", "5s", 0, 0},
+	}
+	for _, tt := range tests {
+		n, m := slowestSession(ss, at(tt.from), at(tt.to))
+		if n != tt.n || m != tt.max {
+			t.Errorf("slowestSession(%s, %s) = %d, %v; want %d, %v", tt.from, tt.to, n, m, tt.n, tt.max)
+		}
+	}
+	if got := serverSessions(log, len(data)+1); got != nil {
+		t.Errorf("serverSessions past the end: %v", got)
+	}
+}
+
+func mustDuration(t *testing.T, s string) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
