@@ -1,0 +1,684 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The publish scenario (issue 23's goal "publishing a release of 1 GiB /
+// 20,000 files (validate, sign, index, deltas queued) ≤ 10 s, serving never
+// paused"). Each run, in a fresh empty state folder:
+//
+//  1. first publish: `appserver publish --key K` of v1 into the empty
+//     history, no server running;
+//  2. next release: a server started on that state serves v1 to a client
+//     folder synced from it; a loop of `smartclient sync --check` against
+//     that server runs for a lead time (the baseline), then `appserver
+//     publish --key K` of v2 runs while the loop goes on; afterwards the
+//     server's log says when it served v2 and when it had made its patches
+//     from v1.
+//
+// The publishes run under GNU time (peak RSS). No warm-up: each run starts
+// from nothing, after a sync(2), with the trees in the page cache.
+
+// publishName is the scenario's name for -only.
+const publishName = "publish"
+
+// publishGoal is the goal's bound on the next release's publish.
+const publishGoal = 10 * time.Second
+
+// pauseBound is the latency above which a no-op check counts as serving
+// paused (issue 22's "a sync started meanwhile finishes in under 1 s").
+const pauseBound = time.Second
+
+// check is one no-op check of the loop.
+type check struct {
+	start, end time.Time
+	code       int // smartclient's exit status: 0 up to date, 100 update available
+	err        error
+}
+
+// checkStats sums up the checks that started within a window.
+type checkStats struct {
+	n, failed   int
+	max, median time.Duration
+	window      time.Duration
+	// The checks answered "up to date" (exit 0: the old release still
+	// served) and "update available" (exit 100: the new one served).
+	nOld, nNew     int
+	maxOld, maxNew time.Duration
+}
+
+// pubRun is one run of the scenario.
+type pubRun struct {
+	firstWall, nextWall time.Duration
+	firstRSS, nextRSS   int64 // KiB
+	firstCPU, nextCPU   time.Duration
+	during, baseline    checkStats
+	// The server's own time for the sessions that started in those
+	// windows: the slowest took= of its session log lines, and how many.
+	srvDuring, srvBase   time.Duration
+	srvNDuring, srvNBase int
+	toServed             time.Duration // publish's end to the server's log line (negative: before the end)
+	toPatches            time.Duration
+	patchLine            string // the server's line about the patches
+	serverRSS            int64  // KiB, the server's peak over the run (patches included): the largest of phaseRSS
+	phaseRSS             []phasePeak
+	firstOut, nextOut    string // publish's first line
+}
+
+// publishResult is what the scenario measured.
+type publishResult struct {
+	runs                []pubRun
+	checkers            int
+	firstDesc, nextDesc string
+}
+
+// publishCheckers is how many check loops run at once, each in a client
+// folder of its own: one, back to back, so that the loop takes at most one
+// of the machine's two cores from the publish.
+const publishCheckers = 1
+
+// publishScenario runs the scenario b.runs times and keeps the result in
+// b.pub.
+func (b *bench) publishScenario(ctx context.Context) error {
+	base := filepath.Join(b.work, "publish")
+	// Left by a harness that was stopped: removed now, not before each
+	// timed run (see prepare about freed inodes).
+	if err := os.RemoveAll(base); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return err
+	}
+	defer func() {
+		os.RemoveAll(base)
+		syscall.Sync()
+	}()
+	keyFile := filepath.Join(base, "publisher.key")
+	out, err := exec.CommandContext(ctx, filepath.Join(b.root, "bin", "appserver"), "release", "keygen", "--out", keyFile).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("appserver release keygen: %w\n%s", err, out)
+	}
+	pub := ""
+	for l := range strings.Lines(string(out)) {
+		if strings.HasPrefix(l, "ed25519:") {
+			pub = strings.TrimSpace(l)
+		}
+	}
+	if pub == "" {
+		return fmt.Errorf("appserver release keygen printed no public key:\n%s", out)
+	}
+	empty := filepath.Join(base, "empty-update-folder")
+	if err := os.MkdirAll(empty, 0o755); err != nil {
+		return err
+	}
+	res := &publishResult{checkers: publishCheckers}
+	for i := 1; i <= b.runs; i++ {
+		step("publish run %d/%d", i, b.runs)
+		r, err := b.publishRun(ctx, filepath.Join(base, fmt.Sprintf("run%d", i)), empty, keyFile, pub)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i, err)
+		}
+		res.runs = append(res.runs, r)
+	}
+	b.pub = res
+	return nil
+}
+
+func (b *bench) publishRun(ctx context.Context, dir, empty, keyFile, pub string) (pubRun, error) {
+	var r pubRun
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		return r, err
+	}
+	ini := filepath.Join(dir, "AppServer.ini")
+	conf := fmt.Sprintf("; generated by scripts/bench (publish)\n[TCP]\nPort=1234\n\n[UPDATE]\nEnable=1\nMinClientBuild=%s\nPathLinux=%s\nBuild=%s\n", oldBuild, empty, oldBuild)
+	if b.plain {
+		conf += "\n[SSL]\nAllowPlaintext=1\n"
+	}
+	if err := os.WriteFile(ini, []byte(conf), 0o644); err != nil {
+		return r, err
+	}
+
+	// 1. The first publish, into an empty history.
+	syscall.Sync()
+	var err error
+	r.firstWall, r.firstRSS, r.firstCPU, r.firstOut, err = b.timedPublish(ctx, ini, state, oldBuild, keyFile, b.dirs["v1"], filepath.Join(b.runDir, "publish-"+filepath.Base(dir)+"-v1.time"))
+	if err != nil {
+		return r, err
+	}
+	step("  first publish (v1 into an empty history): %.2f s, CPU %.2f s, peak RSS %s: %s", r.firstWall.Seconds(), r.firstCPU.Seconds(), fmtKiB(r.firstRSS), r.firstOut)
+
+	// 2. A server on that state serving v1, a client synced from it.
+	tag := "appserver-publish-" + filepath.Base(dir)
+	srv, err := b.startPublishServer(ctx, ini, state, filepath.Join(b.runDir, tag+".log"), filepath.Join(b.runDir, tag+".time"))
+	if err != nil {
+		return r, err
+	}
+	defer srv.stop()
+	if _, _, _, err := waitPublished(ctx, srv, 0, oldBuild, time.Now()); err != nil {
+		return r, err
+	}
+	r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "start, v1 served"))
+	clients := make([]string, publishCheckers)
+	for k := range clients {
+		clients[k] = filepath.Join(dir, fmt.Sprintf("client%d", k))
+		if k == 0 {
+			if err := os.Mkdir(clients[0], 0o755); err != nil {
+				return r, err
+			}
+			if err := b.writePublishClientINI(clients[0], srv, pub); err != nil {
+				return r, err
+			}
+			s, err := runOne(ctx, b.oursCmd(ctx, srv.addr, clients[0]), b.checkTransport)
+			if err != nil {
+				return r, fmt.Errorf("syncing the client folder from the server of v1: %w", err)
+			}
+			if err := diffTrees(ctx, b.dirs["v1"], clients[0]); err != nil {
+				return r, err
+			}
+			step("  client folder synced from the server of v1 in %.2f s", s.wall.Seconds())
+			r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "the client's first sync of v1"))
+			continue
+		}
+		// Hard links, with a real copy of the client's state, whose lock
+		// file must not be shared; a check writes nothing.
+		if err := command(ctx, "", "cp", "-al", clients[0], clients[k]); err != nil {
+			return r, err
+		}
+		st := filepath.Join(clients[k], ".smartclient")
+		if err := os.RemoveAll(st); err != nil {
+			return r, err
+		}
+		if err := command(ctx, "", "cp", "-a", filepath.Join(clients[0], ".smartclient"), st); err != nil {
+			return r, err
+		}
+		if err := b.writePublishClientINI(clients[k], srv, pub); err != nil {
+			return r, err
+		}
+	}
+	for _, c := range clients {
+		if ch := b.runCheck(ctx, srv, c); ch.err != nil || ch.code != 0 {
+			return r, fmt.Errorf("the first no-op check in %s: exit %d: %v", c, ch.code, ch.err)
+		}
+	}
+	syscall.Sync()
+
+	// The loop of checks: a baseline for as long as the first publish
+	// took (at least 3 s), then the next release's publish.
+	mark := logSize(srv.log)
+	lead := max(r.firstWall+time.Second, 3*time.Second)
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var checks []check
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Go(func() {
+			for loopCtx.Err() == nil {
+				ch := b.runCheck(loopCtx, srv, c)
+				if loopCtx.Err() != nil && ch.err != nil {
+					return // killed by the stop
+				}
+				mu.Lock()
+				checks = append(checks, ch)
+				mu.Unlock()
+			}
+		})
+	}
+	select {
+	case <-time.After(lead):
+	case <-ctx.Done():
+		stopLoop()
+		wg.Wait()
+		return r, ctx.Err()
+	}
+	r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "baseline checks"))
+	t0 := time.Now()
+	r.nextWall, r.nextRSS, r.nextCPU, r.nextOut, err = b.timedPublish(ctx, ini, state, newBuild, keyFile, b.dirs["v2"], filepath.Join(b.runDir, "publish-"+filepath.Base(dir)+"-v2.time"))
+	t1 := time.Now()
+	r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "checks during the publish"))
+	// The checks that started during the publish end: each loop has then
+	// ended one that started after it.
+	waitStarted(&mu, &checks, t1, len(clients), loopCtx)
+	stopLoop()
+	wg.Wait()
+	if err != nil {
+		return r, err
+	}
+	if err := writeChecks(filepath.Join(b.runDir, fmt.Sprintf("publish-checks-%s.tsv", filepath.Base(dir))), checks, t0, t1); err != nil {
+		return r, err
+	}
+	r.during = summarize(checks, t0, t1)
+	r.baseline = summarize(checks, t0.Add(-min(t1.Sub(t0), lead)), t0)
+	step("  next release (v2, the server serving v1): %.2f s, CPU %.2f s, peak RSS %s: %s", r.nextWall.Seconds(), r.nextCPU.Seconds(), fmtKiB(r.nextRSS), r.nextOut)
+	step("  no-op checks during it: %d (failed %d), max %s, median %s (up to date: %d, max %s; update available: %d, max %s); before it (%.1f s): %d, max %s, median %s",
+		r.during.n, r.during.failed, fmtMs(r.during.max), fmtMs(r.during.median), r.during.nOld, fmtMs(r.during.maxOld), r.during.nNew, fmtMs(r.during.maxNew), r.baseline.window.Seconds(), r.baseline.n, fmtMs(r.baseline.max), fmtMs(r.baseline.median))
+	r.toServed, r.toPatches, r.patchLine, err = waitPublished(ctx, srv, mark, newBuild, t1)
+	if err != nil {
+		return r, err
+	}
+	sessions := serverSessions(srv.log, mark)
+	r.srvNDuring, r.srvDuring = slowestSession(sessions, t0, t1)
+	r.srvNBase, r.srvBase = slowestSession(sessions, t0.Add(-r.baseline.window), t0)
+	step("  the server's sessions (took= of its log): during the publish %d, slowest %s; before it %d, slowest %s", r.srvNDuring, fmtMs(r.srvDuring), r.srvNBase, fmtMs(r.srvBase))
+	r.phaseRSS = append(r.phaseRSS, peakSince(srv.pid, "v2 served, its patches made"))
+	srv.stop()
+	// Not GNU time's figure: clear_refs resets what it reads too.
+	for _, p := range r.phaseRSS {
+		r.serverRSS = max(r.serverRSS, p.kib)
+	}
+	step("  served %s after the publish's end, patches made %s after it (%s); server peak RSS %s; by phase (VmHWM): %s", fmtSigned(r.toServed), fmtSigned(r.toPatches), r.patchLine, fmtKiB(r.serverRSS), phasesString(r.phaseRSS))
+	return r, nil
+}
+
+// writeChecks writes every check of a run (start and end in seconds from
+// the publish's start, latency, exit status) into a file kept in the run
+// folder, to see which check was the slowest.
+func writeChecks(path string, checks []check, t0, t1 time.Time) error {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "# no-op checks of a publish run; times in s from the publish's start; it ended at %.3f\nstart\tend\tlatency_ms\texit\terror\n", t1.Sub(t0).Seconds())
+	for _, c := range checks {
+		e := ""
+		if c.err != nil {
+			e = strings.Join(strings.Fields(c.err.Error()), " ")
+		}
+		fmt.Fprintf(&sb, "%.3f\t%.3f\t%.1f\t%d\t%s\n", c.start.Sub(t0).Seconds(), c.end.Sub(t0).Seconds(), float64(c.end.Sub(c.start))/float64(time.Millisecond), c.code, e)
+	}
+	return os.WriteFile(path, []byte(sb.String()), 0o644)
+}
+
+// phasePeak is the server's peak RSS during one phase of a run.
+type phasePeak struct {
+	phase string
+	kib   int64 // -1: not read
+}
+
+// peakSince reads the peak RSS (VmHWM) of process pid since the last
+// call, and resets it (clear_refs 5) for the next phase.
+func peakSince(pid int, phase string) phasePeak {
+	p := phasePeak{phase: phase, kib: -1}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return p
+	}
+	for l := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			p.kib = parseCount(v)
+		}
+	}
+	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+	return p
+}
+
+func phasesString(ps []phasePeak) string {
+	var out []string
+	for _, p := range ps {
+		v := "n/a"
+		if p.kib >= 0 {
+			v = fmtKiB(p.kib)
+		}
+		out = append(out, p.phase+" "+v)
+	}
+	return strings.Join(out, ", ")
+}
+
+// session is one session line of the server's log.
+type session struct {
+	start time.Time // the line's time= less its took=
+	took  time.Duration
+}
+
+var tookRE = regexp.MustCompile(` took=(\S+)`)
+
+// serverSessions reads the session lines of the server's log from byte
+// mark on.
+func serverSessions(path string, mark int) []session {
+	data, _ := os.ReadFile(path)
+	if mark > len(data) {
+		return nil
+	}
+	var out []session
+	for l := range strings.Lines(string(data[mark:])) {
+		if !strings.Contains(l, " msg=session ") {
+			continue
+		}
+		t, ok := lineTime(l)
+		m := tookRE.FindStringSubmatch(l)
+		if !ok || m == nil {
+			continue
+		}
+		d, err := time.ParseDuration(m[1])
+		if err != nil {
+			continue
+		}
+		out = append(out, session{start: t.Add(-d), took: d})
+	}
+	return out
+}
+
+// slowestSession counts the sessions that started within [from, to)
+// and returns the longest took=.
+func slowestSession(ss []session, from, to time.Time) (int, time.Duration) {
+	n, m := 0, time.Duration(0)
+	for _, s := range ss {
+		if !s.start.Before(from) && s.start.Before(to) {
+			n++
+			m = max(m, s.took)
+		}
+	}
+	return n, m
+}
+
+// waitStarted waits, for at most 30 s, until every loop has a check that
+// started at or after t: the checks in flight at t then have ended.
+func waitStarted(mu *sync.Mutex, checks *[]check, t time.Time, loops int, ctx context.Context) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		mu.Lock()
+		n := 0
+		for _, c := range *checks {
+			if !c.start.Before(t) {
+				n++
+			}
+		}
+		mu.Unlock()
+		if n >= loops {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// summarize counts the checks that started within [from, to).
+func summarize(checks []check, from, to time.Time) checkStats {
+	s := checkStats{window: to.Sub(from)}
+	var lat []float64
+	for _, c := range checks {
+		if c.start.Before(from) || !c.start.Before(to) {
+			continue
+		}
+		s.n++
+		if c.err != nil || (c.code != 0 && c.code != 100) {
+			s.failed++
+		}
+		d := c.end.Sub(c.start)
+		s.max = max(s.max, d)
+		lat = append(lat, d.Seconds())
+		switch {
+		case c.err == nil && c.code == 0:
+			s.nOld++
+			s.maxOld = max(s.maxOld, d)
+		case c.err == nil && c.code == 100:
+			s.nNew++
+			s.maxNew = max(s.maxNew, d)
+		}
+	}
+	if len(lat) > 0 {
+		s.median = time.Duration(median(lat) * float64(time.Second))
+	}
+	return s
+}
+
+// runCheck runs one `smartclient sync --check` in dir.
+func (b *bench) runCheck(ctx context.Context, srv *server, dir string) check {
+	cmd := exec.CommandContext(ctx, filepath.Join(b.root, "bin", "smartclient"), "sync", "--check", "--server", srv.addr, "--dir", dir, "--os", "linux")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	c := check{start: time.Now()}
+	err := cmd.Run()
+	c.end = time.Now()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		c.code = ee.ExitCode()
+		if c.code != 100 {
+			c.err = fmt.Errorf("exit %d: %s", c.code, tail([]byte(out.String()), 500))
+		}
+	case err != nil:
+		c.err = err
+	}
+	return c
+}
+
+// timedPublish runs `appserver publish` of src as build under GNU time and
+// returns its wall time, peak RSS, CPU (user+sys) and first line of output.
+func (b *bench) timedPublish(ctx context.Context, ini, state, build, keyFile, src, timeOut string) (time.Duration, int64, time.Duration, string, error) {
+	cmd := timed(ctx, timeOut, filepath.Join(b.root, "bin", "appserver"), "publish", "--config", ini,
+		"--state", state, "--os", "linux", "--build", build, "--key", keyFile, src)
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	wall := time.Since(t0)
+	if err != nil {
+		return 0, 0, 0, "", fmt.Errorf("appserver publish of %s as %s: %w\n%s", src, build, err, tail(out, 2000))
+	}
+	// Its whole output (its log lines too) is kept beside the time file.
+	if err := os.WriteFile(strings.TrimSuffix(timeOut, ".time")+".out", out, 0o644); err != nil {
+		return 0, 0, 0, "", err
+	}
+	rss, cpu, err := readTimed(timeOut)
+	if err != nil {
+		return 0, 0, 0, "", err
+	}
+	return wall, rss, cpu, firstLine(string(out)), nil
+}
+
+// startPublishServer starts an appserver on state, as startOurs does, and
+// waits until it logs its address and key.
+func (b *bench) startPublishServer(ctx context.Context, ini, state, logPath, timeOut string) (*server, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := timed(context.Background(), timeOut, filepath.Join(b.root, "bin", "appserver"), "--config", ini,
+		"--state", state, "--listen", "127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	s := &server{name: "appserver", cmd: cmd, log: logPath, timeOut: timeOut}
+	if err := s.start(ctx); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		data, _ := os.ReadFile(logPath)
+		if m := listenRE.FindSubmatch(data); m != nil {
+			s.addr = string(m[2])
+			if f := fingerprintRE.FindSubmatch(listenLineRE.Find(data)); f != nil {
+				s.fingerprint = string(f[2])
+			}
+			return s, nil
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("the appserver on %s exited before listening:\n%s", state, tail(data, 2000))
+		case <-ctx.Done():
+			s.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("the appserver on %s did not log its address within 5 minutes:\n%s", state, tail(data, 2000))
+		}
+	}
+}
+
+// writePublishClientINI writes the client folder's smartclient.ini: the
+// server's key pinned (writeClientINI) and the publisher's key trusted.
+func (b *bench) writePublishClientINI(dest string, srv *server, pub string) error {
+	if err := b.writeClientINI(dest, srv); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dest, clientINI), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "\n[UPDATE]\nPublisherKey=%s\n", pub)
+	return errors.Join(err, f.Close())
+}
+
+func logSize(path string) int {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return int(fi.Size())
+}
+
+var logTimeRE = regexp.MustCompile(`^time=(\S+)`)
+
+// lineTime reads the time= of a log line.
+func lineTime(line string) (time.Time, bool) {
+	m := logTimeRE.FindStringSubmatch(line)
+	if m == nil {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, m[1])
+	return t, err == nil
+}
+
+// waitPublished waits (up to 10 minutes) until the server's log, from
+// byte mark on, says it serves build and then that its patches are made
+// (or that none are to make), and returns the times of those two lines
+// (from the lines' time=) after end, and the patch line.
+func waitPublished(ctx context.Context, srv *server, mark int, build string, end time.Time) (served, patches time.Duration, patchLine string, err error) {
+	servedRE := regexp.MustCompile(`msg="serving a published release".* build=` + regexp.QuoteMeta(build) + ` `)
+	doneRE := regexp.MustCompile(`(?m)^.*msg="(made the patches planned|no patches to make[^"]*)".*$`)
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		data, _ := os.ReadFile(srv.log)
+		if mark <= len(data) {
+			tl := string(data[mark:])
+			if loc := servedRE.FindStringIndex(tl); loc != nil {
+				ls := strings.LastIndexByte(tl[:loc[0]], '\n') + 1
+				st, ok := lineTime(tl[ls:])
+				if !ok {
+					return 0, 0, "", fmt.Errorf("%s: no time= in %q", srv.log, firstLine(tl[ls:]))
+				}
+				if m := doneRE.FindString(tl[loc[1]:]); m != "" {
+					pt, ok := lineTime(m)
+					if !ok {
+						return 0, 0, "", fmt.Errorf("%s: no time= in %q", srv.log, m)
+					}
+					msg := m
+					if i := strings.Index(m, "msg="); i >= 0 {
+						msg = strings.ReplaceAll(m[i+4:], `"`, "")
+					}
+					return st.Sub(end), pt.Sub(end), msg, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, "", fmt.Errorf("the server did not serve build %s and make its patches within 10 minutes (log %s)", build, srv.log)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, "", ctx.Err()
+		case <-srv.done:
+			return 0, 0, "", fmt.Errorf("the appserver exited (log %s)", srv.log)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func fmtMs(d time.Duration) string {
+	if d >= time.Second {
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+}
+
+func fmtSigned(d time.Duration) string {
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// spread formats a median and its range: "1.23 s [1.01-1.50]".
+func spread(v []float64) string {
+	return fmt.Sprintf("%s s [%s-%s]", fmtDur(median(v)), fmtDur(slices.Min(v)), fmtDur(slices.Max(v)))
+}
+
+// writePublish prints the Publishing table, what it measures and the
+// goal's verdict.
+func (b *bench) writePublish(w io.Writer, small bool) {
+	p := b.pub
+	if p == nil || len(p.runs) == 0 {
+		return
+	}
+	var fw, nw, fc, nc, served, patches, dmed, bmed []float64
+	var frss, nrss, srss int64
+	var all, base checkStats
+	var srvD, srvB time.Duration
+	for _, r := range p.runs {
+		fw = append(fw, r.firstWall.Seconds())
+		nw = append(nw, r.nextWall.Seconds())
+		fc = append(fc, r.firstCPU.Seconds())
+		nc = append(nc, r.nextCPU.Seconds())
+		served = append(served, r.toServed.Seconds())
+		patches = append(patches, r.toPatches.Seconds())
+		frss, nrss, srss = max(frss, r.firstRSS), max(nrss, r.nextRSS), max(srss, r.serverRSS)
+		for _, x := range []struct {
+			sum *checkStats
+			one checkStats
+		}{{&all, r.during}, {&base, r.baseline}} {
+			x.sum.n += x.one.n
+			x.sum.failed += x.one.failed
+			x.sum.max = max(x.sum.max, x.one.max)
+			x.sum.nOld += x.one.nOld
+			x.sum.nNew += x.one.nNew
+			x.sum.maxOld = max(x.sum.maxOld, x.one.maxOld)
+			x.sum.maxNew = max(x.sum.maxNew, x.one.maxNew)
+		}
+		srvD, srvB = max(srvD, r.srvDuring), max(srvB, r.srvBase)
+		dmed = append(dmed, r.during.median.Seconds())
+		bmed = append(bmed, r.baseline.median.Seconds())
+	}
+	sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
+	files, size := treeSize(b.dirs["v1"])
+	files2, size2 := treeSize(b.dirs["v2"])
+	fmt.Fprintf(w, "\n### Publishing\n\n")
+	fmt.Fprintln(w, "| scenario | wall median [min-max] | publish CPU (user+sys, median) | publish peak RSS | no-op checks during the publish: count, max (median) latency | of those, answered \"up to date\" (v1 still served) / \"update available\" (v2 served): count, max | the same before the publish (baseline): count, max (median) | the server's own time for those sessions (took=), slowest: during / baseline | publish end to v2 served | publish end to patches made |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintf(w, "| first publish (v1: %d files, %s, into an empty history; no server running) | %s | %.2f s | %s | — | — | — | — | — | — |\n",
+		files, fmtBytes(float64(size)), spread(fw), median(fc), fmtKiB(frss))
+	fmt.Fprintf(w, "| next release (v2: %d files, %s, while a server serves v1) | %s | %.2f s | %s | %d, %s (%s) | %d, %s / %d, %s | %d, %s (%s) | %s / %s | %s | %s |\n",
+		files2, fmtBytes(float64(size2)), spread(nw), median(nc), fmtKiB(nrss),
+		all.n, fmtMs(all.max), fmtMs(sec(median(dmed))),
+		all.nOld, fmtMs(all.maxOld), all.nNew, fmtMs(all.maxNew),
+		base.n, fmtMs(base.max), fmtMs(sec(median(bmed))),
+		fmtMs(srvD), fmtMs(srvB),
+		spread(served), spread(patches))
+	fmt.Fprintln(w)
+	var lines []string
+	var phases []string
+	for i, r := range p.runs {
+		lines = append(lines, fmt.Sprintf("run %d: %s", i+1, r.patchLine))
+		phases = append(phases, fmt.Sprintf("run %d: %s", i+1, phasesString(r.phaseRSS)))
+	}
+	fmt.Fprintf(w, "Measured as follows, %d run(s), each in a fresh empty state folder (no warm-up; the state and client folders are removed when the scenario ends), after a sync(2); the trees are in the page cache (warm), the history's writes are not. A publisher key is made once with `appserver release keygen`. First publish: `appserver publish --config INI --state STATE --os linux --build %s --key KEY v1` into the empty history, no server running: it indexes v1 (BLAKE3 of every file, no hash cached), validates, signs, copies every file into STATE/releases (through a staging folder, one syncfs), commits and prunes. Next release: an appserver started on that state serves v1 to a client folder synced from it (with [UPDATE] PublisherKey, so it verifies the signature); %d loop(s) of `smartclient sync --check` (a new process each, over TLS with the server's key pinned; exit 0 up to date, 100 update available) run back to back against that server, first alone for the baseline, then during `appserver publish ... --build %s --key KEY v2` (v2 is another folder than v1, so its files are hashed again, as when an administrator publishes a new folder), timed by the monotonic clock from its start to its exit. Wall, CPU (%%U+%%S) and peak RSS (%%M): the publish process, from GNU time. Checks during the publish: those that started between the publish's start and its end (the last may end after it); baseline: those that started in a window of the same length just before the publish began (at most the lead time, the first publish's wall plus 1 s); latency is each check process's wall time, start to exit (process start and a TLS handshake included); every check of each run is in RUN/publish-checks-runN.tsv. The server's own time: the took= of its session log lines (from its accepting the connection to the session's end; TLS handshake included, the client's process start not), for the sessions whose start (the line's time less took) falls in the same windows: a slow check with a fast session was slow in the client process (CPU), one with a slow session was slow in the server. A check that finds v2 served answers \"update available\" and compares the whole new manifest, so it does more work than a no-op; the first of them also waits for the server to load the new release. v2 served: the time= (ms) of the server's log line `serving a published release` (build %s) from the publish process's exit; the server looks at the history's pointer before every manifest (and every 2 s), so with checks arriving every few ms it serves v2 right after the commit, and the figure is negative: the publish process still prunes and exits after it. Patches made: the time= of `made the patches planned` (the zstd patches from v1's files, made in the background one at a time; the goal asks for them queued, not made): %s. The server's peak RSS (from its start through serving v1, the checks and the patches; largest of the runs; VmHWM of /proc/PID/status, read and reset with clear_refs 5 at the end of each phase, which also resets what GNU time would report): %s; by phase: %s. The machine is shared with other work (nproc 2, other builds and tests running at the same time): these figures are noisy.\n\n",
+		len(p.runs), oldBuild, p.checkers, newBuild, newBuild, strings.Join(lines, "; "), fmtKiB(srss), strings.Join(phases, "; "))
+	paused := all.failed > 0 || all.max >= pauseBound || all.n == 0
+	met := median(nw) <= publishGoal.Seconds() && !paused
+	verdict := "met"
+	if !met {
+		verdict = "NOT met"
+	}
+	scale := ""
+	if small {
+		scale = " (measured with -small trees, not at the goal's 1 GiB / 20,000 files)"
+	}
+	fmt.Fprintf(w, "Goal \"publishing a release of 1 GiB / 20,000 files (validate, sign, index, deltas queued) ≤ %.0f s, serving never paused\": %s%s: the next release's publish took %s s median (max %s s); %d no-op checks during the publishes, %d failed, slowest %s (baseline: %d checks, %d failed, slowest %s). \"Paused\" would be a failed check, one of %s or more, or no check answered during a publish.\n\n",
+		publishGoal.Seconds(), verdict, scale, fmtDur(median(nw)), fmtDur(slices.Max(nw)), all.n, all.failed, fmtMs(all.max), base.n, base.failed, fmtMs(base.max), fmtMs(pauseBound))
+}
