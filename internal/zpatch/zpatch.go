@@ -183,18 +183,34 @@ func Make(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, new 
 	// One encoder for all segments, used as a stream so that it keeps one
 	// set of match tables and one history (EncodeAll would keep a second
 	// of each beside the stream's): ResetWithOptions keeps them.
-	enc, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(level),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(window),
-		zstd.WithLowerEncoderMem(true),
-		zstd.WithEncoderCRC(true),
-		zstd.WithEncoderDictRaw(0, nil))
-	if err != nil {
-		return fmt.Errorf("zpatch: make: starting the encoder: %w", err)
+	// The encoder, its tables and the buffers serve the next Make too: a
+	// server makes hundreds of patches after a publish, and a new
+	// encoder each time was 20 MB of garbage a patch.
+	ms, _ := makePool.Get().(*makeState)
+	if ms != nil && ms.level != level {
+		ms.enc.Close()
+		ms = nil
 	}
-	dict := make([]byte, win)
-	var frame bytes.Buffer
+	if ms == nil {
+		enc, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(level),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(window),
+			zstd.WithLowerEncoderMem(true),
+			zstd.WithEncoderCRC(true),
+			zstd.WithEncoderDictRaw(0, nil))
+		if err != nil {
+			return fmt.Errorf("zpatch: make: starting the encoder: %w", err)
+		}
+		ms = &makeState{level: level, enc: enc}
+	}
+	defer makePool.Put(ms)
+	enc := ms.enc
+	if cap(ms.dict) < win {
+		ms.dict = make([]byte, win)
+	}
+	dict := ms.dict[:win]
+	frame := &ms.frame
 	for i, s := 0, int64(0); s < newSize; i, s = i+1, s+int64(seg) {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("zpatch: make: segment %d: %w", i, err)
@@ -209,7 +225,7 @@ func Make(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, new 
 			return fmt.Errorf("zpatch: make: segment %d: reading old bytes %d-%d: %w", i, off, off+int64(len(d)), err)
 		}
 		frame.Reset()
-		if err := enc.ResetWithOptions(&frame, zstd.WithEncoderDictRaw(0, d)); err != nil {
+		if err := enc.ResetWithOptions(frame, zstd.WithEncoderDictRaw(0, d)); err != nil {
 			return fmt.Errorf("zpatch: make: segment %d: dictionary: %w", i, err)
 		}
 		got, err := enc.ReadFrom(io.NewSectionReader(new, s, n))
@@ -470,6 +486,18 @@ func Apply(ctx context.Context, w io.Writer, old io.ReaderAt, oldSize int64, pat
 	ok = true
 	return nil
 }
+
+// makeState is what one Make leaves to the next (see makePool): an
+// encoder of one level, a dictionary buffer and a frame buffer.
+type makeState struct {
+	level zstd.EncoderLevel
+	enc   *zstd.Encoder
+	dict  []byte
+	frame bytes.Buffer
+}
+
+// makePool keeps the encoder and buffers of Make between calls.
+var makePool sync.Pool
 
 // applyState is what one Apply leaves to the next (see applyPool).
 type applyState struct {
