@@ -128,5 +128,16 @@ bin/smartclient sync --server "$addr" --dir "$client" --os linux
 ls -d "$client"/bkp_remote.* | sed "s|^$client/||"
 cat "$client/notes.txt"
 
+header "the next release: published signed on the running server (build 7.00.240601A), no INI edit, no restart"
+cp -a "$scratch/testdata/update/linux" "$scratch/next_linux"
+printf 'what is new in 7.00.240601A\n' >"$scratch/next_linux/NEWS.txt"
+bin/appserver publish --config "$scratch/AppServer.ini" --state "$scratch/state" --os linux \
+	--build 7.00.240601A --key "$scratch/publisher.key" "$scratch/next_linux"
+bin/appserver releases --config "$scratch/AppServer.ini" --state "$scratch/state"
+
+header "fourth sync: the published release arrives, verified against the publisher's signature"
+bin/smartclient sync --server "$addr" --dir "$client" --os linux
+bin/smartclient status --dir "$client"
+
 header "appserver log"
 sed 's/^/    /' "$log"
