@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -520,5 +521,119 @@ func TestConfigDiffCoversEveryKey(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no field changed")
+	}
+}
+
+// TestReloadSessionKeepsItsConfiguration: a session welcomed before a
+// reload is served the folder and build of its hello, and the folder it
+// holds is closed only when it ends.
+func TestReloadSessionKeepsItsConfiguration(t *testing.T) {
+	st := newReloadSite(t)
+	st.write(srvBuild, "")
+	ts := startServer(t, st.load(), func(s *Server) { s.IdleTimeout = 10 * time.Second }, nil)
+	old := ts.srv.Indexes()["linux"]
+
+	c := mustDial(t, ts.addr)
+	w, err := c.hello(srvBuild, "linux", "0123456789abcdef0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.ServerBuild != srvBuild {
+		t.Fatalf("welcome says build %q, want %s", w.ServerBuild, srvBuild)
+	}
+
+	next := filepath.Join(t.TempDir(), "next")
+	writeTree(t, next, map[string]string{"smartclient": "client v2"}, oldTime)
+	st.folder = next
+	st.write(reloadBuild, "")
+	if _, err := ts.srv.Reload(t.Context(), st.load()); err != nil {
+		t.Fatal(err)
+	}
+	hdr, entries, err := c.manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hdr.Build != srvBuild || len(entries) != 3 {
+		t.Errorf("the session welcomed before the reload got build %q with %d entries; want %s, the old folder's 3", hdr.Build, len(entries), srvBuild)
+	}
+	if _, err := old.Latest().Open("smartclient"); err != nil {
+		t.Errorf("the old folder was closed under a session that holds it: %v", err)
+	}
+	c.conn.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		f, err := old.Latest().Open("smartclient")
+		if err != nil {
+			break
+		}
+		f.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the old folder is still open 5 s after the last session holding it ended")
+		}
+	}
+	// A new session gets the new folder and build.
+	c2 := mustDial(t, ts.addr)
+	if w, err := c2.hello(srvBuild, "linux", "0123456789abcdef0123456789abcdef"); err != nil || w.ServerBuild != reloadBuild {
+		t.Errorf("welcome after the reload: build %q, %v; want %s", w.ServerBuild, err, reloadBuild)
+	}
+}
+
+// TestReloadWhileClientsSync flips the configuration between two folders
+// and builds while clients sync: each client ends with one release whole,
+// the files of the build it was told, never a mix.
+func TestReloadWhileClientsSync(t *testing.T) {
+	st := newReloadSite(t)
+	folders := map[string]string{srvBuild: st.folder, reloadBuild: filepath.Join(t.TempDir(), "b")}
+	writeTree(t, folders[reloadBuild], map[string]string{"smartclient": "client v2", "lib/a.so": "bbbb", "SmartClient.ini": "[TCP]\nPort=1234\n"}, oldTime)
+	content := map[string]string{srvBuild: "client v1", reloadBuild: "client v2"}
+	st.write(srvBuild, "")
+	ts := startServer(t, st.load(), func(s *Server) { s.IdleTimeout = 10 * time.Second }, nil)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	errs := make(chan error, 3)
+	var seen sync.Map // builds installed by some sync
+	for i := range 3 {
+		go func() {
+			dir := filepath.Join(t.TempDir(), fmt.Sprint("ws", i))
+			for n := 0; ctx.Err() == nil; n++ {
+				res, err := smartclient.Sync(ctx, smartclient.Options{Dir: dir, Server: ts.addr, OS: "linux", Yes: true, AllowUnsigned: true,
+					Timeout: 10 * time.Second, RetryFor: -1, Host: fmt.Sprint("ws", i), User: "u"})
+				if ctx.Err() != nil {
+					break
+				}
+				if err != nil {
+					errs <- fmt.Errorf("client %d, sync %d: %w", i, n, err)
+					return
+				}
+				b, err := os.ReadFile(filepath.Join(dir, "smartclient"))
+				if err != nil || string(b) != content[res.Build] {
+					errs <- fmt.Errorf("client %d, sync %d: build %s with smartclient %q (%v), want %q", i, n, res.Build, b, err, content[res.Build])
+					return
+				}
+				seen.Store(res.Build, true)
+			}
+			errs <- nil
+		}()
+	}
+	build := srvBuild
+	for range 20 {
+		build = map[string]string{srvBuild: reloadBuild, reloadBuild: srvBuild}[build]
+		st.folder = folders[build]
+		st.write(build, "")
+		if _, err := ts.srv.Reload(t.Context(), st.load()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, b := range []string{srvBuild, reloadBuild} {
+		if _, ok := seen.Load(b); !ok {
+			t.Errorf("no sync installed build %s: the reloads did not happen under the clients", b)
+		}
 	}
 }
