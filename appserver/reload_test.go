@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -635,5 +636,29 @@ func TestReloadWhileClientsSync(t *testing.T) {
 		if _, ok := seen.Load(b); !ok {
 			t.Errorf("no sync installed build %s: the reloads did not happen under the clients", b)
 		}
+	}
+}
+
+// TestReloadMemoryLimit: [LIMITS] MemoryLimitMB re-read reaches the
+// runtime, and 0 gives back the limit the process had before.
+func TestReloadMemoryLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	st := newReloadSite(t)
+	st.write(srvBuild, "")
+	ts := startServer(t, st.load(), func(s *Server) { s.proc = &procHooks{memoryLimit: setMemoryLimit} }, nil)
+	st.write(srvBuild, "[LIMITS]\nMemoryLimitMB=3000\n")
+	if _, err := ts.srv.Reload(t.Context(), st.load()); err != nil {
+		t.Fatal(err)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 3000<<20 {
+		t.Errorf("memory limit %d after MemoryLimitMB=3000, want %d", got, 3000<<20)
+	}
+	st.write(srvBuild, "")
+	if _, err := ts.srv.Reload(t.Context(), st.load()); err != nil {
+		t.Fatal(err)
+	}
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("memory limit %d after MemoryLimitMB went, want %d as before", got, before)
 	}
 }
