@@ -313,6 +313,7 @@ func TestReloadRestartOnly(t *testing.T) {
 		s.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
 		s.proc = &procHooks{level: level}
 	}, nil)
+	clientSync(t, ts.addr, filepath.Join(t.TempDir(), "ws1")) // Serve has made its limits
 	st.write(srvBuild, "[SSL]\nAllowPlaintext=1\n[LIMITS]\nMaxConnections=7\nIdleTimeout=30\n[LOG]\nLevel=warn\n")
 	changes, err := ts.srv.Reload(t.Context(), st.load())
 	if err != nil {
@@ -337,9 +338,12 @@ func TestReloadRestartOnly(t *testing.T) {
 	if level.Level() != slog.LevelWarn {
 		t.Errorf("log level %v after the reload, want WARN", level.Level())
 	}
-	ts.srv.limits.mu.Lock()
-	caps := ts.srv.limits.maxConns
-	ts.srv.limits.mu.Unlock()
+	ts.srv.mu.Lock()
+	l := ts.srv.limits
+	ts.srv.mu.Unlock()
+	l.mu.Lock()
+	caps := l.maxConns
+	l.mu.Unlock()
 	if caps != 7 {
 		t.Errorf("MaxConnections in force %d, want 7", caps)
 	}
