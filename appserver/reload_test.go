@@ -666,3 +666,57 @@ func TestReloadMemoryLimit(t *testing.T) {
 		t.Errorf("memory limit %d after MemoryLimitMB went, want %d as before", got, before)
 	}
 }
+
+// TestReloadDuringCountdown: a reload while a self-update counts down is
+// applied, and the update keeps the [SELFUPDATE] settings it started
+// with, which the log says.
+func TestReloadDuringCountdown(t *testing.T) {
+	t.Setenv(TestShortCountdownEnv, "1")
+	ts, install := selfUpdateServer(t, "7.00.240501A")
+	src := makeRelease(t, t.TempDir(), "7.01.250101A", map[string]string{serverProgram: "#!/bin/sh\n"}, vendorKey)
+	res := adminSession(t, ts.addr, "correct horse", syncproto.Admin{Op: syncproto.OpUpdate, Source: src, Countdown: 300},
+		func(r adminResult) bool {
+			return len(r.events) > 0 && strings.Contains(r.events[len(r.events)-1], "countdown")
+		})
+	if res.err != nil || len(res.statuses) == 0 {
+		t.Fatalf("update request: %+v", res)
+	}
+	id := res.statuses[0].ID
+
+	cfgPath := filepath.Join(install, "AppServer.ini")
+	text, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(text), "Build="+srvBuild, "Build="+reloadBuild, 1) + "Carry=data\n"
+	writeFile(t, cfgPath, edited)
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := ts.srv.Reload(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"[UPDATE] Build: " + srvBuild + " -> " + reloadBuild, "[SELFUPDATE] Carry: (none) -> data"}; !slices.Equal(changes, want) {
+		t.Errorf("changes = %q, want %q", changes, want)
+	}
+	waitLog(t, ts.logs, "[SELFUPDATE] changed while a self-update is under way; that update keeps the settings it started with")
+	waitLog(t, ts.logs, "update="+id)
+	ts.srv.upd.mu.Lock()
+	carry := ts.srv.upd.job.cfg.SelfUpdate.Carry
+	ts.srv.upd.mu.Unlock()
+	if len(carry) != 0 {
+		t.Errorf("the update under way carries %q, want what it started with (nothing)", carry)
+	}
+	if got := ts.srv.conf().SelfUpdate.Carry; !slices.Equal(got, []string{"data"}) {
+		t.Errorf("[SELFUPDATE] Carry in force %q, want data", got)
+	}
+	st := adminSession(t, ts.addr, "correct horse", syncproto.Admin{Op: syncproto.OpStatus}, nil)
+	if st.statuses[0].State != syncproto.StateCountdown {
+		t.Errorf("the reload disturbed the countdown: %+v", st.statuses)
+	}
+	if c := adminSession(t, ts.addr, "correct horse", syncproto.Admin{Op: syncproto.OpCancel}, nil); c.err != nil {
+		t.Fatalf("cancel: %+v", c)
+	}
+}
