@@ -162,7 +162,7 @@ type procHooks struct {
 // line a change applied ("[UPDATE] Build: 7.00.240501A -> 7.00.240601A"),
 // one WARN line a change that takes effect at the next restart (the
 // listener's [TCP] Port and [SSL], the [LOG] file and its form, the
-// sessions' timeouts), or "configuration re-read: nothing changed". It
+// sessions' timeouts and heartbeat), or "configuration re-read: nothing changed". It
 // returns those lines. Secrets ([ADMIN] PasswordHash, [MAIL] Password)
 // are only said to have changed.
 //
@@ -253,6 +253,7 @@ func liveOnly(running, next *Config) *Config {
 	c.Log = lg
 	lim := running.Limits
 	lim.MaxConnections, lim.MaxPerAddress = next.Limits.MaxConnections, next.Limits.MaxPerAddress
+	lim.MaxStaySessions = next.Limits.MaxStaySessions
 	lim.MemoryLimitMB = next.Limits.MemoryLimitMB
 	c.Limits = lim
 	return &c
@@ -270,6 +271,13 @@ func (s *Server) applyAdmission(old, cfg *Config) {
 	}
 	if s.limits != nil {
 		s.limits.set(s.MaxConnections, s.MaxPerAddress)
+	}
+	if cfg.Limits.MaxConnections > 0 && cfg.Limits.MaxStaySessions != old.Limits.MaxStaySessions {
+		// Read under the updater's lock (see stay): sessions already
+		// staying over a lower cap stay.
+		s.upd.mu.Lock()
+		s.MaxStaySessions = cfg.Limits.MaxStaySessions
+		s.upd.mu.Unlock()
 	}
 	if old.MaxTransfers == cfg.MaxTransfers && old.MaxBytesPerSecond == cfg.MaxBytesPerSecond &&
 		old.MaxClientBytesPerSecond == cfg.MaxClientBytesPerSecond {
@@ -383,7 +391,7 @@ func configEntries(c *Config) []configEntry {
 
 	add(sectionLimits, keyMaxConnections, num(c.Limits.MaxConnections))
 	add(sectionLimits, keyMaxPerAddress, num(c.Limits.MaxPerAddress))
-	restart(sectionLimits, keyMaxStaySessions, num(c.Limits.MaxStaySessions))
+	add(sectionLimits, keyMaxStaySessions, num(c.Limits.MaxStaySessions))
 	restart(sectionLimits, keyHeartbeat, secs(c.Limits.Heartbeat))
 	restart(sectionLimits, keyHelloTimeout, secs(c.Limits.HelloTimeout))
 	restart(sectionLimits, keyIdleTimeout, secs(c.Limits.IdleTimeout))

@@ -720,3 +720,30 @@ func TestReloadDuringCountdown(t *testing.T) {
 		t.Fatalf("cancel: %+v", c)
 	}
 }
+
+// TestReloadMaxStaySessions: a lower [LIMITS] MaxStaySessions re-read
+// refuses the next session that asks to stay, and leaves those staying.
+func TestReloadMaxStaySessions(t *testing.T) {
+	st := newReloadSite(t)
+	st.write(srvBuild, "")
+	ts := startServer(t, st.load(), func(s *Server) { s.Heartbeat = 100 * time.Millisecond }, nil)
+	first := stayClient(t, ts.addr, "first")
+	if n, err := heartbeats(first, 150*time.Millisecond); err != nil || n < 1 {
+		t.Fatalf("the first session does not stay: %d heartbeats, %v", n, err)
+	}
+	st.write(srvBuild, "[LIMITS]\nMaxStaySessions=1\n")
+	changes, err := ts.srv.Reload(t.Context(), st.load())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{fmt.Sprintf("[LIMITS] MaxStaySessions: %d -> 1", defaultMaxStaySessions)}; !slices.Equal(changes, want) {
+		t.Errorf("changes = %q, want %q", changes, want)
+	}
+	codes, err := stayClient(t, ts.addr, "second").readUntilClosed()
+	if err != nil || len(codes) != 1 || codes[0] != syncproto.CodeBusy {
+		t.Errorf("a second staying session after MaxStaySessions=1: codes %v, %v; want CodeBusy", codes, err)
+	}
+	if n, err := heartbeats(first, 250*time.Millisecond); err != nil || n < 1 {
+		t.Errorf("the session staying before the reload was dropped: %d heartbeats, %v", n, err)
+	}
+}

@@ -645,13 +645,13 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 	st := &stayer{conn: ss.conn}
 	u := s.upd
 	u.mu.Lock()
-	if len(u.stayers) >= s.MaxStaySessions {
+	if capacity := s.MaxStaySessions; len(u.stayers) >= capacity {
 		u.mu.Unlock()
 		// The client runs its program all the same; it only will not
 		// hear of a restart.
 		ss.outcome = "stay refused: full"
 		return s.send(ss, &syncproto.Error{Code: syncproto.CodeBusy,
-			Message: fmt.Sprintf("the server keeps no more than %d sessions open; this one will not hear of a server restart", s.MaxStaySessions)})
+			Message: fmt.Sprintf("the server keeps no more than %d sessions open; this one will not hear of a server restart", capacity)})
 	}
 	if j := u.job; j != nil && j.status.State == syncproto.StateCountdown {
 		left := time.Until(time.Unix(j.status.When, 0))
