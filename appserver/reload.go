@@ -204,6 +204,16 @@ func (s *Server) Reload(ctx context.Context, next *Config) (changes []string, er
 		}
 	})
 	s.applyAdmission(old.cfg, applied)
+	if old.cfg.Admin != applied.Admin {
+		// A new password (one that leaked?) or user: the sessions
+		// logged in with the old one end.
+		switch n, err := s.tokens.revokeAll(s.upd.dir); {
+		case err != nil:
+			s.log.Warn("configuration: revoking the administrator session tokens after [ADMIN] changed", "err", err)
+		case n > 0:
+			s.log.Info("configuration: [ADMIN] changed; administrator session tokens revoked", "tokens", n)
+		}
+	}
 	if s.proc != nil {
 		if s.proc.level != nil {
 			s.proc.level.Set(applied.Log.Level)

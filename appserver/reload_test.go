@@ -3,11 +3,13 @@ package appserver
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -746,4 +748,43 @@ func TestReloadMaxStaySessions(t *testing.T) {
 	if n, err := heartbeats(first, 250*time.Millisecond); err != nil || n < 1 {
 		t.Errorf("the session staying before the reload was dropped: %d heartbeats, %v", n, err)
 	}
+}
+
+// TestReloadAdminRevokesTokens: a new [ADMIN] PasswordHash ends the
+// administrator sessions logged in with the old one.
+func TestReloadAdminRevokesTokens(t *testing.T) {
+	t.Setenv(TestShortCountdownEnv, "1")
+	ts, install := selfUpdateServer(t, "7.00.240501A")
+	dir := ts.srv.upd.dir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	token, _, err := ts.srv.tokens.issue(dir, "admin", "u-1", now.Add(time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(install, "AppServer.ini")
+	text, _ := os.ReadFile(cfgPath)
+	hash, _ := bcrypt.GenerateFromPassword([]byte("a new password"), 10)
+	edited := regexp.MustCompile(`PasswordHash=\S+`).ReplaceAllLiteralString(string(text), "PasswordHash="+string(hash))
+	writeFile(t, cfgPath, edited)
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unchanged [ADMIN] first: the token lives.
+	if _, err := ts.srv.Reload(t.Context(), ts.srv.conf()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.srv.tokens.check(dir, token, "admin", now); err != nil {
+		t.Fatalf("a reload that left [ADMIN] alone revoked the token: %v", err)
+	}
+	if _, err := ts.srv.Reload(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.srv.tokens.check(dir, token, "admin", now); !errors.Is(err, ErrTokenUnknown) {
+		t.Errorf("the token after a new PasswordHash: %v, want ErrTokenUnknown", err)
+	}
+	waitLog(t, ts.logs, "administrator session tokens revoked")
 }
