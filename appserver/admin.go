@@ -162,9 +162,9 @@ func (s *Server) authenticate(priv *ecdh.PrivateKey, clientKey syncproto.AdminKe
 		return "", fmt.Errorf("opening the request: %w", err)
 	}
 	if req.Flags&syncproto.AdminToken == 0 {
-		return "", CheckPassword(s.cfg, req.User, string(secret))
+		return "", CheckPassword(s.conf(), req.User, string(secret))
 	}
-	if !s.cfg.SelfUpdateEnabled() {
+	if !s.conf().SelfUpdateEnabled() {
 		return "", ErrSelfUpdateDisabled
 	}
 	if req.Op != syncproto.OpStatus {
@@ -195,7 +195,7 @@ func deniedMessage(err error) string {
 // to the administrator until it ends or the server stops for the switch.
 func (s *Server) adminUpdate(ctx context.Context, ss *session, req syncproto.Admin, host string, priv *ecdh.PrivateKey, clientKey syncproto.AdminKey) error {
 	ur := updateRequest{
-		Source: req.Source, Countdown: time.Duration(req.Countdown) * time.Second, Notify: cmp.Or(req.Notify, s.cfg.SelfUpdate.Notify),
+		Source: req.Source, Countdown: time.Duration(req.Countdown) * time.Second, Notify: cmp.Or(req.Notify, s.conf().SelfUpdate.Notify),
 		AllowDowngrade: req.Flags&syncproto.AdminAllowDowngrade != 0, User: req.User, From: host,
 	}
 	if req.Source == "" {

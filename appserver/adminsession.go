@@ -127,6 +127,18 @@ func (a *adminTokens) revoke(dir, session string) error {
 	return a.store(dir, slices.DeleteFunc(recs, func(r tokenRecord) bool { return r.Session == session }))
 }
 
+// revokeAll forgets every token, as when [ADMIN] changes, and returns how
+// many there were.
+func (a *adminTokens) revokeAll(dir string) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	recs, err := a.load(dir)
+	if err == nil && len(recs) == 0 {
+		return 0, nil
+	}
+	return len(recs), a.store(dir, nil)
+}
+
 // check returns the record of token for user, or ErrTokenUnknown (also for
 // another user's token) or ErrTokenExpired.
 func (a *adminTokens) check(dir string, token []byte, user string, now time.Time) (tokenRecord, error) {

@@ -165,6 +165,29 @@ func newTransfers(log *slog.Logger, maxTransfers int, wait time.Duration, server
 	return t
 }
 
+// inherit carries what old learnt into t, which replaces it (see
+// Server.Reload): the count of clients told busy, the peak and the
+// average transfer.
+func (t *transfers) inherit(old *transfers) {
+	old.mu.Lock()
+	peak, avg := old.peak, old.avg
+	old.mu.Unlock()
+	t.busyTotal.Store(old.busyTotal.Load())
+	t.mu.Lock()
+	t.peak, t.avg = peak, avg
+	t.mu.Unlock()
+}
+
+// logFewer says when MaxBytesPerSecond (serverBPS) leaves fewer slots
+// than MaxTransfers.
+func (t *transfers) logFewer(log *slog.Logger, serverBPS int64) {
+	if t.max < t.configured {
+		log.Info("fewer transfers at once than MaxTransfers: MaxBytesPerSecond gives each its least share; the clients past them are told busy",
+			"max_transfers", t.configured, "transfers_at_once", t.max,
+			"max_bytes_per_second", serverBPS, "least_per_transfer", minSlotBytesPerSecond)
+	}
+}
+
 // newLimiter returns a limiter of bps bytes a second whose burst, the most
 // one wait may ask for, is a tenth of a second's worth, between 1 KiB and
 // 64 KiB: small enough to keep the rate smooth, large enough that a fast

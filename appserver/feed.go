@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -78,7 +79,7 @@ func (s *Server) FeedStatus() FeedStatus {
 	s.feed.mu.Lock()
 	defer s.feed.mu.Unlock()
 	st := s.feed.status
-	st.Feed = s.cfg.SelfUpdate.Feed
+	st.Feed = s.conf().SelfUpdate.Feed
 	return st
 }
 
@@ -94,6 +95,7 @@ type feedChecker struct {
 	status  FeedStatus
 	memory  feedMemory // when there is no state folder
 	running sync.WaitGroup
+	kick    chan struct{} // see recheck
 }
 
 // dir is the folder of feedStateFile; "" keeps it in memory.
@@ -129,16 +131,17 @@ func (fc *feedChecker) save(m feedMemory) error {
 
 // start runs the checks in the background until ctx ends: one now, then
 // one a day.
+//
+// Without [SELFUPDATE] Feed it checks nothing, and waits for a reload
+// that sets one (see recheck).
 func (fc *feedChecker) start(ctx context.Context) {
-	feed := fc.s.cfg.SelfUpdate.Feed
-	if feed == "" {
-		return
-	}
 	fc.running.Add(1)
 	go func() {
 		defer fc.running.Done()
 		for {
-			fc.checkAndAnnounce(ctx)
+			if fc.s.conf().SelfUpdate.Feed != "" {
+				fc.checkAndAnnounce(ctx)
+			}
 			wait := feedInterval - feedJitter + rand.N(2*feedJitter)
 			t := time.NewTimer(wait)
 			select {
@@ -146,9 +149,20 @@ func (fc *feedChecker) start(ctx context.Context) {
 				t.Stop()
 				return
 			case <-t.C:
+			case <-fc.kick:
+				t.Stop()
 			}
 		}
 	}()
+}
+
+// recheck has the feed checked at once (and the day counted from then),
+// as after a reload that changed [SELFUPDATE] Feed or PublicKey.
+func (fc *feedChecker) recheck() {
+	select {
+	case fc.kick <- struct{}{}:
+	default:
+	}
 }
 
 // run fetches and verifies the feed and returns the newest release for
@@ -156,9 +170,10 @@ func (fc *feedChecker) start(ctx context.Context) {
 func (fc *feedChecker) run(ctx context.Context) (release.FeedRelease, string, bool, error) {
 	fc.check.Lock()
 	defer fc.check.Unlock()
-	feed := fc.s.cfg.SelfUpdate.Feed
+	cfg := fc.s.conf()
+	feed := cfg.SelfUpdate.Feed
 	now := time.Now()
-	newest, source, found, number, err := fc.fetch(ctx, feed, now)
+	newest, source, found, number, err := fc.fetch(ctx, feed, cfg.SelfUpdate.PublicKeys, now)
 	fc.mu.Lock()
 	fc.status.Tried = now
 	fc.status.Err = err
@@ -173,7 +188,7 @@ func (fc *feedChecker) run(ctx context.Context) (release.FeedRelease, string, bo
 	return newest, source, found, err
 }
 
-func (fc *feedChecker) fetch(ctx context.Context, feed string, now time.Time) (release.FeedRelease, string, bool, uint64, error) {
+func (fc *feedChecker) fetch(ctx context.Context, feed string, keys []ed25519.PublicKey, now time.Time) (release.FeedRelease, string, bool, uint64, error) {
 	var none release.FeedRelease
 	fctx, cancel := context.WithTimeout(ctx, feedTimeout)
 	defer cancel()
@@ -185,7 +200,7 @@ func (fc *feedChecker) fetch(ctx context.Context, feed string, now time.Time) (r
 	if err != nil {
 		return none, "", false, 0, fmt.Errorf("release feed %s: %w", feed, err)
 	}
-	f, err := release.VerifyFeed(data, feed, fc.s.cfg.SelfUpdate.PublicKeys, now, mem.Highest)
+	f, err := release.VerifyFeed(data, feed, keys, now, mem.Highest)
 	if err != nil {
 		return none, "", false, 0, err
 	}
@@ -215,7 +230,7 @@ func (fc *feedChecker) fetch(ctx context.Context, feed string, now time.Time) (r
 // a newer release is logged, and mailed to [SELFUPDATE] Notify once.
 func (fc *feedChecker) checkAndAnnounce(ctx context.Context) {
 	log := fc.s.log
-	feed := fc.s.cfg.SelfUpdate.Feed
+	feed := fc.s.conf().SelfUpdate.Feed
 	r, source, found, err := fc.run(ctx)
 	switch {
 	case ctx.Err() != nil:
@@ -241,9 +256,10 @@ func (fc *feedChecker) checkAndAnnounce(ctx context.Context) {
 	}
 	log.Warn("release feed: a newer release of the server is available; install it with \"smartclient admin update-server\" (without --from)",
 		"build", r.Build, "running", fc.s.self.Build, "notes", r.FirstLine(), "source", source)
-	if to := fc.s.cfg.SelfUpdate.Notify; to != "" {
+	if cfg := fc.s.conf(); cfg.SelfUpdate.Notify != "" {
+		to := cfg.SelfUpdate.Notify
 		subject, body := newerMail(fc.s.self.Build, r, source, feed)
-		mc := fc.s.cfg.Mail
+		mc := cfg.Mail
 		err := mail.Send(ctx, mail.Config{Host: mc.Host, Port: mc.Port, From: mc.From, User: mc.User, Password: mc.Password,
 			StartTLS: mc.StartTLS, Timeout: 30 * time.Second}, to, subject, body)
 		if err != nil {
@@ -282,7 +298,7 @@ func newerMail(running string, r release.FeedRelease, source, feed string) (stri
 // an update asked for without a source, or why there is none, worded for
 // the administrator.
 func (fc *feedChecker) newestForUpdate(ctx context.Context) (release.FeedRelease, string, error) {
-	feed := fc.s.cfg.SelfUpdate.Feed
+	feed := fc.s.conf().SelfUpdate.Feed
 	if feed == "" {
 		return release.FeedRelease{}, "", refused("no release source given, and [SELFUPDATE] Feed is not set in AppServer.ini: give --from SOURCE, or set Feed")
 	}

@@ -84,6 +84,13 @@ func newLimits(log *slog.Logger, maxConns, perAddr int) *limits {
 		busy: make(chan struct{}, maxBusyRefusals)}
 }
 
+// set changes the caps, for the connections that come from now on.
+func (l *limits) set(maxConns, perAddr int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.maxConns, l.perAddr = maxConns, perAddr
+}
+
 // admission is the verdict on one new connection.
 type admission struct {
 	// release gives the connection's place back; call it once when the

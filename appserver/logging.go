@@ -30,13 +30,19 @@ import (
 // Only one server runs per installation; the self-update helper, which
 // also writes there (see helperLogger), never rotates.
 func openLog(cfg *Config, stderr io.Writer) (*slog.Logger, io.Closer, error) {
+	return openLogAt(cfg, stderr, cfg.Log.Level)
+}
+
+// openLogAt is openLog with the level given apart from cfg, so that a
+// *slog.LevelVar can change it while the server runs (see Reload).
+func openLogAt(cfg *Config, stderr io.Writer, level slog.Leveler) (*slog.Logger, io.Closer, error) {
 	c := cfg.Log
 	if c.File == "" {
 		f, ok := stderr.(*os.File)
 		if ok && stderrIsJournal(f, os.Getenv("JOURNAL_STREAM")) {
-			return slog.New(journalHandler(stderr, c)), io.NopCloser(nil), nil
+			return slog.New(newPriorityHandler(stderr, func(w io.Writer) slog.Handler { return logHandlerAt(w, c, true, level) })), io.NopCloser(nil), nil
 		}
-		return slog.New(logHandler(stderr, c, false)), io.NopCloser(nil), nil
+		return slog.New(logHandlerAt(stderr, c, false, level)), io.NopCloser(nil), nil
 	}
 	if err := checkLogFile(c.File); err != nil {
 		return nil, nil, &ConfigError{File: cfg.File, Section: sectionLog, Key: keyLogFile,
@@ -50,7 +56,7 @@ func openLog(cfg *Config, stderr io.Writer) (*slog.Logger, io.Closer, error) {
 		Compress:   c.Compress,
 		LocalTime:  true,
 	}
-	return slog.New(logHandler(w, c, false)), w, nil
+	return slog.New(logHandlerAt(w, c, false, level)), w, nil
 }
 
 // checkLogFile makes the log file's folder and opens the file for
@@ -69,7 +75,12 @@ func checkLogFile(path string) error {
 // logHandler is the handler for c's format and level; noTime leaves out
 // the records' time.
 func logHandler(w io.Writer, c LogConfig, noTime bool) slog.Handler {
-	o := &slog.HandlerOptions{Level: c.Level}
+	return logHandlerAt(w, c, noTime, c.Level)
+}
+
+// logHandlerAt is logHandler at level rather than c's.
+func logHandlerAt(w io.Writer, c LogConfig, noTime bool, level slog.Leveler) slog.Handler {
+	o := &slog.HandlerOptions{Level: level}
 	if noTime {
 		o.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.TimeKey {

@@ -424,7 +424,7 @@ func (p *published) close() {
 // its update folder when nothing was published, else the published
 // release, or why the folder is served instead.
 func (s *Server) PublishedStatus(osName string) string {
-	ix := s.indexes[osName]
+	ix := s.Indexes()[osName]
 	if ix == nil {
 		return ""
 	}
@@ -473,7 +473,7 @@ func (s *Server) watchPublished(ctx context.Context, interval time.Duration) {
 
 // lookPublished loads what was published for each OS since the last look.
 func (s *Server) lookPublished(ctx context.Context) {
-	for _, ix := range s.indexes {
+	for _, ix := range s.Indexes() {
 		// A scan only when the folder's watch says it changed: then a
 		// hand edit is seen here rather than at the next client.
 		folder, err := ix.Current(ctx)

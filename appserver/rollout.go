@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,6 +71,17 @@ func (rs *rollouts) of(osName string) *rollout.Rollout {
 	}
 	rs.byOS[osName] = r
 	return r
+}
+
+// setPolicy gives every rollout a new policy (a reloaded [ROLLOUT]).
+func (rs *rollouts) setPolicy(p rollout.Policy) {
+	rs.mu.Lock()
+	rs.policy = p
+	byOS := maps.Clone(rs.byOS)
+	rs.mu.Unlock()
+	for _, r := range byOS {
+		r.SetPolicy(time.Now(), p)
+	}
 }
 
 // tell logs an event, and mails a halt.
@@ -222,11 +234,11 @@ func validRequestID(id string) bool {
 
 // serveRequests takes the administrators' requests every second until
 // ctx is done.
-func (rs *rollouts) serveRequests(ctx context.Context, oses []string) {
+func (rs *rollouts) serveRequests(ctx context.Context, oses func() []string) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		rs.takeRequests(oses, time.Now())
+		rs.takeRequests(oses(), time.Now())
 		select {
 		case <-ctx.Done():
 			return
@@ -333,20 +345,21 @@ func RolloutCommand(ctx context.Context, cfg *Config, state, osName string, req 
 	}
 }
 
-// mailer returns what mails the administrator ([SELFUPDATE] Notify) with
-// the [MAIL] settings, or nil when either is not set.
-func (s *Server) mailer() func(subject, body string) {
-	mc, to := s.cfg.Mail, s.cfg.SelfUpdate.Notify
+// mailAdmin mails the administrator ([SELFUPDATE] Notify) with the [MAIL]
+// settings in force when it is called; with either not set it only says
+// so in the log.
+func (s *Server) mailAdmin(subject, body string) {
+	cfg := s.conf()
+	mc, to := cfg.Mail, cfg.SelfUpdate.Notify
 	if mc.Host == "" || to == "" {
-		return nil
+		s.log.Warn("no mail sent: [MAIL] Host or [SELFUPDATE] Notify is not set", "subject", subject)
+		return
 	}
-	return func(subject, body string) {
-		cfg := mail.Config{Host: mc.Host, Port: mc.Port, From: mc.From, User: mc.User, Password: mc.Password,
-			StartTLS: mc.StartTLS, Timeout: 30 * time.Second}
-		if err := mail.Send(context.Background(), cfg, to, subject, body); err != nil {
-			s.log.Error("mailing the administrator failed", "to", to, "subject", subject, "err", err)
-			return
-		}
-		s.log.Info("mailed the administrator", "to", to, "subject", subject)
+	mcfg := mail.Config{Host: mc.Host, Port: mc.Port, From: mc.From, User: mc.User, Password: mc.Password,
+		StartTLS: mc.StartTLS, Timeout: 30 * time.Second}
+	if err := mail.Send(context.Background(), mcfg, to, subject, body); err != nil {
+		s.log.Error("mailing the administrator failed", "to", to, "subject", subject, "err", err)
+		return
 	}
+	s.log.Info("mailed the administrator", "to", to, "subject", subject)
 }

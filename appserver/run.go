@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/internal/index"
@@ -49,11 +50,22 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	state := stateDir(o.Config, o.State)
-	log, logFile, err := openLog(cfg, stderr)
+	// The level can change while the server runs (see Reload).
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.Level)
+	log, logFile, err := openLogAt(cfg, stderr, level)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	defer logFile.Close()
+	var hup <-chan os.Signal
+	if !o.Check {
+		// At once, so that a SIGHUP while the folders are indexed is
+		// kept for the reload loop rather than killing the server.
+		c, stop := notifyReload()
+		defer stop()
+		hup = c
+	}
 	running := service.Detect(o.ServiceName)
 	if running.Manager == service.Windows && !o.Check {
 		// A Windows service's stderr goes nowhere: warnings and errors
@@ -113,9 +125,10 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		return printSummary(stdout, cfg, srv, state, running)
 	}
 	srv.SetSelf(self)
+	srv.proc = &procHooks{level: level, memoryLimit: setMemoryLimit}
 	if mb := cfg.Limits.MemoryLimitMB; mb > 0 {
 		// For the process, which is this server's alone.
-		debug.SetMemoryLimit(int64(mb) << 20)
+		setMemoryLimit(mb)
 		log.Info("memory limit", "limit_mib", mb, "from", "[LIMITS] MemoryLimitMB")
 	}
 	var lc net.ListenConfig
@@ -130,8 +143,18 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		// NOTIFY_SOCKET, and must not tell the service it is ready.
 		ready = notifyReady(ctx, log, ln.Addr())
 	}
+	// SIGHUP, or a change of the file on disk, re-reads the
+	// configuration while the server serves.
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchConfig(wctx, log, srv, o.Config, hup)
+	}()
 	err = srv.Serve(ctx, ln)
 	ready()
+	stopWatch()
+	<-watched
 	if err != nil {
 		return err
 	}
@@ -152,6 +175,23 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 	}
 	return nil
 }
+
+// setMemoryLimit sets the Go runtime's soft memory limit to mb MiB, or
+// back to what it was before the server first set it (GOMEMLIMIT, or
+// none) when mb is 0.
+func setMemoryLimit(mb int) {
+	memoryLimitOnce.Do(func() { memoryLimitBefore = debug.SetMemoryLimit(-1) })
+	if mb > 0 {
+		debug.SetMemoryLimit(int64(mb) << 20)
+	} else {
+		debug.SetMemoryLimit(memoryLimitBefore)
+	}
+}
+
+var (
+	memoryLimitOnce   sync.Once
+	memoryLimitBefore int64
+)
 
 // stateDir is the server's state folder: state, or appserver-state beside
 // the configuration.
@@ -235,13 +275,13 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string, running s
 		// --check does not fetch it: the server does, at start and daily.
 		fmt.Fprintf(w, "Feed     %s  checked at start and daily; a newer release is mailed to %s\n", su.Feed, orNone(su.Notify))
 	}
-	oses := make([]string, 0, len(srv.indexes))
-	for o := range srv.indexes {
+	oses := make([]string, 0, len(srv.Indexes()))
+	for o := range srv.Indexes() {
 		oses = append(oses, o)
 	}
 	sort.Strings(oses)
 	for _, o := range oses {
-		ix := srv.indexes[o]
+		ix := srv.Indexes()[o]
 		m := ix.Latest()
 		fmt.Fprintf(w, "%-8s %6d files %14s bytes  build %s  %s\n", o, len(m.Files), GroupDigits(m.TotalBytes), m.Build, ix.Dir)
 		if st := srv.PublishedStatus(o); st != "" {
@@ -254,7 +294,7 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string, running s
 	// and would silently protect nothing.
 	for _, p := range cfg.Preserve {
 		found := false
-		for _, ix := range srv.indexes {
+		for _, ix := range srv.Indexes() {
 			found = found || slices.ContainsFunc(ix.Latest().Files, func(f index.File) bool { return strings.EqualFold(f.Path, p) })
 		}
 		if !found {

@@ -90,6 +90,9 @@ type job struct {
 	cancelled     bool // by an administrator
 	newDir        string
 	done          chan struct{} // closed when the job ends, whatever its end
+	// cfg is the configuration the update runs with, from its start
+	// (see execute): a reload meanwhile applies to the next update.
+	cfg *Config
 }
 
 // updater runs the server's self-updates: one at a time, scheduled or now.
@@ -172,6 +175,17 @@ func (u *updater) cleanNew() {
 	if err := os.RemoveAll(u.s.self.InstallDir + "_new"); err != nil {
 		u.log.Warn("self-update: removing an unfinished new installation", "err", err)
 	}
+}
+
+// underway returns the ID of the update that has started (is past its
+// schedule), or "" when none has.
+func (u *updater) underway() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.job == nil || u.job.cfg == nil {
+		return ""
+	}
+	return u.job.req.ID
 }
 
 // refusing returns how long a new session should wait, or 0 when sessions
@@ -440,7 +454,7 @@ func (u *updater) finish(req updateRequest, st syncproto.UpdateStatus, newBuild 
 		u.mails.Add(1)
 		go func() {
 			defer u.mails.Done()
-			sendOutcome(context.Background(), u.log, u.s.cfg.Mail, req.Notify, st)
+			sendOutcome(context.Background(), u.log, u.s.conf().Mail, req.Notify, st)
 		}()
 	}
 	return st
@@ -450,6 +464,10 @@ func (u *updater) finish(req updateRequest, st syncproto.UpdateStatus, newBuild 
 // sessions, backs up and carries the data and hands over to the helper. It
 // returns true once the helper has taken over.
 func (u *updater) execute(ctx context.Context, j *job) (bool, error) {
+	cfg := u.s.conf()
+	u.mu.Lock()
+	j.cfg = cfg
+	u.mu.Unlock()
 	u.hook("start")
 	u.event("update %s: fetching %s", j.req.ID, j.req.Source)
 	hr := handover.Request{ID: j.req.ID, Source: j.req.Source, AllowDowngrade: j.req.AllowDowngrade,
@@ -463,7 +481,7 @@ func (u *updater) execute(ctx context.Context, j *job) (bool, error) {
 		u.event("update %s: build %s from the release feed (%d bytes, SHA-256 %s)", j.req.ID, hr.Build, hr.Size, j.req.FeedSHA256)
 	}
 	p, err := handover.Prepare(ctx, u.s.self, hr,
-		u.s.cfg.SelfUpdate.PublicKeys, filepath.Join(u.dir, "download"), u.event)
+		cfg.SelfUpdate.PublicKeys, filepath.Join(u.dir, "download"), u.event)
 	if err != nil {
 		return false, err
 	}
@@ -627,13 +645,13 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 	st := &stayer{conn: ss.conn}
 	u := s.upd
 	u.mu.Lock()
-	if len(u.stayers) >= s.MaxStaySessions {
+	if capacity := s.MaxStaySessions; len(u.stayers) >= capacity {
 		u.mu.Unlock()
 		// The client runs its program all the same; it only will not
 		// hear of a restart.
 		ss.outcome = "stay refused: full"
 		return s.send(ss, &syncproto.Error{Code: syncproto.CodeBusy,
-			Message: fmt.Sprintf("the server keeps no more than %d sessions open; this one will not hear of a server restart", s.MaxStaySessions)})
+			Message: fmt.Sprintf("the server keeps no more than %d sessions open; this one will not hear of a server restart", capacity)})
 	}
 	if j := u.job; j != nil && j.status.State == syncproto.StateCountdown {
 		left := time.Until(time.Unix(j.status.When, 0))
@@ -781,7 +799,7 @@ func (u *updater) switchOver(ctx context.Context, j *job, p *handover.Release) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	carried, err := handover.Carry(self, u.s.cfg.SelfUpdate.Carry, p.Dir)
+	carried, err := handover.Carry(self, j.cfg.SelfUpdate.Carry, p.Dir)
 	if err != nil {
 		return fmt.Errorf("carrying files into the new installation: %w", err)
 	}
@@ -792,7 +810,7 @@ func (u *updater) switchOver(ctx context.Context, j *job, p *handover.Release) e
 	}
 	u.event("handing over to the update helper: this server stops now, the helper puts %s in place of %s and starts it, and keeps the old build as %s_old once the new one answers",
 		filepath.Base(p.Dir), self.InstallDir, filepath.Base(self.InstallDir))
-	if err := handOver(u.log, u.s.cfg, self, j, p); err != nil {
+	if err := handOver(u.log, j.cfg, self, j, p); err != nil {
 		return fmt.Errorf("starting the update helper: %w", err)
 	}
 	u.hook("spawned")

@@ -16,7 +16,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,9 +34,16 @@ import (
 
 // Server serves the update folders of one AppServer.ini.
 type Server struct {
-	cfg     *Config
-	log     *slog.Logger
-	indexes map[string]*index.Index // by OS
+	// cur is what the server serves: its configuration and the index of
+	// each update folder, swapped whole by Reload (see reload.go). Read
+	// it with conf, or hold it (see hold) for a session.
+	cur   atomic.Pointer[serving]
+	log   *slog.Logger
+	state string // the state folder
+	// reloadMu serialises reloads; proc is what a reload changes in the
+	// process (nil unless RunServer runs the server).
+	reloadMu sync.Mutex
+	proc     *procHooks
 
 	// id is the server's TLS identity, and tlsConfig the configuration
 	// every TLS session is served with (see secure).
@@ -62,7 +68,7 @@ type Server struct {
 	MaxPerAddress   int
 	MaxStaySessions int
 	Heartbeat       time.Duration
-	limits          *limits
+	limits          *limits // set by Serve, with mu held
 
 	// Admission of transfers, from [UPDATE] (see admission.go), read
 	// when Serve starts. MaxTransfers is the transfers under way at once
@@ -84,7 +90,7 @@ type Server struct {
 	TransferMinRate    int64
 	TransferRateWindow time.Duration
 	RequestWait        time.Duration
-	transfers          *transfers
+	transfers          *transfers // set by Serve and Reload, with mu held (see admission)
 
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -145,7 +151,7 @@ func (s *Server) beginStopping() {
 // refreshing the hash caches in stateDir.
 func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*Server, error) {
 	s := &Server{
-		cfg: cfg, log: log, indexes: map[string]*index.Index{},
+		log: log, state: stateDir,
 		HandshakeTimeout:        cmp.Or(cfg.Limits.HelloTimeout, defaultHelloTimeout),
 		IdleTimeout:             cmp.Or(cfg.Limits.IdleTimeout, defaultIdleTimeout),
 		WriteTimeout:            cmp.Or(cfg.Limits.WriteTimeout, defaultWriteTimeout),
@@ -169,14 +175,14 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 	}
 	s.patches = newPatcher(s.pub.store, log)
 	s.rollouts = newRollouts(stateDir, log, cfg.Rollout.Policy(), nil)
-	s.rollouts.mail = s.mailer()
+	s.rollouts.mail = s.mailAdmin
 	s.clients = newClientReleases(stateDir, log)
 	if cfg.Limits.MaxConnections == 0 { // a Config not made by ParseConfig
 		s.MaxConnections, s.MaxPerAddress = defaultMaxConnections, defaultMaxPerAddress
 		s.MaxStaySessions, s.Heartbeat = defaultMaxStaySessions, defaultHeartbeat
 	}
 	s.upd = newUpdater(s)
-	s.feed = &feedChecker{s: s}
+	s.feed = &feedChecker{s: s, kick: make(chan struct{}, 1)}
 	if abs, err := filepath.Abs(stateDir); err == nil {
 		s.upd.dir = filepath.Join(abs, "selfupdate")
 	}
@@ -192,29 +198,11 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 		cert, _ := id.Files()
 		log.Info("made the server's TLS key and self-signed certificate; clients trust it on first use, or pin it with [SSL] Fingerprint in smartclient.ini", "fingerprint", id.Fingerprint(), "certificate", cert)
 	}
-	if !cfg.Enable {
-		return s, nil
+	sv, err := s.openServing(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
 	}
-	oses := make([]string, 0, len(cfg.Folders))
-	for osName := range cfg.Folders {
-		oses = append(oses, osName)
-	}
-	sort.Strings(oses)
-	rel := index.Release{Build: cfg.Build.String(), Preserve: cfg.Preserve,
-		PostInstall: cfg.PostInstall, PostInstallTimeout: cfg.PostInstallTimeout}
-	for _, osName := range oses {
-		ix, err := index.Open(ctx, log, osName, cfg.Folders[osName], stateDir, rel)
-		if err != nil {
-			s.Close()
-			return nil, err
-		}
-		s.indexes[osName] = ix
-	}
-	if cfg.PostInstall != "" && !slices.ContainsFunc(oses, func(o string) bool { return s.indexes[o].Latest().PostInstall() != "" }) {
-		s.Close()
-		return nil, &ConfigError{File: cfg.File, Section: "UPDATE", Key: "PostInstall",
-			Problem: fmt.Sprintf("%q is in none of the update folders", cfg.PostInstall)}
-	}
+	s.cur.Store(sv)
 	return s, nil
 }
 
@@ -222,13 +210,14 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 // clients pin.
 func (s *Server) Fingerprint() string { return s.id.Fingerprint() }
 
-// Indexes returns the index of every served OS folder, by OS name.
-func (s *Server) Indexes() map[string]*index.Index { return s.indexes }
+// Indexes returns the index of every served OS folder, by OS name, under
+// the configuration now in force.
+func (s *Server) Indexes() map[string]*index.Index { return s.cur.Load().indexes }
 
 // Close releases the update folders.
 func (s *Server) Close() error {
 	s.pub.close()
-	for _, ix := range s.indexes {
+	for _, ix := range s.cur.Load().indexes {
 		ix.Close()
 	}
 	return nil
@@ -258,31 +247,27 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// The published releases are loaded now, and looked for every 2 s,
 	// rather than at the next client only, so that the log says at once
 	// what a publish changed and their patches are made before clients
-	// come.
-	// The first look is made before a client is let in, so that none is
-	// served the folder while the published release loads.
+	// come. The first look is made before a client is let in, so that
+	// none is served the folder while the published release loads.
 	s.lookPublished(ctx)
 	s.wg.Go(func() { s.watchPublished(ctx, 2*time.Second) })
 	s.wg.Go(func() { s.patches.run(ctx) })
-	oses := slices.Sorted(maps.Keys(s.indexes))
 	s.wg.Go(func() { s.clients.run(ctx) })
 	s.wg.Go(func() {
-		s.rollouts.serveRequests(ctx, oses)
+		s.rollouts.serveRequests(ctx, func() []string { return slices.Sorted(maps.Keys(s.Indexes())) })
 		s.rollouts.flush()
 	})
-	s.limits = newLimits(s.log, s.MaxConnections, s.MaxPerAddress)
 	s.mu.Lock()
+	s.limits = newLimits(s.log, s.MaxConnections, s.MaxPerAddress)
 	s.transfers = newTransfers(s.log, s.MaxTransfers, s.TransferWait, s.MaxBytesPerSecond, s.MaxClientBytesPerSecond)
+	t, serverBPS, clientBPS := s.transfers, s.MaxBytesPerSecond, s.MaxClientBytesPerSecond
 	s.mu.Unlock()
-	s.log.Info("listening", "addr", ln.Addr().String(), "build", s.cfg.Build.String(), "updates", s.cfg.Enable,
-		"tls_fingerprint", s.id.Fingerprint(), "plaintext_allowed", s.cfg.TLS.AllowPlaintext,
-		"max_transfers", s.transfers.max, "max_transfers_set", s.transfers.configured,
-		"max_bytes_per_second", s.MaxBytesPerSecond, "max_client_bytes_per_second", s.MaxClientBytesPerSecond)
-	if s.transfers.max < s.transfers.configured {
-		s.log.Info("fewer transfers at once than MaxTransfers: MaxBytesPerSecond gives each its least share; the clients past them are told busy",
-			"max_transfers", s.transfers.configured, "transfers_at_once", s.transfers.max,
-			"max_bytes_per_second", s.MaxBytesPerSecond, "least_per_transfer", minSlotBytesPerSecond)
-	}
+	cfg := s.conf()
+	s.log.Info("listening", "addr", ln.Addr().String(), "build", cfg.Build.String(), "updates", cfg.Enable,
+		"tls_fingerprint", s.id.Fingerprint(), "plaintext_allowed", cfg.TLS.AllowPlaintext,
+		"max_transfers", t.max, "max_transfers_set", t.configured,
+		"max_bytes_per_second", serverBPS, "max_client_bytes_per_second", clientBPS)
+	t.logFewer(s.log, serverBPS)
 	var acceptErr error
 	var backoff time.Duration
 	for {
@@ -390,6 +375,9 @@ type session struct {
 	transfer func()
 	// tc limits and meters the session's writes while it holds a slot.
 	tc *transferConn
+	// transfers are the transfer slots and limits the session takes
+	// from: those in force when it was accepted (see Reload).
+	transfers *transfers
 	// stopWatch ends the watch of the slot's progress floor; nil when
 	// none runs. readLeft is what is left of RequestWait, the time the
 	// session may wait for the client's messages while it holds a slot.
@@ -405,7 +393,7 @@ type session struct {
 func (s *Server) startTransfer(ss *session, release func()) {
 	ss.transfer = release
 	ss.readLeft = s.RequestWait
-	m := ss.tc.start(s.transfers)
+	m := ss.tc.start(ss.transfers)
 	if s.TransferMinRate > 0 && s.TransferRateWindow > 0 {
 		ss.stopWatch = watchProgress(m, s.TransferMinRate, s.TransferRateWindow, func(sent int64, over time.Duration) {
 			rate := int64(float64(sent) / over.Seconds())
@@ -488,9 +476,10 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	// Small buffers until the hello is accepted (see converse): a
 	// connection that never says hello costs little.
-	conn, tc := newTransferConn(ctx, conn, s.transfers)
+	t := s.admission()
+	conn, tc := newTransferConn(ctx, conn, t)
 	ss := &session{conn: conn, raw: raw, r: syncproto.NewReaderSize(conn, helloBufferSize), w: syncproto.NewWriterSize(conn, helloBufferSize), outcome: "disconnected", adminOnly: adm.adminOnly,
-		tc: tc}
+		tc: tc, transfers: t}
 	err = s.converse(ctx, ss)
 	s.endTransfer(ss)
 	if pe := ss.takenBack.Load(); pe != nil {
@@ -615,7 +604,12 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 		return &syncproto.Error{Code: syncproto.CodeUpdating, Retry: secs,
 			Message: fmt.Sprintf("server is updating, retry in %d s", secs)}
 	}
-	welcome, ix, err := s.gate(ss.hello)
+	// The session serves one configuration from its hello to its
+	// report, whatever a reload does meanwhile (see Reload).
+	sv := s.hold()
+	release := sync.OnceFunc(sv.release)
+	defer release()
+	welcome, ix, err := s.gate(sv.cfg, sv.indexes, ss.hello)
 	if err != nil {
 		return err
 	}
@@ -683,6 +677,9 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 			if _, ok := after.(syncproto.Stay); !ok {
 				return fmt.Errorf("got %v after ReportAck: %w", after.Type(), syncproto.ErrUnexpected)
 			}
+			// A staying session may last for days: it does not hold
+			// the update folders of its configuration.
+			release()
 			return s.stay(ctx, ss)
 		default:
 			return fmt.Errorf("got %v after Welcome: %w", m.Type(), syncproto.ErrUnexpected)
@@ -692,20 +689,20 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 
 // gate decides what the client may do: the compatibility check of the
 // design, made from the client's build and MinClientBuild.
-func (s *Server) gate(h syncproto.Hello) (syncproto.Welcome, *index.Index, error) {
-	w := syncproto.Welcome{ServerBuild: s.cfg.Build.String(), UpdatesEnabled: s.cfg.Enable}
-	if !s.cfg.Enable {
+func (s *Server) gate(cfg *Config, indexes map[string]*index.Index, h syncproto.Hello) (syncproto.Welcome, *index.Index, error) {
+	w := syncproto.Welcome{ServerBuild: cfg.Build.String(), UpdatesEnabled: cfg.Enable}
+	if !cfg.Enable {
 		w.Message = "automatic updates are disabled on this server ([UPDATE] Enable=0)"
 		return w, nil, nil
 	}
-	ix, ok := s.indexes[h.OS]
+	ix, ok := indexes[h.OS]
 	if !ok {
 		return w, nil, &syncproto.Error{Code: syncproto.CodeUnknownOS,
 			Message: fmt.Sprintf("this server has no update folder for OS %q (AppServer.ini [UPDATE] %s is not set)", h.OS, pathKeyFor(h.OS))}
 	}
 	// The build this OS is served: its published release's, or the
 	// folder's ([UPDATE] Build).
-	if man, _, _, err := s.servedManifest(context.Background(), ix, true, &h); err == nil && man != nil {
+	if man, _, n, err := s.servedManifest(context.Background(), ix, true, &h); err == nil && man != nil && n != 0 {
 		w.ServerBuild = man.Build
 	}
 	switch {
@@ -716,12 +713,12 @@ func (s *Server) gate(h syncproto.Hello) (syncproto.Welcome, *index.Index, error
 		switch {
 		case err != nil:
 			w.Message = fmt.Sprintf("client build %q is not a build this server knows", h.ClientBuild)
-		case !b.SameScheme(s.cfg.MinClientBuild):
+		case !b.SameScheme(cfg.MinClientBuild):
 			// An order between two schemes would be made up: the client
 			// takes the whole release, as one too old would.
-			w.Message = fmt.Sprintf("client build %s is a %s, the oldest compatible build %s a %s", b, b.Scheme(), s.cfg.MinClientBuild, s.cfg.MinClientBuild.Scheme())
-		case !s.cfg.MinClientBuild.IsZero() && b.Compare(s.cfg.MinClientBuild) < 0:
-			w.Message = fmt.Sprintf("client build %s is older than the oldest compatible build %s", b, s.cfg.MinClientBuild)
+			w.Message = fmt.Sprintf("client build %s is a %s, the oldest compatible build %s a %s", b, b.Scheme(), cfg.MinClientBuild, cfg.MinClientBuild.Scheme())
+		case !cfg.MinClientBuild.IsZero() && b.Compare(cfg.MinClientBuild) < 0:
+			w.Message = fmt.Sprintf("client build %s is older than the oldest compatible build %s", b, cfg.MinClientBuild)
 		default:
 			w.Compatible = true
 		}
@@ -757,7 +754,7 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 		// manifest goes, and holds it until its last file is sent
 		// (see endTransfer). A no-op check (Have is the current
 		// digest) takes none and is never queued.
-		release, busy := s.transfers.acquire(ctx, s.stopping, ss.conn.RemoteAddr())
+		release, busy := ss.transfers.acquire(ctx, s.stopping, ss.conn.RemoteAddr())
 		if busy != nil {
 			if busy.Code == syncproto.CodeBusy {
 				ss.outcome = outcomeBusy // logged by transfers, at a bounded rate

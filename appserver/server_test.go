@@ -1396,7 +1396,7 @@ func TestServerUpToDateAndRaw(t *testing.T) {
 
 	// A file changes: the old digest is stale, and the manifest comes.
 	p := filepath.Join(dir, "a.ini")
-	change(t, ts.srv.indexes["linux"], func() {
+	change(t, ts.srv.Indexes()["linux"], func() {
 		if err := os.WriteFile(p, []byte("x=2\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -92,7 +92,7 @@ func readRelease(path, osName string, man *index.Manifest) ([]byte, *releasemeta
 
 // SignedStatus says for --check whether the folder's release is signed.
 func (s *Server) SignedStatus(osName string) string {
-	ix := s.indexes[osName]
+	ix := s.Indexes()[osName]
 	if ix == nil {
 		return ""
 	}

@@ -46,7 +46,7 @@ func (s *Server) secure(ctx context.Context, conn net.Conn, timeout time.Duratio
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
 		return tc, nil
-	case first[0] == syncproto.Magic[0] && s.cfg.TLS.AllowPlaintext:
+	case first[0] == syncproto.Magic[0] && s.conf().TLS.AllowPlaintext:
 		return pc, nil
 	case first[0] == syncproto.Magic[0]:
 		return nil, s.refusePlaintext(pc)

@@ -113,11 +113,11 @@ func (f File) Matches(fh *os.File) bool {
 type Index struct {
 	OS    string // the clients' OS the folder is for
 	Dir   string // the update folder, as configured
-	rel   Release
 	cache string // path of the cache file
 	log   *slog.Logger
 
 	mu       sync.Mutex
+	rel      *Release // replaced whole by SetRelease, never changed
 	cur      *Manifest
 	known    map[string]cacheEntry
 	scanning chan struct{} // closed when the running scan ends
@@ -204,7 +204,7 @@ func Open(ctx context.Context, log *slog.Logger, osName, dir, stateDir string, r
 func openWith(ctx context.Context, log *slog.Logger, osName, dir, stateDir string, rel Release,
 	newWatcher func() (*fsnotify.Watcher, error)) (*Index, error) {
 	ix := &Index{
-		OS: osName, Dir: dir, rel: rel,
+		OS: osName, Dir: dir, rel: &rel,
 		cache: filepath.Join(stateDir, "hashcache-"+osName+".json"),
 		log:   log.With("os", osName),
 		known: map[string]cacheEntry{},
@@ -216,6 +216,17 @@ func openWith(ctx context.Context, log *slog.Logger, osName, dir, stateDir strin
 		return nil, err
 	}
 	return ix, nil
+}
+
+// SetRelease makes rel the release of the manifests made from now on:
+// the next Current scans the folder again (a stat of every file, no
+// rehash) and its manifest carries rel. Manifests already handed out keep
+// the release they were made with.
+func (ix *Index) SetRelease(rel Release) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.rel = &rel
+	ix.dirty = true
 }
 
 // Close stops watching the folder and releases the folder of the current
@@ -325,7 +336,7 @@ func (ix *Index) Current(ctx context.Context) (*Manifest, error) {
 			m.root.Close()
 			err = ix.refuse(refused)
 			ix.scanErr = err
-		case ix.cur != nil && sameDir(ix.cur.root, m.root) && ix.cur.Build == m.Build && slices.Equal(ix.cur.Files, m.Files):
+		case ix.cur != nil && sameDir(ix.cur.root, m.root) && ix.cur.rel == m.rel && slices.Equal(ix.cur.Files, m.Files):
 			// Nothing changed: the current manifest, with its
 			// encoding and digest already made, stays.
 			m.root.Close()
@@ -388,12 +399,13 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 	start := time.Now()
 	ix.mu.Lock()
 	ix.Scans++
+	rel := ix.rel
 	ix.mu.Unlock()
 	root, err := openFolder(ix.Dir)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("opening update folder for %s: %w", ix.OS, err)
 	}
-	m := &Manifest{OS: ix.OS, Build: ix.rel.Build, rel: &ix.rel, root: root}
+	m := &Manifest{OS: ix.OS, Build: rel.Build, rel: rel, root: root}
 	dirs := map[string]fs.FileInfo{}
 	full := map[string]bool{} // folders that hold anything
 	var todo []int
@@ -431,7 +443,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 			if err != nil {
 				return err
 			}
-			f.Preserve = ix.preserved(rel)
+			f.Preserve = preserved(m.rel, rel)
 			m.Files = append(m.Files, f)
 			return nil
 		case !d.Type().IsRegular():
@@ -444,7 +456,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 		ino, ctime := statID(root, rel, fi)
 		f := File{
 			Path: rel, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano(),
-			Mode: fi.Mode().Perm(), Inode: ino, CtimeNs: ctime, Preserve: ix.preserved(rel),
+			Mode: fi.Mode().Perm(), Inode: ino, CtimeNs: ctime, Preserve: preserved(m.rel, rel),
 		}
 		if c, ok := known[rel]; ok && c.Size == f.Size && c.MtimeNs == f.MtimeNs && c.Inode == f.Inode && c.CtimeNs == f.CtimeNs {
 			if h, err := hex.DecodeString(c.Hash); err == nil && len(h) == 32 {
@@ -521,7 +533,7 @@ func linkEntry(root *os.Root, rel, p string) (File, error) {
 		Hash: blake3.Sum256([]byte(t)), Target: t}, nil
 }
 
-func (ix *Index) preserved(rel string) bool { return preservedBy(ix.rel.Preserve, rel) }
+func preserved(r *Release, rel string) bool { return preservedBy(r.Preserve, rel) }
 
 // hashAll hashes files[i] for every i in todo, on all cores.
 func (ix *Index) hashAll(ctx context.Context, root *os.Root, files []File, todo []int) error {

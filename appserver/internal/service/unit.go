@@ -59,6 +59,8 @@ func Unit(o Options) (string, error) {
 	w("Type=notify")
 	w("NotifyAccess=main")
 	w("ExecStart=%s", exec)
+	// "systemctl reload": the server re-reads AppServer.ini on SIGHUP.
+	w("ExecReload=/bin/kill -HUP $MAINPID")
 	w("WorkingDirectory=%s", wd)
 	w("Restart=on-failure")
 	w("RestartSec=5s")

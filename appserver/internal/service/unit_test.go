@@ -28,6 +28,7 @@ func TestUnit(t *testing.T) {
 				"Type=notify",
 				"NotifyAccess=main",
 				"ExecStart=/opt/appserver/appserver --config /opt/appserver/AppServer.ini --service-name appserver",
+				"ExecReload=/bin/kill -HUP $MAINPID",
 				"WorkingDirectory=/opt/appserver",
 				"Restart=on-failure",
 				"RestartSec=5s",
