@@ -328,14 +328,14 @@ func (p *published) load(ctx context.Context, s *Server, ix *index.Index, fi fs.
 	folderServed := o.rel == nil || o.folderWins
 	*o = servedOS{pointer: fi, number: n, rel: rel, folder: base, haveBase: haveBase}
 	p.mu.Unlock()
+	s.log.Info("serving a published release", "os", osName, "release", n, "build", rel.rec.Build,
+		"published", rel.rec.Published.Format(time.RFC3339), "files", len(rel.rec.Files), "signed", rel.st != nil)
 	if !p.readOnly {
 		s.rollouts.begin(osName, n, rel.rec.Build, folderServed)
 		// Reading the records of the older releases takes a while:
 		// not under the lock every manifest takes.
 		s.wg.Go(func() { s.patches.plan(osName, n) })
 	}
-	s.log.Info("serving a published release", "os", osName, "release", n, "build", rel.rec.Build,
-		"published", rel.rec.Published.Format(time.RFC3339), "files", len(rel.rec.Files), "signed", rel.st != nil)
 	if rel.problem != "" {
 		s.log.Warn("the published release's signature does not describe it; its clients refuse it until it is published again", "os", osName, "release", n, "problem", rel.problem)
 	}

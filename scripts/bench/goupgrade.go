@@ -264,10 +264,6 @@ func (b *bench) publishRelease(ctx context.Context, ini *strings.Builder, srv *s
 		fmt.Fprintf(ini, "PathLinux=%s\nBuild=%s\n", empty, rel.build)
 		return nil
 	}
-	mark := 0
-	if data, err := os.ReadFile(srv.log); err == nil {
-		mark = len(data)
-	}
 	cmd := exec.CommandContext(ctx, filepath.Join(b.root, "bin", "appserver"), "publish", "--config", rel.ini,
 		"--state", rel.state, "--os", "linux", "--build", rel.build, "--rollback", rel.dir)
 	out, err := cmd.CombinedOutput()
@@ -275,16 +271,19 @@ func (b *bench) publishRelease(ctx context.Context, ini *strings.Builder, srv *s
 		return fmt.Errorf("appserver publish: %w\n%s", err, out)
 	}
 	step("%s", strings.TrimSpace(firstLine(string(out))))
-	// The server looks at the history every 2 s; then it plans and makes
-	// the patches in the background.
+	// The release published, or the one already served when there was
+	// nothing to publish: the server logs that it serves it (at its
+	// start, or within 2 s of the publish), then plans and makes its
+	// patches in the background.
+	m := regexp.MustCompile(`release (\d+)`).FindSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("appserver publish did not name the release:\n%s", out)
+	}
 	deadline := time.Now().Add(10 * time.Minute)
-	served := regexp.MustCompile(`msg="serving a published release".* build=` + regexp.QuoteMeta(rel.build) + ` `)
+	served := regexp.MustCompile(`msg="serving a published release".* release=` + string(m[1]) + ` `)
 	for {
 		data, _ := os.ReadFile(srv.log)
-		if mark > len(data) {
-			mark = 0
-		}
-		tail := data[mark:]
+		tail := data
 		if loc := served.FindIndex(tail); loc != nil {
 			rest := string(tail[loc[1]:])
 			if strings.Contains(rest, "no patches to make") || strings.Contains(rest, "made the patches planned") {
