@@ -77,7 +77,10 @@ func newClientReleases(state string, log *slog.Logger) *clientReleases {
 // "up to date" for it. Number 0 (the update folder is served, not a
 // release) forgets the client. A client with no id is not recorded.
 func (c *clientReleases) confirm(osName, clientID string, number uint64) {
-	if clientID == "" || osName == "" {
+	if !canonicalID(clientID) || osName == "" {
+		// Only the ids smartclient makes (32 lower-case hex digits):
+		// any client may name itself, and long made-up ids would cost
+		// the server memory and crowd the real ones out of the record.
 		return
 	}
 	c.mu.Lock()
@@ -214,4 +217,18 @@ func countClients(state, osName string) (map[uint64]int, error) {
 		counts[n]++
 	}
 	return counts, nil
+}
+
+// canonicalID reports whether id is a client id as smartclient makes
+// them: 32 lower-case hexadecimal digits.
+func canonicalID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := range len(id) {
+		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

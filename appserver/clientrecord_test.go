@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,20 +21,20 @@ func TestClientReleasesRecord(t *testing.T) {
 	state := t.TempDir()
 	var logs strings.Builder
 	c := newClientReleases(state, slog.New(slog.NewTextHandler(&logs, nil)))
-	c.confirm("linux", "a", 1)
-	c.confirm("linux", "b", 1)
-	c.confirm("linux", "b", 2) // b moved on
-	c.confirm("linux", "c", 2)
-	c.confirm("linux", "d", 2)
-	c.confirm("linux", "d", 0) // d is on the folder now
-	c.confirm("linux", "", 2)  // no id: not recorded
-	c.confirm("windows", "a", 7)
+	c.confirm("linux", cid("a"), 1)
+	c.confirm("linux", cid("b"), 1)
+	c.confirm("linux", cid("b"), 2) // b moved on
+	c.confirm("linux", cid("c"), 2)
+	c.confirm("linux", cid("d"), 2)
+	c.confirm("linux", cid("d"), 0) // d is on the folder now
+	c.confirm("linux", "", 2)       // no id: not recorded
+	c.confirm("windows", cid("a"), 7)
 	path := clientsFile(state, "linux")
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("written before a flush: %v", err)
 	}
 	c.flush()
-	want := map[string]uint64{"a": 1, "b": 2, "c": 2}
+	want := map[string]uint64{cid("a"): 1, cid("b"): 2, cid("c"): 2}
 	if got, err := readClientsRecord(path); err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("record %v, %v; want %v", got, err, want)
 	}
@@ -42,12 +43,12 @@ func TestClientReleasesRecord(t *testing.T) {
 	}
 	// Unchanged (a confirmation of what is recorded): not written again.
 	os.Remove(path)
-	c.confirm("linux", "a", 1)
+	c.confirm("linux", cid("a"), 1)
 	c.flush()
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("an unchanged record was written again: %v", err)
 	}
-	c.confirm("linux", "e", 2)
+	c.confirm("linux", cid("e"), 2)
 	c.flush()
 
 	// The next server goes on from the record, and run writes it when
@@ -56,10 +57,10 @@ func TestClientReleasesRecord(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c2.run(ctx); close(done) }()
-	c2.confirm("linux", "f", 3)
+	c2.confirm("linux", cid("f"), 3)
 	cancel()
 	<-done
-	want = map[string]uint64{"a": 1, "b": 2, "c": 2, "e": 2, "f": 3}
+	want = map[string]uint64{cid("a"): 1, cid("b"): 2, cid("c"): 2, cid("e"): 2, cid("f"): 3}
 	if got, err := readClientsRecord(path); err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after a restart: %v, %v; want %v", got, err, want)
 	}
@@ -69,12 +70,12 @@ func TestClientReleasesRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	c3 := newClientReleases(state, slog.New(slog.NewTextHandler(&logs, nil)))
-	c3.confirm("linux", "g", 3)
+	c3.confirm("linux", cid("g"), 3)
 	c3.flush()
 	if !strings.Contains(logs.String(), path) {
 		t.Errorf("the damaged record is not logged:\n%s", logs.String())
 	}
-	if got, err := readClientsRecord(path); err != nil || len(got) != 1 || got["g"] != 3 {
+	if got, err := readClientsRecord(path); err != nil || len(got) != 1 || got[cid("g")] != 3 {
 		t.Errorf("after a damaged record: %v, %v", got, err)
 	}
 }
@@ -85,14 +86,14 @@ func TestClientReleasesBound(t *testing.T) {
 	var logs strings.Builder
 	c := newClientReleases(t.TempDir(), slog.New(slog.NewTextHandler(&logs, nil)))
 	for i := range maxClientRecords {
-		c.confirm("linux", fmt.Sprint(i), 1)
+		c.confirm("linux", cid(fmt.Sprint(i)), 1)
 	}
-	c.confirm("linux", "one too many", 1)
-	c.confirm("linux", "another", 1)
-	c.confirm("linux", "0", 2)
+	c.confirm("linux", cid("one too many"), 1)
+	c.confirm("linux", cid("another"), 1)
+	c.confirm("linux", cid("0"), 2)
 	c.mu.Lock()
 	got := c.byOS["linux"].clients
-	n, moved, extra := len(got), got["0"], got["one too many"]
+	n, moved, extra := len(got), got[cid("0")], got[cid("one too many")]
 	c.mu.Unlock()
 	if n != maxClientRecords || moved != 2 || extra != 0 {
 		t.Errorf("%d clients, client 0 on %d, the extra on %d; want %d, 2, none", n, moved, extra, maxClientRecords)
@@ -148,7 +149,7 @@ func TestListReleasesCountsClients(t *testing.T) {
 	publishTree(t, cfg, state, pubBuild3, map[string]string{"app": "three"}, nil)
 	c := newClientReleases(state, slog.New(slog.DiscardHandler))
 	for id, n := range map[string]uint64{"a": 1, "b": 2, "c": 2, "gone": 9} {
-		c.confirm("linux", id, n)
+		c.confirm("linux", cid(id), n)
 	}
 	c.flush()
 	list, err := ListReleases(state)
@@ -164,5 +165,31 @@ func TestListReleasesCountsClients(t *testing.T) {
 	list, err = ListReleases(state)
 	if err != nil || len(list) != 2 || list[0].Clients != -1 || list[1].Clients != -1 {
 		t.Errorf("with a damaged record: %+v, %v; want -1 clients", list, err)
+	}
+}
+
+// cid makes a client id as smartclient makes them (32 lower-case hex
+// digits) from a short name, so that tests can name clients.
+func cid(name string) string {
+	h := hex.EncodeToString([]byte(name))
+	if len(h) > 32 {
+		h = h[:32]
+	}
+	return strings.Repeat("0", 32-len(h)) + h
+}
+
+// TestClientReleasesOnlyCanonicalIDs: an id smartclient would not make
+// (long, upper case, not hex) is not recorded: a client may name itself
+// anything, and the record must not grow with made-up names.
+func TestClientReleasesOnlyCanonicalIDs(t *testing.T) {
+	c := newClientReleases(t.TempDir(), slog.New(slog.DiscardHandler))
+	for _, id := range []string{strings.Repeat("a", 128), strings.ToUpper(cid("xyz")), "not an id", cid("x")[:31] + "g", cid("ok")} {
+		c.confirm("linux", id, 1)
+	}
+	c.mu.Lock()
+	got := c.byOS["linux"].clients
+	c.mu.Unlock()
+	if len(got) != 1 || got[cid("ok")] != 1 {
+		t.Errorf("recorded %v; want only the canonical id", got)
 	}
 }

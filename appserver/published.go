@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -310,11 +311,36 @@ func (p *published) load(ctx context.Context, s *Server, ix *index.Index, fi fs.
 	if derr == nil {
 		d, derr = hex.DecodeString(fr.Digest)
 	}
+	// The folder as it is now, when needed below.
+	var now [32]byte
+	haveNow := false
+	current := func() bool {
+		if !haveNow {
+			if folder, err := ix.Current(ctx); err == nil {
+				now, haveNow = contentDigest(folder), true
+			}
+		}
+		return haveNow
+	}
+	p.mu.Lock()
+	firstLoad := o.pointer == nil
+	p.mu.Unlock()
+	// At the first load since the server started, what everyone was
+	// served before comes from the disk: the release the rollout
+	// recorded, when folder.json says the folder had not changed by
+	// hand since (a release published while the server was stopped
+	// still goes to the pilot ring first).
+	servedBefore := false
+	if firstLoad && derr == nil && len(d) == 32 && fr.Number != n && !p.readOnly {
+		if r := s.rollouts.of(osName).Status(time.Now()).Release; r != 0 && r == fr.Number && current() && [32]byte(d) == now {
+			servedBefore = true
+		}
+	}
 	if derr == nil && fr.Number == n && len(d) == 32 {
 		copy(base[:], d)
 		haveBase = true
-	} else if folder, err := ix.Current(ctx); err == nil {
-		base, haveBase = contentDigest(folder), true
+	} else if current() {
+		base, haveBase = now, true
 		p.saveBase(s, osName, n, base)
 	}
 	if rel.st != nil && time.Until(rel.st.Expires) < expiryWarning {
@@ -326,12 +352,22 @@ func (p *published) load(ctx context.Context, s *Server, ix *index.Index, fi fs.
 	// When the folder was served (nothing published yet, or edited by
 	// hand), there is nothing stored to fall back to.
 	folderServed := o.rel == nil || o.folderWins
+	if firstLoad {
+		folderServed = !servedBefore
+	}
 	*o = servedOS{pointer: fi, number: n, rel: rel, folder: base, haveBase: haveBase}
 	p.mu.Unlock()
 	s.log.Info("serving a published release", "os", osName, "release", n, "build", rel.rec.Build,
 		"published", rel.rec.Published.Format(time.RFC3339), "files", len(rel.rec.Files), "signed", rel.st != nil)
 	if !p.readOnly {
-		s.rollouts.begin(osName, n, rel.rec.Build, folderServed)
+		s.rollouts.begin(osName, n, rel.rec.Build, folderServed, func(prev uint64) bool {
+			// A release that is the previous one signed anew (same
+			// build and files) goes to everyone: the pilots, already
+			// up to date, would never report it, and everyone else
+			// would keep the signature that expires.
+			r, err := p.store.Record(osName, prev)
+			return err == nil && r.Build == rel.rec.Build && slices.Equal(r.Files, rel.rec.Files)
+		})
 		// Reading the records of the older releases takes a while:
 		// not under the lock every manifest takes.
 		s.wg.Go(func() { s.patches.plan(osName, n) })

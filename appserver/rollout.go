@@ -105,7 +105,11 @@ func (rs *rollouts) tell(osName string, ev rollout.Event) {
 // folder rather than a stored release (nothing published yet, or the
 // folder edited by hand): there is then nothing to fall back to, and n
 // goes to everyone at once.
-func (rs *rollouts) begin(osName string, n uint64, build string, folderServed bool) {
+//
+// sameFiles reports whether release n has the build and files of an
+// older release: then it is that release signed anew, and goes to
+// everyone.
+func (rs *rollouts) begin(osName string, n uint64, build string, folderServed bool, sameFiles func(uint64) bool) {
 	r := rs.of(osName)
 	now := time.Now()
 	st := r.Status(now)
@@ -119,6 +123,10 @@ func (rs *rollouts) begin(osName string, n uint64, build string, folderServed bo
 	var previous uint64
 	if !folderServed {
 		previous = st.Release
+	}
+	if previous != 0 && sameFiles != nil && sameFiles(previous) {
+		rs.log.Info("the release is the one everyone is served, signed anew: it goes to everyone at once", "os", osName, "release", n, "previous", previous)
+		previous = 0
 	}
 	if err := r.Begin(now, n, build, previous); err != nil {
 		rs.log.Error("beginning the staged rollout", "os", osName, "release", n, "err", err)
