@@ -681,7 +681,7 @@ func TestSelfUpdateCrashPoints(t *testing.T) {
 			t.Logf("crash at %s: build %s; status:\n%s", step, got, status)
 			// The outcome on record says what the path holds.
 			if want := map[string]string{e2eOld: "failed", e2eNew: "done"}[got]; !strings.Contains(status, want) {
-				t.Errorf("after a crash at %s the path holds %s but the status does not say %s:\n%s", step, got, want, status)
+				t.Errorf("after a crash at %s the path holds %s but the status does not say %s:\n%s\nserver log:\n%s", step, got, want, status, e.readLog("server.log"))
 			}
 			if exists(e.install + "_new") {
 				t.Errorf("%s_new is left over", e.install)
