@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -39,8 +40,13 @@ const patchMin = 8 << 10
 // from, whatever [UPDATE] KeepReleases keeps.
 const patchBases = 4
 
-// patchGCPercent is the collector's target while a patch is made.
-const patchGCPercent = 20
+// patchGCPercent is the collector's target while a patch is made, and
+// patchMemoryLimit the soft limit of the Go runtime's memory meanwhile
+// (see debug.SetMemoryLimit): the server's goal is 64 MiB of RSS.
+const (
+	patchGCPercent   = 20
+	patchMemoryLimit = 44 << 20
+)
 
 // patchKeep decides whether a patch is worth keeping: it must save at
 // least a tenth of the file, or a client would do as well fetching the
@@ -231,7 +237,17 @@ func (p *patcher) run(ctx context.Context) {
 		// so that the server's peak stays near its live memory plus
 		// that, rather than twice it.
 		gc := debug.SetGCPercent(patchGCPercent)
+		// And near patchMemoryLimit it runs harder still, unless the
+		// administrator set a limit of the process ([LIMITS]
+		// MemoryLimitMB, GOMEMLIMIT), which stays.
+		ours := debug.SetMemoryLimit(-1) == math.MaxInt64
+		if ours {
+			debug.SetMemoryLimit(patchMemoryLimit)
+		}
 		size, kept, err := p.make(ctx, j)
+		if ours && debug.SetMemoryLimit(-1) == patchMemoryLimit {
+			debug.SetMemoryLimit(math.MaxInt64)
+		}
 		debug.SetGCPercent(gc)
 		p.batch++
 		if kept {
