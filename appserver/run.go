@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/internal/index"
@@ -131,8 +133,7 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		setMemoryLimit(mb)
 		log.Info("memory limit", "limit_mib", mb, "from", "[LIMITS] MemoryLimitMB")
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
+	ln, err := listen(ctx, log, addr, listenRetry)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
@@ -324,3 +325,38 @@ func GroupDigits(n int64) string {
 // StateDir is the state folder a server on config uses: state, or
 // appserver-state beside the configuration (the --state flag's default).
 func StateDir(config, state string) string { return stateDir(config, state) }
+
+// listenRetry is how long a server whose port is still taken tries again.
+const listenRetry = 10 * time.Second
+
+// listen listens on addr, trying again for up to retry while the address
+// is in use: the server it replaces (a self-update's helper, or a service
+// manager, starts this one once the old process is gone) may still be
+// closing its socket, which the kernel does after the process's lock on
+// the state folder is already released.
+func listen(ctx context.Context, log *slog.Logger, addr string, retry time.Duration) (net.Listener, error) {
+	var lc net.ListenConfig
+	deadline := time.Now().Add(retry)
+	for wait, logged := 50*time.Millisecond, false; ; wait = min(2*wait, time.Second) {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err == nil || !addrInUse(err) || time.Now().After(deadline) {
+			return ln, err
+		}
+		if !logged {
+			log.Warn("the address is in use; trying again", "addr", addr, "for", retry, "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// addrInUse reports whether err is a listen that found its address taken
+// (EADDRINUSE; WSAEADDRINUSE, 10048, on Windows).
+func addrInUse(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) && (errno == syscall.EADDRINUSE || errno == 10048)
+}
