@@ -67,13 +67,13 @@ func TestPublishReleasesRollout(t *testing.T) {
 	// what publish needs.
 	bad := filepath.Join(dir, "bad")
 	os.MkdirAll(bad, 0o755)
-	os.Symlink("/etc/passwd", filepath.Join(bad, "evil"))
+	os.WriteFile(filepath.Join(bad, "EVIL~1.TXT"), []byte("x"), 0o644) // an 8.3-style name, refused by every client
 	for _, tc := range []struct {
 		args []string
 		code int
 		want string
 	}{
-		{[]string{"publish", "--config", ini, "--os", "linux", "--build", "7.00.240801A", bad}, ExitFailed, "evil"},
+		{[]string{"publish", "--config", ini, "--os", "linux", "--build", "7.00.240801A", bad}, ExitFailed, "EVIL~1.TXT"},
 		{[]string{"publish", "--config", ini, src}, ExitUsage, "needs --os"},
 		{[]string{"publish", "--config", ini, "--os", "linux", "--build", "7.00.240801A"}, ExitUsage, "SOURCE"},
 		{[]string{"rollout", "halt", "--config", ini}, ExitUsage, "needs --os"},
