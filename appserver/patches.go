@@ -190,10 +190,7 @@ func (p *patcher) plan(osName string, n uint64) {
 	}
 	if added > 0 {
 		p.log.Info("making patches from the older releases kept, in the background", "os", osName, "release", n, "patches", added)
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
+		p.poke()
 	}
 }
 
@@ -336,16 +333,20 @@ func (p *patcher) damaged(base, new releases.Hash, path string, size int64) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.byNew[new] = slices.DeleteFunc(p.byNew[new], func(pi releases.PatchInfo) bool { return pi.Base == base })
-	p.gen++
+	p.forgetLocked(base, new)
 	k := [2]releases.Hash{base, new}
 	if !p.queued[k] {
 		p.queued[k] = true
 		p.todo = append(p.todo, patchJob{base: base, new: new, size: size, path: path})
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
+		p.poke()
+	}
+}
+
+// poke wakes run for the jobs just queued.
+func (p *patcher) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -354,6 +355,11 @@ func (p *patcher) damaged(base, new releases.Hash, path string, size int64) {
 func (p *patcher) gone(base, new releases.Hash) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.forgetLocked(base, new)
+}
+
+// forgetLocked drops the patch from base to new from what is offered.
+func (p *patcher) forgetLocked(base, new releases.Hash) {
 	p.byNew[new] = slices.DeleteFunc(p.byNew[new], func(pi releases.PatchInfo) bool { return pi.Base == base })
 	p.gen++
 }

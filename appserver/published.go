@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -91,9 +92,9 @@ func contentDigest(m *index.Manifest) [32]byte {
 	for _, f := range m.Files {
 		h.WriteString(f.Path)
 		h.Write([]byte{0})
-		putU64(b[:], uint64(f.Size))
+		binary.BigEndian.PutUint64(b[:], uint64(f.Size))
 		h.Write(b[:])
-		putU64(b[:], uint64(f.Mode))
+		binary.BigEndian.PutUint64(b[:], uint64(f.Mode))
 		h.Write(b[:])
 		h.Write(f.Hash[:])
 		h.WriteString(f.Target)
@@ -106,12 +107,6 @@ func contentDigest(m *index.Manifest) [32]byte {
 	var d [32]byte
 	h.Sum(d[:0])
 	return d
-}
-
-func putU64(b []byte, v uint64) {
-	for i := range 8 {
-		b[i] = byte(v >> (56 - 8*i))
-	}
 }
 
 // servedManifest returns the manifest ix's OS is served now, and its
