@@ -85,6 +85,10 @@ type Config struct {
 	Log LogConfig
 	// Rollout is [ROLLOUT]: how a new release is rolled out in stages.
 	Rollout RolloutConfig
+	// HTTP is [HTTP]: the web console, its API and the metrics.
+	HTTP HTTPConfig
+	// Status is [STATUS]: the record of the clients and the digest.
+	Status StatusConfig
 }
 
 // LimitsConfig is the [LIMITS] section. Over a cap, a client is told
@@ -306,6 +310,7 @@ var ourSections = []struct {
 	{sectionLimits, limitsKeys},
 	{sectionLog, logKeys},
 	{sectionRollout, rolloutKeys},
+	{sectionStatus, statusKeys},
 }
 
 // updateKeys are the only keys allowed in [UPDATE]. The section is ours, so
@@ -378,6 +383,9 @@ func ParseConfig(file string, data []byte, baseDir string) (*Config, error) {
 	v.limits(f, cfg)
 	v.log(f, cfg)
 	v.rollout(f, cfg)
+	v.http(f, cfg)
+	v.status(f, cfg)
+	v.checkHTTP(cfg)
 	if cfg.SelfUpdate.Notify != "" && cfg.Mail.Host == "" {
 		v.add(sectionSelfUpdate, keyNotify, nil, "is set but [%s] %s is not, so no mail could be sent; set [%s] Host, or remove Notify", sectionMail, keyHost, sectionMail)
 	}
@@ -1046,7 +1054,7 @@ type keyUse struct {
 // second time as raw text, with every other detail of parsing left to
 // ini.v1.
 func countKeys(data []byte) map[string]map[string]*keyUse {
-	sections := []string{strings.ToLower(sectionTCP)}
+	sections := []string{strings.ToLower(sectionTCP), strings.ToLower(sectionHTTP)}
 	for _, s := range ourSections {
 		sections = append(sections, strings.ToLower(s.name))
 	}

@@ -262,6 +262,7 @@ func liveOnly(running, next *Config) *Config {
 	c := *next
 	c.Port = running.Port
 	c.TLS = running.TLS
+	c.HTTP = running.HTTP
 	lg := running.Log
 	lg.Level = next.Log.Level
 	c.Log = lg
@@ -426,7 +427,24 @@ func configEntries(c *Config) []configEntry {
 	restart(sectionLog, keyCompress, yes(c.Log.Compress))
 	restart(sectionLog, keyFormat, c.Log.Format)
 	add(sectionLog, keyLevel, strings.ToLower(c.Log.Level.String()))
+	restart(sectionHTTP, keyListen, orOff(c.HTTP.Listen))
+	add(sectionStatus, keyKeepDays, num(c.Status.KeepDays))
+	add(sectionStatus, keyStaleDays, num(c.Status.StaleDays))
+	add(sectionStatus, keyNotify, c.Status.Notify)
+	add(sectionStatus, keyDigestAt, clock(c.Status.DigestAt))
 	return e
+}
+
+func orOff(s string) string {
+	if s == "" {
+		return "off"
+	}
+	return s
+}
+
+// clock writes an offset from midnight as HH:MM.
+func clock(d time.Duration) string {
+	return fmt.Sprintf("%02d:%02d", int(d/time.Hour), int(d%time.Hour/time.Minute))
 }
 
 // diffConfig lists the keys whose values differ between old and next, in
