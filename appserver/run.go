@@ -271,6 +271,9 @@ func printSummary(w io.Writer, cfg *Config, srv *Server, state string, running s
 	fmt.Fprintf(w, "Log      %s\n", cfg.Log.describe())
 	fmt.Fprintf(w, "Limits   %s\n", describeAdmission(cfg))
 	fmt.Fprintf(w, "Rollout  %s\n", cfg.Rollout.describe())
+	fmt.Fprintf(w, "Console  %s\n", consoleURL(cfg))
+	fmt.Fprintf(w, "Records  %s  history kept %d days; stale after %d days; digest %s\n",
+		clientsDBFile(state), cfg.Status.KeepDays, cfg.Status.StaleDays, describeDigest(cfg.Status))
 	fmt.Fprintf(w, "Service  %s\n", running)
 	if su := cfg.SelfUpdate; su.Feed != "" {
 		// --check does not fetch it: the server does, at start and daily.

@@ -1111,8 +1111,14 @@ func TestRunCheck(t *testing.T) {
 			t.Errorf("%d lines for %s with %s files and %s bytes, want 1:\n%s", n, tc.os, tc.files, tc.bytes, text)
 		}
 	}
-	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 11 {
-		t.Errorf("%d lines, want a summary, the state folder, the TLS key, the log, the limits, the rollout, the service and two lines per OS:\n%s", n, text)
+	if n := strings.Count(strings.TrimSpace(text), "\n") + 1; n != 13 {
+		t.Errorf("%d lines, want a summary, the state folder, the TLS key, the log, the limits, the rollout, the console, the records, the service and two lines per OS:\n%s", n, text)
+	}
+	if !strings.Contains(text, "\nConsole  http://127.0.0.1:8088/ (this machine only, no login)\n") {
+		t.Errorf("the summary does not say where the console is:\n%s", text)
+	}
+	if want := "\nRecords  " + filepath.Join(base, "appserver-state", "clients.db") + "  history kept 90 days; stale after 7 days; digest not mailed ([STATUS] Notify is not set)\n"; !strings.Contains(text, want) {
+		t.Errorf("the summary does not say where the client records are (%q):\n%s", want, text)
 	}
 	if want := "\nService  " + service.Detect("").String() + "\n"; !strings.Contains(text, want) {
 		t.Errorf("the summary does not say whether the server runs as a service (%q):\n%s", want, text)

@@ -1,0 +1,148 @@
+package appserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// The console's HTTP server: [HTTP] Listen, plain HTTP on loopback and
+// HTTPS with the server's certificate beyond it. It is the
+// administrator's window, not the service: a console that cannot listen
+// (its port taken) is logged as an error and the updates are served all
+// the same.
+
+const (
+	// consoleMaxConns bounds the console's connections at once: a browser
+	// opens a few, a scraper one; a flood is refused by the kernel's
+	// backlog rather than by the server's memory.
+	consoleMaxConns = 64
+	// consoleShutdown is how long requests under way may finish when
+	// the server stops.
+	consoleShutdown = 3 * time.Second
+)
+
+// consoleServer runs the console's listener.
+type consoleServer struct {
+	log  *slog.Logger
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+// startConsole listens on addr (trying again for retry while it is in
+// use) and serves h there until stop. tlsConf,
+// when not nil, makes it HTTPS. It returns nil, having logged why, when
+// addr cannot be listened on.
+func startConsole(ctx context.Context, log *slog.Logger, addr string, retry time.Duration, tlsConf *tls.Config, h http.Handler) *consoleServer {
+	ln, err := listen(ctx, log, addr, retry)
+	if err != nil {
+		log.Error("the web console is not served; the updates are", "listen", addr, "err", err,
+			"fix", "free the address or set [HTTP] Listen to another, then restart")
+		return nil
+	}
+	ln = &limitListener{Listener: ln, sem: make(chan struct{}, consoleMaxConns)}
+	scheme := "http"
+	if tlsConf != nil {
+		c := tlsConf.Clone()
+		c.NextProtos = []string{"h2", "http/1.1"}
+		ln = tls.NewListener(ln, c)
+		scheme = "https"
+	}
+	cs := &consoleServer{
+		log: log,
+		ln:  ln,
+		srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      2 * time.Minute,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		},
+		done: make(chan struct{}),
+	}
+	log.Info("web console", "url", scheme+"://"+ln.Addr().String()+"/", "login", tlsConf != nil)
+	go func() {
+		defer close(cs.done)
+		if err := cs.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("the web console stopped", "err", err)
+		}
+	}()
+	return cs
+}
+
+// Addr is where the console listens.
+func (cs *consoleServer) Addr() net.Addr { return cs.ln.Addr() }
+
+// stop lets requests under way finish for a moment, then closes.
+func (cs *consoleServer) stop() {
+	if cs == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), consoleShutdown)
+	defer cancel()
+	if err := cs.srv.Shutdown(ctx); err != nil {
+		cs.srv.Close()
+	}
+	<-cs.done
+}
+
+// limitListener holds at most cap(sem) connections open at once; past
+// it, Accept waits for one to close.
+type limitListener struct {
+	net.Listener
+	sem chan struct{}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	l.sem <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: sync.OnceFunc(func() { <-l.sem })}, nil
+}
+
+type limitConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// consoleURL is how the log and --check name the console.
+func consoleURL(cfg *Config) string {
+	if cfg.HTTP.Listen == "" {
+		return "off ([HTTP] Listen=off)"
+	}
+	if cfg.HTTP.Loopback() {
+		return fmt.Sprintf("http://%s/ (this machine only, no login)", cfg.HTTP.Listen)
+	}
+	return fmt.Sprintf("https://%s/ (the [ADMIN] login)", cfg.HTTP.Listen)
+}
+
+// clientsDBFile is the SQLite file of the client records under a state
+// folder.
+func clientsDBFile(state string) string { return filepath.Join(state, "clients.db") }
+
+// describeDigest is how --check reports [STATUS] Notify.
+func describeDigest(c StatusConfig) string {
+	if c.Notify == "" {
+		return "not mailed ([STATUS] Notify is not set)"
+	}
+	return fmt.Sprintf("mailed to %s daily at %s when clients failed or went stale", c.Notify, clock(c.DigestAt))
+}
