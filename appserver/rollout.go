@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -353,21 +354,31 @@ func RolloutCommand(ctx context.Context, cfg *Config, state, osName string, req 
 	}
 }
 
-// mailAdmin mails the administrator ([SELFUPDATE] Notify) with the [MAIL]
-// settings in force when it is called; with either not set it only says
-// so in the log.
+// mailAdmin mails the administrators ([SELFUPDATE] Notify and [STATUS]
+// Notify) with the [MAIL] settings in force when it is called; with
+// neither set it only says so in the log.
 func (s *Server) mailAdmin(subject, body string) {
 	cfg := s.conf()
-	mc, to := cfg.Mail, cfg.SelfUpdate.Notify
-	if mc.Host == "" || to == "" {
-		s.log.Warn("no mail sent: [MAIL] Host or [SELFUPDATE] Notify is not set", "subject", subject)
+	mc := cfg.Mail
+	// The administrator of self-updates, and of the estate's status
+	// when that is someone else.
+	var to []string
+	for _, a := range []string{cfg.SelfUpdate.Notify, cfg.Status.Notify} {
+		if a != "" && !slices.Contains(to, a) {
+			to = append(to, a)
+		}
+	}
+	if mc.Host == "" || len(to) == 0 {
+		s.log.Warn("no mail sent: [MAIL] Host, or both [SELFUPDATE] Notify and [STATUS] Notify, are not set", "subject", subject)
 		return
 	}
 	mcfg := mail.Config{Host: mc.Host, Port: mc.Port, From: mc.From, User: mc.User, Password: mc.Password,
 		StartTLS: mc.StartTLS, Timeout: 30 * time.Second}
-	if err := mail.Send(context.Background(), mcfg, to, subject, body); err != nil {
-		s.log.Error("mailing the administrator failed", "to", to, "subject", subject, "err", err)
-		return
+	for _, rcpt := range to {
+		if err := mail.Send(context.Background(), mcfg, rcpt, subject, body); err != nil {
+			s.log.Error("mailing the administrator failed", "to", rcpt, "subject", subject, "err", err)
+			continue
+		}
+		s.log.Info("mailed the administrator", "to", rcpt, "subject", subject)
 	}
-	s.log.Info("mailed the administrator", "to", to, "subject", subject)
 }
