@@ -359,17 +359,29 @@ func RolloutCommand(ctx context.Context, cfg *Config, state, osName string, req 
 // neither set it only says so in the log.
 func (s *Server) mailAdmin(subject, body string) {
 	cfg := s.conf()
-	mc := cfg.Mail
 	// The administrator of self-updates, and of the estate's status
 	// when that is someone else.
+	s.mailTo(cfg, subject, body, cfg.SelfUpdate.Notify, cfg.Status.Notify)
+}
+
+// mailStatus mails [STATUS] Notify.
+func (s *Server) mailStatus(subject, body string) {
+	cfg := s.conf()
+	s.mailTo(cfg, subject, body, cfg.Status.Notify)
+}
+
+// mailTo mails each address of rcpts once ("" ones are skipped) with
+// cfg's [MAIL].
+func (s *Server) mailTo(cfg *Config, subject, body string, rcpts ...string) {
+	mc := cfg.Mail
 	var to []string
-	for _, a := range []string{cfg.SelfUpdate.Notify, cfg.Status.Notify} {
+	for _, a := range rcpts {
 		if a != "" && !slices.Contains(to, a) {
 			to = append(to, a)
 		}
 	}
 	if mc.Host == "" || len(to) == 0 {
-		s.log.Warn("no mail sent: [MAIL] Host, or both [SELFUPDATE] Notify and [STATUS] Notify, are not set", "subject", subject)
+		s.log.Warn("no mail sent: [MAIL] Host or the Notify address is not set", "subject", subject)
 		return
 	}
 	mcfg := mail.Config{Host: mc.Host, Port: mc.Port, From: mc.From, User: mc.User, Password: mc.Password,

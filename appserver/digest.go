@@ -1,0 +1,102 @@
+package appserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/erpupdate/smartsync/internal/atomicfile"
+)
+
+// The daily digest: once a day at [STATUS] DigestAt, the clients that
+// failed or went stale since the last digest are mailed to [STATUS]
+// Notify; a quiet day sends nothing. The time of the last digest is kept
+// in STATE/digest.json, so that a restart neither repeats nor skips one.
+
+// digestFile is where the time of the last digest is kept.
+func digestFile(state string) string { return filepath.Join(state, "digest.json") }
+
+type digestState struct {
+	Last time.Time `json:"last"` // the end of the period the last digest covered
+}
+
+// nextDigest is the first time of day at (an offset from local
+// midnight) strictly after t.
+func nextDigest(t time.Time, at time.Duration) time.Time {
+	y, m, d := t.Date()
+	next := time.Date(y, m, d, int(at/time.Hour), int(at%time.Hour/time.Minute), 0, 0, t.Location())
+	if !next.After(t) {
+		next = time.Date(y, m, d+1, int(at/time.Hour), int(at%time.Hour/time.Minute), 0, 0, t.Location())
+	}
+	return next
+}
+
+// readDigestState returns the end of the last digest's period, or
+// fallback when there was none (or its record cannot be read: the next
+// digest then covers the last day only).
+func readDigestState(state string, fallback time.Time) time.Time {
+	b, err := os.ReadFile(digestFile(state))
+	if err != nil {
+		return fallback
+	}
+	var st digestState
+	if json.Unmarshal(b, &st) != nil || st.Last.IsZero() || st.Last.After(time.Now().Add(time.Hour)) {
+		return fallback
+	}
+	return st.Last
+}
+
+func writeDigestState(state string, last time.Time) error {
+	b, err := json.Marshal(digestState{Last: last})
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(digestFile(state), b, 0o644); err != nil {
+		return fmt.Errorf("recording the digest's time: %w", err)
+	}
+	return nil
+}
+
+// digestMaker makes the digest of the period since..until: its subject
+// and body, and whether there is anything to say.
+type digestMaker func(ctx context.Context, since, until time.Time) (subject, body string, any bool, err error)
+
+// runDigests sends the digests until ctx ends. It reads [STATUS] at each
+// turn, so a reload changes the time and the address. now and after are
+// the clock (time.Now and time.After outside tests).
+func (s *Server) runDigests(ctx context.Context, makeDigest digestMaker, now func() time.Time, after func(time.Duration) <-chan time.Time) {
+	for {
+		cfg := s.conf()
+		t := now()
+		next := nextDigest(t, cfg.Status.DigestAt)
+		select {
+		case <-ctx.Done():
+			return
+		case <-after(next.Sub(t)):
+		}
+		cfg = s.conf()
+		if cfg.Status.Notify == "" || cfg.Mail.Host == "" {
+			continue
+		}
+		until := now()
+		since := readDigestState(s.state, until.Add(-24*time.Hour))
+		subject, body, any, err := makeDigest(ctx, since, until)
+		if err != nil {
+			s.log.Error("making the daily digest", "err", err)
+			continue
+		}
+		if any {
+			s.mailStatus(subject, body)
+		} else {
+			s.log.Info("daily digest: no client failed or went stale; nothing mailed", "since", since.Format(time.RFC3339))
+		}
+		if err := writeDigestState(s.state, until); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("the next digest may repeat this one", "err", err)
+		}
+	}
+}
