@@ -146,3 +146,7 @@ func describeDigest(c StatusConfig) string {
 	}
 	return fmt.Sprintf("mailed to %s daily at %s when clients failed or went stale", c.Notify, clock(c.DigestAt))
 }
+
+// ClientsDB is the SQLite file of the client records under a state
+// folder, for `appserver clients`.
+func ClientsDB(state string) string { return clientsDBFile(state) }
