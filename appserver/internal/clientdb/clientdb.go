@@ -330,8 +330,7 @@ func (d *DB) Flush(ctx context.Context) error {
 	d.mu.Unlock()
 	for {
 		d.mu.Lock()
-		doneUpTo := len(d.queue) == 0 || d.queue[0].seq > target
-		ok := doneUpTo && d.opened
+		ok := len(d.queue) == 0 || d.queue[0].seq > target
 		ch, err := d.changed, d.err
 		d.mu.Unlock()
 		if ok {
@@ -381,7 +380,7 @@ func (d *DB) reader() (*Reader, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	return nil, &Error{Path: d.path, Op: "query", Kind: KindOther, Err: fmt.Errorf("not open yet")}
+	return nil, fmt.Errorf("client database %s is not open yet (the server opens it in the background)", d.path)
 }
 
 // fileURI is path as a SQLite URI with query q (SQLite's own parameters

@@ -626,3 +626,47 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Error("file changed by the reader")
 	}
 }
+
+// A folder name with the characters a URI gives meaning to.
+func TestOddPath(t *testing.T) {
+	for _, name := range []string{"a b", "q?mode=ro", "h#x", "p%20c", "ü&é"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), name)
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "clients.db")
+			d, _ := open(t, path, fastOpts())
+			d.Record(sync1("a", t0, OutcomeUpdated))
+			flush(t, d)
+			if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+				t.Fatalf("database not at %s: %v", path, err)
+			}
+			r, err := OpenReadOnly(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if n, err := r.Count(t.Context(), Filter{}); err != nil || n != 1 {
+				t.Errorf("read back %d %v", n, err)
+			}
+		})
+	}
+}
+
+// A folder that does not exist: Err says so, the reports wait.
+func TestMissingFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	path := filepath.Join(dir, "clients.db")
+	d, _ := open(t, path, fastOpts())
+	d.Record(sync1("a", t0, OutcomeUpdated))
+	var e *Error
+	waitFor(t, "Err", func() bool { return errors.As(d.Err(), &e) })
+	if e.Kind != KindAccess || !strings.Contains(e.Error(), "folder exists") {
+		t.Errorf("missing folder: %v (kind %v)", e, e.Kind)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, d)
+}
