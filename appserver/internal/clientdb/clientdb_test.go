@@ -118,6 +118,12 @@ func ids(cs []Client) []string {
 	return out
 }
 
+func TestSchemaVersion(t *testing.T) {
+	if SchemaVersion != len(migrations) {
+		t.Fatalf("SchemaVersion %d, but %d migrations", SchemaVersion, len(migrations))
+	}
+}
+
 func TestOpenNewFile(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -669,4 +675,25 @@ func TestMissingFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, d)
+}
+
+// Close on a file that cannot be written says how many reports are lost.
+func TestCloseReportsUnwritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clients.db")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("garbage!"), 1024), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := newLog()
+	d := Open(t.Context(), path, log, fastOpts())
+	d.Record(sync1("a", t0, OutcomeUpdated))
+	waitFor(t, "Err", func() bool { return d.Err() != nil })
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err := d.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "1 reports not written") || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("Close: %v, want 1 report not written and why", err)
+	}
+	if _, err := d.Clients(ctx, Filter{}); err == nil {
+		t.Error("query after Close worked")
+	}
 }

@@ -288,14 +288,14 @@ type RingRelease struct {
 // metrics.
 type Summary struct {
 	Clients   int
-	Builds    []Count   // per build, most clients first
-	OSes      []Count   // per OS, most clients first
-	BuildOS   []BuildOS // per build and OS (for appserver_clients{build,os})
-	Rings     []RingRelease
-	Failed    int      // clients whose last outcome failed or was interrupted
-	Failures  []Client // those clients, newest failure first (at most 200)
-	Stale     int      // clients not seen since staleBefore
-	StaleList []Client // those clients, longest unseen first (at most 200)
+	Builds    []Count       // per build, most clients first
+	OSes      []Count       // per OS, most clients first
+	BuildOS   []BuildOS     // per build and OS (for appserver_clients{build,os})
+	Rings     []RingRelease // per ring ("" outside any rollout) and release
+	Failed    int           // clients whose last outcome failed or was interrupted
+	Failures  []Client      // those clients, newest failure first (at most 200)
+	Stale     int           // clients not seen since staleBefore
+	StaleList []Client      // those clients, longest unseen first (at most 200)
 }
 
 // Summary sums up the estate; clients last seen before staleBefore are

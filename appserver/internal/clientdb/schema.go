@@ -72,8 +72,9 @@ var migrations = []string{
 	CREATE INDEX syncs_outcome_at ON syncs(outcome, at);`,
 }
 
-// SchemaVersion is the schema version this package writes and reads.
-var SchemaVersion = len(migrations)
+// SchemaVersion is the schema version this package writes and reads:
+// len(migrations).
+const SchemaVersion = 2
 
 // userVersion reads PRAGMA user_version.
 func userVersion(ctx context.Context, q interface {
