@@ -697,3 +697,65 @@ func TestCloseReportsUnwritten(t *testing.T) {
 		t.Error("query after Close worked")
 	}
 }
+
+// Another program holds the file when the server starts: the open waits
+// for it, serving goes on, and the reports are written afterwards.
+func TestLockedAtOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clients.db")
+	other := rawDB(t, path)
+	conn, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"BEGIN EXCLUSIVE", "CREATE TABLE theirs (x)"} {
+		if _, err := conn.ExecContext(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, lb := open(t, path, fastOpts())
+	d.Record(sync1("a", t0, OutcomeUpdated))
+	var e *Error
+	waitFor(t, "Err to say locked", func() bool { return errors.As(d.Err(), &e) && e.Kind == KindLocked })
+	if e.Op != "open" {
+		t.Errorf("locked at %q, want open", e.Op)
+	}
+	if _, err := conn.ExecContext(t.Context(), "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, d)
+	waitFor(t, "healthy", func() bool { return d.Err() == nil })
+	if n, err := d.Count(t.Context(), Filter{}); err != nil || n != 1 {
+		t.Errorf("after the lock: %d %v", n, err)
+	}
+	if !strings.Contains(lb.String(), "works again") {
+		t.Errorf("recovery not logged:\n%s", lb)
+	}
+}
+
+// A report the database refuses (here an administrator's trigger) is
+// dropped with a warning; the others in its batch are written.
+func TestRefusedRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clients.db")
+	d, lb := open(t, path, fastOpts())
+	d.Record(sync1("first", t0, OutcomeUpdated))
+	flush(t, d)
+	if _, err := rawDB(t, path).Exec(`CREATE TRIGGER refuse BEFORE INSERT ON syncs
+		WHEN NEW.client_id = 'poison' BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "poison", "b"} {
+		d.Record(sync1(id, t0, OutcomeUpdated))
+	}
+	flush(t, d)
+	cs, err := d.Clients(t.Context(), Filter{})
+	if err != nil || !slices.Equal(ids(cs), []string{"a", "b", "first"}) {
+		t.Errorf("clients %v %v, want a, b, first", ids(cs), err)
+	}
+	if !strings.Contains(lb.String(), "refused by the database") || !strings.Contains(lb.String(), "client=poison") {
+		t.Errorf("refusal not logged:\n%s", lb)
+	}
+	if d.Err() != nil {
+		t.Errorf("Err after a refused record: %v", d.Err())
+	}
+}

@@ -9,6 +9,9 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // The writer goroutine owns the writer connection: it opens the file,
@@ -295,23 +298,58 @@ func (d *DB) writeAll(ctx context.Context, applied *int64) (int, error) {
 			return total, nil
 		}
 		if err := writeBatch(ctx, d.w, batch); err != nil {
-			return total, err
+			if !recordError(err) {
+				return total, err
+			}
+			// One report the database refuses must not hold up the
+			// others: write them one by one and drop the refused.
+			for i := range batch {
+				err := writeBatch(ctx, d.w, batch[i:i+1])
+				if err != nil && !recordError(err) {
+					return total, err
+				}
+				if err != nil {
+					d.log.Warn("client record refused by the database; dropped", "file", d.path,
+						"client", batch[i].s.ClientID, "err", err)
+				}
+				d.remove(batch[i].seq)
+			}
+			total += n
+			continue
 		}
-		last := batch[n-1].seq
-		d.mu.Lock()
-		i := 0
-		for i < len(d.queue) && d.queue[i].seq <= last {
-			i++
-		}
-		clear(d.queue[:i])
-		d.queue = d.queue[i:]
-		if len(d.queue) == 0 {
-			d.queue = nil // let the backing array go
-		}
-		d.signalLocked()
-		d.mu.Unlock()
+		d.remove(batch[n-1].seq)
 		total += n
 	}
+}
+
+// remove takes the reports up to seq out of the queue.
+func (d *DB) remove(last uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i := 0
+	for i < len(d.queue) && d.queue[i].seq <= last {
+		i++
+	}
+	clear(d.queue[:i])
+	d.queue = d.queue[i:]
+	if len(d.queue) == 0 {
+		d.queue = nil // let the backing array go
+	}
+	d.signalLocked()
+}
+
+// recordError tells whether err is about one report rather than the file
+// (a constraint, e.g. an administrator's trigger, or a value too big).
+func recordError(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_RANGE:
+		return true
+	}
+	return false
 }
 
 const upsertClient = `INSERT INTO clients (id, host, user_name, os, path, addr, build, release, ring,
