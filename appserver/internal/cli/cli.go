@@ -133,7 +133,7 @@ configuration error.`,
 	// the server knows it by name (see appserver service).
 	fl.StringVar(&o.ServiceName, service.NameFlag, "", "the service this server runs as (set by appserver service install)")
 	fl.MarkHidden(service.NameFlag)
-	root.AddCommand(e.passwdCommand(), e.certCommand(), e.publishCommand(), e.releasesCommand(), e.rolloutCommand(), e.releaseCommand(), e.serviceCommand(), e.helperCommand())
+	root.AddCommand(e.passwdCommand(), e.certCommand(), e.publishCommand(), e.releasesCommand(), e.clientsCommand(), e.rolloutCommand(), e.releaseCommand(), e.serviceCommand(), e.helperCommand())
 	cmdline.Help(root)
 	return root
 }

@@ -1,0 +1,296 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/erpupdate/smartsync/appserver"
+	"github.com/erpupdate/smartsync/appserver/internal/clientdb"
+	"github.com/spf13/cobra"
+)
+
+// clientsCommand lists the clients the server has heard from.
+func (e *env) clientsCommand() *cobra.Command {
+	var (
+		config, state, stale, search, sortBy, osName, build string
+		failed, asJSON, desc                                bool
+		limit                                               int
+	)
+	c := &cobra.Command{
+		Use:   "clients [--failed] [--build B] [--stale 7d] [--json] | clients show ID",
+		Short: "List the workstations the server has heard from, with their last outcome",
+		Long: `clients lists every workstation (client id) that reported a sync to the
+server: its host, user, OS, build, when it was last seen and its last
+outcome, failures with the step and the reason. The record is the
+server's SQLite file in its state folder (clients.db); this command reads
+it while the server runs.
+
+--failed keeps the clients whose last sync failed or was interrupted,
+--build and --os those on one build or OS, --stale those not seen for a
+while (7d, 36h; --stale config takes [STATUS] StaleDays), --search those whose
+host, user, id or install folder contains the text. --json writes one JSON
+array for scripts. "clients show ID" prints one client's history.`,
+		Example: "  appserver clients --config AppServer.ini --failed\n  appserver clients --stale 7d --json\n  appserver clients show 3f2a9c0b7d1e4f5a8b6c2d0e9f1a7b3c",
+		Args:    exactArgs(0, "no arguments (or: clients show ID)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f := clientdb.Filter{Failed: failed, Build: build, OS: osName, Search: search, Sort: sortBy, Desc: desc, Limit: limit}
+			if stale != "" {
+				cfg, err := appserver.LoadConfig(config)
+				d, perr := parseAge(stale, cfg, err)
+				if perr != nil {
+					return perr
+				}
+				f.StaleSince = time.Now().Add(-d)
+			}
+			r, err := clientdb.OpenReadOnly(cmd.Context(), appserver.ClientsDB(appserver.StateDir(config, state)))
+			if err != nil {
+				return ran(err)
+			}
+			defer r.Close()
+			list, err := r.Clients(cmd.Context(), f)
+			if err != nil {
+				return ran(err)
+			}
+			if asJSON {
+				return writeJSON(e.stdout, clientsJSON(list))
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(e.stdout, "No client matches.")
+				return nil
+			}
+			return printClients(e.stdout, list, time.Now())
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&config, "config", "AppServer.ini", "AppServer.ini of the server")
+	fl.StringVar(&state, "state", "", "the server's state folder; default: appserver-state beside the configuration")
+	fl.BoolVar(&failed, "failed", false, "only the clients whose last sync failed or was interrupted")
+	fl.StringVar(&build, "build", "", "only the clients on this build")
+	fl.StringVar(&osName, "os", "", "only the clients of this OS (windows, linux, darwin)")
+	fl.StringVar(&stale, "stale", "", "only the clients not seen for this long (7d, 36h; \"config\": [STATUS] StaleDays)")
+	fl.StringVar(&search, "search", "", "only the clients whose host, user, id or install folder contains this text")
+	fl.StringVar(&sortBy, "sort", "host", "order by: "+strings.Join(clientdb.SortKeys, ", "))
+	fl.BoolVar(&desc, "desc", false, "in descending order")
+	fl.IntVar(&limit, "limit", 0, "at most this many clients (0: all)")
+	fl.BoolVar(&asJSON, "json", false, "write JSON, for scripts")
+	c.AddCommand(e.clientShowCommand())
+	return c
+}
+
+// parseAge reads --stale: days (7d), a Go duration (36h), or "config"
+// for [STATUS] StaleDays.
+func parseAge(s string, cfg *appserver.Config, cfgErr error) (time.Duration, error) {
+	if s == "config" {
+		if cfgErr != nil {
+			return 0, fmt.Errorf("--stale without a value takes [STATUS] StaleDays, but the configuration cannot be read: %w", cfgErr)
+		}
+		return cfg.Status.StaleAfter(), nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err == nil && n > 0 && n <= 3650 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d, nil
+	}
+	return 0, fmt.Errorf("--stale %q is not an age: write days (7d) or a duration (36h)", s)
+}
+
+func (e *env) clientShowCommand() *cobra.Command {
+	var config, state string
+	var asJSON bool
+	var limit int
+	c := &cobra.Command{
+		Use:     "show ID",
+		Short:   "Print one client's state and history of syncs",
+		Example: "  appserver clients show 3f2a9c0b7d1e4f5a8b6c2d0e9f1a7b3c --config AppServer.ini",
+		Args:    exactArgs(1, "the client id (the ID column of appserver clients --json, or the client's .smartclient/client-id)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := clientdb.OpenReadOnly(cmd.Context(), appserver.ClientsDB(appserver.StateDir(config, state)))
+			if err != nil {
+				return ran(err)
+			}
+			defer r.Close()
+			cl, hist, err := r.Client(cmd.Context(), args[0], limit)
+			if err != nil {
+				return ran(err)
+			}
+			if asJSON {
+				return writeJSON(e.stdout, struct {
+					Client  clientJSON `json:"client"`
+					History []syncJSON `json:"history"`
+				}{toClientJSON(cl), syncsJSON(hist)})
+			}
+			return printClient(e.stdout, cl, hist)
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&config, "config", "AppServer.ini", "AppServer.ini of the server")
+	fl.StringVar(&state, "state", "", "the server's state folder; default: appserver-state beside the configuration")
+	fl.IntVar(&limit, "limit", 50, "the newest syncs to show")
+	fl.BoolVar(&asJSON, "json", false, "write JSON, for scripts")
+	return c
+}
+
+func printClients(w io.Writer, list []clientdb.Client, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tUSER\tOS\tBUILD\tLAST SEEN\tLAST OUTCOME\tID")
+	for _, c := range list {
+		outcome := c.Outcome
+		if c.Failed() {
+			outcome = strings.TrimSpace(c.Outcome + " (" + strings.Trim(c.Step+": "+c.Reason, ": ") + ")")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(c.Host), orDash(c.User), c.OS, orDash(c.Build), seen(c.LastSeen, now), oneLine(outcome, 90), c.ID)
+	}
+	return tw.Flush()
+}
+
+func printClient(w io.Writer, c clientdb.Client, hist []clientdb.Sync) error {
+	fmt.Fprintf(w, "Client     %s\nHost       %s\nUser       %s\nOS         %s\nFolder     %s\nAddress    %s\nBuild      %s (release %d)\n",
+		c.ID, orDash(c.Host), orDash(c.User), c.OS, orDash(c.Path), orDash(c.Addr), orDash(c.Build), c.Release)
+	if c.Ring != "" {
+		fmt.Fprintf(w, "Ring       %s\n", c.Ring)
+	}
+	fmt.Fprintf(w, "First seen %s\nLast seen  %s\n", stamp(c.FirstSeen), stamp(c.LastSeen))
+	if !c.LastSuccess.IsZero() {
+		fmt.Fprintf(w, "Last good  %s\n", stamp(c.LastSuccess))
+	}
+	fmt.Fprintln(w)
+	if len(hist) == 0 {
+		fmt.Fprintln(w, "No sync in the history (older ones are removed after [STATUS] KeepDays).")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN\tOUTCOME\tBUILD\tRELEASE\tFILES\tBYTES\tTOOK\tSTEP\tREASON")
+	for _, s := range hist {
+		when := stamp(s.At)
+		if !s.Reported.IsZero() && s.Reported.Sub(s.At) > time.Minute {
+			when += " (reported " + stamp(s.Reported) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", when, s.Outcome, orDash(s.Build), s.Release, s.Files,
+			appserver.GroupDigits(s.Bytes), s.Duration.Round(time.Millisecond), orDash(s.Step), oneLine(orDash(s.Reason), 100))
+	}
+	return tw.Flush()
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// seen is a last-seen time as an administrator reads it: the date, and
+// how long ago.
+func seen(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	var ago string
+	switch {
+	case d < time.Minute:
+		ago = "just now"
+	case d < time.Hour:
+		ago = fmt.Sprintf("%d min ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		ago = fmt.Sprintf("%d h ago", int(d/time.Hour))
+	default:
+		ago = fmt.Sprintf("%d days ago", int(d/(24*time.Hour)))
+	}
+	return t.Local().Format("2006-01-02 15:04") + " (" + ago + ")"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// oneLine keeps a reason on one line of at most n runes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// The JSON forms, with stable lower-case names and RFC 3339 times.
+type clientJSON struct {
+	ID          string     `json:"id"`
+	Host        string     `json:"host"`
+	User        string     `json:"user"`
+	OS          string     `json:"os"`
+	Path        string     `json:"path"`
+	Addr        string     `json:"addr"`
+	Build       string     `json:"build"`
+	Release     uint64     `json:"release"`
+	Ring        string     `json:"ring,omitempty"`
+	FirstSeen   time.Time  `json:"first_seen"`
+	LastSeen    time.Time  `json:"last_seen"`
+	Outcome     string     `json:"outcome"`
+	Step        string     `json:"step,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	Bytes       int64      `json:"bytes"`
+	DurationMS  int64      `json:"duration_ms"`
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+}
+
+type syncJSON struct {
+	At         time.Time `json:"at"`
+	Reported   time.Time `json:"reported"`
+	Outcome    string    `json:"outcome"`
+	Step       string    `json:"step,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Build      string    `json:"build"`
+	Release    uint64    `json:"release"`
+	Files      int       `json:"files"`
+	Bytes      int64     `json:"bytes"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+func toClientJSON(c clientdb.Client) clientJSON {
+	j := clientJSON{ID: c.ID, Host: c.Host, User: c.User, OS: c.OS, Path: c.Path, Addr: c.Addr, Build: c.Build,
+		Release: c.Release, Ring: c.Ring, FirstSeen: c.FirstSeen, LastSeen: c.LastSeen, Outcome: c.Outcome,
+		Step: c.Step, Reason: c.Reason, Bytes: c.Bytes, DurationMS: c.Duration.Milliseconds()}
+	if !c.LastSuccess.IsZero() {
+		t := c.LastSuccess
+		j.LastSuccess = &t
+	}
+	return j
+}
+
+func clientsJSON(list []clientdb.Client) []clientJSON {
+	out := make([]clientJSON, 0, len(list))
+	for _, c := range list {
+		out = append(out, toClientJSON(c))
+	}
+	return out
+}
+
+func syncsJSON(list []clientdb.Sync) []syncJSON {
+	out := make([]syncJSON, 0, len(list))
+	for _, s := range list {
+		r := s.Reported
+		if r.IsZero() {
+			r = s.At
+		}
+		out = append(out, syncJSON{At: s.At, Reported: r, Outcome: s.Outcome, Step: s.Step, Reason: s.Reason, Build: s.Build,
+			Release: s.Release, Files: s.Files, Bytes: s.Bytes, DurationMS: s.Duration.Milliseconds()})
+	}
+	return out
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
