@@ -11,6 +11,7 @@ package browsertest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image/png"
 	"os"
@@ -30,8 +31,11 @@ const Timeout = 60 * time.Second
 // environment's CHROMIUM.
 var Names = []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
 
-// Find returns the path of a Chromium: the environment's CHROMIUM if set,
-// else the first of Names on PATH.
+// ErrNoChromium is wrapped by Find when no Chromium is on PATH.
+var ErrNoChromium = errors.New("no Chromium")
+
+// Find returns the path of a Chromium: the environment's CHROMIUM if set
+// (an error if it is not an executable), else the first of Names on PATH.
 func Find() (string, error) {
 	if p := os.Getenv("CHROMIUM"); p != "" {
 		path, err := exec.LookPath(p)
@@ -45,17 +49,18 @@ func Find() (string, error) {
 			return path, nil
 		}
 	}
-	return "", fmt.Errorf("no Chromium: CHROMIUM is not set and none of %v is on PATH (install Debian's chromium: apt-get install chromium)", Names)
+	return "", fmt.Errorf("%w: CHROMIUM is not set and none of %v is on PATH (install Debian's chromium: apt-get install chromium)", ErrNoChromium, Names)
 }
 
-// Chromium returns the path of a Chromium for t, or skips t (fails it
-// when the environment's CI is "true").
+// Chromium returns the path of a Chromium for t. Where none is found it
+// skips t, with a message, unless the environment's CI is "true": then,
+// and when CHROMIUM names no executable, it fails t.
 func Chromium(t testing.TB) string {
 	t.Helper()
 	path, err := Find()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("browser test under CI=true: %v", err)
+		if !errors.Is(err, ErrNoChromium) || os.Getenv("CI") == "true" {
+			t.Fatalf("browser test: %v (CI=true or CHROMIUM set: not skipped)", err)
 		}
 		t.Skipf("skipping the browser test: %v", err)
 	}
@@ -142,4 +147,17 @@ func CheckPNG(b []byte) error {
 		return fmt.Errorf("the image is blank: %d colors in %v", len(colors), r)
 	}
 	return nil
+}
+
+// ClickLoad clicks the element that the CSS selector css finds and waits
+// until the page it leads to has loaded (a link, or a form's submit
+// button); it returns the new page's HTTP status, and fails t if no page
+// loads.
+func ClickLoad(ctx context.Context, t testing.TB, css string) int {
+	t.Helper()
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(css)))
+	if err != nil {
+		t.Fatalf("clicking %s: %v", css, err)
+	}
+	return int(resp.Status)
 }
