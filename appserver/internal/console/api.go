@@ -14,7 +14,19 @@ func (c *Console) overviewAPI(w http.ResponseWriter, r *http.Request) {
 		c.writeJSON(w, status, apiError{msg})
 		return
 	}
+	// Lists are [] when empty, never null, for scripts.
+	ov.Builds = nonNil(ov.Builds)
+	ov.Failures = nonNil(ov.Failures)
+	ov.Rollouts = nonNil(ov.Rollouts)
+	ov.Stale = nonNil(ov.Stale)
 	c.writeJSON(w, http.StatusOK, ov)
+}
+
+func nonNil[S ~[]E, E any](s S) S {
+	if s == nil {
+		return S{}
+	}
+	return s
 }
 
 // clientsAnswer is the answer of /api/clients.
@@ -45,9 +57,7 @@ func (c *Console) clientsAPI(w http.ResponseWriter, r *http.Request) {
 		c.writeJSON(w, status, apiError{msg})
 		return
 	}
-	if list.Clients == nil {
-		list.Clients = []ClientRow{}
-	}
+	list.Clients = nonNil(list.Clients)
 	c.writeJSON(w, http.StatusOK, clientsAnswer{Total: list.Total, Offset: f.Offset, Limit: f.Limit, Clients: list.Clients})
 }
 
@@ -59,9 +69,7 @@ func (c *Console) clientAPI(w http.ResponseWriter, r *http.Request) {
 		c.writeJSON(w, status, apiError{msg})
 		return
 	}
-	if cd.History == nil {
-		cd.History = []SyncRecord{}
-	}
+	cd.History = nonNil(cd.History)
 	c.writeJSON(w, http.StatusOK, cd)
 }
 
@@ -77,10 +85,7 @@ func (c *Console) releasesAPI(w http.ResponseWriter, r *http.Request) {
 		c.writeJSON(w, status, apiError{msg})
 		return
 	}
-	if rs == nil {
-		rs = []Release{}
-	}
-	c.writeJSON(w, http.StatusOK, releasesAnswer{rs})
+	c.writeJSON(w, http.StatusOK, releasesAnswer{nonNil(rs)})
 }
 
 // serverAnswer is the answer of /api/server.
@@ -96,8 +101,5 @@ func (c *Console) serverAPI(w http.ResponseWriter, r *http.Request) {
 		c.writeJSON(w, status, apiError{msg})
 		return
 	}
-	if v.Log == nil {
-		v.Log = []LogLine{}
-	}
-	c.writeJSON(w, http.StatusOK, serverAnswer{v.SelfUpdate, v.Log})
+	c.writeJSON(w, http.StatusOK, serverAnswer{v.SelfUpdate, nonNil(v.Log)})
 }

@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// Cookies of the console. Both are HttpOnly, SameSite=Strict, Path=/ and
-// Secure over TLS.
+// Cookies of the console. Both are HttpOnly, SameSite=Strict, Path=/ and,
+// over TLS, Secure and named with the __Host- prefix (see cookieName).
 const (
 	sessionCookie = "console_session" // the session's random token
 	loginCookie   = "console_login"   // a pre-session token that the login form's CSRF token is tied to
@@ -155,7 +155,7 @@ func (a *auth) token(kind, value string) string {
 
 // session returns the request's live session, or nil; it counts as a use.
 func (a *auth) session(r *http.Request) *session {
-	ck, err := r.Cookie(sessionCookie)
+	ck, err := r.Cookie(cookieName(r, sessionCookie))
 	if err != nil || ck.Value == "" {
 		return nil
 	}
@@ -204,15 +204,27 @@ func (a *auth) newSession(user string) *session {
 }
 
 func (a *auth) endSession(r *http.Request) {
-	if ck, err := r.Cookie(sessionCookie); err == nil {
+	if ck, err := r.Cookie(cookieName(r, sessionCookie)); err == nil {
 		a.mu.Lock()
 		delete(a.sessions, ck.Value)
 		a.mu.Unlock()
 	}
 }
 
+// cookieName is the name of a cookie of the console on r's connection:
+// over TLS with the __Host- prefix, which makes a browser take the cookie
+// only when set by this very host over HTTPS with Path=/ and no Domain,
+// so that another host of the domain cannot plant one (a planted
+// pre-session cookie would let it forge the login form's token).
+func cookieName(r *http.Request, name string) string {
+	if r.TLS != nil {
+		return "__Host-" + name
+	}
+	return name
+}
+
 func (a *auth) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
-	ck := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode}
+	ck := &http.Cookie{Name: cookieName(r, name), Value: value, Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode}
 	switch {
 	case maxAge > 0:
 		ck.MaxAge = int(maxAge / time.Second)
@@ -242,7 +254,7 @@ func (a *auth) checkCSRF(r *http.Request) error {
 		return fmt.Errorf("%w: no CSRF token", errCSRF)
 	}
 	for _, c := range []struct{ cookie, kind string }{{sessionCookie, "session"}, {loginCookie, "login"}} {
-		ck, err := r.Cookie(c.cookie)
+		ck, err := r.Cookie(cookieName(r, c.cookie))
 		if err != nil || ck.Value == "" {
 			continue
 		}

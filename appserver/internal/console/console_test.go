@@ -160,9 +160,11 @@ func (f *fixture) do(t *testing.T, r req) (*http.Response, string) {
 	return resp, string(b)
 }
 
+// cookieOf is the cookie name (with or without the __Host- prefix) that
+// resp sets.
 func cookieOf(resp *http.Response, name string) *http.Cookie {
 	for _, c := range resp.Cookies() {
-		if c.Name == name {
+		if c.Name == name || c.Name == "__Host-"+name {
 			return c
 		}
 	}
@@ -310,7 +312,7 @@ func TestLoginRequired(t *testing.T) {
 		}
 	}
 	// A made-up session cookie is no session.
-	resp, _ := f.do(t, req{path: "/", cookies: []*http.Cookie{{Name: sessionCookie, Value: randomToken()}}})
+	resp, _ := f.do(t, req{path: "/", cookies: []*http.Cookie{{Name: "__Host-" + sessionCookie, Value: randomToken()}}})
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("a forged session cookie: %s", resp.Status)
 	}
@@ -344,6 +346,9 @@ func TestLoginCookies(t *testing.T) {
 			pre, _ := f.loginForm(t)
 			s := f.login(t)
 			for _, c := range []*http.Cookie{pre, s} {
+				if strings.HasPrefix(c.Name, "__Host-") != tls {
+					t.Errorf("cookie %s: want the __Host- prefix over TLS only", c.Name)
+				}
 				if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Secure != tls || c.Domain != "" {
 					t.Errorf("cookie %s: HttpOnly %v SameSite %v Path %q Secure %v Domain %q; want HttpOnly, Strict, /, Secure=%v, no domain",
 						c.Name, c.HttpOnly, c.SameSite, c.Path, c.Secure, c.Domain, tls)
@@ -668,6 +673,23 @@ func TestAPI(t *testing.T) {
 		getJSON(path, want.status, &e)
 		if !strings.Contains(e.Error, want.msg) {
 			t.Errorf("%s: error %q, want it to name %q", path, e.Error, want.msg)
+		}
+	}
+}
+
+// TestAPIEmpty checks that an empty estate's lists are [], not null.
+func TestAPIEmpty(t *testing.T) {
+	f := start(t, setup{})
+	f.src.clients, f.src.rollouts, f.src.releases, f.src.log = nil, nil, nil, nil
+	for _, path := range []string{"/api/overview", "/api/clients", "/api/releases", "/api/server"} {
+		resp, body := f.do(t, req{path: path})
+		if resp.StatusCode != 200 || strings.Contains(body, "null") {
+			t.Errorf("%s on an empty estate: %s\n%s", path, resp.Status, body)
+		}
+	}
+	for _, path := range []string{"/", "/clients", "/releases", "/server"} {
+		if resp, body := f.do(t, req{path: path}); resp.StatusCode != 200 || !strings.Contains(body, "<h1>") {
+			t.Errorf("%s on an empty estate: %s", path, resp.Status)
 		}
 	}
 }

@@ -426,7 +426,7 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 // CSRF token is tied to.
 func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, msg, user, next string) {
 	pre := ""
-	if ck, err := r.Cookie(loginCookie); err == nil && len(ck.Value) == 43 {
+	if ck, err := r.Cookie(cookieName(r, loginCookie)); err == nil && len(ck.Value) == 43 {
 		pre = ck.Value
 	} else {
 		pre = randomToken()
