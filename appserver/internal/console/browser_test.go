@@ -105,6 +105,12 @@ func TestBrowserConsole(t *testing.T) {
 		t.Errorf("the search is not in the address %q (with the sort kept)", loc)
 	}
 
+	// The other pages, at a laptop's size.
+	shots := []string{"overview.png", "client.png", "releases.png", "server.png", "clients-phone.png"}
+	for path, name := range map[string]string{"/clients/aaaa0002": "client.png", "/releases": "releases.png", "/server": "server.png"} {
+		browsertest.Screenshot(ctx, t, f.srv.URL+path, filepath.Join(dir, name))
+	}
+
 	// A phone: the page does not scroll sideways; the table scrolls in its box.
 	do(t, ctx, "emulating a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2)),
 		chromedp.Navigate(f.srv.URL+"/clients"), chromedp.WaitVisible(chromedp.CSS("#clients")))
@@ -115,7 +121,7 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	browsertest.Capture(ctx, t, filepath.Join(dir, "clients-phone.png"))
 
-	for _, name := range []string{"overview.png", "clients-phone.png"} {
+	for _, name := range shots {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
