@@ -34,7 +34,9 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -191,6 +193,14 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "internal error: see the server's log", http.StatusInternalServerError)
 		}
 	}()
+	if !c.o.RequireLogin && !loopbackHost(r.Host) {
+		// An open console answers only to names that cannot be another
+		// site's: a page of evil.example whose name an attacker makes
+		// resolve to 127.0.0.1 (DNS rebinding) would read it otherwise.
+		c.log.Warn("console: request refused: not a loopback host name", "remote", r.RemoteAddr, "host", r.Host, "path", r.URL.Path)
+		http.Error(w, fmt.Sprintf("refused: the console without login answers only to localhost or an IP address, not %q", r.Host), http.StatusMisdirectedRequest)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		if err := c.auth.checkCSRF(r); err != nil {
 			c.log.Warn("console: request refused", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "err", err)
@@ -265,6 +275,21 @@ type apiError struct {
 
 func (c *Console) jsonError(w http.ResponseWriter, status int, err error) {
 	c.writeJSON(w, status, apiError{Error: err.Error()})
+}
+
+// loopbackHost reports whether the Host header host names this machine
+// in a way no other site can: an IP address, localhost or a name under
+// .localhost.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 // localPath reports whether next is a path on this server (not "//host"

@@ -791,6 +791,44 @@ func TestClientsLinks(t *testing.T) {
 	}
 }
 
+// TestDNSRebinding: the open console refuses a Host that another site
+// could make resolve to 127.0.0.1; the console with login (cookies bound
+// to the host) answers to any name.
+func TestDNSRebinding(t *testing.T) {
+	open := start(t, setup{})
+	for host, want := range map[string]int{
+		"evil.example:8088": http.StatusMisdirectedRequest,
+		"evil.example":      http.StatusMisdirectedRequest,
+		"127.0.0.1:8088":    http.StatusOK,
+		"[::1]:8088":        http.StatusOK,
+		"localhost:8088":    http.StatusOK,
+		"erp.localhost":     http.StatusOK,
+	} {
+		hr, _ := http.NewRequest(http.MethodGet, open.srv.URL+"/api/overview", nil)
+		hr.Host = host
+		resp, err := open.client.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want != 200 && strings.Contains(string(b), "ws-bob")) {
+			t.Errorf("Host %s: %s, want %d", host, resp.Status, want)
+		}
+	}
+	f := start(t, setup{login: true, tls: true})
+	hr, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/login", nil)
+	hr.Host = "erp-server.example:8088"
+	resp, err := f.client.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the console with login, by name: %s", resp.Status)
+	}
+}
+
 func TestNew(t *testing.T) {
 	if _, err := New(Options{}); err == nil || !strings.Contains(err.Error(), "Source") {
 		t.Errorf("no Source: %v", err)
