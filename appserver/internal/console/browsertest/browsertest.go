@@ -74,6 +74,13 @@ func Chromium(t testing.TB) string {
 // and certificate errors ignored (test servers have their own CAs).
 func New(t testing.TB) context.Context {
 	t.Helper()
+	return NewTimeout(t, Timeout)
+}
+
+// NewTimeout is New with another bound than Timeout, for a test that
+// does more in one browser.
+func NewTimeout(t testing.TB, timeout time.Duration) context.Context {
+	t.Helper()
 	path := Chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
@@ -84,7 +91,7 @@ func New(t testing.TB) context.Context {
 		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
 		chromedp.WindowSize(1280, 900),
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
 	t.Cleanup(func() {
@@ -160,4 +167,16 @@ func ClickLoad(ctx context.Context, t testing.TB, css string) int {
 		t.Fatalf("clicking %s: %v", css, err)
 	}
 	return int(resp.Status)
+}
+
+// Text is the text of the first element that the CSS selector css finds,
+// waiting for it to be visible; it fails t if there is none before the
+// browser's deadline.
+func Text(ctx context.Context, t testing.TB, css string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css)))
+	if err != nil {
+		t.Fatalf("reading the text of %s: %v", css, err)
+	}
+	return s
 }
