@@ -213,15 +213,14 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // pageData is what every page's template gets.
 type pageData struct {
-	Title   string
-	Name    string
-	Nav     string // the current section
-	Err     string // a Source error, shown in a banner
-	CSRF    string // the token of the logout form, "" without a session
-	User    string // the user logged in
-	Body    any    // the page's own data
-	Now     time.Time
-	Version string
+	Title string
+	Name  string
+	Nav   string // the current section
+	Err   string // a Source error, shown in a banner
+	CSRF  string // the token of the logout form, "" without a session
+	User  string // the user logged in
+	Body  any    // the page's own data
+	Now   time.Time
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) {
@@ -250,7 +249,7 @@ func (c *Console) sourceError(r *http.Request, what string, err error) (int, str
 		return http.StatusNotFound, fmt.Sprintf("%s: %v", what, err)
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		return 499, "request canceled"
+		return http.StatusServiceUnavailable, "request canceled" // nobody reads it
 	}
 	c.log.Warn("console: reading the records failed", "what", what, "path", r.URL.Path, "err", err)
 	return http.StatusServiceUnavailable, fmt.Sprintf("reading %s failed: %v", what, err)
