@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/atomicfile"
@@ -99,4 +100,75 @@ func (s *Server) runDigests(ctx context.Context, makeDigest digestMaker, now fun
 			s.log.Warn("the next digest may repeat this one", "err", err)
 		}
 	}
+}
+
+// digestShown bounds the lines of each list in a digest mail.
+const digestShown = 50
+
+// makeDigest is the digest of the client records: the failed syncs and
+// the clients gone stale in since..until.
+func (s *Server) makeDigest(ctx context.Context, since, until time.Time) (subject, body string, any bool, err error) {
+	db := s.records.Load()
+	if db == nil {
+		return "", "", false, errNoRecords
+	}
+	cfg := s.conf()
+	d, err := db.Digest(ctx, since, until, cfg.Status.StaleAfter())
+	if err != nil {
+		return "", "", false, withHealth(db, err)
+	}
+	if d.Empty() {
+		return "", "", false, nil
+	}
+	host, _ := os.Hostname()
+	var parts []string
+	if d.Failed > 0 {
+		parts = append(parts, plural(d.Failed, "failed sync", "failed syncs"))
+	}
+	if d.Stale > 0 {
+		parts = append(parts, plural(d.Stale, "client gone stale", "clients gone stale"))
+	}
+	subject = fmt.Sprintf("appserver on %s: %s since %s", host, strings.Join(parts, ", "), since.Local().Format("2006-01-02 15:04"))
+	var b strings.Builder
+	fmt.Fprintf(&b, "The workstations' syncs from %s to %s.\n", since.Local().Format("2006-01-02 15:04"), until.Local().Format("2006-01-02 15:04"))
+	if d.Failed > 0 {
+		fmt.Fprintf(&b, "\n%s:\n", plural(d.Failed, "failed sync", "failed syncs"))
+		for i, f := range d.Failures {
+			if i == digestShown {
+				fmt.Fprintf(&b, "  ... and %d more: appserver clients --failed\n", d.Failed-digestShown)
+				break
+			}
+			reason := strings.Trim(f.Step+": "+failureReason(f.Outcome, f.Reason), ": ")
+			fmt.Fprintf(&b, "  %s  %s (%s, %s) on build %s: %s %s\n", f.At.Local().Format("2006-01-02 15:04"),
+				orNone(f.Host), orNone(f.User), f.OS, orNone(f.Build), f.Outcome, oneLineText(reason, 200))
+		}
+	}
+	if d.Stale > 0 {
+		fmt.Fprintf(&b, "\n%s (not seen for %d days):\n", plural(d.Stale, "client gone stale", "clients gone stale"), cfg.Status.StaleDays)
+		for i, c := range d.NewlyStale {
+			if i == digestShown {
+				fmt.Fprintf(&b, "  ... and %d more: appserver clients --stale %dd\n", d.Stale-digestShown, cfg.Status.StaleDays)
+				break
+			}
+			fmt.Fprintf(&b, "  %s (%s, %s) on build %s, last seen %s\n", orNone(c.Host), orNone(c.User), c.OS, orNone(c.Build), c.LastSeen.Local().Format("2006-01-02 15:04"))
+		}
+	}
+	fmt.Fprintf(&b, "\nappserver clients --config %s shows every workstation; so does the web console (%s).\n", cfg.File, consoleURL(cfg))
+	return subject, b.String(), true, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// oneLineText keeps a client's reason on one line of at most n runes.
+func oneLineText(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n-1]) + "…"
+	}
+	return s
 }

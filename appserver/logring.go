@@ -16,6 +16,10 @@ type LogLine struct {
 	Attrs   string // key=value pairs, as the text log writes them
 }
 
+// logRingLines is how many log records the running server keeps for
+// the console.
+const logRingLines = 500
+
 // logRing keeps the last records of the server's log in memory, for the
 // console's "recent log lines": a slog.Handler put beside the log's own
 // (slog.NewMultiHandler). It is safe for concurrent use.

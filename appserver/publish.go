@@ -258,6 +258,9 @@ type ReleaseInfo struct {
 	Signed    bool
 	Served    bool
 	Source    string
+	// Expires is when the release's signature expires; zero when it is
+	// unsigned (or its signed file cannot be read).
+	Expires time.Time
 	// Clients is how many clients the running server last confirmed
 	// on the release (they installed it, or were told they are up to
 	// date with it), as of its last save of the record (at most 30 s
@@ -295,9 +298,15 @@ func ListReleases(state string) ([]ReleaseInfo, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, ReleaseInfo{OS: o, Number: n, Build: r.Build, Published: r.Published,
+			info := ReleaseInfo{OS: o, Number: n, Build: r.Build, Published: r.Published,
 				Files: len(r.Files), Bytes: r.Bytes(), Signed: len(r.Signed) > 0, Served: n == cur, Source: r.Source,
-				Clients: counts[n]})
+				Clients: counts[n]}
+			if info.Signed {
+				if f, err := releasemeta.Decode(r.Signed); err == nil {
+					info.Expires = f.Statement.Expires
+				}
+			}
+			out = append(out, info)
 			if countErr != nil {
 				out[len(out)-1].Clients = -1
 			}

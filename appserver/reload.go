@@ -263,6 +263,7 @@ func liveOnly(running, next *Config) *Config {
 	c.Port = running.Port
 	c.TLS = running.TLS
 	c.HTTP = running.HTTP
+	c.Status.KeepDays = running.Status.KeepDays
 	lg := running.Log
 	lg.Level = next.Log.Level
 	c.Log = lg
@@ -428,7 +429,7 @@ func configEntries(c *Config) []configEntry {
 	restart(sectionLog, keyFormat, c.Log.Format)
 	add(sectionLog, keyLevel, strings.ToLower(c.Log.Level.String()))
 	restart(sectionHTTP, keyListen, orOff(c.HTTP.Listen))
-	add(sectionStatus, keyKeepDays, num(c.Status.KeepDays))
+	restart(sectionStatus, keyKeepDays, num(c.Status.KeepDays))
 	add(sectionStatus, keyStaleDays, num(c.Status.StaleDays))
 	add(sectionStatus, keyNotify, c.Status.Notify)
 	add(sectionStatus, keyDigestAt, clock(c.Status.DigestAt))

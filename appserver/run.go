@@ -79,6 +79,9 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 			log = slog.New(newEventLogHandler(log.Handler(), sink, cfg.Log, slog.LevelWarn))
 		}
 	}
+	// The last records, for the console's "recent log lines".
+	ring := newLogRing(logRingLines, slog.LevelInfo)
+	log = slog.New(slog.NewMultiHandler(log.Handler(), ring.Handler()))
 	addr := o.Listen
 	if addr == "" {
 		addr = ":" + strconv.Itoa(cfg.Port)
@@ -144,6 +147,19 @@ func RunServer(ctx context.Context, o ServeOptions, stdout, stderr io.Writer) er
 		// NOTIFY_SOCKET, and must not tell the service it is ready.
 		ready = notifyReady(ctx, log, ln.Addr())
 	}
+	// The administrator's console and daily digest, beside the service.
+	cctx, stopConsole := context.WithCancel(ctx)
+	consoleDone := srv.serveConsole(cctx, ring)
+	digestsDone := make(chan struct{})
+	go func() {
+		defer close(digestsDone)
+		srv.runDigests(cctx, srv.makeDigest, time.Now, time.After)
+	}()
+	defer func() {
+		stopConsole()
+		consoleDone()
+		<-digestsDone
+	}()
 	// SIGHUP, or a change of the file on disk, re-reads the
 	// configuration while the server serves.
 	wctx, stopWatch := context.WithCancel(ctx)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/certs"
+	"github.com/erpupdate/smartsync/appserver/internal/clientdb"
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/appserver/internal/releases"
@@ -103,6 +104,11 @@ type Server struct {
 	patches  *patcher        // patches from history (see patches.go)
 	rollouts *rollouts       // staged rollouts (see rollout.go)
 	clients  *clientReleases // the published release each client is on (see clientrecord.go)
+	// records is the client records while Serve runs (see records.go),
+	// nil otherwise.
+	records atomic.Pointer[clientdb.DB]
+	// consoleAddr is where the web console listens, once it does.
+	consoleAddr atomic.Value // string
 
 	self       Self
 	upd        *updater
@@ -253,6 +259,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.wg.Go(func() { s.watchPublished(ctx, 2*time.Second) })
 	s.wg.Go(func() { s.patches.run(ctx) })
 	s.wg.Go(func() { s.clients.run(ctx) })
+	records := s.openRecords(ctx)
 	s.wg.Go(func() {
 		s.rollouts.serveRequests(ctx, func() []string { return slices.Sorted(maps.Keys(s.Indexes())) })
 		s.rollouts.flush()
@@ -323,6 +330,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// timeout), so that a stop does not lose it.
 	s.upd.mails.Wait()
 	s.feed.running.Wait()
+	s.closeRecords(records)
 	s.log.Info("stopped")
 	return acceptErr
 }

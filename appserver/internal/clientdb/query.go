@@ -89,7 +89,7 @@ type Filter struct {
 }
 
 // SortKeys are the accepted Filter.Sort values.
-var SortKeys = []string{"host", "user", "os", "build", "last_seen", "outcome"}
+var SortKeys = []string{"host", "user", "os", "build", "release", "ring", "last_seen", "outcome"}
 
 // sortColumns maps SortKeys to SQL; a Sort is never put in SQL otherwise.
 var sortColumns = map[string]string{
@@ -97,6 +97,8 @@ var sortColumns = map[string]string{
 	"user":      "user_name COLLATE NOCASE",
 	"os":        "os",
 	"build":     "build",
+	"release":   "release",
+	"ring":      "ring",
 	"last_seen": "last_seen",
 	"outcome":   "last_outcome",
 }

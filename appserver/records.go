@@ -1,0 +1,51 @@
+package appserver
+
+import (
+	"context"
+	"time"
+
+	"github.com/erpupdate/smartsync/appserver/internal/clientdb"
+	"github.com/erpupdate/smartsync/appserver/internal/rollout"
+	"github.com/erpupdate/smartsync/syncproto"
+)
+
+// The client records: every sync's outcome, written by the running
+// server to STATE/clients.db (package clientdb) and read by the console,
+// the metrics and `appserver clients`. The file is the administrator's
+// view, never the service: a locked, full or corrupt file is logged and
+// the records wait in memory (bounded) while clients are served as ever.
+
+// recordsClose bounds the wait for queued records at the server's stop.
+const recordsClose = 5 * time.Second
+
+// openRecords opens the client records for Serve.
+func (s *Server) openRecords(ctx context.Context) *clientdb.DB {
+	cfg := s.conf()
+	// Sessions still finishing after ctx ends report too: the writer
+	// stops at closeRecords, once they are done.
+	db := clientdb.Open(context.WithoutCancel(ctx), clientsDBFile(s.state), s.log, clientdb.Options{KeepDays: cfg.Status.KeepDays})
+	s.records.Store(db)
+	return db
+}
+
+// closeRecords writes what is queued, for a while, and closes the file.
+func (s *Server) closeRecords(db *clientdb.DB) {
+	ctx, cancel := context.WithTimeout(context.Background(), recordsClose)
+	defer cancel()
+	if err := db.Close(ctx); err != nil {
+		s.log.Error("client records: not all were written", "file", db.Path(), "err", err)
+	}
+}
+
+// ringOf names the rollout ring of the client of h: "pilot", "everyone",
+// or "" without a staged rollout.
+func ringOf(cfg *Config, h syncproto.Hello) string {
+	p := cfg.Rollout.Policy()
+	if len(p.Pilot) == 0 {
+		return ""
+	}
+	if p.InPilot(rollout.Client{ID: h.ClientID, Host: h.Host, Build: h.ClientBuild}) {
+		return "pilot"
+	}
+	return "everyone"
+}
