@@ -353,3 +353,69 @@ func residentKiB() int64 {
 	}
 	return 0
 }
+
+// TestMetricsBusyReasons: the busy answers are counted by reason: a
+// session over MaxStaySessions, a client over MaxConnections heard after
+// its hello on the admin reserve, and one refused unheard once the
+// reserve is full; appserver_stay_sessions counts the staying session.
+func TestMetricsBusyReasons(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"smartclient": "client"}, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), func(s *Server) {
+		s.MaxConnections, s.MaxPerAddress, s.MaxStaySessions = 3, 100, 1
+		s.IdleTimeout, s.HandshakeTimeout = 10*time.Second, 5*time.Second
+	}, nil)
+	url := metricsURL(t, ts)
+	stayClient(t, ts.addr, "a")
+	over := stayClient(t, ts.addr, "over")
+	if codes, err := over.readUntilClosed(); err != nil || len(codes) != 1 || codes[0] != syncproto.CodeBusy {
+		t.Fatalf("a second staying session over MaxStaySessions=1: %v, %v; want CodeBusy", codes, err)
+	}
+	s := waitMetrics(t, url, func(s scrape) bool {
+		return s.value(t, "appserver_busy_refusals_total", "reason", busyStay) > 0
+	})
+	if v := s.value(t, "appserver_busy_refusals_total", "reason", busyStay); v != 1 {
+		t.Errorf("busy_refusals_total{reason=stay} = %v; want 1", v)
+	}
+	if v := s.value(t, "appserver_stay_sessions"); v != 1 {
+		t.Errorf("stay_sessions = %v; want 1", v)
+	}
+	if v := s.value(t, "appserver_syncs_total", "outcome", "up-to-date"); v != 2 {
+		t.Errorf("syncs_total{outcome=up-to-date} = %v after two reports; want 2", v)
+	}
+
+	// a and two more hold the 3 connections allowed.
+	defer holdSessions(t, ts.addr, "127.0.0.1", 2)()
+	waitHeld(t, ts, 3)
+	c := dialFrom(t, ts.addr, "127.0.0.1")
+	if err := c.send(syncproto.Hello{ClientBuild: srvBuild, OS: "linux", ClientID: "over-cap"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := busyAnswer(c); err != nil {
+		t.Fatalf("client over the cap, reserve free: %v", err)
+	}
+	if v := scrapeMetrics(t, url).value(t, "appserver_busy_refusals_total", "reason", busyConnections); v != 1 {
+		t.Errorf("busy_refusals_total{reason=connections} = %v after one client over the cap; want 1", v)
+	}
+	c.readUntilClosed()
+	for range adminReserve {
+		dialFrom(t, ts.addr, "127.0.0.1")
+	}
+	waitHeld(t, ts, 3+adminReserve)
+	if err := busyAnswer(dialFrom(t, ts.addr, "127.0.0.1")); err != nil {
+		t.Fatalf("silent client over the cap, reserve full: %v", err)
+	}
+	// The refused connection is held until its answer is written.
+	s = waitMetrics(t, url, func(s scrape) bool { return s.value(t, "appserver_sessions_open") == 3+adminReserve })
+	if v := s.value(t, "appserver_busy_refusals_total", "reason", busyConnections); v != 2 {
+		t.Errorf("busy_refusals_total{reason=connections} = %v after a second client over the cap; want 2", v)
+	}
+	if v := s.value(t, "appserver_sessions_open"); v != 3+adminReserve {
+		t.Errorf("sessions_open = %v; want the %d held", v, 3+adminReserve)
+	}
+	for _, r := range []string{busyTransfers, busyTakenBack, busyUpdating} {
+		if v := s.value(t, "appserver_busy_refusals_total", "reason", r); v != 0 {
+			t.Errorf("busy_refusals_total{reason=%q} = %v; want 0", r, v)
+		}
+	}
+}
