@@ -85,7 +85,11 @@ func (l *logins) end(host string, ok bool) int {
 	defer l.mu.Unlock()
 	f := l.fails[host]
 	f.checking = false
-	l.told(map[bool]string{true: "ok", false: "failed"}[ok])
+	if ok {
+		l.told("ok")
+	} else {
+		l.told("failed")
+	}
 	if ok {
 		delete(l.fails, host)
 		return 0
