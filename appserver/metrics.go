@@ -266,7 +266,7 @@ func (m *metrics) ended(ss *session) {
 }
 
 // The outcomes of sessions refused by the stay's cap and by a self-update
-// (see stay and converse), which ended tells apart.
+// (see stay and converse), which ended tells apart; they are logged.
 const (
 	outcomeStayFull = "stay refused: full"
 	outcomeUpdating = "refused: updating"

@@ -603,7 +603,7 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 	}
 	ss.hello = hello
 	if wait := s.upd.refusing(); wait > 0 {
-		ss.outcome = "refused: updating"
+		ss.outcome = outcomeUpdating
 		secs := uint16(min((wait+time.Second-1)/time.Second, 65535))
 		return &syncproto.Error{Code: syncproto.CodeUpdating, Retry: secs,
 			Message: fmt.Sprintf("server is updating, retry in %d s", secs)}
