@@ -36,6 +36,9 @@ func loginDelay(fails int) time.Duration {
 type logins struct {
 	mu    sync.Mutex
 	fails map[string]loginFails
+	// observe, when set, is told of every attempt's result: "ok",
+	// "failed" or "throttled" (the metrics).
+	observe func(result string)
 }
 
 type loginFails struct {
@@ -57,14 +60,23 @@ func (l *logins) begin(host string) time.Duration {
 	}
 	f := l.fails[host]
 	if wait := time.Until(f.notBefore); wait > 0 {
+		l.told("throttled")
 		return wait
 	}
 	if f.checking {
+		l.told("throttled")
 		return time.Second
 	}
 	f.checking = true
 	l.fails[host] = f
 	return 0
+}
+
+// told tells observe, if set, of an attempt's result.
+func (l *logins) told(result string) {
+	if l.observe != nil {
+		l.observe(result)
+	}
 }
 
 // end records the attempt begun from host: ok, or one more failure.
@@ -73,6 +85,11 @@ func (l *logins) end(host string, ok bool) int {
 	defer l.mu.Unlock()
 	f := l.fails[host]
 	f.checking = false
+	if ok {
+		l.told("ok")
+	} else {
+		l.told("failed")
+	}
 	if ok {
 		delete(l.fails, host)
 		return 0

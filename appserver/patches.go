@@ -70,6 +70,9 @@ type patcher struct {
 	offered map[*index.Manifest]*manifestOffers // offers per manifest, for gen
 	// made counts the patches made, for tests and the log.
 	made int
+	// observe, when set, is told of every patch made, kept or not (the
+	// metrics).
+	observe func(took time.Duration, kept bool, err error)
 	// The patches made since the queue was last empty, for the log;
 	// used by run only.
 	batch, batchKept int
@@ -252,6 +255,9 @@ func (p *patcher) run(ctx context.Context) {
 		}
 		p.mu.Lock()
 		delete(p.queued, [2]releases.Hash{j.base, j.new})
+		if p.observe != nil && ctx.Err() == nil {
+			p.observe(time.Since(start), kept, err)
+		}
 		if err == nil && kept {
 			p.byNew[j.new] = append(p.byNew[j.new], releases.PatchInfo{Base: j.base, New: j.new, Size: size})
 			p.gen++

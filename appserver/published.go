@@ -261,7 +261,7 @@ func (p *published) served(ctx context.Context, s *Server, ix *index.Index, fold
 // the previous one served (logged once for each error) and is tried again
 // at the next call.
 func (p *published) load(ctx context.Context, s *Server, ix *index.Index, fi fs.FileInfo, o *servedOS) {
-	osName := ix.OS
+	osName, start := ix.OS, time.Now()
 	fail := func(err error) {
 		p.mu.Lock()
 		o.loading = false
@@ -352,6 +352,7 @@ func (p *published) load(ctx context.Context, s *Server, ix *index.Index, fi fs.
 	}
 	*o = servedOS{pointer: fi, number: n, rel: rel, folder: base, haveBase: haveBase}
 	p.mu.Unlock()
+	s.metrics.published(osName, time.Since(start))
 	s.log.Info("serving a published release", "os", osName, "release", n, "build", rel.rec.Build,
 		"published", rel.rec.Published.Format(time.RFC3339), "files", len(rel.rec.Files), "signed", rel.st != nil)
 	if !p.readOnly {

@@ -128,7 +128,7 @@ func (s *Server) openServing(ctx context.Context, cfg *Config, old *serving) (*s
 				continue
 			}
 		}
-		ix, err := index.Open(ctx, s.log, osName, dir, s.state, releaseOf(cfg))
+		ix, err := index.Open(ctx, s.log, osName, dir, s.state, releaseOf(cfg), index.Observe(s.metrics))
 		if err != nil {
 			if old == nil {
 				return fail(err)

@@ -649,7 +649,7 @@ func (s *Server) stay(ctx context.Context, ss *session) error {
 		u.mu.Unlock()
 		// The client runs its program all the same; it only will not
 		// hear of a restart.
-		ss.outcome = "stay refused: full"
+		ss.outcome = outcomeStayFull
 		return s.send(ss, &syncproto.Error{Code: syncproto.CodeBusy,
 			Message: fmt.Sprintf("the server keeps no more than %d sessions open; this one will not hear of a server restart", capacity)})
 	}

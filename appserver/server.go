@@ -104,6 +104,7 @@ type Server struct {
 	patches  *patcher        // patches from history (see patches.go)
 	rollouts *rollouts       // staged rollouts (see rollout.go)
 	clients  *clientReleases // the published release each client is on (see clientrecord.go)
+	metrics  *metrics        // the Prometheus metrics (see metrics.go)
 	// records is the client records while Serve runs (see records.go),
 	// nil otherwise.
 	records atomic.Pointer[clientdb.DB]
@@ -189,6 +190,7 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 	}
 	s.upd = newUpdater(s)
 	s.feed = &feedChecker{s: s, kick: make(chan struct{}, 1)}
+	s.metrics = newMetrics(s)
 	if abs, err := filepath.Abs(stateDir); err == nil {
 		s.upd.dir = filepath.Join(abs, "selfupdate")
 	}
@@ -459,6 +461,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		// the short time a refusal is given; and only so many at once,
 		// since a refused connection is counted nowhere else: past
 		// that, a flood is closed without a word.
+		s.metrics.refused(busyConnections)
 		if !s.limits.busySlot() {
 			return
 		}
@@ -493,6 +496,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	if pe := ss.takenBack.Load(); pe != nil {
 		err = pe
 	}
+	s.metrics.ended(ss)
 	if ss.outcome == outcomeBusy {
 		s.sendError(ss, err) // logged by limits, at a bounded rate
 		return
@@ -607,7 +611,7 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 	}
 	ss.hello = hello
 	if wait := s.upd.refusing(); wait > 0 {
-		ss.outcome = "refused: updating"
+		ss.outcome = outcomeUpdating
 		secs := uint16(min((wait+time.Second-1)/time.Second, 65535))
 		return &syncproto.Error{Code: syncproto.CodeUpdating, Retry: secs,
 			Message: fmt.Sprintf("server is updating, retry in %d s", secs)}
@@ -653,6 +657,7 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 			// The transfer is over, whatever its outcome.
 			s.endTransfer(ss)
 			ss.outcome = m.Outcome.String()
+			s.metrics.sync(ss.outcome)
 			// A staged rollout counts the outcome of a session that
 			// fetched the release it was served: a report without a
 			// transfer, or of another build, could promote or halt it
@@ -817,6 +822,7 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 	}
 	ss.fetched = true
 	ss.outcome = "sending"
+	defer s.metrics.sentSince(ss.w, ss.w.N)
 	var enc *zstd.Encoder // nil: raw, as the client asked
 	if get.Flags&syncproto.GetRaw == 0 {
 		enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))

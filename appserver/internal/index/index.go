@@ -150,6 +150,9 @@ type Index struct {
 	// by mu.
 	Scans int64
 
+	// obs is told of every successful scan (see Observe); nil for none.
+	obs Observer
+
 	// afterScan, when a test sets it, runs after each successful scan,
 	// before the watches are brought in line with it.
 	afterScan func()
@@ -193,21 +196,41 @@ type Release struct {
 	PostInstallTimeout time.Duration
 }
 
+// Observer is told of the scans of the indexes opened with it (see
+// Observe), for the server's metrics. It is called from the goroutine
+// that scanned, and must be safe for concurrent use.
+type Observer interface {
+	// Scanned is told of a successful scan of the update folder of
+	// osName: how long it took, and of its files how many took their
+	// hash from the hash cache (hits) and how many were hashed (misses).
+	Scanned(osName string, took time.Duration, hits, misses int)
+}
+
+// Option is an option of Open.
+type Option func(*Index)
+
+// Observe has every scan of the index told to o, the one Open makes
+// included; nil tells nobody.
+func Observe(o Observer) Option { return func(ix *Index) { ix.obs = o } }
+
 // Open opens the update folder dir for OS osName, loads the hash cache
 // from stateDir, starts watching the folder and scans it once.
-func Open(ctx context.Context, log *slog.Logger, osName, dir, stateDir string, rel Release) (*Index, error) {
-	return openWith(ctx, log, osName, dir, stateDir, rel, fsnotify.NewWatcher)
+func Open(ctx context.Context, log *slog.Logger, osName, dir, stateDir string, rel Release, opts ...Option) (*Index, error) {
+	return openWith(ctx, log, osName, dir, stateDir, rel, fsnotify.NewWatcher, opts...)
 }
 
 // openWith is Open with the watcher made by newWatcher, so that tests can
 // make an index whose watcher fails.
 func openWith(ctx context.Context, log *slog.Logger, osName, dir, stateDir string, rel Release,
-	newWatcher func() (*fsnotify.Watcher, error)) (*Index, error) {
+	newWatcher func() (*fsnotify.Watcher, error), opts ...Option) (*Index, error) {
 	ix := &Index{
 		OS: osName, Dir: dir, rel: &rel,
 		cache: filepath.Join(stateDir, "hashcache-"+osName+".json"),
 		log:   log.With("os", osName),
 		known: map[string]cacheEntry{},
+	}
+	for _, o := range opts {
+		o(ix)
 	}
 	ix.loadCache()
 	ix.startWatch(newWatcher)
@@ -409,6 +432,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 	dirs := map[string]fs.FileInfo{}
 	full := map[string]bool{} // folders that hold anything
 	var todo []int
+	hits := 0 // files whose hash the cache gave
 	err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 		p := filepath.Join(ix.Dir, filepath.FromSlash(rel))
 		if err != nil {
@@ -462,6 +486,7 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 			if h, err := hex.DecodeString(c.Hash); err == nil && len(h) == 32 {
 				copy(f.Hash[:], h)
 				m.Files = append(m.Files, f)
+				hits++
 				return nil
 			}
 		}
@@ -495,6 +520,9 @@ func (ix *Index) scan(ctx context.Context, known map[string]cacheEntry) (*Manife
 		if f.MtimeNs < racy && !f.Dir {
 			next[f.Path] = cacheEntry{Size: f.Size, MtimeNs: f.MtimeNs, Inode: f.Inode, CtimeNs: f.CtimeNs, Hash: hex.EncodeToString(f.Hash[:])}
 		}
+	}
+	if ix.obs != nil {
+		ix.obs.Scanned(ix.OS, time.Since(start), hits, len(todo))
 	}
 	if len(todo) > 0 {
 		ix.log.Info("indexed update folder", "dir", ix.Dir, "files", len(m.Files), "bytes", m.TotalBytes,
