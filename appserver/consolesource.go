@@ -237,6 +237,7 @@ func (s *Server) consoleHandler(ring *logRing) (http.Handler, error) {
 			return CheckPassword(s.conf(), user, password)
 		},
 		Throttle: adminThrottle{&s.logins},
+		Metrics:  s.MetricsHandler(),
 		Name:     host,
 	})
 }

@@ -49,3 +49,20 @@ func ringOf(cfg *Config, h syncproto.Hello) string {
 	}
 	return "everyone"
 }
+
+// clientCounts is the clients per build and OS, for the metrics.
+func (s *Server) clientCounts(ctx context.Context) (map[[2]string]int, error) {
+	db := s.records.Load()
+	if db == nil {
+		return nil, errNoRecords
+	}
+	sum, err := db.Summary(ctx, time.Time{})
+	if err != nil {
+		return nil, withHealth(db, err)
+	}
+	out := make(map[[2]string]int, len(sum.BuildOS))
+	for _, b := range sum.BuildOS {
+		out[[2]string{b.Build, b.OS}] = b.N
+	}
+	return out, nil
+}

@@ -191,6 +191,7 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 	s.upd = newUpdater(s)
 	s.feed = &feedChecker{s: s, kick: make(chan struct{}, 1)}
 	s.metrics = newMetrics(s)
+	s.SetClientCounts(s.clientCounts)
 	if abs, err := filepath.Abs(stateDir); err == nil {
 		s.upd.dir = filepath.Join(abs, "selfupdate")
 	}
