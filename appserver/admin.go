@@ -8,101 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/erpupdate/smartsync/syncproto"
 )
-
-// Guessing is slowed down: after n failed logins from one address within
-// failWindow, that address is refused without a check for loginDelay(n),
-// and only one of its attempts is checked at a time.
-const (
-	failWindow   = 15 * time.Minute
-	maxLoginWait = 30 * time.Second
-)
-
-func loginDelay(fails int) time.Duration {
-	switch {
-	case fails <= 1:
-		return 0
-	case fails > 7:
-		return maxLoginWait
-	}
-	return min(time.Second<<(fails-2), maxLoginWait)
-}
-
-// logins counts failed administrator logins by remote address.
-type logins struct {
-	mu    sync.Mutex
-	fails map[string]loginFails
-	// observe, when set, is told of every attempt's result: "ok",
-	// "failed" or "throttled" (the metrics).
-	observe func(result string)
-}
-
-type loginFails struct {
-	n         int
-	last      time.Time
-	notBefore time.Time // no attempt is checked before then
-	checking  bool      // an attempt from the address is being checked
-}
-
-// begin admits one login attempt from host: it returns how long the
-// address must still wait (a refusal, without checking the password, so
-// that a right guess cannot be told from a wrong one by its speed), or 0
-// and then the caller must call end.
-func (l *logins) begin(host string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.fails == nil {
-		l.fails = map[string]loginFails{}
-	}
-	f := l.fails[host]
-	if wait := time.Until(f.notBefore); wait > 0 {
-		l.told("throttled")
-		return wait
-	}
-	if f.checking {
-		l.told("throttled")
-		return time.Second
-	}
-	f.checking = true
-	l.fails[host] = f
-	return 0
-}
-
-// told tells observe, if set, of an attempt's result.
-func (l *logins) told(result string) {
-	if l.observe != nil {
-		l.observe(result)
-	}
-}
-
-// end records the attempt begun from host: ok, or one more failure.
-func (l *logins) end(host string, ok bool) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.fails[host]
-	f.checking = false
-	if ok {
-		l.told("ok")
-	} else {
-		l.told("failed")
-	}
-	if ok {
-		delete(l.fails, host)
-		return 0
-	}
-	if time.Since(f.last) > failWindow {
-		f.n = 0
-	}
-	f.n++
-	f.last = time.Now()
-	f.notBefore = f.last.Add(loginDelay(f.n))
-	l.fails[host] = f
-	return f.n
-}
 
 // admin runs an administrator's session (see syncproto's doc): key
 // exchange, login with the password or a session token, then one request.
@@ -131,7 +40,7 @@ func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.Adm
 		return fmt.Errorf("got %v instead of Admin: %w", m.Type(), syncproto.ErrUnexpected)
 	}
 	host, _, _ := net.SplitHostPort(ss.conn.RemoteAddr().String())
-	if wait := s.logins.begin(host); wait > 0 {
+	if wait := s.logins.Begin(host); wait > 0 {
 		s.log.Warn("administrator login refused: too many failures from the address", "client", ss.conn.RemoteAddr().String(), "user", req.User, "wait", wait.Round(time.Second))
 		ss.outcome = "login refused"
 		return &syncproto.Error{Code: syncproto.CodeDenied, Retry: uint16(min((wait+time.Second-1)/time.Second, 65535)),
@@ -139,13 +48,13 @@ func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.Adm
 	}
 	sessionName, err := s.authenticate(priv, clientKey, req)
 	if err != nil {
-		n := s.logins.end(host, false)
+		n := s.logins.End(host, false)
 		s.log.Warn("administrator login refused", "client", ss.conn.RemoteAddr().String(), "user", req.User,
 			"token", req.Flags&syncproto.AdminToken != 0, "failures", n, "err", err)
 		ss.outcome = "login refused"
 		return &syncproto.Error{Code: syncproto.CodeDenied, Message: deniedMessage(err)}
 	}
-	s.logins.end(host, true)
+	s.logins.End(host, true)
 	s.mu.Lock()
 	s.admins[ss.raw] = true
 	s.mu.Unlock()

@@ -18,9 +18,7 @@ import (
 
 // forgetFailures clears the login throttle, as if its delay had passed.
 func forgetFailures(ts *testServer) {
-	ts.srv.logins.mu.Lock()
-	clear(ts.srv.logins.fails)
-	ts.srv.logins.mu.Unlock()
+	ts.srv.logins.Forget()
 }
 
 // TestAdminTamperedField is the attack of a machine on the way that

@@ -216,13 +216,6 @@ func (c *consoleSource) RecentLog(ctx context.Context, n int) ([]console.LogLine
 	return out, nil
 }
 
-// adminThrottle is the admin channel's login throttle, for the console:
-// both count the same failures by address.
-type adminThrottle struct{ l *logins }
-
-func (t adminThrottle) Begin(host string) time.Duration { return t.l.begin(host) }
-func (t adminThrottle) End(host string, ok bool)        { t.l.end(host, ok) }
-
 // consoleHandler is the web console of the server: its pages, its API
 // and its metrics, with the [ADMIN] login beyond loopback. ring gives
 // the recent log lines (nil: none).
@@ -236,7 +229,8 @@ func (s *Server) consoleHandler(ring *logRing) (http.Handler, error) {
 		Login: func(ctx context.Context, user, password string) error {
 			return CheckPassword(s.conf(), user, password)
 		},
-		Throttle: adminThrottle{&s.logins},
+		// The admin channel's: both count the same failures.
+		Throttle: &s.logins,
 		Metrics:  s.MetricsHandler(),
 		Name:     host,
 	})

@@ -84,7 +84,7 @@ var (
 func newMetrics(s *Server) *metrics {
 	m := registerMetrics(s)
 	s.patches.observe = m.patchMade
-	s.logins.observe = m.adminLogin
+	s.logins.Observe = m.adminLogin
 	return m
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
+	"github.com/erpupdate/smartsync/appserver/internal/throttle"
 	"github.com/erpupdate/smartsync/internal/atomicfile"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -36,9 +37,7 @@ func installWithBuild(t *testing.T, dir, build string) {
 // bcrypt time on each of as many parallel connections as he likes.
 func TestLoginThrottleRefusesUnchecked(t *testing.T) {
 	ts, _ := selfUpdateServer(t, "7.00.240501A")
-	ts.srv.logins.mu.Lock()
-	ts.srv.logins.fails = map[string]loginFails{"127.0.0.1": {n: 7, last: time.Now(), notBefore: time.Now().Add(loginDelay(7))}}
-	ts.srv.logins.mu.Unlock()
+	ts.srv.logins.Fail("127.0.0.1", 7)
 
 	attempt := func(password string) {
 		c := mustDial(t, ts.addr)
@@ -66,12 +65,10 @@ func TestLoginThrottleRefusesUnchecked(t *testing.T) {
 	wg.Wait()
 	var n int
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && n < 17; time.Sleep(50 * time.Millisecond) {
-		ts.srv.logins.mu.Lock()
-		n = ts.srv.logins.fails["127.0.0.1"].n
-		ts.srv.logins.mu.Unlock()
+		n = ts.srv.logins.Failures("127.0.0.1")
 	}
 	if n > 8 {
-		t.Errorf("after 7 failures (a %v delay) the server checked %d more guesses within 10 s", loginDelay(7), n-7)
+		t.Errorf("after 7 failures (a %v delay) the server checked %d more guesses within 10 s", throttle.Delay(7), n-7)
 	}
 	// And the right one is refused unchecked too, so that its speed tells
 	// nothing.

@@ -259,9 +259,7 @@ func TestAdminLogin(t *testing.T) {
 			wantCode(t, res.err, syncproto.CodeDenied, tc.want)
 		})
 	}
-	ts.srv.logins.mu.Lock()
-	clear(ts.srv.logins.fails) // as a second later
-	ts.srv.logins.mu.Unlock()
+	ts.srv.logins.Forget() // as a second later
 	if !strings.Contains(ts.logs.String(), "administrator login refused") {
 		t.Error("refused logins were not logged")
 	}
@@ -269,38 +267,6 @@ func TestAdminLogin(t *testing.T) {
 	if res.err != nil || len(res.statuses) != 1 || res.statuses[0].State != syncproto.StateNone || res.statuses[0].RunningBuild != "7.00.240501A" {
 		t.Fatalf("status = %+v", res)
 	}
-}
-
-func TestLoginDelay(t *testing.T) {
-	for fails, want := range map[int]time.Duration{1: 0, 2: time.Second, 3: 2 * time.Second, 6: 16 * time.Second, 7: 30 * time.Second, 50: 30 * time.Second} {
-		if got := loginDelay(fails); got != want {
-			t.Errorf("loginDelay(%d) = %v, want %v", fails, got, want)
-		}
-	}
-	var l logins
-	if w := l.begin("10.0.0.1"); w != 0 {
-		t.Fatalf("a first attempt waits %v", w)
-	}
-	if w := l.begin("10.0.0.1"); w == 0 {
-		t.Fatal("a second attempt was checked while the first one was")
-	}
-	if n := l.end("10.0.0.1", false); n != 1 {
-		t.Fatalf("failure counted as %d", n)
-	}
-	if w := l.begin("10.0.0.1"); w != 0 {
-		t.Fatalf("after one failure the address waits %v", w)
-	}
-	if n := l.end("10.0.0.1", false); n != 2 {
-		t.Fatalf("second failure counted as %d", n)
-	}
-	// After two failures, the address is refused unchecked for a second.
-	if w := l.begin("10.0.0.1"); w <= 0 || w > time.Second {
-		t.Fatalf("after two failures the address waits %v, want up to 1s", w)
-	}
-	if w := l.begin("10.0.0.2"); w != 0 {
-		t.Errorf("another address waits %v", w)
-	}
-	l.end("10.0.0.2", true)
 }
 
 func TestSelfUpdateRefused(t *testing.T) {

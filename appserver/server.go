@@ -26,6 +26,7 @@ import (
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/appserver/internal/releases"
+	"github.com/erpupdate/smartsync/appserver/internal/throttle"
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/internal/version"
 	"github.com/erpupdate/smartsync/syncproto"
@@ -114,7 +115,7 @@ type Server struct {
 	self       Self
 	upd        *updater
 	feed       *feedChecker // the vendor's release feed (see feed.go)
-	logins     logins
+	logins     throttle.Logins
 	tokens     adminTokens   // administrators' session tokens (see adminsession.go)
 	stopping   chan struct{} // closed when the server begins to stop
 	stopOnce   sync.Once

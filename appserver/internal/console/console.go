@@ -40,6 +40,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/erpupdate/smartsync/appserver/internal/throttle"
 )
 
 //go:embed templates/*.html static/*
@@ -73,7 +75,7 @@ type Options struct {
 	Login func(ctx context.Context, user, password string) error
 	// Throttle slows down guessing, per remote address; give the admin
 	// channel's so that both count the same failures. Nil: a throttle of
-	// the console's own, with the admin channel's rule (NewThrottle).
+	// the console's own, with the admin channel's rule (throttle.Logins).
 	Throttle Throttle
 	// Metrics, when set, is served at /metrics (with RequireLogin, behind
 	// HTTP Basic with the [ADMIN] credentials).
@@ -127,7 +129,7 @@ func New(o Options) (*Console, error) {
 		o.Now = time.Now
 	}
 	if o.Throttle == nil {
-		o.Throttle = NewThrottle()
+		o.Throttle = &throttle.Logins{}
 	}
 	c := &Console{o: o, log: o.Log, mux: http.NewServeMux()}
 	if c.log == nil {

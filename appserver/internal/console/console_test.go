@@ -430,33 +430,6 @@ func TestLoginThrottled(t *testing.T) {
 	}
 }
 
-func TestThrottleRule(t *testing.T) {
-	th := NewThrottle()
-	if w := th.Begin("h"); w != 0 {
-		t.Fatalf("first attempt waits %v", w)
-	}
-	if w := th.Begin("h"); w == 0 {
-		t.Fatal("a second attempt is checked while the first one is")
-	}
-	th.End("h", false)
-	if w := th.Begin("h"); w != 0 {
-		t.Fatalf("after one failure: wait %v, want none", w)
-	}
-	th.End("h", false)
-	if w := th.Begin("h"); w <= 0 || w > time.Second {
-		t.Fatalf("after two failures: wait %v, want up to 1 s", w)
-	}
-	if w := th.Begin("other"); w != 0 {
-		t.Fatalf("another address waits %v", w)
-	}
-	th.End("other", true)
-	for n, want := range map[int]time.Duration{1: 0, 2: time.Second, 3: 2 * time.Second, 7: 30 * time.Second, 9: 30 * time.Second} {
-		if got := loginDelay(n); got != want {
-			t.Errorf("loginDelay(%d) = %v, want %v", n, got, want)
-		}
-	}
-}
-
 // TestCSRF attacks the POSTs: each forged request must be refused, and
 // the genuine one (the last) admitted, so that the test fails without the
 // defence.

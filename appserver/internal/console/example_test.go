@@ -20,7 +20,7 @@ func (adminLogins) end(host string, ok bool) int    { return 0 }
 type throttle struct{ l adminLogins }
 
 func (t throttle) Begin(host string) time.Duration { return t.l.begin(host) }
-func (t throttle) End(host string, ok bool)        { t.l.end(host, ok) }
+func (t throttle) End(host string, ok bool) int    { return t.l.end(host, ok) }
 
 // The appserver serves the console on its [HTTP] listener; beyond
 // loopback it sets RequireLogin and serves over TLS.
