@@ -114,6 +114,10 @@ type Server struct {
 	stopServe  context.CancelFunc
 	handedOver atomic.Bool
 	ids        identities // the host each client id was seen from (see checkIdentity)
+	// outcomes is handed the outcome of every sync (see outcome.go);
+	// nil: none. cuts are the sessions cut without a report.
+	outcomes func(outcomeRecord)
+	cuts     outcomeCuts
 }
 
 // SetSelf tells the server about its own installation, which a
@@ -485,6 +489,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	if pe := ss.takenBack.Load(); pe != nil {
 		err = pe
 	}
+	s.sessionCut(ss, err)
 	if ss.outcome == outcomeBusy {
 		s.sendError(ss, err) // logged by limits, at a bounded rate
 		return
@@ -642,6 +647,14 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 				return err
 			}
 		case syncproto.Report:
+			if m.At != 0 {
+				// An earlier sync's, sent late: the requests go on.
+				s.recordOutcome(ss, m, time.Now())
+				if err := s.send(ss, syncproto.ReportAck{}); err != nil {
+					return err
+				}
+				continue
+			}
 			// The transfer is over, whatever its outcome.
 			s.endTransfer(ss)
 			ss.outcome = m.Outcome.String()
@@ -655,11 +668,7 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 			if ss.release != 0 && m.Outcome == syncproto.OutcomeUpdated && m.Build == ss.releaseBuild {
 				s.clients.confirm(ss.hello.OS, ss.hello.ClientID, ss.release)
 			}
-			if m.Message != "" {
-				s.log.Info("client report", "client", ss.conn.RemoteAddr().String(), "id", ss.hello.ClientID,
-					"host", ss.hello.Host, "user", ss.hello.User,
-					"outcome", m.Outcome.String(), "build", m.Build, "message", m.Message)
-			}
+			s.recordOutcome(ss, m, time.Now())
 			if err := s.send(ss, syncproto.ReportAck{}); err != nil {
 				return err
 			}
