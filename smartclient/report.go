@@ -195,9 +195,9 @@ func endOutcome(ctx context.Context, step string, err error) syncproto.Outcome {
 }
 
 // reportEnd reports a sync that ended with err before it reported: on a
-// session of its own, unless the server could not be reached or the user
-// stopped the sync; a report that cannot be sent is kept for the next
-// session.
+// session of its own, unless the server could not be reached, the
+// connection was lost or the user stopped the sync; a report that cannot
+// be sent is kept for the next session.
 func reportEnd(ctx context.Context, st *state.State, o Options, err error) {
 	rp := o.rep
 	if rp == nil || rp.done || err == nil || errors.Is(err, ErrDisabled) {
@@ -208,7 +208,8 @@ func reportEnd(ctx context.Context, st *state.State, o Options, err error) {
 	if r.Outcome == syncproto.OutcomeDeclined {
 		r.Step = ""
 	}
-	if ctx.Err() != nil || rp.step == stepConnect {
+	if ctx.Err() != nil || rp.step == stepConnect || lostConnection(err) {
+		// Nobody to tell now: the next session will.
 		rp.keep(r)
 		return
 	}

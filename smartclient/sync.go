@@ -278,6 +278,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		defer st.Release()
 		st.ClientID = id
 		o.noBlocks = true
+		o.rep.done = false // the second attempt reports too
 		res, err = syncRetrying(ctx, root, st, o)
 	}
 	// A sync that ended before it reported reports now, or keeps its
@@ -1087,10 +1088,8 @@ func (a *attempt) fail(err error) (*Result, error) {
 	a.bkp.Wait()
 	// A lost connection, or the server's own final word, leaves nobody
 	// to report to.
-	// A sync tried again without block sums reports once, at its end.
 	var pe *syncproto.Error
-	if !lostConnection(err) && !errors.As(err, &pe) && a.ctx.Err() == nil &&
-		(a.o.noBlocks || !errors.Is(err, fetch.ErrBlockMismatch)) {
+	if !lostConnection(err) && !errors.As(err, &pe) && a.ctx.Err() == nil {
 		a.report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Step: stepOf(a.o.rep.stepNow(), err), Message: err.Error()})
 	}
 	if !a.root.Exists(journal.File) {
