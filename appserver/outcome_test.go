@@ -356,3 +356,72 @@ func TestOutcomeProtocol(t *testing.T) {
 		}
 	})
 }
+
+// TestOutcomeLateReportsNotCounted: a staged rollout counts a session's
+// own report only: reports of earlier syncs, failures though they be,
+// sent by pilot workstations after a fetch, neither halt it nor count;
+// the session's own record names its release and ring, the late one
+// neither.
+func TestOutcomeLateReportsNotCounted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "linux_upd")
+	writeTree(t, dir, map[string]string{"keep": "folder"}, oldTime)
+	cfg, _ := loadServerConfig(t, "Enable=1", "PathLinux="+dir, "Build="+srvBuild,
+		"[ROLLOUT]", "Pilot=pilot-*", "Delay=0", "MinSuccesses=5", "HaltPercent=40", "MinReports=2")
+	state := t.TempDir()
+	const b1, b2 = "7.00.240601A", "7.00.240701A"
+	publishTree(t, cfg, state, b1, map[string]string{"app": "one"}, nil)
+	sink := &outcomeSink{}
+	ts := startServerIn(t, cfg, state, func(s *Server) { s.outcomes = sink.add }, nil)
+	publishTree(t, cfg, state, b2, map[string]string{"app": "two"}, nil)
+	waitServed(t, ts, b2)
+	for _, id := range []string{"p1", "p2", "p3"} {
+		c := mustDial(t, ts.addr)
+		if err := c.send(syncproto.Hello{ClientBuild: b1, OS: "linux", ClientID: id, Host: "pilot-" + id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.r.Expect(syncproto.MsgWelcome); err != nil {
+			t.Fatal(err)
+		}
+		s := &viewSession{c: c}
+		if err := c.send(syncproto.GetManifest{}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := c.r.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h, ok := m.(syncproto.ManifestHeader); ok {
+				s.header = h
+				break
+			}
+		}
+		for range s.header.Count {
+			m, err := c.r.Expect(syncproto.MsgManifestEntry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.entries = append(s.entries, m.(syncproto.ManifestEntry))
+		}
+		s.fetchAll(t)
+		late := syncproto.Report{Outcome: syncproto.OutcomeFailed, Build: b2, Step: "install", Message: "an earlier failure", At: time.Now().Add(-time.Hour).Unix()}
+		if err := c.report(late); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.report(syncproto.Report{Outcome: syncproto.OutcomeChecked, Build: b1}); err != nil {
+			t.Fatal(err)
+		}
+		c.conn.Close()
+	}
+	if got := syncAs(t, ts.addr, "pilot-9", "p9", b1, syncproto.OutcomeUpToDate); got != b2 {
+		t.Errorf("late reports halted the rollout: a pilot got %s, want %s\n%s", got, b2, ts.logs)
+	}
+	own := sink.wait(t, "a session's own report", func(r outcomeRecord) bool { return r.Outcome == "checked" && r.ClientID == "p1" })
+	if own.Release != 2 || own.Ring != "pilot" {
+		t.Errorf("the session's own record: %+v", own)
+	}
+	late := sink.wait(t, "a late report", func(r outcomeRecord) bool { return r.Late && r.ClientID == "p1" })
+	if late.Release != 0 || late.Ring != "" || late.Outcome != "failed" {
+		t.Errorf("the late record: %+v", late)
+	}
+}
