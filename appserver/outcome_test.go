@@ -3,6 +3,7 @@ package appserver
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -424,4 +425,37 @@ func TestOutcomeLateReportsNotCounted(t *testing.T) {
 	if late.Release != 0 || late.Ring != "" || late.Outcome != "failed" {
 		t.Errorf("the late record: %+v", late)
 	}
+}
+
+// TestOutcomeDeclinedAndChecked: a first install the user declines, one
+// declined for want of a terminal to ask on, and a check each reach the
+// server.
+func TestOutcomeDeclinedAndChecked(t *testing.T) {
+	st := newOutcomeSite(t, map[string]string{"app.txt": "one"}, nil)
+	asked := st.client(t, nil)
+	asked.Yes, asked.Host = false, "asked"
+	asked.Confirm = func(string) (bool, error) { return false, nil }
+	if _, err := smartclient.Sync(t.Context(), asked); !errors.Is(err, smartclient.ErrDeclined) {
+		t.Fatalf("declined sync: %v", err)
+	}
+	r := st.sink.wait(t, "the user's no", func(r outcomeRecord) bool { return r.Outcome == "declined" && r.Host == "asked" })
+	if r.Step != "" || r.Late {
+		t.Errorf("record of the user's no: %+v", r)
+	}
+	noTerminal := st.client(t, nil)
+	noTerminal.Yes, noTerminal.Host = false, "unattended"
+	if _, err := smartclient.Sync(t.Context(), noTerminal); !errors.Is(err, smartclient.ErrDeclined) {
+		t.Fatalf("sync without a terminal: %v", err)
+	}
+	r = st.sink.wait(t, "the unattended no", func(r outcomeRecord) bool { return r.Outcome == "declined" && r.Host == "unattended" })
+	if r.Reason != "no terminal to ask on" {
+		t.Errorf("record of the unattended no: %+v", r)
+	}
+	check := st.client(t, nil)
+	check.CheckOnly, check.Host, check.Dir = true, "checker", asked.Dir
+	if _, err := smartclient.Sync(t.Context(), check); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	st.sink.wait(t, "the check", func(r outcomeRecord) bool { return r.Outcome == "checked" && r.Host == "checker" })
+	logLine(t, st.ts.logs, "sync outcome", "level=INFO", "outcome=declined", "host=asked")
 }
