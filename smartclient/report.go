@@ -35,8 +35,7 @@ const (
 	stepFetch     = "fetch"
 	stepVerify    = "verify"
 	stepBackup    = "backup"
-	stepInstall   = "install"
-	stepRestore   = "restore"
+	stepInstall   = "install" // the switch, undone if it failed (journal.ErrRolledBack)
 	stepPost      = "post-install"
 )
 
@@ -145,8 +144,6 @@ func stepOf(step string, err error) string {
 		return stepVerify
 	case errors.Is(err, journal.ErrPostInstall):
 		return stepPost
-	case errors.Is(err, journal.ErrRolledBack):
-		return stepRestore
 	}
 	return step
 }

@@ -1,6 +1,7 @@
 package smartclient_test
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"math/rand/v2"
@@ -11,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/erpupdate/smartsync/smartclient"
+	"github.com/erpupdate/smartsync/smartclient/internal/hostiletest"
+	"github.com/erpupdate/smartsync/syncproto"
+	"github.com/zeebo/blake3"
 )
 
 // TestReportOfAFullDisk: a full disk in the middle of a transfer that the
@@ -51,5 +55,26 @@ func TestReportOfAFullDisk(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".smartclient", "pending-reports.json")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a report the server took is kept for later: %v", err)
+	}
+}
+
+// TestReportOfAFileThatFailsItsCheck: a file whose content is not the
+// one the manifest names fails the sync at the step "verify", and the
+// report says which file.
+func TestReportOfAFileThatFailsItsCheck(t *testing.T) {
+	files := liarRelease()
+	last := files[2].Content
+	saw, _ := hostileRun(t, hostiletest.Lie{Name: "hash mismatch", Want: smartclient.ErrVerify, WantMsg: []string{"data/last.dat"},
+		Send: func(s *hostiletest.Stream) {
+			s.File(0)
+			s.File(1)
+			forged := bytes.ToUpper(last)
+			s.Msg(syncproto.FileStart{Index: 2, Size: uint64(len(forged))})
+			s.Data(forged)
+			s.Msg(syncproto.FileEnd{Hash: blake3.Sum256(last)})
+		}})
+	r := saw.Report
+	if r == nil || r.Outcome != syncproto.OutcomeFailed || r.Step != "verify" || !strings.Contains(r.Message, "data/last.dat") || r.At != 0 || r.Duration == 0 {
+		t.Errorf("report %+v; want the failure at verify, naming the file", r)
 	}
 }
