@@ -42,22 +42,23 @@ func TestConsoleEndToEnd(t *testing.T) {
 	wait := ts.srv.serveConsole(ctx, ring)
 	t.Cleanup(func() { cancel(); wait() })
 
+	ws := t.TempDir()
 	sync := func(host, user string) error {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
-		_, err := smartclient.Sync(ctx, smartclient.Options{Dir: filepath.Join(state, "ws", host), Server: ts.addr, OS: "linux",
+		_, err := smartclient.Sync(ctx, smartclient.Options{Dir: filepath.Join(ws, host), Server: ts.addr, OS: "linux",
 			Yes: true, AllowUnsigned: true, Timeout: 10 * time.Second, RetryFor: -1, Host: host, User: user})
 		return err
 	}
-	for _, ws := range [][2]string{{"caixa-01", "maria"}, {"caixa-02", "joao"}, {"caixa-03", "ana"}} {
-		if err := sync(ws[0], ws[1]); err != nil {
-			t.Fatalf("%s: %v", ws[0], err)
+	for _, w := range [][2]string{{"caixa-01", "maria"}, {"caixa-02", "joao"}, {"caixa-03", "ana"}} {
+		if err := sync(w[0], w[1]); err != nil {
+			t.Fatalf("%s: %v", w[0], err)
 		}
 	}
 	publishTree(t, cfg, state, b2, map[string]string{"app": "two", "lib/libtotvs.so": "lib two"}, nil)
 	// caixa-03's library is read-only: its update fails before a byte
 	// is fetched, and says why.
-	if err := os.Chmod(filepath.Join(state, "ws", "caixa-03", "lib", "libtotvs.so"), 0o444); err != nil {
+	if err := os.Chmod(filepath.Join(ws, "caixa-03", "lib", "libtotvs.so"), 0o444); err != nil {
 		t.Fatal(err)
 	}
 	const reason = "the file lib/libtotvs.so is read-only"

@@ -89,7 +89,10 @@ func (c *consoleSource) rollouts(now time.Time) []console.Rollout {
 	var out []console.Rollout
 	for _, osName := range slices.Sorted(maps.Keys(c.s.Indexes())) {
 		st := c.s.rollouts.of(osName).Status(now)
-		if st.Phase == rollout.PhaseNone {
+		// Without a pilot ring every release goes to everyone at once:
+		// there is no rollout to watch, unless one was halted or is
+		// still in its pilot phase from before the ring was removed.
+		if st.Phase == rollout.PhaseNone || len(st.Policy.Pilot) == 0 && st.Phase != rollout.PhasePilot && st.Phase != rollout.PhaseHalted {
 			continue
 		}
 		state := console.RolloutRunning

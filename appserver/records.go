@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/clientdb"
-	"github.com/erpupdate/smartsync/appserver/internal/rollout"
-	"github.com/erpupdate/smartsync/syncproto"
 )
 
 // The client records: every sync's outcome, written by the running
@@ -37,17 +35,17 @@ func (s *Server) closeRecords(db *clientdb.DB) {
 	}
 }
 
-// ringOf names the rollout ring of the client of h: "pilot", "everyone",
-// or "" without a staged rollout.
-func ringOf(cfg *Config, h syncproto.Hello) string {
-	p := cfg.Rollout.Policy()
-	if len(p.Pilot) == 0 {
-		return ""
+// recordSync is the sink of every outcome (see outcome.go): the client
+// records. It never blocks: the records are queued and written by
+// clientdb's own goroutine.
+func (s *Server) recordSync(r outcomeRecord) {
+	db := s.records.Load()
+	if db == nil {
+		return // not serving: no session can end
 	}
-	if p.InPilot(rollout.Client{ID: h.ClientID, Host: h.Host, Build: h.ClientBuild}) {
-		return "pilot"
-	}
-	return "everyone"
+	db.Record(clientdb.Sync{ClientID: r.ClientID, Host: r.Host, User: r.User, OS: r.OS, Path: r.Path, Addr: r.Addr,
+		Build: r.Build, Release: r.Release, Ring: r.Ring, At: r.At, Reported: r.Reported, Outcome: r.Outcome,
+		Step: r.Step, Reason: r.Reason, Files: int(r.Files), Bytes: int64(r.Bytes), Duration: r.Duration})
 }
 
 // clientCounts is the clients per build and OS, for the metrics.

@@ -122,6 +122,11 @@ type Server struct {
 	stopServe  context.CancelFunc
 	handedOver atomic.Bool
 	ids        identities // the host each client id was seen from (see checkIdentity)
+	// outcomes is handed the outcome of every sync (see outcome.go):
+	// recordSync, the client records, unless a test says otherwise; nil:
+	// none. cuts are the sessions cut without a report.
+	outcomes func(outcomeRecord)
+	cuts     outcomeCuts
 }
 
 // SetSelf tells the server about its own installation, which a
@@ -193,6 +198,7 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 	s.feed = &feedChecker{s: s, kick: make(chan struct{}, 1)}
 	s.metrics = newMetrics(s)
 	s.SetClientCounts(s.clientCounts)
+	s.outcomes = s.recordSync
 	if abs, err := filepath.Abs(stateDir); err == nil {
 		s.upd.dir = filepath.Join(abs, "selfupdate")
 	}
@@ -499,6 +505,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		err = pe
 	}
 	s.metrics.ended(ss)
+	s.sessionCut(ss, err)
 	if ss.outcome == outcomeBusy {
 		s.sendError(ss, err) // logged by limits, at a bounded rate
 		return
@@ -656,10 +663,17 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 				return err
 			}
 		case syncproto.Report:
+			if m.At != 0 {
+				// An earlier sync's, sent late: the requests go on.
+				s.recordOutcome(ss, m, time.Now())
+				if err := s.send(ss, syncproto.ReportAck{}); err != nil {
+					return err
+				}
+				continue
+			}
 			// The transfer is over, whatever its outcome.
 			s.endTransfer(ss)
 			ss.outcome = m.Outcome.String()
-			s.metrics.sync(ss.outcome)
 			// A staged rollout counts the outcome of a session that
 			// fetched the release it was served: a report without a
 			// transfer, or of another build, could promote or halt it
@@ -670,11 +684,7 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 			if ss.release != 0 && m.Outcome == syncproto.OutcomeUpdated && m.Build == ss.releaseBuild {
 				s.clients.confirm(ss.hello.OS, ss.hello.ClientID, ss.release)
 			}
-			if m.Message != "" {
-				s.log.Info("client report", "client", ss.conn.RemoteAddr().String(), "id", ss.hello.ClientID,
-					"host", ss.hello.Host, "user", ss.hello.User,
-					"outcome", m.Outcome.String(), "build", m.Build, "message", m.Message)
-			}
+			s.recordOutcome(ss, m, time.Now())
 			if err := s.send(ss, syncproto.ReportAck{}); err != nil {
 				return err
 			}

@@ -35,6 +35,11 @@
 //     durable first (internal/journal);
 //  7. record the new state and report the outcome to the server.
 //
+// Every sync reports how it ended, a failure with its step and reason, an
+// interrupted one too (report.go); a report the server does not take is
+// kept in .smartclient/pending-reports.json (internal/pending, the last 8)
+// and sent right after the welcome of the next session.
+//
 // Every change to the install folder goes through its file-system seam,
 // internal/install. Any failure before step 6 leaves the install folder as
 // it was.

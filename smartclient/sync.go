@@ -127,6 +127,8 @@ type Options struct {
 	// noBlocks fetches no file by block sums: the second attempt of a
 	// sync whose file built that way failed its check (see Sync).
 	noBlocks bool
+	// rep follows the sync to its report (see report.go).
+	rep *reporting
 }
 
 // Result says what a sync did.
@@ -189,6 +191,7 @@ func firstInstallPrompt(build string) string {
 // package documentation for the steps. On any failure the install folder
 // is left as it was.
 func Sync(ctx context.Context, o Options) (*Result, error) {
+	start := time.Now()
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -248,6 +251,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	st.ClientID = id
+	o.rep = newReporting(o, start)
 	if st.Legacy() && !o.CheckOnly {
 		// The state of an earlier build is rewritten in the binary
 		// format once, so that from the next sync on (a no-op check
@@ -274,8 +278,12 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		defer st.Release()
 		st.ClientID = id
 		o.noBlocks = true
+		o.rep.done = false // the second attempt reports too
 		res, err = syncRetrying(ctx, root, st, o)
 	}
+	// A sync that ended before it reported reports now, or keeps its
+	// report for the next session.
+	reportEnd(ctx, st, o, err)
 	if err != nil && !hadMeta && !root.Exists(journal.File) && !root.Exists(fetch.ResumeDir) {
 		// A first sync that did not happen leaves no trace but the
 		// client's id, which stays so that the server knows the
@@ -499,7 +507,12 @@ func (o Options) trust() servertrust.Config {
 
 // helloOf is the client's hello.
 func helloOf(st *state.State, o Options) syncproto.Hello {
-	return syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID, Host: hostName(o), User: userName(o)}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		dir = o.Dir
+	}
+	return syncproto.Hello{ClientBuild: st.Build, OS: o.OS, ClientID: st.ClientID, Host: hostName(o), User: userName(o),
+		Path: cut(dir, syncproto.MaxPath)}
 }
 
 // retryWhy is what the user is told of the codes that are retried.
@@ -534,6 +547,9 @@ type attempt struct {
 	c    *conn // the session; a report on a session of its own replaces it
 	w    syncproto.Welcome
 	full bool // the builds are incompatible: every file is fetched
+	// awaitRequests is set while the server waits for the requests of
+	// the manifest it sent: a report then follows an empty RequestEnd.
+	awaitRequests bool
 
 	// The no-op check of the install, under way while the server
 	// answers GetManifest (see startCheck).
@@ -604,25 +620,31 @@ func (a *attempt) run() (res *Result, err error) {
 	// The manifest received is kept once the sync has succeeded: a
 	// failed one leaves the install as it was, .smartclient included.
 	defer func() { a.cache.Commit(err == nil) }()
+	a.o.rep.at(stepManifest)
 	if err := a.readManifestBounded(); errors.Is(err, manifest.ErrUpToDate) {
 		return a.upToDate(), nil
 	} else if err != nil {
 		return nil, atManifest{err}
 	}
+	a.awaitRequests = true
 	a.backupCtx, a.stopBackup = context.WithCancel(a.ctx)
 	defer a.stopBackup()
+	a.o.rep.at(stepPlan)
 	if err := a.plan(); err != nil {
 		return nil, err
 	}
 	if a.o.CheckOnly {
 		return a.checkOnly()
 	}
+	a.o.rep.at(stepPreflight)
 	if err := a.preflight(); err != nil {
 		return nil, err
 	}
+	a.o.rep.at(stepFetch)
 	if err := a.download(); err != nil {
 		return a.fail(err)
 	}
+	a.o.rep.at(stepInstall)
 	if err := a.apply(); err != nil {
 		return a.fail(err)
 	}
@@ -642,6 +664,7 @@ func (a *attempt) run() (res *Result, err error) {
 
 // connect opens the session and reads the server's welcome.
 func (a *attempt) connect() error {
+	a.o.rep.at(stepConnect)
 	c, w, err := hello(a.ctx, a.st, a.o)
 	if err != nil {
 		return err
@@ -652,6 +675,7 @@ func (a *attempt) connect() error {
 		a.o.Log.Warn("connected without TLS", "server", a.o.Server)
 	}
 	a.renewID()
+	a.sendEarlier()
 	a.res = &Result{Build: w.ServerBuild, Compatible: w.Compatible, Message: w.Message, Installed: a.st.Build}
 	a.o.Log.Info("connected", "server", a.o.Server, "server_build", w.ServerBuild, "installed_build", a.st.Build,
 		"compatible", w.Compatible, "updates", w.UpdatesEnabled)
@@ -670,12 +694,23 @@ func (a *attempt) endSession() {
 }
 
 // report tells the server how the sync ended.
+//
+// Where the server waits for the requests of the manifest it sent, an
+// empty RequestEnd goes first. A report the server does not take is kept
+// for the next session (see report.go).
 func (a *attempt) report(r syncproto.Report) {
 	r.Build = a.st.Build
 	if !a.c.OutOfStep() {
-		a.c.Report(a.o.Log, r)
+		if a.awaitRequests {
+			a.awaitRequests = false
+			if err := fetch.Request(a.c, nil, nil); err != nil {
+				a.o.Log.Info("ending the requests before the report", "err", err)
+			}
+		}
+		a.o.rep.deliver(a.c, r)
 		return
 	}
+	r = a.o.rep.fill(r)
 	// What the server still sends on c could take long to read (the
 	// rest of a 1 GB transfer that a full disk cut short): c goes, and
 	// the report takes a session of its own.
@@ -685,10 +720,11 @@ func (a *attempt) report(r syncproto.Report) {
 	rc, _, err := session.Open(a.ctx, ro.Server, ro.Timeout, ro.trust(), helloOf(a.st, ro))
 	if err != nil {
 		a.o.Log.Info("could not report the outcome to the server", "err", err)
+		a.o.rep.keep(r)
 		return
 	}
 	rc.SetTimeout(a.o.Timeout)
-	rc.Report(a.o.Log, r)
+	a.o.rep.deliver(rc, r)
 	a.c = rc // closed when the sync ends, or kept by 'run' as c would be
 }
 
@@ -696,6 +732,7 @@ func (a *attempt) report(r syncproto.Report) {
 // new session if so: a person may take longer to answer than the server
 // waits, so the session that asked was closed.
 func (a *attempt) confirmFull() (declined bool, err error) {
+	a.o.rep.at(stepConfirm)
 	ok, err := confirm(a.ctx, a.c, a.o, a.w, a.st.Build)
 	if err != nil || !ok {
 		return !ok, err
@@ -705,6 +742,7 @@ func (a *attempt) confirmFull() (declined bool, err error) {
 		// server said busy does not ask again.
 		*a.o.confirmed = true
 	}
+	a.o.rep.at(stepConnect)
 	c, w, err := hello(a.ctx, a.st, a.o)
 	if err != nil {
 		// A failed hello opens no session; a.c keeps the first one
@@ -713,6 +751,7 @@ func (a *attempt) confirmFull() (declined bool, err error) {
 	}
 	a.c, a.w = c, w
 	a.renewID()
+	a.sendEarlier()
 	a.full = !w.Compatible
 	a.res.Build, a.res.Compatible = w.ServerBuild, w.Compatible
 	return false, nil
@@ -923,6 +962,7 @@ func (a *attempt) checkOnly() (*Result, error) {
 			}
 		}
 	}
+	a.awaitRequests = false
 	if err := fetch.Request(a.c, nil, nil); err != nil {
 		return nil, fmt.Errorf("ending the check: %w", err)
 	}
@@ -963,6 +1003,7 @@ func (a *attempt) download() error {
 		}
 		maps.DeleteFunc(a.deltas, func(i int, _ *fetch.Delta) bool { return !keep[i] })
 	}
+	a.awaitRequests = false
 	if err := fetch.Request(a.c, download, a.deltas); err != nil {
 		// Files reused from the last attempt are in staging now: fail
 		// keeps them for the next one.
@@ -1002,9 +1043,11 @@ func (a *attempt) apply() error {
 	p.known = nil // in the new state now
 	if p.changesContent() {
 		var err error
+		a.o.rep.at(stepBackup)
 		if j.Backup, err = a.bkp.Wait(); err != nil {
 			return err
 		}
+		a.o.rep.at(stepInstall)
 		if path, timeout := man.PostInstall(); path != "" {
 			j.PostInstall = &journal.PostInstallStep{Path: path, Timeout: timeout}
 		}
@@ -1046,8 +1089,8 @@ func (a *attempt) fail(err error) (*Result, error) {
 	// A lost connection, or the server's own final word, leaves nobody
 	// to report to.
 	var pe *syncproto.Error
-	if !lostConnection(err) && !errors.As(err, &pe) {
-		a.report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Message: err.Error()})
+	if !lostConnection(err) && !errors.As(err, &pe) && a.ctx.Err() == nil {
+		a.report(syncproto.Report{Outcome: syncproto.OutcomeFailed, Step: stepOf(a.o.rep.stepNow(), err), Message: err.Error()})
 	}
 	if !a.root.Exists(journal.File) {
 		// Nothing of the update is in the install. What was received
@@ -1068,7 +1111,7 @@ func confirm(ctx context.Context, c *conn, o Options, w syncproto.Welcome, insta
 		} else {
 			fmt.Fprintf(o.Out, "SmartClient and AppServer builds are incompatible (%s); not updating without a terminal to ask on: run with --yes to accept.\n", w.Message)
 		}
-		c.Report(o.Log, syncproto.Report{Outcome: syncproto.OutcomeDeclined, Message: "no terminal to ask on"})
+		o.rep.deliver(c, syncproto.Report{Outcome: syncproto.OutcomeDeclined, Build: installed, Message: "no terminal to ask on"})
 		return false, nil
 	}
 	c.Close()

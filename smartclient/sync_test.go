@@ -1396,7 +1396,7 @@ func TestRunStaysAfterATransferCutShort(t *testing.T) {
 		t.Fatalf("exit %d, %q; want the full disk told", code, errOut)
 	}
 	s.log.waitFor(t, "outcome=stayed")
-	if !strings.Contains(s.log.String(), `message="staging lib/big.so`) {
+	if !strings.Contains(s.log.String(), `reason="staging lib/big.so`) {
 		t.Errorf("the server's log does not give the reason:\n%s", s.log.String())
 	}
 }

@@ -24,7 +24,7 @@
 //
 //	offset size field
 //	0      2    magic, the bytes 'S' 'C'
-//	2      1    protocol version (Version, currently 7)
+//	2      1    protocol version (Version, currently 8)
 //	3      1    message type (MsgHello ...)
 //	4      4    payload length, big-endian uint32
 //	8      n    payload
@@ -41,9 +41,11 @@
 //
 //	client                               server
 //	Hello{build, os, client id,   ->
-//	      host, user}
+//	      host, user, path}
 //	                              <-     Welcome{build, compatible, enabled, message,
 //	                                             flags}
+//	Report{..., at != 0} x r      ->     (r >= 0: reports of earlier syncs, see
+//	                              <-     ReportAck{}  "Reports delivered late")
 //	GetManifest{have, flags}      ->     (only when enabled and the client goes on)
 //	                              <-     Error{CodeBusy, Retry}, when have is not current
 //	                                     and every transfer slot is taken (see "Admission
@@ -69,7 +71,9 @@
 //	                                     FileStart{index, size}, [ChunkList x c],
 //	                                     (FileData | FileCopy) x m or FilePatch x m,
 //	                                     FileEnd{hash}
-//	Report{outcome, build, ...}   ->
+//	Report{outcome, build, files, ->
+//	       bytes, message, step,
+//	       duration, at = 0}
 //	                              <-     ReportAck{}
 //
 // After ReportAck, a client that runs the application (smartclient run)
@@ -115,10 +119,23 @@
 // and to one session; that slows a transfer, it does not fail it.
 //
 // The client id is made once per install folder and kept (see the
-// client's .smartclient/client-id); Host and User name the workstation for
-// the administrator. A server that sees one id from two hosts (machines
+// client's .smartclient/client-id); Host, User and Path (the install
+// folder) name the workstation for the administrator. A server that sees one id from two hosts (machines
 // cloned from one disk image) sets WelcomeRenewID in its Welcome: the
 // client makes itself a new id and sends it from its next session on.
+//
+// # Reports
+//
+// Every sync ends with a Report, whatever its outcome: updated, up to
+// date, checked, declined, failed, or interrupted (stopped by the user, or
+// cut by a lost connection). Step names the step that failed or was
+// interrupted, as the client calls it (connect, confirm, manifest, plan,
+// preflight, fetch, verify, backup, install, post-install; a server names
+// a session cut without a report "transfer"), and Message the
+// reason; Duration is the sync's time in milliseconds, Files and Bytes
+// what it fetched. A client that fails after the manifest and before its
+// requests (a read-only file found by the preflight, say) sends RequestEnd
+// with nothing requested first, then its Report.
 //
 // A client that only checks for an update, or that the user declined,
 // sends Report without requesting anything. So does, on a session of its
@@ -127,6 +144,20 @@
 // sending on the first, which the client closes. Either side may send Error{code,
 // message} instead of the message it owes and then closes the connection;
 // an Error is final.
+//
+// # Reports delivered late
+//
+// A report that could not be delivered (the server unreachable, the
+// connection lost, the user's Ctrl-C before it went, no ReportAck) is
+// kept by the client, the last few of them, and sent at its next
+// session, right after Welcome and before GetManifest: Report with At,
+// the Unix time in seconds when that earlier sync ended, never 0. The
+// server answers each with ReportAck and goes on reading the session's
+// requests: a report with At set does not end the session's requests,
+// and is never counted for the release the session is served (a staged
+// rollout counts the session's own report only, At 0). The client
+// forgets a kept report once it is acknowledged. Such reports may come
+// on a session whose Welcome has updates disabled too.
 //
 // # Administrator sessions
 //
@@ -379,4 +410,7 @@
 //	7  2026-12: patches from history (GetPatches, PatchOffer,
 //	   PatchRequest, FilePatch); manifests compressed (GetZManifest,
 //	   ManifestZ). Never released with 6.
+//	8  2026-12: Report.Step, Report.Duration and Report.At (reports of
+//	   earlier syncs, delivered late, after Welcome); OutcomeInterrupted;
+//	   Hello.Path. Never released with 7.
 package syncproto

@@ -9,7 +9,7 @@ import (
 )
 
 // Version is the protocol version this package speaks.
-const Version = 7
+const Version = 8
 
 // Magic is the first two bytes of every frame.
 var Magic = [2]byte{'S', 'C'}
@@ -119,7 +119,7 @@ func MaxPayload(t MsgType) (int, bool) {
 	str := 2 + MaxShortString
 	switch t {
 	case MsgHello:
-		return 5 * str, true
+		return 5*str + 2 + MaxPath, true
 	case MsgRelease:
 		return 4 + MaxReleaseMeta, true
 	case MsgWelcome:
@@ -172,7 +172,7 @@ func MaxPayload(t MsgType) (int, bool) {
 	case MsgFileEnd:
 		return HashSize, true
 	case MsgReport:
-		return 1 + str + 4 + 8 + 2 + MaxMessage, true
+		return 1 + str + 4 + 8 + 2 + MaxMessage + str + 4 + 8, true
 	case MsgError:
 		return 2 + 2 + MaxMessage + 2, true
 	case MsgManifestZ:
@@ -195,6 +195,7 @@ type Hello struct {
 	ClientID    string // stable per install folder
 	Host        string // the workstation's host name, for the administrator
 	User        string // the OS user running the client, for the administrator
+	Path        string // the install folder, for the administrator (at most MaxPath bytes)
 }
 
 // Release carries the publisher's signed metadata of the release the
@@ -412,11 +413,21 @@ const (
 	OutcomeFailed   Outcome = 3
 	OutcomeDeclined Outcome = 4
 	OutcomeChecked  Outcome = 5
+	// OutcomeInterrupted is a sync stopped by the user (Ctrl-C, a
+	// signal, the program's context cancelled) or cut by a lost
+	// connection.
+	OutcomeInterrupted Outcome = 6
 )
 
 var outcomeNames = map[Outcome]string{
 	OutcomeUpdated: "updated", OutcomeUpToDate: "up-to-date", OutcomeFailed: "failed",
-	OutcomeDeclined: "declined", OutcomeChecked: "checked",
+	OutcomeDeclined: "declined", OutcomeChecked: "checked", OutcomeInterrupted: "interrupted",
+}
+
+// Valid reports whether o is one of the Outcome constants.
+func (o Outcome) Valid() bool {
+	_, ok := outcomeNames[o]
+	return ok
 }
 
 func (o Outcome) String() string {
@@ -433,6 +444,17 @@ type Report struct {
 	Files   uint32 // files fetched
 	Bytes   uint64 // bytes received on the wire for file data
 	Message string // the reason, on failure
+	// Step is the step of the sync that failed or was interrupted
+	// ("connect", "manifest", "preflight", "fetch", "verify", "backup",
+	// "install" ...), at most MaxShortString bytes; "" for a sync that
+	// ended well.
+	Step string
+	// Duration is how long the sync took, in milliseconds.
+	Duration uint32
+	// At is 0 for the sync of this session; otherwise the report is of an
+	// earlier sync that could not report then, and At is when that sync
+	// ended, in Unix seconds (see "Reports delivered late").
+	At int64
 }
 
 // ReportAck acknowledges a Report.
@@ -544,7 +566,8 @@ func (m Hello) appendPayload(b []byte) []byte {
 	b = appendString(b, m.OS)
 	b = appendString(b, m.ClientID)
 	b = appendString(b, m.Host)
-	return appendString(b, m.User)
+	b = appendString(b, m.User)
+	return appendString(b, m.Path)
 }
 
 func (m Release) appendPayload(b []byte) []byte {
@@ -669,7 +692,10 @@ func (m Report) appendPayload(b []byte) []byte {
 	b = appendString(b, m.Build)
 	b = binary.BigEndian.AppendUint32(b, m.Files)
 	b = binary.BigEndian.AppendUint64(b, m.Bytes)
-	return appendString(b, m.Message)
+	b = appendString(b, m.Message)
+	b = appendString(b, m.Step)
+	b = binary.BigEndian.AppendUint32(b, m.Duration)
+	return binary.BigEndian.AppendUint64(b, uint64(m.At))
 }
 
 func (m Error) appendPayload(b []byte) []byte {
@@ -880,6 +906,7 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 			ClientID:    d.str("client id", MaxShortString),
 			Host:        d.str("host", MaxShortString),
 			User:        d.str("user", MaxShortString),
+			Path:        d.str("path", MaxPath),
 		}
 	case MsgRelease:
 		n := d.u32("metadata length")
@@ -1000,15 +1027,20 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 		m = FileEnd{Hash: d.hash("hash")}
 	case MsgReport:
 		r := Report{
-			Outcome: Outcome(d.u8("outcome")),
-			Build:   d.str("build", MaxShortString),
-			Files:   d.u32("files"),
-			Bytes:   d.u64("bytes"),
-			Message: d.str("message", MaxMessage),
+			Outcome:  Outcome(d.u8("outcome")),
+			Build:    d.str("build", MaxShortString),
+			Files:    d.u32("files"),
+			Bytes:    d.u64("bytes"),
+			Message:  d.str("message", MaxMessage),
+			Step:     d.str("step", MaxShortString),
+			Duration: d.u32("duration"),
+			At:       int64(d.u64("at")),
 		}
 		if d.err == nil {
-			if _, ok := outcomeNames[r.Outcome]; !ok {
+			if !r.Outcome.Valid() {
 				d.fail("unknown outcome %d", r.Outcome)
+			} else if r.At < 0 {
+				d.fail("report time %d before 1970", r.At)
 			}
 		}
 		m = r

@@ -23,7 +23,8 @@ const goldenDir = "../testdata/frames"
 
 // samples holds one message of every type; the golden files are made from it.
 var samples = map[string]Message{
-	"hello":                Hello{ClientBuild: "7.00.240501A", OS: "linux", ClientID: "0123456789abcdef", Host: "caixa-07", User: "maria"},
+	"hello":                Hello{ClientBuild: "7.00.240501A", OS: "linux", ClientID: "0123456789abcdef", Host: "caixa-07", User: "maria", Path: `C:\TOTVS\SmartClient`},
+	"hello_no_path":        Hello{ClientBuild: "7.00.240501A", OS: "linux", ClientID: "0123456789abcdef", Host: "caixa-07", User: "maria"},
 	"release":              Release{Meta: []byte("smartsync-release v1\n...")},
 	"notice_heartbeat":     Notice{Kind: NoticeHeartbeat},
 	"welcome":              Welcome{ServerBuild: "7.00.240501A", Compatible: true, UpdatesEnabled: true},
@@ -57,7 +58,9 @@ var samples = map[string]Message{
 	"file_start":           FileStart{Index: 2, Size: 5},
 	"file_data":            FileData{Encoding: EncodingRaw, RawLen: 5, Data: []byte("hello")},
 	"file_end":             FileEnd{Hash: [32]byte{9, 9, 9}},
-	"report":               Report{Outcome: OutcomeFailed, Build: "7.00.231101A", Files: 3, Bytes: 999, Message: "disk full"},
+	"report":               Report{Outcome: OutcomeFailed, Build: "7.00.231101A", Files: 3, Bytes: 999, Message: "disk full", Step: "fetch", Duration: 61_000},
+	"report_ok":            Report{Outcome: OutcomeUpdated, Build: "7.00.240501A", Files: 12, Bytes: 1 << 33, Duration: 4_200},
+	"report_late":          Report{Outcome: OutcomeInterrupted, Build: "7.00.231101A", Message: "context canceled", Step: "fetch", Duration: 900, At: 1795000000},
 	"report_ack":           ReportAck{},
 	"error":                &Error{Code: CodeFileChanged, Message: "lib/x.so changed while being sent; retry"},
 	"error_updating":       &Error{Code: CodeUpdating, Message: "server is updating, retry in 95 s", Retry: 95},
@@ -169,7 +172,11 @@ func TestReaderRejects(t *testing.T) {
 		{"empty chunk", append(header(MsgFileData, 5), EncodingRaw, 0, 0, 0, 0), ErrMalformed},
 		{"unknown encoding", append(header(MsgFileData, 6), 7, 0, 0, 0, 1, 'a'), ErrMalformed},
 		{"request count lies", append(header(MsgRequest, 8), 0, 0, 0, 5, 0, 0, 0, 1), ErrMalformed},
-		{"unknown outcome", encodeRaw(MsgReport, append([]byte{99}, make([]byte, 2+4+8+2)...)), ErrMalformed},
+		{"unknown outcome", encodeRaw(MsgReport, append([]byte{99}, make([]byte, 2+4+8+2+2+4+8)...)), ErrMalformed},
+		{"outcome 0", encodeRaw(MsgReport, make([]byte, 1+2+4+8+2+2+4+8)), ErrMalformed},
+		{"report of version 7", encodeRaw(MsgReport, append([]byte{byte(OutcomeFailed)}, make([]byte, 2+4+8+2)...)), ErrMalformed},
+		{"report before 1970", encodeRaw(MsgReport, append(append([]byte{byte(OutcomeFailed)}, make([]byte, 2+4+8+2+2+4)...), 0xff, 0, 0, 0, 0, 0, 0, 1)), ErrMalformed},
+		{"step over its limit", encodeRaw(MsgReport, append(append([]byte{byte(OutcomeFailed)}, make([]byte, 2+4+8+2)...), 0, 200)), ErrMalformed},
 		{"get manifest unknown flag", encodeRaw(MsgGetManifest, append(make([]byte, 32), 0x80)), ErrMalformed},
 		{"get manifest without flags", encodeRaw(MsgGetManifest, make([]byte, 32)), ErrMalformed},
 		{"delta unknown flag", encodeRaw(MsgDeltaRequest, []byte{0, 0, 0, 1, 12, 0x40, 0, 0, 0, 0}), ErrMalformed},
@@ -205,8 +212,9 @@ func TestErrorMessageIsReturnedAsError(t *testing.T) {
 
 func TestWriterRefusesOversize(t *testing.T) {
 	w := NewWriter(io.Discard)
-	if err := w.Write(Hello{ClientBuild: strings.Repeat("x", MaxShortString+1000)}); !errors.Is(err, ErrTooLarge) {
-		// The string fits the frame limit only while under 3 short strings;
+	if err := w.Write(Hello{ClientBuild: strings.Repeat("x", MaxShortString+MaxPath+1000)}); !errors.Is(err, ErrTooLarge) {
+		// The string fits the frame limit only while under the hello's
+		// strings and path together;
 		// this one does not.
 		t.Fatalf("got %v, want ErrTooLarge", err)
 	}

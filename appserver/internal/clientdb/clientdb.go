@@ -72,7 +72,7 @@ type Client struct {
 	Path      string
 	Addr      string
 	Build     string
-	Release   uint64
+	Release   uint64 // the release installed: of its last update or up-to-date sync (a failure keeps it)
 	Ring      string
 	FirstSeen time.Time // the earliest sync's end
 	LastSeen  time.Time // the latest time the server heard from it

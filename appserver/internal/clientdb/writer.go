@@ -355,7 +355,7 @@ func recordError(err error) bool {
 const upsertClient = `INSERT INTO clients (id, host, user_name, os, path, addr, build, release, ring,
 	first_seen, last_seen, last_at, last_outcome, last_step, last_reason, last_files, last_bytes,
 	last_duration, last_success)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, iif(?12 IN ('updated', 'up-to-date'), ?8, 0), ?9, ?10, ?11, ?10, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
 ON CONFLICT (id) DO UPDATE SET
 	first_seen    = min(first_seen, excluded.first_seen),
 	last_seen     = max(last_seen, excluded.last_seen),
@@ -367,7 +367,9 @@ ON CONFLICT (id) DO UPDATE SET
 	path          = iif(excluded.last_at >= last_at, excluded.path, path),
 	addr          = iif(excluded.last_at >= last_at, excluded.addr, addr),
 	build         = iif(excluded.last_at >= last_at, excluded.build, build),
-	release       = iif(excluded.last_at >= last_at, excluded.release, release),
+	-- The release a sync was served is the client's only once installed
+	-- (or found up to date): a failed update leaves the one it had.
+	release       = iif(excluded.last_at >= last_at AND excluded.last_outcome IN ('updated', 'up-to-date'), excluded.release, release),
 	ring          = iif(excluded.last_at >= last_at, excluded.ring, ring),
 	last_outcome  = iif(excluded.last_at >= last_at, excluded.last_outcome, last_outcome),
 	last_step     = iif(excluded.last_at >= last_at, excluded.last_step, last_step),

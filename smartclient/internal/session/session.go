@@ -285,6 +285,25 @@ func (c *Conn) Report(log *slog.Logger, r syncproto.Report) {
 	c.acked = true
 }
 
+// ReportEarlier sends the report of an earlier sync (r.At set), right
+// after the welcome, and waits for the server's ReportAck; the session
+// goes on with its requests (see syncproto's "Reports delivered late").
+func (c *Conn) ReportEarlier(r syncproto.Report) error {
+	if r.At == 0 {
+		return fmt.Errorf("reporting an earlier sync: no time")
+	}
+	saved := c.timeout
+	c.timeout = min(c.timeout, ReportTimeout)
+	defer func() { c.timeout = saved }()
+	if err := c.Send(r); err != nil {
+		return fmt.Errorf("reporting an earlier sync: %w", err)
+	}
+	if _, err := c.Expect(syncproto.MsgReportAck); err != nil {
+		return fmt.Errorf("reporting an earlier sync: %w", err)
+	}
+	return nil
+}
+
 // Acked reports whether the server took the report: the session ended
 // well.
 func (c *Conn) Acked() bool { return c.acked }
