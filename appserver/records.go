@@ -21,7 +21,9 @@ func (s *Server) openRecords(ctx context.Context) *clientdb.DB {
 	cfg := s.conf()
 	// Sessions still finishing after ctx ends report too: the writer
 	// stops at closeRecords, once they are done.
-	db := clientdb.Open(context.WithoutCancel(ctx), clientsDBFile(s.state), s.log, clientdb.Options{KeepDays: cfg.Status.KeepDays})
+	opt := s.recordsOptions
+	opt.KeepDays = cfg.Status.KeepDays
+	db := clientdb.Open(context.WithoutCancel(ctx), clientsDBFile(s.state), s.log, opt)
 	s.records.Store(db)
 	return db
 }

@@ -109,6 +109,8 @@ type Server struct {
 	// records is the client records while Serve runs (see records.go),
 	// nil otherwise.
 	records atomic.Pointer[clientdb.DB]
+	// recordsOptions tune the client records (tests: a quick retry).
+	recordsOptions clientdb.Options
 	// consoleAddr is where the web console listens, once it does.
 	consoleAddr atomic.Value // string
 

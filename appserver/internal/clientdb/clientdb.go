@@ -185,14 +185,16 @@ type DB struct {
 	mu      sync.Mutex
 	queue   []queued
 	nextSeq uint64
-	dropped uint64        // in the current episode, not yet logged
-	dropLog bool          // the queue-full warning was logged this episode
-	dropAll uint64        // since Open
-	err     error         // the current problem, nil when healthy
-	opened  bool          // the writer has the file open and migrated
-	changed chan struct{} // closed and replaced at every change of state
-	w       *sql.DB       // the writer's connection (one); used by the writer goroutine only
-	r       *Reader       // the read pool
+	dropped uint64 // in the current episode, not yet logged
+	dropLog bool   // the queue-full warning was logged this episode
+	dropAll uint64 // since Open
+	err     error  // the current problem, nil when healthy
+	// recovered is the problem a write just ended, for healthy to log.
+	recovered error
+	opened    bool          // the writer has the file open and migrated
+	changed   chan struct{} // closed and replaced at every change of state
+	w         *sql.DB       // the writer's connection (one); used by the writer goroutine only
+	r         *Reader       // the read pool
 
 	pruneReq chan pruneReq // Prune's requests to the writer
 }

@@ -258,6 +258,10 @@ func kindOf2(err error) Kind {
 func (d *DB) healthy(n int) {
 	d.mu.Lock()
 	prev := d.err
+	if prev == nil {
+		prev = d.recovered
+	}
+	d.recovered = nil
 	dropped := d.dropped
 	d.err = nil
 	d.dropped = 0
@@ -332,6 +336,11 @@ func (d *DB) remove(last uint64) {
 	}
 	clear(d.queue[:i])
 	d.queue = d.queue[i:]
+	// A write went through: the file works again, and Flush's callers
+	// must not read an error of the past (healthy logs the recovery).
+	if d.err != nil {
+		d.recovered, d.err = d.err, nil
+	}
 	if len(d.queue) == 0 {
 		d.queue = nil // let the backing array go
 	}
