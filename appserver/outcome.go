@@ -96,9 +96,11 @@ func (s *Server) noteOutcome(ss *session, r syncproto.Report, reported time.Time
 	case syncproto.OutcomeInterrupted:
 		level, msg = slog.LevelWarn, "sync interrupted"
 	}
-	attrs := []any{"id", rec.ClientID, "host", rec.Host, "user", rec.User, "os", rec.OS, "build", rec.Build,
-		"outcome", rec.Outcome, "step", rec.Step, "reason", rec.Reason, "client", rec.Addr, "path", rec.Path,
-		"files", rec.Files, "bytes", rec.Bytes, "duration", rec.Duration}
+	attrs := []any{"id", rec.ClientID, "host", rec.Host, "user", rec.User, "os", rec.OS, "build", rec.Build, "outcome", rec.Outcome}
+	if rec.Step != "" || rec.Reason != "" {
+		attrs = append(attrs, "step", rec.Step, "reason", rec.Reason)
+	}
+	attrs = append(attrs, "client", rec.Addr, "path", rec.Path, "files", rec.Files, "bytes", rec.Bytes, "duration", rec.Duration)
 	if rec.Release != 0 {
 		attrs = append(attrs, "release", rec.Release)
 	}

@@ -51,7 +51,8 @@ header() {
 # that the signed metadata (written beside the folder, as
 # testdata/update/linux.release) stays out of the checkout.
 mkdir -p "$scratch/testdata"
-cp AppServer.ini.example "$scratch/AppServer.ini"
+# The web console listens on a port the kernel chooses too.
+sed 's/^;Listen=127.0.0.1:8088$/Listen=127.0.0.1:0/' AppServer.ini.example >"$scratch/AppServer.ini"
 cp -a testdata/update "$scratch/testdata/update"
 header "the publisher makes a key and signs the Linux release (number 1, valid 90 days)"
 pubkey=$(bin/appserver release keygen --out "$scratch/publisher.key")
@@ -138,6 +139,19 @@ bin/appserver releases --config "$scratch/AppServer.ini" --state "$scratch/state
 header "fourth sync: the published release arrives, verified against the publisher's signature"
 bin/smartclient sync --server "$addr" --dir "$client" --os linux
 bin/smartclient status --dir "$client"
+
+header "what the server recorded: appserver clients (the web console shows the same)"
+bin/appserver clients --config "$scratch/AppServer.ini" --state "$scratch/state"
+console=$(sed -n 's/.*msg="web console" url=\([^ ]*\).*/\1/p' "$log" | head -n 1)
+if [ -n "$console" ]; then
+	echo
+	echo "The web console was at $console (pages: /, /clients, /releases, /server; JSON under /api/; /metrics)."
+	if command -v curl >/dev/null 2>&1; then
+		echo "Its JSON overview:"
+		curl -fsS "${console}api/overview" | sed 's/^/    /'
+		echo
+	fi
+fi
 
 header "appserver log"
 sed 's/^/    /' "$log"
