@@ -38,12 +38,16 @@ type outcomeRecord struct {
 	At       time.Time
 	Reported time.Time // when the server had the report
 	Late     bool      // the report of an earlier sync, delivered late
-	Outcome  string    // syncproto.Outcome's name: "updated", "failed", "interrupted" ...
-	Step     string    // the step that failed or was interrupted
-	Reason   string
-	Files    uint32
-	Bytes    uint64
-	Duration time.Duration
+	// Supersedes is, for a late report of a sync the server recorded as
+	// cut (interrupted, step transfer), when that cut ended: the
+	// client's report replaces it. Zero otherwise.
+	Supersedes time.Time
+	Outcome    string // syncproto.Outcome's name: "updated", "failed", "interrupted" ...
+	Step       string // the step that failed or was interrupted
+	Reason     string
+	Files      uint32
+	Bytes      uint64
+	Duration   time.Duration
 }
 
 // stepTransfer is the step of a session the server saw end without a
@@ -62,6 +66,70 @@ type outcomeCuts struct {
 	mu    sync.Mutex
 	byID  map[string]chan struct{} // closed when the client reports
 	grace time.Duration            // 0: defaultCutGrace
+	// recorded is when each client's last recorded cut ended: the
+	// client's own report of that sync, kept and sent at its next
+	// connection, then replaces the server's account (see supersedes).
+	recorded map[string]time.Time
+}
+
+// Bounds of the reports of earlier syncs.
+const (
+	// maxLateReports bounds the reports of earlier syncs a session may
+	// send (a client keeps 8): past it the session is a flood.
+	maxLateReports = 16
+	// cutMatch is how far a client's report of a cut sync may be from
+	// the cut's end, the two clocks disagreeing, and still be taken for
+	// the same sync.
+	cutMatch = 10 * time.Minute
+	// maxCutsKept bounds the cuts remembered; past it the oldest week's
+	// are forgotten.
+	maxCutsKept = 10_000
+)
+
+// lateAt is when a late report says its sync ended, as the server
+// believes it: never after the report came, nor more than a year before
+// (a workstation's clock gone wrong must not make a row that never ages
+// nor hides the outcomes that follow).
+func lateAt(at int64, reported time.Time) time.Time {
+	t := time.Unix(at, 0)
+	if t.After(reported) || t.Before(reported.AddDate(-1, 0, 0)) {
+		return reported
+	}
+	return t
+}
+
+// supersedes returns the end of the cut the server recorded of the sync
+// that the client's late report, ended at at, tells of; zero when none.
+// It forgets the cut: one report replaces it.
+func (c *outcomeCuts) supersedes(id string, at time.Time, grace time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ended, ok := c.recorded[id]
+	if !ok || at.Before(ended.Add(-grace-cutMatch)) || at.After(ended.Add(cutMatch)) {
+		return time.Time{}
+	}
+	delete(c.recorded, id)
+	return ended
+}
+
+// remember records that the cut of client id, ended then, was recorded.
+func (c *outcomeCuts) remember(id string, ended time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.recorded == nil {
+		c.recorded = map[string]time.Time{}
+	}
+	if len(c.recorded) >= maxCutsKept {
+		for k, t := range c.recorded {
+			if time.Since(t) > 7*24*time.Hour {
+				delete(c.recorded, k)
+			}
+		}
+		if len(c.recorded) >= maxCutsKept {
+			return // a flood of cuts: their late reports are recorded twice
+		}
+	}
+	c.recorded[id] = ended
 }
 
 // recordOutcome logs r, the report of a sync of the client of ss that
@@ -84,7 +152,14 @@ func (s *Server) noteOutcome(ss *session, r syncproto.Report, reported time.Time
 		Duration: time.Duration(r.Duration) * time.Millisecond,
 	}
 	if r.At != 0 {
-		rec.At, rec.Late = time.Unix(r.At, 0), true
+		rec.At, rec.Late = lateAt(r.At, reported), true
+		grace := s.cuts.grace
+		if grace <= 0 {
+			grace = defaultCutGrace
+		}
+		if r.Outcome == syncproto.OutcomeInterrupted || r.Outcome == syncproto.OutcomeFailed {
+			rec.Supersedes = s.cuts.supersedes(rec.ClientID, rec.At, grace)
+		}
 	} else {
 		rec.Release = ss.release
 		rec.Ring = s.ringOf(ss)
@@ -110,8 +185,15 @@ func (s *Server) noteOutcome(ss *session, r syncproto.Report, reported time.Time
 	if rec.Late {
 		attrs = append(attrs, "late", true, "at", rec.At.UTC().Format(time.RFC3339))
 	}
+	if !rec.Supersedes.IsZero() {
+		attrs = append(attrs, "replaces_cut_at", rec.Supersedes.UTC().Format(time.RFC3339))
+	}
 	s.log.Log(context.Background(), level, msg, attrs...)
-	s.metrics.sync(rec.Outcome)
+	if rec.Supersedes.IsZero() {
+		// A report that replaces the server's account of a cut sync is
+		// that sync, counted once already.
+		s.metrics.sync(rec.Outcome)
+	}
 	if s.outcomes != nil {
 		s.outcomes(rec)
 	}
@@ -187,6 +269,7 @@ func (s *Server) sessionCut(ss *session, err error) {
 		}
 		c.mu.Unlock()
 		s.noteOutcome(ss, r, ended)
+		c.remember(id, ended)
 	})
 }
 

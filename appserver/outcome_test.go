@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/clientdb"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/erpupdate/smartsync/internal/testtree"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/syncproto"
@@ -234,7 +236,19 @@ func TestOutcomeInterrupted(t *testing.T) {
 		late.Release != 0 || late.Duration <= 0 || late.Host != "ws-7" {
 		t.Errorf("the late report: %+v", late)
 	}
-	logLine(t, st.ts.logs, "sync interrupted", "level=WARN", "step=fetch", "late=true")
+	logLine(t, st.ts.logs, "sync interrupted", "level=WARN", "step=fetch", "late=true", "replaces_cut_at=")
+	// The client's own report replaces the server's account of the cut
+	// sync: one sync, one row, counted once.
+	for _, r := range st.sink.all() {
+		if r.Step == "transfer" && r.At.Equal(cut.At) {
+			t.Errorf("the cut is still recorded beside the client's report of it: %+v", r)
+		}
+	}
+	if n := testutil.ToFloat64(st.ts.srv.metrics.syncs.WithLabelValues("interrupted")); n < 1 || n > 2 {
+		// 1 for the first sync; the second, cancelled too, may be cut
+		// and counted by now.
+		t.Errorf("appserver_syncs_total{outcome=interrupted} = %v, want the first sync counted once", n)
+	}
 }
 
 // TestOutcomeQueuedWhileServerDown: a sync that cannot reach the server

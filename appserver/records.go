@@ -47,7 +47,8 @@ func (s *Server) recordSync(r outcomeRecord) {
 	}
 	db.Record(clientdb.Sync{ClientID: r.ClientID, Host: r.Host, User: r.User, OS: r.OS, Path: r.Path, Addr: r.Addr,
 		Build: r.Build, Release: r.Release, Ring: r.Ring, At: r.At, Reported: r.Reported, Outcome: r.Outcome,
-		Step: r.Step, Reason: r.Reason, Files: int(r.Files), Bytes: int64(r.Bytes), Duration: r.Duration})
+		Step: r.Step, Reason: r.Reason, Files: int(r.Files), Bytes: int64(r.Bytes), Duration: r.Duration,
+		Supersedes: r.Supersedes})
 }
 
 // clientCounts is the clients per build and OS, for the metrics.

@@ -365,15 +365,17 @@ const helloBufferSize = 512
 
 // session is the state of one client connection, kept for its log line.
 type session struct {
-	conn     net.Conn // TLS, or plain where allowed
-	raw      net.Conn // the TCP connection under conn, as the server tracks it
-	r        *syncproto.Reader
-	w        *syncproto.Writer
-	hello    syncproto.Hello
-	outcome  string
-	files    int
-	fileByte int64
-	patched  int // files sent as patches
+	// lateReports counts the reports of earlier syncs the session sent.
+	lateReports int
+	conn        net.Conn // TLS, or plain where allowed
+	raw         net.Conn // the TCP connection under conn, as the server tracks it
+	r           *syncproto.Reader
+	w           *syncproto.Writer
+	hello       syncproto.Hello
+	outcome     string
+	files       int
+	fileByte    int64
+	patched     int // files sent as patches
 	// release is the published release the session was served (of
 	// build releaseBuild), 0 for an update folder; its report counts for
 	// it in a staged rollout when the session fetched files.
@@ -667,6 +669,9 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 		case syncproto.Report:
 			if m.At != 0 {
 				// An earlier sync's, sent late: the requests go on.
+				if ss.lateReports++; ss.lateReports > maxLateReports {
+					return fmt.Errorf("more than %d reports of earlier syncs: %w", maxLateReports, syncproto.ErrUnexpected)
+				}
 				s.recordOutcome(ss, m, time.Now())
 				if err := s.send(ss, syncproto.ReportAck{}); err != nil {
 					return err

@@ -61,6 +61,12 @@ type Sync struct {
 	Files    int
 	Bytes    int64
 	Duration time.Duration
+	// Supersedes, when not zero, is the At of the server's own account
+	// of a sync that was cut (outcome interrupted, step "transfer"),
+	// which this report, the client's of the same sync delivered late,
+	// replaces: that row goes, and the client's state is this report's
+	// if it was the cut's.
+	Supersedes time.Time
 }
 
 // Client is one client's latest state.

@@ -759,3 +759,40 @@ func TestRefusedRecord(t *testing.T) {
 		t.Errorf("Err after a refused record: %v", d.Err())
 	}
 }
+
+// TestSupersedesCut: the client's late report of a sync the server
+// recorded as cut replaces that row, and becomes the client's state when
+// the cut was; a late report that supersedes nothing is added.
+func TestSupersedesCut(t *testing.T) {
+	d, _ := open(t, filepath.Join(t.TempDir(), "clients.db"), fastOpts())
+	d.Record(sync1("c1", t0, OutcomeUpdated))
+	cut := sync1("c1", t0.Add(time.Hour), OutcomeInterrupted)
+	cut.Step, cut.Reason = "transfer", "connection reset by peer"
+	d.Record(cut)
+	// The client's report, its clock 2 s behind the server's.
+	own := sync1("c1", t0.Add(time.Hour-2*time.Second), OutcomeInterrupted)
+	own.Step, own.Reason, own.Reported, own.Supersedes = "fetch", "interrupted by the user", t0.Add(2*time.Hour), cut.At
+	d.Record(own)
+	flush(t, d)
+	c, hist, err := d.Client(t.Context(), "c1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 2 || hist[0].Step != "fetch" || hist[1].Outcome != OutcomeUpdated {
+		t.Errorf("history %+v, want the client's report in place of the cut, then the update", hist)
+	}
+	if c.Outcome != OutcomeInterrupted || c.Step != "fetch" || !c.LastSync.Equal(own.At) {
+		t.Errorf("client %+v, want the client's report of the cut sync as its state", c)
+	}
+	// A newer outcome is not hidden by a late report that supersedes
+	// nothing.
+	d.Record(sync1("c1", t0.Add(3*time.Hour), OutcomeUpdated))
+	late := sync1("c1", t0.Add(90*time.Minute), OutcomeFailed)
+	late.Reported = t0.Add(4 * time.Hour)
+	d.Record(late)
+	flush(t, d)
+	c, hist, _ = d.Client(t.Context(), "c1", 0)
+	if len(hist) != 4 || c.Outcome != OutcomeUpdated {
+		t.Errorf("after a late failure older than an update: %d rows, state %s", len(hist), c.Outcome)
+	}
+}

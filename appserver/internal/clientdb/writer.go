@@ -369,23 +369,27 @@ ON CONFLICT (id) DO UPDATE SET
 	first_seen    = min(first_seen, excluded.first_seen),
 	last_seen     = max(last_seen, excluded.last_seen),
 	last_success  = max(last_success, excluded.last_success),
-	last_at       = max(last_at, excluded.last_at),
-	host          = iif(excluded.last_at >= last_at, excluded.host, host),
-	user_name     = iif(excluded.last_at >= last_at, excluded.user_name, user_name),
-	os            = iif(excluded.last_at >= last_at, excluded.os, os),
-	path          = iif(excluded.last_at >= last_at, excluded.path, path),
-	addr          = iif(excluded.last_at >= last_at, excluded.addr, addr),
-	build         = iif(excluded.last_at >= last_at, excluded.build, build),
+	last_at       = iif(last_at = ?19, excluded.last_at, max(last_at, excluded.last_at)),
+	host          = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.host, host),
+	user_name     = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.user_name, user_name),
+	os            = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.os, os),
+	path          = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.path, path),
+	addr          = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.addr, addr),
+	build         = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.build, build),
 	-- The release a sync was served is the client's only once installed
 	-- (or found up to date): a failed update leaves the one it had.
-	release       = iif(excluded.last_at >= last_at AND excluded.last_outcome IN ('updated', 'up-to-date'), excluded.release, release),
-	ring          = iif(excluded.last_at >= last_at, excluded.ring, ring),
-	last_outcome  = iif(excluded.last_at >= last_at, excluded.last_outcome, last_outcome),
-	last_step     = iif(excluded.last_at >= last_at, excluded.last_step, last_step),
-	last_reason   = iif(excluded.last_at >= last_at, excluded.last_reason, last_reason),
-	last_files    = iif(excluded.last_at >= last_at, excluded.last_files, last_files),
-	last_bytes    = iif(excluded.last_at >= last_at, excluded.last_bytes, last_bytes),
-	last_duration = iif(excluded.last_at >= last_at, excluded.last_duration, last_duration)`
+	release       = iif((excluded.last_at >= last_at OR last_at = ?19) AND excluded.last_outcome IN ('updated', 'up-to-date'), excluded.release, release),
+	ring          = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.ring, ring),
+	last_outcome  = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.last_outcome, last_outcome),
+	last_step     = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.last_step, last_step),
+	last_reason   = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.last_reason, last_reason),
+	last_files    = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.last_files, last_files),
+	last_bytes    = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.last_bytes, last_bytes),
+	last_duration = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.last_duration, last_duration)`
+
+// deleteCut removes the server's account of a cut sync that the client's
+// own report replaces (Sync.Supersedes).
+const deleteCut = `DELETE FROM syncs WHERE client_id = ? AND at = ? AND step = 'transfer' AND outcome = 'interrupted'`
 
 const insertSync = `INSERT INTO syncs (client_id, at, reported, host, user_name, os, path, addr,
 	build, release, ring, outcome, step, reason, files, bytes, duration)
@@ -411,13 +415,20 @@ func writeBatch(ctx context.Context, w *sql.DB, batch []queued) error {
 	for _, q := range batch {
 		s := q.s
 		at, rep := ms(s.At), ms(s.Reported)
+		var cut int64 // ?19 of upsertClient: never a last_at without a cut
+		if !s.Supersedes.IsZero() {
+			cut = ms(s.Supersedes)
+			if _, err := tx.ExecContext(ctx, deleteCut, s.ClientID, cut); err != nil {
+				return fmt.Errorf("replace the cut sync of %q: %w", s.ClientID, err)
+			}
+		}
 		var success int64
 		if s.Outcome == OutcomeUpdated || s.Outcome == OutcomeUpToDate {
 			success = at
 		}
 		if _, err := up.ExecContext(ctx, s.ClientID, s.Host, s.User, s.OS, s.Path, s.Addr, s.Build,
 			int64(s.Release), s.Ring, at, max(at, rep), s.Outcome, s.Step, s.Reason, s.Files, s.Bytes,
-			s.Duration.Milliseconds(), success); err != nil {
+			s.Duration.Milliseconds(), success, cut); err != nil {
 			return fmt.Errorf("write client %q: %w", s.ClientID, err)
 		}
 		if _, err := ins.ExecContext(ctx, s.ClientID, at, rep, s.Host, s.User, s.OS, s.Path, s.Addr,

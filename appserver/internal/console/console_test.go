@@ -552,7 +552,10 @@ func TestMaxSessions(t *testing.T) {
 func TestLoginNext(t *testing.T) {
 	f := start(t, setup{login: true})
 	pre, token := f.loginForm(t)
-	for next, want := range map[string]string{"/server": "/server", "//evil.example/": "/", `/\evil.example`: "/", "https://evil.example/": "/"} {
+	for next, want := range map[string]string{"/server": "/server", "/clients?failed=1": "/clients?failed=1",
+		"//evil.example/": "/", `/\evil.example`: "/", "https://evil.example/": "/",
+		// Browsers drop a tab, CR or LF in a URL: "//evil.example" to them.
+		"/\t/evil.example/": "/", "/\n/evil.example/": "/", "/\r/evil.example": "/", "/%09/evil.example/": "/%09/evil.example/"} {
 		resp, _ := f.do(t, req{method: http.MethodPost, path: "/login", cookies: []*http.Cookie{pre},
 			form: url.Values{"csrf": {token}, "user": {adminUser}, "password": {adminPassword}, "next": {next}}})
 		if got := resp.Header.Get("Location"); got != want {
