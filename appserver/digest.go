@@ -113,6 +113,14 @@ func (s *Server) makeDigest(ctx context.Context, since, until time.Time) (subjec
 		return "", "", false, errNoRecords
 	}
 	cfg := s.conf()
+	// What waits in memory belongs in the digest: a digest without it
+	// is not sent, and the period stays open for the next turn.
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = db.Flush(fctx)
+	cancel()
+	if err != nil {
+		return "", "", false, fmt.Errorf("the records held in memory cannot be written: %w", err)
+	}
 	d, err := db.Digest(ctx, since, until, cfg.Status.StaleAfter())
 	if err != nil {
 		return "", "", false, withHealth(db, err)

@@ -281,6 +281,20 @@ func TestOutcomeQueuedWhileServerDown(t *testing.T) {
 	if _, err := os.Stat(pendingFile); !os.IsNotExist(err) {
 		t.Errorf("the report is still kept once delivered: %v", err)
 	}
+
+	// A new workstation whose first sync cannot reach the server: its
+	// install folder keeps only its id and the report, delivered next.
+	fresh := down
+	fresh.Dir, fresh.Host = filepath.Join(t.TempDir(), "new"), "ws-new"
+	if _, err := smartclient.Sync(t.Context(), fresh); err == nil {
+		t.Fatal("a first sync with the server down succeeded")
+	}
+	fresh.Server = o.Server
+	syncOK(t, fresh)
+	late = st.sink.wait(t, "the new workstation's late report", func(r outcomeRecord) bool { return r.Late && r.Host == "ws-new" })
+	if late.Outcome != "failed" || late.Step != "connect" {
+		t.Errorf("the new workstation's late report: %+v", late)
+	}
 }
 
 // TestOutcomeCorruptPending: a damaged file of kept reports, and the

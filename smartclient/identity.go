@@ -16,6 +16,7 @@ import (
 
 	"github.com/erpupdate/smartsync/internal/atomicfile"
 	"github.com/erpupdate/smartsync/smartclient/internal/install"
+	"github.com/erpupdate/smartsync/smartclient/internal/pending"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -169,7 +170,7 @@ func hasMeta(root *install.Disk) bool {
 		return false
 	}
 	for _, e := range entries {
-		if n := e.Name(); n != path.Base(ClientIDFile) && n != path.Base(install.HolderFile) && n != path.Base(install.LockFile) {
+		if n := e.Name(); n != path.Base(ClientIDFile) && n != path.Base(install.HolderFile) && n != path.Base(install.LockFile) && n != pending.Name {
 			return true
 		}
 	}
@@ -177,12 +178,14 @@ func hasMeta(root *install.Disk) bool {
 }
 
 // forgetAllButID removes what a first sync that did not happen wrote in
-// .smartclient, all but the client's id; .smartclient itself goes if it
-// is empty then (a check stores no id).
+// .smartclient, all but the client's id and the reports kept for the
+// server (a workstation whose first sync could not reach it reports at
+// its next connection); .smartclient itself goes if it is empty then (a
+// check stores no id).
 func forgetAllButID(root *install.Disk) {
 	entries, _ := root.ReadDir(install.MetaDir)
 	for _, e := range entries {
-		if e.Name() != path.Base(ClientIDFile) {
+		if n := e.Name(); n != path.Base(ClientIDFile) && n != pending.Name {
 			root.RemoveAll(install.MetaDir + "/" + e.Name())
 		}
 	}

@@ -324,15 +324,19 @@ func TestRecordAndQuery(t *testing.T) {
 		t.Errorf("buildOS %v rings %v", s.BuildOS, s.Rings)
 	}
 
-	// The day before t0: c2 and c4 failed (and the late report's
-	// failure, at -5 h); c3 (last seen 10 days ago) went stale at 7 days
-	// if the window covers day 3, which it does not.
+	// The day before t0: c2 and c4 failed; the late report's failure,
+	// at -5 h but reported at t0, is the next day's news. c3 (last seen
+	// 10 days ago) went stale at 7 days if the window covers day 3,
+	// which it does not.
 	dg, err := d.Digest(ctx, t0.Add(-24*time.Hour), t0, 7*24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dg.Failed != 3 || dg.Failures[0].ClientID != "c4" || dg.Stale != 0 || dg.Empty() {
+	if dg.Failed != 2 || dg.Failures[0].ClientID != "c4" || dg.Stale != 0 || dg.Empty() {
 		t.Errorf("digest: %+v", dg)
+	}
+	if next, err := d.Digest(ctx, t0, t0.Add(24*time.Hour), 7*24*time.Hour); err != nil || next.Failed != 1 || next.Failures[0].Reason != "old failure" {
+		t.Errorf("the next day's digest: %+v, %v, want the failure reported late", next, err)
 	}
 	dg, err = d.Digest(ctx, t0.Add(-24*time.Hour), t0, 9*24*time.Hour)
 	if err != nil {

@@ -398,18 +398,21 @@ type Digest struct {
 // Empty tells whether the digest has nothing to say (no mail is sent).
 func (d Digest) Empty() bool { return d.Failed == 0 && d.Stale == 0 }
 
-// Digest is what happened in [since, now): the failures, and the clients
-// that went stale (not seen for staleAfter) in that window.
+// Digest is what happened in [since, now): the failures the server had
+// reports of in that window (late ones too), and the clients that went
+// stale (not seen for staleAfter) in it.
 func (r *Reader) Digest(ctx context.Context, since, now time.Time, staleAfter time.Duration) (Digest, error) {
 	var d Digest
 	from, to := ms(since), ms(now)
-	if err := r.db.QueryRowContext(ctx, "SELECT count(*) FROM syncs WHERE outcome IN ('failed', 'interrupted') AND at >= ? AND at < ?",
+	// By when the server had them: a failure reported late, after the
+	// digest of the day it happened, is in the next one.
+	if err := r.db.QueryRowContext(ctx, "SELECT count(*) FROM syncs WHERE outcome IN ('failed', 'interrupted') AND reported >= ? AND reported < ?",
 		from, to).Scan(&d.Failed); err != nil {
 		return d, wrap(r.path, "query", err)
 	}
 	var err error
 	if d.Failures, err = r.listSyncs(ctx, "SELECT "+syncColumns+
-		" FROM syncs WHERE outcome IN ('failed', 'interrupted') AND at >= ? AND at < ? ORDER BY at DESC, id DESC LIMIT ?",
+		" FROM syncs WHERE outcome IN ('failed', 'interrupted') AND reported >= ? AND reported < ? ORDER BY reported DESC, id DESC LIMIT ?",
 		from, to, maxList); err != nil {
 		return d, err
 	}

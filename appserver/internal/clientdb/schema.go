@@ -70,11 +70,14 @@ var migrations = []string{
 	CREATE INDEX clients_ring_release ON clients(ring, release);
 	CREATE INDEX clients_host ON clients(host COLLATE NOCASE);
 	CREATE INDEX syncs_outcome_at ON syncs(outcome, at);`,
+	// v3: the digest lists the failures the server learned of in its
+	// window, late ones included.
+	`CREATE INDEX syncs_outcome_reported ON syncs(outcome, reported);`,
 }
 
 // SchemaVersion is the schema version this package writes and reads:
 // len(migrations).
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // userVersion reads PRAGMA user_version.
 func userVersion(ctx context.Context, q interface {
