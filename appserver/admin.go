@@ -10,6 +10,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/erpupdate/smartsync/appserver/internal/throttle"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -40,7 +41,8 @@ func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.Adm
 		return fmt.Errorf("got %v instead of Admin: %w", m.Type(), syncproto.ErrUnexpected)
 	}
 	host, _, _ := net.SplitHostPort(ss.conn.RemoteAddr().String())
-	if wait := s.logins.Begin(host); wait > 0 {
+	guesser := throttle.Key(host) // an IPv6 host's guesses count by /64
+	if wait := s.logins.Begin(guesser); wait > 0 {
 		s.log.Warn("administrator login refused: too many failures from the address", "client", ss.conn.RemoteAddr().String(), "user", req.User, "wait", wait.Round(time.Second))
 		ss.outcome = "login refused"
 		return &syncproto.Error{Code: syncproto.CodeDenied, Retry: uint16(min((wait+time.Second-1)/time.Second, 65535)),
@@ -48,13 +50,13 @@ func (s *Server) admin(ctx context.Context, ss *session, clientKey syncproto.Adm
 	}
 	sessionName, err := s.authenticate(priv, clientKey, req)
 	if err != nil {
-		n := s.logins.End(host, false)
+		n := s.logins.End(guesser, false)
 		s.log.Warn("administrator login refused", "client", ss.conn.RemoteAddr().String(), "user", req.User,
 			"token", req.Flags&syncproto.AdminToken != 0, "failures", n, "err", err)
 		ss.outcome = "login refused"
 		return &syncproto.Error{Code: syncproto.CodeDenied, Message: deniedMessage(err)}
 	}
-	s.logins.End(host, true)
+	s.logins.End(guesser, true)
 	s.mu.Lock()
 	s.admins[ss.raw] = true
 	s.mu.Unlock()

@@ -64,7 +64,7 @@ func startConsole(ctx context.Context, log *slog.Logger, addr string, retry time
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      2 * time.Minute,
-			IdleTimeout:       2 * time.Minute,
+			IdleTimeout:       30 * time.Second, // an idle browser gives its connections back
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },

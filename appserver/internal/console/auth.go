@@ -7,12 +7,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/erpupdate/smartsync/appserver/internal/throttle"
 )
 
 // Cookies of the console. Both are HttpOnly, SameSite=Strict, Path=/ and,
@@ -216,12 +217,9 @@ func sameOrigin(r *http.Request) error {
 }
 
 // remoteHost is the address a request came from, without its port.
-func remoteHost(r *http.Request) string {
-	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return h
-	}
-	return r.RemoteAddr
-}
+// remoteHost is what a login from r counts against in the throttle: its
+// address, an IPv6 one by its /64.
+func remoteHost(r *http.Request) string { return throttle.Key(r.RemoteAddr) }
 
 // waitSeconds is a wait in whole seconds, rounded up.
 func waitSeconds(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
@@ -285,6 +283,14 @@ func (c *Console) requireCredentials(h http.Handler, refuse func(http.ResponseWr
 			refuse(w, http.StatusUnauthorized, "login required: log in on the console, or use HTTP Basic with the [ADMIN] user and password")
 			return
 		}
+		// A script or a scraper sends its credentials with every
+		// request: once checked they hold for a while, so that
+		// requests at once are not refused as guesses and each one
+		// costs no password hash.
+		if c.basic.ok(user, password) {
+			h.ServeHTTP(w, r)
+			return
+		}
 		if status, msg, wait := c.checkLogin(r, user, password, "basic"); status != 0 {
 			if status == http.StatusTooManyRequests {
 				w.Header().Set("Retry-After", strconv.Itoa(waitSeconds(wait)))
@@ -294,6 +300,65 @@ func (c *Console) requireCredentials(h http.Handler, refuse func(http.ResponseWr
 			refuse(w, status, msg)
 			return
 		}
+		c.basic.add(user, password)
 		h.ServeHTTP(w, r)
 	})
+}
+
+// basicCache holds the HTTP Basic credentials checked lately, as keyed
+// hashes, for basicTTL: at most basicMax of them.
+type basicCache struct {
+	mu   sync.Mutex
+	key  [32]byte // random, per console: the hashes mean nothing elsewhere
+	seen map[[32]byte]time.Time
+}
+
+const (
+	basicTTL = 2 * time.Minute
+	basicMax = 32
+)
+
+func newBasicCache() *basicCache {
+	b := &basicCache{seen: map[[32]byte]time.Time{}}
+	rand.Read(b.key[:])
+	return b
+}
+
+func (b *basicCache) sum(user, password string) [32]byte {
+	m := hmac.New(sha256.New, b.key[:])
+	m.Write([]byte(user))
+	m.Write([]byte{0})
+	m.Write([]byte(password))
+	var out [32]byte
+	m.Sum(out[:0])
+	return out
+}
+
+func (b *basicCache) ok(user, password string) bool {
+	k := b.sum(user, password)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, found := b.seen[k]
+	if found && time.Since(t) < basicTTL {
+		return true
+	}
+	delete(b.seen, k)
+	return false
+}
+
+func (b *basicCache) add(user, password string) {
+	k := b.sum(user, password)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.seen) >= basicMax {
+		clear(b.seen)
+	}
+	b.seen[k] = time.Now()
+}
+
+// forget drops every credential held (the [ADMIN] password changed).
+func (b *basicCache) forget() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clear(b.seen)
 }

@@ -104,6 +104,7 @@ type Console struct {
 	mux   *http.ServeMux
 	pages map[string]*template.Template
 	auth  *auth
+	basic *basicCache // HTTP Basic credentials checked lately
 }
 
 // New returns the console o describes.
@@ -132,7 +133,7 @@ func New(o Options) (*Console, error) {
 	if o.Throttle == nil {
 		o.Throttle = &throttle.Logins{}
 	}
-	c := &Console{o: o, log: o.Log, mux: http.NewServeMux()}
+	c := &Console{o: o, log: o.Log, mux: http.NewServeMux(), basic: newBasicCache()}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}

@@ -696,6 +696,31 @@ func TestAPIBasicAuth(t *testing.T) {
 	if resp, _ := get("/", adminUser, adminPassword); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("a page with HTTP Basic: %s, want the login", resp.Status)
 	}
+	// A scraper and a script at once, with the right password: none is
+	// refused as a guess, and the password is not checked again.
+	checked := f.logins.Load()
+	var wg sync.WaitGroup
+	codes := make(chan int, 8)
+	for range 8 {
+		wg.Go(func() {
+			resp, _ := get("/api/overview", adminUser, adminPassword)
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != 200 {
+			t.Errorf("a request at once with the right password: %d", c)
+		}
+	}
+	if n := f.logins.Load() - checked; n != 0 {
+		t.Errorf("the password was checked %d more times for credentials checked a moment ago", n)
+	}
+	// A wrong password is never taken from the cache.
+	if resp, _ := get("/api/overview", adminUser, adminPassword+"x"); resp.StatusCode == 200 {
+		t.Errorf("a wrong password after a right one: %s", resp.Status)
+	}
 }
 
 func TestSourceError(t *testing.T) {

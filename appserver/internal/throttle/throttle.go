@@ -10,6 +10,8 @@
 package throttle
 
 import (
+	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -158,4 +160,24 @@ func (l *Logins) tell(result string) {
 	if l.Observe != nil {
 		l.Observe(result)
 	}
+}
+
+// Key is the address a login from addr (an IP, or IP:port) counts
+// against: the IP, or for IPv6 its /64, since one host commonly holds a
+// whole /64 and could otherwise change address at every guess.
+func Key(addr string) string {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.WithZone("").Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }

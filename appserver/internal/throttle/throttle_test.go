@@ -54,3 +54,19 @@ func TestRule(t *testing.T) {
 		t.Errorf("after Forget: wait %v, failures %d", w, th.Failures("x"))
 	}
 }
+
+func TestKey(t *testing.T) {
+	for addr, want := range map[string]string{
+		"10.0.0.7:5123":              "10.0.0.7",
+		"10.0.0.7":                   "10.0.0.7",
+		"[2001:db8:1:2:aaaa::1]:443": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::9]:443": "2001:db8:1:2::/64",
+		"[::ffff:10.0.0.7]:1":        "10.0.0.7",
+		"[fe80::1%eth0]:22":          "fe80::/64",
+		"not an address":             "not an address",
+	} {
+		if got := Key(addr); got != want {
+			t.Errorf("Key(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
