@@ -476,7 +476,17 @@ func TestFull(t *testing.T) {
 		d.Record(s)
 	}
 	var e *Error
-	waitFor(t, "Err to say full", func() bool { return errors.As(d.Err(), &e) && e.Kind == KindFull })
+	var logged time.Time
+	waitFor(t, "Err to say full", func() bool {
+		if errors.As(d.Err(), &e) && e.Kind == KindFull {
+			return true
+		}
+		if time.Since(logged) > time.Second { // what it says meanwhile, should it never say full
+			t.Logf("not full yet: Err %v, %d queued, %d failures", d.Err(), d.Queued(), d.failures.Load())
+			logged = time.Now()
+		}
+		return false
+	})
 	if !strings.Contains(e.Error(), path) || !strings.Contains(e.Error(), "full") {
 		t.Errorf("error %q does not name the file and say full", e)
 	}
