@@ -281,18 +281,20 @@ func (d *DB) healthy(n int) {
 // writeAll writes the queue in batches until it is empty, and returns how
 // many reports it wrote.
 func (d *DB) writeAll(ctx context.Context, applied *int64) (int, error) {
-	if want := d.maxPages.Load(); want != *applied {
-		v := want
-		if v <= 0 {
-			v = 4294967294 // SQLite's default
-		}
-		if _, err := d.w.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", v)); err != nil {
-			return 0, fmt.Errorf("set max_page_count: %w", err)
-		}
-		*applied = want
-	}
 	total := 0
 	for {
+		// The cap, at each batch: it may change while the queue is
+		// written.
+		if want := d.maxPages.Load(); want != *applied {
+			v := want
+			if v <= 0 {
+				v = 4294967294 // SQLite's default
+			}
+			if _, err := d.w.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", v)); err != nil {
+				return total, fmt.Errorf("set max_page_count: %w", err)
+			}
+			*applied = want
+		}
 		d.mu.Lock()
 		n := min(len(d.queue), d.opt.BatchMax)
 		batch := make([]queued, n)
