@@ -489,10 +489,16 @@ func (b *bench) build(ctx context.Context) error {
 	if strings.TrimSpace(outputOf(ctx, b.root, "git", "status", "--porcelain", "--untracked-files=no")) != "" {
 		b.commit += " (with uncommitted changes in the working tree)"
 	}
-	if err := command(ctx, b.root, goCmd(), "build", "-o", "bin/appserver", "./appserver/cmd/appserver"); err != nil {
+	// Without cgo, as the Windows and macOS programs are built (cross
+	// compiled, cgo is off): a Linux cgo build also maps libc and the
+	// dynamic loader, 1.7 MiB more of each process's peak RSS (measured:
+	// smartclient 10.8 against 9.1 MiB of file pages, appserver 13.5
+	// against 11.8) that is not the program's own. Neither program uses
+	// cgo.
+	if err := b.goBuild(ctx, "bin/appserver", "./appserver/cmd/appserver"); err != nil {
 		return err
 	}
-	if err := command(ctx, b.root, goCmd(), "build", "-o", "bin/smartclient", "./smartclient/cmd/smartclient"); err != nil {
+	if err := b.goBuild(ctx, "bin/smartclient", "./smartclient/cmd/smartclient"); err != nil {
 		return err
 	}
 	gdir := filepath.Join(b.root, "..", "shared", "benchdata")
@@ -500,6 +506,17 @@ func (b *bench) build(ctx context.Context) error {
 		return fmt.Errorf("the benchdata generator is expected in %s: %w", gdir, err)
 	}
 	return command(ctx, gdir, goCmd(), "build", "-o", b.gen, ".")
+}
+
+// goBuild builds the package pkg of the repository into out, without cgo.
+func (b *bench) goBuild(ctx context.Context, out, pkg string) error {
+	cmd := exec.CommandContext(ctx, goCmd(), "build", "-o", out, pkg)
+	cmd.Dir = b.root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if o, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("CGO_ENABLED=0 go build -o %s %s: %w\n%s", out, pkg, err, tail(o, 2000))
+	}
+	return nil
 }
 
 // timeBin is GNU time, which measures every client and server.
@@ -1398,7 +1415,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario) ([]*result, error) {
 func (b *bench) header(ctx context.Context, w io.Writer, args []string, specs []treeSpec, took time.Duration) {
 	fmt.Fprintf(w, "## smartsync vs rsync, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "- command: `go run ./scripts/bench%s` (work folder %s)\n", strings.TrimRight(" "+strings.Join(args, " "), " "), b.work)
-	fmt.Fprintf(w, "- commit: %s (read when the binaries were built)\n", b.commit)
+	fmt.Fprintf(w, "- commit: %s (read when the binaries were built; built with CGO_ENABLED=0)\n", b.commit)
 	fmt.Fprintf(w, "- machine: nproc %s, memory %s, %s\n", strings.TrimSpace(outputOf(ctx, "", "nproc")), memTotal(), kernel())
 	fmt.Fprintf(w, "- disk (df -h of the work folder): %s\n", dfLine(ctx, b.work))
 	fmt.Fprintf(w, "- ours' transport: %s\n", b.transport())

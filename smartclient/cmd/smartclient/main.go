@@ -21,7 +21,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	smartclient.LimitMemory()
+	endProfiles := startProfiles()
 	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	endProfiles()
 	stop()
 	os.Exit(code)
 }
