@@ -225,7 +225,7 @@ func (c *consoleSource) RecentLog(ctx context.Context, n int) ([]console.LogLine
 func (s *Server) consoleHandler(ring *logRing) (http.Handler, error) {
 	cfg := s.conf()
 	host, _ := os.Hostname()
-	return console.New(console.Options{
+	c, err := console.New(console.Options{
 		Source:       &consoleSource{s: s, ring: ring, started: time.Now()},
 		Log:          s.log,
 		RequireLogin: !cfg.HTTP.Loopback(),
@@ -237,6 +237,11 @@ func (s *Server) consoleHandler(ring *logRing) (http.Handler, error) {
 		Metrics:  s.MetricsHandler(),
 		Name:     host,
 	})
+	if err != nil {
+		return nil, err
+	}
+	s.console.Store(c)
+	return c, nil
 }
 
 // serveConsole serves the console on [HTTP] Listen until ctx ends (in

@@ -217,6 +217,11 @@ func (s *Server) Reload(ctx context.Context, next *Config) (changes []string, er
 		case n > 0:
 			s.log.Info("configuration: [ADMIN] changed; administrator session tokens revoked", "tokens", n)
 		}
+		if c := s.console.Load(); c != nil {
+			if n := c.ForgetLogins(); n > 0 {
+				s.log.Info("configuration: [ADMIN] changed; web console sessions ended", "sessions", n)
+			}
+		}
 	}
 	if s.proc != nil {
 		if s.proc.level != nil {

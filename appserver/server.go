@@ -23,6 +23,7 @@ import (
 
 	"github.com/erpupdate/smartsync/appserver/internal/certs"
 	"github.com/erpupdate/smartsync/appserver/internal/clientdb"
+	"github.com/erpupdate/smartsync/appserver/internal/console"
 	"github.com/erpupdate/smartsync/appserver/internal/handover"
 	"github.com/erpupdate/smartsync/appserver/internal/index"
 	"github.com/erpupdate/smartsync/appserver/internal/releases"
@@ -111,6 +112,9 @@ type Server struct {
 	records atomic.Pointer[clientdb.DB]
 	// recordsOptions tune the client records (tests: a quick retry).
 	recordsOptions clientdb.Options
+	// console is the web console once made (its logins end when
+	// [ADMIN] changes).
+	console atomic.Pointer[console.Console]
 	// consoleAddr is where the web console listens, once it does.
 	consoleAddr atomic.Value // string
 

@@ -51,6 +51,15 @@ type session struct {
 	used    time.Time
 }
 
+// forgetAll ends every session; it returns how many there were.
+func (a *auth) forgetAll() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := len(a.sessions)
+	clear(a.sessions)
+	return n
+}
+
 func newAuth(o *Options) (*auth, error) {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {

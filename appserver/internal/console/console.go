@@ -107,6 +107,14 @@ type Console struct {
 	basic *basicCache // HTTP Basic credentials checked lately
 }
 
+// ForgetLogins ends every session and forgets the HTTP Basic
+// credentials held, after the [ADMIN] password changed: everyone logs
+// in again. It returns how many sessions ended.
+func (c *Console) ForgetLogins() int {
+	c.basic.forget()
+	return c.auth.forgetAll()
+}
+
 // New returns the console o describes.
 func New(o Options) (*Console, error) {
 	if o.Source == nil {

@@ -863,3 +863,37 @@ func FuzzParseFilter(f *testing.F) {
 		}
 	})
 }
+
+// TestForgetLogins: after the [ADMIN] password changes every session
+// and every HTTP Basic credential held ends: the next request logs in.
+func TestForgetLogins(t *testing.T) {
+	f := start(t, setup{login: true, tls: true})
+	sess := f.login(t)
+	basic := func() int {
+		hr, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/api/overview", nil)
+		hr.SetBasicAuth(adminUser, adminPassword)
+		resp, err := f.client.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := basic(); code != 200 {
+		t.Fatalf("HTTP Basic: %d", code)
+	}
+	if resp, _ := f.do(t, req{path: "/", cookies: []*http.Cookie{sess}}); resp.StatusCode != 200 {
+		t.Fatalf("with the session: %s", resp.Status)
+	}
+	checked := f.logins.Load()
+	if n := f.con.ForgetLogins(); n != 1 {
+		t.Errorf("ForgetLogins ended %d sessions, want 1", n)
+	}
+	if resp, _ := f.do(t, req{path: "/", cookies: []*http.Cookie{sess}}); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the session after ForgetLogins: %s, want the login", resp.Status)
+	}
+	basic()
+	if f.logins.Load() == checked {
+		t.Error("HTTP Basic was taken from the cache after ForgetLogins")
+	}
+}
