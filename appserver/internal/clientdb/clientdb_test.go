@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -154,7 +155,8 @@ func TestOpenNewFile(t *testing.T) {
 			if err := rawDB(t, path).QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 				t.Errorf("journal_mode %q %v, want wal", mode, err)
 			}
-			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 && tc.name == "missing" {
+			// Windows has no such mode bits: the file takes its folder's ACL.
+			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 && tc.name == "missing" && runtime.GOOS != "windows" {
 				t.Errorf("new file mode %v, want private", fi.Mode())
 			}
 		})
@@ -654,6 +656,9 @@ func TestOpenReadOnly(t *testing.T) {
 func TestOddPath(t *testing.T) {
 	for _, name := range []string{"a b", "q?mode=ro", "h#x", "p%20c", "ü&é"} {
 		t.Run(name, func(t *testing.T) {
+			if strings.Contains(name, "?") && runtime.GOOS == "windows" {
+				t.Skip("Windows allows no ? in a name")
+			}
 			dir := filepath.Join(t.TempDir(), name)
 			if err := os.Mkdir(dir, 0o700); err != nil {
 				t.Fatal(err)
