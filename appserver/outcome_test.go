@@ -156,10 +156,19 @@ func TestOutcomeSuccess(t *testing.T) {
 // preflight; the step and the reason reach the server, logged at WARN,
 // where the server once logged an unexpected message and lost them.
 func TestOutcomeReadOnlyFile(t *testing.T) {
-	st := newOutcomeSite(t, map[string]string{"app.txt": "one", "lib/libtotvs.so": "v1"}, nil)
+	// Published releases, not the folder edited: a server under Wine
+	// may not hear of an edit before the client comes.
+	dir := filepath.Join(t.TempDir(), "linux_upd")
+	writeTree(t, dir, map[string]string{"keep": "folder"}, oldTime)
+	cfg, state := linuxConfig(t, dir), t.TempDir()
+	const b1, b2 = "7.00.240601A", "7.00.240701A"
+	publishTree(t, cfg, state, b1, map[string]string{"app.txt": "one", "lib/libtotvs.so": "v1"}, nil)
+	ts := startServerIn(t, cfg, state, nil, nil)
+	st := &outcomeSite{dir: dir, ts: ts, sink: &outcomeSink{srv: ts.srv}}
 	o := st.client(t, nil)
 	syncOK(t, o)
-	writeTree(t, st.dir, map[string]string{"lib/libtotvs.so": "v2, a new build"}, oldTime.Add(time.Hour))
+	publishTree(t, cfg, state, b2, map[string]string{"app.txt": "one", "lib/libtotvs.so": "v2, a new build"}, nil)
+	waitServed(t, ts, b2)
 	lib := filepath.Join(o.Dir, "lib", "libtotvs.so")
 	if err := os.Chmod(lib, 0o444); err != nil {
 		t.Fatal(err)
@@ -172,7 +181,7 @@ func TestOutcomeReadOnlyFile(t *testing.T) {
 	if r.Step != "preflight" || !strings.Contains(r.Reason, "the file lib/libtotvs.so is read-only") || r.Host != "ws-7" || r.Late {
 		t.Errorf("record of the failure: %+v", r)
 	}
-	logLine(t, st.ts.logs, "sync failed", "level=WARN", "step=preflight", "host=ws-7", "user=maria", "build="+srvBuild,
+	logLine(t, st.ts.logs, "sync failed", "level=WARN", "step=preflight", "host=ws-7", "user=maria", "build="+b1,
 		"lib/libtotvs.so is read-only", "client=127.0.0.1:")
 	if strings.Contains(st.ts.logs.String(), "unexpected message") {
 		t.Errorf("the server took the report as unexpected:\n%s", st.ts.logs)
