@@ -1,6 +1,11 @@
 package smartclient_test
 
 import (
+	"database/sql"
+	"time"
+
+	_ "modernc.org/sqlite"
+
 	"bytes"
 	"errors"
 	"io/fs"
@@ -56,6 +61,32 @@ func TestReportOfAFullDisk(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, ".smartclient", "pending-reports.json")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a report the server took is kept for later: %v", err)
 	}
+	// And the server's records, the real SQLite file, hold it.
+	outcome, step, reason := lastRecorded(t, s.state, "caixa-07")
+	if outcome != "failed" || step != "fetch" || !strings.Contains(reason, "no space left on device") {
+		t.Errorf("the server recorded %s at %q: %q; want the failure at fetch", outcome, step, reason)
+	}
+}
+
+// lastRecorded reads the newest sync of host from the server's client
+// records (STATE/clients.db), as any sqlite3 shell would, waiting up to
+// 10 s for the server's writer.
+func lastRecorded(t *testing.T, state, host string) (outcome, step, reason string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(state, "clients.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var last error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		last = db.QueryRow("SELECT outcome, step, reason FROM syncs WHERE host = ? ORDER BY at DESC, id DESC LIMIT 1", host).Scan(&outcome, &step, &reason)
+		if last == nil && outcome != "updated" {
+			return outcome, step, reason
+		}
+	}
+	t.Fatalf("no failure of %s in the server's records: %v", host, last)
+	return
 }
 
 // TestReportOfAFileThatFailsItsCheck: a file whose content is not the
