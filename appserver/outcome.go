@@ -162,6 +162,11 @@ func (s *Server) noteOutcome(ss *session, r syncproto.Report, reported time.Time
 		}
 	} else {
 		rec.Release = ss.release
+		if r.Outcome == syncproto.OutcomeUpdated && r.Build != ss.releaseBuild {
+			// A client that says it installed another build than the
+			// release it was served is not on that release.
+			rec.Release = 0
+		}
 		rec.Ring = s.ringOf(ss)
 	}
 	level, msg := slog.LevelInfo, "sync outcome"

@@ -261,10 +261,9 @@ type ReleaseInfo struct {
 	// Expires is when the release's signature expires; zero when it is
 	// unsigned (or its signed file cannot be read).
 	Expires time.Time
-	// Clients is how many clients the running server last confirmed
-	// on the release (they installed it, or were told they are up to
-	// date with it), as of its last save of the record (at most 30 s
-	// old; see clientrecord.go); -1 when the record cannot be read.
+	// Clients is how many workstations the client records have on the
+	// release (their last update installed it, or found it up to date;
+	// see records.go); -1 when the records cannot be read.
 	Clients int
 }
 

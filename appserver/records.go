@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/clientdb"
@@ -66,4 +67,22 @@ func (s *Server) clientCounts(ctx context.Context) (map[[2]string]int, error) {
 		out[[2]string{b.Build, b.OS}] = b.N
 	}
 	return out, nil
+}
+
+// countClients returns how many clients of osName each release number
+// has, from the client records in state: none before the first report,
+// an error naming the file when it cannot be read.
+func countClients(state, osName string) (map[uint64]int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := clientdb.OpenReadOnly(ctx, clientsDBFile(state))
+	var e *clientdb.Error
+	if errors.As(err, &e) && e.Kind == clientdb.KindMissing {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.ReleaseCounts(ctx, osName)
 }

@@ -101,12 +101,11 @@ type Server struct {
 	conns    map[net.Conn]struct{}
 	admins   map[net.Conn]bool // administrators' sessions, kept open through a countdown
 	chunks   *index.ChunkCache
-	signed   signedReleases  // the folders' signed releases (see signed.go)
-	pub      *published      // the published releases (see published.go)
-	patches  *patcher        // patches from history (see patches.go)
-	rollouts *rollouts       // staged rollouts (see rollout.go)
-	clients  *clientReleases // the published release each client is on (see clientrecord.go)
-	metrics  *metrics        // the Prometheus metrics (see metrics.go)
+	signed   signedReleases // the folders' signed releases (see signed.go)
+	pub      *published     // the published releases (see published.go)
+	patches  *patcher       // patches from history (see patches.go)
+	rollouts *rollouts      // staged rollouts (see rollout.go)
+	metrics  *metrics       // the Prometheus metrics (see metrics.go)
 	// records is the client records while Serve runs (see records.go),
 	// nil otherwise.
 	records atomic.Pointer[clientdb.DB]
@@ -195,7 +194,6 @@ func New(ctx context.Context, log *slog.Logger, cfg *Config, stateDir string) (*
 	s.patches = newPatcher(s.pub.store, log)
 	s.rollouts = newRollouts(stateDir, log, cfg.Rollout.Policy(), nil)
 	s.rollouts.mail = s.mailAdmin
-	s.clients = newClientReleases(stateDir, log)
 	if cfg.Limits.MaxConnections == 0 { // a Config not made by ParseConfig
 		s.MaxConnections, s.MaxPerAddress = defaultMaxConnections, defaultMaxPerAddress
 		s.MaxStaySessions, s.Heartbeat = defaultMaxStaySessions, defaultHeartbeat
@@ -274,7 +272,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.lookPublished(ctx)
 	s.wg.Go(func() { s.watchPublished(ctx, 2*time.Second) })
 	s.wg.Go(func() { s.patches.run(ctx) })
-	s.wg.Go(func() { s.clients.run(ctx) })
 	records := s.openRecords(ctx)
 	s.wg.Go(func() {
 		s.rollouts.serveRequests(ctx, func() []string { return slices.Sorted(maps.Keys(s.Indexes())) })
@@ -692,9 +689,6 @@ func (s *Server) converse(ctx context.Context, ss *session) error {
 			if ss.release != 0 && ss.fetched && (m.Outcome != syncproto.OutcomeUpdated || m.Build == ss.releaseBuild) {
 				s.rollouts.report(ss.hello.OS, ss.hello, ss.release, m.Outcome)
 			}
-			if ss.release != 0 && m.Outcome == syncproto.OutcomeUpdated && m.Build == ss.releaseBuild {
-				s.clients.confirm(ss.hello.OS, ss.hello.ClientID, ss.release)
-			}
 			s.recordOutcome(ss, m, time.Now())
 			if err := s.send(ss, syncproto.ReportAck{}); err != nil {
 				return err
@@ -810,9 +804,6 @@ func (s *Server) serveManifest(ctx context.Context, ss *session, ix *index.Index
 	}
 	if get.Have == wire.Digest {
 		ss.outcome = "up to date"
-		if number != 0 {
-			s.clients.confirm(ss.hello.OS, ss.hello.ClientID, number)
-		}
 		return s.send(ss, syncproto.UpToDate{Build: man.Build})
 	}
 	z := get.Flags&syncproto.GetZManifest != 0

@@ -129,10 +129,10 @@ func (e *env) releasesCommand() *cobra.Command {
 		Short: "List the published releases the server keeps",
 		Long: `releases lists the release history of the server's state folder: every
 release kept for each OS, with its number, build, date, files, bytes,
-whether it is signed, and how many clients are on it (CLIENTS: those the
-server last saw install it or be up to date with it, as of the server's
-last save, at most 30 s old; ? when its record cannot be read); * marks
-the one served.`,
+whether it is signed, and how many clients are on it (CLIENTS: those
+whose last update installed it or found it up to date, from the client
+records in the state folder, clients.db; ? when they cannot be read); *
+marks the one served.`,
 		Example: "  appserver releases --config AppServer.ini",
 		Args:    exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -475,3 +475,27 @@ func (d *DB) Digest(ctx context.Context, since, now time.Time, staleAfter time.D
 	}
 	return r.Digest(ctx, since, now, staleAfter)
 }
+
+// ReleaseCounts is how many clients of osName have each release
+// installed (releases numbered 0, none, left out), for the CLIENTS
+// column of `appserver releases`.
+func (r *Reader) ReleaseCounts(ctx context.Context, osName string) (map[uint64]int, error) {
+	rows, err := r.db.QueryContext(ctx, "SELECT release, count(*) FROM clients WHERE os = ? AND release != 0 GROUP BY release", osName)
+	if err != nil {
+		return nil, wrap(r.path, "query", err)
+	}
+	defer rows.Close()
+	out := map[uint64]int{}
+	for rows.Next() {
+		var n int64
+		var c int
+		if err := rows.Scan(&n, &c); err != nil {
+			return nil, wrap(r.path, "query", err)
+		}
+		out[uint64(n)] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(r.path, "query", err)
+	}
+	return out, nil
+}
