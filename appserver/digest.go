@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/internal/atomicfile"
+	"github.com/erpupdate/smartsync/internal/termtext"
 )
 
 // The daily digest: once a day at [STATUS] DigestAt, the clients that
@@ -148,7 +149,7 @@ func (s *Server) makeDigest(ctx context.Context, since, until time.Time) (subjec
 			}
 			reason := strings.Trim(f.Step+": "+failureReason(f.Outcome, f.Reason), ": ")
 			fmt.Fprintf(&b, "  %s  %s (%s, %s) on build %s: %s %s\n", f.At.Local().Format("2006-01-02 15:04"),
-				orNone(f.Host), orNone(f.User), f.OS, orNone(f.Build), f.Outcome, oneLineText(reason, 200))
+				orNone(f.Host), orNone(f.User), f.OS, orNone(f.Build), f.Outcome, termtext.Line(reason, 200))
 		}
 	}
 	if d.Stale > 0 {
@@ -170,13 +171,4 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
-}
-
-// oneLineText keeps a client's reason on one line of at most n runes.
-func oneLineText(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); len(r) > n {
-		s = string(r[:n-1]) + "…"
-	}
-	return s
 }

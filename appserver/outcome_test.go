@@ -433,35 +433,7 @@ func TestOutcomeLateReportsNotCounted(t *testing.T) {
 	publishTree(t, cfg, state, b2, map[string]string{"app": "two"}, nil)
 	waitServed(t, ts, b2)
 	for _, id := range []string{"p1", "p2", "p3"} {
-		c := mustDial(t, ts.addr)
-		if err := c.send(syncproto.Hello{ClientBuild: b1, OS: "linux", ClientID: id, Host: "pilot-" + id}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.r.Expect(syncproto.MsgWelcome); err != nil {
-			t.Fatal(err)
-		}
-		s := &viewSession{c: c}
-		if err := c.send(syncproto.GetManifest{}); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			m, err := c.r.Read()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if h, ok := m.(syncproto.ManifestHeader); ok {
-				s.header = h
-				break
-			}
-		}
-		for range s.header.Count {
-			m, err := c.r.Expect(syncproto.MsgManifestEntry)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.entries = append(s.entries, m.(syncproto.ManifestEntry))
-		}
-		s.fetchAll(t)
+		c, _ := fetchAs(t, ts.addr, "pilot-"+id, id, b1)
 		late := syncproto.Report{Outcome: syncproto.OutcomeFailed, Build: b2, Step: "install", Message: "an earlier failure", At: time.Now().Add(-time.Hour).Unix()}
 		if err := c.report(late); err != nil {
 			t.Fatal(err)

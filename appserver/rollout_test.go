@@ -18,6 +18,19 @@ import (
 // it returns the build it was served.
 func syncAs(t *testing.T, addr, host, id, build string, outcome syncproto.Outcome) string {
 	t.Helper()
+	c, served := fetchAs(t, addr, host, id, build)
+	if err := c.report(syncproto.Report{Outcome: outcome, Build: served}); err != nil {
+		t.Fatal(err)
+	}
+	c.conn.Close()
+	return served
+}
+
+// fetchAs opens a session as the workstation host (client id id) with
+// build installed and fetches the release it is served, whose build it
+// returns with the session, which owes its report.
+func fetchAs(t *testing.T, addr, host, id, build string) (*testClient, string) {
+	t.Helper()
 	c := mustDial(t, addr)
 	if err := c.send(syncproto.Hello{ClientBuild: build, OS: "linux", ClientID: id, Host: host}); err != nil {
 		t.Fatal(err)
@@ -47,11 +60,7 @@ func syncAs(t *testing.T, addr, host, id, build string, outcome syncproto.Outcom
 		s.entries = append(s.entries, m.(syncproto.ManifestEntry))
 	}
 	s.fetchAll(t)
-	if err := c.report(syncproto.Report{Outcome: outcome, Build: s.header.Build}); err != nil {
-		t.Fatal(err)
-	}
-	c.conn.Close()
-	return s.header.Build
+	return c, s.header.Build
 }
 
 // TestStagedRollout: with a pilot ring, a new release goes to the pilot

@@ -52,3 +52,14 @@ func printable(s string) bool {
 	}
 	return true
 }
+
+// Line is s on one line of at most n runes, for a table: runs of white
+// space (line ends included) become one space, and a longer text ends
+// in "…". It does not escape: Escape what comes from the network first.
+func Line(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n-1]) + "…"
+	}
+	return s
+}

@@ -40,3 +40,19 @@ func FuzzEscape(f *testing.F) {
 		}
 	})
 }
+
+func TestLine(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"two\nlines\t and  spaces", 40, "two lines and spaces"},
+		{"ação é longa demais", 8, "ação é …"},
+	} {
+		if got := Line(tc.in, tc.n); got != tc.want {
+			t.Errorf("Line(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}

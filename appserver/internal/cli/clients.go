@@ -11,6 +11,7 @@ import (
 
 	"github.com/erpupdate/smartsync/appserver"
 	"github.com/erpupdate/smartsync/appserver/internal/clientdb"
+	"github.com/erpupdate/smartsync/internal/termtext"
 	"github.com/spf13/cobra"
 )
 
@@ -146,14 +147,16 @@ func printClients(w io.Writer, list []clientdb.Client, now time.Time) error {
 		if c.Failed() {
 			outcome = strings.TrimSpace(c.Outcome + " (" + strings.Trim(c.Step+": "+c.Reason, ": ") + ")")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(c.Host), orDash(c.User), c.OS, orDash(c.Build), seen(c.LastSeen, now), oneLine(outcome, 90), c.ID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(cell(c.Host, 40)), orDash(cell(c.User, 30)), cell(c.OS, 10), orDash(cell(c.Build, 30)),
+			seen(c.LastSeen, now), cell(outcome, 90), cell(c.ID, 40))
 	}
 	return tw.Flush()
 }
 
 func printClient(w io.Writer, c clientdb.Client, hist []clientdb.Sync) error {
 	fmt.Fprintf(w, "Client     %s\nHost       %s\nUser       %s\nOS         %s\nFolder     %s\nAddress    %s\nBuild      %s (release %d)\n",
-		c.ID, orDash(c.Host), orDash(c.User), c.OS, orDash(c.Path), orDash(c.Addr), orDash(c.Build), c.Release)
+		termtext.Escape(c.ID), orDash(termtext.Escape(c.Host)), orDash(termtext.Escape(c.User)), termtext.Escape(c.OS),
+		orDash(termtext.Escape(c.Path)), orDash(c.Addr), orDash(termtext.Escape(c.Build)), c.Release)
 	if c.Ring != "" {
 		fmt.Fprintf(w, "Ring       %s\n", c.Ring)
 	}
@@ -173,8 +176,8 @@ func printClient(w io.Writer, c clientdb.Client, hist []clientdb.Sync) error {
 		if !s.Reported.IsZero() && s.Reported.Sub(s.At) > time.Minute {
 			when += " (reported " + stamp(s.Reported) + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", when, s.Outcome, orDash(s.Build), s.Release, s.Files,
-			appserver.GroupDigits(s.Bytes), s.Duration.Round(time.Millisecond), orDash(s.Step), oneLine(orDash(s.Reason), 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", when, s.Outcome, orDash(cell(s.Build, 30)), s.Release, s.Files,
+			appserver.GroupDigits(s.Bytes), s.Duration.Round(time.Millisecond), orDash(cell(s.Step, 20)), orDash(cell(s.Reason, 100)))
 	}
 	return tw.Flush()
 }
@@ -214,14 +217,9 @@ func orDash(s string) string {
 	return s
 }
 
-// oneLine keeps a reason on one line of at most n runes.
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); len(r) > n {
-		s = string(r[:n-1]) + "…"
-	}
-	return s
-}
+// cell is text a client sent (its host, user, build, reason) as a cell
+// of the table: escaped for the terminal, on one line of at most n runes.
+func cell(s string, n int) string { return termtext.Line(termtext.Escape(s), n) }
 
 // The JSON forms, with stable lower-case names and RFC 3339 times.
 type clientJSON struct {

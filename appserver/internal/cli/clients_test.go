@@ -92,6 +92,20 @@ func TestClientsCommand(t *testing.T) {
 		}
 	}
 
+	// What a client sends (its host name, its reason) cannot drive the
+	// administrator's terminal.
+	db = clientdb.Open(context.Background(), appserver.ClientsDB(appserver.StateDir(ini, "")), slog.New(slog.DiscardHandler), clientdb.Options{})
+	db.Record(clientdb.Sync{ClientID: "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", Host: "evil\x1b]0;owned\a", OS: "linux", At: now, Outcome: "failed", Reason: "\x1b[2Jcleared"})
+	if err := db.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"clients"}, {"clients", "show", "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"}} {
+		code, out, errb := run(t, "", append(args, "--config", ini)...)
+		if code != ExitOK || strings.ContainsAny(out, "\x1b\a") || !strings.Contains(out, `evil\x1b]0;owned\x07`) {
+			t.Errorf("%v with a hostile host name: exit %d, %q %s", args, code, out, errb)
+		}
+	}
+
 	code, out, errb = run(t, "", "clients", "show", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "--config", ini)
 	if code != ExitOK || !strings.Contains(out, "Host       caixa-01") || !strings.Contains(out, "disk full") || !strings.Contains(out, "updated") {
 		t.Errorf("clients show: exit %d\n%s%s", code, out, errb)
