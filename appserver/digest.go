@@ -75,11 +75,19 @@ func (s *Server) runDigests(ctx context.Context, makeDigest digestMaker, now fun
 	for {
 		cfg := s.conf()
 		t := now()
-		next := nextDigest(t, cfg.Status.DigestAt)
+		// Looked at again at least hourly, so that a reload's new
+		// DigestAt is kept the same day.
+		wait, due := nextDigest(t, cfg.Status.DigestAt).Sub(t), true
+		if wait > digestRecheck {
+			wait, due = digestRecheck, false
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-after(next.Sub(t)):
+		case <-after(wait):
+		}
+		if !due {
+			continue
 		}
 		cfg = s.conf()
 		if cfg.Status.Notify == "" || cfg.Mail.Host == "" {
@@ -102,6 +110,10 @@ func (s *Server) runDigests(ctx context.Context, makeDigest digestMaker, now fun
 		}
 	}
 }
+
+// digestRecheck is how long, at most, the digest's loop waits before it
+// reads [STATUS] DigestAt again.
+const digestRecheck = time.Hour
 
 // digestShown bounds the lines of each list in a digest mail.
 const digestShown = 50
