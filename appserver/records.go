@@ -1,8 +1,10 @@
 package appserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/clientdb"
@@ -52,6 +54,12 @@ func (s *Server) recordSync(r outcomeRecord) {
 		Supersedes: r.Supersedes})
 }
 
+// maxClientSeries bounds the {build, os} pairs appserver_clients
+// exports: a build is what a client says, and a script making up builds
+// must not make up series without end. The pairs with the fewest clients
+// past it are counted as build "other".
+const maxClientSeries = 100
+
 // clientCounts is the clients per build and OS, for the metrics.
 func (s *Server) clientCounts(ctx context.Context) (map[[2]string]int, error) {
 	db := s.records.Load()
@@ -62,12 +70,22 @@ func (s *Server) clientCounts(ctx context.Context) (map[[2]string]int, error) {
 	if err != nil {
 		return nil, withHealth(db, err)
 	}
-	out := make(map[[2]string]int, len(sum.BuildOS))
-	for _, b := range sum.BuildOS {
-		out[[2]string{b.Build, b.OS}] = b.N
+	pairs := slices.Clone(sum.BuildOS)
+	slices.SortStableFunc(pairs, func(a, b clientdb.BuildOS) int { return cmp.Compare(b.N, a.N) })
+	out := make(map[[2]string]int, min(len(pairs), maxClientSeries))
+	for i, b := range pairs {
+		k := [2]string{b.Build, b.OS}
+		if i >= maxClientSeries-len(knownOSes) {
+			k[0] = "other"
+		}
+		out[k] += b.N
 	}
 	return out, nil
 }
+
+// knownOSes are the OSes a client may name; one "other" series each is
+// kept room for.
+var knownOSes = []string{"windows", "linux", "darwin"}
 
 // countClients returns how many clients of osName each release number
 // has, from the client records in state: none before the first report,

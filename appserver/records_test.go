@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,5 +137,41 @@ func TestDigestFromRecords(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("the digest does not say %q:\n%s", want, body)
 		}
+	}
+}
+
+// TestClientCountsBounded: builds are what clients say; past
+// maxClientSeries pairs, the smallest are counted as build "other", so a
+// script that makes up builds cannot make up series without end.
+func TestClientCountsBounded(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "linux_upd")
+	writeTree(t, dir, map[string]string{"app": "one"}, oldTime)
+	ts := startServer(t, linuxConfig(t, dir), nil, nil)
+	// Serve has opened the records once a session is served.
+	if err := fullSession(ts.addr, "0123456789abcdef0123456789abcdef", map[string]string{"app": "one"}); err != nil {
+		t.Fatal(err)
+	}
+	db := ts.srv.records.Load()
+	now := time.Now()
+	for i := range 300 {
+		db.Record(clientdb.Sync{ClientID: fmt.Sprintf("%032x", i+1), OS: "linux", Build: fmt.Sprintf("made-up-%d", i), At: now, Outcome: "failed"})
+	}
+	for i := range 5 {
+		db.Record(clientdb.Sync{ClientID: fmt.Sprintf("%032x", 1000+i), OS: "windows", Build: "7.00.240601A", At: now, Outcome: "updated"})
+	}
+	if err := db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := ts.srv.clientCounts(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	if len(counts) > maxClientSeries || counts[[2]string{"7.00.240601A", "windows"}] != 5 || counts[[2]string{"other", "linux"}] == 0 || total < 305 {
+		t.Errorf("%d series, windows 7.00.240601A %d, other linux %d, total %d", len(counts),
+			counts[[2]string{"7.00.240601A", "windows"}], counts[[2]string{"other", "linux"}], total)
 	}
 }
