@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpupdate/smartsync/smartclient/internal/pending"
+
 	"github.com/erpupdate/smartsync/internal/cdc"
 	"github.com/erpupdate/smartsync/smartclient"
 	"github.com/erpupdate/smartsync/smartclient/internal/hostiletest"
@@ -206,6 +208,11 @@ func hostileRunIn(t *testing.T, l hostiletest.Lie, sc scene) (hostiletest.Saw, s
 			// The kept manifest, when the lie made a wrong one of it,
 			// is dropped.
 			if k == ".smartclient/manifest.cache" && l.DropsKept && after[k] == "" {
+				continue
+			}
+			// The report of the refused sync, which the lying server
+			// did not take, is kept for the next session.
+			if k == ".smartclient/"+pending.Name {
 				continue
 			}
 			// A failed sync records its outcome in the state, whose
