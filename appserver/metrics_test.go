@@ -235,7 +235,10 @@ func TestMetricsPublishAndPatches(t *testing.T) {
 	ts := startServerIn(t, cfg, state, nil, nil)
 	url := metricsURL(t, ts)
 	// Serve takes the release up before its first client.
-	first := waitMetrics(t, url, func(s scrape) bool { return s.count("appserver_publish_duration_seconds", "os", "linux") > 0 })
+	first := waitMetrics(t, url, func(s scrape) bool {
+		return s.count("appserver_publish_duration_seconds", "os", "linux") > 0 &&
+			s.series("appserver_release", "os", "linux", "build", pubBuild2, "number", "1") != nil
+	})
 	if n := first.count("appserver_publish_duration_seconds", "os", "linux"); n != 1 {
 		t.Errorf("publish_duration_seconds{os=linux} has %d observations after the server took up release 1; want 1", n)
 	}
