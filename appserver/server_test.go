@@ -87,12 +87,6 @@ func startServerIn(t testing.TB, cfg *Config, state string, tune func(*Server), 
 		t.Fatalf("New: %v", err)
 	}
 	srv.HandshakeTimeout = time.Second
-	if testtree.UnderWine() {
-		// Under Wine, with every package's tests at once, a TLS
-		// handshake has taken over a second (TestStagedRollout: "TLS
-		// handshake: EOF"); tests of the timeout set their own.
-		srv.HandshakeTimeout = 5 * time.Second
-	}
 	srv.IdleTimeout = time.Second
 	srv.WriteTimeout = time.Second
 	srv.Grace = time.Second
