@@ -73,6 +73,10 @@ type patcher struct {
 	// observe, when set, is told of every patch made, kept or not (the
 	// metrics).
 	observe func(took time.Duration, kept bool, err error)
+	// sharedProcess says the process is not the server's alone (tests
+	// run many servers in one): the collector's settings, which are the
+	// process's, are then left alone while a patch is made.
+	sharedProcess bool
 	// The patches made since the queue was last empty, for the log;
 	// used by run only.
 	batch, batchKept int
@@ -236,19 +240,26 @@ func (p *patcher) run(ctx context.Context) {
 		// 25 MiB) for a moment: the collector runs sooner meanwhile,
 		// so that the server's peak stays near its live memory plus
 		// that, rather than twice it.
-		gc := debug.SetGCPercent(patchGCPercent)
-		// And near patchMemoryLimit it runs harder still, unless the
-		// administrator set a limit of the process ([LIMITS]
-		// MemoryLimitMB, GOMEMLIMIT), which stays.
-		ours := debug.SetMemoryLimit(-1) == math.MaxInt64
-		if ours {
-			debug.SetMemoryLimit(patchMemoryLimit)
+		var size int64
+		var kept bool
+		var err error
+		if p.sharedProcess {
+			size, kept, err = p.make(ctx, j)
+		} else {
+			gc := debug.SetGCPercent(patchGCPercent)
+			// And near patchMemoryLimit it runs harder still, unless
+			// the administrator set a limit of the process ([LIMITS]
+			// MemoryLimitMB, GOMEMLIMIT), which stays.
+			ours := debug.SetMemoryLimit(-1) == math.MaxInt64
+			if ours {
+				debug.SetMemoryLimit(patchMemoryLimit)
+			}
+			size, kept, err = p.make(ctx, j)
+			if ours && debug.SetMemoryLimit(-1) == patchMemoryLimit {
+				debug.SetMemoryLimit(math.MaxInt64)
+			}
+			debug.SetGCPercent(gc)
 		}
-		size, kept, err := p.make(ctx, j)
-		if ours && debug.SetMemoryLimit(-1) == patchMemoryLimit {
-			debug.SetMemoryLimit(math.MaxInt64)
-		}
-		debug.SetGCPercent(gc)
 		p.batch++
 		if kept {
 			p.batchKept++

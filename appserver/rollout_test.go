@@ -81,6 +81,11 @@ func TestStagedRollout(t *testing.T) {
 	const b1, b2, b3 = "7.00.240601A", "7.00.240701A", "7.00.240801A"
 	publishTree(t, cfg, state, b1, map[string]string{"app": "one"}, nil)
 	ts := startServerIn(t, cfg, state, nil, nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the server's log:\n%s", ts.logs)
+		}
+	})
 	// The first release goes to everyone: there is nothing before it.
 	if got := syncAs(t, ts.addr, "desk-1", "d1", srvBuild, syncproto.OutcomeUpdated); got != b1 {
 		t.Fatalf("the first release: desk-1 got %s", got)
