@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -64,8 +65,10 @@ func TestIndexObserverHitsAndMisses(t *testing.T) {
 		writeTree(t, dir, map[string]string{"sub/b.txt": "beta, longer"}, oldTime.Add(time.Hour))
 	})
 	current(t, ix)
-	if got := warm.all(); len(got) < 2 || got[len(got)-1] != (scanSeen{"linux", 2, 1}) {
-		t.Fatalf("after a change: observer told %+v; want a last scan with 2 hits, 1 miss", got)
+	// The scan of the change hashes the changed file alone; a watch may
+	// bring further scans (late events under Wine), all from the cache.
+	if got := warm.all(); len(got) < 2 || !slices.Contains(got[1:], scanSeen{"linux", 2, 1}) || slices.ContainsFunc(got[1:], func(s scanSeen) bool { return s.misses > 1 }) {
+		t.Fatalf("after a change: observer told %+v; want a scan with 2 hits, 1 miss, and none hashing more", got)
 	}
 	// Without Observe nobody is told, and nothing breaks.
 	plain, err := Open(context.Background(), discardLogger(), "linux", dir, filepath.Join(state, "other"), Release{})
