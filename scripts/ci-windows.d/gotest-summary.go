@@ -159,6 +159,17 @@ func progress(p *pkg) {
 	}
 }
 
+// tailLines is how much of a failing test's output CI_WINDOWS_FAILURES keeps.
+const tailLines = 40
+
+// tail is the end of a failing test's output, headed by its name.
+func tail(pkg, name string, lines []string) []string {
+	if len(lines) > tailLines {
+		lines = lines[len(lines)-tailLines:]
+	}
+	return append([]string{"", "---- " + pkg + " " + name + " (its last lines):"}, lines...)
+}
+
 // message is the first line of output that says something: not a
 // === RUN/PAUSE/CONT/NAME line, not a --- PASS/FAIL/SKIP line.
 func message(lines []string) string {
@@ -208,6 +219,9 @@ func summary(pkgs map[string]*pkg, porder []string) (failed bool) {
 	// pass when run again. CI_WINDOWS_DIED names a file to list them in,
 	// "PACKAGE REGEXP" a line, when they are the only failures.
 	var died, diedPkgs []string
+	// tails holds the last lines of every failing test's output, for
+	// CI_WINDOWS_FAILURES (the end of a CI log is what a reader sees).
+	var tails []string
 	others := false
 	for _, name := range porder {
 		p := pkgs[name]
@@ -228,6 +242,7 @@ func summary(pkgs map[string]*pkg, porder []string) (failed bool) {
 				fail++
 				others = true
 				pf = append(pf, fmt.Sprintf("    %s: %s", tn, message(t.lines)))
+				tails = append(tails, tail(name, tn, t.lines)...)
 			default:
 				fail++
 				msg := packageMessage(p)
@@ -271,6 +286,11 @@ func summary(pkgs map[string]*pkg, porder []string) (failed bool) {
 		for _, l := range skips {
 			fmt.Println(l)
 		}
+	}
+	if f := os.Getenv("CI_WINDOWS_FAILURES"); f != "" && len(failures) > 0 {
+		out := append([]string{"Failing, by package (first error line):"}, failures...)
+		out = append(out, tails...)
+		os.WriteFile(f, []byte(strings.Join(out, "\n")+"\n"), 0o644)
 	}
 	if f := os.Getenv("CI_WINDOWS_DIED"); f != "" && len(diedPkgs) > 0 && !others {
 		os.WriteFile(f, []byte(strings.Join(diedPkgs, "\n")+"\n"), 0o644)
