@@ -10,11 +10,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/internal/rollout"
@@ -339,7 +337,7 @@ func RolloutCommand(ctx context.Context, cfg *Config, state, osName string, req 
 			os.Remove(path)
 			return a, nil
 		}
-		if !errors.Is(err, fs.ErrNotExist) && !sharingViolation(err) {
+		if !errors.Is(err, fs.ErrNotExist) {
 			return RolloutAnswer{}, fmt.Errorf("reading the server's answer: %w", err)
 		}
 		if time.Now().After(deadline) {
@@ -395,12 +393,4 @@ func (s *Server) mailTo(cfg *Config, subject, body string, rcpts ...string) {
 		}
 		s.log.Info("mailed the administrator", "to", rcpt, "subject", subject)
 	}
-}
-
-// sharingViolation reports whether err is Windows's ERROR_SHARING_VIOLATION
-// (32): the file is being renamed into place or held a moment by another
-// program (an antivirus), and is read again.
-func sharingViolation(err error) bool {
-	var errno syscall.Errno
-	return runtime.GOOS == "windows" && errors.As(err, &errno) && errno == 32
 }

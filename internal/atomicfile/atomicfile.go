@@ -86,8 +86,14 @@ func WriteJSON(path string, v any, perm os.FileMode) error {
 }
 
 // ReadJSON reads a record WriteJSON wrote into v; an error names the file.
+// The read is retried as Rename is: on Windows a file being renamed into
+// place is refused for a moment with a sharing violation.
 func ReadJSON(path string, v any) error {
-	data, err := os.ReadFile(path)
+	var data []byte
+	err := retry(func() (err error) {
+		data, err = os.ReadFile(path)
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package atomicfile
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -107,5 +108,36 @@ func TestNoRetryOfOtherErrors(t *testing.T) {
 	err := retry(func() error { calls++; return os.ErrPermission })
 	if calls != 1 || !errors.Is(err, os.ErrPermission) {
 		t.Fatalf("%d calls, %v; want 1 call and its error", calls, err)
+	}
+}
+
+func TestReadJSONRetriesWhileHeld(t *testing.T) {
+	// A folder stands for a file being renamed into place: reading it
+	// fails (EISDIR on Linux; a sharing violation in the real case on
+	// Windows) until a goroutine puts the record there.
+	path := filepath.Join(t.TempDir(), "answer.json")
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, dirErr := os.ReadFile(path)
+	var pe *fs.PathError
+	if !errors.As(dirErr, &pe) {
+		t.Fatalf("reading a folder: %v, want a PathError", dirErr)
+	}
+	old := isRetryable
+	isRetryable = func(err error) bool { return old(err) || errors.Is(err, pe.Err) }
+	t.Cleanup(func() { isRetryable = old })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(100 * time.Millisecond)
+		os.Remove(path)
+		os.WriteFile(path, []byte(`{"N": 7}`), 0o644)
+	}()
+	var v struct{ N int }
+	err := ReadJSON(path, &v)
+	<-done
+	if err != nil || v.N != 7 {
+		t.Fatalf("ReadJSON while the file was held for 100 ms: %+v, %v; want N 7", v, err)
 	}
 }
