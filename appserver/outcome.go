@@ -48,6 +48,9 @@ type outcomeRecord struct {
 	Files      uint32
 	Bytes      uint64
 	Duration   time.Duration
+	// ReportID is the client's Report.ID, 0 for the server's own account
+	// of a cut session (and from no client of this version).
+	ReportID uint64
 }
 
 // stepTransfer is the step of a session the server saw end without a
@@ -84,7 +87,54 @@ const (
 	// maxCutsKept bounds the cuts remembered; past it the oldest week's
 	// are forgotten.
 	maxCutsKept = 10_000
+	// maxReportsKept is how many reports' ids the server remembers to
+	// know a report sent again (its ReportAck lost) before it reaches
+	// the records, which know it too (clientdb): enough for every
+	// workstation of a large site's day.
+	maxReportsKept = 16_384
 )
+
+// reportKey names one sync of one client: its id and Report.ID.
+type reportKey struct {
+	client string
+	id     uint64
+}
+
+// recentReports remembers the latest reports the server took, so that one
+// delivered again is neither logged as new nor counted twice. It is safe
+// for concurrent use.
+type recentReports struct {
+	mu    sync.Mutex
+	seen  map[reportKey]struct{}
+	order []reportKey // a ring of the keys in seen, oldest at next
+	next  int
+}
+
+// add remembers the report id of client and reports whether it was new.
+// A report without an id is always new.
+func (rr *recentReports) add(client string, id uint64) bool {
+	if id == 0 {
+		return true
+	}
+	k := reportKey{client, id}
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	if _, ok := rr.seen[k]; ok {
+		return false
+	}
+	if rr.seen == nil {
+		rr.seen = make(map[reportKey]struct{})
+	}
+	if len(rr.order) < maxReportsKept {
+		rr.order = append(rr.order, k)
+	} else {
+		delete(rr.seen, rr.order[rr.next])
+		rr.order[rr.next] = k
+		rr.next = (rr.next + 1) % maxReportsKept
+	}
+	rr.seen[k] = struct{}{}
+	return true
+}
 
 // lateAt is when a late report says its sync ended, as the server
 // believes it: never after the report came, nor more than a year before
@@ -139,6 +189,13 @@ func (s *Server) recordOutcome(ss *session, r syncproto.Report, reported time.Ti
 	if r.At == 0 {
 		s.reported(ss.hello.ClientID)
 	}
+	if !s.reports.add(ss.hello.ClientID, r.ID) {
+		// The client did not have the ReportAck of this report and
+		// sent it again: it was logged, counted and recorded already.
+		s.log.Info("a report sent again is not recorded twice", "id", ss.hello.ClientID, "host", ss.hello.Host,
+			"report", r.ID, "outcome", r.Outcome.String(), "client", ss.raw.RemoteAddr().String())
+		return
+	}
 	s.noteOutcome(ss, r, reported)
 }
 
@@ -149,7 +206,7 @@ func (s *Server) noteOutcome(ss *session, r syncproto.Report, reported time.Time
 		ClientID: ss.hello.ClientID, Host: ss.hello.Host, User: ss.hello.User, OS: ss.hello.OS, Path: ss.hello.Path,
 		Addr: ss.raw.RemoteAddr().String(), Build: r.Build, At: reported, Reported: reported,
 		Outcome: r.Outcome.String(), Step: r.Step, Reason: r.Message, Files: r.Files, Bytes: r.Bytes,
-		Duration: time.Duration(r.Duration) * time.Millisecond,
+		Duration: time.Duration(r.Duration) * time.Millisecond, ReportID: r.ID,
 	}
 	if r.At != 0 {
 		rec.At, rec.Late = lateAt(r.At, reported), true

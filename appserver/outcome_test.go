@@ -3,6 +3,7 @@ package appserver
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -277,8 +278,13 @@ func TestOutcomeQueuedWhileServerDown(t *testing.T) {
 		t.Fatal("a sync with the server down succeeded")
 	}
 	pendingFile := filepath.Join(o.Dir, ".smartclient", "pending-reports.json")
-	if _, err := os.Stat(pendingFile); err != nil {
+	data, err := os.ReadFile(pendingFile)
+	if err != nil {
 		t.Fatalf("the client kept no report: %v", err)
+	}
+	var kept struct{ Reports []struct{ ID uint64 } }
+	if err := json.Unmarshal(data, &kept); err != nil || len(kept.Reports) != 1 || kept.Reports[0].ID == 0 {
+		t.Fatalf("the kept reports %s (%v): want one, with the sync's id", data, err)
 	}
 	syncOK(t, o)
 	late := st.sink.wait(t, "the late report", func(r outcomeRecord) bool { return r.Late })
@@ -380,6 +386,50 @@ func TestOutcomeProtocol(t *testing.T) {
 		own := st.sink.wait(t, "the session's report", func(r outcomeRecord) bool { return r.Outcome == "checked" })
 		if own.Late || own.Duration != 1500*time.Millisecond || own.Host != "ws-a1" {
 			t.Errorf("the session's report: %+v", own)
+		}
+	})
+	t.Run("a report sent again, its ReportAck lost", func(t *testing.T) {
+		st := site(t)
+		c := hello(t, st, "d1")
+		if _, _, err := c.manifest(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.send(syncproto.RequestEnd{}); err != nil {
+			t.Fatal(err)
+		}
+		const id = 0xfeed_0000_0000_0001 // above int64's range: stored as it is
+		first := syncproto.Report{Outcome: syncproto.OutcomeFailed, Build: srvMinBuild, Step: "install", Message: "the switch failed", ID: id}
+		if err := c.send(first); err != nil {
+			t.Fatal(err)
+		}
+		// The client never reads the ReportAck: the connection goes first.
+		st.sink.wait(t, "the report", func(r outcomeRecord) bool { return r.Outcome == "failed" && r.ClientID == "d1" })
+		c.conn.Close()
+		// The client kept it and sends it at its next session, late.
+		again := first
+		again.At = time.Now().Add(-time.Minute).Unix()
+		c2 := hello(t, st, "d1")
+		if err := c2.report(again); err != nil {
+			t.Fatal(err)
+		}
+		// And a report of another sync with another id is recorded.
+		other := syncproto.Report{Outcome: syncproto.OutcomeFailed, Build: srvMinBuild, Step: "fetch", Message: "another", At: again.At, ID: id + 1}
+		if err := c2.report(other); err != nil {
+			t.Fatal(err)
+		}
+		st.sink.wait(t, "the other sync", func(r outcomeRecord) bool { return r.Reason == "another" })
+		n := 0
+		for _, r := range st.sink.all() {
+			if r.Reason == "the switch failed" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("the report sent twice is recorded %d times, want once: %+v", n, st.sink.all())
+		}
+		logLine(t, st.ts.logs, "a report sent again is not recorded twice", "id=d1", "report=18369338455114121217")
+		if got := testutil.ToFloat64(st.ts.srv.metrics.syncs.WithLabelValues("failed")); got != 2 {
+			t.Errorf("appserver_syncs_total{outcome=failed} = %v, want 2 (the report sent twice counted once)", got)
 		}
 	})
 	t.Run("cut", func(t *testing.T) {

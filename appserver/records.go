@@ -51,7 +51,7 @@ func (s *Server) recordSync(r outcomeRecord) {
 	db.Record(clientdb.Sync{ClientID: r.ClientID, Host: r.Host, User: r.User, OS: r.OS, Path: r.Path, Addr: r.Addr,
 		Build: r.Build, Release: r.Release, Ring: r.Ring, At: r.At, Reported: r.Reported, Outcome: r.Outcome,
 		Step: r.Step, Reason: r.Reason, Files: int(r.Files), Bytes: int64(r.Bytes), Duration: r.Duration,
-		Supersedes: r.Supersedes})
+		Supersedes: r.Supersedes, ReportID: r.ReportID})
 }
 
 // maxClientSeries bounds the {build, os} pairs appserver_clients

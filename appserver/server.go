@@ -132,6 +132,9 @@ type Server struct {
 	// none. cuts are the sessions cut without a report.
 	outcomes func(outcomeRecord)
 	cuts     outcomeCuts
+	// reports are the ids of the latest reports taken (see
+	// recentReports).
+	reports recentReports
 }
 
 // SetSelf tells the server about its own installation, which a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"time"
 	"unicode/utf8"
@@ -42,6 +43,7 @@ const (
 // reporting follows one sync, every attempt of it, to its report.
 type reporting struct {
 	start time.Time
+	id    uint64 // the sync's Report.ID, never 0
 	step  string // the step under way
 	done  bool   // the sync's report was sent, or kept to send later
 	sent  bool   // the reports kept from earlier syncs were sent
@@ -52,7 +54,7 @@ type reporting struct {
 // newReporting follows the sync of o that started at start; a check
 // keeps nothing (it writes nothing in the install).
 func newReporting(o Options, start time.Time) *reporting {
-	rp := &reporting{start: start, step: stepConnect, log: o.Log}
+	rp := &reporting{start: start, id: reportID(), step: stepConnect, log: o.Log}
 	if !o.CheckOnly {
 		rp.store = pending.At(filepath.Join(o.Dir, install.MetaDir), o.Log)
 	}
@@ -66,11 +68,23 @@ func (rp *reporting) at(step string) {
 	}
 }
 
-// fill completes r: the step of a failure, the sync's duration, and
-// texts cut to the protocol's limits.
+// reportID is a sync's Report.ID: random, never 0.
+func reportID() uint64 {
+	for {
+		if id := rand.Uint64(); id != 0 {
+			return id
+		}
+	}
+}
+
+// fill completes r: the sync's ID, the step of a failure, the sync's
+// duration, and texts cut to the protocol's limits.
 func (rp *reporting) fill(r syncproto.Report) syncproto.Report {
 	if rp == nil {
 		return r
+	}
+	if r.ID == 0 {
+		r.ID = rp.id
 	}
 	if r.Step == "" && (r.Outcome == syncproto.OutcomeFailed || r.Outcome == syncproto.OutcomeInterrupted) {
 		r.Step = rp.step

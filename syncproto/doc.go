@@ -159,6 +159,11 @@
 // forgets a kept report once it is acknowledged. Such reports may come
 // on a session whose Welcome has updates disabled too.
 //
+// Every report carries Report.ID, a random number the client chose for
+// its sync (never 0 from this version's clients): a report whose
+// ReportAck was lost is kept and sent again, and the server, which did
+// take it, records and counts it once, by the client's id and this ID.
+//
 // # Administrator sessions
 //
 //	client                               server
@@ -412,5 +417,6 @@
 //	   ManifestZ). Never released with 6.
 //	8  2026-12: Report.Step, Report.Duration and Report.At (reports of
 //	   earlier syncs, delivered late, after Welcome); OutcomeInterrupted;
-//	   Hello.Path. Never released with 7.
+//	   Hello.Path; Report.ID (a report sent twice is recorded once).
+//	   Never released with 7.
 package syncproto

@@ -172,7 +172,7 @@ func MaxPayload(t MsgType) (int, bool) {
 	case MsgFileEnd:
 		return HashSize, true
 	case MsgReport:
-		return 1 + str + 4 + 8 + 2 + MaxMessage + str + 4 + 8, true
+		return 1 + str + 4 + 8 + 2 + MaxMessage + str + 4 + 8 + 8, true
 	case MsgError:
 		return 2 + 2 + MaxMessage + 2, true
 	case MsgManifestZ:
@@ -455,6 +455,10 @@ type Report struct {
 	// earlier sync that could not report then, and At is when that sync
 	// ended, in Unix seconds (see "Reports delivered late").
 	At int64
+	// ID names the sync the report is of: chosen at random by the client
+	// for each sync, never 0, the same however often the report is sent.
+	// A report delivered twice (its ReportAck lost) is recorded once.
+	ID uint64
 }
 
 // ReportAck acknowledges a Report.
@@ -695,7 +699,8 @@ func (m Report) appendPayload(b []byte) []byte {
 	b = appendString(b, m.Message)
 	b = appendString(b, m.Step)
 	b = binary.BigEndian.AppendUint32(b, m.Duration)
-	return binary.BigEndian.AppendUint64(b, uint64(m.At))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.At))
+	return binary.BigEndian.AppendUint64(b, m.ID)
 }
 
 func (m Error) appendPayload(b []byte) []byte {
@@ -1035,6 +1040,7 @@ func Decode(t MsgType, payload []byte) (Message, error) {
 			Step:     d.str("step", MaxShortString),
 			Duration: d.u32("duration"),
 			At:       int64(d.u64("at")),
+			ID:       d.u64("id"),
 		}
 		if d.err == nil {
 			if !r.Outcome.Valid() {

@@ -67,6 +67,10 @@ type Sync struct {
 	// replaces: that row goes, and the client's state is this report's
 	// if it was the cut's.
 	Supersedes time.Time
+	// ReportID is the client's id of the sync (syncproto.Report.ID),
+	// 0 when it has none: a sync already recorded with the same client
+	// and ReportID is not recorded again (its report was sent twice).
+	ReportID uint64
 }
 
 // Client is one client's latest state.

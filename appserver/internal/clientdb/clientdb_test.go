@@ -818,3 +818,59 @@ func TestSupersedesCut(t *testing.T) {
 		t.Errorf("after a late failure older than an update: %d rows, state %s", len(hist), c.Outcome)
 	}
 }
+
+// TestReportSentTwice: a report whose acknowledgement was lost comes again,
+// late, maybe after a restart of the server (nothing of it in memory): the
+// file records it once, by the client and its ReportID; another client's
+// sync with the same ReportID, and syncs without one, are their own.
+func TestReportSentTwice(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clients.db")
+	const id = 0xfeed_0000_0000_0001 // above int64's range
+	first := sync1("c1", t0, OutcomeFailed)
+	first.Step, first.Reason, first.ReportID = "install", "the switch failed", id
+	d, _ := open(t, path, fastOpts())
+	d.Record(first)
+	d.Record(sync1("c1", t0.Add(time.Second), OutcomeChecked)) // no ReportID
+	flush(t, d)
+	if err := d.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	d, _ = open(t, path, fastOpts())
+	again := first
+	again.At, again.Reported = t0.Add(-time.Minute), t0.Add(time.Hour) // the client's clock, sent late
+	d.Record(again)
+	d.Record(again) // twice in one batch too
+	d.Record(sync1("c1", t0.Add(2*time.Second), OutcomeChecked))
+	other := sync1("c2", t0, OutcomeFailed)
+	other.ReportID = id
+	d.Record(other)
+	flush(t, d)
+
+	_, hist, err := d.Client(t.Context(), "c1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed, checked int
+	for _, h := range hist {
+		switch h.Outcome {
+		case OutcomeFailed:
+			failed++
+			if !h.At.Equal(first.At) {
+				t.Errorf("the failure recorded is the copy sent again: %+v", h)
+			}
+		case OutcomeChecked:
+			checked++
+		}
+	}
+	if failed != 1 || checked != 2 {
+		t.Errorf("history of c1: %d failures, %d checks; want 1 and 2 (the report sent twice once, the syncs without an id each): %+v", failed, checked, hist)
+	}
+	if _, hist, err := d.Client(t.Context(), "c2", 0); err != nil || len(hist) != 1 {
+		t.Errorf("c2, with the same ReportID as c1's sync: %d rows, %v; want its own row", len(hist), err)
+	}
+	var stored int64
+	if err := rawDB(t, path).QueryRow(`SELECT report_id FROM syncs WHERE client_id = 'c2'`).Scan(&stored); err != nil || uint64(stored) != id {
+		t.Errorf("report_id stored %d, %v; want %d", uint64(stored), err, uint64(id))
+	}
+}

@@ -73,11 +73,16 @@ var migrations = []string{
 	// v3: the digest lists the failures the server learned of in its
 	// window, late ones included.
 	`CREATE INDEX syncs_outcome_reported ON syncs(outcome, reported);`,
+	// v4: the client's id of each sync, so that a report sent twice (its
+	// acknowledgement lost) is recorded once. SQLite's INTEGER is signed:
+	// the id's 64 bits are stored as they are.
+	`ALTER TABLE syncs ADD COLUMN report_id INTEGER NOT NULL DEFAULT 0;
+	CREATE UNIQUE INDEX syncs_report ON syncs(client_id, report_id) WHERE report_id != 0;`,
 }
 
 // SchemaVersion is the schema version this package writes and reads:
 // len(migrations).
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // userVersion reads PRAGMA user_version.
 func userVersion(ctx context.Context, q interface {

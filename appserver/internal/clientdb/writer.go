@@ -394,8 +394,11 @@ ON CONFLICT (id) DO UPDATE SET
 const deleteCut = `DELETE FROM syncs WHERE client_id = ? AND at = ? AND step = 'transfer' AND outcome = 'interrupted'`
 
 const insertSync = `INSERT INTO syncs (client_id, at, reported, host, user_name, os, path, addr,
-	build, release, ring, outcome, step, reason, files, bytes, duration)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	build, release, ring, outcome, step, reason, files, bytes, duration, report_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// recordedSync finds a sync of a client by its ReportID.
+const recordedSync = `SELECT 1 FROM syncs WHERE client_id = ? AND report_id = ? AND report_id != 0`
 
 // writeBatch writes batch in one transaction.
 func writeBatch(ctx context.Context, w *sql.DB, batch []queued) error {
@@ -416,6 +419,16 @@ func writeBatch(ctx context.Context, w *sql.DB, batch []queued) error {
 	defer ins.Close()
 	for _, q := range batch {
 		s := q.s
+		if s.ReportID != 0 {
+			var one int
+			err := tx.QueryRowContext(ctx, recordedSync, s.ClientID, int64(s.ReportID)).Scan(&one)
+			if err == nil {
+				continue // recorded already: the report was sent twice
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("look for the sync %d of %q: %w", s.ReportID, s.ClientID, err)
+			}
+		}
 		at, rep := ms(s.At), ms(s.Reported)
 		var cut int64 // ?19 of upsertClient: never a last_at without a cut
 		if !s.Supersedes.IsZero() {
@@ -435,7 +448,7 @@ func writeBatch(ctx context.Context, w *sql.DB, batch []queued) error {
 		}
 		if _, err := ins.ExecContext(ctx, s.ClientID, at, rep, s.Host, s.User, s.OS, s.Path, s.Addr,
 			s.Build, int64(s.Release), s.Ring, s.Outcome, s.Step, s.Reason, s.Files, s.Bytes,
-			s.Duration.Milliseconds()); err != nil {
+			s.Duration.Milliseconds(), int64(s.ReportID)); err != nil {
 			return fmt.Errorf("write sync of %q: %w", s.ClientID, err)
 		}
 	}

@@ -50,6 +50,7 @@ type fileReport struct {
 	Bytes    uint64 `json:"bytes,omitempty"`
 	Duration uint32 `json:"duration_ms,omitempty"`
 	At       int64  `json:"at"`
+	ID       uint64 `json:"id,omitempty"`
 }
 
 type file struct {
@@ -66,7 +67,7 @@ func Encode(reports []syncproto.Report) []byte {
 	f := file{Version: formatVersion, Reports: make([]fileReport, len(reports))}
 	for i, r := range reports {
 		f.Reports[i] = fileReport{Outcome: uint8(r.Outcome), Build: r.Build, Step: r.Step, Message: r.Message,
-			Files: r.Files, Bytes: r.Bytes, Duration: r.Duration, At: r.At}
+			Files: r.Files, Bytes: r.Bytes, Duration: r.Duration, At: r.At, ID: r.ID}
 	}
 	data, err := json.Marshal(f)
 	if err != nil {
@@ -100,7 +101,7 @@ func Decode(data []byte) ([]syncproto.Report, error) {
 	out := make([]syncproto.Report, 0, len(f.Reports))
 	for i, r := range f.Reports {
 		rep := syncproto.Report{Outcome: syncproto.Outcome(r.Outcome), Build: r.Build, Step: r.Step, Message: r.Message,
-			Files: r.Files, Bytes: r.Bytes, Duration: r.Duration, At: r.At}
+			Files: r.Files, Bytes: r.Bytes, Duration: r.Duration, At: r.At, ID: r.ID}
 		if err := check(rep); err != nil {
 			return nil, fmt.Errorf("report %d: %w", i+1, err)
 		}

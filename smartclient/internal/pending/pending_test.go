@@ -14,7 +14,7 @@ import (
 
 func report(n int) syncproto.Report {
 	return syncproto.Report{Outcome: syncproto.OutcomeFailed, Build: "7.00.240501A", Step: "fetch",
-		Message: "staging lib/x.so: no space left on device", Files: uint32(n), Bytes: 7, Duration: 1200, At: int64(1795000000 + n)}
+		Message: "staging lib/x.so: no space left on device", Files: uint32(n), Bytes: 7, Duration: 1200, At: int64(1795000000 + n), ID: 0xfeed_0000_0000_0000 + uint64(n)}
 }
 
 // TestKeepsTheLastMax: reports are kept oldest first, the last Max of
