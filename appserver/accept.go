@@ -16,6 +16,12 @@ const (
 	acceptBackoffMax = time.Second
 )
 
+// maxOddAcceptErrors is how many errors in a row not known to pass (see
+// acceptAgain) the server tries again after, each after the backoff (about
+// 3 s in all), before it stops serving with the error: a listener broken
+// for good ends the server, so that its service manager restarts it.
+const maxOddAcceptErrors = 10
+
 // acceptAgain reports whether Accept's error passes with time: the server
 // then waits and accepts again instead of stopping, since the sessions it
 // holds end and give their descriptors back.

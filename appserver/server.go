@@ -293,16 +293,26 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	t.logFewer(s.log, serverBPS)
 	var acceptErr error
 	var backoff time.Duration
+	odd := 0 // errors in a row not known to pass
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() == nil {
-				if acceptAgain(err) {
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				known := acceptAgain(err)
+				if !known {
+					odd++
+				}
+				if known || odd <= maxOddAcceptErrors {
 					// Out of descriptors or memory: the sessions held end
 					// and give them back. Running out slows the server
-					// down; it never stops it.
+					// down; it never stops it. An error not known to pass
+					// (Wine's AcceptEx has failed once with "Overlapped
+					// I/O incomplete") is given a few tries too.
 					backoff = nextBackoff(backoff)
-					if backoff == acceptBackoffMin || backoff == acceptBackoffMax {
+					if !known {
+						s.log.Warn("accepting connections failed; trying again", "err", err, "retry_in", backoff,
+							"try", odd, "tries", maxOddAcceptErrors)
+					} else if backoff == acceptBackoffMin || backoff == acceptBackoffMax {
 						s.log.Warn("accepting connections", "err", err, "retry_in", backoff)
 					}
 					select {
@@ -311,11 +321,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 					}
 					continue
 				}
+				acceptErr = fmt.Errorf("accepting connections (%d tries): %w", odd, err)
+			} else if ctx.Err() == nil {
 				acceptErr = fmt.Errorf("accepting connections: %w", err)
 			}
 			break
 		}
-		backoff = 0
+		backoff, odd = 0, 0
 		s.track(conn, true)
 		s.wg.Add(1)
 		go func() {
@@ -324,6 +336,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.serveConn(hard, conn)
 		}()
 	}
+	// The loop ends with ctx, or with an Accept that failed for good:
+	// then too the server's own goroutines (the watch of the published
+	// releases, the patches, the rollout requests) must end, or Serve
+	// would wait for them forever, serving nothing.
+	cancel()
 	s.draining.Store(true)
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
