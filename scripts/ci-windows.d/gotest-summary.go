@@ -39,6 +39,9 @@ type test struct {
 	name   string
 	result string   // pass, fail, skip, or "" when it never finished
 	lines  []string // its own output and its subtests'
+	// frozen keeps the output of a failed run when the test runs again
+	// (go test -count=N): its failure, not a later pass, is the result.
+	frozen bool
 }
 
 type pkg struct {
@@ -128,10 +131,20 @@ func handle(e event, get func(string) *pkg, builds map[string][]string) {
 		p.order = append(p.order, top)
 	}
 	switch e.Action {
-	case "output":
-		t.lines = append(t.lines, strings.TrimRight(e.Output, "\n"))
-	case "pass", "fail", "skip":
+	case "run":
 		if !sub {
+			if t.result == "fail" {
+				t.frozen = true
+			} else if !t.frozen {
+				t.lines = nil
+			}
+		}
+	case "output":
+		if !t.frozen {
+			t.lines = append(t.lines, strings.TrimRight(e.Output, "\n"))
+		}
+	case "pass", "fail", "skip":
+		if !sub && t.result != "fail" {
 			t.result = e.Action
 		}
 	}
