@@ -14,7 +14,6 @@ import (
 
 	"github.com/erpupdate/smartsync/appserver/internal/releases"
 	"github.com/erpupdate/smartsync/internal/releasemeta"
-	"github.com/erpupdate/smartsync/internal/testtree"
 	"github.com/erpupdate/smartsync/syncproto"
 	"github.com/zeebo/blake3"
 )
@@ -361,9 +360,6 @@ func TestPublishKeepsReleases(t *testing.T) {
 // publish is served, under [UPDATE] Build, with a warning; a publish
 // after that is served again.
 func TestHandEditAfterPublish(t *testing.T) {
-	if testtree.UnderWine() {
-		t.Skip("under Wine a session right after a publish has now and then had its TLS handshake closed by the server (\"TLS handshake: EOF\"; cause not found, never seen on Linux; see issue 20's closing note)")
-	}
 	dir := filepath.Join(t.TempDir(), "linux_upd")
 	writeTree(t, dir, map[string]string{"app": "folder v1"}, oldTime)
 	cfg := linuxConfig(t, dir)

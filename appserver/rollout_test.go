@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/erpupdate/smartsync/appserver/mail/mailtest"
-	"github.com/erpupdate/smartsync/internal/testtree"
 	"github.com/erpupdate/smartsync/syncproto"
 )
 
@@ -87,9 +86,6 @@ func fetchAs(t *testing.T, addr, host, id, build string) (*testClient, string) {
 // the workstations without it are served the previous release again; the
 // administrator's promote, through the running server, ends the halt.
 func TestStagedRollout(t *testing.T) {
-	if testtree.UnderWine() {
-		t.Skip("under Wine a session right after a publish has now and then had its TLS handshake closed by the server (\"TLS handshake: EOF\"; cause not found, never seen on Linux; see issue 20's closing note)")
-	}
 	smtp := mailtest.Start(t, mailtest.Options{})
 	dir := filepath.Join(t.TempDir(), "linux_upd")
 	writeTree(t, dir, map[string]string{"keep": "folder"}, oldTime)

@@ -136,7 +136,7 @@ func handle(e event, get func(string) *pkg, builds map[string][]string) {
 			if t.result == "fail" {
 				t.frozen = true
 			} else if !t.frozen {
-				t.lines = nil
+				t.lines, t.result = nil, ""
 			}
 		}
 	case "output":
@@ -227,9 +227,11 @@ func summary(pkgs map[string]*pkg, porder []string) (failed bool) {
 	var pass, fail, skip, pkgFail int
 	var failures, skips []string
 	// died lists the packages whose test binary ended without a word
-	// while tests ran (no failure, panic or timeout of its own): under a
-	// loaded Wine that happened to the smartclient package, whose tests
-	// pass when run again. CI_WINDOWS_DIED names a file to list them in,
+	// while tests ran (no failure, panic or timeout of its own), or with
+	// a crash of the Go runtime the running test's output shows (Wine
+	// once faulted in runtime.wirep, in the scheduler): under a loaded
+	// Wine that happened to the smartclient and appserver packages,
+	// whose tests pass when run again. CI_WINDOWS_DIED names a file to list them in,
 	// "PACKAGE REGEXP" a line, when they are the only failures.
 	var died, diedPkgs []string
 	// tails holds the last lines of every failing test's output, for
@@ -261,6 +263,14 @@ func summary(pkgs map[string]*pkg, porder []string) (failed bool) {
 				msg := packageMessage(p)
 				if msg == "failed (no output)" {
 					died = append(died, tn)
+					// A crash of the Go runtime under Wine (a signal in
+					// the scheduler) is printed as the test's output.
+					for _, l := range t.lines {
+						if s := strings.TrimSpace(l); strings.HasPrefix(s, "fatal error:") {
+							msg = "the test binary ended: " + s
+							break
+						}
+					}
 				} else {
 					others = true
 				}
