@@ -2,12 +2,15 @@ package appserver
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/erpupdate/smartsync/internal/testtree"
 )
 
 // oddListener is a real listener whose first fails Accepts fail with an
@@ -79,4 +82,41 @@ func TestAcceptOddErrorForGood(t *testing.T) {
 		t.Errorf("Serve = %v, want the Accept error after 11 tries", ts.err)
 	}
 	ts.err = nil // seen; the cleanup's stop returns it otherwise
+}
+
+// TestConsoleAcceptOddError: the console's listener tries an odd Accept
+// error again, as the server's loop does (net/http's Serve would stop the
+// console at it), and gives up after maxOddAcceptErrors in a row.
+func TestConsoleAcceptOddError(t *testing.T) {
+	logs := &testtree.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	odd := listenOdd(t, 3)
+	defer odd.Close()
+	l := &limitListener{Listener: odd, sem: make(chan struct{}, 4), perAddr: 4, log: log}
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := net.Dial("tcp", odd.Addr().String())
+		if err == nil {
+			c.Close()
+		}
+		dialed <- err
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatalf("Accept after three odd errors: %v", err)
+	}
+	c.Close()
+	if err := <-dialed; err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "web console: accepting connections failed; trying again"); n != 3 {
+		t.Errorf("%d log lines of the odd errors, want 3:\n%s", n, logs)
+	}
+
+	forGood := listenOdd(t, 1<<62)
+	defer forGood.Close()
+	l = &limitListener{Listener: forGood, sem: make(chan struct{}, 4), perAddr: 4, log: log}
+	if _, err := l.Accept(); !errors.Is(err, errOddAccept) {
+		t.Errorf("Accept of a listener failing for good = %v, want its error", err)
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/erpupdate/smartsync/appserver/internal/throttle"
 )
 
 // The console's HTTP server: [HTTP] Listen, plain HTTP on loopback and
@@ -24,6 +26,11 @@ const (
 	// opens a few, a scraper one; a flood is refused by the kernel's
 	// backlog rather than by the server's memory.
 	consoleMaxConns = 64
+	// consoleMaxPerAddr bounds one address's share of them: a browser
+	// opens 6 to a host, so that a scraper gone wild or a flood from one
+	// machine leaves the console to the administrator's browser. A
+	// connection past it is closed at once.
+	consoleMaxPerAddr = 16
 	// consoleShutdown is how long requests under way may finish when
 	// the server stops.
 	consoleShutdown = 3 * time.Second
@@ -48,7 +55,7 @@ func startConsole(ctx context.Context, log *slog.Logger, addr string, retry time
 			"fix", "free the address or set [HTTP] Listen to another, then restart")
 		return nil
 	}
-	ln = &limitListener{Listener: ln, sem: make(chan struct{}, consoleMaxConns)}
+	ln = &limitListener{Listener: ln, sem: make(chan struct{}, consoleMaxConns), perAddr: consoleMaxPerAddr, log: log}
 	scheme := "http"
 	if tlsConf != nil {
 		c := tlsConf.Clone()
@@ -97,21 +104,84 @@ func (cs *consoleServer) stop() {
 	<-cs.done
 }
 
-// limitListener holds at most cap(sem) connections open at once; past
-// it, Accept waits for one to close.
+// limitListener holds at most cap(sem) connections open at once, and
+// perAddr from one address; past the first, Accept waits for one to close;
+// past the second, the new connection is closed at once. An Accept error
+// the server's own loop would try again (see acceptAgain), or one not known
+// to pass, maxOddAcceptErrors times in a row, is tried again here too:
+// net/http's Serve stops the console at an error that is not Temporary.
 type limitListener struct {
 	net.Listener
-	sem chan struct{}
+	sem     chan struct{}
+	perAddr int
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	byAddr map[string]int // by throttle.Key: an IPv6 /64 is one address
+	// refused counts the connections closed over perAddr since the
+	// last log line, at most one a busyLogEvery.
+	refused int
+	logged  time.Time
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
+	var backoff time.Duration
+	odd := 0
+	for {
+		l.sem <- struct{}{}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.sem
+			if errors.Is(err, net.ErrClosed) {
+				return nil, err
+			}
+			if !acceptAgain(err) {
+				if odd++; odd > maxOddAcceptErrors {
+					return nil, err
+				}
+			}
+			backoff = nextBackoff(backoff)
+			l.log.Warn("web console: accepting connections failed; trying again", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff, odd = 0, 0
+		ip := throttle.Key(c.RemoteAddr().String())
+		if !l.take(ip, c.RemoteAddr()) {
+			c.Close()
+			<-l.sem
+			continue
+		}
+		return &limitConn{Conn: c, release: sync.OnceFunc(func() {
+			l.mu.Lock()
+			if l.byAddr[ip]--; l.byAddr[ip] <= 0 {
+				delete(l.byAddr, ip)
+			}
+			l.mu.Unlock()
+			<-l.sem
+		})}, nil
 	}
-	return &limitConn{Conn: c, release: sync.OnceFunc(func() { <-l.sem })}, nil
+}
+
+// take counts a connection from ip (a throttle.Key), or reports that ip
+// holds perAddr.
+func (l *limitListener) take(ip string, addr net.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byAddr == nil {
+		l.byAddr = map[string]int{}
+	}
+	if l.perAddr > 0 && l.byAddr[ip] >= l.perAddr {
+		l.refused++
+		if now := time.Now(); now.Sub(l.logged) >= busyLogEvery {
+			l.log.Warn("web console: too many connections from one address; closing the new ones",
+				"client", addr.String(), "max_per_address", l.perAddr, "closed", l.refused)
+			l.refused, l.logged = 0, now
+		}
+		return false
+	}
+	l.byAddr[ip]++
+	return true
 }
 
 type limitConn struct {

@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -17,7 +18,7 @@ import (
 // TestStartConsole: the console's listener serves plain HTTP, or HTTPS
 // with the server's certificate; a taken address is logged as an error
 // and leaves the rest of the server alone; at most consoleMaxConns
-// connections are held at once.
+// connections are held at once, and consoleMaxPerAddr from one address.
 func TestStartConsole(t *testing.T) {
 	cfg := linuxConfig(t, t.TempDir())
 	ts := startServer(t, cfg, nil, nil)
@@ -85,18 +86,62 @@ func TestStartConsole(t *testing.T) {
 		t.Errorf("no error for the taken address:\n%s", text)
 	}
 
-	// The cap on connections: the one past it waits for one to close.
-	held := make([]net.Conn, 0, consoleMaxConns)
-	for range consoleMaxConns {
-		c, err := net.Dial("tcp", plain.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
+	// The caps on connections. A dialer from each of 127.0.0.1-5 (all
+	// loopback).
+	from := func(n int) *net.Dialer {
+		return &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(n))}}
 	}
-	// A transport of its own: DefaultTransport keeps a connection of
-	// the first GET, already past the cap.
-	client := &http.Client{Timeout: 300 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	if c, err := from(2).Dial("tcp", plain.Addr().String()); err != nil {
+		t.Skipf("this system cannot dial from 127.0.0.2: %v", err)
+	} else {
+		c.Close()
+	}
+	hold := func(n, count int) []net.Conn {
+		t.Helper()
+		var held []net.Conn
+		for range count {
+			c, err := from(n).Dial("tcp", plain.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+		}
+		return held
+	}
+	// A transport of its own, from the address given: DefaultTransport
+	// keeps a connection of the first GET, already past the caps.
+	clientFrom := func(n int, timeout time.Duration) *http.Client {
+		return &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true, DialContext: from(n).DialContext}}
+	}
+	// One address's share: the connection past it is closed at once,
+	// and another address is served.
+	held := hold(1, consoleMaxPerAddr)
+	// Until the server has accepted the held connections, a request
+	// from their address may still be served.
+	var past error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := clientFrom(1, 2*time.Second).Get("http://" + plain.Addr().String() + "/")
+		if err != nil {
+			past = err
+			break
+		}
+		resp.Body.Close()
+	}
+	var ne net.Error
+	if past == nil || errors.As(past, &ne) && ne.Timeout() {
+		t.Errorf("a request past %d connections from one address: %v, want closed at once", consoleMaxPerAddr, past)
+	}
+	if got := get(clientFrom(2, 5*time.Second), "http://"+plain.Addr().String()+"/"); got != "console" {
+		t.Errorf("from another address while one holds its share, GET = %q", got)
+	}
+	if !strings.Contains(logs.String(), `msg="web console: too many connections from one address; closing the new ones" client=127.0.0.1:`) {
+		t.Errorf("no log line of the connection closed:\n%s", logs)
+	}
+	// The cap on all: past it, a connection waits for one to close.
+	for n := 2; n <= consoleMaxConns/consoleMaxPerAddr; n++ {
+		held = append(held, hold(n, consoleMaxPerAddr)...)
+	}
+	client := clientFrom(5, 300*time.Millisecond)
 	if _, err := client.Get("http://" + plain.Addr().String() + "/"); err == nil {
 		t.Errorf("a request past %d connections was served at once", consoleMaxConns)
 	}
