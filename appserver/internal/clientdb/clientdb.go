@@ -17,6 +17,7 @@ package clientdb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -27,8 +28,25 @@ import (
 	"sync/atomic"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	"modernc.org/sqlite" // the "sqlite" database/sql driver
 )
+
+// lowerFunc is SQL's smartsync_lower(text): strings.ToLower, which knows
+// Unicode's cases, where SQLite's lower knows ASCII's only. It is
+// registered with the driver, for every connection it opens.
+const lowerFunc = "smartsync_lower"
+
+func init() {
+	sqlite.MustRegisterDeterministicScalarFunction(lowerFunc, 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		switch v := args[0].(type) {
+		case string:
+			return strings.ToLower(v), nil
+		case []byte:
+			return strings.ToLower(string(v)), nil
+		}
+		return args[0], nil // NULL, a number: as it is
+	})
+}
 
 // The outcomes of a sync, as reported by the client.
 const (

@@ -235,7 +235,7 @@ func TestRecordAndQuery(t *testing.T) {
 		{ClientID: "c1", Host: "alpha", User: "ann", OS: "linux", Path: "/opt/erp", Build: "B2", Release: 2, Ring: "pilot", At: t0.Add(-1 * time.Hour), Outcome: OutcomeUpToDate},
 		{ClientID: "c2", Host: "Bravo", User: "bob", OS: "windows", Path: `C:\ERP 100%`, Build: "B1", Release: 1, At: t0.Add(-2 * time.Hour), Outcome: OutcomeFailed, Step: "install", Reason: "the file lib/x.so is read-only"},
 		{ClientID: "c3", Host: "charlie", User: "o'brien", OS: "windows", Path: `C:\erp_test`, Build: "B2", Release: 2, At: t0.Add(-10 * 24 * time.Hour), Outcome: OutcomeUpdated},
-		{ClientID: "c4", Host: "delta", User: "dan", OS: "darwin", Path: "/Applications/erp", Build: "B1", Release: 1, At: t0.Add(-30 * time.Minute), Outcome: OutcomeInterrupted, Step: "transfer", Reason: "connection reset"},
+		{ClientID: "c4", Host: "delta", User: "dan", OS: "darwin", Path: "/Applications/ÉRP Ação", Build: "B1", Release: 1, At: t0.Add(-30 * time.Minute), Outcome: OutcomeInterrupted, Step: "transfer", Reason: "connection reset"},
 	}
 	for _, r := range recs {
 		d.Record(r)
@@ -282,6 +282,7 @@ func TestRecordAndQuery(t *testing.T) {
 		{"stale", Filter{StaleSince: t0.Add(-24 * time.Hour)}, []string{"c3"}},
 		{"search host case", Filter{Search: "BRA"}, []string{"c2"}},
 		{"search id", Filter{Search: "c4"}, []string{"c4"}},
+		{"search beyond ASCII, any case", Filter{Search: "érp aÇ"}, []string{"c4"}},
 		{"search quote", Filter{Search: "o'b"}, []string{"c3"}},
 		{"search percent", Filter{Search: "100%"}, []string{"c2"}},
 		{"percent is no wildcard", Filter{Search: "%"}, []string{"c2"}},

@@ -79,8 +79,9 @@ type Filter struct {
 	Build      string    // only this build
 	OS         string    // only this OS
 	StaleSince time.Time // only clients last seen before this (zero: any)
-	// Search keeps clients whose host, user, id or path contains it
-	// (case-insensitive for ASCII); it is matched as plain text.
+	// Search keeps clients whose host, user, id or path contains it,
+	// in any case (Unicode's, not ASCII's only); it is matched as plain
+	// text.
 	Search string
 	Sort   string // one of SortKeys; "" is "host"
 	Desc   bool
@@ -143,7 +144,9 @@ func (f Filter) where() (string, []any) {
 	}
 	if f.Search != "" {
 		// instr, not LIKE: % and _ in the search are plain characters.
-		conds = append(conds, "(instr(lower(host), lower(?)) > 0 OR instr(lower(user_name), lower(?)) > 0 OR instr(lower(id), lower(?)) > 0 OR instr(lower(path), lower(?)) > 0)")
+		// smartsync_lower, not SQLite's lower (ASCII only): "João" is
+		// found as "joão".
+		conds = append(conds, "(instr(smartsync_lower(host), smartsync_lower(?)) > 0 OR instr(smartsync_lower(user_name), smartsync_lower(?)) > 0 OR instr(smartsync_lower(id), smartsync_lower(?)) > 0 OR instr(smartsync_lower(path), smartsync_lower(?)) > 0)")
 		args = append(args, f.Search, f.Search, f.Search, f.Search)
 	}
 	if len(conds) == 0 {
