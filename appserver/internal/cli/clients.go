@@ -74,7 +74,7 @@ array for scripts. "clients show ID" prints one client's history.`,
 	fl.StringVar(&build, "build", "", "only the clients on this build")
 	fl.StringVar(&osName, "os", "", "only the clients of this OS (windows, linux, darwin)")
 	fl.StringVar(&stale, "stale", "", "only the clients not seen for this long (7d, 36h; \"config\": [STATUS] StaleDays)")
-	fl.StringVar(&search, "search", "", "only the clients whose host, user, id or install folder contains this text")
+	fl.StringVar(&search, "search", "", "only the clients whose host, user, id or install folder contains this text, in any case")
 	fl.StringVar(&sortBy, "sort", "host", "order by: "+strings.Join(clientdb.SortKeys, ", "))
 	fl.BoolVar(&desc, "desc", false, "in descending order")
 	fl.IntVar(&limit, "limit", 0, "at most this many clients (0: all)")
