@@ -538,3 +538,35 @@ func TestOutcomeDeclinedAndChecked(t *testing.T) {
 	st.sink.wait(t, "the check", func(r outcomeRecord) bool { return r.Outcome == "checked" && r.Host == "checker" })
 	logLine(t, st.ts.logs, "sync outcome", "level=INFO", "outcome=declined", "host=asked")
 }
+
+// TestOutcomeBrokenInstall: a workstation whose state file is damaged
+// fails every sync before it starts; the failure reaches the server
+// (step "state", the reason naming the file), and the client's row keeps
+// the build it knew, the report knowing none.
+func TestOutcomeBrokenInstall(t *testing.T) {
+	st := newOutcomeSite(t, map[string]string{"app.txt": "one"}, nil)
+	o := st.client(t, nil)
+	syncOK(t, o)
+	stateFile := filepath.Join(o.Dir, ".smartclient", "state.bin")
+	if _, err := os.Stat(stateFile); err != nil {
+		t.Fatalf("no state file after a sync: %v", err)
+	}
+	writeFile(t, stateFile, "not a state file")
+	_, err := smartclient.Sync(t.Context(), o)
+	if err == nil || !strings.Contains(err.Error(), "reading client state") {
+		t.Fatalf("sync with a damaged state file: %v", err)
+	}
+	r := st.sink.wait(t, "the failure", func(r outcomeRecord) bool { return r.Outcome == "failed" })
+	if r.Step != "state" || !strings.Contains(r.Reason, "state.bin") || r.Host != "ws-7" || r.Late {
+		t.Errorf("record of the failure: %+v", r)
+	}
+	logLine(t, st.ts.logs, "sync failed", "level=WARN", "step=state", "host=ws-7")
+	db := st.ts.srv.records.Load()
+	c, _, err := db.Client(t.Context(), r.ClientID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Build != srvBuild || !c.Failed() {
+		t.Errorf("the client's row: build %q, outcome %s; want the build it had, %q, and the failure", c.Build, c.Outcome, srvBuild)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"time"
 	"unicode/utf8"
@@ -38,6 +39,10 @@ const (
 	stepBackup    = "backup"
 	stepInstall   = "install" // the switch, undone if it failed (journal.ErrRolledBack)
 	stepPost      = "post-install"
+	// Before a sync can start: the recovery of a switch a crash cut
+	// short, and the reading of the client's state.
+	stepRecover = "recover"
+	stepState   = "state"
 )
 
 // reporting follows one sync, every attempt of it, to its report.
@@ -238,6 +243,23 @@ func reportEnd(ctx context.Context, st *state.State, o Options, err error) {
 	if !rc.Acked() {
 		rp.keep(r)
 	}
+}
+
+// reportBroken reports a sync that could not start, at step, because the
+// install is in a state the client cannot go on from (a recovery that
+// failed, a state file it cannot read): every sync of the workstation
+// fails so until someone mends it, and the administrator must hear of it.
+// The build installed is not known then: the report names none, and the
+// server keeps the one it knew.
+func reportBroken(ctx context.Context, root *os.Root, o Options, start time.Time, step string, err error) {
+	id, ierr := clientID(root, o.Dir, "", !o.CheckOnly)
+	if ierr != nil {
+		o.Log.Info("no report of the failure: the client id cannot be read", "err", ierr)
+		return
+	}
+	o.rep = newReporting(o, start)
+	o.rep.at(step)
+	reportEnd(ctx, &state.State{ClientID: id}, o, err)
 }
 
 // stepNow is the step under way.

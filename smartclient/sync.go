@@ -235,6 +235,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		}
 		defer unlock()
 		if err := journal.Recover(root, o.Log); err != nil {
+			reportBroken(ctx, r, o, start, stepRecover, err)
 			return nil, err
 		}
 	}
@@ -242,6 +243,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 	// walks them as they are.
 	st, err := state.Read(o.Dir)
 	if err != nil {
+		reportBroken(ctx, r, o, start, stepState, err)
 		return nil, err
 	}
 	defer st.Release()

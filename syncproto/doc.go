@@ -130,7 +130,8 @@
 // date, checked, declined, failed, or interrupted (stopped by the user, or
 // cut by a lost connection). Step names the step that failed or was
 // interrupted, as the client calls it (connect, confirm, manifest, plan,
-// preflight, fetch, verify, backup, install, post-install; a server names
+// preflight, fetch, verify, backup, install, post-install; recover and
+// state for a sync that could not start, Build then ""; a server names
 // a session cut without a report "transfer"), and Message the
 // reason; Duration is the sync's time in milliseconds, Files and Bytes
 // what it fetched. A client that fails after the manifest and before its

@@ -377,7 +377,9 @@ ON CONFLICT (id) DO UPDATE SET
 	os            = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.os, os),
 	path          = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.path, path),
 	addr          = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.addr, addr),
-	build         = iif((excluded.last_at >= last_at OR last_at = ?19), excluded.build, build),
+	-- A report that knows no build (a client that could not read its
+	-- state) leaves the one known.
+	build         = iif((excluded.last_at >= last_at OR last_at = ?19) AND excluded.build != '', excluded.build, build),
 	-- The release a sync was served is the client's only once installed
 	-- (or found up to date): a failed update leaves the one it had.
 	release       = iif((excluded.last_at >= last_at OR last_at = ?19) AND excluded.last_outcome IN ('updated', 'up-to-date'), excluded.release, release),
