@@ -65,6 +65,11 @@ type servedOS struct {
 	folderMan  *index.Manifest
 	folderWins bool
 	warned     bool
+	// content is the content digest of the release itself: a folder
+	// that holds just that (the administrator published the folder he
+	// edited) is no edit after the publish, whenever its scan saw the
+	// edit.
+	content [32]byte
 }
 
 // storedRelease is one stored release as a manifest, with its signed
@@ -241,7 +246,7 @@ func (p *published) served(ctx context.Context, s *Server, ix *index.Index, fold
 			p.saveBase(s, osName, o.number, d)
 		}
 		o.folderMan = folder
-		o.folderWins = d != o.folder
+		o.folderWins = d != o.folder && d != o.content
 	}
 	if o.folderWins {
 		if !o.warned {
@@ -338,6 +343,7 @@ func (p *published) load(ctx context.Context, s *Server, ix *index.Index, fi fs.
 		base, haveBase = now, true
 		p.saveBase(s, osName, n, base)
 	}
+	content := contentDigest(rel.man)
 	if rel.st != nil && time.Until(rel.st.Expires) < expiryWarning {
 		s.log.Warn("the published release's signature expires soon; clients refuse it once it has: publish it again with the publisher's key to renew it",
 			"os", osName, "release", n, "expires", rel.st.Expires.Format(time.RFC3339))
@@ -350,7 +356,7 @@ func (p *published) load(ctx context.Context, s *Server, ix *index.Index, fi fs.
 	if firstLoad {
 		folderServed = !servedBefore
 	}
-	*o = servedOS{pointer: fi, number: n, rel: rel, folder: base, haveBase: haveBase}
+	*o = servedOS{pointer: fi, number: n, rel: rel, folder: base, haveBase: haveBase, content: content}
 	p.mu.Unlock()
 	s.metrics.published(osName, time.Since(start))
 	s.log.Info("serving a published release", "os", osName, "release", n, "build", rel.rec.Build,
