@@ -26,10 +26,12 @@ const (
 	// opens a few, a scraper one; a flood is refused by the kernel's
 	// backlog rather than by the server's memory.
 	consoleMaxConns = 64
-	// consoleMaxPerAddr bounds one address's share of them: a browser
-	// opens 6 to a host, so that a scraper gone wild or a flood from one
-	// machine leaves the console to the administrator's browser. A
-	// connection past it is closed at once.
+	// consoleMaxPerAddr bounds one address's share of them beyond
+	// loopback: a browser opens 6 to a host, so that a scraper gone wild
+	// or a flood from one machine leaves the console to the
+	// administrator's browser. A connection past it is closed at once.
+	// On loopback every local program (a browser, a tunnel, a proxy)
+	// comes from one address: the total cap alone holds there.
 	consoleMaxPerAddr = 16
 	// consoleShutdown is how long requests under way may finish when
 	// the server stops.
@@ -55,9 +57,12 @@ func startConsole(ctx context.Context, log *slog.Logger, addr string, retry time
 			"fix", "free the address or set [HTTP] Listen to another, then restart")
 		return nil
 	}
-	ln = &limitListener{Listener: ln, sem: make(chan struct{}, consoleMaxConns), perAddr: consoleMaxPerAddr, log: log}
+	lim := &limitListener{Listener: ln, sem: make(chan struct{}, consoleMaxConns), log: log}
+	ln = lim
 	scheme := "http"
 	if tlsConf != nil {
+		// Beyond loopback (see consoleMaxPerAddr).
+		lim.perAddr = consoleMaxPerAddr
 		c := tlsConf.Clone()
 		c.NextProtos = []string{"h2", "http/1.1"}
 		ln = tls.NewListener(ln, c)
@@ -141,7 +146,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 				}
 			}
 			backoff = nextBackoff(backoff)
-			l.log.Warn("web console: accepting connections failed; trying again", "err", err, "retry_in", backoff)
+			if odd > 0 || backoff == acceptBackoffMin || backoff == acceptBackoffMax {
+				// As the server's own loop logs (see Serve).
+				l.log.Warn("web console: accepting connections failed; trying again", "err", err, "retry_in", backoff)
+			}
 			time.Sleep(backoff)
 			continue
 		}

@@ -86,21 +86,16 @@ func TestStartConsole(t *testing.T) {
 		t.Errorf("no error for the taken address:\n%s", text)
 	}
 
-	// The caps on connections. A dialer from each of 127.0.0.1-5 (all
+	// The caps on connections. A dialer from each of 127.0.0.1-2 (both
 	// loopback).
 	from := func(n int) *net.Dialer {
 		return &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(n))}}
 	}
-	if c, err := from(2).Dial("tcp", plain.Addr().String()); err != nil {
-		t.Skipf("this system cannot dial from 127.0.0.2: %v", err)
-	} else {
-		c.Close()
-	}
-	hold := func(n, count int) []net.Conn {
+	hold := func(addr string, n, count int) []net.Conn {
 		t.Helper()
 		var held []net.Conn
 		for range count {
-			c, err := from(n).Dial("tcp", plain.Addr().String())
+			c, err := from(n).Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,45 +103,55 @@ func TestStartConsole(t *testing.T) {
 		}
 		return held
 	}
-	// A transport of its own, from the address given: DefaultTransport
-	// keeps a connection of the first GET, already past the caps.
-	clientFrom := func(n int, timeout time.Duration) *http.Client {
-		return &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true, DialContext: from(n).DialContext}}
-	}
-	// One address's share: the connection past it is closed at once,
-	// and another address is served.
-	held := hold(1, consoleMaxPerAddr)
-	// Until the server has accepted the held connections, a request
-	// from their address may still be served.
-	var past error
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		resp, err := clientFrom(1, 2*time.Second).Get("http://" + plain.Addr().String() + "/")
-		if err != nil {
-			past = err
-			break
-		}
-		resp.Body.Close()
-	}
-	var ne net.Error
-	if past == nil || errors.As(past, &ne) && ne.Timeout() {
-		t.Errorf("a request past %d connections from one address: %v, want closed at once", consoleMaxPerAddr, past)
-	}
-	if got := get(clientFrom(2, 5*time.Second), "http://"+plain.Addr().String()+"/"); got != "console" {
-		t.Errorf("from another address while one holds its share, GET = %q", got)
-	}
-	if !strings.Contains(logs.String(), `msg="web console: too many connections from one address; closing the new ones" client=127.0.0.1:`) {
-		t.Errorf("no log line of the connection closed:\n%s", logs)
-	}
-	// The cap on all: past it, a connection waits for one to close.
-	for n := 2; n <= consoleMaxConns/consoleMaxPerAddr; n++ {
-		held = append(held, hold(n, consoleMaxPerAddr)...)
-	}
-	client := clientFrom(5, 300*time.Millisecond)
+	// On loopback, the cap on all: the connection past it waits for
+	// one to close. A transport of its own: DefaultTransport keeps a
+	// connection of the first GET, already past the cap.
+	held := hold(plain.Addr().String(), 1, consoleMaxConns)
+	client := &http.Client{Timeout: 300 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
 	if _, err := client.Get("http://" + plain.Addr().String() + "/"); err == nil {
 		t.Errorf("a request past %d connections was served at once", consoleMaxConns)
 	}
 	for _, c := range held {
 		c.Close()
+	}
+
+	// Beyond loopback (the TLS console), one address's share: the
+	// connection past it is closed at once, and another address is
+	// served.
+	if c, err := from(2).Dial("tcp", secure.Addr().String()); err != nil {
+		t.Logf("this system cannot dial from 127.0.0.2 (%v): the share of one address is not tested", err)
+	} else {
+		c.Close()
+		pinFrom := func(n int) *http.Client {
+			tr := pin.Transport.(*http.Transport).Clone()
+			tr.DisableKeepAlives, tr.DialContext = true, from(n).DialContext
+			return &http.Client{Timeout: 5 * time.Second, Transport: tr}
+		}
+		shared := hold(secure.Addr().String(), 1, consoleMaxPerAddr)
+		// Until the server has accepted the held connections, a request
+		// from their address may still be served.
+		var past error
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			resp, err := pinFrom(1).Get("https://" + secure.Addr().String() + "/")
+			if err != nil {
+				past = err
+				break
+			}
+			resp.Body.Close()
+		}
+		var ne net.Error
+		if past == nil || errors.As(past, &ne) && ne.Timeout() {
+			t.Errorf("a request past %d connections from one address: %v, want closed at once", consoleMaxPerAddr, past)
+		}
+		if got := get(pinFrom(2), "https://"+secure.Addr().String()+"/"); got != "console" {
+			t.Errorf("from another address while one holds its share, GET = %q", got)
+		}
+		if !strings.Contains(logs.String(), `msg="web console: too many connections from one address; closing the new ones" client=127.0.0.1:`) {
+			t.Errorf("no log line of the connection closed:\n%s", logs)
+		}
+		for _, c := range shared {
+			c.Close()
+		}
 	}
 	client.Timeout = 5 * time.Second
 	if got := get(client, "http://"+plain.Addr().String()+"/"); got != "console" {

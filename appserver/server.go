@@ -246,9 +246,10 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Serve accepts connections on ln until ctx is cancelled, then stops
-// accepting, lets running sessions finish for up to Grace, closes the
-// rest and returns.
+// Serve accepts connections on ln until ctx is cancelled, or ln fails
+// for good (its error is returned then; see maxOddAcceptErrors), then
+// stops accepting, lets running sessions finish for up to Grace, closes
+// the rest and returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// hard ends every session: it is cancelled after the grace period.
 	hard, stopHard := context.WithCancel(context.WithoutCancel(ctx))

@@ -1093,6 +1093,11 @@ func TestBlockMismatchSyncsAgainWithoutBlocks(t *testing.T) {
 		if again.Report == nil || again.Report.Outcome != syncproto.OutcomeUpdated {
 			t.Errorf("second session's report %+v; want an update", again.Report)
 		}
+		// Two reports, each its own: a server drops a report whose id
+		// it has taken already.
+		if saw.Report != nil && again.Report != nil && (again.Report.ID == saw.Report.ID || again.Report.ID == 0) {
+			t.Errorf("the second attempt's report has id %d, the first's %d: want another", again.Report.ID, saw.Report.ID)
+		}
 		for _, f := range deltaRelease() {
 			if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil || !bytes.Equal(got, f.Content) {
 				t.Errorf("%s: %d bytes, %v; want the release's content", f.Path, len(got), err)

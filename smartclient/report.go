@@ -66,6 +66,13 @@ func newReporting(o Options, start time.Time) *reporting {
 	return rp
 }
 
+// again readies rp for a second attempt of the sync, whose report is
+// its own (the first one's was sent): a new id, or the server would take
+// it for the first sent again.
+func (rp *reporting) again() {
+	rp.done, rp.id = false, reportID()
+}
+
 // at records that the sync is at step.
 func (rp *reporting) at(step string) {
 	if rp != nil {
@@ -252,9 +259,11 @@ func reportEnd(ctx context.Context, st *state.State, o Options, err error) {
 // The build installed is not known then: the report names none, and the
 // server keeps the one it knew.
 func reportBroken(ctx context.Context, root *os.Root, o Options, start time.Time, step string, err error) {
-	id, ierr := clientID(root, o.Dir, "", !o.CheckOnly)
-	if ierr != nil {
-		o.Log.Info("no report of the failure: the client id cannot be read", "err", ierr)
+	// The id the workstation is known by, never a new one: that would
+	// be a client of its own in the server's records.
+	id := readClientID(root)
+	if id == "" {
+		o.Log.Info("no report of the failure: the install keeps no client id outside its state")
 		return
 	}
 	o.rep = newReporting(o, start)

@@ -280,7 +280,7 @@ func Sync(ctx context.Context, o Options) (*Result, error) {
 		defer st.Release()
 		st.ClientID = id
 		o.noBlocks = true
-		o.rep.done = false // the second attempt reports too
+		o.rep.again() // the second attempt reports too, as a sync of its own
 		res, err = syncRetrying(ctx, root, st, o)
 	}
 	// A sync that ended before it reported reports now, or keeps its

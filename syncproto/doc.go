@@ -73,7 +73,7 @@
 //	                                     FileEnd{hash}
 //	Report{outcome, build, files, ->
 //	       bytes, message, step,
-//	       duration, at = 0}
+//	       duration, at = 0, id}
 //	                              <-     ReportAck{}
 //
 // After ReportAck, a client that runs the application (smartclient run)

@@ -262,14 +262,23 @@ func summary(pkgs map[string]*pkg, porder []string) (failed bool) {
 				fail++
 				msg := packageMessage(p)
 				if msg == "failed (no output)" {
-					died = append(died, tn)
-					// A crash of the Go runtime under Wine (a signal in
-					// the scheduler) is printed as the test's output.
+					// A crash of the Go runtime is printed as the
+					// test's output. A signal in the runtime's own code
+					// (Wine faulted in its scheduler) is Wine's; any
+					// other (concurrent map writes, a deadlock, out of
+					// memory) is the test's, and final.
+					wine := true
 					for _, l := range t.lines {
 						if s := strings.TrimSpace(l); strings.HasPrefix(s, "fatal error:") {
 							msg = "the test binary ended: " + s
+							wine = s == "fatal error: unexpected signal during runtime execution"
 							break
 						}
+					}
+					if wine {
+						died = append(died, tn)
+					} else {
+						others = true
 					}
 				} else {
 					others = true

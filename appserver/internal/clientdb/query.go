@@ -80,8 +80,9 @@ type Filter struct {
 	OS         string    // only this OS
 	StaleSince time.Time // only clients last seen before this (zero: any)
 	// Search keeps clients whose host, user, id or path contains it,
-	// in any case (Unicode's, not ASCII's only); it is matched as plain
-	// text.
+	// both in Unicode lower case (not ASCII's only: "JOÃO" finds
+	// "joão"; not full case folding: "STRASSE" does not find
+	// "straße"); it is matched as plain text.
 	Search string
 	Sort   string // one of SortKeys; "" is "host"
 	Desc   bool
