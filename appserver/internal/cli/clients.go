@@ -79,7 +79,65 @@ array for scripts. "clients show ID" prints one client's history.`,
 	fl.BoolVar(&desc, "desc", false, "in descending order")
 	fl.IntVar(&limit, "limit", 0, "at most this many clients (0: all)")
 	fl.BoolVar(&asJSON, "json", false, "write JSON, for scripts")
-	c.AddCommand(e.clientShowCommand())
+	c.AddCommand(e.clientShowCommand(), e.clientForgetCommand())
+	return c
+}
+
+// clientForgetCommand deletes clients and their history from clients.db.
+func (e *env) clientForgetCommand() *cobra.Command {
+	var config, state, stale string
+	var dryRun, asJSON bool
+	c := &cobra.Command{
+		Use:   "forget ID... | forget --stale AGE",
+		Short: "Forget workstations (retired, reinstalled) and their history",
+		Long: `forget deletes workstations from the server's record (clients.db), with
+their history of syncs: those named by id, or with --stale those not seen
+for that long (90d; --stale config takes [STATUS] StaleDays). A retired or
+reinstalled workstation otherwise stays in the console's stale clients for
+good. It runs while the server runs; a workstation forgotten that syncs
+again is recorded anew. An id the record does not hold forgets nothing.
+--dry-run lists what would be forgotten.`,
+		Example: "  appserver clients forget 3f2a9c0b7d1e4f5a8b6c2d0e9f1a7b3c --config AppServer.ini\n  appserver clients forget --stale 90d --dry-run",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var since time.Time
+			switch {
+			case stale != "" && len(args) > 0:
+				return usagef("name clients or give --stale, not both")
+			case stale == "" && len(args) == 0:
+				return usagef("name the clients to forget (their ids), or give --stale AGE")
+			case stale != "":
+				cfg, err := appserver.LoadConfig(config)
+				d, perr := parseAge(stale, cfg, err)
+				if perr != nil {
+					return perr
+				}
+				since = time.Now().Add(-d)
+			}
+			gone, err := clientdb.Forget(cmd.Context(), appserver.ClientsDB(appserver.StateDir(config, state)), args, since, dryRun)
+			if err != nil {
+				return ran(err)
+			}
+			if asJSON {
+				return writeJSON(e.stdout, clientsJSON(gone))
+			}
+			verb := "Forgot"
+			if dryRun {
+				verb = "Would forget"
+			}
+			if len(gone) == 0 {
+				fmt.Fprintln(e.stdout, "No client matches: nothing forgotten.")
+				return nil
+			}
+			fmt.Fprintf(e.stdout, "%s %d client(s) and their history:\n", verb, len(gone))
+			return printClients(e.stdout, gone, time.Now())
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&config, "config", "AppServer.ini", "AppServer.ini of the server")
+	fl.StringVar(&state, "state", "", "the server's state folder; default: appserver-state beside the configuration")
+	fl.StringVar(&stale, "stale", "", "forget the clients not seen for this long (90d, 36h; \"config\": [STATUS] StaleDays)")
+	fl.BoolVar(&dryRun, "dry-run", false, "list what would be forgotten, forget nothing")
+	fl.BoolVar(&asJSON, "json", false, "write JSON, for scripts")
 	return c
 }
 

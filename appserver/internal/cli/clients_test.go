@@ -118,3 +118,105 @@ func TestClientsCommand(t *testing.T) {
 		t.Errorf("clients show of an unknown id: exit %d %s", code, errb)
 	}
 }
+
+// TestClientsForget: appserver clients forget deletes workstations and
+// their history from the file the server writes, beside its writer: by
+// id, or not seen for an age; --dry-run deletes nothing; an unknown id
+// forgets nothing; a workstation forgotten that reports again is recorded
+// anew.
+func TestClientsForget(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "linux_upd"), 0o755)
+	ini := filepath.Join(dir, "AppServer.ini")
+	os.WriteFile(ini, []byte("[TCP]\nPort=1234\n[UPDATE]\nEnable=1\nPathLinux=linux_upd\nBuild=7.00.240501A\n"), 0o644)
+	os.MkdirAll(appserver.StateDir(ini, ""), 0o700)
+	path := appserver.ClientsDB(appserver.StateDir(ini, ""))
+	// The server's writer, open all along.
+	db := clientdb.Open(context.Background(), path, slog.New(slog.DiscardHandler), clientdb.Options{})
+	t.Cleanup(func() { db.Close(context.Background()) })
+	const a, b, c = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "cccccccccccccccccccccccccccccccc"
+	now := time.Now()
+	for _, s := range []clientdb.Sync{
+		{ClientID: a, Host: "caixa-01", OS: "linux", At: now.Add(-time.Hour), Outcome: "updated"},
+		{ClientID: b, Host: "caixa-02", OS: "linux", At: now.Add(-2 * time.Hour), Outcome: "failed", Reason: "disk full"},
+		{ClientID: c, Host: "retired-pc", OS: "linux", At: now.Add(-100 * 24 * time.Hour), Outcome: "up-to-date"},
+		{ClientID: c, Host: "retired-pc", OS: "linux", At: now.Add(-99 * 24 * time.Hour), Outcome: "up-to-date"},
+	} {
+		db.Record(s)
+	}
+	if err := db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	hosts := func() string {
+		t.Helper()
+		code, out, errb := run(t, "", "clients", "--config", ini, "--json")
+		if code != ExitOK {
+			t.Fatalf("clients: exit %d %s", code, errb)
+		}
+		var got []struct{ Host string }
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatal(err)
+		}
+		var hs []string
+		for _, c := range got {
+			hs = append(hs, c.Host)
+		}
+		return strings.Join(hs, ",")
+	}
+	syncsOf := func(id string) int {
+		t.Helper()
+		r, err := clientdb.OpenReadOnly(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		_, hist, err := r.Client(t.Context(), id, 0)
+		if err != nil {
+			return 0
+		}
+		return len(hist)
+	}
+
+	for _, bad := range [][]string{{}, {a, "--stale", "30d"}, {"--stale", "soon"}} {
+		if code, _, errb := run(t, "", append([]string{"clients", "forget", "--config", ini}, bad...)...); code != ExitUsage && code != ExitFailed || errb == "" {
+			t.Errorf("clients forget %v: exit %d %q, want an error", bad, code, errb)
+		}
+	}
+	code, _, errb := run(t, "", "clients", "forget", a, "dddddddddddddddddddddddddddddddd", "--config", ini)
+	if code != ExitFailed || !strings.Contains(errb, "dddddddddddddddddddddddddddddddd") || !strings.Contains(errb, "nothing forgotten") {
+		t.Errorf("forget of a known and an unknown id: exit %d %s", code, errb)
+	}
+	if got := hosts(); got != "caixa-01,caixa-02,retired-pc" {
+		t.Errorf("after a refused forget: %s", got)
+	}
+	code, out, errb := run(t, "", "clients", "forget", "--stale", "30d", "--dry-run", "--config", ini)
+	if code != ExitOK || !strings.Contains(out, "Would forget 1 client(s)") || !strings.Contains(out, "retired-pc") {
+		t.Errorf("forget --dry-run: exit %d\n%s%s", code, out, errb)
+	}
+	if got := hosts(); got != "caixa-01,caixa-02,retired-pc" {
+		t.Errorf("after a dry run: %s", got)
+	}
+	code, out, errb = run(t, "", "clients", "forget", "--stale", "30d", "--config", ini)
+	if code != ExitOK || !strings.Contains(out, "Forgot 1 client(s)") || !strings.Contains(out, "retired-pc") {
+		t.Errorf("forget --stale 30d: exit %d\n%s%s", code, out, errb)
+	}
+	if got := hosts(); got != "caixa-01,caixa-02" || syncsOf(c) != 0 {
+		t.Errorf("after forget --stale: %s, %d syncs of the retired one", got, syncsOf(c))
+	}
+	code, out, errb = run(t, "", "clients", "forget", b, "--config", ini)
+	if code != ExitOK || !strings.Contains(out, "caixa-02") {
+		t.Errorf("forget ID: exit %d\n%s%s", code, out, errb)
+	}
+	if got := hosts(); got != "caixa-01" {
+		t.Errorf("after forget ID: %s", got)
+	}
+	// The server writes on, and a forgotten workstation that reports
+	// again is recorded anew.
+	db.Record(clientdb.Sync{ClientID: b, Host: "caixa-02", OS: "linux", At: now, Outcome: "updated"})
+	if err := db.Flush(t.Context()); err != nil {
+		t.Fatalf("the server's writer after a forget: %v", err)
+	}
+	if got := hosts(); got != "caixa-01,caixa-02" || syncsOf(b) != 1 {
+		t.Errorf("after the forgotten client reported again: %s, %d syncs", got, syncsOf(b))
+	}
+}
