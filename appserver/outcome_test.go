@@ -570,3 +570,65 @@ func TestOutcomeBrokenInstall(t *testing.T) {
 		t.Errorf("the client's row: build %q, outcome %s; want the build it had, %q, and the failure", c.Build, c.Outcome, srvBuild)
 	}
 }
+
+// TestOutcomeReportSentAgainAfterRestart: the server reads the ids of the
+// latest reports back from clients.db at its start, so that a report
+// whose ReportAck was lost just before a restart, sent again after it, is
+// neither logged as new nor counted again in the metrics.
+func TestOutcomeReportSentAgainAfterRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "linux_upd")
+	writeTree(t, dir, map[string]string{"app.txt": "one"}, oldTime)
+	cfg, state := linuxConfig(t, dir), t.TempDir()
+	const id = 0xfeed_0000_0000_0002
+	first := syncproto.Report{Outcome: syncproto.OutcomeFailed, Build: srvMinBuild, Step: "install", Message: "before the restart", ID: id}
+	report := func(ts *testServer, r syncproto.Report) {
+		t.Helper()
+		c := mustDial(t, ts.addr)
+		if err := c.send(syncproto.Hello{ClientBuild: srvMinBuild, OS: "linux", ClientID: "r1", Host: "ws-r1"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.r.Expect(syncproto.MsgWelcome); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.report(r); err != nil {
+			t.Fatal(err)
+		}
+		c.conn.Close()
+	}
+	ts := startServerIn(t, cfg, state, nil, nil)
+	report(ts, first)
+	(&outcomeSink{srv: ts.srv}).wait(t, "the report", func(r outcomeRecord) bool { return r.Reason == "before the restart" })
+	if err := ts.stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	ts2 := startServerIn(t, cfg, state, nil, nil)
+	key := reportKey{"r1", id}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ts2.srv.reports.mu.Lock()
+		_, ok := ts2.srv.reports.seen[key]
+		ts2.srv.reports.mu.Unlock()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted server did not read the report's id back from clients.db:\n%s", ts2.logs)
+		}
+	}
+	again := first
+	again.At = time.Now().Add(-time.Minute).Unix()
+	report(ts2, again)
+	logLine(t, ts2.logs, "a report sent again is not recorded twice", "id=r1")
+	if got := testutil.ToFloat64(ts2.srv.metrics.syncs.WithLabelValues("failed")); got != 0 {
+		t.Errorf("appserver_syncs_total{outcome=failed} = %v after the restart, want 0: the report was counted before it", got)
+	}
+	n := 0
+	for _, r := range (&outcomeSink{srv: ts2.srv}).all() {
+		if r.Reason == "before the restart" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the report is recorded %d times, want once", n)
+	}
+}

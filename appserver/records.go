@@ -31,6 +31,38 @@ func (s *Server) openRecords(ctx context.Context) *clientdb.DB {
 	return db
 }
 
+// rememberWithin bounds the reports the server reads back at its start
+// to know one sent again (see recentReports): a client sends a report it
+// kept at its next connection, within days.
+const rememberWithin = 30 * 24 * time.Hour
+
+// rememberReports reads the ids of the latest reports from db into
+// s.reports, once the file is open (in the background, as it opens), so
+// that a report sent again after a restart is not counted anew in the
+// metrics either (the file itself records it once in any case). A file
+// that does not open within a minute is left alone.
+func (s *Server) rememberReports(ctx context.Context, db *clientdb.DB) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		keys, err := db.RecentReports(ctx, time.Now().Add(-rememberWithin), maxReportsKept)
+		if err == nil {
+			for _, k := range keys {
+				s.reports.add(k.Client, k.ID)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			s.log.Info("client records: the ids of the latest reports were not read; a report sent again may be counted twice in the metrics", "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // closeRecords writes what is queued, for a while, and closes the file.
 func (s *Server) closeRecords(db *clientdb.DB) {
 	ctx, cancel := context.WithTimeout(context.Background(), recordsClose)

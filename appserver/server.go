@@ -277,6 +277,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.wg.Go(func() { s.watchPublished(ctx, 2*time.Second) })
 	s.wg.Go(func() { s.patches.run(ctx) })
 	records := s.openRecords(ctx)
+	s.wg.Go(func() { s.rememberReports(ctx, records) })
 	s.wg.Go(func() {
 		s.rollouts.serveRequests(ctx, func() []string { return slices.Sorted(maps.Keys(s.Indexes())) })
 		s.rollouts.flush()

@@ -503,3 +503,42 @@ func (r *Reader) ReleaseCounts(ctx context.Context, osName string) (map[uint64]i
 	}
 	return out, nil
 }
+
+// ReportKey names one sync by its client and its report id.
+type ReportKey struct {
+	Client string
+	ID     uint64
+}
+
+// RecentReports returns the report ids of the syncs reported since since,
+// at most limit of them, oldest first: what the server remembers at its
+// start to know a report sent again.
+func (r *Reader) RecentReports(ctx context.Context, since time.Time, limit int) ([]ReportKey, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT client_id, report_id FROM
+		(SELECT client_id, report_id, reported FROM syncs WHERE report_id != 0 AND reported >= ? ORDER BY reported DESC LIMIT ?)
+		ORDER BY reported`, ms(since), limit)
+	if err != nil {
+		return nil, wrap(r.path, "recent reports", err)
+	}
+	defer rows.Close()
+	var out []ReportKey
+	for rows.Next() {
+		var k ReportKey
+		var id int64
+		if err := rows.Scan(&k.Client, &id); err != nil {
+			return nil, wrap(r.path, "recent reports", err)
+		}
+		k.ID = uint64(id)
+		out = append(out, k)
+	}
+	return out, wrap(r.path, "recent reports", rows.Err())
+}
+
+// RecentReports is Reader.RecentReports on the server's database.
+func (d *DB) RecentReports(ctx context.Context, since time.Time, limit int) ([]ReportKey, error) {
+	r, err := d.reader()
+	if err != nil {
+		return nil, err
+	}
+	return r.RecentReports(ctx, since, limit)
+}
