@@ -3,6 +3,7 @@ package appserver
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -108,6 +109,32 @@ type recentReports struct {
 	seen  map[reportKey]struct{}
 	order []reportKey // a ring of the keys in seen, oldest at next
 	next  int
+}
+
+// seed puts keys, read back from the records at the server's start,
+// oldest first, before the reports taken since the start: when there are
+// more than the ring holds, the oldest of keys go first.
+func (rr *recentReports) seed(keys []reportKey) {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	cur := slices.Concat(rr.order[rr.next:], rr.order[:rr.next]) // oldest first
+	all := make([]reportKey, 0, len(keys)+len(cur))
+	seen := make(map[reportKey]struct{}, cap(all))
+	for _, k := range slices.Concat(keys, cur) {
+		if _, dup := seen[k]; !dup && k.id != 0 {
+			seen[k] = struct{}{}
+			all = append(all, k)
+		}
+	}
+	// A key taken since the start that was also read back keeps its
+	// first place: it is as old as its first report.
+	if len(all) > maxReportsKept {
+		for _, k := range all[:len(all)-maxReportsKept] {
+			delete(seen, k)
+		}
+		all = all[len(all)-maxReportsKept:]
+	}
+	rr.order, rr.next, rr.seen = all, 0, seen
 }
 
 // add remembers the report id of client and reports whether it was new.

@@ -632,3 +632,36 @@ func TestOutcomeReportSentAgainAfterRestart(t *testing.T) {
 		t.Errorf("the report is recorded %d times, want once", n)
 	}
 }
+
+// TestRecentReportsSeed: the ids read back at the start go before those
+// taken since; past the ring's size the oldest read back go first, never
+// one taken since the start.
+func TestRecentReportsSeed(t *testing.T) {
+	var rr recentReports
+	rr.add("live", 1)
+	rr.add("live", 2)
+	var keys []reportKey
+	for i := range maxReportsKept {
+		keys = append(keys, reportKey{"old", uint64(i + 1)})
+	}
+	keys = append(keys, reportKey{"live", 2}) // read back too
+	rr.seed(keys)
+	for _, k := range []reportKey{{"live", 1}, {"live", 2}, {"old", maxReportsKept}, {"old", 3}} {
+		if rr.add(k.client, k.id) {
+			t.Errorf("%v forgotten by the seed", k)
+		}
+	}
+	for _, k := range []reportKey{{"old", 1}, {"old", 2}} {
+		if _, ok := rr.seen[k]; ok {
+			t.Errorf("%v kept: the oldest read back go first", k)
+		}
+	}
+	if len(rr.seen) != maxReportsKept || len(rr.order) != maxReportsKept {
+		t.Errorf("%d ids, %d in the ring; want %d", len(rr.seen), len(rr.order), maxReportsKept)
+	}
+	// The ring goes on from the seed: the next new id evicts the oldest.
+	rr.add("new", 1)
+	if _, ok := rr.seen[reportKey{"old", 3}]; ok || len(rr.seen) != maxReportsKept {
+		t.Errorf("after one more id: old 3 kept %v, %d ids", ok, len(rr.seen))
+	}
+}

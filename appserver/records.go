@@ -46,9 +46,11 @@ func (s *Server) rememberReports(ctx context.Context, db *clientdb.DB) {
 	for {
 		keys, err := db.RecentReports(ctx, time.Now().Add(-rememberWithin), maxReportsKept)
 		if err == nil {
-			for _, k := range keys {
-				s.reports.add(k.Client, k.ID)
+			seed := make([]reportKey, len(keys))
+			for i, k := range keys {
+				seed[i] = reportKey{k.Client, k.ID}
 			}
+			s.reports.seed(seed)
 			return
 		}
 		if time.Now().After(deadline) {

@@ -23,7 +23,7 @@ func (e *env) clientsCommand() *cobra.Command {
 		limit                                               int
 	)
 	c := &cobra.Command{
-		Use:   "clients [--failed] [--build B] [--stale 7d] [--json] | clients show ID",
+		Use:   "clients [--failed] [--build B] [--stale 7d] [--json] | clients show ID | clients forget ID... | clients forget --stale AGE",
 		Short: "List the workstations the server has heard from, with their last outcome",
 		Long: `clients lists every workstation (client id) that reported a sync to the
 server: its host, user, OS, build, when it was last seen and its last
@@ -35,9 +35,10 @@ it while the server runs.
 --build and --os those on one build or OS, --stale those not seen for a
 while (7d, 36h; --stale config takes [STATUS] StaleDays), --search those whose
 host, user, id or install folder contains the text. --json writes one JSON
-array for scripts. "clients show ID" prints one client's history.`,
+array for scripts. "clients show ID" prints one client's history;
+"clients forget" deletes retired workstations (see its help).`,
 		Example: "  appserver clients --config AppServer.ini --failed\n  appserver clients --stale 7d --json\n  appserver clients show 3f2a9c0b7d1e4f5a8b6c2d0e9f1a7b3c",
-		Args:    exactArgs(0, "no arguments (or: clients show ID)"),
+		Args:    exactArgs(0, "no arguments (or: clients show ID, clients forget ID...)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f := clientdb.Filter{Failed: failed, Build: build, OS: osName, Search: search, Sort: sortBy, Desc: desc, Limit: limit}
 			if stale != "" {
@@ -83,46 +84,60 @@ array for scripts. "clients show ID" prints one client's history.`,
 	return c
 }
 
+// forgetFloor is the least --stale age clients forget takes without
+// --force: [STATUS] StaleDays says when to flag a workstation, not when it
+// is retired, and a week of holidays must not empty the record.
+const forgetFloor = 30 * 24 * time.Hour
+
 // clientForgetCommand deletes clients and their history from clients.db.
 func (e *env) clientForgetCommand() *cobra.Command {
 	var config, state, stale string
-	var dryRun, asJSON bool
+	var dryRun, asJSON, force bool
 	c := &cobra.Command{
-		Use:   "forget ID... | forget --stale AGE",
+		Use:   "forget ID... | forget --stale AGE [--dry-run]",
 		Short: "Forget workstations (retired, reinstalled) and their history",
 		Long: `forget deletes workstations from the server's record (clients.db), with
 their history of syncs: those named by id, or with --stale those not seen
-for that long (90d; --stale config takes [STATUS] StaleDays). A retired or
-reinstalled workstation otherwise stays in the console's stale clients for
-good. It runs while the server runs; a workstation forgotten that syncs
-again is recorded anew. An id the record does not hold forgets nothing.
---dry-run lists what would be forgotten.`,
-		Example: "  appserver clients forget 3f2a9c0b7d1e4f5a8b6c2d0e9f1a7b3c --config AppServer.ini\n  appserver clients forget --stale 90d --dry-run",
+for that long (90d) before the latest workstation the server heard from,
+so that days the server was down count for no one. An age under 30 days
+needs --force. A retired or reinstalled workstation otherwise stays among
+the console's stale clients for good. It runs while the server runs, in
+one transaction; if any id named is not in the record, nothing is
+forgotten. A workstation forgotten that syncs again is recorded anew.
+--dry-run lists what would be forgotten and changes nothing.`,
+		Example: "  appserver clients forget --stale 90d --dry-run --config AppServer.ini\n  appserver clients forget 3f2a9c0b7d1e4f5a8b6c2d0e9f1a7b3c",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var since time.Time
+			var age time.Duration
 			switch {
 			case stale != "" && len(args) > 0:
 				return usagef("name clients or give --stale, not both")
 			case stale == "" && len(args) == 0:
 				return usagef("name the clients to forget (their ids), or give --stale AGE")
+			case stale == "config":
+				return usagef("--stale config is [STATUS] StaleDays, when a workstation is flagged, not when it is retired: give an age (90d)")
 			case stale != "":
-				cfg, err := appserver.LoadConfig(config)
-				d, perr := parseAge(stale, cfg, err)
-				if perr != nil {
-					return perr
+				d, err := parseAge(stale, nil, nil)
+				if err != nil {
+					return err
 				}
-				since = time.Now().Add(-d)
+				if d < forgetFloor && !force {
+					return usagef("--stale %s would forget workstations away for less than 30 days (a holiday, a repair): give a longer age, or --force", stale)
+				}
+				age = d
 			}
-			gone, err := clientdb.Forget(cmd.Context(), appserver.ClientsDB(appserver.StateDir(config, state)), args, since, dryRun)
+			gone, err := clientdb.Forget(cmd.Context(), appserver.ClientsDB(appserver.StateDir(config, state)), args, age, dryRun)
 			if err != nil {
 				return ran(err)
 			}
 			if asJSON {
-				return writeJSON(e.stdout, clientsJSON(gone))
+				return writeJSON(e.stdout, struct {
+					DryRun    bool         `json:"dry_run"`
+					Forgotten []clientJSON `json:"forgotten"`
+				}{dryRun, clientsJSON(gone)})
 			}
 			verb := "Forgot"
 			if dryRun {
-				verb = "Would forget"
+				verb = "Would forget (dry run, nothing changed)"
 			}
 			if len(gone) == 0 {
 				fmt.Fprintln(e.stdout, "No client matches: nothing forgotten.")
@@ -135,9 +150,10 @@ again is recorded anew. An id the record does not hold forgets nothing.
 	fl := c.Flags()
 	fl.StringVar(&config, "config", "AppServer.ini", "AppServer.ini of the server")
 	fl.StringVar(&state, "state", "", "the server's state folder; default: appserver-state beside the configuration")
-	fl.StringVar(&stale, "stale", "", "forget the clients not seen for this long (90d, 36h; \"config\": [STATUS] StaleDays)")
-	fl.BoolVar(&dryRun, "dry-run", false, "list what would be forgotten, forget nothing")
-	fl.BoolVar(&asJSON, "json", false, "write JSON, for scripts")
+	fl.StringVar(&stale, "stale", "", "forget the clients not seen for this long (90d; at least 30d without --force)")
+	fl.BoolVar(&dryRun, "dry-run", false, "list what would be forgotten, change nothing")
+	fl.BoolVar(&force, "force", false, "take a --stale age under 30 days")
+	fl.BoolVar(&asJSON, "json", false, "write JSON, for scripts: {\"dry_run\": ..., \"forgotten\": [...]}")
 	return c
 }
 

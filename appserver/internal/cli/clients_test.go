@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -120,10 +121,10 @@ func TestClientsCommand(t *testing.T) {
 }
 
 // TestClientsForget: appserver clients forget deletes workstations and
-// their history from the file the server writes, beside its writer: by
-// id, or not seen for an age; --dry-run deletes nothing; an unknown id
-// forgets nothing; a workstation forgotten that reports again is recorded
-// anew.
+// their history from the file the server writes, while its writer writes:
+// by id, or not seen for an age before the latest seen; an age under 30
+// days needs --force; --dry-run changes nothing; an unknown id forgets
+// nothing; a workstation forgotten that reports again is recorded anew.
 func TestClientsForget(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "linux_upd"), 0o755)
@@ -135,7 +136,9 @@ func TestClientsForget(t *testing.T) {
 	db := clientdb.Open(context.Background(), path, slog.New(slog.DiscardHandler), clientdb.Options{})
 	t.Cleanup(func() { db.Close(context.Background()) })
 	const a, b, c = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "cccccccccccccccccccccccccccccccc"
-	now := time.Now()
+	// The server was down for 60 days: the latest seen is that long ago,
+	// and ages count from it.
+	now := time.Now().Add(-60 * 24 * time.Hour)
 	for _, s := range []clientdb.Sync{
 		{ClientID: a, Host: "caixa-01", OS: "linux", At: now.Add(-time.Hour), Outcome: "updated"},
 		{ClientID: b, Host: "caixa-02", OS: "linux", At: now.Add(-2 * time.Hour), Outcome: "failed", Reason: "disk full"},
@@ -171,15 +174,18 @@ func TestClientsForget(t *testing.T) {
 		}
 		defer r.Close()
 		_, hist, err := r.Client(t.Context(), id, 0)
-		if err != nil {
+		if errors.Is(err, clientdb.ErrNotFound) {
 			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 		return len(hist)
 	}
 
-	for _, bad := range [][]string{{}, {a, "--stale", "30d"}, {"--stale", "soon"}} {
-		if code, _, errb := run(t, "", append([]string{"clients", "forget", "--config", ini}, bad...)...); code != ExitUsage && code != ExitFailed || errb == "" {
-			t.Errorf("clients forget %v: exit %d %q, want an error", bad, code, errb)
+	for _, bad := range [][]string{{}, {a, "--stale", "30d"}, {"--stale", "soon"}, {"--stale", "config"}, {"--stale", "7d"}} {
+		if code, _, errb := run(t, "", append([]string{"clients", "forget", "--config", ini}, bad...)...); code != ExitUsage || errb == "" {
+			t.Errorf("clients forget %v: exit %d %q, want a usage error", bad, code, errb)
 		}
 	}
 	code, _, errb := run(t, "", "clients", "forget", a, "dddddddddddddddddddddddddddddddd", "--config", ini)
@@ -189,34 +195,64 @@ func TestClientsForget(t *testing.T) {
 	if got := hosts(); got != "caixa-01,caixa-02,retired-pc" {
 		t.Errorf("after a refused forget: %s", got)
 	}
-	code, out, errb := run(t, "", "clients", "forget", "--stale", "30d", "--dry-run", "--config", ini)
-	if code != ExitOK || !strings.Contains(out, "Would forget 1 client(s)") || !strings.Contains(out, "retired-pc") {
-		t.Errorf("forget --dry-run: exit %d\n%s%s", code, out, errb)
+	// 90 days before the latest seen: the retired one only, not the two
+	// the server last heard from 60 days ago.
+	code, out, errb := run(t, "", "clients", "forget", "--stale", "90d", "--dry-run", "--json", "--config", ini)
+	var dry struct {
+		DryRun    bool `json:"dry_run"`
+		Forgotten []struct{ Host string }
 	}
-	if got := hosts(); got != "caixa-01,caixa-02,retired-pc" {
-		t.Errorf("after a dry run: %s", got)
+	if err := json.Unmarshal([]byte(out), &dry); code != ExitOK || err != nil || !dry.DryRun || len(dry.Forgotten) != 1 || dry.Forgotten[0].Host != "retired-pc" {
+		t.Errorf("forget --dry-run --json: exit %d %v\n%s%s", code, err, out, errb)
 	}
-	code, out, errb = run(t, "", "clients", "forget", "--stale", "30d", "--config", ini)
+	if got := hosts(); got != "caixa-01,caixa-02,retired-pc" || syncsOf(c) != 2 {
+		t.Errorf("after a dry run: %s, %d syncs of the retired one", got, syncsOf(c))
+	}
+	// The server's writer writes all along the next forgets.
+	stop := make(chan struct{})
+	writing := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				writing <- nil
+				return
+			default:
+			}
+			db.Record(clientdb.Sync{ClientID: a, Host: "caixa-01", OS: "linux", At: now.Add(time.Duration(i) * time.Millisecond), Outcome: "up-to-date"})
+			if err := db.Flush(t.Context()); err != nil {
+				writing <- err
+				return
+			}
+		}
+	}()
+	code, out, errb = run(t, "", "clients", "forget", "--stale", "90d", "--config", ini)
 	if code != ExitOK || !strings.Contains(out, "Forgot 1 client(s)") || !strings.Contains(out, "retired-pc") {
-		t.Errorf("forget --stale 30d: exit %d\n%s%s", code, out, errb)
-	}
-	if got := hosts(); got != "caixa-01,caixa-02" || syncsOf(c) != 0 {
-		t.Errorf("after forget --stale: %s, %d syncs of the retired one", got, syncsOf(c))
+		t.Errorf("forget --stale 90d: exit %d\n%s%s", code, out, errb)
 	}
 	code, out, errb = run(t, "", "clients", "forget", b, "--config", ini)
 	if code != ExitOK || !strings.Contains(out, "caixa-02") {
 		t.Errorf("forget ID: exit %d\n%s%s", code, out, errb)
 	}
-	if got := hosts(); got != "caixa-01" {
-		t.Errorf("after forget ID: %s", got)
+	close(stop)
+	if err := <-writing; err != nil {
+		t.Fatalf("the server's writer beside the forgets: %v", err)
 	}
-	// The server writes on, and a forgotten workstation that reports
-	// again is recorded anew.
-	db.Record(clientdb.Sync{ClientID: b, Host: "caixa-02", OS: "linux", At: now, Outcome: "updated"})
+	if got := hosts(); got != "caixa-01" || syncsOf(c) != 0 || syncsOf(b) != 0 {
+		t.Errorf("after the forgets: %s; %d and %d syncs of the forgotten", got, syncsOf(c), syncsOf(b))
+	}
+	// A forgotten workstation that reports again is recorded anew.
+	db.Record(clientdb.Sync{ClientID: b, Host: "caixa-02", OS: "linux", At: time.Now(), Outcome: "updated"})
 	if err := db.Flush(t.Context()); err != nil {
 		t.Fatalf("the server's writer after a forget: %v", err)
 	}
 	if got := hosts(); got != "caixa-01,caixa-02" || syncsOf(b) != 1 {
 		t.Errorf("after the forgotten client reported again: %s, %d syncs", got, syncsOf(b))
+	}
+	// --force takes a short age: from the latest seen (now), the
+	// others were last seen 60 days before.
+	code, out, errb = run(t, "", "clients", "forget", "--stale", "7d", "--force", "--config", ini)
+	if code != ExitOK || !strings.Contains(out, "Forgot 1 client(s)") || !strings.Contains(out, "caixa-01") {
+		t.Errorf("forget --stale 7d --force: exit %d\n%s%s", code, out, errb)
 	}
 }

@@ -6,22 +6,29 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 )
 
+// forgetBusy is how long Forget waits for the server's writer: longer
+// than the server's own wait, since an administrator's command may wait
+// a moment where a sync's record must not.
+const forgetBusy = 15 * time.Second
+
 // Forget deletes clients from the file at path, with their history of
-// syncs: those named by ids, or, with ids empty, those not seen since
-// notSeenSince (a workstation retired or reinstalled under a new id). It
-// runs beside a server that writes the file (SQLite's own locking, waiting
-// up to DefaultBusyTimeout), in one transaction: an id the file does not
-// hold forgets nothing and is named in the error. It returns the clients
-// forgotten; dryRun returns them and deletes nothing. A client forgotten
-// that reports again is recorded anew.
-func Forget(ctx context.Context, path string, ids []string, notSeenSince time.Time, dryRun bool) ([]Client, error) {
-	if len(ids) == 0 && notSeenSince.IsZero() {
+// syncs: those named by ids, or, with ids empty, those not seen for
+// notSeenFor before the latest any client was seen (so that days the
+// server was down count for no one). It runs beside a server that writes
+// the file (SQLite's own locking, waiting up to forgetBusy), in one
+// transaction: if any of ids is not in the file, nothing is forgotten and
+// the error names it. It returns the clients forgotten; dryRun returns
+// them and deletes nothing (reading only). A client forgotten that
+// reports again is recorded anew.
+func Forget(ctx context.Context, path string, ids []string, notSeenFor time.Duration, dryRun bool) ([]Client, error) {
+	if len(ids) == 0 && notSeenFor <= 0 {
 		return nil, errors.New("clientdb: forget: name clients, or an age")
 	}
 	if abs, err := filepath.Abs(path); err == nil {
@@ -33,7 +40,11 @@ func Forget(ctx context.Context, path string, ids []string, notSeenSince time.Ti
 		}
 		return nil, wrap(path, "forget", err)
 	}
-	db, err := sql.Open("sqlite", dsn(path, readerCacheKiB, DefaultBusyTimeout, nil))
+	var extra url.Values
+	if dryRun {
+		extra = url.Values{"mode": {"ro"}}
+	}
+	db, err := sql.Open("sqlite", dsn(path, readerCacheKiB, forgetBusy, extra))
 	if err != nil {
 		return nil, wrap(path, "forget", err)
 	}
@@ -41,40 +52,51 @@ func Forget(ctx context.Context, path string, ids []string, notSeenSince time.Ti
 	db.SetMaxOpenConns(1)
 	v, err := userVersion(ctx, db)
 	if err != nil {
-		return nil, wrap(path, "forget", err)
+		return nil, forgetErr(path, "forget", err)
 	}
 	if v != len(migrations) {
 		return nil, &Error{Path: path, Op: "forget", Kind: KindOther,
 			Err: fmt.Errorf("schema v%d, this appserver's is v%d: run the appserver of the server's version", v, len(migrations))}
 	}
-	where, args := "last_seen < ?", []any{ms(notSeenSince)}
+	// A dry run reads only: it neither takes the write lock the server's
+	// writer waits for nor needs the right to write the file.
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: dryRun})
+	if err != nil {
+		return nil, forgetErr(path, "forget: begin", err)
+	}
+	defer tx.Rollback()
+	var where string
+	var args []any
 	if len(ids) > 0 {
 		where = "id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
-		args = args[:0]
 		for _, id := range ids {
 			args = append(args, id)
 		}
+	} else {
+		var latest sql.NullInt64
+		if err := tx.QueryRowContext(ctx, "SELECT max(last_seen) FROM clients").Scan(&latest); err != nil {
+			return nil, forgetErr(path, "forget: latest seen", err)
+		}
+		if !latest.Valid {
+			return nil, nil // no client at all
+		}
+		where, args = "last_seen < ?", []any{latest.Int64 - notSeenFor.Milliseconds()}
 	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, wrap(path, "forget: begin", err)
-	}
-	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, "SELECT "+clientColumns+" FROM clients WHERE "+where+" ORDER BY host COLLATE NOCASE, id", args...)
 	if err != nil {
-		return nil, wrap(path, "forget: list", err)
+		return nil, forgetErr(path, "forget: list", err)
 	}
 	var gone []Client
 	for rows.Next() {
 		c, err := scanClient(rows)
 		if err != nil {
 			rows.Close()
-			return nil, wrap(path, "forget: list", err)
+			return nil, forgetErr(path, "forget: list", err)
 		}
 		gone = append(gone, c)
 	}
 	if err := rows.Close(); err != nil {
-		return nil, wrap(path, "forget: list", err)
+		return nil, forgetErr(path, "forget: list", err)
 	}
 	if len(ids) > 0 {
 		found := map[string]bool{}
@@ -95,13 +117,24 @@ func Forget(ctx context.Context, path string, ids []string, notSeenSince time.Ti
 		return gone, nil
 	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM syncs WHERE client_id IN (SELECT id FROM clients WHERE "+where+")", args...); err != nil {
-		return nil, wrap(path, "forget: history", err)
+		return nil, forgetErr(path, "forget: history", err)
 	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM clients WHERE "+where, args...); err != nil {
-		return nil, wrap(path, "forget: clients", err)
+		return nil, forgetErr(path, "forget: clients", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, wrap(path, "forget: commit", err)
+		return nil, forgetErr(path, "forget: commit", err)
 	}
 	return gone, nil
+}
+
+// forgetErr is wrap, saying of a lock that the server is writing: the
+// program that holds it is the running server, not someone's shell.
+func forgetErr(path, op string, err error) error {
+	err = wrap(path, op, err)
+	var e *Error
+	if errors.As(err, &e) && e.Kind == KindLocked {
+		return fmt.Errorf("%s: %s: the server has been writing the file for over %s (%v): try again", path, op, forgetBusy, e.Err)
+	}
+	return err
 }
