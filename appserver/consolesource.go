@@ -72,6 +72,11 @@ func (c *consoleSource) Overview(ctx context.Context) (console.Overview, error) 
 		o.Stale = append(o.Stale, console.StaleClient{ClientID: st.ID, Host: st.Host, User: st.User, OS: st.OS, Build: st.Build, LastSeen: st.LastSeen})
 	}
 	o.Rollouts = c.rollouts(now)
+	if h := db.Err(); h != nil {
+		// The file reads but cannot be written (locked by another
+		// program, full): the reports since wait in memory.
+		o.Behind = fmt.Sprintf("The client records cannot be written now, so this page may be behind: %d reports wait in memory (%v). The server tries again every 30 s; see its log.", db.Queued(), h)
+	}
 	return o, nil
 }
 

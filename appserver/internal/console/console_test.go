@@ -256,6 +256,18 @@ func TestPagesRender(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "not found") {
 		t.Errorf("unknown client: %s\n%s", resp.Status, body)
 	}
+	// Records that cannot be written: the overview says it may be
+	// behind, above the failures.
+	if _, body := f.do(t, req{path: "/"}); strings.Contains(body, `id="behind"`) {
+		t.Error("a banner of records behind while they are not")
+	}
+	f.src.mu.Lock()
+	f.src.behind = "The client records cannot be written now <locked>"
+	f.src.mu.Unlock()
+	_, body = f.do(t, req{path: "/"})
+	if i, j := strings.Index(body, `id="behind"`), strings.Index(body, `id="failures"`); i < 0 || j < i || !strings.Contains(body, "cannot be written now &lt;locked&gt;") {
+		t.Errorf("no banner of records behind above the failures (at %d, failures at %d)", i, j)
+	}
 }
 
 func TestStaticAndHeaders(t *testing.T) {

@@ -41,6 +41,9 @@ type Overview struct {
 	// (0: the source keeps no such threshold).
 	StaleDays int           `json:"stale_days"`
 	Stale     []StaleClient `json:"stale"` // clients not seen for StaleDays, oldest first
+	// Behind, when not "", says why what is shown may be behind: the
+	// records cannot be written now, and reports wait in memory.
+	Behind string `json:"behind,omitempty"`
 }
 
 // BuildCount is how many clients of an OS run a build.

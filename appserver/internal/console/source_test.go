@@ -21,9 +21,10 @@ type memSource struct {
 	self     SelfUpdate
 	log      []LogLine
 
-	mu    sync.Mutex
-	err   error // returned by every method when set
-	panic bool  // every method panics when set
+	mu     sync.Mutex
+	err    error  // returned by every method when set
+	panic  bool   // every method panics when set
+	behind string // the overview's Behind
 }
 
 // Hostile strings: they must reach the page as text, never as markup.
@@ -95,7 +96,10 @@ func (m *memSource) Overview(ctx context.Context) (Overview, error) {
 	if err := m.check(); err != nil {
 		return Overview{}, fmt.Errorf("overview: %w", err)
 	}
-	ov := Overview{Clients: len(m.clients), Rollouts: m.rollouts, StaleDays: staleDays}
+	m.mu.Lock()
+	behind := m.behind
+	m.mu.Unlock()
+	ov := Overview{Clients: len(m.clients), Rollouts: m.rollouts, StaleDays: staleDays, Behind: behind}
 	counts := map[[2]string]int{}
 	for _, c := range m.clients {
 		counts[[2]string{c.Build, c.OS}]++
