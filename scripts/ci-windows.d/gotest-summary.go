@@ -232,7 +232,8 @@ func summary(pkgs map[string]*pkg, porder []string) (failed bool) {
 	// once faulted in runtime.wirep, in the scheduler): under a loaded
 	// Wine that happened to the smartclient and appserver packages,
 	// whose tests pass when run again. CI_WINDOWS_DIED names a file to list them in,
-	// "PACKAGE REGEXP" a line, when they are the only failures.
+	// "PACKAGE REGEXP" a line (REGEXP ".": all its tests, since those
+	// after the crash never ran), when they are the only failures.
 	var died, diedPkgs []string
 	// tails holds the last lines of every failing test's output, for
 	// CI_WINDOWS_FAILURES (the end of a CI log is what a reader sees).
@@ -287,7 +288,9 @@ func summary(pkgs map[string]*pkg, porder []string) (failed bool) {
 			}
 		}
 		if len(died) > 0 {
-			diedPkgs = append(diedPkgs, name+" ^("+strings.Join(died, "|")+")$")
+			// The whole package: the tests after the one that was
+			// running when the binary ended never ran.
+			diedPkgs = append(diedPkgs, name+" .")
 			died = nil
 		}
 		if p.result == "fail" && len(pf) == 0 {
