@@ -31,23 +31,7 @@ func syncAs(t *testing.T, addr, host, id, build string, outcome syncproto.Outcom
 // returns with the session, which owes its report.
 func fetchAs(t *testing.T, addr, host, id, build string) (*testClient, string) {
 	t.Helper()
-	// A handshake the server gave up on (its second is short in tests,
-	// and a machine running every package's tests under Wine can be
-	// slower) is tried again, as a workstation would.
-	var c *testClient
-	for try := 1; ; try++ {
-		var err error
-		c, err = dialClient(addr)
-		if err == nil {
-			break
-		}
-		if try == 3 || !strings.Contains(err.Error(), "TLS handshake") {
-			t.Fatal(err)
-		}
-		t.Logf("try %d: %v; trying again", try, err)
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Cleanup(func() { c.conn.Close() })
+	c := mustDial(t, addr)
 	if err := c.send(syncproto.Hello{ClientBuild: build, OS: "linux", ClientID: id, Host: host}); err != nil {
 		t.Fatal(err)
 	}
