@@ -38,6 +38,33 @@ func acceptAgain(err error) bool {
 	return acceptAgainOS(err)
 }
 
+// acceptRetries decides, error after error of one listener's Accept,
+// whether to accept again and after how long: an error acceptAgain knows
+// always, one it does not maxOddAcceptErrors times in a row. The server's
+// loop and the console's listener share it.
+type acceptRetries struct {
+	backoff time.Duration
+	odd     int // errors in a row not known to pass
+}
+
+// after returns the wait before accepting again after err, and whether
+// to log it (every odd error; a known one when the wait is at its least
+// or its most, so that a flood of them logs little); ok is false when the
+// listener has failed for good.
+func (a *acceptRetries) after(err error) (wait time.Duration, logIt, ok bool) {
+	known := acceptAgain(err)
+	if !known {
+		if a.odd++; a.odd > maxOddAcceptErrors {
+			return 0, false, false
+		}
+	}
+	a.backoff = nextBackoff(a.backoff)
+	return a.backoff, !known || a.backoff == acceptBackoffMin || a.backoff == acceptBackoffMax, true
+}
+
+// accepted starts the count again after an Accept that succeeded.
+func (a *acceptRetries) accepted() { *a = acceptRetries{} }
+
 // nextBackoff doubles the wait, from acceptBackoffMin to acceptBackoffMax.
 func nextBackoff(d time.Duration) time.Duration {
 	if d == 0 {

@@ -130,8 +130,7 @@ type limitListener struct {
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	var backoff time.Duration
-	odd := 0
+	var retries acceptRetries
 	for {
 		l.sem <- struct{}{}
 		c, err := l.Listener.Accept()
@@ -140,20 +139,17 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if errors.Is(err, net.ErrClosed) {
 				return nil, err
 			}
-			if !acceptAgain(err) {
-				if odd++; odd > maxOddAcceptErrors {
-					return nil, err
-				}
+			wait, logIt, ok := retries.after(err)
+			if !ok {
+				return nil, err
 			}
-			backoff = nextBackoff(backoff)
-			if odd > 0 || backoff == acceptBackoffMin || backoff == acceptBackoffMax {
-				// As the server's own loop logs (see Serve).
-				l.log.Warn("web console: accepting connections failed; trying again", "err", err, "retry_in", backoff)
+			if logIt {
+				l.log.Warn("web console: accepting connections failed; trying again", "err", err, "retry_in", wait)
 			}
-			time.Sleep(backoff)
+			time.Sleep(wait)
 			continue
 		}
-		backoff, odd = 0, 0
+		retries.accepted()
 		ip := throttle.Key(c.RemoteAddr().String())
 		if !l.take(ip, c.RemoteAddr()) {
 			c.Close()

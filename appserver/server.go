@@ -294,42 +294,35 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		"max_bytes_per_second", serverBPS, "max_client_bytes_per_second", clientBPS)
 	t.logFewer(s.log, serverBPS)
 	var acceptErr error
-	var backoff time.Duration
-	odd := 0 // errors in a row not known to pass
+	var retries acceptRetries
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				known := acceptAgain(err)
-				if !known {
-					odd++
-				}
-				if known || odd <= maxOddAcceptErrors {
-					// Out of descriptors or memory: the sessions held end
-					// and give them back. Running out slows the server
-					// down; it never stops it. An error not known to pass
-					// (Wine's AcceptEx has failed once with "Overlapped
-					// I/O incomplete") is given a few tries too.
-					backoff = nextBackoff(backoff)
-					if !known {
-						s.log.Warn("accepting connections failed; trying again", "err", err, "retry_in", backoff,
-							"try", odd, "tries", maxOddAcceptErrors)
-					} else if backoff == acceptBackoffMin || backoff == acceptBackoffMax {
-						s.log.Warn("accepting connections", "err", err, "retry_in", backoff)
+				// Out of descriptors or memory: the sessions held end
+				// and give them back. Running out slows the server
+				// down; it never stops it. An error not known to pass
+				// (Wine's AcceptEx has failed once with "Overlapped
+				// I/O incomplete") is given a few tries too.
+				wait, logIt, ok := retries.after(err)
+				if ok {
+					if logIt {
+						s.log.Warn("accepting connections failed; trying again", "err", err, "retry_in", wait,
+							"odd_errors", retries.odd, "odd_errors_tried", maxOddAcceptErrors)
 					}
 					select {
-					case <-time.After(backoff):
+					case <-time.After(wait):
 					case <-ctx.Done():
 					}
 					continue
 				}
-				acceptErr = fmt.Errorf("accepting connections (%d tries): %w", odd, err)
+				acceptErr = fmt.Errorf("accepting connections (%d tries): %w", retries.odd, err)
 			} else if ctx.Err() == nil {
 				acceptErr = fmt.Errorf("accepting connections: %w", err)
 			}
 			break
 		}
-		backoff, odd = 0, 0
+		retries.accepted()
 		s.track(conn, true)
 		s.wg.Add(1)
 		go func() {
