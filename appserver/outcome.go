@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/erpupdate/smartsync/appserver/internal/clientdb"
 	"github.com/erpupdate/smartsync/appserver/internal/rollout"
 	"github.com/erpupdate/smartsync/syncproto"
 )
@@ -95,11 +96,9 @@ const (
 	maxReportsKept = 16_384
 )
 
-// reportKey names one sync of one client: its id and Report.ID.
-type reportKey struct {
-	client string
-	id     uint64
-}
+// reportKey names one sync of one client: its id and Report.ID, as the
+// records name it too.
+type reportKey = clientdb.ReportKey
 
 // recentReports remembers the latest reports the server took, so that one
 // delivered again is neither logged as new nor counted twice. It is safe
@@ -121,7 +120,7 @@ func (rr *recentReports) seed(keys []reportKey) {
 	all := make([]reportKey, 0, len(keys)+len(cur))
 	seen := make(map[reportKey]struct{}, cap(all))
 	for _, k := range slices.Concat(keys, cur) {
-		if _, dup := seen[k]; !dup && k.id != 0 {
+		if _, dup := seen[k]; !dup && k.ID != 0 {
 			seen[k] = struct{}{}
 			all = append(all, k)
 		}
@@ -143,7 +142,7 @@ func (rr *recentReports) add(client string, id uint64) bool {
 	if id == 0 {
 		return true
 	}
-	k := reportKey{client, id}
+	k := reportKey{Client: client, ID: id}
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	if _, ok := rr.seen[k]; ok {

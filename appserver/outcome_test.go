@@ -603,7 +603,7 @@ func TestOutcomeReportSentAgainAfterRestart(t *testing.T) {
 	}
 
 	ts2 := startServerIn(t, cfg, state, nil, nil)
-	key := reportKey{"r1", id}
+	key := reportKey{Client: "r1", ID: id}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		ts2.srv.reports.mu.Lock()
 		_, ok := ts2.srv.reports.seen[key]
@@ -642,16 +642,16 @@ func TestRecentReportsSeed(t *testing.T) {
 	rr.add("live", 2)
 	var keys []reportKey
 	for i := range maxReportsKept {
-		keys = append(keys, reportKey{"old", uint64(i + 1)})
+		keys = append(keys, reportKey{Client: "old", ID: uint64(i + 1)})
 	}
-	keys = append(keys, reportKey{"live", 2}) // read back too
+	keys = append(keys, reportKey{Client: "live", ID: 2}) // read back too
 	rr.seed(keys)
-	for _, k := range []reportKey{{"live", 1}, {"live", 2}, {"old", maxReportsKept}, {"old", 3}} {
-		if rr.add(k.client, k.id) {
+	for _, k := range []reportKey{{Client: "live", ID: 1}, {Client: "live", ID: 2}, {Client: "old", ID: maxReportsKept}, {Client: "old", ID: 3}} {
+		if rr.add(k.Client, k.ID) {
 			t.Errorf("%v forgotten by the seed", k)
 		}
 	}
-	for _, k := range []reportKey{{"old", 1}, {"old", 2}} {
+	for _, k := range []reportKey{{Client: "old", ID: 1}, {Client: "old", ID: 2}} {
 		if _, ok := rr.seen[k]; ok {
 			t.Errorf("%v kept: the oldest read back go first", k)
 		}
@@ -661,7 +661,7 @@ func TestRecentReportsSeed(t *testing.T) {
 	}
 	// The ring goes on from the seed: the next new id evicts the oldest.
 	rr.add("new", 1)
-	if _, ok := rr.seen[reportKey{"old", 3}]; ok || len(rr.seen) != maxReportsKept {
+	if _, ok := rr.seen[reportKey{Client: "old", ID: 3}]; ok || len(rr.seen) != maxReportsKept {
 		t.Errorf("after one more id: old 3 kept %v, %d ids", ok, len(rr.seen))
 	}
 }

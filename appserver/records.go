@@ -46,11 +46,7 @@ func (s *Server) rememberReports(ctx context.Context, db *clientdb.DB) {
 	for {
 		keys, err := db.RecentReports(ctx, time.Now().Add(-rememberWithin), maxReportsKept)
 		if err == nil {
-			seed := make([]reportKey, len(keys))
-			for i, k := range keys {
-				seed[i] = reportKey{k.Client, k.ID}
-			}
-			s.reports.seed(seed)
+			s.reports.seed(keys)
 			return
 		}
 		if time.Now().After(deadline) {
