@@ -5,10 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -31,33 +28,16 @@ func Forget(ctx context.Context, path string, ids []string, notSeenFor time.Dura
 	if len(ids) == 0 && notSeenFor <= 0 {
 		return nil, errors.New("clientdb: forget: name clients, or an age")
 	}
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, &Error{Path: path, Op: "forget", Kind: KindMissing, Err: err}
-		}
-		return nil, wrap(path, "forget", err)
-	}
 	var extra url.Values
 	if dryRun {
 		extra = url.Values{"mode": {"ro"}}
 	}
-	db, err := sql.Open("sqlite", dsn(path, readerCacheKiB, forgetBusy, extra))
-	if err != nil {
-		return nil, wrap(path, "forget", err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	v, err := userVersion(ctx, db)
+	db, path, err := openExisting(ctx, path, "forget", forgetBusy, extra)
 	if err != nil {
 		return nil, forgetErr(path, "forget", err)
 	}
-	if v != len(migrations) {
-		return nil, &Error{Path: path, Op: "forget", Kind: KindOther,
-			Err: fmt.Errorf("schema v%d, this appserver's is v%d: run the appserver of the server's version", v, len(migrations))}
-	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
 	// A dry run reads only: it neither takes the write lock the server's
 	// writer waits for nor needs the right to write the file.
 	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: dryRun})
@@ -82,20 +62,8 @@ func Forget(ctx context.Context, path string, ids []string, notSeenFor time.Dura
 		}
 		where, args = "last_seen < ?", []any{latest.Int64 - notSeenFor.Milliseconds()}
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT "+clientColumns+" FROM clients WHERE "+where+" ORDER BY host COLLATE NOCASE, id", args...)
+	gone, err := queryClients(ctx, tx, "SELECT "+clientColumns+" FROM clients WHERE "+where+" ORDER BY host COLLATE NOCASE, id", args...)
 	if err != nil {
-		return nil, forgetErr(path, "forget: list", err)
-	}
-	var gone []Client
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			rows.Close()
-			return nil, forgetErr(path, "forget: list", err)
-		}
-		gone = append(gone, c)
-	}
-	if err := rows.Close(); err != nil {
 		return nil, forgetErr(path, "forget: list", err)
 	}
 	if len(ids) > 0 {

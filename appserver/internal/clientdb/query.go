@@ -27,21 +27,36 @@ type Reader struct {
 // fails with an *Error of KindMissing when no file exists yet, and of
 // KindCorrupt when the file is not a client database.
 func OpenReadOnly(ctx context.Context, path string) (*Reader, error) {
+	db, path, err := openExisting(ctx, path, "open", DefaultBusyTimeout, url.Values{"mode": {"ro"}})
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(readerConns)
+	db.SetMaxIdleConns(readerConns)
+	return &Reader{db: db, path: path}, nil
+}
+
+// openExisting opens the client database at path, made absolute (it is
+// returned so), which must exist and be of this package's schema, as a
+// program beside the server does (`appserver clients`): busy is how long
+// a query waits for the server's lock, extra more of the file's URI. An
+// error is an *Error for op, of KindMissing when no file exists yet,
+// KindCorrupt when it is not a client database, and KindNewer when a
+// newer server wrote it.
+func openExisting(ctx context.Context, path, op string, busy time.Duration, extra url.Values) (*sql.DB, string, error) {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, &Error{Path: path, Op: "open", Kind: KindMissing, Err: err}
+			return nil, path, &Error{Path: path, Op: op, Kind: KindMissing, Err: err}
 		}
-		return nil, wrap(path, "open", err)
+		return nil, path, wrap(path, op, err)
 	}
-	db, err := sql.Open("sqlite", dsn(path, readerCacheKiB, DefaultBusyTimeout, url.Values{"mode": {"ro"}}))
+	db, err := sql.Open("sqlite", dsn(path, readerCacheKiB, busy, extra))
 	if err != nil {
-		return nil, wrap(path, "open", err)
+		return nil, path, wrap(path, op, err)
 	}
-	db.SetMaxOpenConns(readerConns)
-	db.SetMaxIdleConns(readerConns)
 	v, err := userVersion(ctx, db)
 	if err == nil {
 		// Reading the schema makes SQLite read the header: a file that is
@@ -49,25 +64,24 @@ func OpenReadOnly(ctx context.Context, path string) (*Reader, error) {
 		var n int
 		err = db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'clients'").Scan(&n)
 		if err == nil && n == 0 {
-			err = fmt.Errorf("no clients table")
 			db.Close()
-			return nil, &Error{Path: path, Op: "open", Kind: KindCorrupt, Err: err}
+			return nil, path, &Error{Path: path, Op: op, Kind: KindCorrupt, Err: fmt.Errorf("no clients table")}
 		}
 	}
 	if err != nil {
 		db.Close()
-		return nil, wrap(path, "open", err)
+		return nil, path, wrap(path, op, err)
 	}
 	switch {
 	case v > len(migrations):
 		db.Close()
-		return nil, &Error{Path: path, Op: "open", Kind: KindNewer, Err: &newerSchemaError{found: v}}
+		return nil, path, &Error{Path: path, Op: op, Kind: KindNewer, Err: &newerSchemaError{found: v}}
 	case v < len(migrations):
 		db.Close()
-		return nil, &Error{Path: path, Op: "open", Kind: KindOther,
+		return nil, path, &Error{Path: path, Op: op, Kind: KindOther,
 			Err: fmt.Errorf("schema v%d is older than v%d: start the server once to migrate it", v, len(migrations))}
 	}
-	return &Reader{db: db, path: path}, nil
+	return db, path, nil
 }
 
 // Close closes the reader's connections.
@@ -187,23 +201,28 @@ func (r *Reader) Clients(ctx context.Context, f Filter) ([]Client, error) {
 }
 
 func (r *Reader) listClients(ctx context.Context, q string, args ...any) ([]Client, error) {
-	rows, err := r.db.QueryContext(ctx, q, args...)
+	out, err := queryClients(ctx, r.db, q, args...)
+	return out, wrap(r.path, "query", err)
+}
+
+// queryClients runs q, a SELECT of clientColumns, on db or a transaction.
+func queryClients(ctx context.Context, db interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, q string, args ...any) ([]Client, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, wrap(r.path, "query", err)
+		return nil, err
 	}
 	defer rows.Close()
 	var out []Client
 	for rows.Next() {
 		c, err := scanClient(rows)
 		if err != nil {
-			return nil, wrap(r.path, "query", err)
+			return nil, err
 		}
 		out = append(out, c)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap(r.path, "query", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // Count is how many clients f selects (ignoring its Sort, Limit and
